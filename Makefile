@@ -1,0 +1,134 @@
+# towerlab — make deps | make | make test | make check | make bench | make demo | make clean
+#
+# BUILD selects the output tree so that the sanitizer build (make check) never
+# mixes objects with the optimised one.
+
+BUILD ?= build
+SAN ?=
+
+CC ?= cc
+OPENBLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/include/x86_64-linux-gnu/openblas-pthread)
+OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
+LUA_LIBS := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+
+WARN := -Wall -Wextra -Wshadow -Wdouble-promotion -Wstrict-prototypes
+OPT := -O2 -march=native -g
+ifneq ($(SAN),)
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+endif
+
+CFLAGS := -std=c11 $(OPT) $(WARN) -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L -MMD -MP \
+          -Iengine $(OPENBLAS_CFLAGS)
+LDLIBS := $(OPENBLAS_LIBS) -lz -lm -lpthread
+
+ENGINE_SRC := $(sort $(wildcard engine/*.c engine/ops/*.c engine/models/*.c engine/losses/*.c))
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
+REPL_SRC := $(sort $(wildcard repl/*.c))
+REPL_OBJ := $(REPL_SRC:%.c=$(BUILD)/obj/%.o)
+REPL_PIC_OBJ := $(REPL_SRC:%.c=$(BUILD)/pic/%.o)
+ENGINE_PIC_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/pic/%.o)
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT := $(BUILD)/obj/tests/support.o
+
+# ---- embedded Lua (owner: REPL) ---------------------------------------------
+# Every repl/lua/*.lua becomes one C string in $(BUILD)/gen/lua_embed.c (table
+# tl_lua_chunks, file-name order), linked into the program and towerlab.so;
+# luaopen_towerlab (repl/l_tl.c) runs them. Escapes \ " and ? (trigraphs).
+LUA_EMBED_SRC := $(sort $(wildcard repl/lua/*.lua))
+LUA_EMBED_C := $(BUILD)/gen/lua_embed.c
+LUA_EMBED_OBJ := $(BUILD)/obj/gen/lua_embed.o
+LUA_EMBED_PIC := $(BUILD)/pic/gen/lua_embed.o
+# ---- end embedded Lua -------------------------------------------------------
+
+ifeq ($(BUILD),build)
+LIB := engine/libtowerlab.a
+BIN := towerlab
+SO := towerlab.so
+else
+LIB := $(BUILD)/libtowerlab.a
+BIN := $(BUILD)/towerlab
+SO := $(BUILD)/towerlab.so
+endif
+
+.PHONY: all deps test check bench demo clean fixtures
+all: $(LIB) $(if $(REPL_SRC),$(BIN) $(SO))
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(if $(filter repl/%,$<),$(LUA_CFLAGS)) -c $< -o $@
+
+$(BUILD)/pic/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fPIC -DTL_LUA_MODULE $(if $(filter repl/%,$<),$(LUA_CFLAGS)) -c $< -o $@
+
+$(LIB): $(ENGINE_OBJ)
+	@mkdir -p $(@D)
+	rm -f $@
+	ar rcs $@ $^
+
+# ---- embedded Lua rules (owner: REPL) ---------------------------------------
+$(LUA_EMBED_C): $(LUA_EMBED_SRC) Makefile
+	@mkdir -p $(@D)
+	@{ echo '/* generated from repl/lua/NAME.lua by the Makefile; do not edit */'; \
+	  echo '#include <stddef.h>'; \
+	  echo 'struct tl_lua_chunk { const char *name; const char *src; size_t len; };'; \
+	  i=0; for f in $(LUA_EMBED_SRC); do \
+	    echo "static const char src_$$i[] ="; \
+	    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/"/' -e 's/$$/\\n"/' "$$f"; \
+	    echo ';'; i=$$((i+1)); done; \
+	  echo 'const struct tl_lua_chunk tl_lua_chunks[] = {'; \
+	  i=0; for f in $(LUA_EMBED_SRC); do \
+	    echo "    {\"$$(basename $$f)\", src_$$i, sizeof src_$$i - 1},"; i=$$((i+1)); done; \
+	  echo '    {NULL, NULL, 0}};'; \
+	  echo "const int tl_lua_nchunks = $$i;"; } > $@.tmp && mv $@.tmp $@
+
+$(LUA_EMBED_OBJ): $(LUA_EMBED_C)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LUA_EMBED_PIC): $(LUA_EMBED_C)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+# ---- end embedded Lua rules -------------------------------------------------
+
+$(BIN): $(REPL_OBJ) $(LIB) $(LUA_EMBED_OBJ)
+	$(CC) $(LDSAN) -o $@ $(REPL_OBJ) $(LUA_EMBED_OBJ) $(LIB) $(LUA_LIBS) -lreadline $(LDLIBS)
+
+# The engine as a plain Lua module: lua5.4 -e 'require "towerlab"' with
+# LUA_CPATH="$(pwd)/?.so;;". main.c is left out (it owns the program).
+$(SO): $(filter-out $(BUILD)/pic/repl/main.o,$(REPL_PIC_OBJ)) $(ENGINE_PIC_OBJ) $(LUA_EMBED_PIC)
+	$(CC) $(LDSAN) -shared -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(LIB) $(TEST_SUPPORT)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests $(LDSAN) -o $@ $< $(TEST_SUPPORT) $(LIB) -lcmocka $(LDLIBS)
+
+test: all $(TEST_BIN)
+	@BUILD=$(BUILD) BIN=$(BIN) bash tests/run_tests.sh $(TEST_BIN)
+
+# Same tests under AddressSanitizer + UndefinedBehaviorSanitizer.
+check:
+	@$(MAKE) --no-print-directory BUILD=build-check SAN=1 test
+
+bench: all
+	@bash scripts/bench.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash scripts/demo.sh
+
+# Regenerate the PyTorch reference fixtures (needs python3-torch; not run by make test).
+fixtures:
+	python3 tests/fixtures/make_fixtures.py
+
+clean:
+	rm -rf build build-check engine/libtowerlab.a towerlab towerlab.so
+
+-include $(ENGINE_OBJ:.o=.d) $(REPL_OBJ:.o=.d) $(ENGINE_PIC_OBJ:.o=.d) $(REPL_PIC_OBJ:.o=.d) \
+         $(TEST_BIN:=.d) $(TEST_SUPPORT:.o=.d)

@@ -1,0 +1,229 @@
+/* core.c — errors, allocation with counting and fault injection, RNG,
+ * cancellation flag, thread count. */
+#include "core.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TL_ERRMSG_MAX 1024
+
+static _Thread_local char errmsg[TL_ERRMSG_MAX];
+
+tl_status tl_fail(tl_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errmsg, sizeof errmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+tl_status tl_fail_context(tl_status code, const char *fmt, ...)
+{
+    char prefix[256], old[TL_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, errmsg, sizeof old);
+    size_t n = (size_t)snprintf(errmsg, sizeof errmsg, "%s: ", prefix);
+    if (n < sizeof errmsg) snprintf(errmsg + n, sizeof errmsg - n, "%.*s", (int)(sizeof errmsg - n - 1), old);
+    return code;
+}
+
+const char *tl_errmsg(void) { return errmsg; }
+void tl_clear_error(void) { errmsg[0] = '\0'; }
+
+const char *tl_status_name(tl_status s)
+{
+    switch (s) {
+    case TL_OK: return "ok";
+    case TL_ERR_ARG: return "argument error";
+    case TL_ERR_SHAPE: return "shape error";
+    case TL_ERR_NOMEM: return "out of memory";
+    case TL_ERR_IO: return "i/o error";
+    case TL_ERR_PARSE: return "parse error";
+    case TL_ERR_NUMERIC: return "numeric error";
+    case TL_ERR_CANCELLED: return "cancelled";
+    case TL_ERR_STATE: return "state error";
+    case TL_ERR_FORMAT: return "format error";
+    }
+    return "unknown error";
+}
+
+/* ---- allocation ---------------------------------------------------------- */
+
+static uint64_t alloc_count;
+static uint64_t fault_at;      /* alloc_attempts value that fails; 0 = off */
+static uint64_t alloc_attempts;
+static int fault_happened;
+
+static int should_fail(void)
+{
+    alloc_attempts++;
+    if (fault_at && alloc_attempts == fault_at) {
+        fault_happened = 1;
+        return 1;
+    }
+    return 0;
+}
+
+void tl_fault_inject_nth(uint64_t k)
+{
+    fault_happened = 0;
+    fault_at = k ? alloc_attempts + k : 0;
+}
+
+int tl_fault_injected(void) { return fault_happened; }
+uint64_t tl_alloc_count(void) { return alloc_count; }
+
+void *tl_malloc(size_t bytes, const char *what)
+{
+    void *p = should_fail() ? NULL : malloc(bytes ? bytes : 1);
+    if (!p) {
+        tl_fail(TL_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes,
+                what ? what : "?");
+        return NULL;
+    }
+    alloc_count++;
+    return p;
+}
+
+void *tl_calloc(size_t count, size_t size, const char *what)
+{
+    if (size && count > SIZE_MAX / size) {
+        tl_fail(TL_ERR_NOMEM, "allocation size overflow for %s (%zu x %zu)",
+                what ? what : "?", count, size);
+        return NULL;
+    }
+    void *p = should_fail() ? NULL : calloc(count ? count : 1, size ? size : 1);
+    if (!p) {
+        tl_fail(TL_ERR_NOMEM, "out of memory allocating %zu x %zu bytes for %s",
+                count, size, what ? what : "?");
+        return NULL;
+    }
+    alloc_count++;
+    return p;
+}
+
+void *tl_realloc(void *old, size_t bytes, const char *what)
+{
+    void *p = should_fail() ? NULL : realloc(old, bytes ? bytes : 1);
+    if (!p) {
+        tl_fail(TL_ERR_NOMEM, "out of memory growing %s to %zu bytes",
+                what ? what : "?", bytes);
+        return NULL;
+    }
+    alloc_count++;
+    return p;
+}
+
+void tl_free(void *p) { free(p); }
+
+void *tl_malloc_aligned(size_t bytes, const char *what)
+{
+    void *p = NULL;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    if (should_fail() || posix_memalign(&p, 64, rounded ? rounded : 64) != 0) {
+        tl_fail(TL_ERR_NOMEM, "out of memory allocating %zu bytes for %s", bytes,
+                what ? what : "?");
+        return NULL;
+    }
+    alloc_count++;
+    return p;
+}
+
+void tl_free_aligned(void *p) { free(p); }
+
+char *tl_strdup(const char *s, const char *what)
+{
+    size_t n = strlen(s) + 1;
+    char *d = tl_malloc(n, what);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+/* ---- RNG: xoshiro256** seeded through splitmix64 ------------------------- */
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void tl_rng_seed(tl_rng *r, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t tl_rng_next(tl_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+float tl_rng_uniform(tl_rng *r) { return (float)(tl_rng_next(r) >> 40) * 0x1.0p-24f; }
+
+double tl_rng_uniform_double(tl_rng *r) { return (double)(tl_rng_next(r) >> 11) * 0x1.0p-53; }
+
+float tl_rng_normal(tl_rng *r)
+{
+    double u1 = tl_rng_uniform_double(r), u2 = tl_rng_uniform_double(r);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+uint64_t tl_rng_below(tl_rng *r, uint64_t n)
+{
+    uint64_t limit = UINT64_MAX - UINT64_MAX % n;
+    uint64_t x;
+    do x = tl_rng_next(r); while (x >= limit);
+    return x % n;
+}
+
+void tl_rng_shuffle_u32(tl_rng *r, uint32_t *idx, size_t n)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)tl_rng_below(r, i);
+        uint32_t t = idx[i - 1];
+        idx[i - 1] = idx[j];
+        idx[j] = t;
+    }
+}
+
+/* ---- cancellation -------------------------------------------------------- */
+
+static volatile sig_atomic_t cancel_flag;
+
+void tl_cancel_request(void) { cancel_flag = 1; }
+int tl_cancelled(void) { return cancel_flag != 0; }
+void tl_cancel_clear(void) { cancel_flag = 0; }
+
+/* ---- threads ------------------------------------------------------------- */
+
+extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
+
+void tl_set_threads(int n)
+{
+    if (n > 0) openblas_set_num_threads(n);
+}
+
+int tl_get_threads(void) { return openblas_get_num_threads(); }

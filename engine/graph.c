@@ -1,0 +1,588 @@
+/* graph.c — node storage, leaves, gradient marking, the memory plan and the
+ * forward/backward runs. The ops themselves live in ops/. */
+#include "graph.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ops/ops.h"
+
+typedef struct {
+    const char *name;
+    tl_forward_fn forward;
+    tl_backward_fn backward; /* NULL: no gradient flows through */
+} tl_op_entry;
+
+static const tl_op_entry op_table[TL_OP_COUNT] = {
+    [TL_OP_INPUT] = {"input", NULL, NULL},
+    [TL_OP_INPUT_IDS] = {"input_ids", NULL, NULL},
+    [TL_OP_PARAM] = {"param", NULL, NULL},
+    [TL_OP_SCALAR] = {"scalar", NULL, NULL},
+    [TL_OP_MATMUL] = {"matmul", tl_op_matmul_forward, tl_op_matmul_backward},
+    [TL_OP_LINEAR] = {"linear", tl_op_linear_forward, tl_op_linear_backward},
+    [TL_OP_GROUPED_LINEAR] = {"grouped_linear", tl_op_grouped_linear_forward,
+                              tl_op_grouped_linear_backward},
+    [TL_OP_ADD] = {"add", tl_op_binary_forward, tl_op_binary_backward},
+    [TL_OP_SUB] = {"sub", tl_op_binary_forward, tl_op_binary_backward},
+    [TL_OP_MUL] = {"mul", tl_op_binary_forward, tl_op_binary_backward},
+    [TL_OP_SCALE] = {"scale", tl_op_unary_forward, tl_op_unary_backward},
+    [TL_OP_RELU] = {"relu", tl_op_unary_forward, tl_op_unary_backward},
+    [TL_OP_SIGMOID] = {"sigmoid", tl_op_unary_forward, tl_op_unary_backward},
+    [TL_OP_TANH] = {"tanh", tl_op_unary_forward, tl_op_unary_backward},
+    [TL_OP_EXP] = {"exp", tl_op_unary_forward, tl_op_unary_backward},
+    [TL_OP_SOFTPLUS] = {"softplus", tl_op_unary_forward, tl_op_unary_backward},
+    [TL_OP_SOFTMAX] = {"softmax", tl_op_softmax_forward, tl_op_softmax_backward},
+    [TL_OP_LOG_SOFTMAX] = {"log_softmax", tl_op_softmax_forward, tl_op_softmax_backward},
+    [TL_OP_CONCAT] = {"concat", tl_op_concat_forward, tl_op_concat_backward},
+    [TL_OP_SLICE] = {"slice", tl_op_slice_forward, tl_op_slice_backward},
+    [TL_OP_EMBEDDING] = {"embedding", tl_op_embedding_forward, tl_op_embedding_backward},
+    [TL_OP_SUM] = {"sum", tl_op_reduce_forward, tl_op_reduce_backward},
+    [TL_OP_MEAN] = {"mean", tl_op_reduce_forward, tl_op_reduce_backward},
+    [TL_OP_ROW_SUM] = {"row_sum", tl_op_reduce_forward, tl_op_reduce_backward},
+    [TL_OP_GATE_MIX] = {"gate_mix", tl_op_gate_mix_forward, tl_op_gate_mix_backward},
+    [TL_OP_DROPOUT] = {"dropout", tl_op_dropout_forward, tl_op_dropout_backward},
+    [TL_OP_STOP_GRAD] = {"stop_grad", tl_op_stop_grad_forward, NULL},
+    [TL_OP_ATTENTION] = {"attention", tl_op_attention_forward, tl_op_attention_backward},
+    [TL_OP_BCE_LOGITS] = {"bce_logits", tl_op_loss_forward, tl_op_loss_backward},
+    [TL_OP_BCE_PROB] = {"bce_prob", tl_op_loss_forward, tl_op_loss_backward},
+    [TL_OP_MSE] = {"mse", tl_op_loss_forward, tl_op_loss_backward},
+    [TL_OP_BERNOULLI_KL] = {"bernoulli_kl", tl_op_loss_forward, tl_op_loss_backward},
+};
+
+/* ---- building ------------------------------------------------------------ */
+
+tl_graph *tl_graph_new(int max_batch, uint64_t seed)
+{
+    if (max_batch < 1) {
+        tl_fail(TL_ERR_ARG, "graph max_batch must be >= 1, got %d", max_batch);
+        return NULL;
+    }
+    tl_graph *g = tl_calloc(1, sizeof *g, "graph");
+    if (!g) return NULL;
+    g->max_batch = max_batch;
+    g->batch = max_batch;
+    g->loss = TL_NONE;
+    tl_rng_seed(&g->init_rng, seed);
+    tl_rng_seed(&g->drop_rng, seed ^ 0x5deece66dULL);
+    return g;
+}
+
+void tl_graph_free(tl_graph *g)
+{
+    if (!g) return;
+    for (int i = 0; i < g->n_nodes; i++) {
+        tl_free(g->nodes[i].in);
+        tl_free(g->nodes[i].vocab);
+        tl_free(g->nodes[i].offsets);
+    }
+    if (g->sparse)
+        for (int i = 0; i < g->n_params; i++) {
+            tl_free(g->sparse[i].rows);
+            tl_free(g->sparse[i].mark);
+        }
+    tl_free(g->sparse);
+    tl_free(g->params);
+    tl_free(g->nodes);
+    tl_free_aligned(g->param_block);
+    tl_free_aligned(g->grad_block);
+    tl_free_aligned(g->arena);
+    tl_free(g);
+}
+
+tl_status tl_graph_status(const tl_graph *g) { return g->status; }
+const char *tl_graph_errmsg(const tl_graph *g) { return g->errmsg; }
+int tl_graph_max_batch(const tl_graph *g) { return g->max_batch; }
+
+tl_node tl__build_fail(tl_graph *g, tl_status s, const char *fmt, ...)
+{
+    if (g->status == TL_OK) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g->errmsg, sizeof g->errmsg, fmt, ap);
+        va_end(ap);
+        g->status = s;
+    }
+    tl_fail(g->status, "%s", g->errmsg);
+    return TL_NONE;
+}
+
+int tl__valid(tl_graph *g, int n, const tl_node *ids)
+{
+    if (g->status != TL_OK) return 0;
+    if (g->planned) {
+        tl__build_fail(g, TL_ERR_STATE, "graph already planned: no more nodes can be added");
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        if (ids[i] == TL_NONE) return 0;
+        if (ids[i] < 0 || ids[i] >= g->n_nodes) {
+            tl__build_fail(g, TL_ERR_ARG, "node id %d does not exist (graph has %d nodes)",
+                           (int)ids[i], g->n_nodes);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+const char *tl__shape(const tl_graph *g, tl_node a, char *buf, size_t n)
+{
+    const tl_nodedef *d = &g->nodes[a];
+    if (d->batched)
+        snprintf(buf, n, "[B x %d]", d->cols);
+    else
+        snprintf(buf, n, "[%d x %d]", d->rows, d->cols);
+    return buf;
+}
+
+tl_node tl__node_new(tl_graph *g, tl_op op, int batched, int rows, int cols, int nin,
+                     const tl_node *in)
+{
+    if (cols < 1 || (!batched && rows < 1))
+        return tl__build_fail(g, TL_ERR_SHAPE, "%s: shape [%d x %d] must be positive",
+                              op_table[op].name, batched ? g->max_batch : rows, cols);
+    if (g->n_nodes == g->cap_nodes) {
+        int cap = g->cap_nodes ? 2 * g->cap_nodes : 64;
+        tl_nodedef *nodes = tl_realloc(g->nodes, (size_t)cap * sizeof *nodes, "graph nodes");
+        if (!nodes) return tl__build_fail(g, TL_ERR_NOMEM, "%s", tl_errmsg());
+        g->nodes = nodes;
+        g->cap_nodes = cap;
+    }
+    tl_nodedef *d = &g->nodes[g->n_nodes];
+    memset(d, 0, sizeof *d);
+    if (nin > 0) {
+        d->in = tl_malloc((size_t)nin * sizeof *d->in, "node inputs");
+        if (!d->in) return tl__build_fail(g, TL_ERR_NOMEM, "%s", tl_errmsg());
+        memcpy(d->in, in, (size_t)nin * sizeof *in);
+    }
+    d->op = op;
+    d->batched = batched;
+    d->rows = batched ? 0 : rows;
+    d->cols = cols;
+    d->nin = nin;
+    d->param_index = -1;
+    d->val_off = d->grad_off = d->scratch_off = TL_NO_SLOT;
+    snprintf(d->name, sizeof d->name, "%s#%d", op_table[op].name, g->n_nodes);
+    return (tl_node)g->n_nodes++;
+}
+
+tl_node tl_node_name(tl_graph *g, tl_node a, const char *name)
+{
+    if (!tl__valid(g, 1, &a)) return TL_NONE;
+    snprintf(g->nodes[a].name, TL_NAME_MAX, "%s", name);
+    return a;
+}
+
+tl_node tl_input(tl_graph *g, int cols, const char *name)
+{
+    if (!tl__valid(g, 0, NULL)) return TL_NONE;
+    tl_node a = tl__node_new(g, TL_OP_INPUT, 1, 0, cols, 0, NULL);
+    return (a != TL_NONE && name) ? tl_node_name(g, a, name) : a;
+}
+
+tl_node tl_input_ids(tl_graph *g, int cols, const char *name)
+{
+    if (!tl__valid(g, 0, NULL)) return TL_NONE;
+    tl_node a = tl__node_new(g, TL_OP_INPUT_IDS, 1, 0, cols, 0, NULL);
+    return (a != TL_NONE && name) ? tl_node_name(g, a, name) : a;
+}
+
+static tl_node add_param(tl_graph *g, int rows, int cols, tl_init init, float scale,
+                         const char *name, int sparse)
+{
+    if (!tl__valid(g, 0, NULL)) return TL_NONE;
+    tl_node a = tl__node_new(g, TL_OP_PARAM, 0, rows, cols, 0, NULL);
+    if (a == TL_NONE) return TL_NONE;
+    if (g->n_params == g->cap_params) {
+        int cap = g->cap_params ? 2 * g->cap_params : 32;
+        tl_param_info *p = tl_realloc(g->params, (size_t)cap * sizeof *p, "parameter list");
+        if (!p) return tl__build_fail(g, TL_ERR_NOMEM, "%s", tl_errmsg());
+        g->params = p;
+        g->cap_params = cap;
+    }
+    tl_nodedef *d = &g->nodes[a];
+    d->init = init;
+    d->f = scale;
+    d->param_index = g->n_params;
+    d->needs_grad = 1;
+    if (name) tl_node_name(g, a, name);
+    tl_param_info *p = &g->params[g->n_params++];
+    p->node = a;
+    p->name = NULL; /* resolved at plan time: node names may still change */
+    p->rows = rows;
+    p->cols = cols;
+    p->offset = 0;
+    p->sparse = sparse;
+    return a;
+}
+
+tl_node tl_param(tl_graph *g, int rows, int cols, tl_init init, float scale, const char *name)
+{
+    return add_param(g, rows, cols, init, scale, name, 0);
+}
+
+/* Embedding tables are parameters with row-sparse gradients; tl_embedding
+ * flips the flag on the table it is given. */
+static void mark_sparse(tl_graph *g, tl_node table)
+{
+    int pi = g->nodes[table].param_index;
+    if (pi >= 0) g->params[pi].sparse = 1;
+}
+
+tl_node tl_scalar(tl_graph *g, float value, const char *name)
+{
+    if (!tl__valid(g, 0, NULL)) return TL_NONE;
+    tl_node a = tl__node_new(g, TL_OP_SCALAR, 0, 1, 1, 0, NULL);
+    if (a == TL_NONE) return TL_NONE;
+    g->nodes[a].f = value;
+    return name ? tl_node_name(g, a, name) : a;
+}
+
+/* ---- builders of ops that need graph-level bookkeeping ------------------ */
+
+tl_node tl_embedding(tl_graph *g, tl_node table, tl_node ids, int nfields, const int32_t *vocab)
+{
+    tl_node in[2] = {table, ids};
+    char s1[32], s2[32];
+    if (!tl__valid(g, 2, in)) return TL_NONE;
+    tl_nodedef *t = &g->nodes[table], *x = &g->nodes[ids];
+    if (t->op != TL_OP_PARAM)
+        return tl__build_fail(g, TL_ERR_ARG, "embedding: table '%s' must be a parameter", t->name);
+    if (x->op != TL_OP_INPUT_IDS || x->cols != nfields)
+        return tl__build_fail(g, TL_ERR_SHAPE,
+                              "embedding: ids '%s' must be an id input with %d columns, got %s %s",
+                              x->name, nfields, op_table[x->op].name, tl__shape(g, ids, s1, sizeof s1));
+    int64_t total = 0;
+    for (int f = 0; f < nfields; f++) {
+        if (vocab[f] < 1)
+            return tl__build_fail(g, TL_ERR_ARG, "embedding: field %d has vocabulary size %d",
+                                  f, (int)vocab[f]);
+        total += vocab[f];
+    }
+    if (total != t->rows)
+        return tl__build_fail(g, TL_ERR_SHAPE,
+                              "embedding: table %s has %d rows but the %d fields' vocabularies "
+                              "sum to %lld", tl__shape(g, table, s2, sizeof s2), t->rows, nfields,
+                              (long long)total);
+    tl_node a = tl__node_new(g, TL_OP_EMBEDDING, 1, 0, nfields * t->cols, 2, in);
+    if (a == TL_NONE) return TL_NONE;
+    tl_nodedef *d = &g->nodes[a];
+    d->k = nfields;
+    d->vocab = tl_malloc((size_t)nfields * sizeof *d->vocab, "embedding vocab");
+    d->offsets = tl_malloc((size_t)nfields * sizeof *d->offsets, "embedding offsets");
+    if (!d->vocab || !d->offsets) return tl__build_fail(g, TL_ERR_NOMEM, "%s", tl_errmsg());
+    int64_t off = 0;
+    for (int f = 0; f < nfields; f++) {
+        d->vocab[f] = vocab[f];
+        d->offsets[f] = off;
+        off += vocab[f];
+    }
+    mark_sparse(g, table);
+    return a;
+}
+
+/* ---- backward and plan --------------------------------------------------- */
+
+tl_status tl_graph_backward(tl_graph *g, tl_node loss)
+{
+    if (g->status != TL_OK) return tl_fail(g->status, "%s", g->errmsg);
+    if (g->planned) return tl_fail(TL_ERR_STATE, "tl_graph_backward: graph already planned");
+    if (loss < 0 || loss >= g->n_nodes)
+        return tl_fail(TL_ERR_ARG, "tl_graph_backward: node %d does not exist", (int)loss);
+    tl_nodedef *l = &g->nodes[loss];
+    if (l->batched || l->rows != 1 || l->cols != 1) {
+        char s[32];
+        return tl_fail(TL_ERR_SHAPE, "tl_graph_backward: loss '%s' must be 1 x 1, got %s",
+                       l->name, tl__shape(g, loss, s, sizeof s));
+    }
+    /* Forward pass over ids: which nodes depend on a parameter. */
+    for (int i = 0; i < g->n_nodes; i++) {
+        tl_nodedef *d = &g->nodes[i];
+        if (d->op == TL_OP_PARAM) continue;
+        d->needs_grad = 0;
+        if (op_table[d->op].backward == NULL) continue;
+        for (int j = 0; j < d->nin; j++)
+            if (g->nodes[d->in[j]].needs_grad) d->needs_grad = 1;
+    }
+    /* Reverse pass: which nodes the loss depends on. */
+    for (int i = 0; i < g->n_nodes; i++) g->nodes[i].on_path = 0;
+    l->on_path = 1;
+    for (int i = loss; i >= 0; i--) {
+        tl_nodedef *d = &g->nodes[i];
+        if (!d->on_path) continue;
+        for (int j = 0; j < d->nin; j++) g->nodes[d->in[j]].on_path = 1;
+    }
+    g->loss = loss;
+    return TL_OK;
+}
+
+/* Floats of op scratch each node needs: per row, and fixed. */
+static void scratch_size(const tl_graph *g, tl_nodedef *d)
+{
+    d->scratch_per_row = d->scratch_fixed = 0;
+    switch (d->op) {
+    case TL_OP_LINEAR:
+    case TL_OP_GROUPED_LINEAR:
+        if (d->act != TL_ACT_NONE) d->scratch_per_row = (size_t)d->cols;
+        break;
+    case TL_OP_DROPOUT:
+        d->scratch_per_row = (size_t)d->cols;
+        break;
+    case TL_OP_ATTENTION:
+        d->scratch_per_row = (size_t)d->k * (size_t)d->k * 2;
+        break;
+    case TL_OP_BCE_LOGITS:
+    case TL_OP_BCE_PROB:
+    case TL_OP_MSE:
+    case TL_OP_BERNOULLI_KL:
+        d->scratch_fixed = 1; /* the normaliser sum(w) */
+        break;
+    default:
+        break;
+    }
+    (void)g;
+}
+
+tl_status tl_graph_plan(tl_graph *g)
+{
+    if (g->status != TL_OK) return tl_fail(g->status, "%s", g->errmsg);
+    if (g->planned) return TL_OK;
+    size_t mb = (size_t)g->max_batch;
+
+    /* Parameters: one block, gradients: a second block of the same layout. */
+    size_t pf = 0;
+    for (int i = 0; i < g->n_params; i++) {
+        tl_param_info *p = &g->params[i];
+        p->offset = pf;
+        p->name = g->nodes[p->node].name;
+        pf += ((size_t)p->rows * (size_t)p->cols + 15) & ~(size_t)15;
+    }
+    g->param_floats = pf;
+    g->param_block = tl_malloc_aligned((pf ? pf : 1) * sizeof(float), "parameters");
+    g->grad_block = tl_malloc_aligned((pf ? pf : 1) * sizeof(float), "parameter gradients");
+    g->sparse = tl_calloc((size_t)(g->n_params ? g->n_params : 1), sizeof *g->sparse,
+                          "sparse row lists");
+    if (!g->param_block || !g->grad_block || !g->sparse) return TL_ERR_NOMEM;
+    /* Zero both, padding included, so the blocks are deterministic bytes. */
+    memset(g->param_block, 0, (pf ? pf : 1) * sizeof(float));
+    memset(g->grad_block, 0, (pf ? pf : 1) * sizeof(float));
+    for (int i = 0; i < g->n_params; i++) {
+        tl_param_info *p = &g->params[i];
+        if (!p->sparse) continue;
+        g->sparse[i].rows = tl_malloc((size_t)p->rows * sizeof(int32_t), "touched rows");
+        g->sparse[i].mark = tl_calloc((size_t)p->rows, 1, "touched marks");
+        if (!g->sparse[i].rows || !g->sparse[i].mark) return TL_ERR_NOMEM;
+    }
+
+    /* Arena: every non-parameter value, gradient and scratch buffer. */
+    size_t af = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        tl_nodedef *d = &g->nodes[i];
+        size_t rows = d->batched ? mb : (size_t)d->rows;
+        size_t size = (rows * (size_t)d->cols + 15) & ~(size_t)15;
+        scratch_size(g, d);
+        if (d->op != TL_OP_PARAM) {
+            d->val_off = af;
+            af += size;
+            if (d->needs_grad && d->on_path) {
+                d->grad_off = af;
+                af += size;
+            }
+        }
+        size_t scr = d->scratch_per_row * rows + d->scratch_fixed;
+        if (scr) {
+            d->scratch_off = af;
+            af += (scr + 15) & ~(size_t)15;
+        }
+    }
+    g->arena_floats = af;
+    g->arena = tl_malloc_aligned((af ? af : 1) * sizeof(float), "activation arena");
+    if (!g->arena) return TL_ERR_NOMEM;
+    memset(g->arena, 0, (af ? af : 1) * sizeof(float));
+
+    for (int i = 0; i < g->n_nodes; i++) {
+        tl_nodedef *d = &g->nodes[i];
+        if (d->op == TL_OP_PARAM) {
+            tl_param_info *p = &g->params[d->param_index];
+            d->val = g->param_block + p->offset;
+            d->grad = g->grad_block + p->offset;
+            tl_status s = tl_init_fill(d->val, p->rows, p->cols, d->init, d->f, &g->init_rng);
+            if (s != TL_OK) return tl_fail_context(s, "initialising parameter '%s'", d->name);
+        } else {
+            d->val = g->arena + d->val_off;
+            d->grad = d->grad_off != TL_NO_SLOT ? g->arena + d->grad_off : NULL;
+        }
+        d->scratch = d->scratch_off != TL_NO_SLOT ? g->arena + d->scratch_off : NULL;
+        if (d->op == TL_OP_SCALAR) d->val[0] = d->f;
+    }
+    g->planned = 1;
+    return TL_OK;
+}
+
+/* ---- running ------------------------------------------------------------- */
+
+tl_status tl_graph_set_batch(tl_graph *g, int n)
+{
+    if (n < 1 || n > g->max_batch)
+        return tl_fail(TL_ERR_ARG, "batch of %d rows outside 1..%d (the graph's max_batch)", n,
+                       g->max_batch);
+    g->batch = n;
+    return TL_OK;
+}
+
+int tl_graph_batch(const tl_graph *g) { return g->batch; }
+
+float *tl_graph_input(tl_graph *g, tl_node a)
+{
+    if (!g->planned || a < 0 || a >= g->n_nodes || g->nodes[a].op != TL_OP_INPUT) return NULL;
+    return g->nodes[a].val;
+}
+
+int32_t *tl_graph_ids(tl_graph *g, tl_node a)
+{
+    if (!g->planned || a < 0 || a >= g->n_nodes || g->nodes[a].op != TL_OP_INPUT_IDS)
+        return NULL;
+    return (int32_t *)(void *)g->nodes[a].val;
+}
+
+tl_status tl_graph_forward(tl_graph *g, int training)
+{
+    if (!g->planned) return tl_fail(TL_ERR_STATE, "graph run before tl_graph_plan");
+    g->training = training;
+    for (int i = 0; i < g->n_nodes; i++) {
+        tl_nodedef *d = &g->nodes[i];
+        tl_forward_fn f = op_table[d->op].forward;
+        if (!f) continue;
+        tl_status s = f(g, d);
+        if (s != TL_OK) return s;
+    }
+    return TL_OK;
+}
+
+tl_status tl_graph_backward_run(tl_graph *g)
+{
+    if (!g->planned) return tl_fail(TL_ERR_STATE, "graph run before tl_graph_plan");
+    if (g->loss == TL_NONE)
+        return tl_fail(TL_ERR_STATE, "backward run on a graph without tl_graph_backward");
+    for (int i = 0; i <= g->loss; i++) {
+        tl_nodedef *d = &g->nodes[i];
+        if (d->grad && d->op != TL_OP_PARAM)
+            memset(d->grad, 0, (size_t)tl__rows(g, d) * (size_t)d->cols * sizeof(float));
+    }
+    tl_nodedef *l = &g->nodes[g->loss];
+    if (!l->grad) return TL_OK; /* loss does not depend on any parameter */
+    l->grad[0] = 1.0f;
+    for (int i = g->loss; i >= 0; i--) {
+        tl_nodedef *d = &g->nodes[i];
+        if (!d->grad || !d->on_path || d->op == TL_OP_PARAM) continue;
+        tl_backward_fn b = op_table[d->op].backward;
+        if (b) b(g, d);
+    }
+    return TL_OK;
+}
+
+const float *tl_graph_value(const tl_graph *g, tl_node a)
+{
+    if (!g->planned || a < 0 || a >= g->n_nodes) return NULL;
+    return g->nodes[a].val;
+}
+
+float *tl_graph_grad(tl_graph *g, tl_node a)
+{
+    if (!g->planned || a < 0 || a >= g->n_nodes) return NULL;
+    return g->nodes[a].grad;
+}
+
+void tl_graph_set_scalar(tl_graph *g, tl_node s, float v)
+{
+    if (s < 0 || s >= g->n_nodes || g->nodes[s].op != TL_OP_SCALAR) return;
+    g->nodes[s].f = v;
+    if (g->planned) g->nodes[s].val[0] = v;
+}
+
+float tl_graph_get_scalar(const tl_graph *g, tl_node s)
+{
+    if (s < 0 || s >= g->n_nodes || g->nodes[s].op != TL_OP_SCALAR) return NAN;
+    return g->nodes[s].f;
+}
+
+void tl__touch_row(tl_graph *g, int pi, int32_t row)
+{
+    struct tl_sparse_rows *sp = &g->sparse[pi];
+    if (!sp->mark[row]) {
+        sp->mark[row] = 1;
+        sp->rows[sp->n++] = row;
+    }
+}
+
+void tl_graph_zero_grad(tl_graph *g)
+{
+    if (!g->planned) return;
+    for (int i = 0; i < g->n_params; i++) {
+        tl_param_info *p = &g->params[i];
+        float *gr = g->grad_block + p->offset;
+        struct tl_sparse_rows *sp = &g->sparse[i];
+        if (!p->sparse) {
+            memset(gr, 0, (size_t)p->rows * (size_t)p->cols * sizeof(float));
+            continue;
+        }
+        for (int r = 0; r < sp->n; r++) {
+            memset(gr + (size_t)sp->rows[r] * (size_t)p->cols, 0, (size_t)p->cols * sizeof(float));
+            sp->mark[sp->rows[r]] = 0;
+        }
+        sp->n = 0;
+    }
+}
+
+/* ---- inspecting ---------------------------------------------------------- */
+
+int tl_graph_node_count(const tl_graph *g) { return g->n_nodes; }
+int tl_node_rows(const tl_graph *g, tl_node a) { return tl__rows(g, &g->nodes[a]); }
+int tl_node_cols(const tl_graph *g, tl_node a) { return g->nodes[a].cols; }
+int tl_node_batched(const tl_graph *g, tl_node a) { return g->nodes[a].batched; }
+const char *tl_node_get_name(const tl_graph *g, tl_node a) { return g->nodes[a].name; }
+const char *tl_node_op_name(const tl_graph *g, tl_node a) { return op_table[g->nodes[a].op].name; }
+
+tl_node tl_graph_find(const tl_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        if (strcmp(g->nodes[i].name, name) == 0) return (tl_node)i;
+    return TL_NONE;
+}
+
+int tl_graph_param_count(const tl_graph *g) { return g->n_params; }
+
+const tl_param_info *tl_graph_param(const tl_graph *g, int i)
+{
+    return (i >= 0 && i < g->n_params) ? &g->params[i] : NULL;
+}
+
+int tl_graph_param_index(const tl_graph *g, tl_node a)
+{
+    return (a >= 0 && a < g->n_nodes) ? g->nodes[a].param_index : -1;
+}
+
+float *tl_graph_params(tl_graph *g, size_t *count)
+{
+    if (count) *count = g->param_floats;
+    return g->param_block;
+}
+
+float *tl_graph_grads(tl_graph *g, size_t *count)
+{
+    if (count) *count = g->param_floats;
+    return g->grad_block;
+}
+
+const int32_t *tl_graph_touched_rows(const tl_graph *g, int i, int *n)
+{
+    if (i < 0 || i >= g->n_params || !g->params[i].sparse || !g->sparse) {
+        *n = -1;
+        return NULL;
+    }
+    *n = g->sparse[i].n;
+    return g->sparse[i].rows;
+}
+
+tl_rng *tl_graph_rng(tl_graph *g) { return &g->drop_rng; }

@@ -1,0 +1,1305 @@
+/* metrics.c — see metrics.h for the contracts.
+ *
+ * Everything that ranks sorts (row, key) items with a stable LSD radix sort
+ * on the key bytes that vary, so a whole split sorts in a few linear passes
+ * and tied keys keep row order (results are deterministic). */
+#include "metrics.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define DNAN ((double)NAN)
+
+/* ---- notes --------------------------------------------------------------- */
+
+const char *tl_metric_notes_str(unsigned notes)
+{
+    static _Thread_local char buf[512];
+    static const struct { unsigned bit; const char *text; } names[] = {
+        {TL_NOTE_ONE_CLASS, "only one class present (AUC undefined, NaN)"},
+        {TL_NOTE_EMPTY, "no rows selected or total weight 0 (NaN)"},
+        {TL_NOTE_GROUPS_SKIPPED, "GAUC skipped groups with a single class"},
+        {TL_NOTE_PAIRS_SKIPPED, "Multi-AUC skipped group pairs with an empty group"},
+        {TL_NOTE_NO_POSITIVES, "no positive labels (PCOC / NE / field CE undefined, NaN)"},
+        {TL_NOTE_NOT_CONVERGED, "calibration slope fit did not converge (NaN)"},
+        {TL_NOTE_EMPTY_BINS, "some reliability bins are empty"},
+    };
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        if (!(notes & names[k].bit)) continue;
+        int w = snprintf(buf + len, sizeof buf - len, "%s%s", len ? "; " : "", names[k].text);
+        if (w < 0 || (size_t)w >= sizeof buf - len) break;
+        len += (size_t)w;
+    }
+    return buf;
+}
+
+static void note(unsigned *notes, unsigned bit)
+{
+    if (notes) *notes |= bit;
+}
+
+/* ---- columns ------------------------------------------------------------- */
+
+/* All columns a metric may read, with strides; public functions build one. */
+typedef struct {
+    size_t n;
+    const float *pred;
+    size_t ps;
+    const float *label;
+    size_t ls;
+    const float *weight;
+    const uint8_t *mask;
+    const float *space;
+    size_t ss;
+    const int32_t *group;
+    size_t gs;
+    const int32_t *field;
+    size_t fs;
+    const float *partner;
+    size_t bs;
+} view;
+
+static view view_simple(const float *pred, const float *label, const float *weight,
+                        const uint8_t *mask, size_t n)
+{
+    view v = {0};
+    v.n = n;
+    v.pred = pred;
+    v.ps = 1;
+    v.label = label;
+    v.ls = 1;
+    v.weight = weight;
+    v.mask = mask;
+    v.ss = v.gs = v.fs = v.bs = 1;
+    return v;
+}
+
+static inline int v_sel(const view *v, size_t i)
+{
+    return (!v->mask || v->mask[i]) && (!v->space || v->space[i * v->ss] == 1.0f);
+}
+static inline double v_w(const view *v, size_t i) { return v->weight ? (double)v->weight[i] : 1.0; }
+static inline float v_p(const view *v, size_t i) { return v->pred[i * v->ps]; }
+static inline double v_y(const view *v, size_t i) { return (double)v->label[i * v->ls]; }
+
+enum { PRED_SCORE, PRED_PROB, PRED_ANY };
+enum { LAB_BIN, LAB_UNIT, LAB_ANY };
+
+/* Check the selected rows: finite predictions (in [0,1] for PRED_PROB),
+ * labels of the required kind, weights finite and >= 0, task-space and
+ * partner labels 0/1, and that the needed columns exist. `who` prefixes
+ * the message. */
+static tl_status check_view(const view *v, int pk, int lk, const char *who)
+{
+    if (v->n && (!v->pred || !v->label))
+        return tl_fail(TL_ERR_ARG, "%s: %s is NULL", who, v->pred ? "label" : "pred");
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->mask && !v->mask[i]) continue;
+        if (v->space) {
+            float s = v->space[i * v->ss];
+            if (s != 0.0f && s != 1.0f)
+                return tl_fail(TL_ERR_ARG, "%s: task-space label at row %zu is %g, expected 0 or 1",
+                               who, i, (double)s);
+            if (s == 0.0f) continue;
+        }
+        float p = v_p(v, i);
+        if (!isfinite(p))
+            return tl_fail(TL_ERR_NUMERIC, "%s: prediction at row %zu is %g", who, i, (double)p);
+        if (pk == PRED_PROB && (p < 0.0f || p > 1.0f))
+            return tl_fail(TL_ERR_ARG, "%s: prediction at row %zu is %g, expected a probability in [0, 1]",
+                           who, i, (double)p);
+        float y = v->label[i * v->ls];
+        if (lk == LAB_BIN && y != 0.0f && y != 1.0f)
+            return tl_fail(TL_ERR_ARG, "%s: label at row %zu is %g, expected 0 or 1", who, i,
+                           (double)y);
+        if (lk == LAB_UNIT && !(y >= 0.0f && y <= 1.0f))
+            return tl_fail(TL_ERR_ARG, "%s: label at row %zu is %g, expected a value in [0, 1]",
+                           who, i, (double)y);
+        if (lk == LAB_ANY && !isfinite(y))
+            return tl_fail(TL_ERR_NUMERIC, "%s: label at row %zu is %g", who, i, (double)y);
+        if (v->partner) {
+            float b = v->partner[i * v->bs];
+            if (b != 0.0f && b != 1.0f)
+                return tl_fail(TL_ERR_ARG, "%s: partner label at row %zu is %g, expected 0 or 1",
+                               who, i, (double)b);
+        }
+        if (v->weight && !(v->weight[i] >= 0.0f && isfinite(v->weight[i])))
+            return tl_fail(TL_ERR_ARG, "%s: weight at row %zu is %g, expected a finite value >= 0",
+                           who, i, (double)v->weight[i]);
+    }
+    return TL_OK;
+}
+
+/* ---- workspace and sorting ------------------------------------------------ */
+
+typedef struct {
+    uint64_t key;
+    size_t row;
+} item;
+
+struct tl_metric_ws {
+    item *a, *b;     /* items and radix scratch */
+    size_t cap;      /* items in each */
+    double *d;       /* double scratch (bins, PAV blocks) */
+    size_t dcap;
+    tl_calib_bin *bins;
+    size_t bcap;
+};
+
+tl_metric_ws *tl_metric_ws_new(void)
+{
+    return tl_calloc(1, sizeof(tl_metric_ws), "metrics workspace");
+}
+
+void tl_metric_ws_free(tl_metric_ws *ws)
+{
+    if (!ws) return;
+    tl_free(ws->a);
+    tl_free(ws->b);
+    tl_free(ws->d);
+    tl_free(ws->bins);
+    tl_free(ws);
+}
+
+static tl_status ws_items(tl_metric_ws *ws, size_t n)
+{
+    if (n <= ws->cap) return TL_OK;
+    if (n > SIZE_MAX / sizeof(item) / 2) return tl_fail(TL_ERR_NOMEM, "metrics: %zu rows is too many", n);
+    item *a = tl_realloc(ws->a, n * sizeof(item), "metrics sort buffer");
+    if (!a) return TL_ERR_NOMEM;
+    ws->a = a;
+    item *b = tl_realloc(ws->b, n * sizeof(item), "metrics sort buffer");
+    if (!b) return TL_ERR_NOMEM;
+    ws->b = b;
+    ws->cap = n;
+    return TL_OK;
+}
+
+static tl_status ws_doubles(tl_metric_ws *ws, size_t n)
+{
+    if (n <= ws->dcap) return TL_OK;
+    double *d = tl_realloc(ws->d, n * sizeof(double), "metrics scratch");
+    if (!d) return TL_ERR_NOMEM;
+    ws->d = d;
+    ws->dcap = n;
+    return TL_OK;
+}
+
+static tl_status ws_bins(tl_metric_ws *ws, size_t n)
+{
+    if (n <= ws->bcap) return TL_OK;
+    tl_calib_bin *b = tl_realloc(ws->bins, n * sizeof(tl_calib_bin), "metrics bins");
+    if (!b) return TL_ERR_NOMEM;
+    ws->bins = b;
+    ws->bcap = n;
+    return TL_OK;
+}
+
+/* Order-preserving map of a float to an unsigned key (+0 and -0 equal). */
+static inline uint64_t float_key(float f)
+{
+    uint32_t u;
+    if (f == 0.0f) f = 0.0f;
+    memcpy(&u, &f, sizeof u);
+    return (u & 0x80000000u) ? (uint64_t)(~u) : (uint64_t)(u | 0x80000000u);
+}
+
+static inline uint64_t int_key(int32_t g) { return (uint64_t)((uint32_t)g ^ 0x80000000u); }
+
+/* Stable ascending sort of a[0..n) by key; tmp has room for n. Byte
+ * positions where every key agrees cost one counting pass and no move. */
+static void radix_sort(item *a, item *tmp, size_t n)
+{
+    item *src = a, *dst = tmp;
+    for (int shift = 0; shift < 64; shift += 8) {
+        size_t cnt[256] = {0};
+        for (size_t i = 0; i < n; i++) cnt[(src[i].key >> shift) & 255u]++;
+        if (n == 0 || cnt[(src[0].key >> shift) & 255u] == n) continue;
+        size_t sum = 0;
+        for (int b = 0; b < 256; b++) {
+            size_t c = cnt[b];
+            cnt[b] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < n; i++) dst[cnt[(src[i].key >> shift) & 255u]++] = src[i];
+        item *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != a) memcpy(a, src, n * sizeof(item));
+}
+
+/* Selected rows into ws->a keyed by prediction, sorted ascending. */
+static tl_status sort_by_pred(const view *v, tl_metric_ws *ws, size_t *m_out)
+{
+    tl_status st = ws_items(ws, v->n);
+    if (st) return st;
+    size_t m = 0;
+    for (size_t i = 0; i < v->n; i++)
+        if (v_sel(v, i)) ws->a[m++] = (item){float_key(v_p(v, i)), i};
+    radix_sort(ws->a, ws->b, m);
+    *m_out = m;
+    return TL_OK;
+}
+
+/* ---- ranking ------------------------------------------------------------- */
+
+/* Weighted AUC over items a[0..m) sorted by prediction, ascending. cls(row)
+ * returns 1 for the "above" class, 0 for "below", -1 to ignore the row.
+ * Sets *wpos and *wneg to the class weights; returns NaN when one is 0. */
+typedef int (*cls_fn)(const view *v, size_t row, const void *ctx);
+
+static double auc_sorted(const view *v, const item *a, size_t m, cls_fn cls, const void *ctx,
+                         double *wpos, double *wneg)
+{
+    double below = 0.0, num = 0.0, tp = 0.0;
+    size_t i = 0;
+    while (i < m) {
+        size_t j = i;
+        double rp = 0.0, rn = 0.0;
+        while (j < m && a[j].key == a[i].key) {
+            size_t r = a[j].row;
+            int c = cls(v, r, ctx);
+            if (c == 1) rp += v_w(v, r);
+            else if (c == 0) rn += v_w(v, r);
+            j++;
+        }
+        num += rp * (below + 0.5 * rn);
+        below += rn;
+        tp += rp;
+        i = j;
+    }
+    *wpos = tp;
+    *wneg = below;
+    if (tp <= 0.0 || below <= 0.0) return DNAN;
+    return num / (tp * below);
+}
+
+static int cls_label(const view *v, size_t row, const void *ctx)
+{
+    (void)ctx;
+    return v_y(v, row) == 1.0;
+}
+
+static tl_status auc_view(const view *v, tl_metric_ws *ws, double *out, unsigned *notes)
+{
+    size_t m;
+    tl_status st = sort_by_pred(v, ws, &m);
+    if (st) return st;
+    double wp, wn;
+    *out = auc_sorted(v, ws->a, m, cls_label, NULL, &wp, &wn);
+    if (isnan(*out)) note(notes, (wp + wn > 0.0) ? TL_NOTE_ONE_CLASS : TL_NOTE_EMPTY);
+    return TL_OK;
+}
+
+/* Run `body` with a workspace: the caller's, or a temporary one. */
+#define WITH_WS(ws, call)                                                  \
+    do {                                                                   \
+        tl_metric_ws *own_ = NULL;                                         \
+        if (!(ws)) {                                                       \
+            own_ = tl_metric_ws_new();                                     \
+            if (!own_) return TL_ERR_NOMEM;                                \
+        }                                                                  \
+        tl_status st_ = call((ws) ? (ws) : own_);                          \
+        tl_metric_ws_free(own_);                                           \
+        return st_;                                                        \
+    } while (0)
+
+tl_status tl_metric_auc(const float *pred, const float *label, const float *weight,
+                        const uint8_t *mask, size_t n, tl_metric_ws *ws, double *out,
+                        unsigned *notes)
+{
+    view v = view_simple(pred, label, weight, mask, n);
+    *out = DNAN;
+    tl_status st = check_view(&v, PRED_SCORE, LAB_BIN, "auc");
+    if (st) return st;
+#define CALL(w) auc_view(&v, (w), out, notes)
+    WITH_WS(ws, CALL);
+#undef CALL
+}
+
+static tl_status gauc_view(const view *v, tl_metric_ws *ws, double *out, size_t *used_out,
+                           unsigned *notes)
+{
+    size_t m;
+    tl_status st = sort_by_pred(v, ws, &m);
+    if (st) return st;
+    /* Re-key by group; the stable sort keeps score order inside a group. */
+    for (size_t k = 0; k < m; k++) ws->a[k].key = int_key(v->group[ws->a[k].row * v->gs]);
+    radix_sort(ws->a, ws->b, m);
+    double num = 0.0, den = 0.0;
+    size_t used = 0, skipped = 0;
+    size_t i = 0;
+    while (i < m) {
+        size_t j = i;
+        while (j < m && ws->a[j].key == ws->a[i].key) j++;
+        /* Inside the group, rows are in score order: restore score keys so
+         * auc_sorted sees ties. */
+        for (size_t k = i; k < j; k++) ws->b[k - i] = (item){float_key(v_p(v, ws->a[k].row)), ws->a[k].row};
+        double wp, wn;
+        double g = auc_sorted(v, ws->b, j - i, cls_label, NULL, &wp, &wn);
+        if (isnan(g)) {
+            if (wp + wn > 0.0) skipped++;
+        } else {
+            num += (wp + wn) * g;
+            den += wp + wn;
+            used++;
+        }
+        i = j;
+    }
+    if (used_out) *used_out = used;
+    if (skipped) note(notes, TL_NOTE_GROUPS_SKIPPED);
+    if (used == 0) {
+        *out = DNAN;
+        note(notes, m ? TL_NOTE_ONE_CLASS : TL_NOTE_EMPTY);
+    } else {
+        *out = num / den;
+    }
+    return TL_OK;
+}
+
+tl_status tl_metric_gauc(const float *pred, const float *label, const int32_t *group,
+                         const float *weight, const uint8_t *mask, size_t n,
+                         tl_metric_ws *ws, double *out, size_t *n_groups_used,
+                         unsigned *notes)
+{
+    view v = view_simple(pred, label, weight, mask, n);
+    v.group = group;
+    *out = DNAN;
+    if (n_groups_used) *n_groups_used = 0;
+    if (n && !group) return tl_fail(TL_ERR_ARG, "gauc: group column is NULL");
+    tl_status st = check_view(&v, PRED_SCORE, LAB_BIN, "gauc");
+    if (st) return st;
+#define CALL(w) gauc_view(&v, (w), out, n_groups_used, notes)
+    WITH_WS(ws, CALL);
+#undef CALL
+}
+
+const tl_quad TL_MULTI_AUC_ORDER_A[4] = {TL_QUAD_PP, TL_QUAD_PN, TL_QUAD_NP, TL_QUAD_NN};
+const tl_quad TL_MULTI_AUC_ORDER_B[4] = {TL_QUAD_PP, TL_QUAD_NP, TL_QUAD_PN, TL_QUAD_NN};
+const tl_quad TL_MULTI_AUC_ORDER_A_NEG[4] = {TL_QUAD_PN, TL_QUAD_PP, TL_QUAD_NN, TL_QUAD_NP};
+
+static inline int quad_of(const view *v, size_t row)
+{
+    int ya = v_y(v, row) == 1.0, yb = v->partner[row * v->bs] == 1.0f;
+    return (ya ? 0 : 2) + (yb ? 0 : 1);
+}
+
+typedef struct { int hi, lo; } quad_pair;
+
+static int cls_quad(const view *v, size_t row, const void *ctx)
+{
+    const quad_pair *qp = ctx;
+    int q = quad_of(v, row);
+    return q == qp->hi ? 1 : q == qp->lo ? 0 : -1;
+}
+
+static tl_status check_order(const tl_quad order[4], const char *who)
+{
+    int seen = 0;
+    for (int k = 0; k < 4; k++) {
+        if ((int)order[k] < 0 || (int)order[k] > 3 || (seen & (1 << order[k])))
+            return tl_fail(TL_ERR_ARG, "%s: order must be a permutation of the four groups ++, +-, -+, --",
+                           who);
+        seen |= 1 << order[k];
+    }
+    return TL_OK;
+}
+
+static tl_status multi_auc_view(const view *v, const tl_quad order[4], tl_metric_ws *ws,
+                                double *out, double pair_auc[3], unsigned *notes)
+{
+    size_t m;
+    tl_status st = sort_by_pred(v, ws, &m);
+    if (st) return st;
+    double sum = 0.0;
+    int used = 0;
+    for (int k = 0; k < 3; k++) {
+        quad_pair qp = {(int)order[k], (int)order[k + 1]};
+        double wp, wn;
+        double a = auc_sorted(v, ws->a, m, cls_quad, &qp, &wp, &wn);
+        if (pair_auc) pair_auc[k] = a;
+        if (isnan(a)) {
+            note(notes, TL_NOTE_PAIRS_SKIPPED);
+        } else {
+            sum += a;
+            used++;
+        }
+    }
+    if (used) {
+        *out = sum / used;
+    } else {
+        *out = DNAN;
+        note(notes, m ? TL_NOTE_ONE_CLASS : TL_NOTE_EMPTY);
+    }
+    return TL_OK;
+}
+
+tl_status tl_metric_multi_auc(const float *pred, const float *label_a, const float *label_b,
+                              const tl_quad order[4], const float *weight,
+                              const uint8_t *mask, size_t n, tl_metric_ws *ws, double *out,
+                              double pair_auc[3], unsigned *notes)
+{
+    view v = view_simple(pred, label_a, weight, mask, n);
+    v.partner = label_b;
+    *out = DNAN;
+    if (pair_auc) pair_auc[0] = pair_auc[1] = pair_auc[2] = DNAN;
+    if (!order) order = TL_MULTI_AUC_ORDER_A;
+    tl_status st = check_order(order, "multi_auc");
+    if (st) return st;
+    if (n && !label_b) return tl_fail(TL_ERR_ARG, "multi_auc: partner label column is NULL");
+    st = check_view(&v, PRED_SCORE, LAB_BIN, "multi_auc");
+    if (st) return st;
+#define CALL(w) multi_auc_view(&v, order, (w), out, pair_auc, notes)
+    WITH_WS(ws, CALL);
+#undef CALL
+}
+
+/* ---- pointwise ------------------------------------------------------------ */
+
+static inline double clip_p(double p)
+{
+    return p < TL_METRIC_EPS ? TL_METRIC_EPS : p > 1.0 - TL_METRIC_EPS ? 1.0 - TL_METRIC_EPS : p;
+}
+
+static inline double bce(double p, double y)
+{
+    p = clip_p(p);
+    return -(y * log(p) + (1.0 - y) * log1p(-p));
+}
+
+static void sums_add(tl_metric_sums *s, const view *v, int binary)
+{
+    for (size_t i = 0; i < v->n; i++) {
+        if (!v_sel(v, i)) continue;
+        double w = v_w(v, i), p = v_p(v, i), y = v_y(v, i), d = p - y;
+        s->rows++;
+        s->w += w;
+        s->wp += w * p;
+        s->wy += w * y;
+        s->wse += w * d * d;
+        s->wae += w * fabs(d);
+        if (binary) s->wll += w * bce(p, y);
+    }
+}
+
+tl_status tl_metric_sums_add_binary(tl_metric_sums *s, const float *pred, const float *label,
+                                    const float *weight, const uint8_t *mask, size_t n)
+{
+    view v = view_simple(pred, label, weight, mask, n);
+    tl_status st = check_view(&v, PRED_PROB, LAB_UNIT, "metric sums");
+    if (st) return st;
+    sums_add(s, &v, 1);
+    return TL_OK;
+}
+
+tl_status tl_metric_sums_add_regression(tl_metric_sums *s, const float *pred,
+                                        const float *label, const float *weight,
+                                        const uint8_t *mask, size_t n)
+{
+    view v = view_simple(pred, label, weight, mask, n);
+    tl_status st = check_view(&v, PRED_ANY, LAB_ANY, "metric sums");
+    if (st) return st;
+    sums_add(s, &v, 0);
+    return TL_OK;
+}
+
+double tl_metric_sums_logloss(const tl_metric_sums *s) { return s->w > 0 ? s->wll / s->w : DNAN; }
+double tl_metric_sums_mse(const tl_metric_sums *s) { return s->w > 0 ? s->wse / s->w : DNAN; }
+double tl_metric_sums_mae(const tl_metric_sums *s) { return s->w > 0 ? s->wae / s->w : DNAN; }
+double tl_metric_sums_pcoc(const tl_metric_sums *s) { return s->wy > 0 ? s->wp / s->wy : DNAN; }
+
+double tl_metric_sums_ne(const tl_metric_sums *s)
+{
+    if (!(s->w > 0)) return DNAN;
+    double r = s->wy / s->w;
+    if (r <= 0.0 || r >= 1.0) return DNAN;
+    double h = -(r * log(r) + (1.0 - r) * log1p(-r));
+    return (s->wll / s->w) / h;
+}
+
+enum { PT_LOGLOSS, PT_BRIER, PT_MSE, PT_RMSE, PT_MAE };
+
+static tl_status pointwise(int what, const float *pred, const float *label, const float *weight,
+                           const uint8_t *mask, size_t n, double *out, unsigned *notes)
+{
+    static const char *names[] = {"logloss", "brier", "mse", "rmse", "mae"};
+    view v = view_simple(pred, label, weight, mask, n);
+    int binary = what == PT_LOGLOSS || what == PT_BRIER;
+    *out = DNAN;
+    tl_status st = check_view(&v, binary ? PRED_PROB : PRED_ANY, binary ? LAB_UNIT : LAB_ANY,
+                              names[what]);
+    if (st) return st;
+    tl_metric_sums s = {0};
+    sums_add(&s, &v, binary);
+    switch (what) {
+    case PT_LOGLOSS: *out = tl_metric_sums_logloss(&s); break;
+    case PT_BRIER:
+    case PT_MSE: *out = tl_metric_sums_mse(&s); break;
+    case PT_RMSE: *out = sqrt(tl_metric_sums_mse(&s)); break;
+    default: *out = tl_metric_sums_mae(&s); break;
+    }
+    if (isnan(*out)) note(notes, TL_NOTE_EMPTY);
+    return TL_OK;
+}
+
+tl_status tl_metric_logloss(const float *pred, const float *label, const float *weight,
+                            const uint8_t *mask, size_t n, double *out, unsigned *notes)
+{
+    return pointwise(PT_LOGLOSS, pred, label, weight, mask, n, out, notes);
+}
+tl_status tl_metric_brier(const float *pred, const float *label, const float *weight,
+                          const uint8_t *mask, size_t n, double *out, unsigned *notes)
+{
+    return pointwise(PT_BRIER, pred, label, weight, mask, n, out, notes);
+}
+tl_status tl_metric_mse(const float *pred, const float *label, const float *weight,
+                        const uint8_t *mask, size_t n, double *out, unsigned *notes)
+{
+    return pointwise(PT_MSE, pred, label, weight, mask, n, out, notes);
+}
+tl_status tl_metric_rmse(const float *pred, const float *label, const float *weight,
+                         const uint8_t *mask, size_t n, double *out, unsigned *notes)
+{
+    return pointwise(PT_RMSE, pred, label, weight, mask, n, out, notes);
+}
+tl_status tl_metric_mae(const float *pred, const float *label, const float *weight,
+                        const uint8_t *mask, size_t n, double *out, unsigned *notes)
+{
+    return pointwise(PT_MAE, pred, label, weight, mask, n, out, notes);
+}
+
+/* ---- calibration ---------------------------------------------------------- */
+
+#define WILSON_Z 1.959963984540054
+
+/* numpy.percentile(x, q*100) with the default "linear" method, on sorted
+ * x[0..m), reproducing numpy's lerp so edges match sklearn bit for bit. */
+static double quantile_sorted(const view *v, const item *a, size_t m, double q)
+{
+    double vi = q * (double)(m - 1);
+    double lo = floor(vi);
+    size_t i = (size_t)lo;
+    if (i >= m - 1) i = m - 1;
+    size_t j = i + 1 < m ? i + 1 : m - 1;
+    double t = vi - lo;
+    double xa = v_p(v, a[i].row), xb = v_p(v, a[j].row), d = xb - xa;
+    return t >= 0.5 ? xb - d * (1.0 - t) : xa + d * t;
+}
+
+/* Bin index for p with inner edges e[1..nb-1] (a value on an edge goes to
+ * the lower bin, like numpy.searchsorted(side="left")). */
+static int bin_of(double p, const double *edges, int nb)
+{
+    int lo = 0, hi = nb - 1; /* answer in [0, nb-1]: count of inner edges < p */
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (edges[mid + 1] < p) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+static tl_status bins_view(const view *v, int nb, tl_bin_strategy strategy, tl_metric_ws *ws,
+                           tl_calib_bin *bins, double *ece, double *mce, unsigned *notes)
+{
+    if (ece) *ece = DNAN;
+    if (mce) *mce = DNAN;
+    tl_status st = ws_doubles(ws, 3 * (size_t)nb + 1);
+    if (st) return st;
+    double *edges = ws->d, *wsum2 = ws->d + nb + 1, *wyp = ws->d + 2 * nb + 1;
+    size_t m = 0;
+    if (strategy == TL_BINS_QUANTILE) {
+        st = sort_by_pred(v, ws, &m);
+        if (st) return st;
+        for (int k = 0; k <= nb; k++) {
+            /* np.linspace(0, 1, nb+1) * 100 / 100, as sklearn passes it */
+            double q = k == nb ? 1.0 : ((double)k * (1.0 / nb)) * 100.0 / 100.0;
+            edges[k] = m ? quantile_sorted(v, ws->a, m, q) : DNAN;
+        }
+    } else {
+        for (int k = 0; k <= nb; k++) edges[k] = k == nb ? 1.0 : (double)k * (1.0 / nb);
+    }
+    for (int b = 0; b < nb; b++) {
+        bins[b] = (tl_calib_bin){.lo = edges[b], .hi = edges[b + 1]};
+        wsum2[b] = 0.0;
+        wyp[b] = 0.0;
+    }
+    double wtot = 0.0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (!v_sel(v, i)) continue;
+        double p = v_p(v, i), w = v_w(v, i);
+        tl_calib_bin *b = &bins[bin_of(p, edges, nb)];
+        b->count++;
+        b->weight += w;
+        b->mean_pred += w * p;
+        b->rate += w * v_y(v, i);
+        wsum2[b - bins] += w * w;
+        wtot += w;
+    }
+    double e = 0.0, mx = 0.0;
+    int empty = 0;
+    for (int k = 0; k < nb; k++) {
+        tl_calib_bin *b = &bins[k];
+        if (!(b->weight > 0.0)) {
+            empty |= b->count == 0;
+            b->mean_pred = b->rate = b->ci_lo = b->ci_hi = DNAN;
+            continue;
+        }
+        b->mean_pred /= b->weight;
+        b->rate /= b->weight;
+        double ne = b->weight * b->weight / wsum2[k], r = b->rate, z2 = WILSON_Z * WILSON_Z;
+        double den = 1.0 + z2 / ne;
+        double centre = (r + z2 / (2.0 * ne)) / den;
+        double half = WILSON_Z / den * sqrt(r * (1.0 - r) / ne + z2 / (4.0 * ne * ne));
+        b->ci_lo = fmax(0.0, centre - half);
+        b->ci_hi = fmin(1.0, centre + half);
+        double gap = fabs(b->rate - b->mean_pred);
+        e += b->weight * gap;
+        if (gap > mx) mx = gap;
+    }
+    if (empty) note(notes, TL_NOTE_EMPTY_BINS);
+    if (!(wtot > 0.0)) {
+        note(notes, TL_NOTE_EMPTY);
+        return TL_OK;
+    }
+    if (ece) *ece = e / wtot;
+    if (mce) *mce = mx;
+    return TL_OK;
+}
+
+tl_status tl_metric_calibration_bins(const float *pred, const float *label, const float *weight,
+                                     const uint8_t *mask, size_t n, int n_bins,
+                                     tl_bin_strategy strategy, tl_metric_ws *ws,
+                                     tl_calib_bin *bins, double *ece, double *mce,
+                                     unsigned *notes)
+{
+    view v = view_simple(pred, label, weight, mask, n);
+    if (ece) *ece = DNAN;
+    if (mce) *mce = DNAN;
+    if (n_bins < 1 || !bins)
+        return tl_fail(TL_ERR_ARG, "calibration: need n_bins >= 1 and a bins array (got %d)", n_bins);
+    if (strategy != TL_BINS_UNIFORM && strategy != TL_BINS_QUANTILE)
+        return tl_fail(TL_ERR_ARG, "calibration: unknown bin strategy %d", (int)strategy);
+    tl_status st = check_view(&v, PRED_PROB, LAB_UNIT, "calibration");
+    if (st) return st;
+#define CALL(w) bins_view(&v, n_bins, strategy, (w), bins, ece, mce, notes)
+    WITH_WS(ws, CALL);
+#undef CALL
+}
+
+static inline double sigmoid(double x)
+{
+    if (x >= 0) return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
+static inline double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+static inline double logit_clip(double p)
+{
+    p = clip_p(p);
+    return log(p) - log1p(-p);
+}
+
+/* Weighted BCE of σ(a z + b) against y over the selected rows. */
+static double logistic_loss(const view *v, double a, double b, int use_b)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (!v_sel(v, i)) continue;
+        double z = a * logit_clip(v_p(v, i)) + (use_b ? b : 0.0);
+        s += v_w(v, i) * (softplus(z) - v_y(v, i) * z);
+    }
+    return s;
+}
+
+/* Newton with step halving for σ(a·logit(p) + b) (use_b) or σ(a·logit(p)).
+ * Starts at a = 1, b = 0 (the identity map). Returns TL_OK when the Newton
+ * step became negligible; TL_ERR_NUMERIC when the Hessian is singular, the
+ * parameters run away (separable data) or 100 iterations pass. */
+static tl_status fit_logistic(const view *v, int use_b, double *a_out, double *b_out)
+{
+    double a = 1.0, b = 0.0;
+    double loss = logistic_loss(v, a, b, use_b);
+    for (int it = 0; it < 100; it++) {
+        double ga = 0, gb = 0, haa = 0, hab = 0, hbb = 0;
+        for (size_t i = 0; i < v->n; i++) {
+            if (!v_sel(v, i)) continue;
+            double w = v_w(v, i), z = logit_clip(v_p(v, i));
+            double q = sigmoid(a * z + (use_b ? b : 0.0)), r = w * (q - v_y(v, i));
+            double h = w * q * (1.0 - q);
+            ga += r * z;
+            gb += r;
+            haa += h * z * z;
+            hab += h * z;
+            hbb += h;
+        }
+        double da, db = 0.0;
+        if (use_b) {
+            double det = haa * hbb - hab * hab;
+            if (!(det > 1e-300 * (1.0 + haa * hbb))) return TL_ERR_NUMERIC;
+            da = (hbb * ga - hab * gb) / det;
+            db = (haa * gb - hab * ga) / det;
+        } else {
+            if (!(haa > 1e-300)) return TL_ERR_NUMERIC;
+            da = ga / haa;
+        }
+        /* Step halving keeps every step a descent step. */
+        double t = 1.0, na = a, nb = b, nl = loss;
+        for (int h = 0; h < 60; h++) {
+            na = a - t * da;
+            nb = b - t * db;
+            nl = logistic_loss(v, na, nb, use_b);
+            if (nl <= loss) break;
+            t *= 0.5;
+        }
+        double step = fabs(na - a) + fabs(nb - b);
+        a = na;
+        b = nb;
+        loss = nl;
+        if (!isfinite(a) || !isfinite(b) || fabs(a) > 1e6 || fabs(b) > 1e6) return TL_ERR_NUMERIC;
+        if (step < 1e-12 * (1.0 + fabs(a) + fabs(b))) {
+            *a_out = a;
+            *b_out = b;
+            return TL_OK;
+        }
+    }
+    return TL_ERR_NUMERIC;
+}
+
+/* Class weights of the selected rows (soft labels count fractionally). */
+static void class_weights(const view *v, double *wpos, double *wneg)
+{
+    double p = 0.0, q = 0.0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (!v_sel(v, i)) continue;
+        double w = v_w(v, i), y = v_y(v, i);
+        p += w * y;
+        q += w * (1.0 - y);
+    }
+    *wpos = p;
+    *wneg = q;
+}
+
+static void slope_view(const view *v, double *slope, double *intercept, unsigned *notes)
+{
+    double wp, wn;
+    *slope = *intercept = DNAN;
+    class_weights(v, &wp, &wn);
+    if (!(wp > 0.0) || !(wn > 0.0)) {
+        note(notes, TL_NOTE_NOT_CONVERGED | ((wp + wn > 0.0) ? TL_NOTE_ONE_CLASS : TL_NOTE_EMPTY));
+        return;
+    }
+    double a, b;
+    if (fit_logistic(v, 1, &a, &b) != TL_OK) {
+        note(notes, TL_NOTE_NOT_CONVERGED);
+        return;
+    }
+    *slope = a;
+    *intercept = b;
+}
+
+tl_status tl_metric_calibration_slope(const float *pred, const float *label, const float *weight,
+                                      const uint8_t *mask, size_t n, double *slope,
+                                      double *intercept, unsigned *notes)
+{
+    view v = view_simple(pred, label, weight, mask, n);
+    *slope = *intercept = DNAN;
+    tl_status st = check_view(&v, PRED_PROB, LAB_UNIT, "calibration slope");
+    if (st) return st;
+    slope_view(&v, slope, intercept, notes);
+    return TL_OK;
+}
+
+static tl_status field_view(const view *v, tl_metric_ws *ws, double *out, unsigned *notes)
+{
+    tl_status st = ws_items(ws, v->n);
+    if (st) return st;
+    size_t m = 0;
+    for (size_t i = 0; i < v->n; i++)
+        if (v_sel(v, i)) ws->a[m++] = (item){int_key(v->field[i * v->fs]), i};
+    radix_sort(ws->a, ws->b, m);
+    double num = 0.0, ysum = 0.0;
+    size_t i = 0;
+    while (i < m) {
+        double pv = 0.0, yv = 0.0;
+        size_t j = i;
+        for (; j < m && ws->a[j].key == ws->a[i].key; j++) {
+            size_t r = ws->a[j].row;
+            double w = v_w(v, r);
+            pv += w * (double)v_p(v, r);
+            yv += w * v_y(v, r);
+        }
+        num += fabs(pv - yv);
+        ysum += yv;
+        i = j;
+    }
+    if (ysum > 0.0) {
+        *out = num / ysum;
+    } else {
+        *out = DNAN;
+        note(notes, m ? TL_NOTE_NO_POSITIVES : TL_NOTE_EMPTY);
+    }
+    return TL_OK;
+}
+
+tl_status tl_metric_field_calibration(const float *pred, const float *label,
+                                      const int32_t *field, const float *weight,
+                                      const uint8_t *mask, size_t n, tl_metric_ws *ws,
+                                      double *out, unsigned *notes)
+{
+    view v = view_simple(pred, label, weight, mask, n);
+    v.field = field;
+    *out = DNAN;
+    if (n && !field) return tl_fail(TL_ERR_ARG, "field calibration: field column is NULL");
+    tl_status st = check_view(&v, PRED_PROB, LAB_UNIT, "field calibration");
+    if (st) return st;
+#define CALL(w) field_view(&v, (w), out, notes)
+    WITH_WS(ws, CALL);
+#undef CALL
+}
+
+/* ---- calibrators ---------------------------------------------------------- */
+
+struct tl_calibrator {
+    tl_calib_kind kind;
+    float a, b;   /* Platt */
+    float t;      /* temperature */
+    size_t k;     /* isotonic knots */
+    float *x, *y;
+};
+
+static const char *const calib_names[] = {"platt", "isotonic", "temperature"};
+
+const char *tl_calib_kind_name(tl_calib_kind k)
+{
+    return (unsigned)k < 3 ? calib_names[k] : "?";
+}
+
+tl_status tl_calib_kind_parse(const char *name, tl_calib_kind *out)
+{
+    for (int k = 0; k < 3; k++)
+        if (name && strcmp(name, calib_names[k]) == 0) {
+            *out = (tl_calib_kind)k;
+            return TL_OK;
+        }
+    return tl_fail(TL_ERR_ARG, "unknown calibrator '%s' (expected one of: platt, isotonic, temperature)",
+                   name ? name : "(null)");
+}
+
+static tl_calibrator *calib_alloc(tl_calib_kind kind, size_t k)
+{
+    tl_calibrator *c = tl_calloc(1, sizeof *c, "calibrator");
+    if (!c) return NULL;
+    c->kind = kind;
+    c->t = 1.0f;
+    c->a = 1.0f;
+    if (k) {
+        c->x = tl_malloc(k * sizeof(float), "isotonic knots");
+        c->y = c->x ? tl_malloc(k * sizeof(float), "isotonic knots") : NULL;
+        if (!c->y) {
+            tl_calibrator_free(c);
+            return NULL;
+        }
+        c->k = k;
+    }
+    return c;
+}
+
+void tl_calibrator_free(tl_calibrator *c)
+{
+    if (!c) return;
+    tl_free(c->x);
+    tl_free(c->y);
+    tl_free(c);
+}
+
+/* Weighted PAV on the selected rows with weight > 0. */
+static tl_status fit_isotonic(const view *v, tl_calibrator **out)
+{
+    tl_status st;
+    tl_metric_ws *ws = tl_metric_ws_new();
+    if (!ws) return TL_ERR_NOMEM;
+    size_t m = 0;
+    st = ws_items(ws, v->n);
+    if (st) goto done;
+    for (size_t i = 0; i < v->n; i++)
+        if (v_sel(v, i) && v_w(v, i) > 0.0) ws->a[m++] = (item){float_key(v_p(v, i)), i};
+    if (m == 0) {
+        st = tl_fail(TL_ERR_ARG, "isotonic: no rows with positive weight to fit on");
+        goto done;
+    }
+    radix_sort(ws->a, ws->b, m);
+    /* Blocks: sum w, sum w y, first x, last x; a stack in ws->d. */
+    st = ws_doubles(ws, 4 * m);
+    if (st) goto done;
+    double *bw = ws->d, *bwy = ws->d + m, *bx0 = ws->d + 2 * m, *bx1 = ws->d + 3 * m;
+    size_t nb = 0;
+    size_t i = 0;
+    while (i < m) {
+        /* pool tied predictions first, as sklearn does */
+        double w = 0.0, wy = 0.0, x = v_p(v, ws->a[i].row);
+        size_t j = i;
+        for (; j < m && ws->a[j].key == ws->a[i].key; j++) {
+            double wr = v_w(v, ws->a[j].row);
+            w += wr;
+            wy += wr * v_y(v, ws->a[j].row);
+        }
+        bw[nb] = w;
+        bwy[nb] = wy;
+        bx0[nb] = bx1[nb] = x;
+        nb++;
+        while (nb > 1 && bwy[nb - 2] * bw[nb - 1] >= bwy[nb - 1] * bw[nb - 2]) {
+            bw[nb - 2] += bw[nb - 1];
+            bwy[nb - 2] += bwy[nb - 1];
+            bx1[nb - 2] = bx1[nb - 1];
+            nb--;
+        }
+        i = j;
+    }
+    size_t k = 0;
+    for (size_t b = 0; b < nb; b++) k += bx1[b] > bx0[b] ? 2 : 1;
+    tl_calibrator *c = calib_alloc(TL_CALIB_ISOTONIC, k);
+    if (!c) {
+        st = TL_ERR_NOMEM;
+        goto done;
+    }
+    k = 0;
+    for (size_t b = 0; b < nb; b++) {
+        float y = (float)(bwy[b] / bw[b]);
+        c->x[k] = (float)bx0[b];
+        c->y[k++] = y;
+        if (bx1[b] > bx0[b]) {
+            c->x[k] = (float)bx1[b];
+            c->y[k++] = y;
+        }
+    }
+    /* Rounding the block means to float must not break monotonicity. */
+    for (size_t q = 1; q < k; q++)
+        if (c->y[q] < c->y[q - 1]) c->y[q] = c->y[q - 1];
+    *out = c;
+done:
+    tl_metric_ws_free(ws);
+    return st;
+}
+
+tl_status tl_calibrator_fit(tl_calib_kind kind, const float *pred, const float *label,
+                            const float *weight, const uint8_t *mask, size_t n,
+                            tl_calibrator **out)
+{
+    *out = NULL;
+    if ((unsigned)kind > TL_CALIB_TEMPERATURE)
+        return tl_fail(TL_ERR_ARG, "calibrator: unknown kind %d", (int)kind);
+    view v = view_simple(pred, label, weight, mask, n);
+    const char *who = tl_calib_kind_name(kind);
+    tl_status st = check_view(&v, PRED_PROB, LAB_UNIT, who);
+    if (st) return st;
+    if (kind == TL_CALIB_ISOTONIC) return fit_isotonic(&v, out);
+    double wp, wn;
+    class_weights(&v, &wp, &wn);
+    if (!(wp > 0.0) || !(wn > 0.0))
+        return tl_fail(TL_ERR_ARG, "%s: need both classes to fit (positive weight %g, negative weight %g)",
+                       who, wp, wn);
+    if (kind == TL_CALIB_TEMPERATURE) {
+        /* The loss is convex in u = 1/T; a minimum at u > 0 needs a negative
+         * slope at u = 0. */
+        double g0 = 0.0;
+        for (size_t i = 0; i < n; i++)
+            if (v_sel(&v, i)) g0 += v_w(&v, i) * logit_clip(v_p(&v, i)) * (0.5 - v_y(&v, i));
+        if (!(g0 < 0.0))
+            return tl_fail(TL_ERR_NUMERIC,
+                           "temperature: predictions are not positively related to the labels (no finite T > 0)");
+    }
+    double a, b = 0.0;
+    if (fit_logistic(&v, kind == TL_CALIB_PLATT, &a, &b) != TL_OK)
+        return tl_fail(TL_ERR_NUMERIC, "%s: fit did not converge (separable or degenerate data)", who);
+    if (kind == TL_CALIB_TEMPERATURE && !(a > 0.0))
+        return tl_fail(TL_ERR_NUMERIC, "temperature: fitted 1/T = %g is not positive", a);
+    tl_calibrator *c = calib_alloc(kind, 0);
+    if (!c) return TL_ERR_NOMEM;
+    if (kind == TL_CALIB_PLATT) {
+        c->a = (float)a;
+        c->b = (float)b;
+    } else {
+        c->t = (float)(1.0 / a);
+    }
+    *out = c;
+    return TL_OK;
+}
+
+double tl_calibrator_apply1(const tl_calibrator *c, double p)
+{
+    if (isnan(p)) return DNAN;
+    switch (c->kind) {
+    case TL_CALIB_PLATT: return sigmoid((double)c->a * logit_clip(p) + (double)c->b);
+    case TL_CALIB_TEMPERATURE: return sigmoid(logit_clip(p) / (double)c->t);
+    case TL_CALIB_ISOTONIC: break;
+    }
+    const float *x = c->x, *y = c->y;
+    size_t k = c->k;
+    if (p <= (double)x[0]) return y[0];
+    if (p >= (double)x[k - 1]) return y[k - 1];
+    size_t lo = 0, hi = k - 1; /* x[lo] < p < x[hi] */
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if ((double)x[mid] <= p) lo = mid;
+        else hi = mid;
+    }
+    double x0 = x[lo], x1 = x[hi], y0 = y[lo], y1 = y[hi];
+    return y0 + (p - x0) * ((y1 - y0) / (x1 - x0));
+}
+
+tl_status tl_calibrator_apply(const tl_calibrator *c, const float *in, float *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (isnan(in[i]))
+            return tl_fail(TL_ERR_NUMERIC, "calibrator apply: input %zu is NaN", i);
+        out[i] = (float)tl_calibrator_apply1(c, in[i]);
+    }
+    return TL_OK;
+}
+
+tl_calib_kind tl_calibrator_kind(const tl_calibrator *c) { return c->kind; }
+
+void tl_calibrator_platt_params(const tl_calibrator *c, double *a, double *b)
+{
+    *a = c->a;
+    *b = c->b;
+}
+
+double tl_calibrator_temperature(const tl_calibrator *c) { return c->t; }
+
+size_t tl_calibrator_knots(const tl_calibrator *c, const float **x, const float **y)
+{
+    if (x) *x = c->x;
+    if (y) *y = c->y;
+    return c->k;
+}
+
+char *tl_calibrator_describe(const tl_calibrator *c, char *buf, size_t size)
+{
+    switch (c->kind) {
+    case TL_CALIB_PLATT:
+        snprintf(buf, size, "platt a=%.6g b=%.6g", (double)c->a, (double)c->b);
+        break;
+    case TL_CALIB_TEMPERATURE: snprintf(buf, size, "temperature T=%.6g", (double)c->t); break;
+    case TL_CALIB_ISOTONIC:
+        snprintf(buf, size, "isotonic %zu knots on [%.6g, %.6g] -> [%.6g, %.6g]", c->k,
+                 (double)c->x[0], (double)c->x[c->k - 1], (double)c->y[0], (double)c->y[c->k - 1]);
+        break;
+    }
+    return buf;
+}
+
+static size_t payload_len(const tl_calibrator *c)
+{
+    switch (c->kind) {
+    case TL_CALIB_PLATT: return 2;
+    case TL_CALIB_TEMPERATURE: return 1;
+    case TL_CALIB_ISOTONIC: break;
+    }
+    return 1 + 2 * c->k;
+}
+
+size_t tl_calibrator_serial_len(const tl_calibrator *c) { return 3 + payload_len(c); }
+
+tl_status tl_calibrator_serialize(const tl_calibrator *c, float *buf, size_t cap)
+{
+    size_t len = tl_calibrator_serial_len(c);
+    if (cap < len)
+        return tl_fail(TL_ERR_ARG, "calibrator serialize: buffer holds %zu floats, need %zu", cap, len);
+    if (c->k > (1u << 24))
+        return tl_fail(TL_ERR_ARG, "calibrator serialize: %zu knots do not fit a float count", c->k);
+    buf[0] = TL_CALIB_SERIAL_VERSION;
+    buf[1] = (float)c->kind;
+    buf[2] = (float)payload_len(c);
+    switch (c->kind) {
+    case TL_CALIB_PLATT:
+        buf[3] = c->a;
+        buf[4] = c->b;
+        break;
+    case TL_CALIB_TEMPERATURE: buf[3] = c->t; break;
+    case TL_CALIB_ISOTONIC:
+        buf[3] = (float)c->k;
+        memcpy(buf + 4, c->x, c->k * sizeof(float));
+        memcpy(buf + 4 + c->k, c->y, c->k * sizeof(float));
+        break;
+    }
+    return TL_OK;
+}
+
+tl_status tl_calibrator_deserialize(const float *buf, size_t n, tl_calibrator **out)
+{
+    *out = NULL;
+    if (n < 3 || buf[0] != TL_CALIB_SERIAL_VERSION)
+        return tl_fail(TL_ERR_FORMAT, "calibrator: not a version %d calibrator record (%zu floats)",
+                       TL_CALIB_SERIAL_VERSION, n);
+    if (!(buf[1] == 0.0f || buf[1] == 1.0f || buf[1] == 2.0f))
+        return tl_fail(TL_ERR_FORMAT, "calibrator: unknown kind %g", (double)buf[1]);
+    tl_calib_kind kind = (tl_calib_kind)(int)buf[1];
+    if (!(buf[2] >= 1.0f) || (double)buf[2] != floor((double)buf[2]) ||
+        (double)buf[2] > (double)(n - 3))
+        return tl_fail(TL_ERR_FORMAT, "calibrator: record length %g does not fit %zu floats",
+                       (double)buf[2], n);
+    size_t m = (size_t)buf[2];
+    for (size_t i = 3; i < 3 + m; i++)
+        if (!isfinite(buf[i])) return tl_fail(TL_ERR_FORMAT, "calibrator: value %zu is not finite", i);
+    size_t k = 0;
+    if (kind == TL_CALIB_ISOTONIC) {
+        if (!(buf[3] >= 1.0f) || (double)buf[3] != floor((double)buf[3]) ||
+            (double)m != 1.0 + 2.0 * (double)buf[3])
+            return tl_fail(TL_ERR_FORMAT, "calibrator: isotonic record of length %zu with %g knots",
+                           m, (double)buf[3]);
+        k = (size_t)buf[3];
+        if (m != 1 + 2 * k)
+            return tl_fail(TL_ERR_FORMAT, "calibrator: isotonic record with %zu knots has length %zu", k, m);
+        for (size_t i = 1; i < k; i++)
+            if (!(buf[4 + i] > buf[3 + i]) || !(buf[4 + k + i] >= buf[3 + k + i]))
+                return tl_fail(TL_ERR_FORMAT, "calibrator: isotonic knots not increasing at %zu", i);
+    } else if (m != (kind == TL_CALIB_PLATT ? 2u : 1u)) {
+        return tl_fail(TL_ERR_FORMAT, "calibrator: %s record has length %zu", calib_names[kind], m);
+    } else if (kind == TL_CALIB_TEMPERATURE && !(buf[3] > 0.0f)) {
+        return tl_fail(TL_ERR_FORMAT, "calibrator: temperature %g is not positive", (double)buf[3]);
+    }
+    tl_calibrator *c = calib_alloc(kind, k);
+    if (!c) return TL_ERR_NOMEM;
+    if (kind == TL_CALIB_PLATT) {
+        c->a = buf[3];
+        c->b = buf[4];
+    } else if (kind == TL_CALIB_TEMPERATURE) {
+        c->t = buf[3];
+    } else {
+        memcpy(c->x, buf + 4, k * sizeof(float));
+        memcpy(c->y, buf + 4 + k, k * sizeof(float));
+    }
+    *out = c;
+    return TL_OK;
+}
+
+/* ---- one-call evaluation ------------------------------------------------- */
+
+static view view_eval(const float *pred, const float *label, size_t n, const tl_eval_opts *o)
+{
+    view v = view_simple(pred, label, NULL, NULL, n);
+    if (!o) return v;
+#define STRIDE(s) ((s) ? (s) : 1)
+    v.ps = STRIDE(o->pred_stride);
+    v.ls = STRIDE(o->label_stride);
+    v.weight = o->weight;
+    v.mask = o->mask;
+    v.space = o->space;
+    v.ss = STRIDE(o->space_stride);
+    v.group = o->group;
+    v.gs = STRIDE(o->group_stride);
+    v.field = o->field;
+    v.fs = STRIDE(o->field_stride);
+    v.partner = o->partner;
+    v.bs = STRIDE(o->partner_stride);
+#undef STRIDE
+    return v;
+}
+
+static tl_status eval_binary_ws(const view *v, const tl_eval_opts *o, tl_metric_ws *ws,
+                                tl_binary_eval *out)
+{
+    unsigned *notes = &out->notes;
+    tl_metric_sums s = {0};
+    sums_add(&s, v, 1);
+    out->rows = s.rows;
+    out->weight = s.w;
+    out->base_rate = s.w > 0 ? s.wy / s.w : DNAN;
+    out->logloss = tl_metric_sums_logloss(&s);
+    out->brier = tl_metric_sums_mse(&s);
+    out->pcoc = tl_metric_sums_pcoc(&s);
+    out->ne = tl_metric_sums_ne(&s);
+    if (!(s.w > 0)) note(notes, TL_NOTE_EMPTY);
+    else if (!(s.wy > 0)) note(notes, TL_NOTE_NO_POSITIVES);
+
+    tl_status st = auc_view(v, ws, &out->auc, notes);
+    if (!st && v->partner)
+        st = multi_auc_view(v, o && o->order ? o->order : TL_MULTI_AUC_ORDER_A, ws,
+                            &out->multi_auc, out->multi_auc_pairs, notes);
+    if (!st && v->group) st = gauc_view(v, ws, &out->gauc, &out->gauc_groups, notes);
+    if (!st && v->field) st = field_view(v, ws, &out->field_ce, notes);
+    if (st) return st;
+
+    int nb = o && o->n_bins ? o->n_bins : 10;
+    tl_calib_bin *bins = o ? o->bins : NULL;
+    if (!bins) {
+        st = ws_bins(ws, (size_t)nb);
+        if (st) return st;
+        bins = ws->bins;
+    }
+    st = bins_view(v, nb, o ? o->strategy : TL_BINS_UNIFORM, ws, bins, &out->ece, &out->mce, notes);
+    if (st) return st;
+    slope_view(v, &out->slope, &out->intercept, notes);
+    return TL_OK;
+}
+
+tl_status tl_metrics_eval_binary(const float *pred, const float *label, size_t n,
+                                 const tl_eval_opts *opts, tl_metric_ws *ws,
+                                 tl_binary_eval *out)
+{
+    const char *task = opts && opts->task ? opts->task : "?";
+    *out = (tl_binary_eval){0};
+    out->base_rate = out->auc = out->gauc = out->multi_auc = out->logloss = out->ne = DNAN;
+    out->brier = out->pcoc = out->ece = out->mce = out->slope = out->intercept = DNAN;
+    out->field_ce = DNAN;
+    out->multi_auc_pairs[0] = out->multi_auc_pairs[1] = out->multi_auc_pairs[2] = DNAN;
+    if (opts && opts->n_bins < 0)
+        return tl_fail(TL_ERR_ARG, "task '%s': n_bins must be >= 1 (got %d)", task, opts->n_bins);
+    if (opts && opts->strategy != TL_BINS_UNIFORM && opts->strategy != TL_BINS_QUANTILE)
+        return tl_fail(TL_ERR_ARG, "task '%s': unknown bin strategy %d", task, (int)opts->strategy);
+    if (opts && opts->order) {
+        tl_status st = check_order(opts->order, "multi_auc");
+        if (st) return tl_fail_context(st, "task '%s'", task);
+    }
+    view v = view_eval(pred, label, n, opts);
+    char who[160];
+    snprintf(who, sizeof who, "task '%s'", task);
+    tl_status st = check_view(&v, PRED_PROB, LAB_BIN, who);
+    if (st) return st;
+    tl_metric_ws *own = NULL;
+    if (!ws) {
+        own = tl_metric_ws_new();
+        if (!own) return tl_fail_context(TL_ERR_NOMEM, "%s", who);
+    }
+    st = eval_binary_ws(&v, opts, ws ? ws : own, out);
+    tl_metric_ws_free(own);
+    if (st) return tl_fail_context(st, "%s", who);
+    return TL_OK;
+}
+
+tl_status tl_metrics_eval_regression(const float *pred, const float *label, size_t n,
+                                     const tl_eval_opts *opts, tl_regression_eval *out)
+{
+    const char *task = opts && opts->task ? opts->task : "?";
+    char who[160];
+    snprintf(who, sizeof who, "task '%s'", task);
+    *out = (tl_regression_eval){0};
+    out->mse = out->rmse = out->mae = out->mean_pred = out->mean_label = DNAN;
+    view v = view_eval(pred, label, n, opts);
+    v.group = v.field = NULL;
+    v.partner = NULL;
+    tl_status st = check_view(&v, PRED_ANY, LAB_ANY, who);
+    if (st) return st;
+    tl_metric_sums s = {0};
+    sums_add(&s, &v, 0);
+    out->rows = s.rows;
+    out->weight = s.w;
+    if (!(s.w > 0)) {
+        out->notes |= TL_NOTE_EMPTY;
+        return TL_OK;
+    }
+    out->mse = s.wse / s.w;
+    out->rmse = sqrt(out->mse);
+    out->mae = s.wae / s.w;
+    out->mean_pred = s.wp / s.w;
+    out->mean_label = s.wy / s.w;
+    return TL_OK;
+}

@@ -1,0 +1,682 @@
+/* model.c — building a multi-task model's graph, and training, prediction and
+ * evaluation over dataset splits. Loss weighting strategies are in
+ * losses/weighting.c. */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "losses/weighting.h"
+#include "models/builders.h"
+
+/* ---- configuration -------------------------------------------------------- */
+
+static const char *backbone_names[TL_BACKBONE_COUNT] = {"shared_bottom", "omoe", "mmoe",
+                                                         "ple", "esmm", "aitm"};
+static const char *weighting_names[TL_WEIGHTING_COUNT] = {"fixed", "uncertainty", "gradnorm",
+                                                           "dwa", "pcgrad"};
+
+void tl_model_config_defaults(tl_model_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->backbone.kind = TL_BACKBONE_MMOE;
+    c->backbone.bottom = (tl_mlp_spec){2, {256, 128}, 0.0f};
+    c->backbone.expert = (tl_mlp_spec){2, {256, 128}, 0.0f};
+    c->backbone.experts = 8;
+    c->backbone.levels = 1;
+    c->backbone.shared = 4;
+    c->backbone.specific = 2;
+    c->backbone.constraint = 0.6f;
+    c->emb_dim = 16;
+    c->weighting = TL_WEIGHTING_FIXED;
+    c->gradnorm_alpha = 1.5f;
+    c->dwa_temperature = 2.0f;
+    c->max_batch = 1024;
+    c->seed = 1;
+}
+
+tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
+                                       const tl_mlp_spec *tower)
+{
+    int nt = tl_dataset_n_tasks(d), nc = tl_dataset_n_cat(d);
+    if (nt < 1 || nt > TL_MAX_TASKS)
+        return tl_fail(TL_ERR_ARG, "model: dataset has %d tasks; 1..%d supported", nt,
+                       TL_MAX_TASKS);
+    if (nc > TL_MAX_FIELDS)
+        return tl_fail(TL_ERR_ARG, "model: dataset has %d categorical fields; at most %d", nc,
+                       TL_MAX_FIELDS);
+    c->n_cat = nc;
+    memcpy(c->vocab, tl_dataset_vocab(d), (size_t)nc * sizeof(int32_t));
+    c->n_num = tl_dataset_n_num(d);
+    c->n_tasks = nt;
+    for (int t = 0; t < nt; t++) {
+        tl_task_spec *ts = &c->tasks[t];
+        snprintf(ts->name, sizeof ts->name, "%s", tl_dataset_task_name(d, t));
+        ts->type = tl_dataset_task_type(d, t);
+        ts->tower = *tower;
+        ts->weight = 1.0f;
+    }
+    return TL_OK;
+}
+
+static tl_status parse_name(const char *what, const char *name, const char *const *names, int n,
+                            int *out)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = i;
+            return TL_OK;
+        }
+    char list[256] = "";
+    for (int i = 0; i < n; i++) {
+        strncat(list, names[i], sizeof list - strlen(list) - 1);
+        if (i + 1 < n) strncat(list, ", ", sizeof list - strlen(list) - 1);
+    }
+    return tl_fail(TL_ERR_ARG, "unknown %s '%s' (expected one of: %s)", what, name, list);
+}
+
+tl_status tl_backbone_parse(const char *name, tl_backbone_kind *out)
+{
+    int i = 0;
+    tl_status s = parse_name("backbone", name, backbone_names, TL_BACKBONE_COUNT, &i);
+    if (s == TL_OK) *out = (tl_backbone_kind)i;
+    return s;
+}
+
+const char *tl_backbone_name(tl_backbone_kind k)
+{
+    return (unsigned)k < TL_BACKBONE_COUNT ? backbone_names[k] : "?";
+}
+
+tl_status tl_weighting_parse(const char *name, tl_weighting *out)
+{
+    int i = 0;
+    tl_status s = parse_name("weighting", name, weighting_names, TL_WEIGHTING_COUNT, &i);
+    if (s == TL_OK) *out = (tl_weighting)i;
+    return s;
+}
+
+const char *tl_weighting_name(tl_weighting w)
+{
+    return (unsigned)w < TL_WEIGHTING_COUNT ? weighting_names[w] : "?";
+}
+
+static tl_status check_mlp(const tl_mlp_spec *s, const char *what)
+{
+    if (s->n < 0 || s->n > TL_MAX_LAYERS)
+        return tl_fail(TL_ERR_ARG, "%s: %d layers; 0..%d supported", what, s->n, TL_MAX_LAYERS);
+    for (int i = 0; i < s->n; i++)
+        if (s->units[i] < 1 || s->units[i] > 1 << 16)
+            return tl_fail(TL_ERR_ARG, "%s: layer %d has %d units; must be 1..65536", what, i + 1,
+                           s->units[i]);
+    if (!(s->dropout >= 0.0f && s->dropout < 1.0f))
+        return tl_fail(TL_ERR_ARG, "%s: dropout %g outside [0, 1)", what, (double)s->dropout);
+    return TL_OK;
+}
+
+static tl_status check_config(const tl_model_config *c)
+{
+    const tl_backbone_spec *b = &c->backbone;
+    tl_status s;
+    if (c->n_tasks < 1 || c->n_tasks > TL_MAX_TASKS)
+        return tl_fail(TL_ERR_ARG, "model: %d tasks; 1..%d supported", c->n_tasks, TL_MAX_TASKS);
+    if (c->n_cat < 0 || c->n_cat > TL_MAX_FIELDS || c->n_num < 0 || c->n_cat + c->n_num == 0)
+        return tl_fail(TL_ERR_ARG, "model: needs at least one feature (got %d categorical, %d "
+                                   "numeric)", c->n_cat, c->n_num);
+    for (int f = 0; f < c->n_cat; f++)
+        if (c->vocab[f] < 1)
+            return tl_fail(TL_ERR_ARG, "model: field %d has vocabulary size %d", f + 1,
+                           (int)c->vocab[f]);
+    if (c->n_cat > 0 && (c->emb_dim < 1 || c->emb_dim > 4096))
+        return tl_fail(TL_ERR_ARG, "model: emb must be 1..4096, got %d", c->emb_dim);
+    if (c->max_batch < 1)
+        return tl_fail(TL_ERR_ARG, "model: batch must be >= 1, got %d", c->max_batch);
+    if ((unsigned)b->kind >= TL_BACKBONE_COUNT)
+        return tl_fail(TL_ERR_ARG, "model: unknown backbone %d", (int)b->kind);
+    if ((unsigned)c->weighting >= TL_WEIGHTING_COUNT)
+        return tl_fail(TL_ERR_ARG, "model: unknown weighting %d", (int)c->weighting);
+    if ((s = check_mlp(&b->bottom, "shared_bottom: bottom")) != TL_OK) return s;
+    if ((s = check_mlp(&b->expert, "experts: expert")) != TL_OK) return s;
+    if ((b->kind == TL_BACKBONE_MMOE || b->kind == TL_BACKBONE_OMOE) &&
+        (b->experts < 1 || b->experts > 1024))
+        return tl_fail(TL_ERR_ARG, "%s: experts must be 1..1024, got %d",
+                       backbone_names[b->kind], b->experts);
+    if ((b->kind == TL_BACKBONE_MMOE || b->kind == TL_BACKBONE_OMOE || b->kind == TL_BACKBONE_PLE) &&
+        b->expert.n < 1)
+        return tl_fail(TL_ERR_ARG, "%s: expert needs at least one layer", backbone_names[b->kind]);
+    if (b->kind == TL_BACKBONE_PLE &&
+        (b->levels < 1 || b->levels > 8 || b->shared < 0 || b->specific < 0 ||
+         b->shared + b->specific < 1))
+        return tl_fail(TL_ERR_ARG, "ple: needs levels 1..8 and shared + specific >= 1 (got "
+                                   "levels=%d shared=%d specific=%d)",
+                       b->levels, b->shared, b->specific);
+    if (b->kind == TL_BACKBONE_ESMM &&
+        (c->n_tasks != 2 || c->tasks[0].type != TL_TASK_BINARY || c->tasks[1].type != TL_TASK_BINARY))
+        return tl_fail(TL_ERR_ARG, "esmm: needs exactly 2 binary tasks (CTR then CTCVR), got %d",
+                       c->n_tasks);
+    for (int t = 0; t < c->n_tasks; t++) {
+        const tl_task_spec *ts = &c->tasks[t];
+        char what[80];
+        snprintf(what, sizeof what, "task '%s': tower", ts->name);
+        if ((s = check_mlp(&ts->tower, what)) != TL_OK) return s;
+        if (!isfinite(ts->weight) || ts->weight < 0.0f)
+            return tl_fail(TL_ERR_ARG, "task '%s': weight must be finite and >= 0, got %g",
+                           ts->name, (double)ts->weight);
+        if (b->kind == TL_BACKBONE_AITM) {
+            if (ts->type != TL_TASK_BINARY)
+                return tl_fail(TL_ERR_ARG, "aitm: task '%s' must be binary", ts->name);
+            if (ts->tower.n < 1 || ts->tower.units[ts->tower.n - 1] !=
+                                       c->tasks[0].tower.units[c->tasks[0].tower.n - 1])
+                return tl_fail(TL_ERR_ARG, "aitm: every tower needs at least one layer and the "
+                                           "same last width (task '%s')", ts->name);
+        }
+        for (int u = 0; u < t; u++)
+            if (strcmp(c->tasks[u].name, ts->name) == 0)
+                return tl_fail(TL_ERR_ARG, "model: task name '%s' appears twice", ts->name);
+    }
+    return TL_OK;
+}
+
+/* ---- building --------------------------------------------------------------- */
+
+static tl_node dense_out(tl_graph *g, tl_node x, int out, const char *prefix)
+{
+    char wn[128], bn[128];
+    snprintf(wn, sizeof wn, "%s.w", prefix);
+    snprintf(bn, sizeof bn, "%s.b", prefix);
+    tl_node w = tl_param(g, tl_node_cols(g, x), out, TL_INIT_XAVIER_UNIFORM, 0.0f, wn);
+    tl_node b = tl_param(g, 1, out, TL_INIT_ZEROS, 0.0f, bn);
+    return tl_linear(g, x, w, b, TL_ACT_NONE);
+}
+
+/* AITM's adaptive information transfer: attention between the transferred
+ * vector p (from the previous task) and this task's tower output q. */
+static tl_node ait_module(tl_graph *g, tl_node p, tl_node q, int d, const char *prefix)
+{
+    char name[128];
+    tl_node w[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "%s.h%d.w", prefix, i + 1);
+        w[i] = tl_param(g, d, d, TL_INIT_XAVIER_UNIFORM, 0.0f, name);
+    }
+    tl_node v_p = tl_matmul(g, p, w[0]), v_q = tl_matmul(g, q, w[0]);
+    float scale = 1.0f / sqrtf((float)d);
+    tl_node s_p = tl_scale(g, tl_row_sum(g, tl_mul(g, tl_matmul(g, p, w[1]), tl_matmul(g, p, w[2]))), scale);
+    tl_node s_q = tl_scale(g, tl_row_sum(g, tl_mul(g, tl_matmul(g, q, w[1]), tl_matmul(g, q, w[2]))), scale);
+    tl_node sc[2] = {s_p, s_q}, vs[2] = {v_p, v_q};
+    return tl_gate_mix(g, tl_softmax(g, tl_concat(g, 2, sc)), tl_concat(g, 2, vs), 2);
+}
+
+static tl_status build(tl_model *m)
+{
+    const tl_model_config *c = &m->cfg;
+    tl_graph *g = m->g;
+    int K = c->n_tasks;
+    tl_node parts[2] = {TL_NONE, TL_NONE};
+    int np = 0;
+    char name[96];
+
+    if (c->n_cat > 0) {
+        int64_t rows = 0;
+        for (int f = 0; f < c->n_cat; f++) rows += c->vocab[f];
+        if (rows > INT32_MAX) return tl_fail(TL_ERR_ARG, "model: vocabularies sum to %lld rows; "
+                                                         "at most 2^31-1", (long long)rows);
+        m->ids = tl_input_ids(g, c->n_cat, "ids");
+        m->table = tl_param(g, (int)rows, c->emb_dim, TL_INIT_UNIFORM, 0.05f, "embedding");
+        parts[np++] = tl_embedding(g, m->table, m->ids, c->n_cat, c->vocab);
+    }
+    if (c->n_num > 0) parts[np++] = m->num = tl_input(g, c->n_num, "numeric");
+    tl_node x = np == 2 ? tl_concat(g, 2, parts) : parts[0];
+
+    tl_node h[TL_MAX_TASKS];
+    if (!tl_build_backbone(g, c, x, h, &m->last_shared))
+        return tl_graph_status(g) != TL_OK ? tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g))
+                                           : TL_ERR_ARG;
+    m->n_shared_params = tl_graph_param_count(g);
+
+    tl_node logit[TL_MAX_TASKS], z_prev = TL_NONE;
+    for (int k = 0; k < K; k++) {
+        const tl_task_spec *ts = &c->tasks[k];
+        snprintf(name, sizeof name, "tower.%s", ts->name);
+        tl_node t = tl_build_mlp(g, h[k], &ts->tower, name);
+        if (c->backbone.kind == TL_BACKBONE_AITM) {
+            int d = ts->tower.units[ts->tower.n - 1];
+            if (k > 0) {
+                snprintf(name, sizeof name, "aitm.transfer%d", k);
+                tl_node w = tl_param(g, d, d, TL_INIT_XAVIER_UNIFORM, 0.0f, name);
+                snprintf(name, sizeof name, "aitm.transfer%d.b", k);
+                tl_node b = tl_param(g, 1, d, TL_INIT_ZEROS, 0.0f, name);
+                tl_node p = tl_linear(g, z_prev, w, b, TL_ACT_RELU);
+                snprintf(name, sizeof name, "aitm.ait%d", k);
+                t = ait_module(g, p, t, d, name);
+            }
+            z_prev = t;
+        }
+        snprintf(name, sizeof name, "tower.%s.out", ts->name);
+        logit[k] = dense_out(g, t, 1, name);
+        snprintf(name, sizeof name, "label.%s", ts->name);
+        m->label[k] = tl_input(g, 1, name);
+        snprintf(name, sizeof name, "rowweight.%s", ts->name);
+        m->rowweight[k] = tl_input(g, 1, name);
+        if (ts->type == TL_TASK_BINARY) {
+            m->pred[k] = tl_sigmoid(g, logit[k]);
+            m->loss[k] = tl_bce_logits(g, logit[k], m->label[k], m->rowweight[k]);
+        } else {
+            m->pred[k] = logit[k];
+            m->loss[k] = tl_mse(g, logit[k], m->label[k], m->rowweight[k]);
+        }
+    }
+    if (c->backbone.kind == TL_BACKBONE_ESMM) { /* pCTCVR = pCTR x pCVR over all rows */
+        m->pcvr = m->pred[1];
+        m->pred[1] = tl_mul(g, m->pred[0], m->pcvr);
+        m->loss[1] = tl_bce_prob(g, m->pred[1], m->label[1], m->rowweight[1]);
+    }
+    m->extra = TL_NONE;
+    if (c->backbone.kind == TL_BACKBONE_AITM && K > 1) { /* p_t <= p_{t-1} */
+        tl_node sum = TL_NONE;
+        for (int k = 1; k < K; k++) {
+            tl_node v = tl_mean(g, tl_relu(g, tl_sub(g, m->pred[k], m->pred[k - 1])));
+            sum = sum == TL_NONE ? v : tl_add(g, sum, v);
+        }
+        m->extra = sum;
+        m->extra_coef = tl_scalar(g, c->backbone.constraint, "aitm.constraint");
+    }
+    for (int k = 0; k < K; k++) tl_node_name(g, m->loss[k], c->tasks[k].name);
+
+    tl_status s = tl_weighting_build(m);
+    if (s != TL_OK) return s;
+    if ((s = tl_graph_status(g)) != TL_OK) return tl_fail(s, "%s", tl_graph_errmsg(g));
+    if ((s = tl_graph_backward(g, m->total)) != TL_OK) return s;
+    return tl_graph_plan(g);
+}
+
+tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
+{
+    *out = NULL;
+    tl_status s = check_config(cfg);
+    if (s != TL_OK) return s;
+    tl_model *m = tl_calloc(1, sizeof *m, "model");
+    if (!m) return TL_ERR_NOMEM;
+    m->cfg = *cfg;
+    m->ids = m->num = m->table = m->pcvr = m->last_shared = TL_NONE;
+    tl_rng_seed(&m->rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
+    m->g = tl_graph_new(cfg->max_batch, cfg->seed);
+    if (!m->g || (s = build(m)) != TL_OK || (s = tl_weighting_init(m)) != TL_OK) {
+        if (s == TL_OK) s = TL_ERR_NOMEM;
+        tl_model_free(m);
+        return s;
+    }
+    *out = m;
+    return TL_OK;
+}
+
+void tl_model_free(tl_model *m)
+{
+    if (!m) return;
+    tl_weighting_free(m);
+    tl_optim_free(m->opt);
+    tl_graph_free(m->g);
+    tl_free(m->steps_hist);
+    tl_free(m->epochs_hist);
+    tl_free_aligned(m->best);
+    tl_free(m);
+}
+
+const tl_model_config *tl_model_config_get(const tl_model *m) { return &m->cfg; }
+tl_graph *tl_model_graph(tl_model *m) { return m->g; }
+tl_optim *tl_model_optim(tl_model *m) { return m->opt; }
+int64_t tl_model_steps(const tl_model *m) { return m->step; }
+int tl_model_epochs_done(const tl_model *m) { return m->epoch; }
+
+size_t tl_model_param_count(const tl_model *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < tl_graph_param_count(m->g); i++) {
+        const tl_param_info *p = tl_graph_param(m->g, i);
+        n += (size_t)p->rows * (size_t)p->cols;
+    }
+    return n;
+}
+
+int tl_model_task_index(const tl_model *m, const char *name)
+{
+    for (int k = 0; k < m->cfg.n_tasks; k++)
+        if (strcmp(m->cfg.tasks[k].name, name) == 0) return k;
+    return -1;
+}
+
+tl_status tl_model_set_weight(tl_model *m, int task, float w)
+{
+    if (task < 0 || task >= m->cfg.n_tasks)
+        return tl_fail(TL_ERR_ARG, "task index %d outside 1..%d", task + 1, m->cfg.n_tasks);
+    if (!isfinite(w) || w < 0.0f)
+        return tl_fail(TL_ERR_ARG, "task '%s': weight must be finite and >= 0, got %g",
+                       m->cfg.tasks[task].name, (double)w);
+    m->cfg.tasks[task].weight = w;
+    tl_weighting_apply(m);
+    return TL_OK;
+}
+
+float tl_model_get_weight(const tl_model *m, int task) { return m->cfg.tasks[task].weight; }
+
+float tl_model_effective_weight(const tl_model *m, int task)
+{
+    return tl_weighting_effective(m, task);
+}
+
+/* ---- batches ----------------------------------------------------------------- */
+
+/* Copy rows order[from .. from+n) of split s into the graph's inputs. */
+static void fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n)
+{
+    const tl_model_config *c = &m->cfg;
+    int32_t *ids = m->ids != TL_NONE ? tl_graph_ids(m->g, m->ids) : NULL;
+    float *num = m->num != TL_NONE ? tl_graph_input(m->g, m->num) : NULL;
+    int K = c->n_tasks;
+    for (int i = 0; i < n; i++) {
+        size_t r = order ? order[from + (size_t)i] : from + (size_t)i;
+        if (ids) memcpy(ids + (size_t)i * c->n_cat, s->cat + r * c->n_cat, (size_t)c->n_cat * 4);
+        if (num) memcpy(num + (size_t)i * c->n_num, s->num + r * c->n_num, (size_t)c->n_num * 4);
+        float w = s->weight ? s->weight[r] : 1.0f;
+        for (int k = 0; k < K; k++) {
+            tl_graph_input(m->g, m->label[k])[i] = s->labels[r * K + k];
+            tl_graph_input(m->g, m->rowweight[k])[i] = w;
+        }
+    }
+    tl_graph_set_batch(m->g, n);
+}
+
+static tl_status check_split(const tl_model *m, const tl_split *s, const char *what)
+{
+    if (!s || s->n == 0) return tl_fail(TL_ERR_ARG, "%s: the split has no rows", what);
+    if ((m->cfg.n_cat && !s->cat) || (m->cfg.n_num && !s->num) || !s->labels)
+        return tl_fail(TL_ERR_ARG, "%s: the split lacks features or labels", what);
+    if (s->n > UINT32_MAX) return tl_fail(TL_ERR_ARG, "%s: more than 2^32 rows", what);
+    return TL_OK;
+}
+
+tl_status tl_model_predict(tl_model *m, const tl_split *s, float *out)
+{
+    tl_status st = check_split(m, s, "predict");
+    if (st != TL_OK) return st;
+    int K = m->cfg.n_tasks, B = m->cfg.max_batch;
+    for (size_t from = 0; from < s->n; from += (size_t)B) {
+        if (tl_cancelled()) return tl_fail(TL_ERR_CANCELLED, "predict interrupted");
+        int n = (int)(s->n - from < (size_t)B ? s->n - from : (size_t)B);
+        fill_batch(m, s, NULL, from, n);
+        if ((st = tl_graph_forward(m->g, 0)) != TL_OK) return tl_fail_context(st, "predict");
+        for (int k = 0; k < K; k++) {
+            const float *p = tl_graph_value(m->g, m->pred[k]);
+            for (int i = 0; i < n; i++) out[(from + (size_t)i) * K + k] = p[i];
+        }
+    }
+    return TL_OK;
+}
+
+tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_eval *out,
+                            tl_calib_bin *bins)
+{
+    tl_status st = check_split(m, s, "evaluate");
+    if (st != TL_OK) return st;
+    int K = m->cfg.n_tasks;
+    float *pred = tl_malloc(s->n * (size_t)K * sizeof(float), "predictions");
+    if (!pred) return TL_ERR_NOMEM;
+    tl_metric_ws *ws = tl_metric_ws_new();
+    if (!ws) {
+        tl_free(pred);
+        return TL_ERR_NOMEM;
+    }
+    st = tl_model_predict(m, s, pred);
+    for (int k = 0; k < K && st == TL_OK; k++) {
+        tl_eval_opts o;
+        memset(&o, 0, sizeof o);
+        o.task = m->cfg.tasks[k].name;
+        o.pred_stride = o.label_stride = (size_t)K;
+        o.weight = s->weight;
+        o.group = s->group;
+        o.group_stride = 1;
+        o.n_bins = n_bins > 0 ? n_bins : 10;
+        o.bins = bins ? bins + (size_t)k * (size_t)o.n_bins : NULL;
+        out[k].type = m->cfg.tasks[k].type;
+        if (out[k].type == TL_TASK_BINARY)
+            st = tl_metrics_eval_binary(pred + k, s->labels + k, s->n, &o, ws, &out[k].bin);
+        else
+            st = tl_metrics_eval_regression(pred + k, s->labels + k, s->n, &o, &out[k].reg);
+    }
+    tl_metric_ws_free(ws);
+    tl_free(pred);
+    return st;
+}
+
+/* ---- training ------------------------------------------------------------------ */
+
+void tl_fit_defaults(tl_fit_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->epochs = 10;
+    o->monitor_task = -1;
+    o->shuffle = 1;
+    o->restore_best = 1;
+    o->optim = tl_optim_defaults(TL_OPTIM_ADAM);
+}
+
+/* Higher is better: AUC for binary tasks, -RMSE for regression. */
+static double monitor_value(const tl_model *m, const tl_task_eval *ev, int task, double *per_task)
+{
+    double sum = 0.0;
+    int n = 0;
+    for (int k = 0; k < m->cfg.n_tasks; k++) {
+        double v = ev[k].type == TL_TASK_BINARY ? ev[k].bin.auc : -ev[k].reg.rmse;
+        per_task[k] = ev[k].type == TL_TASK_BINARY ? ev[k].bin.auc : ev[k].reg.rmse;
+        if (task >= 0 && k != task) continue;
+        if (isfinite(v)) {
+            sum += v;
+            n++;
+        }
+    }
+    return n ? sum / n : (double)NAN;
+}
+
+static tl_status reserve_history(tl_model *m, size_t steps, size_t epochs)
+{
+    if (m->n_steps_hist + steps > m->cap_steps_hist) {
+        size_t cap = m->n_steps_hist + steps;
+        tl_step_record *h = tl_realloc(m->steps_hist, cap * sizeof *h, "step history");
+        if (!h) return TL_ERR_NOMEM;
+        m->steps_hist = h;
+        m->cap_steps_hist = cap;
+    }
+    if (m->n_epochs_hist + epochs > m->cap_epochs_hist) {
+        size_t cap = m->n_epochs_hist + epochs;
+        tl_epoch_record *h = tl_realloc(m->epochs_hist, cap * sizeof *h, "epoch history");
+        if (!h) return TL_ERR_NOMEM;
+        m->epochs_hist = h;
+        m->cap_epochs_hist = cap;
+    }
+    return TL_OK;
+}
+
+static tl_status ensure_optim(tl_model *m, const tl_optim_config *oc)
+{
+    if (m->opt && memcmp(tl_optim_get_config(m->opt), oc, sizeof *oc) == 0) return TL_OK;
+    tl_optim *o = tl_optim_new(m->g, oc);
+    if (!o) return tl_fail_context(TL_ERR_ARG, "fit");
+    if (m->opt) tl_optim_set_steps(o, 0);
+    tl_optim_free(m->opt);
+    m->opt = o;
+    return TL_OK;
+}
+
+/* One training step on the batch already in the graph's inputs. */
+static tl_status train_step(tl_model *m, float *task_loss)
+{
+    tl_status s = tl_graph_forward(m->g, 1);
+    if (s != TL_OK) return s;
+    for (int k = 0; k < m->cfg.n_tasks; k++) {
+        task_loss[k] = tl_graph_value(m->g, m->loss[k])[0];
+        if (!isfinite(task_loss[k])) {
+            tl_graph_zero_grad(m->g);
+            return tl_fail(TL_ERR_NUMERIC,
+                           "task '%s': loss is %g at step %lld (epoch %d); parameters kept from "
+                           "the last good step",
+                           m->cfg.tasks[k].name, (double)task_loss[k], (long long)m->step + 1,
+                           m->epoch + 1);
+        }
+    }
+    if ((s = tl_weighting_backward(m, task_loss)) != TL_OK) return s;
+    return tl_optim_step(m->opt);
+}
+
+tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid,
+                       const tl_fit_options *opt)
+{
+    tl_status st = check_split(m, train, "fit");
+    if (st != TL_OK) return st;
+    if (valid && (st = check_split(m, valid, "fit: valid")) != TL_OK) return st;
+    int K = m->cfg.n_tasks;
+    int B = opt->batch > 0 ? opt->batch : m->cfg.max_batch;
+    if (B > m->cfg.max_batch)
+        return tl_fail(TL_ERR_ARG, "fit: batch %d exceeds the model's batch %d (set batch= when "
+                                   "building the model)", B, m->cfg.max_batch);
+    if (opt->epochs < 1) return tl_fail(TL_ERR_ARG, "fit: epochs must be >= 1, got %d", opt->epochs);
+    if ((st = ensure_optim(m, &opt->optim)) != TL_OK) return st;
+
+    size_t per_epoch = (train->n + (size_t)B - 1) / (size_t)B;
+    size_t total = per_epoch * (size_t)opt->epochs;
+    if (opt->max_steps > 0 && (size_t)opt->max_steps < total) total = (size_t)opt->max_steps;
+    if ((st = reserve_history(m, total, (size_t)opt->epochs)) != TL_OK) return st;
+
+    uint32_t *order = tl_malloc(train->n * sizeof *order, "shuffle order");
+    size_t pf;
+    float *params = tl_graph_params(m->g, &pf);
+    if (!order) return TL_ERR_NOMEM;
+    if (valid && opt->restore_best && !m->best) {
+        m->best = tl_malloc_aligned(pf * sizeof(float), "best parameters");
+        if (!m->best) {
+            tl_free(order);
+            return TL_ERR_NOMEM;
+        }
+    }
+    tl_rng shuf;
+    tl_rng_seed(&shuf, (opt->seed ? opt->seed : m->cfg.seed) + (uint64_t)m->epoch * 7919u);
+
+    double best = -INFINITY, epoch_loss[TL_MAX_TASKS], valid_metric[TL_MAX_TASKS];
+    int bad_epochs = 0, have_best = 0;
+    int64_t steps_this_call = 0;
+    tl_task_eval ev[TL_MAX_TASKS];
+    st = TL_OK;
+
+    for (int e = 0; e < opt->epochs && st == TL_OK; e++) {
+        for (size_t i = 0; i < train->n; i++) order[i] = (uint32_t)i;
+        if (opt->shuffle) tl_rng_shuffle_u32(&shuf, order, train->n);
+        tl_weighting_epoch_start(m);
+        for (int k = 0; k < K; k++) epoch_loss[k] = 0.0;
+        size_t done = 0;
+        for (size_t b = 0; b < per_epoch; b++) {
+            if (opt->max_steps > 0 && steps_this_call >= opt->max_steps) break;
+            if (tl_cancelled()) {
+                st = tl_fail(TL_ERR_CANCELLED,
+                             "training interrupted at epoch %d, step %lld; the model keeps its "
+                             "current parameters and can continue",
+                             m->epoch + 1, (long long)m->step);
+                break;
+            }
+            size_t from = b * (size_t)B;
+            int n = (int)(train->n - from < (size_t)B ? train->n - from : (size_t)B);
+            float tl_loss[TL_MAX_TASKS];
+            fill_batch(m, train, order, from, n);
+            if ((st = train_step(m, tl_loss)) != TL_OK) break;
+            m->step++;
+            steps_this_call++;
+            done++;
+            tl_step_record *r = &m->steps_hist[m->n_steps_hist++];
+            r->step = m->step;
+            r->epoch = m->epoch + 1;
+            for (int k = 0; k < K; k++) {
+                epoch_loss[k] += (double)tl_loss[k];
+                r->loss[k] = tl_loss[k];
+                r->weight[k] = tl_weighting_effective(m, k);
+            }
+            if (opt->progress && opt->progress_every > 0 && m->step % opt->progress_every == 0) {
+                double mean[TL_MAX_TASKS];
+                for (int k = 0; k < K; k++) mean[k] = epoch_loss[k] / (double)done;
+                tl_progress p = {TL_PROGRESS_STEP, e + 1, opt->epochs, m->step, (int)b + 1,
+                                 (int)per_epoch, mean, NULL, NAN, 0};
+                if (opt->progress(opt->progress_ud, &p)) {
+                    st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback "
+                                                   "at step %lld", (long long)m->step);
+                    break;
+                }
+            }
+        }
+        if (done == 0) break;
+        for (int k = 0; k < K; k++) epoch_loss[k] /= (double)done;
+        if (st != TL_OK && st != TL_ERR_CANCELLED) break;
+        if (st == TL_ERR_CANCELLED) break;
+        m->epoch++;
+        tl_weighting_epoch_end(m, epoch_loss);
+
+        tl_epoch_record *er = &m->epochs_hist[m->n_epochs_hist++];
+        memset(er, 0, sizeof *er);
+        er->epoch = m->epoch;
+        er->step = m->step;
+        double monitor = NAN;
+        int improved = 0;
+        for (int k = 0; k < K; k++) {
+            er->train_loss[k] = epoch_loss[k];
+            er->valid_metric[k] = er->valid_logloss[k] = NAN;
+            valid_metric[k] = NAN;
+        }
+        if (valid) {
+            if ((st = tl_model_evaluate(m, valid, 10, ev, NULL)) != TL_OK) {
+                if (st == TL_ERR_CANCELLED) st = tl_fail(TL_ERR_CANCELLED, "training interrupted "
+                                                         "during validation at epoch %d", m->epoch);
+                m->n_epochs_hist--;
+                break;
+            }
+            monitor = monitor_value(m, ev, opt->monitor_task, valid_metric);
+            for (int k = 0; k < K; k++) {
+                er->valid_metric[k] = valid_metric[k];
+                er->valid_logloss[k] = ev[k].type == TL_TASK_BINARY ? ev[k].bin.logloss : ev[k].reg.mse;
+            }
+            if (isfinite(monitor) && monitor > best) {
+                best = monitor;
+                improved = 1;
+                bad_epochs = 0;
+                if (m->best) {
+                    memcpy(m->best, params, pf * sizeof(float));
+                    have_best = 1;
+                }
+            } else {
+                bad_epochs++;
+            }
+        }
+        er->monitor = monitor;
+        if (opt->progress) {
+            tl_progress p = {TL_PROGRESS_EPOCH, m->epoch, opt->epochs, m->step, (int)done,
+                             (int)per_epoch, epoch_loss, valid_metric, monitor, improved};
+            if (opt->progress(opt->progress_ud, &p)) {
+                st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback");
+                break;
+            }
+        }
+        if (opt->patience > 0 && bad_epochs >= opt->patience) break;
+        if (opt->max_steps > 0 && steps_this_call >= opt->max_steps) break;
+    }
+    if (have_best && opt->restore_best && st == TL_OK) memcpy(params, m->best, pf * sizeof(float));
+    tl_free(order);
+    return st;
+}
+
+size_t tl_model_history_steps(const tl_model *m, const tl_step_record **out)
+{
+    *out = m->steps_hist;
+    return m->n_steps_hist;
+}
+
+size_t tl_model_history_epochs(const tl_model *m, const tl_epoch_record **out)
+{
+    *out = m->epochs_hist;
+    return m->n_epochs_hist;
+}

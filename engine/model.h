@@ -1,0 +1,203 @@
+/* model.h — a multi-task model: feature input, backbone, per-task towers and
+ * losses built into one graph; training (fit), prediction and evaluation.
+ *
+ * The configuration is plain data (no pointers), so it can be printed, copied
+ * and stored in a checkpoint as it is. Backbones are graph builders in
+ * models/backbones.c; loss weighting strategies live in losses/weighting.c.
+ *
+ * Input layout of a sample: n_cat categorical ids (one embedding table per
+ * field, all of width emb_dim, stored as one parameter with per-field row
+ * offsets) concatenated with n_num numeric features.
+ */
+#ifndef TL_MODEL_H
+#define TL_MODEL_H
+
+#include "data.h"
+#include "graph.h"
+#include "metrics.h"
+#include "optim.h"
+
+#define TL_MAX_TASKS 8
+#define TL_MAX_LAYERS 8
+#define TL_MAX_FIELDS 256
+#define TL_TASK_NAME_MAX 32
+
+typedef enum {
+    TL_BACKBONE_SHARED_BOTTOM,
+    TL_BACKBONE_OMOE,
+    TL_BACKBONE_MMOE,
+    TL_BACKBONE_PLE,
+    TL_BACKBONE_ESMM,
+    TL_BACKBONE_AITM,
+    TL_BACKBONE_COUNT
+} tl_backbone_kind;
+
+/* A stack of fully connected ReLU layers. */
+typedef struct {
+    int n;
+    int units[TL_MAX_LAYERS];
+    float dropout;
+} tl_mlp_spec;
+
+typedef struct {
+    tl_backbone_kind kind;
+    tl_mlp_spec bottom;  /* shared-bottom: the shared layers */
+    tl_mlp_spec expert;  /* omoe/mmoe/ple: layers of each expert */
+    int experts;         /* omoe/mmoe: number of experts */
+    int levels;          /* ple: CGC levels */
+    int shared;          /* ple: shared experts per level */
+    int specific;        /* ple: task-specific experts per task and level */
+    float constraint;    /* aitm: weight of the label-constraint loss */
+    int transfer_dim;    /* aitm: width of the information-transfer vectors */
+} tl_backbone_spec;
+
+typedef enum {
+    TL_WEIGHTING_FIXED,
+    TL_WEIGHTING_UNCERTAINTY, /* Kendall et al. 2018 */
+    TL_WEIGHTING_GRADNORM,    /* Chen et al. 2018 */
+    TL_WEIGHTING_DWA,         /* Liu et al. 2019 */
+    TL_WEIGHTING_PCGRAD,      /* Yu et al. 2020 */
+    TL_WEIGHTING_COUNT
+} tl_weighting;
+
+typedef struct {
+    char name[TL_TASK_NAME_MAX];
+    tl_task_type type;
+    tl_mlp_spec tower;
+    float weight;        /* loss weight; changeable between steps */
+} tl_task_spec;
+
+typedef struct {
+    tl_backbone_spec backbone;
+    int n_tasks;
+    tl_task_spec tasks[TL_MAX_TASKS];
+    /* feature layout (from the dataset) */
+    int n_cat;
+    int32_t vocab[TL_MAX_FIELDS];
+    int n_num;
+    int emb_dim;
+    tl_weighting weighting;
+    float gradnorm_alpha; /* default 1.5 */
+    float dwa_temperature; /* default 2 */
+    int max_batch;        /* graph rows; batches up to this size */
+    uint64_t seed;
+} tl_model_config;
+
+/* Sensible defaults: MMoE with 8 experts of [256, 128], towers [64], emb 16,
+ * fixed weights 1, batch 1024, seed 1. Tasks and features are left empty. */
+void tl_model_config_defaults(tl_model_config *c);
+/* Fill the feature layout and tasks (names, types, weight 1, tower = `tower`)
+ * from a dataset. */
+tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
+                                       const tl_mlp_spec *tower);
+tl_status tl_backbone_parse(const char *name, tl_backbone_kind *out);
+const char *tl_backbone_name(tl_backbone_kind k);
+tl_status tl_weighting_parse(const char *name, tl_weighting *out);
+const char *tl_weighting_name(tl_weighting w);
+
+typedef struct tl_model tl_model;
+
+/* Build the model's graph from a configuration (copied). Fails with a message
+ * naming the bad field (unknown task count, ESMM without 2 binary tasks, ...). */
+tl_status tl_model_new(const tl_model_config *cfg, tl_model **out);
+void tl_model_free(tl_model *m);
+const tl_model_config *tl_model_config_get(const tl_model *m);
+tl_graph *tl_model_graph(tl_model *m);
+/* Number of trainable floats. */
+size_t tl_model_param_count(const tl_model *m);
+
+/* Loss weights: take effect at the next step (graph scalars). */
+tl_status tl_model_set_weight(tl_model *m, int task, float w);
+float tl_model_get_weight(const tl_model *m, int task);
+/* The weight the loss currently applies (after a strategy such as
+ * uncertainty weighting or GradNorm). */
+float tl_model_effective_weight(const tl_model *m, int task);
+int tl_model_task_index(const tl_model *m, const char *name);
+
+/* ---- training ------------------------------------------------------------- */
+
+typedef enum { TL_PROGRESS_STEP, TL_PROGRESS_EPOCH } tl_progress_kind;
+
+typedef struct {
+    tl_progress_kind kind;
+    int epoch;                 /* 1-based */
+    int epochs;
+    int64_t step;              /* global step, 1-based */
+    int batch_in_epoch, batches_per_epoch;
+    const double *loss;        /* per task: mean loss of the epoch so far */
+    const double *valid;       /* per task, at epoch end: monitored valid metric (NaN if none) */
+    double monitor;            /* at epoch end: the early-stopping value */
+    int improved;              /* at epoch end: monitor improved */
+} tl_progress;
+
+/* Return non-zero to stop training (like Ctrl-C). */
+typedef int (*tl_progress_fn)(void *ud, const tl_progress *p);
+
+typedef struct {
+    int epochs;            /* default 10 */
+    int batch;             /* default: the model's max_batch */
+    int patience;          /* epochs without improvement before stopping; 0 = off */
+    int monitor_task;      /* -1 (default): mean over tasks of AUC (binary) / -RMSE (regression) */
+    int64_t max_steps;     /* stop after this many steps in this call; 0 = no limit */
+    int eval_every;        /* also evaluate every N steps; 0 = at epoch ends only */
+    int shuffle;           /* default 1 */
+    uint64_t seed;         /* shuffling; default: model seed */
+    int restore_best;      /* with a valid split: restore the best epoch's weights (default 1) */
+    tl_optim_config optim; /* default Adam lr 1e-3 */
+    tl_progress_fn progress;
+    void *progress_ud;
+    int progress_every;    /* call progress with TL_PROGRESS_STEP every N steps; 0 = never */
+} tl_fit_options;
+
+void tl_fit_defaults(tl_fit_options *o);
+
+/* Train on `train`, evaluating on `valid` (may be NULL) after every epoch.
+ * Returns TL_OK, TL_ERR_CANCELLED (Ctrl-C or progress asked to stop: the
+ * model is consistent and can continue), TL_ERR_NUMERIC (a non-finite loss or
+ * gradient: the message names task, step and tensor; the parameters of the
+ * last good step are kept), or another error. A later call continues from the
+ * current parameters and optimizer state (the optimizer is kept unless the
+ * options change it). */
+tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid,
+                       const tl_fit_options *opt);
+
+/* Predicted values for every row of `s`: out is s->n x n_tasks, row-major
+ * (probabilities for binary tasks). */
+tl_status tl_model_predict(tl_model *m, const tl_split *s, float *out);
+
+typedef struct {
+    tl_task_type type;
+    tl_binary_eval bin;
+    tl_regression_eval reg;
+} tl_task_eval;
+
+/* Evaluate every task on `s` into out[n_tasks]; bins (may be NULL) receives
+ * n_bins reliability bins per task (n_tasks x n_bins). */
+tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_eval *out,
+                            tl_calib_bin *bins);
+
+/* ---- history --------------------------------------------------------------- */
+
+typedef struct {
+    int64_t step;
+    int epoch;
+    float loss[TL_MAX_TASKS];
+    float weight[TL_MAX_TASKS];   /* effective weights */
+} tl_step_record;
+
+typedef struct {
+    int epoch;
+    int64_t step;
+    double train_loss[TL_MAX_TASKS];
+    double valid_metric[TL_MAX_TASKS]; /* AUC (binary) or RMSE (regression); NaN without valid */
+    double valid_logloss[TL_MAX_TASKS]; /* logloss (binary) or MSE (regression) */
+    double monitor;
+} tl_epoch_record;
+
+size_t tl_model_history_steps(const tl_model *m, const tl_step_record **out);
+size_t tl_model_history_epochs(const tl_model *m, const tl_epoch_record **out);
+int64_t tl_model_steps(const tl_model *m);
+int tl_model_epochs_done(const tl_model *m);
+tl_optim *tl_model_optim(tl_model *m);
+
+#endif

@@ -1,0 +1,170 @@
+/* models/backbones.c — Shared-Bottom, OMoE, MMoE (Ma et al. KDD 2018), PLE
+ * (Tang et al. RecSys 2020, CGC per level) as graph builders. */
+#include <stdio.h>
+
+#include "builders.h"
+
+static tl_node dense(tl_graph *g, tl_node x, int in, int out, tl_act act, const char *prefix)
+{
+    char wn[96], bn[96];
+    snprintf(wn, sizeof wn, "%s.w", prefix);
+    snprintf(bn, sizeof bn, "%s.b", prefix);
+    tl_node w = tl_param(g, in, out, TL_INIT_XAVIER_UNIFORM, 0.0f, wn);
+    tl_node b = tl_param(g, 1, out, TL_INIT_ZEROS, 0.0f, bn);
+    return tl_linear(g, x, w, b, act);
+}
+
+static tl_node maybe_dropout(tl_graph *g, tl_node x, float p)
+{
+    return p > 0.0f ? tl_dropout(g, x, p) : x;
+}
+
+tl_node tl_build_mlp(tl_graph *g, tl_node x, const tl_mlp_spec *spec, const char *prefix)
+{
+    char name[96];
+    for (int i = 0; i < spec->n && x != TL_NONE; i++) {
+        snprintf(name, sizeof name, "%s.l%d", prefix, i + 1);
+        x = dense(g, x, tl_node_cols(g, x), spec->units[i], TL_ACT_RELU, name);
+        x = maybe_dropout(g, x, spec->dropout);
+    }
+    return x;
+}
+
+tl_node tl_build_experts(tl_graph *g, tl_node x, int count, const tl_mlp_spec *spec,
+                         const char *prefix)
+{
+    char wn[96], bn[96];
+    if (x == TL_NONE) return TL_NONE;
+    int in = tl_node_cols(g, x);
+    for (int i = 0; i < spec->n && x != TL_NONE; i++) {
+        int out = spec->units[i];
+        snprintf(wn, sizeof wn, "%s.l%d.w", prefix, i + 1);
+        snprintf(bn, sizeof bn, "%s.l%d.b", prefix, i + 1);
+        /* Layer 1: every expert reads the same x, so their weights sit side by
+         * side in one [in x count*out] matrix — one GEMM for all experts. */
+        if (i == 0) {
+            tl_node w = tl_param(g, in, count * out, TL_INIT_XAVIER_UNIFORM, 0.0f, wn);
+            tl_node b = tl_param(g, 1, count * out, TL_INIT_ZEROS, 0.0f, bn);
+            x = tl_linear(g, x, w, b, TL_ACT_RELU);
+        } else {
+            tl_node w = tl_param(g, count * in, out, TL_INIT_XAVIER_UNIFORM, 0.0f, wn);
+            tl_node b = tl_param(g, 1, count * out, TL_INIT_ZEROS, 0.0f, bn);
+            x = tl_grouped_linear(g, x, w, b, count, TL_ACT_RELU);
+        }
+        x = maybe_dropout(g, x, spec->dropout);
+        in = out;
+    }
+    return x;
+}
+
+tl_node tl_build_gate(tl_graph *g, tl_node x, int k, const char *prefix)
+{
+    if (x == TL_NONE) return TL_NONE;
+    return tl_softmax(g, dense(g, x, tl_node_cols(g, x), k, TL_ACT_NONE, prefix));
+}
+
+static int last_units(const tl_mlp_spec *s, int in) { return s->n ? s->units[s->n - 1] : in; }
+
+/* Experts e0 .. e0+n-1 (each of width d) out of a block of experts. */
+static tl_node expert_range(tl_graph *g, tl_node block, int e0, int n, int d)
+{
+    return tl_slice(g, block, e0 * d, n * d);
+}
+
+/* One CGC level. in[k] (k < K) are the task inputs and in[K] the shared
+ * input; out gets the same layout (out[K] only when `last` is 0). Level 1
+ * has one input for all, so all its experts form one block (one GEMM). */
+static int cgc_level(tl_graph *g, const tl_backbone_spec *b, int K, int level, int same_input,
+                     const tl_node *in, tl_node *out, int last)
+{
+    char name[96];
+    int S = b->shared, P = b->specific, d = last_units(&b->expert, tl_node_cols(g, in[K]));
+    tl_node shared_block, task_block[TL_MAX_TASKS];
+    if (same_input) {
+        snprintf(name, sizeof name, "ple%d.experts", level);
+        tl_node all = tl_build_experts(g, in[K], K * P + S, &b->expert, name);
+        for (int k = 0; k < K; k++) task_block[k] = expert_range(g, all, k * P, P, d);
+        shared_block = expert_range(g, all, K * P, S, d);
+    } else {
+        for (int k = 0; k < K; k++) {
+            snprintf(name, sizeof name, "ple%d.task%d.experts", level, k + 1);
+            task_block[k] = tl_build_experts(g, in[k], P, &b->expert, name);
+        }
+        snprintf(name, sizeof name, "ple%d.shared.experts", level);
+        shared_block = tl_build_experts(g, in[K], S, &b->expert, name);
+    }
+    for (int k = 0; k < K; k++) {
+        tl_node parts[2] = {task_block[k], shared_block};
+        tl_node pool = tl_concat(g, 2, parts);
+        snprintf(name, sizeof name, "ple%d.gate%d", level, k + 1);
+        out[k] = tl_gate_mix(g, tl_build_gate(g, in[k], P + S, name), pool, P + S);
+    }
+    if (!last) {
+        tl_node parts[TL_MAX_TASKS + 1];
+        for (int k = 0; k < K; k++) parts[k] = task_block[k];
+        parts[K] = shared_block;
+        tl_node pool = tl_concat(g, K + 1, parts);
+        snprintf(name, sizeof name, "ple%d.gate_shared", level);
+        out[K] = tl_gate_mix(g, tl_build_gate(g, in[K], K * P + S, name), pool, K * P + S);
+    }
+    return tl_graph_status(g) == TL_OK;
+}
+
+/* The last weight parameter added so far (GradNorm's "last shared layer"). */
+static tl_node last_weight(tl_graph *g)
+{
+    for (int i = tl_graph_param_count(g) - 1; i >= 0; i--) {
+        const tl_param_info *p = tl_graph_param(g, i);
+        if (p->rows > 1) return p->node;
+    }
+    return TL_NONE;
+}
+
+int tl_build_backbone(tl_graph *g, const tl_model_config *c, tl_node x, tl_node *h,
+                      tl_node *last_shared)
+{
+    const tl_backbone_spec *b = &c->backbone;
+    int K = c->n_tasks;
+    char name[64];
+    switch (b->kind) {
+    case TL_BACKBONE_SHARED_BOTTOM: {
+        tl_node z = tl_build_mlp(g, x, &b->bottom, "bottom");
+        for (int k = 0; k < K; k++) h[k] = z;
+        break;
+    }
+    case TL_BACKBONE_OMOE:
+    case TL_BACKBONE_MMOE: {
+        int E = b->experts;
+        tl_node ex = tl_build_experts(g, x, E, &b->expert, "experts");
+        if (b->kind == TL_BACKBONE_OMOE) {
+            tl_node z = tl_gate_mix(g, tl_build_gate(g, x, E, "gate"), ex, E);
+            for (int k = 0; k < K; k++) h[k] = z;
+        } else {
+            for (int k = 0; k < K; k++) {
+                snprintf(name, sizeof name, "gate%d", k + 1);
+                h[k] = tl_gate_mix(g, tl_build_gate(g, x, E, name), ex, E);
+            }
+        }
+        break;
+    }
+    case TL_BACKBONE_PLE: {
+        tl_node in[TL_MAX_TASKS + 1], out[TL_MAX_TASKS + 1];
+        for (int k = 0; k <= K; k++) in[k] = x;
+        for (int l = 1; l <= b->levels; l++) {
+            if (!cgc_level(g, b, K, l, l == 1, in, out, l == b->levels)) return 0;
+            for (int k = 0; k <= K; k++) in[k] = out[k];
+        }
+        for (int k = 0; k < K; k++) h[k] = out[k];
+        break;
+    }
+    case TL_BACKBONE_ESMM:
+    case TL_BACKBONE_AITM:
+        for (int k = 0; k < K; k++) h[k] = x;
+        break;
+    default:
+        tl_fail(TL_ERR_ARG, "unknown backbone %d", (int)b->kind);
+        return 0;
+    }
+    *last_shared = last_weight(g);
+    return tl_graph_status(g) == TL_OK;
+}

@@ -1,0 +1,203 @@
+/* ops/linear.c — matmul, the fused linear layer (x W + b, activation) and
+ * grouped linear layers (several experts' layers side by side). All GEMMs go
+ * through cblas_sgemm, row-major; backward GEMMs accumulate with beta = 1. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+
+static tl_node check_weight(tl_graph *g, const char *op, tl_node x, tl_node w, int xcols_per,
+                            tl_node b, int bcols)
+{
+    char s1[32], s2[32], s3[32];
+    tl_nodedef *dx = &g->nodes[x], *dw = &g->nodes[w];
+    if (dw->batched)
+        return tl__build_fail(g, TL_ERR_SHAPE, "%s: weight '%s' must not be batched, got %s", op,
+                              dw->name, tl__shape(g, w, s1, sizeof s1));
+    if (dx->cols != xcols_per)
+        return tl__build_fail(g, TL_ERR_SHAPE, "%s: input '%s' %s does not match weight '%s' %s",
+                              op, dx->name, tl__shape(g, x, s1, sizeof s1), dw->name,
+                              tl__shape(g, w, s2, sizeof s2));
+    if (b != TL_NONE) {
+        tl_nodedef *db = &g->nodes[b];
+        if (db->batched || db->rows != 1 || db->cols != bcols)
+            return tl__build_fail(g, TL_ERR_SHAPE, "%s: bias '%s' must be [1 x %d], got %s", op,
+                                  db->name, bcols, tl__shape(g, b, s3, sizeof s3));
+    }
+    return w;
+}
+
+tl_node tl_matmul(tl_graph *g, tl_node a, tl_node w)
+{
+    tl_node in[2] = {a, w};
+    if (!tl__valid(g, 2, in)) return TL_NONE;
+    if (check_weight(g, "matmul", a, w, g->nodes[w].rows, TL_NONE, 0) == TL_NONE) return TL_NONE;
+    tl_nodedef *da = &g->nodes[a];
+    return tl__node_new(g, TL_OP_MATMUL, da->batched, da->rows, g->nodes[w].cols, 2, in);
+}
+
+tl_node tl_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, tl_act act)
+{
+    tl_node in[3] = {x, w, b};
+    int nin = b == TL_NONE ? 2 : 3;
+    if (!tl__valid(g, nin, in)) return TL_NONE;
+    int m = g->nodes[w].cols;
+    if (check_weight(g, "linear", x, w, g->nodes[w].rows, b, m) == TL_NONE) return TL_NONE;
+    tl_nodedef *dx = &g->nodes[x];
+    tl_node o = tl__node_new(g, TL_OP_LINEAR, dx->batched, dx->rows, m, nin, in);
+    if (o != TL_NONE) g->nodes[o].act = act;
+    return o;
+}
+
+tl_node tl_grouped_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int groups, tl_act act)
+{
+    tl_node in[3] = {x, w, b};
+    int nin = b == TL_NONE ? 2 : 3;
+    if (!tl__valid(g, nin, in)) return TL_NONE;
+    if (groups < 1 || g->nodes[w].rows % groups != 0)
+        return tl__build_fail(g, TL_ERR_SHAPE,
+                              "grouped_linear: weight rows %d not divisible into %d groups",
+                              g->nodes[w].rows, groups);
+    int m = g->nodes[w].cols;
+    if (check_weight(g, "grouped_linear", x, w, g->nodes[w].rows, b, groups * m) == TL_NONE)
+        return TL_NONE;
+    tl_nodedef *dx = &g->nodes[x];
+    tl_node o = tl__node_new(g, TL_OP_GROUPED_LINEAR, dx->batched, dx->rows, groups * m, nin, in);
+    if (o != TL_NONE) {
+        g->nodes[o].act = act;
+        g->nodes[o].k = groups;
+    }
+    return o;
+}
+
+/* ---- shared pieces -------------------------------------------------------- */
+
+static void add_bias_act(float *y, const float *b, int rows, int cols, tl_act act)
+{
+    for (int i = 0; i < rows; i++) {
+        float *r = y + (size_t)i * cols;
+        if (b)
+            for (int j = 0; j < cols; j++) r[j] += b[j];
+        switch (act) {
+        case TL_ACT_RELU:
+            for (int j = 0; j < cols; j++) r[j] = r[j] > 0.0f ? r[j] : 0.0f;
+            break;
+        case TL_ACT_SIGMOID:
+            for (int j = 0; j < cols; j++) r[j] = 1.0f / (1.0f + expf(-r[j]));
+            break;
+        case TL_ACT_TANH:
+            for (int j = 0; j < cols; j++) r[j] = tanhf(r[j]);
+            break;
+        case TL_ACT_NONE:
+            break;
+        }
+    }
+}
+
+/* dZ = dY * act'(Y), computed from the output Y. Returns dY itself when the
+ * activation is the identity (no copy). */
+static const float *act_backward(const float *y, const float *dy, float *dz, int n, tl_act act)
+{
+    switch (act) {
+    case TL_ACT_NONE:
+        return dy;
+    case TL_ACT_RELU:
+        for (int i = 0; i < n; i++) dz[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case TL_ACT_SIGMOID:
+        for (int i = 0; i < n; i++) dz[i] = dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case TL_ACT_TANH:
+        for (int i = 0; i < n; i++) dz[i] = dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    }
+    return dz;
+}
+
+static void bias_backward(float *db, const float *dz, int rows, int cols)
+{
+    for (int i = 0; i < rows; i++) {
+        const float *r = dz + (size_t)i * cols;
+        for (int j = 0; j < cols; j++) db[j] += r[j];
+    }
+}
+
+/* ---- matmul / linear ------------------------------------------------------ */
+
+tl_status tl_op_matmul_forward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *a = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    int rows = tl__rows(g, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n->cols, w->rows, 1.0f, a->val,
+                a->cols, w->val, w->cols, 0.0f, n->val, n->cols);
+    return TL_OK;
+}
+
+static void gemm_backward(int rows, int k, int m, const float *x, float *dx, const float *w,
+                          float *dw, const float *dz, int ldx, int ldw, int ldz)
+{
+    if (dx) /* dX += dZ W^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, m, 1.0f, dz, ldz, w, ldw,
+                    1.0f, dx, ldx);
+    if (dw) /* dW += X^T dZ */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, m, rows, 1.0f, x, ldx, dz, ldz,
+                    1.0f, dw, ldw);
+}
+
+void tl_op_matmul_backward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *a = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    gemm_backward(tl__rows(g, n), w->rows, w->cols, a->val, a->grad, w->val, w->grad, n->grad,
+                  a->cols, w->cols, n->cols);
+}
+
+tl_status tl_op_linear_forward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
+    int rows = tl__rows(g, n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n->cols, w->rows, 1.0f, x->val,
+                x->cols, w->val, w->cols, 0.0f, n->val, n->cols);
+    add_bias_act(n->val, b, rows, n->cols, n->act);
+    return TL_OK;
+}
+
+void tl_op_linear_backward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    int rows = tl__rows(g, n);
+    const float *dz = act_backward(n->val, n->grad, n->scratch, rows * n->cols, n->act);
+    if (n->nin > 2 && tl__in(g, n, 2)->grad) bias_backward(tl__in(g, n, 2)->grad, dz, rows, n->cols);
+    gemm_backward(rows, w->rows, w->cols, x->val, x->grad, w->val, w->grad, dz, x->cols, w->cols,
+                  n->cols);
+}
+
+/* ---- grouped linear ------------------------------------------------------ */
+
+tl_status tl_op_grouped_linear_forward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
+    int rows = tl__rows(g, n), groups = n->k;
+    int k = w->rows / groups, m = w->cols;
+    for (int j = 0; j < groups; j++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, k, 1.0f,
+                    x->val + (size_t)j * k, x->cols, w->val + (size_t)j * k * m, m, 0.0f,
+                    n->val + (size_t)j * m, n->cols);
+    add_bias_act(n->val, b, rows, n->cols, n->act);
+    return TL_OK;
+}
+
+void tl_op_grouped_linear_backward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    int rows = tl__rows(g, n), groups = n->k;
+    int k = w->rows / groups, m = w->cols;
+    const float *dz = act_backward(n->val, n->grad, n->scratch, rows * n->cols, n->act);
+    if (n->nin > 2 && tl__in(g, n, 2)->grad) bias_backward(tl__in(g, n, 2)->grad, dz, rows, n->cols);
+    for (int j = 0; j < groups; j++)
+        gemm_backward(rows, k, m, x->val + (size_t)j * k, x->grad ? x->grad + (size_t)j * k : NULL,
+                      w->val + (size_t)j * k * m, w->grad ? w->grad + (size_t)j * k * m : NULL,
+                      dz + (size_t)j * m, x->cols, m, n->cols);
+}

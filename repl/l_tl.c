@@ -1,0 +1,114 @@
+/* l_tl.c — the `tl` library: luaopen_towerlab creates the table and calls
+ * every binding module's opener. It is the entry point both of the embedded
+ * interpreter (main.c) and of the plain Lua module towerlab.so. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <string.h>
+
+#include "core.h"
+#include "l_tensor.h"
+#include "l_util.h"
+
+/* Binding modules written in parallel with this file. Weak declarations let
+ * the program link whether or not a module has landed yet: a missing one
+ * resolves to NULL and is skipped. */
+void tl_lua_open_data(lua_State *L, int tl) __attribute__((weak));
+void tl_lua_open_metrics(lua_State *L, int tl) __attribute__((weak));
+void tl_lua_open_plot(lua_State *L, int tl) __attribute__((weak));
+
+/* The repl/lua files, embedded as C strings by the Makefile ($(BUILD)/gen/lua_embed.c),
+ * sorted by file name. */
+struct tl_lua_chunk {
+    const char *name;
+    const char *src;
+    size_t len;
+};
+extern const struct tl_lua_chunk tl_lua_chunks[];
+extern const int tl_lua_nchunks;
+
+int luaopen_towerlab(lua_State *L);
+
+/* tl.threads([n]): with n > 0 set the BLAS/engine thread count; returns the
+ * count in effect. */
+static int l_threads(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1)) {
+        lua_Integer n = luaL_checkinteger(L, 1);
+        luaL_argcheck(L, n >= 1 && n <= 4096, 1, "thread count must be in 1..4096");
+        tl_set_threads((int)n);
+    }
+    lua_pushinteger(L, tl_get_threads());
+    return 1;
+}
+
+/* tl.cancelled(): true when Ctrl-C was pressed during the current command
+ * (Lua loops that poll can stop cleanly). */
+static int l_cancelled(lua_State *L)
+{
+    lua_pushboolean(L, tl_cancelled());
+    return 1;
+}
+
+/* Run the embedded Lua chunks with (tl, docs by name, docs by value,
+ * private table). The private table (registry TL_PRIVATE_KEY) holds functions
+ * the program uses but users need not see (the tab completer). */
+static void run_chunks(lua_State *L, int tl)
+{
+    for (int i = 0; i < tl_lua_nchunks; i++) {
+        const struct tl_lua_chunk *c = &tl_lua_chunks[i];
+        char chunkname[96];
+        strcpy(chunkname, "=[towerlab] ");
+        strncat(chunkname, c->name, sizeof chunkname - strlen(chunkname) - 1);
+        if (luaL_loadbufferx(L, c->src, c->len, chunkname, "t") != LUA_OK) lua_error(L);
+        lua_pushvalue(L, tl);
+        tl_lua_push_docs(L);
+        luaL_getsubtable(L, LUA_REGISTRYINDEX, TL_PRIVATE_KEY);
+        lua_call(L, 4, 0);
+    }
+}
+
+int luaopen_towerlab(lua_State *L)
+{
+    lua_newtable(L);
+    int tl = lua_gettop(L);
+    lua_pushvalue(L, tl);
+    lua_setfield(L, LUA_REGISTRYINDEX, TL_LIB_KEY);
+
+    lua_pushliteral(L, TL_VERSION);
+    lua_setfield(L, tl, "version");
+    lua_pushinteger(L, 1);
+    lua_setfield(L, tl, "seed");
+    lua_pushcfunction(L, l_threads);
+    lua_setfield(L, tl, "threads");
+    lua_pushcfunction(L, l_cancelled);
+    lua_setfield(L, tl, "cancelled");
+
+    tl_lua_doc(L, "tl", tl,
+               "towerlab: multi-task recommender learning.\n"
+               "help(x) or ?x shows the documentation of x; help() lists the topics.");
+    tl_lua_doc(L, "tl.version", 0, "tl.version: the towerlab version string (" TL_VERSION ")");
+    tl_lua_doc(L, "tl.seed", 0,
+               "tl.seed = n: the default seed of builders and random tensors (default 1);\n"
+               "`towerlab --seed N` sets it. Each call without seed= draws the next seed of\n"
+               "a stream that restarts when a draw sees a changed tl.seed, so re-running\n"
+               "the same commands is reproducible.");
+    lua_getfield(L, tl, "threads");
+    tl_lua_doc(L, "tl.threads", -1,
+               "tl.threads([n]) -> count: set (n >= 1) and/or get the number of BLAS and\n"
+               "engine threads; `towerlab --threads N` sets it at start-up.");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "cancelled");
+    tl_lua_doc(L, "tl.cancelled", -1,
+               "tl.cancelled() -> boolean: Ctrl-C was pressed during this command.");
+    lua_pop(L, 1);
+
+    tl_lua_open_tensor(L, tl);
+    if (tl_lua_open_data) tl_lua_open_data(L, tl);
+    if (tl_lua_open_metrics) tl_lua_open_metrics(L, tl);
+    if (tl_lua_open_plot) tl_lua_open_plot(L, tl);
+
+    run_chunks(L, tl);
+    lua_settop(L, tl);
+    return 1;
+}

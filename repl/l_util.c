@@ -1,0 +1,247 @@
+/* l_util.c — helpers shared by the Lua binding files (see l_util.h). */
+#include "l_util.h"
+
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+int tl_lua_raise_status(lua_State *L, const char *fn, tl_status s)
+{
+    const char *msg = tl_errmsg();
+    if (!msg || !*msg) msg = tl_status_name(s);
+    return luaL_error(L, "%s: %s", fn, msg);
+}
+
+void tl_lua_check_fields(lua_State *L, int idx, const char *fn, const char *const *allowed)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) != LUA_TTABLE) return;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        int known = 0;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -1);
+            for (const char *const *a = allowed; *a; a++)
+                if (strcmp(*a, k) == 0) { known = 1; break; }
+        } else if (lua_isinteger(L, -1)) {
+            continue; /* array part: positional items belong to the caller */
+        }
+        if (!known) {
+            luaL_Buffer b;
+            const char *key = luaL_tolstring(L, -1, NULL);
+            luaL_buffinit(L, &b);
+            for (const char *const *a = allowed; *a; a++) {
+                if (a != allowed) luaL_addstring(&b, ", ");
+                luaL_addstring(&b, *a);
+            }
+            luaL_pushresult(&b);
+            luaL_error(L, "%s: unknown field '%s' (expected one of: %s)", fn, key,
+                       lua_tostring(L, -1));
+        }
+    }
+}
+
+/* Pushes t[key] and returns its type; leaves the value on the stack. */
+static int get_field(lua_State *L, int idx, const char *key)
+{
+    if (lua_type(L, idx) != LUA_TTABLE) {
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    return lua_getfield(L, idx, key);
+}
+
+/* Describe the value at the top for error messages: its type, and the value
+ * itself for numbers and short strings ("number 1.5", "string 'abc'"). */
+static const char *describe(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TNUMBER:
+        return lua_pushfstring(L, "%s", luaL_tolstring(L, idx, NULL));
+    case LUA_TSTRING:
+        return lua_pushfstring(L, "string '%s'", lua_tostring(L, idx));
+    default:
+        return luaL_typename(L, idx);
+    }
+}
+
+lua_Integer tl_lua_opt_int(lua_State *L, int idx, const char *fn, const char *key,
+                           lua_Integer def, lua_Integer min, lua_Integer max)
+{
+    idx = lua_absindex(L, idx);
+    int t = get_field(L, idx, key);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    int ok = 0;
+    lua_Integer v = lua_tointegerx(L, -1, &ok);
+    if (!ok || t != LUA_TNUMBER || v < min || v > max) {
+        if (min == 1 && max == LUA_MAXINTEGER)
+            luaL_error(L, "%s: field '%s' must be a positive integer, got %s", fn, key,
+                       describe(L, -1));
+        else if (min == 0 && max == LUA_MAXINTEGER)
+            luaL_error(L, "%s: field '%s' must be a non-negative integer, got %s", fn, key,
+                       describe(L, -1));
+        else
+            luaL_error(L, "%s: field '%s' must be an integer in [%I, %I], got %s", fn, key,
+                       min, max, describe(L, -1));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+double tl_lua_opt_number(lua_State *L, int idx, const char *fn, const char *key,
+                         double def, double min, double max)
+{
+    idx = lua_absindex(L, idx);
+    int t = get_field(L, idx, key);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    double v = (double)lua_tonumber(L, -1);
+    if (t != LUA_TNUMBER || isnan(v) || v < min || v > max) {
+        if (isinf(min) && isinf(max))
+            luaL_error(L, "%s: field '%s' must be a number, got %s", fn, key, describe(L, -1));
+        else
+            luaL_error(L, "%s: field '%s' must be a number in [%f, %f], got %s", fn, key,
+                       (lua_Number)min, (lua_Number)max, describe(L, -1));
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int tl_lua_opt_bool(lua_State *L, int idx, const char *fn, const char *key, int def)
+{
+    idx = lua_absindex(L, idx);
+    int t = get_field(L, idx, key);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (t != LUA_TBOOLEAN)
+        luaL_error(L, "%s: field '%s' must be a boolean, got %s", fn, key, describe(L, -1));
+    int v = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *tl_lua_opt_string(lua_State *L, int idx, const char *fn, const char *key,
+                              const char *def)
+{
+    idx = lua_absindex(L, idx);
+    int t = get_field(L, idx, key);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return def;
+    }
+    if (t != LUA_TSTRING)
+        luaL_error(L, "%s: field '%s' must be a string, got %s", fn, key, describe(L, -1));
+    /* The table still references the string, so the pointer stays valid. */
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+int tl_lua_opt_enum(lua_State *L, int idx, const char *fn, const char *key,
+                    const char *const *choices, int def)
+{
+    idx = lua_absindex(L, idx);
+    const char *s = tl_lua_opt_string(L, idx, fn, key, NULL);
+    if (!s) return def;
+    for (int i = 0; choices[i]; i++)
+        if (strcmp(choices[i], s) == 0) return i;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; choices[i]; i++) {
+        if (i) luaL_addstring(&b, ", ");
+        luaL_addchar(&b, '"');
+        luaL_addstring(&b, choices[i]);
+        luaL_addchar(&b, '"');
+    }
+    luaL_pushresult(&b);
+    luaL_error(L, "%s: field '%s' must be one of %s, got '%s'", fn, key, lua_tostring(L, -1), s);
+    return def;
+}
+
+/* Documentation lives in two registry tables: TL_DOCS_NAMES maps a name to
+ * its text, TL_DOCS_VALUES (weak keys) maps a documented value to its name. */
+static void push_registry_table(lua_State *L, const char *name, int weak)
+{
+    if (luaL_getsubtable(L, LUA_REGISTRYINDEX, name)) return;
+    if (weak) {
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+    }
+}
+
+void tl_lua_doc(lua_State *L, const char *name, int value_idx, const char *text)
+{
+    if (value_idx) value_idx = lua_absindex(L, value_idx);
+    push_registry_table(L, TL_DOCS_NAMES, 0);
+    lua_pushstring(L, text);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+    if (value_idx && !lua_isnoneornil(L, value_idx)) {
+        push_registry_table(L, TL_DOCS_VALUES, 1);
+        lua_pushvalue(L, value_idx);
+        lua_pushstring(L, name);
+        lua_rawset(L, -3);
+        lua_pop(L, 1);
+    }
+}
+
+void tl_lua_push_docs(lua_State *L)
+{
+    push_registry_table(L, TL_DOCS_NAMES, 0);
+    push_registry_table(L, TL_DOCS_VALUES, 1);
+}
+
+void tl_lua_note_alloc(lua_State *L, size_t bytes)
+{
+    int kb = (int)(bytes / 1024);
+    if (kb > 0) lua_gc(L, LUA_GCSTEP, kb);
+}
+
+int tl_lua_stdout_is_tty(void)
+{
+    return isatty(STDOUT_FILENO);
+}
+
+lua_Integer tl_lua_next_seed(lua_State *L)
+{
+    lua_Integer base = 1;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, TL_LIB_KEY) == LUA_TTABLE) {
+        lua_getfield(L, -1, "seed");
+        int ok = 0;
+        lua_Integer v = lua_tointegerx(L, -1, &ok);
+        if (ok) base = v;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    /* Counter state: registry["tl.seed.state"] = {base, n}. */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, "tl.seed.state");
+    lua_rawgeti(L, -1, 1);
+    int ok = 0;
+    lua_Integer last = lua_tointegerx(L, -1, &ok);
+    lua_rawgeti(L, -2, 2);
+    lua_Integer n = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    if (!ok || last != base) n = 0;
+    lua_pushinteger(L, base);
+    lua_rawseti(L, -2, 1);
+    lua_pushinteger(L, n + 1);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 1);
+    /* splitmix64 step: nearby (seed, n) pairs give unrelated streams. */
+    uint64_t z = (uint64_t)base * 0x9E3779B97F4A7C15ull + (uint64_t)n;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (lua_Integer)(z & 0x7FFFFFFFFFFFFFFFull);
+}

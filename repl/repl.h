@@ -1,0 +1,27 @@
+/* repl.h — the interactive loop (repl.c) and the pieces of main.c it shares:
+ * protected calls with Ctrl-C handling and error reports. */
+#ifndef TL_REPL_H
+#define TL_REPL_H
+
+#include <lua.h>
+#include <signal.h>
+
+/* Set by the SIGINT handler while the prompt waits for input; repl.c clears it. */
+extern volatile sig_atomic_t tl_sigint_pending;
+
+/* Call the function below `narg` arguments at the top in protected mode with
+ * a traceback handler. While it runs, Ctrl-C stops Lua code (a hook raises
+ * "interrupted!") and engine work (tl_cancel_request). The cancellation flag
+ * and any stale hook are cleared first. Returns a lua_pcall status; on error
+ * the message (with traceback) is at the top. */
+int tl_docall(lua_State *L, int narg, int nres);
+
+/* Print the error message at the top (if status != LUA_OK) to stderr,
+ * prefixed with `progname` when not NULL, and pop it. Returns status. */
+int tl_report(lua_State *L, const char *progname, int status);
+
+/* Run the read-eval-print loop until Ctrl-D or os.exit(). Returns the exit
+ * status (0). */
+int tl_repl_run(lua_State *L);
+
+#endif

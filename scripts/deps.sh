@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install the Debian packages towerlab needs to build, test and run its demo.
+# Idempotent: when every package is already installed it makes no apt call.
+set -euo pipefail
+
+packages=(
+  gcc make pkg-config            # toolchain
+  liblua5.4-dev lua5.4           # embedded interpreter (+ plain lua for require "towerlab")
+  libreadline-dev                # REPL line editing, history, completion
+  libopenblas-dev                # cblas_sgemm for every GEMM
+  zlib1g-dev                     # .gz datasets, CRC32 for checkpoints
+  libcmocka-dev                  # C unit tests
+  gnuplot-nox                    # plots (dumb/svg/png terminals, no X needed)
+  tmux                           # REPL tests drive the real program in a terminal
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get install -y -q "${missing[@]}" || {
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q "${missing[@]}"
+}

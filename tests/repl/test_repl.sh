@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The interactive program under tmux: expression printing, multi-line input,
+# completion, Ctrl-C (running Lua, at the prompt, in a continuation), errors
+# with tracebacks, help, history, and Ctrl-D.
+source "$(dirname "$0")/lib.sh"
+
+if ! command -v tmux >/dev/null; then skip all "tmux not installed"; finish; fi
+
+has_data=$("$BIN" -e 'io.write(tl.data and "yes" or "no")' 2>/dev/null)
+
+start_repl || { fail start "tmux could not start $BIN"; finish; }
+expect banner '^towerlab [0-9]+\.[0-9]+\.[0-9]+ \(Lua 5\.4'
+wait_prompts 1
+
+line '6*7'
+expect bare_expression_prints '^42$'
+
+line '=100+23'
+expect equals_expression_prints '^123$'
+
+line 'kept = 5'
+line 'kept*1000;'
+line 'kept*1001'
+if wait_for '^5005$' && ! pane | grep -qE '^5000$'; then pass trailing_semicolon_suppresses
+else fail trailing_semicolon_suppresses "5000 printed or 5005 missing"; fi
+
+line '{b = 2, a = "x", 10}'
+expect table_pretty_printed '^\{10, a = "x", b = 2\}$'
+
+line 'function sq(x)'
+if wait_for '^>> ' 3; then pass continuation_prompt; else fail continuation_prompt "no >> prompt"; fi
+line '  return x * x'
+line 'end'
+line 'sq(12)'
+expect multiline_function_definition '^144$'
+
+line 't = {1,'
+line '2, 3}'
+line '#t + 1000'
+expect multiline_table_constructor '^1003$'
+
+# Completion: tl.da<TAB> when the data module is linked, tl.ten<TAB> always.
+if [ "$has_data" = yes ]; then
+  type_text 'x = tl.da'; key Tab
+  expect complete_tl_data '^> x = tl\.data$' 3
+  key C-c
+else
+  skip complete_tl_data "tl.data not linked in this build"
+fi
+type_text 'x = tl.ten'; key Tab
+expect complete_tl_field '^> x = tl\.tensor$' 3
+key C-u
+type_text 'x = tl.tensor.ze'; key Tab
+expect complete_nested_field '^> x = tl\.tensor\.zeros$' 3
+type_text '(2, 3)'; key Enter
+line 'x:sh'
+key C-u
+type_text 'x:sh'; key Tab
+type_text '()'
+expect complete_userdata_method '^> x:shape\(\)$' 3
+key Enter
+expect method_call_result '^\{2, 3\}$'
+type_text 'dofile("tests/lua/harn'; key Tab
+expect complete_file_name_in_string '^> dofile\("tests/lua/harness\.lua"' 3
+key C-c
+
+# Ctrl-C at the prompt clears the line: the next line must run alone.
+type_text 'zzz_partial_garbage'
+key C-c
+line '1+776'
+expect ctrl_c_clears_line '^777$'
+
+# Ctrl-C in a continuation drops the unfinished statement.
+line 'function broken('
+wait_for '^>> ' 3
+key C-c
+line '1+664'
+expect ctrl_c_drops_continuation '^665$'
+
+# Ctrl-C stops a running Lua loop; globals stay.
+line 'loops = 0 while true do loops = loops + 1 end'
+sleep 0.3
+key C-c
+expect ctrl_c_interrupts_loop 'interrupted!' 5
+line 'print(kept, loops > 0)'
+expect state_kept_after_interrupt '^5[[:space:]]+true$'
+
+# An error prints the message and a traceback; the session continues.
+line 'error("boom" .. 42)'
+if wait_for 'stdin:1: boom42' && wait_for '^stack traceback:'; then pass error_with_traceback
+else fail error_with_traceback "no message or traceback"; fi
+line 'local ok = 1 +'
+wait_for '^>> ' 3
+line ')'
+expect syntax_error_reported "stdin:[0-9]+: unexpected symbol near '\)'"
+line '1+887'
+expect session_continues_after_error '^888$'
+
+line '?tl.threads'
+expect help_question_mark 'tl\.threads\(\[n\]\) -> count'
+line 'help()'
+expect help_lists_topics '^Topics'
+
+if grep -qxF 'sq(12)' "$TOWERLAB_HISTORY" 2>/dev/null && grep -qxF '1+887' "$TOWERLAB_HISTORY"; then
+  pass history_written_each_line
+else
+  fail history_written_each_line "history file $TOWERLAB_HISTORY lacks the lines"
+fi
+
+key C-d
+i=0; while ! pane_dead && [ $i -lt 150 ]; do sleep 0.02; i=$((i+1)); done
+if pane_dead; then pass ctrl_d_quits; else fail ctrl_d_quits "program still running"; fi
+
+# History is read back by the next session (Up arrow recalls the last line).
+tm kill-session -t t >/dev/null 2>&1
+start_repl
+wait_prompts 1
+key Up
+expect history_recalled '^> help\(\)$' 3
+line ''
+line 'os.exit(0)'
+i=0; while ! pane_dead && [ $i -lt 150 ]; do sleep 0.02; i=$((i+1)); done
+if pane_dead; then pass os_exit_quits; else fail os_exit_quits "program still running"; fi
+
+finish

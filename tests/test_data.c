@@ -1,0 +1,979 @@
+/* test_data.c — the data pipeline: CSV parsing, vocabularies, transforms,
+ * labels, splits, the binary cache, bad input, and the built-in datasets. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "data.h"
+#include "support.h"
+
+static char *tmp;  /* per-test temporary directory */
+static char path_buf[4][512];
+
+static int setup(void **state)
+{
+    (void)state;
+    tmp = tlt_tempdir_new();
+    tl_clear_error();
+    tl_cancel_clear();
+    return tmp ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tlt_tempdir_free(tmp);
+    tmp = NULL;
+    return 0;
+}
+
+/* Write `text` to tmp/name (gzip-compressed when name ends in .gz); returns
+ * the path (one of 4 rotating buffers). */
+static const char *write_file(const char *name, const char *text)
+{
+    static int k;
+    char *p = path_buf[k++ & 3];
+    snprintf(p, 512, "%s/%s", tmp, name);
+    size_t n = strlen(name);
+    if (n > 3 && strcmp(name + n - 3, ".gz") == 0) {
+        gzFile g = gzopen(p, "wb");
+        assert_non_null(g);
+        assert_int_equal(gzwrite(g, text, (unsigned)strlen(text)), (int)strlen(text));
+        assert_int_equal(gzclose(g), Z_OK);
+    } else {
+        FILE *f = fopen(p, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+        assert_int_equal(fclose(f), 0);
+    }
+    return p;
+}
+
+static int contains(const char *hay, const char *needle)
+{
+    if (!strstr(hay, needle)) {
+        printf("message \"%s\" lacks \"%s\"\n", hay, needle);
+        return 0;
+    }
+    return 1;
+}
+
+static const char *const POS1[] = {"1"};
+static const char *const NEG0[] = {"0"};
+
+/* A small schema over columns a (cat), x (num), y (label 1/0). */
+static void small_schema(tl_data_schema *s, const char *path, tl_data_cat_col *cat, tl_data_num_col *num,
+                         tl_data_label *lab)
+{
+    tl_data_schema_init(s);
+    s->path = path;
+    cat[0] = (tl_data_cat_col){"a", 0, 0};
+    num[0] = (tl_data_num_col){"x", TL_NUM_STANDARD, 0};
+    lab[0] = (tl_data_label){.task = "y", .column = "y", .kind = TL_LABEL_POSITIVE, .positive = POS1,
+                             .n_positive = 1, .negative = NEG0, .n_negative = 1};
+    s->cat = cat;
+    s->n_cat = 1;
+    s->num = num;
+    s->n_num = 1;
+    s->labels = lab;
+    s->n_labels = 1;
+}
+
+static tl_status load_small(const char *path, tl_bad_policy on_bad, tl_dataset **d)
+{
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, path, cat, num, lab);
+    s.on_bad = on_bad;
+    return tl_data_csv_load(&s, NULL, d);
+}
+
+/* ---- parsing ---------------------------------------------------------------- */
+
+static void test_basic_csv(void **state)
+{
+    (void)state;
+    const char *p = write_file("b.csv", "a,x,y\nred,1,1\nblue,2,0\nred,3,1\n");
+    tl_dataset *d = NULL;
+    assert_int_equal(load_small(p, TL_BAD_ERROR, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_non_null(all);
+    assert_null(tl_dataset_split(d, "train")); /* no split asked for */
+    assert_int_equal(all->n, 3);
+    assert_int_equal(tl_dataset_n_cat(d), 1);
+    assert_int_equal(tl_dataset_n_num(d), 1);
+    assert_int_equal(tl_dataset_vocab(d)[0], 4); /* OOV, missing, red, blue */
+    assert_int_equal(all->cat[0], 2);
+    assert_int_equal(all->cat[1], 3);
+    assert_int_equal(all->cat[2], 2);
+    assert_string_equal(tl_dataset_vocab_string(d, 0, 2), "red");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, 3), "blue");
+    /* standardised: mean 2, population std sqrt(2/3) */
+    double sd = sqrt(2.0 / 3.0);
+    assert_true(fabs((double)all->num[0] + 1.0 / sd) < 1e-5);
+    assert_float_equal(all->num[1], 0.0, 1e-6);
+    assert_true(fabs((double)all->num[2] - 1.0 / sd) < 1e-5);
+    assert_float_equal(all->labels[0], 1.0, 0);
+    assert_float_equal(all->labels[1], 0.0, 0);
+    assert_int_equal(all->row[2], 2);
+    assert_null(all->group);
+    assert_null(all->weight);
+    tl_dataset_free(d);
+}
+
+static void test_quotes_crlf_tsv_gzip(void **state)
+{
+    (void)state;
+    /* quoted separators, doubled quotes, CRLF, no final newline */
+    const char *p = write_file("q.csv", "a,x,y\r\n\"r,ed\",1,1\r\n\"say \"\"hi\"\"\",2,0\r\n\"\",3,1");
+    tl_dataset *d = NULL;
+    assert_int_equal(load_small(p, TL_BAD_ERROR, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 3);
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[0]), "r,ed");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[1]), "say \"hi\"");
+    assert_int_equal(all->cat[2], 1); /* "" is missing */
+    tl_dataset_free(d);
+
+    /* TSV through gzip gives the same as the plain CSV */
+    const char *g = write_file("t.tsv.gz", "a\tx\ty\nred\t1\t1\nblue\t2\t0\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, g, cat, num, lab);
+    s.sep = "\t";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 2);
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[1]), "blue");
+    assert_float_equal(all->labels[1], 0.0, 0);
+    tl_dataset_free(d);
+}
+
+static void test_census_style_sep_columns_skip(void **state)
+{
+    (void)state;
+    const char *p = write_file("c.txt", "# comment line\n5, Not in universe, ?, - 50000.\n7, Private, 3, 50000+.\n");
+    static const char *const cols[] = {"x", "a", "n2", "y"};
+    static const char *const pos[] = {"50000+."}, *const neg[] = {"- 50000."};
+    tl_data_schema s;
+    tl_data_schema_init(&s);
+    s.path = p;
+    s.sep = ", ";
+    s.header = 0;
+    s.columns = cols;
+    s.n_columns = 4;
+    s.skip = 1;
+    tl_data_cat_col cat[1] = {{"a", 0, 0}};
+    tl_data_num_col num[2] = {{"x", TL_NUM_NONE, 0}, {"n2", TL_NUM_NONE, 0}};
+    tl_data_label lab[1] = {{.task = "inc", .column = "y", .positive = pos, .n_positive = 1, .negative = neg,
+                             .n_negative = 1}};
+    s.cat = cat;
+    s.n_cat = 1;
+    s.num = num;
+    s.n_num = 2;
+    s.labels = lab;
+    s.n_labels = 1;
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 2);
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[0]), "Not in universe");
+    /* n2 had a missing value: imputed with the mean (3) and flagged */
+    assert_int_equal(tl_dataset_n_num(d), 3);
+    assert_string_equal(tl_dataset_num_name(d, 2), "n2_missing");
+    assert_float_equal(all->num[0 * 3 + 1], 3.0, 0);
+    assert_float_equal(all->num[0 * 3 + 2], 1.0, 0);
+    assert_float_equal(all->num[1 * 3 + 1], 3.0, 0);
+    assert_float_equal(all->num[1 * 3 + 2], 0.0, 0);
+    assert_float_equal(all->labels[0], 0.0, 0);
+    assert_float_equal(all->labels[1], 1.0, 0);
+    tl_dataset_free(d);
+}
+
+static void test_labels_threshold_regression_drop_keep(void **state)
+{
+    (void)state;
+    const char *p = write_file("l.csv", "a,r,click\nu,4.5,1\nv,2,0\nu,3.5,0\n");
+    tl_data_schema s;
+    tl_data_schema_init(&s);
+    s.path = p;
+    tl_data_cat_col cat[1] = {{"a", 0, 0}};
+    tl_data_num_col num[1] = {{"r", TL_NUM_NONE, 0}};
+    tl_data_label lab[3] = {
+        {.task = "good", .column = "r", .kind = TL_LABEL_THRESHOLD, .threshold = 3.5},
+        {.task = "rating", .column = "r", .kind = TL_LABEL_REGRESSION},
+        {.task = "ctr", .column = "click", .kind = TL_LABEL_POSITIVE, .positive = POS1, .n_positive = 1},
+    };
+    s.cat = cat;
+    s.n_cat = 1;
+    s.num = num;
+    s.n_num = 1;
+    s.labels = lab;
+    s.n_labels = 3;
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_n_num(d), 0); /* r is a label column: dropped */
+    assert_int_equal(tl_dataset_n_tasks(d), 3);
+    assert_int_equal(tl_dataset_task_type(d, 0), TL_TASK_BINARY);
+    assert_int_equal(tl_dataset_task_type(d, 1), TL_TASK_REGRESSION);
+    const tl_split *all = tl_dataset_split(d, "all");
+    static const float want[9] = {1, 4.5f, 1, 0, 2, 0, 1, 3.5f, 0};
+    assert_true(tlt_close_f("labels", all->labels, want, 9, 0, 1e-7));
+    tl_dataset_free(d);
+    lab[0].keep = 1; /* keep r as a feature */
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_n_num(d), 1);
+    assert_string_equal(tl_dataset_num_name(d, 0), "r");
+    tl_dataset_free(d);
+}
+
+static void test_hash_quantile_log1p_id_weight(void **state)
+{
+    (void)state;
+    const char *p = write_file("h.csv", "uid,a,x,w,y\n"
+                                        "u1,p,0,1,1\nu2,q,1,2,0\nu1,r,2,1,0\nu3,s,3,1,1\n"
+                                        "u2,?,4,0.5,0\nu1,p,5,1,0\nu3,q,6,1,1\nu2,p,7,1,0\n");
+    tl_data_schema s;
+    tl_data_schema_init(&s);
+    s.path = p;
+    tl_data_cat_col cat[1] = {{"a", 0, 3}};
+    tl_data_num_col num[2] = {{"x", TL_NUM_QUANTILE, 4}, {"w", TL_NUM_LOG1P, 0}};
+    tl_data_label lab[1] = {{.task = "y", .column = "y", .positive = POS1, .n_positive = 1}};
+    s.cat = cat;
+    s.n_cat = 1;
+    s.num = num;
+    s.n_num = 2;
+    s.labels = lab;
+    s.n_labels = 1;
+    s.id = "uid";
+    s.weight = "w";
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_int_equal(tl_dataset_n_cat(d), 2);
+    assert_string_equal(tl_dataset_cat_kind(d, 0), "hash");
+    assert_int_equal(tl_dataset_vocab(d)[0], 4);   /* 3 buckets + missing */
+    assert_int_equal(all->cat[4 * 2 + 0], 3);      /* '?' → the missing id */
+    assert_int_equal(all->cat[0 * 2 + 0], all->cat[5 * 2 + 0]); /* same string, same bucket */
+    assert_string_equal(tl_dataset_cat_kind(d, 1), "quantile");
+    assert_string_equal(tl_dataset_cat_name(d, 1), "x");
+    assert_int_equal(tl_dataset_vocab(d)[1], 5);   /* missing + 4 buckets (3 edges: 2, 4, 6) */
+    static const int32_t bucket[8] = {1, 1, 2, 2, 3, 3, 4, 4};
+    for (int i = 0; i < 8; i++) assert_int_equal(all->cat[i * 2 + 1], bucket[i]);
+    assert_int_equal(tl_dataset_n_num(d), 1);
+    assert_float_equal(all->num[1], log1pf(2.0f), 1e-6);
+    assert_non_null(all->group);
+    assert_int_equal(all->group[0], all->group[2]);
+    assert_int_not_equal(all->group[0], all->group[1]);
+    assert_non_null(all->weight);
+    assert_float_equal(all->weight[4], 0.5, 0);
+    tl_dataset_free(d);
+}
+
+/* ---- splits and vocabularies --------------------------------------------------- */
+
+static void test_vocab_from_train_only(void **state)
+{
+    (void)state;
+    /* rows i%4==3 go to test; "only_test" appears there only, "rare" once in train */
+    const char *p = write_file("v.csv", "a,x,y\n"
+                                        "c,1,1\nc,1,0\nrare,1,0\nonly_test,1,1\n"
+                                        "c,2,1\nd,2,0\nd,2,0\nonly_test,9,1\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    s.split = TL_SPLIT_MODULO;
+    s.modulo = 4;
+    s.modulo_to[0] = s.modulo_to[1] = s.modulo_to[2] = TL_TO_TRAIN;
+    s.modulo_to[3] = TL_TO_TEST;
+    s.min_count = 2;
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    const tl_split *tr = tl_dataset_split(d, "train"), *te = tl_dataset_split(d, "test");
+    assert_int_equal(tr->n, 6);
+    assert_int_equal(te->n, 2);
+    assert_int_equal(tl_dataset_split(d, "valid")->n, 0);
+    assert_int_equal(tl_dataset_vocab(d)[0], 4); /* OOV, missing, c, d */
+    for (size_t i = 0; i < te->n; i++) assert_int_equal(te->cat[i], 0); /* only_test → OOV */
+    assert_int_equal(tr->cat[2], 0);                                    /* rare → OOV (min_count 2) */
+    assert_int_equal(te->row[0], 3);
+    assert_int_equal(te->row[1], 7);
+    /* statistics from train only: x's train mean is 1.5 whatever test holds */
+    double mean, sd;
+    assert_string_equal(tl_dataset_num_transform(d, 0, &mean, &sd), "standard");
+    assert_float_equal(mean, 1.5, 1e-9);
+    assert_float_equal(sd, 0.5, 1e-9);
+    tl_dataset_free(d);
+}
+
+static void test_ratio_split_and_shuffle(void **state)
+{
+    (void)state;
+    char *text = malloc(200000);
+    assert_non_null(text);
+    size_t k = (size_t)sprintf(text, "a,x,y\n");
+    for (int i = 0; i < 1000; i++) k += (size_t)sprintf(text + k, "v%d,%d,%d\n", i % 7, i, i % 3 == 0);
+    const char *p = write_file("r.csv", text);
+    free(text);
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    s.split = TL_SPLIT_RATIO;
+    s.ratio[0] = 0.7;
+    s.ratio[1] = 0.2;
+    s.ratio[2] = 0.1;
+    s.seed = 7;
+    tl_dataset *d1 = NULL, *d2 = NULL, *d3 = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d1), TL_OK);
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d2), TL_OK);
+    s.seed = 8;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d3), TL_OK);
+    const tl_split *t1 = tl_dataset_split(d1, "train"), *t2 = tl_dataset_split(d2, "train"),
+                   *t3 = tl_dataset_split(d3, "train");
+    assert_int_equal(t1->n, 700);
+    assert_int_equal(tl_dataset_split(d1, "valid")->n, 200);
+    assert_int_equal(tl_dataset_split(d1, "test")->n, 100);
+    assert_memory_equal(t1->row, t2->row, 700 * sizeof *t1->row); /* same seed, same split */
+    assert_true(memcmp(t1->row, t3->row, 700 * sizeof *t1->row) != 0);
+    for (size_t i = 1; i < t1->n; i++) assert_true(t1->row[i] > t1->row[i - 1]); /* file order kept */
+    /* a permutation, the same for the same (seed, epoch), different across epochs */
+    uint32_t *o1 = malloc(700 * 4), *o2 = malloc(700 * 4), *o3 = malloc(700 * 4);
+    char seen[700] = {0};
+    assert_int_equal(tl_split_epoch_order(t1, 3, 0, o1), TL_OK);
+    assert_int_equal(tl_split_epoch_order(t1, 3, 0, o2), TL_OK);
+    assert_int_equal(tl_split_epoch_order(t1, 3, 1, o3), TL_OK);
+    for (int i = 0; i < 700; i++) {
+        assert_true(o1[i] < 700);
+        assert_false(seen[o1[i]]);
+        seen[o1[i]] = 1;
+    }
+    assert_memory_equal(o1, o2, 700 * 4);
+    assert_true(memcmp(o1, o3, 700 * 4) != 0);
+    free(o1);
+    free(o2);
+    free(o3);
+    tl_dataset_free(d1);
+    tl_dataset_free(d2);
+    tl_dataset_free(d3);
+}
+
+static void test_split_by_files_and_like(void **state)
+{
+    (void)state;
+    const char *tr = write_file("tr.csv", "a,x,y\nred,1,1\nblue,3,0\n");
+    const char *va = write_file("va.csv", "a,x,y\ngreen,5,1\n");
+    const char *te = write_file("te.csv", "y,x,a\n0,7,blue\n"); /* other column order: mapped by header */
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, tr, cat, num, lab);
+    s.split = TL_SPLIT_FILES;
+    s.valid_path = va;
+    s.test_path = te;
+    tl_dataset *d = NULL, *l = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "train")->n, 2);
+    assert_int_equal(tl_dataset_split(d, "valid")->n, 1);
+    assert_int_equal(tl_dataset_split(d, "test")->n, 1);
+    assert_int_equal(tl_dataset_split(d, "valid")->cat[0], 0);              /* green unseen in train */
+    assert_string_equal(tl_dataset_vocab_string(d, 0, tl_dataset_split(d, "test")->cat[0]), "blue");
+    assert_float_equal(tl_dataset_split(d, "test")->num[0], 5.0, 1e-6); /* (7 - train mean 2) / train std 1 */
+    /* like: a new file read with d's vocabulary and statistics */
+    const char *nw = write_file("new.csv", "a,x,y\nblue,2,1\npurple,4,0\n");
+    tl_data_schema s2 = s;
+    s2.path = nw;
+    s2.split = TL_SPLIT_NONE;
+    assert_int_equal(tl_data_csv_load(&s2, d, &l), TL_OK);
+    const tl_split *all = tl_dataset_split(l, "all");
+    assert_int_equal(all->n, 2);
+    assert_int_equal(tl_dataset_vocab(l)[0], tl_dataset_vocab(d)[0]);
+    assert_int_equal(all->cat[0], tl_dataset_split(d, "train")->cat[1]); /* blue keeps its id */
+    assert_int_equal(all->cat[1], 0);
+    assert_float_equal(all->num[0], 0.0, 1e-6); /* d's train mean is 2 */
+    tl_dataset_free(l);
+    tl_dataset_free(d);
+}
+
+/* ---- bad input ------------------------------------------------------------------ */
+
+static void expect_error(const char *path, tl_status code, const char *msg1, const char *msg2)
+{
+    tl_dataset *d = (tl_dataset *)1;
+    tl_status st = load_small(path, TL_BAD_ERROR, &d);
+    assert_int_equal(st, code);
+    assert_null(d);
+    assert_true(contains(tl_errmsg(), msg1));
+    if (msg2) assert_true(contains(tl_errmsg(), msg2));
+}
+
+static void test_error_ragged(void **state)
+{
+    (void)state;
+    const char *p = write_file("rag.csv", "a,x,y\nred,1,1\nblue,2\n");
+    char want[600];
+    snprintf(want, sizeof want, "%s:3:", p);
+    expect_error(p, TL_ERR_PARSE, want, "expected 3 fields, got 2");
+}
+
+static void test_error_text_in_numeric(void **state)
+{
+    (void)state;
+    const char *p = write_file("num.csv", "a,x,y\nred,1,1\nblue,abc,0\n");
+    char want[600];
+    snprintf(want, sizeof want, "%s:3: column 2 ('x'): expected a number, got \"abc\"", p);
+    expect_error(p, TL_ERR_PARSE, want, NULL);
+}
+
+static void test_error_unknown_label(void **state)
+{
+    (void)state;
+    const char *p = write_file("lab.csv", "a,x,y\nred,1,1\nblue,2,yes\n");
+    expect_error(p, TL_ERR_PARSE, ":3: column 3 ('y'): unknown label value \"yes\"", "task 'y'");
+    /* without a list of negatives, a positive value that never occurs is a typo */
+    const char *q = write_file("lab2.csv", "a,x,y\nred,1,0\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, q, cat, num, lab);
+    lab[0].n_negative = 0;
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "no row has the positive value \"1\""));
+}
+
+static void test_error_empty_and_missing_file(void **state)
+{
+    (void)state;
+    expect_error(write_file("empty.csv", ""), TL_ERR_PARSE, "empty.csv: empty file", NULL);
+    expect_error(write_file("hdr.csv", "a,x,y\n\n"), TL_ERR_PARSE, "hdr.csv: empty file (no data rows)", NULL);
+    char p[600];
+    snprintf(p, sizeof p, "%s/nope.csv", tmp);
+    expect_error(p, TL_ERR_IO, "cannot open", "nope.csv': No such file or directory");
+}
+
+static void test_error_corrupt_gzip(void **state)
+{
+    (void)state;
+    char *text = malloc(400000);
+    assert_non_null(text);
+    size_t k = (size_t)sprintf(text, "a,x,y\n");
+    for (int i = 0; i < 20000; i++) k += (size_t)sprintf(text + k, "v%d,%d,%d\n", i * 7919 % 1000, i, i & 1);
+    const char *p = write_file("z.csv.gz", text);
+    free(text);
+    FILE *f = fopen(p, "r+b");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    /* garbage in the middle of the deflate stream */
+    fseek(f, size / 2, SEEK_SET);
+    for (int i = 0; i < 64; i++) fputc(0xA5 ^ i, f);
+    fclose(f);
+    expect_error(p, TL_ERR_FORMAT, "z.csv.gz: corrupt or truncated gzip stream near line", NULL);
+    /* truncated */
+    assert_int_equal(truncate(p, size / 3), 0);
+    expect_error(p, TL_ERR_FORMAT, "z.csv.gz: corrupt or truncated gzip stream", NULL);
+}
+
+static void test_error_unknown_column(void **state)
+{
+    (void)state;
+    const char *p = write_file("col.csv", "a,xx,y\nred,1,1\n");
+    expect_error(p, TL_ERR_ARG, "col.csv: schema names numeric column 'x', which does not exist",
+                 "(columns: a, xx, y)");
+}
+
+static void test_error_quote(void **state)
+{
+    (void)state;
+    const char *p = write_file("uq.csv", "a,x,y\n\"red,1,1\n");
+    expect_error(p, TL_ERR_PARSE, "uq.csv:2: column 1: unterminated or malformed quoted field", NULL);
+}
+
+static void test_on_bad_skip(void **state)
+{
+    (void)state;
+    const char *p = write_file("skip.csv", "a,x,y\nred,1,1\nblue,2\nred,zz,0\ngreen,4,0\nred,5,maybe\n");
+    tl_dataset *d = NULL;
+    assert_int_equal(load_small(p, TL_BAD_SKIP, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "all")->n, 2);
+    const uint64_t *lines;
+    int nl;
+    assert_int_equal(tl_dataset_skipped(d, &lines, &nl), 3);
+    assert_int_equal(nl, 3);
+    assert_int_equal(lines[0], 3);
+    assert_int_equal(lines[1], 4);
+    assert_int_equal(lines[2], 6);
+    assert_int_equal(tl_dataset_split(d, "all")->row[1], 3); /* data-row index counts skipped rows */
+    tl_dataset_free(d);
+    /* every row bad: an error, not an empty dataset */
+    const char *q = write_file("allbad.csv", "a,x,y\nred\nblue\n");
+    assert_int_equal(load_small(q, TL_BAD_SKIP, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "every one of the 2 data rows is bad (first at line 2)"));
+}
+
+static void test_schema_errors(void **state)
+{
+    (void)state;
+    const char *p = write_file("s.csv", "a,x,y\nred,1,1\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[2];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    tl_dataset *d = NULL;
+    s.n_labels = 0;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "no labels"));
+    s.n_labels = 1;
+    s.split = TL_SPLIT_RATIO;
+    s.ratio[0] = 0.5;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "split ratios must sum to 1"));
+    s.split = TL_SPLIT_NONE;
+    cat[1] = cat[0];
+    s.n_cat = 2;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "column 'a' is listed twice"));
+    assert_null(d);
+}
+
+/* Every allocation failing in turn: a clean TL_ERR_NOMEM, no leak, no crash. */
+static void test_fault_injection(void **state)
+{
+    (void)state;
+    const char *p = write_file("f.csv", "a,x,y\nred,1,1\nblue,,0\nred,3,1\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[2] = {{"x", TL_NUM_STANDARD, 0}, {"x", TL_NUM_QUANTILE, 2}};
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    s.cache = 1;
+    s.cache_dir = tmp;
+    int failures = 0;
+    for (uint64_t k = 1; k < 400; k++) {
+        tl_dataset *d = NULL;
+        tl_fault_inject_nth(k);
+        tl_status st = tl_data_csv_load(&s, NULL, &d);
+        int injected = tl_fault_injected();
+        tl_fault_inject_nth(0);
+        if (!injected) {
+            assert_int_equal(st, TL_OK);
+            tl_dataset_free(d);
+            break;
+        }
+        failures++;
+        if (st == TL_OK) tl_dataset_free(d); /* a failed cache write is not an error */
+        else assert_null(d);
+    }
+    assert_true(failures > 20);
+}
+
+/* ---- the binary cache ------------------------------------------------------------ */
+
+static void same_dataset(const tl_dataset *a, const tl_dataset *b)
+{
+    assert_int_equal(tl_dataset_n_cat(a), tl_dataset_n_cat(b));
+    assert_int_equal(tl_dataset_n_num(a), tl_dataset_n_num(b));
+    assert_int_equal(tl_dataset_n_tasks(a), tl_dataset_n_tasks(b));
+    int nc = tl_dataset_n_cat(a), nn = tl_dataset_n_num(a), nt = tl_dataset_n_tasks(a);
+    assert_memory_equal(tl_dataset_vocab(a), tl_dataset_vocab(b), sizeof(int32_t) * (size_t)nc);
+    for (int f = 0; f < nc; f++) {
+        assert_string_equal(tl_dataset_cat_name(a, f), tl_dataset_cat_name(b, f));
+        for (int32_t id = 0; id < tl_dataset_vocab(a)[f]; id++) {
+            const char *x = tl_dataset_vocab_string(a, f, id), *y = tl_dataset_vocab_string(b, f, id);
+            assert_true((x == NULL) == (y == NULL));
+            if (x) assert_string_equal(x, y);
+        }
+    }
+    for (int t = 0; t < nt; t++) assert_string_equal(tl_dataset_task_name(a, t), tl_dataset_task_name(b, t));
+    static const char *const names[] = {"train", "valid", "test", "all"};
+    for (int k = 0; k < 4; k++) {
+        const tl_split *x = tl_dataset_split(a, names[k]), *y = tl_dataset_split(b, names[k]);
+        assert_true((x == NULL) == (y == NULL));
+        if (!x) continue;
+        assert_int_equal(x->n, y->n);
+        assert_memory_equal(x->cat, y->cat, x->n * (size_t)nc * 4);
+        assert_memory_equal(x->num, y->num, x->n * (size_t)nn * 4);
+        assert_memory_equal(x->labels, y->labels, x->n * (size_t)nt * 4);
+        assert_memory_equal(x->row, y->row, x->n * 4);
+        assert_true((x->group == NULL) == (y->group == NULL));
+        if (x->group) assert_memory_equal(x->group, y->group, x->n * 4);
+    }
+}
+
+static char *find_cache(void)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "ls %s/*.tlcache 2>/dev/null", tmp);
+    FILE *f = popen(cmd, "r");
+    static char line[700];
+    char *r = f && fgets(line, sizeof line, f) ? line : NULL;
+    if (f) pclose(f);
+    if (r) line[strcspn(line, "\n")] = 0;
+    return r;
+}
+
+static void test_cache_round_trip(void **state)
+{
+    (void)state;
+    const char *p = write_file("cache.csv", "uid,a,x,y\nu1,red,1,1\nu2,blue,,0\nu1,red,3,1\nu3,green,4,0\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[2] = {{"x", TL_NUM_STANDARD, 0}, {"x", TL_NUM_QUANTILE, 2}};
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    s.n_num = 2;
+    s.id = "uid";
+    s.split = TL_SPLIT_MODULO;
+    s.modulo = 2;
+    s.modulo_to[0] = TL_TO_TRAIN;
+    s.modulo_to[1] = TL_TO_VALID;
+    s.cache = 1;
+    s.cache_dir = tmp;
+    tl_dataset *a = NULL, *b = NULL, *c = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &a), TL_OK);
+    assert_false(tl_dataset_from_cache(a));
+    char *cp = find_cache();
+    assert_non_null(cp);
+    assert_int_equal(tl_data_csv_load(&s, NULL, &b), TL_OK);
+    assert_true(tl_dataset_from_cache(b));
+    same_dataset(a, b);
+    tl_dataset_free(b);
+
+    /* corrupt: one flipped byte in the payload → rebuilt, same data */
+    FILE *f = fopen(cp, "r+b");
+    assert_non_null(f);
+    fseek(f, 200, SEEK_SET);
+    int ch = fgetc(f);
+    fseek(f, 200, SEEK_SET);
+    fputc(ch ^ 0x40, f);
+    fclose(f);
+    assert_int_equal(tl_data_csv_load(&s, NULL, &b), TL_OK);
+    assert_false(tl_dataset_from_cache(b));
+    same_dataset(a, b);
+    tl_dataset_free(b);
+    /* truncated → rebuilt */
+    struct stat sb;
+    assert_int_equal(stat(cp, &sb), 0);
+    assert_int_equal(truncate(cp, sb.st_size - 9), 0);
+    assert_int_equal(tl_data_csv_load(&s, NULL, &b), TL_OK);
+    assert_false(tl_dataset_from_cache(b));
+    same_dataset(a, b);
+    tl_dataset_free(b);
+    assert_int_equal(tl_data_csv_load(&s, NULL, &b), TL_OK);
+    assert_true(tl_dataset_from_cache(b));
+    tl_dataset_free(b);
+
+    /* stale: the source changed → rebuilt from the new text */
+    write_file("cache.csv", "uid,a,x,y\nu1,red,1,1\nu2,blue,,0\nu1,red,3,1\nu3,green,5,0\n");
+    assert_int_equal(tl_data_csv_load(&s, NULL, &c), TL_OK);
+    assert_false(tl_dataset_from_cache(c));
+    assert_int_equal(tl_dataset_split(c, "valid")->n, 2);
+    assert_float_equal(tl_dataset_split(a, "valid")->num[1], 2.0, 1e-6); /* (4 - 2) / 1 */
+    assert_float_equal(tl_dataset_split(c, "valid")->num[1], 3.0, 1e-6); /* (5 - 2) / 1 */
+    tl_dataset_free(c);
+    /* another schema gets its own cache file, not the first one's */
+    s.seed = 99;
+    lab[0].keep = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &c), TL_OK);
+    assert_false(tl_dataset_from_cache(c));
+    tl_dataset_free(c);
+    tl_dataset_free(a);
+}
+
+/* ---- built-in datasets -------------------------------------------------------------- */
+
+static size_t count_pos(const tl_split *s, int n_tasks, int t)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++) k += s->labels[i * (size_t)n_tasks + (size_t)t] == 1.0f;
+    return k;
+}
+
+static int census_present(void)
+{
+    struct stat sb;
+    return stat("data/census_income_kdd/census-income.test.gz", &sb) == 0;
+}
+
+static void test_census(void **state)
+{
+    (void)state;
+    if (!census_present()) skip();
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_census_ex("data/census_income_kdd", 0, 0, &d), TL_OK);
+    const tl_split *tr = tl_dataset_split(d, "train"), *va = tl_dataset_split(d, "valid"),
+                   *te = tl_dataset_split(d, "test"), *all = tl_dataset_split(d, "all");
+    assert_int_equal(tr->n, 79810);
+    assert_int_equal(va->n, 9976);
+    assert_int_equal(te->n, 9976);
+    assert_int_equal(all->n, 99762);
+    assert_int_equal(tl_dataset_n_tasks(d), 2);
+    assert_string_equal(tl_dataset_task_name(d, 0), "income");
+    assert_string_equal(tl_dataset_task_name(d, 1), "never_married");
+    /* positives per SOURCE.md: income 6,186 (6.20 %), never married 43,143 (43.25 %) */
+    assert_int_equal(count_pos(all, 2, 0), 6186);
+    assert_int_equal(count_pos(all, 2, 1), 43143);
+    assert_int_equal(count_pos(tr, 2, 0), 4923);
+    assert_int_equal(count_pos(tr, 2, 1), 34559);
+    assert_int_equal(count_pos(va, 2, 0), 612);
+    assert_int_equal(count_pos(te, 2, 1), 4260);
+    /* the split follows the row index: i%10 */
+    assert_int_equal(tr->row[8], 10);
+    assert_int_equal(va->row[1], 18);
+    assert_int_equal(te->row[0], 9);
+    /* label columns and instance_weight dropped; 7 standardised numerics */
+    assert_int_equal(tl_dataset_n_num(d), 7);
+    assert_int_equal(tl_dataset_n_cat(d), 32);
+    for (int f = 0; f < tl_dataset_n_cat(d); f++) {
+        assert_string_not_equal(tl_dataset_cat_name(d, f), "marital_stat");
+        assert_string_not_equal(tl_dataset_cat_name(d, f), "income_50k");
+        assert_string_not_equal(tl_dataset_cat_name(d, f), "instance_weight");
+        for (size_t i = 0; i < all->n; i++) {
+            int32_t v = all->cat[i * 32 + (size_t)f];
+            assert_true(v >= 0 && v < tl_dataset_vocab(d)[f]);
+        }
+    }
+    double mean, sd;
+    assert_string_equal(tl_dataset_num_transform(d, 0, &mean, &sd), "standard");
+    assert_string_equal(tl_dataset_num_name(d, 0), "age");
+    double m = 0;
+    for (size_t i = 0; i < tr->n; i++) m += (double)tr->num[i * 7];
+    assert_true(fabs(m / (double)tr->n) < 1e-4); /* standardised on train */
+    tl_dataset_free(d);
+
+    assert_int_equal(tl_data_census_ex("data/census_income_kdd", 1, 0, &d), TL_OK);
+    assert_int_equal(tl_dataset_n_tasks(d), 3);
+    assert_int_equal(tl_dataset_n_cat(d), 31);
+    assert_int_equal(count_pos(tl_dataset_split(d, "all"), 3, 2), 14687); /* 14.72 % */
+    tl_dataset_free(d);
+}
+
+static void test_census_cache_and_env(void **state)
+{
+    (void)state;
+    if (!census_present()) skip();
+    /* copy the file into tmp/census_income_kdd and find it through TOWERLAB_DATA */
+    char dir[600], cmd[1400];
+    snprintf(dir, sizeof dir, "%s/census_income_kdd", tmp);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp data/census_income_kdd/census-income.test.gz %s/", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    setenv("TOWERLAB_DATA", tmp, 1);
+    tl_dataset *a = NULL, *b = NULL;
+    assert_int_equal(tl_data_census(NULL, 0, &a), TL_OK);
+    assert_false(tl_dataset_from_cache(a));
+    assert_int_equal(tl_data_census(NULL, 0, &b), TL_OK);
+    assert_true(tl_dataset_from_cache(b));
+    same_dataset(a, b);
+    tl_dataset_free(a);
+    tl_dataset_free(b);
+    setenv("TOWERLAB_DATA", "/nonexistent-dir", 1);
+    assert_int_equal(tl_data_census(NULL, 0, &a), TL_ERR_IO);
+    assert_true(contains(tl_errmsg(), "/nonexistent-dir/census_income_kdd"));
+    unsetenv("TOWERLAB_DATA");
+}
+
+static void test_census_cancel(void **state)
+{
+    (void)state;
+    if (!census_present()) skip();
+    tl_dataset *d = NULL;
+    tl_cancel_request();
+    tl_status st = tl_data_census_ex("data/census_income_kdd", 0, 0, &d);
+    tl_cancel_clear();
+    assert_int_equal(st, TL_ERR_CANCELLED);
+    assert_null(d);
+    assert_true(contains(tl_errmsg(), "cancelled"));
+}
+
+/* The rechub samples: header-ful CSV, 23 sparse + 8 dense columns, 2 labels. */
+static void test_rechub_samples(void **state)
+{
+    (void)state;
+    static const char *const sparse[] = {"101", "121", "122", "124", "125", "126", "127", "128",
+                                         "129", "205", "206", "207", "210", "216", "508", "509",
+                                         "702", "853", "301", "109_14", "110_14", "127_14", "150_14"};
+    static const char *const dense[] = {"D109_14", "D110_14", "D127_14", "D150_14", "D508", "D509", "D702", "D853"};
+    tl_data_cat_col cat[23];
+    tl_data_num_col num[8];
+    for (int i = 0; i < 23; i++) cat[i] = (tl_data_cat_col){sparse[i], 0, 0};
+    for (int i = 0; i < 8; i++) num[i] = (tl_data_num_col){dense[i], TL_NUM_NONE, 0};
+    tl_data_label lab[2] = {
+        {.task = "ctr", .column = "click", .positive = POS1, .n_positive = 1, .negative = NEG0, .n_negative = 1},
+        {.task = "ctcvr", .column = "purchase", .positive = POS1, .n_positive = 1, .negative = NEG0,
+         .n_negative = 1},
+    };
+    tl_data_schema s;
+    tl_data_schema_init(&s);
+    s.path = "tests/data/rechub_mtl_samples/ali_ccp_train_sample.csv";
+    s.cat = cat;
+    s.n_cat = 23;
+    s.num = num;
+    s.n_num = 8;
+    s.labels = lab;
+    s.n_labels = 2;
+    s.split = TL_SPLIT_FILES;
+    s.valid_path = "tests/data/rechub_mtl_samples/ali_ccp_val_sample.csv";
+    s.test_path = "tests/data/rechub_mtl_samples/ali_ccp_test_sample.csv";
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    const tl_split *tr = tl_dataset_split(d, "train");
+    assert_int_equal(tr->n, 100);
+    assert_int_equal(tl_dataset_split(d, "valid")->n, 50);
+    assert_int_equal(tl_dataset_split(d, "test")->n, 50);
+    assert_int_equal(count_pos(tr, 2, 0), 7);
+    assert_int_equal(count_pos(tr, 2, 1), 1);
+    assert_int_equal(count_pos(tl_dataset_split(d, "valid"), 2, 0), 3);
+    assert_int_equal(count_pos(tl_dataset_split(d, "test"), 2, 0), 2);
+    assert_float_equal(tr->num[0], 0.4734, 1e-6);
+    assert_float_equal(tr->num[4], 0.07556, 1e-6);
+    tl_dataset_free(d);
+
+    /* AliExpress: search_id as the GAUC group, 16 categorical + 63 numeric */
+    tl_data_cat_col ac[16];
+    tl_data_num_col an[63];
+    char names[79][24];
+    for (int i = 0; i < 16; i++) {
+        snprintf(names[i], 24, "categorical_%d", i + 1);
+        ac[i] = (tl_data_cat_col){names[i], 0, 0};
+    }
+    for (int i = 0; i < 63; i++) {
+        snprintf(names[16 + i], 24, "numerical_%d", i + 1);
+        an[i] = (tl_data_num_col){names[16 + i], TL_NUM_STANDARD, 0};
+    }
+    tl_data_label al[2] = {
+        {.task = "ctr", .column = "click", .positive = POS1, .n_positive = 1, .negative = NEG0, .n_negative = 1},
+        {.task = "cvr", .column = "conversion", .positive = POS1, .n_positive = 1, .negative = NEG0,
+         .n_negative = 1},
+    };
+    tl_data_schema_init(&s);
+    s.path = "tests/data/rechub_mtl_samples/aliexpress_train_sample.csv";
+    s.cat = ac;
+    s.n_cat = 16;
+    s.num = an;
+    s.n_num = 63;
+    s.labels = al;
+    s.n_labels = 2;
+    s.id = "search_id";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 100);
+    assert_int_equal(count_pos(all, 2, 0), 60);
+    assert_int_equal(count_pos(all, 2, 1), 2);
+    assert_non_null(all->group);
+    tl_dataset_free(d);
+}
+
+static void test_movielens(void **state)
+{
+    (void)state;
+    struct stat sb;
+    const char *dir = "../shared/data/movielens_100k";
+    if (stat(dir, &sb) != 0) skip();
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_movielens(dir, 1, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 100000);
+    assert_int_equal(tl_dataset_split(d, "train")->n, 80000);
+    assert_int_equal(tl_dataset_split(d, "valid")->n, 10000);
+    assert_int_equal(tl_dataset_split(d, "test")->n, 10000);
+    /* SOURCE.md: positive rate 0.5537, mean rating 3.5299 */
+    assert_float_equal(tl_split_label_mean(all, d, 0), 0.55375, 1e-9); /* 55,375 of 100,000 */
+    assert_float_equal(tl_split_label_mean(all, d, 1), 3.5299, 5e-5);
+    assert_int_equal(tl_dataset_task_type(d, 1), TL_TASK_REGRESSION);
+    assert_non_null(all->group);
+    assert_string_equal(tl_dataset_cat_name(d, 0), "user_id");
+    tl_dataset_free(d);
+    assert_int_equal(tl_data_movielens("/nonexistent", 1, &d), TL_ERR_IO);
+    assert_true(contains(tl_errmsg(), "no MovieLens data in '/nonexistent'"));
+}
+
+static void test_movielens_1m(void **state)
+{
+    (void)state;
+    struct stat sb;
+    const char *dir = "../shared/data/movielens_1m";
+    if (stat(dir, &sb) != 0) skip();
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_movielens(NULL, 1, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    /* SOURCE.md (the ratings prefix): 487,650 ratings, positive 0.5724, mean 3.5719 */
+    assert_int_equal(all->n, 487650);
+    assert_float_equal(tl_split_label_mean(all, d, 0), 0.5724, 5e-5);
+    assert_float_equal(tl_split_label_mean(all, d, 1), 3.5719, 5e-5);
+    tl_dataset_free(d);
+}
+
+static void test_synthetic_dataset(void **state)
+{
+    (void)state;
+    tl_synthetic_params p;
+    tl_synthetic_defaults(&p);
+    p.n = 1000;
+    p.dim = 8;
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_synthetic(&p, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "train")->n, 800);
+    assert_int_equal(tl_dataset_split(d, "valid")->n, 100);
+    assert_int_equal(tl_dataset_split(d, "test")->n, 100);
+    assert_int_equal(tl_dataset_n_num(d), 8);
+    assert_int_equal(tl_dataset_n_cat(d), 0);
+    assert_int_equal(tl_dataset_task_type(d, 0), TL_TASK_REGRESSION);
+    tl_dataset_free(d);
+    p.dim = 1;
+    assert_int_equal(tl_data_synthetic(&p, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "dim"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_basic_csv, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quotes_crlf_tsv_gzip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_census_style_sep_columns_skip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_labels_threshold_regression_drop_keep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hash_quantile_log1p_id_weight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vocab_from_train_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ratio_split_and_shuffle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_split_by_files_and_like, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_ragged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_text_in_numeric, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_unknown_label, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_empty_and_missing_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_corrupt_gzip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_unknown_column, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_quote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_on_bad_skip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_schema_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fault_injection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_census, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_census_cache_and_env, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_census_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rechub_samples, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_movielens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_movielens_1m, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_synthetic_dataset, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("data", tests, NULL, NULL);
+}

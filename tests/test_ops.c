@@ -1,0 +1,855 @@
+/* test_ops.c — a central-difference gradient check of every op in graph.h,
+ * on fixed-row (parameter) operands and on batched ones fed from inputs, plus
+ * dropout's training behaviour, stop_grad, build errors and sticky errors.
+ *
+ * Each case is a loss sum(op(...) * R) with a random R, so every output
+ * element carries its own weight and the gradient is non-trivial. Operands
+ * are parameters (checked directly) or, for batched operands, input x P with
+ * a parameter P, so the gradient reaching the batched operand is checked
+ * through P. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "graph.h"
+#include "support.h"
+
+#define MAXB 6  /* max_batch of every test graph */
+#define BATCH 5 /* rows of each run: less than MAXB on purpose */
+
+static tl_graph *newg(void)
+{
+    tl_graph *g = tl_graph_new(MAXB, 42);
+    assert_non_null(g);
+    return g;
+}
+
+static tl_node P(tl_graph *g, int rows, int cols)
+{
+    return tl_param(g, rows, cols, TL_INIT_UNIFORM, 1.0f, NULL);
+}
+
+/* A batched operand [B x cols] whose gradient reaches a parameter. */
+static tl_node BX(tl_graph *g, int cols)
+{
+    return tl_matmul(g, tl_input(g, 3, NULL), P(g, 3, cols));
+}
+
+/* sum(out * R): R is an input for batched out, a parameter otherwise. */
+static tl_node wsum(tl_graph *g, tl_node out)
+{
+    if (out == TL_NONE) return TL_NONE;
+    int cols = tl_node_cols(g, out);
+    tl_node r = tl_node_batched(g, out) ? tl_input(g, cols, NULL)
+                                        : P(g, tl_node_rows(g, out), cols);
+    return tl_sum(g, tl_mul(g, out, r));
+}
+
+/* Check status, append backward, plan, fill every input with U(-1, 1) and
+ * set the batch to BATCH. */
+static void prepare(tl_graph *g, tl_node loss)
+{
+    if (tl_graph_status(g) != TL_OK) print_message("build error: %s\n", tl_graph_errmsg(g));
+    assert_int_equal(tl_graph_status(g), TL_OK);
+    assert_int_equal(tl_graph_backward(g, loss), TL_OK);
+    assert_int_equal(tl_graph_plan(g), TL_OK);
+    tl_rng rng;
+    tl_rng_seed(&rng, 7);
+    for (int i = 0; i < tl_graph_node_count(g); i++) {
+        float *x = tl_graph_input(g, i);
+        if (x) tlt_fill_uniform(x, (size_t)MAXB * (size_t)tl_node_cols(g, i), -1.0f, 1.0f, &rng);
+    }
+    assert_int_equal(tl_graph_set_batch(g, BATCH), TL_OK);
+}
+
+/* Gradient check; fails the test on any mismatch, on too many kinks (one
+ * pre-activation near 0 can put every element of a weight column at a kink,
+ * so up to a quarter may be skipped), or when every gradient is zero (a
+ * check that could not fail). */
+static void run_check(const char *what, tl_graph *g, tl_node loss, const tlt_gradcheck_opts *o)
+{
+    tlt_gradcheck_result r;
+    int failed = tlt_gradcheck(g, loss, o, &r);
+    if (failed != 0 || r.skipped * 4 > r.checked + r.skipped)
+        print_message("case %s: %d failed, %d checked, %d skipped\n", what, r.failed, r.checked,
+                      r.skipped);
+    assert_int_equal(failed, 0);
+    assert_true(r.checked > 0);
+    assert_true(r.skipped * 4 <= r.checked + r.skipped);
+    size_t n;
+    const float *gr = tl_graph_grads(g, &n);
+    double mx = 0.0;
+    for (size_t i = 0; i < n; i++) mx = fmax(mx, fabs((double)gr[i]));
+    assert_true(mx > 1e-3);
+}
+
+static void check_loss(const char *what, tl_graph *g, tl_node loss)
+{
+    prepare(g, loss);
+    run_check(what, g, loss, NULL);
+}
+
+/* ---- linear algebra ---------------------------------------------------------- */
+
+static void test_matmul(void **state)
+{
+    (void)state;
+    tl_graph *g = newg();
+    tl_node y = tl_matmul(g, P(g, 4, 3), P(g, 3, 5));
+    check_loss("matmul fixed", g, wsum(g, y));
+    tl_graph_free(g);
+
+    g = newg();
+    y = tl_matmul(g, BX(g, 4), P(g, 4, 2));
+    check_loss("matmul batched", g, wsum(g, y));
+    tl_graph_free(g);
+}
+
+static void test_linear(void **state)
+{
+    (void)state;
+    const tl_act acts[] = {TL_ACT_NONE, TL_ACT_RELU, TL_ACT_SIGMOID, TL_ACT_TANH};
+    char what[64];
+    for (int a = 0; a < 4; a++)
+        for (int bias = 0; bias < 2; bias++)
+            for (int batched = 0; batched < 2; batched++) {
+                tl_graph *g = newg();
+                tl_node x = batched ? BX(g, 4) : P(g, 3, 4);
+                tl_node b = bias ? P(g, 1, 3) : TL_NONE;
+                tl_node y = tl_linear(g, x, P(g, 4, 3), b, acts[a]);
+                snprintf(what, sizeof what, "linear act %d bias %d batched %d", a, bias, batched);
+                check_loss(what, g, wsum(g, y));
+                tl_graph_free(g);
+            }
+}
+
+/* The forward value of linear against a direct computation. */
+static void test_linear_forward_value(void **state)
+{
+    (void)state;
+    tl_graph *g = newg();
+    tl_node x = P(g, 2, 3), w = P(g, 3, 4), b = P(g, 1, 4);
+    tl_node y = tl_linear(g, x, w, b, TL_ACT_TANH);
+    tl_node loss = wsum(g, y);
+    prepare(g, loss);
+    assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+    const float *X = tlt_param(g, x), *W = tlt_param(g, w), *B = tlt_param(g, b);
+    double want[8];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) {
+            double s = (double)B[j];
+            for (int k = 0; k < 3; k++) s += (double)X[i * 3 + k] * (double)W[k * 4 + j];
+            want[i * 4 + j] = tanh(s);
+        }
+    assert_true(tlt_close("linear tanh", tl_graph_value(g, y), want, 8, 1e-5, 1e-6));
+    tl_graph_free(g);
+}
+
+static void test_grouped_linear(void **state)
+{
+    (void)state;
+    tl_graph *g = newg();
+    /* 3 groups of k = 2 inputs -> m = 4 outputs each */
+    tl_node y = tl_grouped_linear(g, BX(g, 6), P(g, 6, 4), P(g, 1, 12), 3, TL_ACT_RELU);
+    assert_int_equal(tl_node_cols(g, y), 12);
+    check_loss("grouped_linear batched relu", g, wsum(g, y));
+    tl_graph_free(g);
+
+    g = newg();
+    tl_node x = P(g, 4, 6), w = P(g, 6, 4);
+    y = tl_grouped_linear(g, x, w, TL_NONE, 3, TL_ACT_NONE);
+    tl_node loss = wsum(g, y);
+    check_loss("grouped_linear fixed", g, loss);
+    /* group j = x[:, 2j..2j+1] times w[2j..2j+1, :] */
+    const float *X = tlt_param(g, x), *W = tlt_param(g, w), *Y = tl_graph_value(g, y);
+    double want[48];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 3; j++)
+            for (int c = 0; c < 4; c++) {
+                double s = 0.0;
+                for (int k = 0; k < 2; k++)
+                    s += (double)X[i * 6 + j * 2 + k] * (double)W[(j * 2 + k) * 4 + c];
+                want[i * 12 + j * 4 + c] = s;
+            }
+    assert_true(tlt_close("grouped_linear value", Y, want, 48, 1e-5, 1e-6));
+    tl_graph_free(g);
+}
+
+/* ---- elementwise --------------------------------------------------------------- */
+
+typedef tl_node (*binary_fn)(tl_graph *, tl_node, tl_node);
+
+static void test_binary_broadcast(void **state)
+{
+    (void)state;
+    const binary_fn fns[] = {tl_add, tl_sub, tl_mul};
+    const char *names[] = {"add", "sub", "mul"};
+    /* b's shape per mode, for a [4 x 3]: same, row, column, scalar */
+    const int brows[] = {4, 1, 4, 1}, bcols[] = {3, 3, 1, 1};
+    char what[64];
+    for (int f = 0; f < 3; f++)
+        for (int m = 0; m < 4; m++)
+            for (int batched = 0; batched < 2; batched++) {
+                tl_graph *g = newg();
+                tl_node a, b;
+                if (batched) {
+                    a = BX(g, 3);
+                    /* batched b for the modes that keep a's rows */
+                    b = brows[m] == 4 ? BX(g, bcols[m]) : P(g, 1, bcols[m]);
+                } else {
+                    a = P(g, 4, 3);
+                    b = P(g, brows[m], bcols[m]);
+                }
+                tl_node y = fns[f](g, a, b);
+                snprintf(what, sizeof what, "%s mode %d batched %d", names[f], m, batched);
+                tl_node loss = wsum(g, y);
+                check_loss(what, g, loss);
+                /* forward value from the broadcasting rule */
+                const float *A = tl_graph_value(g, a), *B = tl_graph_value(g, b);
+                const float *Y = tl_graph_value(g, y);
+                int rows = tl_node_rows(g, y);
+                double want[4 * 6];
+                for (int i = 0; i < rows; i++)
+                    for (int j = 0; j < 3; j++) {
+                        int bi = (brows[m] == 1 ? 0 : i) * bcols[m] + (bcols[m] == 1 ? 0 : j);
+                        double av = (double)A[i * 3 + j], bv = (double)B[bi];
+                        want[i * 3 + j] = f == 0 ? av + bv : f == 1 ? av - bv : av * bv;
+                    }
+                assert_true(tlt_close(what, Y, want, (size_t)rows * 3, 1e-6, 1e-7));
+                tl_graph_free(g);
+            }
+}
+
+typedef tl_node (*unary_fn)(tl_graph *, tl_node);
+
+static tl_node scale_m15(tl_graph *g, tl_node a) { return tl_scale(g, a, -1.5f); }
+
+static void test_unary(void **state)
+{
+    (void)state;
+    const unary_fn fns[] = {scale_m15, tl_relu,    tl_sigmoid,    tl_tanh,
+                            tl_exp,    tl_softplus, tl_softmax, tl_log_softmax};
+    const char *names[] = {"scale", "relu", "sigmoid", "tanh", "exp", "softplus", "softmax",
+                           "log_softmax"};
+    char what[64];
+    for (int f = 0; f < 8; f++)
+        for (int batched = 0; batched < 2; batched++) {
+            tl_graph *g = newg();
+            tl_node a = batched ? BX(g, 5) : P(g, 4, 5);
+            tl_node y = fns[f](g, a);
+            snprintf(what, sizeof what, "%s batched %d", names[f], batched);
+            tl_node loss = wsum(g, y);
+            check_loss(what, g, loss);
+            const float *A = tl_graph_value(g, a), *Y = tl_graph_value(g, y);
+            int rows = tl_node_rows(g, y);
+            double want[6 * 5];
+            for (int i = 0; i < rows; i++) {
+                double mx = -INFINITY, z = 0.0;
+                for (int j = 0; j < 5; j++) mx = fmax(mx, (double)A[i * 5 + j]);
+                for (int j = 0; j < 5; j++) z += exp((double)A[i * 5 + j] - mx);
+                for (int j = 0; j < 5; j++) {
+                    double x = (double)A[i * 5 + j], v = 0.0;
+                    switch (f) {
+                    case 0: v = -1.5 * x; break;
+                    case 1: v = x > 0.0 ? x : 0.0; break;
+                    case 2: v = 1.0 / (1.0 + exp(-x)); break;
+                    case 3: v = tanh(x); break;
+                    case 4: v = exp(x); break;
+                    case 5: v = log1p(exp(x)); break;
+                    case 6: v = exp(x - mx) / z; break;
+                    default: v = x - mx - log(z); break;
+                    }
+                    want[i * 5 + j] = v;
+                }
+            }
+            assert_true(tlt_close(what, Y, want, (size_t)rows * 5, 1e-5, 1e-6));
+            tl_graph_free(g);
+        }
+}
+
+/* Extreme inputs must stay finite where the function is. */
+static void test_unary_extremes(void **state)
+{
+    (void)state;
+    tl_graph *g = newg();
+    tl_node a = P(g, 1, 4);
+    tl_node s = tl_sigmoid(g, a), sp = tl_softplus(g, a), sm = tl_softmax(g, a);
+    tl_node ls = tl_log_softmax(g, a);
+    tl_node loss = tl_add(g, tl_add(g, wsum(g, s), wsum(g, sp)), tl_add(g, wsum(g, sm), wsum(g, ls)));
+    prepare(g, loss);
+    float *A = tlt_param(g, a);
+    A[0] = 200.0f;
+    A[1] = -200.0f;
+    A[2] = 0.0f;
+    A[3] = 90.0f;
+    assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+    assert_int_equal(tl_graph_backward_run(g), TL_OK);
+    const float *S = tl_graph_value(g, s), *SP = tl_graph_value(g, sp);
+    const float *SM = tl_graph_value(g, sm), *LS = tl_graph_value(g, ls);
+    const double ws[] = {1.0, 0.0, 0.5, 1.0}, wsp[] = {200.0, 0.0, log(2.0), 90.0};
+    assert_true(tlt_close("sigmoid extremes", S, ws, 4, 1e-6, 1e-30));
+    assert_true(tlt_close("softplus extremes", SP, wsp, 4, 1e-6, 1e-30));
+    for (int j = 0; j < 4; j++) {
+        assert_true(isfinite(SM[j]));
+        assert_true(isfinite(LS[j]));
+        assert_true(isfinite(tlt_param_grad(g, a)[j]));
+    }
+    assert_true(fabs((double)SM[0] - 1.0) < 1e-6);
+    assert_true(fabs((double)LS[1] + 400.0) < 1e-3);
+    tl_graph_free(g);
+}
+
+/* ---- shape ops -------------------------------------------------------------------- */
+
+static void test_concat(void **state)
+{
+    (void)state;
+    for (int batched = 0; batched < 2; batched++) {
+        tl_graph *g = newg();
+        tl_node parts[3];
+        const int cols[3] = {2, 3, 1};
+        for (int i = 0; i < 3; i++) parts[i] = batched ? BX(g, cols[i]) : P(g, 4, cols[i]);
+        tl_node y = tl_concat(g, 3, parts);
+        assert_int_equal(tl_node_cols(g, y), 6);
+        tl_node loss = wsum(g, y);
+        check_loss(batched ? "concat batched" : "concat fixed", g, loss);
+        int rows = tl_node_rows(g, y);
+        const float *Y = tl_graph_value(g, y);
+        for (int i = 0; i < rows; i++) {
+            int off = 0;
+            for (int p = 0; p < 3; p++) {
+                const float *X = tl_graph_value(g, parts[p]);
+                for (int j = 0; j < cols[p]; j++)
+                    assert_true(Y[i * 6 + off + j] == X[i * cols[p] + j]);
+                off += cols[p];
+            }
+        }
+        tl_graph_free(g);
+    }
+}
+
+static void test_slice(void **state)
+{
+    (void)state;
+    for (int batched = 0; batched < 2; batched++) {
+        tl_graph *g = newg();
+        tl_node a = batched ? BX(g, 6) : P(g, 4, 6);
+        tl_node y = tl_slice(g, a, 2, 3);
+        tl_node loss = wsum(g, y);
+        check_loss(batched ? "slice batched" : "slice fixed", g, loss);
+        const float *A = tl_graph_value(g, a), *Y = tl_graph_value(g, y);
+        for (int i = 0; i < tl_node_rows(g, y); i++)
+            for (int j = 0; j < 3; j++) assert_true(Y[i * 3 + j] == A[i * 6 + 2 + j]);
+        if (!batched) { /* columns outside the slice get no gradient */
+            const float *ga = tlt_param_grad(g, a);
+            for (int i = 0; i < 4; i++) {
+                assert_true(ga[i * 6 + 0] == 0.0f && ga[i * 6 + 1] == 0.0f && ga[i * 6 + 5] == 0.0f);
+                assert_true(ga[i * 6 + 2] != 0.0f);
+            }
+        }
+        tl_graph_free(g);
+    }
+}
+
+static void test_embedding(void **state)
+{
+    (void)state;
+    const int32_t vocab[2] = {3, 4};
+    tl_graph *g = newg();
+    tl_node table = tl_param(g, 7, 2, TL_INIT_UNIFORM, 1.0f, "table");
+    tl_node ids = tl_input_ids(g, 2, "ids");
+    tl_node y = tl_embedding(g, table, ids, 2, vocab);
+    assert_int_equal(tl_node_cols(g, y), 4);
+    tl_node loss = wsum(g, y);
+    prepare(g, loss);
+    /* field 0 uses ids 0 and 2 (rows 0, 2); field 1 uses 1 and 3 (rows 4, 6).
+     * Rows 1, 3 and 5 are never touched. Row 6 of MAXB is outside the batch. */
+    const int32_t id[MAXB][2] = {{0, 1}, {2, 1}, {0, 3}, {2, 3}, {0, 1}, {1, 0}};
+    memcpy(tl_graph_ids(g, ids), id, sizeof id);
+    run_check("embedding", g, loss, NULL);
+
+    const float *T = tlt_param(g, table), *Y = tl_graph_value(g, y);
+    for (int i = 0; i < BATCH; i++)
+        for (int f = 0; f < 2; f++)
+            for (int j = 0; j < 2; j++)
+                assert_true(Y[i * 4 + f * 2 + j] == T[(f * 3 + id[i][f]) * 2 + j]);
+
+    int pi = tl_graph_param_index(g, table), n = 0;
+    assert_true(pi >= 0);
+    assert_int_equal(tl_graph_param(g, pi)->sparse, 1);
+    const int32_t *rows = tl_graph_touched_rows(g, pi, &n);
+    assert_int_equal(n, 4);
+    int seen[7] = {0};
+    for (int r = 0; r < n; r++) {
+        assert_true(rows[r] >= 0 && rows[r] < 7);
+        seen[rows[r]]++;
+    }
+    const int expect[7] = {1, 0, 1, 0, 1, 0, 1};
+    const float *gt = tlt_param_grad(g, table);
+    for (int r = 0; r < 7; r++) {
+        assert_int_equal(seen[r], expect[r]);
+        int nonzero = gt[r * 2] != 0.0f || gt[r * 2 + 1] != 0.0f;
+        assert_int_equal(nonzero, expect[r]);
+    }
+    /* a dense parameter reports no row list */
+    tl_graph_touched_rows(g, tl_graph_param_index(g, tl_graph_find(g, "table")) + 1, &n);
+    assert_int_equal(n, -1);
+    /* zero_grad clears the list and the rows */
+    tl_graph_zero_grad(g);
+    tl_graph_touched_rows(g, pi, &n);
+    assert_int_equal(n, 0);
+    for (int r = 0; r < 14; r++) assert_true(gt[r] == 0.0f);
+    tl_graph_free(g);
+}
+
+/* ---- reductions --------------------------------------------------------------------- */
+
+static void test_reductions(void **state)
+{
+    (void)state;
+    char what[64];
+    for (int op = 0; op < 3; op++)
+        for (int batched = 0; batched < 2; batched++) {
+            tl_graph *g = newg();
+            tl_node a = batched ? BX(g, 3) : P(g, 4, 3);
+            tl_node y = op == 0 ? tl_sum(g, a) : op == 1 ? tl_mean(g, a) : tl_row_sum(g, a);
+            snprintf(what, sizeof what, "reduction %d batched %d", op, batched);
+            tl_node loss = wsum(g, y);
+            check_loss(what, g, loss);
+            const float *A = tl_graph_value(g, a), *Y = tl_graph_value(g, y);
+            int rows = tl_node_rows(g, a);
+            double tot = 0.0, want[MAXB];
+            for (int i = 0; i < rows; i++) {
+                want[i] = 0.0;
+                for (int j = 0; j < 3; j++) want[i] += (double)A[i * 3 + j];
+                tot += want[i];
+            }
+            if (op == 0) want[0] = tot;
+            if (op == 1) want[0] = tot / (rows * 3);
+            assert_true(tlt_close(what, Y, want, op == 2 ? (size_t)rows : 1, 1e-6, 1e-7));
+            tl_graph_free(g);
+        }
+}
+
+/* ---- mixtures ------------------------------------------------------------------------ */
+
+static void test_gate_mix(void **state)
+{
+    (void)state;
+    for (int batched = 0; batched < 2; batched++) {
+        tl_graph *g = newg();
+        tl_node gate = batched ? tl_softmax(g, BX(g, 3)) : P(g, 4, 3);
+        tl_node ex = batched ? BX(g, 6) : P(g, 4, 6);
+        tl_node y = tl_gate_mix(g, gate, ex, 3);
+        assert_int_equal(tl_node_cols(g, y), 2);
+        tl_node loss = wsum(g, y);
+        check_loss(batched ? "gate_mix batched" : "gate_mix fixed", g, loss);
+        const float *G = tl_graph_value(g, gate), *E = tl_graph_value(g, ex);
+        const float *Y = tl_graph_value(g, y);
+        int rows = tl_node_rows(g, y);
+        double want[MAXB * 2];
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < 2; j++) {
+                double s = 0.0;
+                for (int k = 0; k < 3; k++) s += (double)G[i * 3 + k] * (double)E[i * 6 + k * 2 + j];
+                want[i * 2 + j] = s;
+            }
+        assert_true(tlt_close("gate_mix value", Y, want, (size_t)rows * 2, 1e-5, 1e-7));
+        tl_graph_free(g);
+    }
+}
+
+static void test_attention(void **state)
+{
+    (void)state;
+    const int T = 3, d = 4;
+    for (int batched = 0; batched < 2; batched++) {
+        tl_graph *g = newg();
+        tl_node q = batched ? BX(g, 12) : P(g, 2, 12);
+        tl_node k = batched ? BX(g, 12) : P(g, 2, 12);
+        tl_node v = batched ? BX(g, 12) : P(g, 2, 12);
+        tl_node y = tl_attention(g, q, k, v, T);
+        tl_node loss = wsum(g, y);
+        check_loss(batched ? "attention batched" : "attention fixed", g, loss);
+        const float *Q = tl_graph_value(g, q), *K = tl_graph_value(g, k);
+        const float *V = tl_graph_value(g, v), *Y = tl_graph_value(g, y);
+        int rows = tl_node_rows(g, y);
+        double want[MAXB * 12];
+        for (int i = 0; i < rows; i++)
+            for (int t = 0; t < T; t++) {
+                double s[3], mx = -INFINITY, z = 0.0;
+                for (int j = 0; j < T; j++) {
+                    s[j] = 0.0;
+                    for (int c = 0; c < d; c++)
+                        s[j] += (double)Q[i * 12 + t * d + c] * (double)K[i * 12 + j * d + c];
+                    s[j] /= sqrt((double)d);
+                    mx = fmax(mx, s[j]);
+                }
+                for (int j = 0; j < T; j++) z += (s[j] = exp(s[j] - mx));
+                for (int c = 0; c < d; c++) {
+                    double o = 0.0;
+                    for (int j = 0; j < T; j++) o += s[j] / z * (double)V[i * 12 + j * d + c];
+                    want[i * 12 + t * d + c] = o;
+                }
+            }
+        assert_true(tlt_close("attention value", Y, want, (size_t)rows * 12, 1e-5, 1e-6));
+        tl_graph_free(g);
+    }
+}
+
+/* ---- dropout / stop_grad ------------------------------------------------------------- */
+
+static void test_dropout_eval(void **state)
+{
+    (void)state;
+    tl_graph *g = newg();
+    tl_node a = P(g, 4, 5);
+    tl_node y = tl_dropout(g, a, 0.5f);
+    tl_node loss = wsum(g, y);
+    check_loss("dropout eval", g, loss);
+    assert_memory_equal(tl_graph_value(g, y), tl_graph_value(g, a), 20 * sizeof(float));
+    tl_graph_free(g);
+
+    /* training mode: the checker rewinds the RNG so every run sees one mask */
+    g = newg();
+    a = BX(g, 5);
+    y = tl_dropout(g, a, 0.3f);
+    loss = wsum(g, y);
+    prepare(g, loss);
+    tlt_gradcheck_opts o = tlt_gradcheck_defaults();
+    o.training = 1;
+    run_check("dropout training", g, loss, &o);
+    tl_graph_free(g);
+}
+
+static tl_graph *dropout_graph(uint64_t seed, float p, tl_node *a, tl_node *y, tl_node *loss)
+{
+    tl_graph *g = tl_graph_new(64, seed);
+    assert_non_null(g);
+    *a = tl_param(g, 64, 50, TL_INIT_UNIFORM, 1.0f, "a");
+    *y = tl_dropout(g, *a, p);
+    *loss = wsum(g, *y);
+    assert_int_equal(tl_graph_backward(g, *loss), TL_OK);
+    assert_int_equal(tl_graph_plan(g), TL_OK);
+    float *A = tlt_param(g, *a);
+    for (int i = 0; i < 64 * 50; i++) A[i] = 1.0f + (float)(i % 7); /* no zeros */
+    return g;
+}
+
+static void test_dropout_training(void **state)
+{
+    (void)state;
+    const float p = 0.3f;
+    const int n = 64 * 50;
+    tl_node a, y, loss;
+    tl_graph *g = dropout_graph(99, p, &a, &y, &loss);
+    assert_int_equal(tl_graph_forward(g, 1), TL_OK);
+    assert_int_equal(tl_graph_backward_run(g), TL_OK);
+    const float *A = tlt_param(g, a), *Y = tl_graph_value(g, y), *GA = tlt_param_grad(g, a);
+    const float *R = tl_graph_value(g, tl_graph_param(g, 1)->node);
+    int dropped = 0;
+    for (int i = 0; i < n; i++) {
+        if (Y[i] == 0.0f) {
+            dropped++;
+            assert_true(GA[i] == 0.0f);
+        } else {
+            assert_float_equal(Y[i], A[i] / (1.0f - p), 1e-5f * Y[i]);
+            /* dx = dy * mask, the mask seen as out / x */
+            assert_float_equal(GA[i], R[i] * Y[i] / A[i], 1e-5f);
+        }
+    }
+    double frac = (double)dropped / n; /* std of the fraction is about 0.008 */
+    assert_true(fabs(frac - (double)p) < 0.04);
+
+    /* same seed, same mask bits; another seed, another mask */
+    tl_node a2, y2, l2;
+    tl_graph *g2 = dropout_graph(99, p, &a2, &y2, &l2);
+    assert_int_equal(tl_graph_forward(g2, 1), TL_OK);
+    assert_memory_equal(tl_graph_value(g2, y2), Y, (size_t)n * sizeof(float));
+    tl_graph *g3 = dropout_graph(100, p, &a2, &y2, &l2);
+    assert_int_equal(tl_graph_forward(g3, 1), TL_OK);
+    assert_memory_not_equal(tl_graph_value(g3, y2), Y, (size_t)n * sizeof(float));
+    /* the next training run draws a new mask */
+    float *first = malloc((size_t)n * sizeof *first);
+    assert_non_null(first);
+    memcpy(first, Y, (size_t)n * sizeof *first);
+    assert_int_equal(tl_graph_forward(g, 1), TL_OK);
+    assert_memory_not_equal(tl_graph_value(g, y), first, (size_t)n * sizeof(float));
+    /* evaluation runs are the identity */
+    assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+    assert_memory_equal(tl_graph_value(g, y), A, (size_t)n * sizeof(float));
+    free(first);
+    tl_graph_free(g);
+    tl_graph_free(g2);
+    tl_graph_free(g3);
+}
+
+static void test_stop_grad(void **state)
+{
+    (void)state;
+    tl_graph *g = newg();
+    tl_node a = P(g, 3, 4), b = P(g, 3, 4);
+    tl_node s = tl_stop_grad(g, a);
+    /* loss = sum(stop(a) * b) + sum(a): a's gradient is exactly 1 */
+    tl_node loss = tl_add(g, tl_sum(g, tl_mul(g, s, b)), tl_sum(g, a));
+    prepare(g, loss);
+    assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+    assert_int_equal(tl_graph_backward_run(g), TL_OK);
+    assert_memory_equal(tl_graph_value(g, s), tlt_param(g, a), 12 * sizeof(float));
+    assert_null(tl_graph_grad(g, s));
+    const float *ga = tlt_param_grad(g, a), *gb = tlt_param_grad(g, b), *A = tlt_param(g, a);
+    for (int i = 0; i < 12; i++) {
+        assert_true(ga[i] == 1.0f);
+        assert_true(gb[i] == A[i]);
+    }
+    tl_graph_free(g);
+}
+
+/* ---- losses ------------------------------------------------------------------------------ */
+
+typedef tl_node (*loss_fn)(tl_graph *, tl_node, tl_node, tl_node);
+
+/* Fixed rows: prediction, soft target and weights are all nodes with gradients. */
+static void test_losses_fixed(void **state)
+{
+    (void)state;
+    const loss_fn fns[] = {tl_bce_logits, tl_bce_prob, tl_mse};
+    const char *names[] = {"bce_logits", "bce_prob", "mse"};
+    char what[64];
+    for (int f = 0; f < 3; f++)
+        for (int weighted = 0; weighted < 2; weighted++) {
+            tl_graph *g = newg();
+            tl_node pred = P(g, 5, 1);
+            if (f == 1) pred = tl_sigmoid(g, pred);
+            tl_node target = tl_sigmoid(g, P(g, 5, 1)); /* soft targets from another node */
+            tl_node w = weighted ? tl_softplus(g, P(g, 5, 1)) : TL_NONE;
+            tl_node loss = fns[f](g, pred, target, w);
+            snprintf(what, sizeof what, "%s weighted %d", names[f], weighted);
+            check_loss(what, g, loss);
+            /* value against a direct computation */
+            const float *A = tl_graph_value(g, pred), *B = tl_graph_value(g, target);
+            const float *W = weighted ? tl_graph_value(g, w) : NULL;
+            double s = 0.0, ws = 0.0;
+            for (int i = 0; i < 5; i++) {
+                double a = (double)A[i], b = (double)B[i], wi = W ? (double)W[i] : 1.0, l;
+                if (f == 0) l = -(b * log(1.0 / (1.0 + exp(-a))) + (1.0 - b) * log(1.0 - 1.0 / (1.0 + exp(-a))));
+                else if (f == 1) l = -(b * log(a) + (1.0 - b) * log(1.0 - a));
+                else l = (a - b) * (a - b);
+                s += wi * l;
+                ws += wi;
+            }
+            double want = s / ws;
+            assert_true(tlt_close(what, tl_graph_value(g, loss), &want, 1, 1e-5, 1e-7));
+            tl_graph_free(g);
+        }
+}
+
+/* Batched: labels 0/1 and per-row weights (some zero) from inputs. */
+static void test_losses_batched(void **state)
+{
+    (void)state;
+    const loss_fn fns[] = {tl_bce_logits, tl_bce_prob, tl_mse};
+    char what[64];
+    for (int f = 0; f < 3; f++) {
+        tl_graph *g = newg();
+        tl_node pred = BX(g, 1);
+        if (f == 1) pred = tl_sigmoid(g, pred);
+        tl_node y = tl_input(g, 1, "label"), w = tl_input(g, 1, "weight");
+        tl_node loss = fns[f](g, pred, y, w);
+        prepare(g, loss);
+        float *Y = tl_graph_input(g, y), *W = tl_graph_input(g, w);
+        for (int i = 0; i < MAXB; i++) {
+            Y[i] = (float)(i % 2);
+            W[i] = i == 1 ? 0.0f : 0.5f + (float)i;
+        }
+        snprintf(what, sizeof what, "loss %d batched", f);
+        run_check(what, g, loss, NULL);
+        tl_graph_free(g);
+    }
+    /* all weights zero: loss 0 and no gradient */
+    tl_graph *g = newg();
+    tl_node p = P(g, 3, 1);
+    tl_node loss = tl_mse(g, p, tl_sigmoid(g, P(g, 3, 1)), tl_scale(g, P(g, 3, 1), 0.0f));
+    prepare(g, loss);
+    assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+    assert_int_equal(tl_graph_backward_run(g), TL_OK);
+    assert_true(tl_graph_value(g, loss)[0] == 0.0f);
+    for (int i = 0; i < 3; i++) assert_true(tlt_param_grad(g, p)[i] == 0.0f);
+    tl_graph_free(g);
+}
+
+static void test_bernoulli_kl(void **state)
+{
+    (void)state;
+    tl_graph *g = newg();
+    tl_node p = tl_sigmoid(g, P(g, 5, 1)), q = tl_sigmoid(g, P(g, 5, 1));
+    tl_node loss = tl_bernoulli_kl(g, p, q);
+    check_loss("bernoulli_kl", g, loss);
+    const float *Pv = tl_graph_value(g, p), *Qv = tl_graph_value(g, q);
+    double s = 0.0;
+    for (int i = 0; i < 5; i++) {
+        double a = (double)Pv[i], b = (double)Qv[i];
+        s += a * log(a / b) + (1.0 - a) * log((1.0 - a) / (1.0 - b));
+    }
+    s /= 5.0;
+    assert_true(tlt_close("bernoulli_kl value", tl_graph_value(g, loss), &s, 1, 1e-4, 1e-7));
+    /* both p and q received gradient */
+    assert_true(tlt_param_grad(g, tl_graph_param(g, 0)->node)[0] != 0.0f);
+    assert_true(tlt_param_grad(g, tl_graph_param(g, 1)->node)[0] != 0.0f);
+    tl_graph_free(g);
+}
+
+/* ---- errors ------------------------------------------------------------------------------- */
+
+static void assert_contains(const char *msg, const char *part)
+{
+    if (!strstr(msg, part)) print_message("message '%s' lacks '%s'\n", msg, part);
+    assert_non_null(strstr(msg, part));
+}
+
+static void test_shape_errors(void **state)
+{
+    (void)state;
+    tl_graph *g = newg();
+    tl_node a = P(g, 4, 3), b = P(g, 2, 5);
+    assert_int_equal(tl_add(g, a, b), TL_NONE);
+    assert_int_equal(tl_graph_status(g), TL_ERR_SHAPE);
+    assert_contains(tl_graph_errmsg(g), "add");
+    assert_contains(tl_graph_errmsg(g), "[4 x 3]");
+    assert_contains(tl_graph_errmsg(g), "[2 x 5]");
+    assert_contains(tl_errmsg(), "[2 x 5]");
+    tl_graph_free(g);
+
+    g = newg();
+    tl_node x = tl_input(g, 7, "x");
+    assert_int_equal(tl_matmul(g, x, P(g, 6, 2)), TL_NONE);
+    assert_contains(tl_graph_errmsg(g), "matmul");
+    assert_contains(tl_graph_errmsg(g), "[B x 7]");
+    assert_contains(tl_graph_errmsg(g), "[6 x 2]");
+    tl_graph_free(g);
+
+    g = newg();
+    x = tl_input(g, 4, "x");
+    assert_int_equal(tl_linear(g, x, P(g, 4, 3), P(g, 1, 2), TL_ACT_NONE), TL_NONE);
+    assert_contains(tl_graph_errmsg(g), "linear");
+    assert_contains(tl_graph_errmsg(g), "[1 x 3]");
+    assert_contains(tl_graph_errmsg(g), "[1 x 2]");
+    tl_graph_free(g);
+
+    g = newg();
+    assert_int_equal(tl_bce_logits(g, tl_input(g, 2, "z"), tl_input(g, 1, "y"), TL_NONE), TL_NONE);
+    assert_contains(tl_graph_errmsg(g), "bce_logits");
+    assert_contains(tl_graph_errmsg(g), "[B x 2]");
+    tl_graph_free(g);
+
+    /* the loss must be 1 x 1 */
+    g = newg();
+    tl_node p = P(g, 2, 2);
+    assert_int_equal(tl_graph_backward(g, p), TL_ERR_SHAPE);
+    assert_contains(tl_errmsg(), "[2 x 2]");
+    tl_graph_free(g);
+}
+
+static void test_embedding_id_out_of_range(void **state)
+{
+    (void)state;
+    const int32_t vocab[2] = {3, 4};
+    tl_graph *g = newg();
+    tl_node table = P(g, 7, 2), ids = tl_input_ids(g, 2, "ids");
+    tl_node y = tl_node_name(g, tl_embedding(g, table, ids, 2, vocab), "emb");
+    prepare(g, wsum(g, y));
+    int32_t *id = tl_graph_ids(g, ids);
+    memset(id, 0, (size_t)MAXB * 2 * sizeof *id);
+    id[2 * 2 + 1] = 4; /* sample 2, field 1: vocab is 4, so 4 is out of range */
+    assert_int_equal(tl_graph_forward(g, 0), TL_ERR_ARG);
+    const char *m = tl_errmsg();
+    assert_contains(m, "emb");
+    assert_contains(m, "field");
+    assert_contains(m, "row");
+    assert_contains(m, " 4 ");
+    id[2 * 2 + 1] = -1;
+    assert_int_equal(tl_graph_forward(g, 0), TL_ERR_ARG);
+    id[2 * 2 + 1] = 3;
+    assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+    /* rows beyond the batch are not looked at */
+    id[5 * 2] = 99;
+    assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+    tl_graph_free(g);
+}
+
+static void test_sticky_errors(void **state)
+{
+    (void)state;
+    tl_graph *g = newg();
+    /* TL_NONE in, TL_NONE out, silently */
+    assert_int_equal(tl_relu(g, TL_NONE), TL_NONE);
+    assert_int_equal(tl_add(g, TL_NONE, TL_NONE), TL_NONE);
+    assert_int_equal(tl_graph_status(g), TL_OK);
+
+    tl_node a = P(g, 4, 3);
+    tl_node bad = tl_matmul(g, a, P(g, 2, 2)); /* first error */
+    assert_int_equal(bad, TL_NONE);
+    char first[512];
+    snprintf(first, sizeof first, "%s", tl_graph_errmsg(g));
+    assert_contains(first, "matmul");
+    /* nested builders on the failed node, and a second, different error */
+    tl_node l = tl_sum(g, tl_relu(g, tl_linear(g, bad, a, TL_NONE, TL_ACT_RELU)));
+    assert_int_equal(l, TL_NONE);
+    assert_int_equal(tl_slice(g, a, 2, 5), TL_NONE);
+    assert_int_equal(tl_relu(g, a), TL_NONE); /* valid input, failed graph */
+    assert_int_equal(tl_graph_status(g), TL_ERR_SHAPE);
+    assert_string_equal(tl_graph_errmsg(g), first);
+    assert_int_equal(tl_graph_backward(g, a), TL_ERR_SHAPE);
+    assert_int_equal(tl_graph_plan(g), TL_ERR_SHAPE);
+    tl_graph_free(g);
+
+    /* a bad node id is an error, not TL_NONE's silence */
+    g = newg();
+    assert_int_equal(tl_relu(g, 17), TL_NONE);
+    assert_int_equal(tl_graph_status(g), TL_ERR_ARG);
+    tl_graph_free(g);
+
+    /* builders after plan fail with a state error */
+    g = newg();
+    a = P(g, 1, 1);
+    assert_int_equal(tl_graph_backward(g, a), TL_OK);
+    assert_int_equal(tl_graph_plan(g), TL_OK);
+    assert_int_equal(tl_relu(g, a), TL_NONE);
+    assert_int_equal(tl_graph_status(g), TL_ERR_STATE);
+    tl_graph_free(g);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul),
+        cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_linear_forward_value),
+        cmocka_unit_test(test_grouped_linear),
+        cmocka_unit_test(test_binary_broadcast),
+        cmocka_unit_test(test_unary),
+        cmocka_unit_test(test_unary_extremes),
+        cmocka_unit_test(test_concat),
+        cmocka_unit_test(test_slice),
+        cmocka_unit_test(test_embedding),
+        cmocka_unit_test(test_reductions),
+        cmocka_unit_test(test_gate_mix),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_dropout_eval),
+        cmocka_unit_test(test_dropout_training),
+        cmocka_unit_test(test_stop_grad),
+        cmocka_unit_test(test_losses_fixed),
+        cmocka_unit_test(test_losses_batched),
+        cmocka_unit_test(test_bernoulli_kl),
+        cmocka_unit_test(test_shape_errors),
+        cmocka_unit_test(test_embedding_id_out_of_range),
+        cmocka_unit_test(test_sticky_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
