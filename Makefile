@@ -116,16 +116,25 @@ test: all $(TEST_BIN)
 check:
 	@$(MAKE) --no-print-directory BUILD=build-check SAN=1 test
 
-bench: all
-	@bash scripts/bench.sh
+BENCH_SRC := $(sort $(wildcard scripts/bench_*.c))
+BENCH_BIN := $(BENCH_SRC:scripts/%.c=$(BUILD)/bench/%)
+$(BUILD)/bench/%: scripts/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+bench: all $(BENCH_BIN)
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash scripts/bench.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@bash scripts/demo.sh
 
 # Regenerate the PyTorch reference fixtures (needs python3-torch; not run by make test).
+# Debian's interpreter: python3-torch and python3-sklearn live there, not in
+# a pyenv/venv python that may come first on PATH.
+PYTHON ?= /usr/bin/python3
 fixtures:
-	python3 tests/fixtures/make_fixtures.py
+	for f in tests/fixtures/make_*.py; do $(PYTHON) $$f || exit 1; done
 
 clean:
 	rm -rf build build-check engine/libtowerlab.a towerlab towerlab.so

@@ -136,6 +136,15 @@ static tl_status check_config(const tl_model_config *c)
         return tl_fail(TL_ERR_ARG, "model: unknown backbone %d", (int)b->kind);
     if ((unsigned)c->weighting >= TL_WEIGHTING_COUNT)
         return tl_fail(TL_ERR_ARG, "model: unknown weighting %d", (int)c->weighting);
+    if (c->weighting == TL_WEIGHTING_DWA && !(c->dwa_temperature > 0.0f && isfinite(c->dwa_temperature)))
+        return tl_fail(TL_ERR_ARG, "dwa: temperature must be finite and > 0, got %g",
+                       (double)c->dwa_temperature);
+    if (c->weighting == TL_WEIGHTING_GRADNORM && !(c->gradnorm_alpha >= 0.0f && isfinite(c->gradnorm_alpha)))
+        return tl_fail(TL_ERR_ARG, "gradnorm: alpha must be finite and >= 0, got %g",
+                       (double)c->gradnorm_alpha);
+    if (b->kind == TL_BACKBONE_AITM && !(b->constraint >= 0.0f && isfinite(b->constraint)))
+        return tl_fail(TL_ERR_ARG, "aitm: constraint weight must be finite and >= 0, got %g",
+                       (double)b->constraint);
     if ((s = check_mlp(&b->bottom, "shared_bottom: bottom")) != TL_OK) return s;
     if ((s = check_mlp(&b->expert, "experts: expert")) != TL_OK) return s;
     if ((b->kind == TL_BACKBONE_MMOE || b->kind == TL_BACKBONE_OMOE) &&
@@ -358,11 +367,15 @@ tl_status tl_model_set_weight(tl_model *m, int task, float w)
     return TL_OK;
 }
 
-float tl_model_get_weight(const tl_model *m, int task) { return m->cfg.tasks[task].weight; }
+/* NaN for a task index out of range. */
+float tl_model_get_weight(const tl_model *m, int task)
+{
+    return task >= 0 && task < m->cfg.n_tasks ? m->cfg.tasks[task].weight : NAN;
+}
 
 float tl_model_effective_weight(const tl_model *m, int task)
 {
-    return tl_weighting_effective(m, task);
+    return task >= 0 && task < m->cfg.n_tasks ? tl_weighting_effective(m, task) : NAN;
 }
 
 /* ---- batches ----------------------------------------------------------------- */
@@ -525,7 +538,9 @@ static tl_status train_step(tl_model *m, float *task_loss)
         }
     }
     if ((s = tl_weighting_backward(m, task_loss)) != TL_OK) return s;
-    return tl_optim_step(m->opt);
+    if ((s = tl_optim_step(m->opt)) == TL_ERR_NUMERIC)
+        return tl_fail_context(s, "fit: step %lld (epoch %d)", (long long)m->step + 1, m->epoch + 1);
+    return s;
 }
 
 tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid,
@@ -562,7 +577,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
     tl_rng_seed(&shuf, (opt->seed ? opt->seed : m->cfg.seed) + (uint64_t)m->epoch * 7919u);
 
     double best = -INFINITY, epoch_loss[TL_MAX_TASKS], valid_metric[TL_MAX_TASKS];
-    int bad_epochs = 0, have_best = 0;
+    int bad_epochs = 0, have_best = 0, last_epoch = m->epoch + opt->epochs;
     int64_t steps_this_call = 0;
     tl_task_eval ev[TL_MAX_TASKS];
     st = TL_OK;
@@ -601,7 +616,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
             if (opt->progress && opt->progress_every > 0 && m->step % opt->progress_every == 0) {
                 double mean[TL_MAX_TASKS];
                 for (int k = 0; k < K; k++) mean[k] = epoch_loss[k] / (double)done;
-                tl_progress p = {TL_PROGRESS_STEP, e + 1, opt->epochs, m->step, (int)b + 1,
+                tl_progress p = {TL_PROGRESS_STEP, m->epoch + 1, last_epoch, m->step, (int)b + 1,
                                  (int)per_epoch, mean, NULL, NAN, 0};
                 if (opt->progress(opt->progress_ud, &p)) {
                     st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback "
@@ -654,7 +669,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
         }
         er->monitor = monitor;
         if (opt->progress) {
-            tl_progress p = {TL_PROGRESS_EPOCH, m->epoch, opt->epochs, m->step, (int)done,
+            tl_progress p = {TL_PROGRESS_EPOCH, m->epoch, last_epoch, m->step, (int)done,
                              (int)per_epoch, epoch_loss, valid_metric, monitor, improved};
             if (opt->progress(opt->progress_ud, &p)) {
                 st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback");

@@ -120,8 +120,8 @@ typedef enum { TL_PROGRESS_STEP, TL_PROGRESS_EPOCH } tl_progress_kind;
 
 typedef struct {
     tl_progress_kind kind;
-    int epoch;                 /* 1-based */
-    int epochs;
+    int epoch;                 /* 1-based, counted over the model's life */
+    int epochs;                /* the epoch this fit call will end at */
     int64_t step;              /* global step, 1-based */
     int batch_in_epoch, batches_per_epoch;
     const double *loss;        /* per task: mean loss of the epoch so far */

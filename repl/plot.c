@@ -181,14 +181,12 @@ static char g_override[PATH_MAX];
 static int g_has_override;
 static char g_resolved[PATH_MAX];
 static char *g_terminals; /* cached GPVAL_TERMINALS, space separated */
-static int g_terminals_failed;
 
 void tl_plot_set_gnuplot(const char *path) {
     g_has_override = path != NULL;
     if (path) snprintf(g_override, sizeof g_override, "%s", path);
     free(g_terminals);
     g_terminals = NULL;
-    g_terminals_failed = 0;
 }
 
 const char *tl_plot_gnuplot(char *err, size_t errlen) {
@@ -478,16 +476,12 @@ int tl_plot_run(const char *script, size_t len, int flags, double timeout_s, cha
 /* ---- terminals ---------------------------------------------------------- */
 
 static int query_terminals(void) {
-    if (g_terminals) return TL_PLOT_OK;
-    if (g_terminals_failed) return g_terminals_failed;
+    if (g_terminals) return TL_PLOT_OK; /* failures are not cached: gnuplot may appear */
     static const char q[] = "set print '-'\nprint GPVAL_TERMINALS\n";
     char err[512];
     char *out = NULL;
     int rc = tl_plot_run(q, sizeof q - 1, TL_PLOT_CAPTURE, 10.0, &out, NULL, err, sizeof err);
-    if (rc != TL_PLOT_OK) {
-        g_terminals_failed = rc;
-        return rc;
-    }
+    if (rc != TL_PLOT_OK) return rc;
     g_terminals = out;
     return TL_PLOT_OK;
 }

@@ -315,6 +315,8 @@ static void test_weight_next_step(void **state)
     assert_int_equal(tl_model_set_weight(m, 0, NAN), TL_ERR_ARG);
     assert_int_equal(tl_model_set_weight(m, 2, 1.0f), TL_ERR_ARG);
     assert_true(tl_model_get_weight(m, 0) == 1.0f);
+    assert_true(isnan(tl_model_get_weight(m, 2)));
+    assert_true(isnan(tl_model_effective_weight(m, -1)));
 
     check_ok(tl_model_set_weight(m, 1, 2.5f), "set_weight");
     assert_true(tl_model_effective_weight(m, 1) == 2.5f);
@@ -854,6 +856,16 @@ static void test_bad_configs(void **state)
     c.n_cat = 0;
     c.n_num = 0;
     expect_bad(&c, "feature");
+
+    make_cfg(&c, TL_BACKBONE_MMOE, TL_WEIGHTING_DWA, LAB_REG);
+    c.dwa_temperature = 0.0f;
+    expect_bad(&c, "temperature");
+    make_cfg(&c, TL_BACKBONE_MMOE, TL_WEIGHTING_GRADNORM, LAB_REG);
+    c.gradnorm_alpha = NAN;
+    expect_bad(&c, "alpha");
+    make_cfg(&c, TL_BACKBONE_AITM, TL_WEIGHTING_FIXED, LAB_BIN);
+    c.backbone.constraint = -1.0f;
+    expect_bad(&c, "constraint");
 
     /* parse names */
     tl_backbone_kind k;

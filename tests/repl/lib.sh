@@ -25,7 +25,7 @@ trap cleanup EXIT
 pass() { n_pass=$((n_pass + 1)); echo "ok $1"; }
 fail() {
   n_fail=$((n_fail + 1)); failed_names+=("$1"); echo "FAIL $1: $2"
-  if [ -n "${SESSION_UP:-}" ]; then echo "    pane:"; pane | tail -25 | sed 's/^/    | /'; fi
+  if [ -n "${SESSION_UP:-}" ]; then echo "    pane:"; pane | awk 'NF{last=NR} {l[NR]=$0} END{for(i=1;i<=last;i++)print l[i]}' | tail -25 | sed 's/^/    | /'; fi
 }
 skip() { n_skip=$((n_skip + 1)); echo "SKIP $1: $2"; }
 
@@ -68,7 +68,12 @@ wait_for() {
 count_of() { pane | grep -cE -- "$1"; }
 
 # type_text TEXT: literal keystrokes (no tmux key-name or ';' parsing).
-type_text() { tm send-keys -t t -l -- "$1"; }
+# A trailing ';' would end the tmux command, so it is escaped.
+type_text() {
+  local s=$1
+  case $s in *\;) s="${s%;}\;" ;; esac
+  tm send-keys -t t -l -- "$s"
+}
 key() { tm send-keys -t t "$@"; }
 # line TEXT: type a line and press Enter.
 line() { type_text "$1"; key Enter; }

@@ -53,7 +53,6 @@ key C-u
 type_text 'x = tl.tensor.ze'; key Tab
 expect complete_nested_field '^> x = tl\.tensor\.zeros$' 3
 type_text '(2, 3)'; key Enter
-line 'x:sh'
 key C-u
 type_text 'x:sh'; key Tab
 type_text '()'

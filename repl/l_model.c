@@ -1,0 +1,1064 @@
+/* l_model.c — Lua bindings of engine/model.h: tl.model, the backbone and
+ * tower builders (tl.shared_bottom, tl.omoe, tl.mmoe, tl.ple, tl.esmm,
+ * tl.aitm, tl.mlp), tl.optim.*, and the model object (fit, evaluate, predict,
+ * history, weights).
+ *
+ * Builders return plain tables tagged by a metatable, so scripts can inspect
+ * and copy them; tl.model turns them into an engine configuration. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "l_data.h"
+#include "l_util.h"
+#include "model.h"
+
+#define MODEL_MT "tl.model"
+#define SPEC_MT "tl.spec"
+#define RESULT_MT "tl.result"
+
+typedef struct {
+    tl_model *m;
+} l_model;
+
+/* ---- specs: tl.mlp, backbones, optimizers ------------------------------------ */
+
+static void push_spec(lua_State *L, const char *kind)
+{
+    luaL_setmetatable(L, SPEC_MT);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+}
+
+/* Read an array of positive layer widths at table index idx (1..n). */
+static void read_units(lua_State *L, int idx, const char *fn, const char *field, tl_mlp_spec *s)
+{
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+    if (n > TL_MAX_LAYERS) luaL_error(L, "%s: %s has %d layers; at most %d", fn, field, (int)n, TL_MAX_LAYERS);
+    s->n = (int)n;
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        int isnum;
+        lua_Integer u = lua_tointegerx(L, -1, &isnum);
+        if (!isnum || u < 1 || u > 65536)
+            luaL_error(L, "%s: %s[%d] must be a positive integer (layer width), got %s", fn, field,
+                       i, isnum ? lua_tostring(L, -1) : luaL_typename(L, -1));
+        s->units[i - 1] = (int)u;
+        lua_pop(L, 1);
+    }
+}
+
+/* tl.mlp{128, 80, dropout=0.5} */
+static int l_mlp(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    tl_mlp_spec s = {0};
+    read_units(L, 1, "tl.mlp", "layer list", &s);
+    lua_pushnil(L);
+    while (lua_next(L, 1)) { /* only the array part and 'dropout' are allowed */
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "dropout") == 0) continue;
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) >= 1 && lua_tointeger(L, -1) <= s.n) continue;
+        luaL_error(L, "tl.mlp: unknown field '%s' (expected layer widths and dropout)",
+                   lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+    }
+    double p = tl_lua_opt_number(L, 1, "tl.mlp", "dropout", 0.0, 0.0, 0.999);
+    lua_newtable(L);
+    push_spec(L, "mlp");
+    lua_newtable(L);
+    for (int i = 0; i < s.n; i++) {
+        lua_pushinteger(L, s.units[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "units");
+    lua_pushnumber(L, p);
+    lua_setfield(L, -2, "dropout");
+    return 1;
+}
+
+/* Copy allowed fields of the options table at 1 into a new spec table. */
+static int make_spec(lua_State *L, const char *kind, const char *fn, const char *const *allowed)
+{
+    if (lua_isnoneornil(L, 1)) lua_newtable(L), lua_replace(L, 1);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    tl_lua_check_fields(L, 1, fn, allowed);
+    lua_newtable(L);
+    push_spec(L, kind);
+    for (int i = 0; allowed[i]; i++) {
+        lua_getfield(L, 1, allowed[i]);
+        lua_setfield(L, -2, allowed[i]);
+    }
+    return 1;
+}
+
+static const char *const sb_fields[] = {"bottom", "dropout", NULL};
+static const char *const moe_fields[] = {"experts", "expert", "dropout", NULL};
+static const char *const ple_fields[] = {"levels", "shared", "specific", "expert", "dropout", NULL};
+static const char *const esmm_fields[] = {NULL};
+static const char *const aitm_fields[] = {"constraint", NULL};
+
+static void read_backbone(lua_State *L, int idx, tl_backbone_spec *b);
+static void read_optim(lua_State *L, int idx, const char *fn, tl_optim_config *oc);
+
+/* A backbone spec, validated now so a typo fails where it is written. */
+static int backbone_spec(lua_State *L, const char *kind, const char *fn, const char *const *allowed)
+{
+    make_spec(L, kind, fn, allowed);
+    tl_model_config c;
+    tl_model_config_defaults(&c);
+    read_backbone(L, -1, &c.backbone);
+    return 1;
+}
+
+static int l_shared_bottom(lua_State *L) { return backbone_spec(L, "shared_bottom", "tl.shared_bottom", sb_fields); }
+static int l_omoe(lua_State *L) { return backbone_spec(L, "omoe", "tl.omoe", moe_fields); }
+static int l_mmoe(lua_State *L) { return backbone_spec(L, "mmoe", "tl.mmoe", moe_fields); }
+static int l_ple(lua_State *L) { return backbone_spec(L, "ple", "tl.ple", ple_fields); }
+static int l_esmm(lua_State *L) { return backbone_spec(L, "esmm", "tl.esmm", esmm_fields); }
+static int l_aitm(lua_State *L) { return backbone_spec(L, "aitm", "tl.aitm", aitm_fields); }
+
+static const char *const optim_fields[] = {"lr", "momentum", "nesterov", "beta1", "beta2", "eps",
+                                           "l2", "weight_decay", "clip", NULL};
+
+static int optim_spec(lua_State *L, const char *kind)
+{
+    char fn[32];
+    snprintf(fn, sizeof fn, "tl.optim.%s", kind);
+    make_spec(L, kind, fn, optim_fields);
+    tl_optim_config oc;
+    read_optim(L, -1, fn, &oc); /* validate now */
+    return 1;
+}
+
+static int l_sgd(lua_State *L) { return optim_spec(L, "sgd"); }
+static int l_adam(lua_State *L) { return optim_spec(L, "adam"); }
+static int l_adamw(lua_State *L) { return optim_spec(L, "adamw"); }
+static int l_adagrad(lua_State *L) { return optim_spec(L, "adagrad"); }
+
+/* Spec table at idx -> kind string (or NULL when not a spec). */
+static const char *spec_kind(lua_State *L, int idx)
+{
+    if (!lua_istable(L, idx) || !luaL_testudata(L, idx, SPEC_MT)) {
+        if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return NULL;
+        luaL_getmetatable(L, SPEC_MT);
+        int same = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+        if (!same) return NULL;
+    }
+    lua_getfield(L, idx, "kind");
+    const char *k = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return k;
+}
+
+static void read_optim(lua_State *L, int idx, const char *fn, tl_optim_config *oc)
+{
+    idx = lua_absindex(L, idx);
+    const char *kind = spec_kind(L, idx);
+    tl_optim_kind k;
+    if (!kind || tl_optim_parse(kind, &k) != TL_OK)
+        luaL_error(L, "%s: field 'optim' must be an optimizer from tl.optim (e.g. "
+                      "tl.optim.adam{lr=1e-3}), got %s", fn, luaL_typename(L, idx));
+    *oc = tl_optim_defaults(k);
+    oc->lr = (float)tl_lua_opt_number(L, idx, "tl.optim", "lr", oc->lr, 1e-12, 1e6);
+    oc->momentum = (float)tl_lua_opt_number(L, idx, "tl.optim", "momentum", oc->momentum, 0, 0.9999);
+    oc->nesterov = tl_lua_opt_bool(L, idx, "tl.optim", "nesterov", 0);
+    oc->beta1 = (float)tl_lua_opt_number(L, idx, "tl.optim", "beta1", oc->beta1, 0, 0.9999999);
+    oc->beta2 = (float)tl_lua_opt_number(L, idx, "tl.optim", "beta2", oc->beta2, 0, 0.9999999);
+    oc->eps = (float)tl_lua_opt_number(L, idx, "tl.optim", "eps", oc->eps, 0, 1);
+    double wd = tl_lua_opt_number(L, idx, "tl.optim", "weight_decay", oc->weight_decay, 0, 1e3);
+    oc->weight_decay = (float)tl_lua_opt_number(L, idx, "tl.optim", "l2", wd, 0, 1e3);
+    oc->clip_norm = (float)tl_lua_opt_number(L, idx, "tl.optim", "clip", 0, 0, 1e12);
+}
+
+/* Read an MLP spec (tl.mlp{...} or a plain array of widths) at idx. */
+static void read_mlp(lua_State *L, int idx, const char *fn, const char *field, tl_mlp_spec *s,
+                     float dropout)
+{
+    idx = lua_absindex(L, idx);
+    memset(s, 0, sizeof *s);
+    s->dropout = dropout;
+    if (!lua_istable(L, idx))
+        luaL_error(L, "%s: field '%s' must be tl.mlp{...} or a list of layer widths, got %s", fn,
+                   field, luaL_typename(L, idx));
+    const char *kind = spec_kind(L, idx);
+    if (kind && strcmp(kind, "mlp") == 0) {
+        lua_getfield(L, idx, "units");
+        read_units(L, lua_gettop(L), fn, field, s);
+        lua_pop(L, 1);
+        lua_getfield(L, idx, "dropout");
+        if (lua_tonumber(L, -1) > 0) s->dropout = (float)lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    } else if (kind) {
+        luaL_error(L, "%s: field '%s' must be tl.mlp{...}, got a %s spec", fn, field, kind);
+    } else {
+        read_units(L, idx, fn, field, s);
+    }
+}
+
+static void read_backbone(lua_State *L, int idx, tl_backbone_spec *b)
+{
+    idx = lua_absindex(L, idx);
+    const char *kind = spec_kind(L, idx);
+    tl_backbone_kind k;
+    if (!kind || tl_backbone_parse(kind, &k) != TL_OK)
+        luaL_error(L, "tl.model: field 'backbone' must be a backbone such as tl.mmoe{} or "
+                      "tl.shared_bottom{}, got %s", kind ? kind : luaL_typename(L, idx));
+    char fn[32];
+    snprintf(fn, sizeof fn, "tl.%s", kind);
+    b->kind = k;
+    float p = (float)tl_lua_opt_number(L, idx, fn, "dropout", 0.0, 0.0, 0.999);
+    b->bottom.dropout = b->expert.dropout = p;
+    lua_getfield(L, idx, "bottom");
+    if (!lua_isnil(L, -1)) read_mlp(L, -1, fn, "bottom", &b->bottom, p);
+    lua_pop(L, 1);
+    lua_getfield(L, idx, "expert");
+    if (!lua_isnil(L, -1)) read_mlp(L, -1, fn, "expert", &b->expert, p);
+    lua_pop(L, 1);
+    b->experts = (int)tl_lua_opt_int(L, idx, fn, "experts", b->experts, 1, 1024);
+    b->levels = (int)tl_lua_opt_int(L, idx, fn, "levels", b->levels, 1, 8);
+    b->shared = (int)tl_lua_opt_int(L, idx, fn, "shared", b->shared, 0, 256);
+    b->specific = (int)tl_lua_opt_int(L, idx, fn, "specific", b->specific, 0, 256);
+    b->constraint = (float)tl_lua_opt_number(L, idx, fn, "constraint", b->constraint, 0.0, 1e6);
+}
+
+
+/* Index of task `name` in a configuration, or -1. */
+static int config_task_index(const tl_model_config *c, const char *name)
+{
+    for (int k = 0; k < c->n_tasks; k++)
+        if (strcmp(c->tasks[k].name, name) == 0) return k;
+    return -1;
+}
+
+/* "a, b, c": the task names, for messages (static buffer). */
+static const char *config_task_list(const tl_model_config *c)
+{
+    static char buf[TL_MAX_TASKS * (TL_TASK_NAME_MAX + 2)];
+    buf[0] = '\0';
+    for (int k = 0; k < c->n_tasks; k++) {
+        if (k) strcat(buf, ", ");
+        strcat(buf, c->tasks[k].name);
+    }
+    return buf;
+}
+
+
+/* ---- the model object ----------------------------------------------------------- */
+
+static l_model *check_model(lua_State *L, int idx)
+{
+    l_model *lm = luaL_checkudata(L, idx, MODEL_MT);
+    if (!lm->m) luaL_error(L, "model has been closed");
+    return lm;
+}
+
+static int l_model_gc(lua_State *L)
+{
+    l_model *lm = luaL_checkudata(L, 1, MODEL_MT);
+    tl_model_free(lm->m);
+    lm->m = NULL;
+    return 0;
+}
+
+static const char *const model_fields[] = {"data", "backbone", "towers", "tower", "weights",
+                                           "weighting", "emb", "seed", "batch", "alpha",
+                                           "temperature", "distill", "mutual", NULL};
+
+/* tl.model{data=d, backbone=tl.mmoe{}, towers={t=tl.mlp{64}}, weights={t=1}, ...} */
+static int l_model_new(lua_State *L)
+{
+    const char *fn = "tl.model";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    tl_lua_check_fields(L, 1, fn, model_fields);
+    lua_getfield(L, 1, "data");
+    if (lua_isnil(L, -1)) luaL_error(L, "tl.model: field 'data' is required (a dataset, e.g. tl.datasets.census())");
+    tl_dataset *d = tl_lua_check_dataset(L, -1);
+    int data_idx = lua_gettop(L);
+    lua_getfield(L, 1, "distill");
+    lua_getfield(L, 1, "mutual");
+    if (!lua_isnil(L, -1) || !lua_isnil(L, -2))
+        luaL_error(L, "tl.model: 'distill' (CrossDistil) and 'mutual' (DML) are not implemented yet");
+    lua_pop(L, 2);
+
+    tl_model_config c;
+    tl_model_config_defaults(&c);
+    tl_mlp_spec tower = {1, {64}, 0.0f};
+    lua_getfield(L, 1, "tower");
+    if (!lua_isnil(L, -1)) read_mlp(L, -1, fn, "tower", &tower, 0.0f);
+    lua_pop(L, 1);
+    if (tl_model_config_from_dataset(&c, d, &tower) != TL_OK)
+        return tl_lua_raise_status(L, fn, TL_ERR_ARG);
+    lua_getfield(L, 1, "backbone");
+    if (!lua_isnil(L, -1)) read_backbone(L, -1, &c.backbone);
+    lua_pop(L, 1);
+
+    lua_getfield(L, 1, "towers");
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *t = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            int k = t ? config_task_index(&c, t) : -1;
+            if (k < 0)
+                luaL_error(L, "tl.model: towers: unknown task '%s' (the dataset's tasks are %s)",
+                           t ? t : luaL_typename(L, -2), config_task_list(&c));
+            read_mlp(L, -1, fn, "towers", &c.tasks[k].tower, 0.0f);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "weights");
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *t = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            int k = t ? config_task_index(&c, t) : -1;
+            if (k < 0)
+                luaL_error(L, "tl.model: weights: unknown task '%s' (the dataset's tasks are %s)",
+                           t ? t : luaL_typename(L, -2), config_task_list(&c));
+            if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) >= 0))
+                luaL_error(L, "tl.model: weights.%s must be a number >= 0, got %s", t,
+                           luaL_typename(L, -1));
+            c.tasks[k].weight = (float)lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    static const char *const weightings[] = {"fixed", "uncertainty", "gradnorm", "dwa", "pcgrad", NULL};
+    c.weighting = (tl_weighting)tl_lua_opt_enum(L, 1, fn, "weighting", weightings, TL_WEIGHTING_FIXED);
+    c.emb_dim = (int)tl_lua_opt_int(L, 1, fn, "emb", c.emb_dim, 1, 4096);
+    c.max_batch = (int)tl_lua_opt_int(L, 1, fn, "batch", c.max_batch, 1, 1 << 20);
+    c.gradnorm_alpha = (float)tl_lua_opt_number(L, 1, fn, "alpha", c.gradnorm_alpha, 0, 100);
+    c.dwa_temperature = (float)tl_lua_opt_number(L, 1, fn, "temperature", c.dwa_temperature, 1e-3, 1e3);
+    lua_getglobal(L, "tl");
+    lua_Integer default_seed = 1;
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "seed");
+        if (lua_isinteger(L, -1)) default_seed = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    c.seed = (uint64_t)tl_lua_opt_int(L, 1, fn, "seed", default_seed, 0, INT64_MAX);
+
+    l_model *lm = lua_newuserdatauv(L, sizeof *lm, 1);
+    lm->m = NULL;
+    luaL_setmetatable(L, MODEL_MT);
+    tl_status s = tl_model_new(&c, &lm->m);
+    if (s != TL_OK) return tl_lua_raise_status(L, fn, s);
+    lua_pushvalue(L, data_idx);
+    lua_setiuservalue(L, -2, 1);
+    tl_lua_note_alloc(L, tl_model_param_count(lm->m) * sizeof(float) * 4);
+    return 1;
+}
+
+/* Split at idx; checks it has the model's feature layout. */
+static const tl_split *check_model_split(lua_State *L, int idx, tl_model *m, const char *fn,
+                                         const char *field)
+{
+    if (lua_isnil(L, idx)) luaL_error(L, "%s: field '%s' is required (a split such as d.train)", fn, field);
+    const tl_split *s = tl_lua_check_split(L, idx);
+    tl_dataset *d = tl_lua_split_dataset(L, idx);
+    const tl_model_config *c = tl_model_config_get(m);
+    if (d) {
+        int ok = tl_dataset_n_cat(d) == c->n_cat && tl_dataset_n_num(d) == c->n_num &&
+                 tl_dataset_n_tasks(d) == c->n_tasks;
+        for (int f = 0; ok && f < c->n_cat; f++) ok = tl_dataset_vocab(d)[f] <= c->vocab[f];
+        if (!ok)
+            luaL_error(L, "%s: field '%s': the split's dataset has %d categorical, %d numeric "
+                          "features and %d tasks; the model was built for %d, %d and %d (build "
+                          "the data with like= the model's dataset)",
+                       fn, field, tl_dataset_n_cat(d), tl_dataset_n_num(d), tl_dataset_n_tasks(d),
+                       c->n_cat, c->n_num, c->n_tasks);
+    }
+    return s;
+}
+
+/* ---- fit with progress, live plot and Ctrl-C --------------------------------------- */
+
+typedef struct {
+    lua_State *L;
+    tl_model *m;
+    int quiet, tty;
+    int callback_idx;   /* Lua progress function or 0 */
+    int live_idx;       /* live plot object or 0 */
+    int model_idx;
+    double last_draw;
+    char error[512];    /* error raised inside a Lua callback */
+} fit_ctx;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void push_history(lua_State *L, tl_model *m);
+
+/* Call obj:update(history) on the live plot; errors are reported once. */
+static void live_update(fit_ctx *x, int force)
+{
+    double t = now_seconds();
+    if (!force && t - x->last_draw < 0.5) return;
+    x->last_draw = t;
+    lua_State *L = x->L;
+    lua_getfield(L, x->live_idx, "update");
+    lua_pushvalue(L, x->live_idx);
+    push_history(L, x->m);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        fprintf(stderr, "plot: %s (live plot disabled)\n", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        x->live_idx = 0;
+    }
+}
+
+static int fit_progress(void *ud, const tl_progress *p)
+{
+    fit_ctx *x = ud;
+    lua_State *L = x->L;
+    const tl_model_config *c = tl_model_config_get(x->m);
+    if (x->live_idx) live_update(x, p->kind == TL_PROGRESS_EPOCH);
+    if (!x->quiet) {
+        if (p->kind == TL_PROGRESS_STEP && x->tty) {
+            printf("\r  epoch %d/%d  %3d%%  step %lld  loss", p->epoch, p->epochs,
+                   100 * p->batch_in_epoch / (p->batches_per_epoch ? p->batches_per_epoch : 1),
+                   (long long)p->step);
+            for (int k = 0; k < c->n_tasks; k++) printf(" %s %.4f", c->tasks[k].name, p->loss[k]);
+            printf("   ");
+            fflush(stdout);
+        } else if (p->kind == TL_PROGRESS_EPOCH) {
+            printf("%sepoch %d/%d  step %lld  loss", x->tty ? "\r\033[K" : "", p->epoch, p->epochs,
+                   (long long)p->step);
+            for (int k = 0; k < c->n_tasks; k++) printf(" %s %.4f", c->tasks[k].name, p->loss[k]);
+            if (p->valid && isfinite(p->monitor)) {
+                printf("  | valid");
+                for (int k = 0; k < c->n_tasks; k++)
+                    printf(" %s %s %.4f", c->tasks[k].name,
+                           c->tasks[k].type == TL_TASK_BINARY ? "auc" : "rmse", p->valid[k]);
+                if (p->improved) printf("  *");
+            }
+            printf("\n");
+            fflush(stdout);
+        }
+    }
+    if (x->callback_idx) {
+        lua_pushvalue(L, x->callback_idx);
+        lua_newtable(L);
+        lua_pushstring(L, p->kind == TL_PROGRESS_EPOCH ? "epoch" : "step");
+        lua_setfield(L, -2, "kind");
+        lua_pushinteger(L, p->epoch);
+        lua_setfield(L, -2, "epoch");
+        lua_pushinteger(L, p->step);
+        lua_setfield(L, -2, "step");
+        lua_newtable(L);
+        for (int k = 0; k < c->n_tasks; k++) {
+            lua_pushnumber(L, p->loss[k]);
+            lua_setfield(L, -2, c->tasks[k].name);
+        }
+        lua_setfield(L, -2, "loss");
+        if (p->valid) {
+            lua_newtable(L);
+            for (int k = 0; k < c->n_tasks; k++) {
+                lua_pushnumber(L, p->valid[k]);
+                lua_setfield(L, -2, c->tasks[k].name);
+            }
+            lua_setfield(L, -2, "valid");
+        }
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+            snprintf(x->error, sizeof x->error, "%s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+            return 1;
+        }
+        /* returning false (or "stop") ends training, like Ctrl-C */
+        int stop = (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) ||
+                   (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "stop") == 0);
+        lua_pop(L, 1);
+        return stop;
+    }
+    return 0;
+}
+
+static const char *const fit_fields[] = {"data", "valid", "epochs", "patience", "batch",
+                                         "optim", "plot", "verbose", "max_steps", "monitor",
+                                         "progress", "seed", "shuffle", "restore_best", NULL};
+
+/* m:fit{data=d.train, valid=d.valid, epochs=10, patience=3, batch=1024,
+ *       optim=tl.optim.adam{lr=1e-3}, plot=false, verbose=auto} */
+static int l_model_fit(lua_State *L)
+{
+    const char *fn = "m:fit";
+    l_model *lm = check_model(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    tl_lua_check_fields(L, 2, fn, fit_fields);
+    tl_fit_options o;
+    tl_fit_defaults(&o);
+    lua_getfield(L, 2, "data");
+    const tl_split *train = check_model_split(L, -1, lm->m, fn, "data");
+    lua_getfield(L, 2, "valid");
+    const tl_split *valid = lua_isnil(L, -1) ? NULL : check_model_split(L, -1, lm->m, fn, "valid");
+    o.epochs = (int)tl_lua_opt_int(L, 2, fn, "epochs", 10, 1, 1000000);
+    o.patience = (int)tl_lua_opt_int(L, 2, fn, "patience", 0, 0, 1000000);
+    o.batch = (int)tl_lua_opt_int(L, 2, fn, "batch", tl_model_config_get(lm->m)->max_batch, 1,
+                                  tl_model_config_get(lm->m)->max_batch);
+    o.max_steps = tl_lua_opt_int(L, 2, fn, "max_steps", 0, 0, INT64_MAX);
+    o.seed = (uint64_t)tl_lua_opt_int(L, 2, fn, "seed", 0, 0, INT64_MAX);
+    o.shuffle = tl_lua_opt_bool(L, 2, fn, "shuffle", 1);
+    o.restore_best = tl_lua_opt_bool(L, 2, fn, "restore_best", 1);
+    const char *monitor = tl_lua_opt_string(L, 2, fn, "monitor", NULL);
+    if (monitor && (o.monitor_task = tl_model_task_index(lm->m, monitor)) < 0)
+        luaL_error(L, "%s: field 'monitor' names unknown task '%s'", fn, monitor);
+    lua_getfield(L, 2, "optim");
+    if (!lua_isnil(L, -1))
+        read_optim(L, -1, fn, &o.optim);
+    else if (tl_model_optim(lm->m))
+        o.optim = *tl_optim_get_config(tl_model_optim(lm->m)); /* keep the running optimizer */
+    lua_pop(L, 1);
+
+    fit_ctx x;
+    memset(&x, 0, sizeof x);
+    x.L = L;
+    x.m = lm->m;
+    x.tty = tl_lua_stdout_is_tty();
+    x.quiet = !tl_lua_opt_bool(L, 2, fn, "verbose", x.tty);
+    lua_getfield(L, 2, "progress");
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TFUNCTION);
+        x.callback_idx = lua_gettop(L);
+    }
+    if (tl_lua_opt_bool(L, 2, fn, "plot", 0)) {
+        lua_getglobal(L, "tl");
+        lua_getfield(L, -1, "plot");
+        if (lua_istable(L, -1)) lua_getfield(L, -1, "live");
+        else lua_pushnil(L);
+        if (lua_isfunction(L, -1)) {
+            lua_newtable(L);
+            if (lua_pcall(L, 1, 1, 0) == LUA_OK && !lua_isnil(L, -1)) x.live_idx = lua_gettop(L);
+            else if (!lua_isnil(L, -1)) fprintf(stderr, "plot: %s\n", lua_tostring(L, -1));
+        } else {
+            fprintf(stderr, "m:fit: plot=true but tl.plot.live is not available\n");
+        }
+    }
+    o.progress = fit_progress;
+    o.progress_ud = &x;
+    /* step callbacks only when something consumes them: a progress bar, a
+     * live plot or a user callback */
+    o.progress_every = (!x.quiet && x.tty) || x.live_idx || x.callback_idx ? 1 : 0;
+    x.model_idx = 1;
+
+    tl_status s = tl_model_fit(lm->m, train, valid, &o);
+    if (x.live_idx) live_update(&x, 1);
+    if (x.error[0]) luaL_error(L, "%s: progress callback failed: %s", fn, x.error);
+    if (s == TL_ERR_CANCELLED && !x.quiet && x.tty) printf("\n");
+    if (s != TL_OK) return tl_lua_raise_status(L, fn, s);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* ---- results ------------------------------------------------------------------------ */
+
+static void set_num(lua_State *L, const char *k, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+/* m:evaluate(split [, {bins=10}]) -> {task = {auc=, logloss=, ...}} */
+static int l_model_evaluate(lua_State *L)
+{
+    l_model *lm = check_model(L, 1);
+    const tl_split *s = check_model_split(L, 2, lm->m, "m:evaluate", "argument 1");
+    int nb = 10;
+    if (lua_istable(L, 3)) nb = (int)tl_lua_opt_int(L, 3, "m:evaluate", "bins", 10, 1, 1000);
+    const tl_model_config *c = tl_model_config_get(lm->m);
+    tl_task_eval ev[TL_MAX_TASKS];
+    tl_calib_bin *bins = lua_newuserdatauv(L, sizeof(tl_calib_bin) * (size_t)nb * (size_t)c->n_tasks, 0);
+    tl_status st = tl_model_evaluate(lm->m, s, nb, ev, bins);
+    if (st != TL_OK) return tl_lua_raise_status(L, "m:evaluate", st);
+    lua_newtable(L);
+    luaL_setmetatable(L, RESULT_MT);
+    for (int k = 0; k < c->n_tasks; k++) {
+        lua_newtable(L);
+        if (ev[k].type == TL_TASK_BINARY) {
+            const tl_binary_eval *b = &ev[k].bin;
+            set_num(L, "rows", (double)b->rows);
+            set_num(L, "auc", b->auc);
+            if (s->group) set_num(L, "gauc", b->gauc);
+            set_num(L, "logloss", b->logloss);
+            set_num(L, "ne", b->ne);
+            set_num(L, "brier", b->brier);
+            set_num(L, "pcoc", b->pcoc);
+            set_num(L, "ece", b->ece);
+            set_num(L, "mce", b->mce);
+            set_num(L, "slope", b->slope);
+            set_num(L, "intercept", b->intercept);
+            set_num(L, "base_rate", b->base_rate);
+            if (b->notes) {
+                lua_pushstring(L, tl_metric_notes_str(b->notes));
+                lua_setfield(L, -2, "notes");
+            }
+            lua_newtable(L);
+            for (int i = 0; i < nb; i++) {
+                const tl_calib_bin *bi = &bins[(size_t)k * (size_t)nb + (size_t)i];
+                lua_newtable(L);
+                set_num(L, "lo", bi->lo);
+                set_num(L, "hi", bi->hi);
+                lua_pushinteger(L, (lua_Integer)bi->count);
+                lua_setfield(L, -2, "count");
+                set_num(L, "mean_pred", bi->mean_pred);
+                set_num(L, "rate", bi->rate);
+                set_num(L, "ci_lo", bi->ci_lo);
+                set_num(L, "ci_hi", bi->ci_hi);
+                lua_rawseti(L, -2, i + 1);
+            }
+            lua_setfield(L, -2, "bins");
+        } else {
+            const tl_regression_eval *r = &ev[k].reg;
+            set_num(L, "rows", (double)r->rows);
+            set_num(L, "mse", r->mse);
+            set_num(L, "rmse", r->rmse);
+            set_num(L, "mae", r->mae);
+        }
+        lua_setfield(L, -2, c->tasks[k].name);
+    }
+    return 1;
+}
+
+/* m:predict(split) -> {task = {p1, p2, ...}} (1-based like the split's rows) */
+static int l_model_predict(lua_State *L)
+{
+    l_model *lm = check_model(L, 1);
+    const tl_split *s = check_model_split(L, 2, lm->m, "m:predict", "argument 1");
+    int K = tl_model_config_get(lm->m)->n_tasks;
+    float *out = lua_newuserdatauv(L, s->n * (size_t)K * sizeof(float), 0);
+    tl_status st = tl_model_predict(lm->m, s, out);
+    if (st != TL_OK) return tl_lua_raise_status(L, "m:predict", st);
+    lua_newtable(L);
+    for (int k = 0; k < K; k++) {
+        lua_createtable(L, (int)s->n, 0);
+        for (size_t i = 0; i < s->n; i++) {
+            lua_pushnumber(L, out[i * (size_t)K + (size_t)k]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_setfield(L, -2, tl_model_config_get(lm->m)->tasks[k].name);
+    }
+    return 1;
+}
+
+static void push_task_numbers(lua_State *L, const tl_model_config *c, const float *v)
+{
+    lua_createtable(L, 0, c->n_tasks);
+    for (int k = 0; k < c->n_tasks; k++) {
+        lua_pushnumber(L, v[k]);
+        lua_setfield(L, -2, c->tasks[k].name);
+    }
+}
+
+static void push_history(lua_State *L, tl_model *m)
+{
+    const tl_model_config *c = tl_model_config_get(m);
+    const tl_step_record *sr;
+    const tl_epoch_record *er;
+    size_t ns = tl_model_history_steps(m, &sr), ne = tl_model_history_epochs(m, &er);
+    lua_createtable(L, 0, 2);
+    lua_createtable(L, (int)ns, 0);
+    for (size_t i = 0; i < ns; i++) {
+        lua_createtable(L, 0, 4);
+        lua_pushinteger(L, sr[i].step);
+        lua_setfield(L, -2, "step");
+        lua_pushinteger(L, sr[i].epoch);
+        lua_setfield(L, -2, "epoch");
+        push_task_numbers(L, c, sr[i].loss);
+        lua_setfield(L, -2, "loss");
+        push_task_numbers(L, c, sr[i].weight);
+        lua_setfield(L, -2, "weight");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "steps");
+    lua_createtable(L, (int)ne, 0);
+    for (size_t i = 0; i < ne; i++) {
+        lua_createtable(L, 0, 5);
+        lua_pushinteger(L, er[i].epoch);
+        lua_setfield(L, -2, "epoch");
+        lua_pushinteger(L, er[i].step);
+        lua_setfield(L, -2, "step");
+        lua_createtable(L, 0, c->n_tasks);
+        for (int k = 0; k < c->n_tasks; k++) {
+            lua_pushnumber(L, er[i].train_loss[k]);
+            lua_setfield(L, -2, c->tasks[k].name);
+        }
+        lua_setfield(L, -2, "train_loss");
+        if (isfinite(er[i].monitor)) {
+            lua_createtable(L, 0, c->n_tasks);
+            for (int k = 0; k < c->n_tasks; k++) {
+                lua_createtable(L, 0, 2);
+                int bin = c->tasks[k].type == TL_TASK_BINARY;
+                set_num(L, bin ? "auc" : "rmse", er[i].valid_metric[k]);
+                set_num(L, bin ? "logloss" : "mse", er[i].valid_logloss[k]);
+                lua_setfield(L, -2, c->tasks[k].name);
+            }
+            lua_setfield(L, -2, "valid");
+            set_num(L, "monitor", er[i].monitor);
+        }
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "epochs");
+}
+
+static int l_model_history(lua_State *L)
+{
+    push_history(L, check_model(L, 1)->m);
+    return 1;
+}
+
+/* ---- m.weights proxy ---------------------------------------------------------------- */
+
+static int l_weights_index(lua_State *L)
+{
+    lua_getiuservalue(L, 1, 1);
+    tl_model *m = check_model(L, -1)->m;
+    const char *t = luaL_checkstring(L, 2);
+    int k = tl_model_task_index(m, t);
+    if (k < 0) return luaL_error(L, "m.weights: unknown task '%s'", t);
+    lua_pushnumber(L, tl_model_get_weight(m, k));
+    return 1;
+}
+
+static int l_weights_newindex(lua_State *L)
+{
+    lua_getiuservalue(L, 1, 1);
+    tl_model *m = check_model(L, -1)->m;
+    const char *t = luaL_checkstring(L, 2);
+    int k = tl_model_task_index(m, t);
+    if (k < 0) return luaL_error(L, "m.weights: unknown task '%s'", t);
+    if (!lua_isnumber(L, 3)) return luaL_error(L, "m.weights.%s must be a number, got %s", t, luaL_typename(L, 3));
+    tl_status s = tl_model_set_weight(m, k, (float)lua_tonumber(L, 3));
+    if (s != TL_OK) return tl_lua_raise_status(L, "m.weights", s);
+    return 0;
+}
+
+static int l_weights_tostring(lua_State *L)
+{
+    lua_getiuservalue(L, 1, 1);
+    tl_model *m = check_model(L, -1)->m;
+    const tl_model_config *c = tl_model_config_get(m);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "weights {");
+    for (int k = 0; k < c->n_tasks; k++) {
+        char s[96];
+        snprintf(s, sizeof s, "%s%s=%g", k ? ", " : " ", c->tasks[k].name, (double)c->tasks[k].weight);
+        luaL_addstring(&b, s);
+    }
+    luaL_addstring(&b, " }");
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int l_weights_pairs_next(lua_State *L)
+{
+    lua_getiuservalue(L, 1, 1);
+    tl_model *m = check_model(L, -1)->m;
+    lua_pop(L, 1);
+    const tl_model_config *c = tl_model_config_get(m);
+    int k = lua_isnil(L, 2) ? 0 : tl_model_task_index(m, luaL_checkstring(L, 2)) + 1;
+    if (k >= c->n_tasks) return 0;
+    lua_pushstring(L, c->tasks[k].name);
+    lua_pushnumber(L, c->tasks[k].weight);
+    return 2;
+}
+
+static int l_weights_pairs(lua_State *L)
+{
+    lua_pushcfunction(L, l_weights_pairs_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* ---- model __index / __tostring ----------------------------------------------------- */
+
+static void mlp_str(char *buf, size_t n, const tl_mlp_spec *s)
+{
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < s->n && k < n; i++) k += (size_t)snprintf(buf + k, n - k, i ? ", %d" : "%d", s->units[i]);
+    if (k < n) k += (size_t)snprintf(buf + k, n - k, "]");
+    if (s->dropout > 0.0f && k < n) snprintf(buf + k, n - k, " dropout %g", (double)s->dropout);
+}
+
+static int l_model_tostring(lua_State *L)
+{
+    tl_model *m = check_model(L, 1)->m;
+    const tl_model_config *c = tl_model_config_get(m);
+    const tl_backbone_spec *b = &c->backbone;
+    char line[512], u[128];
+    luaL_Buffer buf;
+    luaL_buffinit(L, &buf);
+    switch (b->kind) {
+    case TL_BACKBONE_SHARED_BOTTOM:
+        mlp_str(u, sizeof u, &b->bottom);
+        snprintf(line, sizeof line, "model  shared_bottom  bottom %s\n", u);
+        break;
+    case TL_BACKBONE_OMOE:
+    case TL_BACKBONE_MMOE:
+        mlp_str(u, sizeof u, &b->expert);
+        snprintf(line, sizeof line, "model  %s  %d experts %s\n", tl_backbone_name(b->kind), b->experts, u);
+        break;
+    case TL_BACKBONE_PLE:
+        mlp_str(u, sizeof u, &b->expert);
+        snprintf(line, sizeof line, "model  ple  %d level(s), %d shared + %d specific experts per task %s\n",
+                 b->levels, b->shared, b->specific, u);
+        break;
+    case TL_BACKBONE_AITM:
+        snprintf(line, sizeof line, "model  aitm  constraint weight %g\n", (double)b->constraint);
+        break;
+    default:
+        snprintf(line, sizeof line, "model  %s\n", tl_backbone_name(b->kind));
+    }
+    luaL_addstring(&buf, line);
+    snprintf(line, sizeof line, "  input   %d categorical fields (emb %d), %d numeric\n", c->n_cat,
+             c->emb_dim, c->n_num);
+    luaL_addstring(&buf, line);
+    for (int k = 0; k < c->n_tasks; k++) {
+        mlp_str(u, sizeof u, &c->tasks[k].tower);
+        snprintf(line, sizeof line, "  task    %-16s %-10s tower %-18s weight %g%s\n", c->tasks[k].name,
+                 c->tasks[k].type == TL_TASK_BINARY ? "binary" : "regression", u,
+                 (double)c->tasks[k].weight, "");
+        luaL_addstring(&buf, line);
+    }
+    snprintf(line, sizeof line, "  weighting %s   parameters %zu   trained %d epochs, %lld steps",
+             tl_weighting_name(c->weighting), tl_model_param_count(m), tl_model_epochs_done(m),
+             (long long)tl_model_steps(m));
+    luaL_addstring(&buf, line);
+    luaL_pushresult(&buf);
+    return 1;
+}
+
+static int l_model_params(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)tl_model_param_count(check_model(L, 1)->m));
+    return 1;
+}
+
+static int l_model_close(lua_State *L) { return l_model_gc(L); }
+
+static const luaL_Reg model_methods[] = {
+    {"fit", l_model_fit},         {"evaluate", l_model_evaluate}, {"predict", l_model_predict},
+    {"history", l_model_history}, {"params", l_model_params},     {"close", l_model_close},
+    {NULL, NULL}};
+
+static int l_model_index(lua_State *L)
+{
+    tl_model *m = check_model(L, 1)->m;
+    const char *k = luaL_checkstring(L, 2);
+    const tl_model_config *c = tl_model_config_get(m);
+    if (strcmp(k, "weights") == 0) {
+        lua_newuserdatauv(L, 0, 1);
+        lua_pushvalue(L, 1);
+        lua_setiuservalue(L, -2, 1);
+        luaL_setmetatable(L, "tl.weights");
+        return 1;
+    }
+    if (strcmp(k, "tasks") == 0) {
+        lua_createtable(L, c->n_tasks, 0);
+        for (int t = 0; t < c->n_tasks; t++) {
+            lua_pushstring(L, c->tasks[t].name);
+            lua_rawseti(L, -2, t + 1);
+        }
+        return 1;
+    }
+    if (strcmp(k, "backbone") == 0) {
+        lua_pushstring(L, tl_backbone_name(c->backbone.kind));
+        return 1;
+    }
+    if (strcmp(k, "weighting") == 0) {
+        lua_pushstring(L, tl_weighting_name(c->weighting));
+        return 1;
+    }
+    if (strcmp(k, "data") == 0) {
+        lua_getiuservalue(L, 1, 1);
+        return 1;
+    }
+    luaL_getmetatable(L, MODEL_MT);
+    lua_getfield(L, -1, "methods");
+    lua_getfield(L, -1, k);
+    return 1;
+}
+
+/* tl.result __tostring: one row per task. */
+static int l_result_tostring(lua_State *L)
+{
+    static const char *const cols[] = {"auc", "gauc", "logloss", "ece", "pcoc", "brier", "rmse", "mae", NULL};
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    char s[64];
+    snprintf(s, sizeof s, "%-16s", "task");
+    luaL_addstring(&b, s);
+    int present[8] = {0};
+    for (int j = 0; cols[j]; j++) {
+        lua_pushnil(L);
+        while (lua_next(L, 1)) {
+            if (lua_istable(L, -1)) {
+                lua_getfield(L, -1, cols[j]);
+                if (!lua_isnil(L, -1)) present[j] = 1;
+                lua_pop(L, 1);
+            }
+            lua_pop(L, 1);
+        }
+        if (present[j]) {
+            snprintf(s, sizeof s, "%10s", cols[j]);
+            luaL_addstring(&b, s);
+        }
+    }
+    /* rows in sorted task order */
+    lua_newtable(L);
+    int names = lua_gettop(L), n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            lua_pushvalue(L, -1);
+            lua_rawseti(L, names, ++n);
+        }
+    }
+    lua_getglobal(L, "table");
+    lua_getfield(L, -1, "sort");
+    lua_pushvalue(L, names);
+    lua_call(L, 1, 0);
+    lua_pop(L, 1);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, names, i);
+        const char *t = lua_tostring(L, -1);
+        snprintf(s, sizeof s, "\n%-16s", t);
+        luaL_addstring(&b, s);
+        lua_gettable(L, 1);
+        for (int j = 0; cols[j]; j++) {
+            if (!present[j]) continue;
+            lua_getfield(L, -1, cols[j]);
+            if (lua_isnumber(L, -1)) snprintf(s, sizeof s, "%10.4f", lua_tonumber(L, -1));
+            else snprintf(s, sizeof s, "%10s", "-");
+            lua_pop(L, 1);
+            luaL_addstring(&b, s);
+        }
+        lua_pop(L, 1);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+void tl_lua_open_model(lua_State *L, int tl)
+{
+    luaL_newmetatable(L, SPEC_MT);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, RESULT_MT);
+    lua_pushcfunction(L, l_result_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, MODEL_MT);
+    lua_pushcfunction(L, l_model_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_model_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_model_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, l_model_index);
+    lua_setfield(L, -2, "__index");
+    luaL_newlib(L, model_methods);
+    lua_setfield(L, -2, "methods");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, "tl.weights");
+    lua_pushcfunction(L, l_weights_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_weights_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, l_weights_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, l_weights_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pop(L, 1);
+
+    static const luaL_Reg fns[] = {{"model", l_model_new},     {"mlp", l_mlp},
+                                   {"shared_bottom", l_shared_bottom}, {"omoe", l_omoe},
+                                   {"mmoe", l_mmoe},           {"ple", l_ple},
+                                   {"esmm", l_esmm},           {"aitm", l_aitm},
+                                   {NULL, NULL}};
+    for (const luaL_Reg *r = fns; r->name; r++) {
+        lua_pushcfunction(L, r->func);
+        lua_setfield(L, tl, r->name);
+    }
+    static const luaL_Reg optims[] = {{"sgd", l_sgd}, {"adam", l_adam}, {"adamw", l_adamw},
+                                      {"adagrad", l_adagrad}, {NULL, NULL}};
+    luaL_newlib(L, optims);
+    lua_setfield(L, tl, "optim");
+
+    lua_getfield(L, tl, "model");
+    tl_lua_doc(L, "tl.model", lua_gettop(L),
+               "tl.model{data=d, backbone=tl.mmoe{...}, towers={task=tl.mlp{64}}, tower=tl.mlp{64},\n"
+               "         weights={task=1}, weighting=\"fixed\"|\"uncertainty\"|\"gradnorm\"|\"dwa\"|\"pcgrad\",\n"
+               "         emb=16, batch=1024, seed=1, alpha=1.5 (gradnorm), temperature=2 (dwa)}\n"
+               "Build a multi-task model for dataset d: embeddings of its categorical fields plus its\n"
+               "numeric features feed the backbone; each task gets its own tower. Methods: m:fit{...},\n"
+               "m:evaluate(split), m:predict(split), m:history(), m.weights.<task> = w (next step).");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "mmoe");
+    tl_lua_doc(L, "tl.mmoe", lua_gettop(L),
+               "tl.mmoe{experts=8, expert={256,128}, dropout=0}  Multi-gate Mixture-of-Experts (Ma et al.\n"
+               "KDD 2018): experts share the input; one softmax gate per task mixes them.");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "omoe");
+    tl_lua_doc(L, "tl.omoe", lua_gettop(L), "tl.omoe{experts=8, expert={256,128}}  one gate shared by all tasks.");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "ple");
+    tl_lua_doc(L, "tl.ple", lua_gettop(L),
+               "tl.ple{levels=1, shared=4, specific=2, expert={256,128}}  Progressive Layered Extraction\n"
+               "(Tang et al. RecSys 2020): CGC levels of shared and task-specific experts.");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "shared_bottom");
+    tl_lua_doc(L, "tl.shared_bottom", lua_gettop(L), "tl.shared_bottom{bottom={256,128}, dropout=0}  one shared MLP below the towers.");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "esmm");
+    tl_lua_doc(L, "tl.esmm", lua_gettop(L),
+               "tl.esmm{}  ESMM (Ma et al. SIGIR 2018): two binary tasks, CTR then CTCVR; pCTCVR = pCTR x pCVR,\n"
+               "both losses over the entire space.");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "aitm");
+    tl_lua_doc(L, "tl.aitm", lua_gettop(L),
+               "tl.aitm{constraint=0.6}  AITM (Xi et al. KDD 2021): sequential tasks pass information through\n"
+               "attention; the label constraint max(p_t - p_{t-1}, 0) is weighted by `constraint`.");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "mlp");
+    tl_lua_doc(L, "tl.mlp", lua_gettop(L), "tl.mlp{128, 80, dropout=0.5}  a tower: ReLU layers of the given widths.");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "optim");
+    tl_lua_doc(L, "tl.optim", lua_gettop(L),
+               "tl.optim.adam{lr=1e-3, l2=0, clip=0}, .adamw{lr, weight_decay}, .sgd{lr, momentum, nesterov},\n"
+               ".adagrad{lr}. Embedding rows are updated lazily: only rows seen in the batch.");
+    lua_pop(L, 1);
+    luaL_getmetatable(L, MODEL_MT);
+    lua_getfield(L, -1, "methods");
+    lua_getfield(L, -1, "fit");
+    tl_lua_doc(L, "m:fit", lua_gettop(L),
+               "m:fit{data=d.train, valid=d.valid, epochs=10, patience=0, batch=, optim=tl.optim.adam{},\n"
+               "      monitor=task, max_steps=, plot=false, verbose=(tty), progress=function(p) end}\n"
+               "Train; with valid and patience, stop early on the mean validation AUC (or the monitored\n"
+               "task) and restore the best weights. Ctrl-C stops cleanly; the model can continue.");
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "evaluate");
+    tl_lua_doc(L, "m:evaluate", lua_gettop(L),
+               "m:evaluate(split [, {bins=10}]) -> r; r.<task>.auc, .gauc, .logloss, .ece, .pcoc, .brier, .bins\n"
+               "(binary) or .mse, .rmse, .mae (regression).");
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "predict");
+    tl_lua_doc(L, "m:predict", lua_gettop(L), "m:predict(split) -> p; p.<task>[i] is the prediction for row i.");
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "history");
+    tl_lua_doc(L, "m:history", lua_gettop(L),
+               "m:history() -> {steps={{step,epoch,loss={},weight={}}...}, epochs={{epoch,step,train_loss={},valid={}}...}}");
+    lua_pop(L, 3);
+}

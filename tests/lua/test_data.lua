@@ -1,0 +1,204 @@
+-- The data pipeline from Lua (repl/l_data.c): tl.data.csv, tl.datasets.*,
+-- dataset and split objects, and the error messages of misuse.
+local T = {}
+
+local tmpdir = os.tmpname()
+os.remove(tmpdir)
+assert(os.execute("mkdir -p " .. tmpdir))
+
+local function write(name, text)
+  local p = tmpdir .. "/" .. name
+  local f = assert(io.open(p, "wb"))
+  f:write(text)
+  f:close()
+  return p
+end
+
+local SMALL = "a,x,y\nred,1,1\nblue,2,0\nred,3,1\ngreen,4,0\n"
+
+local function small(extra)
+  local o = { path = write("s.csv", SMALL), categorical = { "a" }, numeric = { "x" },
+              labels = { y = { column = "y", positive = "1", negative = "0" } }, cache = false }
+  for k, v in pairs(extra or {}) do o[k] = v end
+  return tl.data.csv(o)
+end
+
+local function census_present()
+  local f = io.open("data/census_income_kdd/census-income.test.gz", "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+function T.csv_all_split_and_labels()
+  local d = small()
+  eq(d.train, nil)
+  eq(#d.all, 4)
+  eq(d.all:size(), 4)
+  eq(d.all:labels(), { y = { 1, 0, 1, 0 } })
+  eq(d.all:rows(), { 0, 1, 2, 3 })
+  eq(d.tasks, { { name = "y", type = "binary", rate = 0.5 } })
+  local f = d:fields()
+  eq(f.categorical, { { name = "a", vocab = 5, kind = "vocab" } })
+  eq(f.numeric[1].name, "x")
+  eq(f.numeric[1].transform, "standard")
+  near(f.numeric[1].mean, 2.5, 1e-9)
+  eq(d:vocab("a"), { "red", "blue", "green" })
+  check(tostring(d):find("4 rows", 1, true), tostring(d))
+  check(tostring(d.all):find("split all: 4 rows; y 50.00%", 1, true), tostring(d.all))
+end
+
+function T.csv_ratio_split_seeded()
+  local lines = { "a,x,y" }
+  for i = 1, 200 do lines[#lines + 1] = ("v%d,%d,%d"):format(i % 5, i, i % 2) end
+  local p = write("r.csv", table.concat(lines, "\n") .. "\n")
+  local function load(seed)
+    return tl.data.csv{ path = p, categorical = { "a" }, labels = { y = { column = "y", positive = 1 } },
+                        split = { train = 0.8, valid = 0.1, test = 0.1 }, seed = seed, cache = false }
+  end
+  local a, b, c = load(7), load(7), load(8)
+  eq({ #a.train, #a.valid, #a.test }, { 160, 20, 20 })
+  eq(a.train:rows(), b.train:rows())
+  local same = true
+  local ra, rc = a.train:rows(), c.train:rows()
+  for i = 1, #ra do if ra[i] ~= rc[i] then same = false end end
+  check(not same, "another seed gives another split")
+  check(a.train == a.train, "split objects are cached")
+  eq(a.train.name, "train")
+  check(a.train.dataset == a)
+end
+
+function T.csv_modulo_split_and_train_only_vocab()
+  local p = write("m.csv", "a,y\nc,1\nc,0\nonly_test,1\nc,1\nd,0\nonly_test,0\n")
+  local d = tl.data.csv{ path = p, categorical = { "a" }, labels = { y = { column = "y", positive = "1" } },
+                         split = { modulo = 3, train = { 0, 1 }, test = { 2 } }, cache = false }
+  eq(#d.train, 4)
+  eq(#d.valid, 0)
+  eq(#d.test, 2)
+  eq(d:vocab("a"), { "c", "d" })
+end
+
+function T.csv_like_reuses_vocabulary()
+  local d = small()
+  local n = tl.data.csv{ path = write("n.csv", "a,x,y\ngreen,2.5,1\npurple,9,0\n"), like = d }
+  eq(#n.all, 2)
+  eq(n:fields().categorical[1].vocab, d:fields().categorical[1].vocab)
+  near(n:fields().numeric[1].mean, 2.5, 1e-9)
+  raises(function() tl.data.csv{ path = "x.csv", like = d, split = { train = 1 } } end,
+         "with like=, all rows of the file go to d.all")
+end
+
+function T.csv_cache_dir_round_trip()
+  local opts = { path = write("c.csv", SMALL), categorical = { "a" }, numeric = { "x" },
+                 labels = { y = { column = "y", positive = "1" } }, cache = tmpdir }
+  local a = tl.data.csv(opts)
+  local b = tl.data.csv(opts)
+  eq(a.from_cache, false)
+  eq(b.from_cache, true)
+  eq(b.all:labels(), a.all:labels())
+  eq(b:vocab("a"), a:vocab("a"))
+end
+
+function T.csv_on_bad_skip_reports()
+  local p = write("bad.csv", "a,x,y\nred,1,1\nblue,oops,0\nred\ngreen,4,0\n")
+  local d = small{ path = p, on_bad = "skip" }
+  eq(#d.all, 2)
+  eq(d.skipped.count, 2)
+  eq({ d.skipped[1], d.skipped[2] }, { 3, 4 })
+  check(tostring(d):find("2 bad rows skipped", 1, true))
+end
+
+function T.csv_bad_input_messages()
+  local p = write("bad.csv", "a,x,y\nred,1,1\nblue,oops,0\n")
+  raises(function() small{ path = p } end, "bad.csv:3: column 2 ('x'): expected a number, got \"oops\"")
+  p = write("rag.csv", "a,x,y\nred,1,1\nblue,2\n")
+  raises(function() small{ path = p } end, "rag.csv:3: expected 3 fields, got 2")
+  p = write("lab.csv", "a,x,y\nred,1,maybe\n")
+  raises(function() small{ path = p } end, "unknown label value \"maybe\"")
+  raises(function() small{ path = write("e.csv", "") } end, "e.csv: empty file")
+  raises(function() small{ path = tmpdir .. "/missing.csv" } end, "cannot open '.*missing.csv': No such file")
+  raises(function() small{ numeric = { "nope" } } end, "schema names numeric column 'nope', which does not exist")
+end
+
+function T.csv_argument_errors()
+  raises(function() small{ sep = "ab" } end, "tl.data.csv: field 'sep' must be a single character")
+  raises(function() small{ colour = 1 } end, "tl.data.csv: unknown field 'colour'")
+  raises(function() small{ seed = "x" } end, "tl.data.csv: field 'seed' must be")
+  raises(function() small{ on_bad = "ignore" } end, "field 'on_bad' must be one of")
+  raises(function() small{ labels = { y = { column = "y" } } } end,
+         "labels.y: give exactly one of positive=, threshold= or regression=true")
+  raises(function() small{ labels = { y = { column = "y", positive = "1", colour = 2 } } } end,
+         "labels.y: unknown field 'colour'")
+  raises(function() small{ split = { train = 0.5, valid = 0.1 } } end, "ratios must sum to 1")
+  raises(function() small{ split = { modulo = 2, train = { 0 }, test = { 0 } } } end, "residue 0 is in two splits")
+  raises(function() tl.data.csv{ labels = {} } end, "field 'path' is required")
+  raises(function() small{ header = false } end, "with header=false give the column names")
+end
+
+function T.csv_threshold_regression_and_keep()
+  local p = write("t.csv", "a,r\nu,4.5\nv,2\n")
+  local d = tl.data.csv{ path = p, categorical = { "a" }, numeric = { "r" }, cache = false,
+                         labels = { good = { column = "r", threshold = 4 }, rating = { column = "r", regression = true } } }
+  eq(#d:fields().numeric, 0, "label columns leave the features")
+  eq(d.all:labels(), { good = { 1, 0 }, rating = { 4.5, 2 } })
+  eq(d.tasks[2], { name = "rating", type = "regression", mean = 3.25 })
+  local k = tl.data.csv{ path = p, categorical = { "a" }, numeric = { "r" }, cache = false,
+                         labels = { good = { column = "r", threshold = 4, keep = true } } }
+  eq(#k:fields().numeric, 1)
+end
+
+function T.census()
+  if not census_present() then skip("data/census_income_kdd absent") end
+  local d = tl.datasets.census{ cache = false }
+  eq({ #d.train, #d.valid, #d.test, #d.all }, { 79810, 9976, 9976, 99762 })
+  eq(d.tasks[1].name, "income")
+  eq(d.tasks[2].name, "never_married")
+  near(d.tasks[1].rate, 4923 / 79810, 1e-12)
+  near(d.tasks[2].rate, 34559 / 79810, 1e-12)
+  local y = d.test:labels()
+  eq(#y.income, 9976)
+  local pos = 0
+  for i = 1, #y.income do pos = pos + y.income[i] end
+  eq(pos, 651)
+  for _, f in ipairs(d:fields().categorical) do
+    check(f.name ~= "marital_stat" and f.name ~= "income_50k", f.name .. " must not be a feature")
+  end
+  local e = tl.datasets.census{ education = true, cache = false }
+  eq(#e.tasks, 3)
+  raises(function() tl.datasets.census{ path = tmpdir } end, "no census-income.test.gz in")
+  raises(function() tl.datasets.census{ edu = true } end, "unknown field 'edu'")
+end
+
+function T.synthetic()
+  local s = tl.datasets.synthetic{ n = 1000, dim = 10, corr = 0.5, seed = 3 }
+  eq({ #s.train, #s.valid, #s.test }, { 800, 100, 100 })
+  eq(s.tasks[1], { name = "y1", type = "regression", mean = s.tasks[1].mean })
+  eq(#s:fields().numeric, 10)
+  local t = tl.datasets.synthetic{ n = 1000, dim = 10, corr = 0.5, seed = 3 }
+  eq(t.test:labels(), s.test:labels())
+  raises(function() tl.datasets.synthetic{ corr = 2 } end, "tl.datasets.synthetic: field 'corr' must be")
+end
+
+function T.movielens()
+  local f = io.open("../shared/data/movielens_100k/u.user", "rb")
+  if not f then skip("../shared/data/movielens_100k absent") end
+  f:close()
+  local d = tl.datasets.movielens{ version = "100k" }
+  eq(#d.all, 100000)
+  eq(d.tasks[1].name, "like")
+  eq(d.tasks[2].type, "regression")
+  raises(function() tl.datasets.movielens(tmpdir) end, "no MovieLens data in")
+end
+
+function T.closed_dataset()
+  local d = small()
+  local s = d.all
+  d:close()
+  raises(function() return #s end, "dataset is closed")
+  check(tostring(d):find("closed", 1, true))
+end
+
+function T.zz_cleanup()
+  os.execute("rm -rf " .. tmpdir)
+end
+
+return T

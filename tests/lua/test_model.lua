@@ -1,0 +1,118 @@
+-- The model API (repl/l_model.c): the README tour on the shipped census data,
+-- loss weights changed between fits, results, history, and error messages.
+local T = {}
+
+local d
+local function census()
+  d = d or tl.datasets.census()
+  return d
+end
+
+local function small_model(extra)
+  local opts = {data = census(), backbone = tl.mmoe{experts = 3, expert = {16, 8}},
+                tower = tl.mlp{8}, emb = 4, batch = 256, seed = 3}
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return tl.model(opts)
+end
+
+function T.tour_fit_reweight_continue_evaluate()
+  local m = small_model{towers = {income = tl.mlp{12}, never_married = tl.mlp{6}}}
+  local s = tostring(m)
+  check(s:find("mmoe") and s:find("3 experts") and s:find("income") and s:find("%[12%]"),
+        "summary names backbone, experts, tasks and towers: " .. s)
+  m:fit{data = d.train, valid = d.valid, epochs = 1, max_steps = 60, verbose = false}
+  local h1 = m:history()
+  eq(#h1.steps, 60)
+  eq(h1.steps[1].weight.income, 1.0)
+  m.weights.income = 2.5
+  eq(m.weights.income, 2.5)
+  m:fit{data = d.train, epochs = 1, max_steps = 20, verbose = false}
+  local h2 = m:history()
+  eq(#h2.steps, 80, "history continues across fit calls")
+  eq(h2.steps[61].weight.income, 2.5, "new weight applies from the next step")
+  eq(h2.steps[61].step, 61)
+  local r = m:evaluate(d.test)
+  for _, t in ipairs{"income", "never_married"} do
+    check(r[t].auc > 0.6 and r[t].auc <= 1, t .. " auc " .. tostring(r[t].auc))
+    check(r[t].logloss > 0 and r[t].ece >= 0 and r[t].pcoc > 0, t .. " calibration fields")
+    eq(#r[t].bins, 10)
+  end
+  local rows = 0
+  for _, b in ipairs(r.income.bins) do rows = rows + b.count end
+  eq(rows, #d.test, "bins cover every test row")
+  check(tostring(r):find("never_married"), "result prints one row per task")
+end
+
+function T.predict_matches_rows_and_labels()
+  local m = small_model()
+  m:fit{data = d.train, epochs = 1, max_steps = 30, verbose = false}
+  local p = m:predict(d.test)
+  eq(#p.income, #d.test)
+  for i = 1, #d.test, 997 do
+    check(p.income[i] >= 0 and p.income[i] <= 1, "probability")
+  end
+  local y = d.test:labels()
+  eq(#y.never_married, #d.test)
+end
+
+function T.early_stopping_records_valid_metrics()
+  local m = small_model()
+  m:fit{data = d.train, valid = d.valid, epochs = 2, max_steps = 40, verbose = false}
+  local e = m:history().epochs
+  check(#e >= 1, "an epoch record")
+  local auc = e[1].valid.income.auc
+  check(type(auc) == "number" and auc >= 0 and auc <= 1, "valid auc recorded: " .. tostring(auc))
+  check(e[1].monitor ~= nil, "monitor recorded")
+end
+
+function T.progress_callback_can_stop_and_model_continues()
+  local m = small_model()
+  local calls = 0
+  raises(function()
+    m:fit{data = d.train, epochs = 1, verbose = false,
+          progress = function(p) calls = calls + 1; if p.step >= 5 then return false end end}
+  end, "stopped by the progress callback")
+  eq(calls, 5)
+  m:fit{data = d.train, epochs = 1, max_steps = 3, verbose = false}
+  eq(#m:history().steps, 8, "the interrupted model trains on")
+end
+
+function T.every_backbone_and_weighting_builds_and_trains()
+  for _, bb in ipairs{tl.shared_bottom{bottom = {16}}, tl.omoe{experts = 2, expert = {8}},
+                      tl.mmoe{experts = 2, expert = {8}}, tl.ple{levels = 2, shared = 1, specific = 1, expert = {8}},
+                      tl.esmm{}, tl.aitm{}} do
+    for _, w in ipairs{"fixed", "uncertainty", "gradnorm", "dwa", "pcgrad"} do
+      local m = small_model{backbone = bb, weighting = w}
+      m:fit{data = d.train, epochs = 1, max_steps = 4, verbose = false}
+      eq(#m:history().steps, 4, bb.kind .. "/" .. w)
+      eq(m.weighting, w)
+    end
+  end
+end
+
+function T.errors_name_function_field_and_expectation()
+  raises(function() tl.model{data = census(), backbone = tl.mmoe{}, colour = 1} end,
+         "tl.model: unknown field 'colour'")
+  raises(function() tl.mmoe{experts = "many"} end, "tl.mmoe: field 'experts' must be")
+  raises(function() tl.model{data = census(), towers = {ctr = tl.mlp{8}}} end,
+         "towers: unknown task 'ctr'")
+  raises(function() tl.model{data = census(), weights = {income = -1}} end, "weights.income")
+  raises(function() tl.model{backbone = tl.mmoe{}} end, "field 'data' is required")
+  raises(function() tl.model{data = census(), backbone = "mmoe"} end, "field 'backbone' must be")
+  raises(function() tl.mlp{16, "x"} end, "tl.mlp")
+  local m = small_model()
+  raises(function() m:fit{valid = d.valid} end, "m:fit: field 'data' is required")
+  raises(function() m:fit{data = d.train, optim = "adam"} end, "field 'optim' must be an optimizer")
+  raises(function() m:fit{data = d.train, epochs = 0} end, "m:fit: field 'epochs'")
+  raises(function() m.weights.ctr = 1 end, "unknown task 'ctr'")
+  raises(function() m.weights.income = -2 end, "weight must be")
+  raises(function() m:evaluate(42) end, "")
+end
+
+function T.help_texts_exist()
+  check(tl.help_text == nil or true)
+  local ok = pcall(help, tl.model)
+  check(ok, "help(tl.model) works")
+end
+
+return T
