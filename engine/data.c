@@ -57,7 +57,7 @@ static inline uint64_t fmix64(uint64_t h)
     return h;
 }
 
-static uint64_t hash_bytes(const void *data, size_t n, uint64_t seed)
+static inline uint64_t hash_bytes(const void *data, size_t n, uint64_t seed)
 {
     const unsigned char *p = data;
     uint64_t h;
@@ -88,12 +88,28 @@ static uint64_t hash_bytes(const void *data, size_t n, uint64_t seed)
         n -= 8;
     }
     if (n) {
+        /* a byte loop: memcpy of a variable length is a libc call here */
         uint64_t w = 0;
-        memcpy(&w, p, n);
+        for (size_t i = 0; i < n; i++) w |= (uint64_t)p[i] << (8 * i);
         h ^= xround(0, w);
         h = rotl64(h, 27) * P1 + P4;
     }
     return fmix64(h);
+}
+
+/* Equality of two short byte strings without a libc call. */
+static inline int bytes_eq(const char *a, const char *b, size_t n)
+{
+    const unsigned char *x = (const unsigned char *)a, *y = (const unsigned char *)b;
+    while (n >= 8) {
+        if (rd64(x) != rd64(y)) return 0;
+        x += 8;
+        y += 8;
+        n -= 8;
+    }
+    while (n--)
+        if (*x++ != *y++) return 0;
+    return 1;
 }
 
 /* ---- string tables (interning, first-appearance order) ------------------- */
@@ -135,7 +151,7 @@ static inline int64_t st_find(const strtab *t, const char *s, size_t n, uint32_t
         uint32_t e = t->slot[i];
         if (!e) return -1;
         e--;
-        if (t->hash[e] == h && t->len[e] == n && memcmp(t->blob + t->off[e], s, n) == 0) return e;
+        if (t->hash[e] == h && t->len[e] == n && bytes_eq(t->blob + t->off[e], s, n)) return e;
     }
 }
 
@@ -520,7 +536,7 @@ static int split_fields(char *line, size_t len, const char *sep, size_t seplen, 
             }
             nf++;
             if (q == end) return nf;
-            if ((size_t)(end - q) >= seplen && memcmp(q, sep, seplen) == 0) {
+            if ((size_t)(end - q) >= seplen && bytes_eq(q, sep, seplen)) {
                 p = q + seplen;
                 continue;
             }
@@ -533,7 +549,7 @@ static int split_fields(char *line, size_t len, const char *sep, size_t seplen, 
                 q = end;
                 break;
             }
-            if (seplen == 1 || ((size_t)(end - q) >= seplen && memcmp(q, sep, seplen) == 0)) break;
+            if (seplen == 1 || ((size_t)(end - q) >= seplen && bytes_eq(q, sep, seplen))) break;
             q++;
         }
         if (nf < maxf) {
@@ -820,7 +836,7 @@ static int is_missing(const tl_data_schema *s, const char *v, size_t n)
 static int in_list(const char *const *list, int n, const char *v, size_t len)
 {
     for (int i = 0; i < n; i++)
-        if (strlen(list[i]) == len && memcmp(list[i], v, len) == 0) return 1;
+        if (strncmp(list[i], v, len) == 0 && list[i][len] == 0) return 1;
     return 0;
 }
 
@@ -905,6 +921,7 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
     int got = 0, ncols = 0;
     char **names = NULL;
     field *f = NULL;
+    int32_t *last = NULL; /* per categorical column: the previous row's value */
     colmap m;
     memset(&m, 0, sizeof m);
     const size_t seplen = strlen(s->sep);
@@ -966,6 +983,12 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
         }
     }
     if ((st = colmap_make(s, p, path, names, ncols, &m))) goto done;
+    last = tl_malloc(sizeof *last * ((size_t)p->n_cat + 1), "column memo");
+    if (!last) {
+        st = TL_ERR_NOMEM;
+        goto done;
+    }
+    for (int k = 0; k < p->n_cat; k++) last[k] = -1;
     {
         const int n_cat = p->n_cat, n_num = p->n_num, n_lab = s->n_labels;
         uint64_t data_row = 0;
@@ -999,10 +1022,17 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
             }
             for (int k = 0; k < n_cat; k++) {
                 const field *x = &f[m.cat[k]];
+                int32_t *dst = &rs->cat[r * (size_t)n_cat + (size_t)k];
+                const strtab *tb = &rs->tab[k];
+                int32_t li = last[k];
                 if (is_missing(s, x->p, x->n)) {
-                    rs->cat[r * (size_t)n_cat + (size_t)k] = -1;
-                } else if ((st = st_intern(&rs->tab[k], x->p, x->n, &rs->cat[r * (size_t)n_cat + (size_t)k]))) {
+                    *dst = -1;
+                } else if (li >= 0 && tb->len[li] == x->n && bytes_eq(st_str(tb, li), x->p, x->n)) {
+                    *dst = li; /* same value as this column's previous row: common, and skips the hash */
+                } else if ((st = st_intern(&rs->tab[k], x->p, x->n, dst))) {
                     goto done;
+                } else {
+                    last[k] = *dst;
                 }
             }
             for (int k = 0; k < n_num; k++) {
@@ -1090,6 +1120,7 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
         }
     }
 done:
+    tl_free(last);
     colmap_free(&m);
     free_names(names, ncols);
     tl_free(f);
@@ -1122,7 +1153,7 @@ typedef struct {
 static tl_status assign_splits(rawset *rs, const tl_data_schema *s, const tl_dataset *like)
 {
     if (like || s->split == TL_SPLIT_NONE) {
-        memset(rs->tag, 0, rs->n);
+        if (rs->n) memset(rs->tag, 0, rs->n);
         return TL_OK;
     }
     if (s->split != TL_SPLIT_RATIO) return TL_OK; /* tagged while reading */
@@ -1828,6 +1859,7 @@ static uint64_t schema_hash(const tl_data_schema *s)
         h = hash_bytes(s->modulo_to, (size_t)s->modulo, h);
     }
     h = hash_u64(h, (uint64_t)s->on_bad);
+    h = hash_str(h, s->name);
     return h;
 }
 
@@ -1947,6 +1979,7 @@ tl_status tl_data_csv_load(const tl_data_schema *s, const tl_dataset *like, tl_d
             if ((st = file_key(s->valid_path, &key))) goto done;
             if ((st = file_key(s->test_path, &key))) goto done;
         }
+        if (s->cache_dir) mkdir(s->cache_dir, 0777); /* one level; failure shows up as no cache */
         cpath = cache_path(s, sh);
         if (!cpath) {
             st = TL_ERR_NOMEM;

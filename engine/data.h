@@ -124,7 +124,18 @@ enum { TL_TO_DROP = -1, TL_TO_TRAIN = 0, TL_TO_VALID = 1, TL_TO_TEST = 2 };
 /* A loading schema. Every pointer is borrowed for the duration of the call;
  * zero-initialise and fill what you need (tl_data_schema_init sets the
  * defaults). Features are only the columns listed in `cat` and `num`;
- * columns in no role are ignored. */
+ * columns in no role are ignored.
+ *
+ * Text rules: fields may be quoted ("a,b", "" inside quotes is one quote; a
+ * quoted field may not span lines); "\r\n" line ends are accepted; blank
+ * lines are not rows. Categorical ids: 0 = a value not in the training split
+ * (or rarer than min_count), 1 = missing, 2.. = training values in order of
+ * first appearance; with hash_buckets > 0, ids 0..buckets-1 and buckets for
+ * missing. Quantile fields: 0 = missing, 1.. = buckets. Numeric missing
+ * values get the training mean, and a 0/1 column "<name>_missing" is added
+ * when the training split had any. The dataset's rows are stored split by
+ * split (train, valid, test; file order within each); tl_split.row gives
+ * each row's index in its source file. */
 typedef struct {
     const char *path;          /* the file (.gz read through zlib), the train file for TL_SPLIT_FILES */
     const char *sep;           /* separator: one char, or a short string such as ", " or "::" */

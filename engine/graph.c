@@ -49,6 +49,9 @@ static const tl_op_entry op_table[TL_OP_COUNT] = {
     [TL_OP_BCE_PROB] = {"bce_prob", tl_op_loss_forward, tl_op_loss_backward},
     [TL_OP_MSE] = {"mse", tl_op_loss_forward, tl_op_loss_backward},
     [TL_OP_BERNOULLI_KL] = {"bernoulli_kl", tl_op_loss_forward, tl_op_loss_backward},
+    [TL_OP_TOKEN_LINEAR] = {"token_linear", tl_op_token_linear_forward, tl_op_token_linear_backward},
+    [TL_OP_QUAD_BPR] = {"quadruplet_bpr", tl_op_quad_bpr_forward, tl_op_quad_bpr_backward},
+    [TL_OP_MAP] = {"map", tl_op_map_forward, NULL},
 };
 
 /* ---- building ------------------------------------------------------------ */
@@ -329,6 +332,12 @@ static void scratch_size(const tl_graph *g, tl_nodedef *d)
     case TL_OP_DROPOUT:
         d->scratch_per_row = (size_t)d->cols;
         break;
+    case TL_OP_TOKEN_LINEAR:
+        if (d->act != TL_ACT_NONE) d->scratch_per_row = (size_t)d->cols;
+        break;
+    case TL_OP_QUAD_BPR: /* group member lists, counts, sampled pairs */
+        d->scratch_fixed = (size_t)g->max_batch + 4 + 3 * (1 + 2 * (size_t)d->k);
+        break;
     case TL_OP_ATTENTION:
         d->scratch_per_row = (size_t)d->k * (size_t)d->k * 2;
         break;
@@ -538,11 +547,19 @@ void tl_graph_zero_grad(tl_graph *g)
 /* ---- inspecting ---------------------------------------------------------- */
 
 int tl_graph_node_count(const tl_graph *g) { return g->n_nodes; }
-int tl_node_rows(const tl_graph *g, tl_node a) { return tl__rows(g, &g->nodes[a]); }
-int tl_node_cols(const tl_graph *g, tl_node a) { return g->nodes[a].cols; }
-int tl_node_batched(const tl_graph *g, tl_node a) { return g->nodes[a].batched; }
-const char *tl_node_get_name(const tl_graph *g, tl_node a) { return g->nodes[a].name; }
-const char *tl_node_op_name(const tl_graph *g, tl_node a) { return op_table[g->nodes[a].op].name; }
+/* Inspectors accept any id (TL_NONE from a failed builder included): 0 / "?". */
+static int node_ok(const tl_graph *g, tl_node a) { return a >= 0 && a < g->n_nodes; }
+int tl_node_rows(const tl_graph *g, tl_node a) { return node_ok(g, a) ? tl__rows(g, &g->nodes[a]) : 0; }
+int tl_node_cols(const tl_graph *g, tl_node a) { return node_ok(g, a) ? g->nodes[a].cols : 0; }
+int tl_node_batched(const tl_graph *g, tl_node a) { return node_ok(g, a) ? g->nodes[a].batched : 0; }
+const char *tl_node_get_name(const tl_graph *g, tl_node a)
+{
+    return node_ok(g, a) ? g->nodes[a].name : "?";
+}
+const char *tl_node_op_name(const tl_graph *g, tl_node a)
+{
+    return node_ok(g, a) ? op_table[g->nodes[a].op].name : "?";
+}
 
 tl_node tl_graph_find(const tl_graph *g, const char *name)
 {

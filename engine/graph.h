@@ -132,6 +132,23 @@ tl_node tl_mse(tl_graph *g, tl_node pred, tl_node target, tl_node weight);
  * (clamped to [1e-7, 1-1e-7]). */
 tl_node tl_bernoulli_kl(tl_graph *g, tl_node p, tl_node q);
 
+/* One layer shared by every token: x is [n, tokens*k] (token t in columns
+ * t*k..), w [k, m], b [1, m] or TL_NONE; result [n, tokens*m]. DML's CTFM
+ * projections, which every task shares. */
+tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens, tl_act act);
+/* CrossDistil's quadruplet ranking loss for one task's scores [n,1]: rows fall
+ * into groups by (own label a, partner label b, flipped when flip_b):
+ * ++ > +- > -+ > --; loss = sum over the 3 adjacent group pairs (P, Q) of
+ * mean_{i in P, j in Q} -log sigmoid(s_i - s_j), pairs with an empty group
+ * skipped; above max_pairs pairs per term, max_pairs random pairs are used. */
+tl_node tl_quadruplet_bpr(tl_graph *g, tl_node score, tl_node label_a, tl_node label_b, int flip_b,
+                          int max_pairs);
+/* out[i] = fn(ctx, x[i], aux[i]) (aux may be TL_NONE: 0 is passed). No
+ * gradient flows through a map: it applies fitted, fixed functions such as a
+ * calibrator. ctx must outlive the graph's runs. */
+typedef float (*tl_map_fn)(void *ctx, float x, float aux);
+tl_node tl_map(tl_graph *g, tl_node x, tl_node aux, tl_map_fn fn, void *ctx);
+
 /* Name a node (shown in errors and dumps). Returns the node. */
 tl_node tl_node_name(tl_graph *g, tl_node a, const char *name);
 

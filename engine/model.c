@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "losses/distill.h"
 #include "losses/weighting.h"
 #include "models/builders.h"
 
@@ -34,6 +35,13 @@ void tl_model_config_defaults(tl_model_config *c)
     c->dwa_temperature = 2.0f;
     c->max_batch = 1024;
     c->seed = 1;
+    c->dml = (tl_dml_spec){0, 1, 1, 1, 1, 0.0f};
+    c->distill.aux = 1.0f;
+    c->distill.kd = 0.5f;
+    c->distill.calib_valid = 1;
+    c->distill.correct = TL_CORRECT_BLEND;
+    c->distill.lambda = 0.2f;
+    c->distill.max_pairs = 1 << 18;
 }
 
 tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
@@ -164,6 +172,46 @@ static tl_status check_config(const tl_model_config *c)
         (c->n_tasks != 2 || c->tasks[0].type != TL_TASK_BINARY || c->tasks[1].type != TL_TASK_BINARY))
         return tl_fail(TL_ERR_ARG, "esmm: needs exactly 2 binary tasks (CTR then CTCVR), got %d",
                        c->n_tasks);
+    if (c->dml.enabled) {
+        if (b->kind == TL_BACKBONE_ESMM || b->kind == TL_BACKBONE_AITM)
+            return tl_fail(TL_ERR_ARG, "dml: attaches to shared_bottom, omoe, mmoe and ple, not %s",
+                           backbone_names[b->kind]);
+        if (!c->dml.ctfm && !c->dml.gkd)
+            return tl_fail(TL_ERR_ARG, "dml: enable ctfm, gkd or both");
+        if (c->dml.gkd_layers < 1 || c->dml.gkd_layers > TL_MAX_LAYERS)
+            return tl_fail(TL_ERR_ARG, "dml: gkd_layers must be 1..%d, got %d", TL_MAX_LAYERS,
+                           c->dml.gkd_layers);
+        if (!(c->dml.dropout >= 0.0f && c->dml.dropout < 1.0f))
+            return tl_fail(TL_ERR_ARG, "dml: dropout %g outside [0, 1)", (double)c->dml.dropout);
+        if (c->dml.gkd)
+            for (int t = 0; t < c->n_tasks; t++)
+                if (c->tasks[t].tower.n < 1)
+                    return tl_fail(TL_ERR_ARG, "dml: GKD needs a hidden layer in every tower (task '%s')",
+                                   c->tasks[t].name);
+    }
+    if (c->distill.enabled) {
+        const tl_distill_spec *ds = &c->distill;
+        if (ds->n_pairs < 1 || ds->n_pairs > TL_MAX_TASKS)
+            return tl_fail(TL_ERR_ARG, "crossdistil: needs 1..%d task pairs, got %d", TL_MAX_TASKS,
+                           ds->n_pairs);
+        for (int p = 0; p < ds->n_pairs; p++) {
+            int a = ds->pairs[p][0], bb = ds->pairs[p][1];
+            if (a < 0 || a >= c->n_tasks || bb < 0 || bb >= c->n_tasks || a == bb)
+                return tl_fail(TL_ERR_ARG, "crossdistil: pair %d must name two different tasks", p + 1);
+            if (c->tasks[a].type != TL_TASK_BINARY || c->tasks[bb].type != TL_TASK_BINARY)
+                return tl_fail(TL_ERR_ARG, "crossdistil: pair %d ('%s', '%s') must be binary tasks",
+                               p + 1, c->tasks[a].name, c->tasks[bb].name);
+        }
+        if (b->kind == TL_BACKBONE_ESMM)
+            return tl_fail(TL_ERR_ARG, "crossdistil: ESMM's second output is pCTCVR, not a logit; "
+                                       "use another backbone");
+        if (!(ds->kd >= 0.0f && ds->kd <= 1.0f) || !(ds->aux >= 0.0f) || !(ds->lambda >= 0.0f && ds->lambda <= 1.0f))
+            return tl_fail(TL_ERR_ARG, "crossdistil: kd and lambda must be in [0, 1], aux >= 0 "
+                                       "(got kd=%g aux=%g lambda=%g)",
+                           (double)ds->kd, (double)ds->aux, (double)ds->lambda);
+        if (ds->max_pairs < 1) return tl_fail(TL_ERR_ARG, "crossdistil: max_pairs must be >= 1");
+        if (ds->warmup < 0) return tl_fail(TL_ERR_ARG, "crossdistil: warmup must be >= 0");
+    }
     for (int t = 0; t < c->n_tasks; t++) {
         const tl_task_spec *ts = &c->tasks[t];
         char what[80];
@@ -243,8 +291,10 @@ static tl_status build(tl_model *m)
         return tl_graph_status(g) != TL_OK ? tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g))
                                            : TL_ERR_ARG;
     m->n_shared_params = tl_graph_param_count(g);
+    tl_status s;
+    if (c->dml.enabled && c->dml.ctfm && (s = tl_dml_build_ctfm(m, h)) != TL_OK) return s;
 
-    tl_node logit[TL_MAX_TASKS], z_prev = TL_NONE;
+    tl_node logit[TL_MAX_TASKS], last_hidden[TL_MAX_TASKS], z_prev = TL_NONE;
     for (int k = 0; k < K; k++) {
         const tl_task_spec *ts = &c->tasks[k];
         snprintf(name, sizeof name, "tower.%s", ts->name);
@@ -264,6 +314,12 @@ static tl_status build(tl_model *m)
         }
         snprintf(name, sizeof name, "tower.%s.out", ts->name);
         logit[k] = dense_out(g, t, 1, name);
+        last_hidden[k] = t;
+    }
+    if (c->dml.enabled && c->dml.gkd && (s = tl_dml_build_gkd(m, last_hidden, logit)) != TL_OK)
+        return s;
+    for (int k = 0; k < K; k++) {
+        const tl_task_spec *ts = &c->tasks[k];
         snprintf(name, sizeof name, "label.%s", ts->name);
         m->label[k] = tl_input(g, 1, name);
         snprintf(name, sizeof name, "rowweight.%s", ts->name);
@@ -281,19 +337,23 @@ static tl_status build(tl_model *m)
         m->pred[1] = tl_mul(g, m->pred[0], m->pcvr);
         m->loss[1] = tl_bce_prob(g, m->pred[1], m->label[1], m->rowweight[1]);
     }
-    m->extra = TL_NONE;
     if (c->backbone.kind == TL_BACKBONE_AITM && K > 1) { /* p_t <= p_{t-1} */
         tl_node sum = TL_NONE;
         for (int k = 1; k < K; k++) {
             tl_node v = tl_mean(g, tl_relu(g, tl_sub(g, m->pred[k], m->pred[k - 1])));
             sum = sum == TL_NONE ? v : tl_add(g, sum, v);
         }
-        m->extra = sum;
-        m->extra_coef = tl_scalar(g, c->backbone.constraint, "aitm.constraint");
+        m->constraint_coef = tl_scalar(g, c->backbone.constraint, "aitm.constraint");
+        m->extra = tl_mul(g, sum, m->constraint_coef);
     }
-    for (int k = 0; k < K; k++) tl_node_name(g, m->loss[k], c->tasks[k].name);
+    for (int k = 0; k < K; k++) {
+        tl_node_name(g, m->loss[k], c->tasks[k].name);
+        m->objective[k] = m->loss[k];
+    }
+    if (c->distill.enabled && (s = tl_distill_build(m, h, logit)) != TL_OK) return s;
+    m->extra_coef = tl_scalar(g, 1.0f, "extra_losses");
 
-    tl_status s = tl_weighting_build(m);
+    s = tl_weighting_build(m);
     if (s != TL_OK) return s;
     if ((s = tl_graph_status(g)) != TL_OK) return tl_fail(s, "%s", tl_graph_errmsg(g));
     if ((s = tl_graph_backward(g, m->total)) != TL_OK) return s;
@@ -309,6 +369,7 @@ tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
     if (!m) return TL_ERR_NOMEM;
     m->cfg = *cfg;
     m->ids = m->num = m->table = m->pcvr = m->last_shared = TL_NONE;
+    m->extra = m->constraint_coef = m->kd_alpha = m->kd_keep = m->dml_hcat = TL_NONE;
     tl_rng_seed(&m->rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
     m->g = tl_graph_new(cfg->max_batch, cfg->seed);
     if (!m->g || (s = build(m)) != TL_OK || (s = tl_weighting_init(m)) != TL_OK) {
@@ -324,6 +385,7 @@ void tl_model_free(tl_model *m)
 {
     if (!m) return;
     tl_weighting_free(m);
+    tl_distill_free(m);
     tl_optim_free(m->opt);
     tl_graph_free(m->g);
     tl_free(m->steps_hist);
@@ -427,6 +489,44 @@ tl_status tl_model_predict(tl_model *m, const tl_split *s, float *out)
     return TL_OK;
 }
 
+tl_status tl_model_predict_teachers(tl_model *m, const tl_split *s, int calibrated, float *out)
+{
+    tl_status st = check_split(m, s, "teachers");
+    if (st != TL_OK) return st;
+    int K = m->cfg.n_tasks, B = m->cfg.max_batch;
+    for (size_t from = 0; from < s->n; from += (size_t)B) {
+        if (tl_cancelled()) return tl_fail(TL_ERR_CANCELLED, "teacher prediction interrupted");
+        int n = (int)(s->n - from < (size_t)B ? s->n - from : (size_t)B);
+        fill_batch(m, s, NULL, from, n);
+        if ((st = tl_graph_forward(m->g, 0)) != TL_OK) return tl_fail_context(st, "teachers");
+        for (int k = 0; k < K; k++) {
+            tl_node t = m->cfg.distill.enabled ? m->teacher[k] : TL_NONE;
+            const float *v = t != TL_NONE ? tl_graph_value(m->g, t) : NULL;
+            for (int i = 0; i < n; i++) {
+                float r = v ? v[i] : NAN;
+                out[(from + (size_t)i) * K + k] = calibrated && v ? tl_distill_calibrate(m, k, r) : r;
+            }
+        }
+    }
+    return TL_OK;
+}
+
+double tl_split_label_correlation(const tl_split *s, int n_tasks, int a, int b)
+{
+    double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0, n = (double)s->n;
+    for (size_t i = 0; i < s->n; i++) {
+        double x = s->labels[i * (size_t)n_tasks + (size_t)a], y = s->labels[i * (size_t)n_tasks + (size_t)b];
+        sa += x;
+        sb += y;
+        saa += x * x;
+        sbb += y * y;
+        sab += x * y;
+    }
+    double va = saa / n - (sa / n) * (sa / n), vb = sbb / n - (sb / n) * (sb / n);
+    if (!(va > 0.0) || !(vb > 0.0)) return NAN;
+    return (sab / n - (sa / n) * (sb / n)) / sqrt(va * vb);
+}
+
 tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_eval *out,
                             tl_calib_bin *bins)
 {
@@ -450,6 +550,22 @@ tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_
         o.group = s->group;
         o.group_stride = 1;
         o.n_bins = n_bins > 0 ? n_bins : 10;
+        /* Multi-AUC against the task's CrossDistil partner, else the first other
+         * binary task; a negative relation flips the partner's label. */
+        int partner = -1, flip = 0;
+        const tl_distill_spec *ds = &m->cfg.distill;
+        for (int p = 0; ds->enabled && p < ds->n_pairs && partner < 0; p++)
+            if (ds->pairs[p][0] == k || ds->pairs[p][1] == k) {
+                partner = ds->pairs[p][0] == k ? ds->pairs[p][1] : ds->pairs[p][0];
+                flip = ds->flip[p];
+            }
+        for (int j = 0; j < K && partner < 0; j++)
+            if (j != k && m->cfg.tasks[j].type == TL_TASK_BINARY) partner = j;
+        if (partner >= 0 && m->cfg.tasks[k].type == TL_TASK_BINARY) {
+            o.partner = s->labels + partner;
+            o.partner_stride = (size_t)K;
+            o.order = flip ? TL_MULTI_AUC_ORDER_A_NEG : TL_MULTI_AUC_ORDER_A;
+        }
         o.bins = bins ? bins + (size_t)k * (size_t)o.n_bins : NULL;
         out[k].type = m->cfg.tasks[k].type;
         if (out[k].type == TL_TASK_BINARY)
@@ -524,6 +640,7 @@ static tl_status ensure_optim(tl_model *m, const tl_optim_config *oc)
 /* One training step on the batch already in the graph's inputs. */
 static tl_status train_step(tl_model *m, float *task_loss)
 {
+    tl_distill_step_begin(m);
     tl_status s = tl_graph_forward(m->g, 1);
     if (s != TL_OK) return s;
     for (int k = 0; k < m->cfg.n_tasks; k++) {
@@ -573,8 +690,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
             return TL_ERR_NOMEM;
         }
     }
-    tl_rng shuf;
-    tl_rng_seed(&shuf, (opt->seed ? opt->seed : m->cfg.seed) + (uint64_t)m->epoch * 7919u);
+    uint64_t shuffle_seed = opt->seed ? opt->seed : m->cfg.seed;
 
     double best = -INFINITY, epoch_loss[TL_MAX_TASKS], valid_metric[TL_MAX_TASKS];
     int bad_epochs = 0, have_best = 0, last_epoch = m->epoch + opt->epochs;
@@ -583,12 +699,29 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
     st = TL_OK;
 
     for (int e = 0; e < opt->epochs && st == TL_OK; e++) {
+        /* The order of epoch e depends only on (seed, e), and a fit that
+         * stopped mid-epoch resumes at the next batch: training N steps, then
+         * M more (also after a checkpoint round trip) equals N+M at once. */
         for (size_t i = 0; i < train->n; i++) order[i] = (uint32_t)i;
-        if (opt->shuffle) tl_rng_shuffle_u32(&shuf, order, train->n);
+        if (opt->shuffle) {
+            tl_rng shuf;
+            tl_rng_seed(&shuf, shuffle_seed * 0x9e3779b97f4a7c15ULL + (uint64_t)m->epoch);
+            tl_rng_shuffle_u32(&shuf, order, train->n);
+        }
+        if (m->batches_in_epoch >= per_epoch) m->batches_in_epoch = 0;
         tl_weighting_epoch_start(m);
         for (int k = 0; k < K; k++) epoch_loss[k] = 0.0;
-        size_t done = 0;
-        for (size_t b = 0; b < per_epoch; b++) {
+        size_t done = 0, ran = 0;
+        /* Resuming mid-epoch: the epoch's mean loss (history, DWA) also
+         * counts the batches done before, which the step history holds. */
+        size_t bie = m->batches_in_epoch;
+        if (bie > 0 && m->n_steps_hist >= bie &&
+            m->steps_hist[m->n_steps_hist - bie].epoch == m->epoch + 1) {
+            for (size_t i = m->n_steps_hist - bie; i < m->n_steps_hist; i++)
+                for (int k = 0; k < K; k++) epoch_loss[k] += (double)m->steps_hist[i].loss[k];
+            done = bie;
+        }
+        for (size_t b = m->batches_in_epoch; b < per_epoch; b++) {
             if (opt->max_steps > 0 && steps_this_call >= opt->max_steps) break;
             if (tl_cancelled()) {
                 st = tl_fail(TL_ERR_CANCELLED,
@@ -603,8 +736,10 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
             fill_batch(m, train, order, from, n);
             if ((st = train_step(m, tl_loss)) != TL_OK) break;
             m->step++;
+            m->batches_in_epoch = b + 1;
             steps_this_call++;
             done++;
+            ran++;
             tl_step_record *r = &m->steps_hist[m->n_steps_hist++];
             r->step = m->step;
             r->epoch = m->epoch + 1;
@@ -625,12 +760,15 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
                 }
             }
         }
-        if (done == 0) break;
+        if (ran == 0) break;
         for (int k = 0; k < K; k++) epoch_loss[k] /= (double)done;
         if (st != TL_OK && st != TL_ERR_CANCELLED) break;
         if (st == TL_ERR_CANCELLED) break;
+        if (m->batches_in_epoch < per_epoch) break; /* stopped mid-epoch by max_steps */
         m->epoch++;
+        m->batches_in_epoch = 0;
         tl_weighting_epoch_end(m, epoch_loss);
+        if ((st = tl_distill_epoch_end(m, train, valid)) != TL_OK) break;
 
         tl_epoch_record *er = &m->epochs_hist[m->n_epochs_hist++];
         memset(er, 0, sizeof *er);

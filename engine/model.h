@@ -60,6 +60,42 @@ typedef enum {
     TL_WEIGHTING_COUNT
 } tl_weighting;
 
+/* Deep Mutual Learning across task towers (Ren et al. 2023, PAPERS.md §1). */
+typedef struct {
+    int enabled;
+    int ctfm;          /* cross-task feature mining: attention over the tasks' tower inputs */
+    int gkd;           /* global knowledge distillation: gated logit correction */
+    int stop_grad;     /* CTFM keys/values read a stop-gradient copy (the paper's default) */
+    int gkd_layers;    /* layers of GKD's gate (1 in the paper) */
+    float dropout;     /* on the attention output and GKD's global experience */
+} tl_dml_spec;
+
+typedef enum { TL_DISTILL_PLATT, TL_DISTILL_ISOTONIC } tl_distill_calib;
+typedef enum { TL_CORRECT_NONE, TL_CORRECT_BLEND, TL_CORRECT_CLIP } tl_distill_correct;
+
+/* CrossDistil (Yang et al. AAAI 2022, PAPERS.md §2; [RECON] parts behind
+ * switches). For each pair (A, B) both tasks get a teacher tower trained by
+ * the quadruplet ranking loss; a monotone calibrator turns teacher scores into
+ * probabilities that are distilled into the student towers. */
+typedef struct {
+    int enabled;
+    int n_pairs;
+    int pairs[TL_MAX_TASKS][2];   /* task indices */
+    int flip[TL_MAX_TASKS];       /* per pair: partner label enters flipped (negative relation) */
+    int order;                    /* 0 auto (label correlation sign on train), 1 positive, 2 negative */
+    float aux;                    /* beta: weight of the auxiliary ranking loss */
+    float kd;                     /* alpha: weight of the distillation term in the student loss */
+    int bce_on_aux;               /* also BCE on the teacher score with the own label */
+    tl_distill_calib calibrate;
+    int calib_valid;              /* 1: calibrator fitted on the validation split at epoch ends */
+    tl_distill_correct correct;
+    float lambda;                 /* blend weight towards the label */
+    int teacher_grad;             /* 1: no stop-gradient on the distilled soft label */
+    int teacher_shared;           /* 1: teacher trains the shared layers ("shared"); 0: "separate" */
+    int64_t warmup;               /* steps before alpha > 0 */
+    int max_pairs;                /* pair subsampling above this many pairs per term */
+} tl_distill_spec;
+
 typedef struct {
     char name[TL_TASK_NAME_MAX];
     tl_task_type type;
@@ -81,6 +117,8 @@ typedef struct {
     float dwa_temperature; /* default 2 */
     int max_batch;        /* graph rows; batches up to this size */
     uint64_t seed;
+    tl_dml_spec dml;
+    tl_distill_spec distill;
 } tl_model_config;
 
 /* Sensible defaults: MMoE with 8 experts of [256, 128], towers [64], emb 16,
@@ -103,6 +141,15 @@ tl_status tl_model_new(const tl_model_config *cfg, tl_model **out);
 void tl_model_free(tl_model *m);
 const tl_model_config *tl_model_config_get(const tl_model *m);
 tl_graph *tl_model_graph(tl_model *m);
+/* Pearson correlation of two tasks' labels on a split (CrossDistil's
+ * order="auto" uses its sign). NaN when a label is constant. */
+double tl_split_label_correlation(const tl_split *s, int n_tasks, int a, int b);
+/* Teacher scores (CrossDistil) for every row of s: out is s->n x n_tasks,
+ * NaN for tasks without a teacher; `calibrated` maps them through the
+ * task's calibrator to probabilities (before any error correction, which
+ * needs the label). */
+tl_status tl_model_predict_teachers(tl_model *m, const tl_split *s, int calibrated, float *out);
+
 /* Number of trainable floats. */
 size_t tl_model_param_count(const tl_model *m);
 

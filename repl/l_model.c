@@ -13,10 +13,11 @@
 #include <time.h>
 
 #include "l_data.h"
+#include "l_model.h"
 #include "l_util.h"
 #include "model.h"
 
-#define MODEL_MT "tl.model"
+#define MODEL_MT TL_MODEL_MT
 #define SPEC_MT "tl.spec"
 #define RESULT_MT "tl.result"
 
@@ -94,6 +95,10 @@ static int make_spec(lua_State *L, const char *kind, const char *fn, const char 
     return 1;
 }
 
+static const char *const dml_fields[] = {"ctfm", "gkd", "stop_grad", "gkd_layers", "dropout", NULL};
+static const char *const distill_fields[] = {"pairs", "aux", "kd", "bce_on_aux", "calibrate",
+                                             "calib_data", "correct", "lambda", "teacher_grad",
+                                             "warmup", "order", "teacher", "max_pairs", NULL};
 static const char *const sb_fields[] = {"bottom", "dropout", NULL};
 static const char *const moe_fields[] = {"experts", "expert", "dropout", NULL};
 static const char *const ple_fields[] = {"levels", "shared", "specific", "expert", "dropout", NULL};
@@ -110,6 +115,26 @@ static int backbone_spec(lua_State *L, const char *kind, const char *fn, const c
     tl_model_config c;
     tl_model_config_defaults(&c);
     read_backbone(L, -1, &c.backbone);
+    return 1;
+}
+
+static void read_dml(lua_State *L, int idx, tl_dml_spec *d);
+static void read_distill(lua_State *L, int idx, tl_model_config *c);
+
+static int l_dml(lua_State *L)
+{
+    make_spec(L, "dml", "tl.dml", dml_fields);
+    tl_dml_spec d;
+    read_dml(L, -1, &d);
+    return 1;
+}
+
+static int l_crossdistil(lua_State *L)
+{
+    make_spec(L, "crossdistil", "tl.crossdistil", distill_fields);
+    tl_model_config c;
+    tl_model_config_defaults(&c);
+    read_distill(L, -1, &c); /* checks types; task names are resolved by tl.model */
     return 1;
 }
 
@@ -247,6 +272,78 @@ static const char *config_task_list(const tl_model_config *c)
 }
 
 
+static void read_dml(lua_State *L, int idx, tl_dml_spec *d)
+{
+    const char *fn = "tl.dml";
+    idx = lua_absindex(L, idx);
+    const char *kind = spec_kind(L, idx);
+    if (!kind || strcmp(kind, "dml") != 0)
+        luaL_error(L, "tl.model: field 'mutual' must be tl.dml{...}, got %s",
+                   kind ? kind : luaL_typename(L, idx));
+    d->enabled = 1;
+    d->ctfm = tl_lua_opt_bool(L, idx, fn, "ctfm", 1);
+    d->gkd = tl_lua_opt_bool(L, idx, fn, "gkd", 1);
+    d->stop_grad = tl_lua_opt_bool(L, idx, fn, "stop_grad", 1);
+    d->gkd_layers = (int)tl_lua_opt_int(L, idx, fn, "gkd_layers", 1, 1, TL_MAX_LAYERS);
+    d->dropout = (float)tl_lua_opt_number(L, idx, fn, "dropout", 0.0, 0.0, 0.999);
+    if (!d->ctfm && !d->gkd) luaL_error(L, "tl.dml: ctfm and gkd are both off; enable at least one");
+}
+
+/* Reads tl.crossdistil{...}; pair names are resolved against c's tasks when
+ * c has tasks (tl.model), and only type-checked otherwise (tl.crossdistil). */
+static void read_distill(lua_State *L, int idx, tl_model_config *c)
+{
+    const char *fn = "tl.crossdistil";
+    idx = lua_absindex(L, idx);
+    const char *kind = spec_kind(L, idx);
+    if (!kind || strcmp(kind, "crossdistil") != 0)
+        luaL_error(L, "tl.model: field 'distill' must be tl.crossdistil{...}, got %s",
+                   kind ? kind : luaL_typename(L, idx));
+    tl_distill_spec *ds = &c->distill;
+    ds->enabled = 1;
+    ds->aux = (float)tl_lua_opt_number(L, idx, fn, "aux", ds->aux, 0.0, 1e6);
+    ds->kd = (float)tl_lua_opt_number(L, idx, fn, "kd", ds->kd, 0.0, 1.0);
+    ds->bce_on_aux = tl_lua_opt_bool(L, idx, fn, "bce_on_aux", 0);
+    static const char *const cal[] = {"platt", "isotonic", NULL};
+    static const char *const cdata[] = {"train", "valid", NULL};
+    static const char *const corr[] = {"none", "blend", "clip", NULL};
+    static const char *const order[] = {"auto", "positive", "negative", NULL};
+    static const char *const teacher[] = {"separate", "shared", NULL};
+    ds->calibrate = (tl_distill_calib)tl_lua_opt_enum(L, idx, fn, "calibrate", cal, TL_DISTILL_PLATT);
+    ds->calib_valid = tl_lua_opt_enum(L, idx, fn, "calib_data", cdata, 1);
+    ds->correct = (tl_distill_correct)tl_lua_opt_enum(L, idx, fn, "correct", corr, TL_CORRECT_BLEND);
+    ds->lambda = (float)tl_lua_opt_number(L, idx, fn, "lambda", ds->lambda, 0.0, 1.0);
+    ds->teacher_grad = tl_lua_opt_bool(L, idx, fn, "teacher_grad", 0);
+    ds->warmup = tl_lua_opt_int(L, idx, fn, "warmup", 0, 0, INT64_MAX);
+    ds->order = tl_lua_opt_enum(L, idx, fn, "order", order, 0);
+    ds->teacher_shared = tl_lua_opt_enum(L, idx, fn, "teacher", teacher, 0);
+    ds->max_pairs = (int)tl_lua_opt_int(L, idx, fn, "max_pairs", ds->max_pairs, 1, 1 << 30);
+    lua_getfield(L, idx, "pairs");
+    if (!lua_istable(L, -1))
+        luaL_error(L, "tl.crossdistil: field 'pairs' must be a list of task-name pairs, e.g. "
+                      "{{\"income\", \"never_married\"}}, got %s", luaL_typename(L, -1));
+    int np = (int)lua_rawlen(L, -1);
+    if (np < 1 || np > TL_MAX_TASKS)
+        luaL_error(L, "tl.crossdistil: field 'pairs' must hold 1..%d pairs, got %d", TL_MAX_TASKS, np);
+    ds->n_pairs = np;
+    for (int p = 1; p <= np; p++) {
+        lua_rawgeti(L, -1, p);
+        for (int s = 1; s <= 2; s++) {
+            if (!lua_istable(L, -1) || lua_rawgeti(L, -1, s) != LUA_TSTRING)
+                luaL_error(L, "tl.crossdistil: pairs[%d] must be two task names", p);
+            const char *t = lua_tostring(L, -1);
+            int k = c->n_tasks ? config_task_index(c, t) : 0;
+            if (k < 0)
+                luaL_error(L, "tl.crossdistil: pairs[%d] names unknown task '%s' (the dataset's "
+                              "tasks are %s)", p, t, config_task_list(c));
+            ds->pairs[p - 1][s - 1] = k;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 /* ---- the model object ----------------------------------------------------------- */
 
 static l_model *check_model(lua_State *L, int idx)
@@ -278,11 +375,6 @@ static int l_model_new(lua_State *L)
     if (lua_isnil(L, -1)) luaL_error(L, "tl.model: field 'data' is required (a dataset, e.g. tl.datasets.census())");
     tl_dataset *d = tl_lua_check_dataset(L, -1);
     int data_idx = lua_gettop(L);
-    lua_getfield(L, 1, "distill");
-    lua_getfield(L, 1, "mutual");
-    if (!lua_isnil(L, -1) || !lua_isnil(L, -2))
-        luaL_error(L, "tl.model: 'distill' (CrossDistil) and 'mutual' (DML) are not implemented yet");
-    lua_pop(L, 2);
 
     tl_model_config c;
     tl_model_config_defaults(&c);
@@ -335,6 +427,22 @@ static int l_model_new(lua_State *L)
     c.max_batch = (int)tl_lua_opt_int(L, 1, fn, "batch", c.max_batch, 1, 1 << 20);
     c.gradnorm_alpha = (float)tl_lua_opt_number(L, 1, fn, "alpha", c.gradnorm_alpha, 0, 100);
     c.dwa_temperature = (float)tl_lua_opt_number(L, 1, fn, "temperature", c.dwa_temperature, 1e-3, 1e3);
+    lua_getfield(L, 1, "mutual");
+    if (!lua_isnil(L, -1)) read_dml(L, -1, &c.dml);
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "distill");
+    if (!lua_isnil(L, -1)) {
+        read_distill(L, -1, &c);
+        /* order="auto": the sign of the pair's label correlation on train */
+        const tl_split *tr = tl_dataset_split(d, "train");
+        if (!tr) tr = tl_dataset_split(d, "all");
+        for (int p = 0; p < c.distill.n_pairs; p++) {
+            double r = tr ? tl_split_label_correlation(tr, c.n_tasks, c.distill.pairs[p][0],
+                                                       c.distill.pairs[p][1]) : 0.0;
+            c.distill.flip[p] = c.distill.order == 2 || (c.distill.order == 0 && r < 0.0);
+        }
+    }
+    lua_pop(L, 1);
     lua_getglobal(L, "tl");
     lua_Integer default_seed = 1;
     if (lua_istable(L, -1)) {
@@ -345,15 +453,35 @@ static int l_model_new(lua_State *L)
     lua_pop(L, 1);
     c.seed = (uint64_t)tl_lua_opt_int(L, 1, fn, "seed", default_seed, 0, INT64_MAX);
 
-    l_model *lm = lua_newuserdatauv(L, sizeof *lm, 1);
-    lm->m = NULL;
-    luaL_setmetatable(L, MODEL_MT);
-    tl_status s = tl_model_new(&c, &lm->m);
+    tl_model *m;
+    tl_status s = tl_model_new(&c, &m);
     if (s != TL_OK) return tl_lua_raise_status(L, fn, s);
-    lua_pushvalue(L, data_idx);
-    lua_setiuservalue(L, -2, 1);
-    tl_lua_note_alloc(L, tl_model_param_count(lm->m) * sizeof(float) * 4);
+    tl_lua_push_model(L, m, data_idx);
     return 1;
+}
+
+void tl_lua_push_model(lua_State *L, tl_model *m, int data_idx)
+{
+    if (data_idx) data_idx = lua_absindex(L, data_idx);
+    l_model *lm = lua_newuserdatauv(L, sizeof *lm, 1);
+    lm->m = m;
+    luaL_setmetatable(L, MODEL_MT);
+    if (data_idx) {
+        lua_pushvalue(L, data_idx);
+        lua_setiuservalue(L, -2, 1);
+    }
+    tl_lua_note_alloc(L, tl_model_param_count(m) * sizeof(float) * 4);
+}
+
+tl_model *tl_lua_check_model(lua_State *L, int idx) { return check_model(L, idx)->m; }
+
+void tl_lua_model_method(lua_State *L, const char *name, lua_CFunction fn)
+{
+    luaL_getmetatable(L, MODEL_MT);
+    lua_getfield(L, -1, "methods");
+    lua_pushcfunction(L, fn);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 2);
 }
 
 /* Split at idx; checks it has the model's feature layout. */
@@ -587,6 +715,7 @@ static int l_model_evaluate(lua_State *L)
             const tl_binary_eval *b = &ev[k].bin;
             set_num(L, "rows", (double)b->rows);
             set_num(L, "auc", b->auc);
+            if (!isnan(b->multi_auc)) set_num(L, "multi_auc", b->multi_auc);
             if (s->group) set_num(L, "gauc", b->gauc);
             set_num(L, "logloss", b->logloss);
             set_num(L, "ne", b->ne);
@@ -830,11 +959,79 @@ static int l_model_tostring(lua_State *L)
                  (double)c->tasks[k].weight, "");
         luaL_addstring(&buf, line);
     }
+    if (c->dml.enabled) {
+        snprintf(line, sizeof line, "  mutual  DML: ctfm %s, gkd %s, stop_grad %s, dropout %g\n",
+                 c->dml.ctfm ? "on" : "off", c->dml.gkd ? "on" : "off", c->dml.stop_grad ? "on" : "off",
+                 (double)c->dml.dropout);
+        luaL_addstring(&buf, line);
+    }
+    if (c->distill.enabled) {
+        const tl_distill_spec *ds = &c->distill;
+        static const char *corr[] = {"none", "blend", "clip"};
+        for (int p = 0; p < ds->n_pairs; p++) {
+            snprintf(line, sizeof line, "  distill CrossDistil %s <-> %s (%s relation%s): aux %g, kd %g, "
+                     "%s calibrator on %s, correct %s (lambda %g), warmup %lld\n",
+                     c->tasks[ds->pairs[p][0]].name, c->tasks[ds->pairs[p][1]].name,
+                     ds->flip[p] ? "negative" : "positive", ds->order == 0 ? ", from label correlation" : "",
+                     (double)ds->aux, (double)ds->kd, ds->calibrate == TL_DISTILL_ISOTONIC ? "isotonic" : "platt",
+                     ds->calib_valid ? "valid" : "train", corr[ds->correct], (double)ds->lambda,
+                     (long long)ds->warmup);
+            luaL_addstring(&buf, line);
+        }
+    }
     snprintf(line, sizeof line, "  weighting %s   parameters %zu   trained %d epochs, %lld steps",
              tl_weighting_name(c->weighting), tl_model_param_count(m), tl_model_epochs_done(m),
              (long long)tl_model_steps(m));
     luaL_addstring(&buf, line);
     luaL_pushresult(&buf);
+    return 1;
+}
+
+/* m:teachers(split) -> {task = {auc=, multi_auc=, logloss=, ece=, pcoc=}}: the
+ * CrossDistil teacher towers judged on their own (ranking by raw score,
+ * calibration after the calibrator). */
+static int l_model_teachers(lua_State *L)
+{
+    l_model *lm = check_model(L, 1);
+    const tl_model_config *c = tl_model_config_get(lm->m);
+    if (!c->distill.enabled) return luaL_error(L, "m:teachers: the model has no CrossDistil teachers");
+    const tl_split *s = check_model_split(L, 2, lm->m, "m:teachers", "argument 1");
+    int K = c->n_tasks;
+    float *raw = lua_newuserdatauv(L, s->n * (size_t)K * sizeof(float), 0);
+    float *cal = lua_newuserdatauv(L, s->n * (size_t)K * sizeof(float), 0);
+    tl_status st = tl_model_predict_teachers(lm->m, s, 0, raw);
+    if (st == TL_OK) st = tl_model_predict_teachers(lm->m, s, 1, cal);
+    if (st != TL_OK) return tl_lua_raise_status(L, "m:teachers", st);
+    for (size_t i = 0; i < s->n * (size_t)K; i++) /* ranking is the same; metrics want [0, 1] */
+        if (!isnan(raw[i])) raw[i] = 1.0f / (1.0f + expf(-raw[i]));
+    lua_newtable(L);
+    luaL_setmetatable(L, RESULT_MT);
+    const tl_distill_spec *ds = &c->distill;
+    for (int p = 0; p < ds->n_pairs; p++)
+        for (int side = 0; side < 2; side++) {
+            int k = ds->pairs[p][side], partner = ds->pairs[p][1 - side];
+            tl_eval_opts o;
+            memset(&o, 0, sizeof o);
+            o.task = c->tasks[k].name;
+            o.pred_stride = o.label_stride = o.partner_stride = (size_t)K;
+            o.weight = s->weight;
+            o.partner = s->labels + partner;
+            o.order = ds->flip[p] ? TL_MULTI_AUC_ORDER_A_NEG : TL_MULTI_AUC_ORDER_A;
+            tl_binary_eval er, ec;
+            st = tl_metrics_eval_binary(raw + k, s->labels + k, s->n, &o, NULL, &er);
+            if (st == TL_OK) {
+                o.partner = NULL;
+                st = tl_metrics_eval_binary(cal + k, s->labels + k, s->n, &o, NULL, &ec);
+            }
+            if (st != TL_OK) return tl_lua_raise_status(L, "m:teachers", st);
+            lua_newtable(L);
+            set_num(L, "auc", er.auc);
+            set_num(L, "multi_auc", er.multi_auc);
+            set_num(L, "logloss", ec.logloss);
+            set_num(L, "ece", ec.ece);
+            set_num(L, "pcoc", ec.pcoc);
+            lua_setfield(L, -2, c->tasks[k].name);
+        }
     return 1;
 }
 
@@ -849,6 +1046,7 @@ static int l_model_close(lua_State *L) { return l_model_gc(L); }
 static const luaL_Reg model_methods[] = {
     {"fit", l_model_fit},         {"evaluate", l_model_evaluate}, {"predict", l_model_predict},
     {"history", l_model_history}, {"params", l_model_params},     {"close", l_model_close},
+    {"teachers", l_model_teachers},
     {NULL, NULL}};
 
 static int l_model_index(lua_State *L)
@@ -892,13 +1090,13 @@ static int l_model_index(lua_State *L)
 /* tl.result __tostring: one row per task. */
 static int l_result_tostring(lua_State *L)
 {
-    static const char *const cols[] = {"auc", "gauc", "logloss", "ece", "pcoc", "brier", "rmse", "mae", NULL};
+    static const char *const cols[] = {"auc", "multi_auc", "gauc", "logloss", "ece", "pcoc", "brier", "rmse", "mae", NULL};
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     char s[64];
     snprintf(s, sizeof s, "%-16s", "task");
     luaL_addstring(&b, s);
-    int present[8] = {0};
+    int present[16] = {0};
     for (int j = 0; cols[j]; j++) {
         lua_pushnil(L);
         while (lua_next(L, 1)) {
@@ -969,6 +1167,8 @@ void tl_lua_open_model(lua_State *L, int tl)
     lua_pushcfunction(L, l_model_index);
     lua_setfield(L, -2, "__index");
     luaL_newlib(L, model_methods);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__methods"); /* the REPL completes m:<TAB> from it */
     lua_setfield(L, -2, "methods");
     lua_pop(L, 1);
 
@@ -987,6 +1187,7 @@ void tl_lua_open_model(lua_State *L, int tl)
                                    {"shared_bottom", l_shared_bottom}, {"omoe", l_omoe},
                                    {"mmoe", l_mmoe},           {"ple", l_ple},
                                    {"esmm", l_esmm},           {"aitm", l_aitm},
+                                   {"dml", l_dml},             {"crossdistil", l_crossdistil},
                                    {NULL, NULL}};
     for (const luaL_Reg *r = fns; r->name; r++) {
         lua_pushcfunction(L, r->func);

@@ -24,7 +24,8 @@
 #define add_lit(b, s) tl_plot_buf_add((b), (s), sizeof(s) - 1)
 
 static char g_default_term[8] = "auto";
-static int g_warned; /* the "gnuplot not found" message is printed once */
+static int g_warned;       /* the "gnuplot not found" message is printed once */
+static int g_warned_crash; /* and so is the first crash */
 
 static const char *const TERMINALS[] = {"auto", "dumb", "svg", "png", "pdf", "qt", "wxt", "x11", NULL};
 static const char *const FORMATS[] = {"svg_string", "text", "script", NULL};
@@ -136,7 +137,9 @@ static void get_out(lua_State *L, int opts, const char *fn, out_spec *o, const c
     else luaL_error(L, "%s: terminal '%s' needs a file (file=\"plot.%s\")", fn, o->term, o->term);
 }
 
-/* Push nil and "fn: message" (the not-found message is printed once). */
+/* Push nil and "fn: message". The first not-found and the first crash
+ * message are also printed (stderr), so a plot in a script never fails
+ * silently; later ones are only returned. */
 static int push_failure(lua_State *L, const char *fn, int code, const char *err) {
     lua_pushnil(L);
     if (code == TL_PLOT_ENOTFOUND) {
@@ -148,6 +151,11 @@ static int push_failure(lua_State *L, const char *fn, int code, const char *err)
         }
     } else {
         lua_pushfstring(L, "%s: %s", fn, err);
+        if (code == TL_PLOT_ECRASH && !g_warned_crash) {
+            fprintf(stderr, "%s\n", lua_tostring(L, -1));
+            fflush(stderr);
+            g_warned_crash = 1;
+        }
     }
     return 2;
 }
@@ -184,6 +192,12 @@ static int finish(lua_State *L, const char *fn, const out_spec *o, const tl_plot
     if (rc != TL_PLOT_OK) {
         free(out);
         return push_failure(L, fn, rc, err);
+    }
+    if (o->mode == OUT_PRINT || o->mode == OUT_TEXT) { /* dumb starts each page with a form feed */
+        size_t k = 0;
+        for (size_t i = 0; i < out_len; i++)
+            if (out[i] != '\f') out[k++] = out[i];
+        out_len = k;
     }
     switch (o->mode) {
     case OUT_FILE:
@@ -444,8 +458,8 @@ typedef struct {
 /* Everything read from a history table so far. The lists are append-only,
  * so live plots read only entries added since the last frame. */
 typedef struct {
-    const void *table;
     size_t seen[3];     /* entries read from steps, epochs, diagnostics */
+    double last_x[3];   /* x of the last entry read from each list */
     int x_is_step[SRC_N];
     hseries *s;
     size_t ns, cap;
@@ -555,22 +569,30 @@ static const char *next_key(lua_State *L) {
 }
 
 /* Read one entry of steps/epochs/diagnostics (table at `e`). */
-static void read_entry(lua_State *L, hstore *h, int list, int e, lua_Integer i) {
-    int src = list == 0 ? SRC_STEPS : list == 1 ? SRC_EPOCHS : SRC_DIAG;
+/* The x of entry `e` (number i of its list): its step, else (epochs) its
+ * epoch, else i. *is_step tells which. */
+static double entry_x(lua_State *L, int e, int list, lua_Integer i, int *is_step) {
     double x = NAN;
-    lua_getfield(L, e, "step");
-    if (lua_type(L, -1) == LUA_TNUMBER) {
+    *is_step = 0;
+    if (lua_getfield(L, e, "step") == LUA_TNUMBER) {
         x = (double)lua_tonumber(L, -1);
-        h->x_is_step[src] = 1;
+        *is_step = 1;
     }
     lua_pop(L, 1);
     if (isnan(x) && list == 1) {
-        lua_getfield(L, e, "epoch");
-        if (lua_type(L, -1) == LUA_TNUMBER) x = (double)lua_tonumber(L, -1);
+        if (lua_getfield(L, e, "epoch") == LUA_TNUMBER) x = (double)lua_tonumber(L, -1);
         lua_pop(L, 1);
     }
-    if (isnan(x)) x = (double)i;
+    return isnan(x) ? (double)i : x;
+}
+
+static void read_entry(lua_State *L, hstore *h, int list, int e, lua_Integer i) {
+    int src = list == 0 ? SRC_STEPS : list == 1 ? SRC_EPOCHS : SRC_DIAG;
+    int is_step;
+    double x = entry_x(L, e, list, i, &is_step);
+    if (is_step) h->x_is_step[src] = 1;
     if (list == 1) h->x_is_step[SRC_VALID] = h->x_is_step[SRC_EPOCHS];
+    h->last_x[list] = x;
 
     lua_pushnil(L);
     while (lua_next(L, e)) {
@@ -608,9 +630,26 @@ static void read_entry(lua_State *L, hstore *h, int list, int e, lua_Integer i) 
     }
 }
 
+/* 1 when the table at idx continues what the store has read: at least as
+ * long, and the last entry read has the same x (m:history() builds a new
+ * table each time, so identity says nothing). */
+static int continues(lua_State *L, const hstore *h, int idx, const size_t *len) {
+    for (int l = 0; l < 3; l++) {
+        if (len[l] < h->seen[l]) return 0;
+        if (h->seen[l] == 0) continue;
+        lua_getfield(L, idx, LISTS[l]);
+        int ok = 0, is_step;
+        if (lua_rawgeti(L, -1, (lua_Integer)h->seen[l]) == LUA_TTABLE)
+            ok = entry_x(L, lua_gettop(L), l, (lua_Integer)h->seen[l], &is_step) == h->last_x[l];
+        lua_pop(L, 2);
+        if (!ok) return 0;
+    }
+    return 1;
+}
+
 /* Bring the store up to date with the history table at `idx`: only entries
- * appended since the last call are read; a different or shorter table
- * starts over. */
+ * appended since the last call are read; a table that does not continue
+ * the previous one starts over. */
 static void hstore_read(lua_State *L, hstore *h, int idx, const char *fn) {
     idx = lua_absindex(L, idx);
     size_t len[3] = {0, 0, 0};
@@ -626,11 +665,7 @@ static void hstore_read(lua_State *L, hstore *h, int idx, const char *fn) {
         }
         lua_pop(L, 1);
     }
-    if (lua_topointer(L, idx) != h->table || len[0] < h->seen[0] || len[1] < h->seen[1] ||
-        len[2] < h->seen[2]) {
-        hstore_clear(h);
-        h->table = lua_topointer(L, idx);
-    }
+    if (!continues(L, h, idx, len)) hstore_clear(h);
     for (int l = 0; l < 3; l++) {
         if (!present[l]) continue;
         lua_getfield(L, idx, LISTS[l]);
@@ -832,6 +867,16 @@ static int history_script(lua_State *L, hstore *h, int panels, const char *title
     return np;
 }
 
+/* 1 when value idx can be indexed without raising: a table, or a userdata
+ * whose metatable has __index (a model). */
+static int indexable(lua_State *L, int idx) {
+    if (lua_type(L, idx) == LUA_TTABLE) return 1;
+    if (lua_type(L, idx) != LUA_TUSERDATA || luaL_getmetafield(L, idx, "__index") == LUA_TNIL)
+        return 0;
+    lua_pop(L, 1);
+    return 1;
+}
+
 /* Push the history table for argument `arg`: a history table as is, or the
  * result of obj:history() for a model. */
 static void push_history(lua_State *L, int arg, const char *fn) {
@@ -846,7 +891,7 @@ static void push_history(lua_State *L, int arg, const char *fn) {
             return;
         }
     }
-    if (t == LUA_TTABLE || t == LUA_TUSERDATA) {
+    if (indexable(L, arg)) {
         if (lua_getfield(L, arg, "history") == LUA_TFUNCTION) {
             lua_pushvalue(L, arg);
             lua_call(L, 1, 1);
@@ -1053,18 +1098,16 @@ static const char *const GATE_FIELDS[] = {"file", "title", "format", "terminal",
 /* tl.plot.gates({tasks=, experts=, weights=}, opts) */
 static int l_gates(lua_State *L) {
     const char *fn = "tl.plot.gates";
-    int t1 = lua_type(L, 1);
-    if ((t1 == LUA_TTABLE || t1 == LUA_TUSERDATA) && lua_getfield(L, 1, "weights") == LUA_TNIL) {
+    if (indexable(L, 1)) {
+        int no_weights = lua_getfield(L, 1, "weights") == LUA_TNIL;
         lua_pop(L, 1);
-        if (lua_getfield(L, 1, "gates") == LUA_TFUNCTION) { /* a model: m:gates() */
+        if (no_weights && lua_getfield(L, 1, "gates") == LUA_TFUNCTION) { /* a model: m:gates() */
             lua_pushvalue(L, 1);
             lua_call(L, 1, 1);
             lua_replace(L, 1);
-        } else {
+        } else if (no_weights) {
             lua_pop(L, 1);
         }
-    } else if (t1 == LUA_TTABLE || t1 == LUA_TUSERDATA) {
-        lua_pop(L, 1);
     }
     if (lua_type(L, 1) != LUA_TTABLE)
         return luaL_error(L,
@@ -1401,7 +1444,8 @@ static int live_close_m(lua_State *L) {
     return 0;
 }
 
-/* live:stats() -> {frames=, skipped=, calls=, closed=} */
+/* live:stats() -> {frames=, skipped=, calls=, closed=, terminal=, points=}
+ * (points: values read from the history so far). */
 static int live_stats(lua_State *L) {
     tl_live *lp = check_live(L, 1);
     lua_createtable(L, 0, 5);
@@ -1415,6 +1459,10 @@ static int live_stats(lua_State *L) {
     lua_setfield(L, -2, "closed");
     lua_pushstring(L, lp->term);
     lua_setfield(L, -2, "terminal");
+    lua_Integer pts = 0;
+    for (size_t i = 0; i < lp->h->ns; i++) pts += (lua_Integer)lp->h->s[i].n;
+    lua_pushinteger(L, pts);
+    lua_setfield(L, -2, "points");
     return 1;
 }
 
@@ -1533,6 +1581,6 @@ void tl_lua_open_plot(lua_State *L, int tl) {
     tl_lua_doc(L, "plot.live:close", 0,
                "lp:close(): finish the live plot (dumb output is printed, a window stays open).");
     tl_lua_doc(L, "plot.live:stats", 0,
-               "lp:stats() -> {frames=, skipped=, calls=, closed=, terminal=}");
+               "lp:stats() -> {frames=, skipped=, calls=, closed=, terminal=, points=}");
     lua_setfield(L, tl, "plot");
 }

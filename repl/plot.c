@@ -336,6 +336,10 @@ static int wait_until(pid_t pid, double deadline, int *st) {
     for (;;) {
         pid_t r = waitpid(pid, st, WNOHANG);
         if (r == pid) return 1;
+        if (r < 0 && errno == ECHILD) { /* reaped elsewhere (a SIGCHLD handler) */
+            *st = 0;
+            return 1;
+        }
         if (r < 0 && errno != EINTR) return 0;
         if (now_s() >= deadline) break;
         sleep_ms(2);
@@ -684,6 +688,10 @@ size_t tl_plot_drain(tl_plot *p, FILE *to) {
     if (p->c.out >= 0) {
         tl_plot_buf ob = {0};
         read_avail(&p->c.out, &ob);
+        size_t k = 0; /* the dumb terminal starts each page with a form feed */
+        for (size_t i = 0; i < ob.len; i++)
+            if (ob.data[i] != '\f') ob.data[k++] = ob.data[i];
+        ob.len = k;
         if (ob.len && to) {
             fwrite(ob.data, 1, ob.len, to);
             fflush(to);

@@ -252,7 +252,7 @@ static void learns(tl_backbone_kind kind)
             double first = 0.0;
             for (int i = 0; i < 3; i++) first += (double)sr[i].loss[k] / 3.0;
             double last = er[3].train_loss[k];
-            if (!(last < 0.85 * first))
+            if (!(last < 0.7 * first))
                 fail_msg("%s x %s: task %s did not learn: first 3 steps %.5g, last epoch %.5g",
                          tl_backbone_name(kind), tl_weighting_name(c.weighting), c.tasks[k].name,
                          first, last);
@@ -614,12 +614,15 @@ static void test_cancel(void **state)
     double first = 0.0;
     for (int i = 0; i < 5; i++) first += (double)sr[i].loss[0] + (double)sr[i].loss[1];
 
-    /* the model goes on from where it stopped */
+    /* the model goes on from where it stopped: the interrupted epoch resumes
+     * at its 6th batch, so 3 epochs are 11 + 16 + 16 more steps */
     cs.stop_at_step = 0;
     check_ok(tl_model_fit(m, &d.train, NULL, &o), "fit after cancel");
-    assert_int_equal(tl_model_steps(m), 5 + 3 * 16);
+    if (tl_model_steps(m) != 3 * 16 || tl_model_epochs_done(m) != 3)
+        fail_msg("after cancel, fit of 3 epochs: %lld steps in all, %d epochs; want 48, 3",
+                 (long long)tl_model_steps(m), tl_model_epochs_done(m));
     size_t ns = tl_model_history_steps(m, &sr);
-    assert_int_equal(ns, 5 + 3 * 16);
+    assert_int_equal(ns, 3 * 16);
     assert_true(sr[5].step == 6);
     double last = 0.0;
     for (size_t i = ns - 5; i < ns; i++) last += (double)sr[i].loss[0] + (double)sr[i].loss[1];
@@ -634,6 +637,7 @@ static void test_cancel(void **state)
     assert_true(tl_model_steps(m) - before <= 1);
     check_ok(tl_model_fit(m, &d.train, NULL, &o), "fit after clearing the flag");
     assert_true(tl_model_steps(m) > before + 1);
+    for (int i = 0; i < 16; i++) free(cs.snap[i]);
     tl_model_free(m);
     free_data(&d);
 }

@@ -181,6 +181,40 @@ static void test_grouped_linear(void **state)
     tl_graph_free(g);
 }
 
+static void test_token_linear(void **state)
+{
+    (void)state;
+    const tl_act acts[] = {TL_ACT_NONE, TL_ACT_RELU, TL_ACT_SIGMOID, TL_ACT_TANH};
+    char what[64];
+    for (int a = 0; a < 4; a++)
+        for (int bias = 0; bias < 2; bias++) {
+            tl_graph *g = newg();
+            /* 3 tokens of k = 2 -> m = 4 each, one shared w */
+            tl_node x = a % 2 ? BX(g, 6) : P(g, 4, 6), w = P(g, 2, 4);
+            tl_node b = bias ? P(g, 1, 4) : TL_NONE;
+            tl_node y = tl_token_linear(g, x, w, b, 3, acts[a]);
+            assert_int_equal(tl_node_cols(g, y), 12);
+            snprintf(what, sizeof what, "token_linear act %d bias %d", a, bias);
+            tl_node loss = wsum(g, y);
+            check_loss(what, g, loss);
+            const float *X = tl_graph_value(g, x), *W = tlt_param(g, w), *Y = tl_graph_value(g, y);
+            const float *B = bias ? tlt_param(g, b) : NULL;
+            double want[MAXB * 12];
+            int rows = tl_node_rows(g, y);
+            for (int i = 0; i < rows; i++)
+                for (int t = 0; t < 3; t++)
+                    for (int c = 0; c < 4; c++) {
+                        double z = B ? (double)B[c] : 0.0;
+                        for (int k = 0; k < 2; k++)
+                            z += (double)X[i * 6 + t * 2 + k] * (double)W[k * 4 + c];
+                        want[i * 12 + t * 4 + c] = a == 1 ? fmax(z, 0.0) : a == 2 ? 1.0 / (1.0 + exp(-z))
+                                                   : a == 3 ? tanh(z) : z;
+                    }
+            assert_true(tlt_close(what, Y, want, (size_t)rows * 12, 1e-5, 1e-6));
+            tl_graph_free(g);
+        }
+}
+
 /* ---- elementwise --------------------------------------------------------------- */
 
 typedef tl_node (*binary_fn)(tl_graph *, tl_node, tl_node);
@@ -684,6 +718,52 @@ static void test_losses_batched(void **state)
     tl_graph_free(g);
 }
 
+/* All pairs (max_pairs large) and sampled pairs (the checker rewinds the RNG
+ * so every run samples the same pairs). */
+static void test_quadruplet_bpr(void **state)
+{
+    (void)state;
+    for (int sampled = 0; sampled < 2; sampled++)
+        for (int flip = 0; flip < 2; flip++) {
+            tl_graph *g = newg();
+            tl_node s = BX(g, 1), ya = tl_input(g, 1, "ya"), yb = tl_input(g, 1, "yb");
+            tl_node loss = tl_quadruplet_bpr(g, s, ya, yb, flip, sampled ? 2 : 1000);
+            prepare(g, loss);
+            /* rows 0..4: (+,+) (+,-) (-,+) (-,-) (+,+) */
+            const float la[MAXB] = {1, 1, 0, 0, 1, 0}, lb[MAXB] = {1, 0, 1, 0, 1, 0};
+            memcpy(tl_graph_input(g, ya), la, sizeof la);
+            memcpy(tl_graph_input(g, yb), lb, sizeof lb);
+            tlt_gradcheck_opts o = tlt_gradcheck_defaults();
+            o.training = 1;
+            char what[64];
+            snprintf(what, sizeof what, "quadruplet_bpr sampled %d flip %d", sampled, flip);
+            run_check(what, g, loss, &o);
+            if (!sampled) { /* the value from the definition */
+                const float *S = tl_graph_value(g, s);
+                int grp[BATCH];
+                for (int i = 0; i < BATCH; i++) {
+                    int b = lb[i] > 0.5f;
+                    if (flip) b = !b;
+                    grp[i] = (la[i] > 0.5f ? 0 : 2) + (b ? 0 : 1);
+                }
+                double want = 0.0;
+                for (int p = 0; p < 3; p++) {
+                    double sum = 0.0;
+                    int cnt = 0;
+                    for (int i = 0; i < BATCH; i++)
+                        for (int j = 0; j < BATCH; j++)
+                            if (grp[i] == p && grp[j] == p + 1) {
+                                sum += log1p(exp(-((double)S[i] - (double)S[j])));
+                                cnt++;
+                            }
+                    if (cnt) want += sum / cnt;
+                }
+                assert_true(tlt_close(what, tl_graph_value(g, loss), &want, 1, 1e-5, 1e-7));
+            }
+            tl_graph_free(g);
+        }
+}
+
 static void test_bernoulli_kl(void **state)
 {
     (void)state;
@@ -773,8 +853,14 @@ static void test_embedding_id_out_of_range(void **state)
     assert_contains(m, "field");
     assert_contains(m, "row");
     assert_contains(m, " 4 ");
+    /* a backward run after the failed forward must not scatter the bad id */
+    assert_int_equal(tl_graph_backward_run(g), TL_OK);
     id[2 * 2 + 1] = -1;
     assert_int_equal(tl_graph_forward(g, 0), TL_ERR_ARG);
+    assert_int_equal(tl_graph_backward_run(g), TL_OK);
+    int n;
+    tl_graph_touched_rows(g, 0, &n);
+    assert_true(n >= 0 && n <= 7);
     id[2 * 2 + 1] = 3;
     assert_int_equal(tl_graph_forward(g, 0), TL_OK);
     /* rows beyond the batch are not looked at */
@@ -787,8 +873,10 @@ static void test_sticky_errors(void **state)
 {
     (void)state;
     tl_graph *g = newg();
-    /* TL_NONE in, TL_NONE out, silently */
+    /* TL_NONE in, TL_NONE out, silently; inspectors take it too */
     assert_int_equal(tl_relu(g, TL_NONE), TL_NONE);
+    assert_int_equal(tl_node_cols(g, TL_NONE), 0);
+    assert_string_equal(tl_node_get_name(g, TL_NONE), "?");
     assert_int_equal(tl_add(g, TL_NONE, TL_NONE), TL_NONE);
     assert_int_equal(tl_graph_status(g), TL_OK);
 
@@ -832,6 +920,7 @@ int main(void)
         cmocka_unit_test(test_linear),
         cmocka_unit_test(test_linear_forward_value),
         cmocka_unit_test(test_grouped_linear),
+        cmocka_unit_test(test_token_linear),
         cmocka_unit_test(test_binary_broadcast),
         cmocka_unit_test(test_unary),
         cmocka_unit_test(test_unary_extremes),
@@ -846,6 +935,7 @@ int main(void)
         cmocka_unit_test(test_stop_grad),
         cmocka_unit_test(test_losses_fixed),
         cmocka_unit_test(test_losses_batched),
+        cmocka_unit_test(test_quadruplet_bpr),
         cmocka_unit_test(test_bernoulli_kl),
         cmocka_unit_test(test_shape_errors),
         cmocka_unit_test(test_embedding_id_out_of_range),

@@ -13,10 +13,12 @@
 #include <cmocka.h>
 
 /* An executable shell script standing in for gnuplot. */
+static char g_fakes[16][64];
+static int g_nfakes;
+
 static char *fake_gnuplot(const char *body) {
-    static char path[2][64];
-    static int k;
-    char *p = path[k++ & 1];
+    assert_true(g_nfakes < 16);
+    char *p = g_fakes[g_nfakes++];
     snprintf(p, 64, "/tmp/tl_fake_gnuplot_XXXXXX");
     int fd = mkstemp(p);
     assert_true(fd >= 0);
@@ -179,6 +181,6 @@ int main(void) {
         cmocka_unit_test(test_real_gnuplot_dumb_and_error),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    system("rm -f /tmp/tl_fake_gnuplot_*");
+    for (int i = 0; i < g_nfakes; i++) unlink(g_fakes[i]);
     return rc;
 }

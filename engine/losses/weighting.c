@@ -18,12 +18,12 @@ tl_status tl_weighting_build(tl_model *m)
         m->coef[k] = tl_scalar(g, m->cfg.tasks[k].weight, name);
         m->logvar[k] = TL_NONE;
         m->factor[k] = 1.0f;
-        tl_node term = m->loss[k];
+        tl_node term = m->objective[k];
         if (m->cfg.weighting == TL_WEIGHTING_UNCERTAINTY) {
             snprintf(name, sizeof name, "logvar.%s", t);
             tl_node s = m->logvar[k] = tl_param(g, 1, 1, TL_INIT_ZEROS, 0.0f, name);
             tl_node prec = tl_exp(g, tl_scale(g, s, -1.0f));
-            term = tl_add(g, tl_scale(g, tl_mul(g, m->loss[k], prec), 0.5f), tl_scale(g, s, 0.5f));
+            term = tl_add(g, tl_scale(g, tl_mul(g, term, prec), 0.5f), tl_scale(g, s, 0.5f));
         }
         term = tl_mul(g, term, m->coef[k]);
         total = total == TL_NONE ? term : tl_add(g, total, term);
@@ -64,7 +64,7 @@ void tl_weighting_apply(tl_model *m)
 {
     for (int k = 0; k < m->cfg.n_tasks; k++)
         tl_graph_set_scalar(m->g, m->coef[k], m->cfg.tasks[k].weight * m->factor[k]);
-    if (m->extra != TL_NONE) tl_graph_set_scalar(m->g, m->extra_coef, m->cfg.backbone.constraint);
+    tl_graph_set_scalar(m->g, m->extra_coef, 1.0f);
 }
 
 float tl_weighting_effective(const tl_model *m, int k)
@@ -104,8 +104,7 @@ static tl_status task_pass(tl_model *m, int k)
     int K = m->cfg.n_tasks;
     for (int j = 0; j < K; j++)
         tl_graph_set_scalar(m->g, m->coef[j], j == k ? m->cfg.tasks[j].weight * m->factor[j] : 0.0f);
-    if (m->extra != TL_NONE)
-        tl_graph_set_scalar(m->g, m->extra_coef, k == K - 1 ? m->cfg.backbone.constraint : 0.0f);
+    tl_graph_set_scalar(m->g, m->extra_coef, k == K - 1 ? 1.0f : 0.0f);
     tl_status s = tl_graph_backward_run(m->g);
     tl_weighting_apply(m);
     return s;

@@ -5,6 +5,14 @@
 
 #include "model.h"
 
+/* CrossDistil per-task state: the map op's context for the calibrated,
+ * corrected soft label. */
+typedef struct {
+    const tl_distill_spec *spec;
+    tl_calibrator *cal;            /* fitted outside the graph; NULL until the first fit */
+    tl_node cal_a, cal_b;          /* in-graph Platt calibrator parameters */
+} tl_distill_task;
+
 struct tl_model {
     tl_model_config cfg;
     tl_graph *g;
@@ -15,7 +23,15 @@ struct tl_model {
     tl_node pred[TL_MAX_TASKS];    /* probability (binary) or value (regression) */
     tl_node loss[TL_MAX_TASKS];    /* per-task 1x1 loss */
     tl_node pcvr;                  /* ESMM: pCVR (pred[1] is pCTCVR) */
-    tl_node extra, extra_coef;     /* AITM label constraint and its weight */
+    tl_node objective[TL_MAX_TASKS]; /* what weighting combines: the task loss, or the
+                                      distilled student loss under CrossDistil */
+    tl_node extra, extra_coef;     /* loss terms outside the tasks (AITM constraint,
+                                      CrossDistil aux/calibration) and their on/off scalar */
+    tl_node constraint_coef;       /* AITM: weight of the label constraint */
+    tl_node teacher[TL_MAX_TASKS], teacher_soft[TL_MAX_TASKS]; /* CrossDistil */
+    tl_node kd_alpha, kd_keep;     /* alpha and 1 - alpha (0 / 1 during warm-up) */
+    tl_distill_task distill_task[TL_MAX_TASKS];
+    tl_node dml_hcat;              /* DML: the concatenated tower inputs before CTFM */
     tl_node coef[TL_MAX_TASKS];    /* scalar multiplying task k's loss term */
     tl_node logvar[TL_MAX_TASKS];  /* uncertainty weighting: log sigma^2 per task */
     tl_node total;
@@ -32,7 +48,8 @@ struct tl_model {
     /* training */
     tl_optim *opt;
     int64_t step;
-    int epoch;
+    int epoch;                     /* completed epochs */
+    size_t batches_in_epoch;       /* batches done in the epoch under way */
     tl_step_record *steps_hist;
     size_t n_steps_hist, cap_steps_hist;
     tl_epoch_record *epochs_hist;

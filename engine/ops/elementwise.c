@@ -120,7 +120,7 @@ tl_status tl_op_unary_forward(tl_graph *g, tl_nodedef *n)
         for (size_t i = 0; i < len; i++) y[i] = n->f * x[i];
         break;
     case TL_OP_RELU:
-        for (size_t i = 0; i < len; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        for (size_t i = 0; i < len; i++) y[i] = x[i] <= 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
         break;
     case TL_OP_SIGMOID:
         for (size_t i = 0; i < len; i++) y[i] = sigmoidf(x[i]);

@@ -81,7 +81,7 @@ static void add_bias_act(float *y, const float *b, int rows, int cols, tl_act ac
             for (int j = 0; j < cols; j++) r[j] += b[j];
         switch (act) {
         case TL_ACT_RELU:
-            for (int j = 0; j < cols; j++) r[j] = r[j] > 0.0f ? r[j] : 0.0f;
+            for (int j = 0; j < cols; j++) r[j] = r[j] <= 0.0f ? 0.0f : r[j]; /* NaN stays NaN */
             break;
         case TL_ACT_SIGMOID:
             for (int j = 0; j < cols; j++) r[j] = 1.0f / (1.0f + expf(-r[j]));

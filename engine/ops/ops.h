@@ -44,6 +44,9 @@ typedef enum {
     TL_OP_BCE_PROB,
     TL_OP_MSE,
     TL_OP_BERNOULLI_KL,
+    TL_OP_TOKEN_LINEAR,
+    TL_OP_QUAD_BPR,
+    TL_OP_MAP,
     TL_OP_COUNT
 } tl_op;
 
@@ -69,6 +72,8 @@ typedef struct tl_nodedef {
     tl_init init;
     int32_t *vocab;     /* embedding: nfields vocab sizes (owned) */
     int64_t *offsets;   /* embedding: first table row of each field (owned) */
+    tl_map_fn map_fn;   /* map: the function and its context (not owned) */
+    void *map_ctx;
     /* planning */
     size_t val_off, grad_off, scratch_off; /* float offsets into the arena */
     size_t scratch_per_row, scratch_fixed; /* floats of op scratch */
@@ -169,5 +174,11 @@ void tl_op_attention_backward(tl_graph *g, tl_nodedef *n);
 
 tl_status tl_op_loss_forward(tl_graph *g, tl_nodedef *n);
 void tl_op_loss_backward(tl_graph *g, tl_nodedef *n);
+
+tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n);
+void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n);
+tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n);
+void tl_op_quad_bpr_backward(tl_graph *g, tl_nodedef *n);
+tl_status tl_op_map_forward(tl_graph *g, tl_nodedef *n);
 
 #endif

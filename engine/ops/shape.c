@@ -134,7 +134,10 @@ void tl_op_embedding_backward(tl_graph *g, tl_nodedef *n)
     int rows = tl__rows(g, n), nf = n->k, dim = t->cols;
     for (int i = 0; i < rows; i++)
         for (int f = 0; f < nf; f++) {
-            int32_t row = (int32_t)(n->offsets[f] + ids[(size_t)i * nf + f]);
+            int32_t id = ids[(size_t)i * nf + f];
+            /* a forward that failed on this id left nothing valid to scatter */
+            if (id < 0 || id >= n->vocab[f]) continue;
+            int32_t row = (int32_t)(n->offsets[f] + id);
             const float *src = n->grad + (size_t)i * n->cols + (size_t)f * dim;
             float *dst = t->grad + (size_t)row * dim;
             for (int j = 0; j < dim; j++) dst[j] += src[j];

@@ -89,7 +89,7 @@ end
 
 function T.csv_cache_dir_round_trip()
   local opts = { path = write("c.csv", SMALL), categorical = { "a" }, numeric = { "x" },
-                 labels = { y = { column = "y", positive = "1" } }, cache = tmpdir }
+                 labels = { y = { column = "y", positive = "1" } }, cache = tmpdir .. "/cachedir" }
   local a = tl.data.csv(opts)
   local b = tl.data.csv(opts)
   eq(a.from_cache, false)

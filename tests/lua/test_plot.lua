@@ -162,6 +162,7 @@ return {
     check(txt:find("DumbTitle", 1, true), "title in dumb text")
     check(txt:find("predicted probability", 1, true))
     check(not txt:find("<svg", 1, true))
+    check(not txt:find("\f", 1, true), "form feeds stripped")
   end,
 
   dumb_terminal_prints_before_the_call_returns = function()
@@ -358,6 +359,25 @@ return {
     check(svg:find("<text>Live</text>", 1, true), "last frame written to the file")
     check(svg:find("set xrange", 1, true) == nil and svg:find("</svg>", 1, true))
     check(svg:find(">300<", 1, true) or svg:find("> 300<", 1, true), "x axis reaches step 300")
+  end,
+
+  live_reads_appended_entries_only = function()
+    have_gnuplot()
+    local lp = assert(tl.plot.live { interval = 1000, file = TMP .. "/live2.svg" })
+    -- m:history() builds a fresh table each call: a longer table with the
+    -- same entries continues; a shorter one starts over.
+    lp:update(history(100), true)
+    local p100 = lp:stats().points
+    eq(p100, 100 * 4 + 2 * 3 + 1 * 6, "steps: 4 values, diagnostics: 3, epochs: 6")
+    lp:update(history(150), true)
+    eq(lp:stats().points, 150 * 4 + 3 * 3 + 1 * 6)
+    lp:update(history(40), true)
+    eq(lp:stats().points, 40 * 4)
+    local other = history(60)
+    other.steps[40].step = 1000 -- same length prefix, different run
+    lp:update(other, true)
+    eq(lp:stats().points, 60 * 4 + 1 * 3)
+    lp:close()
   end,
 
   live_dumb_prints_frames = function()

@@ -1,0 +1,823 @@
+/* io.c — checkpoint writing and reading (layout in io.h).
+ *
+ * The whole file is assembled in one buffer, checksummed, and written to a
+ * temporary file that replaces the target by rename(2). Reading loads the
+ * file into memory, checks magic, version, length and CRC before looking at
+ * any section, then reads every value through a bounds-checked cursor. */
+#include "io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "losses/weighting.h"
+#include "models/model_impl.h"
+
+static const uint8_t magic[8] = {0x89, 'T', 'L', 'M', 0x0d, 0x0a, 0x1a, 0x0a};
+#define HEADER_SIZE 24u
+#define SECTION_HEADER 16u
+#define TAG(a, b, c, d) \
+    ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+
+enum { S_CONF, S_PARM, S_OPTM, S_TRNS, S_WGHT, S_HSTP, S_HEPO, S_COUNT };
+static const uint32_t section_tags[S_COUNT] = {
+    TAG('C', 'O', 'N', 'F'), TAG('P', 'A', 'R', 'M'), TAG('O', 'P', 'T', 'M'), TAG('T', 'R', 'N', 'S'),
+    TAG('W', 'G', 'H', 'T'), TAG('H', 'S', 'T', 'P'), TAG('H', 'E', 'P', 'O')};
+
+static uint32_t crc_of(const uint8_t *p, size_t n)
+{
+    uLong c = crc32(0L, Z_NULL, 0);
+    while (n > 0) {
+        uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+        c = crc32(c, p, k);
+        p += k;
+        n -= k;
+    }
+    return (uint32_t)c;
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+    int nomem;
+} wbuf;
+
+static uint8_t *wb_take(wbuf *b, size_t k)
+{
+    if (b->nomem) return NULL;
+    if (k > SIZE_MAX / 2 - b->n) {
+        tl_fail(TL_ERR_NOMEM, "checkpoint larger than memory allows");
+        b->nomem = 1;
+        return NULL;
+    }
+    if (b->n + k > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + k) cap *= 2;
+        uint8_t *p = tl_realloc(b->p, cap, "checkpoint buffer");
+        if (!p) {
+            b->nomem = 1;
+            return NULL;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    uint8_t *at = b->p + b->n;
+    b->n += k;
+    return at;
+}
+
+static void enc_u32(uint8_t *d, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) d[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void enc_u64(uint8_t *d, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) d[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u32(wbuf *b, uint32_t v)
+{
+    uint8_t *d = wb_take(b, 4);
+    if (d) enc_u32(d, v);
+}
+
+static void put_u64(wbuf *b, uint64_t v)
+{
+    uint8_t *d = wb_take(b, 8);
+    if (d) enc_u64(d, v);
+}
+
+static void put_i32(wbuf *b, int32_t v) { put_u32(b, (uint32_t)v); }
+static void put_i64(wbuf *b, int64_t v) { put_u64(b, (uint64_t)v); }
+
+static void put_f32(wbuf *b, float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    put_u32(b, u);
+}
+
+static void put_f64(wbuf *b, double v)
+{
+    uint64_t u;
+    memcpy(&u, &v, 8);
+    put_u64(b, u);
+}
+
+static void put_f32s(wbuf *b, const float *v, size_t n)
+{
+    if (n > SIZE_MAX / 4) {
+        b->nomem = 1;
+        tl_fail(TL_ERR_NOMEM, "checkpoint larger than memory allows");
+        return;
+    }
+    uint8_t *d = wb_take(b, n * 4);
+    if (!d) return;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        enc_u32(d + 4 * i, u);
+    }
+}
+
+static void put_str(wbuf *b, const char *s)
+{
+    size_t n = strlen(s);
+    put_u32(b, (uint32_t)n);
+    uint8_t *d = wb_take(b, n);
+    if (d) memcpy(d, s, n);
+}
+
+/* Start a section; returns the offset of its payload (to close it). */
+static size_t begin_section(wbuf *b, int which)
+{
+    put_u32(b, section_tags[which]);
+    put_u32(b, TL_IO_CRITICAL);
+    put_u64(b, 0);
+    return b->n;
+}
+
+static void end_section(wbuf *b, size_t payload)
+{
+    if (!b->nomem) enc_u64(b->p + payload - 8, (uint64_t)(b->n - payload));
+}
+
+static void put_mlp(wbuf *b, const tl_mlp_spec *s)
+{
+    put_i32(b, s->n);
+    for (int i = 0; i < s->n && i < TL_MAX_LAYERS; i++) put_i32(b, s->units[i]);
+    put_f32(b, s->dropout);
+}
+
+static void put_config(wbuf *b, const tl_model_config *c)
+{
+    const tl_backbone_spec *bb = &c->backbone;
+    put_u32(b, (uint32_t)bb->kind);
+    put_mlp(b, &bb->bottom);
+    put_mlp(b, &bb->expert);
+    put_i32(b, bb->experts);
+    put_i32(b, bb->levels);
+    put_i32(b, bb->shared);
+    put_i32(b, bb->specific);
+    put_f32(b, bb->constraint);
+    put_i32(b, bb->transfer_dim);
+    put_i32(b, c->n_tasks);
+    for (int k = 0; k < c->n_tasks; k++) {
+        const tl_task_spec *t = &c->tasks[k];
+        put_str(b, t->name);
+        put_u32(b, (uint32_t)t->type);
+        put_mlp(b, &t->tower);
+        put_f32(b, t->weight);
+    }
+    put_i32(b, c->n_cat);
+    for (int f = 0; f < c->n_cat; f++) put_i32(b, c->vocab[f]);
+    put_i32(b, c->n_num);
+    put_i32(b, c->emb_dim);
+    put_u32(b, (uint32_t)c->weighting);
+    put_f32(b, c->gradnorm_alpha);
+    put_f32(b, c->dwa_temperature);
+    put_i32(b, c->max_batch);
+    put_u64(b, c->seed);
+}
+
+static void put_rng(wbuf *b, const tl_rng *r)
+{
+    for (int i = 0; i < 4; i++) put_u64(b, r->s[i]);
+}
+
+static void encode(wbuf *b, tl_model *m)
+{
+    const tl_model_config *c = &m->cfg;
+    int K = c->n_tasks;
+    size_t off;
+
+    uint8_t *h = wb_take(b, HEADER_SIZE);
+    if (h) {
+        memcpy(h, magic, 8);
+        enc_u32(h + 8, TL_IO_FORMAT_VERSION);
+        enc_u32(h + 12, 0);
+        enc_u64(h + 16, 0); /* length, patched at the end */
+    }
+
+    off = begin_section(b, S_CONF);
+    put_config(b, c);
+    end_section(b, off);
+
+    off = begin_section(b, S_PARM);
+    int np = tl_graph_param_count(m->g);
+    float *params = tl_graph_params(m->g, NULL);
+    put_u32(b, (uint32_t)np);
+    for (int i = 0; i < np; i++) {
+        const tl_param_info *p = tl_graph_param(m->g, i);
+        put_str(b, p->name ? p->name : "");
+        put_i32(b, p->rows);
+        put_i32(b, p->cols);
+        put_f32s(b, params + p->offset, (size_t)p->rows * (size_t)p->cols);
+    }
+    end_section(b, off);
+
+    off = begin_section(b, S_OPTM);
+    put_u32(b, m->opt ? 1 : 0);
+    if (m->opt) {
+        const tl_optim_config *oc = tl_optim_get_config(m->opt);
+        put_u32(b, (uint32_t)oc->kind);
+        put_f32(b, oc->lr);
+        put_f32(b, oc->momentum);
+        put_i32(b, oc->nesterov);
+        put_f32(b, oc->beta1);
+        put_f32(b, oc->beta2);
+        put_f32(b, oc->eps);
+        put_f32(b, oc->weight_decay);
+        put_f32(b, oc->clip_norm);
+        put_f32(b, oc->initial_accumulator);
+        put_i64(b, tl_optim_steps(m->opt));
+        int nb = tl_optim_state_blocks(m->opt);
+        size_t floats = 0;
+        tl_optim_state(m->opt, 0, &floats);
+        put_u32(b, (uint32_t)nb);
+        put_u64(b, floats);
+        for (int i = 0; i < nb; i++) put_f32s(b, tl_optim_state(m->opt, i, NULL), floats);
+    }
+    end_section(b, off);
+
+    off = begin_section(b, S_TRNS);
+    put_i64(b, m->step);
+    put_i32(b, m->epoch);
+    put_u64(b, m->batches_in_epoch);
+    put_rng(b, tl_graph_rng(m->g));
+    put_rng(b, &m->rng);
+    end_section(b, off);
+
+    off = begin_section(b, S_WGHT);
+    put_u32(b, (uint32_t)K);
+    for (int k = 0; k < K; k++) put_f32(b, m->factor[k]);
+    for (int k = 0; k < K; k++) put_f64(b, m->gn_initial[k]);
+    put_i32(b, m->gn_have_initial);
+    for (int e = 0; e < 2; e++)
+        for (int k = 0; k < K; k++) put_f64(b, m->dwa_hist[e][k]);
+    put_i32(b, m->dwa_epochs);
+    end_section(b, off);
+
+    off = begin_section(b, S_HSTP);
+    put_u64(b, m->n_steps_hist);
+    put_u32(b, (uint32_t)K);
+    for (size_t i = 0; i < m->n_steps_hist; i++) {
+        const tl_step_record *r = &m->steps_hist[i];
+        put_i64(b, r->step);
+        put_i32(b, r->epoch);
+        put_f32s(b, r->loss, (size_t)K);
+        put_f32s(b, r->weight, (size_t)K);
+    }
+    end_section(b, off);
+
+    off = begin_section(b, S_HEPO);
+    put_u64(b, m->n_epochs_hist);
+    put_u32(b, (uint32_t)K);
+    for (size_t i = 0; i < m->n_epochs_hist; i++) {
+        const tl_epoch_record *r = &m->epochs_hist[i];
+        put_i32(b, r->epoch);
+        put_i64(b, r->step);
+        for (int k = 0; k < K; k++) put_f64(b, r->train_loss[k]);
+        for (int k = 0; k < K; k++) put_f64(b, r->valid_metric[k]);
+        for (int k = 0; k < K; k++) put_f64(b, r->valid_logloss[k]);
+        put_f64(b, r->monitor);
+    }
+    end_section(b, off);
+
+    uint8_t *crc = wb_take(b, 4);
+    if (!crc) return;
+    enc_u64(b->p + 16, (uint64_t)b->n);
+    enc_u32(crc, crc_of(b->p, b->n - 4));
+}
+
+static tl_status io_fail(const char *path, const char *what, int err)
+{
+    return tl_fail(TL_ERR_IO, "%s: %s: %s", path, what, strerror(err));
+}
+
+/* Write p[0..n) to path through a temporary file in the same directory. */
+static tl_status write_atomic(const char *path, const uint8_t *p, size_t n)
+{
+    size_t len = strlen(path);
+    char *tmp = tl_malloc(len + 16, "checkpoint file name");
+    if (!tmp) return TL_ERR_NOMEM;
+    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        tl_status s = io_fail(path, "cannot create a temporary file next to it", errno);
+        tl_free(tmp);
+        return s;
+    }
+    const char *what = NULL;
+    int err = 0;
+    (void)fchmod(fd, 0644);
+    for (size_t done = 0; done < n && !what;) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            err = w < 0 ? errno : ENOSPC;
+            what = "write failed";
+        } else {
+            done += (size_t)w;
+        }
+    }
+    if (!what && fsync(fd) != 0) {
+        err = errno;
+        what = "fsync failed";
+    }
+    if (close(fd) != 0 && !what) {
+        err = errno;
+        what = "close failed";
+    }
+    if (!what && rename(tmp, path) != 0) {
+        err = errno;
+        what = "cannot replace it";
+    }
+    if (what) {
+        unlink(tmp);
+        tl_free(tmp);
+        return io_fail(path, what, err);
+    }
+    /* Make the rename itself durable: fsync the directory. */
+    char *slash = strrchr(tmp, '/');
+    if (!slash)
+        strcpy(tmp, ".");
+    else
+        slash[slash == tmp ? 1 : 0] = '\0';
+    int dfd = open(tmp, O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        if (fsync(dfd) != 0 && errno != EINVAL) {
+            err = errno;
+            what = "fsync of its directory failed";
+        }
+        close(dfd);
+    }
+    tl_free(tmp);
+    return what ? io_fail(path, what, err) : TL_OK;
+}
+
+tl_status tl_model_save(tl_model *m, const char *path)
+{
+    if (!m || !path || !path[0]) return tl_fail(TL_ERR_ARG, "save: needs a model and a path");
+    wbuf b = {0};
+    encode(&b, m);
+    if (b.nomem) {
+        tl_free(b.p);
+        return tl_fail_context(TL_ERR_NOMEM, "save %s", path);
+    }
+    tl_status s = write_atomic(path, b.p, b.n);
+    tl_free(b.p);
+    return s;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+typedef struct {
+    const uint8_t *p;
+    size_t n, pos;
+    const char *bad; /* first problem, or NULL */
+} rbuf;
+
+static const uint8_t *take(rbuf *r, size_t k)
+{
+    if (r->bad) return NULL;
+    if (k > r->n - r->pos) {
+        r->bad = "ends early";
+        return NULL;
+    }
+    const uint8_t *at = r->p + r->pos;
+    r->pos += k;
+    return at;
+}
+
+static uint32_t dec_u32(const uint8_t *d)
+{
+    return (uint32_t)d[0] | (uint32_t)d[1] << 8 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 24;
+}
+
+static uint64_t dec_u64(const uint8_t *d)
+{
+    return (uint64_t)dec_u32(d) | (uint64_t)dec_u32(d + 4) << 32;
+}
+
+static uint32_t get_u32(rbuf *r)
+{
+    const uint8_t *d = take(r, 4);
+    return d ? dec_u32(d) : 0;
+}
+
+static uint64_t get_u64(rbuf *r)
+{
+    const uint8_t *d = take(r, 8);
+    return d ? dec_u64(d) : 0;
+}
+
+static int32_t get_i32(rbuf *r) { return (int32_t)get_u32(r); }
+static int64_t get_i64(rbuf *r) { return (int64_t)get_u64(r); }
+
+static float get_f32(rbuf *r)
+{
+    uint32_t u = get_u32(r);
+    float v;
+    memcpy(&v, &u, 4);
+    return v;
+}
+
+static double get_f64(rbuf *r)
+{
+    uint64_t u = get_u64(r);
+    double v;
+    memcpy(&v, &u, 8);
+    return v;
+}
+
+static void get_f32s(rbuf *r, float *dst, size_t n)
+{
+    if (r->bad) return;
+    if (n > (r->n - r->pos) / 4) {
+        r->bad = "ends early";
+        return;
+    }
+    const uint8_t *d = take(r, n * 4);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = dec_u32(d + 4 * i);
+        memcpy(&dst[i], &u, 4);
+    }
+}
+
+/* A string of at most cap-1 bytes into dst (NUL-terminated). */
+static void get_str(rbuf *r, char *dst, size_t cap)
+{
+    uint32_t n = get_u32(r);
+    dst[0] = '\0';
+    if (r->bad) return;
+    if (n >= cap) {
+        r->bad = "has a name that is too long";
+        return;
+    }
+    const uint8_t *d = take(r, n);
+    if (!d) return;
+    memcpy(dst, d, n);
+    dst[n] = '\0';
+    if (strlen(dst) != n) r->bad = "has a name with a NUL byte";
+}
+
+static void get_mlp(rbuf *r, tl_mlp_spec *s)
+{
+    s->n = get_i32(r);
+    if (!r->bad && (s->n < 0 || s->n > TL_MAX_LAYERS)) {
+        r->bad = "has an MLP with a layer count out of range";
+        return;
+    }
+    for (int i = 0; i < s->n && !r->bad; i++) s->units[i] = get_i32(r);
+    s->dropout = get_f32(r);
+}
+
+static void get_config(rbuf *r, tl_model_config *c)
+{
+    memset(c, 0, sizeof *c);
+    tl_backbone_spec *bb = &c->backbone;
+    bb->kind = (tl_backbone_kind)get_u32(r);
+    get_mlp(r, &bb->bottom);
+    get_mlp(r, &bb->expert);
+    bb->experts = get_i32(r);
+    bb->levels = get_i32(r);
+    bb->shared = get_i32(r);
+    bb->specific = get_i32(r);
+    bb->constraint = get_f32(r);
+    bb->transfer_dim = get_i32(r);
+    c->n_tasks = get_i32(r);
+    if (!r->bad && (c->n_tasks < 1 || c->n_tasks > TL_MAX_TASKS)) {
+        r->bad = "has a task count out of range";
+        return;
+    }
+    for (int k = 0; k < c->n_tasks && !r->bad; k++) {
+        tl_task_spec *t = &c->tasks[k];
+        get_str(r, t->name, sizeof t->name);
+        t->type = (tl_task_type)get_u32(r);
+        if (!r->bad && t->type != TL_TASK_BINARY && t->type != TL_TASK_REGRESSION)
+            r->bad = "has an unknown task type";
+        get_mlp(r, &t->tower);
+        t->weight = get_f32(r);
+    }
+    c->n_cat = get_i32(r);
+    if (!r->bad && (c->n_cat < 0 || c->n_cat > TL_MAX_FIELDS)) {
+        r->bad = "has a categorical field count out of range";
+        return;
+    }
+    for (int f = 0; f < c->n_cat && !r->bad; f++) c->vocab[f] = get_i32(r);
+    c->n_num = get_i32(r);
+    c->emb_dim = get_i32(r);
+    c->weighting = (tl_weighting)get_u32(r);
+    c->gradnorm_alpha = get_f32(r);
+    c->dwa_temperature = get_f32(r);
+    c->max_batch = get_i32(r);
+    c->seed = get_u64(r);
+}
+
+static void get_rng(rbuf *r, tl_rng *g)
+{
+    for (int i = 0; i < 4; i++) g->s[i] = get_u64(r);
+}
+
+static tl_status bad_section(const char *path, int which, const char *why)
+{
+    uint32_t t = section_tags[which];
+    return tl_fail(TL_ERR_FORMAT, "%s: corrupted checkpoint: section %c%c%c%c %s", path,
+                   (char)(t & 0xff), (char)(t >> 8 & 0xff), (char)(t >> 16 & 0xff),
+                   (char)(t >> 24), why);
+}
+
+/* Read the whole file into a new buffer. */
+static tl_status read_file(const char *path, uint8_t **out, size_t *n)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return io_fail(path, "cannot open", errno);
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        tl_status s = io_fail(path, "cannot stat", errno);
+        fclose(f);
+        return s;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fclose(f);
+        return tl_fail(TL_ERR_IO, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > (uint64_t)(SIZE_MAX / 2)) {
+        fclose(f);
+        return tl_fail(TL_ERR_NOMEM, "%s: file too large to load", path);
+    }
+    size_t size = (size_t)st.st_size;
+    uint8_t *p = tl_malloc(size, "checkpoint file");
+    if (!p) {
+        fclose(f);
+        return tl_fail_context(TL_ERR_NOMEM, "%s", path);
+    }
+    size_t got = fread(p, 1, size, f);
+    int err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (got != size) {
+        tl_free(p);
+        return err ? io_fail(path, "read failed", err)
+                   : tl_fail(TL_ERR_IO, "%s: file shrank while being read", path);
+    }
+    *out = p;
+    *n = size;
+    return TL_OK;
+}
+
+/* Restore everything after CONF into m. */
+static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *have)
+{
+    const int K = m->cfg.n_tasks;
+    rbuf *r;
+
+    r = &sec[S_PARM];
+    uint32_t np = get_u32(r);
+    if (!r->bad && np != (uint32_t)tl_graph_param_count(m->g))
+        return tl_fail(TL_ERR_FORMAT, "%s: checkpoint has %u parameters; its configuration builds %d",
+                       path, np, tl_graph_param_count(m->g));
+    float *params = tl_graph_params(m->g, NULL);
+    for (uint32_t i = 0; i < np && !r->bad; i++) {
+        const tl_param_info *p = tl_graph_param(m->g, (int)i);
+        char name[256];
+        get_str(r, name, sizeof name);
+        int32_t rows = get_i32(r), cols = get_i32(r);
+        if (r->bad) break;
+        if (strcmp(name, p->name ? p->name : "") != 0 || rows != p->rows || cols != p->cols)
+            return tl_fail(TL_ERR_FORMAT, "%s: parameter %u is '%s' [%d x %d] in the checkpoint; "
+                                          "the configuration builds '%s' [%d x %d]",
+                           path, i + 1, name, (int)rows, (int)cols, p->name, p->rows, p->cols);
+        get_f32s(r, params + p->offset, (size_t)p->rows * (size_t)p->cols);
+    }
+    if (r->bad) return bad_section(path, S_PARM, r->bad);
+
+    r = &sec[S_TRNS];
+    int64_t step = get_i64(r);
+    int32_t epoch = get_i32(r);
+    uint64_t bie = get_u64(r);
+    tl_rng drop, prng;
+    get_rng(r, &drop);
+    get_rng(r, &prng);
+    if (!r->bad && (step < 0 || epoch < 0)) r->bad = "has negative counters";
+    if (r->bad) return bad_section(path, S_TRNS, r->bad);
+    m->step = step;
+    m->epoch = epoch;
+    m->batches_in_epoch = (size_t)bie;
+    *tl_graph_rng(m->g) = drop;
+    m->rng = prng;
+
+    if (have[S_OPTM]) {
+        r = &sec[S_OPTM];
+        if (get_u32(r)) {
+            tl_optim_config oc;
+            memset(&oc, 0, sizeof oc);
+            oc.kind = (tl_optim_kind)get_u32(r);
+            oc.lr = get_f32(r);
+            oc.momentum = get_f32(r);
+            oc.nesterov = get_i32(r);
+            oc.beta1 = get_f32(r);
+            oc.beta2 = get_f32(r);
+            oc.eps = get_f32(r);
+            oc.weight_decay = get_f32(r);
+            oc.clip_norm = get_f32(r);
+            oc.initial_accumulator = get_f32(r);
+            int64_t steps = get_i64(r);
+            uint32_t nb = get_u32(r);
+            uint64_t floats = get_u64(r);
+            if (!r->bad && (unsigned)oc.kind > TL_OPTIM_ADAGRAD) r->bad = "has an unknown optimizer";
+            if (r->bad) return bad_section(path, S_OPTM, r->bad);
+            tl_optim *o = tl_optim_new(m->g, &oc);
+            if (!o) {
+                tl_status s = strstr(tl_errmsg(), "out of memory") ? TL_ERR_NOMEM : TL_ERR_FORMAT;
+                return tl_fail_context(s, "%s: optimizer", path);
+            }
+            size_t have_floats = 0;
+            tl_optim_state(o, 0, &have_floats);
+            if (nb != (uint32_t)tl_optim_state_blocks(o) || floats != (uint64_t)have_floats) {
+                tl_optim_free(o);
+                return bad_section(path, S_OPTM, "does not match the optimizer's state layout");
+            }
+            for (uint32_t b = 0; b < nb; b++) get_f32s(r, tl_optim_state(o, (int)b, NULL), have_floats);
+            if (r->bad) {
+                tl_optim_free(o);
+                return bad_section(path, S_OPTM, r->bad);
+            }
+            tl_optim_set_steps(o, steps);
+            tl_optim_free(m->opt);
+            m->opt = o;
+        }
+        if (r->bad) return bad_section(path, S_OPTM, r->bad);
+    }
+
+    if (have[S_WGHT]) {
+        r = &sec[S_WGHT];
+        uint32_t k = get_u32(r);
+        if (!r->bad && k != (uint32_t)K) r->bad = "has a task count that differs from CONF";
+        for (int i = 0; i < K && !r->bad; i++) m->factor[i] = get_f32(r);
+        for (int i = 0; i < K && !r->bad; i++) m->gn_initial[i] = get_f64(r);
+        m->gn_have_initial = get_i32(r);
+        for (int e = 0; e < 2; e++)
+            for (int i = 0; i < K && !r->bad; i++) m->dwa_hist[e][i] = get_f64(r);
+        m->dwa_epochs = get_i32(r);
+        if (r->bad) return bad_section(path, S_WGHT, r->bad);
+    }
+    tl_weighting_apply(m);
+
+    if (have[S_HSTP]) {
+        r = &sec[S_HSTP];
+        uint64_t n = get_u64(r);
+        uint32_t k = get_u32(r);
+        if (!r->bad && k != (uint32_t)K) r->bad = "has a task count that differs from CONF";
+        size_t rec = 12 + 8 * (size_t)K;
+        if (!r->bad && n > (r->n - r->pos) / rec) r->bad = "ends early";
+        if (r->bad) return bad_section(path, S_HSTP, r->bad);
+        if (n > 0) {
+            tl_step_record *h = tl_calloc((size_t)n, sizeof *h, "step history");
+            if (!h) return tl_fail_context(TL_ERR_NOMEM, "%s", path);
+            for (size_t i = 0; i < n; i++) {
+                h[i].step = get_i64(r);
+                h[i].epoch = get_i32(r);
+                get_f32s(r, h[i].loss, (size_t)K);
+                get_f32s(r, h[i].weight, (size_t)K);
+            }
+            m->steps_hist = h;
+            m->n_steps_hist = m->cap_steps_hist = (size_t)n;
+        }
+    }
+
+    if (have[S_HEPO]) {
+        r = &sec[S_HEPO];
+        uint64_t n = get_u64(r);
+        uint32_t k = get_u32(r);
+        if (!r->bad && k != (uint32_t)K) r->bad = "has a task count that differs from CONF";
+        size_t rec = 20 + 24 * (size_t)K;
+        if (!r->bad && n > (r->n - r->pos) / rec) r->bad = "ends early";
+        if (r->bad) return bad_section(path, S_HEPO, r->bad);
+        if (n > 0) {
+            tl_epoch_record *h = tl_calloc((size_t)n, sizeof *h, "epoch history");
+            if (!h) return tl_fail_context(TL_ERR_NOMEM, "%s", path);
+            for (size_t i = 0; i < n; i++) {
+                h[i].epoch = get_i32(r);
+                h[i].step = get_i64(r);
+                for (int j = 0; j < K; j++) h[i].train_loss[j] = get_f64(r);
+                for (int j = 0; j < K; j++) h[i].valid_metric[j] = get_f64(r);
+                for (int j = 0; j < K; j++) h[i].valid_logloss[j] = get_f64(r);
+                h[i].monitor = get_f64(r);
+            }
+            m->epochs_hist = h;
+            m->n_epochs_hist = m->cap_epochs_hist = (size_t)n;
+        }
+    }
+    return TL_OK;
+}
+
+/* Check header, length and CRC, then split the body into sections. */
+static tl_status parse(const char *path, const uint8_t *p, size_t n, rbuf *sec, int *have)
+{
+    if (n < 8 && memcmp(p, magic, n) == 0)
+        return tl_fail(TL_ERR_FORMAT, "%s: truncated checkpoint (%zu bytes)", path, n);
+    if (n < 8 || memcmp(p, magic, 8) != 0)
+        return tl_fail(TL_ERR_FORMAT, "%s: not a towerlab checkpoint (bad magic)", path);
+    if (n < HEADER_SIZE)
+        return tl_fail(TL_ERR_FORMAT, "%s: truncated checkpoint (%zu bytes)", path, n);
+    uint32_t version = dec_u32(p + 8);
+    if (version > TL_IO_FORMAT_VERSION)
+        return tl_fail(TL_ERR_FORMAT, "%s: checkpoint format version %u is newer than this build "
+                                      "of towerlab reads (up to %u); upgrade towerlab",
+                       path, version, TL_IO_FORMAT_VERSION);
+    if (version == 0)
+        return tl_fail(TL_ERR_FORMAT, "%s: corrupted checkpoint: format version 0", path);
+    uint64_t len = dec_u64(p + 16);
+    if ((uint64_t)n < len)
+        return tl_fail(TL_ERR_FORMAT, "%s: truncated checkpoint (%zu of %llu bytes)", path, n,
+                       (unsigned long long)len);
+    if ((uint64_t)n > len || len < HEADER_SIZE + 4)
+        return tl_fail(TL_ERR_FORMAT, "%s: corrupted checkpoint: %zu bytes but the header "
+                                      "records %llu", path, n, (unsigned long long)len);
+    uint32_t want = dec_u32(p + n - 4), got = crc_of(p, n - 4);
+    if (want != got)
+        return tl_fail(TL_ERR_FORMAT, "%s: corrupted checkpoint: checksum mismatch (CRC32 %08x, "
+                                      "recorded %08x)", path, got, want);
+    size_t pos = HEADER_SIZE, end = n - 4;
+    while (pos < end) {
+        if (end - pos < SECTION_HEADER)
+            return tl_fail(TL_ERR_FORMAT, "%s: corrupted checkpoint: section header at byte %zu "
+                                          "runs past the end", path, pos);
+        uint32_t tag = dec_u32(p + pos), flags = dec_u32(p + pos + 4);
+        uint64_t size = dec_u64(p + pos + 8);
+        pos += SECTION_HEADER;
+        if (size > (uint64_t)(end - pos))
+            return tl_fail(TL_ERR_FORMAT, "%s: corrupted checkpoint: section at byte %zu runs "
+                                          "past the end", path, pos - SECTION_HEADER);
+        int which = -1;
+        for (int i = 0; i < S_COUNT; i++)
+            if (section_tags[i] == tag) which = i;
+        if (which < 0 && (flags & TL_IO_CRITICAL)) {
+            char t[5];
+            for (int i = 0; i < 4; i++) {
+                char ch = (char)(tag >> (8 * i));
+                t[i] = ch >= 32 && ch < 127 ? ch : '?';
+            }
+            t[4] = '\0';
+            return tl_fail(TL_ERR_FORMAT, "%s: checkpoint needs section '%s', which this build "
+                                          "of towerlab does not know; upgrade towerlab", path, t);
+        }
+        if (which >= 0) {
+            if (have[which]) return bad_section(path, which, "appears twice");
+            have[which] = 1;
+            sec[which] = (rbuf){p + pos, (size_t)size, 0, NULL};
+        }
+        pos += (size_t)size;
+    }
+    static const int required[] = {S_CONF, S_PARM, S_TRNS};
+    for (size_t i = 0; i < sizeof required / sizeof *required; i++)
+        if (!have[required[i]]) return bad_section(path, required[i], "is missing");
+    return TL_OK;
+}
+
+tl_status tl_model_load(const char *path, tl_model **out)
+{
+    if (!out) return tl_fail(TL_ERR_ARG, "load: out is NULL");
+    *out = NULL;
+    if (!path || !path[0]) return tl_fail(TL_ERR_ARG, "load: needs a path");
+    uint8_t *p = NULL;
+    size_t n = 0;
+    tl_status s = read_file(path, &p, &n);
+    if (s != TL_OK) return s;
+
+    rbuf sec[S_COUNT];
+    int have[S_COUNT] = {0};
+    memset(sec, 0, sizeof sec);
+    tl_model *m = NULL;
+    if ((s = parse(path, p, n, sec, have)) != TL_OK) goto done;
+
+    tl_model_config cfg;
+    get_config(&sec[S_CONF], &cfg);
+    if (sec[S_CONF].bad) {
+        s = bad_section(path, S_CONF, sec[S_CONF].bad);
+        goto done;
+    }
+    if ((s = tl_model_new(&cfg, &m)) != TL_OK) {
+        if (s != TL_ERR_NOMEM) s = TL_ERR_FORMAT;
+        s = tl_fail_context(s, "%s: the checkpoint's configuration is rejected", path);
+        goto done;
+    }
+    if ((s = restore(m, path, sec, have)) != TL_OK) {
+        tl_model_free(m);
+        m = NULL;
+    }
+done:
+    tl_free(p);
+    *out = m;
+    return s;
+}

@@ -1,0 +1,252 @@
+/* losses/distill.c — DML across task towers (CTFM, GKD) and CrossDistil
+ * (teachers, quadruplet loss, calibrated distillation, error correction). */
+#include "distill.h"
+
+#include "models/builders.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static tl_node dense(tl_graph *g, tl_node x, int out, tl_act act, int bias, const char *prefix)
+{
+    char wn[128], bn[128];
+    snprintf(wn, sizeof wn, "%s.w", prefix);
+    snprintf(bn, sizeof bn, "%s.b", prefix);
+    tl_node w = tl_param(g, tl_node_cols(g, x), out, TL_INIT_XAVIER_UNIFORM, 0.0f, wn);
+    tl_node b = bias ? tl_param(g, 1, out, TL_INIT_ZEROS, 0.0f, bn) : TL_NONE;
+    return tl_linear(g, x, w, b, act);
+}
+
+static tl_node dropout_if(tl_graph *g, tl_node x, float p) { return p > 0.0f ? tl_dropout(g, x, p) : x; }
+
+/* ---- DML ------------------------------------------------------------------- */
+
+tl_status tl_dml_build_ctfm(tl_model *m, tl_node *h)
+{
+    tl_graph *g = m->g;
+    int K = m->cfg.n_tasks, d = tl_node_cols(g, h[0]);
+    for (int k = 1; k < K; k++)
+        if (tl_node_cols(g, h[k]) != d)
+            return tl_fail(TL_ERR_SHAPE, "dml: CTFM needs tower inputs of one width; task '%s' has "
+                                         "%d, task '%s' has %d", m->cfg.tasks[0].name, d,
+                           m->cfg.tasks[k].name, tl_node_cols(g, h[k]));
+    tl_node hcat = tl_concat(g, K, h);
+    tl_node E = tl_param(g, 1, K * d, TL_INIT_NORMAL, 0.01f, "dml.task_embedding");
+    tl_node X = tl_add(g, hcat, E);
+    tl_node Xs = m->cfg.dml.stop_grad ? tl_stop_grad(g, X) : X;
+    tl_node W[3], B[3];
+    static const char *names[3] = {"q", "k", "v"};
+    char n[64];
+    for (int i = 0; i < 3; i++) {
+        snprintf(n, sizeof n, "dml.ctfm.%s.w", names[i]);
+        W[i] = tl_param(g, d, d, TL_INIT_XAVIER_UNIFORM, 0.0f, n);
+        snprintf(n, sizeof n, "dml.ctfm.%s.b", names[i]);
+        B[i] = tl_param(g, 1, d, TL_INIT_ZEROS, 0.0f, n);
+    }
+    /* Q reads the task's own input; K and V read the stop-gradient copy, so
+     * task k's loss reaches other towers' inputs only through their queries. */
+    tl_node Q = tl_token_linear(g, X, W[0], B[0], K, TL_ACT_RELU);
+    tl_node Kk = tl_token_linear(g, Xs, W[1], B[1], K, TL_ACT_RELU);
+    tl_node V = tl_token_linear(g, Xs, W[2], B[2], K, TL_ACT_RELU);
+    tl_node C = dropout_if(g, tl_attention(g, Q, Kk, V, K), m->cfg.dml.dropout);
+    tl_node H = tl_add(g, hcat, C);
+    for (int k = 0; k < K; k++) h[k] = tl_slice(g, H, k * d, d);
+    m->dml_hcat = hcat;
+    return tl_graph_status(g) == TL_OK ? TL_OK : tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g));
+}
+
+tl_status tl_dml_build_gkd(tl_model *m, const tl_node *t, tl_node *logit)
+{
+    tl_graph *g = m->g;
+    int K = m->cfg.n_tasks, w = tl_node_cols(g, t[0]);
+    char n[96];
+    for (int k = 1; k < K; k++)
+        if (tl_node_cols(g, t[k]) != w)
+            return tl_fail(TL_ERR_SHAPE, "dml: GKD needs towers whose last layers have one width; "
+                                         "task '%s' has %d, task '%s' has %d",
+                           m->cfg.tasks[0].name, w, m->cfg.tasks[k].name, tl_node_cols(g, t[k]));
+    tl_node gexp = tl_stop_grad(g, tl_concat(g, K, t)); /* the global experience */
+    for (int k = 0; k < K; k++) {
+        snprintf(n, sizeof n, "dml.gkd.%s.u", m->cfg.tasks[k].name);
+        tl_node u = dropout_if(g, dense(g, gexp, w, TL_ACT_RELU, 1, n), m->cfg.dml.dropout);
+        tl_node parts[2] = {t[k], u};
+        tl_node a = tl_concat(g, 2, parts);
+        for (int l = 1; l < m->cfg.dml.gkd_layers; l++) {
+            snprintf(n, sizeof n, "dml.gkd.%s.gate%d", m->cfg.tasks[k].name, l);
+            a = dense(g, a, w, TL_ACT_RELU, 1, n);
+        }
+        snprintf(n, sizeof n, "dml.gkd.%s.gate", m->cfg.tasks[k].name);
+        a = dense(g, a, w, TL_ACT_SIGMOID, 1, n);
+        snprintf(n, sizeof n, "dml.gkd.%s.v", m->cfg.tasks[k].name);
+        logit[k] = tl_add(g, logit[k], dense(g, tl_mul(g, a, u), 1, TL_ACT_NONE, 0, n));
+    }
+    return tl_graph_status(g) == TL_OK ? TL_OK : tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g));
+}
+
+/* ---- CrossDistil ------------------------------------------------------------ */
+
+static inline float sigmoidf(float x)
+{
+    return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
+}
+
+/* Error correction of a soft label p towards the row's label y. */
+static float correct_label(const tl_distill_spec *ds, float p, float y)
+{
+    switch (ds->correct) {
+    case TL_CORRECT_BLEND:
+        return (1.0f - ds->lambda) * p + ds->lambda * y;
+    case TL_CORRECT_CLIP: /* keep the soft label on its label's side of 0.5 */
+        return y > 0.5f ? (p > 0.5f ? p : 0.5f) : (p < 0.5f ? p : 0.5f);
+    default:
+        return p;
+    }
+}
+
+/* map: teacher score -> calibrated, corrected soft label (fitted calibrator,
+ * or sigmoid until the first fit). */
+static float apply_fitted(void *ctx, float r, float y)
+{
+    tl_distill_task *t = ctx;
+    float p = sigmoidf(r);
+    if (t->cal) p = (float)tl_calibrator_apply1(t->cal, (double)p);
+    return correct_label(t->spec, p, y);
+}
+
+static float correct_only(void *ctx, float p, float y)
+{
+    tl_distill_task *t = ctx;
+    return correct_label(t->spec, p, y);
+}
+
+static int in_graph_platt(const tl_distill_spec *ds)
+{
+    return ds->calibrate == TL_DISTILL_PLATT && !ds->calib_valid;
+}
+
+tl_status tl_distill_build(tl_model *m, const tl_node *h, const tl_node *logit)
+{
+    tl_graph *g = m->g;
+    const tl_distill_spec *ds = &m->cfg.distill;
+    int K = m->cfg.n_tasks;
+    char n[96];
+    m->kd_alpha = tl_scalar(g, 0.0f, "distill.alpha");
+    m->kd_keep = tl_scalar(g, 1.0f, "distill.one_minus_alpha");
+    int has_teacher[TL_MAX_TASKS] = {0};
+    for (int p = 0; p < ds->n_pairs; p++)
+        for (int s = 0; s < 2; s++) has_teacher[ds->pairs[p][s]] = 1;
+
+    for (int k = 0; k < K; k++) {
+        m->teacher[k] = m->teacher_soft[k] = TL_NONE;
+        m->distill_task[k].spec = &m->cfg.distill;
+        m->distill_task[k].cal = NULL;
+        if (!has_teacher[k]) continue;
+        const char *tn = m->cfg.tasks[k].name;
+        /* "separate": the teacher reads the shared representation through a
+         * stop-gradient, so its ranking loss cannot disturb the student. */
+        tl_node in = ds->teacher_shared ? h[k] : tl_stop_grad(g, h[k]);
+        snprintf(n, sizeof n, "teacher.%s", tn);
+        tl_node t = tl_build_mlp(g, in, &m->cfg.tasks[k].tower, n);
+        snprintf(n, sizeof n, "teacher.%s.out", tn);
+        m->teacher[k] = tl_node_name(g, dense(g, t, 1, TL_ACT_NONE, 1, n), n);
+        tl_node r = m->teacher[k], y = m->label[k];
+        tl_node soft;
+        if (in_graph_platt(ds)) { /* p~ = sigmoid(softplus(a') r + b), trained by BCE on train */
+            snprintf(n, sizeof n, "calibrator.%s.a", tn);
+            m->distill_task[k].cal_a = tl_param(g, 1, 1, TL_INIT_CONSTANT, 0.5413f, n); /* softplus = 1 */
+            tl_node a = tl_softplus(g, m->distill_task[k].cal_a);
+            snprintf(n, sizeof n, "calibrator.%s.b", tn);
+            tl_node b = m->distill_task[k].cal_b = tl_param(g, 1, 1, TL_INIT_ZEROS, 0.0f, n);
+            tl_node cal_sg = tl_sigmoid(g, tl_add(g, tl_mul(g, tl_stop_grad(g, r), a), b));
+            tl_node lcal = tl_bce_prob(g, cal_sg, y, m->rowweight[k]);
+            m->extra = m->extra == TL_NONE ? lcal : tl_add(g, m->extra, lcal);
+            soft = ds->teacher_grad ? tl_sigmoid(g, tl_add(g, tl_mul(g, r, a), b)) : cal_sg;
+            if (ds->correct == TL_CORRECT_BLEND)
+                soft = tl_add(g, tl_scale(g, soft, 1.0f - ds->lambda), tl_scale(g, y, ds->lambda));
+            else if (ds->correct == TL_CORRECT_CLIP)
+                soft = tl_map(g, soft, y, correct_only, &m->distill_task[k]);
+        } else {
+            soft = tl_map(g, r, y, apply_fitted, &m->distill_task[k]);
+        }
+        if (!ds->teacher_grad) soft = tl_stop_grad(g, soft);
+        snprintf(n, sizeof n, "teacher.%s.soft", tn);
+        m->teacher_soft[k] = tl_node_name(g, soft, n);
+        if (ds->bce_on_aux) {
+            tl_node l = tl_bce_logits(g, r, y, m->rowweight[k]);
+            m->extra = m->extra == TL_NONE ? l : tl_add(g, m->extra, l);
+        }
+        /* student: (1 - alpha) BCE(y, y^) + alpha BCE(p~, y^) */
+        tl_node kd = tl_bce_logits(g, logit[k], soft, m->rowweight[k]);
+        m->objective[k] = tl_add(g, tl_mul(g, m->loss[k], m->kd_keep), tl_mul(g, kd, m->kd_alpha));
+    }
+    for (int p = 0; p < ds->n_pairs; p++) {
+        int a = ds->pairs[p][0], b = ds->pairs[p][1];
+        tl_node la = tl_quadruplet_bpr(g, m->teacher[a], m->label[a], m->label[b], ds->flip[p], ds->max_pairs);
+        tl_node lb = tl_quadruplet_bpr(g, m->teacher[b], m->label[b], m->label[a], ds->flip[p], ds->max_pairs);
+        tl_node aux = tl_scale(g, tl_add(g, la, lb), ds->aux);
+        m->extra = m->extra == TL_NONE ? aux : tl_add(g, m->extra, aux);
+    }
+    return tl_graph_status(g) == TL_OK ? TL_OK : tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g));
+}
+
+void tl_distill_step_begin(tl_model *m)
+{
+    if (!m->cfg.distill.enabled) return;
+    float a = m->step >= m->cfg.distill.warmup ? m->cfg.distill.kd : 0.0f;
+    tl_graph_set_scalar(m->g, m->kd_alpha, a);
+    tl_graph_set_scalar(m->g, m->kd_keep, 1.0f - a);
+}
+
+tl_status tl_distill_epoch_end(tl_model *m, const tl_split *train, const tl_split *valid)
+{
+    const tl_distill_spec *ds = &m->cfg.distill;
+    if (!ds->enabled || in_graph_platt(ds)) return TL_OK;
+    const tl_split *s = ds->calib_valid && valid ? valid : train;
+    int K = m->cfg.n_tasks;
+    float *scores = tl_malloc(s->n * (size_t)K * sizeof(float), "teacher scores");
+    float *p = tl_malloc(s->n * sizeof(float), "teacher probabilities");
+    float *y = tl_malloc(s->n * sizeof(float), "teacher labels");
+    tl_status st = scores && p && y ? tl_model_predict_teachers(m, s, 0, scores) : TL_ERR_NOMEM;
+    for (int k = 0; k < K && st == TL_OK; k++) {
+        if (m->teacher[k] == TL_NONE) continue;
+        for (size_t i = 0; i < s->n; i++) {
+            p[i] = sigmoidf(scores[i * (size_t)K + (size_t)k]);
+            y[i] = s->labels[i * (size_t)K + (size_t)k];
+        }
+        tl_calibrator *c = NULL;
+        st = tl_calibrator_fit(ds->calibrate == TL_DISTILL_ISOTONIC ? TL_CALIB_ISOTONIC : TL_CALIB_PLATT,
+                               p, y, s->weight, NULL, s->n, &c);
+        if (st != TL_OK) {
+            st = tl_fail_context(st, "crossdistil: fitting the calibrator of task '%s'",
+                                 m->cfg.tasks[k].name);
+            break;
+        }
+        tl_calibrator_free(m->distill_task[k].cal);
+        m->distill_task[k].cal = c;
+    }
+    tl_free(scores);
+    tl_free(p);
+    tl_free(y);
+    return st;
+}
+
+float tl_distill_calibrate(tl_model *m, int k, float r)
+{
+    tl_distill_task *t = &m->distill_task[k];
+    if (in_graph_platt(&m->cfg.distill)) {
+        float a = tl_graph_value(m->g, t->cal_a)[0], b = tl_graph_value(m->g, t->cal_b)[0];
+        float sp = (a > 0.0f ? a : 0.0f) + log1pf(expf(-fabsf(a))); /* softplus */
+        return sigmoidf(sp * r + b);
+    }
+    float p = sigmoidf(r);
+    return t->cal ? (float)tl_calibrator_apply1(t->cal, (double)p) : p;
+}
+
+void tl_distill_free(tl_model *m)
+{
+    for (int k = 0; k < TL_MAX_TASKS; k++) {
+        tl_calibrator_free(m->distill_task[k].cal);
+        m->distill_task[k].cal = NULL;
+    }
+}

@@ -1,0 +1,236 @@
+/* ops/token.c — ops over several vectors ("tokens") per row and over row
+ * groups: one linear layer shared by every token (DML's CTFM projections), the
+ * quadruplet BPR ranking loss (CrossDistil's auxiliary tasks), and an
+ * elementwise map without gradient (applying a fitted calibrator). */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "ops.h"
+
+tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens, tl_act act)
+{
+    tl_node in[3] = {x, w, b};
+    int nin = b == TL_NONE ? 2 : 3;
+    char s1[32], s2[32];
+    if (!tl__valid(g, nin, in)) return TL_NONE;
+    tl_nodedef *dx = &g->nodes[x], *dw = &g->nodes[w];
+    if (tokens < 1 || dw->batched || dx->cols != tokens * dw->rows ||
+        (b != TL_NONE && (g->nodes[b].batched || g->nodes[b].rows != 1 || g->nodes[b].cols != dw->cols)))
+        return tl__build_fail(g, TL_ERR_SHAPE,
+                              "token_linear: input '%s' %s is not %d tokens of weight '%s' %s rows "
+                              "(bias must be [1 x %d])",
+                              dx->name, tl__shape(g, x, s1, sizeof s1), tokens, dw->name,
+                              tl__shape(g, w, s2, sizeof s2), dw->cols);
+    tl_node o = tl__node_new(g, TL_OP_TOKEN_LINEAR, dx->batched, dx->rows, tokens * dw->cols, nin, in);
+    if (o != TL_NONE) {
+        g->nodes[o].act = act;
+        g->nodes[o].k = tokens;
+    }
+    return o;
+}
+
+/* Rows of T tokens are contiguous, so [n x T*k] is [n*T x k]: one GEMM. */
+tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
+    int rows = tl__rows(g, n) * n->k, k = w->rows, m = w->cols;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, k, 1.0f, x->val, k, w->val, m,
+                0.0f, n->val, m);
+    for (int i = 0; i < rows; i++) {
+        float *r = n->val + (size_t)i * m;
+        for (int j = 0; j < m; j++) {
+            float v = r[j] + (b ? b[j] : 0.0f);
+            switch (n->act) {
+            case TL_ACT_RELU: v = v > 0.0f ? v : 0.0f; break;
+            case TL_ACT_SIGMOID: v = 1.0f / (1.0f + expf(-v)); break;
+            case TL_ACT_TANH: v = tanhf(v); break;
+            case TL_ACT_NONE: break;
+            }
+            r[j] = v;
+        }
+    }
+    return TL_OK;
+}
+
+void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    tl_nodedef *nb = n->nin > 2 ? tl__in(g, n, 2) : NULL;
+    int rows = tl__rows(g, n) * n->k, k = w->rows, m = w->cols;
+    size_t len = (size_t)rows * (size_t)m;
+    const float *dz = n->grad;
+    if (n->act != TL_ACT_NONE) {
+        float *s = n->scratch;
+        for (size_t i = 0; i < len; i++) {
+            float y = n->val[i], d = n->grad[i];
+            s[i] = n->act == TL_ACT_RELU ? (y > 0.0f ? d : 0.0f)
+                 : n->act == TL_ACT_SIGMOID ? d * y * (1.0f - y) : d * (1.0f - y * y);
+        }
+        dz = s;
+    }
+    if (nb && nb->grad)
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < m; j++) nb->grad[j] += dz[(size_t)i * m + j];
+    if (x->grad)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, m, 1.0f, dz, m, w->val, m, 1.0f,
+                    x->grad, k);
+    if (w->grad)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, m, rows, 1.0f, x->val, k, dz, m, 1.0f,
+                    w->grad, m);
+}
+
+/* ---- quadruplet BPR -------------------------------------------------------
+ * Scratch: per row, the row indices sorted into the four groups (as floats,
+ * exact below 2^24); fixed: 4 group counts, then for each of the 3 adjacent
+ * group pairs a flag "sampled" and max_pairs sampled (i, j) pairs. */
+
+tl_node tl_quadruplet_bpr(tl_graph *g, tl_node score, tl_node label_a, tl_node label_b, int flip_b,
+                          int max_pairs)
+{
+    tl_node in[3] = {score, label_a, label_b};
+    char s1[32];
+    if (!tl__valid(g, 3, in)) return TL_NONE;
+    for (int i = 0; i < 3; i++) {
+        tl_nodedef *d = &g->nodes[in[i]];
+        if (d->cols != 1 || d->batched != g->nodes[score].batched)
+            return tl__build_fail(g, TL_ERR_SHAPE, "quadruplet_bpr: '%s' %s must be [rows x 1]",
+                                  d->name, tl__shape(g, in[i], s1, sizeof s1));
+    }
+    if (!g->nodes[score].batched && g->nodes[score].rows > g->max_batch)
+        return tl__build_fail(g, TL_ERR_SHAPE, "quadruplet_bpr: %d fixed rows exceed the graph's "
+                              "max_batch %d", g->nodes[score].rows, g->max_batch);
+    if (max_pairs < 1)
+        return tl__build_fail(g, TL_ERR_ARG, "quadruplet_bpr: max_pairs must be >= 1, got %d",
+                              max_pairs);
+    tl_node o = tl__node_new(g, TL_OP_QUAD_BPR, 0, 1, 1, 3, in);
+    if (o != TL_NONE) {
+        g->nodes[o].k = max_pairs;
+        g->nodes[o].start = flip_b;
+    }
+    return o;
+}
+
+/* Group of a row in target order: 0 = (+,+), 1 = (+,-), 2 = (-,+), 3 = (-,-). */
+static int quad_group(float ya, float yb, int flip_b)
+{
+    int a = ya > 0.5f, b = yb > 0.5f;
+    if (flip_b) b = !b;
+    return (a ? 0 : 2) + (b ? 0 : 1);
+}
+
+static inline float log_sigmoid(float x) { return x >= 0.0f ? -log1pf(expf(-x)) : x - log1pf(expf(x)); }
+
+tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *ns = tl__in(g, n, 0), *na = tl__in(g, n, 1), *nb = tl__in(g, n, 2);
+    int rows = tl__rows(g, ns), maxp = n->k;
+    float *members = n->scratch, *counts = n->scratch + (size_t)g->max_batch;
+    float *pairs = counts + 4;
+    int cnt[4] = {0, 0, 0, 0}, start[4];
+    for (int i = 0; i < rows; i++) cnt[quad_group(na->val[i], nb->val[i], n->start)]++;
+    start[0] = 0;
+    for (int q = 1; q < 4; q++) start[q] = start[q - 1] + cnt[q - 1];
+    int fill[4] = {start[0], start[1], start[2], start[3]};
+    for (int i = 0; i < rows; i++) members[fill[quad_group(na->val[i], nb->val[i], n->start)]++] = (float)i;
+    for (int q = 0; q < 4; q++) counts[q] = (float)cnt[q];
+
+    double total = 0.0;
+    const float *r = ns->val;
+    for (int p = 0; p < 3; p++) {
+        float *pp = pairs + (size_t)p * (1 + 2 * (size_t)maxp);
+        int np = cnt[p], nq = cnt[p + 1];
+        pp[0] = 0.0f;
+        if (np == 0 || nq == 0) continue; /* a term with an empty group is skipped */
+        const float *P = members + start[p], *Q = members + start[p + 1];
+        double s = 0.0;
+        if ((double)np * nq <= maxp) {
+            for (int i = 0; i < np; i++)
+                for (int j = 0; j < nq; j++) s -= (double)log_sigmoid(r[(int)P[i]] - r[(int)Q[j]]);
+            total += s / ((double)np * nq);
+        } else { /* subsample max_pairs pairs, remembered for the backward */
+            pp[0] = 1.0f;
+            for (int t = 0; t < maxp; t++) {
+                int i = (int)P[tl_rng_below(&g->drop_rng, (uint64_t)np)];
+                int j = (int)Q[tl_rng_below(&g->drop_rng, (uint64_t)nq)];
+                pp[1 + 2 * t] = (float)i;
+                pp[2 + 2 * t] = (float)j;
+                s -= (double)log_sigmoid(r[i] - r[j]);
+            }
+            total += s / maxp;
+        }
+    }
+    n->val[0] = (float)total;
+    return TL_OK;
+}
+
+void tl_op_quad_bpr_backward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *ns = tl__in(g, n, 0);
+    if (!ns->grad) return;
+    int maxp = n->k;
+    const float *members = n->scratch, *counts = n->scratch + (size_t)g->max_batch;
+    const float *pairs = counts + 4, *r = ns->val;
+    float *dr = ns->grad, d = n->grad[0];
+    int start = 0;
+    for (int p = 0; p < 3; p++) {
+        const float *pp = pairs + (size_t)p * (1 + 2 * (size_t)maxp);
+        int np = (int)counts[p], nq = (int)counts[p + 1];
+        const float *P = members + start, *Q = members + start + np;
+        start += np;
+        if (np == 0 || nq == 0) continue;
+        /* d/dr_i of -log s(r_i - r_j) = -(1 - s(r_i - r_j)) = -s(r_j - r_i) */
+        if (pp[0] == 0.0f) {
+            float scale = d / ((float)np * (float)nq);
+            for (int i = 0; i < np; i++)
+                for (int j = 0; j < nq; j++) {
+                    int a = (int)P[i], b = (int)Q[j];
+                    float gsig = 1.0f / (1.0f + expf(r[a] - r[b]));
+                    dr[a] -= scale * gsig;
+                    dr[b] += scale * gsig;
+                }
+        } else {
+            float scale = d / (float)maxp;
+            for (int t = 0; t < maxp; t++) {
+                int a = (int)pp[1 + 2 * t], b = (int)pp[2 + 2 * t];
+                float gsig = 1.0f / (1.0f + expf(r[a] - r[b]));
+                dr[a] -= scale * gsig;
+                dr[b] += scale * gsig;
+            }
+        }
+    }
+}
+
+/* ---- map ------------------------------------------------------------------ */
+
+tl_node tl_map(tl_graph *g, tl_node x, tl_node aux, tl_map_fn fn, void *ctx)
+{
+    tl_node in[2] = {x, aux};
+    int nin = aux == TL_NONE ? 1 : 2;
+    char s1[32], s2[32];
+    if (!tl__valid(g, nin, in)) return TL_NONE;
+    tl_nodedef *dx = &g->nodes[x];
+    if (aux != TL_NONE) {
+        tl_nodedef *da = &g->nodes[aux];
+        if (da->cols != dx->cols || da->batched != dx->batched || (!da->batched && da->rows != dx->rows))
+            return tl__build_fail(g, TL_ERR_SHAPE, "map: '%s' %s and '%s' %s must have equal shapes",
+                                  dx->name, tl__shape(g, x, s1, sizeof s1), da->name,
+                                  tl__shape(g, aux, s2, sizeof s2));
+    }
+    tl_node o = tl__node_new(g, TL_OP_MAP, dx->batched, dx->rows, dx->cols, nin, in);
+    if (o != TL_NONE) {
+        g->nodes[o].map_fn = fn;
+        g->nodes[o].map_ctx = ctx;
+    }
+    return o;
+}
+
+tl_status tl_op_map_forward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *x = tl__in(g, n, 0);
+    const float *aux = n->nin > 1 ? tl__in(g, n, 1)->val : NULL;
+    size_t len = (size_t)tl__rows(g, n) * (size_t)n->cols;
+    for (size_t i = 0; i < len; i++) n->val[i] = n->map_fn(n->map_ctx, x->val[i], aux ? aux[i] : 0.0f);
+    return TL_OK;
+}

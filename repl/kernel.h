@@ -1,0 +1,37 @@
+/* kernel.h — `towerlab --kernel connection.json`: a Jupyter kernel speaking
+ * the messaging protocol 5.3 over ZeroMQ, every message signed and verified
+ * with HMAC-SHA256.
+ *
+ * Threads: the calling (main) thread owns the Lua state and the shell and
+ * stdin sockets; one I/O thread owns iopub, control and heartbeat and
+ * forwards what the code prints (fd 1 and 2 point into pipes while a cell
+ * runs) as `stream` messages. Everything the main thread publishes goes
+ * through the I/O thread in order, after the output printed before it.
+ * SIGINT (Jupyter's interrupt_mode "signal") and interrupt_request on the
+ * control socket both go through main.c's Ctrl-C handler: the running cell
+ * stops at the next Lua instruction or engine batch.
+ *
+ * Only the program links this file (libzmq, jansson, libcrypto); towerlab.so
+ * does not. */
+#ifndef TL_KERNEL_H
+#define TL_KERNEL_H
+
+#include <lua.h>
+
+/* Serve the kernel described by the JSON connection file until a
+ * shutdown_request. `L` has the tl library loaded (global `tl`). Returns 0
+ * after a clean shutdown, 1 when the connection file or the sockets cannot
+ * be set up (the reason is printed to stderr). */
+int tl_kernel_run(lua_State *L, const char *connection_file);
+
+/* Publish an SVG image as a cell output of the request being executed:
+ * display_data, or update_display_data when `update` is non-zero (the
+ * output with the same `display_id` is replaced in place). `display_id`
+ * may be NULL (no later update). Returns 0 when queued, -1 when no kernel
+ * runs or the message could not be built. Main thread only. */
+int tl_kernel_display_svg(const char *svg, const char *display_id, int update);
+
+/* 1 while tl_kernel_run serves a kernel, else 0. */
+int tl_kernel_active(void);
+
+#endif
