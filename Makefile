@@ -53,7 +53,7 @@ BIN := $(BUILD)/towerlab
 SO := $(BUILD)/towerlab.so
 endif
 
-.PHONY: all deps test check bench demo clean fixtures
+.PHONY: all deps test check bench demo clean fixtures install-kernel
 all: $(LIB) $(if $(REPL_SRC),$(BIN) $(SO))
 
 deps:
@@ -97,12 +97,16 @@ $(LUA_EMBED_PIC): $(LUA_EMBED_C)
 	$(CC) $(CFLAGS) -fPIC -c $< -o $@
 # ---- end embedded Lua rules -------------------------------------------------
 
+# The Jupyter kernel (repl/kernel.c, owner: kernel) needs ZeroMQ, jansson and
+# libcrypto (HMAC-SHA256); only the program links them, never towerlab.so.
+KERNEL_LIBS := $(shell pkg-config --libs libzmq jansson libcrypto 2>/dev/null || echo -lzmq -ljansson -lcrypto)
 $(BIN): $(REPL_OBJ) $(LIB) $(LUA_EMBED_OBJ)
-	$(CC) $(LDSAN) -o $@ $(REPL_OBJ) $(LUA_EMBED_OBJ) $(LIB) $(LUA_LIBS) -lreadline $(LDLIBS)
+	$(CC) $(LDSAN) -o $@ $(REPL_OBJ) $(LUA_EMBED_OBJ) $(LIB) $(LUA_LIBS) -lreadline $(KERNEL_LIBS) $(LDLIBS)
 
 # The engine as a plain Lua module: lua5.4 -e 'require "towerlab"' with
-# LUA_CPATH="$(pwd)/?.so;;". main.c is left out (it owns the program).
-$(SO): $(filter-out $(BUILD)/pic/repl/main.o,$(REPL_PIC_OBJ)) $(ENGINE_PIC_OBJ) $(LUA_EMBED_PIC)
+# LUA_CPATH="$(pwd)/?.so;;". main.c is left out (it owns the program), and so
+# is kernel.c (the Jupyter kernel: libzmq, jansson, libcrypto).
+$(SO): $(filter-out $(BUILD)/pic/repl/main.o $(BUILD)/pic/repl/kernel.o,$(REPL_PIC_OBJ)) $(ENGINE_PIC_OBJ) $(LUA_EMBED_PIC)
 	$(CC) $(LDSAN) -shared -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(LIB) $(TEST_SUPPORT)
@@ -135,6 +139,15 @@ demo: deps
 PYTHON ?= /usr/bin/python3
 fixtures:
 	for f in tests/fixtures/make_*.py; do $(PYTHON) $$f || exit 1; done
+
+# Jupyter kernelspec "towerlab" for the current user, pointing at this build's
+# binary; TOWERLAB_DATA lets tl.datasets.census() find data/ from any notebook.
+KERNEL_DIR ?= $(HOME)/.local/share/jupyter/kernels/towerlab
+install-kernel: $(BIN)
+	@mkdir -p "$(KERNEL_DIR)"
+	@printf '{\n  "argv": ["%s", "--kernel", "{connection_file}"],\n  "display_name": "towerlab (Lua)",\n  "language": "lua",\n  "interrupt_mode": "signal",\n  "env": {"TOWERLAB_DATA": "%s"}\n}\n' \
+	  "$(abspath $(BIN))" "$(abspath data)" > "$(KERNEL_DIR)/kernel.json"
+	@echo "installed kernelspec towerlab -> $(KERNEL_DIR)/kernel.json"
 
 clean:
 	rm -rf build build-check engine/libtowerlab.a towerlab towerlab.so

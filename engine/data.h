@@ -161,6 +161,8 @@ typedef struct {
     const char *name;          /* dataset name for messages; NULL: the file name */
 } tl_data_schema;
 
+/* Zero *s and set the defaults: sep ",", header 1, min_count 1, seed 1, no
+ * split, errors on bad rows, no cache, missing values "" and "?". */
 void tl_data_schema_init(tl_data_schema *s);
 
 /* Load a CSV/TSV file described by `schema`. With `like` non-NULL the file is

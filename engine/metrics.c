@@ -1,8 +1,11 @@
 /* metrics.c — see metrics.h for the contracts.
  *
- * Everything that ranks sorts (row, key) items with a stable LSD radix sort
- * on the key bytes that vary, so a whole split sorts in a few linear passes
- * and tied keys keep row order (results are deterministic). */
+ * Everything that ranks sorts items {key, weight, label} with a stable LSD
+ * radix sort on the key bytes that vary, so a whole split sorts in a few
+ * linear passes and tied keys keep row order (results are deterministic).
+ * The key's low 32 bits encode the prediction, the high 32 bits an optional
+ * group/field id; the item carries everything the metric needs, so no pass
+ * after the sort reads the input columns in random order. */
 #include "metrics.h"
 
 #include <math.h>
@@ -136,8 +139,9 @@ static tl_status check_view(const view *v, int pk, int lk, const char *who)
 /* ---- workspace and sorting ------------------------------------------------ */
 
 typedef struct {
-    uint64_t key;
-    size_t row;
+    uint64_t key; /* (id key << 32) | prediction key */
+    float w;      /* sample weight */
+    float y;      /* label, or the CrossDistil group (0..3) for Multi-AUC */
 } item;
 
 struct tl_metric_ws {
@@ -209,6 +213,15 @@ static inline uint64_t float_key(float f)
 
 static inline uint64_t int_key(int32_t g) { return (uint64_t)((uint32_t)g ^ 0x80000000u); }
 
+/* The prediction encoded in the low 32 bits of an item key. */
+static inline double key_pred(uint64_t key)
+{
+    uint32_t k = (uint32_t)key, u = (k & 0x80000000u) ? (k & 0x7fffffffu) : ~k;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
 /* Stable ascending sort of a[0..n) by key; tmp has room for n. Byte
  * positions where every key agrees cost one counting pass and no move. */
 static void radix_sort(item *a, item *tmp, size_t n)
@@ -232,40 +245,54 @@ static void radix_sort(item *a, item *tmp, size_t n)
     if (src != a) memcpy(a, src, n * sizeof(item));
 }
 
-/* Selected rows into ws->a keyed by prediction, sorted ascending. */
-static tl_status sort_by_pred(const view *v, tl_metric_ws *ws, size_t *m_out)
+enum { ID_NONE, ID_GROUP, ID_FIELD };
+enum { Y_LABEL, Y_QUAD };
+
+static inline int quad_of(const view *v, size_t row);
+
+/* Selected rows into ws->a sorted by (id, prediction) ascending. `ids`
+ * picks the high key part, `ys` what goes into item.y; positive_w keeps
+ * only rows of weight > 0. */
+static tl_status sort_items(const view *v, tl_metric_ws *ws, int ids, int ys, int positive_w,
+                            size_t *m_out)
 {
     tl_status st = ws_items(ws, v->n);
     if (st) return st;
     size_t m = 0;
-    for (size_t i = 0; i < v->n; i++)
-        if (v_sel(v, i)) ws->a[m++] = (item){float_key(v_p(v, i)), i};
+    for (size_t i = 0; i < v->n; i++) {
+        if (!v_sel(v, i)) continue;
+        float w = v->weight ? v->weight[i] : 1.0f;
+        if (positive_w && !(w > 0.0f)) continue;
+        uint64_t key = float_key(v_p(v, i));
+        if (ids == ID_GROUP) key |= int_key(v->group[i * v->gs]) << 32;
+        else if (ids == ID_FIELD) key |= int_key(v->field[i * v->fs]) << 32;
+        ws->a[m++] = (item){key, w, ys == Y_QUAD ? (float)quad_of(v, i) : v->label[i * v->ls]};
+    }
     radix_sort(ws->a, ws->b, m);
     *m_out = m;
     return TL_OK;
 }
 
+static tl_status sort_by_pred(const view *v, tl_metric_ws *ws, size_t *m_out)
+{
+    return sort_items(v, ws, ID_NONE, Y_LABEL, 0, m_out);
+}
+
 /* ---- ranking ------------------------------------------------------------- */
 
-/* Weighted AUC over items a[0..m) sorted by prediction, ascending. cls(row)
- * returns 1 for the "above" class, 0 for "below", -1 to ignore the row.
- * Sets *wpos and *wneg to the class weights; returns NaN when one is 0. */
-typedef int (*cls_fn)(const view *v, size_t row, const void *ctx);
-
-static double auc_sorted(const view *v, const item *a, size_t m, cls_fn cls, const void *ctx,
-                         double *wpos, double *wneg)
+/* Weighted AUC over items a[0..m) sorted by key, ascending (equal keys are
+ * tied scores): items with y == hi rank "above", y == lo "below", others are
+ * ignored. Sets *wpos and *wneg to the class weights; NaN when one is 0. */
+static double auc_sorted(const item *a, size_t m, float hi, float lo, double *wpos, double *wneg)
 {
     double below = 0.0, num = 0.0, tp = 0.0;
     size_t i = 0;
     while (i < m) {
         size_t j = i;
         double rp = 0.0, rn = 0.0;
-        while (j < m && a[j].key == a[i].key) {
-            size_t r = a[j].row;
-            int c = cls(v, r, ctx);
-            if (c == 1) rp += v_w(v, r);
-            else if (c == 0) rn += v_w(v, r);
-            j++;
+        for (; j < m && a[j].key == a[i].key; j++) {
+            if (a[j].y == hi) rp += (double)a[j].w;
+            else if (a[j].y == lo) rn += (double)a[j].w;
         }
         num += rp * (below + 0.5 * rn);
         below += rn;
@@ -278,19 +305,13 @@ static double auc_sorted(const view *v, const item *a, size_t m, cls_fn cls, con
     return num / (tp * below);
 }
 
-static int cls_label(const view *v, size_t row, const void *ctx)
-{
-    (void)ctx;
-    return v_y(v, row) == 1.0;
-}
-
 static tl_status auc_view(const view *v, tl_metric_ws *ws, double *out, unsigned *notes)
 {
     size_t m;
     tl_status st = sort_by_pred(v, ws, &m);
     if (st) return st;
     double wp, wn;
-    *out = auc_sorted(v, ws->a, m, cls_label, NULL, &wp, &wn);
+    *out = auc_sorted(ws->a, m, 1.0f, 0.0f, &wp, &wn);
     if (isnan(*out)) note(notes, (wp + wn > 0.0) ? TL_NOTE_ONE_CLASS : TL_NOTE_EMPTY);
     return TL_OK;
 }
@@ -325,22 +346,16 @@ static tl_status gauc_view(const view *v, tl_metric_ws *ws, double *out, size_t 
                            unsigned *notes)
 {
     size_t m;
-    tl_status st = sort_by_pred(v, ws, &m);
+    tl_status st = sort_items(v, ws, ID_GROUP, Y_LABEL, 0, &m);
     if (st) return st;
-    /* Re-key by group; the stable sort keeps score order inside a group. */
-    for (size_t k = 0; k < m; k++) ws->a[k].key = int_key(v->group[ws->a[k].row * v->gs]);
-    radix_sort(ws->a, ws->b, m);
     double num = 0.0, den = 0.0;
     size_t used = 0, skipped = 0;
     size_t i = 0;
     while (i < m) {
         size_t j = i;
-        while (j < m && ws->a[j].key == ws->a[i].key) j++;
-        /* Inside the group, rows are in score order: restore score keys so
-         * auc_sorted sees ties. */
-        for (size_t k = i; k < j; k++) ws->b[k - i] = (item){float_key(v_p(v, ws->a[k].row)), ws->a[k].row};
+        while (j < m && (ws->a[j].key >> 32) == (ws->a[i].key >> 32)) j++;
         double wp, wn;
-        double g = auc_sorted(v, ws->b, j - i, cls_label, NULL, &wp, &wn);
+        double g = auc_sorted(ws->a + i, j - i, 1.0f, 0.0f, &wp, &wn);
         if (isnan(g)) {
             if (wp + wn > 0.0) skipped++;
         } else {
@@ -388,14 +403,6 @@ static inline int quad_of(const view *v, size_t row)
     return (ya ? 0 : 2) + (yb ? 0 : 1);
 }
 
-typedef struct { int hi, lo; } quad_pair;
-
-static int cls_quad(const view *v, size_t row, const void *ctx)
-{
-    const quad_pair *qp = ctx;
-    int q = quad_of(v, row);
-    return q == qp->hi ? 1 : q == qp->lo ? 0 : -1;
-}
 
 static tl_status check_order(const tl_quad order[4], const char *who)
 {
@@ -413,14 +420,13 @@ static tl_status multi_auc_view(const view *v, const tl_quad order[4], tl_metric
                                 double *out, double pair_auc[3], unsigned *notes)
 {
     size_t m;
-    tl_status st = sort_by_pred(v, ws, &m);
+    tl_status st = sort_items(v, ws, ID_NONE, Y_QUAD, 0, &m);
     if (st) return st;
     double sum = 0.0;
     int used = 0;
     for (int k = 0; k < 3; k++) {
-        quad_pair qp = {(int)order[k], (int)order[k + 1]};
         double wp, wn;
-        double a = auc_sorted(v, ws->a, m, cls_quad, &qp, &wp, &wn);
+        double a = auc_sorted(ws->a, m, (float)order[k], (float)order[k + 1], &wp, &wn);
         if (pair_auc) pair_auc[k] = a;
         if (isnan(a)) {
             note(notes, TL_NOTE_PAIRS_SKIPPED);
@@ -578,7 +584,7 @@ tl_status tl_metric_mae(const float *pred, const float *label, const float *weig
 
 /* numpy.percentile(x, q*100) with the default "linear" method, on sorted
  * x[0..m), reproducing numpy's lerp so edges match sklearn bit for bit. */
-static double quantile_sorted(const view *v, const item *a, size_t m, double q)
+static double quantile_sorted(const item *a, size_t m, double q)
 {
     double vi = q * (double)(m - 1);
     double lo = floor(vi);
@@ -586,7 +592,7 @@ static double quantile_sorted(const view *v, const item *a, size_t m, double q)
     if (i >= m - 1) i = m - 1;
     size_t j = i + 1 < m ? i + 1 : m - 1;
     double t = vi - lo;
-    double xa = v_p(v, a[i].row), xb = v_p(v, a[j].row), d = xb - xa;
+    double xa = key_pred(a[i].key), xb = key_pred(a[j].key), d = xb - xa;
     return t >= 0.5 ? xb - d * (1.0 - t) : xa + d * t;
 }
 
@@ -618,7 +624,7 @@ static tl_status bins_view(const view *v, int nb, tl_bin_strategy strategy, tl_m
         for (int k = 0; k <= nb; k++) {
             /* np.linspace(0, 1, nb+1) * 100 / 100, as sklearn passes it */
             double q = k == nb ? 1.0 : ((double)k * (1.0 / nb)) * 100.0 / 100.0;
-            edges[k] = m ? quantile_sorted(v, ws->a, m, q) : DNAN;
+            edges[k] = m ? quantile_sorted(ws->a, m, q) : DNAN;
         }
     } else {
         for (int k = 0; k <= nb; k++) edges[k] = k == nb ? 1.0 : (double)k * (1.0 / nb);
@@ -706,35 +712,60 @@ static inline double logit_clip(double p)
     return log(p) - log1p(-p);
 }
 
-/* Weighted BCE of σ(a z + b) against y over the selected rows. */
-static double logistic_loss(const view *v, double a, double b, int use_b)
+/* The selected rows of weight > 0 as z = logit(p), w, y (doubles in the
+ * workspace), computed once so the Newton passes do no logs of their own. */
+typedef struct {
+    const double *z, *w, *y;
+    size_t m;
+    double wpos, wneg; /* Σ w y, Σ w (1 - y) */
+} lrows;
+
+static tl_status logit_rows(const view *v, tl_metric_ws *ws, lrows *r)
+{
+    tl_status st = ws_doubles(ws, 3 * (v->n ? v->n : 1));
+    if (st) return st;
+    double *z = ws->d, *w = ws->d + v->n, *y = ws->d + 2 * v->n;
+    size_t m = 0;
+    r->wpos = r->wneg = 0.0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (!v_sel(v, i) || !(v_w(v, i) > 0.0)) continue;
+        z[m] = logit_clip(v_p(v, i));
+        w[m] = v_w(v, i);
+        y[m] = v_y(v, i);
+        r->wpos += w[m] * y[m];
+        r->wneg += w[m] * (1.0 - y[m]);
+        m++;
+    }
+    *r = (lrows){z, w, y, m, r->wpos, r->wneg};
+    return TL_OK;
+}
+
+/* Weighted BCE of σ(a z + b) against y. */
+static double logistic_loss(const lrows *r, double a, double b)
 {
     double s = 0.0;
-    for (size_t i = 0; i < v->n; i++) {
-        if (!v_sel(v, i)) continue;
-        double z = a * logit_clip(v_p(v, i)) + (use_b ? b : 0.0);
-        s += v_w(v, i) * (softplus(z) - v_y(v, i) * z);
+    for (size_t i = 0; i < r->m; i++) {
+        double t = a * r->z[i] + b;
+        s += r->w[i] * (softplus(t) - r->y[i] * t);
     }
     return s;
 }
 
-/* Newton with step halving for σ(a·logit(p) + b) (use_b) or σ(a·logit(p)).
+/* Newton with step halving for σ(a·z + b) (use_b) or σ(a·z) (b stays 0).
  * Starts at a = 1, b = 0 (the identity map). Returns TL_OK when the Newton
  * step became negligible; TL_ERR_NUMERIC when the Hessian is singular, the
  * parameters run away (separable data) or 100 iterations pass. */
-static tl_status fit_logistic(const view *v, int use_b, double *a_out, double *b_out)
+static tl_status fit_logistic(const lrows *r, int use_b, double *a_out, double *b_out)
 {
     double a = 1.0, b = 0.0;
-    double loss = logistic_loss(v, a, b, use_b);
+    double loss = logistic_loss(r, a, b);
     for (int it = 0; it < 100; it++) {
         double ga = 0, gb = 0, haa = 0, hab = 0, hbb = 0;
-        for (size_t i = 0; i < v->n; i++) {
-            if (!v_sel(v, i)) continue;
-            double w = v_w(v, i), z = logit_clip(v_p(v, i));
-            double q = sigmoid(a * z + (use_b ? b : 0.0)), r = w * (q - v_y(v, i));
-            double h = w * q * (1.0 - q);
-            ga += r * z;
-            gb += r;
+        for (size_t i = 0; i < r->m; i++) {
+            double z = r->z[i], q = sigmoid(a * z + b), d = r->w[i] * (q - r->y[i]);
+            double h = r->w[i] * q * (1.0 - q);
+            ga += d * z;
+            gb += d;
             haa += h * z * z;
             hab += h * z;
             hbb += h;
@@ -754,7 +785,7 @@ static tl_status fit_logistic(const view *v, int use_b, double *a_out, double *b
         for (int h = 0; h < 60; h++) {
             na = a - t * da;
             nb = b - t * db;
-            nl = logistic_loss(v, na, nb, use_b);
+            nl = logistic_loss(r, na, nb);
             if (nl <= loss) break;
             t *= 0.5;
         }
@@ -772,36 +803,25 @@ static tl_status fit_logistic(const view *v, int use_b, double *a_out, double *b
     return TL_ERR_NUMERIC;
 }
 
-/* Class weights of the selected rows (soft labels count fractionally). */
-static void class_weights(const view *v, double *wpos, double *wneg)
+static tl_status slope_view(const view *v, tl_metric_ws *ws, double *slope, double *intercept,
+                            unsigned *notes)
 {
-    double p = 0.0, q = 0.0;
-    for (size_t i = 0; i < v->n; i++) {
-        if (!v_sel(v, i)) continue;
-        double w = v_w(v, i), y = v_y(v, i);
-        p += w * y;
-        q += w * (1.0 - y);
-    }
-    *wpos = p;
-    *wneg = q;
-}
-
-static void slope_view(const view *v, double *slope, double *intercept, unsigned *notes)
-{
-    double wp, wn;
+    lrows r;
     *slope = *intercept = DNAN;
-    class_weights(v, &wp, &wn);
-    if (!(wp > 0.0) || !(wn > 0.0)) {
-        note(notes, TL_NOTE_NOT_CONVERGED | ((wp + wn > 0.0) ? TL_NOTE_ONE_CLASS : TL_NOTE_EMPTY));
-        return;
+    tl_status st = logit_rows(v, ws, &r);
+    if (st) return st;
+    if (!(r.wpos > 0.0) || !(r.wneg > 0.0)) {
+        note(notes, TL_NOTE_NOT_CONVERGED | (r.m ? TL_NOTE_ONE_CLASS : TL_NOTE_EMPTY));
+        return TL_OK;
     }
     double a, b;
-    if (fit_logistic(v, 1, &a, &b) != TL_OK) {
+    if (fit_logistic(&r, 1, &a, &b) != TL_OK) {
         note(notes, TL_NOTE_NOT_CONVERGED);
-        return;
+        return TL_OK;
     }
     *slope = a;
     *intercept = b;
+    return TL_OK;
 }
 
 tl_status tl_metric_calibration_slope(const float *pred, const float *label, const float *weight,
@@ -812,28 +832,26 @@ tl_status tl_metric_calibration_slope(const float *pred, const float *label, con
     *slope = *intercept = DNAN;
     tl_status st = check_view(&v, PRED_PROB, LAB_UNIT, "calibration slope");
     if (st) return st;
-    slope_view(&v, slope, intercept, notes);
-    return TL_OK;
+#define CALL(w) slope_view(&v, (w), slope, intercept, notes)
+    tl_metric_ws *ws = NULL;
+    WITH_WS(ws, CALL);
+#undef CALL
 }
 
 static tl_status field_view(const view *v, tl_metric_ws *ws, double *out, unsigned *notes)
 {
-    tl_status st = ws_items(ws, v->n);
+    size_t m;
+    tl_status st = sort_items(v, ws, ID_FIELD, Y_LABEL, 0, &m);
     if (st) return st;
-    size_t m = 0;
-    for (size_t i = 0; i < v->n; i++)
-        if (v_sel(v, i)) ws->a[m++] = (item){int_key(v->field[i * v->fs]), i};
-    radix_sort(ws->a, ws->b, m);
     double num = 0.0, ysum = 0.0;
     size_t i = 0;
     while (i < m) {
         double pv = 0.0, yv = 0.0;
         size_t j = i;
-        for (; j < m && ws->a[j].key == ws->a[i].key; j++) {
-            size_t r = ws->a[j].row;
-            double w = v_w(v, r);
-            pv += w * (double)v_p(v, r);
-            yv += w * v_y(v, r);
+        for (; j < m && (ws->a[j].key >> 32) == (ws->a[i].key >> 32); j++) {
+            double w = ws->a[j].w;
+            pv += w * key_pred(ws->a[j].key);
+            yv += w * (double)ws->a[j].y;
         }
         num += fabs(pv - yv);
         ysum += yv;
@@ -925,16 +943,13 @@ static tl_status fit_isotonic(const view *v, tl_calibrator **out)
     tl_status st;
     tl_metric_ws *ws = tl_metric_ws_new();
     if (!ws) return TL_ERR_NOMEM;
-    size_t m = 0;
-    st = ws_items(ws, v->n);
+    size_t m;
+    st = sort_items(v, ws, ID_NONE, Y_LABEL, 1, &m);
     if (st) goto done;
-    for (size_t i = 0; i < v->n; i++)
-        if (v_sel(v, i) && v_w(v, i) > 0.0) ws->a[m++] = (item){float_key(v_p(v, i)), i};
     if (m == 0) {
         st = tl_fail(TL_ERR_ARG, "isotonic: no rows with positive weight to fit on");
         goto done;
     }
-    radix_sort(ws->a, ws->b, m);
     /* Blocks: sum w, sum w y, first x, last x; a stack in ws->d. */
     st = ws_doubles(ws, 4 * m);
     if (st) goto done;
@@ -943,12 +958,12 @@ static tl_status fit_isotonic(const view *v, tl_calibrator **out)
     size_t i = 0;
     while (i < m) {
         /* pool tied predictions first, as sklearn does */
-        double w = 0.0, wy = 0.0, x = v_p(v, ws->a[i].row);
+        double w = 0.0, wy = 0.0, x = key_pred(ws->a[i].key);
         size_t j = i;
         for (; j < m && ws->a[j].key == ws->a[i].key; j++) {
-            double wr = v_w(v, ws->a[j].row);
+            double wr = ws->a[j].w;
             w += wr;
-            wy += wr * v_y(v, ws->a[j].row);
+            wy += wr * (double)ws->a[j].y;
         }
         bw[nb] = w;
         bwy[nb] = wy;
@@ -988,6 +1003,33 @@ done:
     return st;
 }
 
+/* Platt (a, b) or temperature (a = 1/T, b = 0) by Newton on weighted BCE. */
+static tl_status fit_parametric(const view *v, tl_calib_kind kind, tl_metric_ws *ws, double *a,
+                                double *b)
+{
+    const char *who = tl_calib_kind_name(kind);
+    lrows r;
+    tl_status st = logit_rows(v, ws, &r);
+    if (st) return st;
+    if (!(r.wpos > 0.0) || !(r.wneg > 0.0))
+        return tl_fail(TL_ERR_ARG, "%s: need both classes to fit (positive weight %g, negative weight %g)",
+                       who, r.wpos, r.wneg);
+    if (kind == TL_CALIB_TEMPERATURE) {
+        /* The loss is convex in u = 1/T; a minimum at u > 0 needs a negative
+         * slope at u = 0. */
+        double g0 = 0.0;
+        for (size_t i = 0; i < r.m; i++) g0 += r.w[i] * r.z[i] * (0.5 - r.y[i]);
+        if (!(g0 < 0.0))
+            return tl_fail(TL_ERR_NUMERIC,
+                           "temperature: predictions are not positively related to the labels (no finite T > 0)");
+    }
+    if (fit_logistic(&r, kind == TL_CALIB_PLATT, a, b) != TL_OK)
+        return tl_fail(TL_ERR_NUMERIC, "%s: fit did not converge (separable or degenerate data)", who);
+    if (kind == TL_CALIB_TEMPERATURE && !(*a > 0.0))
+        return tl_fail(TL_ERR_NUMERIC, "temperature: fitted 1/T = %g is not positive", *a);
+    return TL_OK;
+}
+
 tl_status tl_calibrator_fit(tl_calib_kind kind, const float *pred, const float *label,
                             const float *weight, const uint8_t *mask, size_t n,
                             tl_calibrator **out)
@@ -1000,26 +1042,12 @@ tl_status tl_calibrator_fit(tl_calib_kind kind, const float *pred, const float *
     tl_status st = check_view(&v, PRED_PROB, LAB_UNIT, who);
     if (st) return st;
     if (kind == TL_CALIB_ISOTONIC) return fit_isotonic(&v, out);
-    double wp, wn;
-    class_weights(&v, &wp, &wn);
-    if (!(wp > 0.0) || !(wn > 0.0))
-        return tl_fail(TL_ERR_ARG, "%s: need both classes to fit (positive weight %g, negative weight %g)",
-                       who, wp, wn);
-    if (kind == TL_CALIB_TEMPERATURE) {
-        /* The loss is convex in u = 1/T; a minimum at u > 0 needs a negative
-         * slope at u = 0. */
-        double g0 = 0.0;
-        for (size_t i = 0; i < n; i++)
-            if (v_sel(&v, i)) g0 += v_w(&v, i) * logit_clip(v_p(&v, i)) * (0.5 - v_y(&v, i));
-        if (!(g0 < 0.0))
-            return tl_fail(TL_ERR_NUMERIC,
-                           "temperature: predictions are not positively related to the labels (no finite T > 0)");
-    }
+    tl_metric_ws *ws = tl_metric_ws_new();
+    if (!ws) return TL_ERR_NOMEM;
     double a, b = 0.0;
-    if (fit_logistic(&v, kind == TL_CALIB_PLATT, &a, &b) != TL_OK)
-        return tl_fail(TL_ERR_NUMERIC, "%s: fit did not converge (separable or degenerate data)", who);
-    if (kind == TL_CALIB_TEMPERATURE && !(a > 0.0))
-        return tl_fail(TL_ERR_NUMERIC, "temperature: fitted 1/T = %g is not positive", a);
+    st = fit_parametric(&v, kind, ws, &a, &b);
+    tl_metric_ws_free(ws);
+    if (st) return st;
     tl_calibrator *c = calib_alloc(kind, 0);
     if (!c) return TL_ERR_NOMEM;
     if (kind == TL_CALIB_PLATT) {
@@ -1237,8 +1265,7 @@ static tl_status eval_binary_ws(const view *v, const tl_eval_opts *o, tl_metric_
     }
     st = bins_view(v, nb, o ? o->strategy : TL_BINS_UNIFORM, ws, bins, &out->ece, &out->mce, notes);
     if (st) return st;
-    slope_view(v, &out->slope, &out->intercept, notes);
-    return TL_OK;
+    return slope_view(v, ws, &out->slope, &out->intercept, notes);
 }
 
 tl_status tl_metrics_eval_binary(const float *pred, const float *label, size_t n,

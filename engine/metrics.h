@@ -26,7 +26,10 @@
  *   [TL_METRIC_EPS, 1 - TL_METRIC_EPS] (float predictions reach 0 and 1).
  * - Functions that sort take an optional workspace `ws` (tl_metric_ws_new):
  *   pass one to reuse its buffers across calls (no allocation once it has
- *   grown to the split size); pass NULL to allocate once per call.
+ *   grown to the split size: about 56 bytes per row); pass NULL to allocate
+ *   once per call. No function allocates per sample.
+ * - Messages name the function ("auc: label at row 3 ...", rows 0-based) or,
+ *   in the eval functions, the task ("task 'ctr': ...").
  */
 #ifndef TL_METRICS_H
 #define TL_METRICS_H
@@ -188,7 +191,8 @@ tl_status tl_metric_calibration_bins(const float *pred, const float *label, cons
 
 /* Calibration slope and intercept: the weighted logistic regression
  *   P(y = 1) = σ(slope · logit(p) + intercept)
- * fitted by Newton/IRLS in double (no regularisation). Perfect calibration
+ * fitted by Newton/IRLS in double (no regularisation; rows of weight 0
+ * play no part). Perfect calibration
  * gives slope 1, intercept 0. One class, separable data or no convergence:
  * both NaN and TL_NOTE_NOT_CONVERGED (TL_NOTE_ONE_CLASS when one class). */
 tl_status tl_metric_calibration_slope(const float *pred, const float *label, const float *weight,
@@ -214,8 +218,9 @@ typedef enum {
     TL_CALIB_TEMPERATURE  /* σ(logit(p) / T), T > 0 by 1-D Newton on weighted BCE */
 } tl_calib_kind;
 
-/* Isotonic: predictions are sorted, tied predictions pooled (weighted mean
- * label), then PAV gives non-decreasing blocks. The fitted function is
+/* Isotonic: rows of weight 0 are dropped, predictions sorted, tied
+ * predictions pooled (weighted mean label), then PAV gives non-decreasing
+ * blocks. The fitted function is
  * constant over each block's prediction range [x_first, x_last], linear
  * between the last point of one block and the first of the next, and
  * constant beyond the ends — the same function as sklearn's

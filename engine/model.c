@@ -550,8 +550,11 @@ tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_
         o.group = s->group;
         o.group_stride = 1;
         o.n_bins = n_bins > 0 ? n_bins : 10;
-        /* Multi-AUC against the task's CrossDistil partner, else the first other
-         * binary task; a negative relation flips the partner's label. */
+        /* Multi-AUC against the task's CrossDistil partner (with the pair's
+         * order), else the first other binary task with the order given by
+         * the sign of the two labels' correlation on this split — the same
+         * rule as order="auto", so models with and without CrossDistil are
+         * judged alike. */
         int partner = -1, flip = 0;
         const tl_distill_spec *ds = &m->cfg.distill;
         for (int p = 0; ds->enabled && p < ds->n_pairs && partner < 0; p++)
@@ -560,7 +563,10 @@ tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_
                 flip = ds->flip[p];
             }
         for (int j = 0; j < K && partner < 0; j++)
-            if (j != k && m->cfg.tasks[j].type == TL_TASK_BINARY) partner = j;
+            if (j != k && m->cfg.tasks[j].type == TL_TASK_BINARY) {
+                partner = j;
+                flip = tl_split_label_correlation(s, K, k, j) < 0.0;
+            }
         if (partner >= 0 && m->cfg.tasks[k].type == TL_TASK_BINARY) {
             o.partner = s->labels + partner;
             o.partner_stride = (size_t)K;

@@ -94,6 +94,8 @@ typedef struct {
     int teacher_shared;           /* 1: teacher trains the shared layers ("shared"); 0: "separate" */
     int64_t warmup;               /* steps before alpha > 0 */
     int max_pairs;                /* pair subsampling above this many pairs per term */
+    int naive;                    /* baseline: no teachers; each student distils the other
+                                     task's raw prediction (the paper's "naive KD") */
 } tl_distill_spec;
 
 typedef struct {

@@ -9,6 +9,7 @@
 #include <lua.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "l_tensor.h"
@@ -159,6 +160,35 @@ static int opt_table(lua_State *L, int idx, const char *fn, const char *const *a
     return lua_absindex(L, idx);
 }
 
+/* Raise "<fn>: <engine message>" with the engine's own prefix ("auc: ")
+ * dropped and its 0-based "row N" shown as the 1-based "element N+1" of the
+ * Lua arrays. */
+static int raise_status(lua_State *L, const char *fn, tl_status st)
+{
+    const char *msg = tl_errmsg();
+    if (!*msg) msg = tl_status_name(st);
+    const char *colon = strstr(msg, ": ");
+    if (colon && colon[2] && (size_t)(colon - msg) < 48) msg = colon + 2;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, fn);
+    luaL_addstring(&b, ": ");
+    while (*msg) {
+        if (strncmp(msg, "row ", 4) == 0 && msg[4] >= '0' && msg[4] <= '9') {
+            char *end;
+            unsigned long long r = strtoull(msg + 4, &end, 10);
+            char num[48];
+            snprintf(num, sizeof num, "element %llu", r + 1);
+            luaL_addstring(&b, num);
+            msg = end;
+        } else {
+            luaL_addchar(&b, *msg++);
+        }
+    }
+    luaL_pushresult(&b);
+    return lua_error(L);
+}
+
 /* Push value and note (or nil); returns 2. */
 static int push_value_note(lua_State *L, double v, unsigned notes)
 {
@@ -185,7 +215,7 @@ static int l_auc(lua_State *L)
     double v;
     unsigned notes = 0;
     tl_status st = tl_metric_auc(p, y, c.weight, c.mask, n, NULL, &v, &notes);
-    if (st) return tl_lua_raise_status(L, fn, st);
+    if (st) return raise_status(L, fn, st);
     return push_value_note(L, v, notes);
 }
 
@@ -204,7 +234,7 @@ static int l_gauc(lua_State *L)
     size_t used;
     unsigned notes = 0;
     tl_status st = tl_metric_gauc(p, y, g, c.weight, c.mask, n, NULL, &v, &used, &notes);
-    if (st) return tl_lua_raise_status(L, fn, st);
+    if (st) return raise_status(L, fn, st);
     push_value_note(L, v, notes);
     lua_pushinteger(L, (lua_Integer)used);
     return 3;
@@ -265,7 +295,7 @@ static int l_multi_auc(lua_State *L)
     double v, pairs[3];
     unsigned notes = 0;
     tl_status st = tl_metric_multi_auc(p, ya, yb, order, c.weight, c.mask, n, NULL, &v, pairs, &notes);
-    if (st) return tl_lua_raise_status(L, fn, st);
+    if (st) return raise_status(L, fn, st);
     push_value_note(L, v, notes);
     lua_createtable(L, 3, 0);
     for (int k = 0; k < 3; k++) {
@@ -290,7 +320,7 @@ static int pointwise(lua_State *L, const char *fn, pointwise_fn f)
     double v;
     unsigned notes = 0;
     tl_status st = f(p, y, c.weight, c.mask, n, &v, &notes);
-    if (st) return tl_lua_raise_status(L, fn, st);
+    if (st) return raise_status(L, fn, st);
     return push_value_note(L, v, notes);
 }
 
@@ -330,7 +360,7 @@ static int evaluate(lua_State *L, const char *fn)
                        .strategy = strategy ? TL_BINS_QUANTILE : TL_BINS_UNIFORM, .bins = bins};
     tl_binary_eval e;
     tl_status st = tl_metrics_eval_binary(p, y, n, &eo, NULL, &e);
-    if (st) return tl_lua_raise_status(L, fn, st);
+    if (st) return raise_status(L, fn, st);
     lua_createtable(L, 0, 24);
     lua_pushinteger(L, (lua_Integer)e.rows);
     lua_setfield(L, -2, "rows");
@@ -414,7 +444,7 @@ static int l_calibrator(lua_State *L)
     u->c = NULL;
     luaL_setmetatable(L, CALIB_MT);
     tl_status st = tl_calibrator_fit(kind, p, y, c.weight, c.mask, n, &u->c);
-    if (st) return tl_lua_raise_status(L, fn, st);
+    if (st) return raise_status(L, fn, st);
     tl_lua_note_alloc(L, tl_calibrator_serial_len(u->c) * sizeof(float));
     return 1;
 }
@@ -475,7 +505,7 @@ static int l_calib_serialize(lua_State *L)
     size_t len = tl_calibrator_serial_len(u->c);
     float *buf = lua_newuserdatauv(L, len * sizeof(float), 0);
     tl_status st = tl_calibrator_serialize(u->c, buf, len);
-    if (st) return tl_lua_raise_status(L, "calibrator:serialize", st);
+    if (st) return raise_status(L, "calibrator:serialize", st);
     lua_createtable(L, (int)len, 0);
     for (size_t i = 0; i < len; i++) {
         lua_pushnumber(L, buf[i]);
@@ -494,7 +524,7 @@ static int l_load_calibrator(lua_State *L)
     u->c = NULL;
     luaL_setmetatable(L, CALIB_MT);
     tl_status st = tl_calibrator_deserialize(buf, n, &u->c);
-    if (st) return tl_lua_raise_status(L, fn, st);
+    if (st) return raise_status(L, fn, st);
     return 1;
 }
 

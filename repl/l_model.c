@@ -98,7 +98,7 @@ static int make_spec(lua_State *L, const char *kind, const char *fn, const char 
 static const char *const dml_fields[] = {"ctfm", "gkd", "stop_grad", "gkd_layers", "dropout", NULL};
 static const char *const distill_fields[] = {"pairs", "aux", "kd", "bce_on_aux", "calibrate",
                                              "calib_data", "correct", "lambda", "teacher_grad",
-                                             "warmup", "order", "teacher", "max_pairs", NULL};
+                                             "warmup", "order", "teacher", "max_pairs", "naive", NULL};
 static const char *const sb_fields[] = {"bottom", "dropout", NULL};
 static const char *const moe_fields[] = {"experts", "expert", "dropout", NULL};
 static const char *const ple_fields[] = {"levels", "shared", "specific", "expert", "dropout", NULL};
@@ -318,6 +318,7 @@ static void read_distill(lua_State *L, int idx, tl_model_config *c)
     ds->order = tl_lua_opt_enum(L, idx, fn, "order", order, 0);
     ds->teacher_shared = tl_lua_opt_enum(L, idx, fn, "teacher", teacher, 0);
     ds->max_pairs = (int)tl_lua_opt_int(L, idx, fn, "max_pairs", ds->max_pairs, 1, 1 << 30);
+    ds->naive = tl_lua_opt_bool(L, idx, fn, "naive", 0);
     lua_getfield(L, idx, "pairs");
     if (!lua_istable(L, -1))
         luaL_error(L, "tl.crossdistil: field 'pairs' must be a list of task-name pairs, e.g. "
@@ -965,7 +966,11 @@ static int l_model_tostring(lua_State *L)
                  (double)c->dml.dropout);
         luaL_addstring(&buf, line);
     }
-    if (c->distill.enabled) {
+    if (c->distill.enabled && c->distill.naive) {
+        snprintf(line, sizeof line, "  distill naive KD between paired students (kd %g, warmup %lld)\n",
+                 (double)c->distill.kd, (long long)c->distill.warmup);
+        luaL_addstring(&buf, line);
+    } else if (c->distill.enabled) {
         const tl_distill_spec *ds = &c->distill;
         static const char *corr[] = {"none", "blend", "clip"};
         for (int p = 0; p < ds->n_pairs; p++) {
@@ -994,7 +999,8 @@ static int l_model_teachers(lua_State *L)
 {
     l_model *lm = check_model(L, 1);
     const tl_model_config *c = tl_model_config_get(lm->m);
-    if (!c->distill.enabled) return luaL_error(L, "m:teachers: the model has no CrossDistil teachers");
+    if (!c->distill.enabled || c->distill.naive)
+        return luaL_error(L, "m:teachers: the model has no CrossDistil teacher towers");
     const tl_split *s = check_model_split(L, 2, lm->m, "m:teachers", "argument 1");
     int K = c->n_tasks;
     float *raw = lua_newuserdatauv(L, s->n * (size_t)K * sizeof(float), 0);
@@ -1235,6 +1241,29 @@ void tl_lua_open_model(lua_State *L, int tl)
     lua_pop(L, 1);
     lua_getfield(L, tl, "mlp");
     tl_lua_doc(L, "tl.mlp", lua_gettop(L), "tl.mlp{128, 80, dropout=0.5}  a tower: ReLU layers of the given widths.");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "dml");
+    tl_lua_doc(L, "tl.dml", lua_gettop(L),
+               "tl.dml{ctfm=true, gkd=true, stop_grad=true, gkd_layers=1, dropout=0}\n"
+               "Deep Mutual Learning across task towers (Ren et al. 2023), for tl.model{..., mutual=tl.dml{}}:\n"
+               "CTFM lets each tower input attend over all tasks' inputs (keys/values through a stop-gradient\n"
+               "unless stop_grad=false: the paper's 'nostop' ablation); GKD adds a gated correction to each\n"
+               "logit from the stop-gradient concatenation of all towers' last hidden layers. Attaches to\n"
+               "shared_bottom, omoe, mmoe and ple.");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "crossdistil");
+    tl_lua_doc(L, "tl.crossdistil", lua_gettop(L),
+               "tl.crossdistil{pairs={{\"a\",\"b\"}}, aux=1, kd=0.5, bce_on_aux=false, calibrate=\"platt\"|\"isotonic\",\n"
+               "  calib_data=\"valid\"|\"train\", correct=\"blend\"|\"clip\"|\"none\", lambda=0.2, teacher_grad=false,\n"
+               "  warmup=0, order=\"auto\"|\"positive\"|\"negative\", teacher=\"separate\"|\"shared\", max_pairs=262144,\n"
+               "  naive=false}\n"
+               "Cross-task knowledge distillation (Yang et al. AAAI 2022), for tl.model{..., distill=...}: per-task\n"
+               "teacher towers ranked by the quadruplet BPR loss over the groups ++ > +- > -+ > --, a monotone\n"
+               "calibrator (platt trained in the graph on train batches, or fitted at epoch ends), and the\n"
+               "student loss (1-kd) BCE(y, y^) + kd BCE(p~, y^) after warmup steps. order=\"auto\" flips the\n"
+               "partner label when the pair's labels correlate negatively on train (shown by print(m)).\n"
+               "m:teachers(split) judges the teachers on their own. naive=true: the baseline that distils the\n"
+               "other task's raw prediction, without teachers.");
     lua_pop(L, 1);
     lua_getfield(L, tl, "optim");
     tl_lua_doc(L, "tl.optim", lua_gettop(L),

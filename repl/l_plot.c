@@ -20,6 +20,7 @@
 #define BUF_MT "tl.plot.buf"
 #define HIST_MT "tl.plot.hist"
 #define MAX_POINTS 1000  /* per series: longer series are averaged in buckets */
+#define LIVE_POINTS 400  /* per series in live frames: cheap to format */
 #define RUN_TIMEOUT 60.0 /* seconds for one figure */
 #define add_lit(b, s) tl_plot_buf_add((b), (s), sizeof(s) - 1)
 
@@ -788,7 +789,8 @@ static void history_panels(lua_State *L, const hstore *h, int opts, const char *
 
 /* Append the history figure (no terminal set-up) for panels in the table
  * at `panels` to b. Returns the number of panels drawn. */
-static int history_script(lua_State *L, hstore *h, int panels, const char *title, tl_plot_buf *b) {
+static int history_script(lua_State *L, hstore *h, int panels, const char *title, size_t max_points,
+                          tl_plot_buf *b) {
     int np = (int)lua_rawlen(L, panels);
     if (np == 0) return 0;
     preamble(b);
@@ -797,7 +799,7 @@ static int history_script(lua_State *L, hstore *h, int panels, const char *title
         hseries *s = &h->s[i];
         if (s->n == 0) continue;
         tl_plot_buf_printf(b, "$s%zu << EOD\n", i);
-        size_t bucket = (s->n + MAX_POINTS - 1) / MAX_POINTS;
+        size_t bucket = (s->n + max_points - 1) / max_points;
         for (size_t j = 0; j < s->n; j += bucket) {
             double sx = 0, sy = 0;
             size_t k, cnt = 0;
@@ -923,7 +925,7 @@ static int l_history(lua_State *L) {
     history_panels(L, h, opts, fn, 1);
     int panels = lua_gettop(L);
     tl_plot_buf *b = buf_new(L);
-    int np = history_script(L, h, panels, o.title, b);
+    int np = history_script(L, h, panels, o.title, MAX_POINTS, b);
     if (np == 0) {
         lua_pushnil(L);
         lua_pushfstring(L, "%s: the history has no data to plot yet", fn);
@@ -1272,6 +1274,7 @@ typedef struct {
     tl_plot *p;
     hstore *h;   /* owned by the Lua userdata in the uservalue slot 1 */
     double interval, last;
+    double seconds; /* time spent in update() past the throttle */
     long long frames, skipped, calls;
     int closed;
     char *file; /* svg/png/pdf rewritten each frame, or NULL */
@@ -1404,6 +1407,12 @@ static int live_update(lua_State *L) {
         return 1;
     }
     tl_plot_drain(lp->p, stdout);
+    if (tl_plot_ready(lp->p) != 1) { /* still drawing: skip, read the history next time */
+        lp->skipped++;
+        lp->seconds += mono_now() - now;
+        lua_pushboolean(L, 0);
+        return 1;
+    }
     lua_settop(L, 2);
     push_history(L, 2, fn);
     int hidx = lua_gettop(L);
@@ -1420,13 +1429,16 @@ static int live_update(lua_State *L) {
         tl_plot_buf_quote(b, lp->file);
         add_lit(b, "\n");
     }
-    int np = history_script(L, lp->h, panels, lp->title, b);
+    /* A screen has a few hundred pixels (or 80 columns) per panel. */
+    int np = history_script(L, lp->h, panels, lp->title,
+                            strcmp(lp->term, "dumb") ? LIVE_POINTS : 200, b);
     if (lp->file) add_lit(b, "unset output\n");
     if (np == 0 || b->oom) {
         lua_pushboolean(L, 0);
         return 1;
     }
     int r = tl_plot_send(lp->p, b->data, b->len);
+    lp->seconds += mono_now() - now;
     if (r == TL_PLOT_SENT) {
         lp->frames++;
         free(lp->setup);
@@ -1444,8 +1456,9 @@ static int live_close_m(lua_State *L) {
     return 0;
 }
 
-/* live:stats() -> {frames=, skipped=, calls=, closed=, terminal=, points=}
- * (points: values read from the history so far). */
+/* live:stats() -> {frames=, skipped=, calls=, closed=, terminal=, points=,
+ * seconds=} (points: values read from the history so far; seconds: time
+ * spent in update() past the throttle). */
 static int live_stats(lua_State *L) {
     tl_live *lp = check_live(L, 1);
     lua_createtable(L, 0, 5);
@@ -1459,6 +1472,8 @@ static int live_stats(lua_State *L) {
     lua_setfield(L, -2, "closed");
     lua_pushstring(L, lp->term);
     lua_setfield(L, -2, "terminal");
+    lua_pushnumber(L, lp->seconds);
+    lua_setfield(L, -2, "seconds");
     lua_Integer pts = 0;
     for (size_t i = 0; i < lp->h->ns; i++) pts += (lua_Integer)lp->h->s[i].n;
     lua_pushinteger(L, pts);
@@ -1581,6 +1596,7 @@ void tl_lua_open_plot(lua_State *L, int tl) {
     tl_lua_doc(L, "plot.live:close", 0,
                "lp:close(): finish the live plot (dumb output is printed, a window stays open).");
     tl_lua_doc(L, "plot.live:stats", 0,
-               "lp:stats() -> {frames=, skipped=, calls=, closed=, terminal=, points=}");
+               "lp:stats() -> {frames=, skipped=, calls=, closed=, terminal=, points=,\n"
+               "seconds= (time spent drawing, past the throttle)}");
     lua_setfield(L, tl, "plot");
 }

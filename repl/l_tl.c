@@ -17,6 +17,7 @@ void tl_lua_open_data(lua_State *L, int tl) __attribute__((weak));
 void tl_lua_open_metrics(lua_State *L, int tl) __attribute__((weak));
 void tl_lua_open_plot(lua_State *L, int tl) __attribute__((weak));
 void tl_lua_open_model(lua_State *L, int tl) __attribute__((weak));
+void tl_lua_open_io(lua_State *L, int tl) __attribute__((weak));
 void tl_lua_open_sweep(lua_State *L, int tl) __attribute__((weak));
 
 /* The repl/lua files, embedded as C strings by the Makefile ($(BUILD)/gen/lua_embed.c),
@@ -110,6 +111,7 @@ int luaopen_towerlab(lua_State *L)
     if (tl_lua_open_metrics) tl_lua_open_metrics(L, tl);
     if (tl_lua_open_plot) tl_lua_open_plot(L, tl);
     if (tl_lua_open_model) tl_lua_open_model(L, tl);
+    if (tl_lua_open_io) tl_lua_open_io(L, tl);
     if (tl_lua_open_sweep) tl_lua_open_sweep(L, tl);
 
     run_chunks(L, tl);

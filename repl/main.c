@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "kernel.h"
 #include "l_util.h"
 #include "repl.h"
 
@@ -122,6 +123,7 @@ static void usage(const char *badoption)
             "  -v, --version  show version information\n"
             "  --threads N    use N BLAS/engine threads\n"
             "  --seed N       default seed (tl.seed) for models and random tensors\n"
+            "  --kernel FILE  serve a Jupyter kernel (FILE: the connection file)\n"
             "  --             stop handling options\n"
             "  -              stop handling options and execute stdin\n",
             progname);
@@ -141,6 +143,7 @@ typedef struct {
     long long seed;
     int has_seed;
     int threads;
+    const char *kernel; /* --kernel connection file */
 } options;
 
 static int parse_int(const char *s, long long *out)
@@ -179,6 +182,13 @@ static int parse_args(int argc, char **argv, options *o)
             }
         } else if (strncmp(a, "-e", 2) == 0 || strncmp(a, "-l", 2) == 0) {
             if (a[1] == 'e') o->has_e = 1;
+        } else if (strcmp(a, "--kernel") == 0) {
+            if (++i >= argc) {
+                fprintf(stderr, "%s: '%s' needs a connection file\n", progname, a);
+                usage(NULL);
+                return -1;
+            }
+            o->kernel = argv[i];
         } else if (strcmp(a, "--threads") == 0 || strcmp(a, "--seed") == 0) {
             long long v;
             if (i + 1 >= argc || !parse_int(argv[i + 1], &v) ||
@@ -254,7 +264,7 @@ static int runargs(lua_State *L, char **argv, int n)
     for (int i = 1; i < n; i++) {
         const char *a = argv[i];
         if (a[0] != '-' || (a[1] != 'e' && a[1] != 'l')) {
-            if (strcmp(a, "--threads") == 0 || strcmp(a, "--seed") == 0) i++;
+            if (strcmp(a, "--threads") == 0 || strcmp(a, "--seed") == 0 || strcmp(a, "--kernel") == 0) i++;
             continue;
         }
         const char *extra = a[2] ? a + 2 : argv[++i];
@@ -324,6 +334,11 @@ static int pmain(lua_State *L)
     lua_gc(L, LUA_GCGEN, 0, 0);
     if (o.version) print_version();
     if (!runargs(L, argv, o.script ? o.script : argc)) return 0;
+    if (o.kernel) {
+        run_rc(L);
+        lua_pushboolean(L, tl_kernel_run(L, o.kernel) == 0);
+        return 1;
+    }
     if (o.script && handle_script(L, argv + o.script) != LUA_OK) return 0;
     if (o.interactive) {
         run_rc(L);

@@ -661,15 +661,22 @@ static int mark_dead(tl_plot *p) {
     return TL_PLOT_ECRASH;
 }
 
-int tl_plot_send(tl_plot *p, const char *frame, size_t n) {
+int tl_plot_ready(tl_plot *p) {
     if (p->dead || !tl_plot_alive(p)) return TL_PLOT_ECRASH;
     int fr = flush_pending(p);
     if (fr < 0) return mark_dead(p);
-    if (fr > 0) return TL_PLOT_BUSY;
+    if (fr > 0) return 0;
     /* Bytes of the previous frame gnuplot has not read yet: it is still
-     * drawing, so drop this frame rather than queue it. */
+     * drawing, so a new frame would only queue behind it. */
     int queued = 0;
-    if (ioctl(p->c.in, SIOCOUTQ, &queued) == 0 && queued > 0) return TL_PLOT_BUSY;
+    if (ioctl(p->c.in, SIOCOUTQ, &queued) == 0 && queued > 0) return 0;
+    return 1;
+}
+
+int tl_plot_send(tl_plot *p, const char *frame, size_t n) {
+    int ready = tl_plot_ready(p);
+    if (ready < 0) return ready;
+    if (ready == 0) return TL_PLOT_BUSY;
     if (p->pending_cap < n) {
         char *np = realloc(p->pending, n);
         if (!np) return TL_PLOT_BUSY;

@@ -128,6 +128,11 @@ enum {
  * later calls, so gnuplot never sees half a frame followed by another. */
 int tl_plot_send(tl_plot *p, const char *frame, size_t n);
 
+/* 1 when a frame sent now would go out at once (nothing pending, gnuplot
+ * has read everything sent so far), 0 when busy, TL_PLOT_ECRASH when gone.
+ * Lets callers skip building a frame that tl_plot_send would drop. */
+int tl_plot_ready(tl_plot *p);
+
 /* Copy what gnuplot printed on stdout so far to `to` (non-blocking), and
  * keep stderr's last line for tl_plot_error(). Returns bytes copied. */
 size_t tl_plot_drain(tl_plot *p, FILE *to);

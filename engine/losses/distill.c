@@ -141,6 +141,18 @@ tl_status tl_distill_build(tl_model *m, const tl_node *h, const tl_node *logit)
         m->teacher[k] = m->teacher_soft[k] = TL_NONE;
         m->distill_task[k].spec = &m->cfg.distill;
         m->distill_task[k].cal = NULL;
+    }
+    if (ds->naive) { /* soft label of A = the student prediction of B, as it is */
+        for (int p = 0; p < ds->n_pairs; p++)
+            for (int side = 0; side < 2; side++) {
+                int k = ds->pairs[p][side], other = ds->pairs[p][1 - side];
+                tl_node soft = tl_stop_grad(g, m->pred[other]);
+                tl_node kd = tl_bce_logits(g, logit[k], soft, m->rowweight[k]);
+                m->objective[k] = tl_add(g, tl_mul(g, m->loss[k], m->kd_keep), tl_mul(g, kd, m->kd_alpha));
+            }
+        return tl_graph_status(g) == TL_OK ? TL_OK : tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g));
+    }
+    for (int k = 0; k < K; k++) {
         if (!has_teacher[k]) continue;
         const char *tn = m->cfg.tasks[k].name;
         /* "separate": the teacher reads the shared representation through a
@@ -201,7 +213,7 @@ void tl_distill_step_begin(tl_model *m)
 tl_status tl_distill_epoch_end(tl_model *m, const tl_split *train, const tl_split *valid)
 {
     const tl_distill_spec *ds = &m->cfg.distill;
-    if (!ds->enabled || in_graph_platt(ds)) return TL_OK;
+    if (!ds->enabled || ds->naive || in_graph_platt(ds)) return TL_OK;
     const tl_split *s = ds->calib_valid && valid ? valid : train;
     int K = m->cfg.n_tasks;
     float *scores = tl_malloc(s->n * (size_t)K * sizeof(float), "teacher scores");

@@ -1,0 +1,1249 @@
+/* kernel.c — the Jupyter kernel (see kernel.h).
+ *
+ * Wire format (messaging protocol 5.3): [identities..., "<IDS|MSG>", hmac,
+ * header, parent_header, metadata, content, buffers...], where hmac is the
+ * hex HMAC-SHA256 of the four JSON frames under the connection file's key.
+ * A message whose signature does not match is dropped and logged to stderr.
+ *
+ * The main thread talks to the I/O thread over an inproc PAIR socket:
+ *   main -> io  ["parent", header]   later stream output belongs to it
+ *               ["pub", topic, <message frames>]   publish on iopub
+ *               ["stop"]
+ *   io -> main  ["ack"]              answers parent and pub
+ *               ["shutdown"]         a shutdown_request came on control
+ * Before it handles a command the I/O thread reads the output pipes dry,
+ * and the main thread waits for the ack before it goes on, so output and
+ * messages reach iopub in the order the cell produced them. */
+#include "kernel.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <zmq.h>
+
+#include "core.h"
+#include "l_util.h"
+#include "repl.h"
+
+#define DELIM "<IDS|MSG>"
+#define PROTOCOL "5.3"
+#define MAX_FRAMES 64
+#define STREAM_BUF 65536
+#define STREAM_DELAY 0.05 /* seconds output is collected before a stream message */
+#define KERNEL_KEY "tl.kernel"
+#define PAIR_ADDR "inproc://towerlab-kernel-io"
+
+/* One output pipe: what fd 1 or 2 wrote while a cell ran. */
+typedef struct {
+    int rfd;
+    const char *name; /* "stdout", "stderr" */
+    char buf[STREAM_BUF];
+    size_t len;
+    double since; /* when the oldest pending byte was read */
+} kstream;
+
+static struct {
+    int active;
+    lua_State *L;
+    void *ctx;
+    void *shell, *control, *iopub, *stdin_s, *hb;
+    void *pair_main, *pair_io;
+    pthread_t io;
+    char *key;
+    size_t keylen;
+    EVP_MAC *mac;
+    char session[33];
+    atomic_ulong counter;
+    int log_fd;
+    int out_w, err_w, saved_out, saved_err;
+    kstream out, err;
+    /* main thread only */
+    json_t *parent; /* header of the request being handled (borrowed) */
+    int count;      /* execution_count */
+    int displayed;  /* display_data published by the running cell */
+    int quit;       /* a shutdown_request came on control */
+    json_t *history;
+} K;
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A line on the kernel's real stderr (the Jupyter server's log). */
+static void klog(const char *fmt, ...)
+{
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf, "towerlab kernel: ");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(buf);
+    buf[len++] = '\n';
+    ssize_t w = write(K.log_fd >= 0 ? K.log_fd : STDERR_FILENO, buf, len);
+    (void)w;
+}
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ISO 8601 UTC time with microseconds, as Jupyter writes it. */
+static void iso_now(char out[64])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    char day[24];
+    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, 64, "%s.%06ldZ", day, ts.tv_nsec / 1000);
+}
+
+/* Length of the UTF-8 sequence at s (n bytes available): 1..4 when valid,
+ * 0 when a valid start is cut off by n, -1 when invalid. */
+static int utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;
+    int len;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        len = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return -1;
+    }
+    for (int i = 1; i < len; i++) {
+        if ((size_t)i >= n) return 0;
+        unsigned d = s[i];
+        if (d < (i == 1 ? lo : 0x80) || d > (i == 1 ? hi : 0xBF)) return -1;
+    }
+    return len;
+}
+
+/* A JSON string of s[0..n) with invalid UTF-8 replaced by U+FFFD. When
+ * `keep` is not NULL, a sequence cut off at the end is left out and its
+ * length stored in *keep. Returns NULL when out of memory. */
+static json_t *jstr_n(const char *s, size_t n, size_t *keep)
+{
+    char *buf = malloc(n * 3 + 1);
+    if (!buf) return NULL;
+    size_t i = 0, o = 0;
+    if (keep) *keep = 0;
+    while (i < n) {
+        int len = utf8_seq((const unsigned char *)s + i, n - i);
+        if (len == 0 && keep) {
+            *keep = n - i;
+            break;
+        }
+        if (len <= 0) {
+            memcpy(buf + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
+            continue;
+        }
+        memcpy(buf + o, s + i, (size_t)len);
+        o += (size_t)len;
+        i += (size_t)len;
+    }
+    json_t *j = json_stringn_nocheck(buf, o);
+    free(buf);
+    return j;
+}
+
+static json_t *jstr(const char *s) { return jstr_n(s, strlen(s), NULL); }
+
+/* Byte offset of code point `cp` in s (clamped to the end), and back. */
+static size_t cp_to_byte(const char *s, long long cp)
+{
+    size_t i = 0;
+    for (long long k = 0; k < cp && s[i]; k++) {
+        i++;
+        while (s[i] && ((unsigned char)s[i] & 0xC0) == 0x80) i++;
+    }
+    return i;
+}
+
+static long long byte_to_cp(const char *s, size_t b)
+{
+    long long cp = 0;
+    for (size_t i = 0; i < b && s[i]; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80) cp++;
+    return cp;
+}
+
+/* ---- messages ----------------------------------------------------------------- */
+
+/* Hex HMAC-SHA256 of the four parts into hex (65 bytes); "" without a key.
+ * Returns 0, or -1 when OpenSSL fails. Thread-safe. */
+static int sign(const char *const part[4], const size_t len[4], char hex[65])
+{
+    hex[0] = '\0';
+    if (K.keylen == 0) return 0;
+    EVP_MAC_CTX *c = EVP_MAC_CTX_new(K.mac);
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    unsigned char md[32];
+    size_t mdlen = 0;
+    int ok = c && EVP_MAC_init(c, (const unsigned char *)K.key, K.keylen, params);
+    for (int i = 0; i < 4 && ok; i++) ok = EVP_MAC_update(c, (const unsigned char *)part[i], len[i]);
+    ok = ok && EVP_MAC_final(c, md, &mdlen, sizeof md);
+    EVP_MAC_CTX_free(c);
+    if (!ok || mdlen != sizeof md) return -1;
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[md[i] >> 4];
+        hex[2 * i + 1] = digits[md[i] & 15];
+    }
+    hex[64] = '\0';
+    return 0;
+}
+
+/* A received message. Frames stay owned here until kmsg_free. */
+typedef struct {
+    zmq_msg_t frames[MAX_FRAMES];
+    int n, delim;
+    json_t *header, *parent, *metadata, *content;
+    const char *type;
+} kmsg;
+
+static void kmsg_free(kmsg *m)
+{
+    for (int i = 0; i < m->n; i++) zmq_msg_close(&m->frames[i]);
+    json_decref(m->header);
+    json_decref(m->parent);
+    json_decref(m->metadata);
+    json_decref(m->content);
+    m->n = 0;
+    m->header = m->parent = m->metadata = m->content = NULL;
+}
+
+static json_t *parse_frame(zmq_msg_t *f)
+{
+    json_error_t err;
+    json_t *j = json_loadb(zmq_msg_data(f), zmq_msg_size(f), JSON_ALLOW_NUL, &err);
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+/* Receive one message from `sock` (ready to read). Returns 1 with *m
+ * filled (free with kmsg_free), 0 when nothing was there or the message was
+ * dropped: malformed, or its signature does not verify (logged). */
+static int kmsg_recv(void *sock, kmsg *m, const char *where)
+{
+    memset(m, 0, sizeof *m);
+    m->delim = -1;
+    int more = 1, overflow = 0;
+    while (more) {
+        zmq_msg_t tmp, *f = m->n < MAX_FRAMES ? &m->frames[m->n] : &tmp;
+        zmq_msg_init(f);
+        int r;
+        while ((r = zmq_msg_recv(f, sock, m->n == 0 ? ZMQ_DONTWAIT : 0)) < 0 && errno == EINTR) {
+        }
+        if (r < 0) {
+            zmq_msg_close(f);
+            if (m->n == 0) return 0;
+            break;
+        }
+        more = zmq_msg_more(f);
+        if (f == &tmp) {
+            zmq_msg_close(f);
+            overflow = 1;
+            continue;
+        }
+        if (m->delim < 0 && zmq_msg_size(f) == sizeof DELIM - 1 &&
+            memcmp(zmq_msg_data(f), DELIM, sizeof DELIM - 1) == 0)
+            m->delim = m->n;
+        m->n++;
+    }
+    if (overflow || m->delim < 0 || m->n < m->delim + 6) {
+        klog("malformed message on %s (%d frames): dropped", where, m->n);
+        kmsg_free(m);
+        return 0;
+    }
+    if (K.keylen) {
+        const char *part[4];
+        size_t len[4];
+        for (int i = 0; i < 4; i++) {
+            part[i] = zmq_msg_data(&m->frames[m->delim + 2 + i]);
+            len[i] = zmq_msg_size(&m->frames[m->delim + 2 + i]);
+        }
+        char hex[65];
+        zmq_msg_t *sig = &m->frames[m->delim + 1];
+        if (sign(part, len, hex) != 0 || zmq_msg_size(sig) != 64 ||
+            CRYPTO_memcmp(hex, zmq_msg_data(sig), 64) != 0) {
+            klog("message with an invalid signature on %s: dropped", where);
+            kmsg_free(m);
+            return 0;
+        }
+    }
+    m->header = parse_frame(&m->frames[m->delim + 2]);
+    m->parent = parse_frame(&m->frames[m->delim + 3]);
+    m->metadata = parse_frame(&m->frames[m->delim + 4]);
+    m->content = parse_frame(&m->frames[m->delim + 5]);
+    m->type = m->header ? json_string_value(json_object_get(m->header, "msg_type")) : NULL;
+    if (!m->header || !m->parent || !m->metadata || !m->content || !m->type) {
+        klog("message with bad JSON on %s: dropped", where);
+        kmsg_free(m);
+        return 0;
+    }
+    return 1;
+}
+
+/* An outgoing message, serialized and signed. */
+typedef struct {
+    char *part[4];
+    size_t len[4];
+    char sig[65];
+} kout;
+
+static void kout_free(kout *o)
+{
+    for (int i = 0; i < 4; i++) free(o->part[i]);
+    memset(o, 0, sizeof *o);
+}
+
+/* Build a message of `type` answering `parent` (a header; NULL: none).
+ * Takes ownership of content. Returns 0, or -1 (logged) on failure. */
+static int kout_build(kout *o, const char *type, const json_t *parent, json_t *content)
+{
+    memset(o, 0, sizeof *o);
+    char id[96], date[64];
+    snprintf(id, sizeof id, "%s-%lu", K.session, atomic_fetch_add(&K.counter, 1) + 1);
+    iso_now(date);
+    json_t *obj[4];
+    obj[0] = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "msg_id", id, "session", K.session,
+                       "username", "towerlab", "date", date, "msg_type", type, "version", PROTOCOL);
+    obj[1] = parent ? json_incref((json_t *)parent) : json_object();
+    obj[2] = json_object();
+    obj[3] = content;
+    int ok = 1;
+    for (int i = 0; i < 4; i++) {
+        o->part[i] = obj[i] ? json_dumps(obj[i], JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        if (!o->part[i]) ok = 0;
+        else o->len[i] = strlen(o->part[i]);
+        json_decref(obj[i]);
+    }
+    if (ok && sign((const char *const *)o->part, o->len, o->sig) != 0) ok = 0;
+    if (!ok) {
+        klog("cannot build a %s message", type);
+        kout_free(o);
+        return -1;
+    }
+    return 0;
+}
+
+static int send_part(void *sock, const void *data, size_t n, int more)
+{
+    int r;
+    while ((r = zmq_send(sock, data, n, more ? ZMQ_SNDMORE : 0)) < 0 && errno == EINTR) {
+    }
+    return r < 0 ? -1 : 0;
+}
+
+/* Send o after `head` frames: the request's identities (req), or a single
+ * frame (a topic); `cmd` (may be NULL) goes first (the PAIR command). */
+static int kout_send(void *sock, const char *cmd, const kmsg *req, const char *topic, const kout *o)
+{
+    int rc = 0;
+    if (cmd) rc |= send_part(sock, cmd, strlen(cmd), 1);
+    if (req)
+        for (int i = 0; i < req->delim; i++)
+            rc |= send_part(sock, zmq_msg_data((zmq_msg_t *)&req->frames[i]),
+                            zmq_msg_size((zmq_msg_t *)&req->frames[i]), 1);
+    if (topic) rc |= send_part(sock, topic, strlen(topic), 1);
+    rc |= send_part(sock, DELIM, sizeof DELIM - 1, 1);
+    rc |= send_part(sock, o->sig, strlen(o->sig), 1);
+    for (int i = 0; i < 4; i++) rc |= send_part(sock, o->part[i], o->len[i], i < 3);
+    return rc;
+}
+
+/* Reply on `sock` to the request `req`. Takes content. */
+static void reply(void *sock, const kmsg *req, const char *type, json_t *content)
+{
+    kout o;
+    if (kout_build(&o, type, req->header, content) != 0) return;
+    if (kout_send(sock, NULL, req, NULL, &o) != 0) klog("cannot send %s: %s", type, zmq_strerror(errno));
+    kout_free(&o);
+}
+
+static json_t *kernel_info(void)
+{
+    return json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:s, s:[]}", "status",
+                     "ok", "protocol_version", PROTOCOL, "implementation", "towerlab",
+                     "implementation_version", TL_VERSION, "language_info", "name", "lua", "version",
+                     "5.4", "mimetype", "text/x-lua", "file_extension", ".lua", "pygments_lexer",
+                     "lua", "codemirror_mode", "lua", "banner",
+                     "towerlab " TL_VERSION " (" LUA_RELEASE ") — multi-task recommender learning\n"
+                     "help(x) or ?x for documentation; tl.plot.* draws inline.",
+                     "help_links");
+}
+
+/* ---- the I/O thread: iopub, control, heartbeat, output pipes ------------------- */
+
+typedef struct {
+    json_t *parent; /* header the stream output belongs to */
+    int stop;
+} io_state;
+
+static void io_publish(io_state *s, const json_t *parent, const char *type, json_t *content)
+{
+    (void)s;
+    kout o;
+    if (kout_build(&o, type, parent, content) != 0) return;
+    kout_send(K.iopub, NULL, NULL, type, &o);
+    kout_free(&o);
+}
+
+/* Publish what is pending in st (all of it but a cut-off UTF-8 sequence). */
+static void stream_flush(io_state *s, kstream *st)
+{
+    if (st->len == 0) return;
+    size_t keep;
+    json_t *text = jstr_n(st->buf, st->len, &keep);
+    if (text && json_string_length(text) > 0)
+        io_publish(s, s->parent, "stream", json_pack("{s:s, s:o}", "name", st->name, "text", text));
+    else
+        json_decref(text);
+    memmove(st->buf, st->buf + st->len - keep, keep);
+    st->len = keep;
+}
+
+/* Read what the pipe holds (once, or until empty with `all`). */
+static void stream_read(io_state *s, kstream *st, int all)
+{
+    for (;;) {
+        if (st->len > STREAM_BUF / 2) stream_flush(s, st);
+        ssize_t r = read(st->rfd, st->buf + st->len, STREAM_BUF - st->len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        if (st->len == 0) st->since = mono_now();
+        st->len += (size_t)r;
+        if (!all) break;
+    }
+}
+
+static void streams_drain(io_state *s)
+{
+    stream_read(s, &K.out, 1);
+    stream_read(s, &K.err, 1);
+    stream_flush(s, &K.out);
+    stream_flush(s, &K.err);
+}
+
+/* Forward the rest of a "pub" command to iopub, frame by frame. */
+static void forward_pub(void)
+{
+    int more = 1;
+    while (more) {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        int r;
+        while ((r = zmq_msg_recv(&f, K.pair_io, 0)) < 0 && errno == EINTR) {
+        }
+        if (r < 0) {
+            zmq_msg_close(&f);
+            return;
+        }
+        more = zmq_msg_more(&f);
+        while ((r = zmq_msg_send(&f, K.iopub, more ? ZMQ_SNDMORE : 0)) < 0 && errno == EINTR) {
+        }
+        if (r < 0) zmq_msg_close(&f);
+    }
+}
+
+/* A command from the main thread. */
+static void io_command(io_state *s)
+{
+    char cmd[16];
+    int n;
+    while ((n = zmq_recv(K.pair_io, cmd, sizeof cmd - 1, 0)) < 0 && errno == EINTR) {
+    }
+    if (n < 0) return;
+    cmd[n < (int)sizeof cmd - 1 ? n : (int)sizeof cmd - 1] = '\0';
+    int more = 0;
+    size_t sz = sizeof more;
+    zmq_getsockopt(K.pair_io, ZMQ_RCVMORE, &more, &sz);
+    streams_drain(s);
+    if (strcmp(cmd, "pub") == 0 && more) {
+        forward_pub();
+        send_part(K.pair_io, "ack", 3, 0);
+        return;
+    }
+    if (strcmp(cmd, "parent") == 0 && more) {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        if (zmq_msg_recv(&f, K.pair_io, 0) >= 0) {
+            json_decref(s->parent);
+            s->parent = json_loadb(zmq_msg_data(&f), zmq_msg_size(&f), 0, NULL);
+        }
+        zmq_msg_close(&f);
+        send_part(K.pair_io, "ack", 3, 0); /* the main thread may now redirect output */
+        return;
+    }
+    if (strcmp(cmd, "stop") == 0) s->stop = 1;
+    while (more) { /* an unknown command: discard its frames */
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        if (zmq_msg_recv(&f, K.pair_io, 0) < 0) more = 0;
+        else more = zmq_msg_more(&f);
+        zmq_msg_close(&f);
+    }
+}
+
+static void io_heartbeat(void)
+{
+    int more = 1;
+    while (more) {
+        zmq_msg_t f;
+        zmq_msg_init(&f);
+        if (zmq_msg_recv(&f, K.hb, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&f);
+            return;
+        }
+        more = zmq_msg_more(&f);
+        if (zmq_msg_send(&f, K.hb, more ? ZMQ_SNDMORE : 0) < 0) zmq_msg_close(&f);
+    }
+}
+
+static void io_control(io_state *s)
+{
+    kmsg m;
+    if (!kmsg_recv(K.control, &m, "control")) return;
+    io_publish(s, m.header, "status", json_pack("{s:s}", "execution_state", "busy"));
+    if (strcmp(m.type, "interrupt_request") == 0) {
+        kill(getpid(), SIGINT); /* main.c's handler, in the main thread (others block SIGINT) */
+        reply(K.control, &m, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
+    } else if (strcmp(m.type, "shutdown_request") == 0) {
+        int restart = json_is_true(json_object_get(m.content, "restart"));
+        reply(K.control, &m, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
+        send_part(K.pair_io, "shutdown", 8, 0);
+        kill(getpid(), SIGINT); /* stop a running cell so the main thread can exit */
+    } else if (strcmp(m.type, "kernel_info_request") == 0) {
+        reply(K.control, &m, "kernel_info_reply", kernel_info());
+    } else {
+        klog("unsupported control message '%s': ignored", m.type);
+    }
+    io_publish(s, m.header, "status", json_pack("{s:s}", "execution_state", "idle"));
+    kmsg_free(&m);
+}
+
+static void *io_main(void *arg)
+{
+    (void)arg;
+    io_state s = {NULL, 0};
+    zmq_pollitem_t it[5] = {
+        {K.pair_io, 0, ZMQ_POLLIN, 0}, {K.hb, 0, ZMQ_POLLIN, 0}, {K.control, 0, ZMQ_POLLIN, 0},
+        {NULL, K.out.rfd, ZMQ_POLLIN, 0}, {NULL, K.err.rfd, ZMQ_POLLIN, 0}};
+    while (!s.stop) {
+        long timeout = -1;
+        double now = mono_now();
+        kstream *st[2] = {&K.out, &K.err};
+        for (int i = 0; i < 2; i++) {
+            if (st[i]->len == 0) continue;
+            double left = st[i]->since + STREAM_DELAY - now;
+            long ms = left <= 0 ? 0 : (long)(left * 1000.0) + 1;
+            if (timeout < 0 || ms < timeout) timeout = ms;
+        }
+        int r = zmq_poll(it, 5, timeout);
+        if (r < 0 && errno != EINTR) {
+            klog("poll failed: %s", zmq_strerror(errno));
+            break;
+        }
+        if (r > 0) {
+            if (it[3].revents & ZMQ_POLLIN) stream_read(&s, &K.out, 0);
+            if (it[4].revents & ZMQ_POLLIN) stream_read(&s, &K.err, 0);
+            if (it[1].revents & ZMQ_POLLIN) io_heartbeat();
+            if (it[2].revents & ZMQ_POLLIN) io_control(&s);
+            if (it[0].revents & ZMQ_POLLIN) io_command(&s);
+        }
+        now = mono_now();
+        for (int i = 0; i < 2; i++)
+            if (st[i]->len > 0 && now - st[i]->since >= STREAM_DELAY) stream_flush(&s, st[i]);
+    }
+    streams_drain(&s);
+    json_decref(s.parent);
+    return NULL;
+}
+
+/* ---- publishing from the main thread --------------------------------------------- */
+
+static int pair_read(int flags);
+
+/* Publish an iopub message for the request being handled, after the output
+ * printed so far. Waits until the I/O thread has sent it, so that output
+ * printed later cannot overtake it. Takes content. */
+static int publish(const char *type, json_t *content)
+{
+    kout o;
+    if (kout_build(&o, type, K.parent, content) != 0) return -1;
+    int rc = kout_send(K.pair_main, "pub", NULL, type, &o);
+    kout_free(&o);
+    if (rc == 0)
+        while (!pair_read(0)) {
+        }
+    return rc;
+}
+
+static void publish_status(const char *state)
+{
+    publish("status", json_pack("{s:s}", "execution_state", state));
+}
+
+/* display_data / update_display_data with the bundle `data` (taken). */
+static int publish_display(json_t *data, const char *display_id, int update)
+{
+    json_t *c = json_pack("{s:o, s:{}}", "data", data, "metadata");
+    if (!c) return -1;
+    if (display_id) json_object_set_new(c, "transient", json_pack("{s:o}", "display_id", jstr(display_id)));
+    K.displayed = 1;
+    return publish(update && display_id ? "update_display_data" : "display_data", c);
+}
+
+int tl_kernel_display_svg(const char *svg, const char *display_id, int update)
+{
+    if (!K.active || !svg) return -1;
+    json_t *data = json_pack("{s:o, s:s}", "image/svg+xml", jstr(svg), "text/plain", "<plot>");
+    if (!data) return -1;
+    return publish_display(data, display_id, update);
+}
+
+int tl_kernel_active(void) { return K.active; }
+
+/* Lua: publish(bundle, display_id|nil, update) — bundle maps mime type -> text. */
+static int l_publish(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const char *id = luaL_optstring(L, 2, NULL);
+    int update = lua_toboolean(L, 3);
+    if (!K.active) return luaL_error(L, "tl.display: no notebook kernel is running");
+    json_t *data = json_object();
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+            size_t n;
+            const char *s = lua_tolstring(L, -1, &n);
+            json_object_set_new(data, lua_tostring(L, -2), jstr_n(s, n, NULL));
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushboolean(L, publish_display(data, id, update) == 0);
+    return 1;
+}
+
+static int l_now(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)mono_now());
+    return 1;
+}
+
+/* ---- Lua helpers --------------------------------------------------------------------- */
+
+/* Push the kernel helper `name` (repl/lua/kernel.lua) or nil. */
+static void push_helper(lua_State *L, const char *name)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, KERNEL_KEY) == LUA_TTABLE) {
+        lua_getfield(L, -1, name);
+        lua_remove(L, -2);
+    } else {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+}
+
+static void setup_lua(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, TL_PRIVATE_KEY);
+    if (lua_istable(L, -1)) lua_getfield(L, -1, "kernel_setup");
+    else lua_pushnil(L);
+    if (lua_isfunction(L, -1)) {
+        lua_pushcfunction(L, l_publish);
+        lua_pushcfunction(L, l_now);
+        lua_pushstring(L, K.session);
+        if (lua_pcall(L, 3, 1, 0) == LUA_OK) {
+            lua_setfield(L, LUA_REGISTRYINDEX, KERNEL_KEY);
+        } else {
+            klog("kernel set-up failed: %s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+        }
+    } else {
+        lua_pop(L, 1);
+        klog("kernel set-up missing (repl/lua/kernel.lua): plots and rich output disabled");
+    }
+    lua_pop(L, 1);
+}
+
+/* Bundle (mime -> text) for the n values at the top, which are popped.
+ * Returns a new JSON object; NULL on failure (logged). */
+static json_t *bundle_of(lua_State *L, int n)
+{
+    int base = lua_gettop(L) - n;
+    push_helper(L, "bundle");
+    json_t *data = NULL;
+    if (lua_isfunction(L, -1)) {
+        lua_insert(L, base + 1);
+        if (lua_pcall(L, n, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+            data = json_object();
+            lua_pushnil(L);
+            while (lua_next(L, -2)) {
+                if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+                    size_t len;
+                    const char *s = lua_tolstring(L, -1, &len);
+                    json_object_set_new(data, lua_tostring(L, -2), jstr_n(s, len, NULL));
+                }
+                lua_pop(L, 1);
+            }
+        } else if (lua_isstring(L, -1)) {
+            klog("displaying a result failed: %s", lua_tostring(L, -1));
+        }
+    } else {
+        lua_pop(L, 1);
+        size_t len;
+        const char *s = luaL_tolstring(L, base + 1, &len);
+        data = json_pack("{s:o}", "text/plain", jstr_n(s, len, NULL));
+    }
+    lua_settop(L, base);
+    return data;
+}
+
+/* ---- execute --------------------------------------------------------------------------- */
+
+static void redirect(int on)
+{
+    fflush(stdout);
+    fflush(stderr);
+    dup2(on ? K.out_w : K.saved_out, STDOUT_FILENO);
+    dup2(on ? K.err_w : K.saved_err, STDERR_FILENO);
+}
+
+static int blank_or_comment(const char *s, const char *end)
+{
+    while (s < end && (*s == ' ' || *s == '\t' || *s == '\r')) s++;
+    return s >= end || *s == '\n' || (s + 1 < end && s[0] == '-' && s[1] == '-');
+}
+
+static int ends_with_semicolon(const char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r')) n--;
+    return n > 0 && s[n - 1] == ';';
+}
+
+/* Push the function of a cell: the code as an expression ("return " ..
+ * code); else the statements with the last top-level expression (after a
+ * line break or ';') returned, so its value shows as in IPython; else the
+ * statements as they are.
+ * Returns the load status (message pushed on error). */
+static int load_cell(lua_State *L, const char *code, const char *name)
+{
+    const char *ret = lua_pushfstring(L, "return %s", code);
+    if (luaL_loadbuffer(L, ret, strlen(ret), name) == LUA_OK) {
+        lua_remove(L, -2);
+        return LUA_OK;
+    }
+    lua_pop(L, 2);
+    size_t n = strlen(code);
+    if (!ends_with_semicolon(code)) {
+        int tries = 0;
+        for (size_t start = n; start > 0 && tries < 64;) {
+            size_t s = start - 1;
+            while (s > 0 && code[s - 1] != '\n' && code[s - 1] != ';') s--;
+            start = s;
+            s += strspn(code + s, " \t");
+            if (blank_or_comment(code + s, code + n)) continue;
+            tries++;
+            if (luaL_loadbuffer(L, code, s, name) != LUA_OK) {
+                lua_pop(L, 1);
+                continue;
+            }
+            lua_pop(L, 1);
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            luaL_addlstring(&b, code, s);
+            luaL_addstring(&b, "return ");
+            luaL_addstring(&b, code + s);
+            luaL_pushresult(&b);
+            const char *cand = lua_tostring(L, -1);
+            if (luaL_loadbuffer(L, cand, strlen(cand), name) == LUA_OK) {
+                lua_remove(L, -2);
+                return LUA_OK;
+            }
+            lua_pop(L, 2);
+        }
+    }
+    return luaL_loadbuffer(L, code, n, name);
+}
+
+/* The error message at the top as ename/evalue/traceback (popped). */
+static json_t *error_content(lua_State *L, const char *ename)
+{
+    const char *msg = lua_tostring(L, -1);
+    if (!msg) msg = "(error object is not a string)";
+    const char *nl = strchr(msg, '\n');
+    size_t first = nl ? (size_t)(nl - msg) : strlen(msg);
+    json_t *tb = json_array();
+    for (const char *p = msg; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        json_array_append_new(tb, jstr_n(p, len, NULL));
+        p += len + (e ? 1 : 0);
+    }
+    json_t *c = json_pack("{s:s, s:o, s:o}", "ename", ename, "evalue", jstr_n(msg, first, NULL),
+                          "traceback", tb);
+    lua_pop(L, 1);
+    return c;
+}
+
+static void do_execute(const kmsg *m)
+{
+    lua_State *L = K.L;
+    int top = lua_gettop(L);
+    const char *code = json_string_value(json_object_get(m->content, "code"));
+    if (!code) code = "";
+    int silent = json_is_true(json_object_get(m->content, "silent"));
+    json_t *sh = json_object_get(m->content, "store_history");
+    int store = !silent && (sh == NULL || json_is_true(sh));
+    if (store) K.count++;
+    if (!silent)
+        publish("execute_input", json_pack("{s:o, s:i}", "code", jstr(code), "execution_count", K.count));
+    if (store) json_array_append_new(K.history, json_pack("[i, i, o]", 1, K.count, jstr(code)));
+
+    char name[32];
+    snprintf(name, sizeof name, "=In[%d]", K.count);
+    const char *ename = "LuaError";
+    int quiet = silent || ends_with_semicolon(code);
+    K.displayed = 0;
+    redirect(1);
+    int status;
+    const char *p = code + strspn(code, " \t\r\n");
+    if (p[0] == '?' && !strchr(p, '\n')) { /* ?x: help, as at the prompt */
+        lua_getfield(L, LUA_REGISTRYINDEX, TL_LIB_KEY);
+        lua_getfield(L, -1, "help");
+        lua_remove(L, -2);
+        const char *what = p + 1 + strspn(p + 1, " \t");
+        size_t wl = strcspn(what, "\r\n");
+        while (wl > 0 && (what[wl - 1] == ' ' || what[wl - 1] == '\t')) wl--;
+        int na = wl > 0 ? (lua_pushlstring(L, what, wl), 1) : 0;
+        status = tl_docall(L, na, 0);
+    } else if ((status = load_cell(L, code, name)) == LUA_OK) {
+        status = tl_docall(L, 0, LUA_MULTRET);
+    } else {
+        ename = "SyntaxError";
+    }
+    if (status != LUA_OK && strcmp(ename, "SyntaxError") != 0 && tl_cancelled())
+        ename = "KeyboardInterrupt";
+    json_t *data = NULL;
+    int n = lua_gettop(L) - top;
+    if (status == LUA_OK && n > 0 && !quiet &&
+        !(n == 1 && lua_isboolean(L, -1) && K.displayed)) /* a plot call's `true` */
+        data = bundle_of(L, n);
+    redirect(0);
+
+    json_t *rep;
+    if (status != LUA_OK) {
+        json_t *err = error_content(L, ename);
+        if (!silent) publish("error", json_deep_copy(err));
+        rep = err;
+        json_object_set_new(rep, "status", json_string("error"));
+        json_object_set_new(rep, "execution_count", json_integer(K.count));
+    } else {
+        if (data)
+            publish("execute_result",
+                    json_pack("{s:i, s:O, s:{}}", "execution_count", K.count, "data", data, "metadata"));
+        rep = json_pack("{s:s, s:i, s:{}, s:[]}", "status", "ok", "execution_count", K.count,
+                        "user_expressions", "payload");
+    }
+    json_decref(data);
+    lua_settop(L, top);
+    reply(K.shell, m, "execute_reply", rep);
+}
+
+/* ---- complete, inspect, is_complete, history --------------------------------------- */
+
+static int name_char(char c, int colon)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || (colon && c == ':');
+}
+
+static void do_complete(const kmsg *m)
+{
+    lua_State *L = K.L;
+    int top = lua_gettop(L);
+    const char *code = json_string_value(json_object_get(m->content, "code"));
+    if (!code) code = "";
+    json_t *cp = json_object_get(m->content, "cursor_pos");
+    size_t end = json_is_integer(cp) ? cp_to_byte(code, json_integer_value(cp)) : strlen(code);
+    size_t start = end;
+    while (start > 0 && name_char(code[start - 1], 1)) start--;
+    json_t *matches = json_array();
+    lua_getfield(L, LUA_REGISTRYINDEX, TL_PRIVATE_KEY);
+    if (lua_istable(L, -1)) lua_getfield(L, -1, "complete");
+    else lua_pushnil(L);
+    if (lua_isfunction(L, -1)) {
+        lua_pushlstring(L, code + start, end - start);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+            lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+            for (lua_Integer i = 1; i <= n; i++) {
+                if (lua_rawgeti(L, -1, i) == LUA_TSTRING) json_array_append_new(matches, jstr(lua_tostring(L, -1)));
+                lua_pop(L, 1);
+            }
+        }
+    }
+    lua_settop(L, top);
+    reply(K.shell, m, "complete_reply",
+          json_pack("{s:s, s:o, s:I, s:I, s:{}}", "status", "ok", "matches", matches, "cursor_start",
+                    (json_int_t)byte_to_cp(code, start), "cursor_end", (json_int_t)byte_to_cp(code, end),
+                    "metadata"));
+}
+
+static void do_inspect(const kmsg *m)
+{
+    lua_State *L = K.L;
+    int top = lua_gettop(L);
+    const char *code = json_string_value(json_object_get(m->content, "code"));
+    if (!code) code = "";
+    json_t *cp = json_object_get(m->content, "cursor_pos");
+    size_t pos = json_is_integer(cp) ? cp_to_byte(code, json_integer_value(cp)) : strlen(code);
+    size_t start = pos, end = pos;
+    while (start > 0 && name_char(code[start - 1], 1)) start--;
+    while (code[end] && name_char(code[end], 1)) end++;
+    while (end > start && (code[end - 1] == '.' || code[end - 1] == ':')) end--;
+    json_t *data = json_object();
+    int found = 0;
+    if (end > start) {
+        push_helper(L, "inspect");
+        if (lua_isfunction(L, -1)) {
+            lua_pushlstring(L, code + start, end - start);
+            if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isstring(L, -1)) {
+                size_t len;
+                const char *s = lua_tolstring(L, -1, &len);
+                json_object_set_new(data, "text/plain", jstr_n(s, len, NULL));
+                found = 1;
+            }
+        }
+    }
+    lua_settop(L, top);
+    reply(K.shell, m, "inspect_reply",
+          json_pack("{s:s, s:b, s:o, s:{}}", "status", "ok", "found", found, "data", data, "metadata"));
+}
+
+static void do_is_complete(const kmsg *m)
+{
+    lua_State *L = K.L;
+    int top = lua_gettop(L);
+    const char *code = json_string_value(json_object_get(m->content, "code"));
+    if (!code) code = "";
+    const char *status = "complete";
+    const char *p = code + strspn(code, " \t\r\n");
+    if (*p && *p != '?') {
+        const char *ret = lua_pushfstring(L, "return %s", code);
+        if (luaL_loadbuffer(L, ret, strlen(ret), "=cell") != LUA_OK &&
+            luaL_loadbuffer(L, code, strlen(code), "=cell") != LUA_OK) {
+            /* "<eof>" in either form's message: more input would help */
+            status = "invalid";
+            for (int i = -1; i >= -2; i--) {
+                size_t n;
+                const char *msg = lua_tolstring(L, i, &n);
+                if (msg && n >= 5 && strcmp(msg + n - 5, "<eof>") == 0) status = "incomplete";
+            }
+        }
+    }
+    lua_settop(L, top);
+    json_t *c = json_pack("{s:s}", "status", status);
+    if (strcmp(status, "incomplete") == 0) json_object_set_new(c, "indent", json_string(""));
+    reply(K.shell, m, "is_complete_reply", c);
+}
+
+static void do_history(const kmsg *m)
+{
+    const char *kind = json_string_value(json_object_get(m->content, "hist_access_type"));
+    json_t *nj = json_object_get(m->content, "n");
+    size_t total = json_array_size(K.history), from = 0;
+    if (kind && strcmp(kind, "tail") == 0 && json_is_integer(nj) && json_integer_value(nj) >= 0 &&
+        (size_t)json_integer_value(nj) < total)
+        from = total - (size_t)json_integer_value(nj);
+    json_t *h = json_array();
+    for (size_t i = from; i < total; i++) json_array_append(h, json_array_get(K.history, i));
+    reply(K.shell, m, "history_reply", json_pack("{s:s, s:o}", "status", "ok", "history", h));
+}
+
+/* Read one message from the I/O thread; returns 1 for "ack" (and when the
+ * socket fails, so that no caller waits forever). */
+static int pair_read(int flags)
+{
+    char cmd[16];
+    int n;
+    while ((n = zmq_recv(K.pair_main, cmd, sizeof cmd, flags)) < 0 && errno == EINTR) {
+    }
+    if (n < 0) return errno != EAGAIN;
+    if (n == 8 && memcmp(cmd, "shutdown", 8) == 0) K.quit = 1;
+    return n == 3 && memcmp(cmd, "ack", 3) == 0;
+}
+
+/* Tell the I/O thread which request later output belongs to, and wait
+ * until it has taken note: output written before that would be attributed
+ * to the previous request. */
+static void set_parent(const json_t *header)
+{
+    char *hdr = json_dumps(header, JSON_COMPACT);
+    if (!hdr) return;
+    int rc = send_part(K.pair_main, "parent", 6, 1);
+    rc |= send_part(K.pair_main, hdr, strlen(hdr), 0);
+    free(hdr);
+    if (rc == 0)
+        while (!pair_read(0)) {
+        }
+}
+
+/* Handle one shell request; returns 1 when the kernel should shut down. */
+static int handle_shell(void)
+{
+    kmsg m;
+    if (!kmsg_recv(K.shell, &m, "shell")) return 0;
+    K.parent = m.header;
+    set_parent(m.header);
+    publish_status("busy");
+    int quit = 0;
+    const char *t = m.type;
+    if (strcmp(t, "execute_request") == 0) do_execute(&m);
+    else if (strcmp(t, "kernel_info_request") == 0) reply(K.shell, &m, "kernel_info_reply", kernel_info());
+    else if (strcmp(t, "complete_request") == 0) do_complete(&m);
+    else if (strcmp(t, "inspect_request") == 0) do_inspect(&m);
+    else if (strcmp(t, "is_complete_request") == 0) do_is_complete(&m);
+    else if (strcmp(t, "history_request") == 0) do_history(&m);
+    else if (strcmp(t, "comm_info_request") == 0)
+        reply(K.shell, &m, "comm_info_reply", json_pack("{s:s, s:{}}", "status", "ok", "comms"));
+    else if (strcmp(t, "shutdown_request") == 0) {
+        int restart = json_is_true(json_object_get(m.content, "restart"));
+        reply(K.shell, &m, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
+        quit = 1;
+    } else {
+        klog("unsupported shell message '%s': ignored", t);
+    }
+    publish_status("idle");
+    K.parent = NULL;
+    kmsg_free(&m);
+    return quit;
+}
+
+/* ---- set-up -------------------------------------------------------------------------- */
+
+static void *open_socket(int type, const json_t *conn, const char *port_key, char *err, size_t errlen)
+{
+    const char *transport = json_string_value(json_object_get(conn, "transport"));
+    const char *ip = json_string_value(json_object_get(conn, "ip"));
+    json_t *port = json_object_get(conn, port_key);
+    if (!transport) transport = "tcp";
+    if (!ip) ip = "127.0.0.1";
+    if (!json_is_integer(port)) {
+        snprintf(err, errlen, "connection file has no integer '%s'", port_key);
+        return NULL;
+    }
+    char ep[512];
+    if (strcmp(transport, "ipc") == 0) snprintf(ep, sizeof ep, "ipc://%s-%lld", ip, (long long)json_integer_value(port));
+    else snprintf(ep, sizeof ep, "%s://%s:%lld", transport, ip, (long long)json_integer_value(port));
+    void *s = zmq_socket(K.ctx, type);
+    int linger = 1000;
+    if (s) zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    if (!s || zmq_bind(s, ep) != 0) {
+        snprintf(err, errlen, "cannot bind %s (%s): %s", port_key, ep, zmq_strerror(errno));
+        if (s) zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void random_hex(char *out, size_t nbytes)
+{
+    unsigned char raw[32] = {0};
+    if (nbytes > sizeof raw) nbytes = sizeof raw;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, raw, nbytes) : -1;
+    if (fd >= 0) close(fd);
+    if (got != (ssize_t)nbytes) {
+        unsigned long long x = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
+        for (size_t i = 0; i < nbytes; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            raw[i] = (unsigned char)(x >> 56);
+        }
+    }
+    for (size_t i = 0; i < nbytes; i++) snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+static int make_pipe(int *rfd, int *wfd)
+{
+    int p[2];
+    if (pipe(p) != 0) return -1;
+    fcntl(p[0], F_SETFD, FD_CLOEXEC);
+    fcntl(p[1], F_SETFD, FD_CLOEXEC);
+    fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
+    *rfd = p[0];
+    *wfd = p[1];
+    return 0;
+}
+
+static void close_all(void)
+{
+    void **socks[] = {&K.shell, &K.control, &K.iopub, &K.stdin_s, &K.hb, &K.pair_main, &K.pair_io};
+    for (size_t i = 0; i < sizeof socks / sizeof *socks; i++)
+        if (*socks[i]) {
+            zmq_close(*socks[i]);
+            *socks[i] = NULL;
+        }
+    if (K.ctx) zmq_ctx_term(K.ctx);
+    K.ctx = NULL;
+    EVP_MAC_free(K.mac);
+    K.mac = NULL;
+    free(K.key);
+    K.key = NULL;
+    json_decref(K.history);
+    K.history = NULL;
+    int *fds[] = {&K.out.rfd, &K.err.rfd, &K.out_w, &K.err_w, &K.saved_out, &K.saved_err};
+    for (size_t i = 0; i < sizeof fds / sizeof *fds; i++)
+        if (*fds[i] >= 0) {
+            close(*fds[i]);
+            *fds[i] = -1;
+        }
+    K.log_fd = -1;
+}
+
+int tl_kernel_run(lua_State *L, const char *connection_file)
+{
+    memset(&K, 0, sizeof K);
+    K.out.rfd = K.err.rfd = K.out_w = K.err_w = K.saved_out = K.saved_err = K.log_fd = -1;
+    K.out.name = "stdout";
+    K.err.name = "stderr";
+    K.L = L;
+    char err[1024] = "";
+    json_error_t jerr;
+    json_t *conn = json_load_file(connection_file, 0, &jerr);
+    if (!conn || !json_is_object(conn)) {
+        fprintf(stderr, "towerlab: cannot read connection file '%s': %s\n", connection_file,
+                conn ? "not a JSON object" : jerr.text);
+        json_decref(conn);
+        return 1;
+    }
+    const char *scheme = json_string_value(json_object_get(conn, "signature_scheme"));
+    const char *key = json_string_value(json_object_get(conn, "key"));
+    if (scheme && *scheme && strcmp(scheme, "hmac-sha256") != 0) {
+        fprintf(stderr, "towerlab: unsupported signature_scheme '%s' (only hmac-sha256)\n", scheme);
+        json_decref(conn);
+        return 1;
+    }
+    K.key = strdup(key ? key : "");
+    K.keylen = strlen(K.key);
+    K.mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (!K.key || !K.mac) {
+        fprintf(stderr, "towerlab: cannot set up HMAC-SHA256\n");
+        json_decref(conn);
+        close_all();
+        return 1;
+    }
+    random_hex(K.session, 16);
+    K.history = json_array();
+
+    /* Output: fd 1 and 2 point into these pipes while a cell runs; the
+     * real ones stay open for the log. Input: nothing (no stdin prompts). */
+    K.saved_out = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+    K.saved_err = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+    K.log_fd = K.saved_err;
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) {
+        dup2(devnull, STDIN_FILENO);
+        close(devnull);
+    }
+    if (K.saved_out < 0 || K.saved_err < 0 || make_pipe(&K.out.rfd, &K.out_w) != 0 ||
+        make_pipe(&K.err.rfd, &K.err_w) != 0) {
+        fprintf(stderr, "towerlab: cannot set up output pipes: %s\n", strerror(errno));
+        json_decref(conn);
+        close_all();
+        return 1;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    /* Only the main thread takes SIGINT: threads started from here (ours
+     * and libzmq's) inherit the blocked mask. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    K.ctx = zmq_ctx_new();
+    int ok = K.ctx != NULL;
+    if (ok) ok = (K.shell = open_socket(ZMQ_ROUTER, conn, "shell_port", err, sizeof err)) != NULL;
+    if (ok) ok = (K.control = open_socket(ZMQ_ROUTER, conn, "control_port", err, sizeof err)) != NULL;
+    if (ok) ok = (K.iopub = open_socket(ZMQ_PUB, conn, "iopub_port", err, sizeof err)) != NULL;
+    if (ok) ok = (K.stdin_s = open_socket(ZMQ_ROUTER, conn, "stdin_port", err, sizeof err)) != NULL;
+    if (ok) ok = (K.hb = open_socket(ZMQ_REP, conn, "hb_port", err, sizeof err)) != NULL;
+    if (ok) {
+        K.pair_io = zmq_socket(K.ctx, ZMQ_PAIR);
+        K.pair_main = zmq_socket(K.ctx, ZMQ_PAIR);
+        ok = K.pair_io && K.pair_main && zmq_bind(K.pair_io, PAIR_ADDR) == 0 &&
+             zmq_connect(K.pair_main, PAIR_ADDR) == 0;
+        if (!ok) snprintf(err, sizeof err, "cannot set up the I/O thread socket: %s", zmq_strerror(errno));
+    }
+    json_decref(conn);
+    if (ok) {
+        int linger = 1000;
+        zmq_setsockopt(K.pair_main, ZMQ_LINGER, &linger, sizeof linger);
+        ok = pthread_create(&K.io, NULL, io_main, NULL) == 0;
+        if (!ok) snprintf(err, sizeof err, "cannot start the I/O thread");
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!ok) {
+        klog("%s", err[0] ? err : "cannot create the ZeroMQ context");
+        close_all();
+        return 1;
+    }
+    K.active = 1;
+    setup_lua(L);
+    klog("started (session %s)", K.session);
+
+    zmq_pollitem_t it[2] = {{K.pair_main, 0, ZMQ_POLLIN, 0}, {K.shell, 0, ZMQ_POLLIN, 0}};
+    while (!K.quit) {
+        tl_sigint_pending = 0;
+        int r = zmq_poll(it, 2, -1);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            klog("poll failed: %s", zmq_strerror(errno));
+            break;
+        }
+        if (it[0].revents & ZMQ_POLLIN) pair_read(ZMQ_DONTWAIT);
+        if (!K.quit && (it[1].revents & ZMQ_POLLIN) && handle_shell()) K.quit = 1;
+    }
+    klog("shutting down");
+    send_part(K.pair_main, "stop", 4, 0);
+    pthread_join(K.io, NULL);
+    K.active = 0;
+    fflush(stdout);
+    close_all();
+    return 0;
+}

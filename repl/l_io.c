@@ -1,0 +1,53 @@
+/* l_io.c — checkpoints from Lua: tl.load(path) and m:save(path). */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "io.h"
+#include "l_model.h"
+#include "l_util.h"
+
+/* tl.load(path) -> model. Raises "tl.load: <engine message>" on failure. */
+static int l_load(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    tl_model *m = NULL;
+    tl_status s = tl_model_load(path, &m);
+    if (s != TL_OK) return tl_lua_raise_status(L, "tl.load", s);
+    tl_lua_push_model(L, m, 0);
+    return 1;
+}
+
+/* m:save(path) -> m. Atomic: a failed save leaves an existing file intact. */
+static int l_save(lua_State *L)
+{
+    tl_model *m = tl_lua_check_model(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    tl_status s = tl_model_save(m, path);
+    if (s != TL_OK) return tl_lua_raise_status(L, "m:save", s);
+    lua_settop(L, 1);
+    return 1;
+}
+
+void tl_lua_open_io(lua_State *L, int tl)
+{
+    lua_pushcfunction(L, l_load);
+    lua_setfield(L, tl, "load");
+    tl_lua_model_method(L, "save", l_save);
+    lua_getfield(L, tl, "load");
+    tl_lua_doc(L, "tl.load", -1,
+               "tl.load(path) -> model: read a checkpoint written by m:save. The model comes\n"
+               "back with its configuration, parameters, optimizer state, loss weights,\n"
+               "weighting state and history, and continues training exactly where it\n"
+               "stopped (m:fit on a split with the same feature layout). A truncated or\n"
+               "corrupted file, a wrong magic or a newer format version is an error saying\n"
+               "which; nothing in the file is ever executed.");
+    lua_pop(L, 1);
+    luaL_getmetatable(L, TL_MODEL_MT);
+    lua_getfield(L, -1, "methods");
+    lua_getfield(L, -1, "save");
+    tl_lua_doc(L, "m:save", lua_gettop(L),
+               "m:save(path) -> m: write a checkpoint (versioned, CRC32-checked). The file is\n"
+               "written to a temporary file in the same directory and renamed, so a crash or\n"
+               "a full disk leaves the previous checkpoint whole. Load with tl.load(path).");
+    lua_pop(L, 3);
+}
