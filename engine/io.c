@@ -186,6 +186,33 @@ static void put_config(wbuf *b, const tl_model_config *c)
     put_f32(b, c->dwa_temperature);
     put_i32(b, c->max_batch);
     put_u64(b, c->seed);
+    const tl_dml_spec *dm = &c->dml;
+    put_i32(b, dm->enabled);
+    put_i32(b, dm->ctfm);
+    put_i32(b, dm->gkd);
+    put_i32(b, dm->stop_grad);
+    put_i32(b, dm->gkd_layers);
+    put_f32(b, dm->dropout);
+    const tl_distill_spec *ds = &c->distill;
+    put_i32(b, ds->enabled);
+    put_i32(b, ds->n_pairs);
+    for (int i = 0; i < ds->n_pairs && i < TL_MAX_TASKS; i++) {
+        put_i32(b, ds->pairs[i][0]);
+        put_i32(b, ds->pairs[i][1]);
+        put_i32(b, ds->flip[i]);
+    }
+    put_i32(b, ds->order);
+    put_f32(b, ds->aux);
+    put_f32(b, ds->kd);
+    put_i32(b, ds->bce_on_aux);
+    put_u32(b, (uint32_t)ds->calibrate);
+    put_i32(b, ds->calib_valid);
+    put_u32(b, (uint32_t)ds->correct);
+    put_f32(b, ds->lambda);
+    put_i32(b, ds->teacher_grad);
+    put_i32(b, ds->teacher_shared);
+    put_i64(b, ds->warmup);
+    put_i32(b, ds->max_pairs);
 }
 
 static void put_rng(wbuf *b, const tl_rng *r)
@@ -521,6 +548,40 @@ static void get_config(rbuf *r, tl_model_config *c)
     c->dwa_temperature = get_f32(r);
     c->max_batch = get_i32(r);
     c->seed = get_u64(r);
+    tl_dml_spec *dm = &c->dml;
+    dm->enabled = get_i32(r);
+    dm->ctfm = get_i32(r);
+    dm->gkd = get_i32(r);
+    dm->stop_grad = get_i32(r);
+    dm->gkd_layers = get_i32(r);
+    dm->dropout = get_f32(r);
+    tl_distill_spec *ds = &c->distill;
+    ds->enabled = get_i32(r);
+    ds->n_pairs = get_i32(r);
+    if (!r->bad && (ds->n_pairs < 0 || ds->n_pairs > TL_MAX_TASKS)) {
+        r->bad = "has a distillation pair count out of range";
+        return;
+    }
+    for (int i = 0; i < ds->n_pairs && !r->bad; i++) {
+        ds->pairs[i][0] = get_i32(r);
+        ds->pairs[i][1] = get_i32(r);
+        ds->flip[i] = get_i32(r);
+        for (int j = 0; j < 2; j++)
+            if (!r->bad && (ds->pairs[i][j] < 0 || ds->pairs[i][j] >= c->n_tasks))
+                r->bad = "has a distillation pair naming an unknown task";
+    }
+    ds->order = get_i32(r);
+    ds->aux = get_f32(r);
+    ds->kd = get_f32(r);
+    ds->bce_on_aux = get_i32(r);
+    ds->calibrate = (tl_distill_calib)get_u32(r);
+    ds->calib_valid = get_i32(r);
+    ds->correct = (tl_distill_correct)get_u32(r);
+    ds->lambda = get_f32(r);
+    ds->teacher_grad = get_i32(r);
+    ds->teacher_shared = get_i32(r);
+    ds->warmup = get_i64(r);
+    ds->max_pairs = get_i32(r);
 }
 
 static void get_rng(rbuf *r, tl_rng *g)

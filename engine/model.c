@@ -699,7 +699,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
     uint64_t shuffle_seed = opt->seed ? opt->seed : m->cfg.seed;
 
     double best = -INFINITY, epoch_loss[TL_MAX_TASKS], valid_metric[TL_MAX_TASKS];
-    int bad_epochs = 0, have_best = 0, last_epoch = m->epoch + opt->epochs;
+    int bad_epochs = 0, have_best = 0, stopped_by_patience = 0, last_epoch = m->epoch + opt->epochs;
     int64_t steps_this_call = 0;
     tl_task_eval ev[TL_MAX_TASKS];
     st = TL_OK;
@@ -820,10 +820,18 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
                 break;
             }
         }
-        if (opt->patience > 0 && bad_epochs >= opt->patience) break;
+        if (opt->patience > 0 && bad_epochs >= opt->patience) {
+            stopped_by_patience = 1;
+            break;
+        }
         if (opt->max_steps > 0 && steps_this_call >= opt->max_steps) break;
     }
-    if (have_best && opt->restore_best && st == TL_OK) memcpy(params, m->best, pf * sizeof(float));
+    /* Best weights come back only when training ended by its own rules (all
+     * epochs, or patience): a fit cut by max_steps, Ctrl-C or an error keeps
+     * the current weights so that it can continue exactly. */
+    int ran_to_end = stopped_by_patience || m->epoch == last_epoch;
+    if (have_best && opt->restore_best && st == TL_OK && ran_to_end)
+        memcpy(params, m->best, pf * sizeof(float));
     tl_free(order);
     return st;
 }

@@ -63,7 +63,7 @@ static struct {
     void *ctx;
     void *shell, *control, *iopub, *stdin_s, *hb;
     void *pair_main, *pair_io;
-    pthread_t io;
+    pthread_t io, main_thread;
     char *key;
     size_t keylen;
     EVP_MAC *mac;
@@ -540,13 +540,13 @@ static void io_control(io_state *s)
     if (!kmsg_recv(K.control, &m, "control")) return;
     io_publish(s, m.header, "status", json_pack("{s:s}", "execution_state", "busy"));
     if (strcmp(m.type, "interrupt_request") == 0) {
-        kill(getpid(), SIGINT); /* main.c's handler, in the main thread (others block SIGINT) */
+        pthread_kill(K.main_thread, SIGINT); /* main.c's Ctrl-C handler, in the Lua thread */
         reply(K.control, &m, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
     } else if (strcmp(m.type, "shutdown_request") == 0) {
         int restart = json_is_true(json_object_get(m.content, "restart"));
         reply(K.control, &m, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
         send_part(K.pair_io, "shutdown", 8, 0);
-        kill(getpid(), SIGINT); /* stop a running cell so the main thread can exit */
+        pthread_kill(K.main_thread, SIGINT); /* stop a running cell so the main thread can exit */
     } else if (strcmp(m.type, "kernel_info_request") == 0) {
         reply(K.control, &m, "kernel_info_reply", kernel_info());
     } else {
@@ -1143,6 +1143,7 @@ int tl_kernel_run(lua_State *L, const char *connection_file)
     K.out.name = "stdout";
     K.err.name = "stderr";
     K.L = L;
+    K.main_thread = pthread_self();
     char err[1024] = "";
     json_error_t jerr;
     json_t *conn = json_load_file(connection_file, 0, &jerr);

@@ -15,6 +15,7 @@
 #include "l_data.h"
 #include "l_model.h"
 #include "l_util.h"
+#include "io.h"
 #include "model.h"
 
 #define MODEL_MT TL_MODEL_MT
@@ -517,6 +518,8 @@ typedef struct {
     int live_idx;       /* live plot object or 0 */
     int model_idx;
     double last_draw;
+    const char *ckpt_path; /* fit{checkpoint=...}: saved at epoch ends and every ckpt_every steps */
+    int64_t ckpt_every;
     char error[512];    /* error raised inside a Lua callback */
 } fit_ctx;
 
@@ -551,6 +554,15 @@ static int fit_progress(void *ud, const tl_progress *p)
     fit_ctx *x = ud;
     lua_State *L = x->L;
     const tl_model_config *c = tl_model_config_get(x->m);
+    /* A step checkpoint is not taken at an epoch's last batch: the epoch is
+     * not closed yet, and the epoch-end call that follows saves it closed. */
+    if (x->ckpt_path &&
+        (p->kind == TL_PROGRESS_EPOCH || (x->ckpt_every > 0 && p->step % x->ckpt_every == 0 &&
+                                          p->batch_in_epoch < p->batches_per_epoch)) &&
+        tl_model_save(x->m, x->ckpt_path) != TL_OK) {
+        snprintf(x->error, sizeof x->error, "checkpoint: %s", tl_errmsg());
+        return 1;
+    }
     if (x->live_idx) live_update(x, p->kind == TL_PROGRESS_EPOCH);
     if (!x->quiet) {
         if (p->kind == TL_PROGRESS_STEP && x->tty) {
@@ -599,7 +611,7 @@ static int fit_progress(void *ud, const tl_progress *p)
             lua_setfield(L, -2, "valid");
         }
         if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-            snprintf(x->error, sizeof x->error, "%s", lua_tostring(L, -1));
+            snprintf(x->error, sizeof x->error, "progress callback failed: %s", lua_tostring(L, -1));
             lua_pop(L, 1);
             return 1;
         }
@@ -614,7 +626,8 @@ static int fit_progress(void *ud, const tl_progress *p)
 
 static const char *const fit_fields[] = {"data", "valid", "epochs", "patience", "batch",
                                          "optim", "plot", "verbose", "max_steps", "monitor",
-                                         "progress", "seed", "shuffle", "restore_best", NULL};
+                                         "progress", "seed", "shuffle", "restore_best",
+                                         "checkpoint", "every", NULL};
 
 /* m:fit{data=d.train, valid=d.valid, epochs=10, patience=3, batch=1024,
  *       optim=tl.optim.adam{lr=1e-3}, plot=false, verbose=auto} */
@@ -672,16 +685,20 @@ static int l_model_fit(lua_State *L)
             fprintf(stderr, "m:fit: plot=true but tl.plot.live is not available\n");
         }
     }
+    x.ckpt_path = tl_lua_opt_string(L, 2, fn, "checkpoint", NULL);
+    x.ckpt_every = tl_lua_opt_int(L, 2, fn, "every", 0, 0, INT64_MAX);
+    if (x.ckpt_every > 0 && !x.ckpt_path)
+        luaL_error(L, "%s: field 'every' needs field 'checkpoint' (a file path)", fn);
     o.progress = fit_progress;
     o.progress_ud = &x;
     /* step callbacks only when something consumes them: a progress bar, a
      * live plot or a user callback */
-    o.progress_every = (!x.quiet && x.tty) || x.live_idx || x.callback_idx ? 1 : 0;
+    o.progress_every = (!x.quiet && x.tty) || x.live_idx || x.callback_idx || x.ckpt_every ? 1 : 0;
     x.model_idx = 1;
 
     tl_status s = tl_model_fit(lm->m, train, valid, &o);
     if (x.live_idx) live_update(&x, 1);
-    if (x.error[0]) luaL_error(L, "%s: progress callback failed: %s", fn, x.error);
+    if (x.error[0]) luaL_error(L, "%s: %s", fn, x.error);
     if (s == TL_ERR_CANCELLED && !x.quiet && x.tty) printf("\n");
     if (s != TL_OK) return tl_lua_raise_status(L, fn, s);
     lua_settop(L, 1);

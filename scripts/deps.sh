@@ -12,6 +12,12 @@ packages=(
   libcmocka-dev                  # C unit tests
   gnuplot-nox                    # plots (dumb/svg/png terminals, no X needed)
   tmux                           # REPL tests drive the real program in a terminal
+  libzmq3-dev                    # Jupyter kernel: ZeroMQ sockets (towerlab --kernel)
+  libjansson-dev                 # Jupyter kernel: JSON messages
+  libssl-dev                     # Jupyter kernel: HMAC-SHA256 message signatures (libcrypto)
+  python3-jupyter-client         # kernel tests (tests/kernel, run with /usr/bin/python3)
+  python3-nbclient               # notebook tests: execute notebooks/*.ipynb against the kernel
+  python3-nbformat               # notebook tests: read and write .ipynb
 )
 
 missing=()

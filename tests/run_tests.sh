@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test program and print one closing line: "N passed, N failed[, N skipped]".
 # C tests are cmocka programs; tests/lua/*.lua run inside the built towerlab binary;
-# tests/repl/*.sh drive the real program under tmux. All report cmocka-style lines
+# tests/repl/*.sh drive the real program under tmux; tests/kernel/*.py drive the
+# Jupyter kernel with /usr/bin/python3. All report cmocka-style lines
 # ("[  PASSED  ] N test(s).", "[  FAILED  ] N test(s)", "[  SKIPPED ] N test(s).").
 set -u
 cd "$(dirname "$0")/.."
@@ -41,6 +42,10 @@ for t in "$@"; do run "$(basename "$t")" "$t"; done
 if [ -f "$BIN" ]; then
   for t in tests/lua/test_*.lua; do [ -f "$t" ] && run "$(basename "$t")" "$BIN" tests/lua/harness.lua "$t"; done
   for t in tests/repl/test_*.sh; do [ -f "$t" ] && run "$(basename "$t")" bash "$t"; done
+  # Jupyter kernel and notebooks: Debian's python3 (jupyter_client, nbclient), not a pyenv one.
+  if [ -x /usr/bin/python3 ]; then
+    for t in tests/kernel/test_*.py; do [ -f "$t" ] && run "$(basename "$t")" /usr/bin/python3 "$t"; done
+  fi
 fi
 rm -f "$log" "$TOWERLAB_HISTORY"
 
