@@ -24,10 +24,10 @@ static const uint8_t magic[8] = {0x89, 'T', 'L', 'M', 0x0d, 0x0a, 0x1a, 0x0a};
 #define TAG(a, b, c, d) \
     ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
 
-enum { S_CONF, S_PARM, S_OPTM, S_TRNS, S_WGHT, S_HSTP, S_HEPO, S_COUNT };
+enum { S_CONF, S_PARM, S_OPTM, S_TRNS, S_WGHT, S_HSTP, S_HEPO, S_CALB, S_COUNT };
 static const uint32_t section_tags[S_COUNT] = {
     TAG('C', 'O', 'N', 'F'), TAG('P', 'A', 'R', 'M'), TAG('O', 'P', 'T', 'M'), TAG('T', 'R', 'N', 'S'),
-    TAG('W', 'G', 'H', 'T'), TAG('H', 'S', 'T', 'P'), TAG('H', 'E', 'P', 'O')};
+    TAG('W', 'G', 'H', 'T'), TAG('H', 'S', 'T', 'P'), TAG('H', 'E', 'P', 'O'), TAG('C', 'A', 'L', 'B')};
 
 static uint32_t crc_of(const uint8_t *p, size_t n)
 {
@@ -316,6 +316,24 @@ static void encode(wbuf *b, tl_model *m)
         for (int k = 0; k < K; k++) put_f64(b, r->valid_metric[k]);
         for (int k = 0; k < K; k++) put_f64(b, r->valid_logloss[k]);
         put_f64(b, r->monitor);
+    }
+    end_section(b, off);
+
+    /* output calibrators (tl.calibrate): per task a float count, then the
+     * calibrator's serialised floats (0 = none) */
+    off = begin_section(b, S_CALB);
+    for (int k = 0; k < m->cfg.n_tasks; k++) {
+        const tl_calibrator *cal = tl_model_calibrator(m, k);
+        size_t len = cal ? tl_calibrator_serial_len(cal) : 0;
+        float *tmp = len ? tl_malloc(len * sizeof(float), "calibrator") : NULL;
+        if (len && (!tmp || tl_calibrator_serialize(cal, tmp, len) != TL_OK)) {
+            tl_free(tmp);
+            b->nomem = 1;
+            return;
+        }
+        put_u32(b, (uint32_t)len);
+        put_f32s(b, tmp, len);
+        tl_free(tmp);
     }
     end_section(b, off);
 
@@ -777,6 +795,24 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
             }
             m->epochs_hist = h;
             m->n_epochs_hist = m->cap_epochs_hist = (size_t)n;
+        }
+    }
+
+    if (have[S_CALB]) {
+        r = &sec[S_CALB];
+        for (int k = 0; k < K; k++) {
+            uint32_t len = get_u32(r);
+            if (r->bad) return bad_section(path, S_CALB, r->bad);
+            if (len == 0) continue;
+            if (len > (r->n - r->pos) / 4) return bad_section(path, S_CALB, "ends early");
+            float *v = tl_malloc((size_t)len * sizeof(float), "calibrator");
+            if (!v) return tl_fail_context(TL_ERR_NOMEM, "%s", path);
+            get_f32s(r, v, len);
+            tl_calibrator *c = NULL;
+            tl_status st = tl_calibrator_deserialize(v, len, &c);
+            tl_free(v);
+            if (st != TL_OK) return tl_fail_context(st, "%s: calibrator of task %d", path, k + 1);
+            tl_model_set_calibrator(m, k, c);
         }
     }
     return TL_OK;

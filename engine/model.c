@@ -386,6 +386,7 @@ void tl_model_free(tl_model *m)
     if (!m) return;
     tl_weighting_free(m);
     tl_distill_free(m);
+    for (int k = 0; k < TL_MAX_TASKS; k++) tl_calibrator_free(m->out_cal[k]);
     tl_optim_free(m->opt);
     tl_graph_free(m->g);
     tl_free(m->steps_hist);
@@ -527,8 +528,8 @@ double tl_split_label_correlation(const tl_split *s, int n_tasks, int a, int b)
     return (sab / n - (sa / n) * (sb / n)) / sqrt(va * vb);
 }
 
-tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_eval *out,
-                            tl_calib_bin *bins)
+static tl_status evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_eval *out,
+                         tl_calib_bin *bins, int calibrated)
 {
     tl_status st = check_split(m, s, "evaluate");
     if (st != TL_OK) return st;
@@ -540,7 +541,7 @@ tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_
         tl_free(pred);
         return TL_ERR_NOMEM;
     }
-    st = tl_model_predict(m, s, pred);
+    st = calibrated ? tl_model_predict_calibrated(m, s, pred) : tl_model_predict(m, s, pred);
     for (int k = 0; k < K && st == TL_OK; k++) {
         tl_eval_opts o;
         memset(&o, 0, sizeof o);
@@ -582,6 +583,72 @@ tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_
     tl_metric_ws_free(ws);
     tl_free(pred);
     return st;
+}
+
+tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_eval *out,
+                            tl_calib_bin *bins)
+{
+    return evaluate(m, s, n_bins, out, bins, 0);
+}
+
+tl_status tl_model_evaluate_calibrated(tl_model *m, const tl_split *s, int n_bins,
+                                       tl_task_eval *out, tl_calib_bin *bins)
+{
+    return evaluate(m, s, n_bins, out, bins, 1);
+}
+
+tl_status tl_model_predict_calibrated(tl_model *m, const tl_split *s, float *out)
+{
+    tl_status st = tl_model_predict(m, s, out);
+    int K = m->cfg.n_tasks;
+    for (int k = 0; k < K && st == TL_OK; k++) {
+        const tl_calibrator *c = m->out_cal[k];
+        if (!c) continue;
+        for (size_t i = 0; i < s->n; i++) {
+            float *p = &out[i * (size_t)K + (size_t)k];
+            *p = (float)tl_calibrator_apply1(c, (double)*p);
+        }
+    }
+    return st;
+}
+
+tl_status tl_model_calibrate(tl_model *m, const tl_split *s, tl_calib_kind kind)
+{
+    int K = m->cfg.n_tasks;
+    float *pred = tl_malloc(s->n * (size_t)K * sizeof(float), "predictions");
+    float *p = tl_malloc(s->n * sizeof(float), "task predictions");
+    float *y = tl_malloc(s->n * sizeof(float), "task labels");
+    tl_status st = pred && p && y ? tl_model_predict(m, s, pred) : TL_ERR_NOMEM;
+    for (int k = 0; k < K && st == TL_OK; k++) {
+        if (m->cfg.tasks[k].type != TL_TASK_BINARY) continue;
+        for (size_t i = 0; i < s->n; i++) {
+            p[i] = pred[i * (size_t)K + (size_t)k];
+            y[i] = s->labels[i * (size_t)K + (size_t)k];
+        }
+        tl_calibrator *c = NULL;
+        st = tl_calibrator_fit(kind, p, y, s->weight, NULL, s->n, &c);
+        if (st != TL_OK) st = tl_fail_context(st, "calibrating task '%s'", m->cfg.tasks[k].name);
+        else tl_model_set_calibrator(m, k, c);
+    }
+    tl_free(pred);
+    tl_free(p);
+    tl_free(y);
+    return st;
+}
+
+const tl_calibrator *tl_model_calibrator(const tl_model *m, int task)
+{
+    return task >= 0 && task < m->cfg.n_tasks ? m->out_cal[task] : NULL;
+}
+
+void tl_model_set_calibrator(tl_model *m, int task, tl_calibrator *c)
+{
+    if (task < 0 || task >= m->cfg.n_tasks) {
+        tl_calibrator_free(c);
+        return;
+    }
+    tl_calibrator_free(m->out_cal[task]);
+    m->out_cal[task] = c;
 }
 
 /* ---- training ------------------------------------------------------------------ */

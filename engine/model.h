@@ -243,6 +243,21 @@ typedef struct {
     double monitor;
 } tl_epoch_record;
 
+/* ---- output calibration (tl.calibrate) ------------------------------------ */
+
+/* Fit a calibrator of `kind` for every binary task on the model's
+ * predictions over s (a validation split) and attach them to the model,
+ * replacing earlier ones. They are saved with the model. */
+tl_status tl_model_calibrate(tl_model *m, const tl_split *s, tl_calib_kind kind);
+/* The task's attached calibrator, or NULL. */
+const tl_calibrator *tl_model_calibrator(const tl_model *m, int task);
+/* Attach (taking ownership; NULL detaches) — used by checkpoint loading. */
+void tl_model_set_calibrator(tl_model *m, int task, tl_calibrator *c);
+/* Like predict / evaluate, with the attached calibrators applied. */
+tl_status tl_model_predict_calibrated(tl_model *m, const tl_split *s, float *out);
+tl_status tl_model_evaluate_calibrated(tl_model *m, const tl_split *s, int n_bins,
+                                       tl_task_eval *out, tl_calib_bin *bins);
+
 size_t tl_model_history_steps(const tl_model *m, const tl_step_record **out);
 size_t tl_model_history_epochs(const tl_model *m, const tl_epoch_record **out);
 int64_t tl_model_steps(const tl_model *m);

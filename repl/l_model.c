@@ -713,18 +713,16 @@ static void set_num(lua_State *L, const char *k, double v)
     lua_setfield(L, -2, k);
 }
 
-/* m:evaluate(split [, {bins=10}]) -> {task = {auc=, logloss=, ...}} */
-static int l_model_evaluate(lua_State *L)
+/* Push the evaluation result table of model m on split s. */
+static void push_evaluation(lua_State *L, tl_model *m, const tl_split *s, int nb, int calibrated,
+                            const char *fn)
 {
-    l_model *lm = check_model(L, 1);
-    const tl_split *s = check_model_split(L, 2, lm->m, "m:evaluate", "argument 1");
-    int nb = 10;
-    if (lua_istable(L, 3)) nb = (int)tl_lua_opt_int(L, 3, "m:evaluate", "bins", 10, 1, 1000);
-    const tl_model_config *c = tl_model_config_get(lm->m);
+    const tl_model_config *c = tl_model_config_get(m);
     tl_task_eval ev[TL_MAX_TASKS];
     tl_calib_bin *bins = lua_newuserdatauv(L, sizeof(tl_calib_bin) * (size_t)nb * (size_t)c->n_tasks, 0);
-    tl_status st = tl_model_evaluate(lm->m, s, nb, ev, bins);
-    if (st != TL_OK) return tl_lua_raise_status(L, "m:evaluate", st);
+    tl_status st = calibrated ? tl_model_evaluate_calibrated(m, s, nb, ev, bins)
+                              : tl_model_evaluate(m, s, nb, ev, bins);
+    if (st != TL_OK) tl_lua_raise_status(L, fn, st);
     lua_newtable(L);
     luaL_setmetatable(L, RESULT_MT);
     for (int k = 0; k < c->n_tasks; k++) {
@@ -772,6 +770,111 @@ static int l_model_evaluate(lua_State *L)
         }
         lua_setfield(L, -2, c->tasks[k].name);
     }
+    lua_remove(L, -2); /* the bins buffer */
+}
+
+/* m:evaluate(split [, {bins=10, calibrated=false}]) -> {task = {auc=, logloss=, ...}} */
+static int l_model_evaluate(lua_State *L)
+{
+    l_model *lm = check_model(L, 1);
+    const tl_split *s = check_model_split(L, 2, lm->m, "m:evaluate", "argument 1");
+    int nb = 10, calibrated = 0;
+    if (lua_istable(L, 3)) {
+        static const char *const fields[] = {"bins", "calibrated", NULL};
+        tl_lua_check_fields(L, 3, "m:evaluate", fields);
+        nb = (int)tl_lua_opt_int(L, 3, "m:evaluate", "bins", 10, 1, 1000);
+        calibrated = tl_lua_opt_bool(L, 3, "m:evaluate", "calibrated", 0);
+    }
+    push_evaluation(L, lm->m, s, nb, calibrated, "m:evaluate");
+    return 1;
+}
+
+/* tl.calibrate(m, split, kind) -> calibrated predictor: fits per-task output
+ * calibrators on split (a validation split), attaches them to m (saved with
+ * it) and returns {model=m, kind=} whose :evaluate(split) shows before and
+ * after, and :predict(split) gives calibrated probabilities. */
+static int l_calibrate(lua_State *L)
+{
+    tl_model *m = check_model(L, 1)->m;
+    const tl_split *s = check_model_split(L, 2, m, "tl.calibrate", "argument 2");
+    static const char *const kinds[] = {"platt", "isotonic", "temperature", NULL};
+    static const tl_calib_kind ck[] = {TL_CALIB_PLATT, TL_CALIB_ISOTONIC, TL_CALIB_TEMPERATURE};
+    int kind = luaL_checkoption(L, 3, "isotonic", kinds);
+    tl_status st = tl_model_calibrate(m, s, ck[kind]);
+    if (st != TL_OK) return tl_lua_raise_status(L, "tl.calibrate", st);
+    lua_newtable(L);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "model");
+    lua_pushstring(L, kinds[kind]);
+    lua_setfield(L, -2, "kind");
+    luaL_setmetatable(L, "tl.calibrated");
+    return 1;
+}
+
+static tl_model *calibrated_model(lua_State *L)
+{
+    int ok = lua_istable(L, 1) && lua_getmetatable(L, 1);
+    if (ok) {
+        luaL_getmetatable(L, "tl.calibrated");
+        ok = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    if (!ok) luaL_typeerror(L, 1, "calibrated predictor (from tl.calibrate)");
+    lua_getfield(L, 1, "model");
+    tl_model *m = check_model(L, -1)->m;
+    lua_pop(L, 1);
+    return m;
+}
+
+/* cp:evaluate(split [, {bins=10}]) -> {before = r, after = r} */
+static int l_calibrated_evaluate(lua_State *L)
+{
+    tl_model *m = calibrated_model(L);
+    const tl_split *s = check_model_split(L, 2, m, "cp:evaluate", "argument 1");
+    int nb = lua_istable(L, 3) ? (int)tl_lua_opt_int(L, 3, "cp:evaluate", "bins", 10, 1, 1000) : 10;
+    lua_newtable(L);
+    luaL_setmetatable(L, "tl.before_after");
+    push_evaluation(L, m, s, nb, 0, "cp:evaluate");
+    lua_setfield(L, -2, "before");
+    push_evaluation(L, m, s, nb, 1, "cp:evaluate");
+    lua_setfield(L, -2, "after");
+    return 1;
+}
+
+static int l_before_after_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "before");
+    const char *before = luaL_tolstring(L, -1, NULL);
+    lua_getfield(L, 1, "after");
+    const char *after = luaL_tolstring(L, -1, NULL);
+    lua_pushfstring(L, "before calibration\n%s\n\nafter calibration\n%s", before, after);
+    return 1;
+}
+
+static void push_predictions(lua_State *L, tl_model *m, const tl_split *s, int calibrated);
+
+static int l_calibrated_predict(lua_State *L)
+{
+    tl_model *m = calibrated_model(L);
+    push_predictions(L, m, check_model_split(L, 2, m, "cp:predict", "argument 1"), 1);
+    return 1;
+}
+
+static int l_calibrated_tostring(lua_State *L)
+{
+    tl_model *m = calibrated_model(L);
+    const tl_model_config *c = tl_model_config_get(m);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "calibrated predictor:");
+    for (int k = 0; k < c->n_tasks; k++) {
+        char d[160];
+        const tl_calibrator *cal = tl_model_calibrator(m, k);
+        snprintf(d, sizeof d, "\n  %-16s %s", c->tasks[k].name,
+                 cal ? tl_calibrator_describe(cal, d + 40, sizeof d - 40) : "(none)");
+        luaL_addstring(&b, d);
+    }
+    luaL_pushresult(&b);
     return 1;
 }
 
@@ -780,10 +883,16 @@ static int l_model_predict(lua_State *L)
 {
     l_model *lm = check_model(L, 1);
     const tl_split *s = check_model_split(L, 2, lm->m, "m:predict", "argument 1");
-    int K = tl_model_config_get(lm->m)->n_tasks;
+    push_predictions(L, lm->m, s, 0);
+    return 1;
+}
+
+static void push_predictions(lua_State *L, tl_model *m, const tl_split *s, int calibrated)
+{
+    int K = tl_model_config_get(m)->n_tasks;
     float *out = lua_newuserdatauv(L, s->n * (size_t)K * sizeof(float), 0);
-    tl_status st = tl_model_predict(lm->m, s, out);
-    if (st != TL_OK) return tl_lua_raise_status(L, "m:predict", st);
+    tl_status st = calibrated ? tl_model_predict_calibrated(m, s, out) : tl_model_predict(m, s, out);
+    if (st != TL_OK) tl_lua_raise_status(L, "predict", st);
     lua_newtable(L);
     for (int k = 0; k < K; k++) {
         lua_createtable(L, (int)s->n, 0);
@@ -791,9 +900,9 @@ static int l_model_predict(lua_State *L)
             lua_pushnumber(L, out[i * (size_t)K + (size_t)k]);
             lua_rawseti(L, -2, (lua_Integer)i + 1);
         }
-        lua_setfield(L, -2, tl_model_config_get(lm->m)->tasks[k].name);
+        lua_setfield(L, -2, tl_model_config_get(m)->tasks[k].name);
     }
-    return 1;
+    lua_remove(L, -2); /* the prediction buffer */
 }
 
 static void push_task_numbers(lua_State *L, const tl_model_config *c, const float *v)
@@ -1195,6 +1304,23 @@ void tl_lua_open_model(lua_State *L, int tl)
     lua_setfield(L, -2, "methods");
     lua_pop(L, 1);
 
+    luaL_newmetatable(L, "tl.calibrated");
+    lua_newtable(L);
+    lua_pushcfunction(L, l_calibrated_evaluate);
+    lua_setfield(L, -2, "evaluate");
+    lua_pushcfunction(L, l_calibrated_predict);
+    lua_setfield(L, -2, "predict");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__methods");
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_calibrated_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, "tl.before_after");
+    lua_pushcfunction(L, l_before_after_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
     luaL_newmetatable(L, "tl.weights");
     lua_pushcfunction(L, l_weights_index);
     lua_setfield(L, -2, "__index");
@@ -1211,6 +1337,7 @@ void tl_lua_open_model(lua_State *L, int tl)
                                    {"mmoe", l_mmoe},           {"ple", l_ple},
                                    {"esmm", l_esmm},           {"aitm", l_aitm},
                                    {"dml", l_dml},             {"crossdistil", l_crossdistil},
+                                   {"calibrate", l_calibrate},
                                    {NULL, NULL}};
     for (const luaL_Reg *r = fns; r->name; r++) {
         lua_pushcfunction(L, r->func);
@@ -1258,6 +1385,14 @@ void tl_lua_open_model(lua_State *L, int tl)
     lua_pop(L, 1);
     lua_getfield(L, tl, "mlp");
     tl_lua_doc(L, "tl.mlp", lua_gettop(L), "tl.mlp{128, 80, dropout=0.5}  a tower: ReLU layers of the given widths.");
+    lua_pop(L, 1);
+    lua_getfield(L, tl, "calibrate");
+    tl_lua_doc(L, "tl.calibrate", lua_gettop(L),
+               "tl.calibrate(m, d.valid, \"isotonic\"|\"platt\"|\"temperature\") -> cp\n"
+               "Fit one output calibrator per binary task on the model's predictions over a validation\n"
+               "split and attach them to m (m:save keeps them). cp:evaluate(d.test) -> {before=r, after=r};\n"
+               "cp:predict(split) gives calibrated probabilities; m:evaluate(split, {calibrated=true}) too.\n"
+               "tl.plot.calibration(cp:evaluate(d.test)) draws both.");
     lua_pop(L, 1);
     lua_getfield(L, tl, "dml");
     tl_lua_doc(L, "tl.dml", lua_gettop(L),

@@ -1407,16 +1407,16 @@ static int live_update(lua_State *L) {
         return 1;
     }
     tl_plot_drain(lp->p, stdout);
-    if (tl_plot_ready(lp->p) != 1) { /* still drawing: skip, read the history next time */
+    lua_settop(L, 2);
+    push_history(L, 2, fn);
+    int hidx = lua_gettop(L);
+    hstore_read(L, lp->h, hidx, fn); /* new entries only: never wasted */
+    if (tl_plot_ready(lp->p) != 1) { /* still drawing: skip building this frame */
         lp->skipped++;
         lp->seconds += mono_now() - now;
         lua_pushboolean(L, 0);
         return 1;
     }
-    lua_settop(L, 2);
-    push_history(L, 2, fn);
-    int hidx = lua_gettop(L);
-    hstore_read(L, lp->h, hidx, fn);
     lua_getiuservalue(L, 1, 2);
     history_panels(L, lp->h, lua_gettop(L), fn, 0);
     int panels = lua_gettop(L);

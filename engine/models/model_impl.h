@@ -55,6 +55,7 @@ struct tl_model {
     tl_epoch_record *epochs_hist;
     size_t n_epochs_hist, cap_epochs_hist;
     float *best;                   /* best parameters seen by early stopping */
+    tl_calibrator *out_cal[TL_MAX_TASKS]; /* tl.calibrate: per-task output calibrators */
 };
 
 #endif

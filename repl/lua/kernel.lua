@@ -48,7 +48,7 @@ local function grid(t)
   if type(t) ~= "table" then return nil end
   local mt = getmetatable(t)
   if mt ~= nil and not (type(mt) == "table" and mt.__name == "tl.result") then return nil end
-  local keys, cols, seen, n = {}, {}, {}, #t
+  local keys, cols, seen, text, n = {}, {}, {}, {}, #t
   local list = n > 0
   for k, v in pairs(t) do
     if type(v) ~= "table" then return nil end
@@ -63,15 +63,23 @@ local function grid(t)
       if type(c) == "string" and scalar(x) then
         any = true
         if not seen[c] then seen[c] = true; cols[#cols + 1] = c end
+        if type(x) ~= "number" then text[c] = true end
       end
     end
     if not any then return nil end
   end
   if #keys == 0 or #keys > 500 or #cols > 40 then return nil end
-  if list then table.sort(keys) else table.sort(keys, function(a, b) return a < b end) end
-  if list then table.sort(cols) else table.sort(cols, col_less) end
-  local g = {head = {list and "" or "task"}, rows = {}}
-  for _, c in ipairs(cols) do g.head[#g.head + 1] = c end
+  table.sort(keys)
+  -- labels (text columns) first, then metrics in the usual order
+  table.sort(cols, function(a, b)
+    if (text[a] or false) ~= (text[b] or false) then return text[a] ~= nil end
+    return col_less(a, b)
+  end)
+  local g = {head = {list and "" or "task"}, rows = {}, left = {true}}
+  for _, c in ipairs(cols) do
+    g.head[#g.head + 1] = c
+    g.left[#g.head] = text[c] or false
+  end
   for _, k in ipairs(keys) do
     local row = {tostring(k)}
     for _, c in ipairs(cols) do
@@ -107,7 +115,7 @@ local function markdown(g)
   local function cell(s) return (s:gsub("|", "\\|")) end
   local out, sep = {}, {}
   local h = {}
-  for i, x in ipairs(g.head) do h[i] = cell(x); sep[i] = i == 1 and "---" or "---:" end
+  for i, x in ipairs(g.head) do h[i] = cell(x); sep[i] = g.left[i] and "---" or "---:" end
   out[1] = "| " .. table.concat(h, " | ") .. " |"
   out[2] = "| " .. table.concat(sep, " | ") .. " |"
   for _, r in ipairs(g.rows) do

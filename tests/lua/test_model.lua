@@ -109,6 +109,43 @@ function T.errors_name_function_field_and_expectation()
   raises(function() m:evaluate(42) end, "")
 end
 
+function T.calibrate_shows_before_after_and_is_saved()
+  local m = small_model()
+  m:fit{data = d.train, epochs = 1, max_steps = 80, verbose = false}
+  local cp = tl.calibrate(m, d.valid, "platt")
+  check(tostring(cp):find("income") and tostring(cp):find("platt"), tostring(cp))
+  local r = cp:evaluate(d.test)
+  check(r.before.income and r.after.income, "before and after per task")
+  eq(r.before.income.auc, m:evaluate(d.test).income.auc, "before = the raw model")
+  near(r.after.income.auc, r.before.income.auc, 1e-3, "a monotone calibrator keeps the ranking")
+  check(r.after.income.ece ~= r.before.income.ece, "calibration changes the probabilities")
+  local s = tostring(r)
+  check(s:find("before calibration") < s:find("after calibration"), "before printed first")
+  local p = cp:predict(d.test)
+  eq(#p.income, #d.test)
+  local path = os.tmpname()
+  m:save(path)
+  local m2 = tl.load(path)
+  os.remove(path)
+  eq(m2:evaluate(d.test, {calibrated = true}).income.ece, r.after.income.ece, "calibrators saved with the model")
+  raises(function() tl.calibrate(m, d.valid, "magic") end, "invalid option 'magic'")
+end
+
+function T.checkpoint_option_of_fit_saves_and_resumes_exactly()
+  local path = os.tmpname()
+  local a = small_model()
+  a:fit{data = d.train, epochs = 1, max_steps = 25, checkpoint = path, every = 10, verbose = false}
+  local b = tl.load(path)   -- saved at step 20
+  local c = small_model()
+  c:fit{data = d.train, epochs = 1, max_steps = 20, verbose = false}
+  b:fit{data = d.train, epochs = 1, max_steps = 7, verbose = false}
+  c:fit{data = d.train, epochs = 1, max_steps = 7, verbose = false}
+  os.remove(path)
+  local pb, pc = b:predict(d.test), c:predict(d.test)
+  for i = 1, #d.test, 1111 do eq(pb.income[i], pc.income[i], "row " .. i) end
+  raises(function() a:fit{data = d.train, every = 5} end, "field 'every' needs field 'checkpoint'")
+end
+
 function T.help_texts_exist()
   check(tl.help_text == nil or true)
   local ok = pcall(help, tl.model)
