@@ -213,6 +213,8 @@ static void put_config(wbuf *b, const tl_model_config *c)
     put_i32(b, ds->teacher_shared);
     put_i64(b, ds->warmup);
     put_i32(b, ds->max_pairs);
+    put_i32(b, ds->naive);
+    for (int k = 0; k < c->n_tasks; k++) put_i32(b, c->tasks[k].space);
 }
 
 static void put_rng(wbuf *b, const tl_rng *r)
@@ -600,6 +602,12 @@ static void get_config(rbuf *r, tl_model_config *c)
     ds->teacher_shared = get_i32(r);
     ds->warmup = get_i64(r);
     ds->max_pairs = get_i32(r);
+    ds->naive = get_i32(r);
+    for (int k = 0; k < c->n_tasks; k++) {
+        c->tasks[k].space = get_i32(r);
+        if (!r->bad && (c->tasks[k].space < -1 || c->tasks[k].space >= c->n_tasks))
+            r->bad = "has a task space naming an unknown task";
+    }
 }
 
 static void get_rng(rbuf *r, tl_rng *g)

@@ -64,6 +64,7 @@ tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
         ts->type = tl_dataset_task_type(d, t);
         ts->tower = *tower;
         ts->weight = 1.0f;
+        ts->space = -1;
     }
     return TL_OK;
 }
@@ -228,6 +229,9 @@ static tl_status check_config(const tl_model_config *c)
                 return tl_fail(TL_ERR_ARG, "aitm: every tower needs at least one layer and the "
                                            "same last width (task '%s')", ts->name);
         }
+        if (ts->space != -1 && (ts->space < 0 || ts->space >= c->n_tasks || ts->space == t ||
+                                c->tasks[ts->space].type != TL_TASK_BINARY))
+            return tl_fail(TL_ERR_ARG, "task '%s': space must name another binary task", ts->name);
         for (int u = 0; u < t; u++)
             if (strcmp(c->tasks[u].name, ts->name) == 0)
                 return tl_fail(TL_ERR_ARG, "model: task name '%s' appears twice", ts->name);
@@ -370,6 +374,7 @@ tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
     m->cfg = *cfg;
     m->ids = m->num = m->table = m->pcvr = m->last_shared = TL_NONE;
     m->extra = m->constraint_coef = m->kd_alpha = m->kd_keep = m->dml_hcat = TL_NONE;
+    m->eval_in_space = 1;
     tl_rng_seed(&m->rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
     m->g = tl_graph_new(cfg->max_batch, cfg->seed);
     if (!m->g || (s = build(m)) != TL_OK || (s = tl_weighting_init(m)) != TL_OK) {
@@ -456,8 +461,11 @@ static void fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, si
         if (num) memcpy(num + (size_t)i * c->n_num, s->num + r * c->n_num, (size_t)c->n_num * 4);
         float w = s->weight ? s->weight[r] : 1.0f;
         for (int k = 0; k < K; k++) {
+            int sp = c->tasks[k].space;
+            /* rows outside the task's space weigh 0: no loss, no gradient */
+            float in_space = sp >= 0 ? (s->labels[r * K + (size_t)sp] > 0.5f) : 1.0f;
             tl_graph_input(m->g, m->label[k])[i] = s->labels[r * K + k];
-            tl_graph_input(m->g, m->rowweight[k])[i] = w;
+            tl_graph_input(m->g, m->rowweight[k])[i] = w * in_space;
         }
     }
     tl_graph_set_batch(m->g, n);
@@ -551,6 +559,10 @@ static tl_status evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_ev
         o.group = s->group;
         o.group_stride = 1;
         o.n_bins = n_bins > 0 ? n_bins : 10;
+        if (m->cfg.tasks[k].space >= 0 && m->eval_in_space) {
+            o.space = s->labels + m->cfg.tasks[k].space;
+            o.space_stride = (size_t)K;
+        }
         /* Multi-AUC against the task's CrossDistil partner (with the pair's
          * order), else the first other binary task with the order given by
          * the sign of the two labels' correlation on this split — the same
@@ -590,6 +602,8 @@ tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_
 {
     return evaluate(m, s, n_bins, out, bins, 0);
 }
+
+void tl_model_set_eval_in_space(tl_model *m, int in_space) { m->eval_in_space = in_space != 0; }
 
 tl_status tl_model_evaluate_calibrated(tl_model *m, const tl_split *s, int n_bins,
                                        tl_task_eval *out, tl_calib_bin *bins)

@@ -103,6 +103,8 @@ typedef struct {
     tl_task_type type;
     tl_mlp_spec tower;
     float weight;        /* loss weight; changeable between steps */
+    int space;           /* task space: train and evaluate only on rows where task
+                            `space` is positive (e.g. CVR on clicks); -1 = all rows */
 } tl_task_spec;
 
 typedef struct {
@@ -219,6 +221,10 @@ typedef struct {
     tl_binary_eval bin;
     tl_regression_eval reg;
 } tl_task_eval;
+
+/* Tasks with a space are evaluated on the rows of their space (1, default)
+ * or on every row (0). */
+void tl_model_set_eval_in_space(tl_model *m, int in_space);
 
 /* Evaluate every task on `s` into out[n_tasks]; bins (may be NULL) receives
  * n_bins reliability bins per task (n_tasks x n_bins). */

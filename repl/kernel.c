@@ -844,7 +844,9 @@ static void do_execute(const kmsg *m)
     redirect(1);
     int status;
     const char *p = code + strspn(code, " \t\r\n");
-    if (p[0] == '?' && !strchr(p, '\n')) { /* ?x: help, as at the prompt */
+    size_t plen = strlen(p);
+    while (plen > 0 && strchr(" \t\r\n", p[plen - 1])) plen--;
+    if (p[0] == '?' && !memchr(p, '\n', plen)) { /* ?x: help, as at the prompt */
         lua_getfield(L, LUA_REGISTRYINDEX, TL_LIB_KEY);
         lua_getfield(L, -1, "help");
         lua_remove(L, -2);

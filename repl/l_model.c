@@ -363,7 +363,7 @@ static int l_model_gc(lua_State *L)
     return 0;
 }
 
-static const char *const model_fields[] = {"data", "backbone", "towers", "tower", "weights",
+static const char *const model_fields[] = {"data", "backbone", "towers", "tower", "weights", "tasks",
                                            "weighting", "emb", "seed", "batch", "alpha",
                                            "temperature", "distill", "mutual", NULL};
 
@@ -420,6 +420,39 @@ static int l_model_new(lua_State *L)
                            luaL_typename(L, -1));
             c.tasks[k].weight = (float)lua_tonumber(L, -1);
             lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    /* tasks={cvr={space="ctr", weight=1, tower=tl.mlp{...}}}: per-task options */
+    lua_getfield(L, 1, "tasks");
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            const char *t = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            int k = t ? config_task_index(&c, t) : -1;
+            if (k < 0)
+                luaL_error(L, "tl.model: tasks: unknown task '%s' (the dataset's tasks are %s)",
+                           t ? t : luaL_typename(L, -2), config_task_list(&c));
+            if (!lua_istable(L, -1))
+                luaL_error(L, "tl.model: tasks.%s must be a table {space=, weight=, tower=}, got %s", t,
+                           luaL_typename(L, -1));
+            int ti = lua_gettop(L);
+            static const char *const task_fields[] = {"space", "weight", "tower", NULL};
+            char tfn[64];
+            snprintf(tfn, sizeof tfn, "tl.model: tasks.%s", t);
+            tl_lua_check_fields(L, ti, tfn, task_fields);
+            const char *sp = tl_lua_opt_string(L, ti, tfn, "space", NULL);
+            if (sp) {
+                int s = config_task_index(&c, sp);
+                if (s < 0 || s == k || c.tasks[s].type != TL_TASK_BINARY)
+                    luaL_error(L, "%s: space must name another binary task, got '%s'", tfn, sp);
+                c.tasks[k].space = s;
+            }
+            c.tasks[k].weight = (float)tl_lua_opt_number(L, ti, tfn, "weight", c.tasks[k].weight, 0, 1e9);
+            lua_getfield(L, ti, "tower");
+            if (!lua_isnil(L, -1)) read_mlp(L, -1, tfn, "tower", &c.tasks[k].tower, 0.0f);
+            lua_pop(L, 2);
         }
     }
     lua_pop(L, 1);
@@ -780,12 +813,15 @@ static int l_model_evaluate(lua_State *L)
     const tl_split *s = check_model_split(L, 2, lm->m, "m:evaluate", "argument 1");
     int nb = 10, calibrated = 0;
     if (lua_istable(L, 3)) {
-        static const char *const fields[] = {"bins", "calibrated", NULL};
+        static const char *const fields[] = {"bins", "calibrated", "space", NULL};
         tl_lua_check_fields(L, 3, "m:evaluate", fields);
         nb = (int)tl_lua_opt_int(L, 3, "m:evaluate", "bins", 10, 1, 1000);
         calibrated = tl_lua_opt_bool(L, 3, "m:evaluate", "calibrated", 0);
+        /* space=false: tasks with a space are judged on every row */
+        tl_model_set_eval_in_space(lm->m, tl_lua_opt_bool(L, 3, "m:evaluate", "space", 1));
     }
     push_evaluation(L, lm->m, s, nb, calibrated, "m:evaluate");
+    tl_model_set_eval_in_space(lm->m, 1);
     return 1;
 }
 
@@ -1081,9 +1117,12 @@ static int l_model_tostring(lua_State *L)
     luaL_addstring(&buf, line);
     for (int k = 0; k < c->n_tasks; k++) {
         mlp_str(u, sizeof u, &c->tasks[k].tower);
+        char space[64] = "";
+        if (c->tasks[k].space >= 0)
+            snprintf(space, sizeof space, "   on rows where %s = 1", c->tasks[c->tasks[k].space].name);
         snprintf(line, sizeof line, "  task    %-16s %-10s tower %-18s weight %g%s\n", c->tasks[k].name,
                  c->tasks[k].type == TL_TASK_BINARY ? "binary" : "regression", u,
-                 (double)c->tasks[k].weight, "");
+                 (double)c->tasks[k].weight, space);
         luaL_addstring(&buf, line);
     }
     if (c->dml.enabled) {

@@ -56,6 +56,7 @@ struct tl_model {
     size_t n_epochs_hist, cap_epochs_hist;
     float *best;                   /* best parameters seen by early stopping */
     tl_calibrator *out_cal[TL_MAX_TASKS]; /* tl.calibrate: per-task output calibrators */
+    int eval_in_space;             /* evaluate tasks with a space only on its rows (default 1) */
 };
 
 #endif

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
@@ -155,6 +156,8 @@ def test_inspect(k):
     assert "eliability" in c["data"]["text/plain"], c
     c = k.request("inspect", "no_such_name_at_all", 3)
     assert not c["found"], c
+    c, msgs = k.execute("?tl.plot.calibration\n")  # ?x prints help, as at the prompt
+    assert c["status"] == "ok" and "eliability" in stream_text(msgs, "stdout"), (c, msgs)
 
 
 def test_is_complete(k):
@@ -188,6 +191,10 @@ def test_inline_plots(k):
     d = of_type(msgs, "display_data")
     assert len(d) == 1 and "<svg" in d[0]["data"]["image/svg+xml"], msgs
     assert not of_type(msgs, "execute_result"), "a plot call shows the figure, not `true`"
+    c, msgs = k.execute('tl.display{["text/html"]="<b>hi</b>"}; tl.display(r, {id="r1"})')
+    d = of_type(msgs, "display_data")
+    assert [x["data"].get("text/html") for x in d][0] == "<b>hi</b>", d
+    assert "<table>" in d[1]["data"]["text/html"] and d[1]["transient"]["display_id"] == "r1", d
     c, msgs = k.execute('tl.plot.calibration(r, {format="text"})')
     assert not of_type(msgs, "display_data")
     assert "income" in of_type(msgs, "execute_result")[0]["data"]["text/plain"]
