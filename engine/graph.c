@@ -13,6 +13,7 @@ typedef struct {
     const char *name;
     tl_forward_fn forward;
     tl_backward_fn backward; /* NULL: no gradient flows through */
+    int fresh_aware;         /* backward handles fresh input gradients (ops.h) */
 } tl_op_entry;
 
 static const tl_op_entry op_table[TL_OP_COUNT] = {
@@ -20,35 +21,35 @@ static const tl_op_entry op_table[TL_OP_COUNT] = {
     [TL_OP_INPUT_IDS] = {"input_ids", NULL, NULL},
     [TL_OP_PARAM] = {"param", NULL, NULL},
     [TL_OP_SCALAR] = {"scalar", NULL, NULL},
-    [TL_OP_MATMUL] = {"matmul", tl_op_matmul_forward, tl_op_matmul_backward},
-    [TL_OP_LINEAR] = {"linear", tl_op_linear_forward, tl_op_linear_backward},
+    [TL_OP_MATMUL] = {"matmul", tl_op_matmul_forward, tl_op_matmul_backward, 1},
+    [TL_OP_LINEAR] = {"linear", tl_op_linear_forward, tl_op_linear_backward, 1},
     [TL_OP_GROUPED_LINEAR] = {"grouped_linear", tl_op_grouped_linear_forward,
-                              tl_op_grouped_linear_backward},
-    [TL_OP_ADD] = {"add", tl_op_binary_forward, tl_op_binary_backward},
-    [TL_OP_SUB] = {"sub", tl_op_binary_forward, tl_op_binary_backward},
-    [TL_OP_MUL] = {"mul", tl_op_binary_forward, tl_op_binary_backward},
-    [TL_OP_SCALE] = {"scale", tl_op_unary_forward, tl_op_unary_backward},
-    [TL_OP_RELU] = {"relu", tl_op_unary_forward, tl_op_unary_backward},
-    [TL_OP_SIGMOID] = {"sigmoid", tl_op_unary_forward, tl_op_unary_backward},
-    [TL_OP_TANH] = {"tanh", tl_op_unary_forward, tl_op_unary_backward},
-    [TL_OP_EXP] = {"exp", tl_op_unary_forward, tl_op_unary_backward},
-    [TL_OP_SOFTPLUS] = {"softplus", tl_op_unary_forward, tl_op_unary_backward},
-    [TL_OP_SOFTMAX] = {"softmax", tl_op_softmax_forward, tl_op_softmax_backward},
-    [TL_OP_LOG_SOFTMAX] = {"log_softmax", tl_op_softmax_forward, tl_op_softmax_backward},
-    [TL_OP_CONCAT] = {"concat", tl_op_concat_forward, tl_op_concat_backward},
-    [TL_OP_SLICE] = {"slice", tl_op_slice_forward, tl_op_slice_backward},
-    [TL_OP_EMBEDDING] = {"embedding", tl_op_embedding_forward, tl_op_embedding_backward},
-    [TL_OP_SUM] = {"sum", tl_op_reduce_forward, tl_op_reduce_backward},
-    [TL_OP_MEAN] = {"mean", tl_op_reduce_forward, tl_op_reduce_backward},
-    [TL_OP_ROW_SUM] = {"row_sum", tl_op_reduce_forward, tl_op_reduce_backward},
-    [TL_OP_GATE_MIX] = {"gate_mix", tl_op_gate_mix_forward, tl_op_gate_mix_backward},
-    [TL_OP_DROPOUT] = {"dropout", tl_op_dropout_forward, tl_op_dropout_backward},
+                              tl_op_grouped_linear_backward, 1},
+    [TL_OP_ADD] = {"add", tl_op_binary_forward, tl_op_binary_backward, 1},
+    [TL_OP_SUB] = {"sub", tl_op_binary_forward, tl_op_binary_backward, 1},
+    [TL_OP_MUL] = {"mul", tl_op_binary_forward, tl_op_binary_backward, 1},
+    [TL_OP_SCALE] = {"scale", tl_op_unary_forward, tl_op_unary_backward, 1},
+    [TL_OP_RELU] = {"relu", tl_op_unary_forward, tl_op_unary_backward, 1},
+    [TL_OP_SIGMOID] = {"sigmoid", tl_op_unary_forward, tl_op_unary_backward, 1},
+    [TL_OP_TANH] = {"tanh", tl_op_unary_forward, tl_op_unary_backward, 1},
+    [TL_OP_EXP] = {"exp", tl_op_unary_forward, tl_op_unary_backward, 1},
+    [TL_OP_SOFTPLUS] = {"softplus", tl_op_unary_forward, tl_op_unary_backward, 1},
+    [TL_OP_SOFTMAX] = {"softmax", tl_op_softmax_forward, tl_op_softmax_backward, 1},
+    [TL_OP_LOG_SOFTMAX] = {"log_softmax", tl_op_softmax_forward, tl_op_softmax_backward, 1},
+    [TL_OP_CONCAT] = {"concat", tl_op_concat_forward, tl_op_concat_backward, 1},
+    [TL_OP_SLICE] = {"slice", tl_op_slice_forward, tl_op_slice_backward, 1},
+    [TL_OP_EMBEDDING] = {"embedding", tl_op_embedding_forward, tl_op_embedding_backward, 1},
+    [TL_OP_SUM] = {"sum", tl_op_reduce_forward, tl_op_reduce_backward, 1},
+    [TL_OP_MEAN] = {"mean", tl_op_reduce_forward, tl_op_reduce_backward, 1},
+    [TL_OP_ROW_SUM] = {"row_sum", tl_op_reduce_forward, tl_op_reduce_backward, 1},
+    [TL_OP_GATE_MIX] = {"gate_mix", tl_op_gate_mix_forward, tl_op_gate_mix_backward, 1},
+    [TL_OP_DROPOUT] = {"dropout", tl_op_dropout_forward, tl_op_dropout_backward, 1},
     [TL_OP_STOP_GRAD] = {"stop_grad", tl_op_stop_grad_forward, NULL},
-    [TL_OP_ATTENTION] = {"attention", tl_op_attention_forward, tl_op_attention_backward},
-    [TL_OP_BCE_LOGITS] = {"bce_logits", tl_op_loss_forward, tl_op_loss_backward},
-    [TL_OP_BCE_PROB] = {"bce_prob", tl_op_loss_forward, tl_op_loss_backward},
-    [TL_OP_MSE] = {"mse", tl_op_loss_forward, tl_op_loss_backward},
-    [TL_OP_BERNOULLI_KL] = {"bernoulli_kl", tl_op_loss_forward, tl_op_loss_backward},
+    [TL_OP_ATTENTION] = {"attention", tl_op_attention_forward, tl_op_attention_backward, 1},
+    [TL_OP_BCE_LOGITS] = {"bce_logits", tl_op_loss_forward, tl_op_loss_backward, 1},
+    [TL_OP_BCE_PROB] = {"bce_prob", tl_op_loss_forward, tl_op_loss_backward, 1},
+    [TL_OP_MSE] = {"mse", tl_op_loss_forward, tl_op_loss_backward, 1},
+    [TL_OP_BERNOULLI_KL] = {"bernoulli_kl", tl_op_loss_forward, tl_op_loss_backward, 1},
     [TL_OP_TOKEN_LINEAR] = {"token_linear", tl_op_token_linear_forward, tl_op_token_linear_backward},
     [TL_OP_QUAD_BPR] = {"quadruplet_bpr", tl_op_quad_bpr_forward, tl_op_quad_bpr_backward},
     [TL_OP_MAP] = {"map", tl_op_map_forward, NULL},
@@ -79,6 +80,7 @@ void tl_graph_free(tl_graph *g)
         tl_free(g->nodes[i].in);
         tl_free(g->nodes[i].vocab);
         tl_free(g->nodes[i].offsets);
+        tl_free(g->nodes[i].blocks);
     }
     if (g->sparse)
         for (int i = 0; i < g->n_params; i++) {
@@ -474,19 +476,33 @@ tl_status tl_graph_backward_run(tl_graph *g)
     if (!g->planned) return tl_fail(TL_ERR_STATE, "graph run before tl_graph_plan");
     if (g->loss == TL_NONE)
         return tl_fail(TL_ERR_STATE, "backward run on a graph without tl_graph_backward");
+    /* Intermediate gradients start fresh: the first op writing one may
+     * overwrite it instead of clearing it first (ops/ops.h). */
     for (int i = 0; i <= g->loss; i++) {
         tl_nodedef *d = &g->nodes[i];
-        if (d->grad && d->op != TL_OP_PARAM)
-            memset(d->grad, 0, (size_t)tl__rows(g, d) * (size_t)d->cols * sizeof(float));
+        d->grad_fresh = d->grad && d->op != TL_OP_PARAM;
     }
     tl_nodedef *l = &g->nodes[g->loss];
-    if (!l->grad) return TL_OK; /* loss does not depend on any parameter */
+    if (!l->grad) { /* loss does not depend on any parameter: all gradients are 0 */
+        for (int i = 0; i <= g->loss; i++)
+            if (g->nodes[i].grad) tl__grad_acc(g, &g->nodes[i]);
+        return TL_OK;
+    }
     l->grad[0] = 1.0f;
+    l->grad_fresh = 0;
     for (int i = g->loss; i >= 0; i--) {
         tl_nodedef *d = &g->nodes[i];
         if (!d->grad || !d->on_path || d->op == TL_OP_PARAM) continue;
-        tl_backward_fn b = op_table[d->op].backward;
-        if (b) b(g, d);
+        /* Every consumer has run: a gradient still fresh is zero. */
+        tl__grad_acc(g, d);
+        const tl_op_entry *e = &op_table[d->op];
+        if (!e->backward) continue;
+        if (!e->fresh_aware)
+            for (int j = 0; j < d->nin; j++) {
+                tl_nodedef *in = &g->nodes[d->in[j]];
+                if (in->grad) tl__grad_acc(g, in);
+            }
+        e->backward(g, d);
     }
     return TL_OK;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "losses/distill.h"
+#include "diagnose.h"
 #include "losses/weighting.h"
 #include "models/builders.h"
 
@@ -391,6 +392,7 @@ void tl_model_free(tl_model *m)
     if (!m) return;
     tl_weighting_free(m);
     tl_distill_free(m);
+    tl_diagnose_free(m);
     for (int k = 0; k < TL_MAX_TASKS; k++) tl_calibrator_free(m->out_cal[k]);
     tl_optim_free(m->opt);
     tl_graph_free(m->g);
@@ -469,6 +471,11 @@ static void fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, si
         }
     }
     tl_graph_set_batch(m->g, n);
+}
+
+void tl_model_fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n)
+{
+    fill_batch(m, s, order, from, n);
 }
 
 static tl_status check_split(const tl_model *m, const tl_split *s, const char *what)
@@ -821,6 +828,9 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
             int n = (int)(train->n - from < (size_t)B ? train->n - from : (size_t)B);
             float tl_loss[TL_MAX_TASKS];
             fill_batch(m, train, order, from, n);
+            if (opt->diagnostics > 0 && (m->step + 1) % opt->diagnostics == 0 &&
+                (st = tl_diagnose_fit_step(m)) != TL_OK)
+                break;
             if ((st = train_step(m, tl_loss)) != TL_OK) break;
             m->step++;
             m->batches_in_epoch = b + 1;

@@ -198,6 +198,7 @@ typedef struct {
     tl_progress_fn progress;
     void *progress_ud;
     int progress_every;    /* call progress with TL_PROGRESS_STEP every N steps; 0 = never */
+    int diagnostics;       /* every N steps record per-task gradient diagnostics (diagnose.h); 0 = off */
 } tl_fit_options;
 
 void tl_fit_defaults(tl_fit_options *o);

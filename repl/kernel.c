@@ -427,7 +427,7 @@ static void io_publish(io_state *s, const json_t *parent, const char *type, json
 static void stream_flush(io_state *s, kstream *st)
 {
     if (st->len == 0) return;
-    size_t keep;
+    size_t keep = 0;
     json_t *text = jstr_n(st->buf, st->len, &keep);
     if (text && json_string_length(text) > 0)
         io_publish(s, s->parent, "stream", json_pack("{s:s, s:o}", "name", st->name, "text", text));

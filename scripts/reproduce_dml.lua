@@ -47,30 +47,32 @@ local tasks = {}
 for i, t in ipairs(d.tasks) do tasks[i] = t end
 local function metric_of(t) return t.type == "binary" and "auc" or "mse" end
 
-local rows, t0 = {}, os.time()
-for _, bb in ipairs(backbones) do
-  for _, var in ipairs(variants) do
-    for seed = 1, seeds do
-      local started = os.clock()
-      local m = tl.model{data = d, backbone = bb[2](), tower = tl.mlp{128, 80, dropout = drop},
-                         emb = 8, batch = 512, seed = seed, mutual = var[2] and var[2]() or nil}
-      m:fit{data = d.train, valid = d.valid, epochs = quick and 1 or epochs, patience = 3,
-            max_steps = quick and 20 or nil, optim = tl.optim.adam{lr = 1e-3, l2 = 1e-6}, verbose = false}
-      local r = m:evaluate(d.test)
-      local row = {backbone = bb[1], variant = var[1], seed = seed,
-                   epochs = #m:history().epochs, seconds = os.clock() - started}
-      for _, t in ipairs(tasks) do row[t.name .. "_" .. metric_of(t)] = r[t.name][metric_of(t)] end
-      table.insert(rows, row)
-      io.stderr:write(string.format("%s %s seed %d done\n", bb[1], var[1], seed))
-    end
-  end
-end
-
-local columns = {"backbone", "variant", "seed"}
-for _, t in ipairs(tasks) do table.insert(columns, t.name .. "_" .. metric_of(t)) end
-table.insert(columns, "epochs")
-table.insert(columns, "seconds")
-R.write_csv(out .. ".csv", rows, columns)
+-- Every run is one row of a tl.sweep: written to <out>.csv as it finishes, so
+-- an interrupted reproduction resumes where it stopped.
+local t0 = os.time()
+local by_name = {}
+for _, b in ipairs(backbones) do by_name[b[1]] = b[2] end
+local variant_of = {}
+for _, v in ipairs(variants) do variant_of[v[1]] = v[2] end
+local bnames, vnames = {}, {}
+for i, b in ipairs(backbones) do bnames[i] = b[1] end
+for i, v in ipairs(variants) do vnames[i] = v[1] end
+local results = tl.sweep{
+  grid = {backbone = bnames, variant = vnames}, repeats = seeds, seed = 0,
+  jobs = tonumber(o.jobs) or 1, out = out, verbose = false,
+  run = function(cfg, seed)
+    local mutual = variant_of[cfg.variant]
+    local m = tl.model{data = d, backbone = by_name[cfg.backbone](), tower = tl.mlp{128, 80, dropout = drop},
+                       emb = 8, batch = 512, seed = seed, mutual = mutual and mutual() or nil}
+    m:fit{data = d.train, valid = d.valid, epochs = quick and 1 or epochs, patience = 3,
+          max_steps = quick and 20 or nil, optim = tl.optim.adam{lr = 1e-3, l2 = 1e-6}, verbose = false}
+    local r = m:evaluate(d.test)
+    local row = {epochs = #m:history().epochs}
+    for _, t in ipairs(tasks) do row[t.name .. "_" .. metric_of(t)] = r[t.name][metric_of(t)] end
+    return row
+  end}
+local rows = {}
+for _, r in ipairs(results.rows) do if r.status == "ok" then table.insert(rows, r) end end
 
 local lines = {}
 local function emit(s) print(s); table.insert(lines, s) end
@@ -91,9 +93,9 @@ for _, bb in ipairs(backbones) do
       local key = t.name .. "_" .. metric_of(t)
       local v = R.values(rows, {backbone = bb[1], variant = var[1]}, key)
       local base = R.values(rows, {backbone = bb[1], variant = "base"}, key)
-      local m, s = R.mean_std(v)
+      local m, sd = R.mean_std(v)
       local dm, dh = R.paired(v, base)
-      line = line .. string.format(" %s | %s |", R.fmt(m, s), var[1] == "base" and "" or R.fmt_diff(dm, dh))
+      line = line .. string.format(" %s | %s |", R.fmt(m, sd), var[1] == "base" and "" or R.fmt_diff(dm, dh))
     end
     emit(line)
   end

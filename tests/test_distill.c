@@ -112,6 +112,7 @@ static void make_cfg(tl_model_config *c, tl_backbone_kind kind, int n_tasks)
         t->type = TL_TASK_BINARY;
         t->tower = (tl_mlp_spec){1, {4}, 0.0f};
         t->weight = k == 0 ? 1.0f : 0.7f;
+        t->space = -1;
     }
     c->max_batch = MAXB;
     c->seed = 5;

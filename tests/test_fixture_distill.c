@@ -81,6 +81,7 @@ static void run_fixture(const char *name)
         t->type = types->v[k] == 0.0 ? TL_TASK_BINARY : TL_TASK_REGRESSION;
         t->tower = (tl_mlp_spec){1, {4}, 0.0f};
         t->weight = (float)weights->v[k];
+        t->space = -1;
     }
     c.max_batch = B;
     float alpha = 0.0f;

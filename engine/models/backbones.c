@@ -3,6 +3,7 @@
 #include <stdio.h>
 
 #include "builders.h"
+#include "ops/ops.h"
 
 static tl_node dense(tl_graph *g, tl_node x, int in, int out, tl_act act, const char *prefix)
 {
@@ -60,52 +61,56 @@ tl_node tl_build_experts(tl_graph *g, tl_node x, int count, const tl_mlp_spec *s
 tl_node tl_build_gate(tl_graph *g, tl_node x, int k, const char *prefix)
 {
     if (x == TL_NONE) return TL_NONE;
-    return tl_softmax(g, dense(g, x, tl_node_cols(g, x), k, TL_ACT_NONE, prefix));
+    return tl_node_name(g, tl_softmax(g, dense(g, x, tl_node_cols(g, x), k, TL_ACT_NONE, prefix)), prefix);
 }
 
 static int last_units(const tl_mlp_spec *s, int in) { return s->n ? s->units[s->n - 1] : in; }
 
-/* Experts e0 .. e0+n-1 (each of width d) out of a block of experts. */
-static tl_node expert_range(tl_graph *g, tl_node block, int e0, int n, int d)
-{
-    return tl_slice(g, block, e0 * d, n * d);
-}
-
 /* One CGC level. in[k] (k < K) are the task inputs and in[K] the shared
  * input; out gets the same layout (out[K] only when `last` is 0). Level 1
- * has one input for all, so all its experts form one block (one GEMM). */
+ * has one input for all, so all its experts form one block (one GEMM): task
+ * k's experts, then the shared ones. The gates read their experts in place
+ * (no slice or concat copies). */
 static int cgc_level(tl_graph *g, const tl_backbone_spec *b, int K, int level, int same_input,
                      const tl_node *in, tl_node *out, int last)
 {
     char name[96];
     int S = b->shared, P = b->specific, d = last_units(&b->expert, tl_node_cols(g, in[K]));
-    tl_node shared_block, task_block[TL_MAX_TASKS];
+    /* Expert blocks: source node and first expert in it; task k's is
+     * block k, the shared block is K. */
+    tl_node src[TL_MAX_TASKS + 1];
+    int first[TL_MAX_TASKS + 1], count[TL_MAX_TASKS + 1];
     if (same_input) {
         snprintf(name, sizeof name, "ple%d.experts", level);
         tl_node all = tl_build_experts(g, in[K], K * P + S, &b->expert, name);
-        for (int k = 0; k < K; k++) task_block[k] = expert_range(g, all, k * P, P, d);
-        shared_block = expert_range(g, all, K * P, S, d);
+        for (int k = 0; k <= K; k++) {
+            src[k] = all;
+            first[k] = k * P;
+        }
     } else {
         for (int k = 0; k < K; k++) {
             snprintf(name, sizeof name, "ple%d.task%d.experts", level, k + 1);
-            task_block[k] = tl_build_experts(g, in[k], P, &b->expert, name);
+            src[k] = tl_build_experts(g, in[k], P, &b->expert, name);
+            first[k] = 0;
         }
         snprintf(name, sizeof name, "ple%d.shared.experts", level);
-        shared_block = tl_build_experts(g, in[K], S, &b->expert, name);
+        src[K] = tl_build_experts(g, in[K], S, &b->expert, name);
+        first[K] = 0;
     }
+    for (int k = 0; k < K; k++) count[k] = P;
+    count[K] = S;
+    if (tl_graph_status(g) != TL_OK) return 0;
     for (int k = 0; k < K; k++) {
-        tl_node parts[2] = {task_block[k], shared_block};
-        tl_node pool = tl_concat(g, 2, parts);
+        tl_node bs[2] = {src[k], src[K]};
+        int bf[2] = {first[k], first[K]}, bc[2] = {P, S};
         snprintf(name, sizeof name, "ple%d.gate%d", level, k + 1);
-        out[k] = tl_gate_mix(g, tl_build_gate(g, in[k], P + S, name), pool, P + S);
+        out[k] = tl__gate_mix_blocks(g, tl_build_gate(g, in[k], P + S, name), 2, bs, bf, bc, d);
     }
     if (!last) {
-        tl_node parts[TL_MAX_TASKS + 1];
-        for (int k = 0; k < K; k++) parts[k] = task_block[k];
-        parts[K] = shared_block;
-        tl_node pool = tl_concat(g, K + 1, parts);
         snprintf(name, sizeof name, "ple%d.gate_shared", level);
-        out[K] = tl_gate_mix(g, tl_build_gate(g, in[K], K * P + S, name), pool, K * P + S);
+        tl_node gate = tl_build_gate(g, in[K], K * P + S, name);
+        out[K] = same_input ? tl_gate_mix(g, gate, src[K], K * P + S)
+                            : tl__gate_mix_blocks(g, gate, K + 1, src, first, count, d);
     }
     return tl_graph_status(g) == TL_OK;
 }

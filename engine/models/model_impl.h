@@ -3,6 +3,7 @@
 #ifndef TL_MODEL_IMPL_H
 #define TL_MODEL_IMPL_H
 
+#include "diagnose.h"
 #include "model.h"
 
 /* CrossDistil per-task state: the map op's context for the calibrated,
@@ -57,6 +58,14 @@ struct tl_model {
     float *best;                   /* best parameters seen by early stopping */
     tl_calibrator *out_cal[TL_MAX_TASKS]; /* tl.calibrate: per-task output calibrators */
     int eval_in_space;             /* evaluate tasks with a space only on its rows (default 1) */
+    /* diagnostics (diagnose.c): fit{diagnostics=N} records, per-task gradient buffer */
+    tl_diag_record *diag_hist;
+    size_t n_diag_hist, cap_diag_hist;
+    float *diag_grads;             /* n_tasks x the shared parameters' floats */
 };
+
+/* Copy rows order[from .. from+n) of s (order NULL: rows from..) into the
+ * graph's inputs, as the fit loop does (model.c). */
+void tl_model_fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n);
 
 #endif

@@ -72,6 +72,8 @@ void tl_op_binary_backward(tl_graph *g, tl_nodedef *n)
     tl_nodedef *na = tl__in(g, n, 0), *nb = tl__in(g, n, 1);
     int rows = tl__rows(g, n), cols = n->cols;
     const float *dy = n->grad;
+    if (na->grad) tl__grad_acc(g, na);
+    if (nb->grad) tl__grad_acc(g, nb);
     for (int i = 0; i < rows; i++)
         for (int j = 0; j < cols; j++) {
             size_t ia = (size_t)i * cols + j, ib = bidx(n->bcast, i, j, cols);
@@ -146,7 +148,7 @@ void tl_op_unary_backward(tl_graph *g, tl_nodedef *n)
     tl_nodedef *in = tl__in(g, n, 0);
     if (!in->grad) return;
     const float *x = in->val, *y = n->val, *dy = n->grad;
-    float *dx = in->grad;
+    float *dx = tl__grad_acc(g, in);
     size_t len = (size_t)tl__rows(g, n) * (size_t)n->cols;
     switch (n->op) {
     case TL_OP_SCALE:

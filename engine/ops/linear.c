@@ -1,6 +1,7 @@
 /* ops/linear.c — matmul, the fused linear layer (x W + b, activation) and
  * grouped linear layers (several experts' layers side by side). All GEMMs go
- * through cblas_sgemm, row-major; backward GEMMs accumulate with beta = 1. */
+ * through cblas_sgemm, row-major; backward GEMMs accumulate with beta = 1,
+ * or overwrite with beta = 0 a gradient that is still fresh (ops.h). */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -95,33 +96,51 @@ static void add_bias_act(float *y, const float *b, int rows, int cols, tl_act ac
     }
 }
 
-/* dZ = dY * act'(Y), computed from the output Y. Returns dY itself when the
- * activation is the identity (no copy). */
-static const float *act_backward(const float *y, const float *dy, float *dz, int n, tl_act act)
+/* dZ = dY * act'(Y), computed from the output Y, and the bias gradient
+ * db += column sums of dZ when db is non-NULL, in one pass. Returns dY itself
+ * when the activation is the identity (no copy). */
+static const float *act_backward(const float *y, const float *dy, float *dz, float *db, int rows,
+                                 int cols, tl_act act)
 {
-    switch (act) {
-    case TL_ACT_NONE:
+    if (act == TL_ACT_NONE) {
+        if (db)
+            for (int i = 0; i < rows; i++) {
+                const float *r = dy + (size_t)i * cols;
+                for (int j = 0; j < cols; j++) db[j] += r[j];
+            }
         return dy;
-    case TL_ACT_RELU:
-        for (int i = 0; i < n; i++) dz[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-        break;
-    case TL_ACT_SIGMOID:
-        for (int i = 0; i < n; i++) dz[i] = dy[i] * y[i] * (1.0f - y[i]);
-        break;
-    case TL_ACT_TANH:
-        for (int i = 0; i < n; i++) dz[i] = dy[i] * (1.0f - y[i] * y[i]);
-        break;
+    }
+    for (int i = 0; i < rows; i++) {
+        size_t o = (size_t)i * cols;
+        const float *yr = y + o, *dyr = dy + o;
+        float *dzr = dz + o;
+        switch (act) {
+        case TL_ACT_RELU:
+            for (int j = 0; j < cols; j++) dzr[j] = yr[j] > 0.0f ? dyr[j] : 0.0f;
+            break;
+        case TL_ACT_SIGMOID:
+            for (int j = 0; j < cols; j++) dzr[j] = dyr[j] * yr[j] * (1.0f - yr[j]);
+            break;
+        default: /* tanh */
+            for (int j = 0; j < cols; j++) dzr[j] = dyr[j] * (1.0f - yr[j] * yr[j]);
+            break;
+        }
+        if (db)
+            for (int j = 0; j < cols; j++) db[j] += dzr[j];
     }
     return dz;
 }
 
-static void bias_backward(float *db, const float *dz, int rows, int cols)
+/* The bias gradient to add into, or NULL. */
+static float *bias_grad(const tl_graph *g, const tl_nodedef *n)
 {
-    for (int i = 0; i < rows; i++) {
-        const float *r = dz + (size_t)i * cols;
-        for (int j = 0; j < cols; j++) db[j] += r[j];
-    }
+    if (n->nin < 3) return NULL;
+    tl_nodedef *b = &g->nodes[n->in[2]];
+    return b->grad ? tl__grad_acc(g, b) : NULL;
 }
+
+/* GEMM beta for adding into d's gradient: 0 overwrites a fresh one. */
+static float grad_beta(const tl_nodedef *d) { return d->grad_fresh ? 0.0f : 1.0f; }
 
 /* ---- matmul / linear ------------------------------------------------------ */
 
@@ -134,22 +153,38 @@ tl_status tl_op_matmul_forward(tl_graph *g, tl_nodedef *n)
     return TL_OK;
 }
 
-static void gemm_backward(int rows, int k, int m, const float *x, float *dx, const float *w,
-                          float *dw, const float *dz, int ldx, int ldw, int ldz)
+/* dX = dZ W^T + beta dX for one [rows x k] x [k x m] product. */
+static void gemm_dx(int rows, int k, int m, const float *dz, int ldz, const float *w, int ldw,
+                    float beta, float *dx, int ldx)
 {
-    if (dx) /* dX += dZ W^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, m, 1.0f, dz, ldz, w, ldw,
-                    1.0f, dx, ldx);
-    if (dw) /* dW += X^T dZ */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, m, rows, 1.0f, x, ldx, dz, ldz,
-                    1.0f, dw, ldw);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, m, 1.0f, dz, ldz, w, ldw, beta,
+                dx, ldx);
+}
+
+/* dW = X^T dZ + beta dW. */
+static void gemm_dw(int rows, int k, int m, const float *x, int ldx, const float *dz, int ldz,
+                    float beta, float *dw, int ldw)
+{
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, m, rows, 1.0f, x, ldx, dz, ldz, beta,
+                dw, ldw);
+}
+
+/* Both gradients of x W (x and w may be one node: dX first, then dW adds). */
+static void product_backward(tl_nodedef *x, tl_nodedef *w, const float *dz, int rows)
+{
+    if (x->grad) {
+        gemm_dx(rows, w->rows, w->cols, dz, w->cols, w->val, w->cols, grad_beta(x), x->grad, x->cols);
+        tl__grad_written(x);
+    }
+    if (w->grad) {
+        gemm_dw(rows, w->rows, w->cols, x->val, x->cols, dz, w->cols, grad_beta(w), w->grad, w->cols);
+        tl__grad_written(w);
+    }
 }
 
 void tl_op_matmul_backward(tl_graph *g, tl_nodedef *n)
 {
-    tl_nodedef *a = tl__in(g, n, 0), *w = tl__in(g, n, 1);
-    gemm_backward(tl__rows(g, n), w->rows, w->cols, a->val, a->grad, w->val, w->grad, n->grad,
-                  a->cols, w->cols, n->cols);
+    product_backward(tl__in(g, n, 0), tl__in(g, n, 1), n->grad, tl__rows(g, n));
 }
 
 tl_status tl_op_linear_forward(tl_graph *g, tl_nodedef *n)
@@ -167,10 +202,9 @@ void tl_op_linear_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     int rows = tl__rows(g, n);
-    const float *dz = act_backward(n->val, n->grad, n->scratch, rows * n->cols, n->act);
-    if (n->nin > 2 && tl__in(g, n, 2)->grad) bias_backward(tl__in(g, n, 2)->grad, dz, rows, n->cols);
-    gemm_backward(rows, w->rows, w->cols, x->val, x->grad, w->val, w->grad, dz, x->cols, w->cols,
-                  n->cols);
+    const float *dz = act_backward(n->val, n->grad, n->scratch, bias_grad(g, n), rows, n->cols,
+                                   n->act);
+    product_backward(x, w, dz, rows);
 }
 
 /* ---- grouped linear ------------------------------------------------------ */
@@ -194,10 +228,21 @@ void tl_op_grouped_linear_backward(tl_graph *g, tl_nodedef *n)
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     int rows = tl__rows(g, n), groups = n->k;
     int k = w->rows / groups, m = w->cols;
-    const float *dz = act_backward(n->val, n->grad, n->scratch, rows * n->cols, n->act);
-    if (n->nin > 2 && tl__in(g, n, 2)->grad) bias_backward(tl__in(g, n, 2)->grad, dz, rows, n->cols);
-    for (int j = 0; j < groups; j++)
-        gemm_backward(rows, k, m, x->val + (size_t)j * k, x->grad ? x->grad + (size_t)j * k : NULL,
-                      w->val + (size_t)j * k * m, w->grad ? w->grad + (size_t)j * k * m : NULL,
-                      dz + (size_t)j * m, x->cols, m, n->cols);
+    const float *dz = act_backward(n->val, n->grad, n->scratch, bias_grad(g, n), rows, n->cols,
+                                   n->act);
+    /* the groups' blocks of dX (columns) and of dW (rows) tile them exactly */
+    if (x->grad) {
+        float beta = grad_beta(x);
+        for (int j = 0; j < groups; j++)
+            gemm_dx(rows, k, m, dz + (size_t)j * m, n->cols, w->val + (size_t)j * k * m, m, beta,
+                    x->grad + (size_t)j * k, x->cols);
+        tl__grad_written(x);
+    }
+    if (w->grad) {
+        float beta = grad_beta(w);
+        for (int j = 0; j < groups; j++)
+            gemm_dw(rows, k, m, x->val + (size_t)j * k, x->cols, dz + (size_t)j * m, n->cols, beta,
+                    w->grad + (size_t)j * k * m, m);
+        tl__grad_written(w);
+    }
 }

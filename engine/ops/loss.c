@@ -98,6 +98,9 @@ void tl_op_loss_backward(tl_graph *g, tl_nodedef *n)
     int rows = tl__rows(g, na);
     float ws = n->scratch[0];
     if (ws <= 0.0f) return;
+    if (na->grad) tl__grad_acc(g, na);
+    if (nb->grad) tl__grad_acc(g, nb);
+    if (nw && nw->grad) tl__grad_acc(g, nw);
     float scale = n->grad[0] / ws;
     if (nw && nw->grad) { /* d(sum w l / sum w)/dw_i = (l_i - loss) / sum w */
         for (int i = 0; i < rows; i++) {

@@ -6,59 +6,142 @@
 
 #include "ops.h"
 
+static int gate_mix_fail(tl_graph *g, tl_node gate, tl_node src, int k)
+{
+    char s1[32], s2[32];
+    tl__build_fail(g, TL_ERR_SHAPE, "gate_mix: gate '%s' %s and experts '%s' %s do not fit %d experts",
+                   g->nodes[gate].name, tl__shape(g, gate, s1, sizeof s1), g->nodes[src].name,
+                   tl__shape(g, src, s2, sizeof s2), k);
+    return 0;
+}
+
+tl_node tl__gate_mix_blocks(tl_graph *g, tl_node gate, int nblocks, const tl_node *src,
+                            const int *first, const int *count, int d)
+{
+    tl_node in[1 + TL_GATE_MIX_MAX_BLOCKS];
+    if (nblocks < 1 || nblocks > TL_GATE_MIX_MAX_BLOCKS)
+        return tl__build_fail(g, TL_ERR_ARG, "gate_mix: %d expert blocks; 1..%d supported", nblocks,
+                              TL_GATE_MIX_MAX_BLOCKS);
+    in[0] = gate;
+    for (int b = 0; b < nblocks; b++) in[1 + b] = src[b];
+    if (!tl__valid(g, 1 + nblocks, in)) return TL_NONE;
+    tl_nodedef *dg = &g->nodes[gate];
+    int k = 0;
+    for (int b = 0; b < nblocks; b++) {
+        tl_nodedef *de = &g->nodes[src[b]];
+        k += count[b];
+        if (d < 1 || count[b] < 1 || first[b] < 0 || (first[b] + count[b]) * d > de->cols ||
+            dg->batched != de->batched || (!dg->batched && dg->rows != de->rows))
+            return gate_mix_fail(g, gate, src[b], dg->cols), TL_NONE;
+    }
+    if (dg->cols != k) return gate_mix_fail(g, gate, src[0], k), TL_NONE;
+    tl_node o = tl__node_new(g, TL_OP_GATE_MIX, dg->batched, dg->rows, d, 1 + nblocks, in);
+    if (o == TL_NONE) return TL_NONE;
+    tl_nodedef *n = &g->nodes[o];
+    n->k = k;
+    n->blocks = tl_malloc((size_t)nblocks * 2 * sizeof *n->blocks, "gate_mix blocks");
+    if (!n->blocks) return tl__build_fail(g, TL_ERR_NOMEM, "%s", tl_errmsg());
+    for (int b = 0; b < nblocks; b++) {
+        n->blocks[2 * b] = first[b];
+        n->blocks[2 * b + 1] = count[b];
+    }
+    return o;
+}
+
 tl_node tl_gate_mix(tl_graph *g, tl_node gate, tl_node experts, int k)
 {
     tl_node in[2] = {gate, experts};
-    char s1[32], s2[32];
     if (!tl__valid(g, 2, in)) return TL_NONE;
-    tl_nodedef *dg = &g->nodes[gate], *de = &g->nodes[experts];
-    if (k < 1 || dg->cols != k || de->cols % k != 0 || dg->batched != de->batched ||
-        (!dg->batched && dg->rows != de->rows))
-        return tl__build_fail(g, TL_ERR_SHAPE,
-                              "gate_mix: gate '%s' %s and experts '%s' %s do not fit %d experts",
-                              dg->name, tl__shape(g, gate, s1, sizeof s1), de->name,
-                              tl__shape(g, experts, s2, sizeof s2), k);
-    tl_node o = tl__node_new(g, TL_OP_GATE_MIX, de->batched, de->rows, de->cols / k, 2, in);
-    if (o != TL_NONE) g->nodes[o].k = k;
-    return o;
+    tl_nodedef *de = &g->nodes[experts];
+    if (k < 1 || de->cols % k != 0) return gate_mix_fail(g, gate, experts, k), TL_NONE;
+    int first = 0;
+    return tl__gate_mix_blocks(g, gate, 1, &experts, &first, &k, de->cols / k);
+}
+
+/* Expert e_i of row i in block b: d floats. */
+static inline const float *expert_at(const tl_nodedef *src, const int32_t *blk, int i, int e_i, int d)
+{
+    return src->val + (size_t)i * src->cols + (size_t)(blk[0] + e_i) * d;
 }
 
 tl_status tl_op_gate_mix_forward(tl_graph *g, tl_nodedef *n)
 {
-    tl_nodedef *gt = tl__in(g, n, 0), *ex = tl__in(g, n, 1);
-    int rows = tl__rows(g, n), d = n->cols, k = n->k;
+    tl_nodedef *gt = tl__in(g, n, 0);
+    int rows = tl__rows(g, n), d = n->cols, k = n->k, nb = n->nin - 1;
     for (int i = 0; i < rows; i++) {
         float *y = n->val + (size_t)i * d;
-        const float *w = gt->val + (size_t)i * k, *e = ex->val + (size_t)i * ex->cols;
-        for (int j = 0; j < d; j++) y[j] = w[0] * e[j];
-        for (int e_i = 1; e_i < k; e_i++) {
-            const float *ek = e + (size_t)e_i * d;
-            for (int j = 0; j < d; j++) y[j] += w[e_i] * ek[j];
+        const float *w = gt->val + (size_t)i * k;
+        int e = 0;
+        for (int b = 0; b < nb; b++) {
+            const tl_nodedef *src = tl__in(g, n, 1 + b);
+            const int32_t *blk = n->blocks + 2 * b;
+            for (int e_i = 0; e_i < blk[1]; e_i++, e++) {
+                const float *ek = expert_at(src, blk, i, e_i, d);
+                float we = w[e];
+                if (e == 0)
+                    for (int j = 0; j < d; j++) y[j] = we * ek[j];
+                else
+                    for (int j = 0; j < d; j++) y[j] += we * ek[j];
+            }
         }
     }
     return TL_OK;
 }
 
+/* Dot product in 8 interleaved partial sums (a fixed order, so results do
+ * not depend on the machine), which the compiler can vectorise. */
+static float dot8(const float *a, const float *b, int n)
+{
+    float acc[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) acc[l] += a[j + l] * b[j + l];
+    for (int l = 0; j < n; j++, l++) acc[l] += a[j] * b[j];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
 void tl_op_gate_mix_backward(tl_graph *g, tl_nodedef *n)
 {
-    tl_nodedef *gt = tl__in(g, n, 0), *ex = tl__in(g, n, 1);
-    int rows = tl__rows(g, n), d = n->cols, k = n->k;
+    tl_nodedef *gt = tl__in(g, n, 0);
+    int rows = tl__rows(g, n), d = n->cols, k = n->k, nb = n->nin - 1;
+    /* A single block spanning its whole, fresh source is overwritten (MMoE's
+     * first gate); otherwise expert gradients add. */
+    int write_ex = 0;
+    for (int b = 0; b < nb; b++) {
+        tl_nodedef *src = tl__in(g, n, 1 + b);
+        if (!src->grad) continue;
+        if (nb == 1 && src->grad_fresh && n->blocks[0] == 0 && n->blocks[1] * d == src->cols)
+            write_ex = 1;
+        else
+            tl__grad_acc(g, src);
+    }
+    int write_gate = gt->grad && gt->grad_fresh;
     for (int i = 0; i < rows; i++) {
         const float *dy = n->grad + (size_t)i * d;
-        const float *w = gt->val + (size_t)i * k, *e = ex->val + (size_t)i * ex->cols;
-        for (int e_i = 0; e_i < k; e_i++) {
-            const float *ek = e + (size_t)e_i * d;
-            if (gt->grad) {
-                float s = 0.0f;
-                for (int j = 0; j < d; j++) s += dy[j] * ek[j];
-                gt->grad[(size_t)i * k + e_i] += s;
-            }
-            if (ex->grad) {
-                float *dek = ex->grad + (size_t)i * ex->cols + (size_t)e_i * d;
-                for (int j = 0; j < d; j++) dek[j] += w[e_i] * dy[j];
+        const float *w = gt->val + (size_t)i * k;
+        float *dw = gt->grad ? gt->grad + (size_t)i * k : NULL;
+        int e = 0;
+        for (int b = 0; b < nb; b++) {
+            tl_nodedef *src = tl__in(g, n, 1 + b);
+            const int32_t *blk = n->blocks + 2 * b;
+            for (int e_i = 0; e_i < blk[1]; e_i++, e++) {
+                if (dw) {
+                    float s = dot8(dy, expert_at(src, blk, i, e_i, d), d);
+                    dw[e] = write_gate ? s : dw[e] + s;
+                }
+                if (src->grad) {
+                    float *dek = src->grad + (size_t)i * src->cols + (size_t)(blk[0] + e_i) * d;
+                    float we = w[e];
+                    if (write_ex)
+                        for (int j = 0; j < d; j++) dek[j] = we * dy[j];
+                    else
+                        for (int j = 0; j < d; j++) dek[j] += we * dy[j];
+                }
             }
         }
     }
+    if (write_gate) tl__grad_written(gt);
+    if (write_ex) tl__grad_written(tl__in(g, n, 1));
 }
 
 tl_node tl_attention(tl_graph *g, tl_node q, tl_node k, tl_node v, int tokens)
@@ -114,6 +197,9 @@ void tl_op_attention_backward(tl_graph *g, tl_nodedef *n)
     tl_nodedef *nq = tl__in(g, n, 0), *nk = tl__in(g, n, 1), *nv = tl__in(g, n, 2);
     int rows = tl__rows(g, n), T = n->k, d = n->cols / T;
     float scale = 1.0f / sqrtf((float)d);
+    if (nq->grad) tl__grad_acc(g, nq);
+    if (nk->grad) tl__grad_acc(g, nk);
+    if (nv->grad) tl__grad_acc(g, nv);
     for (int i = 0; i < rows; i++) {
         size_t ro = (size_t)i * n->cols;
         const float *q = nq->val + ro, *k = nk->val + ro, *v = nv->val + ro, *dy = n->grad + ro;

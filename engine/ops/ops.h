@@ -4,9 +4,20 @@
  *
  * Backward functions *add* into the gradients of their inputs, and only into
  * inputs whose `grad` is non-NULL (inputs that need no gradient have none).
+ *
+ * Intermediate gradients are not cleared before a backward run: a node's
+ * gradient starts "fresh" (undefined contents). The first backward writing
+ * into a fresh gradient may overwrite it (GEMM beta = 0, a plain store)
+ * instead of clearing then adding, provided it writes every element, and then
+ * calls tl__grad_written; a backward that only adds calls tl__grad_acc first.
+ * Ops not marked fresh-aware in graph.c's table get their inputs' gradients
+ * cleared for them. Parameter gradients are never fresh: backward always adds
+ * into them (calling backward twice doubles them).
  */
 #ifndef TL_OPS_H
 #define TL_OPS_H
+
+#include <string.h>
 
 #include "graph.h"
 #include "tensor.h"
@@ -71,6 +82,7 @@ typedef struct tl_nodedef {
     tl_bcast bcast;
     tl_init init;
     int32_t *vocab;     /* embedding: nfields vocab sizes (owned) */
+    int32_t *blocks;    /* gate_mix: per expert input, first expert column and expert count (owned) */
     int64_t *offsets;   /* embedding: first table row of each field (owned) */
     tl_map_fn map_fn;   /* map: the function and its context (not owned) */
     void *map_ctx;
@@ -80,6 +92,7 @@ typedef struct tl_nodedef {
     int needs_grad;     /* gradient flows into this node */
     int on_path;        /* ancestor of the loss, so backward visits it */
     int param_index;    /* >= 0 for parameters */
+    int grad_fresh;     /* backward run: grad not written yet (see the top of this file) */
     /* resolved at plan time */
     float *val, *grad, *scratch;
     char name[TL_NAME_MAX];
@@ -133,6 +146,28 @@ tl_node tl__build_fail(tl_graph *g, tl_status s, const char *fmt, ...)
 int tl__valid(tl_graph *g, int n, const tl_node *ids);
 /* "[B x 64]" / "[1 x 1]" for messages. */
 const char *tl__shape(const tl_graph *g, tl_node a, char *buf, size_t n);
+/* The gradient of d ready for adding into: cleared first when fresh. */
+static inline float *tl__grad_acc(const tl_graph *g, tl_nodedef *d)
+{
+    if (d->grad_fresh) {
+        memset(d->grad, 0, (size_t)tl__rows(g, d) * (size_t)d->cols * sizeof(float));
+        d->grad_fresh = 0;
+    }
+    return d->grad;
+}
+
+/* After a backward overwrote all of d's fresh gradient. */
+static inline void tl__grad_written(tl_nodedef *d) { d->grad_fresh = 0; }
+
+#define TL_GATE_MIX_MAX_BLOCKS 16
+
+/* Gated mixture whose experts come from several nodes without copying them:
+ * block b is expert_count[b] experts of width `d` starting at column
+ * first[b] * d of src[b]; experts are numbered in block order. gate is
+ * [n, sum of counts]. tl_gate_mix is the single-block case. */
+tl_node tl__gate_mix_blocks(tl_graph *g, tl_node gate, int nblocks, const tl_node *src,
+                            const int *first, const int *count, int d);
+
 /* Mark rows of sparse parameter `param_index` as touched. */
 void tl__touch_row(tl_graph *g, int param_index, int32_t row);
 

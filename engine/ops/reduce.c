@@ -60,6 +60,7 @@ void tl_op_softmax_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *in = tl__in(g, n, 0);
     if (!in->grad) return;
+    tl__grad_acc(g, in);
     int rows = tl__rows(g, n), cols = n->cols;
     for (int i = 0; i < rows; i++) {
         const float *y = n->val + (size_t)i * cols, *dy = n->grad + (size_t)i * cols;
@@ -98,6 +99,7 @@ void tl_op_reduce_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *in = tl__in(g, n, 0);
     if (!in->grad) return;
+    tl__grad_acc(g, in);
     int rows = tl__rows(g, in), cols = in->cols;
     size_t len = (size_t)rows * (size_t)cols;
     if (n->op == TL_OP_ROW_SUM) {

@@ -74,12 +74,18 @@ void tl_op_concat_backward(tl_graph *g, tl_nodedef *n)
     int rows = tl__rows(g, n), off = 0;
     for (int k = 0; k < n->nin; k++) {
         tl_nodedef *p = tl__in(g, n, k);
-        if (p->grad)
+        if (p->grad && p->grad_fresh) { /* the first writer copies */
+            for (int i = 0; i < rows; i++)
+                memcpy(p->grad + (size_t)i * p->cols, n->grad + (size_t)i * n->cols + off,
+                       (size_t)p->cols * sizeof(float));
+            tl__grad_written(p);
+        } else if (p->grad) {
             for (int i = 0; i < rows; i++) {
                 const float *src = n->grad + (size_t)i * n->cols + off;
                 float *dst = p->grad + (size_t)i * p->cols;
                 for (int j = 0; j < p->cols; j++) dst[j] += src[j];
             }
+        }
         off += p->cols;
     }
 }
@@ -98,6 +104,7 @@ void tl_op_slice_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *a = tl__in(g, n, 0);
     if (!a->grad) return;
+    tl__grad_acc(g, a);
     int rows = tl__rows(g, n);
     for (int i = 0; i < rows; i++) {
         const float *src = n->grad + (size_t)i * n->cols;
@@ -130,6 +137,7 @@ void tl_op_embedding_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *t = tl__in(g, n, 0), *x = tl__in(g, n, 1);
     if (!t->grad) return;
+    tl__grad_acc(g, t);
     const int32_t *ids = (const int32_t *)(const void *)x->val;
     int rows = tl__rows(g, n), nf = n->k, dim = t->cols;
     for (int i = 0; i < rows; i++)
@@ -168,8 +176,9 @@ void tl_op_dropout_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *a = tl__in(g, n, 0);
     if (!a->grad) return;
+    float *dx = tl__grad_acc(g, a);
     size_t len = (size_t)tl__rows(g, n) * (size_t)n->cols;
-    for (size_t i = 0; i < len; i++) a->grad[i] += n->grad[i] * n->scratch[i];
+    for (size_t i = 0; i < len; i++) dx[i] += n->grad[i] * n->scratch[i];
 }
 
 tl_status tl_op_stop_grad_forward(tl_graph *g, tl_nodedef *n)

@@ -105,6 +105,8 @@ def test_streams(k):
     types = [m["msg_type"] for m in msgs]
     assert types[0] == "status" and types[1] == "execute_input", types
     assert "execute_result" not in types, types
+    c, msgs = k.execute('io.write("caf\\xc3\\xa9 \\xff!\\n");')  # bytes that are not UTF-8
+    assert stream_text(msgs, "stdout") == "caf\u00e9 \ufffd!\n", msgs
 
 
 def test_results_and_count(k):

@@ -392,6 +392,12 @@ return {
     check(out:find("frames\t1\tcalls\t2", 1, true), out)
   end,
 
+  -- Runs last (tests run in name order): remove this file's temporary files.
+  zz_remove_temporary_files = function()
+    check(os.execute("rm -rf '" .. TMP .. "'"))
+    check(not io.open(TMP .. "/cal.svg"), "temporary directory removed")
+  end,
+
   help_texts_registered = function()
     if not tl.help then skip("tl.help not available") end
     local printed

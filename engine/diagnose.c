@@ -1,0 +1,439 @@
+/* diagnose.c — gate utilisation, expert collapse, per-task gradient
+ * diagnostics and the label-leakage check (contracts in diagnose.h). */
+#include "diagnose.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "losses/distill.h"
+#include "losses/weighting.h"
+#include "models/model_impl.h"
+
+/* ---- gates ------------------------------------------------------------------ */
+
+static int has_gates(const tl_model *m)
+{
+    tl_backbone_kind k = m->cfg.backbone.kind;
+    return k == TL_BACKBONE_MMOE || k == TL_BACKBONE_OMOE || k == TL_BACKBONE_PLE;
+}
+
+int tl_diagnose_gate_experts(const tl_model *m, int level)
+{
+    (void)level;
+    const tl_backbone_spec *b = &m->cfg.backbone;
+    if (!has_gates(m)) return 0;
+    if (b->kind == TL_BACKBONE_PLE) return m->cfg.n_tasks * b->specific + b->shared;
+    return b->experts;
+}
+
+/* Task k's gate node, the number of its columns, and where column j lands
+ * in the gate matrix (map[j]). */
+static tl_status find_gate(const tl_model *m, int level, int k, tl_node *node, int *cols, int *map)
+{
+    const tl_backbone_spec *b = &m->cfg.backbone;
+    char name[64];
+    int K = m->cfg.n_tasks;
+    if (b->kind == TL_BACKBONE_PLE) {
+        snprintf(name, sizeof name, "ple%d.gate%d", level, k + 1);
+        *cols = b->specific + b->shared;
+        for (int j = 0; j < *cols; j++)
+            map[j] = j < b->specific ? k * b->specific + j : K * b->specific + (j - b->specific);
+    } else {
+        snprintf(name, sizeof name, b->kind == TL_BACKBONE_OMOE ? "gate" : "gate%d", k + 1);
+        *cols = b->experts;
+        for (int j = 0; j < *cols; j++) map[j] = j;
+    }
+    *node = tl_graph_find(m->g, name);
+    if (*node == TL_NONE || tl_node_cols(m->g, *node) != *cols)
+        return tl_fail(TL_ERR_STATE, "gates: the model graph has no gate node '%s'", name);
+    return TL_OK;
+}
+
+static tl_status gate_args(const tl_model *m, const tl_split *s, const tl_gate_opts *o, int *level)
+{
+    const tl_backbone_spec *b = &m->cfg.backbone;
+    if (!has_gates(m))
+        return tl_fail(TL_ERR_ARG, "gates: backbone %s has no gates (omoe, mmoe and ple have)",
+                       tl_backbone_name(b->kind));
+    if (!s || s->n == 0) return tl_fail(TL_ERR_ARG, "gates: the split has no rows");
+    if ((m->cfg.n_cat && !s->cat) || (m->cfg.n_num && !s->num))
+        return tl_fail(TL_ERR_ARG, "gates: the split lacks features");
+    *level = b->kind == TL_BACKBONE_PLE ? (o->level > 0 ? o->level : b->levels) : 1;
+    if (b->kind == TL_BACKBONE_PLE && *level > b->levels)
+        return tl_fail(TL_ERR_ARG, "gates: level %d outside 1..%d", *level, b->levels);
+    if (o->field >= m->cfg.n_cat)
+        return tl_fail(TL_ERR_ARG, "gates: field %d outside the %d categorical fields", o->field + 1,
+                       m->cfg.n_cat);
+    return TL_OK;
+}
+
+tl_status tl_diagnose_gates(tl_model *m, const tl_split *s, const tl_gate_opts *o, double *weights,
+                            double *entropy, double *by_field, double *count)
+{
+    int level = 1;
+    tl_status st = gate_args(m, s, o, &level);
+    if (st != TL_OK) return st;
+    int K = m->cfg.n_tasks, E = tl_diagnose_gate_experts(m, level), B = m->cfg.max_batch;
+    int f = o->field, nc = m->cfg.n_cat;
+    tl_node node[TL_MAX_TASKS];
+    int cols[TL_MAX_TASKS];
+    int *map = tl_malloc((size_t)K * (size_t)E * sizeof(int), "gate map");
+    if (!map) return TL_ERR_NOMEM;
+    for (int k = 0; k < K && st == TL_OK; k++)
+        st = find_gate(m, level, k, &node[k], &cols[k], map + (size_t)k * (size_t)E);
+    if (st != TL_OK) {
+        tl_free(map);
+        return st;
+    }
+    size_t KE = (size_t)K * (size_t)E;
+    memset(weights, 0, KE * sizeof(double));
+    memset(entropy, 0, (size_t)K * sizeof(double));
+    if (f >= 0) {
+        memset(by_field, 0, (size_t)m->cfg.vocab[f] * KE * sizeof(double));
+        memset(count, 0, (size_t)m->cfg.vocab[f] * sizeof(double));
+    }
+    for (size_t from = 0; from < s->n && st == TL_OK; from += (size_t)B) {
+        if (tl_cancelled()) {
+            st = tl_fail(TL_ERR_CANCELLED, "gates interrupted");
+            break;
+        }
+        int n = (int)(s->n - from < (size_t)B ? s->n - from : (size_t)B);
+        tl_model_fill_batch(m, s, NULL, from, n);
+        if ((st = tl_graph_forward(m->g, 0)) != TL_OK) {
+            st = tl_fail_context(st, "gates");
+            break;
+        }
+        for (int k = 0; k < K; k++) {
+            const float *g = tl_graph_value(m->g, node[k]);
+            const int *mk = map + (size_t)k * (size_t)E;
+            for (int i = 0; i < n; i++) {
+                const float *row = g + (size_t)i * (size_t)cols[k];
+                double *bf = NULL;
+                if (f >= 0) {
+                    int32_t id = s->cat[(from + (size_t)i) * (size_t)nc + (size_t)f];
+                    bf = by_field + (size_t)id * KE + (size_t)k * (size_t)E;
+                    if (k == 0) count[id] += 1.0;
+                }
+                for (int j = 0; j < cols[k]; j++) {
+                    double v = (double)row[j];
+                    weights[(size_t)k * (size_t)E + (size_t)mk[j]] += v;
+                    if (bf) bf[mk[j]] += v;
+                    if (v > 0.0) entropy[k] -= v * log(v);
+                }
+            }
+        }
+    }
+    tl_free(map);
+    if (st != TL_OK) return st;
+    for (size_t i = 0; i < KE; i++) weights[i] /= (double)s->n;
+    for (int k = 0; k < K; k++) entropy[k] /= (double)s->n;
+    if (f >= 0)
+        for (int32_t id = 0; id < m->cfg.vocab[f]; id++)
+            for (size_t i = 0; count[id] > 0.0 && i < KE; i++) by_field[(size_t)id * KE + i] /= count[id];
+    return TL_OK;
+}
+
+/* The experts' output block of an MMoE/OMoE graph: tl_build_backbone adds it
+ * right before the first gate's weight parameter. TL_NONE when the graph
+ * does not have that shape. */
+static tl_node expert_block(const tl_model *m, int *d)
+{
+    const tl_backbone_spec *b = &m->cfg.backbone;
+    if (b->kind != TL_BACKBONE_MMOE && b->kind != TL_BACKBONE_OMOE) return TL_NONE;
+    tl_node w = tl_graph_find(m->g, b->kind == TL_BACKBONE_OMOE ? "gate.w" : "gate1.w");
+    if (w == TL_NONE || w == 0) return TL_NONE;
+    tl_node x = w - 1;
+    *d = b->expert.units[b->expert.n - 1];
+    if (!tl_node_batched(m->g, x) || tl_node_cols(m->g, x) != b->experts * *d) return TL_NONE;
+    return x;
+}
+
+static void add_msg(char *msg, size_t cap, const char *text)
+{
+    size_t len = strlen(msg);
+    if (len + 1 < cap) snprintf(msg + len, cap - len, "%s", text);
+}
+
+tl_status tl_diagnose_collapse(tl_model *m, const tl_split *s, char *msg, size_t cap)
+{
+    if (cap) msg[0] = '\0';
+    if (!has_gates(m) || !s || s->n == 0) return TL_OK;
+    int K = m->cfg.n_tasks, E = tl_diagnose_gate_experts(m, 0);
+    double *w = tl_malloc((size_t)K * (size_t)E * sizeof(double), "gate means");
+    double ent[TL_MAX_TASKS];
+    if (!w) return TL_ERR_NOMEM;
+    tl_gate_opts o = {0, -1};
+    tl_status st = tl_diagnose_gates(m, s, &o, w, ent, NULL, NULL);
+    char part[160];
+    int unused = 0;
+    for (int e = 0; e < E && st == TL_OK; e++) {
+        int used = 0;
+        for (int k = 0; k < K; k++) used |= w[(size_t)k * (size_t)E + (size_t)e] >= 0.01;
+        if (used) continue;
+        snprintf(part, sizeof part, "%s%d", unused ? ", " : "expert ", e + 1);
+        add_msg(msg, cap, part);
+        unused++;
+    }
+    if (unused) add_msg(msg, cap, unused == 1 ? " is never used (mean gate weight < 1% for every task)"
+                                              : " are never used (mean gate weight < 1% for every task)");
+    tl_free(w);
+    int d = 0;
+    tl_node x = st == TL_OK ? expert_block(m, &d) : TL_NONE;
+    if (x == TL_NONE) return st;
+    int n = (int)(s->n < (size_t)m->cfg.max_batch ? s->n : (size_t)m->cfg.max_batch);
+    tl_model_fill_batch(m, s, NULL, 0, n);
+    if ((st = tl_graph_forward(m->g, 0)) != TL_OK) return tl_fail_context(st, "collapse check");
+    const float *v = tl_graph_value(m->g, x);
+    size_t stride = (size_t)E * (size_t)d;
+    int pairs = 0;
+    for (int a = 0; a < E; a++)
+        for (int b = a + 1; b < E; b++) {
+            double ab = 0.0, aa = 0.0, bb = 0.0;
+            for (int i = 0; i < n; i++) {
+                const float *r = v + (size_t)i * stride;
+                for (int j = 0; j < d; j++) {
+                    double p = (double)r[a * d + j], q = (double)r[b * d + j];
+                    ab += p * q;
+                    aa += p * p;
+                    bb += q * q;
+                }
+            }
+            double c = aa > 0.0 && bb > 0.0 ? ab / sqrt(aa * bb) : 0.0;
+            if (c <= 0.99) continue;
+            if (++pairs > 3) continue;
+            snprintf(part, sizeof part, "%sexperts %d and %d give nearly identical outputs (cosine %.3f)",
+                     msg[0] ? "; " : "", a + 1, b + 1, c);
+            add_msg(msg, cap, part);
+        }
+    if (pairs > 3) {
+        snprintf(part, sizeof part, " and %d more such pairs", pairs - 3);
+        add_msg(msg, cap, part);
+    }
+    return TL_OK;
+}
+
+/* ---- task gradients ----------------------------------------------------------- */
+
+/* Floats of the shared parameters (one span at the start of the block). */
+static size_t shared_floats(const tl_model *m)
+{
+    if (m->n_shared_params <= 0) return 0;
+    const tl_param_info *p = tl_graph_param(m->g, m->n_shared_params - 1);
+    return p->offset + (size_t)p->rows * (size_t)p->cols;
+}
+
+/* Forward in training mode with the dropout RNG put back afterwards. */
+static tl_status diag_forward(tl_model *m)
+{
+    tl_rng *r = tl_graph_rng(m->g), saved = *r;
+    tl_distill_step_begin(m);
+    tl_status st = tl_graph_forward(m->g, 1);
+    *r = saved;
+    return st;
+}
+
+/* Backward of task k's loss alone with coefficient 1 on the raw loss
+ * (uncertainty weighting scales its term by exp(-s)/2: undone here). */
+static tl_status task_backward(tl_model *m, int k)
+{
+    int K = m->cfg.n_tasks;
+    for (int j = 0; j < K; j++) {
+        float c = 0.0f;
+        if (j == k) c = m->logvar[j] != TL_NONE ? 2.0f * expf(tl_graph_value(m->g, m->logvar[j])[0]) : 1.0f;
+        tl_graph_set_scalar(m->g, m->coef[j], c);
+    }
+    tl_graph_set_scalar(m->g, m->extra_coef, 0.0f);
+    tl_status st = tl_graph_backward_run(m->g);
+    tl_weighting_apply(m);
+    return st;
+}
+
+tl_status tl_diagnose_task_grad(tl_model *m, int k, float *out)
+{
+    if (k < 0 || k >= m->cfg.n_tasks)
+        return tl_fail(TL_ERR_ARG, "task index %d outside 1..%d", k + 1, m->cfg.n_tasks);
+    size_t pf;
+    float *grads = tl_graph_grads(m->g, &pf);
+    tl_status st = diag_forward(m);
+    if (st == TL_OK) st = task_backward(m, k);
+    if (st == TL_OK) memcpy(out, grads, pf * sizeof(float));
+    tl_graph_zero_grad(m->g);
+    return st;
+}
+
+tl_status tl_diagnose_grads(tl_model *m, tl_diag_record *r)
+{
+    int K = m->cfg.n_tasks;
+    size_t n = shared_floats(m);
+    if (!m->diag_grads) {
+        m->diag_grads = tl_malloc_aligned(((size_t)K * n + 1) * sizeof(float), "task gradients");
+        if (!m->diag_grads) return TL_ERR_NOMEM;
+    }
+    float *grads = tl_graph_grads(m->g, NULL);
+    tl_status st = diag_forward(m);
+    for (int k = 0; k < K && st == TL_OK; k++) {
+        st = task_backward(m, k);
+        if (st == TL_OK) memcpy(m->diag_grads + (size_t)k * n, grads, n * sizeof(float));
+        tl_graph_zero_grad(m->g);
+    }
+    if (st != TL_OK) {
+        tl_graph_zero_grad(m->g);
+        return tl_fail_context(st, "diagnostics");
+    }
+    double norm[TL_MAX_TASKS];
+    for (int a = 0; a < K; a++) {
+        const float *ga = m->diag_grads + (size_t)a * n;
+        for (int b = a; b < K; b++) {
+            const float *gb = m->diag_grads + (size_t)b * n;
+            double dot = 0.0;
+            for (size_t i = 0; i < n; i++) dot += (double)ga[i] * (double)gb[i];
+            if (a == b) norm[a] = sqrt(dot);
+            else r->grad_cos[a][b] = (float)dot; /* divided below, once the norms are known */
+        }
+    }
+    for (int a = 0; a < K; a++) {
+        r->grad_norm[a] = (float)norm[a];
+        r->grad_cos[a][a] = norm[a] > 0.0 ? 1.0f : NAN;
+        r->weight[a] = tl_weighting_effective(m, a);
+        for (int b = a + 1; b < K; b++) {
+            double c = norm[a] > 0.0 && norm[b] > 0.0 ? (double)r->grad_cos[a][b] / (norm[a] * norm[b]) : NAN;
+            r->grad_cos[a][b] = r->grad_cos[b][a] = (float)c;
+        }
+    }
+    return TL_OK;
+}
+
+tl_status tl_diagnose_fit_step(tl_model *m)
+{
+    if (m->n_diag_hist == m->cap_diag_hist) {
+        size_t cap = m->cap_diag_hist ? 2 * m->cap_diag_hist : 64;
+        tl_diag_record *h = tl_realloc(m->diag_hist, cap * sizeof *h, "diagnostics history");
+        if (!h) return TL_ERR_NOMEM;
+        m->diag_hist = h;
+        m->cap_diag_hist = cap;
+    }
+    tl_diag_record *r = &m->diag_hist[m->n_diag_hist];
+    memset(r, 0, sizeof *r);
+    r->step = m->step + 1;
+    r->epoch = m->epoch + 1;
+    tl_status st = tl_diagnose_grads(m, r);
+    if (st == TL_OK) m->n_diag_hist++;
+    return st;
+}
+
+size_t tl_model_history_diagnostics(const tl_model *m, const tl_diag_record **out)
+{
+    *out = m->diag_hist;
+    return m->n_diag_hist;
+}
+
+void tl_diagnose_free(tl_model *m)
+{
+    tl_free(m->diag_hist);
+    tl_free_aligned(m->diag_grads);
+    m->diag_hist = NULL;
+    m->diag_grads = NULL;
+    m->n_diag_hist = m->cap_diag_hist = 0;
+}
+
+/* ---- label leakage ------------------------------------------------------------- */
+
+#define LEAK_MAX_ROWS 200000 /* larger splits are subsampled by a stride */
+#define LEAK_PRIOR 10.0      /* pseudo-rows shrinking an id's rate towards the overall rate */
+
+static int leak_cmp(const void *pa, const void *pb)
+{
+    const tl_leak_row *a = pa, *b = pb;
+    if (a->task != b->task) return a->task < b->task ? -1 : 1;
+    int na = isnan(a->auc), nb = isnan(b->auc);
+    if (na != nb) return na - nb;
+    if (!na && a->auc != b->auc) return a->auc > b->auc ? -1 : 1;
+    if (a->numeric != b->numeric) return a->numeric - b->numeric;
+    return a->field - b->field;
+}
+
+tl_status tl_diagnose_leakage(const tl_dataset *d, const tl_split *s,
+                              const char *const *label_columns, double threshold,
+                              tl_leak_row **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (!s || s->n == 0) return tl_fail(TL_ERR_ARG, "leakage: the split has no rows");
+    int K = tl_dataset_n_tasks(d), nc = tl_dataset_n_cat(d), nn = tl_dataset_n_num(d);
+    const int32_t *vocab = tl_dataset_vocab(d);
+    int nb = 0;
+    for (int t = 0; t < K; t++) nb += tl_dataset_task_type(d, t) == TL_TASK_BINARY;
+    size_t stride = (s->n + LEAK_MAX_ROWS - 1) / LEAK_MAX_ROWS, n = (s->n + stride - 1) / stride;
+    int32_t vmax = 1;
+    for (int f = 0; f < nc; f++) vmax = vocab[f] > vmax ? vocab[f] : vmax;
+    size_t nrows = (size_t)nb * (size_t)(nc + nn);
+    tl_leak_row *rows = tl_calloc(nrows ? nrows : 1, sizeof *rows, "leakage table");
+    float *y = tl_malloc(n * sizeof(float), "leakage labels");
+    float *w = s->weight ? tl_malloc(n * sizeof(float), "leakage weights") : NULL;
+    float *x = tl_malloc(n * sizeof(float), "leakage scores");
+    double *acc = tl_malloc((size_t)vmax * 4 * sizeof(double), "leakage rates");
+    tl_metric_ws *ws = tl_metric_ws_new();
+    tl_status st = rows && y && x && acc && ws && (w || !s->weight) ? TL_OK : TL_ERR_NOMEM;
+    size_t r = 0;
+    for (int t = 0; t < K && st == TL_OK; t++) {
+        if (tl_dataset_task_type(d, t) != TL_TASK_BINARY) continue;
+        double pos = 0.0, tot = 0.0;
+        for (size_t i = 0; i < n; i++) {
+            size_t src = i * stride;
+            y[i] = s->labels[src * (size_t)K + (size_t)t];
+            if (w) w[i] = s->weight[src];
+            pos += (double)y[i] * (w ? (double)w[i] : 1.0);
+            tot += w ? (double)w[i] : 1.0;
+        }
+        double prior = tot > 0.0 ? pos / tot : 0.0;
+        const char *lc = label_columns ? label_columns[t] : NULL;
+        for (int j = 0; j < nc + nn && st == TL_OK; j++) {
+            int numeric = j >= nc, f = numeric ? j - nc : j;
+            if (!numeric) {
+                /* acc[4 id + 2h + 0/1]: positives and rows of id in half h */
+                memset(acc, 0, (size_t)vocab[f] * 4 * sizeof(double));
+                for (size_t i = 0; i < n; i++) {
+                    int32_t id = s->cat[i * stride * (size_t)nc + (size_t)f];
+                    double wi = w ? (double)w[i] : 1.0;
+                    acc[4 * (size_t)id + 2 * (i & 1)] += (double)y[i] * wi;
+                    acc[4 * (size_t)id + 2 * (i & 1) + 1] += wi;
+                }
+                for (size_t i = 0; i < n; i++) {
+                    int32_t id = s->cat[i * stride * (size_t)nc + (size_t)f];
+                    const double *o = acc + 4 * (size_t)id + 2 * (1 - (i & 1));
+                    x[i] = (float)((o[0] + LEAK_PRIOR * prior) / (o[1] + LEAK_PRIOR));
+                }
+            } else {
+                for (size_t i = 0; i < n; i++) x[i] = s->num[i * stride * (size_t)nn + (size_t)f];
+            }
+            double auc = NAN;
+            unsigned notes = 0;
+            st = tl_metric_auc(x, y, w, NULL, n, ws, &auc, &notes);
+            tl_leak_row *lr = &rows[r++];
+            lr->task = t;
+            lr->numeric = numeric;
+            lr->field = f;
+            lr->feature = numeric ? tl_dataset_num_name(d, f) : tl_dataset_cat_name(d, f);
+            lr->auc = isnan(auc) ? auc : (auc > 1.0 - auc ? auc : 1.0 - auc);
+            lr->source = lc && lr->feature && strcmp(lc, lr->feature) == 0;
+            lr->leak = lr->source || lr->auc > threshold;
+        }
+    }
+    tl_metric_ws_free(ws);
+    tl_free(y);
+    tl_free(w);
+    tl_free(x);
+    tl_free(acc);
+    if (st != TL_OK) {
+        tl_free(rows);
+        return tl_fail_context(st, "leakage");
+    }
+    qsort(rows, r, sizeof *rows, leak_cmp);
+    *out = rows;
+    *n_out = r;
+    return TL_OK;
+}
+
+void tl_diagnose_leakage_free(tl_leak_row *rows) { tl_free(rows); }

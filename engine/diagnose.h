@@ -1,0 +1,113 @@
+/* diagnose.h — looking inside multi-task training: gate and expert
+ * utilisation of mixture-of-experts backbones, per-task gradient diagnostics
+ * during fit, and a label-leakage check of a dataset's features.
+ *
+ * Gates are found by name: tl_build_gate names each gate's softmax node like
+ * its parameters' prefix ("gate<k>" for MMoE, "gate" for OMoE,
+ * "ple<l>.gate<k>" for PLE). All functions leave the model's parameters,
+ * optimizer state and dropout RNG as they found them.
+ */
+#ifndef TL_DIAGNOSE_H
+#define TL_DIAGNOSE_H
+
+#include "model.h"
+
+/* ---- gates ------------------------------------------------------------------ */
+
+/* Columns of the gate matrix: E experts for MMoE/OMoE; for PLE the level's
+ * K*P task-specific experts (task k's in columns k*P..) followed by its S
+ * shared experts. 0 when the backbone has no gates (shared_bottom, esmm,
+ * aitm). `level` is 1-based; 0 = the last level (ignored without PLE). */
+int tl_diagnose_gate_experts(const tl_model *m, int level);
+
+typedef struct {
+    int level;     /* PLE level, 1-based; 0 = the last one */
+    int field;     /* categorical field to break the means down by; -1 = none */
+} tl_gate_opts;
+
+/* Run the model forward (evaluation mode) over every row of s and average the
+ * gate softmax of each task: weights[k*E + e] = mean over rows of task k's
+ * gate weight on expert e (E = tl_diagnose_gate_experts; a PLE task puts 0 on
+ * other tasks' specific experts; OMoE's one gate is every task's gate), so
+ * each task's row sums to 1. entropy[k] = mean over rows of -sum_e g log g
+ * (nats). With o->field >= 0, by_field (vocab[field] x n_tasks x E) and
+ * count (vocab[field]) receive the same means per id of that field (0 and
+ * count 0 for ids absent from s). All output buffers are the caller's; by_field
+ * and count may be NULL when o->field < 0. Fails with TL_ERR_ARG when the
+ * backbone has no gates or the level/field is out of range. */
+tl_status tl_diagnose_gates(tl_model *m, const tl_split *s, const tl_gate_opts *o, double *weights,
+                            double *entropy, double *by_field, double *count);
+
+/* Collapse check after training, on s (a validation split): experts whose
+ * mean gate weight is below 1% for every task, and (MMoE/OMoE) pairs of
+ * experts whose outputs over one batch of s (at most the model's batch rows)
+ * have cosine similarity > 0.99. Writes one line describing what was found
+ * into msg ("" when nothing, or when the backbone has no gates); returns
+ * TL_OK unless a forward run fails. */
+tl_status tl_diagnose_collapse(tl_model *m, const tl_split *s, char *msg, size_t cap);
+
+/* ---- task gradients ----------------------------------------------------------- */
+
+/* One diagnostic record, taken before the update of step `step`: on that
+ * step's batch, the gradient of each task's loss alone (coefficient 1: the
+ * raw task loss, before any weighting) with respect to the shared parameters
+ * (embeddings and backbone: the model's first n_shared_params parameters). */
+typedef struct {
+    int64_t step;
+    int epoch;
+    float grad_norm[TL_MAX_TASKS];                /* L2 norm */
+    float grad_cos[TL_MAX_TASKS][TL_MAX_TASKS];   /* cosine between tasks (NaN if a norm is 0) */
+    float weight[TL_MAX_TASKS];                   /* effective loss weights */
+} tl_diag_record;
+
+/* Gradient of task k's loss alone with respect to every parameter, on the
+ * batch already in the graph's inputs: forward in training mode (the dropout
+ * RNG is restored afterwards, so the step that follows sees the same masks)
+ * and one backward with task k's coefficient 1 and every other loss term off.
+ * out has the model's parameter floats; parameter gradients are zero
+ * afterwards (they must be zero before: the state between steps). */
+tl_status tl_diagnose_task_grad(tl_model *m, int k, float *out);
+
+/* Fill r (step and epoch left to the caller) from the batch in the graph's
+ * inputs: one forward, then one backward per task, as above. Uses a buffer
+ * owned by the model (allocated at the first call). */
+tl_status tl_diagnose_grads(tl_model *m, tl_diag_record *r);
+
+/* The fit loop's hook: with the batch of step m->step + 1 in the graph,
+ * append a record to the model's diagnostics history. */
+tl_status tl_diagnose_fit_step(tl_model *m);
+
+/* The diagnostics history (records in step order). */
+size_t tl_model_history_diagnostics(const tl_model *m, const tl_diag_record **out);
+
+/* Release what the model holds for diagnostics (called by tl_model_free). */
+void tl_diagnose_free(tl_model *m);
+
+/* ---- label leakage ------------------------------------------------------------- */
+
+typedef struct {
+    int task;
+    int numeric;          /* 0: categorical field `field`; 1: numeric column `field` */
+    int field;
+    const char *feature;  /* the feature's name (owned by the dataset) */
+    double auc;           /* single-feature AUC, max(AUC, 1 - AUC); NaN when undefined */
+    int source;           /* the feature is the task's label source column */
+    int leak;             /* source, or auc > the threshold */
+} tl_leak_row;
+
+/* Single-feature AUC of every feature for every binary task on split s (the
+ * training split). Numeric features score by their value; a categorical
+ * field scores a row by its id's label rate, cross-fitted on two halves of s
+ * (rows of even index are scored by the rates of the odd ones and the other
+ * way round, shrunk towards the overall rate by 10 pseudo-rows) so that an
+ * id column with one row per id does not look predictive. label_columns (may
+ * be NULL, or hold NULL entries) gives each task's source column name: a
+ * feature of that name is flagged as source. Rows come grouped by task, then
+ * by AUC descending; *out is allocated (tl_diagnose_leakage_free). Regression
+ * tasks are skipped. */
+tl_status tl_diagnose_leakage(const tl_dataset *d, const tl_split *s,
+                              const char *const *label_columns, double threshold,
+                              tl_leak_row **out, size_t *n);
+void tl_diagnose_leakage_free(tl_leak_row *rows);
+
+#endif
