@@ -150,6 +150,8 @@ static tl_node expert_block(const tl_model *m, int *d)
     return x;
 }
 
+#define COLLAPSE_MAX_ROWS 65536
+
 static void add_msg(char *msg, size_t cap, const char *text)
 {
     size_t len = strlen(msg);
@@ -165,19 +167,28 @@ tl_status tl_diagnose_collapse(tl_model *m, const tl_split *s, char *msg, size_t
     double ent[TL_MAX_TASKS];
     if (!w) return TL_ERR_NOMEM;
     tl_gate_opts o = {0, -1};
-    tl_status st = tl_diagnose_gates(m, s, &o, w, ent, NULL, NULL);
-    char part[160];
+    tl_split head = *s; /* the gate means settle long before a large split ends */
+    if (head.n > COLLAPSE_MAX_ROWS) head.n = COLLAPSE_MAX_ROWS;
+    tl_status st = tl_diagnose_gates(m, &head, &o, w, ent, NULL, NULL);
+    char part[160], list[256] = "";
     int unused = 0;
+    double min_weight = E <= 10 ? 0.01 : 0.1 / E; /* with many experts 1% is above a uniform gate */
     for (int e = 0; e < E && st == TL_OK; e++) {
         int used = 0;
-        for (int k = 0; k < K; k++) used |= w[(size_t)k * (size_t)E + (size_t)e] >= 0.01;
+        for (int k = 0; k < K; k++) used |= w[(size_t)k * (size_t)E + (size_t)e] >= min_weight;
         if (used) continue;
-        snprintf(part, sizeof part, "%s%d", unused ? ", " : "expert ", e + 1);
-        add_msg(msg, cap, part);
+        snprintf(part, sizeof part, "%s%d", unused ? ", " : "", e + 1);
+        add_msg(list, sizeof list, part);
         unused++;
     }
-    if (unused) add_msg(msg, cap, unused == 1 ? " is never used (mean gate weight < 1% for every task)"
-                                              : " are never used (mean gate weight < 1% for every task)");
+    if (unused) {
+        snprintf(part, sizeof part, "%s ", unused == 1 ? "expert" : "experts");
+        add_msg(msg, cap, part);
+        add_msg(msg, cap, list);
+        snprintf(part, sizeof part, " %s never used (mean gate weight < %.2g%% for every task)",
+                 unused == 1 ? "is" : "are", 100.0 * min_weight);
+        add_msg(msg, cap, part);
+    }
     tl_free(w);
     int d = 0;
     tl_node x = st == TL_OK ? expert_block(m, &d) : TL_NONE;
@@ -282,25 +293,23 @@ tl_status tl_diagnose_grads(tl_model *m, tl_diag_record *r)
         tl_graph_zero_grad(m->g);
         return tl_fail_context(st, "diagnostics");
     }
-    double norm[TL_MAX_TASKS];
+    double dot[TL_MAX_TASKS][TL_MAX_TASKS];
     for (int a = 0; a < K; a++) {
         const float *ga = m->diag_grads + (size_t)a * n;
         for (int b = a; b < K; b++) {
             const float *gb = m->diag_grads + (size_t)b * n;
-            double dot = 0.0;
-            for (size_t i = 0; i < n; i++) dot += (double)ga[i] * (double)gb[i];
-            if (a == b) norm[a] = sqrt(dot);
-            else r->grad_cos[a][b] = (float)dot; /* divided below, once the norms are known */
+            double sum = 0.0;
+            for (size_t i = 0; i < n; i++) sum += (double)ga[i] * (double)gb[i];
+            dot[a][b] = dot[b][a] = sum;
         }
     }
     for (int a = 0; a < K; a++) {
-        r->grad_norm[a] = (float)norm[a];
-        r->grad_cos[a][a] = norm[a] > 0.0 ? 1.0f : NAN;
+        r->grad_norm[a] = (float)sqrt(dot[a][a]);
         r->weight[a] = tl_weighting_effective(m, a);
-        for (int b = a + 1; b < K; b++) {
-            double c = norm[a] > 0.0 && norm[b] > 0.0 ? (double)r->grad_cos[a][b] / (norm[a] * norm[b]) : NAN;
-            r->grad_cos[a][b] = r->grad_cos[b][a] = (float)c;
-        }
+        for (int b = 0; b < K; b++)
+            r->grad_cos[a][b] = dot[a][a] > 0.0 && dot[b][b] > 0.0
+                                    ? (float)(dot[a][b] / sqrt(dot[a][a] * dot[b][b]))
+                                    : NAN;
     }
     return TL_OK;
 }
@@ -340,7 +349,7 @@ void tl_diagnose_free(tl_model *m)
 
 /* ---- label leakage ------------------------------------------------------------- */
 
-#define LEAK_MAX_ROWS 200000 /* larger splits are subsampled by a stride */
+#define LEAK_MAX_ROWS 100000 /* larger splits are subsampled by a stride */
 #define LEAK_PRIOR 10.0      /* pseudo-rows shrinking an id's rate towards the overall rate */
 
 static int leak_cmp(const void *pa, const void *pb)

@@ -39,7 +39,9 @@ tl_status tl_diagnose_gates(tl_model *m, const tl_split *s, const tl_gate_opts *
                             double *entropy, double *by_field, double *count);
 
 /* Collapse check after training, on s (a validation split): experts whose
- * mean gate weight is below 1% for every task, and (MMoE/OMoE) pairs of
+ * mean gate weight (over the first 65536 rows of s) is below 1% for every
+ * task (0.1/E with E > 10 experts, where a uniform gate is already below
+ * 1%), and (MMoE/OMoE) pairs of
  * experts whose outputs over one batch of s (at most the model's batch rows)
  * have cosine similarity > 0.99. Writes one line describing what was found
  * into msg ("" when nothing, or when the backbone has no gates); returns
@@ -104,7 +106,7 @@ typedef struct {
  * be NULL, or hold NULL entries) gives each task's source column name: a
  * feature of that name is flagged as source. Rows come grouped by task, then
  * by AUC descending; *out is allocated (tl_diagnose_leakage_free). Regression
- * tasks are skipped. */
+ * tasks are skipped. Splits above 100000 rows are subsampled by a stride. */
 tl_status tl_diagnose_leakage(const tl_dataset *d, const tl_split *s,
                               const char *const *label_columns, double threshold,
                               tl_leak_row **out, size_t *n);

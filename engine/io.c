@@ -321,11 +321,13 @@ static void encode(wbuf *b, tl_model *m)
     }
     end_section(b, off);
 
-    /* output calibrators (tl.calibrate): per task a float count, then the
-     * calibrator's serialised floats (0 = none) */
+    /* calibrators: per task a float count, then the calibrator's serialised
+     * floats (0 = none); first the output calibrators (tl.calibrate), then the
+     * CrossDistil teachers' fitted calibrators */
     off = begin_section(b, S_CALB);
-    for (int k = 0; k < m->cfg.n_tasks; k++) {
-        const tl_calibrator *cal = tl_model_calibrator(m, k);
+    for (int k = 0; k < 2 * m->cfg.n_tasks; k++) {
+        const tl_calibrator *cal = k < m->cfg.n_tasks ? tl_model_calibrator(m, k)
+                                                      : m->distill_task[k - m->cfg.n_tasks].cal;
         size_t len = cal ? tl_calibrator_serial_len(cal) : 0;
         float *tmp = len ? tl_malloc(len * sizeof(float), "calibrator") : NULL;
         if (len && (!tmp || tl_calibrator_serialize(cal, tmp, len) != TL_OK)) {
@@ -808,7 +810,7 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
 
     if (have[S_CALB]) {
         r = &sec[S_CALB];
-        for (int k = 0; k < K; k++) {
+        for (int k = 0; k < 2 * K; k++) {
             uint32_t len = get_u32(r);
             if (r->bad) return bad_section(path, S_CALB, r->bad);
             if (len == 0) continue;
@@ -819,8 +821,13 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
             tl_calibrator *c = NULL;
             tl_status st = tl_calibrator_deserialize(v, len, &c);
             tl_free(v);
-            if (st != TL_OK) return tl_fail_context(st, "%s: calibrator of task %d", path, k + 1);
-            tl_model_set_calibrator(m, k, c);
+            if (st != TL_OK) return tl_fail_context(st, "%s: calibrator of task %d", path, k % K + 1);
+            if (k < K) {
+                tl_model_set_calibrator(m, k, c);
+            } else {
+                tl_calibrator_free(m->distill_task[k - K].cal);
+                m->distill_task[k - K].cal = c;
+            }
         }
     }
     return TL_OK;

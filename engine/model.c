@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "losses/distill.h"
 #include "diagnose.h"
+#include "losses/distill.h"
 #include "losses/weighting.h"
 #include "models/builders.h"
 
@@ -43,6 +43,7 @@ void tl_model_config_defaults(tl_model_config *c)
     c->distill.correct = TL_CORRECT_BLEND;
     c->distill.lambda = 0.2f;
     c->distill.max_pairs = 1 << 18;
+    for (int k = 0; k < TL_MAX_TASKS; k++) c->tasks[k].space = -1;
 }
 
 tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
@@ -212,6 +213,11 @@ static tl_status check_config(const tl_model_config *c)
                                        "(got kd=%g aux=%g lambda=%g)",
                            (double)ds->kd, (double)ds->aux, (double)ds->lambda);
         if (ds->max_pairs < 1) return tl_fail(TL_ERR_ARG, "crossdistil: max_pairs must be >= 1");
+        if (ds->teacher_grad && !ds->naive &&
+            (ds->calibrate != TL_DISTILL_PLATT || ds->calib_valid))
+            return tl_fail(TL_ERR_ARG, "crossdistil: teacher_grad=true needs the in-graph Platt "
+                                       "calibrator (calibrate=\"platt\", calib_data=\"train\"); a "
+                                       "fitted calibrator passes no gradient to the teacher");
         if (ds->warmup < 0) return tl_fail(TL_ERR_ARG, "crossdistil: warmup must be >= 0");
     }
     for (int t = 0; t < c->n_tasks; t++) {

@@ -3,6 +3,9 @@
 
 #include <math.h>
 #include <string.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
 
 struct tl_optim {
     tl_graph *g;
@@ -87,53 +90,90 @@ void tl_optim_free(tl_optim *o)
     tl_free(o);
 }
 
+/* Adam on n floats: m, v moments; w -= lr * (m / bc1) / (sqrt(v / bc2) + eps).
+ * The AVX path does the same IEEE operations in the same order as the scalar
+ * loop (no fused multiply-add), so results do not depend on which path or
+ * how a span is split. */
+static void adam_span(float *restrict w, float *restrict m, float *restrict v,
+                      const float *restrict gr, size_t n, float gscale, float decay, int decoupled,
+                      float lr, float b1, float b2, float bc1, float bc2, float eps)
+{
+    float c1 = 1.0f - b1, c2 = 1.0f - b2, lrdecay = lr * decay;
+    size_t i = 0;
+#ifdef __AVX__
+    if (decay == 0.0f) {
+        __m256 vgs = _mm256_set1_ps(gscale), vb1 = _mm256_set1_ps(b1), vb2 = _mm256_set1_ps(b2);
+        __m256 vc1 = _mm256_set1_ps(c1), vc2 = _mm256_set1_ps(c2), vlr = _mm256_set1_ps(lr);
+        __m256 vbc1 = _mm256_set1_ps(bc1), vbc2 = _mm256_set1_ps(bc2), veps = _mm256_set1_ps(eps);
+        for (; i + 8 <= n; i += 8) {
+            __m256 g = _mm256_mul_ps(_mm256_loadu_ps(gr + i), vgs);
+            __m256 mi = _mm256_add_ps(_mm256_mul_ps(vb1, _mm256_loadu_ps(m + i)), _mm256_mul_ps(vc1, g));
+            __m256 vi = _mm256_add_ps(_mm256_mul_ps(vb2, _mm256_loadu_ps(v + i)),
+                                      _mm256_mul_ps(_mm256_mul_ps(vc2, g), g));
+            __m256 den = _mm256_add_ps(_mm256_sqrt_ps(_mm256_div_ps(vi, vbc2)), veps);
+            __m256 step = _mm256_div_ps(_mm256_mul_ps(vlr, _mm256_div_ps(mi, vbc1)), den);
+            _mm256_storeu_ps(m + i, mi);
+            _mm256_storeu_ps(v + i, vi);
+            _mm256_storeu_ps(w + i, _mm256_sub_ps(_mm256_loadu_ps(w + i), step));
+        }
+    }
+#endif
+    for (; i < n; i++) {
+        float gi = gr[i] * gscale;
+        if (!decoupled)
+            gi += decay * w[i];
+        else
+            w[i] -= lrdecay * w[i];
+        m[i] = b1 * m[i] + c1 * gi;
+        v[i] = b2 * v[i] + c2 * gi * gi;
+        w[i] -= lr * (m[i] / bc1) / (sqrtf(v[i] / bc2) + eps);
+    }
+}
+
 /* Update `len` contiguous floats starting at offset `off`. */
 static void update_span(tl_optim *o, float *w, const float *gr, size_t off, size_t len, float gscale,
                         float bc1, float bc2)
 {
-    const tl_optim_config *c = &o->cfg;
+    const tl_optim_config c = o->cfg; /* a copy: the loops below need no reloads */
     float *s0 = o->state[0] + off, *s1 = o->nblocks > 1 ? o->state[1] + off : NULL;
     w += off;
     gr += off;
-    switch (c->kind) {
+    switch (c.kind) {
     case TL_OPTIM_SGD:
         for (size_t i = 0; i < len; i++) {
-            float gi = gr[i] * gscale + c->weight_decay * w[i];
-            if (c->momentum > 0.0f) {
-                s0[i] = c->momentum * s0[i] + gi;
-                gi = c->nesterov ? gi + c->momentum * s0[i] : s0[i];
+            float gi = gr[i] * gscale + c.weight_decay * w[i];
+            if (c.momentum > 0.0f) {
+                s0[i] = c.momentum * s0[i] + gi;
+                gi = c.nesterov ? gi + c.momentum * s0[i] : s0[i];
             }
-            w[i] -= c->lr * gi;
+            w[i] -= c.lr * gi;
         }
         break;
     case TL_OPTIM_ADAM:
     case TL_OPTIM_ADAMW:
-        for (size_t i = 0; i < len; i++) {
-            float gi = gr[i] * gscale;
-            if (c->kind == TL_OPTIM_ADAM)
-                gi += c->weight_decay * w[i];
-            else
-                w[i] -= c->lr * c->weight_decay * w[i];
-            s0[i] = c->beta1 * s0[i] + (1.0f - c->beta1) * gi;
-            s1[i] = c->beta2 * s1[i] + (1.0f - c->beta2) * gi * gi;
-            w[i] -= c->lr * (s0[i] / bc1) / (sqrtf(s1[i] / bc2) + c->eps);
-        }
+        adam_span(w, s0, s1, gr, len, gscale, c.weight_decay, c.kind == TL_OPTIM_ADAMW, c.lr,
+                  c.beta1, c.beta2, bc1, bc2, c.eps);
         break;
     case TL_OPTIM_ADAGRAD:
         for (size_t i = 0; i < len; i++) {
-            float gi = gr[i] * gscale + c->weight_decay * w[i];
+            float gi = gr[i] * gscale + c.weight_decay * w[i];
             s0[i] += gi * gi;
-            w[i] -= c->lr * gi / (sqrtf(s0[i]) + c->eps);
+            w[i] -= c.lr * gi / (sqrtf(s0[i]) + c.eps);
         }
         break;
     }
 }
 
+/* Sum of squares in double, in 8 interleaved partial sums (a fixed order,
+ * so the result does not depend on the machine) that can run in parallel. */
 static double span_sumsq(const float *gr, size_t len)
 {
-    double s = 0.0;
-    for (size_t i = 0; i < len; i++) s += (double)gr[i] * (double)gr[i];
-    return s;
+    double acc[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (double)gr[i + l] * (double)gr[i + l];
+    for (int l = 0; i < len; i++, l++) acc[l] += (double)gr[i] * (double)gr[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
 tl_status tl_optim_step(tl_optim *o)

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "diagnose.h"
 #include "l_data.h"
 #include "l_model.h"
 #include "l_util.h"
@@ -660,7 +661,7 @@ static int fit_progress(void *ud, const tl_progress *p)
 static const char *const fit_fields[] = {"data", "valid", "epochs", "patience", "batch",
                                          "optim", "plot", "verbose", "max_steps", "monitor",
                                          "progress", "seed", "shuffle", "restore_best",
-                                         "checkpoint", "every", NULL};
+                                         "checkpoint", "every", "diagnostics", NULL};
 
 /* m:fit{data=d.train, valid=d.valid, epochs=10, patience=3, batch=1024,
  *       optim=tl.optim.adam{lr=1e-3}, plot=false, verbose=auto} */
@@ -684,6 +685,7 @@ static int l_model_fit(lua_State *L)
     o.seed = (uint64_t)tl_lua_opt_int(L, 2, fn, "seed", 0, 0, INT64_MAX);
     o.shuffle = tl_lua_opt_bool(L, 2, fn, "shuffle", 1);
     o.restore_best = tl_lua_opt_bool(L, 2, fn, "restore_best", 1);
+    o.diagnostics = (int)tl_lua_opt_int(L, 2, fn, "diagnostics", 0, 0, INT32_MAX);
     const char *monitor = tl_lua_opt_string(L, 2, fn, "monitor", NULL);
     if (monitor && (o.monitor_task = tl_model_task_index(lm->m, monitor)) < 0)
         luaL_error(L, "%s: field 'monitor' names unknown task '%s'", fn, monitor);
@@ -734,6 +736,11 @@ static int l_model_fit(lua_State *L)
     if (x.error[0]) luaL_error(L, "%s: %s", fn, x.error);
     if (s == TL_ERR_CANCELLED && !x.quiet && x.tty) printf("\n");
     if (s != TL_OK) return tl_lua_raise_status(L, fn, s);
+    if (valid) { /* experts that collapsed: one warning line */
+        char msg[512];
+        if (tl_diagnose_collapse(lm->m, valid, msg, sizeof msg) == TL_OK && msg[0])
+            fprintf(stderr, "m:fit: warning: %s (see m:gates(split))\n", msg);
+    }
     lua_settop(L, 1);
     return 1;
 }
@@ -999,6 +1006,31 @@ static void push_history(lua_State *L, tl_model *m)
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     lua_setfield(L, -2, "epochs");
+    const tl_diag_record *dr;
+    size_t nd = tl_model_history_diagnostics(m, &dr);
+    if (nd == 0) return;
+    lua_createtable(L, (int)nd, 0);
+    for (size_t i = 0; i < nd; i++) {
+        lua_createtable(L, 0, 5);
+        lua_pushinteger(L, dr[i].step);
+        lua_setfield(L, -2, "step");
+        lua_pushinteger(L, dr[i].epoch);
+        lua_setfield(L, -2, "epoch");
+        push_task_numbers(L, c, dr[i].grad_norm);
+        lua_setfield(L, -2, "grad_norm");
+        push_task_numbers(L, c, dr[i].weight);
+        lua_setfield(L, -2, "weight");
+        lua_createtable(L, 0, c->n_tasks * (c->n_tasks - 1) / 2);
+        for (int a = 0; a < c->n_tasks; a++)
+            for (int b = a + 1; b < c->n_tasks; b++) {
+                lua_pushfstring(L, "%s|%s", c->tasks[a].name, c->tasks[b].name);
+                lua_pushnumber(L, dr[i].grad_cos[a][b]);
+                lua_rawset(L, -3);
+            }
+        lua_setfield(L, -2, "grad_cos");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "diagnostics");
 }
 
 static int l_model_history(lua_State *L)
@@ -1468,7 +1500,11 @@ void tl_lua_open_model(lua_State *L, int tl)
                "m:fit{data=d.train, valid=d.valid, epochs=10, patience=0, batch=, optim=tl.optim.adam{},\n"
                "      monitor=task, max_steps=, plot=false, verbose=(tty), progress=function(p) end}\n"
                "Train; with valid and patience, stop early on the mean validation AUC (or the monitored\n"
-               "task) and restore the best weights. Ctrl-C stops cleanly; the model can continue.");
+               "task) and restore the best weights. Ctrl-C stops cleanly; the model can continue.\n"
+               "diagnostics=N: every N steps record per-task gradient norms on the shared parameters,\n"
+               "their pairwise cosines and the effective loss weights into m:history().diagnostics\n"
+               "(tl.plot.history(m, {\"grad_norm\", \"grad_cos\"})). With valid, a warning names experts\n"
+               "that no task uses or that give nearly identical outputs (see m:gates).");
     lua_pop(L, 1);
     lua_getfield(L, -1, "evaluate");
     tl_lua_doc(L, "m:evaluate", lua_gettop(L),
@@ -1480,6 +1516,8 @@ void tl_lua_open_model(lua_State *L, int tl)
     lua_pop(L, 1);
     lua_getfield(L, -1, "history");
     tl_lua_doc(L, "m:history", lua_gettop(L),
-               "m:history() -> {steps={{step,epoch,loss={},weight={}}...}, epochs={{epoch,step,train_loss={},valid={}}...}}");
+               "m:history() -> {steps={{step,epoch,loss={},weight={}}...}, epochs={{epoch,step,train_loss={},valid={}}...},\n"
+               "               diagnostics={{step,epoch,grad_norm={},grad_cos={[\"a|b\"]=},weight={}}...}}\n"
+               "(diagnostics only after fit{diagnostics=N}).");
     lua_pop(L, 3);
 }

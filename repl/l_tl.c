@@ -19,6 +19,7 @@ void tl_lua_open_plot(lua_State *L, int tl) __attribute__((weak));
 void tl_lua_open_model(lua_State *L, int tl) __attribute__((weak));
 void tl_lua_open_io(lua_State *L, int tl) __attribute__((weak));
 void tl_lua_open_sweep(lua_State *L, int tl) __attribute__((weak));
+void tl_lua_open_diagnose(lua_State *L, int tl) __attribute__((weak));
 
 /* The repl/lua files, embedded as C strings by the Makefile ($(BUILD)/gen/lua_embed.c),
  * sorted by file name. */
@@ -113,6 +114,7 @@ int luaopen_towerlab(lua_State *L)
     if (tl_lua_open_model) tl_lua_open_model(L, tl);
     if (tl_lua_open_io) tl_lua_open_io(L, tl);
     if (tl_lua_open_sweep) tl_lua_open_sweep(L, tl);
+    if (tl_lua_open_diagnose) tl_lua_open_diagnose(L, tl);
 
     run_chunks(L, tl);
     lua_settop(L, tl);

@@ -333,7 +333,9 @@ static void test_gradcheck_dml(void **state)
 
 /* Variants: separate teacher with stop-gradient soft labels (students
  * checked); shared teacher, teacher_grad and BCE on the teacher (students and
- * calibrators checked: only the calibration loss reads sg(r)); with DML. */
+ * calibrators checked: only the calibration loss reads sg(r)); with DML;
+ * teacher_grad with the clip correction (the soft label's gradient must
+ * pass the clip where it does not clip). */
 static void test_gradcheck_crossdistil(void **state)
 {
     (void)state;
@@ -343,7 +345,7 @@ static void test_gradcheck_crossdistil(void **state)
     tdata d;
     make_data(&d, 64, 0, 2, 1, 2);
     for (int b = 0; b < 4; b++)
-        for (int v = 0; v < 3; v++) { /* plain; teacher_grad + shared teacher + bce_on_aux; with DML */
+        for (int v = 0; v < 4; v++) { /* see above */
             tl_model_config c;
             make_cfg(&c, dml_kinds[b], 2);
             distill_on(&c);
@@ -353,6 +355,11 @@ static void test_gradcheck_crossdistil(void **state)
                 c.distill.bce_on_aux = 1;
             }
             if (v == 2) dml_on(&c, 1, 1);
+            if (v == 3) {
+                c.distill.teacher_grad = 1;
+                c.distill.teacher_shared = 1;
+                c.distill.correct = TL_CORRECT_CLIP;
+            }
             tl_model *m = new_model(&c);
             tl_graph *g = tl_model_graph(m);
             assert_true(has_param_prefix(g, "teacher.t0.") && has_param_prefix(g, "calibrator.t1.a"));
@@ -363,7 +370,7 @@ static void test_gradcheck_crossdistil(void **state)
             fill(m, &d.train, 2, 0, GC_ROWS);
             char what[96];
             snprintf(what, sizeof what, "crossdistil %s variant %d", tl_backbone_name(dml_kinds[b]), v);
-            gradcheck_model(m, v == 0 ? students : v == 1 ? shared_clean : gkd_clean, what);
+            gradcheck_model(m, v == 0 ? students : v == 2 ? gkd_clean : shared_clean, what);
             tl_model_free(m);
         }
     free_data(&d);
@@ -826,7 +833,8 @@ static void test_teacher_separate_shared(void **state)
 /* Calibrators fitted outside the graph (isotonic or Platt on the validation
  * split) exist after the first epoch end, only for tasks with a teacher, and
  * are monotone: calibrated teacher scores sorted by raw score never
- * decrease. */
+ * decrease. The soft label the students distil is the fitted map followed
+ * by the error correction (blend with isotonic, clip with Platt here). */
 static int cmp_pair(const void *x, const void *y)
 {
     const float *a = x, *b = y;
@@ -845,6 +853,7 @@ static void test_fitted_calibrators(void **state)
         distill_on(&c);
         c.distill.calibrate = kind == 0 ? TL_DISTILL_ISOTONIC : TL_DISTILL_PLATT;
         c.distill.calib_valid = 1;
+        c.distill.correct = kind == 0 ? TL_CORRECT_BLEND : TL_CORRECT_CLIP;
         tl_model *m = new_model(&c);
         assert_true(!has_param_prefix(tl_model_graph(m), "calibrator."));
         for (int k = 0; k < 3; k++) assert_null(m->distill_task[k].cal);
@@ -881,38 +890,62 @@ static void test_fitted_calibrators(void **state)
             }
             assert_true(distinct > 0);
         }
+        /* the distilled soft label: the fitted map, then the error correction
+         * (blend towards the label, or clip to the label's side of 0.5) */
+        tl_graph *g = tl_model_graph(m);
+        fill(m, &d.valid, 3, 0, MAXB);
+        assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+        for (int k = 0; k < 2; k++) {
+            const float *soft = tl_graph_value(g, m->teacher_soft[k]);
+            for (int i = 0; i < MAXB; i++) {
+                double p = (double)cal[i * 3 + k], y = (double)d.valid.labels[i * 3 + (size_t)k];
+                double want = kind == 0 ? 0.8 * p + 0.2 * y : y > 0.5 ? fmax(p, 0.5) : fmin(p, 0.5);
+                if (!(fabs((double)soft[i] - want) < 1e-6))
+                    fail_msg("kind %d task %d row %d: soft label %.9g, want %.9g", kind, k, i,
+                             (double)soft[i], want);
+            }
+        }
         tl_model_free(m);
     }
     free_data(&d);
 }
 
-/* Blend correction towards the label: the soft label is
- * (1 - lambda) p~ + lambda y, with p~ the in-graph Platt map of the teacher. */
-static void test_soft_label_blend(void **state)
+/* In-graph error correction of the soft label, from p~ the in-graph Platt
+ * map of the teacher score: blend (1 - lambda) p~ + lambda y, or clip to
+ * the label's side of 0.5. */
+static void test_soft_label_correction(void **state)
 {
     (void)state;
     tdata d;
     make_data(&d, 40, 0, 2, 1, 16);
-    tl_model_config c;
-    make_cfg(&c, TL_BACKBONE_SHARED_BOTTOM, 2);
-    distill_on(&c);
-    c.distill.lambda = 0.3f;
-    tl_model *m = new_model(&c);
-    tl_graph *g = tl_model_graph(m);
-    jitter(m, 3);
-    fill(m, &d.train, 2, 0, 20);
-    assert_int_equal(tl_graph_forward(g, 0), TL_OK);
-    for (int k = 0; k < 2; k++) {
-        const float *r = tl_graph_value(g, m->teacher[k]), *soft = tl_graph_value(g, m->teacher_soft[k]);
-        double a = (double)tl_graph_value(g, m->distill_task[k].cal_a)[0];
-        double b = (double)tl_graph_value(g, m->distill_task[k].cal_b)[0];
-        for (int i = 0; i < 20; i++) {
-            double p = 1.0 / (1.0 + exp(-(log1p(exp(a)) * (double)r[i] + b)));
-            double y = (double)d.labels[i * 2 + (size_t)k];
-            assert_true(fabs((double)soft[i] - (0.7 * p + 0.3 * y)) < 1e-6);
+    for (int clip = 0; clip < 2; clip++) {
+        tl_model_config c;
+        make_cfg(&c, TL_BACKBONE_SHARED_BOTTOM, 2);
+        distill_on(&c);
+        c.distill.lambda = 0.3f;
+        c.distill.correct = clip ? TL_CORRECT_CLIP : TL_CORRECT_BLEND;
+        tl_model *m = new_model(&c);
+        tl_graph *g = tl_model_graph(m);
+        jitter(m, 3);
+        fill(m, &d.train, 2, 0, 20);
+        assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+        int clipped = 0;
+        for (int k = 0; k < 2; k++) {
+            const float *r = tl_graph_value(g, m->teacher[k]), *soft = tl_graph_value(g, m->teacher_soft[k]);
+            double a = (double)tl_graph_value(g, m->distill_task[k].cal_a)[0];
+            double b = (double)tl_graph_value(g, m->distill_task[k].cal_b)[0];
+            for (int i = 0; i < 20; i++) {
+                double p = 1.0 / (1.0 + exp(-(log1p(exp(a)) * (double)r[i] + b)));
+                double y = (double)d.labels[i * 2 + (size_t)k];
+                double want = !clip ? 0.7 * p + 0.3 * y : y > 0.5 ? fmax(p, 0.5) : fmin(p, 0.5);
+                clipped += clip && want == 0.5;
+                if (!(fabs((double)soft[i] - want) < 1e-6))
+                    fail_msg("clip %d task %d row %d: soft %.9g, want %.9g", clip, k, i, (double)soft[i], want);
+            }
         }
+        if (clip) assert_true(clipped > 0 && clipped < 40); /* both cases seen */
+        tl_model_free(m);
     }
-    tl_model_free(m);
     free_data(&d);
 }
 
@@ -932,7 +965,7 @@ int main(void)
         cmocka_unit_test(test_inference_students),
         cmocka_unit_test(test_teacher_separate_shared),
         cmocka_unit_test(test_fitted_calibrators),
-        cmocka_unit_test(test_soft_label_blend),
+        cmocka_unit_test(test_soft_label_correction),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -636,7 +636,7 @@ static void test_unknown_sections(void **state)
     size_t n = x.n + 16 + 5;
     unsigned char *p = malloc(n);
     memcpy(p, x.img, 24);
-    memcpy(p + 24, "CALB", 4);
+    memcpy(p + 24, "XTRA", 4); /* a tag this version does not know */
     put32(p + 28, 0);
     put32(p + 32, 5);
     put32(p + 36, 0);

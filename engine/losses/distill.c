@@ -114,10 +114,35 @@ static float apply_fitted(void *ctx, float r, float y)
     return correct_label(t->spec, p, y);
 }
 
-static float correct_only(void *ctx, float p, float y)
+/* Label indicators for the in-graph clip (labels carry no gradient). */
+static float label_pos(void *ctx, float y, float unused)
 {
-    tl_distill_task *t = ctx;
-    return correct_label(t->spec, p, y);
+    (void)ctx, (void)unused;
+    return y > 0.5f ? 1.0f : 0.0f;
+}
+
+static float label_neg(void *ctx, float y, float unused)
+{
+    (void)ctx, (void)unused;
+    return y > 0.5f ? 0.0f : 1.0f;
+}
+
+static float half(void *ctx, float y, float unused)
+{
+    (void)ctx, (void)y, (void)unused;
+    return 0.5f;
+}
+
+/* The clip correction built from ops, so that with teacher_grad the soft
+ * label's gradient passes where it is not clipped (a map would cut it):
+ * 0.5 + [y>0.5] relu(p - 0.5) - [y<=0.5] relu(0.5 - p), which is
+ * max(p, 0.5) for positive rows and min(p, 0.5) for negative ones. */
+static tl_node clip_soft(tl_graph *g, tl_node p, tl_node y)
+{
+    tl_node h = tl_map(g, y, TL_NONE, half, NULL);
+    tl_node up = tl_mul(g, tl_map(g, y, TL_NONE, label_pos, NULL), tl_relu(g, tl_sub(g, p, h)));
+    tl_node down = tl_mul(g, tl_map(g, y, TL_NONE, label_neg, NULL), tl_relu(g, tl_sub(g, h, p)));
+    return tl_sub(g, tl_add(g, h, up), down);
 }
 
 static int in_graph_platt(const tl_distill_spec *ds)
@@ -177,7 +202,7 @@ tl_status tl_distill_build(tl_model *m, const tl_node *h, const tl_node *logit)
             if (ds->correct == TL_CORRECT_BLEND)
                 soft = tl_add(g, tl_scale(g, soft, 1.0f - ds->lambda), tl_scale(g, y, ds->lambda));
             else if (ds->correct == TL_CORRECT_CLIP)
-                soft = tl_map(g, soft, y, correct_only, &m->distill_task[k]);
+                soft = clip_soft(g, soft, y);
         } else {
             soft = tl_map(g, r, y, apply_fitted, &m->distill_task[k]);
         }

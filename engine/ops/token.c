@@ -104,6 +104,10 @@ tl_node tl_quadruplet_bpr(tl_graph *g, tl_node score, tl_node label_a, tl_node l
     if (max_pairs < 1)
         return tl__build_fail(g, TL_ERR_ARG, "quadruplet_bpr: max_pairs must be >= 1, got %d",
                               max_pairs);
+    /* A term has at most (max_batch/2)^2 pairs: a larger max_pairs can never
+     * sample, so cap it and keep the sampled-pairs scratch small. */
+    int64_t cap = ((int64_t)g->max_batch / 2 + 1) * ((int64_t)g->max_batch / 2 + 1);
+    if (max_pairs > cap) max_pairs = (int)cap;
     tl_node o = tl__node_new(g, TL_OP_QUAD_BPR, 0, 1, 1, 3, in);
     if (o != TL_NONE) {
         g->nodes[o].k = max_pairs;

@@ -2,7 +2,7 @@
 """The Jupyter kernel (`towerlab --kernel`) driven by jupyter_client: execute
 (streams, results, errors), complete, inspect, is_complete, history, inline
 plots, interrupts (signal and control message), a badly signed message sent
-raw over ZeroMQ, shutdown. Run by tests/run_tests.sh with /usr/bin/python3."""
+raw over ZeroMQ, restart, shutdown. Run by tests/run_tests.sh with /usr/bin/python3."""
 import os
 import queue
 import sys
@@ -261,6 +261,17 @@ def test_bad_signature_dropped(k):
     assert of_type(msgs, "execute_result")[0]["data"]["text/plain"] == "3"
 
 
+def test_restart(k):
+    k.execute("before_restart = 1")
+    pid = k.km.provisioner.process.pid
+    k.km.restart_kernel(now=False)  # shutdown_request with restart=true, then a new process
+    k.kc.wait_for_ready(timeout=TIMEOUT)
+    assert k.km.provisioner.process.pid != pid
+    c, msgs = k.execute("before_restart == nil")
+    assert of_type(msgs, "execute_result")[0]["data"]["text/plain"] == "true", msgs
+    assert c["execution_count"] == 1, c
+
+
 def test_shutdown(k):
     k.kc.shutdown()
     r = k.kc.get_control_msg(timeout=10)
@@ -269,7 +280,10 @@ def test_shutdown(k):
     while time.time() < deadline and k.km.is_alive():
         time.sleep(0.05)
     assert not k.km.is_alive(), "kernel still running after shutdown_request"
-    assert "shutting down" in k.log_text(), k.log_text()
+    log = k.log_text()
+    assert "shutting down" in log, log
+    # under make check (ASan/UBSan) the kernel's reports land in its log
+    assert "Sanitizer" not in log and "runtime error" not in log, log
 
 
 def main():
@@ -285,7 +299,7 @@ def main():
     tests = [test_kernel_info, test_streams, test_results_and_count, test_error, test_complete,
              test_inspect, test_is_complete, test_history, test_inline_plots,
              test_interrupt_loop_signal, test_interrupt_fit_control, test_bad_signature_dropped,
-             test_shutdown]
+             test_restart, test_shutdown]
     for t in tests:
         r.run(t.__name__[5:], t, k)
     try:

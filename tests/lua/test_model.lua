@@ -146,6 +146,26 @@ function T.checkpoint_option_of_fit_saves_and_resumes_exactly()
   raises(function() a:fit{data = d.train, every = 5} end, "field 'every' needs field 'checkpoint'")
 end
 
+function T.crossdistil_calibrators_survive_a_checkpoint()
+  local m = small_model{backbone = tl.shared_bottom{bottom = {16}},
+                        distill = tl.crossdistil{pairs = {{"income", "never_married"}},
+                                                 calibrate = "isotonic", calib_data = "valid"}}
+  check(tostring(m):find("negative relation"), "census pair is negatively related: " .. tostring(m))
+  m:fit{data = d.train, valid = d.valid, epochs = 1, verbose = false}
+  local before = m:teachers(d.test)
+  local path = os.tmpname()
+  m:save(path)
+  local m2 = tl.load(path)
+  os.remove(path)
+  local after = m2:teachers(d.test)
+  eq(after.income.ece, before.income.ece, "the fitted isotonic calibrator is restored")
+  eq(after.never_married.multi_auc, before.never_married.multi_auc)
+  raises(function()
+    small_model{distill = tl.crossdistil{pairs = {{"income", "never_married"}}, teacher_grad = true,
+                                         calibrate = "isotonic"}}
+  end, "teacher_grad=true needs the in%-graph Platt")
+end
+
 function T.help_texts_exist()
   check(tl.help_text == nil or true)
   local ok = pcall(help, tl.model)
