@@ -120,6 +120,63 @@ test: all $(TEST_BIN)
 check:
 	@$(MAKE) --no-print-directory BUILD=build-check SAN=1 test
 
+# ---- fuzzing (owner: reliability) -------------------------------------------
+# fuzz/fuzz_<name>.c defines int tl_fuzz_<name>(const uint8_t *, size_t) and,
+# under -DTL_LIBFUZZER, the LLVMFuzzerTestOneInput that calls it. `make fuzz`
+# rebuilds engine and REPL with clang (libFuzzer coverage + ASan + UBSan) in
+# $(FUZZ_BUILD) through a sub-make, then runs each harness for FUZZ_SECONDS on
+# the seeds in fuzz/corpus/<name>/, crashes going to fuzz/crashes/<name>/.
+# New inputs go to $(FUZZ_BUILD)/corpus/<name>/ (kept between runs), so the
+# committed seed corpus stays small. FUZZ_JOBS > 1 runs that many workers.
+FUZZ_CC ?= clang
+FUZZ_BUILD ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+FUZZ_NAMES := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+# kernel.c (fuzz_kernel_msg) needs the rest of the program: every REPL object,
+# with main.c's main renamed so libFuzzer's (or cmocka's) main wins.
+FUZZ_MAIN_OBJ := $(BUILD)/obj/fuzz/repl_main.o
+FUZZ_LINK_OBJ := $(filter-out $(BUILD)/obj/repl/main.o,$(REPL_OBJ)) $(FUZZ_MAIN_OBJ) $(LUA_EMBED_OBJ) $(LIB)
+FUZZ_LIBS := $(LUA_LIBS) -lreadline $(KERNEL_LIBS) $(LDLIBS)
+
+$(FUZZ_MAIN_OBJ): repl/main.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) -Dmain=tl_main_unused -c $< -o $@
+
+$(BUILD)/obj/fuzz/%.o: fuzz/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Irepl $(LUA_CFLAGS) -c $< -o $@
+
+$(BUILD)/fuzz/fuzz_%: fuzz/fuzz_%.c $(FUZZ_LINK_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Irepl $(LUA_CFLAGS) -DTL_LIBFUZZER -fsanitize=fuzzer,address,undefined \
+	  -o $@ $< $(FUZZ_LINK_OBJ) $(FUZZ_LIBS)
+
+.PHONY: fuzz fuzz-bins
+fuzz-bins: $(FUZZ_BIN)
+
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=$(FUZZ_CC) OPT='$(FUZZ_OPT)' LDSAN= fuzz-bins
+	@for n in $(FUZZ_NAMES); do \
+	  mkdir -p $(FUZZ_BUILD)/corpus/$$n fuzz/crashes/$$n; \
+	  echo "== fuzz_$$n for $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) \
+	    -timeout=20 -rss_limit_mb=2560 -artifact_prefix=fuzz/crashes/$$n/ -print_final_stats=1 \
+	    $(FUZZ_BUILD)/corpus/$$n fuzz/corpus/$$n || exit 1; \
+	done
+
+# The replay test: every file in fuzz/corpus/* and fuzz/crashes/* through the
+# same tl_fuzz_* functions, built with the normal compiler (and SAN=1), no
+# libFuzzer. It links the harness objects and, for the kernel, the REPL.
+FUZZ_REPLAY_OBJ := $(FUZZ_NAMES:%=$(BUILD)/obj/fuzz/fuzz_%.o)
+$(BUILD)/tests/test_fuzz_replay: tests/test_fuzz_replay.c $(FUZZ_REPLAY_OBJ) $(FUZZ_LINK_OBJ) $(TEST_SUPPORT)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itests $(LDSAN) -o $@ $< $(FUZZ_REPLAY_OBJ) $(TEST_SUPPORT) $(FUZZ_LINK_OBJ) \
+	  -lcmocka $(FUZZ_LIBS)
+# ---- end fuzzing --------------------------------------------------------------
+
 BENCH_SRC := $(sort $(wildcard scripts/bench_*.c))
 BENCH_BIN := $(BENCH_SRC:scripts/%.c=$(BUILD)/bench/%)
 $(BUILD)/bench/%: scripts/%.c $(LIB)

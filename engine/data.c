@@ -884,7 +884,7 @@ static int is_missing(const tl_data_schema *s, const char *v, size_t n)
 static int in_list(const char *const *list, int n, const char *v, size_t len)
 {
     for (int i = 0; i < n; i++)
-        if (strncmp(list[i], v, len) == 0 && list[i][len] == 0) return 1;
+        if (strlen(list[i]) == len && memcmp(list[i], v, len) == 0) return 1; /* v may hold NUL bytes */
     return 0;
 }
 
@@ -916,7 +916,7 @@ static tl_status missing_col(const char *path, const char *role, const char *nam
     list[0] = 0;
     for (int c = 0; c < n && k < sizeof list - 40; c++) {
         int w = snprintf(list + k, sizeof list - k, "%s%s", c ? ", " : "", names[c]);
-        if (w < 0) break;
+        if (w < 0 || (size_t)w >= sizeof list - k) break; /* a long name filled the list */
         k += (size_t)w;
         if (k >= sizeof list - 40 && c + 1 < n) {
             snprintf(list + k, sizeof list - k, ", ... (%d in all)", n);

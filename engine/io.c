@@ -897,6 +897,43 @@ static tl_status parse(const char *path, const uint8_t *p, size_t n, rbuf *sec, 
     return TL_OK;
 }
 
+/* Weights and biases of an MLP's layers after its first (whose input width
+ * depends on the rest of the model): a lower bound on its parameters. */
+static double mlp_min_floats(const tl_mlp_spec *s)
+{
+    double n = 0;
+    for (int i = 0; i < s->n && i < TL_MAX_LAYERS; i++) {
+        double u = s->units[i] > 0 ? s->units[i] : 0;
+        double prev = i > 0 && s->units[i - 1] > 0 ? s->units[i - 1] : 0;
+        n += u + prev * u;
+    }
+    return n;
+}
+
+/* A lower bound on the parameter floats the configuration builds (embedding
+ * tables, shared bottom or one expert, towers). Every parameter is stored in
+ * PARM, so a configuration above what the section holds is corrupted, and is
+ * refused before tl_model_new allocates for it (a flipped bit in a vocabulary
+ * size or a width would otherwise ask for gigabytes). */
+static double min_param_floats(const tl_model_config *c)
+{
+    double n = 0;
+    for (int f = 0; f < c->n_cat; f++)
+        n += (double)(c->vocab[f] > 0 ? c->vocab[f] : 0) * (c->emb_dim > 0 ? c->emb_dim : 0);
+    const tl_backbone_spec *b = &c->backbone;
+    const tl_mlp_spec *first = NULL; /* the layers that take the input vector */
+    if (b->kind == TL_BACKBONE_SHARED_BOTTOM) first = &b->bottom;
+    if (b->kind == TL_BACKBONE_OMOE || b->kind == TL_BACKBONE_MMOE || b->kind == TL_BACKBONE_PLE)
+        first = &b->expert;
+    if (first) n += mlp_min_floats(first);
+    /* Some layer takes the input (numeric columns and embeddings). */
+    double in = (double)(c->n_num > 0 ? c->n_num : 0) + (double)(c->n_cat > 0 ? c->n_cat : 0) *
+                                                            (c->emb_dim > 0 ? c->emb_dim : 0);
+    n += in * (first && first->n > 0 && first->units[0] > 0 ? first->units[0] : 1);
+    for (int k = 0; k < c->n_tasks; k++) n += mlp_min_floats(&c->tasks[k].tower);
+    return n;
+}
+
 tl_status tl_model_load(const char *path, tl_model **out)
 {
     if (!out) return tl_fail(TL_ERR_ARG, "load: out is NULL");
@@ -915,6 +952,9 @@ tl_status tl_model_load(const char *path, tl_model **out)
 
     tl_model_config cfg;
     get_config(&sec[S_CONF], &cfg);
+    if (!sec[S_CONF].bad && cfg.max_batch > 1 << 20) sec[S_CONF].bad = "has a batch size out of range";
+    if (!sec[S_CONF].bad && 4.0 * min_param_floats(&cfg) > (double)sec[S_PARM].n)
+        sec[S_CONF].bad = "needs more parameters than the PARM section holds";
     if (sec[S_CONF].bad) {
         s = bad_section(path, S_CONF, sec[S_CONF].bad);
         goto done;

@@ -78,7 +78,10 @@ tl_optim *tl_optim_new(tl_graph *g, const tl_optim_config *cfg)
             return NULL;
         }
         float init = cfg->kind == TL_OPTIM_ADAGRAD ? cfg->initial_accumulator : 0.0f;
-        for (size_t i = 0; i < n; i++) o->state[b][i] = init;
+        if (init == 0.0f)
+            memset(o->state[b], 0, (n ? n : 1) * sizeof(float));
+        else
+            for (size_t i = 0; i < n; i++) o->state[b][i] = init;
     }
     return o;
 }

@@ -254,36 +254,17 @@ static json_t *parse_frame(zmq_msg_t *f)
     return j;
 }
 
-/* Receive one message from `sock` (ready to read). Returns 1 with *m
- * filled (free with kmsg_free), 0 when nothing was there or the message was
- * dropped: malformed, or its signature does not verify (logged). */
-static int kmsg_recv(void *sock, kmsg *m, const char *where)
+/* Check the m->n frames of a received message (overflow: it had more than
+ * MAX_FRAMES): find the delimiter, verify the signature under K.key and
+ * decode the four JSON frames. Returns 1 with *m complete (free with
+ * kmsg_free), 0 when the message was dropped (logged, *m freed). */
+static int kmsg_check(kmsg *m, int overflow, const char *where)
 {
-    memset(m, 0, sizeof *m);
     m->delim = -1;
-    int more = 1, overflow = 0;
-    while (more) {
-        zmq_msg_t tmp, *f = m->n < MAX_FRAMES ? &m->frames[m->n] : &tmp;
-        zmq_msg_init(f);
-        int r;
-        while ((r = zmq_msg_recv(f, sock, m->n == 0 ? ZMQ_DONTWAIT : 0)) < 0 && errno == EINTR) {
-        }
-        if (r < 0) {
-            zmq_msg_close(f);
-            if (m->n == 0) return 0;
-            break;
-        }
-        more = zmq_msg_more(f);
-        if (f == &tmp) {
-            zmq_msg_close(f);
-            overflow = 1;
-            continue;
-        }
-        if (m->delim < 0 && zmq_msg_size(f) == sizeof DELIM - 1 &&
-            memcmp(zmq_msg_data(f), DELIM, sizeof DELIM - 1) == 0)
-            m->delim = m->n;
-        m->n++;
-    }
+    for (int i = 0; i < m->n && m->delim < 0; i++)
+        if (zmq_msg_size(&m->frames[i]) == sizeof DELIM - 1 &&
+            memcmp(zmq_msg_data(&m->frames[i]), DELIM, sizeof DELIM - 1) == 0)
+            m->delim = i;
     if (overflow || m->delim < 0 || m->n < m->delim + 6) {
         klog("malformed message on %s (%d frames): dropped", where, m->n);
         kmsg_free(m);
@@ -316,6 +297,70 @@ static int kmsg_recv(void *sock, kmsg *m, const char *where)
         return 0;
     }
     return 1;
+}
+
+/* Receive one message from `sock` (ready to read). Returns 1 with *m
+ * filled (free with kmsg_free), 0 when nothing was there or the message was
+ * dropped: malformed, or its signature does not verify (logged). */
+static int kmsg_recv(void *sock, kmsg *m, const char *where)
+{
+    memset(m, 0, sizeof *m);
+    int more = 1, overflow = 0;
+    while (more) {
+        zmq_msg_t tmp, *f = m->n < MAX_FRAMES ? &m->frames[m->n] : &tmp;
+        zmq_msg_init(f);
+        int r;
+        while ((r = zmq_msg_recv(f, sock, m->n == 0 ? ZMQ_DONTWAIT : 0)) < 0 && errno == EINTR) {
+        }
+        if (r < 0) {
+            zmq_msg_close(f);
+            if (m->n == 0) return 0;
+            break;
+        }
+        more = zmq_msg_more(f);
+        if (f == &tmp) {
+            zmq_msg_close(f);
+            overflow = 1;
+            continue;
+        }
+        m->n++;
+    }
+    return kmsg_check(m, overflow, where);
+}
+
+int tl_kernel_parse_for_fuzz(const void *const *frames, const size_t *sizes, int n, const char *key)
+{
+    static EVP_MAC *mac;
+    if (K.active || n < 0 || (n > 0 && (!frames || !sizes))) return -1;
+    if (!mac && !(mac = EVP_MAC_fetch(NULL, "HMAC", NULL))) return -1;
+    kmsg m;
+    memset(&m, 0, sizeof m);
+    int overflow = 0;
+    for (int i = 0; i < n; i++) {
+        if (m.n == MAX_FRAMES) {
+            overflow = 1;
+            continue;
+        }
+        if (zmq_msg_init_size(&m.frames[m.n], sizes[i]) != 0) {
+            kmsg_free(&m);
+            return -1;
+        }
+        if (sizes[i]) memcpy(zmq_msg_data(&m.frames[m.n]), frames[i], sizes[i]);
+        m.n++;
+    }
+    int log_fd = K.log_fd;
+    K.log_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    K.key = (char *)(key ? key : "");
+    K.keylen = strlen(K.key);
+    K.mac = mac;
+    int ok = kmsg_check(&m, overflow, "fuzz");
+    if (ok) kmsg_free(&m);
+    if (K.log_fd >= 0) close(K.log_fd);
+    K.log_fd = log_fd;
+    K.key = NULL;
+    K.keylen = 0;
+    K.mac = NULL;
+    return ok;
 }
 
 /* An outgoing message, serialized and signed. */

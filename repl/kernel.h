@@ -34,4 +34,11 @@ int tl_kernel_display_svg(const char *svg, const char *display_id, int update);
 /* 1 while tl_kernel_run serves a kernel, else 0. */
 int tl_kernel_active(void);
 
+/* For fuzz/fuzz_kernel_msg.c and its replay test: run the check every
+ * received message goes through (delimiter, HMAC-SHA256 under `key`, "" or
+ * NULL for none, JSON frames) on n frames copied from frames[i] (sizes[i]
+ * bytes). Returns 1 when the kernel would accept the message, 0 when it
+ * would drop it, -1 on bad arguments or while a kernel runs. */
+int tl_kernel_parse_for_fuzz(const void *const *frames, const size_t *sizes, int n, const char *key);
+
 #endif

@@ -552,6 +552,7 @@ typedef struct {
     int live_idx;       /* live plot object or 0 */
     int model_idx;
     double last_draw;
+    int bar_open;          /* a progress bar is drawn on the current line */
     const char *ckpt_path; /* fit{checkpoint=...}: saved at epoch ends and every ckpt_every steps */
     int64_t ckpt_every;
     char error[512];    /* error raised inside a Lua callback */
@@ -606,6 +607,7 @@ static int fit_progress(void *ud, const tl_progress *p)
             for (int k = 0; k < c->n_tasks; k++) printf(" %s %.4f", c->tasks[k].name, p->loss[k]);
             printf("   ");
             fflush(stdout);
+            x->bar_open = 1;
         } else if (p->kind == TL_PROGRESS_EPOCH) {
             printf("%sepoch %d/%d  step %lld  loss", x->tty ? "\r\033[K" : "", p->epoch, p->epochs,
                    (long long)p->step);
@@ -619,6 +621,7 @@ static int fit_progress(void *ud, const tl_progress *p)
             }
             printf("\n");
             fflush(stdout);
+            x->bar_open = 0;
         }
     }
     if (x->callback_idx) {
@@ -734,15 +737,14 @@ static int l_model_fit(lua_State *L)
     tl_status s = tl_model_fit(lm->m, train, valid, &o);
     if (x.live_idx) live_update(&x, 1);
     if (x.error[0]) luaL_error(L, "%s: %s", fn, x.error);
-    if (s == TL_ERR_CANCELLED && !x.quiet && x.tty) printf("\n");
+    if (x.bar_open) printf("\n"); /* stopped mid-epoch: end the progress bar's line */
     if (s != TL_OK) return tl_lua_raise_status(L, fn, s);
     if (valid) { /* experts that collapsed: one warning line */
         char msg[512];
         if (tl_diagnose_collapse(lm->m, valid, msg, sizeof msg) == TL_OK && msg[0])
             fprintf(stderr, "m:fit: warning: %s (see m:gates(split))\n", msg);
     }
-    lua_settop(L, 1);
-    return 1;
+    return 0; /* nothing to print at the prompt: the progress lines said it */
 }
 
 /* ---- results ------------------------------------------------------------------------ */

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 : "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${THREADS:=2}" "${REPS:=3}"
 export OPENBLAS_NUM_THREADS=$THREADS
 
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; threads $THREADS"
 tl_out=$("$BUILD/bench/bench_b1" "$THREADS" "$REPS") || { echo "bench_b1 failed"; exit 1; }
 if "$PYTHON" -c 'import torch' 2>/dev/null; then
@@ -22,16 +23,19 @@ get() { printf '%s\n' "$1" | awk -v k="$2" '$1 == k {print $2}'; }
 gf=$(get "$tl_out" sgemm_gflops)
 echo "sgemm: $gf GFLOP/s ([1024x144]x[144x2048])"
 echo
-printf '| B1 model | towerlab train/s | PyTorch %s train/s | ratio | %% of compute bound | towerlab infer/s | PyTorch infer/s | ratio |\n' "${pt_version:-}"
-printf '|---|---|---|---|---|---|---|---|\n'
+printf '| B1 model | towerlab train/s | PyTorch %s train/s | ratio | %% of compute bound | towerlab infer/s | PyTorch infer/s | ratio | towerlab peak RSS | PyTorch peak RSS |\n' "${pt_version:-}"
+printf '|---|---|---|---|---|---|---|---|---|---|\n'
 for m in shared_bottom mmoe ple; do
   tt=$(get "$tl_out" ${m}_train); ti=$(get "$tl_out" ${m}_infer); tb=$(get "$tl_out" ${m}_train_bound)
   pt=$(get "$pt_out" ${m}_train); pi=$(get "$pt_out" ${m}_infer)
+  tm=$(get "$tl_out" ${m}_rss_mb); pm=$(get "$pt_out" ${m}_rss_mb)
   rt=$( [ -n "$pt" ] && awk -v a="$tt" -v b="$pt" 'BEGIN{printf "%.2fx", a/b}' || echo "-")
   ri=$( [ -n "$pi" ] && awk -v a="$ti" -v b="$pi" 'BEGIN{printf "%.2fx", a/b}' || echo "-")
   fb=$(awk -v a="$tt" -v b="$tb" 'BEGIN{printf "%.0f%%", 100*a/b}')
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$m" "$tt" "${pt:--}" "$rt" "$fb" "$ti" "${pi:--}" "$ri"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s MB | %s |\n' "$m" "$tt" "${pt:--}" "$rt" "$fb" "$ti" \
+    "${pi:--}" "$ri" "$tm" "$( [ -n "$pm" ] && echo "$pm MB" || echo - )"
 done
+echo "peak RSS: ru_maxrss of one process per model (warm-up, timed training and inference)"
 echo
 
 if [ -x "$BUILD/bench/bench_data" ]; then

@@ -4,13 +4,20 @@
  * 1024, float32, from seeded random data. Also measures the machine's sgemm
  * rate so each result can be shown as a fraction of the compute bound.
  *
+ * Each model runs in a child process, so that its peak resident memory
+ * (ru_maxrss from wait4: warm-up, timed training and inference) is its own.
+ *
  * Output: one line per measurement, "key value", read by scripts/bench.sh.
  * usage: bench_b1 [threads] [reps] */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "model.h"
 
@@ -74,9 +81,70 @@ static double flops_forward(tl_backbone_kind kind)
     }
 }
 
+/* Build one B1 model, warm up, then time `reps` training epochs and
+ * inference passes; prints its lines. Returns the process exit status. */
+static int run_model(tl_backbone_kind kind, const char *name, const tl_split *s, float *pred,
+                     int reps, double gflops)
+{
+    tl_model_config c;
+    tl_model_config_defaults(&c);
+    c.backbone.kind = kind;
+    c.backbone.bottom = (tl_mlp_spec){2, {256, 128}, 0.0f};
+    c.backbone.expert = (tl_mlp_spec){2, {256, 128}, 0.0f};
+    c.backbone.experts = 8;
+    c.backbone.levels = 1;
+    c.backbone.shared = 4;
+    c.backbone.specific = 2;
+    c.n_cat = FIELDS;
+    for (int f = 0; f < FIELDS; f++) c.vocab[f] = VOCAB;
+    c.n_num = DENSE;
+    c.emb_dim = 16;
+    c.n_tasks = 2;
+    for (int k = 0; k < 2; k++) {
+        snprintf(c.tasks[k].name, sizeof c.tasks[k].name, "task%d", k + 1);
+        c.tasks[k].type = TL_TASK_BINARY;
+        c.tasks[k].tower = (tl_mlp_spec){1, {64}, 0.0f};
+        c.tasks[k].weight = 1.0f;
+        c.tasks[k].space = -1;
+    }
+    c.max_batch = 1024;
+    tl_model *m;
+    if (tl_model_new(&c, &m) != TL_OK) {
+        fprintf(stderr, "bench_b1: %s\n", tl_errmsg());
+        return 1;
+    }
+    tl_fit_options o;
+    tl_fit_defaults(&o);
+    o.epochs = 1;
+    o.optim = tl_optim_defaults(TL_OPTIM_ADAM);
+    o.optim.lr = 1e-3f;
+    double train[16], infer[16];
+    if (reps > 16) reps = 16;
+    tl_model_fit(m, s, NULL, &o); /* warm-up */
+    tl_model_predict(m, s, pred);
+    for (int r = 0; r < reps; r++) {
+        double t = now();
+        if (tl_model_fit(m, s, NULL, &o) != TL_OK) {
+            fprintf(stderr, "bench_b1: %s\n", tl_errmsg());
+            return 1;
+        }
+        train[r] = N_ROWS / (now() - t);
+        t = now();
+        tl_model_predict(m, s, pred);
+        infer[r] = N_ROWS / (now() - t);
+    }
+    double tr = median(train, reps), inf = median(infer, reps);
+    double bound = gflops * 1e9 / (3.0 * flops_forward(kind));
+    printf("%s_train %.0f\n%s_infer %.0f\n%s_train_bound %.0f\n", name, tr, name, inf, name, bound);
+    fflush(stdout);
+    tl_model_free(m);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 2, reps = argc > 2 ? atoi(argv[2]) : 3;
+    if (reps < 1) reps = 1;
     tl_set_threads(threads);
     double gflops = sgemm_rate();
     printf("sgemm_gflops %.1f\n", gflops);
@@ -97,57 +165,20 @@ int main(int argc, char **argv)
     const tl_backbone_kind kinds[3] = {TL_BACKBONE_SHARED_BOTTOM, TL_BACKBONE_MMOE, TL_BACKBONE_PLE};
     const char *names[3] = {"shared_bottom", "mmoe", "ple"};
     for (int mi = 0; mi < 3; mi++) {
-        tl_model_config c;
-        tl_model_config_defaults(&c);
-        c.backbone.kind = kinds[mi];
-        c.backbone.bottom = (tl_mlp_spec){2, {256, 128}, 0.0f};
-        c.backbone.expert = (tl_mlp_spec){2, {256, 128}, 0.0f};
-        c.backbone.experts = 8;
-        c.backbone.levels = 1;
-        c.backbone.shared = 4;
-        c.backbone.specific = 2;
-        c.n_cat = FIELDS;
-        for (int f = 0; f < FIELDS; f++) c.vocab[f] = VOCAB;
-        c.n_num = DENSE;
-        c.emb_dim = 16;
-        c.n_tasks = 2;
-        for (int k = 0; k < 2; k++) {
-            snprintf(c.tasks[k].name, sizeof c.tasks[k].name, "task%d", k + 1);
-            c.tasks[k].type = TL_TASK_BINARY;
-            c.tasks[k].tower = (tl_mlp_spec){1, {64}, 0.0f};
-            c.tasks[k].weight = 1.0f;
-        }
-        c.max_batch = 1024;
-        tl_model *m;
-        if (tl_model_new(&c, &m) != TL_OK) {
-            fprintf(stderr, "bench_b1: %s\n", tl_errmsg());
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("bench_b1: fork");
             return 1;
         }
-        tl_fit_options o;
-        tl_fit_defaults(&o);
-        o.epochs = 1;
-        o.optim = tl_optim_defaults(TL_OPTIM_ADAM);
-        o.optim.lr = 1e-3f;
-        double train[16], infer[16];
-        tl_model_fit(m, &s, NULL, &o); /* warm-up */
-        tl_model_predict(m, &s, pred);
-        for (int r = 0; r < reps && r < 16; r++) {
-            double t = now();
-            if (tl_model_fit(m, &s, NULL, &o) != TL_OK) {
-                fprintf(stderr, "bench_b1: %s\n", tl_errmsg());
-                return 1;
-            }
-            train[r] = N_ROWS / (now() - t);
-            t = now();
-            tl_model_predict(m, &s, pred);
-            infer[r] = N_ROWS / (now() - t);
+        if (pid == 0) _exit(run_model(kinds[mi], names[mi], &s, pred, reps, gflops));
+        int status;
+        struct rusage ru;
+        if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "bench_b1: %s failed\n", names[mi]);
+            return 1;
         }
-        double tr = median(train, reps), inf = median(infer, reps);
-        double bound = gflops * 1e9 / (3.0 * flops_forward(kinds[mi]));
-        printf("%s_train %.0f\n%s_infer %.0f\n%s_train_bound %.0f\n", names[mi], tr, names[mi], inf,
-               names[mi], bound);
-        fflush(stdout);
-        tl_model_free(m);
+        printf("%s_rss_mb %.0f\n", names[mi], (double)ru.ru_maxrss / 1024.0); /* ru_maxrss in KiB */
     }
     free(s.cat);
     free(s.num);

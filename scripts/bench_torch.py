@@ -2,15 +2,34 @@
 
 Prints "key value" lines like scripts/bench_b1.c. Thread counts are pinned
 before torch is imported: OPENBLAS_NUM_THREADS and torch.set_num_threads.
-usage: bench_torch.py [threads] [reps]
+Each model runs in a child process (this script with a model name), so that
+its peak resident memory (ru_maxrss from wait4: the torch import, warm-up,
+timed training and inference) is its own, as in bench_b1.
+usage: bench_torch.py [threads] [reps] [model]
 """
 import os
+import subprocess
 import sys
 
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
 os.environ["OMP_NUM_THREADS"] = str(threads)
+KINDS = ("shared_bottom", "mmoe", "ple")
+
+if len(sys.argv) <= 3:
+    for kind in KINDS:
+        child = subprocess.Popen([sys.executable, __file__, str(threads), str(reps), kind],
+                                 stdout=subprocess.PIPE, text=True)
+        out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            sys.exit("bench_torch.py: %s failed" % kind)
+        print(out, end="")
+        print("%s_rss_mb %.0f" % (kind, usage.ru_maxrss / 1024.0))  # ru_maxrss in KiB
+        sys.stdout.flush()
+    sys.exit(0)
 
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -70,35 +89,38 @@ dense = torch.randn(N, DENSE)
 labels = (torch.rand(N, 2) < 0.3).float()
 loss_fn = nn.BCEWithLogitsLoss()
 
-for kind in ("shared_bottom", "mmoe", "ple"):
-    model = Model(kind)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+kind = sys.argv[3]
+model = Model(kind)
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    def epoch():
-        perm = torch.randperm(N)
+
+def epoch():
+    perm = torch.randperm(N)
+    for s in range(0, N, B):
+        idx = perm[s:s + B]
+        out = model(ids[idx], dense[idx])
+        loss = loss_fn(out[0], labels[idx, 0]) + loss_fn(out[1], labels[idx, 1])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def infer():
+    with torch.no_grad():
         for s in range(0, N, B):
-            idx = perm[s:s + B]
-            out = model(ids[idx], dense[idx])
-            loss = loss_fn(out[0], labels[idx, 0]) + loss_fn(out[1], labels[idx, 1])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+            model(ids[s:s + B], dense[s:s + B])
 
-    def infer():
-        with torch.no_grad():
-            for s in range(0, N, B):
-                model(ids[s:s + B], dense[s:s + B])
 
+epoch()
+infer()
+tr, inf = [], []
+for _ in range(reps):
+    t = time.perf_counter()
     epoch()
+    tr.append(N / (time.perf_counter() - t))
+    t = time.perf_counter()
     infer()
-    tr, inf = [], []
-    for _ in range(reps):
-        t = time.perf_counter()
-        epoch()
-        tr.append(N / (time.perf_counter() - t))
-        t = time.perf_counter()
-        infer()
-        inf.append(N / (time.perf_counter() - t))
-    print(f"{kind}_train {statistics.median(tr):.0f}")
-    print(f"{kind}_infer {statistics.median(inf):.0f}")
-    sys.stdout.flush()
+    inf.append(N / (time.perf_counter() - t))
+print(f"{kind}_train {statistics.median(tr):.0f}")
+print(f"{kind}_infer {statistics.median(inf):.0f}")
+sys.stdout.flush()

@@ -74,25 +74,52 @@ tl_node tl_grouped_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int grou
 
 /* ---- shared pieces -------------------------------------------------------- */
 
-static void add_bias_act(float *y, const float *b, int rows, int cols, tl_act act)
+static void relu_row(float *restrict r, int n)
 {
-    for (int i = 0; i < rows; i++) {
-        float *r = y + (size_t)i * cols;
-        if (b)
-            for (int j = 0; j < cols; j++) r[j] += b[j];
-        switch (act) {
-        case TL_ACT_RELU:
-            for (int j = 0; j < cols; j++) r[j] = r[j] <= 0.0f ? 0.0f : r[j]; /* NaN stays NaN */
-            break;
-        case TL_ACT_SIGMOID:
-            for (int j = 0; j < cols; j++) r[j] = 1.0f / (1.0f + expf(-r[j]));
-            break;
-        case TL_ACT_TANH:
-            for (int j = 0; j < cols; j++) r[j] = tanhf(r[j]);
-            break;
-        case TL_ACT_NONE:
-            break;
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) r[j + l] = r[j + l] <= 0.0f ? 0.0f : r[j + l]; /* NaN stays */
+    for (; j < n; j++) r[j] = r[j] <= 0.0f ? 0.0f : r[j];
+}
+
+/* dz = relu'(y) dy. */
+static void relu_grad_row(float *restrict dz, const float *restrict y, const float *restrict dy, int n)
+{
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) {
+            float d = dy[j + l]; /* loaded unconditionally, so the select vectorises */
+            dz[j + l] = y[j + l] > 0.0f ? d : 0.0f;
         }
+    for (; j < n; j++) dz[j] = y[j] > 0.0f ? dy[j] : 0.0f;
+}
+
+/* y = x W (+ b): the bias is copied into every row first and the GEMM adds
+ * onto it (beta = 1), which saves a pass over y. */
+static void gemm_bias(int rows, int m, int k, const float *x, int ldx, const float *w, int ldw,
+                      const float *b, float *y, int ldy)
+{
+    if (b)
+        for (int i = 0; i < rows; i++) memcpy(y + (size_t)i * ldy, b, (size_t)m * sizeof(float));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, k, 1.0f, x, ldx, w, ldw,
+                b ? 1.0f : 0.0f, y, ldy);
+}
+
+static void apply_act(float *y, int rows, int cols, tl_act act)
+{
+    size_t len = (size_t)rows * (size_t)cols;
+    switch (act) {
+    case TL_ACT_RELU:
+        for (int i = 0; i < rows; i++) relu_row(y + (size_t)i * cols, cols);
+        break;
+    case TL_ACT_SIGMOID:
+        for (size_t i = 0; i < len; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+        break;
+    case TL_ACT_TANH:
+        for (size_t i = 0; i < len; i++) y[i] = tanhf(y[i]);
+        break;
+    case TL_ACT_NONE:
+        break;
     }
 }
 
@@ -104,10 +131,7 @@ static const float *act_backward(const float *y, const float *dy, float *dz, flo
 {
     if (act == TL_ACT_NONE) {
         if (db)
-            for (int i = 0; i < rows; i++) {
-                const float *r = dy + (size_t)i * cols;
-                for (int j = 0; j < cols; j++) db[j] += r[j];
-            }
+            for (int i = 0; i < rows; i++) tl__add_row(db, dy + (size_t)i * cols, cols);
         return dy;
     }
     for (int i = 0; i < rows; i++) {
@@ -116,7 +140,7 @@ static const float *act_backward(const float *y, const float *dy, float *dz, flo
         float *dzr = dz + o;
         switch (act) {
         case TL_ACT_RELU:
-            for (int j = 0; j < cols; j++) dzr[j] = yr[j] > 0.0f ? dyr[j] : 0.0f;
+            relu_grad_row(dzr, yr, dyr, cols);
             break;
         case TL_ACT_SIGMOID:
             for (int j = 0; j < cols; j++) dzr[j] = dyr[j] * yr[j] * (1.0f - yr[j]);
@@ -125,8 +149,7 @@ static const float *act_backward(const float *y, const float *dy, float *dz, flo
             for (int j = 0; j < cols; j++) dzr[j] = dyr[j] * (1.0f - yr[j] * yr[j]);
             break;
         }
-        if (db)
-            for (int j = 0; j < cols; j++) db[j] += dzr[j];
+        if (db) tl__add_row(db, dzr, cols);
     }
     return dz;
 }
@@ -192,9 +215,8 @@ tl_status tl_op_linear_forward(tl_graph *g, tl_nodedef *n)
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
     int rows = tl__rows(g, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n->cols, w->rows, 1.0f, x->val,
-                x->cols, w->val, w->cols, 0.0f, n->val, n->cols);
-    add_bias_act(n->val, b, rows, n->cols, n->act);
+    gemm_bias(rows, n->cols, w->rows, x->val, x->cols, w->val, w->cols, b, n->val, n->cols);
+    apply_act(n->val, rows, n->cols, n->act);
     return TL_OK;
 }
 
@@ -216,10 +238,9 @@ tl_status tl_op_grouped_linear_forward(tl_graph *g, tl_nodedef *n)
     int rows = tl__rows(g, n), groups = n->k;
     int k = w->rows / groups, m = w->cols;
     for (int j = 0; j < groups; j++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, k, 1.0f,
-                    x->val + (size_t)j * k, x->cols, w->val + (size_t)j * k * m, m, 0.0f,
-                    n->val + (size_t)j * m, n->cols);
-    add_bias_act(n->val, b, rows, n->cols, n->act);
+        gemm_bias(rows, m, k, x->val + (size_t)j * k, x->cols, w->val + (size_t)j * k * m, m,
+                  b ? b + (size_t)j * m : NULL, n->val + (size_t)j * m, n->cols);
+    apply_act(n->val, rows, n->cols, n->act);
     return TL_OK;
 }
 

@@ -79,9 +79,9 @@ tl_status tl_op_gate_mix_forward(tl_graph *g, tl_nodedef *n)
                 const float *ek = expert_at(src, blk, i, e_i, d);
                 float we = w[e];
                 if (e == 0)
-                    for (int j = 0; j < d; j++) y[j] = we * ek[j];
+                    tl__scale_row(y, we, ek, d);
                 else
-                    for (int j = 0; j < d; j++) y[j] += we * ek[j];
+                    tl__axpy_row(y, we, ek, d);
             }
         }
     }
@@ -133,9 +133,9 @@ void tl_op_gate_mix_backward(tl_graph *g, tl_nodedef *n)
                     float *dek = src->grad + (size_t)i * src->cols + (size_t)(blk[0] + e_i) * d;
                     float we = w[e];
                     if (write_ex)
-                        for (int j = 0; j < d; j++) dek[j] = we * dy[j];
+                        tl__scale_row(dek, we, dy, d);
                     else
-                        for (int j = 0; j < d; j++) dek[j] += we * dy[j];
+                        tl__axpy_row(dek, we, dy, d);
                 }
             }
         }

@@ -80,11 +80,9 @@ void tl_op_concat_backward(tl_graph *g, tl_nodedef *n)
                        (size_t)p->cols * sizeof(float));
             tl__grad_written(p);
         } else if (p->grad) {
-            for (int i = 0; i < rows; i++) {
-                const float *src = n->grad + (size_t)i * n->cols + off;
-                float *dst = p->grad + (size_t)i * p->cols;
-                for (int j = 0; j < p->cols; j++) dst[j] += src[j];
-            }
+            for (int i = 0; i < rows; i++)
+                tl__add_row(p->grad + (size_t)i * p->cols, n->grad + (size_t)i * n->cols + off,
+                            p->cols);
         }
         off += p->cols;
     }
@@ -146,9 +144,8 @@ void tl_op_embedding_backward(tl_graph *g, tl_nodedef *n)
             /* a forward that failed on this id left nothing valid to scatter */
             if (id < 0 || id >= n->vocab[f]) continue;
             int32_t row = (int32_t)(n->offsets[f] + id);
-            const float *src = n->grad + (size_t)i * n->cols + (size_t)f * dim;
-            float *dst = t->grad + (size_t)row * dim;
-            for (int j = 0; j < dim; j++) dst[j] += src[j];
+            tl__add_row(t->grad + (size_t)row * dim, n->grad + (size_t)i * n->cols + (size_t)f * dim,
+                        dim);
             tl__touch_row(g, t->param_index, row);
         }
 }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The README tour at a real prompt: load the shipped census data, build an MMoE
+# with custom towers, fit with a progress line, change a loss weight, continue,
+# interrupt a fit with Ctrl-C, continue again, evaluate per task — and tab
+# completion of a model's methods.
+. "$(dirname "$0")/lib.sh"
+
+start_repl || { fail start "tmux could not start $BIN"; finish; }
+wait_for '^> ' 5 || { fail start "no prompt"; finish; }
+
+line 'd = tl.datasets.census()'
+line 'm = tl.model{data=d, backbone=tl.mmoe{experts=2, expert={16}}, towers={income=tl.mlp{8}, never_married=tl.mlp{4}}, emb=4, batch=256}'
+line 'print(#d.train)'
+if wait_for '^79810$' 30; then pass census_loaded; else fail census_loaded "no row count"; fi
+
+# Completion of a model's methods through its metatable.
+type_text 'm:fi'
+key Tab
+if wait_for 'm:fit' 3; then pass complete_model_method; else fail complete_model_method "m:fi<TAB> did not complete"; fi
+key C-u
+
+# A short fit shows an epoch line on a terminal.
+line 'm:fit{data=d.train, epochs=1, max_steps=20}'
+if wait_for 'epoch 1/1 .*step 20 +loss income' 60; then pass fit_progress_line; else fail fit_progress_line "no epoch line"; fi
+wait_for '^> $' 10
+
+line 'm.weights.income = 2; print("w", m.weights.income)'
+if wait_for '^w +2' 5; then pass weight_changed; else fail weight_changed "weight not set"; fi
+
+# A long fit interrupted by Ctrl-C returns to the prompt, model kept.
+line 'm:fit{data=d.train, epochs=1000}'
+wait_for 'epoch ' 60
+sleep 0.5
+key C-c
+if wait_for 'interrupted' 10 && wait_for '^> $' 10; then pass ctrl_c_stops_fit; else fail ctrl_c_stops_fit "no return to the prompt after Ctrl-C"; fi
+
+line 'print("steps", #m:history().steps > 20)'
+if wait_for '^steps +true' 5; then pass model_kept_after_interrupt; else fail model_kept_after_interrupt "history lost"; fi
+
+# ... and it continues training and evaluates.
+line 'm:fit{data=d.train, epochs=1, max_steps=5}; r = m:evaluate(d.test); print("auc", r.income.auc > 0.5)'
+if wait_for '^auc +true' 60; then pass continues_after_interrupt; else fail continues_after_interrupt "could not continue"; fi
+
+line 'r'
+if wait_for '^never_married +0\.[0-9]+' 10; then pass result_table_printed; else fail result_table_printed "no per-task table"; fi
+
+finish
