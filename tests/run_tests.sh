@@ -8,7 +8,7 @@ set -u
 cd "$(dirname "$0")/.."
 export CMOCKA_MESSAGE_OUTPUT=stdout
 : "${BUILD:=build}" "${BIN:=./towerlab}"
-[ -x "$BIN" ] || BIN="./$BIN"
+case $BIN in */*) ;; *) BIN="./$BIN" ;; esac  # a bare name would be looked up in PATH
 export TL_TEST_BIN="$BIN"
 export TOWERLAB_HISTORY="${TMPDIR:-/tmp}/towerlab-test-history.$$"
 export TL_NO_RC=1
