@@ -173,7 +173,7 @@ fuzz:
 FUZZ_REPLAY_OBJ := $(FUZZ_NAMES:%=$(BUILD)/obj/fuzz/fuzz_%.o)
 $(BUILD)/tests/test_fuzz_replay: tests/test_fuzz_replay.c $(FUZZ_REPLAY_OBJ) $(FUZZ_LINK_OBJ) $(TEST_SUPPORT)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Itests $(LDSAN) -o $@ $< $(FUZZ_REPLAY_OBJ) $(TEST_SUPPORT) $(FUZZ_LINK_OBJ) \
+	$(CC) $(CFLAGS) -Itests $(LUA_CFLAGS) $(LDSAN) -o $@ $< $(FUZZ_REPLAY_OBJ) $(TEST_SUPPORT) $(FUZZ_LINK_OBJ) \
 	  -lcmocka $(FUZZ_LIBS)
 # ---- end fuzzing --------------------------------------------------------------
 

@@ -985,20 +985,33 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
             st = tl_fail(TL_ERR_PARSE, "%s: empty file (expected a header line)", path);
             goto done;
         }
-        int nf = split_fields(line, len, s->sep, seplen, NULL, 0);
+        /* Split once: unescaping "" rewrites the line in place, so a second
+         * pass would see other fields. Every field but the last ends at a
+         * separator, which bounds the count. */
+        size_t maxf = 1;
+        for (size_t i = 0; i < len; i++) maxf += line[i] == s->sep[0];
+        if (maxf > (size_t)1 << 30) {
+            st = tl_fail(TL_ERR_PARSE, "%s:%llu: header line has too many columns", path,
+                         (unsigned long long)lr.line);
+            goto done;
+        }
+        f = tl_malloc(sizeof *f * maxf, "header fields");
+        if (!f) {
+            st = TL_ERR_NOMEM;
+            goto done;
+        }
+        int nf = split_fields(line, len, s->sep, seplen, f, (int)maxf);
         if (nf < 0) {
             st = tl_fail(TL_ERR_PARSE, "%s:%llu: column %d: unterminated or malformed quoted field in the header",
                          path, (unsigned long long)lr.line, -nf - 1);
             goto done;
         }
-        f = tl_malloc(sizeof *f * (size_t)nf, "header fields");
         names = tl_calloc((size_t)nf, sizeof *names, "column names");
-        if (!f || !names) {
+        if (!names) {
             st = TL_ERR_NOMEM;
             goto done;
         }
         ncols = nf;
-        split_fields(line, len, s->sep, seplen, f, nf);
         for (int c = 0; c < nf; c++) {
             uint32_t a = 0, b = f[c].n;
             while (a < b && f[c].p[a] == ' ') a++;

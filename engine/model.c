@@ -404,6 +404,7 @@ void tl_model_free(tl_model *m)
     tl_graph_free(m->g);
     tl_free(m->steps_hist);
     tl_free(m->epochs_hist);
+    tl_free(m->evals_hist);
     tl_free_aligned(m->best);
     tl_free(m);
 }
@@ -778,6 +779,15 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
     size_t total = per_epoch * (size_t)opt->epochs;
     if (opt->max_steps > 0 && (size_t)opt->max_steps < total) total = (size_t)opt->max_steps;
     if ((st = reserve_history(m, total, (size_t)opt->epochs)) != TL_OK) return st;
+    if (valid && opt->eval_every > 0) {
+        size_t need = m->n_evals_hist + total / (size_t)opt->eval_every + 1;
+        if (need > m->cap_evals_hist) {
+            tl_epoch_record *h = tl_realloc(m->evals_hist, need * sizeof *h, "eval history");
+            if (!h) return TL_ERR_NOMEM;
+            m->evals_hist = h;
+            m->cap_evals_hist = need;
+        }
+    }
 
     uint32_t *order = tl_malloc(train->n * sizeof *order, "shuffle order");
     size_t pf;
@@ -850,6 +860,29 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
                 epoch_loss[k] += (double)tl_loss[k];
                 r->loss[k] = tl_loss[k];
                 r->weight[k] = tl_weighting_effective(m, k);
+            }
+            if (valid && opt->eval_every > 0 && m->step % opt->eval_every == 0 && b + 1 < per_epoch) {
+                /* a mid-epoch look at validation; early stopping stays per epoch */
+                if ((st = tl_model_evaluate(m, valid, 10, ev, NULL)) != TL_OK) break;
+                tl_epoch_record *vr = &m->evals_hist[m->n_evals_hist++];
+                memset(vr, 0, sizeof *vr);
+                vr->epoch = m->epoch + 1;
+                vr->step = m->step;
+                vr->monitor = monitor_value(m, ev, opt->monitor_task, valid_metric);
+                for (int k = 0; k < K; k++) {
+                    vr->train_loss[k] = epoch_loss[k] / (double)done;
+                    vr->valid_metric[k] = valid_metric[k];
+                    vr->valid_logloss[k] = ev[k].type == TL_TASK_BINARY ? ev[k].bin.logloss : ev[k].reg.mse;
+                }
+                if (opt->progress) {
+                    tl_progress p = {TL_PROGRESS_EVAL, m->epoch + 1, last_epoch, m->step, (int)b + 1,
+                                     (int)per_epoch, vr->train_loss, valid_metric, vr->monitor, 0};
+                    if (opt->progress(opt->progress_ud, &p)) {
+                        st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback "
+                                                       "at step %lld", (long long)m->step);
+                        break;
+                    }
+                }
             }
             if (opt->progress && opt->progress_every > 0 && m->step % opt->progress_every == 0) {
                 double mean[TL_MAX_TASKS];
@@ -937,6 +970,12 @@ size_t tl_model_history_steps(const tl_model *m, const tl_step_record **out)
 {
     *out = m->steps_hist;
     return m->n_steps_hist;
+}
+
+size_t tl_model_history_evals(const tl_model *m, const tl_epoch_record **out)
+{
+    *out = m->evals_hist;
+    return m->n_evals_hist;
 }
 
 size_t tl_model_history_epochs(const tl_model *m, const tl_epoch_record **out)

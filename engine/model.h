@@ -167,7 +167,9 @@ int tl_model_task_index(const tl_model *m, const char *name);
 
 /* ---- training ------------------------------------------------------------- */
 
-typedef enum { TL_PROGRESS_STEP, TL_PROGRESS_EPOCH } tl_progress_kind;
+/* STEP: after a training step; EVAL: after a mid-epoch validation
+ * (eval_every); EPOCH: at an epoch's end, with validation metrics. */
+typedef enum { TL_PROGRESS_STEP, TL_PROGRESS_EPOCH, TL_PROGRESS_EVAL } tl_progress_kind;
 
 typedef struct {
     tl_progress_kind kind;
@@ -267,6 +269,10 @@ tl_status tl_model_evaluate_calibrated(tl_model *m, const tl_split *s, int n_bin
 
 size_t tl_model_history_steps(const tl_model *m, const tl_step_record **out);
 size_t tl_model_history_epochs(const tl_model *m, const tl_epoch_record **out);
+/* Mid-epoch validations (fit's eval_every): records with epoch = the epoch
+ * under way, step, and valid_metric / valid_logloss; train_loss is the mean of
+ * the epoch so far. */
+size_t tl_model_history_evals(const tl_model *m, const tl_epoch_record **out);
 int64_t tl_model_steps(const tl_model *m);
 int tl_model_epochs_done(const tl_model *m);
 tl_optim *tl_model_optim(tl_model *m);

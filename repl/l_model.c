@@ -551,33 +551,26 @@ typedef struct {
     int callback_idx;   /* Lua progress function or 0 */
     int live_idx;       /* live plot object or 0 */
     int model_idx;
-    double last_draw;
     int bar_open;          /* a progress bar is drawn on the current line */
     const char *ckpt_path; /* fit{checkpoint=...}: saved at epoch ends and every ckpt_every steps */
     int64_t ckpt_every;
     char error[512];    /* error raised inside a Lua callback */
 } fit_ctx;
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void push_history(lua_State *L, tl_model *m);
 
 /* Call obj:update(history) on the live plot; errors are reported once. */
+/* lp:update(m [, force]) on every step: the live plot throttles itself (a
+ * call that is not due costs well under a microsecond) and asks the model for
+ * its history only when it draws, reading just the new entries. */
 static void live_update(fit_ctx *x, int force)
 {
-    double t = now_seconds();
-    if (!force && t - x->last_draw < 0.5) return;
-    x->last_draw = t;
     lua_State *L = x->L;
     lua_getfield(L, x->live_idx, "update");
     lua_pushvalue(L, x->live_idx);
-    push_history(L, x->m);
-    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    lua_pushvalue(L, x->model_idx);
+    lua_pushboolean(L, force);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
         fprintf(stderr, "plot: %s (live plot disabled)\n", lua_tostring(L, -1));
         lua_pop(L, 1);
         x->live_idx = 0;
@@ -608,6 +601,14 @@ static int fit_progress(void *ud, const tl_progress *p)
             printf("   ");
             fflush(stdout);
             x->bar_open = 1;
+        } else if (p->kind == TL_PROGRESS_EVAL) {
+            printf("%s  step %lld  valid", x->tty ? "\r\033[K" : "", (long long)p->step);
+            for (int k = 0; k < c->n_tasks; k++)
+                printf(" %s %s %.4f", c->tasks[k].name,
+                       c->tasks[k].type == TL_TASK_BINARY ? "auc" : "rmse", p->valid[k]);
+            printf("\n");
+            fflush(stdout);
+            x->bar_open = 0;
         } else if (p->kind == TL_PROGRESS_EPOCH) {
             printf("%sepoch %d/%d  step %lld  loss", x->tty ? "\r\033[K" : "", p->epoch, p->epochs,
                    (long long)p->step);
@@ -627,7 +628,7 @@ static int fit_progress(void *ud, const tl_progress *p)
     if (x->callback_idx) {
         lua_pushvalue(L, x->callback_idx);
         lua_newtable(L);
-        lua_pushstring(L, p->kind == TL_PROGRESS_EPOCH ? "epoch" : "step");
+        lua_pushstring(L, p->kind == TL_PROGRESS_EPOCH ? "epoch" : p->kind == TL_PROGRESS_EVAL ? "eval" : "step");
         lua_setfield(L, -2, "kind");
         lua_pushinteger(L, p->epoch);
         lua_setfield(L, -2, "epoch");
@@ -664,7 +665,7 @@ static int fit_progress(void *ud, const tl_progress *p)
 static const char *const fit_fields[] = {"data", "valid", "epochs", "patience", "batch",
                                          "optim", "plot", "verbose", "max_steps", "monitor",
                                          "progress", "seed", "shuffle", "restore_best",
-                                         "checkpoint", "every", "diagnostics", NULL};
+                                         "checkpoint", "every", "eval_every", "diagnostics", NULL};
 
 /* m:fit{data=d.train, valid=d.valid, epochs=10, patience=3, batch=1024,
  *       optim=tl.optim.adam{lr=1e-3}, plot=false, verbose=auto} */
@@ -688,6 +689,7 @@ static int l_model_fit(lua_State *L)
     o.seed = (uint64_t)tl_lua_opt_int(L, 2, fn, "seed", 0, 0, INT64_MAX);
     o.shuffle = tl_lua_opt_bool(L, 2, fn, "shuffle", 1);
     o.restore_best = tl_lua_opt_bool(L, 2, fn, "restore_best", 1);
+    o.eval_every = (int)tl_lua_opt_int(L, 2, fn, "eval_every", 0, 0, INT32_MAX);
     o.diagnostics = (int)tl_lua_opt_int(L, 2, fn, "diagnostics", 0, 0, INT32_MAX);
     const char *monitor = tl_lua_opt_string(L, 2, fn, "monitor", NULL);
     if (monitor && (o.monitor_task = tl_model_task_index(lm->m, monitor)) < 0)
@@ -959,27 +961,10 @@ static void push_task_numbers(lua_State *L, const tl_model_config *c, const floa
     }
 }
 
-static void push_history(lua_State *L, tl_model *m)
+/* A list of epoch records (epochs or mid-epoch evaluations) as Lua tables. */
+static void push_epoch_records(lua_State *L, const tl_model_config *c, const tl_epoch_record *er,
+                               size_t ne)
 {
-    const tl_model_config *c = tl_model_config_get(m);
-    const tl_step_record *sr;
-    const tl_epoch_record *er;
-    size_t ns = tl_model_history_steps(m, &sr), ne = tl_model_history_epochs(m, &er);
-    lua_createtable(L, 0, 2);
-    lua_createtable(L, (int)ns, 0);
-    for (size_t i = 0; i < ns; i++) {
-        lua_createtable(L, 0, 4);
-        lua_pushinteger(L, sr[i].step);
-        lua_setfield(L, -2, "step");
-        lua_pushinteger(L, sr[i].epoch);
-        lua_setfield(L, -2, "epoch");
-        push_task_numbers(L, c, sr[i].loss);
-        lua_setfield(L, -2, "loss");
-        push_task_numbers(L, c, sr[i].weight);
-        lua_setfield(L, -2, "weight");
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
-    lua_setfield(L, -2, "steps");
     lua_createtable(L, (int)ne, 0);
     for (size_t i = 0; i < ne; i++) {
         lua_createtable(L, 0, 5);
@@ -1007,7 +992,37 @@ static void push_history(lua_State *L, tl_model *m)
         }
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
+}
+
+static void push_history(lua_State *L, tl_model *m)
+{
+    const tl_model_config *c = tl_model_config_get(m);
+    const tl_step_record *sr;
+    const tl_epoch_record *er;
+    size_t ns = tl_model_history_steps(m, &sr), ne = tl_model_history_epochs(m, &er);
+    lua_createtable(L, 0, 2);
+    lua_createtable(L, (int)ns, 0);
+    for (size_t i = 0; i < ns; i++) {
+        lua_createtable(L, 0, 4);
+        lua_pushinteger(L, sr[i].step);
+        lua_setfield(L, -2, "step");
+        lua_pushinteger(L, sr[i].epoch);
+        lua_setfield(L, -2, "epoch");
+        push_task_numbers(L, c, sr[i].loss);
+        lua_setfield(L, -2, "loss");
+        push_task_numbers(L, c, sr[i].weight);
+        lua_setfield(L, -2, "weight");
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "steps");
+    push_epoch_records(L, c, er, ne);
     lua_setfield(L, -2, "epochs");
+    const tl_epoch_record *ev;
+    size_t nv = tl_model_history_evals(m, &ev);
+    if (nv) {
+        push_epoch_records(L, c, ev, nv);
+        lua_setfield(L, -2, "evals");
+    }
     const tl_diag_record *dr;
     size_t nd = tl_model_history_diagnostics(m, &dr);
     if (nd == 0) return;

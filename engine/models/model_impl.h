@@ -55,6 +55,8 @@ struct tl_model {
     size_t n_steps_hist, cap_steps_hist;
     tl_epoch_record *epochs_hist;
     size_t n_epochs_hist, cap_epochs_hist;
+    tl_epoch_record *evals_hist;   /* mid-epoch validations (eval_every) */
+    size_t n_evals_hist, cap_evals_hist;
     float *best;                   /* best parameters seen by early stopping */
     tl_calibrator *out_cal[TL_MAX_TASKS]; /* tl.calibrate: per-task output calibrators */
     int eval_in_space;             /* evaluate tasks with a space only on its rows (default 1) */

@@ -166,6 +166,20 @@ function T.crossdistil_calibrators_survive_a_checkpoint()
   end, "teacher_grad=true needs the in%-graph Platt")
 end
 
+function T.eval_every_records_mid_epoch_validation()
+  local m = small_model()
+  local kinds = {}
+  m:fit{data = d.train, valid = d.valid, epochs = 1, eval_every = 100, verbose = false,
+        progress = function(p) kinds[p.kind] = (kinds[p.kind] or 0) + 1 end}
+  local h = m:history()
+  eq(#h.evals, 3, "steps 100, 200, 300 of a 312-step epoch")
+  eq(h.evals[2].step, 200)
+  check(h.evals[3].valid.never_married.auc > 0.5, "validation metrics recorded")
+  eq(kinds.eval, 3)
+  eq(kinds.epoch, 1)
+  eq(#h.epochs, 1, "early stopping stays per epoch")
+end
+
 function T.help_texts_exist()
   check(tl.help_text == nil or true)
   local ok = pcall(help, tl.model)
