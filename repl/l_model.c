@@ -1436,105 +1436,94 @@ void tl_lua_open_model(lua_State *L, int tl)
     luaL_newlib(L, optims);
     lua_setfield(L, tl, "optim");
 
-    lua_getfield(L, tl, "model");
-    tl_lua_doc(L, "tl.model", lua_gettop(L),
-               "tl.model{data=d, backbone=tl.mmoe{...}, towers={task=tl.mlp{64}}, tower=tl.mlp{64},\n"
-               "         weights={task=1}, weighting=\"fixed\"|\"uncertainty\"|\"gradnorm\"|\"dwa\"|\"pcgrad\",\n"
-               "         emb=16, batch=1024, seed=1, alpha=1.5 (gradnorm), temperature=2 (dwa)}\n"
-               "Build a multi-task model for dataset d: embeddings of its categorical fields plus its\n"
-               "numeric features feed the backbone; each task gets its own tower. Methods: m:fit{...},\n"
-               "m:evaluate(split), m:predict(split), m:history(), m.weights.<task> = w (next step).");
-    lua_pop(L, 1);
-    lua_getfield(L, tl, "mmoe");
-    tl_lua_doc(L, "tl.mmoe", lua_gettop(L),
-               "tl.mmoe{experts=8, expert={256,128}, dropout=0}  Multi-gate Mixture-of-Experts (Ma et al.\n"
-               "KDD 2018): experts share the input; one softmax gate per task mixes them.");
-    lua_pop(L, 1);
-    lua_getfield(L, tl, "omoe");
-    tl_lua_doc(L, "tl.omoe", lua_gettop(L), "tl.omoe{experts=8, expert={256,128}}  one gate shared by all tasks.");
-    lua_pop(L, 1);
-    lua_getfield(L, tl, "ple");
-    tl_lua_doc(L, "tl.ple", lua_gettop(L),
-               "tl.ple{levels=1, shared=4, specific=2, expert={256,128}}  Progressive Layered Extraction\n"
-               "(Tang et al. RecSys 2020): CGC levels of shared and task-specific experts.");
-    lua_pop(L, 1);
-    lua_getfield(L, tl, "shared_bottom");
-    tl_lua_doc(L, "tl.shared_bottom", lua_gettop(L), "tl.shared_bottom{bottom={256,128}, dropout=0}  one shared MLP below the towers.");
-    lua_pop(L, 1);
-    lua_getfield(L, tl, "esmm");
-    tl_lua_doc(L, "tl.esmm", lua_gettop(L),
-               "tl.esmm{}  ESMM (Ma et al. SIGIR 2018): two binary tasks, CTR then CTCVR; pCTCVR = pCTR x pCVR,\n"
-               "both losses over the entire space.");
-    lua_pop(L, 1);
-    lua_getfield(L, tl, "aitm");
-    tl_lua_doc(L, "tl.aitm", lua_gettop(L),
-               "tl.aitm{constraint=0.6}  AITM (Xi et al. KDD 2021): sequential tasks pass information through\n"
-               "attention; the label constraint max(p_t - p_{t-1}, 0) is weighted by `constraint`.");
-    lua_pop(L, 1);
-    lua_getfield(L, tl, "mlp");
-    tl_lua_doc(L, "tl.mlp", lua_gettop(L), "tl.mlp{128, 80, dropout=0.5}  a tower: ReLU layers of the given widths.");
-    lua_pop(L, 1);
-    lua_getfield(L, tl, "calibrate");
-    tl_lua_doc(L, "tl.calibrate", lua_gettop(L),
-               "tl.calibrate(m, d.valid, \"isotonic\"|\"platt\"|\"temperature\") -> cp\n"
-               "Fit one output calibrator per binary task on the model's predictions over a validation\n"
-               "split and attach them to m (m:save keeps them). cp:evaluate(d.test) -> {before=r, after=r};\n"
-               "cp:predict(split) gives calibrated probabilities; m:evaluate(split, {calibrated=true}) too.\n"
-               "tl.plot.calibration(cp:evaluate(d.test)) draws both.");
-    lua_pop(L, 1);
-    lua_getfield(L, tl, "dml");
-    tl_lua_doc(L, "tl.dml", lua_gettop(L),
-               "tl.dml{ctfm=true, gkd=true, stop_grad=true, gkd_layers=1, dropout=0}\n"
-               "Deep Mutual Learning across task towers (Ren et al. 2023), for tl.model{..., mutual=tl.dml{}}:\n"
-               "CTFM lets each tower input attend over all tasks' inputs (keys/values through a stop-gradient\n"
-               "unless stop_grad=false: the paper's 'nostop' ablation); GKD adds a gated correction to each\n"
-               "logit from the stop-gradient concatenation of all towers' last hidden layers. Attaches to\n"
-               "shared_bottom, omoe, mmoe and ple.");
-    lua_pop(L, 1);
-    lua_getfield(L, tl, "crossdistil");
-    tl_lua_doc(L, "tl.crossdistil", lua_gettop(L),
-               "tl.crossdistil{pairs={{\"a\",\"b\"}}, aux=1, kd=0.5, bce_on_aux=false, calibrate=\"platt\"|\"isotonic\",\n"
-               "  calib_data=\"valid\"|\"train\", correct=\"blend\"|\"clip\"|\"none\", lambda=0.2, teacher_grad=false,\n"
-               "  warmup=0, order=\"auto\"|\"positive\"|\"negative\", teacher=\"separate\"|\"shared\", max_pairs=262144,\n"
-               "  naive=false}\n"
-               "Cross-task knowledge distillation (Yang et al. AAAI 2022), for tl.model{..., distill=...}: per-task\n"
-               "teacher towers ranked by the quadruplet BPR loss over the groups ++ > +- > -+ > --, a monotone\n"
-               "calibrator (platt trained in the graph on train batches, or fitted at epoch ends), and the\n"
-               "student loss (1-kd) BCE(y, y^) + kd BCE(p~, y^) after warmup steps. order=\"auto\" flips the\n"
-               "partner label when the pair's labels correlate negatively on train (shown by print(m)).\n"
-               "m:teachers(split) judges the teachers on their own. naive=true: the baseline that distils the\n"
-               "other task's raw prediction, without teachers.");
-    lua_pop(L, 1);
-    lua_getfield(L, tl, "optim");
-    tl_lua_doc(L, "tl.optim", lua_gettop(L),
-               "tl.optim.adam{lr=1e-3, l2=0, clip=0}, .adamw{lr, weight_decay}, .sgd{lr, momentum, nesterov},\n"
-               ".adagrad{lr}. Embedding rows are updated lazily: only rows seen in the batch.");
-    lua_pop(L, 1);
+    /* help texts: (field of tl or of the model's methods, topic, text) */
+    static const struct {
+        const char *field, *topic, *text;
+    } tl_docs[] = {
+        {"model", "tl.model",
+         "tl.model{data=d, backbone=tl.mmoe{...}, towers={task=tl.mlp{64}}, tower=tl.mlp{64},\n"
+         "         weights={task=1}, weighting=\"fixed\"|\"uncertainty\"|\"gradnorm\"|\"dwa\"|\"pcgrad\",\n"
+         "         emb=16, batch=1024, seed=1, alpha=1.5 (gradnorm), temperature=2 (dwa)}\n"
+         "Build a multi-task model for dataset d: embeddings of its categorical fields plus its\n"
+         "numeric features feed the backbone; each task gets its own tower. Methods: m:fit{...},\n"
+         "m:evaluate(split), m:predict(split), m:history(), m.weights.<task> = w (next step)."},
+        {"mmoe", "tl.mmoe",
+         "tl.mmoe{experts=8, expert={256,128}, dropout=0}  Multi-gate Mixture-of-Experts (Ma et al.\n"
+         "KDD 2018): experts share the input; one softmax gate per task mixes them."},
+        {"omoe", "tl.omoe",
+         "tl.omoe{experts=8, expert={256,128}}  one gate shared by all tasks."},
+        {"ple", "tl.ple",
+         "tl.ple{levels=1, shared=4, specific=2, expert={256,128}}  Progressive Layered Extraction\n"
+         "(Tang et al. RecSys 2020): CGC levels of shared and task-specific experts."},
+        {"shared_bottom", "tl.shared_bottom",
+         "tl.shared_bottom{bottom={256,128}, dropout=0}  one shared MLP below the towers."},
+        {"esmm", "tl.esmm",
+         "tl.esmm{}  ESMM (Ma et al. SIGIR 2018): two binary tasks, CTR then CTCVR; pCTCVR = pCTR x pCVR,\n"
+         "both losses over the entire space."},
+        {"aitm", "tl.aitm",
+         "tl.aitm{constraint=0.6}  AITM (Xi et al. KDD 2021): sequential tasks pass information through\n"
+         "attention; the label constraint max(p_t - p_{t-1}, 0) is weighted by `constraint`."},
+        {"mlp", "tl.mlp",
+         "tl.mlp{128, 80, dropout=0.5}  a tower: ReLU layers of the given widths."},
+        {"calibrate", "tl.calibrate",
+         "tl.calibrate(m, d.valid, \"isotonic\"|\"platt\"|\"temperature\") -> cp\n"
+         "Fit one output calibrator per binary task on the model's predictions over a validation\n"
+         "split and attach them to m (m:save keeps them). cp:evaluate(d.test) -> {before=r, after=r};\n"
+         "cp:predict(split) gives calibrated probabilities; m:evaluate(split, {calibrated=true}) too.\n"
+         "tl.plot.calibration(cp:evaluate(d.test)) draws both."},
+        {"dml", "tl.dml",
+         "tl.dml{ctfm=true, gkd=true, stop_grad=true, gkd_layers=1, dropout=0}\n"
+         "Deep Mutual Learning across task towers (Ren et al. 2023), for tl.model{..., mutual=tl.dml{}}:\n"
+         "CTFM lets each tower input attend over all tasks' inputs (keys/values through a stop-gradient\n"
+         "unless stop_grad=false: the paper's 'nostop' ablation); GKD adds a gated correction to each\n"
+         "logit from the stop-gradient concatenation of all towers' last hidden layers. Attaches to\n"
+         "shared_bottom, omoe, mmoe and ple."},
+        {"crossdistil", "tl.crossdistil",
+         "tl.crossdistil{pairs={{\"a\",\"b\"}}, aux=1, kd=0.5, bce_on_aux=false, calibrate=\"platt\"|\"isotonic\",\n"
+         "  calib_data=\"valid\"|\"train\", correct=\"blend\"|\"clip\"|\"none\", lambda=0.2, teacher_grad=false,\n"
+         "  warmup=0, order=\"auto\"|\"positive\"|\"negative\", teacher=\"separate\"|\"shared\", max_pairs=262144,\n"
+         "  naive=false}\n"
+         "Cross-task knowledge distillation (Yang et al. AAAI 2022), for tl.model{..., distill=...}: per-task\n"
+         "teacher towers ranked by the quadruplet BPR loss over the groups ++ > +- > -+ > --, a monotone\n"
+         "calibrator (platt trained in the graph on train batches, or fitted at epoch ends), and the\n"
+         "student loss (1-kd) BCE(y, y^) + kd BCE(p~, y^) after warmup steps. order=\"auto\" flips the\n"
+         "partner label when the pair's labels correlate negatively on train (shown by print(m)).\n"
+         "m:teachers(split) judges the teachers on their own. naive=true: the baseline that distils the\n"
+         "other task's raw prediction, without teachers."},
+        {"optim", "tl.optim",
+         "tl.optim.adam{lr=1e-3, l2=0, clip=0}, .adamw{lr, weight_decay}, .sgd{lr, momentum, nesterov},\n"
+         ".adagrad{lr}. Embedding rows are updated lazily: only rows seen in the batch."},
+    }, method_docs[] = {
+        {"fit", "m:fit",
+         "m:fit{data=d.train, valid=d.valid, epochs=10, patience=0, batch=, optim=tl.optim.adam{},\n"
+         "      monitor=task, max_steps=, plot=false, verbose=(tty), progress=function(p) end}\n"
+         "Train; with valid and patience, stop early on the mean validation AUC (or the monitored\n"
+         "task) and restore the best weights. Ctrl-C stops cleanly; the model can continue.\n"
+         "diagnostics=N: every N steps record per-task gradient norms on the shared parameters,\n"
+         "their pairwise cosines and the effective loss weights into m:history().diagnostics\n"
+         "(tl.plot.history(m, {\"grad_norm\", \"grad_cos\"})). With valid, a warning names experts\n"
+         "that no task uses or that give nearly identical outputs (see m:gates)."},
+        {"evaluate", "m:evaluate",
+         "m:evaluate(split [, {bins=10}]) -> r; r.<task>.auc, .gauc, .logloss, .ece, .pcoc, .brier, .bins\n"
+         "(binary) or .mse, .rmse, .mae (regression)."},
+        {"predict", "m:predict",
+         "m:predict(split) -> p; p.<task>[i] is the prediction for row i."},
+        {"history", "m:history",
+         "m:history() -> {steps={{step,epoch,loss={},weight={}}...}, epochs={{epoch,step,train_loss={},valid={}}...},\n"
+         "               diagnostics={{step,epoch,grad_norm={},grad_cos={[\"a|b\"]=},weight={}}...}}\n"
+         "(diagnostics only after fit{diagnostics=N})."},
+    };
+    for (size_t i = 0; i < sizeof tl_docs / sizeof *tl_docs; i++) {
+        lua_getfield(L, tl, tl_docs[i].field);
+        tl_lua_doc(L, tl_docs[i].topic, lua_gettop(L), tl_docs[i].text);
+        lua_pop(L, 1);
+    }
     luaL_getmetatable(L, MODEL_MT);
     lua_getfield(L, -1, "methods");
-    lua_getfield(L, -1, "fit");
-    tl_lua_doc(L, "m:fit", lua_gettop(L),
-               "m:fit{data=d.train, valid=d.valid, epochs=10, patience=0, batch=, optim=tl.optim.adam{},\n"
-               "      monitor=task, max_steps=, plot=false, verbose=(tty), progress=function(p) end}\n"
-               "Train; with valid and patience, stop early on the mean validation AUC (or the monitored\n"
-               "task) and restore the best weights. Ctrl-C stops cleanly; the model can continue.\n"
-               "diagnostics=N: every N steps record per-task gradient norms on the shared parameters,\n"
-               "their pairwise cosines and the effective loss weights into m:history().diagnostics\n"
-               "(tl.plot.history(m, {\"grad_norm\", \"grad_cos\"})). With valid, a warning names experts\n"
-               "that no task uses or that give nearly identical outputs (see m:gates).");
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "evaluate");
-    tl_lua_doc(L, "m:evaluate", lua_gettop(L),
-               "m:evaluate(split [, {bins=10}]) -> r; r.<task>.auc, .gauc, .logloss, .ece, .pcoc, .brier, .bins\n"
-               "(binary) or .mse, .rmse, .mae (regression).");
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "predict");
-    tl_lua_doc(L, "m:predict", lua_gettop(L), "m:predict(split) -> p; p.<task>[i] is the prediction for row i.");
-    lua_pop(L, 1);
-    lua_getfield(L, -1, "history");
-    tl_lua_doc(L, "m:history", lua_gettop(L),
-               "m:history() -> {steps={{step,epoch,loss={},weight={}}...}, epochs={{epoch,step,train_loss={},valid={}}...},\n"
-               "               diagnostics={{step,epoch,grad_norm={},grad_cos={[\"a|b\"]=},weight={}}...}}\n"
-               "(diagnostics only after fit{diagnostics=N}).");
-    lua_pop(L, 3);
+    for (size_t i = 0; i < sizeof method_docs / sizeof *method_docs; i++) {
+        lua_getfield(L, -1, method_docs[i].field);
+        tl_lua_doc(L, method_docs[i].topic, lua_gettop(L), method_docs[i].text);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
 }
