@@ -1502,9 +1502,14 @@ void tl_lua_open_model(lua_State *L, int tl)
          "diagnostics=N: every N steps record per-task gradient norms on the shared parameters,\n"
          "their pairwise cosines and the effective loss weights into m:history().diagnostics\n"
          "(tl.plot.history(m, {\"grad_norm\", \"grad_cos\"})). With valid, a warning names experts\n"
-         "that no task uses or that give nearly identical outputs (see m:gates)."},
+         "that no task uses or that give nearly identical outputs (see m:gates).\n"
+         "eval_every=N: also validate every N steps (m:history().evals). checkpoint=path, every=N:\n"
+         "save at epoch ends and every N steps (tl.load(path) resumes exactly). seed=, shuffle=,\n"
+         "restore_best=true. A progress function gets {kind=\"step\"|\"eval\"|\"epoch\", epoch,\n"
+         "step, loss, valid} and stops training by returning false."},
         {"evaluate", "m:evaluate",
-         "m:evaluate(split [, {bins=10}]) -> r; r.<task>.auc, .gauc, .logloss, .ece, .pcoc, .brier, .bins\n"
+         "m:evaluate(split [, {bins=10, calibrated=false, space=true}]) -> r; r.<task>.auc, .multi_auc,\n"
+         ".gauc, .logloss, .ece, .pcoc, .brier, .bins\n"
          "(binary) or .mse, .rmse, .mae (regression)."},
         {"predict", "m:predict",
          "m:predict(split) -> p; p.<task>[i] is the prediction for row i."},
