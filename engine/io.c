@@ -925,11 +925,18 @@ static double min_param_floats(const tl_model_config *c)
     if (b->kind == TL_BACKBONE_SHARED_BOTTOM) first = &b->bottom;
     if (b->kind == TL_BACKBONE_OMOE || b->kind == TL_BACKBONE_MMOE || b->kind == TL_BACKBONE_PLE)
         first = &b->expert;
-    if (first) n += mlp_min_floats(first);
+    /* Experts on the input: omoe/mmoe's, and PLE's first level. */
+    double copies = 1;
+    if (b->kind == TL_BACKBONE_OMOE || b->kind == TL_BACKBONE_MMOE) copies = b->experts > 1 ? b->experts : 1;
+    if (b->kind == TL_BACKBONE_PLE)
+        copies = (double)(b->shared > 0 ? b->shared : 0) + (double)(b->specific > 0 ? b->specific : 0) *
+                                                                (c->n_tasks > 0 ? c->n_tasks : 0);
+    if (copies < 1) copies = 1;
     /* Some layer takes the input (numeric columns and embeddings). */
     double in = (double)(c->n_num > 0 ? c->n_num : 0) + (double)(c->n_cat > 0 ? c->n_cat : 0) *
                                                             (c->emb_dim > 0 ? c->emb_dim : 0);
-    n += in * (first && first->n > 0 && first->units[0] > 0 ? first->units[0] : 1);
+    n += copies * ((first ? mlp_min_floats(first) : 0) +
+                   in * (first && first->n > 0 && first->units[0] > 0 ? first->units[0] : 1));
     for (int k = 0; k < c->n_tasks; k++) n += mlp_min_floats(&c->tasks[k].tower);
     return n;
 }

@@ -7,7 +7,8 @@
 -- t-interval over seeds.
 --
 --   towerlab scripts/reproduce_dml.lua [--seeds 5] [--epochs 20] [--out runs/reproduce_dml]
---                                      [--movielens [path]] [--quick]
+--                                      [--movielens [path]] [--quick] [--jobs 2]
+--                                      [--report-only]   (tables from the runs finished so far)
 -- Setup of the paper (PAPERS.md): emb 8, expert layers [128], 3 experts, PLE 2
 -- levels, towers [128, 80], dropout 0.5, batch 512, Adam lr 1e-3 with L2 1e-6,
 -- patience 3.
@@ -57,7 +58,7 @@ for _, v in ipairs(variants) do variant_of[v[1]] = v[2] end
 local bnames, vnames = {}, {}
 for i, b in ipairs(backbones) do bnames[i] = b[1] end
 for i, v in ipairs(variants) do vnames[i] = v[1] end
-local results = tl.sweep{
+local results = o["report-only"] and {rows = R.read_csv(out .. ".csv")} or tl.sweep{
   grid = {backbone = bnames, variant = vnames}, repeats = seeds, seed = 0,
   jobs = tonumber(o.jobs) or 1, out = out, verbose = false,
   run = function(cfg, seed)
@@ -101,6 +102,10 @@ for _, bb in ipairs(backbones) do
   end
 end
 emit("")
-emit(string.format("wall time %d s; command: towerlab scripts/reproduce_dml.lua%s", os.time() - t0,
-                   quick and " --quick" or (" --seeds " .. seeds)))
+local run_seconds = 0
+for _, r in ipairs(rows) do run_seconds = run_seconds + (tonumber(r.wall) or 0) end
+emit(string.format("%d of %d runs finished; %.0f s of run time (wall, summed over runs); command: "
+                   .. "towerlab scripts/reproduce_dml.lua --seeds %d --epochs %d%s",
+                   #rows, #backbones * #variants * seeds, run_seconds, seeds, epochs,
+                   quick and " --quick" or ""))
 R.write_text(out .. ".md", lines)

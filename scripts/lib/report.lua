@@ -60,6 +60,27 @@ function R.write_csv(path, rows, columns)
   f:close()
 end
 
+-- Rows of a CSV written by tl.sweep or R.write_csv (no quoted commas in our
+-- data): numbers converted, the header's names as keys.
+function R.read_csv(path)
+  local f = io.open(path)
+  if not f then return {} end
+  local header, rows = nil, {}
+  for line in f:lines() do
+    local cells = {}
+    for c in (line .. ","):gmatch("([^,]*),") do table.insert(cells, c) end
+    if not header then
+      header = cells
+    else
+      local r = {}
+      for i, k in ipairs(header) do r[k] = tonumber(cells[i]) or cells[i] end
+      table.insert(rows, r)
+    end
+  end
+  f:close()
+  return rows
+end
+
 function R.write_text(path, lines)
   R.mkdir_for(path)
   local f = assert(io.open(path, "w"))
@@ -83,11 +104,13 @@ end
 
 function R.fmt(m, s, digits)
   digits = digits or 4
+  if m ~= m then return "not run" end
   if s ~= s then return string.format("%." .. digits .. "f", m) end
   return string.format("%." .. digits .. "f ± %." .. digits .. "f", m, s)
 end
 
 function R.fmt_diff(m, h)
+  if m ~= m then return "" end
   if h ~= h then return string.format("%+.4f", m) end
   local mark = (m - h > 0 and " ▲") or (m + h < 0 and " ▼") or ""
   return string.format("%+.4f ± %.4f%s", m, h, mark)
