@@ -21,7 +21,9 @@
  *    reductions), so it may drift a few times as far, never more: a wrong
  *    gradient, moment or bias correction moves the loss by > 1e-2 within
  *    tens of steps.
- *  - Final predictions on 32 unseen rows: within 2e-3 absolute.
+ *  - Final predictions on 32 unseen rows: within max(5 x pred_drift, 1e-3)
+ *    absolute, pred_drift being the same float32-vs-float64 measure for
+ *    the predictions.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -159,7 +161,8 @@ static void test_b1_mmoe_matches_pytorch(void **state)
     const tlt_array *want = tlt_fixture_get(fx, "loss", STEPS, 2);
     const tlt_array *want_pred = tlt_fixture_get(fx, "pred", NPRED, 2);
     const tlt_array *drift = tlt_fixture_get(fx, "f32_drift", 1, 2);
-    assert_true(want && want_pred && drift);
+    const tlt_array *pred_drift = tlt_fixture_get(fx, "pred_drift", 1, 1);
+    assert_true(want && want_pred && drift && pred_drift);
 
     tl_model_config c;
     tl_model_config_defaults(&c);
@@ -242,7 +245,8 @@ static void test_b1_mmoe_matches_pytorch(void **state)
     ps.labels = s.labels + (size_t)B * STEPS * 2;
     float pred[NPRED * 2];
     assert_int_equal(tl_model_predict(m, &ps, pred), TL_OK);
-    assert_true(tlt_close("predictions after 200 steps", pred, want_pred->v, NPRED * 2, 0.0, 2e-3));
+    double ptol = fmax(5.0 * pred_drift->v[0], 1e-3);
+    assert_true(tlt_close("predictions after 200 steps", pred, want_pred->v, NPRED * 2, 0.0, ptol));
 
     free(s.cat);
     free(s.num);
