@@ -127,7 +127,8 @@ check:
 # $(FUZZ_BUILD) through a sub-make, then runs each harness for FUZZ_SECONDS on
 # the seeds in fuzz/corpus/<name>/, crashes going to fuzz/crashes/<name>/.
 # New inputs go to $(FUZZ_BUILD)/corpus/<name>/ (kept between runs), so the
-# committed seed corpus stays small. FUZZ_JOBS > 1 runs that many workers.
+# committed seed corpus stays small. FUZZ_JOBS > 1 runs that many workers
+# (libFuzzer then logs to fuzz-<n>.log in the current directory).
 FUZZ_CC ?= clang
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
@@ -162,7 +163,8 @@ fuzz:
 	@for n in $(FUZZ_NAMES); do \
 	  mkdir -p $(FUZZ_BUILD)/corpus/$$n fuzz/crashes/$$n; \
 	  echo "== fuzz_$$n for $(FUZZ_SECONDS) s"; \
-	  $(FUZZ_BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS) \
+	  $(FUZZ_BUILD)/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) \
+	    $(if $(filter-out 1,$(FUZZ_JOBS)),-jobs=$(FUZZ_JOBS) -workers=$(FUZZ_JOBS)) \
 	    -timeout=20 -rss_limit_mb=2560 -artifact_prefix=fuzz/crashes/$$n/ -print_final_stats=1 \
 	    $(FUZZ_BUILD)/corpus/$$n fuzz/corpus/$$n || exit 1; \
 	done

@@ -1060,6 +1060,7 @@ static int l_model_history(lua_State *L)
 
 static int l_weights_index(lua_State *L)
 {
+    luaL_checkudata(L, 1, "tl.weights");
     lua_getiuservalue(L, 1, 1);
     tl_model *m = check_model(L, -1)->m;
     const char *t = luaL_checkstring(L, 2);
@@ -1071,6 +1072,7 @@ static int l_weights_index(lua_State *L)
 
 static int l_weights_newindex(lua_State *L)
 {
+    luaL_checkudata(L, 1, "tl.weights");
     lua_getiuservalue(L, 1, 1);
     tl_model *m = check_model(L, -1)->m;
     const char *t = luaL_checkstring(L, 2);
@@ -1084,6 +1086,7 @@ static int l_weights_newindex(lua_State *L)
 
 static int l_weights_tostring(lua_State *L)
 {
+    luaL_checkudata(L, 1, "tl.weights");
     lua_getiuservalue(L, 1, 1);
     tl_model *m = check_model(L, -1)->m;
     const tl_model_config *c = tl_model_config_get(m);
@@ -1102,6 +1105,7 @@ static int l_weights_tostring(lua_State *L)
 
 static int l_weights_pairs_next(lua_State *L)
 {
+    luaL_checkudata(L, 1, "tl.weights");
     lua_getiuservalue(L, 1, 1);
     tl_model *m = check_model(L, -1)->m;
     lua_pop(L, 1);

@@ -98,14 +98,9 @@ local function unsafe(name, args)
   return false
 end
 
--- Known crashes, reported and not yet fixed: these functions are called only
--- with the right self (see the test known_crashes).
-local KNOWN = {
-  ["weights:__index"] = "repl/l_model.c l_weights_*: arg 1 is not checked before lua_getiuservalue",
-  ["weights:__newindex"] = "repl/l_model.c l_weights_*: arg 1 is not checked before lua_getiuservalue",
-  ["weights:__tostring"] = "repl/l_model.c l_weights_*: arg 1 is not checked before lua_getiuservalue",
-  ["weights:__pairs"] = "repl/l_model.c l_weights_*: arg 1 is not checked before lua_getiuservalue",
-}
+-- Known crashes, reported and not yet fixed (name -> why): such functions are
+-- called only with the right self (see the test known_crashes). None now.
+local KNOWN = {}
 
 local function abuse(name, fn, first)
   local objs = objects()
