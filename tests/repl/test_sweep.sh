@@ -13,14 +13,14 @@ tl_pid=$(tm display-message -p -t t '#{pane_pid}')
 # Workers: x=1,2 finish at once, x>=3 spin until Ctrl-C reaches them.
 line "spin = function(s) local t = os.time() + s while os.time() < t do end end"
 line "r = tl.sweep{grid={x={1,2,3,4,5,6}}, jobs=2, out=\"$TMPD/runs/ic\", run=function(cfg) if cfg.x >= 3 then spin(60) end return {v=cfg.x} end}"
-if wait_for '\[2/6\] x=2 seed=1 ok' 10; then
+if wait_for '\[2/6\] x=[12] seed=1 ok' 30; then
   sleep 0.3
   key C-c
-  expect interrupt_jobs2_message "tl\.sweep: interrupted after 2 of 6 runs \(rows kept in $TMPD/runs/ic\.csv\)" 5
+  expect interrupt_jobs2_message "tl\.sweep: interrupted after 2 of 6 runs \(rows kept in $TMPD/runs/ic\.csv\)" 15
 else
   fail interrupt_jobs2_message "the first two runs did not finish"
 fi
-wait_prompts 4 5
+wait_prompts 4 15
 kids=$(pgrep -P "$tl_pid" | wc -l)
 if [ "$kids" -eq 0 ]; then pass no_workers_left; else fail no_workers_left "$kids child processes"; fi
 if [ "$(wc -l <"$TMPD/runs/ic.csv")" -eq 3 ] && [ "$(grep -c ',ok,' "$TMPD/runs/ic.csv")" -eq 2 ]; then
@@ -35,13 +35,13 @@ line "r = tl.sweep{grid={x={1,2,3}}, out=\"$TMPD/runs/ip\", run=function(cfg) if
 if wait_for '\[1/3\] x=1 seed=1 ok' 10; then
   sleep 0.3
   key C-c
-  expect interrupt_inprocess_message "tl\.sweep: interrupted after 1 of 3 runs \(rows kept in $TMPD/runs/ip\.csv\)" 5
+  expect interrupt_inprocess_message "tl\.sweep: interrupted after 1 of 3 runs \(rows kept in $TMPD/runs/ip\.csv\)" 15
 else
   fail interrupt_inprocess_message "the first run did not finish"
 fi
 if [ "$(wc -l <"$TMPD/runs/ip.csv")" -eq 2 ]; then pass inprocess_rows_kept
 else fail inprocess_rows_kept "$(cat "$TMPD/runs/ip.csv")"; fi
 line "print('still' .. ' alive', tl.cancelled())"
-expect session_goes_on '^still alive[[:space:]]+false$' 5
+expect session_goes_on '^still alive[[:space:]]+false$' 15
 
 finish
