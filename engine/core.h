@@ -3,7 +3,7 @@
  * Every engine function that can fail returns a tl_status. On failure it has
  * stored a human-readable message (naming file/line/column, shape or task)
  * retrievable with tl_errmsg() until the next failing call in the same thread.
- * Nothing in the engine calls exit() or abort().
+ * Nothing in the engine ends the process: bad input always comes back as a status.
  */
 #ifndef TL_CORE_H
 #define TL_CORE_H

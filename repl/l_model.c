@@ -368,6 +368,20 @@ static const char *const model_fields[] = {"data", "backbone", "towers", "tower"
                                            "weighting", "emb", "seed", "batch", "alpha",
                                            "temperature", "distill", "mutual", NULL};
 
+/* lua_next over a table keyed by task name (at the top of the stack, after a
+ * pushed key): the next entry's task index with its value on top, or -1 at the
+ * end. An unknown task name is an error naming `field`. */
+static int next_task(lua_State *L, const tl_model_config *c, const char *field)
+{
+    if (!lua_next(L, -2)) return -1;
+    const char *t = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    int k = t ? config_task_index(c, t) : -1;
+    if (k < 0)
+        luaL_error(L, "tl.model: %s: unknown task '%s' (the dataset's tasks are %s)", field,
+                   t ? t : luaL_typename(L, -2), config_task_list(c));
+    return k;
+}
+
 /* tl.model{data=d, backbone=tl.mmoe{}, towers={t=tl.mlp{64}}, weights={t=1}, ...} */
 static int l_model_new(lua_State *L)
 {
@@ -395,12 +409,7 @@ static int l_model_new(lua_State *L)
     if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TTABLE);
         lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            const char *t = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-            int k = t ? config_task_index(&c, t) : -1;
-            if (k < 0)
-                luaL_error(L, "tl.model: towers: unknown task '%s' (the dataset's tasks are %s)",
-                           t ? t : luaL_typename(L, -2), config_task_list(&c));
+        for (int k; (k = next_task(L, &c, "towers")) >= 0;) {
             read_mlp(L, -1, fn, "towers", &c.tasks[k].tower, 0.0f);
             lua_pop(L, 1);
         }
@@ -410,14 +419,9 @@ static int l_model_new(lua_State *L)
     if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TTABLE);
         lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            const char *t = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-            int k = t ? config_task_index(&c, t) : -1;
-            if (k < 0)
-                luaL_error(L, "tl.model: weights: unknown task '%s' (the dataset's tasks are %s)",
-                           t ? t : luaL_typename(L, -2), config_task_list(&c));
+        for (int k; (k = next_task(L, &c, "weights")) >= 0;) {
             if (!lua_isnumber(L, -1) || !(lua_tonumber(L, -1) >= 0))
-                luaL_error(L, "tl.model: weights.%s must be a number >= 0, got %s", t,
+                luaL_error(L, "tl.model: weights.%s must be a number >= 0, got %s", c.tasks[k].name,
                            luaL_typename(L, -1));
             c.tasks[k].weight = (float)lua_tonumber(L, -1);
             lua_pop(L, 1);
@@ -429,12 +433,8 @@ static int l_model_new(lua_State *L)
     if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TTABLE);
         lua_pushnil(L);
-        while (lua_next(L, -2)) {
-            const char *t = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-            int k = t ? config_task_index(&c, t) : -1;
-            if (k < 0)
-                luaL_error(L, "tl.model: tasks: unknown task '%s' (the dataset's tasks are %s)",
-                           t ? t : luaL_typename(L, -2), config_task_list(&c));
+        for (int k; (k = next_task(L, &c, "tasks")) >= 0;) {
+            const char *t = c.tasks[k].name;
             if (!lua_istable(L, -1))
                 luaL_error(L, "tl.model: tasks.%s must be a table {space=, weight=, tower=}, got %s", t,
                            luaL_typename(L, -1));
