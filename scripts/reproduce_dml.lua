@@ -9,6 +9,7 @@
 --   towerlab scripts/reproduce_dml.lua [--seeds 5] [--epochs 20] [--out runs/reproduce_dml]
 --                                      [--movielens [path]] [--quick] [--jobs 2]
 --                                      [--report-only]   (tables from the runs finished so far)
+--                                      [--backbones mmoe,ple]
 -- Setup of the paper (PAPERS.md): emb 8, expert layers [128], 3 experts, PLE 2
 -- levels, towers [128, 80], dropout 0.5, batch 512, Adam lr 1e-3 with L2 1e-6,
 -- patience 3.
@@ -43,6 +44,14 @@ local variants = {
   {"dml_nostop", function() return tl.dml{stop_grad = false, dropout = drop} end},
 }
 if quick then backbones = {backbones[2]} end
+if o.backbones then -- e.g. --backbones mmoe,ple
+  local keep = {}
+  for _, b in ipairs(backbones) do
+    if ("," .. o.backbones .. ","):find("," .. b[1] .. ",", 1, true) then table.insert(keep, b) end
+  end
+  assert(#keep > 0, "--backbones names none of shared_bottom, mmoe, ple")
+  backbones = keep
+end
 
 local tasks = {}
 for i, t in ipairs(d.tasks) do tasks[i] = t end
