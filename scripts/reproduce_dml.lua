@@ -59,7 +59,6 @@ local function metric_of(t) return t.type == "binary" and "auc" or "mse" end
 
 -- Every run is one row of a tl.sweep: written to <out>.csv as it finishes, so
 -- an interrupted reproduction resumes where it stopped.
-local t0 = os.time()
 local by_name = {}
 for _, b in ipairs(backbones) do by_name[b[1]] = b[2] end
 local variant_of = {}
