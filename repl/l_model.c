@@ -1058,26 +1058,37 @@ static int l_model_history(lua_State *L)
 
 /* ---- m.weights proxy ---------------------------------------------------------------- */
 
-static int l_weights_index(lua_State *L)
+/* The model behind the proxy at argument 1 (raises when 1 is not a proxy). */
+static tl_model *weights_model(lua_State *L)
 {
     luaL_checkudata(L, 1, "tl.weights");
     lua_getiuservalue(L, 1, 1);
     tl_model *m = check_model(L, -1)->m;
-    const char *t = luaL_checkstring(L, 2);
+    lua_pop(L, 1);
+    return m;
+}
+
+static int weights_task(lua_State *L, tl_model *m, const char *t)
+{
     int k = tl_model_task_index(m, t);
-    if (k < 0) return luaL_error(L, "m.weights: unknown task '%s'", t);
+    if (k < 0) luaL_error(L, "m.weights: unknown task '%s'", t);
+    return k;
+}
+
+static int l_weights_index(lua_State *L)
+{
+    tl_model *m = weights_model(L);
+    const char *t = luaL_checkstring(L, 2);
+    int k = weights_task(L, m, t);
     lua_pushnumber(L, tl_model_get_weight(m, k));
     return 1;
 }
 
 static int l_weights_newindex(lua_State *L)
 {
-    luaL_checkudata(L, 1, "tl.weights");
-    lua_getiuservalue(L, 1, 1);
-    tl_model *m = check_model(L, -1)->m;
+    tl_model *m = weights_model(L);
     const char *t = luaL_checkstring(L, 2);
-    int k = tl_model_task_index(m, t);
-    if (k < 0) return luaL_error(L, "m.weights: unknown task '%s'", t);
+    int k = weights_task(L, m, t);
     if (!lua_isnumber(L, 3)) return luaL_error(L, "m.weights.%s must be a number, got %s", t, luaL_typename(L, 3));
     tl_status s = tl_model_set_weight(m, k, (float)lua_tonumber(L, 3));
     if (s != TL_OK) return tl_lua_raise_status(L, "m.weights", s);
@@ -1086,9 +1097,7 @@ static int l_weights_newindex(lua_State *L)
 
 static int l_weights_tostring(lua_State *L)
 {
-    luaL_checkudata(L, 1, "tl.weights");
-    lua_getiuservalue(L, 1, 1);
-    tl_model *m = check_model(L, -1)->m;
+    tl_model *m = weights_model(L);
     const tl_model_config *c = tl_model_config_get(m);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
@@ -1105,10 +1114,7 @@ static int l_weights_tostring(lua_State *L)
 
 static int l_weights_pairs_next(lua_State *L)
 {
-    luaL_checkudata(L, 1, "tl.weights");
-    lua_getiuservalue(L, 1, 1);
-    tl_model *m = check_model(L, -1)->m;
-    lua_pop(L, 1);
+    tl_model *m = weights_model(L);
     const tl_model_config *c = tl_model_config_get(m);
     int k = lua_isnil(L, 2) ? 0 : tl_model_task_index(m, luaL_checkstring(L, 2)) + 1;
     if (k >= c->n_tasks) return 0;
