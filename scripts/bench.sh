@@ -5,35 +5,55 @@
 # table shows towerlab alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-: "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${THREADS:=2}" "${REPS:=3}"
+: "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${THREADS:=2}" "${REPS:=3}" "${ROUNDS:=3}"
 export OPENBLAS_NUM_THREADS=$THREADS
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; threads $THREADS"
-tl_out=$("$BUILD/bench/bench_b1" "$THREADS" "$REPS") || { echo "bench_b1 failed"; exit 1; }
+# Machines here are shared and their speed drifts by tens of percent within
+# minutes, so the two engines alternate: ROUNDS rounds of (towerlab, PyTorch),
+# each a median of REPS epochs. Every number shown is the median over rounds;
+# each ratio is the median of the per-round ratios, so a slow minute hits both
+# sides of a ratio rather than one.
+raw=$(mktemp); trap 'rm -f "$raw"' EXIT
+have_torch=0
 if "$PYTHON" -c 'import torch' 2>/dev/null; then
-  pt_out=$("$PYTHON" scripts/bench_torch.py "$THREADS" "$REPS")
+  have_torch=1
   pt_version=$("$PYTHON" -c 'import torch; print(torch.__version__)')
 else
-  pt_out=""
   echo "PyTorch not found ($PYTHON -c 'import torch' failed): install python3-torch to compare"
 fi
-get() { printf '%s\n' "$1" | awk -v k="$2" '$1 == k {print $2}'; }
+for r in $(seq 1 "$ROUNDS"); do
+  tl_out=$("$BUILD/bench/bench_b1" "$THREADS" "$REPS") || { echo "bench_b1 failed"; exit 1; }
+  printf '%s\n' "$tl_out" | sed "s/^/$r tl /" >>"$raw"
+  if [ "$have_torch" = 1 ]; then
+    pt_out=$("$PYTHON" scripts/bench_torch.py "$THREADS" "$REPS") || { echo "bench_torch.py failed"; exit 1; }
+    printf '%s\n' "$pt_out" | sed "s/^/$r pt /" >>"$raw"
+  fi
+done
+# median of the numbers on stdin (mawk has no asort)
+median() { sort -g | awk '{v[++n] = $1} END {if (!n) exit; m = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2; printf(m >= 1000 ? "%.0f" : "%.4g", m)}'; }
+# med ENGINE KEY: median over rounds; ratio KEY: median over rounds of tl/pt
+med() { awk -v e="$1" -v k="$2" '$2 == e && $3 == k {print $4}' "$raw" | median; }
+ratio() {
+  local v; v=$(awk -v k="$1" '$3 == k {x[$1 " " $2] = $4; r[$1] = 1}
+    END {for (i in r) if (x[i " pt"] > 0) print x[i " tl"] / x[i " pt"]}' "$raw" | median)
+  [ -n "$v" ] && printf '%.2fx' "$v" || printf -- '-'
+}
 
-gf=$(get "$tl_out" sgemm_gflops)
-echo "sgemm: $gf GFLOP/s ([1024x144]x[144x2048])"
+gf=$(med tl sgemm_gflops)
+echo "sgemm: $gf GFLOP/s ([1024x144]x[144x2048]; median over rounds)"
+echo "rounds: $ROUNDS alternating (towerlab, PyTorch), each the median of $REPS epochs after a warm-up"
 echo
 printf '| B1 model | towerlab train/s | PyTorch %s train/s | ratio | %% of compute bound | towerlab infer/s | PyTorch infer/s | ratio | towerlab peak RSS | PyTorch peak RSS |\n' "${pt_version:-}"
 printf '|---|---|---|---|---|---|---|---|---|---|\n'
 for m in shared_bottom mmoe ple; do
-  tt=$(get "$tl_out" ${m}_train); ti=$(get "$tl_out" ${m}_infer); tb=$(get "$tl_out" ${m}_train_bound)
-  pt=$(get "$pt_out" ${m}_train); pi=$(get "$pt_out" ${m}_infer)
-  tm=$(get "$tl_out" ${m}_rss_mb); pm=$(get "$pt_out" ${m}_rss_mb)
-  rt=$( [ -n "$pt" ] && awk -v a="$tt" -v b="$pt" 'BEGIN{printf "%.2fx", a/b}' || echo "-")
-  ri=$( [ -n "$pi" ] && awk -v a="$ti" -v b="$pi" 'BEGIN{printf "%.2fx", a/b}' || echo "-")
+  tt=$(med tl ${m}_train); ti=$(med tl ${m}_infer); tb=$(med tl ${m}_train_bound)
+  pt=$(med pt ${m}_train); pi=$(med pt ${m}_infer)
+  tm=$(med tl ${m}_rss_mb); pm=$(med pt ${m}_rss_mb)
   fb=$(awk -v a="$tt" -v b="$tb" 'BEGIN{printf "%.0f%%", 100*a/b}')
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s MB | %s |\n' "$m" "$tt" "${pt:--}" "$rt" "$fb" "$ti" \
-    "${pi:--}" "$ri" "$tm" "$( [ -n "$pm" ] && echo "$pm MB" || echo - )"
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s MB | %s |\n' "$m" "$tt" "${pt:--}" "$(ratio ${m}_train)" \
+    "$fb" "$ti" "${pi:--}" "$(ratio ${m}_infer)" "$tm" "$( [ -n "$pm" ] && echo "$pm MB" || echo - )"
 done
 echo "peak RSS: ru_maxrss of one process per model (warm-up, timed training and inference)"
 echo

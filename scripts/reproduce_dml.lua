@@ -113,7 +113,9 @@ emit("")
 local run_seconds = 0
 for _, r in ipairs(rows) do run_seconds = run_seconds + (tonumber(r.wall) or 0) end
 emit(string.format("%d of %d runs finished; %.0f s of run time (wall, summed over runs); command: "
-                   .. "towerlab scripts/reproduce_dml.lua --seeds %d --epochs %d%s",
+                   .. "towerlab scripts/reproduce_dml.lua --seeds %d --epochs %d%s%s%s",
                    #rows, #backbones * #variants * seeds, run_seconds, seeds, epochs,
+                   o.movielens and " --movielens" or "",
+                   o.backbones and (" --backbones " .. o.backbones) or "",
                    quick and " --quick" or ""))
 R.write_text(out .. ".md", lines)
