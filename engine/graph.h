@@ -143,6 +143,14 @@ tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens
  * skipped; above max_pairs pairs per term, max_pairs random pairs are used. */
 tl_node tl_quadruplet_bpr(tl_graph *g, tl_node score, tl_node label_a, tl_node label_b, int flip_b,
                           int max_pairs);
+/* tl_quadruplet_bpr with per-row weights: weight is
+ * TL_NONE (every row weighs 1: exactly tl_quadruplet_bpr) or an [n,1] node
+ * of finite weights w >= 0. Rows with w = 0 (outside a task space) are in no
+ * group; each term is sum w_i w_j (-log sigmoid(s_i - s_j)) / sum w_i w_j
+ * over its pairs (all of them, or the max_pairs drawn uniformly). No
+ * gradient reaches the labels or the weights. */
+tl_node tl_quadruplet_bpr_weighted(tl_graph *g, tl_node score, tl_node label_a, tl_node label_b,
+                                   tl_node weight, int flip_b, int max_pairs);
 /* out[i] = fn(ctx, x[i], aux[i]) (aux may be TL_NONE: 0 is passed). No
  * gradient flows through a map: it applies fitted, fixed functions such as a
  * calibrator. ctx must outlive the graph's runs. */

@@ -215,6 +215,7 @@ static void put_config(wbuf *b, const tl_model_config *c)
     put_i32(b, ds->max_pairs);
     put_i32(b, ds->naive);
     for (int k = 0; k < c->n_tasks; k++) put_i32(b, c->tasks[k].space);
+    put_i32(b, ds->calib_every); /* fields added later go last: older files lack them */
 }
 
 static void put_rng(wbuf *b, const tl_rng *r)
@@ -352,7 +353,10 @@ static tl_status io_fail(const char *path, const char *what, int err)
     return tl_fail(TL_ERR_IO, "%s: %s: %s", path, what, strerror(err));
 }
 
-/* Write p[0..n) to path through a temporary file in the same directory. */
+/* Write p[0..n) to path through a temporary file in the same directory.
+ * Signals with a handler do not stop it (EINTR and short writes are resumed);
+ * a process killed before the rename leaves path as it was and a stale
+ * path.tmp.XXXXXX, which nothing reads (the next save makes a new one). */
 static tl_status write_atomic(const char *path, const uint8_t *p, size_t n)
 {
     size_t len = strlen(path);
@@ -378,11 +382,17 @@ static tl_status write_atomic(const char *path, const uint8_t *p, size_t n)
             done += (size_t)w;
         }
     }
-    if (!what && fsync(fd) != 0) {
-        err = errno;
-        what = "fsync failed";
+    if (!what) {
+        int r;
+        while ((r = fsync(fd)) != 0 && errno == EINTR) {}
+        if (r != 0) {
+            err = errno;
+            what = "fsync failed";
+        }
     }
-    if (close(fd) != 0 && !what) {
+    /* After EINTR Linux has closed fd, and fsync has already made the data
+     * durable: only other errors count. */
+    if (close(fd) != 0 && errno != EINTR && !what) {
         err = errno;
         what = "close failed";
     }
@@ -403,7 +413,9 @@ static tl_status write_atomic(const char *path, const uint8_t *p, size_t n)
         slash[slash == tmp ? 1 : 0] = '\0';
     int dfd = open(tmp, O_RDONLY | O_DIRECTORY);
     if (dfd >= 0) {
-        if (fsync(dfd) != 0 && errno != EINVAL) {
+        int r;
+        while ((r = fsync(dfd)) != 0 && errno == EINTR) {}
+        if (r != 0 && errno != EINVAL) {
             err = errno;
             what = "fsync of its directory failed";
         }
@@ -610,6 +622,7 @@ static void get_config(rbuf *r, tl_model_config *c)
         if (!r->bad && (c->tasks[k].space < -1 || c->tasks[k].space >= c->n_tasks))
             r->bad = "has a task space naming an unknown task";
     }
+    ds->calib_every = !r->bad && r->n - r->pos >= 4 ? get_i32(r) : 0;
 }
 
 static void get_rng(rbuf *r, tl_rng *g)

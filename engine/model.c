@@ -43,7 +43,10 @@ void tl_model_config_defaults(tl_model_config *c)
     c->distill.correct = TL_CORRECT_BLEND;
     c->distill.lambda = 0.2f;
     c->distill.max_pairs = 1 << 18;
-    for (int k = 0; k < TL_MAX_TASKS; k++) c->tasks[k].space = -1;
+    for (int k = 0; k < TL_MAX_TASKS; k++) {
+        c->tasks[k].space = -1;
+        c->distill.flip[k] = -1; /* order auto: resolved by the first fit */
+    }
 }
 
 tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
@@ -219,6 +222,19 @@ static tl_status check_config(const tl_model_config *c)
                                        "calibrator (calibrate=\"platt\", calib_data=\"train\"); a "
                                        "fitted calibrator passes no gradient to the teacher");
         if (ds->warmup < 0) return tl_fail(TL_ERR_ARG, "crossdistil: warmup must be >= 0");
+        if (ds->order < 0 || ds->order > 2)
+            return tl_fail(TL_ERR_ARG, "crossdistil: order must be 0 (auto), 1 (positive) or 2 "
+                                       "(negative), got %d", ds->order);
+        for (int p = 0; p < ds->n_pairs && ds->order == 0; p++)
+            if (ds->flip[p] < -1 || ds->flip[p] > 1)
+                return tl_fail(TL_ERR_ARG, "crossdistil: pair %d: flip must be -1 (auto, not yet "
+                                           "resolved), 0 or 1, got %d", p + 1, ds->flip[p]);
+        if (ds->calib_every < 0)
+            return tl_fail(TL_ERR_ARG, "crossdistil: calib_every must be >= 0, got %d", ds->calib_every);
+        if (ds->calib_every > 0 && !ds->naive && ds->calibrate == TL_DISTILL_PLATT && !ds->calib_valid)
+            return tl_fail(TL_ERR_ARG, "crossdistil: calib_every refits calibrators fitted outside "
+                                       "the graph (calibrate=\"isotonic\" or calib_data=\"valid\"); "
+                                       "the in-graph Platt calibrator trains at every step");
     }
     for (int t = 0; t < c->n_tasks; t++) {
         const tl_task_spec *ts = &c->tasks[t];
@@ -379,6 +395,8 @@ tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
     tl_model *m = tl_calloc(1, sizeof *m, "model");
     if (!m) return TL_ERR_NOMEM;
     m->cfg = *cfg;
+    for (int p = 0; p < cfg->distill.n_pairs && cfg->distill.order != 0; p++)
+        m->cfg.distill.flip[p] = cfg->distill.order == 2;
     m->ids = m->num = m->table = m->pcvr = m->last_shared = TL_NONE;
     m->extra = m->constraint_coef = m->kd_alpha = m->kd_keep = m->dml_hcat = TL_NONE;
     m->eval_in_space = 1;
@@ -534,6 +552,28 @@ tl_status tl_model_predict_teachers(tl_model *m, const tl_split *s, int calibrat
     return TL_OK;
 }
 
+int tl_distill_auto_order(const tl_split *train, int n_tasks, int a, int b)
+{
+    return tl_split_label_correlation(train, n_tasks, a, b) < 0.0 ? 2 : 1;
+}
+
+int tl_model_distill_order(const tl_model *m, int pair)
+{
+    const tl_distill_spec *ds = &m->cfg.distill;
+    if (!ds->enabled || pair < 0 || pair >= ds->n_pairs) return -1;
+    return ds->flip[pair] < 0 ? 0 : ds->flip[pair] ? 2 : 1;
+}
+
+/* order="auto": the first fit fixes each unresolved pair's order from its
+ * train split; the graph reads the flip at every run (losses/distill.c). */
+static void resolve_order(tl_model *m, const tl_split *train)
+{
+    tl_distill_spec *ds = &m->cfg.distill;
+    for (int p = 0; ds->enabled && p < ds->n_pairs; p++)
+        if (ds->flip[p] < 0)
+            ds->flip[p] = tl_distill_auto_order(train, m->cfg.n_tasks, ds->pairs[p][0], ds->pairs[p][1]) == 2;
+}
+
 double tl_split_label_correlation(const tl_split *s, int n_tasks, int a, int b)
 {
     double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0, n = (double)s->n;
@@ -581,13 +621,13 @@ static tl_status evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_ev
          * order), else the first other binary task with the order given by
          * the sign of the two labels' correlation on this split — the same
          * rule as order="auto", so models with and without CrossDistil are
-         * judged alike. */
+         * judged alike (and an order="auto" pair before its first fit). */
         int partner = -1, flip = 0;
         const tl_distill_spec *ds = &m->cfg.distill;
         for (int p = 0; ds->enabled && p < ds->n_pairs && partner < 0; p++)
             if (ds->pairs[p][0] == k || ds->pairs[p][1] == k) {
                 partner = ds->pairs[p][0] == k ? ds->pairs[p][1] : ds->pairs[p][0];
-                flip = ds->flip[p];
+                flip = ds->flip[p] >= 0 ? ds->flip[p] : tl_split_label_correlation(s, K, k, partner) < 0.0;
             }
         for (int j = 0; j < K && partner < 0; j++)
             if (j != k && m->cfg.tasks[j].type == TL_TASK_BINARY) {
@@ -774,6 +814,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
                                    "building the model)", B, m->cfg.max_batch);
     if (opt->epochs < 1) return tl_fail(TL_ERR_ARG, "fit: epochs must be >= 1, got %d", opt->epochs);
     if ((st = ensure_optim(m, &opt->optim)) != TL_OK) return st;
+    resolve_order(m, train);
 
     size_t per_epoch = (train->n + (size_t)B - 1) / (size_t)B;
     size_t total = per_epoch * (size_t)opt->epochs;
@@ -861,6 +902,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
                 r->loss[k] = tl_loss[k];
                 r->weight[k] = tl_weighting_effective(m, k);
             }
+            if ((st = tl_distill_step_end(m, train, valid)) != TL_OK) break;
             if (valid && opt->eval_every > 0 && m->step % opt->eval_every == 0 && b + 1 < per_epoch) {
                 /* a mid-epoch look at validation; early stopping stays per epoch */
                 if ((st = tl_model_evaluate(m, valid, 10, ev, NULL)) != TL_OK) break;

@@ -73,21 +73,34 @@ typedef struct {
 typedef enum { TL_DISTILL_PLATT, TL_DISTILL_ISOTONIC } tl_distill_calib;
 typedef enum { TL_CORRECT_NONE, TL_CORRECT_BLEND, TL_CORRECT_CLIP } tl_distill_correct;
 
+/* calib_every's refits read at most this many rows of the calibration split:
+ * rows floor(i n / TL_DISTILL_CALIB_ROWS), i = 0.., evenly spread and the same
+ * at every refit (no random state, so a resumed fit refits identically).
+ * Epoch-end fits read every row. */
+#define TL_DISTILL_CALIB_ROWS 16384
+
 /* CrossDistil (Yang et al. AAAI 2022, PAPERS.md §2; [RECON] parts behind
  * switches). For each pair (A, B) both tasks get a teacher tower trained by
- * the quadruplet ranking loss; a monotone calibrator turns teacher scores into
- * probabilities that are distilled into the student towers. */
+ * the quadruplet ranking loss (over the rows in both tasks' spaces, each pair
+ * of rows weighted by the product of their sample weights); a monotone
+ * calibrator turns teacher scores into probabilities that are distilled into
+ * the student towers. */
 typedef struct {
     int enabled;
     int n_pairs;
     int pairs[TL_MAX_TASKS][2];   /* task indices */
-    int flip[TL_MAX_TASKS];       /* per pair: partner label enters flipped (negative relation) */
-    int order;                    /* 0 auto (label correlation sign on train), 1 positive, 2 negative */
+    int flip[TL_MAX_TASKS];       /* per pair: partner label enters flipped (negative relation);
+                                     -1 (the default) while order is auto and no fit has
+                                     resolved it; tl_model_new sets it from order 1 or 2 */
+    int order;                    /* 0 auto (label correlation sign on the first fit's train
+                                     split), 1 positive, 2 negative */
     float aux;                    /* beta: weight of the auxiliary ranking loss */
     float kd;                     /* alpha: weight of the distillation term in the student loss */
     int bce_on_aux;               /* also BCE on the teacher score with the own label */
     tl_distill_calib calibrate;
     int calib_valid;              /* 1: calibrator fitted on the validation split at epoch ends */
+    int calib_every;              /* fitted calibrators: also refit every N training steps, on at
+                                     most TL_DISTILL_CALIB_ROWS rows; 0 = at epoch ends only */
     tl_distill_correct correct;
     float lambda;                 /* blend weight towards the label */
     int teacher_grad;             /* 1: no stop-gradient on the distilled soft label */
@@ -148,6 +161,14 @@ tl_graph *tl_model_graph(tl_model *m);
 /* Pearson correlation of two tasks' labels on a split (CrossDistil's
  * order="auto" uses its sign). NaN when a label is constant. */
 double tl_split_label_correlation(const tl_split *s, int n_tasks, int a, int b);
+/* The order that order="auto" takes for tasks a, b on a train split: 2
+ * (negative) when their labels correlate negatively, else 1 (positive). */
+int tl_distill_auto_order(const tl_split *train, int n_tasks, int a, int b);
+/* CrossDistil pair p's order as the model uses it: 1 positive, 2 negative,
+ * 0 while order is auto and unresolved (tl_model_fit resolves it at its start
+ * with tl_distill_auto_order on its train split, once: later and resumed fits
+ * and checkpoints keep it); -1 without CrossDistil or for a bad index. */
+int tl_model_distill_order(const tl_model *m, int pair);
 /* Teacher scores (CrossDistil) for every row of s: out is s->n x n_tasks,
  * NaN for tasks without a teacher; `calibrated` maps them through the
  * task's calibrator to probabilities (before any error correction, which
@@ -211,7 +232,8 @@ void tl_fit_defaults(tl_fit_options *o);
  * gradient: the message names task, step and tensor; the parameters of the
  * last good step are kept), or another error. A later call continues from the
  * current parameters and optimizer state (the optimizer is kept unless the
- * options change it). */
+ * options change it). The first fit resolves CrossDistil's order="auto" from
+ * `train` (tl_model_distill_order). */
 tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid,
                        const tl_fit_options *opt);
 

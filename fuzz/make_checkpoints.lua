@@ -31,9 +31,10 @@ for _, w in ipairs{"uncertainty", "gradnorm", "dwa", "pcgrad"} do
 end
 save("dml", {backbone = tl.shared_bottom{bottom = {4}}, mutual = tl.dml{}})
 save("dml_nostop", {backbone = tl.mmoe{experts = 2, expert = {3}}, mutual = tl.dml{stop_grad = false, gkd_layers = 2}})
+-- calib_every: the teachers' isotonic calibrators exist (CALB) after 3 steps
 save("crossdistil", {backbone = tl.shared_bottom{bottom = {4}},
                      distill = tl.crossdistil{pairs = {{"click", "purchase"}}, calibrate = "isotonic",
-                                              calib_data = "valid"}},
+                                              calib_data = "valid", calib_every = 2}},
      {data = d.train, valid = d.valid, epochs = 1, max_steps = 3, verbose = false})
 save("crossdistil_platt", {backbone = tl.shared_bottom{bottom = {4}},
                            distill = tl.crossdistil{pairs = {{"click", "purchase"}}, teacher_grad = true,

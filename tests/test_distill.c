@@ -3,11 +3,14 @@
  * calibrated distillation, error correction).
  *
  * Gradient checks of whole small models with DML or CrossDistil on every
- * backbone they attach to; the quadruplet loss alone (all pairs, sampled
- * pairs, empty groups, flip_b); DML's stop-gradient property read off the
+ * backbone they attach to (also with sample weights and a task space); the
+ * quadruplet loss alone (all pairs, sampled pairs, empty groups, flip_b, row
+ * weights and masked rows); DML's stop-gradient property read off the
  * gradient of the tower inputs; CrossDistil's behaviour: label-correlation
- * sign, warm-up of alpha, inference through the students only, teacher
- * scores, "separate" vs "shared" teachers, calibrators fitted at epoch ends.
+ * sign, order="auto" resolved by the first fit, warm-up of alpha, inference
+ * through the students only, teacher scores, "separate" vs "shared"
+ * teachers, calibrators fitted at epoch ends and every calib_every steps
+ * (also across a checkpoint).
  *
  * Data: 2 categorical fields (vocab 5) and 3 numeric features from the test's
  * own RNG; two binary labels y0 = [u > 0], y1 = [+-u + noise > 0] (sign from
@@ -25,7 +28,10 @@
 #include <cmocka.h>
 
 #include "graph.h"
+#include "io.h"
+#include "losses/distill.h"
 #include "model.h"
+#include "models/builders.h"
 #include "models/model_impl.h"
 #include "support.h"
 
@@ -376,6 +382,53 @@ static void test_gradcheck_crossdistil(void **state)
     free_data(&d);
 }
 
+/* Sample weights (some 0) and a task space: t1 trains on the rows where t2 =
+ * 1, so the pair (t0, t1) ranks only those rows, each pair weighted by
+ * w_i w_j. The calibrator is fitted outside the graph and alpha is 0, so no
+ * stop-gradient reads the teachers: their parameters (ranking loss and BCE on
+ * the teacher score, both weighted) are checked with the students'. */
+static void test_gradcheck_crossdistil_weighted(void **state)
+{
+    (void)state;
+    static const char *const clean[] = {"tower.", "teacher.", NULL};
+    enum { R = 24 };
+    tdata d;
+    make_data(&d, 64, 0, 3, 1, 3);
+    float w[64];
+    tl_rng r;
+    tl_rng_seed(&r, 4);
+    for (int i = 0; i < 64; i++) w[i] = i % 7 == 3 ? 0.0f : 0.2f + 1.8f * tl_rng_uniform(&r);
+    d.train.weight = w;
+    for (int b = 0; b < 4; b++) {
+        tl_model_config c;
+        make_cfg(&c, dml_kinds[b], 3);
+        distill_on(&c);
+        c.tasks[1].space = 2;
+        c.distill.calibrate = TL_DISTILL_ISOTONIC;
+        c.distill.bce_on_aux = 1;
+        tl_model *m = new_model(&c);
+        tl_graph *g = tl_model_graph(m);
+        jitter(m, 30 + (uint64_t)b);
+        tl_model_fill_batch(m, &d.train, NULL, 0, R);
+        /* masked: t1's rows outside t2's space weigh 0 (and so does the pair) */
+        const float *pw = tl_graph_value(g, tl_graph_find(g, "distill.pair1.weight"));
+        assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+        int out = 0;
+        for (int i = 0; i < R; i++) {
+            int in = d.labels[i * 3 + 2] > 0.5f;
+            assert_true(tl_graph_input(g, m->rowweight[1])[i] == (in ? w[i] : 0.0f));
+            assert_true(pw[i] == (in ? w[i] : 0.0f));
+            out += !in || w[i] == 0.0f;
+        }
+        if (!(out > 4 && out < R - 4)) fail_msg("%d of %d rows out of the ranking loss", out, R);
+        char what[96];
+        snprintf(what, sizeof what, "crossdistil weighted %s", tl_backbone_name(dml_kinds[b]));
+        gradcheck_model(m, clean, what);
+        tl_model_free(m);
+    }
+    free_data(&d);
+}
+
 /* ---- the quadruplet loss alone ----------------------------------------------- */
 
 /* A graph of fixed-row nodes: scores s, own labels ya, partner labels yb
@@ -607,6 +660,159 @@ static void test_quad_flip(void **state)
     tl_graph_free(c.g);
 }
 
+/* The weighted loss: a batched graph whose scores are s = onehot W (row i of
+ * the identity picks W_i), so that the checker perturbs the scores through
+ * the parameter W alone, while labels and row weights are inputs without
+ * gradient. */
+typedef struct {
+    tl_graph *g;
+    tl_node W, onehot, ya, yb, w, loss;
+} wquad;
+
+static void wquad_new(wquad *q, int weighted, int flip, int max_pairs, uint64_t seed)
+{
+    q->g = tl_graph_new(QROWS, seed);
+    assert_non_null(q->g);
+    q->W = tl_param(q->g, QROWS, 1, TL_INIT_UNIFORM, 1.0f, "W");
+    q->onehot = tl_input(q->g, QROWS, "onehot");
+    q->ya = tl_input(q->g, 1, "ya");
+    q->yb = tl_input(q->g, 1, "yb");
+    q->w = weighted ? tl_input(q->g, 1, "w") : TL_NONE;
+    tl_node sc = tl_matmul(q->g, q->onehot, q->W);
+    q->loss = weighted ? tl_quadruplet_bpr_weighted(q->g, sc, q->ya, q->yb, q->w, flip, max_pairs)
+                       : tl_quadruplet_bpr(q->g, sc, q->ya, q->yb, flip, max_pairs);
+    assert_int_equal(tl_graph_status(q->g), TL_OK);
+    assert_int_equal(tl_graph_backward(q->g, q->loss), TL_OK);
+    assert_int_equal(tl_graph_plan(q->g), TL_OK);
+    float *oh = tl_graph_input(q->g, q->onehot);
+    memset(oh, 0, QROWS * QROWS * sizeof(float));
+    for (int i = 0; i < QROWS; i++) oh[i * QROWS + i] = 1.0f;
+    assert_int_equal(tl_graph_set_batch(q->g, QROWS), TL_OK);
+}
+
+static void wquad_inputs(wquad *q, const float *ya, const float *yb, const float *w)
+{
+    memcpy(tl_graph_input(q->g, q->ya), ya, QROWS * sizeof(float));
+    memcpy(tl_graph_input(q->g, q->yb), yb, QROWS * sizeof(float));
+    if (q->w != TL_NONE) memcpy(tl_graph_input(q->g, q->w), w, QROWS * sizeof(float));
+}
+
+static float wquad_run(wquad *q, int training)
+{
+    tl_graph_zero_grad(q->g);
+    assert_int_equal(tl_graph_forward(q->g, training), TL_OK);
+    assert_int_equal(tl_graph_backward_run(q->g), TL_OK);
+    return tl_graph_value(q->g, q->loss)[0];
+}
+
+/* The weighted loss from its definition, in double: rows of weight 0 in no
+ * group, sum w_i w_j l_ij / sum w_i w_j per term. */
+static double quad_ref_weighted(const float *s, const float *ya, const float *yb, const float *w,
+                                int rows, int flip)
+{
+    int grp[64];
+    for (int i = 0; i < rows; i++) {
+        int b = yb[i] > 0.5f;
+        if (flip) b = !b;
+        grp[i] = w[i] > 0.0f ? (ya[i] > 0.5f ? 0 : 2) + (b ? 0 : 1) : -1;
+    }
+    double total = 0.0;
+    for (int p = 0; p < 3; p++) {
+        double sum = 0.0, norm = 0.0;
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < rows; j++)
+                if (grp[i] == p && grp[j] == p + 1) {
+                    double ww = (double)w[i] * (double)w[j];
+                    sum += ww * log1p(exp(-((double)s[i] - (double)s[j])));
+                    norm += ww;
+                }
+        if (norm > 0.0) total += sum / norm;
+    }
+    return total;
+}
+
+/* Rows 1 (+-), 6 (++) and 10 (--) weigh 0: every group keeps members. */
+static const float q_w[QROWS] = {1.5f, 0, 0.7f, 1, 2, 0.3f, 0, 1.2f, 0.9f, 1.1f, 0, 0.5f, 1.7f, 0.8f, 1, 0.6f};
+
+/* Unit weights give the unweighted loss bit for bit (all pairs and sampled);
+ * weights and masks: the value from the definition, the central-difference
+ * check (all pairs, and sampled with the RNG rewound), no gradient for a
+ * masked row, a masked row's labels and score do not matter, and a second
+ * backward doubles the gradient. */
+static void test_quad_weighted(void **state)
+{
+    (void)state;
+    float ones[QROWS];
+    for (int i = 0; i < QROWS; i++) ones[i] = 1.0f;
+    for (int sampled = 0; sampled < 2; sampled++)
+        for (int flip = 0; flip < 2; flip++) {
+            wquad a, b;
+            wquad_new(&a, 1, flip, sampled ? 7 : 20, 8);
+            wquad_new(&b, 0, flip, sampled ? 7 : 20, 8);
+            wquad_inputs(&a, q_ya, q_yb, ones);
+            wquad_inputs(&b, q_ya, q_yb, NULL);
+            memcpy(tlt_param(b.g, b.W), tlt_param(a.g, a.W), QROWS * sizeof(float));
+            float va = wquad_run(&a, 1), vb = wquad_run(&b, 1);
+            assert_memory_equal(&va, &vb, sizeof va);
+            assert_memory_equal(tlt_param_grad(a.g, a.W), tlt_param_grad(b.g, b.W), QROWS * sizeof(float));
+            tl_graph_free(a.g);
+            tl_graph_free(b.g);
+        }
+    for (int flip = 0; flip < 2; flip++) {
+        wquad q;
+        wquad_new(&q, 1, flip, 20, 9);
+        wquad_inputs(&q, q_ya, q_yb, q_w);
+        float v = wquad_run(&q, 1);
+        const float *s = tlt_param(q.g, q.W);
+        double want = quad_ref_weighted(s, q_ya, q_yb, q_w, QROWS, flip);
+        assert_true(tlt_close("weighted quadruplet", &v, &want, 1, 1e-5, 1e-7));
+        double plain = quad_ref(s, q_ya, q_yb, QROWS, flip);
+        assert_true(fabs(want - plain) > 1e-3); /* the weights matter */
+        float g1[QROWS];
+        memcpy(g1, tlt_param_grad(q.g, q.W), sizeof g1);
+        for (int i = 0; i < QROWS; i++) assert_true((g1[i] == 0.0f) == (q_w[i] == 0.0f));
+        /* backward twice: twice the gradient */
+        tl_graph_zero_grad(q.g);
+        assert_int_equal(tl_graph_forward(q.g, 1), TL_OK);
+        assert_int_equal(tl_graph_backward_run(q.g), TL_OK);
+        assert_int_equal(tl_graph_backward_run(q.g), TL_OK);
+        for (int i = 0; i < QROWS; i++) assert_true(tlt_param_grad(q.g, q.W)[i] == 2.0f * g1[i]);
+        /* a masked row's labels and score change nothing */
+        float ya2[QROWS], yb2[QROWS];
+        memcpy(ya2, q_ya, sizeof ya2);
+        memcpy(yb2, q_yb, sizeof yb2);
+        ya2[1] = 0.0f;
+        yb2[6] = 0.0f;
+        tlt_param(q.g, q.W)[10] += 3.0f;
+        wquad_inputs(&q, ya2, yb2, q_w);
+        float v2 = wquad_run(&q, 1);
+        assert_memory_equal(&v, &v2, sizeof v);
+        tlt_param(q.g, q.W)[10] -= 3.0f;
+        wquad_inputs(&q, q_ya, q_yb, q_w);
+        tlt_gradcheck_opts o = tlt_gradcheck_defaults();
+        tlt_gradcheck_result r;
+        int failed = tlt_gradcheck(q.g, q.loss, &o, &r);
+        if (failed) print_message("weighted quadruplet flip %d: %d of %d failed\n", flip, r.failed, r.checked);
+        assert_int_equal(failed, 0);
+        assert_true(r.checked >= QROWS);
+        tl_graph_free(q.g);
+    }
+    /* sampled pairs (max_pairs 7 < every term's pairs), weighted: the pairs a
+     * forward drew are the ones the backward uses */
+    wquad q;
+    wquad_new(&q, 1, 0, 7, 10);
+    wquad_inputs(&q, q_ya, q_yb, q_w);
+    tlt_gradcheck_opts o = tlt_gradcheck_defaults();
+    o.training = 1;
+    tlt_gradcheck_result r;
+    int failed = tlt_gradcheck(q.g, q.loss, &o, &r);
+    if (failed) print_message("weighted sampled quadruplet: %d of %d failed\n", r.failed, r.checked);
+    assert_int_equal(failed, 0);
+    for (int i = 0; i < QROWS; i++)
+        if (q_w[i] == 0.0f) assert_true(tlt_param_grad(q.g, q.W)[i] == 0.0f);
+    tl_graph_free(q.g);
+}
+
 /* ---- DML: the stop-gradient on CTFM's keys and values ------------------------- */
 
 /* Only task k's loss on: the gradient at task j's tower input (slice j of the
@@ -656,9 +862,10 @@ static void test_dml_stop_grad(void **state)
 
 /* ---- CrossDistil behaviour --------------------------------------------------- */
 
-/* order="auto" takes the sign of the label correlation on train (the REPL
- * sets flip[p] = r < 0): negative for census-like labels, positive
- * otherwise; NaN for a constant label. */
+/* order="auto" takes the sign of the label correlation on train
+ * (tl_distill_auto_order: negative when r < 0): negative for census-like
+ * labels, positive otherwise; NaN for a constant label, which counts as
+ * positive. */
 static void test_label_correlation(void **state)
 {
     (void)state;
@@ -677,8 +884,11 @@ static void test_label_correlation(void **state)
     }
     double want = (n * sab - sa * sb) / sqrt((n * saa - sa * sa) * (n * sbb - sb * sb));
     assert_true(fabs(rn - want) < 1e-9);
+    assert_int_equal(tl_distill_auto_order(&neg.train, 3, 0, 1), 2);
+    assert_int_equal(tl_distill_auto_order(&pos.train, 3, 0, 1), 1);
     for (size_t i = 0; i < 400; i++) neg.labels[i * 3 + 2] = 1.0f;
     assert_true(isnan(tl_split_label_correlation(&neg.train, 3, 0, 2)));
+    assert_int_equal(tl_distill_auto_order(&neg.train, 3, 0, 2), 1);
     free_data(&neg);
     free_data(&pos);
 }
@@ -693,6 +903,108 @@ static void fit_steps(tl_model *m, const tl_split *tr, const tl_split *va, int64
     o.optim.lr = 1e-2f;
     o.restore_best = 0;
     check_ok(tl_model_fit(m, tr, va, &o), "fit");
+}
+
+static uint64_t param_hash(tl_model *m)
+{
+    size_t nf;
+    const float *p = tl_graph_params(tl_model_graph(m), &nf);
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < nf; i++) {
+        uint32_t u;
+        memcpy(&u, &p[i], 4);
+        h = (h ^ u) * 1099511628211ULL;
+    }
+    return h;
+}
+
+static tl_model *auto_model(int order)
+{
+    tl_model_config c;
+    make_cfg(&c, TL_BACKBONE_SHARED_BOTTOM, 2);
+    distill_on(&c);
+    c.distill.flip[0] = -1; /* as tl_model_config_defaults leaves it */
+    c.distill.order = order;
+    return new_model(&c);
+}
+
+/* order="auto" (0) is resolved by the first fit from its train split: negative
+ * for negatively related labels, positive otherwise; it stays fixed through
+ * later fits on other data and through a checkpoint, and training uses it
+ * (an auto model that resolved negative trains exactly like order=2). An
+ * explicit order is known from the start. */
+static void test_order_auto(void **state)
+{
+    (void)state;
+    tl_model_config dflt;
+    tl_model_config_defaults(&dflt);
+    assert_int_equal(dflt.distill.order, 0);
+    for (int p = 0; p < TL_MAX_TASKS; p++) assert_int_equal(dflt.distill.flip[p], -1);
+    tdata neg, pos;
+    make_data(&neg, 128, 0, 2, -1, 21);
+    make_data(&pos, 128, 0, 2, 1, 21);
+    assert_true(tl_split_label_correlation(&neg.train, 2, 0, 1) < -0.3);
+    for (int rel = -1; rel <= 1; rel += 2) {
+        tl_model *m = auto_model(0);
+        assert_int_equal(tl_model_distill_order(m, 0), 0);
+        assert_int_equal(tl_model_distill_order(m, 1), -1);
+        fit_steps(m, rel < 0 ? &neg.train : &pos.train, NULL, 1, 1);
+        assert_int_equal(tl_model_distill_order(m, 0), rel < 0 ? 2 : 1);
+        assert_int_equal(tl_model_config_get(m)->distill.order, 0); /* still "auto" */
+        fit_steps(m, rel < 0 ? &pos.train : &neg.train, NULL, 2, 1); /* no second resolution */
+        assert_int_equal(tl_model_distill_order(m, 0), rel < 0 ? 2 : 1);
+        tl_model_free(m);
+    }
+    for (int order = 1; order <= 2; order++) {
+        tl_model *m = auto_model(order);
+        assert_int_equal(tl_model_distill_order(m, 0), order);
+        fit_steps(m, order == 1 ? &neg.train : &pos.train, NULL, 1, 1);
+        assert_int_equal(tl_model_distill_order(m, 0), order);
+        tl_model_free(m);
+    }
+    /* trains like the explicit order it resolved to, unlike the other one */
+    tl_model *a = auto_model(0), *n2 = auto_model(2), *p1 = auto_model(1);
+    fit_steps(a, &neg.train, NULL, 3, 1);
+    fit_steps(n2, &neg.train, NULL, 3, 1);
+    fit_steps(p1, &neg.train, NULL, 3, 1);
+    assert_true(param_hash(a) == param_hash(n2));
+    assert_true(param_hash(a) != param_hash(p1));
+    /* a checkpoint keeps the resolved order; unresolved stays unresolved */
+    char *dir = tlt_tempdir_new();
+    assert_non_null(dir);
+    char path[512];
+    snprintf(path, sizeof path, "%s/auto.tlm", dir);
+    check_ok(tl_model_save(a, path), "save");
+    tl_model *b = NULL;
+    check_ok(tl_model_load(path, &b), "load");
+    assert_int_equal(tl_model_distill_order(b, 0), 2);
+    fit_steps(b, &pos.train, NULL, 1, 1);
+    assert_int_equal(tl_model_distill_order(b, 0), 2);
+    tl_model_free(b);
+    tl_model *u = auto_model(0);
+    check_ok(tl_model_save(u, path), "save");
+    check_ok(tl_model_load(path, &b), "load");
+    assert_int_equal(tl_model_distill_order(b, 0), 0);
+    fit_steps(b, &pos.train, NULL, 1, 1);
+    assert_int_equal(tl_model_distill_order(b, 0), 1);
+    tl_model_free(b);
+    tl_model_free(u);
+    tlt_tempdir_free(dir);
+    tl_model_free(a);
+    tl_model_free(n2);
+    tl_model_free(p1);
+    /* bad values are refused */
+    tl_model_config c;
+    make_cfg(&c, TL_BACKBONE_SHARED_BOTTOM, 2);
+    distill_on(&c);
+    c.distill.flip[0] = 2;
+    tl_model *bad = NULL;
+    assert_int_equal(tl_model_new(&c, &bad), TL_ERR_ARG);
+    c.distill.flip[0] = -1;
+    c.distill.order = 3;
+    assert_int_equal(tl_model_new(&c, &bad), TL_ERR_ARG);
+    free_data(&neg);
+    free_data(&pos);
 }
 
 static void test_warmup(void **state)
@@ -910,6 +1222,202 @@ static void test_fitted_calibrators(void **state)
     free_data(&d);
 }
 
+/* The calibrator serialised (for bit comparisons); n floats, malloc'd. */
+static float *cal_bits(const tl_calibrator *c, size_t *n)
+{
+    assert_non_null(c);
+    *n = tl_calibrator_serial_len(c);
+    float *v = malloc(*n * sizeof *v);
+    assert_non_null(v);
+    check_ok(tl_calibrator_serialize(c, v, *n), "serialize");
+    return v;
+}
+
+static int same_cal(const tl_calibrator *a, const tl_calibrator *b)
+{
+    size_t na, nb;
+    float *va = cal_bits(a, &na), *vb = cal_bits(b, &nb);
+    int same = na == nb && memcmp(va, vb, na * sizeof *va) == 0;
+    free(va);
+    free(vb);
+    return same;
+}
+
+/* Task k's calibrator fitted by hand as calib_every does, on the teacher
+ * scores of rows floor(i n / S) of s (every row when n <= S), gathered into a
+ * split of their own so that they are batched as the engine batches them. */
+static tl_calibrator *hand_fit(tl_model *m, const tl_split *s, int K, int k, tl_calib_kind kind)
+{
+    size_t n = s->n > TL_DISTILL_CALIB_ROWS ? TL_DISTILL_CALIB_ROWS : s->n;
+    tl_split sub = *s;
+    int32_t *cat = malloc(n * N_CAT * sizeof *cat);
+    float *num = malloc(n * N_NUM * sizeof *num), *lab = malloc(n * (size_t)K * sizeof *lab);
+    float *raw = malloc(n * (size_t)K * sizeof *raw), *p = malloc(n * sizeof *p), *y = malloc(n * sizeof *y);
+    assert_true(cat && num && lab && raw && p && y);
+    for (size_t i = 0; i < n; i++) {
+        size_t r = (size_t)((uint64_t)i * s->n / n);
+        memcpy(cat + i * N_CAT, s->cat + r * N_CAT, N_CAT * sizeof *cat);
+        memcpy(num + i * N_NUM, s->num + r * N_NUM, N_NUM * sizeof *num);
+        memcpy(lab + i * (size_t)K, s->labels + r * (size_t)K, (size_t)K * sizeof *lab);
+    }
+    sub.n = n;
+    sub.cat = cat;
+    sub.num = num;
+    sub.labels = lab;
+    check_ok(tl_model_predict_teachers(m, &sub, 0, raw), "teachers");
+    for (size_t i = 0; i < n; i++) {
+        float v = raw[i * (size_t)K + (size_t)k];
+        p[i] = v >= 0.0f ? 1.0f / (1.0f + expf(-v)) : expf(v) / (1.0f + expf(v));
+        y[i] = lab[i * (size_t)K + (size_t)k];
+    }
+    tl_calibrator *c = NULL;
+    check_ok(tl_calibrator_fit(kind, p, y, NULL, NULL, n, &c), "fit calibrator");
+    free(cat);
+    free(num);
+    free(lab);
+    free(raw);
+    free(p);
+    free(y);
+    return c;
+}
+
+static tl_model *calib_model(int every, tl_distill_calib kind)
+{
+    tl_model_config c;
+    make_cfg(&c, TL_BACKBONE_MMOE, 3);
+    distill_on(&c);
+    c.distill.calibrate = kind;
+    c.distill.calib_valid = 1;
+    c.distill.calib_every = every;
+    c.distill.flip[0] = -1; /* order auto, resolved by the first fit */
+    return new_model(&c);
+}
+
+/* calib_every=2 (10 steps an epoch): no calibrator after step 1; after step 2
+ * one for each teacher, equal to the fit on the validation split's teacher
+ * scores, and the students distil through it (soft label = blend of the
+ * fitted map); unchanged at step 3, refitted at step 4. Without calib_every
+ * there is none until the epoch ends, as before. A split larger than
+ * TL_DISTILL_CALIB_ROWS is read at its evenly spread rows. The in-graph
+ * Platt calibrator refuses calib_every. */
+static void test_calib_every(void **state)
+{
+    (void)state;
+    enum { NT = 320, NV = 96 };
+    tdata d;
+    make_data(&d, NT, NV, 3, 1, 17);
+    tl_model *m = calib_model(2, TL_DISTILL_ISOTONIC), *off = calib_model(0, TL_DISTILL_ISOTONIC);
+    fit_steps(m, &d.train, &d.valid, 1, 1);
+    for (int k = 0; k < 3; k++) assert_null(m->distill_task[k].cal);
+    fit_steps(m, &d.train, &d.valid, 1, 1);
+    assert_int_equal(tl_model_epochs_done(m), 0);
+    assert_null(m->distill_task[2].cal);
+    tl_calibrator *at2[2];
+    for (int k = 0; k < 2; k++) {
+        assert_non_null(m->distill_task[k].cal);
+        at2[k] = hand_fit(m, &d.valid, 3, k, TL_CALIB_ISOTONIC);
+        assert_true(same_cal(m->distill_task[k].cal, at2[k]));
+    }
+    /* the students' soft labels go through it */
+    float raw[MAXB * 3];
+    tl_split head = d.valid;
+    head.n = MAXB;
+    check_ok(tl_model_predict_teachers(m, &head, 0, raw), "teachers");
+    tl_graph *g = tl_model_graph(m);
+    fill(m, &d.valid, 3, 0, MAXB);
+    assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+    int moved = 0;
+    for (int k = 0; k < 2; k++) {
+        const float *soft = tl_graph_value(g, m->teacher_soft[k]);
+        for (int i = 0; i < MAXB; i++) {
+            float r = raw[i * 3 + k];
+            float p = r >= 0.0f ? 1.0f / (1.0f + expf(-r)) : expf(r) / (1.0f + expf(r));
+            double cp = tl_calibrator_apply1(m->distill_task[k].cal, (double)p);
+            double y = (double)d.valid.labels[i * 3 + (size_t)k];
+            assert_true(fabs((double)soft[i] - (0.8 * cp + 0.2 * y)) < 1e-6);
+            moved += fabs(cp - (double)p) > 1e-3;
+        }
+    }
+    assert_true(moved > 0);
+    fit_steps(m, &d.train, &d.valid, 1, 1);
+    for (int k = 0; k < 2; k++) assert_true(same_cal(m->distill_task[k].cal, at2[k]));
+    fit_steps(m, &d.train, &d.valid, 1, 1);
+    for (int k = 0; k < 2; k++) {
+        assert_false(same_cal(m->distill_task[k].cal, at2[k]));
+        tl_calibrator *at4 = hand_fit(m, &d.valid, 3, k, TL_CALIB_ISOTONIC);
+        assert_true(same_cal(m->distill_task[k].cal, at4));
+        tl_calibrator_free(at4);
+        tl_calibrator_free(at2[k]);
+    }
+    fit_steps(off, &d.train, &d.valid, 4, 1);
+    for (int k = 0; k < 3; k++) assert_null(off->distill_task[k].cal);
+    tl_model_free(m);
+    tl_model_free(off);
+    free_data(&d);
+
+    /* a calibration split above TL_DISTILL_CALIB_ROWS rows */
+    make_data(&d, 64, TL_DISTILL_CALIB_ROWS + 3001, 3, 1, 18);
+    m = calib_model(1, TL_DISTILL_PLATT);
+    fit_steps(m, &d.train, &d.valid, 1, 1);
+    tl_calibrator *sub = hand_fit(m, &d.valid, 3, 0, TL_CALIB_PLATT);
+    assert_true(same_cal(m->distill_task[0].cal, sub));
+    check_ok(tl_distill_epoch_end(m, &d.train, &d.valid), "epoch end fit"); /* every row */
+    assert_false(same_cal(m->distill_task[0].cal, sub));
+    tl_calibrator_free(sub);
+    tl_model_free(m);
+    free_data(&d);
+
+    tl_model_config c;
+    make_cfg(&c, TL_BACKBONE_MMOE, 2);
+    distill_on(&c); /* in-graph Platt */
+    c.distill.calib_every = 5;
+    tl_model *bad = NULL;
+    assert_int_equal(tl_model_new(&c, &bad), TL_ERR_ARG);
+    c.distill.calib_every = -1;
+    c.distill.calibrate = TL_DISTILL_ISOTONIC;
+    assert_int_equal(tl_model_new(&c, &bad), TL_ERR_ARG);
+}
+
+/* Training N steps, saving, loading and training M more equals N + M steps
+ * at once, with calib_every refits before and after the checkpoint and an
+ * epoch end between them: parameters, calibrators and the calibrated teacher
+ * scores are bit-identical. */
+static void test_calib_every_resume(void **state)
+{
+    (void)state;
+    enum { NT = 320, NV = 96 };
+    tdata d;
+    make_data(&d, NT, NV, 3, -1, 19);
+    char *dir = tlt_tempdir_new();
+    assert_non_null(dir);
+    char path[512];
+    snprintf(path, sizeof path, "%s/resume.tlm", dir);
+    for (int kind = 0; kind < 2; kind++) {
+        tl_distill_calib ck = kind ? TL_DISTILL_PLATT : TL_DISTILL_ISOTONIC;
+        tl_model *once = calib_model(3, ck), *first = calib_model(3, ck), *second = NULL;
+        fit_steps(once, &d.train, &d.valid, 13, 2);
+        fit_steps(first, &d.train, &d.valid, 7, 2);
+        check_ok(tl_model_save(first, path), "save");
+        tl_model_free(first);
+        check_ok(tl_model_load(path, &second), "load");
+        assert_int_equal(tl_model_config_get(second)->distill.calib_every, 3);
+        assert_int_equal(tl_model_distill_order(second, 0), 2);
+        fit_steps(second, &d.train, &d.valid, 6, 2);
+        assert_int_equal(tl_model_steps(second), 13);
+        assert_int_equal(tl_model_epochs_done(second), 1);
+        assert_true(param_hash(once) == param_hash(second));
+        float a[NV * 3], b[NV * 3];
+        check_ok(tl_model_predict_teachers(once, &d.valid, 1, a), "teachers");
+        check_ok(tl_model_predict_teachers(second, &d.valid, 1, b), "teachers");
+        assert_memory_equal(a, b, sizeof a);
+        for (int k = 0; k < 2; k++) assert_true(same_cal(once->distill_task[k].cal, second->distill_task[k].cal));
+        tl_model_free(once);
+        tl_model_free(second);
+    }
+    tlt_tempdir_free(dir);
+    free_data(&d);
+}
+
 /* In-graph error correction of the soft label, from p~ the in-graph Platt
  * map of the teacher score: blend (1 - lambda) p~ + lambda y, or clip to
  * the label's side of 0.5. */
@@ -954,18 +1462,23 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradcheck_dml),
         cmocka_unit_test(test_gradcheck_crossdistil),
+        cmocka_unit_test(test_gradcheck_crossdistil_weighted),
         cmocka_unit_test(test_quad_all_pairs),
         cmocka_unit_test(test_quad_sampled_gradient),
         cmocka_unit_test(test_quad_sampling_counts),
         cmocka_unit_test(test_quad_empty_groups),
         cmocka_unit_test(test_quad_flip),
+        cmocka_unit_test(test_quad_weighted),
         cmocka_unit_test(test_dml_stop_grad),
         cmocka_unit_test(test_label_correlation),
+        cmocka_unit_test(test_order_auto),
         cmocka_unit_test(test_warmup),
         cmocka_unit_test(test_inference_students),
         cmocka_unit_test(test_teacher_separate_shared),
         cmocka_unit_test(test_fitted_calibrators),
         cmocka_unit_test(test_soft_label_correction),
+        cmocka_unit_test(test_calib_every),
+        cmocka_unit_test(test_calib_every_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

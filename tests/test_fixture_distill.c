@@ -4,10 +4,13 @@
  * stop-gradient): DML (CTFM + GKD) on MMoE and shared-bottom, and CrossDistil
  * on shared-bottom (teachers, quadruplet loss, in-graph Platt calibrator,
  * blend correction, distilled student loss) with and without the partner's
- * label flipped. The fixture's parameters, already in the engine's layout
- * and names, are loaded into the engine; predictions, losses and every
- * parameter gradient must match — including the ones a stop-gradient cuts,
- * which the finite-difference checks in test_distill.c cannot see. */
+ * label flipped, and with sample weights and a task space (weighted losses,
+ * the weighted quadruplet loss without the rows outside a space). The
+ * fixture's parameters, already in the engine's layout and names, are
+ * loaded into the engine; predictions, losses and every parameter gradient
+ * must match — including the ones a stop-gradient cuts, which the
+ * finite-difference checks in test_distill.c cannot see. Also the weighted
+ * quadruplet loss alone (weights with zeros, both orders). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +23,7 @@
 #include <cmocka.h>
 
 #include "model.h"
+#include "models/builders.h"
 #include "models/model_impl.h"
 #include "support.h"
 
@@ -55,7 +59,8 @@ static const tlt_array *get(const tlt_fixture *fx, const char *name, int rows, i
     return a;
 }
 
-/* kind: "dml_mmoe", "dml_shared_bottom", "crossdistil", "crossdistil_flip". */
+/* kind: "dml_mmoe", "dml_shared_bottom", "crossdistil", "crossdistil_flip",
+ * "crossdistil_weighted". */
 static void run_fixture(const char *name)
 {
     char path[128];
@@ -65,6 +70,11 @@ static void run_fixture(const char *name)
     int dml = strncmp(name, "dml_", 4) == 0;
     const tlt_array *x = get(fx, "x", B, D), *y = get(fx, "y", B, 2), *types = get(fx, "types", 1, 2);
     const tlt_array *weights = get(fx, "weights", 1, 2);
+    const tlt_array *rowweight = NULL, *space = NULL; /* optional: sample weights, task spaces */
+    for (int i = 0; i < fx->n; i++) {
+        if (strcmp(fx->a[i].name, "rowweight") == 0) rowweight = get(fx, "rowweight", B, 1);
+        if (strcmp(fx->a[i].name, "space") == 0) space = get(fx, "space", 1, 2);
+    }
 
     tl_model_config c;
     tl_model_config_defaults(&c);
@@ -81,7 +91,7 @@ static void run_fixture(const char *name)
         t->type = types->v[k] == 0.0 ? TL_TASK_BINARY : TL_TASK_REGRESSION;
         t->tower = (tl_mlp_spec){1, {4}, 0.0f};
         t->weight = (float)weights->v[k];
-        t->space = -1;
+        t->space = space ? (int)space->v[k] : -1;
     }
     c.max_batch = B;
     float alpha = 0.0f;
@@ -123,15 +133,22 @@ static void run_fixture(const char *name)
         snprintf(pn, sizeof pn, "param.%s", p->name);
         tlt_array_to_float(get(fx, pn, p->rows, p->cols), params + p->offset);
     }
-    tlt_array_to_float(x, tl_graph_input(g, m->num));
-    for (int k = 0; k < 2; k++) {
-        float *lab = tl_graph_input(g, m->label[k]), *rw = tl_graph_input(g, m->rowweight[k]);
-        for (int i = 0; i < B; i++) {
-            lab[i] = (float)y->v[i * 2 + k];
-            rw[i] = 1.0f;
-        }
-    }
-    assert_int_equal(tl_graph_set_batch(g, B), TL_OK);
+    /* the batch as training fills it: row weights w [in the task's space] */
+    float xs[B * D], ys[B * 2], ws[B];
+    tlt_array_to_float(x, xs);
+    tlt_array_to_float(y, ys);
+    if (rowweight) tlt_array_to_float(rowweight, ws);
+    tl_split sp;
+    memset(&sp, 0, sizeof sp);
+    sp.name = "fixture";
+    sp.n = B;
+    sp.num = xs;
+    sp.labels = ys;
+    sp.weight = rowweight ? ws : NULL;
+    tl_model_fill_batch(m, &sp, NULL, 0, B);
+    if (space) /* the space's rows only: cvr weighs 0 where ctr = 0 */
+        for (int i = 0; i < B; i++)
+            assert_true(tl_graph_input(g, m->rowweight[1])[i] == (ys[i * 2] > 0.5f ? ws[i] : 0.0f));
     assert_int_equal(tl_graph_forward(g, 1), TL_OK);
     tl_graph_zero_grad(g);
     assert_int_equal(tl_graph_backward_run(g), TL_OK);
@@ -175,6 +192,44 @@ static void test_dml_mmoe(void **s) { (void)s; run_fixture("dml_mmoe"); }
 static void test_dml_shared_bottom(void **s) { (void)s; run_fixture("dml_shared_bottom"); }
 static void test_crossdistil(void **s) { (void)s; run_fixture("crossdistil"); }
 static void test_crossdistil_flip(void **s) { (void)s; run_fixture("crossdistil_flip"); }
+static void test_crossdistil_weighted(void **s) { (void)s; run_fixture("crossdistil_weighted"); }
+
+/* The weighted quadruplet loss alone: 24 rows, five of weight 0. */
+static void test_quad_weighted(void **state)
+{
+    (void)state;
+    enum { N = 24 };
+    tlt_fixture *fx = tlt_fixture_load("tests/fixtures/distill_quad_weighted.txt");
+    if (!fx) fail_msg("cannot load tests/fixtures/distill_quad_weighted.txt (run from the project root)");
+    const tlt_array *want_loss = get(fx, "loss", 1, 2), *want_grad = get(fx, "grad", N, 2);
+    int zeros = 0;
+    for (int i = 0; i < N; i++) zeros += get(fx, "w", N, 1)->v[i] == 0.0;
+    assert_int_equal(zeros, 5);
+    for (int flip = 0; flip < 2; flip++) {
+        tl_graph *g = tl_graph_new(64, 1);
+        assert_non_null(g);
+        tl_node in[4];
+        static const char *const names[4] = {"score", "ya", "yb", "w"};
+        for (int i = 0; i < 4; i++) in[i] = tl_param(g, N, 1, TL_INIT_ZEROS, 0.0f, names[i]);
+        tl_node loss = tl_quadruplet_bpr_weighted(g, in[0], tl_stop_grad(g, in[1]), tl_stop_grad(g, in[2]),
+                                                  tl_stop_grad(g, in[3]), flip, 1 << 20);
+        assert_int_equal(tl_graph_status(g), TL_OK);
+        assert_int_equal(tl_graph_backward(g, loss), TL_OK);
+        assert_int_equal(tl_graph_plan(g), TL_OK);
+        for (int i = 0; i < 4; i++) tlt_array_to_float(get(fx, names[i], N, 1), tlt_param(g, in[i]));
+        assert_int_equal(tl_graph_forward(g, 1), TL_OK);
+        tl_graph_zero_grad(g);
+        assert_int_equal(tl_graph_backward_run(g), TL_OK);
+        double wl = want_loss->v[flip], wg[N];
+        for (int i = 0; i < N; i++) wg[i] = want_grad->v[i * 2 + flip];
+        tlt_array a = {"loss", 1, 1, &wl}, b = {"grad", N, 1, wg};
+        int ok = close_to("weighted quadruplet loss", tl_graph_value(g, loss), &a);
+        ok &= close_to("weighted quadruplet gradient", tlt_param_grad(g, in[0]), &b);
+        if (!ok) fail_msg("flip %d: engine differs from the PyTorch reference (details above)", flip);
+        tl_graph_free(g);
+    }
+    tlt_fixture_free(fx);
+}
 
 int main(void)
 {
@@ -183,6 +238,8 @@ int main(void)
         cmocka_unit_test(test_dml_shared_bottom),
         cmocka_unit_test(test_crossdistil),
         cmocka_unit_test(test_crossdistil_flip),
+        cmocka_unit_test(test_crossdistil_weighted),
+        cmocka_unit_test(test_quad_weighted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

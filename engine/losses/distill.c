@@ -145,6 +145,25 @@ static tl_node clip_soft(tl_graph *g, tl_node p, tl_node y)
     return tl_sub(g, tl_add(g, h, up), down);
 }
 
+/* The partner label as the quadruplet groups read it, flipped when the
+ * pair's order is negative. ctx is the pair's flip in the model's
+ * configuration, read at every run: order="auto" is resolved by the first
+ * fit, after the graph is built. */
+static float partner_label(void *ctx, float y, float unused)
+{
+    (void)unused;
+    return *(const int *)ctx == 1 ? (y > 0.5f ? 0.0f : 1.0f) : y;
+}
+
+/* A row's weight in pair (a, b)'s ranking terms from the two tasks' row
+ * weights w [in space of a], w [in space of b]: w when the row is in both
+ * spaces, else 0 (the row is in no group). */
+static float pair_weight(void *ctx, float wa, float wb)
+{
+    (void)ctx;
+    return wb > 0.0f ? wa : 0.0f;
+}
+
 static int in_graph_platt(const tl_distill_spec *ds)
 {
     return ds->calibrate == TL_DISTILL_PLATT && !ds->calib_valid;
@@ -219,8 +238,14 @@ tl_status tl_distill_build(tl_model *m, const tl_node *h, const tl_node *logit)
     }
     for (int p = 0; p < ds->n_pairs; p++) {
         int a = ds->pairs[p][0], b = ds->pairs[p][1];
-        tl_node la = tl_quadruplet_bpr(g, m->teacher[a], m->label[a], m->label[b], ds->flip[p], ds->max_pairs);
-        tl_node lb = tl_quadruplet_bpr(g, m->teacher[b], m->label[b], m->label[a], ds->flip[p], ds->max_pairs);
+        int *flip = &m->cfg.distill.flip[p];
+        tl_node w = tl_map(g, m->rowweight[a], m->rowweight[b], pair_weight, NULL);
+        snprintf(n, sizeof n, "distill.pair%d.weight", p + 1);
+        tl_node_name(g, w, n);
+        tl_node yb = tl_map(g, m->label[b], TL_NONE, partner_label, flip);
+        tl_node ya = tl_map(g, m->label[a], TL_NONE, partner_label, flip);
+        tl_node la = tl_quadruplet_bpr_weighted(g, m->teacher[a], m->label[a], yb, w, 0, ds->max_pairs);
+        tl_node lb = tl_quadruplet_bpr_weighted(g, m->teacher[b], m->label[b], ya, w, 0, ds->max_pairs);
         tl_node aux = tl_scale(g, tl_add(g, la, lb), ds->aux);
         m->extra = m->extra == TL_NONE ? aux : tl_add(g, m->extra, aux);
     }
@@ -235,37 +260,89 @@ void tl_distill_step_begin(tl_model *m)
     tl_graph_set_scalar(m->g, m->kd_keep, 1.0f - a);
 }
 
-tl_status tl_distill_epoch_end(tl_model *m, const tl_split *train, const tl_split *valid)
+/* Teacher scores (n x n_tasks) of rows[0..n) of s (rows NULL: rows 0..n). */
+static tl_status teacher_scores(tl_model *m, const tl_split *s, const uint32_t *rows, size_t n,
+                                float *out)
+{
+    int K = m->cfg.n_tasks, B = m->cfg.max_batch;
+    for (size_t from = 0; from < n; from += (size_t)B) {
+        if (tl_cancelled()) return tl_fail(TL_ERR_CANCELLED, "teacher prediction interrupted");
+        int nb = (int)(n - from < (size_t)B ? n - from : (size_t)B);
+        tl_model_fill_batch(m, s, rows, from, nb);
+        tl_status st = tl_graph_forward(m->g, 0);
+        if (st != TL_OK) return tl_fail_context(st, "teachers");
+        for (int k = 0; k < K; k++) {
+            if (m->teacher[k] == TL_NONE) continue;
+            const float *v = tl_graph_value(m->g, m->teacher[k]);
+            for (int i = 0; i < nb; i++) out[(from + (size_t)i) * K + k] = v[i];
+        }
+    }
+    return TL_OK;
+}
+
+/* Refit the calibrators fitted outside the graph on the calibration split,
+ * on every row (max_rows 0) or on at most max_rows evenly spread ones. The
+ * new calibrators replace the old ones only when every task's fit succeeded. */
+static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid, size_t max_rows)
 {
     const tl_distill_spec *ds = &m->cfg.distill;
     if (!ds->enabled || ds->naive || in_graph_platt(ds)) return TL_OK;
     const tl_split *s = ds->calib_valid && valid ? valid : train;
     int K = m->cfg.n_tasks;
-    float *scores = tl_malloc(s->n * (size_t)K * sizeof(float), "teacher scores");
-    float *p = tl_malloc(s->n * sizeof(float), "teacher probabilities");
-    float *y = tl_malloc(s->n * sizeof(float), "teacher labels");
-    tl_status st = scores && p && y ? tl_model_predict_teachers(m, s, 0, scores) : TL_ERR_NOMEM;
+    size_t n = max_rows && s->n > max_rows ? max_rows : s->n;
+    uint32_t *rows = n < s->n ? tl_malloc(n * sizeof *rows, "calibration rows") : NULL;
+    float *scores = tl_malloc(n * (size_t)K * sizeof(float), "teacher scores");
+    float *p = tl_malloc(n * sizeof(float), "teacher probabilities");
+    float *y = tl_malloc(n * sizeof(float), "teacher labels");
+    float *w = s->weight && rows ? tl_malloc(n * sizeof(float), "calibration weights") : NULL;
+    tl_calibrator *fresh[TL_MAX_TASKS] = {NULL};
+    int oom = !scores || !p || !y || (n < s->n && !rows) || (rows && s->weight && !w);
+    tl_status st = oom ? TL_ERR_NOMEM : TL_OK;
+    if (st == TL_OK && rows)
+        for (size_t i = 0; i < n; i++) {
+            rows[i] = (uint32_t)((uint64_t)i * s->n / n);
+            if (w) w[i] = s->weight[rows[i]];
+        }
+    if (st == TL_OK) st = teacher_scores(m, s, rows, n, scores);
     for (int k = 0; k < K && st == TL_OK; k++) {
         if (m->teacher[k] == TL_NONE) continue;
-        for (size_t i = 0; i < s->n; i++) {
+        for (size_t i = 0; i < n; i++) {
+            size_t r = rows ? rows[i] : i;
             p[i] = sigmoidf(scores[i * (size_t)K + (size_t)k]);
-            y[i] = s->labels[i * (size_t)K + (size_t)k];
+            y[i] = s->labels[r * (size_t)K + (size_t)k];
         }
-        tl_calibrator *c = NULL;
         st = tl_calibrator_fit(ds->calibrate == TL_DISTILL_ISOTONIC ? TL_CALIB_ISOTONIC : TL_CALIB_PLATT,
-                               p, y, s->weight, NULL, s->n, &c);
-        if (st != TL_OK) {
+                               p, y, rows ? w : s->weight, NULL, n, &fresh[k]);
+        if (st != TL_OK)
             st = tl_fail_context(st, "crossdistil: fitting the calibrator of task '%s'",
                                  m->cfg.tasks[k].name);
-            break;
-        }
-        tl_calibrator_free(m->distill_task[k].cal);
-        m->distill_task[k].cal = c;
     }
+    for (int k = 0; k < K; k++) {
+        if (st == TL_OK && m->teacher[k] != TL_NONE) {
+            tl_calibrator_free(m->distill_task[k].cal);
+            m->distill_task[k].cal = fresh[k];
+        } else {
+            tl_calibrator_free(fresh[k]);
+        }
+    }
+    tl_free(rows);
     tl_free(scores);
     tl_free(p);
     tl_free(y);
+    tl_free(w);
     return st;
+}
+
+tl_status tl_distill_epoch_end(tl_model *m, const tl_split *train, const tl_split *valid)
+{
+    return refit(m, train, valid, 0);
+}
+
+tl_status tl_distill_step_end(tl_model *m, const tl_split *train, const tl_split *valid)
+{
+    int every = m->cfg.distill.calib_every;
+    if (every <= 0 || m->step % every != 0) return TL_OK;
+    return refit(m, train, valid, TL_DISTILL_CALIB_ROWS);
 }
 
 float tl_distill_calibrate(tl_model *m, int k, float r)

@@ -22,6 +22,12 @@ void tl_distill_step_begin(tl_model *m);
 /* At an epoch end: refit calibrators that are fitted outside the graph
  * (isotonic, or calib_data = "valid"). */
 tl_status tl_distill_epoch_end(tl_model *m, const tl_split *train, const tl_split *valid);
+/* CrossDistil, after each training step (losses/distill.c): every
+ * calib_every steps, refit the calibrators fitted outside the graph on at
+ * most TL_DISTILL_CALIB_ROWS rows of the calibration split (valid with
+ * calib_data = "valid" when given, else train). TL_OK when there is nothing
+ * to do; on failure the calibrators are those of the last good fit. */
+tl_status tl_distill_step_end(tl_model *m, const tl_split *train, const tl_split *valid);
 void tl_distill_free(tl_model *m);
 /* Teacher score r of task k -> calibrated probability (no error correction). */
 float tl_distill_calibrate(tl_model *m, int k, float r);

@@ -82,25 +82,28 @@ void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n)
 }
 
 /* ---- quadruplet BPR -------------------------------------------------------
- * Scratch: per row, the row indices sorted into the four groups (as floats,
- * exact below 2^24); fixed: 4 group counts, then for each of the 3 adjacent
- * group pairs a flag "sampled" and max_pairs sampled (i, j) pairs. */
+ * Scratch: the row indices of the rows in play (weight > 0) sorted into the
+ * four groups (as floats, exact below 2^24); fixed: 4 group counts, then for
+ * each of the 3 adjacent group pairs a flag "sampled" and max_pairs sampled
+ * (i, j) pairs. Input 3, when present, holds the row weights. */
 
-tl_node tl_quadruplet_bpr(tl_graph *g, tl_node score, tl_node label_a, tl_node label_b, int flip_b,
-                          int max_pairs)
+tl_node tl_quadruplet_bpr_weighted(tl_graph *g, tl_node score, tl_node label_a, tl_node label_b,
+                                   tl_node weight, int flip_b, int max_pairs)
 {
-    tl_node in[3] = {score, label_a, label_b};
+    tl_node in[4] = {score, label_a, label_b, weight};
+    int nin = weight == TL_NONE ? 3 : 4;
     char s1[32];
-    if (!tl__valid(g, 3, in)) return TL_NONE;
-    for (int i = 0; i < 3; i++) {
+    if (!tl__valid(g, nin, in)) return TL_NONE;
+    const tl_nodedef *ds = &g->nodes[score];
+    for (int i = 0; i < nin; i++) {
         tl_nodedef *d = &g->nodes[in[i]];
-        if (d->cols != 1 || d->batched != g->nodes[score].batched)
-            return tl__build_fail(g, TL_ERR_SHAPE, "quadruplet_bpr: '%s' %s must be [rows x 1]",
-                                  d->name, tl__shape(g, in[i], s1, sizeof s1));
+        if (d->cols != 1 || d->batched != ds->batched || (!d->batched && d->rows != ds->rows))
+            return tl__build_fail(g, TL_ERR_SHAPE, "quadruplet_bpr: '%s' %s must be [rows x 1] "
+                                  "like the scores", d->name, tl__shape(g, in[i], s1, sizeof s1));
     }
-    if (!g->nodes[score].batched && g->nodes[score].rows > g->max_batch)
+    if (!ds->batched && ds->rows > g->max_batch)
         return tl__build_fail(g, TL_ERR_SHAPE, "quadruplet_bpr: %d fixed rows exceed the graph's "
-                              "max_batch %d", g->nodes[score].rows, g->max_batch);
+                              "max_batch %d", ds->rows, g->max_batch);
     if (max_pairs < 1)
         return tl__build_fail(g, TL_ERR_ARG, "quadruplet_bpr: max_pairs must be >= 1, got %d",
                               max_pairs);
@@ -108,12 +111,18 @@ tl_node tl_quadruplet_bpr(tl_graph *g, tl_node score, tl_node label_a, tl_node l
      * sample, so cap it and keep the sampled-pairs scratch small. */
     int64_t cap = ((int64_t)g->max_batch / 2 + 1) * ((int64_t)g->max_batch / 2 + 1);
     if (max_pairs > cap) max_pairs = (int)cap;
-    tl_node o = tl__node_new(g, TL_OP_QUAD_BPR, 0, 1, 1, 3, in);
+    tl_node o = tl__node_new(g, TL_OP_QUAD_BPR, 0, 1, 1, nin, in);
     if (o != TL_NONE) {
         g->nodes[o].k = max_pairs;
         g->nodes[o].start = flip_b;
     }
     return o;
+}
+
+tl_node tl_quadruplet_bpr(tl_graph *g, tl_node score, tl_node label_a, tl_node label_b, int flip_b,
+                          int max_pairs)
+{
+    return tl_quadruplet_bpr_weighted(g, score, label_a, label_b, TL_NONE, flip_b, max_pairs);
 }
 
 /* Group of a row in target order: 0 = (+,+), 1 = (+,-), 2 = (-,+), 3 = (-,-). */
@@ -126,18 +135,46 @@ static int quad_group(float ya, float yb, int flip_b)
 
 static inline float log_sigmoid(float x) { return x >= 0.0f ? -log1pf(expf(-x)) : x - log1pf(expf(x)); }
 
+/* Row weights of the op (NULL: all 1). */
+static const float *quad_weights(tl_graph *g, tl_nodedef *n)
+{
+    return n->nin > 3 ? tl__in(g, n, 3)->val : NULL;
+}
+
+/* Sum of the pair weights w_i w_j of a term: over all of P x Q, or over the
+ * sampled pairs pp. Unit weights give exactly |P||Q| or max_pairs, so the
+ * weighted loss is then bit for bit the unweighted one. */
+static double quad_norm(const float *w, const float *P, int np, const float *Q, int nq,
+                        const float *pp, int maxp)
+{
+    if (!pp) {
+        double sp = 0.0, sq = 0.0;
+        for (int i = 0; i < np; i++) sp += w ? (double)w[(int)P[i]] : 1.0;
+        for (int j = 0; j < nq; j++) sq += w ? (double)w[(int)Q[j]] : 1.0;
+        return sp * sq;
+    }
+    double s = 0.0;
+    for (int t = 0; t < maxp; t++)
+        s += w ? (double)w[(int)pp[1 + 2 * t]] * (double)w[(int)pp[2 + 2 * t]] : 1.0;
+    return s;
+}
+
 tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *ns = tl__in(g, n, 0), *na = tl__in(g, n, 1), *nb = tl__in(g, n, 2);
+    const float *w = quad_weights(g, n);
     int rows = tl__rows(g, ns), maxp = n->k;
     float *members = n->scratch, *counts = n->scratch + (size_t)g->max_batch;
     float *pairs = counts + 4;
     int cnt[4] = {0, 0, 0, 0}, start[4];
-    for (int i = 0; i < rows; i++) cnt[quad_group(na->val[i], nb->val[i], n->start)]++;
+    /* rows of weight 0 (outside a task space, or weighted out) are in no group */
+    for (int i = 0; i < rows; i++)
+        if (!w || w[i] > 0.0f) cnt[quad_group(na->val[i], nb->val[i], n->start)]++;
     start[0] = 0;
     for (int q = 1; q < 4; q++) start[q] = start[q - 1] + cnt[q - 1];
     int fill[4] = {start[0], start[1], start[2], start[3]};
-    for (int i = 0; i < rows; i++) members[fill[quad_group(na->val[i], nb->val[i], n->start)]++] = (float)i;
+    for (int i = 0; i < rows; i++)
+        if (!w || w[i] > 0.0f) members[fill[quad_group(na->val[i], nb->val[i], n->start)]++] = (float)i;
     for (int q = 0; q < 4; q++) counts[q] = (float)cnt[q];
 
     double total = 0.0;
@@ -149,20 +186,29 @@ tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
         if (np == 0 || nq == 0) continue; /* a term with an empty group is skipped */
         const float *P = members + start[p], *Q = members + start[p + 1];
         double s = 0.0;
+        /* sum w_i w_j (-log s(r_i - r_j)) / sum w_i w_j over the term's pairs */
         if ((double)np * nq <= maxp) {
-            for (int i = 0; i < np; i++)
-                for (int j = 0; j < nq; j++) s -= (double)log_sigmoid(r[(int)P[i]] - r[(int)Q[j]]);
-            total += s / ((double)np * nq);
-        } else { /* subsample max_pairs pairs, remembered for the backward */
+            for (int i = 0; i < np; i++) {
+                int a = (int)P[i];
+                double wa = w ? (double)w[a] : 1.0;
+                for (int j = 0; j < nq; j++) {
+                    int b = (int)Q[j];
+                    double wab = w ? wa * (double)w[b] : 1.0;
+                    s -= wab * (double)log_sigmoid(r[a] - r[b]);
+                }
+            }
+            total += s / quad_norm(w, P, np, Q, nq, NULL, maxp);
+        } else { /* subsample max_pairs pairs uniformly, remembered for the backward */
             pp[0] = 1.0f;
             for (int t = 0; t < maxp; t++) {
                 int i = (int)P[tl_rng_below(&g->drop_rng, (uint64_t)np)];
                 int j = (int)Q[tl_rng_below(&g->drop_rng, (uint64_t)nq)];
                 pp[1 + 2 * t] = (float)i;
                 pp[2 + 2 * t] = (float)j;
-                s -= (double)log_sigmoid(r[i] - r[j]);
+                double wij = w ? (double)w[i] * (double)w[j] : 1.0;
+                s -= wij * (double)log_sigmoid(r[i] - r[j]);
             }
-            total += s / maxp;
+            total += s / quad_norm(w, P, np, Q, nq, pp, maxp);
         }
     }
     n->val[0] = (float)total;
@@ -173,6 +219,7 @@ void tl_op_quad_bpr_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *ns = tl__in(g, n, 0);
     if (!ns->grad) return;
+    const float *w = quad_weights(g, n);
     int maxp = n->k;
     const float *members = n->scratch, *counts = n->scratch + (size_t)g->max_batch;
     const float *pairs = counts + 4, *r = ns->val;
@@ -184,23 +231,26 @@ void tl_op_quad_bpr_backward(tl_graph *g, tl_nodedef *n)
         const float *P = members + start, *Q = members + start + np;
         start += np;
         if (np == 0 || nq == 0) continue;
-        /* d/dr_i of -log s(r_i - r_j) = -(1 - s(r_i - r_j)) = -s(r_j - r_i) */
-        if (pp[0] == 0.0f) {
-            float scale = d / ((float)np * (float)nq);
+        /* d/dr_i of -log s(r_i - r_j) = -(1 - s(r_i - r_j)) = -s(r_j - r_i),
+         * times the pair's share w_i w_j / sum w_i w_j of the term */
+        int sampled = pp[0] != 0.0f;
+        float scale = d / (float)quad_norm(w, P, np, Q, nq, sampled ? pp : NULL, maxp);
+        if (!sampled) {
             for (int i = 0; i < np; i++)
                 for (int j = 0; j < nq; j++) {
                     int a = (int)P[i], b = (int)Q[j];
                     float gsig = 1.0f / (1.0f + expf(r[a] - r[b]));
-                    dr[a] -= scale * gsig;
-                    dr[b] += scale * gsig;
+                    float sw = w ? scale * (w[a] * w[b]) : scale;
+                    dr[a] -= sw * gsig;
+                    dr[b] += sw * gsig;
                 }
         } else {
-            float scale = d / (float)maxp;
             for (int t = 0; t < maxp; t++) {
                 int a = (int)pp[1 + 2 * t], b = (int)pp[2 + 2 * t];
                 float gsig = 1.0f / (1.0f + expf(r[a] - r[b]));
-                dr[a] -= scale * gsig;
-                dr[b] += scale * gsig;
+                float sw = w ? scale * (w[a] * w[b]) : scale;
+                dr[a] -= sw * gsig;
+                dr[b] += sw * gsig;
             }
         }
     }
