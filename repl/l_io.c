@@ -48,6 +48,9 @@ void tl_lua_open_io(lua_State *L, int tl)
     tl_lua_doc(L, "m:save", lua_gettop(L),
                "m:save(path) -> m: write a checkpoint (versioned, CRC32-checked). The file is\n"
                "written to a temporary file in the same directory and renamed, so a crash or\n"
-               "a full disk leaves the previous checkpoint whole. Load with tl.load(path).");
+               "a full disk leaves the previous checkpoint whole. Ctrl-C takes effect after\n"
+               "the file is complete. A process killed while saving (kill -9, power loss)\n"
+               "may leave a stale path.tmp.XXXXXX beside it: never read, safe to delete.\n"
+               "Load with tl.load(path).");
     lua_pop(L, 3);
 }

@@ -100,7 +100,8 @@ static int make_spec(lua_State *L, const char *kind, const char *fn, const char 
 static const char *const dml_fields[] = {"ctfm", "gkd", "stop_grad", "gkd_layers", "dropout", NULL};
 static const char *const distill_fields[] = {"pairs", "aux", "kd", "bce_on_aux", "calibrate",
                                              "calib_data", "correct", "lambda", "teacher_grad",
-                                             "warmup", "order", "teacher", "max_pairs", "naive", NULL};
+                                             "warmup", "order", "teacher", "max_pairs", "naive",
+                                             "calib_every", NULL};
 static const char *const sb_fields[] = {"bottom", "dropout", NULL};
 static const char *const moe_fields[] = {"experts", "expert", "dropout", NULL};
 static const char *const ple_fields[] = {"levels", "shared", "specific", "expert", "dropout", NULL};
@@ -313,11 +314,12 @@ static void read_distill(lua_State *L, int idx, tl_model_config *c)
     static const char *const teacher[] = {"separate", "shared", NULL};
     ds->calibrate = (tl_distill_calib)tl_lua_opt_enum(L, idx, fn, "calibrate", cal, TL_DISTILL_PLATT);
     ds->calib_valid = tl_lua_opt_enum(L, idx, fn, "calib_data", cdata, 1);
+    ds->calib_every = (int)tl_lua_opt_int(L, idx, fn, "calib_every", 0, 0, INT32_MAX);
     ds->correct = (tl_distill_correct)tl_lua_opt_enum(L, idx, fn, "correct", corr, TL_CORRECT_BLEND);
     ds->lambda = (float)tl_lua_opt_number(L, idx, fn, "lambda", ds->lambda, 0.0, 1.0);
     ds->teacher_grad = tl_lua_opt_bool(L, idx, fn, "teacher_grad", 0);
     ds->warmup = tl_lua_opt_int(L, idx, fn, "warmup", 0, 0, INT64_MAX);
-    ds->order = tl_lua_opt_enum(L, idx, fn, "order", order, 0);
+    ds->order = tl_lua_opt_enum(L, idx, fn, "order", order, 0); /* auto: resolved by m:fit */
     ds->teacher_shared = tl_lua_opt_enum(L, idx, fn, "teacher", teacher, 0);
     ds->max_pairs = (int)tl_lua_opt_int(L, idx, fn, "max_pairs", ds->max_pairs, 1, 1 << 30);
     ds->naive = tl_lua_opt_bool(L, idx, fn, "naive", 0);
@@ -467,17 +469,7 @@ static int l_model_new(lua_State *L)
     if (!lua_isnil(L, -1)) read_dml(L, -1, &c.dml);
     lua_pop(L, 1);
     lua_getfield(L, 1, "distill");
-    if (!lua_isnil(L, -1)) {
-        read_distill(L, -1, &c);
-        /* order="auto": the sign of the pair's label correlation on train */
-        const tl_split *tr = tl_dataset_split(d, "train");
-        if (!tr) tr = tl_dataset_split(d, "all");
-        for (int p = 0; p < c.distill.n_pairs; p++) {
-            double r = tr ? tl_split_label_correlation(tr, c.n_tasks, c.distill.pairs[p][0],
-                                                       c.distill.pairs[p][1]) : 0.0;
-            c.distill.flip[p] = c.distill.order == 2 || (c.distill.order == 0 && r < 0.0);
-        }
-    }
+    if (!lua_isnil(L, -1)) read_distill(L, -1, &c);
     lua_pop(L, 1);
     lua_getglobal(L, "tl");
     lua_Integer default_seed = 1;
@@ -591,7 +583,11 @@ static int fit_progress(void *ud, const tl_progress *p)
         snprintf(x->error, sizeof x->error, "checkpoint: %s", tl_errmsg());
         return 1;
     }
-    if (x->live_idx) live_update(x, p->kind == TL_PROGRESS_EPOCH);
+    /* After Ctrl-C no Lua runs here: the REPL's pending hook would fail the
+     * call with a bare "interrupted!". The engine stops at its next check
+     * and says where. */
+    int cancelled = tl_cancelled();
+    if (x->live_idx && !cancelled) live_update(x, p->kind == TL_PROGRESS_EPOCH);
     if (!x->quiet) {
         if (p->kind == TL_PROGRESS_STEP && x->tty) {
             printf("\r  epoch %d/%d  %3d%%  step %lld  loss", p->epoch, p->epochs,
@@ -625,7 +621,7 @@ static int fit_progress(void *ud, const tl_progress *p)
             x->bar_open = 0;
         }
     }
-    if (x->callback_idx) {
+    if (x->callback_idx && !cancelled) {
         lua_pushvalue(L, x->callback_idx);
         lua_newtable(L);
         lua_pushstring(L, p->kind == TL_PROGRESS_EPOCH ? "epoch" : p->kind == TL_PROGRESS_EVAL ? "eval" : "step");
@@ -649,6 +645,10 @@ static int fit_progress(void *ud, const tl_progress *p)
             lua_setfield(L, -2, "valid");
         }
         if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+            if (tl_cancelled()) { /* Ctrl-C inside the callback: the engine reports it */
+                lua_pop(L, 1);
+                return 0;
+            }
             snprintf(x->error, sizeof x->error, "progress callback failed: %s", lua_tostring(L, -1));
             lua_pop(L, 1);
             return 1;
@@ -737,6 +737,10 @@ static int l_model_fit(lua_State *L)
     x.model_idx = 1;
 
     tl_status s = tl_model_fit(lm->m, train, valid, &o);
+    /* Ctrl-C: the error raised below delivers it, once. Without the REPL's
+     * pending "interrupted!" hook a pcall around fit catches it like any
+     * error, and the last plot update below runs. */
+    if (s == TL_ERR_CANCELLED && tl_cancelled()) lua_sethook(L, NULL, 0, 0);
     if (x.live_idx) live_update(&x, 1);
     if (x.error[0]) luaL_error(L, "%s: %s", fn, x.error);
     if (x.bar_open) printf("\n"); /* stopped mid-epoch: end the progress bar's line */
@@ -1141,6 +1145,33 @@ static void mlp_str(char *buf, size_t n, const tl_mlp_spec *s)
     if (s->dropout > 0.0f && k < n) snprintf(buf + k, n - k, " dropout %g", (double)s->dropout);
 }
 
+/* How print(m) names CrossDistil pair p's order. Before the first fit an
+ * order="auto" pair shows the sign the fit will take from the train split of
+ * the model's data (when it has one). */
+static void order_str(lua_State *L, tl_model *m, int p, char *buf, size_t n)
+{
+    const tl_model_config *c = tl_model_config_get(m);
+    int o = tl_model_distill_order(m, p);
+    if (o > 0) {
+        snprintf(buf, n, "%s relation%s", o == 2 ? "negative" : "positive",
+                 c->distill.order == 0 ? ", from label correlation" : "");
+        return;
+    }
+    const tl_split *tr = NULL;
+    if (lua_getiuservalue(L, 1, 1) != LUA_TNIL) {
+        tl_dataset *d = tl_lua_check_dataset(L, -1);
+        tr = tl_dataset_split(d, "train");
+        if (!tr) tr = tl_dataset_split(d, "all");
+    }
+    lua_pop(L, 1);
+    if (tr)
+        snprintf(buf, n, "%s relation on the data's train labels; auto, fixed by the first fit",
+                 tl_distill_auto_order(tr, c->n_tasks, c->distill.pairs[p][0], c->distill.pairs[p][1]) == 2
+                     ? "negative" : "positive");
+    else
+        snprintf(buf, n, "relation auto, fixed by the first fit");
+}
+
 static int l_model_tostring(lua_State *L)
 {
     tl_model *m = check_model(L, 1)->m;
@@ -1198,12 +1229,14 @@ static int l_model_tostring(lua_State *L)
         const tl_distill_spec *ds = &c->distill;
         static const char *corr[] = {"none", "blend", "clip"};
         for (int p = 0; p < ds->n_pairs; p++) {
-            snprintf(line, sizeof line, "  distill CrossDistil %s <-> %s (%s relation%s): aux %g, kd %g, "
-                     "%s calibrator on %s, correct %s (lambda %g), warmup %lld\n",
-                     c->tasks[ds->pairs[p][0]].name, c->tasks[ds->pairs[p][1]].name,
-                     ds->flip[p] ? "negative" : "positive", ds->order == 0 ? ", from label correlation" : "",
+            char order[128], every[48] = "";
+            order_str(L, m, p, order, sizeof order);
+            if (ds->calib_every > 0) snprintf(every, sizeof every, " (refit every %d steps)", ds->calib_every);
+            snprintf(line, sizeof line, "  distill CrossDistil %s <-> %s (%s): aux %g, kd %g, "
+                     "%s calibrator on %s%s, correct %s (lambda %g), warmup %lld\n",
+                     c->tasks[ds->pairs[p][0]].name, c->tasks[ds->pairs[p][1]].name, order,
                      (double)ds->aux, (double)ds->kd, ds->calibrate == TL_DISTILL_ISOTONIC ? "isotonic" : "platt",
-                     ds->calib_valid ? "valid" : "train", corr[ds->correct], (double)ds->lambda,
+                     ds->calib_valid ? "valid" : "train", every, corr[ds->correct], (double)ds->lambda,
                      (long long)ds->warmup);
             luaL_addstring(&buf, line);
         }
@@ -1216,9 +1249,11 @@ static int l_model_tostring(lua_State *L)
     return 1;
 }
 
-/* m:teachers(split) -> {task = {auc=, multi_auc=, logloss=, ece=, pcoc=}}: the
- * CrossDistil teacher towers judged on their own (ranking by raw score,
- * calibration after the calibrator). */
+/* m:teachers(split) -> {task = {auc=, multi_auc=, logloss=, ece=, pcoc=,
+ * order=}}: the CrossDistil teacher towers judged on their own (ranking by raw
+ * score, calibration after the calibrator); order is the pair's order
+ * ("positive", "negative", or "auto" before the first fit, when Multi-AUC
+ * takes the sign of the labels' correlation on `split`, as m:evaluate does). */
 static int l_model_teachers(lua_State *L)
 {
     l_model *lm = check_model(L, 1);
@@ -1246,7 +1281,9 @@ static int l_model_teachers(lua_State *L)
             o.pred_stride = o.label_stride = o.partner_stride = (size_t)K;
             o.weight = s->weight;
             o.partner = s->labels + partner;
-            o.order = ds->flip[p] ? TL_MULTI_AUC_ORDER_A_NEG : TL_MULTI_AUC_ORDER_A;
+            int order = tl_model_distill_order(lm->m, p);
+            int neg = order ? order == 2 : tl_split_label_correlation(s, K, k, partner) < 0.0;
+            o.order = neg ? TL_MULTI_AUC_ORDER_A_NEG : TL_MULTI_AUC_ORDER_A;
             tl_binary_eval er, ec;
             st = tl_metrics_eval_binary(raw + k, s->labels + k, s->n, &o, NULL, &er);
             if (st == TL_OK) {
@@ -1260,6 +1297,8 @@ static int l_model_teachers(lua_State *L)
             set_num(L, "logloss", ec.logloss);
             set_num(L, "ece", ec.ece);
             set_num(L, "pcoc", ec.pcoc);
+            lua_pushstring(L, order == 2 ? "negative" : order == 1 ? "positive" : "auto");
+            lua_setfield(L, -2, "order");
             lua_setfield(L, -2, c->tasks[k].name);
         }
     return 1;
@@ -1490,16 +1529,19 @@ void tl_lua_open_model(lua_State *L, int tl)
          "shared_bottom, omoe, mmoe and ple."},
         {"crossdistil", "tl.crossdistil",
          "tl.crossdistil{pairs={{\"a\",\"b\"}}, aux=1, kd=0.5, bce_on_aux=false, calibrate=\"platt\"|\"isotonic\",\n"
-         "  calib_data=\"valid\"|\"train\", correct=\"blend\"|\"clip\"|\"none\", lambda=0.2, teacher_grad=false,\n"
-         "  warmup=0, order=\"auto\"|\"positive\"|\"negative\", teacher=\"separate\"|\"shared\", max_pairs=262144,\n"
-         "  naive=false}\n"
+         "  calib_data=\"valid\"|\"train\", calib_every=0, correct=\"blend\"|\"clip\"|\"none\", lambda=0.2,\n"
+         "  teacher_grad=false, warmup=0, order=\"auto\"|\"positive\"|\"negative\", teacher=\"separate\"|\"shared\",\n"
+         "  max_pairs=262144, naive=false}\n"
          "Cross-task knowledge distillation (Yang et al. AAAI 2022), for tl.model{..., distill=...}: per-task\n"
-         "teacher towers ranked by the quadruplet BPR loss over the groups ++ > +- > -+ > --, a monotone\n"
-         "calibrator (platt trained in the graph on train batches, or fitted at epoch ends), and the\n"
-         "student loss (1-kd) BCE(y, y^) + kd BCE(p~, y^) after warmup steps. order=\"auto\" flips the\n"
-         "partner label when the pair's labels correlate negatively on train (shown by print(m)).\n"
-         "m:teachers(split) judges the teachers on their own. naive=true: the baseline that distils the\n"
-         "other task's raw prediction, without teachers."},
+         "teacher towers ranked by the quadruplet BPR loss over the groups ++ > +- > -+ > -- (pairs weighted\n"
+         "by w_i w_j from sample weights; rows outside either task's space left out), a monotone calibrator\n"
+         "(platt trained in the graph on train batches, or fitted at epoch ends), and the student loss\n"
+         "(1-kd) BCE(y, y^) + kd BCE(p~, y^) after warmup steps. calib_every=N also refits a fitted\n"
+         "calibrator every N steps, on at most 16384 evenly spread rows of calib_data (0: epoch ends only;\n"
+         "until one is fitted, p~ = sigmoid(teacher score)). order=\"auto\" flips the partner label when the\n"
+         "pair's labels correlate negatively on the first m:fit's train split (print(m) and m:teachers\n"
+         "show it). m:teachers(split) judges the teachers on their own. naive=true: the baseline that\n"
+         "distils the other task's raw prediction, without teachers."},
         {"optim", "tl.optim",
          "tl.optim.adam{lr=1e-3, l2=0, clip=0}, .adamw{lr, weight_decay}, .sgd{lr, momentum, nesterov},\n"
          ".adagrad{lr}. Embedding rows are updated lazily: only rows seen in the batch."},

@@ -24,17 +24,32 @@ static const char *progname = "towerlab";
  * and, while Lua runs, sets a hook that raises an error at the next Lua
  * instruction (lua.c's scheme; lua_sethook is signal-safe). At the prompt it
  * only records the signal for repl.c. Three Ctrl-C during one command that
- * does not stop (a C call that never checks) restore the default action. */
+ * are not delivered (a C call that never checks) restore the default action.
+ *
+ * Engine work that sees the flag stops and fails with its own message
+ * ("m:fit: training interrupted at epoch 3, step 1200; ..."). That error
+ * delivers the interrupt: the hook, which would otherwise fire when the error
+ * calls msghandler and replace the message by a bare "interrupted!", then
+ * only removes itself, and msghandler adds no traceback to it. */
 
 volatile sig_atomic_t tl_sigint_pending;
 static lua_State *volatile running_L; /* non-NULL while a command runs */
-static volatile sig_atomic_t interrupts;
+static volatile sig_atomic_t interrupts;  /* Ctrl-C not delivered yet */
+static volatile sig_atomic_t interrupted; /* some Ctrl-C during this command */
+static const char stop_msg[] = "interrupted!";
+
+static int msghandler(lua_State *L);
 
 static void lstop(lua_State *L, lua_Debug *ar)
 {
-    (void)ar;
     lua_sethook(L, NULL, 0, 0);
-    luaL_error(L, "interrupted!");
+    interrupts = 0;
+    if (ar->event == LUA_HOOKCALL && lua_getinfo(L, "f", ar)) {
+        int handler = lua_tocfunction(L, -1) == msghandler;
+        lua_pop(L, 1);
+        if (handler) return; /* an error is already on its way */
+    }
+    luaL_error(L, "%s", stop_msg);
 }
 
 static void on_sigint(int sig)
@@ -45,6 +60,7 @@ static void on_sigint(int sig)
         return;
     }
     tl_cancel_request();
+    interrupted = 1;
     if (++interrupts >= 3) {
         static const char msg[] = "\ntowerlab: not responding to Ctrl-C; quitting\n";
         ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
@@ -75,6 +91,11 @@ static int msghandler(lua_State *L)
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
         msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     }
+    /* An error that C code raised after Ctrl-C says where the work stopped:
+     * a traceback would only bury that line. The hook's own "interrupted!"
+     * keeps it: it shows where the Lua code was. */
+    size_t n = strlen(msg), k = sizeof stop_msg - 1;
+    if (interrupted && (n < k || strcmp(msg + n - k, stop_msg) != 0)) return 1;
     luaL_traceback(L, L, msg, 1);
     return 1;
 }
@@ -87,6 +108,7 @@ int tl_docall(lua_State *L, int narg, int nres)
     tl_cancel_clear();
     lua_sethook(L, NULL, 0, 0);
     interrupts = 0;
+    interrupted = 0;
     running_L = L;
     int status = lua_pcall(L, narg, nres, base);
     running_L = NULL;

@@ -13,7 +13,9 @@ extern volatile sig_atomic_t tl_sigint_pending;
  * a traceback handler. While it runs, Ctrl-C stops Lua code (a hook raises
  * "interrupted!") and engine work (tl_cancel_request). The cancellation flag
  * and any stale hook are cleared first. Returns a lua_pcall status; on error
- * the message (with traceback) is at the top. */
+ * the message is at the top, with a traceback unless C code raised it after
+ * Ctrl-C (then it says where the work stopped: "m:fit: training interrupted
+ * at epoch 3, step 1200; ..."). */
 int tl_docall(lua_State *L, int narg, int nres);
 
 /* Print the error message at the top (if status != LUA_OK) to stderr,

@@ -33,9 +33,33 @@ wait_for 'epoch ' 60
 sleep 0.5
 key C-c
 if wait_for 'interrupted' 10 && wait_for '^> $' 10; then pass ctrl_c_stops_fit; else fail ctrl_c_stops_fit "no return to the prompt after Ctrl-C"; fi
+# One message from fit saying where it stopped, not Lua's bare "interrupted!"
+# with a traceback.
+stop_re='^stdin:1: m:fit: training interrupted at epoch ([0-9]+), step ([0-9]+); the model keeps its current parameters and can continue$'
+if [ "$(count_of "$stop_re")" -eq 1 ] && [ "$(count_of 'interrupted!|stack traceback|^[[:space:]]+\[C\]')" -eq 0 ]; then
+  pass ctrl_c_fit_message
+else
+  fail ctrl_c_fit_message "no single 'training interrupted at epoch E, step S' line, or a traceback"
+fi
+stop_step=$(pane | sed -nE "s/$stop_re/\2/p" | tail -1)
 
-line 'print("steps", #m:history().steps > 20)'
-if wait_for '^steps +true' 5; then pass model_kept_after_interrupt; else fail model_kept_after_interrupt "history lost"; fi
+line 'h = m:history().steps; print("steps", #h > 20, "last", h[#h].step)'
+if wait_for "^steps +true +last +${stop_step:-none}\$" 5; then pass model_kept_after_interrupt
+else fail model_kept_after_interrupt "history lost or not at step ${stop_step:-?}"; fi
+
+# Ctrl-C while a Lua progress callback runs, with pcall around fit: the script
+# catches fit's own message (not "progress callback failed: interrupted!") and
+# carries on.
+line 'ok, e = pcall(m.fit, m, {data=d.train, epochs=1000, progress=function(p) end}); print("caught", ok, e)'
+wait_for 'epoch ' 60
+sleep 0.5
+key C-c
+if wait_for '^caught +false +m:fit: training interrupted at epoch [0-9]+, step [0-9]+' 10 && wait_for '^> $' 10 &&
+   [ "$(count_of 'progress callback failed|interrupted!')" -eq 0 ]; then
+  pass ctrl_c_in_callback_caught_by_pcall
+else
+  fail ctrl_c_in_callback_caught_by_pcall "pcall did not get fit's interrupt message"
+fi
 
 # ... and it continues training and evaluates.
 line 'm:fit{data=d.train, epochs=1, max_steps=5}; r = m:evaluate(d.test); print("auc", r.income.auc > 0.5)'
