@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel.h"
+
 #define TL_ERRMSG_MAX 1024
 
 static _Thread_local char errmsg[TL_ERRMSG_MAX];
@@ -221,9 +223,13 @@ void tl_cancel_clear(void) { cancel_flag = 0; }
 extern void openblas_set_num_threads(int);
 extern int openblas_get_num_threads(void);
 
+/* The engine's worker pool (parallel.c) follows the BLAS count; workers
+ * beyond the new count are joined here, missing ones start on first use. */
 void tl_set_threads(int n)
 {
-    if (n > 0) openblas_set_num_threads(n);
+    if (n <= 0) return;
+    openblas_set_num_threads(n);
+    if (tl_parallel_workers() > n - 1) tl_parallel_shutdown();
 }
 
 int tl_get_threads(void) { return openblas_get_num_threads(); }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "parallel.h"
 
 typedef struct {
     const char *name;
@@ -322,14 +323,24 @@ tl_status tl_graph_backward(tl_graph *g, tl_node loss)
     return TL_OK;
 }
 
+/* Rows of per-thread partial sums planned for a bias gradient: the thread
+ * count now, and at least 8 so that raising it later still splits (a
+ * pass uses no more parts than it has rows for). */
+static int partial_slots(void)
+{
+    int t = tl_get_threads();
+    return t < 8 ? 8 : t > TL_PARALLEL_MAX_THREADS ? TL_PARALLEL_MAX_THREADS : t;
+}
+
 /* Floats of op scratch each node needs: per row, and fixed. */
 static void scratch_size(const tl_graph *g, tl_nodedef *d)
 {
     d->scratch_per_row = d->scratch_fixed = 0;
     switch (d->op) {
     case TL_OP_LINEAR:
-    case TL_OP_GROUPED_LINEAR:
+    case TL_OP_GROUPED_LINEAR: /* the activation's gradient; per-thread bias sums */
         if (d->act != TL_ACT_NONE) d->scratch_per_row = (size_t)d->cols;
+        if (d->nin > 2) d->scratch_fixed = (size_t)partial_slots() * (size_t)d->cols;
         break;
     case TL_OP_DROPOUT:
         d->scratch_per_row = (size_t)d->cols;

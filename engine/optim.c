@@ -1,8 +1,12 @@
-/* optim.c — optimizers with lazy (row-sparse) updates for embedding tables. */
+/* optim.c — optimizers with lazy (row-sparse) updates for embedding tables.
+ * A step runs on the worker pool (parallel.h), split so that its results do
+ * not depend on the number of threads. */
 #include "optim.h"
 
 #include <math.h>
 #include <string.h>
+
+#include "parallel.h"
 #ifdef __AVX__
 #include <immintrin.h>
 #endif
@@ -15,6 +19,12 @@ struct tl_optim {
     size_t floats;
     int64_t steps;
     float last_norm;
+    /* per step, per parameter: the floats the step touches, their first
+     * position when all are laid end to end (cost[np] = total), and the
+     * squared gradient norm */
+    size_t *cost;
+    double *sumsq;
+    int np;
 };
 
 tl_optim_config tl_optim_defaults(tl_optim_kind kind)
@@ -71,6 +81,13 @@ tl_optim *tl_optim_new(tl_graph *g, const tl_optim_config *cfg)
     o->cfg = *cfg;
     o->floats = n;
     o->nblocks = cfg->kind == TL_OPTIM_ADAM || cfg->kind == TL_OPTIM_ADAMW ? 2 : 1;
+    o->np = tl_graph_param_count(g);
+    o->cost = tl_malloc(((size_t)o->np + 1) * sizeof *o->cost, "optimizer work list");
+    o->sumsq = tl_malloc(((size_t)o->np + 1) * sizeof *o->sumsq, "optimizer norms");
+    if (!o->cost || !o->sumsq) {
+        tl_optim_free(o);
+        return NULL;
+    }
     for (int b = 0; b < o->nblocks; b++) {
         o->state[b] = tl_malloc_aligned((n ? n : 1) * sizeof(float), "optimizer state");
         if (!o->state[b]) {
@@ -90,6 +107,8 @@ void tl_optim_free(tl_optim *o)
 {
     if (!o) return;
     for (int b = 0; b < 2; b++) tl_free_aligned(o->state[b]);
+    tl_free(o->cost);
+    tl_free(o->sumsq);
     tl_free(o);
 }
 
@@ -179,53 +198,110 @@ static double span_sumsq(const float *gr, size_t len)
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
+/* The step's work, for tl_parallel_for: parameter i's floats (all of a dense
+ * one, the touched rows of a sparse one) are positions [cost[i], cost[i+1])
+ * of one line, and each thread takes a stretch of it. */
+struct step_job {
+    tl_optim *o;
+    float *w, *gr;
+    float gscale, bc1, bc2;
+};
+
+static void fill_cost(tl_optim *o)
+{
+    tl_graph *g = o->g;
+    size_t pos = 0;
+    for (int i = 0; i < o->np; i++) {
+        const tl_param_info *p = tl_graph_param(g, i);
+        int nrows;
+        tl_graph_touched_rows(g, i, &nrows);
+        o->cost[i] = pos;
+        o->sumsq[i] = 0.0;
+        pos += (size_t)(nrows < 0 ? p->rows : nrows) * (size_t)p->cols;
+    }
+    o->cost[o->np] = pos;
+}
+
+/* Parameter i's squared norm, whole, on the thread whose stretch holds the
+ * parameter's first position, so each sum is the same whatever the split
+ * (parameters with nothing to apply keep the 0 fill_cost gave them). */
+static void norm_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    const struct step_job *j = ctx;
+    tl_optim *o = j->o;
+    (void)part;
+    for (int i = 0; i < o->np; i++) {
+        if (o->cost[i] < lo || o->cost[i] >= hi) continue;
+        const tl_param_info *p = tl_graph_param(o->g, i);
+        int nrows;
+        const int32_t *rows = tl_graph_touched_rows(o->g, i, &nrows);
+        double s = 0.0;
+        if (nrows < 0)
+            s = span_sumsq(j->gr + p->offset, (size_t)p->rows * (size_t)p->cols);
+        else
+            for (int r = 0; r < nrows; r++)
+                s += span_sumsq(j->gr + p->offset + (size_t)rows[r] * (size_t)p->cols, (size_t)p->cols);
+        o->sumsq[i] = s;
+    }
+}
+
+/* The update of positions [lo, hi): element-wise, so any split gives the
+ * same bits. A sparse parameter's row goes to the stretch holding its first
+ * position. */
+static void update_part(void *ctx, size_t lo, size_t hi, int part)
+{
+    const struct step_job *j = ctx;
+    tl_optim *o = j->o;
+    (void)part;
+    for (int i = 0; i < o->np; i++) {
+        size_t c0 = o->cost[i], c1 = o->cost[i + 1];
+        if (c1 <= lo || c0 >= hi) continue;
+        const tl_param_info *p = tl_graph_param(o->g, i);
+        size_t a = lo > c0 ? lo - c0 : 0, b = (hi < c1 ? hi : c1) - c0;
+        int nrows;
+        const int32_t *rows = tl_graph_touched_rows(o->g, i, &nrows);
+        if (nrows < 0) {
+            update_span(o, j->w, j->gr, p->offset + a, b - a, j->gscale, j->bc1, j->bc2);
+            continue;
+        }
+        size_t cols = (size_t)p->cols;
+        for (size_t r = (a + cols - 1) / cols; r * cols < b; r++)
+            update_span(o, j->w, j->gr, p->offset + (size_t)rows[r] * cols, cols, j->gscale, j->bc1,
+                        j->bc2);
+    }
+}
+
 tl_status tl_optim_step(tl_optim *o)
 {
     tl_graph *g = o->g;
-    float *w = tl_graph_params(g, NULL), *gr = tl_graph_grads(g, NULL);
-    int np = tl_graph_param_count(g);
+    struct step_job j = {o, tl_graph_params(g, NULL), tl_graph_grads(g, NULL), 1.0f, 0.0f, 0.0f};
+    fill_cost(o);
+    size_t total = o->cost[o->np];
 
     /* Global norm over exactly the values this step will apply. */
+    tl_parallel_for(total, TL_PARALLEL_GRAIN, norm_part, &j);
     double sumsq = 0.0;
-    for (int i = 0; i < np; i++) {
-        const tl_param_info *p = tl_graph_param(g, i);
-        int nrows;
-        const int32_t *rows = tl_graph_touched_rows(g, i, &nrows);
-        double s = 0.0;
-        if (nrows < 0)
-            s = span_sumsq(gr + p->offset, (size_t)p->rows * (size_t)p->cols);
-        else
-            for (int r = 0; r < nrows; r++)
-                s += span_sumsq(gr + p->offset + (size_t)rows[r] * (size_t)p->cols, (size_t)p->cols);
-        if (!isfinite(s)) {
+    for (int i = 0; i < o->np; i++) {
+        if (!isfinite(o->sumsq[i])) {
+            const tl_param_info *p = tl_graph_param(g, i);
             tl_graph_zero_grad(g);
             return tl_fail(TL_ERR_NUMERIC,
                            "non-finite gradient in parameter '%s' [%d x %d] at step %lld; "
                            "parameters left at the last good step",
                            p->name, p->rows, p->cols, (long long)o->steps + 1);
         }
-        sumsq += s;
+        sumsq += o->sumsq[i];
     }
     o->last_norm = (float)sqrt(sumsq);
-    float gscale = 1.0f;
     if (o->cfg.clip_norm > 0.0f && o->last_norm > o->cfg.clip_norm)
-        gscale = o->cfg.clip_norm / o->last_norm;
+        j.gscale = o->cfg.clip_norm / o->last_norm;
 
     o->steps++;
     /* In double: in float, 1 - beta2^t loses ~1e-5 relative to cancellation at small t. */
-    float bc1 = (float)(1.0 - pow((double)o->cfg.beta1, (double)o->steps));
-    float bc2 = (float)(1.0 - pow((double)o->cfg.beta2, (double)o->steps));
-    for (int i = 0; i < np; i++) {
-        const tl_param_info *p = tl_graph_param(g, i);
-        int nrows;
-        const int32_t *rows = tl_graph_touched_rows(g, i, &nrows);
-        if (nrows < 0)
-            update_span(o, w, gr, p->offset, (size_t)p->rows * (size_t)p->cols, gscale, bc1, bc2);
-        else
-            for (int r = 0; r < nrows; r++)
-                update_span(o, w, gr, p->offset + (size_t)rows[r] * (size_t)p->cols,
-                            (size_t)p->cols, gscale, bc1, bc2);
-    }
+    j.bc1 = (float)(1.0 - pow((double)o->cfg.beta1, (double)o->steps));
+    j.bc2 = (float)(1.0 - pow((double)o->cfg.beta2, (double)o->steps));
+    /* w, gradient and one or two state blocks per float */
+    tl_parallel_for(total, TL_PARALLEL_GRAIN / 4, update_part, &j);
     tl_graph_zero_grad(g);
     return TL_OK;
 }

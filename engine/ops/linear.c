@@ -1,12 +1,16 @@
 /* ops/linear.c — matmul, the fused linear layer (x W + b, activation) and
  * grouped linear layers (several experts' layers side by side). All GEMMs go
  * through cblas_sgemm, row-major; backward GEMMs accumulate with beta = 1,
- * or overwrite with beta = 0 a gradient that is still fresh (ops.h). */
+ * or overwrite with beta = 0 a gradient that is still fresh (ops.h). The
+ * passes around them (bias, activation and their gradients) run on the
+ * worker pool (parallel.h) in row chunks; only the bias gradient's sums
+ * depend on the split, which is fixed for a given thread count. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 #include "ops.h"
+#include "parallel.h"
 
 static tl_node check_weight(tl_graph *g, const char *op, tl_node x, tl_node w, int xcols_per,
                             tl_node b, int bcols)
@@ -94,23 +98,54 @@ static void relu_grad_row(float *restrict dz, const float *restrict y, const flo
     for (; j < n; j++) dz[j] = y[j] > 0.0f ? dy[j] : 0.0f;
 }
 
-/* y = x W (+ b): the bias is copied into every row first and the GEMM adds
- * onto it (beta = 1), which saves a pass over y. */
-static void gemm_bias(int rows, int m, int k, const float *x, int ldx, const float *w, int ldw,
-                      const float *b, float *y, int ldy)
+/* Rows per chunk for at least TL_PARALLEL_GRAIN floats per chunk. */
+static size_t row_grain(int cols) { return (TL_PARALLEL_GRAIN + (size_t)cols - 1) / (size_t)cols; }
+
+struct fill_job {
+    const float *b;
+    float *y;
+    int m;
+};
+
+static void fill_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    if (b)
-        for (int i = 0; i < rows; i++) memcpy(y + (size_t)i * ldy, b, (size_t)m * sizeof(float));
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, k, 1.0f, x, ldx, w, ldw,
-                b ? 1.0f : 0.0f, y, ldy);
+    const struct fill_job *j = ctx;
+    (void)part;
+    for (size_t i = r0; i < r1; i++) memcpy(j->y + i * (size_t)j->m, j->b, (size_t)j->m * sizeof(float));
 }
 
-static void apply_act(float *y, int rows, int cols, tl_act act)
+/* Every row of y [rows x m] = b. The forward GEMMs then add x W onto it
+ * (beta = 1), which saves a pass over y; with several groups, b holds their
+ * biases side by side. */
+static void fill_bias(int rows, int m, const float *b, float *y)
 {
-    size_t len = (size_t)rows * (size_t)cols;
-    switch (act) {
+    struct fill_job j = {b, y, m};
+    tl_parallel_for((size_t)rows, row_grain(m), fill_rows, &j);
+}
+
+/* y = x W + beta y, beta = 1 onto a filled bias, else 0. */
+static void gemm_fwd(int rows, int m, int k, const float *x, int ldx, const float *w, int ldw,
+                     int has_bias, float *y, int ldy)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, k, 1.0f, x, ldx, w, ldw,
+                has_bias ? 1.0f : 0.0f, y, ldy);
+}
+
+struct act_job {
+    float *y;
+    int cols;
+    tl_act act;
+};
+
+static void act_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct act_job *j = ctx;
+    (void)part;
+    float *y = j->y + r0 * (size_t)j->cols;
+    size_t len = (r1 - r0) * (size_t)j->cols;
+    switch (j->act) {
     case TL_ACT_RELU:
-        for (int i = 0; i < rows; i++) relu_row(y + (size_t)i * cols, cols);
+        for (size_t i = r0; i < r1; i++, y += j->cols) relu_row(y, j->cols);
         break;
     case TL_ACT_SIGMOID:
         for (size_t i = 0; i < len; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
@@ -123,35 +158,83 @@ static void apply_act(float *y, int rows, int cols, tl_act act)
     }
 }
 
-/* dZ = dY * act'(Y), computed from the output Y, and the bias gradient
- * db += column sums of dZ when db is non-NULL, in one pass. Returns dY itself
- * when the activation is the identity (no copy). */
-static const float *act_backward(const float *y, const float *dy, float *dz, float *db, int rows,
-                                 int cols, tl_act act)
+static void apply_act(float *y, int rows, int cols, tl_act act)
 {
-    if (act == TL_ACT_NONE) {
-        if (db)
-            for (int i = 0; i < rows; i++) tl__add_row(db, dy + (size_t)i * cols, cols);
-        return dy;
+    if (act == TL_ACT_NONE) return;
+    struct act_job j = {y, cols, act};
+    tl_parallel_for((size_t)rows, row_grain(cols), act_rows, &j);
+}
+
+struct act_bwd_job {
+    const float *y, *dy;
+    float *dz, *db;
+    float *partial; /* parts > 1: one row of column sums per part */
+    int cols;
+    tl_act act;
+};
+
+/* act_backward over rows [r0, r1): dZ, and dZ's column sums added into db
+ * or, when the rows are split, into this part's own row of partial sums. */
+static void act_bwd_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct act_bwd_job *j = ctx;
+    int cols = j->cols;
+    float *db = j->db;
+    if (db && j->partial) {
+        db = j->partial + (size_t)part * (size_t)cols;
+        memset(db, 0, (size_t)cols * sizeof(float));
     }
-    for (int i = 0; i < rows; i++) {
-        size_t o = (size_t)i * cols;
-        const float *yr = y + o, *dyr = dy + o;
-        float *dzr = dz + o;
-        switch (act) {
+    for (size_t i = r0; i < r1; i++) {
+        size_t o = i * (size_t)cols;
+        const float *yr = j->y + o, *dyr = j->dy + o;
+        if (j->act == TL_ACT_NONE) {
+            tl__add_row(db, dyr, cols);
+            continue;
+        }
+        float *dzr = j->dz + o;
+        switch (j->act) {
         case TL_ACT_RELU:
             relu_grad_row(dzr, yr, dyr, cols);
             break;
         case TL_ACT_SIGMOID:
-            for (int j = 0; j < cols; j++) dzr[j] = dyr[j] * yr[j] * (1.0f - yr[j]);
+            for (int c = 0; c < cols; c++) dzr[c] = dyr[c] * yr[c] * (1.0f - yr[c]);
             break;
         default: /* tanh */
-            for (int j = 0; j < cols; j++) dzr[j] = dyr[j] * (1.0f - yr[j] * yr[j]);
+            for (int c = 0; c < cols; c++) dzr[c] = dyr[c] * (1.0f - yr[c] * yr[c]);
             break;
         }
         if (db) tl__add_row(db, dzr, cols);
     }
-    return dz;
+}
+
+/* dZ = dY * act'(Y), computed from the output Y, and the bias gradient
+ * db += column sums of dZ when db is non-NULL, in one pass. Returns dY itself
+ * when the activation is the identity (no copy). Rows are split among at
+ * most `slots` parts; with more than one, each part sums its rows into its
+ * row of `partial` and those are added into db in part order, so a given
+ * thread count always gives the same bits (one part: today's row order). */
+static const float *act_backward(const float *y, const float *dy, float *dz, float *db,
+                                 float *partial, int slots, int rows, int cols, tl_act act)
+{
+    if (act == TL_ACT_NONE && !db) return dy;
+    size_t grain = row_grain(cols);
+    if (db && grain * (size_t)slots < (size_t)rows) /* at most `slots` parts */
+        grain = slots > 0 ? ((size_t)rows + (size_t)slots - 1) / (size_t)slots : (size_t)rows;
+    int parts = tl_parallel_parts((size_t)rows, grain);
+    struct act_bwd_job j = {y, dy, dz, db, db && parts > 1 ? partial : NULL, cols, act};
+    tl_parallel_run((size_t)rows, parts, act_bwd_rows, &j);
+    if (j.partial)
+        for (int p = 0; p < parts; p++) tl__add_row(db, partial + (size_t)p * (size_t)cols, cols);
+    return act == TL_ACT_NONE ? dy : dz;
+}
+
+/* The bias gradient's partial sums: after the activation gradient in the
+ * node's scratch, graph.c plans a row of cols floats per slot. */
+static float *bias_partials(const tl_graph *g, const tl_nodedef *n, int *slots)
+{
+    size_t rows = n->batched ? (size_t)g->max_batch : (size_t)n->rows;
+    *slots = (int)(n->scratch_fixed / (size_t)n->cols);
+    return *slots > 0 ? n->scratch + n->scratch_per_row * rows : NULL;
 }
 
 /* The bias gradient to add into, or NULL. */
@@ -215,7 +298,8 @@ tl_status tl_op_linear_forward(tl_graph *g, tl_nodedef *n)
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
     int rows = tl__rows(g, n);
-    gemm_bias(rows, n->cols, w->rows, x->val, x->cols, w->val, w->cols, b, n->val, n->cols);
+    if (b) fill_bias(rows, n->cols, b, n->val);
+    gemm_fwd(rows, n->cols, w->rows, x->val, x->cols, w->val, w->cols, b != NULL, n->val, n->cols);
     apply_act(n->val, rows, n->cols, n->act);
     return TL_OK;
 }
@@ -224,8 +308,10 @@ void tl_op_linear_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     int rows = tl__rows(g, n);
-    const float *dz = act_backward(n->val, n->grad, n->scratch, bias_grad(g, n), rows, n->cols,
-                                   n->act);
+    int slots;
+    float *partial = bias_partials(g, n, &slots);
+    const float *dz = act_backward(n->val, n->grad, n->scratch, bias_grad(g, n), partial, slots, rows,
+                                   n->cols, n->act);
     product_backward(x, w, dz, rows);
 }
 
@@ -237,9 +323,10 @@ tl_status tl_op_grouped_linear_forward(tl_graph *g, tl_nodedef *n)
     const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
     int rows = tl__rows(g, n), groups = n->k;
     int k = w->rows / groups, m = w->cols;
+    if (b) fill_bias(rows, n->cols, b, n->val);
     for (int j = 0; j < groups; j++)
-        gemm_bias(rows, m, k, x->val + (size_t)j * k, x->cols, w->val + (size_t)j * k * m, m,
-                  b ? b + (size_t)j * m : NULL, n->val + (size_t)j * m, n->cols);
+        gemm_fwd(rows, m, k, x->val + (size_t)j * k, x->cols, w->val + (size_t)j * k * m, m,
+                 b != NULL, n->val + (size_t)j * m, n->cols);
     apply_act(n->val, rows, n->cols, n->act);
     return TL_OK;
 }
@@ -248,9 +335,10 @@ void tl_op_grouped_linear_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     int rows = tl__rows(g, n), groups = n->k;
-    int k = w->rows / groups, m = w->cols;
-    const float *dz = act_backward(n->val, n->grad, n->scratch, bias_grad(g, n), rows, n->cols,
-                                   n->act);
+    int k = w->rows / groups, m = w->cols, slots;
+    float *partial = bias_partials(g, n, &slots);
+    const float *dz = act_backward(n->val, n->grad, n->scratch, bias_grad(g, n), partial, slots, rows,
+                                   n->cols, n->act);
     /* the groups' blocks of dX (columns) and of dW (rows) tile them exactly */
     if (x->grad) {
         float beta = grad_beta(x);

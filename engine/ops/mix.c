@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "parallel.h"
 
 static int gate_mix_fail(tl_graph *g, tl_node gate, tl_node src, int k)
 {
@@ -64,19 +65,37 @@ static inline const float *expert_at(const tl_nodedef *src, const int32_t *blk, 
     return src->val + (size_t)i * src->cols + (size_t)(blk[0] + e_i) * d;
 }
 
-tl_status tl_op_gate_mix_forward(tl_graph *g, tl_nodedef *n)
+/* Rows are independent in both directions, so the passes split by rows and
+ * give the same bits however the rows are shared out. */
+struct mix_job {
+    tl_graph *g;
+    tl_nodedef *n;
+    int write_gate, write_ex; /* backward: overwrite fresh gradients */
+    uint32_t clear;           /* backward: inputs whose fresh gradient is zeroed (bit 1 + block) */
+};
+
+static size_t mix_grain(const tl_nodedef *n)
 {
-    tl_nodedef *gt = tl__in(g, n, 0);
-    int rows = tl__rows(g, n), d = n->cols, k = n->k, nb = n->nin - 1;
-    for (int i = 0; i < rows; i++) {
-        float *y = n->val + (size_t)i * d;
-        const float *w = gt->val + (size_t)i * k;
+    size_t per_row = (size_t)n->k * (size_t)n->cols; /* floats of experts read per row */
+    return (TL_PARALLEL_GRAIN + per_row - 1) / per_row;
+}
+
+static void mix_forward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct mix_job *j = ctx;
+    tl_graph *g = j->g;
+    const tl_nodedef *n = j->n, *gt = tl__in(g, n, 0);
+    int d = n->cols, k = n->k, nb = n->nin - 1;
+    (void)part;
+    for (size_t i = r0; i < r1; i++) {
+        float *y = n->val + i * (size_t)d;
+        const float *w = gt->val + i * (size_t)k;
         int e = 0;
         for (int b = 0; b < nb; b++) {
             const tl_nodedef *src = tl__in(g, n, 1 + b);
             const int32_t *blk = n->blocks + 2 * b;
             for (int e_i = 0; e_i < blk[1]; e_i++, e++) {
-                const float *ek = expert_at(src, blk, i, e_i, d);
+                const float *ek = expert_at(src, blk, (int)i, e_i, d);
                 float we = w[e];
                 if (e == 0)
                     tl__scale_row(y, we, ek, d);
@@ -85,6 +104,12 @@ tl_status tl_op_gate_mix_forward(tl_graph *g, tl_nodedef *n)
             }
         }
     }
+}
+
+tl_status tl_op_gate_mix_forward(tl_graph *g, tl_nodedef *n)
+{
+    struct mix_job j = {g, n, 0, 0, 0};
+    tl_parallel_for((size_t)tl__rows(g, n), mix_grain(n), mix_forward_rows, &j);
     return TL_OK;
 }
 
@@ -100,39 +125,35 @@ static float dot8(const float *a, const float *b, int n)
     return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-void tl_op_gate_mix_backward(tl_graph *g, tl_nodedef *n)
+static void mix_backward_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    tl_nodedef *gt = tl__in(g, n, 0);
-    int rows = tl__rows(g, n), d = n->cols, k = n->k, nb = n->nin - 1;
-    /* A single block spanning its whole, fresh source is overwritten (MMoE's
-     * first gate); otherwise expert gradients add. */
-    int write_ex = 0;
-    for (int b = 0; b < nb; b++) {
-        tl_nodedef *src = tl__in(g, n, 1 + b);
-        if (!src->grad) continue;
-        if (nb == 1 && src->grad_fresh && n->blocks[0] == 0 && n->blocks[1] * d == src->cols)
-            write_ex = 1;
-        else
-            tl__grad_acc(g, src);
-    }
-    int write_gate = gt->grad && gt->grad_fresh;
-    for (int i = 0; i < rows; i++) {
-        const float *dy = n->grad + (size_t)i * d;
-        const float *w = gt->val + (size_t)i * k;
-        float *dw = gt->grad ? gt->grad + (size_t)i * k : NULL;
+    const struct mix_job *j = ctx;
+    tl_graph *g = j->g;
+    const tl_nodedef *n = j->n, *gt = tl__in(g, n, 0);
+    int d = n->cols, k = n->k, nb = n->nin - 1;
+    (void)part;
+    for (int b = 0; b < nb; b++)
+        if (j->clear & (1u << (1 + b))) {
+            const tl_nodedef *src = tl__in(g, n, 1 + b);
+            memset(src->grad + r0 * (size_t)src->cols, 0, (r1 - r0) * (size_t)src->cols * sizeof(float));
+        }
+    for (size_t i = r0; i < r1; i++) {
+        const float *dy = n->grad + i * (size_t)d;
+        const float *w = gt->val + i * (size_t)k;
+        float *dw = gt->grad ? gt->grad + i * (size_t)k : NULL;
         int e = 0;
         for (int b = 0; b < nb; b++) {
-            tl_nodedef *src = tl__in(g, n, 1 + b);
+            const tl_nodedef *src = tl__in(g, n, 1 + b);
             const int32_t *blk = n->blocks + 2 * b;
             for (int e_i = 0; e_i < blk[1]; e_i++, e++) {
                 if (dw) {
-                    float s = dot8(dy, expert_at(src, blk, i, e_i, d), d);
-                    dw[e] = write_gate ? s : dw[e] + s;
+                    float s = dot8(dy, expert_at(src, blk, (int)i, e_i, d), d);
+                    dw[e] = j->write_gate ? s : dw[e] + s;
                 }
                 if (src->grad) {
-                    float *dek = src->grad + (size_t)i * src->cols + (size_t)(blk[0] + e_i) * d;
+                    float *dek = src->grad + i * (size_t)src->cols + (size_t)(blk[0] + e_i) * d;
                     float we = w[e];
-                    if (write_ex)
+                    if (j->write_ex)
                         tl__scale_row(dek, we, dy, d);
                     else
                         tl__axpy_row(dek, we, dy, d);
@@ -140,8 +161,33 @@ void tl_op_gate_mix_backward(tl_graph *g, tl_nodedef *n)
             }
         }
     }
-    if (write_gate) tl__grad_written(gt);
-    if (write_ex) tl__grad_written(tl__in(g, n, 1));
+}
+
+void tl_op_gate_mix_backward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *gt = tl__in(g, n, 0);
+    int nb = n->nin - 1;
+    struct mix_job j = {g, n, gt->grad && gt->grad_fresh, 0, 0};
+    /* A single block spanning its whole, fresh source is overwritten (MMoE's
+     * first gate); otherwise expert gradients add, into a fresh gradient
+     * zeroed first (by the rows' own thread, once per source node). */
+    for (int b = 0; b < nb; b++) {
+        tl_nodedef *src = tl__in(g, n, 1 + b);
+        if (!src->grad || !src->grad_fresh) continue;
+        if (nb == 1 && n->blocks[0] == 0 && n->blocks[1] * n->cols == src->cols) {
+            j.write_ex = 1;
+            continue;
+        }
+        int seen = 0;
+        for (int a = 0; a < b; a++) seen |= n->in[1 + a] == n->in[1 + b];
+        if (!seen) j.clear |= 1u << (1 + b);
+    }
+    tl_parallel_for((size_t)tl__rows(g, n), mix_grain(n), mix_backward_rows, &j);
+    if (j.write_gate) tl__grad_written(gt);
+    for (int b = 0; b < nb; b++) {
+        tl_nodedef *src = tl__in(g, n, 1 + b);
+        if (src->grad && src->grad_fresh) tl__grad_written(src);
+    }
 }
 
 tl_node tl_attention(tl_graph *g, tl_node q, tl_node k, tl_node v, int tokens)
