@@ -83,9 +83,11 @@ void tl_cancel_request(void);
 int tl_cancelled(void);
 void tl_cancel_clear(void);
 
-/* Threads used by BLAS and by the engine's parallel passes (parallel.h):
- * n > 0 sets the count, n <= 0 keeps it. A given count gives the same bits
- * on every run; with 1 the passes run in their serial order. */
+/* Threads used by the engine's GEMMs and parallel passes (gemm.h,
+ * parallel.h; OpenBLAS itself runs one thread per call): n > 0 sets the
+ * count, n <= 0 keeps it; it starts at OPENBLAS_NUM_THREADS or the cores.
+ * A given count gives the same bits on every run; with 1 the passes run in
+ * their serial order. */
 void tl_set_threads(int n);
 int tl_get_threads(void);
 

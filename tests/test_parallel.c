@@ -3,8 +3,10 @@
  * and concurrent calls, many tiny jobs, fork, signals staying with the main
  * thread; the engine's parallel passes giving the same bits with 1 and 2
  * threads where no GEMM is involved, bias gradients the documented per-part
- * sums; training with 2 threads repeating bit for bit, allocating nothing
- * per step, and agreeing with 1 thread. */
+ * sums; GEMMs split over the pool (gemm.h) exact on exactly representable
+ * inputs at every thread count, both split directions, every transpose;
+ * training with 2 threads repeating bit for bit, allocating nothing per
+ * step, and agreeing with 1 thread. */
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -20,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "gemm.h"
 #include "graph.h"
 #include "ops/ops.h"
 #include "optim.h"
@@ -299,6 +302,105 @@ static void test_signals_reach_main_thread(void **state)
         assert_true(pthread_equal(handler_thread, pthread_self()));
     }
     sigaction(SIGUSR1, &old, NULL);
+}
+
+/* ---- GEMMs on the pool ------------------------------------------------------ */
+
+/* C = op(A) op(B) + beta C in double, for checking. */
+static void naive_gemm(int ta, int tb, int m, int n, int k, const float *a, int lda, const float *b,
+                       int ldb, float beta, float *c, int ldc)
+{
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0.0;
+            for (int l = 0; l < k; l++)
+                s += (double)(ta ? a[(size_t)l * lda + i] : a[(size_t)i * lda + l]) *
+                     (double)(tb ? b[(size_t)j * ldb + l] : b[(size_t)l * ldb + j]);
+            float *cij = c + (size_t)i * ldc + j;
+            *cij = (float)(s + (beta != 0.0f ? (double)*cij : 0.0));
+        }
+}
+
+static void fill_grid(float *x, size_t n, int q, tl_rng *r);
+
+/* Every transpose, split by rows (m >= n) and by columns, odd sizes and
+ * leading dimensions wider than the matrices, beta 0 and 1, at 1, 2 and 3
+ * threads: on multiples of 1/8 every partial sum is exact, so the pool's
+ * split must give exactly the double-precision result. */
+static void test_gemm_split(void **state)
+{
+    (void)state;
+    const int shapes[][3] = {{1024, 144, 256}, {97, 1000, 131}, {517, 33, 300}, {3, 5, 7}, {640, 640, 64}};
+    tl_rng r;
+    tl_rng_seed(&r, 5);
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int bi = 0; bi < 2; bi++) {
+                    float beta = (float)bi;
+                    int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+                    size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb,
+                           nc = (size_t)m * ldc;
+                    float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
+                    float *c0 = malloc(nc * sizeof *c0), *want = malloc(nc * sizeof *want);
+                    float *got = malloc(nc * sizeof *got);
+                    assert_true(a && b && c0 && want && got);
+                    fill_grid(a, na, 8, &r);
+                    fill_grid(b, nb, 8, &r);
+                    fill_grid(c0, nc, 8, &r);
+                    memcpy(want, c0, nc * sizeof *want);
+                    naive_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, want, ldc);
+                    for (int t = 1; t <= 3; t++) {
+                        tl_set_threads(t);
+                        memcpy(got, c0, nc * sizeof *got);
+                        tl_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, got, ldc);
+                        if (memcmp(got, want, nc * sizeof *got) != 0)
+                            fail_msg("gemm %dx%dx%d ta=%d tb=%d beta=%g threads=%d differs", m, n, k,
+                                     ta, tb, (double)beta, t);
+                    }
+                    free(a);
+                    free(b);
+                    free(c0);
+                    free(want);
+                    free(got);
+                }
+    }
+    /* the big shapes really were split, on workers; the tiny one was not */
+    assert_int_equal(tl_parallel_workers(), 2); /* started by the 3-thread runs */
+    tl_set_threads(2);
+    assert_int_equal(tl_gemm_parts(1024, 1024.0 * 144 * 256), 2);
+    assert_int_equal(tl_gemm_parts(3, 3.0 * 5 * 7), 1);
+    float x[4] = {1, 2, 3, 4}, y[4];
+    tl_gemm(0, 0, 2, 2, 2, x, 2, x, 2, 0.0f, y, 2);
+    assert_int_equal(tl_parallel_workers(), 0); /* stayed on the calling thread */
+}
+
+/* On real-valued inputs, a given thread count repeats its bits, and other
+ * counts agree to rounding. */
+static void test_gemm_repeats(void **state)
+{
+    (void)state;
+    int m = 1000, n = 300, k = 257;
+    float *a = malloc((size_t)m * k * sizeof *a), *b = malloc((size_t)k * n * sizeof *b);
+    float *c[3];
+    assert_true(a && b);
+    tl_rng r;
+    tl_rng_seed(&r, 9);
+    for (size_t i = 0; i < (size_t)m * k; i++) a[i] = tl_rng_normal(&r);
+    for (size_t i = 0; i < (size_t)k * n; i++) b[i] = tl_rng_normal(&r);
+    const int threads[3] = {2, 2, 1};
+    for (int i = 0; i < 3; i++) {
+        tl_set_threads(threads[i]);
+        c[i] = malloc((size_t)m * n * sizeof *c[i]);
+        assert_non_null(c[i]);
+        tl_gemm(0, 1, m, n, k, a, k, b, k, 0.0f, c[i], n); /* b read as [n x k] */
+    }
+    assert_memory_equal(c[0], c[1], (size_t)m * n * sizeof *c[0]);
+    assert_true(tlt_close_f("gemm 1 vs 2 threads", c[0], c[2], (size_t)m * n, 1e-5, 1e-4));
+    for (int i = 0; i < 3; i++) free(c[i]);
+    free(a);
+    free(b);
 }
 
 /* ---- the engine's passes -------------------------------------------------------- */
@@ -648,6 +750,8 @@ int main(void)
         cmocka_unit_test(test_many_small_jobs),
         cmocka_unit_test(test_fork),
         cmocka_unit_test(test_signals_reach_main_thread),
+        cmocka_unit_test(test_gemm_split),
+        cmocka_unit_test(test_gemm_repeats),
         cmocka_unit_test(test_passes_same_bits),
         cmocka_unit_test(test_optim_same_bits),
         cmocka_unit_test(test_training_repeats),

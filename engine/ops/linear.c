@@ -1,17 +1,20 @@
 /* ops/linear.c — matmul, the fused linear layer (x W + b, activation) and
- * grouped linear layers (several experts' layers side by side). All GEMMs go
- * through cblas_sgemm, row-major; backward GEMMs accumulate with beta = 1,
- * or overwrite with beta = 0 a gradient that is still fresh (ops.h). The
- * passes around them (bias, activation and their gradients) run on the
- * worker pool (parallel.h) in row chunks; only the bias gradient's sums
- * depend on the split, which is fixed for a given thread count. */
-#include <cblas.h>
+ * grouped linear layers (several experts' layers side by side). GEMMs run on
+ * the engine's pool (gemm.h), row-major; backward GEMMs accumulate with
+ * beta = 1, or overwrite with beta = 0 a gradient that is still fresh
+ * (ops.h). A layer's forward is one parallel job over row chunks: each chunk
+ * fills its rows with the bias, adds x W onto them (every group's GEMM) and
+ * applies the activation. Its backward is two jobs: over row chunks, the
+ * activation's gradient, the bias gradient's partial sums and dX; then dW,
+ * over groups and column blocks. Only the bias gradient's sums and the row
+ * blocks' GEMM rounding depend on the split, which is fixed for a given
+ * thread count. */
 #include <math.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "ops.h"
 #include "parallel.h"
-
 static tl_node check_weight(tl_graph *g, const char *op, tl_node x, tl_node w, int xcols_per,
                             tl_node b, int bcols)
 {
@@ -101,51 +104,21 @@ static void relu_grad_row(float *restrict dz, const float *restrict y, const flo
 /* Rows per chunk for at least TL_PARALLEL_GRAIN floats per chunk. */
 static size_t row_grain(int cols) { return (TL_PARALLEL_GRAIN + (size_t)cols - 1) / (size_t)cols; }
 
-struct fill_job {
-    const float *b;
-    float *y;
-    int m;
-};
-
-static void fill_rows(void *ctx, size_t r0, size_t r1, int part)
+/* Parts for a pass over `rows` rows of `cols` floats with `macs` GEMM
+ * multiply-adds in all: enough work per part for either reason. */
+static int row_parts(int rows, int cols, double macs)
 {
-    const struct fill_job *j = ctx;
-    (void)part;
-    for (size_t i = r0; i < r1; i++) memcpy(j->y + i * (size_t)j->m, j->b, (size_t)j->m * sizeof(float));
+    int by_gemm = tl_gemm_parts((size_t)rows, macs);
+    int by_pass = tl_parallel_parts((size_t)rows, row_grain(cols));
+    return by_gemm > by_pass ? by_gemm : by_pass;
 }
 
-/* Every row of y [rows x m] = b. The forward GEMMs then add x W onto it
- * (beta = 1), which saves a pass over y; with several groups, b holds their
- * biases side by side. */
-static void fill_bias(int rows, int m, const float *b, float *y)
+static void act_rows(float *y, size_t rows, int cols, tl_act act)
 {
-    struct fill_job j = {b, y, m};
-    tl_parallel_for((size_t)rows, row_grain(m), fill_rows, &j);
-}
-
-/* y = x W + beta y, beta = 1 onto a filled bias, else 0. */
-static void gemm_fwd(int rows, int m, int k, const float *x, int ldx, const float *w, int ldw,
-                     int has_bias, float *y, int ldy)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, k, 1.0f, x, ldx, w, ldw,
-                has_bias ? 1.0f : 0.0f, y, ldy);
-}
-
-struct act_job {
-    float *y;
-    int cols;
-    tl_act act;
-};
-
-static void act_rows(void *ctx, size_t r0, size_t r1, int part)
-{
-    const struct act_job *j = ctx;
-    (void)part;
-    float *y = j->y + r0 * (size_t)j->cols;
-    size_t len = (r1 - r0) * (size_t)j->cols;
-    switch (j->act) {
+    size_t len = rows * (size_t)cols;
+    switch (act) {
     case TL_ACT_RELU:
-        for (size_t i = r0; i < r1; i++, y += j->cols) relu_row(y, j->cols);
+        for (size_t i = 0; i < rows; i++, y += cols) relu_row(y, cols);
         break;
     case TL_ACT_SIGMOID:
         for (size_t i = 0; i < len; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
@@ -158,26 +131,60 @@ static void act_rows(void *ctx, size_t r0, size_t r1, int part)
     }
 }
 
-static void apply_act(float *y, int rows, int cols, tl_act act)
-{
-    if (act == TL_ACT_NONE) return;
-    struct act_job j = {y, cols, act};
-    tl_parallel_for((size_t)rows, row_grain(cols), act_rows, &j);
-}
+/* ---- layer forward: y = act(x W + b), `groups` GEMMs side by side ---------- */
 
-struct act_bwd_job {
-    const float *y, *dy;
-    float *dz, *db;
-    float *partial; /* parts > 1: one row of column sums per part */
-    int cols;
+struct fwd_job {
+    const float *x, *w, *b;
+    float *y;
+    int ldx, groups, k, m, cols; /* group g: x columns [g k, (g+1) k) -> y columns [g m, (g+1) m) */
     tl_act act;
 };
 
-/* act_backward over rows [r0, r1): dZ, and dZ's column sums added into db
- * or, when the rows are split, into this part's own row of partial sums. */
-static void act_bwd_rows(void *ctx, size_t r0, size_t r1, int part)
+/* Rows [r0, r1): fill with the bias (the GEMMs then add onto it with
+ * beta = 1, which saves a pass), every group's GEMM, the activation. */
+static void forward_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    const struct act_bwd_job *j = ctx;
+    const struct fwd_job *j = ctx;
+    size_t rows = r1 - r0, cols = (size_t)j->cols;
+    float *y = j->y + r0 * cols;
+    const float *x = j->x + r0 * (size_t)j->ldx;
+    (void)part;
+    if (j->b)
+        for (size_t i = 0; i < rows; i++) memcpy(y + i * cols, j->b, cols * sizeof(float));
+    for (int g = 0; g < j->groups; g++)
+        tl_gemm_serial(0, 0, (int)rows, j->m, j->k, x + (size_t)g * j->k, j->ldx,
+                       j->w + (size_t)g * j->k * j->m, j->m, j->b ? 1.0f : 0.0f,
+                       y + (size_t)g * j->m, j->cols);
+    act_rows(y, rows, j->cols, j->act);
+}
+
+static void layer_forward(tl_graph *g, tl_nodedef *n, int groups)
+{
+    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    int rows = tl__rows(g, n), k = w->rows / groups, m = w->cols;
+    struct fwd_job j = {x->val, w->val, n->nin > 2 ? tl__in(g, n, 2)->val : NULL, n->val,
+                        x->cols, groups, k, m, n->cols, n->act};
+    int parts = row_parts(rows, n->cols, (double)rows * k * n->cols);
+    tl_parallel_run((size_t)rows, parts, forward_rows, &j);
+}
+
+/* ---- layer backward --------------------------------------------------------- */
+
+struct bwd_job {
+    const float *y, *dy, *w;
+    float *dz, *db, *partial; /* parts > 1: one row of column sums per part */
+    float *dx;                /* NULL: no input gradient */
+    float beta;               /* dX's GEMM beta */
+    int cols, ldx, groups, k, m;
+    tl_act act;
+};
+
+/* Rows [r0, r1): dZ = dY act'(Y) (computed from the output Y), its column
+ * sums into db or into this part's row of partial sums, then dX's rows:
+ * dX = dZ W^T for every group. */
+static void backward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct bwd_job *j = ctx;
     int cols = j->cols;
     float *db = j->db;
     if (db && j->partial) {
@@ -188,7 +195,7 @@ static void act_bwd_rows(void *ctx, size_t r0, size_t r1, int part)
         size_t o = i * (size_t)cols;
         const float *yr = j->y + o, *dyr = j->dy + o;
         if (j->act == TL_ACT_NONE) {
-            tl__add_row(db, dyr, cols);
+            if (db) tl__add_row(db, dyr, cols);
             continue;
         }
         float *dzr = j->dz + o;
@@ -205,27 +212,33 @@ static void act_bwd_rows(void *ctx, size_t r0, size_t r1, int part)
         }
         if (db) tl__add_row(db, dzr, cols);
     }
+    if (!j->dx) return;
+    const float *dz = (j->act == TL_ACT_NONE ? j->dy : j->dz) + r0 * (size_t)cols;
+    for (int g = 0; g < j->groups; g++)
+        tl_gemm_serial(0, 1, (int)(r1 - r0), j->k, j->m, dz + (size_t)g * j->m, cols,
+                       j->w + (size_t)g * j->k * j->m, j->m, j->beta,
+                       j->dx + r0 * (size_t)j->ldx + (size_t)g * j->k, j->ldx);
 }
 
-/* dZ = dY * act'(Y), computed from the output Y, and the bias gradient
- * db += column sums of dZ when db is non-NULL, in one pass. Returns dY itself
- * when the activation is the identity (no copy). Rows are split among at
- * most `slots` parts; with more than one, each part sums its rows into its
- * row of `partial` and those are added into db in part order, so a given
- * thread count always gives the same bits (one part: today's row order). */
-static const float *act_backward(const float *y, const float *dy, float *dz, float *db,
-                                 float *partial, int slots, int rows, int cols, tl_act act)
+struct dw_job {
+    const float *x, *dz;
+    float *dw;
+    float beta;
+    int rows, ldx, cols, k, m, pieces; /* task t: group t / pieces, column block t % pieces */
+};
+
+/* dW's tasks [t0, t1): dW_g[:, block] = X_g^T dZ_g[:, block] over all rows. */
+static void dw_tasks(void *ctx, size_t t0, size_t t1, int part)
 {
-    if (act == TL_ACT_NONE && !db) return dy;
-    size_t grain = row_grain(cols);
-    if (db && grain * (size_t)slots < (size_t)rows) /* at most `slots` parts */
-        grain = slots > 0 ? ((size_t)rows + (size_t)slots - 1) / (size_t)slots : (size_t)rows;
-    int parts = tl_parallel_parts((size_t)rows, grain);
-    struct act_bwd_job j = {y, dy, dz, db, db && parts > 1 ? partial : NULL, cols, act};
-    tl_parallel_run((size_t)rows, parts, act_bwd_rows, &j);
-    if (j.partial)
-        for (int p = 0; p < parts; p++) tl__add_row(db, partial + (size_t)p * (size_t)cols, cols);
-    return act == TL_ACT_NONE ? dy : dz;
+    const struct dw_job *j = ctx;
+    (void)part;
+    for (size_t t = t0; t < t1; t++) {
+        int g = (int)(t / (size_t)j->pieces), p = (int)(t % (size_t)j->pieces);
+        int c0 = (int)((long)j->m * p / j->pieces), c1 = (int)((long)j->m * (p + 1) / j->pieces);
+        tl_gemm_serial(1, 0, j->k, c1 - c0, j->rows, j->x + (size_t)g * j->k, j->ldx,
+                       j->dz + (size_t)g * j->m + c0, j->cols, j->beta,
+                       j->dw + (size_t)g * j->k * j->m + c0, j->m);
+    }
 }
 
 /* The bias gradient's partial sums: after the activation gradient in the
@@ -248,110 +261,78 @@ static float *bias_grad(const tl_graph *g, const tl_nodedef *n)
 /* GEMM beta for adding into d's gradient: 0 overwrites a fresh one. */
 static float grad_beta(const tl_nodedef *d) { return d->grad_fresh ? 0.0f : 1.0f; }
 
+static void layer_backward(tl_graph *g, tl_nodedef *n, int groups)
+{
+    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    int rows = tl__rows(g, n), k = w->rows / groups, m = w->cols, slots;
+    float *db = bias_grad(g, n), *partial = bias_partials(g, n, &slots);
+    /* the groups' blocks of dX (columns) and of dW (rows) tile them exactly */
+    struct bwd_job j = {n->val, n->grad, w->val, n->scratch, db, NULL, x->grad,
+                        x->grad ? grad_beta(x) : 0.0f, n->cols, x->cols, groups, k, m, n->act};
+    if (j.act != TL_ACT_NONE || db || j.dx) {
+        int parts = row_parts(rows, n->cols, j.dx ? (double)rows * k * n->cols : 0.0);
+        if (db && parts > 1 && parts > slots) parts = slots > 1 ? slots : 1;
+        if (db && parts > 1) j.partial = partial;
+        tl_parallel_run((size_t)rows, parts, backward_rows, &j);
+        if (j.partial)
+            for (int p = 0; p < parts; p++) tl__add_row(db, partial + (size_t)p * (size_t)n->cols, n->cols);
+        if (j.dx) tl__grad_written(x);
+    }
+    if (w->grad) {
+        /* enough tasks to keep every thread busy: the groups, each split
+         * into column blocks when they do not divide among the threads */
+        int t = tl_get_threads(), pieces = groups % t == 0 ? 1 : t;
+        if (pieces > m) pieces = m;
+        struct dw_job d = {x->val, n->act == TL_ACT_NONE ? n->grad : n->scratch, w->grad,
+                           grad_beta(w), rows, x->cols, n->cols, k, m, pieces};
+        size_t tasks = (size_t)groups * (size_t)pieces;
+        int parts = tl_gemm_parts(tasks, (double)rows * k * n->cols);
+        tl_parallel_run(tasks, parts, dw_tasks, &d);
+        tl__grad_written(w);
+    }
+}
+
 /* ---- matmul / linear ------------------------------------------------------ */
 
 tl_status tl_op_matmul_forward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *a = tl__in(g, n, 0), *w = tl__in(g, n, 1);
-    int rows = tl__rows(g, n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n->cols, w->rows, 1.0f, a->val,
-                a->cols, w->val, w->cols, 0.0f, n->val, n->cols);
+    tl_gemm(0, 0, tl__rows(g, n), n->cols, w->rows, a->val, a->cols, w->val, w->cols, 0.0f, n->val,
+            n->cols);
     return TL_OK;
 }
 
-/* dX = dZ W^T + beta dX for one [rows x k] x [k x m] product. */
-static void gemm_dx(int rows, int k, int m, const float *dz, int ldz, const float *w, int ldw,
-                    float beta, float *dx, int ldx)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, m, 1.0f, dz, ldz, w, ldw, beta,
-                dx, ldx);
-}
-
-/* dW = X^T dZ + beta dW. */
-static void gemm_dw(int rows, int k, int m, const float *x, int ldx, const float *dz, int ldz,
-                    float beta, float *dw, int ldw)
-{
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, m, rows, 1.0f, x, ldx, dz, ldz, beta,
-                dw, ldw);
-}
-
 /* Both gradients of x W (x and w may be one node: dX first, then dW adds). */
-static void product_backward(tl_nodedef *x, tl_nodedef *w, const float *dz, int rows)
+void tl_op_matmul_backward(tl_graph *g, tl_nodedef *n)
 {
+    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    int rows = tl__rows(g, n);
     if (x->grad) {
-        gemm_dx(rows, w->rows, w->cols, dz, w->cols, w->val, w->cols, grad_beta(x), x->grad, x->cols);
+        tl_gemm(0, 1, rows, w->rows, w->cols, n->grad, w->cols, w->val, w->cols, grad_beta(x),
+                x->grad, x->cols);
         tl__grad_written(x);
     }
     if (w->grad) {
-        gemm_dw(rows, w->rows, w->cols, x->val, x->cols, dz, w->cols, grad_beta(w), w->grad, w->cols);
+        tl_gemm(1, 0, w->rows, w->cols, rows, x->val, x->cols, n->grad, w->cols, grad_beta(w),
+                w->grad, w->cols);
         tl__grad_written(w);
     }
 }
 
-void tl_op_matmul_backward(tl_graph *g, tl_nodedef *n)
-{
-    product_backward(tl__in(g, n, 0), tl__in(g, n, 1), n->grad, tl__rows(g, n));
-}
-
 tl_status tl_op_linear_forward(tl_graph *g, tl_nodedef *n)
 {
-    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
-    const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
-    int rows = tl__rows(g, n);
-    if (b) fill_bias(rows, n->cols, b, n->val);
-    gemm_fwd(rows, n->cols, w->rows, x->val, x->cols, w->val, w->cols, b != NULL, n->val, n->cols);
-    apply_act(n->val, rows, n->cols, n->act);
+    layer_forward(g, n, 1);
     return TL_OK;
 }
 
-void tl_op_linear_backward(tl_graph *g, tl_nodedef *n)
-{
-    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
-    int rows = tl__rows(g, n);
-    int slots;
-    float *partial = bias_partials(g, n, &slots);
-    const float *dz = act_backward(n->val, n->grad, n->scratch, bias_grad(g, n), partial, slots, rows,
-                                   n->cols, n->act);
-    product_backward(x, w, dz, rows);
-}
+void tl_op_linear_backward(tl_graph *g, tl_nodedef *n) { layer_backward(g, n, 1); }
 
 /* ---- grouped linear ------------------------------------------------------ */
 
 tl_status tl_op_grouped_linear_forward(tl_graph *g, tl_nodedef *n)
 {
-    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
-    const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
-    int rows = tl__rows(g, n), groups = n->k;
-    int k = w->rows / groups, m = w->cols;
-    if (b) fill_bias(rows, n->cols, b, n->val);
-    for (int j = 0; j < groups; j++)
-        gemm_fwd(rows, m, k, x->val + (size_t)j * k, x->cols, w->val + (size_t)j * k * m, m,
-                 b != NULL, n->val + (size_t)j * m, n->cols);
-    apply_act(n->val, rows, n->cols, n->act);
+    layer_forward(g, n, n->k);
     return TL_OK;
 }
 
-void tl_op_grouped_linear_backward(tl_graph *g, tl_nodedef *n)
-{
-    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
-    int rows = tl__rows(g, n), groups = n->k;
-    int k = w->rows / groups, m = w->cols, slots;
-    float *partial = bias_partials(g, n, &slots);
-    const float *dz = act_backward(n->val, n->grad, n->scratch, bias_grad(g, n), partial, slots, rows,
-                                   n->cols, n->act);
-    /* the groups' blocks of dX (columns) and of dW (rows) tile them exactly */
-    if (x->grad) {
-        float beta = grad_beta(x);
-        for (int j = 0; j < groups; j++)
-            gemm_dx(rows, k, m, dz + (size_t)j * m, n->cols, w->val + (size_t)j * k * m, m, beta,
-                    x->grad + (size_t)j * k, x->cols);
-        tl__grad_written(x);
-    }
-    if (w->grad) {
-        float beta = grad_beta(w);
-        for (int j = 0; j < groups; j++)
-            gemm_dw(rows, k, m, x->val + (size_t)j * k, x->cols, dz + (size_t)j * m, n->cols, beta,
-                    w->grad + (size_t)j * k * m, m);
-        tl__grad_written(w);
-    }
-}
+void tl_op_grouped_linear_backward(tl_graph *g, tl_nodedef *n) { layer_backward(g, n, n->k); }

@@ -2,10 +2,10 @@
  * groups: one linear layer shared by every token (DML's CTFM projections), the
  * quadruplet BPR ranking loss (CrossDistil's auxiliary tasks), and an
  * elementwise map without gradient (applying a fitted calibrator). */
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
+#include "gemm.h"
 #include "ops.h"
 
 tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens, tl_act act)
@@ -36,8 +36,7 @@ tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n)
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
     int rows = tl__rows(g, n) * n->k, k = w->rows, m = w->cols;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, m, k, 1.0f, x->val, k, w->val, m,
-                0.0f, n->val, m);
+    tl_gemm(0, 0, rows, m, k, x->val, k, w->val, m, 0.0f, n->val, m);
     for (int i = 0; i < rows; i++) {
         float *r = n->val + (size_t)i * m;
         for (int j = 0; j < m; j++) {
@@ -74,11 +73,9 @@ void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n)
         for (int i = 0; i < rows; i++)
             for (int j = 0; j < m; j++) nb->grad[j] += dz[(size_t)i * m + j];
     if (x->grad)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, k, m, 1.0f, dz, m, w->val, m, 1.0f,
-                    x->grad, k);
+        tl_gemm(0, 1, rows, k, m, dz, m, w->val, m, 1.0f, x->grad, k);
     if (w->grad)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, m, rows, 1.0f, x->val, k, dz, m, 1.0f,
-                    w->grad, m);
+        tl_gemm(1, 0, k, m, rows, x->val, k, dz, m, 1.0f, w->grad, m);
 }
 
 /* ---- quadruplet BPR -------------------------------------------------------
