@@ -348,6 +348,19 @@ static void encode(wbuf *b, tl_model *m)
     enc_u32(crc, crc_of(b->p, b->n - 4));
 }
 
+/* The process's umask, read without changing it (umask(2) can only set it,
+ * which would race with other threads): /proc/self/status, else 022. */
+static mode_t current_umask(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[128];
+    unsigned mask = 022;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Umask: %o", &mask) == 1) break;
+    if (f) fclose(f);
+    return (mode_t)(mask & 0777);
+}
+
 static tl_status io_fail(const char *path, const char *what, int err)
 {
     return tl_fail(TL_ERR_IO, "%s: %s: %s", path, what, strerror(err));
@@ -371,7 +384,7 @@ static tl_status write_atomic(const char *path, const uint8_t *p, size_t n)
     }
     const char *what = NULL;
     int err = 0;
-    (void)fchmod(fd, 0644);
+    (void)fchmod(fd, 0666 & ~current_umask()); /* as open(2) would make it; mkstemp gives 0600 */
     for (size_t done = 0; done < n && !what;) {
         ssize_t w = write(fd, p + done, n - done);
         if (w < 0 && errno == EINTR) continue;
@@ -417,7 +430,7 @@ static tl_status write_atomic(const char *path, const uint8_t *p, size_t n)
         while ((r = fsync(dfd)) != 0 && errno == EINTR) {}
         if (r != 0 && errno != EINVAL) {
             err = errno;
-            what = "fsync of its directory failed";
+            what = "replaced, but fsync of its directory failed (the new file may not survive a power loss)";
         }
         close(dfd);
     }

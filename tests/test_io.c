@@ -896,6 +896,16 @@ static void test_save_atomic(void **state)
     assert_true(same_params(back, a));
     tl_model_free(back);
 
+    /* The file's mode follows the umask, as a file made by open(2) would. */
+    const mode_t masks[3] = {022, 077, 002};
+    for (int i = 0; i < 3; i++) {
+        mode_t prev_mask = umask(masks[i]);
+        save_ok(a, path);
+        umask(prev_mask);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0666 & ~masks[i]);
+    }
+
     tl_model_free(a);
     tl_model_free(b);
     free(path);
