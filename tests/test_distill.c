@@ -599,6 +599,26 @@ static void test_quad_sampling_counts(void **state)
     assert_true(memcmp(g1, g3, sizeof g1) != 0);
 }
 
+/* Sampling in an eval forward (predict, evaluate) uses its own fixed stream:
+ * it repeats, and it leaves the graph's RNG (and so later training draws)
+ * where it was; a training forward draws from the graph's RNG. */
+static void test_quad_eval_keeps_rng(void **state)
+{
+    (void)state;
+    enum { R = 12 };
+    const float ya[R] = {1, 1, 1, 0, 0, 0, 1, 0, 1, 0, 0, 1}, yb[R] = {1, 0, 1, 1, 0, 0, 0, 1, 1, 0, 1, 0};
+    quad q;
+    quad_new(&q, R, 0, 3, 5); /* 3 pairs per term: sampled */
+    quad_labels(&q, R, ya, yb);
+    tl_rng before = *tl_graph_rng(q.g);
+    float e1 = quad_run(&q, 0), e2 = quad_run(&q, 0);
+    assert_true(e1 == e2);
+    assert_memory_equal(tl_graph_rng(q.g), &before, sizeof before);
+    quad_run(&q, 1);
+    assert_true(memcmp(tl_graph_rng(q.g), &before, sizeof before) != 0);
+    tl_graph_free(q.g);
+}
+
 /* A batch without (+,-) rows: terms 1 and 2 are skipped; the loss is term 3
  * alone. A batch of one group: loss 0, no gradient. */
 static void test_quad_empty_groups(void **state)
@@ -1466,6 +1486,7 @@ int main(void)
         cmocka_unit_test(test_quad_all_pairs),
         cmocka_unit_test(test_quad_sampled_gradient),
         cmocka_unit_test(test_quad_sampling_counts),
+        cmocka_unit_test(test_quad_eval_keeps_rng),
         cmocka_unit_test(test_quad_empty_groups),
         cmocka_unit_test(test_quad_flip),
         cmocka_unit_test(test_quad_weighted),

@@ -176,6 +176,14 @@ tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
 
     double total = 0.0;
     const float *r = ns->val;
+    /* Training draws from the graph's RNG (checkpointed with it); an eval
+     * forward (predict, evaluate) uses its own fixed stream, so evaluating
+     * between steps leaves later training's draws as they were. */
+    tl_rng eval_rng, *rng = &g->drop_rng;
+    if (!g->training) {
+        tl_rng_seed(&eval_rng, 0x71a5b9dULL);
+        rng = &eval_rng;
+    }
     for (int p = 0; p < 3; p++) {
         float *pp = pairs + (size_t)p * (1 + 2 * (size_t)maxp);
         int np = cnt[p], nq = cnt[p + 1];
@@ -198,8 +206,8 @@ tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
         } else { /* subsample max_pairs pairs uniformly, remembered for the backward */
             pp[0] = 1.0f;
             for (int t = 0; t < maxp; t++) {
-                int i = (int)P[tl_rng_below(&g->drop_rng, (uint64_t)np)];
-                int j = (int)Q[tl_rng_below(&g->drop_rng, (uint64_t)nq)];
+                int i = (int)P[tl_rng_below(rng, (uint64_t)np)];
+                int j = (int)Q[tl_rng_below(rng, (uint64_t)nq)];
                 pp[1 + 2 * t] = (float)i;
                 pp[2 + 2 * t] = (float)j;
                 double wij = w ? (double)w[i] * (double)w[j] : 1.0;
