@@ -1173,6 +1173,52 @@ static int cmp_pair(const void *x, const void *y)
     return (a[0] > b[0]) - (a[0] < b[0]);
 }
 
+/* A task with a space (task 1 on the rows where task 0 is positive) gets a
+ * calibrator fitted on the rows of its space only: the same parameters as a
+ * Platt fit of its teacher's predictions on those rows, and not those of a
+ * fit on every row. */
+static void test_fitted_calibrator_space(void **state)
+{
+    (void)state;
+    enum { NT = 192, NV = 96 };
+    tdata d;
+    make_data(&d, NT, NV, 3, 1, 15);
+    tl_model_config c;
+    make_cfg(&c, TL_BACKBONE_MMOE, 3);
+    distill_on(&c);
+    c.distill.calibrate = TL_DISTILL_PLATT;
+    c.distill.calib_valid = 1;
+    c.tasks[1].space = 0;
+    tl_model *m = new_model(&c);
+    fit_steps(m, &d.train, &d.valid, 0, 1);
+    assert_non_null(m->distill_task[1].cal);
+    float raw[NV * 3], p[NV], y[NV];
+    uint8_t mask[NV];
+    int in = 0;
+    check_ok(tl_model_predict_teachers(m, &d.valid, 0, raw), "teachers");
+    for (int i = 0; i < NV; i++) {
+        p[i] = 1.0f / (1.0f + expf(-raw[i * 3 + 1]));
+        y[i] = d.valid.labels[i * 3 + 1];
+        mask[i] = d.valid.labels[i * 3] > 0.5f;
+        in += mask[i];
+    }
+    assert_true(in > 10 && in < NV - 10);
+    tl_calibrator *want, *all;
+    check_ok(tl_calibrator_fit(TL_CALIB_PLATT, p, y, NULL, mask, NV, &want), "platt in space");
+    check_ok(tl_calibrator_fit(TL_CALIB_PLATT, p, y, NULL, NULL, NV, &all), "platt on all rows");
+    double a, b, wa, wb, aa, ab;
+    tl_calibrator_platt_params(m->distill_task[1].cal, &a, &b);
+    tl_calibrator_platt_params(want, &wa, &wb);
+    tl_calibrator_platt_params(all, &aa, &ab);
+    if (!(fabs(a - wa) < 1e-4 && fabs(b - wb) < 1e-4))
+        fail_msg("task 1 calibrator a=%g b=%g, fitted in its space a=%g b=%g", a, b, wa, wb);
+    assert_true(fabs(a - aa) > 1e-3 || fabs(b - ab) > 1e-3); /* the space made a difference */
+    tl_calibrator_free(want);
+    tl_calibrator_free(all);
+    tl_model_free(m);
+    free_data(&d);
+}
+
 static void test_fitted_calibrators(void **state)
 {
     (void)state;
@@ -1497,6 +1543,7 @@ int main(void)
         cmocka_unit_test(test_inference_students),
         cmocka_unit_test(test_teacher_separate_shared),
         cmocka_unit_test(test_fitted_calibrators),
+        cmocka_unit_test(test_fitted_calibrator_space),
         cmocka_unit_test(test_soft_label_correction),
         cmocka_unit_test(test_calib_every),
         cmocka_unit_test(test_calib_every_resume),

@@ -281,8 +281,10 @@ static tl_status teacher_scores(tl_model *m, const tl_split *s, const uint32_t *
 }
 
 /* Refit the calibrators fitted outside the graph on the calibration split,
- * on every row (max_rows 0) or on at most max_rows evenly spread ones. The
- * new calibrators replace the old ones only when every task's fit succeeded. */
+ * on every row (max_rows 0) or on at most max_rows evenly spread ones; a task
+ * with a space is fitted on the rows of its space only, as it is trained and
+ * evaluated. The new calibrators replace the old ones only when every task's
+ * fit succeeded. */
 static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid, size_t max_rows)
 {
     const tl_distill_spec *ds = &m->cfg.distill;
@@ -295,8 +297,9 @@ static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid
     float *p = tl_malloc(n * sizeof(float), "teacher probabilities");
     float *y = tl_malloc(n * sizeof(float), "teacher labels");
     float *w = s->weight && rows ? tl_malloc(n * sizeof(float), "calibration weights") : NULL;
+    uint8_t *in_space = tl_malloc(n, "calibration task space");
     tl_calibrator *fresh[TL_MAX_TASKS] = {NULL};
-    int oom = !scores || !p || !y || (n < s->n && !rows) || (rows && s->weight && !w);
+    int oom = !scores || !p || !y || !in_space || (n < s->n && !rows) || (rows && s->weight && !w);
     tl_status st = oom ? TL_ERR_NOMEM : TL_OK;
     if (st == TL_OK && rows)
         for (size_t i = 0; i < n; i++) {
@@ -306,13 +309,15 @@ static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid
     if (st == TL_OK) st = teacher_scores(m, s, rows, n, scores);
     for (int k = 0; k < K && st == TL_OK; k++) {
         if (m->teacher[k] == TL_NONE) continue;
+        int space = m->cfg.tasks[k].space;
         for (size_t i = 0; i < n; i++) {
             size_t r = rows ? rows[i] : i;
             p[i] = sigmoidf(scores[i * (size_t)K + (size_t)k]);
             y[i] = s->labels[r * (size_t)K + (size_t)k];
+            if (space >= 0) in_space[i] = s->labels[r * (size_t)K + (size_t)space] > 0.5f;
         }
         st = tl_calibrator_fit(ds->calibrate == TL_DISTILL_ISOTONIC ? TL_CALIB_ISOTONIC : TL_CALIB_PLATT,
-                               p, y, rows ? w : s->weight, NULL, n, &fresh[k]);
+                               p, y, rows ? w : s->weight, space >= 0 ? in_space : NULL, n, &fresh[k]);
         if (st != TL_OK)
             st = tl_fail_context(st, "crossdistil: fitting the calibrator of task '%s'",
                                  m->cfg.tasks[k].name);
@@ -330,6 +335,7 @@ static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid
     tl_free(p);
     tl_free(y);
     tl_free(w);
+    tl_free(in_space);
     return st;
 }
 
