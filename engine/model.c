@@ -11,6 +11,7 @@
 #include "losses/distill.h"
 #include "losses/weighting.h"
 #include "models/builders.h"
+#include "parallel.h"
 
 /* ---- configuration -------------------------------------------------------- */
 
@@ -475,27 +476,86 @@ float tl_model_effective_weight(const tl_model *m, int task)
 
 /* ---- batches ----------------------------------------------------------------- */
 
-/* Copy rows order[from .. from+n) of split s into the graph's inputs. */
-static void fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n)
+/* Filling a batch copies each row on its own, so any split of the rows
+ * among threads gives the same inputs. Split rows far apart (a shuffled
+ * order) wait on the cache: a chunk asks for the row it copies FILL_AHEAD
+ * rows later, and such a fill is worth a thread per FILL_GRAIN rows. */
+#define FILL_AHEAD 8
+#define FILL_GRAIN 256
+
+struct fill_job {
+    const tl_model *m;
+    const tl_split *s;
+    const uint32_t *order; /* NULL: consecutive rows */
+    size_t from;
+    int32_t *ids;
+    float *num;
+    float *label[TL_MAX_TASKS], *rw[TL_MAX_TASKS]; /* NULL: features only */
+};
+
+static void fill_rows(void *ctx, size_t i0, size_t i1, int part)
 {
-    const tl_model_config *c = &m->cfg;
-    int32_t *ids = m->ids != TL_NONE ? tl_graph_ids(m->g, m->ids) : NULL;
-    float *num = m->num != TL_NONE ? tl_graph_input(m->g, m->num) : NULL;
-    int K = c->n_tasks;
-    for (int i = 0; i < n; i++) {
-        size_t r = order ? order[from + (size_t)i] : from + (size_t)i;
-        if (ids) memcpy(ids + (size_t)i * c->n_cat, s->cat + r * c->n_cat, (size_t)c->n_cat * 4);
-        if (num) memcpy(num + (size_t)i * c->n_num, s->num + r * c->n_num, (size_t)c->n_num * 4);
-        float w = s->weight ? s->weight[r] : 1.0f;
-        for (int k = 0; k < K; k++) {
-            int sp = c->tasks[k].space;
-            /* rows outside the task's space weigh 0: no loss, no gradient */
-            float in_space = sp >= 0 ? (s->labels[r * K + (size_t)sp] > 0.5f) : 1.0f;
-            tl_graph_input(m->g, m->label[k])[i] = s->labels[r * K + k];
-            tl_graph_input(m->g, m->rowweight[k])[i] = w * in_space;
+    const struct fill_job *j = ctx;
+    const tl_split *s = j->s;
+    const tl_model_config *c = &j->m->cfg;
+    size_t nc = (size_t)c->n_cat, nn = (size_t)c->n_num, K = (size_t)c->n_tasks;
+    const uint32_t *order = j->order;
+    (void)part;
+    if (!order) { /* consecutive rows: block copies */
+        size_t r0 = j->from + i0;
+        if (j->ids) memcpy(j->ids + i0 * nc, s->cat + r0 * nc, (i1 - i0) * nc * sizeof *j->ids);
+        if (j->num) memcpy(j->num + i0 * nn, s->num + r0 * nn, (i1 - i0) * nn * sizeof *j->num);
+    } else {
+        for (size_t i = i0; i < i1; i++) {
+            size_t r = order[j->from + i];
+            if (i + FILL_AHEAD < i1) {
+                size_t ra = order[j->from + i + FILL_AHEAD];
+                if (j->ids) __builtin_prefetch(s->cat + ra * nc);
+                if (j->num) __builtin_prefetch(s->num + ra * nn);
+                if (j->label[0]) __builtin_prefetch(s->labels + ra * K);
+            }
+            if (j->ids) memcpy(j->ids + i * nc, s->cat + r * nc, nc * sizeof *j->ids);
+            if (j->num) memcpy(j->num + i * nn, s->num + r * nn, nn * sizeof *j->num);
         }
     }
+    if (!j->label[0]) return;
+    for (size_t k = 0; k < K; k++) {
+        int sp = c->tasks[k].space;
+        float *label = j->label[k], *rw = j->rw[k];
+        for (size_t i = i0; i < i1; i++) {
+            size_t r = order ? order[j->from + i] : j->from + i;
+            float w = s->weight ? s->weight[r] : 1.0f;
+            /* rows outside the task's space weigh 0: no loss, no gradient */
+            float in_space = sp >= 0 ? (s->labels[r * K + (size_t)sp] > 0.5f) : 1.0f;
+            label[i] = s->labels[r * K + k];
+            rw[i] = w * in_space;
+        }
+    }
+}
+
+/* Copy rows order[from .. from+n) of split s (order NULL: rows from ..
+ * from+n) into the graph's inputs, with labels and row weights when
+ * `labels` is set, and set the batch size. */
+static void fill(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n,
+                 int labels)
+{
+    const tl_model_config *c = &m->cfg;
+    struct fill_job j = {m, s, order, from, NULL, NULL, {NULL}, {NULL}};
+    j.ids = m->ids != TL_NONE ? tl_graph_ids(m->g, m->ids) : NULL;
+    j.num = m->num != TL_NONE ? tl_graph_input(m->g, m->num) : NULL;
+    for (int k = 0; labels && k < c->n_tasks; k++) {
+        j.label[k] = tl_graph_input(m->g, m->label[k]);
+        j.rw[k] = tl_graph_input(m->g, m->rowweight[k]);
+    }
+    size_t per_row = (size_t)(c->n_cat + c->n_num) + (labels ? 2 * (size_t)c->n_tasks : 0);
+    size_t grain = order ? FILL_GRAIN : (TL_PARALLEL_GRAIN + per_row - 1) / per_row;
+    tl_parallel_for((size_t)n, grain, fill_rows, &j);
     tl_graph_set_batch(m->g, n);
+}
+
+static void fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n)
+{
+    fill(m, s, order, from, n, 1);
 }
 
 void tl_model_fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n)
@@ -517,10 +577,14 @@ tl_status tl_model_predict(tl_model *m, const tl_split *s, float *out)
     tl_status st = check_split(m, s, "predict");
     if (st != TL_OK) return st;
     int K = m->cfg.n_tasks, B = m->cfg.max_batch;
+    /* Predictions need no labels. Row weights of 0 make the loss nodes skip
+     * every row: their values after a predict are 0. */
+    for (int k = 0; k < K; k++)
+        memset(tl_graph_input(m->g, m->rowweight[k]), 0, (size_t)B * sizeof(float));
     for (size_t from = 0; from < s->n; from += (size_t)B) {
         if (tl_cancelled()) return tl_fail(TL_ERR_CANCELLED, "predict interrupted");
         int n = (int)(s->n - from < (size_t)B ? s->n - from : (size_t)B);
-        fill_batch(m, s, NULL, from, n);
+        fill(m, s, NULL, from, n, 0);
         if ((st = tl_graph_forward(m->g, 0)) != TL_OK) return tl_fail_context(st, "predict");
         for (int k = 0; k < K; k++) {
             const float *p = tl_graph_value(m->g, m->pred[k]);

@@ -762,6 +762,63 @@ static void test_predict(void **state)
     free_data(&d);
 }
 
+/* Prediction reads features only: it equals a forward over batches filled
+ * with labels, whatever the labels hold, and a predict between two fits
+ * leaves the training that follows unchanged (fit refills labels and row
+ * weights). */
+static void test_predict_without_labels(void **state)
+{
+    (void)state;
+    tdata d;
+    make_data(&d, 512, 300, LAB_BIN, 3, 18);
+    tl_model_config c;
+    make_cfg(&c, TL_BACKBONE_MMOE, TL_WEIGHTING_FIXED, LAB_BIN);
+    c.tasks[1].space = 0; /* row weights that depend on labels */
+    tl_model *m = new_model(&c), *m2 = new_model(&c);
+    tl_fit_options o;
+    fit_opts(&o, 1);
+    check_ok(tl_model_fit(m, &d.train, NULL, &o), "fit");
+    check_ok(tl_model_fit(m2, &d.train, NULL, &o), "fit");
+    size_t n = d.valid.n;
+    float *out = malloc(n * 2 * sizeof *out), *ref = malloc(n * 2 * sizeof *ref);
+    float *nolab = malloc(n * 2 * sizeof *nolab);
+    assert_true(out && ref && nolab);
+    check_ok(tl_model_predict(m, &d.valid, out), "predict");
+
+    tl_graph *g = tl_model_graph(m);
+    for (size_t from = 0; from < n; from += 128) {
+        int b = (int)(n - from < 128 ? n - from : 128);
+        fill_graph(m, &d.valid, from, b);
+        assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+        for (int k = 0; k < 2; k++) {
+            const float *p = tl_graph_value(g, m->pred[k]);
+            for (int i = 0; i < b; i++) ref[(from + (size_t)i) * 2 + (size_t)k] = p[i];
+        }
+    }
+    assert_memory_equal(out, ref, n * 2 * sizeof *out);
+
+    tl_split s = d.valid;
+    for (size_t i = 0; i < n * 2; i++) nolab[i] = NAN;
+    s.labels = nolab;
+    check_ok(tl_model_predict(m, &s, nolab), "predict, labels NaN");
+    assert_memory_equal(out, nolab, n * 2 * sizeof *out);
+
+    check_ok(tl_model_fit(m, &d.train, NULL, &o), "fit after predict");
+    check_ok(tl_model_fit(m2, &d.train, NULL, &o), "fit");
+    size_t n1, n2;
+    float *p1 = param_copy(m, &n1), *p2 = param_copy(m2, &n2);
+    assert_true(n1 == n2);
+    assert_memory_equal(p1, p2, n1 * sizeof *p1);
+    free(p1);
+    free(p2);
+    free(out);
+    free(ref);
+    free(nolab);
+    tl_model_free(m);
+    tl_model_free(m2);
+    free_data(&d);
+}
+
 static void test_evaluate(void **state)
 {
     (void)state;
@@ -935,6 +992,7 @@ int main(void)
         cmocka_unit_test(test_nan_label),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_predict),
+        cmocka_unit_test(test_predict_without_labels),
         cmocka_unit_test(test_evaluate),
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_no_alloc),

@@ -869,6 +869,149 @@ static void test_embedding_id_out_of_range(void **state)
     tl_graph_free(g);
 }
 
+/* The embedding gather and scatter, concat and softmax run on the worker
+ * pool. Results must be the same bits at every thread count, and equal a
+ * serial reference; an id out of range is reported as the first one of the
+ * batch whichever chunk finds it. */
+#define PB 1500 /* rows: several chunks at every thread count tried */
+#define PF 3    /* fields */
+#define PD 16   /* embedding width */
+#define PV 40   /* vocabulary of each field: ids repeat, so the scatter adds up */
+
+typedef struct {
+    tl_graph *g;
+    tl_node table, ids, num, emb, x, sm, loss;
+} par_graph;
+
+static void par_build(par_graph *p)
+{
+    const int32_t vocab[PF] = {PV, PV, PV};
+    p->g = tl_graph_new(PB, 42);
+    assert_non_null(p->g);
+    tl_graph *g = p->g;
+    p->table = tl_param(g, PF * PV, PD, TL_INIT_UNIFORM, 1.0f, "table");
+    p->ids = tl_input_ids(g, PF, "ids");
+    p->num = tl_input(g, 5, "num");
+    p->emb = tl_embedding(g, p->table, p->ids, PF, vocab);
+    /* the embedding twice: its first slot overwrites the fresh gradient, the second adds */
+    tl_node parts[3] = {p->emb, p->num, p->emb};
+    p->x = tl_concat(g, 3, parts);
+    p->sm = tl_softmax(g, tl_slice(g, p->x, 3, 8));
+    tl_node y = tl_concat(g, 2, (tl_node[]){p->x, p->sm});
+    p->loss = wsum(g, tl_mul(g, y, y));
+    assert_int_equal(tl_graph_status(g), TL_OK);
+    assert_int_equal(tl_graph_backward(g, p->loss), TL_OK);
+    assert_int_equal(tl_graph_plan(g), TL_OK);
+    tl_rng rng;
+    tl_rng_seed(&rng, 11);
+    for (int i = 0; i < tl_graph_node_count(g); i++) {
+        float *x = tl_graph_input(g, i);
+        if (x) tlt_fill_uniform(x, (size_t)PB * (size_t)tl_node_cols(g, i), -1.0f, 1.0f, &rng);
+    }
+    int32_t *id = tl_graph_ids(g, p->ids);
+    for (int i = 0; i < PB * PF; i++) id[i] = (int32_t)tl_rng_below(&rng, PV);
+    assert_int_equal(tl_graph_set_batch(g, PB), TL_OK);
+}
+
+/* Forward and backward; copies of the values of x and sm, every gradient and
+ * the touched rows. */
+static void par_run(par_graph *p, float *x, float *sm, float *grads, int32_t *touched, int *nt)
+{
+    tl_graph *g = p->g;
+    size_t ng;
+    tl_graph_zero_grad(g);
+    assert_int_equal(tl_graph_forward(g, 1), TL_OK);
+    assert_int_equal(tl_graph_backward_run(g), TL_OK);
+    memcpy(x, tl_graph_value(g, p->x), (size_t)PB * (size_t)tl_node_cols(g, p->x) * sizeof *x);
+    memcpy(sm, tl_graph_value(g, p->sm), (size_t)PB * 8 * sizeof *sm);
+    const float *gr = tl_graph_grads(g, &ng);
+    memcpy(grads, gr, ng * sizeof *grads);
+    const int32_t *rows = tl_graph_touched_rows(g, tl_graph_param_index(g, p->table), nt);
+    memcpy(touched, rows, (size_t)*nt * sizeof *touched);
+}
+
+static void test_shape_ops_threads(void **state)
+{
+    (void)state;
+    int saved = tl_get_threads();
+    par_graph p;
+    par_build(&p);
+    tl_graph *g = p.g;
+    size_t ng, nx = (size_t)PB * (size_t)tl_node_cols(g, p.x);
+    tl_graph_grads(g, &ng);
+    float *x[2], *sm[2], *gr[2];
+    int32_t touched[2][PF * PV];
+    int nt[2];
+    for (int k = 0; k < 2; k++) {
+        x[k] = malloc(nx * sizeof(float));
+        sm[k] = malloc((size_t)PB * 8 * sizeof(float));
+        gr[k] = malloc(ng * sizeof(float));
+        assert_true(x[k] && sm[k] && gr[k]);
+    }
+    tl_set_threads(1);
+    par_run(&p, x[0], sm[0], gr[0], touched[0], &nt[0]);
+
+    /* serial references: the gather, and the scatter in batch-row order */
+    const int32_t *id = tl_graph_ids(g, p.ids);
+    const float *T = tlt_param(g, p.table), *dE = tl_graph_grad(g, p.emb);
+    const float *dT = tlt_param_grad(g, p.table);
+    int cols = tl_node_cols(g, p.x);
+    float *ref = calloc((size_t)PF * PV * PD, sizeof(float));
+    int mark[PF * PV] = {0}, order[PF * PV], n_order = 0;
+    assert_non_null(ref);
+    for (int i = 0; i < PB; i++)
+        for (int f = 0; f < PF; f++) {
+            int r = f * PV + id[i * PF + f];
+            for (int j = 0; j < PD; j++) {
+                float e = T[r * PD + j];
+                assert_true(x[0][(size_t)i * cols + f * PD + j] == e);
+                assert_true(x[0][(size_t)i * cols + PF * PD + 5 + f * PD + j] == e);
+                ref[r * PD + j] += dE[(size_t)i * PF * PD + f * PD + j];
+            }
+            if (!mark[r]) {
+                mark[r] = 1;
+                order[n_order++] = r;
+            }
+        }
+    assert_int_equal(n_order, nt[0]);
+    assert_memory_equal(order, touched[0], (size_t)n_order * sizeof *order);
+    assert_memory_equal(ref, dT, (size_t)PF * PV * PD * sizeof *ref);
+    free(ref);
+
+    const int threads[] = {2, 3, 4, 7};
+    for (size_t t = 0; t < sizeof threads / sizeof *threads; t++) {
+        tl_set_threads(threads[t]);
+        par_run(&p, x[1], sm[1], gr[1], touched[1], &nt[1]);
+        if (memcmp(gr[0], gr[1], ng * sizeof(float)) != 0)
+            print_message("threads %d: gradients differ from 1 thread\n", threads[t]);
+        assert_memory_equal(x[0], x[1], nx * sizeof(float));
+        assert_memory_equal(sm[0], sm[1], (size_t)PB * 8 * sizeof(float));
+        assert_memory_equal(gr[0], gr[1], ng * sizeof(float));
+        assert_int_equal(nt[0], nt[1]);
+        assert_memory_equal(touched[0], touched[1], (size_t)nt[0] * sizeof(int32_t));
+
+        /* two bad ids in different chunks: the message names the first */
+        int32_t *ids = tl_graph_ids(g, p.ids);
+        int32_t keep_a = ids[1400 * PF + 2], keep_b = ids[200 * PF + 1];
+        ids[1400 * PF + 2] = -3;
+        ids[200 * PF + 1] = PV;
+        assert_int_equal(tl_graph_forward(g, 0), TL_ERR_ARG);
+        assert_contains(tl_errmsg(), "id 40 in row 201, field 2");
+        ids[200 * PF + 1] = keep_b;
+        assert_int_equal(tl_graph_forward(g, 0), TL_ERR_ARG);
+        assert_contains(tl_errmsg(), "id -3 in row 1401, field 3");
+        ids[1400 * PF + 2] = keep_a;
+        assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+    }
+    tl_set_threads(saved);
+    for (int k = 0; k < 2; k++) {
+        free(x[k]);
+        free(sm[k]);
+        free(gr[k]);
+    }
+    tl_graph_free(g);
+}
+
 static void test_sticky_errors(void **state)
 {
     (void)state;
@@ -939,6 +1082,7 @@ int main(void)
         cmocka_unit_test(test_bernoulli_kl),
         cmocka_unit_test(test_shape_errors),
         cmocka_unit_test(test_embedding_id_out_of_range),
+        cmocka_unit_test(test_shape_ops_threads),
         cmocka_unit_test(test_sticky_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "ops.h"
+#include "parallel.h"
 
 static tl_node same_shape(tl_graph *g, tl_op op, tl_node a)
 {
@@ -34,25 +35,46 @@ tl_node tl_row_sum(tl_graph *g, tl_node a)
     return tl__node_new(g, TL_OP_ROW_SUM, da->batched, da->rows, 1, 1, &a);
 }
 
-tl_status tl_op_softmax_forward(tl_graph *g, tl_nodedef *n)
+/* Rows are independent, so the forward splits by rows and every split gives
+ * the same bits. An element costs two exponentials: count it as
+ * SOFTMAX_COST floats touched when sizing chunks. */
+#define SOFTMAX_COST 16
+
+struct softmax_job {
+    tl_graph *g;
+    tl_nodedef *n;
+};
+
+static void softmax_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    const float *x = tl__in(g, n, 0)->val;
-    int rows = tl__rows(g, n), cols = n->cols;
-    for (int i = 0; i < rows; i++) {
-        const float *xr = x + (size_t)i * cols;
-        float *yr = n->val + (size_t)i * cols;
+    const struct softmax_job *j = ctx;
+    const tl_nodedef *n = j->n;
+    const float *x = tl__in(j->g, n, 0)->val;
+    size_t cols = (size_t)n->cols;
+    (void)part;
+    for (size_t i = r0; i < r1; i++) {
+        const float *xr = x + i * cols;
+        float *yr = n->val + i * cols;
         float mx = xr[0];
-        for (int j = 1; j < cols; j++) mx = xr[j] > mx ? xr[j] : mx;
+        for (size_t c = 1; c < cols; c++) mx = xr[c] > mx ? xr[c] : mx;
         double s = 0.0;
-        for (int j = 0; j < cols; j++) s += exp((double)(xr[j] - mx));
+        for (size_t c = 0; c < cols; c++) s += exp((double)(xr[c] - mx));
         if (n->op == TL_OP_SOFTMAX) {
             float inv = (float)(1.0 / s);
-            for (int j = 0; j < cols; j++) yr[j] = expf(xr[j] - mx) * inv;
+            for (size_t c = 0; c < cols; c++) yr[c] = expf(xr[c] - mx) * inv;
         } else {
             float lse = mx + (float)log(s);
-            for (int j = 0; j < cols; j++) yr[j] = xr[j] - lse;
+            for (size_t c = 0; c < cols; c++) yr[c] = xr[c] - lse;
         }
     }
+}
+
+tl_status tl_op_softmax_forward(tl_graph *g, tl_nodedef *n)
+{
+    struct softmax_job j = {g, n};
+    size_t per_row = (size_t)n->cols * SOFTMAX_COST;
+    tl_parallel_for((size_t)tl__rows(g, n), (TL_PARALLEL_GRAIN + per_row - 1) / per_row,
+                    softmax_rows, &j);
     return TL_OK;
 }
 

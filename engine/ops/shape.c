@@ -1,8 +1,10 @@
 /* ops/shape.c — concat and slice along columns, embedding gather with sparse
  * scatter-add backward, dropout and stop-gradient. */
+#include <stdint.h>
 #include <string.h>
 
 #include "ops.h"
+#include "parallel.h"
 
 tl_node tl_concat(tl_graph *g, int n, const tl_node *parts)
 {
@@ -56,36 +58,79 @@ tl_node tl_stop_grad(tl_graph *g, tl_node a)
 
 /* ---- concat / slice ------------------------------------------------------- */
 
+/* Rows are independent in both directions, so concat splits by rows and
+ * every split gives the same bits. */
+struct concat_job {
+    tl_graph *g;
+    tl_nodedef *n;
+    uint32_t write; /* backward: bit k set when input k's gradient is fresh (overwrite it) */
+};
+
+static size_t concat_grain(const tl_nodedef *n)
+{
+    return (TL_PARALLEL_GRAIN + (size_t)n->cols - 1) / (size_t)n->cols;
+}
+
+static void concat_forward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct concat_job *j = ctx;
+    const tl_nodedef *n = j->n;
+    size_t cols = (size_t)n->cols, off = 0;
+    (void)part;
+    for (int k = 0; k < n->nin; k++) {
+        const tl_nodedef *p = tl__in(j->g, n, k);
+        size_t pc = (size_t)p->cols;
+        for (size_t i = r0; i < r1; i++)
+            memcpy(n->val + i * cols + off, p->val + i * pc, pc * sizeof(float));
+        off += pc;
+    }
+}
+
 tl_status tl_op_concat_forward(tl_graph *g, tl_nodedef *n)
 {
-    int rows = tl__rows(g, n), off = 0;
-    for (int k = 0; k < n->nin; k++) {
-        tl_nodedef *p = tl__in(g, n, k);
-        for (int i = 0; i < rows; i++)
-            memcpy(n->val + (size_t)i * n->cols + off, p->val + (size_t)i * p->cols,
-                   (size_t)p->cols * sizeof(float));
-        off += p->cols;
-    }
+    struct concat_job j = {g, n, 0};
+    tl_parallel_for((size_t)tl__rows(g, n), concat_grain(n), concat_forward_rows, &j);
     return TL_OK;
+}
+
+static void concat_backward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct concat_job *j = ctx;
+    const tl_nodedef *n = j->n;
+    size_t cols = (size_t)n->cols, off = 0;
+    (void)part;
+    for (int k = 0; k < n->nin; k++) {
+        const tl_nodedef *p = tl__in(j->g, n, k);
+        size_t pc = (size_t)p->cols;
+        if (p->grad && (j->write >> k & 1u)) /* the first writer copies */
+            for (size_t i = r0; i < r1; i++)
+                memcpy(p->grad + i * pc, n->grad + i * cols + off, pc * sizeof(float));
+        else if (p->grad)
+            for (size_t i = r0; i < r1; i++)
+                tl__add_row(p->grad + i * pc, n->grad + i * cols + off, (int)pc);
+        off += pc;
+    }
 }
 
 void tl_op_concat_backward(tl_graph *g, tl_nodedef *n)
 {
-    int rows = tl__rows(g, n), off = 0;
+    struct concat_job j = {g, n, 0};
+    int seen = 0;
     for (int k = 0; k < n->nin; k++) {
         tl_nodedef *p = tl__in(g, n, k);
-        if (p->grad && p->grad_fresh) { /* the first writer copies */
-            for (int i = 0; i < rows; i++)
-                memcpy(p->grad + (size_t)i * p->cols, n->grad + (size_t)i * n->cols + off,
-                       (size_t)p->cols * sizeof(float));
-            tl__grad_written(p);
-        } else if (p->grad) {
-            for (int i = 0; i < rows; i++)
-                tl__add_row(p->grad + (size_t)i * p->cols, n->grad + (size_t)i * n->cols + off,
-                            p->cols);
-        }
-        off += p->cols;
+        if (!p->grad) continue;
+        /* an input given twice: its first slot overwrites, the later ones add */
+        int again = 0;
+        for (int q = 0; q < k; q++) again |= n->in[q] == n->in[k];
+        if (again) continue;
+        if (p->grad_fresh && k < 32) j.write |= 1u << k;
+        else tl__grad_acc(g, p);
+        seen = 1;
     }
+    if (!seen) return;
+    tl_parallel_for((size_t)tl__rows(g, n), concat_grain(n), concat_backward_rows, &j);
+    for (int k = 0; k < n->nin; k++)
+        if (j.write >> k & 1u) tl__grad_written(tl__in(g, n, k));
 }
 
 tl_status tl_op_slice_forward(tl_graph *g, tl_nodedef *n)
@@ -113,22 +158,107 @@ void tl_op_slice_backward(tl_graph *g, tl_nodedef *n)
 
 /* ---- embedding ----------------------------------------------------------- */
 
+/* Table rows are far apart in memory, so a gather or scatter waits on the
+ * cache: the gather asks for the rows of the batch row EMB_AHEAD rows later
+ * (one per field), the scatter, which works field by field, for the row
+ * SCATTER_AHEAD batch rows later. */
+#define EMB_AHEAD 4
+#define SCATTER_AHEAD 16
+
+/* r = x over n floats, 8 at a time (fixed-size copies compile to vector
+ * moves; a plain loop becomes a memmove call, costly for 16 floats). */
+static inline void copy_row(float *restrict r, const float *restrict x, int n)
+{
+    int j = 0;
+    for (; j + 8 <= n; j += 8) memcpy(r + j, x + j, 8 * sizeof(float));
+    for (; j < n; j++) r[j] = x[j];
+}
+
+/* Batch rows per chunk: a chunk should touch about TL_PARALLEL_GRAIN floats. */
+static size_t emb_grain(const tl_nodedef *n)
+{
+    size_t per_row = (size_t)n->cols;
+    return (TL_PARALLEL_GRAIN + per_row - 1) / per_row;
+}
+
+/* Each row is copied on its own, so any split of the rows gives the same
+ * output. A chunk stops at its first id outside its field's vocabulary and
+ * records where; the caller reports the first such id of the batch. */
+struct emb_job {
+    tl_graph *g;
+    tl_nodedef *n;
+    size_t bad[TL_PARALLEL_MAX_THREADS]; /* forward, per part: first bad id's index or SIZE_MAX */
+};
+
+static void emb_forward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    struct emb_job *j = ctx;
+    const tl_nodedef *n = j->n, *t = tl__in(j->g, n, 0);
+    const int32_t *ids = (const int32_t *)(const void *)tl__in(j->g, n, 1)->val;
+    const int32_t *vocab = n->vocab;
+    const int64_t *off = n->offsets;
+    size_t nf = (size_t)n->k, dim = (size_t)t->cols, cols = (size_t)n->cols;
+    j->bad[part] = SIZE_MAX;
+    for (size_t i = r0; i < r1; i++) {
+        const int32_t *row = ids + i * nf;
+        if (i + EMB_AHEAD < r1)
+            for (size_t f = 0; f < nf; f++) {
+                int32_t id = row[EMB_AHEAD * nf + f];
+                if (id >= 0 && id < vocab[f])
+                    __builtin_prefetch(t->val + (size_t)(off[f] + id) * dim);
+            }
+        float *y = n->val + i * cols;
+        for (size_t f = 0; f < nf; f++) {
+            int32_t id = row[f];
+            if (id < 0 || id >= vocab[f]) {
+                j->bad[part] = i * nf + f;
+                return;
+            }
+            copy_row(y + f * dim, t->val + (size_t)(off[f] + id) * dim, (int)dim);
+        }
+    }
+}
+
 tl_status tl_op_embedding_forward(tl_graph *g, tl_nodedef *n)
 {
-    tl_nodedef *t = tl__in(g, n, 0), *x = tl__in(g, n, 1);
-    const int32_t *ids = (const int32_t *)(const void *)x->val;
-    int rows = tl__rows(g, n), nf = n->k, dim = t->cols;
-    for (int i = 0; i < rows; i++)
-        for (int f = 0; f < nf; f++) {
-            int32_t id = ids[(size_t)i * nf + f];
-            if (id < 0 || id >= n->vocab[f])
-                return tl_fail(TL_ERR_ARG,
-                               "embedding '%s': id %d in row %d, field %d is outside 0..%d",
-                               n->name, (int)id, i + 1, f + 1, (int)n->vocab[f] - 1);
-            memcpy(n->val + (size_t)i * n->cols + (size_t)f * dim,
-                   t->val + (size_t)(n->offsets[f] + id) * dim, (size_t)dim * sizeof(float));
-        }
+    struct emb_job j = {.g = g, .n = n};
+    int rows = tl__rows(g, n), parts = tl_parallel_parts((size_t)rows, emb_grain(n));
+    tl_parallel_run((size_t)rows, parts, emb_forward_rows, &j);
+    for (int p = 0; p < parts; p++) {
+        if (j.bad[p] == SIZE_MAX) continue;
+        const int32_t *ids = (const int32_t *)(const void *)tl__in(g, n, 1)->val;
+        int i = (int)(j.bad[p] / (size_t)n->k), f = (int)(j.bad[p] % (size_t)n->k);
+        return tl_fail(TL_ERR_ARG, "embedding '%s': id %d in row %d, field %d is outside 0..%d",
+                       n->name, (int)ids[j.bad[p]], i + 1, f + 1, (int)n->vocab[f] - 1);
+    }
     return TL_OK;
+}
+
+/* The scatter-add splits by fields: a field's table rows take gradient from
+ * that field only, in batch-row order as in a serial pass, so every split
+ * gives the same bits. */
+static void emb_backward_fields(void *ctx, size_t f0, size_t f1, int part)
+{
+    struct emb_job *j = ctx;
+    const tl_nodedef *n = j->n, *t = tl__in(j->g, n, 0);
+    const int32_t *ids = (const int32_t *)(const void *)tl__in(j->g, n, 1)->val;
+    size_t nf = (size_t)n->k, dim = (size_t)t->cols, cols = (size_t)n->cols;
+    size_t rows = (size_t)tl__rows(j->g, n);
+    (void)part;
+    for (size_t f = f0; f < f1; f++) {
+        int32_t vocab = n->vocab[f];
+        float *base = t->grad + (size_t)n->offsets[f] * dim;
+        for (size_t i = 0; i < rows; i++) {
+            if (i + SCATTER_AHEAD < rows) {
+                int32_t ahead = ids[(i + SCATTER_AHEAD) * nf + f];
+                if (ahead >= 0 && ahead < vocab) __builtin_prefetch(base + (size_t)ahead * dim, 1);
+            }
+            int32_t id = ids[i * nf + f];
+            /* a forward that failed on this id left nothing valid to scatter */
+            if (id < 0 || id >= vocab) continue;
+            tl__add_row(base + (size_t)id * dim, n->grad + i * cols + f * dim, (int)dim);
+        }
+    }
 }
 
 void tl_op_embedding_backward(tl_graph *g, tl_nodedef *n)
@@ -137,17 +267,17 @@ void tl_op_embedding_backward(tl_graph *g, tl_nodedef *n)
     if (!t->grad) return;
     tl__grad_acc(g, t);
     const int32_t *ids = (const int32_t *)(const void *)x->val;
-    int rows = tl__rows(g, n), nf = n->k, dim = t->cols;
+    int rows = tl__rows(g, n), nf = n->k;
+    /* rows are listed in first-touch order, which the optimizer's sums follow */
     for (int i = 0; i < rows; i++)
         for (int f = 0; f < nf; f++) {
             int32_t id = ids[(size_t)i * nf + f];
-            /* a forward that failed on this id left nothing valid to scatter */
-            if (id < 0 || id >= n->vocab[f]) continue;
-            int32_t row = (int32_t)(n->offsets[f] + id);
-            tl__add_row(t->grad + (size_t)row * dim, n->grad + (size_t)i * n->cols + (size_t)f * dim,
-                        dim);
-            tl__touch_row(g, t->param_index, row);
+            if (id >= 0 && id < n->vocab[f])
+                tl__touch_row(g, t->param_index, (int32_t)(n->offsets[f] + id));
         }
+    struct emb_job j = {.g = g, .n = n};
+    int parts = tl_parallel_parts((size_t)rows, emb_grain(n));
+    tl_parallel_run((size_t)nf, parts < nf ? parts : nf, emb_backward_fields, &j);
 }
 
 /* ---- dropout / stop-gradient ---------------------------------------------- */
