@@ -1005,7 +1005,17 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
         if (ran == 0) break;
         for (int k = 0; k < K; k++) epoch_loss[k] /= (double)done;
         if (st != TL_OK && st != TL_ERR_CANCELLED) break;
-        if (st == TL_ERR_CANCELLED) break;
+        /* A stop asked for after the epoch's last batch still closes the
+         * epoch (history, validation, epoch-end updates), so that the next
+         * fit starts the next epoch instead of running this one again. */
+        int stop_after_epoch = 0;
+        char stop_msg[256];
+        if (st == TL_ERR_CANCELLED) {
+            if (m->batches_in_epoch < per_epoch) break;
+            stop_after_epoch = 1;
+            snprintf(stop_msg, sizeof stop_msg, "%s", tl_errmsg());
+            st = TL_OK;
+        }
         if (m->batches_in_epoch < per_epoch) break; /* stopped mid-epoch by max_steps */
         m->epoch++;
         m->batches_in_epoch = 0;
@@ -1048,6 +1058,10 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
             }
         }
         er->monitor = monitor;
+        if (stop_after_epoch) { /* the stop's own message, now that the epoch is closed */
+            st = tl_fail(TL_ERR_CANCELLED, "%s", stop_msg);
+            break;
+        }
         if (opt->progress) {
             tl_progress p = {TL_PROGRESS_EPOCH, m->epoch, last_epoch, m->step, (int)done,
                              (int)per_epoch, epoch_loss, valid_metric, monitor, improved};

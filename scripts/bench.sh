@@ -5,16 +5,17 @@
 # table shows towerlab alone.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-: "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${THREADS:=2}" "${REPS:=3}" "${ROUNDS:=3}"
+: "${BUILD:=build}" "${PYTHON:=/usr/bin/python3}" "${THREADS:=2}" "${REPS:=3}" "${ROUNDS:=5}"
 export OPENBLAS_NUM_THREADS=$THREADS
 
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores; threads $THREADS"
 # Machines here are shared and their speed drifts by tens of percent within
-# minutes, so the two engines alternate: ROUNDS rounds of (towerlab, PyTorch),
-# each a median of REPS epochs. Every number shown is the median over rounds;
-# each ratio is the median of the per-round ratios, so a slow minute hits both
-# sides of a ratio rather than one.
+# minutes, so the two engines alternate, model by model: ROUNDS rounds of
+# (towerlab, PyTorch) for each model, each a median of REPS epochs. Every
+# number shown is the median over rounds; each ratio is the median of the
+# per-round ratios, so a slow minute hits both sides of a ratio rather than
+# one.
 raw=$(mktemp); trap 'rm -f "$raw"' EXIT
 have_torch=0
 if "$PYTHON" -c 'import torch' 2>/dev/null; then
@@ -24,12 +25,14 @@ else
   echo "PyTorch not found ($PYTHON -c 'import torch' failed): install python3-torch to compare"
 fi
 for r in $(seq 1 "$ROUNDS"); do
-  tl_out=$("$BUILD/bench/bench_b1" "$THREADS" "$REPS") || { echo "bench_b1 failed"; exit 1; }
-  printf '%s\n' "$tl_out" | sed "s/^/$r tl /" >>"$raw"
-  if [ "$have_torch" = 1 ]; then
-    pt_out=$("$PYTHON" scripts/bench_torch.py "$THREADS" "$REPS") || { echo "bench_torch.py failed"; exit 1; }
-    printf '%s\n' "$pt_out" | sed "s/^/$r pt /" >>"$raw"
-  fi
+  for m in shared_bottom mmoe ple; do
+    tl_out=$("$BUILD/bench/bench_b1" "$THREADS" "$REPS" "$m") || { echo "bench_b1 failed"; exit 1; }
+    printf '%s\n' "$tl_out" | sed "s/^/$r tl /" >>"$raw"
+    if [ "$have_torch" = 1 ]; then
+      pt_out=$("$PYTHON" scripts/bench_torch.py "$THREADS" "$REPS" "only=$m") || { echo "bench_torch.py failed"; exit 1; }
+      printf '%s\n' "$pt_out" | sed "s/^/$r pt /" >>"$raw"
+    fi
+  done
 done
 # median of the numbers on stdin (mawk has no asort)
 median() { sort -g | awk '{v[++n] = $1} END {if (!n) exit; m = n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2; printf(m >= 1000 ? "%.0f" : "%.4g", m)}'; }
@@ -43,7 +46,7 @@ ratio() {
 
 gf=$(med tl sgemm_gflops)
 echo "sgemm: $gf GFLOP/s ([1024x144]x[144x2048]; median over rounds)"
-echo "rounds: $ROUNDS alternating (towerlab, PyTorch), each the median of $REPS epochs after a warm-up"
+echo "rounds: $ROUNDS, each (towerlab, PyTorch) model by model, each the median of $REPS epochs after a warm-up"
 echo
 printf '| B1 model | towerlab train/s | PyTorch %s train/s | ratio | %% of compute bound | towerlab infer/s | PyTorch infer/s | ratio | towerlab peak RSS | PyTorch peak RSS |\n' "${pt_version:-}"
 printf '|---|---|---|---|---|---|---|---|---|---|\n'

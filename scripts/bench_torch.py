@@ -5,7 +5,8 @@ before torch is imported: OPENBLAS_NUM_THREADS and torch.set_num_threads.
 Each model runs in a child process (this script with a model name), so that
 its peak resident memory (ru_maxrss from wait4: the torch import, warm-up,
 timed training and inference) is its own, as in bench_b1.
-usage: bench_torch.py [threads] [reps] [model]
+usage: bench_torch.py [threads] [reps] [model | only=model]
+(a model name runs it in this process; only=model measures just that one, in a child)
 """
 import os
 import subprocess
@@ -17,7 +18,9 @@ os.environ["OPENBLAS_NUM_THREADS"] = str(threads)
 os.environ["OMP_NUM_THREADS"] = str(threads)
 KINDS = ("shared_bottom", "mmoe", "ple")
 
-if len(sys.argv) <= 3:
+if len(sys.argv) <= 3 or sys.argv[3].startswith("only="):
+    if len(sys.argv) > 3:
+        KINDS = (sys.argv[3][len("only="):],)
     for kind in KINDS:
         child = subprocess.Popen([sys.executable, __file__, str(threads), str(reps), kind],
                                  stdout=subprocess.PIPE, text=True)

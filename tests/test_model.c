@@ -642,6 +642,50 @@ static void test_cancel(void **state)
     free_data(&d);
 }
 
+/* A stop asked for on an epoch's last batch closes that epoch first: the
+ * next fit starts the next epoch (it used to run the stopped one again), and
+ * the result is bit-identical to training straight through. */
+static void test_stop_at_epoch_end(void **state)
+{
+    (void)state;
+    tdata d;
+    make_data(&d, 2000, 0, LAB_REG, 3, 13);
+    tl_model_config c;
+    make_cfg(&c, TL_BACKBONE_MMOE, TL_WEIGHTING_FIXED, LAB_REG);
+    tl_model *m = new_model(&c), *twin = new_model(&c);
+    cb_state cs = {.m = m, .stop_at_step = 16}; /* 16 batches per epoch */
+    tl_fit_options o;
+    fit_opts(&o, 3);
+    o.progress = on_progress;
+    o.progress_ud = &cs;
+    o.progress_every = 1;
+    tl_status st = tl_model_fit(m, &d.train, NULL, &o);
+    assert_int_equal(st, TL_ERR_CANCELLED);
+    assert_non_null(strstr(tl_errmsg(), "stopped by the progress callback at step 16"));
+    assert_int_equal(tl_model_steps(m), 16);
+    assert_int_equal(tl_model_epochs_done(m), 1);
+    const tl_epoch_record *er;
+    assert_int_equal(tl_model_history_epochs(m, &er), 1);
+    assert_int_equal(cs.epochs, 0); /* no epoch callback after the stop */
+    cs.stop_at_step = 0;
+    fit_opts(&o, 1);
+    check_ok(tl_model_fit(m, &d.train, NULL, &o), "fit after the stop");
+    assert_int_equal(tl_model_steps(m), 32);
+    assert_int_equal(tl_model_epochs_done(m), 2);
+    fit_opts(&o, 2);
+    check_ok(tl_model_fit(twin, &d.train, NULL, &o), "twin");
+    size_t n, n2;
+    float *a = param_copy(m, &n), *b = param_copy(twin, &n2);
+    assert_int_equal(n, n2);
+    assert_memory_equal(a, b, n * sizeof *a);
+    free(a);
+    free(b);
+    for (int i = 0; i < 16; i++) free(cs.snap[i]);
+    tl_model_free(m);
+    tl_model_free(twin);
+    free_data(&d);
+}
+
 /* A NaN regression label in the third batch: fit fails naming task and step,
  * and the parameters are those after step 2 (compared with a twin that ran
  * exactly 2 steps). */
@@ -989,6 +1033,7 @@ int main(void)
         cmocka_unit_test(test_pcgrad),
         cmocka_unit_test(test_early_stopping),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_stop_at_epoch_end),
         cmocka_unit_test(test_nan_label),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_predict),
