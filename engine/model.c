@@ -548,7 +548,7 @@ static void fill(tl_model *m, const tl_split *s, const uint32_t *order, size_t f
         j.rw[k] = tl_graph_input(m->g, m->rowweight[k]);
     }
     size_t per_row = (size_t)(c->n_cat + c->n_num) + (labels ? 2 * (size_t)c->n_tasks : 0);
-    size_t grain = order ? FILL_GRAIN : (TL_PARALLEL_GRAIN + per_row - 1) / per_row;
+    size_t grain = order ? FILL_GRAIN : tl_parallel_row_grain(per_row);
     tl_parallel_for((size_t)n, grain, fill_rows, &j);
     tl_graph_set_batch(m->g, n);
 }

@@ -34,6 +34,13 @@
  * about this much a pass costs less than waking a worker. */
 #define TL_PARALLEL_GRAIN 32768
 
+/* Rows per chunk for a pass touching `per_row` floats (or float-sized units
+ * of work) per row: about TL_PARALLEL_GRAIN per chunk. */
+static inline size_t tl_parallel_row_grain(size_t per_row)
+{
+    return per_row ? (TL_PARALLEL_GRAIN + per_row - 1) / per_row : TL_PARALLEL_GRAIN;
+}
+
 /* Work on indices [begin, end) of a job; `part` is the chunk's number,
  * 0 .. parts-1 (for per-part scratch). Must not fail: record problems in ctx. */
 typedef void (*tl_parallel_fn)(void *ctx, size_t begin, size_t end, int part);

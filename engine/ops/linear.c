@@ -101,15 +101,12 @@ static void relu_grad_row(float *restrict dz, const float *restrict y, const flo
     for (; j < n; j++) dz[j] = y[j] > 0.0f ? dy[j] : 0.0f;
 }
 
-/* Rows per chunk for at least TL_PARALLEL_GRAIN floats per chunk. */
-static size_t row_grain(int cols) { return (TL_PARALLEL_GRAIN + (size_t)cols - 1) / (size_t)cols; }
-
 /* Parts for a pass over `rows` rows of `cols` floats with `macs` GEMM
  * multiply-adds in all: enough work per part for either reason. */
 static int row_parts(int rows, int cols, double macs)
 {
     int by_gemm = tl_gemm_parts((size_t)rows, macs);
-    int by_pass = tl_parallel_parts((size_t)rows, row_grain(cols));
+    int by_pass = tl_parallel_parts((size_t)rows, tl_parallel_row_grain((size_t)cols));
     return by_gemm > by_pass ? by_gemm : by_pass;
 }
 

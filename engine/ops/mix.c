@@ -77,7 +77,7 @@ struct mix_job {
 static size_t mix_grain(const tl_nodedef *n)
 {
     size_t per_row = (size_t)n->k * (size_t)n->cols; /* floats of experts read per row */
-    return (TL_PARALLEL_GRAIN + per_row - 1) / per_row;
+    return tl_parallel_row_grain(per_row);
 }
 
 static void mix_forward_rows(void *ctx, size_t r0, size_t r1, int part)

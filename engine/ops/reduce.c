@@ -73,8 +73,7 @@ tl_status tl_op_softmax_forward(tl_graph *g, tl_nodedef *n)
 {
     struct softmax_job j = {g, n};
     size_t per_row = (size_t)n->cols * SOFTMAX_COST;
-    tl_parallel_for((size_t)tl__rows(g, n), (TL_PARALLEL_GRAIN + per_row - 1) / per_row,
-                    softmax_rows, &j);
+    tl_parallel_for((size_t)tl__rows(g, n), tl_parallel_row_grain(per_row), softmax_rows, &j);
     return TL_OK;
 }
 

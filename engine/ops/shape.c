@@ -66,11 +66,6 @@ struct concat_job {
     uint32_t write; /* backward: bit k set when input k's gradient is fresh (overwrite it) */
 };
 
-static size_t concat_grain(const tl_nodedef *n)
-{
-    return (TL_PARALLEL_GRAIN + (size_t)n->cols - 1) / (size_t)n->cols;
-}
-
 static void concat_forward_rows(void *ctx, size_t r0, size_t r1, int part)
 {
     const struct concat_job *j = ctx;
@@ -89,7 +84,7 @@ static void concat_forward_rows(void *ctx, size_t r0, size_t r1, int part)
 tl_status tl_op_concat_forward(tl_graph *g, tl_nodedef *n)
 {
     struct concat_job j = {g, n, 0};
-    tl_parallel_for((size_t)tl__rows(g, n), concat_grain(n), concat_forward_rows, &j);
+    tl_parallel_for((size_t)tl__rows(g, n), tl_parallel_row_grain((size_t)n->cols), concat_forward_rows, &j);
     return TL_OK;
 }
 
@@ -128,7 +123,7 @@ void tl_op_concat_backward(tl_graph *g, tl_nodedef *n)
         seen = 1;
     }
     if (!seen) return;
-    tl_parallel_for((size_t)tl__rows(g, n), concat_grain(n), concat_backward_rows, &j);
+    tl_parallel_for((size_t)tl__rows(g, n), tl_parallel_row_grain((size_t)n->cols), concat_backward_rows, &j);
     for (int k = 0; k < n->nin; k++)
         if (j.write >> k & 1u) tl__grad_written(tl__in(g, n, k));
 }
@@ -174,13 +169,6 @@ static inline void copy_row(float *restrict r, const float *restrict x, int n)
     for (; j < n; j++) r[j] = x[j];
 }
 
-/* Batch rows per chunk: a chunk should touch about TL_PARALLEL_GRAIN floats. */
-static size_t emb_grain(const tl_nodedef *n)
-{
-    size_t per_row = (size_t)n->cols;
-    return (TL_PARALLEL_GRAIN + per_row - 1) / per_row;
-}
-
 /* Each row is copied on its own, so any split of the rows gives the same
  * output. A chunk stops at its first id outside its field's vocabulary and
  * records where; the caller reports the first such id of the batch. */
@@ -222,7 +210,7 @@ static void emb_forward_rows(void *ctx, size_t r0, size_t r1, int part)
 tl_status tl_op_embedding_forward(tl_graph *g, tl_nodedef *n)
 {
     struct emb_job j = {.g = g, .n = n};
-    int rows = tl__rows(g, n), parts = tl_parallel_parts((size_t)rows, emb_grain(n));
+    int rows = tl__rows(g, n), parts = tl_parallel_parts((size_t)rows, tl_parallel_row_grain((size_t)n->cols));
     tl_parallel_run((size_t)rows, parts, emb_forward_rows, &j);
     for (int p = 0; p < parts; p++) {
         if (j.bad[p] == SIZE_MAX) continue;
@@ -276,7 +264,7 @@ void tl_op_embedding_backward(tl_graph *g, tl_nodedef *n)
                 tl__touch_row(g, t->param_index, (int32_t)(n->offsets[f] + id));
         }
     struct emb_job j = {.g = g, .n = n};
-    int parts = tl_parallel_parts((size_t)rows, emb_grain(n));
+    int parts = tl_parallel_parts((size_t)rows, tl_parallel_row_grain((size_t)n->cols));
     tl_parallel_run((size_t)nf, parts < nf ? parts : nf, emb_backward_fields, &j);
 }
 
