@@ -1,0 +1,2 @@
+/* a.h */
+int a_f(void);

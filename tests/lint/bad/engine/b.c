@@ -1,0 +1,2 @@
+#include "b.h"
+int b_f(void) { return 1; }

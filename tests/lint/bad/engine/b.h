@@ -1,0 +1,3 @@
+/* b.h */
+#include "a.h"
+int b_f(void);

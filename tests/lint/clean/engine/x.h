@@ -1,0 +1,3 @@
+/* x.h */
+#include "y.h"
+int x_f(void);

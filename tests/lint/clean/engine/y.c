@@ -1,0 +1,2 @@
+#include "y.h"
+int y_f(void) { return 2; }

@@ -1,0 +1,2 @@
+#include "x.h"
+int z_f(void) { return x_f(); }

@@ -1,0 +1,51 @@
+-- test_lint.lua — scripts/lint.sh finds what it is for (include cycles, hidden
+-- dependencies, weak symbols, getenv in engine/) on the small trees under
+-- tests/lint/, and passes a clean one. (`make lint` runs it on the real tree.)
+local T = {}
+
+local function lint(root)
+  local p = assert(io.popen("bash scripts/lint.sh -C " .. root .. " 2>&1"))
+  local out = p:read("a")
+  local _, _, rc = p:close()
+  return out, rc
+end
+
+function T.bad_tree_reports_every_kind_and_fails()
+  local out, rc = lint("tests/lint/bad")
+  eq(rc, 1, out)
+  check(out:find("include cycle: engine/a \226\134\148 engine/b", 1, true), out)   -- "↔"
+  check(out:find("engine/b.h:2 #include \"a.h\"", 1, true), out)
+  check(out:find("hidden dependency: repl/s.c:2 declares r_h", 1, true), out)
+  check(out:find("weak symbol: repl/r.c:1:", 1, true), out)
+  check(out:find("weak symbol: repl/r.c:2: #pragma weak r_g", 1, true), out)
+  check(out:find("getenv in engine: engine/c.c:3:", 1, true), out)
+  -- the comment and the string literal that mention getenv( are not findings
+  check(out:find("5 finding(s)", 1, true), out)
+end
+
+function T.clean_tree_passes()
+  local out, rc = lint("tests/lint/clean")
+  eq(rc, 0, out)
+  check(out:find("lint: clean", 1, true), out)
+end
+
+function T.three_module_cycle_is_reported_with_its_path()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir .. "/engine " .. dir .. "/repl"))
+  local function put(name, text)
+    local f = assert(io.open(dir .. "/engine/" .. name, "w"))
+    f:write(text)
+    f:close()
+  end
+  put("p.h", '#include "q.h"\n')
+  put("q.h", '#include "r.h"\n')
+  put("r.h", '/* r.h */\n')
+  put("r.c", '#include "p.h"\n')
+  local out, rc = lint(dir)
+  os.execute("rm -rf " .. dir)
+  eq(rc, 1, out)
+  check(out:find("engine/p \226\134\146 engine/q \226\134\146 engine/r \226\134\146 engine/p", 1, true), out)
+end
+
+return T
