@@ -1,10 +1,13 @@
 /* fuzz.h — the harness entry points (fuzz/fuzz_<name>.c).
  *
- * Each tl_fuzz_<name> runs one input through the code under test and
- * returns 0; it never keeps state between calls that changes the result.
- * libFuzzer calls them from LLVMFuzzerTestOneInput (built with
- * -DTL_LIBFUZZER by `make fuzz`); tests/test_fuzz_replay.c calls them on
- * every file of fuzz/corpus/<name>/ and fuzz/crashes/<name>/. */
+ * Each tl_fuzz_<name> runs one input through the code under test, fills
+ * *out (may be NULL) with what the input came to, and returns out->status;
+ * it never keeps state between calls that changes the result. libFuzzer
+ * calls them from LLVMFuzzerTestOneInput (built with -DTL_LIBFUZZER by
+ * `make fuzz`), which returns 0 whatever the outcome; tests/test_fuzz_replay.c
+ * calls them on every file of fuzz/corpus/<name>/, fuzz/crashes/<name>/ and
+ * fuzz/regressions/<name>/ and compares each outcome with the one
+ * fuzz/replay_manifest.txt expects for that file. */
 #ifndef TL_FUZZ_H
 #define TL_FUZZ_H
 
@@ -12,12 +15,43 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-int tl_fuzz_csv(const uint8_t *data, size_t size);
-int tl_fuzz_checkpoint(const uint8_t *data, size_t size);
-int tl_fuzz_kernel_msg(const uint8_t *data, size_t size);
+/* The outcome of one input: the first stage that failed ("" when every stage
+ * passed), its status (a tl_status for csv and checkpoint; for kernel_msg the
+ * check's result: 1 accepted, 0 dropped, -1 error) and the error message
+ * (tl_errmsg() or the Lua error) at that point, "" when none. */
+typedef struct {
+    char stage[16];
+    int status;
+    char message[768];
+} tl_fuzz_outcome;
+
+int tl_fuzz_csv(const uint8_t *data, size_t size, tl_fuzz_outcome *out);
+int tl_fuzz_checkpoint(const uint8_t *data, size_t size, tl_fuzz_outcome *out);
+int tl_fuzz_kernel_msg(const uint8_t *data, size_t size, tl_fuzz_outcome *out);
+
+/* Record the failure of `stage` with status st and message msg (NULL: "")
+ * in *out (may be NULL), unless an earlier stage failed already; returns st. */
+static int tl_fuzz_fail(tl_fuzz_outcome *out, const char *stage, int st, const char *msg)
+    __attribute__((unused));
+static int tl_fuzz_fail(tl_fuzz_outcome *out, const char *stage, int st, const char *msg)
+{
+    if (!out || out->stage[0]) return st;
+    snprintf(out->stage, sizeof out->stage, "%s", stage);
+    out->status = st;
+    snprintf(out->message, sizeof out->message, "%s", msg ? msg : "");
+    return st;
+}
+
+/* Start an outcome: no stage failed, status 0. */
+static void tl_fuzz_begin(tl_fuzz_outcome *out) __attribute__((unused));
+static void tl_fuzz_begin(tl_fuzz_outcome *out)
+{
+    if (out) memset(out, 0, sizeof *out);
+}
 
 /* A private scratch directory for the process (created on first use, under
  * /dev/shm when it exists, removed at exit), or NULL. */
@@ -54,7 +88,11 @@ static int tl_fuzz_write(const char *path, const void *p, size_t n)
 #ifdef TL_LIBFUZZER
 #define TL_FUZZ_ENTRY(fn)                                                   \
     int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);           \
-    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fn(data, size); }
+    int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)            \
+    {                                                                       \
+        (void)fn(data, size, NULL);                                         \
+        return 0;                                                           \
+    }
 #else
 #define TL_FUZZ_ENTRY(fn)
 #endif

@@ -10,7 +10,9 @@
  *   bit 4     bad rows are skipped instead of failing the load
  *   bits 5-6  split: none, ratio 0.6/0.2/0.2, modulo 3, by files (the same
  *             file as train, valid and test)
- * The loader reads files only, so the input goes to a scratch file. */
+ * The loader reads files only, so the input goes to a scratch file.
+ * Outcome stages: "input" (too short or long, or the scratch file), "load",
+ * "reload" (the `like` load of bit 3). */
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
@@ -73,15 +75,17 @@ static int write_gz(const char *path, const uint8_t *p, size_t n)
     return gzclose(g) == Z_OK && ok ? 0 : -1;
 }
 
-int tl_fuzz_csv(const uint8_t *data, size_t size)
+int tl_fuzz_csv(const uint8_t *data, size_t size, tl_fuzz_outcome *out)
 {
-    if (size < 1 || size > (1u << 20)) return 0;
+    tl_fuzz_begin(out);
+    if (size < 1 || size > (1u << 20)) return tl_fuzz_fail(out, "input", TL_ERR_ARG, "size");
     const char *dir = tl_fuzz_tmpdir();
-    if (!dir) return 0;
+    if (!dir) return tl_fuzz_fail(out, "input", TL_ERR_IO, "no scratch directory");
     const unsigned mode = data[0];
     char path[128];
     snprintf(path, sizeof path, "%s/in.csv%s", dir, (mode & 4) ? ".gz" : "");
     int w = (mode & 4) ? write_gz(path, data + 1, size - 1) : tl_fuzz_write(path, data + 1, size - 1);
+    if (w != 0) tl_fuzz_fail(out, "input", TL_ERR_IO, "cannot write the scratch file");
     if (w == 0) {
         tl_data_schema s;
         tl_data_schema_init(&s);
@@ -103,19 +107,24 @@ int tl_fuzz_csv(const uint8_t *data, size_t size)
             break;
         }
         tl_dataset *d = NULL;
-        if (tl_data_csv_load(&s, NULL, &d) == TL_OK) {
+        tl_status st = tl_data_csv_load(&s, NULL, &d);
+        if (st != TL_OK) {
+            tl_fuzz_fail(out, "load", st, tl_errmsg());
+        } else {
             const tl_split *all = tl_dataset_split(d, "train");
             if (all && all->n) (void)tl_split_label_mean(all, d, 0);
             if (mode & 8) {
                 tl_dataset *again = NULL;
-                if (tl_data_csv_load(&s, d, &again) == TL_OK) tl_dataset_free(again);
+                st = tl_data_csv_load(&s, d, &again);
+                if (st == TL_OK) tl_dataset_free(again);
+                else tl_fuzz_fail(out, "reload", st, tl_errmsg());
             }
             tl_dataset_free(d);
         }
     }
     unlink(path);
     tl_clear_error();
-    return 0;
+    return out ? out->status : 0;
 }
 
 TL_FUZZ_ENTRY(tl_fuzz_csv)

@@ -7,7 +7,9 @@
  * per line). Flags: bit 0 verifies under the key "fuzz-key" (else no key);
  * bit 1 makes the harness sign the four JSON frames itself and put the
  * signature after the delimiter, so that with a key the JSON decoding is
- * reached too. At most 100 frames (the kernel keeps 64). */
+ * reached too. At most 100 frames (the kernel keeps 64).
+ * Outcome: stage "check" with status 0 (dropped) or -1 (error) when the
+ * kernel would not accept the message; stage "" and status 1 when it would. */
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -19,9 +21,10 @@
 #define KEY "fuzz-key"
 #define MAXF 100
 
-int tl_fuzz_kernel_msg(const uint8_t *data, size_t size)
+int tl_fuzz_kernel_msg(const uint8_t *data, size_t size, tl_fuzz_outcome *out)
 {
-    if (size < 1) return 0;
+    tl_fuzz_begin(out);
+    if (size < 1) return tl_fuzz_fail(out, "input", -1, "empty input");
     const unsigned flags = data[0];
     const void *frame[MAXF];
     size_t len[MAXF];
@@ -46,7 +49,7 @@ int tl_fuzz_kernel_msg(const uint8_t *data, size_t size)
             size_t total = 0;
             for (int i = 0; i < 4; i++) total += len[delim + 2 + i];
             unsigned char *cat = malloc(total ? total : 1);
-            if (!cat) return 0;
+            if (!cat) return tl_fuzz_fail(out, "input", -1, "out of memory");
             size_t at = 0;
             for (int i = 0; i < 4; i++) {
                 if (len[delim + 2 + i]) memcpy(cat + at, frame[delim + 2 + i], len[delim + 2 + i]);
@@ -66,8 +69,10 @@ int tl_fuzz_kernel_msg(const uint8_t *data, size_t size)
             }
         }
     }
-    (void)tl_kernel_parse_for_fuzz(frame, len, n, (flags & 1) ? KEY : NULL);
-    return 0;
+    int r = tl_kernel_parse_for_fuzz(frame, len, n, (flags & 1) ? KEY : NULL);
+    if (r != 1) return tl_fuzz_fail(out, "check", r, r == 0 ? "dropped" : "error");
+    if (out) out->status = 1;
+    return 1;
 }
 
 TL_FUZZ_ENTRY(tl_fuzz_kernel_msg)

@@ -2,9 +2,18 @@
  * fuzz/crashes/<name>/ and fuzz/regressions/<name>/ through the fuzz
  * harnesses' entry points (fuzz/fuzz_<name>.c, tl_fuzz_<name>) without
  * libFuzzer, so that `make test` and `make check` (ASan + UBSan) replay
- * the seeds and every crash that was once found and fixed. Also checks
- * the kernel's message check accepts a correctly signed message and
- * drops a forged one, so the kernel corpus exercises both paths. */
+ * the seeds and every crash that was once found and fixed. Each file's
+ * outcome (the stage that failed, its status, a piece of its message) must
+ * be the one fuzz/replay_manifest.txt gives for it: a seed that stops
+ * loading, a crash input that starts to load, or an error message that
+ * changes, fails the test. A file without an entry, or an entry without a
+ * file, fails too.
+ *
+ * TL_FUZZ_MANIFEST_PRINT=1 build/tests/test_fuzz_replay prints every file's
+ * current manifest line (the whole message) instead: the start of a new entry.
+ *
+ * Also checks the kernel's message check accepts a correctly signed message
+ * and drops a forged one, so the kernel corpus exercises both paths. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,22 +29,150 @@
 #include "../fuzz/fuzz.h"
 #include "../repl/kernel.h"
 
-typedef int (*entry_fn)(const uint8_t *, size_t);
+#define MANIFEST "fuzz/replay_manifest.txt"
 
-/* Run fn on every regular file in dir; returns how many (0 when the
- * directory does not exist). A file that cannot be read fails the test. */
-static int replay_dir(const char *dir, entry_fn fn)
+typedef int (*entry_fn)(const uint8_t *, size_t, tl_fuzz_outcome *);
+
+typedef struct {
+    char path[256];     /* under fuzz/: "corpus/csv/census_0" */
+    char outcome[48];   /* "ok", "accepted", "<stage>:<status>" */
+    char message[512];  /* must occur in the message ("" only for ok/accepted) */
+    int line, seen;
+} entry;
+
+static entry *entries;
+static int n_entries;
+
+/* The outcome's name: "ok" / "accepted" when no stage failed, else
+ * "<stage>:<status>" with the tl_status names of core.h (the kernel check's
+ * 0 is "dropped", -1 anywhere is "error"). */
+static void outcome_name(const char *harness, const tl_fuzz_outcome *o, char *buf, size_t n)
 {
-    DIR *dp = opendir(dir);
-    if (!dp) return 0;
+    static const char *const names[] = {"ok",    "arg",     "shape",     "nomem", "io",
+                                        "parse", "numeric", "cancelled", "state", "format"};
+    if (!o->stage[0]) {
+        snprintf(buf, n, "%s", strcmp(harness, "kernel_msg") == 0 ? "accepted" : "ok");
+        return;
+    }
+    const char *s = o->status == -1 ? "error"
+                    : strcmp(harness, "kernel_msg") == 0 && o->status == 0 ? "dropped"
+                    : o->status >= 0 && o->status < 10 ? names[o->status] : "?";
+    snprintf(buf, n, "%s:%s", o->stage, s);
+}
+
+/* The message with the harnesses' scratch directories (fuzz.h: each harness
+ * file has its own, ".../tlfuzz.XXXXXX") written as $TMP, newlines as spaces. */
+static void stable_message(const char *msg, char *buf, size_t n)
+{
+    size_t at = 0;
+    for (const char *p = msg; *p && at + 1 < n;) {
+        const char *q = NULL;
+        if (*p == '/' && (q = strstr(p, "/tlfuzz.")) != NULL && strlen(q) >= 14) {
+            /* a path up to the directory: no space or quote before it */
+            const char *c = p;
+            while (c < q && *c != ' ' && *c != '\'' && *c != '"') c++;
+            if (c < q) q = NULL;
+        }
+        if (q) {
+            at += (size_t)snprintf(buf + at, n - at, "$TMP");
+            if (at >= n) at = n - 1;
+            p = q + 14;
+        } else {
+            buf[at++] = *p == '\n' ? ' ' : *p;
+            p++;
+        }
+    }
+    buf[at] = '\0';
+}
+
+static void load_manifest(void)
+{
+    FILE *f = fopen(MANIFEST, "r");
+    if (!f) fail_msg("cannot open %s", MANIFEST);
+    char line[1024];
+    int ln = 0, cap = 0;
+    while (fgets(line, sizeof line, f)) {
+        ln++;
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '#' || line[0] == '\0') continue;
+        if (n_entries == cap) {
+            cap = cap ? 2 * cap : 256;
+            entries = realloc(entries, (size_t)cap * sizeof *entries);
+            assert_non_null(entries);
+        }
+        entry *e = &entries[n_entries];
+        memset(e, 0, sizeof *e);
+        int used = 0;
+        if (sscanf(line, "%255s %47s %n", e->path, e->outcome, &used) < 2)
+            fail_msg("%s:%d: expected 'path outcome [message]', got '%s'", MANIFEST, ln, line);
+        snprintf(e->message, sizeof e->message, "%s", line + used);
+        e->line = ln;
+        if (strcmp(e->outcome, "ok") != 0 && strcmp(e->outcome, "accepted") != 0 && !e->message[0])
+            fail_msg("%s:%d: %s: a failing outcome needs a message substring", MANIFEST, ln, e->path);
+        for (int i = 0; i < n_entries; i++)
+            if (strcmp(entries[i].path, e->path) == 0)
+                fail_msg("%s:%d: %s listed again (first at line %d)", MANIFEST, ln, e->path, entries[i].line);
+        n_entries++;
+    }
+    fclose(f);
+}
+
+static entry *find_entry(const char *rel)
+{
+    for (int i = 0; i < n_entries; i++)
+        if (strcmp(entries[i].path, rel) == 0) return &entries[i];
+    return NULL;
+}
+
+/* 1 when outcome o of file rel matches e (NULL: no entry); else 0 with the
+ * reason in why. */
+static int check_one(const char *harness, const char *rel, const tl_fuzz_outcome *o, const entry *e,
+                     char *why, size_t n)
+{
+    char got[48], msg[1024];
+    outcome_name(harness, o, got, sizeof got);
+    stable_message(o->message, msg, sizeof msg);
+    if (!e) {
+        snprintf(why, n, "%s: no entry in %s; its outcome now: %s %s %s", rel, MANIFEST, rel, got, msg);
+        return 0;
+    }
+    if (strcmp(e->outcome, got) != 0) {
+        snprintf(why, n, "%s (%s:%d): expected %s '%s', got %s '%s'", rel, MANIFEST, e->line, e->outcome,
+                 e->message, got, msg);
+        return 0;
+    }
+    if (e->message[0] && !strstr(msg, e->message)) {
+        snprintf(why, n, "%s (%s:%d): %s as expected, but the message '%s' does not contain '%s'", rel,
+                 MANIFEST, e->line, got, msg, e->message);
+        return 0;
+    }
+    return 1;
+}
+
+static int failures;
+static int print_mode;
+
+/* Run fn on every regular file in fuzz/<kind>/<harness> (sorted); returns how
+ * many (0 when the directory does not exist). */
+static int replay_dir(const char *kind, const char *harness, entry_fn fn)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "fuzz/%s/%s", kind, harness);
+    struct dirent **names;
+    int k = scandir(dir, &names, NULL, alphasort);
+    if (k < 0) return 0;
     int count = 0;
-    struct dirent *e;
-    while ((e = readdir(dp))) {
-        if (e->d_name[0] == '.') continue;
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+    for (int i = 0; i < k; i++) {
+        const char *base = names[i]->d_name;
+        char path[1024], rel[512];
+        snprintf(path, sizeof path, "%s/%s", dir, base);
+        snprintf(rel, sizeof rel, "%s/%s/%s", kind, harness, base);
         struct stat st;
-        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (base[0] == '.' || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+            free(names[i]);
+            continue;
+        }
+        free(names[i]);
         FILE *f = fopen(path, "rb");
         assert_non_null(f);
         uint8_t *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
@@ -43,11 +180,25 @@ static int replay_dir(const char *dir, entry_fn fn)
         size_t n = fread(buf, 1, (size_t)st.st_size, f);
         fclose(f);
         assert_int_equal(n, (size_t)st.st_size);
-        assert_int_equal(fn(buf, n), 0);
+        tl_fuzz_outcome o;
+        int r = fn(buf, n, &o);
         free(buf);
+        assert_int_equal(r, o.status);
+        char why[2048];
+        entry *e = find_entry(rel);
+        if (e) e->seen = 1;
+        if (print_mode) {
+            char got[48], msg[1024];
+            outcome_name(harness, &o, got, sizeof got);
+            stable_message(o.message, msg, sizeof msg);
+            printf("%s %s%s%s\n", rel, got, o.stage[0] ? " " : "", o.stage[0] ? msg : "");
+        } else if (!check_one(harness, rel, &o, e, why, sizeof why)) {
+            printf("# MISMATCH %s\n", why);
+            failures++;
+        }
         count++;
     }
-    closedir(dp);
+    free(names);
     return count;
 }
 
@@ -55,15 +206,25 @@ static int replay_dir(const char *dir, entry_fn fn)
  * least min_seeds files (a missing corpus would make the test vacuous). */
 static void replay(const char *name, entry_fn fn, int min_seeds)
 {
-    char dir[256];
-    snprintf(dir, sizeof dir, "fuzz/corpus/%s", name);
-    int seeds = replay_dir(dir, fn);
-    snprintf(dir, sizeof dir, "fuzz/crashes/%s", name);
-    int crashes = replay_dir(dir, fn);
-    snprintf(dir, sizeof dir, "fuzz/regressions/%s", name);
-    crashes += replay_dir(dir, fn);
+    if (!entries) load_manifest();
+    print_mode = getenv("TL_FUZZ_MANIFEST_PRINT") != NULL;
+    failures = 0;
+    int seeds = replay_dir("corpus", name, fn);
+    int crashes = replay_dir("crashes", name, fn) + replay_dir("regressions", name, fn);
     printf("# %s: %d corpus files, %d crash/regression files replayed\n", name, seeds, crashes);
+    /* entries of this harness whose file is gone */
+    char mid[64];
+    snprintf(mid, sizeof mid, "/%s/", name);
+    for (int i = 0; i < n_entries && !print_mode; i++) {
+        const char *p = entries[i].path, *slash = strchr(p, '/');
+        if (!entries[i].seen && slash && strncmp(slash, mid, strlen(mid)) == 0) {
+            printf("# MISMATCH %s:%d names %s, which does not exist\n", MANIFEST, entries[i].line, p);
+            failures++;
+        }
+    }
     assert_true(seeds >= min_seeds);
+    if (failures) fail_msg("%d file(s) of %s did not give the outcome %s expects (listed above)", failures, name,
+                           MANIFEST);
 }
 
 static void test_replay_csv(void **state)
@@ -82,6 +243,48 @@ static void test_replay_kernel_msg(void **state)
 {
     (void)state;
     replay("kernel_msg", tl_fuzz_kernel_msg, 20);
+}
+
+/* The comparison can fail: a wrong outcome, a message that does not
+ * contain the expected piece, a file with no entry. */
+static void test_manifest_mismatches_are_reported(void **state)
+{
+    (void)state;
+    tl_fuzz_outcome o;
+    memset(&o, 0, sizeof o);
+    snprintf(o.stage, sizeof o.stage, "load");
+    o.status = 9; /* TL_ERR_FORMAT */
+    snprintf(o.message, sizeof o.message, "/dev/shm/tlfuzz.Ab12Cd/in.tlm: newer format version 2");
+    entry e;
+    memset(&e, 0, sizeof e);
+    snprintf(e.path, sizeof e.path, "corpus/checkpoint/x");
+    char why[2048];
+
+    snprintf(e.outcome, sizeof e.outcome, "load:format");
+    snprintf(e.message, sizeof e.message, "$TMP/in.tlm: newer format");
+    assert_int_equal(check_one("checkpoint", e.path, &o, &e, why, sizeof why), 1);
+
+    snprintf(e.outcome, sizeof e.outcome, "ok");
+    e.message[0] = '\0';
+    assert_int_equal(check_one("checkpoint", e.path, &o, &e, why, sizeof why), 0);
+    assert_non_null(strstr(why, "expected ok '', got load:format"));
+
+    snprintf(e.outcome, sizeof e.outcome, "load:format");
+    snprintf(e.message, sizeof e.message, "checksum");
+    assert_int_equal(check_one("checkpoint", e.path, &o, &e, why, sizeof why), 0);
+    assert_non_null(strstr(why, "does not contain 'checksum'"));
+
+    assert_int_equal(check_one("checkpoint", "corpus/checkpoint/new", &o, NULL, why, sizeof why), 0);
+    assert_non_null(strstr(why, "no entry"));
+    assert_non_null(strstr(why, "corpus/checkpoint/new load:format $TMP/in.tlm: newer format version 2"));
+
+    o.stage[0] = '\0';
+    o.status = 1;
+    snprintf(e.outcome, sizeof e.outcome, "dropped");
+    assert_int_equal(check_one("kernel_msg", e.path, &o, &e, why, sizeof why), 0);
+    snprintf(e.outcome, sizeof e.outcome, "accepted");
+    e.message[0] = '\0';
+    assert_int_equal(check_one("kernel_msg", e.path, &o, &e, why, sizeof why), 1);
 }
 
 /* HMAC-SHA256 under "k" of the four frames below, from python3:
@@ -116,6 +319,7 @@ static void test_kernel_check_accepts_and_drops(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_manifest_mismatches_are_reported),
         cmocka_unit_test(test_replay_csv),
         cmocka_unit_test(test_replay_checkpoint),
         cmocka_unit_test(test_replay_kernel_msg),

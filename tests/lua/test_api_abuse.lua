@@ -98,10 +98,6 @@ local function unsafe(name, args)
   return false
 end
 
--- Known crashes, reported and not yet fixed (name -> why): such functions are
--- called only with the right self (see the test known_crashes). None now.
-local KNOWN = {}
-
 local function abuse(name, fn, first)
   local objs = objects()
   local function call(...)
@@ -113,7 +109,6 @@ local function abuse(name, fn, first)
     for i = 1, G.n do call(first, G[i]) end
     for i = 1, G.n do call(first, G[i], G[(i % G.n) + 1]) end
     for _, o in ipairs(objs) do call(first, o, G[1]) end
-    if KNOWN[name] then return end
   else
     call()
   end
@@ -275,13 +270,6 @@ function T.closed_objects()
   try("fit on closed split", M.fit, M, {data = s, max_steps = 1, verbose = false})
   collectgarbage()
   report()
-end
-
-function T.known_crashes()
-  local names = {}
-  for k in pairs(KNOWN) do names[#names + 1] = k end
-  table.sort(names)
-  if #names > 0 then skip("called only with a good self: " .. table.concat(names, ", ") .. " (" .. KNOWN[names[1]] .. ")") end
 end
 
 function T.zz_cleanup_and_count()
