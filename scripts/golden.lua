@@ -57,6 +57,34 @@ end
 
 local function mmoe() return tl.mmoe{experts = 3, expert = {16}} end
 
+-- A resume run: new(d) builds the model; trained straight through, and in two
+-- halves with m:save / tl.load between them; both must predict the same bits.
+-- how.valid: fit with d.valid; how.epochs: halves of whole epochs (1 + 2)
+-- instead of max_steps (STEPS + STEPS).
+local function resume(new, how)
+  how = how or {}
+  return function(d)
+    local function go(m, part)
+      local o = {data = d.train, optim = adam(), verbose = false, valid = how.valid and d.valid or nil}
+      if how.epochs then o.epochs = part
+      else o.epochs, o.max_steps = 1, part end
+      m:fit(o)
+      return m
+    end
+    local straight = go(new(d), how.epochs and 3 or 2 * STEPS)
+    local half = go(new(d), how.epochs and 1 or STEPS)
+    local path = os.tmpname()
+    half:save(path)
+    local resumed = tl.load(path)
+    os.remove(path)
+    go(resumed, how.epochs and 2 or STEPS)
+    local a, b = straight:predict(d.test), resumed:predict(d.test)
+    local w = G.first_difference({a}, {b})
+    if w then error("fit, save, load, fit differs from fitting straight through: " .. w) end
+    return resumed, b
+  end
+end
+
 G.RUNS = {
   {"shared_bottom", plain(function() return tl.shared_bottom{bottom = {16, 8}} end)},
   {"omoe", plain(function() return tl.omoe{experts = 3, expert = {16}} end)},
@@ -95,22 +123,61 @@ G.RUNS = {
     local cp = tl.calibrate(m, d.valid, "isotonic")
     return m, cp:predict(d.test)
   end},
-  -- fit, save, load, fit more: must equal fitting straight through (checked
-  -- here, every time, not only against the golden file)
-  {"resume", function(d)
-    local function new() return model(d, {backbone = mmoe(), weighting = "uncertainty"}) end
-    local straight = fit(new(), d, 2 * STEPS)
-    local half = fit(new(), d, STEPS)
-    local path = os.tmpname()
-    half:save(path)
-    local resumed = tl.load(path)
-    os.remove(path)
-    fit(resumed, d, STEPS)
-    local a, b = straight:predict(d.test), resumed:predict(d.test)
-    local w = G.first_difference({a}, {b})
-    if w then error("resume: fit, save, load, fit differs from fitting straight through: " .. w) end
-    return resumed, b
+  {"calibrated_platt_temperature", function(d)
+    local m = fit(model(d, {backbone = tl.shared_bottom{bottom = {16}}}), d, STEPS)
+    local p = tl.calibrate(m, d.valid, "platt"):predict(d.test)
+    local t = tl.calibrate(m, d.valid, "temperature"):predict(d.test)
+    return m, {income = p.income, never_married = p.never_married,
+               ["temperature:income"] = t.income, ["temperature:never_married"] = t.never_married}
   end},
+  {"crossdistil_naive", function(d)
+    local m = model(d, {backbone = tl.shared_bottom{bottom = {16}},
+                        distill = tl.crossdistil{pairs = {{"income", "never_married"}}, naive = true, kd = 0.3}})
+    return fit(m, d, STEPS)
+  end},
+  {"dropout", plain(function() return tl.shared_bottom{bottom = {16, 8}, dropout = 0.2} end,
+                    {tower = tl.mlp{8, dropout = 0.3}})},
+  {"optim_sgd_nesterov", function(d)
+    return fit(model(d, {backbone = mmoe()}), d, STEPS, {optim = tl.optim.sgd{lr = 0.05, momentum = 0.9, nesterov = true}})
+  end},
+  {"optim_adamw_clip", function(d)
+    return fit(model(d, {backbone = mmoe()}), d, STEPS, {optim = tl.optim.adamw{lr = 2e-3, weight_decay = 0.01, clip = 1}})
+  end},
+  {"optim_adagrad", function(d)
+    return fit(model(d, {backbone = mmoe()}), d, STEPS, {optim = tl.optim.adagrad{lr = 0.05}})
+  end},
+  -- validation, early stopping with restore of the best epoch, mid-epoch evaluations
+  -- and gradient diagnostics (which must not change training)
+  {"valid_patience_diagnostics", function(d)
+    local m = model(d, {backbone = mmoe(), batch = 4096})
+    m:fit{data = d.train, valid = d.valid, epochs = 3, patience = 1, eval_every = 7, diagnostics = 5,
+          optim = adam(), verbose = false}
+    return m
+  end},
+  -- two regression tasks (MSE losses and metrics): the MMoE paper's synthetic data
+  {"synthetic_regression", function()
+    local s = tl.datasets.synthetic{n = 3000, dim = 16, corr = 0.5, m = 4, seed = 3}
+    local m = tl.model{data = s, backbone = tl.mmoe{experts = 3, expert = {16}}, tower = tl.mlp{8},
+                       batch = 128, seed = 1}
+    m:fit{data = s.train, epochs = 2, optim = adam(), verbose = false}
+    return m, m:predict(s.test)
+  end},
+  -- fit, save, load, fit more: must equal fitting straight through (checked
+  -- here, every time, not only against the golden file). Mid-epoch cuts, and
+  -- an epoch-boundary cut for DWA's epoch-end weights.
+  {"resume", resume(function(d) return model(d, {backbone = mmoe(), weighting = "uncertainty"}) end)},
+  {"resume_gradnorm_ple", resume(function(d)
+    return model(d, {backbone = tl.ple{levels = 2, shared = 1, specific = 1, expert = {8}}, weighting = "gradnorm"})
+  end)},
+  {"resume_dml", resume(function(d) return model(d, {backbone = mmoe(), mutual = tl.dml{}}) end)},
+  {"resume_crossdistil_isotonic", resume(function(d)
+    return model(d, {backbone = tl.shared_bottom{bottom = {16}},
+                     distill = tl.crossdistil{pairs = {{"income", "never_married"}}, calibrate = "isotonic",
+                                              calib_data = "valid", calib_every = 15, correct = "blend", warmup = 5}})
+  end, {valid = true})},
+  {"resume_dwa_epoch_boundary", resume(function(d)
+    return model(d, {backbone = mmoe(), weighting = "dwa", batch = 4096})
+  end, {epochs = true})},
 }
 
 -- One run: its predictions {task = {p1, ...}} and the task names in model order.
