@@ -304,6 +304,17 @@ function G.diff(want, got)
   return nil
 end
 
+-- The names of the runs of `want` whose predictions differ in `got` (or are
+-- missing there), in want's order.
+function G.differing_runs(want, got)
+  local out = {}
+  for _, name in ipairs(want.order) do
+    local one = {order = {name}, runs = {[name] = want.runs[name]}}
+    if G.diff(one, got) then out[#out + 1] = name end
+  end
+  return out
+end
+
 -- First difference between two prediction sets, as "task t row i: a vs b".
 function G.first_difference(a, b)
   for idx = 1, #a do
@@ -392,7 +403,9 @@ elseif mode == "check" or mode == "compare" then
   end
   local w = G.diff(want, got)
   if w then
+    local runs = G.differing_runs(want, got)
     print("golden: DIFFERENT: " .. w)
+    print(string.format("golden: %d of %d runs differ: %s", #runs, #want.order, table.concat(runs, ", ")))
     os.exit(1)
   end
   print(string.format("golden: identical: %d runs, every prediction bit-identical", #want.order))

@@ -130,6 +130,16 @@ function T.non_float32_prediction_is_refused()
   raises(function() G.section("r", {a = {1 / 3}}, {"a"}) end, "is not a float32")
 end
 
+function T.differing_runs_are_listed()
+  local text = tiny()
+  local want, got = G.parse(text), G.parse(text)
+  eq(G.differing_runs(want, got), {})
+  got.runs.r2.rows[1] = "3e800001 3e000000"
+  eq(G.differing_runs(want, got), {"r2"})
+  got.runs.r1 = nil
+  eq(G.differing_runs(want, got), {"r1", "r2"})
+end
+
 function T.missing_run_is_reported()
   local want, got = G.parse(tiny()), G.parse(tiny())
   got.runs.r2 = nil
