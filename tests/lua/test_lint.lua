@@ -4,7 +4,9 @@
 local T = {}
 
 local function lint(root)
-  local p = assert(io.popen("bash scripts/lint.sh -C " .. root .. " 2>&1"))
+  local sizes = root:match("^%-%-sizes (.*)$")
+  local cmd = sizes and ("-C " .. sizes .. " --sizes") or ("-C " .. root)
+  local p = assert(io.popen("bash scripts/lint.sh " .. cmd .. " 2>&1"))
   local out = p:read("a")
   local _, _, rc = p:close()
   return out, rc
@@ -19,8 +21,11 @@ function T.bad_tree_reports_every_kind_and_fails()
   check(out:find("weak symbol: repl/r.c:1:", 1, true), out)
   check(out:find("weak symbol: repl/r.c:2: #pragma weak r_g", 1, true), out)
   check(out:find("getenv in engine: engine/c.c:3:", 1, true), out)
-  -- the comment and the string literal that mention getenv( are not findings
-  check(out:find("5 finding(s)", 1, true), out)
+  check(out:find("private header: engine/io.c:1 includes engine/models/m_impl.h", 1, true), out)
+  -- module m itself may include its internals; the comment and the string
+  -- literal that mention getenv( are not findings
+  check(not out:find("engine/m.c:1", 1, true), out)
+  check(out:find("6 finding(s)", 1, true), out)
 end
 
 function T.clean_tree_passes()
@@ -46,6 +51,30 @@ function T.three_module_cycle_is_reported_with_its_path()
   os.execute("rm -rf " .. dir)
   eq(rc, 1, out)
   check(out:find("engine/p \226\134\146 engine/q \226\134\146 engine/r \226\134\146 engine/p", 1, true), out)
+end
+
+function T.sizes_lists_long_functions_without_failing()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir .. "/engine " .. dir .. "/repl"))
+  local body = {"static int long_one(int x)", "{"}
+  for i = 1, 125 do body[#body + 1] = "    x += " .. i .. ";" end
+  body[#body + 1] = "    return x;"
+  body[#body + 1] = "}"
+  body[#body + 1] = "int short_one(void)"
+  body[#body + 1] = "{"
+  body[#body + 1] = "    return long_one(1);"
+  body[#body + 1] = "}"
+  local f = assert(io.open(dir .. "/engine/f.c", "w"))
+  f:write(table.concat(body, "\n") .. "\n")
+  f:close()
+  local out, rc = lint("--sizes " .. dir)
+  local out2 = lint(dir)
+  os.execute("rm -rf " .. dir)
+  eq(rc, 0, out)
+  check(out:find("size: engine/f.c:2: long_one is 128 lines (over 120)", 1, true), out)
+  check(not out:find("short_one", 1, true), out)
+  check(not out2:find("size:", 1, true), out2)
 end
 
 return T

@@ -1,0 +1,2 @@
+/* the model internals */
+struct m_impl { int x; };
