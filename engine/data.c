@@ -2177,6 +2177,84 @@ tl_status tl_data_census(const char *dir, int with_education, tl_dataset **out)
     return tl_data_census_ex(dir, with_education, 1, out);
 }
 
+/* ---- Amazon Video Games (the DML authors' preprocessing) ------------------ */
+
+tl_status tl_data_amazon_video_games(const char *dir, uint64_t seed, tl_dataset **out)
+{
+    static const char *fn = "amazon_video_games";
+    if (!out) return tl_fail(TL_ERR_ARG, "%s: NULL output", fn);
+    *out = NULL;
+    if (!dir) return tl_fail(TL_ERR_ARG, "%s: no directory", fn);
+    static const char *const files[2] = {"Video_Games_val.txt", "Video_Games_test.txt"};
+    char *paths[2] = {NULL, NULL};
+    tl_status st = TL_OK;
+    rawset rs;
+    memset(&rs, 0, sizeof rs);
+    plan p;
+    memset(&p, 0, sizeof p);
+    for (int i = 0; i < 2; i++) {
+        if (!(paths[i] = path_join(dir, files[i]))) {
+            st = TL_ERR_NOMEM;
+            goto done;
+        }
+        if (!file_exists(paths[i])) {
+            st = tl_fail(TL_ERR_IO,
+                         "%s: no %s in '%s' (the DML authors' Video_Games_val.txt and Video_Games_test.txt; "
+                         "pass their directory with path=)",
+                         fn, files[i], dir);
+            goto done;
+        }
+    }
+    static const char *const cols[4] = {"rated", "like", "user_id", "item_id"};
+    static const char *const pos[] = {"1.0", "1"}, *const neg[] = {"0.0", "0"};
+    tl_data_cat_col cat[2] = {{"user_id", 0, 0}, {"item_id", 0, 0}};
+    tl_data_label lab[2] = {
+        {.task = "rated", .column = "rated", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 2,
+         .negative = neg, .n_negative = 2},
+        {.task = "like", .column = "like", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 2,
+         .negative = neg, .n_negative = 2},
+    };
+    tl_data_schema s;
+    tl_data_schema_init(&s);
+    s.path = paths[0];
+    s.header = 0;
+    s.columns = cols;
+    s.n_columns = 4;
+    s.cat = cat;
+    s.n_cat = 2;
+    s.labels = lab;
+    s.n_labels = 2;
+    s.id = "user_id";
+    s.split = TL_SPLIT_RATIO;
+    s.ratio[0] = 0.8;
+    s.ratio[1] = 0.1;
+    s.ratio[2] = 0.1;
+    s.seed = seed;
+    if ((st = plan_make(&s, fn, &p))) goto done;
+    if ((st = rs_init(&rs, p.n_cat, p.n_num, 2, 1, 0))) goto done;
+    for (int i = 0; i < 2; i++) {
+        size_t first = rs.n;
+        if ((st = read_csv(&s, &p, paths[i], TL_TO_TRAIN, &rs))) goto done;
+        /* rows count through the concatenation val + test */
+        for (size_t r = first; r < rs.n; r++) {
+            if (rs.lab[2 * r + 1] == 1.0f && rs.lab[2 * r] != 1.0f) {
+                st = tl_fail(TL_ERR_PARSE, "%s: %s: data row %llu has like = 1 but rated = 0 (the tasks are nested)",
+                             fn, paths[i], (unsigned long long)rs.row[r] + 1);
+                goto done;
+            }
+            rs.row[r] += (uint32_t)first;
+        }
+    }
+    finish_args fa = {&p, &s, NULL, "amazon_video_games_dml"};
+    st = finish(&rs, &fa, out);
+done:
+    rs_free(&rs);
+    plan_free(&p);
+    tl_free(paths[0]);
+    tl_free(paths[1]);
+    return st;
+}
+
 /* ---- synthetic ------------------------------------------------------------ */
 
 tl_status tl_data_synthetic(const tl_synthetic_params *p, tl_dataset **out)

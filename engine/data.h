@@ -187,6 +187,14 @@ tl_status tl_data_census_ex(const char *dir, int with_education, int cache, tl_d
  * first genre, year; group = user; random 8:1:1 split with `seed`. */
 tl_status tl_data_movielens(const char *dir, uint64_t seed, tl_dataset **out);
 
+/* Amazon Video Games (5-core) as preprocessed by the DML authors (Ren et al.
+ * 2023): Video_Games_val.txt and Video_Games_test.txt from `dir` (no header,
+ * rated,like,user_id,item_id; 46,356 rows each), read in place and
+ * concatenated (val then test; tl_split.row counts through both), then split
+ * 8:1:1 at random by `seed`. Tasks rated and like (binary, nested: like => rated,
+ * checked); categorical user_id and item_id; group = user_id. */
+tl_status tl_data_amazon_video_games(const char *dir, uint64_t seed, tl_dataset **out);
+
 /* The MMoE-paper synthetic data (synthetic.h): dim numeric features x,
  * regression tasks y1 and y2; 8:1:1 split in generation order. */
 tl_status tl_data_synthetic(const tl_synthetic_params *p, tl_dataset **out);

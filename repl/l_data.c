@@ -555,6 +555,30 @@ static int l_movielens(lua_State *L)
     return 1;
 }
 
+/* tl.datasets.amazon_video_games([dir] or {path=, seed=}) */
+static int l_amazon(lua_State *L)
+{
+    static const char *fn = "tl.datasets.amazon_video_games";
+    const char *dir = NULL;
+    lua_Integer seed = 1;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        dir = lua_tostring(L, 1);
+    } else if (lua_type(L, 1) == LUA_TTABLE) {
+        static const char *const allowed[] = {"path", "seed", NULL};
+        tl_lua_check_fields(L, 1, fn, allowed);
+        dir = tl_lua_opt_string(L, 1, fn, "path", NULL);
+        seed = tl_lua_opt_int(L, 1, fn, "seed", 1, 0, LUA_MAXINTEGER);
+    } else if (!lua_isnoneornil(L, 1)) {
+        return luaL_error(L, "%s: argument must be a directory or {path=, seed=}, got %s", fn, luaL_typename(L, 1));
+    }
+    if (!dir) dir = "../shared/data/amazon_video_games_dml";
+    dataset_ud *u = new_dataset_ud(L);
+    tl_status st = tl_data_amazon_video_games(dir, (uint64_t)seed, &u->d);
+    if (st) return tl_lua_raise_status(L, fn, st);
+    tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
+    return 1;
+}
+
 /* ---- dataset methods -------------------------------------------------------- */
 
 static int d_gc(lua_State *L)
@@ -924,5 +948,15 @@ void tl_lua_open_data(lua_State *L, int tl)
                "user_id, movie_id, gender, age, occupation, zip (3 chars), genre (first), year;\n"
                "group = user; random 8:1:1 split by seed.");
     lua_setfield(L, -2, "movielens");
+    lua_pushcfunction(L, l_amazon);
+    tl_lua_doc(L, "tl.datasets.amazon_video_games", -1,
+               "tl.datasets.amazon_video_games([dir] or {path=, seed=1}) -> dataset\n"
+               "Amazon Video Games (5-core) as preprocessed by the DML authors (Ren et al. 2023):\n"
+               "their Video_Games_val.txt and Video_Games_test.txt (92,712 rows, an i.i.d. 20 %\n"
+               "sample of their data) read in place (never copied) from dir, default\n"
+               "../shared/data/amazon_video_games_dml, concatenated and re-split 8:1:1 at random\n"
+               "by seed (default 1): train 74,170, valid 9,271, test 9,271. Tasks rated and like\n"
+               "(binary, nested: like => rated); features user_id, item_id; group = user_id.");
+    lua_setfield(L, -2, "amazon_video_games");
     lua_setfield(L, tl, "datasets");
 }

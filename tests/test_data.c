@@ -924,6 +924,62 @@ static void test_movielens_1m(void **state)
     tl_dataset_free(d);
 }
 
+/* The DML authors' Amazon Video Games files, read from ../shared (skipped when absent). */
+static void test_amazon_video_games(void **state)
+{
+    (void)state;
+    struct stat sb;
+    const char *dir = "../shared/data/amazon_video_games_dml";
+    if (stat(dir, &sb) != 0) skip();
+    tl_dataset *d = NULL, *e = NULL, *f = NULL;
+    assert_int_equal(tl_data_amazon_video_games(dir, 1, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all"), *tr = tl_dataset_split(d, "train");
+    assert_int_equal(all->n, 92712); /* val + test: 46,356 each */
+    assert_int_equal(tr->n, 74170);
+    assert_int_equal(tl_dataset_split(d, "valid")->n, 9271);
+    assert_int_equal(tl_dataset_split(d, "test")->n, 9271);
+    assert_int_equal(tl_dataset_n_tasks(d), 2);
+    assert_string_equal(tl_dataset_task_name(d, 0), "rated");
+    assert_string_equal(tl_dataset_task_name(d, 1), "like");
+    assert_int_equal(tl_dataset_n_cat(d), 2);
+    assert_int_equal(tl_dataset_n_num(d), 0);
+    assert_string_equal(tl_dataset_cat_name(d, 0), "user_id");
+    assert_string_equal(tl_dataset_cat_name(d, 1), "item_id");
+    assert_non_null(all->group);
+    /* the seed-1 split, pinned: long runs depend on it staying the same */
+    assert_int_equal(tr->row[0], 0);
+    assert_int_equal(tr->row[1], 2);
+    assert_int_equal(tr->row[2], 5);
+    assert_int_equal(tl_dataset_split(d, "test")->row[0], 1);
+    /* counted with awk over both files: rated 46,246, like 34,864 */
+    assert_int_equal(count_pos(all, 2, 0), 46246);
+    assert_int_equal(count_pos(all, 2, 1), 34864);
+    /* nested: no row with like = 1 and rated = 0 */
+    for (size_t i = 0; i < all->n; i++)
+        assert_false(all->labels[2 * i + 1] == 1.0f && all->labels[2 * i] != 1.0f);
+    /* every source row once: row indices through val + test are a permutation */
+    uint8_t *seen = calloc(all->n, 1);
+    assert_non_null(seen);
+    for (size_t i = 0; i < all->n; i++) {
+        assert_true(all->row[i] < all->n);
+        assert_false(seen[all->row[i]]);
+        seen[all->row[i]] = 1;
+    }
+    free(seen);
+    /* the split is deterministic in the seed, and the seed matters */
+    assert_int_equal(tl_data_amazon_video_games(dir, 1, &e), TL_OK);
+    same_dataset(d, e);
+    assert_int_equal(tl_data_amazon_video_games(dir, 2, &f), TL_OK);
+    assert_int_equal(tl_dataset_split(f, "train")->n, 74170);
+    assert_true(memcmp(tr->row, tl_dataset_split(f, "train")->row, sizeof *tr->row * tr->n) != 0);
+    tl_dataset_free(d);
+    tl_dataset_free(e);
+    tl_dataset_free(f);
+    assert_int_equal(tl_data_amazon_video_games("/nonexistent", 1, &d), TL_ERR_IO);
+    assert_null(d);
+    assert_true(contains(tl_errmsg(), "no Video_Games_val.txt in '/nonexistent'"));
+}
+
 static void test_synthetic_dataset(void **state)
 {
     (void)state;
@@ -973,6 +1029,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rechub_samples, setup, teardown),
         cmocka_unit_test_setup_teardown(test_movielens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_movielens_1m, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_amazon_video_games, setup, teardown),
         cmocka_unit_test_setup_teardown(test_synthetic_dataset, setup, teardown),
     };
     return cmocka_run_group_tests_name("data", tests, NULL, NULL);

@@ -189,6 +189,27 @@ function T.movielens()
   raises(function() tl.datasets.movielens(tmpdir) end, "no MovieLens data in")
 end
 
+function T.amazon_video_games()
+  local f = io.open("../shared/data/amazon_video_games_dml/Video_Games_val.txt", "rb")
+  if not f then skip("../shared/data/amazon_video_games_dml absent") end
+  f:close()
+  local d = tl.datasets.amazon_video_games()
+  eq({ #d.all, #d.train, #d.valid, #d.test }, { 92712, 74170, 9271, 9271 })
+  eq(d.tasks[1].name, "rated")
+  eq(d.tasks[2].name, "like")
+  eq(d.tasks[2].type, "binary")
+  local l = d.all:labels()
+  for i = 1, #l.like do
+    if l.like[i] == 1 and l.rated[i] ~= 1 then error("row " .. i .. ": like without rated") end
+  end
+  local e = tl.datasets.amazon_video_games{ path = "../shared/data/amazon_video_games_dml", seed = 1 }
+  eq(e.train:rows(), d.train:rows())
+  local g = tl.datasets.amazon_video_games{ seed = 2 }
+  check(table.concat(g.train:rows(), ",", 1, 50) ~= table.concat(d.train:rows(), ",", 1, 50), "seed 2 = seed 1")
+  raises(function() tl.datasets.amazon_video_games(tmpdir) end, "no Video_Games_val.txt in")
+  raises(function() tl.datasets.amazon_video_games{ seeds = 1 } end, "seeds")
+end
+
 function T.closed_dataset()
   local d = small()
   local s = d.all
