@@ -2308,6 +2308,84 @@ fail:
     return st;
 }
 
+/* The user/item task pair (synthetic.h): categorical user_id, item_id,
+ * user_segment, item_category, context; numeric user_activity, item_price, x
+ * (standardised on train); tasks a and b; random 8:1:1 split by the seed. */
+tl_status tl_data_synthetic_pair(const tl_synth_pair_params *p, tl_dataset **out)
+{
+    static const char *fn = "synthetic_pair";
+    if (!out) return tl_fail(TL_ERR_ARG, "%s: NULL output", fn);
+    *out = NULL;
+    tl_status st = tl_synth_pair_check(p);
+    if (st) return st;
+    const size_t n = p->rows;
+    rawset rs;
+    memset(&rs, 0, sizeof rs);
+    plan pl;
+    memset(&pl, 0, sizeof pl);
+    int32_t *ci = tl_malloc(sizeof(int32_t) * 5 * n, "synthetic_pair columns");
+    float *cf = tl_malloc(sizeof(float) * 5 * n, "synthetic_pair columns");
+    if (!ci || !cf) {
+        st = TL_ERR_NOMEM;
+        goto done;
+    }
+    tl_synth_pair_out o = {ci, ci + n, ci + 2 * n, ci + 3 * n, ci + 4 * n, cf, cf + n, cf + 2 * n,
+                           NULL, NULL, cf + 3 * n, cf + 4 * n};
+    if ((st = tl_synth_pair_generate(p, &o))) goto done;
+    static const char *const cats[5] = {"user_id", "item_id", "user_segment", "item_category", "context"};
+    static const char *const nums[3] = {"user_activity", "item_price", "x"};
+    tl_data_cat_col cat[5];
+    tl_data_num_col num[3];
+    for (int k = 0; k < 5; k++) cat[k] = (tl_data_cat_col){cats[k], 0, 0};
+    for (int k = 0; k < 3; k++) num[k] = (tl_data_num_col){nums[k], TL_NUM_STANDARD, 0};
+    static const char *const pos[] = {"1"}, *const neg[] = {"0"};
+    tl_data_label lab[2] = {
+        {.task = "a", .column = "a", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 1, .negative = neg,
+         .n_negative = 1},
+        {.task = "b", .column = "b", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 1, .negative = neg,
+         .n_negative = 1},
+    };
+    tl_data_schema s;
+    tl_data_schema_init(&s);
+    s.path = "synthetic_pair";
+    s.cat = cat;
+    s.n_cat = 5;
+    s.num = num;
+    s.n_num = 3;
+    s.labels = lab;
+    s.n_labels = 2;
+    s.split = TL_SPLIT_RATIO;
+    s.ratio[0] = 0.8;
+    s.ratio[1] = 0.1;
+    s.ratio[2] = 0.1;
+    s.seed = p->seed;
+    if ((st = plan_make(&s, fn, &pl))) goto done;
+    if ((st = rs_init(&rs, 5, 3, 2, 0, 0))) goto done;
+    for (size_t i = 0; i < n; i++) {
+        if ((st = rs_reserve(&rs))) goto done;
+        for (int k = 0; k < 5; k++) {
+            char buf[16];
+            int len = snprintf(buf, sizeof buf, "%d", (int)ci[(size_t)k * n + i]);
+            if ((st = st_intern(&rs.tab[k], buf, (size_t)len, &rs.cat[i * 5 + (size_t)k]))) goto done;
+        }
+        for (int k = 0; k < 3; k++) rs.num[i * 3 + (size_t)k] = cf[(size_t)k * n + i];
+        rs.lab[i * 2] = cf[3 * n + i];
+        rs.lab[i * 2 + 1] = cf[4 * n + i];
+        rs.row[i] = (uint32_t)i;
+        rs.n++;
+    }
+    char src[96];
+    snprintf(src, sizeof src, "synthetic_pair(rho=%g, %s)", p->rho, p->nested ? "nested" : "not nested");
+    finish_args fa = {&pl, &s, NULL, src};
+    st = finish(&rs, &fa, out);
+done:
+    rs_free(&rs);
+    plan_free(&pl);
+    tl_free(ci);
+    tl_free(cf);
+    return st;
+}
+
 /* ---- MovieLens ------------------------------------------------------------ */
 
 typedef struct {

@@ -199,4 +199,10 @@ tl_status tl_data_amazon_video_games(const char *dir, uint64_t seed, tl_dataset 
  * regression tasks y1 and y2; 8:1:1 split in generation order. */
 tl_status tl_data_synthetic(const tl_synthetic_params *p, tl_dataset **out);
 
+/* The user/item task pair of synthetic.h as a dataset: categorical user_id,
+ * item_id, user_segment, item_category, context; numeric user_activity,
+ * item_price, x (standardised on train); binary tasks a and b; random 8:1:1
+ * split by p->seed. */
+tl_status tl_data_synthetic_pair(const tl_synth_pair_params *p, tl_dataset **out);
+
 #endif

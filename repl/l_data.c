@@ -555,6 +555,35 @@ static int l_movielens(lua_State *L)
     return 1;
 }
 
+/* tl.datasets.synthetic_pair{rho=, nested=, rows=, users=, items=, factors=, rate_a=, rate_b=, scale=, seed=} */
+static int l_synthetic_pair(lua_State *L)
+{
+    static const char *fn = "tl.datasets.synthetic_pair";
+    tl_synth_pair_params p;
+    tl_synth_pair_defaults(&p);
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        static const char *const allowed[] = {"rho",    "nested", "rows",  "users", "items", "factors",
+                                              "rate_a", "rate_b", "scale", "seed",  NULL};
+        tl_lua_check_fields(L, 1, fn, allowed);
+        p.rho = tl_lua_opt_number(L, 1, fn, "rho", p.rho, -1, 1);
+        p.nested = tl_lua_opt_bool(L, 1, fn, "nested", p.nested);
+        p.rows = (size_t)tl_lua_opt_int(L, 1, fn, "rows", (lua_Integer)p.rows, 1, UINT32_MAX);
+        p.users = (int)tl_lua_opt_int(L, 1, fn, "users", p.users, 1, 10000000);
+        p.items = (int)tl_lua_opt_int(L, 1, fn, "items", p.items, 1, 10000000);
+        p.factors = (int)tl_lua_opt_int(L, 1, fn, "factors", p.factors, 1, 256);
+        p.rate_a = tl_lua_opt_number(L, 1, fn, "rate_a", p.rate_a, 1e-9, 1 - 1e-9);
+        p.rate_b = tl_lua_opt_number(L, 1, fn, "rate_b", p.rate_b, 1e-9, 1 - 1e-9);
+        p.scale = tl_lua_opt_number(L, 1, fn, "scale", p.scale, 0, 100);
+        p.seed = (uint64_t)tl_lua_opt_int(L, 1, fn, "seed", (lua_Integer)p.seed, 0, LUA_MAXINTEGER);
+    }
+    dataset_ud *u = new_dataset_ud(L);
+    tl_status st = tl_data_synthetic_pair(&p, &u->d);
+    if (st) return tl_lua_raise_status(L, fn, st);
+    tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
+    return 1;
+}
+
 /* tl.datasets.amazon_video_games([dir] or {path=, seed=}) */
 static int l_amazon(lua_State *L)
 {
@@ -958,5 +987,16 @@ void tl_lua_open_data(lua_State *L, int tl)
                "by seed (default 1): train 74,170, valid 9,271, test 9,271. Tasks rated and like\n"
                "(binary, nested: like => rated); features user_id, item_id; group = user_id.");
     lua_setfield(L, -2, "amazon_video_games");
+    lua_pushcfunction(L, l_synthetic_pair);
+    tl_lua_doc(L, "tl.datasets.synthetic_pair", -1,
+               "tl.datasets.synthetic_pair{rho=0.6, nested=false, rows=200000, seed=1, users=2000,\n"
+               "    items=500, factors=4, rate_a=0.3, rate_b=0.3, scale=2} -> dataset\n"
+               "User/item interactions with two binary tasks a and b whose latent scores z_a, z_b\n"
+               "(made from user/item factors and side features) have correlation rho over the rows;\n"
+               "y = Bernoulli(sigmoid(bias + scale z)). nested=true: b only where a (rate_b is then\n"
+               "P(b | a)). Zipf-ish user and item popularity. Features user_id, item_id,\n"
+               "user_segment, item_category, context; numeric user_activity, item_price, x.\n"
+               "Random 8:1:1 split by seed. Same arguments, same bytes (engine/synthetic.h).");
+    lua_setfield(L, -2, "synthetic_pair");
     lua_setfield(L, tl, "datasets");
 }

@@ -1001,6 +1001,43 @@ static void test_synthetic_dataset(void **state)
     assert_true(contains(tl_errmsg(), "dim"));
 }
 
+/* The task-pair generator as a dataset: layout, split, nesting, determinism. */
+static void test_synthetic_pair_dataset(void **state)
+{
+    (void)state;
+    tl_synth_pair_params p;
+    tl_synth_pair_defaults(&p);
+    p.rows = 20000;
+    p.nested = 1;
+    p.rho = 0.3;
+    tl_dataset *d = NULL, *e = NULL;
+    assert_int_equal(tl_data_synthetic_pair(&p, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "train")->n, 16000);
+    assert_int_equal(tl_dataset_split(d, "valid")->n, 2000);
+    assert_int_equal(tl_dataset_split(d, "test")->n, 2000);
+    assert_int_equal(tl_dataset_n_cat(d), 5);
+    assert_int_equal(tl_dataset_n_num(d), 3);
+    assert_string_equal(tl_dataset_cat_name(d, 0), "user_id");
+    assert_string_equal(tl_dataset_cat_name(d, 1), "item_id");
+    assert_string_equal(tl_dataset_num_name(d, 1), "item_price");
+    assert_string_equal(tl_dataset_task_name(d, 0), "a");
+    assert_string_equal(tl_dataset_task_name(d, 1), "b");
+    const tl_split *all = tl_dataset_split(d, "all");
+    size_t nb = 0;
+    for (size_t i = 0; i < all->n; i++) {
+        assert_false(all->labels[2 * i] == 0.0f && all->labels[2 * i + 1] == 1.0f);
+        nb += all->labels[2 * i + 1] == 1.0f;
+    }
+    assert_true(nb > 0);
+    assert_int_equal(tl_data_synthetic_pair(&p, &e), TL_OK);
+    same_dataset(d, e);
+    tl_dataset_free(d);
+    tl_dataset_free(e);
+    p.rho = 2;
+    assert_int_equal(tl_data_synthetic_pair(&p, &d), TL_ERR_ARG);
+    assert_null(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1031,6 +1068,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_movielens_1m, setup, teardown),
         cmocka_unit_test_setup_teardown(test_amazon_video_games, setup, teardown),
         cmocka_unit_test_setup_teardown(test_synthetic_dataset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_synthetic_pair_dataset, setup, teardown),
     };
     return cmocka_run_group_tests_name("data", tests, NULL, NULL);
 }

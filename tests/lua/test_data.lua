@@ -210,6 +210,22 @@ function T.amazon_video_games()
   raises(function() tl.datasets.amazon_video_games{ seeds = 1 } end, "seeds")
 end
 
+function T.synthetic_pair()
+  local d = tl.datasets.synthetic_pair{ rho = -0.5, nested = true, rows = 5000, seed = 4 }
+  eq({ #d.train, #d.valid, #d.test }, { 4000, 500, 500 })
+  eq(d.tasks[1].name, "a")
+  eq(d.tasks[2].name, "b")
+  local l = d.all:labels()
+  for i = 1, #l.a do
+    if l.a[i] == 0 and l.b[i] == 1 then error("nested data has a (-,+) row at " .. i) end
+  end
+  local e = tl.datasets.synthetic_pair{ rho = -0.5, nested = true, rows = 5000, seed = 4 }
+  eq(e.all:labels(), l)
+  check(tostring(d):find("synthetic_pair(rho=-0.5, nested)", 1, true), tostring(d))
+  raises(function() tl.datasets.synthetic_pair{ rho = 1.5 } end, "tl.datasets.synthetic_pair: field 'rho'")
+  raises(function() tl.datasets.synthetic_pair{ corr = 0.5 } end, "corr")
+end
+
 function T.closed_dataset()
   local d = small()
   local s = d.all
