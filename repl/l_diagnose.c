@@ -219,12 +219,13 @@ static void source_columns(lua_State *L, int ds, const tl_dataset *d, const char
         if (lua_getfield(L, labels, tl_dataset_task_name(d, t)) == LUA_TTABLE) {
             int keep = lua_getfield(L, -1, "keep") != LUA_TNIL && lua_toboolean(L, -1);
             lua_pop(L, 1);
-            if (keep && lua_getfield(L, -1, "column") == LUA_TSTRING) {
-                cols[t] = lua_tostring(L, -1); /* kept alive by the options table */
+            if (keep) {
+                if (lua_getfield(L, -1, "column") == LUA_TSTRING)
+                    cols[t] = lua_tostring(L, -1); /* kept alive by the options table */
+                lua_pop(L, 1);
             }
-            lua_pop(L, 1);
         }
-        lua_pop(L, 1);
+        lua_pop(L, 1); /* labels[task] */
     }
 }
 
