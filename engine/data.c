@@ -682,6 +682,8 @@ typedef struct {
     uint64_t skip_lines[MAX_SKIP_LINES];
     int n_skip_lines;
     uint64_t *npos;   /* per label: positives seen (unknown-value check) */
+    char **neg;       /* per label without negative=: the negative value seen first */
+    uint32_t *neg_len;
 } rawset;
 
 static void rs_free(rawset *r)
@@ -697,6 +699,9 @@ static void rs_free(rawset *r)
     tl_free(r->row);
     tl_free(r->tag);
     tl_free(r->npos);
+    for (int t = 0; t < r->n_lab && r->neg; t++) tl_free(r->neg[t]);
+    tl_free(r->neg);
+    tl_free(r->neg_len);
     memset(r, 0, sizeof *r);
 }
 
@@ -710,7 +715,9 @@ static tl_status rs_init(rawset *r, int n_cat, int n_num, int n_lab, int has_gro
     r->has_weight = has_weight;
     r->tab = tl_calloc((size_t)n_cat + 1, sizeof *r->tab, "column tables");
     r->npos = tl_calloc((size_t)n_lab + 1, sizeof *r->npos, "label counts");
-    if (!r->tab || !r->npos) return TL_ERR_NOMEM;
+    r->neg = tl_calloc((size_t)n_lab + 1, sizeof *r->neg, "label values");
+    r->neg_len = tl_calloc((size_t)n_lab + 1, sizeof *r->neg_len, "label values");
+    if (!r->tab || !r->npos || !r->neg || !r->neg_len) return TL_ERR_NOMEM;
     for (int k = 0; k < n_cat; k++)
         if (st_init(&r->tab[k])) return TL_ERR_NOMEM;
     if (has_group && st_init(&r->gtab)) return TL_ERR_NOMEM;
@@ -1128,6 +1135,26 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
                                 path, (unsigned long long)lr.line, m.lab[t] + 1, names[m.lab[t]],
                                 (int)(x->n > 60 ? 60 : x->n), x->p, l->task, l->positive[0], l->negative[0]);
                         goto bad;
+                    } else if (l->n_negative == 0 && !l->unknown_negative) {
+                        if (!rs->neg[t]) {
+                            if (!(rs->neg[t] = tl_malloc((size_t)x->n + 1, "label value"))) {
+                                st = TL_ERR_NOMEM;
+                                goto done;
+                            }
+                            memcpy(rs->neg[t], x->p, x->n);
+                            rs->neg[t][x->n] = 0;
+                            rs->neg_len[t] = x->n;
+                        } else if (rs->neg_len[t] != x->n || memcmp(rs->neg[t], x->p, x->n) != 0) {
+                            tl_fail(TL_ERR_PARSE,
+                                    "%s:%llu: column %d ('%s'): unknown label value \"%.*s\" for task '%s': the "
+                                    "column already has \"%s\" (positive) and \"%.*s\" (taken as negative); list "
+                                    "the 0 values with negative=, or map every other value to 0 with "
+                                    "unknown=\"negative\"",
+                                    path, (unsigned long long)lr.line, m.lab[t] + 1, names[m.lab[t]],
+                                    (int)(x->n > 60 ? 60 : x->n), x->p, l->task, l->positive[0],
+                                    (int)(rs->neg_len[t] > 60 ? 60 : rs->neg_len[t]), rs->neg[t]);
+                            goto bad;
+                        }
                     }
                 } else if (!parse_number(x->p, x->n, &v)) {
                     tl_fail(TL_ERR_PARSE,
@@ -1904,6 +1931,10 @@ static uint64_t schema_hash(const tl_data_schema *s)
         for (int k = 0; k < l->n_positive; k++) h = hash_str(h, l->positive[k]);
         h = hash_u64(h, (uint64_t)l->n_negative);
         for (int k = 0; k < l->n_negative; k++) h = hash_str(h, l->negative[k]);
+        /* caches made before unknown label values were errors mapped them to
+         * 0, as unknown_negative does: only the new rule changes the key */
+        if (l->kind == TL_LABEL_POSITIVE && l->n_negative == 0 && !l->unknown_negative)
+            h = hash_str(h, "unknown label values are errors");
         h = hash_bytes(&l->threshold, sizeof l->threshold, h);
         h = hash_u64(h, (uint64_t)l->keep);
     }
@@ -2144,9 +2175,9 @@ tl_status tl_data_census_ex(const char *dir, int with_education, int cache, tl_d
         {.task = "income", .column = "income_50k", .kind = TL_LABEL_POSITIVE, .positive = inc_pos,
          .n_positive = 1, .negative = inc_neg, .n_negative = 1},
         {.task = "never_married", .column = "marital_stat", .kind = TL_LABEL_POSITIVE, .positive = nm_pos,
-         .n_positive = 1},
+         .n_positive = 1, .unknown_negative = 1},
         {.task = "education", .column = "education", .kind = TL_LABEL_POSITIVE, .positive = edu_pos,
-         .n_positive = 4},
+         .n_positive = 4, .unknown_negative = 1},
     };
     tl_data_schema s;
     tl_data_schema_init(&s);

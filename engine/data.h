@@ -107,8 +107,12 @@ typedef struct {
     tl_label_kind kind;
     const char *const *positive; int n_positive;  /* TL_LABEL_POSITIVE */
     /* Optional: the values meaning 0. When given, any other value is an
-     * "unknown label value" error; when absent every other value is 0. */
+     * "unknown label value" error. When absent, the first value seen that is
+     * not positive is the negative one, and a third distinct value is an
+     * error naming file, line and value, unless unknown_negative is set:
+     * then every value that is not positive is 0. */
     const char *const *negative; int n_negative;
+    int unknown_negative;
     double threshold;          /* TL_LABEL_THRESHOLD */
     int keep;                  /* keep the source column among the features (when any
                                   label on a column keeps it, it stays) */

@@ -263,7 +263,8 @@ static void parse_labels(lua_State *L, int opts, int anchor, const char *fn, tl_
             luaL_error(L, "%s must be a table {column=, positive= | threshold= | regression=true}, got %s", where,
                        luaL_typename(L, -1));
         int it = lua_gettop(L);
-        static const char *const allowed[] = {"column", "positive", "negative", "threshold", "regression", "keep", NULL};
+        static const char *const allowed[] = {"column",     "positive", "negative", "threshold",
+                                              "regression", "keep",     "unknown",  NULL};
         tl_lua_check_fields(L, it, where, allowed);
         const char *col = tl_lua_opt_string(L, it, where, "column", NULL);
         if (!col) luaL_error(L, "%s: field 'column' is required (the source column)", where);
@@ -276,6 +277,14 @@ static void parse_labels(lua_State *L, int opts, int anchor, const char *fn, tl_
         if ((np > 0) + has_thr + reg != 1)
             luaL_error(L, "%s: give exactly one of positive=, threshold= or regression=true", where);
         if (nn && !np) luaL_error(L, "%s: negative= needs positive=", where);
+        static const char *const unknown[] = {"error", "negative", NULL};
+        int unk_given = lua_getfield(L, it, "unknown") != LUA_TNIL;
+        lua_pop(L, 1);
+        l[i].unknown_negative = tl_lua_opt_enum(L, it, where, "unknown", unknown, 0);
+        if (unk_given && !np) luaL_error(L, "%s: unknown= needs positive=", where);
+        if (l[i].unknown_negative && nn)
+            luaL_error(L, "%s: give negative= (the listed 0 values) or unknown=\"negative\" (every other value), "
+                          "not both", where);
         l[i].n_positive = np;
         l[i].n_negative = nn;
         if (has_thr) {
@@ -902,8 +911,10 @@ static const char *const DOC_CSV =
     "  transform='standard'  default: standard (train mean/std) | log1p | none | quantile\n"
     "  labels={ctr={column='click', positive='1'}, good={column='r', threshold=4},\n"
     "          rating={column='r', regression=true}}  positive may be a list; negative=\n"
-    "                        lists the 0 values (others are then errors); keep=true keeps\n"
-    "                        the source column as a feature (dropped by default)\n"
+    "                        lists the 0 values (others are then errors); without it the\n"
+    "                        first other value is the negative one and a third value is an\n"
+    "                        error, unless unknown='negative' (every other value is 0);\n"
+    "                        keep=true keeps the source column as a feature (dropped by default)\n"
     "  id='user'             group column for GAUC;  weight='w' sample weights\n"
     "  split={train=0.8, valid=0.1, test=0.1} (random, by seed) |\n"
     "        {modulo=10, train={0,...,7}, valid={8}, test={9}} (row index i % modulo) |\n"

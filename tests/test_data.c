@@ -461,6 +461,48 @@ static void test_error_unknown_label(void **state)
     assert_true(contains(tl_errmsg(), "no row has the positive value \"1\""));
 }
 
+/* issue 19 item 5: without negative=, a value that is neither positive nor
+ * the column's one other value was silently 0; now it is an error naming
+ * file, line and value, and unknown_negative maps it to 0 on request. */
+static void test_error_unknown_label_without_negatives(void **state)
+{
+    (void)state;
+    const char *p = write_file("click.csv", "a,x,y\nred,1,1\nblue,2,0\nred,3,yes\ngreen,4,0\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    lab[0].n_negative = 0;
+    lab[0].negative = NULL;
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_null(d);
+    assert_true(contains(tl_errmsg(), "click.csv:4: column 3 ('y'): unknown label value \"yes\" for task 'y'"));
+    assert_true(contains(tl_errmsg(), "\"1\" (positive) and \"0\" (taken as negative)"));
+    assert_true(contains(tl_errmsg(), "unknown=\"negative\""));
+    /* on_bad = skip drops the row instead */
+    s.on_bad = TL_BAD_SKIP;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "all")->n, 3);
+    tl_dataset_free(d);
+    /* the option: every value that is not positive is 0 */
+    s.on_bad = TL_BAD_ERROR;
+    lab[0].unknown_negative = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 4);
+    assert_true(all->labels[2] == 0.0f);
+    assert_true(all->labels[0] == 1.0f);
+    tl_dataset_free(d);
+    /* a plain 0/1 column still loads without negative= */
+    lab[0].unknown_negative = 0;
+    s.path = write_file("ok.csv", "a,x,y\nred,1,1\nblue,2,0\nred,3,0\n");
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "all")->n, 3);
+    tl_dataset_free(d);
+}
+
 static void test_error_empty_and_missing_file(void **state)
 {
     (void)state;
@@ -1052,6 +1094,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_ragged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_text_in_numeric, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_label, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_unknown_label_without_negatives, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_empty_and_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_corrupt_gzip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_column, setup, teardown),

@@ -134,6 +134,21 @@ function T.csv_argument_errors()
   raises(function() small{ header = false } end, "with header=false give the column names")
 end
 
+-- issue 19 item 5: click=yes with positive="1" was silently 0
+function T.csv_unknown_label_value_is_an_error()
+  local p = write("u.csv", "a,click\nr,1\nb,0\nr,yes\n")
+  local function load(lab)
+    return tl.data.csv{ path = p, categorical = { "a" }, cache = false, labels = { click = lab } }
+  end
+  raises(function() load{ column = "click", positive = "1" } end,
+         "u.csv:4: column 2 ('click'): unknown label value \"yes\" for task 'click'")
+  local d = load{ column = "click", positive = "1", unknown = "negative" }
+  eq(d.all:labels().click, { 1, 0, 0 })
+  raises(function() load{ column = "click", positive = "1", unknown = "zero" } end, "field 'unknown' must be one of")
+  raises(function() load{ column = "click", positive = "1", negative = "0", unknown = "negative" } end, "not both")
+  raises(function() load{ column = "click", threshold = 1, unknown = "negative" } end, "unknown= needs positive=")
+end
+
 function T.csv_threshold_regression_and_keep()
   local p = write("t.csv", "a,r\nu,4.5\nv,2\n")
   local d = tl.data.csv{ path = p, categorical = { "a" }, numeric = { "r" }, cache = false,
