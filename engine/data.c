@@ -263,6 +263,7 @@ struct tl_dataset {
     uint64_t skip_lines[MAX_SKIP_LINES];
     int n_skip_lines;
     int from_cache;
+    int unlabeled;     /* read with like= from a file without label columns: labels are NaN */
 };
 
 static const char *const SPLIT_NAMES[4] = {"train", "valid", "test", "all"};
@@ -315,6 +316,7 @@ tl_task_type tl_dataset_task_type(const tl_dataset *d, int t)
 }
 const char *tl_dataset_source(const tl_dataset *d) { return d->source; }
 int tl_dataset_from_cache(const tl_dataset *d) { return d->from_cache; }
+int tl_dataset_labeled(const tl_dataset *d) { return !d->unlabeled; }
 
 const tl_split *tl_dataset_split(const tl_dataset *d, const char *name)
 {
@@ -684,6 +686,8 @@ typedef struct {
     uint64_t *npos;   /* per label: positives seen (unknown-value check) */
     char **neg;       /* per label without negative=: the negative value seen first */
     uint32_t *neg_len;
+    int allow_unlabeled; /* like= loads: a file may lack every label column (for scoring) */
+    int unlabeled;       /* it did: labels are NaN */
 } rawset;
 
 static void rs_free(rawset *r)
@@ -935,7 +939,7 @@ static tl_status missing_col(const char *path, const char *role, const char *nam
 }
 
 static tl_status colmap_make(const tl_data_schema *s, const plan *p, const char *path, char *const *names,
-                             int ncols, colmap *m)
+                             int ncols, rawset *rs, colmap *m)
 {
     memset(m, 0, sizeof *m);
     m->ncols = ncols;
@@ -950,9 +954,23 @@ static tl_status colmap_make(const tl_data_schema *s, const plan *p, const char 
     for (int k = 0; k < p->n_num; k++)
         if ((m->num[k] = find_col(names, ncols, p->num[k]->name)) < 0)
             return missing_col(path, "numeric", p->num[k]->name, names, ncols);
-    for (int t = 0; t < s->n_labels; t++)
-        if ((m->lab[t] = find_col(names, ncols, s->labels[t].column)) < 0)
-            return missing_col(path, "label", s->labels[t].column, names, ncols);
+    int n_found = 0;
+    for (int t = 0; t < s->n_labels; t++) n_found += (m->lab[t] = find_col(names, ncols, s->labels[t].column)) >= 0;
+    if (n_found == 0 && rs->allow_unlabeled) {
+        rs->unlabeled = 1; /* rows to score: no labels at all */
+    } else if (rs->unlabeled && n_found > 0) {
+        return tl_fail(TL_ERR_ARG, "%s: has label columns, but the files before it had none", path);
+    } else {
+        for (int t = 0; t < s->n_labels; t++)
+            if (m->lab[t] < 0) {
+                if (rs->allow_unlabeled)
+                    return tl_fail(TL_ERR_ARG,
+                                   "%s: label column '%s' (task '%s') is missing; a file to score may lack "
+                                   "every label column, not only some",
+                                   path, s->labels[t].column, s->labels[t].task);
+                return missing_col(path, "label", s->labels[t].column, names, ncols);
+            }
+    }
     if (s->id && (m->id = find_col(names, ncols, s->id)) < 0) return missing_col(path, "id", s->id, names, ncols);
     if (s->weight && (m->weight = find_col(names, ncols, s->weight)) < 0)
         return missing_col(path, "weight", s->weight, names, ncols);
@@ -1050,7 +1068,7 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
             goto done;
         }
     }
-    if ((st = colmap_make(s, p, path, names, ncols, &m))) goto done;
+    if ((st = colmap_make(s, p, path, names, ncols, rs, &m))) goto done;
     last = tl_malloc(sizeof *last * ((size_t)p->n_cat + 1), "column memo");
     if (!last) {
         st = TL_ERR_NOMEM;
@@ -1118,6 +1136,10 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
             }
             for (int t = 0; t < n_lab; t++) {
                 const tl_data_label *l = &s->labels[t];
+                if (rs->unlabeled) {
+                    rs->lab[r * (size_t)n_lab + (size_t)t] = NAN;
+                    continue;
+                }
                 const field *x = &f[m.lab[t]];
                 double v = 0;
                 if (is_missing(s, x->p, x->n)) {
@@ -1651,6 +1673,7 @@ static tl_status finish(rawset *rs, const finish_args *a, tl_dataset **out)
         if (d->wt) d->wt[i] = rs->wt[r];
     }
     d->skipped = rs->skipped;
+    d->unlabeled = rs->unlabeled;
     d->n_skip_lines = rs->n_skip_lines;
     memcpy(d->skip_lines, rs->skip_lines, sizeof d->skip_lines);
     set_split_views(d);
@@ -2084,6 +2107,7 @@ tl_status tl_data_csv_load(const tl_data_schema *s, const tl_dataset *like, tl_d
         }
     }
     if ((st = rs_init(&rs, p.n_cat, p.n_num, s->n_labels, s->id != NULL, s->weight != NULL))) goto done;
+    rs.allow_unlabeled = like != NULL;
     if ((st = read_csv(s, &p, s->path, TL_TO_TRAIN, &rs))) goto done;
     if (s->split == TL_SPLIT_FILES && !like) {
         if (s->valid_path && (st = read_csv(s, &p, s->valid_path, TL_TO_VALID, &rs))) goto done;

@@ -66,6 +66,9 @@ const char *tl_dataset_cat_kind(const tl_dataset *d, int f);
 const char *tl_dataset_num_transform(const tl_dataset *d, int j, double *mean, double *std);
 /* Where the dataset came from ("census-income.test.gz", "synthetic", ...). */
 const char *tl_dataset_source(const tl_dataset *d);
+/* 0 when the dataset was read with like= from a file without its label
+ * columns (rows to score): its labels are NaN and it can only be predicted. */
+int tl_dataset_labeled(const tl_dataset *d);
 /* 1 when the dataset was read from its binary cache. */
 int tl_dataset_from_cache(const tl_dataset *d);
 /* Rows skipped with on_bad = skip, and the line numbers of the first few
@@ -171,7 +174,8 @@ void tl_data_schema_init(tl_data_schema *s);
 
 /* Load a CSV/TSV file described by `schema`. With `like` non-NULL the file is
  * read with like's vocabularies, statistics and layout (the schema's columns
- * must be the same; the split is ignored and all rows go to "all"). On
+ * must be the same; the split is ignored and all rows go to "all"); the file
+ * may then lack every label column (rows to score, tl_dataset_labeled = 0). On
  * success *out owns a new dataset (free with tl_dataset_free). On failure
  * *out is NULL and the message names file, line, column and what was expected. */
 tl_status tl_data_csv_load(const tl_data_schema *schema, const tl_dataset *like, tl_dataset **out);

@@ -636,6 +636,14 @@ static void push_rate(lua_State *L, const tl_split *s, const tl_dataset *d, int 
 
 static void add_task_summary(luaL_Buffer *b, const tl_dataset *d, const tl_split *s)
 {
+    if (!tl_dataset_labeled(d)) {
+        for (int t = 0; t < tl_dataset_n_tasks(d); t++) {
+            luaL_addstring(b, t ? ", " : "");
+            luaL_addstring(b, tl_dataset_task_name(d, t));
+        }
+        luaL_addstring(b, " (no labels: rows to score with m:predict)");
+        return;
+    }
     for (int t = 0; t < tl_dataset_n_tasks(d); t++) {
         double r = tl_split_label_mean(s, d, t);
         char buf[160];
@@ -670,7 +678,7 @@ static int d_tostring(lua_State *L)
     luaL_addstring(&b, buf);
     const tl_split *tr = tl_dataset_split(d, "train");
     add_task_summary(&b, d, tr ? tr : all);
-    luaL_addstring(&b, tr ? " on train" : "");
+    luaL_addstring(&b, tr && tl_dataset_labeled(d) ? " on train" : "");
     size_t sk = tl_dataset_skipped(d, NULL, NULL);
     if (sk) {
         snprintf(buf, sizeof buf, "; %zu bad rows skipped", sk);
@@ -805,6 +813,10 @@ static int d_index(lua_State *L)
         lua_pushboolean(L, tl_dataset_from_cache(d));
         return 1;
     }
+    if (strcmp(k, "labeled") == 0) {
+        lua_pushboolean(L, tl_dataset_labeled(d));
+        return 1;
+    }
     if (strcmp(k, "skipped") == 0) {
         const uint64_t *lines;
         int nl;
@@ -819,7 +831,7 @@ static int d_index(lua_State *L)
         return 1;
     }
     return luaL_error(L, "dataset has no field '%s' (fields: train, valid, test, all, tasks, source, from_cache, "
-                         "skipped; methods: fields, vocab, close)",
+                         "labeled, skipped; methods: fields, vocab, close)",
                       k);
 }
 
@@ -836,6 +848,9 @@ static int s_labels(lua_State *L)
 {
     const tl_split *s = tl_lua_check_split(L, 1);
     const tl_dataset *d = tl_lua_split_dataset(L, 1);
+    if (!tl_dataset_labeled(d))
+        return luaL_error(L, "split:labels: the dataset has no labels (read with like= from a file without "
+                             "label columns)");
     int nt = tl_dataset_n_tasks(d);
     lua_createtable(L, 0, nt);
     for (int t = 0; t < nt; t++) {
@@ -922,7 +937,9 @@ static const char *const DOC_CSV =
     "  seed=1  on_bad='error'|'skip'  missing={'', '?'}  min_count=1\n"
     "  cache=true            binary cache next to the file (or cache='dir'); stale or\n"
     "                        corrupt caches are rebuilt\n"
-    "  like=d                read with d's options, vocabularies and statistics\n"
+    "  like=d                read with d's options, vocabularies and statistics; the file\n"
+    "                        may lack every label column (rows to score: d.labeled = false,\n"
+    "                        only m:predict accepts it)\n"
     "Bad input raises an error naming file, line, column and what was expected.";
 
 void tl_lua_open_data(lua_State *L, int tl)

@@ -258,6 +258,9 @@ static int l_leakage(lua_State *L)
         tl_lua_check_fields(L, 3, fn, fields);
         thr = tl_lua_opt_number(L, 3, fn, "threshold", LEAK_THRESHOLD, 0.5, 1.0);
     }
+    if (!tl_dataset_labeled(d))
+        return luaL_error(L, "%s: the dataset has no labels (read with like= from a file without label columns)",
+                          fn);
     const char *cols[TL_MAX_TASKS];
     if (tl_dataset_n_tasks(d) > TL_MAX_TASKS) return luaL_error(L, "%s: too many tasks", fn);
     source_columns(L, 1, d, cols);

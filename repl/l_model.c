@@ -530,6 +530,11 @@ static const tl_split *check_model_split(lua_State *L, int idx, tl_model *m, con
                           "the data with like= the model's dataset)",
                        fn, field, tl_dataset_n_cat(d), tl_dataset_n_num(d), tl_dataset_n_tasks(d),
                        c->n_cat, c->n_num, c->n_tasks);
+        size_t fl = strlen(fn);
+        if (!tl_dataset_labeled(d) && !(fl >= 8 && strcmp(fn + fl - 8, ":predict") == 0))
+            luaL_error(L, "%s: field '%s': the split's dataset has no labels (read with like= from a file "
+                          "without label columns): only m:predict takes it",
+                       fn, field);
     }
     return s;
 }

@@ -409,7 +409,50 @@ static void test_split_by_files_and_like(void **state)
     assert_int_equal(all->cat[0], tl_dataset_split(d, "train")->cat[1]); /* blue keeps its id */
     assert_int_equal(all->cat[1], 0);
     assert_float_equal(all->num[0], 0.0, 1e-6); /* d's train mean is 2 */
+    assert_true(tl_dataset_labeled(l));
     tl_dataset_free(l);
+    tl_dataset_free(d);
+}
+
+/* issue 19 item 6: with like=, a file to score may lack the label columns;
+ * the features are read as for a labelled file, the labels are NaN. Without
+ * like=, or with only some label columns, it is an error. */
+static void test_like_without_label_columns(void **state)
+{
+    (void)state;
+    tl_data_schema s;
+    tl_data_cat_col cat[2];
+    tl_data_num_col num[1];
+    tl_data_label lab[2];
+    small_schema(&s, write_file("tr.csv", "a,x,y,z\nred,1,1,0\nblue,3,0,1\n"), cat, num, lab);
+    lab[1] = lab[0];
+    lab[1].task = "z";
+    lab[1].column = "z";
+    s.n_labels = 2;
+    tl_dataset *d = NULL, *l = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_true(tl_dataset_labeled(d));
+    tl_data_schema s2 = s;
+    s2.path = write_file("score.csv", "x,a\n2,blue\n4,purple\n");
+    assert_int_equal(tl_data_csv_load(&s2, d, &l), TL_OK);
+    assert_false(tl_dataset_labeled(l));
+    const tl_split *all = tl_dataset_split(l, "all");
+    assert_int_equal(all->n, 2);
+    assert_int_equal(tl_dataset_n_tasks(l), 2);
+    assert_int_equal(all->cat[0], tl_dataset_split(d, "all")->cat[1]); /* blue keeps its id */
+    assert_int_equal(all->cat[1], 0);
+    assert_float_equal(all->num[0], 0.0, 1e-6);
+    for (int i = 0; i < 4; i++) assert_true(isnan(all->labels[i]));
+    tl_dataset_free(l);
+    /* some label columns but not all */
+    s2.path = write_file("half.csv", "x,a,y\n2,blue,1\n");
+    assert_int_equal(tl_data_csv_load(&s2, d, &l), TL_ERR_ARG);
+    assert_null(l);
+    assert_true(contains(tl_errmsg(), "half.csv: label column 'z' (task 'z') is missing"));
+    /* without like= the label columns are required */
+    s2.path = write_file("score2.csv", "x,a\n2,blue\n");
+    assert_int_equal(tl_data_csv_load(&s2, NULL, &l), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "schema names label column 'y', which does not exist"));
     tl_dataset_free(d);
 }
 
@@ -1091,6 +1134,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_vocab_from_train_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ratio_split_and_shuffle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_by_files_and_like, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_like_without_label_columns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_ragged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_text_in_numeric, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_label, setup, teardown),

@@ -149,6 +149,33 @@ function T.csv_unknown_label_value_is_an_error()
   raises(function() load{ column = "click", threshold = 1, unknown = "negative" } end, "unknown= needs positive=")
 end
 
+-- issue 19 item 6: scoring rows without labels
+function T.csv_like_without_labels_for_scoring()
+  local lines = { "a,x,y" }
+  for i = 1, 64 do lines[#lines + 1] = ("v%d,%d,%d"):format(i % 3, i % 7, i % 2) end
+  local d = tl.data.csv{ path = write("lab.csv", table.concat(lines, "\n") .. "\n"), categorical = { "a" },
+                         numeric = { "x" }, labels = { y = { column = "y", positive = "1" } }, cache = false }
+  eq(d.labeled, true)
+  local u = tl.data.csv{ path = write("score.csv", "x,a\n1,v1\n5,v9\n3,v2\n"), like = d }
+  eq(u.labeled, false)
+  eq(#u.all, 3)
+  check(tostring(u):find("no labels", 1, true), tostring(u))
+  raises(function() u.all:labels() end, "the dataset has no labels")
+  raises(function() u:leakage() end, "the dataset has no labels")
+  local m = tl.model{ data = d, backbone = tl.shared_bottom{ bottom = { 8 } }, tower = tl.mlp{ 4 }, emb = 4, batch = 16, seed = 1 }
+  local p = m:predict(u.all)
+  eq(#p.y, 3)
+  for _, v in ipairs(p.y) do check(v > 0 and v < 1, "a probability: " .. tostring(v)) end
+  -- the same rows with labels give the same predictions
+  local l = tl.data.csv{ path = write("score_l.csv", "x,a,y\n1,v1,0\n5,v9,1\n3,v2,0\n"), like = d }
+  eq(m:predict(l.all).y, p.y)
+  raises(function() m:evaluate(u.all) end, "has no labels")
+  raises(function() m:fit{ data = u.all, epochs = 1, verbose = false } end, "has no labels")
+  raises(function() tl.data.csv{ path = write("half.csv", "x,a\n1,v1\n"), categorical = { "a" }, numeric = { "x" },
+                                 labels = { y = { column = "y", positive = "1" } } } end,
+         "schema names label column 'y', which does not exist")
+end
+
 function T.csv_threshold_regression_and_keep()
   local p = write("t.csv", "a,r\nu,4.5\nv,2\n")
   local d = tl.data.csv{ path = p, categorical = { "a" }, numeric = { "r" }, cache = false,
