@@ -11,6 +11,7 @@
 #include "data.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,6 +368,49 @@ const char *tl_dataset_num_transform(const tl_dataset *d, int j, double *mean, d
     return k[d->num[j].transform];
 }
 
+uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f)
+{
+    if (!d || f < 0 || f >= d->n_cat) return 0;
+    const dcat *c = &d->cat[f];
+    int64_t head[4] = {c->kind, c->size, c->buckets, (int64_t)c->n_str};
+    uint64_t h = hash_bytes(head, sizeof head, 0x766f636162ULL);
+    if (c->n_str) h = hash_bytes(c->str_blob, (size_t)c->str_off[c->n_str], h);
+    if (c->n_edges) h = hash_bytes(c->edges, sizeof *c->edges * c->n_edges, h);
+    return h;
+}
+
+int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap)
+{
+    if (!a || !b || fa < 0 || fa >= a->n_cat || fb < 0 || fb >= b->n_cat) return 0;
+    if (tl_dataset_vocab_fingerprint(a, fa) == tl_dataset_vocab_fingerprint(b, fb)) return 0;
+    const dcat *x = &a->cat[fa], *y = &b->cat[fb];
+    static const char *const kinds[] = {"vocab", "hash", "quantile"};
+    if (x->kind != y->kind) {
+        snprintf(msg, cap, "field '%s' is encoded by %s here and by %s there", x->name, kinds[x->kind],
+                 kinds[y->kind]);
+    } else if (x->size != y->size) {
+        snprintf(msg, cap, "field '%s' has %d ids here and %d there", x->name, (int)x->size, (int)y->size);
+    } else if (x->kind == CAT_VOCAB) {
+        uint32_t i = 0;
+        while (i < x->n_str && i < y->n_str &&
+               strcmp(x->str_blob + x->str_off[i], y->str_blob + y->str_off[i]) == 0)
+            i++;
+        if (i < x->n_str && i < y->n_str)
+            snprintf(msg, cap, "field '%s' has the same number of ids (%d) but other values: id %u is \"%.40s\" "
+                               "here and \"%.40s\" there",
+                     x->name, (int)x->size, (unsigned)i + ID_FIRST, x->str_blob + x->str_off[i],
+                     y->str_blob + y->str_off[i]);
+        else
+            snprintf(msg, cap, "field '%s' has other values", x->name);
+    } else if (x->kind == CAT_QUANT) {
+        snprintf(msg, cap, "field '%s' has the same number of quantile buckets (%d) but other bucket edges",
+                 x->name, (int)x->size - 2);
+    } else {
+        snprintf(msg, cap, "field '%s' has other hash buckets", x->name);
+    }
+    return 1;
+}
+
 tl_status tl_split_shuffle(const tl_split *s, tl_rng *rng, uint32_t *order)
 {
     if (!s || !rng || (!order && s->n)) return tl_fail(TL_ERR_ARG, "tl_split_shuffle: NULL argument");
@@ -494,10 +538,14 @@ static tl_status lr_next(lreader *r, char **line, size_t *len, int *got)
             start[n] = 0;
             r->pos += nl ? n + 1 : n;
             if (n && start[n - 1] == '\r') start[--n] = 0;
+            r->line++;
+            if (r->line == 1 && n >= 3 && memcmp(start, "\xEF\xBB\xBF", 3) == 0) {
+                start += 3; /* a UTF-8 byte-order mark is not part of the first name */
+                n -= 3;
+            }
             *line = start;
             *len = n;
             *got = 1;
-            r->line++;
             return TL_OK;
         }
         if (r->eof) {
@@ -776,16 +824,26 @@ static void plan_free(plan *p)
     tl_free(p->num);
 }
 
-/* A label's source column leaves the features unless one of its labels keeps it. */
-static int is_dropped_label(const tl_data_schema *s, const char *name)
+/* A label's source column is a feature only when one of its labels keeps
+ * it. Listing it among the features without keep= is an error (it used to be
+ * dropped silently): returns that label's task, else NULL. */
+static const char *dropped_label_task(const tl_data_schema *s, const char *name)
 {
-    int used = 0;
+    const char *task = NULL;
     for (int t = 0; t < s->n_labels; t++)
         if (s->labels[t].column && strcmp(s->labels[t].column, name) == 0) {
-            if (s->labels[t].keep) return 0;
-            used = 1;
+            if (s->labels[t].keep) return NULL;
+            task = s->labels[t].task ? s->labels[t].task : "?";
         }
-    return used;
+    return task;
+}
+
+static tl_status label_as_feature(const char *fn, const char *role, const char *name, const char *task)
+{
+    return tl_fail(TL_ERR_ARG,
+                   "%s: column '%s' is listed as %s, but it is the label column of task '%s': a label's "
+                   "column is not a feature (keep=true on the label keeps it as one)",
+                   fn, name, role, task);
 }
 
 static tl_status plan_make(const tl_data_schema *s, const char *fn, plan *p)
@@ -802,7 +860,9 @@ static tl_status plan_make(const tl_data_schema *s, const char *fn, plan *p)
         for (int j = 0; j < k; j++)
             if (strcmp(s->cat[j].name, c->name) == 0)
                 return tl_fail(TL_ERR_ARG, "%s: column '%s' is listed twice", fn, c->name);
-        if (!is_dropped_label(s, c->name)) p->cat[p->n_cat++] = c;
+        const char *task = dropped_label_task(s, c->name);
+        if (task) return label_as_feature(fn, "categorical", c->name, task);
+        p->cat[p->n_cat++] = c;
     }
     for (int pass = 0; pass < 2; pass++)
         for (int k = 0; k < s->n_num; k++) {
@@ -823,7 +883,9 @@ static tl_status plan_make(const tl_data_schema *s, const char *fn, plan *p)
                         return tl_fail(TL_ERR_ARG, "%s: column '%s' is both categorical and numeric", fn,
                                        c->name);
             }
-            if ((c->transform == TL_NUM_QUANTILE) != pass || is_dropped_label(s, c->name)) continue;
+            if ((c->transform == TL_NUM_QUANTILE) != pass) continue;
+            const char *task = dropped_label_task(s, c->name);
+            if (task) return label_as_feature(fn, "numeric", c->name, task);
             p->num[p->n_num++] = c;
             if (pass == 0) p->n_num_plain++;
         }
@@ -842,6 +904,12 @@ static tl_status plan_make(const tl_data_schema *s, const char *fn, plan *p)
                 return tl_fail(TL_ERR_ARG, "%s: task '%s' is defined twice", fn, l->task);
     }
     if (s->n_labels < 1) return tl_fail(TL_ERR_ARG, "%s: no labels: give at least one task", fn);
+    if (s->n_labels > TL_DATA_MAX_TASKS)
+        return tl_fail(TL_ERR_ARG, "%s: %d tasks; a model takes at most %d", fn, s->n_labels, TL_DATA_MAX_TASKS);
+    for (int t = 0; t < s->n_labels; t++)
+        if (strlen(s->labels[t].task) >= TL_DATA_TASK_NAME_MAX)
+            return tl_fail(TL_ERR_ARG, "%s: task name '%.40s...' is %zu bytes; a model takes at most %d", fn,
+                           s->labels[t].task, strlen(s->labels[t].task), TL_DATA_TASK_NAME_MAX - 1);
     return TL_OK;
 }
 
@@ -920,6 +988,17 @@ static int find_col(char *const *names, int n, const char *name)
     return -1;
 }
 
+/* A column the schema uses must be named once. */
+static tl_status check_unique(const char *path, const tl_data_schema *s, char *const *names, int n, int c)
+{
+    if (c < 0) return TL_OK;
+    for (int k = c + 1; k < n; k++)
+        if (strcmp(names[k], names[c]) == 0)
+            return tl_fail(TL_ERR_PARSE, "%s: column name '%s' appears twice in the %s (columns %d and %d)", path,
+                           names[c], s->header ? "header" : "column names", c + 1, k + 1);
+    return TL_OK;
+}
+
 static tl_status missing_col(const char *path, const char *role, const char *name, char *const *names, int n)
 {
     char list[400];
@@ -954,8 +1033,15 @@ static tl_status colmap_make(const tl_data_schema *s, const plan *p, const char 
     for (int k = 0; k < p->n_num; k++)
         if ((m->num[k] = find_col(names, ncols, p->num[k]->name)) < 0)
             return missing_col(path, "numeric", p->num[k]->name, names, ncols);
+    tl_status st = TL_OK;
+    for (int k = 0; k < p->n_cat && !st; k++) st = check_unique(path, s, names, ncols, m->cat[k]);
+    for (int k = 0; k < p->n_num && !st; k++) st = check_unique(path, s, names, ncols, m->num[k]);
+    if (st) return st;
     int n_found = 0;
-    for (int t = 0; t < s->n_labels; t++) n_found += (m->lab[t] = find_col(names, ncols, s->labels[t].column)) >= 0;
+    for (int t = 0; t < s->n_labels; t++) {
+        n_found += (m->lab[t] = find_col(names, ncols, s->labels[t].column)) >= 0;
+        if ((st = check_unique(path, s, names, ncols, m->lab[t]))) return st;
+    }
     if (n_found == 0 && rs->allow_unlabeled) {
         rs->unlabeled = 1; /* rows to score: no labels at all */
     } else if (rs->unlabeled && n_found > 0) {
@@ -974,13 +1060,32 @@ static tl_status colmap_make(const tl_data_schema *s, const plan *p, const char 
     if (s->id && (m->id = find_col(names, ncols, s->id)) < 0) return missing_col(path, "id", s->id, names, ncols);
     if (s->weight && (m->weight = find_col(names, ncols, s->weight)) < 0)
         return missing_col(path, "weight", s->weight, names, ncols);
-    return TL_OK;
+    if ((st = check_unique(path, s, names, ncols, m->id))) return st;
+    return check_unique(path, s, names, ncols, m->weight);
 }
 
 static void free_names(char **names, int n)
 {
     for (int c = 0; c < n && names; c++) tl_free(names[c]);
     tl_free(names);
+}
+
+/* The first line holding a CR inside it: CR-only (classic Mac) line ends make
+ * the whole file one line. */
+static tl_status check_cr(const char *path, uint64_t line, const char *p, size_t len)
+{
+    if (!memchr(p, '\r', len)) return TL_OK;
+    return tl_fail(TL_ERR_PARSE,
+                   "%s:%llu: the line holds a carriage return (CR) inside it: the file seems to have CR-only "
+                   "(classic Mac) line endings; convert it to LF or CRLF line endings",
+                   path, (unsigned long long)line);
+}
+
+/* A number the float32 arrays cannot hold is refused, not stored as inf. */
+static tl_status overflow_err(const char *path, uint64_t line, int col, const char *name, const field *x)
+{
+    return tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): \"%.*s\" overflows float32 (|x| <= %.4g)", path,
+                   (unsigned long long)line, col, name, (int)(x->n > 60 ? 60 : x->n), x->p, (double)FLT_MAX);
 }
 
 /* Read one CSV file into rs, tagging rows with `tag` (or by modulo). */
@@ -1008,6 +1113,12 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
         } while (got && len == 0);
         if (!got) {
             st = tl_fail(TL_ERR_PARSE, "%s: empty file (expected a header line)", path);
+            goto done;
+        }
+        if ((st = check_cr(path, lr.line, line, len))) goto done;
+        if (memchr(line, 0, len)) {
+            st = tl_fail(TL_ERR_PARSE, "%s:%llu: the header line holds a NUL byte", path,
+                         (unsigned long long)lr.line);
             goto done;
         }
         /* Split once: unescaping "" rewrites the line in place, so a second
@@ -1083,6 +1194,7 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
             if ((st = lr_next(&lr, &line, &len, &got))) goto done;
             if (!got) break;
             if (len == 0) continue; /* blank lines are not rows */
+            if (data_row == 0 && !s->header && (st = check_cr(path, lr.line, line, len))) goto done;
             uint64_t row_index = data_row++;
             if ((data_row & (CANCEL_EVERY - 1)) == 0 && tl_cancelled()) {
                 st = tl_fail(TL_ERR_CANCELLED, "%s: loading cancelled at line %llu", path,
@@ -1095,8 +1207,21 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
                 if (rtag == TL_TO_DROP) continue; /* the protocol leaves these rows out */
             }
             if ((st = rs_reserve(rs))) goto done;
+            const char *nul = memchr(line, 0, len);
             int nf = split_fields(line, len, s->sep, seplen, f, ncols);
             const size_t r = rs->n;
+            if (nul && nf == ncols) {
+                /* unquoting moved bytes left: find the field that holds it now */
+                int col = ncols;
+                for (int c = 0; c < ncols; c++)
+                    if (memchr(f[c].p, 0, f[c].n)) {
+                        col = c + 1;
+                        break;
+                    }
+                tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): the field holds a NUL byte", path,
+                        (unsigned long long)lr.line, col, names[col - 1]);
+                goto bad;
+            }
             if (nf != ncols) {
                 if (nf < 0)
                     tl_fail(TL_ERR_PARSE, "%s:%llu: column %d: unterminated or malformed quoted field", path,
@@ -1130,6 +1255,9 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
                     tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): expected a number, got \"%.*s\"", path,
                             (unsigned long long)lr.line, m.num[k] + 1, names[m.num[k]], (int)(x->n > 60 ? 60 : x->n),
                             x->p);
+                    goto bad;
+                } else if (fabs(v) > (double)FLT_MAX) {
+                    overflow_err(path, lr.line, m.num[k] + 1, names[m.num[k]], x);
                     goto bad;
                 }
                 rs->num[r * (size_t)n_num + (size_t)k] = (float)v;
@@ -1186,6 +1314,9 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
                     goto bad;
                 } else if (l->kind == TL_LABEL_THRESHOLD) {
                     v = v >= l->threshold ? 1 : 0;
+                } else if (fabs(v) > (double)FLT_MAX) {
+                    overflow_err(path, lr.line, m.lab[t] + 1, names[m.lab[t]], x);
+                    goto bad;
                 }
                 rs->lab[r * (size_t)n_lab + (size_t)t] = (float)v;
             }
@@ -1200,6 +1331,9 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
                     tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): expected a weight >= 0, got \"%.*s\"", path,
                             (unsigned long long)lr.line, m.weight + 1, names[m.weight],
                             (int)(x->n > 60 ? 60 : x->n), x->p);
+                    goto bad;
+                } else if (v > (double)FLT_MAX) {
+                    overflow_err(path, lr.line, m.weight + 1, names[m.weight], x);
                     goto bad;
                 }
                 rs->wt[r] = (float)v;
@@ -2188,6 +2322,7 @@ tl_status tl_data_census_ex(const char *dir, int with_education, int cache, tl_d
         int isnum = 0;
         for (size_t k = 0; k < sizeof CENSUS_NUMERIC / sizeof *CENSUS_NUMERIC; k++) isnum |= CENSUS_NUMERIC[k] == c;
         if (c == 24) continue; /* instance_weight: UCI says ignore it */
+        if (c == 7 || (c == 4 && with_education)) continue; /* label columns are not features */
         if (isnum) num[nn++] = (tl_data_num_col){CENSUS_COLS[c], TL_NUM_STANDARD, 0};
         else cat[nc++] = (tl_data_cat_col){CENSUS_COLS[c], 0, 0};
     }

@@ -14,6 +14,11 @@
 
 typedef enum { TL_TASK_BINARY, TL_TASK_REGRESSION } tl_task_type;
 
+/* The model's limits (model.h TL_MAX_TASKS, TL_TASK_NAME_MAX), checked by the
+ * loader so that a dataset no model can take is refused when it is read. */
+#define TL_DATA_MAX_TASKS 8
+#define TL_DATA_TASK_NAME_MAX 32 /* names up to 31 bytes */
+
 /* One split: a view into its dataset's arrays (owned by the dataset). */
 typedef struct {
     const char *name;  /* "train", "valid", "test", "all" */
@@ -59,6 +64,14 @@ double tl_split_label_mean(const tl_split *s, const tl_dataset *d, int t);
 /* Vocabulary of categorical field f: the string for id (NULL for ids without
  * one: out-of-vocabulary, missing, hash buckets, quantile buckets). */
 const char *tl_dataset_vocab_string(const tl_dataset *d, int f, int32_t id);
+/* Fingerprint of categorical field f's encoding (kind, size, the vocabulary
+ * strings in id order, hash buckets, quantile edges): two datasets whose
+ * field has the same fingerprint give its ids the same meaning. 0 for a bad f. */
+uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f);
+/* 1 when field fa of a and field fb of b differ, with what differs written
+ * to msg ("here" = a, "there" = b; e.g. the first id whose value differs);
+ * 0 when they are the same. */
+int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap);
 /* How field f was encoded: "vocab", "hash" or "quantile". */
 const char *tl_dataset_cat_kind(const tl_dataset *d, int f);
 /* Numeric column j's transform ("standard", "log1p", "none", "flag") and the

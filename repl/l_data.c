@@ -41,6 +41,12 @@ tl_dataset *tl_lua_check_dataset(lua_State *L, int idx)
     return u->d;
 }
 
+tl_dataset *tl_lua_test_dataset(lua_State *L, int idx)
+{
+    dataset_ud *u = luaL_testudata(L, idx, TL_DATASET_MT);
+    return u ? u->d : NULL;
+}
+
 static split_ud *to_split(lua_State *L, int idx)
 {
     split_ud *u = luaL_checkudata(L, idx, TL_SPLIT_MT);

@@ -225,8 +225,14 @@ static void test_labels_threshold_regression_drop_keep(void **state)
     s.labels = lab;
     s.n_labels = 3;
     tl_dataset *d = NULL;
+    /* issue 25 item 19: r is a label column; listed as a feature it was
+     * silently dropped, now it is an error */
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "column 'r' is listed as numeric, but it is the label column of task"));
+    assert_true(contains(tl_errmsg(), "keep=true"));
+    s.n_num = 0;
     assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
-    assert_int_equal(tl_dataset_n_num(d), 0); /* r is a label column: dropped */
+    assert_int_equal(tl_dataset_n_num(d), 0);
     assert_int_equal(tl_dataset_n_tasks(d), 3);
     assert_int_equal(tl_dataset_task_type(d, 0), TL_TASK_BINARY);
     assert_int_equal(tl_dataset_task_type(d, 1), TL_TASK_REGRESSION);
@@ -235,6 +241,7 @@ static void test_labels_threshold_regression_drop_keep(void **state)
     assert_true(tlt_close_f("labels", all->labels, want, 9, 0, 1e-7));
     tl_dataset_free(d);
     lab[0].keep = 1; /* keep r as a feature */
+    s.n_num = 1;
     assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
     assert_int_equal(tl_dataset_n_num(d), 1);
     assert_string_equal(tl_dataset_num_name(d, 0), "r");
@@ -786,6 +793,142 @@ static void test_cache_round_trip(void **state)
     tl_dataset_free(a);
 }
 
+/* ---- issue 25 items 14-16, 19: hostile files -------------------------------------- */
+
+static void test_error_float32_overflow(void **state)
+{
+    (void)state;
+    expect_error(write_file("big.csv", "a,x,y\nred,1,1\nblue,3.5e38,0\n"), TL_ERR_PARSE,
+                 "big.csv:3: column 2 ('x'): \"3.5e38\" overflows float32", NULL);
+    expect_error(write_file("big2.csv", "a,x,y\nred,-1e308,1\nblue,3,0\n"), TL_ERR_PARSE,
+                 "big2.csv:2: column 2 ('x'): \"-1e308\" overflows float32", NULL);
+    /* the largest float32 itself loads */
+    tl_dataset *d = NULL;
+    assert_int_equal(load_small(write_file("max.csv", "a,x,y\nred,3.4e38,1\nblue,3,0\n"), TL_BAD_ERROR, &d), TL_OK);
+    tl_dataset_free(d);
+    /* a weight and a regression label */
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[2];
+    small_schema(&s, write_file("w.csv", "a,x,y,w,r\nred,1,1,1,2\nblue,2,0,1e39,3\n"), cat, num, lab);
+    s.weight = "w";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "w.csv:3: column 4 ('w'): \"1e39\" overflows float32"));
+    s.weight = NULL;
+    s.path = write_file("r.csv", "a,x,y,r\nred,1,1,2\nblue,2,0,-4e38\n");
+    lab[1] = (tl_data_label){.task = "r", .column = "r", .kind = TL_LABEL_REGRESSION};
+    s.n_labels = 2;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "r.csv:3: column 4 ('r'): \"-4e38\" overflows float32"));
+    /* a threshold label only compares the number: no overflow */
+    lab[1] = (tl_data_label){.task = "r", .column = "r", .kind = TL_LABEL_THRESHOLD, .threshold = 1};
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    tl_dataset_free(d);
+}
+
+static void test_bom_and_cr_only(void **state)
+{
+    (void)state;
+    tl_dataset *d = NULL;
+    assert_int_equal(load_small(write_file("bom.csv", "\xEF\xBB\xBF" "a,x,y\nred,1,1\nblue,2,0\n"), TL_BAD_ERROR, &d),
+                     TL_OK);
+    assert_string_equal(tl_dataset_cat_name(d, 0), "a");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, 2), "red");
+    tl_dataset_free(d);
+    expect_error(write_file("mac.csv", "a,x,y\rred,1,1\rblue,2,0\r"), TL_ERR_PARSE,
+                 "mac.csv:1: the line holds a carriage return", "CR-only");
+    /* CRLF is still fine */
+    assert_int_equal(load_small(write_file("crlf.csv", "a,x,y\r\nred,1,1\r\nblue,2,0\r\n"), TL_BAD_ERROR, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "all")->n, 2);
+    tl_dataset_free(d);
+}
+
+static void test_duplicate_header_and_nul(void **state)
+{
+    (void)state;
+    expect_error(write_file("dup.csv", "a,x,a,y\nred,1,blue,1\nblue,2,red,0\n"), TL_ERR_PARSE,
+                 "dup.csv: column name 'a' appears twice in the header (columns 1 and 3)", NULL);
+    /* a duplicate that no role uses is harmless */
+    tl_dataset *d = NULL;
+    assert_int_equal(load_small(write_file("dup2.csv", "a,q,x,q,y\nred,1,1,2,1\nblue,2,2,3,0\n"), TL_BAD_ERROR, &d),
+                     TL_OK);
+    tl_dataset_free(d);
+    static const char nul[] = "a,x,y\nred,1,1\nbl\0ue,2,0\n";
+    char p[600];
+    snprintf(p, sizeof p, "%s/nul.csv", tmp);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(nul, 1, sizeof nul - 1, f), sizeof nul - 1);
+    fclose(f);
+    expect_error(p, TL_ERR_PARSE, "nul.csv:3: column 1 ('a'): the field holds a NUL byte", NULL);
+}
+
+static void test_task_limits_and_label_features(void **state)
+{
+    (void)state;
+    _Static_assert(TL_DATA_MAX_TASKS == 8 && TL_DATA_TASK_NAME_MAX == 32, "data.h limits = model.h's");
+    const char *p = write_file("t.csv", "a,x,y\nred,1,1\nblue,2,0\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[9];
+    char names[9][40];
+    small_schema(&s, p, cat, num, lab);
+    for (int t = 0; t < 9; t++) {
+        snprintf(names[t], sizeof names[t], "t%d", t);
+        lab[t] = lab[0];
+        lab[t].task = names[t];
+    }
+    s.n_labels = 9;
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "9 tasks; a model takes at most 8"));
+    s.n_labels = 8;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    tl_dataset_free(d);
+    s.n_labels = 1;
+    lab[0].task = "a_task_name_of_exactly_32_bytes_";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "is 32 bytes; a model takes at most 31"));
+    lab[0].task = "a_task_name_of_exactly_31_bytes";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    tl_dataset_free(d);
+    /* the label column among the categorical features */
+    lab[0].task = "y";
+    cat[0].name = "y";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "column 'y' is listed as categorical, but it is the label column of task 'y'"));
+}
+
+/* issue 25 item 16: same vocabulary sizes, other values */
+static void test_vocab_fingerprint(void **state)
+{
+    (void)state;
+    tl_dataset *a = NULL, *b = NULL, *c = NULL;
+    assert_int_equal(load_small(write_file("fa.csv", "a,x,y\nred,1,1\nblue,2,0\n"), TL_BAD_ERROR, &a), TL_OK);
+    assert_int_equal(load_small(write_file("fb.csv", "a,x,y\nred,1,1\ngreen,2,0\n"), TL_BAD_ERROR, &b), TL_OK);
+    assert_int_equal(tl_dataset_vocab(a)[0], tl_dataset_vocab(b)[0]);
+    assert_true(tl_dataset_vocab_fingerprint(a, 0) != tl_dataset_vocab_fingerprint(b, 0));
+    char msg[400];
+    assert_int_equal(tl_dataset_vocab_diff(b, 0, a, 0, msg, sizeof msg), 1);
+    assert_true(contains(msg, "field 'a' has the same number of ids (4) but other values: id 3 is \"green\" here "
+                              "and \"blue\" there"));
+    /* like= shares the vocabulary */
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, write_file("fc.csv", "a,x,y\ngreen,1,1\nred,2,0\n"), cat, num, lab);
+    assert_int_equal(tl_data_csv_load(&s, a, &c), TL_OK);
+    assert_int_equal(tl_dataset_vocab_diff(c, 0, a, 0, msg, sizeof msg), 0);
+    assert_true(tl_dataset_vocab_fingerprint(a, 0) == tl_dataset_vocab_fingerprint(c, 0));
+    assert_int_equal(tl_dataset_vocab_fingerprint(a, 5), 0);
+    tl_dataset_free(a);
+    tl_dataset_free(b);
+    tl_dataset_free(c);
+}
+
 /* ---- built-in datasets -------------------------------------------------------------- */
 
 static size_t count_pos(const tl_split *s, int n_tasks, int t)
@@ -1144,6 +1287,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_unknown_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_quote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_bad_skip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_float32_overflow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bom_and_cr_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_header_and_nul, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_task_limits_and_label_features, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vocab_fingerprint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_injection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_round_trip, setup, teardown),

@@ -176,11 +176,46 @@ function T.csv_like_without_labels_for_scoring()
          "schema names label column 'y', which does not exist")
 end
 
+-- issue 25 item 16: a dataset with the same vocabulary sizes but other values
+function T.model_refuses_other_vocabulary()
+  local function rows(vals)
+    local l = { "a,x,y" }
+    for i = 1, 40 do l[#l + 1] = ("%s,%d,%d"):format(vals[i % #vals + 1], i % 5, i % 2) end
+    return table.concat(l, "\n") .. "\n"
+  end
+  local opts = function(p) return { path = p, categorical = { "a" }, numeric = { "x" }, cache = false,
+                                    labels = { y = { column = "y", positive = "1" } } } end
+  local d = tl.data.csv(opts(write("v1.csv", rows{ "red", "blue", "green" })))
+  local e = tl.data.csv(opts(write("v2.csv", rows{ "red", "blue", "pink" })))
+  eq(d:fields().categorical[1].vocab, e:fields().categorical[1].vocab)
+  local m = tl.model{ data = d, backbone = tl.shared_bottom{ bottom = { 8 } }, tower = tl.mlp{ 4 }, emb = 4,
+                      batch = 16, seed = 1 }
+  raises(function() m:evaluate(e.all) end,
+         "the split's ids mean other values than in the model's data: field 'a' has the same number of ids (5) " ..
+         "but other values: id 3 is \"pink\" here and \"green\" there")
+  raises(function() m:predict(e.all) end, "build the data with like= the model's dataset")
+  local l = tl.data.csv{ path = write("v3.csv", rows{ "pink", "red" }), like = d }
+  eq(#m:predict(l.all).y, 40)
+  check(m:evaluate(d.all) ~= nil)
+end
+
+function T.csv_label_column_listed_as_feature()
+  local p = write("lf.csv", "a,x,y\nr,1,1\nb,2,0\n")
+  raises(function() tl.data.csv{ path = p, categorical = { "a" }, numeric = { "x", "y" }, cache = false,
+                                 labels = { y = { column = "y", positive = "1" } } } end,
+         "tl.data.csv: tl_data_csv_load: column 'y' is listed as numeric, but it is the label column of task 'y'")
+  local d = tl.data.csv{ path = p, categorical = { "a" }, numeric = { "x", "y" }, cache = false,
+                         labels = { y = { column = "y", positive = "1", keep = true } } }
+  eq(#d:fields().numeric, 2)
+end
+
 function T.csv_threshold_regression_and_keep()
   local p = write("t.csv", "a,r\nu,4.5\nv,2\n")
-  local d = tl.data.csv{ path = p, categorical = { "a" }, numeric = { "r" }, cache = false,
-                         labels = { good = { column = "r", threshold = 4 }, rating = { column = "r", regression = true } } }
-  eq(#d:fields().numeric, 0, "label columns leave the features")
+  local labels = { good = { column = "r", threshold = 4 }, rating = { column = "r", regression = true } }
+  raises(function() tl.data.csv{ path = p, categorical = { "a" }, numeric = { "r" }, cache = false, labels = labels } end,
+         "column 'r' is listed as numeric, but it is the label column of task")
+  local d = tl.data.csv{ path = p, categorical = { "a" }, cache = false, labels = labels }
+  eq(#d:fields().numeric, 0, "label columns are not features")
   eq(d.all:labels(), { good = { 1, 0 }, rating = { 4.5, 2 } })
   eq(d.tasks[2], { name = "rating", type = "regression", mean = 3.25 })
   local k = tl.data.csv{ path = p, categorical = { "a" }, numeric = { "r" }, cache = false,
