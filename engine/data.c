@@ -2287,32 +2287,18 @@ tl_status tl_data_census_ex(const char *dir, int with_education, int cache, tl_d
 {
     if (!out) return tl_fail(TL_ERR_ARG, "census: NULL output");
     *out = NULL;
-    char *dbuf = NULL, *path = NULL;
-    if (!dir) {
-        const char *env = getenv("TOWERLAB_DATA");
-        if (env && *env) {
-            if (!(dbuf = path_join(env, "census_income_kdd"))) return TL_ERR_NOMEM;
-            dir = dbuf;
-        } else {
-            dir = "data/census_income_kdd";
-        }
-    }
+    char *path = NULL;
+    if (!dir) dir = "data/census_income_kdd"; /* the REPL finds the real place (repl/l_data.c) */
     static const char *const files[] = {"census-income.test.gz", "census-income.test"};
     for (int i = 0; i < 2 && !path; i++) {
         char *p = path_join(dir, files[i]);
-        if (!p) {
-            tl_free(dbuf);
-            return TL_ERR_NOMEM;
-        }
+        if (!p) return TL_ERR_NOMEM;
         if (file_exists(p)) path = p;
         else tl_free(p);
     }
     if (!path) {
-        tl_status st = tl_fail(TL_ERR_IO,
-                               "census: no census-income.test.gz in '%s' (pass the directory, or set "
-                               "TOWERLAB_DATA to the directory holding census_income_kdd/)",
+        tl_status st = tl_fail(TL_ERR_IO, "census: no census-income.test.gz in '%s' (pass the directory holding it)",
                                dir);
-        tl_free(dbuf);
         return st;
     }
     tl_data_cat_col cat[42];
@@ -2358,7 +2344,6 @@ tl_status tl_data_census_ex(const char *dir, int with_education, int cache, tl_d
     s.cache = cache;
     tl_status st = tl_data_csv_load(&s, NULL, out);
     tl_free(path);
-    tl_free(dbuf);
     return st;
 }
 

@@ -193,8 +193,9 @@ void tl_data_schema_init(tl_data_schema *s);
  * *out is NULL and the message names file, line, column and what was expected. */
 tl_status tl_data_csv_load(const tl_data_schema *schema, const tl_dataset *like, tl_dataset **out);
 
-/* UCI Census-Income (KDD), census-income.test.gz from `dir` (NULL: $TOWERLAB_DATA/
- * census_income_kdd, else ./data/census_income_kdd). Tasks income and
+/* UCI Census-Income (KDD), census-income.test.gz from `dir` (NULL:
+ * ./data/census_income_kdd; the engine reads no environment variable, the
+ * REPL resolves $TOWERLAB_DATA and the program's own data folder). Tasks income and
  * never_married (+ education = bachelors or higher when with_education);
  * split by row index i: i%10<8 train, 8 valid, 9 test. Uses the cache. */
 tl_status tl_data_census(const char *dir, int with_education, tl_dataset **out);

@@ -8,9 +8,13 @@
 #include "l_data.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "l_util.h"
 
@@ -493,6 +497,59 @@ static int l_csv(lua_State *L)
 
 /* ---- built-in datasets ------------------------------------------------------ */
 
+/* Where the built-in datasets are looked for, so that a script finds them
+ * from any working directory (the engine reads no environment variable):
+ *   shipped data (census):            $TOWERLAB_DATA, <exe dir>/data,
+ *                                     <exe dir>/../share/towerlab/data, ./data
+ *   shared data (movielens, amazon):  $TOWERLAB_DATA, <exe dir>/../shared/data,
+ *                                     ../shared/data
+ * <exe dir> is the directory of /proc/self/exe. Pushes and returns the first
+ * existing directory <candidate>/<sub>; raises, listing every place tried,
+ * when there is none. */
+static const char *find_dataset_dir(lua_State *L, const char *fn, const char *sub, int shared)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        else n = 0;
+    }
+    const char *env = getenv("TOWERLAB_DATA");
+    const char *bases[4];
+    int nb = 0;
+    if (env && *env) bases[nb++] = env;
+    int first_exe = nb;
+    if (n > 0) {
+        bases[nb++] = shared ? "../shared/data" : "data";
+        if (!shared) bases[nb++] = "../share/towerlab/data";
+    }
+    int last_exe = nb;
+    bases[nb++] = shared ? "../shared/data" : "data";
+    luaL_Buffer tried;
+    int top = lua_gettop(L);
+    luaL_buffinit(L, &tried);
+    for (int i = 0; i < nb; i++) {
+        if (i >= first_exe && i < last_exe) lua_pushfstring(L, "%s/%s/%s", exe, bases[i], sub);
+        else lua_pushfstring(L, "%s/%s", bases[i], sub);
+        struct stat sb;
+        if (stat(lua_tostring(L, -1), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            const char *dir = lua_tostring(L, -1);
+            lua_replace(L, top + 1); /* over the buffer's slot */
+            lua_settop(L, top + 1);
+            return dir;
+        }
+        luaL_addstring(&tried, i ? ", " : "");
+        luaL_addvalue(&tried);
+    }
+    luaL_pushresult(&tried);
+    luaL_error(L, "%s: no %s folder found (looked in %s%s); pass its directory, or set TOWERLAB_DATA to the "
+                  "directory holding %s/",
+               fn, sub, lua_tostring(L, -1), env && *env ? "" : "; TOWERLAB_DATA is not set", sub);
+    return NULL;
+}
+
 /* tl.datasets.census([dir] or {path=, education=, cache=}) */
 static int l_census(lua_State *L)
 {
@@ -511,6 +568,7 @@ static int l_census(lua_State *L)
         return luaL_error(L, "%s: argument must be a directory or {path=, education=, cache=}, got %s", fn,
                           luaL_typename(L, 1));
     }
+    if (!dir) dir = find_dataset_dir(L, fn, "census_income_kdd", 0);
     dataset_ud *u = new_dataset_ud(L);
     tl_status st = tl_data_census_ex(dir, edu, cache, &u->d);
     if (st) return tl_lua_raise_status(L, fn, st);
@@ -557,12 +615,13 @@ static int l_movielens(lua_State *L)
         tl_lua_check_fields(L, 1, fn, allowed);
         dir = tl_lua_opt_string(L, 1, fn, "path", NULL);
         int v = tl_lua_opt_enum(L, 1, fn, "version", versions, 0);
-        if (!dir) dir = v ? "../shared/data/movielens_100k" : "../shared/data/movielens_1m";
+        if (!dir) dir = find_dataset_dir(L, fn, v ? "movielens_100k" : "movielens_1m", 1);
         seed = tl_lua_opt_int(L, 1, fn, "seed", 1, 0, LUA_MAXINTEGER);
     } else if (!lua_isnoneornil(L, 1)) {
         return luaL_error(L, "%s: argument must be a directory or {path=, version=, seed=}, got %s", fn,
                           luaL_typename(L, 1));
     }
+    if (!dir) dir = find_dataset_dir(L, fn, "movielens_1m", 1);
     dataset_ud *u = new_dataset_ud(L);
     tl_status st = tl_data_movielens(dir, (uint64_t)seed, &u->d);
     if (st) return tl_lua_raise_status(L, fn, st);
@@ -615,7 +674,7 @@ static int l_amazon(lua_State *L)
     } else if (!lua_isnoneornil(L, 1)) {
         return luaL_error(L, "%s: argument must be a directory or {path=, seed=}, got %s", fn, luaL_typename(L, 1));
     }
-    if (!dir) dir = "../shared/data/amazon_video_games_dml";
+    if (!dir) dir = find_dataset_dir(L, fn, "amazon_video_games_dml", 1);
     dataset_ud *u = new_dataset_ud(L);
     tl_status st = tl_data_amazon_video_games(dir, (uint64_t)seed, &u->d);
     if (st) return tl_lua_raise_status(L, fn, st);
@@ -991,8 +1050,9 @@ void tl_lua_open_data(lua_State *L, int tl)
     lua_pushcfunction(L, l_census);
     tl_lua_doc(L, "tl.datasets.census", -1,
                "tl.datasets.census([dir] or {path=, education=false, cache=true}) -> dataset\n"
-               "UCI Census-Income (KDD), census-income.test.gz (99,762 rows) from dir, else\n"
-               "$TOWERLAB_DATA/census_income_kdd, else ./data/census_income_kdd.\n"
+               "UCI Census-Income (KDD), census-income.test.gz (99,762 rows) from dir, else the\n"
+               "first census_income_kdd/ in $TOWERLAB_DATA, <program dir>/data,\n"
+               "<program dir>/../share/towerlab/data, ./data.\n"
                "Tasks income (50000+.) and never_married (marital_stat); education=true adds\n"
                "education (bachelors or higher). Source columns and instance_weight dropped.\n"
                "Split by row index i: i%10<8 train (79,810), 8 valid (9,976), 9 test (9,976).");
@@ -1006,8 +1066,9 @@ void tl_lua_open_data(lua_State *L, int tl)
     lua_pushcfunction(L, l_movielens);
     tl_lua_doc(L, "tl.datasets.movielens", -1,
                "tl.datasets.movielens([dir] or {path=, version='1m'|'100k', seed=1}) -> dataset\n"
-               "MovieLens read in place (never copied) from dir, default ../shared/data/movielens_1m\n"
-               "(or _100k). Tasks like (rating >= 4, binary) and rating (regression); features\n"
+               "MovieLens read in place (never copied) from dir, default the first movielens_1m/\n"
+               "(or _100k) in $TOWERLAB_DATA, <program dir>/../shared/data, ../shared/data.\n"
+               "Tasks like (rating >= 4, binary) and rating (regression); features\n"
                "user_id, movie_id, gender, age, occupation, zip (3 chars), genre (first), year;\n"
                "group = user; random 8:1:1 split by seed.");
     lua_setfield(L, -2, "movielens");
@@ -1016,8 +1077,9 @@ void tl_lua_open_data(lua_State *L, int tl)
                "tl.datasets.amazon_video_games([dir] or {path=, seed=1}) -> dataset\n"
                "Amazon Video Games (5-core) as preprocessed by the DML authors (Ren et al. 2023):\n"
                "their Video_Games_val.txt and Video_Games_test.txt (92,712 rows, an i.i.d. 20 %\n"
-               "sample of their data) read in place (never copied) from dir, default\n"
-               "../shared/data/amazon_video_games_dml, concatenated and re-split 8:1:1 at random\n"
+               "sample of their data) read in place (never copied) from dir, default the first\n"
+               "amazon_video_games_dml/ in $TOWERLAB_DATA, <program dir>/../shared/data,\n"
+               "../shared/data; concatenated and re-split 8:1:1 at random\n"
                "by seed (default 1): train 74,170, valid 9,271, test 9,271. Tasks rated and like\n"
                "(binary, nested: like => rated); features user_id, item_id; group = user_id.");
     lua_setfield(L, -2, "amazon_video_games");

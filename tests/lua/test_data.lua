@@ -303,6 +303,44 @@ function T.synthetic_pair()
   raises(function() tl.datasets.synthetic_pair{ corr = 0.5 } end, "corr")
 end
 
+-- issue 24 item 7: the program finds its data from any working directory
+function T.datasets_found_from_any_directory()
+  if not census_present() then skip("data/census_income_kdd absent") end
+  local pwd = io.popen("pwd"):read("l")
+  local bin = os.getenv("TL_TEST_BIN") or "./towerlab"
+  if bin:sub(1, 1) ~= "/" then bin = pwd .. "/" .. bin:gsub("^%./", "") end
+  local function run(env, code)
+    local p = io.popen(("cd /tmp && %s '%s' -e '%s' 2>&1"):format(env, bin, code))
+    local out = p:read("a")
+    p:close()
+    return out
+  end
+  local out = run("env -u TOWERLAB_DATA", "print(tl.datasets.census())")
+  check(out:find("dataset census-income.test: 99762 rows", 1, true), out)
+  -- TOWERLAB_DATA first: a folder holding another census_income_kdd/
+  os.execute("mkdir -p " .. tmpdir .. "/td/census_income_kdd && cp data/census_income_kdd/census-income.test.gz " ..
+             tmpdir .. "/td/census_income_kdd/")
+  out = run("TOWERLAB_DATA=" .. tmpdir .. "/td", "print(#tl.datasets.census().all)")
+  check(out:find("99762", 1, true), out)
+  local ls = io.popen("ls " .. tmpdir .. "/td/census_income_kdd"):read("a")
+  check(ls:find(".tlcache", 1, true), "read from TOWERLAB_DATA (its cache is written there): " .. ls)
+  -- a program with no data next to it says where it looked
+  os.execute("mkdir -p " .. tmpdir .. "/bin && cp '" .. bin .. "' " .. tmpdir .. "/bin/")
+  local p = io.popen(("cd %s && env -u TOWERLAB_DATA %s/bin/towerlab -e 'print(pcall(tl.datasets.census))' 2>&1")
+                     :format(tmpdir, tmpdir))
+  out = p:read("a")
+  p:close()
+  check(out:find("no census_income_kdd folder found (looked in " .. tmpdir .. "/bin/data/census_income_kdd", 1, true),
+        out)
+  check(out:find("TOWERLAB_DATA is not set", 1, true), out)
+  local f = io.open("../shared/data/movielens_100k/u.user", "rb")
+  if f then
+    f:close()
+    out = run("env -u TOWERLAB_DATA", "print(#tl.datasets.movielens{version=\"100k\"}.all)")
+    check(out:find("100000", 1, true), out)
+  end
+end
+
 function T.closed_dataset()
   local d = small()
   local s = d.all
