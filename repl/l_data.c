@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "l_diagnose.h"
 #include "l_util.h"
 
 typedef struct {
@@ -29,8 +30,6 @@ typedef struct {
 
 static const char *const SPLITS[4] = {"train", "valid", "test", "all"};
 
-/* repl/l_diagnose.c: warnings about features that leak a label */
-void tl_lua_leakage_warn(lua_State *L, int ds, const tl_data_schema *s) __attribute__((weak));
 
 /* uservalues of a dataset: 1 = the options table it was loaded with (for
  * like=), 2 = cache of its split userdata (so d.train == d.train) */
@@ -490,7 +489,7 @@ static int l_csv(lua_State *L)
     lua_setiuservalue(L, ud, UV_OPTS);
     tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
     report_skipped(u->d, fn);
-    if (!like && tl_lua_leakage_warn) tl_lua_leakage_warn(L, ud, &s);
+    if (!like) tl_lua_leakage_warn(L, ud, &s);
     lua_pushvalue(L, ud);
     return 1;
 }

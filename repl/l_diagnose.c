@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "l_diagnose.h"
+
 #include "diagnose.h"
 #include "l_data.h"
 #include "l_model.h"
@@ -16,8 +18,6 @@
 #define LEAKAGE_MT "tl.leakage"
 #define LEAK_THRESHOLD 0.99
 
-void tl_lua_open_diagnose(lua_State *L, int tl);
-void tl_lua_leakage_warn(lua_State *L, int ds, const tl_data_schema *s);
 
 /* ---- m:gates ------------------------------------------------------------------ */
 

@@ -187,6 +187,22 @@ function T.leakage_on_csv_with_two_and_three_tasks()
   eq(sources, 1)
 end
 
+-- issue 20 / house rule: l_data.c reached the leakage warning through a weak
+-- symbol, so a build without l_diagnose.o linked and silently dropped it; it
+-- is now declared in l_diagnose.h, a strong reference that a missing link fails.
+function T.leakage_warn_is_a_strong_reference()
+  local obj = (os.getenv("TL_BUILD") or "build") .. "/obj/repl/l_data.o"
+  local f = io.open(obj, "rb")
+  if not f then skip(obj .. " absent") end
+  f:close()
+  local p = io.popen("nm '" .. obj .. "' 2>/dev/null")
+  local out = p:read("a")
+  p:close()
+  if out == "" then skip("nm not available") end
+  local kind = out:match("%s(%a)%s+tl_lua_leakage_warn\n")
+  eq(kind, "U", "tl_lua_leakage_warn in l_data.o: " .. tostring(kind) .. " (w = weak)")
+end
+
 function T.plot_gates_and_diagnostics_write_files()
   if not tl.plot.gnuplot() then skip("gnuplot not installed") end
   local m = small_mmoe()
