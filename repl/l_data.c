@@ -499,10 +499,12 @@ static int l_csv(lua_State *L)
 /* Where the built-in datasets are looked for, so that a script finds them
  * from any working directory (the engine reads no environment variable):
  *   shipped data (census):            $TOWERLAB_DATA, <exe dir>/data,
- *                                     <exe dir>/../share/towerlab/data, ./data
+ *                                     <exe dir>/../data, <exe dir>/../share/towerlab/data,
+ *                                     ./data
  *   shared data (movielens, amazon):  $TOWERLAB_DATA, <exe dir>/../shared/data,
- *                                     ../shared/data
- * <exe dir> is the directory of /proc/self/exe. Pushes and returns the first
+ *                                     <exe dir>/../../shared/data, ../shared/data
+ * <exe dir> is the directory of /proc/self/exe (the "/.." ones serve build
+ * trees such as build-san/ inside the project). Pushes and returns the first
  * existing directory <candidate>/<sub>; raises, listing every place tried,
  * when there is none. */
 static const char *find_dataset_dir(lua_State *L, const char *fn, const char *sub, int shared)
@@ -516,12 +518,13 @@ static const char *find_dataset_dir(lua_State *L, const char *fn, const char *su
         else n = 0;
     }
     const char *env = getenv("TOWERLAB_DATA");
-    const char *bases[4];
+    const char *bases[6];
     int nb = 0;
     if (env && *env) bases[nb++] = env;
     int first_exe = nb;
     if (n > 0) {
         bases[nb++] = shared ? "../shared/data" : "data";
+        bases[nb++] = shared ? "../../shared/data" : "../data";
         if (!shared) bases[nb++] = "../share/towerlab/data";
     }
     int last_exe = nb;
@@ -1050,7 +1053,7 @@ void tl_lua_open_data(lua_State *L, int tl)
     tl_lua_doc(L, "tl.datasets.census", -1,
                "tl.datasets.census([dir] or {path=, education=false, cache=true}) -> dataset\n"
                "UCI Census-Income (KDD), census-income.test.gz (99,762 rows) from dir, else the\n"
-               "first census_income_kdd/ in $TOWERLAB_DATA, <program dir>/data,\n"
+               "first census_income_kdd/ in $TOWERLAB_DATA, <program dir>/data, <program dir>/../data,\n"
                "<program dir>/../share/towerlab/data, ./data.\n"
                "Tasks income (50000+.) and never_married (marital_stat); education=true adds\n"
                "education (bachelors or higher). Source columns and instance_weight dropped.\n"
