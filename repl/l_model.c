@@ -541,7 +541,7 @@ static const tl_split *check_model_split(lua_State *L, int idx, tl_model *m, con
         if (owner && owner->m == m && lua_getiuservalue(L, -1, 1) != LUA_TNONE) md = tl_lua_test_dataset(L, -1);
         lua_settop(L, top);
         char diff[400];
-        for (int f = 0; md && md != d && f < c->n_cat; f++) {
+        for (int f = 0; md && md != d && f < c->n_cat && f < tl_dataset_n_cat(md); f++) {
             if (strcmp(tl_dataset_cat_name(d, f), tl_dataset_cat_name(md, f)) != 0)
                 luaL_error(L, "%s: field '%s': categorical field %d is '%s' in the split's dataset and '%s' in "
                               "the model's (build the data with like= the model's dataset)",
