@@ -530,6 +530,33 @@ static const tl_split *check_model_split(lua_State *L, int idx, tl_model *m, con
                           "the data with like= the model's dataset)",
                        fn, field, tl_dataset_n_cat(d), tl_dataset_n_num(d), tl_dataset_n_tasks(d),
                        c->n_cat, c->n_num, c->n_tasks);
+        /* same sizes are not enough: the ids must mean the same values as in
+         * the data the model was built on (its dataset, when still open; arg
+         * 1 is the model or a calibrated predictor {model = m}) */
+        int top = lua_gettop(L);
+        l_model *owner = luaL_testudata(L, 1, MODEL_MT);
+        if (owner) lua_pushvalue(L, 1);
+        else if (lua_istable(L, 1) && lua_getfield(L, 1, "model") != LUA_TNIL) owner = luaL_testudata(L, -1, MODEL_MT);
+        tl_dataset *md = NULL;
+        if (owner && owner->m == m && lua_getiuservalue(L, -1, 1) != LUA_TNONE) md = tl_lua_test_dataset(L, -1);
+        lua_settop(L, top);
+        char diff[400];
+        for (int f = 0; md && md != d && f < c->n_cat && f < tl_dataset_n_cat(md); f++) {
+            if (strcmp(tl_dataset_cat_name(d, f), tl_dataset_cat_name(md, f)) != 0)
+                luaL_error(L, "%s: field '%s': categorical field %d is '%s' in the split's dataset and '%s' in "
+                              "the model's (build the data with like= the model's dataset)",
+                           fn, field, f + 1, tl_dataset_cat_name(d, f), tl_dataset_cat_name(md, f));
+            if (tl_dataset_vocab_diff(d, f, md, f, diff, sizeof diff))
+                luaL_error(L, "%s: field '%s': the split's ids mean other values than in the model's data: %s "
+                              "(here = the split's dataset, there = the model's; build the data with like= "
+                              "the model's dataset)",
+                           fn, field, diff);
+        }
+        size_t fl = strlen(fn);
+        if (!tl_dataset_labeled(d) && !(fl >= 8 && strcmp(fn + fl - 8, ":predict") == 0))
+            luaL_error(L, "%s: field '%s': the split's dataset has no labels (read with like= from a file "
+                          "without label columns): only m:predict takes it",
+                       fn, field);
     }
     return s;
 }
