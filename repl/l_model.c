@@ -25,7 +25,51 @@
 
 typedef struct {
     tl_model *m;
+    int busy;          /* inside m:fit: close and fit refuse, __gc defers */
+    int free_pending;  /* collected while busy (lua_close from a callback): freed by fit */
 } l_model;
+
+/* Datasets that a running m:fit reads, with a count (fits nest when a
+ * callback fits another model). d:close refuses them and their __gc leaves
+ * them alone (repl/l_data.c). A fixed table: each fit holds at most two. */
+#define BUSY_DATASETS 64
+static struct {
+    const tl_dataset *d;
+    int count;
+} busy_datasets[BUSY_DATASETS];
+
+int tl_lua_dataset_busy(const tl_dataset *d)
+{
+    for (int i = 0; d && i < BUSY_DATASETS; i++)
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) return 1;
+    return 0;
+}
+
+/* 0 when the table is full (deeper nesting than any real use). */
+static int dataset_hold(const tl_dataset *d)
+{
+    int free_slot = -1;
+    for (int i = 0; i < BUSY_DATASETS; i++) {
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) {
+            busy_datasets[i].count++;
+            return 1;
+        }
+        if (busy_datasets[i].count == 0 && free_slot < 0) free_slot = i;
+    }
+    if (free_slot < 0) return 0;
+    busy_datasets[free_slot].d = d;
+    busy_datasets[free_slot].count = 1;
+    return 1;
+}
+
+static void dataset_release(const tl_dataset *d)
+{
+    for (int i = 0; i < BUSY_DATASETS; i++)
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) {
+            if (--busy_datasets[i].count == 0) busy_datasets[i].d = NULL;
+            return;
+        }
+}
 
 /* ---- specs: tl.mlp, backbones, optimizers ------------------------------------ */
 
@@ -358,12 +402,29 @@ static l_model *check_model(lua_State *L, int idx)
     return lm;
 }
 
+/* __gc cannot raise: a model collected while its fit runs (only lua_close
+ * from inside a progress callback can do that) is left to the fit, which
+ * frees it when it returns. */
 static int l_model_gc(lua_State *L)
 {
     l_model *lm = luaL_checkudata(L, 1, MODEL_MT);
+    if (lm->busy) {
+        lm->free_pending = 1;
+        return 0;
+    }
     tl_model_free(lm->m);
     lm->m = NULL;
     return 0;
+}
+
+/* m:close() and __close: refused while the model trains (from a progress
+ * callback), since the running fit still uses it. */
+static int l_model_close(lua_State *L)
+{
+    l_model *lm = luaL_checkudata(L, 1, MODEL_MT);
+    if (lm->busy) return luaL_error(L, "m:close: the model is training (called from its fit's "
+                                       "progress callback); stop the fit by returning false first");
+    return l_model_gc(L);
 }
 
 static const char *const model_fields[] = {"data", "backbone", "towers", "tower", "weights", "tasks",
@@ -493,6 +554,7 @@ void tl_lua_push_model(lua_State *L, tl_model *m, int data_idx)
     if (data_idx) data_idx = lua_absindex(L, data_idx);
     l_model *lm = lua_newuserdatauv(L, sizeof *lm, 1);
     lm->m = m;
+    lm->busy = lm->free_pending = 0;
     luaL_setmetatable(L, MODEL_MT);
     if (data_idx) {
         lua_pushvalue(L, data_idx);
@@ -673,14 +735,19 @@ static int l_model_fit(lua_State *L)
 {
     const char *fn = "m:fit";
     l_model *lm = check_model(L, 1);
+    if (lm->busy)
+        return luaL_error(L, "m:fit: the model is training (m:fit called from its own fit's "
+                             "progress callback)");
     luaL_checktype(L, 2, LUA_TTABLE);
     tl_lua_check_fields(L, 2, fn, fit_fields);
     tl_fit_options o;
     tl_fit_defaults(&o);
     lua_getfield(L, 2, "data");
     const tl_split *train = check_model_split(L, -1, lm->m, fn, "data");
+    const tl_dataset *train_d = tl_lua_split_dataset(L, -1);
     lua_getfield(L, 2, "valid");
     const tl_split *valid = lua_isnil(L, -1) ? NULL : check_model_split(L, -1, lm->m, fn, "valid");
+    const tl_dataset *valid_d = valid ? tl_lua_split_dataset(L, -1) : NULL;
     o.epochs = (int)tl_lua_opt_int(L, 2, fn, "epochs", 10, 1, 1000000);
     o.patience = (int)tl_lua_opt_int(L, 2, fn, "patience", 0, 0, 1000000);
     o.batch = (int)tl_lua_opt_int(L, 2, fn, "batch", tl_model_config_get(lm->m)->max_batch, 1,
@@ -736,7 +803,24 @@ static int l_model_fit(lua_State *L)
     o.progress_every = (!x.quiet && x.tty) || x.live_idx || x.callback_idx || x.ckpt_every ? 1 : 0;
     x.model_idx = 1;
 
+    /* The model and the datasets of its splits are busy while the engine
+     * runs: a callback's m:close(), m:fit or d:close() is refused. Nothing
+     * below raises until they are released. */
+    if (!dataset_hold(train_d)) return luaL_error(L, "%s: too many nested fits", fn);
+    if (valid_d && !dataset_hold(valid_d)) {
+        dataset_release(train_d);
+        return luaL_error(L, "%s: too many nested fits", fn);
+    }
+    lm->busy = 1;
     tl_status s = tl_model_fit(lm->m, train, valid, &o);
+    lm->busy = 0;
+    dataset_release(train_d);
+    if (valid_d) dataset_release(valid_d);
+    if (lm->free_pending) {
+        tl_model_free(lm->m);
+        lm->m = NULL;
+        return 0;
+    }
     /* Ctrl-C: the error raised below delivers it, once. Without the REPL's
      * pending "interrupted!" hook a pcall around fit catches it like any
      * error, and the last plot update below runs. */
@@ -1310,8 +1394,6 @@ static int l_model_params(lua_State *L)
     return 1;
 }
 
-static int l_model_close(lua_State *L) { return l_model_gc(L); }
-
 static const luaL_Reg model_methods[] = {
     {"fit", l_model_fit},         {"evaluate", l_model_evaluate}, {"predict", l_model_predict},
     {"history", l_model_history}, {"params", l_model_params},     {"close", l_model_close},
@@ -1429,7 +1511,7 @@ void tl_lua_open_model(lua_State *L, int tl)
     luaL_newmetatable(L, MODEL_MT);
     lua_pushcfunction(L, l_model_gc);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_model_gc);
+    lua_pushcfunction(L, l_model_close);
     lua_setfield(L, -2, "__close");
     lua_pushcfunction(L, l_model_tostring);
     lua_setfield(L, -2, "__tostring");

@@ -5,6 +5,7 @@
 
 #include <lua.h>
 
+#include "data.h"
 #include "model.h"
 
 #define TL_MODEL_MT "tl.model"
@@ -18,5 +19,9 @@ void tl_lua_push_model(lua_State *L, tl_model *m, int data_idx);
 void tl_lua_model_method(lua_State *L, const char *name, lua_CFunction fn);
 
 void tl_lua_open_model(lua_State *L, int tl);
+
+/* 1 while a running m:fit reads dataset d (d:close refuses it, its __gc
+ * leaves it to the fit). */
+int tl_lua_dataset_busy(const tl_dataset *d);
 
 #endif
