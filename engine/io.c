@@ -967,7 +967,9 @@ static double min_param_floats(const tl_model_config *c)
     return n;
 }
 
-tl_status tl_model_load(const char *path, tl_model **out)
+tl_status tl_model_load(const char *path, tl_model **out) { return tl_model_load_limit(path, 0, out); }
+
+tl_status tl_model_load_limit(const char *path, uint64_t max_memory, tl_model **out)
 {
     if (!out) return tl_fail(TL_ERR_ARG, "load: out is NULL");
     *out = NULL;
@@ -992,6 +994,7 @@ tl_status tl_model_load(const char *path, tl_model **out)
         s = bad_section(path, S_CONF, sec[S_CONF].bad);
         goto done;
     }
+    cfg.max_memory = max_memory;
     if ((s = tl_model_new(&cfg, &m)) != TL_OK) {
         if (s != TL_ERR_NOMEM) s = TL_ERR_FORMAT;
         s = tl_fail_context(s, "%s: the checkpoint's configuration is rejected", path);

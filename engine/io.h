@@ -50,5 +50,8 @@ tl_status tl_model_save(tl_model *m, const char *path);
  * by a newer format version, or inconsistent (a parameter's name or shape does
  * not match the configuration) is TL_ERR_FORMAT with a message saying which. */
 tl_status tl_model_load(const char *path, tl_model **out);
+/* tl_model_load with the model's memory budget: max_memory bytes (0 = the
+ * available memory, as tl_model_new checks it). */
+tl_status tl_model_load_limit(const char *path, uint64_t max_memory, tl_model **out);
 
 #endif

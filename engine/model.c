@@ -384,11 +384,51 @@ static tl_status build(tl_model *m)
     s = tl_weighting_build(m);
     if (s != TL_OK) return s;
     if ((s = tl_graph_status(g)) != TL_OK) return tl_fail(s, "%s", tl_graph_errmsg(g));
-    if ((s = tl_graph_backward(g, m->total)) != TL_OK) return s;
-    return tl_graph_plan(g);
+    return tl_graph_backward(g, m->total);
 }
 
-tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
+/* The parts of a built (not yet planned) model's memory, in bytes. */
+typedef struct {
+    uint64_t params, grads, optim, best, task_grads, arena, sparse, total;
+} memory_parts;
+
+static memory_parts memory_of(tl_model *m, int max_batch)
+{
+    size_t pf = 0, af = 0, rows = 0;
+    tl_graph_plan_size(m->g, max_batch, &pf, &af, &rows);
+    memory_parts p;
+    p.params = p.grads = p.best = (uint64_t)pf * sizeof(float);
+    p.optim = 2 * p.params; /* Adam, the default: two moments per parameter */
+    p.task_grads = m->cfg.weighting == TL_WEIGHTING_PCGRAD ? (uint64_t)m->cfg.n_tasks * p.params : 0;
+    p.arena = (uint64_t)af * sizeof(float);
+    p.sparse = (uint64_t)rows * (sizeof(int32_t) + 1);
+    p.total = p.params + p.grads + p.optim + p.best + p.task_grads + p.arena + p.sparse;
+    return p;
+}
+
+/* Refuse a model whose memory exceeds the budget, before planning
+ * allocates it. */
+static tl_status check_memory(tl_model *m)
+{
+    memory_parts p = memory_of(m, m->cfg.max_batch);
+    char a[24], b[24], c[24], what[256];
+    snprintf(what, sizeof what, "the model (parameters %s, gradients as much, Adam state %s, "
+                                "best-weights copy as much, activations for batch %d %s)",
+             tl_memory_str(p.params, a, sizeof a), tl_memory_str(p.optim, b, sizeof b),
+             m->cfg.max_batch, tl_memory_str(p.arena, c, sizeof c));
+    tl_status s = tl_memory_check(p.total, m->cfg.max_memory, what);
+    if (s != TL_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tl_errmsg());
+        return tl_fail(s, "%s: make the model smaller (experts, layer widths, emb, batch) or raise "
+                          "max_memory= (bytes) on tl.model", msg);
+    }
+    return TL_OK;
+}
+
+/* A model record with its graph built but not planned (no parameter memory
+ * yet); tl_model_free releases it. */
+static tl_status model_build(const tl_model_config *cfg, tl_model **out)
 {
     *out = NULL;
     tl_status s = check_config(cfg);
@@ -403,8 +443,34 @@ tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
     m->eval_in_space = 1;
     tl_rng_seed(&m->rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
     m->g = tl_graph_new(cfg->max_batch, cfg->seed);
-    if (!m->g || (s = build(m)) != TL_OK || (s = tl_weighting_init(m)) != TL_OK) {
+    if (!m->g || (s = build(m)) != TL_OK) {
         if (s == TL_OK) s = TL_ERR_NOMEM;
+        tl_model_free(m);
+        return s;
+    }
+    *out = m;
+    return TL_OK;
+}
+
+tl_status tl_model_memory(const tl_model_config *c, uint64_t *bytes)
+{
+    tl_model *m;
+    *bytes = 0;
+    tl_status s = model_build(c, &m);
+    if (s != TL_OK) return s;
+    *bytes = memory_of(m, c->max_batch).total;
+    tl_model_free(m);
+    return TL_OK;
+}
+
+tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
+{
+    tl_model *m;
+    *out = NULL;
+    tl_status s = model_build(cfg, &m);
+    if (s != TL_OK) return s;
+    if ((s = check_memory(m)) != TL_OK || (s = tl_graph_plan(m->g)) != TL_OK ||
+        (s = tl_weighting_init(m)) != TL_OK) {
         tl_model_free(m);
         return s;
     }
@@ -873,10 +939,14 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
     if (valid && (st = check_split(m, valid, "fit: valid")) != TL_OK) return st;
     int K = m->cfg.n_tasks;
     int B = opt->batch > 0 ? opt->batch : m->cfg.max_batch;
-    if (B > m->cfg.max_batch)
-        return tl_fail(TL_ERR_ARG, "fit: batch %d exceeds the model's batch %d (set batch= when "
-                                   "building the model)", B, m->cfg.max_batch);
+    if (B > 1 << 20) return tl_fail(TL_ERR_ARG, "fit: batch %d above 1048576", B);
     if (opt->epochs < 1) return tl_fail(TL_ERR_ARG, "fit: epochs must be >= 1, got %d", opt->epochs);
+    /* A batch above the graph's: plan its activations again for B rows
+     * (parameters and optimizer state stay). Prediction keeps the model's
+     * batch (cfg.max_batch), so its chunks are what they were. */
+    if (B > tl_graph_max_batch(m->g) &&
+        (st = tl_graph_set_max_batch(m->g, B, m->cfg.max_memory)) != TL_OK)
+        return tl_fail_context(st, "fit");
     if ((st = ensure_optim(m, &opt->optim)) != TL_OK) return st;
     resolve_order(m, train);
 

@@ -136,6 +136,8 @@ typedef struct {
     uint64_t seed;
     tl_dml_spec dml;
     tl_distill_spec distill;
+    uint64_t max_memory;  /* bytes the model may take (tl_model_memory); 0 = the available
+                             memory (tl_memory_set_available). Not saved in checkpoints. */
 } tl_model_config;
 
 /* Sensible defaults: MMoE with 8 experts of [256, 128], towers [64], emb 16,
@@ -174,6 +176,14 @@ int tl_model_distill_order(const tl_model *m, int pair);
  * task's calibrator to probabilities (before any error correction, which
  * needs the label). */
 tl_status tl_model_predict_teachers(tl_model *m, const tl_split *s, int calibrated, float *out);
+
+/* Bytes a model of configuration c takes once trained: parameters,
+ * gradients, the optimizer's state (Adam's two moments), the copy of the
+ * best weights kept by early stopping, PCGrad's per-task gradients, the
+ * activation arena for c->max_batch rows and the embedding tables' row
+ * bookkeeping. tl_model_new checks it against c->max_memory (or the
+ * available memory) before allocating, and refuses with both numbers. */
+tl_status tl_model_memory(const tl_model_config *c, uint64_t *bytes);
 
 /* Number of trainable floats. */
 size_t tl_model_param_count(const tl_model *m);

@@ -6,12 +6,21 @@
 #include "l_model.h"
 #include "l_util.h"
 
-/* tl.load(path) -> model. Raises "tl.load: <engine message>" on failure. */
+/* tl.load(path [, {max_memory=}]) -> model. Raises "tl.load: <engine
+ * message>" on failure. */
 static int l_load(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
+    uint64_t max_memory = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        static const char *const fields[] = {"max_memory", NULL};
+        luaL_checktype(L, 2, LUA_TTABLE);
+        tl_lua_check_fields(L, 2, "tl.load", fields);
+        max_memory = tl_lua_opt_bytes(L, 2, "tl.load", "max_memory");
+    }
     tl_model *m = NULL;
-    tl_status s = tl_model_load(path, &m);
+    tl_lua_memory_refresh();
+    tl_status s = tl_model_load_limit(path, max_memory, &m);
     if (s != TL_OK) return tl_lua_raise_status(L, "tl.load", s);
     tl_lua_push_model(L, m, 0);
     return 1;

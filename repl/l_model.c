@@ -9,6 +9,7 @@
 #include <lua.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -69,6 +70,46 @@ static void dataset_release(const tl_dataset *d)
             if (--busy_datasets[i].count == 0) busy_datasets[i].d = NULL;
             return;
         }
+}
+
+void tl_lua_memory_refresh(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return;
+    char line[128];
+    unsigned long long kb;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+            tl_memory_set_available((uint64_t)kb * 1024u);
+            break;
+        }
+    fclose(f);
+}
+
+uint64_t tl_lua_opt_bytes(lua_State *L, int idx, const char *fn, const char *field)
+{
+    lua_getfield(L, idx, field);
+    double v = 0;
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        v = lua_tonumber(L, -1);
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+        const char *str = lua_tostring(L, -1);
+        char *end;
+        v = strtod(str, &end);
+        double unit = *end == 'k' || *end == 'K' ? 1e3 : *end == 'M' ? 1e6 : *end == 'G' ? 1e9
+                    : *end == 'T' ? 1e12 : *end ? -1 : 1;
+        if (*end && (end[1] == 'B' ? end[2] : end[1])) unit = -1;
+        if (unit < 0 || end == str)
+            luaL_error(L, "%s: field '%s' must be bytes (a number, or a string such as \"64G\" or "
+                          "\"512M\"), got \"%s\"", fn, field, str);
+        v *= unit;
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "%s: field '%s' must be bytes (a number or \"64G\"), got %s", fn, field,
+                   luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    if (!(v >= 0 && v < 1.8e19)) luaL_error(L, "%s: field '%s' must be >= 0 bytes", fn, field);
+    return (uint64_t)v;
 }
 
 /* ---- specs: tl.mlp, backbones, optimizers ------------------------------------ */
@@ -429,7 +470,7 @@ static int l_model_close(lua_State *L)
 
 static const char *const model_fields[] = {"data", "backbone", "towers", "tower", "weights", "tasks",
                                            "weighting", "emb", "seed", "batch", "alpha",
-                                           "temperature", "distill", "mutual", NULL};
+                                           "temperature", "distill", "mutual", "max_memory", NULL};
 
 /* lua_next over a table keyed by task name (at the top of the stack, after a
  * pushed key): the next entry's task index with its value on top, or -1 at the
@@ -541,8 +582,10 @@ static int l_model_new(lua_State *L)
     }
     lua_pop(L, 1);
     c.seed = (uint64_t)tl_lua_opt_int(L, 1, fn, "seed", default_seed, 0, INT64_MAX);
+    c.max_memory = tl_lua_opt_bytes(L, 1, fn, "max_memory");
 
     tl_model *m;
+    tl_lua_memory_refresh();
     tl_status s = tl_model_new(&c, &m);
     if (s != TL_OK) return tl_lua_raise_status(L, fn, s);
     tl_lua_push_model(L, m, data_idx);
@@ -751,7 +794,8 @@ static int l_model_fit(lua_State *L)
     o.epochs = (int)tl_lua_opt_int(L, 2, fn, "epochs", 10, 1, 1000000);
     o.patience = (int)tl_lua_opt_int(L, 2, fn, "patience", 0, 0, 1000000);
     o.batch = (int)tl_lua_opt_int(L, 2, fn, "batch", tl_model_config_get(lm->m)->max_batch, 1,
-                                  tl_model_config_get(lm->m)->max_batch);
+                                  1 << 20);
+    if (o.batch > tl_graph_max_batch(tl_model_graph(lm->m))) tl_lua_memory_refresh();
     o.max_steps = tl_lua_opt_int(L, 2, fn, "max_steps", 0, 0, INT64_MAX);
     o.seed = (uint64_t)tl_lua_opt_int(L, 2, fn, "seed", 0, 0, INT64_MAX);
     o.shuffle = tl_lua_opt_bool(L, 2, fn, "shuffle", 1);
