@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,9 +362,15 @@ static mode_t current_umask(void)
     return (mode_t)(mask & 0777);
 }
 
+/* "path: what: errno text", with what the limit is when the disk or a
+ * limit ran out (ulimit -f gives EFBIG once SIGXFSZ is ignored). */
 static tl_status io_fail(const char *path, const char *what, int err)
 {
-    return tl_fail(TL_ERR_IO, "%s: %s: %s", path, what, strerror(err));
+    const char *hint = err == EFBIG || err == EDQUOT ? " (disk quota / file size limit reached; "
+                                                       "the previous file is intact)"
+                       : err == ENOSPC ? " (disk full; the previous file is intact)"
+                                       : "";
+    return tl_fail(TL_ERR_IO, "%s: %s: %s%s", path, what, strerror(err), hint);
 }
 
 /* Write p[0..n) to path through a temporary file in the same directory.
@@ -458,6 +465,7 @@ typedef struct {
     const uint8_t *p;
     size_t n, pos;
     const char *bad; /* first problem, or NULL */
+    char msg[160];   /* a field's message, when bad points here */
 } rbuf;
 
 static const uint8_t *take(rbuf *r, size_t k)
@@ -638,6 +646,129 @@ static void get_config(rbuf *r, tl_model_config *c)
     ds->calib_every = !r->bad && r->n - r->pos >= 4 ? get_i32(r) : 0;
 }
 
+/* ---- field ranges ----------------------------------------------------------
+ * A checkpoint's CRC says the bytes are the ones written, not that a writer
+ * (or a hand) put sane values in them. Every field is range-checked before
+ * the model is built from it; the first one out of range is named. */
+
+static void want_int(rbuf *r, const char *field, long long v, long long lo, long long hi)
+{
+    if (r->bad || (v >= lo && v <= hi)) return;
+    snprintf(r->msg, sizeof r->msg, "has field %s = %lld outside %lld..%lld", field, v, lo, hi);
+    r->bad = r->msg;
+}
+
+/* lo <= v <= hi (hi_open: v < hi), finite. */
+static void want_real(rbuf *r, const char *field, double v, double lo, double hi, int hi_open)
+{
+    if (r->bad) return;
+    if (isfinite(v) && v >= lo && (hi_open ? v < hi : v <= hi)) return;
+    snprintf(r->msg, sizeof r->msg, "has field %s = %g outside [%g, %g%s", field, v, lo, hi,
+             hi_open ? ")" : "]");
+    r->bad = r->msg;
+}
+
+static void check_mlp_fields(rbuf *r, const tl_mlp_spec *s, const char *what)
+{
+    char f[64];
+    for (int i = 0; i < s->n; i++) {
+        snprintf(f, sizeof f, "%s.units[%d]", what, i + 1);
+        want_int(r, f, s->units[i], 1, 1 << 16);
+    }
+    snprintf(f, sizeof f, "%s.dropout", what);
+    want_real(r, f, s->dropout, 0.0, 1.0, 1);
+}
+
+static void check_config_fields(rbuf *r, const tl_model_config *c)
+{
+    const tl_backbone_spec *b = &c->backbone;
+    char f[64];
+    want_int(r, "backbone.kind", (long long)b->kind, 0, TL_BACKBONE_COUNT - 1);
+    check_mlp_fields(r, &b->bottom, "backbone.bottom");
+    check_mlp_fields(r, &b->expert, "backbone.expert");
+    if (b->kind == TL_BACKBONE_OMOE || b->kind == TL_BACKBONE_MMOE)
+        want_int(r, "backbone.experts", b->experts, 1, 1024);
+    if (b->kind == TL_BACKBONE_PLE) {
+        want_int(r, "backbone.levels", b->levels, 1, 8);
+        want_int(r, "backbone.shared", b->shared, 0, 256);
+        want_int(r, "backbone.specific", b->specific, 0, 256);
+    }
+    want_real(r, "backbone.constraint", b->constraint, 0.0, 1e6, 0);
+    want_int(r, "backbone.transfer_dim", b->transfer_dim, 0, 1 << 16);
+    for (int k = 0; k < c->n_tasks; k++) {
+        const tl_task_spec *t = &c->tasks[k];
+        snprintf(f, sizeof f, "tasks[%d].name", k + 1);
+        if (!t->name[0] && !r->bad) {
+            snprintf(r->msg, sizeof r->msg, "has field %s empty", f);
+            r->bad = r->msg;
+        }
+        for (int j = 0; j < k; j++)
+            if (!r->bad && strcmp(c->tasks[j].name, t->name) == 0) {
+                snprintf(r->msg, sizeof r->msg, "has task name '%s' twice", t->name);
+                r->bad = r->msg;
+            }
+        snprintf(f, sizeof f, "tasks[%d].tower", k + 1);
+        check_mlp_fields(r, &t->tower, f);
+        snprintf(f, sizeof f, "tasks[%d].weight", k + 1);
+        want_real(r, f, t->weight, 0.0, 3.0e38, 0);
+        snprintf(f, sizeof f, "tasks[%d].space", k + 1);
+        want_int(r, f, t->space, -1, c->n_tasks - 1);
+        if (!r->bad && t->space == k) {
+            snprintf(r->msg, sizeof r->msg, "has field %s naming its own task", f);
+            r->bad = r->msg;
+        }
+    }
+    for (int i = 0; i < c->n_cat; i++) {
+        snprintf(f, sizeof f, "vocab[%d]", i + 1);
+        want_int(r, f, c->vocab[i], 1, INT32_MAX);
+    }
+    want_int(r, "n_num", c->n_num, 0, 1 << 24);
+    if (c->n_cat > 0) want_int(r, "emb_dim", c->emb_dim, 1, 4096);
+    want_int(r, "weighting", (long long)c->weighting, 0, TL_WEIGHTING_COUNT - 1);
+    want_real(r, "gradnorm_alpha", c->gradnorm_alpha, 0.0, 1e6, 0);
+    want_real(r, "dwa_temperature", c->dwa_temperature, 1e-30, 1e6, 0);
+    want_int(r, "max_batch", c->max_batch, 1, 1 << 20);
+    const tl_dml_spec *dm = &c->dml;
+    want_int(r, "dml.enabled", dm->enabled, 0, 1);
+    if (dm->enabled) {
+        want_int(r, "dml.ctfm", dm->ctfm, 0, 1);
+        want_int(r, "dml.gkd", dm->gkd, 0, 1);
+        want_int(r, "dml.stop_grad", dm->stop_grad, 0, 1);
+        want_int(r, "dml.gkd_layers", dm->gkd_layers, 1, TL_MAX_LAYERS);
+        want_real(r, "dml.dropout", dm->dropout, 0.0, 1.0, 1);
+    }
+    const tl_distill_spec *ds = &c->distill;
+    want_int(r, "distill.enabled", ds->enabled, 0, 1);
+    if (!ds->enabled) return;
+    want_int(r, "distill.n_pairs", ds->n_pairs, 1, TL_MAX_TASKS);
+    for (int p = 0; p < ds->n_pairs; p++) {
+        snprintf(f, sizeof f, "distill.flip[%d]", p + 1);
+        want_int(r, f, ds->flip[p], -1, 1);
+        if (!r->bad && ds->pairs[p][0] == ds->pairs[p][1]) {
+            snprintf(r->msg, sizeof r->msg, "has distillation pair %d naming one task twice", p + 1);
+            r->bad = r->msg;
+        }
+    }
+    want_int(r, "distill.order", ds->order, 0, 2);
+    want_real(r, "distill.aux", ds->aux, 0.0, 1e6, 0);
+    want_real(r, "distill.kd", ds->kd, 0.0, 1.0, 0);
+    want_int(r, "distill.bce_on_aux", ds->bce_on_aux, 0, 1);
+    want_int(r, "distill.calibrate", (long long)ds->calibrate, TL_DISTILL_PLATT, TL_DISTILL_ISOTONIC);
+    want_int(r, "distill.calib_valid", ds->calib_valid, 0, 1);
+    want_int(r, "distill.correct", (long long)ds->correct, TL_CORRECT_NONE, TL_CORRECT_CLIP);
+    want_real(r, "distill.lambda", ds->lambda, 0.0, 1.0, 0);
+    want_int(r, "distill.teacher_grad", ds->teacher_grad, 0, 1);
+    want_int(r, "distill.teacher_shared", ds->teacher_shared, 0, 1);
+    want_int(r, "distill.warmup", ds->warmup, 0, INT64_MAX / 2);
+    want_int(r, "distill.max_pairs", ds->max_pairs, 1, 1 << 30);
+    want_int(r, "distill.naive", ds->naive, 0, 1);
+    want_int(r, "distill.calib_every", ds->calib_every, 0, INT32_MAX);
+}
+
+/* Counters a later fit adds to: bounded so that they cannot overflow. */
+#define MAX_STEPS_FIELD ((int64_t)1 << 62)
+#define MAX_EPOCH_FIELD (1 << 30)
+
 static void get_rng(rbuf *r, tl_rng *g)
 {
     for (int i = 0; i < 4; i++) g->s[i] = get_u64(r);
@@ -723,7 +854,10 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
     tl_rng drop, prng;
     get_rng(r, &drop);
     get_rng(r, &prng);
-    if (!r->bad && (step < 0 || epoch < 0)) r->bad = "has negative counters";
+    want_int(r, "step", step, 0, MAX_STEPS_FIELD);
+    want_int(r, "epoch", epoch, 0, MAX_EPOCH_FIELD);
+    want_int(r, "batches_in_epoch", (long long)(bie > (uint64_t)INT64_MAX ? INT64_MAX : bie), 0,
+             UINT32_MAX);
     if (r->bad) return bad_section(path, S_TRNS, r->bad);
     m->step = step;
     m->epoch = epoch;
@@ -749,7 +883,17 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
             int64_t steps = get_i64(r);
             uint32_t nb = get_u32(r);
             uint64_t floats = get_u64(r);
-            if (!r->bad && (unsigned)oc.kind > TL_OPTIM_ADAGRAD) r->bad = "has an unknown optimizer";
+            want_int(r, "kind", (long long)oc.kind, TL_OPTIM_SGD, TL_OPTIM_ADAGRAD);
+            want_real(r, "lr", oc.lr, 1e-30, 1e30, 0);
+            want_real(r, "momentum", oc.momentum, 0.0, 1.0, 1);
+            want_int(r, "nesterov", oc.nesterov, 0, 1);
+            want_real(r, "beta1", oc.beta1, 0.0, 1.0, 1);
+            want_real(r, "beta2", oc.beta2, 0.0, 1.0, 1);
+            want_real(r, "eps", oc.eps, 0.0, 1e30, 0);
+            want_real(r, "weight_decay", oc.weight_decay, 0.0, 1e30, 0);
+            want_real(r, "clip_norm", oc.clip_norm, 0.0, 1e30, 0);
+            want_real(r, "initial_accumulator", oc.initial_accumulator, 0.0, 1e30, 0);
+            want_int(r, "steps", steps, 0, MAX_STEPS_FIELD);
             if (r->bad) return bad_section(path, S_OPTM, r->bad);
             tl_optim *o = tl_optim_new(m->g, &oc);
             if (!o) {
@@ -784,6 +928,9 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
         for (int e = 0; e < 2; e++)
             for (int i = 0; i < K && !r->bad; i++) m->dwa_hist[e][i] = get_f64(r);
         m->dwa_epochs = get_i32(r);
+        for (int i = 0; i < K; i++) want_real(r, "factor", m->factor[i], 0.0, 3.0e38, 0);
+        want_int(r, "gn_have_initial", m->gn_have_initial, 0, 1);
+        want_int(r, "dwa_epochs", m->dwa_epochs, 0, MAX_EPOCH_FIELD);
         if (r->bad) return bad_section(path, S_WGHT, r->bad);
     }
     tl_weighting_apply(m);
@@ -913,7 +1060,9 @@ static tl_status parse(const char *path, const uint8_t *p, size_t n, rbuf *sec, 
         if (which >= 0) {
             if (have[which]) return bad_section(path, which, "appears twice");
             have[which] = 1;
-            sec[which] = (rbuf){p + pos, (size_t)size, 0, NULL};
+            memset(&sec[which], 0, sizeof sec[which]);
+            sec[which].p = p + pos;
+            sec[which].n = (size_t)size;
         }
         pos += (size_t)size;
     }
@@ -987,7 +1136,7 @@ tl_status tl_model_load_limit(const char *path, uint64_t max_memory, tl_model **
 
     tl_model_config cfg;
     get_config(&sec[S_CONF], &cfg);
-    if (!sec[S_CONF].bad && cfg.max_batch > 1 << 20) sec[S_CONF].bad = "has a batch size out of range";
+    if (!sec[S_CONF].bad) check_config_fields(&sec[S_CONF], &cfg);
     if (!sec[S_CONF].bad && 4.0 * min_param_floats(&cfg) > (double)sec[S_PARM].n)
         sec[S_CONF].bad = "needs more parameters than the PARM section holds";
     if (sec[S_CONF].bad) {

@@ -3,6 +3,7 @@
  * losses/weighting.c. */
 #include "model.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -941,6 +942,9 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
     int B = opt->batch > 0 ? opt->batch : m->cfg.max_batch;
     if (B > 1 << 20) return tl_fail(TL_ERR_ARG, "fit: batch %d above 1048576", B);
     if (opt->epochs < 1) return tl_fail(TL_ERR_ARG, "fit: epochs must be >= 1, got %d", opt->epochs);
+    if (opt->epochs > INT_MAX - m->epoch)
+        return tl_fail(TL_ERR_ARG, "fit: %d more epochs after %d overflow the epoch counter",
+                       opt->epochs, m->epoch);
     /* A batch above the graph's: plan its activations again for B rows
      * (parameters and optimizer state stay). Prediction keeps the model's
      * batch (cfg.max_batch), so its chunks are what they were. */

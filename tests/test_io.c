@@ -27,6 +27,7 @@
 
 #include "io.h"
 #include "model.h"
+#include "models/model_impl.h"
 #include "support.h"
 #include "synthetic.h"
 
@@ -721,8 +722,84 @@ static void test_refuse_inconsistent(void **state)
     put32(p + conf + 16, 77); /* backbone kind */
     reseal(p, x.n);
     write_all(x.bad, p, x.n);
-    expect_refused(x.bad, TL_ERR_FORMAT, "configuration is rejected");
+    expect_refused(x.bad, TL_ERR_FORMAT, "section CONF has field backbone.kind = 77 outside 0..5");
     free(p);
+    fixture_close(&x);
+}
+
+/* A checkpoint whose bytes are what a writer put there (valid CRC) but whose
+ * fields are out of range: each is refused naming the section and the field,
+ * before a model is built from it (issue 25 item 5: print, fit and evaluate
+ * used to index arrays with such enums and overflow such counters). */
+typedef void (*spoil_fn)(tl_model *m);
+
+static void sp_correct(tl_model *m)
+{
+    m->cfg.distill.enabled = 1;
+    m->cfg.distill.n_pairs = 1;
+    m->cfg.distill.pairs[0][0] = 0;
+    m->cfg.distill.pairs[0][1] = 1;
+    m->cfg.distill.flip[0] = 0;
+    m->cfg.distill.correct = (tl_distill_correct)16;
+}
+static void sp_calibrate(tl_model *m)
+{
+    sp_correct(m);
+    m->cfg.distill.correct = TL_CORRECT_BLEND;
+    m->cfg.distill.calibrate = (tl_distill_calib)5;
+}
+static void sp_order(tl_model *m)
+{
+    sp_correct(m);
+    m->cfg.distill.correct = TL_CORRECT_BLEND;
+    m->cfg.distill.order = 7;
+}
+static void sp_flip(tl_model *m)
+{
+    sp_correct(m);
+    m->cfg.distill.correct = TL_CORRECT_BLEND;
+    m->cfg.distill.flip[0] = 9;
+}
+static void sp_weighting(tl_model *m) { m->cfg.weighting = (tl_weighting)9; }
+static void sp_weight(tl_model *m) { m->cfg.tasks[1].weight = NAN; }
+static void sp_emb(tl_model *m) { m->cfg.emb_dim = 1 << 20; }
+static void sp_dml(tl_model *m) { m->cfg.dml.enabled = 5; }
+static void sp_epoch(tl_model *m) { m->epoch = INT32_MAX; }
+static void sp_step(tl_model *m) { m->step = INT64_MAX; }
+static void sp_lr(tl_model *m) { ((tl_optim_config *)tl_optim_get_config(m->opt))->lr = NAN; }
+static void sp_beta(tl_model *m) { ((tl_optim_config *)tl_optim_get_config(m->opt))->beta2 = 1.5f; }
+static void sp_factor(tl_model *m) { m->factor[0] = -1.0f; }
+
+static void test_refuse_out_of_range_fields(void **state)
+{
+    (void)state;
+    static const struct {
+        spoil_fn fn;
+        const char *needle;
+    } cases[] = {
+        {sp_correct, "section CONF has field distill.correct = 16 outside 0..2"},
+        {sp_calibrate, "section CONF has field distill.calibrate = 5 outside 0..1"},
+        {sp_order, "section CONF has field distill.order = 7 outside 0..2"},
+        {sp_flip, "section CONF has field distill.flip[1] = 9 outside -1..1"},
+        {sp_weighting, "section CONF has field weighting = 9 outside 0..4"},
+        {sp_weight, "section CONF has field tasks[2].weight = nan"},
+        {sp_emb, "section CONF has field emb_dim = 1048576 outside 1..4096"},
+        {sp_dml, "section CONF has field dml.enabled = 5 outside 0..1"},
+        {sp_epoch, "section TRNS has field epoch = 2147483647 outside 0..1073741824"},
+        {sp_step, "section TRNS has field step = 9223372036854775807"},
+        {sp_lr, "section OPTM has field lr = nan"},
+        {sp_beta, "section OPTM has field beta2 = 1.5 outside [0, 1)"},
+        {sp_factor, "section WGHT has field factor = -1"},
+    };
+    fixture x;
+    fixture_open(&x);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        tl_model *m = load_ok(x.good);
+        cases[i].fn(m);
+        save_ok(m, x.bad);
+        tl_model_free(m);
+        expect_refused(x.bad, TL_ERR_FORMAT, cases[i].needle);
+    }
     fixture_close(&x);
 }
 
@@ -891,6 +968,7 @@ static void test_save_atomic(void **state)
     assert_int_equal(s, TL_ERR_IO);
     assert_non_null(strstr(msg, path));
     assert_non_null(strstr(msg, "write failed"));
+    assert_non_null(strstr(msg, "File too large (disk quota / file size limit reached"));
     assert_int_equal(count_files(dir), 1);
     back = load_ok(path);
     assert_true(same_params(back, a));
@@ -960,6 +1038,7 @@ int main(void)
         cmocka_unit_test(test_refuse_missing_file),
         cmocka_unit_test(test_unknown_sections),
         cmocka_unit_test(test_refuse_inconsistent),
+        cmocka_unit_test(test_refuse_out_of_range_fields),
         cmocka_unit_test(test_fuzz_loader),
         cmocka_unit_test(test_save_errors),
         cmocka_unit_test(test_save_atomic),
