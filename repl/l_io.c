@@ -1,6 +1,7 @@
 /* l_io.c — checkpoints from Lua: tl.load(path) and m:save(path). */
 #include <lauxlib.h>
 #include <lua.h>
+#include <time.h>
 
 #include "io.h"
 #include "l_model.h"
@@ -39,6 +40,13 @@ static int l_save(lua_State *L)
 
 void tl_lua_open_io(lua_State *L, int tl)
 {
+    /* the state opens as the program starts: temporaries of saves killed
+     * before then are stale */
+    static int started;
+    if (!started) {
+        tl_io_set_process_start(time(NULL));
+        started = 1;
+    }
     lua_pushcfunction(L, l_load);
     lua_setfield(L, tl, "load");
     tl_lua_model_method(L, "save", l_save);
@@ -59,7 +67,8 @@ void tl_lua_open_io(lua_State *L, int tl)
                "written to a temporary file in the same directory and renamed, so a crash or\n"
                "a full disk leaves the previous checkpoint whole. Ctrl-C takes effect after\n"
                "the file is complete. A process killed while saving (kill -9, power loss)\n"
-               "may leave a stale path.tmp.XXXXXX beside it: never read, safe to delete.\n"
-               "Load with tl.load(path).");
+               "may leave a stale path.tmp.XXXXXX beside it: never read, and removed by the\n"
+               "next save to path from a later process. A symbolic link at path is followed;\n"
+               "a directory, device or FIFO there is refused. Load with tl.load(path).");
     lua_pop(L, 3);
 }

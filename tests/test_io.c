@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -905,6 +907,99 @@ static void test_save_errors(void **state)
     fixture_close(&x);
 }
 
+/* tl.load of a FIFO returns at once (it used to block in fopen forever). */
+static void test_load_fifo_does_not_block(void **state)
+{
+    (void)state;
+    char *dir = tlt_tempdir_new();
+    char *fifo = path_in(dir, "pipe.tlm");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(20); /* a blocking open ends the test program: a failure */
+    expect_refused(fifo, TL_ERR_IO, "not a regular file");
+    alarm(0);
+    unlink(fifo);
+    free(fifo);
+    tlt_tempdir_free(dir);
+}
+
+/* m:save follows a symbolic link (the link stays, its target is replaced)
+ * and refuses a FIFO or device target, leaving it alone. */
+static void test_save_symlink_and_special_targets(void **state)
+{
+    (void)state;
+    fixture x;
+    fixture_open(&x);
+    tl_model *m = load_ok(x.good);
+    char *link = path_in(x.dir, "link.tlm"), *link2 = path_in(x.dir, "link2.tlm");
+    assert_int_equal(symlink("good.tlm", link), 0);   /* relative */
+    assert_int_equal(symlink(link, link2), 0);        /* a chain, absolute */
+    m->step = 12345;
+    save_ok(m, link2);
+    struct stat st;
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(lstat(link2, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    tl_model *back = load_ok(x.good);
+    assert_int_equal(tl_model_steps(back), 12345);
+    tl_model_free(back);
+
+    char *fifo = path_in(x.dir, "pipe.tlm");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    expect_save_fails(m, fifo, "not a regular file");
+    assert_int_equal(lstat(fifo, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    if (stat("/dev/full", &st) == 0) {
+        expect_save_fails(m, "/dev/full", "not a regular file");
+        assert_int_equal(stat("/dev/full", &st), 0);
+        assert_true(S_ISCHR(st.st_mode));
+    }
+    unlink(fifo);
+    unlink(link);
+    unlink(link2);
+    free(fifo);
+    free(link);
+    free(link2);
+    tl_model_free(m);
+    fixture_close(&x);
+}
+
+/* Temporaries of killed saves (<path>.tmp.XXXXXX, older than the process)
+ * are removed by the next save to the same path; a newer one (a save in
+ * progress elsewhere) and other paths' are kept. */
+static void test_save_removes_stale_temporaries(void **state)
+{
+    (void)state;
+    fixture x;
+    fixture_open(&x);
+    tl_model *m = load_ok(x.good);
+    char *old1 = path_in(x.dir, "good.tlm.tmp.AbC123"), *old2 = path_in(x.dir, "good.tlm.tmp.zzzzzz");
+    char *fresh = path_in(x.dir, "good.tlm.tmp.FrEsH1"), *other = path_in(x.dir, "bad.tlm.tmp.AbC123");
+    char *longer = path_in(x.dir, "good.tlm.tmp.AbC1234");
+    const char *files[5] = {old1, old2, fresh, other, longer};
+    time_t now = time(NULL);
+    for (int i = 0; i < 5; i++) {
+        write_all(files[i], (const unsigned char *)"x", 1);
+        struct timeval tv[2] = {{now - 3600, 0}, {now - 3600, 0}};
+        if (files[i] == fresh) tv[0].tv_sec = tv[1].tv_sec = now + 5;
+        assert_int_equal(utimes(files[i], tv), 0);
+    }
+    tl_io_set_process_start(now);
+    save_ok(m, x.good);
+    tl_io_set_process_start(0);
+    assert_int_equal(access(old1, F_OK), -1);
+    assert_int_equal(access(old2, F_OK), -1);
+    assert_int_equal(access(fresh, F_OK), 0);
+    assert_int_equal(access(other, F_OK), 0);
+    assert_int_equal(access(longer, F_OK), 0);
+    for (int i = 0; i < 5; i++) {
+        unlink(files[i]);
+        free((void *)files[i]);
+    }
+    tl_model_free(m);
+    fixture_close(&x);
+}
+
 /* Two different models: A is saved, then saving B over it fails in every
  * possible allocation, and mid-write (file size limit); A stays loadable and
  * no temporary file remains. */
@@ -1042,6 +1137,9 @@ int main(void)
         cmocka_unit_test(test_fuzz_loader),
         cmocka_unit_test(test_save_errors),
         cmocka_unit_test(test_save_atomic),
+        cmocka_unit_test(test_load_fifo_does_not_block),
+        cmocka_unit_test(test_save_symlink_and_special_targets),
+        cmocka_unit_test(test_save_removes_stale_temporaries),
         cmocka_unit_test(test_load_alloc_faults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
