@@ -343,6 +343,9 @@ static void encode(wbuf *b, tl_model *m)
         put_f32s(b, tmp, len);
         tl_free(tmp);
     }
+    /* added later: the steps at which they were fitted (staleness) */
+    for (int k = 0; k < m->cfg.n_tasks; k++) put_i64(b, m->out_cal_step[k]);
+    put_i64(b, m->distill_cal_step);
     end_section(b, off);
 
     uint8_t *crc = wb_take(b, 4);
@@ -1117,6 +1120,17 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
                 tl_calibrator_free(m->distill_task[k - K].cal);
                 m->distill_task[k - K].cal = c;
             }
+        }
+        /* Files without the fitting steps: the calibrators count as fresh. */
+        m->distill_cal_step = m->step;
+        if (r->n - r->pos >= 8 * ((size_t)K + 1)) {
+            for (int k = 0; k < K; k++) {
+                m->out_cal_step[k] = get_i64(r);
+                want_int(r, "calibrator step", m->out_cal_step[k], 0, m->step);
+            }
+            m->distill_cal_step = get_i64(r);
+            want_int(r, "teacher calibrator step", m->distill_cal_step, 0, m->step);
+            if (r->bad) return bad_section(path, S_CALB, r->bad);
         }
     }
     return TL_OK;

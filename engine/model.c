@@ -848,6 +848,20 @@ void tl_model_set_calibrator(tl_model *m, int task, tl_calibrator *c)
     }
     tl_calibrator_free(m->out_cal[task]);
     m->out_cal[task] = c;
+    m->out_cal_step[task] = m->step;
+}
+
+int64_t tl_model_calibrator_age(const tl_model *m, int task)
+{
+    if (task < 0 || task >= m->cfg.n_tasks || !m->out_cal[task]) return 0;
+    return m->step - m->out_cal_step[task];
+}
+
+int64_t tl_model_teacher_calibrator_age(const tl_model *m)
+{
+    int any = 0;
+    for (int k = 0; k < m->cfg.n_tasks; k++) any |= m->distill_task[k].cal != NULL;
+    return any ? m->step - m->distill_cal_step : 0;
 }
 
 /* ---- training ------------------------------------------------------------------ */
@@ -1041,6 +1055,8 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
                 r->weight[k] = tl_weighting_effective(m, k);
             }
             if ((st = tl_distill_step_end(m, train, valid)) != TL_OK) break;
+            if (m->cfg.distill.calib_every > 0 && m->step % m->cfg.distill.calib_every == 0)
+                m->distill_cal_step = m->step; /* refit by step_end */
             if (valid && opt->eval_every > 0 && m->step % opt->eval_every == 0 && b + 1 < per_epoch) {
                 /* a mid-epoch look at validation; early stopping stays per epoch */
                 if ((st = tl_model_evaluate(m, valid, 10, ev, NULL)) != TL_OK) break;
@@ -1095,6 +1111,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
         m->batches_in_epoch = 0;
         tl_weighting_epoch_end(m, epoch_loss);
         if ((st = tl_distill_epoch_end(m, train, valid)) != TL_OK) break;
+        m->distill_cal_step = m->step;
 
         tl_epoch_record *er = &m->epochs_hist[m->n_epochs_hist++];
         memset(er, 0, sizeof *er);

@@ -294,6 +294,15 @@ tl_status tl_model_calibrate(tl_model *m, const tl_split *s, tl_calib_kind kind)
 const tl_calibrator *tl_model_calibrator(const tl_model *m, int task);
 /* Attach (taking ownership; NULL detaches) — used by checkpoint loading. */
 void tl_model_set_calibrator(tl_model *m, int task, tl_calibrator *c);
+/* Training steps taken since the task's output calibrator was fitted (0
+ * when it is fresh or there is none). A calibrator fitted before further
+ * training describes the old parameters: it is kept (refitting needs a
+ * validation split the model does not know), and callers warn. */
+int64_t tl_model_calibrator_age(const tl_model *m, int task);
+/* Steps since CrossDistil's fitted teacher calibrators were refit (they are
+ * refit at epoch ends and every calib_every steps; a fit stopped mid-epoch
+ * leaves them older than the teachers). 0 without such calibrators. */
+int64_t tl_model_teacher_calibrator_age(const tl_model *m);
 /* Like predict / evaluate, with the attached calibrators applied. */
 tl_status tl_model_predict_calibrated(tl_model *m, const tl_split *s, float *out);
 tl_status tl_model_evaluate_calibrated(tl_model *m, const tl_split *s, int n_bins,

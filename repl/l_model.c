@@ -889,6 +889,27 @@ static void set_num(lua_State *L, const char *k, double v)
     lua_setfield(L, -2, k);
 }
 
+/* Calibrators fitted before further training are kept (refitting needs a
+ * validation split the model does not know, and a silent refit would change
+ * results), but using them says so, once per call, on stderr. */
+static void warn_stale_calibrators(tl_model *m, const char *fn)
+{
+    const tl_model_config *c = tl_model_config_get(m);
+    char names[TL_MAX_TASKS * (TL_TASK_NAME_MAX + 2)] = "";
+    int64_t age = 0;
+    for (int k = 0; k < c->n_tasks; k++) {
+        int64_t a = tl_model_calibrator_age(m, k);
+        if (a <= 0) continue;
+        if (names[0]) strcat(names, ", ");
+        strcat(names, c->tasks[k].name);
+        if (a > age) age = a;
+    }
+    if (age > 0)
+        fprintf(stderr, "%s: warning: the calibrators of %s are stale: fitted %lld training steps "
+                        "ago, before the model trained further; refit them with tl.calibrate(m, "
+                        "d.valid)\n", fn, names, (long long)age);
+}
+
 /* Push the evaluation result table of model m on split s. */
 static void push_evaluation(lua_State *L, tl_model *m, const tl_split *s, int nb, int calibrated,
                             const char *fn)
@@ -896,6 +917,7 @@ static void push_evaluation(lua_State *L, tl_model *m, const tl_split *s, int nb
     const tl_model_config *c = tl_model_config_get(m);
     tl_task_eval ev[TL_MAX_TASKS];
     tl_calib_bin *bins = lua_newuserdatauv(L, sizeof(tl_calib_bin) * (size_t)nb * (size_t)c->n_tasks, 0);
+    if (calibrated) warn_stale_calibrators(m, fn);
     tl_status st = calibrated ? tl_model_evaluate_calibrated(m, s, nb, ev, bins)
                               : tl_model_evaluate(m, s, nb, ev, bins);
     if (st != TL_OK) tl_lua_raise_status(L, fn, st);
@@ -1052,6 +1074,11 @@ static int l_calibrated_tostring(lua_State *L)
         snprintf(d, sizeof d, "\n  %-16s %s", c->tasks[k].name,
                  cal ? tl_calibrator_describe(cal, d + 40, sizeof d - 40) : "(none)");
         luaL_addstring(&b, d);
+        if (tl_model_calibrator_age(m, k) > 0) {
+            snprintf(d, sizeof d, "   (stale: fitted %lld steps ago)",
+                     (long long)tl_model_calibrator_age(m, k));
+            luaL_addstring(&b, d);
+        }
     }
     luaL_pushresult(&b);
     return 1;
@@ -1069,6 +1096,7 @@ static int l_model_predict(lua_State *L)
 static void push_predictions(lua_State *L, tl_model *m, const tl_split *s, int calibrated)
 {
     int K = tl_model_config_get(m)->n_tasks;
+    if (calibrated) warn_stale_calibrators(m, "cp:predict");
     float *out = lua_newuserdatauv(L, s->n * (size_t)K * sizeof(float), 0);
     tl_status st = calibrated ? tl_model_predict_calibrated(m, s, out) : tl_model_predict(m, s, out);
     if (st != TL_OK) tl_lua_raise_status(L, "predict", st);
@@ -1392,6 +1420,10 @@ static int l_model_teachers(lua_State *L)
     int K = c->n_tasks;
     float *raw = lua_newuserdatauv(L, s->n * (size_t)K * sizeof(float), 0);
     float *cal = lua_newuserdatauv(L, s->n * (size_t)K * sizeof(float), 0);
+    if (tl_model_teacher_calibrator_age(lm->m) > 0)
+        fprintf(stderr, "m:teachers: warning: the teachers' fitted calibrators are %lld steps older "
+                        "than the teachers (the last fit stopped mid-epoch); they are refit at the "
+                        "next epoch end\n", (long long)tl_model_teacher_calibrator_age(lm->m));
     tl_status st = tl_model_predict_teachers(lm->m, s, 0, raw);
     if (st == TL_OK) st = tl_model_predict_teachers(lm->m, s, 1, cal);
     if (st != TL_OK) return tl_lua_raise_status(L, "m:teachers", st);
