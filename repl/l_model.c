@@ -510,8 +510,19 @@ static int l_model_new(lua_State *L)
     lua_pop(L, 1);
 
     lua_getfield(L, 1, "towers");
-    if (!lua_isnil(L, -1)) {
+    const char *towers_kind = lua_isnil(L, -1) ? NULL : spec_kind(L, -1);
+    if (towers_kind && strcmp(towers_kind, "mlp") == 0) { /* towers=tl.mlp{...}: every task's */
+        for (int k = 0; k < c.n_tasks; k++) read_mlp(L, -1, fn, "towers", &c.tasks[k].tower, 0.0f);
+    } else if (towers_kind) {
+        luaL_error(L, "tl.model: field 'towers' must be a table keyed by task name "
+                      "(towers={%s=tl.mlp{64}}) or one tl.mlp{...} for every task (as tower=), "
+                      "got a %s spec", c.tasks[0].name, towers_kind);
+    } else if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TTABLE);
+        if (lua_rawlen(L, -1) > 0)
+            luaL_error(L, "tl.model: field 'towers' is a list; it must be keyed by task name "
+                          "(towers={%s=tl.mlp{64}}); for the same tower on every task use "
+                          "tower=tl.mlp{...} or towers=tl.mlp{...}", c.tasks[0].name);
         lua_pushnil(L);
         for (int k; (k = next_task(L, &c, "towers")) >= 0;) {
             read_mlp(L, -1, fn, "towers", &c.tasks[k].tower, 0.0f);
@@ -817,7 +828,9 @@ static int l_model_fit(lua_State *L)
     x.L = L;
     x.m = lm->m;
     x.tty = tl_lua_stdout_is_tty();
-    x.quiet = !tl_lua_opt_bool(L, 2, fn, "verbose", x.tty);
+    /* at a terminal a progress line redrawn in place; elsewhere (a pipe, a
+     * log file) one line per epoch */
+    x.quiet = !tl_lua_opt_bool(L, 2, fn, "verbose", 1);
     lua_getfield(L, 2, "progress");
     if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TFUNCTION);
@@ -1650,7 +1663,11 @@ void tl_lua_open_model(lua_State *L, int tl)
         {"model", "tl.model",
          "tl.model{data=d, backbone=tl.mmoe{...}, towers={task=tl.mlp{64}}, tower=tl.mlp{64},\n"
          "         weights={task=1}, weighting=\"fixed\"|\"uncertainty\"|\"gradnorm\"|\"dwa\"|\"pcgrad\",\n"
-         "         emb=16, batch=1024, seed=1, alpha=1.5 (gradnorm), temperature=2 (dwa)}\n"
+         "         emb=16, batch=1024, seed=1, alpha=1.5 (gradnorm), temperature=2 (dwa), max_memory=}\n"
+         "towers=tl.mlp{...} gives every task that tower (like tower=). Before allocating, the\n"
+         "model's memory (parameters, gradients, Adam state, best-weights copy, activations) is\n"
+         "checked against the available memory (MemAvailable); max_memory=\"64G\" (or bytes)\n"
+         "sets the limit instead.\n"
          "Build a multi-task model for dataset d: embeddings of its categorical fields plus its\n"
          "numeric features feed the backbone; each task gets its own tower. Methods: m:fit{...},\n"
          "m:evaluate(split), m:predict(split), m:history(), m.weights.<task> = w (next step)."},
@@ -1706,9 +1723,12 @@ void tl_lua_open_model(lua_State *L, int tl)
     }, method_docs[] = {
         {"fit", "m:fit",
          "m:fit{data=d.train, valid=d.valid, epochs=10, patience=0, batch=, optim=tl.optim.adam{},\n"
-         "      monitor=task, max_steps=, plot=false, verbose=(tty), progress=function(p) end}\n"
-         "Train; with valid and patience, stop early on the mean validation AUC (or the monitored\n"
-         "task) and restore the best weights. Ctrl-C stops cleanly; the model can continue.\n"
+         "      monitor=task, max_steps=, plot=false, verbose=true, progress=function(p) end}\n"
+         "Train; with valid and patience, stop early on the validation metric (mean over tasks of AUC\n"
+         "for binary, -MSE for regression, or the monitored task's) and restore the best weights.\n"
+         "Ctrl-C stops cleanly; the model can continue. verbose: a progress line at a terminal, one\n"
+         "line per epoch when stdout is a pipe or file; verbose=false prints nothing. A batch above\n"
+         "the model's batch= replans its activations (checked against the memory budget).\n"
          "diagnostics=N: every N steps record per-task gradient norms on the shared parameters,\n"
          "their pairwise cosines and the effective loss weights into m:history().diagnostics\n"
          "(tl.plot.history(m, {\"grad_norm\", \"grad_cos\"})). With valid, a warning names experts\n"

@@ -38,4 +38,43 @@ function T.fit_batch_above_the_models_batch()
   check(r.income.auc > 0.5, "trained with the larger batch")
 end
 
+function T.towers_spec_applies_to_every_task()
+  local m = small{towers = tl.mlp{12, 6}}
+  local s = tostring(m)
+  local _, n = s:gsub("tower %[12, 6%]", "")
+  eq(n, 2, s)
+  raises(function() small{towers = {12, 6}} end, "tower=tl.mlp")
+  raises(function() small{towers = tl.mmoe{}} end, "keyed by task name")
+  local m2 = small{towers = {income = tl.mlp{3}}}
+  check(tostring(m2):find("income%s+binary%s+tower %[3%]"), tostring(m2))
+end
+
+local BIN = os.getenv("TL_TEST_BIN") or "./towerlab"
+
+function T.fit_prints_one_line_per_epoch_when_not_a_tty()
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write([[
+local d = tl.datasets.census()
+local m = tl.model{data = d, backbone = tl.shared_bottom{bottom = {4}}, tower = tl.mlp{2},
+                   emb = 2, batch = 4096, seed = 1}
+m:fit{data = d.valid, valid = d.test, epochs = 2}
+m:fit{data = d.valid, epochs = 1, verbose = false}
+print("end")
+]])
+  f:close()
+  local p = io.popen("'" .. BIN .. "' '" .. script .. "' 2>/dev/null | cat")
+  local out = p:read("a")
+  p:close()
+  os.remove(script)
+  local lines = {}
+  for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+  eq(#lines, 3, out)
+  check(lines[1]:find("^epoch 1/2  step %d+  loss income"), lines[1])
+  check(lines[1]:find("| valid income auc"), lines[1])
+  check(lines[2]:find("^epoch 2/2"), lines[2])
+  check(not out:find("\r", 1, true), "no carriage returns in a pipe")
+  eq(lines[3], "end")
+end
+
 return T
