@@ -876,13 +876,16 @@ void tl_fit_defaults(tl_fit_options *o)
     o->optim = tl_optim_defaults(TL_OPTIM_ADAM);
 }
 
-/* Higher is better: AUC for binary tasks, -RMSE for regression. */
+/* Higher is better: AUC for binary tasks, -MSE for regression (the papers'
+ * protocol, issue 18), averaged over the tasks with a finite value (the
+ * sum's order, as long as every task has one). per_task gets AUC / RMSE, as
+ * the history and progress lines show them. */
 static double monitor_value(const tl_model *m, const tl_task_eval *ev, int task, double *per_task)
 {
     double sum = 0.0;
     int n = 0;
     for (int k = 0; k < m->cfg.n_tasks; k++) {
-        double v = ev[k].type == TL_TASK_BINARY ? ev[k].bin.auc : -ev[k].reg.rmse;
+        double v = ev[k].type == TL_TASK_BINARY ? ev[k].bin.auc : -ev[k].reg.mse;
         per_task[k] = ev[k].type == TL_TASK_BINARY ? ev[k].bin.auc : ev[k].reg.rmse;
         if (task >= 0 && k != task) continue;
         if (isfinite(v)) {

@@ -221,7 +221,7 @@ typedef struct {
     int epochs;            /* default 10 */
     int batch;             /* default: the model's max_batch */
     int patience;          /* epochs without improvement before stopping; 0 = off */
-    int monitor_task;      /* -1 (default): mean over tasks of AUC (binary) / -RMSE (regression) */
+    int monitor_task;      /* -1 (default): mean over tasks of AUC (binary) / -MSE (regression) */
     int64_t max_steps;     /* stop after this many steps in this call; 0 = no limit */
     int eval_every;        /* also evaluate every N steps; 0 = at epoch ends only */
     int shuffle;           /* default 1 */

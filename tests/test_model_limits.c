@@ -1,6 +1,6 @@
 /* test_model_limits.c — limits a model and a tensor must respect before they
- * allocate (issue 25 items 4 and 7), and a fit batch above the model's
- * (issue 19 item 8): tensor element counts that overflow, the memory budget
+ * allocate (issue 25 items 4 and 7), a fit batch above the model's (issue 19
+ * item 8), and the early-stopping monitor of the papers' protocol (issue 18): tensor element counts that overflow, the memory budget
  * (available memory or max_memory) for tensors and models, and a graph
  * replanned for a larger batch computing exactly what one planned for it
  * computes. */
@@ -207,6 +207,40 @@ static void test_fit_batch_above_model(void **state)
     free_data(&d);
 }
 
+/* The early-stopping monitor (issue 18's protocol): AUC for a binary task,
+ * -MSE (not -RMSE) for a regression task, averaged over the tasks. */
+static void test_monitor_is_auc_and_minus_mse(void **state)
+{
+    (void)state;
+    tdata d;
+    make_data(&d, 1500, 400, 8);
+    for (size_t i = 0; i < d.train.n + d.valid.n; i++) /* task b: a regression label */
+        d.labels[i * 2 + 1] = 3.0f * d.labels[i * 2 + 1] + d.num[i * N_NUM];
+    tl_model_config c;
+    make_cfg(&c, 128);
+    c.tasks[1].type = TL_TASK_REGRESSION;
+    tl_model *m = NULL;
+    assert_int_equal(tl_model_new(&c, &m), TL_OK);
+    tl_fit_options o;
+    tl_fit_defaults(&o);
+    o.epochs = 2;
+    o.optim.lr = 1e-2f;
+    assert_int_equal(tl_model_fit(m, &d.train, &d.valid, &o), TL_OK);
+    const tl_epoch_record *er;
+    size_t ne = tl_model_history_epochs(m, &er);
+    assert_int_equal(ne, 2);
+    for (size_t e = 0; e < ne; e++) {
+        double auc = er[e].valid_metric[0], mse = er[e].valid_logloss[1], rmse = er[e].valid_metric[1];
+        assert_true(fabs(rmse * rmse - mse) <= 1e-9 * mse);
+        assert_true(fabs(mse - rmse) > 1e-3); /* the two monitors differ here */
+        if (!(er[e].monitor == (auc - mse) / 2))
+            fail_msg("epoch %zu: monitor %.17g, want (auc %.17g - mse %.17g) / 2", e + 1, er[e].monitor,
+                     auc, mse);
+    }
+    tl_model_free(m);
+    free_data(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_model_budget),
         cmocka_unit_test(test_model_max_memory),
         cmocka_unit_test(test_fit_batch_above_model),
+        cmocka_unit_test(test_monitor_is_auc_and_minus_mse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
