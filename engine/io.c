@@ -1288,3 +1288,70 @@ done:
     *out = m;
     return s;
 }
+
+/* ---- predictions to a file -------------------------------------------------- */
+
+tl_status tl_model_predict_csv(tl_model *m, const tl_split *s, int calibrated, const char *path)
+{
+    if (!m || !s || !path || !path[0]) return tl_fail(TL_ERR_ARG, "predict: needs a model, a split and a path");
+    const tl_model_config *c = tl_model_config_get(m);
+    size_t K = (size_t)c->n_tasks, B = (size_t)c->max_batch;
+    /* Chunks are whole batches, so each row's prediction is the one
+     * tl_model_predict gives over the whole split. */
+    size_t chunk = (65536 + B - 1) / B * B;
+    if (chunk > s->n) chunk = s->n;
+    float *buf = tl_malloc((chunk ? chunk : 1) * K * sizeof(float), "prediction chunk");
+    size_t len = strlen(path);
+    char *tmp = buf ? tl_malloc(len + 16, "prediction file name") : NULL;
+    if (!tmp) {
+        tl_free(buf);
+        return TL_ERR_NOMEM;
+    }
+    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        tl_status st = io_fail(path, "cannot create a temporary file next to it", errno);
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+        tl_free(buf);
+        tl_free(tmp);
+        return st;
+    }
+    (void)fchmod(fd, 0666 & ~current_umask());
+    tl_status st = TL_OK;
+    fprintf(f, "row");
+    for (size_t k = 0; k < K; k++) fprintf(f, ",%s", c->tasks[k].name);
+    fputc('\n', f);
+    for (size_t from = 0; from < s->n && st == TL_OK; from += chunk) {
+        tl_split part = *s;
+        part.n = s->n - from < chunk ? s->n - from : chunk;
+        part.cat = s->cat ? s->cat + from * (size_t)c->n_cat : NULL;
+        part.num = s->num ? s->num + from * (size_t)c->n_num : NULL;
+        part.labels = s->labels ? s->labels + from * K : NULL;
+        part.group = s->group ? s->group + from : NULL;
+        part.weight = s->weight ? s->weight + from : NULL;
+        part.row = s->row ? s->row + from : NULL;
+        st = calibrated ? tl_model_predict_calibrated(m, &part, buf) : tl_model_predict(m, &part, buf);
+        for (size_t i = 0; i < part.n && st == TL_OK; i++) {
+            /* the row's 1-based data row in its source file, or its place in the split */
+            unsigned long long id = s->row ? (unsigned long long)s->row[from + i] + 1
+                                           : (unsigned long long)(from + i) + 1;
+            fprintf(f, "%llu", id);
+            for (size_t k = 0; k < K; k++) fprintf(f, ",%.9g", (double)buf[i * K + k]);
+            fputc('\n', f);
+        }
+        if (st == TL_OK && ferror(f)) st = io_fail(path, "write failed", errno);
+    }
+    int err = 0;
+    if (fflush(f) != 0 && st == TL_OK) err = errno;
+    if (fclose(f) != 0 && st == TL_OK && !err) err = errno;
+    if (st == TL_OK && err) st = io_fail(path, "write failed", err);
+    if (st == TL_OK && rename(tmp, path) != 0) st = io_fail(path, "cannot replace it", errno);
+    if (st != TL_OK) unlink(tmp);
+    tl_free(buf);
+    tl_free(tmp);
+    return st;
+}

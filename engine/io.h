@@ -62,4 +62,14 @@ tl_status tl_model_load(const char *path, tl_model **out);
  * available memory, as tl_model_new checks it). */
 tl_status tl_model_load_limit(const char *path, uint64_t max_memory, tl_model **out);
 
+/* Write the predictions for every row of s to a CSV file at `path`: a
+ * header "row,<task>,..." then one line per row: the row's 1-based data row
+ * in its source file (s->row; its place in the split without it) and one
+ * value per task (probability for binary tasks, calibrated with the attached
+ * output calibrators when `calibrated`), %.9g. Rows are predicted in chunks
+ * of whole batches (memory O(chunk), the values those of tl_model_predict);
+ * the file is written beside path and renamed, so a failure leaves an
+ * existing file intact. Labels are not needed. */
+tl_status tl_model_predict_csv(tl_model *m, const tl_split *s, int calibrated, const char *path);
+
 #endif

@@ -639,9 +639,19 @@ static tl_status check_split(const tl_model *m, const tl_split *s, const char *w
     return TL_OK;
 }
 
+/* Predictions need the features only (rows to score may have no labels). */
+static tl_status check_features(const tl_model *m, const tl_split *s, const char *what)
+{
+    if (!s || s->n == 0) return tl_fail(TL_ERR_ARG, "%s: the split has no rows", what);
+    if ((m->cfg.n_cat && !s->cat) || (m->cfg.n_num && !s->num))
+        return tl_fail(TL_ERR_ARG, "%s: the split lacks features", what);
+    if (s->n > UINT32_MAX) return tl_fail(TL_ERR_ARG, "%s: more than 2^32 rows", what);
+    return TL_OK;
+}
+
 tl_status tl_model_predict(tl_model *m, const tl_split *s, float *out)
 {
-    tl_status st = check_split(m, s, "predict");
+    tl_status st = check_features(m, s, "predict");
     if (st != TL_OK) return st;
     int K = m->cfg.n_tasks, B = m->cfg.max_batch;
     /* Predictions need no labels. Row weights of 0 make the loss nodes skip

@@ -1067,10 +1067,15 @@ static int l_before_after_tostring(lua_State *L)
 
 static void push_predictions(lua_State *L, tl_model *m, const tl_split *s, int calibrated);
 
+static int predict_to_file(lua_State *L, tl_model *m, const tl_split *s, int calibrated,
+                           const char *fn);
+
 static int l_calibrated_predict(lua_State *L)
 {
     tl_model *m = calibrated_model(L);
-    push_predictions(L, m, check_model_split(L, 2, m, "cp:predict", "argument 1"), 1);
+    const tl_split *s = check_model_split(L, 2, m, "cp:predict", "argument 1");
+    if (!lua_isnoneornil(L, 3)) return predict_to_file(L, m, s, 1, "cp:predict");
+    push_predictions(L, m, s, 1);
     return 1;
 }
 
@@ -1097,11 +1102,31 @@ static int l_calibrated_tostring(lua_State *L)
     return 1;
 }
 
-/* m:predict(split) -> {task = {p1, p2, ...}} (1-based like the split's rows) */
+/* m:predict(split, {file=path}) / cp:predict(split, {file=path}) -> rows
+ * written: predictions straight to a CSV file (row id, one column per task),
+ * with no Lua table of the rows. */
+static int predict_to_file(lua_State *L, tl_model *m, const tl_split *s, int calibrated,
+                           const char *fn)
+{
+    static const char *const fields[] = {"file", NULL};
+    luaL_checktype(L, 3, LUA_TTABLE);
+    tl_lua_check_fields(L, 3, fn, fields);
+    const char *path = tl_lua_opt_string(L, 3, fn, "file", NULL);
+    if (!path) return luaL_error(L, "%s: field 'file' is required in the options (a CSV path)", fn);
+    if (calibrated) warn_stale_calibrators(m, fn);
+    tl_status st = tl_model_predict_csv(m, s, calibrated, path);
+    if (st != TL_OK) return tl_lua_raise_status(L, fn, st);
+    lua_pushinteger(L, (lua_Integer)s->n);
+    return 1;
+}
+
+/* m:predict(split) -> {task = {p1, p2, ...}} (1-based like the split's rows);
+ * m:predict(split, {file="pred.csv"}) -> rows written to the file. */
 static int l_model_predict(lua_State *L)
 {
     l_model *lm = check_model(L, 1);
     const tl_split *s = check_model_split(L, 2, lm->m, "m:predict", "argument 1");
+    if (!lua_isnoneornil(L, 3)) return predict_to_file(L, lm->m, s, 0, "m:predict");
     push_predictions(L, lm->m, s, 0);
     return 1;
 }
@@ -1742,7 +1767,10 @@ void tl_lua_open_model(lua_State *L, int tl)
          ".gauc, .logloss, .ece, .pcoc, .brier, .bins\n"
          "(binary) or .mse, .rmse, .mae (regression)."},
         {"predict", "m:predict",
-         "m:predict(split) -> p; p.<task>[i] is the prediction for row i."},
+         "m:predict(split) -> p; p.<task>[i] is the prediction for row i.\n"
+         "m:predict(split, {file=\"pred.csv\"}) -> n: write the predictions to a CSV file instead\n"
+         "(header row,<task>,...; row = the row's 1-based data row in its source file), in chunks,\n"
+         "without a Lua table of the rows; cp:predict(split, {file=}) writes calibrated ones."},
         {"history", "m:history",
          "m:history() -> {steps={{step,epoch,loss={},weight={}}...}, epochs={{epoch,step,train_loss={},valid={}}...},\n"
          "               diagnostics={{step,epoch,grad_norm={},grad_cos={[\"a|b\"]=},weight={}}...}}\n"
