@@ -278,6 +278,13 @@ static void encode(wbuf *b, tl_model *m)
         put_u32(b, (uint32_t)nb);
         put_u64(b, floats);
         for (int i = 0; i < nb; i++) put_f32s(b, tl_optim_state(m->opt, i, NULL), floats);
+        /* added later: the learning-rate schedule */
+        put_u32(b, (uint32_t)oc->schedule);
+        put_f32(b, oc->gamma);
+        put_i64(b, oc->warmup);
+        put_i64(b, oc->step_size);
+        put_i64(b, oc->total);
+        put_f32(b, oc->min_lr);
     }
     end_section(b, off);
 
@@ -1002,6 +1009,28 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
             int64_t steps = get_i64(r);
             uint32_t nb = get_u32(r);
             uint64_t floats = get_u64(r);
+            /* The schedule follows the state blocks (files without it: none). */
+            size_t sched_at = r->pos + (size_t)nb * (size_t)(floats < SIZE_MAX / 8 ? floats : 0) * 4;
+            if (!r->bad && nb <= 2 && floats < SIZE_MAX / 8 && sched_at <= r->n && r->n - sched_at >= 36) {
+                rbuf t = *r;
+                t.pos = sched_at;
+                oc.schedule = (tl_schedule_kind)get_u32(&t);
+                oc.gamma = get_f32(&t);
+                oc.warmup = get_i64(&t);
+                oc.step_size = get_i64(&t);
+                oc.total = get_i64(&t);
+                oc.min_lr = get_f32(&t);
+                want_int(r, "schedule", (long long)oc.schedule, TL_SCHEDULE_NONE, TL_SCHEDULE_COSINE);
+                want_int(r, "warmup", oc.warmup, 0, MAX_STEPS_FIELD);
+                if (oc.schedule == TL_SCHEDULE_STEP) {
+                    want_int(r, "step_size", oc.step_size, 1, MAX_STEPS_FIELD);
+                    want_real(r, "gamma", oc.gamma, 1e-30, 1e6, 0);
+                }
+                if (oc.schedule == TL_SCHEDULE_COSINE) {
+                    want_int(r, "total", oc.total, 1, MAX_STEPS_FIELD);
+                    want_real(r, "min_lr", oc.min_lr, 0.0, oc.lr, 0);
+                }
+            }
             want_int(r, "kind", (long long)oc.kind, TL_OPTIM_SGD, TL_OPTIM_ADAGRAD);
             want_real(r, "lr", oc.lr, 1e-30, 1e30, 0);
             want_real(r, "momentum", oc.momentum, 0.0, 1.0, 1);

@@ -927,7 +927,7 @@ static tl_status reserve_history(tl_model *m, size_t steps, size_t epochs)
 
 static tl_status ensure_optim(tl_model *m, const tl_optim_config *oc)
 {
-    if (m->opt && memcmp(tl_optim_get_config(m->opt), oc, sizeof *oc) == 0) return TL_OK;
+    if (m->opt && tl_optim_config_equal(tl_optim_get_config(m->opt), oc)) return TL_OK;
     tl_optim *o = tl_optim_new(m->g, oc);
     if (!o) return tl_fail_context(TL_ERR_ARG, "fit");
     if (m->opt) tl_optim_set_steps(o, 0);

@@ -234,7 +234,7 @@ static int l_esmm(lua_State *L) { return backbone_spec(L, "esmm", "tl.esmm", esm
 static int l_aitm(lua_State *L) { return backbone_spec(L, "aitm", "tl.aitm", aitm_fields); }
 
 static const char *const optim_fields[] = {"lr", "momentum", "nesterov", "beta1", "beta2", "eps",
-                                           "l2", "weight_decay", "clip", NULL};
+                                           "l2", "weight_decay", "clip", "schedule", NULL};
 
 static int optim_spec(lua_State *L, const char *kind)
 {
@@ -267,6 +267,60 @@ static const char *spec_kind(lua_State *L, int idx)
     return k;
 }
 
+/* schedule={"cosine", steps=N, min_lr=0, warmup=0} | {"step", every=N, gamma=0.1, warmup=0}
+ * | {"warmup", steps=N}: the learning-rate schedule of an optimizer spec. */
+static void read_schedule(lua_State *L, int idx, tl_optim_config *oc)
+{
+    const char *fn = "tl.optim: schedule";
+    lua_getfield(L, idx, "schedule");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (!lua_istable(L, -1) || lua_rawgeti(L, -1, 1) != LUA_TSTRING)
+        luaL_error(L, "%s must be a table such as {\"cosine\", steps=10000, warmup=500}, "
+                      "{\"step\", every=1000, gamma=0.5} or {\"warmup\", steps=500}", fn);
+    const char *kind = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    int t = lua_gettop(L);
+    static const char *const step_fields[] = {"every", "gamma", "warmup", NULL};
+    static const char *const cos_fields[] = {"steps", "min_lr", "warmup", NULL};
+    static const char *const warm_fields[] = {"steps", NULL};
+    const char *const *allowed = strcmp(kind, "step") == 0     ? step_fields
+                                 : strcmp(kind, "cosine") == 0 ? cos_fields
+                                                               : warm_fields;
+    lua_pushnil(L);
+    while (lua_next(L, t)) { /* [1] is the kind; the rest must be named fields */
+        lua_pop(L, 1);
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) == 1) continue;
+        int ok = 0;
+        for (int i = 0; allowed[i] && lua_type(L, -1) == LUA_TSTRING; i++)
+            ok |= strcmp(lua_tostring(L, -1), allowed[i]) == 0;
+        if (!ok)
+            luaL_error(L, "%s \"%s\": unknown field '%s'", fn, kind,
+                       lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+    }
+    if (strcmp(kind, "step") == 0) {
+        oc->schedule = TL_SCHEDULE_STEP;
+        oc->step_size = tl_lua_opt_int(L, t, fn, "every", 0, 1, INT64_MAX / 4);
+        if (oc->step_size == 0) luaL_error(L, "%s \"step\" needs every= (steps between decays)", fn);
+        oc->gamma = (float)tl_lua_opt_number(L, t, fn, "gamma", 0.1, 1e-12, 1e6);
+        oc->warmup = tl_lua_opt_int(L, t, fn, "warmup", 0, 0, INT64_MAX / 4);
+    } else if (strcmp(kind, "cosine") == 0) {
+        oc->schedule = TL_SCHEDULE_COSINE;
+        oc->total = tl_lua_opt_int(L, t, fn, "steps", 0, 1, INT64_MAX / 4);
+        if (oc->total == 0) luaL_error(L, "%s \"cosine\" needs steps= (the decay's length)", fn);
+        oc->min_lr = (float)tl_lua_opt_number(L, t, fn, "min_lr", 0.0, 0.0, oc->lr);
+        oc->warmup = tl_lua_opt_int(L, t, fn, "warmup", 0, 0, INT64_MAX / 4);
+    } else if (strcmp(kind, "warmup") == 0) {
+        oc->warmup = tl_lua_opt_int(L, t, fn, "steps", 0, 1, INT64_MAX / 4);
+        if (oc->warmup == 0) luaL_error(L, "%s \"warmup\" needs steps=", fn);
+    } else {
+        luaL_error(L, "%s: unknown kind '%s' (expected step, cosine or warmup)", fn, kind);
+    }
+    lua_pop(L, 1);
+}
+
 static void read_optim(lua_State *L, int idx, const char *fn, tl_optim_config *oc)
 {
     idx = lua_absindex(L, idx);
@@ -285,6 +339,7 @@ static void read_optim(lua_State *L, int idx, const char *fn, tl_optim_config *o
     double wd = tl_lua_opt_number(L, idx, "tl.optim", "weight_decay", oc->weight_decay, 0, 1e3);
     oc->weight_decay = (float)tl_lua_opt_number(L, idx, "tl.optim", "l2", wd, 0, 1e3);
     oc->clip_norm = (float)tl_lua_opt_number(L, idx, "tl.optim", "clip", 0, 0, 1e12);
+    read_schedule(L, idx, oc);
 }
 
 /* Read an MLP spec (tl.mlp{...} or a plain array of widths) at idx. */
@@ -1744,7 +1799,12 @@ void tl_lua_open_model(lua_State *L, int tl)
          "distils the other task's raw prediction, without teachers."},
         {"optim", "tl.optim",
          "tl.optim.adam{lr=1e-3, l2=0, clip=0}, .adamw{lr, weight_decay}, .sgd{lr, momentum, nesterov},\n"
-         ".adagrad{lr}. Embedding rows are updated lazily: only rows seen in the batch."},
+         ".adagrad{lr}. Embedding rows are updated lazily: only rows seen in the batch.\n"
+         "schedule= (every optimizer): {\"cosine\", steps=N, min_lr=0, warmup=0},\n"
+         "{\"step\", every=N, gamma=0.1, warmup=0} (lr x gamma every N steps) or {\"warmup\", steps=N}\n"
+         "(linear from lr/N to lr over N steps, then lr). warmup=W first ramps linearly over W steps;\n"
+         "the schedule counts the optimizer's steps over the model's life and is saved with it, so a\n"
+         "resumed fit continues it exactly. m:fit without optim= keeps the running optimizer."},
     }, method_docs[] = {
         {"fit", "m:fit",
          "m:fit{data=d.train, valid=d.valid, epochs=10, patience=0, batch=, optim=tl.optim.adam{},\n"

@@ -124,6 +124,8 @@ static tl_model *new_model(const tl_model_config *c)
 
 /* restore_best is off: with a valid split, a fit stopped by max_steps would
  * otherwise go back to the best epoch's weights at its end. */
+static int resume_schedule; /* fit_opts: 0 none, 1 cosine with warm-up, 2 step */
+
 static void fit_opts(tl_fit_options *o, tl_optim_kind kind, int64_t max_steps)
 {
     tl_fit_defaults(o);
@@ -134,6 +136,16 @@ static void fit_opts(tl_fit_options *o, tl_optim_kind kind, int64_t max_steps)
     o->optim = tl_optim_defaults(kind);
     o->optim.lr = 1e-2f;
     if (kind == TL_OPTIM_SGD) o->optim.momentum = 0.9f;
+    if (resume_schedule == 1) { /* cosine after a linear warm-up */
+        o->optim.schedule = TL_SCHEDULE_COSINE;
+        o->optim.warmup = 4;
+        o->optim.total = 12;
+        o->optim.min_lr = 1e-4f;
+    } else if (resume_schedule == 2) {
+        o->optim.schedule = TL_SCHEDULE_STEP;
+        o->optim.step_size = 3;
+        o->optim.gamma = 0.5f;
+    }
 }
 
 static void fit_ok(tl_model *m, const tl_split *tr, const tl_split *va, const tl_fit_options *o)
@@ -180,7 +192,7 @@ static int same_optim(tl_model *a, tl_model *b)
 {
     tl_optim *oa = tl_model_optim(a), *ob = tl_model_optim(b);
     if (!oa || !ob) return oa == ob;
-    if (memcmp(tl_optim_get_config(oa), tl_optim_get_config(ob), sizeof(tl_optim_config)) != 0 ||
+    if (!tl_optim_config_equal(tl_optim_get_config(oa), tl_optim_get_config(ob)) ||
         tl_optim_steps(oa) != tl_optim_steps(ob) ||
         tl_optim_state_blocks(oa) != tl_optim_state_blocks(ob)) {
         printf("optimizer configuration or step count differs\n");
@@ -340,6 +352,19 @@ static void test_resume_pcgrad(void **state)
 {
     (void)state;
     check_resume(TL_WEIGHTING_PCGRAD, TL_OPTIM_ADAM, 0.1f, 5, 16, 0);
+}
+
+/* A learning-rate schedule is part of the optimizer's checkpoint: a resumed
+ * fit continues it exactly (warm-up, then cosine; and step decay). */
+static void test_resume_schedules(void **state)
+{
+    (void)state;
+    resume_schedule = 1;
+    check_resume(TL_WEIGHTING_FIXED, TL_OPTIM_ADAM, 0.1f, 3, 14, 0); /* stops inside the warm-up */
+    check_resume(TL_WEIGHTING_FIXED, TL_OPTIM_SGD, 0.0f, 9, 10, 0);
+    resume_schedule = 2;
+    check_resume(TL_WEIGHTING_FIXED, TL_OPTIM_ADAGRAD, 0.0f, 5, 7, 0);
+    resume_schedule = 0;
 }
 
 /* DWA's factors come from the epochs' mean losses: a checkpoint taken
@@ -1125,6 +1150,7 @@ int main(void)
         cmocka_unit_test(test_resume_gradnorm),
         cmocka_unit_test(test_resume_pcgrad),
         cmocka_unit_test(test_resume_dwa_mid_epoch),
+        cmocka_unit_test(test_resume_schedules),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_refuse_bad_magic),
         cmocka_unit_test(test_refuse_truncated),
