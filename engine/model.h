@@ -188,6 +188,12 @@ tl_status tl_model_memory(const tl_model_config *c, uint64_t *bytes);
 /* Number of trainable floats. */
 size_t tl_model_param_count(const tl_model *m);
 
+/* Loss weights above this are accepted but warned about by the bindings: a
+ * weight of 1e38 makes the weighted loss and its gradients overflow float32
+ * or swamp the other tasks (Adam then normalises the task's own gradient
+ * away), and the task stops learning. Useful weights are O(1)..O(100). */
+#define TL_WEIGHT_WARN 1e4
+
 /* Loss weights: take effect at the next step (graph scalars). */
 tl_status tl_model_set_weight(tl_model *m, int task, float w);
 float tl_model_get_weight(const tl_model *m, int task);

@@ -541,6 +541,16 @@ static int next_task(lua_State *L, const tl_model_config *c, const char *field)
     return k;
 }
 
+/* A loss weight above TL_WEIGHT_WARN: accepted, with a warning on stderr. */
+static void warn_big_weight(const char *where, const char *task, double w)
+{
+    if (w > TL_WEIGHT_WARN)
+        fprintf(stderr, "%s: warning: loss weight %g of task '%s' is above %g; the weighted loss "
+                        "and its gradients may overflow or swamp every other signal, and the task "
+                        "then stops learning (useful weights are about 0.01 to 100)\n",
+                where, w, task, TL_WEIGHT_WARN);
+}
+
 /* tl.model{data=d, backbone=tl.mmoe{}, towers={t=tl.mlp{64}}, weights={t=1}, ...} */
 static int l_model_new(lua_State *L)
 {
@@ -650,6 +660,7 @@ static int l_model_new(lua_State *L)
     c.seed = (uint64_t)tl_lua_opt_int(L, 1, fn, "seed", default_seed, 0, INT64_MAX);
     c.max_memory = tl_lua_opt_bytes(L, 1, fn, "max_memory");
 
+    for (int k = 0; k < c.n_tasks; k++) warn_big_weight(fn, c.tasks[k].name, c.tasks[k].weight);
     tl_model *m;
     tl_lua_memory_refresh();
     tl_status s = tl_model_new(&c, &m);
@@ -1345,6 +1356,7 @@ static int l_weights_newindex(lua_State *L)
     if (!lua_isnumber(L, 3)) return luaL_error(L, "m.weights.%s must be a number, got %s", t, luaL_typename(L, 3));
     tl_status s = tl_model_set_weight(m, k, (float)lua_tonumber(L, 3));
     if (s != TL_OK) return tl_lua_raise_status(L, "m.weights", s);
+    warn_big_weight("m.weights", t, (double)tl_model_get_weight(m, k));
     return 0;
 }
 

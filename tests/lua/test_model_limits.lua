@@ -51,6 +51,29 @@ end
 
 local BIN = os.getenv("TL_TEST_BIN") or "./towerlab"
 
+function T.huge_loss_weight_warns()
+  local script = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write([[
+local d = tl.datasets.census()
+local m = tl.model{data = d, backbone = tl.shared_bottom{bottom = {4}}, tower = tl.mlp{2},
+                   emb = 2, seed = 1, weights = {never_married = 5e4}}
+m.weights.income = 100
+m.weights.income = 1e38
+print("weight", m.weights.income)
+]])
+  f:close()
+  local p = io.popen("'" .. BIN .. "' '" .. script .. "' 2>&1")
+  local out = p:read("a")
+  p:close()
+  os.remove(script)
+  check(out:find("tl.model: warning: loss weight 50000 of task 'never_married' is above 10000", 1, true), out)
+  check(out:find("m.weights: warning: loss weight 1e+38 of task 'income' is above 10000", 1, true), out)
+  local _, n = out:gsub("warning", "")
+  eq(n, 2, "weight 100 draws no warning: " .. out)
+  check(out:find("weight\t1e%+38") or out:find("weight\t9.99"), out)
+end
+
 function T.fit_prints_one_line_per_epoch_when_not_a_tty()
   local script = os.tmpname()
   local f = assert(io.open(script, "w"))
