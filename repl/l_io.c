@@ -52,12 +52,14 @@ void tl_lua_open_io(lua_State *L, int tl)
     tl_lua_model_method(L, "save", l_save);
     lua_getfield(L, tl, "load");
     tl_lua_doc(L, "tl.load", -1,
-               "tl.load(path) -> model: read a checkpoint written by m:save. The model comes\n"
+               "tl.load(path [, {max_memory=\"64G\"}]) -> model: read a checkpoint written by m:save. The model comes\n"
                "back with its configuration, parameters, optimizer state, loss weights,\n"
                "weighting state and history, and continues training exactly where it\n"
                "stopped (m:fit on a split with the same feature layout). A truncated or\n"
                "corrupted file, a wrong magic or a newer format version is an error saying\n"
-               "which; nothing in the file is ever executed.");
+               "which, and so is a field out of range (named with its section); nothing in\n"
+               "the file is ever executed. A FIFO or device is refused without blocking. The\n"
+               "model's memory is checked as tl.model checks it (max_memory= overrides).");
     lua_pop(L, 1);
     luaL_getmetatable(L, TL_MODEL_MT);
     lua_getfield(L, -1, "methods");
