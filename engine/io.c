@@ -385,9 +385,9 @@ static tl_status io_fail(const char *path, const char *what, int err)
     return tl_fail(TL_ERR_IO, "%s: %s: %s%s", path, what, strerror(err), hint);
 }
 
-static time_t process_start; /* tl_io_set_process_start; 0 = no clean-up of temporaries */
+static double process_start; /* tl_io_set_process_start; 0 = no clean-up of temporaries */
 
-void tl_io_set_process_start(time_t t) { process_start = t; }
+void tl_io_set_process_start(double t) { process_start = t; }
 
 #define MAX_SYMLINKS 40
 
@@ -462,7 +462,7 @@ static void remove_stale_temporaries(const char *target)
             continue;
         struct stat st;
         if (fstatat(dirfd(dir), nm, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-            st.st_mtime < process_start)
+            (double)st.st_mtim.tv_sec + 1e-9 * (double)st.st_mtim.tv_nsec < process_start)
             (void)unlinkat(dirfd(dir), nm, 0);
     }
     if (dir) closedir(dir);

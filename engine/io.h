@@ -31,8 +31,6 @@
 #ifndef TL_IO_H
 #define TL_IO_H
 
-#include <time.h>
-
 #include "model.h"
 
 #define TL_IO_FORMAT_VERSION 1u
@@ -48,9 +46,10 @@ tl_status tl_model_save(tl_model *m, const char *path);
 /* A symbolic link at `path` is followed: the file at the end of the chain is
  * replaced and the link kept. A directory, device or FIFO there is refused
  * (TL_ERR_IO) and left alone. Stale temporaries of killed saves,
- * <target>.tmp.XXXXXX last changed before `t` (the process's start, given by
- * the program once), are removed by the next save to the same target. */
-void tl_io_set_process_start(time_t t);
+ * <target>.tmp.XXXXXX last changed before `t` (the process's start in
+ * seconds since the epoch, with its fraction, given by the program once),
+ * are removed by the next save to the same target. */
+void tl_io_set_process_start(double t);
 
 /* Read a checkpoint into a new model (*out, owned by the caller; NULL on
  * failure). A missing or unreadable file is TL_ERR_IO; a file that is not a

@@ -43,8 +43,9 @@ void tl_lua_open_io(lua_State *L, int tl)
     /* the state opens as the program starts: temporaries of saves killed
      * before then are stale */
     static int started;
-    if (!started) {
-        tl_io_set_process_start(time(NULL));
+    struct timespec now;
+    if (!started && clock_gettime(CLOCK_REALTIME, &now) == 0) {
+        tl_io_set_process_start((double)now.tv_sec + 1e-9 * (double)now.tv_nsec);
         started = 1;
     }
     lua_pushcfunction(L, l_load);

@@ -1009,7 +1009,7 @@ static void test_save_removes_stale_temporaries(void **state)
         if (files[i] == fresh) tv[0].tv_sec = tv[1].tv_sec = now + 5;
         assert_int_equal(utimes(files[i], tv), 0);
     }
-    tl_io_set_process_start(now);
+    tl_io_set_process_start((double)now);
     save_ok(m, x.good);
     tl_io_set_process_start(0);
     assert_int_equal(access(old1, F_OK), -1);
