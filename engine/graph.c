@@ -485,17 +485,35 @@ tl_status tl_graph_plan(tl_graph *g)
     return TL_OK;
 }
 
-tl_status tl_graph_set_max_batch(tl_graph *g, int max_batch, uint64_t memory_limit)
+tl_status tl_graph_set_max_batch(tl_graph *g, int max_batch, uint64_t memory_limit, int max_pairs)
 {
     if (!g->planned) return tl_fail(TL_ERR_STATE, "tl_graph_set_max_batch before tl_graph_plan");
     if (max_batch < 1 || max_batch > 1 << 24)
         return tl_fail(TL_ERR_ARG, "graph max_batch %d outside 1..%d", max_batch, 1 << 24);
     if (max_batch <= g->max_batch) return TL_OK;
+    /* The quadruplet loss capped its pair budget by the old batch (a term
+     * cannot have more pairs): cap it by the new one, as building for
+     * max_batch would have. Its scratch grows with it. */
+    int64_t cap = ((int64_t)max_batch / 2 + 1) * ((int64_t)max_batch / 2 + 1);
+    int quad_k = max_pairs > 0 ? (int)(max_pairs < cap ? max_pairs : cap) : 0;
+    enum { MAX_QUAD = 64 };
+    int old_k[MAX_QUAD], n_old = 0;
+    for (int i = 0; i < g->n_nodes && quad_k; i++)
+        if (g->nodes[i].op == TL_OP_QUAD_BPR && n_old++ == MAX_QUAD)
+            return tl_fail(TL_ERR_ARG, "graph: more than %d quadruplet losses to replan", MAX_QUAD);
+    for (int i = 0, j = 0; i < g->n_nodes && quad_k; i++)
+        if (g->nodes[i].op == TL_OP_QUAD_BPR) {
+            old_k[j++] = g->nodes[i].k;
+            g->nodes[i].k = quad_k;
+        }
     size_t af = arena_layout(g, (size_t)max_batch, 0);
     tl_status s = tl_memory_check((uint64_t)af * sizeof(float), memory_limit, "the graph's activations");
-    if (s != TL_OK) return tl_fail_context(s, "batch %d", max_batch);
-    float *arena = tl_malloc_aligned((af ? af : 1) * sizeof(float), "activation arena");
-    if (!arena) return TL_ERR_NOMEM;
+    float *arena = s == TL_OK ? tl_malloc_aligned((af ? af : 1) * sizeof(float), "activation arena") : NULL;
+    if (!arena) { /* unchanged: put the pair budgets back */
+        for (int i = 0, j = 0; i < g->n_nodes && quad_k; i++)
+            if (g->nodes[i].op == TL_OP_QUAD_BPR) g->nodes[i].k = old_k[j++];
+        return s != TL_OK ? tl_fail_context(s, "batch %d", max_batch) : TL_ERR_NOMEM;
+    }
     memset(arena, 0, (af ? af : 1) * sizeof(float));
     tl_free_aligned(g->arena);
     g->arena = arena;

@@ -174,10 +174,12 @@ void tl_graph_plan_size(tl_graph *g, int max_batch, size_t *param_floats, size_t
                         size_t *sparse_rows);
 /* Grow a planned graph to batches of up to max_batch rows: the arena is laid
  * out again and reallocated (its bytes checked first with tl_memory_check
- * against memory_limit, 0 = the available memory);
+ * against memory_limit, 0 = the available memory); max_pairs > 0 is the pair
+ * budget the quadruplet losses were built with, capped again for the new
+ * batch as tl_quadruplet_bpr caps it;
  * parameters, gradients and scalars are kept. A smaller max_batch is a
  * no-op. Runs after it are what a graph planned for max_batch computes. */
-tl_status tl_graph_set_max_batch(tl_graph *g, int max_batch, uint64_t memory_limit);
+tl_status tl_graph_set_max_batch(tl_graph *g, int max_batch, uint64_t memory_limit, int max_pairs);
 
 /* ---- running ------------------------------------------------------------ */
 

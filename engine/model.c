@@ -976,7 +976,8 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
      * (parameters and optimizer state stay). Prediction keeps the model's
      * batch (cfg.max_batch), so its chunks are what they were. */
     if (B > tl_graph_max_batch(m->g) &&
-        (st = tl_graph_set_max_batch(m->g, B, m->cfg.max_memory)) != TL_OK)
+        (st = tl_graph_set_max_batch(m->g, B, m->cfg.max_memory,
+                                     m->cfg.distill.enabled ? m->cfg.distill.max_pairs : 0)) != TL_OK)
         return tl_fail_context(st, "fit");
     if ((st = ensure_optim(m, &opt->optim)) != TL_OK) return st;
     resolve_order(m, train);

@@ -207,6 +207,47 @@ static void test_fit_batch_above_model(void **state)
     free_data(&d);
 }
 
+/* The same with CrossDistil: its quadruplet losses capped their pair budget
+ * by the build batch ((64/2+1)^2 = 1089 pairs) and get the budget a model
+ * built for the fit's batch has (max_pairs 5000 < (256/2+1)^2). */
+static void test_fit_batch_above_model_crossdistil(void **state)
+{
+    (void)state;
+    tdata d;
+    make_data(&d, 1200, 0, 6);
+    float *p[2];
+    size_t n[2];
+    for (int r = 0; r < 2; r++) {
+        tl_model_config c;
+        make_cfg(&c, r == 0 ? 64 : 256);
+        c.distill.enabled = 1;
+        c.distill.n_pairs = 1;
+        c.distill.pairs[0][0] = 0;
+        c.distill.pairs[0][1] = 1;
+        c.distill.order = 1;
+        c.distill.calib_valid = 0;
+        c.distill.max_pairs = 5000;
+        tl_model *m = NULL;
+        if (tl_model_new(&c, &m) != TL_OK) fail_msg("model: %s", tl_errmsg());
+        tl_fit_options o;
+        tl_fit_defaults(&o);
+        o.epochs = 1;
+        o.batch = 256;
+        o.optim.lr = 1e-2f;
+        tl_status s = tl_model_fit(m, &d.train, NULL, &o);
+        if (s != TL_OK) fail_msg("fit: %s", tl_errmsg());
+        const float *v = tl_graph_params(tl_model_graph(m), &n[r]);
+        p[r] = malloc(n[r] * sizeof(float));
+        memcpy(p[r], v, n[r] * sizeof(float));
+        tl_model_free(m);
+    }
+    assert_int_equal(n[0], n[1]);
+    assert_memory_equal(p[0], p[1], n[0] * sizeof(float));
+    free(p[0]);
+    free(p[1]);
+    free_data(&d);
+}
+
 /* The early-stopping monitor (issue 18's protocol): AUC for a binary task,
  * -MSE (not -RMSE) for a regression task, averaged over the tasks. */
 static void test_monitor_is_auc_and_minus_mse(void **state)
@@ -249,6 +290,7 @@ int main(void)
         cmocka_unit_test(test_model_budget),
         cmocka_unit_test(test_model_max_memory),
         cmocka_unit_test(test_fit_batch_above_model),
+        cmocka_unit_test(test_fit_batch_above_model_crossdistil),
         cmocka_unit_test(test_monitor_is_auc_and_minus_mse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
