@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "l_diagnose.h"
+#include "l_model.h"
 #include "l_util.h"
 
 typedef struct {
@@ -686,9 +687,12 @@ static int l_amazon(lua_State *L)
 
 /* ---- dataset methods -------------------------------------------------------- */
 
+/* A dataset a running fit reads is not freed: only lua_close from inside a
+ * progress callback can collect it then, and the process is ending. */
 static int d_gc(lua_State *L)
 {
     dataset_ud *u = to_dataset(L, 1);
+    if (tl_lua_dataset_busy(u->d)) return 0;
     tl_dataset_free(u->d);
     u->d = NULL;
     return 0;
@@ -859,6 +863,9 @@ static int d_vocab(lua_State *L)
 
 static int d_close(lua_State *L)
 {
+    if (tl_lua_dataset_busy(to_dataset(L, 1)->d))
+        return luaL_error(L, "d:close: the dataset is in use by a running m:fit (called from its "
+                             "progress callback)");
     return d_gc(L);
 }
 
