@@ -1553,7 +1553,6 @@ static const struct {
      "nil restores the default."},
     {NULL, NULL, NULL}};
 
-void tl_lua_open_plot(lua_State *L, int tl);
 
 void tl_lua_open_plot(lua_State *L, int tl) {
     tl = lua_absindex(L, tl);

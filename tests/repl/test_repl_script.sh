@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The program outside the prompt: --help/-h, a file-size limit (SIGXFSZ),
+# and Ctrl-C caught with pcall in script mode (issue 25 items 6 and 17,
+# issue 19 item 11). No tmux: plain processes.
+. "$(dirname "$0")/lib.sh"
+
+# --help and -h print the usage on stdout and exit 0; a bad option exits 1.
+for opt in --help -h; do
+  out=$("$BIN" $opt 2>/dev/null); rc=$?
+  if [ "$rc" -eq 0 ] && printf '%s\n' "$out" | grep -q '^usage: .* \[options\] \[script \[args\]\]' &&
+     printf '%s\n' "$out" | grep -q -- '-h, --help'; then
+    pass "usage_$opt"
+  else fail "usage_$opt" "rc $rc, output: $(printf '%s' "$out" | head -3)"; fi
+done
+"$BIN" --no-such-option >/dev/null 2>"$TMPD/err"; rc=$?
+if [ "$rc" -ne 0 ] && grep -q "unrecognized option '--no-such-option'" "$TMPD/err"; then pass bad_option_fails
+else fail bad_option_fails "rc $rc"; fi
+
+# Over `ulimit -f` a write fails with EFBIG instead of SIGXFSZ killing the
+# program (and a session's unsaved work with it).
+out=$(cd "$TMPD" && bash -c 'ulimit -f 8; "$0" -e "
+  local f = assert(io.open(\"big.bin\", \"wb\"))
+  local ok, err = f:write(string.rep(\"x\", 1 << 20))
+  if ok then ok, err = f:flush() end
+  print(\"write\", ok, err)
+  print(\"alive\")"' "$BIN" 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && printf '%s\n' "$out" | grep -q 'File too large' && printf '%s\n' "$out" | grep -q '^alive$'; then
+  pass file_size_limit_is_an_error
+else fail file_size_limit_is_an_error "rc $rc (153 = SIGXFSZ), output: $out"; fi
+
+# Script mode: a Ctrl-C caught by pcall is delivered once; the engine works
+# afterwards (no "predict interrupted" on the next m:evaluate).
+cat > "$TMPD/int.lua" <<'LUA'
+local pid = debug.getregistry()["tl.private"].getpid()
+local function ctrl_c_in(s) os.execute(string.format("(sleep %s; kill -INT %d) &", s, pid)) end
+local d = tl.datasets.synthetic{n = 3000, seed = 3}
+local m = tl.model{data = d, backbone = tl.shared_bottom{bottom = {8}}, emb = 4, batch = 64}
+ctrl_c_in(0.3)
+local ok, e = pcall(function() while true do end end)
+print("lua", ok, e)
+local r1 = m:evaluate(d.test)
+print("evaluate after lua", type(r1))
+ctrl_c_in(0.5)
+ok, e = pcall(m.fit, m, {data = d.train, epochs = 100000, verbose = false})
+print("fit", ok, e)
+local r2 = m:evaluate(d.test)
+print("evaluate after fit", type(r2))
+print("cancelled", tl.cancelled())
+LUA
+out=$(timeout 120 "$BIN" "$TMPD/int.lua" 2>&1); rc=$?
+if printf '%s\n' "$out" | grep -q '^lua[[:space:]]*false[[:space:]].*interrupted!' &&
+   printf '%s\n' "$out" | grep -q '^evaluate after lua[[:space:]]*table$'; then
+  pass script_pcall_ctrl_c_in_lua_then_evaluate
+else fail script_pcall_ctrl_c_in_lua_then_evaluate "rc $rc, output: $out"; fi
+if printf '%s\n' "$out" | grep -q '^fit[[:space:]]*false[[:space:]].*training interrupted at epoch' &&
+   printf '%s\n' "$out" | grep -q '^evaluate after fit[[:space:]]*table$' &&
+   printf '%s\n' "$out" | grep -q '^cancelled[[:space:]]*false$' && [ "$rc" -eq 0 ]; then
+  pass script_pcall_ctrl_c_in_fit_then_evaluate
+else fail script_pcall_ctrl_c_in_fit_then_evaluate "rc $rc, output: $out"; fi
+
+finish
