@@ -58,4 +58,14 @@ if printf '%s\n' "$out" | grep -q '^fit[[:space:]]*false[[:space:]].*training in
   pass script_pcall_ctrl_c_in_fit_then_evaluate
 else fail script_pcall_ctrl_c_in_fit_then_evaluate "rc $rc, output: $out"; fi
 
+# The tl.* openers are strong references (issue 20): a renamed opener fails
+# the link instead of silently dropping a table. No weak symbol in l_tl.o.
+obj="${BUILD:-build}/obj/repl/l_tl.o"
+if command -v nm >/dev/null 2>&1 && [ -f "$obj" ]; then
+  weak=$(nm "$obj" | awk '$(NF-1) ~ /^[wWvV]$/ {print $NF}')
+  if [ -z "$weak" ]; then pass no_weak_openers; else fail no_weak_openers "weak symbols in $obj: $weak"; fi
+else
+  skip no_weak_openers "no nm or no $obj"
+fi
+
 finish
