@@ -214,9 +214,14 @@ static void usage(FILE *out, const char *badoption)
             progname);
 }
 
+#ifndef TL_BUILD_ARCH
+#define TL_BUILD_ARCH "unknown target"
+#endif
+
+/* "towerlab 0.1.0 (Lua 5.4.4; built for native)" or "... portable x86-64-v2". */
 static void print_version(void)
 {
-    printf("towerlab %s (%s)\n", TL_VERSION, LUA_RELEASE);
+    printf("towerlab %s (%s; built for %s)\n", TL_VERSION, LUA_RELEASE, TL_BUILD_ARCH);
     fflush(stdout);
 }
 

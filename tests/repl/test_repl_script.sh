@@ -58,6 +58,40 @@ if printf '%s\n' "$out" | grep -q '^fit[[:space:]]*false[[:space:]].*training in
   pass script_pcall_ctrl_c_in_fit_then_evaluate
 else fail script_pcall_ctrl_c_in_fit_then_evaluate "rc $rc, output: $out"; fi
 
+# make PORTABLE=1 compiles for a generic target, never -march=native (issue
+# 19 item 16); dry run into a scratch build tree. -v names the target.
+if command -v make >/dev/null 2>&1 && [ -f Makefile ]; then
+  dry=$(make -n PORTABLE=1 BUILD="$TMPD/b" all 2>&1)
+  if printf '%s\n' "$dry" | grep -q -- '-march=x86-64-v2 -mtune=generic\|-march=armv8-a -mtune=generic' &&
+     ! printf '%s\n' "$dry" | grep -q -- '-march=native'; then pass portable_build_flags
+  else fail portable_build_flags "$(printf '%s\n' "$dry" | grep -m1 -- ' -c ')"; fi
+  native=$(make -n BUILD="$TMPD/n" all 2>&1)
+  if printf '%s\n' "$native" | grep -q -- '-march=native'; then pass default_build_is_native
+  else fail default_build_is_native "no -march=native in the default build"; fi
+else
+  skip portable_build_flags "no make or Makefile"
+fi
+if "$BIN" -v | grep -qE '^towerlab [0-9.]+ \(Lua [0-9.]+; built for (native|portable [a-z0-9-]+)\)$'; then
+  pass version_names_target
+else fail version_names_target "$("$BIN" -v)"; fi
+
+# make deps JUPYTER=1 adds Debian's jupyter-notebook front end (dry run: no apt).
+if command -v dpkg-query >/dev/null 2>&1; then
+  with=$(DEPS_DRY_RUN=1 JUPYTER=1 bash scripts/deps.sh 2>&1)
+  without=$(DEPS_DRY_RUN=1 bash scripts/deps.sh 2>&1)
+  if dpkg-query -W -f='${Status}' jupyter-notebook 2>/dev/null | grep -q "ok installed"; then
+    want='all [0-9]+ packages present'
+  else
+    want='would install .*jupyter-notebook'
+  fi
+  if printf '%s\n' "$with" | grep -qE "$want" && ! printf '%s\n' "$without" | grep -q jupyter-notebook &&
+     make -n deps JUPYTER=1 | grep -q 'JUPYTER=1 bash scripts/deps.sh'; then
+    pass deps_jupyter_front_end
+  else fail deps_jupyter_front_end "with: $with / without: $without"; fi
+else
+  skip deps_jupyter_front_end "no dpkg-query (not Debian)"
+fi
+
 # The tl.* openers are strong references (issue 20): a renamed opener fails
 # the link instead of silently dropping a table. No weak symbol in l_tl.o.
 obj="${BUILD:-build}/obj/repl/l_tl.o"
