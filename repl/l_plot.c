@@ -1586,7 +1586,8 @@ static const struct {
     const char *doc;
 } FUNCS[] = {
     {"calibration", l_calibration,
-     "tl.plot.calibration(r [, opts]) -> true | file | text, or nil, message\n"
+     "tl.plot.calibration(r [, opts]) -> file | text, or nil, message\n"
+     "(nothing when the figure is printed or shown in a window)\n"
      "Reliability diagram of an evaluation result r (r[task].bins from m:evaluate):\n"
      "one curve per task (mean prediction vs observed rate, empty bins skipped) with\n"
      "ci_lo/ci_hi error bars, the diagonal, and a histogram of bin counts below.\n"
@@ -1594,15 +1595,18 @@ static const struct {
      "opts: tasks={...}, title=, file=\"x.svg|png|pdf\", format=\"svg_string\"|\"text\"|\"script\",\n"
      "terminal=, width=, height=."},
     {"history", l_history,
-     "tl.plot.history(model_or_history [, opts]) -> true | file | text, or nil, message\n"
+     "tl.plot.history(model_or_history [, opts]) -> file | text, or nil, message\n"
+     "(nothing when the figure is printed or shown in a window)\n"
      "One panel per metric against step/epoch: per-task training loss, validation\n"
      "metric (auc) and loss weight by default. opts.metrics={...} chooses panels;\n"
      "names listed in opts ({\"grad_norm\",\"grad_cos\"}) add panels (from h.diagnostics).\n"
      "Also: title=, file=, format=, terminal=, width=, height=."},
     {"compare", l_compare,
-     "tl.plot.compare(rows, {x=, y= [, group=]} ) -> true | file | text, or nil, message\n"
+     "tl.plot.compare(rows, {x=, y= [, group=]} ) -> file | text, or nil, message\n"
+     "(nothing when the figure is printed or shown in a window)\n"
      "Sweep results: mean of y per value of x, one line per group value, error bars =\n"
-     "std over rows sharing x and group. Also: title=, xlabel=, ylabel=, file=, format=."},
+     "std over rows sharing x and group; groups differ by colour and point type. Rows\n"
+     "with a nan x or group are an error. Also: title=, xlabel=, ylabel=, file=, format=."},
     {"gates", l_gates,
      "tl.plot.gates({tasks={...}, experts=n, weights={{...},...}} [, opts])\n"
      "Heat map of mean gate weights: rows = tasks, columns = experts. A model with a\n"
@@ -1611,7 +1615,8 @@ static const struct {
      "tl.plot.live([opts]) -> live plot | nil, message\n"
      "lp:update(h_or_model [, force]) redraws the history plot at most every\n"
      "opts.interval seconds (default 0.5); other calls return false at once. Frames are\n"
-     "sent without waiting for gnuplot (skipped while it is busy). lp.frames,\n"
+     "sent without waiting for gnuplot (skipped while it is busy); text (dumb) frames\n"
+     "are printed as soon as drawn, each from the start of a line. lp.frames,\n"
      "lp.skipped, lp.calls count them; lp:close() ends it. opts: interval=, metrics=,\n"
      "title=, file=, terminal=, width=, height=."},
     {"terminal", l_terminal,
