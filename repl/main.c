@@ -92,15 +92,18 @@ static void install_sigint(void)
 /* 1 while a command typed at the prompt runs (tl_docall_prompt). */
 static int at_prompt;
 
-/* At the prompt: 1 when no user-written Lua function is on the stack, only
- * the typed chunk, C functions and towerlab's own Lua code. A traceback
- * would then only repeat the line just typed ("stdin:1: in main chunk"). */
+/* At the prompt: 1 when no user-written Lua code is on the stack, only the
+ * typed chunk, C functions and towerlab's own Lua code. A traceback would
+ * then only repeat the line just typed ("stdin:1: in main chunk"). A
+ * function, or a file run with dofile, is user code: its traceback stays. */
 static int simple_error(lua_State *L)
 {
     lua_Debug ar;
     for (int level = 1; lua_getstack(L, level, &ar); level++) {
         if (!lua_getinfo(L, "S", &ar)) continue;
-        if (strcmp(ar.what, "Lua") == 0 && strncmp(ar.source, "=[towerlab]", 11) != 0) return 0;
+        if (strcmp(ar.what, "C") == 0 || strncmp(ar.source, "=[towerlab]", 11) == 0) continue;
+        if (strcmp(ar.what, "main") == 0 && strcmp(ar.source, "=stdin") == 0) continue;
+        return 0;
     }
     return 1;
 }
