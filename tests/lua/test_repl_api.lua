@@ -212,7 +212,6 @@ end
 
 -- help() does not page when stdout is not a terminal (tests, pipes, the kernel).
 function T.help_prints_without_pager_off_a_terminal()
-  local old = os.getenv("PAGER")
   local s = capture(tl.help)
   check(s:find("^Topics"), s)
 end
