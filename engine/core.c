@@ -253,3 +253,33 @@ int tl_get_threads(void)
     pthread_once(&threads_once, threads_init);
     return engine_threads;
 }
+
+/* ---- memory budget ----------------------------------------------------------- */
+
+static uint64_t memory_available; /* set by the program; 0 = unknown */
+
+void tl_memory_set_available(uint64_t bytes) { memory_available = bytes; }
+uint64_t tl_memory_available(void) { return memory_available; }
+
+char *tl_memory_str(uint64_t bytes, char *buf, size_t n)
+{
+    double b = (double)bytes;
+    if (b >= 1e12) snprintf(buf, n, "%.1f TB", b / 1e12);
+    else if (b >= 1e9) snprintf(buf, n, "%.1f GB", b / 1e9);
+    else if (b >= 1e6) snprintf(buf, n, "%.1f MB", b / 1e6);
+    else if (b >= 1e3) snprintf(buf, n, "%.1f kB", b / 1e3);
+    else snprintf(buf, n, "%llu bytes", (unsigned long long)bytes);
+    return buf;
+}
+
+tl_status tl_memory_check(uint64_t bytes, uint64_t limit, const char *what)
+{
+    uint64_t cap = limit ? limit : memory_available;
+    if (cap == 0 || bytes <= cap) return TL_OK;
+    char need[32], have[32];
+    tl_memory_str(bytes, need, sizeof need);
+    tl_memory_str(cap, have, sizeof have);
+    if (limit)
+        return tl_fail(TL_ERR_NOMEM, "%s needs %s; the limit is %s (max_memory)", what, need, have);
+    return tl_fail(TL_ERR_NOMEM, "%s needs %s; %s available (MemAvailable)", what, need, have);
+}

@@ -60,6 +60,22 @@ uint64_t tl_alloc_count(void);
 void tl_fault_inject_nth(uint64_t k);
 int tl_fault_injected(void);
 
+/* Memory budget. Shapes a user writes (a tensor, a model's layers and
+ * vocabularies) can ask for more memory than the machine has; the engine
+ * checks such requests before allocating instead of growing until the OOM
+ * killer ends the session. The program tells the engine how much memory is
+ * available (repl/ reads /proc/meminfo's MemAvailable; the engine reads no
+ * environment). 0 = unknown: only an explicit limit applies. */
+void tl_memory_set_available(uint64_t bytes);
+uint64_t tl_memory_available(void);
+/* TL_OK when `bytes` fit: under `limit` when limit > 0, else under the
+ * available memory (when known). Otherwise TL_ERR_NOMEM with a message
+ * "<what> needs 68.3 GB; 23.0 GB available (MemAvailable)" (or "...; the
+ * limit is ..." for an explicit limit). */
+tl_status tl_memory_check(uint64_t bytes, uint64_t limit, const char *what);
+/* "1.5 GB" / "12.0 MB" / "512 bytes" (decimal units) into buf; returns buf. */
+char *tl_memory_str(uint64_t bytes, char *buf, size_t n);
+
 /* xoshiro256** — small, fast, and the same bits on every platform for a seed. */
 typedef struct { uint64_t s[4]; } tl_rng;
 

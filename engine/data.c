@@ -11,6 +11,7 @@
 #include "data.h"
 
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,6 +264,7 @@ struct tl_dataset {
     uint64_t skip_lines[MAX_SKIP_LINES];
     int n_skip_lines;
     int from_cache;
+    int unlabeled;     /* read with like= from a file without label columns: labels are NaN */
 };
 
 static const char *const SPLIT_NAMES[4] = {"train", "valid", "test", "all"};
@@ -315,6 +317,7 @@ tl_task_type tl_dataset_task_type(const tl_dataset *d, int t)
 }
 const char *tl_dataset_source(const tl_dataset *d) { return d->source; }
 int tl_dataset_from_cache(const tl_dataset *d) { return d->from_cache; }
+int tl_dataset_labeled(const tl_dataset *d) { return !d->unlabeled; }
 
 const tl_split *tl_dataset_split(const tl_dataset *d, const char *name)
 {
@@ -363,6 +366,49 @@ const char *tl_dataset_num_transform(const tl_dataset *d, int j, double *mean, d
     if (mean) *mean = d->num[j].mean;
     if (std) *std = d->num[j].std;
     return k[d->num[j].transform];
+}
+
+uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f)
+{
+    if (!d || f < 0 || f >= d->n_cat) return 0;
+    const dcat *c = &d->cat[f];
+    int64_t head[4] = {c->kind, c->size, c->buckets, (int64_t)c->n_str};
+    uint64_t h = hash_bytes(head, sizeof head, 0x766f636162ULL);
+    if (c->n_str) h = hash_bytes(c->str_blob, (size_t)c->str_off[c->n_str], h);
+    if (c->n_edges) h = hash_bytes(c->edges, sizeof *c->edges * c->n_edges, h);
+    return h;
+}
+
+int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap)
+{
+    if (!a || !b || fa < 0 || fa >= a->n_cat || fb < 0 || fb >= b->n_cat) return 0;
+    if (tl_dataset_vocab_fingerprint(a, fa) == tl_dataset_vocab_fingerprint(b, fb)) return 0;
+    const dcat *x = &a->cat[fa], *y = &b->cat[fb];
+    static const char *const kinds[] = {"vocab", "hash", "quantile"};
+    if (x->kind != y->kind) {
+        snprintf(msg, cap, "field '%s' is encoded by %s here and by %s there", x->name, kinds[x->kind],
+                 kinds[y->kind]);
+    } else if (x->size != y->size) {
+        snprintf(msg, cap, "field '%s' has %d ids here and %d there", x->name, (int)x->size, (int)y->size);
+    } else if (x->kind == CAT_VOCAB) {
+        uint32_t i = 0;
+        while (i < x->n_str && i < y->n_str &&
+               strcmp(x->str_blob + x->str_off[i], y->str_blob + y->str_off[i]) == 0)
+            i++;
+        if (i < x->n_str && i < y->n_str)
+            snprintf(msg, cap, "field '%s' has the same number of ids (%d) but other values: id %u is \"%.40s\" "
+                               "here and \"%.40s\" there",
+                     x->name, (int)x->size, (unsigned)i + ID_FIRST, x->str_blob + x->str_off[i],
+                     y->str_blob + y->str_off[i]);
+        else
+            snprintf(msg, cap, "field '%s' has other values", x->name);
+    } else if (x->kind == CAT_QUANT) {
+        snprintf(msg, cap, "field '%s' has the same number of quantile buckets (%d) but other bucket edges",
+                 x->name, (int)x->size - 2);
+    } else {
+        snprintf(msg, cap, "field '%s' has other hash buckets", x->name);
+    }
+    return 1;
 }
 
 tl_status tl_split_shuffle(const tl_split *s, tl_rng *rng, uint32_t *order)
@@ -492,10 +538,14 @@ static tl_status lr_next(lreader *r, char **line, size_t *len, int *got)
             start[n] = 0;
             r->pos += nl ? n + 1 : n;
             if (n && start[n - 1] == '\r') start[--n] = 0;
+            r->line++;
+            if (r->line == 1 && n >= 3 && memcmp(start, "\xEF\xBB\xBF", 3) == 0) {
+                start += 3; /* a UTF-8 byte-order mark is not part of the first name */
+                n -= 3;
+            }
             *line = start;
             *len = n;
             *got = 1;
-            r->line++;
             return TL_OK;
         }
         if (r->eof) {
@@ -682,6 +732,10 @@ typedef struct {
     uint64_t skip_lines[MAX_SKIP_LINES];
     int n_skip_lines;
     uint64_t *npos;   /* per label: positives seen (unknown-value check) */
+    char **neg;       /* per label without negative=: the negative value seen first */
+    uint32_t *neg_len;
+    int allow_unlabeled; /* like= loads: a file may lack every label column (for scoring) */
+    int unlabeled;       /* it did: labels are NaN */
 } rawset;
 
 static void rs_free(rawset *r)
@@ -697,6 +751,9 @@ static void rs_free(rawset *r)
     tl_free(r->row);
     tl_free(r->tag);
     tl_free(r->npos);
+    for (int t = 0; t < r->n_lab && r->neg; t++) tl_free(r->neg[t]);
+    tl_free(r->neg);
+    tl_free(r->neg_len);
     memset(r, 0, sizeof *r);
 }
 
@@ -710,7 +767,9 @@ static tl_status rs_init(rawset *r, int n_cat, int n_num, int n_lab, int has_gro
     r->has_weight = has_weight;
     r->tab = tl_calloc((size_t)n_cat + 1, sizeof *r->tab, "column tables");
     r->npos = tl_calloc((size_t)n_lab + 1, sizeof *r->npos, "label counts");
-    if (!r->tab || !r->npos) return TL_ERR_NOMEM;
+    r->neg = tl_calloc((size_t)n_lab + 1, sizeof *r->neg, "label values");
+    r->neg_len = tl_calloc((size_t)n_lab + 1, sizeof *r->neg_len, "label values");
+    if (!r->tab || !r->npos || !r->neg || !r->neg_len) return TL_ERR_NOMEM;
     for (int k = 0; k < n_cat; k++)
         if (st_init(&r->tab[k])) return TL_ERR_NOMEM;
     if (has_group && st_init(&r->gtab)) return TL_ERR_NOMEM;
@@ -765,16 +824,26 @@ static void plan_free(plan *p)
     tl_free(p->num);
 }
 
-/* A label's source column leaves the features unless one of its labels keeps it. */
-static int is_dropped_label(const tl_data_schema *s, const char *name)
+/* A label's source column is a feature only when one of its labels keeps
+ * it. Listing it among the features without keep= is an error (it used to be
+ * dropped silently): returns that label's task, else NULL. */
+static const char *dropped_label_task(const tl_data_schema *s, const char *name)
 {
-    int used = 0;
+    const char *task = NULL;
     for (int t = 0; t < s->n_labels; t++)
         if (s->labels[t].column && strcmp(s->labels[t].column, name) == 0) {
-            if (s->labels[t].keep) return 0;
-            used = 1;
+            if (s->labels[t].keep) return NULL;
+            task = s->labels[t].task ? s->labels[t].task : "?";
         }
-    return used;
+    return task;
+}
+
+static tl_status label_as_feature(const char *fn, const char *role, const char *name, const char *task)
+{
+    return tl_fail(TL_ERR_ARG,
+                   "%s: column '%s' is listed as %s, but it is the label column of task '%s': a label's "
+                   "column is not a feature (keep=true on the label keeps it as one)",
+                   fn, name, role, task);
 }
 
 static tl_status plan_make(const tl_data_schema *s, const char *fn, plan *p)
@@ -791,7 +860,9 @@ static tl_status plan_make(const tl_data_schema *s, const char *fn, plan *p)
         for (int j = 0; j < k; j++)
             if (strcmp(s->cat[j].name, c->name) == 0)
                 return tl_fail(TL_ERR_ARG, "%s: column '%s' is listed twice", fn, c->name);
-        if (!is_dropped_label(s, c->name)) p->cat[p->n_cat++] = c;
+        const char *task = dropped_label_task(s, c->name);
+        if (task) return label_as_feature(fn, "categorical", c->name, task);
+        p->cat[p->n_cat++] = c;
     }
     for (int pass = 0; pass < 2; pass++)
         for (int k = 0; k < s->n_num; k++) {
@@ -812,7 +883,9 @@ static tl_status plan_make(const tl_data_schema *s, const char *fn, plan *p)
                         return tl_fail(TL_ERR_ARG, "%s: column '%s' is both categorical and numeric", fn,
                                        c->name);
             }
-            if ((c->transform == TL_NUM_QUANTILE) != pass || is_dropped_label(s, c->name)) continue;
+            if ((c->transform == TL_NUM_QUANTILE) != pass) continue;
+            const char *task = dropped_label_task(s, c->name);
+            if (task) return label_as_feature(fn, "numeric", c->name, task);
             p->num[p->n_num++] = c;
             if (pass == 0) p->n_num_plain++;
         }
@@ -831,6 +904,12 @@ static tl_status plan_make(const tl_data_schema *s, const char *fn, plan *p)
                 return tl_fail(TL_ERR_ARG, "%s: task '%s' is defined twice", fn, l->task);
     }
     if (s->n_labels < 1) return tl_fail(TL_ERR_ARG, "%s: no labels: give at least one task", fn);
+    if (s->n_labels > TL_DATA_MAX_TASKS)
+        return tl_fail(TL_ERR_ARG, "%s: %d tasks; a model takes at most %d", fn, s->n_labels, TL_DATA_MAX_TASKS);
+    for (int t = 0; t < s->n_labels; t++)
+        if (strlen(s->labels[t].task) >= TL_DATA_TASK_NAME_MAX)
+            return tl_fail(TL_ERR_ARG, "%s: task name '%.40s...' is %zu bytes; a model takes at most %d", fn,
+                           s->labels[t].task, strlen(s->labels[t].task), TL_DATA_TASK_NAME_MAX - 1);
     return TL_OK;
 }
 
@@ -909,6 +988,17 @@ static int find_col(char *const *names, int n, const char *name)
     return -1;
 }
 
+/* A column the schema uses must be named once. */
+static tl_status check_unique(const char *path, const tl_data_schema *s, char *const *names, int n, int c)
+{
+    if (c < 0) return TL_OK;
+    for (int k = c + 1; k < n; k++)
+        if (strcmp(names[k], names[c]) == 0)
+            return tl_fail(TL_ERR_PARSE, "%s: column name '%s' appears twice in the %s (columns %d and %d)", path,
+                           names[c], s->header ? "header" : "column names", c + 1, k + 1);
+    return TL_OK;
+}
+
 static tl_status missing_col(const char *path, const char *role, const char *name, char *const *names, int n)
 {
     char list[400];
@@ -928,7 +1018,7 @@ static tl_status missing_col(const char *path, const char *role, const char *nam
 }
 
 static tl_status colmap_make(const tl_data_schema *s, const plan *p, const char *path, char *const *names,
-                             int ncols, colmap *m)
+                             int ncols, rawset *rs, colmap *m)
 {
     memset(m, 0, sizeof *m);
     m->ncols = ncols;
@@ -943,19 +1033,59 @@ static tl_status colmap_make(const tl_data_schema *s, const plan *p, const char 
     for (int k = 0; k < p->n_num; k++)
         if ((m->num[k] = find_col(names, ncols, p->num[k]->name)) < 0)
             return missing_col(path, "numeric", p->num[k]->name, names, ncols);
-    for (int t = 0; t < s->n_labels; t++)
-        if ((m->lab[t] = find_col(names, ncols, s->labels[t].column)) < 0)
-            return missing_col(path, "label", s->labels[t].column, names, ncols);
+    tl_status st = TL_OK;
+    for (int k = 0; k < p->n_cat && !st; k++) st = check_unique(path, s, names, ncols, m->cat[k]);
+    for (int k = 0; k < p->n_num && !st; k++) st = check_unique(path, s, names, ncols, m->num[k]);
+    if (st) return st;
+    int n_found = 0;
+    for (int t = 0; t < s->n_labels; t++) {
+        n_found += (m->lab[t] = find_col(names, ncols, s->labels[t].column)) >= 0;
+        if ((st = check_unique(path, s, names, ncols, m->lab[t]))) return st;
+    }
+    if (n_found == 0 && rs->allow_unlabeled) {
+        rs->unlabeled = 1; /* rows to score: no labels at all */
+    } else if (rs->unlabeled && n_found > 0) {
+        return tl_fail(TL_ERR_ARG, "%s: has label columns, but the files before it had none", path);
+    } else {
+        for (int t = 0; t < s->n_labels; t++)
+            if (m->lab[t] < 0) {
+                if (rs->allow_unlabeled)
+                    return tl_fail(TL_ERR_ARG,
+                                   "%s: label column '%s' (task '%s') is missing; a file to score may lack "
+                                   "every label column, not only some",
+                                   path, s->labels[t].column, s->labels[t].task);
+                return missing_col(path, "label", s->labels[t].column, names, ncols);
+            }
+    }
     if (s->id && (m->id = find_col(names, ncols, s->id)) < 0) return missing_col(path, "id", s->id, names, ncols);
     if (s->weight && (m->weight = find_col(names, ncols, s->weight)) < 0)
         return missing_col(path, "weight", s->weight, names, ncols);
-    return TL_OK;
+    if ((st = check_unique(path, s, names, ncols, m->id))) return st;
+    return check_unique(path, s, names, ncols, m->weight);
 }
 
 static void free_names(char **names, int n)
 {
     for (int c = 0; c < n && names; c++) tl_free(names[c]);
     tl_free(names);
+}
+
+/* The first line holding a CR inside it: CR-only (classic Mac) line ends make
+ * the whole file one line. */
+static tl_status check_cr(const char *path, uint64_t line, const char *p, size_t len)
+{
+    if (!memchr(p, '\r', len)) return TL_OK;
+    return tl_fail(TL_ERR_PARSE,
+                   "%s:%llu: the line holds a carriage return (CR) inside it: the file seems to have CR-only "
+                   "(classic Mac) line endings; convert it to LF or CRLF line endings",
+                   path, (unsigned long long)line);
+}
+
+/* A number the float32 arrays cannot hold is refused, not stored as inf. */
+static tl_status overflow_err(const char *path, uint64_t line, int col, const char *name, const field *x)
+{
+    return tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): \"%.*s\" overflows float32 (|x| <= %.4g)", path,
+                   (unsigned long long)line, col, name, (int)(x->n > 60 ? 60 : x->n), x->p, (double)FLT_MAX);
 }
 
 /* Read one CSV file into rs, tagging rows with `tag` (or by modulo). */
@@ -983,6 +1113,12 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
         } while (got && len == 0);
         if (!got) {
             st = tl_fail(TL_ERR_PARSE, "%s: empty file (expected a header line)", path);
+            goto done;
+        }
+        if ((st = check_cr(path, lr.line, line, len))) goto done;
+        if (memchr(line, 0, len)) {
+            st = tl_fail(TL_ERR_PARSE, "%s:%llu: the header line holds a NUL byte", path,
+                         (unsigned long long)lr.line);
             goto done;
         }
         /* Split once: unescaping "" rewrites the line in place, so a second
@@ -1043,7 +1179,7 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
             goto done;
         }
     }
-    if ((st = colmap_make(s, p, path, names, ncols, &m))) goto done;
+    if ((st = colmap_make(s, p, path, names, ncols, rs, &m))) goto done;
     last = tl_malloc(sizeof *last * ((size_t)p->n_cat + 1), "column memo");
     if (!last) {
         st = TL_ERR_NOMEM;
@@ -1058,6 +1194,7 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
             if ((st = lr_next(&lr, &line, &len, &got))) goto done;
             if (!got) break;
             if (len == 0) continue; /* blank lines are not rows */
+            if (data_row == 0 && !s->header && (st = check_cr(path, lr.line, line, len))) goto done;
             uint64_t row_index = data_row++;
             if ((data_row & (CANCEL_EVERY - 1)) == 0 && tl_cancelled()) {
                 st = tl_fail(TL_ERR_CANCELLED, "%s: loading cancelled at line %llu", path,
@@ -1070,8 +1207,21 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
                 if (rtag == TL_TO_DROP) continue; /* the protocol leaves these rows out */
             }
             if ((st = rs_reserve(rs))) goto done;
+            const char *nul = memchr(line, 0, len);
             int nf = split_fields(line, len, s->sep, seplen, f, ncols);
             const size_t r = rs->n;
+            if (nul && nf == ncols) {
+                /* unquoting moved bytes left: find the field that holds it now */
+                int col = ncols;
+                for (int c = 0; c < ncols; c++)
+                    if (memchr(f[c].p, 0, f[c].n)) {
+                        col = c + 1;
+                        break;
+                    }
+                tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): the field holds a NUL byte", path,
+                        (unsigned long long)lr.line, col, names[col - 1]);
+                goto bad;
+            }
             if (nf != ncols) {
                 if (nf < 0)
                     tl_fail(TL_ERR_PARSE, "%s:%llu: column %d: unterminated or malformed quoted field", path,
@@ -1106,11 +1256,18 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
                             (unsigned long long)lr.line, m.num[k] + 1, names[m.num[k]], (int)(x->n > 60 ? 60 : x->n),
                             x->p);
                     goto bad;
+                } else if (fabs(v) > (double)FLT_MAX) {
+                    overflow_err(path, lr.line, m.num[k] + 1, names[m.num[k]], x);
+                    goto bad;
                 }
                 rs->num[r * (size_t)n_num + (size_t)k] = (float)v;
             }
             for (int t = 0; t < n_lab; t++) {
                 const tl_data_label *l = &s->labels[t];
+                if (rs->unlabeled) {
+                    rs->lab[r * (size_t)n_lab + (size_t)t] = NAN;
+                    continue;
+                }
                 const field *x = &f[m.lab[t]];
                 double v = 0;
                 if (is_missing(s, x->p, x->n)) {
@@ -1128,6 +1285,26 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
                                 path, (unsigned long long)lr.line, m.lab[t] + 1, names[m.lab[t]],
                                 (int)(x->n > 60 ? 60 : x->n), x->p, l->task, l->positive[0], l->negative[0]);
                         goto bad;
+                    } else if (l->n_negative == 0 && !l->unknown_negative) {
+                        if (!rs->neg[t]) {
+                            if (!(rs->neg[t] = tl_malloc((size_t)x->n + 1, "label value"))) {
+                                st = TL_ERR_NOMEM;
+                                goto done;
+                            }
+                            memcpy(rs->neg[t], x->p, x->n);
+                            rs->neg[t][x->n] = 0;
+                            rs->neg_len[t] = x->n;
+                        } else if (rs->neg_len[t] != x->n || memcmp(rs->neg[t], x->p, x->n) != 0) {
+                            tl_fail(TL_ERR_PARSE,
+                                    "%s:%llu: column %d ('%s'): unknown label value \"%.*s\" for task '%s': the "
+                                    "column already has \"%s\" (positive) and \"%.*s\" (taken as negative); list "
+                                    "the 0 values with negative=, or map every other value to 0 with "
+                                    "unknown=\"negative\"",
+                                    path, (unsigned long long)lr.line, m.lab[t] + 1, names[m.lab[t]],
+                                    (int)(x->n > 60 ? 60 : x->n), x->p, l->task, l->positive[0],
+                                    (int)(rs->neg_len[t] > 60 ? 60 : rs->neg_len[t]), rs->neg[t]);
+                            goto bad;
+                        }
                     }
                 } else if (!parse_number(x->p, x->n, &v)) {
                     tl_fail(TL_ERR_PARSE,
@@ -1137,6 +1314,9 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
                     goto bad;
                 } else if (l->kind == TL_LABEL_THRESHOLD) {
                     v = v >= l->threshold ? 1 : 0;
+                } else if (fabs(v) > (double)FLT_MAX) {
+                    overflow_err(path, lr.line, m.lab[t] + 1, names[m.lab[t]], x);
+                    goto bad;
                 }
                 rs->lab[r * (size_t)n_lab + (size_t)t] = (float)v;
             }
@@ -1151,6 +1331,9 @@ static tl_status read_csv(const tl_data_schema *s, const plan *p, const char *pa
                     tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): expected a weight >= 0, got \"%.*s\"", path,
                             (unsigned long long)lr.line, m.weight + 1, names[m.weight],
                             (int)(x->n > 60 ? 60 : x->n), x->p);
+                    goto bad;
+                } else if (v > (double)FLT_MAX) {
+                    overflow_err(path, lr.line, m.weight + 1, names[m.weight], x);
                     goto bad;
                 }
                 rs->wt[r] = (float)v;
@@ -1624,6 +1807,7 @@ static tl_status finish(rawset *rs, const finish_args *a, tl_dataset **out)
         if (d->wt) d->wt[i] = rs->wt[r];
     }
     d->skipped = rs->skipped;
+    d->unlabeled = rs->unlabeled;
     d->n_skip_lines = rs->n_skip_lines;
     memcpy(d->skip_lines, rs->skip_lines, sizeof d->skip_lines);
     set_split_views(d);
@@ -1904,6 +2088,10 @@ static uint64_t schema_hash(const tl_data_schema *s)
         for (int k = 0; k < l->n_positive; k++) h = hash_str(h, l->positive[k]);
         h = hash_u64(h, (uint64_t)l->n_negative);
         for (int k = 0; k < l->n_negative; k++) h = hash_str(h, l->negative[k]);
+        /* caches made before unknown label values were errors mapped them to
+         * 0, as unknown_negative does: only the new rule changes the key */
+        if (l->kind == TL_LABEL_POSITIVE && l->n_negative == 0 && !l->unknown_negative)
+            h = hash_str(h, "unknown label values are errors");
         h = hash_bytes(&l->threshold, sizeof l->threshold, h);
         h = hash_u64(h, (uint64_t)l->keep);
     }
@@ -2053,6 +2241,7 @@ tl_status tl_data_csv_load(const tl_data_schema *s, const tl_dataset *like, tl_d
         }
     }
     if ((st = rs_init(&rs, p.n_cat, p.n_num, s->n_labels, s->id != NULL, s->weight != NULL))) goto done;
+    rs.allow_unlabeled = like != NULL;
     if ((st = read_csv(s, &p, s->path, TL_TO_TRAIN, &rs))) goto done;
     if (s->split == TL_SPLIT_FILES && !like) {
         if (s->valid_path && (st = read_csv(s, &p, s->valid_path, TL_TO_VALID, &rs))) goto done;
@@ -2098,32 +2287,18 @@ tl_status tl_data_census_ex(const char *dir, int with_education, int cache, tl_d
 {
     if (!out) return tl_fail(TL_ERR_ARG, "census: NULL output");
     *out = NULL;
-    char *dbuf = NULL, *path = NULL;
-    if (!dir) {
-        const char *env = getenv("TOWERLAB_DATA");
-        if (env && *env) {
-            if (!(dbuf = path_join(env, "census_income_kdd"))) return TL_ERR_NOMEM;
-            dir = dbuf;
-        } else {
-            dir = "data/census_income_kdd";
-        }
-    }
+    char *path = NULL;
+    if (!dir) dir = "data/census_income_kdd"; /* the REPL finds the real place (repl/l_data.c) */
     static const char *const files[] = {"census-income.test.gz", "census-income.test"};
     for (int i = 0; i < 2 && !path; i++) {
         char *p = path_join(dir, files[i]);
-        if (!p) {
-            tl_free(dbuf);
-            return TL_ERR_NOMEM;
-        }
+        if (!p) return TL_ERR_NOMEM;
         if (file_exists(p)) path = p;
         else tl_free(p);
     }
     if (!path) {
-        tl_status st = tl_fail(TL_ERR_IO,
-                               "census: no census-income.test.gz in '%s' (pass the directory, or set "
-                               "TOWERLAB_DATA to the directory holding census_income_kdd/)",
+        tl_status st = tl_fail(TL_ERR_IO, "census: no census-income.test.gz in '%s' (pass the directory holding it)",
                                dir);
-        tl_free(dbuf);
         return st;
     }
     tl_data_cat_col cat[42];
@@ -2133,6 +2308,7 @@ tl_status tl_data_census_ex(const char *dir, int with_education, int cache, tl_d
         int isnum = 0;
         for (size_t k = 0; k < sizeof CENSUS_NUMERIC / sizeof *CENSUS_NUMERIC; k++) isnum |= CENSUS_NUMERIC[k] == c;
         if (c == 24) continue; /* instance_weight: UCI says ignore it */
+        if (c == 7 || (c == 4 && with_education)) continue; /* label columns are not features */
         if (isnum) num[nn++] = (tl_data_num_col){CENSUS_COLS[c], TL_NUM_STANDARD, 0};
         else cat[nc++] = (tl_data_cat_col){CENSUS_COLS[c], 0, 0};
     }
@@ -2144,9 +2320,9 @@ tl_status tl_data_census_ex(const char *dir, int with_education, int cache, tl_d
         {.task = "income", .column = "income_50k", .kind = TL_LABEL_POSITIVE, .positive = inc_pos,
          .n_positive = 1, .negative = inc_neg, .n_negative = 1},
         {.task = "never_married", .column = "marital_stat", .kind = TL_LABEL_POSITIVE, .positive = nm_pos,
-         .n_positive = 1},
+         .n_positive = 1, .unknown_negative = 1},
         {.task = "education", .column = "education", .kind = TL_LABEL_POSITIVE, .positive = edu_pos,
-         .n_positive = 4},
+         .n_positive = 4, .unknown_negative = 1},
     };
     tl_data_schema s;
     tl_data_schema_init(&s);
@@ -2168,13 +2344,90 @@ tl_status tl_data_census_ex(const char *dir, int with_education, int cache, tl_d
     s.cache = cache;
     tl_status st = tl_data_csv_load(&s, NULL, out);
     tl_free(path);
-    tl_free(dbuf);
     return st;
 }
 
 tl_status tl_data_census(const char *dir, int with_education, tl_dataset **out)
 {
     return tl_data_census_ex(dir, with_education, 1, out);
+}
+
+/* ---- Amazon Video Games (the DML authors' preprocessing) ------------------ */
+
+tl_status tl_data_amazon_video_games(const char *dir, uint64_t seed, tl_dataset **out)
+{
+    static const char *fn = "amazon_video_games";
+    if (!out) return tl_fail(TL_ERR_ARG, "%s: NULL output", fn);
+    *out = NULL;
+    if (!dir) return tl_fail(TL_ERR_ARG, "%s: no directory", fn);
+    static const char *const files[2] = {"Video_Games_val.txt", "Video_Games_test.txt"};
+    char *paths[2] = {NULL, NULL};
+    tl_status st = TL_OK;
+    rawset rs;
+    memset(&rs, 0, sizeof rs);
+    plan p;
+    memset(&p, 0, sizeof p);
+    for (int i = 0; i < 2; i++) {
+        if (!(paths[i] = path_join(dir, files[i]))) {
+            st = TL_ERR_NOMEM;
+            goto done;
+        }
+        if (!file_exists(paths[i])) {
+            st = tl_fail(TL_ERR_IO,
+                         "%s: no %s in '%s' (the DML authors' Video_Games_val.txt and Video_Games_test.txt; "
+                         "pass their directory with path=)",
+                         fn, files[i], dir);
+            goto done;
+        }
+    }
+    static const char *const cols[4] = {"rated", "like", "user_id", "item_id"};
+    static const char *const pos[] = {"1.0", "1"}, *const neg[] = {"0.0", "0"};
+    tl_data_cat_col cat[2] = {{"user_id", 0, 0}, {"item_id", 0, 0}};
+    tl_data_label lab[2] = {
+        {.task = "rated", .column = "rated", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 2,
+         .negative = neg, .n_negative = 2},
+        {.task = "like", .column = "like", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 2,
+         .negative = neg, .n_negative = 2},
+    };
+    tl_data_schema s;
+    tl_data_schema_init(&s);
+    s.path = paths[0];
+    s.header = 0;
+    s.columns = cols;
+    s.n_columns = 4;
+    s.cat = cat;
+    s.n_cat = 2;
+    s.labels = lab;
+    s.n_labels = 2;
+    s.id = "user_id";
+    s.split = TL_SPLIT_RATIO;
+    s.ratio[0] = 0.8;
+    s.ratio[1] = 0.1;
+    s.ratio[2] = 0.1;
+    s.seed = seed;
+    if ((st = plan_make(&s, fn, &p))) goto done;
+    if ((st = rs_init(&rs, p.n_cat, p.n_num, 2, 1, 0))) goto done;
+    for (int i = 0; i < 2; i++) {
+        size_t first = rs.n;
+        if ((st = read_csv(&s, &p, paths[i], TL_TO_TRAIN, &rs))) goto done;
+        /* rows count through the concatenation val + test */
+        for (size_t r = first; r < rs.n; r++) {
+            if (rs.lab[2 * r + 1] == 1.0f && rs.lab[2 * r] != 1.0f) {
+                st = tl_fail(TL_ERR_PARSE, "%s: %s: data row %llu has like = 1 but rated = 0 (the tasks are nested)",
+                             fn, paths[i], (unsigned long long)rs.row[r] + 1);
+                goto done;
+            }
+            rs.row[r] += (uint32_t)first;
+        }
+    }
+    finish_args fa = {&p, &s, NULL, "amazon_video_games_dml"};
+    st = finish(&rs, &fa, out);
+done:
+    rs_free(&rs);
+    plan_free(&p);
+    tl_free(paths[0]);
+    tl_free(paths[1]);
+    return st;
 }
 
 /* ---- synthetic ------------------------------------------------------------ */
@@ -2227,6 +2480,84 @@ tl_status tl_data_synthetic(const tl_synthetic_params *p, tl_dataset **out)
     return TL_OK;
 fail:
     tl_dataset_free(d);
+    return st;
+}
+
+/* The user/item task pair (synthetic.h): categorical user_id, item_id,
+ * user_segment, item_category, context; numeric user_activity, item_price, x
+ * (standardised on train); tasks a and b; random 8:1:1 split by the seed. */
+tl_status tl_data_synthetic_pair(const tl_synth_pair_params *p, tl_dataset **out)
+{
+    static const char *fn = "synthetic_pair";
+    if (!out) return tl_fail(TL_ERR_ARG, "%s: NULL output", fn);
+    *out = NULL;
+    tl_status st = tl_synth_pair_check(p);
+    if (st) return st;
+    const size_t n = p->rows;
+    rawset rs;
+    memset(&rs, 0, sizeof rs);
+    plan pl;
+    memset(&pl, 0, sizeof pl);
+    int32_t *ci = tl_malloc(sizeof(int32_t) * 5 * n, "synthetic_pair columns");
+    float *cf = tl_malloc(sizeof(float) * 5 * n, "synthetic_pair columns");
+    if (!ci || !cf) {
+        st = TL_ERR_NOMEM;
+        goto done;
+    }
+    tl_synth_pair_out o = {ci, ci + n, ci + 2 * n, ci + 3 * n, ci + 4 * n, cf, cf + n, cf + 2 * n,
+                           NULL, NULL, cf + 3 * n, cf + 4 * n};
+    if ((st = tl_synth_pair_generate(p, &o))) goto done;
+    static const char *const cats[5] = {"user_id", "item_id", "user_segment", "item_category", "context"};
+    static const char *const nums[3] = {"user_activity", "item_price", "x"};
+    tl_data_cat_col cat[5];
+    tl_data_num_col num[3];
+    for (int k = 0; k < 5; k++) cat[k] = (tl_data_cat_col){cats[k], 0, 0};
+    for (int k = 0; k < 3; k++) num[k] = (tl_data_num_col){nums[k], TL_NUM_STANDARD, 0};
+    static const char *const pos[] = {"1"}, *const neg[] = {"0"};
+    tl_data_label lab[2] = {
+        {.task = "a", .column = "a", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 1, .negative = neg,
+         .n_negative = 1},
+        {.task = "b", .column = "b", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 1, .negative = neg,
+         .n_negative = 1},
+    };
+    tl_data_schema s;
+    tl_data_schema_init(&s);
+    s.path = "synthetic_pair";
+    s.cat = cat;
+    s.n_cat = 5;
+    s.num = num;
+    s.n_num = 3;
+    s.labels = lab;
+    s.n_labels = 2;
+    s.split = TL_SPLIT_RATIO;
+    s.ratio[0] = 0.8;
+    s.ratio[1] = 0.1;
+    s.ratio[2] = 0.1;
+    s.seed = p->seed;
+    if ((st = plan_make(&s, fn, &pl))) goto done;
+    if ((st = rs_init(&rs, 5, 3, 2, 0, 0))) goto done;
+    for (size_t i = 0; i < n; i++) {
+        if ((st = rs_reserve(&rs))) goto done;
+        for (int k = 0; k < 5; k++) {
+            char buf[16];
+            int len = snprintf(buf, sizeof buf, "%d", (int)ci[(size_t)k * n + i]);
+            if ((st = st_intern(&rs.tab[k], buf, (size_t)len, &rs.cat[i * 5 + (size_t)k]))) goto done;
+        }
+        for (int k = 0; k < 3; k++) rs.num[i * 3 + (size_t)k] = cf[(size_t)k * n + i];
+        rs.lab[i * 2] = cf[3 * n + i];
+        rs.lab[i * 2 + 1] = cf[4 * n + i];
+        rs.row[i] = (uint32_t)i;
+        rs.n++;
+    }
+    char src[96];
+    snprintf(src, sizeof src, "synthetic_pair(rho=%g, %s)", p->rho, p->nested ? "nested" : "not nested");
+    finish_args fa = {&pl, &s, NULL, src};
+    st = finish(&rs, &fa, out);
+done:
+    rs_free(&rs);
+    plan_free(&pl);
+    tl_free(ci);
+    tl_free(cf);
     return st;
 }
 

@@ -14,6 +14,11 @@
 
 typedef enum { TL_TASK_BINARY, TL_TASK_REGRESSION } tl_task_type;
 
+/* The model's limits (model.h TL_MAX_TASKS, TL_TASK_NAME_MAX), checked by the
+ * loader so that a dataset no model can take is refused when it is read. */
+#define TL_DATA_MAX_TASKS 8
+#define TL_DATA_TASK_NAME_MAX 32 /* names up to 31 bytes */
+
 /* One split: a view into its dataset's arrays (owned by the dataset). */
 typedef struct {
     const char *name;  /* "train", "valid", "test", "all" */
@@ -59,6 +64,14 @@ double tl_split_label_mean(const tl_split *s, const tl_dataset *d, int t);
 /* Vocabulary of categorical field f: the string for id (NULL for ids without
  * one: out-of-vocabulary, missing, hash buckets, quantile buckets). */
 const char *tl_dataset_vocab_string(const tl_dataset *d, int f, int32_t id);
+/* Fingerprint of categorical field f's encoding (kind, size, the vocabulary
+ * strings in id order, hash buckets, quantile edges): two datasets whose
+ * field has the same fingerprint give its ids the same meaning. 0 for a bad f. */
+uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f);
+/* 1 when field fa of a and field fb of b differ, with what differs written
+ * to msg ("here" = a, "there" = b; e.g. the first id whose value differs);
+ * 0 when they are the same. */
+int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap);
 /* How field f was encoded: "vocab", "hash" or "quantile". */
 const char *tl_dataset_cat_kind(const tl_dataset *d, int f);
 /* Numeric column j's transform ("standard", "log1p", "none", "flag") and the
@@ -66,6 +79,9 @@ const char *tl_dataset_cat_kind(const tl_dataset *d, int f);
 const char *tl_dataset_num_transform(const tl_dataset *d, int j, double *mean, double *std);
 /* Where the dataset came from ("census-income.test.gz", "synthetic", ...). */
 const char *tl_dataset_source(const tl_dataset *d);
+/* 0 when the dataset was read with like= from a file without its label
+ * columns (rows to score): its labels are NaN and it can only be predicted. */
+int tl_dataset_labeled(const tl_dataset *d);
 /* 1 when the dataset was read from its binary cache. */
 int tl_dataset_from_cache(const tl_dataset *d);
 /* Rows skipped with on_bad = skip, and the line numbers of the first few
@@ -107,8 +123,12 @@ typedef struct {
     tl_label_kind kind;
     const char *const *positive; int n_positive;  /* TL_LABEL_POSITIVE */
     /* Optional: the values meaning 0. When given, any other value is an
-     * "unknown label value" error; when absent every other value is 0. */
+     * "unknown label value" error. When absent, the first value seen that is
+     * not positive is the negative one, and a third distinct value is an
+     * error naming file, line and value, unless unknown_negative is set:
+     * then every value that is not positive is 0. */
     const char *const *negative; int n_negative;
+    int unknown_negative;
     double threshold;          /* TL_LABEL_THRESHOLD */
     int keep;                  /* keep the source column among the features (when any
                                   label on a column keeps it, it stays) */
@@ -167,13 +187,15 @@ void tl_data_schema_init(tl_data_schema *s);
 
 /* Load a CSV/TSV file described by `schema`. With `like` non-NULL the file is
  * read with like's vocabularies, statistics and layout (the schema's columns
- * must be the same; the split is ignored and all rows go to "all"). On
+ * must be the same; the split is ignored and all rows go to "all"); the file
+ * may then lack every label column (rows to score, tl_dataset_labeled = 0). On
  * success *out owns a new dataset (free with tl_dataset_free). On failure
  * *out is NULL and the message names file, line, column and what was expected. */
 tl_status tl_data_csv_load(const tl_data_schema *schema, const tl_dataset *like, tl_dataset **out);
 
-/* UCI Census-Income (KDD), census-income.test.gz from `dir` (NULL: $TOWERLAB_DATA/
- * census_income_kdd, else ./data/census_income_kdd). Tasks income and
+/* UCI Census-Income (KDD), census-income.test.gz from `dir` (NULL:
+ * ./data/census_income_kdd; the engine reads no environment variable, the
+ * REPL resolves $TOWERLAB_DATA and the program's own data folder). Tasks income and
  * never_married (+ education = bachelors or higher when with_education);
  * split by row index i: i%10<8 train, 8 valid, 9 test. Uses the cache. */
 tl_status tl_data_census(const char *dir, int with_education, tl_dataset **out);
@@ -187,8 +209,22 @@ tl_status tl_data_census_ex(const char *dir, int with_education, int cache, tl_d
  * first genre, year; group = user; random 8:1:1 split with `seed`. */
 tl_status tl_data_movielens(const char *dir, uint64_t seed, tl_dataset **out);
 
+/* Amazon Video Games (5-core) as preprocessed by the DML authors (Ren et al.
+ * 2023): Video_Games_val.txt and Video_Games_test.txt from `dir` (no header,
+ * rated,like,user_id,item_id; 46,356 rows each), read in place and
+ * concatenated (val then test; tl_split.row counts through both), then split
+ * 8:1:1 at random by `seed`. Tasks rated and like (binary, nested: like => rated,
+ * checked); categorical user_id and item_id; group = user_id. */
+tl_status tl_data_amazon_video_games(const char *dir, uint64_t seed, tl_dataset **out);
+
 /* The MMoE-paper synthetic data (synthetic.h): dim numeric features x,
  * regression tasks y1 and y2; 8:1:1 split in generation order. */
 tl_status tl_data_synthetic(const tl_synthetic_params *p, tl_dataset **out);
+
+/* The user/item task pair of synthetic.h as a dataset: categorical user_id,
+ * item_id, user_segment, item_category, context; numeric user_activity,
+ * item_price, x (standardised on train); binary tasks a and b; random 8:1:1
+ * split by p->seed. */
+tl_status tl_data_synthetic_pair(const tl_synth_pair_params *p, tl_dataset **out);
 
 #endif

@@ -352,6 +352,29 @@ void tl_diagnose_free(tl_model *m)
 #define LEAK_MAX_ROWS 100000 /* larger splits are subsampled by a stride */
 #define LEAK_PRIOR 10.0      /* pseudo-rows shrinking an id's rate towards the overall rate */
 
+static int u64_cmp(const void *pa, const void *pb)
+{
+    uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+    return (a > b) - (a < b);
+}
+
+/* Dense ids 0..k-1 of field f over the n sampled rows (in id order), for a
+ * field whose vocabulary is much larger than the rows (hash=2e8 on 2,000
+ * rows): the tables are then sized by the rows, not the buckets. Returns k. */
+static size_t dense_ids(const tl_split *s, int nc, int f, size_t n, size_t stride, uint64_t *pairs,
+                        int32_t *dense)
+{
+    for (size_t i = 0; i < n; i++)
+        pairs[i] = (uint64_t)(uint32_t)s->cat[i * stride * (size_t)nc + (size_t)f] << 32 | (uint64_t)i;
+    qsort(pairs, n, sizeof *pairs, u64_cmp);
+    size_t k = 0;
+    for (size_t j = 0; j < n; j++) {
+        if (j > 0 && pairs[j] >> 32 != pairs[j - 1] >> 32) k++;
+        dense[pairs[j] & 0xffffffffu] = (int32_t)k;
+    }
+    return n ? k + 1 : 0;
+}
+
 static int leak_cmp(const void *pa, const void *pb)
 {
     const tl_leak_row *a = pa, *b = pb;
@@ -375,16 +398,26 @@ tl_status tl_diagnose_leakage(const tl_dataset *d, const tl_split *s,
     int nb = 0;
     for (int t = 0; t < K; t++) nb += tl_dataset_task_type(d, t) == TL_TASK_BINARY;
     size_t stride = (s->n + LEAK_MAX_ROWS - 1) / LEAK_MAX_ROWS, n = (s->n + stride - 1) / stride;
-    int32_t vmax = 1;
-    for (int f = 0; f < nc; f++) vmax = vocab[f] > vmax ? vocab[f] : vmax;
+    /* a field with more ids than this is compacted to the ids its rows use */
+    const size_t direct_max = 4 * n + 16;
+    size_t vmax = 1;
+    int any_big = 0;
+    for (int f = 0; f < nc; f++) {
+        size_t v = (size_t)vocab[f] > direct_max ? n : (size_t)vocab[f];
+        any_big |= (size_t)vocab[f] > direct_max;
+        vmax = v > vmax ? v : vmax;
+    }
     size_t nrows = (size_t)nb * (size_t)(nc + nn);
     tl_leak_row *rows = tl_calloc(nrows ? nrows : 1, sizeof *rows, "leakage table");
     float *y = tl_malloc(n * sizeof(float), "leakage labels");
     float *w = s->weight ? tl_malloc(n * sizeof(float), "leakage weights") : NULL;
     float *x = tl_malloc(n * sizeof(float), "leakage scores");
-    double *acc = tl_malloc((size_t)vmax * 4 * sizeof(double), "leakage rates");
+    double *acc = tl_malloc(vmax * 4 * sizeof(double), "leakage rates");
+    uint64_t *pairs = any_big ? tl_malloc(n * sizeof *pairs, "leakage ids") : NULL;
+    int32_t *dense = any_big ? tl_malloc(n * sizeof *dense, "leakage ids") : NULL;
     tl_metric_ws *ws = tl_metric_ws_new();
-    tl_status st = rows && y && x && acc && ws && (w || !s->weight) ? TL_OK : TL_ERR_NOMEM;
+    tl_status st = rows && y && x && acc && ws && (w || !s->weight) && (!any_big || (pairs && dense)) ? TL_OK
+                                                                                                     : TL_ERR_NOMEM;
     size_t r = 0;
     for (int t = 0; t < K && st == TL_OK; t++) {
         if (tl_dataset_task_type(d, t) != TL_TASK_BINARY) continue;
@@ -402,15 +435,17 @@ tl_status tl_diagnose_leakage(const tl_dataset *d, const tl_split *s,
             int numeric = j >= nc, f = numeric ? j - nc : j;
             if (!numeric) {
                 /* acc[4 id + 2h + 0/1]: positives and rows of id in half h */
-                memset(acc, 0, (size_t)vocab[f] * 4 * sizeof(double));
+                int big = (size_t)vocab[f] > direct_max;
+                size_t ids = big ? dense_ids(s, nc, f, n, stride, pairs, dense) : (size_t)vocab[f];
+                memset(acc, 0, ids * 4 * sizeof(double));
                 for (size_t i = 0; i < n; i++) {
-                    int32_t id = s->cat[i * stride * (size_t)nc + (size_t)f];
+                    int32_t id = big ? dense[i] : s->cat[i * stride * (size_t)nc + (size_t)f];
                     double wi = w ? (double)w[i] : 1.0;
                     acc[4 * (size_t)id + 2 * (i & 1)] += (double)y[i] * wi;
                     acc[4 * (size_t)id + 2 * (i & 1) + 1] += wi;
                 }
                 for (size_t i = 0; i < n; i++) {
-                    int32_t id = s->cat[i * stride * (size_t)nc + (size_t)f];
+                    int32_t id = big ? dense[i] : s->cat[i * stride * (size_t)nc + (size_t)f];
                     const double *o = acc + 4 * (size_t)id + 2 * (1 - (i & 1));
                     x[i] = (float)((o[0] + LEAK_PRIOR * prior) / (o[1] + LEAK_PRIOR));
                 }
@@ -435,6 +470,8 @@ tl_status tl_diagnose_leakage(const tl_dataset *d, const tl_split *s,
     tl_free(w);
     tl_free(x);
     tl_free(acc);
+    tl_free(pairs);
+    tl_free(dense);
     if (st != TL_OK) {
         tl_free(rows);
         return tl_fail_context(st, "leakage");

@@ -332,38 +332,104 @@ static int partial_slots(void)
     return t < 8 ? 8 : t > TL_PARALLEL_MAX_THREADS ? TL_PARALLEL_MAX_THREADS : t;
 }
 
-/* Floats of op scratch each node needs: per row, and fixed. */
-static void scratch_size(const tl_graph *g, tl_nodedef *d)
+/* Floats of op scratch each node needs, per row and fixed, for a graph of
+ * max_batch mb. */
+static void node_scratch(const tl_nodedef *d, size_t mb, size_t *per_row, size_t *fixed)
 {
-    d->scratch_per_row = d->scratch_fixed = 0;
+    *per_row = *fixed = 0;
     switch (d->op) {
     case TL_OP_LINEAR:
     case TL_OP_GROUPED_LINEAR: /* the activation's gradient; per-thread bias sums */
-        if (d->act != TL_ACT_NONE) d->scratch_per_row = (size_t)d->cols;
-        if (d->nin > 2) d->scratch_fixed = (size_t)partial_slots() * (size_t)d->cols;
+        if (d->act != TL_ACT_NONE) *per_row = (size_t)d->cols;
+        if (d->nin > 2) *fixed = (size_t)partial_slots() * (size_t)d->cols;
         break;
     case TL_OP_DROPOUT:
-        d->scratch_per_row = (size_t)d->cols;
+        *per_row = (size_t)d->cols;
         break;
     case TL_OP_TOKEN_LINEAR:
-        if (d->act != TL_ACT_NONE) d->scratch_per_row = (size_t)d->cols;
+        if (d->act != TL_ACT_NONE) *per_row = (size_t)d->cols;
         break;
     case TL_OP_QUAD_BPR: /* group member lists, counts, sampled pairs */
-        d->scratch_fixed = (size_t)g->max_batch + 4 + 3 * (1 + 2 * (size_t)d->k);
+        *fixed = mb + 4 + 3 * (1 + 2 * (size_t)d->k);
         break;
     case TL_OP_ATTENTION:
-        d->scratch_per_row = (size_t)d->k * (size_t)d->k * 2;
+        *per_row = (size_t)d->k * (size_t)d->k * 2;
         break;
     case TL_OP_BCE_LOGITS:
     case TL_OP_BCE_PROB:
     case TL_OP_MSE:
     case TL_OP_BERNOULLI_KL:
-        d->scratch_fixed = 1; /* the normaliser sum(w) */
+        *fixed = 1; /* the normaliser sum(w) */
         break;
     default:
         break;
     }
-    (void)g;
+}
+
+/* Lay out the arena for max_batch mb: with `assign`, store each node's
+ * offsets and scratch sizes. Returns the arena's floats. */
+static size_t arena_layout(tl_graph *g, size_t mb, int assign)
+{
+    size_t af = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        tl_nodedef *d = &g->nodes[i];
+        size_t rows = d->batched ? mb : (size_t)d->rows;
+        size_t size = (rows * (size_t)d->cols + 15) & ~(size_t)15;
+        size_t per_row, fixed;
+        node_scratch(d, mb, &per_row, &fixed);
+        if (assign) {
+            d->scratch_per_row = per_row;
+            d->scratch_fixed = fixed;
+        }
+        if (d->op != TL_OP_PARAM) {
+            if (assign) d->val_off = af;
+            af += size;
+            if (d->needs_grad && d->on_path) {
+                if (assign) d->grad_off = af;
+                af += size;
+            }
+        }
+        size_t scr = per_row * rows + fixed;
+        if (scr) {
+            if (assign) d->scratch_off = af;
+            af += (scr + 15) & ~(size_t)15;
+        }
+    }
+    return af;
+}
+
+static size_t param_layout_floats(const tl_graph *g)
+{
+    size_t pf = 0;
+    for (int i = 0; i < g->n_params; i++)
+        pf += ((size_t)g->params[i].rows * (size_t)g->params[i].cols + 15) & ~(size_t)15;
+    return pf;
+}
+
+void tl_graph_plan_size(tl_graph *g, int max_batch, size_t *param_floats, size_t *arena_floats,
+                        size_t *sparse_rows)
+{
+    size_t rows = 0;
+    for (int i = 0; i < g->n_params; i++)
+        if (g->params[i].sparse) rows += (size_t)g->params[i].rows;
+    if (param_floats) *param_floats = param_layout_floats(g);
+    if (arena_floats) *arena_floats = arena_layout(g, (size_t)(max_batch > 0 ? max_batch : 1), 0);
+    if (sparse_rows) *sparse_rows = rows;
+}
+
+/* Point every non-parameter node into the arena at its planned offsets,
+ * and set the scalars' values. */
+static void assign_arena(tl_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        tl_nodedef *d = &g->nodes[i];
+        if (d->op != TL_OP_PARAM) {
+            d->val = g->arena + d->val_off;
+            d->grad = d->grad_off != TL_NO_SLOT ? g->arena + d->grad_off : NULL;
+        }
+        d->scratch = d->scratch_off != TL_NO_SLOT ? g->arena + d->scratch_off : NULL;
+        if (d->op == TL_OP_SCALAR) d->val[0] = d->f;
+    }
 }
 
 tl_status tl_graph_plan(tl_graph *g)
@@ -398,26 +464,7 @@ tl_status tl_graph_plan(tl_graph *g)
     }
 
     /* Arena: every non-parameter value, gradient and scratch buffer. */
-    size_t af = 0;
-    for (int i = 0; i < g->n_nodes; i++) {
-        tl_nodedef *d = &g->nodes[i];
-        size_t rows = d->batched ? mb : (size_t)d->rows;
-        size_t size = (rows * (size_t)d->cols + 15) & ~(size_t)15;
-        scratch_size(g, d);
-        if (d->op != TL_OP_PARAM) {
-            d->val_off = af;
-            af += size;
-            if (d->needs_grad && d->on_path) {
-                d->grad_off = af;
-                af += size;
-            }
-        }
-        size_t scr = d->scratch_per_row * rows + d->scratch_fixed;
-        if (scr) {
-            d->scratch_off = af;
-            af += (scr + 15) & ~(size_t)15;
-        }
-    }
+    size_t af = arena_layout(g, mb, 1);
     g->arena_floats = af;
     g->arena = tl_malloc_aligned((af ? af : 1) * sizeof(float), "activation arena");
     if (!g->arena) return TL_ERR_NOMEM;
@@ -431,14 +478,48 @@ tl_status tl_graph_plan(tl_graph *g)
             d->grad = g->grad_block + p->offset;
             tl_status s = tl_init_fill(d->val, p->rows, p->cols, d->init, d->f, &g->init_rng);
             if (s != TL_OK) return tl_fail_context(s, "initialising parameter '%s'", d->name);
-        } else {
-            d->val = g->arena + d->val_off;
-            d->grad = d->grad_off != TL_NO_SLOT ? g->arena + d->grad_off : NULL;
         }
-        d->scratch = d->scratch_off != TL_NO_SLOT ? g->arena + d->scratch_off : NULL;
-        if (d->op == TL_OP_SCALAR) d->val[0] = d->f;
     }
+    assign_arena(g);
     g->planned = 1;
+    return TL_OK;
+}
+
+tl_status tl_graph_set_max_batch(tl_graph *g, int max_batch, uint64_t memory_limit, int max_pairs)
+{
+    if (!g->planned) return tl_fail(TL_ERR_STATE, "tl_graph_set_max_batch before tl_graph_plan");
+    if (max_batch < 1 || max_batch > 1 << 24)
+        return tl_fail(TL_ERR_ARG, "graph max_batch %d outside 1..%d", max_batch, 1 << 24);
+    if (max_batch <= g->max_batch) return TL_OK;
+    /* The quadruplet loss capped its pair budget by the old batch (a term
+     * cannot have more pairs): cap it by the new one, as building for
+     * max_batch would have. Its scratch grows with it. */
+    int64_t cap = ((int64_t)max_batch / 2 + 1) * ((int64_t)max_batch / 2 + 1);
+    int quad_k = max_pairs > 0 ? (int)(max_pairs < cap ? max_pairs : cap) : 0;
+    enum { MAX_QUAD = 64 };
+    int old_k[MAX_QUAD], n_old = 0;
+    for (int i = 0; i < g->n_nodes && quad_k; i++)
+        if (g->nodes[i].op == TL_OP_QUAD_BPR && n_old++ == MAX_QUAD)
+            return tl_fail(TL_ERR_ARG, "graph: more than %d quadruplet losses to replan", MAX_QUAD);
+    for (int i = 0, j = 0; i < g->n_nodes && quad_k; i++)
+        if (g->nodes[i].op == TL_OP_QUAD_BPR) {
+            old_k[j++] = g->nodes[i].k;
+            g->nodes[i].k = quad_k;
+        }
+    size_t af = arena_layout(g, (size_t)max_batch, 0);
+    tl_status s = tl_memory_check((uint64_t)af * sizeof(float), memory_limit, "the graph's activations");
+    float *arena = s == TL_OK ? tl_malloc_aligned((af ? af : 1) * sizeof(float), "activation arena") : NULL;
+    if (!arena) { /* unchanged: put the pair budgets back */
+        for (int i = 0, j = 0; i < g->n_nodes && quad_k; i++)
+            if (g->nodes[i].op == TL_OP_QUAD_BPR) g->nodes[i].k = old_k[j++];
+        return s != TL_OK ? tl_fail_context(s, "batch %d", max_batch) : TL_ERR_NOMEM;
+    }
+    memset(arena, 0, (af ? af : 1) * sizeof(float));
+    tl_free_aligned(g->arena);
+    g->arena = arena;
+    g->max_batch = max_batch;
+    g->arena_floats = arena_layout(g, (size_t)max_batch, 1);
+    assign_arena(g);
     return TL_OK;
 }
 

@@ -165,6 +165,21 @@ tl_node tl_node_name(tl_graph *g, tl_node a, const char *name);
 tl_status tl_graph_backward(tl_graph *g, tl_node loss);
 /* Allocate and initialise; after this no builder may be called. */
 tl_status tl_graph_plan(tl_graph *g);
+/* What tl_graph_plan would allocate for a graph of max_batch rows, without
+ * allocating: floats of the parameter block (the gradient block is as big),
+ * of the arena, and the rows of sparse (embedding) tables, each of which
+ * costs 5 bytes of touched-row bookkeeping. Any output may be NULL. The
+ * model checks its memory budget with it before planning. */
+void tl_graph_plan_size(tl_graph *g, int max_batch, size_t *param_floats, size_t *arena_floats,
+                        size_t *sparse_rows);
+/* Grow a planned graph to batches of up to max_batch rows: the arena is laid
+ * out again and reallocated (its bytes checked first with tl_memory_check
+ * against memory_limit, 0 = the available memory); max_pairs > 0 is the pair
+ * budget the quadruplet losses were built with, capped again for the new
+ * batch as tl_quadruplet_bpr caps it;
+ * parameters, gradients and scalars are kept. A smaller max_batch is a
+ * no-op. Runs after it are what a graph planned for max_batch computes. */
+tl_status tl_graph_set_max_batch(tl_graph *g, int max_batch, uint64_t memory_limit, int max_pairs);
 
 /* ---- running ------------------------------------------------------------ */
 

@@ -6,12 +6,15 @@
  * any section, then reads every value through a bounds-checked cursor. */
 #include "io.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -275,6 +278,13 @@ static void encode(wbuf *b, tl_model *m)
         put_u32(b, (uint32_t)nb);
         put_u64(b, floats);
         for (int i = 0; i < nb; i++) put_f32s(b, tl_optim_state(m->opt, i, NULL), floats);
+        /* added later: the learning-rate schedule */
+        put_u32(b, (uint32_t)oc->schedule);
+        put_f32(b, oc->gamma);
+        put_i64(b, oc->warmup);
+        put_i64(b, oc->step_size);
+        put_i64(b, oc->total);
+        put_f32(b, oc->min_lr);
     }
     end_section(b, off);
 
@@ -340,6 +350,9 @@ static void encode(wbuf *b, tl_model *m)
         put_f32s(b, tmp, len);
         tl_free(tmp);
     }
+    /* added later: the steps at which they were fitted (staleness) */
+    for (int k = 0; k < m->cfg.n_tasks; k++) put_i64(b, m->out_cal_step[k]);
+    put_i64(b, m->distill_cal_step);
     end_section(b, off);
 
     uint8_t *crc = wb_take(b, 4);
@@ -361,25 +374,135 @@ static mode_t current_umask(void)
     return (mode_t)(mask & 0777);
 }
 
+/* "path: what: errno text", with what the limit is when the disk or a
+ * limit ran out (ulimit -f gives EFBIG once SIGXFSZ is ignored). */
 static tl_status io_fail(const char *path, const char *what, int err)
 {
-    return tl_fail(TL_ERR_IO, "%s: %s: %s", path, what, strerror(err));
+    const char *hint = err == EFBIG || err == EDQUOT ? " (disk quota / file size limit reached; "
+                                                       "the previous file is intact)"
+                       : err == ENOSPC ? " (disk full; the previous file is intact)"
+                                       : "";
+    return tl_fail(TL_ERR_IO, "%s: %s: %s%s", path, what, strerror(err), hint);
+}
+
+static double process_start; /* tl_io_set_process_start; 0 = no clean-up of temporaries */
+
+void tl_io_set_process_start(double t) { process_start = t; }
+
+#define MAX_SYMLINKS 40
+
+/* The file a save to `path` writes: path itself, or the end of its chain of
+ * symbolic links (so that a link is followed, not replaced). A new string
+ * (tl_free), or NULL with the error recorded and its status in *status. */
+static char *resolve_target(const char *path, tl_status *status)
+{
+    *status = TL_ERR_NOMEM;
+    char *cur = tl_strdup(path, "checkpoint file name");
+    for (int hops = 0; cur; hops++) {
+        struct stat st;
+        if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) return cur;
+        if (hops == MAX_SYMLINKS) {
+            tl_free(cur);
+            *status = io_fail(path, "cannot follow its symbolic links", ELOOP);
+            return NULL;
+        }
+        size_t cap = (size_t)st.st_size + 1 > 256 ? (size_t)st.st_size + 1 : 256;
+        char *link = tl_malloc(cap, "symbolic link");
+        ssize_t k = link ? readlink(cur, link, cap - 1) : -1;
+        if (k < 0) {
+            if (link) *status = io_fail(path, "cannot read its symbolic link", errno);
+            tl_free(link);
+            tl_free(cur);
+            return NULL;
+        }
+        link[k] = '\0';
+        char *slash = strrchr(cur, '/');
+        if (link[0] == '/' || !slash) {
+            tl_free(cur);
+            cur = link;
+        } else { /* relative to the link's directory */
+            size_t dir = (size_t)(slash - cur) + 1;
+            char *next = tl_malloc(dir + (size_t)k + 1, "checkpoint file name");
+            if (next) {
+                memcpy(next, cur, dir);
+                memcpy(next + dir, link, (size_t)k + 1);
+            }
+            tl_free(link);
+            tl_free(cur);
+            cur = next;
+        }
+    }
+    return NULL;
+}
+
+/* Remove `target`.tmp.XXXXXX files that a killed save left: regular files
+ * of exactly that name pattern whose last change is older than this process
+ * (a save in progress elsewhere keeps writing, so its file is newer). Only
+ * when tl_io_set_process_start was called. Failures are ignored. */
+static void remove_stale_temporaries(const char *target)
+{
+    if (process_start == 0) return;
+    const char *slash = strrchr(target, '/');
+    const char *base = slash ? slash + 1 : target;
+    size_t dirlen = slash ? (size_t)(slash - target) + 1 : 0, blen = strlen(base);
+    char *dirname = tl_malloc(dirlen + 2, "directory name");
+    if (!dirname) {
+        tl_clear_error();
+        return;
+    }
+    if (dirlen) memcpy(dirname, target, dirlen);
+    else dirname[dirlen++] = '.';
+    dirname[dirlen] = '\0';
+    DIR *dir = opendir(dirname);
+    struct dirent *e;
+    while (dir && (e = readdir(dir)) != NULL) {
+        const char *nm = e->d_name;
+        if (strncmp(nm, base, blen) != 0 || strncmp(nm + blen, ".tmp.", 5) != 0 ||
+            strlen(nm + blen + 5) != 6)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(dir), nm, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            (double)st.st_mtim.tv_sec + 1e-9 * (double)st.st_mtim.tv_nsec < process_start)
+            (void)unlinkat(dirfd(dir), nm, 0);
+    }
+    if (dir) closedir(dir);
+    tl_free(dirname);
 }
 
 /* Write p[0..n) to path through a temporary file in the same directory.
  * Signals with a handler do not stop it (EINTR and short writes are resumed);
  * a process killed before the rename leaves path as it was and a stale
- * path.tmp.XXXXXX, which nothing reads (the next save makes a new one). */
-static tl_status write_atomic(const char *path, const uint8_t *p, size_t n)
+ * path.tmp.XXXXXX, which nothing reads and the next save to path in a later
+ * process removes. A symbolic link at path is followed (the file it points to
+ * is replaced); anything at the end that is not a regular file (a device, a
+ * FIFO, a directory) is refused and left alone. */
+static tl_status write_atomic(const char *user_path, const uint8_t *p, size_t n)
 {
+    tl_status rs;
+    char *path = resolve_target(user_path, &rs);
+    if (!path) return rs;
+    struct stat tst;
+    if (stat(path, &tst) == 0 && !S_ISREG(tst.st_mode)) {
+        tl_status s = S_ISDIR(tst.st_mode)
+                          ? io_fail(user_path, "cannot replace it", EISDIR)
+                          : tl_fail(TL_ERR_IO, "%s: not a regular file (a device or FIFO); m:save "
+                                               "writes only regular files", user_path);
+        tl_free(path);
+        return s;
+    }
+    remove_stale_temporaries(path);
     size_t len = strlen(path);
     char *tmp = tl_malloc(len + 16, "checkpoint file name");
-    if (!tmp) return TL_ERR_NOMEM;
+    if (!tmp) {
+        tl_free(path);
+        return TL_ERR_NOMEM;
+    }
     snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
     int fd = mkstemp(tmp);
     if (fd < 0) {
-        tl_status s = io_fail(path, "cannot create a temporary file next to it", errno);
+        tl_status s = io_fail(user_path, "cannot create a temporary file next to it", errno);
         tl_free(tmp);
+        tl_free(path);
         return s;
     }
     const char *what = NULL;
@@ -413,10 +536,11 @@ static tl_status write_atomic(const char *path, const uint8_t *p, size_t n)
         err = errno;
         what = "cannot replace it";
     }
+    tl_free(path);
     if (what) {
         unlink(tmp);
         tl_free(tmp);
-        return io_fail(path, what, err);
+        return io_fail(user_path, what, err);
     }
     /* Make the rename itself durable: fsync the directory. */
     char *slash = strrchr(tmp, '/');
@@ -435,7 +559,7 @@ static tl_status write_atomic(const char *path, const uint8_t *p, size_t n)
         close(dfd);
     }
     tl_free(tmp);
-    return what ? io_fail(path, what, err) : TL_OK;
+    return what ? io_fail(user_path, what, err) : TL_OK;
 }
 
 tl_status tl_model_save(tl_model *m, const char *path)
@@ -458,6 +582,7 @@ typedef struct {
     const uint8_t *p;
     size_t n, pos;
     const char *bad; /* first problem, or NULL */
+    char msg[160];   /* a field's message, when bad points here */
 } rbuf;
 
 static const uint8_t *take(rbuf *r, size_t k)
@@ -638,6 +763,129 @@ static void get_config(rbuf *r, tl_model_config *c)
     ds->calib_every = !r->bad && r->n - r->pos >= 4 ? get_i32(r) : 0;
 }
 
+/* ---- field ranges ----------------------------------------------------------
+ * A checkpoint's CRC says the bytes are the ones written, not that a writer
+ * (or a hand) put sane values in them. Every field is range-checked before
+ * the model is built from it; the first one out of range is named. */
+
+static void want_int(rbuf *r, const char *field, long long v, long long lo, long long hi)
+{
+    if (r->bad || (v >= lo && v <= hi)) return;
+    snprintf(r->msg, sizeof r->msg, "has field %s = %lld outside %lld..%lld", field, v, lo, hi);
+    r->bad = r->msg;
+}
+
+/* lo <= v <= hi (hi_open: v < hi), finite. */
+static void want_real(rbuf *r, const char *field, double v, double lo, double hi, int hi_open)
+{
+    if (r->bad) return;
+    if (isfinite(v) && v >= lo && (hi_open ? v < hi : v <= hi)) return;
+    snprintf(r->msg, sizeof r->msg, "has field %s = %g outside [%g, %g%s", field, v, lo, hi,
+             hi_open ? ")" : "]");
+    r->bad = r->msg;
+}
+
+static void check_mlp_fields(rbuf *r, const tl_mlp_spec *s, const char *what)
+{
+    char f[64];
+    for (int i = 0; i < s->n; i++) {
+        snprintf(f, sizeof f, "%s.units[%d]", what, i + 1);
+        want_int(r, f, s->units[i], 1, 1 << 16);
+    }
+    snprintf(f, sizeof f, "%s.dropout", what);
+    want_real(r, f, s->dropout, 0.0, 1.0, 1);
+}
+
+static void check_config_fields(rbuf *r, const tl_model_config *c)
+{
+    const tl_backbone_spec *b = &c->backbone;
+    char f[64];
+    want_int(r, "backbone.kind", (long long)b->kind, 0, TL_BACKBONE_COUNT - 1);
+    check_mlp_fields(r, &b->bottom, "backbone.bottom");
+    check_mlp_fields(r, &b->expert, "backbone.expert");
+    if (b->kind == TL_BACKBONE_OMOE || b->kind == TL_BACKBONE_MMOE)
+        want_int(r, "backbone.experts", b->experts, 1, 1024);
+    if (b->kind == TL_BACKBONE_PLE) {
+        want_int(r, "backbone.levels", b->levels, 1, 8);
+        want_int(r, "backbone.shared", b->shared, 0, 256);
+        want_int(r, "backbone.specific", b->specific, 0, 256);
+    }
+    want_real(r, "backbone.constraint", b->constraint, 0.0, 1e6, 0);
+    want_int(r, "backbone.transfer_dim", b->transfer_dim, 0, 1 << 16);
+    for (int k = 0; k < c->n_tasks; k++) {
+        const tl_task_spec *t = &c->tasks[k];
+        snprintf(f, sizeof f, "tasks[%d].name", k + 1);
+        if (!t->name[0] && !r->bad) {
+            snprintf(r->msg, sizeof r->msg, "has field %s empty", f);
+            r->bad = r->msg;
+        }
+        for (int j = 0; j < k; j++)
+            if (!r->bad && strcmp(c->tasks[j].name, t->name) == 0) {
+                snprintf(r->msg, sizeof r->msg, "has task name '%s' twice", t->name);
+                r->bad = r->msg;
+            }
+        snprintf(f, sizeof f, "tasks[%d].tower", k + 1);
+        check_mlp_fields(r, &t->tower, f);
+        snprintf(f, sizeof f, "tasks[%d].weight", k + 1);
+        want_real(r, f, t->weight, 0.0, 3.0e38, 0);
+        snprintf(f, sizeof f, "tasks[%d].space", k + 1);
+        want_int(r, f, t->space, -1, c->n_tasks - 1);
+        if (!r->bad && t->space == k) {
+            snprintf(r->msg, sizeof r->msg, "has field %s naming its own task", f);
+            r->bad = r->msg;
+        }
+    }
+    for (int i = 0; i < c->n_cat; i++) {
+        snprintf(f, sizeof f, "vocab[%d]", i + 1);
+        want_int(r, f, c->vocab[i], 1, INT32_MAX);
+    }
+    want_int(r, "n_num", c->n_num, 0, 1 << 24);
+    if (c->n_cat > 0) want_int(r, "emb_dim", c->emb_dim, 1, 4096);
+    want_int(r, "weighting", (long long)c->weighting, 0, TL_WEIGHTING_COUNT - 1);
+    want_real(r, "gradnorm_alpha", c->gradnorm_alpha, 0.0, 1e6, 0);
+    want_real(r, "dwa_temperature", c->dwa_temperature, 1e-30, 1e6, 0);
+    want_int(r, "max_batch", c->max_batch, 1, 1 << 20);
+    const tl_dml_spec *dm = &c->dml;
+    want_int(r, "dml.enabled", dm->enabled, 0, 1);
+    if (dm->enabled) {
+        want_int(r, "dml.ctfm", dm->ctfm, 0, 1);
+        want_int(r, "dml.gkd", dm->gkd, 0, 1);
+        want_int(r, "dml.stop_grad", dm->stop_grad, 0, 1);
+        want_int(r, "dml.gkd_layers", dm->gkd_layers, 1, TL_MAX_LAYERS);
+        want_real(r, "dml.dropout", dm->dropout, 0.0, 1.0, 1);
+    }
+    const tl_distill_spec *ds = &c->distill;
+    want_int(r, "distill.enabled", ds->enabled, 0, 1);
+    if (!ds->enabled) return;
+    want_int(r, "distill.n_pairs", ds->n_pairs, 1, TL_MAX_TASKS);
+    for (int p = 0; p < ds->n_pairs; p++) {
+        snprintf(f, sizeof f, "distill.flip[%d]", p + 1);
+        want_int(r, f, ds->flip[p], -1, 1);
+        if (!r->bad && ds->pairs[p][0] == ds->pairs[p][1]) {
+            snprintf(r->msg, sizeof r->msg, "has distillation pair %d naming one task twice", p + 1);
+            r->bad = r->msg;
+        }
+    }
+    want_int(r, "distill.order", ds->order, 0, 2);
+    want_real(r, "distill.aux", ds->aux, 0.0, 1e6, 0);
+    want_real(r, "distill.kd", ds->kd, 0.0, 1.0, 0);
+    want_int(r, "distill.bce_on_aux", ds->bce_on_aux, 0, 1);
+    want_int(r, "distill.calibrate", (long long)ds->calibrate, TL_DISTILL_PLATT, TL_DISTILL_ISOTONIC);
+    want_int(r, "distill.calib_valid", ds->calib_valid, 0, 1);
+    want_int(r, "distill.correct", (long long)ds->correct, TL_CORRECT_NONE, TL_CORRECT_CLIP);
+    want_real(r, "distill.lambda", ds->lambda, 0.0, 1.0, 0);
+    want_int(r, "distill.teacher_grad", ds->teacher_grad, 0, 1);
+    want_int(r, "distill.teacher_shared", ds->teacher_shared, 0, 1);
+    want_int(r, "distill.warmup", ds->warmup, 0, INT64_MAX / 2);
+    want_int(r, "distill.max_pairs", ds->max_pairs, 1, 1 << 30);
+    want_int(r, "distill.naive", ds->naive, 0, 1);
+    want_int(r, "distill.calib_every", ds->calib_every, 0, INT32_MAX);
+}
+
+/* Counters a later fit adds to: bounded so that they cannot overflow. */
+#define MAX_STEPS_FIELD ((int64_t)1 << 62)
+#define MAX_EPOCH_FIELD (1 << 30)
+
 static void get_rng(rbuf *r, tl_rng *g)
 {
     for (int i = 0; i < 4; i++) g->s[i] = get_u64(r);
@@ -651,35 +899,44 @@ static tl_status bad_section(const char *path, int which, const char *why)
                    (char)(t >> 24), why);
 }
 
-/* Read the whole file into a new buffer. */
+/* Read the whole file into a new buffer. The file is opened without
+ * blocking (a FIFO or a device at path would otherwise wait forever for a
+ * writer) and refused unless it is a regular file. */
 static tl_status read_file(const char *path, uint8_t **out, size_t *n)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return io_fail(path, "cannot open", errno);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return io_fail(path, "cannot open", errno);
     struct stat st;
-    if (fstat(fileno(f), &st) != 0) {
+    if (fstat(fd, &st) != 0) {
         tl_status s = io_fail(path, "cannot stat", errno);
-        fclose(f);
+        close(fd);
         return s;
     }
     if (!S_ISREG(st.st_mode)) {
-        fclose(f);
+        close(fd);
         return tl_fail(TL_ERR_IO, "%s: not a regular file", path);
     }
     if ((uint64_t)st.st_size > (uint64_t)(SIZE_MAX / 2)) {
-        fclose(f);
+        close(fd);
         return tl_fail(TL_ERR_NOMEM, "%s: file too large to load", path);
     }
     size_t size = (size_t)st.st_size;
-    uint8_t *p = tl_malloc(size, "checkpoint file");
+    uint8_t *p = tl_malloc(size ? size : 1, "checkpoint file");
     if (!p) {
-        fclose(f);
+        close(fd);
         return tl_fail_context(TL_ERR_NOMEM, "%s", path);
     }
-    size_t got = fread(p, 1, size, f);
-    int err = ferror(f) ? errno : 0;
-    fclose(f);
+    size_t got = 0;
+    int err = 0;
+    while (got < size) {
+        ssize_t k = read(fd, p + got, size - got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k < 0) err = errno;
+        if (k <= 0) break;
+        got += (size_t)k;
+    }
+    close(fd);
     if (got != size) {
         tl_free(p);
         return err ? io_fail(path, "read failed", err)
@@ -723,7 +980,10 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
     tl_rng drop, prng;
     get_rng(r, &drop);
     get_rng(r, &prng);
-    if (!r->bad && (step < 0 || epoch < 0)) r->bad = "has negative counters";
+    want_int(r, "step", step, 0, MAX_STEPS_FIELD);
+    want_int(r, "epoch", epoch, 0, MAX_EPOCH_FIELD);
+    want_int(r, "batches_in_epoch", (long long)(bie > (uint64_t)INT64_MAX ? INT64_MAX : bie), 0,
+             UINT32_MAX);
     if (r->bad) return bad_section(path, S_TRNS, r->bad);
     m->step = step;
     m->epoch = epoch;
@@ -749,7 +1009,39 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
             int64_t steps = get_i64(r);
             uint32_t nb = get_u32(r);
             uint64_t floats = get_u64(r);
-            if (!r->bad && (unsigned)oc.kind > TL_OPTIM_ADAGRAD) r->bad = "has an unknown optimizer";
+            /* The schedule follows the state blocks (files without it: none). */
+            size_t sched_at = r->pos + (size_t)nb * (size_t)(floats < SIZE_MAX / 8 ? floats : 0) * 4;
+            if (!r->bad && nb <= 2 && floats < SIZE_MAX / 8 && sched_at <= r->n && r->n - sched_at >= 36) {
+                rbuf t = *r;
+                t.pos = sched_at;
+                oc.schedule = (tl_schedule_kind)get_u32(&t);
+                oc.gamma = get_f32(&t);
+                oc.warmup = get_i64(&t);
+                oc.step_size = get_i64(&t);
+                oc.total = get_i64(&t);
+                oc.min_lr = get_f32(&t);
+                want_int(r, "schedule", (long long)oc.schedule, TL_SCHEDULE_NONE, TL_SCHEDULE_COSINE);
+                want_int(r, "warmup", oc.warmup, 0, MAX_STEPS_FIELD);
+                if (oc.schedule == TL_SCHEDULE_STEP) {
+                    want_int(r, "step_size", oc.step_size, 1, MAX_STEPS_FIELD);
+                    want_real(r, "gamma", oc.gamma, 1e-30, 1e6, 0);
+                }
+                if (oc.schedule == TL_SCHEDULE_COSINE) {
+                    want_int(r, "total", oc.total, 1, MAX_STEPS_FIELD);
+                    want_real(r, "min_lr", oc.min_lr, 0.0, oc.lr, 0);
+                }
+            }
+            want_int(r, "kind", (long long)oc.kind, TL_OPTIM_SGD, TL_OPTIM_ADAGRAD);
+            want_real(r, "lr", oc.lr, 1e-30, 1e30, 0);
+            want_real(r, "momentum", oc.momentum, 0.0, 1.0, 1);
+            want_int(r, "nesterov", oc.nesterov, 0, 1);
+            want_real(r, "beta1", oc.beta1, 0.0, 1.0, 1);
+            want_real(r, "beta2", oc.beta2, 0.0, 1.0, 1);
+            want_real(r, "eps", oc.eps, 0.0, 1e30, 0);
+            want_real(r, "weight_decay", oc.weight_decay, 0.0, 1e30, 0);
+            want_real(r, "clip_norm", oc.clip_norm, 0.0, 1e30, 0);
+            want_real(r, "initial_accumulator", oc.initial_accumulator, 0.0, 1e30, 0);
+            want_int(r, "steps", steps, 0, MAX_STEPS_FIELD);
             if (r->bad) return bad_section(path, S_OPTM, r->bad);
             tl_optim *o = tl_optim_new(m->g, &oc);
             if (!o) {
@@ -784,6 +1076,9 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
         for (int e = 0; e < 2; e++)
             for (int i = 0; i < K && !r->bad; i++) m->dwa_hist[e][i] = get_f64(r);
         m->dwa_epochs = get_i32(r);
+        for (int i = 0; i < K; i++) want_real(r, "factor", m->factor[i], 0.0, 3.0e38, 0);
+        want_int(r, "gn_have_initial", m->gn_have_initial, 0, 1);
+        want_int(r, "dwa_epochs", m->dwa_epochs, 0, MAX_EPOCH_FIELD);
         if (r->bad) return bad_section(path, S_WGHT, r->bad);
     }
     tl_weighting_apply(m);
@@ -855,6 +1150,17 @@ static tl_status restore(tl_model *m, const char *path, rbuf *sec, const int *ha
                 m->distill_task[k - K].cal = c;
             }
         }
+        /* Files without the fitting steps: the calibrators count as fresh. */
+        m->distill_cal_step = m->step;
+        if (r->n - r->pos >= 8 * ((size_t)K + 1)) {
+            for (int k = 0; k < K; k++) {
+                m->out_cal_step[k] = get_i64(r);
+                want_int(r, "calibrator step", m->out_cal_step[k], 0, m->step);
+            }
+            m->distill_cal_step = get_i64(r);
+            want_int(r, "teacher calibrator step", m->distill_cal_step, 0, m->step);
+            if (r->bad) return bad_section(path, S_CALB, r->bad);
+        }
     }
     return TL_OK;
 }
@@ -913,7 +1219,9 @@ static tl_status parse(const char *path, const uint8_t *p, size_t n, rbuf *sec, 
         if (which >= 0) {
             if (have[which]) return bad_section(path, which, "appears twice");
             have[which] = 1;
-            sec[which] = (rbuf){p + pos, (size_t)size, 0, NULL};
+            memset(&sec[which], 0, sizeof sec[which]);
+            sec[which].p = p + pos;
+            sec[which].n = (size_t)size;
         }
         pos += (size_t)size;
     }
@@ -967,7 +1275,9 @@ static double min_param_floats(const tl_model_config *c)
     return n;
 }
 
-tl_status tl_model_load(const char *path, tl_model **out)
+tl_status tl_model_load(const char *path, tl_model **out) { return tl_model_load_limit(path, 0, out); }
+
+tl_status tl_model_load_limit(const char *path, uint64_t max_memory, tl_model **out)
 {
     if (!out) return tl_fail(TL_ERR_ARG, "load: out is NULL");
     *out = NULL;
@@ -985,13 +1295,14 @@ tl_status tl_model_load(const char *path, tl_model **out)
 
     tl_model_config cfg;
     get_config(&sec[S_CONF], &cfg);
-    if (!sec[S_CONF].bad && cfg.max_batch > 1 << 20) sec[S_CONF].bad = "has a batch size out of range";
+    if (!sec[S_CONF].bad) check_config_fields(&sec[S_CONF], &cfg);
     if (!sec[S_CONF].bad && 4.0 * min_param_floats(&cfg) > (double)sec[S_PARM].n)
         sec[S_CONF].bad = "needs more parameters than the PARM section holds";
     if (sec[S_CONF].bad) {
         s = bad_section(path, S_CONF, sec[S_CONF].bad);
         goto done;
     }
+    cfg.max_memory = max_memory;
     if ((s = tl_model_new(&cfg, &m)) != TL_OK) {
         if (s != TL_ERR_NOMEM) s = TL_ERR_FORMAT;
         s = tl_fail_context(s, "%s: the checkpoint's configuration is rejected", path);
@@ -1005,4 +1316,71 @@ done:
     tl_free(p);
     *out = m;
     return s;
+}
+
+/* ---- predictions to a file -------------------------------------------------- */
+
+tl_status tl_model_predict_csv(tl_model *m, const tl_split *s, int calibrated, const char *path)
+{
+    if (!m || !s || !path || !path[0]) return tl_fail(TL_ERR_ARG, "predict: needs a model, a split and a path");
+    const tl_model_config *c = tl_model_config_get(m);
+    size_t K = (size_t)c->n_tasks, B = (size_t)c->max_batch;
+    /* Chunks are whole batches, so each row's prediction is the one
+     * tl_model_predict gives over the whole split. */
+    size_t chunk = (65536 + B - 1) / B * B;
+    if (chunk > s->n) chunk = s->n;
+    float *buf = tl_malloc((chunk ? chunk : 1) * K * sizeof(float), "prediction chunk");
+    size_t len = strlen(path);
+    char *tmp = buf ? tl_malloc(len + 16, "prediction file name") : NULL;
+    if (!tmp) {
+        tl_free(buf);
+        return TL_ERR_NOMEM;
+    }
+    snprintf(tmp, len + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        tl_status st = io_fail(path, "cannot create a temporary file next to it", errno);
+        if (fd >= 0) {
+            close(fd);
+            unlink(tmp);
+        }
+        tl_free(buf);
+        tl_free(tmp);
+        return st;
+    }
+    (void)fchmod(fd, 0666 & ~current_umask());
+    tl_status st = TL_OK;
+    fprintf(f, "row");
+    for (size_t k = 0; k < K; k++) fprintf(f, ",%s", c->tasks[k].name);
+    fputc('\n', f);
+    for (size_t from = 0; from < s->n && st == TL_OK; from += chunk) {
+        tl_split part = *s;
+        part.n = s->n - from < chunk ? s->n - from : chunk;
+        part.cat = s->cat ? s->cat + from * (size_t)c->n_cat : NULL;
+        part.num = s->num ? s->num + from * (size_t)c->n_num : NULL;
+        part.labels = s->labels ? s->labels + from * K : NULL;
+        part.group = s->group ? s->group + from : NULL;
+        part.weight = s->weight ? s->weight + from : NULL;
+        part.row = s->row ? s->row + from : NULL;
+        st = calibrated ? tl_model_predict_calibrated(m, &part, buf) : tl_model_predict(m, &part, buf);
+        for (size_t i = 0; i < part.n && st == TL_OK; i++) {
+            /* the row's 1-based data row in its source file, or its place in the split */
+            unsigned long long id = s->row ? (unsigned long long)s->row[from + i] + 1
+                                           : (unsigned long long)(from + i) + 1;
+            fprintf(f, "%llu", id);
+            for (size_t k = 0; k < K; k++) fprintf(f, ",%.9g", (double)buf[i * K + k]);
+            fputc('\n', f);
+        }
+        if (st == TL_OK && ferror(f)) st = io_fail(path, "write failed", errno);
+    }
+    int err = 0;
+    if (fflush(f) != 0 && st == TL_OK) err = errno;
+    if (fclose(f) != 0 && st == TL_OK && !err) err = errno;
+    if (st == TL_OK && err) st = io_fail(path, "write failed", err);
+    if (st == TL_OK && rename(tmp, path) != 0) st = io_fail(path, "cannot replace it", errno);
+    if (st != TL_OK) unlink(tmp);
+    tl_free(buf);
+    tl_free(tmp);
+    return st;
 }

@@ -43,6 +43,13 @@
  * errno text in the message (TL_ERR_NOMEM when memory runs out), removes the
  * temporary file and leaves an existing file at `path` untouched. */
 tl_status tl_model_save(tl_model *m, const char *path);
+/* A symbolic link at `path` is followed: the file at the end of the chain is
+ * replaced and the link kept. A directory, device or FIFO there is refused
+ * (TL_ERR_IO) and left alone. Stale temporaries of killed saves,
+ * <target>.tmp.XXXXXX last changed before `t` (the process's start in
+ * seconds since the epoch, with its fraction, given by the program once),
+ * are removed by the next save to the same target. */
+void tl_io_set_process_start(double t);
 
 /* Read a checkpoint into a new model (*out, owned by the caller; NULL on
  * failure). A missing or unreadable file is TL_ERR_IO; a file that is not a
@@ -50,5 +57,18 @@ tl_status tl_model_save(tl_model *m, const char *path);
  * by a newer format version, or inconsistent (a parameter's name or shape does
  * not match the configuration) is TL_ERR_FORMAT with a message saying which. */
 tl_status tl_model_load(const char *path, tl_model **out);
+/* tl_model_load with the model's memory budget: max_memory bytes (0 = the
+ * available memory, as tl_model_new checks it). */
+tl_status tl_model_load_limit(const char *path, uint64_t max_memory, tl_model **out);
+
+/* Write the predictions for every row of s to a CSV file at `path`: a
+ * header "row,<task>,..." then one line per row: the row's 1-based data row
+ * in its source file (s->row; its place in the split without it) and one
+ * value per task (probability for binary tasks, calibrated with the attached
+ * output calibrators when `calibrated`), %.9g. Rows are predicted in chunks
+ * of whole batches (memory O(chunk), the values those of tl_model_predict);
+ * the file is written beside path and renamed, so a failure leaves an
+ * existing file intact. Labels are not needed. */
+tl_status tl_model_predict_csv(tl_model *m, const tl_split *s, int calibrated, const char *path);
 
 #endif

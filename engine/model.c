@@ -3,6 +3,7 @@
  * losses/weighting.c. */
 #include "model.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -384,11 +385,51 @@ static tl_status build(tl_model *m)
     s = tl_weighting_build(m);
     if (s != TL_OK) return s;
     if ((s = tl_graph_status(g)) != TL_OK) return tl_fail(s, "%s", tl_graph_errmsg(g));
-    if ((s = tl_graph_backward(g, m->total)) != TL_OK) return s;
-    return tl_graph_plan(g);
+    return tl_graph_backward(g, m->total);
 }
 
-tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
+/* The parts of a built (not yet planned) model's memory, in bytes. */
+typedef struct {
+    uint64_t params, grads, optim, best, task_grads, arena, sparse, total;
+} memory_parts;
+
+static memory_parts memory_of(tl_model *m, int max_batch)
+{
+    size_t pf = 0, af = 0, rows = 0;
+    tl_graph_plan_size(m->g, max_batch, &pf, &af, &rows);
+    memory_parts p;
+    p.params = p.grads = p.best = (uint64_t)pf * sizeof(float);
+    p.optim = 2 * p.params; /* Adam, the default: two moments per parameter */
+    p.task_grads = m->cfg.weighting == TL_WEIGHTING_PCGRAD ? (uint64_t)m->cfg.n_tasks * p.params : 0;
+    p.arena = (uint64_t)af * sizeof(float);
+    p.sparse = (uint64_t)rows * (sizeof(int32_t) + 1);
+    p.total = p.params + p.grads + p.optim + p.best + p.task_grads + p.arena + p.sparse;
+    return p;
+}
+
+/* Refuse a model whose memory exceeds the budget, before planning
+ * allocates it. */
+static tl_status check_memory(tl_model *m)
+{
+    memory_parts p = memory_of(m, m->cfg.max_batch);
+    char a[24], b[24], c[24], what[256];
+    snprintf(what, sizeof what, "the model (parameters %s, gradients as much, Adam state %s, "
+                                "best-weights copy as much, activations for batch %d %s)",
+             tl_memory_str(p.params, a, sizeof a), tl_memory_str(p.optim, b, sizeof b),
+             m->cfg.max_batch, tl_memory_str(p.arena, c, sizeof c));
+    tl_status s = tl_memory_check(p.total, m->cfg.max_memory, what);
+    if (s != TL_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tl_errmsg());
+        return tl_fail(s, "%s: make the model smaller (experts, layer widths, emb, batch) or raise "
+                          "max_memory= (bytes) on tl.model", msg);
+    }
+    return TL_OK;
+}
+
+/* A model record with its graph built but not planned (no parameter memory
+ * yet); tl_model_free releases it. */
+static tl_status model_build(const tl_model_config *cfg, tl_model **out)
 {
     *out = NULL;
     tl_status s = check_config(cfg);
@@ -403,8 +444,34 @@ tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
     m->eval_in_space = 1;
     tl_rng_seed(&m->rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
     m->g = tl_graph_new(cfg->max_batch, cfg->seed);
-    if (!m->g || (s = build(m)) != TL_OK || (s = tl_weighting_init(m)) != TL_OK) {
+    if (!m->g || (s = build(m)) != TL_OK) {
         if (s == TL_OK) s = TL_ERR_NOMEM;
+        tl_model_free(m);
+        return s;
+    }
+    *out = m;
+    return TL_OK;
+}
+
+tl_status tl_model_memory(const tl_model_config *c, uint64_t *bytes)
+{
+    tl_model *m;
+    *bytes = 0;
+    tl_status s = model_build(c, &m);
+    if (s != TL_OK) return s;
+    *bytes = memory_of(m, c->max_batch).total;
+    tl_model_free(m);
+    return TL_OK;
+}
+
+tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
+{
+    tl_model *m;
+    *out = NULL;
+    tl_status s = model_build(cfg, &m);
+    if (s != TL_OK) return s;
+    if ((s = check_memory(m)) != TL_OK || (s = tl_graph_plan(m->g)) != TL_OK ||
+        (s = tl_weighting_init(m)) != TL_OK) {
         tl_model_free(m);
         return s;
     }
@@ -572,9 +639,19 @@ static tl_status check_split(const tl_model *m, const tl_split *s, const char *w
     return TL_OK;
 }
 
+/* Predictions need the features only (rows to score may have no labels). */
+static tl_status check_features(const tl_model *m, const tl_split *s, const char *what)
+{
+    if (!s || s->n == 0) return tl_fail(TL_ERR_ARG, "%s: the split has no rows", what);
+    if ((m->cfg.n_cat && !s->cat) || (m->cfg.n_num && !s->num))
+        return tl_fail(TL_ERR_ARG, "%s: the split lacks features", what);
+    if (s->n > UINT32_MAX) return tl_fail(TL_ERR_ARG, "%s: more than 2^32 rows", what);
+    return TL_OK;
+}
+
 tl_status tl_model_predict(tl_model *m, const tl_split *s, float *out)
 {
-    tl_status st = check_split(m, s, "predict");
+    tl_status st = check_features(m, s, "predict");
     if (st != TL_OK) return st;
     int K = m->cfg.n_tasks, B = m->cfg.max_batch;
     /* Predictions need no labels. Row weights of 0 make the loss nodes skip
@@ -781,6 +858,20 @@ void tl_model_set_calibrator(tl_model *m, int task, tl_calibrator *c)
     }
     tl_calibrator_free(m->out_cal[task]);
     m->out_cal[task] = c;
+    m->out_cal_step[task] = m->step;
+}
+
+int64_t tl_model_calibrator_age(const tl_model *m, int task)
+{
+    if (task < 0 || task >= m->cfg.n_tasks || !m->out_cal[task]) return 0;
+    return m->step - m->out_cal_step[task];
+}
+
+int64_t tl_model_teacher_calibrator_age(const tl_model *m)
+{
+    int any = 0;
+    for (int k = 0; k < m->cfg.n_tasks; k++) any |= m->distill_task[k].cal != NULL;
+    return any ? m->step - m->distill_cal_step : 0;
 }
 
 /* ---- training ------------------------------------------------------------------ */
@@ -795,13 +886,16 @@ void tl_fit_defaults(tl_fit_options *o)
     o->optim = tl_optim_defaults(TL_OPTIM_ADAM);
 }
 
-/* Higher is better: AUC for binary tasks, -RMSE for regression. */
+/* Higher is better: AUC for binary tasks, -MSE for regression (the papers'
+ * protocol, issue 18), averaged over the tasks with a finite value (the
+ * sum's order, as long as every task has one). per_task gets AUC / RMSE, as
+ * the history and progress lines show them. */
 static double monitor_value(const tl_model *m, const tl_task_eval *ev, int task, double *per_task)
 {
     double sum = 0.0;
     int n = 0;
     for (int k = 0; k < m->cfg.n_tasks; k++) {
-        double v = ev[k].type == TL_TASK_BINARY ? ev[k].bin.auc : -ev[k].reg.rmse;
+        double v = ev[k].type == TL_TASK_BINARY ? ev[k].bin.auc : -ev[k].reg.mse;
         per_task[k] = ev[k].type == TL_TASK_BINARY ? ev[k].bin.auc : ev[k].reg.rmse;
         if (task >= 0 && k != task) continue;
         if (isfinite(v)) {
@@ -833,7 +927,7 @@ static tl_status reserve_history(tl_model *m, size_t steps, size_t epochs)
 
 static tl_status ensure_optim(tl_model *m, const tl_optim_config *oc)
 {
-    if (m->opt && memcmp(tl_optim_get_config(m->opt), oc, sizeof *oc) == 0) return TL_OK;
+    if (m->opt && tl_optim_config_equal(tl_optim_get_config(m->opt), oc)) return TL_OK;
     tl_optim *o = tl_optim_new(m->g, oc);
     if (!o) return tl_fail_context(TL_ERR_ARG, "fit");
     if (m->opt) tl_optim_set_steps(o, 0);
@@ -873,10 +967,18 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
     if (valid && (st = check_split(m, valid, "fit: valid")) != TL_OK) return st;
     int K = m->cfg.n_tasks;
     int B = opt->batch > 0 ? opt->batch : m->cfg.max_batch;
-    if (B > m->cfg.max_batch)
-        return tl_fail(TL_ERR_ARG, "fit: batch %d exceeds the model's batch %d (set batch= when "
-                                   "building the model)", B, m->cfg.max_batch);
+    if (B > 1 << 20) return tl_fail(TL_ERR_ARG, "fit: batch %d above 1048576", B);
     if (opt->epochs < 1) return tl_fail(TL_ERR_ARG, "fit: epochs must be >= 1, got %d", opt->epochs);
+    if (opt->epochs > INT_MAX - m->epoch)
+        return tl_fail(TL_ERR_ARG, "fit: %d more epochs after %d overflow the epoch counter",
+                       opt->epochs, m->epoch);
+    /* A batch above the graph's: plan its activations again for B rows
+     * (parameters and optimizer state stay). Prediction keeps the model's
+     * batch (cfg.max_batch), so its chunks are what they were. */
+    if (B > tl_graph_max_batch(m->g) &&
+        (st = tl_graph_set_max_batch(m->g, B, m->cfg.max_memory,
+                                     m->cfg.distill.enabled ? m->cfg.distill.max_pairs : 0)) != TL_OK)
+        return tl_fail_context(st, "fit");
     if ((st = ensure_optim(m, &opt->optim)) != TL_OK) return st;
     resolve_order(m, train);
 
@@ -967,6 +1069,8 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
                 r->weight[k] = tl_weighting_effective(m, k);
             }
             if ((st = tl_distill_step_end(m, train, valid)) != TL_OK) break;
+            if (m->cfg.distill.calib_every > 0 && m->step % m->cfg.distill.calib_every == 0)
+                m->distill_cal_step = m->step; /* refit by step_end */
             if (valid && opt->eval_every > 0 && m->step % opt->eval_every == 0 && b + 1 < per_epoch) {
                 /* a mid-epoch look at validation; early stopping stays per epoch */
                 if ((st = tl_model_evaluate(m, valid, 10, ev, NULL)) != TL_OK) break;
@@ -1021,6 +1125,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
         m->batches_in_epoch = 0;
         tl_weighting_epoch_end(m, epoch_loss);
         if ((st = tl_distill_epoch_end(m, train, valid)) != TL_OK) break;
+        m->distill_cal_step = m->step;
 
         tl_epoch_record *er = &m->epochs_hist[m->n_epochs_hist++];
         memset(er, 0, sizeof *er);

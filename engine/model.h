@@ -136,6 +136,8 @@ typedef struct {
     uint64_t seed;
     tl_dml_spec dml;
     tl_distill_spec distill;
+    uint64_t max_memory;  /* bytes the model may take (tl_model_memory); 0 = the available
+                             memory (tl_memory_set_available). Not saved in checkpoints. */
 } tl_model_config;
 
 /* Sensible defaults: MMoE with 8 experts of [256, 128], towers [64], emb 16,
@@ -175,8 +177,22 @@ int tl_model_distill_order(const tl_model *m, int pair);
  * needs the label). */
 tl_status tl_model_predict_teachers(tl_model *m, const tl_split *s, int calibrated, float *out);
 
+/* Bytes a model of configuration c takes once trained: parameters,
+ * gradients, the optimizer's state (Adam's two moments), the copy of the
+ * best weights kept by early stopping, PCGrad's per-task gradients, the
+ * activation arena for c->max_batch rows and the embedding tables' row
+ * bookkeeping. tl_model_new checks it against c->max_memory (or the
+ * available memory) before allocating, and refuses with both numbers. */
+tl_status tl_model_memory(const tl_model_config *c, uint64_t *bytes);
+
 /* Number of trainable floats. */
 size_t tl_model_param_count(const tl_model *m);
+
+/* Loss weights above this are accepted but warned about by the bindings: a
+ * weight of 1e38 makes the weighted loss and its gradients overflow float32
+ * or swamp the other tasks (Adam then normalises the task's own gradient
+ * away), and the task stops learning. Useful weights are O(1)..O(100). */
+#define TL_WEIGHT_WARN 1e4
 
 /* Loss weights: take effect at the next step (graph scalars). */
 tl_status tl_model_set_weight(tl_model *m, int task, float w);
@@ -211,7 +227,7 @@ typedef struct {
     int epochs;            /* default 10 */
     int batch;             /* default: the model's max_batch */
     int patience;          /* epochs without improvement before stopping; 0 = off */
-    int monitor_task;      /* -1 (default): mean over tasks of AUC (binary) / -RMSE (regression) */
+    int monitor_task;      /* -1 (default): mean over tasks of AUC (binary) / -MSE (regression) */
     int64_t max_steps;     /* stop after this many steps in this call; 0 = no limit */
     int eval_every;        /* also evaluate every N steps; 0 = at epoch ends only */
     int shuffle;           /* default 1 */
@@ -284,6 +300,15 @@ tl_status tl_model_calibrate(tl_model *m, const tl_split *s, tl_calib_kind kind)
 const tl_calibrator *tl_model_calibrator(const tl_model *m, int task);
 /* Attach (taking ownership; NULL detaches) — used by checkpoint loading. */
 void tl_model_set_calibrator(tl_model *m, int task, tl_calibrator *c);
+/* Training steps taken since the task's output calibrator was fitted (0
+ * when it is fresh or there is none). A calibrator fitted before further
+ * training describes the old parameters: it is kept (refitting needs a
+ * validation split the model does not know), and callers warn. */
+int64_t tl_model_calibrator_age(const tl_model *m, int task);
+/* Steps since CrossDistil's fitted teacher calibrators were refit (they are
+ * refit at epoch ends and every calib_every steps; a fit stopped mid-epoch
+ * leaves them older than the teachers). 0 without such calibrators. */
+int64_t tl_model_teacher_calibrator_age(const tl_model *m);
 /* Like predict / evaluate, with the attached calibrators applied. */
 tl_status tl_model_predict_calibrated(tl_model *m, const tl_split *s, float *out);
 tl_status tl_model_evaluate_calibrated(tl_model *m, const tl_split *s, int n_bins,

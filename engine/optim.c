@@ -4,6 +4,9 @@
 #include "optim.h"
 
 #include <math.h>
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
 #include <string.h>
 
 #include "parallel.h"
@@ -18,6 +21,7 @@ struct tl_optim {
     int nblocks;
     size_t floats;
     int64_t steps;
+    float lr;        /* of the step under way: cfg.lr, or the schedule's */
     float last_norm;
     /* per step, per parameter: the floats the step touches, their first
      * position when all are laid end to end (cost[np] = total), and the
@@ -57,6 +61,65 @@ tl_status tl_optim_parse(const char *name, tl_optim_kind *out)
 
 const char *tl_optim_name(tl_optim_kind kind) { return (unsigned)kind < 4 ? names[kind] : "?"; }
 
+float tl_optim_lr_at(const tl_optim_config *c, int64_t t)
+{
+    if (c->schedule == TL_SCHEDULE_NONE && c->warmup <= 0) return c->lr;
+    if (c->warmup > 0 && t <= c->warmup) return (float)((double)c->lr * (double)t / (double)c->warmup);
+    double s = (double)(t - (c->warmup > 0 ? c->warmup : 0)), lr = c->lr;
+    switch (c->schedule) {
+    case TL_SCHEDULE_STEP:
+        return (float)(lr * pow((double)c->gamma, floor(s / (double)c->step_size)));
+    case TL_SCHEDULE_COSINE: {
+        double x = s < (double)c->total ? s / (double)c->total : 1.0;
+        return (float)((double)c->min_lr + (lr - (double)c->min_lr) * 0.5 * (1.0 + cos(M_PI * x)));
+    }
+    default:
+        return c->lr;
+    }
+}
+
+int tl_optim_config_equal(const tl_optim_config *a, const tl_optim_config *b)
+{
+    return a->kind == b->kind && a->lr == b->lr && a->momentum == b->momentum &&
+           a->nesterov == b->nesterov && a->beta1 == b->beta1 && a->beta2 == b->beta2 &&
+           a->eps == b->eps && a->weight_decay == b->weight_decay && a->clip_norm == b->clip_norm &&
+           a->initial_accumulator == b->initial_accumulator && a->schedule == b->schedule &&
+           a->gamma == b->gamma && a->warmup == b->warmup && a->step_size == b->step_size &&
+           a->total == b->total && a->min_lr == b->min_lr;
+}
+
+static const char *schedule_names[] = {"none", "step", "cosine"};
+
+const char *tl_schedule_name(tl_schedule_kind k)
+{
+    return (unsigned)k < 3 ? schedule_names[k] : "?";
+}
+
+static int check_schedule(const tl_optim_config *c)
+{
+    if ((unsigned)c->schedule > TL_SCHEDULE_COSINE) {
+        tl_fail(TL_ERR_ARG, "optimizer: unknown schedule %d", (int)c->schedule);
+        return 0;
+    }
+    if (c->warmup < 0) {
+        tl_fail(TL_ERR_ARG, "optimizer schedule: warmup must be >= 0 steps, got %lld", (long long)c->warmup);
+        return 0;
+    }
+    if (c->schedule == TL_SCHEDULE_STEP && (c->step_size < 1 || !(c->gamma > 0.0f) || !isfinite(c->gamma))) {
+        tl_fail(TL_ERR_ARG, "optimizer schedule 'step': every must be >= 1 step and gamma finite and > 0 "
+                            "(got every=%lld gamma=%g)", (long long)c->step_size, (double)c->gamma);
+        return 0;
+    }
+    if (c->schedule == TL_SCHEDULE_COSINE &&
+        (c->total < 1 || !(c->min_lr >= 0.0f && c->min_lr <= c->lr))) {
+        tl_fail(TL_ERR_ARG, "optimizer schedule 'cosine': steps must be >= 1 and min_lr in [0, lr] "
+                            "(got steps=%lld min_lr=%g lr=%g)", (long long)c->total, (double)c->min_lr,
+                (double)c->lr);
+        return 0;
+    }
+    return 1;
+}
+
 tl_optim *tl_optim_new(tl_graph *g, const tl_optim_config *cfg)
 {
     if (!(cfg->lr > 0.0f) || !isfinite(cfg->lr)) {
@@ -70,6 +133,7 @@ tl_optim *tl_optim_new(tl_graph *g, const tl_optim_config *cfg)
                             "clip norm must be >= 0");
         return NULL;
     }
+    if (!check_schedule(cfg)) return NULL;
     size_t n;
     if (!tl_graph_params(g, &n)) {
         tl_fail(TL_ERR_STATE, "optimizer created for a graph that is not planned");
@@ -79,6 +143,7 @@ tl_optim *tl_optim_new(tl_graph *g, const tl_optim_config *cfg)
     if (!o) return NULL;
     o->g = g;
     o->cfg = *cfg;
+    o->lr = cfg->lr;
     o->floats = n;
     o->nblocks = cfg->kind == TL_OPTIM_ADAM || cfg->kind == TL_OPTIM_ADAMW ? 2 : 1;
     o->np = tl_graph_param_count(g);
@@ -156,7 +221,8 @@ static void adam_span(float *restrict w, float *restrict m, float *restrict v,
 static void update_span(tl_optim *o, float *w, const float *gr, size_t off, size_t len, float gscale,
                         float bc1, float bc2)
 {
-    const tl_optim_config c = o->cfg; /* a copy: the loops below need no reloads */
+    tl_optim_config c = o->cfg; /* a copy: the loops below need no reloads */
+    c.lr = o->lr;
     float *s0 = o->state[0] + off, *s1 = o->nblocks > 1 ? o->state[1] + off : NULL;
     w += off;
     gr += off;
@@ -297,6 +363,7 @@ tl_status tl_optim_step(tl_optim *o)
         j.gscale = o->cfg.clip_norm / o->last_norm;
 
     o->steps++;
+    o->lr = tl_optim_lr_at(&o->cfg, o->steps);
     /* In double: in float, 1 - beta2^t loses ~1e-5 relative to cancellation at small t. */
     j.bc1 = (float)(1.0 - pow((double)o->cfg.beta1, (double)o->steps));
     j.bc2 = (float)(1.0 - pow((double)o->cfg.beta2, (double)o->steps));
@@ -308,7 +375,8 @@ tl_status tl_optim_step(tl_optim *o)
 
 float tl_optim_last_grad_norm(const tl_optim *o) { return o->last_norm; }
 const tl_optim_config *tl_optim_get_config(const tl_optim *o) { return &o->cfg; }
-void tl_optim_set_lr(tl_optim *o, float lr) { o->cfg.lr = lr; }
+void tl_optim_set_lr(tl_optim *o, float lr) { o->cfg.lr = o->lr = lr; }
+float tl_optim_current_lr(const tl_optim *o) { return o->lr; }
 int64_t tl_optim_steps(const tl_optim *o) { return o->steps; }
 void tl_optim_set_steps(tl_optim *o, int64_t steps) { o->steps = steps; }
 int tl_optim_state_blocks(const tl_optim *o) { return o->nblocks; }

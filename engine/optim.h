@@ -24,6 +24,17 @@
 
 typedef enum { TL_OPTIM_SGD, TL_OPTIM_ADAM, TL_OPTIM_ADAMW, TL_OPTIM_ADAGRAD } tl_optim_kind;
 
+/* Learning-rate schedules. lr_t for the 1-based step t, with W = warmup:
+ *   linear warm-up (any schedule, W > 0): lr_t = lr * t / W for t <= W
+ *   TL_SCHEDULE_NONE:   lr (after the warm-up)
+ *   TL_SCHEDULE_STEP:   lr * gamma^floor((t - W) / step_size)
+ *   TL_SCHEDULE_COSINE: min_lr + (lr - min_lr) (1 + cos(pi min(t - W, total) / total)) / 2
+ * computed in double and rounded to float once. Without a schedule and
+ * warm-up every step uses lr itself (the same bits as before schedules). The
+ * step count is the optimizer's (checkpointed), so a resumed fit continues
+ * the schedule exactly. */
+typedef enum { TL_SCHEDULE_NONE, TL_SCHEDULE_STEP, TL_SCHEDULE_COSINE } tl_schedule_kind;
+
 typedef struct {
     tl_optim_kind kind;
     float lr;
@@ -34,6 +45,13 @@ typedef struct {
     float weight_decay; /* L2 added to the gradient (SGD, Adam, Adagrad); decoupled in AdamW */
     float clip_norm;    /* > 0: scale gradients so their global L2 norm is at most this */
     float initial_accumulator; /* Adagrad */
+    /* schedule (fields added later; zero = none) */
+    tl_schedule_kind schedule;
+    float gamma;        /* step: factor every step_size steps */
+    int64_t warmup;     /* linear warm-up steps, 0 = none */
+    int64_t step_size;  /* step */
+    int64_t total;      /* cosine: decay steps after the warm-up */
+    float min_lr;       /* cosine: the rate it decays to */
 } tl_optim_config;
 
 typedef struct tl_optim tl_optim;
@@ -45,6 +63,12 @@ tl_optim_config tl_optim_defaults(tl_optim_kind kind);
 tl_status tl_optim_parse(const char *name, tl_optim_kind *out);
 const char *tl_optim_name(tl_optim_kind kind);
 
+/* The learning rate of 1-based step t under c's schedule. */
+float tl_optim_lr_at(const tl_optim_config *c, int64_t t);
+/* 1 when a and b configure the same optimizer (field by field). */
+int tl_optim_config_equal(const tl_optim_config *a, const tl_optim_config *b);
+const char *tl_schedule_name(tl_schedule_kind k);
+
 /* An optimizer for the planned graph g (not owned; must outlive it). */
 tl_optim *tl_optim_new(tl_graph *g, const tl_optim_config *cfg);
 void tl_optim_free(tl_optim *o);
@@ -54,6 +78,8 @@ tl_status tl_optim_step(tl_optim *o);
 float tl_optim_last_grad_norm(const tl_optim *o);
 const tl_optim_config *tl_optim_get_config(const tl_optim *o);
 void tl_optim_set_lr(tl_optim *o, float lr);
+/* The learning rate the last step used (cfg.lr before the first). */
+float tl_optim_current_lr(const tl_optim *o);
 /* Steps taken so far. */
 int64_t tl_optim_steps(const tl_optim *o);
 /* State for checkpoints: `nblocks` blocks of `*floats` floats each, plus the

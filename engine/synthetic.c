@@ -2,6 +2,7 @@
 #include "synthetic.h"
 
 #include <math.h>
+#include <string.h>
 
 void tl_synthetic_defaults(tl_synthetic_params *p)
 {
@@ -94,4 +95,222 @@ tl_status tl_synthetic_generate(const tl_synthetic_params *p, float *x, float *y
     }
     tl_free(w);
     return TL_OK;
+}
+
+/* ---- the user/item task pair (see synthetic.h for the generative model) --- */
+
+enum { PAIR_SEGMENTS = 8, PAIR_CATEGORIES = 20, PAIR_CONTEXTS = 4 };
+
+void tl_synth_pair_defaults(tl_synth_pair_params *p)
+{
+    p->rows = 200000;
+    p->users = 2000;
+    p->items = 500;
+    p->factors = 4;
+    p->rho = 0.6;
+    p->nested = 0;
+    p->rate_a = 0.3;
+    p->rate_b = 0.3;
+    p->scale = 2.0;
+    p->seed = 1;
+}
+
+tl_status tl_synth_pair_check(const tl_synth_pair_params *p)
+{
+    if (!p) return tl_fail(TL_ERR_ARG, "synthetic_pair: NULL parameters");
+    if (p->rows < 1 || p->rows > ((size_t)1 << 32) - 1)
+        return tl_fail(TL_ERR_ARG, "synthetic_pair: rows must be in 1 .. 2^32-1, got %zu", p->rows);
+    if (p->users < 1 || p->users > 10000000)
+        return tl_fail(TL_ERR_ARG, "synthetic_pair: users must be in 1 .. 10^7, got %d", p->users);
+    if (p->items < 1 || p->items > 10000000)
+        return tl_fail(TL_ERR_ARG, "synthetic_pair: items must be in 1 .. 10^7, got %d", p->items);
+    if (p->factors < 1 || p->factors > 256)
+        return tl_fail(TL_ERR_ARG, "synthetic_pair: factors must be in 1 .. 256, got %d", p->factors);
+    if (!(p->rho >= -1.0 && p->rho <= 1.0))
+        return tl_fail(TL_ERR_ARG, "synthetic_pair: rho must be in [-1, 1], got %g", p->rho);
+    if (!(p->rate_a > 0 && p->rate_a < 1))
+        return tl_fail(TL_ERR_ARG, "synthetic_pair: rate_a must be in (0, 1), got %g", p->rate_a);
+    if (!(p->rate_b > 0 && p->rate_b < 1))
+        return tl_fail(TL_ERR_ARG, "synthetic_pair: rate_b must be in (0, 1), got %g", p->rate_b);
+    if (!(p->scale >= 0 && p->scale <= 100))
+        return tl_fail(TL_ERR_ARG, "synthetic_pair: scale must be in [0, 100], got %g", p->scale);
+    return TL_OK;
+}
+
+/* Cumulative Zipf-ish weights (r+1)^-s over ranks, assigned to ids by a
+ * random permutation: cum[id] is the running sum in id order. */
+static void zipf_table(tl_rng *r, int n, double s, double *cum, uint32_t *perm)
+{
+    for (int i = 0; i < n; i++) perm[i] = (uint32_t)i;
+    tl_rng_shuffle_u32(r, perm, (size_t)n);
+    for (int i = 0; i < n; i++) cum[perm[i]] = pow((double)i + 1.0, -s); /* id perm[i] has rank i */
+    for (int i = 1; i < n; i++) cum[i] += cum[i - 1];
+}
+
+static int32_t zipf_draw(tl_rng *r, const double *cum, int n)
+{
+    double u = tl_rng_uniform_double(r) * cum[n - 1];
+    int lo = 0, hi = n - 1; /* first id with cum > u */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (cum[mid] > u) hi = mid;
+        else lo = mid + 1;
+    }
+    return (int32_t)lo;
+}
+
+static double sigmoid_d(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* beta with mean over the selected rows of sigmoid(beta + scale z) = rate. */
+static double solve_bias(const double *z, const float *sel, size_t n, double scale, double rate)
+{
+    double lo = -60, hi = 60;
+    for (int it = 0; it < 60; it++) {
+        double mid = 0.5 * (lo + hi), sum = 0;
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (sel && sel[i] != 1.0f) continue;
+            sum += sigmoid_d(mid + scale * z[i]);
+            k++;
+        }
+        if (k == 0) return 0;
+        if (sum / (double)k < rate) lo = mid;
+        else hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+/* Standardise x[0..n) over the rows (a constant column becomes 0). */
+static void standardise(double *x, size_t n)
+{
+    double m = 0, v = 0;
+    for (size_t i = 0; i < n; i++) m += x[i];
+    m /= (double)n;
+    for (size_t i = 0; i < n; i++) v += (x[i] - m) * (x[i] - m);
+    v /= (double)n;
+    double inv = v > 1e-300 ? 1.0 / sqrt(v) : 0.0;
+    for (size_t i = 0; i < n; i++) x[i] = (x[i] - m) * inv;
+}
+
+tl_status tl_synth_pair_generate(const tl_synth_pair_params *p, const tl_synth_pair_out *o)
+{
+    tl_status st = tl_synth_pair_check(p);
+    if (st) return st;
+    if (!o) return tl_fail(TL_ERR_ARG, "synthetic_pair: NULL output");
+    const size_t n = p->rows;
+    const int U = p->users, I = p->items, K = p->factors;
+    const size_t per_user = 2 * ((size_t)K + 1) + 1, per_item = 2 * ((size_t)K + 1) + 1;
+    const size_t tab = 2 * ((size_t)PAIR_SEGMENTS * PAIR_CATEGORIES + PAIR_CONTEXTS + 3);
+    double *ucum = tl_malloc(sizeof(double) * (size_t)U, "synthetic_pair tables");
+    double *icum = tl_malloc(sizeof(double) * (size_t)I, "synthetic_pair tables");
+    uint32_t *perm = tl_malloc(sizeof(uint32_t) * (size_t)(U > I ? U : I), "synthetic_pair tables");
+    double *uf = tl_malloc(sizeof(double) * per_user * (size_t)U, "synthetic_pair user factors");
+    double *itf = tl_malloc(sizeof(double) * per_item * (size_t)I, "synthetic_pair item factors");
+    int32_t *useg = tl_malloc(sizeof(int32_t) * (size_t)U, "synthetic_pair tables");
+    int32_t *icat = tl_malloc(sizeof(int32_t) * (size_t)I, "synthetic_pair tables");
+    double *eff = tl_malloc(sizeof(double) * tab, "synthetic_pair tables");
+    double *s1 = tl_malloc(sizeof(double) * n, "synthetic_pair scores");
+    double *s2 = tl_malloc(sizeof(double) * n, "synthetic_pair scores");
+    float *ya = tl_malloc(sizeof(float) * n, "synthetic_pair labels");
+    if (!ucum || !icum || !perm || !uf || !itf || !useg || !icat || !eff || !s1 || !s2 || !ya) {
+        st = TL_ERR_NOMEM;
+        goto done;
+    }
+    tl_rng r;
+    tl_rng_seed(&r, p->seed);
+    zipf_table(&r, U, 0.6, ucum, perm);
+    zipf_table(&r, I, 0.9, icum, perm);
+    /* user block: [activity, b_1, p_1[K], b_2, p_2[K]]; item block likewise with price */
+    for (int u = 0; u < U; u++) {
+        double *b = uf + per_user * (size_t)u;
+        useg[u] = (int32_t)tl_rng_below(&r, PAIR_SEGMENTS);
+        b[0] = (double)tl_rng_normal(&r);
+        for (int k = 0; k < 2; k++) {
+            double *t = b + 1 + (size_t)k * ((size_t)K + 1);
+            t[0] = 0.5 * (double)tl_rng_normal(&r);
+            for (int j = 0; j < K; j++) t[1 + j] = (double)tl_rng_normal(&r);
+        }
+    }
+    for (int i = 0; i < I; i++) {
+        double *b = itf + per_item * (size_t)i;
+        icat[i] = (int32_t)tl_rng_below(&r, PAIR_CATEGORIES);
+        b[0] = (double)tl_rng_normal(&r);
+        for (int k = 0; k < 2; k++) {
+            double *t = b + 1 + (size_t)k * ((size_t)K + 1);
+            t[0] = 0.5 * (double)tl_rng_normal(&r);
+            for (int j = 0; j < K; j++) t[1 + j] = (double)tl_rng_normal(&r);
+        }
+    }
+    /* per task: E[seg][cat], h[context], w, m, n */
+    const size_t per_task = tab / 2;
+    for (int k = 0; k < 2; k++) {
+        double *e = eff + (size_t)k * per_task;
+        for (size_t j = 0; j < (size_t)PAIR_SEGMENTS * PAIR_CATEGORIES; j++) e[j] = 0.5 * (double)tl_rng_normal(&r);
+        for (int j = 0; j < PAIR_CONTEXTS; j++) e[PAIR_SEGMENTS * PAIR_CATEGORIES + j] = 0.3 * (double)tl_rng_normal(&r);
+        for (int j = 0; j < 3; j++) e[PAIR_SEGMENTS * PAIR_CATEGORIES + PAIR_CONTEXTS + j] = 0.5 * (double)tl_rng_normal(&r);
+    }
+    const double inv_sqrt_k = 1.0 / sqrt((double)K);
+    for (size_t row = 0; row < n; row++) {
+        int32_t u = zipf_draw(&r, ucum, U), i = zipf_draw(&r, icum, I);
+        int32_t ctx = (int32_t)tl_rng_below(&r, PAIR_CONTEXTS);
+        float tv = tl_rng_normal(&r);
+        const double *ub = uf + per_user * (size_t)u, *ib = itf + per_item * (size_t)i;
+        for (int k = 0; k < 2; k++) {
+            const double *pu = ub + 1 + (size_t)k * ((size_t)K + 1), *qi = ib + 1 + (size_t)k * ((size_t)K + 1);
+            const double *e = eff + (size_t)k * per_task;
+            double dot = 0;
+            for (int j = 0; j < K; j++) dot += pu[1 + j] * qi[1 + j];
+            const double *w = e + PAIR_SEGMENTS * PAIR_CATEGORIES + PAIR_CONTEXTS;
+            double sc = dot * inv_sqrt_k + pu[0] + qi[0] + e[useg[u] * PAIR_CATEGORIES + icat[i]] +
+                        e[PAIR_SEGMENTS * PAIR_CATEGORIES + ctx] + w[0] * ub[0] + w[1] * ib[0] + w[2] * (double)tv;
+            (k ? s2 : s1)[row] = sc;
+        }
+        if (o->user) o->user[row] = u;
+        if (o->item) o->item[row] = i;
+        if (o->segment) o->segment[row] = useg[u];
+        if (o->category) o->category[row] = icat[i];
+        if (o->context) o->context[row] = ctx;
+        if (o->activity) o->activity[row] = (float)ub[0];
+        if (o->price) o->price[row] = (float)ib[0];
+        if (o->t) o->t[row] = tv;
+    }
+    /* e_1, e_2 orthonormal over the rows; z_b = rho e_1 + sqrt(1 - rho^2) e_2 */
+    standardise(s1, n);
+    standardise(s2, n);
+    double c = 0;
+    for (size_t i = 0; i < n; i++) c += s1[i] * s2[i];
+    c /= (double)n;
+    for (size_t i = 0; i < n; i++) s2[i] -= c * s1[i];
+    standardise(s2, n);
+    const double q = sqrt(1.0 - p->rho * p->rho);
+    for (size_t i = 0; i < n; i++) s2[i] = p->rho * s1[i] + q * s2[i];
+    if (o->za)
+        for (size_t i = 0; i < n; i++) o->za[i] = (float)s1[i];
+    if (o->zb)
+        for (size_t i = 0; i < n; i++) o->zb[i] = (float)s2[i];
+    /* labels from their own stream, so the features do not depend on them */
+    tl_rng lr;
+    tl_rng_seed(&lr, p->seed ^ 0x6c6162656c73ULL);
+    const double beta_a = solve_bias(s1, NULL, n, p->scale, p->rate_a);
+    for (size_t i = 0; i < n; i++) ya[i] = tl_rng_uniform_double(&lr) < sigmoid_d(beta_a + p->scale * s1[i]) ? 1.0f : 0.0f;
+    const double beta_b = solve_bias(s2, p->nested ? ya : NULL, n, p->scale, p->rate_b);
+    for (size_t i = 0; i < n; i++) {
+        float yb = tl_rng_uniform_double(&lr) < sigmoid_d(beta_b + p->scale * s2[i]) ? 1.0f : 0.0f;
+        if (p->nested) yb *= ya[i];
+        if (o->yb) o->yb[i] = yb;
+    }
+    if (o->ya) memcpy(o->ya, ya, sizeof(float) * n);
+done:
+    tl_free(ucum);
+    tl_free(icum);
+    tl_free(perm);
+    tl_free(uf);
+    tl_free(itf);
+    tl_free(useg);
+    tl_free(icat);
+    tl_free(eff);
+    tl_free(s1);
+    tl_free(s2);
+    tl_free(ya);
+    return st;
 }

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Elements of a tensor at most: its bytes fit in a size_t and in an int64. */
+#define TL_TENSOR_MAX_NUMEL ((int64_t)1 << 60)
+
 static tl_status check_shape(int ndim, const int64_t *shape)
 {
     if (ndim < 1 || ndim > TL_MAX_DIMS)
@@ -13,6 +16,18 @@ static tl_status check_shape(int ndim, const int64_t *shape)
         if (shape[i] <= 0 || shape[i] > ((int64_t)1 << 40))
             return tl_fail(TL_ERR_SHAPE, "tensor dimension %d is %lld; must be positive",
                            i + 1, (long long)shape[i]);
+    /* Each dimension is bounded, their product is not: check it before it wraps. */
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (n > TL_TENSOR_MAX_NUMEL / shape[i]) {
+            char buf[128];
+            tl_tensor t = {ndim, {0}, NULL, 0};
+            for (int j = 0; j < ndim; j++) t.shape[j] = shape[j];
+            return tl_fail(TL_ERR_SHAPE, "tensor %s has more than 2^60 elements",
+                           tl_tensor_shape_str(&t, buf, sizeof buf));
+        }
+        n *= shape[i];
+    }
     return TL_OK;
 }
 
@@ -31,6 +46,12 @@ tl_tensor *tl_tensor_new(int ndim, const int64_t *shape)
     tl_tensor *t = alloc_header(ndim, shape);
     if (!t) return NULL;
     int64_t n = tl_tensor_numel(t);
+    char what[160], sh[128];
+    snprintf(what, sizeof what, "tensor %s", tl_tensor_shape_str(t, sh, sizeof sh));
+    if (tl_memory_check((uint64_t)n * sizeof(float), 0, what) != TL_OK) {
+        tl_free(t);
+        return NULL;
+    }
     t->data = tl_malloc_aligned((size_t)n * sizeof(float), "tensor data");
     if (!t->data) {
         tl_free(t);

@@ -31,7 +31,8 @@ typedef enum {
 } tl_init;
 
 /* New zero-filled tensor. Fails (NULL, TL_ERR_SHAPE/NOMEM recorded) for ndim
- * outside 1..4 or a non-positive dimension. */
+ * outside 1..4, a non-positive dimension, more than 2^60 elements, or more
+ * bytes than the available memory (tl_memory_check). */
 tl_tensor *tl_tensor_new(int ndim, const int64_t *shape);
 /* A non-owning view of `data` with the given shape. */
 tl_tensor *tl_tensor_view(float *data, int ndim, const int64_t *shape);

@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1120,7 +1121,15 @@ static void *open_socket(int type, const json_t *conn, const char *port_key, cha
     else snprintf(ep, sizeof ep, "%s://%s:%lld", transport, ip, (long long)json_integer_value(port));
     void *s = zmq_socket(K.ctx, type);
     int linger = 1000;
+    int64_t max_frame = TL_KERNEL_MAX_FRAME;
     if (s) zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    /* A peer that announces a larger frame is disconnected before any of it
+     * is buffered (the signature is checked only on whole messages). */
+    if (s && zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame) != 0) {
+        snprintf(err, errlen, "cannot limit the message size on %s: %s", port_key, zmq_strerror(errno));
+        zmq_close(s);
+        return NULL;
+    }
     if (!s || zmq_bind(s, ep) != 0) {
         snprintf(err, errlen, "cannot bind %s (%s): %s", port_key, ep, zmq_strerror(errno));
         if (s) zmq_close(s);

@@ -18,6 +18,13 @@
 
 #include <lua.h>
 
+/* The largest frame (one part of a message) the kernel accepts on any of
+ * its sockets: 64 MiB. A peer that sends a larger one is disconnected by
+ * ZeroMQ as soon as the frame's length is read, so nothing of it is
+ * buffered; Jupyter front ends reconnect at once. Cells, completions and
+ * comm messages are far smaller. */
+#define TL_KERNEL_MAX_FRAME ((int64_t)64 << 20)
+
 /* Serve the kernel described by the JSON connection file until a
  * shutdown_request. `L` has the tl library loaded (global `tl`). Returns 0
  * after a clean shutdown, 1 when the connection file or the sockets cannot

@@ -8,10 +8,16 @@
 #include "l_data.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "l_diagnose.h"
+#include "l_model.h"
 #include "l_util.h"
 
 typedef struct {
@@ -25,8 +31,6 @@ typedef struct {
 
 static const char *const SPLITS[4] = {"train", "valid", "test", "all"};
 
-/* repl/l_diagnose.c: warnings about features that leak a label */
-void tl_lua_leakage_warn(lua_State *L, int ds, const tl_data_schema *s) __attribute__((weak));
 
 /* uservalues of a dataset: 1 = the options table it was loaded with (for
  * like=), 2 = cache of its split userdata (so d.train == d.train) */
@@ -39,6 +43,12 @@ tl_dataset *tl_lua_check_dataset(lua_State *L, int idx)
     dataset_ud *u = to_dataset(L, idx);
     if (!u->d) luaL_argerror(L, idx, "dataset is closed");
     return u->d;
+}
+
+tl_dataset *tl_lua_test_dataset(lua_State *L, int idx)
+{
+    dataset_ud *u = luaL_testudata(L, idx, TL_DATASET_MT);
+    return u ? u->d : NULL;
 }
 
 static split_ud *to_split(lua_State *L, int idx)
@@ -263,7 +273,8 @@ static void parse_labels(lua_State *L, int opts, int anchor, const char *fn, tl_
             luaL_error(L, "%s must be a table {column=, positive= | threshold= | regression=true}, got %s", where,
                        luaL_typename(L, -1));
         int it = lua_gettop(L);
-        static const char *const allowed[] = {"column", "positive", "negative", "threshold", "regression", "keep", NULL};
+        static const char *const allowed[] = {"column",     "positive", "negative", "threshold",
+                                              "regression", "keep",     "unknown",  NULL};
         tl_lua_check_fields(L, it, where, allowed);
         const char *col = tl_lua_opt_string(L, it, where, "column", NULL);
         if (!col) luaL_error(L, "%s: field 'column' is required (the source column)", where);
@@ -276,6 +287,14 @@ static void parse_labels(lua_State *L, int opts, int anchor, const char *fn, tl_
         if ((np > 0) + has_thr + reg != 1)
             luaL_error(L, "%s: give exactly one of positive=, threshold= or regression=true", where);
         if (nn && !np) luaL_error(L, "%s: negative= needs positive=", where);
+        static const char *const unknown[] = {"error", "negative", NULL};
+        int unk_given = lua_getfield(L, it, "unknown") != LUA_TNIL;
+        lua_pop(L, 1);
+        l[i].unknown_negative = tl_lua_opt_enum(L, it, where, "unknown", unknown, 0);
+        if (unk_given && !np) luaL_error(L, "%s: unknown= needs positive=", where);
+        if (l[i].unknown_negative && nn)
+            luaL_error(L, "%s: give negative= (the listed 0 values) or unknown=\"negative\" (every other value), "
+                          "not both", where);
         l[i].n_positive = np;
         l[i].n_negative = nn;
         if (has_thr) {
@@ -471,12 +490,68 @@ static int l_csv(lua_State *L)
     lua_setiuservalue(L, ud, UV_OPTS);
     tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
     report_skipped(u->d, fn);
-    if (!like && tl_lua_leakage_warn) tl_lua_leakage_warn(L, ud, &s);
+    if (!like) tl_lua_leakage_warn(L, ud, &s);
     lua_pushvalue(L, ud);
     return 1;
 }
 
 /* ---- built-in datasets ------------------------------------------------------ */
+
+/* Where the built-in datasets are looked for, so that a script finds them
+ * from any working directory (the engine reads no environment variable):
+ *   shipped data (census):            $TOWERLAB_DATA, <exe dir>/data,
+ *                                     <exe dir>/../data, <exe dir>/../share/towerlab/data,
+ *                                     ./data
+ *   shared data (movielens, amazon):  $TOWERLAB_DATA, <exe dir>/../shared/data,
+ *                                     <exe dir>/../../shared/data, ../shared/data
+ * <exe dir> is the directory of /proc/self/exe (the "/.." ones serve build
+ * trees such as build-san/ inside the project). Pushes and returns the first
+ * existing directory <candidate>/<sub>; raises, listing every place tried,
+ * when there is none. */
+static const char *find_dataset_dir(lua_State *L, const char *fn, const char *sub, int shared)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) *slash = 0;
+        else n = 0;
+    }
+    const char *env = getenv("TOWERLAB_DATA");
+    const char *bases[6];
+    int nb = 0;
+    if (env && *env) bases[nb++] = env;
+    int first_exe = nb;
+    if (n > 0) {
+        bases[nb++] = shared ? "../shared/data" : "data";
+        bases[nb++] = shared ? "../../shared/data" : "../data";
+        if (!shared) bases[nb++] = "../share/towerlab/data";
+    }
+    int last_exe = nb;
+    bases[nb++] = shared ? "../shared/data" : "data";
+    luaL_Buffer tried;
+    int top = lua_gettop(L);
+    luaL_buffinit(L, &tried);
+    for (int i = 0; i < nb; i++) {
+        if (i >= first_exe && i < last_exe) lua_pushfstring(L, "%s/%s/%s", exe, bases[i], sub);
+        else lua_pushfstring(L, "%s/%s", bases[i], sub);
+        struct stat sb;
+        if (stat(lua_tostring(L, -1), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            const char *dir = lua_tostring(L, -1);
+            lua_replace(L, top + 1); /* over the buffer's slot */
+            lua_settop(L, top + 1);
+            return dir;
+        }
+        luaL_addstring(&tried, i ? ", " : "");
+        luaL_addvalue(&tried);
+    }
+    luaL_pushresult(&tried);
+    luaL_error(L, "%s: no %s folder found (looked in %s%s); pass its directory, or set TOWERLAB_DATA to the "
+                  "directory holding %s/",
+               fn, sub, lua_tostring(L, -1), env && *env ? "" : "; TOWERLAB_DATA is not set", sub);
+    return NULL;
+}
 
 /* tl.datasets.census([dir] or {path=, education=, cache=}) */
 static int l_census(lua_State *L)
@@ -496,6 +571,7 @@ static int l_census(lua_State *L)
         return luaL_error(L, "%s: argument must be a directory or {path=, education=, cache=}, got %s", fn,
                           luaL_typename(L, 1));
     }
+    if (!dir) dir = find_dataset_dir(L, fn, "census_income_kdd", 0);
     dataset_ud *u = new_dataset_ud(L);
     tl_status st = tl_data_census_ex(dir, edu, cache, &u->d);
     if (st) return tl_lua_raise_status(L, fn, st);
@@ -542,12 +618,13 @@ static int l_movielens(lua_State *L)
         tl_lua_check_fields(L, 1, fn, allowed);
         dir = tl_lua_opt_string(L, 1, fn, "path", NULL);
         int v = tl_lua_opt_enum(L, 1, fn, "version", versions, 0);
-        if (!dir) dir = v ? "../shared/data/movielens_100k" : "../shared/data/movielens_1m";
+        if (!dir) dir = find_dataset_dir(L, fn, v ? "movielens_100k" : "movielens_1m", 1);
         seed = tl_lua_opt_int(L, 1, fn, "seed", 1, 0, LUA_MAXINTEGER);
     } else if (!lua_isnoneornil(L, 1)) {
         return luaL_error(L, "%s: argument must be a directory or {path=, version=, seed=}, got %s", fn,
                           luaL_typename(L, 1));
     }
+    if (!dir) dir = find_dataset_dir(L, fn, "movielens_1m", 1);
     dataset_ud *u = new_dataset_ud(L);
     tl_status st = tl_data_movielens(dir, (uint64_t)seed, &u->d);
     if (st) return tl_lua_raise_status(L, fn, st);
@@ -555,11 +632,67 @@ static int l_movielens(lua_State *L)
     return 1;
 }
 
+/* tl.datasets.synthetic_pair{rho=, nested=, rows=, users=, items=, factors=, rate_a=, rate_b=, scale=, seed=} */
+static int l_synthetic_pair(lua_State *L)
+{
+    static const char *fn = "tl.datasets.synthetic_pair";
+    tl_synth_pair_params p;
+    tl_synth_pair_defaults(&p);
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        static const char *const allowed[] = {"rho",    "nested", "rows",  "users", "items", "factors",
+                                              "rate_a", "rate_b", "scale", "seed",  NULL};
+        tl_lua_check_fields(L, 1, fn, allowed);
+        p.rho = tl_lua_opt_number(L, 1, fn, "rho", p.rho, -1, 1);
+        p.nested = tl_lua_opt_bool(L, 1, fn, "nested", p.nested);
+        p.rows = (size_t)tl_lua_opt_int(L, 1, fn, "rows", (lua_Integer)p.rows, 1, UINT32_MAX);
+        p.users = (int)tl_lua_opt_int(L, 1, fn, "users", p.users, 1, 10000000);
+        p.items = (int)tl_lua_opt_int(L, 1, fn, "items", p.items, 1, 10000000);
+        p.factors = (int)tl_lua_opt_int(L, 1, fn, "factors", p.factors, 1, 256);
+        p.rate_a = tl_lua_opt_number(L, 1, fn, "rate_a", p.rate_a, 1e-9, 1 - 1e-9);
+        p.rate_b = tl_lua_opt_number(L, 1, fn, "rate_b", p.rate_b, 1e-9, 1 - 1e-9);
+        p.scale = tl_lua_opt_number(L, 1, fn, "scale", p.scale, 0, 100);
+        p.seed = (uint64_t)tl_lua_opt_int(L, 1, fn, "seed", (lua_Integer)p.seed, 0, LUA_MAXINTEGER);
+    }
+    dataset_ud *u = new_dataset_ud(L);
+    tl_status st = tl_data_synthetic_pair(&p, &u->d);
+    if (st) return tl_lua_raise_status(L, fn, st);
+    tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
+    return 1;
+}
+
+/* tl.datasets.amazon_video_games([dir] or {path=, seed=}) */
+static int l_amazon(lua_State *L)
+{
+    static const char *fn = "tl.datasets.amazon_video_games";
+    const char *dir = NULL;
+    lua_Integer seed = 1;
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        dir = lua_tostring(L, 1);
+    } else if (lua_type(L, 1) == LUA_TTABLE) {
+        static const char *const allowed[] = {"path", "seed", NULL};
+        tl_lua_check_fields(L, 1, fn, allowed);
+        dir = tl_lua_opt_string(L, 1, fn, "path", NULL);
+        seed = tl_lua_opt_int(L, 1, fn, "seed", 1, 0, LUA_MAXINTEGER);
+    } else if (!lua_isnoneornil(L, 1)) {
+        return luaL_error(L, "%s: argument must be a directory or {path=, seed=}, got %s", fn, luaL_typename(L, 1));
+    }
+    if (!dir) dir = find_dataset_dir(L, fn, "amazon_video_games_dml", 1);
+    dataset_ud *u = new_dataset_ud(L);
+    tl_status st = tl_data_amazon_video_games(dir, (uint64_t)seed, &u->d);
+    if (st) return tl_lua_raise_status(L, fn, st);
+    tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
+    return 1;
+}
+
 /* ---- dataset methods -------------------------------------------------------- */
 
+/* A dataset a running fit reads is not freed: only lua_close from inside a
+ * progress callback can collect it then, and the process is ending. */
 static int d_gc(lua_State *L)
 {
     dataset_ud *u = to_dataset(L, 1);
+    if (tl_lua_dataset_busy(u->d)) return 0;
     tl_dataset_free(u->d);
     u->d = NULL;
     return 0;
@@ -574,6 +707,14 @@ static void push_rate(lua_State *L, const tl_split *s, const tl_dataset *d, int 
 
 static void add_task_summary(luaL_Buffer *b, const tl_dataset *d, const tl_split *s)
 {
+    if (!tl_dataset_labeled(d)) {
+        for (int t = 0; t < tl_dataset_n_tasks(d); t++) {
+            luaL_addstring(b, t ? ", " : "");
+            luaL_addstring(b, tl_dataset_task_name(d, t));
+        }
+        luaL_addstring(b, " (no labels: rows to score with m:predict)");
+        return;
+    }
     for (int t = 0; t < tl_dataset_n_tasks(d); t++) {
         double r = tl_split_label_mean(s, d, t);
         char buf[160];
@@ -608,7 +749,7 @@ static int d_tostring(lua_State *L)
     luaL_addstring(&b, buf);
     const tl_split *tr = tl_dataset_split(d, "train");
     add_task_summary(&b, d, tr ? tr : all);
-    luaL_addstring(&b, tr ? " on train" : "");
+    luaL_addstring(&b, tr && tl_dataset_labeled(d) ? " on train" : "");
     size_t sk = tl_dataset_skipped(d, NULL, NULL);
     if (sk) {
         snprintf(buf, sizeof buf, "; %zu bad rows skipped", sk);
@@ -722,6 +863,9 @@ static int d_vocab(lua_State *L)
 
 static int d_close(lua_State *L)
 {
+    if (tl_lua_dataset_busy(to_dataset(L, 1)->d))
+        return luaL_error(L, "d:close: the dataset is in use by a running m:fit (called from its "
+                             "progress callback)");
     return d_gc(L);
 }
 
@@ -743,6 +887,10 @@ static int d_index(lua_State *L)
         lua_pushboolean(L, tl_dataset_from_cache(d));
         return 1;
     }
+    if (strcmp(k, "labeled") == 0) {
+        lua_pushboolean(L, tl_dataset_labeled(d));
+        return 1;
+    }
     if (strcmp(k, "skipped") == 0) {
         const uint64_t *lines;
         int nl;
@@ -757,7 +905,7 @@ static int d_index(lua_State *L)
         return 1;
     }
     return luaL_error(L, "dataset has no field '%s' (fields: train, valid, test, all, tasks, source, from_cache, "
-                         "skipped; methods: fields, vocab, close)",
+                         "labeled, skipped; methods: fields, vocab, close)",
                       k);
 }
 
@@ -774,6 +922,9 @@ static int s_labels(lua_State *L)
 {
     const tl_split *s = tl_lua_check_split(L, 1);
     const tl_dataset *d = tl_lua_split_dataset(L, 1);
+    if (!tl_dataset_labeled(d))
+        return luaL_error(L, "split:labels: the dataset has no labels (read with like= from a file without "
+                             "label columns)");
     int nt = tl_dataset_n_tasks(d);
     lua_createtable(L, 0, nt);
     for (int t = 0; t < nt; t++) {
@@ -849,8 +1000,10 @@ static const char *const DOC_CSV =
     "  transform='standard'  default: standard (train mean/std) | log1p | none | quantile\n"
     "  labels={ctr={column='click', positive='1'}, good={column='r', threshold=4},\n"
     "          rating={column='r', regression=true}}  positive may be a list; negative=\n"
-    "                        lists the 0 values (others are then errors); keep=true keeps\n"
-    "                        the source column as a feature (dropped by default)\n"
+    "                        lists the 0 values (others are then errors); without it the\n"
+    "                        first other value is the negative one and a third value is an\n"
+    "                        error, unless unknown='negative' (every other value is 0);\n"
+    "                        keep=true keeps the source column as a feature (dropped by default)\n"
     "  id='user'             group column for GAUC;  weight='w' sample weights\n"
     "  split={train=0.8, valid=0.1, test=0.1} (random, by seed) |\n"
     "        {modulo=10, train={0,...,7}, valid={8}, test={9}} (row index i % modulo) |\n"
@@ -858,7 +1011,9 @@ static const char *const DOC_CSV =
     "  seed=1  on_bad='error'|'skip'  missing={'', '?'}  min_count=1\n"
     "  cache=true            binary cache next to the file (or cache='dir'); stale or\n"
     "                        corrupt caches are rebuilt\n"
-    "  like=d                read with d's options, vocabularies and statistics\n"
+    "  like=d                read with d's options, vocabularies and statistics; the file\n"
+    "                        may lack every label column (rows to score: d.labeled = false,\n"
+    "                        only m:predict accepts it)\n"
     "Bad input raises an error naming file, line, column and what was expected.";
 
 void tl_lua_open_data(lua_State *L, int tl)
@@ -904,8 +1059,9 @@ void tl_lua_open_data(lua_State *L, int tl)
     lua_pushcfunction(L, l_census);
     tl_lua_doc(L, "tl.datasets.census", -1,
                "tl.datasets.census([dir] or {path=, education=false, cache=true}) -> dataset\n"
-               "UCI Census-Income (KDD), census-income.test.gz (99,762 rows) from dir, else\n"
-               "$TOWERLAB_DATA/census_income_kdd, else ./data/census_income_kdd.\n"
+               "UCI Census-Income (KDD), census-income.test.gz (99,762 rows) from dir, else the\n"
+               "first census_income_kdd/ in $TOWERLAB_DATA, <program dir>/data, <program dir>/../data,\n"
+               "<program dir>/../share/towerlab/data, ./data.\n"
                "Tasks income (50000+.) and never_married (marital_stat); education=true adds\n"
                "education (bachelors or higher). Source columns and instance_weight dropped.\n"
                "Split by row index i: i%10<8 train (79,810), 8 valid (9,976), 9 test (9,976).");
@@ -919,10 +1075,33 @@ void tl_lua_open_data(lua_State *L, int tl)
     lua_pushcfunction(L, l_movielens);
     tl_lua_doc(L, "tl.datasets.movielens", -1,
                "tl.datasets.movielens([dir] or {path=, version='1m'|'100k', seed=1}) -> dataset\n"
-               "MovieLens read in place (never copied) from dir, default ../shared/data/movielens_1m\n"
-               "(or _100k). Tasks like (rating >= 4, binary) and rating (regression); features\n"
+               "MovieLens read in place (never copied) from dir, default the first movielens_1m/\n"
+               "(or _100k) in $TOWERLAB_DATA, <program dir>/../shared/data, ../shared/data.\n"
+               "Tasks like (rating >= 4, binary) and rating (regression); features\n"
                "user_id, movie_id, gender, age, occupation, zip (3 chars), genre (first), year;\n"
                "group = user; random 8:1:1 split by seed.");
     lua_setfield(L, -2, "movielens");
+    lua_pushcfunction(L, l_amazon);
+    tl_lua_doc(L, "tl.datasets.amazon_video_games", -1,
+               "tl.datasets.amazon_video_games([dir] or {path=, seed=1}) -> dataset\n"
+               "Amazon Video Games (5-core) as preprocessed by the DML authors (Ren et al. 2023):\n"
+               "their Video_Games_val.txt and Video_Games_test.txt (92,712 rows, an i.i.d. 20 %\n"
+               "sample of their data) read in place (never copied) from dir, default the first\n"
+               "amazon_video_games_dml/ in $TOWERLAB_DATA, <program dir>/../shared/data,\n"
+               "../shared/data; concatenated and re-split 8:1:1 at random\n"
+               "by seed (default 1): train 74,170, valid 9,271, test 9,271. Tasks rated and like\n"
+               "(binary, nested: like => rated); features user_id, item_id; group = user_id.");
+    lua_setfield(L, -2, "amazon_video_games");
+    lua_pushcfunction(L, l_synthetic_pair);
+    tl_lua_doc(L, "tl.datasets.synthetic_pair", -1,
+               "tl.datasets.synthetic_pair{rho=0.6, nested=false, rows=200000, seed=1, users=2000,\n"
+               "    items=500, factors=4, rate_a=0.3, rate_b=0.3, scale=2} -> dataset\n"
+               "User/item interactions with two binary tasks a and b whose latent scores z_a, z_b\n"
+               "(made from user/item factors and side features) have correlation rho over the rows;\n"
+               "y = Bernoulli(sigmoid(bias + scale z)). nested=true: b only where a (rate_b is then\n"
+               "P(b | a)). Zipf-ish user and item popularity. Features user_id, item_id,\n"
+               "user_segment, item_category, context; numeric user_activity, item_price, x.\n"
+               "Random 8:1:1 split by seed. Same arguments, same bytes (engine/synthetic.h).");
+    lua_setfield(L, -2, "synthetic_pair");
     lua_setfield(L, tl, "datasets");
 }

@@ -10,13 +10,16 @@
 #define TL_DATASET_MT "tl.dataset"
 #define TL_SPLIT_MT "tl.split"
 
-/* Add tl.data = {csv} and tl.datasets = {census, synthetic, movielens} to the
+/* Add tl.data = {csv} and tl.datasets = {census, synthetic, movielens,
+ * amazon_video_games, synthetic_pair} to the
  * tl table at absolute index `tl`, and register their help texts. */
 void tl_lua_open_data(lua_State *L, int tl);
 
 /* The dataset at idx; raises a Lua argument error when idx is not an open
  * dataset. The dataset stays owned by its userdata. */
 tl_dataset *tl_lua_check_dataset(lua_State *L, int idx);
+/* The dataset at idx, or NULL when idx is not a dataset or it is closed. */
+tl_dataset *tl_lua_test_dataset(lua_State *L, int idx);
 /* The split at idx; raises when idx is not a split or its dataset is closed.
  * The split stays valid while the split userdata (which keeps its dataset
  * alive) is reachable. */

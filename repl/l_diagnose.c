@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "l_diagnose.h"
+
 #include "diagnose.h"
 #include "l_data.h"
 #include "l_model.h"
@@ -16,8 +18,6 @@
 #define LEAKAGE_MT "tl.leakage"
 #define LEAK_THRESHOLD 0.99
 
-void tl_lua_open_diagnose(lua_State *L, int tl);
-void tl_lua_leakage_warn(lua_State *L, int ds, const tl_data_schema *s);
 
 /* ---- m:gates ------------------------------------------------------------------ */
 
@@ -219,12 +219,13 @@ static void source_columns(lua_State *L, int ds, const tl_dataset *d, const char
         if (lua_getfield(L, labels, tl_dataset_task_name(d, t)) == LUA_TTABLE) {
             int keep = lua_getfield(L, -1, "keep") != LUA_TNIL && lua_toboolean(L, -1);
             lua_pop(L, 1);
-            if (keep && lua_getfield(L, -1, "column") == LUA_TSTRING) {
-                cols[t] = lua_tostring(L, -1); /* kept alive by the options table */
+            if (keep) {
+                if (lua_getfield(L, -1, "column") == LUA_TSTRING)
+                    cols[t] = lua_tostring(L, -1); /* kept alive by the options table */
+                lua_pop(L, 1);
             }
-            lua_pop(L, 1);
         }
-        lua_pop(L, 1);
+        lua_pop(L, 1); /* labels[task] */
     }
 }
 
@@ -257,6 +258,9 @@ static int l_leakage(lua_State *L)
         tl_lua_check_fields(L, 3, fn, fields);
         thr = tl_lua_opt_number(L, 3, fn, "threshold", LEAK_THRESHOLD, 0.5, 1.0);
     }
+    if (!tl_dataset_labeled(d))
+        return luaL_error(L, "%s: the dataset has no labels (read with like= from a file without label columns)",
+                          fn);
     const char *cols[TL_MAX_TASKS];
     if (tl_dataset_n_tasks(d) > TL_MAX_TASKS) return luaL_error(L, "%s: too many tasks", fn);
     source_columns(L, 1, d, cols);

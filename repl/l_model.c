@@ -9,6 +9,7 @@
 #include <lua.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -25,7 +26,91 @@
 
 typedef struct {
     tl_model *m;
+    int busy;          /* inside m:fit: close and fit refuse, __gc defers */
+    int free_pending;  /* collected while busy (lua_close from a callback): freed by fit */
 } l_model;
+
+/* Datasets that a running m:fit reads, with a count (fits nest when a
+ * callback fits another model). d:close refuses them and their __gc leaves
+ * them alone (repl/l_data.c). A fixed table: each fit holds at most two. */
+#define BUSY_DATASETS 64
+static struct {
+    const tl_dataset *d;
+    int count;
+} busy_datasets[BUSY_DATASETS];
+
+int tl_lua_dataset_busy(const tl_dataset *d)
+{
+    for (int i = 0; d && i < BUSY_DATASETS; i++)
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) return 1;
+    return 0;
+}
+
+/* 0 when the table is full (deeper nesting than any real use). */
+static int dataset_hold(const tl_dataset *d)
+{
+    int free_slot = -1;
+    for (int i = 0; i < BUSY_DATASETS; i++) {
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) {
+            busy_datasets[i].count++;
+            return 1;
+        }
+        if (busy_datasets[i].count == 0 && free_slot < 0) free_slot = i;
+    }
+    if (free_slot < 0) return 0;
+    busy_datasets[free_slot].d = d;
+    busy_datasets[free_slot].count = 1;
+    return 1;
+}
+
+static void dataset_release(const tl_dataset *d)
+{
+    for (int i = 0; i < BUSY_DATASETS; i++)
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) {
+            if (--busy_datasets[i].count == 0) busy_datasets[i].d = NULL;
+            return;
+        }
+}
+
+void tl_lua_memory_refresh(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return;
+    char line[128];
+    unsigned long long kb;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+            tl_memory_set_available((uint64_t)kb * 1024u);
+            break;
+        }
+    fclose(f);
+}
+
+uint64_t tl_lua_opt_bytes(lua_State *L, int idx, const char *fn, const char *field)
+{
+    lua_getfield(L, idx, field);
+    double v = 0;
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        v = lua_tonumber(L, -1);
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+        const char *str = lua_tostring(L, -1);
+        char *end;
+        v = strtod(str, &end);
+        double unit = *end == 'k' || *end == 'K' ? 1e3 : *end == 'M' ? 1e6 : *end == 'G' ? 1e9
+                    : *end == 'T' ? 1e12 : *end ? -1 : 1;
+        if (*end && (end[1] == 'B' ? end[2] : end[1])) unit = -1;
+        if (unit < 0 || end == str)
+            luaL_error(L, "%s: field '%s' must be bytes (a number, or a string such as \"64G\" or "
+                          "\"512M\"), got \"%s\"", fn, field, str);
+        v *= unit;
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "%s: field '%s' must be bytes (a number or \"64G\"), got %s", fn, field,
+                   luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    if (!(v >= 0 && v < 1.8e19)) luaL_error(L, "%s: field '%s' must be >= 0 bytes", fn, field);
+    return (uint64_t)v;
+}
 
 /* ---- specs: tl.mlp, backbones, optimizers ------------------------------------ */
 
@@ -149,7 +234,7 @@ static int l_esmm(lua_State *L) { return backbone_spec(L, "esmm", "tl.esmm", esm
 static int l_aitm(lua_State *L) { return backbone_spec(L, "aitm", "tl.aitm", aitm_fields); }
 
 static const char *const optim_fields[] = {"lr", "momentum", "nesterov", "beta1", "beta2", "eps",
-                                           "l2", "weight_decay", "clip", NULL};
+                                           "l2", "weight_decay", "clip", "schedule", NULL};
 
 static int optim_spec(lua_State *L, const char *kind)
 {
@@ -182,6 +267,60 @@ static const char *spec_kind(lua_State *L, int idx)
     return k;
 }
 
+/* schedule={"cosine", steps=N, min_lr=0, warmup=0} | {"step", every=N, gamma=0.1, warmup=0}
+ * | {"warmup", steps=N}: the learning-rate schedule of an optimizer spec. */
+static void read_schedule(lua_State *L, int idx, tl_optim_config *oc)
+{
+    const char *fn = "tl.optim: schedule";
+    lua_getfield(L, idx, "schedule");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (!lua_istable(L, -1) || lua_rawgeti(L, -1, 1) != LUA_TSTRING)
+        luaL_error(L, "%s must be a table such as {\"cosine\", steps=10000, warmup=500}, "
+                      "{\"step\", every=1000, gamma=0.5} or {\"warmup\", steps=500}", fn);
+    const char *kind = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    int t = lua_gettop(L);
+    static const char *const step_fields[] = {"every", "gamma", "warmup", NULL};
+    static const char *const cos_fields[] = {"steps", "min_lr", "warmup", NULL};
+    static const char *const warm_fields[] = {"steps", NULL};
+    const char *const *allowed = strcmp(kind, "step") == 0     ? step_fields
+                                 : strcmp(kind, "cosine") == 0 ? cos_fields
+                                                               : warm_fields;
+    lua_pushnil(L);
+    while (lua_next(L, t)) { /* [1] is the kind; the rest must be named fields */
+        lua_pop(L, 1);
+        if (lua_isinteger(L, -1) && lua_tointeger(L, -1) == 1) continue;
+        int ok = 0;
+        for (int i = 0; allowed[i] && lua_type(L, -1) == LUA_TSTRING; i++)
+            ok |= strcmp(lua_tostring(L, -1), allowed[i]) == 0;
+        if (!ok)
+            luaL_error(L, "%s \"%s\": unknown field '%s'", fn, kind,
+                       lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+    }
+    if (strcmp(kind, "step") == 0) {
+        oc->schedule = TL_SCHEDULE_STEP;
+        oc->step_size = tl_lua_opt_int(L, t, fn, "every", 0, 1, INT64_MAX / 4);
+        if (oc->step_size == 0) luaL_error(L, "%s \"step\" needs every= (steps between decays)", fn);
+        oc->gamma = (float)tl_lua_opt_number(L, t, fn, "gamma", 0.1, 1e-12, 1e6);
+        oc->warmup = tl_lua_opt_int(L, t, fn, "warmup", 0, 0, INT64_MAX / 4);
+    } else if (strcmp(kind, "cosine") == 0) {
+        oc->schedule = TL_SCHEDULE_COSINE;
+        oc->total = tl_lua_opt_int(L, t, fn, "steps", 0, 1, INT64_MAX / 4);
+        if (oc->total == 0) luaL_error(L, "%s \"cosine\" needs steps= (the decay's length)", fn);
+        oc->min_lr = (float)tl_lua_opt_number(L, t, fn, "min_lr", 0.0, 0.0, oc->lr);
+        oc->warmup = tl_lua_opt_int(L, t, fn, "warmup", 0, 0, INT64_MAX / 4);
+    } else if (strcmp(kind, "warmup") == 0) {
+        oc->warmup = tl_lua_opt_int(L, t, fn, "steps", 0, 1, INT64_MAX / 4);
+        if (oc->warmup == 0) luaL_error(L, "%s \"warmup\" needs steps=", fn);
+    } else {
+        luaL_error(L, "%s: unknown kind '%s' (expected step, cosine or warmup)", fn, kind);
+    }
+    lua_pop(L, 1);
+}
+
 static void read_optim(lua_State *L, int idx, const char *fn, tl_optim_config *oc)
 {
     idx = lua_absindex(L, idx);
@@ -200,6 +339,7 @@ static void read_optim(lua_State *L, int idx, const char *fn, tl_optim_config *o
     double wd = tl_lua_opt_number(L, idx, "tl.optim", "weight_decay", oc->weight_decay, 0, 1e3);
     oc->weight_decay = (float)tl_lua_opt_number(L, idx, "tl.optim", "l2", wd, 0, 1e3);
     oc->clip_norm = (float)tl_lua_opt_number(L, idx, "tl.optim", "clip", 0, 0, 1e12);
+    read_schedule(L, idx, oc);
 }
 
 /* Read an MLP spec (tl.mlp{...} or a plain array of widths) at idx. */
@@ -358,17 +498,34 @@ static l_model *check_model(lua_State *L, int idx)
     return lm;
 }
 
+/* __gc cannot raise: a model collected while its fit runs (only lua_close
+ * from inside a progress callback can do that) is left to the fit, which
+ * frees it when it returns. */
 static int l_model_gc(lua_State *L)
 {
     l_model *lm = luaL_checkudata(L, 1, MODEL_MT);
+    if (lm->busy) {
+        lm->free_pending = 1;
+        return 0;
+    }
     tl_model_free(lm->m);
     lm->m = NULL;
     return 0;
 }
 
+/* m:close() and __close: refused while the model trains (from a progress
+ * callback), since the running fit still uses it. */
+static int l_model_close(lua_State *L)
+{
+    l_model *lm = luaL_checkudata(L, 1, MODEL_MT);
+    if (lm->busy) return luaL_error(L, "m:close: the model is training (called from its fit's "
+                                       "progress callback); stop the fit by returning false first");
+    return l_model_gc(L);
+}
+
 static const char *const model_fields[] = {"data", "backbone", "towers", "tower", "weights", "tasks",
                                            "weighting", "emb", "seed", "batch", "alpha",
-                                           "temperature", "distill", "mutual", NULL};
+                                           "temperature", "distill", "mutual", "max_memory", NULL};
 
 /* lua_next over a table keyed by task name (at the top of the stack, after a
  * pushed key): the next entry's task index with its value on top, or -1 at the
@@ -382,6 +539,16 @@ static int next_task(lua_State *L, const tl_model_config *c, const char *field)
         luaL_error(L, "tl.model: %s: unknown task '%s' (the dataset's tasks are %s)", field,
                    t ? t : luaL_typename(L, -2), config_task_list(c));
     return k;
+}
+
+/* A loss weight above TL_WEIGHT_WARN: accepted, with a warning on stderr. */
+static void warn_big_weight(const char *where, const char *task, double w)
+{
+    if (w > TL_WEIGHT_WARN)
+        fprintf(stderr, "%s: warning: loss weight %g of task '%s' is above %g; the weighted loss "
+                        "and its gradients may overflow or swamp every other signal, and the task "
+                        "then stops learning (useful weights are about 0.01 to 100)\n",
+                where, w, task, TL_WEIGHT_WARN);
 }
 
 /* tl.model{data=d, backbone=tl.mmoe{}, towers={t=tl.mlp{64}}, weights={t=1}, ...} */
@@ -408,8 +575,19 @@ static int l_model_new(lua_State *L)
     lua_pop(L, 1);
 
     lua_getfield(L, 1, "towers");
-    if (!lua_isnil(L, -1)) {
+    const char *towers_kind = lua_isnil(L, -1) ? NULL : spec_kind(L, -1);
+    if (towers_kind && strcmp(towers_kind, "mlp") == 0) { /* towers=tl.mlp{...}: every task's */
+        for (int k = 0; k < c.n_tasks; k++) read_mlp(L, -1, fn, "towers", &c.tasks[k].tower, 0.0f);
+    } else if (towers_kind) {
+        luaL_error(L, "tl.model: field 'towers' must be a table keyed by task name "
+                      "(towers={%s=tl.mlp{64}}) or one tl.mlp{...} for every task (as tower=), "
+                      "got a %s spec", c.tasks[0].name, towers_kind);
+    } else if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TTABLE);
+        if (lua_rawlen(L, -1) > 0)
+            luaL_error(L, "tl.model: field 'towers' is a list; it must be keyed by task name "
+                          "(towers={%s=tl.mlp{64}}); for the same tower on every task use "
+                          "tower=tl.mlp{...} or towers=tl.mlp{...}", c.tasks[0].name);
         lua_pushnil(L);
         for (int k; (k = next_task(L, &c, "towers")) >= 0;) {
             read_mlp(L, -1, fn, "towers", &c.tasks[k].tower, 0.0f);
@@ -480,8 +658,11 @@ static int l_model_new(lua_State *L)
     }
     lua_pop(L, 1);
     c.seed = (uint64_t)tl_lua_opt_int(L, 1, fn, "seed", default_seed, 0, INT64_MAX);
+    c.max_memory = tl_lua_opt_bytes(L, 1, fn, "max_memory");
 
+    for (int k = 0; k < c.n_tasks; k++) warn_big_weight(fn, c.tasks[k].name, c.tasks[k].weight);
     tl_model *m;
+    tl_lua_memory_refresh();
     tl_status s = tl_model_new(&c, &m);
     if (s != TL_OK) return tl_lua_raise_status(L, fn, s);
     tl_lua_push_model(L, m, data_idx);
@@ -493,6 +674,7 @@ void tl_lua_push_model(lua_State *L, tl_model *m, int data_idx)
     if (data_idx) data_idx = lua_absindex(L, data_idx);
     l_model *lm = lua_newuserdatauv(L, sizeof *lm, 1);
     lm->m = m;
+    lm->busy = lm->free_pending = 0;
     luaL_setmetatable(L, MODEL_MT);
     if (data_idx) {
         lua_pushvalue(L, data_idx);
@@ -530,6 +712,33 @@ static const tl_split *check_model_split(lua_State *L, int idx, tl_model *m, con
                           "the data with like= the model's dataset)",
                        fn, field, tl_dataset_n_cat(d), tl_dataset_n_num(d), tl_dataset_n_tasks(d),
                        c->n_cat, c->n_num, c->n_tasks);
+        /* same sizes are not enough: the ids must mean the same values as in
+         * the data the model was built on (its dataset, when still open; arg
+         * 1 is the model or a calibrated predictor {model = m}) */
+        int top = lua_gettop(L);
+        l_model *owner = luaL_testudata(L, 1, MODEL_MT);
+        if (owner) lua_pushvalue(L, 1);
+        else if (lua_istable(L, 1) && lua_getfield(L, 1, "model") != LUA_TNIL) owner = luaL_testudata(L, -1, MODEL_MT);
+        tl_dataset *md = NULL;
+        if (owner && owner->m == m && lua_getiuservalue(L, -1, 1) != LUA_TNONE) md = tl_lua_test_dataset(L, -1);
+        lua_settop(L, top);
+        char diff[400];
+        for (int f = 0; md && md != d && f < c->n_cat && f < tl_dataset_n_cat(md); f++) {
+            if (strcmp(tl_dataset_cat_name(d, f), tl_dataset_cat_name(md, f)) != 0)
+                luaL_error(L, "%s: field '%s': categorical field %d is '%s' in the split's dataset and '%s' in "
+                              "the model's (build the data with like= the model's dataset)",
+                           fn, field, f + 1, tl_dataset_cat_name(d, f), tl_dataset_cat_name(md, f));
+            if (tl_dataset_vocab_diff(d, f, md, f, diff, sizeof diff))
+                luaL_error(L, "%s: field '%s': the split's ids mean other values than in the model's data: %s "
+                              "(here = the split's dataset, there = the model's; build the data with like= "
+                              "the model's dataset)",
+                           fn, field, diff);
+        }
+        size_t fl = strlen(fn);
+        if (!tl_dataset_labeled(d) && !(fl >= 8 && strcmp(fn + fl - 8, ":predict") == 0))
+            luaL_error(L, "%s: field '%s': the split's dataset has no labels (read with like= from a file "
+                          "without label columns): only m:predict takes it",
+                       fn, field);
     }
     return s;
 }
@@ -673,18 +882,24 @@ static int l_model_fit(lua_State *L)
 {
     const char *fn = "m:fit";
     l_model *lm = check_model(L, 1);
+    if (lm->busy)
+        return luaL_error(L, "m:fit: the model is training (m:fit called from its own fit's "
+                             "progress callback)");
     luaL_checktype(L, 2, LUA_TTABLE);
     tl_lua_check_fields(L, 2, fn, fit_fields);
     tl_fit_options o;
     tl_fit_defaults(&o);
     lua_getfield(L, 2, "data");
     const tl_split *train = check_model_split(L, -1, lm->m, fn, "data");
+    const tl_dataset *train_d = tl_lua_split_dataset(L, -1);
     lua_getfield(L, 2, "valid");
     const tl_split *valid = lua_isnil(L, -1) ? NULL : check_model_split(L, -1, lm->m, fn, "valid");
+    const tl_dataset *valid_d = valid ? tl_lua_split_dataset(L, -1) : NULL;
     o.epochs = (int)tl_lua_opt_int(L, 2, fn, "epochs", 10, 1, 1000000);
     o.patience = (int)tl_lua_opt_int(L, 2, fn, "patience", 0, 0, 1000000);
     o.batch = (int)tl_lua_opt_int(L, 2, fn, "batch", tl_model_config_get(lm->m)->max_batch, 1,
-                                  tl_model_config_get(lm->m)->max_batch);
+                                  1 << 20);
+    if (o.batch > tl_graph_max_batch(tl_model_graph(lm->m))) tl_lua_memory_refresh();
     o.max_steps = tl_lua_opt_int(L, 2, fn, "max_steps", 0, 0, INT64_MAX);
     o.seed = (uint64_t)tl_lua_opt_int(L, 2, fn, "seed", 0, 0, INT64_MAX);
     o.shuffle = tl_lua_opt_bool(L, 2, fn, "shuffle", 1);
@@ -706,7 +921,9 @@ static int l_model_fit(lua_State *L)
     x.L = L;
     x.m = lm->m;
     x.tty = tl_lua_stdout_is_tty();
-    x.quiet = !tl_lua_opt_bool(L, 2, fn, "verbose", x.tty);
+    /* at a terminal a progress line redrawn in place; elsewhere (a pipe, a
+     * log file) one line per epoch */
+    x.quiet = !tl_lua_opt_bool(L, 2, fn, "verbose", 1);
     lua_getfield(L, 2, "progress");
     if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TFUNCTION);
@@ -736,7 +953,24 @@ static int l_model_fit(lua_State *L)
     o.progress_every = (!x.quiet && x.tty) || x.live_idx || x.callback_idx || x.ckpt_every ? 1 : 0;
     x.model_idx = 1;
 
+    /* The model and the datasets of its splits are busy while the engine
+     * runs: a callback's m:close(), m:fit or d:close() is refused. Nothing
+     * below raises until they are released. */
+    if (!dataset_hold(train_d)) return luaL_error(L, "%s: too many nested fits", fn);
+    if (valid_d && !dataset_hold(valid_d)) {
+        dataset_release(train_d);
+        return luaL_error(L, "%s: too many nested fits", fn);
+    }
+    lm->busy = 1;
     tl_status s = tl_model_fit(lm->m, train, valid, &o);
+    lm->busy = 0;
+    dataset_release(train_d);
+    if (valid_d) dataset_release(valid_d);
+    if (lm->free_pending) {
+        tl_model_free(lm->m);
+        lm->m = NULL;
+        return 0;
+    }
     /* Ctrl-C: the error raised below delivers it, once. Without the REPL's
      * pending "interrupted!" hook a pcall around fit catches it like any
      * error, and the last plot update below runs. */
@@ -761,6 +995,27 @@ static void set_num(lua_State *L, const char *k, double v)
     lua_setfield(L, -2, k);
 }
 
+/* Calibrators fitted before further training are kept (refitting needs a
+ * validation split the model does not know, and a silent refit would change
+ * results), but using them says so, once per call, on stderr. */
+static void warn_stale_calibrators(tl_model *m, const char *fn)
+{
+    const tl_model_config *c = tl_model_config_get(m);
+    char names[TL_MAX_TASKS * (TL_TASK_NAME_MAX + 2)] = "";
+    int64_t age = 0;
+    for (int k = 0; k < c->n_tasks; k++) {
+        int64_t a = tl_model_calibrator_age(m, k);
+        if (a <= 0) continue;
+        if (names[0]) strcat(names, ", ");
+        strcat(names, c->tasks[k].name);
+        if (a > age) age = a;
+    }
+    if (age > 0)
+        fprintf(stderr, "%s: warning: the calibrators of %s are stale: fitted %lld training steps "
+                        "ago, before the model trained further; refit them with tl.calibrate(m, "
+                        "d.valid)\n", fn, names, (long long)age);
+}
+
 /* Push the evaluation result table of model m on split s. */
 static void push_evaluation(lua_State *L, tl_model *m, const tl_split *s, int nb, int calibrated,
                             const char *fn)
@@ -768,6 +1023,7 @@ static void push_evaluation(lua_State *L, tl_model *m, const tl_split *s, int nb
     const tl_model_config *c = tl_model_config_get(m);
     tl_task_eval ev[TL_MAX_TASKS];
     tl_calib_bin *bins = lua_newuserdatauv(L, sizeof(tl_calib_bin) * (size_t)nb * (size_t)c->n_tasks, 0);
+    if (calibrated) warn_stale_calibrators(m, fn);
     tl_status st = calibrated ? tl_model_evaluate_calibrated(m, s, nb, ev, bins)
                               : tl_model_evaluate(m, s, nb, ev, bins);
     if (st != TL_OK) tl_lua_raise_status(L, fn, st);
@@ -904,10 +1160,15 @@ static int l_before_after_tostring(lua_State *L)
 
 static void push_predictions(lua_State *L, tl_model *m, const tl_split *s, int calibrated);
 
+static int predict_to_file(lua_State *L, tl_model *m, const tl_split *s, int calibrated,
+                           const char *fn);
+
 static int l_calibrated_predict(lua_State *L)
 {
     tl_model *m = calibrated_model(L);
-    push_predictions(L, m, check_model_split(L, 2, m, "cp:predict", "argument 1"), 1);
+    const tl_split *s = check_model_split(L, 2, m, "cp:predict", "argument 1");
+    if (!lua_isnoneornil(L, 3)) return predict_to_file(L, m, s, 1, "cp:predict");
+    push_predictions(L, m, s, 1);
     return 1;
 }
 
@@ -924,16 +1185,41 @@ static int l_calibrated_tostring(lua_State *L)
         snprintf(d, sizeof d, "\n  %-16s %s", c->tasks[k].name,
                  cal ? tl_calibrator_describe(cal, d + 40, sizeof d - 40) : "(none)");
         luaL_addstring(&b, d);
+        if (tl_model_calibrator_age(m, k) > 0) {
+            snprintf(d, sizeof d, "   (stale: fitted %lld steps ago)",
+                     (long long)tl_model_calibrator_age(m, k));
+            luaL_addstring(&b, d);
+        }
     }
     luaL_pushresult(&b);
     return 1;
 }
 
-/* m:predict(split) -> {task = {p1, p2, ...}} (1-based like the split's rows) */
+/* m:predict(split, {file=path}) / cp:predict(split, {file=path}) -> rows
+ * written: predictions straight to a CSV file (row id, one column per task),
+ * with no Lua table of the rows. */
+static int predict_to_file(lua_State *L, tl_model *m, const tl_split *s, int calibrated,
+                           const char *fn)
+{
+    static const char *const fields[] = {"file", NULL};
+    luaL_checktype(L, 3, LUA_TTABLE);
+    tl_lua_check_fields(L, 3, fn, fields);
+    const char *path = tl_lua_opt_string(L, 3, fn, "file", NULL);
+    if (!path) return luaL_error(L, "%s: field 'file' is required in the options (a CSV path)", fn);
+    if (calibrated) warn_stale_calibrators(m, fn);
+    tl_status st = tl_model_predict_csv(m, s, calibrated, path);
+    if (st != TL_OK) return tl_lua_raise_status(L, fn, st);
+    lua_pushinteger(L, (lua_Integer)s->n);
+    return 1;
+}
+
+/* m:predict(split) -> {task = {p1, p2, ...}} (1-based like the split's rows);
+ * m:predict(split, {file="pred.csv"}) -> rows written to the file. */
 static int l_model_predict(lua_State *L)
 {
     l_model *lm = check_model(L, 1);
     const tl_split *s = check_model_split(L, 2, lm->m, "m:predict", "argument 1");
+    if (!lua_isnoneornil(L, 3)) return predict_to_file(L, lm->m, s, 0, "m:predict");
     push_predictions(L, lm->m, s, 0);
     return 1;
 }
@@ -941,6 +1227,7 @@ static int l_model_predict(lua_State *L)
 static void push_predictions(lua_State *L, tl_model *m, const tl_split *s, int calibrated)
 {
     int K = tl_model_config_get(m)->n_tasks;
+    if (calibrated) warn_stale_calibrators(m, "cp:predict");
     float *out = lua_newuserdatauv(L, s->n * (size_t)K * sizeof(float), 0);
     tl_status st = calibrated ? tl_model_predict_calibrated(m, s, out) : tl_model_predict(m, s, out);
     if (st != TL_OK) tl_lua_raise_status(L, "predict", st);
@@ -1096,6 +1383,7 @@ static int l_weights_newindex(lua_State *L)
     if (!lua_isnumber(L, 3)) return luaL_error(L, "m.weights.%s must be a number, got %s", t, luaL_typename(L, 3));
     tl_status s = tl_model_set_weight(m, k, (float)lua_tonumber(L, 3));
     if (s != TL_OK) return tl_lua_raise_status(L, "m.weights", s);
+    warn_big_weight("m.weights", t, (double)tl_model_get_weight(m, k));
     return 0;
 }
 
@@ -1264,6 +1552,10 @@ static int l_model_teachers(lua_State *L)
     int K = c->n_tasks;
     float *raw = lua_newuserdatauv(L, s->n * (size_t)K * sizeof(float), 0);
     float *cal = lua_newuserdatauv(L, s->n * (size_t)K * sizeof(float), 0);
+    if (tl_model_teacher_calibrator_age(lm->m) > 0)
+        fprintf(stderr, "m:teachers: warning: the teachers' fitted calibrators are %lld steps older "
+                        "than the teachers (the last fit stopped mid-epoch); they are refit at the "
+                        "next epoch end\n", (long long)tl_model_teacher_calibrator_age(lm->m));
     tl_status st = tl_model_predict_teachers(lm->m, s, 0, raw);
     if (st == TL_OK) st = tl_model_predict_teachers(lm->m, s, 1, cal);
     if (st != TL_OK) return tl_lua_raise_status(L, "m:teachers", st);
@@ -1309,8 +1601,6 @@ static int l_model_params(lua_State *L)
     lua_pushinteger(L, (lua_Integer)tl_model_param_count(check_model(L, 1)->m));
     return 1;
 }
-
-static int l_model_close(lua_State *L) { return l_model_gc(L); }
 
 static const luaL_Reg model_methods[] = {
     {"fit", l_model_fit},         {"evaluate", l_model_evaluate}, {"predict", l_model_predict},
@@ -1429,7 +1719,7 @@ void tl_lua_open_model(lua_State *L, int tl)
     luaL_newmetatable(L, MODEL_MT);
     lua_pushcfunction(L, l_model_gc);
     lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_model_gc);
+    lua_pushcfunction(L, l_model_close);
     lua_setfield(L, -2, "__close");
     lua_pushcfunction(L, l_model_tostring);
     lua_setfield(L, -2, "__tostring");
@@ -1492,7 +1782,11 @@ void tl_lua_open_model(lua_State *L, int tl)
         {"model", "tl.model",
          "tl.model{data=d, backbone=tl.mmoe{...}, towers={task=tl.mlp{64}}, tower=tl.mlp{64},\n"
          "         weights={task=1}, weighting=\"fixed\"|\"uncertainty\"|\"gradnorm\"|\"dwa\"|\"pcgrad\",\n"
-         "         emb=16, batch=1024, seed=1, alpha=1.5 (gradnorm), temperature=2 (dwa)}\n"
+         "         emb=16, batch=1024, seed=1, alpha=1.5 (gradnorm), temperature=2 (dwa), max_memory=}\n"
+         "towers=tl.mlp{...} gives every task that tower (like tower=). Before allocating, the\n"
+         "model's memory (parameters, gradients, Adam state, best-weights copy, activations) is\n"
+         "checked against the available memory (MemAvailable); max_memory=\"64G\" (or bytes)\n"
+         "sets the limit instead.\n"
          "Build a multi-task model for dataset d: embeddings of its categorical fields plus its\n"
          "numeric features feed the backbone; each task gets its own tower. Methods: m:fit{...},\n"
          "m:evaluate(split), m:predict(split), m:history(), m.weights.<task> = w (next step)."},
@@ -1544,13 +1838,21 @@ void tl_lua_open_model(lua_State *L, int tl)
          "distils the other task's raw prediction, without teachers."},
         {"optim", "tl.optim",
          "tl.optim.adam{lr=1e-3, l2=0, clip=0}, .adamw{lr, weight_decay}, .sgd{lr, momentum, nesterov},\n"
-         ".adagrad{lr}. Embedding rows are updated lazily: only rows seen in the batch."},
+         ".adagrad{lr}. Embedding rows are updated lazily: only rows seen in the batch.\n"
+         "schedule= (every optimizer): {\"cosine\", steps=N, min_lr=0, warmup=0},\n"
+         "{\"step\", every=N, gamma=0.1, warmup=0} (lr x gamma every N steps) or {\"warmup\", steps=N}\n"
+         "(linear from lr/N to lr over N steps, then lr). warmup=W first ramps linearly over W steps;\n"
+         "the schedule counts the optimizer's steps over the model's life and is saved with it, so a\n"
+         "resumed fit continues it exactly. m:fit without optim= keeps the running optimizer."},
     }, method_docs[] = {
         {"fit", "m:fit",
          "m:fit{data=d.train, valid=d.valid, epochs=10, patience=0, batch=, optim=tl.optim.adam{},\n"
-         "      monitor=task, max_steps=, plot=false, verbose=(tty), progress=function(p) end}\n"
-         "Train; with valid and patience, stop early on the mean validation AUC (or the monitored\n"
-         "task) and restore the best weights. Ctrl-C stops cleanly; the model can continue.\n"
+         "      monitor=task, max_steps=, plot=false, verbose=true, progress=function(p) end}\n"
+         "Train; with valid and patience, stop early on the validation metric (mean over tasks of AUC\n"
+         "for binary, -MSE for regression, or the monitored task's) and restore the best weights.\n"
+         "Ctrl-C stops cleanly; the model can continue. verbose: a progress line at a terminal, one\n"
+         "line per epoch when stdout is a pipe or file; verbose=false prints nothing. A batch above\n"
+         "the model's batch= replans its activations (checked against the memory budget).\n"
          "diagnostics=N: every N steps record per-task gradient norms on the shared parameters,\n"
          "their pairwise cosines and the effective loss weights into m:history().diagnostics\n"
          "(tl.plot.history(m, {\"grad_norm\", \"grad_cos\"})). With valid, a warning names experts\n"
@@ -1564,7 +1866,10 @@ void tl_lua_open_model(lua_State *L, int tl)
          ".gauc, .logloss, .ece, .pcoc, .brier, .bins\n"
          "(binary) or .mse, .rmse, .mae (regression)."},
         {"predict", "m:predict",
-         "m:predict(split) -> p; p.<task>[i] is the prediction for row i."},
+         "m:predict(split) -> p; p.<task>[i] is the prediction for row i.\n"
+         "m:predict(split, {file=\"pred.csv\"}) -> n: write the predictions to a CSV file instead\n"
+         "(header row,<task>,...; row = the row's 1-based data row in its source file), in chunks,\n"
+         "without a Lua table of the rows; cp:predict(split, {file=}) writes calibrated ones."},
         {"history", "m:history",
          "m:history() -> {steps={{step,epoch,loss={},weight={}}...}, epochs={{epoch,step,train_loss={},valid={}}...},\n"
          "               diagnostics={{step,epoch,grad_norm={},grad_cos={[\"a|b\"]=},weight={}}...}}\n"

@@ -162,7 +162,8 @@ static int push_failure(lua_State *L, const char *fn, int code, const char *err)
 }
 
 /* Run the figure: terminal set-up + body. Pushes the results: file name,
- * svg text, dumb text, or true; nil, message on failure. */
+ * svg text or dumb text; nothing when the figure was printed or shown in a
+ * window; nil, message on failure. */
 static int finish(lua_State *L, const char *fn, const out_spec *o, const tl_plot_buf *body,
                   int def_w, int def_h, int dumb_h) {
     char err[1024];
@@ -208,18 +209,31 @@ static int finish(lua_State *L, const char *fn, const out_spec *o, const tl_plot
     case OUT_TEXT:
         lua_pushlstring(L, out, out_len);
         break;
-    case OUT_PRINT:
+    case OUT_PRINT: /* printed: nothing to return (the prompt would echo `true`) */
         fflush(stdout);
         fwrite(out, 1, out_len, stdout);
         fflush(stdout);
-        lua_pushboolean(L, 1);
-        break;
-    default:
-        lua_pushboolean(L, 1);
+        free(out);
+        return 0;
+    default: /* a window: nothing to return either */
+        free(out);
+        return 0;
     }
     free(out);
     return 1;
 }
+
+/* Point types per task or group: filled circle, square, triangle, diamond,
+ * inverted triangle, pentagon. On the dumb terminal they print as distinct
+ * letters (G, E, I, M, K, O), so curves differ without colour. */
+static const int POINT_TYPES[] = {7, 5, 9, 13, 11, 15};
+#define N_POINT_TYPES ((int)(sizeof POINT_TYPES / sizeof *POINT_TYPES))
+static int point_type(int i) { return POINT_TYPES[(i % N_POINT_TYPES + N_POINT_TYPES) % N_POINT_TYPES]; }
+
+/* The "perfect calibration" diagonal: linetype -1 is the terminal's
+ * foreground (ANSI default colour on dumb: visible on dark and light
+ * terminals; a gray was drawn in ANSI black). */
+#define PERFECT_LINE "plot x with lines lt -1 dt 3 title 'perfect'"
 
 /* Common figure preamble: no enhanced text, so task names keep underscores. */
 static void preamble(tl_plot_buf *b) {
@@ -408,7 +422,7 @@ static int l_calibration(lua_State *L) {
                           "set xrange [%.9g:%.9g]\nset yrange [0:1]\n"
                           "set ylabel 'observed rate'\nset format x ''\nset key top left\n",
                        xmin, xmax);
-    add_lit(b, "plot x with lines dt 3 lc rgb 'gray40' title 'perfect'");
+    add_lit(b, PERFECT_LINE);
     for (int r = 0; r < nres; r++)
         for (int i = 0; i < ntasks; i++) {
             if (npts[r][i] == 0) continue;
@@ -419,9 +433,9 @@ static int l_calibration(lua_State *L) {
             const char *tag = nres == 2 ? (r ? " after" : " before") : "";
             if (isfinite(ece)) snprintf(title, sizeof title, "%s%s (ECE %.4f)", tasks[i], tag, ece);
             else snprintf(title, sizeof title, "%s%s", tasks[i], tag);
-            tl_plot_buf_printf(b, ", \\\n  $c%d_%d using 1:2%s with %s lc %d pt 7 ps 0.6 dt %d title ",
+            tl_plot_buf_printf(b, ", \\\n  $c%d_%d using 1:2%s with %s lc %d pt %d ps 0.6 dt %d title ",
                                r, i + 1, any_ci[r][i] ? ":3:4" : "",
-                               any_ci[r][i] ? "yerrorlines" : "linespoints", i + 1,
+                               any_ci[r][i] ? "yerrorlines" : "linespoints", i + 1, point_type(i),
                                nres == 2 && r == 0 ? 2 : 1);
             tl_plot_buf_quote(b, title);
         }
@@ -856,9 +870,13 @@ static int history_script(lua_State *L, hstore *h, int panels, const char *title
             if (s->src != src || s->n == 0 || strcmp(s->field, field) != 0) continue;
             if (strcmp(s->key[0] ? s->key : s->field, h->keys[k]) != 0) continue;
             size_t color = k + 1;
+            /* Long series: a marker every eighth of the line, so series
+             * differ by shape (letters on the dumb terminal) too. */
+            size_t shown = s->n < max_points ? s->n : max_points;
             int pts = src == SRC_VALID || src == SRC_EPOCHS || s->n < 30;
-            tl_plot_buf_printf(b, "%s$s%zu using 1:2 with %s lc %zu title ", first ? "" : ", \\\n  ",
-                               i, pts ? "linespoints pt 7 ps 0.6" : "lines", color);
+            tl_plot_buf_printf(b, "%s$s%zu using 1:2 with linespoints pt %d ps 0.6 pi %zu lc %zu title ",
+                               first ? "" : ", \\\n  ", i, point_type((int)k),
+                               pts ? (size_t)1 : (shown / 8 > 1 ? shown / 8 : 1), color);
             tl_plot_buf_quote(b, s->key[0] ? s->key : s->field);
             first = 0;
         }
@@ -956,6 +974,24 @@ static int distinct_index(lua_State *L, int set, int list, int *n) {
     return *n;
 }
 
+/* Sorting for compare: x values by position, rows by (group, x rank, row). */
+static const double *g_sort_xpos;
+static int cmp_xpos(const void *a, const void *b) {
+    double x = g_sort_xpos[*(const int *)a], y = g_sort_xpos[*(const int *)b];
+    return x < y ? -1 : x > y ? 1 : (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+}
+
+typedef struct {
+    int g, x, i;
+} cmp_row;
+
+static int cmp_rows(const void *a, const void *b) {
+    const cmp_row *p = a, *q = b;
+    if (p->g != q->g) return p->g < q->g ? -1 : 1;
+    if (p->x != q->x) return p->x < q->x ? -1 : 1;
+    return (p->i > q->i) - (p->i < q->i);
+}
+
 /* tl.plot.compare(results, opts) */
 static int l_compare(lua_State *L) {
     const char *fn = "tl.plot.compare";
@@ -997,6 +1033,9 @@ static int l_compare(lua_State *L) {
             return luaL_error(L, "%s: row %d field '%s' (x) must be a number or string, got %s", fn,
                               i + 1, xf, luaL_typename(L, -1));
         if (xt != LUA_TNUMBER) numeric_x = 0;
+        if (xt == LUA_TNUMBER && isnan((double)lua_tonumber(L, -1)))
+            return luaL_error(L, "%s: row %d field '%s' (x) is nan; give every row a number or a string",
+                              fn, i + 1, xf);
         rx[i] = distinct_index(L, xset, xlist, &nx);
         if (lua_getfield(L, row, yf) != LUA_TNUMBER)
             return luaL_error(L, "%s: row %d field '%s' (y) must be a number, got %s", fn, i + 1, yf,
@@ -1008,6 +1047,8 @@ static int l_compare(lua_State *L) {
             if (gt != LUA_TNUMBER && gt != LUA_TSTRING && gt != LUA_TBOOLEAN)
                 return luaL_error(L, "%s: row %d field '%s' (group) must be a number or string, got %s",
                                   fn, i + 1, gf, luaL_typename(L, -1));
+            if (gt == LUA_TNUMBER && isnan((double)lua_tonumber(L, -1)))
+                return luaL_error(L, "%s: row %d field '%s' (group) is nan", fn, i + 1, gf);
             rg[i] = distinct_index(L, gset, glist, &ng);
         } else {
             rg[i] = 1;
@@ -1018,38 +1059,50 @@ static int l_compare(lua_State *L) {
     /* x positions: the numbers themselves, or 1..nx for categories. */
     double *xpos = lua_newuserdatauv(L, sizeof(double) * (size_t)nx, 0);
     int *xorder = lua_newuserdatauv(L, sizeof(int) * (size_t)nx, 0);
+    int *xrank = lua_newuserdatauv(L, sizeof(int) * (size_t)nx, 0);
     for (int j = 0; j < nx; j++) {
         lua_rawgeti(L, xlist, j + 1);
         xpos[j] = numeric_x ? (double)lua_tonumber(L, -1) : j + 1;
         lua_pop(L, 1);
         xorder[j] = j;
     }
-    for (int a = 1; a < nx; a++) /* insertion sort: a sweep has few x values */
-        for (int c = a; c > 0 && xpos[xorder[c]] < xpos[xorder[c - 1]]; c--) {
-            int t = xorder[c];
-            xorder[c] = xorder[c - 1];
-            xorder[c - 1] = t;
-        }
+    g_sort_xpos = xpos;
+    qsort(xorder, (size_t)nx, sizeof *xorder, cmp_xpos);
+    for (int j = 0; j < nx; j++) xrank[xorder[j]] = j;
+
+    /* One sort of the rows by (group, x rank); each run of equal keys is
+     * one point: O(n log n), not a scan of every row per (group, x). */
+    cmp_row *ord = lua_newuserdatauv(L, sizeof(cmp_row) * (size_t)nrows, 0);
+    for (int i = 0; i < nrows; i++) {
+        ord[i].g = rg[i];
+        ord[i].x = xrank[rx[i] - 1];
+        ord[i].i = i;
+    }
+    qsort(ord, (size_t)nrows, sizeof *ord, cmp_rows);
 
     tl_plot_buf *b = buf_new(L);
     preamble(b);
+    int next = 0;
     for (int g = 1; g <= ng; g++) {
         tl_plot_buf_printf(b, "$g%d << EOD\n", g);
-        for (int oi = 0; oi < nx; oi++) {
-            int xi = xorder[oi] + 1;
+        while (next < nrows && ord[next].g == g) {
+            int end = next;
+            while (end < nrows && ord[end].g == g && ord[end].x == ord[next].x) end++;
             double sum = 0, sum2 = 0;
             int cnt = 0;
-            for (int i = 0; i < nrows; i++)
-                if (rg[i] == g && rx[i] == xi && isfinite(ry[i])) {
-                    sum += ry[i];
+            for (int k = next; k < end; k++)
+                if (isfinite(ry[ord[k].i])) {
+                    sum += ry[ord[k].i];
                     cnt++;
                 }
-            if (!cnt) continue;
-            double mean = sum / cnt;
-            for (int i = 0; i < nrows; i++)
-                if (rg[i] == g && rx[i] == xi && isfinite(ry[i])) sum2 += (ry[i] - mean) * (ry[i] - mean);
-            double sd = cnt > 1 ? sqrt(sum2 / (cnt - 1)) : 0.0;
-            tl_plot_buf_printf(b, "%.9g %.9g %.9g %d\n", xpos[xi - 1], mean, sd, cnt);
+            if (cnt) {
+                double mean = sum / cnt;
+                for (int k = next; k < end; k++)
+                    if (isfinite(ry[ord[k].i])) sum2 += (ry[ord[k].i] - mean) * (ry[ord[k].i] - mean);
+                double sd = cnt > 1 ? sqrt(sum2 / (cnt - 1)) : 0.0;
+                tl_plot_buf_printf(b, "%.9g %.9g %.9g %d\n", xpos[xorder[ord[next].x]], mean, sd, cnt);
+            }
+            next = end;
         }
         add_lit(b, "EOD\n");
     }
@@ -1084,8 +1137,8 @@ static int l_compare(lua_State *L) {
         } else {
             snprintf(title, sizeof title, "%s", yf);
         }
-        tl_plot_buf_printf(b, "%s$g%d using 1:2:3 with yerrorlines lc %d pt 7 ps 0.7 title ",
-                           g > 1 ? ", \\\n  " : "", g, g);
+        tl_plot_buf_printf(b, "%s$g%d using 1:2:3 with yerrorlines lc %d pt %d ps 0.7 title ",
+                           g > 1 ? ", \\\n  " : "", g, g, point_type(g - 1));
         tl_plot_buf_quote(b, title);
     }
     add_lit(b, "\n");
@@ -1382,6 +1435,22 @@ static int l_live(lua_State *L) {
     return 1;
 }
 
+#define LIVE_MARKER "__towerlab_live_frame_end__"
+
+/* Wait for the text frame just sent and print it. At a terminal the line is
+ * cleared first: fit's progress bar may be on it ("\r" without "\n"). */
+static void print_text_frame(tl_live *lp) {
+    tl_plot_buf out = {0};
+    int rc = tl_plot_wait_output(lp->p, LIVE_MARKER, RUN_TIMEOUT, &out);
+    if (rc == TL_PLOT_OK && out.len) {
+        fflush(stdout);
+        if (tl_lua_stdout_is_tty()) fputs("\r\033[K", stdout);
+        fwrite(out.data, 1, out.len, stdout);
+        fflush(stdout);
+    }
+    tl_plot_buf_free(&out);
+}
+
 /* live:update(h_or_model [, force]) -> true when a frame was sent.
  * Throttled: between frames it only reads the clock. */
 static int live_update(lua_State *L) {
@@ -1433,11 +1502,16 @@ static int live_update(lua_State *L) {
     int np = history_script(L, lp->h, panels, lp->title,
                             strcmp(lp->term, "dumb") ? LIVE_POINTS : 200, b);
     if (lp->file) add_lit(b, "unset output\n");
+    /* Text frames are printed as soon as gnuplot has drawn them, not at the
+     * next update (a stale frame), and start on a line of their own. */
+    int text = !lp->file && !strcmp(lp->term, "dumb");
+    if (text) add_lit(b, "set print '-'\nprint '" LIVE_MARKER "'\nunset print\n");
     if (np == 0 || b->oom) {
         lua_pushboolean(L, 0);
         return 1;
     }
     int r = tl_plot_send(lp->p, b->data, b->len);
+    if (r == TL_PLOT_SENT && text) print_text_frame(lp);
     lp->seconds += mono_now() - now;
     if (r == TL_PLOT_SENT) {
         lp->frames++;
@@ -1512,7 +1586,8 @@ static const struct {
     const char *doc;
 } FUNCS[] = {
     {"calibration", l_calibration,
-     "tl.plot.calibration(r [, opts]) -> true | file | text, or nil, message\n"
+     "tl.plot.calibration(r [, opts]) -> file | text, or nil, message\n"
+     "(nothing when the figure is printed or shown in a window)\n"
      "Reliability diagram of an evaluation result r (r[task].bins from m:evaluate):\n"
      "one curve per task (mean prediction vs observed rate, empty bins skipped) with\n"
      "ci_lo/ci_hi error bars, the diagonal, and a histogram of bin counts below.\n"
@@ -1520,15 +1595,18 @@ static const struct {
      "opts: tasks={...}, title=, file=\"x.svg|png|pdf\", format=\"svg_string\"|\"text\"|\"script\",\n"
      "terminal=, width=, height=."},
     {"history", l_history,
-     "tl.plot.history(model_or_history [, opts]) -> true | file | text, or nil, message\n"
+     "tl.plot.history(model_or_history [, opts]) -> file | text, or nil, message\n"
+     "(nothing when the figure is printed or shown in a window)\n"
      "One panel per metric against step/epoch: per-task training loss, validation\n"
      "metric (auc) and loss weight by default. opts.metrics={...} chooses panels;\n"
      "names listed in opts ({\"grad_norm\",\"grad_cos\"}) add panels (from h.diagnostics).\n"
      "Also: title=, file=, format=, terminal=, width=, height=."},
     {"compare", l_compare,
-     "tl.plot.compare(rows, {x=, y= [, group=]} ) -> true | file | text, or nil, message\n"
+     "tl.plot.compare(rows, {x=, y= [, group=]} ) -> file | text, or nil, message\n"
+     "(nothing when the figure is printed or shown in a window)\n"
      "Sweep results: mean of y per value of x, one line per group value, error bars =\n"
-     "std over rows sharing x and group. Also: title=, xlabel=, ylabel=, file=, format=."},
+     "std over rows sharing x and group; groups differ by colour and point type. Rows\n"
+     "with a nan x or group are an error. Also: title=, xlabel=, ylabel=, file=, format=."},
     {"gates", l_gates,
      "tl.plot.gates({tasks={...}, experts=n, weights={{...},...}} [, opts])\n"
      "Heat map of mean gate weights: rows = tasks, columns = experts. A model with a\n"
@@ -1537,7 +1615,8 @@ static const struct {
      "tl.plot.live([opts]) -> live plot | nil, message\n"
      "lp:update(h_or_model [, force]) redraws the history plot at most every\n"
      "opts.interval seconds (default 0.5); other calls return false at once. Frames are\n"
-     "sent without waiting for gnuplot (skipped while it is busy). lp.frames,\n"
+     "sent without waiting for gnuplot (skipped while it is busy); text (dumb) frames\n"
+     "are printed as soon as drawn, each from the start of a line. lp.frames,\n"
      "lp.skipped, lp.calls count them; lp:close() ends it. opts: interval=, metrics=,\n"
      "title=, file=, terminal=, width=, height=."},
     {"terminal", l_terminal,
@@ -1553,7 +1632,6 @@ static const struct {
      "nil restores the default."},
     {NULL, NULL, NULL}};
 
-void tl_lua_open_plot(lua_State *L, int tl);
 
 void tl_lua_open_plot(lua_State *L, int tl) {
     tl = lua_absindex(L, tl);

@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -39,8 +40,6 @@
 
 #include "core.h"
 #include "l_util.h"
-
-void tl_lua_open_sweep(lua_State *L, int tl);
 
 #define POOL_MT "tl.sweep.pool"
 
@@ -167,8 +166,12 @@ static void write_error_line(int fd, const char *msg)
 
 /* The worker: run job(i), send its line, leave without running atexit
  * handlers or flushing the parent's buffers (they were flushed before fork). */
-static void worker_main(lua_State *L, int job_idx, int i, int fd)
+static void worker_main(lua_State *L, int job_idx, int i, int fd, pid_t parent)
 {
+    /* A killed parent (kill -9, OOM) takes its workers with it: their rows
+     * could not be recorded, and a resumed sweep would run them again. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(1); /* the parent died before prctl */
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);
@@ -217,16 +220,19 @@ static int interrupted(lua_State *L, pool *p)
     return 1;
 }
 
+/* A Ctrl-C delivered inside a run is caught by the job's pcall, which clears
+ * the engine's flag (tl_lua_interrupt_delivered): the delivery count tells. */
 static int run_inprocess(lua_State *L, int n)
 {
     for (int i = 1; i <= n; i++) {
         if (tl_cancelled()) return interrupted(L, NULL);
         double t0 = now_seconds();
+        unsigned long seen = tl_lua_interrupt_count();
         lua_pushvalue(L, 3);
         lua_pushinteger(L, i);
         int st = lua_pcall(L, 1, 1, 0);
         double wall = now_seconds() - t0;
-        if (tl_cancelled()) return interrupted(L, NULL);
+        if (tl_cancelled() || tl_lua_interrupt_count() != seen) return interrupted(L, NULL);
         const char *line = NULL, *err = NULL;
         size_t len = 0;
         if (st == LUA_OK && lua_type(L, -1) == LUA_TSTRING) {
@@ -265,7 +271,7 @@ static int spawn(lua_State *L, pool *p, worker *w, int i)
         close(fds[0]);
         for (int k = 0; k < p->n; k++)
             if (p->w[k].pid > 0 && p->w[k].fd >= 0) close(p->w[k].fd);
-        worker_main(L, 3, i, fds[1]);
+        worker_main(L, 3, i, fds[1], p->owner);
     }
     close(fds[1]);
     w->pid = pid;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "l_model.h"
 #include "l_util.h"
 
 typedef struct {
@@ -98,6 +99,9 @@ static int get_shape(lua_State *L, int first, const char *fn, int64_t shape[TL_M
 /* New tensor of `shape`, pushed; raises on engine failure. */
 static tl_tensor *push_new(lua_State *L, const char *fn, int ndim, const int64_t *shape)
 {
+    double bytes = sizeof(float);
+    for (int i = 0; i < ndim; i++) bytes *= (double)shape[i];
+    if (bytes >= 64e6) tl_lua_memory_refresh(); /* a big one: check against MemAvailable now */
     tl_tensor *t = tl_tensor_new(ndim, shape);
     if (!t) tl_lua_raise_status(L, fn, TL_ERR_SHAPE);
     tl_lua_push_tensor(L, t);

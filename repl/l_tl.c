@@ -5,21 +5,11 @@
 #include <lua.h>
 #include <lualib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 #include "core.h"
-#include "l_tensor.h"
 #include "l_util.h"
-
-/* Binding modules written in parallel with this file. Weak declarations let
- * the program link whether or not a module has landed yet: a missing one
- * resolves to NULL and is skipped. */
-void tl_lua_open_data(lua_State *L, int tl) __attribute__((weak));
-void tl_lua_open_metrics(lua_State *L, int tl) __attribute__((weak));
-void tl_lua_open_plot(lua_State *L, int tl) __attribute__((weak));
-void tl_lua_open_model(lua_State *L, int tl) __attribute__((weak));
-void tl_lua_open_io(lua_State *L, int tl) __attribute__((weak));
-void tl_lua_open_sweep(lua_State *L, int tl) __attribute__((weak));
-void tl_lua_open_diagnose(lua_State *L, int tl) __attribute__((weak));
 
 /* The repl/lua files, embedded as C strings by the Makefile ($(BUILD)/gen/lua_embed.c),
  * sorted by file name. */
@@ -54,6 +44,58 @@ static int l_cancelled(lua_State *L)
     return 1;
 }
 
+/* private.stdout_is_tty() and private.terminal_rows() (0 when unknown), for
+ * help()'s pager. */
+static int l_stdout_is_tty(lua_State *L)
+{
+    lua_pushboolean(L, tl_lua_stdout_is_tty());
+    return 1;
+}
+
+static int l_terminal_rows(lua_State *L)
+{
+    struct winsize ws;
+    int rows = 0;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0) rows = ws.ws_row;
+    lua_pushinteger(L, rows);
+    return 1;
+}
+
+/* tl.seed lives outside the tl table (registry TL_SEED_KEY) so that
+ * assignments pass through __newindex and are checked: an integer (or a
+ * float with an integral value) in the signed 64-bit range. */
+#define TL_SEED_KEY "tl.seed.value"
+
+static int l_tl_index(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "seed") == 0) {
+        lua_getfield(L, LUA_REGISTRYINDEX, TL_SEED_KEY);
+        return 1;
+    }
+    return 0;
+}
+
+static int l_tl_newindex(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "seed") == 0) {
+        int ok = 0;
+        lua_Integer v = lua_tointegerx(L, 3, &ok);
+        if (!ok || lua_type(L, 3) != LUA_TNUMBER) {
+            if (lua_type(L, 3) == LUA_TNUMBER) {
+                lua_Number x = lua_tonumber(L, 3);
+                if (x != x) return luaL_error(L, "tl.seed must be an integer, got nan");
+                return luaL_error(L, "tl.seed must be an integer, got %s", luaL_tolstring(L, 3, NULL));
+            }
+            return luaL_error(L, "tl.seed must be an integer, got %s", luaL_typename(L, 3));
+        }
+        lua_pushinteger(L, v);
+        lua_setfield(L, LUA_REGISTRYINDEX, TL_SEED_KEY);
+        return 0;
+    }
+    lua_rawset(L, 1);
+    return 0;
+}
+
 /* Run the embedded Lua chunks with (tl, docs by name, docs by value,
  * private table). The private table (registry TL_PRIVATE_KEY) holds functions
  * the program uses but users need not see (the tab completer). */
@@ -82,7 +124,17 @@ int luaopen_towerlab(lua_State *L)
     lua_pushliteral(L, TL_VERSION);
     lua_setfield(L, tl, "version");
     lua_pushinteger(L, 1);
-    lua_setfield(L, tl, "seed");
+    lua_setfield(L, LUA_REGISTRYINDEX, TL_SEED_KEY);
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, l_tl_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_tl_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_createtable(L, 1, 0); /* for the REPL's completion: tl.se<TAB> */
+    lua_pushliteral(L, "seed");
+    lua_rawseti(L, -2, 1);
+    lua_setfield(L, -2, "__fields");
+    lua_setmetatable(L, tl);
     lua_pushcfunction(L, l_threads);
     lua_setfield(L, tl, "threads");
     lua_pushcfunction(L, l_cancelled);
@@ -93,7 +145,8 @@ int luaopen_towerlab(lua_State *L)
                "help(x) or ?x shows the documentation of x; help() lists the topics.");
     tl_lua_doc(L, "tl.version", 0, "tl.version: the towerlab version string (" TL_VERSION ")");
     tl_lua_doc(L, "tl.seed", 0,
-               "tl.seed = n: the default seed of builders and random tensors (default 1);\n"
+               "tl.seed = n: the default seed of builders and random tensors (default 1; an\n"
+               "integer: tl.seed = 0/0 or 'x' is an error);\n"
                "`towerlab --seed N` sets it. Each call without seed= draws the next seed of\n"
                "a stream that restarts when a draw sees a changed tl.seed, so re-running\n"
                "the same commands is reproducible.");
@@ -107,14 +160,21 @@ int luaopen_towerlab(lua_State *L)
                "tl.cancelled() -> boolean: Ctrl-C was pressed during this command.");
     lua_pop(L, 1);
 
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, TL_PRIVATE_KEY);
+    lua_pushcfunction(L, l_stdout_is_tty);
+    lua_setfield(L, -2, "stdout_is_tty");
+    lua_pushcfunction(L, l_terminal_rows);
+    lua_setfield(L, -2, "terminal_rows");
+    lua_pop(L, 1);
+
     tl_lua_open_tensor(L, tl);
-    if (tl_lua_open_data) tl_lua_open_data(L, tl);
-    if (tl_lua_open_metrics) tl_lua_open_metrics(L, tl);
-    if (tl_lua_open_plot) tl_lua_open_plot(L, tl);
-    if (tl_lua_open_model) tl_lua_open_model(L, tl);
-    if (tl_lua_open_io) tl_lua_open_io(L, tl);
-    if (tl_lua_open_sweep) tl_lua_open_sweep(L, tl);
-    if (tl_lua_open_diagnose) tl_lua_open_diagnose(L, tl);
+    tl_lua_open_data(L, tl);
+    tl_lua_open_metrics(L, tl);
+    tl_lua_open_plot(L, tl);
+    tl_lua_open_model(L, tl);
+    tl_lua_open_io(L, tl);
+    tl_lua_open_sweep(L, tl);
+    tl_lua_open_diagnose(L, tl);
 
     run_chunks(L, tl);
     lua_settop(L, tl);

@@ -5,10 +5,28 @@
 #include <string.h>
 #include <unistd.h>
 
+static unsigned long interrupts_delivered;
+
+static void clear_cancel_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    tl_cancel_clear();
+}
+
+void tl_lua_interrupt_delivered(lua_State *L)
+{
+    interrupts_delivered++;
+    lua_sethook(L, clear_cancel_hook, LUA_MASKCOUNT, 1);
+}
+
+unsigned long tl_lua_interrupt_count(void) { return interrupts_delivered; }
+
 int tl_lua_raise_status(lua_State *L, const char *fn, tl_status s)
 {
     const char *msg = tl_errmsg();
     if (!msg || !*msg) msg = tl_status_name(s);
+    if (s == TL_ERR_CANCELLED) tl_lua_interrupt_delivered(L);
     return luaL_error(L, "%s: %s", fn, msg);
 }
 

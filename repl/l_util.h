@@ -51,6 +51,17 @@ void tl_lua_doc(lua_State *L, const char *name, int value_idx, const char *text)
  * models and datasets are collected promptly (lua_gc step). */
 void tl_lua_note_alloc(lua_State *L, size_t bytes);
 
+/* Ctrl-C: the error being raised delivers the interrupt (the hook's
+ * "interrupted!", or an engine call that stopped with TL_ERR_CANCELLED). The
+ * engine's cancellation flag is cleared at the next Lua instruction, that is
+ * once the error has been caught: a script that catches it with pcall can use
+ * the engine again, while C code that checks tl_cancelled() right after its
+ * own lua_pcall (fit's progress callback) still sees it. Each call counts one
+ * delivery (tl_lua_interrupt_count), so callers that run Lua in between can
+ * tell that an interrupt happened. */
+void tl_lua_interrupt_delivered(lua_State *L);
+unsigned long tl_lua_interrupt_count(void);
+
 /* Progress output: 1 when stdout is an interactive terminal (progress bars
  * redraw in place), 0 otherwise (one line per epoch, or quiet). */
 int tl_lua_stdout_is_tty(void);
@@ -72,5 +83,19 @@ lua_Integer tl_lua_next_seed(lua_State *L);
 
 /* Push the two documentation tables (names, then values), creating them. */
 void tl_lua_push_docs(lua_State *L);
+
+/* The openers of the binding modules (repl/l_<module>.c), called in this
+ * order by luaopen_towerlab (repl/l_tl.c). Declared here, strongly, so that
+ * every module that includes this header is checked against its declaration
+ * and a renamed or missing opener fails the link instead of silently
+ * dropping a table. */
+void tl_lua_open_tensor(lua_State *L, int tl);
+void tl_lua_open_data(lua_State *L, int tl);
+void tl_lua_open_metrics(lua_State *L, int tl);
+void tl_lua_open_plot(lua_State *L, int tl);
+void tl_lua_open_model(lua_State *L, int tl);
+void tl_lua_open_io(lua_State *L, int tl);
+void tl_lua_open_sweep(lua_State *L, int tl);
+void tl_lua_open_diagnose(lua_State *L, int tl);
 
 #endif

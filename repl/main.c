@@ -40,10 +40,15 @@ static const char stop_msg[] = "interrupted!";
 
 static int msghandler(lua_State *L);
 
+/* The interrupt is delivered by the error raised here (or by the error
+ * already on its way): tl_lua_interrupt_delivered clears the engine's flag at
+ * the next Lua instruction, so a script that catches it with pcall can go on
+ * (m:evaluate would otherwise fail with "predict interrupted"). */
 static void lstop(lua_State *L, lua_Debug *ar)
 {
     lua_sethook(L, NULL, 0, 0);
     interrupts = 0;
+    tl_lua_interrupt_delivered(L);
     if (ar->event == LUA_HOOKCALL && lua_getinfo(L, "f", ar)) {
         int handler = lua_tocfunction(L, -1) == msghandler;
         lua_pop(L, 1);
@@ -84,6 +89,46 @@ static void install_sigint(void)
 
 /* ---- calls and reports ---------------------------------------------------- */
 
+/* 1 while a command typed at the prompt runs (tl_docall_prompt). */
+static int at_prompt;
+
+/* At the prompt: 1 when no user-written Lua code is on the stack, only the
+ * typed chunk, C functions and towerlab's own Lua code. A traceback would
+ * then only repeat the line just typed ("stdin:1: in main chunk"). A
+ * function, or a file run with dofile, is user code: its traceback stays. */
+static int simple_error(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "S", &ar)) continue;
+        if (strcmp(ar.what, "C") == 0 || strncmp(ar.source, "=[towerlab]", 11) == 0) continue;
+        if (strcmp(ar.what, "main") == 0 && strcmp(ar.source, "=stdin") == 0) continue;
+        return 0;
+    }
+    return 1;
+}
+
+/* Without its position prefix ("stdin:1: "), at the prompt. */
+static const char *strip_position(const char *msg)
+{
+    const char *c = strchr(msg, ':');
+    if (!c || c == msg || c[1] < '0' || c[1] > '9') return msg;
+    c++;
+    while (*c >= '0' && *c <= '9') c++;
+    return (c[0] == ':' && c[1] == ' ') ? c + 2 : msg;
+}
+
+/* The calm line for a fit stopped by Ctrl-C at the prompt; NULL when `msg`
+ * is not fit's "training interrupted at epoch E, step S" error. */
+static const char *calm_fit_stop(lua_State *L, const char *msg)
+{
+    const char *p = strstr(msg, "training interrupted at epoch ");
+    long long e, st;
+    if (!p || sscanf(p, "training interrupted at epoch %lld, step %lld", &e, &st) != 2) return NULL;
+    return lua_pushfstring(L, "interrupted at epoch %I, step %I \xe2\x80\x94 continue with m:fit{...}",
+                           (lua_Integer)e, (lua_Integer)st);
+}
+
 static int msghandler(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
@@ -95,7 +140,16 @@ static int msghandler(lua_State *L)
      * a traceback would only bury that line. The hook's own "interrupted!"
      * keeps it: it shows where the Lua code was. */
     size_t n = strlen(msg), k = sizeof stop_msg - 1;
-    if (interrupted && (n < k || strcmp(msg + n - k, stop_msg) != 0)) return 1;
+    int hook_stop = n >= k && strcmp(msg + n - k, stop_msg) == 0;
+    if (interrupted && !hook_stop) {
+        if (at_prompt) {
+            const char *calm = calm_fit_stop(L, msg);
+            if (!calm) lua_pushstring(L, strip_position(msg));
+        }
+        return 1;
+    }
+    /* Scripts keep the traceback; the prompt only when user code is involved. */
+    if (at_prompt && !hook_stop && simple_error(L)) return 1;
     luaL_traceback(L, L, msg, 1);
     return 1;
 }
@@ -117,6 +171,15 @@ int tl_docall(lua_State *L, int narg, int nres)
     return status;
 }
 
+int tl_docall_prompt(lua_State *L, int narg, int nres)
+{
+    int was = at_prompt;
+    at_prompt = 1;
+    int status = tl_docall(L, narg, nres);
+    at_prompt = was;
+    return status;
+}
+
 int tl_report(lua_State *L, const char *prog, int status)
 {
     if (status != LUA_OK) {
@@ -132,10 +195,10 @@ int tl_report(lua_State *L, const char *prog, int status)
 
 /* ---- options -------------------------------------------------------------- */
 
-static void usage(const char *badoption)
+static void usage(FILE *out, const char *badoption)
 {
-    if (badoption) fprintf(stderr, "%s: unrecognized option '%s'\n", progname, badoption);
-    fprintf(stderr,
+    if (badoption) fprintf(out, "%s: unrecognized option '%s'\n", progname, badoption);
+    fprintf(out,
             "usage: %s [options] [script [args]]\n"
             "Available options are:\n"
             "  -e stat        execute string 'stat'\n"
@@ -143,17 +206,25 @@ static void usage(const char *badoption)
             "  -l mod         require library 'mod' into global 'mod'\n"
             "  -l g=mod       require library 'mod' into global 'g'\n"
             "  -v, --version  show version information\n"
+            "  -h, --help     show this help and exit\n"
             "  --threads N    use N BLAS/engine threads\n"
             "  --seed N       default seed (tl.seed) for models and random tensors\n"
             "  --kernel FILE  serve a Jupyter kernel (FILE: the connection file)\n"
             "  --             stop handling options\n"
-            "  -              stop handling options and execute stdin\n",
+            "  -              stop handling options and execute stdin\n"
+            "Without a script or -e: the interactive prompt at a terminal (help() lists\n"
+            "the topics), else the program read from stdin.\n",
             progname);
 }
 
+#ifndef TL_BUILD_ARCH
+#define TL_BUILD_ARCH "unknown target"
+#endif
+
+/* "towerlab 0.1.0 (Lua 5.4.4; built for native)" or "... portable x86-64-v2". */
 static void print_version(void)
 {
-    printf("towerlab %s (%s)\n", TL_VERSION, LUA_RELEASE);
+    printf("towerlab %s (%s; built for %s)\n", TL_VERSION, LUA_RELEASE, TL_BUILD_ARCH);
     fflush(stdout);
 }
 
@@ -161,6 +232,7 @@ typedef struct {
     int script;      /* index in argv of the script, 0 when none */
     int interactive; /* -i */
     int version;     /* -v */
+    int help;        /* -h, --help */
     int has_e;       /* some -e */
     long long seed;
     int has_seed;
@@ -190,7 +262,10 @@ static int parse_args(int argc, char **argv, options *o)
             i++;
             break;
         }
-        if (strcmp(a, "-i") == 0) {
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            o->help = 1;
+            return 0;
+        } else if (strcmp(a, "-i") == 0) {
             o->interactive = 1;
             o->version = 1;
         } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
@@ -199,7 +274,7 @@ static int parse_args(int argc, char **argv, options *o)
             if (a[1] == 'e') o->has_e = 1;
             if (++i >= argc) {
                 fprintf(stderr, "%s: '%s' needs argument\n", progname, a);
-                usage(NULL);
+                usage(stderr, NULL);
                 return -1;
             }
         } else if (strncmp(a, "-e", 2) == 0 || strncmp(a, "-l", 2) == 0) {
@@ -207,7 +282,7 @@ static int parse_args(int argc, char **argv, options *o)
         } else if (strcmp(a, "--kernel") == 0) {
             if (++i >= argc) {
                 fprintf(stderr, "%s: '%s' needs a connection file\n", progname, a);
-                usage(NULL);
+                usage(stderr, NULL);
                 return -1;
             }
             o->kernel = argv[i];
@@ -217,7 +292,7 @@ static int parse_args(int argc, char **argv, options *o)
                 (a[2] == 't' ? (v < 1 || v > 4096) : v < 0)) {
                 fprintf(stderr, "%s: '%s' needs %s\n", progname, a,
                         a[2] == 't' ? "a thread count in 1..4096" : "a non-negative integer");
-                usage(NULL);
+                usage(stderr, NULL);
                 return -1;
             }
             if (a[2] == 't') {
@@ -228,7 +303,7 @@ static int parse_args(int argc, char **argv, options *o)
             }
             i++;
         } else {
-            usage(a);
+            usage(stderr, a);
             return -1;
         }
     }
@@ -338,6 +413,12 @@ static int pmain(lua_State *L)
     char **argv = lua_touserdata(L, 2);
     options o = {0};
     if (parse_args(argc, argv, &o) != 0) return 0;
+    if (o.help) {
+        usage(stdout, NULL);
+        fflush(stdout);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     luaL_checkversion(L);
     luaL_openlibs(L);
     luaL_requiref(L, "towerlab", luaopen_towerlab, 0);
@@ -387,6 +468,9 @@ int main(int argc, char **argv)
         return EXIT_FAILURE;
     }
     install_sigint();
+    /* Over a file-size limit (ulimit -f) write() then fails with EFBIG and
+     * m:save reports it, instead of SIGXFSZ ending the session. */
+    signal(SIGXFSZ, SIG_IGN);
     lua_gc(L, LUA_GCSTOP);
     lua_pushcfunction(L, pmain);
     lua_pushinteger(L, argc);

@@ -690,6 +690,43 @@ int tl_plot_send(tl_plot *p, const char *frame, size_t n) {
     return TL_PLOT_SENT;
 }
 
+int tl_plot_wait_output(tl_plot *p, const char *marker, double timeout_s, tl_plot_buf *out) {
+    size_t mlen = strlen(marker);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (p->dead) return TL_PLOT_ECRASH;
+        if (flush_pending(p) < 0) return mark_dead(p);
+        if (p->c.out < 0) return TL_PLOT_ECRASH;
+        read_avail(&p->c.out, out);
+        if (p->c.err >= 0) read_avail(&p->c.err, &p->errbuf);
+        if (out->oom) return TL_PLOT_ESYS;
+        if (out->len >= mlen) {
+            char *hit = NULL;
+            for (size_t i = 0; i + mlen <= out->len; i++)
+                if (memcmp(out->data + i, marker, mlen) == 0) {
+                    hit = out->data + i;
+                    break;
+                }
+            if (hit) {
+                size_t k = 0, n = (size_t)(hit - out->data);
+                for (size_t i = 0; i < n; i++)
+                    if (out->data[i] != '\f') out->data[k++] = out->data[i];
+                out->len = k;
+                out->data[k] = '\0';
+                return TL_PLOT_OK;
+            }
+        }
+        if (!tl_plot_alive(p)) return TL_PLOT_ECRASH;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) * 1e-9 > timeout_s)
+            return TL_PLOT_ECRASH;
+        struct pollfd pf = {p->c.out, POLLIN, 0};
+        poll(&pf, 1, 20);
+    }
+}
+
 size_t tl_plot_drain(tl_plot *p, FILE *to) {
     size_t total = 0;
     if (p->c.out >= 0) {

@@ -137,6 +137,12 @@ int tl_plot_ready(tl_plot *p);
  * keep stderr's last line for tl_plot_error(). Returns bytes copied. */
 size_t tl_plot_drain(tl_plot *p, FILE *to);
 
+/* Read gnuplot's stdout into `out` until `marker` appears (the frame ended
+ * with `set print "-"; print "<marker>"`), sending what is still pending.
+ * On TL_PLOT_OK `out` holds the text before the marker, form feeds removed;
+ * TL_PLOT_ECRASH when gnuplot is gone or `timeout_s` passed. */
+int tl_plot_wait_output(tl_plot *p, const char *marker, double timeout_s, tl_plot_buf *out);
+
 /* 1 while the child is running. */
 int tl_plot_alive(tl_plot *p);
 

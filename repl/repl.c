@@ -161,7 +161,7 @@ static int ends_with_semicolon(const char *s)
 static void run_and_print(lua_State *L, int quiet)
 {
     int base = lua_gettop(L) - 1;
-    int status = tl_docall(L, 0, LUA_MULTRET);
+    int status = tl_docall_prompt(L, 0, LUA_MULTRET);
     if (status != LUA_OK) {
         fflush(stdout);
         tl_report(L, NULL, status);
@@ -201,7 +201,7 @@ static void do_help(lua_State *L, const char *what)
         lua_pushstring(L, what);
         n = 1;
     }
-    tl_report(L, NULL, tl_docall(L, n, 0));
+    tl_report(L, NULL, tl_docall_prompt(L, n, 0));
     fflush(stdout);
 }
 

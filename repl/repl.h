@@ -18,6 +18,12 @@ extern volatile sig_atomic_t tl_sigint_pending;
  * at epoch 3, step 1200; ..."). */
 int tl_docall(lua_State *L, int narg, int nres);
 
+/* tl_docall for a command typed at the prompt: an error raised without user
+ * Lua functions on the stack (a bad argument to tl.mmoe, a nil global) shows
+ * its message without a traceback, and fit stopped by Ctrl-C says
+ * "interrupted at epoch E, step S — continue with m:fit{...}". */
+int tl_docall_prompt(lua_State *L, int narg, int nres);
+
 /* Print the error message at the top (if status != LUA_OK) to stderr,
  * prefixed with `progname` when not NULL, and pop it. Returns status. */
 int tl_report(lua_State *L, const char *progname, int status);

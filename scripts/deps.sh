@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian packages towerlab needs to build, test and run its demo.
 # Idempotent: when every package is already installed it makes no apt call.
+# JUPYTER=1 (make deps JUPYTER=1) also installs a notebook front end, Debian's
+# jupyter-notebook (classic Notebook 6: `jupyter notebook notebooks/`); the
+# kernel itself and its tests need none of it. DEPS_DRY_RUN=1 prints the
+# packages that would be installed and installs nothing.
 set -euo pipefail
 
 packages=(
@@ -20,6 +24,11 @@ packages=(
   python3-nbformat               # notebook tests: read and write .ipynb
 )
 
+case "${JUPYTER:-}" in
+  ""|0|no) ;;
+  *) packages+=(jupyter-notebook) ;;  # the front end for `jupyter notebook notebooks/`
+esac
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -30,6 +39,10 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
+if [ -n "${DEPS_DRY_RUN:-}" ]; then
+  echo "deps: would install ${missing[*]}"
+  exit 0
+fi
 echo "deps: installing ${missing[*]}"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -225,8 +225,14 @@ static void test_labels_threshold_regression_drop_keep(void **state)
     s.labels = lab;
     s.n_labels = 3;
     tl_dataset *d = NULL;
+    /* issue 25 item 19: r is a label column; listed as a feature it was
+     * silently dropped, now it is an error */
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "column 'r' is listed as numeric, but it is the label column of task"));
+    assert_true(contains(tl_errmsg(), "keep=true"));
+    s.n_num = 0;
     assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
-    assert_int_equal(tl_dataset_n_num(d), 0); /* r is a label column: dropped */
+    assert_int_equal(tl_dataset_n_num(d), 0);
     assert_int_equal(tl_dataset_n_tasks(d), 3);
     assert_int_equal(tl_dataset_task_type(d, 0), TL_TASK_BINARY);
     assert_int_equal(tl_dataset_task_type(d, 1), TL_TASK_REGRESSION);
@@ -235,6 +241,7 @@ static void test_labels_threshold_regression_drop_keep(void **state)
     assert_true(tlt_close_f("labels", all->labels, want, 9, 0, 1e-7));
     tl_dataset_free(d);
     lab[0].keep = 1; /* keep r as a feature */
+    s.n_num = 1;
     assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
     assert_int_equal(tl_dataset_n_num(d), 1);
     assert_string_equal(tl_dataset_num_name(d, 0), "r");
@@ -409,7 +416,50 @@ static void test_split_by_files_and_like(void **state)
     assert_int_equal(all->cat[0], tl_dataset_split(d, "train")->cat[1]); /* blue keeps its id */
     assert_int_equal(all->cat[1], 0);
     assert_float_equal(all->num[0], 0.0, 1e-6); /* d's train mean is 2 */
+    assert_true(tl_dataset_labeled(l));
     tl_dataset_free(l);
+    tl_dataset_free(d);
+}
+
+/* issue 19 item 6: with like=, a file to score may lack the label columns;
+ * the features are read as for a labelled file, the labels are NaN. Without
+ * like=, or with only some label columns, it is an error. */
+static void test_like_without_label_columns(void **state)
+{
+    (void)state;
+    tl_data_schema s;
+    tl_data_cat_col cat[2];
+    tl_data_num_col num[1];
+    tl_data_label lab[2];
+    small_schema(&s, write_file("tr.csv", "a,x,y,z\nred,1,1,0\nblue,3,0,1\n"), cat, num, lab);
+    lab[1] = lab[0];
+    lab[1].task = "z";
+    lab[1].column = "z";
+    s.n_labels = 2;
+    tl_dataset *d = NULL, *l = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_true(tl_dataset_labeled(d));
+    tl_data_schema s2 = s;
+    s2.path = write_file("score.csv", "x,a\n2,blue\n4,purple\n");
+    assert_int_equal(tl_data_csv_load(&s2, d, &l), TL_OK);
+    assert_false(tl_dataset_labeled(l));
+    const tl_split *all = tl_dataset_split(l, "all");
+    assert_int_equal(all->n, 2);
+    assert_int_equal(tl_dataset_n_tasks(l), 2);
+    assert_int_equal(all->cat[0], tl_dataset_split(d, "all")->cat[1]); /* blue keeps its id */
+    assert_int_equal(all->cat[1], 0);
+    assert_float_equal(all->num[0], 0.0, 1e-6);
+    for (int i = 0; i < 4; i++) assert_true(isnan(all->labels[i]));
+    tl_dataset_free(l);
+    /* some label columns but not all */
+    s2.path = write_file("half.csv", "x,a,y\n2,blue,1\n");
+    assert_int_equal(tl_data_csv_load(&s2, d, &l), TL_ERR_ARG);
+    assert_null(l);
+    assert_true(contains(tl_errmsg(), "half.csv: label column 'z' (task 'z') is missing"));
+    /* without like= the label columns are required */
+    s2.path = write_file("score2.csv", "x,a\n2,blue\n");
+    assert_int_equal(tl_data_csv_load(&s2, NULL, &l), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "schema names label column 'y', which does not exist"));
     tl_dataset_free(d);
 }
 
@@ -459,6 +509,48 @@ static void test_error_unknown_label(void **state)
     tl_dataset *d = NULL;
     assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
     assert_true(contains(tl_errmsg(), "no row has the positive value \"1\""));
+}
+
+/* issue 19 item 5: without negative=, a value that is neither positive nor
+ * the column's one other value was silently 0; now it is an error naming
+ * file, line and value, and unknown_negative maps it to 0 on request. */
+static void test_error_unknown_label_without_negatives(void **state)
+{
+    (void)state;
+    const char *p = write_file("click.csv", "a,x,y\nred,1,1\nblue,2,0\nred,3,yes\ngreen,4,0\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    lab[0].n_negative = 0;
+    lab[0].negative = NULL;
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_null(d);
+    assert_true(contains(tl_errmsg(), "click.csv:4: column 3 ('y'): unknown label value \"yes\" for task 'y'"));
+    assert_true(contains(tl_errmsg(), "\"1\" (positive) and \"0\" (taken as negative)"));
+    assert_true(contains(tl_errmsg(), "unknown=\"negative\""));
+    /* on_bad = skip drops the row instead */
+    s.on_bad = TL_BAD_SKIP;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "all")->n, 3);
+    tl_dataset_free(d);
+    /* the option: every value that is not positive is 0 */
+    s.on_bad = TL_BAD_ERROR;
+    lab[0].unknown_negative = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 4);
+    assert_true(all->labels[2] == 0.0f);
+    assert_true(all->labels[0] == 1.0f);
+    tl_dataset_free(d);
+    /* a plain 0/1 column still loads without negative= */
+    lab[0].unknown_negative = 0;
+    s.path = write_file("ok.csv", "a,x,y\nred,1,1\nblue,2,0\nred,3,0\n");
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "all")->n, 3);
+    tl_dataset_free(d);
 }
 
 static void test_error_empty_and_missing_file(void **state)
@@ -701,6 +793,142 @@ static void test_cache_round_trip(void **state)
     tl_dataset_free(a);
 }
 
+/* ---- issue 25 items 14-16, 19: hostile files -------------------------------------- */
+
+static void test_error_float32_overflow(void **state)
+{
+    (void)state;
+    expect_error(write_file("big.csv", "a,x,y\nred,1,1\nblue,3.5e38,0\n"), TL_ERR_PARSE,
+                 "big.csv:3: column 2 ('x'): \"3.5e38\" overflows float32", NULL);
+    expect_error(write_file("big2.csv", "a,x,y\nred,-1e308,1\nblue,3,0\n"), TL_ERR_PARSE,
+                 "big2.csv:2: column 2 ('x'): \"-1e308\" overflows float32", NULL);
+    /* the largest float32 itself loads */
+    tl_dataset *d = NULL;
+    assert_int_equal(load_small(write_file("max.csv", "a,x,y\nred,3.4e38,1\nblue,3,0\n"), TL_BAD_ERROR, &d), TL_OK);
+    tl_dataset_free(d);
+    /* a weight and a regression label */
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[2];
+    small_schema(&s, write_file("w.csv", "a,x,y,w,r\nred,1,1,1,2\nblue,2,0,1e39,3\n"), cat, num, lab);
+    s.weight = "w";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "w.csv:3: column 4 ('w'): \"1e39\" overflows float32"));
+    s.weight = NULL;
+    s.path = write_file("r.csv", "a,x,y,r\nred,1,1,2\nblue,2,0,-4e38\n");
+    lab[1] = (tl_data_label){.task = "r", .column = "r", .kind = TL_LABEL_REGRESSION};
+    s.n_labels = 2;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "r.csv:3: column 4 ('r'): \"-4e38\" overflows float32"));
+    /* a threshold label only compares the number: no overflow */
+    lab[1] = (tl_data_label){.task = "r", .column = "r", .kind = TL_LABEL_THRESHOLD, .threshold = 1};
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    tl_dataset_free(d);
+}
+
+static void test_bom_and_cr_only(void **state)
+{
+    (void)state;
+    tl_dataset *d = NULL;
+    assert_int_equal(load_small(write_file("bom.csv", "\xEF\xBB\xBF" "a,x,y\nred,1,1\nblue,2,0\n"), TL_BAD_ERROR, &d),
+                     TL_OK);
+    assert_string_equal(tl_dataset_cat_name(d, 0), "a");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, 2), "red");
+    tl_dataset_free(d);
+    expect_error(write_file("mac.csv", "a,x,y\rred,1,1\rblue,2,0\r"), TL_ERR_PARSE,
+                 "mac.csv:1: the line holds a carriage return", "CR-only");
+    /* CRLF is still fine */
+    assert_int_equal(load_small(write_file("crlf.csv", "a,x,y\r\nred,1,1\r\nblue,2,0\r\n"), TL_BAD_ERROR, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "all")->n, 2);
+    tl_dataset_free(d);
+}
+
+static void test_duplicate_header_and_nul(void **state)
+{
+    (void)state;
+    expect_error(write_file("dup.csv", "a,x,a,y\nred,1,blue,1\nblue,2,red,0\n"), TL_ERR_PARSE,
+                 "dup.csv: column name 'a' appears twice in the header (columns 1 and 3)", NULL);
+    /* a duplicate that no role uses is harmless */
+    tl_dataset *d = NULL;
+    assert_int_equal(load_small(write_file("dup2.csv", "a,q,x,q,y\nred,1,1,2,1\nblue,2,2,3,0\n"), TL_BAD_ERROR, &d),
+                     TL_OK);
+    tl_dataset_free(d);
+    static const char nul[] = "a,x,y\nred,1,1\nbl\0ue,2,0\n";
+    char p[600];
+    snprintf(p, sizeof p, "%s/nul.csv", tmp);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(nul, 1, sizeof nul - 1, f), sizeof nul - 1);
+    fclose(f);
+    expect_error(p, TL_ERR_PARSE, "nul.csv:3: column 1 ('a'): the field holds a NUL byte", NULL);
+}
+
+static void test_task_limits_and_label_features(void **state)
+{
+    (void)state;
+    _Static_assert(TL_DATA_MAX_TASKS == 8 && TL_DATA_TASK_NAME_MAX == 32, "data.h limits = model.h's");
+    const char *p = write_file("t.csv", "a,x,y\nred,1,1\nblue,2,0\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[9];
+    char names[9][40];
+    small_schema(&s, p, cat, num, lab);
+    for (int t = 0; t < 9; t++) {
+        snprintf(names[t], sizeof names[t], "t%d", t);
+        lab[t] = lab[0];
+        lab[t].task = names[t];
+    }
+    s.n_labels = 9;
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "9 tasks; a model takes at most 8"));
+    s.n_labels = 8;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    tl_dataset_free(d);
+    s.n_labels = 1;
+    lab[0].task = "a_task_name_of_exactly_32_bytes_";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "is 32 bytes; a model takes at most 31"));
+    lab[0].task = "a_task_name_of_exactly_31_bytes";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    tl_dataset_free(d);
+    /* the label column among the categorical features */
+    lab[0].task = "y";
+    cat[0].name = "y";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "column 'y' is listed as categorical, but it is the label column of task 'y'"));
+}
+
+/* issue 25 item 16: same vocabulary sizes, other values */
+static void test_vocab_fingerprint(void **state)
+{
+    (void)state;
+    tl_dataset *a = NULL, *b = NULL, *c = NULL;
+    assert_int_equal(load_small(write_file("fa.csv", "a,x,y\nred,1,1\nblue,2,0\n"), TL_BAD_ERROR, &a), TL_OK);
+    assert_int_equal(load_small(write_file("fb.csv", "a,x,y\nred,1,1\ngreen,2,0\n"), TL_BAD_ERROR, &b), TL_OK);
+    assert_int_equal(tl_dataset_vocab(a)[0], tl_dataset_vocab(b)[0]);
+    assert_true(tl_dataset_vocab_fingerprint(a, 0) != tl_dataset_vocab_fingerprint(b, 0));
+    char msg[400];
+    assert_int_equal(tl_dataset_vocab_diff(b, 0, a, 0, msg, sizeof msg), 1);
+    assert_true(contains(msg, "field 'a' has the same number of ids (4) but other values: id 3 is \"green\" here "
+                              "and \"blue\" there"));
+    /* like= shares the vocabulary */
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, write_file("fc.csv", "a,x,y\ngreen,1,1\nred,2,0\n"), cat, num, lab);
+    assert_int_equal(tl_data_csv_load(&s, a, &c), TL_OK);
+    assert_int_equal(tl_dataset_vocab_diff(c, 0, a, 0, msg, sizeof msg), 0);
+    assert_true(tl_dataset_vocab_fingerprint(a, 0) == tl_dataset_vocab_fingerprint(c, 0));
+    assert_int_equal(tl_dataset_vocab_fingerprint(a, 5), 0);
+    tl_dataset_free(a);
+    tl_dataset_free(b);
+    tl_dataset_free(c);
+}
+
 /* ---- built-in datasets -------------------------------------------------------------- */
 
 static size_t count_pos(const tl_split *s, int n_tasks, int t)
@@ -773,24 +1001,27 @@ static void test_census_cache_and_env(void **state)
 {
     (void)state;
     if (!census_present()) skip();
-    /* copy the file into tmp/census_income_kdd and find it through TOWERLAB_DATA */
+    /* copy the file into tmp/census_income_kdd and load it from there */
     char dir[600], cmd[1400];
     snprintf(dir, sizeof dir, "%s/census_income_kdd", tmp);
     snprintf(cmd, sizeof cmd, "mkdir -p %s && cp data/census_income_kdd/census-income.test.gz %s/", dir, dir);
     assert_int_equal(system(cmd), 0);
-    setenv("TOWERLAB_DATA", tmp, 1);
     tl_dataset *a = NULL, *b = NULL;
-    assert_int_equal(tl_data_census(NULL, 0, &a), TL_OK);
+    assert_int_equal(tl_data_census(dir, 0, &a), TL_OK);
     assert_false(tl_dataset_from_cache(a));
-    assert_int_equal(tl_data_census(NULL, 0, &b), TL_OK);
+    assert_int_equal(tl_data_census(dir, 0, &b), TL_OK);
     assert_true(tl_dataset_from_cache(b));
     same_dataset(a, b);
     tl_dataset_free(a);
     tl_dataset_free(b);
+    /* the engine reads no environment variable (the REPL resolves
+     * TOWERLAB_DATA): NULL is ./data/census_income_kdd whatever it says */
     setenv("TOWERLAB_DATA", "/nonexistent-dir", 1);
-    assert_int_equal(tl_data_census(NULL, 0, &a), TL_ERR_IO);
-    assert_true(contains(tl_errmsg(), "/nonexistent-dir/census_income_kdd"));
+    assert_int_equal(tl_data_census_ex(NULL, 0, 0, &a), TL_OK);
+    tl_dataset_free(a);
     unsetenv("TOWERLAB_DATA");
+    assert_int_equal(tl_data_census("/nonexistent-dir", 0, &a), TL_ERR_IO);
+    assert_true(contains(tl_errmsg(), "no census-income.test.gz in '/nonexistent-dir'"));
 }
 
 static void test_census_cancel(void **state)
@@ -924,6 +1155,62 @@ static void test_movielens_1m(void **state)
     tl_dataset_free(d);
 }
 
+/* The DML authors' Amazon Video Games files, read from ../shared (skipped when absent). */
+static void test_amazon_video_games(void **state)
+{
+    (void)state;
+    struct stat sb;
+    const char *dir = "../shared/data/amazon_video_games_dml";
+    if (stat(dir, &sb) != 0) skip();
+    tl_dataset *d = NULL, *e = NULL, *f = NULL;
+    assert_int_equal(tl_data_amazon_video_games(dir, 1, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all"), *tr = tl_dataset_split(d, "train");
+    assert_int_equal(all->n, 92712); /* val + test: 46,356 each */
+    assert_int_equal(tr->n, 74170);
+    assert_int_equal(tl_dataset_split(d, "valid")->n, 9271);
+    assert_int_equal(tl_dataset_split(d, "test")->n, 9271);
+    assert_int_equal(tl_dataset_n_tasks(d), 2);
+    assert_string_equal(tl_dataset_task_name(d, 0), "rated");
+    assert_string_equal(tl_dataset_task_name(d, 1), "like");
+    assert_int_equal(tl_dataset_n_cat(d), 2);
+    assert_int_equal(tl_dataset_n_num(d), 0);
+    assert_string_equal(tl_dataset_cat_name(d, 0), "user_id");
+    assert_string_equal(tl_dataset_cat_name(d, 1), "item_id");
+    assert_non_null(all->group);
+    /* the seed-1 split, pinned: long runs depend on it staying the same */
+    assert_int_equal(tr->row[0], 0);
+    assert_int_equal(tr->row[1], 2);
+    assert_int_equal(tr->row[2], 5);
+    assert_int_equal(tl_dataset_split(d, "test")->row[0], 1);
+    /* counted with awk over both files: rated 46,246, like 34,864 */
+    assert_int_equal(count_pos(all, 2, 0), 46246);
+    assert_int_equal(count_pos(all, 2, 1), 34864);
+    /* nested: no row with like = 1 and rated = 0 */
+    for (size_t i = 0; i < all->n; i++)
+        assert_false(all->labels[2 * i + 1] == 1.0f && all->labels[2 * i] != 1.0f);
+    /* every source row once: row indices through val + test are a permutation */
+    uint8_t *seen = calloc(all->n, 1);
+    assert_non_null(seen);
+    for (size_t i = 0; i < all->n; i++) {
+        assert_true(all->row[i] < all->n);
+        assert_false(seen[all->row[i]]);
+        seen[all->row[i]] = 1;
+    }
+    free(seen);
+    /* the split is deterministic in the seed, and the seed matters */
+    assert_int_equal(tl_data_amazon_video_games(dir, 1, &e), TL_OK);
+    same_dataset(d, e);
+    assert_int_equal(tl_data_amazon_video_games(dir, 2, &f), TL_OK);
+    assert_int_equal(tl_dataset_split(f, "train")->n, 74170);
+    assert_true(memcmp(tr->row, tl_dataset_split(f, "train")->row, sizeof *tr->row * tr->n) != 0);
+    tl_dataset_free(d);
+    tl_dataset_free(e);
+    tl_dataset_free(f);
+    assert_int_equal(tl_data_amazon_video_games("/nonexistent", 1, &d), TL_ERR_IO);
+    assert_null(d);
+    assert_true(contains(tl_errmsg(), "no Video_Games_val.txt in '/nonexistent'"));
+}
+
 static void test_synthetic_dataset(void **state)
 {
     (void)state;
@@ -945,6 +1232,43 @@ static void test_synthetic_dataset(void **state)
     assert_true(contains(tl_errmsg(), "dim"));
 }
 
+/* The task-pair generator as a dataset: layout, split, nesting, determinism. */
+static void test_synthetic_pair_dataset(void **state)
+{
+    (void)state;
+    tl_synth_pair_params p;
+    tl_synth_pair_defaults(&p);
+    p.rows = 20000;
+    p.nested = 1;
+    p.rho = 0.3;
+    tl_dataset *d = NULL, *e = NULL;
+    assert_int_equal(tl_data_synthetic_pair(&p, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "train")->n, 16000);
+    assert_int_equal(tl_dataset_split(d, "valid")->n, 2000);
+    assert_int_equal(tl_dataset_split(d, "test")->n, 2000);
+    assert_int_equal(tl_dataset_n_cat(d), 5);
+    assert_int_equal(tl_dataset_n_num(d), 3);
+    assert_string_equal(tl_dataset_cat_name(d, 0), "user_id");
+    assert_string_equal(tl_dataset_cat_name(d, 1), "item_id");
+    assert_string_equal(tl_dataset_num_name(d, 1), "item_price");
+    assert_string_equal(tl_dataset_task_name(d, 0), "a");
+    assert_string_equal(tl_dataset_task_name(d, 1), "b");
+    const tl_split *all = tl_dataset_split(d, "all");
+    size_t nb = 0;
+    for (size_t i = 0; i < all->n; i++) {
+        assert_false(all->labels[2 * i] == 0.0f && all->labels[2 * i + 1] == 1.0f);
+        nb += all->labels[2 * i + 1] == 1.0f;
+    }
+    assert_true(nb > 0);
+    assert_int_equal(tl_data_synthetic_pair(&p, &e), TL_OK);
+    same_dataset(d, e);
+    tl_dataset_free(d);
+    tl_dataset_free(e);
+    p.rho = 2;
+    assert_int_equal(tl_data_synthetic_pair(&p, &d), TL_ERR_ARG);
+    assert_null(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -956,14 +1280,21 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_vocab_from_train_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ratio_split_and_shuffle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_by_files_and_like, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_like_without_label_columns, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_ragged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_text_in_numeric, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_label, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_unknown_label_without_negatives, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_empty_and_missing_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_corrupt_gzip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_quote, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_bad_skip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_float32_overflow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bom_and_cr_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_header_and_nul, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_task_limits_and_label_features, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vocab_fingerprint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_schema_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_injection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_round_trip, setup, teardown),
@@ -973,7 +1304,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rechub_samples, setup, teardown),
         cmocka_unit_test_setup_teardown(test_movielens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_movielens_1m, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_amazon_video_games, setup, teardown),
         cmocka_unit_test_setup_teardown(test_synthetic_dataset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_synthetic_pair_dataset, setup, teardown),
     };
     return cmocka_run_group_tests_name("data", tests, NULL, NULL);
 }

@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -27,6 +29,7 @@
 
 #include "io.h"
 #include "model.h"
+#include "models/model_impl.h"
 #include "support.h"
 #include "synthetic.h"
 
@@ -121,6 +124,8 @@ static tl_model *new_model(const tl_model_config *c)
 
 /* restore_best is off: with a valid split, a fit stopped by max_steps would
  * otherwise go back to the best epoch's weights at its end. */
+static int resume_schedule; /* fit_opts: 0 none, 1 cosine with warm-up, 2 step */
+
 static void fit_opts(tl_fit_options *o, tl_optim_kind kind, int64_t max_steps)
 {
     tl_fit_defaults(o);
@@ -131,6 +136,16 @@ static void fit_opts(tl_fit_options *o, tl_optim_kind kind, int64_t max_steps)
     o->optim = tl_optim_defaults(kind);
     o->optim.lr = 1e-2f;
     if (kind == TL_OPTIM_SGD) o->optim.momentum = 0.9f;
+    if (resume_schedule == 1) { /* cosine after a linear warm-up */
+        o->optim.schedule = TL_SCHEDULE_COSINE;
+        o->optim.warmup = 4;
+        o->optim.total = 12;
+        o->optim.min_lr = 1e-4f;
+    } else if (resume_schedule == 2) {
+        o->optim.schedule = TL_SCHEDULE_STEP;
+        o->optim.step_size = 3;
+        o->optim.gamma = 0.5f;
+    }
 }
 
 static void fit_ok(tl_model *m, const tl_split *tr, const tl_split *va, const tl_fit_options *o)
@@ -177,7 +192,7 @@ static int same_optim(tl_model *a, tl_model *b)
 {
     tl_optim *oa = tl_model_optim(a), *ob = tl_model_optim(b);
     if (!oa || !ob) return oa == ob;
-    if (memcmp(tl_optim_get_config(oa), tl_optim_get_config(ob), sizeof(tl_optim_config)) != 0 ||
+    if (!tl_optim_config_equal(tl_optim_get_config(oa), tl_optim_get_config(ob)) ||
         tl_optim_steps(oa) != tl_optim_steps(ob) ||
         tl_optim_state_blocks(oa) != tl_optim_state_blocks(ob)) {
         printf("optimizer configuration or step count differs\n");
@@ -337,6 +352,19 @@ static void test_resume_pcgrad(void **state)
 {
     (void)state;
     check_resume(TL_WEIGHTING_PCGRAD, TL_OPTIM_ADAM, 0.1f, 5, 16, 0);
+}
+
+/* A learning-rate schedule is part of the optimizer's checkpoint: a resumed
+ * fit continues it exactly (warm-up, then cosine; and step decay). */
+static void test_resume_schedules(void **state)
+{
+    (void)state;
+    resume_schedule = 1;
+    check_resume(TL_WEIGHTING_FIXED, TL_OPTIM_ADAM, 0.1f, 3, 14, 0); /* stops inside the warm-up */
+    check_resume(TL_WEIGHTING_FIXED, TL_OPTIM_SGD, 0.0f, 9, 10, 0);
+    resume_schedule = 2;
+    check_resume(TL_WEIGHTING_FIXED, TL_OPTIM_ADAGRAD, 0.0f, 5, 7, 0);
+    resume_schedule = 0;
 }
 
 /* DWA's factors come from the epochs' mean losses: a checkpoint taken
@@ -721,8 +749,84 @@ static void test_refuse_inconsistent(void **state)
     put32(p + conf + 16, 77); /* backbone kind */
     reseal(p, x.n);
     write_all(x.bad, p, x.n);
-    expect_refused(x.bad, TL_ERR_FORMAT, "configuration is rejected");
+    expect_refused(x.bad, TL_ERR_FORMAT, "section CONF has field backbone.kind = 77 outside 0..5");
     free(p);
+    fixture_close(&x);
+}
+
+/* A checkpoint whose bytes are what a writer put there (valid CRC) but whose
+ * fields are out of range: each is refused naming the section and the field,
+ * before a model is built from it (issue 25 item 5: print, fit and evaluate
+ * used to index arrays with such enums and overflow such counters). */
+typedef void (*spoil_fn)(tl_model *m);
+
+static void sp_correct(tl_model *m)
+{
+    m->cfg.distill.enabled = 1;
+    m->cfg.distill.n_pairs = 1;
+    m->cfg.distill.pairs[0][0] = 0;
+    m->cfg.distill.pairs[0][1] = 1;
+    m->cfg.distill.flip[0] = 0;
+    m->cfg.distill.correct = (tl_distill_correct)16;
+}
+static void sp_calibrate(tl_model *m)
+{
+    sp_correct(m);
+    m->cfg.distill.correct = TL_CORRECT_BLEND;
+    m->cfg.distill.calibrate = (tl_distill_calib)5;
+}
+static void sp_order(tl_model *m)
+{
+    sp_correct(m);
+    m->cfg.distill.correct = TL_CORRECT_BLEND;
+    m->cfg.distill.order = 7;
+}
+static void sp_flip(tl_model *m)
+{
+    sp_correct(m);
+    m->cfg.distill.correct = TL_CORRECT_BLEND;
+    m->cfg.distill.flip[0] = 9;
+}
+static void sp_weighting(tl_model *m) { m->cfg.weighting = (tl_weighting)9; }
+static void sp_weight(tl_model *m) { m->cfg.tasks[1].weight = NAN; }
+static void sp_emb(tl_model *m) { m->cfg.emb_dim = 1 << 20; }
+static void sp_dml(tl_model *m) { m->cfg.dml.enabled = 5; }
+static void sp_epoch(tl_model *m) { m->epoch = INT32_MAX; }
+static void sp_step(tl_model *m) { m->step = INT64_MAX; }
+static void sp_lr(tl_model *m) { ((tl_optim_config *)tl_optim_get_config(m->opt))->lr = NAN; }
+static void sp_beta(tl_model *m) { ((tl_optim_config *)tl_optim_get_config(m->opt))->beta2 = 1.5f; }
+static void sp_factor(tl_model *m) { m->factor[0] = -1.0f; }
+
+static void test_refuse_out_of_range_fields(void **state)
+{
+    (void)state;
+    static const struct {
+        spoil_fn fn;
+        const char *needle;
+    } cases[] = {
+        {sp_correct, "section CONF has field distill.correct = 16 outside 0..2"},
+        {sp_calibrate, "section CONF has field distill.calibrate = 5 outside 0..1"},
+        {sp_order, "section CONF has field distill.order = 7 outside 0..2"},
+        {sp_flip, "section CONF has field distill.flip[1] = 9 outside -1..1"},
+        {sp_weighting, "section CONF has field weighting = 9 outside 0..4"},
+        {sp_weight, "section CONF has field tasks[2].weight = nan"},
+        {sp_emb, "section CONF has field emb_dim = 1048576 outside 1..4096"},
+        {sp_dml, "section CONF has field dml.enabled = 5 outside 0..1"},
+        {sp_epoch, "section TRNS has field epoch = 2147483647 outside 0..1073741824"},
+        {sp_step, "section TRNS has field step = 9223372036854775807"},
+        {sp_lr, "section OPTM has field lr = nan"},
+        {sp_beta, "section OPTM has field beta2 = 1.5 outside [0, 1)"},
+        {sp_factor, "section WGHT has field factor = -1"},
+    };
+    fixture x;
+    fixture_open(&x);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        tl_model *m = load_ok(x.good);
+        cases[i].fn(m);
+        save_ok(m, x.bad);
+        tl_model_free(m);
+        expect_refused(x.bad, TL_ERR_FORMAT, cases[i].needle);
+    }
     fixture_close(&x);
 }
 
@@ -828,6 +932,99 @@ static void test_save_errors(void **state)
     fixture_close(&x);
 }
 
+/* tl.load of a FIFO returns at once (it used to block in fopen forever). */
+static void test_load_fifo_does_not_block(void **state)
+{
+    (void)state;
+    char *dir = tlt_tempdir_new();
+    char *fifo = path_in(dir, "pipe.tlm");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    alarm(20); /* a blocking open ends the test program: a failure */
+    expect_refused(fifo, TL_ERR_IO, "not a regular file");
+    alarm(0);
+    unlink(fifo);
+    free(fifo);
+    tlt_tempdir_free(dir);
+}
+
+/* m:save follows a symbolic link (the link stays, its target is replaced)
+ * and refuses a FIFO or device target, leaving it alone. */
+static void test_save_symlink_and_special_targets(void **state)
+{
+    (void)state;
+    fixture x;
+    fixture_open(&x);
+    tl_model *m = load_ok(x.good);
+    char *link = path_in(x.dir, "link.tlm"), *link2 = path_in(x.dir, "link2.tlm");
+    assert_int_equal(symlink("good.tlm", link), 0);   /* relative */
+    assert_int_equal(symlink(link, link2), 0);        /* a chain, absolute */
+    m->step = 12345;
+    save_ok(m, link2);
+    struct stat st;
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(lstat(link2, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    tl_model *back = load_ok(x.good);
+    assert_int_equal(tl_model_steps(back), 12345);
+    tl_model_free(back);
+
+    char *fifo = path_in(x.dir, "pipe.tlm");
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    expect_save_fails(m, fifo, "not a regular file");
+    assert_int_equal(lstat(fifo, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    if (stat("/dev/full", &st) == 0) {
+        expect_save_fails(m, "/dev/full", "not a regular file");
+        assert_int_equal(stat("/dev/full", &st), 0);
+        assert_true(S_ISCHR(st.st_mode));
+    }
+    unlink(fifo);
+    unlink(link);
+    unlink(link2);
+    free(fifo);
+    free(link);
+    free(link2);
+    tl_model_free(m);
+    fixture_close(&x);
+}
+
+/* Temporaries of killed saves (<path>.tmp.XXXXXX, older than the process)
+ * are removed by the next save to the same path; a newer one (a save in
+ * progress elsewhere) and other paths' are kept. */
+static void test_save_removes_stale_temporaries(void **state)
+{
+    (void)state;
+    fixture x;
+    fixture_open(&x);
+    tl_model *m = load_ok(x.good);
+    char *old1 = path_in(x.dir, "good.tlm.tmp.AbC123"), *old2 = path_in(x.dir, "good.tlm.tmp.zzzzzz");
+    char *fresh = path_in(x.dir, "good.tlm.tmp.FrEsH1"), *other = path_in(x.dir, "bad.tlm.tmp.AbC123");
+    char *longer = path_in(x.dir, "good.tlm.tmp.AbC1234");
+    const char *files[5] = {old1, old2, fresh, other, longer};
+    time_t now = time(NULL);
+    for (int i = 0; i < 5; i++) {
+        write_all(files[i], (const unsigned char *)"x", 1);
+        struct timeval tv[2] = {{now - 3600, 0}, {now - 3600, 0}};
+        if (files[i] == fresh) tv[0].tv_sec = tv[1].tv_sec = now + 5;
+        assert_int_equal(utimes(files[i], tv), 0);
+    }
+    tl_io_set_process_start((double)now);
+    save_ok(m, x.good);
+    tl_io_set_process_start(0);
+    assert_int_equal(access(old1, F_OK), -1);
+    assert_int_equal(access(old2, F_OK), -1);
+    assert_int_equal(access(fresh, F_OK), 0);
+    assert_int_equal(access(other, F_OK), 0);
+    assert_int_equal(access(longer, F_OK), 0);
+    for (int i = 0; i < 5; i++) {
+        unlink(files[i]);
+        free((void *)files[i]);
+    }
+    tl_model_free(m);
+    fixture_close(&x);
+}
+
 /* Two different models: A is saved, then saving B over it fails in every
  * possible allocation, and mid-write (file size limit); A stays loadable and
  * no temporary file remains. */
@@ -891,6 +1088,7 @@ static void test_save_atomic(void **state)
     assert_int_equal(s, TL_ERR_IO);
     assert_non_null(strstr(msg, path));
     assert_non_null(strstr(msg, "write failed"));
+    assert_non_null(strstr(msg, "File too large (disk quota / file size limit reached"));
     assert_int_equal(count_files(dir), 1);
     back = load_ok(path);
     assert_true(same_params(back, a));
@@ -952,6 +1150,7 @@ int main(void)
         cmocka_unit_test(test_resume_gradnorm),
         cmocka_unit_test(test_resume_pcgrad),
         cmocka_unit_test(test_resume_dwa_mid_epoch),
+        cmocka_unit_test(test_resume_schedules),
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_refuse_bad_magic),
         cmocka_unit_test(test_refuse_truncated),
@@ -960,9 +1159,13 @@ int main(void)
         cmocka_unit_test(test_refuse_missing_file),
         cmocka_unit_test(test_unknown_sections),
         cmocka_unit_test(test_refuse_inconsistent),
+        cmocka_unit_test(test_refuse_out_of_range_fields),
         cmocka_unit_test(test_fuzz_loader),
         cmocka_unit_test(test_save_errors),
         cmocka_unit_test(test_save_atomic),
+        cmocka_unit_test(test_load_fifo_does_not_block),
+        cmocka_unit_test(test_save_symlink_and_special_targets),
+        cmocka_unit_test(test_save_removes_stale_temporaries),
         cmocka_unit_test(test_load_alloc_faults),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -51,6 +51,24 @@ static void tiny_steps(tiny *t, tl_optim *o, int steps)
     }
 }
 
+/* The schedule's rate at 1-based step t, written out independently. */
+static double ref_lr(const tl_optim_config *c, int t)
+{
+    double lr = (double)c->lr;
+    int w = (int)c->warmup;
+    if (w > 0 && t <= w) return lr * t / w;
+    int s = t - w;
+    if (c->schedule == TL_SCHEDULE_STEP) {
+        for (int k = (int)c->step_size; k <= s; k += (int)c->step_size) lr *= (double)c->gamma;
+        return lr;
+    }
+    if (c->schedule == TL_SCHEDULE_COSINE) {
+        double x = s >= c->total ? 1.0 : (double)s / (double)c->total, lo = (double)c->min_lr;
+        return lo + (lr - lo) * (1.0 + cos(3.14159265358979323846 * x)) / 2.0;
+    }
+    return lr;
+}
+
 /* The reference: the algorithms as PyTorch documents them, in double. */
 static void reference(const tl_optim_config *c, int steps, double *w)
 {
@@ -59,10 +77,11 @@ static void reference(const tl_optim_config *c, int steps, double *w)
         w[i] = W0[i];
         acc[i] = (double)c->initial_accumulator;
     }
-    double lr = (double)c->lr, mu = (double)c->momentum, wd = (double)c->weight_decay;
+    double mu = (double)c->momentum, wd = (double)c->weight_decay;
     double b1 = (double)c->beta1, b2 = (double)c->beta2, eps = (double)c->eps;
     for (int t = 1; t <= steps; t++)
         for (int i = 0; i < 3; i++) {
+            double lr = ref_lr(c, t);
             double gr = w[i] + C0[i];
             switch (c->kind) {
             case TL_OPTIM_SGD:
@@ -171,6 +190,59 @@ static void test_adagrad(void **state)
     c.initial_accumulator = 0.1f;
     c.weight_decay = 0.05f;
     check_against_reference("adagrad accumulator decay", c, 3);
+}
+
+/* Learning-rate schedules: each optimizer follows the schedule's rate step
+ * by step (warm-up, step decay, cosine past its end), and bad schedules are
+ * refused. */
+static void test_schedules(void **state)
+{
+    (void)state;
+    const tl_optim_kind kinds[3] = {TL_OPTIM_SGD, TL_OPTIM_ADAM, TL_OPTIM_ADAGRAD};
+    for (int k = 0; k < 3; k++) {
+        tl_optim_config c = tl_optim_defaults(kinds[k]);
+        c.lr = 0.1f;
+        c.warmup = 3;
+        check_against_reference("warm-up only", c, 6);
+        c.schedule = TL_SCHEDULE_STEP;
+        c.step_size = 2;
+        c.gamma = 0.5f;
+        check_against_reference("step after warm-up", c, 8);
+        c.warmup = 0;
+        check_against_reference("step", c, 7);
+        c.schedule = TL_SCHEDULE_COSINE;
+        c.total = 4;
+        c.min_lr = 0.01f;
+        check_against_reference("cosine past its end", c, 7);
+        c.warmup = 2;
+        check_against_reference("cosine after warm-up", c, 8);
+    }
+    tl_optim_config c = tl_optim_defaults(TL_OPTIM_ADAM);
+    c.lr = 0.1f;
+    c.schedule = TL_SCHEDULE_COSINE;
+    c.total = 10;
+    c.warmup = 5;
+    assert_true(tl_optim_lr_at(&c, 1) == (float)((double)0.1f / 5.0));
+    assert_true(tl_optim_lr_at(&c, 5) == 0.1f);
+    assert_true(fabs((double)tl_optim_lr_at(&c, 10) - 0.05) < 1e-8); /* half way */
+    assert_true(tl_optim_lr_at(&c, 100) == 0.0f);
+    tl_optim_config none = tl_optim_defaults(TL_OPTIM_ADAM);
+    assert_true(tl_optim_lr_at(&none, 123) == none.lr); /* no schedule: lr itself */
+
+    tiny t = tiny_new();
+    c.total = 0;
+    assert_null(tl_optim_new(t.g, &c));
+    assert_non_null(strstr(tl_errmsg(), "cosine"));
+    c.total = 10;
+    c.min_lr = 1.0f;
+    assert_null(tl_optim_new(t.g, &c));
+    c = tl_optim_defaults(TL_OPTIM_SGD);
+    c.schedule = TL_SCHEDULE_STEP;
+    assert_null(tl_optim_new(t.g, &c));
+    assert_non_null(strstr(tl_errmsg(), "every"));
+    c.schedule = (tl_schedule_kind)7;
+    assert_null(tl_optim_new(t.g, &c));
+    tl_graph_free(t.g);
 }
 
 static void test_defaults_and_parse(void **state)
@@ -357,6 +429,7 @@ int main(void)
         cmocka_unit_test(test_adam),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_adagrad),
+        cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_defaults_and_parse),
         cmocka_unit_test(test_clip),
         cmocka_unit_test(test_sparse_rows),

@@ -147,7 +147,10 @@ static void test_live_process_reports_death(void **state) {
 
 static void test_real_gnuplot_dumb_and_error(void **state) {
     (void)state;
-    if (!have_gnuplot()) skip();
+    if (!have_gnuplot()) {
+        print_message("SKIP test_real_gnuplot_dumb_and_error: gnuplot not installed (apt-get install gnuplot-nox)\n");
+        skip();
+    }
     char err[512], *out = NULL;
     size_t len = 0;
     tl_plot_buf b = {0};

@@ -64,6 +64,9 @@ struct tl_model {
     tl_diag_record *diag_hist;
     size_t n_diag_hist, cap_diag_hist;
     float *diag_grads;             /* n_tasks x the shared parameters' floats */
+    /* calibrator staleness: the step at which each was fitted */
+    int64_t out_cal_step[TL_MAX_TASKS]; /* tl.calibrate's output calibrators */
+    int64_t distill_cal_step;           /* CrossDistil's fitted teacher calibrators */
 };
 
 /* Copy rows order[from .. from+n) of s (order NULL: rows from..) into the

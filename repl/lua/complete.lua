@@ -4,6 +4,8 @@
 --   "tl.da"     fields of a table reached by a dotted name (and its __index chain)
 --   "m:fi"      methods of a value: its metatable's __index table (chain) or
 --               __methods table (for objects whose __index is a function)
+--   "m.w"       fields too: a metatable's __fields list (objects whose __index
+--               is a function), or the known fields of towerlab's objects below
 -- Names starting with "_" are offered only when the typed part starts with "_".
 -- Only dotted identifier chains are evaluated (no calls run on TAB).
 local _, _, _, private = ...
@@ -32,6 +34,22 @@ local function add_keys(set, t, methods_only, seen)
   end
 end
 
+-- Fields that a towerlab object's __index function answers (by metatable
+-- name), for metatables without their own __fields list.
+local KNOWN_FIELDS = {
+  ["tl.model"] = { "weights", "tasks", "backbone", "weighting", "data" },
+  ["tl.dataset"] = { "train", "valid", "test", "all", "tasks", "source", "from_cache", "skipped" },
+  ["tl.split"] = { "name", "dataset" },
+  ["tl.plot.live"] = { "frames", "skipped", "calls", "closed", "terminal", "interval" },
+}
+
+local function add_fields(set, mt)
+  local f = rawget(mt, "__fields")
+  if type(f) ~= "table" then f = KNOWN_FIELDS[rawget(mt, "__name")] end
+  if type(f) ~= "table" then return end
+  for _, k in ipairs(f) do if type(k) == "string" then set[k] = true end end
+end
+
 -- Keys reachable from a value with '.' or ':'.
 local function keys_of(v, methods_only)
   local set = {}
@@ -43,6 +61,7 @@ local function keys_of(v, methods_only)
     local m = rawget(mt, "__methods")
     if type(m) == "table" then add_keys(set, m, methods_only) end
   end
+  if ok and type(mt) == "table" and not methods_only then add_fields(set, mt) end
   if type(v) == "string" then add_keys(set, string, methods_only) end
   return set
 end

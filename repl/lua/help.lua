@@ -1,7 +1,12 @@
 -- help.lua — tl.help(x): documentation registered with tl_lua_doc (C) or
 -- tl.doc (Lua). By value identity (help(tl.tensor.zeros)), by name
 -- (help "tl.tensor"), by method ("t:get" for a tensor t); help() lists topics.
-local tl, names, values = ...
+local tl, names, values, private = ...
+
+-- Topics of methods are named after the variable the examples use: "m:fit"
+-- for a model (metatable "tl.model"), "cp:evaluate" for tl.calibrate's
+-- result. Other objects use their type: "tensor:get", "dataset:vocab".
+local METHOD_ALIAS = { model = "m", calibrated = "cp" }
 
 local function first_line(s)
   return (s:match("^[^\n]*"))
@@ -73,6 +78,9 @@ local function text(x)
       if obj then
         local p = method_prefix(eval(obj))
         if p and names[p .. ":" .. meth] then name = p .. ":" .. meth end
+        if p and not name and METHOD_ALIAS[p] and names[METHOD_ALIAS[p] .. ":" .. meth] then
+          name = METHOD_ALIAS[p] .. ":" .. meth
+        end
       else
         local v = eval(s)
         if v ~= nil and type(v) ~= "string" then name = name_of(v); x = v end
@@ -98,15 +106,39 @@ local function text(x)
   if type(x) == "userdata" or (names[name] and name:match("^tl%.")) then
     local p = type(x) == "userdata" and method_prefix(x) or name:gsub("^tl%.", "")
     meths = sorted_names(p .. ":")
+    if METHOD_ALIAS[p] then
+      for _, n in ipairs(sorted_names(METHOD_ALIAS[p] .. ":")) do meths[#meths + 1] = n end
+    end
   end
   if #subs > 0 then out[#out + 1] = "\nFields:"; list(subs, out) end
   if #meths > 0 then out[#out + 1] = "\nMethods:"; list(meths, out) end
   return table.concat(out, "\n")
 end
 
+-- At a terminal, text taller than the screen goes through $PAGER (default
+-- "less -R"; less -F would quit at once for short text, but short text is
+-- printed directly anyway). Elsewhere (a pipe, the Jupyter kernel) it is
+-- printed.
+local function page(s)
+  local tty = private.stdout_is_tty and private.stdout_is_tty()
+  local rows = tty and private.terminal_rows and private.terminal_rows() or 0
+  local _, lines = s:gsub("\n", "")
+  if not tty or rows <= 0 or lines + 2 <= rows then
+    print(s)
+    return
+  end
+  local pager = os.getenv("PAGER")
+  if not pager or pager == "" then pager = "less -R" end
+  io.stdout:flush()
+  local p = io.popen(pager, "w")
+  if not p then print(s); return end
+  p:write(s, "\n")
+  p:close()
+end
+
 function tl.help(x)
   local s, err = text(x)
-  print(s or err)
+  page(s or err)
 end
 
 -- tl.doc(name, text [, value]): register documentation from Lua.
@@ -120,3 +152,57 @@ end
 tl.doc("tl.help", "help(x), ?x, tl.help(x): documentation of x (a value, or a name string\n" ..
   "like \"tl.tensor\" or \"t:get\"); help() lists every topic.", tl.help)
 tl.doc("tl.doc", "tl.doc(name, text [, value]): register documentation for help().", tl.doc)
+
+-- ---- texts for topics the binding files do not register ---------------------
+
+local MODEL_TEXT = [[
+tl.model{data=d, backbone=tl.mmoe{...}, towers={task=tl.mlp{64}}, tower=tl.mlp{64},
+         weights={task=1}, weighting="fixed"|"uncertainty"|"gradnorm"|"dwa"|"pcgrad",
+         tasks={task={space=, weight=, tower=}}, mutual=tl.dml{...},
+         distill=tl.crossdistil{...}, emb=16, batch=1024, seed=tl.seed stream,
+         alpha=1.5 (gradnorm), temperature=2 (dwa)}
+Build a multi-task model for dataset d: embeddings of its categorical fields plus its
+numeric features feed the backbone; each task gets its own tower.
+  towers={income=tl.mlp{64}}: a tower per task (tower= is the default for the rest).
+  tasks={cvr={space="ctr", weight=1, tower=tl.mlp{32}}}: per-task options; space= names
+    another binary task: cvr is trained (and evaluated) only on rows where ctr = 1.
+  mutual=tl.dml{...}: Deep Mutual Learning across the task towers (?tl.dml).
+  distill=tl.crossdistil{...}: cross-task knowledge distillation with teacher towers
+    (?tl.crossdistil; m:teachers judges the teachers).
+Methods: m:fit{...}, m:evaluate(split), m:predict(split), m:history(), m:save(path),
+m:gates(split), m:teachers(split), m:params(), m:close(); m.weights.<task> = w (next step).
+Fields: m.weights, m.tasks, m.backbone, m.weighting, m.data.]]
+
+local EXTRA = {
+  ["tl.model"] = MODEL_TEXT,
+  ["m:teachers"] = [[
+m:teachers(split) -> r; r.<task>.auc, .multi_auc (the teacher's raw score), .logloss,
+.ece, .pcoc (its calibrated probability), .order ("positive"|"negative"|"auto")
+Judge the CrossDistil teacher towers on their own (tl.model{distill=tl.crossdistil{...}});
+an error for a model without teachers (or with naive=true).]],
+  ["m:params"] = [[
+m:params() -> n: the number of trainable parameters (embeddings, backbone, towers,
+distillation and DML parts).]],
+  ["m:close"] = [[
+m:close(): free the model's memory now instead of at garbage collection; the model
+cannot be used afterwards (local m <close> = tl.model{...} does the same at scope end).]],
+  ["cp:evaluate"] = [[
+cp:evaluate(split [, {bins=10}]) -> {before=r, after=r}: the model's metrics on split
+without and with the calibrators tl.calibrate fitted (r as m:evaluate returns);
+tl.plot.calibration(cp:evaluate(d.test)) draws both.]],
+  ["cp:predict"] = [[
+cp:predict(split) -> p; p.<task>[i] is the calibrated probability for row i (binary
+tasks; regression tasks as m:predict).]],
+  ["dataset:close"] = [[
+d:close(): free the dataset's memory now; its splits cannot be used afterwards.]],
+  ["split:size"] = "s:size() -> n: the number of rows of the split (#s too).",
+  ["split:rows"] = "s:rows() -> {i, ...}: the 0-based source row index of each row of the split.",
+}
+for name, t in pairs(EXTRA) do
+  -- the binding's own text wins once it covers what this one says
+  local have = names[name]
+  if not have or (name == "tl.model" and not (have:find("mutual=", 1, true) and
+      have:find("distill=", 1, true) and have:find("space=", 1, true))) then
+    names[name] = t
+  end
+end

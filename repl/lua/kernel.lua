@@ -223,7 +223,7 @@ function private.kernel_setup(publish, now, session)
         local svg, err = plot.svg(kind, data, opts)
         if not svg then return nil, err end
         publish({["image/svg+xml"] = svg, ["text/plain"] = "<" .. kind .. " plot>"}, nil, false)
-        return true
+        return -- shown: nothing to return, as at the terminal
       end
       plot[kind] = wrapped
       values[wrapped] = values[orig]

@@ -13,9 +13,10 @@
 -- itself when a worker cannot produce one).
 local tl, _, _, private = ...
 
-local RESERVED = { seed = true, status = true, wall = true, message = true }
-local SWEEP_FIELDS = { "grid", "random", "repeats", "seed", "run", "jobs", "out", "verbose" }
-local COMPARE_FIELDS = { "by", "print" }
+local RESERVED = { seed = true, status = true, wall = true, message = true, run_hash = true }
+local RESERVED_LIST = "seed, status, wall, message, run_hash"
+local SWEEP_FIELDS = { "grid", "random", "repeats", "seed", "run", "jobs", "out", "verbose", "baseline" }
+local COMPARE_FIELDS = { "by", "print", "baseline", "metrics" }
 local rows_fields = setmetatable({}, { __mode = "k" }) -- results.rows -> config fields
 
 -- ---- values and cells ------------------------------------------------------
@@ -55,6 +56,55 @@ end
 local function is_scalar(v)
   local t = type(v)
   return t == "number" or t == "string" or t == "boolean"
+end
+
+-- ---- the run function's hash -----------------------------------------------
+
+-- 64-bit FNV-1a of a string, as 16 hex digits.
+local function fnv1a(text)
+  local h = -3750763034362895579 -- 0xcbf29ce484222325
+  for i = 1, #text do
+    h = (h ~ text:byte(i)) * 0x100000001b3
+  end
+  return string.format("%016x", h)
+end
+
+-- The text of lines a..b of `text`.
+local function line_range(text, a, b)
+  local out, n = {}, 0
+  for l in (text .. "\n"):gmatch("([^\n]*)\n") do
+    n = n + 1
+    if n >= a and n <= b then out[#out + 1] = l end
+    if n > b then break end
+  end
+  return #out > 0 and table.concat(out, "\n") or nil
+end
+
+-- A hash of run's own source text (its lines in the script file or chunk).
+-- Text, not string.dump: the bytecode changes with the Lua build. A function
+-- typed at the prompt ("=stdin") has no text to read: its stripped bytecode
+-- stands in (stable for one build). Functions that run calls and upvalues
+-- are not covered.
+local function run_hash(run)
+  local info = debug.getinfo(run, "S")
+  local src, text = info.source or "", nil
+  if info.what == "Lua" and info.linedefined > 0 then
+    if src:sub(1, 1) == "@" then
+      local f = io.open(src:sub(2), "rb")
+      if f then
+        local all = f:read("a")
+        f:close()
+        text = all and line_range(all, info.linedefined, info.lastlinedefined)
+      end
+    elseif src:sub(1, 1) ~= "=" then
+      text = line_range(src, info.linedefined, info.lastlinedefined)
+    end
+  end
+  if not text then
+    local ok, dump = pcall(string.dump, run, true)
+    text = ok and dump or tostring(info.what)
+  end
+  return fnv1a(text)
 end
 
 -- ---- the worker line -------------------------------------------------------
@@ -187,6 +237,7 @@ function Writer:columns()
   for _, k in ipairs(r) do cols[#cols + 1] = k end
   cols[#cols + 1] = "wall"
   cols[#cols + 1] = "message"
+  cols[#cols + 1] = "run_hash"
   return cols
 end
 
@@ -259,7 +310,7 @@ local function check_name(k, where)
     fail(string.format("tl.sweep: %s keys must be field names (strings), got %s", where, type(k)))
   end
   if RESERVED[k] then
-    fail(string.format("tl.sweep: %s field '%s' clashes with a column of the results (seed, status, wall, message)", where, k))
+    fail(string.format("tl.sweep: %s field '%s' clashes with a column of the results (" .. RESERVED_LIST .. ")", where, k))
   end
 end
 
@@ -392,14 +443,25 @@ end
 
 -- ---- summaries ---------------------------------------------------------------
 
-local function fmt_stat(v, spec)
-  if type(v) ~= "number" then return cell(v) end
-  if v ~= v or v == math.huge or v == -math.huge then return fmt_num(v) end
-  return string.format(spec, v)
+-- two-sided 97.5 % quantiles of Student's t for df 1..30 (then the normal's),
+-- as scripts/lib/report.lua uses for the README's tables
+local T975 = { 12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+  2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+  2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042 }
+
+local function mean_std(v)
+  local sum = 0.0
+  for _, x in ipairs(v) do sum = sum + x end
+  local mean, ss = sum / #v, 0.0
+  for _, x in ipairs(v) do ss = ss + (x - mean) ^ 2 end
+  return mean, #v > 1 and math.sqrt(ss / (#v - 1)) or 0.0
 end
 
 -- Group rows by `fields` (first-appearance order); mean and sample std
--- (n - 1; 0 when n = 1) of every numeric field of the ok rows.
+-- (n - 1; 0 when n = 1) of every numeric field of the ok rows. Each summary
+-- entry keeps its ok rows in groups_of[entry] (for paired differences).
+local groups_of = setmetatable({}, { __mode = "k" })
+
 local function summarize(rows, fields)
   local is_field = {}
   for _, f in ipairs(fields) do is_field[f] = true end
@@ -441,30 +503,134 @@ local function summarize(rows, fields)
     for _, f in ipairs(fields) do s[f] = g.row[f] end
     s.n, s.errors = #g.ok, g.errors
     for _, m in ipairs(metrics) do
-      local sum, cnt = 0.0, 0
+      local v = {}
       for _, row in ipairs(g.ok) do
-        if type(row[m]) == "number" then sum, cnt = sum + row[m], cnt + 1 end
+        if type(row[m]) == "number" then v[#v + 1] = row[m] end
       end
-      if cnt > 0 then
-        local mean, ss = sum / cnt, 0.0
-        for _, row in ipairs(g.ok) do
-          if type(row[m]) == "number" then ss = ss + (row[m] - mean) ^ 2 end
-        end
-        s[m .. "_mean"] = mean
-        s[m .. "_std"] = cnt > 1 and math.sqrt(ss / (cnt - 1)) or 0.0
-      end
+      if #v > 0 then s[m .. "_mean"], s[m .. "_std"] = mean_std(v) end
     end
     summary[#summary + 1] = s
+    groups_of[s] = g.ok
   end
   return summary, metrics
+end
+
+local function describe_value(v)
+  return type(v) == "string" and string.format("%q", v) or cell(v)
+end
+
+-- The summary entry that `baseline` names: a {field=value} table, or a value
+-- of the single grouping field.
+local function find_baseline(summary, fields, baseline, fn)
+  local want = baseline
+  if type(baseline) ~= "table" then
+    if #fields ~= 1 then
+      fail(string.format("%s: baseline=%s is a value, but the groups have %d fields (%s); give " ..
+        "baseline={field=value, ...}", fn, describe_value(baseline), #fields,
+        #fields > 0 and table.concat(fields, ", ") or "none"))
+    end
+    want = { [fields[1]] = baseline }
+  end
+  local is_field = {}
+  for _, f in ipairs(fields) do is_field[f] = true end
+  for k in pairs(want) do
+    if not is_field[k] then
+      fail(string.format("%s: baseline names field '%s', which is not a grouping field (%s)", fn,
+        tostring(k), #fields > 0 and table.concat(fields, ", ") or "none"))
+    end
+  end
+  for _, s in ipairs(summary) do
+    local ok = true
+    for k, v in pairs(want) do if s[k] ~= v then ok = false end end
+    if ok then return s end
+  end
+  local have = {}
+  for i, s in ipairs(summary) do
+    if i > 8 then have[#have + 1] = "..."; break end
+    local parts = {}
+    for _, f in ipairs(fields) do parts[#parts + 1] = f .. "=" .. describe_value(s[f]) end
+    have[#have + 1] = table.concat(parts, " ")
+  end
+  local parts = {}
+  for _, f in ipairs(fields) do
+    if want[f] ~= nil then parts[#parts + 1] = f .. "=" .. describe_value(want[f]) end
+  end
+  fail(string.format("%s: no group matches baseline %s (groups: %s)", fn, table.concat(parts, " "),
+    table.concat(have, "; ")))
+end
+
+-- Paired differences against the baseline entry: for every other entry and
+-- metric, the mean of (run - baseline run) over the seeds both have, and the
+-- half-width of its 95 % t-interval (nan with fewer than 2 pairs). Stored as
+-- s[m .. "_delta"], s[m .. "_delta_ci"], s[m .. "_pairs"].
+local function paired_deltas(summary, metrics, base, fn)
+  local brows = groups_of[base] or {}
+  local by_seed = {}
+  for i, r in ipairs(brows) do
+    if r.seed == nil then
+      fail(string.format("%s: baseline= pairs runs by their seed; baseline row %d has no seed field", fn, i))
+    end
+    by_seed[r.seed] = r
+  end
+  for _, s in ipairs(summary) do
+    s.baseline = (s == base) or nil
+    if s ~= base then
+      for _, m in ipairs(metrics) do
+        local d = {}
+        for i, r in ipairs(groups_of[s] or {}) do
+          if r.seed == nil then
+            fail(string.format("%s: baseline= pairs runs by their seed; a row (%d of its group) has no seed field", fn, i))
+          end
+          local b = by_seed[r.seed]
+          if b and type(r[m]) == "number" and type(b[m]) == "number" then d[#d + 1] = r[m] - b[m] end
+        end
+        if #d > 0 then
+          local mean, sd = mean_std(d)
+          s[m .. "_delta"] = mean
+          s[m .. "_delta_ci"] = #d > 1 and (T975[#d - 1] or 1.960) * sd / math.sqrt(#d) or 0 / 0
+          s[m .. "_pairs"] = #d
+        end
+      end
+    end
+  end
+end
+
+-- Decimals for one column: four significant digits of its largest value,
+-- so every cell of the column (mean, std, difference) has the same format.
+local function column_decimals(values)
+  local big = 0
+  for _, v in ipairs(values) do
+    if type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge then
+      big = math.max(big, math.abs(v))
+    end
+  end
+  if big == 0 then return 4 end
+  return math.max(0, math.min(12, 3 - math.floor(math.log(big, 10))))
+end
+
+local function fixed(v, d, sign)
+  if type(v) ~= "number" then return cell(v) end
+  if v ~= v or v == math.huge or v == -math.huge then return fmt_num(v) end
+  local s = string.format("%" .. (sign and "+" or "") .. "." .. d .. "f", v)
+  if s:match("^[-+]0%.?0*$") then s = string.format("%." .. d .. "f", 0.0) end -- no -0.000
+  if sign and not s:match("^[-+]") then s = "+" .. s end
+  return s
 end
 
 local function markdown(summary, fields, metrics)
   local errors = false
   for _, s in ipairs(summary) do if (s.errors or 0) > 0 then errors = true end end
+  local with_delta = summary.base ~= nil
   local head = {}
   for _, f in ipairs(fields) do head[#head + 1] = f end
-  for _, m in ipairs(metrics) do head[#head + 1] = m end
+  local dec = {}
+  for _, m in ipairs(metrics) do
+    head[#head + 1] = m
+    local vals = {}
+    for _, s in ipairs(summary) do vals[#vals + 1] = s[m .. "_mean"] end
+    dec[m] = column_decimals(vals)
+    if with_delta and m ~= "wall" then head[#head + 1] = "Δ " .. m end
+  end
   head[#head + 1] = "n"
   if errors then head[#head + 1] = "errors" end
   local body = {}
@@ -472,13 +638,26 @@ local function markdown(summary, fields, metrics)
     local r = {}
     for _, f in ipairs(fields) do r[#r + 1] = cell(s[f]) end
     for _, m in ipairs(metrics) do
-      local mean, sd = s[m .. "_mean"], s[m .. "_std"]
+      local mean, sd, d = s[m .. "_mean"], s[m .. "_std"], dec[m]
       if mean == nil then
         r[#r + 1] = "-"
       elseif s.n > 1 then
-        r[#r + 1] = fmt_stat(mean, "%.4g") .. " ± " .. fmt_stat(sd, "%.2g")
+        r[#r + 1] = fixed(mean, d) .. " ± " .. fixed(sd, d)
       else
-        r[#r + 1] = fmt_stat(mean, "%.4g")
+        r[#r + 1] = fixed(mean, d)
+      end
+      if with_delta and m ~= "wall" then
+        local dm, ci = s[m .. "_delta"], s[m .. "_delta_ci"]
+        if s == summary.base then
+          r[#r + 1] = "baseline"
+        elseif dm == nil then
+          r[#r + 1] = "-"
+        elseif ci ~= ci then
+          r[#r + 1] = fixed(dm, d, true)
+        else
+          local mark = (dm - ci > 0 and " ▲") or (dm + ci < 0 and " ▼") or ""
+          r[#r + 1] = fixed(dm, d, true) .. " ± " .. fixed(ci, d) .. mark
+        end
       end
     end
     r[#r + 1] = tostring(s.n)
@@ -502,6 +681,10 @@ local function markdown(summary, fields, metrics)
   for i = 1, #head do dash[i] = string.rep("-", w[i]) end
   lines[2] = "|-" .. table.concat(dash, "-|-") .. "-|"
   for _, r in ipairs(body) do lines[#lines + 1] = line(r) end
+  if with_delta then
+    lines[#lines + 1] = "Δ: paired difference to the baseline over common seeds, ± the 95 % " ..
+      "t-interval's half-width (▲/▼: the interval excludes 0)"
+  end
   return table.concat(lines, "\n")
 end
 
@@ -553,6 +736,7 @@ function tl.sweep(o)
   local is_field = {}
   for _, f in ipairs(fields) do is_field[f] = true end
   local run = o.run
+  if o.baseline ~= nil then find_baseline(configs, fields, o.baseline, "tl.sweep") end -- before any run
 
   -- every (configuration, seed) pair, in order
   local all, by_key = {}, {}
@@ -568,8 +752,10 @@ function tl.sweep(o)
   local total = #all
   local rows = {} -- by job index
 
-  -- the CSV: resume from the rows already finished with status ok
-  local path, writer
+  -- the CSV: resume from the rows already finished with status ok by the
+  -- same run function (run_hash)
+  local hash = run_hash(run)
+  local path, writer, stale = nil, nil, 0
   if o.out then
     path = o.out:match("%.csv$") and o.out or (o.out .. ".csv")
     local dir = path:match("^(.*)/[^/]*$")
@@ -582,16 +768,18 @@ function tl.sweep(o)
     if text and text ~= "" then
       local recs = parse_csv(text)
       local header = recs[1] or {}
-      local nf, good = #fields, #header >= #fields + 4
+      -- files written before the run_hash column end with "message"
+      local last = header[#header] == "run_hash" and #header - 1 or #header
+      local nf, good = #fields, last >= #fields + 4
       for i, f in ipairs(fields) do if header[i] ~= f then good = false end end
       good = good and header[nf + 1] == "seed" and header[nf + 2] == "status" and
-        header[#header - 1] == "wall" and header[#header] == "message"
+        header[last - 1] == "wall" and header[last] == "message"
       if not good then
         error(string.format("tl.sweep: %s was written by a different sweep (columns %s; this sweep's " ..
           "fields are %s); use another out= or remove the file", path, table.concat(header, ","),
           #fields > 0 and table.concat(fields, ",") or "(none)"), 0)
       end
-      for i = nf + 3, #header - 2 do rcols[#rcols + 1] = header[i] end
+      for i = nf + 3, last - 2 do rcols[#rcols + 1] = header[i] end
       for ri = 2, #recs do
         local rec = recs[ri]
         if #rec == #header and rec[nf + 2] == "ok" then
@@ -601,11 +789,16 @@ function tl.sweep(o)
           for i = 1, nf do parts[i] = rec[i] end
           parts[nf + 1] = rec[nf + 1]
           local j = by_key[table.concat(parts, "\31")]
-          if j and not rows[j.index] then
+          -- a row without a hash (an older file) is taken as this run's
+          local other_run = cells.run_hash ~= nil and cells.run_hash ~= hash
+          if j and other_run then
+            stale = stale + 1
+            kept[#kept + 1] = cells -- kept in the file, run again
+          elseif j and not rows[j.index] then
             local row = {}
             for k, v in pairs(j.cfg) do row[k] = v end
             row.seed, row.status = j.seed, "ok"
-            for i = nf + 3, #header do
+            for i = nf + 3, last do
               if rec[i] ~= "" then row[header[i]] = typed(rec[i]) end
             end
             row.message = nil
@@ -624,6 +817,11 @@ function tl.sweep(o)
   local todo = {}
   for _, j in ipairs(all) do if not rows[j.index] then todo[#todo + 1] = j end end
   local resumed = total - #todo
+  if verbose and stale > 0 then
+    print(string.format("tl.sweep: %d row%s in %s came from a different run function (its source " ..
+      "changed); running %s again (the old rows stay in the file)", stale, stale == 1 and "" or "s",
+      path, stale == 1 and "it" or "them"))
+  end
   if verbose and resumed > 0 then
     print(string.format("tl.sweep: %d of %d runs already in %s; running %d", resumed, total, path, #todo))
   end
@@ -633,7 +831,15 @@ function tl.sweep(o)
     local j = todo[i]
     local cfg = {}
     for k, v in pairs(j.cfg) do cfg[k] = v end
+    -- os.exit inside a run would end the sweep (with jobs=1, the whole
+    -- program with status 0): the row fails instead.
+    local exit = os.exit
+    os.exit = function(code)
+      error(string.format("tl.sweep: run called os.exit(%s); a run must return its results",
+        code == nil and "" or tostring(code)), 2)
+    end
     local ok, res = pcall(run, cfg, j.seed)
+    os.exit = exit
     if not ok then return "error\t" .. esc(tostring(res)) end
     if type(res) ~= "table" then
       return "error\t" .. esc("tl.sweep: run must return a table of results, got " .. type(res))
@@ -651,7 +857,7 @@ function tl.sweep(o)
           return "error\t" .. esc(string.format("tl.sweep: run result field '%s' clashes with the configuration field of that name", k))
         end
       elseif RESERVED[k] then
-        return "error\t" .. esc(string.format("tl.sweep: run result field '%s' clashes with a column of the results (seed, status, wall, message)", k))
+        return "error\t" .. esc(string.format("tl.sweep: run result field '%s' clashes with a column of the results (" .. RESERVED_LIST .. ")", k))
       else
         keys[#keys + 1] = k
       end
@@ -684,6 +890,7 @@ function tl.sweep(o)
         if k ~= "wall" then cells[k] = cell(v) end
       end
       cells.wall = string.format("%.3f", wall)
+      cells.run_hash = hash
       writer:add(cells)
     end
     if verbose then
@@ -720,6 +927,10 @@ function tl.sweep(o)
   end
   rows_fields[list] = fields
   summary.fields, summary.metrics = fields, metrics
+  if o.baseline ~= nil then
+    summary.base = find_baseline(summary, fields, o.baseline, "tl.sweep")
+    paired_deltas(summary, metrics, summary.base, "tl.sweep")
+  end
   setmetatable(summary, Summary)
   local results = setmetatable({ rows = list, summary = summary, csv = path, fields = fields,
     metrics = metrics }, Results)
@@ -774,7 +985,26 @@ function tl.compare(x, opts)
     fields = sorted_keys(set)
   end
   local summary, metrics = summarize(rows, fields)
+  if opts.metrics ~= nil then
+    local want = type(opts.metrics) == "string" and { opts.metrics } or opts.metrics
+    if type(want) ~= "table" then
+      error("tl.compare: field 'metrics' must be a metric name or a list of them, got " .. type(opts.metrics), 0)
+    end
+    local have = {}
+    for _, m in ipairs(metrics) do have[m] = true end
+    for i, m in ipairs(want) do
+      if not have[m] then
+        error(string.format("tl.compare: field 'metrics' item %d names '%s', which is not a numeric " ..
+          "result (metrics: %s)", i, tostring(m), table.concat(metrics, ", ")), 0)
+      end
+    end
+    metrics = want
+  end
   summary.fields, summary.metrics = fields, metrics
+  if opts.baseline ~= nil then
+    summary.base = find_baseline(summary, fields, opts.baseline, "tl.compare")
+    paired_deltas(summary, metrics, summary.base, "tl.compare")
+  end
   setmetatable(summary, Summary)
   if opts.print == false then return summary end
   print(tostring(summary))
@@ -784,7 +1014,7 @@ end
 
 tl.doc("tl.sweep", [[
 tl.sweep{grid= | random=, run=function(cfg, seed) ... return {metric=...} end,
-         repeats=1, seed=0, jobs=1, out="runs/name", verbose=true} -> results
+         repeats=1, seed=0, jobs=1, out="runs/name", baseline=, verbose=true} -> results
 Run an experiment over configurations and summarise it.
   grid={lr={1e-3,1e-2}, backbone={"mmoe","ple"}}: the cartesian product, field
     names sorted, the first field varying slowest, values in list order.
@@ -796,27 +1026,39 @@ Run an experiment over configurations and summarise it.
   field named like a configuration field must hold the same value).
   jobs=k: up to k worker processes (fork; each with 1 engine thread); jobs=1
     runs in this process (debugging).
-  A run that raises or whose worker dies gives a row with status="error" and
-  the message; the sweep goes on.
+  A run that raises, calls os.exit or whose worker dies gives a row with
+  status="error" and the message; the sweep goes on. Workers die with the
+  sweeping process (kill -9 included).
   out="runs/x": one CSV row per finished run in runs/x.csv (directories are
     created), flushed as each run ends. Columns: configuration fields (sorted),
     seed, status, result keys (sorted; the union over all runs: the file is
-    rewritten when a new key appears), wall (seconds), message.
+    rewritten when a new key appears), wall (seconds), message, run_hash.
     Re-running with the same out resumes: (configuration, seed) pairs already
-    there with status ok are not run again (error rows are dropped and re-run;
-    rows of other configurations are kept in the file).
+    there with status ok and the same run_hash are not run again (error rows
+    are dropped and re-run; rows of other configurations are kept in the file).
+    run_hash is a hash of the text of run's own lines: edit run (epochs 2 -> 5)
+    and its old rows are run again (they stay in the file, with their hash);
+    functions that run calls and upvalues are not covered. Rows of files
+    written before the run_hash column count as this run's.
   Ctrl-C stops launching runs, stops the running workers, keeps the finished
   rows and raises "tl.sweep: interrupted after N of M runs (rows kept in ...)".
 Returns {rows=, summary=, csv=, fields=, metrics=}; printing it (or the end of
 the sweep, unless verbose=false) shows a Markdown table: per configuration the
-mean ± sample std of every numeric result over its runs, and n.
+mean ± sample std of every numeric result over its runs, and n; with
+baseline= (as in tl.compare) also the paired difference to that configuration.
 results.rows (one table per run, in configuration/seed order; error rows have
 nan metrics) works with tl.plot.compare(results.rows, {x=, y=, group=}).]], tl.sweep)
 
 tl.doc("tl.compare", [[
-tl.compare(results_or_rows [, {by={fields}, print=true}])
+tl.compare(results_or_rows [, {by={fields}, baseline=, metrics={names}, print=true}])
 Print the Markdown summary table: mean ± std and n of every numeric field per
 group. Groups: the configuration fields of sweep results (or of their .rows);
 for other lists of rows the non-numeric fields (or by=). Rows with
 status="error" are counted, not averaged. With print=false the summary list
-is returned instead of printed.]], tl.compare)
+is returned instead of printed.
+baseline={field=value, ...} (or a value when there is one grouping field)
+adds a column "Δ metric" per metric: the mean paired difference to that
+group over the seeds both have, ± the half-width of its 95 % Student t
+interval (▲/▼ when the interval excludes 0); entries get <metric>_delta,
+<metric>_delta_ci and <metric>_pairs. Every cell of a column has the same
+number of decimals (four significant digits of the column's largest value).]], tl.compare)

@@ -30,13 +30,25 @@ local T975 = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.
               2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
               2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042}
 
--- mean of a - b over paired seeds and its 95 % confidence half-width
+-- mean of a - b over paired seeds and its 95 % confidence half-width (a and
+-- b in the same seed order, as R.values gives them)
 function R.paired(a, b)
   local d = {}
   for i = 1, math.min(#a, #b) do d[i] = a[i] - b[i] end
   local m, s = R.mean_std(d)
   if #d < 2 then return m, 0 / 0 end
   return m, (T975[#d - 1] or 1.960) * s / math.sqrt(#d)
+end
+
+-- the same over seed -> value maps (R.by_seed): only the seeds present in
+-- both are paired, so a missing run never shifts the pairing
+function R.paired_seeds(a, b)
+  local keys = {}
+  for seed in pairs(a) do if b[seed] ~= nil then keys[#keys + 1] = seed end end
+  table.sort(keys)
+  local av, bv = {}, {}
+  for i, seed in ipairs(keys) do av[i], bv[i] = a[seed], b[seed] end
+  return R.paired(av, bv)
 end
 
 function R.mkdir_for(path)
@@ -102,6 +114,23 @@ function R.values(rows, match, key)
   return v
 end
 
+-- seed -> rows[key] of the runs matching (field = value, ...)
+function R.by_seed(rows, match, key)
+  local v = {}
+  for _, r in ipairs(rows) do
+    local ok = true
+    for k, want in pairs(match) do if r[k] ~= want then ok = false end end
+    if ok and type(r[key]) == "number" then v[r.seed] = r[key] end
+  end
+  return v
+end
+
+local function list_of(map)
+  local v = {}
+  for _, x in pairs(map) do v[#v + 1] = x end
+  return v
+end
+
 function R.fmt(m, s, digits)
   digits = digits or 4
   if m ~= m then return "not run" end
@@ -114,6 +143,131 @@ function R.fmt_diff(m, h)
   if h ~= h then return string.format("%+.4f", m) end
   local mark = (m - h > 0 and " ▲") or (m + h < 0 and " ▼") or ""
   return string.format("%+.4f ± %.4f%s", m, h, mark)
+end
+
+-- ---- the papers' protocol ----------------------------------------------------
+
+-- The datasets the reproductions run on, by name; path overrides where the
+-- shared ones are read from. Returns the dataset and its name for titles.
+local DATASETS = {
+  census = {"census-income (KDD)", function() return tl.datasets.census() end},
+  movielens = {"ML-1M prefix (users 1-2999)", function(path) return tl.datasets.movielens(path and {path = path} or nil) end},
+  amazon = {"Amazon Video Games (the DML authors' val+test files, re-split 8:1:1)",
+            function(path) return tl.datasets.amazon_video_games(path and {path = path} or nil) end},
+}
+
+function R.dataset(name, path)
+  local e = DATASETS[name]
+  if not e then error("unknown --dataset '" .. tostring(name) .. "' (census, movielens, amazon)") end
+  return e[2](path), e[1]
+end
+
+-- keep the entries {name, ...} of list named in a comma list (all when nil)
+function R.select(list, names, flag)
+  if not names then return list end
+  local keep = {}
+  for _, x in ipairs(list) do
+    if ("," .. names .. ","):find("," .. x[1] .. ",", 1, true) then keep[#keep + 1] = x end
+  end
+  if #keep == 0 then
+    local all = {}
+    for i, x in ipairs(list) do all[i] = x[1] end
+    error(flag .. " names none of " .. table.concat(all, ", "))
+  end
+  return keep
+end
+
+-- Train under the protocol: up to opt.epochs epochs, early stop after
+-- opt.patience epochs without a better validation monitor (mean of AUC for
+-- binary tasks and -MSE for regression), best weights restored (m:fit's
+-- default). Returns the row fields epochs (run) and best_epoch, and the best
+-- validation monitor.
+function R.fit_protocol(m, d, opt)
+  m:fit{data = d.train, valid = d.valid, epochs = opt.epochs, patience = opt.patience,
+        max_steps = opt.max_steps, optim = opt.optim, verbose = false}
+  local ep = m:history().epochs
+  local best, best_epoch = -math.huge, 0
+  for _, e in ipairs(ep) do
+    if e.monitor and e.monitor > best then best, best_epoch = e.monitor, e.epoch end
+  end
+  return {epochs = #ep, best_epoch = best_epoch}, best
+end
+
+function R.metric_of(t) return t.type == "binary" and "auc" or "mse" end
+
+-- test metrics of every task into row: <task>_auc (binary) or <task>_mse
+function R.test_metrics(m, d, row, extra)
+  local r = m:evaluate(d.test)
+  for _, t in ipairs(d.tasks) do
+    row[t.name .. "_" .. R.metric_of(t)] = r[t.name][R.metric_of(t)]
+    for _, k in ipairs(extra or {}) do
+      if t.type == "binary" then row[t.name .. "_" .. k] = r[t.name][k] end
+    end
+  end
+  return row
+end
+
+function R.ok_rows(rows)
+  local ok = {}
+  for _, r in ipairs(rows) do if r.status == "ok" then ok[#ok + 1] = r end end
+  return ok
+end
+
+-- A Markdown table: one line per (group, variant), per task the test metric
+-- (mean ± std) and its paired difference to variant "base" of the same
+-- group, then the epoch of the best checkpoint and the wall time per run.
+-- spec: title, rows, groups, group_field, variants, tasks, seeds, command,
+-- metrics (optional list of {task, key, label, diff}).
+function R.table_vs_base(spec)
+  local lines = {}
+  local function emit(s) print(s); lines[#lines + 1] = s end
+  local cols = spec.metrics
+  if not cols then
+    cols = {}
+    for _, t in ipairs(spec.tasks) do
+      local k = R.metric_of(t)
+      cols[#cols + 1] = {key = t.name .. "_" .. k, label = t.name .. " " .. k, diff = true}
+    end
+  end
+  emit(spec.title)
+  emit("")
+  local head, rule = "| " .. spec.group_field .. " | variant |", "|---|---|"
+  for _, c in ipairs(cols) do
+    head = head .. " " .. c.label .. " |" .. (c.diff and (" Δ " .. c.label .. " |") or "")
+    rule = rule .. "---|" .. (c.diff and "---|" or "")
+  end
+  emit(head .. " runs | best epoch | s / run |")
+  emit(rule .. "---|---|---|")
+  local total, n_rows = 0, 0
+  for _, g in ipairs(spec.groups) do
+    for _, var in ipairs(spec.variants) do
+      local match = {[spec.group_field] = g, variant = var}
+      local line = string.format("| %s | %s |", g, var)
+      for _, c in ipairs(cols) do
+        local v = R.by_seed(spec.rows, match, c.key)
+        local m, sd = R.mean_std(list_of(v))
+        line = line .. " " .. (next(v) and R.fmt(m, sd) or "not run") .. " |"
+        if c.diff then
+          local base = R.by_seed(spec.rows, {[spec.group_field] = g, variant = "base"}, c.key)
+          local dm, dh = R.paired_seeds(v, base)
+          line = line .. " " .. ((var == "base" or not next(v)) and "" or R.fmt_diff(dm, dh)) .. " |"
+        end
+      end
+      local n = 0
+      for _ in pairs(R.by_seed(spec.rows, match, "wall")) do n = n + 1 end
+      local be = R.mean_std(list_of(R.by_seed(spec.rows, match, "best_epoch")))
+      local wall = R.mean_std(list_of(R.by_seed(spec.rows, match, "wall")))
+      for _, w in pairs(R.by_seed(spec.rows, match, "wall")) do total = total + w end
+      n_rows = n_rows + n
+      line = line .. string.format(" %d | %s | %s |", n, n > 0 and string.format("%.1f", be) or "",
+                                   n > 0 and string.format("%.0f", wall) or "")
+      emit(line)
+    end
+  end
+  emit("")
+  emit(string.format("%d of %d runs finished; %.0f s of run time (wall, summed over runs); command: %s",
+                     n_rows, #spec.groups * #spec.variants * spec.seeds, total, spec.command))
+  return lines
 end
 
 return R

@@ -261,6 +261,37 @@ def test_bad_signature_dropped(k):
     assert of_type(msgs, "execute_result")[0]["data"]["text/plain"] == "3"
 
 
+def peak_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_oversized_frame_refused(k):
+    """Issue 25 item 9: a 96 MiB unsigned frame (over the 64 MiB limit,
+    TL_KERNEL_MAX_FRAME) is refused without being buffered: the kernel's
+    peak RSS does not grow by its size, and the kernel goes on. Runs early,
+    while the peak is still the start-up one."""
+    pid = k.km.provisioner.process.pid
+    before = peak_rss_kb(pid)
+    info = k.km.get_connection_info()
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.linger = 0
+    s.connect("%s://%s:%d" % (info["transport"], info["ip"], info["shell_port"]))
+    big = b"x" * (96 << 20)
+    s.send_multipart([b"<IDS|MSG>", b"0" * 64, big, b"{}", b"{}", b"{}"])
+    del big
+    assert s.poll(3000) == 0, "an oversized message was answered"
+    s.close()
+    grown = peak_rss_kb(pid) - before
+    assert grown < 32 << 10, "kernel peak RSS grew by %d KiB for a refused 96 MiB frame" % grown
+    c, msgs = k.execute("1 + 2")
+    assert of_type(msgs, "execute_result")[0]["data"]["text/plain"] == "3"
+
+
 def test_restart(k):
     k.execute("before_restart = 1")
     pid = k.km.provisioner.process.pid
@@ -296,7 +327,7 @@ def main():
     if not r.run("kernel_start", lambda: started.append(Kernel())):
         r.finish()
     k = started[0]
-    tests = [test_kernel_info, test_streams, test_results_and_count, test_error, test_complete,
+    tests = [test_kernel_info, test_oversized_frame_refused, test_streams, test_results_and_count, test_error, test_complete,
              test_inspect, test_is_complete, test_history, test_inline_plots,
              test_interrupt_loop_signal, test_interrupt_fit_control, test_bad_signature_dropped,
              test_restart, test_shutdown]

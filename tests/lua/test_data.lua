@@ -134,11 +134,88 @@ function T.csv_argument_errors()
   raises(function() small{ header = false } end, "with header=false give the column names")
 end
 
+-- issue 19 item 5: click=yes with positive="1" was silently 0
+function T.csv_unknown_label_value_is_an_error()
+  local p = write("u.csv", "a,click\nr,1\nb,0\nr,yes\n")
+  local function load(lab)
+    return tl.data.csv{ path = p, categorical = { "a" }, cache = false, labels = { click = lab } }
+  end
+  raises(function() load{ column = "click", positive = "1" } end,
+         "u.csv:4: column 2 ('click'): unknown label value \"yes\" for task 'click'")
+  local d = load{ column = "click", positive = "1", unknown = "negative" }
+  eq(d.all:labels().click, { 1, 0, 0 })
+  raises(function() load{ column = "click", positive = "1", unknown = "zero" } end, "field 'unknown' must be one of")
+  raises(function() load{ column = "click", positive = "1", negative = "0", unknown = "negative" } end, "not both")
+  raises(function() load{ column = "click", threshold = 1, unknown = "negative" } end, "unknown= needs positive=")
+end
+
+-- issue 19 item 6: scoring rows without labels
+function T.csv_like_without_labels_for_scoring()
+  local lines = { "a,x,y" }
+  for i = 1, 64 do lines[#lines + 1] = ("v%d,%d,%d"):format(i % 3, i % 7, i % 2) end
+  local d = tl.data.csv{ path = write("lab.csv", table.concat(lines, "\n") .. "\n"), categorical = { "a" },
+                         numeric = { "x" }, labels = { y = { column = "y", positive = "1" } }, cache = false }
+  eq(d.labeled, true)
+  local u = tl.data.csv{ path = write("score.csv", "x,a\n1,v1\n5,v9\n3,v2\n"), like = d }
+  eq(u.labeled, false)
+  eq(#u.all, 3)
+  check(tostring(u):find("no labels", 1, true), tostring(u))
+  raises(function() u.all:labels() end, "the dataset has no labels")
+  raises(function() u:leakage() end, "the dataset has no labels")
+  local m = tl.model{ data = d, backbone = tl.shared_bottom{ bottom = { 8 } }, tower = tl.mlp{ 4 }, emb = 4, batch = 16, seed = 1 }
+  local p = m:predict(u.all)
+  eq(#p.y, 3)
+  for _, v in ipairs(p.y) do check(v > 0 and v < 1, "a probability: " .. tostring(v)) end
+  -- the same rows with labels give the same predictions
+  local l = tl.data.csv{ path = write("score_l.csv", "x,a,y\n1,v1,0\n5,v9,1\n3,v2,0\n"), like = d }
+  eq(m:predict(l.all).y, p.y)
+  raises(function() m:evaluate(u.all) end, "has no labels")
+  raises(function() m:fit{ data = u.all, epochs = 1, verbose = false } end, "has no labels")
+  raises(function() tl.data.csv{ path = write("half.csv", "x,a\n1,v1\n"), categorical = { "a" }, numeric = { "x" },
+                                 labels = { y = { column = "y", positive = "1" } } } end,
+         "schema names label column 'y', which does not exist")
+end
+
+-- issue 25 item 16: a dataset with the same vocabulary sizes but other values
+function T.model_refuses_other_vocabulary()
+  local function rows(vals)
+    local l = { "a,x,y" }
+    for i = 1, 40 do l[#l + 1] = ("%s,%d,%d"):format(vals[i % #vals + 1], i % 5, i % 2) end
+    return table.concat(l, "\n") .. "\n"
+  end
+  local opts = function(p) return { path = p, categorical = { "a" }, numeric = { "x" }, cache = false,
+                                    labels = { y = { column = "y", positive = "1" } } } end
+  local d = tl.data.csv(opts(write("v1.csv", rows{ "red", "blue", "green" })))
+  local e = tl.data.csv(opts(write("v2.csv", rows{ "red", "blue", "pink" })))
+  eq(d:fields().categorical[1].vocab, e:fields().categorical[1].vocab)
+  local m = tl.model{ data = d, backbone = tl.shared_bottom{ bottom = { 8 } }, tower = tl.mlp{ 4 }, emb = 4,
+                      batch = 16, seed = 1 }
+  raises(function() m:evaluate(e.all) end,
+         "the split's ids mean other values than in the model's data: field 'a' has the same number of ids (5) " ..
+         "but other values: id 3 is \"pink\" here and \"green\" there")
+  raises(function() m:predict(e.all) end, "build the data with like= the model's dataset")
+  local l = tl.data.csv{ path = write("v3.csv", rows{ "pink", "red" }), like = d }
+  eq(#m:predict(l.all).y, 40)
+  check(m:evaluate(d.all) ~= nil)
+end
+
+function T.csv_label_column_listed_as_feature()
+  local p = write("lf.csv", "a,x,y\nr,1,1\nb,2,0\n")
+  raises(function() tl.data.csv{ path = p, categorical = { "a" }, numeric = { "x", "y" }, cache = false,
+                                 labels = { y = { column = "y", positive = "1" } } } end,
+         "tl.data.csv: tl_data_csv_load: column 'y' is listed as numeric, but it is the label column of task 'y'")
+  local d = tl.data.csv{ path = p, categorical = { "a" }, numeric = { "x", "y" }, cache = false,
+                         labels = { y = { column = "y", positive = "1", keep = true } } }
+  eq(#d:fields().numeric, 2)
+end
+
 function T.csv_threshold_regression_and_keep()
   local p = write("t.csv", "a,r\nu,4.5\nv,2\n")
-  local d = tl.data.csv{ path = p, categorical = { "a" }, numeric = { "r" }, cache = false,
-                         labels = { good = { column = "r", threshold = 4 }, rating = { column = "r", regression = true } } }
-  eq(#d:fields().numeric, 0, "label columns leave the features")
+  local labels = { good = { column = "r", threshold = 4 }, rating = { column = "r", regression = true } }
+  raises(function() tl.data.csv{ path = p, categorical = { "a" }, numeric = { "r" }, cache = false, labels = labels } end,
+         "column 'r' is listed as numeric, but it is the label column of task")
+  local d = tl.data.csv{ path = p, categorical = { "a" }, cache = false, labels = labels }
+  eq(#d:fields().numeric, 0, "label columns are not features")
   eq(d.all:labels(), { good = { 1, 0 }, rating = { 4.5, 2 } })
   eq(d.tasks[2], { name = "rating", type = "regression", mean = 3.25 })
   local k = tl.data.csv{ path = p, categorical = { "a" }, numeric = { "r" }, cache = false,
@@ -187,6 +264,81 @@ function T.movielens()
   eq(d.tasks[1].name, "like")
   eq(d.tasks[2].type, "regression")
   raises(function() tl.datasets.movielens(tmpdir) end, "no MovieLens data in")
+end
+
+function T.amazon_video_games()
+  local f = io.open("../shared/data/amazon_video_games_dml/Video_Games_val.txt", "rb")
+  if not f then skip("../shared/data/amazon_video_games_dml absent") end
+  f:close()
+  local d = tl.datasets.amazon_video_games()
+  eq({ #d.all, #d.train, #d.valid, #d.test }, { 92712, 74170, 9271, 9271 })
+  eq(d.tasks[1].name, "rated")
+  eq(d.tasks[2].name, "like")
+  eq(d.tasks[2].type, "binary")
+  local l = d.all:labels()
+  for i = 1, #l.like do
+    if l.like[i] == 1 and l.rated[i] ~= 1 then error("row " .. i .. ": like without rated") end
+  end
+  local e = tl.datasets.amazon_video_games{ path = "../shared/data/amazon_video_games_dml", seed = 1 }
+  eq(e.train:rows(), d.train:rows())
+  local g = tl.datasets.amazon_video_games{ seed = 2 }
+  check(table.concat(g.train:rows(), ",", 1, 50) ~= table.concat(d.train:rows(), ",", 1, 50), "seed 2 = seed 1")
+  raises(function() tl.datasets.amazon_video_games(tmpdir) end, "no Video_Games_val.txt in")
+  raises(function() tl.datasets.amazon_video_games{ seeds = 1 } end, "seeds")
+end
+
+function T.synthetic_pair()
+  local d = tl.datasets.synthetic_pair{ rho = -0.5, nested = true, rows = 5000, seed = 4 }
+  eq({ #d.train, #d.valid, #d.test }, { 4000, 500, 500 })
+  eq(d.tasks[1].name, "a")
+  eq(d.tasks[2].name, "b")
+  local l = d.all:labels()
+  for i = 1, #l.a do
+    if l.a[i] == 0 and l.b[i] == 1 then error("nested data has a (-,+) row at " .. i) end
+  end
+  local e = tl.datasets.synthetic_pair{ rho = -0.5, nested = true, rows = 5000, seed = 4 }
+  eq(e.all:labels(), l)
+  check(tostring(d):find("synthetic_pair(rho=-0.5, nested)", 1, true), tostring(d))
+  raises(function() tl.datasets.synthetic_pair{ rho = 1.5 } end, "tl.datasets.synthetic_pair: field 'rho'")
+  raises(function() tl.datasets.synthetic_pair{ corr = 0.5 } end, "corr")
+end
+
+-- issue 24 item 7: the program finds its data from any working directory
+function T.datasets_found_from_any_directory()
+  if not census_present() then skip("data/census_income_kdd absent") end
+  local pwd = io.popen("pwd"):read("l")
+  local bin = os.getenv("TL_TEST_BIN") or "./towerlab"
+  if bin:sub(1, 1) ~= "/" then bin = pwd .. "/" .. bin:gsub("^%./", "") end
+  local function run(env, code)
+    local p = io.popen(("cd /tmp && %s '%s' -e '%s' 2>&1"):format(env, bin, code))
+    local out = p:read("a")
+    p:close()
+    return out
+  end
+  local out = run("env -u TOWERLAB_DATA", "print(tl.datasets.census())")
+  check(out:find("dataset census-income.test: 99762 rows", 1, true), out)
+  -- TOWERLAB_DATA first: a folder holding another census_income_kdd/
+  os.execute("mkdir -p " .. tmpdir .. "/td/census_income_kdd && cp data/census_income_kdd/census-income.test.gz " ..
+             tmpdir .. "/td/census_income_kdd/")
+  out = run("TOWERLAB_DATA=" .. tmpdir .. "/td", "print(#tl.datasets.census().all)")
+  check(out:find("99762", 1, true), out)
+  local ls = io.popen("ls " .. tmpdir .. "/td/census_income_kdd"):read("a")
+  check(ls:find(".tlcache", 1, true), "read from TOWERLAB_DATA (its cache is written there): " .. ls)
+  -- a program with no data next to it says where it looked
+  os.execute("mkdir -p " .. tmpdir .. "/bin && cp '" .. bin .. "' " .. tmpdir .. "/bin/")
+  local p = io.popen(("cd %s && env -u TOWERLAB_DATA %s/bin/towerlab -e 'print(pcall(tl.datasets.census))' 2>&1")
+                     :format(tmpdir, tmpdir))
+  out = p:read("a")
+  p:close()
+  check(out:find("no census_income_kdd folder found (looked in " .. tmpdir .. "/bin/data/census_income_kdd", 1, true),
+        out)
+  check(out:find("TOWERLAB_DATA is not set", 1, true), out)
+  local f = io.open("../shared/data/movielens_100k/u.user", "rb")
+  if f then
+    f:close()
+    out = run("env -u TOWERLAB_DATA", "print(#tl.datasets.movielens{version=\"100k\"}.all)")
+    check(out:find("100000", 1, true), out)
+  end
 end
 
 function T.closed_dataset()

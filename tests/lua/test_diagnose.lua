@@ -144,6 +144,65 @@ for _, r in ipairs(L) do if r.feature == "click" then print("source", r.source) 
   check(out:find("source\ttrue", 1, true), out)
 end
 
+-- issue 19 item 1: csv datasets with 2 and 3 tasks whose labels are not keep=true
+-- (the default) failed with "attempt to index a nil value" (source_columns popped
+-- two values for one); a kept label among them still shows as its source.
+function T.leakage_on_csv_with_two_and_three_tasks()
+  local csv = TMP .. "/multi.csv"
+  local f = assert(io.open(csv, "w"))
+  f:write("a,x,click,buy,view\n")
+  math.randomseed(5)
+  local rnd = math.random
+  for i = 1, 300 do
+    f:write(string.format("v%d,%.3f,%d,%d,%d\n", i % 5, (i % 13) / 13, rnd(0, 1), rnd(0, 2) == 0 and 1 or 0,
+                          rnd(0, 6) < 3 and 1 or 0))
+  end
+  f:close()
+  local lab = function(c, keep) return {column = c, positive = "1", negative = "0", keep = keep} end
+  local d2 = tl.data.csv{path = csv, categorical = {"a"}, numeric = {"x"}, cache = false,
+                         labels = {click = lab("click"), buy = lab("buy")}}
+  local L2 = d2:leakage()
+  eq(#L2, 4, "2 tasks x 2 features")
+  local d3 = tl.data.csv{path = csv, categorical = {"a"}, numeric = {"x"}, cache = false,
+                         labels = {click = lab("click"), buy = lab("buy"), view = lab("view")}}
+  local L3 = d3:leakage()
+  eq(#L3, 6, "3 tasks x 2 features")
+  local seen = {}
+  for _, r in ipairs(L3) do
+    seen[r.task] = true
+    eq(r.source, false)
+  end
+  eq(seen, {click = true, buy = true, view = true})
+  check(tostring(L3):find("view", 1, true))
+  -- a kept label among unkept ones: its column is a feature and is marked as the source
+  local dk = tl.data.csv{path = csv, categorical = {"a", "view"}, numeric = {"x"}, cache = false,
+                         labels = {click = lab("click"), buy = lab("buy"), view = lab("view", true)}}
+  local sources = 0
+  for _, r in ipairs(dk:leakage()) do
+    if r.source then
+      sources = sources + 1
+      eq({r.task, r.feature}, {"view", "view"})
+    end
+  end
+  eq(sources, 1)
+end
+
+-- issue 20 / house rule: l_data.c reached the leakage warning through a weak
+-- symbol, so a build without l_diagnose.o linked and silently dropped it; it
+-- is now declared in l_diagnose.h, a strong reference that a missing link fails.
+function T.leakage_warn_is_a_strong_reference()
+  local obj = (os.getenv("TL_BUILD") or "build") .. "/obj/repl/l_data.o"
+  local f = io.open(obj, "rb")
+  if not f then skip(obj .. " absent") end
+  f:close()
+  local p = io.popen("nm '" .. obj .. "' 2>/dev/null")
+  local out = p:read("a")
+  p:close()
+  if out == "" then skip("nm not available") end
+  local kind = out:match("%s(%a)%s+tl_lua_leakage_warn\n")
+  eq(kind, "U", "tl_lua_leakage_warn in l_data.o: " .. tostring(kind) .. " (w = weak)")
+end
+
 function T.plot_gates_and_diagnostics_write_files()
   if not tl.plot.gnuplot() then skip("gnuplot not installed") end
   local m = small_mmoe()

@@ -158,6 +158,83 @@ function T.completion_through_index_chain()
   obj_for_completion = nil
 end
 
+-- Issue 25 item 19: tl.seed takes integers only.
+function T.tl_seed_rejects_non_integers()
+  local old = tl.seed
+  raises(function() tl.seed = 0 / 0 end, "tl.seed must be an integer, got nan")
+  raises(function() tl.seed = "x" end, "tl.seed must be an integer, got string")
+  raises(function() tl.seed = "5" end, "tl.seed must be an integer, got string")
+  raises(function() tl.seed = 1.5 end, "tl.seed must be an integer, got 1.5")
+  raises(function() tl.seed = nil end, "tl.seed must be an integer, got nil")
+  eq(tl.seed, old, "a refused value changes nothing")
+  tl.seed = 42.0
+  eq(math.type(tl.seed), "integer")
+  eq(tl.seed, 42)
+  tl.seed = old
+  tl.some_user_field = 3 -- other fields are plain
+  eq(rawget(tl, "some_user_field"), 3)
+  tl.some_user_field = nil
+end
+
+-- Issue 19 item 11: every method that Tab offers has help.
+function T.every_offered_method_has_help()
+  local d = tl.datasets.synthetic{n = 300, seed = 1}
+  help_m = tl.model{data = d, backbone = tl.shared_bottom{bottom = {4}}, emb = 2, batch = 32}
+  help_d, help_s = d, d.train
+  help_cp = tl.calibrate(help_m, d.valid, "platt")
+  help_t = tl.tensor.zeros(2)
+  local missing = {}
+  for _, v in ipairs({ "help_m", "help_d", "help_s", "help_cp", "help_t" }) do
+    for _, c in ipairs(complete(v .. ":")) do
+      local s = capture(tl.help, c)
+      if s:find("^no help for") then missing[#missing + 1] = c end
+    end
+  end
+  eq(missing, {}, "methods offered by Tab without help")
+  local s = capture(tl.help, "help_m:teachers")
+  check(s:find("m:teachers(split)", 1, true), s)
+  s = capture(tl.help, "help_cp:evaluate")
+  check(s:find("before=r, after=r", 1, true), s)
+  s = capture(tl.help, "m:params")
+  check(s:find("trainable parameters", 1, true), s)
+  s = capture(tl.help, help_m)
+  check(s:find("Methods:", 1, true) and s:find("m:close", 1, true), "help(m) lists the methods: " .. s)
+  help_m:close()
+  help_m, help_d, help_s, help_cp, help_t = nil, nil, nil, nil, nil
+end
+
+function T.help_tl_model_names_mutual_distill_and_space()
+  local s = capture(tl.help, "tl.model")
+  check(s:find("mutual=", 1, true), s)
+  check(s:find("distill=", 1, true), s)
+  check(s:find("tasks={", 1, true) and s:find("space=", 1, true), s)
+end
+
+-- help() does not page when stdout is not a terminal (tests, pipes, the kernel).
+function T.help_prints_without_pager_off_a_terminal()
+  local s = capture(tl.help)
+  check(s:find("^Topics"), s)
+end
+
+-- Issue 19 item 12: m.w<TAB> completes fields, not only methods.
+function T.completion_of_object_fields()
+  local d = tl.datasets.synthetic{n = 200, seed = 1}
+  cm = tl.model{data = d, backbone = tl.shared_bottom{bottom = {4}}, emb = 2, batch = 32}
+  cd = d
+  eq(complete("cm.w"), { "cm.weighting", "cm.weights" })
+  local all = complete("cm.")
+  local set = {}
+  for _, n in ipairs(all) do set[n] = true end
+  for _, f in ipairs({ "cm.weights", "cm.tasks", "cm.backbone", "cm.data", "cm.history", "cm.fit" }) do
+    check(set[f], f .. " offered after 'cm.': " .. table.concat(all, " "))
+  end
+  eq(complete("cm:w"), {}, "':' offers methods only")
+  eq(complete("cd.tr"), { "cd.train" })
+  eq(complete("tl.se"), { "tl.seed" })
+  cm:close()
+  cm, cd = nil, nil
+end
+
 function T.arg_table_in_script_mode()
   eq(type(arg), "table")
   check(arg[0]:find("harness.lua", 1, true), "arg[0] is the script")

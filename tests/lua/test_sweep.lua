@@ -160,7 +160,7 @@ function T.csv_rows_written_and_parsed_back()
                      end}
   eq(r.csv, dir .. "/sub/deeper/run.csv")
   local header, rows = read_csv(r.csv)
-  eq(header, {"name", "w", "seed", "status", "loss", "ok_flag", "tag", "wall", "message"})
+  eq(header, {"name", "w", "seed", "status", "loss", "ok_flag", "tag", "wall", "message", "run_hash"})
   eq(#rows, 12)
   local got = {}
   for _, row in ipairs(rows) do
@@ -348,7 +348,7 @@ function T.worker_errors_give_error_rows_and_the_sweep_goes_on()
                        return {v = 1}
                      end}
   eq(r.rows[1].status, "error")
-  check(r.rows[1].message:find("exited with status 3", 1, true), r.rows[1].message)
+  check(r.rows[1].message:find("run called os.exit(3)", 1, true), r.rows[1].message)
   if my_pid() then
     check(r.rows[2].message:find("killed by signal 9", 1, true), r.rows[2].message)
   end
@@ -367,19 +367,22 @@ function T.result_key_rules()
   eq(ok.rows[1].status, "ok", "a result may repeat its configuration")
   -- new keys in later rows: the CSV grows a column (wide union)
   local dir = fresh_dir()
-  local w = tl.sweep{grid = {x = {1, 2, 3}}, out = dir .. "/wide", verbose = false,
-                     run = function(cfg)
-                       if cfg.x == 1 then error("first fails") end
-                       if cfg.x == 2 then return {a = 1} end
-                       return {a = 2, b = "text, with \"quotes\""}
-                     end}
+  local ran = 0
+  local function wide_run(cfg)
+    ran = ran + 1
+    if cfg.x == 1 then error("first fails") end
+    if cfg.x == 2 then return {a = 1} end
+    return {a = 2, b = "text, with \"quotes\""}
+  end
+  local w = tl.sweep{grid = {x = {1, 2, 3}}, out = dir .. "/wide", verbose = false, run = wide_run}
   eq(#w.rows, 3)
   local text = read(dir .. "/wide.csv")
-  check(text:find("^x,seed,status,a,b,wall,message\n"), text)
+  check(text:find("^x,seed,status,a,b,wall,message,run_hash\n"), text)
   check(text:find('"text, with ""quotes"""', 1, true), "quoted cell: " .. text)
   -- and reads back on resume
-  local w2 = tl.sweep{grid = {x = {2, 3}}, out = dir .. "/wide", verbose = false,
-                      run = function() error("must not run") end}
+  ran = 0
+  local w2 = tl.sweep{grid = {x = {2, 3}}, out = dir .. "/wide", verbose = false, run = wide_run}
+  eq(ran, 0, "resumed, not run")
   eq(w2.rows[2].b, 'text, with "quotes"')
 end
 
@@ -481,6 +484,173 @@ function T.smoke_sweep_weights_script()
 end
 
 -- runs last (sorted names): leave no files behind
+-- Issue 19 item 4: rows are keyed by a hash of run's source text as well.
+function T.changed_run_function_runs_again()
+  local dir = fresh_dir()
+  local calls = dir .. "/calls"
+  local out = dir .. "/h"
+  local function epochs2(cfg, seed) return {v = cfg.x * 2 + seed} end
+  local function epochs5(cfg, seed) return {v = cfg.x * 5 + seed} end
+  tl.sweep{grid = {x = {1, 2}}, out = out, verbose = false, run = counting_run(calls, epochs2)}
+  eq(count_lines(calls), 2)
+  local header = read_csv(out .. ".csv")
+  eq(header[#header], "run_hash")
+  -- the same run function: resumed, nothing runs
+  write(calls, "")
+  tl.sweep{grid = {x = {1, 2}}, out = out, verbose = false, run = counting_run(calls, epochs2)}
+  eq(count_lines(calls), 0, "same source: resumed")
+  -- another function text (the wrapper is the same closure, so wrap differently)
+  write(calls, "")
+  local printed = {}
+  local print0 = print
+  print = function(...) printed[#printed + 1] = table.concat({...}, " ") end
+  local ok, r = pcall(tl.sweep, {grid = {x = {1, 2}}, out = out, verbose = true,
+    run = function(cfg, seed)
+      local f = assert(io.open(calls, "a")); f:write("new\n"); f:close()
+      return epochs5(cfg, seed)
+    end})
+  print = print0
+  check(ok, tostring(r))
+  eq(count_lines(calls), 2, "a changed run function runs again")
+  eq(r.rows[1].v, 1 * 5 + 1)
+  eq(r.rows[2].v, 2 * 5 + 1)
+  local said = table.concat(printed, "\n")
+  check(said:find("2 rows in " .. out .. ".csv came from a different run function", 1, true), said)
+  local _, rows = read_csv(out .. ".csv")
+  eq(#rows, 4, "the old rows stay in the file")
+  local hashes = {}
+  for _, row in ipairs(rows) do hashes[row.run_hash] = true; check(row.run_hash:match("^%x+$"), row.run_hash) end
+  local n = 0
+  for _ in pairs(hashes) do n = n + 1 end
+  eq(n, 2, "two run hashes in the file")
+end
+
+-- Files written before the run_hash column (a long sweep running today)
+-- keep resuming: their rows count as this run function's.
+function T.csv_without_run_hash_still_resumes()
+  local dir = fresh_dir()
+  local out = dir .. "/old"
+  write(out .. ".csv", "x,seed,status,v,wall,message\n1,1,ok,11,0.5,\n2,1,ok,21,0.5,\n")
+  local r = tl.sweep{grid = {x = {1, 2, 3}}, out = out, verbose = false,
+                     run = function(cfg, seed) return {v = cfg.x * 10 + seed + 1000} end}
+  eq(r.rows[1].v, 11, "old row reused")
+  eq(r.rows[2].v, 21, "old row reused")
+  eq(r.rows[3].v, 1031, "the missing one ran")
+  local header, rows = read_csv(out .. ".csv")
+  eq(header, {"x", "seed", "status", "v", "wall", "message", "run_hash"})
+  eq(rows[1].run_hash, "", "old rows keep an empty hash")
+  check(rows[3].run_hash ~= "", "new rows get the hash")
+  -- and again: old rows still accepted, the new row matches
+  local r2 = tl.sweep{grid = {x = {1, 2, 3}}, out = out, verbose = false,
+                      run = function() error("must not run") end}
+  eq(r2.rows[1].status, "ok")
+  eq(r2.rows[3].status, "error", "a different run function: the new-format row runs again")
+end
+
+-- Issue 25 item 19: os.exit in a jobs=1 run fails the row; the program goes on.
+function T.os_exit_in_process_fails_the_row()
+  local r = tl.sweep{grid = {x = {1, 2}}, verbose = false,
+                     run = function(cfg)
+                       if cfg.x == 1 then os.exit(0) end
+                       return {v = cfg.x}
+                     end}
+  eq(r.rows[1].status, "error")
+  check(r.rows[1].message:find("run called os.exit(0)", 1, true), r.rows[1].message)
+  eq(r.rows[2].v, 2)
+  check(os.exit ~= nil and select(2, pcall(debug.getinfo, os.exit, "S")).what == "C", "os.exit restored")
+end
+
+-- Issue 25 item 12: workers die with a killed (kill -9) parent.
+function T.workers_die_with_a_killed_parent()
+  if not my_pid() then skip("no /proc") end
+  local bin = os.getenv("TL_TEST_BIN") or arg[-1]
+  if not bin or not io.open(bin) then skip("no towerlab binary to start") end
+  local dir = fresh_dir()
+  write(dir .. "/s.lua", string.format([[
+    local function pid() local f = io.open("/proc/self/stat"); local p = f:read("n"); f:close(); return math.tointeger(p) end
+    tl.sweep{grid = {x = {1, 2}}, jobs = 2, verbose = false, run = function(cfg)
+      local f = io.open(%q .. "/w" .. cfg.x, "w"); f:write(pid()); f:close()
+      os.execute("sleep 60")
+      return {v = 1}
+    end}]], dir))
+  os.execute(string.format("%s %s/s.lua >/dev/null 2>&1 & echo $! > %s/parent", bin, dir, dir))
+  local parent = tonumber(read(dir .. "/parent"))
+  local workers = {}
+  for _ = 1, 200 do
+    local a, b = read(dir .. "/w1"), read(dir .. "/w2")
+    if a and b and a ~= "" and b ~= "" then workers = {tonumber(a), tonumber(b)}; break end
+    sleep(0.05)
+  end
+  eq(#workers, 2, "both workers started")
+  os.execute("kill -9 " .. parent)
+  local function alive(p)
+    local f = io.open("/proc/" .. p .. "/stat")
+    if not f then return false end
+    local st = f:read("a"); f:close()
+    return not st:match("^%d+ %b() Z") -- a zombie is gone
+  end
+  local gone = false
+  for _ = 1, 100 do
+    if not alive(workers[1]) and not alive(workers[2]) then gone = true; break end
+    sleep(0.05)
+  end
+  if not gone then os.execute("kill -9 " .. workers[1] .. " " .. workers[2] .. " 2>/dev/null") end
+  check(gone, "workers still running 5 s after their parent was killed")
+end
+
+-- Issue 19 item 14: paired differences to a baseline, 95 % t-intervals, and
+-- one number format per column.
+function T.compare_paired_delta_against_a_baseline()
+  local rows = {}
+  local base = {0.70, 0.72, 0.71, 0.69}
+  local better = {0.73, 0.74, 0.745, 0.72}
+  for i = 1, 4 do
+    rows[#rows + 1] = {arm = "base", seed = i, auc = base[i], loss = 2.3e-07 * i}
+    rows[#rows + 1] = {arm = "new", seed = i, auc = better[i], loss = 0.00013 * i}
+  end
+  local s = tl.compare(rows, {by = "arm", baseline = "base", print = false})
+  local d = {}
+  for i = 1, 4 do d[i] = better[i] - base[i] end
+  local m = (d[1] + d[2] + d[3] + d[4]) / 4
+  local ss = 0
+  for i = 1, 4 do ss = ss + (d[i] - m) ^ 2 end
+  local half = 3.182 * math.sqrt(ss / 3) / 2
+  near(s[2].auc_delta, m, 1e-12)
+  near(s[2].auc_delta_ci, half, 1e-12)
+  eq(s[2].auc_pairs, 4)
+  check(s[1].baseline, "the baseline entry is marked")
+  local text = tostring(s)
+  check(text:find("Δ auc", 1, true), text)
+  check(text:find(string.format("%+.4f ± %.4f ▲", m, half), 1, true), text)
+  check(text:find("baseline", 1, true), text)
+  check(not text:find("e%-0%d"), "no exponent notation: " .. text)
+  -- the loss column: every cell with the same decimals
+  local cells = {}
+  for l in text:gmatch("[^\n]+") do
+    local c = select(4, l:match("^| ([^|]*)|([^|]*)|([^|]*)|([^|]*)|"))
+    if c and c:match("%d") then cells[#cells + 1] = c:match("^%s*(.-)%s*$") end
+  end
+  eq(#cells, 2, "two loss cells: " .. text)
+  local decs = {}
+  for _, c in ipairs(cells) do
+    for num in c:gmatch("[%d%.]+") do decs[#decs + 1] = #(num:match("%.(%d+)$") or "") end
+  end
+  for i = 2, #decs do eq(decs[i], decs[1], "same decimals in a column: " .. table.concat(cells, " / ")) end
+  -- errors name what is wrong
+  raises(function() tl.compare(rows, {by = "arm", baseline = "nope", print = false}) end,
+    'no group matches baseline arm="nope"')
+  raises(function() tl.compare(rows, {by = "arm", baseline = {lr = 1}, print = false}) end,
+    "baseline names field 'lr'")
+  -- and in tl.sweep: a bad baseline is refused before any run
+  raises(function()
+    tl.sweep{grid = {x = {1, 2}}, baseline = 3, verbose = false, run = function() error("ran") end}
+  end, "no group matches baseline x=3")
+  local r = tl.sweep{grid = {x = {1, 2}}, repeats = 3, baseline = 1, verbose = false,
+                     run = function(cfg, seed) return {v = cfg.x + seed / 10} end}
+  near(r.summary[2].v_delta, 1, 1e-12)
+  check(tostring(r):find("Δ v", 1, true), tostring(r))
+end
+
 function T.zz_cleanup()
   os.execute("rm -rf '" .. base .. "'")
 end

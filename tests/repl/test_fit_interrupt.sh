@@ -33,13 +33,13 @@ wait_for 'epoch ' 60
 sleep 0.5
 key C-c
 if wait_for 'interrupted' 10 && wait_for '^> $' 10; then pass ctrl_c_stops_fit; else fail ctrl_c_stops_fit "no return to the prompt after Ctrl-C"; fi
-# One message from fit saying where it stopped, not Lua's bare "interrupted!"
-# with a traceback.
-stop_re='^stdin:1: m:fit: training interrupted at epoch ([0-9]+), step ([0-9]+); the model keeps its current parameters and can continue$'
-if [ "$(count_of "$stop_re")" -eq 1 ] && [ "$(count_of 'interrupted!|stack traceback|^[[:space:]]+\[C\]')" -eq 0 ]; then
+# One calm line saying where fit stopped and how to go on: not Lua's bare
+# "interrupted!" with a traceback, nor an error line starting "stdin:1:".
+stop_re='^interrupted at epoch ([0-9]+), step ([0-9]+) .{1,3} continue with m:fit\{\.\.\.\}$'
+if [ "$(count_of "$stop_re")" -eq 1 ] && [ "$(count_of 'interrupted!|stack traceback|^[[:space:]]+\[C\]|^stdin:')" -eq 0 ]; then
   pass ctrl_c_fit_message
 else
-  fail ctrl_c_fit_message "no single 'training interrupted at epoch E, step S' line, or a traceback"
+  fail ctrl_c_fit_message "no single 'interrupted at epoch E, step S - continue with m:fit{...}' line, or a traceback / stdin: prefix"
 fi
 stop_step=$(pane | sed -nE "s/$stop_re/\2/p" | tail -1)
 

@@ -8,6 +8,8 @@ if ! command -v tmux >/dev/null; then skip all "tmux not installed"; finish; fi
 
 has_data=$("$BIN" -e 'io.write(tl.data and "yes" or "no")' 2>/dev/null)
 
+# help() pages through $PAGER at a terminal
+if command -v less >/dev/null 2>&1; then export PAGER='less -R' TL_TEST_PAGER=1; else unset PAGER; fi
 start_repl || { fail start "tmux could not start $BIN"; finish; }
 expect banner '^towerlab [0-9]+\.[0-9]+\.[0-9]+ \(Lua 5\.4'
 wait_prompts 1
@@ -84,10 +86,25 @@ expect ctrl_c_interrupts_loop 'interrupted!' 5
 line 'print(kept, loops > 0)'
 expect state_kept_after_interrupt '^5[[:space:]]+true$'
 
-# An error prints the message and a traceback; the session continues.
-line 'error("boom" .. 42)'
-if wait_for 'stdin:1: boom42' && wait_for '^stack traceback:'; then pass error_with_traceback
+# An error inside a function typed at the prompt prints the message and a
+# traceback (it shows where); the session continues.
+line 'function boom(n) error("boom" .. n) end boom(42)'
+if wait_for 'stdin:1: boom42' && wait_for '^stack traceback:' && wait_for "in function 'boom'"; then
+  pass error_with_traceback
 else fail error_with_traceback "no message or traceback"; fi
+# A bad argument straight from the prompt: the message alone (issue 19 item 13);
+# no "stack traceback:", "[C]: in function" or "in main chunk" lines.
+n_tb=$(count_of '^stack traceback:'); n_mc=$(count_of 'in main chunk')
+line 'tl.mmoe{experts="many"}'
+wait_for "tl\.mmoe: field 'experts'" 5
+line 'nosuch.field = 1'
+wait_for "attempt to index a nil value \(global 'nosuch'\)" 5
+line '1+110'
+wait_for '^111$' 5
+if [ "$(count_of '^stack traceback:')" -eq "$n_tb" ] && [ "$(count_of "tl\.mmoe: field 'experts'")" -ge 1 ] &&
+   [ "$(count_of 'in main chunk')" -eq "$n_mc" ]; then
+  pass simple_error_without_traceback
+else fail simple_error_without_traceback "a traceback after a bad argument at the prompt"; fi
 line 'local ok = 1 +'
 wait_for '^>> ' 3
 line ')'
@@ -99,6 +116,16 @@ line '?tl.threads'
 expect help_question_mark 'tl\.threads\(\[n\]\) -> count'
 line 'help()'
 expect help_lists_topics '^Topics'
+# The topic list is taller than the 50-row pane: it is shown in the pager
+# (PAGER, set to less -R below; issue 19 item 11). q returns to the prompt.
+if [ -n "${TL_TEST_PAGER:-}" ]; then
+  if wait_for '^:$|\(END\)' 5; then pass help_uses_pager; else fail help_uses_pager "no pager prompt after help()"; fi
+  key q
+  line '1+221'
+  expect after_pager_prompt_back '^222$'
+else
+  skip help_uses_pager "less is not installed"
+fi
 
 if grep -qxF 'sq(12)' "$TOWERLAB_HISTORY" 2>/dev/null && grep -qxF '1+887' "$TOWERLAB_HISTORY"; then
   pass history_written_each_line
@@ -115,7 +142,7 @@ tm kill-session -t t >/dev/null 2>&1
 start_repl
 wait_prompts 1
 key Up
-expect history_recalled '^> help\(\)$' 3
+expect history_recalled '^> 1\+221$' 3
 line ''
 line 'os.exit(0)'
 i=0; while ! pane_dead && [ $i -lt 150 ]; do sleep 0.02; i=$((i+1)); done

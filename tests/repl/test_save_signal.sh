@@ -275,12 +275,13 @@ i=0
 while [ ! -f "$ck" ] && [ "$i" -lt 1000 ]; do sleep 0.01; i=$((i + 1)); done
 msleep $((100 + RANDOM % 100))
 key C-c
-prompt_re="^stdin:1: $stop_re"
+# at the prompt the calm form: "interrupted at epoch E, step S — continue with m:fit{...}"
+prompt_re='^interrupted at epoch ([0-9]+), step ([0-9]+) .{1,3} continue with m:fit\{\.\.\.\}$'
 if wait_for "$prompt_re" 10 && wait_for '^> $' 10 && [ "$(count_of "$prompt_re")" -eq 1 ] \
    && [ "$(count_of 'interrupted!|stack traceback')" -eq 0 ]; then
   pass fit_checkpoint_ctrl_c_at_prompt
 else
-  fail fit_checkpoint_ctrl_c_at_prompt "no single 'training interrupted' line, or a traceback"
+  fail fit_checkpoint_ctrl_c_at_prompt "no single 'interrupted at epoch E, step S' line, or a traceback"
 fi
 s=$(pane | sed -nE "s/$prompt_re/\\2/p" | tail -1)
 line "c = tl.load('$ck'); print('state', (mark(m)), (mark(c)))"
