@@ -23,6 +23,7 @@
 static const char *const POS[] = {"1", "50000+.", "yes"};
 static const char *const NEG[] = {"0", "- 50000.", "no"};
 static const char *const MISSING[] = {"", "?", "NA"};
+static const char *const NEVER[] = {"Never married"};
 
 static const char *const CENSUS_COLS[] = {"age", "class_worker", "ind", "occ", "education", "wage", "hs",
                                           "marital", "major_ind", "major_occ", "race", "sex", "income"};
@@ -32,22 +33,30 @@ static void schema_for(int which, tl_data_schema *s)
     static const tl_data_cat_col cat0[] = {{"101", 0, 0}, {"121", 2, 0}, {"205", 0, 8}, {"301", 0, 0}};
     static const tl_data_num_col num0[] = {
         {"D508", TL_NUM_STANDARD, 0}, {"D509", TL_NUM_LOG1P, 0}, {"109_14", TL_NUM_QUANTILE, 4}, {"D853", TL_NUM_NONE, 0}};
-    static const tl_data_label lab0[] = {{"click", "click", TL_LABEL_POSITIVE, POS, 1, NULL, 0, 0, 0},
-                                         {"purchase", "purchase", TL_LABEL_THRESHOLD, NULL, 0, NULL, 0, 0.5, 0}};
+    /* Labels with designated initializers: tl_data_label grows fields. */
+    static const tl_data_label lab0[] = {
+        {.task = "click", .column = "click", .kind = TL_LABEL_POSITIVE, .positive = POS, .n_positive = 1},
+        {.task = "purchase", .column = "purchase", .kind = TL_LABEL_THRESHOLD, .threshold = 0.5}};
+    /* marital is a feature and the column of "married" (keep) */
     static const tl_data_cat_col cat1[] = {{"class_worker", 0, 0}, {"education", 3, 0}, {"marital", 0, 0},
                                            {"sex", 0, 4}};
     static const tl_data_num_col num1[] = {{"age", TL_NUM_STANDARD, 0}, {"wage", TL_NUM_QUANTILE, 3}};
-    static const tl_data_label lab1[] = {{"income", "income", TL_LABEL_POSITIVE, POS + 1, 1, NEG + 1, 1, 0, 0},
-                                         {"married", "marital", TL_LABEL_POSITIVE, POS, 3, NULL, 0, 0, 1}};
+    static const tl_data_label lab1[] = {
+        {.task = "income", .column = "income", .kind = TL_LABEL_POSITIVE, .positive = POS + 1, .n_positive = 1,
+         .negative = NEG + 1, .n_negative = 1},
+        {.task = "married", .column = "marital", .kind = TL_LABEL_POSITIVE, .positive = NEVER, .n_positive = 1,
+         .unknown_negative = 1, .keep = 1}};
     static const tl_data_cat_col cat2[] = {{"user", 0, 0}, {"item", 0, 16}};
     static const tl_data_num_col num2[] = {{"x", TL_NUM_LOG1P, 0}, {"z", TL_NUM_STANDARD, 0}};
-    static const tl_data_label lab2[] = {{"ctr", "y1", TL_LABEL_POSITIVE, POS, 3, NEG, 3, 0, 0},
-                                         {"value", "y2", TL_LABEL_REGRESSION, NULL, 0, NULL, 0, 0, 0}};
+    static const tl_data_label lab2[] = {
+        {.task = "ctr", .column = "y1", .kind = TL_LABEL_POSITIVE, .positive = POS, .n_positive = 3,
+         .negative = NEG, .n_negative = 3},
+        {.task = "value", .column = "y2", .kind = TL_LABEL_REGRESSION}};
     static const char *const cols3[] = {"u", "i", "r", "t"};
     static const tl_data_cat_col cat3[] = {{"u", 0, 0}, {"i", 0, 0}};
     static const tl_data_num_col num3[] = {{"t", TL_NUM_QUANTILE, 5}};
-    static const tl_data_label lab3[] = {{"like", "r", TL_LABEL_THRESHOLD, NULL, 0, NULL, 0, 4, 0},
-                                         {"rating", "r", TL_LABEL_REGRESSION, NULL, 0, NULL, 0, 0, 0}};
+    static const tl_data_label lab3[] = {{.task = "like", .column = "r", .kind = TL_LABEL_THRESHOLD, .threshold = 4},
+                                         {.task = "rating", .column = "r", .kind = TL_LABEL_REGRESSION}};
     switch (which) {
     case 0:
         s->cat = cat0, s->n_cat = 4, s->num = num0, s->n_num = 4, s->labels = lab0, s->n_labels = 2;
