@@ -208,7 +208,6 @@ int tl_node_rows(const tl_graph *g, tl_node a);   /* current rows */
 int tl_node_cols(const tl_graph *g, tl_node a);
 int tl_node_batched(const tl_graph *g, tl_node a);
 const char *tl_node_get_name(const tl_graph *g, tl_node a);
-const char *tl_node_op_name(const tl_graph *g, tl_node a);
 /* Find a node by name; TL_NONE when absent. */
 tl_node tl_graph_find(const tl_graph *g, const char *name);
 
