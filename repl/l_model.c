@@ -853,8 +853,13 @@ static int fit_progress(void *ud, const tl_progress *p)
             }
             lua_setfield(L, -2, "valid");
         }
+        unsigned long interrupts = tl_lua_interrupt_count();
         if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-            if (tl_cancelled()) { /* Ctrl-C inside the callback: the engine reports it */
+            /* Ctrl-C inside the callback: the engine reports it. A delivered
+             * interrupt has cleared the flag (an engine call inside the
+             * callback saw it), so raise it again for the fit loop. */
+            if (tl_cancelled() || tl_lua_interrupt_count() != interrupts) {
+                tl_cancel_request();
                 lua_pop(L, 1);
                 return 0;
             }
