@@ -476,25 +476,34 @@ static double quad_ref(const float *s, const float *ya, const float *yb, int row
         if (flip) b = !b;
         grp[i] = (ya[i] > 0.5f ? 0 : 2) + (b ? 0 : 1);
     }
+    /* terms over adjacent non-empty groups */
+    int present[4] = {0, 0, 0, 0}, order[4], ng = 0;
+    for (int i = 0; i < rows; i++) present[grp[i]] = 1;
+    for (int q = 0; q < 4; q++)
+        if (present[q]) order[ng++] = q;
     double total = 0.0;
-    for (int p = 0; p < 3; p++) {
+    for (int p = 0; p + 1 < ng; p++) {
         double sum = 0.0;
         int cnt = 0;
         for (int i = 0; i < rows; i++)
             for (int j = 0; j < rows; j++)
-                if (grp[i] == p && grp[j] == p + 1) {
+                if (grp[i] == order[p] && grp[j] == order[p + 1]) {
                     sum += log1p(exp(-((double)s[i] - (double)s[j])));
                     cnt++;
                 }
-        if (cnt) total += sum / cnt;
+        total += sum / cnt;
     }
     return total;
 }
 
-/* 16 rows: groups ++ x5, +- x4, -+ x3, -- x4 (20, 12, 12 pairs per term). */
+/* 16 rows: groups ++ x5, +- x4, -+ x3, -- x4 (20, 12, 12 pairs per term).
+ * Not static const: GCC 12.2 at -O2 -march=native folded quad_labels' memcpy
+ * of q_yb into vector constants and stored {0,1,0,1,0,1,0,1} for its second
+ * half (last element 1, not 0), so three tests ran on wrong labels; arrays the
+ * compiler cannot fold are copied from memory. */
 #define QROWS 16
-static const float q_ya[QROWS] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0};
-static const float q_yb[QROWS] = {1, 0, 1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 0};
+float q_ya[QROWS] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+float q_yb[QROWS] = {1, 0, 1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 0};
 
 static void check_quad_grad(quad *q, int training, const char *what)
 {
@@ -619,8 +628,10 @@ static void test_quad_eval_keeps_rng(void **state)
     tl_graph_free(q.g);
 }
 
-/* A batch without (+,-) rows: terms 1 and 2 are skipped; the loss is term 3
- * alone. A batch of one group: loss 0, no gradient. */
+/* A batch without (+,-) rows: the empty group is chained over, the terms
+ * are (++ over -+) and (-+ over --), so the ++ rows are ranked too. A batch
+ * of one group: loss 0, no gradient. (Before chaining, both terms next to
+ * the empty group were dropped and the ++ rows got no gradient.) */
 static void test_quad_empty_groups(void **state)
 {
     (void)state;
@@ -631,13 +642,14 @@ static void test_quad_empty_groups(void **state)
     quad_labels(&q, R, ya, yb);
     float v = quad_run(&q, 0);
     const float *s = tlt_param(q.g, q.s);
-    double want = 0.0; /* (-+) rows 2, 3 over (--) rows 4, 5, 6 */
+    double t1 = 0.0, t2 = 0.0; /* ++ rows 0, 1 over -+ rows 2, 3; -+ over -- rows 4, 5, 6 */
+    for (int i = 0; i < 2; i++)
+        for (int j = 2; j < 4; j++) t1 += log1p(exp(-((double)s[i] - (double)s[j])));
     for (int i = 2; i < 4; i++)
-        for (int j = 4; j < 7; j++) want += log1p(exp(-((double)s[i] - (double)s[j])));
-    want /= 6.0;
+        for (int j = 4; j < 7; j++) t2 += log1p(exp(-((double)s[i] - (double)s[j])));
+    double want = t1 / 4.0 + t2 / 6.0;
     assert_true(tlt_close("quadruplet without (+,-)", &v, &want, 1, 1e-5, 1e-7));
-    /* the ++ rows are in no term: no gradient */
-    assert_true(tlt_param_grad(q.g, q.s)[0] == 0.0f && tlt_param_grad(q.g, q.s)[1] == 0.0f);
+    assert_true(tlt_param_grad(q.g, q.s)[0] < 0.0f && tlt_param_grad(q.g, q.s)[1] < 0.0f);
     assert_true(tlt_param_grad(q.g, q.s)[2] != 0.0f);
     tl_graph_free(q.g);
 
@@ -648,6 +660,51 @@ static void test_quad_empty_groups(void **state)
     assert_true(v == 0.0f);
     for (int i = 0; i < R; i++) assert_true(tlt_param_grad(q.g, q.s)[i] == 0.0f);
     tl_graph_free(q.g);
+}
+
+/* Nested tasks (b => a, as like => rated): for a's teacher the group (-,+)
+ * is always empty, and the terms are (++ over +-) and (+- over --), so a's
+ * positives without b (rated, not liked) rank above a's negatives; for b's
+ * teacher (+,-) is empty and the terms are (++ over -+), (-+ over --). Both
+ * against the definition and gradient-checked. (Before the fix a's teacher
+ * kept only (++, +-): its (-,-) rows got no gradient; b's teacher kept only
+ * (-+, --): its (+,+) rows got none.) */
+static void test_quad_nested(void **state)
+{
+    (void)state;
+    enum { R = 12 };
+    /* a = rated, b = liked: b => a */
+    const float ya[R] = {1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0}, yb[R] = {1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int side = 0; side < 2; side++) {
+        const float *own = side ? yb : ya, *partner = side ? ya : yb;
+        quad q;
+        quad_new(&q, R, 0, 1000, 8);
+        quad_labels(&q, R, own, partner);
+        float v = quad_run(&q, 0);
+        const float *s = tlt_param(q.g, q.s);
+        double want = quad_ref(s, own, partner, R, 0);
+        /* the two chained terms by hand: groups as row ranges */
+        int g0[2] = {0, 3}, g1[2] = {3, 7}, g2[2] = {7, 12}; /* ++ | a+ b- (or a- b+) | -- */
+        double t1 = 0.0, t2 = 0.0;
+        for (int i = g0[0]; i < g0[1]; i++)
+            for (int j = g1[0]; j < g1[1]; j++) t1 += log1p(exp(-((double)s[i] - (double)s[j])));
+        for (int i = g1[0]; i < g1[1]; i++)
+            for (int j = g2[0]; j < g2[1]; j++) t2 += log1p(exp(-((double)s[i] - (double)s[j])));
+        double hand = t1 / 12.0 + t2 / 20.0;
+        assert_true(fabs(hand - want) < 1e-9);
+        assert_true(tlt_close(side ? "nested, b's teacher" : "nested, a's teacher", &v, &want, 1, 1e-5, 1e-7));
+        /* every row is in a term: (--) rows are pushed down, (++) rows up */
+        const float *gs = tlt_param_grad(q.g, q.s);
+        for (int i = 0; i < R; i++) {
+            if (i < 3) assert_true(gs[i] < 0.0f);
+            if (i >= 7) assert_true(gs[i] > 0.0f);
+        }
+        tlt_gradcheck_opts o = tlt_gradcheck_defaults();
+        tlt_gradcheck_result r;
+        assert_int_equal(tlt_gradcheck(q.g, q.loss, &o, &r), 0);
+        assert_true(r.checked >= R);
+        tl_graph_free(q.g);
+    }
 }
 
 /* flip_b reverses the partner's order: flipped labels yb give the loss and
@@ -1054,6 +1111,52 @@ static void test_warmup(void **state)
     assert_true(tl_graph_get_scalar(g, keep) == 1.0f - 0.4f);
     assert_true(tl_graph_value(g, m->objective[0])[0] != tl_graph_value(g, m->loss[0])[0]);
     tl_model_free(m);
+    free_data(&d);
+}
+
+/* Naive KD honours the pair's order: each student distils the other task's
+ * prediction p, or 1 - p when the pair is negative (flip 1). The students'
+ * objectives are checked against (1 - kd) BCE(y, y^) + kd BCE(t, y^) computed
+ * here from the predictions. (Before the fix a negative pair distilled p.) */
+static void test_naive_kd_sign(void **state)
+{
+    (void)state;
+    enum { N = 24 };
+    tdata d;
+    make_data(&d, N, 0, 2, -1, 21);
+    for (int flip = 0; flip < 2; flip++) {
+        tl_model_config c;
+        make_cfg(&c, TL_BACKBONE_SHARED_BOTTOM, 2);
+        c.distill.enabled = 1;
+        c.distill.naive = 1;
+        c.distill.n_pairs = 1;
+        c.distill.pairs[0][0] = 0;
+        c.distill.pairs[0][1] = 1;
+        c.distill.flip[0] = flip;
+        c.distill.kd = 0.6f;
+        tl_model *m = new_model(&c);
+        tl_graph *g = tl_model_graph(m);
+        jitter(m, 31);
+        fill(m, &d.train, 2, 0, N);
+        tl_graph_set_scalar(g, m->kd_alpha, 0.6f);
+        tl_graph_set_scalar(g, m->kd_keep, 0.4f);
+        assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+        const float *p[2] = {tl_graph_value(g, m->pred[0]), tl_graph_value(g, m->pred[1])};
+        for (int k = 0; k < 2; k++) {
+            double kd = 0.0;
+            for (int i = 0; i < N; i++) {
+                double q = p[k][i], t = flip ? 1.0 - (double)p[1 - k][i] : (double)p[1 - k][i];
+                kd -= t * log(q) + (1.0 - t) * log(1.0 - q);
+            }
+            kd /= N;
+            double want = 0.4 * (double)tl_graph_value(g, m->loss[k])[0] + 0.6 * kd;
+            float got = tl_graph_value(g, m->objective[k])[0];
+            char what[64];
+            snprintf(what, sizeof what, "naive KD objective, task %d, flip %d", k, flip);
+            assert_true(tlt_close(what, &got, &want, 1, 1e-5, 1e-7));
+        }
+        tl_model_free(m);
+    }
     free_data(&d);
 }
 
@@ -1534,6 +1637,7 @@ int main(void)
         cmocka_unit_test(test_quad_sampling_counts),
         cmocka_unit_test(test_quad_eval_keeps_rng),
         cmocka_unit_test(test_quad_empty_groups),
+        cmocka_unit_test(test_quad_nested),
         cmocka_unit_test(test_quad_flip),
         cmocka_unit_test(test_quad_weighted),
         cmocka_unit_test(test_dml_stop_grad),
@@ -1541,6 +1645,7 @@ int main(void)
         cmocka_unit_test(test_order_auto),
         cmocka_unit_test(test_warmup),
         cmocka_unit_test(test_inference_students),
+        cmocka_unit_test(test_naive_kd_sign),
         cmocka_unit_test(test_teacher_separate_shared),
         cmocka_unit_test(test_fitted_calibrators),
         cmocka_unit_test(test_fitted_calibrator_space),

@@ -155,6 +155,14 @@ static float partner_label(void *ctx, float y, float unused)
     return *(const int *)ctx == 1 ? (y > 0.5f ? 0.0f : 1.0f) : y;
 }
 
+/* The partner's predicted probability as naive KD distils it: 1 - p when the
+ * pair's order is negative (ctx as in partner_label, read at every run). */
+static float partner_prob(void *ctx, float p, float unused)
+{
+    (void)unused;
+    return *(const int *)ctx == 1 ? 1.0f - p : p;
+}
+
 /* A row's weight in pair (a, b)'s ranking terms from the two tasks' row
  * weights w [in space of a], w [in space of b]: w when the row is in both
  * spaces, else 0 (the row is in no group). */
@@ -186,11 +194,14 @@ tl_status tl_distill_build(tl_model *m, const tl_node *h, const tl_node *logit)
         m->distill_task[k].spec = &m->cfg.distill;
         m->distill_task[k].cal = NULL;
     }
-    if (ds->naive) { /* soft label of A = the student prediction of B, as it is */
+    if (ds->naive) { /* soft label of A = the student prediction of B, 1 - it for a negative pair */
         for (int p = 0; p < ds->n_pairs; p++)
             for (int side = 0; side < 2; side++) {
                 int k = ds->pairs[p][side], other = ds->pairs[p][1 - side];
-                tl_node soft = tl_stop_grad(g, m->pred[other]);
+                tl_node soft = tl_map(g, tl_stop_grad(g, m->pred[other]), TL_NONE, partner_prob,
+                                      &m->cfg.distill.flip[p]);
+                snprintf(n, sizeof n, "naive.%s.soft", m->cfg.tasks[k].name);
+                tl_node_name(g, soft, n);
                 tl_node kd = tl_bce_logits(g, logit[k], soft, m->rowweight[k]);
                 m->objective[k] = tl_add(g, tl_mul(g, m->loss[k], m->kd_keep), tl_mul(g, kd, m->kd_alpha));
             }
