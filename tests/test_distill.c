@@ -1354,11 +1354,13 @@ static void test_fitted_calibrators(void **state)
                 pr[i * 2] = raw[i * 3 + k];
                 pr[i * 2 + 1] = cal[i * 3 + k];
                 assert_true(cal[i * 3 + k] >= 0.0f && cal[i * 3 + k] <= 1.0f);
-                /* the same map the distilled soft label uses, from the float
-                 * sigmoid the engine computes (isotonic pieces can be steep) */
+                /* the same map the distilled soft label uses: Platt on the raw
+                 * score, isotonic on the float sigmoid the engine computes
+                 * (isotonic pieces can be steep) */
                 float r = raw[i * 3 + k];
                 float p = r >= 0.0f ? 1.0f / (1.0f + expf(-r)) : expf(r) / (1.0f + expf(r));
-                double want = tl_calibrator_apply1(m->distill_task[k].cal, (double)p);
+                double want = kind == 1 ? tl_calibrator_apply_score(m->distill_task[k].cal, (double)r)
+                                        : tl_calibrator_apply1(m->distill_task[k].cal, (double)p);
                 if (!(fabs((double)cal[i * 3 + k] - want) < 1e-5))
                     fail_msg("task %d row %d: calibrated %.9g, want %.9g (raw %.9g)", k, i,
                              (double)cal[i * 3 + k], want, (double)raw[i * 3 + k]);
@@ -1388,6 +1390,61 @@ static void test_fitted_calibrators(void **state)
         }
         tl_model_free(m);
     }
+    free_data(&d);
+}
+
+/* A fitted Platt calibrator reads the raw teacher score: with scores near 30
+ * (teacher output biases moved there; the ranking loss is shift-invariant,
+ * so they stay) sigmoid(r) is 1 in float for every row, and a fit on it
+ * would see one value. The fit on the scores succeeds, the calibrated
+ * scores follow sigmoid(a r + b) and are not all equal. (Before the fix the
+ * epoch-end fit failed: "platt: fit did not converge".) */
+static void test_platt_raw_teacher_scores(void **state)
+{
+    (void)state;
+    enum { NT = 192, NV = 96 };
+    tdata d;
+    make_data(&d, NT, NV, 2, 1, 17);
+    tl_model_config c;
+    make_cfg(&c, TL_BACKBONE_SHARED_BOTTOM, 2);
+    distill_on(&c);
+    c.distill.calibrate = TL_DISTILL_PLATT;
+    c.distill.calib_valid = 1;
+    c.distill.correct = TL_CORRECT_NONE;
+    tl_model *m = new_model(&c);
+    tl_graph *g = tl_model_graph(m);
+    float *params = tl_graph_params(g, NULL);
+    for (int k = 0; k < 2; k++) {
+        char n[64];
+        snprintf(n, sizeof n, "teacher.t%d.out.b", k);
+        params[param_named(g, n)->offset] = 30.0f;
+    }
+    fit_steps(m, &d.train, &d.valid, 0, 6);
+    float raw[NV * 2], cal[NV * 2];
+    check_ok(tl_model_predict_teachers(m, &d.valid, 0, raw), "teachers");
+    check_ok(tl_model_predict_teachers(m, &d.valid, 1, cal), "teachers calibrated");
+    for (int k = 0; k < 2; k++) {
+        const tl_calibrator *cc = m->distill_task[k].cal;
+        assert_non_null(cc);
+        assert_int_equal(tl_calibrator_kind(cc), TL_CALIB_PLATT);
+        double a, b;
+        tl_calibrator_platt_params(cc, &a, &b);
+        int distinct = 0;
+        for (int i = 0; i < NV; i++) {
+            float r = raw[i * 2 + k];
+            assert_true(r > 20.0f); /* 1 / (1 + e^-r) rounds to 1 in float */
+            assert_true(1.0f / (1.0f + expf(-r)) == 1.0f);
+            double want = 1.0 / (1.0 + exp(-(a * (double)r + b)));
+            if (!(fabs((double)cal[i * 2 + k] - want) < 1e-6))
+                fail_msg("task %d row %d: calibrated %.9g, want %.9g", k, i, (double)cal[i * 2 + k], want);
+            distinct += i > 0 && cal[i * 2 + k] != cal[k];
+        }
+        if (!(distinct > NV / 2))
+            fail_msg("task %d: %d distinct calibrated scores (a %g, b %g, clamped %d)", k, distinct, a, b,
+                     m->distill_task[k].cal_clamped);
+        if (!m->distill_task[k].cal_clamped) assert_true(a > 0.0);
+    }
+    tl_model_free(m);
     free_data(&d);
 }
 
@@ -1440,7 +1497,11 @@ static tl_calibrator *hand_fit(tl_model *m, const tl_split *s, int K, int k, tl_
         y[i] = lab[i * (size_t)K + (size_t)k];
     }
     tl_calibrator *c = NULL;
-    check_ok(tl_calibrator_fit(kind, p, y, NULL, NULL, n, &c), "fit calibrator");
+    if (kind == TL_CALIB_PLATT) /* Platt reads the raw scores */
+        for (size_t i = 0; i < n; i++) p[i] = raw[i * (size_t)K + (size_t)k];
+    check_ok(kind == TL_CALIB_PLATT ? tl_calibrator_fit_scores(kind, p, y, NULL, NULL, n, &c, NULL)
+                                    : tl_calibrator_fit(kind, p, y, NULL, NULL, n, &c),
+             "fit calibrator");
     free(cat);
     free(num);
     free(lab);
@@ -1649,6 +1710,7 @@ int main(void)
         cmocka_unit_test(test_teacher_separate_shared),
         cmocka_unit_test(test_fitted_calibrators),
         cmocka_unit_test(test_fitted_calibrator_space),
+        cmocka_unit_test(test_platt_raw_teacher_scores),
         cmocka_unit_test(test_soft_label_correction),
         cmocka_unit_test(test_calib_every),
         cmocka_unit_test(test_calib_every_resume),
