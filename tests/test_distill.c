@@ -126,7 +126,7 @@ static void make_cfg(tl_model_config *c, tl_backbone_kind kind, int n_tasks)
 
 static void dml_on(tl_model_config *c, int stop_grad, int gkd_layers)
 {
-    c->dml = (tl_dml_spec){1, 1, 1, stop_grad, gkd_layers, 0.0f};
+    c->dml = (tl_dml_spec){1, 1, 1, stop_grad, gkd_layers, 0.0f, 0u};
 }
 
 /* CrossDistil on pair (t0, t1): in-graph Platt (calib_data train), blend. */
@@ -891,6 +891,67 @@ static void test_quad_weighted(void **state)
 }
 
 /* ---- DML: the stop-gradient on CTFM's keys and values ------------------------- */
+
+/* gkd_tasks: a bit per task, 0 = every task. Every bit set builds the same
+ * graph as 0 (same parameters, same bits). Task t0 alone: t1 has no GKD
+ * parameters; every other parameter starts as in the full model (t1's GKD
+ * parameters are created last), t0's prediction is the full model's (its
+ * global experience still reads both towers) and t1's is the full model's
+ * with t1's GKD output weights zeroed (no correction). */
+static void test_dml_gkd_tasks(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    tdata d;
+    make_data(&d, N, 0, 2, 1, 23);
+    tl_model *mm[3];
+    static const unsigned masks[3] = {0u, 3u, 1u};
+    for (int i = 0; i < 3; i++) {
+        tl_model_config c;
+        make_cfg(&c, TL_BACKBONE_MMOE, 2);
+        dml_on(&c, 1, 1);
+        c.dml.gkd_tasks = masks[i];
+        mm[i] = new_model(&c);
+    }
+    tl_graph *g0 = tl_model_graph(mm[0]), *g1 = tl_model_graph(mm[1]), *g2 = tl_model_graph(mm[2]);
+    size_t n0, n1, n2;
+    const float *p0 = tl_graph_params(g0, &n0), *p1 = tl_graph_params(g1, &n1);
+    float *p2 = tl_graph_params(g2, &n2);
+    assert_true(n0 == n1 && tl_graph_param_count(g0) == tl_graph_param_count(g1));
+    assert_memory_equal(p0, p1, n0 * sizeof(float));
+    assert_true(has_param_prefix(g0, "dml.gkd.t1.") && has_param_prefix(g2, "dml.gkd.t0."));
+    assert_false(has_param_prefix(g2, "dml.gkd.t1."));
+    for (int i = 0; i < tl_graph_param_count(g2); i++) {
+        const tl_param_info *a = tl_graph_param(g2, i), *b = param_named(g0, a->name);
+        assert_memory_equal(p2 + a->offset, p0 + b->offset, (size_t)a->rows * (size_t)a->cols * sizeof(float));
+    }
+    float pr[3][N * 2];
+    for (int i = 0; i < 3; i++) check_ok(tl_model_predict(mm[i], &d.train, pr[i]), "predict");
+    assert_memory_equal(pr[0], pr[1], sizeof pr[0]);
+    int moved = 0;
+    for (int r = 0; r < N; r++) {
+        assert_true(pr[2][r * 2] == pr[0][r * 2]);
+        moved += pr[2][r * 2 + 1] != pr[0][r * 2 + 1];
+    }
+    assert_true(moved > 0);
+    const tl_param_info *v = param_named(g0, "dml.gkd.t1.v.w");
+    memset((float *)p0 + v->offset, 0, (size_t)v->rows * (size_t)v->cols * sizeof(float));
+    check_ok(tl_model_predict(mm[0], &d.train, pr[0]), "predict");
+    for (int r = 0; r < N; r++)
+        if (fabsf(pr[2][r * 2 + 1] - pr[0][r * 2 + 1]) > 1e-6f)
+            fail_msg("row %d: t1 without GKD %.9g, full model with v = 0 %.9g", r, (double)pr[2][r * 2 + 1],
+                     (double)pr[0][r * 2 + 1]);
+    /* a bit beyond the tasks is refused */
+    tl_model_config c;
+    make_cfg(&c, TL_BACKBONE_MMOE, 2);
+    dml_on(&c, 1, 1);
+    c.dml.gkd_tasks = 4u;
+    tl_model *bad = NULL;
+    assert_int_equal(tl_model_new(&c, &bad), TL_ERR_ARG);
+    assert_non_null(strstr(tl_errmsg(), "gkd_tasks"));
+    for (int i = 0; i < 3; i++) tl_model_free(mm[i]);
+    free_data(&d);
+}
 
 /* Only task k's loss on: the gradient at task j's tower input (slice j of the
  * concatenated tower inputs before CTFM) can come only through CTFM — its
@@ -1702,6 +1763,7 @@ int main(void)
         cmocka_unit_test(test_quad_flip),
         cmocka_unit_test(test_quad_weighted),
         cmocka_unit_test(test_dml_stop_grad),
+        cmocka_unit_test(test_dml_gkd_tasks),
         cmocka_unit_test(test_label_correlation),
         cmocka_unit_test(test_order_auto),
         cmocka_unit_test(test_warmup),

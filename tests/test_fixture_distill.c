@@ -98,7 +98,7 @@ static void run_fixture(const char *name)
     c.max_batch = B;
     float alpha = 0.0f;
     if (dml) {
-        c.dml = (tl_dml_spec){1, 1, 1, 1, 1, 0.0f};
+        c.dml = (tl_dml_spec){1, 1, 1, 1, 1, 0.0f, 0u};
     } else {
         const tlt_array *st = get(fx, "settings", 1, 5);
         tl_distill_spec *ds = &c.distill;

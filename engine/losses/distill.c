@@ -66,8 +66,14 @@ tl_status tl_dml_build_gkd(tl_model *m, const tl_node *t, tl_node *logit)
             return tl_fail(TL_ERR_SHAPE, "dml: GKD needs towers whose last layers have one width; "
                                          "task '%s' has %d, task '%s' has %d",
                            m->cfg.tasks[0].name, w, m->cfg.tasks[k].name, tl_node_cols(g, t[k]));
-    tl_node gexp = tl_stop_grad(g, tl_concat(g, K, t)); /* the global experience */
+    unsigned only = m->cfg.dml.gkd_tasks;
+    if (only >> K)
+        return tl_fail(TL_ERR_ARG, "dml: gkd_tasks names task index %d, but the model has %d tasks",
+                       31 - __builtin_clz(only), K);
+    /* the global experience reads every tower, also with a subset of tasks */
+    tl_node gexp = tl_stop_grad(g, tl_concat(g, K, t));
     for (int k = 0; k < K; k++) {
+        if (only && !(only >> k & 1u)) continue; /* this task's logit stays as it is */
         snprintf(n, sizeof n, "dml.gkd.%s.u", m->cfg.tasks[k].name);
         tl_node u = dropout_if(g, dense(g, gexp, w, TL_ACT_RELU, 1, n), m->cfg.dml.dropout);
         tl_node parts[2] = {t[k], u};
