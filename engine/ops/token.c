@@ -145,6 +145,41 @@ static int chain_groups(const int cnt[4], int grp[4])
 
 static inline float log_sigmoid(float x) { return x >= 0.0f ? -log1pf(expf(-x)) : x - log1pf(expf(x)); }
 
+/* Sum over pairs of -log sigmoid(x) = max(-x, 0) + log(1 + e^-|x|), the
+ * logs taken of running products: each factor 1 + e^-|x| lies in (1, 2], so
+ * QUAD_CHUNK of them stay far below DBL_MAX, and one log per chunk replaces
+ * a log1pf per pair (the term's cost) with an error below 1e-13. */
+#define QUAD_CHUNK 512
+typedef struct {
+    double lin, logs, prod;
+    int n;
+} quad_sum;
+
+static inline void quad_sum_add(quad_sum *q, float x)
+{
+    if (x < 0.0f) q->lin -= (double)x;
+    q->prod *= 1.0 + (double)expf(-fabsf(x));
+    if (++q->n == QUAD_CHUNK) {
+        q->logs += log(q->prod);
+        q->prod = 1.0;
+        q->n = 0;
+    }
+}
+
+static inline double quad_sum_total(const quad_sum *q) { return q->lin + q->logs + log(q->prod); }
+
+/* 1 when every row of P and Q weighs 1 (or there are no weights): the term is
+ * then a plain mean, summed with quad_sum. */
+static int unit_weights(const float *w, const float *P, int np, const float *Q, int nq)
+{
+    if (!w) return 1;
+    for (int i = 0; i < np; i++)
+        if (w[(int)P[i]] != 1.0f) return 0;
+    for (int j = 0; j < nq; j++)
+        if (w[(int)Q[j]] != 1.0f) return 0;
+    return 1;
+}
+
 /* Row weights of the op (NULL: all 1). */
 static const float *quad_weights(tl_graph *g, tl_nodedef *n)
 {
@@ -204,8 +239,16 @@ tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
         int np = cnt[grp[p]], nq = cnt[grp[p + 1]];
         const float *P = members + start[grp[p]], *Q = members + start[grp[p + 1]];
         double s = 0.0;
+        int unit = unit_weights(w, P, np, Q, nq);
+        quad_sum qs = {0.0, 0.0, 1.0, 0};
         /* sum w_i w_j (-log s(r_i - r_j)) / sum w_i w_j over the term's pairs */
-        if ((double)np * nq <= maxp) {
+        if ((double)np * nq <= maxp && unit) {
+            for (int i = 0; i < np; i++) {
+                float ra = r[(int)P[i]];
+                for (int j = 0; j < nq; j++) quad_sum_add(&qs, ra - r[(int)Q[j]]);
+            }
+            total += quad_sum_total(&qs) / quad_norm(NULL, P, np, Q, nq, NULL, maxp);
+        } else if ((double)np * nq <= maxp) {
             for (int i = 0; i < np; i++) {
                 int a = (int)P[i];
                 double wa = w ? (double)w[a] : 1.0;
@@ -223,10 +266,14 @@ tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
                 int j = (int)Q[tl_rng_below(rng, (uint64_t)nq)];
                 pp[1 + 2 * t] = (float)i;
                 pp[2 + 2 * t] = (float)j;
-                double wij = w ? (double)w[i] * (double)w[j] : 1.0;
-                s -= wij * (double)log_sigmoid(r[i] - r[j]);
+                if (unit) {
+                    quad_sum_add(&qs, r[i] - r[j]);
+                } else {
+                    double wij = w ? (double)w[i] * (double)w[j] : 1.0;
+                    s -= wij * (double)log_sigmoid(r[i] - r[j]);
+                }
             }
-            total += s / quad_norm(w, P, np, Q, nq, pp, maxp);
+            total += (unit ? quad_sum_total(&qs) : s) / quad_norm(unit ? NULL : w, P, np, Q, nq, pp, maxp);
         }
     }
     n->val[0] = (float)total;
