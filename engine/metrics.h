@@ -244,6 +244,20 @@ tl_status tl_calibrator_fit(tl_calib_kind kind, const float *pred, const float *
                             const float *weight, const uint8_t *mask, size_t n,
                             tl_calibrator **out);
 
+/* tl_calibrator_fit on raw scores (logits) r instead of probabilities, for
+ * scores whose sigmoid saturates in float (r beyond ±16 would tie): Platt
+ * σ(a·r + b), temperature σ(r / T), isotonic on r itself. Apply it with
+ * tl_calibrator_apply_score. The Platt slope is kept monotone: when the
+ * unconstrained fit has a <= 0 (the scores rank the labels backwards) the
+ * result is the best fit with a >= 0, a = 0 and b = logit(weighted mean
+ * label), a calibrator that maps every score to the base rate, and
+ * *clamped = 1 (clamped may be NULL; 0 otherwise). Scores must be finite. */
+tl_status tl_calibrator_fit_scores(tl_calib_kind kind, const float *score, const float *label,
+                                   const float *weight, const uint8_t *mask, size_t n,
+                                   tl_calibrator **out, int *clamped);
+/* A calibrator fitted by tl_calibrator_fit_scores at score r (NaN in, NaN out). */
+double tl_calibrator_apply_score(const tl_calibrator *c, double r);
+
 /* Map n probabilities: out[i] = f(in[i]); in == out is allowed. Inputs are
  * clipped to [TL_METRIC_EPS, 1 - TL_METRIC_EPS] before a logit. A NaN input
  * is TL_ERR_NUMERIC naming the index (out is then partly written). */

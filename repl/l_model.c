@@ -182,7 +182,8 @@ static int make_spec(lua_State *L, const char *kind, const char *fn, const char 
     return 1;
 }
 
-static const char *const dml_fields[] = {"ctfm", "gkd", "stop_grad", "gkd_layers", "dropout", NULL};
+static const char *const dml_fields[] = {"ctfm", "gkd", "stop_grad", "gkd_layers", "dropout",
+                                         "gkd_tasks", NULL};
 static const char *const distill_fields[] = {"pairs", "aux", "kd", "bce_on_aux", "calibrate",
                                              "calib_data", "correct", "lambda", "teacher_grad",
                                              "warmup", "order", "teacher", "max_pairs", "naive",
@@ -212,8 +213,9 @@ static void read_distill(lua_State *L, int idx, tl_model_config *c);
 static int l_dml(lua_State *L)
 {
     make_spec(L, "dml", "tl.dml", dml_fields);
-    tl_dml_spec d;
-    read_dml(L, -1, &d);
+    tl_model_config c; /* no tasks yet: gkd_tasks names are resolved by tl.model */
+    tl_model_config_defaults(&c);
+    read_dml(L, -1, &c.dml);
     return 1;
 }
 
@@ -430,6 +432,33 @@ static void read_dml(lua_State *L, int idx, tl_dml_spec *d)
     d->gkd_layers = (int)tl_lua_opt_int(L, idx, fn, "gkd_layers", 1, 1, TL_MAX_LAYERS);
     d->dropout = (float)tl_lua_opt_number(L, idx, fn, "dropout", 0.0, 0.0, 0.999);
     if (!d->ctfm && !d->gkd) luaL_error(L, "tl.dml: ctfm and gkd are both off; enable at least one");
+    /* d is always the dml member of a configuration (l_dml's, tl.model's):
+     * its tasks resolve gkd_tasks; without tasks the names are only checked */
+    const tl_model_config *c = (const tl_model_config *)(const void *)((const char *)d -
+                                                                       offsetof(tl_model_config, dml));
+    d->gkd_tasks = 0;
+    lua_getfield(L, idx, "gkd_tasks");
+    if (!lua_isnil(L, -1)) {
+        if (!d->gkd) luaL_error(L, "tl.dml: gkd_tasks is set but gkd is off");
+        if (!lua_istable(L, -1) || lua_rawlen(L, -1) < 1)
+            luaL_error(L, "tl.dml: field 'gkd_tasks' must be a non-empty list of task names, e.g. "
+                          "{\"like\"}, got %s", lua_istable(L, -1) ? "an empty table" : luaL_typename(L, -1));
+        int n = (int)lua_rawlen(L, -1);
+        for (int i = 1; i <= n; i++) {
+            if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+                luaL_error(L, "tl.dml: gkd_tasks[%d] must be a task name, got %s", i, luaL_typename(L, -1));
+            const char *t = lua_tostring(L, -1);
+            if (c->n_tasks) {
+                int k = config_task_index(c, t);
+                if (k < 0)
+                    luaL_error(L, "tl.dml: gkd_tasks[%d] names unknown task '%s' (the dataset's tasks "
+                                  "are %s)", i, t, config_task_list(c));
+                d->gkd_tasks |= 1u << k;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
 }
 
 /* Reads tl.crossdistil{...}; pair names are resolved against c's tasks when

@@ -495,6 +495,74 @@ static void test_platt_and_temperature_recover(void **state)
     free(y2);
 }
 
+/* Platt on raw scores: scores far beyond ±16 (where sigmoid then logit in
+ * float ties them) recover the generating slope and map to distinct
+ * probabilities; on moderate scores the fit agrees with the fit on their
+ * probabilities; scores that rank the labels backwards give the monotone
+ * optimum a = 0, b = logit(mean label), flagged as clamped. */
+static void test_platt_raw_scores(void **state)
+{
+    (void)state;
+    enum { N = 40000 };
+    float *r = malloc(N * sizeof *r), *p = malloc(N * sizeof *p), *y = malloc(N * sizeof *y);
+    tl_rng g;
+    tl_rng_seed(&g, 77);
+    for (int i = 0; i < N; i++) {
+        r[i] = 30.0f + 8.0f * tl_rng_normal(&g); /* mostly beyond 16 */
+        y[i] = tl_rng_uniform_double(&g) < 1 / (1 + exp(-(0.25 * (double)r[i] - 7.5)));
+    }
+    tl_calibrator *c;
+    int clamped = -1;
+    check_ok(tl_calibrator_fit_scores(TL_CALIB_PLATT, r, y, NULL, NULL, N, &c, &clamped));
+    assert_int_equal(clamped, 0);
+    double a, b;
+    tl_calibrator_platt_params(c, &a, &b);
+    if (fabs(a - 0.25) > 0.02 || fabs(b + 7.5) > 0.6) fail_msg("platt on scores a=%g b=%g", a, b);
+    double p20 = tl_calibrator_apply_score(c, 20.0), p30 = tl_calibrator_apply_score(c, 30.0);
+    assert_true(p20 < p30 && p30 < 0.9);
+    near(p30, 1 / (1 + exp(-((double)(float)a * 30.0 + (double)(float)b))), 1e-12, "platt score at 30");
+    assert_true(isnan(tl_calibrator_apply_score(c, NAN)));
+    tl_calibrator_free(c);
+
+    /* moderate scores: the same fit as on the probabilities */
+    for (int i = 0; i < N; i++) {
+        r[i] = 2.0f * tl_rng_normal(&g);
+        p[i] = (float)(1 / (1 + exp(-(double)r[i])));
+        y[i] = tl_rng_uniform_double(&g) < 1 / (1 + exp(-(0.6 * (double)r[i] - 0.4)));
+    }
+    tl_calibrator *cp;
+    check_ok(tl_calibrator_fit_scores(TL_CALIB_PLATT, r, y, NULL, NULL, N, &c, NULL));
+    check_ok(tl_calibrator_fit(TL_CALIB_PLATT, p, y, NULL, NULL, N, &cp));
+    double a2, b2;
+    tl_calibrator_platt_params(c, &a, &b);
+    tl_calibrator_platt_params(cp, &a2, &b2);
+    near(a, a2, 1e-4, "platt slope, scores vs probabilities");
+    near(b, b2, 1e-4, "platt intercept, scores vs probabilities");
+    tl_calibrator_free(c);
+    tl_calibrator_free(cp);
+
+    /* backwards: clamped to a = 0, b = logit(mean y) */
+    double sy = 0.0;
+    for (int i = 0; i < N; i++) {
+        y[i] = 1.0f - y[i];
+        sy += (double)y[i];
+    }
+    check_ok(tl_calibrator_fit_scores(TL_CALIB_PLATT, r, y, NULL, NULL, N, &c, &clamped));
+    assert_int_equal(clamped, 1);
+    tl_calibrator_platt_params(c, &a, &b);
+    assert_true(a == 0.0);
+    near(b, (double)(float)log(sy / (N - sy)), 1e-7, "clamped intercept");
+    near(tl_calibrator_apply_score(c, 5.0), sy / N, 1e-6, "clamped: the base rate");
+    tl_calibrator_free(c);
+    /* non-finite scores are refused */
+    r[3] = INFINITY;
+    assert_int_equal(tl_calibrator_fit_scores(TL_CALIB_PLATT, r, y, NULL, NULL, N, &c, NULL), TL_ERR_NUMERIC);
+    assert_null(c);
+    free(r);
+    free(p);
+    free(y);
+}
+
 static void test_serialize(void **state)
 {
     (void)state;
@@ -869,6 +937,7 @@ int main(void)
         cmocka_unit_test(test_slope_and_field),
         cmocka_unit_test(test_isotonic_hand_and_monotone),
         cmocka_unit_test(test_platt_and_temperature_recover),
+        cmocka_unit_test(test_platt_raw_scores),
         cmocka_unit_test(test_serialize),
     };
     const struct CMUnitTest fixture[] = {
