@@ -139,8 +139,9 @@ tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens
 /* CrossDistil's quadruplet ranking loss for one task's scores [n,1]: rows fall
  * into groups by (own label a, partner label b, flipped when flip_b):
  * ++ > +- > -+ > --; loss = sum over the 3 adjacent group pairs (P, Q) of
- * mean_{i in P, j in Q} -log sigmoid(s_i - s_j), pairs with an empty group
- * skipped; above max_pairs pairs per term, max_pairs random pairs are used. */
+ * mean_{i in P, j in Q} -log sigmoid(s_i - s_j), the terms over adjacent
+ * non-empty groups (an empty group is chained over: +- over -- when -+ is
+ * empty, as for nested tasks); above max_pairs pairs per term, max_pairs random pairs are used. */
 tl_node tl_quadruplet_bpr(tl_graph *g, tl_node score, tl_node label_a, tl_node label_b, int flip_b,
                           int max_pairs);
 /* tl_quadruplet_bpr with per-row weights: weight is

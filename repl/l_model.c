@@ -1538,9 +1538,16 @@ static int l_model_tostring(lua_State *L)
         luaL_addstring(&buf, line);
     }
     if (c->dml.enabled) {
+        char gkd[160] = "on";
+        if (!c->dml.gkd) snprintf(gkd, sizeof gkd, "off");
+        for (int k = 0, n = 0; c->dml.gkd && c->dml.gkd_tasks && k < c->n_tasks; k++)
+            if (c->dml.gkd_tasks >> k & 1u) {
+                size_t l = strlen(gkd);
+                snprintf(gkd + l, sizeof gkd - l, "%s%s", n++ ? ", " : " (tasks ", c->tasks[k].name);
+            }
+        if (c->dml.gkd && c->dml.gkd_tasks) strncat(gkd, ")", sizeof gkd - strlen(gkd) - 1);
         snprintf(line, sizeof line, "  mutual  DML: ctfm %s, gkd %s, stop_grad %s, dropout %g\n",
-                 c->dml.ctfm ? "on" : "off", c->dml.gkd ? "on" : "off", c->dml.stop_grad ? "on" : "off",
-                 (double)c->dml.dropout);
+                 c->dml.ctfm ? "on" : "off", gkd, c->dml.stop_grad ? "on" : "off", (double)c->dml.dropout);
         luaL_addstring(&buf, line);
     }
     if (c->distill.enabled && c->distill.naive) {
@@ -1831,7 +1838,8 @@ void tl_lua_open_model(lua_State *L, int tl)
          "tl.omoe{experts=8, expert={256,128}}  one gate shared by all tasks."},
         {"ple", "tl.ple",
          "tl.ple{levels=1, shared=4, specific=2, expert={256,128}}  Progressive Layered Extraction\n"
-         "(Tang et al. RecSys 2020): CGC levels of shared and task-specific experts."},
+         "(Tang et al. RecSys 2020): CGC levels of shared and task-specific experts. shared=0 (task\n"
+         "experts only) and specific=0 (shared experts only) are PLE's ablations; not both."},
         {"shared_bottom", "tl.shared_bottom",
          "tl.shared_bottom{bottom={256,128}, dropout=0}  one shared MLP below the towers."},
         {"esmm", "tl.esmm",
@@ -1849,12 +1857,13 @@ void tl_lua_open_model(lua_State *L, int tl)
          "cp:predict(split) gives calibrated probabilities; m:evaluate(split, {calibrated=true}) too.\n"
          "tl.plot.calibration(cp:evaluate(d.test)) draws both."},
         {"dml", "tl.dml",
-         "tl.dml{ctfm=true, gkd=true, stop_grad=true, gkd_layers=1, dropout=0}\n"
+         "tl.dml{ctfm=true, gkd=true, stop_grad=true, gkd_layers=1, dropout=0, gkd_tasks=nil}\n"
          "Deep Mutual Learning across task towers (Ren et al. 2023), for tl.model{..., mutual=tl.dml{}}:\n"
          "CTFM lets each tower input attend over all tasks' inputs (keys/values through a stop-gradient\n"
          "unless stop_grad=false: the paper's 'nostop' ablation); GKD adds a gated correction to each\n"
          "logit from the stop-gradient concatenation of all towers' last hidden layers. Attaches to\n"
-         "shared_bottom, omoe, mmoe and ple."},
+         "shared_bottom, omoe, mmoe and ple. gkd_tasks={\"like\"}: GKD on these tasks' logits only (the\n"
+         "global experience still reads every tower); default every task."},
         {"crossdistil", "tl.crossdistil",
          "tl.crossdistil{pairs={{\"a\",\"b\"}}, aux=1, kd=0.5, bce_on_aux=false, calibrate=\"platt\"|\"isotonic\",\n"
          "  calib_data=\"valid\"|\"train\", calib_every=0, correct=\"blend\"|\"clip\"|\"none\", lambda=0.2,\n"
@@ -1869,7 +1878,10 @@ void tl_lua_open_model(lua_State *L, int tl)
          "until one is fitted, p~ = sigmoid(teacher score)). order=\"auto\" flips the partner label when the\n"
          "pair's labels correlate negatively on the first m:fit's train split (print(m) and m:teachers\n"
          "show it). m:teachers(split) judges the teachers on their own. naive=true: the baseline that\n"
-         "distils the other task's raw prediction, without teachers."},
+         "distils the other task's prediction p (1 - p when the pair is negatively related), without\n"
+         "teachers. With an empty group (nested tasks) the ranking terms chain the adjacent non-empty\n"
+         "groups. calibrate=\"platt\" with calib_data=\"valid\" fits sigmoid(a r + b) on the raw teacher\n"
+         "score r; a fitted a <= 0 is clamped to a = 0 (the base rate)."},
         {"optim", "tl.optim",
          "tl.optim.adam{lr=1e-3, l2=0, clip=0}, .adamw{lr, weight_decay}, .sgd{lr, momentum, nesterov},\n"
          ".adagrad{lr}. Embedding rows are updated lazily: only rows seen in the batch.\n"

@@ -109,6 +109,15 @@ function T.dml_gkd_tasks_subset()
   check(one:params() < all:params(), "fewer parameters without never_married's GKD")
   one:fit{data = d.train, epochs = 1, max_steps = 2, verbose = false}
   check(one:evaluate(d.test).income.auc > 0, "trains and evaluates")
+  check(tostring(one):find("gkd on (tasks income)", 1, true), "print(m) names the GKD tasks")
+  -- the subset is kept in checkpoints: the reloaded model predicts the same bits
+  local path = os.tmpname()
+  one:save(path)
+  local back = tl.load(path)
+  os.remove(path)
+  check(back:params() == one:params(), "same parameter count after load")
+  local a, b = one:predict(d.test), back:predict(d.test)
+  for i = 1, #a.income, 997 do check(a.income[i] == b.income[i], "same prediction after load, row " .. i) end
 end
 
 return T
