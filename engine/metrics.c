@@ -422,18 +422,24 @@ static tl_status multi_auc_view(const view *v, const tl_quad order[4], tl_metric
     size_t m;
     tl_status st = sort_items(v, ws, ID_NONE, Y_QUAD, 0, &m);
     if (st) return st;
+    /* The groups present, in order. An empty group (for nested tasks -+
+     * always is) is chained over: its neighbours are compared with each
+     * other, as the quadruplet loss does, instead of dropping both pairs. */
+    double present[4] = {0.0, 0.0, 0.0, 0.0};
+    for (size_t i = 0; i < m; i++) present[(int)ws->a[i].y] += (double)ws->a[i].w;
+    int chain[4], nc = 0;
+    for (int k = 0; k < 4; k++)
+        if (present[order[k]] > 0.0) chain[nc++] = (int)order[k];
+    if (nc > 0 && nc < 4) note(notes, TL_NOTE_PAIRS_SKIPPED);
     double sum = 0.0;
     int used = 0;
-    for (int k = 0; k < 3; k++) {
+    if (pair_auc) pair_auc[0] = pair_auc[1] = pair_auc[2] = DNAN;
+    for (int k = 0; k + 1 < nc; k++) {
         double wp, wn;
-        double a = auc_sorted(ws->a, m, (float)order[k], (float)order[k + 1], &wp, &wn);
+        double a = auc_sorted(ws->a, m, (float)chain[k], (float)chain[k + 1], &wp, &wn);
         if (pair_auc) pair_auc[k] = a;
-        if (isnan(a)) {
-            note(notes, TL_NOTE_PAIRS_SKIPPED);
-        } else {
-            sum += a;
-            used++;
-        }
+        sum += a;
+        used++;
     }
     if (used) {
         *out = sum / used;

@@ -103,9 +103,11 @@ extern const tl_quad TL_MULTI_AUC_ORDER_A_NEG[4];
  * NULL = TL_MULTI_AUC_ORDER_A) gives the target ranking of `pred`.
  *   Multi-AUC = mean over k = 0..2 of AUC(order[k] above order[k+1])
  * where each pairwise AUC is the weighted-pair AUC of the two groups
- * (ties half). Pairs with an empty group are skipped
- * (TL_NOTE_PAIRS_SKIPPED); all empty: NaN and TL_NOTE_ONE_CLASS.
- * pair_auc (may be NULL) receives the three pairwise AUCs (NaN if skipped).
+ * (ties half). An empty group is chained over: the adjacent non-empty
+ * groups are compared (for nested tasks, where -+ is empty: ++ > +- and
+ * +- > --) and TL_NOTE_PAIRS_SKIPPED is noted; one group or none: NaN and
+ * TL_NOTE_ONE_CLASS. pair_auc (may be NULL) receives the pairwise AUCs of
+ * the chain in order (NaN past its end).
  * A bad order is TL_ERR_ARG. */
 tl_status tl_metric_multi_auc(const float *pred, const float *label_a, const float *label_b,
                               const tl_quad order[4], const float *weight,

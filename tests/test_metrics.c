@@ -280,12 +280,17 @@ static void test_multi_auc_hand(void **state)
     /* +- 0.7 vs ++ 0.9 → 0; ++ vs -- → 1; -- 0.1 vs -+ 0.8 → 0 */
     near(a, 1.0 / 3.0, 1e-15, "multi-auc A_NEG");
 
-    /* drop -+ : only the first pair remains */
+    /* drop -+ (nested tasks): the chain ++ > +- > -- is compared; with -- at
+     * 0.75 above +- at 0.7 its second pair is 0, so the mean is 1/2 (the old
+     * rule, which dropped both pairs next to the empty group, gave 1) */
+    const float pn[] = {0.9f, 0.7f, 0.8f, 0.75f};
     const uint8_t m[] = {1, 1, 0, 1};
     notes = 0;
-    check_ok(tl_metric_multi_auc(p, ya, yb, NULL, NULL, m, 4, NULL, &a, pairs, &notes));
-    near(a, 1.0, 0, "multi-auc with empty group");
-    assert_true(isnan(pairs[1]) && isnan(pairs[2]));
+    check_ok(tl_metric_multi_auc(pn, ya, yb, NULL, NULL, m, 4, NULL, &a, pairs, &notes));
+    near(a, 0.5, 0, "multi-auc with an empty group chained over");
+    near(pairs[0], 1, 0, "chained pair 0: ++ over +-");
+    near(pairs[1], 0, 0, "chained pair 1: +- over --");
+    assert_true(isnan(pairs[2]));
     assert_true(notes & TL_NOTE_PAIRS_SKIPPED);
 
     const tl_quad bad[4] = {TL_QUAD_PP, TL_QUAD_PP, TL_QUAD_NP, TL_QUAD_NN};
