@@ -664,10 +664,6 @@ const char *tl_node_get_name(const tl_graph *g, tl_node a)
 {
     return node_ok(g, a) ? g->nodes[a].name : "?";
 }
-const char *tl_node_op_name(const tl_graph *g, tl_node a)
-{
-    return node_ok(g, a) ? op_table[g->nodes[a].op].name : "?";
-}
 
 tl_node tl_graph_find(const tl_graph *g, const char *name)
 {

@@ -139,8 +139,9 @@ tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens
 /* CrossDistil's quadruplet ranking loss for one task's scores [n,1]: rows fall
  * into groups by (own label a, partner label b, flipped when flip_b):
  * ++ > +- > -+ > --; loss = sum over the 3 adjacent group pairs (P, Q) of
- * mean_{i in P, j in Q} -log sigmoid(s_i - s_j), pairs with an empty group
- * skipped; above max_pairs pairs per term, max_pairs random pairs are used. */
+ * mean_{i in P, j in Q} -log sigmoid(s_i - s_j), the terms over adjacent
+ * non-empty groups (an empty group is chained over: +- over -- when -+ is
+ * empty, as for nested tasks); above max_pairs pairs per term, max_pairs random pairs are used. */
 tl_node tl_quadruplet_bpr(tl_graph *g, tl_node score, tl_node label_a, tl_node label_b, int flip_b,
                           int max_pairs);
 /* tl_quadruplet_bpr with per-row weights: weight is
@@ -208,7 +209,6 @@ int tl_node_rows(const tl_graph *g, tl_node a);   /* current rows */
 int tl_node_cols(const tl_graph *g, tl_node a);
 int tl_node_batched(const tl_graph *g, tl_node a);
 const char *tl_node_get_name(const tl_graph *g, tl_node a);
-const char *tl_node_op_name(const tl_graph *g, tl_node a);
 /* Find a node by name; TL_NONE when absent. */
 tl_node tl_graph_find(const tl_graph *g, const char *name);
 

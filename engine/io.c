@@ -219,6 +219,7 @@ static void put_config(wbuf *b, const tl_model_config *c)
     put_i32(b, ds->naive);
     for (int k = 0; k < c->n_tasks; k++) put_i32(b, c->tasks[k].space);
     put_i32(b, ds->calib_every); /* fields added later go last: older files lack them */
+    put_u32(b, c->dml.gkd_tasks);
 }
 
 static void put_rng(wbuf *b, const tl_rng *r)
@@ -761,6 +762,7 @@ static void get_config(rbuf *r, tl_model_config *c)
             r->bad = "has a task space naming an unknown task";
     }
     ds->calib_every = !r->bad && r->n - r->pos >= 4 ? get_i32(r) : 0;
+    c->dml.gkd_tasks = !r->bad && r->n - r->pos >= 4 ? get_u32(r) : 0u;
 }
 
 /* ---- field ranges ----------------------------------------------------------
@@ -880,6 +882,7 @@ static void check_config_fields(rbuf *r, const tl_model_config *c)
     want_int(r, "distill.max_pairs", ds->max_pairs, 1, 1 << 30);
     want_int(r, "distill.naive", ds->naive, 0, 1);
     want_int(r, "distill.calib_every", ds->calib_every, 0, INT32_MAX);
+    want_int(r, "dml.gkd_tasks", (long long)c->dml.gkd_tasks, 0, (1LL << c->n_tasks) - 1);
 }
 
 /* Counters a later fit adds to: bounded so that they cannot overflow. */

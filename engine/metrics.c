@@ -422,18 +422,24 @@ static tl_status multi_auc_view(const view *v, const tl_quad order[4], tl_metric
     size_t m;
     tl_status st = sort_items(v, ws, ID_NONE, Y_QUAD, 0, &m);
     if (st) return st;
+    /* The groups present, in order. An empty group (for nested tasks -+
+     * always is) is chained over: its neighbours are compared with each
+     * other, as the quadruplet loss does, instead of dropping both pairs. */
+    double present[4] = {0.0, 0.0, 0.0, 0.0};
+    for (size_t i = 0; i < m; i++) present[(int)ws->a[i].y] += (double)ws->a[i].w;
+    int chain[4], nc = 0;
+    for (int k = 0; k < 4; k++)
+        if (present[order[k]] > 0.0) chain[nc++] = (int)order[k];
+    if (nc > 0 && nc < 4) note(notes, TL_NOTE_PAIRS_SKIPPED);
     double sum = 0.0;
     int used = 0;
-    for (int k = 0; k < 3; k++) {
+    if (pair_auc) pair_auc[0] = pair_auc[1] = pair_auc[2] = DNAN;
+    for (int k = 0; k + 1 < nc; k++) {
         double wp, wn;
-        double a = auc_sorted(ws->a, m, (float)order[k], (float)order[k + 1], &wp, &wn);
+        double a = auc_sorted(ws->a, m, (float)chain[k], (float)chain[k + 1], &wp, &wn);
         if (pair_auc) pair_auc[k] = a;
-        if (isnan(a)) {
-            note(notes, TL_NOTE_PAIRS_SKIPPED);
-        } else {
-            sum += a;
-            used++;
-        }
+        sum += a;
+        used++;
     }
     if (used) {
         *out = sum / used;
@@ -720,7 +726,16 @@ typedef struct {
     double wpos, wneg; /* Σ w y, Σ w (1 - y) */
 } lrows;
 
+static tl_status logit_rows_of(const view *v, tl_metric_ws *ws, int raw, lrows *r);
+
 static tl_status logit_rows(const view *v, tl_metric_ws *ws, lrows *r)
+{
+    return logit_rows_of(v, ws, 0, r);
+}
+
+/* raw: the predictions are scores (logits) and enter as they are, without
+ * a sigmoid, clip and logit that would tie every score beyond ±16. */
+static tl_status logit_rows_of(const view *v, tl_metric_ws *ws, int raw, lrows *r)
 {
     tl_status st = ws_doubles(ws, 3 * (v->n ? v->n : 1));
     if (st) return st;
@@ -729,7 +744,7 @@ static tl_status logit_rows(const view *v, tl_metric_ws *ws, lrows *r)
     r->wpos = r->wneg = 0.0;
     for (size_t i = 0; i < v->n; i++) {
         if (!v_sel(v, i) || !(v_w(v, i) > 0.0)) continue;
-        z[m] = logit_clip(v_p(v, i));
+        z[m] = raw ? (double)v_p(v, i) : logit_clip(v_p(v, i));
         w[m] = v_w(v, i);
         y[m] = v_y(v, i);
         r->wpos += w[m] * y[m];
@@ -1003,13 +1018,17 @@ done:
     return st;
 }
 
-/* Platt (a, b) or temperature (a = 1/T, b = 0) by Newton on weighted BCE. */
-static tl_status fit_parametric(const view *v, tl_calib_kind kind, tl_metric_ws *ws, double *a,
-                                double *b)
+/* Platt (a, b) or temperature (a = 1/T, b = 0) by Newton on weighted BCE,
+ * on logit(pred) or (raw) on pred as scores. With raw, a Platt slope a <= 0
+ * is replaced by the best monotone fit, a = 0 and b = logit(mean label)
+ * (*clamped = 1): the loss is convex in (a, b), so when its minimum has
+ * a < 0 the minimum over a >= 0 lies on a = 0. */
+static tl_status fit_parametric(const view *v, tl_calib_kind kind, tl_metric_ws *ws, int raw,
+                                double *a, double *b, int *clamped)
 {
     const char *who = tl_calib_kind_name(kind);
     lrows r;
-    tl_status st = logit_rows(v, ws, &r);
+    tl_status st = logit_rows_of(v, ws, raw, &r);
     if (st) return st;
     if (!(r.wpos > 0.0) || !(r.wneg > 0.0))
         return tl_fail(TL_ERR_ARG, "%s: need both classes to fit (positive weight %g, negative weight %g)",
@@ -1023,29 +1042,48 @@ static tl_status fit_parametric(const view *v, tl_calib_kind kind, tl_metric_ws 
             return tl_fail(TL_ERR_NUMERIC,
                            "temperature: predictions are not positively related to the labels (no finite T > 0)");
     }
+    if (raw && kind == TL_CALIB_PLATT) {
+        /* min over b of the loss is convex in a and its slope at a = 0 is
+         * dL/da at (0, b0): not negative means the best a >= 0 is 0 (this
+         * also covers scores that separate the labels backwards, where the
+         * unconstrained fit runs away) */
+        double b0 = log(r.wpos) - log(r.wneg), q0 = sigmoid(b0), ga = 0.0;
+        for (size_t i = 0; i < r.m; i++) ga += r.w[i] * (q0 - r.y[i]) * r.z[i];
+        if (!(ga < 0.0)) {
+            *a = 0.0;
+            *b = b0;
+            *clamped = 1;
+            return TL_OK;
+        }
+    }
     if (fit_logistic(&r, kind == TL_CALIB_PLATT, a, b) != TL_OK)
         return tl_fail(TL_ERR_NUMERIC, "%s: fit did not converge (separable or degenerate data)", who);
+    if (raw && kind == TL_CALIB_PLATT && !(*a > 0.0)) {
+        *a = 0.0;
+        *b = log(r.wpos) - log(r.wneg);
+        *clamped = 1;
+    }
     if (kind == TL_CALIB_TEMPERATURE && !(*a > 0.0))
         return tl_fail(TL_ERR_NUMERIC, "temperature: fitted 1/T = %g is not positive", *a);
     return TL_OK;
 }
 
-tl_status tl_calibrator_fit(tl_calib_kind kind, const float *pred, const float *label,
-                            const float *weight, const uint8_t *mask, size_t n,
-                            tl_calibrator **out)
+static tl_status calibrator_fit(tl_calib_kind kind, int raw, const float *pred, const float *label,
+                                const float *weight, const uint8_t *mask, size_t n,
+                                tl_calibrator **out, int *clamped)
 {
     *out = NULL;
     if ((unsigned)kind > TL_CALIB_TEMPERATURE)
         return tl_fail(TL_ERR_ARG, "calibrator: unknown kind %d", (int)kind);
     view v = view_simple(pred, label, weight, mask, n);
     const char *who = tl_calib_kind_name(kind);
-    tl_status st = check_view(&v, PRED_PROB, LAB_UNIT, who);
+    tl_status st = check_view(&v, raw ? PRED_SCORE : PRED_PROB, LAB_UNIT, who);
     if (st) return st;
     if (kind == TL_CALIB_ISOTONIC) return fit_isotonic(&v, out);
     tl_metric_ws *ws = tl_metric_ws_new();
     if (!ws) return TL_ERR_NOMEM;
     double a, b = 0.0;
-    st = fit_parametric(&v, kind, ws, &a, &b);
+    st = fit_parametric(&v, kind, ws, raw, &a, &b, clamped);
     tl_metric_ws_free(ws);
     if (st) return st;
     tl_calibrator *c = calib_alloc(kind, 0);
@@ -1060,6 +1098,38 @@ tl_status tl_calibrator_fit(tl_calib_kind kind, const float *pred, const float *
     return TL_OK;
 }
 
+tl_status tl_calibrator_fit(tl_calib_kind kind, const float *pred, const float *label,
+                            const float *weight, const uint8_t *mask, size_t n,
+                            tl_calibrator **out)
+{
+    int clamped = 0;
+    return calibrator_fit(kind, 0, pred, label, weight, mask, n, out, &clamped);
+}
+
+tl_status tl_calibrator_fit_scores(tl_calib_kind kind, const float *score, const float *label,
+                                   const float *weight, const uint8_t *mask, size_t n,
+                                   tl_calibrator **out, int *clamped)
+{
+    int c = 0;
+    tl_status st = calibrator_fit(kind, 1, score, label, weight, mask, n, out, &c);
+    if (clamped) *clamped = c;
+    return st;
+}
+
+/* The isotonic function at x (knots in the space the calibrator was fitted in). */
+static double isotonic_at(const tl_calibrator *c, double p);
+
+double tl_calibrator_apply_score(const tl_calibrator *c, double r)
+{
+    if (isnan(r)) return DNAN;
+    switch (c->kind) {
+    case TL_CALIB_PLATT: return sigmoid((double)c->a * r + (double)c->b);
+    case TL_CALIB_TEMPERATURE: return sigmoid(r / (double)c->t);
+    case TL_CALIB_ISOTONIC: break;
+    }
+    return isotonic_at(c, r);
+}
+
 double tl_calibrator_apply1(const tl_calibrator *c, double p)
 {
     if (isnan(p)) return DNAN;
@@ -1068,6 +1138,11 @@ double tl_calibrator_apply1(const tl_calibrator *c, double p)
     case TL_CALIB_TEMPERATURE: return sigmoid(logit_clip(p) / (double)c->t);
     case TL_CALIB_ISOTONIC: break;
     }
+    return isotonic_at(c, p);
+}
+
+static double isotonic_at(const tl_calibrator *c, double p)
+{
     const float *x = c->x, *y = c->y;
     size_t k = c->k;
     if (p <= (double)x[0]) return y[0];

@@ -103,9 +103,11 @@ extern const tl_quad TL_MULTI_AUC_ORDER_A_NEG[4];
  * NULL = TL_MULTI_AUC_ORDER_A) gives the target ranking of `pred`.
  *   Multi-AUC = mean over k = 0..2 of AUC(order[k] above order[k+1])
  * where each pairwise AUC is the weighted-pair AUC of the two groups
- * (ties half). Pairs with an empty group are skipped
- * (TL_NOTE_PAIRS_SKIPPED); all empty: NaN and TL_NOTE_ONE_CLASS.
- * pair_auc (may be NULL) receives the three pairwise AUCs (NaN if skipped).
+ * (ties half). An empty group is chained over: the adjacent non-empty
+ * groups are compared (for nested tasks, where -+ is empty: ++ > +- and
+ * +- > --) and TL_NOTE_PAIRS_SKIPPED is noted; one group or none: NaN and
+ * TL_NOTE_ONE_CLASS. pair_auc (may be NULL) receives the pairwise AUCs of
+ * the chain in order (NaN past its end).
  * A bad order is TL_ERR_ARG. */
 tl_status tl_metric_multi_auc(const float *pred, const float *label_a, const float *label_b,
                               const tl_quad order[4], const float *weight,
@@ -243,6 +245,20 @@ tl_status tl_calib_kind_parse(const char *name, tl_calib_kind *out);
 tl_status tl_calibrator_fit(tl_calib_kind kind, const float *pred, const float *label,
                             const float *weight, const uint8_t *mask, size_t n,
                             tl_calibrator **out);
+
+/* tl_calibrator_fit on raw scores (logits) r instead of probabilities, for
+ * scores whose sigmoid saturates in float (r beyond ±16 would tie): Platt
+ * σ(a·r + b), temperature σ(r / T), isotonic on r itself. Apply it with
+ * tl_calibrator_apply_score. The Platt slope is kept monotone: when the
+ * unconstrained fit has a <= 0 (the scores rank the labels backwards) the
+ * result is the best fit with a >= 0, a = 0 and b = logit(weighted mean
+ * label), a calibrator that maps every score to the base rate, and
+ * *clamped = 1 (clamped may be NULL; 0 otherwise). Scores must be finite. */
+tl_status tl_calibrator_fit_scores(tl_calib_kind kind, const float *score, const float *label,
+                                   const float *weight, const uint8_t *mask, size_t n,
+                                   tl_calibrator **out, int *clamped);
+/* A calibrator fitted by tl_calibrator_fit_scores at score r (NaN in, NaN out). */
+double tl_calibrator_apply_score(const tl_calibrator *c, double r);
 
 /* Map n probabilities: out[i] = f(in[i]); in == out is allowed. Inputs are
  * clipped to [TL_METRIC_EPS, 1 - TL_METRIC_EPS] before a logit. A NaN input

@@ -38,7 +38,7 @@ void tl_model_config_defaults(tl_model_config *c)
     c->dwa_temperature = 2.0f;
     c->max_batch = 1024;
     c->seed = 1;
-    c->dml = (tl_dml_spec){0, 1, 1, 1, 1, 0.0f};
+    c->dml = (tl_dml_spec){0, 1, 1, 1, 1, 0.0f, 0u};
     c->distill.aux = 1.0f;
     c->distill.kd = 0.5f;
     c->distill.calib_valid = 1;
@@ -176,10 +176,13 @@ static tl_status check_config(const tl_model_config *c)
         return tl_fail(TL_ERR_ARG, "ple: needs levels 1..8 and shared + specific >= 1 (got "
                                    "levels=%d shared=%d specific=%d)",
                        b->levels, b->shared, b->specific);
-    if (b->kind == TL_BACKBONE_ESMM &&
-        (c->n_tasks != 2 || c->tasks[0].type != TL_TASK_BINARY || c->tasks[1].type != TL_TASK_BINARY))
-        return tl_fail(TL_ERR_ARG, "esmm: needs exactly 2 binary tasks (CTR then CTCVR), got %d",
+    if (b->kind == TL_BACKBONE_ESMM && c->n_tasks != 2)
+        return tl_fail(TL_ERR_ARG, "esmm: needs exactly 2 binary tasks (CTR then CTCVR), got %d tasks",
                        c->n_tasks);
+    for (int k = 0; b->kind == TL_BACKBONE_ESMM && k < c->n_tasks; k++)
+        if (c->tasks[k].type != TL_TASK_BINARY)
+            return tl_fail(TL_ERR_ARG, "esmm: task '%s' is a regression task; ESMM's two tasks (CTR "
+                                       "then CTCVR) must both be binary", c->tasks[k].name);
     if (c->dml.enabled) {
         if (b->kind == TL_BACKBONE_ESMM || b->kind == TL_BACKBONE_AITM)
             return tl_fail(TL_ERR_ARG, "dml: attaches to shared_bottom, omoe, mmoe and ple, not %s",

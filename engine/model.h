@@ -68,6 +68,7 @@ typedef struct {
     int stop_grad;     /* CTFM keys/values read a stop-gradient copy (the paper's default) */
     int gkd_layers;    /* layers of GKD's gate (1 in the paper) */
     float dropout;     /* on the attention output and GKD's global experience */
+    unsigned gkd_tasks; /* bit k set: task k's logit gets GKD; 0 (the default) = every task */
 } tl_dml_spec;
 
 typedef enum { TL_DISTILL_PLATT, TL_DISTILL_ISOTONIC } tl_distill_calib;

@@ -138,23 +138,3 @@ tl_status tl_tensor_init(tl_tensor *t, tl_init init, float scale, tl_rng *rng)
     int64_t n = tl_tensor_numel(t);
     return tl_init_fill(t->data, t->shape[0], n / t->shape[0], init, scale, rng);
 }
-
-static const char *init_names[] = {"zeros", "constant", "uniform", "normal",
-                                   "xavier", "xavier_normal", "he", "he_normal"};
-
-tl_status tl_init_parse(const char *name, tl_init *out)
-{
-    for (int i = 0; i < (int)(sizeof init_names / sizeof *init_names); i++)
-        if (strcmp(name, init_names[i]) == 0) {
-            *out = (tl_init)i;
-            return TL_OK;
-        }
-    return tl_fail(TL_ERR_ARG,
-                   "unknown initialiser '%s' (expected zeros, constant, uniform, normal, "
-                   "xavier, xavier_normal, he or he_normal)", name);
-}
-
-const char *tl_init_name(tl_init init)
-{
-    return (unsigned)init < sizeof init_names / sizeof *init_names ? init_names[init] : "?";
-}

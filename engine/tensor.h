@@ -46,9 +46,5 @@ char *tl_tensor_shape_str(const tl_tensor *t, char *buf, size_t n);
 tl_status tl_init_fill(float *data, int64_t rows, int64_t cols, tl_init init,
                        float scale, tl_rng *rng);
 tl_status tl_tensor_init(tl_tensor *t, tl_init init, float scale, tl_rng *rng);
-/* Parse "zeros", "constant", "uniform", "normal", "xavier", "xavier_normal",
- * "he", "he_normal". */
-tl_status tl_init_parse(const char *name, tl_init *out);
-const char *tl_init_name(tl_init init);
 
 #endif

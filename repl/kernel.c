@@ -674,15 +674,6 @@ static int publish_display(json_t *data, const char *display_id, int update)
     return publish(update && display_id ? "update_display_data" : "display_data", c);
 }
 
-int tl_kernel_display_svg(const char *svg, const char *display_id, int update)
-{
-    if (!K.active || !svg) return -1;
-    json_t *data = json_pack("{s:o, s:s}", "image/svg+xml", jstr(svg), "text/plain", "<plot>");
-    if (!data) return -1;
-    return publish_display(data, display_id, update);
-}
-
-int tl_kernel_active(void) { return K.active; }
 
 /* Lua: publish(bundle, display_id|nil, update) — bundle maps mime type -> text. */
 static int l_publish(lua_State *L)

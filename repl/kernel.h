@@ -31,16 +31,6 @@
  * be set up (the reason is printed to stderr). */
 int tl_kernel_run(lua_State *L, const char *connection_file);
 
-/* Publish an SVG image as a cell output of the request being executed:
- * display_data, or update_display_data when `update` is non-zero (the
- * output with the same `display_id` is replaced in place). `display_id`
- * may be NULL (no later update). Returns 0 when queued, -1 when no kernel
- * runs or the message could not be built. Main thread only. */
-int tl_kernel_display_svg(const char *svg, const char *display_id, int update);
-
-/* 1 while tl_kernel_run serves a kernel, else 0. */
-int tl_kernel_active(void);
-
 /* For fuzz/fuzz_kernel_msg.c and its replay test: run the check every
  * received message goes through (delimiter, HMAC-SHA256 under `key`, "" or
  * NULL for none, JSON frames) on n frames copied from frames[i] (sizes[i]

@@ -182,7 +182,8 @@ static int make_spec(lua_State *L, const char *kind, const char *fn, const char 
     return 1;
 }
 
-static const char *const dml_fields[] = {"ctfm", "gkd", "stop_grad", "gkd_layers", "dropout", NULL};
+static const char *const dml_fields[] = {"ctfm", "gkd", "stop_grad", "gkd_layers", "dropout",
+                                         "gkd_tasks", NULL};
 static const char *const distill_fields[] = {"pairs", "aux", "kd", "bce_on_aux", "calibrate",
                                              "calib_data", "correct", "lambda", "teacher_grad",
                                              "warmup", "order", "teacher", "max_pairs", "naive",
@@ -212,8 +213,9 @@ static void read_distill(lua_State *L, int idx, tl_model_config *c);
 static int l_dml(lua_State *L)
 {
     make_spec(L, "dml", "tl.dml", dml_fields);
-    tl_dml_spec d;
-    read_dml(L, -1, &d);
+    tl_model_config c; /* no tasks yet: gkd_tasks names are resolved by tl.model */
+    tl_model_config_defaults(&c);
+    read_dml(L, -1, &c.dml);
     return 1;
 }
 
@@ -430,6 +432,33 @@ static void read_dml(lua_State *L, int idx, tl_dml_spec *d)
     d->gkd_layers = (int)tl_lua_opt_int(L, idx, fn, "gkd_layers", 1, 1, TL_MAX_LAYERS);
     d->dropout = (float)tl_lua_opt_number(L, idx, fn, "dropout", 0.0, 0.0, 0.999);
     if (!d->ctfm && !d->gkd) luaL_error(L, "tl.dml: ctfm and gkd are both off; enable at least one");
+    /* d is always the dml member of a configuration (l_dml's, tl.model's):
+     * its tasks resolve gkd_tasks; without tasks the names are only checked */
+    const tl_model_config *c = (const tl_model_config *)(const void *)((const char *)d -
+                                                                       offsetof(tl_model_config, dml));
+    d->gkd_tasks = 0;
+    lua_getfield(L, idx, "gkd_tasks");
+    if (!lua_isnil(L, -1)) {
+        if (!d->gkd) luaL_error(L, "tl.dml: gkd_tasks is set but gkd is off");
+        if (!lua_istable(L, -1) || lua_rawlen(L, -1) < 1)
+            luaL_error(L, "tl.dml: field 'gkd_tasks' must be a non-empty list of task names, e.g. "
+                          "{\"like\"}, got %s", lua_istable(L, -1) ? "an empty table" : luaL_typename(L, -1));
+        int n = (int)lua_rawlen(L, -1);
+        for (int i = 1; i <= n; i++) {
+            if (lua_rawgeti(L, -1, i) != LUA_TSTRING)
+                luaL_error(L, "tl.dml: gkd_tasks[%d] must be a task name, got %s", i, luaL_typename(L, -1));
+            const char *t = lua_tostring(L, -1);
+            if (c->n_tasks) {
+                int k = config_task_index(c, t);
+                if (k < 0)
+                    luaL_error(L, "tl.dml: gkd_tasks[%d] names unknown task '%s' (the dataset's tasks "
+                                  "are %s)", i, t, config_task_list(c));
+                d->gkd_tasks |= 1u << k;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
 }
 
 /* Reads tl.crossdistil{...}; pair names are resolved against c's tasks when
@@ -853,8 +882,13 @@ static int fit_progress(void *ud, const tl_progress *p)
             }
             lua_setfield(L, -2, "valid");
         }
+        unsigned long interrupts = tl_lua_interrupt_count();
         if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-            if (tl_cancelled()) { /* Ctrl-C inside the callback: the engine reports it */
+            /* Ctrl-C inside the callback: the engine reports it. A delivered
+             * interrupt has cleared the flag (an engine call inside the
+             * callback saw it), so raise it again for the fit loop. */
+            if (tl_cancelled() || tl_lua_interrupt_count() != interrupts) {
+                tl_cancel_request();
                 lua_pop(L, 1);
                 return 0;
             }
@@ -1504,9 +1538,16 @@ static int l_model_tostring(lua_State *L)
         luaL_addstring(&buf, line);
     }
     if (c->dml.enabled) {
+        char gkd[160] = "on";
+        if (!c->dml.gkd) snprintf(gkd, sizeof gkd, "off");
+        for (int k = 0, n = 0; c->dml.gkd && c->dml.gkd_tasks && k < c->n_tasks; k++)
+            if (c->dml.gkd_tasks >> k & 1u) {
+                size_t l = strlen(gkd);
+                snprintf(gkd + l, sizeof gkd - l, "%s%s", n++ ? ", " : " (tasks ", c->tasks[k].name);
+            }
+        if (c->dml.gkd && c->dml.gkd_tasks) strncat(gkd, ")", sizeof gkd - strlen(gkd) - 1);
         snprintf(line, sizeof line, "  mutual  DML: ctfm %s, gkd %s, stop_grad %s, dropout %g\n",
-                 c->dml.ctfm ? "on" : "off", c->dml.gkd ? "on" : "off", c->dml.stop_grad ? "on" : "off",
-                 (double)c->dml.dropout);
+                 c->dml.ctfm ? "on" : "off", gkd, c->dml.stop_grad ? "on" : "off", (double)c->dml.dropout);
         luaL_addstring(&buf, line);
     }
     if (c->distill.enabled && c->distill.naive) {
@@ -1797,7 +1838,8 @@ void tl_lua_open_model(lua_State *L, int tl)
          "tl.omoe{experts=8, expert={256,128}}  one gate shared by all tasks."},
         {"ple", "tl.ple",
          "tl.ple{levels=1, shared=4, specific=2, expert={256,128}}  Progressive Layered Extraction\n"
-         "(Tang et al. RecSys 2020): CGC levels of shared and task-specific experts."},
+         "(Tang et al. RecSys 2020): CGC levels of shared and task-specific experts. shared=0 (task\n"
+         "experts only) and specific=0 (shared experts only) are PLE's ablations; not both."},
         {"shared_bottom", "tl.shared_bottom",
          "tl.shared_bottom{bottom={256,128}, dropout=0}  one shared MLP below the towers."},
         {"esmm", "tl.esmm",
@@ -1815,12 +1857,13 @@ void tl_lua_open_model(lua_State *L, int tl)
          "cp:predict(split) gives calibrated probabilities; m:evaluate(split, {calibrated=true}) too.\n"
          "tl.plot.calibration(cp:evaluate(d.test)) draws both."},
         {"dml", "tl.dml",
-         "tl.dml{ctfm=true, gkd=true, stop_grad=true, gkd_layers=1, dropout=0}\n"
+         "tl.dml{ctfm=true, gkd=true, stop_grad=true, gkd_layers=1, dropout=0, gkd_tasks=nil}\n"
          "Deep Mutual Learning across task towers (Ren et al. 2023), for tl.model{..., mutual=tl.dml{}}:\n"
          "CTFM lets each tower input attend over all tasks' inputs (keys/values through a stop-gradient\n"
          "unless stop_grad=false: the paper's 'nostop' ablation); GKD adds a gated correction to each\n"
          "logit from the stop-gradient concatenation of all towers' last hidden layers. Attaches to\n"
-         "shared_bottom, omoe, mmoe and ple."},
+         "shared_bottom, omoe, mmoe and ple. gkd_tasks={\"like\"}: GKD on these tasks' logits only (the\n"
+         "global experience still reads every tower); default every task."},
         {"crossdistil", "tl.crossdistil",
          "tl.crossdistil{pairs={{\"a\",\"b\"}}, aux=1, kd=0.5, bce_on_aux=false, calibrate=\"platt\"|\"isotonic\",\n"
          "  calib_data=\"valid\"|\"train\", calib_every=0, correct=\"blend\"|\"clip\"|\"none\", lambda=0.2,\n"
@@ -1835,7 +1878,10 @@ void tl_lua_open_model(lua_State *L, int tl)
          "until one is fitted, p~ = sigmoid(teacher score)). order=\"auto\" flips the partner label when the\n"
          "pair's labels correlate negatively on the first m:fit's train split (print(m) and m:teachers\n"
          "show it). m:teachers(split) judges the teachers on their own. naive=true: the baseline that\n"
-         "distils the other task's raw prediction, without teachers."},
+         "distils the other task's prediction p (1 - p when the pair is negatively related), without\n"
+         "teachers. With an empty group (nested tasks) the ranking terms chain the adjacent non-empty\n"
+         "groups. calibrate=\"platt\" with calib_data=\"valid\" fits sigmoid(a r + b) on the raw teacher\n"
+         "score r; a fitted a <= 0 is clamped to a = 0 (the base rate)."},
         {"optim", "tl.optim",
          "tl.optim.adam{lr=1e-3, l2=0, clip=0}, .adamw{lr, weight_decay}, .sgd{lr, momentum, nesterov},\n"
          ".adagrad{lr}. Embedding rows are updated lazily: only rows seen in the batch.\n"

@@ -61,6 +61,40 @@ done
 echo "peak RSS: ru_maxrss of one process per model (warm-up, timed training and inference)"
 echo
 
+# The papers' configuration (bench_b1.c run_paper): MMoE base, +DML, +CrossDistil
+# in full; rounds interleave the three, and each cost ratio is the median over
+# rounds of (base rows/s) / (variant rows/s) within the round. Target (issue
+# 18): a DML or CrossDistil step costs at most 1.5x a base step.
+praw=$(mktemp); trap 'rm -f "$raw" "$praw"' EXIT
+for r in $(seq 1 "$ROUNDS"); do
+  for m in paper_mmoe paper_dml paper_crossdistil; do
+    out=$("$BUILD/bench/bench_b1" "${PAPER_THREADS:-$THREADS}" "$REPS" "$m") || { echo "bench_b1 $m failed"; exit 1; }
+    printf '%s\n' "$out" | sed "s/^/$r /" >>"$praw"
+  done
+done
+pmed() { awk -v k="$1" '$2 == k {print $3}' "$praw" | median; }
+# pratio KEY BASEKEY: median over rounds of base/variant within the round
+pratio() {
+  local v; v=$(awk -v k="$1" -v b="$2" '{x[$1 " " $2] = $3; r[$1] = 1}
+    END {for (i in r) if (x[i " " k] > 0) print x[i " " b] / x[i " " k]}' "$praw" | median)
+  [ -n "$v" ] && printf '%.2fx' "$v" || printf -- '-'
+}
+echo "papers' configuration (threads ${PAPER_THREADS:-$THREADS}): MMoE, emb 8, 3 experts [128], towers [128, 80], dropout 0.5, batch 512,"
+echo "32 categorical fields (vocab 100) + 7 numeric, 2 binary tasks (6 %, 43 %), 24,576 train + 3,072 valid rows"
+echo
+printf '| paper config | train rows/s | ms per step (512 rows) | cost vs base, wall | rows per CPU-s | cost vs base, CPU (target <= 1.5x) |\n'
+printf '|---|---|---|---|---|---|\n'
+for m in paper_mmoe paper_dml paper_crossdistil; do
+  tr=$(pmed ${m}_train); tc=$(pmed ${m}_cpu)
+  ms=$(awk -v a="$tr" 'BEGIN{printf "%.2f", 512000 / a}')
+  rt=$( [ "$m" = paper_mmoe ] && echo "1.00x" || pratio ${m}_train paper_mmoe_train )
+  rc=$( [ "$m" = paper_mmoe ] && echo "1.00x" || pratio ${m}_cpu paper_mmoe_cpu )
+  printf '| %s | %s | %s | %s | %s | %s |\n' "${m#paper_}" "$tr" "$ms" "$rt" "$tc" "$rc"
+done
+echo "each epoch includes the validation pass every variant runs (and CrossDistil's epoch-end calibrator fit);"
+echo "CPU: process CPU time of all threads, steadier than wall time on a shared machine (PAPER_THREADS=1 for the work alone)"
+echo
+
 if [ -x "$BUILD/bench/bench_data" ]; then
   echo "census load:"
   # exit status 2 means a target was missed; the numbers are printed either way

@@ -8,6 +8,9 @@
  * (ru_maxrss from wait4: warm-up, timed training and inference) is its own.
  *
  * Output: one line per measurement, "key value", read by scripts/bench.sh.
+ * Model "paper" (or paper_mmoe, paper_dml, paper_crossdistil) runs instead
+ * the papers' configuration (run_paper below), in this process.
+ *
  * usage: bench_b1 [threads] [reps] [model]   (model: only that one, for profiling) */
 #include <cblas.h>
 #include <stdio.h>
@@ -31,6 +34,16 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds of the whole process (every thread): on a loaded machine the
+ * rows per CPU-second measure the work, where wall time also measures the
+ * neighbours. */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -92,6 +105,115 @@ static double flops_forward(tl_backbone_kind kind)
     default: /* PLE: 4 shared + 2x2 specific experts, 2 gates over 6 */
         return 8 * 2.0 * (in * 256 + 256 * 128) + 2 * 2.0 * in * 6 + towers;
     }
+}
+
+/* ---- the papers' configuration (issue 18: DML and CrossDistil steps) ----
+ * MMoE as DML and CrossDistil ran it: emb 8, 3 experts [128], towers [128, 80],
+ * dropout 0.5 on experts, towers and DML's parts, batch 512, Adam 1e-3, on a
+ * census-shaped input (32 categorical fields, vocab 100 each, 7 numeric; two
+ * binary tasks at census's rates, 6 % and 43 %). Variants: the base, DML
+ * (CTFM + GKD) and CrossDistil in full (teachers, quadruplet loss, Platt
+ * calibrator fitted on valid at epoch ends, blend correction, kd 0.5). Every
+ * variant fits with the same validation split (1/8 of the rows, as an 8:1:1
+ * split has), so an epoch is what the papers' protocol runs. */
+#define P_ROWS (512 * 48)
+#define P_VALID (P_ROWS / 8)
+#define P_FIELDS 32
+#define P_VOCAB 100
+#define P_DENSE 7
+
+static int run_paper(const char *name, const tl_split *s, const tl_split *v, int reps)
+{
+    tl_model_config c;
+    tl_model_config_defaults(&c);
+    c.backbone.kind = TL_BACKBONE_MMOE;
+    c.backbone.expert = (tl_mlp_spec){1, {128}, 0.5f};
+    c.backbone.experts = 3;
+    c.n_cat = P_FIELDS;
+    for (int f = 0; f < P_FIELDS; f++) c.vocab[f] = P_VOCAB;
+    c.n_num = P_DENSE;
+    c.emb_dim = 8;
+    c.n_tasks = 2;
+    for (int k = 0; k < 2; k++) {
+        snprintf(c.tasks[k].name, sizeof c.tasks[k].name, "task%d", k + 1);
+        c.tasks[k].type = TL_TASK_BINARY;
+        c.tasks[k].tower = (tl_mlp_spec){2, {128, 80}, 0.5f};
+        c.tasks[k].weight = 1.0f;
+        c.tasks[k].space = -1;
+    }
+    c.max_batch = 512;
+    if (strcmp(name, "paper_dml") == 0) c.dml = (tl_dml_spec){1, 1, 1, 1, 1, 0.5f, 0u};
+    if (strcmp(name, "paper_crossdistil") == 0) {
+        c.distill.enabled = 1;
+        c.distill.n_pairs = 1;
+        c.distill.pairs[0][0] = 0;
+        c.distill.pairs[0][1] = 1;
+    }
+    tl_model *m;
+    if (tl_model_new(&c, &m) != TL_OK) {
+        fprintf(stderr, "bench_b1: %s: %s\n", name, tl_errmsg());
+        return 1;
+    }
+    tl_fit_options o;
+    tl_fit_defaults(&o);
+    o.epochs = 1;
+    o.batch = 512;
+    o.optim = tl_optim_defaults(TL_OPTIM_ADAM);
+    o.optim.lr = 1e-3f;
+    double train[16], cpu[16];
+    if (reps > 16) reps = 16;
+    if (tl_model_fit(m, s, v, &o) != TL_OK) { /* warm-up */
+        fprintf(stderr, "bench_b1: %s: %s\n", name, tl_errmsg());
+        return 1;
+    }
+    for (int r = 0; r < reps; r++) {
+        double t = now(), c0 = cpu_now();
+        if (tl_model_fit(m, s, v, &o) != TL_OK) {
+            fprintf(stderr, "bench_b1: %s: %s\n", name, tl_errmsg());
+            return 1;
+        }
+        train[r] = P_ROWS / (now() - t);
+        cpu[r] = P_ROWS / (cpu_now() - c0);
+    }
+    printf("%s_train %.0f\n%s_cpu %.0f\n", name, median(train, reps), name, median(cpu, reps));
+    fflush(stdout);
+    tl_model_free(m);
+    return 0;
+}
+
+static int paper_main(const char *only, int reps)
+{
+    size_t n = P_ROWS + P_VALID;
+    int32_t *cat = malloc(sizeof(int32_t) * n * P_FIELDS);
+    float *num = malloc(sizeof(float) * n * P_DENSE), *labels = malloc(sizeof(float) * n * 2);
+    if (!cat || !num || !labels) return 1;
+    tl_rng rng;
+    tl_rng_seed(&rng, 43);
+    for (size_t i = 0; i < n * P_FIELDS; i++) cat[i] = (int32_t)tl_rng_below(&rng, P_VOCAB);
+    for (size_t i = 0; i < n * P_DENSE; i++) num[i] = tl_rng_normal(&rng);
+    for (size_t i = 0; i < n; i++) {
+        labels[2 * i] = tl_rng_uniform(&rng) < 0.06f;
+        labels[2 * i + 1] = tl_rng_uniform(&rng) < 0.43f;
+    }
+    tl_split s = {0}, v = {0};
+    s.name = "train";
+    s.n = P_ROWS;
+    s.cat = cat;
+    s.num = num;
+    s.labels = labels;
+    v.name = "valid";
+    v.n = P_VALID;
+    v.cat = cat + (size_t)P_ROWS * P_FIELDS;
+    v.num = num + (size_t)P_ROWS * P_DENSE;
+    v.labels = labels + (size_t)P_ROWS * 2;
+    const char *names[3] = {"paper_mmoe", "paper_dml", "paper_crossdistil"};
+    int st = 0;
+    for (int i = 0; i < 3 && !st; i++)
+        if (!strcmp(only, "paper") || !strcmp(only, names[i])) st = run_paper(names[i], &s, &v, reps);
+    free(cat);
+    free(num);
+    free(labels);
+    return st;
 }
 
 /* Build one B1 model, warm up, then time `reps` training epochs and
@@ -159,6 +281,8 @@ int main(int argc, char **argv)
     int threads = argc > 1 ? atoi(argv[1]) : 2, reps = argc > 2 ? atoi(argv[2]) : 3;
     if (reps < 1) reps = 1;
     tl_set_threads(threads);
+    const char *only = argc > 3 ? argv[3] : NULL;
+    if (only && strncmp(only, "paper", 5) == 0) return paper_main(only, reps);
     double gflops = sgemm_rate(threads);
     printf("sgemm_gflops %.1f\n", gflops);
 
@@ -177,7 +301,6 @@ int main(int argc, char **argv)
 
     const tl_backbone_kind kinds[3] = {TL_BACKBONE_SHARED_BOTTOM, TL_BACKBONE_MMOE, TL_BACKBONE_PLE};
     const char *names[3] = {"shared_bottom", "mmoe", "ple"};
-    const char *only = argc > 3 ? argv[3] : NULL;
     for (int mi = 0; mi < 3; mi++) {
         if (only && strcmp(only, names[mi]) != 0) continue;
         fflush(stdout);

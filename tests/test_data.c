@@ -947,7 +947,10 @@ static int census_present(void)
 static void test_census(void **state)
 {
     (void)state;
-    if (!census_present()) skip();
+    if (!census_present()) {
+        print_message("SKIP test_census: data/census_income_kdd is not in this checkout\n");
+        skip();
+    }
     tl_dataset *d = NULL;
     assert_int_equal(tl_data_census_ex("data/census_income_kdd", 0, 0, &d), TL_OK);
     const tl_split *tr = tl_dataset_split(d, "train"), *va = tl_dataset_split(d, "valid"),
@@ -1000,7 +1003,10 @@ static void test_census(void **state)
 static void test_census_cache_and_env(void **state)
 {
     (void)state;
-    if (!census_present()) skip();
+    if (!census_present()) {
+        print_message("SKIP test_census_cache_and_env: data/census_income_kdd is not in this checkout\n");
+        skip();
+    }
     /* copy the file into tmp/census_income_kdd and load it from there */
     char dir[600], cmd[1400];
     snprintf(dir, sizeof dir, "%s/census_income_kdd", tmp);
@@ -1027,7 +1033,10 @@ static void test_census_cache_and_env(void **state)
 static void test_census_cancel(void **state)
 {
     (void)state;
-    if (!census_present()) skip();
+    if (!census_present()) {
+        print_message("SKIP test_census_cancel: data/census_income_kdd is not in this checkout\n");
+        skip();
+    }
     tl_dataset *d = NULL;
     tl_cancel_request();
     tl_status st = tl_data_census_ex("data/census_income_kdd", 0, 0, &d);
@@ -1120,7 +1129,10 @@ static void test_movielens(void **state)
     (void)state;
     struct stat sb;
     const char *dir = "../shared/data/movielens_100k";
-    if (stat(dir, &sb) != 0) skip();
+    if (stat(dir, &sb) != 0) {
+        print_message("SKIP test_movielens: %s is absent (read from ../shared, never shipped)\n", dir);
+        skip();
+    }
     tl_dataset *d = NULL;
     assert_int_equal(tl_data_movielens(dir, 1, &d), TL_OK);
     const tl_split *all = tl_dataset_split(d, "all");
@@ -1144,7 +1156,10 @@ static void test_movielens_1m(void **state)
     (void)state;
     struct stat sb;
     const char *dir = "../shared/data/movielens_1m";
-    if (stat(dir, &sb) != 0) skip();
+    if (stat(dir, &sb) != 0) {
+        print_message("SKIP test_movielens_1m: %s is absent (read from ../shared, never shipped)\n", dir);
+        skip();
+    }
     tl_dataset *d = NULL;
     assert_int_equal(tl_data_movielens(NULL, 1, &d), TL_OK);
     const tl_split *all = tl_dataset_split(d, "all");
@@ -1161,7 +1176,10 @@ static void test_amazon_video_games(void **state)
     (void)state;
     struct stat sb;
     const char *dir = "../shared/data/amazon_video_games_dml";
-    if (stat(dir, &sb) != 0) skip();
+    if (stat(dir, &sb) != 0) {
+        print_message("SKIP test_amazon_video_games: %s is absent (read from ../shared, never shipped)\n", dir);
+        skip();
+    }
     tl_dataset *d = NULL, *e = NULL, *f = NULL;
     assert_int_equal(tl_data_amazon_video_games(dir, 1, &d), TL_OK);
     const tl_split *all = tl_dataset_split(d, "all"), *tr = tl_dataset_split(d, "train");

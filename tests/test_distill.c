@@ -126,7 +126,7 @@ static void make_cfg(tl_model_config *c, tl_backbone_kind kind, int n_tasks)
 
 static void dml_on(tl_model_config *c, int stop_grad, int gkd_layers)
 {
-    c->dml = (tl_dml_spec){1, 1, 1, stop_grad, gkd_layers, 0.0f};
+    c->dml = (tl_dml_spec){1, 1, 1, stop_grad, gkd_layers, 0.0f, 0u};
 }
 
 /* CrossDistil on pair (t0, t1): in-graph Platt (calib_data train), blend. */
@@ -476,25 +476,34 @@ static double quad_ref(const float *s, const float *ya, const float *yb, int row
         if (flip) b = !b;
         grp[i] = (ya[i] > 0.5f ? 0 : 2) + (b ? 0 : 1);
     }
+    /* terms over adjacent non-empty groups */
+    int present[4] = {0, 0, 0, 0}, order[4], ng = 0;
+    for (int i = 0; i < rows; i++) present[grp[i]] = 1;
+    for (int q = 0; q < 4; q++)
+        if (present[q]) order[ng++] = q;
     double total = 0.0;
-    for (int p = 0; p < 3; p++) {
+    for (int p = 0; p + 1 < ng; p++) {
         double sum = 0.0;
         int cnt = 0;
         for (int i = 0; i < rows; i++)
             for (int j = 0; j < rows; j++)
-                if (grp[i] == p && grp[j] == p + 1) {
+                if (grp[i] == order[p] && grp[j] == order[p + 1]) {
                     sum += log1p(exp(-((double)s[i] - (double)s[j])));
                     cnt++;
                 }
-        if (cnt) total += sum / cnt;
+        total += sum / cnt;
     }
     return total;
 }
 
-/* 16 rows: groups ++ x5, +- x4, -+ x3, -- x4 (20, 12, 12 pairs per term). */
+/* 16 rows: groups ++ x5, +- x4, -+ x3, -- x4 (20, 12, 12 pairs per term).
+ * Not static const: GCC 12.2 at -O2 -march=native folded quad_labels' memcpy
+ * of q_yb into vector constants and stored {0,1,0,1,0,1,0,1} for its second
+ * half (last element 1, not 0), so three tests ran on wrong labels; arrays the
+ * compiler cannot fold are copied from memory. */
 #define QROWS 16
-static const float q_ya[QROWS] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0};
-static const float q_yb[QROWS] = {1, 0, 1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 0};
+float q_ya[QROWS] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0};
+float q_yb[QROWS] = {1, 0, 1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1, 0, 0};
 
 static void check_quad_grad(quad *q, int training, const char *what)
 {
@@ -619,8 +628,10 @@ static void test_quad_eval_keeps_rng(void **state)
     tl_graph_free(q.g);
 }
 
-/* A batch without (+,-) rows: terms 1 and 2 are skipped; the loss is term 3
- * alone. A batch of one group: loss 0, no gradient. */
+/* A batch without (+,-) rows: the empty group is chained over, the terms
+ * are (++ over -+) and (-+ over --), so the ++ rows are ranked too. A batch
+ * of one group: loss 0, no gradient. (Before chaining, both terms next to
+ * the empty group were dropped and the ++ rows got no gradient.) */
 static void test_quad_empty_groups(void **state)
 {
     (void)state;
@@ -631,13 +642,14 @@ static void test_quad_empty_groups(void **state)
     quad_labels(&q, R, ya, yb);
     float v = quad_run(&q, 0);
     const float *s = tlt_param(q.g, q.s);
-    double want = 0.0; /* (-+) rows 2, 3 over (--) rows 4, 5, 6 */
+    double t1 = 0.0, t2 = 0.0; /* ++ rows 0, 1 over -+ rows 2, 3; -+ over -- rows 4, 5, 6 */
+    for (int i = 0; i < 2; i++)
+        for (int j = 2; j < 4; j++) t1 += log1p(exp(-((double)s[i] - (double)s[j])));
     for (int i = 2; i < 4; i++)
-        for (int j = 4; j < 7; j++) want += log1p(exp(-((double)s[i] - (double)s[j])));
-    want /= 6.0;
+        for (int j = 4; j < 7; j++) t2 += log1p(exp(-((double)s[i] - (double)s[j])));
+    double want = t1 / 4.0 + t2 / 6.0;
     assert_true(tlt_close("quadruplet without (+,-)", &v, &want, 1, 1e-5, 1e-7));
-    /* the ++ rows are in no term: no gradient */
-    assert_true(tlt_param_grad(q.g, q.s)[0] == 0.0f && tlt_param_grad(q.g, q.s)[1] == 0.0f);
+    assert_true(tlt_param_grad(q.g, q.s)[0] < 0.0f && tlt_param_grad(q.g, q.s)[1] < 0.0f);
     assert_true(tlt_param_grad(q.g, q.s)[2] != 0.0f);
     tl_graph_free(q.g);
 
@@ -648,6 +660,51 @@ static void test_quad_empty_groups(void **state)
     assert_true(v == 0.0f);
     for (int i = 0; i < R; i++) assert_true(tlt_param_grad(q.g, q.s)[i] == 0.0f);
     tl_graph_free(q.g);
+}
+
+/* Nested tasks (b => a, as like => rated): for a's teacher the group (-,+)
+ * is always empty, and the terms are (++ over +-) and (+- over --), so a's
+ * positives without b (rated, not liked) rank above a's negatives; for b's
+ * teacher (+,-) is empty and the terms are (++ over -+), (-+ over --). Both
+ * against the definition and gradient-checked. (Before the fix a's teacher
+ * kept only (++, +-): its (-,-) rows got no gradient; b's teacher kept only
+ * (-+, --): its (+,+) rows got none.) */
+static void test_quad_nested(void **state)
+{
+    (void)state;
+    enum { R = 12 };
+    /* a = rated, b = liked: b => a */
+    const float ya[R] = {1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0}, yb[R] = {1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int side = 0; side < 2; side++) {
+        const float *own = side ? yb : ya, *partner = side ? ya : yb;
+        quad q;
+        quad_new(&q, R, 0, 1000, 8);
+        quad_labels(&q, R, own, partner);
+        float v = quad_run(&q, 0);
+        const float *s = tlt_param(q.g, q.s);
+        double want = quad_ref(s, own, partner, R, 0);
+        /* the two chained terms by hand: groups as row ranges */
+        int g0[2] = {0, 3}, g1[2] = {3, 7}, g2[2] = {7, 12}; /* ++ | a+ b- (or a- b+) | -- */
+        double t1 = 0.0, t2 = 0.0;
+        for (int i = g0[0]; i < g0[1]; i++)
+            for (int j = g1[0]; j < g1[1]; j++) t1 += log1p(exp(-((double)s[i] - (double)s[j])));
+        for (int i = g1[0]; i < g1[1]; i++)
+            for (int j = g2[0]; j < g2[1]; j++) t2 += log1p(exp(-((double)s[i] - (double)s[j])));
+        double hand = t1 / 12.0 + t2 / 20.0;
+        assert_true(fabs(hand - want) < 1e-9);
+        assert_true(tlt_close(side ? "nested, b's teacher" : "nested, a's teacher", &v, &want, 1, 1e-5, 1e-7));
+        /* every row is in a term: (--) rows are pushed down, (++) rows up */
+        const float *gs = tlt_param_grad(q.g, q.s);
+        for (int i = 0; i < R; i++) {
+            if (i < 3) assert_true(gs[i] < 0.0f);
+            if (i >= 7) assert_true(gs[i] > 0.0f);
+        }
+        tlt_gradcheck_opts o = tlt_gradcheck_defaults();
+        tlt_gradcheck_result r;
+        assert_int_equal(tlt_gradcheck(q.g, q.loss, &o, &r), 0);
+        assert_true(r.checked >= R);
+        tl_graph_free(q.g);
+    }
 }
 
 /* flip_b reverses the partner's order: flipped labels yb give the loss and
@@ -834,6 +891,67 @@ static void test_quad_weighted(void **state)
 }
 
 /* ---- DML: the stop-gradient on CTFM's keys and values ------------------------- */
+
+/* gkd_tasks: a bit per task, 0 = every task. Every bit set builds the same
+ * graph as 0 (same parameters, same bits). Task t0 alone: t1 has no GKD
+ * parameters; every other parameter starts as in the full model (t1's GKD
+ * parameters are created last), t0's prediction is the full model's (its
+ * global experience still reads both towers) and t1's is the full model's
+ * with t1's GKD output weights zeroed (no correction). */
+static void test_dml_gkd_tasks(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    tdata d;
+    make_data(&d, N, 0, 2, 1, 23);
+    tl_model *mm[3];
+    static const unsigned masks[3] = {0u, 3u, 1u};
+    for (int i = 0; i < 3; i++) {
+        tl_model_config c;
+        make_cfg(&c, TL_BACKBONE_MMOE, 2);
+        dml_on(&c, 1, 1);
+        c.dml.gkd_tasks = masks[i];
+        mm[i] = new_model(&c);
+    }
+    tl_graph *g0 = tl_model_graph(mm[0]), *g1 = tl_model_graph(mm[1]), *g2 = tl_model_graph(mm[2]);
+    size_t n0, n1, n2;
+    const float *p0 = tl_graph_params(g0, &n0), *p1 = tl_graph_params(g1, &n1);
+    float *p2 = tl_graph_params(g2, &n2);
+    assert_true(n0 == n1 && tl_graph_param_count(g0) == tl_graph_param_count(g1));
+    assert_memory_equal(p0, p1, n0 * sizeof(float));
+    assert_true(has_param_prefix(g0, "dml.gkd.t1.") && has_param_prefix(g2, "dml.gkd.t0."));
+    assert_false(has_param_prefix(g2, "dml.gkd.t1."));
+    for (int i = 0; i < tl_graph_param_count(g2); i++) {
+        const tl_param_info *a = tl_graph_param(g2, i), *b = param_named(g0, a->name);
+        assert_memory_equal(p2 + a->offset, p0 + b->offset, (size_t)a->rows * (size_t)a->cols * sizeof(float));
+    }
+    float pr[3][N * 2];
+    for (int i = 0; i < 3; i++) check_ok(tl_model_predict(mm[i], &d.train, pr[i]), "predict");
+    assert_memory_equal(pr[0], pr[1], sizeof pr[0]);
+    int moved = 0;
+    for (int r = 0; r < N; r++) {
+        assert_true(pr[2][r * 2] == pr[0][r * 2]);
+        moved += pr[2][r * 2 + 1] != pr[0][r * 2 + 1];
+    }
+    assert_true(moved > 0);
+    const tl_param_info *v = param_named(g0, "dml.gkd.t1.v.w");
+    memset((float *)p0 + v->offset, 0, (size_t)v->rows * (size_t)v->cols * sizeof(float));
+    check_ok(tl_model_predict(mm[0], &d.train, pr[0]), "predict");
+    for (int r = 0; r < N; r++)
+        if (fabsf(pr[2][r * 2 + 1] - pr[0][r * 2 + 1]) > 1e-6f)
+            fail_msg("row %d: t1 without GKD %.9g, full model with v = 0 %.9g", r, (double)pr[2][r * 2 + 1],
+                     (double)pr[0][r * 2 + 1]);
+    /* a bit beyond the tasks is refused */
+    tl_model_config c;
+    make_cfg(&c, TL_BACKBONE_MMOE, 2);
+    dml_on(&c, 1, 1);
+    c.dml.gkd_tasks = 4u;
+    tl_model *bad = NULL;
+    assert_int_equal(tl_model_new(&c, &bad), TL_ERR_ARG);
+    assert_non_null(strstr(tl_errmsg(), "gkd_tasks"));
+    for (int i = 0; i < 3; i++) tl_model_free(mm[i]);
+    free_data(&d);
+}
 
 /* Only task k's loss on: the gradient at task j's tower input (slice j of the
  * concatenated tower inputs before CTFM) can come only through CTFM — its
@@ -1057,6 +1175,52 @@ static void test_warmup(void **state)
     free_data(&d);
 }
 
+/* Naive KD honours the pair's order: each student distils the other task's
+ * prediction p, or 1 - p when the pair is negative (flip 1). The students'
+ * objectives are checked against (1 - kd) BCE(y, y^) + kd BCE(t, y^) computed
+ * here from the predictions. (Before the fix a negative pair distilled p.) */
+static void test_naive_kd_sign(void **state)
+{
+    (void)state;
+    enum { N = 24 };
+    tdata d;
+    make_data(&d, N, 0, 2, -1, 21);
+    for (int flip = 0; flip < 2; flip++) {
+        tl_model_config c;
+        make_cfg(&c, TL_BACKBONE_SHARED_BOTTOM, 2);
+        c.distill.enabled = 1;
+        c.distill.naive = 1;
+        c.distill.n_pairs = 1;
+        c.distill.pairs[0][0] = 0;
+        c.distill.pairs[0][1] = 1;
+        c.distill.flip[0] = flip;
+        c.distill.kd = 0.6f;
+        tl_model *m = new_model(&c);
+        tl_graph *g = tl_model_graph(m);
+        jitter(m, 31);
+        fill(m, &d.train, 2, 0, N);
+        tl_graph_set_scalar(g, m->kd_alpha, 0.6f);
+        tl_graph_set_scalar(g, m->kd_keep, 0.4f);
+        assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+        const float *p[2] = {tl_graph_value(g, m->pred[0]), tl_graph_value(g, m->pred[1])};
+        for (int k = 0; k < 2; k++) {
+            double kd = 0.0;
+            for (int i = 0; i < N; i++) {
+                double q = p[k][i], t = flip ? 1.0 - (double)p[1 - k][i] : (double)p[1 - k][i];
+                kd -= t * log(q) + (1.0 - t) * log(1.0 - q);
+            }
+            kd /= N;
+            double want = 0.4 * (double)tl_graph_value(g, m->loss[k])[0] + 0.6 * kd;
+            float got = tl_graph_value(g, m->objective[k])[0];
+            char what[64];
+            snprintf(what, sizeof what, "naive KD objective, task %d, flip %d", k, flip);
+            assert_true(tlt_close(what, &got, &want, 1, 1e-5, 1e-7));
+        }
+        tl_model_free(m);
+    }
+    free_data(&d);
+}
+
 /* Predictions come from the student towers only: perturbing every teacher
  * and calibrator parameter leaves them bit-identical (and moves the teacher
  * scores); perturbing a student tower moves them. Teacher scores are NaN for
@@ -1251,11 +1415,13 @@ static void test_fitted_calibrators(void **state)
                 pr[i * 2] = raw[i * 3 + k];
                 pr[i * 2 + 1] = cal[i * 3 + k];
                 assert_true(cal[i * 3 + k] >= 0.0f && cal[i * 3 + k] <= 1.0f);
-                /* the same map the distilled soft label uses, from the float
-                 * sigmoid the engine computes (isotonic pieces can be steep) */
+                /* the same map the distilled soft label uses: Platt on the raw
+                 * score, isotonic on the float sigmoid the engine computes
+                 * (isotonic pieces can be steep) */
                 float r = raw[i * 3 + k];
                 float p = r >= 0.0f ? 1.0f / (1.0f + expf(-r)) : expf(r) / (1.0f + expf(r));
-                double want = tl_calibrator_apply1(m->distill_task[k].cal, (double)p);
+                double want = kind == 1 ? tl_calibrator_apply_score(m->distill_task[k].cal, (double)r)
+                                        : tl_calibrator_apply1(m->distill_task[k].cal, (double)p);
                 if (!(fabs((double)cal[i * 3 + k] - want) < 1e-5))
                     fail_msg("task %d row %d: calibrated %.9g, want %.9g (raw %.9g)", k, i,
                              (double)cal[i * 3 + k], want, (double)raw[i * 3 + k]);
@@ -1285,6 +1451,61 @@ static void test_fitted_calibrators(void **state)
         }
         tl_model_free(m);
     }
+    free_data(&d);
+}
+
+/* A fitted Platt calibrator reads the raw teacher score: with scores near 30
+ * (teacher output biases moved there; the ranking loss is shift-invariant,
+ * so they stay) sigmoid(r) is 1 in float for every row, and a fit on it
+ * would see one value. The fit on the scores succeeds, the calibrated
+ * scores follow sigmoid(a r + b) and are not all equal. (Before the fix the
+ * epoch-end fit failed: "platt: fit did not converge".) */
+static void test_platt_raw_teacher_scores(void **state)
+{
+    (void)state;
+    enum { NT = 192, NV = 96 };
+    tdata d;
+    make_data(&d, NT, NV, 2, 1, 17);
+    tl_model_config c;
+    make_cfg(&c, TL_BACKBONE_SHARED_BOTTOM, 2);
+    distill_on(&c);
+    c.distill.calibrate = TL_DISTILL_PLATT;
+    c.distill.calib_valid = 1;
+    c.distill.correct = TL_CORRECT_NONE;
+    tl_model *m = new_model(&c);
+    tl_graph *g = tl_model_graph(m);
+    float *params = tl_graph_params(g, NULL);
+    for (int k = 0; k < 2; k++) {
+        char n[64];
+        snprintf(n, sizeof n, "teacher.t%d.out.b", k);
+        params[param_named(g, n)->offset] = 30.0f;
+    }
+    fit_steps(m, &d.train, &d.valid, 0, 6);
+    float raw[NV * 2], cal[NV * 2];
+    check_ok(tl_model_predict_teachers(m, &d.valid, 0, raw), "teachers");
+    check_ok(tl_model_predict_teachers(m, &d.valid, 1, cal), "teachers calibrated");
+    for (int k = 0; k < 2; k++) {
+        const tl_calibrator *cc = m->distill_task[k].cal;
+        assert_non_null(cc);
+        assert_int_equal(tl_calibrator_kind(cc), TL_CALIB_PLATT);
+        double a, b;
+        tl_calibrator_platt_params(cc, &a, &b);
+        int distinct = 0;
+        for (int i = 0; i < NV; i++) {
+            float r = raw[i * 2 + k];
+            assert_true(r > 20.0f); /* 1 / (1 + e^-r) rounds to 1 in float */
+            assert_true(1.0f / (1.0f + expf(-r)) == 1.0f);
+            double want = 1.0 / (1.0 + exp(-(a * (double)r + b)));
+            if (!(fabs((double)cal[i * 2 + k] - want) < 1e-6))
+                fail_msg("task %d row %d: calibrated %.9g, want %.9g", k, i, (double)cal[i * 2 + k], want);
+            distinct += i > 0 && cal[i * 2 + k] != cal[k];
+        }
+        if (!(distinct > NV / 2))
+            fail_msg("task %d: %d distinct calibrated scores (a %g, b %g, clamped %d)", k, distinct, a, b,
+                     m->distill_task[k].cal_clamped);
+        if (!m->distill_task[k].cal_clamped) assert_true(a > 0.0);
+    }
+    tl_model_free(m);
     free_data(&d);
 }
 
@@ -1337,7 +1558,11 @@ static tl_calibrator *hand_fit(tl_model *m, const tl_split *s, int K, int k, tl_
         y[i] = lab[i * (size_t)K + (size_t)k];
     }
     tl_calibrator *c = NULL;
-    check_ok(tl_calibrator_fit(kind, p, y, NULL, NULL, n, &c), "fit calibrator");
+    if (kind == TL_CALIB_PLATT) /* Platt reads the raw scores */
+        for (size_t i = 0; i < n; i++) p[i] = raw[i * (size_t)K + (size_t)k];
+    check_ok(kind == TL_CALIB_PLATT ? tl_calibrator_fit_scores(kind, p, y, NULL, NULL, n, &c, NULL)
+                                    : tl_calibrator_fit(kind, p, y, NULL, NULL, n, &c),
+             "fit calibrator");
     free(cat);
     free(num);
     free(lab);
@@ -1534,16 +1759,20 @@ int main(void)
         cmocka_unit_test(test_quad_sampling_counts),
         cmocka_unit_test(test_quad_eval_keeps_rng),
         cmocka_unit_test(test_quad_empty_groups),
+        cmocka_unit_test(test_quad_nested),
         cmocka_unit_test(test_quad_flip),
         cmocka_unit_test(test_quad_weighted),
         cmocka_unit_test(test_dml_stop_grad),
+        cmocka_unit_test(test_dml_gkd_tasks),
         cmocka_unit_test(test_label_correlation),
         cmocka_unit_test(test_order_auto),
         cmocka_unit_test(test_warmup),
         cmocka_unit_test(test_inference_students),
+        cmocka_unit_test(test_naive_kd_sign),
         cmocka_unit_test(test_teacher_separate_shared),
         cmocka_unit_test(test_fitted_calibrators),
         cmocka_unit_test(test_fitted_calibrator_space),
+        cmocka_unit_test(test_platt_raw_teacher_scores),
         cmocka_unit_test(test_soft_label_correction),
         cmocka_unit_test(test_calib_every),
         cmocka_unit_test(test_calib_every_resume),

@@ -1,5 +1,6 @@
 /* test_fixture_backbones.c — one forward and backward pass of each backbone
- * (shared-bottom, MMoE, PLE with one level, ESMM, AITM) against PyTorch:
+ * (shared-bottom, MMoE, PLE with one level, ESMM, AITM, and PLE's ablations
+ * shared=0 and specific=0 with two levels) against PyTorch:
  * tests/fixtures/backbones_<name>.txt, made by make_backbone_fixtures.py from
  * per-expert torch.nn.Linear layers. The fixture's parameters (already in the
  * engine's layout and names) are loaded into the engine's parameter block;
@@ -38,10 +39,12 @@ static int close_to(const char *what, const float *got, const tlt_array *want)
     return tlt_close(what, got, want->v, n, RTOL, FLOOR * mx + 1e-12);
 }
 
-static void run_fixture(const char *kind_name)
+/* file: the fixture's name (backbones_<file>.txt); kind_name: the backbone;
+ * levels, shared, specific: PLE's. */
+static void run_fixture_ple(const char *file, const char *kind_name, int levels, int shared, int specific)
 {
     char path[128];
-    snprintf(path, sizeof path, "tests/fixtures/backbones_%s.txt", kind_name);
+    snprintf(path, sizeof path, "tests/fixtures/backbones_%s.txt", file);
     tlt_fixture *fx = tlt_fixture_load(path);
     if (!fx) fail_msg("cannot load %s (run from the project root)", path);
     const tlt_array *x = tlt_fixture_get(fx, "x", B, D), *y = tlt_fixture_get(fx, "y", B, 2);
@@ -57,9 +60,9 @@ static void run_fixture(const char *kind_name)
     c.backbone.bottom = (tl_mlp_spec){2, {6, 4}, 0.0f};
     c.backbone.expert = (tl_mlp_spec){2, {6, 4}, 0.0f};
     c.backbone.experts = 3;
-    c.backbone.levels = 1;
-    c.backbone.shared = 2;
-    c.backbone.specific = 1;
+    c.backbone.levels = levels;
+    c.backbone.shared = shared;
+    c.backbone.specific = specific;
     c.backbone.constraint = 0.6f;
     c.n_cat = 0;
     c.n_num = D;
@@ -128,18 +131,26 @@ static void run_fixture(const char *kind_name)
     tlt_fixture_free(fx);
 }
 
+static void run_fixture(const char *kind_name) { run_fixture_ple(kind_name, kind_name, 1, 2, 1); }
+
 static void test_shared_bottom(void **s) { (void)s; run_fixture("shared_bottom"); }
 static void test_mmoe(void **s) { (void)s; run_fixture("mmoe"); }
 static void test_ple(void **s) { (void)s; run_fixture("ple"); }
 static void test_esmm(void **s) { (void)s; run_fixture("esmm"); }
 static void test_aitm(void **s) { (void)s; run_fixture("aitm"); }
+/* PLE's ablations (issue 19): no shared experts, no task-specific experts;
+ * two levels, so the second level's expert blocks and the shared path are
+ * exercised. (Both failed to build before: "gate_mix: ... do not fit".) */
+static void test_ple_no_shared(void **s) { (void)s; run_fixture_ple("ple_s0p2", "ple", 2, 0, 2); }
+static void test_ple_no_specific(void **s) { (void)s; run_fixture_ple("ple_s1p0", "ple", 2, 1, 0); }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shared_bottom), cmocka_unit_test(test_mmoe),
         cmocka_unit_test(test_ple),           cmocka_unit_test(test_esmm),
-        cmocka_unit_test(test_aitm),
+        cmocka_unit_test(test_aitm),          cmocka_unit_test(test_ple_no_shared),
+        cmocka_unit_test(test_ple_no_specific),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,9 @@
  * on shared-bottom (teachers, quadruplet loss, in-graph Platt calibrator,
  * blend correction, distilled student loss) with and without the partner's
  * label flipped, and with sample weights and a task space (weighted losses,
- * the weighted quadruplet loss without the rows outside a space). The
+ * the weighted quadruplet loss without the rows outside a space), and with
+ * nested labels (cvr => ctr: a group always empty, the terms chained over
+ * it). The
  * fixture's parameters, already in the engine's layout and names, are
  * loaded into the engine; predictions, losses and every parameter gradient
  * must match — including the ones a stop-gradient cuts, which the
@@ -60,7 +62,7 @@ static const tlt_array *get(const tlt_fixture *fx, const char *name, int rows, i
 }
 
 /* kind: "dml_mmoe", "dml_shared_bottom", "crossdistil", "crossdistil_flip",
- * "crossdistil_weighted". */
+ * "crossdistil_weighted", "crossdistil_nested". */
 static void run_fixture(const char *name)
 {
     char path[128];
@@ -96,7 +98,7 @@ static void run_fixture(const char *name)
     c.max_batch = B;
     float alpha = 0.0f;
     if (dml) {
-        c.dml = (tl_dml_spec){1, 1, 1, 1, 1, 0.0f};
+        c.dml = (tl_dml_spec){1, 1, 1, 1, 1, 0.0f, 0u};
     } else {
         const tlt_array *st = get(fx, "settings", 1, 5);
         tl_distill_spec *ds = &c.distill;
@@ -193,6 +195,7 @@ static void test_dml_shared_bottom(void **s) { (void)s; run_fixture("dml_shared_
 static void test_crossdistil(void **s) { (void)s; run_fixture("crossdistil"); }
 static void test_crossdistil_flip(void **s) { (void)s; run_fixture("crossdistil_flip"); }
 static void test_crossdistil_weighted(void **s) { (void)s; run_fixture("crossdistil_weighted"); }
+static void test_crossdistil_nested(void **s) { (void)s; run_fixture("crossdistil_nested"); }
 
 /* The weighted quadruplet loss alone: 24 rows, five of weight 0. */
 static void test_quad_weighted(void **state)
@@ -239,6 +242,7 @@ int main(void)
         cmocka_unit_test(test_crossdistil),
         cmocka_unit_test(test_crossdistil_flip),
         cmocka_unit_test(test_crossdistil_weighted),
+        cmocka_unit_test(test_crossdistil_nested),
         cmocka_unit_test(test_quad_weighted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -280,12 +280,17 @@ static void test_multi_auc_hand(void **state)
     /* +- 0.7 vs ++ 0.9 → 0; ++ vs -- → 1; -- 0.1 vs -+ 0.8 → 0 */
     near(a, 1.0 / 3.0, 1e-15, "multi-auc A_NEG");
 
-    /* drop -+ : only the first pair remains */
+    /* drop -+ (nested tasks): the chain ++ > +- > -- is compared; with -- at
+     * 0.75 above +- at 0.7 its second pair is 0, so the mean is 1/2 (the old
+     * rule, which dropped both pairs next to the empty group, gave 1) */
+    const float pn[] = {0.9f, 0.7f, 0.8f, 0.75f};
     const uint8_t m[] = {1, 1, 0, 1};
     notes = 0;
-    check_ok(tl_metric_multi_auc(p, ya, yb, NULL, NULL, m, 4, NULL, &a, pairs, &notes));
-    near(a, 1.0, 0, "multi-auc with empty group");
-    assert_true(isnan(pairs[1]) && isnan(pairs[2]));
+    check_ok(tl_metric_multi_auc(pn, ya, yb, NULL, NULL, m, 4, NULL, &a, pairs, &notes));
+    near(a, 0.5, 0, "multi-auc with an empty group chained over");
+    near(pairs[0], 1, 0, "chained pair 0: ++ over +-");
+    near(pairs[1], 0, 0, "chained pair 1: +- over --");
+    assert_true(isnan(pairs[2]));
     assert_true(notes & TL_NOTE_PAIRS_SKIPPED);
 
     const tl_quad bad[4] = {TL_QUAD_PP, TL_QUAD_PP, TL_QUAD_NP, TL_QUAD_NN};
@@ -493,6 +498,74 @@ static void test_platt_and_temperature_recover(void **state)
     free(p);
     free(y);
     free(y2);
+}
+
+/* Platt on raw scores: scores far beyond ±16 (where sigmoid then logit in
+ * float ties them) recover the generating slope and map to distinct
+ * probabilities; on moderate scores the fit agrees with the fit on their
+ * probabilities; scores that rank the labels backwards give the monotone
+ * optimum a = 0, b = logit(mean label), flagged as clamped. */
+static void test_platt_raw_scores(void **state)
+{
+    (void)state;
+    enum { N = 40000 };
+    float *r = malloc(N * sizeof *r), *p = malloc(N * sizeof *p), *y = malloc(N * sizeof *y);
+    tl_rng g;
+    tl_rng_seed(&g, 77);
+    for (int i = 0; i < N; i++) {
+        r[i] = 30.0f + 8.0f * tl_rng_normal(&g); /* mostly beyond 16 */
+        y[i] = tl_rng_uniform_double(&g) < 1 / (1 + exp(-(0.25 * (double)r[i] - 7.5)));
+    }
+    tl_calibrator *c;
+    int clamped = -1;
+    check_ok(tl_calibrator_fit_scores(TL_CALIB_PLATT, r, y, NULL, NULL, N, &c, &clamped));
+    assert_int_equal(clamped, 0);
+    double a, b;
+    tl_calibrator_platt_params(c, &a, &b);
+    if (fabs(a - 0.25) > 0.02 || fabs(b + 7.5) > 0.6) fail_msg("platt on scores a=%g b=%g", a, b);
+    double p20 = tl_calibrator_apply_score(c, 20.0), p30 = tl_calibrator_apply_score(c, 30.0);
+    assert_true(p20 < p30 && p30 < 0.9);
+    near(p30, 1 / (1 + exp(-((double)(float)a * 30.0 + (double)(float)b))), 1e-12, "platt score at 30");
+    assert_true(isnan(tl_calibrator_apply_score(c, NAN)));
+    tl_calibrator_free(c);
+
+    /* moderate scores: the same fit as on the probabilities */
+    for (int i = 0; i < N; i++) {
+        r[i] = 2.0f * tl_rng_normal(&g);
+        p[i] = (float)(1 / (1 + exp(-(double)r[i])));
+        y[i] = tl_rng_uniform_double(&g) < 1 / (1 + exp(-(0.6 * (double)r[i] - 0.4)));
+    }
+    tl_calibrator *cp;
+    check_ok(tl_calibrator_fit_scores(TL_CALIB_PLATT, r, y, NULL, NULL, N, &c, NULL));
+    check_ok(tl_calibrator_fit(TL_CALIB_PLATT, p, y, NULL, NULL, N, &cp));
+    double a2, b2;
+    tl_calibrator_platt_params(c, &a, &b);
+    tl_calibrator_platt_params(cp, &a2, &b2);
+    near(a, a2, 1e-4, "platt slope, scores vs probabilities");
+    near(b, b2, 1e-4, "platt intercept, scores vs probabilities");
+    tl_calibrator_free(c);
+    tl_calibrator_free(cp);
+
+    /* backwards: clamped to a = 0, b = logit(mean y) */
+    double sy = 0.0;
+    for (int i = 0; i < N; i++) {
+        y[i] = 1.0f - y[i];
+        sy += (double)y[i];
+    }
+    check_ok(tl_calibrator_fit_scores(TL_CALIB_PLATT, r, y, NULL, NULL, N, &c, &clamped));
+    assert_int_equal(clamped, 1);
+    tl_calibrator_platt_params(c, &a, &b);
+    assert_true(a == 0.0);
+    near(b, (double)(float)log(sy / (N - sy)), 1e-7, "clamped intercept");
+    near(tl_calibrator_apply_score(c, 5.0), sy / N, 1e-6, "clamped: the base rate");
+    tl_calibrator_free(c);
+    /* non-finite scores are refused */
+    r[3] = INFINITY;
+    assert_int_equal(tl_calibrator_fit_scores(TL_CALIB_PLATT, r, y, NULL, NULL, N, &c, NULL), TL_ERR_NUMERIC);
+    assert_null(c);
+    free(r);
+    free(p);
+    free(y);
 }
 
 static void test_serialize(void **state)
@@ -869,6 +942,7 @@ int main(void)
         cmocka_unit_test(test_slope_and_field),
         cmocka_unit_test(test_isotonic_hand_and_monotone),
         cmocka_unit_test(test_platt_and_temperature_recover),
+        cmocka_unit_test(test_platt_raw_scores),
         cmocka_unit_test(test_serialize),
     };
     const struct CMUnitTest fixture[] = {

@@ -66,8 +66,14 @@ tl_status tl_dml_build_gkd(tl_model *m, const tl_node *t, tl_node *logit)
             return tl_fail(TL_ERR_SHAPE, "dml: GKD needs towers whose last layers have one width; "
                                          "task '%s' has %d, task '%s' has %d",
                            m->cfg.tasks[0].name, w, m->cfg.tasks[k].name, tl_node_cols(g, t[k]));
-    tl_node gexp = tl_stop_grad(g, tl_concat(g, K, t)); /* the global experience */
+    unsigned only = m->cfg.dml.gkd_tasks;
+    if (only >> K)
+        return tl_fail(TL_ERR_ARG, "dml: gkd_tasks names task index %d, but the model has %d tasks",
+                       31 - __builtin_clz(only), K);
+    /* the global experience reads every tower, also with a subset of tasks */
+    tl_node gexp = tl_stop_grad(g, tl_concat(g, K, t));
     for (int k = 0; k < K; k++) {
+        if (only && !(only >> k & 1u)) continue; /* this task's logit stays as it is */
         snprintf(n, sizeof n, "dml.gkd.%s.u", m->cfg.tasks[k].name);
         tl_node u = dropout_if(g, dense(g, gexp, w, TL_ACT_RELU, 1, n), m->cfg.dml.dropout);
         tl_node parts[2] = {t[k], u};
@@ -104,14 +110,23 @@ static float correct_label(const tl_distill_spec *ds, float p, float y)
     }
 }
 
+/* A fitted calibrator at teacher score r: Platt reads r itself (fitted on
+ * the raw scores: sigmoid then logit in float would tie every r beyond ~16),
+ * isotonic reads sigmoid(r); sigmoid(r) until the first fit. */
+static float fitted_map(const tl_distill_task *t, float r)
+{
+    if (t->cal && tl_calibrator_kind(t->cal) == TL_CALIB_PLATT)
+        return (float)tl_calibrator_apply_score(t->cal, (double)r);
+    float p = sigmoidf(r);
+    return t->cal ? (float)tl_calibrator_apply1(t->cal, (double)p) : p;
+}
+
 /* map: teacher score -> calibrated, corrected soft label (fitted calibrator,
  * or sigmoid until the first fit). */
 static float apply_fitted(void *ctx, float r, float y)
 {
     tl_distill_task *t = ctx;
-    float p = sigmoidf(r);
-    if (t->cal) p = (float)tl_calibrator_apply1(t->cal, (double)p);
-    return correct_label(t->spec, p, y);
+    return correct_label(t->spec, fitted_map(t, r), y);
 }
 
 /* Label indicators for the in-graph clip (labels carry no gradient). */
@@ -155,6 +170,14 @@ static float partner_label(void *ctx, float y, float unused)
     return *(const int *)ctx == 1 ? (y > 0.5f ? 0.0f : 1.0f) : y;
 }
 
+/* The partner's predicted probability as naive KD distils it: 1 - p when the
+ * pair's order is negative (ctx as in partner_label, read at every run). */
+static float partner_prob(void *ctx, float p, float unused)
+{
+    (void)unused;
+    return *(const int *)ctx == 1 ? 1.0f - p : p;
+}
+
 /* A row's weight in pair (a, b)'s ranking terms from the two tasks' row
  * weights w [in space of a], w [in space of b]: w when the row is in both
  * spaces, else 0 (the row is in no group). */
@@ -186,11 +209,14 @@ tl_status tl_distill_build(tl_model *m, const tl_node *h, const tl_node *logit)
         m->distill_task[k].spec = &m->cfg.distill;
         m->distill_task[k].cal = NULL;
     }
-    if (ds->naive) { /* soft label of A = the student prediction of B, as it is */
+    if (ds->naive) { /* soft label of A = the student prediction of B, 1 - it for a negative pair */
         for (int p = 0; p < ds->n_pairs; p++)
             for (int side = 0; side < 2; side++) {
                 int k = ds->pairs[p][side], other = ds->pairs[p][1 - side];
-                tl_node soft = tl_stop_grad(g, m->pred[other]);
+                tl_node soft = tl_map(g, tl_stop_grad(g, m->pred[other]), TL_NONE, partner_prob,
+                                      &m->cfg.distill.flip[p]);
+                snprintf(n, sizeof n, "naive.%s.soft", m->cfg.tasks[k].name);
+                tl_node_name(g, soft, n);
                 tl_node kd = tl_bce_logits(g, logit[k], soft, m->rowweight[k]);
                 m->objective[k] = tl_add(g, tl_mul(g, m->loss[k], m->kd_keep), tl_mul(g, kd, m->kd_alpha));
             }
@@ -294,7 +320,7 @@ static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid
     size_t n = max_rows && s->n > max_rows ? max_rows : s->n;
     uint32_t *rows = n < s->n ? tl_malloc(n * sizeof *rows, "calibration rows") : NULL;
     float *scores = tl_malloc(n * (size_t)K * sizeof(float), "teacher scores");
-    float *p = tl_malloc(n * sizeof(float), "teacher probabilities");
+    float *p = tl_malloc(n * sizeof(float), "teacher scores or probabilities");
     float *y = tl_malloc(n * sizeof(float), "teacher labels");
     float *w = s->weight && rows ? tl_malloc(n * sizeof(float), "calibration weights") : NULL;
     uint8_t *in_space = tl_malloc(n, "calibration task space");
@@ -307,17 +333,21 @@ static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid
             if (w) w[i] = s->weight[rows[i]];
         }
     if (st == TL_OK) st = teacher_scores(m, s, rows, n, scores);
+    int platt = ds->calibrate == TL_DISTILL_PLATT, clamped[TL_MAX_TASKS] = {0};
     for (int k = 0; k < K && st == TL_OK; k++) {
         if (m->teacher[k] == TL_NONE) continue;
         int space = m->cfg.tasks[k].space;
         for (size_t i = 0; i < n; i++) {
             size_t r = rows ? rows[i] : i;
-            p[i] = sigmoidf(scores[i * (size_t)K + (size_t)k]);
+            float sc = scores[i * (size_t)K + (size_t)k];
+            p[i] = platt ? sc : sigmoidf(sc);
             y[i] = s->labels[r * (size_t)K + (size_t)k];
             if (space >= 0) in_space[i] = s->labels[r * (size_t)K + (size_t)space] > 0.5f;
         }
-        st = tl_calibrator_fit(ds->calibrate == TL_DISTILL_ISOTONIC ? TL_CALIB_ISOTONIC : TL_CALIB_PLATT,
-                               p, y, rows ? w : s->weight, space >= 0 ? in_space : NULL, n, &fresh[k]);
+        const float *wk = rows ? w : s->weight;
+        const uint8_t *mk = space >= 0 ? in_space : NULL;
+        st = platt ? tl_calibrator_fit_scores(TL_CALIB_PLATT, p, y, wk, mk, n, &fresh[k], &clamped[k])
+                   : tl_calibrator_fit(TL_CALIB_ISOTONIC, p, y, wk, mk, n, &fresh[k]);
         if (st != TL_OK)
             st = tl_fail_context(st, "crossdistil: fitting the calibrator of task '%s'",
                                  m->cfg.tasks[k].name);
@@ -326,6 +356,7 @@ static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid
         if (st == TL_OK && m->teacher[k] != TL_NONE) {
             tl_calibrator_free(m->distill_task[k].cal);
             m->distill_task[k].cal = fresh[k];
+            m->distill_task[k].cal_clamped = clamped[k];
         } else {
             tl_calibrator_free(fresh[k]);
         }
@@ -359,8 +390,7 @@ float tl_distill_calibrate(tl_model *m, int k, float r)
         float sp = (a > 0.0f ? a : 0.0f) + log1pf(expf(-fabsf(a))); /* softplus */
         return sigmoidf(sp * r + b);
     }
-    float p = sigmoidf(r);
-    return t->cal ? (float)tl_calibrator_apply1(t->cal, (double)p) : p;
+    return fitted_map(t, r);
 }
 
 void tl_distill_free(tl_model *m)

@@ -67,7 +67,9 @@ tl_node tl_build_gate(tl_graph *g, tl_node x, int k, const char *prefix)
 static int last_units(const tl_mlp_spec *s, int in) { return s->n ? s->units[s->n - 1] : in; }
 
 /* One CGC level. in[k] (k < K) are the task inputs and in[K] the shared
- * input; out gets the same layout (out[K] only when `last` is 0). Level 1
+ * input; out gets the same layout (out[K] only when `last` is 0 and there
+ * are shared experts). shared=0 or specific=0 (PLE's ablations) leave the
+ * empty expert blocks out of every gate. Level 1
  * has one input for all, so all its experts form one block (one GEMM): task
  * k's experts, then the shared ones. The gates read their experts in place
  * (no slice or concat copies). */
@@ -75,7 +77,14 @@ static int cgc_level(tl_graph *g, const tl_backbone_spec *b, int K, int level, i
                      const tl_node *in, tl_node *out, int last)
 {
     char name[96];
-    int S = b->shared, P = b->specific, d = last_units(&b->expert, tl_node_cols(g, in[K]));
+    int S = b->shared, P = b->specific;
+    if (S < 0 || P < 0 || S + P < 1) {
+        tl_fail(TL_ERR_ARG, "ple: a level needs at least one expert per task gate; got shared=%d, "
+                            "specific=%d (shared=0 or specific=0 is allowed, not both)", S, P);
+        return 0;
+    }
+    /* without shared experts no level has a shared path (in[K] is x at level 1 only) */
+    int d = last_units(&b->expert, tl_node_cols(g, S || same_input ? in[K] : in[0]));
     /* Expert blocks: source node and first expert in it; task k's is
      * block k, the shared block is K. */
     tl_node src[TL_MAX_TASKS + 1];
@@ -87,30 +96,49 @@ static int cgc_level(tl_graph *g, const tl_backbone_spec *b, int K, int level, i
             src[k] = all;
             first[k] = k * P;
         }
-    } else {
+    } else { /* a block of no experts (shared=0 or specific=0) is not built */
         for (int k = 0; k < K; k++) {
             snprintf(name, sizeof name, "ple%d.task%d.experts", level, k + 1);
-            src[k] = tl_build_experts(g, in[k], P, &b->expert, name);
+            src[k] = P ? tl_build_experts(g, in[k], P, &b->expert, name) : TL_NONE;
             first[k] = 0;
         }
         snprintf(name, sizeof name, "ple%d.shared.experts", level);
-        src[K] = tl_build_experts(g, in[K], S, &b->expert, name);
+        src[K] = S ? tl_build_experts(g, in[K], S, &b->expert, name) : TL_NONE;
         first[K] = 0;
     }
     for (int k = 0; k < K; k++) count[k] = P;
     count[K] = S;
     if (tl_graph_status(g) != TL_OK) return 0;
+    /* Each gate mixes the non-empty blocks it reads: task k's gate its own
+     * experts and the shared ones, the shared gate all of them. */
+    tl_node bs[TL_MAX_TASKS + 1];
+    int bf[TL_MAX_TASKS + 1], bc[TL_MAX_TASKS + 1], nb;
     for (int k = 0; k < K; k++) {
-        tl_node bs[2] = {src[k], src[K]};
-        int bf[2] = {first[k], first[K]}, bc[2] = {P, S};
+        int which[2] = {k, K}; /* own block, then the shared one */
+        nb = 0;
+        for (int i = 0; i < 2; i++)
+            if (count[which[i]] > 0) {
+                bs[nb] = src[which[i]];
+                bf[nb] = first[which[i]];
+                bc[nb++] = count[which[i]];
+            }
         snprintf(name, sizeof name, "ple%d.gate%d", level, k + 1);
-        out[k] = tl__gate_mix_blocks(g, tl_build_gate(g, in[k], P + S, name), 2, bs, bf, bc, d);
+        out[k] = tl__gate_mix_blocks(g, tl_build_gate(g, in[k], P + S, name), nb, bs, bf, bc, d);
     }
-    if (!last) {
+    if (!last && S > 0) { /* with shared=0 no later level reads the shared path */
         snprintf(name, sizeof name, "ple%d.gate_shared", level);
         tl_node gate = tl_build_gate(g, in[K], K * P + S, name);
+        nb = 0;
+        for (int k = 0; k <= K; k++)
+            if (count[k] > 0) {
+                bs[nb] = src[k];
+                bf[nb] = first[k];
+                bc[nb++] = count[k];
+            }
         out[K] = same_input ? tl_gate_mix(g, gate, src[K], K * P + S)
-                            : tl__gate_mix_blocks(g, gate, K + 1, src, first, count, d);
+                            : tl__gate_mix_blocks(g, gate, nb, bs, bf, bc, d);
+    } else {
+        out[K] = TL_NONE;
     }
     return tl_graph_status(g) == TL_OK;
 }

@@ -12,6 +12,7 @@ typedef struct {
     const tl_distill_spec *spec;
     tl_calibrator *cal;            /* fitted outside the graph; NULL until the first fit */
     tl_node cal_a, cal_b;          /* in-graph Platt calibrator parameters */
+    int cal_clamped;               /* the last Platt fit had slope <= 0: a = 0 (base rate) */
 } tl_distill_task;
 
 struct tl_model {

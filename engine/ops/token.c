@@ -82,7 +82,8 @@ void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n)
  * Scratch: the row indices of the rows in play (weight > 0) sorted into the
  * four groups (as floats, exact below 2^24); fixed: 4 group counts, then for
  * each of the 3 adjacent group pairs a flag "sampled" and max_pairs sampled
- * (i, j) pairs. Input 3, when present, holds the row weights. */
+ * (i, j) pairs. Input 3, when present, holds the row weights. Terms pair
+ * adjacent non-empty groups (chain_groups). */
 
 tl_node tl_quadruplet_bpr_weighted(tl_graph *g, tl_node score, tl_node label_a, tl_node label_b,
                                    tl_node weight, int flip_b, int max_pairs)
@@ -130,7 +131,54 @@ static int quad_group(float ya, float yb, int flip_b)
     return (a ? 0 : 2) + (b ? 0 : 1);
 }
 
+/* The non-empty groups in target order into grp; returns how many. The
+ * terms chain adjacent non-empty groups, so an empty group (for nested tasks
+ * a -> b, (-,+) always is) joins its neighbours, (+,-) over (-,-), instead
+ * of dropping both terms next to it. */
+static int chain_groups(const int cnt[4], int grp[4])
+{
+    int ng = 0;
+    for (int q = 0; q < 4; q++)
+        if (cnt[q] > 0) grp[ng++] = q;
+    return ng;
+}
+
 static inline float log_sigmoid(float x) { return x >= 0.0f ? -log1pf(expf(-x)) : x - log1pf(expf(x)); }
+
+/* Sum over pairs of -log sigmoid(x) = max(-x, 0) + log(1 + e^-|x|), the
+ * logs taken of running products: each factor 1 + e^-|x| lies in (1, 2], so
+ * QUAD_CHUNK of them stay far below DBL_MAX, and one log per chunk replaces
+ * a log1pf per pair (the term's cost) with an error below 1e-13. */
+#define QUAD_CHUNK 512
+typedef struct {
+    double lin, logs, prod;
+    int n;
+} quad_sum;
+
+static inline void quad_sum_add(quad_sum *q, float x)
+{
+    if (x < 0.0f) q->lin -= (double)x;
+    q->prod *= 1.0 + (double)expf(-fabsf(x));
+    if (++q->n == QUAD_CHUNK) {
+        q->logs += log(q->prod);
+        q->prod = 1.0;
+        q->n = 0;
+    }
+}
+
+static inline double quad_sum_total(const quad_sum *q) { return q->lin + q->logs + log(q->prod); }
+
+/* 1 when every row of P and Q weighs 1 (or there are no weights): the term is
+ * then a plain mean, summed with quad_sum. */
+static int unit_weights(const float *w, const float *P, int np, const float *Q, int nq)
+{
+    if (!w) return 1;
+    for (int i = 0; i < np; i++)
+        if (w[(int)P[i]] != 1.0f) return 0;
+    for (int j = 0; j < nq; j++)
+        if (w[(int)Q[j]] != 1.0f) return 0;
+    return 1;
+}
 
 /* Row weights of the op (NULL: all 1). */
 static const float *quad_weights(tl_graph *g, tl_nodedef *n)
@@ -184,15 +232,23 @@ tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
         tl_rng_seed(&eval_rng, 0x71a5b9dULL);
         rng = &eval_rng;
     }
-    for (int p = 0; p < 3; p++) {
+    int grp[4], ng = chain_groups(cnt, grp);
+    for (int p = 0; p < 3; p++) pairs[(size_t)p * (1 + 2 * (size_t)maxp)] = 0.0f;
+    for (int p = 0; p + 1 < ng; p++) {
         float *pp = pairs + (size_t)p * (1 + 2 * (size_t)maxp);
-        int np = cnt[p], nq = cnt[p + 1];
-        pp[0] = 0.0f;
-        if (np == 0 || nq == 0) continue; /* a term with an empty group is skipped */
-        const float *P = members + start[p], *Q = members + start[p + 1];
+        int np = cnt[grp[p]], nq = cnt[grp[p + 1]];
+        const float *P = members + start[grp[p]], *Q = members + start[grp[p + 1]];
         double s = 0.0;
+        int unit = unit_weights(w, P, np, Q, nq);
+        quad_sum qs = {0.0, 0.0, 1.0, 0};
         /* sum w_i w_j (-log s(r_i - r_j)) / sum w_i w_j over the term's pairs */
-        if ((double)np * nq <= maxp) {
+        if ((double)np * nq <= maxp && unit) {
+            for (int i = 0; i < np; i++) {
+                float ra = r[(int)P[i]];
+                for (int j = 0; j < nq; j++) quad_sum_add(&qs, ra - r[(int)Q[j]]);
+            }
+            total += quad_sum_total(&qs) / quad_norm(NULL, P, np, Q, nq, NULL, maxp);
+        } else if ((double)np * nq <= maxp) {
             for (int i = 0; i < np; i++) {
                 int a = (int)P[i];
                 double wa = w ? (double)w[a] : 1.0;
@@ -210,10 +266,14 @@ tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
                 int j = (int)Q[tl_rng_below(rng, (uint64_t)nq)];
                 pp[1 + 2 * t] = (float)i;
                 pp[2 + 2 * t] = (float)j;
-                double wij = w ? (double)w[i] * (double)w[j] : 1.0;
-                s -= wij * (double)log_sigmoid(r[i] - r[j]);
+                if (unit) {
+                    quad_sum_add(&qs, r[i] - r[j]);
+                } else {
+                    double wij = w ? (double)w[i] * (double)w[j] : 1.0;
+                    s -= wij * (double)log_sigmoid(r[i] - r[j]);
+                }
             }
-            total += s / quad_norm(w, P, np, Q, nq, pp, maxp);
+            total += (unit ? quad_sum_total(&qs) : s) / quad_norm(unit ? NULL : w, P, np, Q, nq, pp, maxp);
         }
     }
     n->val[0] = (float)total;
@@ -229,13 +289,16 @@ void tl_op_quad_bpr_backward(tl_graph *g, tl_nodedef *n)
     const float *members = n->scratch, *counts = n->scratch + (size_t)g->max_batch;
     const float *pairs = counts + 4, *r = ns->val;
     float *dr = ns->grad, d = n->grad[0];
-    int start = 0;
-    for (int p = 0; p < 3; p++) {
+    int cnt[4], start[4], grp[4];
+    for (int q = 0; q < 4; q++) {
+        cnt[q] = (int)counts[q];
+        start[q] = q ? start[q - 1] + cnt[q - 1] : 0;
+    }
+    int ng = chain_groups(cnt, grp);
+    for (int p = 0; p + 1 < ng; p++) {
         const float *pp = pairs + (size_t)p * (1 + 2 * (size_t)maxp);
-        int np = (int)counts[p], nq = (int)counts[p + 1];
-        const float *P = members + start, *Q = members + start + np;
-        start += np;
-        if (np == 0 || nq == 0) continue;
+        int np = cnt[grp[p]], nq = cnt[grp[p + 1]];
+        const float *P = members + start[grp[p]], *Q = members + start[grp[p + 1]];
         /* d/dr_i of -log s(r_i - r_j) = -(1 - s(r_i - r_j)) = -s(r_j - r_i),
          * times the pair's share w_i w_j / sum w_i w_j of the term */
         int sampled = pp[0] != 0.0f;

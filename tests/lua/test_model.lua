@@ -186,4 +186,19 @@ function T.help_texts_exist()
   check(ok, "help(tl.model) works")
 end
 
+-- ESMM on a regression task names the task, not "needs 2 binary tasks, got 2"
+function T.esmm_regression_task_is_named()
+  local p = os.tmpname()
+  local f = assert(io.open(p, "w"))
+  f:write("a,c,r\n")
+  for i = 1, 40 do f:write(string.format("u%d,%d,%g\n", i % 3, i // 3 % 2, i % 7 / 2)) end
+  f:close()
+  local d2 = tl.data.csv{path = p, categorical = {"a"}, cache = false,
+                         labels = {ctr = {column = "c", positive = "1"}, rating = {column = "r", regression = true}}}
+  os.remove(p)
+  raises(function() tl.model{data = d2, backbone = tl.esmm{}, tower = tl.mlp{4}} end,
+         "task 'rating' is a regression task; ESMM's two tasks")
+  check(tl.model{data = census(), backbone = tl.esmm{}, tower = tl.mlp{4}, emb = 4}, "two binary tasks build")
+end
+
 return T

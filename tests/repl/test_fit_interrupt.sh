@@ -61,6 +61,20 @@ else
   fail ctrl_c_in_callback_caught_by_pcall "pcall did not get fit's interrupt message"
 fi
 
+# Ctrl-C while the callback itself calls the engine (a prediction per step):
+# the interrupt delivered inside the callback still stops fit with its own
+# message.
+line 'ok, e = pcall(m.fit, m, {data=d.train, epochs=1000, progress=function(p) m:predict(d.valid) end}); print("caught2", ok, e)'
+wait_for 'epoch ' 60
+sleep 1
+key C-c
+if wait_for '^caught2 +false +m:fit: training interrupted at epoch [0-9]+, step [0-9]+' 20 && wait_for '^> $' 10 &&
+   [ "$(count_of 'progress callback failed')" -eq 0 ]; then
+  pass ctrl_c_in_engine_call_inside_callback
+else
+  fail ctrl_c_in_engine_call_inside_callback "fit did not stop with its interrupt message: $(pane | grep caught2 | tail -2)"
+fi
+
 # ... and it continues training and evaluates.
 line 'm:fit{data=d.train, epochs=1, max_steps=5}; r = m:evaluate(d.test); print("auc", r.income.auc > 0.5)'
 if wait_for '^auc +true' 60; then pass continues_after_interrupt; else fail continues_after_interrupt "could not continue"; fi
