@@ -61,11 +61,12 @@ else fail script_pcall_ctrl_c_in_fit_then_evaluate "rc $rc, output: $out"; fi
 # make PORTABLE=1 compiles for a generic target, never -march=native (issue
 # 19 item 16); dry run into a scratch build tree. -v names the target.
 if command -v make >/dev/null 2>&1 && [ -f Makefile ]; then
-  dry=$(make -n PORTABLE=1 BUILD="$TMPD/b" all 2>&1)
+  # SAN= and no inherited MAKEFLAGS: under make check the sanitizer flags replace -march
+  dry=$(env -u MAKEFLAGS -u MFLAGS make -n SAN= PORTABLE=1 BUILD="$TMPD/b" all 2>&1)
   if printf '%s\n' "$dry" | grep -q -- '-march=x86-64-v2 -mtune=generic\|-march=armv8-a -mtune=generic' &&
      ! printf '%s\n' "$dry" | grep -q -- '-march=native'; then pass portable_build_flags
   else fail portable_build_flags "$(printf '%s\n' "$dry" | grep -m1 -- ' -c ')"; fi
-  native=$(make -n BUILD="$TMPD/n" all 2>&1)
+  native=$(env -u MAKEFLAGS -u MFLAGS make -n SAN= BUILD="$TMPD/n" all 2>&1)
   if printf '%s\n' "$native" | grep -q -- '-march=native'; then pass default_build_is_native
   else fail default_build_is_native "no -march=native in the default build"; fi
 else
