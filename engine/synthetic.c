@@ -192,6 +192,39 @@ static void standardise(double *x, size_t n)
     for (size_t i = 0; i < n; i++) x[i] = (x[i] - m) * inv;
 }
 
+/* The per-entity blocks of n users (or items), 2 (K + 1) + 1 doubles each:
+ * [activity (price), b_1, p_1[K], b_2, p_2[K]], and each one's group
+ * (segment or category) out of n_groups. */
+static void draw_blocks(tl_rng *r, int n, int n_groups, int K, double *blocks, int32_t *group)
+{
+    const size_t per = 2 * ((size_t)K + 1) + 1;
+    for (int u = 0; u < n; u++) {
+        double *b = blocks + per * (size_t)u;
+        group[u] = (int32_t)tl_rng_below(r, (uint64_t)n_groups);
+        b[0] = (double)tl_rng_normal(r);
+        for (int k = 0; k < 2; k++) {
+            double *t = b + 1 + (size_t)k * ((size_t)K + 1);
+            t[0] = 0.5 * (double)tl_rng_normal(r);
+            for (int j = 0; j < K; j++) t[1 + j] = (double)tl_rng_normal(r);
+        }
+    }
+}
+
+/* The two scores made e_1, e_2 orthonormal over the rows, then
+ * z_a = e_1 (in s1) and z_b = rho e_1 + sqrt(1 - rho^2) e_2 (in s2). */
+static void correlate(double *s1, double *s2, size_t n, double rho)
+{
+    standardise(s1, n);
+    standardise(s2, n);
+    double c = 0;
+    for (size_t i = 0; i < n; i++) c += s1[i] * s2[i];
+    c /= (double)n;
+    for (size_t i = 0; i < n; i++) s2[i] -= c * s1[i];
+    standardise(s2, n);
+    const double q = sqrt(1.0 - rho * rho);
+    for (size_t i = 0; i < n; i++) s2[i] = rho * s1[i] + q * s2[i];
+}
+
 tl_status tl_synth_pair_generate(const tl_synth_pair_params *p, const tl_synth_pair_out *o)
 {
     tl_status st = tl_synth_pair_check(p);
@@ -220,27 +253,8 @@ tl_status tl_synth_pair_generate(const tl_synth_pair_params *p, const tl_synth_p
     tl_rng_seed(&r, p->seed);
     zipf_table(&r, U, 0.6, ucum, perm);
     zipf_table(&r, I, 0.9, icum, perm);
-    /* user block: [activity, b_1, p_1[K], b_2, p_2[K]]; item block likewise with price */
-    for (int u = 0; u < U; u++) {
-        double *b = uf + per_user * (size_t)u;
-        useg[u] = (int32_t)tl_rng_below(&r, PAIR_SEGMENTS);
-        b[0] = (double)tl_rng_normal(&r);
-        for (int k = 0; k < 2; k++) {
-            double *t = b + 1 + (size_t)k * ((size_t)K + 1);
-            t[0] = 0.5 * (double)tl_rng_normal(&r);
-            for (int j = 0; j < K; j++) t[1 + j] = (double)tl_rng_normal(&r);
-        }
-    }
-    for (int i = 0; i < I; i++) {
-        double *b = itf + per_item * (size_t)i;
-        icat[i] = (int32_t)tl_rng_below(&r, PAIR_CATEGORIES);
-        b[0] = (double)tl_rng_normal(&r);
-        for (int k = 0; k < 2; k++) {
-            double *t = b + 1 + (size_t)k * ((size_t)K + 1);
-            t[0] = 0.5 * (double)tl_rng_normal(&r);
-            for (int j = 0; j < K; j++) t[1 + j] = (double)tl_rng_normal(&r);
-        }
-    }
+    draw_blocks(&r, U, PAIR_SEGMENTS, K, uf, useg);
+    draw_blocks(&r, I, PAIR_CATEGORIES, K, itf, icat);
     /* per task: E[seg][cat], h[context], w, m, n */
     const size_t per_task = tab / 2;
     for (int k = 0; k < 2; k++) {
@@ -274,16 +288,7 @@ tl_status tl_synth_pair_generate(const tl_synth_pair_params *p, const tl_synth_p
         if (o->price) o->price[row] = (float)ib[0];
         if (o->t) o->t[row] = tv;
     }
-    /* e_1, e_2 orthonormal over the rows; z_b = rho e_1 + sqrt(1 - rho^2) e_2 */
-    standardise(s1, n);
-    standardise(s2, n);
-    double c = 0;
-    for (size_t i = 0; i < n; i++) c += s1[i] * s2[i];
-    c /= (double)n;
-    for (size_t i = 0; i < n; i++) s2[i] -= c * s1[i];
-    standardise(s2, n);
-    const double q = sqrt(1.0 - p->rho * p->rho);
-    for (size_t i = 0; i < n; i++) s2[i] = p->rho * s1[i] + q * s2[i];
+    correlate(s1, s2, n, p->rho);
     if (o->za)
         for (size_t i = 0; i < n; i++) o->za[i] = (float)s1[i];
     if (o->zb)

@@ -1,0 +1,395 @@
+/* data/cache.c — the binary dataset cache (*.tlcache): its key (the schema
+ * and each source file's size, mtime and content), its path, and writing and
+ * reading a finished dataset with a checksum. Any change to the byte layout
+ * or the key needs CACHE_VERSION bumped.
+ */
+#include "data_internal.h"
+#include "dataset.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CACHE_VERSION 1u
+static const char CACHE_MAGIC[8] = {'T', 'L', 'D', 'S', 'C', 'A', 'C', 'H'};
+
+/* ---- binary cache ---------------------------------------------------------
+ * Layout: magic[8], version u32, 0 u32, key u64, payload, checksum u64.
+ * The key hashes the schema and each source file's size, mtime and content;
+ * the checksum chains a hash over every payload write, so a reader that makes
+ * the same reads sees the same value. Anything off → rebuild. */
+
+typedef struct {
+    FILE *f;
+    uint64_t h;
+    int err;
+    uint64_t remain; /* reader: bytes left before the checksum */
+} cio;
+
+static void cw_put(cio *w, const void *p, size_t n)
+{
+    if (n && fwrite(p, 1, n, w->f) != n) w->err = 1;
+    w->h = hash_bytes(p, n, w->h);
+}
+static void cw_u64(cio *w, uint64_t v) { cw_put(w, &v, 8); }
+static void cw_str(cio *w, const char *s)
+{
+    uint64_t n = s ? strlen(s) : 0;
+    cw_u64(w, n);
+    cw_put(w, s, n);
+}
+
+static int cr_get(cio *r, void *p, size_t n)
+{
+    if (r->err || n > r->remain) {
+        r->err = 1;
+        return 0;
+    }
+    if (n && fread(p, 1, n, r->f) != n) {
+        r->err = 1;
+        return 0;
+    }
+    r->remain -= n;
+    r->h = hash_bytes(p, n, r->h);
+    return 1;
+}
+static uint64_t cr_u64(cio *r)
+{
+    uint64_t v = 0;
+    cr_get(r, &v, 8);
+    return v;
+}
+/* Allocate count*size bytes only if the file can hold them. */
+static void *cr_alloc(cio *r, uint64_t count, size_t size)
+{
+    if (r->err || (size && count > r->remain / size)) {
+        r->err = 1;
+        return NULL;
+    }
+    void *p = tl_malloc(count * size + 1, "dataset cache");
+    if (!p) r->err = 2;
+    return p;
+}
+static void *cr_array(cio *r, uint64_t count, size_t size)
+{
+    void *p = cr_alloc(r, count, size);
+    if (p && !cr_get(r, p, count * size)) {
+        tl_free(p);
+        return NULL;
+    }
+    return p;
+}
+static char *cr_str(cio *r)
+{
+    uint64_t n = cr_u64(r);
+    char *s = cr_array(r, n, 1);
+    if (s) s[n] = 0;
+    return s;
+}
+
+static void write_dataset(cio *w, const tl_dataset *d)
+{
+    cw_str(w, d->source);
+    cw_u64(w, (uint64_t)d->n_cat);
+    cw_u64(w, (uint64_t)d->n_num);
+    cw_u64(w, (uint64_t)d->n_tasks);
+    cw_u64(w, d->n);
+    cw_u64(w, (uint64_t)d->has_splits);
+    for (int k = 0; k < 3; k++) cw_u64(w, d->split_n[k]);
+    for (int f = 0; f < d->n_cat; f++) {
+        const dcat *c = &d->cat[f];
+        cw_str(w, c->name);
+        cw_u64(w, (uint64_t)c->kind);
+        cw_u64(w, (uint64_t)c->size);
+        cw_u64(w, (uint64_t)c->buckets);
+        cw_u64(w, c->n_str);
+        if (c->kind == CAT_VOCAB) {
+            cw_put(w, c->str_off, sizeof *c->str_off * ((size_t)c->n_str + 1));
+            cw_put(w, c->str_blob, c->str_off[c->n_str]);
+        }
+        cw_u64(w, c->n_edges);
+        cw_put(w, c->edges, sizeof *c->edges * c->n_edges);
+    }
+    for (int j = 0; j < d->n_num; j++) {
+        cw_str(w, d->num[j].name);
+        cw_u64(w, (uint64_t)d->num[j].transform);
+        cw_put(w, &d->num[j].mean, 8);
+        cw_put(w, &d->num[j].std, 8);
+    }
+    for (int t = 0; t < d->n_tasks; t++) {
+        cw_str(w, d->task_name[t]);
+        cw_u64(w, (uint64_t)d->task_type[t]);
+    }
+    cw_put(w, d->catv, sizeof *d->catv * d->n * (size_t)d->n_cat);
+    cw_put(w, d->numv, sizeof *d->numv * d->n * (size_t)d->n_num);
+    cw_put(w, d->labv, sizeof *d->labv * d->n * (size_t)d->n_tasks);
+    cw_put(w, d->row, sizeof *d->row * d->n);
+    cw_u64(w, d->grp != NULL);
+    if (d->grp) cw_put(w, d->grp, sizeof *d->grp * d->n);
+    cw_u64(w, d->wt != NULL);
+    if (d->wt) cw_put(w, d->wt, sizeof *d->wt * d->n);
+    cw_u64(w, d->skipped);
+    cw_u64(w, (uint64_t)d->n_skip_lines);
+    cw_put(w, d->skip_lines, sizeof d->skip_lines);
+}
+
+/* Returns NULL (and leaves no error) when anything does not check out. */
+static tl_dataset *read_dataset(cio *r)
+{
+    tl_dataset *d = NULL;
+    char *source = cr_str(r);
+    uint64_t n_cat = cr_u64(r), n_num = cr_u64(r), n_tasks = cr_u64(r), n = cr_u64(r);
+    if (!source || r->err || n_cat > 100000 || n_num > 1000000 || n_tasks < 1 || n_tasks > 1000 || n == 0 ||
+        n > UINT32_MAX) {
+        tl_free(source);
+        return NULL;
+    }
+    if (tl_data_alloc(&d, (int)n_cat, (int)n_num, (int)n_tasks)) {
+        tl_free(source);
+        return NULL;
+    }
+    d->source = source;
+    d->n = n;
+    d->has_splits = cr_u64(r) != 0;
+    uint64_t tot = 0;
+    for (int k = 0; k < 3; k++) tot += (d->split_n[k] = cr_u64(r));
+    if (d->has_splits ? tot != n : tot != 0) goto bad;
+    for (int f = 0; f < d->n_cat && !r->err; f++) {
+        dcat *c = &d->cat[f];
+        c->name = cr_str(r);
+        uint64_t kind = cr_u64(r), size = cr_u64(r), buckets = cr_u64(r), n_str = cr_u64(r);
+        if (kind > CAT_QUANT || size < 1 || size > INT32_MAX || buckets > INT32_MAX || n_str > INT32_MAX) goto bad;
+        c->kind = (int)kind;
+        c->size = (int32_t)size;
+        c->buckets = (int32_t)buckets;
+        c->n_str = (uint32_t)n_str;
+        d->vocab[f] = c->size;
+        if (c->kind == CAT_VOCAB) {
+            if (size != n_str + ID_FIRST) goto bad;
+            if (!(c->str_off = cr_array(r, n_str + 1, sizeof *c->str_off))) goto bad;
+            uint64_t bl = c->str_off[n_str];
+            if (c->str_off[0] != 0) goto bad;
+            for (uint64_t i = 0; i < n_str; i++)
+                if (c->str_off[i + 1] <= c->str_off[i] || c->str_off[i + 1] > bl) goto bad;
+            if (!(c->str_blob = cr_array(r, bl, 1))) goto bad;
+            for (uint64_t i = 0; i < n_str; i++)
+                if (c->str_blob[c->str_off[i + 1] - 1] != 0) goto bad;
+        } else if (n_str) {
+            goto bad;
+        }
+        uint64_t ne = cr_u64(r);
+        if (ne > INT32_MAX) goto bad;
+        c->n_edges = (uint32_t)ne;
+        if (!(c->edges = cr_array(r, ne, sizeof *c->edges))) goto bad;
+        if (c->kind == CAT_QUANT ? size != ne + 2 : c->kind == CAT_HASH ? size != buckets + 1 || ne : ne) goto bad;
+    }
+    for (int j = 0; j < d->n_num && !r->err; j++) {
+        d->num[j].name = cr_str(r);
+        uint64_t tr = cr_u64(r);
+        if (tr > NUM_FLAG || tr == TL_NUM_QUANTILE) goto bad;
+        d->num[j].transform = (int)tr;
+        cr_get(r, &d->num[j].mean, 8);
+        cr_get(r, &d->num[j].std, 8);
+    }
+    for (int t = 0; t < d->n_tasks && !r->err; t++) {
+        d->task_name[t] = cr_str(r);
+        uint64_t ty = cr_u64(r);
+        if (ty > TL_TASK_REGRESSION) goto bad;
+        d->task_type[t] = (tl_task_type)ty;
+    }
+    if (r->err) goto bad;
+    if (!(d->catv = cr_array(r, n * n_cat, sizeof *d->catv))) goto bad;
+    if (!(d->numv = cr_array(r, n * n_num, sizeof *d->numv))) goto bad;
+    if (!(d->labv = cr_array(r, n * n_tasks, sizeof *d->labv))) goto bad;
+    if (!(d->row = cr_array(r, n, sizeof *d->row))) goto bad;
+    if (cr_u64(r) && !(d->grp = cr_array(r, n, sizeof *d->grp))) goto bad;
+    if (cr_u64(r) && !(d->wt = cr_array(r, n, sizeof *d->wt))) goto bad;
+    d->skipped = cr_u64(r);
+    uint64_t nsl = cr_u64(r);
+    if (nsl > MAX_SKIP_LINES) goto bad;
+    d->n_skip_lines = (int)nsl;
+    cr_get(r, d->skip_lines, sizeof d->skip_lines);
+    if (r->err || r->remain != 0) goto bad;
+    uint64_t sum;
+    if (fread(&sum, 1, 8, r->f) != 8 || sum != r->h) goto bad;
+    /* ids out of range would index past embedding tables: check them all */
+    for (size_t i = 0; i < n; i++)
+        for (uint64_t f = 0; f < n_cat; f++) {
+            int32_t v = d->catv[i * n_cat + f];
+            if (v < 0 || v >= d->vocab[f]) goto bad;
+        }
+    tl_data_set_views(d);
+    d->from_cache = 1;
+    return d;
+bad:
+    tl_dataset_free(d);
+    return NULL;
+}
+
+static uint64_t hash_str(uint64_t h, const char *s)
+{
+    uint64_t n = s ? strlen(s) + 1 : 0; /* NULL and "" differ */
+    h = hash_bytes(&n, 8, h);
+    return s ? hash_bytes(s, n, h) : h;
+}
+static uint64_t hash_u64(uint64_t h, uint64_t v) { return hash_bytes(&v, 8, h); }
+
+static uint64_t schema_hash(const tl_data_schema *s)
+{
+    uint64_t h = hash_str(0x746c6461ULL, "towerlab dataset cache v1");
+    h = hash_str(h, s->sep);
+    h = hash_u64(h, (uint64_t)s->header);
+    h = hash_u64(h, (uint64_t)s->n_columns);
+    for (int i = 0; i < s->n_columns; i++) h = hash_str(h, s->columns[i]);
+    h = hash_u64(h, (uint64_t)s->skip);
+    h = hash_u64(h, s->missing ? (uint64_t)s->n_missing : UINT64_MAX);
+    for (int i = 0; i < s->n_missing && s->missing; i++) h = hash_str(h, s->missing[i]);
+    h = hash_u64(h, (uint64_t)s->n_cat);
+    for (int i = 0; i < s->n_cat; i++) {
+        h = hash_str(h, s->cat[i].name);
+        h = hash_u64(h, (uint64_t)s->cat[i].min_count);
+        h = hash_u64(h, (uint64_t)s->cat[i].hash_buckets);
+    }
+    h = hash_u64(h, (uint64_t)s->n_num);
+    for (int i = 0; i < s->n_num; i++) {
+        h = hash_str(h, s->num[i].name);
+        h = hash_u64(h, (uint64_t)s->num[i].transform);
+        h = hash_u64(h, (uint64_t)s->num[i].buckets);
+    }
+    h = hash_u64(h, (uint64_t)s->n_labels);
+    for (int i = 0; i < s->n_labels; i++) {
+        const tl_data_label *l = &s->labels[i];
+        h = hash_str(h, l->task);
+        h = hash_str(h, l->column);
+        h = hash_u64(h, (uint64_t)l->kind);
+        h = hash_u64(h, (uint64_t)l->n_positive);
+        for (int k = 0; k < l->n_positive; k++) h = hash_str(h, l->positive[k]);
+        h = hash_u64(h, (uint64_t)l->n_negative);
+        for (int k = 0; k < l->n_negative; k++) h = hash_str(h, l->negative[k]);
+        /* caches made before unknown label values were errors mapped them to
+         * 0, as unknown_negative does: only the new rule changes the key */
+        if (l->kind == TL_LABEL_POSITIVE && l->n_negative == 0 && !l->unknown_negative)
+            h = hash_str(h, "unknown label values are errors");
+        h = hash_bytes(&l->threshold, sizeof l->threshold, h);
+        h = hash_u64(h, (uint64_t)l->keep);
+    }
+    h = hash_str(h, s->id);
+    h = hash_str(h, s->weight);
+    h = hash_u64(h, (uint64_t)s->min_count);
+    h = hash_u64(h, (uint64_t)s->split);
+    if (s->split == TL_SPLIT_RATIO) {
+        h = hash_bytes(s->ratio, sizeof s->ratio, h);
+        h = hash_u64(h, s->seed);
+    }
+    if (s->split == TL_SPLIT_MODULO) {
+        h = hash_u64(h, (uint64_t)s->modulo);
+        h = hash_bytes(s->modulo_to, (size_t)s->modulo, h);
+    }
+    h = hash_u64(h, (uint64_t)s->on_bad);
+    h = hash_str(h, s->name);
+    return h;
+}
+
+/* Fold a source file's identity (size, mtime, content) into h. */
+static tl_status file_key(const char *path, uint64_t *h)
+{
+    struct stat sb;
+    if (!path) {
+        *h = hash_u64(*h, 0);
+        return TL_OK;
+    }
+    if (stat(path, &sb) != 0) return tl_fail(TL_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    *h = hash_u64(*h, (uint64_t)sb.st_size);
+    *h = hash_u64(*h, (uint64_t)sb.st_mtim.tv_sec);
+    *h = hash_u64(*h, (uint64_t)sb.st_mtim.tv_nsec);
+    FILE *f = fopen(path, "rb");
+    if (!f) return tl_fail(TL_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+    enum { CH = 1 << 20 };
+    unsigned char *buf = tl_malloc(CH, "cache key buffer");
+    if (!buf) {
+        fclose(f);
+        return TL_ERR_NOMEM;
+    }
+    size_t got;
+    while ((got = fread(buf, 1, CH, f)) > 0) *h = hash_bytes(buf, got, *h);
+    int err = ferror(f);
+    fclose(f);
+    tl_free(buf);
+    if (err) return tl_fail(TL_ERR_IO, "cannot read '%s'", path);
+    return TL_OK;
+}
+
+static char *cache_path(const tl_data_schema *s, uint64_t shash)
+{
+    const char *base = strrchr(s->path, '/');
+    base = base ? base + 1 : s->path;
+    size_t n = (s->cache_dir ? strlen(s->cache_dir) + 1 + strlen(base) : strlen(s->path)) + 40;
+    char *p = tl_malloc(n, "cache path");
+    if (!p) return NULL;
+    if (s->cache_dir)
+        snprintf(p, n, "%s/%s.%08x.tlcache", s->cache_dir, base, (unsigned)(shash & 0xffffffffu));
+    else
+        snprintf(p, n, "%s.%08x.tlcache", s->path, (unsigned)(shash & 0xffffffffu));
+    return p;
+}
+
+static tl_dataset *cache_read(const char *cpath, uint64_t key)
+{
+    FILE *f = fopen(cpath, "rb");
+    if (!f) return NULL;
+    struct stat sb;
+    char magic[8];
+    uint32_t ver[2];
+    uint64_t k;
+    tl_dataset *d = NULL;
+    if (fstat(fileno(f), &sb) == 0 && sb.st_size >= 40 && fread(magic, 1, 8, f) == 8 &&
+        memcmp(magic, CACHE_MAGIC, 8) == 0 && fread(ver, 4, 2, f) == 2 && ver[0] == CACHE_VERSION &&
+        fread(&k, 8, 1, f) == 1 && k == key) {
+        setvbuf(f, NULL, _IONBF, 0); /* large reads go straight into the arrays */
+        cio r = {f, 0, 0, (uint64_t)sb.st_size - 32};
+        d = read_dataset(&r);
+    }
+    fclose(f);
+    tl_clear_error();
+    return d;
+}
+
+void tl_data_cache_write(const char *cpath, uint64_t key, const tl_dataset *d)
+{
+    size_t n = strlen(cpath) + 32;
+    char *tmp = tl_malloc(n, "cache path");
+    if (!tmp) {
+        tl_clear_error();
+        return;
+    }
+    snprintf(tmp, n, "%s.tmp%ld", cpath, (long)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (f) {
+        uint32_t ver[2] = {CACHE_VERSION, 0};
+        cio w = {f, 0, 0, 0};
+        int ok = fwrite(CACHE_MAGIC, 1, 8, f) == 8 && fwrite(ver, 4, 2, f) == 2 && fwrite(&key, 8, 1, f) == 1;
+        write_dataset(&w, d);
+        ok = ok && !w.err && fwrite(&w.h, 8, 1, f) == 1;
+        ok = (fclose(f) == 0) && ok;
+        if (!ok || rename(tmp, cpath) != 0) remove(tmp);
+    }
+    tl_free(tmp);
+}
+
+tl_status tl_data_cache_lookup(const tl_data_schema *s, uint64_t *key, char **cpath, tl_dataset **hit)
+{
+    *hit = NULL;
+    *cpath = NULL;
+    uint64_t sh = schema_hash(s);
+    *key = sh;
+    tl_status st = file_key(s->path, key);
+    if (!st && s->split == TL_SPLIT_FILES) st = file_key(s->valid_path, key);
+    if (!st && s->split == TL_SPLIT_FILES) st = file_key(s->test_path, key);
+    if (st) return st;
+    if (s->cache_dir) mkdir(s->cache_dir, 0777); /* one level; failure shows up as no cache */
+    if (!(*cpath = cache_path(s, sh))) return TL_ERR_NOMEM;
+    *hit = cache_read(*cpath, *key);
+    return TL_OK;
+}

@@ -1,0 +1,125 @@
+/* data/data_types.h — the types of the data API: tasks, splits, the opaque
+ * dataset and the loading schema. Types only (no functions), so that the
+ * public headers of data/ and its private header share them without
+ * depending on each other. See data.h for the contract of the whole.
+ */
+#ifndef TL_DATA_TYPES_H
+#define TL_DATA_TYPES_H
+
+#include "core.h"
+
+typedef enum { TL_TASK_BINARY, TL_TASK_REGRESSION } tl_task_type;
+
+/* The model's limits (model.h TL_MAX_TASKS, TL_TASK_NAME_MAX), checked by the
+ * loader so that a dataset no model can take is refused when it is read. */
+#define TL_DATA_MAX_TASKS 8
+#define TL_DATA_TASK_NAME_MAX 32 /* names up to 31 bytes */
+
+/* One split: a view into its dataset's arrays (owned by the dataset). */
+typedef struct {
+    const char *name;  /* "train", "valid", "test", "all" */
+    size_t n;          /* rows */
+    int32_t *cat;      /* n x n_cat ids; field f's ids are in 0 .. vocab[f]-1 */
+    float *num;        /* n x n_num numeric features (transformed) */
+    float *labels;     /* n x n_tasks: 0/1 for binary tasks, the value for regression */
+    int32_t *group;    /* n group ids for GAUC (user id), or NULL */
+    float *weight;     /* n sample weights, or NULL (all 1) */
+    /* Added after the contract: where each row came from. */
+    uint32_t *row;     /* n 0-based data-row indices in the source file (each file
+                          of a split-by-files load counts from 0) */
+} tl_split;
+
+typedef struct tl_dataset tl_dataset;
+
+/* ---- schema ------------------------------------------------------------ */
+
+typedef enum {
+    TL_NUM_STANDARD = 0, /* (x - mean) / std with training-split statistics */
+    TL_NUM_LOG1P,        /* sign(x) * log1p(|x|) */
+    TL_NUM_NONE,         /* the value as parsed */
+    TL_NUM_QUANTILE      /* training-split quantile buckets → a categorical field */
+} tl_num_transform;
+
+typedef enum {
+    TL_LABEL_POSITIVE = 0, /* 1 when the field is one of `positive`, else 0 */
+    TL_LABEL_THRESHOLD,    /* 1 when the number is >= threshold, else 0 */
+    TL_LABEL_REGRESSION    /* the number itself */
+} tl_label_kind;
+
+typedef struct {
+    const char *name;          /* column name */
+    int min_count;             /* values seen fewer times in train → OOV; 0 = schema default */
+    int hash_buckets;          /* > 0: hash into this many buckets instead of a vocabulary */
+} tl_data_cat_col;
+
+typedef struct {
+    const char *name;
+    tl_num_transform transform;
+    int buckets;               /* TL_NUM_QUANTILE: number of buckets (default 10) */
+} tl_data_num_col;
+
+typedef struct {
+    const char *task;          /* task name */
+    const char *column;        /* source column */
+    tl_label_kind kind;
+    const char *const *positive; int n_positive;  /* TL_LABEL_POSITIVE */
+    /* Optional: the values meaning 0. When given, any other value is an
+     * "unknown label value" error. When absent, the first value seen that is
+     * not positive is the negative one, and a third distinct value is an
+     * error naming file, line and value, unless unknown_negative is set:
+     * then every value that is not positive is 0. */
+    const char *const *negative; int n_negative;
+    int unknown_negative;
+    double threshold;          /* TL_LABEL_THRESHOLD */
+    int keep;                  /* keep the source column among the features (when any
+                                  label on a column keeps it, it stays) */
+} tl_data_label;
+
+typedef enum { TL_SPLIT_NONE = 0, TL_SPLIT_RATIO, TL_SPLIT_MODULO, TL_SPLIT_FILES } tl_split_kind;
+typedef enum { TL_BAD_ERROR = 0, TL_BAD_SKIP } tl_bad_policy;
+
+/* Which split a residue goes to with TL_SPLIT_MODULO. */
+enum { TL_TO_DROP = -1, TL_TO_TRAIN = 0, TL_TO_VALID = 1, TL_TO_TEST = 2 };
+#define TL_MODULO_MAX 1024
+
+/* A loading schema. Every pointer is borrowed for the duration of the call;
+ * zero-initialise and fill what you need (tl_data_schema_init sets the
+ * defaults). Features are only the columns listed in `cat` and `num`;
+ * columns in no role are ignored.
+ *
+ * Text rules: fields may be quoted ("a,b", "" inside quotes is one quote; a
+ * quoted field may not span lines); "\r\n" line ends are accepted; blank
+ * lines are not rows. Categorical ids: 0 = a value not in the training split
+ * (or rarer than min_count), 1 = missing, 2.. = training values in order of
+ * first appearance; with hash_buckets > 0, ids 0..buckets-1 and buckets for
+ * missing. Quantile fields: 0 = missing, 1.. = buckets. Numeric missing
+ * values get the training mean, and a 0/1 column "<name>_missing" is added
+ * when the training split had any. The dataset's rows are stored split by
+ * split (train, valid, test; file order within each); tl_split.row gives
+ * each row's index in its source file. */
+typedef struct {
+    const char *path;          /* the file (.gz read through zlib), the train file for TL_SPLIT_FILES */
+    const char *sep;           /* separator: one char, or a short string such as ", " or "::" */
+    int header;                /* 1: first line (after `skip`) names the columns */
+    const char *const *columns; int n_columns; /* column names when header = 0 */
+    int skip;                  /* leading lines to skip */
+    const char *const *missing; int n_missing; /* values meaning missing; default "" and "?" */
+    const tl_data_cat_col *cat; int n_cat;
+    const tl_data_num_col *num; int n_num;
+    const tl_data_label *labels; int n_labels;
+    const char *id;            /* group-id column for GAUC, or NULL */
+    const char *weight;        /* sample-weight column, or NULL */
+    int min_count;             /* default min_count for categorical columns (1) */
+    tl_split_kind split;
+    double ratio[3];           /* TL_SPLIT_RATIO: train, valid, test (sum 1) */
+    int modulo;                /* TL_SPLIT_MODULO: row index i goes to to[i % modulo] */
+    int8_t modulo_to[TL_MODULO_MAX];
+    const char *valid_path, *test_path;  /* TL_SPLIT_FILES */
+    uint64_t seed;
+    tl_bad_policy on_bad;
+    int cache;                 /* 1: use/write a binary cache */
+    const char *cache_dir;     /* NULL: next to the source file */
+    const char *name;          /* dataset name for messages; NULL: the file name */
+} tl_data_schema;
+
+#endif
