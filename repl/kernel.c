@@ -39,7 +39,7 @@
 
 #include "core.h"
 #include "l_util.h"
-#include "repl.h"
+#include "run.h"
 
 #define DELIM "<IDS|MSG>"
 #define PROTOCOL "5.3"
@@ -586,7 +586,7 @@ static void io_control(io_state *s)
     if (!kmsg_recv(K.control, &m, "control")) return;
     io_publish(s, m.header, "status", json_pack("{s:s}", "execution_state", "busy"));
     if (strcmp(m.type, "interrupt_request") == 0) {
-        pthread_kill(K.main_thread, SIGINT); /* main.c's Ctrl-C handler, in the Lua thread */
+        pthread_kill(K.main_thread, SIGINT); /* run.c's Ctrl-C handler, in the Lua thread */
         reply(K.control, &m, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
     } else if (strcmp(m.type, "shutdown_request") == 0) {
         int restart = json_is_true(json_object_get(m.content, "restart"));

@@ -16,8 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "l_diagnose.h"
-#include "l_model.h"
+#include "l_leakage.h"
 #include "l_util.h"
 
 typedef struct {
@@ -28,6 +27,47 @@ typedef struct {
     dataset_ud *owner;
     int which; /* 0 train, 1 valid, 2 test, 3 all */
 } split_ud;
+
+/* Datasets that a running m:fit reads, with a count (fits nest when a
+ * callback fits another model). d:close refuses them and their __gc leaves
+ * them alone. A fixed table: each fit holds at most two. */
+#define BUSY_DATASETS 64
+static struct {
+    const tl_dataset *d;
+    int count;
+} busy_datasets[BUSY_DATASETS];
+
+int tl_lua_dataset_busy(const tl_dataset *d)
+{
+    for (int i = 0; d && i < BUSY_DATASETS; i++)
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) return 1;
+    return 0;
+}
+
+int tl_lua_dataset_hold(const tl_dataset *d)
+{
+    int free_slot = -1;
+    for (int i = 0; i < BUSY_DATASETS; i++) {
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) {
+            busy_datasets[i].count++;
+            return 1;
+        }
+        if (busy_datasets[i].count == 0 && free_slot < 0) free_slot = i;
+    }
+    if (free_slot < 0) return 0;
+    busy_datasets[free_slot].d = d;
+    busy_datasets[free_slot].count = 1;
+    return 1;
+}
+
+void tl_lua_dataset_release(const tl_dataset *d)
+{
+    for (int i = 0; i < BUSY_DATASETS; i++)
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) {
+            if (--busy_datasets[i].count == 0) busy_datasets[i].d = NULL;
+            return;
+        }
+}
 
 static const char *const SPLITS[4] = {"train", "valid", "test", "all"};
 
@@ -490,7 +530,7 @@ static int l_csv(lua_State *L)
     lua_setiuservalue(L, ud, UV_OPTS);
     tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
     report_skipped(u->d, fn);
-    if (!like) tl_lua_leakage_warn(L, ud, &s);
+    if (!like) tl_lua_leakage_warn(u->d, &s);
     lua_pushvalue(L, ud);
     return 1;
 }

@@ -27,4 +27,13 @@ const tl_split *tl_lua_check_split(lua_State *L, int idx);
 /* The dataset a split userdata at idx belongs to (raises like check_split). */
 tl_dataset *tl_lua_split_dataset(lua_State *L, int idx);
 
+/* Datasets a running m:fit reads: d:close refuses a held dataset and its
+ * __gc leaves it to the fit. Holds nest (a progress callback may fit another
+ * model on the same data); each hold is released once. hold returns 0 when
+ * the table of held datasets is full (deeper nesting than any real use). */
+int tl_lua_dataset_hold(const tl_dataset *d);
+void tl_lua_dataset_release(const tl_dataset *d);
+/* 1 while d is held. */
+int tl_lua_dataset_busy(const tl_dataset *d);
+
 #endif

@@ -30,88 +30,6 @@ typedef struct {
     int free_pending;  /* collected while busy (lua_close from a callback): freed by fit */
 } l_model;
 
-/* Datasets that a running m:fit reads, with a count (fits nest when a
- * callback fits another model). d:close refuses them and their __gc leaves
- * them alone (repl/l_data.c). A fixed table: each fit holds at most two. */
-#define BUSY_DATASETS 64
-static struct {
-    const tl_dataset *d;
-    int count;
-} busy_datasets[BUSY_DATASETS];
-
-int tl_lua_dataset_busy(const tl_dataset *d)
-{
-    for (int i = 0; d && i < BUSY_DATASETS; i++)
-        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) return 1;
-    return 0;
-}
-
-/* 0 when the table is full (deeper nesting than any real use). */
-static int dataset_hold(const tl_dataset *d)
-{
-    int free_slot = -1;
-    for (int i = 0; i < BUSY_DATASETS; i++) {
-        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) {
-            busy_datasets[i].count++;
-            return 1;
-        }
-        if (busy_datasets[i].count == 0 && free_slot < 0) free_slot = i;
-    }
-    if (free_slot < 0) return 0;
-    busy_datasets[free_slot].d = d;
-    busy_datasets[free_slot].count = 1;
-    return 1;
-}
-
-static void dataset_release(const tl_dataset *d)
-{
-    for (int i = 0; i < BUSY_DATASETS; i++)
-        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) {
-            if (--busy_datasets[i].count == 0) busy_datasets[i].d = NULL;
-            return;
-        }
-}
-
-void tl_lua_memory_refresh(void)
-{
-    FILE *f = fopen("/proc/meminfo", "r");
-    if (!f) return;
-    char line[128];
-    unsigned long long kb;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
-            tl_memory_set_available((uint64_t)kb * 1024u);
-            break;
-        }
-    fclose(f);
-}
-
-uint64_t tl_lua_opt_bytes(lua_State *L, int idx, const char *fn, const char *field)
-{
-    lua_getfield(L, idx, field);
-    double v = 0;
-    if (lua_type(L, -1) == LUA_TNUMBER) {
-        v = lua_tonumber(L, -1);
-    } else if (lua_type(L, -1) == LUA_TSTRING) {
-        const char *str = lua_tostring(L, -1);
-        char *end;
-        v = strtod(str, &end);
-        double unit = *end == 'k' || *end == 'K' ? 1e3 : *end == 'M' ? 1e6 : *end == 'G' ? 1e9
-                    : *end == 'T' ? 1e12 : *end ? -1 : 1;
-        if (*end && (end[1] == 'B' ? end[2] : end[1])) unit = -1;
-        if (unit < 0 || end == str)
-            luaL_error(L, "%s: field '%s' must be bytes (a number, or a string such as \"64G\" or "
-                          "\"512M\"), got \"%s\"", fn, field, str);
-        v *= unit;
-    } else if (!lua_isnil(L, -1)) {
-        luaL_error(L, "%s: field '%s' must be bytes (a number or \"64G\"), got %s", fn, field,
-                   luaL_typename(L, -1));
-    }
-    lua_pop(L, 1);
-    if (!(v >= 0 && v < 1.8e19)) luaL_error(L, "%s: field '%s' must be >= 0 bytes", fn, field);
-    return (uint64_t)v;
-}
-
 /* ---- specs: tl.mlp, backbones, optimizers ------------------------------------ */
 
 static void push_spec(lua_State *L, const char *kind)
@@ -990,16 +908,16 @@ static int l_model_fit(lua_State *L)
     /* The model and the datasets of its splits are busy while the engine
      * runs: a callback's m:close(), m:fit or d:close() is refused. Nothing
      * below raises until they are released. */
-    if (!dataset_hold(train_d)) return luaL_error(L, "%s: too many nested fits", fn);
-    if (valid_d && !dataset_hold(valid_d)) {
-        dataset_release(train_d);
+    if (!tl_lua_dataset_hold(train_d)) return luaL_error(L, "%s: too many nested fits", fn);
+    if (valid_d && !tl_lua_dataset_hold(valid_d)) {
+        tl_lua_dataset_release(train_d);
         return luaL_error(L, "%s: too many nested fits", fn);
     }
     lm->busy = 1;
     tl_status s = tl_model_fit(lm->m, train, valid, &o);
     lm->busy = 0;
-    dataset_release(train_d);
-    if (valid_d) dataset_release(valid_d);
+    tl_lua_dataset_release(train_d);
+    if (valid_d) tl_lua_dataset_release(valid_d);
     if (lm->free_pending) {
         tl_model_free(lm->m);
         lm->m = NULL;

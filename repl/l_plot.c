@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "l_plot.h"
+
 #include "l_util.h"
 #include "plot.h"
 

@@ -38,6 +38,8 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+#include "l_sweep.h"
+
 #include "core.h"
 #include "l_util.h"
 

@@ -8,7 +8,17 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "l_tl.h"
+
 #include "core.h"
+#include "l_data.h"
+#include "l_diagnose.h"
+#include "l_io.h"
+#include "l_metrics.h"
+#include "l_model.h"
+#include "l_plot.h"
+#include "l_sweep.h"
+#include "l_tensor.h"
 #include "l_util.h"
 
 /* The repl/lua files, embedded as C strings by the Makefile ($(BUILD)/gen/lua_embed.c),
@@ -20,8 +30,6 @@ struct tl_lua_chunk {
 };
 extern const struct tl_lua_chunk tl_lua_chunks[];
 extern const int tl_lua_nchunks;
-
-int luaopen_towerlab(lua_State *L);
 
 /* tl.threads([n]): with n > 0 set the BLAS/engine thread count; returns the
  * count in effect. */
