@@ -1,7 +1,7 @@
 /* l_diagnose.c — Lua bindings of engine/diagnose.h: m:gates(split [, opts]),
  * d:leakage([split] [, opts]). (The warnings tl.data.csv prints when it builds
- * a dataset are l_leakage.c; fit{diagnostics=N}, m:history().diagnostics and
- * the collapse warning after fit live in l_model.c, next to fit.) */
+ * a dataset are l_leakage.c; fit{diagnostics=N} and the collapse warning
+ * after fit live in l_fit.c, m:history().diagnostics in l_results.c.) */
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>

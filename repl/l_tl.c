@@ -13,10 +13,13 @@
 #include "core.h"
 #include "l_data.h"
 #include "l_diagnose.h"
+#include "l_fit.h"
 #include "l_io.h"
 #include "l_metrics.h"
 #include "l_model.h"
 #include "l_plot.h"
+#include "l_results.h"
+#include "l_spec.h"
 #include "l_sweep.h"
 #include "l_tensor.h"
 #include "l_util.h"
@@ -179,7 +182,10 @@ int luaopen_towerlab(lua_State *L)
     tl_lua_open_data(L, tl);
     tl_lua_open_metrics(L, tl);
     tl_lua_open_plot(L, tl);
+    tl_lua_open_spec(L, tl);
     tl_lua_open_model(L, tl);
+    tl_lua_open_fit(L, tl);
+    tl_lua_open_results(L, tl);
     tl_lua_open_io(L, tl);
     tl_lua_open_sweep(L, tl);
     tl_lua_open_diagnose(L, tl);

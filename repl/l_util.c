@@ -216,6 +216,16 @@ void tl_lua_doc(lua_State *L, const char *name, int value_idx, const char *text)
     }
 }
 
+void tl_lua_docs(lua_State *L, int t, const tl_lua_doc_entry *docs, size_t n)
+{
+    t = lua_absindex(L, t);
+    for (size_t i = 0; i < n; i++) {
+        lua_getfield(L, t, docs[i].field);
+        tl_lua_doc(L, docs[i].topic, lua_gettop(L), docs[i].text);
+        lua_pop(L, 1);
+    }
+}
+
 void tl_lua_push_docs(lua_State *L)
 {
     push_registry_table(L, TL_DOCS_NAMES, 0);

@@ -50,6 +50,13 @@ int tl_lua_opt_enum(lua_State *L, int idx, const char *fn, const char *key,
  * to, so help(tl.data.csv) finds it by identity. */
 void tl_lua_doc(lua_State *L, const char *name, int value_idx, const char *text);
 
+/* One help text of a table of functions: t[field] is documented as topic. */
+typedef struct {
+    const char *field, *topic, *text;
+} tl_lua_doc_entry;
+/* tl_lua_doc for each of the n entries, on the fields of the table at `t`. */
+void tl_lua_docs(lua_State *L, int t, const tl_lua_doc_entry *docs, size_t n);
+
 /* Tell the Lua GC about `bytes` of engine memory owned by a userdata, so big
  * models and datasets are collected promptly (lua_gc step). */
 void tl_lua_note_alloc(lua_State *L, size_t bytes);
