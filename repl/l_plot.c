@@ -26,10 +26,12 @@
 /* ---- reading Lua values ------------------------------------------------- */
 
 /* t[key] as a number when it is one; NAN when absent. Raises for other types. */
-static double field_num(lua_State *L, int t, const char *key, const char *fn, const char *where) {
+static double field_num(lua_State *L, int t, const char *key, const char *fn, const char *where)
+{
     int ty = lua_getfield(L, t, key);
     double v = NAN;
-    if (ty == LUA_TNUMBER) v = (double)lua_tonumber(L, -1);
+    if (ty == LUA_TNUMBER)
+        v = (double)lua_tonumber(L, -1);
     else if (ty != LUA_TNIL)
         luaL_error(L, "%s: %s.%s must be a number, got %s", fn, where, key, luaL_typename(L, -1));
     lua_pop(L, 1);
@@ -43,11 +45,12 @@ static double field_num(lua_State *L, int t, const char *key, const char *fn, co
 
 /* ---- calibration --------------------------------------------------------- */
 
-static const char *const CAL_FIELDS[] = {"tasks", "file", "title", "format", "terminal",
-                                         "width", "height", NULL};
+static const char *const CAL_FIELDS[] = {"tasks",    "file",  "title",  "format",
+                                         "terminal", "width", "height", NULL};
 
 /* 1 when the value at idx looks like one task's result: a table with bins. */
-static int has_bins(lua_State *L, int idx) {
+static int has_bins(lua_State *L, int idx)
+{
     if (lua_type(L, idx) != LUA_TTABLE) return 0;
     int t = lua_getfield(L, idx, "bins");
     lua_pop(L, 1);
@@ -56,7 +59,8 @@ static int has_bins(lua_State *L, int idx) {
 
 /* Sort strings on the Lua stack? Simpler: collect names into a table and sort
  * with table.sort semantics (byte order). */
-static int cmp_str(const void *a, const void *b) {
+static int cmp_str(const void *a, const void *b)
+{
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
@@ -64,7 +68,8 @@ static int cmp_str(const void *a, const void *b) {
  * histogram ($h<id>: centre count width) of one task. Returns whether any
  * bin has a confidence interval; *npts gets the curve's point count. */
 static int write_bins(lua_State *L, tl_plot_buf *b, int res, const char *task, const char *id,
-                      const char *fn, int *npts, double *xmin, double *xmax) {
+                      const char *fn, int *npts, double *xmin, double *xmax)
+{
     char where[160];
     lua_getfield(L, res, "bins");
     int bins = lua_gettop(L);
@@ -84,7 +89,8 @@ static int write_bins(lua_State *L, tl_plot_buf *b, int res, const char *task, c
         double count = field_num(L, bin, "count", fn, where);
         double mp = field_num(L, bin, "mean_pred", fn, where);
         double rate = field_num(L, bin, "rate", fn, where);
-        double cl = field_num(L, bin, "ci_lo", fn, where), ch = field_num(L, bin, "ci_hi", fn, where);
+        double cl = field_num(L, bin, "ci_lo", fn, where),
+               ch = field_num(L, bin, "ci_hi", fn, where);
         lua_pop(L, 1);
         if (isfinite(lo) && lo < *xmin) *xmin = lo;
         if (isfinite(hi) && hi > *xmax) *xmax = hi;
@@ -115,7 +121,8 @@ static int write_bins(lua_State *L, tl_plot_buf *b, int res, const char *task, c
 
 /* Collect task names of result table `res` (those with bins) into a sorted
  * array of strings anchored in a new Lua table left on the stack. */
-static const char **result_tasks(lua_State *L, int res, int *n) {
+static const char **result_tasks(lua_State *L, int res, int *n)
+{
     lua_newtable(L);
     int names = lua_gettop(L);
     int k = 0;
@@ -140,12 +147,13 @@ static const char **result_tasks(lua_State *L, int res, int *n) {
 }
 
 /* tl.plot.calibration(r, opts) */
-static int l_calibration(lua_State *L) {
+static int l_calibration(lua_State *L)
+{
     const char *fn = "tl.plot.calibration";
     if (lua_type(L, 1) != LUA_TTABLE)
-        return luaL_error(L,
-                          "%s: argument 1 must be an evaluation result table (task -> {bins=...}), got %s",
-                          fn, luaL_typename(L, 1));
+        return luaL_error(
+            L, "%s: argument 1 must be an evaluation result table (task -> {bins=...}), got %s", fn,
+            luaL_typename(L, 1));
     int opts = tl_lua_plot_opts(L, 2, fn, CAL_FIELDS);
     tl_lua_plot_out o;
     tl_lua_plot_get_out(L, opts, fn, &o, "Calibration");
@@ -179,7 +187,8 @@ static int l_calibration(lua_State *L) {
         tasks = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ntasks + 1), 0);
         for (int i = 0; i < ntasks; i++) {
             if (lua_rawgeti(L, tt, i + 1) != LUA_TSTRING)
-                return luaL_error(L, "%s: field 'tasks' must be a list of task names, item %d is %s",
+                return luaL_error(L,
+                                  "%s: field 'tasks' must be a list of task names, item %d is %s",
                                   fn, i + 1, luaL_typename(L, -1));
             tasks[i] = lua_tostring(L, -1);
             lua_pop(L, 1); /* still referenced by opts.tasks */
@@ -189,16 +198,18 @@ static int l_calibration(lua_State *L) {
                 lua_pop(L, 1);
                 if (!ok)
                     return luaL_error(L, "%s: task '%s' (field 'tasks') has no result with bins%s",
-                                      fn, tasks[i], nres == 2 ? (r ? " in 'after'" : " in 'before'") : "");
+                                      fn, tasks[i],
+                                      nres == 2 ? (r ? " in 'after'" : " in 'before'") : "");
             }
         }
     } else {
         tasks = result_tasks(L, main_res, &ntasks);
         if (ntasks == 0)
-            return luaL_error(L,
-                              "%s: argument 1 must be an evaluation result table (task -> {bins=...}), "
-                              "got a table where no task has bins",
-                              fn);
+            return luaL_error(
+                L,
+                "%s: argument 1 must be an evaluation result table (task -> {bins=...}), "
+                "got a table where no task has bins",
+                fn);
     }
 
     tl_plot_buf *b = tl_lua_plot_buf_new(L);
@@ -218,10 +229,11 @@ static int l_calibration(lua_State *L) {
 
     tl_plot_buf_add_lit(b, "set multiplot title ");
     tl_plot_buf_quote(b, o.title);
-    tl_plot_buf_printf(b, "\nset lmargin 10\nset rmargin 3\n"
-                          "set size 1,0.66\nset origin 0,0.30\n"
-                          "set xrange [%.9g:%.9g]\nset yrange [0:1]\n"
-                          "set ylabel 'observed rate'\nset format x ''\nset key top left\n",
+    tl_plot_buf_printf(b,
+                       "\nset lmargin 10\nset rmargin 3\n"
+                       "set size 1,0.66\nset origin 0,0.30\n"
+                       "set xrange [%.9g:%.9g]\nset yrange [0:1]\n"
+                       "set ylabel 'observed rate'\nset format x ''\nset key top left\n",
                        xmin, xmax);
     tl_plot_buf_add_lit(b, PERFECT_LINE);
     for (int r = 0; r < nres; r++)
@@ -232,12 +244,14 @@ static int l_calibration(lua_State *L) {
             double ece = field_num(L, lua_gettop(L), "ece", fn, tasks[i]);
             lua_pop(L, 1);
             const char *tag = nres == 2 ? (r ? " after" : " before") : "";
-            if (isfinite(ece)) snprintf(title, sizeof title, "%s%s (ECE %.4f)", tasks[i], tag, ece);
-            else snprintf(title, sizeof title, "%s%s", tasks[i], tag);
-            tl_plot_buf_printf(b, ", \\\n  $c%d_%d using 1:2%s with %s lc %d pt %d ps 0.6 dt %d title ",
-                               r, i + 1, any_ci[r][i] ? ":3:4" : "",
-                               any_ci[r][i] ? "yerrorlines" : "linespoints", i + 1, tl_lua_plot_point_type(i),
-                               nres == 2 && r == 0 ? 2 : 1);
+            if (isfinite(ece))
+                snprintf(title, sizeof title, "%s%s (ECE %.4f)", tasks[i], tag, ece);
+            else
+                snprintf(title, sizeof title, "%s%s", tasks[i], tag);
+            tl_plot_buf_printf(
+                b, ", \\\n  $c%d_%d using 1:2%s with %s lc %d pt %d ps 0.6 dt %d title ", r, i + 1,
+                any_ci[r][i] ? ":3:4" : "", any_ci[r][i] ? "yerrorlines" : "linespoints", i + 1,
+                tl_lua_plot_point_type(i), nres == 2 && r == 0 ? 2 : 1);
             tl_plot_buf_quote(b, title);
         }
     tl_plot_buf_printf(b, "\nunset title\nset size 1,0.30\nset origin 0,0\nset format x '%%g'\n"
@@ -260,12 +274,14 @@ static int l_calibration(lua_State *L) {
 
 /* ---- compare ------------------------------------------------------------- */
 
-static const char *const CMP_FIELDS[] = {"x", "y", "group", "file", "title", "format", "terminal",
-                                         "width", "height", "xlabel", "ylabel", NULL};
+static const char *const CMP_FIELDS[] = {"x",      "y",      "group",    "file",
+                                         "title",  "format", "terminal", "width",
+                                         "height", "xlabel", "ylabel",   NULL};
 
 /* Index of the value at the top in the distinct-values table `set` (value →
  * index) and list `list`; adds it when new. Pops the value. */
-static int distinct_index(lua_State *L, int set, int list, int *n) {
+static int distinct_index(lua_State *L, int set, int list, int *n)
+{
     lua_pushvalue(L, -1);
     if (lua_rawget(L, set) == LUA_TNUMBER) {
         int i = (int)lua_tointeger(L, -1);
@@ -282,16 +298,20 @@ static int distinct_index(lua_State *L, int set, int list, int *n) {
 
 /* Sorting for compare: x values by position, rows by (group, x rank, row). */
 static const double *g_sort_xpos;
-static int cmp_xpos(const void *a, const void *b) {
+static int cmp_xpos(const void *a, const void *b)
+{
     double x = g_sort_xpos[*(const int *)a], y = g_sort_xpos[*(const int *)b];
-    return x < y ? -1 : x > y ? 1 : (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
+    return x < y   ? -1
+           : x > y ? 1
+                   : (*(const int *)a > *(const int *)b) - (*(const int *)a < *(const int *)b);
 }
 
 typedef struct {
     int g, x, i;
 } cmp_row;
 
-static int cmp_rows(const void *a, const void *b) {
+static int cmp_rows(const void *a, const void *b)
+{
     const cmp_row *p = a, *q = b;
     if (p->g != q->g) return p->g < q->g ? -1 : 1;
     if (p->x != q->x) return p->x < q->x ? -1 : 1;
@@ -299,7 +319,8 @@ static int cmp_rows(const void *a, const void *b) {
 }
 
 /* tl.plot.compare(results, opts) */
-static int l_compare(lua_State *L) {
+static int l_compare(lua_State *L)
+{
     const char *fn = "tl.plot.compare";
     if (lua_type(L, 1) != LUA_TTABLE)
         return luaL_error(L, "%s: argument 1 must be a list of result rows (tables), got %s", fn,
@@ -308,7 +329,8 @@ static int l_compare(lua_State *L) {
     const char *xf = tl_lua_opt_string(L, opts, fn, "x", NULL);
     const char *yf = tl_lua_opt_string(L, opts, fn, "y", NULL);
     const char *gf = tl_lua_opt_string(L, opts, fn, "group", NULL);
-    if (!xf) return luaL_error(L, "%s: field 'x' (the column to put on the x axis) is required", fn);
+    if (!xf)
+        return luaL_error(L, "%s: field 'x' (the column to put on the x axis) is required", fn);
     if (!yf) return luaL_error(L, "%s: field 'y' (the metric to plot) is required", fn);
     char deftitle[200];
     snprintf(deftitle, sizeof deftitle, "%s by %s", yf, xf);
@@ -332,7 +354,8 @@ static int l_compare(lua_State *L) {
     double *ry = lua_newuserdatauv(L, sizeof(double) * (size_t)nrows, 0);
     for (int i = 0; i < nrows; i++) {
         if (lua_rawgeti(L, 1, i + 1) != LUA_TTABLE)
-            return luaL_error(L, "%s: row %d must be a table, got %s", fn, i + 1, luaL_typename(L, -1));
+            return luaL_error(L, "%s: row %d must be a table, got %s", fn, i + 1,
+                              luaL_typename(L, -1));
         int row = lua_gettop(L);
         int xt = lua_getfield(L, row, xf);
         if (xt != LUA_TNUMBER && xt != LUA_TSTRING && xt != LUA_TBOOLEAN)
@@ -340,19 +363,21 @@ static int l_compare(lua_State *L) {
                               i + 1, xf, luaL_typename(L, -1));
         if (xt != LUA_TNUMBER) numeric_x = 0;
         if (xt == LUA_TNUMBER && isnan((double)lua_tonumber(L, -1)))
-            return luaL_error(L, "%s: row %d field '%s' (x) is nan; give every row a number or a string",
-                              fn, i + 1, xf);
+            return luaL_error(
+                L, "%s: row %d field '%s' (x) is nan; give every row a number or a string", fn,
+                i + 1, xf);
         rx[i] = distinct_index(L, xset, xlist, &nx);
         if (lua_getfield(L, row, yf) != LUA_TNUMBER)
-            return luaL_error(L, "%s: row %d field '%s' (y) must be a number, got %s", fn, i + 1, yf,
-                              luaL_typename(L, -1));
+            return luaL_error(L, "%s: row %d field '%s' (y) must be a number, got %s", fn, i + 1,
+                              yf, luaL_typename(L, -1));
         ry[i] = (double)lua_tonumber(L, -1);
         lua_pop(L, 1);
         if (gf) {
             int gt = lua_getfield(L, row, gf);
             if (gt != LUA_TNUMBER && gt != LUA_TSTRING && gt != LUA_TBOOLEAN)
-                return luaL_error(L, "%s: row %d field '%s' (group) must be a number or string, got %s",
-                                  fn, i + 1, gf, luaL_typename(L, -1));
+                return luaL_error(
+                    L, "%s: row %d field '%s' (group) must be a number or string, got %s", fn,
+                    i + 1, gf, luaL_typename(L, -1));
             if (gt == LUA_TNUMBER && isnan((double)lua_tonumber(L, -1)))
                 return luaL_error(L, "%s: row %d field '%s' (group) is nan", fn, i + 1, gf);
             rg[i] = distinct_index(L, gset, glist, &ng);
@@ -404,9 +429,11 @@ static int l_compare(lua_State *L) {
             if (cnt) {
                 double mean = sum / cnt;
                 for (int k = next; k < end; k++)
-                    if (isfinite(ry[ord[k].i])) sum2 += (ry[ord[k].i] - mean) * (ry[ord[k].i] - mean);
+                    if (isfinite(ry[ord[k].i]))
+                        sum2 += (ry[ord[k].i] - mean) * (ry[ord[k].i] - mean);
                 double sd = cnt > 1 ? sqrt(sum2 / (cnt - 1)) : 0.0;
-                tl_plot_buf_printf(b, "%.9g %.9g %.9g %d\n", xpos[xorder[ord[next].x]], mean, sd, cnt);
+                tl_plot_buf_printf(b, "%.9g %.9g %.9g %d\n", xpos[xorder[ord[next].x]], mean, sd,
+                                   cnt);
             }
             next = end;
         }
@@ -418,7 +445,9 @@ static int l_compare(lua_State *L) {
     tl_plot_buf_quote(b, xlabel);
     tl_plot_buf_add_lit(b, "\nset ylabel ");
     tl_plot_buf_quote(b, ylabel);
-    tl_plot_buf_add_lit(b, "\nset key outside right top\nset offsets graph 0.05, graph 0.05, graph 0.1, graph 0.1\n");
+    tl_plot_buf_add_lit(
+        b,
+        "\nset key outside right top\nset offsets graph 0.05, graph 0.05, graph 0.1, graph 0.1\n");
     if (!numeric_x) {
         tl_plot_buf_add_lit(b, "set xtics (");
         for (int j = 0; j < nx; j++) {
@@ -453,11 +482,12 @@ static int l_compare(lua_State *L) {
 
 /* ---- gates --------------------------------------------------------------- */
 
-static const char *const GATE_FIELDS[] = {"file", "title", "format", "terminal", "width", "height",
-                                          NULL};
+static const char *const GATE_FIELDS[] = {"file",  "title",  "format", "terminal",
+                                          "width", "height", NULL};
 
 /* tl.plot.gates({tasks=, experts=, weights=}, opts) */
-static int l_gates(lua_State *L) {
+static int l_gates(lua_State *L)
+{
     const char *fn = "tl.plot.gates";
     if (tl_lua_plot_indexable(L, 1)) {
         int no_weights = lua_getfield(L, 1, "weights") == LUA_TNIL;
@@ -472,7 +502,8 @@ static int l_gates(lua_State *L) {
     }
     if (lua_type(L, 1) != LUA_TTABLE)
         return luaL_error(L,
-                          "%s: argument 1 must be a gate table {tasks={...}, experts=n, weights={{...},...}}, got %s",
+                          "%s: argument 1 must be a gate table {tasks={...}, experts=n, "
+                          "weights={{...},...}}, got %s",
                           fn, luaL_typename(L, 1));
     int opts = tl_lua_plot_opts(L, 2, fn, GATE_FIELDS);
     tl_lua_plot_out o;
@@ -485,8 +516,8 @@ static int l_gates(lua_State *L) {
     if (nt == 0) return luaL_error(L, "%s: field 'tasks' is empty", fn);
     lua_Integer ne = tl_lua_opt_int(L, 1, fn, "experts", 0, 1, 100000);
     if (lua_getfield(L, 1, "weights") != LUA_TTABLE)
-        return luaL_error(L, "%s: field 'weights' must be a list of rows (one per task), got %s", fn,
-                          luaL_typename(L, -1));
+        return luaL_error(L, "%s: field 'weights' must be a list of rows (one per task), got %s",
+                          fn, luaL_typename(L, -1));
     int w = lua_gettop(L);
     if ((int)lua_rawlen(L, w) != nt)
         return luaL_error(L, "%s: field 'weights' has %d rows but there are %d tasks", fn,
@@ -515,10 +546,11 @@ static int l_gates(lua_State *L) {
     }
     tl_plot_buf_add_lit(b, "EOD\nset title ");
     tl_plot_buf_quote(b, o.title);
-    tl_plot_buf_printf(b, "\nunset grid\nset xlabel 'expert'\nset ylabel 'task'\n"
-                          "set xrange [-0.5:%g]\nset yrange [%g:-0.5]\n"
-                          "set palette defined (0 'white', 1 '#2166ac')\nset cbrange [0:*]\n"
-                          "set xtics 1\nset ytics (",
+    tl_plot_buf_printf(b,
+                       "\nunset grid\nset xlabel 'expert'\nset ylabel 'task'\n"
+                       "set xrange [-0.5:%g]\nset yrange [%g:-0.5]\n"
+                       "set palette defined (0 'white', 1 '#2166ac')\nset cbrange [0:*]\n"
+                       "set xtics 1\nset ytics (",
                        (double)ne - 0.5, nt - 0.5);
     for (int t = 1; t <= nt; t++) {
         if (lua_rawgeti(L, tasks, t) != LUA_TSTRING)
@@ -530,9 +562,10 @@ static int l_gates(lua_State *L) {
         lua_pop(L, 1);
     }
     tl_plot_buf_add_lit(b, ")\nset format x '%.0f'\nset xtics ('1' 0");
-    for (lua_Integer e = 2; e <= ne; e++) tl_plot_buf_printf(b, ", '%lld' %lld", (long long)e, (long long)(e - 1));
+    for (lua_Integer e = 2; e <= ne; e++)
+        tl_plot_buf_printf(b, ", '%lld' %lld", (long long)e, (long long)(e - 1));
     tl_plot_buf_add_lit(b, ")\nplot $g matrix with image notitle, "
-                       "$g matrix using 1:2:(sprintf('%.2f', $3)) with labels notitle\n");
+                           "$g matrix using 1:2:(sprintf('%.2f', $3)) with labels notitle\n");
     int gw = 260 + 80 * (int)ne, gh = 180 + 60 * nt;
     return tl_lua_plot_finish(L, fn, &o, b, gw < 640 ? 640 : gw, gh < 360 ? 360 : gh, 8 + 3 * nt);
 }
@@ -542,18 +575,22 @@ static int l_gates(lua_State *L) {
 static const struct {
     const char *name;
     lua_CFunction f;
-} KINDS[] = {{"calibration", l_calibration}, {"history", tl_lua_plot_history}, {"compare", l_compare},
-             {"gates", l_gates}, {NULL, NULL}};
+} KINDS[] = {{"calibration", l_calibration},
+             {"history", tl_lua_plot_history},
+             {"compare", l_compare},
+             {"gates", l_gates},
+             {NULL, NULL}};
 
 /* tl.plot.svg(kind, data, opts) -> svg text */
-static int l_svg(lua_State *L) {
+static int l_svg(lua_State *L)
+{
     const char *kind = luaL_checkstring(L, 1);
     int k;
-    for (k = 0; KINDS[k].name && strcmp(KINDS[k].name, kind) != 0; k++) {
-    }
+    for (k = 0; KINDS[k].name && strcmp(KINDS[k].name, kind) != 0; k++) {}
     if (!KINDS[k].name)
-        return luaL_error(L, "tl.plot.svg: argument 1 must be calibration, history, compare or gates, got '%s'",
-                          kind);
+        return luaL_error(
+            L, "tl.plot.svg: argument 1 must be calibration, history, compare or gates, got '%s'",
+            kind);
     lua_settop(L, 3);
     lua_newtable(L); /* shallow copy of opts with format = "svg_string" */
     if (lua_type(L, 3) == LUA_TTABLE) {
@@ -592,7 +629,8 @@ static const struct {
      "one curve per task (mean prediction vs observed rate, empty bins skipped) with\n"
      "ci_lo/ci_hi error bars, the diagonal, and a histogram of bin counts below.\n"
      "r = {before=r1, after=r2} draws both (dashed before, solid after).\n"
-     "opts: tasks={...}, title=, file=\"x.svg|png|pdf\", format=\"svg_string\"|\"text\"|\"script\",\n"
+     "opts: tasks={...}, title=, file=\"x.svg|png|pdf\", "
+     "format=\"svg_string\"|\"text\"|\"script\",\n"
      "terminal=, width=, height=."},
     {"history", tl_lua_plot_history,
      "tl.plot.history(model_or_history [, opts]) -> file | text, or nil, message\n"
@@ -632,8 +670,8 @@ static const struct {
      "nil restores the default."},
     {NULL, NULL, NULL}};
 
-
-void tl_lua_open_plot(lua_State *L, int tl) {
+void tl_lua_open_plot(lua_State *L, int tl)
+{
     tl = lua_absindex(L, tl);
     tl_lua_plot_out_register(L);
     tl_lua_plot_hist_register(L);
@@ -657,10 +695,10 @@ void tl_lua_open_plot(lua_State *L, int tl) {
                "`interval` seconds have passed since the last frame (force: now); otherwise\n"
                "return false at once. Never waits for gnuplot: a busy gnuplot skips the frame.");
     tl_lua_doc(L, "plot.live:close", 0,
-               "lp:close(): tl_lua_plot_finish the live plot (dumb output is printed, a window stays open).");
+               "lp:close(): tl_lua_plot_finish the live plot (dumb output is printed, a window "
+               "stays open).");
     tl_lua_doc(L, "plot.live:stats", 0,
                "lp:stats() -> {frames=, skipped=, calls=, closed=, terminal=, points=,\n"
                "seconds= (time spent drawing, past the throttle)}");
     lua_setfield(L, tl, "plot");
 }
-

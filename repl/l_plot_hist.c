@@ -15,7 +15,8 @@
 #define HIST_MT "tl.plot.hist"
 #define MAX_POINTS 1000 /* per series: longer series are averaged in buckets */
 
-static int cmp_str(const void *a, const void *b) {
+static int cmp_str(const void *a, const void *b)
+{
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
@@ -33,8 +34,8 @@ typedef struct {
 /* Everything read from a history table so far. The lists are append-only,
  * so live plots read only entries added since the last frame. */
 struct tl_lua_plot_hist {
-    size_t seen[3];     /* entries read from steps, epochs, diagnostics */
-    double last_x[3];   /* x of the last entry read from each list */
+    size_t seen[3];   /* entries read from steps, epochs, diagnostics */
+    double last_x[3]; /* x of the last entry read from each list */
     int x_is_step[SRC_N];
     hseries *s;
     size_t ns, cap;
@@ -43,7 +44,8 @@ struct tl_lua_plot_hist {
     int oom;
 };
 
-static void hstore_clear(tl_lua_plot_hist *h) {
+static void hstore_clear(tl_lua_plot_hist *h)
+{
     for (size_t i = 0; i < h->ns; i++) {
         free(h->s[i].field);
         free(h->s[i].key);
@@ -56,19 +58,22 @@ static void hstore_clear(tl_lua_plot_hist *h) {
     memset(h, 0, sizeof *h);
 }
 
-static int hist_gc(lua_State *L) {
+static int hist_gc(lua_State *L)
+{
     hstore_clear(luaL_checkudata(L, 1, HIST_MT));
     return 0;
 }
 
-tl_lua_plot_hist *tl_lua_plot_hist_new(lua_State *L) {
+tl_lua_plot_hist *tl_lua_plot_hist_new(lua_State *L)
+{
     tl_lua_plot_hist *h = lua_newuserdatauv(L, sizeof *h, 0);
     memset(h, 0, sizeof *h);
     luaL_setmetatable(L, HIST_MT);
     return h;
 }
 
-static size_t key_color(tl_lua_plot_hist *h, const char *key) {
+static size_t key_color(tl_lua_plot_hist *h, const char *key)
+{
     for (size_t i = 0; i < h->nkeys; i++)
         if (!strcmp(h->keys[i], key)) return i + 1;
     if (h->nkeys == h->kcap) {
@@ -84,7 +89,8 @@ static size_t key_color(tl_lua_plot_hist *h, const char *key) {
     return h->nkeys;
 }
 
-static hseries *series_get(tl_lua_plot_hist *h, int src, const char *field, const char *key) {
+static hseries *series_get(tl_lua_plot_hist *h, int src, const char *field, const char *key)
+{
     for (size_t i = 0; i < h->ns; i++) {
         hseries *s = &h->s[i];
         if (s->src == src && !strcmp(s->field, field) && !strcmp(s->key, key)) return s;
@@ -111,7 +117,9 @@ static hseries *series_get(tl_lua_plot_hist *h, int src, const char *field, cons
     return s;
 }
 
-static void series_add(tl_lua_plot_hist *h, int src, const char *field, const char *key, double x, double y) {
+static void series_add(tl_lua_plot_hist *h, int src, const char *field, const char *key, double x,
+                       double y)
+{
     hseries *s = series_get(h, src, field, key);
     if (!s) {
         h->oom = 1;
@@ -137,16 +145,19 @@ static void series_add(tl_lua_plot_hist *h, int src, const char *field, const ch
 /* The key at -2 of a lua_next iteration as a string (numbers converted on a
  * copy, so the iteration is not disturbed); NULL for other types. Pushes one
  * value either way. */
-static const char *next_key(lua_State *L) {
+static const char *next_key(lua_State *L)
+{
     lua_pushvalue(L, -2);
-    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER) return lua_tostring(L, -1);
+    if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+        return lua_tostring(L, -1);
     return NULL;
 }
 
 /* Read one entry of steps/epochs/diagnostics (table at `e`). */
 /* The x of entry `e` (number i of its list): its step, else (epochs) its
  * epoch, else i. *is_step tells which. */
-static double entry_x(lua_State *L, int e, int list, lua_Integer i, int *is_step) {
+static double entry_x(lua_State *L, int e, int list, lua_Integer i, int *is_step)
+{
     double x = NAN;
     *is_step = 0;
     if (lua_getfield(L, e, "step") == LUA_TNUMBER) {
@@ -161,7 +172,8 @@ static double entry_x(lua_State *L, int e, int list, lua_Integer i, int *is_step
     return isnan(x) ? (double)i : x;
 }
 
-static void read_entry(lua_State *L, tl_lua_plot_hist *h, int list, int e, lua_Integer i) {
+static void read_entry(lua_State *L, tl_lua_plot_hist *h, int list, int e, lua_Integer i)
+{
     int src = list == 0 ? SRC_STEPS : list == 1 ? SRC_EPOCHS : SRC_DIAG;
     int is_step;
     double x = entry_x(L, e, list, i, &is_step);
@@ -186,7 +198,8 @@ static void read_entry(lua_State *L, tl_lua_plot_hist *h, int list, int e, lua_I
             while (lua_next(L, inner)) {
                 const char *key = next_key(L);
                 if (key && lua_type(L, -2) == LUA_TNUMBER) {
-                    series_add(h, valid ? SRC_VALID : src, field, key, x, (double)lua_tonumber(L, -2));
+                    series_add(h, valid ? SRC_VALID : src, field, key, x,
+                               (double)lua_tonumber(L, -2));
                 } else if (key && valid && lua_type(L, -2) == LUA_TTABLE) {
                     /* valid[task] = {auc=, logloss=}: one panel per metric */
                     int m = lua_absindex(L, -2);
@@ -208,7 +221,8 @@ static void read_entry(lua_State *L, tl_lua_plot_hist *h, int list, int e, lua_I
 /* 1 when the table at idx continues what the store has read: at least as
  * long, and the last entry read has the same x (m:history() builds a new
  * table each time, so identity says nothing). */
-static int continues(lua_State *L, const tl_lua_plot_hist *h, int idx, const size_t *len) {
+static int continues(lua_State *L, const tl_lua_plot_hist *h, int idx, const size_t *len)
+{
     for (int l = 0; l < 3; l++) {
         if (len[l] < h->seen[l]) return 0;
         if (h->seen[l] == 0) continue;
@@ -225,7 +239,8 @@ static int continues(lua_State *L, const tl_lua_plot_hist *h, int idx, const siz
 /* Bring the store up to date with the history table at `idx`: only entries
  * appended since the last call are read; a table that does not continue
  * the previous one starts over. */
-void tl_lua_plot_hist_read(lua_State *L, tl_lua_plot_hist *h, int idx, const char *fn) {
+void tl_lua_plot_hist_read(lua_State *L, tl_lua_plot_hist *h, int idx, const char *fn)
+{
     idx = lua_absindex(L, idx);
     size_t len[3] = {0, 0, 0};
     int present[3] = {0, 0, 0};
@@ -259,7 +274,8 @@ void tl_lua_plot_hist_read(lua_State *L, tl_lua_plot_hist *h, int idx, const cha
 
 /* Where metric `m` lives: the first source with a non-empty series of that
  * field. "loss" falls back to the epochs' train_loss. */
-static int find_metric(const tl_lua_plot_hist *h, const char *m, int *src, const char **field) {
+static int find_metric(const tl_lua_plot_hist *h, const char *m, int *src, const char **field)
+{
     static const int order[] = {SRC_STEPS, SRC_VALID, SRC_EPOCHS, SRC_DIAG};
     for (int pass = 0; pass < 2; pass++) {
         const char *f = pass == 0 ? m : (!strcmp(m, "loss") ? "train_loss" : NULL);
@@ -276,7 +292,8 @@ static int find_metric(const tl_lua_plot_hist *h, const char *m, int *src, const
 }
 
 /* Comma-separated distinct field names with data, for error messages. */
-static void list_metrics(lua_State *L, const tl_lua_plot_hist *h) {
+static void list_metrics(lua_State *L, const tl_lua_plot_hist *h)
+{
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     int first = 1;
@@ -296,7 +313,9 @@ static void list_metrics(lua_State *L, const tl_lua_plot_hist *h) {
  * validation metric, weight); positional names in opts are added. Pushes
  * a Lua table of metric names. With strict, a named metric without data
  * is an error; otherwise it is skipped (live plots before the first epoch). */
-void tl_lua_plot_hist_panels(lua_State *L, const tl_lua_plot_hist *h, int opts, const char *fn, int strict) {
+void tl_lua_plot_hist_panels(lua_State *L, const tl_lua_plot_hist *h, int opts, const char *fn,
+                             int strict)
+{
     lua_newtable(L);
     int out = lua_gettop(L), n = 0;
     lua_newtable(L);
@@ -363,8 +382,9 @@ void tl_lua_plot_hist_panels(lua_State *L, const tl_lua_plot_hist *h, int opts, 
 
 /* Append the history figure (no terminal set-up) for panels in the table
  * at `panels` to b. Returns the number of panels drawn. */
-int tl_lua_plot_hist_script(lua_State *L, tl_lua_plot_hist *h, int panels, const char *title, size_t max_points,
-                          tl_plot_buf *b) {
+int tl_lua_plot_hist_script(lua_State *L, tl_lua_plot_hist *h, int panels, const char *title,
+                            size_t max_points, tl_plot_buf *b)
+{
     int np = (int)lua_rawlen(L, panels);
     if (np == 0) return 0;
     tl_lua_plot_preamble(b);
@@ -401,7 +421,7 @@ int tl_lua_plot_hist_script(lua_State *L, tl_lua_plot_hist *h, int panels, const
     tl_plot_buf_printf(b, "set multiplot layout %d,1 title ", np);
     tl_plot_buf_quote(b, title);
     tl_plot_buf_add_lit(b, "\nset lmargin 10\nset rmargin 3\nset key top right\n"
-               "set offsets 0, 0, graph 0.05, graph 0.05\n");
+                           "set offsets 0, 0, graph 0.05, graph 0.05\n");
     for (int p = 1; p <= np; p++) {
         lua_rawgeti(L, panels, p);
         const char *m = lua_tostring(L, -1);
@@ -416,30 +436,34 @@ int tl_lua_plot_hist_script(lua_State *L, tl_lua_plot_hist *h, int panels, const
         snprintf(t, sizeof t, "%s (%s)", field, what[src]);
         tl_plot_buf_add_lit(b, "set title ");
         tl_plot_buf_quote(b, t);
-        if (h->x_is_step[src] && xmin < xmax) tl_plot_buf_printf(b, "\nset xrange [%.9g:%.9g]", xmin, xmax);
-        else tl_plot_buf_add_lit(b, "\nset autoscale x");
-        tl_plot_buf_printf(b, "\nset xlabel '%s'\nset ylabel ", h->x_is_step[src] ? "step" : "epoch");
+        if (h->x_is_step[src] && xmin < xmax)
+            tl_plot_buf_printf(b, "\nset xrange [%.9g:%.9g]", xmin, xmax);
+        else
+            tl_plot_buf_add_lit(b, "\nset autoscale x");
+        tl_plot_buf_printf(b, "\nset xlabel '%s'\nset ylabel ",
+                           h->x_is_step[src] ? "step" : "epoch");
         tl_plot_buf_quote(b, m);
         tl_plot_buf_add_lit(b, "\nplot ");
         int first = 1;
         /* Series in name order, coloured by name: stable from run to run
          * (table iteration order is not). */
         for (size_t k = 0; k < h->nkeys; k++)
-        for (size_t i = 0; i < h->ns; i++) {
-            hseries *s = &h->s[i];
-            if (s->src != src || s->n == 0 || strcmp(s->field, field) != 0) continue;
-            if (strcmp(s->key[0] ? s->key : s->field, h->keys[k]) != 0) continue;
-            size_t color = k + 1;
-            /* Long series: a marker every eighth of the line, so series
+            for (size_t i = 0; i < h->ns; i++) {
+                hseries *s = &h->s[i];
+                if (s->src != src || s->n == 0 || strcmp(s->field, field) != 0) continue;
+                if (strcmp(s->key[0] ? s->key : s->field, h->keys[k]) != 0) continue;
+                size_t color = k + 1;
+                /* Long series: a marker every eighth of the line, so series
              * differ by shape (letters on the dumb terminal) too. */
-            size_t shown = s->n < max_points ? s->n : max_points;
-            int pts = src == SRC_VALID || src == SRC_EPOCHS || s->n < 30;
-            tl_plot_buf_printf(b, "%s$s%zu using 1:2 with linespoints pt %d ps 0.6 pi %zu lc %zu title ",
-                               first ? "" : ", \\\n  ", i, tl_lua_plot_point_type((int)k),
-                               pts ? (size_t)1 : (shown / 8 > 1 ? shown / 8 : 1), color);
-            tl_plot_buf_quote(b, s->key[0] ? s->key : s->field);
-            first = 0;
-        }
+                size_t shown = s->n < max_points ? s->n : max_points;
+                int pts = src == SRC_VALID || src == SRC_EPOCHS || s->n < 30;
+                tl_plot_buf_printf(
+                    b, "%s$s%zu using 1:2 with linespoints pt %d ps 0.6 pi %zu lc %zu title ",
+                    first ? "" : ", \\\n  ", i, tl_lua_plot_point_type((int)k),
+                    pts ? (size_t)1 : (shown / 8 > 1 ? shown / 8 : 1), color);
+                tl_plot_buf_quote(b, s->key[0] ? s->key : s->field);
+                first = 0;
+            }
         tl_plot_buf_add_lit(b, "\n");
         lua_pop(L, 1);
     }
@@ -449,7 +473,8 @@ int tl_lua_plot_hist_script(lua_State *L, tl_lua_plot_hist *h, int panels, const
 
 /* Push the history table for argument `arg`: a history table as is, or the
  * result of obj:history() for a model. */
-void tl_lua_plot_hist_push(lua_State *L, int arg, const char *fn) {
+void tl_lua_plot_hist_push(lua_State *L, int arg, const char *fn)
+{
     int t = lua_type(L, arg);
     if (t == LUA_TTABLE) {
         lua_getfield(L, arg, "steps");
@@ -476,11 +501,12 @@ void tl_lua_plot_hist_push(lua_State *L, int arg, const char *fn) {
                fn, t == LUA_TTABLE ? "a table without steps or epochs" : luaL_typename(L, arg));
 }
 
-static const char *const HIST_FIELDS[] = {"metrics", "file", "title", "format", "terminal",
-                                          "width", "height", NULL};
+static const char *const HIST_FIELDS[] = {"metrics",  "file",  "title",  "format",
+                                          "terminal", "width", "height", NULL};
 
 /* tl.plot.history(h_or_model, opts) */
-int tl_lua_plot_history(lua_State *L) {
+int tl_lua_plot_history(lua_State *L)
+{
     const char *fn = "tl.plot.history";
     int opts = tl_lua_plot_opts(L, 2, fn, HIST_FIELDS);
     tl_lua_plot_out o;
@@ -502,13 +528,15 @@ int tl_lua_plot_history(lua_State *L) {
     return tl_lua_plot_finish(L, fn, &o, b, 800, 60 + 260 * np, 2 + 18 * np);
 }
 
-size_t tl_lua_plot_hist_points(const tl_lua_plot_hist *h) {
+size_t tl_lua_plot_hist_points(const tl_lua_plot_hist *h)
+{
     size_t pts = 0;
     for (size_t i = 0; i < h->ns; i++) pts += h->s[i].n;
     return pts;
 }
 
-void tl_lua_plot_hist_register(lua_State *L) {
+void tl_lua_plot_hist_register(lua_State *L)
+{
     luaL_newmetatable(L, HIST_MT);
     lua_pushcfunction(L, hist_gc);
     lua_setfield(L, -2, "__gc");

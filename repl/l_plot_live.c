@@ -19,7 +19,7 @@
 
 typedef struct {
     tl_plot *p;
-    tl_lua_plot_hist *h;   /* owned by the Lua userdata in the uservalue slot 1 */
+    tl_lua_plot_hist *h; /* owned by the Lua userdata in the uservalue slot 1 */
     double interval, last;
     double seconds; /* time spent in update() past the throttle */
     long long frames, skipped, calls;
@@ -32,7 +32,8 @@ typedef struct {
     char err[512];
 } tl_live;
 
-static double mono_now(void) {
+static double mono_now(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
@@ -40,7 +41,8 @@ static double mono_now(void) {
 
 static tl_live *check_live(lua_State *L, int idx) { return luaL_checkudata(L, idx, LIVE_MT); }
 
-static void live_close(tl_live *lp, int print) {
+static void live_close(tl_live *lp, int print)
+{
     if (lp->p) {
         tl_plot_close(lp->p, print ? stdout : NULL, print ? 2.0 : 0.2);
         lp->p = NULL;
@@ -53,16 +55,18 @@ static void live_close(tl_live *lp, int print) {
     tl_plot_buf_free(&lp->frame);
 }
 
-static int live_gc(lua_State *L) {
+static int live_gc(lua_State *L)
+{
     live_close(check_live(L, 1), 0);
     return 0;
 }
 
-static const char *const LIVE_FIELDS[] = {"interval", "metrics", "file", "title", "terminal",
-                                          "width", "height", NULL};
+static const char *const LIVE_FIELDS[] = {"interval", "metrics", "file",   "title",
+                                          "terminal", "width",   "height", NULL};
 
 /* tl.plot.live(opts) -> live plot | nil, message */
-int tl_lua_plot_live(lua_State *L) {
+int tl_lua_plot_live(lua_State *L)
+{
     const char *fn = "tl.plot.live";
     int opts = tl_lua_plot_opts(L, 1, fn, LIVE_FIELDS);
     double interval = tl_lua_opt_number(L, opts, fn, "interval", 0.5, 0.0, 86400.0);
@@ -74,7 +78,9 @@ int tl_lua_plot_live(lua_State *L) {
     const char *t;
     if (file) {
         t = tl_lua_plot_file_terminal(file);
-        if (!t) return luaL_error(L, "%s: field 'file' must end in .svg, .png or .pdf, got '%s'", fn, file);
+        if (!t)
+            return luaL_error(L, "%s: field 'file' must end in .svg, .png or .pdf, got '%s'", fn,
+                              file);
     } else {
         t = tl_lua_plot_terminal_choice(term);
         if (!strcmp(t, "svg") || !strcmp(t, "png") || !strcmp(t, "pdf"))
@@ -133,7 +139,8 @@ int tl_lua_plot_live(lua_State *L) {
 
 /* Wait for the text frame just sent and print it. At a terminal the line is
  * cleared first: fit's progress bar may be on it ("\r" without "\n"). */
-static void print_text_frame(tl_live *lp) {
+static void print_text_frame(tl_live *lp)
+{
     tl_plot_buf out = {0};
     int rc = tl_plot_wait_output(lp->p, LIVE_MARKER, TL_LUA_PLOT_TIMEOUT, &out);
     if (rc == TL_PLOT_OK && out.len) {
@@ -147,7 +154,8 @@ static void print_text_frame(tl_live *lp) {
 
 /* live:update(h_or_model [, force]) -> true when a frame was sent.
  * Throttled: between frames it only reads the clock. */
-static int live_update(lua_State *L) {
+static int live_update(lua_State *L)
+{
     tl_live *lp = check_live(L, 1);
     lp->calls++;
     if (lp->closed) {
@@ -174,7 +182,7 @@ static int live_update(lua_State *L) {
     tl_lua_plot_hist_push(L, 2, fn);
     int hidx = lua_gettop(L);
     tl_lua_plot_hist_read(L, lp->h, hidx, fn); /* new entries only: never wasted */
-    if (tl_plot_ready(lp->p) != 1) { /* still drawing: skip building this frame */
+    if (tl_plot_ready(lp->p) != 1) {           /* still drawing: skip building this frame */
         lp->skipped++;
         lp->seconds += mono_now() - now;
         lua_pushboolean(L, 0);
@@ -194,7 +202,7 @@ static int live_update(lua_State *L) {
     }
     /* A screen has a few hundred pixels (or 80 columns) per panel. */
     int np = tl_lua_plot_hist_script(L, lp->h, panels, lp->title,
-                            strcmp(lp->term, "dumb") ? LIVE_POINTS : 200, b);
+                                     strcmp(lp->term, "dumb") ? LIVE_POINTS : 200, b);
     if (lp->file) tl_plot_buf_add_lit(b, "unset output\n");
     /* Text frames are printed as soon as gnuplot has drawn them, not at the
      * next update (a stale frame), and start on a line of their own. */
@@ -211,14 +219,15 @@ static int live_update(lua_State *L) {
         lp->frames++;
         free(lp->setup);
         lp->setup = NULL;
-    }
-    else if (r == TL_PLOT_BUSY) lp->skipped++;
+    } else if (r == TL_PLOT_BUSY)
+        lp->skipped++;
     lua_pushboolean(L, r == TL_PLOT_SENT);
     return 1;
 }
 
 /* live:close() — waits briefly for the last frame (dumb output is printed). */
-static int live_close_m(lua_State *L) {
+static int live_close_m(lua_State *L)
+{
     tl_live *lp = check_live(L, 1);
     live_close(lp, 1);
     return 0;
@@ -227,7 +236,8 @@ static int live_close_m(lua_State *L) {
 /* live:stats() -> {frames=, skipped=, calls=, closed=, terminal=, points=,
  * seconds=} (points: values read from the history so far; seconds: time
  * spent in update() past the throttle). */
-static int live_stats(lua_State *L) {
+static int live_stats(lua_State *L)
+{
     tl_live *lp = check_live(L, 1);
     lua_createtable(L, 0, 5);
     lua_pushinteger(L, lp->frames);
@@ -247,30 +257,43 @@ static int live_stats(lua_State *L) {
     return 1;
 }
 
-static int live_index(lua_State *L) {
+static int live_index(lua_State *L)
+{
     tl_live *lp = check_live(L, 1);
     const char *k = luaL_checkstring(L, 2);
-    if (!strcmp(k, "frames")) lua_pushinteger(L, lp->frames);
-    else if (!strcmp(k, "skipped")) lua_pushinteger(L, lp->skipped);
-    else if (!strcmp(k, "calls")) lua_pushinteger(L, lp->calls);
-    else if (!strcmp(k, "closed")) lua_pushboolean(L, lp->closed);
-    else if (!strcmp(k, "terminal")) lua_pushstring(L, lp->term);
-    else if (!strcmp(k, "interval")) lua_pushnumber(L, lp->interval);
-    else if (!strcmp(k, "update")) lua_pushcfunction(L, live_update);
-    else if (!strcmp(k, "close")) lua_pushcfunction(L, live_close_m);
-    else if (!strcmp(k, "stats")) lua_pushcfunction(L, live_stats);
-    else lua_pushnil(L);
+    if (!strcmp(k, "frames"))
+        lua_pushinteger(L, lp->frames);
+    else if (!strcmp(k, "skipped"))
+        lua_pushinteger(L, lp->skipped);
+    else if (!strcmp(k, "calls"))
+        lua_pushinteger(L, lp->calls);
+    else if (!strcmp(k, "closed"))
+        lua_pushboolean(L, lp->closed);
+    else if (!strcmp(k, "terminal"))
+        lua_pushstring(L, lp->term);
+    else if (!strcmp(k, "interval"))
+        lua_pushnumber(L, lp->interval);
+    else if (!strcmp(k, "update"))
+        lua_pushcfunction(L, live_update);
+    else if (!strcmp(k, "close"))
+        lua_pushcfunction(L, live_close_m);
+    else if (!strcmp(k, "stats"))
+        lua_pushcfunction(L, live_stats);
+    else
+        lua_pushnil(L);
     return 1;
 }
 
-static int live_tostring(lua_State *L) {
+static int live_tostring(lua_State *L)
+{
     tl_live *lp = check_live(L, 1);
-    lua_pushfstring(L, "live plot (%s, every %f s, %d frames%s)", lp->term, (lua_Number)lp->interval,
-                    (int)lp->frames, lp->closed ? ", closed" : "");
+    lua_pushfstring(L, "live plot (%s, every %f s, %d frames%s)", lp->term,
+                    (lua_Number)lp->interval, (int)lp->frames, lp->closed ? ", closed" : "");
     return 1;
 }
 
-void tl_lua_plot_live_register(lua_State *L) {
+void tl_lua_plot_live_register(lua_State *L)
+{
     luaL_newmetatable(L, LIVE_MT);
     lua_pushcfunction(L, live_index);
     lua_setfield(L, -2, "__index");

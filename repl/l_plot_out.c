@@ -18,18 +18,21 @@ static char g_default_term[8] = "auto";
 static int g_warned;       /* the "gnuplot not found" message is printed once */
 static int g_warned_crash; /* and so is the first crash */
 
-const char *const tl_lua_plot_terminals[] = {"auto", "dumb", "svg", "png", "pdf", "qt", "wxt", "x11", NULL};
+const char *const tl_lua_plot_terminals[] = {"auto", "dumb", "svg", "png", "pdf",
+                                             "qt",   "wxt",  "x11", NULL};
 static const char *const FORMATS[] = {"svg_string", "text", "script", NULL};
 
 enum { OUT_FILE, OUT_SVG_STRING, OUT_TEXT, OUT_SCRIPT, OUT_PRINT, OUT_WINDOW };
 
-static int buf_gc(lua_State *L) {
+static int buf_gc(lua_State *L)
+{
     tl_plot_buf_free(luaL_checkudata(L, 1, BUF_MT));
     return 0;
 }
 
 /* Push a new empty script buffer (freed by the GC) and return it. */
-tl_plot_buf *tl_lua_plot_buf_new(lua_State *L) {
+tl_plot_buf *tl_lua_plot_buf_new(lua_State *L)
+{
     tl_plot_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
     memset(b, 0, sizeof *b);
     luaL_setmetatable(L, BUF_MT);
@@ -38,7 +41,8 @@ tl_plot_buf *tl_lua_plot_buf_new(lua_State *L) {
 
 /* The options table: argument `arg` (nil or none → a fresh empty table left on
  * the stack at the same index semantics). Returns its absolute index. */
-int tl_lua_plot_opts(lua_State *L, int arg, const char *fn, const char *const *allowed) {
+int tl_lua_plot_opts(lua_State *L, int arg, const char *fn, const char *const *allowed)
+{
     if (lua_isnoneornil(L, arg)) {
         lua_newtable(L);
         return lua_gettop(L);
@@ -50,9 +54,8 @@ int tl_lua_plot_opts(lua_State *L, int arg, const char *fn, const char *const *a
     return lua_absindex(L, arg);
 }
 
-
-
-const char *tl_lua_plot_file_terminal(const char *file) {
+const char *tl_lua_plot_file_terminal(const char *file)
+{
     const char *dot = strrchr(file, '.');
     if (!dot) return NULL;
     if (!strcmp(dot, ".svg")) return "svg";
@@ -63,7 +66,8 @@ const char *tl_lua_plot_file_terminal(const char *file) {
 
 /* "auto" → the window terminal when there is a display and gnuplot has one,
  * else dumb (also for headless CI: nothing ever waits for a window). */
-static const char *resolve_auto(const char *t) {
+static const char *resolve_auto(const char *t)
+{
     if (strcmp(t, "auto") != 0) return t;
     if (tl_plot_have_display()) {
         const char *w = tl_plot_window_terminal();
@@ -73,7 +77,9 @@ static const char *resolve_auto(const char *t) {
 }
 
 /* Read file/format/terminal/width/height/title from the options table. */
-void tl_lua_plot_get_out(lua_State *L, int opts, const char *fn, tl_lua_plot_out *o, const char *def_title) {
+void tl_lua_plot_get_out(lua_State *L, int opts, const char *fn, tl_lua_plot_out *o,
+                         const char *def_title)
+{
     memset(o, 0, sizeof *o);
     o->file = tl_lua_opt_string(L, opts, fn, "file", NULL);
     int fmt = tl_lua_opt_enum(L, opts, fn, "format", FORMATS, -1);
@@ -99,16 +105,21 @@ void tl_lua_plot_get_out(lua_State *L, int opts, const char *fn, tl_lua_plot_out
         return;
     }
     o->term = resolve_auto(term >= 0 ? tl_lua_plot_terminals[term] : g_default_term);
-    if (!strcmp(o->term, "dumb")) o->mode = OUT_PRINT;
-    else if (!strcmp(o->term, "svg")) o->mode = OUT_SVG_STRING;
-    else if (tl_plot_is_window(o->term)) o->mode = OUT_WINDOW;
-    else luaL_error(L, "%s: terminal '%s' needs a file (file=\"plot.%s\")", fn, o->term, o->term);
+    if (!strcmp(o->term, "dumb"))
+        o->mode = OUT_PRINT;
+    else if (!strcmp(o->term, "svg"))
+        o->mode = OUT_SVG_STRING;
+    else if (tl_plot_is_window(o->term))
+        o->mode = OUT_WINDOW;
+    else
+        luaL_error(L, "%s: terminal '%s' needs a file (file=\"plot.%s\")", fn, o->term, o->term);
 }
 
 /* Push nil and "fn: message". The first not-found and the first crash
  * message are also printed (stderr), so a plot in a script never fails
  * silently; later ones are only returned. */
-int tl_lua_plot_failure(lua_State *L, const char *fn, int code, const char *err) {
+int tl_lua_plot_failure(lua_State *L, const char *fn, int code, const char *err)
+{
     lua_pushnil(L);
     if (code == TL_PLOT_ENOTFOUND) {
         lua_pushfstring(L, "tl.plot: %s", err);
@@ -131,8 +142,9 @@ int tl_lua_plot_failure(lua_State *L, const char *fn, int code, const char *err)
 /* Run the figure: terminal set-up + body. Pushes the results: file name,
  * svg text or dumb text; nothing when the figure was printed or shown in a
  * window; nil, message on failure. */
-int tl_lua_plot_finish(lua_State *L, const char *fn, const tl_lua_plot_out *o, const tl_plot_buf *body,
-                  int def_w, int def_h, int dumb_h) {
+int tl_lua_plot_finish(lua_State *L, const char *fn, const tl_lua_plot_out *o,
+                       const tl_plot_buf *body, int def_w, int def_h, int dumb_h)
+{
     char err[1024];
     if (o->mode == OUT_SCRIPT) { /* the gnuplot commands without a terminal: tests, debugging */
         lua_pushlstring(L, body->data ? body->data : "", body->len);
@@ -169,22 +181,16 @@ int tl_lua_plot_finish(lua_State *L, const char *fn, const tl_lua_plot_out *o, c
         out_len = k;
     }
     switch (o->mode) {
-    case OUT_FILE:
-        lua_pushstring(L, o->file);
-        break;
+    case OUT_FILE: lua_pushstring(L, o->file); break;
     case OUT_SVG_STRING:
-    case OUT_TEXT:
-        lua_pushlstring(L, out, out_len);
-        break;
+    case OUT_TEXT: lua_pushlstring(L, out, out_len); break;
     case OUT_PRINT: /* printed: nothing to return (the prompt would echo `true`) */
         fflush(stdout);
         fwrite(out, 1, out_len, stdout);
         fflush(stdout);
         free(out);
         return 0;
-    default: /* a window: nothing to return either */
-        free(out);
-        return 0;
+    default: /* a window: nothing to return either */ free(out); return 0;
     }
     free(out);
     return 1;
@@ -195,16 +201,21 @@ int tl_lua_plot_finish(lua_State *L, const char *fn, const tl_lua_plot_out *o, c
  * letters (G, E, I, M, K, O), so curves differ without colour. */
 static const int POINT_TYPES[] = {7, 5, 9, 13, 11, 15};
 #define N_POINT_TYPES ((int)(sizeof POINT_TYPES / sizeof *POINT_TYPES))
-int tl_lua_plot_point_type(int i) { return POINT_TYPES[(i % N_POINT_TYPES + N_POINT_TYPES) % N_POINT_TYPES]; }
+int tl_lua_plot_point_type(int i)
+{
+    return POINT_TYPES[(i % N_POINT_TYPES + N_POINT_TYPES) % N_POINT_TYPES];
+}
 
 /* Common figure preamble: no enhanced text, so task names keep underscores. */
-void tl_lua_plot_preamble(tl_plot_buf *b) {
+void tl_lua_plot_preamble(tl_plot_buf *b)
+{
     tl_plot_buf_printf(b, "set encoding utf8\nset grid\nset key noautotitle\n");
 }
 
 /* 1 when value idx can be indexed without raising: a table, or a userdata
  * whose metatable has __index (a model). */
-int tl_lua_plot_indexable(lua_State *L, int idx) {
+int tl_lua_plot_indexable(lua_State *L, int idx)
+{
     if (lua_type(L, idx) == LUA_TTABLE) return 1;
     if (lua_type(L, idx) != LUA_TUSERDATA || luaL_getmetafield(L, idx, "__index") == LUA_TNIL)
         return 0;
@@ -212,24 +223,28 @@ int tl_lua_plot_indexable(lua_State *L, int idx) {
     return 1;
 }
 
-const char *tl_lua_plot_terminal_choice(int term) {
+const char *tl_lua_plot_terminal_choice(int term)
+{
     return resolve_auto(term >= 0 ? tl_lua_plot_terminals[term] : g_default_term);
 }
 
 /* tl.plot.terminal([name]) -> name, resolved */
-int tl_lua_plot_terminal(lua_State *L) {
+int tl_lua_plot_terminal(lua_State *L)
+{
     const char *fn = "tl.plot.terminal";
     if (!lua_isnoneornil(L, 1)) {
         if (lua_type(L, 1) != LUA_TSTRING)
-            return luaL_error(L, "%s: argument 1 must be a terminal name (auto, dumb, svg, png, pdf, qt, wxt, x11), got %s",
+            return luaL_error(L,
+                              "%s: argument 1 must be a terminal name (auto, dumb, svg, png, pdf, "
+                              "qt, wxt, x11), got %s",
                               fn, luaL_typename(L, 1));
         const char *name = lua_tostring(L, 1);
         int i;
-        for (i = 0; tl_lua_plot_terminals[i] && strcmp(tl_lua_plot_terminals[i], name) != 0; i++) {
-        }
+        for (i = 0; tl_lua_plot_terminals[i] && strcmp(tl_lua_plot_terminals[i], name) != 0; i++) {}
         if (!tl_lua_plot_terminals[i])
-            return luaL_error(L, "%s: unknown terminal '%s' (expected auto, dumb, svg, png, pdf, qt, wxt or x11)",
-                              fn, name);
+            return luaL_error(
+                L, "%s: unknown terminal '%s' (expected auto, dumb, svg, png, pdf, qt, wxt or x11)",
+                fn, name);
         if (tl_plot_is_window(name) && tl_plot_has_terminal(name) != 1) {
             lua_pushnil(L);
             lua_pushfstring(L, "%s: this gnuplot has no '%s' terminal (window terminals: %s)", fn,
@@ -244,7 +259,8 @@ int tl_lua_plot_terminal(lua_State *L) {
 }
 
 /* tl.plot.gnuplot([path]) -> path | nil, message */
-int tl_lua_plot_gnuplot(lua_State *L) {
+int tl_lua_plot_gnuplot(lua_State *L)
+{
     if (!lua_isnoneornil(L, 1)) {
         tl_plot_set_gnuplot(luaL_checkstring(L, 1));
         g_warned = 0;
@@ -263,7 +279,8 @@ int tl_lua_plot_gnuplot(lua_State *L) {
     return 1;
 }
 
-void tl_lua_plot_out_register(lua_State *L) {
+void tl_lua_plot_out_register(lua_State *L)
+{
     luaL_newmetatable(L, BUF_MT);
     lua_pushcfunction(L, buf_gc);
     lua_setfield(L, -2, "__gc");
