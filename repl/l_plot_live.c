@@ -294,14 +294,12 @@ static int live_tostring(lua_State *L)
 
 void tl_lua_plot_live_register(lua_State *L)
 {
+    static const luaL_Reg meta[] = {{"__index", live_index},
+                                    {"__gc", live_gc},
+                                    {"__close", live_gc},
+                                    {"__tostring", live_tostring},
+                                    {NULL, NULL}};
     luaL_newmetatable(L, LIVE_MT);
-    lua_pushcfunction(L, live_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, live_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, live_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, live_tostring);
-    lua_setfield(L, -2, "__tostring");
+    luaL_setfuncs(L, meta, 0);
     lua_pop(L, 1);
 }

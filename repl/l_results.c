@@ -501,12 +501,11 @@ void tl_lua_open_results(lua_State *L, int tl)
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
 
+    static const luaL_Reg calibrated_methods[] = {{"evaluate", l_calibrated_evaluate},
+                                                  {"predict", l_calibrated_predict},
+                                                  {NULL, NULL}};
     luaL_newmetatable(L, "tl.calibrated");
-    lua_newtable(L);
-    lua_pushcfunction(L, l_calibrated_evaluate);
-    lua_setfield(L, -2, "evaluate");
-    lua_pushcfunction(L, l_calibrated_predict);
-    lua_setfield(L, -2, "predict");
+    luaL_newlib(L, calibrated_methods);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__methods");
     lua_setfield(L, -2, "__index");
