@@ -10,10 +10,14 @@
 #define TL_DATASET_MT "tl.dataset"
 #define TL_SPLIT_MT "tl.split"
 
-/* Add tl.data = {csv} and tl.datasets = {census, synthetic, movielens,
- * amazon_video_games, synthetic_pair} to the
- * tl table at absolute index `tl`, and register their help texts. */
+/* Add tl.data = {csv} to the tl table at absolute index `tl`, the dataset
+ * and split metatables, and their help texts. */
 void tl_lua_open_data(lua_State *L, int tl);
+
+/* Push a new dataset userdata, still empty, and return its slot for the
+ * engine to fill (tl.datasets.*: tl_data_census_ex(..., slot)). The
+ * userdata owns what is put there. */
+tl_dataset **tl_lua_new_dataset(lua_State *L);
 
 /* The dataset at idx; raises a Lua argument error when idx is not an open
  * dataset. The dataset stays owned by its userdata. */

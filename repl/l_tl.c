@@ -12,6 +12,7 @@
 
 #include "core.h"
 #include "l_data.h"
+#include "l_datasets.h"
 #include "l_diagnose.h"
 #include "l_fit.h"
 #include "l_io.h"
@@ -177,6 +178,7 @@ int luaopen_towerlab(lua_State *L)
 
     tl_lua_open_tensor(L, tl);
     tl_lua_open_data(L, tl);
+    tl_lua_open_datasets(L, tl);
     tl_lua_open_metrics(L, tl);
     tl_lua_open_plot(L, tl);
     tl_lua_open_spec(L, tl);
