@@ -146,6 +146,37 @@ static const char **result_tasks(lua_State *L, int res, int *n)
     return v;
 }
 
+/* The task names of opts.tasks (the table at the top), each checked to have
+ * bins in every result res[0..nres): a userdata array of ntasks strings left
+ * on the stack (the strings stay referenced by opts.tasks). */
+static const char **option_tasks(lua_State *L, const int *res, int nres, const char *fn,
+                                 int *ntasks_out)
+{
+    if (lua_type(L, -1) != LUA_TTABLE)
+        luaL_error(L, "%s: field 'tasks' must be a list of task names, got %s", fn,
+                   luaL_typename(L, -1));
+    int tt = lua_gettop(L);
+    int ntasks = (int)lua_rawlen(L, tt);
+    const char **tasks = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ntasks + 1), 0);
+    for (int i = 0; i < ntasks; i++) {
+        if (lua_rawgeti(L, tt, i + 1) != LUA_TSTRING)
+            luaL_error(L, "%s: field 'tasks' must be a list of task names, item %d is %s", fn,
+                       i + 1, luaL_typename(L, -1));
+        tasks[i] = lua_tostring(L, -1);
+        lua_pop(L, 1); /* still referenced by opts.tasks */
+        for (int r = 0; r < nres; r++) {
+            lua_getfield(L, res[r], tasks[i]);
+            int ok = has_bins(L, -1);
+            lua_pop(L, 1);
+            if (!ok)
+                luaL_error(L, "%s: task '%s' (field 'tasks') has no result with bins%s", fn,
+                           tasks[i], nres == 2 ? (r ? " in 'after'" : " in 'before'") : "");
+        }
+    }
+    *ntasks_out = ntasks;
+    return tasks;
+}
+
 /* tl.plot.calibration(r, opts) */
 static int l_calibration(lua_State *L)
 {
@@ -179,29 +210,7 @@ static int l_calibration(lua_State *L)
     int ntasks = 0;
     const char **tasks;
     if (lua_getfield(L, opts, "tasks") != LUA_TNIL) {
-        if (lua_type(L, -1) != LUA_TTABLE)
-            return luaL_error(L, "%s: field 'tasks' must be a list of task names, got %s", fn,
-                              luaL_typename(L, -1));
-        int tt = lua_gettop(L);
-        ntasks = (int)lua_rawlen(L, tt);
-        tasks = lua_newuserdatauv(L, sizeof(char *) * (size_t)(ntasks + 1), 0);
-        for (int i = 0; i < ntasks; i++) {
-            if (lua_rawgeti(L, tt, i + 1) != LUA_TSTRING)
-                return luaL_error(L,
-                                  "%s: field 'tasks' must be a list of task names, item %d is %s",
-                                  fn, i + 1, luaL_typename(L, -1));
-            tasks[i] = lua_tostring(L, -1);
-            lua_pop(L, 1); /* still referenced by opts.tasks */
-            for (int r = 0; r < nres; r++) {
-                lua_getfield(L, res[r], tasks[i]);
-                int ok = has_bins(L, -1);
-                lua_pop(L, 1);
-                if (!ok)
-                    return luaL_error(L, "%s: task '%s' (field 'tasks') has no result with bins%s",
-                                      fn, tasks[i],
-                                      nres == 2 ? (r ? " in 'after'" : " in 'before'") : "");
-            }
-        }
+        tasks = option_tasks(L, res, nres, fn, &ntasks);
     } else {
         tasks = result_tasks(L, main_res, &ntasks);
         if (ntasks == 0)
@@ -318,6 +327,76 @@ static int cmp_rows(const void *a, const void *b)
     return (p->i > q->i) - (p->i < q->i);
 }
 
+/* The data blocks $g1..$g<ng>: one point per (group, x) run of the sorted
+ * rows `ord`: x, the mean and the standard deviation of the finite y, count. */
+static void write_groups(tl_plot_buf *b, const cmp_row *ord, int nrows, int ng, const double *ry,
+                         const double *xpos, const int *xorder)
+{
+    int next = 0;
+    for (int g = 1; g <= ng; g++) {
+        tl_plot_buf_printf(b, "$g%d << EOD\n", g);
+        while (next < nrows && ord[next].g == g) {
+            int end = next;
+            while (end < nrows && ord[end].g == g && ord[end].x == ord[next].x) end++;
+            double sum = 0, sum2 = 0;
+            int cnt = 0;
+            for (int k = next; k < end; k++)
+                if (isfinite(ry[ord[k].i])) {
+                    sum += ry[ord[k].i];
+                    cnt++;
+                }
+            if (cnt) {
+                double mean = sum / cnt;
+                for (int k = next; k < end; k++)
+                    if (isfinite(ry[ord[k].i]))
+                        sum2 += (ry[ord[k].i] - mean) * (ry[ord[k].i] - mean);
+                double sd = cnt > 1 ? sqrt(sum2 / (cnt - 1)) : 0.0;
+                tl_plot_buf_printf(b, "%.9g %.9g %.9g %d\n", xpos[xorder[ord[next].x]], mean, sd,
+                                   cnt);
+            }
+            next = end;
+        }
+        tl_plot_buf_add_lit(b, "EOD\n");
+    }
+}
+
+/* Category names as x tics (the x values are not numbers). */
+static void write_xtics(lua_State *L, tl_plot_buf *b, int xlist, int nx)
+{
+    tl_plot_buf_add_lit(b, "set xtics (");
+    for (int j = 0; j < nx; j++) {
+        lua_rawgeti(L, xlist, j + 1);
+        lua_pushvalue(L, -1);
+        const char *s = luaL_tolstring(L, -1, NULL);
+        if (j) tl_plot_buf_add_lit(b, ", ");
+        tl_plot_buf_quote(b, s);
+        tl_plot_buf_printf(b, " %d", j + 1);
+        lua_pop(L, 3);
+    }
+    tl_plot_buf_printf(b, ")\nset xrange [0.5:%g]\n", nx + 0.5);
+}
+
+/* The plot command: one line with error bars per group. */
+static void write_group_lines(lua_State *L, tl_plot_buf *b, int ng, const char *gf, int glist,
+                              const char *yf)
+{
+    tl_plot_buf_add_lit(b, "plot ");
+    for (int g = 1; g <= ng; g++) {
+        char title[200];
+        if (gf) {
+            lua_rawgeti(L, glist, g);
+            lua_pushvalue(L, -1);
+            snprintf(title, sizeof title, "%s=%s", gf, luaL_tolstring(L, -1, NULL));
+            lua_pop(L, 3);
+        } else {
+            snprintf(title, sizeof title, "%s", yf);
+        }
+        tl_plot_buf_printf(b, "%s$g%d using 1:2:3 with yerrorlines lc %d pt %d ps 0.7 title ",
+                           g > 1 ? ", \\\n  " : "", g, g, tl_lua_plot_point_type(g - 1));
+        tl_plot_buf_quote(b, title);
+    }
+}
+
 /* tl.plot.compare(results, opts) */
 static int l_compare(lua_State *L)
 {
@@ -413,32 +492,7 @@ static int l_compare(lua_State *L)
 
     tl_plot_buf *b = tl_lua_plot_buf_new(L);
     tl_lua_plot_preamble(b);
-    int next = 0;
-    for (int g = 1; g <= ng; g++) {
-        tl_plot_buf_printf(b, "$g%d << EOD\n", g);
-        while (next < nrows && ord[next].g == g) {
-            int end = next;
-            while (end < nrows && ord[end].g == g && ord[end].x == ord[next].x) end++;
-            double sum = 0, sum2 = 0;
-            int cnt = 0;
-            for (int k = next; k < end; k++)
-                if (isfinite(ry[ord[k].i])) {
-                    sum += ry[ord[k].i];
-                    cnt++;
-                }
-            if (cnt) {
-                double mean = sum / cnt;
-                for (int k = next; k < end; k++)
-                    if (isfinite(ry[ord[k].i]))
-                        sum2 += (ry[ord[k].i] - mean) * (ry[ord[k].i] - mean);
-                double sd = cnt > 1 ? sqrt(sum2 / (cnt - 1)) : 0.0;
-                tl_plot_buf_printf(b, "%.9g %.9g %.9g %d\n", xpos[xorder[ord[next].x]], mean, sd,
-                                   cnt);
-            }
-            next = end;
-        }
-        tl_plot_buf_add_lit(b, "EOD\n");
-    }
+    write_groups(b, ord, nrows, ng, ry, xpos, xorder);
     tl_plot_buf_add_lit(b, "set title ");
     tl_plot_buf_quote(b, o.title);
     tl_plot_buf_add_lit(b, "\nset xlabel ");
@@ -448,34 +502,8 @@ static int l_compare(lua_State *L)
     tl_plot_buf_add_lit(
         b,
         "\nset key outside right top\nset offsets graph 0.05, graph 0.05, graph 0.1, graph 0.1\n");
-    if (!numeric_x) {
-        tl_plot_buf_add_lit(b, "set xtics (");
-        for (int j = 0; j < nx; j++) {
-            lua_rawgeti(L, xlist, j + 1);
-            lua_pushvalue(L, -1);
-            const char *s = luaL_tolstring(L, -1, NULL);
-            if (j) tl_plot_buf_add_lit(b, ", ");
-            tl_plot_buf_quote(b, s);
-            tl_plot_buf_printf(b, " %d", j + 1);
-            lua_pop(L, 3);
-        }
-        tl_plot_buf_printf(b, ")\nset xrange [0.5:%g]\n", nx + 0.5);
-    }
-    tl_plot_buf_add_lit(b, "plot ");
-    for (int g = 1; g <= ng; g++) {
-        char title[200];
-        if (gf) {
-            lua_rawgeti(L, glist, g);
-            lua_pushvalue(L, -1);
-            snprintf(title, sizeof title, "%s=%s", gf, luaL_tolstring(L, -1, NULL));
-            lua_pop(L, 3);
-        } else {
-            snprintf(title, sizeof title, "%s", yf);
-        }
-        tl_plot_buf_printf(b, "%s$g%d using 1:2:3 with yerrorlines lc %d pt %d ps 0.7 title ",
-                           g > 1 ? ", \\\n  " : "", g, g, tl_lua_plot_point_type(g - 1));
-        tl_plot_buf_quote(b, title);
-    }
+    if (!numeric_x) write_xtics(L, b, xlist, nx);
+    write_group_lines(L, b, ng, gf, glist, yf);
     tl_plot_buf_add_lit(b, "\n");
     return tl_lua_plot_finish(L, fn, &o, b, 800, 500, 26);
 }
