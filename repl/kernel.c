@@ -21,8 +21,6 @@
 #include <lauxlib.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,19 +29,17 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/core_names.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/params.h>
 #include <zmq.h>
 
 #include "core.h"
+#include "kernel_wire.h"
 #include "l_util.h"
-#include "repl.h"
+#include "run.h"
 
 #define DELIM "<IDS|MSG>"
-#define PROTOCOL "5.3"
-#define MAX_FRAMES 64
+#define TL_KERNEL_PROTOCOL "5.3"
+#define TL_KERNEL_MAX_FRAMES 64
 #define STREAM_BUF 65536
 #define STREAM_DELAY 0.05 /* seconds output is collected before a stream message */
 #define KERNEL_KEY "tl.kernel"
@@ -65,12 +61,9 @@ static struct {
     void *shell, *control, *iopub, *stdin_s, *hb;
     void *pair_main, *pair_io;
     pthread_t io, main_thread;
-    char *key;
-    size_t keylen;
+    char *key; /* owned here; kernel_wire.c signs with it */
     EVP_MAC *mac;
     char session[33];
-    atomic_ulong counter;
-    int log_fd;
     int out_w, err_w, saved_out, saved_err;
     kstream out, err;
     /* main thread only */
@@ -83,23 +76,6 @@ static struct {
 
 /* ---- small helpers ---------------------------------------------------------- */
 
-static void klog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* A line on the kernel's real stderr (the Jupyter server's log). */
-static void klog(const char *fmt, ...)
-{
-    char buf[1024];
-    int n = snprintf(buf, sizeof buf, "towerlab kernel: ");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + n, sizeof buf - (size_t)n - 1, fmt, ap);
-    va_end(ap);
-    size_t len = strlen(buf);
-    buf[len++] = '\n';
-    ssize_t w = write(K.log_fd >= 0 ? K.log_fd : STDERR_FILENO, buf, len);
-    (void)w;
-}
-
 static double mono_now(void)
 {
     struct timespec ts;
@@ -107,344 +83,44 @@ static double mono_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* ISO 8601 UTC time with microseconds, as Jupyter writes it. */
-static void iso_now(char out[64])
-{
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    char day[24];
-    strftime(day, sizeof day, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 64, "%s.%06ldZ", day, ts.tv_nsec / 1000);
-}
-
-/* Length of the UTF-8 sequence at s (n bytes available): 1..4 when valid,
- * 0 when a valid start is cut off by n, -1 when invalid. */
-static int utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0], lo = 0x80, hi = 0xBF;
-    int len;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) {
-        len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else {
-        return -1;
-    }
-    for (int i = 1; i < len; i++) {
-        if ((size_t)i >= n) return 0;
-        unsigned d = s[i];
-        if (d < (i == 1 ? lo : 0x80) || d > (i == 1 ? hi : 0xBF)) return -1;
-    }
-    return len;
-}
-
-/* A JSON string of s[0..n) with invalid UTF-8 replaced by U+FFFD. When
- * `keep` is not NULL, a sequence cut off at the end is left out and its
- * length stored in *keep. Returns NULL when out of memory. */
-static json_t *jstr_n(const char *s, size_t n, size_t *keep)
-{
-    char *buf = malloc(n * 3 + 1);
-    if (!buf) return NULL;
-    size_t i = 0, o = 0;
-    if (keep) *keep = 0;
-    while (i < n) {
-        int len = utf8_seq((const unsigned char *)s + i, n - i);
-        if (len == 0 && keep) {
-            *keep = n - i;
-            break;
-        }
-        if (len <= 0) {
-            memcpy(buf + o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-            continue;
-        }
-        memcpy(buf + o, s + i, (size_t)len);
-        o += (size_t)len;
-        i += (size_t)len;
-    }
-    json_t *j = json_stringn_nocheck(buf, o);
-    free(buf);
-    return j;
-}
-
-static json_t *jstr(const char *s) { return jstr_n(s, strlen(s), NULL); }
-
-/* Byte offset of code point `cp` in s (clamped to the end), and back. */
-static size_t cp_to_byte(const char *s, long long cp)
-{
-    size_t i = 0;
-    for (long long k = 0; k < cp && s[i]; k++) {
-        i++;
-        while (s[i] && ((unsigned char)s[i] & 0xC0) == 0x80) i++;
-    }
-    return i;
-}
-
-static long long byte_to_cp(const char *s, size_t b)
-{
-    long long cp = 0;
-    for (size_t i = 0; i < b && s[i]; i++)
-        if (((unsigned char)s[i] & 0xC0) != 0x80) cp++;
-    return cp;
-}
-
-/* ---- messages ----------------------------------------------------------------- */
-
-/* Hex HMAC-SHA256 of the four parts into hex (65 bytes); "" without a key.
- * Returns 0, or -1 when OpenSSL fails. Thread-safe. */
-static int sign(const char *const part[4], const size_t len[4], char hex[65])
-{
-    hex[0] = '\0';
-    if (K.keylen == 0) return 0;
-    EVP_MAC_CTX *c = EVP_MAC_CTX_new(K.mac);
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
-                           OSSL_PARAM_construct_end()};
-    unsigned char md[32];
-    size_t mdlen = 0;
-    int ok = c && EVP_MAC_init(c, (const unsigned char *)K.key, K.keylen, params);
-    for (int i = 0; i < 4 && ok; i++) ok = EVP_MAC_update(c, (const unsigned char *)part[i], len[i]);
-    ok = ok && EVP_MAC_final(c, md, &mdlen, sizeof md);
-    EVP_MAC_CTX_free(c);
-    if (!ok || mdlen != sizeof md) return -1;
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        hex[2 * i] = digits[md[i] >> 4];
-        hex[2 * i + 1] = digits[md[i] & 15];
-    }
-    hex[64] = '\0';
-    return 0;
-}
-
-/* A received message. Frames stay owned here until kmsg_free. */
-typedef struct {
-    zmq_msg_t frames[MAX_FRAMES];
-    int n, delim;
-    json_t *header, *parent, *metadata, *content;
-    const char *type;
-} kmsg;
-
-static void kmsg_free(kmsg *m)
-{
-    for (int i = 0; i < m->n; i++) zmq_msg_close(&m->frames[i]);
-    json_decref(m->header);
-    json_decref(m->parent);
-    json_decref(m->metadata);
-    json_decref(m->content);
-    m->n = 0;
-    m->header = m->parent = m->metadata = m->content = NULL;
-}
-
-static json_t *parse_frame(zmq_msg_t *f)
-{
-    json_error_t err;
-    json_t *j = json_loadb(zmq_msg_data(f), zmq_msg_size(f), JSON_ALLOW_NUL, &err);
-    if (j && !json_is_object(j)) {
-        json_decref(j);
-        j = NULL;
-    }
-    return j;
-}
-
-/* Check the m->n frames of a received message (overflow: it had more than
- * MAX_FRAMES): find the delimiter, verify the signature under K.key and
- * decode the four JSON frames. Returns 1 with *m complete (free with
- * kmsg_free), 0 when the message was dropped (logged, *m freed). */
-static int kmsg_check(kmsg *m, int overflow, const char *where)
-{
-    m->delim = -1;
-    for (int i = 0; i < m->n && m->delim < 0; i++)
-        if (zmq_msg_size(&m->frames[i]) == sizeof DELIM - 1 &&
-            memcmp(zmq_msg_data(&m->frames[i]), DELIM, sizeof DELIM - 1) == 0)
-            m->delim = i;
-    if (overflow || m->delim < 0 || m->n < m->delim + 6) {
-        klog("malformed message on %s (%d frames): dropped", where, m->n);
-        kmsg_free(m);
-        return 0;
-    }
-    if (K.keylen) {
-        const char *part[4];
-        size_t len[4];
-        for (int i = 0; i < 4; i++) {
-            part[i] = zmq_msg_data(&m->frames[m->delim + 2 + i]);
-            len[i] = zmq_msg_size(&m->frames[m->delim + 2 + i]);
-        }
-        char hex[65];
-        zmq_msg_t *sig = &m->frames[m->delim + 1];
-        if (sign(part, len, hex) != 0 || zmq_msg_size(sig) != 64 ||
-            CRYPTO_memcmp(hex, zmq_msg_data(sig), 64) != 0) {
-            klog("message with an invalid signature on %s: dropped", where);
-            kmsg_free(m);
-            return 0;
-        }
-    }
-    m->header = parse_frame(&m->frames[m->delim + 2]);
-    m->parent = parse_frame(&m->frames[m->delim + 3]);
-    m->metadata = parse_frame(&m->frames[m->delim + 4]);
-    m->content = parse_frame(&m->frames[m->delim + 5]);
-    m->type = m->header ? json_string_value(json_object_get(m->header, "msg_type")) : NULL;
-    if (!m->header || !m->parent || !m->metadata || !m->content || !m->type) {
-        klog("message with bad JSON on %s: dropped", where);
-        kmsg_free(m);
-        return 0;
-    }
-    return 1;
-}
-
-/* Receive one message from `sock` (ready to read). Returns 1 with *m
- * filled (free with kmsg_free), 0 when nothing was there or the message was
- * dropped: malformed, or its signature does not verify (logged). */
-static int kmsg_recv(void *sock, kmsg *m, const char *where)
-{
-    memset(m, 0, sizeof *m);
-    int more = 1, overflow = 0;
-    while (more) {
-        zmq_msg_t tmp, *f = m->n < MAX_FRAMES ? &m->frames[m->n] : &tmp;
-        zmq_msg_init(f);
-        int r;
-        while ((r = zmq_msg_recv(f, sock, m->n == 0 ? ZMQ_DONTWAIT : 0)) < 0 && errno == EINTR) {
-        }
-        if (r < 0) {
-            zmq_msg_close(f);
-            if (m->n == 0) return 0;
-            break;
-        }
-        more = zmq_msg_more(f);
-        if (f == &tmp) {
-            zmq_msg_close(f);
-            overflow = 1;
-            continue;
-        }
-        m->n++;
-    }
-    return kmsg_check(m, overflow, where);
-}
+/* ---- messages (the wire protocol itself is kernel_wire.c) ------------------ */
 
 int tl_kernel_parse_for_fuzz(const void *const *frames, const size_t *sizes, int n, const char *key)
 {
     static EVP_MAC *mac;
     if (K.active || n < 0 || (n > 0 && (!frames || !sizes))) return -1;
     if (!mac && !(mac = EVP_MAC_fetch(NULL, "HMAC", NULL))) return -1;
-    kmsg m;
+    tl_kmsg m;
     memset(&m, 0, sizeof m);
     int overflow = 0;
     for (int i = 0; i < n; i++) {
-        if (m.n == MAX_FRAMES) {
+        if (m.n == TL_KERNEL_MAX_FRAMES) {
             overflow = 1;
             continue;
         }
         if (zmq_msg_init_size(&m.frames[m.n], sizes[i]) != 0) {
-            kmsg_free(&m);
+            tl_kmsg_free(&m);
             return -1;
         }
         if (sizes[i]) memcpy(zmq_msg_data(&m.frames[m.n]), frames[i], sizes[i]);
         m.n++;
     }
-    int log_fd = K.log_fd;
-    K.log_fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    K.key = (char *)(key ? key : "");
-    K.keylen = strlen(K.key);
-    K.mac = mac;
-    int ok = kmsg_check(&m, overflow, "fuzz");
-    if (ok) kmsg_free(&m);
-    if (K.log_fd >= 0) close(K.log_fd);
-    K.log_fd = log_fd;
-    K.key = NULL;
-    K.keylen = 0;
-    K.mac = NULL;
+    int log_fd = tl_kernel_log_fd();
+    tl_kernel_log_set_fd(open("/dev/null", O_WRONLY | O_CLOEXEC));
+    tl_kernel_wire_set(key ? key : "", mac, NULL);
+    int ok = tl_kmsg_check(&m, overflow, "fuzz");
+    if (ok) tl_kmsg_free(&m);
+    if (tl_kernel_log_fd() >= 0) close(tl_kernel_log_fd());
+    tl_kernel_log_set_fd(log_fd);
+    tl_kernel_wire_set(NULL, NULL, NULL);
     return ok;
 }
 
-/* An outgoing message, serialized and signed. */
-typedef struct {
-    char *part[4];
-    size_t len[4];
-    char sig[65];
-} kout;
-
-static void kout_free(kout *o)
-{
-    for (int i = 0; i < 4; i++) free(o->part[i]);
-    memset(o, 0, sizeof *o);
-}
-
-/* Build a message of `type` answering `parent` (a header; NULL: none).
- * Takes ownership of content. Returns 0, or -1 (logged) on failure. */
-static int kout_build(kout *o, const char *type, const json_t *parent, json_t *content)
-{
-    memset(o, 0, sizeof *o);
-    char id[96], date[64];
-    snprintf(id, sizeof id, "%s-%lu", K.session, atomic_fetch_add(&K.counter, 1) + 1);
-    iso_now(date);
-    json_t *obj[4];
-    obj[0] = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "msg_id", id, "session", K.session,
-                       "username", "towerlab", "date", date, "msg_type", type, "version", PROTOCOL);
-    obj[1] = parent ? json_incref((json_t *)parent) : json_object();
-    obj[2] = json_object();
-    obj[3] = content;
-    int ok = 1;
-    for (int i = 0; i < 4; i++) {
-        o->part[i] = obj[i] ? json_dumps(obj[i], JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        if (!o->part[i]) ok = 0;
-        else o->len[i] = strlen(o->part[i]);
-        json_decref(obj[i]);
-    }
-    if (ok && sign((const char *const *)o->part, o->len, o->sig) != 0) ok = 0;
-    if (!ok) {
-        klog("cannot build a %s message", type);
-        kout_free(o);
-        return -1;
-    }
-    return 0;
-}
-
-static int send_part(void *sock, const void *data, size_t n, int more)
-{
-    int r;
-    while ((r = zmq_send(sock, data, n, more ? ZMQ_SNDMORE : 0)) < 0 && errno == EINTR) {
-    }
-    return r < 0 ? -1 : 0;
-}
-
-/* Send o after `head` frames: the request's identities (req), or a single
- * frame (a topic); `cmd` (may be NULL) goes first (the PAIR command). */
-static int kout_send(void *sock, const char *cmd, const kmsg *req, const char *topic, const kout *o)
-{
-    int rc = 0;
-    if (cmd) rc |= send_part(sock, cmd, strlen(cmd), 1);
-    if (req)
-        for (int i = 0; i < req->delim; i++)
-            rc |= send_part(sock, zmq_msg_data((zmq_msg_t *)&req->frames[i]),
-                            zmq_msg_size((zmq_msg_t *)&req->frames[i]), 1);
-    if (topic) rc |= send_part(sock, topic, strlen(topic), 1);
-    rc |= send_part(sock, DELIM, sizeof DELIM - 1, 1);
-    rc |= send_part(sock, o->sig, strlen(o->sig), 1);
-    for (int i = 0; i < 4; i++) rc |= send_part(sock, o->part[i], o->len[i], i < 3);
-    return rc;
-}
-
-/* Reply on `sock` to the request `req`. Takes content. */
-static void reply(void *sock, const kmsg *req, const char *type, json_t *content)
-{
-    kout o;
-    if (kout_build(&o, type, req->header, content) != 0) return;
-    if (kout_send(sock, NULL, req, NULL, &o) != 0) klog("cannot send %s: %s", type, zmq_strerror(errno));
-    kout_free(&o);
-}
 
 static json_t *kernel_info(void)
 {
     return json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:s, s:[]}", "status",
-                     "ok", "protocol_version", PROTOCOL, "implementation", "towerlab",
+                     "ok", "protocol_version", TL_KERNEL_PROTOCOL, "implementation", "towerlab",
                      "implementation_version", TL_VERSION, "language_info", "name", "lua", "version",
                      "5.4", "mimetype", "text/x-lua", "file_extension", ".lua", "pygments_lexer",
                      "lua", "codemirror_mode", "lua", "banner",
@@ -463,10 +139,10 @@ typedef struct {
 static void io_publish(io_state *s, const json_t *parent, const char *type, json_t *content)
 {
     (void)s;
-    kout o;
-    if (kout_build(&o, type, parent, content) != 0) return;
-    kout_send(K.iopub, NULL, NULL, type, &o);
-    kout_free(&o);
+    tl_kout o;
+    if (tl_kout_build(&o, type, parent, content) != 0) return;
+    tl_kout_send(K.iopub, NULL, NULL, type, &o);
+    tl_kout_free(&o);
 }
 
 /* Publish what is pending in st (all of it but a cut-off UTF-8 sequence). */
@@ -474,7 +150,7 @@ static void stream_flush(io_state *s, kstream *st)
 {
     if (st->len == 0) return;
     size_t keep = 0;
-    json_t *text = jstr_n(st->buf, st->len, &keep);
+    json_t *text = tl_kernel_jstr_n(st->buf, st->len, &keep);
     if (text && json_string_length(text) > 0)
         io_publish(s, s->parent, "stream", json_pack("{s:s, s:o}", "name", st->name, "text", text));
     else
@@ -541,7 +217,7 @@ static void io_command(io_state *s)
     streams_drain(s);
     if (strcmp(cmd, "pub") == 0 && more) {
         forward_pub();
-        send_part(K.pair_io, "ack", 3, 0);
+        tl_kernel_send_part(K.pair_io, "ack", 3, 0);
         return;
     }
     if (strcmp(cmd, "parent") == 0 && more) {
@@ -552,7 +228,7 @@ static void io_command(io_state *s)
             s->parent = json_loadb(zmq_msg_data(&f), zmq_msg_size(&f), 0, NULL);
         }
         zmq_msg_close(&f);
-        send_part(K.pair_io, "ack", 3, 0); /* the main thread may now redirect output */
+        tl_kernel_send_part(K.pair_io, "ack", 3, 0); /* the main thread may now redirect output */
         return;
     }
     if (strcmp(cmd, "stop") == 0) s->stop = 1;
@@ -582,24 +258,24 @@ static void io_heartbeat(void)
 
 static void io_control(io_state *s)
 {
-    kmsg m;
-    if (!kmsg_recv(K.control, &m, "control")) return;
+    tl_kmsg m;
+    if (!tl_kmsg_recv(K.control, &m, "control")) return;
     io_publish(s, m.header, "status", json_pack("{s:s}", "execution_state", "busy"));
     if (strcmp(m.type, "interrupt_request") == 0) {
-        pthread_kill(K.main_thread, SIGINT); /* main.c's Ctrl-C handler, in the Lua thread */
-        reply(K.control, &m, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
+        pthread_kill(K.main_thread, SIGINT); /* run.c's Ctrl-C handler, in the Lua thread */
+        tl_kmsg_reply(K.control, &m, "interrupt_reply", json_pack("{s:s}", "status", "ok"));
     } else if (strcmp(m.type, "shutdown_request") == 0) {
         int restart = json_is_true(json_object_get(m.content, "restart"));
-        reply(K.control, &m, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
-        send_part(K.pair_io, "shutdown", 8, 0);
+        tl_kmsg_reply(K.control, &m, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
+        tl_kernel_send_part(K.pair_io, "shutdown", 8, 0);
         pthread_kill(K.main_thread, SIGINT); /* stop a running cell so the main thread can exit */
     } else if (strcmp(m.type, "kernel_info_request") == 0) {
-        reply(K.control, &m, "kernel_info_reply", kernel_info());
+        tl_kmsg_reply(K.control, &m, "kernel_info_reply", kernel_info());
     } else {
-        klog("unsupported control message '%s': ignored", m.type);
+        tl_kernel_log("unsupported control message '%s': ignored", m.type);
     }
     io_publish(s, m.header, "status", json_pack("{s:s}", "execution_state", "idle"));
-    kmsg_free(&m);
+    tl_kmsg_free(&m);
 }
 
 static void *io_main(void *arg)
@@ -621,7 +297,7 @@ static void *io_main(void *arg)
         }
         int r = zmq_poll(it, 5, timeout);
         if (r < 0 && errno != EINTR) {
-            klog("poll failed: %s", zmq_strerror(errno));
+            tl_kernel_log("poll failed: %s", zmq_strerror(errno));
             break;
         }
         if (r > 0) {
@@ -649,10 +325,10 @@ static int pair_read(int flags);
  * printed later cannot overtake it. Takes content. */
 static int publish(const char *type, json_t *content)
 {
-    kout o;
-    if (kout_build(&o, type, K.parent, content) != 0) return -1;
-    int rc = kout_send(K.pair_main, "pub", NULL, type, &o);
-    kout_free(&o);
+    tl_kout o;
+    if (tl_kout_build(&o, type, K.parent, content) != 0) return -1;
+    int rc = tl_kout_send(K.pair_main, "pub", NULL, type, &o);
+    tl_kout_free(&o);
     if (rc == 0)
         while (!pair_read(0)) {
         }
@@ -669,7 +345,7 @@ static int publish_display(json_t *data, const char *display_id, int update)
 {
     json_t *c = json_pack("{s:o, s:{}}", "data", data, "metadata");
     if (!c) return -1;
-    if (display_id) json_object_set_new(c, "transient", json_pack("{s:o}", "display_id", jstr(display_id)));
+    if (display_id) json_object_set_new(c, "transient", json_pack("{s:o}", "display_id", tl_kernel_jstr(display_id)));
     K.displayed = 1;
     return publish(update && display_id ? "update_display_data" : "display_data", c);
 }
@@ -688,7 +364,7 @@ static int l_publish(lua_State *L)
         if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
             size_t n;
             const char *s = lua_tolstring(L, -1, &n);
-            json_object_set_new(data, lua_tostring(L, -2), jstr_n(s, n, NULL));
+            json_object_set_new(data, lua_tostring(L, -2), tl_kernel_jstr_n(s, n, NULL));
         }
         lua_pop(L, 1);
     }
@@ -728,12 +404,12 @@ static void setup_lua(lua_State *L)
         if (lua_pcall(L, 3, 1, 0) == LUA_OK) {
             lua_setfield(L, LUA_REGISTRYINDEX, KERNEL_KEY);
         } else {
-            klog("kernel set-up failed: %s", lua_tostring(L, -1));
+            tl_kernel_log("kernel set-up failed: %s", lua_tostring(L, -1));
             lua_pop(L, 1);
         }
     } else {
         lua_pop(L, 1);
-        klog("kernel set-up missing (repl/lua/kernel.lua): plots and rich output disabled");
+        tl_kernel_log("kernel set-up missing (repl/lua/kernel.lua): plots and rich output disabled");
     }
     lua_pop(L, 1);
 }
@@ -754,18 +430,18 @@ static json_t *bundle_of(lua_State *L, int n)
                 if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
                     size_t len;
                     const char *s = lua_tolstring(L, -1, &len);
-                    json_object_set_new(data, lua_tostring(L, -2), jstr_n(s, len, NULL));
+                    json_object_set_new(data, lua_tostring(L, -2), tl_kernel_jstr_n(s, len, NULL));
                 }
                 lua_pop(L, 1);
             }
         } else if (lua_isstring(L, -1)) {
-            klog("displaying a result failed: %s", lua_tostring(L, -1));
+            tl_kernel_log("displaying a result failed: %s", lua_tostring(L, -1));
         }
     } else {
         lua_pop(L, 1);
         size_t len;
         const char *s = luaL_tolstring(L, base + 1, &len);
-        data = json_pack("{s:o}", "text/plain", jstr_n(s, len, NULL));
+        data = json_pack("{s:o}", "text/plain", tl_kernel_jstr_n(s, len, NULL));
     }
     lua_settop(L, base);
     return data;
@@ -850,16 +526,16 @@ static json_t *error_content(lua_State *L, const char *ename)
     for (const char *p = msg; *p;) {
         const char *e = strchr(p, '\n');
         size_t len = e ? (size_t)(e - p) : strlen(p);
-        json_array_append_new(tb, jstr_n(p, len, NULL));
+        json_array_append_new(tb, tl_kernel_jstr_n(p, len, NULL));
         p += len + (e ? 1 : 0);
     }
-    json_t *c = json_pack("{s:s, s:o, s:o}", "ename", ename, "evalue", jstr_n(msg, first, NULL),
+    json_t *c = json_pack("{s:s, s:o, s:o}", "ename", ename, "evalue", tl_kernel_jstr_n(msg, first, NULL),
                           "traceback", tb);
     lua_pop(L, 1);
     return c;
 }
 
-static void do_execute(const kmsg *m)
+static void do_execute(const tl_kmsg *m)
 {
     lua_State *L = K.L;
     int top = lua_gettop(L);
@@ -870,8 +546,8 @@ static void do_execute(const kmsg *m)
     int store = !silent && (sh == NULL || json_is_true(sh));
     if (store) K.count++;
     if (!silent)
-        publish("execute_input", json_pack("{s:o, s:i}", "code", jstr(code), "execution_count", K.count));
-    if (store) json_array_append_new(K.history, json_pack("[i, i, o]", 1, K.count, jstr(code)));
+        publish("execute_input", json_pack("{s:o, s:i}", "code", tl_kernel_jstr(code), "execution_count", K.count));
+    if (store) json_array_append_new(K.history, json_pack("[i, i, o]", 1, K.count, tl_kernel_jstr(code)));
 
     char name[32];
     snprintf(name, sizeof name, "=In[%d]", K.count);
@@ -922,7 +598,7 @@ static void do_execute(const kmsg *m)
     }
     json_decref(data);
     lua_settop(L, top);
-    reply(K.shell, m, "execute_reply", rep);
+    tl_kmsg_reply(K.shell, m, "execute_reply", rep);
 }
 
 /* ---- complete, inspect, is_complete, history --------------------------------------- */
@@ -933,14 +609,14 @@ static int name_char(char c, int colon)
            c == '.' || (colon && c == ':');
 }
 
-static void do_complete(const kmsg *m)
+static void do_complete(const tl_kmsg *m)
 {
     lua_State *L = K.L;
     int top = lua_gettop(L);
     const char *code = json_string_value(json_object_get(m->content, "code"));
     if (!code) code = "";
     json_t *cp = json_object_get(m->content, "cursor_pos");
-    size_t end = json_is_integer(cp) ? cp_to_byte(code, json_integer_value(cp)) : strlen(code);
+    size_t end = json_is_integer(cp) ? tl_kernel_cp_to_byte(code, json_integer_value(cp)) : strlen(code);
     size_t start = end;
     while (start > 0 && name_char(code[start - 1], 1)) start--;
     json_t *matches = json_array();
@@ -952,26 +628,26 @@ static void do_complete(const kmsg *m)
         if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
             lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
             for (lua_Integer i = 1; i <= n; i++) {
-                if (lua_rawgeti(L, -1, i) == LUA_TSTRING) json_array_append_new(matches, jstr(lua_tostring(L, -1)));
+                if (lua_rawgeti(L, -1, i) == LUA_TSTRING) json_array_append_new(matches, tl_kernel_jstr(lua_tostring(L, -1)));
                 lua_pop(L, 1);
             }
         }
     }
     lua_settop(L, top);
-    reply(K.shell, m, "complete_reply",
+    tl_kmsg_reply(K.shell, m, "complete_reply",
           json_pack("{s:s, s:o, s:I, s:I, s:{}}", "status", "ok", "matches", matches, "cursor_start",
-                    (json_int_t)byte_to_cp(code, start), "cursor_end", (json_int_t)byte_to_cp(code, end),
+                    (json_int_t)tl_kernel_byte_to_cp(code, start), "cursor_end", (json_int_t)tl_kernel_byte_to_cp(code, end),
                     "metadata"));
 }
 
-static void do_inspect(const kmsg *m)
+static void do_inspect(const tl_kmsg *m)
 {
     lua_State *L = K.L;
     int top = lua_gettop(L);
     const char *code = json_string_value(json_object_get(m->content, "code"));
     if (!code) code = "";
     json_t *cp = json_object_get(m->content, "cursor_pos");
-    size_t pos = json_is_integer(cp) ? cp_to_byte(code, json_integer_value(cp)) : strlen(code);
+    size_t pos = json_is_integer(cp) ? tl_kernel_cp_to_byte(code, json_integer_value(cp)) : strlen(code);
     size_t start = pos, end = pos;
     while (start > 0 && name_char(code[start - 1], 1)) start--;
     while (code[end] && name_char(code[end], 1)) end++;
@@ -985,17 +661,17 @@ static void do_inspect(const kmsg *m)
             if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isstring(L, -1)) {
                 size_t len;
                 const char *s = lua_tolstring(L, -1, &len);
-                json_object_set_new(data, "text/plain", jstr_n(s, len, NULL));
+                json_object_set_new(data, "text/plain", tl_kernel_jstr_n(s, len, NULL));
                 found = 1;
             }
         }
     }
     lua_settop(L, top);
-    reply(K.shell, m, "inspect_reply",
+    tl_kmsg_reply(K.shell, m, "inspect_reply",
           json_pack("{s:s, s:b, s:o, s:{}}", "status", "ok", "found", found, "data", data, "metadata"));
 }
 
-static void do_is_complete(const kmsg *m)
+static void do_is_complete(const tl_kmsg *m)
 {
     lua_State *L = K.L;
     int top = lua_gettop(L);
@@ -1019,10 +695,10 @@ static void do_is_complete(const kmsg *m)
     lua_settop(L, top);
     json_t *c = json_pack("{s:s}", "status", status);
     if (strcmp(status, "incomplete") == 0) json_object_set_new(c, "indent", json_string(""));
-    reply(K.shell, m, "is_complete_reply", c);
+    tl_kmsg_reply(K.shell, m, "is_complete_reply", c);
 }
 
-static void do_history(const kmsg *m)
+static void do_history(const tl_kmsg *m)
 {
     const char *kind = json_string_value(json_object_get(m->content, "hist_access_type"));
     json_t *nj = json_object_get(m->content, "n");
@@ -1032,7 +708,7 @@ static void do_history(const kmsg *m)
         from = total - (size_t)json_integer_value(nj);
     json_t *h = json_array();
     for (size_t i = from; i < total; i++) json_array_append(h, json_array_get(K.history, i));
-    reply(K.shell, m, "history_reply", json_pack("{s:s, s:o}", "status", "ok", "history", h));
+    tl_kmsg_reply(K.shell, m, "history_reply", json_pack("{s:s, s:o}", "status", "ok", "history", h));
 }
 
 /* Read one message from the I/O thread; returns 1 for "ack" (and when the
@@ -1055,8 +731,8 @@ static void set_parent(const json_t *header)
 {
     char *hdr = json_dumps(header, JSON_COMPACT);
     if (!hdr) return;
-    int rc = send_part(K.pair_main, "parent", 6, 1);
-    rc |= send_part(K.pair_main, hdr, strlen(hdr), 0);
+    int rc = tl_kernel_send_part(K.pair_main, "parent", 6, 1);
+    rc |= tl_kernel_send_part(K.pair_main, hdr, strlen(hdr), 0);
     free(hdr);
     if (rc == 0)
         while (!pair_read(0)) {
@@ -1066,31 +742,31 @@ static void set_parent(const json_t *header)
 /* Handle one shell request; returns 1 when the kernel should shut down. */
 static int handle_shell(void)
 {
-    kmsg m;
-    if (!kmsg_recv(K.shell, &m, "shell")) return 0;
+    tl_kmsg m;
+    if (!tl_kmsg_recv(K.shell, &m, "shell")) return 0;
     K.parent = m.header;
     set_parent(m.header);
     publish_status("busy");
     int quit = 0;
     const char *t = m.type;
     if (strcmp(t, "execute_request") == 0) do_execute(&m);
-    else if (strcmp(t, "kernel_info_request") == 0) reply(K.shell, &m, "kernel_info_reply", kernel_info());
+    else if (strcmp(t, "kernel_info_request") == 0) tl_kmsg_reply(K.shell, &m, "kernel_info_reply", kernel_info());
     else if (strcmp(t, "complete_request") == 0) do_complete(&m);
     else if (strcmp(t, "inspect_request") == 0) do_inspect(&m);
     else if (strcmp(t, "is_complete_request") == 0) do_is_complete(&m);
     else if (strcmp(t, "history_request") == 0) do_history(&m);
     else if (strcmp(t, "comm_info_request") == 0)
-        reply(K.shell, &m, "comm_info_reply", json_pack("{s:s, s:{}}", "status", "ok", "comms"));
+        tl_kmsg_reply(K.shell, &m, "comm_info_reply", json_pack("{s:s, s:{}}", "status", "ok", "comms"));
     else if (strcmp(t, "shutdown_request") == 0) {
         int restart = json_is_true(json_object_get(m.content, "restart"));
-        reply(K.shell, &m, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
+        tl_kmsg_reply(K.shell, &m, "shutdown_reply", json_pack("{s:s, s:b}", "status", "ok", "restart", restart));
         quit = 1;
     } else {
-        klog("unsupported shell message '%s': ignored", t);
+        tl_kernel_log("unsupported shell message '%s': ignored", t);
     }
     publish_status("idle");
     K.parent = NULL;
-    kmsg_free(&m);
+    tl_kmsg_free(&m);
     return quit;
 }
 
@@ -1168,6 +844,7 @@ static void close_all(void)
         }
     if (K.ctx) zmq_ctx_term(K.ctx);
     K.ctx = NULL;
+    tl_kernel_wire_set(NULL, NULL, NULL);
     EVP_MAC_free(K.mac);
     K.mac = NULL;
     free(K.key);
@@ -1180,13 +857,14 @@ static void close_all(void)
             close(*fds[i]);
             *fds[i] = -1;
         }
-    K.log_fd = -1;
+    tl_kernel_log_set_fd(-1);
 }
 
 int tl_kernel_run(lua_State *L, const char *connection_file)
 {
     memset(&K, 0, sizeof K);
-    K.out.rfd = K.err.rfd = K.out_w = K.err_w = K.saved_out = K.saved_err = K.log_fd = -1;
+    K.out.rfd = K.err.rfd = K.out_w = K.err_w = K.saved_out = K.saved_err = -1;
+    tl_kernel_log_set_fd(-1);
     K.out.name = "stdout";
     K.err.name = "stderr";
     K.L = L;
@@ -1208,7 +886,6 @@ int tl_kernel_run(lua_State *L, const char *connection_file)
         return 1;
     }
     K.key = strdup(key ? key : "");
-    K.keylen = strlen(K.key);
     K.mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     if (!K.key || !K.mac) {
         fprintf(stderr, "towerlab: cannot set up HMAC-SHA256\n");
@@ -1217,13 +894,14 @@ int tl_kernel_run(lua_State *L, const char *connection_file)
         return 1;
     }
     random_hex(K.session, 16);
+    tl_kernel_wire_set(K.key, K.mac, K.session);
     K.history = json_array();
 
     /* Output: fd 1 and 2 point into these pipes while a cell runs; the
      * real ones stay open for the log. Input: nothing (no stdin prompts). */
     K.saved_out = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
     K.saved_err = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
-    K.log_fd = K.saved_err;
+    tl_kernel_log_set_fd(K.saved_err);
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0) {
         dup2(devnull, STDIN_FILENO);
@@ -1267,13 +945,13 @@ int tl_kernel_run(lua_State *L, const char *connection_file)
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!ok) {
-        klog("%s", err[0] ? err : "cannot create the ZeroMQ context");
+        tl_kernel_log("%s", err[0] ? err : "cannot create the ZeroMQ context");
         close_all();
         return 1;
     }
     K.active = 1;
     setup_lua(L);
-    klog("started (session %s)", K.session);
+    tl_kernel_log("started (session %s)", K.session);
 
     zmq_pollitem_t it[2] = {{K.pair_main, 0, ZMQ_POLLIN, 0}, {K.shell, 0, ZMQ_POLLIN, 0}};
     while (!K.quit) {
@@ -1281,14 +959,14 @@ int tl_kernel_run(lua_State *L, const char *connection_file)
         int r = zmq_poll(it, 2, -1);
         if (r < 0) {
             if (errno == EINTR) continue;
-            klog("poll failed: %s", zmq_strerror(errno));
+            tl_kernel_log("poll failed: %s", zmq_strerror(errno));
             break;
         }
         if (it[0].revents & ZMQ_POLLIN) pair_read(ZMQ_DONTWAIT);
         if (!K.quit && (it[1].revents & ZMQ_POLLIN) && handle_shell()) K.quit = 1;
     }
-    klog("shutting down");
-    send_part(K.pair_main, "stop", 4, 0);
+    tl_kernel_log("shutting down");
+    tl_kernel_send_part(K.pair_main, "stop", 4, 0);
     pthread_join(K.io, NULL);
     K.active = 0;
     fflush(stdout);

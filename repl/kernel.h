@@ -8,7 +8,7 @@
  * runs) as `stream` messages. Everything the main thread publishes goes
  * through the I/O thread in order, after the output printed before it.
  * SIGINT (Jupyter's interrupt_mode "signal") and interrupt_request on the
- * control socket both go through main.c's Ctrl-C handler: the running cell
+ * control socket both go through run.c's Ctrl-C handler: the running cell
  * stops at the next Lua instruction or engine batch.
  *
  * Only the program links this file (libzmq, jansson, libcrypto); towerlab.so

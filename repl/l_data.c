@@ -1,4 +1,5 @@
-/* l_data.c — Lua binding of the data pipeline (engine/data.h).
+/* l_data.c — Lua binding of the data pipeline (engine/data.h): tl.data.csv
+ * and the dataset and split userdata (the built-in datasets are l_datasets.c).
  *
  * Schema translation allocates only Lua memory (userdata scratch anchored in
  * a table on the stack), so argument errors can be raised at any point
@@ -8,16 +9,12 @@
 #include "l_data.h"
 
 #include <lauxlib.h>
-#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "l_diagnose.h"
-#include "l_model.h"
+#include "l_leakage.h"
 #include "l_util.h"
 
 typedef struct {
@@ -28,6 +25,47 @@ typedef struct {
     dataset_ud *owner;
     int which; /* 0 train, 1 valid, 2 test, 3 all */
 } split_ud;
+
+/* Datasets that a running m:fit reads, with a count (fits nest when a
+ * callback fits another model). d:close refuses them and their __gc leaves
+ * them alone. A fixed table: each fit holds at most two. */
+#define BUSY_DATASETS 64
+static struct {
+    const tl_dataset *d;
+    int count;
+} busy_datasets[BUSY_DATASETS];
+
+int tl_lua_dataset_busy(const tl_dataset *d)
+{
+    for (int i = 0; d && i < BUSY_DATASETS; i++)
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) return 1;
+    return 0;
+}
+
+int tl_lua_dataset_hold(const tl_dataset *d)
+{
+    int free_slot = -1;
+    for (int i = 0; i < BUSY_DATASETS; i++) {
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) {
+            busy_datasets[i].count++;
+            return 1;
+        }
+        if (busy_datasets[i].count == 0 && free_slot < 0) free_slot = i;
+    }
+    if (free_slot < 0) return 0;
+    busy_datasets[free_slot].d = d;
+    busy_datasets[free_slot].count = 1;
+    return 1;
+}
+
+void tl_lua_dataset_release(const tl_dataset *d)
+{
+    for (int i = 0; i < BUSY_DATASETS; i++)
+        if (busy_datasets[i].d == d && busy_datasets[i].count > 0) {
+            if (--busy_datasets[i].count == 0) busy_datasets[i].d = NULL;
+            return;
+        }
+}
 
 static const char *const SPLITS[4] = {"train", "valid", "test", "all"};
 
@@ -74,6 +112,8 @@ static dataset_ud *new_dataset_ud(lua_State *L)
     luaL_setmetatable(L, TL_DATASET_MT);
     return u;
 }
+
+tl_dataset **tl_lua_new_dataset(lua_State *L) { return &new_dataset_ud(L)->d; }
 
 static void report_skipped(const tl_dataset *d, const char *fn)
 {
@@ -490,198 +530,8 @@ static int l_csv(lua_State *L)
     lua_setiuservalue(L, ud, UV_OPTS);
     tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
     report_skipped(u->d, fn);
-    if (!like) tl_lua_leakage_warn(L, ud, &s);
+    if (!like) tl_lua_leakage_warn(u->d, &s);
     lua_pushvalue(L, ud);
-    return 1;
-}
-
-/* ---- built-in datasets ------------------------------------------------------ */
-
-/* Where the built-in datasets are looked for, so that a script finds them
- * from any working directory (the engine reads no environment variable):
- *   shipped data (census):            $TOWERLAB_DATA, <exe dir>/data,
- *                                     <exe dir>/../data, <exe dir>/../share/towerlab/data,
- *                                     ./data
- *   shared data (movielens, amazon):  $TOWERLAB_DATA, <exe dir>/../shared/data,
- *                                     <exe dir>/../../shared/data, ../shared/data
- * <exe dir> is the directory of /proc/self/exe (the "/.." ones serve build
- * trees such as build-san/ inside the project). Pushes and returns the first
- * existing directory <candidate>/<sub>; raises, listing every place tried,
- * when there is none. */
-static const char *find_dataset_dir(lua_State *L, const char *fn, const char *sub, int shared)
-{
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = 0;
-        else n = 0;
-    }
-    const char *env = getenv("TOWERLAB_DATA");
-    const char *bases[6];
-    int nb = 0;
-    if (env && *env) bases[nb++] = env;
-    int first_exe = nb;
-    if (n > 0) {
-        bases[nb++] = shared ? "../shared/data" : "data";
-        bases[nb++] = shared ? "../../shared/data" : "../data";
-        if (!shared) bases[nb++] = "../share/towerlab/data";
-    }
-    int last_exe = nb;
-    bases[nb++] = shared ? "../shared/data" : "data";
-    luaL_Buffer tried;
-    int top = lua_gettop(L);
-    luaL_buffinit(L, &tried);
-    for (int i = 0; i < nb; i++) {
-        if (i >= first_exe && i < last_exe) lua_pushfstring(L, "%s/%s/%s", exe, bases[i], sub);
-        else lua_pushfstring(L, "%s/%s", bases[i], sub);
-        struct stat sb;
-        if (stat(lua_tostring(L, -1), &sb) == 0 && S_ISDIR(sb.st_mode)) {
-            const char *dir = lua_tostring(L, -1);
-            lua_replace(L, top + 1); /* over the buffer's slot */
-            lua_settop(L, top + 1);
-            return dir;
-        }
-        luaL_addstring(&tried, i ? ", " : "");
-        luaL_addvalue(&tried);
-    }
-    luaL_pushresult(&tried);
-    luaL_error(L, "%s: no %s folder found (looked in %s%s); pass its directory, or set TOWERLAB_DATA to the "
-                  "directory holding %s/",
-               fn, sub, lua_tostring(L, -1), env && *env ? "" : "; TOWERLAB_DATA is not set", sub);
-    return NULL;
-}
-
-/* tl.datasets.census([dir] or {path=, education=, cache=}) */
-static int l_census(lua_State *L)
-{
-    static const char *fn = "tl.datasets.census";
-    const char *dir = NULL;
-    int edu = 0, cache = 1;
-    if (lua_type(L, 1) == LUA_TSTRING) {
-        dir = lua_tostring(L, 1);
-    } else if (lua_type(L, 1) == LUA_TTABLE) {
-        static const char *const allowed[] = {"path", "education", "cache", NULL};
-        tl_lua_check_fields(L, 1, fn, allowed);
-        dir = tl_lua_opt_string(L, 1, fn, "path", NULL);
-        edu = tl_lua_opt_bool(L, 1, fn, "education", 0);
-        cache = tl_lua_opt_bool(L, 1, fn, "cache", 1);
-    } else if (!lua_isnoneornil(L, 1)) {
-        return luaL_error(L, "%s: argument must be a directory or {path=, education=, cache=}, got %s", fn,
-                          luaL_typename(L, 1));
-    }
-    if (!dir) dir = find_dataset_dir(L, fn, "census_income_kdd", 0);
-    dataset_ud *u = new_dataset_ud(L);
-    tl_status st = tl_data_census_ex(dir, edu, cache, &u->d);
-    if (st) return tl_lua_raise_status(L, fn, st);
-    tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
-    return 1;
-}
-
-/* tl.datasets.synthetic{n=, dim=, corr=, m=, scale=, noise=, seed=} */
-static int l_synthetic(lua_State *L)
-{
-    static const char *fn = "tl.datasets.synthetic";
-    tl_synthetic_params p;
-    tl_synthetic_defaults(&p);
-    if (!lua_isnoneornil(L, 1)) {
-        luaL_checktype(L, 1, LUA_TTABLE);
-        static const char *const allowed[] = {"n", "dim", "corr", "m", "scale", "noise", "seed", NULL};
-        tl_lua_check_fields(L, 1, fn, allowed);
-        p.n = (size_t)tl_lua_opt_int(L, 1, fn, "n", (lua_Integer)p.n, 1, UINT32_MAX);
-        p.dim = (int)tl_lua_opt_int(L, 1, fn, "dim", p.dim, 2, 100000);
-        p.corr = tl_lua_opt_number(L, 1, fn, "corr", p.corr, -1, 1);
-        p.m = (int)tl_lua_opt_int(L, 1, fn, "m", p.m, 0, 1000);
-        p.scale = tl_lua_opt_number(L, 1, fn, "scale", p.scale, 0, 1e6);
-        p.noise_std = tl_lua_opt_number(L, 1, fn, "noise", p.noise_std, 0, 1e6);
-        p.seed = (uint64_t)tl_lua_opt_int(L, 1, fn, "seed", (lua_Integer)p.seed, 0, LUA_MAXINTEGER);
-    }
-    dataset_ud *u = new_dataset_ud(L);
-    tl_status st = tl_data_synthetic(&p, &u->d);
-    if (st) return tl_lua_raise_status(L, fn, st);
-    tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
-    return 1;
-}
-
-/* tl.datasets.movielens([dir] or {path=, version="1m"|"100k", seed=}) */
-static int l_movielens(lua_State *L)
-{
-    static const char *fn = "tl.datasets.movielens";
-    const char *dir = NULL;
-    lua_Integer seed = 1;
-    if (lua_type(L, 1) == LUA_TSTRING) {
-        dir = lua_tostring(L, 1);
-    } else if (lua_type(L, 1) == LUA_TTABLE) {
-        static const char *const allowed[] = {"path", "version", "seed", NULL};
-        static const char *const versions[] = {"1m", "100k", NULL};
-        tl_lua_check_fields(L, 1, fn, allowed);
-        dir = tl_lua_opt_string(L, 1, fn, "path", NULL);
-        int v = tl_lua_opt_enum(L, 1, fn, "version", versions, 0);
-        if (!dir) dir = find_dataset_dir(L, fn, v ? "movielens_100k" : "movielens_1m", 1);
-        seed = tl_lua_opt_int(L, 1, fn, "seed", 1, 0, LUA_MAXINTEGER);
-    } else if (!lua_isnoneornil(L, 1)) {
-        return luaL_error(L, "%s: argument must be a directory or {path=, version=, seed=}, got %s", fn,
-                          luaL_typename(L, 1));
-    }
-    if (!dir) dir = find_dataset_dir(L, fn, "movielens_1m", 1);
-    dataset_ud *u = new_dataset_ud(L);
-    tl_status st = tl_data_movielens(dir, (uint64_t)seed, &u->d);
-    if (st) return tl_lua_raise_status(L, fn, st);
-    tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
-    return 1;
-}
-
-/* tl.datasets.synthetic_pair{rho=, nested=, rows=, users=, items=, factors=, rate_a=, rate_b=, scale=, seed=} */
-static int l_synthetic_pair(lua_State *L)
-{
-    static const char *fn = "tl.datasets.synthetic_pair";
-    tl_synth_pair_params p;
-    tl_synth_pair_defaults(&p);
-    if (!lua_isnoneornil(L, 1)) {
-        luaL_checktype(L, 1, LUA_TTABLE);
-        static const char *const allowed[] = {"rho",    "nested", "rows",  "users", "items", "factors",
-                                              "rate_a", "rate_b", "scale", "seed",  NULL};
-        tl_lua_check_fields(L, 1, fn, allowed);
-        p.rho = tl_lua_opt_number(L, 1, fn, "rho", p.rho, -1, 1);
-        p.nested = tl_lua_opt_bool(L, 1, fn, "nested", p.nested);
-        p.rows = (size_t)tl_lua_opt_int(L, 1, fn, "rows", (lua_Integer)p.rows, 1, UINT32_MAX);
-        p.users = (int)tl_lua_opt_int(L, 1, fn, "users", p.users, 1, 10000000);
-        p.items = (int)tl_lua_opt_int(L, 1, fn, "items", p.items, 1, 10000000);
-        p.factors = (int)tl_lua_opt_int(L, 1, fn, "factors", p.factors, 1, 256);
-        p.rate_a = tl_lua_opt_number(L, 1, fn, "rate_a", p.rate_a, 1e-9, 1 - 1e-9);
-        p.rate_b = tl_lua_opt_number(L, 1, fn, "rate_b", p.rate_b, 1e-9, 1 - 1e-9);
-        p.scale = tl_lua_opt_number(L, 1, fn, "scale", p.scale, 0, 100);
-        p.seed = (uint64_t)tl_lua_opt_int(L, 1, fn, "seed", (lua_Integer)p.seed, 0, LUA_MAXINTEGER);
-    }
-    dataset_ud *u = new_dataset_ud(L);
-    tl_status st = tl_data_synthetic_pair(&p, &u->d);
-    if (st) return tl_lua_raise_status(L, fn, st);
-    tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
-    return 1;
-}
-
-/* tl.datasets.amazon_video_games([dir] or {path=, seed=}) */
-static int l_amazon(lua_State *L)
-{
-    static const char *fn = "tl.datasets.amazon_video_games";
-    const char *dir = NULL;
-    lua_Integer seed = 1;
-    if (lua_type(L, 1) == LUA_TSTRING) {
-        dir = lua_tostring(L, 1);
-    } else if (lua_type(L, 1) == LUA_TTABLE) {
-        static const char *const allowed[] = {"path", "seed", NULL};
-        tl_lua_check_fields(L, 1, fn, allowed);
-        dir = tl_lua_opt_string(L, 1, fn, "path", NULL);
-        seed = tl_lua_opt_int(L, 1, fn, "seed", 1, 0, LUA_MAXINTEGER);
-    } else if (!lua_isnoneornil(L, 1)) {
-        return luaL_error(L, "%s: argument must be a directory or {path=, seed=}, got %s", fn, luaL_typename(L, 1));
-    }
-    if (!dir) dir = find_dataset_dir(L, fn, "amazon_video_games_dml", 1);
-    dataset_ud *u = new_dataset_ud(L);
-    tl_status st = tl_data_amazon_video_games(dir, (uint64_t)seed, &u->d);
-    if (st) return tl_lua_raise_status(L, fn, st);
-    tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
     return 1;
 }
 
@@ -1054,54 +904,4 @@ void tl_lua_open_data(lua_State *L, int tl)
     tl_lua_doc(L, "tl.data.csv", -1, DOC_CSV);
     lua_setfield(L, -2, "csv");
     lua_setfield(L, tl, "data");
-
-    lua_newtable(L); /* tl.datasets */
-    lua_pushcfunction(L, l_census);
-    tl_lua_doc(L, "tl.datasets.census", -1,
-               "tl.datasets.census([dir] or {path=, education=false, cache=true}) -> dataset\n"
-               "UCI Census-Income (KDD), census-income.test.gz (99,762 rows) from dir, else the\n"
-               "first census_income_kdd/ in $TOWERLAB_DATA, <program dir>/data, <program dir>/../data,\n"
-               "<program dir>/../share/towerlab/data, ./data.\n"
-               "Tasks income (50000+.) and never_married (marital_stat); education=true adds\n"
-               "education (bachelors or higher). Source columns and instance_weight dropped.\n"
-               "Split by row index i: i%10<8 train (79,810), 8 valid (9,976), 9 test (9,976).");
-    lua_setfield(L, -2, "census");
-    lua_pushcfunction(L, l_synthetic);
-    tl_lua_doc(L, "tl.datasets.synthetic", -1,
-               "tl.datasets.synthetic{n=10000, dim=100, corr=0.5, m=10, scale=1, noise=0.1, seed=1} -> dataset\n"
-               "MMoE paper (Ma et al. 2018, 4.2) generator: two regression tasks y1, y2 whose\n"
-               "correlation is set by corr = cos(w1, w2), with m sinusoid terms; 8:1:1 split.");
-    lua_setfield(L, -2, "synthetic");
-    lua_pushcfunction(L, l_movielens);
-    tl_lua_doc(L, "tl.datasets.movielens", -1,
-               "tl.datasets.movielens([dir] or {path=, version='1m'|'100k', seed=1}) -> dataset\n"
-               "MovieLens read in place (never copied) from dir, default the first movielens_1m/\n"
-               "(or _100k) in $TOWERLAB_DATA, <program dir>/../shared/data, ../shared/data.\n"
-               "Tasks like (rating >= 4, binary) and rating (regression); features\n"
-               "user_id, movie_id, gender, age, occupation, zip (3 chars), genre (first), year;\n"
-               "group = user; random 8:1:1 split by seed.");
-    lua_setfield(L, -2, "movielens");
-    lua_pushcfunction(L, l_amazon);
-    tl_lua_doc(L, "tl.datasets.amazon_video_games", -1,
-               "tl.datasets.amazon_video_games([dir] or {path=, seed=1}) -> dataset\n"
-               "Amazon Video Games (5-core) as preprocessed by the DML authors (Ren et al. 2023):\n"
-               "their Video_Games_val.txt and Video_Games_test.txt (92,712 rows, an i.i.d. 20 %\n"
-               "sample of their data) read in place (never copied) from dir, default the first\n"
-               "amazon_video_games_dml/ in $TOWERLAB_DATA, <program dir>/../shared/data,\n"
-               "../shared/data; concatenated and re-split 8:1:1 at random\n"
-               "by seed (default 1): train 74,170, valid 9,271, test 9,271. Tasks rated and like\n"
-               "(binary, nested: like => rated); features user_id, item_id; group = user_id.");
-    lua_setfield(L, -2, "amazon_video_games");
-    lua_pushcfunction(L, l_synthetic_pair);
-    tl_lua_doc(L, "tl.datasets.synthetic_pair", -1,
-               "tl.datasets.synthetic_pair{rho=0.6, nested=false, rows=200000, seed=1, users=2000,\n"
-               "    items=500, factors=4, rate_a=0.3, rate_b=0.3, scale=2} -> dataset\n"
-               "User/item interactions with two binary tasks a and b whose latent scores z_a, z_b\n"
-               "(made from user/item factors and side features) have correlation rho over the rows;\n"
-               "y = Bernoulli(sigmoid(bias + scale z)). nested=true: b only where a (rate_b is then\n"
-               "P(b | a)). Zipf-ish user and item popularity. Features user_id, item_id,\n"
-               "user_segment, item_category, context; numeric user_activity, item_price, x.\n"
-               "Random 8:1:1 split by seed. Same arguments, same bytes (engine/synthetic.h).");
-    lua_setfield(L, -2, "synthetic_pair");
-    lua_setfield(L, tl, "datasets");
 }

@@ -10,10 +10,14 @@
 #define TL_DATASET_MT "tl.dataset"
 #define TL_SPLIT_MT "tl.split"
 
-/* Add tl.data = {csv} and tl.datasets = {census, synthetic, movielens,
- * amazon_video_games, synthetic_pair} to the
- * tl table at absolute index `tl`, and register their help texts. */
+/* Add tl.data = {csv} to the tl table at absolute index `tl`, the dataset
+ * and split metatables, and their help texts. */
 void tl_lua_open_data(lua_State *L, int tl);
+
+/* Push a new dataset userdata, still empty, and return its slot for the
+ * engine to fill (tl.datasets.*: tl_data_census_ex(..., slot)). The
+ * userdata owns what is put there. */
+tl_dataset **tl_lua_new_dataset(lua_State *L);
 
 /* The dataset at idx; raises a Lua argument error when idx is not an open
  * dataset. The dataset stays owned by its userdata. */
@@ -26,5 +30,14 @@ tl_dataset *tl_lua_test_dataset(lua_State *L, int idx);
 const tl_split *tl_lua_check_split(lua_State *L, int idx);
 /* The dataset a split userdata at idx belongs to (raises like check_split). */
 tl_dataset *tl_lua_split_dataset(lua_State *L, int idx);
+
+/* Datasets a running m:fit reads: d:close refuses a held dataset and its
+ * __gc leaves it to the fit. Holds nest (a progress callback may fit another
+ * model on the same data); each hold is released once. hold returns 0 when
+ * the table of held datasets is full (deeper nesting than any real use). */
+int tl_lua_dataset_hold(const tl_dataset *d);
+void tl_lua_dataset_release(const tl_dataset *d);
+/* 1 while d is held. */
+int tl_lua_dataset_busy(const tl_dataset *d);
 
 #endif

@@ -1,7 +1,7 @@
 /* l_diagnose.c — Lua bindings of engine/diagnose.h: m:gates(split [, opts]),
- * d:leakage([split] [, opts]), and the leakage warnings tl.data.csv prints
- * when it builds a dataset. (fit{diagnostics=N}, m:history().diagnostics and
- * the collapse warning after fit live in l_model.c, next to fit.) */
+ * d:leakage([split] [, opts]). (The warnings tl.data.csv prints when it builds
+ * a dataset are l_leakage.c; fit{diagnostics=N} and the collapse warning
+ * after fit live in l_fit.c, m:history().diagnostics in l_results.c.) */
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
@@ -12,11 +12,11 @@
 
 #include "diagnose.h"
 #include "l_data.h"
+#include "l_leakage.h"
 #include "l_model.h"
 #include "l_util.h"
 
 #define LEAKAGE_MT "tl.leakage"
-#define LEAK_THRESHOLD 0.99
 
 
 /* ---- m:gates ------------------------------------------------------------------ */
@@ -251,12 +251,12 @@ static int l_leakage(lua_State *L)
         if (tl_lua_split_dataset(L, 2) != d)
             return luaL_error(L, "%s: argument 1 must be a split of this dataset", fn);
     }
-    double thr = LEAK_THRESHOLD;
+    double thr = TL_LUA_LEAK_THRESHOLD;
     if (!lua_isnil(L, 3)) {
         static const char *const fields[] = {"threshold", NULL};
         luaL_checktype(L, 3, LUA_TTABLE);
         tl_lua_check_fields(L, 3, fn, fields);
-        thr = tl_lua_opt_number(L, 3, fn, "threshold", LEAK_THRESHOLD, 0.5, 1.0);
+        thr = tl_lua_opt_number(L, 3, fn, "threshold", TL_LUA_LEAK_THRESHOLD, 0.5, 1.0);
     }
     if (!tl_dataset_labeled(d))
         return luaL_error(L, "%s: the dataset has no labels (read with like= from a file without label columns)",
@@ -271,38 +271,6 @@ static int l_leakage(lua_State *L)
     push_leakage(L, d, rows, n);
     tl_diagnose_leakage_free(rows);
     return 1;
-}
-
-void tl_lua_leakage_warn(lua_State *L, int ds, const tl_data_schema *schema)
-{
-    tl_dataset *d = tl_lua_check_dataset(L, ds);
-    const tl_split *s = tl_dataset_split(d, "train");
-    if (!s) s = tl_dataset_split(d, "all");
-    int K = tl_dataset_n_tasks(d);
-    if (!s || s->n == 0 || K > TL_MAX_TASKS) return;
-    const char *cols[TL_MAX_TASKS] = {NULL};
-    for (int t = 0; t < K; t++)
-        for (int i = 0; i < schema->n_labels; i++)
-            if (schema->labels[i].keep && schema->labels[i].task &&
-                strcmp(schema->labels[i].task, tl_dataset_task_name(d, t)) == 0)
-                cols[t] = schema->labels[i].column;
-    tl_leak_row *rows = NULL;
-    size_t n = 0;
-    if (tl_diagnose_leakage(d, s, cols, LEAK_THRESHOLD, &rows, &n) != TL_OK) return;
-    for (size_t i = 0; i < n; i++) {
-        const tl_leak_row *r = &rows[i];
-        if (!r->leak) continue;
-        if (r->source)
-            fprintf(stderr, "tl.data.csv: warning: feature '%s' is the label source column of task "
-                            "'%s' (kept with keep=true): label leakage\n",
-                    r->feature, tl_dataset_task_name(d, r->task));
-        else
-            fprintf(stderr, "tl.data.csv: warning: feature '%s' predicts task '%s' almost perfectly "
-                            "on the %s split (single-feature AUC %.4f): label leakage? (d:leakage() "
-                            "lists every feature)\n",
-                    r->feature, tl_dataset_task_name(d, r->task), s->name, r->auc);
-    }
-    tl_diagnose_leakage_free(rows);
 }
 
 void tl_lua_open_diagnose(lua_State *L, int tl)

@@ -3,6 +3,8 @@
 #include <lua.h>
 #include <time.h>
 
+#include "l_io.h"
+
 #include "io.h"
 #include "l_model.h"
 #include "l_util.h"

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "l_metrics.h"
+
 #include "l_tensor.h"
 #include "l_util.h"
 #include "metrics.h"

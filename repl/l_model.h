@@ -1,15 +1,33 @@
-/* l_model.h — the model userdata ("tl.model") for other binding modules
- * (checkpoints: tl.load creates models, m:save reads them). */
+/* l_model.h — the model userdata ("tl.model", repl/l_model.c) for the other
+ * binding modules: fit (l_fit.c), results (l_results.c), checkpoints
+ * (l_io.c: tl.load creates models, m:save reads them) and diagnostics. */
 #ifndef TL_L_MODEL_H
 #define TL_L_MODEL_H
 
 #include <lua.h>
-#include <stdint.h>
 
 #include "data.h"
 #include "model.h"
 
 #define TL_MODEL_MT "tl.model"
+
+/* The model userdata. busy: inside m:fit (close and fit refuse, __gc
+ * defers); free_pending: collected while busy (lua_close from a progress
+ * callback), so the fit frees the model when the engine returns. */
+typedef struct {
+    tl_model *m;
+    int busy;
+    int free_pending;
+} tl_lua_model;
+
+/* The open model userdata at idx; raises a Lua error otherwise. */
+tl_lua_model *tl_lua_check_model_ud(lua_State *L, int idx);
+/* The split at idx, checked to have the feature layout and the ids of the
+ * data model m was built on (argument 1, the model or a calibrated predictor
+ * {model = m}, tells which dataset that was); `field` names it in errors. A
+ * split without labels is refused unless fn ends in ":predict". */
+const tl_split *tl_lua_check_model_split(lua_State *L, int idx, tl_model *m, const char *fn,
+                                         const char *field);
 
 /* The open model at idx; raises a Lua error otherwise. */
 tl_model *tl_lua_check_model(lua_State *L, int idx);
@@ -19,19 +37,8 @@ void tl_lua_push_model(lua_State *L, tl_model *m, int data_idx);
 /* Add a method to every model object (m:name(...)). */
 void tl_lua_model_method(lua_State *L, const char *name, lua_CFunction fn);
 
+/* Add tl.model, the spec builders and the model metatable to the tl table at
+ * absolute index `tl`, with their help texts. */
 void tl_lua_open_model(lua_State *L, int tl);
-
-/* 1 while a running m:fit reads dataset d (d:close refuses it, its __gc
- * leaves it to the fit). */
-int tl_lua_dataset_busy(const tl_dataset *d);
-
-/* Read /proc/meminfo's MemAvailable and pass it to the engine's memory
- * budget (tl_memory_set_available); left unchanged when it cannot be read.
- * Called before big allocations (a model, a large tensor). */
-void tl_lua_memory_refresh(void);
-/* Optional field of the table at idx holding bytes: a number or a string
- * with a decimal unit ("64G", "512M", "2TB"); 0 when absent. Raises on a
- * bad value, naming fn and field. */
-uint64_t tl_lua_opt_bytes(lua_State *L, int idx, const char *fn, const char *field);
 
 #endif

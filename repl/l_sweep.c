@@ -38,6 +38,8 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+#include "l_sweep.h"
+
 #include "core.h"
 #include "l_util.h"
 
@@ -453,12 +455,11 @@ void tl_lua_open_sweep(lua_State *L, int tl)
         lua_setfield(L, -2, "__gc");
     }
     lua_pop(L, 1);
+    static const luaL_Reg private_fns[] = {{"sweep_exec", l_sweep_exec},
+                                           {"getpid", l_getpid},
+                                           {"mkdirs", l_mkdirs},
+                                           {NULL, NULL}};
     luaL_getsubtable(L, LUA_REGISTRYINDEX, TL_PRIVATE_KEY);
-    lua_pushcfunction(L, l_sweep_exec);
-    lua_setfield(L, -2, "sweep_exec");
-    lua_pushcfunction(L, l_getpid);
-    lua_setfield(L, -2, "getpid");
-    lua_pushcfunction(L, l_mkdirs);
-    lua_setfield(L, -2, "mkdirs");
+    luaL_setfuncs(L, private_fns, 0);
     lua_pop(L, 1);
 }

@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "l_model.h"
 #include "l_util.h"
 
 typedef struct {

@@ -8,7 +8,21 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "l_tl.h"
+
 #include "core.h"
+#include "l_data.h"
+#include "l_datasets.h"
+#include "l_diagnose.h"
+#include "l_fit.h"
+#include "l_io.h"
+#include "l_metrics.h"
+#include "l_model.h"
+#include "l_plot.h"
+#include "l_results.h"
+#include "l_spec.h"
+#include "l_sweep.h"
+#include "l_tensor.h"
 #include "l_util.h"
 
 /* The repl/lua files, embedded as C strings by the Makefile ($(BUILD)/gen/lua_embed.c),
@@ -20,8 +34,6 @@ struct tl_lua_chunk {
 };
 extern const struct tl_lua_chunk tl_lua_chunks[];
 extern const int tl_lua_nchunks;
-
-int luaopen_towerlab(lua_State *L);
 
 /* tl.threads([n]): with n > 0 set the BLAS/engine thread count; returns the
  * count in effect. */
@@ -125,20 +137,17 @@ int luaopen_towerlab(lua_State *L)
     lua_setfield(L, tl, "version");
     lua_pushinteger(L, 1);
     lua_setfield(L, LUA_REGISTRYINDEX, TL_SEED_KEY);
+    static const luaL_Reg meta[] = {{"__index", l_tl_index}, {"__newindex", l_tl_newindex},
+                                    {NULL, NULL}};
     lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_tl_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_tl_newindex);
-    lua_setfield(L, -2, "__newindex");
+    luaL_setfuncs(L, meta, 0);
     lua_createtable(L, 1, 0); /* for the REPL's completion: tl.se<TAB> */
     lua_pushliteral(L, "seed");
     lua_rawseti(L, -2, 1);
     lua_setfield(L, -2, "__fields");
     lua_setmetatable(L, tl);
-    lua_pushcfunction(L, l_threads);
-    lua_setfield(L, tl, "threads");
-    lua_pushcfunction(L, l_cancelled);
-    lua_setfield(L, tl, "cancelled");
+    static const luaL_Reg fns[] = {{"threads", l_threads}, {"cancelled", l_cancelled}, {NULL, NULL}};
+    luaL_setfuncs(L, fns, 0);
 
     tl_lua_doc(L, "tl", tl,
                "towerlab: multi-task recommender learning.\n"
@@ -160,18 +169,22 @@ int luaopen_towerlab(lua_State *L)
                "tl.cancelled() -> boolean: Ctrl-C was pressed during this command.");
     lua_pop(L, 1);
 
+    static const luaL_Reg private_fns[] = {{"stdout_is_tty", l_stdout_is_tty},
+                                           {"terminal_rows", l_terminal_rows},
+                                           {NULL, NULL}};
     luaL_getsubtable(L, LUA_REGISTRYINDEX, TL_PRIVATE_KEY);
-    lua_pushcfunction(L, l_stdout_is_tty);
-    lua_setfield(L, -2, "stdout_is_tty");
-    lua_pushcfunction(L, l_terminal_rows);
-    lua_setfield(L, -2, "terminal_rows");
+    luaL_setfuncs(L, private_fns, 0);
     lua_pop(L, 1);
 
     tl_lua_open_tensor(L, tl);
     tl_lua_open_data(L, tl);
+    tl_lua_open_datasets(L, tl);
     tl_lua_open_metrics(L, tl);
     tl_lua_open_plot(L, tl);
+    tl_lua_open_spec(L, tl);
     tl_lua_open_model(L, tl);
+    tl_lua_open_fit(L, tl);
+    tl_lua_open_results(L, tl);
     tl_lua_open_io(L, tl);
     tl_lua_open_sweep(L, tl);
     tl_lua_open_diagnose(L, tl);

@@ -2,6 +2,8 @@
 #include "l_util.h"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -214,6 +216,16 @@ void tl_lua_doc(lua_State *L, const char *name, int value_idx, const char *text)
     }
 }
 
+void tl_lua_docs(lua_State *L, int t, const tl_lua_doc_entry *docs, size_t n)
+{
+    t = lua_absindex(L, t);
+    for (size_t i = 0; i < n; i++) {
+        lua_getfield(L, t, docs[i].field);
+        tl_lua_doc(L, docs[i].topic, lua_gettop(L), docs[i].text);
+        lua_pop(L, 1);
+    }
+}
+
 void tl_lua_push_docs(lua_State *L)
 {
     push_registry_table(L, TL_DOCS_NAMES, 0);
@@ -262,4 +274,44 @@ lua_Integer tl_lua_next_seed(lua_State *L)
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     z ^= z >> 31;
     return (lua_Integer)(z & 0x7FFFFFFFFFFFFFFFull);
+}
+
+void tl_lua_memory_refresh(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return;
+    char line[128];
+    unsigned long long kb;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+            tl_memory_set_available((uint64_t)kb * 1024u);
+            break;
+        }
+    fclose(f);
+}
+
+uint64_t tl_lua_opt_bytes(lua_State *L, int idx, const char *fn, const char *field)
+{
+    lua_getfield(L, idx, field);
+    double v = 0;
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        v = lua_tonumber(L, -1);
+    } else if (lua_type(L, -1) == LUA_TSTRING) {
+        const char *str = lua_tostring(L, -1);
+        char *end;
+        v = strtod(str, &end);
+        double unit = *end == 'k' || *end == 'K' ? 1e3 : *end == 'M' ? 1e6 : *end == 'G' ? 1e9
+                    : *end == 'T' ? 1e12 : *end ? -1 : 1;
+        if (*end && (end[1] == 'B' ? end[2] : end[1])) unit = -1;
+        if (unit < 0 || end == str)
+            luaL_error(L, "%s: field '%s' must be bytes (a number, or a string such as \"64G\" or "
+                          "\"512M\"), got \"%s\"", fn, field, str);
+        v *= unit;
+    } else if (!lua_isnil(L, -1)) {
+        luaL_error(L, "%s: field '%s' must be bytes (a number or \"64G\"), got %s", fn, field,
+                   luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    if (!(v >= 0 && v < 1.8e19)) luaL_error(L, "%s: field '%s' must be >= 0 bytes", fn, field);
+    return (uint64_t)v;
 }

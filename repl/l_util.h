@@ -1,9 +1,11 @@
 /* l_util.h — helpers shared by every Lua binding file (repl/l_*.c).
  *
  * Conventions:
- * - Each binding module exports `void tl_lua_open_<module>(lua_State *L, int tl)`
- *   which adds its functions/tables to the `tl` table at absolute index `tl`.
- *   repl/l_tl.c (luaopen_towerlab) calls them all.
+ * - Each binding module's header (l_<module>.h) declares its opener
+ *   `void tl_lua_open_<module>(lua_State *L, int tl)`, which adds its
+ *   functions/tables to the `tl` table at absolute index `tl`. repl/l_tl.c
+ *   (luaopen_towerlab) includes them all and calls them in order, so a
+ *   renamed or missing opener fails the build.
  * - Programming errors raise Lua errors whose message names the function, the
  *   field and what was expected:
  *     tl.mmoe: field 'experts' must be a positive integer, got string
@@ -16,6 +18,7 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdint.h>
 
 #include "core.h"
 
@@ -46,6 +49,13 @@ int tl_lua_opt_enum(lua_State *L, int idx, const char *fn, const char *key,
  * and ?x show it. `value_idx` (0 for none) is the Lua value the text belongs
  * to, so help(tl.data.csv) finds it by identity. */
 void tl_lua_doc(lua_State *L, const char *name, int value_idx, const char *text);
+
+/* One help text of a table of functions: t[field] is documented as topic. */
+typedef struct {
+    const char *field, *topic, *text;
+} tl_lua_doc_entry;
+/* tl_lua_doc for each of the n entries, on the fields of the table at `t`. */
+void tl_lua_docs(lua_State *L, int t, const tl_lua_doc_entry *docs, size_t n);
 
 /* Tell the Lua GC about `bytes` of engine memory owned by a userdata, so big
  * models and datasets are collected promptly (lua_gc step). */
@@ -84,18 +94,13 @@ lua_Integer tl_lua_next_seed(lua_State *L);
 /* Push the two documentation tables (names, then values), creating them. */
 void tl_lua_push_docs(lua_State *L);
 
-/* The openers of the binding modules (repl/l_<module>.c), called in this
- * order by luaopen_towerlab (repl/l_tl.c). Declared here, strongly, so that
- * every module that includes this header is checked against its declaration
- * and a renamed or missing opener fails the link instead of silently
- * dropping a table. */
-void tl_lua_open_tensor(lua_State *L, int tl);
-void tl_lua_open_data(lua_State *L, int tl);
-void tl_lua_open_metrics(lua_State *L, int tl);
-void tl_lua_open_plot(lua_State *L, int tl);
-void tl_lua_open_model(lua_State *L, int tl);
-void tl_lua_open_io(lua_State *L, int tl);
-void tl_lua_open_sweep(lua_State *L, int tl);
-void tl_lua_open_diagnose(lua_State *L, int tl);
+/* Read /proc/meminfo's MemAvailable and pass it to the engine's memory
+ * budget (tl_memory_set_available); left unchanged when it cannot be read.
+ * Called before big allocations (a model, a large tensor). */
+void tl_lua_memory_refresh(void);
+/* Optional field of the table at idx holding bytes: a number or a string
+ * with a decimal unit ("64G", "512M", "2TB"); 0 when absent. Raises on a
+ * bad value, naming fn and field. */
+uint64_t tl_lua_opt_bytes(lua_State *L, int idx, const char *fn, const char *field);
 
 #endif

@@ -25,7 +25,8 @@ extern char **environ;
 
 /* ---- script buffers ---------------------------------------------------- */
 
-static int buf_reserve(tl_plot_buf *b, size_t extra) {
+static int buf_reserve(tl_plot_buf *b, size_t extra)
+{
     if (b->oom) return -1;
     if (b->len + extra + 1 <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 4096;
@@ -40,14 +41,16 @@ static int buf_reserve(tl_plot_buf *b, size_t extra) {
     return 0;
 }
 
-void tl_plot_buf_add(tl_plot_buf *b, const char *s, size_t n) {
+void tl_plot_buf_add(tl_plot_buf *b, const char *s, size_t n)
+{
     if (buf_reserve(b, n) != 0) return;
     memcpy(b->data + b->len, s, n);
     b->len += n;
     b->data[b->len] = '\0';
 }
 
-void tl_plot_buf_vprintf(tl_plot_buf *b, const char *fmt, va_list ap) {
+void tl_plot_buf_vprintf(tl_plot_buf *b, const char *fmt, va_list ap)
+{
     va_list ap2;
     va_copy(ap2, ap);
     char small[256];
@@ -63,72 +66,86 @@ void tl_plot_buf_vprintf(tl_plot_buf *b, const char *fmt, va_list ap) {
     b->len += (size_t)n;
 }
 
-void tl_plot_buf_printf(tl_plot_buf *b, const char *fmt, ...) {
+void tl_plot_buf_printf(tl_plot_buf *b, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
     tl_plot_buf_vprintf(b, fmt, ap);
     va_end(ap);
 }
 
-void tl_plot_buf_num(tl_plot_buf *b, double v) {
-    if (!isfinite(v)) tl_plot_buf_add(b, "NaN", 3);
-    else tl_plot_buf_printf(b, "%.9g", v);
+void tl_plot_buf_num(tl_plot_buf *b, double v)
+{
+    if (!isfinite(v))
+        tl_plot_buf_add(b, "NaN", 3);
+    else
+        tl_plot_buf_printf(b, "%.9g", v);
 }
 
-void tl_plot_buf_quote(tl_plot_buf *b, const char *s) {
+void tl_plot_buf_quote(tl_plot_buf *b, const char *s)
+{
     tl_plot_buf_add(b, "'", 1);
     for (; *s; s++) {
-        if (*s == '\'') tl_plot_buf_add(b, "''", 2);
-        else if (*s == '\n' || *s == '\r') tl_plot_buf_add(b, " ", 1);
-        else tl_plot_buf_add(b, s, 1);
+        if (*s == '\'')
+            tl_plot_buf_add(b, "''", 2);
+        else if (*s == '\n' || *s == '\r')
+            tl_plot_buf_add(b, " ", 1);
+        else
+            tl_plot_buf_add(b, s, 1);
     }
     tl_plot_buf_add(b, "'", 1);
 }
 
-void tl_plot_buf_reset(tl_plot_buf *b) {
+void tl_plot_buf_reset(tl_plot_buf *b)
+{
     b->len = 0;
     b->oom = 0;
     if (b->data) b->data[0] = '\0';
 }
 
-void tl_plot_buf_free(tl_plot_buf *b) {
+void tl_plot_buf_free(tl_plot_buf *b)
+{
     free(b->data);
     memset(b, 0, sizeof *b);
 }
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static double now_s(void) {
+static double now_s(void)
+{
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void sleep_ms(int ms) {
+static void sleep_ms(int ms)
+{
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
-static void close_fd(int *fd) {
+static void close_fd(int *fd)
+{
     if (*fd >= 0) close(*fd);
     *fd = -1;
 }
 
-static void set_nonblock(int fd) {
+static void set_nonblock(int fd)
+{
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0) fcntl(fd, F_SETFL, fl | O_NONBLOCK);
 }
 
 /* Last non-empty lines of gnuplot's stderr, joined with "; ", into dst. */
-static void tail_lines(const char *s, size_t n, char *dst, size_t dstlen) {
+static void tail_lines(const char *s, size_t n, char *dst, size_t dstlen)
+{
     dst[0] = '\0';
     if (!s || n == 0 || dstlen == 0) return;
     /* Up to the last 2 non-blank lines; gnuplot puts the message last. */
     size_t end = n, starts[2], ends[2];
     int k = 0;
     while (end > 0 && k < 2) {
-        while (end > 0 && (s[end - 1] == '\n' || s[end - 1] == ' ' || s[end - 1] == '\t'))
-            end--;
+        while (end > 0 && (s[end - 1] == '\n' || s[end - 1] == ' ' || s[end - 1] == '\t')) end--;
         if (end == 0) break;
         size_t beg = end;
         while (beg > 0 && s[beg - 1] != '\n') beg--;
@@ -162,16 +179,20 @@ static void tail_lines(const char *s, size_t n, char *dst, size_t dstlen) {
 static pid_t g_detached[MAX_DETACHED];
 static int g_ndetached;
 
-static void detach_pid(pid_t pid) {
+static void detach_pid(pid_t pid)
+{
     if (g_ndetached < MAX_DETACHED) g_detached[g_ndetached++] = pid;
 }
 
-void tl_plot_reap(void) {
+void tl_plot_reap(void)
+{
     for (int i = 0; i < g_ndetached;) {
         int st;
         pid_t r = waitpid(g_detached[i], &st, WNOHANG);
-        if (r == g_detached[i] || (r < 0 && errno == ECHILD)) g_detached[i] = g_detached[--g_ndetached];
-        else i++;
+        if (r == g_detached[i] || (r < 0 && errno == ECHILD))
+            g_detached[i] = g_detached[--g_ndetached];
+        else
+            i++;
     }
 }
 
@@ -182,14 +203,16 @@ static int g_has_override;
 static char g_resolved[PATH_MAX];
 static char *g_terminals; /* cached GPVAL_TERMINALS, space separated */
 
-void tl_plot_set_gnuplot(const char *path) {
+void tl_plot_set_gnuplot(const char *path)
+{
     g_has_override = path != NULL;
     if (path) snprintf(g_override, sizeof g_override, "%s", path);
     free(g_terminals);
     g_terminals = NULL;
 }
 
-const char *tl_plot_gnuplot(char *err, size_t errlen) {
+const char *tl_plot_gnuplot(char *err, size_t errlen)
+{
     const char *want = "gnuplot", *source = NULL;
     if (g_has_override) {
         want = g_override;
@@ -238,7 +261,8 @@ typedef struct {
 
 /* Start gnuplot with stdin on a socket pair (so writes can use MSG_NOSIGNAL).
  * Without TL_PLOT_WINDOW stdout and stderr are pipes back to us. */
-static int spawn_gnuplot(int flags, child *c, char *err, size_t errlen) {
+static int spawn_gnuplot(int flags, child *c, char *err, size_t errlen)
+{
     c->pid = -1;
     c->in = c->out = c->err = -1;
     tl_plot_reap();
@@ -295,8 +319,10 @@ static int spawn_gnuplot(int flags, child *c, char *err, size_t errlen) {
         close_fd(&op[0]);
         close_fd(&ep[0]);
         if (rc == ENOENT || rc == EACCES || rc == ENOEXEC) {
-            snprintf(err, errlen, "gnuplot not found: cannot run '%s' (%s); install gnuplot-nox — plots disabled",
-                     path, strerror(rc));
+            snprintf(
+                err, errlen,
+                "gnuplot not found: cannot run '%s' (%s); install gnuplot-nox — plots disabled",
+                path, strerror(rc));
             return TL_PLOT_ENOTFOUND;
         }
         snprintf(err, errlen, "cannot start gnuplot '%s': %s", path, strerror(rc));
@@ -310,13 +336,13 @@ static int spawn_gnuplot(int flags, child *c, char *err, size_t errlen) {
 }
 
 /* Describe a wait status; returns the TL_PLOT code it maps to. */
-static int exit_code(int st, const char *stderr_text, size_t stderr_len, char *err,
-                     size_t errlen) {
+static int exit_code(int st, const char *stderr_text, size_t stderr_len, char *err, size_t errlen)
+{
     char tail[400];
     tail_lines(stderr_text, stderr_len, tail, sizeof tail);
     if (WIFSIGNALED(st)) {
-        snprintf(err, errlen, "gnuplot crashed (signal %d)%s%s", WTERMSIG(st),
-                 tail[0] ? ": " : "", tail);
+        snprintf(err, errlen, "gnuplot crashed (signal %d)%s%s", WTERMSIG(st), tail[0] ? ": " : "",
+                 tail);
         return TL_PLOT_ECRASH;
     }
     if (WIFEXITED(st) && WEXITSTATUS(st) == 127) {
@@ -332,7 +358,8 @@ static int exit_code(int st, const char *stderr_text, size_t stderr_len, char *e
 
 /* Wait for pid until the deadline, then SIGKILL it. Returns 1 with *st when
  * it exited by itself, 0 when it was killed (or could not be waited for). */
-static int wait_until(pid_t pid, double deadline, int *st) {
+static int wait_until(pid_t pid, double deadline, int *st)
+{
     for (;;) {
         pid_t r = waitpid(pid, st, WNOHANG);
         if (r == pid) return 1;
@@ -345,13 +372,13 @@ static int wait_until(pid_t pid, double deadline, int *st) {
         sleep_ms(2);
     }
     kill(pid, SIGKILL);
-    while (waitpid(pid, st, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, st, 0) < 0 && errno == EINTR) {}
     return 0;
 }
 
 /* Read what is available on *fd into b (until EAGAIN or EOF; EOF closes). */
-static void read_avail(int *fd, tl_plot_buf *b) {
+static void read_avail(int *fd, tl_plot_buf *b)
+{
     char tmp[16384];
     for (;;) {
         ssize_t n = read(*fd, tmp, sizeof tmp);
@@ -369,7 +396,8 @@ static void read_avail(int *fd, tl_plot_buf *b) {
 /* ---- one-shot ----------------------------------------------------------- */
 
 int tl_plot_run(const char *script, size_t len, int flags, double timeout_s, char **out,
-                size_t *out_len, char *err, size_t errlen) {
+                size_t *out_len, char *err, size_t errlen)
+{
     if (out) *out = NULL;
     if (out_len) *out_len = 0;
     err[0] = '\0';
@@ -423,8 +451,10 @@ int tl_plot_run(const char *script, size_t len, int flags, double timeout_s, cha
         if (pr <= 0) continue;
         if (iin >= 0 && fds[iin].revents) {
             ssize_t w = send(c.in, script + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (w > 0) off += (size_t)w;
-            else if (w < 0 && errno != EAGAIN && errno != EINTR) close_fd(&c.in);
+            if (w > 0)
+                off += (size_t)w;
+            else if (w < 0 && errno != EAGAIN && errno != EINTR)
+                close_fd(&c.in);
         }
         if (iout >= 0 && fds[iout].revents) read_avail(&c.out, &ob);
         if (ierr >= 0 && fds[ierr].revents) read_avail(&c.err, &eb);
@@ -440,8 +470,10 @@ int tl_plot_run(const char *script, size_t len, int flags, double timeout_s, cha
         double d = now_s() + 0.3;
         pid_t r = 0;
         while ((r = waitpid(c.pid, &st, WNOHANG)) == 0 && now_s() < d) sleep_ms(5);
-        if (r == c.pid) rc = exit_code(st, NULL, 0, err, errlen);
-        else detach_pid(c.pid);
+        if (r == c.pid)
+            rc = exit_code(st, NULL, 0, err, errlen);
+        else
+            detach_pid(c.pid);
         if (rc == TL_PLOT_EERROR)
             snprintf(err, errlen, "gnuplot could not open a window (see its message above)");
     } else if (!wait_until(c.pid, timed_out ? 0 : deadline, &st) || timed_out) {
@@ -479,7 +511,8 @@ int tl_plot_run(const char *script, size_t len, int flags, double timeout_s, cha
 
 /* ---- terminals ---------------------------------------------------------- */
 
-static int query_terminals(void) {
+static int query_terminals(void)
+{
     if (g_terminals) return TL_PLOT_OK; /* failures are not cached: gnuplot may appear */
     static const char q[] = "set print '-'\nprint GPVAL_TERMINALS\n";
     char err[512];
@@ -490,7 +523,8 @@ static int query_terminals(void) {
     return TL_PLOT_OK;
 }
 
-int tl_plot_has_terminal(const char *name) {
+int tl_plot_has_terminal(const char *name)
+{
     int rc = query_terminals();
     if (rc != TL_PLOT_OK) return rc;
     size_t n = strlen(name);
@@ -502,23 +536,27 @@ int tl_plot_has_terminal(const char *name) {
     return 0;
 }
 
-int tl_plot_have_display(void) {
+int tl_plot_have_display(void)
+{
     const char *d = getenv("DISPLAY"), *w = getenv("WAYLAND_DISPLAY");
     return (d && *d) || (w && *w);
 }
 
-const char *tl_plot_window_terminal(void) {
+const char *tl_plot_window_terminal(void)
+{
     static const char *const wins[] = {"qt", "wxt", "x11"};
     for (size_t i = 0; i < sizeof wins / sizeof wins[0]; i++)
         if (tl_plot_has_terminal(wins[i]) == 1) return wins[i];
     return NULL;
 }
 
-int tl_plot_is_window(const char *t) {
+int tl_plot_is_window(const char *t)
+{
     return t && (!strcmp(t, "qt") || !strcmp(t, "wxt") || !strcmp(t, "x11"));
 }
 
-int tl_plot_tty_columns(void) {
+int tl_plot_tty_columns(void)
+{
     struct winsize ws;
     if (isatty(STDOUT_FILENO) && ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20)
         return ws.ws_col;
@@ -527,8 +565,9 @@ int tl_plot_tty_columns(void) {
     return v >= 20 ? v : 80;
 }
 
-int tl_plot_terminal_cmd(tl_plot_buf *b, const char *t, int w, int h, const char *file,
-                         int color, char *err, size_t errlen) {
+int tl_plot_terminal_cmd(tl_plot_buf *b, const char *t, int w, int h, const char *file, int color,
+                         char *err, size_t errlen)
+{
     if (!strcmp(t, "dumb")) {
         if (w <= 0) w = tl_plot_tty_columns() - 1;
         if (h <= 0) h = 24;
@@ -594,7 +633,8 @@ struct tl_plot {
     tl_plot_buf errbuf; /* recent stderr */
 };
 
-tl_plot *tl_plot_open(int flags, int *code, char *err, size_t errlen) {
+tl_plot *tl_plot_open(int flags, int *code, char *err, size_t errlen)
+{
     tl_plot *p = calloc(1, sizeof *p);
     if (!p) {
         snprintf(err, errlen, "out of memory");
@@ -615,7 +655,8 @@ tl_plot *tl_plot_open(int flags, int *code, char *err, size_t errlen) {
     return p;
 }
 
-int tl_plot_alive(tl_plot *p) {
+int tl_plot_alive(tl_plot *p)
+{
     if (p->dead) return 0;
     int st;
     pid_t r = waitpid(p->c.pid, &st, WNOHANG);
@@ -635,7 +676,8 @@ const char *tl_plot_error(const tl_plot *p) { return p->errmsg; }
 
 /* Send as much of the pending frame as the socket takes. 0 when all sent,
  * 1 when some is left, -1 when gnuplot is gone. */
-static int flush_pending(tl_plot *p) {
+static int flush_pending(tl_plot *p)
+{
     while (p->pending_off < p->pending_len) {
         ssize_t w = send(p->c.in, p->pending + p->pending_off, p->pending_len - p->pending_off,
                          MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -653,7 +695,8 @@ static int flush_pending(tl_plot *p) {
     return 0;
 }
 
-static int mark_dead(tl_plot *p) {
+static int mark_dead(tl_plot *p)
+{
     if (tl_plot_alive(p)) { /* EPIPE but still running: stdin closed on its side */
         p->dead = 1;
         snprintf(p->errmsg, sizeof p->errmsg, "gnuplot stopped reading its input");
@@ -661,7 +704,8 @@ static int mark_dead(tl_plot *p) {
     return TL_PLOT_ECRASH;
 }
 
-int tl_plot_ready(tl_plot *p) {
+int tl_plot_ready(tl_plot *p)
+{
     if (p->dead || !tl_plot_alive(p)) return TL_PLOT_ECRASH;
     int fr = flush_pending(p);
     if (fr < 0) return mark_dead(p);
@@ -673,7 +717,8 @@ int tl_plot_ready(tl_plot *p) {
     return 1;
 }
 
-int tl_plot_send(tl_plot *p, const char *frame, size_t n) {
+int tl_plot_send(tl_plot *p, const char *frame, size_t n)
+{
     int ready = tl_plot_ready(p);
     if (ready < 0) return ready;
     if (ready == 0) return TL_PLOT_BUSY;
@@ -690,7 +735,8 @@ int tl_plot_send(tl_plot *p, const char *frame, size_t n) {
     return TL_PLOT_SENT;
 }
 
-int tl_plot_wait_output(tl_plot *p, const char *marker, double timeout_s, tl_plot_buf *out) {
+int tl_plot_wait_output(tl_plot *p, const char *marker, double timeout_s, tl_plot_buf *out)
+{
     size_t mlen = strlen(marker);
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -720,14 +766,16 @@ int tl_plot_wait_output(tl_plot *p, const char *marker, double timeout_s, tl_plo
         if (!tl_plot_alive(p)) return TL_PLOT_ECRASH;
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        if ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) * 1e-9 > timeout_s)
+        if ((double)(now.tv_sec - t0.tv_sec) + (double)(now.tv_nsec - t0.tv_nsec) * 1e-9 >
+            timeout_s)
             return TL_PLOT_ECRASH;
         struct pollfd pf = {p->c.out, POLLIN, 0};
         poll(&pf, 1, 20);
     }
 }
 
-size_t tl_plot_drain(tl_plot *p, FILE *to) {
+size_t tl_plot_drain(tl_plot *p, FILE *to)
+{
     size_t total = 0;
     if (p->c.out >= 0) {
         tl_plot_buf ob = {0};
@@ -756,7 +804,8 @@ size_t tl_plot_drain(tl_plot *p, FILE *to) {
     return total;
 }
 
-void tl_plot_close(tl_plot *p, FILE *to, double timeout_s) {
+void tl_plot_close(tl_plot *p, FILE *to, double timeout_s)
+{
     if (!p) return;
     double deadline = now_s() + timeout_s;
     if (!p->dead) {

@@ -48,6 +48,8 @@ void tl_plot_buf_printf(tl_plot_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void tl_plot_buf_vprintf(tl_plot_buf *b, const char *fmt, va_list ap);
 void tl_plot_buf_add(tl_plot_buf *b, const char *s, size_t n);
+/* Append a string literal. */
+#define tl_plot_buf_add_lit(b, s) tl_plot_buf_add((b), (s), sizeof(s) - 1)
 /* A number in gnuplot data syntax ("%.9g"; NaN/Inf as "NaN", a missing point). */
 void tl_plot_buf_num(tl_plot_buf *b, double v);
 /* `s` as a gnuplot single-quoted string (quotes doubled, newlines dropped). */

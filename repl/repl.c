@@ -21,6 +21,7 @@
 #include <readline/readline.h>
 
 #include "l_util.h"
+#include "run.h"
 
 #define PROMPT "> "
 #define PROMPT2 ">> "
@@ -297,7 +298,7 @@ static void setup_readline(lua_State *L)
     const char *breaks = lua_breaks;
     repl_L = L;
     rl_readline_name = "towerlab";
-    rl_catch_signals = 0; /* our SIGINT handler (main.c) decides */
+    rl_catch_signals = 0; /* our SIGINT handler (run.c) decides */
     rl_catch_sigwinch = 0;
     rl_attempted_completion_function = attempt_completion;
     rl_basic_word_break_characters = breaks;
