@@ -135,7 +135,8 @@ $(BIN): $(REPL_OBJ) $(LIB) $(LUA_EMBED_OBJ)
 
 # The engine as a plain Lua module: lua5.4 -e 'require "towerlab"' with
 # LUA_CPATH="$(pwd)/?.so;;". main.c is left out (it owns the program), and so
-# is kernel.c (the Jupyter kernel: libzmq, jansson, libcrypto).
+# is kernel.c (the Jupyter kernel: libzmq, jansson, libcrypto); run.c and
+# kernel_wire.c compile to nothing under TL_LUA_MODULE.
 $(SO): $(filter-out $(BUILD)/pic/repl/main.o $(BUILD)/pic/repl/kernel.o,$(REPL_PIC_OBJ)) $(ENGINE_PIC_OBJ) $(LUA_EMBED_PIC)
 	$(CC) $(LDSAN) -shared -o $@ $^ $(LDLIBS)
 
@@ -166,15 +167,10 @@ FUZZ_JOBS ?= 1
 FUZZ_NAMES := $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
-# kernel.c (fuzz_kernel_msg) needs the rest of the program: every REPL object,
-# with main.c's main renamed so libFuzzer's (or cmocka's) main wins.
-FUZZ_MAIN_OBJ := $(BUILD)/obj/fuzz/repl_main.o
-FUZZ_LINK_OBJ := $(filter-out $(BUILD)/obj/repl/main.o,$(REPL_OBJ)) $(FUZZ_MAIN_OBJ) $(LUA_EMBED_OBJ) $(LIB)
+# kernel.c (fuzz_kernel_msg) needs the rest of the program: every REPL object
+# but main.c, so libFuzzer's (or cmocka's) main is the one linked.
+FUZZ_LINK_OBJ := $(filter-out $(BUILD)/obj/repl/main.o,$(REPL_OBJ)) $(LUA_EMBED_OBJ) $(LIB)
 FUZZ_LIBS := $(LUA_LIBS) -lreadline $(KERNEL_LIBS) $(LDLIBS)
-
-$(FUZZ_MAIN_OBJ): repl/main.c
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(LUA_CFLAGS) -Dmain=tl_main_unused -c $< -o $@
 
 $(BUILD)/obj/fuzz/%.o: fuzz/%.c
 	@mkdir -p $(@D)
@@ -251,4 +247,4 @@ clean:
 	rm -rf build build-check engine/libtowerlab.a towerlab towerlab.so
 
 -include $(ENGINE_OBJ:.o=.d) $(REPL_OBJ:.o=.d) $(ENGINE_PIC_OBJ:.o=.d) $(REPL_PIC_OBJ:.o=.d) \
-         $(TEST_BIN:=.d) $(TEST_SUPPORT:.o=.d) $(FUZZ_REPLAY_OBJ:.o=.d) $(FUZZ_MAIN_OBJ:.o=.d)
+         $(TEST_BIN:=.d) $(TEST_SUPPORT:.o=.d) $(FUZZ_REPLAY_OBJ:.o=.d)
