@@ -12,7 +12,7 @@
  * A model that loads then goes through, in order (each a stage of the
  * outcome, fuzz.h):
  *   print     tostring(m) and m:history() in a Lua state with the tl library
- *             (repl/l_model.c's __tostring, the path `print(m)` takes)
+ *             (the model's __tostring in repl/l_model.c, the path `print(m)` takes)
  *   evaluate  tl_model_predict, tl_model_evaluate (with reliability bins),
  *             the calibrated variants, and the CrossDistil teachers, on 16
  *             synthetic rows with the model's feature layout

@@ -1,5 +1,5 @@
 /* fuzz_kernel_msg.c — the Jupyter kernel's check of a received message
- * (repl/kernel.c through tl_kernel_parse_for_fuzz): delimiter search,
+ * (repl/kernel_wire.c, through tl_kernel_parse_for_fuzz in kernel.c): delimiter search,
  * HMAC-SHA256 verification and JSON decoding of arbitrary frames.
  *
  * Input: one flags byte, then the frames separated by '\n' (so seeds are

@@ -1,5 +1,5 @@
 -- test_diagnose.lua — looking inside multi-task training from Lua (repl/l_diagnose.c,
--- repl/l_model.c, repl/lua/diagnose.lua): m:gates, fit{diagnostics=N} and
+-- repl/l_fit.c, repl/l_results.c, repl/lua/diagnose.lua): m:gates, fit{diagnostics=N} and
 -- m:history().diagnostics, d:leakage(), the leakage warning of tl.data.csv,
 -- and tl.plot.gates / tl.plot.history on those tables.
 local T = {}

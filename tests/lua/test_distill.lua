@@ -1,4 +1,4 @@
--- tl.crossdistil in the REPL (repl/l_model.c): order="auto" resolved by the
+-- tl.crossdistil in the REPL (repl/l_spec.c): order="auto" resolved by the
 -- first m:fit and shown by print(m) and m:teachers, and calib_every (option,
 -- help text, refits before the first epoch ends). On the shipped census data,
 -- whose pair income / never_married is negatively related.

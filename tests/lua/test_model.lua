@@ -1,4 +1,4 @@
--- The model API (repl/l_model.c): the README tour on the shipped census data,
+-- The model API (repl/l_model.c, l_spec.c, l_fit.c, l_results.c): the README tour on the shipped census data,
 -- loss weights changed between fits, results, history, and error messages.
 local T = {}
 
