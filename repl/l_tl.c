@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "parallel.h"
 #include "l_util.h"
 
 /* The repl/lua files, embedded as C strings by the Makefile ($(BUILD)/gen/lua_embed.c),
