@@ -4,7 +4,8 @@
 #ifndef TL_BUILDERS_H
 #define TL_BUILDERS_H
 
-#include "model.h"
+#include "graph.h"
+#include "model_config.h"
 
 /* act(...) stack of fully connected layers (ReLU, dropout after each). The
  * parameters are named "<prefix>.l<i>.w/.b". Returns the last hidden layer. */

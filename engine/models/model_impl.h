@@ -70,8 +70,4 @@ struct tl_model {
     int64_t distill_cal_step;           /* CrossDistil's fitted teacher calibrators */
 };
 
-/* Copy rows order[from .. from+n) of s (order NULL: rows from..) into the
- * graph's inputs, as the fit loop does (model.c). */
-void tl_model_fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n);
-
 #endif
