@@ -33,6 +33,14 @@ typedef struct {
     char msg[160];   /* a field's message, when bad points here */
 } tl_rbuf;
 
+/* A section tag: four ASCII characters, the first in the lowest byte. */
+#define TL_CODEC_TAG(a, b, c, d) \
+    ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+
+/* Counters a later fit adds to: bounded so that they cannot overflow. */
+#define TL_CODEC_MAX_STEPS ((int64_t)1 << 62)
+#define TL_CODEC_MAX_EPOCH (1 << 30)
+
 /* Writing when w is non-NULL, reading from r otherwise. */
 typedef struct {
     tl_wbuf *w;

@@ -17,14 +17,11 @@
 
 #include "codec.h"
 #include "io_file.h"
-#include "losses/weighting.h"
 #include "models/model_impl.h"
 
 static const uint8_t magic[8] = {0x89, 'T', 'L', 'M', 0x0d, 0x0a, 0x1a, 0x0a};
 #define HEADER_SIZE 24u
 #define SECTION_HEADER 16u
-#define TAG(a, b, c, d) \
-    ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
 
 enum { S_CONF, S_PARM, S_OPTM, S_TRNS, S_WGHT, S_HSTP, S_HEPO, S_CALB, S_COUNT };
 
@@ -254,9 +251,6 @@ static void check_config_fields(tl_rbuf *r, const tl_model_config *c)
     tl_codec_want_int(r, "dml.gkd_tasks", (long long)c->dml.gkd_tasks, 0, (1LL << c->n_tasks) - 1);
 }
 
-/* Counters a later fit adds to: bounded so that they cannot overflow. */
-#define MAX_STEPS_FIELD ((int64_t)1 << 62)
-#define MAX_EPOCH_FIELD (1 << 30)
 
 /* ---- the sections ------------------------------------------------------------
  * Each section has a write and a read function; the fields both share are
@@ -354,13 +348,13 @@ static void optm_write(tl_codec *c, tl_model *m)
 static void check_schedule(tl_rbuf *r, const tl_optim_config *oc)
 {
     tl_codec_want_int(r, "schedule", (long long)oc->schedule, TL_SCHEDULE_NONE, TL_SCHEDULE_COSINE);
-    tl_codec_want_int(r, "warmup", oc->warmup, 0, MAX_STEPS_FIELD);
+    tl_codec_want_int(r, "warmup", oc->warmup, 0, TL_CODEC_MAX_STEPS);
     if (oc->schedule == TL_SCHEDULE_STEP) {
-        tl_codec_want_int(r, "step_size", oc->step_size, 1, MAX_STEPS_FIELD);
+        tl_codec_want_int(r, "step_size", oc->step_size, 1, TL_CODEC_MAX_STEPS);
         tl_codec_want_real(r, "gamma", oc->gamma, 1e-30, 1e6, 0);
     }
     if (oc->schedule == TL_SCHEDULE_COSINE) {
-        tl_codec_want_int(r, "total", oc->total, 1, MAX_STEPS_FIELD);
+        tl_codec_want_int(r, "total", oc->total, 1, TL_CODEC_MAX_STEPS);
         tl_codec_want_real(r, "min_lr", oc->min_lr, 0.0, oc->lr, 0);
     }
 }
@@ -377,7 +371,7 @@ static void check_optim_fields(tl_rbuf *r, const tl_optim_config *oc, int64_t st
     tl_codec_want_real(r, "weight_decay", oc->weight_decay, 0.0, 1e30, 0);
     tl_codec_want_real(r, "clip_norm", oc->clip_norm, 0.0, 1e30, 0);
     tl_codec_want_real(r, "initial_accumulator", oc->initial_accumulator, 0.0, 1e30, 0);
-    tl_codec_want_int(r, "steps", steps, 0, MAX_STEPS_FIELD);
+    tl_codec_want_int(r, "steps", steps, 0, TL_CODEC_MAX_STEPS);
 }
 
 static tl_status optm_read(tl_codec *c, tl_model *m, const char *path)
@@ -448,8 +442,8 @@ static tl_status trns_read(tl_codec *c, tl_model *m, const char *path)
     uint64_t bie = 0;
     tl_rng drop, prng;
     x_trns(c, &step, &epoch, &bie, &drop, &prng);
-    tl_codec_want_int(r, "step", step, 0, MAX_STEPS_FIELD);
-    tl_codec_want_int(r, "epoch", epoch, 0, MAX_EPOCH_FIELD);
+    tl_codec_want_int(r, "step", step, 0, TL_CODEC_MAX_STEPS);
+    tl_codec_want_int(r, "epoch", epoch, 0, TL_CODEC_MAX_EPOCH);
     tl_codec_want_int(r, "batches_in_epoch", (long long)(bie > (uint64_t)INT64_MAX ? INT64_MAX : bie), 0,
              UINT32_MAX);
     if (r->bad) return TL_ERR_FORMAT;
@@ -469,30 +463,14 @@ static int x_task_count(tl_codec *c, int K)
     return tl_codec_refuse(c, k != (uint32_t)K, "has a task count that differs from CONF");
 }
 
-/* WGHT: the weighting strategy's state. */
-static void x_wght(tl_codec *c, tl_model *m)
-{
-    const int K = m->cfg.n_tasks;
-    if (x_task_count(c, K)) return;
-    for (int k = 0; k < K; k++) tl_codec_f32(c, &m->factor[k]);
-    for (int k = 0; k < K; k++) tl_codec_f64(c, &m->gn_initial[k]);
-    tl_codec_int(c, &m->gn_have_initial);
-    for (int e = 0; e < 2; e++)
-        for (int k = 0; k < K; k++) tl_codec_f64(c, &m->dwa_hist[e][k]);
-    tl_codec_int(c, &m->dwa_epochs);
-}
-
-static void wght_write(tl_codec *c, tl_model *m) { x_wght(c, m); }
+/* WGHT: the weighting strategy's section, which it writes and reads itself
+ * (tl_model_section_save). */
+static void wght_write(tl_codec *c, tl_model *m) { tl_model_section_save(m, TL_CODEC_TAG('W', 'G', 'H', 'T'), c); }
 
 static tl_status wght_read(tl_codec *c, tl_model *m, const char *path)
 {
     (void)path;
-    tl_rbuf *r = c->r;
-    x_wght(c, m);
-    for (int i = 0; i < m->cfg.n_tasks; i++) tl_codec_want_real(r, "factor", m->factor[i], 0.0, 3.0e38, 0);
-    tl_codec_want_int(r, "gn_have_initial", m->gn_have_initial, 0, 1);
-    tl_codec_want_int(r, "dwa_epochs", m->dwa_epochs, 0, MAX_EPOCH_FIELD);
-    return r->bad ? TL_ERR_FORMAT : TL_OK;
+    return tl_model_section_load(m, TL_CODEC_TAG('W', 'G', 'H', 'T'), c);
 }
 
 /* HSTP and HEPO: the training history, a record count, the task count, then
@@ -638,14 +616,14 @@ typedef struct {
 } section_codec;
 
 static const section_codec sections[S_COUNT] = {
-    [S_CONF] = {TAG('C', 'O', 'N', 'F'), conf_write, NULL, 1},
-    [S_PARM] = {TAG('P', 'A', 'R', 'M'), parm_write, parm_read, 1},
-    [S_OPTM] = {TAG('O', 'P', 'T', 'M'), optm_write, optm_read, 0},
-    [S_TRNS] = {TAG('T', 'R', 'N', 'S'), trns_write, trns_read, 1},
-    [S_WGHT] = {TAG('W', 'G', 'H', 'T'), wght_write, wght_read, 0},
-    [S_HSTP] = {TAG('H', 'S', 'T', 'P'), hstp_write, hstp_read, 0},
-    [S_HEPO] = {TAG('H', 'E', 'P', 'O'), hepo_write, hepo_read, 0},
-    [S_CALB] = {TAG('C', 'A', 'L', 'B'), calb_write, calb_read, 0},
+    [S_CONF] = {TL_CODEC_TAG('C', 'O', 'N', 'F'), conf_write, NULL, 1},
+    [S_PARM] = {TL_CODEC_TAG('P', 'A', 'R', 'M'), parm_write, parm_read, 1},
+    [S_OPTM] = {TL_CODEC_TAG('O', 'P', 'T', 'M'), optm_write, optm_read, 0},
+    [S_TRNS] = {TL_CODEC_TAG('T', 'R', 'N', 'S'), trns_write, trns_read, 1},
+    [S_WGHT] = {TL_CODEC_TAG('W', 'G', 'H', 'T'), wght_write, wght_read, 0},
+    [S_HSTP] = {TL_CODEC_TAG('H', 'S', 'T', 'P'), hstp_write, hstp_read, 0},
+    [S_HEPO] = {TL_CODEC_TAG('H', 'E', 'P', 'O'), hepo_write, hepo_read, 0},
+    [S_CALB] = {TL_CODEC_TAG('C', 'A', 'L', 'B'), calb_write, calb_read, 0},
 };
 
 static tl_status bad_section(const char *path, int which, const char *why)
@@ -687,7 +665,6 @@ static tl_status restore(tl_model *m, const char *path, tl_rbuf *sec, const int 
         if (s == TL_ERR_FORMAT && sec[i].bad) return bad_section(path, i, sec[i].bad);
         if (s != TL_OK) return s;
     }
-    tl_weighting_apply(m);
     return TL_OK;
 }
 

@@ -12,6 +12,7 @@
 #include "losses/distill.h"
 #include "losses/weighting.h"
 #include "models/builders.h"
+#include "models/model_impl.h"
 #include "parallel.h"
 
 /* ---- configuration -------------------------------------------------------- */
@@ -385,8 +386,9 @@ static tl_status build(tl_model *m)
     if (c->distill.enabled && (s = tl_distill_build(m, h, logit)) != TL_OK) return s;
     m->extra_coef = tl_scalar(g, 1.0f, "extra_losses");
 
-    s = tl_weighting_build(m);
-    if (s != TL_OK) return s;
+    for (int i = 0; i < m->n_hooks; i++)
+        if (m->hooks[i]->build && (s = m->hooks[i]->build(m->hook_state[i], &m->view)) != TL_OK)
+            return s;
     if ((s = tl_graph_status(g)) != TL_OK) return tl_fail(s, "%s", tl_graph_errmsg(g));
     return tl_graph_backward(g, m->total);
 }
@@ -432,6 +434,42 @@ static tl_status check_memory(tl_model *m)
 
 /* A model record with its graph built but not planned (no parameter memory
  * yet); tl_model_free releases it. */
+/* The part of the model its strategies see (hooks.h). */
+static void init_view(tl_model *m)
+{
+    tl_model_view *v = &m->view;
+    v->cfg = &m->cfg;
+    v->g = m->g;
+    v->rng = &m->rng;
+    v->loss = m->loss;
+    v->objective = m->objective;
+    v->extra = &m->extra;
+    v->extra_coef = &m->extra_coef;
+    v->total = &m->total;
+    v->last_shared = &m->last_shared;
+    v->n_shared_params = &m->n_shared_params;
+    v->opt = &m->opt;
+}
+
+/* Attach strategy h with a new zeroed state; returns the state (NULL when
+ * out of memory). */
+static void *attach(tl_model *m, const tl_hook *h)
+{
+    void *st = tl_calloc(1, h->size, h->name);
+    if (!st) return NULL;
+    m->hooks[m->n_hooks] = h;
+    m->hook_state[m->n_hooks++] = st;
+    return st;
+}
+
+static tl_status hooks_planned(tl_model *m)
+{
+    tl_status s = TL_OK;
+    for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
+        if (m->hooks[i]->planned) s = m->hooks[i]->planned(m->hook_state[i], &m->view);
+    return s;
+}
+
 static tl_status model_build(const tl_model_config *cfg, tl_model **out)
 {
     *out = NULL;
@@ -447,7 +485,8 @@ static tl_status model_build(const tl_model_config *cfg, tl_model **out)
     m->eval_in_space = 1;
     tl_rng_seed(&m->rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
     m->g = tl_graph_new(cfg->max_batch, cfg->seed);
-    if (!m->g || (s = build(m)) != TL_OK) {
+    init_view(m);
+    if (!m->g || !(m->weighting = attach(m, &tl_weighting_hook)) || (s = build(m)) != TL_OK) {
         if (s == TL_OK) s = TL_ERR_NOMEM;
         tl_model_free(m);
         return s;
@@ -474,7 +513,7 @@ tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
     tl_status s = model_build(cfg, &m);
     if (s != TL_OK) return s;
     if ((s = check_memory(m)) != TL_OK || (s = tl_graph_plan(m->g)) != TL_OK ||
-        (s = tl_weighting_init(m)) != TL_OK) {
+        (s = hooks_planned(m)) != TL_OK) {
         tl_model_free(m);
         return s;
     }
@@ -485,7 +524,10 @@ tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
 void tl_model_free(tl_model *m)
 {
     if (!m) return;
-    tl_weighting_free(m);
+    for (int i = 0; i < m->n_hooks; i++) {
+        if (m->hooks[i]->free) m->hooks[i]->free(m->hook_state[i]);
+        tl_free(m->hook_state[i]);
+    }
     tl_distill_free(m);
     tl_diagnose_free(m);
     for (int k = 0; k < TL_MAX_TASKS; k++) tl_calibrator_free(m->out_cal[k]);
@@ -529,7 +571,7 @@ tl_status tl_model_set_weight(tl_model *m, int task, float w)
         return tl_fail(TL_ERR_ARG, "task '%s': weight must be finite and >= 0, got %g",
                        m->cfg.tasks[task].name, (double)w);
     m->cfg.tasks[task].weight = w;
-    tl_weighting_apply(m);
+    tl_weighting_apply(m->weighting, &m->view);
     return TL_OK;
 }
 
@@ -541,7 +583,7 @@ float tl_model_get_weight(const tl_model *m, int task)
 
 float tl_model_effective_weight(const tl_model *m, int task)
 {
-    return task >= 0 && task < m->cfg.n_tasks ? tl_weighting_effective(m, task) : NAN;
+    return task >= 0 && task < m->cfg.n_tasks ? tl_weighting_effective(m->weighting, &m->view, task) : NAN;
 }
 
 /* ---- batches ----------------------------------------------------------------- */
@@ -939,6 +981,16 @@ static tl_status ensure_optim(tl_model *m, const tl_optim_config *oc)
     return TL_OK;
 }
 
+static tl_status hooks_epoch_end(tl_model *m, const tl_split *train, const tl_split *valid,
+                                 const double *epoch_loss)
+{
+    tl_fit_point f = {train, valid, NULL, epoch_loss};
+    tl_status s = TL_OK;
+    for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
+        if (m->hooks[i]->epoch_end) s = m->hooks[i]->epoch_end(m->hook_state[i], &m->view, &f);
+    return s;
+}
+
 /* One training step on the batch already in the graph's inputs. */
 static tl_status train_step(tl_model *m, float *task_loss)
 {
@@ -956,7 +1008,10 @@ static tl_status train_step(tl_model *m, float *task_loss)
                            m->epoch + 1);
         }
     }
-    if ((s = tl_weighting_backward(m, task_loss)) != TL_OK) return s;
+    tl_fit_point f = {NULL, NULL, task_loss, NULL};
+    for (int i = 0; i < m->n_hooks; i++)
+        if (m->hooks[i]->backward && (s = m->hooks[i]->backward(m->hook_state[i], &m->view, &f)) != TL_OK)
+            return s;
     if ((s = tl_optim_step(m->opt)) == TL_ERR_NUMERIC)
         return tl_fail_context(s, "fit: step %lld (epoch %d)", (long long)m->step + 1, m->epoch + 1);
     return s;
@@ -1029,7 +1084,8 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
             tl_rng_shuffle_u32(&shuf, order, train->n);
         }
         if (m->batches_in_epoch >= per_epoch) m->batches_in_epoch = 0;
-        tl_weighting_epoch_start(m);
+        for (int i = 0; i < m->n_hooks; i++)
+            if (m->hooks[i]->epoch_begin) m->hooks[i]->epoch_begin(m->hook_state[i], &m->view);
         for (int k = 0; k < K; k++) epoch_loss[k] = 0.0;
         size_t done = 0, ran = 0;
         /* Resuming mid-epoch: the epoch's mean loss (history, DWA) also
@@ -1069,7 +1125,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
             for (int k = 0; k < K; k++) {
                 epoch_loss[k] += (double)tl_loss[k];
                 r->loss[k] = tl_loss[k];
-                r->weight[k] = tl_weighting_effective(m, k);
+                r->weight[k] = tl_weighting_effective(m->weighting, &m->view, k);
             }
             if ((st = tl_distill_step_end(m, train, valid)) != TL_OK) break;
             if (m->cfg.distill.calib_every > 0 && m->step % m->cfg.distill.calib_every == 0)
@@ -1126,7 +1182,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
         if (m->batches_in_epoch < per_epoch) break; /* stopped mid-epoch by max_steps */
         m->epoch++;
         m->batches_in_epoch = 0;
-        tl_weighting_epoch_end(m, epoch_loss);
+        if ((st = hooks_epoch_end(m, train, valid, epoch_loss)) != TL_OK) break;
         if ((st = tl_distill_epoch_end(m, train, valid)) != TL_OK) break;
         m->distill_cal_step = m->step;
 
@@ -1210,4 +1266,19 @@ size_t tl_model_history_epochs(const tl_model *m, const tl_epoch_record **out)
 {
     *out = m->epochs_hist;
     return m->n_epochs_hist;
+}
+
+/* ---- the strategies' checkpoint sections -------------------------------------- */
+
+void tl_model_section_save(tl_model *m, uint32_t tag, tl_codec *c)
+{
+    for (int i = 0; i < m->n_hooks; i++)
+        if (m->hooks[i]->tag == tag && m->hooks[i]->save) m->hooks[i]->save(m->hook_state[i], &m->view, c);
+}
+
+tl_status tl_model_section_load(tl_model *m, uint32_t tag, tl_codec *c)
+{
+    for (int i = 0; i < m->n_hooks; i++)
+        if (m->hooks[i]->tag == tag && m->hooks[i]->load) return m->hooks[i]->load(m->hook_state[i], &m->view, c);
+    return TL_OK;
 }

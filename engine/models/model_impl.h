@@ -1,10 +1,16 @@
-/* models/model_impl.h — engine-internal: the model record shared by model.c
- * and losses/weighting.c. */
+/* models/model_impl.h — engine-internal: the model record. model.c owns it;
+ * the strategies not yet behind the hook table (losses/distill.c, diagnose.c)
+ * and the checkpoint sections in io.c still reach into it. Loss weighting
+ * sees only the view (hooks.h). */
 #ifndef TL_MODEL_IMPL_H
 #define TL_MODEL_IMPL_H
 
 #include "diagnose.h"
+#include "hooks.h"
+#include "losses/weighting.h"
 #include "model.h"
+
+#define TL_MODEL_MAX_HOOKS 4
 
 /* CrossDistil per-task state: the map op's context for the calibrated,
  * corrected soft label. */
@@ -34,19 +40,15 @@ struct tl_model {
     tl_node kd_alpha, kd_keep;     /* alpha and 1 - alpha (0 / 1 during warm-up) */
     tl_distill_task distill_task[TL_MAX_TASKS];
     tl_node dml_hcat;              /* DML: the concatenated tower inputs before CTFM */
-    tl_node coef[TL_MAX_TASKS];    /* scalar multiplying task k's loss term */
-    tl_node logvar[TL_MAX_TASKS];  /* uncertainty weighting: log sigma^2 per task */
     tl_node total;
     tl_node last_shared;           /* GradNorm's measured layer */
     int n_shared_params;           /* parameters below the towers */
-    /* weighting state */
-    float factor[TL_MAX_TASKS];    /* strategy multiplier (DWA, GradNorm), 1 otherwise */
-    double gn_initial[TL_MAX_TASKS];
-    int gn_have_initial;
-    double dwa_hist[2][TL_MAX_TASKS];
-    int dwa_epochs;
-    float *task_grads;             /* PCGrad: n_tasks x param floats */
-    float *w_grad_before;          /* GradNorm: last_shared's gradient before a task pass */
+    /* attached strategies (hooks.h), each with its state, in attach order */
+    tl_model_view view;
+    int n_hooks;
+    const tl_hook *hooks[TL_MODEL_MAX_HOOKS];
+    void *hook_state[TL_MODEL_MAX_HOOKS];
+    tl_weighting_state *weighting; /* hook_state of tl_weighting_hook */
     /* training */
     tl_optim *opt;
     int64_t step;
