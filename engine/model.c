@@ -132,6 +132,52 @@ static tl_status check_mlp(const tl_mlp_spec *s, const char *what)
     return TL_OK;
 }
 
+/* CrossDistil's switches (check_config). */
+static tl_status check_distill(const tl_model_config *c)
+{
+    const tl_backbone_spec *b = &c->backbone;
+    const tl_distill_spec *ds = &c->distill;
+    if (ds->n_pairs < 1 || ds->n_pairs > TL_MAX_TASKS)
+        return tl_fail(TL_ERR_ARG, "crossdistil: needs 1..%d task pairs, got %d", TL_MAX_TASKS,
+                       ds->n_pairs);
+    for (int p = 0; p < ds->n_pairs; p++) {
+        int a = ds->pairs[p][0], bb = ds->pairs[p][1];
+        if (a < 0 || a >= c->n_tasks || bb < 0 || bb >= c->n_tasks || a == bb)
+            return tl_fail(TL_ERR_ARG, "crossdistil: pair %d must name two different tasks", p + 1);
+        if (c->tasks[a].type != TL_TASK_BINARY || c->tasks[bb].type != TL_TASK_BINARY)
+            return tl_fail(TL_ERR_ARG, "crossdistil: pair %d ('%s', '%s') must be binary tasks",
+                           p + 1, c->tasks[a].name, c->tasks[bb].name);
+    }
+    if (b->kind == TL_BACKBONE_ESMM)
+        return tl_fail(TL_ERR_ARG, "crossdistil: ESMM's second output is pCTCVR, not a logit; "
+                                   "use another backbone");
+    if (!(ds->kd >= 0.0f && ds->kd <= 1.0f) || !(ds->aux >= 0.0f) || !(ds->lambda >= 0.0f && ds->lambda <= 1.0f))
+        return tl_fail(TL_ERR_ARG, "crossdistil: kd and lambda must be in [0, 1], aux >= 0 "
+                                   "(got kd=%g aux=%g lambda=%g)",
+                       (double)ds->kd, (double)ds->aux, (double)ds->lambda);
+    if (ds->max_pairs < 1) return tl_fail(TL_ERR_ARG, "crossdistil: max_pairs must be >= 1");
+    if (ds->teacher_grad && !ds->naive &&
+        (ds->calibrate != TL_DISTILL_PLATT || ds->calib_valid))
+        return tl_fail(TL_ERR_ARG, "crossdistil: teacher_grad=true needs the in-graph Platt "
+                                   "calibrator (calibrate=\"platt\", calib_data=\"train\"); a "
+                                   "fitted calibrator passes no gradient to the teacher");
+    if (ds->warmup < 0) return tl_fail(TL_ERR_ARG, "crossdistil: warmup must be >= 0");
+    if (ds->order < 0 || ds->order > 2)
+        return tl_fail(TL_ERR_ARG, "crossdistil: order must be 0 (auto), 1 (positive) or 2 "
+                                   "(negative), got %d", ds->order);
+    for (int p = 0; p < ds->n_pairs && ds->order == 0; p++)
+        if (ds->flip[p] < -1 || ds->flip[p] > 1)
+            return tl_fail(TL_ERR_ARG, "crossdistil: pair %d: flip must be -1 (auto, not yet "
+                                       "resolved), 0 or 1, got %d", p + 1, ds->flip[p]);
+    if (ds->calib_every < 0)
+        return tl_fail(TL_ERR_ARG, "crossdistil: calib_every must be >= 0, got %d", ds->calib_every);
+    if (ds->calib_every > 0 && !ds->naive && ds->calibrate == TL_DISTILL_PLATT && !ds->calib_valid)
+        return tl_fail(TL_ERR_ARG, "crossdistil: calib_every refits calibrators fitted outside "
+                                   "the graph (calibrate=\"isotonic\" or calib_data=\"valid\"); "
+                                   "the in-graph Platt calibrator trains at every step");
+    return TL_OK;
+}
+
 static tl_status check_config(const tl_model_config *c)
 {
     const tl_backbone_spec *b = &c->backbone;
@@ -201,47 +247,7 @@ static tl_status check_config(const tl_model_config *c)
                     return tl_fail(TL_ERR_ARG, "dml: GKD needs a hidden layer in every tower (task '%s')",
                                    c->tasks[t].name);
     }
-    if (c->distill.enabled) {
-        const tl_distill_spec *ds = &c->distill;
-        if (ds->n_pairs < 1 || ds->n_pairs > TL_MAX_TASKS)
-            return tl_fail(TL_ERR_ARG, "crossdistil: needs 1..%d task pairs, got %d", TL_MAX_TASKS,
-                           ds->n_pairs);
-        for (int p = 0; p < ds->n_pairs; p++) {
-            int a = ds->pairs[p][0], bb = ds->pairs[p][1];
-            if (a < 0 || a >= c->n_tasks || bb < 0 || bb >= c->n_tasks || a == bb)
-                return tl_fail(TL_ERR_ARG, "crossdistil: pair %d must name two different tasks", p + 1);
-            if (c->tasks[a].type != TL_TASK_BINARY || c->tasks[bb].type != TL_TASK_BINARY)
-                return tl_fail(TL_ERR_ARG, "crossdistil: pair %d ('%s', '%s') must be binary tasks",
-                               p + 1, c->tasks[a].name, c->tasks[bb].name);
-        }
-        if (b->kind == TL_BACKBONE_ESMM)
-            return tl_fail(TL_ERR_ARG, "crossdistil: ESMM's second output is pCTCVR, not a logit; "
-                                       "use another backbone");
-        if (!(ds->kd >= 0.0f && ds->kd <= 1.0f) || !(ds->aux >= 0.0f) || !(ds->lambda >= 0.0f && ds->lambda <= 1.0f))
-            return tl_fail(TL_ERR_ARG, "crossdistil: kd and lambda must be in [0, 1], aux >= 0 "
-                                       "(got kd=%g aux=%g lambda=%g)",
-                           (double)ds->kd, (double)ds->aux, (double)ds->lambda);
-        if (ds->max_pairs < 1) return tl_fail(TL_ERR_ARG, "crossdistil: max_pairs must be >= 1");
-        if (ds->teacher_grad && !ds->naive &&
-            (ds->calibrate != TL_DISTILL_PLATT || ds->calib_valid))
-            return tl_fail(TL_ERR_ARG, "crossdistil: teacher_grad=true needs the in-graph Platt "
-                                       "calibrator (calibrate=\"platt\", calib_data=\"train\"); a "
-                                       "fitted calibrator passes no gradient to the teacher");
-        if (ds->warmup < 0) return tl_fail(TL_ERR_ARG, "crossdistil: warmup must be >= 0");
-        if (ds->order < 0 || ds->order > 2)
-            return tl_fail(TL_ERR_ARG, "crossdistil: order must be 0 (auto), 1 (positive) or 2 "
-                                       "(negative), got %d", ds->order);
-        for (int p = 0; p < ds->n_pairs && ds->order == 0; p++)
-            if (ds->flip[p] < -1 || ds->flip[p] > 1)
-                return tl_fail(TL_ERR_ARG, "crossdistil: pair %d: flip must be -1 (auto, not yet "
-                                           "resolved), 0 or 1, got %d", p + 1, ds->flip[p]);
-        if (ds->calib_every < 0)
-            return tl_fail(TL_ERR_ARG, "crossdistil: calib_every must be >= 0, got %d", ds->calib_every);
-        if (ds->calib_every > 0 && !ds->naive && ds->calibrate == TL_DISTILL_PLATT && !ds->calib_valid)
-            return tl_fail(TL_ERR_ARG, "crossdistil: calib_every refits calibrators fitted outside "
-                                       "the graph (calibrate=\"isotonic\" or calib_data=\"valid\"); "
-                                       "the in-graph Platt calibrator trains at every step");
-    }
+    if (c->distill.enabled && (s = check_distill(c)) != TL_OK) return s;
     for (int t = 0; t < c->n_tasks; t++) {
         const tl_task_spec *ts = &c->tasks[t];
         char what[80];
@@ -1017,13 +1023,34 @@ static tl_status train_step(tl_model *m, float *task_loss)
     return s;
 }
 
-tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid,
-                       const tl_fit_options *opt)
+/* The state of one tl_model_fit call, shared by its parts below. */
+typedef struct {
+    const tl_split *train, *valid;
+    const tl_fit_options *opt;
+    int B, last_epoch;
+    size_t per_epoch;
+    uint32_t *order;
+    float *params;
+    size_t pf;
+    uint64_t shuffle_seed;
+    int64_t steps_this_call;
+    /* the epoch under way: batches counted in its mean loss, batches run now */
+    size_t done, ran;
+    double epoch_loss[TL_MAX_TASKS], valid_metric[TL_MAX_TASKS];
+    /* early stopping */
+    double best;
+    int bad_epochs, have_best, stopped_by_patience;
+    tl_task_eval ev[TL_MAX_TASKS];
+} fit_run;
+
+/* Check the arguments, grow the graph to the batch, and allocate what the
+ * fit needs (optimizer, history, shuffle order, best parameters). */
+static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, const tl_split *valid,
+                             const tl_fit_options *opt)
 {
     tl_status st = check_split(m, train, "fit");
     if (st != TL_OK) return st;
     if (valid && (st = check_split(m, valid, "fit: valid")) != TL_OK) return st;
-    int K = m->cfg.n_tasks;
     int B = opt->batch > 0 ? opt->batch : m->cfg.max_batch;
     if (B > 1 << 20) return tl_fail(TL_ERR_ARG, "fit: batch %d above 1048576", B);
     if (opt->epochs < 1) return tl_fail(TL_ERR_ARG, "fit: epochs must be >= 1, got %d", opt->epochs);
@@ -1040,8 +1067,13 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
     if ((st = ensure_optim(m, &opt->optim)) != TL_OK) return st;
     resolve_order(m, train);
 
-    size_t per_epoch = (train->n + (size_t)B - 1) / (size_t)B;
-    size_t total = per_epoch * (size_t)opt->epochs;
+    memset(r, 0, sizeof *r);
+    r->train = train;
+    r->valid = valid;
+    r->opt = opt;
+    r->B = B;
+    r->per_epoch = (train->n + (size_t)B - 1) / (size_t)B;
+    size_t total = r->per_epoch * (size_t)opt->epochs;
     if (opt->max_steps > 0 && (size_t)opt->max_steps < total) total = (size_t)opt->max_steps;
     if ((st = reserve_history(m, total, (size_t)opt->epochs)) != TL_OK) return st;
     if (valid && opt->eval_every > 0) {
@@ -1053,120 +1085,188 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
             m->cap_evals_hist = need;
         }
     }
-
-    uint32_t *order = tl_malloc(train->n * sizeof *order, "shuffle order");
-    size_t pf;
-    float *params = tl_graph_params(m->g, &pf);
-    if (!order) return TL_ERR_NOMEM;
+    r->order = tl_malloc(train->n * sizeof *r->order, "shuffle order");
+    r->params = tl_graph_params(m->g, &r->pf);
+    if (!r->order) return TL_ERR_NOMEM;
     if (valid && opt->restore_best && !m->best) {
-        m->best = tl_malloc_aligned(pf * sizeof(float), "best parameters");
+        m->best = tl_malloc_aligned(r->pf * sizeof(float), "best parameters");
         if (!m->best) {
-            tl_free(order);
+            tl_free(r->order);
             return TL_ERR_NOMEM;
         }
     }
-    uint64_t shuffle_seed = opt->seed ? opt->seed : m->cfg.seed;
+    r->shuffle_seed = opt->seed ? opt->seed : m->cfg.seed;
+    r->best = -INFINITY;
+    r->last_epoch = m->epoch + opt->epochs;
+    return TL_OK;
+}
 
-    double best = -INFINITY, epoch_loss[TL_MAX_TASKS], valid_metric[TL_MAX_TASKS];
-    int bad_epochs = 0, have_best = 0, stopped_by_patience = 0, last_epoch = m->epoch + opt->epochs;
-    int64_t steps_this_call = 0;
-    tl_task_eval ev[TL_MAX_TASKS];
-    st = TL_OK;
+/* The order of epoch e depends only on (seed, e), and a fit that stopped
+ * mid-epoch resumes at the next batch: training N steps, then M more (also
+ * after a checkpoint round trip) equals N+M at once. */
+static void epoch_begin(tl_model *m, fit_run *r)
+{
+    const tl_split *train = r->train;
+    for (size_t i = 0; i < train->n; i++) r->order[i] = (uint32_t)i;
+    if (r->opt->shuffle) {
+        tl_rng shuf;
+        tl_rng_seed(&shuf, r->shuffle_seed * 0x9e3779b97f4a7c15ULL + (uint64_t)m->epoch);
+        tl_rng_shuffle_u32(&shuf, r->order, train->n);
+    }
+    if (m->batches_in_epoch >= r->per_epoch) m->batches_in_epoch = 0;
+    for (int i = 0; i < m->n_hooks; i++)
+        if (m->hooks[i]->epoch_begin) m->hooks[i]->epoch_begin(m->hook_state[i], &m->view);
+    for (int k = 0; k < m->cfg.n_tasks; k++) r->epoch_loss[k] = 0.0;
+    r->done = r->ran = 0;
+    /* Resuming mid-epoch: the epoch's mean loss (history, DWA) also counts
+     * the batches done before, which the step history holds. */
+    size_t bie = m->batches_in_epoch;
+    if (bie > 0 && m->n_steps_hist >= bie && m->steps_hist[m->n_steps_hist - bie].epoch == m->epoch + 1) {
+        for (size_t i = m->n_steps_hist - bie; i < m->n_steps_hist; i++)
+            for (int k = 0; k < m->cfg.n_tasks; k++) r->epoch_loss[k] += (double)m->steps_hist[i].loss[k];
+        r->done = bie;
+    }
+}
 
+/* A mid-epoch look at validation after batch b (early stopping stays per
+ * epoch), reported to the progress callback. */
+static tl_status mid_epoch_eval(tl_model *m, fit_run *r, size_t b)
+{
+    const tl_fit_options *opt = r->opt;
+    tl_status st = tl_model_evaluate(m, r->valid, 10, r->ev, NULL);
+    if (st != TL_OK) return st;
+    tl_epoch_record *vr = &m->evals_hist[m->n_evals_hist++];
+    memset(vr, 0, sizeof *vr);
+    vr->epoch = m->epoch + 1;
+    vr->step = m->step;
+    vr->monitor = monitor_value(m, r->ev, opt->monitor_task, r->valid_metric);
+    for (int k = 0; k < m->cfg.n_tasks; k++) {
+        vr->train_loss[k] = r->epoch_loss[k] / (double)r->done;
+        vr->valid_metric[k] = r->valid_metric[k];
+        vr->valid_logloss[k] = r->ev[k].type == TL_TASK_BINARY ? r->ev[k].bin.logloss : r->ev[k].reg.mse;
+    }
+    if (opt->progress) {
+        tl_progress p = {TL_PROGRESS_EVAL, m->epoch + 1, r->last_epoch, m->step, (int)b + 1,
+                         (int)r->per_epoch, vr->train_loss, r->valid_metric, vr->monitor, 0};
+        if (opt->progress(opt->progress_ud, &p))
+            return tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback at step %lld",
+                           (long long)m->step);
+    }
+    return TL_OK;
+}
+
+/* The batches of the epoch under way, from where it stands, until its end,
+ * max_steps, a stop or an error. */
+static tl_status run_batches(tl_model *m, fit_run *r)
+{
+    const tl_fit_options *opt = r->opt;
+    const tl_split *train = r->train, *valid = r->valid;
+    int K = m->cfg.n_tasks;
+    tl_status st = TL_OK;
+    for (size_t b = m->batches_in_epoch; b < r->per_epoch; b++) {
+        if (opt->max_steps > 0 && r->steps_this_call >= opt->max_steps) break;
+        if (tl_cancelled())
+            return tl_fail(TL_ERR_CANCELLED,
+                           "training interrupted at epoch %d, step %lld; the model keeps its "
+                           "current parameters and can continue",
+                           m->epoch + 1, (long long)m->step);
+        size_t from = b * (size_t)r->B;
+        int n = (int)(train->n - from < (size_t)r->B ? train->n - from : (size_t)r->B);
+        float tl_loss[TL_MAX_TASKS];
+        fill_batch(m, train, r->order, from, n);
+        if (opt->diagnostics > 0 && (m->step + 1) % opt->diagnostics == 0 &&
+            (st = tl_diagnose_fit_step(m)) != TL_OK)
+            return st;
+        if ((st = train_step(m, tl_loss)) != TL_OK) return st;
+        m->step++;
+        m->batches_in_epoch = b + 1;
+        r->steps_this_call++;
+        r->done++;
+        r->ran++;
+        tl_step_record *sr = &m->steps_hist[m->n_steps_hist++];
+        sr->step = m->step;
+        sr->epoch = m->epoch + 1;
+        for (int k = 0; k < K; k++) {
+            r->epoch_loss[k] += (double)tl_loss[k];
+            sr->loss[k] = tl_loss[k];
+            sr->weight[k] = tl_weighting_effective(m->weighting, &m->view, k);
+        }
+        if ((st = tl_distill_step_end(m, train, valid)) != TL_OK) return st;
+        if (m->cfg.distill.calib_every > 0 && m->step % m->cfg.distill.calib_every == 0)
+            m->distill_cal_step = m->step; /* refit by step_end */
+        if (valid && opt->eval_every > 0 && m->step % opt->eval_every == 0 && b + 1 < r->per_epoch &&
+            (st = mid_epoch_eval(m, r, b)) != TL_OK)
+            return st;
+        if (opt->progress && opt->progress_every > 0 && m->step % opt->progress_every == 0) {
+            double mean[TL_MAX_TASKS];
+            for (int k = 0; k < K; k++) mean[k] = r->epoch_loss[k] / (double)r->done;
+            tl_progress p = {TL_PROGRESS_STEP, m->epoch + 1, r->last_epoch, m->step, (int)b + 1,
+                             (int)r->per_epoch, mean, NULL, NAN, 0};
+            if (opt->progress(opt->progress_ud, &p))
+                return tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback at step %lld",
+                               (long long)m->step);
+        }
+    }
+    return st;
+}
+
+/* The epoch just closed: its history record, validation and early
+ * stopping's bookkeeping. *monitor and *improved for the progress report. */
+static tl_status record_epoch(tl_model *m, fit_run *r, double *monitor, int *improved)
+{
+    int K = m->cfg.n_tasks;
+    tl_epoch_record *er = &m->epochs_hist[m->n_epochs_hist++];
+    memset(er, 0, sizeof *er);
+    er->epoch = m->epoch;
+    er->step = m->step;
+    *monitor = NAN;
+    *improved = 0;
+    for (int k = 0; k < K; k++) {
+        er->train_loss[k] = r->epoch_loss[k];
+        er->valid_metric[k] = er->valid_logloss[k] = NAN;
+        r->valid_metric[k] = NAN;
+    }
+    if (r->valid) {
+        tl_status st = tl_model_evaluate(m, r->valid, 10, r->ev, NULL);
+        if (st != TL_OK) {
+            if (st == TL_ERR_CANCELLED)
+                st = tl_fail(TL_ERR_CANCELLED, "training interrupted during validation at epoch %d", m->epoch);
+            m->n_epochs_hist--;
+            return st;
+        }
+        *monitor = monitor_value(m, r->ev, r->opt->monitor_task, r->valid_metric);
+        for (int k = 0; k < K; k++) {
+            er->valid_metric[k] = r->valid_metric[k];
+            er->valid_logloss[k] = r->ev[k].type == TL_TASK_BINARY ? r->ev[k].bin.logloss : r->ev[k].reg.mse;
+        }
+        if (isfinite(*monitor) && *monitor > r->best) {
+            r->best = *monitor;
+            *improved = 1;
+            r->bad_epochs = 0;
+            if (m->best) {
+                memcpy(m->best, r->params, r->pf * sizeof(float));
+                r->have_best = 1;
+            }
+        } else {
+            r->bad_epochs++;
+        }
+    }
+    er->monitor = *monitor;
+    return TL_OK;
+}
+
+tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid,
+                       const tl_fit_options *opt)
+{
+    fit_run r;
+    tl_status st = fit_prepare(m, &r, train, valid, opt);
+    if (st != TL_OK) return st;
+    int K = m->cfg.n_tasks;
     for (int e = 0; e < opt->epochs && st == TL_OK; e++) {
-        /* The order of epoch e depends only on (seed, e), and a fit that
-         * stopped mid-epoch resumes at the next batch: training N steps, then
-         * M more (also after a checkpoint round trip) equals N+M at once. */
-        for (size_t i = 0; i < train->n; i++) order[i] = (uint32_t)i;
-        if (opt->shuffle) {
-            tl_rng shuf;
-            tl_rng_seed(&shuf, shuffle_seed * 0x9e3779b97f4a7c15ULL + (uint64_t)m->epoch);
-            tl_rng_shuffle_u32(&shuf, order, train->n);
-        }
-        if (m->batches_in_epoch >= per_epoch) m->batches_in_epoch = 0;
-        for (int i = 0; i < m->n_hooks; i++)
-            if (m->hooks[i]->epoch_begin) m->hooks[i]->epoch_begin(m->hook_state[i], &m->view);
-        for (int k = 0; k < K; k++) epoch_loss[k] = 0.0;
-        size_t done = 0, ran = 0;
-        /* Resuming mid-epoch: the epoch's mean loss (history, DWA) also
-         * counts the batches done before, which the step history holds. */
-        size_t bie = m->batches_in_epoch;
-        if (bie > 0 && m->n_steps_hist >= bie &&
-            m->steps_hist[m->n_steps_hist - bie].epoch == m->epoch + 1) {
-            for (size_t i = m->n_steps_hist - bie; i < m->n_steps_hist; i++)
-                for (int k = 0; k < K; k++) epoch_loss[k] += (double)m->steps_hist[i].loss[k];
-            done = bie;
-        }
-        for (size_t b = m->batches_in_epoch; b < per_epoch; b++) {
-            if (opt->max_steps > 0 && steps_this_call >= opt->max_steps) break;
-            if (tl_cancelled()) {
-                st = tl_fail(TL_ERR_CANCELLED,
-                             "training interrupted at epoch %d, step %lld; the model keeps its "
-                             "current parameters and can continue",
-                             m->epoch + 1, (long long)m->step);
-                break;
-            }
-            size_t from = b * (size_t)B;
-            int n = (int)(train->n - from < (size_t)B ? train->n - from : (size_t)B);
-            float tl_loss[TL_MAX_TASKS];
-            fill_batch(m, train, order, from, n);
-            if (opt->diagnostics > 0 && (m->step + 1) % opt->diagnostics == 0 &&
-                (st = tl_diagnose_fit_step(m)) != TL_OK)
-                break;
-            if ((st = train_step(m, tl_loss)) != TL_OK) break;
-            m->step++;
-            m->batches_in_epoch = b + 1;
-            steps_this_call++;
-            done++;
-            ran++;
-            tl_step_record *r = &m->steps_hist[m->n_steps_hist++];
-            r->step = m->step;
-            r->epoch = m->epoch + 1;
-            for (int k = 0; k < K; k++) {
-                epoch_loss[k] += (double)tl_loss[k];
-                r->loss[k] = tl_loss[k];
-                r->weight[k] = tl_weighting_effective(m->weighting, &m->view, k);
-            }
-            if ((st = tl_distill_step_end(m, train, valid)) != TL_OK) break;
-            if (m->cfg.distill.calib_every > 0 && m->step % m->cfg.distill.calib_every == 0)
-                m->distill_cal_step = m->step; /* refit by step_end */
-            if (valid && opt->eval_every > 0 && m->step % opt->eval_every == 0 && b + 1 < per_epoch) {
-                /* a mid-epoch look at validation; early stopping stays per epoch */
-                if ((st = tl_model_evaluate(m, valid, 10, ev, NULL)) != TL_OK) break;
-                tl_epoch_record *vr = &m->evals_hist[m->n_evals_hist++];
-                memset(vr, 0, sizeof *vr);
-                vr->epoch = m->epoch + 1;
-                vr->step = m->step;
-                vr->monitor = monitor_value(m, ev, opt->monitor_task, valid_metric);
-                for (int k = 0; k < K; k++) {
-                    vr->train_loss[k] = epoch_loss[k] / (double)done;
-                    vr->valid_metric[k] = valid_metric[k];
-                    vr->valid_logloss[k] = ev[k].type == TL_TASK_BINARY ? ev[k].bin.logloss : ev[k].reg.mse;
-                }
-                if (opt->progress) {
-                    tl_progress p = {TL_PROGRESS_EVAL, m->epoch + 1, last_epoch, m->step, (int)b + 1,
-                                     (int)per_epoch, vr->train_loss, valid_metric, vr->monitor, 0};
-                    if (opt->progress(opt->progress_ud, &p)) {
-                        st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback "
-                                                       "at step %lld", (long long)m->step);
-                        break;
-                    }
-                }
-            }
-            if (opt->progress && opt->progress_every > 0 && m->step % opt->progress_every == 0) {
-                double mean[TL_MAX_TASKS];
-                for (int k = 0; k < K; k++) mean[k] = epoch_loss[k] / (double)done;
-                tl_progress p = {TL_PROGRESS_STEP, m->epoch + 1, last_epoch, m->step, (int)b + 1,
-                                 (int)per_epoch, mean, NULL, NAN, 0};
-                if (opt->progress(opt->progress_ud, &p)) {
-                    st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback "
-                                                   "at step %lld", (long long)m->step);
-                    break;
-                }
-            }
-        }
-        if (ran == 0) break;
-        for (int k = 0; k < K; k++) epoch_loss[k] /= (double)done;
+        epoch_begin(m, &r);
+        st = run_batches(m, &r);
+        if (r.ran == 0) break;
+        for (int k = 0; k < K; k++) r.epoch_loss[k] /= (double)r.done;
         if (st != TL_OK && st != TL_ERR_CANCELLED) break;
         /* A stop asked for after the epoch's last batch still closes the
          * epoch (history, validation, epoch-end updates), so that the next
@@ -1174,79 +1274,45 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
         int stop_after_epoch = 0;
         char stop_msg[256];
         if (st == TL_ERR_CANCELLED) {
-            if (m->batches_in_epoch < per_epoch) break;
+            if (m->batches_in_epoch < r.per_epoch) break;
             stop_after_epoch = 1;
             snprintf(stop_msg, sizeof stop_msg, "%s", tl_errmsg());
             st = TL_OK;
         }
-        if (m->batches_in_epoch < per_epoch) break; /* stopped mid-epoch by max_steps */
+        if (m->batches_in_epoch < r.per_epoch) break; /* stopped mid-epoch by max_steps */
         m->epoch++;
         m->batches_in_epoch = 0;
-        if ((st = hooks_epoch_end(m, train, valid, epoch_loss)) != TL_OK) break;
+        if ((st = hooks_epoch_end(m, train, valid, r.epoch_loss)) != TL_OK) break;
         if ((st = tl_distill_epoch_end(m, train, valid)) != TL_OK) break;
         m->distill_cal_step = m->step;
-
-        tl_epoch_record *er = &m->epochs_hist[m->n_epochs_hist++];
-        memset(er, 0, sizeof *er);
-        er->epoch = m->epoch;
-        er->step = m->step;
-        double monitor = NAN;
-        int improved = 0;
-        for (int k = 0; k < K; k++) {
-            er->train_loss[k] = epoch_loss[k];
-            er->valid_metric[k] = er->valid_logloss[k] = NAN;
-            valid_metric[k] = NAN;
-        }
-        if (valid) {
-            if ((st = tl_model_evaluate(m, valid, 10, ev, NULL)) != TL_OK) {
-                if (st == TL_ERR_CANCELLED) st = tl_fail(TL_ERR_CANCELLED, "training interrupted "
-                                                         "during validation at epoch %d", m->epoch);
-                m->n_epochs_hist--;
-                break;
-            }
-            monitor = monitor_value(m, ev, opt->monitor_task, valid_metric);
-            for (int k = 0; k < K; k++) {
-                er->valid_metric[k] = valid_metric[k];
-                er->valid_logloss[k] = ev[k].type == TL_TASK_BINARY ? ev[k].bin.logloss : ev[k].reg.mse;
-            }
-            if (isfinite(monitor) && monitor > best) {
-                best = monitor;
-                improved = 1;
-                bad_epochs = 0;
-                if (m->best) {
-                    memcpy(m->best, params, pf * sizeof(float));
-                    have_best = 1;
-                }
-            } else {
-                bad_epochs++;
-            }
-        }
-        er->monitor = monitor;
+        double monitor;
+        int improved;
+        if ((st = record_epoch(m, &r, &monitor, &improved)) != TL_OK) break;
         if (stop_after_epoch) { /* the stop's own message, now that the epoch is closed */
             st = tl_fail(TL_ERR_CANCELLED, "%s", stop_msg);
             break;
         }
         if (opt->progress) {
-            tl_progress p = {TL_PROGRESS_EPOCH, m->epoch, last_epoch, m->step, (int)done,
-                             (int)per_epoch, epoch_loss, valid_metric, monitor, improved};
+            tl_progress p = {TL_PROGRESS_EPOCH, m->epoch, r.last_epoch, m->step, (int)r.done,
+                             (int)r.per_epoch, r.epoch_loss, r.valid_metric, monitor, improved};
             if (opt->progress(opt->progress_ud, &p)) {
                 st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback");
                 break;
             }
         }
-        if (opt->patience > 0 && bad_epochs >= opt->patience) {
-            stopped_by_patience = 1;
+        if (opt->patience > 0 && r.bad_epochs >= opt->patience) {
+            r.stopped_by_patience = 1;
             break;
         }
-        if (opt->max_steps > 0 && steps_this_call >= opt->max_steps) break;
+        if (opt->max_steps > 0 && r.steps_this_call >= opt->max_steps) break;
     }
     /* Best weights come back only when training ended by its own rules (all
      * epochs, or patience): a fit cut by max_steps, Ctrl-C or an error keeps
      * the current weights so that it can continue exactly. */
-    int ran_to_end = stopped_by_patience || m->epoch == last_epoch;
-    if (have_best && opt->restore_best && st == TL_OK && ran_to_end)
-        memcpy(params, m->best, pf * sizeof(float));
-    tl_free(order);
+    int ran_to_end = r.stopped_by_patience || m->epoch == r.last_epoch;
+    if (r.have_best && opt->restore_best && st == TL_OK && ran_to_end)
+        memcpy(r.params, m->best, r.pf * sizeof(float));
+    tl_free(r.order);
     return st;
 }
 
