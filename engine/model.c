@@ -286,24 +286,6 @@ static tl_node dense_out(tl_graph *g, tl_node x, int out, const char *prefix)
     return tl_linear(g, x, w, b, TL_ACT_NONE);
 }
 
-/* AITM's adaptive information transfer: attention between the transferred
- * vector p (from the previous task) and this task's tower output q. */
-static tl_node ait_module(tl_graph *g, tl_node p, tl_node q, int d, const char *prefix)
-{
-    char name[128];
-    tl_node w[3];
-    for (int i = 0; i < 3; i++) {
-        snprintf(name, sizeof name, "%s.h%d.w", prefix, i + 1);
-        w[i] = tl_param(g, d, d, TL_INIT_XAVIER_UNIFORM, 0.0f, name);
-    }
-    tl_node v_p = tl_matmul(g, p, w[0]), v_q = tl_matmul(g, q, w[0]);
-    float scale = 1.0f / sqrtf((float)d);
-    tl_node s_p = tl_scale(g, tl_row_sum(g, tl_mul(g, tl_matmul(g, p, w[1]), tl_matmul(g, p, w[2]))), scale);
-    tl_node s_q = tl_scale(g, tl_row_sum(g, tl_mul(g, tl_matmul(g, q, w[1]), tl_matmul(g, q, w[2]))), scale);
-    tl_node sc[2] = {s_p, s_q}, vs[2] = {v_p, v_q};
-    return tl_gate_mix(g, tl_softmax(g, tl_concat(g, 2, sc)), tl_concat(g, 2, vs), 2);
-}
-
 static tl_status build(tl_model *m)
 {
     const tl_model_config *c = &m->cfg;
@@ -339,16 +321,7 @@ static tl_status build(tl_model *m)
         snprintf(name, sizeof name, "tower.%s", ts->name);
         tl_node t = tl_build_mlp(g, h[k], &ts->tower, name);
         if (c->backbone.kind == TL_BACKBONE_AITM) {
-            int d = ts->tower.units[ts->tower.n - 1];
-            if (k > 0) {
-                snprintf(name, sizeof name, "aitm.transfer%d", k);
-                tl_node w = tl_param(g, d, d, TL_INIT_XAVIER_UNIFORM, 0.0f, name);
-                snprintf(name, sizeof name, "aitm.transfer%d.b", k);
-                tl_node b = tl_param(g, 1, d, TL_INIT_ZEROS, 0.0f, name);
-                tl_node p = tl_linear(g, z_prev, w, b, TL_ACT_RELU);
-                snprintf(name, sizeof name, "aitm.ait%d", k);
-                t = ait_module(g, p, t, d, name);
-            }
+            if (k > 0) t = tl_build_aitm_transfer(g, z_prev, t, ts->tower.units[ts->tower.n - 1], k);
             z_prev = t;
         }
         snprintf(name, sizeof name, "tower.%s.out", ts->name);
@@ -371,20 +344,12 @@ static tl_status build(tl_model *m)
             m->loss[k] = tl_mse(g, logit[k], m->label[k], m->rowweight[k]);
         }
     }
-    if (c->backbone.kind == TL_BACKBONE_ESMM) { /* pCTCVR = pCTR x pCVR over all rows */
+    if (c->backbone.kind == TL_BACKBONE_ESMM) {
         m->pcvr = m->pred[1];
-        m->pred[1] = tl_mul(g, m->pred[0], m->pcvr);
-        m->loss[1] = tl_bce_prob(g, m->pred[1], m->label[1], m->rowweight[1]);
+        m->loss[1] = tl_build_esmm_ctcvr(g, m->pred[0], m->pcvr, m->label[1], m->rowweight[1], &m->pred[1]);
     }
-    if (c->backbone.kind == TL_BACKBONE_AITM && K > 1) { /* p_t <= p_{t-1} */
-        tl_node sum = TL_NONE;
-        for (int k = 1; k < K; k++) {
-            tl_node v = tl_mean(g, tl_relu(g, tl_sub(g, m->pred[k], m->pred[k - 1])));
-            sum = sum == TL_NONE ? v : tl_add(g, sum, v);
-        }
-        m->constraint_coef = tl_scalar(g, c->backbone.constraint, "aitm.constraint");
-        m->extra = tl_mul(g, sum, m->constraint_coef);
-    }
+    if (c->backbone.kind == TL_BACKBONE_AITM && K > 1)
+        m->extra = tl_build_aitm_constraint(g, m->pred, K, c->backbone.constraint, &m->constraint_coef);
     for (int k = 0; k < K; k++) {
         tl_node_name(g, m->loss[k], c->tasks[k].name);
         m->objective[k] = m->loss[k];
