@@ -1298,18 +1298,3 @@ size_t tl_model_history_epochs(const tl_model *m, const tl_epoch_record **out)
     *out = m->epochs_hist;
     return m->n_epochs_hist;
 }
-
-/* ---- the strategies' checkpoint sections -------------------------------------- */
-
-void tl_model_section_save(tl_model *m, uint32_t tag, tl_codec *c)
-{
-    for (int i = 0; i < m->n_hooks; i++)
-        if (m->hooks[i]->tag == tag && m->hooks[i]->save) m->hooks[i]->save(m->hook_state[i], &m->view, c);
-}
-
-tl_status tl_model_section_load(tl_model *m, uint32_t tag, tl_codec *c)
-{
-    for (int i = 0; i < m->n_hooks; i++)
-        if (m->hooks[i]->tag == tag && m->hooks[i]->load) return m->hooks[i]->load(m->hook_state[i], &m->view, c);
-    return TL_OK;
-}

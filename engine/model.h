@@ -12,7 +12,6 @@
 #ifndef TL_MODEL_H
 #define TL_MODEL_H
 
-#include "codec.h"
 #include "data.h"
 #include "graph.h"
 #include "metrics.h"
@@ -206,11 +205,5 @@ tl_optim *tl_model_optim(tl_model *m);
  * graph's inputs, as the fit loop does; n <= max_batch. For strategies and
  * diagnostics that run the graph themselves. */
 void tl_model_fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n);
-/* The checkpoint section `tag` of the attached strategy that owns it
- * (io.c): its payload written or read through c. Nothing written, and TL_OK,
- * when no strategy owns the tag; a read returns TL_ERR_FORMAT with
- * c->r->bad saying why when the section is corrupted. */
-void tl_model_section_save(tl_model *m, uint32_t tag, tl_codec *c);
-tl_status tl_model_section_load(tl_model *m, uint32_t tag, tl_codec *c);
 
 #endif
