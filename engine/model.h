@@ -152,14 +152,14 @@ tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_
 
 /* ---- history --------------------------------------------------------------- */
 
-typedef struct {
+typedef struct tl_step_record {
     int64_t step;
     int epoch;
     float loss[TL_MAX_TASKS];
     float weight[TL_MAX_TASKS];   /* effective weights */
 } tl_step_record;
 
-typedef struct {
+typedef struct tl_epoch_record {
     int epoch;
     int64_t step;
     double train_loss[TL_MAX_TASKS];

@@ -6,6 +6,7 @@
 #ifndef TL_DISTILL_H
 #define TL_DISTILL_H
 
+#include "model.h"
 #include "models/model_impl.h"
 
 /* CTFM: h[k] (tower inputs, all of width d) <- h[k] + attention over tasks. */

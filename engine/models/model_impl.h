@@ -1,14 +1,17 @@
 /* models/model_impl.h — engine-internal: the model record. model.c owns it;
  * the strategies not yet behind the hook table (losses/distill.c, diagnose.c)
  * and the checkpoint sections in io.c still reach into it. Loss weighting
- * sees only the view (hooks.h). */
+ * sees only the view (hooks.h). The history records and calibrators are
+ * named by their struct tags, so this header needs nothing from model.h or
+ * diagnose.h (which include the other way). */
 #ifndef TL_MODEL_IMPL_H
 #define TL_MODEL_IMPL_H
 
-#include "diagnose.h"
+#include "graph.h"
 #include "hooks.h"
 #include "losses/weighting.h"
-#include "model.h"
+#include "model_config.h"
+#include "optim.h"
 
 #define TL_MODEL_MAX_HOOKS 4
 
@@ -16,7 +19,7 @@
  * corrected soft label. */
 typedef struct {
     const tl_distill_spec *spec;
-    tl_calibrator *cal;            /* fitted outside the graph; NULL until the first fit */
+    struct tl_calibrator *cal;            /* fitted outside the graph; NULL until the first fit */
     tl_node cal_a, cal_b;          /* in-graph Platt calibrator parameters */
     int cal_clamped;               /* the last Platt fit had slope <= 0: a = 0 (base rate) */
 } tl_distill_task;
@@ -54,17 +57,17 @@ struct tl_model {
     int64_t step;
     int epoch;                     /* completed epochs */
     size_t batches_in_epoch;       /* batches done in the epoch under way */
-    tl_step_record *steps_hist;
+    struct tl_step_record *steps_hist;
     size_t n_steps_hist, cap_steps_hist;
-    tl_epoch_record *epochs_hist;
+    struct tl_epoch_record *epochs_hist;
     size_t n_epochs_hist, cap_epochs_hist;
-    tl_epoch_record *evals_hist;   /* mid-epoch validations (eval_every) */
+    struct tl_epoch_record *evals_hist;   /* mid-epoch validations (eval_every) */
     size_t n_evals_hist, cap_evals_hist;
     float *best;                   /* best parameters seen by early stopping */
-    tl_calibrator *out_cal[TL_MAX_TASKS]; /* tl.calibrate: per-task output calibrators */
+    struct tl_calibrator *out_cal[TL_MAX_TASKS]; /* tl.calibrate: per-task output calibrators */
     int eval_in_space;             /* evaluate tasks with a space only on its rows (default 1) */
     /* diagnostics (diagnose.c): fit{diagnostics=N} records, per-task gradient buffer */
-    tl_diag_record *diag_hist;
+    struct tl_diag_record *diag_hist;
     size_t n_diag_hist, cap_diag_hist;
     float *diag_grads;             /* n_tasks x the shared parameters' floats */
     /* calibrator staleness: the step at which each was fitted */
