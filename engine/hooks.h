@@ -1,6 +1,6 @@
 /* hooks.h — the seam between a model and the training strategies attached to
- * it (loss weighting now; DML, CrossDistil and the gradient diagnostics are
- * to follow).
+ * it (loss weighting and DML now; CrossDistil and the gradient diagnostics
+ * are to follow).
  *
  * A strategy owns its state behind one table of hooks. The model allocates
  * the state (size bytes, zeroed), calls the hooks of every attached strategy,
@@ -35,7 +35,18 @@ typedef struct {
     tl_node *last_shared;       /* GradNorm's measured layer */
     int *n_shared_params;       /* parameters below the towers (the first ones) */
     tl_optim **opt;             /* the optimizer, once fit made one */
+    /* [n_tasks] nodes while building: tower inputs (the backbone's outputs),
+     * towers' last hidden layers, logits; a strategy may replace them at its
+     * stage */
+    tl_node *tower_in, *tower_out, *logit;
 } tl_model_view;
+
+/* The points of building at which a strategy's build hook runs. */
+typedef enum {
+    TL_BUILD_TOWER_INPUTS, /* the backbone is built; the towers read tower_in next */
+    TL_BUILD_LOGITS,       /* tower_out and logit exist; the losses read logit next */
+    TL_BUILD_LOSSES        /* the task losses exist (loss, objective, extra) */
+} tl_build_stage;
 
 /* Where fit is, for the hooks that run in it. */
 typedef struct {
@@ -48,8 +59,8 @@ typedef struct {
     const char *name;
     uint32_t tag; /* checkpoint section (TL_CODEC_TAG), 0 = none */
     size_t size;  /* bytes of state */
-    /* While the model builds its graph, after the task losses exist. */
-    tl_status (*build)(void *st, const tl_model_view *v);
+    /* While the model builds its graph: called at every stage. */
+    tl_status (*build)(void *st, const tl_model_view *v, tl_build_stage stage);
     /* After the graph is planned: buffers and initial scalar values. */
     tl_status (*planned)(void *st, const tl_model_view *v);
     void (*epoch_begin)(void *st, const tl_model_view *v);

@@ -10,6 +10,7 @@
 
 #include "diagnose.h"
 #include "losses/distill.h"
+#include "losses/dml.h"
 #include "losses/weighting.h"
 #include "models/builders.h"
 #include "models/model_impl.h"
@@ -286,6 +287,14 @@ static tl_node dense_out(tl_graph *g, tl_node x, int out, const char *prefix)
     return tl_linear(g, x, w, b, TL_ACT_NONE);
 }
 
+static tl_status hooks_build(tl_model *m, tl_build_stage stage)
+{
+    tl_status s = TL_OK;
+    for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
+        if (m->hooks[i]->build) s = m->hooks[i]->build(m->hook_state[i], &m->view, stage);
+    return s;
+}
+
 static tl_status build(tl_model *m)
 {
     const tl_model_config *c = &m->cfg;
@@ -307,15 +316,14 @@ static tl_status build(tl_model *m)
     if (c->n_num > 0) parts[np++] = m->num = tl_input(g, c->n_num, "numeric");
     tl_node x = np == 2 ? tl_concat(g, 2, parts) : parts[0];
 
-    tl_node h[TL_MAX_TASKS];
+    tl_node *h = m->tower_in, *logit = m->logit, *last_hidden = m->tower_out, z_prev = TL_NONE;
     if (!tl_build_backbone(g, c, x, h, &m->last_shared))
         return tl_graph_status(g) != TL_OK ? tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g))
                                            : TL_ERR_ARG;
     m->n_shared_params = tl_graph_param_count(g);
     tl_status s;
-    if (c->dml.enabled && c->dml.ctfm && (s = tl_dml_build_ctfm(m, h)) != TL_OK) return s;
+    if ((s = hooks_build(m, TL_BUILD_TOWER_INPUTS)) != TL_OK) return s;
 
-    tl_node logit[TL_MAX_TASKS], last_hidden[TL_MAX_TASKS], z_prev = TL_NONE;
     for (int k = 0; k < K; k++) {
         const tl_task_spec *ts = &c->tasks[k];
         snprintf(name, sizeof name, "tower.%s", ts->name);
@@ -328,8 +336,7 @@ static tl_status build(tl_model *m)
         logit[k] = dense_out(g, t, 1, name);
         last_hidden[k] = t;
     }
-    if (c->dml.enabled && c->dml.gkd && (s = tl_dml_build_gkd(m, last_hidden, logit)) != TL_OK)
-        return s;
+    if ((s = hooks_build(m, TL_BUILD_LOGITS)) != TL_OK) return s;
     for (int k = 0; k < K; k++) {
         const tl_task_spec *ts = &c->tasks[k];
         snprintf(name, sizeof name, "label.%s", ts->name);
@@ -357,9 +364,7 @@ static tl_status build(tl_model *m)
     if (c->distill.enabled && (s = tl_distill_build(m, h, logit)) != TL_OK) return s;
     m->extra_coef = tl_scalar(g, 1.0f, "extra_losses");
 
-    for (int i = 0; i < m->n_hooks; i++)
-        if (m->hooks[i]->build && (s = m->hooks[i]->build(m->hook_state[i], &m->view)) != TL_OK)
-            return s;
+    if ((s = hooks_build(m, TL_BUILD_LOSSES)) != TL_OK) return s;
     if ((s = tl_graph_status(g)) != TL_OK) return tl_fail(s, "%s", tl_graph_errmsg(g));
     return tl_graph_backward(g, m->total);
 }
@@ -420,6 +425,9 @@ static void init_view(tl_model *m)
     v->last_shared = &m->last_shared;
     v->n_shared_params = &m->n_shared_params;
     v->opt = &m->opt;
+    v->tower_in = m->tower_in;
+    v->tower_out = m->tower_out;
+    v->logit = m->logit;
 }
 
 /* Attach strategy h with a new zeroed state; returns the state (NULL when
@@ -452,12 +460,15 @@ static tl_status model_build(const tl_model_config *cfg, tl_model **out)
     for (int p = 0; p < cfg->distill.n_pairs && cfg->distill.order != 0; p++)
         m->cfg.distill.flip[p] = cfg->distill.order == 2;
     m->ids = m->num = m->table = m->pcvr = m->last_shared = TL_NONE;
-    m->extra = m->constraint_coef = m->kd_alpha = m->kd_keep = m->dml_hcat = TL_NONE;
+    m->extra = m->constraint_coef = m->kd_alpha = m->kd_keep = TL_NONE;
     m->eval_in_space = 1;
     tl_rng_seed(&m->rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
     m->g = tl_graph_new(cfg->max_batch, cfg->seed);
     init_view(m);
-    if (!m->g || !(m->weighting = attach(m, &tl_weighting_hook)) || (s = build(m)) != TL_OK) {
+    /* the strategies, in the order their hooks run */
+    if (m->g && cfg->dml.enabled && !(m->dml = attach(m, &tl_dml_hook))) s = TL_ERR_NOMEM;
+    if (m->g && s == TL_OK && !(m->weighting = attach(m, &tl_weighting_hook))) s = TL_ERR_NOMEM;
+    if (!m->g || s != TL_OK || (s = build(m)) != TL_OK) {
         if (s == TL_OK) s = TL_ERR_NOMEM;
         tl_model_free(m);
         return s;

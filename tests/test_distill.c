@@ -967,16 +967,16 @@ static double slice_grad_norm(int stop_grad, int k, int j)
     c.dml.gkd = 0;
     tl_model *m = new_model(&c);
     tl_graph *g = tl_model_graph(m);
-    assert_true(m->dml_hcat != TL_NONE);
+    assert_true(tl_dml_tower_inputs(m->dml) != TL_NONE);
     check_ok(tl_model_set_weight(m, j, 0.0f), "set_weight");
     check_ok(tl_model_set_weight(m, k, 1.0f), "set_weight");
     fill(m, &d.train, 2, 0, 24);
     tl_graph_zero_grad(g);
     assert_int_equal(tl_graph_forward(g, 1), TL_OK);
     assert_int_equal(tl_graph_backward_run(g), TL_OK);
-    const float *gr = tl_graph_grad(g, m->dml_hcat);
+    const float *gr = tl_graph_grad(g, tl_dml_tower_inputs(m->dml));
     assert_non_null(gr);
-    int cols = tl_node_cols(g, m->dml_hcat), dd = cols / 2;
+    int cols = tl_node_cols(g, tl_dml_tower_inputs(m->dml)), dd = cols / 2;
     double sj = 0.0, sk = 0.0;
     for (int i = 0; i < 24; i++)
         for (int t = 0; t < dd; t++) {

@@ -1,5 +1,5 @@
-/* losses/distill.c — DML across task towers (CTFM, GKD) and CrossDistil
- * (teachers, quadruplet loss, calibrated distillation, error correction). */
+/* losses/distill.c — CrossDistil (teachers, quadruplet loss, calibrated
+ * distillation, error correction). */
 #include "distill.h"
 
 #include "models/builders.h"
@@ -7,88 +7,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static tl_node dense(tl_graph *g, tl_node x, int out, tl_act act, int bias, const char *prefix)
-{
-    char wn[128], bn[128];
-    snprintf(wn, sizeof wn, "%s.w", prefix);
-    snprintf(bn, sizeof bn, "%s.b", prefix);
-    tl_node w = tl_param(g, tl_node_cols(g, x), out, TL_INIT_XAVIER_UNIFORM, 0.0f, wn);
-    tl_node b = bias ? tl_param(g, 1, out, TL_INIT_ZEROS, 0.0f, bn) : TL_NONE;
-    return tl_linear(g, x, w, b, act);
-}
-
-static tl_node dropout_if(tl_graph *g, tl_node x, float p) { return p > 0.0f ? tl_dropout(g, x, p) : x; }
-
-/* ---- DML ------------------------------------------------------------------- */
-
-tl_status tl_dml_build_ctfm(tl_model *m, tl_node *h)
-{
-    tl_graph *g = m->g;
-    int K = m->cfg.n_tasks, d = tl_node_cols(g, h[0]);
-    for (int k = 1; k < K; k++)
-        if (tl_node_cols(g, h[k]) != d)
-            return tl_fail(TL_ERR_SHAPE, "dml: CTFM needs tower inputs of one width; task '%s' has "
-                                         "%d, task '%s' has %d", m->cfg.tasks[0].name, d,
-                           m->cfg.tasks[k].name, tl_node_cols(g, h[k]));
-    tl_node hcat = tl_concat(g, K, h);
-    tl_node E = tl_param(g, 1, K * d, TL_INIT_NORMAL, 0.01f, "dml.task_embedding");
-    tl_node X = tl_add(g, hcat, E);
-    tl_node Xs = m->cfg.dml.stop_grad ? tl_stop_grad(g, X) : X;
-    tl_node W[3], B[3];
-    static const char *names[3] = {"q", "k", "v"};
-    char n[64];
-    for (int i = 0; i < 3; i++) {
-        snprintf(n, sizeof n, "dml.ctfm.%s.w", names[i]);
-        W[i] = tl_param(g, d, d, TL_INIT_XAVIER_UNIFORM, 0.0f, n);
-        snprintf(n, sizeof n, "dml.ctfm.%s.b", names[i]);
-        B[i] = tl_param(g, 1, d, TL_INIT_ZEROS, 0.0f, n);
-    }
-    /* Q reads the task's own input; K and V read the stop-gradient copy, so
-     * task k's loss reaches other towers' inputs only through their queries. */
-    tl_node Q = tl_token_linear(g, X, W[0], B[0], K, TL_ACT_RELU);
-    tl_node Kk = tl_token_linear(g, Xs, W[1], B[1], K, TL_ACT_RELU);
-    tl_node V = tl_token_linear(g, Xs, W[2], B[2], K, TL_ACT_RELU);
-    tl_node C = dropout_if(g, tl_attention(g, Q, Kk, V, K), m->cfg.dml.dropout);
-    tl_node H = tl_add(g, hcat, C);
-    for (int k = 0; k < K; k++) h[k] = tl_slice(g, H, k * d, d);
-    m->dml_hcat = hcat;
-    return tl_graph_status(g) == TL_OK ? TL_OK : tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g));
-}
-
-tl_status tl_dml_build_gkd(tl_model *m, const tl_node *t, tl_node *logit)
-{
-    tl_graph *g = m->g;
-    int K = m->cfg.n_tasks, w = tl_node_cols(g, t[0]);
-    char n[96];
-    for (int k = 1; k < K; k++)
-        if (tl_node_cols(g, t[k]) != w)
-            return tl_fail(TL_ERR_SHAPE, "dml: GKD needs towers whose last layers have one width; "
-                                         "task '%s' has %d, task '%s' has %d",
-                           m->cfg.tasks[0].name, w, m->cfg.tasks[k].name, tl_node_cols(g, t[k]));
-    unsigned only = m->cfg.dml.gkd_tasks;
-    if (only >> K)
-        return tl_fail(TL_ERR_ARG, "dml: gkd_tasks names task index %d, but the model has %d tasks",
-                       31 - __builtin_clz(only), K);
-    /* the global experience reads every tower, also with a subset of tasks */
-    tl_node gexp = tl_stop_grad(g, tl_concat(g, K, t));
-    for (int k = 0; k < K; k++) {
-        if (only && !(only >> k & 1u)) continue; /* this task's logit stays as it is */
-        snprintf(n, sizeof n, "dml.gkd.%s.u", m->cfg.tasks[k].name);
-        tl_node u = dropout_if(g, dense(g, gexp, w, TL_ACT_RELU, 1, n), m->cfg.dml.dropout);
-        tl_node parts[2] = {t[k], u};
-        tl_node a = tl_concat(g, 2, parts);
-        for (int l = 1; l < m->cfg.dml.gkd_layers; l++) {
-            snprintf(n, sizeof n, "dml.gkd.%s.gate%d", m->cfg.tasks[k].name, l);
-            a = dense(g, a, w, TL_ACT_RELU, 1, n);
-        }
-        snprintf(n, sizeof n, "dml.gkd.%s.gate", m->cfg.tasks[k].name);
-        a = dense(g, a, w, TL_ACT_SIGMOID, 1, n);
-        snprintf(n, sizeof n, "dml.gkd.%s.v", m->cfg.tasks[k].name);
-        logit[k] = tl_add(g, logit[k], dense(g, tl_mul(g, a, u), 1, TL_ACT_NONE, 0, n));
-    }
-    return tl_graph_status(g) == TL_OK ? TL_OK : tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g));
-}
 
 /* ---- CrossDistil ------------------------------------------------------------ */
 
@@ -231,7 +149,7 @@ tl_status tl_distill_build(tl_model *m, const tl_node *h, const tl_node *logit)
         snprintf(n, sizeof n, "teacher.%s", tn);
         tl_node t = tl_build_mlp(g, in, &m->cfg.tasks[k].tower, n);
         snprintf(n, sizeof n, "teacher.%s.out", tn);
-        m->teacher[k] = tl_node_name(g, dense(g, t, 1, TL_ACT_NONE, 1, n), n);
+        m->teacher[k] = tl_node_name(g, tl_build_dense(g, t, 1, TL_ACT_NONE, 1, n), n);
         tl_node r = m->teacher[k], y = m->label[k];
         tl_node soft;
         if (in_graph_platt(ds)) { /* p~ = sigmoid(softplus(a') r + b), trained by BCE on train */

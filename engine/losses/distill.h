@@ -1,18 +1,14 @@
-/* losses/distill.h — engine-internal: the two papers' additions to a model
- * graph. DML (CTFM + GKD) changes tower inputs and logits; CrossDistil adds
- * teacher towers, the quadruplet ranking loss, calibrators and the distilled
- * student loss. Both attach to any backbone (model.c calls them while
- * building). */
+/* losses/distill.h — engine-internal: CrossDistil's additions to a model
+ * graph: teacher towers, the quadruplet ranking loss, calibrators and the
+ * distilled student loss. It attaches to any backbone but ESMM (model.c calls
+ * it while building and fitting); not yet behind the hook table (hooks.h),
+ * so it still reaches into the model's internals. DML is losses/dml.c. */
 #ifndef TL_DISTILL_H
 #define TL_DISTILL_H
 
 #include "model.h"
 #include "models/model_impl.h"
 
-/* CTFM: h[k] (tower inputs, all of width d) <- h[k] + attention over tasks. */
-tl_status tl_dml_build_ctfm(tl_model *m, tl_node *h);
-/* GKD: logit[k] += v_k . (a_k * u_k) from the towers' last hidden layers t[k]. */
-tl_status tl_dml_build_gkd(tl_model *m, const tl_node *t, tl_node *logit);
 
 /* After the task losses exist: teachers, auxiliary and calibration losses
  * (added to m->extra), and the students' distilled objectives

@@ -19,8 +19,9 @@ struct tl_weighting_state {
     float *w_grad_before;          /* GradNorm: last_shared's gradient before a task pass */
 };
 
-static tl_status build(void *st, const tl_model_view *v)
+static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
 {
+    if (stage != TL_BUILD_LOSSES) return TL_OK;
     tl_weighting_state *w = st;
     tl_graph *g = v->g;
     int K = v->cfg->n_tasks;

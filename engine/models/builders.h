@@ -17,6 +17,10 @@ tl_node tl_build_mlp(tl_graph *g, tl_node x, const tl_mlp_spec *spec, const char
 tl_node tl_build_experts(tl_graph *g, tl_node x, int count, const tl_mlp_spec *spec,
                          const char *prefix);
 
+/* act(x W + b), W [cols(x), out] Xavier-uniform, b zeros (none without
+ * `bias`), named "<prefix>.w/.b". */
+tl_node tl_build_dense(tl_graph *g, tl_node x, int out, tl_act act, int bias, const char *prefix);
+
 /* A softmax gate over `k` experts read from x. */
 tl_node tl_build_gate(tl_graph *g, tl_node x, int k, const char *prefix);
 

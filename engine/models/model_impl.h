@@ -9,6 +9,7 @@
 
 #include "graph.h"
 #include "hooks.h"
+#include "losses/dml.h"
 #include "losses/weighting.h"
 #include "model_config.h"
 #include "optim.h"
@@ -42,7 +43,7 @@ struct tl_model {
     tl_node teacher[TL_MAX_TASKS], teacher_soft[TL_MAX_TASKS]; /* CrossDistil */
     tl_node kd_alpha, kd_keep;     /* alpha and 1 - alpha (0 / 1 during warm-up) */
     tl_distill_task distill_task[TL_MAX_TASKS];
-    tl_node dml_hcat;              /* DML: the concatenated tower inputs before CTFM */
+    tl_node tower_in[TL_MAX_TASKS], tower_out[TL_MAX_TASKS], logit[TL_MAX_TASKS]; /* while building */
     tl_node total;
     tl_node last_shared;           /* GradNorm's measured layer */
     int n_shared_params;           /* parameters below the towers */
@@ -52,6 +53,7 @@ struct tl_model {
     const tl_hook *hooks[TL_MODEL_MAX_HOOKS];
     void *hook_state[TL_MODEL_MAX_HOOKS];
     tl_weighting_state *weighting; /* hook_state of tl_weighting_hook */
+    tl_dml_state *dml;             /* of tl_dml_hook, NULL without DML */
     /* training */
     tl_optim *opt;
     int64_t step;
