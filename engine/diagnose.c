@@ -239,7 +239,7 @@ static size_t shared_floats(const tl_model *m)
 static tl_status diag_forward(tl_model *m)
 {
     tl_rng *r = tl_graph_rng(m->g), saved = *r;
-    tl_distill_step_begin(m);
+    if (m->distill) tl_distill_hook.step_begin(m->distill, &m->view);
     tl_status st = tl_graph_forward(m->g, 1);
     *r = saved;
     return st;

@@ -1,6 +1,6 @@
 /* hooks.h — the seam between a model and the training strategies attached to
- * it (loss weighting and DML now; CrossDistil and the gradient diagnostics
- * are to follow).
+ * it (loss weighting, DML, CrossDistil; the gradient diagnostics are to
+ * follow).
  *
  * A strategy owns its state behind one table of hooks. The model allocates
  * the state (size bytes, zeroed), calls the hooks of every attached strategy,
@@ -22,11 +22,16 @@
 #include "model_config.h"
 #include "optim.h"
 
+typedef struct tl_model tl_model;
+
 /* What the model shares with its strategies. */
 typedef struct {
     const tl_model_config *cfg; /* the task weights in it change between steps */
     tl_graph *g;
     tl_rng *rng;                /* the model's RNG (PCGrad's task order) */
+    const int64_t *step;        /* training steps taken */
+    tl_node *label, *rowweight; /* [n_tasks] inputs: labels and per-row weights */
+    tl_node *pred;              /* [n_tasks] probability (binary) or value (regression) */
     tl_node *loss;              /* [n_tasks] per-task 1 x 1 losses */
     tl_node *objective;         /* [n_tasks] what weighting combines: the task loss, or
                                    the distilled student loss under CrossDistil */
@@ -39,6 +44,10 @@ typedef struct {
      * towers' last hidden layers, logits; a strategy may replace them at its
      * stage */
     tl_node *tower_in, *tower_out, *logit;
+    /* the model's rows order[from .. from+n) of s into the graph's inputs
+     * (tl_model_fill_batch), for strategies that run the graph themselves */
+    tl_model *model;
+    void (*fill_batch)(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n);
 } tl_model_view;
 
 /* The points of building at which a strategy's build hook runs. */

@@ -361,9 +361,6 @@ static tl_status build(tl_model *m)
         tl_node_name(g, m->loss[k], c->tasks[k].name);
         m->objective[k] = m->loss[k];
     }
-    if (c->distill.enabled && (s = tl_distill_build(m, h, logit)) != TL_OK) return s;
-    m->extra_coef = tl_scalar(g, 1.0f, "extra_losses");
-
     if ((s = hooks_build(m, TL_BUILD_LOSSES)) != TL_OK) return s;
     if ((s = tl_graph_status(g)) != TL_OK) return tl_fail(s, "%s", tl_graph_errmsg(g));
     return tl_graph_backward(g, m->total);
@@ -428,6 +425,12 @@ static void init_view(tl_model *m)
     v->tower_in = m->tower_in;
     v->tower_out = m->tower_out;
     v->logit = m->logit;
+    v->step = &m->step;
+    v->label = m->label;
+    v->rowweight = m->rowweight;
+    v->pred = m->pred;
+    v->model = m;
+    v->fill_batch = tl_model_fill_batch;
 }
 
 /* Attach strategy h with a new zeroed state; returns the state (NULL when
@@ -460,13 +463,15 @@ static tl_status model_build(const tl_model_config *cfg, tl_model **out)
     for (int p = 0; p < cfg->distill.n_pairs && cfg->distill.order != 0; p++)
         m->cfg.distill.flip[p] = cfg->distill.order == 2;
     m->ids = m->num = m->table = m->pcvr = m->last_shared = TL_NONE;
-    m->extra = m->constraint_coef = m->kd_alpha = m->kd_keep = TL_NONE;
+    m->extra = m->constraint_coef = TL_NONE;
     m->eval_in_space = 1;
     tl_rng_seed(&m->rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
     m->g = tl_graph_new(cfg->max_batch, cfg->seed);
     init_view(m);
     /* the strategies, in the order their hooks run */
     if (m->g && cfg->dml.enabled && !(m->dml = attach(m, &tl_dml_hook))) s = TL_ERR_NOMEM;
+    if (m->g && s == TL_OK && cfg->distill.enabled && !(m->distill = attach(m, &tl_distill_hook)))
+        s = TL_ERR_NOMEM;
     if (m->g && s == TL_OK && !(m->weighting = attach(m, &tl_weighting_hook))) s = TL_ERR_NOMEM;
     if (!m->g || s != TL_OK || (s = build(m)) != TL_OK) {
         if (s == TL_OK) s = TL_ERR_NOMEM;
@@ -510,7 +515,6 @@ void tl_model_free(tl_model *m)
         if (m->hooks[i]->free) m->hooks[i]->free(m->hook_state[i]);
         tl_free(m->hook_state[i]);
     }
-    tl_distill_free(m);
     tl_diagnose_free(m);
     for (int k = 0; k < TL_MAX_TASKS; k++) tl_calibrator_free(m->out_cal[k]);
     tl_optim_free(m->opt);
@@ -709,11 +713,11 @@ tl_status tl_model_predict_teachers(tl_model *m, const tl_split *s, int calibrat
         fill_batch(m, s, NULL, from, n);
         if ((st = tl_graph_forward(m->g, 0)) != TL_OK) return tl_fail_context(st, "teachers");
         for (int k = 0; k < K; k++) {
-            tl_node t = m->cfg.distill.enabled ? m->teacher[k] : TL_NONE;
+            tl_node t = m->distill ? tl_distill_teacher(m->distill, k) : TL_NONE;
             const float *v = t != TL_NONE ? tl_graph_value(m->g, t) : NULL;
             for (int i = 0; i < n; i++) {
                 float r = v ? v[i] : NAN;
-                out[(from + (size_t)i) * K + k] = calibrated && v ? tl_distill_calibrate(m, k, r) : r;
+                out[(from + (size_t)i) * K + k] = calibrated && v ? tl_distill_calibrate(m->distill, &m->view, k, r) : r;
             }
         }
     }
@@ -897,7 +901,7 @@ int64_t tl_model_calibrator_age(const tl_model *m, int task)
 int64_t tl_model_teacher_calibrator_age(const tl_model *m)
 {
     int any = 0;
-    for (int k = 0; k < m->cfg.n_tasks; k++) any |= m->distill_task[k].cal != NULL;
+    for (int k = 0; k < m->cfg.n_tasks && m->distill; k++) any |= tl_distill_calibrator(m->distill, k) != NULL;
     return any ? m->step - m->distill_cal_step : 0;
 }
 
@@ -976,7 +980,8 @@ static tl_status hooks_epoch_end(tl_model *m, const tl_split *train, const tl_sp
 /* One training step on the batch already in the graph's inputs. */
 static tl_status train_step(tl_model *m, float *task_loss)
 {
-    tl_distill_step_begin(m);
+    for (int i = 0; i < m->n_hooks; i++)
+        if (m->hooks[i]->step_begin) m->hooks[i]->step_begin(m->hook_state[i], &m->view);
     tl_status s = tl_graph_forward(m->g, 1);
     if (s != TL_OK) return s;
     for (int k = 0; k < m->cfg.n_tasks; k++) {
@@ -1167,7 +1172,10 @@ static tl_status run_batches(tl_model *m, fit_run *r)
             sr->loss[k] = tl_loss[k];
             sr->weight[k] = tl_weighting_effective(m->weighting, &m->view, k);
         }
-        if ((st = tl_distill_step_end(m, train, valid)) != TL_OK) return st;
+        tl_fit_point f = {train, valid, tl_loss, NULL};
+        for (int i = 0; i < m->n_hooks; i++)
+            if (m->hooks[i]->step_end && (st = m->hooks[i]->step_end(m->hook_state[i], &m->view, &f)) != TL_OK)
+                return st;
         if (m->cfg.distill.calib_every > 0 && m->step % m->cfg.distill.calib_every == 0)
             m->distill_cal_step = m->step; /* refit by step_end */
         if (valid && opt->eval_every > 0 && m->step % opt->eval_every == 0 && b + 1 < r->per_epoch &&
@@ -1259,7 +1267,6 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
         m->epoch++;
         m->batches_in_epoch = 0;
         if ((st = hooks_epoch_end(m, train, valid, r.epoch_loss)) != TL_OK) break;
-        if ((st = tl_distill_epoch_end(m, train, valid)) != TL_OK) break;
         m->distill_cal_step = m->step;
         double monitor;
         int improved;

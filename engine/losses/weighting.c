@@ -27,6 +27,7 @@ static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
     int K = v->cfg->n_tasks;
     char name[96];
     tl_node total = TL_NONE;
+    *v->extra_coef = tl_scalar(g, 1.0f, "extra_losses");
     for (int k = 0; k < K; k++) {
         const char *t = v->cfg->tasks[k].name;
         snprintf(name, sizeof name, "weight.%s", t);

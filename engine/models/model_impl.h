@@ -1,29 +1,21 @@
 /* models/model_impl.h — engine-internal: the model record. model.c owns it;
- * the strategies not yet behind the hook table (losses/distill.c, diagnose.c)
- * and the checkpoint sections in io.c still reach into it. Loss weighting
- * sees only the view (hooks.h). The history records and calibrators are
- * named by their struct tags, so this header needs nothing from model.h or
- * diagnose.h (which include the other way). */
+ * its other files in models/ (the checkpoint sections) and diagnose.c, not
+ * yet behind the hook table, reach into it. The strategies see only the view
+ * (hooks.h). History records and calibrators are named by their struct
+ * tags, so this header needs nothing from model.h or diagnose.h (which
+ * include the other way). */
 #ifndef TL_MODEL_IMPL_H
 #define TL_MODEL_IMPL_H
 
 #include "graph.h"
 #include "hooks.h"
+#include "losses/distill.h"
 #include "losses/dml.h"
 #include "losses/weighting.h"
 #include "model_config.h"
 #include "optim.h"
 
 #define TL_MODEL_MAX_HOOKS 4
-
-/* CrossDistil per-task state: the map op's context for the calibrated,
- * corrected soft label. */
-typedef struct {
-    const tl_distill_spec *spec;
-    struct tl_calibrator *cal;            /* fitted outside the graph; NULL until the first fit */
-    tl_node cal_a, cal_b;          /* in-graph Platt calibrator parameters */
-    int cal_clamped;               /* the last Platt fit had slope <= 0: a = 0 (base rate) */
-} tl_distill_task;
 
 struct tl_model {
     tl_model_config cfg;
@@ -40,9 +32,6 @@ struct tl_model {
     tl_node extra, extra_coef;     /* loss terms outside the tasks (AITM constraint,
                                       CrossDistil aux/calibration) and their on/off scalar */
     tl_node constraint_coef;       /* AITM: weight of the label constraint */
-    tl_node teacher[TL_MAX_TASKS], teacher_soft[TL_MAX_TASKS]; /* CrossDistil */
-    tl_node kd_alpha, kd_keep;     /* alpha and 1 - alpha (0 / 1 during warm-up) */
-    tl_distill_task distill_task[TL_MAX_TASKS];
     tl_node tower_in[TL_MAX_TASKS], tower_out[TL_MAX_TASKS], logit[TL_MAX_TASKS]; /* while building */
     tl_node total;
     tl_node last_shared;           /* GradNorm's measured layer */
@@ -54,6 +43,7 @@ struct tl_model {
     void *hook_state[TL_MODEL_MAX_HOOKS];
     tl_weighting_state *weighting; /* hook_state of tl_weighting_hook */
     tl_dml_state *dml;             /* of tl_dml_hook, NULL without DML */
+    tl_distill_state *distill;     /* of tl_distill_hook, NULL without CrossDistil */
     /* training */
     tl_optim *opt;
     int64_t step;

@@ -285,7 +285,9 @@ void tl_model_io_calb_write(tl_codec *c, tl_model *m)
 {
     const int K = m->cfg.n_tasks;
     for (int k = 0; k < 2 * K; k++) {
-        const tl_calibrator *cal = k < K ? tl_model_calibrator(m, k) : m->distill_task[k - K].cal;
+        const tl_calibrator *cal = k < K    ? tl_model_calibrator(m, k)
+                                 : m->distill ? tl_distill_calibrator(m->distill, k - K)
+                                              : NULL;
         size_t len = cal ? tl_calibrator_serial_len(cal) : 0;
         float *tmp = len ? tl_malloc(len * sizeof(float), "calibrator") : NULL;
         if (len && (!tmp || tl_calibrator_serialize(cal, tmp, len) != TL_OK)) {
@@ -320,8 +322,8 @@ tl_status tl_model_io_calb_read(tl_codec *c, tl_model *m, const char *path)
         if (k < K) {
             tl_model_set_calibrator(m, k, cal);
         } else {
-            tl_calibrator_free(m->distill_task[k - K].cal);
-            m->distill_task[k - K].cal = cal;
+            if (m->distill) tl_distill_set_calibrator(m->distill, k - K, cal);
+            else tl_calibrator_free(cal); /* a teacher calibrator without CrossDistil: unused */
         }
     }
     /* Files without the fitting steps: the calibrators count as fresh. */
