@@ -3,14 +3,12 @@
 #include "core.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "parallel.h"
 
 #define TL_ERRMSG_MAX 1024
 
@@ -218,41 +216,6 @@ static volatile sig_atomic_t cancel_flag;
 void tl_cancel_request(void) { cancel_flag = 1; }
 int tl_cancelled(void) { return cancel_flag != 0; }
 void tl_cancel_clear(void) { cancel_flag = 0; }
-
-/* ---- threads ------------------------------------------------------------- */
-
-extern void openblas_set_num_threads(int);
-extern int openblas_get_num_threads(void);
-
-/* The engine's thread count. It starts as OpenBLAS's own default (from
- * OPENBLAS_NUM_THREADS or the core count); OpenBLAS itself is then pinned to
- * one thread, because the engine splits GEMMs over its own pool (gemm.h):
- * one pool, not two competing for the cores. */
-static int engine_threads;
-static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
-
-static void threads_init(void)
-{
-    engine_threads = openblas_get_num_threads();
-    if (engine_threads < 1) engine_threads = 1;
-    openblas_set_num_threads(1);
-}
-
-/* Workers beyond the new count are joined here, missing ones start on
- * first use. */
-void tl_set_threads(int n)
-{
-    if (n <= 0) return;
-    pthread_once(&threads_once, threads_init);
-    engine_threads = n;
-    if (tl_parallel_workers() > n - 1) tl_parallel_shutdown();
-}
-
-int tl_get_threads(void)
-{
-    pthread_once(&threads_once, threads_init);
-    return engine_threads;
-}
 
 /* ---- memory budget ----------------------------------------------------------- */
 

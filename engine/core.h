@@ -99,14 +99,6 @@ void tl_cancel_request(void);
 int tl_cancelled(void);
 void tl_cancel_clear(void);
 
-/* Threads used by the engine's GEMMs and parallel passes (gemm.h,
- * parallel.h; OpenBLAS itself runs one thread per call): n > 0 sets the
- * count, n <= 0 keeps it; it starts at OPENBLAS_NUM_THREADS or the cores.
- * A given count gives the same bits on every run; with 1 the passes run in
- * their serial order. */
-void tl_set_threads(int n);
-int tl_get_threads(void);
-
 #define TL_VERSION "0.1.0"
 
 #endif

@@ -239,26 +239,16 @@ static size_t shared_floats(const tl_model *m)
 static tl_status diag_forward(tl_model *m)
 {
     tl_rng *r = tl_graph_rng(m->g), saved = *r;
-    tl_distill_step_begin(m);
+    if (m->distill) tl_distill_hook.step_begin(m->distill, &m->view);
     tl_status st = tl_graph_forward(m->g, 1);
     *r = saved;
     return st;
 }
 
-/* Backward of task k's loss alone with coefficient 1 on the raw loss
- * (uncertainty weighting scales its term by exp(-s)/2: undone here). */
+/* Backward of task k's loss alone with coefficient 1 on the raw loss. */
 static tl_status task_backward(tl_model *m, int k)
 {
-    int K = m->cfg.n_tasks;
-    for (int j = 0; j < K; j++) {
-        float c = 0.0f;
-        if (j == k) c = m->logvar[j] != TL_NONE ? 2.0f * expf(tl_graph_value(m->g, m->logvar[j])[0]) : 1.0f;
-        tl_graph_set_scalar(m->g, m->coef[j], c);
-    }
-    tl_graph_set_scalar(m->g, m->extra_coef, 0.0f);
-    tl_status st = tl_graph_backward_run(m->g);
-    tl_weighting_apply(m);
-    return st;
+    return tl_weighting_task_backward(m->weighting, &m->view, k);
 }
 
 tl_status tl_diagnose_task_grad(tl_model *m, int k, float *out)
@@ -305,7 +295,7 @@ tl_status tl_diagnose_grads(tl_model *m, tl_diag_record *r)
     }
     for (int a = 0; a < K; a++) {
         r->grad_norm[a] = (float)sqrt(dot[a][a]);
-        r->weight[a] = tl_weighting_effective(m, a);
+        r->weight[a] = tl_weighting_effective(m->weighting, &m->view, a);
         for (int b = 0; b < K; b++)
             r->grad_cos[a][b] = dot[a][a] > 0.0 && dot[b][b] > 0.0
                                     ? (float)(dot[a][b] / sqrt(dot[a][a] * dot[b][b]))

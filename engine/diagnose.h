@@ -54,7 +54,7 @@ tl_status tl_diagnose_collapse(tl_model *m, const tl_split *s, char *msg, size_t
  * step's batch, the gradient of each task's loss alone (coefficient 1: the
  * raw task loss, before any weighting) with respect to the shared parameters
  * (embeddings and backbone: the model's first n_shared_params parameters). */
-typedef struct {
+typedef struct tl_diag_record {
     int64_t step;
     int epoch;
     float grad_norm[TL_MAX_TASKS];                /* L2 norm */

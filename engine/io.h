@@ -31,6 +31,7 @@
 #ifndef TL_IO_H
 #define TL_IO_H
 
+#include "io_file.h"
 #include "model.h"
 
 #define TL_IO_FORMAT_VERSION 1u
@@ -41,15 +42,9 @@
  * directory is fsync'ed. On any failure (disk full, read-only or missing
  * directory, path is a directory) returns TL_ERR_IO with the path and the
  * errno text in the message (TL_ERR_NOMEM when memory runs out), removes the
- * temporary file and leaves an existing file at `path` untouched. */
+ * temporary file and leaves an existing file at `path` untouched (symbolic
+ * links and stale temporaries: tl_io_write_atomic, io_file.h). */
 tl_status tl_model_save(tl_model *m, const char *path);
-/* A symbolic link at `path` is followed: the file at the end of the chain is
- * replaced and the link kept. A directory, device or FIFO there is refused
- * (TL_ERR_IO) and left alone. Stale temporaries of killed saves,
- * <target>.tmp.XXXXXX last changed before `t` (the process's start in
- * seconds since the epoch, with its fraction, given by the program once),
- * are removed by the next save to the same target. */
-void tl_io_set_process_start(double t);
 
 /* Read a checkpoint into a new model (*out, owned by the caller; NULL on
  * failure). A missing or unreadable file is TL_ERR_IO; a file that is not a

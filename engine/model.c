@@ -10,8 +10,10 @@
 
 #include "diagnose.h"
 #include "losses/distill.h"
+#include "losses/dml.h"
 #include "losses/weighting.h"
 #include "models/builders.h"
+#include "models/model_impl.h"
 #include "parallel.h"
 
 /* ---- configuration -------------------------------------------------------- */
@@ -131,6 +133,52 @@ static tl_status check_mlp(const tl_mlp_spec *s, const char *what)
     return TL_OK;
 }
 
+/* CrossDistil's switches (check_config). */
+static tl_status check_distill(const tl_model_config *c)
+{
+    const tl_backbone_spec *b = &c->backbone;
+    const tl_distill_spec *ds = &c->distill;
+    if (ds->n_pairs < 1 || ds->n_pairs > TL_MAX_TASKS)
+        return tl_fail(TL_ERR_ARG, "crossdistil: needs 1..%d task pairs, got %d", TL_MAX_TASKS,
+                       ds->n_pairs);
+    for (int p = 0; p < ds->n_pairs; p++) {
+        int a = ds->pairs[p][0], bb = ds->pairs[p][1];
+        if (a < 0 || a >= c->n_tasks || bb < 0 || bb >= c->n_tasks || a == bb)
+            return tl_fail(TL_ERR_ARG, "crossdistil: pair %d must name two different tasks", p + 1);
+        if (c->tasks[a].type != TL_TASK_BINARY || c->tasks[bb].type != TL_TASK_BINARY)
+            return tl_fail(TL_ERR_ARG, "crossdistil: pair %d ('%s', '%s') must be binary tasks",
+                           p + 1, c->tasks[a].name, c->tasks[bb].name);
+    }
+    if (b->kind == TL_BACKBONE_ESMM)
+        return tl_fail(TL_ERR_ARG, "crossdistil: ESMM's second output is pCTCVR, not a logit; "
+                                   "use another backbone");
+    if (!(ds->kd >= 0.0f && ds->kd <= 1.0f) || !(ds->aux >= 0.0f) || !(ds->lambda >= 0.0f && ds->lambda <= 1.0f))
+        return tl_fail(TL_ERR_ARG, "crossdistil: kd and lambda must be in [0, 1], aux >= 0 "
+                                   "(got kd=%g aux=%g lambda=%g)",
+                       (double)ds->kd, (double)ds->aux, (double)ds->lambda);
+    if (ds->max_pairs < 1) return tl_fail(TL_ERR_ARG, "crossdistil: max_pairs must be >= 1");
+    if (ds->teacher_grad && !ds->naive &&
+        (ds->calibrate != TL_DISTILL_PLATT || ds->calib_valid))
+        return tl_fail(TL_ERR_ARG, "crossdistil: teacher_grad=true needs the in-graph Platt "
+                                   "calibrator (calibrate=\"platt\", calib_data=\"train\"); a "
+                                   "fitted calibrator passes no gradient to the teacher");
+    if (ds->warmup < 0) return tl_fail(TL_ERR_ARG, "crossdistil: warmup must be >= 0");
+    if (ds->order < 0 || ds->order > 2)
+        return tl_fail(TL_ERR_ARG, "crossdistil: order must be 0 (auto), 1 (positive) or 2 "
+                                   "(negative), got %d", ds->order);
+    for (int p = 0; p < ds->n_pairs && ds->order == 0; p++)
+        if (ds->flip[p] < -1 || ds->flip[p] > 1)
+            return tl_fail(TL_ERR_ARG, "crossdistil: pair %d: flip must be -1 (auto, not yet "
+                                       "resolved), 0 or 1, got %d", p + 1, ds->flip[p]);
+    if (ds->calib_every < 0)
+        return tl_fail(TL_ERR_ARG, "crossdistil: calib_every must be >= 0, got %d", ds->calib_every);
+    if (ds->calib_every > 0 && !ds->naive && ds->calibrate == TL_DISTILL_PLATT && !ds->calib_valid)
+        return tl_fail(TL_ERR_ARG, "crossdistil: calib_every refits calibrators fitted outside "
+                                   "the graph (calibrate=\"isotonic\" or calib_data=\"valid\"); "
+                                   "the in-graph Platt calibrator trains at every step");
+    return TL_OK;
+}
+
 static tl_status check_config(const tl_model_config *c)
 {
     const tl_backbone_spec *b = &c->backbone;
@@ -200,47 +248,7 @@ static tl_status check_config(const tl_model_config *c)
                     return tl_fail(TL_ERR_ARG, "dml: GKD needs a hidden layer in every tower (task '%s')",
                                    c->tasks[t].name);
     }
-    if (c->distill.enabled) {
-        const tl_distill_spec *ds = &c->distill;
-        if (ds->n_pairs < 1 || ds->n_pairs > TL_MAX_TASKS)
-            return tl_fail(TL_ERR_ARG, "crossdistil: needs 1..%d task pairs, got %d", TL_MAX_TASKS,
-                           ds->n_pairs);
-        for (int p = 0; p < ds->n_pairs; p++) {
-            int a = ds->pairs[p][0], bb = ds->pairs[p][1];
-            if (a < 0 || a >= c->n_tasks || bb < 0 || bb >= c->n_tasks || a == bb)
-                return tl_fail(TL_ERR_ARG, "crossdistil: pair %d must name two different tasks", p + 1);
-            if (c->tasks[a].type != TL_TASK_BINARY || c->tasks[bb].type != TL_TASK_BINARY)
-                return tl_fail(TL_ERR_ARG, "crossdistil: pair %d ('%s', '%s') must be binary tasks",
-                               p + 1, c->tasks[a].name, c->tasks[bb].name);
-        }
-        if (b->kind == TL_BACKBONE_ESMM)
-            return tl_fail(TL_ERR_ARG, "crossdistil: ESMM's second output is pCTCVR, not a logit; "
-                                       "use another backbone");
-        if (!(ds->kd >= 0.0f && ds->kd <= 1.0f) || !(ds->aux >= 0.0f) || !(ds->lambda >= 0.0f && ds->lambda <= 1.0f))
-            return tl_fail(TL_ERR_ARG, "crossdistil: kd and lambda must be in [0, 1], aux >= 0 "
-                                       "(got kd=%g aux=%g lambda=%g)",
-                           (double)ds->kd, (double)ds->aux, (double)ds->lambda);
-        if (ds->max_pairs < 1) return tl_fail(TL_ERR_ARG, "crossdistil: max_pairs must be >= 1");
-        if (ds->teacher_grad && !ds->naive &&
-            (ds->calibrate != TL_DISTILL_PLATT || ds->calib_valid))
-            return tl_fail(TL_ERR_ARG, "crossdistil: teacher_grad=true needs the in-graph Platt "
-                                       "calibrator (calibrate=\"platt\", calib_data=\"train\"); a "
-                                       "fitted calibrator passes no gradient to the teacher");
-        if (ds->warmup < 0) return tl_fail(TL_ERR_ARG, "crossdistil: warmup must be >= 0");
-        if (ds->order < 0 || ds->order > 2)
-            return tl_fail(TL_ERR_ARG, "crossdistil: order must be 0 (auto), 1 (positive) or 2 "
-                                       "(negative), got %d", ds->order);
-        for (int p = 0; p < ds->n_pairs && ds->order == 0; p++)
-            if (ds->flip[p] < -1 || ds->flip[p] > 1)
-                return tl_fail(TL_ERR_ARG, "crossdistil: pair %d: flip must be -1 (auto, not yet "
-                                           "resolved), 0 or 1, got %d", p + 1, ds->flip[p]);
-        if (ds->calib_every < 0)
-            return tl_fail(TL_ERR_ARG, "crossdistil: calib_every must be >= 0, got %d", ds->calib_every);
-        if (ds->calib_every > 0 && !ds->naive && ds->calibrate == TL_DISTILL_PLATT && !ds->calib_valid)
-            return tl_fail(TL_ERR_ARG, "crossdistil: calib_every refits calibrators fitted outside "
-                                       "the graph (calibrate=\"isotonic\" or calib_data=\"valid\"); "
-                                       "the in-graph Platt calibrator trains at every step");
-    }
+    if (c->distill.enabled && (s = check_distill(c)) != TL_OK) return s;
     for (int t = 0; t < c->n_tasks; t++) {
         const tl_task_spec *ts = &c->tasks[t];
         char what[80];
@@ -279,22 +287,12 @@ static tl_node dense_out(tl_graph *g, tl_node x, int out, const char *prefix)
     return tl_linear(g, x, w, b, TL_ACT_NONE);
 }
 
-/* AITM's adaptive information transfer: attention between the transferred
- * vector p (from the previous task) and this task's tower output q. */
-static tl_node ait_module(tl_graph *g, tl_node p, tl_node q, int d, const char *prefix)
+static tl_status hooks_build(tl_model *m, tl_build_stage stage)
 {
-    char name[128];
-    tl_node w[3];
-    for (int i = 0; i < 3; i++) {
-        snprintf(name, sizeof name, "%s.h%d.w", prefix, i + 1);
-        w[i] = tl_param(g, d, d, TL_INIT_XAVIER_UNIFORM, 0.0f, name);
-    }
-    tl_node v_p = tl_matmul(g, p, w[0]), v_q = tl_matmul(g, q, w[0]);
-    float scale = 1.0f / sqrtf((float)d);
-    tl_node s_p = tl_scale(g, tl_row_sum(g, tl_mul(g, tl_matmul(g, p, w[1]), tl_matmul(g, p, w[2]))), scale);
-    tl_node s_q = tl_scale(g, tl_row_sum(g, tl_mul(g, tl_matmul(g, q, w[1]), tl_matmul(g, q, w[2]))), scale);
-    tl_node sc[2] = {s_p, s_q}, vs[2] = {v_p, v_q};
-    return tl_gate_mix(g, tl_softmax(g, tl_concat(g, 2, sc)), tl_concat(g, 2, vs), 2);
+    tl_status s = TL_OK;
+    for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
+        if (m->hooks[i]->build) s = m->hooks[i]->build(m->hook_state[i], &m->view, stage);
+    return s;
 }
 
 static tl_status build(tl_model *m)
@@ -318,38 +316,27 @@ static tl_status build(tl_model *m)
     if (c->n_num > 0) parts[np++] = m->num = tl_input(g, c->n_num, "numeric");
     tl_node x = np == 2 ? tl_concat(g, 2, parts) : parts[0];
 
-    tl_node h[TL_MAX_TASKS];
+    tl_node *h = m->tower_in, *logit = m->logit, *last_hidden = m->tower_out, z_prev = TL_NONE;
     if (!tl_build_backbone(g, c, x, h, &m->last_shared))
         return tl_graph_status(g) != TL_OK ? tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g))
                                            : TL_ERR_ARG;
     m->n_shared_params = tl_graph_param_count(g);
     tl_status s;
-    if (c->dml.enabled && c->dml.ctfm && (s = tl_dml_build_ctfm(m, h)) != TL_OK) return s;
+    if ((s = hooks_build(m, TL_BUILD_TOWER_INPUTS)) != TL_OK) return s;
 
-    tl_node logit[TL_MAX_TASKS], last_hidden[TL_MAX_TASKS], z_prev = TL_NONE;
     for (int k = 0; k < K; k++) {
         const tl_task_spec *ts = &c->tasks[k];
         snprintf(name, sizeof name, "tower.%s", ts->name);
         tl_node t = tl_build_mlp(g, h[k], &ts->tower, name);
         if (c->backbone.kind == TL_BACKBONE_AITM) {
-            int d = ts->tower.units[ts->tower.n - 1];
-            if (k > 0) {
-                snprintf(name, sizeof name, "aitm.transfer%d", k);
-                tl_node w = tl_param(g, d, d, TL_INIT_XAVIER_UNIFORM, 0.0f, name);
-                snprintf(name, sizeof name, "aitm.transfer%d.b", k);
-                tl_node b = tl_param(g, 1, d, TL_INIT_ZEROS, 0.0f, name);
-                tl_node p = tl_linear(g, z_prev, w, b, TL_ACT_RELU);
-                snprintf(name, sizeof name, "aitm.ait%d", k);
-                t = ait_module(g, p, t, d, name);
-            }
+            if (k > 0) t = tl_build_aitm_transfer(g, z_prev, t, ts->tower.units[ts->tower.n - 1], k);
             z_prev = t;
         }
         snprintf(name, sizeof name, "tower.%s.out", ts->name);
         logit[k] = dense_out(g, t, 1, name);
         last_hidden[k] = t;
     }
-    if (c->dml.enabled && c->dml.gkd && (s = tl_dml_build_gkd(m, last_hidden, logit)) != TL_OK)
-        return s;
+    if ((s = hooks_build(m, TL_BUILD_LOGITS)) != TL_OK) return s;
     for (int k = 0; k < K; k++) {
         const tl_task_spec *ts = &c->tasks[k];
         snprintf(name, sizeof name, "label.%s", ts->name);
@@ -364,29 +351,17 @@ static tl_status build(tl_model *m)
             m->loss[k] = tl_mse(g, logit[k], m->label[k], m->rowweight[k]);
         }
     }
-    if (c->backbone.kind == TL_BACKBONE_ESMM) { /* pCTCVR = pCTR x pCVR over all rows */
+    if (c->backbone.kind == TL_BACKBONE_ESMM) {
         m->pcvr = m->pred[1];
-        m->pred[1] = tl_mul(g, m->pred[0], m->pcvr);
-        m->loss[1] = tl_bce_prob(g, m->pred[1], m->label[1], m->rowweight[1]);
+        m->loss[1] = tl_build_esmm_ctcvr(g, m->pred[0], m->pcvr, m->label[1], m->rowweight[1], &m->pred[1]);
     }
-    if (c->backbone.kind == TL_BACKBONE_AITM && K > 1) { /* p_t <= p_{t-1} */
-        tl_node sum = TL_NONE;
-        for (int k = 1; k < K; k++) {
-            tl_node v = tl_mean(g, tl_relu(g, tl_sub(g, m->pred[k], m->pred[k - 1])));
-            sum = sum == TL_NONE ? v : tl_add(g, sum, v);
-        }
-        m->constraint_coef = tl_scalar(g, c->backbone.constraint, "aitm.constraint");
-        m->extra = tl_mul(g, sum, m->constraint_coef);
-    }
+    if (c->backbone.kind == TL_BACKBONE_AITM && K > 1)
+        m->extra = tl_build_aitm_constraint(g, m->pred, K, c->backbone.constraint, &m->constraint_coef);
     for (int k = 0; k < K; k++) {
         tl_node_name(g, m->loss[k], c->tasks[k].name);
         m->objective[k] = m->loss[k];
     }
-    if (c->distill.enabled && (s = tl_distill_build(m, h, logit)) != TL_OK) return s;
-    m->extra_coef = tl_scalar(g, 1.0f, "extra_losses");
-
-    s = tl_weighting_build(m);
-    if (s != TL_OK) return s;
+    if ((s = hooks_build(m, TL_BUILD_LOSSES)) != TL_OK) return s;
     if ((s = tl_graph_status(g)) != TL_OK) return tl_fail(s, "%s", tl_graph_errmsg(g));
     return tl_graph_backward(g, m->total);
 }
@@ -432,6 +407,51 @@ static tl_status check_memory(tl_model *m)
 
 /* A model record with its graph built but not planned (no parameter memory
  * yet); tl_model_free releases it. */
+/* The part of the model its strategies see (hooks.h). */
+static void init_view(tl_model *m)
+{
+    tl_model_view *v = &m->view;
+    v->cfg = &m->cfg;
+    v->g = m->g;
+    v->rng = &m->rng;
+    v->loss = m->loss;
+    v->objective = m->objective;
+    v->extra = &m->extra;
+    v->extra_coef = &m->extra_coef;
+    v->total = &m->total;
+    v->last_shared = &m->last_shared;
+    v->n_shared_params = &m->n_shared_params;
+    v->opt = &m->opt;
+    v->tower_in = m->tower_in;
+    v->tower_out = m->tower_out;
+    v->logit = m->logit;
+    v->step = &m->step;
+    v->label = m->label;
+    v->rowweight = m->rowweight;
+    v->pred = m->pred;
+    v->model = m;
+    v->fill_batch = tl_model_fill_batch;
+}
+
+/* Attach strategy h with a new zeroed state; returns the state (NULL when
+ * out of memory). */
+static void *attach(tl_model *m, const tl_hook *h)
+{
+    void *st = tl_calloc(1, h->size, h->name);
+    if (!st) return NULL;
+    m->hooks[m->n_hooks] = h;
+    m->hook_state[m->n_hooks++] = st;
+    return st;
+}
+
+static tl_status hooks_planned(tl_model *m)
+{
+    tl_status s = TL_OK;
+    for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
+        if (m->hooks[i]->planned) s = m->hooks[i]->planned(m->hook_state[i], &m->view);
+    return s;
+}
+
 static tl_status model_build(const tl_model_config *cfg, tl_model **out)
 {
     *out = NULL;
@@ -443,11 +463,17 @@ static tl_status model_build(const tl_model_config *cfg, tl_model **out)
     for (int p = 0; p < cfg->distill.n_pairs && cfg->distill.order != 0; p++)
         m->cfg.distill.flip[p] = cfg->distill.order == 2;
     m->ids = m->num = m->table = m->pcvr = m->last_shared = TL_NONE;
-    m->extra = m->constraint_coef = m->kd_alpha = m->kd_keep = m->dml_hcat = TL_NONE;
+    m->extra = m->constraint_coef = TL_NONE;
     m->eval_in_space = 1;
     tl_rng_seed(&m->rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
     m->g = tl_graph_new(cfg->max_batch, cfg->seed);
-    if (!m->g || (s = build(m)) != TL_OK) {
+    init_view(m);
+    /* the strategies, in the order their hooks run */
+    if (m->g && cfg->dml.enabled && !(m->dml = attach(m, &tl_dml_hook))) s = TL_ERR_NOMEM;
+    if (m->g && s == TL_OK && cfg->distill.enabled && !(m->distill = attach(m, &tl_distill_hook)))
+        s = TL_ERR_NOMEM;
+    if (m->g && s == TL_OK && !(m->weighting = attach(m, &tl_weighting_hook))) s = TL_ERR_NOMEM;
+    if (!m->g || s != TL_OK || (s = build(m)) != TL_OK) {
         if (s == TL_OK) s = TL_ERR_NOMEM;
         tl_model_free(m);
         return s;
@@ -474,7 +500,7 @@ tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
     tl_status s = model_build(cfg, &m);
     if (s != TL_OK) return s;
     if ((s = check_memory(m)) != TL_OK || (s = tl_graph_plan(m->g)) != TL_OK ||
-        (s = tl_weighting_init(m)) != TL_OK) {
+        (s = hooks_planned(m)) != TL_OK) {
         tl_model_free(m);
         return s;
     }
@@ -485,8 +511,10 @@ tl_status tl_model_new(const tl_model_config *cfg, tl_model **out)
 void tl_model_free(tl_model *m)
 {
     if (!m) return;
-    tl_weighting_free(m);
-    tl_distill_free(m);
+    for (int i = 0; i < m->n_hooks; i++) {
+        if (m->hooks[i]->free) m->hooks[i]->free(m->hook_state[i]);
+        tl_free(m->hook_state[i]);
+    }
     tl_diagnose_free(m);
     for (int k = 0; k < TL_MAX_TASKS; k++) tl_calibrator_free(m->out_cal[k]);
     tl_optim_free(m->opt);
@@ -529,7 +557,7 @@ tl_status tl_model_set_weight(tl_model *m, int task, float w)
         return tl_fail(TL_ERR_ARG, "task '%s': weight must be finite and >= 0, got %g",
                        m->cfg.tasks[task].name, (double)w);
     m->cfg.tasks[task].weight = w;
-    tl_weighting_apply(m);
+    tl_weighting_apply(m->weighting, &m->view);
     return TL_OK;
 }
 
@@ -541,7 +569,7 @@ float tl_model_get_weight(const tl_model *m, int task)
 
 float tl_model_effective_weight(const tl_model *m, int task)
 {
-    return task >= 0 && task < m->cfg.n_tasks ? tl_weighting_effective(m, task) : NAN;
+    return task >= 0 && task < m->cfg.n_tasks ? tl_weighting_effective(m->weighting, &m->view, task) : NAN;
 }
 
 /* ---- batches ----------------------------------------------------------------- */
@@ -685,11 +713,11 @@ tl_status tl_model_predict_teachers(tl_model *m, const tl_split *s, int calibrat
         fill_batch(m, s, NULL, from, n);
         if ((st = tl_graph_forward(m->g, 0)) != TL_OK) return tl_fail_context(st, "teachers");
         for (int k = 0; k < K; k++) {
-            tl_node t = m->cfg.distill.enabled ? m->teacher[k] : TL_NONE;
+            tl_node t = m->distill ? tl_distill_teacher(m->distill, k) : TL_NONE;
             const float *v = t != TL_NONE ? tl_graph_value(m->g, t) : NULL;
             for (int i = 0; i < n; i++) {
                 float r = v ? v[i] : NAN;
-                out[(from + (size_t)i) * K + k] = calibrated && v ? tl_distill_calibrate(m, k, r) : r;
+                out[(from + (size_t)i) * K + k] = calibrated && v ? tl_distill_calibrate(m->distill, &m->view, k, r) : r;
             }
         }
     }
@@ -873,7 +901,7 @@ int64_t tl_model_calibrator_age(const tl_model *m, int task)
 int64_t tl_model_teacher_calibrator_age(const tl_model *m)
 {
     int any = 0;
-    for (int k = 0; k < m->cfg.n_tasks; k++) any |= m->distill_task[k].cal != NULL;
+    for (int k = 0; k < m->cfg.n_tasks && m->distill; k++) any |= tl_distill_calibrator(m->distill, k) != NULL;
     return any ? m->step - m->distill_cal_step : 0;
 }
 
@@ -939,10 +967,21 @@ static tl_status ensure_optim(tl_model *m, const tl_optim_config *oc)
     return TL_OK;
 }
 
+static tl_status hooks_epoch_end(tl_model *m, const tl_split *train, const tl_split *valid,
+                                 const double *epoch_loss)
+{
+    tl_fit_point f = {train, valid, NULL, epoch_loss};
+    tl_status s = TL_OK;
+    for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
+        if (m->hooks[i]->epoch_end) s = m->hooks[i]->epoch_end(m->hook_state[i], &m->view, &f);
+    return s;
+}
+
 /* One training step on the batch already in the graph's inputs. */
 static tl_status train_step(tl_model *m, float *task_loss)
 {
-    tl_distill_step_begin(m);
+    for (int i = 0; i < m->n_hooks; i++)
+        if (m->hooks[i]->step_begin) m->hooks[i]->step_begin(m->hook_state[i], &m->view);
     tl_status s = tl_graph_forward(m->g, 1);
     if (s != TL_OK) return s;
     for (int k = 0; k < m->cfg.n_tasks; k++) {
@@ -956,19 +995,43 @@ static tl_status train_step(tl_model *m, float *task_loss)
                            m->epoch + 1);
         }
     }
-    if ((s = tl_weighting_backward(m, task_loss)) != TL_OK) return s;
+    tl_fit_point f = {NULL, NULL, task_loss, NULL};
+    for (int i = 0; i < m->n_hooks; i++)
+        if (m->hooks[i]->backward && (s = m->hooks[i]->backward(m->hook_state[i], &m->view, &f)) != TL_OK)
+            return s;
     if ((s = tl_optim_step(m->opt)) == TL_ERR_NUMERIC)
         return tl_fail_context(s, "fit: step %lld (epoch %d)", (long long)m->step + 1, m->epoch + 1);
     return s;
 }
 
-tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid,
-                       const tl_fit_options *opt)
+/* The state of one tl_model_fit call, shared by its parts below. */
+typedef struct {
+    const tl_split *train, *valid;
+    const tl_fit_options *opt;
+    int B, last_epoch;
+    size_t per_epoch;
+    uint32_t *order;
+    float *params;
+    size_t pf;
+    uint64_t shuffle_seed;
+    int64_t steps_this_call;
+    /* the epoch under way: batches counted in its mean loss, batches run now */
+    size_t done, ran;
+    double epoch_loss[TL_MAX_TASKS], valid_metric[TL_MAX_TASKS];
+    /* early stopping */
+    double best;
+    int bad_epochs, have_best, stopped_by_patience;
+    tl_task_eval ev[TL_MAX_TASKS];
+} fit_run;
+
+/* Check the arguments, grow the graph to the batch, and allocate what the
+ * fit needs (optimizer, history, shuffle order, best parameters). */
+static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, const tl_split *valid,
+                             const tl_fit_options *opt)
 {
     tl_status st = check_split(m, train, "fit");
     if (st != TL_OK) return st;
     if (valid && (st = check_split(m, valid, "fit: valid")) != TL_OK) return st;
-    int K = m->cfg.n_tasks;
     int B = opt->batch > 0 ? opt->batch : m->cfg.max_batch;
     if (B > 1 << 20) return tl_fail(TL_ERR_ARG, "fit: batch %d above 1048576", B);
     if (opt->epochs < 1) return tl_fail(TL_ERR_ARG, "fit: epochs must be >= 1, got %d", opt->epochs);
@@ -985,8 +1048,13 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
     if ((st = ensure_optim(m, &opt->optim)) != TL_OK) return st;
     resolve_order(m, train);
 
-    size_t per_epoch = (train->n + (size_t)B - 1) / (size_t)B;
-    size_t total = per_epoch * (size_t)opt->epochs;
+    memset(r, 0, sizeof *r);
+    r->train = train;
+    r->valid = valid;
+    r->opt = opt;
+    r->B = B;
+    r->per_epoch = (train->n + (size_t)B - 1) / (size_t)B;
+    size_t total = r->per_epoch * (size_t)opt->epochs;
     if (opt->max_steps > 0 && (size_t)opt->max_steps < total) total = (size_t)opt->max_steps;
     if ((st = reserve_history(m, total, (size_t)opt->epochs)) != TL_OK) return st;
     if (valid && opt->eval_every > 0) {
@@ -998,119 +1066,191 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
             m->cap_evals_hist = need;
         }
     }
-
-    uint32_t *order = tl_malloc(train->n * sizeof *order, "shuffle order");
-    size_t pf;
-    float *params = tl_graph_params(m->g, &pf);
-    if (!order) return TL_ERR_NOMEM;
+    r->order = tl_malloc(train->n * sizeof *r->order, "shuffle order");
+    r->params = tl_graph_params(m->g, &r->pf);
+    if (!r->order) return TL_ERR_NOMEM;
     if (valid && opt->restore_best && !m->best) {
-        m->best = tl_malloc_aligned(pf * sizeof(float), "best parameters");
+        m->best = tl_malloc_aligned(r->pf * sizeof(float), "best parameters");
         if (!m->best) {
-            tl_free(order);
+            tl_free(r->order);
             return TL_ERR_NOMEM;
         }
     }
-    uint64_t shuffle_seed = opt->seed ? opt->seed : m->cfg.seed;
+    r->shuffle_seed = opt->seed ? opt->seed : m->cfg.seed;
+    r->best = -INFINITY;
+    r->last_epoch = m->epoch + opt->epochs;
+    return TL_OK;
+}
 
-    double best = -INFINITY, epoch_loss[TL_MAX_TASKS], valid_metric[TL_MAX_TASKS];
-    int bad_epochs = 0, have_best = 0, stopped_by_patience = 0, last_epoch = m->epoch + opt->epochs;
-    int64_t steps_this_call = 0;
-    tl_task_eval ev[TL_MAX_TASKS];
-    st = TL_OK;
+/* The order of epoch e depends only on (seed, e), and a fit that stopped
+ * mid-epoch resumes at the next batch: training N steps, then M more (also
+ * after a checkpoint round trip) equals N+M at once. */
+static void epoch_begin(tl_model *m, fit_run *r)
+{
+    const tl_split *train = r->train;
+    for (size_t i = 0; i < train->n; i++) r->order[i] = (uint32_t)i;
+    if (r->opt->shuffle) {
+        tl_rng shuf;
+        tl_rng_seed(&shuf, r->shuffle_seed * 0x9e3779b97f4a7c15ULL + (uint64_t)m->epoch);
+        tl_rng_shuffle_u32(&shuf, r->order, train->n);
+    }
+    if (m->batches_in_epoch >= r->per_epoch) m->batches_in_epoch = 0;
+    for (int i = 0; i < m->n_hooks; i++)
+        if (m->hooks[i]->epoch_begin) m->hooks[i]->epoch_begin(m->hook_state[i], &m->view);
+    for (int k = 0; k < m->cfg.n_tasks; k++) r->epoch_loss[k] = 0.0;
+    r->done = r->ran = 0;
+    /* Resuming mid-epoch: the epoch's mean loss (history, DWA) also counts
+     * the batches done before, which the step history holds. */
+    size_t bie = m->batches_in_epoch;
+    if (bie > 0 && m->n_steps_hist >= bie && m->steps_hist[m->n_steps_hist - bie].epoch == m->epoch + 1) {
+        for (size_t i = m->n_steps_hist - bie; i < m->n_steps_hist; i++)
+            for (int k = 0; k < m->cfg.n_tasks; k++) r->epoch_loss[k] += (double)m->steps_hist[i].loss[k];
+        r->done = bie;
+    }
+}
 
+/* A mid-epoch look at validation after batch b (early stopping stays per
+ * epoch), reported to the progress callback. */
+static tl_status mid_epoch_eval(tl_model *m, fit_run *r, size_t b)
+{
+    const tl_fit_options *opt = r->opt;
+    tl_status st = tl_model_evaluate(m, r->valid, 10, r->ev, NULL);
+    if (st != TL_OK) return st;
+    tl_epoch_record *vr = &m->evals_hist[m->n_evals_hist++];
+    memset(vr, 0, sizeof *vr);
+    vr->epoch = m->epoch + 1;
+    vr->step = m->step;
+    vr->monitor = monitor_value(m, r->ev, opt->monitor_task, r->valid_metric);
+    for (int k = 0; k < m->cfg.n_tasks; k++) {
+        vr->train_loss[k] = r->epoch_loss[k] / (double)r->done;
+        vr->valid_metric[k] = r->valid_metric[k];
+        vr->valid_logloss[k] = r->ev[k].type == TL_TASK_BINARY ? r->ev[k].bin.logloss : r->ev[k].reg.mse;
+    }
+    if (opt->progress) {
+        tl_progress p = {TL_PROGRESS_EVAL, m->epoch + 1, r->last_epoch, m->step, (int)b + 1,
+                         (int)r->per_epoch, vr->train_loss, r->valid_metric, vr->monitor, 0};
+        if (opt->progress(opt->progress_ud, &p))
+            return tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback at step %lld",
+                           (long long)m->step);
+    }
+    return TL_OK;
+}
+
+/* The batches of the epoch under way, from where it stands, until its end,
+ * max_steps, a stop or an error. */
+static tl_status run_batches(tl_model *m, fit_run *r)
+{
+    const tl_fit_options *opt = r->opt;
+    const tl_split *train = r->train, *valid = r->valid;
+    int K = m->cfg.n_tasks;
+    tl_status st = TL_OK;
+    for (size_t b = m->batches_in_epoch; b < r->per_epoch; b++) {
+        if (opt->max_steps > 0 && r->steps_this_call >= opt->max_steps) break;
+        if (tl_cancelled())
+            return tl_fail(TL_ERR_CANCELLED,
+                           "training interrupted at epoch %d, step %lld; the model keeps its "
+                           "current parameters and can continue",
+                           m->epoch + 1, (long long)m->step);
+        size_t from = b * (size_t)r->B;
+        int n = (int)(train->n - from < (size_t)r->B ? train->n - from : (size_t)r->B);
+        float tl_loss[TL_MAX_TASKS];
+        fill_batch(m, train, r->order, from, n);
+        if (opt->diagnostics > 0 && (m->step + 1) % opt->diagnostics == 0 &&
+            (st = tl_diagnose_fit_step(m)) != TL_OK)
+            return st;
+        if ((st = train_step(m, tl_loss)) != TL_OK) return st;
+        m->step++;
+        m->batches_in_epoch = b + 1;
+        r->steps_this_call++;
+        r->done++;
+        r->ran++;
+        tl_step_record *sr = &m->steps_hist[m->n_steps_hist++];
+        sr->step = m->step;
+        sr->epoch = m->epoch + 1;
+        for (int k = 0; k < K; k++) {
+            r->epoch_loss[k] += (double)tl_loss[k];
+            sr->loss[k] = tl_loss[k];
+            sr->weight[k] = tl_weighting_effective(m->weighting, &m->view, k);
+        }
+        tl_fit_point f = {train, valid, tl_loss, NULL};
+        for (int i = 0; i < m->n_hooks; i++)
+            if (m->hooks[i]->step_end && (st = m->hooks[i]->step_end(m->hook_state[i], &m->view, &f)) != TL_OK)
+                return st;
+        if (m->cfg.distill.calib_every > 0 && m->step % m->cfg.distill.calib_every == 0)
+            m->distill_cal_step = m->step; /* refit by step_end */
+        if (valid && opt->eval_every > 0 && m->step % opt->eval_every == 0 && b + 1 < r->per_epoch &&
+            (st = mid_epoch_eval(m, r, b)) != TL_OK)
+            return st;
+        if (opt->progress && opt->progress_every > 0 && m->step % opt->progress_every == 0) {
+            double mean[TL_MAX_TASKS];
+            for (int k = 0; k < K; k++) mean[k] = r->epoch_loss[k] / (double)r->done;
+            tl_progress p = {TL_PROGRESS_STEP, m->epoch + 1, r->last_epoch, m->step, (int)b + 1,
+                             (int)r->per_epoch, mean, NULL, NAN, 0};
+            if (opt->progress(opt->progress_ud, &p))
+                return tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback at step %lld",
+                               (long long)m->step);
+        }
+    }
+    return st;
+}
+
+/* The epoch just closed: its history record, validation and early
+ * stopping's bookkeeping. *monitor and *improved for the progress report. */
+static tl_status record_epoch(tl_model *m, fit_run *r, double *monitor, int *improved)
+{
+    int K = m->cfg.n_tasks;
+    tl_epoch_record *er = &m->epochs_hist[m->n_epochs_hist++];
+    memset(er, 0, sizeof *er);
+    er->epoch = m->epoch;
+    er->step = m->step;
+    *monitor = NAN;
+    *improved = 0;
+    for (int k = 0; k < K; k++) {
+        er->train_loss[k] = r->epoch_loss[k];
+        er->valid_metric[k] = er->valid_logloss[k] = NAN;
+        r->valid_metric[k] = NAN;
+    }
+    if (r->valid) {
+        tl_status st = tl_model_evaluate(m, r->valid, 10, r->ev, NULL);
+        if (st != TL_OK) {
+            if (st == TL_ERR_CANCELLED)
+                st = tl_fail(TL_ERR_CANCELLED, "training interrupted during validation at epoch %d", m->epoch);
+            m->n_epochs_hist--;
+            return st;
+        }
+        *monitor = monitor_value(m, r->ev, r->opt->monitor_task, r->valid_metric);
+        for (int k = 0; k < K; k++) {
+            er->valid_metric[k] = r->valid_metric[k];
+            er->valid_logloss[k] = r->ev[k].type == TL_TASK_BINARY ? r->ev[k].bin.logloss : r->ev[k].reg.mse;
+        }
+        if (isfinite(*monitor) && *monitor > r->best) {
+            r->best = *monitor;
+            *improved = 1;
+            r->bad_epochs = 0;
+            if (m->best) {
+                memcpy(m->best, r->params, r->pf * sizeof(float));
+                r->have_best = 1;
+            }
+        } else {
+            r->bad_epochs++;
+        }
+    }
+    er->monitor = *monitor;
+    return TL_OK;
+}
+
+tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid,
+                       const tl_fit_options *opt)
+{
+    fit_run r;
+    tl_status st = fit_prepare(m, &r, train, valid, opt);
+    if (st != TL_OK) return st;
+    int K = m->cfg.n_tasks;
     for (int e = 0; e < opt->epochs && st == TL_OK; e++) {
-        /* The order of epoch e depends only on (seed, e), and a fit that
-         * stopped mid-epoch resumes at the next batch: training N steps, then
-         * M more (also after a checkpoint round trip) equals N+M at once. */
-        for (size_t i = 0; i < train->n; i++) order[i] = (uint32_t)i;
-        if (opt->shuffle) {
-            tl_rng shuf;
-            tl_rng_seed(&shuf, shuffle_seed * 0x9e3779b97f4a7c15ULL + (uint64_t)m->epoch);
-            tl_rng_shuffle_u32(&shuf, order, train->n);
-        }
-        if (m->batches_in_epoch >= per_epoch) m->batches_in_epoch = 0;
-        tl_weighting_epoch_start(m);
-        for (int k = 0; k < K; k++) epoch_loss[k] = 0.0;
-        size_t done = 0, ran = 0;
-        /* Resuming mid-epoch: the epoch's mean loss (history, DWA) also
-         * counts the batches done before, which the step history holds. */
-        size_t bie = m->batches_in_epoch;
-        if (bie > 0 && m->n_steps_hist >= bie &&
-            m->steps_hist[m->n_steps_hist - bie].epoch == m->epoch + 1) {
-            for (size_t i = m->n_steps_hist - bie; i < m->n_steps_hist; i++)
-                for (int k = 0; k < K; k++) epoch_loss[k] += (double)m->steps_hist[i].loss[k];
-            done = bie;
-        }
-        for (size_t b = m->batches_in_epoch; b < per_epoch; b++) {
-            if (opt->max_steps > 0 && steps_this_call >= opt->max_steps) break;
-            if (tl_cancelled()) {
-                st = tl_fail(TL_ERR_CANCELLED,
-                             "training interrupted at epoch %d, step %lld; the model keeps its "
-                             "current parameters and can continue",
-                             m->epoch + 1, (long long)m->step);
-                break;
-            }
-            size_t from = b * (size_t)B;
-            int n = (int)(train->n - from < (size_t)B ? train->n - from : (size_t)B);
-            float tl_loss[TL_MAX_TASKS];
-            fill_batch(m, train, order, from, n);
-            if (opt->diagnostics > 0 && (m->step + 1) % opt->diagnostics == 0 &&
-                (st = tl_diagnose_fit_step(m)) != TL_OK)
-                break;
-            if ((st = train_step(m, tl_loss)) != TL_OK) break;
-            m->step++;
-            m->batches_in_epoch = b + 1;
-            steps_this_call++;
-            done++;
-            ran++;
-            tl_step_record *r = &m->steps_hist[m->n_steps_hist++];
-            r->step = m->step;
-            r->epoch = m->epoch + 1;
-            for (int k = 0; k < K; k++) {
-                epoch_loss[k] += (double)tl_loss[k];
-                r->loss[k] = tl_loss[k];
-                r->weight[k] = tl_weighting_effective(m, k);
-            }
-            if ((st = tl_distill_step_end(m, train, valid)) != TL_OK) break;
-            if (m->cfg.distill.calib_every > 0 && m->step % m->cfg.distill.calib_every == 0)
-                m->distill_cal_step = m->step; /* refit by step_end */
-            if (valid && opt->eval_every > 0 && m->step % opt->eval_every == 0 && b + 1 < per_epoch) {
-                /* a mid-epoch look at validation; early stopping stays per epoch */
-                if ((st = tl_model_evaluate(m, valid, 10, ev, NULL)) != TL_OK) break;
-                tl_epoch_record *vr = &m->evals_hist[m->n_evals_hist++];
-                memset(vr, 0, sizeof *vr);
-                vr->epoch = m->epoch + 1;
-                vr->step = m->step;
-                vr->monitor = monitor_value(m, ev, opt->monitor_task, valid_metric);
-                for (int k = 0; k < K; k++) {
-                    vr->train_loss[k] = epoch_loss[k] / (double)done;
-                    vr->valid_metric[k] = valid_metric[k];
-                    vr->valid_logloss[k] = ev[k].type == TL_TASK_BINARY ? ev[k].bin.logloss : ev[k].reg.mse;
-                }
-                if (opt->progress) {
-                    tl_progress p = {TL_PROGRESS_EVAL, m->epoch + 1, last_epoch, m->step, (int)b + 1,
-                                     (int)per_epoch, vr->train_loss, valid_metric, vr->monitor, 0};
-                    if (opt->progress(opt->progress_ud, &p)) {
-                        st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback "
-                                                       "at step %lld", (long long)m->step);
-                        break;
-                    }
-                }
-            }
-            if (opt->progress && opt->progress_every > 0 && m->step % opt->progress_every == 0) {
-                double mean[TL_MAX_TASKS];
-                for (int k = 0; k < K; k++) mean[k] = epoch_loss[k] / (double)done;
-                tl_progress p = {TL_PROGRESS_STEP, m->epoch + 1, last_epoch, m->step, (int)b + 1,
-                                 (int)per_epoch, mean, NULL, NAN, 0};
-                if (opt->progress(opt->progress_ud, &p)) {
-                    st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback "
-                                                   "at step %lld", (long long)m->step);
-                    break;
-                }
-            }
-        }
-        if (ran == 0) break;
-        for (int k = 0; k < K; k++) epoch_loss[k] /= (double)done;
+        epoch_begin(m, &r);
+        st = run_batches(m, &r);
+        if (r.ran == 0) break;
+        for (int k = 0; k < K; k++) r.epoch_loss[k] /= (double)r.done;
         if (st != TL_OK && st != TL_ERR_CANCELLED) break;
         /* A stop asked for after the epoch's last batch still closes the
          * epoch (history, validation, epoch-end updates), so that the next
@@ -1118,79 +1258,44 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
         int stop_after_epoch = 0;
         char stop_msg[256];
         if (st == TL_ERR_CANCELLED) {
-            if (m->batches_in_epoch < per_epoch) break;
+            if (m->batches_in_epoch < r.per_epoch) break;
             stop_after_epoch = 1;
             snprintf(stop_msg, sizeof stop_msg, "%s", tl_errmsg());
             st = TL_OK;
         }
-        if (m->batches_in_epoch < per_epoch) break; /* stopped mid-epoch by max_steps */
+        if (m->batches_in_epoch < r.per_epoch) break; /* stopped mid-epoch by max_steps */
         m->epoch++;
         m->batches_in_epoch = 0;
-        tl_weighting_epoch_end(m, epoch_loss);
-        if ((st = tl_distill_epoch_end(m, train, valid)) != TL_OK) break;
+        if ((st = hooks_epoch_end(m, train, valid, r.epoch_loss)) != TL_OK) break;
         m->distill_cal_step = m->step;
-
-        tl_epoch_record *er = &m->epochs_hist[m->n_epochs_hist++];
-        memset(er, 0, sizeof *er);
-        er->epoch = m->epoch;
-        er->step = m->step;
-        double monitor = NAN;
-        int improved = 0;
-        for (int k = 0; k < K; k++) {
-            er->train_loss[k] = epoch_loss[k];
-            er->valid_metric[k] = er->valid_logloss[k] = NAN;
-            valid_metric[k] = NAN;
-        }
-        if (valid) {
-            if ((st = tl_model_evaluate(m, valid, 10, ev, NULL)) != TL_OK) {
-                if (st == TL_ERR_CANCELLED) st = tl_fail(TL_ERR_CANCELLED, "training interrupted "
-                                                         "during validation at epoch %d", m->epoch);
-                m->n_epochs_hist--;
-                break;
-            }
-            monitor = monitor_value(m, ev, opt->monitor_task, valid_metric);
-            for (int k = 0; k < K; k++) {
-                er->valid_metric[k] = valid_metric[k];
-                er->valid_logloss[k] = ev[k].type == TL_TASK_BINARY ? ev[k].bin.logloss : ev[k].reg.mse;
-            }
-            if (isfinite(monitor) && monitor > best) {
-                best = monitor;
-                improved = 1;
-                bad_epochs = 0;
-                if (m->best) {
-                    memcpy(m->best, params, pf * sizeof(float));
-                    have_best = 1;
-                }
-            } else {
-                bad_epochs++;
-            }
-        }
-        er->monitor = monitor;
+        double monitor;
+        int improved;
+        if ((st = record_epoch(m, &r, &monitor, &improved)) != TL_OK) break;
         if (stop_after_epoch) { /* the stop's own message, now that the epoch is closed */
             st = tl_fail(TL_ERR_CANCELLED, "%s", stop_msg);
             break;
         }
         if (opt->progress) {
-            tl_progress p = {TL_PROGRESS_EPOCH, m->epoch, last_epoch, m->step, (int)done,
-                             (int)per_epoch, epoch_loss, valid_metric, monitor, improved};
+            tl_progress p = {TL_PROGRESS_EPOCH, m->epoch, r.last_epoch, m->step, (int)r.done,
+                             (int)r.per_epoch, r.epoch_loss, r.valid_metric, monitor, improved};
             if (opt->progress(opt->progress_ud, &p)) {
                 st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback");
                 break;
             }
         }
-        if (opt->patience > 0 && bad_epochs >= opt->patience) {
-            stopped_by_patience = 1;
+        if (opt->patience > 0 && r.bad_epochs >= opt->patience) {
+            r.stopped_by_patience = 1;
             break;
         }
-        if (opt->max_steps > 0 && steps_this_call >= opt->max_steps) break;
+        if (opt->max_steps > 0 && r.steps_this_call >= opt->max_steps) break;
     }
     /* Best weights come back only when training ended by its own rules (all
      * epochs, or patience): a fit cut by max_steps, Ctrl-C or an error keeps
      * the current weights so that it can continue exactly. */
-    int ran_to_end = stopped_by_patience || m->epoch == last_epoch;
-    if (have_best && opt->restore_best && st == TL_OK && ran_to_end)
-        memcpy(params, m->best, pf * sizeof(float));
-    tl_free(order);
+    int ran_to_end = r.stopped_by_patience || m->epoch == r.last_epoch;
+    if (r.have_best && opt->restore_best && st == TL_OK && ran_to_end)
+        memcpy(r.params, m->best, r.pf * sizeof(float));
+    tl_free(r.order);
     return st;
 }
 

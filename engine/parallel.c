@@ -26,7 +26,6 @@
 #define cpu_relax() ((void)0)
 #endif
 
-#include "core.h"
 
 static int64_t now_ns(void)
 {
@@ -93,6 +92,41 @@ static struct {
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
+
+/* ---- the thread count --------------------------------------------------------- */
+
+extern void openblas_set_num_threads(int);
+extern int openblas_get_num_threads(void);
+
+/* The engine's thread count. It starts as OpenBLAS's own default (from
+ * OPENBLAS_NUM_THREADS or the core count); OpenBLAS itself is then pinned to
+ * one thread, because the engine splits GEMMs over its own pool (gemm.h):
+ * one pool, not two competing for the cores. */
+static int engine_threads;
+static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+
+static void threads_init(void)
+{
+    engine_threads = openblas_get_num_threads();
+    if (engine_threads < 1) engine_threads = 1;
+    openblas_set_num_threads(1);
+}
+
+/* Workers beyond the new count are joined here, missing ones start on
+ * first use. */
+void tl_set_threads(int n)
+{
+    if (n <= 0) return;
+    pthread_once(&threads_once, threads_init);
+    engine_threads = n;
+    if (tl_parallel_workers() > n - 1) tl_parallel_shutdown();
+}
+
+int tl_get_threads(void)
+{
+    pthread_once(&threads_once, threads_init);
+    return engine_threads;
+}
 
 /* ---- partition -------------------------------------------------------------- */
 

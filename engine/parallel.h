@@ -34,6 +34,14 @@
  * about this much a pass costs less than waking a worker. */
 #define TL_PARALLEL_GRAIN 32768
 
+/* Threads used by the engine's GEMMs and parallel passes (gemm.h and this
+ * pool; OpenBLAS itself runs one thread per call): n > 0 sets the count,
+ * n <= 0 keeps it; it starts at OPENBLAS_NUM_THREADS or the cores. A given
+ * count gives the same bits on every run; with 1 the passes run in their
+ * serial order. The count lives here, with the pool it sizes. */
+void tl_set_threads(int n);
+int tl_get_threads(void);
+
 /* Rows per chunk for a pass touching `per_row` floats (or float-sized units
  * of work) per row: about TL_PARALLEL_GRAIN per chunk. */
 static inline size_t tl_parallel_row_grain(size_t per_row)

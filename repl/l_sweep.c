@@ -42,6 +42,7 @@
 
 #include "core.h"
 #include "l_util.h"
+#include "parallel.h"
 
 #define POOL_MT "tl.sweep.pool"
 

@@ -23,6 +23,7 @@
 #include "l_spec.h"
 #include "l_sweep.h"
 #include "l_tensor.h"
+#include "parallel.h"
 #include "l_util.h"
 
 /* The repl/lua files, embedded as C strings by the Makefile ($(BUILD)/gen/lua_embed.c),

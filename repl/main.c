@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core.h"
+#include "parallel.h"
 #include "kernel.h"
 #include "l_tl.h"
 #include "repl.h"

@@ -24,6 +24,7 @@
 
 #include "gemm.h"
 #include "model.h"
+#include "parallel.h"
 
 #define N_ROWS (1024 * 24)
 #define FIELDS 8

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "data.h"
+#include "parallel.h"
 
 static double now(void)
 {

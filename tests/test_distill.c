@@ -371,8 +371,8 @@ static void test_gradcheck_crossdistil(void **state)
             assert_true(has_param_prefix(g, "teacher.t0.") && has_param_prefix(g, "calibrator.t1.a"));
             jitter(m, 20 + (uint64_t)b);
             /* alpha as after warm-up: both halves of the student loss count */
-            tl_graph_set_scalar(g, m->kd_alpha, 0.5f);
-            tl_graph_set_scalar(g, m->kd_keep, 0.5f);
+            tl_graph_set_scalar(g, m->distill->kd_alpha, 0.5f);
+            tl_graph_set_scalar(g, m->distill->kd_keep, 0.5f);
             fill(m, &d.train, 2, 0, GC_ROWS);
             char what[96];
             snprintf(what, sizeof what, "crossdistil %s variant %d", tl_backbone_name(dml_kinds[b]), v);
@@ -967,16 +967,16 @@ static double slice_grad_norm(int stop_grad, int k, int j)
     c.dml.gkd = 0;
     tl_model *m = new_model(&c);
     tl_graph *g = tl_model_graph(m);
-    assert_true(m->dml_hcat != TL_NONE);
+    assert_true(tl_dml_tower_inputs(m->dml) != TL_NONE);
     check_ok(tl_model_set_weight(m, j, 0.0f), "set_weight");
     check_ok(tl_model_set_weight(m, k, 1.0f), "set_weight");
     fill(m, &d.train, 2, 0, 24);
     tl_graph_zero_grad(g);
     assert_int_equal(tl_graph_forward(g, 1), TL_OK);
     assert_int_equal(tl_graph_backward_run(g), TL_OK);
-    const float *gr = tl_graph_grad(g, m->dml_hcat);
+    const float *gr = tl_graph_grad(g, tl_dml_tower_inputs(m->dml));
     assert_non_null(gr);
-    int cols = tl_node_cols(g, m->dml_hcat), dd = cols / 2;
+    int cols = tl_node_cols(g, tl_dml_tower_inputs(m->dml)), dd = cols / 2;
     double sj = 0.0, sk = 0.0;
     for (int i = 0; i < 24; i++)
         for (int t = 0; t < dd; t++) {
@@ -1199,8 +1199,8 @@ static void test_naive_kd_sign(void **state)
         tl_graph *g = tl_model_graph(m);
         jitter(m, 31);
         fill(m, &d.train, 2, 0, N);
-        tl_graph_set_scalar(g, m->kd_alpha, 0.6f);
-        tl_graph_set_scalar(g, m->kd_keep, 0.4f);
+        tl_graph_set_scalar(g, m->distill->kd_alpha, 0.6f);
+        tl_graph_set_scalar(g, m->distill->kd_keep, 0.4f);
         assert_int_equal(tl_graph_forward(g, 0), TL_OK);
         const float *p[2] = {tl_graph_value(g, m->pred[0]), tl_graph_value(g, m->pred[1])};
         for (int k = 0; k < 2; k++) {
@@ -1355,7 +1355,7 @@ static void test_fitted_calibrator_space(void **state)
     c.tasks[1].space = 0;
     tl_model *m = new_model(&c);
     fit_steps(m, &d.train, &d.valid, 0, 1);
-    assert_non_null(m->distill_task[1].cal);
+    assert_non_null(m->distill->task[1].cal);
     float raw[NV * 3], p[NV], y[NV];
     uint8_t mask[NV];
     int in = 0;
@@ -1371,7 +1371,7 @@ static void test_fitted_calibrator_space(void **state)
     check_ok(tl_calibrator_fit(TL_CALIB_PLATT, p, y, NULL, mask, NV, &want), "platt in space");
     check_ok(tl_calibrator_fit(TL_CALIB_PLATT, p, y, NULL, NULL, NV, &all), "platt on all rows");
     double a, b, wa, wb, aa, ab;
-    tl_calibrator_platt_params(m->distill_task[1].cal, &a, &b);
+    tl_calibrator_platt_params(m->distill->task[1].cal, &a, &b);
     tl_calibrator_platt_params(want, &wa, &wb);
     tl_calibrator_platt_params(all, &aa, &ab);
     if (!(fabs(a - wa) < 1e-4 && fabs(b - wb) < 1e-4))
@@ -1398,15 +1398,15 @@ static void test_fitted_calibrators(void **state)
         c.distill.correct = kind == 0 ? TL_CORRECT_BLEND : TL_CORRECT_CLIP;
         tl_model *m = new_model(&c);
         assert_true(!has_param_prefix(tl_model_graph(m), "calibrator."));
-        for (int k = 0; k < 3; k++) assert_null(m->distill_task[k].cal);
+        for (int k = 0; k < 3; k++) assert_null(m->distill->task[k].cal);
         fit_steps(m, &d.train, &d.valid, 0, 1);
         assert_int_equal(tl_model_epochs_done(m), 1);
         for (int k = 0; k < 2; k++) {
-            assert_non_null(m->distill_task[k].cal);
-            assert_int_equal(tl_calibrator_kind(m->distill_task[k].cal),
+            assert_non_null(m->distill->task[k].cal);
+            assert_int_equal(tl_calibrator_kind(m->distill->task[k].cal),
                              kind == 0 ? TL_CALIB_ISOTONIC : TL_CALIB_PLATT);
         }
-        assert_null(m->distill_task[2].cal);
+        assert_null(m->distill->task[2].cal);
         float raw[NV * 3], cal[NV * 3], pr[NV * 2];
         check_ok(tl_model_predict_teachers(m, &d.valid, 0, raw), "teachers");
         check_ok(tl_model_predict_teachers(m, &d.valid, 1, cal), "teachers calibrated");
@@ -1420,8 +1420,8 @@ static void test_fitted_calibrators(void **state)
                  * (isotonic pieces can be steep) */
                 float r = raw[i * 3 + k];
                 float p = r >= 0.0f ? 1.0f / (1.0f + expf(-r)) : expf(r) / (1.0f + expf(r));
-                double want = kind == 1 ? tl_calibrator_apply_score(m->distill_task[k].cal, (double)r)
-                                        : tl_calibrator_apply1(m->distill_task[k].cal, (double)p);
+                double want = kind == 1 ? tl_calibrator_apply_score(m->distill->task[k].cal, (double)r)
+                                        : tl_calibrator_apply1(m->distill->task[k].cal, (double)p);
                 if (!(fabs((double)cal[i * 3 + k] - want) < 1e-5))
                     fail_msg("task %d row %d: calibrated %.9g, want %.9g (raw %.9g)", k, i,
                              (double)cal[i * 3 + k], want, (double)raw[i * 3 + k]);
@@ -1440,7 +1440,7 @@ static void test_fitted_calibrators(void **state)
         fill(m, &d.valid, 3, 0, MAXB);
         assert_int_equal(tl_graph_forward(g, 0), TL_OK);
         for (int k = 0; k < 2; k++) {
-            const float *soft = tl_graph_value(g, m->teacher_soft[k]);
+            const float *soft = tl_graph_value(g, m->distill->teacher_soft[k]);
             for (int i = 0; i < MAXB; i++) {
                 double p = (double)cal[i * 3 + k], y = (double)d.valid.labels[i * 3 + (size_t)k];
                 double want = kind == 0 ? 0.8 * p + 0.2 * y : y > 0.5 ? fmax(p, 0.5) : fmin(p, 0.5);
@@ -1485,7 +1485,7 @@ static void test_platt_raw_teacher_scores(void **state)
     check_ok(tl_model_predict_teachers(m, &d.valid, 0, raw), "teachers");
     check_ok(tl_model_predict_teachers(m, &d.valid, 1, cal), "teachers calibrated");
     for (int k = 0; k < 2; k++) {
-        const tl_calibrator *cc = m->distill_task[k].cal;
+        const tl_calibrator *cc = m->distill->task[k].cal;
         assert_non_null(cc);
         assert_int_equal(tl_calibrator_kind(cc), TL_CALIB_PLATT);
         double a, b;
@@ -1502,8 +1502,8 @@ static void test_platt_raw_teacher_scores(void **state)
         }
         if (!(distinct > NV / 2))
             fail_msg("task %d: %d distinct calibrated scores (a %g, b %g, clamped %d)", k, distinct, a, b,
-                     m->distill_task[k].cal_clamped);
-        if (!m->distill_task[k].cal_clamped) assert_true(a > 0.0);
+                     m->distill->task[k].cal_clamped);
+        if (!m->distill->task[k].cal_clamped) assert_true(a > 0.0);
     }
     tl_model_free(m);
     free_data(&d);
@@ -1599,15 +1599,15 @@ static void test_calib_every(void **state)
     make_data(&d, NT, NV, 3, 1, 17);
     tl_model *m = calib_model(2, TL_DISTILL_ISOTONIC), *off = calib_model(0, TL_DISTILL_ISOTONIC);
     fit_steps(m, &d.train, &d.valid, 1, 1);
-    for (int k = 0; k < 3; k++) assert_null(m->distill_task[k].cal);
+    for (int k = 0; k < 3; k++) assert_null(m->distill->task[k].cal);
     fit_steps(m, &d.train, &d.valid, 1, 1);
     assert_int_equal(tl_model_epochs_done(m), 0);
-    assert_null(m->distill_task[2].cal);
+    assert_null(m->distill->task[2].cal);
     tl_calibrator *at2[2];
     for (int k = 0; k < 2; k++) {
-        assert_non_null(m->distill_task[k].cal);
+        assert_non_null(m->distill->task[k].cal);
         at2[k] = hand_fit(m, &d.valid, 3, k, TL_CALIB_ISOTONIC);
-        assert_true(same_cal(m->distill_task[k].cal, at2[k]));
+        assert_true(same_cal(m->distill->task[k].cal, at2[k]));
     }
     /* the students' soft labels go through it */
     float raw[MAXB * 3];
@@ -1619,11 +1619,11 @@ static void test_calib_every(void **state)
     assert_int_equal(tl_graph_forward(g, 0), TL_OK);
     int moved = 0;
     for (int k = 0; k < 2; k++) {
-        const float *soft = tl_graph_value(g, m->teacher_soft[k]);
+        const float *soft = tl_graph_value(g, m->distill->teacher_soft[k]);
         for (int i = 0; i < MAXB; i++) {
             float r = raw[i * 3 + k];
             float p = r >= 0.0f ? 1.0f / (1.0f + expf(-r)) : expf(r) / (1.0f + expf(r));
-            double cp = tl_calibrator_apply1(m->distill_task[k].cal, (double)p);
+            double cp = tl_calibrator_apply1(m->distill->task[k].cal, (double)p);
             double y = (double)d.valid.labels[i * 3 + (size_t)k];
             assert_true(fabs((double)soft[i] - (0.8 * cp + 0.2 * y)) < 1e-6);
             moved += fabs(cp - (double)p) > 1e-3;
@@ -1631,17 +1631,17 @@ static void test_calib_every(void **state)
     }
     assert_true(moved > 0);
     fit_steps(m, &d.train, &d.valid, 1, 1);
-    for (int k = 0; k < 2; k++) assert_true(same_cal(m->distill_task[k].cal, at2[k]));
+    for (int k = 0; k < 2; k++) assert_true(same_cal(m->distill->task[k].cal, at2[k]));
     fit_steps(m, &d.train, &d.valid, 1, 1);
     for (int k = 0; k < 2; k++) {
-        assert_false(same_cal(m->distill_task[k].cal, at2[k]));
+        assert_false(same_cal(m->distill->task[k].cal, at2[k]));
         tl_calibrator *at4 = hand_fit(m, &d.valid, 3, k, TL_CALIB_ISOTONIC);
-        assert_true(same_cal(m->distill_task[k].cal, at4));
+        assert_true(same_cal(m->distill->task[k].cal, at4));
         tl_calibrator_free(at4);
         tl_calibrator_free(at2[k]);
     }
     fit_steps(off, &d.train, &d.valid, 4, 1);
-    for (int k = 0; k < 3; k++) assert_null(off->distill_task[k].cal);
+    for (int k = 0; k < 3; k++) assert_null(off->distill->task[k].cal);
     tl_model_free(m);
     tl_model_free(off);
     free_data(&d);
@@ -1651,9 +1651,10 @@ static void test_calib_every(void **state)
     m = calib_model(1, TL_DISTILL_PLATT);
     fit_steps(m, &d.train, &d.valid, 1, 1);
     tl_calibrator *sub = hand_fit(m, &d.valid, 3, 0, TL_CALIB_PLATT);
-    assert_true(same_cal(m->distill_task[0].cal, sub));
-    check_ok(tl_distill_epoch_end(m, &d.train, &d.valid), "epoch end fit"); /* every row */
-    assert_false(same_cal(m->distill_task[0].cal, sub));
+    assert_true(same_cal(m->distill->task[0].cal, sub));
+    tl_fit_point f = {&d.train, &d.valid, NULL, NULL};
+    check_ok(tl_distill_hook.epoch_end(m->distill, &m->view, &f), "epoch end fit"); /* every row */
+    assert_false(same_cal(m->distill->task[0].cal, sub));
     tl_calibrator_free(sub);
     tl_model_free(m);
     free_data(&d);
@@ -1701,7 +1702,7 @@ static void test_calib_every_resume(void **state)
         check_ok(tl_model_predict_teachers(once, &d.valid, 1, a), "teachers");
         check_ok(tl_model_predict_teachers(second, &d.valid, 1, b), "teachers");
         assert_memory_equal(a, b, sizeof a);
-        for (int k = 0; k < 2; k++) assert_true(same_cal(once->distill_task[k].cal, second->distill_task[k].cal));
+        for (int k = 0; k < 2; k++) assert_true(same_cal(once->distill->task[k].cal, second->distill->task[k].cal));
         tl_model_free(once);
         tl_model_free(second);
     }
@@ -1730,9 +1731,9 @@ static void test_soft_label_correction(void **state)
         assert_int_equal(tl_graph_forward(g, 0), TL_OK);
         int clipped = 0;
         for (int k = 0; k < 2; k++) {
-            const float *r = tl_graph_value(g, m->teacher[k]), *soft = tl_graph_value(g, m->teacher_soft[k]);
-            double a = (double)tl_graph_value(g, m->distill_task[k].cal_a)[0];
-            double b = (double)tl_graph_value(g, m->distill_task[k].cal_b)[0];
+            const float *r = tl_graph_value(g, m->distill->teacher[k]), *soft = tl_graph_value(g, m->distill->teacher_soft[k]);
+            double a = (double)tl_graph_value(g, m->distill->task[k].cal_a)[0];
+            double b = (double)tl_graph_value(g, m->distill->task[k].cal_b)[0];
             for (int i = 0; i < 20; i++) {
                 double p = 1.0 / (1.0 + exp(-(log1p(exp(a)) * (double)r[i] + b)));
                 double y = (double)d.labels[i * 2 + (size_t)k];

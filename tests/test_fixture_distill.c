@@ -120,8 +120,8 @@ static void run_fixture(const char *name)
     if (tl_model_new(&c, &m) != TL_OK) fail_msg("%s: %s", name, tl_errmsg());
     tl_graph *g = tl_model_graph(m);
     if (!dml) { /* alpha as after warm-up */
-        tl_graph_set_scalar(g, m->kd_alpha, alpha);
-        tl_graph_set_scalar(g, m->kd_keep, 1.0f - alpha);
+        tl_graph_set_scalar(g, m->distill->kd_alpha, alpha);
+        tl_graph_set_scalar(g, m->distill->kd_keep, 1.0f - alpha);
     }
 
     /* parameters by name; the fixture must hold exactly the engine's set */
@@ -167,7 +167,7 @@ static void run_fixture(const char *name)
     ok &= close_to("total loss", tl_graph_value(g, m->total), get(fx, "total", 1, 1));
     if (!dml) {
         for (int k = 0; k < 2; k++) {
-            const float *r = tl_graph_value(g, m->teacher[k]);
+            const float *r = tl_graph_value(g, m->distill->teacher[k]);
             for (int i = 0; i < B; i++) got[i * 2 + k] = r[i];
             lv[k] = tl_graph_value(g, m->objective[k])[0];
         }

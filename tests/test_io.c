@@ -795,7 +795,6 @@ static void sp_epoch(tl_model *m) { m->epoch = INT32_MAX; }
 static void sp_step(tl_model *m) { m->step = INT64_MAX; }
 static void sp_lr(tl_model *m) { ((tl_optim_config *)tl_optim_get_config(m->opt))->lr = NAN; }
 static void sp_beta(tl_model *m) { ((tl_optim_config *)tl_optim_get_config(m->opt))->beta2 = 1.5f; }
-static void sp_factor(tl_model *m) { m->factor[0] = -1.0f; }
 
 static void test_refuse_out_of_range_fields(void **state)
 {
@@ -816,7 +815,6 @@ static void test_refuse_out_of_range_fields(void **state)
         {sp_step, "section TRNS has field step = 9223372036854775807"},
         {sp_lr, "section OPTM has field lr = nan"},
         {sp_beta, "section OPTM has field beta2 = 1.5 outside [0, 1)"},
-        {sp_factor, "section WGHT has field factor = -1"},
     };
     fixture x;
     fixture_open(&x);
@@ -827,6 +825,28 @@ static void test_refuse_out_of_range_fields(void **state)
         tl_model_free(m);
         expect_refused(x.bad, TL_ERR_FORMAT, cases[i].needle);
     }
+    fixture_close(&x);
+}
+
+/* The weighting strategy checks the fields of its own section (its state is
+ * its own): a negative factor written into WGHT is refused. */
+static void test_refuse_bad_weighting_factor(void **state)
+{
+    (void)state;
+    fixture x;
+    fixture_open(&x);
+    size_t w = find_section(x.img, x.n, "WGHT");
+    assert_true(w > 0);
+    unsigned char *p = malloc(x.n);
+    memcpy(p, x.img, x.n);
+    float f = -1.0f;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    put32(p + w + 16 + 4, u); /* after the task count: factor[0] */
+    reseal(p, x.n);
+    write_all(x.bad, p, x.n);
+    free(p);
+    expect_refused(x.bad, TL_ERR_FORMAT, "section WGHT has field factor = -1");
     fixture_close(&x);
 }
 
@@ -1160,6 +1180,7 @@ int main(void)
         cmocka_unit_test(test_unknown_sections),
         cmocka_unit_test(test_refuse_inconsistent),
         cmocka_unit_test(test_refuse_out_of_range_fields),
+        cmocka_unit_test(test_refuse_bad_weighting_factor),
         cmocka_unit_test(test_fuzz_loader),
         cmocka_unit_test(test_save_errors),
         cmocka_unit_test(test_save_atomic),

@@ -500,7 +500,8 @@ static void test_pcgrad(void **state)
     check_ok(tl_graph_forward(pg, 1), "forward");
     float loss[2] = {tl_graph_value(pg, pm->loss[0])[0], tl_graph_value(pg, pm->loss[1])[0]};
     tl_graph_zero_grad(pg);
-    check_ok(tl_weighting_backward(pm, loss), "pcgrad backward");
+    tl_fit_point f = {NULL, NULL, loss, NULL};
+    check_ok(tl_weighting_hook.backward(pm->weighting, &pm->view, &f), "pcgrad backward");
     const float *got = tl_graph_grads(pg, NULL);
     double scale = 0.0;
     for (size_t i = 0; i < pf; i++) scale = fmax(scale, fabs(want[i]));
@@ -1005,7 +1006,8 @@ static void test_no_alloc(void **state)
             fill_graph(m, &d.train, (size_t)s * 32, 100);
             check_ok(tl_graph_forward(g, 1), "forward");
             float loss[2] = {tl_graph_value(g, m->loss[0])[0], tl_graph_value(g, m->loss[1])[0]};
-            check_ok(tl_weighting_backward(m, loss), "backward");
+            tl_fit_point f = {NULL, NULL, loss, NULL};
+            check_ok(tl_weighting_hook.backward(m->weighting, &m->view, &f), "backward");
             check_ok(tl_optim_step(tl_model_optim(m)), "optim step");
         }
         uint64_t after = tl_alloc_count();

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "graph.h"
+#include "parallel.h"
 #include "support.h"
 
 #define MAXB 6  /* max_batch of every test graph */

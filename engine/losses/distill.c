@@ -1,5 +1,5 @@
-/* losses/distill.c — DML across task towers (CTFM, GKD) and CrossDistil
- * (teachers, quadruplet loss, calibrated distillation, error correction). */
+/* losses/distill.c — CrossDistil (teachers, quadruplet loss, calibrated
+ * distillation, error correction), a strategy behind the hook table. */
 #include "distill.h"
 
 #include "models/builders.h"
@@ -7,88 +7,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-
-static tl_node dense(tl_graph *g, tl_node x, int out, tl_act act, int bias, const char *prefix)
-{
-    char wn[128], bn[128];
-    snprintf(wn, sizeof wn, "%s.w", prefix);
-    snprintf(bn, sizeof bn, "%s.b", prefix);
-    tl_node w = tl_param(g, tl_node_cols(g, x), out, TL_INIT_XAVIER_UNIFORM, 0.0f, wn);
-    tl_node b = bias ? tl_param(g, 1, out, TL_INIT_ZEROS, 0.0f, bn) : TL_NONE;
-    return tl_linear(g, x, w, b, act);
-}
-
-static tl_node dropout_if(tl_graph *g, tl_node x, float p) { return p > 0.0f ? tl_dropout(g, x, p) : x; }
-
-/* ---- DML ------------------------------------------------------------------- */
-
-tl_status tl_dml_build_ctfm(tl_model *m, tl_node *h)
-{
-    tl_graph *g = m->g;
-    int K = m->cfg.n_tasks, d = tl_node_cols(g, h[0]);
-    for (int k = 1; k < K; k++)
-        if (tl_node_cols(g, h[k]) != d)
-            return tl_fail(TL_ERR_SHAPE, "dml: CTFM needs tower inputs of one width; task '%s' has "
-                                         "%d, task '%s' has %d", m->cfg.tasks[0].name, d,
-                           m->cfg.tasks[k].name, tl_node_cols(g, h[k]));
-    tl_node hcat = tl_concat(g, K, h);
-    tl_node E = tl_param(g, 1, K * d, TL_INIT_NORMAL, 0.01f, "dml.task_embedding");
-    tl_node X = tl_add(g, hcat, E);
-    tl_node Xs = m->cfg.dml.stop_grad ? tl_stop_grad(g, X) : X;
-    tl_node W[3], B[3];
-    static const char *names[3] = {"q", "k", "v"};
-    char n[64];
-    for (int i = 0; i < 3; i++) {
-        snprintf(n, sizeof n, "dml.ctfm.%s.w", names[i]);
-        W[i] = tl_param(g, d, d, TL_INIT_XAVIER_UNIFORM, 0.0f, n);
-        snprintf(n, sizeof n, "dml.ctfm.%s.b", names[i]);
-        B[i] = tl_param(g, 1, d, TL_INIT_ZEROS, 0.0f, n);
-    }
-    /* Q reads the task's own input; K and V read the stop-gradient copy, so
-     * task k's loss reaches other towers' inputs only through their queries. */
-    tl_node Q = tl_token_linear(g, X, W[0], B[0], K, TL_ACT_RELU);
-    tl_node Kk = tl_token_linear(g, Xs, W[1], B[1], K, TL_ACT_RELU);
-    tl_node V = tl_token_linear(g, Xs, W[2], B[2], K, TL_ACT_RELU);
-    tl_node C = dropout_if(g, tl_attention(g, Q, Kk, V, K), m->cfg.dml.dropout);
-    tl_node H = tl_add(g, hcat, C);
-    for (int k = 0; k < K; k++) h[k] = tl_slice(g, H, k * d, d);
-    m->dml_hcat = hcat;
-    return tl_graph_status(g) == TL_OK ? TL_OK : tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g));
-}
-
-tl_status tl_dml_build_gkd(tl_model *m, const tl_node *t, tl_node *logit)
-{
-    tl_graph *g = m->g;
-    int K = m->cfg.n_tasks, w = tl_node_cols(g, t[0]);
-    char n[96];
-    for (int k = 1; k < K; k++)
-        if (tl_node_cols(g, t[k]) != w)
-            return tl_fail(TL_ERR_SHAPE, "dml: GKD needs towers whose last layers have one width; "
-                                         "task '%s' has %d, task '%s' has %d",
-                           m->cfg.tasks[0].name, w, m->cfg.tasks[k].name, tl_node_cols(g, t[k]));
-    unsigned only = m->cfg.dml.gkd_tasks;
-    if (only >> K)
-        return tl_fail(TL_ERR_ARG, "dml: gkd_tasks names task index %d, but the model has %d tasks",
-                       31 - __builtin_clz(only), K);
-    /* the global experience reads every tower, also with a subset of tasks */
-    tl_node gexp = tl_stop_grad(g, tl_concat(g, K, t));
-    for (int k = 0; k < K; k++) {
-        if (only && !(only >> k & 1u)) continue; /* this task's logit stays as it is */
-        snprintf(n, sizeof n, "dml.gkd.%s.u", m->cfg.tasks[k].name);
-        tl_node u = dropout_if(g, dense(g, gexp, w, TL_ACT_RELU, 1, n), m->cfg.dml.dropout);
-        tl_node parts[2] = {t[k], u};
-        tl_node a = tl_concat(g, 2, parts);
-        for (int l = 1; l < m->cfg.dml.gkd_layers; l++) {
-            snprintf(n, sizeof n, "dml.gkd.%s.gate%d", m->cfg.tasks[k].name, l);
-            a = dense(g, a, w, TL_ACT_RELU, 1, n);
-        }
-        snprintf(n, sizeof n, "dml.gkd.%s.gate", m->cfg.tasks[k].name);
-        a = dense(g, a, w, TL_ACT_SIGMOID, 1, n);
-        snprintf(n, sizeof n, "dml.gkd.%s.v", m->cfg.tasks[k].name);
-        logit[k] = tl_add(g, logit[k], dense(g, tl_mul(g, a, u), 1, TL_ACT_NONE, 0, n));
-    }
-    return tl_graph_status(g) == TL_OK ? TL_OK : tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g));
-}
 
 /* ---- CrossDistil ------------------------------------------------------------ */
 
@@ -192,115 +110,119 @@ static int in_graph_platt(const tl_distill_spec *ds)
     return ds->calibrate == TL_DISTILL_PLATT && !ds->calib_valid;
 }
 
-tl_status tl_distill_build(tl_model *m, const tl_node *h, const tl_node *logit)
+static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
 {
-    tl_graph *g = m->g;
-    const tl_distill_spec *ds = &m->cfg.distill;
-    int K = m->cfg.n_tasks;
+    if (stage != TL_BUILD_LOSSES) return TL_OK;
+    tl_distill_state *d = st;
+    const tl_node *h = v->tower_in, *logit = v->logit;
+    tl_graph *g = v->g;
+    const tl_distill_spec *ds = &v->cfg->distill;
+    int K = v->cfg->n_tasks;
     char n[96];
-    m->kd_alpha = tl_scalar(g, 0.0f, "distill.alpha");
-    m->kd_keep = tl_scalar(g, 1.0f, "distill.one_minus_alpha");
+    d->kd_alpha = tl_scalar(g, 0.0f, "distill.alpha");
+    d->kd_keep = tl_scalar(g, 1.0f, "distill.one_minus_alpha");
     int has_teacher[TL_MAX_TASKS] = {0};
     for (int p = 0; p < ds->n_pairs; p++)
         for (int s = 0; s < 2; s++) has_teacher[ds->pairs[p][s]] = 1;
 
     for (int k = 0; k < K; k++) {
-        m->teacher[k] = m->teacher_soft[k] = TL_NONE;
-        m->distill_task[k].spec = &m->cfg.distill;
-        m->distill_task[k].cal = NULL;
+        d->teacher[k] = d->teacher_soft[k] = TL_NONE;
+        d->task[k].spec = &v->cfg->distill;
+        d->task[k].cal = NULL;
     }
     if (ds->naive) { /* soft label of A = the student prediction of B, 1 - it for a negative pair */
         for (int p = 0; p < ds->n_pairs; p++)
             for (int side = 0; side < 2; side++) {
                 int k = ds->pairs[p][side], other = ds->pairs[p][1 - side];
-                tl_node soft = tl_map(g, tl_stop_grad(g, m->pred[other]), TL_NONE, partner_prob,
-                                      &m->cfg.distill.flip[p]);
-                snprintf(n, sizeof n, "naive.%s.soft", m->cfg.tasks[k].name);
+                tl_node soft = tl_map(g, tl_stop_grad(g, v->pred[other]), TL_NONE, partner_prob,
+                                      (void *)&v->cfg->distill.flip[p]);
+                snprintf(n, sizeof n, "naive.%s.soft", v->cfg->tasks[k].name);
                 tl_node_name(g, soft, n);
-                tl_node kd = tl_bce_logits(g, logit[k], soft, m->rowweight[k]);
-                m->objective[k] = tl_add(g, tl_mul(g, m->loss[k], m->kd_keep), tl_mul(g, kd, m->kd_alpha));
+                tl_node kd = tl_bce_logits(g, logit[k], soft, v->rowweight[k]);
+                v->objective[k] = tl_add(g, tl_mul(g, v->loss[k], d->kd_keep), tl_mul(g, kd, d->kd_alpha));
             }
         return tl_graph_status(g) == TL_OK ? TL_OK : tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g));
     }
     for (int k = 0; k < K; k++) {
         if (!has_teacher[k]) continue;
-        const char *tn = m->cfg.tasks[k].name;
+        const char *tn = v->cfg->tasks[k].name;
         /* "separate": the teacher reads the shared representation through a
          * stop-gradient, so its ranking loss cannot disturb the student. */
         tl_node in = ds->teacher_shared ? h[k] : tl_stop_grad(g, h[k]);
         snprintf(n, sizeof n, "teacher.%s", tn);
-        tl_node t = tl_build_mlp(g, in, &m->cfg.tasks[k].tower, n);
+        tl_node t = tl_build_mlp(g, in, &v->cfg->tasks[k].tower, n);
         snprintf(n, sizeof n, "teacher.%s.out", tn);
-        m->teacher[k] = tl_node_name(g, dense(g, t, 1, TL_ACT_NONE, 1, n), n);
-        tl_node r = m->teacher[k], y = m->label[k];
+        d->teacher[k] = tl_node_name(g, tl_build_dense(g, t, 1, TL_ACT_NONE, 1, n), n);
+        tl_node r = d->teacher[k], y = v->label[k];
         tl_node soft;
         if (in_graph_platt(ds)) { /* p~ = sigmoid(softplus(a') r + b), trained by BCE on train */
             snprintf(n, sizeof n, "calibrator.%s.a", tn);
-            m->distill_task[k].cal_a = tl_param(g, 1, 1, TL_INIT_CONSTANT, 0.5413f, n); /* softplus = 1 */
-            tl_node a = tl_softplus(g, m->distill_task[k].cal_a);
+            d->task[k].cal_a = tl_param(g, 1, 1, TL_INIT_CONSTANT, 0.5413f, n); /* softplus = 1 */
+            tl_node a = tl_softplus(g, d->task[k].cal_a);
             snprintf(n, sizeof n, "calibrator.%s.b", tn);
-            tl_node b = m->distill_task[k].cal_b = tl_param(g, 1, 1, TL_INIT_ZEROS, 0.0f, n);
+            tl_node b = d->task[k].cal_b = tl_param(g, 1, 1, TL_INIT_ZEROS, 0.0f, n);
             tl_node cal_sg = tl_sigmoid(g, tl_add(g, tl_mul(g, tl_stop_grad(g, r), a), b));
-            tl_node lcal = tl_bce_prob(g, cal_sg, y, m->rowweight[k]);
-            m->extra = m->extra == TL_NONE ? lcal : tl_add(g, m->extra, lcal);
+            tl_node lcal = tl_bce_prob(g, cal_sg, y, v->rowweight[k]);
+            *v->extra = *v->extra == TL_NONE ? lcal : tl_add(g, *v->extra, lcal);
             soft = ds->teacher_grad ? tl_sigmoid(g, tl_add(g, tl_mul(g, r, a), b)) : cal_sg;
             if (ds->correct == TL_CORRECT_BLEND)
                 soft = tl_add(g, tl_scale(g, soft, 1.0f - ds->lambda), tl_scale(g, y, ds->lambda));
             else if (ds->correct == TL_CORRECT_CLIP)
                 soft = clip_soft(g, soft, y);
         } else {
-            soft = tl_map(g, r, y, apply_fitted, &m->distill_task[k]);
+            soft = tl_map(g, r, y, apply_fitted, &d->task[k]);
         }
         if (!ds->teacher_grad) soft = tl_stop_grad(g, soft);
         snprintf(n, sizeof n, "teacher.%s.soft", tn);
-        m->teacher_soft[k] = tl_node_name(g, soft, n);
+        d->teacher_soft[k] = tl_node_name(g, soft, n);
         if (ds->bce_on_aux) {
-            tl_node l = tl_bce_logits(g, r, y, m->rowweight[k]);
-            m->extra = m->extra == TL_NONE ? l : tl_add(g, m->extra, l);
+            tl_node l = tl_bce_logits(g, r, y, v->rowweight[k]);
+            *v->extra = *v->extra == TL_NONE ? l : tl_add(g, *v->extra, l);
         }
         /* student: (1 - alpha) BCE(y, y^) + alpha BCE(p~, y^) */
-        tl_node kd = tl_bce_logits(g, logit[k], soft, m->rowweight[k]);
-        m->objective[k] = tl_add(g, tl_mul(g, m->loss[k], m->kd_keep), tl_mul(g, kd, m->kd_alpha));
+        tl_node kd = tl_bce_logits(g, logit[k], soft, v->rowweight[k]);
+        v->objective[k] = tl_add(g, tl_mul(g, v->loss[k], d->kd_keep), tl_mul(g, kd, d->kd_alpha));
     }
     for (int p = 0; p < ds->n_pairs; p++) {
         int a = ds->pairs[p][0], b = ds->pairs[p][1];
-        int *flip = &m->cfg.distill.flip[p];
-        tl_node w = tl_map(g, m->rowweight[a], m->rowweight[b], pair_weight, NULL);
+        int *flip = (int *)&v->cfg->distill.flip[p]; /* read by the maps: fit resolves auto order */
+        tl_node w = tl_map(g, v->rowweight[a], v->rowweight[b], pair_weight, NULL);
         snprintf(n, sizeof n, "distill.pair%d.weight", p + 1);
         tl_node_name(g, w, n);
-        tl_node yb = tl_map(g, m->label[b], TL_NONE, partner_label, flip);
-        tl_node ya = tl_map(g, m->label[a], TL_NONE, partner_label, flip);
-        tl_node la = tl_quadruplet_bpr_weighted(g, m->teacher[a], m->label[a], yb, w, 0, ds->max_pairs);
-        tl_node lb = tl_quadruplet_bpr_weighted(g, m->teacher[b], m->label[b], ya, w, 0, ds->max_pairs);
+        tl_node yb = tl_map(g, v->label[b], TL_NONE, partner_label, flip);
+        tl_node ya = tl_map(g, v->label[a], TL_NONE, partner_label, flip);
+        tl_node la = tl_quadruplet_bpr_weighted(g, d->teacher[a], v->label[a], yb, w, 0, ds->max_pairs);
+        tl_node lb = tl_quadruplet_bpr_weighted(g, d->teacher[b], v->label[b], ya, w, 0, ds->max_pairs);
         tl_node aux = tl_scale(g, tl_add(g, la, lb), ds->aux);
-        m->extra = m->extra == TL_NONE ? aux : tl_add(g, m->extra, aux);
+        *v->extra = *v->extra == TL_NONE ? aux : tl_add(g, *v->extra, aux);
     }
     return tl_graph_status(g) == TL_OK ? TL_OK : tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g));
 }
 
-void tl_distill_step_begin(tl_model *m)
+static void step_begin(void *st, const tl_model_view *v)
 {
-    if (!m->cfg.distill.enabled) return;
-    float a = m->step >= m->cfg.distill.warmup ? m->cfg.distill.kd : 0.0f;
-    tl_graph_set_scalar(m->g, m->kd_alpha, a);
-    tl_graph_set_scalar(m->g, m->kd_keep, 1.0f - a);
+    tl_distill_state *d = st;
+    if (!v->cfg->distill.enabled) return;
+    float a = *v->step >= v->cfg->distill.warmup ? v->cfg->distill.kd : 0.0f;
+    tl_graph_set_scalar(v->g, d->kd_alpha, a);
+    tl_graph_set_scalar(v->g, d->kd_keep, 1.0f - a);
 }
 
 /* Teacher scores (n x n_tasks) of rows[0..n) of s (rows NULL: rows 0..n). */
-static tl_status teacher_scores(tl_model *m, const tl_split *s, const uint32_t *rows, size_t n,
+static tl_status teacher_scores(const tl_distill_state *d, const tl_model_view *v, const tl_split *s, const uint32_t *rows, size_t n,
                                 float *out)
 {
-    int K = m->cfg.n_tasks, B = m->cfg.max_batch;
+    int K = v->cfg->n_tasks, B = v->cfg->max_batch;
     for (size_t from = 0; from < n; from += (size_t)B) {
         if (tl_cancelled()) return tl_fail(TL_ERR_CANCELLED, "teacher prediction interrupted");
         int nb = (int)(n - from < (size_t)B ? n - from : (size_t)B);
-        tl_model_fill_batch(m, s, rows, from, nb);
-        tl_status st = tl_graph_forward(m->g, 0);
+        v->fill_batch(v->model, s, rows, from, nb);
+        tl_status st = tl_graph_forward(v->g, 0);
         if (st != TL_OK) return tl_fail_context(st, "teachers");
         for (int k = 0; k < K; k++) {
-            if (m->teacher[k] == TL_NONE) continue;
-            const float *v = tl_graph_value(m->g, m->teacher[k]);
-            for (int i = 0; i < nb; i++) out[(from + (size_t)i) * K + k] = v[i];
+            if (d->teacher[k] == TL_NONE) continue;
+            const float *sc = tl_graph_value(v->g, d->teacher[k]);
+            for (int i = 0; i < nb; i++) out[(from + (size_t)i) * K + k] = sc[i];
         }
     }
     return TL_OK;
@@ -311,12 +233,13 @@ static tl_status teacher_scores(tl_model *m, const tl_split *s, const uint32_t *
  * with a space is fitted on the rows of its space only, as it is trained and
  * evaluated. The new calibrators replace the old ones only when every task's
  * fit succeeded. */
-static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid, size_t max_rows)
+static tl_status refit(tl_distill_state *d, const tl_model_view *v, const tl_split *train,
+                       const tl_split *valid, size_t max_rows)
 {
-    const tl_distill_spec *ds = &m->cfg.distill;
+    const tl_distill_spec *ds = &v->cfg->distill;
     if (!ds->enabled || ds->naive || in_graph_platt(ds)) return TL_OK;
     const tl_split *s = ds->calib_valid && valid ? valid : train;
-    int K = m->cfg.n_tasks;
+    int K = v->cfg->n_tasks;
     size_t n = max_rows && s->n > max_rows ? max_rows : s->n;
     uint32_t *rows = n < s->n ? tl_malloc(n * sizeof *rows, "calibration rows") : NULL;
     float *scores = tl_malloc(n * (size_t)K * sizeof(float), "teacher scores");
@@ -332,11 +255,11 @@ static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid
             rows[i] = (uint32_t)((uint64_t)i * s->n / n);
             if (w) w[i] = s->weight[rows[i]];
         }
-    if (st == TL_OK) st = teacher_scores(m, s, rows, n, scores);
+    if (st == TL_OK) st = teacher_scores(d, v, s, rows, n, scores);
     int platt = ds->calibrate == TL_DISTILL_PLATT, clamped[TL_MAX_TASKS] = {0};
     for (int k = 0; k < K && st == TL_OK; k++) {
-        if (m->teacher[k] == TL_NONE) continue;
-        int space = m->cfg.tasks[k].space;
+        if (d->teacher[k] == TL_NONE) continue;
+        int space = v->cfg->tasks[k].space;
         for (size_t i = 0; i < n; i++) {
             size_t r = rows ? rows[i] : i;
             float sc = scores[i * (size_t)K + (size_t)k];
@@ -350,13 +273,13 @@ static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid
                    : tl_calibrator_fit(TL_CALIB_ISOTONIC, p, y, wk, mk, n, &fresh[k]);
         if (st != TL_OK)
             st = tl_fail_context(st, "crossdistil: fitting the calibrator of task '%s'",
-                                 m->cfg.tasks[k].name);
+                                 v->cfg->tasks[k].name);
     }
     for (int k = 0; k < K; k++) {
-        if (st == TL_OK && m->teacher[k] != TL_NONE) {
-            tl_calibrator_free(m->distill_task[k].cal);
-            m->distill_task[k].cal = fresh[k];
-            m->distill_task[k].cal_clamped = clamped[k];
+        if (st == TL_OK && d->teacher[k] != TL_NONE) {
+            tl_calibrator_free(d->task[k].cal);
+            d->task[k].cal = fresh[k];
+            d->task[k].cal_clamped = clamped[k];
         } else {
             tl_calibrator_free(fresh[k]);
         }
@@ -370,33 +293,53 @@ static tl_status refit(tl_model *m, const tl_split *train, const tl_split *valid
     return st;
 }
 
-tl_status tl_distill_epoch_end(tl_model *m, const tl_split *train, const tl_split *valid)
+static tl_status epoch_end(void *st, const tl_model_view *v, const tl_fit_point *f)
 {
-    return refit(m, train, valid, 0);
+    return refit(st, v, f->train, f->valid, 0);
 }
 
-tl_status tl_distill_step_end(tl_model *m, const tl_split *train, const tl_split *valid)
+static tl_status step_end(void *st, const tl_model_view *v, const tl_fit_point *f)
 {
-    int every = m->cfg.distill.calib_every;
-    if (every <= 0 || m->step % every != 0) return TL_OK;
-    return refit(m, train, valid, TL_DISTILL_CALIB_ROWS);
+    int every = v->cfg->distill.calib_every;
+    if (every <= 0 || *v->step % every != 0) return TL_OK;
+    return refit(st, v, f->train, f->valid, TL_DISTILL_CALIB_ROWS);
 }
 
-float tl_distill_calibrate(tl_model *m, int k, float r)
+float tl_distill_calibrate(const tl_distill_state *d, const tl_model_view *v, int k, float r)
 {
-    tl_distill_task *t = &m->distill_task[k];
-    if (in_graph_platt(&m->cfg.distill)) {
-        float a = tl_graph_value(m->g, t->cal_a)[0], b = tl_graph_value(m->g, t->cal_b)[0];
+    const tl_distill_task *t = &d->task[k];
+    if (in_graph_platt(&v->cfg->distill)) {
+        float a = tl_graph_value(v->g, t->cal_a)[0], b = tl_graph_value(v->g, t->cal_b)[0];
         float sp = (a > 0.0f ? a : 0.0f) + log1pf(expf(-fabsf(a))); /* softplus */
         return sigmoidf(sp * r + b);
     }
     return fitted_map(t, r);
 }
 
-void tl_distill_free(tl_model *m)
+static void distill_free(void *st)
 {
+    tl_distill_state *d = st;
     for (int k = 0; k < TL_MAX_TASKS; k++) {
-        tl_calibrator_free(m->distill_task[k].cal);
-        m->distill_task[k].cal = NULL;
+        tl_calibrator_free(d->task[k].cal);
+        d->task[k].cal = NULL;
     }
 }
+
+tl_node tl_distill_teacher(const tl_distill_state *d, int k) { return d->teacher[k]; }
+const tl_calibrator *tl_distill_calibrator(const tl_distill_state *d, int k) { return d->task[k].cal; }
+
+void tl_distill_set_calibrator(tl_distill_state *d, int k, tl_calibrator *c)
+{
+    tl_calibrator_free(d->task[k].cal);
+    d->task[k].cal = c;
+}
+
+const tl_hook tl_distill_hook = {
+    .name = "crossdistil",
+    .size = sizeof(tl_distill_state),
+    .build = build,
+    .step_begin = step_begin,
+    .step_end = step_end,
+    .epoch_end = epoch_end,
+    .free = distill_free,
+};

@@ -15,24 +15,30 @@
  *                backbone) are projected off each other's normal plane when they
  *                conflict (Yu et al. 2020); tower gradients are summed as usual
  * GradNorm and PCGrad run one backward pass per task.
+ *
+ * The strategy is attached to a model through its hook table (hooks.h): it
+ * owns the coefficient scalars, the log-variances and the factors, and writes
+ * them to the checkpoint section WGHT. model.c reaches it through the
+ * functions below too.
  */
 #ifndef TL_WEIGHTING_H
 #define TL_WEIGHTING_H
 
-#include "models/model_impl.h"
+#include "hooks.h"
 
-/* Graph building: create coef/logvar nodes and m->total from m->loss. */
-tl_status tl_weighting_build(tl_model *m);
-/* After planning: buffers and initial scalar values. */
-tl_status tl_weighting_init(tl_model *m);
-void tl_weighting_free(tl_model *m);
-/* Push user weights x factors into the coef scalars. */
-void tl_weighting_apply(tl_model *m);
-float tl_weighting_effective(const tl_model *m, int k);
-void tl_weighting_epoch_start(tl_model *m);
-void tl_weighting_epoch_end(tl_model *m, const double *epoch_loss);
-/* After a training forward run: leave the step's gradient in the parameter
- * gradients (one or several backward runs). */
-tl_status tl_weighting_backward(tl_model *m, const float *task_loss);
+typedef struct tl_weighting_state tl_weighting_state;
+
+extern const tl_hook tl_weighting_hook;
+
+/* Push user weights x factors into the coefficient scalars (after the user
+ * changed a weight). */
+void tl_weighting_apply(tl_weighting_state *w, const tl_model_view *v);
+/* Task k's effective weight: user weight x factor (x exp(-s_k)/2 under
+ * uncertainty weighting). */
+float tl_weighting_effective(const tl_weighting_state *w, const tl_model_view *v, int k);
+/* Backward of task k's loss alone with coefficient 1 on the raw loss
+ * (uncertainty weighting scales its term by exp(-s)/2: undone here), after a
+ * forward run; the coefficients are restored after. For diagnostics. */
+tl_status tl_weighting_task_backward(tl_weighting_state *w, const tl_model_view *v, int k);
 
 #endif

@@ -201,3 +201,13 @@ int tl_build_backbone(tl_graph *g, const tl_model_config *c, tl_node x, tl_node 
     *last_shared = last_weight(g);
     return tl_graph_status(g) == TL_OK;
 }
+
+tl_node tl_build_dense(tl_graph *g, tl_node x, int out, tl_act act, int bias, const char *prefix)
+{
+    char wn[128], bn[128];
+    snprintf(wn, sizeof wn, "%s.w", prefix);
+    snprintf(bn, sizeof bn, "%s.b", prefix);
+    tl_node w = tl_param(g, tl_node_cols(g, x), out, TL_INIT_XAVIER_UNIFORM, 0.0f, wn);
+    tl_node b = bias ? tl_param(g, 1, out, TL_INIT_ZEROS, 0.0f, bn) : TL_NONE;
+    return tl_linear(g, x, w, b, act);
+}

@@ -1,19 +1,21 @@
-/* models/model_impl.h — engine-internal: the model record shared by model.c
- * and losses/weighting.c. */
+/* models/model_impl.h — engine-internal: the model record. model.c owns it;
+ * its other files in models/ (the checkpoint sections) and diagnose.c, not
+ * yet behind the hook table, reach into it. The strategies see only the view
+ * (hooks.h). History records and calibrators are named by their struct
+ * tags, so this header needs nothing from model.h or diagnose.h (which
+ * include the other way). */
 #ifndef TL_MODEL_IMPL_H
 #define TL_MODEL_IMPL_H
 
-#include "diagnose.h"
-#include "model.h"
+#include "graph.h"
+#include "hooks.h"
+#include "losses/distill.h"
+#include "losses/dml.h"
+#include "losses/weighting.h"
+#include "model_config.h"
+#include "optim.h"
 
-/* CrossDistil per-task state: the map op's context for the calibrated,
- * corrected soft label. */
-typedef struct {
-    const tl_distill_spec *spec;
-    tl_calibrator *cal;            /* fitted outside the graph; NULL until the first fit */
-    tl_node cal_a, cal_b;          /* in-graph Platt calibrator parameters */
-    int cal_clamped;               /* the last Platt fit had slope <= 0: a = 0 (base rate) */
-} tl_distill_task;
+#define TL_MODEL_MAX_HOOKS 4
 
 struct tl_model {
     tl_model_config cfg;
@@ -30,48 +32,39 @@ struct tl_model {
     tl_node extra, extra_coef;     /* loss terms outside the tasks (AITM constraint,
                                       CrossDistil aux/calibration) and their on/off scalar */
     tl_node constraint_coef;       /* AITM: weight of the label constraint */
-    tl_node teacher[TL_MAX_TASKS], teacher_soft[TL_MAX_TASKS]; /* CrossDistil */
-    tl_node kd_alpha, kd_keep;     /* alpha and 1 - alpha (0 / 1 during warm-up) */
-    tl_distill_task distill_task[TL_MAX_TASKS];
-    tl_node dml_hcat;              /* DML: the concatenated tower inputs before CTFM */
-    tl_node coef[TL_MAX_TASKS];    /* scalar multiplying task k's loss term */
-    tl_node logvar[TL_MAX_TASKS];  /* uncertainty weighting: log sigma^2 per task */
+    tl_node tower_in[TL_MAX_TASKS], tower_out[TL_MAX_TASKS], logit[TL_MAX_TASKS]; /* while building */
     tl_node total;
     tl_node last_shared;           /* GradNorm's measured layer */
     int n_shared_params;           /* parameters below the towers */
-    /* weighting state */
-    float factor[TL_MAX_TASKS];    /* strategy multiplier (DWA, GradNorm), 1 otherwise */
-    double gn_initial[TL_MAX_TASKS];
-    int gn_have_initial;
-    double dwa_hist[2][TL_MAX_TASKS];
-    int dwa_epochs;
-    float *task_grads;             /* PCGrad: n_tasks x param floats */
-    float *w_grad_before;          /* GradNorm: last_shared's gradient before a task pass */
+    /* attached strategies (hooks.h), each with its state, in attach order */
+    tl_model_view view;
+    int n_hooks;
+    const tl_hook *hooks[TL_MODEL_MAX_HOOKS];
+    void *hook_state[TL_MODEL_MAX_HOOKS];
+    tl_weighting_state *weighting; /* hook_state of tl_weighting_hook */
+    tl_dml_state *dml;             /* of tl_dml_hook, NULL without DML */
+    tl_distill_state *distill;     /* of tl_distill_hook, NULL without CrossDistil */
     /* training */
     tl_optim *opt;
     int64_t step;
     int epoch;                     /* completed epochs */
     size_t batches_in_epoch;       /* batches done in the epoch under way */
-    tl_step_record *steps_hist;
+    struct tl_step_record *steps_hist;
     size_t n_steps_hist, cap_steps_hist;
-    tl_epoch_record *epochs_hist;
+    struct tl_epoch_record *epochs_hist;
     size_t n_epochs_hist, cap_epochs_hist;
-    tl_epoch_record *evals_hist;   /* mid-epoch validations (eval_every) */
+    struct tl_epoch_record *evals_hist;   /* mid-epoch validations (eval_every) */
     size_t n_evals_hist, cap_evals_hist;
     float *best;                   /* best parameters seen by early stopping */
-    tl_calibrator *out_cal[TL_MAX_TASKS]; /* tl.calibrate: per-task output calibrators */
+    struct tl_calibrator *out_cal[TL_MAX_TASKS]; /* tl.calibrate: per-task output calibrators */
     int eval_in_space;             /* evaluate tasks with a space only on its rows (default 1) */
     /* diagnostics (diagnose.c): fit{diagnostics=N} records, per-task gradient buffer */
-    tl_diag_record *diag_hist;
+    struct tl_diag_record *diag_hist;
     size_t n_diag_hist, cap_diag_hist;
     float *diag_grads;             /* n_tasks x the shared parameters' floats */
     /* calibrator staleness: the step at which each was fitted */
     int64_t out_cal_step[TL_MAX_TASKS]; /* tl.calibrate's output calibrators */
     int64_t distill_cal_step;           /* CrossDistil's fitted teacher calibrators */
 };
-
-/* Copy rows order[from .. from+n) of s (order NULL: rows from..) into the
- * graph's inputs, as the fit loop does (model.c). */
-void tl_model_fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n);
 
 #endif

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "elementwise.h"
 #include "ops.h"
 
 static tl_node binary(tl_graph *g, tl_op op, const char *name, tl_node a, tl_node b)

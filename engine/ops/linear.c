@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "linear.h"
 #include "ops.h"
 #include "parallel.h"
 static tl_node check_weight(tl_graph *g, const char *op, tl_node x, tl_node w, int xcols_per,

@@ -4,6 +4,7 @@
  * in double. */
 #include <math.h>
 
+#include "loss.h"
 #include "ops.h"
 
 #define TL_PROB_EPS 1e-7f

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "mix.h"
 #include "ops.h"
 #include "parallel.h"
 

@@ -1,6 +1,8 @@
-/* ops/ops.h — engine-internal: the node record, the op table, and the
- * forward/backward functions of every op family (one .c file per family,
- * each op's forward and backward side by side, same argument order).
+/* ops/ops.h — engine-internal: the node record, the op table, the node
+ * storage builders append to (ops/node.c), and the forward/backward functions
+ * of every op family (one .c file per family, each op's forward and backward
+ * side by side, same argument order). The builders are declared per family
+ * in ops/<family>.h.
  *
  * Backward functions *add* into the gradients of their inputs, and only into
  * inputs whose `grad` is non-NULL (inputs that need no gradient have none).
@@ -10,8 +12,8 @@
  * into a fresh gradient may overwrite it (GEMM beta = 0, a plain store)
  * instead of clearing then adding, provided it writes every element, and then
  * calls tl__grad_written; a backward that only adds calls tl__grad_acc first.
- * Ops not marked fresh-aware in graph.c's table get their inputs' gradients
- * cleared for them. Parameter gradients are never fresh: backward always adds
+ * Ops not marked fresh-aware in the op table (ops/node.c) get their inputs'
+ * gradients cleared for them. Parameter gradients are never fresh: backward always adds
  * into them (calling backward twice doubles them).
  */
 #ifndef TL_OPS_H
@@ -19,7 +21,7 @@
 
 #include <string.h>
 
-#include "graph.h"
+#include "graph_types.h"
 #include "tensor.h"
 
 typedef enum {
@@ -200,6 +202,17 @@ void tl__touch_row(tl_graph *g, int param_index, int32_t row);
 
 typedef tl_status (*tl_forward_fn)(tl_graph *g, tl_nodedef *n);
 typedef void (*tl_backward_fn)(tl_graph *g, tl_nodedef *n);
+
+typedef struct {
+    const char *name;
+    tl_forward_fn forward;
+    tl_backward_fn backward; /* NULL: no gradient flows through */
+    int fresh_aware;         /* backward handles fresh input gradients (above) */
+} tl_op_entry;
+
+
+/* Every op's entry, indexed by tl_op (ops/node.c). */
+extern const tl_op_entry tl_op_table[TL_OP_COUNT];
 
 /* Forward and backward per op family. */
 tl_status tl_op_matmul_forward(tl_graph *g, tl_nodedef *n);

@@ -3,6 +3,7 @@
  * batch size rounding. */
 #include <math.h>
 
+#include "reduce.h"
 #include "ops.h"
 #include "parallel.h"
 

@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "shape.h"
 #include "ops.h"
 #include "parallel.h"
 

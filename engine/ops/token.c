@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "token.h"
 #include "ops.h"
 
 tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens, tl_act act)

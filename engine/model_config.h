@@ -1,0 +1,140 @@
+/* model_config.h — a model's configuration: backbone, tasks, feature layout,
+ * weighting, DML and CrossDistil switches. Plain data (no pointers), so it can
+ * be printed, copied and stored in a checkpoint as it is.
+ *
+ * Split from model.h so that the graph builders (models/) and the training
+ * strategies read the configuration without depending on the model, which
+ * depends on them. The functions that fill it are in model.h.
+ */
+#ifndef TL_MODEL_CONFIG_H
+#define TL_MODEL_CONFIG_H
+
+#include <stdint.h>
+
+#include "data.h"
+
+#define TL_MAX_TASKS 8
+#define TL_MAX_LAYERS 8
+#define TL_MAX_FIELDS 256
+#define TL_TASK_NAME_MAX 32
+
+typedef enum {
+    TL_BACKBONE_SHARED_BOTTOM,
+    TL_BACKBONE_OMOE,
+    TL_BACKBONE_MMOE,
+    TL_BACKBONE_PLE,
+    TL_BACKBONE_ESMM,
+    TL_BACKBONE_AITM,
+    TL_BACKBONE_COUNT
+} tl_backbone_kind;
+
+/* A stack of fully connected ReLU layers. */
+typedef struct {
+    int n;
+    int units[TL_MAX_LAYERS];
+    float dropout;
+} tl_mlp_spec;
+
+typedef struct {
+    tl_backbone_kind kind;
+    tl_mlp_spec bottom;  /* shared-bottom: the shared layers */
+    tl_mlp_spec expert;  /* omoe/mmoe/ple: layers of each expert */
+    int experts;         /* omoe/mmoe: number of experts */
+    int levels;          /* ple: CGC levels */
+    int shared;          /* ple: shared experts per level */
+    int specific;        /* ple: task-specific experts per task and level */
+    float constraint;    /* aitm: weight of the label-constraint loss */
+    int transfer_dim;    /* aitm: width of the information-transfer vectors */
+} tl_backbone_spec;
+
+typedef enum {
+    TL_WEIGHTING_FIXED,
+    TL_WEIGHTING_UNCERTAINTY, /* Kendall et al. 2018 */
+    TL_WEIGHTING_GRADNORM,    /* Chen et al. 2018 */
+    TL_WEIGHTING_DWA,         /* Liu et al. 2019 */
+    TL_WEIGHTING_PCGRAD,      /* Yu et al. 2020 */
+    TL_WEIGHTING_COUNT
+} tl_weighting;
+
+/* Deep Mutual Learning across task towers (Ren et al. 2023, PAPERS.md §1). */
+typedef struct {
+    int enabled;
+    int ctfm;          /* cross-task feature mining: attention over the tasks' tower inputs */
+    int gkd;           /* global knowledge distillation: gated logit correction */
+    int stop_grad;     /* CTFM keys/values read a stop-gradient copy (the paper's default) */
+    int gkd_layers;    /* layers of GKD's gate (1 in the paper) */
+    float dropout;     /* on the attention output and GKD's global experience */
+    unsigned gkd_tasks; /* bit k set: task k's logit gets GKD; 0 (the default) = every task */
+} tl_dml_spec;
+
+typedef enum { TL_DISTILL_PLATT, TL_DISTILL_ISOTONIC } tl_distill_calib;
+typedef enum { TL_CORRECT_NONE, TL_CORRECT_BLEND, TL_CORRECT_CLIP } tl_distill_correct;
+
+/* calib_every's refits read at most this many rows of the calibration split:
+ * rows floor(i n / TL_DISTILL_CALIB_ROWS), i = 0.., evenly spread and the same
+ * at every refit (no random state, so a resumed fit refits identically).
+ * Epoch-end fits read every row. */
+#define TL_DISTILL_CALIB_ROWS 16384
+
+/* CrossDistil (Yang et al. AAAI 2022, PAPERS.md §2; [RECON] parts behind
+ * switches). For each pair (A, B) both tasks get a teacher tower trained by
+ * the quadruplet ranking loss (over the rows in both tasks' spaces, each pair
+ * of rows weighted by the product of their sample weights); a monotone
+ * calibrator turns teacher scores into probabilities that are distilled into
+ * the student towers. */
+typedef struct {
+    int enabled;
+    int n_pairs;
+    int pairs[TL_MAX_TASKS][2];   /* task indices */
+    int flip[TL_MAX_TASKS];       /* per pair: partner label enters flipped (negative relation);
+                                     -1 (the default) while order is auto and no fit has
+                                     resolved it; tl_model_new sets it from order 1 or 2 */
+    int order;                    /* 0 auto (label correlation sign on the first fit's train
+                                     split), 1 positive, 2 negative */
+    float aux;                    /* beta: weight of the auxiliary ranking loss */
+    float kd;                     /* alpha: weight of the distillation term in the student loss */
+    int bce_on_aux;               /* also BCE on the teacher score with the own label */
+    tl_distill_calib calibrate;
+    int calib_valid;              /* 1: calibrator fitted on the validation split at epoch ends */
+    int calib_every;              /* fitted calibrators: also refit every N training steps, on at
+                                     most TL_DISTILL_CALIB_ROWS rows; 0 = at epoch ends only */
+    tl_distill_correct correct;
+    float lambda;                 /* blend weight towards the label */
+    int teacher_grad;             /* 1: no stop-gradient on the distilled soft label */
+    int teacher_shared;           /* 1: teacher trains the shared layers ("shared"); 0: "separate" */
+    int64_t warmup;               /* steps before alpha > 0 */
+    int max_pairs;                /* pair subsampling above this many pairs per term */
+    int naive;                    /* baseline: no teachers; each student distils the other
+                                     task's raw prediction (the paper's "naive KD") */
+} tl_distill_spec;
+
+typedef struct {
+    char name[TL_TASK_NAME_MAX];
+    tl_task_type type;
+    tl_mlp_spec tower;
+    float weight;        /* loss weight; changeable between steps */
+    int space;           /* task space: train and evaluate only on rows where task
+                            `space` is positive (e.g. CVR on clicks); -1 = all rows */
+} tl_task_spec;
+
+typedef struct {
+    tl_backbone_spec backbone;
+    int n_tasks;
+    tl_task_spec tasks[TL_MAX_TASKS];
+    /* feature layout (from the dataset) */
+    int n_cat;
+    int32_t vocab[TL_MAX_FIELDS];
+    int n_num;
+    int emb_dim;
+    tl_weighting weighting;
+    float gradnorm_alpha; /* default 1.5 */
+    float dwa_temperature; /* default 2 */
+    int max_batch;        /* graph rows; batches up to this size */
+    uint64_t seed;
+    tl_dml_spec dml;
+    tl_distill_spec distill;
+    uint64_t max_memory;  /* bytes the model may take (tl_model_memory); 0 = the available
+                             memory (tl_memory_set_available). Not saved in checkpoints. */
+} tl_model_config;
+
+#endif
