@@ -4,6 +4,7 @@
  * dataset userdata is l_data.c's. */
 #include "l_datasets.h"
 
+#include <errno.h>
 #include <lauxlib.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -38,7 +39,15 @@ static const char *find_dataset_dir(lua_State *L, const char *fn, const char *su
     const char *env = getenv("TOWERLAB_DATA");
     const char *bases[6];
     int nb = 0;
-    if (env && *env) bases[nb++] = env;
+    if (env && *env) {
+        /* a mistyped TOWERLAB_DATA must not quietly fall back to other data */
+        struct stat eb;
+        int missing = stat(env, &eb) != 0;
+        if (missing || !S_ISDIR(eb.st_mode))
+            luaL_error(L, "%s: TOWERLAB_DATA is '%s', which is not a directory (%s); fix or unset it", fn, env,
+                       missing ? strerror(errno) : "not a folder");
+        bases[nb++] = env;
+    }
     int first_exe = nb;
     if (n > 0) {
         bases[nb++] = shared ? "../shared/data" : "data";

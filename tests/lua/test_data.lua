@@ -333,6 +333,12 @@ function T.datasets_found_from_any_directory()
   check(out:find("no census_income_kdd folder found (looked in " .. tmpdir .. "/bin/data/census_income_kdd", 1, true),
         out)
   check(out:find("TOWERLAB_DATA is not set", 1, true), out)
+  -- the function is named once, not twice ("tl.datasets.census: census: ...")
+  local ok, err = pcall(tl.datasets.census, tmpdir)
+  check(not ok and err:find("tl.datasets.census: no census-income.test.gz in", 1, true), err)
+  -- a TOWERLAB_DATA that is no directory is an error, not a silent fall-back
+  out = run("TOWERLAB_DATA=" .. tmpdir .. "/no-such-dir", "print(pcall(tl.datasets.census))")
+  check(out:find("false", 1, true) and out:find("TOWERLAB_DATA is '" .. tmpdir .. "/no-such-dir', which is not a directory (No such file", 1, true), out)
   local f = io.open("../shared/data/movielens_100k/u.user", "rb")
   if f then
     f:close()
