@@ -8,13 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "diagnose.h"
 #include "losses/distill.h"
 #include "losses/dml.h"
 #include "losses/weighting.h"
 #include "models/builders.h"
 #include "models/model_impl.h"
 #include "parallel.h"
+#include "task_grads.h"
 
 /* ---- configuration -------------------------------------------------------- */
 
@@ -405,8 +405,11 @@ static tl_status check_memory(tl_model *m)
     return TL_OK;
 }
 
-/* A model record with its graph built but not planned (no parameter memory
- * yet); tl_model_free releases it. */
+static tl_status task_backward(tl_model *m, int k)
+{
+    return tl_weighting_task_backward(m->weighting, &m->view, k);
+}
+
 /* The part of the model its strategies see (hooks.h). */
 static void init_view(tl_model *m)
 {
@@ -426,11 +429,14 @@ static void init_view(tl_model *m)
     v->tower_out = m->tower_out;
     v->logit = m->logit;
     v->step = &m->step;
+    v->epoch = &m->epoch;
     v->label = m->label;
     v->rowweight = m->rowweight;
     v->pred = m->pred;
     v->model = m;
     v->fill_batch = tl_model_fill_batch;
+    v->task_backward = task_backward;
+    v->effective_weight = tl_model_effective_weight;
 }
 
 /* Attach strategy h with a new zeroed state; returns the state (NULL when
@@ -452,6 +458,8 @@ static tl_status hooks_planned(tl_model *m)
     return s;
 }
 
+/* A model record with its graph built but not planned (no parameter memory
+ * yet); tl_model_free releases it. */
 static tl_status model_build(const tl_model_config *cfg, tl_model **out)
 {
     *out = NULL;
@@ -473,6 +481,7 @@ static tl_status model_build(const tl_model_config *cfg, tl_model **out)
     if (m->g && s == TL_OK && cfg->distill.enabled && !(m->distill = attach(m, &tl_distill_hook)))
         s = TL_ERR_NOMEM;
     if (m->g && s == TL_OK && !(m->weighting = attach(m, &tl_weighting_hook))) s = TL_ERR_NOMEM;
+    if (m->g && s == TL_OK && !(m->task_grads = attach(m, &tl_task_grads_hook))) s = TL_ERR_NOMEM;
     if (!m->g || s != TL_OK || (s = build(m)) != TL_OK) {
         if (s == TL_OK) s = TL_ERR_NOMEM;
         tl_model_free(m);
@@ -515,7 +524,6 @@ void tl_model_free(tl_model *m)
         if (m->hooks[i]->free) m->hooks[i]->free(m->hook_state[i]);
         tl_free(m->hook_state[i]);
     }
-    tl_diagnose_free(m);
     for (int k = 0; k < TL_MAX_TASKS; k++) tl_calibrator_free(m->out_cal[k]);
     tl_optim_free(m->opt);
     tl_graph_free(m->g);
@@ -977,12 +985,20 @@ static tl_status hooks_epoch_end(tl_model *m, const tl_split *train, const tl_sp
     return s;
 }
 
-/* One training step on the batch already in the graph's inputs. */
-static tl_status train_step(tl_model *m, float *task_loss)
+static void hooks_step_begin(tl_model *m)
 {
     for (int i = 0; i < m->n_hooks; i++)
         if (m->hooks[i]->step_begin) m->hooks[i]->step_begin(m->hook_state[i], &m->view);
-    tl_status s = tl_graph_forward(m->g, 1);
+}
+
+/* One training step on the batch already in the graph's inputs. */
+static tl_status train_step(tl_model *m, float *task_loss)
+{
+    hooks_step_begin(m);
+    tl_status s = TL_OK;
+    for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
+        if (m->hooks[i]->step_ready) s = m->hooks[i]->step_ready(m->hook_state[i], &m->view);
+    if (s == TL_OK) s = tl_graph_forward(m->g, 1);
     if (s != TL_OK) return s;
     for (int k = 0; k < m->cfg.n_tasks; k++) {
         task_loss[k] = tl_graph_value(m->g, m->loss[k])[0];
@@ -1047,6 +1063,7 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, con
         return tl_fail_context(st, "fit");
     if ((st = ensure_optim(m, &opt->optim)) != TL_OK) return st;
     resolve_order(m, train);
+    tl_task_grads_every(m->task_grads, opt->diagnostics);
 
     memset(r, 0, sizeof *r);
     r->train = train;
@@ -1155,9 +1172,6 @@ static tl_status run_batches(tl_model *m, fit_run *r)
         int n = (int)(train->n - from < (size_t)r->B ? train->n - from : (size_t)r->B);
         float tl_loss[TL_MAX_TASKS];
         fill_batch(m, train, r->order, from, n);
-        if (opt->diagnostics > 0 && (m->step + 1) % opt->diagnostics == 0 &&
-            (st = tl_diagnose_fit_step(m)) != TL_OK)
-            return st;
         if ((st = train_step(m, tl_loss)) != TL_OK) return st;
         m->step++;
         m->batches_in_epoch = b + 1;
@@ -1315,4 +1329,21 @@ size_t tl_model_history_epochs(const tl_model *m, const tl_epoch_record **out)
 {
     *out = m->epochs_hist;
     return m->n_epochs_hist;
+}
+
+tl_status tl_model_task_gradient(tl_model *m, int k, float *out)
+{
+    hooks_step_begin(m);
+    return tl_task_grads_one(&m->view, k, out);
+}
+
+tl_status tl_model_task_gradients(tl_model *m, tl_diag_record *r)
+{
+    hooks_step_begin(m);
+    return tl_task_grads_record(m->task_grads, &m->view, r);
+}
+
+size_t tl_model_history_diagnostics(const tl_model *m, const tl_diag_record **out)
+{
+    return tl_task_grads_history(m->task_grads, out);
 }

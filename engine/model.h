@@ -115,7 +115,7 @@ typedef struct {
     tl_progress_fn progress;
     void *progress_ud;
     int progress_every;    /* call progress with TL_PROGRESS_STEP every N steps; 0 = never */
-    int diagnostics;       /* every N steps record per-task gradient diagnostics (diagnose.h); 0 = off */
+    int diagnostics;       /* every N steps record per-task gradient diagnostics (task_grads.h); 0 = off */
 } tl_fit_options;
 
 void tl_fit_defaults(tl_fit_options *o);
@@ -191,6 +191,18 @@ int64_t tl_model_teacher_calibrator_age(const tl_model *m);
 tl_status tl_model_predict_calibrated(tl_model *m, const tl_split *s, float *out);
 tl_status tl_model_evaluate_calibrated(tl_model *m, const tl_split *s, int n_bins,
                                        tl_task_eval *out, tl_calib_bin *bins);
+
+/* ---- per-task gradient diagnostics (task_grads.h: the record) -------------- */
+
+struct tl_diag_record;
+/* With the step's batch in the graph's inputs (tl_model_fill_batch), task
+ * k's gradient (out: every parameter's floats), or every task's record (step
+ * and epoch left to the caller): tl_task_grads_one, tl_task_grads_record.
+ * Training continues as if they had not run. */
+tl_status tl_model_task_gradient(tl_model *m, int k, float *out);
+tl_status tl_model_task_gradients(tl_model *m, struct tl_diag_record *r);
+/* The records of fit{diagnostics=N}, in step order. */
+size_t tl_model_history_diagnostics(const tl_model *m, const struct tl_diag_record **out);
 
 size_t tl_model_history_steps(const tl_model *m, const tl_step_record **out);
 size_t tl_model_history_epochs(const tl_model *m, const tl_epoch_record **out);
