@@ -601,6 +601,21 @@ static void test_dropout_training(void **state)
     }
     double frac = (double)dropped / n; /* std of the fraction is about 0.008 */
     assert_true(fabs(frac - (double)p) < 0.04);
+    /* the mask is tl_rng_uniform's stream, one draw per element in order, and
+     * the graph's RNG ends where those draws leave it */
+    {
+        tl_node ar, yr, lr;
+        tl_graph *gr = dropout_graph(99, p, &ar, &yr, &lr);
+        tl_rng ref = *tl_graph_rng(gr);
+        assert_int_equal(tl_graph_forward(gr, 1), TL_OK);
+        const float *Yr = tl_graph_value(gr, yr), *Ar = tlt_param(gr, ar);
+        for (int i = 0; i < n; i++) {
+            float m = tl_rng_uniform(&ref) < 1.0f - p ? 1.0f / (1.0f - p) : 0.0f;
+            assert_true(Yr[i] == Ar[i] * m);
+        }
+        assert_memory_equal(&ref, tl_graph_rng(gr), sizeof ref);
+        tl_graph_free(gr);
+    }
 
     /* same seed, same mask bits; another seed, another mask */
     tl_node a2, y2, l2;

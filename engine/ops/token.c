@@ -31,25 +31,33 @@ tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens
     return o;
 }
 
-/* Rows of T tokens are contiguous, so [n x T*k] is [n*T x k]: one GEMM. */
+/* Rows of T tokens are contiguous, so [n x T*k] is [n*T x k]: one GEMM.
+ * With a bias, the output is filled with it and the GEMM adds x W onto it
+ * (beta = 1): b + xW, the sum the separate pass formed, without that pass.
+ * (The one difference: a -0 bias meeting a -0 product gives -0 where the
+ * pass, adding to a cleared output, gave +0; ReLU maps both to +0.) */
 tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
     int rows = tl__rows(g, n) * n->k, k = w->rows, m = w->cols;
-    tl_gemm(0, 0, rows, m, k, x->val, k, w->val, m, 0.0f, n->val, m);
-    for (int i = 0; i < rows; i++) {
-        float *r = n->val + (size_t)i * m;
-        for (int j = 0; j < m; j++) {
-            float v = r[j] + (b ? b[j] : 0.0f);
-            switch (n->act) {
-            case TL_ACT_RELU: v = v > 0.0f ? v : 0.0f; break;
-            case TL_ACT_SIGMOID: v = 1.0f / (1.0f + expf(-v)); break;
-            case TL_ACT_TANH: v = tanhf(v); break;
-            case TL_ACT_NONE: break;
-            }
-            r[j] = v;
-        }
+    size_t len = (size_t)rows * (size_t)m;
+    if (b)
+        for (int i = 0; i < rows; i++) memcpy(n->val + (size_t)i * m, b, (size_t)m * sizeof(float));
+    tl_gemm(0, 0, rows, m, k, x->val, k, w->val, m, b ? 1.0f : 0.0f, n->val, m);
+    float *y = n->val;
+    switch (n->act) {
+    case TL_ACT_RELU:
+        for (size_t i = 0; i < len; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        break;
+    case TL_ACT_SIGMOID:
+        for (size_t i = 0; i < len; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+        break;
+    case TL_ACT_TANH:
+        for (size_t i = 0; i < len; i++) y[i] = tanhf(y[i]);
+        break;
+    case TL_ACT_NONE: /* without a bias, the cleared output + x W, as before */
+        break;
     }
     return TL_OK;
 }
@@ -62,17 +70,26 @@ void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n)
     size_t len = (size_t)rows * (size_t)m;
     const float *dz = n->grad;
     if (n->act != TL_ACT_NONE) {
-        float *s = n->scratch;
-        for (size_t i = 0; i < len; i++) {
-            float y = n->val[i], d = n->grad[i];
-            s[i] = n->act == TL_ACT_RELU ? (y > 0.0f ? d : 0.0f)
-                 : n->act == TL_ACT_SIGMOID ? d * y * (1.0f - y) : d * (1.0f - y * y);
+        float *restrict s = n->scratch;
+        const float *restrict y = n->val, *restrict dy = n->grad;
+        switch (n->act) {
+        case TL_ACT_RELU:
+            for (size_t i = 0; i < len; i++) {
+                float d = dy[i]; /* loaded unconditionally, so the select vectorises */
+                s[i] = y[i] > 0.0f ? d : 0.0f;
+            }
+            break;
+        case TL_ACT_SIGMOID:
+            for (size_t i = 0; i < len; i++) s[i] = dy[i] * y[i] * (1.0f - y[i]);
+            break;
+        default: /* tanh */
+            for (size_t i = 0; i < len; i++) s[i] = dy[i] * (1.0f - y[i] * y[i]);
+            break;
         }
         dz = s;
     }
     if (nb && nb->grad)
-        for (int i = 0; i < rows; i++)
-            for (int j = 0; j < m; j++) nb->grad[j] += dz[(size_t)i * m + j];
+        for (int i = 0; i < rows; i++) tl__add_row(nb->grad, dz + (size_t)i * m, m);
     if (x->grad)
         tl_gemm(0, 1, rows, k, m, dz, m, w->val, m, 1.0f, x->grad, k);
     if (w->grad)
