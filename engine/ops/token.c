@@ -31,6 +31,14 @@ tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens
     return o;
 }
 
+/* start = 1 marks the input read through a stop-gradient. */
+tl_node tl_token_linear_sg(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens, tl_act act)
+{
+    tl_node o = tl_token_linear(g, x, w, b, tokens, act);
+    if (o != TL_NONE) g->nodes[o].start = 1;
+    return o;
+}
+
 /* Rows of T tokens are contiguous, so [n x T*k] is [n*T x k]: one GEMM.
  * With a bias, the output is filled with it and the GEMM adds x W onto it
  * (beta = 1): b + xW, the sum the separate pass formed, without that pass.
@@ -62,35 +70,43 @@ tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n)
     return TL_OK;
 }
 
+/* dz = act'(y) dy over one row of m floats, from the output y. */
+static void act_grad_row(tl_act act, float *restrict dz, const float *restrict y,
+                         const float *restrict dy, int m)
+{
+    switch (act) {
+    case TL_ACT_RELU:
+        for (int j = 0; j < m; j++) {
+            float d = dy[j]; /* loaded unconditionally, so the select vectorises */
+            dz[j] = y[j] > 0.0f ? d : 0.0f;
+        }
+        break;
+    case TL_ACT_SIGMOID:
+        for (int j = 0; j < m; j++) dz[j] = dy[j] * y[j] * (1.0f - y[j]);
+        break;
+    case TL_ACT_TANH:
+        for (int j = 0; j < m; j++) dz[j] = dy[j] * (1.0f - y[j] * y[j]);
+        break;
+    case TL_ACT_NONE:
+        break;
+    }
+}
+
 void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     tl_nodedef *nb = n->nin > 2 ? tl__in(g, n, 2) : NULL;
     int rows = tl__rows(g, n) * n->k, k = w->rows, m = w->cols;
-    size_t len = (size_t)rows * (size_t)m;
-    const float *dz = n->grad;
-    if (n->act != TL_ACT_NONE) {
-        float *restrict s = n->scratch;
-        const float *restrict y = n->val, *restrict dy = n->grad;
-        switch (n->act) {
-        case TL_ACT_RELU:
-            for (size_t i = 0; i < len; i++) {
-                float d = dy[i]; /* loaded unconditionally, so the select vectorises */
-                s[i] = y[i] > 0.0f ? d : 0.0f;
-            }
-            break;
-        case TL_ACT_SIGMOID:
-            for (size_t i = 0; i < len; i++) s[i] = dy[i] * y[i] * (1.0f - y[i]);
-            break;
-        default: /* tanh */
-            for (size_t i = 0; i < len; i++) s[i] = dy[i] * (1.0f - y[i] * y[i]);
-            break;
-        }
-        dz = s;
+    const float *dz = n->act == TL_ACT_NONE ? n->grad : n->scratch;
+    float *db = nb && nb->grad ? nb->grad : NULL;
+    /* row by row: the activation's gradient, then its row into the bias
+     * gradient while it is in cache (the rows in order, as one pass after) */
+    for (int i = 0; i < rows; i++) {
+        size_t o = (size_t)i * (size_t)m;
+        if (n->act != TL_ACT_NONE) act_grad_row(n->act, n->scratch + o, n->val + o, n->grad + o, m);
+        if (db) tl__add_row(db, dz + o, m);
     }
-    if (nb && nb->grad)
-        for (int i = 0; i < rows; i++) tl__add_row(nb->grad, dz + (size_t)i * m, m);
-    if (x->grad)
+    if (x->grad && !n->start)
         tl_gemm(0, 1, rows, k, m, dz, m, w->val, m, 1.0f, x->grad, k);
     if (w->grad)
         tl_gemm(1, 0, k, m, rows, x->val, k, dz, m, 1.0f, w->grad, m);
