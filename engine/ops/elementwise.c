@@ -44,18 +44,18 @@ tl_node tl_mul(tl_graph *g, tl_node a, tl_node b) { return binary(g, TL_OP_MUL, 
 static void row_op(tl_op op, float *restrict y, const float *restrict a, const float *restrict b, int n)
 {
     switch (op) {
-    case TL_OP_ADD: for (int j = 0; j < n; j++) y[j] = a[j] + b[j]; break;
-    case TL_OP_SUB: for (int j = 0; j < n; j++) y[j] = a[j] - b[j]; break;
-    default: for (int j = 0; j < n; j++) y[j] = a[j] * b[j]; break;
+    case TL_OP_ADD: TL__FOR8(j, n, y[j] = a[j] + b[j]); break;
+    case TL_OP_SUB: TL__FOR8(j, n, y[j] = a[j] - b[j]); break;
+    default: TL__FOR8(j, n, y[j] = a[j] * b[j]); break;
     }
 }
 
 static void row_op_scalar(tl_op op, float *restrict y, const float *restrict a, float b, int n)
 {
     switch (op) {
-    case TL_OP_ADD: for (int j = 0; j < n; j++) y[j] = a[j] + b; break;
-    case TL_OP_SUB: for (int j = 0; j < n; j++) y[j] = a[j] - b; break;
-    default: for (int j = 0; j < n; j++) y[j] = a[j] * b; break;
+    case TL_OP_ADD: TL__FOR8(j, n, y[j] = a[j] + b); break;
+    case TL_OP_SUB: TL__FOR8(j, n, y[j] = a[j] - b); break;
+    default: TL__FOR8(j, n, y[j] = a[j] * b); break;
     }
 }
 
@@ -80,19 +80,19 @@ tl_status tl_op_binary_forward(tl_graph *g, tl_nodedef *n)
 static void row_acc(float *restrict r, float s, const float *restrict x, const float *restrict y,
                     int n, int fresh)
 {
-    if (y && fresh) for (int j = 0; j < n; j++) r[j] = 0.0f + x[j] * y[j];
-    else if (y) for (int j = 0; j < n; j++) r[j] += x[j] * y[j];
-    else if (fresh) for (int j = 0; j < n; j++) r[j] = 0.0f + s * x[j];
-    else for (int j = 0; j < n; j++) r[j] += s * x[j];
+    if (y && fresh) TL__FOR8(j, n, r[j] = 0.0f + x[j] * y[j]);
+    else if (y) TL__FOR8(j, n, r[j] += x[j] * y[j]);
+    else if (fresh) TL__FOR8(j, n, r[j] = 0.0f + s * x[j]);
+    else TL__FOR8(j, n, r[j] += s * x[j]);
 }
 
 /* The same as row_acc for s = +-1 without the product: r (+)= x or -x. */
 static void row_acc_sign(float *restrict r, int neg, const float *restrict x, int n, int fresh)
 {
-    if (fresh && neg) for (int j = 0; j < n; j++) r[j] = 0.0f + -x[j];
-    else if (fresh) for (int j = 0; j < n; j++) r[j] = 0.0f + x[j];
-    else if (neg) for (int j = 0; j < n; j++) r[j] += -x[j];
-    else for (int j = 0; j < n; j++) r[j] += x[j];
+    if (fresh && neg) TL__FOR8(j, n, r[j] = 0.0f + -x[j]);
+    else if (fresh) TL__FOR8(j, n, r[j] = 0.0f + x[j]);
+    else if (neg) TL__FOR8(j, n, r[j] += -x[j]);
+    else TL__FOR8(j, n, r[j] += x[j]);
 }
 
 /* Per element (i, j), a's gradient takes its term, then b's (when a and b

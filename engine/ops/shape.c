@@ -304,19 +304,21 @@ tl_status tl_op_dropout_forward(tl_graph *g, tl_nodedef *n)
     return TL_OK;
 }
 
+/* dx (+)= dy mask; `fresh` stores 0 + the term, what clearing dx and then
+ * adding would store. */
+static void dropout_grad(float *restrict dx, const float *restrict dy, const float *restrict mask,
+                         size_t len, int fresh)
+{
+    if (fresh) TL__FOR8(i, len, dx[i] = 0.0f + dy[i] * mask[i]);
+    else TL__FOR8(i, len, dx[i] += dy[i] * mask[i]);
+}
+
 void tl_op_dropout_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *a = tl__in(g, n, 0);
     if (!a->grad) return;
-    size_t len = (size_t)tl__rows(g, n) * (size_t)n->cols;
-    float *restrict dx = a->grad;
-    const float *restrict dy = n->grad, *restrict mask = n->scratch;
-    if (a->grad_fresh) { /* 0 + the term: what clearing, then adding, stores */
-        for (size_t i = 0; i < len; i++) dx[i] = 0.0f + dy[i] * mask[i];
-        tl__grad_written(a);
-    } else {
-        for (size_t i = 0; i < len; i++) dx[i] += dy[i] * mask[i];
-    }
+    dropout_grad(a->grad, n->grad, n->scratch, (size_t)tl__rows(g, n) * (size_t)n->cols, a->grad_fresh);
+    tl__grad_written(a);
 }
 
 tl_status tl_op_stop_grad_forward(tl_graph *g, tl_nodedef *n)

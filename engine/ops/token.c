@@ -44,6 +44,11 @@ tl_node tl_token_linear_sg(tl_graph *g, tl_node x, tl_node w, tl_node b, int tok
  * (beta = 1): b + xW, the sum the separate pass formed, without that pass.
  * (The one difference: a -0 bias meeting a -0 product gives -0 where the
  * pass, adding to a cleared output, gave +0; ReLU maps both to +0.) */
+static void relu_inplace(float *restrict y, size_t len)
+{
+    TL__FOR8(i, len, y[i] = y[i] > 0.0f ? y[i] : 0.0f);
+}
+
 tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
@@ -56,7 +61,7 @@ tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n)
     float *y = n->val;
     switch (n->act) {
     case TL_ACT_RELU:
-        for (size_t i = 0; i < len; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        relu_inplace(y, len);
         break;
     case TL_ACT_SIGMOID:
         for (size_t i = 0; i < len; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
@@ -76,10 +81,8 @@ static void act_grad_row(tl_act act, float *restrict dz, const float *restrict y
 {
     switch (act) {
     case TL_ACT_RELU:
-        for (int j = 0; j < m; j++) {
-            float d = dy[j]; /* loaded unconditionally, so the select vectorises */
-            dz[j] = y[j] > 0.0f ? d : 0.0f;
-        }
+        TL__FOR8(j, m, float d = dy[j]; /* loaded unconditionally, so the select vectorises */
+                 dz[j] = y[j] > 0.0f ? d : 0.0f);
         break;
     case TL_ACT_SIGMOID:
         for (int j = 0; j < m; j++) dz[j] = dy[j] * y[j] * (1.0f - y[j]);
