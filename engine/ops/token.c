@@ -341,14 +341,20 @@ void tl_op_quad_bpr_backward(tl_graph *g, tl_nodedef *n)
         int sampled = pp[0] != 0.0f;
         float scale = d / (float)quad_norm(w, P, np, Q, nq, sampled ? pp : NULL, maxp);
         if (!sampled) {
-            for (int i = 0; i < np; i++)
+            /* P and Q are disjoint, so dr[a] can wait in a register while the
+             * dr[b] take their terms: the same operations on each element */
+            for (int i = 0; i < np; i++) {
+                int a = (int)P[i];
+                float ra = r[a], acc = dr[a];
                 for (int j = 0; j < nq; j++) {
-                    int a = (int)P[i], b = (int)Q[j];
-                    float gsig = 1.0f / (1.0f + expf(r[a] - r[b]));
+                    int b = (int)Q[j];
+                    float gsig = 1.0f / (1.0f + expf(ra - r[b]));
                     float sw = w ? scale * (w[a] * w[b]) : scale;
-                    dr[a] -= sw * gsig;
+                    acc -= sw * gsig;
                     dr[b] += sw * gsig;
                 }
+                dr[a] = acc;
+            }
         } else {
             for (int t = 0; t < maxp; t++) {
                 int a = (int)pp[1 + 2 * t], b = (int)pp[2 + 2 * t];
