@@ -231,6 +231,12 @@ static void mpi_check(lua_State *L, int rc, const char *fn)
     }
 }
 
+/* A launcher's environment: Open MPI's mpirun, or a PMI/PMIx one (srun). */
+static int launched(void)
+{
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+}
+
 static void mpi_finalize(void)
 {
     int fin = 0;
@@ -381,12 +387,6 @@ static int l_all_ranks_print(lua_State *L)
     }
     lua_pushboolean(L, g_all_print);
     return 1;
-}
-
-/* A launcher's environment: Open MPI's mpirun, or a PMI/PMIx one (srun). */
-static int launched(void)
-{
-    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
 }
 
 void tl_lua_open_mpi(lua_State *L, int tl)
