@@ -21,7 +21,7 @@ for np in 2 3; do
 done
 # the m:fit progress log on rank 0 only: step 1 appears once, not once per rank
 out=$(timeout 120 mpirun --oversubscribe -np 2 "$BIN" tests/mpi/mpi_fit_log.lua 2>&1)
-n=$(grep -o "step 1 " <<<"$out" | wc -l)
+n=$(tr "\r" "\n" <<<"$out" | grep -c "step 1 ")
 if [ "$n" -eq 1 ]; then pass=$((pass+1)); else
   fail=$((fail+1)); echo "[  FAILED  ] fit log printed $n times at np=2 (want 1)"; echo "$out" | tail -5; fi
 [ $fail -gt 0 ] && echo "[  FAILED  ] $fail test(s)"
