@@ -22,6 +22,7 @@ packages=(
   python3-jupyter-client         # kernel tests (tests/kernel, run with /usr/bin/python3)
   python3-nbclient               # notebook tests: execute notebooks/*.ipynb against the kernel
   python3-nbformat               # notebook tests: read and write .ipynb
+  openmpi-bin libopenmpi-dev     # tl.mpi under mpirun (optional: the build detects mpicc)
 )
 
 case "${JUPYTER:-}" in
