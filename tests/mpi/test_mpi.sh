@@ -10,6 +10,10 @@ if ! command -v mpirun >/dev/null || [ "$("$BIN" -e 'io.write(tostring(tl.mpi.av
   echo "[  SKIPPED ] 1 test(s)."
   exit 0
 fi
+# Under make check: Open MPI's plugins are dlopen'ed and unloaded by MPI_Finalize, so
+# LeakSanitizer sees their allocations in "<unknown module>" and cannot suppress them by
+# name. Leak checking is off for these runs only; ASan and UBSan still check every access.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 pass=0; fail=0
 for np in 2 3; do
   out=$(timeout 120 mpirun --oversubscribe -np $np "$BIN" tests/mpi/mpi_basic.lua $np 2>&1)
