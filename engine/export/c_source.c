@@ -66,12 +66,24 @@ static void emit_const(cw *w, int i, const tl_xnode *n)
     out(w, "};\n");
 }
 
-/* The row helpers every file carries (small; unused ones are static inline
- * in headers and cost nothing). */
+/* The row helpers the nodes use (only those: an unused static function is
+ * a warning under -Wall -Werror). */
 static void emit_helpers(cw *w)
 {
     const char *p = w->nm, *f = w->fn;
-    out(w, "%sfloat %s_act(float x, int act)\n{\n"
+    int lin = 0, act = 0, soft = 0, param = 0, iso = 0;
+    for (int i = 0; i < w->x->n; i++) {
+        const tl_xnode *n = &w->x->nodes[i];
+        lin |= n->op == TL_X_LINEAR || n->op == TL_X_MATMUL || n->op == TL_X_GROUPED_LINEAR ||
+               n->op == TL_X_TOKEN_LINEAR;
+        act |= n->op == TL_X_RELU || n->op == TL_X_SIGMOID || n->op == TL_X_TANH;
+        soft |= n->op == TL_X_SOFTMAX || n->op == TL_X_LOG_SOFTMAX;
+        if (n->op == TL_X_CALIBRATE) {
+            iso |= tl_calibrator_kind(n->cal) == TL_CALIB_ISOTONIC;
+            param |= tl_calibrator_kind(n->cal) != TL_CALIB_ISOTONIC;
+        }
+    }
+    if (act || lin) out(w, "%sfloat %s_act(float x, int act)\n{\n"
            "    if (act == 1) return x > 0.0f ? x : 0.0f;\n"
            "    if (act == 2) {\n"
            "        if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));\n"
@@ -80,7 +92,7 @@ static void emit_helpers(cw *w)
            "    }\n"
            "    if (act == 3) return tanhf(x);\n"
            "    return x;\n}\n\n", f, p);
-    out(w, "/* y[m] = act(x[k] W[k x m] + b) */\n"
+    if (lin) out(w, "/* y[m] = act(x[k] W[k x m] + b) */\n"
            "%svoid %s_linear(const float *x, int k, const float *W, const float *b, int m, float *y, int act)\n{\n"
            "    for (int j = 0; j < m; j++) y[j] = b ? b[j] : 0.0f;\n"
            "    for (int i = 0; i < k; i++) {\n"
@@ -90,20 +102,20 @@ static void emit_helpers(cw *w)
            "    }\n"
            "    if (act)\n"
            "        for (int j = 0; j < m; j++) y[j] = %s_act(y[j], act);\n}\n\n", f, p, p);
-    out(w, "%svoid %s_softmax(const float *x, int n, float *y, int log_out)\n{\n"
+    if (soft) out(w, "%svoid %s_softmax(const float *x, int n, float *y, int log_out)\n{\n"
            "    float mx = -INFINITY, z = 0.0f;\n"
            "    for (int j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;\n"
            "    for (int j = 0; j < n; j++) z += expf(x[j] - mx);\n"
            "    for (int j = 0; j < n; j++) y[j] = log_out ? x[j] - mx - logf(z) : expf(x[j] - mx) / z;\n}\n\n",
         f, p);
-    out(w, "%sdouble %s_logit(double q)\n{\n"
+    if (param) out(w, "%sdouble %s_logit(double q)\n{\n"
            "    q = q < 1e-7 ? 1e-7 : q > 1.0 - 1e-7 ? 1.0 - 1e-7 : q;\n"
            "    return log(q) - log1p(-q);\n}\n\n"
            "%sdouble %s_sigmoid(double z)\n{\n"
            "    if (z >= 0) return 1.0 / (1.0 + exp(-z));\n"
            "    double e = exp(z);\n"
            "    return e / (1.0 + e);\n}\n\n", f, p, f, p);
-    out(w, "%sdouble %s_isotonic(const float *x, const float *y, size_t k, double q)\n{\n"
+    if (iso) out(w, "%sdouble %s_isotonic(const float *x, const float *y, size_t k, double q)\n{\n"
            "    if (q <= (double)x[0]) return y[0];\n"
            "    if (q >= (double)x[k - 1]) return y[k - 1];\n"
            "    size_t lo = 0, hi = k - 1;\n"

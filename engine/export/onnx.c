@@ -269,7 +269,8 @@ static void emit_linear(writer *w, int i, const tl_xnode *n)
     name x = vname(w, n->in[0]), W = vname(w, n->in[1]);
     name y;
     if (n->nin == 3) {
-        const char *in[3] = {x.s, W.s, vname(w, n->in[2]).s};
+        name bias = vname(w, n->in[2]);
+        const char *in[3] = {x.s, W.s, bias.s};
         y = fresh(w, 't');
         node(w, "Gemm", in, 3, y.s, NULL);
     } else {
@@ -314,9 +315,11 @@ static void emit_gate_mix(writer *w, int i, const tl_xnode *n)
         name s = vname(w, n->in[1 + b]);
         if (first != 0 || cnt * d != src->cols) {
             int64_t st = (int64_t)first * d, en = (int64_t)(first + cnt) * d, ax = 1;
-            const char *in[4] = {s.s, cints(w, 1, &st).s, cints(w, 1, &en).s, cints(w, 1, &ax).s};
-            s = fresh(w, 't');
-            node(w, "Slice", in, 4, s.s, NULL);
+            name c1 = cints(w, 1, &st), c2 = cints(w, 1, &en), c3 = cints(w, 1, &ax);
+            const char *in[4] = {s.s, c1.s, c2.s, c3.s};
+            name sl = fresh(w, 't');
+            node(w, "Slice", in, 4, sl.s, NULL);
+            s = sl;
         }
         parts[b] = reshape(w, s.s, cnt, d);
     }
@@ -334,7 +337,8 @@ static void emit_gate_mix(writer *w, int i, const tl_xnode *n)
     name p = op2(w, "Mul", e.s, g3.s);
     attrs at = {0};
     attr_int(&at, "keepdims", 0);
-    const char *in[2] = {p.s, cints(w, 1, &one).s};
+    name ax = cints(w, 1, &one);
+    const char *in[2] = {p.s, ax.s};
     node(w, "ReduceSum", in, 2, vname(w, i).s, &at);
 }
 
@@ -395,7 +399,8 @@ static void emit_calibrate(writer *w, int i, const tl_xnode *n)
         attr_int(&ci, "to", DT_INT64);
         name gt = op1(w, "Cast", op2(w, "Less", pc.s, cdouble(w, row, 2, X).s).s, &ci);
         int64_t one = 1, km1 = kk - 1, zero = 0, hi = kk > 1 ? kk - 2 : 0;
-        const char *rin[2] = {gt.s, cints(w, 1, &one).s};
+        name ax = cints(w, 1, &one);
+        const char *rin[2] = {gt.s, ax.s};
         name cnt = fresh(w, 't');
         node(w, "ReduceSum", rin, 2, cnt.s, NULL);
         name lo = op2(w, "Sub", cint64(w, NULL, 0, &km1).s, cnt.s);

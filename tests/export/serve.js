@@ -3,8 +3,9 @@
 // vocabulary JSON written by m:export (not with towerlab), run the ONNX model
 // in onnxruntime-node, and compare each task's output with m:predict's file.
 //
-//   node serve.js model.onnx model.vocab.json data.csv pred.csv
+//   node serve.js model.onnx model.vocab.json data.csv pred.csv [outputs.csv]
 //
+// outputs.csv, when given, receives onnxruntime's outputs (row,<task>,...).
 // Prints one JSON line: {"rows": n, "max_abs": {"task": d, ...}, "ids_sha": ...}.
 // Exit status 2 when onnxruntime-node is not installed (the test skips).
 'use strict';
@@ -44,7 +45,7 @@ function encoder(field) {
 }
 
 async function main() {
-  const [modelPath, vocabPath, csvPath, predPath] = process.argv.slice(2);
+  const [modelPath, vocabPath, csvPath, predPath, outPath] = process.argv.slice(2);
   const vocab = JSON.parse(fs.readFileSync(vocabPath, 'utf8'));
   const lines = fs.readFileSync(csvPath, 'utf8').split('\n').filter((l) => l.length);
   const header = splitCsv(lines[0]);
@@ -85,6 +86,12 @@ async function main() {
       m = Number.isNaN(d) ? Infinity : Math.max(m, d);
     }
     out.max_abs[o.name] = m;
+  }
+  if (outPath) {
+    const names = vocab.outputs.map((o) => o.name);
+    const text = ['row,' + names.join(',')];
+    for (let r = 0; r < n; r++) text.push([r + 1, ...names.map((t) => res[t].data[r].toPrecision(9))].join(','));
+    fs.writeFileSync(outPath, text.join('\n') + '\n');
   }
   console.log(JSON.stringify(out));
 }
