@@ -22,6 +22,12 @@ local HAVE_ORT = HAVE_NODE and sh_ok("cd tests/export && node -e \"require('onnx
 local HAVE_ONNX = sh_ok("/usr/bin/python3 -c 'import onnx'")
 local CC = os.getenv("CC") or "cc"
 local HAVE_CC = sh_ok("command -v " .. CC)
+-- The exported C runs under AddressSanitizer and UBSan when the compiler has
+-- them: the out-of-range id test then shows that nothing is read out of bounds.
+local SAN = "-fsanitize=address,undefined -fno-sanitize-recover=undefined "
+if not (HAVE_CC and sh_ok("echo 'int main(void){return 0;}' | " .. CC .. " " .. SAN .. "-x c - -o /dev/null")) then
+  SAN = ""
+end
 
 -- The data: raw rows kept here, written to a CSV with a quoted value, missing
 -- numbers (x) and missing categories ("?"), and read back with tl.data.csv.
@@ -111,7 +117,7 @@ local function onnx_parity(m, name, p, tasks, opts)
 end
 
 -- ids encoded from d:vocab (id 0 unseen, 1 missing, 2.. the values), numbers raw.
-local function c_input(path, K, bad_row)
+local function c_input(path, K, bad_row, bad_b)
   local va, vb = {}, {}
   for i, s in ipairs(d:vocab("a")) do va[s] = i + 1 end
   for i, s in ipairs(d:vocab("b")) do vb[s] = i + 1 end
@@ -119,8 +125,9 @@ local function c_input(path, K, bad_row)
   f:write(string.format("%d 2 3 %d\n", #rows, K))
   for i, r in ipairs(rows) do
     local ia = r.a == "?" and 1 or va[r.a] or 0
-    if i == bad_row then ia = #d:vocab("a") + 2 end -- one past the vocabulary
-    f:write(string.format("%d %d %s %s %s\n", ia, vb[r.b] or 0, r.x == "" and "nan" or r.x, r.y, r.z))
+    local ib = vb[r.b] or 0
+    if i == bad_row and bad_b then ib = bad_b elseif i == bad_row then ia = #d:vocab("a") + 2 end
+    f:write(string.format("%d %d %s %s %s\n", ia, ib, r.x == "" and "nan" or r.x, r.y, r.z))
   end
   f:close()
 end
@@ -129,7 +136,7 @@ local function c_build(m, name, opts, ext)
   local src = dir .. "/" .. name .. (ext or ".c")
   m:export(src, opts)
   local exe = dir .. "/" .. name .. ".bin"
-  local cflags = CC .. " -std=c99 -Wall -Werror -O1 "
+  local cflags = CC .. " -std=c99 -Wall -Werror -O1 " .. SAN
   local cmd
   if ext == ".h" then
     local main = dir .. "/" .. name .. "_main.c"
@@ -175,11 +182,14 @@ local function c_parity(m, name, p, tasks, opts, ext)
     check(worst[t] <= TOL, string.format("%s: C vs m:predict on task %s: max |d| = %g > %g", name, t,
                                          worst[t], TOL))
   end
-  -- an id past its vocabulary is refused with -1, reading nothing out of bounds
-  c_input(dir .. "/" .. name .. ".bad", #tasks, 5)
-  h = io.popen(exe .. " < " .. dir .. "/" .. name .. ".bad")
-  eq(h:read("l"), "status -1", name .. ": out-of-range id")
-  h:close()
+  -- an id past its field's vocabulary (one past: another field's rows; far
+  -- past or negative: outside the table) is refused with -1, reading nothing
+  for _, bad in ipairs({false, 1000000, -3}) do
+    c_input(dir .. "/" .. name .. ".bad", #tasks, 5, bad or nil)
+    h = io.popen(exe .. " < " .. dir .. "/" .. name .. ".bad 2>&1")
+    eq(h:read("a"), "status -1\n", name .. ": out-of-range id " .. tostring(bad))
+    h:close()
+  end
   return q
 end
 
