@@ -97,6 +97,7 @@ local function onnx_parity(m, name, p, tasks, opts)
   check(line:match('"rows":600'), name .. ": serve.js said " .. line)
   for _, t in ipairs(tasks) do
     local v = tonumber(line:match('"' .. t .. '":([^,}]+)'))
+    print(string.format("  %s %s onnxruntime max|d| %.2g", name, t, v or -1))
     check(v and v <= TOL, string.format("%s: onnxruntime vs m:predict on task %s: max |d| = %s > %g",
                                         name, t, tostring(v), TOL))
   end
@@ -179,6 +180,7 @@ local function c_parity(m, name, p, tasks, opts, ext)
   h:close()
   eq(i, #rows, name .. ": rows from the C model")
   for _, t in ipairs(tasks) do
+    print(string.format("  %s %s C max|d| %.2g", name, t, worst[t]))
     check(worst[t] <= TOL, string.format("%s: C vs m:predict on task %s: max |d| = %g > %g", name, t,
                                          worst[t], TOL))
   end
