@@ -64,7 +64,7 @@ endif
 endif
 LDLIBS := $(OPENBLAS_LIBS) -lz -lm -lpthread
 
-ENGINE_SRC := $(sort $(wildcard engine/*.c engine/data/*.c engine/ops/*.c engine/models/*.c engine/losses/*.c))
+ENGINE_SRC := $(sort $(wildcard engine/*.c engine/data/*.c engine/ops/*.c engine/models/*.c engine/losses/*.c engine/export/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
 REPL_SRC := $(sort $(wildcard repl/*.c))
 REPL_OBJ := $(REPL_SRC:%.c=$(BUILD)/obj/%.o)

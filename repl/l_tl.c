@@ -14,6 +14,7 @@
 #include "l_data.h"
 #include "l_datasets.h"
 #include "l_diagnose.h"
+#include "l_export.h"
 #include "l_fit.h"
 #include "l_io.h"
 #include "l_metrics.h"
@@ -191,6 +192,7 @@ int luaopen_towerlab(lua_State *L)
     tl_lua_open_sweep(L, tl);
     tl_lua_open_diagnose(L, tl);
     tl_lua_open_mpi(L, tl);
+    tl_lua_open_export(L, tl);
 
     run_chunks(L, tl);
     lua_settop(L, tl);

@@ -1,0 +1,76 @@
+/* export/pb.c — protocol-buffers wire encoding (pb.h). */
+#include "pb.h"
+
+#include <string.h>
+
+#include "core.h"
+
+void tl_pb_free(tl_pb *b)
+{
+    tl_free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+void tl_pb_bytes(tl_pb *b, const void *data, size_t n)
+{
+    if (b->oom || n == 0) return;
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n) cap *= 2;
+        uint8_t *p = tl_realloc(b->p, cap, "ONNX buffer");
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, data, n);
+    b->n += n;
+}
+
+void tl_pb_varint(tl_pb *b, uint64_t v)
+{
+    uint8_t buf[10];
+    int n = 0;
+    do {
+        buf[n] = (uint8_t)(v & 0x7f);
+        v >>= 7;
+        if (v) buf[n] |= 0x80;
+        n++;
+    } while (v);
+    tl_pb_bytes(b, buf, (size_t)n);
+}
+
+static void key(tl_pb *b, int field, int wire) { tl_pb_varint(b, (uint64_t)field << 3 | (uint64_t)wire); }
+
+void tl_pb_int(tl_pb *b, int field, int64_t v)
+{
+    key(b, field, 0);
+    tl_pb_varint(b, (uint64_t)v); /* negative int64: ten bytes, two's complement */
+}
+
+void tl_pb_float(tl_pb *b, int field, float v)
+{
+    uint8_t le[4];
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    for (int i = 0; i < 4; i++) le[i] = (uint8_t)(u >> (8 * i));
+    key(b, field, 5);
+    tl_pb_bytes(b, le, 4);
+}
+
+void tl_pb_lenbytes(tl_pb *b, int field, const void *data, size_t n)
+{
+    key(b, field, 2);
+    tl_pb_varint(b, n);
+    tl_pb_bytes(b, data, n);
+}
+
+void tl_pb_str(tl_pb *b, int field, const char *s) { tl_pb_lenbytes(b, field, s, strlen(s)); }
+
+void tl_pb_msg(tl_pb *b, int field, const tl_pb *sub)
+{
+    if (sub->oom) b->oom = 1;
+    tl_pb_lenbytes(b, field, sub->p, sub->n);
+}
