@@ -224,6 +224,7 @@ $(BUILD)/bench/%: scripts/%.c $(LIB)
 
 bench: all $(BENCH_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash scripts/bench.sh
+	@echo; echo 'Serving latency of exported models (C file vs onnxruntime-node):'; bash tests/export/bench.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all
