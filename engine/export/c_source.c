@@ -9,7 +9,6 @@
 
 #include <ctype.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,17 +18,6 @@ typedef struct {
     const char *nm;
     const char *fn; /* "static " or "static inline " */
 } cw;
-
-static void out(cw *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void out(cw *w, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n > 0) tl_pb_bytes(w->b, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
-}
 
 tl_status tl_export_c_check_name(const char *name)
 {
@@ -54,16 +42,16 @@ static const char *ref(const cw *w, int j, char *buf, size_t n)
 static void floats(cw *w, const float *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        out(w, "%a%s", (double)v[i], i + 1 < n ? "f," : "f");
-        if (i % 6 == 5) out(w, "\n    ");
+        tl_pb_printf(w->b, "%a%s", (double)v[i], i + 1 < n ? "f," : "f");
+        if (i % 6 == 5) tl_pb_printf(w->b, "\n    ");
     }
 }
 
 static void emit_const(cw *w, int i, const tl_xnode *n)
 {
-    out(w, "static const float %s_c%d[%zu] = {\n    ", w->nm, i, (size_t)n->rows * (size_t)n->cols);
+    tl_pb_printf(w->b, "static const float %s_c%d[%zu] = {\n    ", w->nm, i, (size_t)n->rows * (size_t)n->cols);
     floats(w, n->data, (size_t)n->rows * (size_t)n->cols);
-    out(w, "};\n");
+    tl_pb_printf(w->b, "};\n");
 }
 
 /* The row helpers the nodes use (only those: an unused static function is
@@ -83,7 +71,7 @@ static void emit_helpers(cw *w)
             param |= tl_calibrator_kind(n->cal) != TL_CALIB_ISOTONIC;
         }
     }
-    if (act || lin) out(w, "%sfloat %s_act(float x, int act)\n{\n"
+    if (act || lin) tl_pb_printf(w->b, "%sfloat %s_act(float x, int act)\n{\n"
            "    if (act == 1) return x > 0.0f ? x : 0.0f;\n"
            "    if (act == 2) {\n"
            "        if (x >= 0.0f) return 1.0f / (1.0f + expf(-x));\n"
@@ -92,7 +80,7 @@ static void emit_helpers(cw *w)
            "    }\n"
            "    if (act == 3) return tanhf(x);\n"
            "    return x;\n}\n\n", f, p);
-    if (lin) out(w, "/* y[m] = act(x[k] W[k x m] + b) */\n"
+    if (lin) tl_pb_printf(w->b, "/* y[m] = act(x[k] W[k x m] + b) */\n"
            "%svoid %s_linear(const float *x, int k, const float *W, const float *b, int m, float *y, int act)\n{\n"
            "    for (int j = 0; j < m; j++) y[j] = b ? b[j] : 0.0f;\n"
            "    for (int i = 0; i < k; i++) {\n"
@@ -102,20 +90,20 @@ static void emit_helpers(cw *w)
            "    }\n"
            "    if (act)\n"
            "        for (int j = 0; j < m; j++) y[j] = %s_act(y[j], act);\n}\n\n", f, p, p);
-    if (soft) out(w, "%svoid %s_softmax(const float *x, int n, float *y, int log_out)\n{\n"
+    if (soft) tl_pb_printf(w->b, "%svoid %s_softmax(const float *x, int n, float *y, int log_out)\n{\n"
            "    float mx = -INFINITY, z = 0.0f;\n"
            "    for (int j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;\n"
            "    for (int j = 0; j < n; j++) z += expf(x[j] - mx);\n"
            "    for (int j = 0; j < n; j++) y[j] = log_out ? x[j] - mx - logf(z) : expf(x[j] - mx) / z;\n}\n\n",
         f, p);
-    if (param) out(w, "%sdouble %s_logit(double q)\n{\n"
+    if (param) tl_pb_printf(w->b, "%sdouble %s_logit(double q)\n{\n"
            "    q = q < 1e-7 ? 1e-7 : q > 1.0 - 1e-7 ? 1.0 - 1e-7 : q;\n"
            "    return log(q) - log1p(-q);\n}\n\n"
            "%sdouble %s_sigmoid(double z)\n{\n"
            "    if (z >= 0) return 1.0 / (1.0 + exp(-z));\n"
            "    double e = exp(z);\n"
            "    return e / (1.0 + e);\n}\n\n", f, p, f, p);
-    if (iso) out(w, "%sdouble %s_isotonic(const float *x, const float *y, size_t k, double q)\n{\n"
+    if (iso) tl_pb_printf(w->b, "%sdouble %s_isotonic(const float *x, const float *y, size_t k, double q)\n{\n"
            "    if (q <= (double)x[0]) return y[0];\n"
            "    if (q >= (double)x[k - 1]) return y[k - 1];\n"
            "    size_t lo = 0, hi = k - 1;\n"
@@ -147,30 +135,30 @@ static tl_status emit_node(cw *w, int i, const tl_xnode *n)
         for (int j = 0; j < x->n_num; j++) {
             const tl_xnum *u = &x->num[j];
             if (u->kind == TL_X_NUM_FLAG) {
-                out(w, "        v%d[%d] = isnan(xr[%d]) ? 1.0f : 0.0f;\n", i, j, u->src);
+                tl_pb_printf(w->b, "        v%d[%d] = isnan(xr[%d]) ? 1.0f : 0.0f;\n", i, j, u->src);
                 continue;
             }
             const char *t = u->transform == TL_NUM_LOG1P
                                 ? "(xr[%d] < 0 ? -log1pf(-xr[%d]) : log1pf(xr[%d]))" : "xr[%d]";
             char tb[96];
             snprintf(tb, sizeof tb, t, u->src, u->src, u->src);
-            out(w, "        v%d[%d] = isnan(xr[%d]) ? %af : %s;\n", i, j, u->src, (double)u->mu, tb);
+            tl_pb_printf(w->b, "        v%d[%d] = isnan(xr[%d]) ? %af : %s;\n", i, j, u->src, (double)u->mu, tb);
             if (u->transform == TL_NUM_STANDARD)
-                out(w, "        v%d[%d] = (v%d[%d] - %af) * %af;\n", i, j, i, j, (double)u->mu,
+                tl_pb_printf(w->b, "        v%d[%d] = (v%d[%d] - %af) * %af;\n", i, j, i, j, (double)u->mu,
                     (double)u->inv);
         }
         return TL_OK;
     case TL_X_EMBEDDING: {
         int F = x->nodes[n->in[1]].cols, dim = x->nodes[n->in[0]].cols;
         for (int f = 0; f < F; f++)
-            out(w, "        memcpy(v%d + %d, %s + ((size_t)%lld + (size_t)id[%d]) * %d, %d * sizeof(float));\n",
+            tl_pb_printf(w->b, "        memcpy(v%d + %d, %s + ((size_t)%lld + (size_t)id[%d]) * %d, %d * sizeof(float));\n",
                 i, f * dim, a, (long long)n->offsets[f], f, dim, dim * 1);
         return TL_OK;
     }
     case TL_X_LINEAR:
     case TL_X_MATMUL:
         if (x->nodes[n->in[1]].op != TL_X_CONST) break;
-        out(w, "        %s_linear(%s, %d, %s, %s, %d, v%d, %d);\n", p, a, x->nodes[n->in[0]].cols, b,
+        tl_pb_printf(w->b, "        %s_linear(%s, %d, %s, %s, %d, v%d, %d);\n", p, a, x->nodes[n->in[0]].cols, b,
             n->nin == 3 ? c : "NULL", cols, i, n->op == TL_X_LINEAR ? (int)n->act : 0);
         return TL_OK;
     case TL_X_GROUPED_LINEAR:
@@ -181,7 +169,7 @@ static tl_status emit_node(cw *w, int i, const tl_xnode *n)
             if (n->op == TL_X_GROUPED_LINEAR) snprintf(bias, sizeof bias, "%s + g * %d", c, m);
             else snprintf(bias, sizeof bias, "%s", c);
         }
-        out(w, "        for (int g = 0; g < %d; g++)\n"
+        tl_pb_printf(w->b, "        for (int g = 0; g < %d; g++)\n"
                "            %s_linear(%s + g * %d, %d, %s + (size_t)g * %d, %s, %d, v%d + g * %d, %d);\n",
             G, p, a, k, k, b, n->op == TL_X_GROUPED_LINEAR ? k * m : 0, bias, m, i, m, (int)n->act);
         return TL_OK;
@@ -190,45 +178,45 @@ static tl_status emit_node(cw *w, int i, const tl_xnode *n)
     case TL_X_SUB:
     case TL_X_MUL: {
         const char *idx = n->bcast == TL_X_BC_SAME || n->bcast == TL_X_BC_ROW ? "j" : "0";
-        out(w, "        for (int j = 0; j < %d; j++) v%d[j] = %s[j] %s %s[%s];\n", cols, i, a,
+        tl_pb_printf(w->b, "        for (int j = 0; j < %d; j++) v%d[j] = %s[j] %s %s[%s];\n", cols, i, a,
             ops_c[n->op], b, idx);
         return TL_OK;
     }
     case TL_X_SCALE:
-        out(w, "        for (int j = 0; j < %d; j++) v%d[j] = %af * %s[j];\n", cols, i, (double)n->f, a);
+        tl_pb_printf(w->b, "        for (int j = 0; j < %d; j++) v%d[j] = %af * %s[j];\n", cols, i, (double)n->f, a);
         return TL_OK;
     case TL_X_RELU:
     case TL_X_SIGMOID:
     case TL_X_TANH:
-        out(w, "        for (int j = 0; j < %d; j++) v%d[j] = %s_act(%s[j], %d);\n", cols, i, p, a,
+        tl_pb_printf(w->b, "        for (int j = 0; j < %d; j++) v%d[j] = %s_act(%s[j], %d);\n", cols, i, p, a,
             n->op == TL_X_RELU ? 1 : n->op == TL_X_SIGMOID ? 2 : 3);
         return TL_OK;
     case TL_X_EXP:
-        out(w, "        for (int j = 0; j < %d; j++) v%d[j] = expf(%s[j]);\n", cols, i, a);
+        tl_pb_printf(w->b, "        for (int j = 0; j < %d; j++) v%d[j] = expf(%s[j]);\n", cols, i, a);
         return TL_OK;
     case TL_X_SOFTPLUS:
-        out(w, "        for (int j = 0; j < %d; j++) v%d[j] = (%s[j] > 0.0f ? %s[j] : 0.0f) + "
+        tl_pb_printf(w->b, "        for (int j = 0; j < %d; j++) v%d[j] = (%s[j] > 0.0f ? %s[j] : 0.0f) + "
                "log1pf(expf(-fabsf(%s[j])));\n", cols, i, a, a, a);
         return TL_OK;
     case TL_X_SOFTMAX:
     case TL_X_LOG_SOFTMAX:
-        out(w, "        %s_softmax(%s, %d, v%d, %d);\n", p, a, cols, i, n->op == TL_X_LOG_SOFTMAX);
+        tl_pb_printf(w->b, "        %s_softmax(%s, %d, v%d, %d);\n", p, a, cols, i, n->op == TL_X_LOG_SOFTMAX);
         return TL_OK;
     case TL_X_CONCAT: {
         int at = 0;
         for (int j = 0; j < n->nin; j++) {
             int cj = x->nodes[n->in[j]].cols;
-            out(w, "        memcpy(v%d + %d, %s, %d * sizeof(float));\n", i, at,
+            tl_pb_printf(w->b, "        memcpy(v%d + %d, %s, %d * sizeof(float));\n", i, at,
                 ref(w, n->in[j], a, sizeof a), cj);
             at += cj;
         }
         return TL_OK;
     }
     case TL_X_SLICE:
-        out(w, "        memcpy(v%d, %s + %d, %d * sizeof(float));\n", i, a, n->start, cols);
+        tl_pb_printf(w->b, "        memcpy(v%d, %s + %d, %d * sizeof(float));\n", i, a, n->start, cols);
         return TL_OK;
     case TL_X_ROW_SUM:
-        out(w, "        v%d[0] = 0.0f;\n        for (int j = 0; j < %d; j++) v%d[0] += %s[j];\n", i,
+        tl_pb_printf(w->b, "        v%d[0] = 0.0f;\n        for (int j = 0; j < %d; j++) v%d[0] += %s[j];\n", i,
             x->nodes[n->in[0]].cols, i, a);
         return TL_OK;
     case TL_X_GATE_MIX: {
@@ -237,14 +225,14 @@ static tl_status emit_node(cw *w, int i, const tl_xnode *n)
             char s[64];
             ref(w, n->in[1 + bl], s, sizeof s);
             for (int q = 0; q < n->blocks[2 * bl + 1]; q++, e++)
-                out(w, "        for (int j = 0; j < %d; j++) v%d[j] %s %s[%d] * %s[%d + j];\n", cols, i,
+                tl_pb_printf(w->b, "        for (int j = 0; j < %d; j++) v%d[j] %s %s[%d] * %s[%d + j];\n", cols, i,
                     e == 0 ? "=" : "+=", a, e, s, (n->blocks[2 * bl] + q) * cols);
         }
         return TL_OK;
     }
     case TL_X_ATTENTION: {
         int T = n->k, d = cols / T;
-        out(w, "        for (int t = 0; t < %d; t++) {\n"
+        tl_pb_printf(w->b, "        for (int t = 0; t < %d; t++) {\n"
                "            float at[%d], mx = -INFINITY, z = 0.0f;\n"
                "            for (int j = 0; j < %d; j++) {\n"
                "                float s = 0.0f;\n"
@@ -266,15 +254,15 @@ static tl_status emit_node(cw *w, int i, const tl_xnode *n)
         if (kind == TL_CALIB_PLATT) {
             double pa, pb;
             tl_calibrator_platt_params(n->cal, &pa, &pb);
-            out(w, "        v%d[0] = (float)%s_sigmoid(%a * %s_logit((double)%s[0]) + %a);\n", i, p, pa,
+            tl_pb_printf(w->b, "        v%d[0] = (float)%s_sigmoid(%a * %s_logit((double)%s[0]) + %a);\n", i, p, pa,
                 p, a, pb);
         } else if (kind == TL_CALIB_TEMPERATURE) {
-            out(w, "        v%d[0] = (float)%s_sigmoid(%s_logit((double)%s[0]) / %a);\n", i, p, p, a,
+            tl_pb_printf(w->b, "        v%d[0] = (float)%s_sigmoid(%s_logit((double)%s[0]) / %a);\n", i, p, p, a,
                 tl_calibrator_temperature(n->cal));
         } else {
             const float *kx, *ky;
             size_t k = tl_calibrator_knots(n->cal, &kx, &ky);
-            out(w, "        v%d[0] = (float)%s_isotonic(%s_k%dx, %s_k%dy, %zu, (double)%s[0]);\n", i, p, p,
+            tl_pb_printf(w->b, "        v%d[0] = (float)%s_isotonic(%s_k%dx, %s_k%dy, %zu, (double)%s[0]);\n", i, p, p,
                 i, p, i, k, a);
         }
         return TL_OK;
@@ -289,21 +277,21 @@ tl_status tl_export_c_encode(const tl_xgraph *x, const tl_model_config *cfg, con
 {
     cw w = {b, x, name, header ? "static inline " : "static "};
     const char *p = name;
-    out(&w, "/* %s — generated by towerlab (m:export); do not edit.\n"
+    tl_pb_printf(w.b, "/* %s — generated by towerlab (m:export); do not edit.\n"
             " * %s, outputs:", header ? "header" : "C99 source", tl_backbone_name(cfg->backbone.kind));
-    for (int o = 0; o < x->n_out; o++) out(&w, " %s", cfg->tasks[x->task[o]].name);
-    out(&w, ".\n *\n * int %s_predict(const int32_t *ids, const float *numeric, size_t n, float *out);\n"
+    for (int o = 0; o < x->n_out; o++) tl_pb_printf(w.b, " %s", cfg->tasks[x->task[o]].name);
+    tl_pb_printf(w.b, ".\n *\n * int %s_predict(const int32_t *ids, const float *numeric, size_t n, float *out);\n"
             " * ids: n x %d encoded ids; numeric: n x %d raw values (NaN = missing);\n"
             " * out: n x %d. Returns 0, or -1 for an id outside its vocabulary.\n"
             " * Needs only libm (cc -std=c99 ... -lm); thread-safe; allocates nothing. */\n",
         p, x->n_cat, x->n_raw, x->n_out);
-    if (header) out(&w, "#ifndef %s_MODEL_H\n#define %s_MODEL_H\n", p, p);
-    out(&w, "#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n\n");
-    out(&w, "#define %s_N_IDS %d\n#define %s_N_NUMERIC %d\n#define %s_N_OUT %d\n\n", p, x->n_cat, p,
+    if (header) tl_pb_printf(w.b, "#ifndef %s_MODEL_H\n#define %s_MODEL_H\n", p, p);
+    tl_pb_printf(w.b, "#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n\n");
+    tl_pb_printf(w.b, "#define %s_N_IDS %d\n#define %s_N_NUMERIC %d\n#define %s_N_OUT %d\n\n", p, x->n_cat, p,
         x->n_raw, p, x->n_out);
     for (int o = 0; o < x->n_out; o++)
-        out(&w, "/* output %d: %s */\n", o, cfg->tasks[x->task[o]].name);
-    out(&w, "\n");
+        tl_pb_printf(w.b, "/* output %d: %s */\n", o, cfg->tasks[x->task[o]].name);
+    tl_pb_printf(w.b, "\n");
     int has_ids = 0;
     for (int i = 0; i < x->n; i++) {
         const tl_xnode *n = &x->nodes[i];
@@ -312,44 +300,44 @@ tl_status tl_export_c_encode(const tl_xgraph *x, const tl_model_config *cfg, con
         if (n->op == TL_X_CALIBRATE && tl_calibrator_kind(n->cal) == TL_CALIB_ISOTONIC) {
             const float *kx, *ky;
             size_t k = tl_calibrator_knots(n->cal, &kx, &ky);
-            out(&w, "static const float %s_k%dx[%zu] = {\n    ", p, i, k);
+            tl_pb_printf(w.b, "static const float %s_k%dx[%zu] = {\n    ", p, i, k);
             floats(&w, kx, k);
-            out(&w, "};\nstatic const float %s_k%dy[%zu] = {\n    ", p, i, k);
+            tl_pb_printf(w.b, "};\nstatic const float %s_k%dy[%zu] = {\n    ", p, i, k);
             floats(&w, ky, k);
-            out(&w, "};\n");
+            tl_pb_printf(w.b, "};\n");
         }
     }
     if (has_ids) {
-        out(&w, "static const int32_t %s_vocab[%d] = {", p, x->n_cat);
-        for (int f = 0; f < x->n_cat; f++) out(&w, "%s%d", f ? ", " : "", (int)cfg->vocab[f]);
-        out(&w, "};\n");
+        tl_pb_printf(w.b, "static const int32_t %s_vocab[%d] = {", p, x->n_cat);
+        for (int f = 0; f < x->n_cat; f++) tl_pb_printf(w.b, "%s%d", f ? ", " : "", (int)cfg->vocab[f]);
+        tl_pb_printf(w.b, "};\n");
     }
-    out(&w, "\n");
+    tl_pb_printf(w.b, "\n");
     emit_helpers(&w);
-    out(&w, "%sint %s_predict(const int32_t *ids, const float *numeric, size_t n, float *out)\n{\n",
+    tl_pb_printf(w.b, "%sint %s_predict(const int32_t *ids, const float *numeric, size_t n, float *out)\n{\n",
         header ? "static inline " : "", p);
-    if (!has_ids) out(&w, "    (void)ids;\n");
-    if (x->n_raw == 0) out(&w, "    (void)numeric;\n");
-    out(&w, "    for (size_t r = 0; r < n; r++) {\n");
+    if (!has_ids) tl_pb_printf(w.b, "    (void)ids;\n");
+    if (x->n_raw == 0) tl_pb_printf(w.b, "    (void)numeric;\n");
+    tl_pb_printf(w.b, "    for (size_t r = 0; r < n; r++) {\n");
     if (has_ids) {
-        out(&w, "        const int32_t *id = ids + r * %d;\n", x->n_cat);
-        out(&w, "        for (int f = 0; f < %d; f++)\n"
+        tl_pb_printf(w.b, "        const int32_t *id = ids + r * %d;\n", x->n_cat);
+        tl_pb_printf(w.b, "        for (int f = 0; f < %d; f++)\n"
                 "            if (id[f] < 0 || id[f] >= %s_vocab[f]) return -1;\n", x->n_cat, p);
     }
-    if (x->n_raw) out(&w, "        const float *xr = numeric + r * %d;\n", x->n_raw);
+    if (x->n_raw) tl_pb_printf(w.b, "        const float *xr = numeric + r * %d;\n", x->n_raw);
     for (int i = 0; i < x->n; i++) {
         const tl_xnode *n = &x->nodes[i];
         if (n->op == TL_X_CONST || n->op == TL_X_IDS) continue;
         if (!n->batched) return tl_fail(TL_ERR_ARG, "export: node %d is computed from constants only; "
                                                     "the C writer has no form for it", i);
-        out(&w, "        float v%d[%d];\n", i, n->cols);
+        tl_pb_printf(w.b, "        float v%d[%d];\n", i, n->cols);
     }
     for (int i = 0; i < x->n; i++) {
         tl_status st = emit_node(&w, i, &x->nodes[i]);
         if (st) return st;
     }
-    for (int o = 0; o < x->n_out; o++) out(&w, "        out[r * %d + %d] = v%d[0];\n", x->n_out, o, x->out[o]);
-    out(&w, "    }\n    return 0;\n}\n");
-    if (header) out(&w, "#endif\n");
+    for (int o = 0; o < x->n_out; o++) tl_pb_printf(w.b, "        out[r * %d + %d] = v%d[0];\n", x->n_out, o, x->out[o]);
+    tl_pb_printf(w.b, "    }\n    return 0;\n}\n");
+    if (header) tl_pb_printf(w.b, "#endif\n");
     return TL_OK;
 }

@@ -2,7 +2,6 @@
  * JSON writer. */
 #include "export.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,17 +54,6 @@ tl_status tl_export_c(tl_model *m, const tl_dataset *d, const tl_export_options 
 
 /* ---- JSON --------------------------------------------------------------- */
 
-static void jprintf(tl_pb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jprintf(tl_pb *b, const char *fmt, ...)
-{
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n > 0) tl_pb_bytes(b, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
-}
-
 /* A JSON string: bytes as they are, except quote, backslash and control
  * characters, which are escaped. */
 static void jstr(tl_pb *b, const char *s)
@@ -76,7 +64,7 @@ static void jstr(tl_pb *b, const char *s)
             char e[2] = {'\\', (char)*p};
             tl_pb_bytes(b, e, 2);
         } else if (*p < 0x20) {
-            jprintf(b, "\\u%04x", *p);
+            tl_pb_printf(b, "\\u%04x", *p);
         } else {
             tl_pb_bytes(b, p, 1);
         }
@@ -88,11 +76,11 @@ static void json_field(tl_pb *b, const tl_dataset *d, int f)
 {
     const char *kind = tl_dataset_cat_kind(d, f);
     int32_t size = tl_dataset_vocab(d)[f];
-    jprintf(b, "    {\"name\": ");
+    tl_pb_printf(b, "    {\"name\": ");
     jstr(b, tl_dataset_cat_name(d, f));
-    jprintf(b, ", \"kind\": \"%s\", \"size\": %d", kind, (int)size);
+    tl_pb_printf(b, ", \"kind\": \"%s\", \"size\": %d", kind, (int)size);
     if (strcmp(kind, "vocab") == 0) {
-        jprintf(b, ", \"oov\": 0, \"missing\": 1, \"first\": 2,\n     \"values\": [");
+        tl_pb_printf(b, ", \"oov\": 0, \"missing\": 1, \"first\": 2,\n     \"values\": [");
         for (int32_t id = 2; id < size; id++) {
             const char *v = tl_dataset_vocab_string(d, f, id);
             if (id > 2) tl_pb_bytes(b, ", ", 2);
@@ -100,10 +88,10 @@ static void json_field(tl_pb *b, const tl_dataset *d, int f)
         }
         tl_pb_bytes(b, "]", 1);
     } else if (strcmp(kind, "hash") == 0) {
-        jprintf(b, ", \"buckets\": %d, \"missing\": %d, \"hash\": \"towerlab-xxh64\", \"seed\": %d",
+        tl_pb_printf(b, ", \"buckets\": %d, \"missing\": %d, \"hash\": \"towerlab-xxh64\", \"seed\": %d",
                 (int)size - 1, (int)size - 1, 0x746c);
     } else {
-        jprintf(b, ", \"missing\": 0");
+        tl_pb_printf(b, ", \"missing\": 0");
     }
     tl_pb_bytes(b, "}", 1);
 }
@@ -116,12 +104,12 @@ tl_status tl_export_vocab_json(tl_model *m, const tl_dataset *d, const tl_export
     if (st) return st;
     const tl_model_config *c = tl_model_config_get(m);
     tl_pb b = {0};
-    jprintf(&b, "{\n  \"format\": \"towerlab-vocab\", \"version\": 1,\n  \"ids\": [\n");
+    tl_pb_printf(&b, "{\n  \"format\": \"towerlab-vocab\", \"version\": 1,\n  \"ids\": [\n");
     for (int f = 0; f < x.n_cat; f++) {
         json_field(&b, d, f);
-        jprintf(&b, f + 1 < x.n_cat ? ",\n" : "\n");
+        tl_pb_printf(&b, f + 1 < x.n_cat ? ",\n" : "\n");
     }
-    jprintf(&b, "  ],\n  \"numeric\": [\n");
+    tl_pb_printf(&b, "  ],\n  \"numeric\": [\n");
     for (int j = 0, r = 0; j < x.n_num; j++) {
         const tl_xnum *n = &x.num[j];
         if (n->kind == TL_X_NUM_FLAG) continue;
@@ -129,24 +117,24 @@ tl_status tl_export_vocab_json(tl_model *m, const tl_dataset *d, const tl_export
         const char *t = tl_dataset_num_transform(d, j, &mean, &sd);
         int flagged = 0;
         for (int i = 0; i < x.n_num; i++) flagged |= x.num[i].kind == TL_X_NUM_FLAG && x.num[i].src == r;
-        jprintf(&b, "    {\"name\": ");
+        tl_pb_printf(&b, "    {\"name\": ");
         jstr(&b, x.raw_names[r]);
-        jprintf(&b, ", \"column\": %d, \"transform\": \"%s\", \"mean\": %.9g, \"std\": %.9g, "
+        tl_pb_printf(&b, ", \"column\": %d, \"transform\": \"%s\", \"mean\": %.9g, \"std\": %.9g, "
                 "\"missing_flag\": %s}%s\n", r, t, mean, sd, flagged ? "true" : "false",
                 r + 1 < x.n_raw ? "," : "");
         r++;
     }
-    jprintf(&b, "  ],\n  \"outputs\": [\n");
+    tl_pb_printf(&b, "  ],\n  \"outputs\": [\n");
     for (int k = 0; k < x.n_out; k++) {
         const tl_task_spec *ts = &c->tasks[x.task[k]];
-        jprintf(&b, "    {\"name\": ");
+        tl_pb_printf(&b, "    {\"name\": ");
         jstr(&b, ts->name);
-        jprintf(&b, ", \"type\": \"%s\", \"calibrated\": %s}%s\n",
+        tl_pb_printf(&b, ", \"type\": \"%s\", \"calibrated\": %s}%s\n",
                 ts->type == TL_TASK_BINARY ? "binary" : "regression",
                 x.nodes[x.out[k]].op == TL_X_CALIBRATE ? "true" : "false",
                 k + 1 < x.n_out ? "," : "");
     }
-    jprintf(&b, "  ]\n}\n");
+    tl_pb_printf(&b, "  ]\n}\n");
     tl_export_xgraph_free(&x);
     return write_buf("the vocabulary JSON", path, &b);
 }

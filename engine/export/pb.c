@@ -1,6 +1,8 @@
 /* export/pb.c — protocol-buffers wire encoding (pb.h). */
 #include "pb.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core.h"
@@ -27,6 +29,23 @@ void tl_pb_bytes(tl_pb *b, const void *data, size_t n)
     }
     memcpy(b->p + b->n, data, n);
     b->n += n;
+}
+
+void tl_pb_printf(tl_pb *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0 || b->oom) return;
+    char nul = 0;
+    tl_pb_bytes(b, &nul, (size_t)n + 1); /* room for vsnprintf's NUL, dropped below */
+    if (b->oom) return;
+    b->n -= (size_t)n + 1;
+    va_start(ap, fmt);
+    vsnprintf((char *)b->p + b->n, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)n;
 }
 
 void tl_pb_varint(tl_pb *b, uint64_t v)

@@ -16,6 +16,9 @@ typedef struct {
 
 void tl_pb_free(tl_pb *b);
 void tl_pb_bytes(tl_pb *b, const void *data, size_t n);
+/* printf-formatted text appended (no terminating NUL), of any length: the
+ * C and JSON writers build their files in the same buffer. */
+void tl_pb_printf(tl_pb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void tl_pb_varint(tl_pb *b, uint64_t v);
 /* Field `field` as a varint (wire type 0). */
 void tl_pb_int(tl_pb *b, int field, int64_t v);
