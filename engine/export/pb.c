@@ -13,20 +13,27 @@ void tl_pb_free(tl_pb *b)
     memset(b, 0, sizeof *b);
 }
 
-void tl_pb_bytes(tl_pb *b, const void *data, size_t n)
+/* Room for n more bytes; 0 once an allocation has failed. */
+static int reserve(tl_pb *b, size_t n)
 {
-    if (b->oom || n == 0) return;
+    if (b->oom) return 0;
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n) cap *= 2;
         uint8_t *p = tl_realloc(b->p, cap, "ONNX buffer");
         if (!p) {
             b->oom = 1;
-            return;
+            return 0;
         }
         b->p = p;
         b->cap = cap;
     }
+    return 1;
+}
+
+void tl_pb_bytes(tl_pb *b, const void *data, size_t n)
+{
+    if (n == 0 || !reserve(b, n)) return;
     memcpy(b->p + b->n, data, n);
     b->n += n;
 }
@@ -37,11 +44,7 @@ void tl_pb_printf(tl_pb *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n <= 0 || b->oom) return;
-    char nul = 0;
-    tl_pb_bytes(b, &nul, (size_t)n + 1); /* room for vsnprintf's NUL, dropped below */
-    if (b->oom) return;
-    b->n -= (size_t)n + 1;
+    if (n <= 0 || !reserve(b, (size_t)n + 1)) return; /* + vsnprintf's NUL, not kept */
     va_start(ap, fmt);
     vsnprintf((char *)b->p + b->n, (size_t)n + 1, fmt, ap);
     va_end(ap);
