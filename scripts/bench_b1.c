@@ -8,8 +8,10 @@
  * (ru_maxrss from wait4: warm-up, timed training and inference) is its own.
  *
  * Output: one line per measurement, "key value", read by scripts/bench.sh.
- * Model "paper" (or paper_mmoe, paper_dml, paper_crossdistil) runs instead
- * the papers' configuration (run_paper below), in this process.
+ * Model "paper" (or paper_mmoe, paper_ple, paper_dml, paper_crossdistil) runs
+ * instead the papers' configuration (run_paper below), in this process.
+ * Training does not shuffle rows (fit's shuffle=0), as the strongest PyTorch
+ * loop of scripts/bench_torch.py does not: both sides see the same order.
  *
  * usage: bench_b1 [threads] [reps] [model]   (model: only that one, for profiling) */
 #include <cblas.h>
@@ -123,13 +125,32 @@ static double flops_forward(tl_backbone_kind kind)
 #define P_VOCAB 100
 #define P_DENSE 7
 
-static int run_paper(const char *name, const tl_split *s, const tl_split *v, int reps)
+/* Forward GEMM FLOPs per sample of a paper row (embedding lookups and
+ * elementwise work left out, as in flops_forward). */
+static double flops_paper(const char *name)
+{
+    double in = P_FIELDS * 8 + P_DENSE, d = 128, K = 2;
+    double towers = K * 2.0 * (d * 128 + 128 * 80 + 80), backbone;
+    if (strcmp(name, "paper_ple") == 0) /* 2 levels; level 1: 3 experts, 2 task gates over 2, a shared gate over 3 */
+        backbone = 3 * 2.0 * in * d + K * 2.0 * in * 2 + 2.0 * in * 3 + 3 * 2.0 * d * d + K * 2.0 * d * 2;
+    else
+        backbone = 3 * 2.0 * in * d + K * 2.0 * in * 3;
+    if (strcmp(name, "paper_dml") == 0) /* CTFM's Q, K, V on K tokens; GKD per task */
+        backbone += 3 * K * 2.0 * d * d + K * 2.0 * (K * 80 * 80 + 160 * 80 + 80);
+    return backbone + towers; /* CrossDistil's teachers are towers on the same input: counted as base */
+}
+
+static int run_paper(const char *name, const tl_split *s, const tl_split *v, int reps, double gflops)
 {
     tl_model_config c;
     tl_model_config_defaults(&c);
-    c.backbone.kind = TL_BACKBONE_MMOE;
+    int ple = strcmp(name, "paper_ple") == 0;
+    c.backbone.kind = ple ? TL_BACKBONE_PLE : TL_BACKBONE_MMOE;
     c.backbone.expert = (tl_mlp_spec){1, {128}, 0.5f};
     c.backbone.experts = 3;
+    c.backbone.levels = 2;
+    c.backbone.shared = 1;
+    c.backbone.specific = 1;
     c.n_cat = P_FIELDS;
     for (int f = 0; f < P_FIELDS; f++) c.vocab[f] = P_VOCAB;
     c.n_num = P_DENSE;
@@ -159,6 +180,7 @@ static int run_paper(const char *name, const tl_split *s, const tl_split *v, int
     tl_fit_defaults(&o);
     o.epochs = 1;
     o.batch = 512;
+    o.shuffle = 0;
     o.optim = tl_optim_defaults(TL_OPTIM_ADAM);
     o.optim.lr = 1e-3f;
     double train[16], cpu[16];
@@ -177,12 +199,13 @@ static int run_paper(const char *name, const tl_split *s, const tl_split *v, int
         cpu[r] = P_ROWS / (cpu_now() - c0);
     }
     printf("%s_train %.0f\n%s_cpu %.0f\n", name, median(train, reps), name, median(cpu, reps));
+    printf("%s_train_bound %.0f\n", name, gflops * 1e9 / (3.0 * flops_paper(name)));
     fflush(stdout);
     tl_model_free(m);
     return 0;
 }
 
-static int paper_main(const char *only, int reps)
+static int paper_main(const char *only, int reps, double gflops)
 {
     size_t n = P_ROWS + P_VALID;
     int32_t *cat = malloc(sizeof(int32_t) * n * P_FIELDS);
@@ -207,10 +230,10 @@ static int paper_main(const char *only, int reps)
     v.cat = cat + (size_t)P_ROWS * P_FIELDS;
     v.num = num + (size_t)P_ROWS * P_DENSE;
     v.labels = labels + (size_t)P_ROWS * 2;
-    const char *names[3] = {"paper_mmoe", "paper_dml", "paper_crossdistil"};
+    const char *names[4] = {"paper_mmoe", "paper_ple", "paper_dml", "paper_crossdistil"};
     int st = 0;
-    for (int i = 0; i < 3 && !st; i++)
-        if (!strcmp(only, "paper") || !strcmp(only, names[i])) st = run_paper(names[i], &s, &v, reps);
+    for (int i = 0; i < 4 && !st; i++)
+        if (!strcmp(only, "paper") || !strcmp(only, names[i])) st = run_paper(names[i], &s, &v, reps, gflops);
     free(cat);
     free(num);
     free(labels);
@@ -252,6 +275,7 @@ static int run_model(tl_backbone_kind kind, const char *name, const tl_split *s,
     tl_fit_options o;
     tl_fit_defaults(&o);
     o.epochs = 1;
+    o.shuffle = 0;
     o.optim = tl_optim_defaults(TL_OPTIM_ADAM);
     o.optim.lr = 1e-3f;
     double train[16], infer[16];
@@ -283,9 +307,9 @@ int main(int argc, char **argv)
     if (reps < 1) reps = 1;
     tl_set_threads(threads);
     const char *only = argc > 3 ? argv[3] : NULL;
-    if (only && strncmp(only, "paper", 5) == 0) return paper_main(only, reps);
     double gflops = sgemm_rate(threads);
     printf("sgemm_gflops %.1f\n", gflops);
+    if (only && strncmp(only, "paper", 5) == 0) return paper_main(only, reps, gflops);
 
     tl_split s = {0};
     s.name = "train";
