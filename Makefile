@@ -224,6 +224,7 @@ $(BUILD)/bench/%: scripts/%.c $(LIB)
 
 bench: all $(BENCH_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash scripts/bench.sh
+	@echo; echo 'Scaling with batch, experts and tasks (docs/scaling.csv, docs/scaling.png):'; BUILD=$(BUILD) bash scripts/bench_scaling.sh
 	@echo; echo 'Serving latency of exported models (C file vs onnxruntime-node):'; bash tests/export/bench.sh
 
 demo: deps

@@ -13,7 +13,8 @@
  * Training does not shuffle rows (fit's shuffle=0), as the strongest PyTorch
  * loop of scripts/bench_torch.py does not: both sides see the same order.
  *
- * usage: bench_b1 [threads] [reps] [model]   (model: only that one, for profiling) */
+ * usage: bench_b1 [threads] [reps] [model]   (model: only that one, for profiling;
+ *        "scaling": the rows/s table of scripts/bench_scaling.sh) */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@
 #define FIELDS 8
 #define VOCAB 10000
 #define DENSE 16
+#define MAX_T 8 /* the most tasks the scaling run uses */
 
 static double now(void)
 {
@@ -96,17 +98,17 @@ static double sgemm_rate(int threads)
     return best;
 }
 
-/* Forward GEMM FLOPs per sample of the three B1 models. */
-static double flops_forward(tl_backbone_kind kind)
+/* Forward GEMM FLOPs per sample of the B1 models (E experts, T tasks). */
+static double flops_forward(tl_backbone_kind kind, int E, int T)
 {
-    double in = FIELDS * 16 + DENSE, towers = 2 * 2.0 * (128 * 64 + 64);
+    double in = FIELDS * 16 + DENSE, towers = T * 2.0 * (128 * 64 + 64), expert = 2.0 * (in * 256 + 256 * 128);
     switch (kind) {
     case TL_BACKBONE_SHARED_BOTTOM:
-        return 2.0 * (in * 256 + 256 * 128) + towers;
+        return expert + towers;
     case TL_BACKBONE_MMOE:
-        return 8 * 2.0 * (in * 256 + 256 * 128) + 2 * 2.0 * in * 8 + towers;
+        return E * expert + T * 2.0 * in * E + towers;
     default: /* PLE: 4 shared + 2x2 specific experts, 2 gates over 6 */
-        return 8 * 2.0 * (in * 256 + 256 * 128) + 2 * 2.0 * in * 6 + towers;
+        return 8 * expert + 2 * 2.0 * in * 6 + towers;
     }
 }
 
@@ -240,17 +242,18 @@ static int paper_main(const char *only, int reps, double gflops)
     return st;
 }
 
-/* Build one B1 model, warm up, then time `reps` training epochs and
- * inference passes; prints its lines. Returns the process exit status. */
+/* Build one B1 model (MMoE with E experts; T tasks; batch B), warm up, then
+ * time `reps` training epochs and inference passes; prints its lines (key
+ * prefix `name`). Returns the process exit status. */
 static int run_model(tl_backbone_kind kind, const char *name, const tl_split *s, float *pred,
-                     int reps, double gflops)
+                     int reps, double gflops, int E, int T, int B)
 {
     tl_model_config c;
     tl_model_config_defaults(&c);
     c.backbone.kind = kind;
     c.backbone.bottom = (tl_mlp_spec){2, {256, 128}, 0.0f};
     c.backbone.expert = (tl_mlp_spec){2, {256, 128}, 0.0f};
-    c.backbone.experts = 8;
+    c.backbone.experts = E;
     c.backbone.levels = 1;
     c.backbone.shared = 4;
     c.backbone.specific = 2;
@@ -258,15 +261,15 @@ static int run_model(tl_backbone_kind kind, const char *name, const tl_split *s,
     for (int f = 0; f < FIELDS; f++) c.vocab[f] = VOCAB;
     c.n_num = DENSE;
     c.emb_dim = 16;
-    c.n_tasks = 2;
-    for (int k = 0; k < 2; k++) {
+    c.n_tasks = T;
+    for (int k = 0; k < T; k++) {
         snprintf(c.tasks[k].name, sizeof c.tasks[k].name, "task%d", k + 1);
         c.tasks[k].type = TL_TASK_BINARY;
         c.tasks[k].tower = (tl_mlp_spec){1, {64}, 0.0f};
         c.tasks[k].weight = 1.0f;
         c.tasks[k].space = -1;
     }
-    c.max_batch = 1024;
+    c.max_batch = B;
     tl_model *m;
     if (tl_model_new(&c, &m) != TL_OK) {
         fprintf(stderr, "bench_b1: %s\n", tl_errmsg());
@@ -275,6 +278,7 @@ static int run_model(tl_backbone_kind kind, const char *name, const tl_split *s,
     tl_fit_options o;
     tl_fit_defaults(&o);
     o.epochs = 1;
+    o.batch = B;
     o.shuffle = 0;
     o.optim = tl_optim_defaults(TL_OPTIM_ADAM);
     o.optim.lr = 1e-3f;
@@ -294,10 +298,30 @@ static int run_model(tl_backbone_kind kind, const char *name, const tl_split *s,
         infer[r] = N_ROWS / (now() - t);
     }
     double tr = median(train, reps), inf = median(infer, reps);
-    double bound = gflops * 1e9 / (3.0 * flops_forward(kind));
+    double bound = gflops * 1e9 / (3.0 * flops_forward(kind, E, T));
     printf("%s_train %.0f\n%s_infer %.0f\n%s_train_bound %.0f\n", name, tr, name, inf, name, bound);
     fflush(stdout);
     tl_model_free(m);
+    return 0;
+}
+
+/* Model "scaling": B1-MMoE training rows/s against the batch size (experts 8,
+ * tasks 2), the number of experts (batch 1024, tasks 2) and of tasks (batch
+ * 1024, experts 8), each as run_model's lines named <axis>_<value>
+ * (scripts/bench_scaling.sh tabulates and plots them). */
+static int scaling(const tl_split *s, float *pred, int reps, double gflops)
+{
+    static const int batches[] = {64, 128, 256, 512, 1024, 2048, 4096, 8192};
+    static const int experts[] = {2, 4, 8, 16, 32}, tasks[] = {2, 4, 8};
+    struct { const char *axis; const int *v; int n; } axes[3] = {
+        {"batch", batches, 8}, {"experts", experts, 5}, {"tasks", tasks, 3}};
+    for (int a = 0; a < 3; a++)
+        for (int i = 0; i < axes[a].n; i++) {
+            int v = axes[a].v[i], B = a == 0 ? v : 1024, E = a == 1 ? v : 8, T = a == 2 ? v : 2;
+            char name[32];
+            snprintf(name, sizeof name, "%s_%d", axes[a].axis, v);
+            if (run_model(TL_BACKBONE_MMOE, name, s, pred, reps, gflops, E, T, B)) return 1;
+        }
     return 0;
 }
 
@@ -316,13 +340,17 @@ int main(int argc, char **argv)
     s.n = N_ROWS;
     s.cat = malloc(sizeof(int32_t) * N_ROWS * FIELDS);
     s.num = malloc(sizeof(float) * N_ROWS * DENSE);
-    s.labels = malloc(sizeof(float) * N_ROWS * 2);
+    s.labels = malloc(sizeof(float) * N_ROWS * MAX_T);
     tl_rng rng;
     tl_rng_seed(&rng, 42);
     for (size_t i = 0; i < (size_t)N_ROWS * FIELDS; i++) s.cat[i] = (int32_t)tl_rng_below(&rng, VOCAB);
     for (size_t i = 0; i < (size_t)N_ROWS * DENSE; i++) s.num[i] = tl_rng_normal(&rng);
+    float *pred = malloc(sizeof(float) * N_ROWS * MAX_T);
+    if (only && strcmp(only, "scaling") == 0) {
+        for (size_t i = 0; i < (size_t)N_ROWS * MAX_T; i++) s.labels[i] = tl_rng_uniform(&rng) < 0.3f;
+        return scaling(&s, pred, reps, gflops);
+    }
     for (size_t i = 0; i < (size_t)N_ROWS * 2; i++) s.labels[i] = tl_rng_uniform(&rng) < 0.3f;
-    float *pred = malloc(sizeof(float) * N_ROWS * 2);
 
     const tl_backbone_kind kinds[3] = {TL_BACKBONE_SHARED_BOTTOM, TL_BACKBONE_MMOE, TL_BACKBONE_PLE};
     const char *names[3] = {"shared_bottom", "mmoe", "ple"};
@@ -334,7 +362,7 @@ int main(int argc, char **argv)
             perror("bench_b1: fork");
             return 1;
         }
-        if (pid == 0) _exit(run_model(kinds[mi], names[mi], &s, pred, reps, gflops));
+        if (pid == 0) _exit(run_model(kinds[mi], names[mi], &s, pred, reps, gflops, 8, 2, 1024));
         int status;
         struct rusage ru;
         if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
