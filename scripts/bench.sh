@@ -107,8 +107,8 @@ pratio() {
 echo "papers' configuration (threads ${PAPER_THREADS:-$THREADS}): emb 8, MMoE 3 experts [128] / PLE 2 levels of 1 shared + 1 specific [128],"
 echo "towers [128, 80], dropout 0.5, batch 512, 32 categorical fields (vocab 100) + 7 numeric, 2 binary tasks (6 %, 43 %), 24,576 train + 3,072 valid rows"
 echo
-printf '| paper config | towerlab train rows/s | ms per step (512 rows) | %% of compute bound | strongest PyTorch train rows/s | %% of bound | ratio | cost vs base, wall | rows per CPU-s | cost vs base, CPU (target <= 1.5x) |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| paper config | towerlab train rows/s | ms per step (512 rows) | %% of compute bound | strongest PyTorch train rows/s | %% of bound | ratio | cost vs base, wall | rows per CPU-s | cost vs base, CPU (target <= 1.5x) | GEMM FLOPs vs base |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
 for m in paper_mmoe paper_ple paper_dml paper_crossdistil; do
   tr=$(pmed ${m}_train); tc=$(pmed ${m}_cpu); tb=$(pmed ${m}_train_bound)
   pt=$(med pt ${m}_best_train "$praw")
@@ -118,8 +118,9 @@ for m in paper_mmoe paper_ple paper_dml paper_crossdistil; do
   base=paper_mmoe; [ "$m" = paper_ple ] && base=paper_ple
   rt=$( [ "$m" = "$base" ] && echo "1.00x" || pratio ${m}_train ${base}_train )
   rc=$( [ "$m" = "$base" ] && echo "1.00x" || pratio ${m}_cpu ${base}_cpu )
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${m#paper_}" "$tr" "$ms" "$fb" "${pt:--}" "$pb" \
-    "$( [ -n "$pt" ] && ratio ${m}_train ${m}_best_train "$praw" || echo - )" "$rt" "$tc" "$rc"
+  fr=$(awk -v a="$(pmed ${m}_flops)" -v b="$(pmed ${base}_flops)" 'BEGIN{printf "%.2fx", a/b}')
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${m#paper_}" "$tr" "$ms" "$fb" "${pt:--}" "$pb" \
+    "$( [ -n "$pt" ] && ratio ${m}_train ${m}_best_train "$praw" || echo - )" "$rt" "$tc" "$rc" "$fr"
 done
 # The verdicts on the targets, from the CPU ratios (the wall ratios also
 # measure the neighbours); all medians over the same interleaved rounds.
@@ -130,6 +131,7 @@ for m in dml crossdistil; do
 done
 fb=$(awk -v a="$(pmed paper_mmoe_train)" -v b="$(pmed paper_mmoe_train_bound)" 'BEGIN{printf "%.0f", 100*a/b}')
 echo "target (issue 26) MMoE at batch 512 >= 50 % of the compute bound: $( [ "$fb" -ge 50 ] && echo MET || echo "NOT MET" ) ($fb %)"
+echo "GEMM FLOPs vs base: the variant's forward GEMM FLOPs per row over its base's, the floor of its cost ratio when GEMMs dominate the step"
 echo "compute bound: the machine's sgemm rate (measured in the same bench_b1 process) over 3x the forward GEMM FLOPs per row (embedding and elementwise work not counted)"
 echo "towerlab's epochs include the validation pass (and CrossDistil's epoch-end calibrator fit); PyTorch's train only"
 echo "CPU: process CPU time of all threads, steadier than wall time on a shared machine (PAPER_THREADS=1 for the work alone)"

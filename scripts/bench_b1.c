@@ -201,7 +201,8 @@ static int run_paper(const char *name, const tl_split *s, const tl_split *v, int
         cpu[r] = P_ROWS / (cpu_now() - c0);
     }
     printf("%s_train %.0f\n%s_cpu %.0f\n", name, median(train, reps), name, median(cpu, reps));
-    printf("%s_train_bound %.0f\n", name, gflops * 1e9 / (3.0 * flops_paper(name)));
+    printf("%s_train_bound %.0f\n%s_flops %.0f\n", name, gflops * 1e9 / (3.0 * flops_paper(name)), name,
+           flops_paper(name));
     fflush(stdout);
     tl_model_free(m);
     return 0;
