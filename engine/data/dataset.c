@@ -102,6 +102,14 @@ const char *tl_dataset_cat_kind(const tl_dataset *d, int f)
     return k[d->cat[f].kind];
 }
 
+const float *tl_dataset_quantile_edges(const tl_dataset *d, int f, int *n)
+{
+    *n = 0;
+    if (f < 0 || f >= d->n_cat || d->cat[f].kind != CAT_QUANT) return NULL;
+    *n = (int)d->cat[f].n_edges;
+    return d->cat[f].edges;
+}
+
 const char *tl_dataset_num_transform(const tl_dataset *d, int j, double *mean, double *std)
 {
     if (j < 0 || j >= d->n_num) return NULL;

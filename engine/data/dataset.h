@@ -46,6 +46,10 @@ uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f);
 int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap);
 /* How field f was encoded: "vocab", "hash" or "quantile". */
 const char *tl_dataset_cat_kind(const tl_dataset *d, int f);
+/* Bucket edges of quantile field f, ascending, their count in *n: a value x
+ * gets id 1 + (number of edges <= x), a missing one id 0. NULL (and *n = 0)
+ * for other fields. */
+const float *tl_dataset_quantile_edges(const tl_dataset *d, int f, int *n);
 /* Numeric column j's transform ("standard", "log1p", "none", "flag") and the
  * training-split mean/std used for it. */
 const char *tl_dataset_num_transform(const tl_dataset *d, int j, double *mean, double *std);
