@@ -307,6 +307,19 @@ T.vocab_json_hash_quantile = function()
   onnx_parity(m, "hq", m:predict(dq.all), {"ctr", "cvr"})
 end
 
+-- An id outside its field's vocabulary reads the field's id 0 in the ONNX
+-- model (the C file refuses the row instead: c_parity checks that).
+T.onnx_out_of_range_ids = function()
+  if not HAVE_ORT then skip("onnxruntime-node not installed (make deps)") end
+  local m = trained{backbone = tl.mmoe{experts = 2, expert = {8}}}
+  local path, vocab = m:export(dir .. "/ids.onnx")
+  local h = io.popen("cd tests/export && node bad_ids.js " .. path .. " " .. vocab .. " 2>&1")
+  local line = h:read("a")
+  h:close()
+  check(line:match('"rows":12,'), "bad_ids.js said " .. line)
+  eq(tonumber(line:match('"max_abs":([^}]+)')), 0, "out-of-range ids against id 0: " .. line)
+end
+
 T.bad_input = function()
   local untrained = tl.model{data = d, backbone = tl.mmoe{experts = 2, expert = {4}}, emb = 4, batch = 64}
   raises(function() untrained:export(dir .. "/u.onnx") end, "untrained")
