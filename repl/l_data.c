@@ -196,7 +196,7 @@ static int string_list(lua_State *L, int idx, int anchor, const char *fn, const 
 static const char *const CSV_FIELDS[] = {"path",  "header", "columns", "skip",  "sep",      "categorical",
                                          "numeric", "labels", "id",    "weight", "split",   "seed",
                                          "like",  "on_bad", "cache",   "missing", "min_count", "transform",
-                                         "name",  NULL};
+                                         "name",  "skipinitialspace", NULL};
 static const char *const TRANSFORMS[] = {"standard", "log1p", "none", "quantile", NULL};
 
 static void parse_categorical(lua_State *L, int opts, int anchor, const char *fn, tl_data_schema *s)
@@ -443,6 +443,9 @@ static void parse_schema(lua_State *L, int opts, int anchor, const char *fn, tl_
     if (s->header && s->n_columns > 0)
         luaL_error(L, "%s: give either header=true or columns={...}, not both", fn);
     s->skip = (int)tl_lua_opt_int(L, opts, fn, "skip", 0, 0, INT32_MAX);
+    s->skip_initial_space = tl_lua_opt_bool(L, opts, fn, "skipinitialspace", 0);
+    if (s->skip_initial_space && s->sep[0] == ' ')
+        luaL_error(L, "%s: skipinitialspace=true needs a separator that does not start with a space", fn);
     s->missing = NULL;
     if (lua_getfield(L, opts, "missing") != LUA_TNIL) {
         lua_pop(L, 1);
@@ -843,7 +846,10 @@ static const char *const DOC_CSV =
     "  path='x.csv'          the file (the train file with split={valid=,test=} files)\n"
     "  header=true           first line names the columns; or columns={'a','b',...}\n"
     "  skip=0                leading lines to skip\n"
-    "  sep=','               one character ('\\t' default for .tsv), or ', ' or '::'\n"
+    "  sep=','               one character ('\\t' default for .tsv), or ', ' or '::'; ', ' means\n"
+    "                        exactly a comma and one space (UCI census files)\n"
+    "  skipinitialspace=false  true: spaces after each separator are skipped (pandas/Python\n"
+    "                        csv), so sep=',' reads 'a,  b' and 'a, \"b,c\"'\n"
     "  categorical={'a', {'b', min_count=5}, {'c', hash=100000}}  ids from the train split:\n"
     "                        0 = unseen/rare, 1 = missing, 2.. = values (hash: buckets, last = missing)\n"
     "  numeric={'age', {'x', transform='log1p'}, {'y', transform='quantile', buckets=10}}\n"
@@ -864,7 +870,11 @@ static const char *const DOC_CSV =
     "  like=d                read with d's options, vocabularies and statistics; the file\n"
     "                        may lack every label column (rows to score: d.labeled = false,\n"
     "                        only m:predict accepts it)\n"
-    "Bad input raises an error naming file, line, column and what was expected.";
+    "Text: RFC 4180 quotes (\"a,b\", \"\" is one quote; a quoted field may span lines), CRLF,\n"
+    "a UTF-8 BOM and a last line without newline are read. Bad input raises an error\n"
+    "naming file:line, column and what was expected (a record spanning lines adds\n"
+    "'(record from line N)'); on_bad='skip' skips such rows, prints how many and\n"
+    "keeps the count and first lines in d.skipped.";
 
 void tl_lua_open_data(lua_State *L, int tl)
 {

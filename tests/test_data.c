@@ -597,8 +597,114 @@ static void test_error_unknown_column(void **state)
 static void test_error_quote(void **state)
 {
     (void)state;
-    const char *p = write_file("uq.csv", "a,x,y\n\"red,1,1\n");
-    expect_error(p, TL_ERR_PARSE, "uq.csv:2: column 1: unterminated or malformed quoted field", NULL);
+    /* a quote left open reads on to the end of the file: the error names where it opened */
+    const char *p = write_file("uq.csv", "a,x,y\n\"red,1,1\nblue,2,0\n");
+    expect_error(p, TL_ERR_PARSE, "uq.csv:2: column 1: the quoted field is never closed",
+                 "reaches the end of the file at line 3");
+    p = write_file("mq.csv", "a,x,y\nred,1,1\n\"bl\"ue,2,0\n");
+    expect_error(p, TL_ERR_PARSE, "mq.csv:3: column 1: malformed quoted field (text after its closing quote)", NULL);
+}
+
+/* RFC 4180: quoted fields spanning lines, with doubled quotes, CRLF, a BOM
+ * and no final newline; the rows after a multi-line record keep their
+ * line numbers and data-row indices. */
+static void test_rfc4180_multiline(void **state)
+{
+    (void)state;
+    const char *p = write_file("ml.csv", "\xEF\xBB\xBF" "a,x,y\r\n"
+                                         "\"two\r\nlines\",1,1\r\n"
+                                         "\"say \"\"hi\"\"\n\n,\"\"after a blank line\",2,0\r\n"
+                                         "plain,3,1\r\n"
+                                         "\"last\nno newline\",4,0");
+    tl_dataset *d = NULL;
+    assert_int_equal(load_small(p, TL_BAD_ERROR, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 4);
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[0]), "two\nlines");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[1]), "say \"hi\"\n\n,\"after a blank line");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[2]), "plain");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[3]), "last\nno newline");
+    assert_float_equal(all->labels[2], 1.0, 0);
+    assert_float_equal(all->labels[3], 0.0, 0);
+    assert_int_equal(all->row[3], 3);
+    tl_dataset_free(d);
+
+    /* an error inside a record spanning lines 2-4: the line of the bad field and the record's first line */
+    p = write_file("mlbad.csv", "a,x,y\n\"multi\nline\",7q,1\nred,1,1\n");
+    expect_error(p, TL_ERR_PARSE, "mlbad.csv:3 (record from line 2): column 2 ('x'): expected a number, got \"7q\"",
+                 NULL);
+    p = write_file("mlbad2.csv", "a,x,y\nred,1,1\n\"a\nb\nc\",2,maybe\n");
+    expect_error(p, TL_ERR_PARSE, "mlbad2.csv:5 (record from line 3): column 3 ('y'): unknown label value \"maybe\"",
+                 NULL);
+    p = write_file("mlrag.csv", "a,x,y\n\"a\nb\",2\nred,1,1\n");
+    expect_error(p, TL_ERR_PARSE, "mlrag.csv:2 (record from line 2): expected 3 fields, got 2", NULL);
+
+    /* on_bad = skip counts a multi-line record once, by the line it starts on */
+    p = write_file("mlskip.csv", "a,x,y\nred,1,1\n\"bad\nrow\",zz,0\n\"good\nrow\",3,0\nblue,x,1\n");
+    assert_int_equal(load_small(p, TL_BAD_SKIP, &d), TL_OK);
+    all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 2);
+    const uint64_t *lines;
+    int nl;
+    assert_int_equal(tl_dataset_skipped(d, &lines, &nl), 2);
+    assert_int_equal(nl, 2);
+    assert_int_equal(lines[0], 3);
+    assert_int_equal(lines[1], 7);
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[1]), "good\nrow");
+    assert_int_equal(all->row[1], 2);
+    tl_dataset_free(d);
+
+    /* a header name may be quoted across lines too */
+    p = write_file("mlhead.csv", "\"a\",x,\"y\"\nred,1,1\nblue,2,0\n");
+    assert_int_equal(load_small(p, TL_BAD_ERROR, &d), TL_OK);
+    tl_dataset_free(d);
+}
+
+/* skip_initial_space: "a, b" with sep "," reads "b"; a quoted field after
+ * the spaces is quoted; sep ", " instead needs exactly one space. */
+static void test_skip_initial_space(void **state)
+{
+    (void)state;
+    const char *text = "a, x,   y\nred, 1, 1\n  blue,2,    0\n\"r,ed\",  3, 1\ngreen,  \"4\",0\n";
+    const char *p = write_file("sp.csv", text);
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    tl_dataset *d = NULL;
+    /* without the option the label field " 1" is not the positive value "1" */
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sp.csv:2: column 3 ('y'): unknown label value \" 1\""));
+    s.skip_initial_space = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 4);
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[0]), "red");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[1]), "blue");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[2]), "r,ed");
+    assert_float_equal(all->labels[1], 0.0, 0);
+    assert_float_equal(all->labels[2], 1.0, 0);
+    tl_dataset_free(d);
+    /* a quoted field opened after spaces may span lines */
+    p = write_file("sp2.csv", "a,x,y\nred,  \"1\n\",1\n");
+    s.path = p;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sp2.csv:2 (record from line 2): column 2 ('x'): expected a number"));
+    /* sep ", " is the two-character separator of the census files: "a,b" is one field */
+    p = write_file("sp3.csv", "a, x, y\nred, 1, 1\nblue,2, 0\n");
+    small_schema(&s, p, cat, num, lab);
+    s.sep = ", ";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sp3.csv:3: expected 3 fields, got 2"));
+    s.sep = ",";
+    s.skip_initial_space = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "all")->n, 2);
+    tl_dataset_free(d);
+    s.sep = " ";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "separator that does not start with a space"));
 }
 
 static void test_on_bad_skip(void **state)
@@ -1307,6 +1413,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_corrupt_gzip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_quote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rfc4180_multiline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_skip_initial_space, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_bad_skip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_float32_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bom_and_cr_only, setup, teardown),

@@ -87,9 +87,12 @@ enum { TL_TO_DROP = -1, TL_TO_TRAIN = 0, TL_TO_VALID = 1, TL_TO_TEST = 2 };
  * defaults). Features are only the columns listed in `cat` and `num`;
  * columns in no role are ignored.
  *
- * Text rules: fields may be quoted ("a,b", "" inside quotes is one quote; a
- * quoted field may not span lines); "\r\n" line ends are accepted; blank
- * lines are not rows. Categorical ids: 0 = a value not in the training split
+ * Text rules (RFC 4180): fields may be quoted ("a,b", "" inside quotes is
+ * one quote) and a quoted field may span lines (its line breaks become
+ * "\n"); "\r\n" line ends are accepted, a UTF-8 byte-order mark is skipped,
+ * the last line needs no newline; blank lines between records are not rows.
+ * Error messages name file:line and the column; for a record spanning lines
+ * the line is the one of the bad field, followed by "(record from line N)". Categorical ids: 0 = a value not in the training split
  * (or rarer than min_count), 1 = missing, 2.. = training values in order of
  * first appearance; with hash_buckets > 0, ids 0..buckets-1 and buckets for
  * missing. Quantile fields: 0 = missing, 1.. = buckets. Numeric missing
@@ -120,6 +123,8 @@ typedef struct {
     int cache;                 /* 1: use/write a binary cache */
     const char *cache_dir;     /* NULL: next to the source file */
     const char *name;          /* dataset name for messages; NULL: the file name */
+    int skip_initial_space;    /* 1: spaces at the start of each field are skipped (Python
+                                  csv's skipinitialspace): sep="," then reads "a, b" as "a","b" */
 } tl_data_schema;
 
 #endif

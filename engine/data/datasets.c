@@ -253,7 +253,7 @@ static tl_status ml_read_users(const char *path, int is_1m, ml_tables *t)
     while (!(st = tl_lreader_next(&lr, &line, &len, &got)) && got) {
         if (!len) continue;
         uint32_t id;
-        int nf = tl_data_split_fields(line, len, sep, strlen(sep), f, 6);
+        int nf = tl_data_split_fields(line, len, sep, strlen(sep), 0, f, 6);
         if (nf != 5) {
             st = tl_fail(TL_ERR_PARSE, "%s:%llu: expected 5 fields, got %d", path, (unsigned long long)lr.line, nf);
             break;
@@ -313,7 +313,7 @@ static tl_status ml_read_movies(const char *path, int is_1m, ml_tables *t)
                 yn = 4;
             }
         } else {
-            int nf = tl_data_split_fields(line, len, "|", 1, f, 32);
+            int nf = tl_data_split_fields(line, len, "|", 1, 0, f, 32);
             if (nf != 24) {
                 st = tl_fail(TL_ERR_PARSE, "%s:%llu: expected 24 fields, got %d", path, (unsigned long long)lr.line,
                              nf);
@@ -358,7 +358,7 @@ static tl_status ml_read_genres(const char *path, ml_tables *t)
     while (!(st = tl_lreader_next(&lr, &line, &len, &got)) && got) {
         if (!len) continue;
         uint32_t g;
-        if (tl_data_split_fields(line, len, "|", 1, f, 3) != 2 || !parse_id(&f[1], 31, &g)) {
+        if (tl_data_split_fields(line, len, "|", 1, 0, f, 3) != 2 || !parse_id(&f[1], 31, &g)) {
             st = tl_fail(TL_ERR_PARSE, "%s:%llu: expected name|index", path, (unsigned long long)lr.line);
             break;
         }
@@ -386,7 +386,7 @@ static tl_status ml_read_ratings(const char *path, int is_1m, const ml_tables *t
             st = tl_fail(TL_ERR_CANCELLED, "%s: loading cancelled at line %llu", path, (unsigned long long)lr.line);
             break;
         }
-        int nf = tl_data_split_fields(line, len, sep, strlen(sep), f, 5);
+        int nf = tl_data_split_fields(line, len, sep, strlen(sep), 0, f, 5);
         uint32_t u, m, r;
         if (nf != 4) {
             st = tl_fail(TL_ERR_PARSE, "%s:%llu: expected 4 fields, got %d (ragged row)", path,

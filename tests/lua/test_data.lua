@@ -107,6 +107,40 @@ function T.csv_on_bad_skip_reports()
   check(tostring(d):find("2 bad rows skipped", 1, true))
 end
 
+-- issue 24 item 6: RFC 4180 records spanning lines, CRLF, BOM, no final newline, skipinitialspace
+function T.csv_rfc4180_multiline()
+  local p = write("ml.csv", "\239\187\191a,x,y\r\n\"two\r\nlines\",1,1\r\n\"say \"\"hi\"\"\",2,0\r\nred,3,1\r\n\"a\nb\",4,0")
+  local d = small{ path = p }
+  eq(#d.all, 4)
+  eq(d:vocab("a"), { "two\nlines", "say \"hi\"", "red", "a\nb" })
+  eq(d.all:labels(), { y = { 1, 0, 1, 0 } })
+  p = write("mlbad.csv", "a,x,y\nred,1,1\n\"multi\nline\",oops,0\n")
+  raises(function() small{ path = p } end, "mlbad.csv:4 (record from line 3): column 2 ('x'): expected a number, got \"oops\"")
+  p = write("open.csv", "a,x,y\nred,1,1\n\"blue,2,0\ngreen,4,0\n")
+  raises(function() small{ path = p } end, "open.csv:3: column 1: the quoted field is never closed")
+  p = write("mlskip.csv", "a,x,y\nred,1,1\n\"bad\nrow\",zz,0\nblue,2,0\n\"x\ny\",3\n")
+  local s = small{ path = p, on_bad = "skip" }
+  eq(#s.all, 2)
+  eq(s.skipped.count, 2)
+  eq({ s.skipped[1], s.skipped[2] }, { 3, 6 })
+  check(tostring(s):find("2 bad rows skipped", 1, true), tostring(s))
+end
+
+function T.csv_skipinitialspace()
+  local p = write("sp.csv", "a, x,  y\nred, 1, 1\n  blue,2,   0\n\"r,ed\", 3, 1\n")
+  raises(function() small{ path = p } end, "sp.csv:2: column 3 ('y'): unknown label value \" 1\"")
+  local d = small{ path = p, skipinitialspace = true }
+  eq(d:vocab("a"), { "red", "blue", "r,ed" })
+  eq(d.all:labels(), { y = { 1, 0, 1 } })
+  raises(function() small{ path = p, sep = " ", skipinitialspace = true } end,
+         "skipinitialspace=true needs a separator that does not start with a space")
+  raises(function() small{ path = p, skipinitialspace = 1 } end, "skipinitialspace")
+  -- sep=", " is exactly comma + one space (the census files)
+  p = write("c2.csv", "a, x, y\nred, 1, 1\nblue, 2, 0\n")
+  eq(#small{ path = p, sep = ", " }.all, 2)
+  raises(function() small{ path = write("c3.csv", "a, x, y\nred,1, 1\n") , sep = ", " } end, "expected 3 fields, got 2")
+end
+
 function T.csv_bad_input_messages()
   local p = write("bad.csv", "a,x,y\nred,1,1\nblue,oops,0\n")
   raises(function() small{ path = p } end, "bad.csv:3: column 2 ('x'): expected a number, got \"oops\"")
