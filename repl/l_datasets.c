@@ -2,6 +2,10 @@
  * movielens, amazon_video_games, synthetic_pair) and where their files are
  * looked for. The engine reads them (engine/data.h, synthetic.h); the
  * dataset userdata is l_data.c's. */
+#ifdef TL_LUA_MODULE
+#define _GNU_SOURCE /* dladdr: where towerlab.so was loaded from */
+#include <dlfcn.h>
+#endif
 #include "l_datasets.h"
 
 #include <errno.h>
@@ -15,6 +19,25 @@
 #include "l_data.h"
 #include "l_util.h"
 
+/* The directory of the program (/proc/self/exe), or of towerlab.so when
+ * the engine was loaded by another Lua with require "towerlab", in dir;
+ * returns 0 when it cannot be found. */
+static int program_dir(char dir[PATH_MAX])
+{
+#ifdef TL_LUA_MODULE
+    Dl_info info;
+    if (!dladdr((void *)program_dir, &info) || !info.dli_fname || !realpath(info.dli_fname, dir)) return 0;
+#else
+    ssize_t n = readlink("/proc/self/exe", dir, PATH_MAX - 1);
+    if (n <= 0) return 0;
+    dir[n] = 0;
+#endif
+    char *slash = strrchr(dir, '/');
+    if (!slash) return 0;
+    *slash = 0;
+    return 1;
+}
+
 /* Where the built-in datasets are looked for, so that a script finds them
  * from any working directory (the engine reads no environment variable):
  *   shipped data (census):            $TOWERLAB_DATA, <exe dir>/data,
@@ -23,21 +46,18 @@
  *   shared data (movielens, amazon):  $TOWERLAB_DATA, <exe dir>/../shared/data,
  *                                     <exe dir>/../../shared/data, ../shared/data
  * <exe dir> is the directory of /proc/self/exe (the "/.." ones serve build
- * trees such as build-san/ inside the project). Pushes and returns the first
- * existing directory <candidate>/<sub>; raises, listing every place tried,
- * when there is none. */
+ * trees such as build-san/ inside the project; ../share/towerlab/data is
+ * where `make install PREFIX=p` puts data/ for p/bin/towerlab). Loaded as a
+ * Lua module, <exe dir> is towerlab.so's directory, and the shipped data is
+ * also looked for in <so dir>/../../../share/towerlab/data (p/lib/lua/5.4/).
+ * Pushes and returns the first existing directory <candidate>/<sub>;
+ * raises, listing every place tried, when there is none. */
 static const char *find_dataset_dir(lua_State *L, const char *fn, const char *sub, int shared)
 {
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = 0;
-        else n = 0;
-    }
+    int n = program_dir(exe);
     const char *env = getenv("TOWERLAB_DATA");
-    const char *bases[6];
+    const char *bases[7];
     int nb = 0;
     if (env && *env) {
         /* a mistyped TOWERLAB_DATA must not quietly fall back to other data */
@@ -53,6 +73,9 @@ static const char *find_dataset_dir(lua_State *L, const char *fn, const char *su
         bases[nb++] = shared ? "../shared/data" : "data";
         bases[nb++] = shared ? "../../shared/data" : "../data";
         if (!shared) bases[nb++] = "../share/towerlab/data";
+#ifdef TL_LUA_MODULE
+        if (!shared) bases[nb++] = "../../../share/towerlab/data";
+#endif
     }
     int last_exe = nb;
     bases[nb++] = shared ? "../shared/data" : "data";
@@ -225,7 +248,8 @@ void tl_lua_open_datasets(lua_State *L, int tl)
          "tl.datasets.census([dir] or {path=, education=false, cache=true}) -> dataset\n"
          "UCI Census-Income (KDD), census-income.test.gz (99,762 rows) from dir, else the\n"
          "first census_income_kdd/ in $TOWERLAB_DATA, <program dir>/data, <program dir>/../data,\n"
-         "<program dir>/../share/towerlab/data, ./data.\n"
+         "<program dir>/../share/towerlab/data (make install PREFIX=), ./data; from plain Lua\n"
+         "(require 'towerlab') <program dir> is towerlab.so's, and <prefix>/share/towerlab/data too.\n"
          "Tasks income (50000+.) and never_married (marital_stat); education=true adds\n"
          "education (bachelors or higher). Source columns and instance_weight dropped.\n"
          "Split by row index i: i%10<8 train (79,810), 8 valid (9,976), 9 test (9,976)."},
