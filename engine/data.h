@@ -12,12 +12,14 @@
  *   schema.h          the schema's defaults
  *   csv.h             loading a CSV/TSV(.gz) file (through the binary cache)
  *   datasets.h        Census-Income, MovieLens, Amazon Video Games
+ *   alibaba.h         Ali-CCP (the release or torch-rechub's CSV), AliExpress
  *   synthetic_data.h  the synthetic generators (synthetic.h) as datasets
  * The pieces' shared internals are in data/data_internal.h.
  */
 #ifndef TL_DATA_H
 #define TL_DATA_H
 
+#include "data/alibaba.h"
 #include "data/csv.h"
 #include "data/data_types.h"
 #include "data/dataset.h"

@@ -1230,6 +1230,219 @@ static void test_rechub_samples(void **state)
     tl_dataset_free(d);
 }
 
+/* ---- Ali-CCP and AliExpress (engine/data/alibaba.h) ------------------------- */
+
+static int cat_field(const tl_dataset *d, const char *name)
+{
+    for (int f = 0; f < tl_dataset_n_cat(d); f++)
+        if (strcmp(tl_dataset_cat_name(d, f), name) == 0) return f;
+    fail_msg("no categorical field '%s'", name);
+    return -1;
+}
+
+static int num_field(const tl_dataset *d, const char *name)
+{
+    for (int j = 0; j < tl_dataset_n_num(d); j++)
+        if (strcmp(tl_dataset_num_name(d, j), name) == 0) return j;
+    fail_msg("no numeric column '%s'", name);
+    return -1;
+}
+
+/* The id of row i's field f, as its string ("<oov>", "<missing>"). */
+static const char *cat_str(const tl_dataset *d, const tl_split *s, size_t i, int f)
+{
+    int32_t id = s->cat[i * (size_t)tl_dataset_n_cat(d) + (size_t)f];
+    if (id == 0) return "<oov>";
+    if (id == 1) return "<missing>";
+    return tl_dataset_vocab_string(d, f, id);
+}
+
+/* tests/data/aliccp_release (make_fixture.py says what each line tests). */
+static void test_aliccp_release(void **state)
+{
+    (void)state;
+    tl_alibaba_params p;
+    tl_alibaba_defaults(&p);
+    p.dir = "tests/data/aliccp_release";
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_OK);
+    const tl_split *tr = tl_dataset_split(d, "train"), *va = tl_dataset_split(d, "valid"),
+                   *te = tl_dataset_split(d, "test");
+    assert_int_equal(tr->n, 5);
+    assert_int_equal(va->n + te->n, 4);
+    assert_string_equal(tl_dataset_source(d), "ali_ccp");
+    assert_int_equal(tl_dataset_n_tasks(d), 2);
+    assert_string_equal(tl_dataset_task_name(d, 0), "click");
+    assert_string_equal(tl_dataset_task_name(d, 1), "conversion");
+    assert_int_equal(tl_dataset_n_cat(d), 23);
+    /* the conversion without click (line 4) is left out and counted */
+    const uint64_t *lines;
+    int nl;
+    assert_int_equal(tl_dataset_skipped(d, &lines, &nl), 1);
+    assert_int_equal(lines[0], 4);
+    static const float click[5] = {1, 0, 1, 0, 1}, conv[5] = {0, 0, 1, 0, 0};
+    static const uint32_t rows[5] = {0, 1, 2, 4, 5};
+    for (size_t i = 0; i < 5; i++) {
+        assert_float_equal(tr->labels[2 * i], click[i], 0);
+        assert_float_equal(tr->labels[2 * i + 1], conv[i], 0);
+        assert_int_equal(tr->row[i], rows[i]);
+    }
+    int f101 = cat_field(d, "101"), f205 = cat_field(d, "205"), f210 = cat_field(d, "210"),
+        f121 = cat_field(d, "121"), f150 = cat_field(d, "150_14");
+    /* the common features joined: sample 5's own 101 is overridden by c2's */
+    assert_string_equal(cat_str(d, tr, 0, f101), "u1");
+    assert_string_equal(cat_str(d, tr, 2, f101), "u2");
+    assert_string_equal(cat_str(d, tr, 3, f101), "u2");
+    assert_string_equal(cat_str(d, tr, 3, f121), "a2");
+    assert_int_equal(tl_dataset_vocab(d)[f101], 4); /* oov, missing, u1, u2: uX and u9 are not train values */
+    assert_string_equal(cat_str(d, tr, 0, f205), "i1");
+    assert_string_equal(cat_str(d, tr, 4, f205), "i4");
+    assert_string_equal(cat_str(d, tr, 1, f210), "t2"); /* a repeated field keeps its last value */
+    assert_string_equal(cat_str(d, tr, 0, f210), "<missing>");
+    assert_int_equal(tl_dataset_vocab(d)[f210], 3);
+    assert_string_equal(cat_str(d, tr, 0, f150), "<missing>");
+    /* test rows: ids of the train vocabulary, unseen values are OOV */
+    size_t n_oov = 0, n_u1 = 0;
+    for (int k = 0; k < 2; k++) {
+        const tl_split *s = k ? te : va;
+        for (size_t i = 0; i < s->n; i++) {
+            n_oov += strcmp(cat_str(d, s, i, f205), "<oov>") == 0;
+            n_u1 += strcmp(cat_str(d, s, i, f101), "u1") == 0;
+        }
+    }
+    assert_int_equal(n_oov, 1); /* i5 */
+    assert_int_equal(n_u1, 2);
+    /* dense: D508 from the samples (0.7, 0.1, then missing), D109_14 from c1 */
+    int j508 = num_field(d, "D508"), j109 = num_field(d, "D109_14");
+    double mean, sd;
+    tl_dataset_num_transform(d, j508, &mean, &sd);
+    assert_true(fabs(mean - 0.4) < 1e-6);
+    tl_dataset_num_transform(d, j109, &mean, &sd);
+    assert_true(fabs(mean - 0.5) < 1e-6);
+    (void)num_field(d, "D508_missing");
+    tl_dataset_free(d);
+
+    /* the valid share and its seed */
+    p.valid = 1;
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "valid")->n, 4);
+    tl_dataset_free(d);
+    /* max_rows and hash buckets */
+    p.valid = 0.5;
+    p.max_rows = 2;
+    p.hash_buckets = 7;
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "train")->n, 2);
+    assert_int_equal(tl_dataset_vocab(d)[0], 8);
+    assert_string_equal(tl_dataset_cat_kind(d, 0), "hash");
+    tl_dataset_free(d);
+}
+
+static void test_aliccp_release_errors(void **state)
+{
+    (void)state;
+    tl_alibaba_params p;
+    tl_alibaba_defaults(&p);
+    p.dir = tmp;
+    tl_dataset *d = (tl_dataset *)1;
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_IO);
+    assert_null(d);
+    assert_true(contains(tl_errmsg(), "no Ali-CCP in"));
+    write_file("sample_skeleton_train.csv", "1,0,0,c1,1,205\x02i1\x03" "1.0\n2,1,0,c9,1,205\x02i2\x03" "1.0\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_IO);
+    assert_true(contains(tl_errmsg(), "has only part of the release: common_features_train.csv"));
+    write_file("common_features_train.csv", "c1,1,101\x02u1\x03" "1.0\n");
+    write_file("sample_skeleton_test.csv", "3,1,0,c1,1,205\x02i1\x03" "1.0\n");
+    write_file("common_features_test.csv.gz", "c1,1,101\x02u1\x03" "1.0\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sample_skeleton_train.csv: data row 2: its common_feature_index 'c9' is not in"));
+    write_file("sample_skeleton_train.csv", "1,0,0,c1,1,205\x02i1\x03" "1.0\n2,1,0,c1,1,205\x02i2\x01\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sample_skeleton_train.csv:2: feature 1: expected field_id \\x02 feature_id \\x03 value"));
+    write_file("sample_skeleton_train.csv", "1,0,0,c1,1,205\x02i1\x03" "1.0\n2,yes,0,c1,1,205\x02i2\x03" "1\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sample_skeleton_train.csv:2: column 2 (click): expected 0 or 1, got \"yes\""));
+    write_file("sample_skeleton_train.csv", "1,0,0,c1,1,508\x02" "b\x03" "big\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sample_skeleton_train.csv:1: feature 1 (field 508): expected a float32 value"));
+    write_file("sample_skeleton_train.csv", "1,0,0,c1,1\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sample_skeleton_train.csv:1: expected 6 fields"));
+    /* the fixed file loads, with the test common file read through zlib */
+    write_file("sample_skeleton_train.csv", "1,1,0,c1,1,205\x02i1\x03" "1.0\n2,0,0,c1,1,205\x02i2\x03" "1\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_OK);
+    tl_dataset_free(d);
+}
+
+/* torch-rechub's preprocessed Ali-CCP and AliExpress samples (tests/data
+ * copy of ../shared/data/rechub_mtl_samples; counts from its SOURCE.md). */
+static void test_alibaba_rechub_layouts(void **state)
+{
+    (void)state;
+    tl_alibaba_params p;
+    tl_alibaba_defaults(&p);
+    p.dir = "tests/data/rechub_mtl_samples";
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_OK);
+    const tl_split *tr = tl_dataset_split(d, "train"), *va = tl_dataset_split(d, "valid"),
+                   *te = tl_dataset_split(d, "test");
+    assert_int_equal(tr->n, 100);
+    assert_int_equal(va->n, 50);
+    assert_int_equal(te->n, 50);
+    assert_int_equal(count_pos(tr, 2, 0), 7);
+    assert_int_equal(count_pos(tr, 2, 1), 1);
+    assert_int_equal(count_pos(va, 2, 0), 3);
+    assert_int_equal(count_pos(te, 2, 1), 1);
+    assert_int_equal(tl_dataset_n_cat(d), 23);
+    assert_string_equal(tl_dataset_task_name(d, 1), "conversion");
+    assert_int_equal(tl_dataset_skipped(d, NULL, NULL), 0);
+    (void)num_field(d, "D853");
+    tl_dataset_free(d);
+
+    assert_int_equal(tl_data_aliexpress(&p, &d), TL_OK);
+    tr = tl_dataset_split(d, "train");
+    va = tl_dataset_split(d, "valid");
+    te = tl_dataset_split(d, "test");
+    assert_int_equal(tr->n, 100);
+    assert_int_equal(va->n + te->n, 20);
+    assert_int_equal(count_pos(tr, 2, 0), 60);
+    assert_int_equal(count_pos(tr, 2, 1), 2);
+    assert_int_equal(count_pos(va, 2, 0) + count_pos(te, 2, 0), 10);
+    assert_int_equal(tl_dataset_n_cat(d), 16);
+    assert_int_equal(tl_dataset_n_num(d) >= 63, 1);
+    assert_string_equal(tl_dataset_cat_name(d, 0), "categorical_1");
+    tl_dataset_free(d);
+}
+
+/* tests/data/aliexpress_mtreclib: MTReclib's train.csv/test.csv. */
+static void test_aliexpress_mtreclib(void **state)
+{
+    (void)state;
+    tl_alibaba_params p;
+    tl_alibaba_defaults(&p);
+    p.dir = "tests/data/aliexpress_mtreclib";
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_aliexpress(&p, &d), TL_OK);
+    const tl_split *tr = tl_dataset_split(d, "train");
+    assert_int_equal(tr->n, 5);
+    const uint64_t *lines;
+    int nl;
+    assert_int_equal(tl_dataset_skipped(d, &lines, &nl), 1);
+    assert_int_equal(lines[0], 5); /* row 4 (line 5): conversion without click */
+    assert_int_equal(tl_dataset_split(d, "valid")->n + tl_dataset_split(d, "test")->n, 4);
+    assert_string_equal(cat_str(d, tr, 0, 0), "7");
+    assert_string_equal(cat_str(d, tr, 3, 0), "8");
+    assert_int_equal(tl_dataset_vocab(d)[0], 4); /* 7, 8 (9 was only in the dropped row) */
+    assert_int_equal(tl_dataset_n_num(d), 63);
+    tl_dataset_free(d);
+    p.dir = tmp;
+    assert_int_equal(tl_data_aliexpress(&p, &d), TL_ERR_IO);
+    assert_true(contains(tl_errmsg(), "no AliExpress in"));
+    p.dir = "tests/data/aliexpress_mtreclib";
+    p.valid = 2;
+    assert_int_equal(tl_data_aliexpress(&p, &d), TL_ERR_ARG);
+}
+
 static void test_movielens(void **state)
 {
     (void)state;
@@ -1428,6 +1641,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_census_cache_and_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_census_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rechub_samples, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliccp_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliccp_release_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alibaba_rechub_layouts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliexpress_mtreclib, setup, teardown),
         cmocka_unit_test_setup_teardown(test_movielens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_movielens_1m, setup, teardown),
         cmocka_unit_test_setup_teardown(test_amazon_video_games, setup, teardown),

@@ -515,6 +515,7 @@ static tl_status read_rows(csvfile *c, int8_t tag, rawset *rs)
         if ((st = next_record(c, &line, &len, &got))) return st;
         if (!got) break;
         if (len == 0) continue; /* blank lines are not rows */
+        if (s->max_rows && data_row >= s->max_rows) break;
         if (data_row == 0 && !s->header && (st = check_cr(c->path, c->line, line, len))) return st;
         uint64_t row_index = data_row++;
         if ((data_row & (CANCEL_EVERY - 1)) == 0 && tl_cancelled())
@@ -587,8 +588,8 @@ tl_status tl_data_csv_load(const tl_data_schema *s, const tl_dataset *like, tl_d
     }
     const char *base = strrchr(s->path, '/');
     const char *source = s->name ? s->name : base ? base + 1 : s->path;
-    /* the cache key (cache.c) does not cover skip_initial_space yet: such loads are not cached */
-    const int use_cache = s->cache && !like && !s->skip_initial_space;
+    /* the cache key (cache.c) does not cover skip_initial_space and max_rows yet: such loads are not cached */
+    const int use_cache = s->cache && !like && !s->skip_initial_space && !s->max_rows;
     char *cpath = NULL;
     uint64_t key = 0;
     rawset rs;

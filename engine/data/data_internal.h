@@ -225,6 +225,13 @@ typedef struct {
  * success *out owns a new dataset; rs is left for the caller to free. */
 tl_status tl_data_finish(rawset *rs, const finish_args *a, tl_dataset **out);
 
+/* ---- files (datasets.c) ---------------------------------------------------- */
+
+/* "dir/name" in a new string (the caller frees it), NULL without memory. */
+char *tl_data_path_join(const char *dir, const char *name);
+/* 1 when p is a regular file. */
+int tl_data_file_exists(const char *p);
+
 /* ---- the binary cache (cache.c) ------------------------------------------- */
 
 /* The cache key of s and its source files in *key and the cache file's path

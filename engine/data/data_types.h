@@ -125,6 +125,7 @@ typedef struct {
     const char *name;          /* dataset name for messages; NULL: the file name */
     int skip_initial_space;    /* 1: spaces at the start of each field are skipped (Python
                                   csv's skipinitialspace): sep="," then reads "a, b" as "a","b" */
+    size_t max_rows;           /* > 0: read at most this many data rows of each file (not cached) */
 } tl_data_schema;
 
 #endif
