@@ -115,13 +115,13 @@ static dataset_ud *new_dataset_ud(lua_State *L)
 
 tl_dataset **tl_lua_new_dataset(lua_State *L) { return &new_dataset_ud(L)->d; }
 
-static void report_skipped(const tl_dataset *d, const char *fn)
+void tl_lua_report_skipped(const tl_dataset *d, const char *fn, const char *one, const char *many)
 {
     const uint64_t *lines;
     int nl;
     size_t n = tl_dataset_skipped(d, &lines, &nl);
     if (!n) return;
-    fprintf(stderr, "%s: skipped %zu bad row%s of %s (line%s", fn, n, n == 1 ? "" : "s", tl_dataset_source(d),
+    fprintf(stderr, "%s: skipped %zu %s of %s (line%s", fn, n, n == 1 ? one : many, tl_dataset_source(d),
             nl == 1 ? "" : "s");
     for (int i = 0; i < nl; i++) fprintf(stderr, "%s %llu", i ? "," : "", (unsigned long long)lines[i]);
     fprintf(stderr, "%s)\n", (size_t)nl < n ? ", ..." : "");
@@ -532,7 +532,7 @@ static int l_csv(lua_State *L)
     lua_setfield(L, -2, "like");
     lua_setiuservalue(L, ud, UV_OPTS);
     tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
-    report_skipped(u->d, fn);
+    tl_lua_report_skipped(u->d, fn, "bad row", "bad rows");
     if (!like) tl_lua_leakage_warn(u->d, &s);
     lua_pushvalue(L, ud);
     return 1;

@@ -337,6 +337,54 @@ function T.synthetic_pair()
   raises(function() tl.datasets.synthetic_pair{ corr = 0.5 } end, "corr")
 end
 
+-- issue 24 item 3: Ali-CCP in the release's format and torch-rechub's, AliExpress
+function T.aliccp_release_format()
+  local d = tl.datasets.aliccp("tests/data/aliccp_release")
+  eq({ #d.train, #d.valid + #d.test }, { 5, 4 })
+  eq(d.tasks[1].name, "click")
+  eq(d.tasks[2].name, "conversion")
+  eq(d.train:labels(), { click = { 1, 0, 1, 0, 1 }, conversion = { 0, 0, 1, 0, 0 } })
+  eq(d.skipped.count, 1)
+  eq(d.skipped[1], 4)
+  eq(d:vocab("101"), { "u1", "u2" })
+  eq(d:vocab("210"), { "t2" })
+  eq(#d:fields().categorical, 23)
+  local h = tl.datasets.aliccp{ path = "tests/data/aliccp_release", hash = 5, rows = 3, valid = 1, seed = 2 }
+  eq({ #h.train, #h.valid, #h.test }, { 3, 3, 0 })
+  eq(h:fields().categorical[1].kind, "hash")
+  raises(function() tl.datasets.aliccp{ path = tmpdir } end, "tl.datasets.aliccp: no Ali-CCP in")
+  raises(function() tl.datasets.aliccp{ dir = "x" } end, "unknown field 'dir'")
+  raises(function() tl.datasets.aliccp{ path = "tests/data/aliccp_release", valid = 2 } end, "valid")
+  -- the default folder: ali_ccp/ under the shared data folders, with every place tried
+  local bin = os.getenv("TL_TEST_BIN") or "./towerlab"
+  if bin:sub(1, 1) ~= "/" then bin = io.popen("pwd"):read("l") .. "/" .. bin:gsub("^%./", "") end
+  local out = io.popen("cd /tmp && env -u TOWERLAB_DATA '" .. bin .. "' -e 'print(pcall(tl.datasets.aliccp))' 2>&1"):read("a")
+  check(out:find("no ali_ccp folder found", 1, true), out)
+end
+
+function T.alibaba_rechub_samples()
+  local dir = "../shared/data/rechub_mtl_samples"
+  local f = io.open(dir .. "/SOURCE.md", "rb")
+  if not f then skip(dir .. " absent") end
+  f:close()
+  local d = tl.datasets.aliccp{ path = dir }
+  eq({ #d.train, #d.valid, #d.test }, { 100, 50, 50 })
+  near(d.tasks[1].rate, 0.07, 1e-12)
+  near(d.tasks[2].rate, 0.01, 1e-12)
+  local e = tl.datasets.aliexpress(dir)
+  eq({ #e.train, #e.valid + #e.test }, { 100, 20 })
+  near(e.tasks[1].rate, 0.6, 1e-12)
+  eq(#e:fields().categorical, 16)
+end
+
+function T.aliexpress_mtreclib_layout()
+  local d = tl.datasets.aliexpress{ path = "tests/data/aliexpress_mtreclib", valid = 0 }
+  eq({ #d.train, #d.valid, #d.test }, { 5, 0, 4 })
+  eq(d.skipped.count, 1)
+  eq(d:vocab("categorical_1"), { "7", "8" })
+  raises(function() tl.datasets.aliexpress(tmpdir) end, "no AliExpress in")
+end
+
 -- issue 24 item 7: the program finds its data from any working directory
 function T.datasets_found_from_any_directory()
   if not census_present() then skip("data/census_income_kdd absent") end
