@@ -579,6 +579,31 @@ static void add_task_summary(luaL_Buffer *b, const tl_dataset *d, const tl_split
     }
 }
 
+/* "; hashed: a 1000 values, 4.1% collide in 100000 buckets, ..." (the
+ * first 4 hashed fields whose counts are known). */
+static void add_hash_summary(luaL_Buffer *b, const tl_dataset *d)
+{
+    int shown = 0, more = 0;
+    for (int f = 0; f < tl_dataset_n_cat(d); f++) {
+        uint32_t nv, nc;
+        if (!tl_dataset_hash_collisions(d, f, &nv, &nc)) continue;
+        if (shown == 4) {
+            more++;
+            continue;
+        }
+        char buf[200];
+        snprintf(buf, sizeof buf, "%s%s %u values, %.1f%% collide in %d buckets", shown ? ", " : "; hashed: ",
+                 tl_dataset_cat_name(d, f), nv, nv ? 100.0 * nc / nv : 0.0, tl_dataset_vocab(d)[f] - 1);
+        luaL_addstring(b, buf);
+        shown++;
+    }
+    if (more) {
+        char buf[40];
+        snprintf(buf, sizeof buf, ", %d more (d:fields())", more);
+        luaL_addstring(b, buf);
+    }
+}
+
 static int d_tostring(lua_State *L)
 {
     dataset_ud *u = to_dataset(L, 1);
@@ -608,6 +633,7 @@ static int d_tostring(lua_State *L)
         snprintf(buf, sizeof buf, "; %zu bad rows skipped", sk);
         luaL_addstring(&b, buf);
     }
+    add_hash_summary(&b, d);
     if (tl_dataset_from_cache(d)) luaL_addstring(&b, "; from cache");
     luaL_pushresult(&b);
     return 1;
@@ -673,6 +699,13 @@ static int d_fields(lua_State *L)
         lua_setfield(L, -2, "vocab");
         lua_pushstring(L, tl_dataset_cat_kind(d, f));
         lua_setfield(L, -2, "kind");
+        uint32_t nv, nc;
+        if (tl_dataset_hash_collisions(d, f, &nv, &nc)) {
+            lua_pushinteger(L, nv);
+            lua_setfield(L, -2, "values");
+            lua_pushnumber(L, nv ? (double)nc / nv : 0.0);
+            lua_setfield(L, -2, "collisions");
+        }
         lua_rawseti(L, -2, f + 1);
     }
     lua_setfield(L, -2, "categorical");
@@ -852,6 +885,7 @@ static const char *const DOC_CSV =
     "                        csv), so sep=',' reads 'a,  b' and 'a, \"b,c\"'\n"
     "  categorical={'a', {'b', min_count=5}, {'c', hash=100000}}  ids from the train split:\n"
     "                        0 = unseen/rare, 1 = missing, 2.. = values (hash: buckets, last = missing)\n"
+    "                        the collision rate of hashed fields is in print(d) and d:fields()\n"
     "  numeric={'age', {'x', transform='log1p'}, {'y', transform='quantile', buckets=10}}\n"
     "  transform='standard'  default: standard (train mean/std) | log1p | none | quantile\n"
     "  labels={ctr={column='click', positive='1'}, good={column='r', threshold=4},\n"
@@ -894,7 +928,9 @@ void tl_lua_open_data(lua_State *L, int tl)
     lua_getfield(L, -1, "__methods");
     lua_getfield(L, -1, "fields");
     tl_lua_doc(L, "dataset:fields", -1,
-               "d:fields() -> {categorical={{name=, vocab=, kind=}...}, numeric={{name=, transform=, mean=, std=}...}}");
+               "d:fields() -> {categorical={{name=, vocab=, kind=}...}, numeric={{name=, transform=, mean=, std=}...}}\n"
+               "hashed fields also give values= (distinct training values) and collisions= (the share of\n"
+               "them that landed in a bucket an earlier value held), when known (not from the cache).");
     lua_pop(L, 1);
     lua_getfield(L, -1, "vocab");
     tl_lua_doc(L, "dataset:vocab", -1, "d:vocab(field) -> the value of each id from 2 on (0 = unseen, 1 = missing)");

@@ -291,6 +291,59 @@ static void test_hash_quantile_log1p_id_weight(void **state)
     tl_dataset_free(d);
 }
 
+/* The collision rate of hashed fields: distinct training values and how many
+ * share a bucket with an earlier one, known at load (not from the cache,
+ * not with like=). */
+static void test_hash_collisions(void **state)
+{
+    (void)state;
+    const char *p = write_file("hc.csv", "a,x,y\np,0,1\nq,1,0\nr,2,0\ns,3,1\n?,4,0\np,5,0\nt,6,1\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    s.split = TL_SPLIT_MODULO;
+    s.modulo = 7;
+    for (int k = 0; k < 7; k++) s.modulo_to[k] = k < 6 ? TL_TO_TRAIN : TL_TO_TEST; /* t is not a train value */
+    cat[0].hash_buckets = 3;
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    uint32_t nv = 0, nc = 0;
+    assert_int_equal(tl_dataset_hash_collisions(d, 0, &nv, &nc), 1);
+    assert_int_equal(nv, 4);
+    /* independently: the buckets of p, q, r, s (rows 0-3) */
+    const tl_split *tr = tl_dataset_split(d, "train");
+    int distinct = 0;
+    for (int i = 0; i < 4; i++) {
+        int seen = 0;
+        for (int j = 0; j < i; j++) seen |= tr->cat[j] == tr->cat[i];
+        distinct += !seen;
+    }
+    assert_int_equal(nc, 4 - distinct);
+    assert_true(nc >= 1); /* 4 values, 3 buckets */
+    tl_dataset *u = NULL;
+    assert_int_equal(tl_data_csv_load(&s, d, &u), TL_OK);
+    assert_int_equal(tl_dataset_hash_collisions(u, 0, &nv, &nc), 0);
+    tl_dataset_free(u);
+    tl_dataset_free(d);
+    cat[0].hash_buckets = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_hash_collisions(d, 0, &nv, &nc), 1);
+    assert_int_equal(nc, 3);
+    tl_dataset_free(d);
+    cat[0].hash_buckets = 1 << 30;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_hash_collisions(d, 0, &nv, &nc), 1);
+    assert_int_equal(nc, 0);
+    tl_dataset_free(d);
+    /* a vocabulary field has no collision counts */
+    cat[0].hash_buckets = 0;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_hash_collisions(d, 0, &nv, &nc), 0);
+    tl_dataset_free(d);
+}
+
 /* ---- splits and vocabularies --------------------------------------------------- */
 
 static void test_vocab_from_train_only(void **state)
@@ -1614,6 +1667,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_census_style_sep_columns_skip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_labels_threshold_regression_drop_keep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hash_quantile_log1p_id_weight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hash_collisions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vocab_from_train_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ratio_split_and_shuffle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_by_files_and_like, setup, teardown),

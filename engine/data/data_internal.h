@@ -69,6 +69,11 @@ typedef struct {
     char *str_blob;
     uint32_t n_edges;  /* CAT_QUANT: bucket edges */
     float *edges;
+    /* CAT_HASH, when computed at load (not kept by the cache, not for like=
+     * loads): distinct training values, and how many of them landed in a
+     * bucket an earlier value already held */
+    int hash_known;
+    uint32_t hash_values, hash_collided;
 } dcat;
 
 typedef struct {

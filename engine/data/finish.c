@@ -61,6 +61,30 @@ static const dnum *like_num(const tl_dataset *like, const char *name)
     return NULL;
 }
 
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The collision count of a hashed field: of its n values seen in training
+ * (counts > 0), those whose bucket (map) an earlier one already held. */
+static tl_status hash_collisions(uint32_t n, const uint32_t *counts, const int32_t *map, dcat *out)
+{
+    int32_t *b = tl_malloc(sizeof *b * ((size_t)n + 1), "hash collisions");
+    if (!b) return TL_ERR_NOMEM;
+    uint32_t k = 0, used = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (counts[i]) b[k++] = map[i];
+    qsort(b, k, sizeof *b, cmp_i32);
+    for (uint32_t i = 0; i < k; i++) used += i == 0 || b[i] != b[i - 1];
+    tl_free(b);
+    out->hash_known = 1;
+    out->hash_values = k;
+    out->hash_collided = k - used;
+    return TL_OK;
+}
+
 /* Build the id of every distinct raw value of categorical source k. */
 static tl_status build_vocab(const rawset *rs, int k, const uint32_t *counts, const tl_data_cat_col *col,
                              const tl_data_schema *s, const tl_dataset *like, dcat *out, int32_t *map)
@@ -77,7 +101,7 @@ static tl_status build_vocab(const rawset *rs, int k, const uint32_t *counts, co
         out->size = b + 1; /* the last id is "missing" */
         for (uint32_t i = 0; i < t->n; i++)
             map[i] = (int32_t)(hash_bytes(st_str(t, i), t->len[i], 0x746c) % (uint64_t)b);
-        return TL_OK;
+        return lc ? TL_OK : hash_collisions(t->n, counts, map, out);
     }
     /* vocabulary: counts over training rows only */
     uint32_t n_str = 0;

@@ -141,6 +141,22 @@ function T.csv_skipinitialspace()
   raises(function() small{ path = write("c3.csv", "a, x, y\nred,1, 1\n") , sep = ", " } end, "expected 3 fields, got 2")
 end
 
+-- issue 24 item 2: the collision rate of hashed fields, in print(d) and d:fields()
+function T.csv_hash_collision_rate()
+  local p = write("hc.csv", "a,x,y\np,0,1\nq,1,0\nr,2,0\ns,3,1\n?,4,0\np,5,0\n")
+  local d = small{ path = p, categorical = { { "a", hash = 1 } } }
+  local f = d:fields().categorical[1]
+  eq({ f.kind, f.values }, { "hash", 4 })
+  near(f.collisions, 0.75, 1e-12)
+  check(tostring(d):find("; hashed: a 4 values, 75.0% collide in 1 buckets", 1, true), tostring(d))
+  local c = small{ path = p, categorical = { { "a", hash = 1 } }, cache = tmpdir }
+  local c2 = small{ path = p, categorical = { { "a", hash = 1 } }, cache = tmpdir }
+  eq(c.from_cache, false)
+  eq(c2.from_cache, true)
+  eq(c2:fields().categorical[1].collisions, nil) -- the cache does not keep them
+  eq(small{ path = p }:fields().categorical[1].collisions, nil)
+end
+
 function T.csv_bad_input_messages()
   local p = write("bad.csv", "a,x,y\nred,1,1\nblue,oops,0\n")
   raises(function() small{ path = p } end, "bad.csv:3: column 2 ('x'): expected a number, got \"oops\"")
