@@ -344,6 +344,123 @@ static void test_hash_collisions(void **state)
     tl_dataset_free(d);
 }
 
+/* The KLL sketch (data/sketch.h): rank error within 2.5/k on a million
+ * values in random, sorted and reversed order, bounded memory, exact and
+ * deterministic answers where it promises them. */
+static void test_quantile_sketch(void **state)
+{
+    (void)state;
+    const size_t n = 1000000;
+    const int k = 200;
+    uint32_t *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    double rank[99];
+    float got[99], again[99];
+    for (int q = 0; q < 99; q++) rank[q] = floor((q + 1) * (double)n / 100);
+    for (int order = 0; order < 3; order++)
+        for (uint64_t seed = 1; seed <= 2; seed++) {
+            tl_rng g;
+            tl_rng_seed(&g, 77 + seed);
+            for (size_t i = 0; i < n; i++) v[i] = (uint32_t)(order == 2 ? n - 1 - i : i);
+            if (order == 0) tl_rng_shuffle_u32(&g, v, n);
+            tl_sketch *s = NULL;
+            assert_int_equal(tl_sketch_new(k, seed, &s), TL_OK);
+            size_t most = 0;
+            for (size_t i = 0; i < n; i++) {
+                assert_int_equal(tl_sketch_add(s, (float)v[i]), TL_OK);
+                if (tl_sketch_retained(s) > most) most = tl_sketch_retained(s);
+            }
+            assert_int_equal(tl_sketch_count(s), n);
+            assert_true(most <= 3 * (size_t)k + 64); /* bounded, whatever n */
+            assert_int_equal(tl_sketch_quantiles(s, rank, 99, got), TL_OK);
+            for (int q = 0; q < 99; q++) { /* value i has rank i */
+                double err = fabs((double)got[q] - rank[q]) / (double)n;
+                if (err > 2.5 / k) fail_msg("order %d seed %d: rank %.0f answered %.0f (error %.4f > %.4f)", order,
+                                            (int)seed, rank[q], (double)got[q], err, 2.5 / k);
+            }
+            tl_sketch_free(s);
+            /* the same values, order and seed: the same answers */
+            assert_int_equal(tl_sketch_new(k, seed, &s), TL_OK);
+            for (size_t i = 0; i < n; i++) assert_int_equal(tl_sketch_add(s, (float)v[i]), TL_OK);
+            assert_int_equal(tl_sketch_quantiles(s, rank, 99, again), TL_OK);
+            assert_memory_equal(got, again, sizeof got);
+            tl_sketch_free(s);
+        }
+    free(v);
+    /* up to k values: exact */
+    tl_sketch *s = NULL;
+    assert_int_equal(tl_sketch_new(k, 3, &s), TL_OK);
+    double r3[3] = {0, 100, 199};
+    float o3[3];
+    assert_int_equal(tl_sketch_quantiles(s, r3, 3, o3), TL_ERR_ARG); /* empty */
+    for (int i = 0; i < k; i++) assert_int_equal(tl_sketch_add(s, (float)((i * 37) % k)), TL_OK);
+    assert_int_equal(tl_sketch_quantiles(s, r3, 3, o3), TL_OK);
+    assert_float_equal(o3[0], 0, 0);
+    assert_float_equal(o3[1], 100, 0);
+    assert_float_equal(o3[2], 199, 0);
+    tl_sketch_free(s);
+    /* one value many times */
+    assert_int_equal(tl_sketch_new(16, 3, &s), TL_OK);
+    for (int i = 0; i < 100000; i++) assert_int_equal(tl_sketch_add(s, 2.5f), TL_OK);
+    assert_int_equal(tl_sketch_quantiles(s, r3, 3, o3), TL_OK);
+    assert_float_equal(o3[1], 2.5, 0);
+    tl_sketch_free(s);
+    assert_int_equal(tl_sketch_new(4, 1, &s), TL_ERR_ARG);
+}
+
+/* Quantile edges: a sort up to TL_DATA_SKETCH_ROWS values, the sketch when
+ * the schema asks (quantile_sketch): the same edges while the sketch is
+ * exact, and buckets of about equal size beyond. */
+static void test_quantile_edges_sketch(void **state)
+{
+    (void)state;
+    const int n = 20000;
+    char *text = malloc((size_t)n * 24 + 16);
+    assert_non_null(text);
+    size_t o = (size_t)sprintf(text, "a,x,y\n");
+    for (int i = 0; i < n; i++) o += (size_t)sprintf(text + o, "r,%d,%d\n", (i * 7919) % n, i & 1);
+    const char *p = write_file("qs.csv", text);
+    free(text);
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    num[0] = (tl_data_num_col){"x", TL_NUM_QUANTILE, 10};
+    tl_dataset *exact = NULL, *sk = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &exact), TL_OK);
+    s.quantile_sketch = 1;
+    s.cache = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &sk), TL_OK);
+    assert_false(tl_dataset_from_cache(sk)); /* not cached */
+    const tl_split *a = tl_dataset_split(exact, "all"), *b = tl_dataset_split(sk, "all");
+    assert_int_equal(tl_dataset_vocab(exact)[1], 11);
+    assert_int_equal(tl_dataset_vocab(sk)[1], 11);
+    int differ = 0;
+    size_t cnt[12] = {0};
+    for (int i = 0; i < n; i++) {
+        differ += a->cat[2 * i + 1] != b->cat[2 * i + 1];
+        cnt[b->cat[2 * i + 1]]++;
+    }
+    assert_true(differ > 0); /* the sketch really ran: not the sort's edges */
+    for (int id = 1; id <= 10; id++)
+        if (fabs((double)cnt[id] - n / 10.0) > 2 * 2.5 / TL_DATA_SKETCH_K * n)
+            fail_msg("bucket %d holds %zu rows, expected %d +- %.0f", id, cnt[id], n / 10,
+                     2 * 2.5 / TL_DATA_SKETCH_K * n);
+    tl_dataset_free(exact);
+    tl_dataset_free(sk);
+    /* few values: the sketch is exact, the same edges as the sort */
+    p = write_file("qs2.csv", "a,x,y\nr,5,1\nr,1,0\nr,4,1\nr,2,0\nr,3,1\nr,9,0\nr,7,1\nr,8,0\n");
+    s.path = p;
+    s.quantile_sketch = 0;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &exact), TL_OK);
+    s.quantile_sketch = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &sk), TL_OK);
+    assert_int_equal(tl_dataset_vocab_fingerprint(exact, 1), tl_dataset_vocab_fingerprint(sk, 1));
+    tl_dataset_free(exact);
+    tl_dataset_free(sk);
+}
+
 /* ---- splits and vocabularies --------------------------------------------------- */
 
 static void test_vocab_from_train_only(void **state)
@@ -1668,6 +1785,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_labels_threshold_regression_drop_keep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hash_quantile_log1p_id_weight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hash_collisions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quantile_sketch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quantile_edges_sketch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vocab_from_train_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ratio_split_and_shuffle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_by_files_and_like, setup, teardown),

@@ -588,8 +588,9 @@ tl_status tl_data_csv_load(const tl_data_schema *s, const tl_dataset *like, tl_d
     }
     const char *base = strrchr(s->path, '/');
     const char *source = s->name ? s->name : base ? base + 1 : s->path;
-    /* the cache key (cache.c) does not cover skip_initial_space and max_rows yet: such loads are not cached */
-    const int use_cache = s->cache && !like && !s->skip_initial_space && !s->max_rows;
+    /* the cache key (cache.c) does not cover skip_initial_space, max_rows and quantile_sketch yet:
+     * such loads are not cached */
+    const int use_cache = s->cache && !like && !s->skip_initial_space && !s->max_rows && !s->quantile_sketch;
     char *cpath = NULL;
     uint64_t key = 0;
     rawset rs;

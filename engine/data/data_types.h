@@ -52,6 +52,13 @@ typedef struct {
     int hash_buckets;          /* > 0: hash into this many buckets instead of a vocabulary */
 } tl_data_cat_col;
 
+/* Quantile bucket edges come from an exact sort of the training values up
+ * to this many values, and from a streaming quantile sketch (data/sketch.h,
+ * k = TL_DATA_SKETCH_K: one pass, about 3k floats, rank error about 2/k)
+ * above it or when the schema asks for it (quantile_sketch). */
+#define TL_DATA_SKETCH_ROWS ((size_t)1 << 24)
+#define TL_DATA_SKETCH_K 1024
+
 typedef struct {
     const char *name;
     tl_num_transform transform;
@@ -126,6 +133,8 @@ typedef struct {
     int skip_initial_space;    /* 1: spaces at the start of each field are skipped (Python
                                   csv's skipinitialspace): sep="," then reads "a, b" as "a","b" */
     size_t max_rows;           /* > 0: read at most this many data rows of each file (not cached) */
+    int quantile_sketch;       /* 1: every quantile column's edges from the sketch, at any size
+                                  (not cached); 0: only above TL_DATA_SKETCH_ROWS values */
 } tl_data_schema;
 
 #endif

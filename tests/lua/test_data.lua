@@ -157,6 +157,21 @@ function T.csv_hash_collision_rate()
   eq(small{ path = p }:fields().categorical[1].collisions, nil)
 end
 
+-- issue 24 item 2: quantile buckets from the one-pass sketch when asked
+function T.csv_quantile_sketch()
+  local lines = { "a,x,y" }
+  for i = 0, 19999 do lines[#lines + 1] = ("r,%d,%d"):format((i * 7919) % 20000, i % 2) end
+  local p = write("qs.csv", table.concat(lines, "\n") .. "\n")
+  local function load(sk)
+    return small{ path = p, numeric = { { "x", transform = "quantile", buckets = 4 } }, sketch = sk }
+  end
+  local e, s = load(false), load(true)
+  eq(e:fields().categorical[2].vocab, 5)
+  eq(s:fields().categorical[2].vocab, 5)
+  eq(s.from_cache, false)
+  raises(function() load("yes") end, "sketch")
+end
+
 function T.csv_bad_input_messages()
   local p = write("bad.csv", "a,x,y\nred,1,1\nblue,oops,0\n")
   raises(function() small{ path = p } end, "bad.csv:3: column 2 ('x'): expected a number, got \"oops\"")
