@@ -53,7 +53,7 @@ typedef struct {
     tl_data_cat_col cat[AE_NC + CCP_NF];
     tl_data_num_col num[AE_NN];
     tl_data_label lab[2];
-    char names[AE_NC + AE_NN][16];
+    char names[AE_NC + AE_NN][24];
     tl_data_schema s;
     plan p;
 } ali_schema;
