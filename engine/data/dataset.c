@@ -219,3 +219,11 @@ void tl_data_set_views(tl_dataset *d)
         s->row = d->row ? d->row + o : NULL;
     }
 }
+
+int tl_dataset_hash_collisions(const tl_dataset *d, int f, uint32_t *values, uint32_t *collided)
+{
+    if (!d || f < 0 || f >= d->n_cat || d->cat[f].kind != CAT_HASH || !d->cat[f].hash_known) return 0;
+    if (values) *values = d->cat[f].hash_values;
+    if (collided) *collided = d->cat[f].hash_collided;
+    return 1;
+}

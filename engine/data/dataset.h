@@ -63,6 +63,11 @@ int tl_dataset_from_cache(const tl_dataset *d);
 /* Rows skipped with on_bad = skip, and the line numbers of the first few
  * (up to 8, in `lines`, which may be NULL). Returns the total count. */
 size_t tl_dataset_skipped(const tl_dataset *d, const uint64_t **lines, int *n_lines);
+/* Hashed field f: 1 with *values = its distinct training values and
+ * *collided = how many of them share a bucket with an earlier one (the
+ * collision rate is collided / values); 0 when f is not hashed or the
+ * counts are not known (loaded from the cache, or with like=). */
+int tl_dataset_hash_collisions(const tl_dataset *d, int f, uint32_t *values, uint32_t *collided);
 /* Bytes held by the dataset's arrays (for the Lua GC). */
 size_t tl_dataset_bytes(const tl_dataset *d);
 
