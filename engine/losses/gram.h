@@ -74,7 +74,9 @@ tl_status tl_gram_nash(const double *G, int T, const tl_gram_params *p, double *
 /* IMTL-G (Liu et al. 2021): alpha with sum alpha = 1 such that d has equal
  * projections onto every unit task gradient u_k = g_k / |g_k| (LibMTL's
  * closed form). A zero g_k or a singular system (e.g. two parallel task
- * gradients): TL_ERR_NUMERIC with a message, alpha = 1/T. T = 1: alpha = 1. */
+ * gradients): TL_ERR_NUMERIC with a message, alpha = 1/T. T = 1: alpha = 1.
+ * T gradients spanning exactly T - 1 dimensions: d = 0 (the only direction
+ * with equal projections). */
 tl_status tl_gram_imtl_g(const double *G, int T, double *alpha);
 
 /* Aligned-MTL (Senushkin et al. 2023): with G = V diag(l) V^T (rank r,
@@ -82,7 +84,7 @@ tl_status tl_gram_imtl_g(const double *G, int T, double *alpha);
  * balancing matrix B = sqrt(l_min) V_r diag(1/sqrt(l)) V_r^T makes the
  * aligned gradients g'_i = sum_j B_ij g_j orthogonal with equal norms
  * sqrt(l_min) (condition number 1); alpha = column sums of B. B (T*T, may be
- * NULL) receives that matrix. G = 0: alpha = 0, B = 0 (d = 0). */
+ * NULL) receives that matrix. G = 0: alpha = 1/T, B = I/T (d = 0). */
 tl_status tl_gram_aligned(const double *G, int T, double *alpha, double *B);
 
 /* UPGrad (TorchJD, Quinton & Rey 2024): each g_i / T projected onto the dual
