@@ -380,6 +380,11 @@ static void test_nash_bargaining(void **state)
         assert_int_equal(tl_gram_nash(s.G, s.T, &p, prev, again, NULL), TL_OK);
         for (int k = 0; k < s.T; k++)
             assert_true(fabs(again[k] - alpha[k]) <= 1e-10 * alpha[k]);
+        /* the cold start (prev = 0) finds the same point */
+        double cold[TMAX] = {0}, ac[TMAX];
+        assert_int_equal(tl_gram_nash(s.G, s.T, &p, cold, ac, NULL), TL_OK);
+        for (int k = 0; k < s.T; k++)
+            assert_true(fabs(ac[k] - alpha[k]) <= 1e-10 * alpha[k]);
         /* scaling G by 4 halves alpha */
         double G4[TMAX * TMAX], a4[TMAX], p4[TMAX];
         for (int i = 0; i < s.T * s.T; i++)
@@ -807,6 +812,86 @@ static void test_gradvac_reaches_target(void **state)
     assert_true(lifted >= 3);
 }
 
+/* ---- many tasks ------------------------------------------------------------ */
+
+/* 150 random sets with T = 2..16 and n from T/2 to 60 (rank-deficient when
+ * n < T): every solver succeeds (or reports the documented degenerate
+ * case), writes finite weights, and keeps its defining property. */
+static void test_many_tasks(void **state)
+{
+    (void)state;
+    int nash_ok = 0, imtl_ok = 0;
+    for (int c = 0; c < 150; c++) {
+        int T = 2 + c % 15, ns[4] = {T / 2 + 1, T, 3 * T, 60};
+        int n = ns[(c / 15) % 4], kind = (c / 3) % 4;
+        if (n > NMAX)
+            n = NMAX;
+        gset s;
+        make_set(&s, T, n, kind, 1000 + (uint64_t)c);
+        double alpha[TMAX];
+        assert_int_equal(tl_gram_mgda(s.G, T, alpha), TL_OK);
+        double v = mgda_violation(&s, alpha);
+        if (v > 1e-7)
+            printf("many: set %d (T %d n %d kind %d) mgda %g\n", c, T, n, kind, v);
+        assert_true(v <= 1e-7);
+        double d[NMAX], mn;
+        direction(&s, alpha, d);
+        mn = dot(d, d, s.n);
+
+        tl_gram_params p = tl_gram_defaults();
+        p.cagrad_rescale = 0;
+        assert_int_equal(tl_gram_cagrad(s.G, T, &p, alpha), TL_OK);
+        double g0[NMAX], diff[NMAX];
+        direction(&s, alpha, d);
+        mean_grad(&s, g0);
+        for (int i = 0; i < n; i++)
+            diff[i] = d[i] - g0[i];
+        double r = p.cagrad_c * sqrt(dot(g0, g0, n));
+        assert_true(sqrt(dot(diff, diff, n)) <= r * (1.0 + 1e-9) + 1e-12 * sqrt(s.gmax2));
+
+        double prev[TMAX];
+        for (int k = 0; k < T; k++)
+            prev[k] = 1.0;
+        tl_status st = tl_gram_nash(s.G, T, NULL, prev, alpha, NULL);
+        for (int k = 0; k < T; k++)
+            assert_true(isfinite(alpha[k]));
+        if (st == TL_OK) {
+            double res = nash_residual(s.G, T, alpha);
+            if (res > 1e-8)
+                printf("many: set %d (T %d n %d kind %d) nash residual %g (min-norm %g)\n", c,
+                       T, n, kind, res, mn / s.gmax2);
+            assert_true(res <= 1e-8);
+            nash_ok++;
+        } else {
+            assert_int_equal(st, TL_ERR_NUMERIC);
+            assert_true(mn <= 1e-6 * s.gmax2);
+        }
+
+        st = tl_gram_imtl_g(s.G, T, alpha);
+        for (int k = 0; k < T; k++)
+            assert_true(isfinite(alpha[k]));
+        if (st == TL_OK) {
+            assert_true(imtl_spread(&s, alpha) <= 1e-7);
+            imtl_ok++;
+        } else {
+            assert_int_equal(st, TL_ERR_NUMERIC);
+        }
+
+        double B[TMAX * TMAX], l, rank;
+        assert_int_equal(tl_gram_aligned(s.G, T, alpha, B), TL_OK);
+        assert_true(aligned_violation(&s, B, &l, &rank) <= 1e-7);
+
+        p = tl_gram_defaults();
+        p.upgrad_reg_eps = 0.0;
+        assert_int_equal(tl_gram_upgrad(s.G, T, &p, alpha), TL_OK);
+        assert_true(worst_conflict(&s, alpha) <= 1e-9);
+        assert_int_equal(tl_gram_upgrad(s.G, T, NULL, alpha), TL_OK);
+        for (int k = 0; k < T; k++)
+            assert_true(isfinite(alpha[k]) && alpha[k] >= 1.0 / T - 1e-12);
+    }
+    assert_true(nash_ok >= 50 && imtl_ok >= 50);
+}
+
 /* ---- reference fixture (numpy/scipy, tests/fixtures/gram/make_gram.py) ---- */
 
 static void test_reference_fixture(void **state)
@@ -979,6 +1064,7 @@ int main(void)
         cmocka_unit_test(test_pcgrad_two_tasks),
         cmocka_unit_test(test_pcgrad_gradvac_match_vectors),
         cmocka_unit_test(test_gradvac_reaches_target),
+        cmocka_unit_test(test_many_tasks),
         cmocka_unit_test(test_reference_fixture),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_no_alloc_single_task),

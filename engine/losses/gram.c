@@ -18,7 +18,7 @@ tl_gram_params tl_gram_defaults(void)
     p.cagrad_c = 0.4;       /* CAGrad's NYUv2/Cityscapes runs (run.sh); LibMTL uses 0.5 */
     p.cagrad_rescale = 1;   /* official utils.py and LibMTL */
     p.nash_max_norm = 1.0;  /* nash-mtl NashMTL(max_norm=1.0) */
-    p.nash_iters = 20;      /* nash-mtl optim_niter */
+    p.nash_iters = 100;     /* Newton steps (nash-mtl: optim_niter = 20 CCP steps) */
     p.upgrad_norm_eps = 1e-4; /* TorchJD QuadprogProjector */
     p.upgrad_reg_eps = 1e-4;
     p.gradvac_beta = 0.5;   /* LibMTL --GradVac_beta */
@@ -470,9 +470,58 @@ fail:
  * (on the Frobenius-normalised Gn = G / |G|_F, as the official code, then
  * alpha = a / sqrt(|G|_F)). The official code approaches it by up to 20
  * convex-concave steps solved by ECOS; damped Newton on P reaches the same
- * point to machine precision in a few steps from the warm start. P is
- * bounded below iff 0 is not in the convex hull of the g_k, which is checked
- * first through MGDA's min-norm point. */
+ * point to rounding in a few steps from the warm start. P is bounded below
+ * iff 0 is not in the convex hull of the g_k, which is checked first through
+ * MGDA's min-norm point. */
+static void nash_newton(const double *Gn, int T, int iters, double *a)
+{
+    for (int it = 0; it < iters; it++) {
+        double g[MAXT], H[MAXT * MAXT], step[MAXT];
+        int done = 1;
+        for (int i = 0; i < T; i++) {
+            double ga = 0.0, mag = 0.0;
+            for (int j = 0; j < T; j++) {
+                ga += Gn[i * T + j] * a[j];
+                mag += fabs(Gn[i * T + j] * a[j]);
+                H[i * T + j] = Gn[i * T + j];
+            }
+            g[i] = ga - 1.0 / a[i];
+            H[i * T + i] += 1.0 / (a[i] * a[i]);
+            /* converged when a_i (Gn a)_i = 1 up to the rounding of its sum */
+            if (fabs(a[i] * ga - 1.0) > 1e-13 + 8.0 * T * DBL_EPSILON * a[i] * mag)
+                done = 0;
+            step[i] = -g[i];
+        }
+        if (done || !cholesky(H, T, T))
+            return;
+        chol_solve(H, T, T, step);
+        /* stay inside a > 0, then backtrack on P (Armijo) */
+        double t = 1.0, slope = 0.0, res = 0.0;
+        for (int i = 0; i < T; i++) {
+            if (step[i] < 0.0 && -0.99 * a[i] / step[i] < t)
+                t = -0.99 * a[i] / step[i];
+            slope += g[i] * step[i];
+            res = fmax(res, fabs(a[i] * (g[i] + 1.0 / a[i]) - 1.0));
+        }
+        double p0 = 0.5 * quad(Gn, T, a, a), an[MAXT];
+        for (int i = 0; i < T; i++)
+            p0 -= log(a[i]);
+        for (int ls = 0; ls < 60; ls++) {
+            double p1;
+            for (int i = 0; i < T; i++)
+                an[i] = a[i] + t * step[i];
+            p1 = 0.5 * quad(Gn, T, an, an);
+            for (int i = 0; i < T; i++)
+                p1 -= log(an[i]);
+            /* near the solution P's decrease is below its rounding: full steps */
+            if (res < 1e-3 || p1 <= p0 + 1e-4 * t * slope)
+                break;
+            t *= 0.5;
+        }
+        memcpy(a, an, sizeof(double) * (size_t)T);
+    }
+}
+
 tl_status tl_gram_nash(const double *G, int T, const tl_gram_params *p, double *prev,
                        double *alpha, double *shared_scale)
 {
@@ -480,17 +529,20 @@ tl_status tl_gram_nash(const double *G, int T, const tl_gram_params *p, double *
     tl_gram_params dp = tl_gram_defaults();
     if (!p)
         p = &dp;
-    if (!prev)
-        return tl_fail(TL_ERR_ARG, "nash: prev (the warm start) is NULL");
-    int warm = 1;
-    for (int k = 0; k < T && k < MAXT; k++)
-        if (!(prev[k] > 0.0) || !isfinite(prev[k]))
-            warm = 0;
-    for (int k = 0; k < T && k < MAXT; k++)
-        alpha[k] = warm ? prev[k] : 1.0;
     if (shared_scale)
         *shared_scale = 1.0;
+    if (!prev)
+        return tl_fail(TL_ERR_ARG, "nash: prev (the warm start) is NULL");
     tl_status st = check_gram("nash", G, T, S, &dmax, NULL);
+    int warm = 1;
+    for (int k = 0; k < T && k < MAXT; k++) {
+        alpha[k] = prev[k];
+        if (!(prev[k] > 0.0) || !isfinite(prev[k]))
+            warm = 0;
+    }
+    if (!warm)
+        for (int k = 0; k < T && k < MAXT; k++)
+            alpha[k] = 1.0;
     if (st != TL_OK)
         return st;
     double m[MAXT];
@@ -508,55 +560,15 @@ tl_status tl_gram_nash(const double *G, int T, const tl_gram_params *p, double *
     double Gn[MAXT * MAXT], a[MAXT];
     for (int i = 0; i < T * T; i++)
         Gn[i] = S[i] / fro;
-    /* warm start, rescaled so that a^T Gn a = T, which the solution satisfies */
-    double aga = quad(Gn, T, alpha, alpha);
+    /* cold start 1/|g_k| (exact for orthogonal gradients); either start is
+     * rescaled so that a^T Gn a = T, which the solution satisfies */
+    for (int k = 0; k < T; k++)
+        a[k] = warm ? alpha[k] : 1.0 / sqrt(Gn[k * T + k]);
+    double aga = quad(Gn, T, a, a);
     double sc = aga > 0.0 ? sqrt(T / aga) : 1.0;
     for (int k = 0; k < T; k++)
-        a[k] = alpha[k] * sc;
-    int iters = p->nash_iters > 0 ? p->nash_iters : 20;
-    for (int it = 0; it < iters; it++) {
-        double g[MAXT], H[MAXT * MAXT], step[MAXT], res = 0.0;
-        for (int i = 0; i < T; i++) {
-            double ga = 0.0;
-            for (int j = 0; j < T; j++) {
-                ga += Gn[i * T + j] * a[j];
-                H[i * T + j] = Gn[i * T + j];
-            }
-            g[i] = ga - 1.0 / a[i];
-            H[i * T + i] += 1.0 / (a[i] * a[i]);
-            if (fabs(a[i] * ga - 1.0) > res)
-                res = fabs(a[i] * ga - 1.0);
-            step[i] = -g[i];
-        }
-        if (res <= 1e-13)
-            break;
-        if (!cholesky(H, T, T))
-            break;
-        chol_solve(H, T, T, step);
-        /* stay inside a > 0, then backtrack on P (Armijo) */
-        double t = 1.0, slope = 0.0;
-        for (int i = 0; i < T; i++) {
-            if (step[i] < 0.0 && -0.99 * a[i] / step[i] < t)
-                t = -0.99 * a[i] / step[i];
-            slope += g[i] * step[i];
-        }
-        double p0 = 0.5 * quad(Gn, T, a, a);
-        for (int i = 0; i < T; i++)
-            p0 -= log(a[i]);
-        for (int ls = 0; ls < 60; ls++) {
-            double an[MAXT], p1;
-            for (int i = 0; i < T; i++)
-                an[i] = a[i] + t * step[i];
-            p1 = 0.5 * quad(Gn, T, an, an);
-            for (int i = 0; i < T; i++)
-                p1 -= log(an[i]);
-            if (p1 <= p0 + 1e-4 * t * slope || ls == 59) {
-                memcpy(a, an, sizeof(double) * (size_t)T);
-                break;
-            }
-            t *= 0.5;
-        }
-    }
+        a[k] *= sc;
+    nash_newton(Gn, T, p->nash_iters > 0 ? p->nash_iters : 100, a);
     double s = 1.0 / sqrt(fro);
     for (int k = 0; k < T; k++) {
         if (!(a[k] > 0.0) || !isfinite(a[k] * s))

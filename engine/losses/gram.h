@@ -34,8 +34,8 @@ typedef struct {
     double cagrad_c;        /* CAGrad ball radius c (paper's reported runs: 0.4) */
     int cagrad_rescale;     /* 0: none, 1: d / (1 + c^2) (official), 2: d / (1 + c) */
     double nash_max_norm;   /* Nash-MTL clips |d| to this (1.0); <= 0: no clip */
-    int nash_iters;         /* Nash-MTL solver iteration cap (20 in the official code;
-                               here Newton steps, see tl_gram_nash) */
+    int nash_iters;         /* Nash-MTL: cap on Newton steps (100; the official code
+                               caps its convex-concave steps at 20), see tl_gram_nash */
     double upgrad_norm_eps; /* UPGrad: trace(G) below this gives the mean (1e-4) */
     double upgrad_reg_eps;  /* UPGrad: ridge added to trace-normalised G (1e-4) */
     double gradvac_beta;    /* GradVac EMA rate of the cosine targets (LibMTL: 0.5) */
@@ -59,9 +59,13 @@ tl_status tl_gram_mgda(const double *G, int T, double *alpha);
 tl_status tl_gram_cagrad(const double *G, int T, const tl_gram_params *p, double *alpha);
 
 /* Nash-MTL (Navon et al. 2022): alpha > 0 with (G alpha)_k = 1 / alpha_k
- * (the Nash bargaining solution; then |d|^2 = T). `prev` (T doubles, caller
- * owned) is the warm start and receives the solution: fill it with 1.0 before
- * the first call (any non-positive or non-finite entry restarts from ones).
+ * (the Nash bargaining solution; then |d|^2 = T), found by damped Newton on
+ * a convex potential whose stationary point that is (the official code's
+ * convex-concave ECOS iterations aim at the same point; see gram.c). `prev`
+ * (T doubles, caller owned) is the warm start and receives the solution: fill
+ * it with 0 (or 1.0) before the first call; any non-positive or non-finite
+ * entry gives the cold start a_k ~ 1/|g_k|. Should the step cap be reached
+ * the last iterate is returned (as the official code does after 20 steps).
  * *shared_scale (may be NULL) receives min(1, max_norm / (|d| + 1e-6)): the
  * official code clips only the shared parameters' gradient to max_norm, the
  * task-specific gradients keep the weights alpha unscaled. No solution exists
