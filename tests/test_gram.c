@@ -644,6 +644,12 @@ static void test_upgrad_no_conflict(void **state)
     double G[4] = {1e-5, -1e-5, -1e-5, 2e-5}, alpha[2];
     assert_int_equal(tl_gram_upgrad(G, 2, NULL, alpha), TL_OK);
     assert_true(alpha[0] == 0.5 && alpha[1] == 0.5);
+    /* G = 0 with norm_eps = reg_eps = 0: still the mean, no 0/0 */
+    tl_gram_params z = tl_gram_defaults();
+    z.upgrad_norm_eps = z.upgrad_reg_eps = 0.0;
+    double Z[4] = {0};
+    assert_int_equal(tl_gram_upgrad(Z, 2, &z, alpha), TL_OK);
+    assert_true(alpha[0] == 0.5 && alpha[1] == 0.5);
 }
 
 static void test_pcgrad_two_tasks(void **state)

@@ -209,13 +209,13 @@ static int qp_active_set(const double *Q, const double *c, const double *lo, int
                          double *x)
 {
     int active[MAXT];
-    double qmax = 0.0;
+    double qmax = 0.0, cmax = 0.0;
     for (int i = 0; i < n; i++) {
         active[i] = !simplex || x[i] <= lo[i];
         if (active[i])
             x[i] = lo[i];
-        if (Q[i * n + i] > qmax)
-            qmax = Q[i * n + i];
+        qmax = fmax(qmax, Q[i * n + i]);
+        cmax = fmax(cmax, fabs(c[i]));
     }
     if (simplex) {
         int nf = 0;
@@ -287,7 +287,7 @@ static int qp_active_set(const double *Q, const double *c, const double *lo, int
         /* Stationary on the working set: release the bound with the most
          * negative multiplier, or stop. */
         int worst = -1;
-        double most = -1e-12 * qmax * xmax;
+        double most = -1e-12 * (qmax * xmax + cmax);
         for (int i = 0; i < n; i++) {
             if (!active[i])
                 continue;
@@ -697,18 +697,15 @@ tl_status tl_gram_upgrad(const double *G, int T, const tl_gram_params *p, double
         return tl_fail(TL_ERR_ARG, "upgrad: norm_eps = %g and reg_eps = %g must be >= 0",
                        p->upgrad_norm_eps, p->upgrad_reg_eps);
     }
+    /* TorchJD: G / trace(G), or 0 when the trace is below norm_eps, plus
+     * reg_eps I. With reg_eps = 0 the QP still needs a positive definite
+     * matrix: a ridge of 1e-12 (of I when G was zeroed: v = u either way). */
     double tr = trace_mean(S, T) * T, Q[MAXT * MAXT], zero[MAXT];
+    int zeroed = tr < p->upgrad_norm_eps || tr == 0.0;
+    double ridge = p->upgrad_reg_eps > 0.0 ? p->upgrad_reg_eps : zeroed ? 1.0 : 1e-12;
     for (int i = 0; i < T; i++)
         for (int j = 0; j < T; j++)
-            Q[i * T + j] = (tr < p->upgrad_norm_eps ? 0.0 : S[i * T + j] / tr) +
-                           (i == j ? p->upgrad_reg_eps : 0.0);
-    if (tr < p->upgrad_norm_eps || p->upgrad_reg_eps == 0.0) {
-        /* TorchJD: G normalised to zero; with reg_eps = 0 a singular G needs
-         * the QP's own tiny ridge */
-        double tiny = tr < p->upgrad_norm_eps ? 1.0 : 1e-12;
-        for (int i = 0; i < T; i++)
-            Q[i * T + i] += p->upgrad_reg_eps > 0.0 ? 0.0 : tiny;
-    }
+            Q[i * T + j] = (zeroed ? 0.0 : S[i * T + j] / tr) + (i == j ? ridge : 0.0);
     for (int k = 0; k < T; k++) {
         alpha[k] = 0.0;
         zero[k] = 0.0;
