@@ -898,6 +898,58 @@ static void test_many_tasks(void **state)
     assert_true(nash_ok >= 50 && imtl_ok >= 50);
 }
 
+/* Gradients of any scale get the same weights (no absolute tolerances),
+ * Nash-MTL's scaled by 1/sqrt(s); UPGrad's norm_eps is absolute by design. */
+static void test_scale_invariance(void **state)
+{
+    (void)state;
+    const double scales[] = {1e-12, 1e-6, 1e6, 1e12};
+    for (int c = 0; c < NSETS; c++) {
+        gset s;
+        get_set(&s, c);
+        int T = s.T;
+        double ref[9][TMAX];
+        for (int si = -1; si < 4; si++) {
+            double f = si < 0 ? 1.0 : scales[si], G[TMAX * TMAX], a[9][TMAX];
+            for (int i = 0; i < T * T; i++)
+                G[i] = f * s.G[i];
+            double prev[TMAX] = {0}, ema[TMAX * TMAX] = {0};
+            tl_rng r;
+            tl_rng_seed(&r, 4);
+            int ok[9];
+            ok[0] = tl_gram_mgda(G, T, a[0]) == TL_OK;
+            ok[1] = tl_gram_cagrad(G, T, NULL, a[1]) == TL_OK;
+            ok[2] = tl_gram_nash(G, T, NULL, prev, a[2], NULL) == TL_OK;
+            ok[3] = tl_gram_imtl_g(G, T, a[3]) == TL_OK;
+            ok[4] = tl_gram_aligned(G, T, a[4], NULL) == TL_OK;
+            ok[5] = tl_gram_gradvac(G, T, NULL, ema, &r, a[5]) == TL_OK;
+            ok[6] = tl_gram_gradvac(G, T, NULL, ema, &r, a[6]) == TL_OK; /* second step */
+            ok[7] = tl_gram_pcgrad(G, T, &r, a[7]) == TL_OK;
+            ok[8] = f >= 1.0 ? tl_gram_upgrad(G, T, NULL, a[8]) == TL_OK : 1;
+            for (int m = 0; m < 9; m++) {
+                if (m == 8 && f < 1.0)
+                    continue;
+                for (int k = 0; k < T; k++) {
+                    double v = m == 2 ? a[m][k] * sqrt(f) : a[m][k];
+                    if (si < 0) {
+                        ref[m][k] = ok[m] ? v : (double)NAN;
+                        continue;
+                    }
+                    if (isnan(ref[m][k])) {
+                        assert_false(ok[m]);
+                        continue;
+                    }
+                    assert_true(ok[m]);
+                    if (fabs(v - ref[m][k]) > 1e-8 * (fabs(ref[m][k]) + 1e-3))
+                        printf("scale %g set %d method %d task %d: %.15g vs %.15g\n", f, c, m, k,
+                               v, ref[m][k]);
+                    assert_true(fabs(v - ref[m][k]) <= 1e-8 * (fabs(ref[m][k]) + 1e-3));
+                }
+            }
+        }
+    }
+}
+
 /* ---- reference fixture (numpy/scipy, tests/fixtures/gram/make_gram.py) ---- */
 
 static void test_reference_fixture(void **state)
@@ -1020,7 +1072,8 @@ static void test_bad_input(void **state)
     assert_int_equal(tl_gram_gradvac(s.G, 3, NULL, ema, &r, alpha), TL_ERR_ARG);
 }
 
-/* The solvers allocate nothing and T = 1 is the task gradient itself. */
+/* The solvers allocate nothing, the Gram matrix of float gradients is
+ * accumulated in double, and T = 1 is the task gradient itself. */
 static void test_no_alloc_single_task(void **state)
 {
     (void)state;
@@ -1046,6 +1099,25 @@ static void test_no_alloc_single_task(void **state)
     assert_true(fabs(dn - sqrt(dot(d, d, s.n))) <= 1e-12 * dn);
     for (int k = 0; k < 5; k++)
         assert_true(fabs(cs[k] - cosine(d, s.g[k], s.n)) <= 1e-12);
+    /* the Gram matrix of float gradients, in two blocks, matches double */
+    float fg[5 * 64];
+    double Gf[25] = {0};
+    for (int k = 0; k < 5; k++)
+        for (int i = 0; i < 60; i++)
+            fg[k * 64 + i] = (float)s.g[k][i];
+    before = tl_alloc_count();
+    assert_int_equal(tl_gram_accumulate(Gf, 5, fg, 25, 64), TL_OK);
+    assert_int_equal(tl_gram_accumulate(Gf, 5, fg + 25, 35, 64), TL_OK);
+    assert_true(tl_alloc_count() == before);
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 5; j++) {
+            double e = 0.0;
+            for (int x = 0; x < 60; x++)
+                e += (double)fg[i * 64 + x] * (double)fg[j * 64 + x];
+            assert_true(fabs(Gf[i * 5 + j] - e) <= 1e-12 * s.gmax2);
+            assert_true(Gf[i * 5 + j] == Gf[j * 5 + i]);
+        }
+    assert_int_equal(tl_gram_accumulate(Gf, 5, fg, 65, 64), TL_ERR_ARG);
     double G1[1] = {2.5};
     assert_int_equal(tl_gram_mgda(G1, 1, alpha), TL_OK);
     assert_true(alpha[0] == 1.0);
@@ -1073,6 +1145,7 @@ int main(void)
         cmocka_unit_test(test_pcgrad_gradvac_match_vectors),
         cmocka_unit_test(test_gradvac_reaches_target),
         cmocka_unit_test(test_many_tasks),
+        cmocka_unit_test(test_scale_invariance),
         cmocka_unit_test(test_reference_fixture),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_no_alloc_single_task),

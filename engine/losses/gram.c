@@ -833,6 +833,44 @@ tl_status tl_gram_pcgrad(const double *G, int T, tl_rng *rng, double *alpha)
     return TL_OK;
 }
 
+/* <a, b> of float vectors in double, eight lanes in a fixed order (the
+ * compiler vectorises it; the same bits every run). cblas_dsdot is not used:
+ * OpenBLAS's kernel rounds the products to float (5e-8 relative error). */
+static double fdot(const float *a, const float *b, size_t n)
+{
+    double acc[8] = {0};
+    size_t x = 0;
+    for (; x + 8 <= n; x += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += (double)a[x + k] * (double)b[x + k];
+    double s = 0.0;
+    for (; x < n; x++)
+        s += (double)a[x] * (double)b[x];
+    for (int k = 0; k < 8; k++)
+        s += acc[k];
+    return s;
+}
+
+tl_status tl_gram_accumulate(double *G, int T, const float *grads, size_t n, size_t stride)
+{
+    if (T < 1 || T > MAXT)
+        return tl_fail(TL_ERR_ARG, "gram: %d tasks; the Gram solvers take 1..%d", T, MAXT);
+    if (!G || (!grads && n > 0))
+        return tl_fail(TL_ERR_ARG, "gram: %s is NULL", G ? "grads" : "G");
+    if (T > 1 && stride < n)
+        return tl_fail(TL_ERR_ARG, "gram: stride %zu is shorter than the block (%zu floats)",
+                       stride, n);
+    for (int i = 0; i < T; i++) {
+        for (int j = i; j < T; j++) {
+            double s = fdot(grads + (size_t)i * stride, grads + (size_t)j * stride, n);
+            G[i * T + j] += s;
+            if (j != i)
+                G[j * T + i] += s;
+        }
+    }
+    return TL_OK;
+}
+
 tl_status tl_gram_cosines(const double *G, int T, const double *alpha, double *cos,
                           double *dnorm)
 {

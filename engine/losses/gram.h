@@ -114,6 +114,13 @@ tl_status tl_gram_gradvac(const double *G, int T, const tl_gram_params *p, doubl
  * d = sum_i g'_i. For T = 2, <d, g_k> >= 0; for T > 2 not guaranteed. */
 tl_status tl_gram_pcgrad(const double *G, int T, tl_rng *rng, double *alpha);
 
+/* G[i*T + j] += <g_i, g_j> for the float gradient blocks g_i = grads + i *
+ * stride (n floats each), accumulated in double (products exact, a fixed
+ * summation order: the same bits every run). Zero G first; call once per parameter block
+ * when the shared gradients are not contiguous. Non-finite gradients give a
+ * non-finite G, which every solver refuses with a message. */
+tl_status tl_gram_accumulate(double *G, int T, const float *grads, size_t n, size_t stride);
+
 /* cos[k] = <d, g_k> / (|d| |g_k|) for d = sum alpha_j g_j, for logging
  * (0 where |d| or |g_k| is 0). Also returns |d| in *dnorm (may be NULL). */
 tl_status tl_gram_cosines(const double *G, int T, const double *alpha, double *cos,
