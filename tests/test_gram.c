@@ -854,6 +854,13 @@ static void test_many_tasks(void **state)
             diff[i] = d[i] - g0[i];
         double r = p.cagrad_c * sqrt(dot(g0, g0, n));
         assert_true(sqrt(dot(diff, diff, n)) <= r * (1.0 + 1e-9) + 1e-12 * sqrt(s.gmax2));
+        if (c % 5 == 0 || kind == 3) {
+            double val = min_inner(&s, d), best = cagrad_best_sampled(&s, g0, r, d, 7 + (uint64_t)c);
+            if (best > val + 1e-9 * s.gmax2)
+                printf("many: set %d (T %d n %d) cagrad sampled %.12g beats %.12g\n", c, T, n,
+                       best, val);
+            assert_true(best <= val + 1e-9 * s.gmax2);
+        }
 
         double prev[TMAX];
         for (int k = 0; k < T; k++)

@@ -366,14 +366,15 @@ tl_status tl_gram_mgda(const double *G, int T, double *alpha)
 }
 
 /* CAGrad dual over w in the simplex: F(w) = <g_w, g0> + r |g_w|, r = c |g0|.
- * At the optimum w* (with s* = |g_w*| > 0) the gradient of F equals that of
- * the convex quadratic <g_w, g0> + r/(2 s*) |g_w|^2, so w* also minimises
- * that quadratic: w* = w(s*) where w(s) is the QP solution for a trial s.
- * Any fixed point s = |g_w(s)| satisfies the KKT conditions of the convex
- * dual, hence is optimal; it is found by safeguarded regula falsi (Illinois)
- * on h(s) = |g_w(s)| - s, positive near 0 and negative beyond max_k |g_k|. */
+ * Since r |x| = min_{s>0} r |x|^2 / (2s) + r s / 2, min F = min_s Phi(s) with
+ *     Phi(s) = min_w <g_w, g0> + r/(2s) |g_w|^2 + r s / 2,
+ * a simplex QP for each trial s, and Phi is convex (the quadratic-over-linear
+ * term is jointly convex in (g_w, s)). Its slope is (r/2)(1 - (|g_w(s)|/s)^2),
+ * so h(s) = |g_w(s)| - s is positive below the optimal s* = |g_w*| and
+ * negative above: s* is bracketed by stepping down from max_k |g_k| (where
+ * h <= 0, as |g_w| <= max |g_k|) and found by regula falsi (Illinois). */
 static int cagrad_w(const double *S, int T, const double *Sb, double r, double s, double scale,
-                    double *w, double *norm)
+                    double *w, double *h)
 {
     double Q[MAXT * MAXT];
     for (int i = 0; i < T * T; i++)
@@ -381,7 +382,59 @@ static int cagrad_w(const double *S, int T, const double *Sb, double r, double s
     if (!simplex_qp(Q, Sb, T, scale * r / s, w))
         return 0;
     double n2 = quad(S, T, w, w);
-    *norm = sqrt(n2 > 0.0 ? n2 : 0.0);
+    *h = sqrt(n2 > 0.0 ? n2 : 0.0) - s;
+    return 1;
+}
+
+/* w* and lambda = r / |g_w*| (0 when no s > 1e-8 max |g_k| has h > 0: then
+ * the optimum has g_w -> 0, which needs 0 on the boundary of the hull and a
+ * ball reaching the plane it spans; d = g0 is kept there). */
+static int cagrad_dual(const double *S, int T, const double *Sb, double r, double dmax,
+                       double *w, double *lambda)
+{
+    double scale = trace_mean(S, T), hi = sqrt(dmax), hhi, lo, hlo;
+    if (!cagrad_w(S, T, Sb, r, hi, scale, w, &hhi))
+        return 0;
+    *lambda = 0.0;
+    if (hhi >= 0.0) {
+        *lambda = r / (hi + hhi);
+        return 1;
+    }
+    for (lo = hi / 4.0;; lo /= 4.0) {
+        if (lo < 1e-8 * sqrt(dmax))
+            return cagrad_w(S, T, Sb, r, hi, scale, w, &hhi); /* fallback, w unused */
+        if (!cagrad_w(S, T, Sb, r, lo, scale, w, &hlo))
+            return 0;
+        if (hlo > 0.0)
+            break;
+        hi = lo;
+        hhi = hlo;
+    }
+    double s = lo, h = hlo;
+    int side = 0;
+    for (int it = 0; it < 200; it++) {
+        s = (lo * hhi - hi * hlo) / (hhi - hlo);
+        if (!(s > lo && s < hi))
+            s = 0.5 * (lo + hi);
+        if (!cagrad_w(S, T, Sb, r, s, scale, w, &h))
+            return 0;
+        if (fabs(h) <= 1e-14 * s || hi - lo <= 1e-15 * hi)
+            break;
+        if (h > 0.0) {
+            lo = s;
+            hlo = h;
+            if (side == 1)
+                hhi *= 0.5;
+            side = 1;
+        } else {
+            hi = s;
+            hhi = h;
+            if (side == -1)
+                hlo *= 0.5;
+            side = -1;
+        }
+    }
+    *lambda = r / (s + h); /* s + h = |g_w| at the last trial */
     return 1;
 }
 
@@ -410,48 +463,9 @@ tl_status tl_gram_cagrad(const double *G, int T, const tl_gram_params *p, double
     double r = p->cagrad_c * sqrt(g0sq > 0.0 ? g0sq : 0.0);
     double lambda = 0.0, w[MAXT];
     fill_uniform(w, T);
-    if (r > 1e-12 * sqrt(dmax)) {
-        double scale = trace_mean(S, T), n;
-        double lo = 0.0, hi = sqrt(dmax), hlo = 0.0, hhi = 0.0;
-        /* h(lo) > 0 near 0 unless 0 is in the hull; start from a small s */
-        lo = 1e-9 * hi;
-        if (!cagrad_w(S, T, Sb, r, lo, scale, w, &n))
-            goto fail;
-        hlo = n - lo;
-        if (hlo <= 0.0) {
-            /* |g_w| ~ 0 at the optimum: 0 in the convex hull, d = g0 */
-            lambda = 0.0;
-        } else {
-            if (!cagrad_w(S, T, Sb, r, hi, scale, w, &n))
-                goto fail;
-            hhi = n - hi;
-            double s = hi;
-            int side = 0;
-            for (int it = 0; it < 200 && hhi < 0.0; it++) {
-                s = (lo * hhi - hi * hlo) / (hhi - hlo);
-                if (!(s > lo && s < hi))
-                    s = 0.5 * (lo + hi);
-                if (!cagrad_w(S, T, Sb, r, s, scale, w, &n))
-                    goto fail;
-                double h = n - s;
-                if (fabs(h) <= 1e-14 * hi || hi - lo <= 1e-15 * hi)
-                    break;
-                if (h > 0.0) {
-                    lo = s;
-                    hlo = h;
-                    if (side == 1)
-                        hhi *= 0.5;
-                    side = 1;
-                } else {
-                    hi = s;
-                    hhi = h;
-                    if (side == -1)
-                        hlo *= 0.5;
-                    side = -1;
-                }
-            }
-            lambda = n > 0.0 ? r / n : 0.0;
-        }
+    if (r > 1e-12 * sqrt(dmax) && !cagrad_dual(S, T, Sb, r, dmax, w, &lambda)) {
+        fill_uniform(alpha, T);
+        return tl_fail(TL_ERR_NUMERIC, "cagrad: dual QP did not converge (%d tasks)", T);
     }
     double resc = p->cagrad_rescale == 1   ? 1.0 + p->cagrad_c * p->cagrad_c
                   : p->cagrad_rescale == 2 ? 1.0 + p->cagrad_c
@@ -459,9 +473,6 @@ tl_status tl_gram_cagrad(const double *G, int T, const tl_gram_params *p, double
     for (int k = 0; k < T; k++)
         alpha[k] = (b[k] + lambda * w[k]) / resc;
     return TL_OK;
-fail:
-    fill_uniform(alpha, T);
-    return tl_fail(TL_ERR_NUMERIC, "cagrad: dual QP did not converge (%d tasks)", T);
 }
 
 /* Nash-MTL. The bargaining solution solves G alpha = 1/alpha, alpha > 0: the

@@ -56,7 +56,9 @@ tl_status tl_gram_mgda(const double *G, int T, double *alpha);
  * over the ball |d - g0| <= c |g0|. Solved through its dual
  * min_{w in simplex} <g_w, g0> + c|g0| |g_w|, d = g0 + (c|g0| / |g_w|) g_w,
  * then rescaled per p->cagrad_rescale; alpha_k = (1/T + lambda w_k) / rescale.
- * p = NULL: tl_gram_defaults(). g0 = 0: alpha = 1/T (d = 0). */
+ * p = NULL: tl_gram_defaults(). g0 = 0: alpha = 1/T (d = 0). When the
+ * optimum needs g_w -> 0 (0 on the boundary of the hull, the ball reaching
+ * the orthogonal complement of the gradients spanning it) d = g0 is kept. */
 tl_status tl_gram_cagrad(const double *G, int T, const tl_gram_params *p, double *alpha);
 
 /* Nash-MTL (Navon et al. 2022): alpha > 0 with (G alpha)_k = 1 / alpha_k
