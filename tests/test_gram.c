@@ -1065,8 +1065,13 @@ static void test_bad_input(void **state)
         for (int k = 0; k < 3; k++)
             assert_true(isfinite(alpha[k]));
     }
-    tl_gram_params p = tl_gram_defaults();
     double alpha[3];
+    assert_int_equal(tl_gram_mgda(s.G, 3, NULL), TL_ERR_ARG);
+    assert_int_equal(tl_gram_mgda(NULL, 3, alpha), TL_ERR_ARG);
+    assert_int_equal(tl_gram_nash(s.G, 3, NULL, NULL, alpha, NULL), TL_ERR_ARG);
+    assert_int_equal(tl_gram_nash(s.G, 3, NULL, alpha, NULL, NULL), TL_ERR_ARG);
+    assert_int_equal(tl_gram_cosines(s.G, 3, NULL, alpha, NULL), TL_ERR_ARG);
+    tl_gram_params p = tl_gram_defaults();
     p.cagrad_rescale = 3;
     assert_int_equal(tl_gram_cagrad(s.G, 3, &p, alpha), TL_ERR_ARG);
     p = tl_gram_defaults();

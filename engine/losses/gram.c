@@ -32,14 +32,16 @@ static void fill_uniform(double *alpha, int T)
 }
 
 /* Validate G and copy its symmetric part into S. Returns the largest
- * diagonal entry in *dmax. On failure alpha (when given) is uniform. */
+ * diagonal entry in *dmax. out (the result array) must not be NULL; on
+ * failure it is made uniform when `fill`. */
 static tl_status check_gram(const char *who, const double *G, int T, double *S, double *dmax,
-                            double *alpha)
+                            double *out, int fill)
 {
     if (T < 1 || T > MAXT)
         return tl_fail(TL_ERR_ARG, "%s: %d tasks; the Gram solvers take 1..%d", who, T, MAXT);
-    if (!G)
-        return tl_fail(TL_ERR_ARG, "%s: Gram matrix is NULL", who);
+    if (!G || !out)
+        return tl_fail(TL_ERR_ARG, "%s: %s is NULL", who, G ? "the output array" : "G");
+    double *alpha = fill ? out : NULL;
     double m = 0.0;
     for (int i = 0; i < T * T; i++) {
         if (!isfinite(G[i])) {
@@ -342,7 +344,7 @@ static double quad(const double *S, int T, const double *a, const double *b)
 tl_status tl_gram_mgda(const double *G, int T, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("mgda", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("mgda", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     if (dmax == 0.0 || T == 1) {
@@ -441,7 +443,7 @@ static int cagrad_dual(const double *S, int T, const double *Sb, double r, doubl
 tl_status tl_gram_cagrad(const double *G, int T, const tl_gram_params *p, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("cagrad", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("cagrad", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     tl_gram_params d = tl_gram_defaults();
@@ -542,9 +544,9 @@ tl_status tl_gram_nash(const double *G, int T, const tl_gram_params *p, double *
         p = &dp;
     if (shared_scale)
         *shared_scale = 1.0;
-    if (!prev)
-        return tl_fail(TL_ERR_ARG, "nash: prev (the warm start) is NULL");
-    tl_status st = check_gram("nash", G, T, S, &dmax, NULL);
+    if (!prev || !alpha)
+        return tl_fail(TL_ERR_ARG, "nash: %s is NULL", prev ? "alpha" : "prev (the warm start)");
+    tl_status st = check_gram("nash", G, T, S, &dmax, alpha, 0);
     int warm = 1;
     for (int k = 0; k < T && k < MAXT; k++) {
         alpha[k] = prev[k];
@@ -600,7 +602,7 @@ tl_status tl_gram_nash(const double *G, int T, const tl_gram_params *p, double *
 tl_status tl_gram_imtl_g(const double *G, int T, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("imtl_g", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("imtl_g", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     if (T == 1) {
@@ -609,7 +611,7 @@ tl_status tl_gram_imtl_g(const double *G, int T, double *alpha)
     }
     double nrm[MAXT];
     for (int k = 0; k < T; k++) {
-        if (!(S[k * T + k] > 1e-300)) {
+        if (!(S[k * T + k] > 0.0)) {
             fill_uniform(alpha, T);
             return tl_fail(TL_ERR_NUMERIC, "imtl_g: task %d's gradient is zero (no unit "
                            "direction to equalise)", k);
@@ -654,7 +656,7 @@ tl_status tl_gram_imtl_g(const double *G, int T, double *alpha)
 tl_status tl_gram_aligned(const double *G, int T, double *alpha, double *B)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("aligned", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("aligned", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     double Bm[MAXT * MAXT];
@@ -697,7 +699,7 @@ tl_status tl_gram_aligned(const double *G, int T, double *alpha, double *B)
 tl_status tl_gram_upgrad(const double *G, int T, const tl_gram_params *p, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("upgrad", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("upgrad", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     tl_gram_params dp = tl_gram_defaults();
@@ -758,7 +760,7 @@ tl_status tl_gram_gradvac(const double *G, int T, const tl_gram_params *p, doubl
                           tl_rng *rng, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("gradvac", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("gradvac", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     tl_gram_params dp = tl_gram_defaults();
@@ -816,7 +818,7 @@ tl_status tl_gram_gradvac(const double *G, int T, const tl_gram_params *p, doubl
 tl_status tl_gram_pcgrad(const double *G, int T, tl_rng *rng, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("pcgrad", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("pcgrad", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     if (!rng) {
@@ -886,9 +888,11 @@ tl_status tl_gram_cosines(const double *G, int T, const double *alpha, double *c
                           double *dnorm)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("cosines", G, T, S, &dmax, NULL);
+    tl_status st = check_gram("cosines", G, T, S, &dmax, cos, 0);
     if (st != TL_OK)
         return st;
+    if (!alpha)
+        return tl_fail(TL_ERR_ARG, "cosines: alpha is NULL");
     for (int k = 0; k < T; k++)
         if (!isfinite(alpha[k]))
             return tl_fail(TL_ERR_NUMERIC, "cosines: weight of task %d is %g", k, alpha[k]);
