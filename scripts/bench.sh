@@ -107,8 +107,8 @@ pratio() {
 echo "papers' configuration (threads ${PAPER_THREADS:-$THREADS}): emb 8, MMoE 3 experts [128] / PLE 2 levels of 1 shared + 1 specific [128],"
 echo "towers [128, 80], dropout 0.5, batch 512, 32 categorical fields (vocab 100) + 7 numeric, 2 binary tasks (6 %, 43 %), 24,576 train + 3,072 valid rows"
 echo
-printf '| paper config | towerlab train rows/s | ms per step (512 rows) | %% of compute bound | strongest PyTorch train rows/s | %% of bound | ratio | cost vs base, wall | rows per CPU-s | cost vs base, CPU (target <= 1.5x) | GEMM FLOPs vs base |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
+printf '| paper config | towerlab train rows/s | ms per step (512 rows) | %% of compute bound | strongest PyTorch train rows/s | %% of bound | ratio | cost vs base, wall | rows per CPU-s | cost vs base, CPU (target <= 1.5x) | GEMM FLOPs vs base | towerlab peak RSS | PyTorch peak RSS |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 for m in paper_mmoe paper_ple paper_dml paper_crossdistil; do
   tr=$(pmed ${m}_train); tc=$(pmed ${m}_cpu); tb=$(pmed ${m}_train_bound)
   pt=$(med pt ${m}_best_train "$praw")
@@ -119,8 +119,9 @@ for m in paper_mmoe paper_ple paper_dml paper_crossdistil; do
   rt=$( [ "$m" = "$base" ] && echo "1.00x" || pratio ${m}_train ${base}_train )
   rc=$( [ "$m" = "$base" ] && echo "1.00x" || pratio ${m}_cpu ${base}_cpu )
   fr=$(awk -v a="$(pmed ${m}_flops)" -v b="$(pmed ${base}_flops)" 'BEGIN{printf "%.2fx", a/b}')
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${m#paper_}" "$tr" "$ms" "$fb" "${pt:--}" "$pb" \
-    "$( [ -n "$pt" ] && ratio ${m}_train ${m}_best_train "$praw" || echo - )" "$rt" "$tc" "$rc" "$fr"
+  tm=$(pmed ${m}_rss_mb); pm=$(med pt ${m}_best_rss_mb "$praw")
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s MB | %s |\n' "${m#paper_}" "$tr" "$ms" "$fb" "${pt:--}" "$pb" \
+    "$( [ -n "$pt" ] && ratio ${m}_train ${m}_best_train "$praw" || echo - )" "$rt" "$tc" "$rc" "$fr" "$tm" "$( [ -n "$pm" ] && echo "$pm MB" || echo - )"
 done
 # The verdicts on the targets, from the CPU ratios (the wall ratios also
 # measure the neighbours); all medians over the same interleaved rounds.

@@ -235,8 +235,26 @@ static int paper_main(const char *only, int reps, double gflops)
     v.labels = labels + (size_t)P_ROWS * 2;
     const char *names[4] = {"paper_mmoe", "paper_ple", "paper_dml", "paper_crossdistil"};
     int st = 0;
-    for (int i = 0; i < 4 && !st; i++)
-        if (!strcmp(only, "paper") || !strcmp(only, names[i])) st = run_paper(names[i], &s, &v, reps, gflops);
+    for (int i = 0; i < 4 && !st; i++) {
+        if (strcmp(only, "paper") && strcmp(only, names[i])) continue;
+        /* a child per variant, so that its peak RSS is its own (as run_model's) */
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("bench_b1: fork");
+            st = 1;
+            break;
+        }
+        if (pid == 0) _exit(run_paper(names[i], &s, &v, reps, gflops));
+        int status;
+        struct rusage ru;
+        if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "bench_b1: %s failed\n", names[i]);
+            st = 1;
+            break;
+        }
+        printf("%s_rss_mb %.0f\n", names[i], (double)ru.ru_maxrss / 1024.0); /* KiB */
+    }
     free(cat);
     free(num);
     free(labels);
