@@ -113,12 +113,12 @@ for m in paper_mmoe paper_ple paper_dml paper_crossdistil; do
   tr=$(pmed ${m}_train); tc=$(pmed ${m}_cpu); tb=$(pmed ${m}_train_bound)
   pt=$(med pt ${m}_best_train "$praw")
   ms=$(awk -v a="$tr" 'BEGIN{printf "%.2f", 512000 / a}')
-  fb=$(awk -v a="$tr" -v b="$tb" 'BEGIN{printf "%.0f%%", 100*a/b}')
-  pb=$( [ -n "$pt" ] && awk -v a="$pt" -v b="$tb" 'BEGIN{printf "%.0f%%", 100*a/b}' || echo - )
+  fb=$( [ -n "$tb" ] && awk -v a="$tr" -v b="$tb" 'BEGIN{printf "%.0f%%", 100*a/b}' || echo - )
+  pb=$( [ -n "$pt" ] && [ -n "$tb" ] && awk -v a="$pt" -v b="$tb" 'BEGIN{printf "%.0f%%", 100*a/b}' || echo - )
   base=paper_mmoe; [ "$m" = paper_ple ] && base=paper_ple
   rt=$( [ "$m" = "$base" ] && echo "1.00x" || pratio ${m}_train ${base}_train )
   rc=$( [ "$m" = "$base" ] && echo "1.00x" || pratio ${m}_cpu ${base}_cpu )
-  fr=$(awk -v a="$(pmed ${m}_flops)" -v b="$(pmed ${base}_flops)" 'BEGIN{printf "%.2fx", a/b}')
+  fr=$(awk -v a="$(pmed ${m}_flops)" -v b="$(pmed ${base}_flops)" 'BEGIN{if (a > 0) printf "%.2fx", a/b; else printf "-"}')
   tm=$(pmed ${m}_rss_mb); pm=$(med pt ${m}_best_rss_mb "$praw")
   printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s MB | %s |\n' "${m#paper_}" "$tr" "$ms" "$fb" "${pt:--}" "$pb" \
     "$( [ -n "$pt" ] && ratio ${m}_train ${m}_best_train "$praw" || echo - )" "$rt" "$tc" "$rc" "$fr" "$tm" "$( [ -n "$pm" ] && echo "$pm MB" || echo - )"
@@ -132,8 +132,8 @@ for m in dml crossdistil; do
 done
 fb=$(awk -v a="$(pmed paper_mmoe_train)" -v b="$(pmed paper_mmoe_train_bound)" 'BEGIN{printf "%.0f", 100*a/b}')
 echo "target (issue 26) MMoE at batch 512 >= 50 % of the compute bound: $( [ "$fb" -ge 50 ] && echo MET || echo "NOT MET" ) ($fb %)"
-echo "GEMM FLOPs vs base: the variant's forward GEMM FLOPs per row over its base's, the floor of its cost ratio when GEMMs dominate the step"
-echo "compute bound: the machine's sgemm rate (measured in the same bench_b1 process) over 3x the forward GEMM FLOPs per row (embedding and elementwise work not counted)"
+echo "GEMM FLOPs vs base: the variant's training GEMM FLOPs per row over its base's, the floor of its cost ratio when GEMMs dominate the step (CrossDistil's teachers not counted)"
+echo "compute bound: the machine's sgemm rate (measured in the same bench_b1 process) over the training GEMM FLOPs per row (forward + backward; embedding and elementwise work not counted)"
 echo "towerlab's epochs include the validation pass (and CrossDistil's epoch-end calibrator fit); PyTorch's train only"
 echo "CPU: process CPU time of all threads, steadier than wall time on a shared machine (PAPER_THREADS=1 for the work alone)"
 echo
