@@ -80,21 +80,34 @@ static void emit_helpers(cw *w)
            "    }\n"
            "    if (act == 3) return tanhf(x);\n"
            "    return x;\n}\n\n", f, p);
-    /* restrict and inline: GCC -O2 vectorizes the inner loop only when it
-     * needs no aliasing check and knows the trip count (the call's constant
-     * m); 5x faster single-row latency for MMoE. Outputs never alias inputs:
-     * every node has its own buffer. */
-    if (lin) tl_pb_printf(w->b, "/* y[m] = act(x[k] W[k x m] + b) */\n"
-           "static inline void %s_linear(const float *restrict x, int k, const float *restrict W,\n"
-           "    const float *restrict b, int m, float *restrict y, int act)\n{\n"
-           "    for (int j = 0; j < m; j++) y[j] = b ? b[j] : 0.0f;\n"
-           "    for (int i = 0; i < k; i++) {\n"
-           "        float xi = x[i];\n"
-           "        const float *wr = W + (size_t)i * (size_t)m;\n"
-           "        for (int j = 0; j < m; j++) y[j] += xi * wr[j];\n"
+    /* Rows go through the graph in tiles of up to TILE rows, and the linear
+     * layer reads each weight row once per tile. restrict and inline: GCC
+     * -O2 vectorizes the inner loop only when it needs no aliasing check and
+     * knows the trip count (the call's constant m). Outputs never alias
+     * inputs: every node has its own buffer. Each output is summed in the
+     * same order for any tile size. */
+    if (lin) tl_pb_printf(w->b, "/* y[q][m] = act(x[q][k] W[k x m] + b), rows q < nr; x and y rows ldx and ldy apart */\n"
+           "static inline void %s_linear(const float *restrict x, int ldx, int k, const float *restrict W,\n"
+           "    const float *restrict b, int m, float *restrict y, int ldy, int act, int nr)\n{\n"
+           "    for (int q = 0; q < nr; q++)\n"
+           "        for (int j = 0; j < m; j++) y[q * ldy + j] = b ? b[j] : 0.0f;\n"
+           "    /* blocks of 256 outputs: the tile's block of y stays in L1 while k weight rows pass */\n"
+           "    for (int j0 = 0; j0 < m; j0 += 256) {\n"
+           "        int jn = m - j0 < 256 ? m - j0 : 256;\n"
+           "        for (int i = 0; i < k; i++) {\n"
+           "            const float *wr = W + (size_t)i * (size_t)m + j0;\n"
+           "            for (int q = 0; q < nr; q++) {\n"
+           "                float xi = x[q * ldx + i], *yq = y + q * ldy + j0;\n"
+           "                if (jn == 256)\n"
+           "                    for (int j = 0; j < 256; j++) yq[j] += xi * wr[j];\n"
+           "                else\n"
+           "                    for (int j = 0; j < jn; j++) yq[j] += xi * wr[j];\n"
+           "            }\n"
+           "        }\n"
            "    }\n"
            "    if (act)\n"
-           "        for (int j = 0; j < m; j++) y[j] = %s_act(y[j], act);\n}\n\n", p, p);
+           "        for (int q = 0; q < nr; q++)\n"
+           "            for (int j = 0; j < m; j++) y[q * ldy + j] = %s_act(y[q * ldy + j], act);\n}\n\n", p, p);
     if (soft) tl_pb_printf(w->b, "%svoid %s_softmax(const float *x, int n, float *y, int log_out)\n{\n"
            "    float mx = -INFINITY, z = 0.0f;\n"
            "    for (int j = 0; j < n; j++) mx = x[j] > mx ? x[j] : mx;\n"
@@ -119,6 +132,17 @@ static void emit_helpers(cw *w)
            "    }\n"
            "    double x0 = x[lo], x1 = x[hi], y0 = y[lo], y1 = y[hi];\n"
            "    return y0 + (q - x0) * ((y1 - y0) / (x1 - x0));\n}\n\n", f, p);
+}
+
+/* Rows per tile of the predict loop: each weight row is read once per tile. */
+#define TILE 8
+
+/* Linear layers with constant weights run on a whole tile at once; every
+ * other node row by row. */
+static int tiled(const tl_xgraph *x, const tl_xnode *n)
+{
+    if (n->op == TL_X_GROUPED_LINEAR || n->op == TL_X_TOKEN_LINEAR) return 1;
+    return (n->op == TL_X_LINEAR || n->op == TL_X_MATMUL) && x->nodes[n->in[1]].op == TL_X_CONST;
 }
 
 static const char *const ops_c[] = {[TL_X_ADD] = "+", [TL_X_SUB] = "-", [TL_X_MUL] = "*"};
@@ -161,22 +185,24 @@ static tl_status emit_node(cw *w, int i, const tl_xnode *n)
         return TL_OK;
     }
     case TL_X_LINEAR:
-    case TL_X_MATMUL:
+    case TL_X_MATMUL: { /* on the whole tile: t<in>, t<i> */
         if (x->nodes[n->in[1]].op != TL_X_CONST) break;
-        tl_pb_printf(w->b, "        %s_linear(%s, %d, %s, %s, %d, v%d, %d);\n", p, a, x->nodes[n->in[0]].cols, b,
-            n->nin == 3 ? c : "NULL", cols, i, n->op == TL_X_LINEAR ? (int)n->act : 0);
+        int k = x->nodes[n->in[0]].cols;
+        tl_pb_printf(w->b, "        %s_linear(t%d[0], %d, %d, %s, %s, %d, t%d[0], %d, %d, nr);\n", p, n->in[0], k, k,
+            b, n->nin == 3 ? c : "NULL", cols, i, cols, n->op == TL_X_LINEAR ? (int)n->act : 0);
         return TL_OK;
+    }
     case TL_X_GROUPED_LINEAR:
     case TL_X_TOKEN_LINEAR: {
-        int G = n->k, k = x->nodes[n->in[0]].cols / G, m = cols / G;
+        int G = n->k, K = x->nodes[n->in[0]].cols, k = K / G, m = cols / G;
         char bias[80] = "NULL";
         if (n->nin == 3) {
             if (n->op == TL_X_GROUPED_LINEAR) snprintf(bias, sizeof bias, "%s + g * %d", c, m);
             else snprintf(bias, sizeof bias, "%s", c);
         }
         tl_pb_printf(w->b, "        for (int g = 0; g < %d; g++)\n"
-               "            %s_linear(%s + g * %d, %d, %s + (size_t)g * %d, %s, %d, v%d + g * %d, %d);\n",
-            G, p, a, k, k, b, n->op == TL_X_GROUPED_LINEAR ? k * m : 0, bias, m, i, m, (int)n->act);
+               "            %s_linear(t%d[0] + g * %d, %d, %d, %s + (size_t)g * %d, %s, %d, t%d[0] + g * %d, %d, %d, nr);\n",
+            G, p, n->in[0], k, K, k, b, n->op == TL_X_GROUPED_LINEAR ? k * m : 0, bias, m, i, m, cols, (int)n->act);
         return TL_OK;
     }
     case TL_X_ADD:
@@ -277,6 +303,15 @@ static tl_status emit_node(cw *w, int i, const tl_xnode *n)
     return tl_fail(TL_ERR_ARG, "export: node %d (op %d) has no C form", i, (int)n->op);
 }
 
+/* Floats of one row's activations: the predict function's stack per row. */
+static size_t stack_floats(const tl_xgraph *x)
+{
+    size_t n = 0;
+    for (int i = 0; i < x->n; i++)
+        if (x->nodes[i].op != TL_X_CONST && x->nodes[i].op != TL_X_IDS) n += (size_t)x->nodes[i].cols;
+    return n;
+}
+
 tl_status tl_export_c_encode(const tl_xgraph *x, const tl_model_config *cfg, const char *name,
                              int header, tl_pb *b)
 {
@@ -288,8 +323,9 @@ tl_status tl_export_c_encode(const tl_xgraph *x, const tl_model_config *cfg, con
     tl_pb_printf(w.b, ".\n *\n * int %s_predict(const int32_t *ids, const float *numeric, size_t n, float *out);\n"
             " * ids: n x %d encoded ids; numeric: n x %d raw values (NaN = missing);\n"
             " * out: n x %d. Returns 0, or -1 for an id outside its vocabulary.\n"
-            " * Needs only libm (cc -std=c99 ... -lm); thread-safe; allocates nothing. */\n",
-        p, x->n_cat, x->n_raw, x->n_out);
+            " * Needs only libm (cc -std=c99 ... -lm); thread-safe; allocates nothing;\n"
+            " * uses %zu KiB of stack (tiles of %d rows). */\n",
+        p, x->n_cat, x->n_raw, x->n_out, (stack_floats(x) * TILE * sizeof(float) + 1023) / 1024, TILE);
     if (header) tl_pb_printf(w.b, "#ifndef %s_MODEL_H\n#define %s_MODEL_H\n", p, p);
     tl_pb_printf(w.b, "#include <math.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <string.h>\n\n");
     tl_pb_printf(w.b, "#define %s_N_IDS %d\n#define %s_N_NUMERIC %d\n#define %s_N_OUT %d\n\n", p, x->n_cat, p,
@@ -323,25 +359,47 @@ tl_status tl_export_c_encode(const tl_xgraph *x, const tl_model_config *cfg, con
         header ? "static inline " : "", p);
     if (!has_ids) tl_pb_printf(w.b, "    (void)ids;\n");
     if (x->n_raw == 0) tl_pb_printf(w.b, "    (void)numeric;\n");
-    tl_pb_printf(w.b, "    for (size_t r = 0; r < n; r++) {\n");
-    if (has_ids) {
-        tl_pb_printf(w.b, "        const int32_t *id = ids + r * %d;\n", x->n_cat);
-        tl_pb_printf(w.b, "        for (int f = 0; f < %d; f++)\n"
-                "            if (id[f] < 0 || id[f] >= %s_vocab[f]) return -1;\n", x->n_cat, p);
-    }
-    if (x->n_raw) tl_pb_printf(w.b, "        const float *xr = numeric + r * %d;\n", x->n_raw);
+    tl_pb_printf(w.b, "    for (size_t r0 = 0; r0 < n; r0 += %d) {\n"
+            "        int nr = n - r0 < %d ? (int)(n - r0) : %d;\n", TILE, TILE, TILE);
+    if (has_ids)
+        tl_pb_printf(w.b, "        for (size_t q = r0; q < r0 + (size_t)nr; q++)\n"
+                "            for (int f = 0; f < %d; f++)\n"
+                "                if (ids[q * %d + f] < 0 || ids[q * %d + f] >= %s_vocab[f]) return -1;\n",
+            x->n_cat, x->n_cat, x->n_cat, p);
     for (int i = 0; i < x->n; i++) {
         const tl_xnode *n = &x->nodes[i];
         if (n->op == TL_X_CONST || n->op == TL_X_IDS) continue;
         if (!n->batched) return tl_fail(TL_ERR_ARG, "export: node %d is computed from constants only; "
                                                     "the C writer has no form for it", i);
-        tl_pb_printf(w.b, "        float v%d[%d];\n", i, n->cols);
+        tl_pb_printf(w.b, "        float t%d[%d][%d];\n", i, TILE, n->cols);
     }
     for (int i = 0; i < x->n; i++) {
-        tl_status st = emit_node(&w, i, &x->nodes[i]);
+        const tl_xnode *n = &x->nodes[i];
+        if (n->op == TL_X_CONST || n->op == TL_X_IDS) continue;
+        tl_status st;
+        if (tiled(x, n)) {
+            st = emit_node(&w, i, n);
+        } else { /* one row at a time: v<j> names row q of t<j> */
+            tl_pb_printf(w.b, "        for (int q = 0; q < nr; q++) {\n            float *const v%d = t%d[q];\n", i, i);
+            for (int k = 0; k < n->nin; k++) {
+                int j = n->in[k], seen = 0;
+                for (int e = 0; e < k; e++) seen |= n->in[e] == j;
+                int op = x->nodes[j].op;
+                if (!seen && op != TL_X_CONST && op != TL_X_IDS)
+                    tl_pb_printf(w.b, "            const float *const v%d = t%d[q];\n", j, j);
+            }
+            if (n->op == TL_X_EMBEDDING)
+                tl_pb_printf(w.b, "            const int32_t *id = ids + (r0 + (size_t)q) * %d;\n", x->n_cat);
+            if (n->op == TL_X_NUMERIC)
+                tl_pb_printf(w.b, "            const float *xr = numeric + (r0 + (size_t)q) * %d;\n", x->n_raw);
+            st = emit_node(&w, i, n);
+            tl_pb_printf(w.b, "        }\n");
+        }
         if (st) return st;
     }
-    for (int o = 0; o < x->n_out; o++) tl_pb_printf(w.b, "        out[r * %d + %d] = v%d[0];\n", x->n_out, o, x->out[o]);
+    for (int o = 0; o < x->n_out; o++)
+        tl_pb_printf(w.b, "        for (int q = 0; q < nr; q++) out[(r0 + (size_t)q) * %d + %d] = t%d[q][0];\n",
+            x->n_out, o, x->out[o]);
     tl_pb_printf(w.b, "    }\n    return 0;\n}\n");
     if (header) tl_pb_printf(w.b, "#endif\n");
     return TL_OK;
