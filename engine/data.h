@@ -13,6 +13,7 @@
  *   csv.h             loading a CSV/TSV(.gz) file (through the binary cache)
  *   datasets.h        Census-Income, MovieLens, Amazon Video Games
  *   synthetic_data.h  the synthetic generators (synthetic.h) as datasets
+ *   shards.h          sharded binary rows on disk and their stream
  * The pieces' shared internals are in data/data_internal.h.
  */
 #ifndef TL_DATA_H
@@ -23,6 +24,7 @@
 #include "data/dataset.h"
 #include "data/datasets.h"
 #include "data/schema.h"
+#include "data/shards.h"
 #include "data/synthetic_data.h"
 
 #endif

@@ -945,6 +945,7 @@ size_t tl_stream_bytes(const tl_stream *st)
 }
 
 uint64_t tl_stream_rows(const tl_stream *st) { return st->sh->rows[st->split]; }
+const tl_shard_layout *tl_stream_layout(const tl_stream *st) { return &st->sh->l; }
 
 static void unmap_current(tl_stream *st)
 {

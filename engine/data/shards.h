@@ -136,6 +136,7 @@ tl_status tl_stream_begin(tl_stream *st, int epoch);
 tl_status tl_stream_next(tl_stream *st, int max_rows, tl_split *batch, const int32_t **bags, int *got);
 tl_status tl_stream_reserve(tl_stream *st, int max_rows);
 uint64_t tl_stream_rows(const tl_stream *st);
+const tl_shard_layout *tl_stream_layout(const tl_stream *st);
 /* Bytes the stream holds (buffers; mapped shard pages excluded). */
 size_t tl_stream_bytes(const tl_stream *st);
 
