@@ -18,6 +18,8 @@
 #include "data.h"
 #include "data/shards.h"
 #include "model.h"
+#include "synthetic.h"
+#include <time.h>
 #include "support.h"
 
 /* 2 categorical, 1 bag of 3, 2 numeric, 2 tasks, weights. Row i: cat
@@ -482,6 +484,117 @@ static void test_stream_fit_matches_in_memory(void **state)
     tlt_tempdir_free(dir);
 }
 
+/* The Ali-CCP-shaped generator: rates near ctr / cvr, Zipf ids, seeded. */
+static void test_synth_ccp_rates_zipf_seeded(void **state)
+{
+    (void)state;
+    tl_synth_ccp_params p;
+    tl_synth_ccp_defaults(&p);
+    tl_synth_ccp *g, *g2;
+    assert_int_equal(tl_synth_ccp_new(&p, &g), TL_OK);
+    p.seed = 2;
+    assert_int_equal(tl_synth_ccp_new(&p, &g2), TL_OK);
+    int32_t cat[TL_SYNTH_CCP_CAT], bag[40], cat2[TL_SYNTH_CCP_CAT], bag2[40];
+    float num[2], lab[2], num2[2], lab2[2];
+    const uint64_t N = 1000000;
+    uint64_t clicks = 0, buys = 0, id0 = 0, id9 = 0, id999 = 0, same = 0, bag_n = 0;
+    for (uint64_t i = 0; i < N; i++) {
+        tl_synth_ccp_row(g, i, cat, bag, num, lab);
+        clicks += lab[0] > 0.5f;
+        buys += lab[1] > 0.5f;
+        assert_true(lab[1] <= lab[0]); /* purchase only after a click */
+        id0 += cat[0] == 0;
+        id9 += cat[0] == 9;
+        id999 += cat[0] == 999;
+        for (int j = 0; j < 10; j++) bag_n += bag[j] >= 0;
+        assert_true(bag[0] >= 0 && bag[0] < 100000);
+        if (i < 1000) {
+            tl_synth_ccp_row(g2, i, cat2, bag2, num2, lab2);
+            same += memcmp(cat, cat2, sizeof cat) == 0;
+        }
+    }
+    double ctr = (double)clicks / N, cvr = (double)buys / (double)clicks;
+    printf("synthetic ccp: CTR %.4f, CVR of clicks %.4f, field 101 ids 0/9/999: %llu %llu %llu, mean tags %.2f\n",
+           ctr, cvr, (unsigned long long)id0, (unsigned long long)id9, (unsigned long long)id999,
+           (double)bag_n / N);
+    assert_true(ctr > 0.035 && ctr < 0.045);
+    assert_true(cvr > 0.0035 && cvr < 0.0065);
+    /* Zipf with s = 1.1: frequency ~ (1 + rank)^-1.1 */
+    double r1 = (double)id0 / (double)id9, r2 = (double)id9 / (double)id999;
+    assert_true(r1 > 6 && r1 < 25);
+    assert_true(r2 > 80 && r2 < 400);
+    assert_true(same < 10); /* another seed, other rows */
+    /* row i is a function of (seed, i) */
+    tl_synth_ccp_row(g, 12345, cat, bag, num, lab);
+    tl_synth_ccp_row(g, 12345, cat2, bag2, num2, lab2);
+    assert_memory_equal(cat, cat2, sizeof cat);
+    assert_memory_equal(bag, bag2, sizeof bag);
+    tl_synth_ccp_free(g);
+    tl_synth_ccp_free(g2);
+    p.zipf = 1.0;
+    assert_int_equal(tl_synth_ccp_new(&p, &g), TL_ERR_ARG);
+}
+
+static int stop_at_131072(void *ud, uint64_t done, uint64_t total)
+{
+    (void)ud;
+    return done >= 131072 && done < total;
+}
+
+/* Straight into shards: interrupted, resumed, and the stream's rows are the
+ * generator's rows. */
+static void test_synth_ccp_shards_resume(void **state)
+{
+    (void)state;
+    tl_synth_ccp_params p;
+    tl_synth_ccp_defaults(&p);
+    p.seed = 5;
+    uint64_t rows[3] = {300000, 20000, 10000};
+    char *dir = tlt_tempdir_new();
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, dir, 50000, stop_at_131072, NULL), TL_ERR_CANCELLED);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, dir, 50000, NULL, NULL), TL_OK);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double sec = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    printf("synthetic ccp into shards: %.0f rows/s (the resumed part)\n", (double)(330000 - 100000) / sec);
+    tl_shards *sh;
+    assert_int_equal(tl_shards_open(dir, &sh), TL_OK);
+    assert_int_equal(tl_shards_rows(sh, 0), 300000);
+    assert_int_equal(tl_shards_rows(sh, 1), 20000);
+    const tl_shard_layout *l = tl_shards_layout(sh);
+    assert_int_equal(l->n_cat, 21);
+    assert_int_equal(l->n_bag, 3);
+    assert_string_equal(l->bag_name[1], "109_14");
+    tl_synth_ccp *g;
+    assert_int_equal(tl_synth_ccp_new(&p, &g), TL_OK);
+    tl_stream *s;
+    assert_int_equal(tl_stream_open(sh, 0, 1, 0, 0, &s), TL_OK);
+    assert_int_equal(tl_stream_reserve(s, 1000), TL_OK);
+    int32_t cat[TL_SYNTH_CCP_CAT], bag[40];
+    float num[2], lab[2];
+    uint64_t i = 0;
+    for (;;) {
+        tl_split b;
+        const int32_t *bags;
+        int got;
+        assert_int_equal(tl_stream_next(s, 1000, &b, &bags, &got), TL_OK);
+        if (!got) break;
+        for (int r = 0; r < got; r += 97, i += 97) {
+            tl_synth_ccp_row(g, i, cat, bag, num, lab);
+            assert_memory_equal(b.cat + r * 21, cat, sizeof cat);
+            assert_memory_equal(bags + r * 40, bag, sizeof bag);
+            assert_true(b.labels[r * 2] == lab[0] && b.labels[r * 2 + 1] == lab[1]);
+        }
+        i += (uint64_t)got - (uint64_t)((got + 96) / 97) * 97;
+    }
+    assert_int_equal(i, 300000);
+    tl_stream_close(s);
+    tl_synth_ccp_free(g);
+    tl_shards_close(sh);
+    tlt_tempdir_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -491,6 +604,8 @@ int main(void)
         cmocka_unit_test(test_corrupted_or_truncated_shard_named),
         cmocka_unit_test(test_convert_dataset_resumes_bit_exact),
         cmocka_unit_test(test_stream_fit_matches_in_memory),
+        cmocka_unit_test(test_synth_ccp_rates_zipf_seeded),
+        cmocka_unit_test(test_synth_ccp_shards_resume),
     };
     return cmocka_run_group_tests_name("shards", tests, NULL, NULL);
 }

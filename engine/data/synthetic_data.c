@@ -10,6 +10,7 @@
 
 #include "data_internal.h"
 #include "dataset.h"
+#include "parallel.h"
 #include "schema.h"
 
 /* ---- synthetic ------------------------------------------------------------ */
@@ -140,5 +141,102 @@ done:
     tl_data_plan_free(&pl);
     tl_free(ci);
     tl_free(cf);
+    return st;
+}
+
+/* ---- the Ali-CCP-shaped stream into shards --------------------------------------- */
+
+#define CCP_CHUNK 65536
+
+tl_status tl_data_synth_ccp_layout(const tl_synth_ccp *g, tl_shard_layout *l)
+{
+    tl_status st = tl_shard_layout_init(l, TL_SYNTH_CCP_CAT, TL_SYNTH_CCP_NUM, 2, TL_SYNTH_CCP_BAGS);
+    static const char *const num[TL_SYNTH_CCP_NUM] = {"price", "age_days"};
+    static const char *const task[2] = {"click", "purchase"};
+    for (int f = 0; st == TL_OK && f < TL_SYNTH_CCP_CAT; f++) {
+        const tl_synth_ccp_field *fi = tl_synth_ccp_field_info(g, 0, f);
+        l->vocab[f] = fi->vocab;
+        if (!(l->cat_name[f] = tl_strdup(fi->name, "layout name"))) st = TL_ERR_NOMEM;
+    }
+    for (int b = 0; st == TL_OK && b < TL_SYNTH_CCP_BAGS; b++) {
+        const tl_synth_ccp_field *fi = tl_synth_ccp_field_info(g, 1, b);
+        l->bag_vocab[b] = fi->vocab;
+        l->bag_len[b] = fi->max_len;
+        l->bag_pool[b] = TL_POOL_MEAN;
+        if (!(l->bag_name[b] = tl_strdup(fi->name, "layout name"))) st = TL_ERR_NOMEM;
+    }
+    for (int j = 0; st == TL_OK && j < TL_SYNTH_CCP_NUM; j++)
+        if (!(l->num_name[j] = tl_strdup(num[j], "layout name"))) st = TL_ERR_NOMEM;
+    for (int t = 0; st == TL_OK && t < 2; t++) {
+        l->task_type[t] = TL_TASK_BINARY;
+        if (!(l->task_name[t] = tl_strdup(task[t], "layout name"))) st = TL_ERR_NOMEM;
+    }
+    if (st != TL_OK) tl_shard_layout_free(l);
+    return st;
+}
+
+struct ccp_job {
+    const tl_synth_ccp *g;
+    uint64_t first;   /* stream index of the chunk's row 0 */
+    size_t words, nbag;
+    uint32_t *rows;
+};
+
+static void ccp_rows(void *ctx, size_t i0, size_t i1, int part)
+{
+    const struct ccp_job *j = ctx;
+    (void)part;
+    for (size_t i = i0; i < i1; i++) {
+        uint32_t *w = j->rows + i * j->words;
+        int32_t *cat = (int32_t *)w, *bag = cat + TL_SYNTH_CCP_CAT;
+        float *num = (float *)(w + TL_SYNTH_CCP_CAT + j->nbag);
+        tl_synth_ccp_row(j->g, j->first + i, cat, bag, num, num + TL_SYNTH_CCP_NUM);
+    }
+}
+
+tl_status tl_data_synth_ccp_shards(const tl_synth_ccp_params *p, const uint64_t rows[3], const char *dir,
+                                   size_t rows_per_shard, tl_shard_progress progress, void *ud)
+{
+    tl_synth_ccp *g;
+    tl_status st = tl_synth_ccp_new(p, &g);
+    if (st != TL_OK) return st;
+    tl_shard_layout l;
+    if ((st = tl_data_synth_ccp_layout(g, &l)) != TL_OK) {
+        tl_synth_ccp_free(g);
+        return st;
+    }
+    uint64_t done[3], total = rows[0] + rows[1] + rows[2], at = 0, base = 0;
+    tl_shard_writer *w = NULL;
+    st = tl_shard_writer_open(dir, &l, rows_per_shard, &w, done);
+    struct ccp_job job = {g, 0, tl_shard_layout_words(&l), 0, NULL};
+    for (int b = 0; b < TL_SYNTH_CCP_BAGS; b++) job.nbag += (size_t)l.bag_len[b];
+    if (st == TL_OK && !(job.rows = tl_malloc(CCP_CHUNK * job.words * 4, "synthetic rows"))) st = TL_ERR_NOMEM;
+    for (int k = 0; st == TL_OK && k < 3; base += rows[k], k++) {
+        if (done[k] > rows[k]) {
+            st = tl_fail(TL_ERR_STATE, "synthetic ccp: %s holds more rows than asked for; delete it", dir);
+            break;
+        }
+        at += done[k];
+        for (uint64_t i = done[k]; st == TL_OK && i < rows[k];) {
+            if (tl_cancelled() || (progress && progress(ud, at, total))) {
+                st = tl_fail(TL_ERR_CANCELLED, "synthetic ccp into %s interrupted after %llu of %llu rows; the "
+                                               "complete shards are kept: run it again to resume",
+                             dir, (unsigned long long)at, (unsigned long long)total);
+                break;
+            }
+            size_t n = rows[k] - i < CCP_CHUNK ? (size_t)(rows[k] - i) : CCP_CHUNK;
+            job.first = base + i;
+            tl_parallel_for(n, 1024, ccp_rows, &job);
+            for (size_t r = 0; r < n && st == TL_OK; r++) st = tl_shard_writer_row(w, k, job.rows + r * job.words);
+            i += n;
+            at += n;
+        }
+    }
+    if (st == TL_OK) st = tl_shard_writer_finish(w);
+    if (st == TL_OK && progress) progress(ud, total, total);
+    tl_shard_writer_close(w);
+    tl_free(job.rows);
+    tl_shard_layout_free(&l);
+    tl_synth_ccp_free(g);
     return st;
 }
