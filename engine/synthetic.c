@@ -322,7 +322,7 @@ done:
 
 /* ---- a stream at Ali-CCP's shape ----------------------------------------------- */
 
-#define ZIPF_CELLS 4096
+#define ZIPF_CELLS 2048
 
 /* name, ids at id_scale 1, max length, weight of its effect in the logits */
 static const struct {
@@ -349,7 +349,9 @@ struct tl_synth_ccp {
     double w[TL_SYNTH_CCP_CAT + TL_SYNTH_CCP_BAGS];
     double half_var;      /* signal^2 / 2: exp(z - half_var) has mean 1 for a normal z */
     double k_ctr, k_cvr;  /* ccp_calibrate's corrections */
+    float *eff;           /* per field, the effects of ids below CCP_EFF_TAB (most draws) */
 };
+#define CCP_EFF_TAB 2048
 
 void tl_synth_ccp_defaults(tl_synth_ccp_params *p)
 {
@@ -369,6 +371,7 @@ static double zipf_inv(double u, double a, double inv1s)
 }
 
 static void ccp_calibrate(tl_synth_ccp *g);
+static void effects(uint64_t seed, int f, int32_t id, double *e1, double *e2);
 
 tl_status tl_synth_ccp_new(const tl_synth_ccp_params *p, tl_synth_ccp **out)
 {
@@ -385,8 +388,9 @@ tl_status tl_synth_ccp_new(const tl_synth_ccp_params *p, tl_synth_ccp **out)
     tl_synth_ccp *g = tl_calloc(1, sizeof *g, "synthetic ccp");
     if (!g) return TL_ERR_NOMEM;
     g->cells = tl_malloc((size_t)nf * (ZIPF_CELLS + 1) * sizeof *g->cells, "synthetic ccp tables");
-    if (!g->cells) {
-        tl_free(g);
+    g->eff = tl_malloc((size_t)nf * CCP_EFF_TAB * 2 * sizeof *g->eff, "synthetic ccp tables");
+    if (!g->cells || !g->eff) {
+        tl_synth_ccp_free(g);
         return TL_ERR_NOMEM;
     }
     g->p = *p;
@@ -402,6 +406,12 @@ tl_status tl_synth_ccp_new(const tl_synth_ccp_params *p, tl_synth_ccp **out)
         g->a[i] = pow((double)g->f[i].vocab + 1.0, 1.0 - p->zipf) - 1.0;
         float *c = g->cells + (size_t)i * (ZIPF_CELLS + 1);
         for (int k = 0; k <= ZIPF_CELLS; k++) c[k] = (float)zipf_inv((double)k / ZIPF_CELLS, g->a[i], g->inv1s);
+        for (int id = 0; id < CCP_EFF_TAB; id++) {
+            double e1, e2;
+            effects(p->seed, i, id, &e1, &e2);
+            g->eff[((size_t)i * CCP_EFF_TAB + (size_t)id) * 2] = (float)e1;
+            g->eff[((size_t)i * CCP_EFF_TAB + (size_t)id) * 2 + 1] = (float)e2;
+        }
     }
     g->half_var = 0.5 * p->signal * p->signal; /* z and zc have the same variance */
     ccp_calibrate(g);
@@ -413,6 +423,7 @@ void tl_synth_ccp_free(tl_synth_ccp *g)
 {
     if (!g) return;
     tl_free(g->cells);
+    tl_free(g->eff);
     tl_free(g);
 }
 
@@ -433,8 +444,23 @@ static inline uint64_t mix64(uint64_t x)
     return x;
 }
 
+/* A row's random numbers: SplitMix64 from a per-row start (inline: a row
+ * takes about 45 of them, and the generator's budget is under a microsecond
+ * a row). */
+typedef uint64_t ccp_rng;
+static inline uint64_t ccp_next(ccp_rng *r)
+{
+    uint64_t z = (*r += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+static inline double ccp_uniform(ccp_rng *r) { return (double)(ccp_next(r) >> 11) * 0x1.0p-53; }
+/* Uniform in [0, n) by multiply-shift (bias below 2^-32 for the small n here). */
+static inline uint64_t ccp_below(ccp_rng *r, uint64_t n) { return (uint64_t)(((ccp_next(r) >> 32) * n) >> 32); }
+
 /* A Zipf rank of field f: the table's cell, linear inside it; the last cell
- * (the tail: u above 1 - 1/4096) exactly. */
+ * (the tail: u above 1 - 1/ZIPF_CELLS) exactly. */
 static int32_t ccp_zipf(const tl_synth_ccp *g, int f, uint64_t bits)
 {
     double u = (double)(bits >> 11) * 0x1.0p-53;
@@ -446,35 +472,45 @@ static int32_t ccp_zipf(const tl_synth_ccp *g, int f, uint64_t bits)
     return id >= g->f[f].vocab ? g->f[f].vocab - 1 : id < 0 ? 0 : id;
 }
 
-/* Two N(0, 1)-like latent effects of (field, id), from its hash: a sum of
- * three uniforms scaled to unit variance (bounded, cheap). */
+/* Two N(0, 1)-like latent effects of (field, id), from one hash: each a sum
+ * of three 10-bit uniforms scaled to unit variance (bounded, cheap). */
 static void effects(uint64_t seed, int f, int32_t id, double *e1, double *e2)
 {
     uint64_t h = mix64(seed ^ ((uint64_t)(uint32_t)f << 32 | (uint32_t)id));
-    uint64_t h2 = mix64(h + 0x9e3779b97f4a7c15ULL);
-    const double k = 2.0 / 1048576.0;
-    *e1 = ((double)(h & 0xfffff) + (double)(h >> 20 & 0xfffff) + (double)(h >> 40 & 0xfffff)) * k - 3.0;
-    *e2 = ((double)(h2 & 0xfffff) + (double)(h2 >> 20 & 0xfffff) + (double)(h2 >> 40 & 0xfffff)) * k - 3.0;
+    const double k = 2.0 / 1024.0, c = 3.0 - 3.0 / 1024.0; /* centre the 10-bit grid */
+    *e1 = (double)((h & 0x3ff) + (h >> 10 & 0x3ff) + (h >> 20 & 0x3ff)) * k - c;
+    *e2 = (double)((h >> 30 & 0x3ff) + (h >> 40 & 0x3ff) + (h >> 50 & 0x3ff)) * k - c;
+}
+
+static inline void effect_of(const tl_synth_ccp *g, int f, int32_t id, double *e1, double *e2)
+{
+    if (id < CCP_EFF_TAB) {
+        const float *e = g->eff + ((size_t)f * CCP_EFF_TAB + (size_t)id) * 2;
+        *e1 = (double)e[0];
+        *e2 = (double)e[1];
+    } else {
+        effects(g->p.seed, f, id, e1, e2);
+    }
 }
 
 /* The row's ids and its two latent logits z (click) and zc (purchase). */
-static void ccp_latent(const tl_synth_ccp *g, tl_rng *r, int32_t *cat, int32_t *bag, double *z_out, double *zc_out)
+static void ccp_latent(const tl_synth_ccp *g, ccp_rng *r, int32_t *cat, int32_t *bag, double *z_out, double *zc_out)
 {
     double z = 0, z2 = 0, e1, e2;
     for (int f = 0; f < TL_SYNTH_CCP_CAT; f++) {
-        cat[f] = ccp_zipf(g, f, tl_rng_next(r));
-        effects(g->p.seed, f, cat[f], &e1, &e2);
+        cat[f] = ccp_zipf(g, f, ccp_next(r));
+        effect_of(g, f, cat[f], &e1, &e2);
         z += g->w[f] * e1;
         z2 += g->w[f] * e2;
     }
     for (int b = 0; b < TL_SYNTH_CCP_BAGS; b++) {
         int f = TL_SYNTH_CCP_CAT + b, L = g->f[f].max_len;
-        int n = 1 + (int)tl_rng_below(r, (uint64_t)L);
+        int n = 1 + (int)ccp_below(r, (uint64_t)L);
         double s1 = 0, s2 = 0;
         for (int j = 0; j < L; j++) {
             if (j < n) {
-                bag[j] = ccp_zipf(g, f, tl_rng_next(r));
-                effects(g->p.seed, f, bag[j], &e1, &e2);
+                bag[j] = ccp_zipf(g, f, ccp_next(r));
+                effect_of(g, f, bag[j], &e1, &e2);
                 s1 += e1;
                 s2 += e2;
             } else {
@@ -491,9 +527,9 @@ static void ccp_latent(const tl_synth_ccp *g, tl_rng *r, int32_t *cat, int32_t *
     *zc_out = (z + z2) * 0.70710678118654752; /* half of its variance shared with z */
 }
 
-static void ccp_seed(const tl_synth_ccp *g, tl_rng *r, uint64_t i)
+static void ccp_seed(const tl_synth_ccp *g, ccp_rng *r, uint64_t i)
 {
-    tl_rng_seed(r, g->p.seed ^ mix64(i + 0x632be59bd9b4e019ULL));
+    *r = g->p.seed ^ mix64(i + 0x632be59bd9b4e019ULL);
 }
 
 /* Ids repeat (Zipf), so the rows' latent logits are not normal draws: scale
@@ -506,7 +542,7 @@ static void ccp_calibrate(tl_synth_ccp *g)
     double sc = 0, sb = 0, z, zc;
     g->k_ctr = g->k_cvr = 1;
     for (uint64_t i = 0; i < CCP_CALIB; i++) {
-        tl_rng r;
+        ccp_rng r;
         ccp_seed(g, &r, i);
         ccp_latent(g, &r, cat, bag, &z, &zc);
         double pc = exp(z - g->half_var);
@@ -519,17 +555,18 @@ static void ccp_calibrate(tl_synth_ccp *g)
 
 void tl_synth_ccp_row(const tl_synth_ccp *g, uint64_t i, int32_t *cat, int32_t *bag, float *num, float *lab)
 {
-    tl_rng r;
+    ccp_rng r;
     double z, zc;
     ccp_seed(g, &r, i);
     ccp_latent(g, &r, cat, bag, &z, &zc);
     double pc = g->p.ctr * g->k_ctr * exp(z - g->half_var), pb = g->p.cvr * g->k_cvr * exp(zc - g->half_var);
     pc = pc > 0.95 ? 0.95 : pc;
     pb = pb > 0.95 ? 0.95 : pb;
-    double price = exp(3.0 + 0.8 * (double)tl_rng_normal(&r));
-    num[0] = (float)log1p(price);
-    num[1] = (float)tl_rng_below(&r, 3650) / 365.0f;
-    int click = tl_rng_uniform_double(&r) < pc;
+    /* log price ~ 3 + 0.8 N(0, 1), the normal as a sum of four uniforms (close enough here) */
+    double nrm = (ccp_uniform(&r) + ccp_uniform(&r) + ccp_uniform(&r) + ccp_uniform(&r) - 2.0) * 1.7320508075688772;
+    num[0] = (float)(3.0 + 0.8 * nrm);
+    num[1] = (float)ccp_below(&r, 3650) / 365.0f;
+    int click = ccp_uniform(&r) < pc;
     lab[0] = (float)click;
-    lab[1] = (float)(click && tl_rng_uniform_double(&r) < pb);
+    lab[1] = (float)(click && ccp_uniform(&r) < pb);
 }

@@ -99,7 +99,8 @@ tl_status tl_synth_pair_generate(const tl_synth_pair_params *p, const tl_synth_p
  * feature fields: user 101, 121.., item 205, 206, 207, 216, combinations 508..,
  * context), 3 multi-valued fields (210 intention nodes, 109_14 and 150_14 the
  * user's recent categories and brands, read as sequences with mean pooling),
- * 2 numeric features and two tasks: click, and purchase only after a click.
+ * 2 numeric features (log price, age in years) and two tasks: click, and
+ * purchase only after a click.
  * Ids in each field are Zipf-distributed (id 0 the most frequent). Labels come
  * from per-id latent effects (a hash of field and id, so they are the same
  * wherever an id appears): P(click) = ctr * exp(z - s^2/2), P(buy | click) =
