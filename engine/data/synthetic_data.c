@@ -5,6 +5,7 @@
 #include "synthetic_data.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -194,6 +195,48 @@ static void ccp_rows(void *ctx, size_t i0, size_t i1, int part)
     }
 }
 
+/* Generation (on the worker pool) and writing (checksums, system calls)
+ * overlap: a writer thread takes filled chunks from two slots while the next
+ * chunk is made. Only the writer thread touches the shard writer; the
+ * calling thread allocates nothing while it runs (core.c's allocation
+ * counter is not atomic). Errors in the writer thread carry their message
+ * back (messages are per thread). */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    tl_shard_writer *w;
+    size_t words;
+    uint32_t *buf[2];
+    size_t n[2];
+    int split[2], full[2], quit;
+    tl_status st;
+    char msg[512];
+} ccp_pipe;
+
+static void *ccp_writer(void *arg)
+{
+    ccp_pipe *q = arg;
+    for (int k = 0;; k ^= 1) {
+        pthread_mutex_lock(&q->mu);
+        while (!q->full[k] && !q->quit) pthread_cond_wait(&q->cv, &q->mu);
+        int have = q->full[k], failed = q->st != TL_OK;
+        pthread_mutex_unlock(&q->mu);
+        if (!have) break;
+        tl_status st = TL_OK;
+        for (size_t r = 0; !failed && r < q->n[k] && st == TL_OK; r++)
+            st = tl_shard_writer_row(q->w, q->split[k], q->buf[k] + r * q->words);
+        pthread_mutex_lock(&q->mu);
+        if (st != TL_OK && q->st == TL_OK) {
+            q->st = st;
+            snprintf(q->msg, sizeof q->msg, "%s", tl_errmsg());
+        }
+        q->full[k] = 0;
+        pthread_cond_broadcast(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+    }
+    return NULL;
+}
+
 tl_status tl_data_synth_ccp_shards(const tl_synth_ccp_params *p, const uint64_t rows[3], const char *dir,
                                    size_t rows_per_shard, tl_shard_progress progress, void *ud)
 {
@@ -206,11 +249,23 @@ tl_status tl_data_synth_ccp_shards(const tl_synth_ccp_params *p, const uint64_t 
         return st;
     }
     uint64_t done[3], total = rows[0] + rows[1] + rows[2], at = 0, base = 0;
-    tl_shard_writer *w = NULL;
-    st = tl_shard_writer_open(dir, &l, rows_per_shard, &w, done);
+    ccp_pipe q;
+    memset(&q, 0, sizeof q);
+    st = tl_shard_writer_open(dir, &l, rows_per_shard, &q.w, done);
     struct ccp_job job = {g, 0, tl_shard_layout_words(&l), 0, NULL};
     for (int b = 0; b < TL_SYNTH_CCP_BAGS; b++) job.nbag += (size_t)l.bag_len[b];
-    if (st == TL_OK && !(job.rows = tl_malloc(CCP_CHUNK * job.words * 4, "synthetic rows"))) st = TL_ERR_NOMEM;
+    q.words = job.words;
+    for (int k = 0; k < 2 && st == TL_OK; k++)
+        if (!(q.buf[k] = tl_malloc(CCP_CHUNK * job.words * 4, "synthetic rows"))) st = TL_ERR_NOMEM;
+    pthread_t tid;
+    int started = 0;
+    if (st == TL_OK) {
+        pthread_mutex_init(&q.mu, NULL);
+        pthread_cond_init(&q.cv, NULL);
+        if (pthread_create(&tid, NULL, ccp_writer, &q) != 0) st = tl_fail(TL_ERR_STATE, "synthetic ccp: no writer thread");
+        else started = 1;
+    }
+    int slot = 0;
     for (int k = 0; st == TL_OK && k < 3; base += rows[k], k++) {
         if (done[k] > rows[k]) {
             st = tl_fail(TL_ERR_STATE, "synthetic ccp: %s holds more rows than asked for; delete it", dir);
@@ -224,18 +279,42 @@ tl_status tl_data_synth_ccp_shards(const tl_synth_ccp_params *p, const uint64_t 
                              dir, (unsigned long long)at, (unsigned long long)total);
                 break;
             }
+            pthread_mutex_lock(&q.mu);
+            while (q.full[slot] && q.st == TL_OK) pthread_cond_wait(&q.cv, &q.mu);
+            int failed = q.st != TL_OK;
+            pthread_mutex_unlock(&q.mu);
+            if (failed) break;
             size_t n = rows[k] - i < CCP_CHUNK ? (size_t)(rows[k] - i) : CCP_CHUNK;
             job.first = base + i;
+            job.rows = q.buf[slot];
             tl_parallel_for(n, 1024, ccp_rows, &job);
-            for (size_t r = 0; r < n && st == TL_OK; r++) st = tl_shard_writer_row(w, k, job.rows + r * job.words);
+            pthread_mutex_lock(&q.mu);
+            q.n[slot] = n;
+            q.split[slot] = k;
+            q.full[slot] = 1;
+            pthread_cond_broadcast(&q.cv);
+            pthread_mutex_unlock(&q.mu);
+            slot ^= 1;
             i += n;
             at += n;
         }
     }
-    if (st == TL_OK) st = tl_shard_writer_finish(w);
+    if (started) {
+        pthread_mutex_lock(&q.mu);
+        q.quit = 1;
+        pthread_cond_broadcast(&q.cv);
+        pthread_mutex_unlock(&q.mu);
+        pthread_join(tid, NULL);
+        pthread_cond_destroy(&q.cv);
+        pthread_mutex_destroy(&q.mu);
+        /* a writer error outranks a stop asked for while it happened */
+        if (q.st != TL_OK) st = tl_fail(q.st, "%s", q.msg);
+    }
+    if (st == TL_OK) st = tl_shard_writer_finish(q.w);
     if (st == TL_OK && progress) progress(ud, total, total);
-    tl_shard_writer_close(w);
-    tl_free(job.rows);
+    tl_shard_writer_close(q.w);
+    tl_free(q.buf[0]);
+    tl_free(q.buf[1]);
     tl_shard_layout_free(&l);
     tl_synth_ccp_free(g);
     return st;

@@ -25,7 +25,8 @@ tl_status tl_data_synthetic_pair(const tl_synth_pair_params *p, tl_dataset **out
  * age_days, binary tasks click and purchase. An interrupted run (Ctrl-C:
  * TL_ERR_CANCELLED, or a killed process) resumes where its complete shards
  * end when called again with the same parameters. Rows are made on the
- * engine's worker threads (parallel.h), 65536 at a time. */
+ * engine's worker threads (parallel.h), 65536 at a time, while a thread of
+ * its own writes the previous ones. */
 tl_status tl_data_synth_ccp_shards(const tl_synth_ccp_params *p, const uint64_t rows[3], const char *dir,
                                    size_t rows_per_shard, tl_shard_progress progress, void *ud);
 /* Its layout (for tests and for checking a model against it). */
