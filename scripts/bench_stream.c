@@ -99,7 +99,7 @@ static int read_epoch(const char *dir)
 {
     tl_shards *sh;
     tl_stream *s;
-    if (tl_shards_open(dir, &sh) != TL_OK || tl_stream_open(sh, 0, 1, 0, 1, &s) != TL_OK ||
+    if (tl_shards_open(dir, &sh) != TL_OK || tl_stream_open(sh, 0, 1, 0, TL_STREAM_SHUFFLE, &s) != TL_OK ||
         tl_stream_reserve(s, 2048) != TL_OK)
         return die("open");
     double t0 = now(), sum = 0;
@@ -144,12 +144,13 @@ static int train(const char *dir, int stream, int epochs)
     o.epochs = epochs;
     o.batch = 2048;
     tl_stream *s = NULL;
-    if (stream && tl_stream_open(sh, 0, 1, 0, 1, &s) != TL_OK) return die("stream");
-    double t0 = now();
+    if (stream && tl_stream_open(sh, 0, 1, 0, TL_STREAM_SHUFFLE, &s) != TL_OK) return die("stream");
+    double t0 = now(), c0 = cpu_now();
     tl_status st = stream ? tl_model_fit_stream(m, s, NULL, &o)
                           : tl_model_fit(m, tl_dataset_split(mem, "train"), NULL, &o);
     if (st != TL_OK) return die("fit");
-    double t = now() - t0, rows = (double)tl_shards_rows(sh, 0) * epochs;
+    double t = now() - t0, cpu = cpu_now() - c0, rows = (double)tl_shards_rows(sh, 0) * epochs;
+    printf("train_%s_cpu_rows_per_s %.0f\n", stream ? "stream" : "memory", rows / cpu);
     tl_task_eval ev[TL_MAX_TASKS];
     if (tl_model_evaluate(m, tl_dataset_split(layout, "valid"), 10, ev, NULL) != TL_OK) return die("evaluate");
     printf("train_%s_rows_per_s %.0f\ntrain_%s_valid_auc_click %.4f\n", stream ? "stream" : "memory", rows / t,

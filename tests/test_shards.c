@@ -145,9 +145,9 @@ static void test_round_trip_and_deterministic_stream(void **state)
 
     uint32_t a[1000], b[1000], c[1000], d[1000];
     tl_stream *s1, *s2, *s3;
-    assert_int_equal(tl_stream_open(sh, 0, 7, 100, 1, &s1), TL_OK);
-    assert_int_equal(tl_stream_open(sh, 0, 7, 100, 1, &s2), TL_OK);
-    assert_int_equal(tl_stream_open(sh, 0, 8, 100, 1, &s3), TL_OK);
+    assert_int_equal(tl_stream_open(sh, 0, 7, 100, TL_STREAM_SHUFFLE | TL_STREAM_BAGS, &s1), TL_OK);
+    assert_int_equal(tl_stream_open(sh, 0, 7, 100, TL_STREAM_SHUFFLE | TL_STREAM_BAGS, &s2), TL_OK);
+    assert_int_equal(tl_stream_open(sh, 0, 8, 100, TL_STREAM_SHUFFLE | TL_STREAM_BAGS, &s3), TL_OK);
     assert_int_equal(epoch_ids(s1, 0, a, 1000, 64), 1000);
     assert_int_equal(epoch_ids(s2, 0, b, 1000, 37), 1000); /* batch size does not change the sequence */
     assert_true(is_permutation(a, 1000));
@@ -166,9 +166,29 @@ static void test_round_trip_and_deterministic_stream(void **state)
     tl_stream_close(s1);
     tl_stream_close(s2);
     tl_stream_close(s3);
+    /* without the bags in the buffer: the same rows in the same order */
+    tl_stream *s4;
+    assert_int_equal(tl_stream_open(sh, 0, 7, 100, TL_STREAM_SHUFFLE, &s4), TL_OK);
+    assert_int_equal(tl_stream_reserve(s4, 64), TL_OK);
+    size_t k = 0;
+    for (;;) {
+        tl_split bt;
+        const int32_t *bg = (const int32_t *)1;
+        int got;
+        assert_int_equal(tl_stream_next(s4, 64, &bt, &bg, &got), TL_OK);
+        assert_null(bg);
+        if (!got) break;
+        for (int r = 0; r < got; r++, k++) {
+            assert_int_equal((uint32_t)bt.num[r * 2], a[k]);
+            assert_int_equal(bt.cat[r * 2 + 1], (int32_t)(a[k] % 1000));
+            assert_true(bt.weight[r] == (float)(1 + a[k] % 4));
+        }
+    }
+    assert_int_equal(k, 1000);
+    tl_stream_close(s4);
 
     tl_stream *s0;
-    assert_int_equal(tl_stream_open(sh, 0, 7, 100, 0, &s0), TL_OK); /* shuffle off: file order */
+    assert_int_equal(tl_stream_open(sh, 0, 7, 100, TL_STREAM_BAGS, &s0), TL_OK); /* shuffle off: file order */
     assert_int_equal(epoch_ids(s0, 0, a, 1000, 64), 1000);
     for (uint32_t i = 0; i < 1000; i++) assert_int_equal(a[i], i);
     tl_stream_close(s0);
@@ -244,7 +264,7 @@ static void test_interrupted_conversion_resumes(void **state)
     assert_int_equal(tl_shards_open(dir, &sh), TL_OK);
     tl_stream *s;
     uint32_t ids[1000];
-    assert_int_equal(tl_stream_open(sh, 0, 1, 0, 0, &s), TL_OK);
+    assert_int_equal(tl_stream_open(sh, 0, 1, 0, TL_STREAM_BAGS, &s), TL_OK);
     assert_int_equal(epoch_ids(s, 0, ids, 1000, 100), 1000);
     for (uint32_t i = 0; i < 1000; i++) assert_int_equal(ids[i], i);
     tl_stream_close(s);
@@ -275,7 +295,7 @@ static void test_corrupted_or_truncated_shard_named(void **state)
     tl_shards *sh;
     assert_int_equal(tl_shards_open(dir, &sh), TL_OK); /* headers are fine */
     tl_stream *s;
-    assert_int_equal(tl_stream_open(sh, 0, 1, 0, 0, &s), TL_OK);
+    assert_int_equal(tl_stream_open(sh, 0, 1, 0, TL_STREAM_BAGS, &s), TL_OK);
     assert_int_equal(tl_stream_reserve(s, 1000), TL_OK);
     tl_split b;
     int got;
@@ -375,7 +395,7 @@ static void test_peak_rss_bounded(void **state)
     tl_shards *sh;
     tl_stream *s;
     assert_int_equal(tl_shards_open(dir, &sh), TL_OK);
-    assert_int_equal(tl_stream_open(sh, 0, 3, 65536, 1, &s), TL_OK);
+    assert_int_equal(tl_stream_open(sh, 0, 3, 65536, TL_STREAM_SHUFFLE, &s), TL_OK);
     assert_int_equal(tl_stream_reserve(s, 1024), TL_OK);
     uint64_t n = 0;
     double sum = 0;
@@ -434,7 +454,7 @@ static void test_stream_fit_matches_in_memory(void **state)
     tl_shards *sh;
     assert_int_equal(tl_shards_open(dir, &sh), TL_OK);
     tl_stream *s;
-    assert_int_equal(tl_stream_open(sh, 0, 1, 0, 0, &s), TL_OK);
+    assert_int_equal(tl_stream_open(sh, 0, 1, 0, TL_STREAM_BAGS, &s), TL_OK);
     tl_model *a = small_model(d), *b = small_model(d);
     tl_fit_options o;
     tl_fit_defaults(&o);
@@ -458,7 +478,7 @@ static void test_stream_fit_matches_in_memory(void **state)
 
     /* shuffled stream, another model: it learns; max_steps stops mid-epoch */
     tl_model *c = small_model(d);
-    assert_int_equal(tl_stream_open(sh, 0, 9, 2048, 1, &s), TL_OK);
+    assert_int_equal(tl_stream_open(sh, 0, 9, 2048, TL_STREAM_SHUFFLE, &s), TL_OK);
     o.epochs = 3;
     o.patience = 2;
     assert_int_equal(tl_model_fit_stream(c, s, valid, &o), TL_OK);
@@ -569,7 +589,7 @@ static void test_synth_ccp_shards_resume(void **state)
     tl_synth_ccp *g;
     assert_int_equal(tl_synth_ccp_new(&p, &g), TL_OK);
     tl_stream *s;
-    assert_int_equal(tl_stream_open(sh, 0, 1, 0, 0, &s), TL_OK);
+    assert_int_equal(tl_stream_open(sh, 0, 1, 0, TL_STREAM_BAGS, &s), TL_OK);
     assert_int_equal(tl_stream_reserve(s, 1000), TL_OK);
     int32_t cat[TL_SYNTH_CCP_CAT], bag[40];
     float num[2], lab[2];

@@ -828,10 +828,10 @@ static tl_status map_index(tl_shards *sh, int k, int i, void **map, size_t *len,
 
 /* Unpack n packed rows into the parts of a split at row offset `at`. */
 static void unpack_rows(const tl_shard_layout *l, const uint32_t *src, size_t n, size_t at, int32_t *cat,
-                        int32_t *bag, float *num, float *lab, float *wt, int32_t *grp)
+                        int32_t *bag, float *num, float *lab, float *wt, int32_t *grp, size_t nb)
 {
-    size_t nc = (size_t)l->n_cat, nb = bag_words(l), nn = (size_t)l->n_num, K = (size_t)l->n_tasks;
-    size_t words = tl_shard_layout_words(l);
+    size_t nc = (size_t)l->n_cat, nn = (size_t)l->n_num, K = (size_t)l->n_tasks;
+    size_t words = tl_shard_layout_words(l) - bag_words(l) + nb;
     for (size_t r = 0; r < n; r++, src += words) {
         size_t i = at + r;
         const uint32_t *p = src;
@@ -897,7 +897,7 @@ tl_status tl_shards_load(tl_shards *sh, const int want[3], uint64_t max_rows, tl
             const uint32_t *src;
             if ((st = map_index(sh, k, i, &map, &len, &src)) != TL_OK) break;
             size_t r = (size_t)sh->shard_rows[k][i];
-            unpack_rows(l, src, r, at, d->catv, NULL, d->numv, d->labv, d->wt, d->grp);
+            unpack_rows(l, src, r, at, d->catv, NULL, d->numv, d->labv, d->wt, d->grp, bag_words(l));
             for (size_t j = 0; j < r; j++) d->row[at + j] = (uint32_t)(at + j - split_at);
             munmap(map, len);
             at += r;
@@ -921,7 +921,8 @@ struct tl_stream {
     tl_shards *sh;
     int split, shuffle;
     uint64_t seed;
-    size_t words, cap;   /* words per row; shuffle-buffer rows */
+    size_t words, cap;   /* words per row in the shards; shuffle-buffer rows */
+    size_t bwords, nbag; /* words per buffered row, and its bag words (0 without TL_STREAM_BAGS) */
     uint32_t *buf;       /* cap x words */
     size_t nbuf;
     tl_rng rng;
@@ -940,7 +941,7 @@ struct tl_stream {
 size_t tl_stream_bytes(const tl_stream *st)
 {
     const tl_shard_layout *l = &st->sh->l;
-    return st->cap * st->words * 4 + (size_t)st->cap_batch * (st->words + (size_t)l->n_cat + 8) * 4 +
+    return st->cap * st->bwords * 4 + (size_t)st->cap_batch * (st->words + (size_t)l->n_cat + 8) * 4 +
            (size_t)(st->sh->n[st->split] + 1) * 4;
 }
 
@@ -994,9 +995,10 @@ tl_status tl_stream_reserve(tl_stream *st, int max_rows)
     return TL_OK;
 }
 
-tl_status tl_stream_open(tl_shards *sh, int split, uint64_t seed, size_t buffer_rows, int shuffle,
+tl_status tl_stream_open(tl_shards *sh, int split, uint64_t seed, size_t buffer_rows, int flags,
                          tl_stream **out)
 {
+    int shuffle = flags & TL_STREAM_SHUFFLE;
     *out = NULL;
     if (split < 0 || split > 2) return tl_fail(TL_ERR_ARG, "stream: bad split %d", split);
     if (sh->rows[split] == 0)
@@ -1008,8 +1010,10 @@ tl_status tl_stream_open(tl_shards *sh, int split, uint64_t seed, size_t buffer_
     st->seed = seed;
     st->shuffle = shuffle;
     st->words = sh->words;
+    st->nbag = flags & TL_STREAM_BAGS ? bag_words(&sh->l) : 0;
+    st->bwords = st->words - bag_words(&sh->l) + st->nbag;
     st->cap = shuffle ? (buffer_rows ? buffer_rows : DEFAULT_BUFFER_ROWS) : 1;
-    st->buf = tl_malloc(st->cap * st->words * 4, "shuffle buffer");
+    st->buf = tl_malloc(st->cap * st->bwords * 4, "shuffle buffer");
     st->order = tl_malloc(((size_t)sh->n[split] + 1) * 4, "shard order");
     tl_status s = st->buf && st->order ? tl_stream_reserve(st, 256) : TL_ERR_NOMEM;
     if (s == TL_OK) s = tl_stream_begin(st, 0);
@@ -1048,6 +1052,18 @@ static const uint32_t *source_row(tl_stream *st, tl_status *err)
     return st->src + st->src_pos++ * st->words;
 }
 
+/* Copy a shard row into a buffer row (its bag words only when kept). */
+static void buffer_row(const tl_stream *st, uint32_t *dst, const uint32_t *src)
+{
+    if (st->bwords == st->words) {
+        memcpy(dst, src, st->words * 4);
+        return;
+    }
+    size_t nc = (size_t)st->sh->l.n_cat, skip = st->words - st->bwords;
+    memcpy(dst, src, nc * 4);
+    memcpy(dst + nc, src + nc + skip, (st->bwords - nc) * 4);
+}
+
 tl_status tl_stream_next(tl_stream *st, int max_rows, tl_split *batch, const int32_t **bags, int *got)
 {
     *got = 0;
@@ -1055,12 +1071,11 @@ tl_status tl_stream_next(tl_stream *st, int max_rows, tl_split *batch, const int
         return tl_fail(TL_ERR_ARG, "stream: %d rows asked, %d reserved", max_rows, st->cap_batch);
     const tl_shard_layout *l = &st->sh->l;
     tl_status err = TL_OK;
-    size_t bytes = st->words * 4;
+    int32_t *bag = st->nbag ? st->bag : NULL;
     int n = 0;
     if (st->cap > 1 && !st->filled) {
         const uint32_t *r;
-        while (st->nbuf < st->cap && (r = source_row(st, &err)))
-            memcpy(st->buf + st->nbuf++ * st->words, r, bytes);
+        while (st->nbuf < st->cap && (r = source_row(st, &err))) buffer_row(st, st->buf + st->nbuf++ * st->bwords, r);
         st->filled = 1;
         if (err != TL_OK) return err;
     }
@@ -1068,17 +1083,17 @@ tl_status tl_stream_next(tl_stream *st, int max_rows, tl_split *batch, const int
         const uint32_t *row;
         if (st->cap <= 1) {
             if (!(row = source_row(st, &err))) break;
-            unpack_rows(l, row, 1, (size_t)n, st->cat, st->bag, st->num, st->lab, st->wt, st->grp);
+            unpack_rows(l, row, 1, (size_t)n, st->cat, bag, st->num, st->lab, st->wt, st->grp, bag_words(l));
             continue;
         }
         if (st->nbuf == 0) break;
         size_t j = (size_t)tl_rng_below(&st->rng, st->nbuf);
-        uint32_t *slot = st->buf + j * st->words;
-        unpack_rows(l, slot, 1, (size_t)n, st->cat, st->bag, st->num, st->lab, st->wt, st->grp);
+        uint32_t *slot = st->buf + j * st->bwords;
+        unpack_rows(l, slot, 1, (size_t)n, st->cat, bag, st->num, st->lab, st->wt, st->grp, st->nbag);
         const uint32_t *r = source_row(st, &err);
         if (err != TL_OK) return err;
-        if (r) memcpy(slot, r, bytes);
-        else if (j != --st->nbuf) memcpy(slot, st->buf + st->nbuf * st->words, bytes);
+        if (r) buffer_row(st, slot, r);
+        else if (j != --st->nbuf) memcpy(slot, st->buf + st->nbuf * st->bwords, st->bwords * 4);
     }
     if (err != TL_OK) return err;
     memset(batch, 0, sizeof *batch);
@@ -1089,7 +1104,7 @@ tl_status tl_stream_next(tl_stream *st, int max_rows, tl_split *batch, const int
     batch->labels = st->lab;
     batch->weight = st->wt;
     batch->group = st->grp;
-    if (bags) *bags = st->bag;
+    if (bags) *bags = bag;
     *got = n;
     return TL_OK;
 }

@@ -120,9 +120,14 @@ tl_status tl_shards_load(tl_shards *sh, const int want[3], uint64_t max_rows, tl
 /* A stream of one split's rows, in batches. */
 typedef struct tl_stream tl_stream;
 
+/* Flags of tl_stream_open: shuffle (shard order and a buffer of rows;
+ * without it, file order), and keep the multi-valued fields' ids (without
+ * it the buffer holds rows without them, and tl_stream_next's bags is NULL). */
+enum { TL_STREAM_SHUFFLE = 1, TL_STREAM_BAGS = 2 };
+
 /* buffer_rows: the shuffle buffer (0: 65536; 1: no shuffling of rows, only of
- * shard order); shuffle 0 keeps shard and row order. */
-tl_status tl_stream_open(tl_shards *sh, int split, uint64_t seed, size_t buffer_rows, int shuffle,
+ * shard order). */
+tl_status tl_stream_open(tl_shards *sh, int split, uint64_t seed, size_t buffer_rows, int flags,
                          tl_stream **out);
 void tl_stream_close(tl_stream *st);
 /* Start epoch `epoch` (its shard order and buffer draws depend on seed and
@@ -131,7 +136,8 @@ tl_status tl_stream_begin(tl_stream *st, int epoch);
 /* Up to max_rows next rows (max_rows <= the stream's batch capacity, set by
  * tl_stream_reserve) into *batch, a view of buffers the stream owns valid
  * until the next call: cat, num, labels, weight (or NULL), group (or NULL);
- * bag ids (rows x sum of bag lengths, -1 = empty) in *bags when not NULL.
+ * bag ids (rows x sum of bag lengths, -1 = empty) in *bags when not NULL
+ * (NULL without TL_STREAM_BAGS).
  * *got = 0 at the end of the epoch. */
 tl_status tl_stream_next(tl_stream *st, int max_rows, tl_split *batch, const int32_t **bags, int *got);
 tl_status tl_stream_reserve(tl_stream *st, int max_rows);
