@@ -218,6 +218,9 @@ static tl_status read_header(const char *path, uint64_t fp, uint32_t words, shar
                      SHARD_VERSION);
     else if (h->header_crc != header_crc(*h))
         st = tl_fail(TL_ERR_FORMAT, "shard %s: header checksum mismatch (corrupted)", path);
+    else if (h->header_bytes != sizeof *h || h->words == 0 || h->rows > ((uint64_t)1 << 40) / h->words)
+        st = tl_fail(TL_ERR_FORMAT, "shard %s: implausible header (%u header bytes, %u words, %llu rows)", path,
+                     h->header_bytes, h->words, (unsigned long long)h->rows);
     else if ((fp && h->fingerprint != fp) || (words && h->words != words))
         st = tl_fail(TL_ERR_FORMAT, "shard %s: written for another layout (fingerprint %016llx, expected %016llx)",
                      path, (unsigned long long)h->fingerprint, (unsigned long long)fp);
@@ -750,6 +753,8 @@ static tl_status parse_manifest(tl_shards *sh, char *text, const char *path)
             sh->l.has_group = group;
         }
     }
+    tl_status st = layout_check(&sh->l);
+    if (st != TL_OK) return tl_fail_context(st, "%s", path);
     sh->fp = tl_shard_layout_fingerprint(&sh->l);
     if (sh->fp != fp)
         return tl_fail(TL_ERR_FORMAT, "%s: the layout does not match its fingerprint (edited or corrupted)", path);
