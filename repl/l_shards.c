@@ -236,10 +236,19 @@ static int l_shards(lua_State *L)
 static const char *const convert_fields[] = {"rows_per_shard", "verbose", "log_every", "seed", "buffer", "shuffle",
                                              NULL};
 
-/* tl.data.convert(d, dir [, {rows_per_shard=262144, verbose=true, log_every=10}]) -> shards object */
+/* tl.data.convert(d or csv_spec, dir [, {rows_per_shard=262144, verbose=true, log_every=10}]) -> shards */
 static int l_convert(lua_State *L)
 {
     const char *fn = "tl.data.convert";
+    if (lua_type(L, 1) == LUA_TTABLE) { /* a tl.data.csv spec: load it, then convert */
+        lua_getfield(L, LUA_REGISTRYINDEX, TL_LIB_KEY);
+        lua_getfield(L, -1, "data");
+        lua_getfield(L, -1, "csv");
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 1);
+        lua_replace(L, 1);
+        lua_pop(L, 2);
+    }
     tl_dataset *d = tl_lua_check_dataset(L, 1);
     const char *dir = luaL_checkstring(L, 2);
     int opt = lua_istable(L, 3) ? 3 : 0;
@@ -403,11 +412,14 @@ static const char DOC_SHARDS[] =
 
 static const char DOC_CONVERT[] =
     "tl.data.convert(d, dir [, {rows_per_shard=262144, verbose=true, log_every=10}]) -> shards\n"
+    "tl.data.convert({path=, ...tl.data.csv options}, dir [, {...}]) -> shards\n"
     "Write dataset d's train, valid and test splits as shards in dir (see tl.data.shards), with a\n"
     "progress line (rows/s, ETA; one line per log_every seconds when stdout is not a terminal).\n"
     "Shards are written to a temporary name, fsynced and renamed; an interrupted conversion\n"
     "(Ctrl-C or a killed process) resumes after its last complete shard when run again with\n"
-    "the same data. A finished directory is refused: delete it to convert again.";
+    "the same data. A finished directory is refused: delete it to convert again. A CSV spec is\n"
+    "read with tl.data.csv first (the whole file in memory once; streaming CSV rows straight into\n"
+    "shards is not done yet).";
 
 static const char DOC_CCP[] =
     "tl.data.synthetic_ccp{dir=, rows=1e6, valid=rows/100, test=rows/100, seed=1, ctr=0.04, cvr=0.005,\n"

@@ -47,6 +47,14 @@ T["convert, open, stream fit"] = function()
   raises(function() return #again end, "closed")
 end
 
+T["convert a csv spec"] = function()
+  local path = write("spec.csv", "a,y\nx,1\ny,0\nx,1\nz,0\n")
+  local sh = tl.data.convert({ path = path, categorical = { "a" }, labels = { y = { column = "y", positive = "1" } },
+                               cache = false }, tmpdir .. "/spec", { verbose = false })
+  eq(#sh, 4) -- no split: every row is train
+  eq(sh.rows.valid, 0)
+end
+
 T["same seed, same training"] = function()
   local d = csv_data(2000)
   local dir = tmpdir .. "/seed"
