@@ -288,7 +288,8 @@ void tl_lua_open_fit(lua_State *L, int tl)
          "eval_every=N: also validate every N steps (m:history().evals). checkpoint=path, every=N:\n"
          "save at epoch ends and every N steps (tl.load(path) resumes exactly). seed=, shuffle=,\n"
          "restore_best=true. A progress function gets {kind=\"step\"|\"eval\"|\"epoch\", epoch,\n"
-         "step, loss, valid} and stops training by returning false."},
+         "step, loss, valid} and stops training by returning false.\n"
+         "data=sh, a tl.data.shards object: stream the train shards from disk (see tl.data.shards)."},
     };
     tl_lua_docs(L, -2, docs, sizeof docs / sizeof *docs);
     lua_pop(L, 2);
