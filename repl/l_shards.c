@@ -70,7 +70,7 @@ static void progress_show(progress_line *p, uint64_t done, uint64_t total, const
     if (p->quiet) return;
     double t = now();
     if (p->at0 == UINT64_MAX) p->at0 = done;
-    if (!final && t - p->last < (p->tty ? 0.2 : p->every)) return;
+    if (!final && (done == p->at0 || t - p->last < (p->tty ? 0.2 : p->every))) return; /* no rate yet, or not due */
     p->last = t;
     double rate = t > p->t0 ? (double)(done - p->at0) / (t - p->t0) : 0;
     char eta[32];

@@ -127,6 +127,23 @@ T["kill -9 then resume gives the same shards"] = function()
   eq(sa.valid:labels(), sb.valid:labels())
 end
 
+-- Off a terminal: plain lines (no carriage returns), rows/s, and the last one says how long.
+T["progress lines in a log"] = function()
+  local bin = os.getenv("TL_TEST_BIN") or "./towerlab"
+  local dir = tmpdir .. "/log"
+  local p = assert(io.popen(string.format("%s -e %q 2>&1", bin, string.format(
+    "sh = tl.data.synthetic_ccp{dir=%q, rows=200000, log_every=0}; m = tl.model{data=sh.data, emb=2, " ..
+    "backbone=tl.shared_bottom{bottom={4}}, batch=4096}; m:fit{data=sh, epochs=1, log_every=0}", dir))))
+  local out = p:read("a")
+  p:close()
+  check(not out:find("\r"), "carriage return in a log")
+  check(out:find("synthetic_ccp %d+/204000 rows %(%d+%%%)  %d+ rows/s  ETA %d+:%d%d\n"), out)
+  check(not out:find(" 0 rows/s"), out)
+  check(out:find("synthetic_ccp 204000/204000 rows %(100%%%)  %d+ rows/s  took %d+:%d%d\n"), out)
+  check(out:find("epoch 1/1 %d+/200000 rows"), out)
+  check(out:find("epoch 1/1  step 49  %d+ rows/s"), out)
+end
+
 T["zz cleanup"] = function() os.execute("rm -rf " .. tmpdir) end
 
 return T
