@@ -218,6 +218,7 @@ static int push_shards(lua_State *L, const char *dir, int opt)
     tl_lua_note_alloc(L, tl_dataset_bytes(*slot));
     lua_setiuservalue(L, ui, 1);
     if ((st = tl_stream_open(u->sh, 0, seed, buffer, shuffle ? TL_STREAM_SHUFFLE : 0, &u->st)) != TL_OK) return tl_lua_raise_status(L, fn, st);
+    tl_lua_note_alloc(L, tl_stream_bytes(u->st));
     lua_settop(L, ui);
     return 1;
 }

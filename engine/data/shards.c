@@ -131,7 +131,9 @@ size_t tl_shard_layout_words(const tl_shard_layout *l)
 
 static uint64_t hash_str(const char *s, uint64_t h) { return hash_bytes(s, strlen(s) + 1, h); }
 
-uint64_t tl_shard_layout_fingerprint(const tl_shard_layout *l)
+/* The layout's fingerprint: counts, names, vocabulary sizes, task types,
+ * bag specs (shard headers and the manifest carry it). */
+static uint64_t layout_fingerprint(const tl_shard_layout *l)
 {
     int64_t head[6] = {l->n_cat, l->n_num, l->n_tasks, l->n_bag, l->has_weight, l->has_group};
     uint64_t h = hash_bytes(head, sizeof head, 0x7368617264ULL);
@@ -383,7 +385,7 @@ tl_status tl_shard_writer_open(const char *dir, const tl_shard_layout *l, size_t
         tl_shard_writer_close(w);
         return w->dir ? st : TL_ERR_NOMEM;
     }
-    w->fp = tl_shard_layout_fingerprint(l);
+    w->fp = layout_fingerprint(l);
     w->words = (uint32_t)tl_shard_layout_words(l);
     w->per_shard = rows_per_shard ? rows_per_shard : DEFAULT_ROWS_PER_SHARD;
     char *mp = path_join(dir, MANIFEST);
@@ -497,7 +499,8 @@ tl_status tl_shard_writer_row(tl_shard_writer *w, int split, const void *row)
     return TL_OK;
 }
 
-void tl_shard_pack_split_row(const tl_shard_layout *l, const tl_split *s, size_t i, uint32_t *out)
+/* Pack row i of split s (of a dataset with layout l, no bags) into out. */
+static void pack_split_row(const tl_shard_layout *l, const tl_split *s, size_t i, uint32_t *out)
 {
     size_t nc = (size_t)l->n_cat, nn = (size_t)l->n_num, K = (size_t)l->n_tasks;
     memcpy(out, s->cat + i * nc, nc * 4);
@@ -509,11 +512,6 @@ void tl_shard_pack_split_row(const tl_shard_layout *l, const tl_split *s, size_t
     out += K;
     if (l->has_weight) memcpy(out++, s->weight + i, 4);
     if (l->has_group) memcpy(out++, s->group + i, 4);
-}
-
-uint64_t tl_shard_writer_rows(const tl_shard_writer *w, int split)
-{
-    return split >= 0 && split < 3 ? w->s[split].total : 0;
 }
 
 static tl_status write_manifest(tl_shard_writer *w)
@@ -608,7 +606,7 @@ tl_status tl_shards_convert(const tl_dataset *d, const char *dir, size_t rows_pe
                                                "complete shards are kept: run it again to resume",
                              dir, (unsigned long long)at, (unsigned long long)total);
             else {
-                tl_shard_pack_split_row(&l, sp[k], i, row);
+                pack_split_row(&l, sp[k], i, row);
                 st = tl_shard_writer_row(w, k, row);
             }
         }
@@ -758,7 +756,7 @@ static tl_status parse_manifest(tl_shards *sh, char *text, const char *path)
     }
     tl_status st = layout_check(&sh->l);
     if (st != TL_OK) return tl_fail_context(st, "%s", path);
-    sh->fp = tl_shard_layout_fingerprint(&sh->l);
+    sh->fp = layout_fingerprint(&sh->l);
     if (sh->fp != fp)
         return tl_fail(TL_ERR_FORMAT, "%s: the layout does not match its fingerprint (edited or corrupted)", path);
     sh->words = (uint32_t)tl_shard_layout_words(&sh->l);

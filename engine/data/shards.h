@@ -55,10 +55,8 @@ tl_status tl_shard_layout_init(tl_shard_layout *l, int n_cat, int n_num, int n_t
 /* The layout of a dataset's rows (no bags). */
 tl_status tl_shard_layout_from_dataset(tl_shard_layout *l, const tl_dataset *d);
 void tl_shard_layout_free(tl_shard_layout *l);
-/* Words (4 bytes) per row, and the fingerprint of the layout (counts, names,
- * vocabulary sizes, task types, bag specs). */
+/* Words (4 bytes) per row. */
 size_t tl_shard_layout_words(const tl_shard_layout *l);
-uint64_t tl_shard_layout_fingerprint(const tl_shard_layout *l);
 
 /* ---- writing --------------------------------------------------------------- */
 
@@ -73,16 +71,12 @@ tl_status tl_shard_writer_open(const char *dir, const tl_shard_layout *l, size_t
                                tl_shard_writer **out, uint64_t done[3]);
 /* Append one packed row (tl_shard_layout_words words) to split 0..2. */
 tl_status tl_shard_writer_row(tl_shard_writer *w, int split, const void *row);
-/* Pack row i of split s (of a dataset with layout l, no bags) into out. */
-void tl_shard_pack_split_row(const tl_shard_layout *l, const tl_split *s, size_t i, uint32_t *out);
 /* Write the last partial shards and the manifest. After it the writer only
  * needs closing. */
 tl_status tl_shard_writer_finish(tl_shard_writer *w);
 /* Close: an unfinished writer deletes its partial .tmp shards (its complete
  * shards stay, for a later resume). */
 void tl_shard_writer_close(tl_shard_writer *w);
-/* Rows written so far to split (0..2), counting resumed shards. */
-uint64_t tl_shard_writer_rows(const tl_shard_writer *w, int split);
 
 /* Progress of a long conversion: rows done of total (0: unknown); return
  * nonzero to stop it (as Ctrl-C). Called every 65536 rows. */

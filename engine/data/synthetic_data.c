@@ -149,7 +149,8 @@ done:
 
 #define CCP_CHUNK 65536
 
-tl_status tl_data_synth_ccp_layout(const tl_synth_ccp *g, tl_shard_layout *l)
+/* The layout of the stream's rows in shards. */
+static tl_status ccp_layout(const tl_synth_ccp *g, tl_shard_layout *l)
 {
     tl_status st = tl_shard_layout_init(l, TL_SYNTH_CCP_CAT, TL_SYNTH_CCP_NUM, 2, TL_SYNTH_CCP_BAGS);
     static const char *const num[TL_SYNTH_CCP_NUM] = {"price", "age_days"};
@@ -244,7 +245,7 @@ tl_status tl_data_synth_ccp_shards(const tl_synth_ccp_params *p, const uint64_t 
     tl_status st = tl_synth_ccp_new(p, &g);
     if (st != TL_OK) return st;
     tl_shard_layout l;
-    if ((st = tl_data_synth_ccp_layout(g, &l)) != TL_OK) {
+    if ((st = ccp_layout(g, &l)) != TL_OK) {
         tl_synth_ccp_free(g);
         return st;
     }

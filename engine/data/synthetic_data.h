@@ -29,6 +29,4 @@ tl_status tl_data_synthetic_pair(const tl_synth_pair_params *p, tl_dataset **out
  * its own writes the previous ones. */
 tl_status tl_data_synth_ccp_shards(const tl_synth_ccp_params *p, const uint64_t rows[3], const char *dir,
                                    size_t rows_per_shard, tl_shard_progress progress, void *ud);
-/* Its layout (for tests and for checking a model against it). */
-tl_status tl_data_synth_ccp_layout(const tl_synth_ccp *g, tl_shard_layout *l);
 #endif
