@@ -226,6 +226,7 @@ bench: all $(BENCH_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash scripts/bench.sh
 	@echo; echo 'Scaling with batch, experts and tasks (docs/scaling.csv, docs/scaling.png):'; BUILD=$(BUILD) bash scripts/bench_scaling.sh
 	@echo; echo 'Serving latency of exported models (C file vs onnxruntime-node):'; bash tests/export/bench.sh
+	@echo; echo 'Large data: shards, the synthetic Ali-CCP stream, streaming training (STREAM_ROWS=):'; BUILD=$(BUILD) bash scripts/bench_stream.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -15,6 +15,7 @@
  *   alibaba.h         Ali-CCP (the release or torch-rechub's CSV), AliExpress
  *   sketch.h          a streaming quantile sketch (KLL) for quantile buckets
  *   synthetic_data.h  the synthetic generators (synthetic.h) as datasets
+ *   shards.h          sharded binary rows on disk and their stream
  * The pieces' shared internals are in data/data_internal.h.
  */
 #ifndef TL_DATA_H
@@ -26,6 +27,7 @@
 #include "data/dataset.h"
 #include "data/datasets.h"
 #include "data/schema.h"
+#include "data/shards.h"
 #include "data/sketch.h"
 #include "data/synthetic_data.h"
 

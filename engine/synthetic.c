@@ -319,3 +319,254 @@ done:
     tl_free(ya);
     return st;
 }
+
+/* ---- a stream at Ali-CCP's shape ----------------------------------------------- */
+
+#define ZIPF_CELLS 2048
+
+/* name, ids at id_scale 1, max length, weight of its effect in the logits */
+static const struct {
+    const char *name;
+    double vocab;
+    int large, max_len;
+    double w;
+} ccp_spec[TL_SYNTH_CCP_CAT + TL_SYNTH_CCP_BAGS] = {
+    {"101", 400000, 1, 1, 0.45}, {"121", 98, 0, 1, 0.15},     {"122", 14, 0, 1, 0.1},
+    {"124", 3, 0, 1, 0.05},      {"125", 8, 0, 1, 0.05},      {"126", 4, 0, 1, 0.05},
+    {"127", 4, 0, 1, 0.05},      {"128", 3, 0, 1, 0.05},      {"129", 5, 0, 1, 0.05},
+    {"205", 500000, 1, 1, 0.45}, {"206", 8000, 0, 1, 0.3},    {"207", 200000, 1, 1, 0.25},
+    {"216", 100000, 1, 1, 0.2},  {"301", 3, 0, 1, 0.2},       {"508", 10000, 0, 1, 0.15},
+    {"509", 200000, 1, 1, 0.15}, {"702", 100000, 1, 1, 0.15}, {"853", 50000, 0, 1, 0.15},
+    {"hour", 24, 0, 1, 0.1},     {"position", 10, 0, 1, 0.3}, {"device", 5, 0, 1, 0.05},
+    {"210", 100000, 1, 10, 0.3}, {"109_14", 8000, 0, 20, 0.3}, {"150_14", 100000, 1, 10, 0.2},
+};
+
+struct tl_synth_ccp {
+    tl_synth_ccp_params p;
+    tl_synth_ccp_field f[TL_SYNTH_CCP_CAT + TL_SYNTH_CCP_BAGS];
+    float *cells;          /* per field ZIPF_CELLS + 1 points of the inverse CDF */
+    double inv1s, a[TL_SYNTH_CCP_CAT + TL_SYNTH_CCP_BAGS];
+    double w[TL_SYNTH_CCP_CAT + TL_SYNTH_CCP_BAGS];
+    double half_var;      /* signal^2 / 2: exp(z - half_var) has mean 1 for a normal z */
+    double k_ctr, k_cvr;  /* ccp_calibrate's corrections */
+    float *eff;           /* per field, the effects of ids below CCP_EFF_TAB (most draws) */
+};
+#define CCP_EFF_TAB 2048
+
+void tl_synth_ccp_defaults(tl_synth_ccp_params *p)
+{
+    p->ctr = 0.04;
+    p->cvr = 0.005;
+    p->zipf = 1.1;
+    p->id_scale = 1;
+    p->signal = 1;
+    p->seed = 1;
+}
+
+/* The continuous bounded Zipf (Pareto) inverse CDF on [0, n): ranks r with
+ * density ~ (1 + r)^-s. */
+static double zipf_inv(double u, double a, double inv1s)
+{
+    return pow(a * u + 1.0, inv1s) - 1.0;
+}
+
+static void ccp_calibrate(tl_synth_ccp *g);
+static void effects(uint64_t seed, int f, int32_t id, double *e1, double *e2);
+
+tl_status tl_synth_ccp_new(const tl_synth_ccp_params *p, tl_synth_ccp **out)
+{
+    *out = NULL;
+    if (!(p->ctr > 0 && p->ctr <= 0.5) || !(p->cvr > 0 && p->cvr <= 0.5))
+        return tl_fail(TL_ERR_ARG, "synthetic ccp: ctr and cvr must be in (0, 0.5], got %g and %g", p->ctr, p->cvr);
+    if (!(p->zipf >= 0.5 && p->zipf <= 3) || p->zipf == 1.0)
+        return tl_fail(TL_ERR_ARG, "synthetic ccp: zipf must be in [0.5, 3] and not 1, got %g", p->zipf);
+    if (!(p->id_scale >= 1e-4 && p->id_scale <= 100))
+        return tl_fail(TL_ERR_ARG, "synthetic ccp: id_scale must be in [1e-4, 100], got %g", p->id_scale);
+    if (!(p->signal >= 0 && p->signal <= 3))
+        return tl_fail(TL_ERR_ARG, "synthetic ccp: signal must be in [0, 3], got %g", p->signal);
+    int nf = TL_SYNTH_CCP_CAT + TL_SYNTH_CCP_BAGS;
+    tl_synth_ccp *g = tl_calloc(1, sizeof *g, "synthetic ccp");
+    if (!g) return TL_ERR_NOMEM;
+    g->cells = tl_malloc((size_t)nf * (ZIPF_CELLS + 1) * sizeof *g->cells, "synthetic ccp tables");
+    g->eff = tl_malloc((size_t)nf * CCP_EFF_TAB * 2 * sizeof *g->eff, "synthetic ccp tables");
+    if (!g->cells || !g->eff) {
+        tl_synth_ccp_free(g);
+        return TL_ERR_NOMEM;
+    }
+    g->p = *p;
+    g->inv1s = 1.0 / (1.0 - p->zipf);
+    double sw = 0;
+    for (int i = 0; i < nf; i++) sw += ccp_spec[i].w * ccp_spec[i].w;
+    for (int i = 0; i < nf; i++) {
+        double v = ccp_spec[i].large ? ccp_spec[i].vocab * p->id_scale : ccp_spec[i].vocab;
+        g->f[i].name = ccp_spec[i].name;
+        g->f[i].vocab = v < 2 ? 2 : (int32_t)v;
+        g->f[i].max_len = ccp_spec[i].max_len;
+        g->w[i] = ccp_spec[i].w * p->signal / sqrt(sw); /* the logit's latent part has std `signal` */
+        g->a[i] = pow((double)g->f[i].vocab + 1.0, 1.0 - p->zipf) - 1.0;
+        float *c = g->cells + (size_t)i * (ZIPF_CELLS + 1);
+        for (int k = 0; k <= ZIPF_CELLS; k++) c[k] = (float)zipf_inv((double)k / ZIPF_CELLS, g->a[i], g->inv1s);
+        for (int id = 0; id < CCP_EFF_TAB; id++) {
+            double e1, e2;
+            effects(p->seed, i, id, &e1, &e2);
+            g->eff[((size_t)i * CCP_EFF_TAB + (size_t)id) * 2] = (float)e1;
+            g->eff[((size_t)i * CCP_EFF_TAB + (size_t)id) * 2 + 1] = (float)e2;
+        }
+    }
+    g->half_var = 0.5 * p->signal * p->signal; /* z and zc have the same variance */
+    ccp_calibrate(g);
+    *out = g;
+    return TL_OK;
+}
+
+void tl_synth_ccp_free(tl_synth_ccp *g)
+{
+    if (!g) return;
+    tl_free(g->cells);
+    tl_free(g->eff);
+    tl_free(g);
+}
+
+const tl_synth_ccp_field *tl_synth_ccp_field_info(const tl_synth_ccp *g, int kind, int i)
+{
+    if (kind == 0 && i >= 0 && i < TL_SYNTH_CCP_CAT) return &g->f[i];
+    if (kind == 1 && i >= 0 && i < TL_SYNTH_CCP_BAGS) return &g->f[TL_SYNTH_CCP_CAT + i];
+    return NULL;
+}
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+/* A row's random numbers: SplitMix64 from a per-row start (inline: a row
+ * takes about 45 of them, and the generator's budget is under a microsecond
+ * a row). */
+typedef uint64_t ccp_rng;
+static inline uint64_t ccp_next(ccp_rng *r)
+{
+    uint64_t z = (*r += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+static inline double ccp_uniform(ccp_rng *r) { return (double)(ccp_next(r) >> 11) * 0x1.0p-53; }
+/* Uniform in [0, n) by multiply-shift (bias below 2^-32 for the small n here). */
+static inline uint64_t ccp_below(ccp_rng *r, uint64_t n) { return (uint64_t)(((ccp_next(r) >> 32) * n) >> 32); }
+
+/* A Zipf rank of field f: the table's cell, linear inside it; the last cell
+ * (the tail: u above 1 - 1/ZIPF_CELLS) exactly. */
+static int32_t ccp_zipf(const tl_synth_ccp *g, int f, uint64_t bits)
+{
+    double u = (double)(bits >> 11) * 0x1.0p-53;
+    double x = u * ZIPF_CELLS;
+    int k = (int)x;
+    const float *c = g->cells + (size_t)f * (ZIPF_CELLS + 1);
+    double r = k < ZIPF_CELLS - 1 ? (double)c[k] + (x - k) * (double)(c[k + 1] - c[k]) : zipf_inv(u, g->a[f], g->inv1s);
+    int32_t id = (int32_t)r;
+    return id >= g->f[f].vocab ? g->f[f].vocab - 1 : id < 0 ? 0 : id;
+}
+
+/* Two N(0, 1)-like latent effects of (field, id), from one hash: each a sum
+ * of three 10-bit uniforms scaled to unit variance (bounded, cheap). */
+static void effects(uint64_t seed, int f, int32_t id, double *e1, double *e2)
+{
+    uint64_t h = mix64(seed ^ ((uint64_t)(uint32_t)f << 32 | (uint32_t)id));
+    const double k = 2.0 / 1024.0, c = 3.0 - 3.0 / 1024.0; /* centre the 10-bit grid */
+    *e1 = (double)((h & 0x3ff) + (h >> 10 & 0x3ff) + (h >> 20 & 0x3ff)) * k - c;
+    *e2 = (double)((h >> 30 & 0x3ff) + (h >> 40 & 0x3ff) + (h >> 50 & 0x3ff)) * k - c;
+}
+
+static inline void effect_of(const tl_synth_ccp *g, int f, int32_t id, double *e1, double *e2)
+{
+    if (id < CCP_EFF_TAB) {
+        const float *e = g->eff + ((size_t)f * CCP_EFF_TAB + (size_t)id) * 2;
+        *e1 = (double)e[0];
+        *e2 = (double)e[1];
+    } else {
+        effects(g->p.seed, f, id, e1, e2);
+    }
+}
+
+/* The row's ids and its two latent logits z (click) and zc (purchase). */
+static void ccp_latent(const tl_synth_ccp *g, ccp_rng *r, int32_t *cat, int32_t *bag, double *z_out, double *zc_out)
+{
+    double z = 0, z2 = 0, e1, e2;
+    for (int f = 0; f < TL_SYNTH_CCP_CAT; f++) {
+        cat[f] = ccp_zipf(g, f, ccp_next(r));
+        effect_of(g, f, cat[f], &e1, &e2);
+        z += g->w[f] * e1;
+        z2 += g->w[f] * e2;
+    }
+    for (int b = 0; b < TL_SYNTH_CCP_BAGS; b++) {
+        int f = TL_SYNTH_CCP_CAT + b, L = g->f[f].max_len;
+        int n = 1 + (int)ccp_below(r, (uint64_t)L);
+        double s1 = 0, s2 = 0;
+        for (int j = 0; j < L; j++) {
+            if (j < n) {
+                bag[j] = ccp_zipf(g, f, ccp_next(r));
+                effect_of(g, f, bag[j], &e1, &e2);
+                s1 += e1;
+                s2 += e2;
+            } else {
+                bag[j] = -1;
+            }
+        }
+        /* the mean of n effects has variance 1/n: rescale to 1 */
+        double k = 1.0 / sqrt((double)n);
+        z += g->w[f] * s1 * k;
+        z2 += g->w[f] * s2 * k;
+        bag += L;
+    }
+    *z_out = z;
+    *zc_out = (z + z2) * 0.70710678118654752; /* half of its variance shared with z */
+}
+
+static void ccp_seed(const tl_synth_ccp *g, ccp_rng *r, uint64_t i)
+{
+    *r = g->p.seed ^ mix64(i + 0x632be59bd9b4e019ULL);
+}
+
+/* Ids repeat (Zipf), so the rows' latent logits are not normal draws: scale
+ * the rates on CCP_CALIB rows of the stream so that the mean P(click) is ctr
+ * and the click-weighted mean P(buy | click) is cvr. */
+#define CCP_CALIB 100000
+static void ccp_calibrate(tl_synth_ccp *g)
+{
+    int32_t cat[TL_SYNTH_CCP_CAT], bag[64];
+    double sc = 0, sb = 0, z, zc;
+    g->k_ctr = g->k_cvr = 1;
+    for (uint64_t i = 0; i < CCP_CALIB; i++) {
+        ccp_rng r;
+        ccp_seed(g, &r, i);
+        ccp_latent(g, &r, cat, bag, &z, &zc);
+        double pc = exp(z - g->half_var);
+        sc += pc;
+        sb += pc * exp(zc - g->half_var);
+    }
+    g->k_ctr = CCP_CALIB / sc;
+    g->k_cvr = sc / sb;
+}
+
+void tl_synth_ccp_row(const tl_synth_ccp *g, uint64_t i, int32_t *cat, int32_t *bag, float *num, float *lab)
+{
+    ccp_rng r;
+    double z, zc;
+    ccp_seed(g, &r, i);
+    ccp_latent(g, &r, cat, bag, &z, &zc);
+    double pc = g->p.ctr * g->k_ctr * exp(z - g->half_var), pb = g->p.cvr * g->k_cvr * exp(zc - g->half_var);
+    pc = pc > 0.95 ? 0.95 : pc;
+    pb = pb > 0.95 ? 0.95 : pb;
+    /* log price ~ 3 + 0.8 N(0, 1), the normal as a sum of four uniforms (close enough here) */
+    double nrm = (ccp_uniform(&r) + ccp_uniform(&r) + ccp_uniform(&r) + ccp_uniform(&r) - 2.0) * 1.7320508075688772;
+    num[0] = (float)(3.0 + 0.8 * nrm);
+    num[1] = (float)ccp_below(&r, 3650) / 365.0f;
+    int click = ccp_uniform(&r) < pc;
+    lab[0] = (float)click;
+    lab[1] = (float)(click && ccp_uniform(&r) < pb);
+}

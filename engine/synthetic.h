@@ -94,4 +94,49 @@ void tl_synth_pair_defaults(tl_synth_pair_params *p);
 tl_status tl_synth_pair_check(const tl_synth_pair_params *p);
 tl_status tl_synth_pair_generate(const tl_synth_pair_params *p, const tl_synth_pair_out *o);
 
+/* ---- a stream at Ali-CCP's shape (issue 24) --------------------------------
+ * Impressions with 21 single-valued categorical fields (named after Ali-CCP's
+ * feature fields: user 101, 121.., item 205, 206, 207, 216, combinations 508..,
+ * context), 3 multi-valued fields (210 intention nodes, 109_14 and 150_14 the
+ * user's recent categories and brands, read as sequences with mean pooling),
+ * 2 numeric features (log price, age in years) and two tasks: click, and
+ * purchase only after a click.
+ * Ids in each field are Zipf-distributed (id 0 the most frequent). Labels come
+ * from per-id latent effects (a hash of field and id, so they are the same
+ * wherever an id appears): P(click) = ctr * exp(z - s^2/2), P(buy | click) =
+ * cvr * exp(z' - s'^2/2), z' sharing half its variance with z, both capped at
+ * 0.95; so the rates are about ctr and cvr. Row i depends only on (seed, i):
+ * any range of rows can be made on its own (threads, resume). */
+#define TL_SYNTH_CCP_CAT 21
+#define TL_SYNTH_CCP_BAGS 3
+#define TL_SYNTH_CCP_NUM 2
+
+typedef struct {
+    double ctr;        /* default 0.04 */
+    double cvr;        /* purchases per click, default 0.005 */
+    double zipf;       /* Zipf exponent of the ids, default 1.1 */
+    double id_scale;   /* multiplies the large fields' id counts (default 1: user 400k, item 500k) */
+    double signal;     /* std of the click logit's latent part, default 1 */
+    uint64_t seed;     /* default 1 */
+} tl_synth_ccp_params;
+
+typedef struct {
+    const char *name;
+    int32_t vocab;     /* ids 0 .. vocab-1 */
+    int max_len;       /* multi-valued fields: up to this many ids a row (1 for the others) */
+} tl_synth_ccp_field;
+
+typedef struct tl_synth_ccp tl_synth_ccp;
+
+void tl_synth_ccp_defaults(tl_synth_ccp_params *p);
+/* ctr, cvr in (0, 0.5], zipf in [0.5, 3], id_scale in [1e-4, 100], signal in [0, 3]. */
+tl_status tl_synth_ccp_new(const tl_synth_ccp_params *p, tl_synth_ccp **out);
+void tl_synth_ccp_free(tl_synth_ccp *g);
+/* Field i of kind 0 (single-valued, i < TL_SYNTH_CCP_CAT) or 1 (multi-valued,
+ * i < TL_SYNTH_CCP_BAGS); the numeric features are "price" and "age_days". */
+const tl_synth_ccp_field *tl_synth_ccp_field_info(const tl_synth_ccp *g, int kind, int i);
+/* Row i: cat[TL_SYNTH_CCP_CAT], bag[sum of max_len] (-1 fills a field's
+ * unused slots), num[TL_SYNTH_CCP_NUM], lab[2] = {click, purchase}. */
+void tl_synth_ccp_row(const tl_synth_ccp *g, uint64_t i, int32_t *cat, int32_t *bag, float *num, float *lab);
+
 #endif

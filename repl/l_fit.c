@@ -14,6 +14,7 @@
 #include "l_data.h"
 #include "l_model.h"
 #include "l_mpi.h"
+#include "l_shards.h"
 #include "l_spec.h"
 #include "l_util.h"
 #include "model.h"
@@ -162,6 +163,8 @@ static int l_model_fit(lua_State *L)
         return luaL_error(L, "m:fit: the model is training (m:fit called from its own fit's "
                              "progress callback)");
     luaL_checktype(L, 2, LUA_TTABLE);
+    if (lua_getfield(L, 2, "data") != LUA_TNIL && tl_lua_is_shards(L, -1)) return tl_lua_fit_shards(L);
+    lua_pop(L, 1);
     tl_lua_check_fields(L, 2, fn, fit_fields);
     tl_fit_options o;
     tl_fit_defaults(&o);
@@ -285,7 +288,8 @@ void tl_lua_open_fit(lua_State *L, int tl)
          "eval_every=N: also validate every N steps (m:history().evals). checkpoint=path, every=N:\n"
          "save at epoch ends and every N steps (tl.load(path) resumes exactly). seed=, shuffle=,\n"
          "restore_best=true. A progress function gets {kind=\"step\"|\"eval\"|\"epoch\", epoch,\n"
-         "step, loss, valid} and stops training by returning false."},
+         "step, loss, valid} and stops training by returning false.\n"
+         "data=sh, a tl.data.shards object: stream the train shards from disk (see tl.data.shards)."},
     };
     tl_lua_docs(L, -2, docs, sizeof docs / sizeof *docs);
     lua_pop(L, 2);

@@ -13,6 +13,7 @@
 #include "core.h"
 #include "l_data.h"
 #include "l_datasets.h"
+#include "l_shards.h"
 #include "l_diagnose.h"
 #include "l_export.h"
 #include "l_fit.h"
@@ -181,6 +182,7 @@ int luaopen_towerlab(lua_State *L)
 
     tl_lua_open_tensor(L, tl);
     tl_lua_open_data(L, tl);
+    tl_lua_open_shards(L, tl);
     tl_lua_open_datasets(L, tl);
     tl_lua_open_metrics(L, tl);
     tl_lua_open_plot(L, tl);

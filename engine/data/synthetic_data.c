@@ -5,11 +5,13 @@
 #include "synthetic_data.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "data_internal.h"
 #include "dataset.h"
+#include "parallel.h"
 #include "schema.h"
 
 /* ---- synthetic ------------------------------------------------------------ */
@@ -140,5 +142,181 @@ done:
     tl_data_plan_free(&pl);
     tl_free(ci);
     tl_free(cf);
+    return st;
+}
+
+/* ---- the Ali-CCP-shaped stream into shards --------------------------------------- */
+
+#define CCP_CHUNK 65536
+
+/* The layout of the stream's rows in shards. */
+static tl_status ccp_layout(const tl_synth_ccp *g, tl_shard_layout *l)
+{
+    tl_status st = tl_shard_layout_init(l, TL_SYNTH_CCP_CAT, TL_SYNTH_CCP_NUM, 2, TL_SYNTH_CCP_BAGS);
+    static const char *const num[TL_SYNTH_CCP_NUM] = {"price", "age_days"};
+    static const char *const task[2] = {"click", "purchase"};
+    for (int f = 0; st == TL_OK && f < TL_SYNTH_CCP_CAT; f++) {
+        const tl_synth_ccp_field *fi = tl_synth_ccp_field_info(g, 0, f);
+        l->vocab[f] = fi->vocab;
+        if (!(l->cat_name[f] = tl_strdup(fi->name, "layout name"))) st = TL_ERR_NOMEM;
+    }
+    for (int b = 0; st == TL_OK && b < TL_SYNTH_CCP_BAGS; b++) {
+        const tl_synth_ccp_field *fi = tl_synth_ccp_field_info(g, 1, b);
+        l->bag_vocab[b] = fi->vocab;
+        l->bag_len[b] = fi->max_len;
+        l->bag_pool[b] = TL_POOL_MEAN;
+        if (!(l->bag_name[b] = tl_strdup(fi->name, "layout name"))) st = TL_ERR_NOMEM;
+    }
+    for (int j = 0; st == TL_OK && j < TL_SYNTH_CCP_NUM; j++)
+        if (!(l->num_name[j] = tl_strdup(num[j], "layout name"))) st = TL_ERR_NOMEM;
+    for (int t = 0; st == TL_OK && t < 2; t++) {
+        l->task_type[t] = TL_TASK_BINARY;
+        if (!(l->task_name[t] = tl_strdup(task[t], "layout name"))) st = TL_ERR_NOMEM;
+    }
+    if (st != TL_OK) tl_shard_layout_free(l);
+    return st;
+}
+
+struct ccp_job {
+    const tl_synth_ccp *g;
+    uint64_t first;   /* stream index of the chunk's row 0 */
+    size_t words, nbag;
+    uint32_t *rows;
+};
+
+static void ccp_rows(void *ctx, size_t i0, size_t i1, int part)
+{
+    const struct ccp_job *j = ctx;
+    (void)part;
+    for (size_t i = i0; i < i1; i++) {
+        uint32_t *w = j->rows + i * j->words;
+        int32_t *cat = (int32_t *)w, *bag = cat + TL_SYNTH_CCP_CAT;
+        float *num = (float *)(w + TL_SYNTH_CCP_CAT + j->nbag);
+        tl_synth_ccp_row(j->g, j->first + i, cat, bag, num, num + TL_SYNTH_CCP_NUM);
+    }
+}
+
+/* Generation (on the worker pool) and writing (checksums, system calls)
+ * overlap: a writer thread takes filled chunks from two slots while the next
+ * chunk is made. Only the writer thread touches the shard writer; the
+ * calling thread allocates nothing while it runs (core.c's allocation
+ * counter is not atomic). Errors in the writer thread carry their message
+ * back (messages are per thread). */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    tl_shard_writer *w;
+    size_t words;
+    uint32_t *buf[2];
+    size_t n[2];
+    int split[2], full[2], quit;
+    tl_status st;
+    char msg[512];
+} ccp_pipe;
+
+static void *ccp_writer(void *arg)
+{
+    ccp_pipe *q = arg;
+    for (int k = 0;; k ^= 1) {
+        pthread_mutex_lock(&q->mu);
+        while (!q->full[k] && !q->quit) pthread_cond_wait(&q->cv, &q->mu);
+        int have = q->full[k], failed = q->st != TL_OK;
+        pthread_mutex_unlock(&q->mu);
+        if (!have) break;
+        tl_status st = TL_OK;
+        for (size_t r = 0; !failed && r < q->n[k] && st == TL_OK; r++)
+            st = tl_shard_writer_row(q->w, q->split[k], q->buf[k] + r * q->words);
+        pthread_mutex_lock(&q->mu);
+        if (st != TL_OK && q->st == TL_OK) {
+            q->st = st;
+            snprintf(q->msg, sizeof q->msg, "%s", tl_errmsg());
+        }
+        q->full[k] = 0;
+        pthread_cond_broadcast(&q->cv);
+        pthread_mutex_unlock(&q->mu);
+    }
+    return NULL;
+}
+
+tl_status tl_data_synth_ccp_shards(const tl_synth_ccp_params *p, const uint64_t rows[3], const char *dir,
+                                   size_t rows_per_shard, tl_shard_progress progress, void *ud)
+{
+    tl_synth_ccp *g;
+    tl_status st = tl_synth_ccp_new(p, &g);
+    if (st != TL_OK) return st;
+    tl_shard_layout l;
+    if ((st = ccp_layout(g, &l)) != TL_OK) {
+        tl_synth_ccp_free(g);
+        return st;
+    }
+    uint64_t done[3], total = rows[0] + rows[1] + rows[2], at = 0, base = 0;
+    ccp_pipe q;
+    memset(&q, 0, sizeof q);
+    st = tl_shard_writer_open(dir, &l, rows_per_shard, &q.w, done);
+    struct ccp_job job = {g, 0, tl_shard_layout_words(&l), 0, NULL};
+    for (int b = 0; b < TL_SYNTH_CCP_BAGS; b++) job.nbag += (size_t)l.bag_len[b];
+    q.words = job.words;
+    for (int k = 0; k < 2 && st == TL_OK; k++)
+        if (!(q.buf[k] = tl_malloc(CCP_CHUNK * job.words * 4, "synthetic rows"))) st = TL_ERR_NOMEM;
+    pthread_t tid;
+    int started = 0;
+    if (st == TL_OK) {
+        pthread_mutex_init(&q.mu, NULL);
+        pthread_cond_init(&q.cv, NULL);
+        if (pthread_create(&tid, NULL, ccp_writer, &q) != 0) st = tl_fail(TL_ERR_STATE, "synthetic ccp: no writer thread");
+        else started = 1;
+    }
+    int slot = 0;
+    for (int k = 0; st == TL_OK && k < 3; base += rows[k], k++) {
+        if (done[k] > rows[k]) {
+            st = tl_fail(TL_ERR_STATE, "synthetic ccp: %s holds more rows than asked for; delete it", dir);
+            break;
+        }
+        at += done[k];
+        for (uint64_t i = done[k]; st == TL_OK && i < rows[k];) {
+            if (tl_cancelled() || (progress && progress(ud, at, total))) {
+                st = tl_fail(TL_ERR_CANCELLED, "synthetic ccp into %s interrupted after %llu of %llu rows; the "
+                                               "complete shards are kept: run it again to resume",
+                             dir, (unsigned long long)at, (unsigned long long)total);
+                break;
+            }
+            pthread_mutex_lock(&q.mu);
+            while (q.full[slot] && q.st == TL_OK) pthread_cond_wait(&q.cv, &q.mu);
+            int failed = q.st != TL_OK;
+            pthread_mutex_unlock(&q.mu);
+            if (failed) break;
+            size_t n = rows[k] - i < CCP_CHUNK ? (size_t)(rows[k] - i) : CCP_CHUNK;
+            job.first = base + i;
+            job.rows = q.buf[slot];
+            tl_parallel_for(n, 1024, ccp_rows, &job);
+            pthread_mutex_lock(&q.mu);
+            q.n[slot] = n;
+            q.split[slot] = k;
+            q.full[slot] = 1;
+            pthread_cond_broadcast(&q.cv);
+            pthread_mutex_unlock(&q.mu);
+            slot ^= 1;
+            i += n;
+            at += n;
+        }
+    }
+    if (started) {
+        pthread_mutex_lock(&q.mu);
+        q.quit = 1;
+        pthread_cond_broadcast(&q.cv);
+        pthread_mutex_unlock(&q.mu);
+        pthread_join(tid, NULL);
+        pthread_cond_destroy(&q.cv);
+        pthread_mutex_destroy(&q.mu);
+        /* a writer error outranks a stop asked for while it happened */
+        if (q.st != TL_OK) st = tl_fail(q.st, "%s", q.msg);
+    }
+    if (st == TL_OK) st = tl_shard_writer_finish(q.w);
+    if (st == TL_OK && progress) progress(ud, total, total);
+    tl_shard_writer_close(q.w);
+    tl_free(q.buf[0]);
+    tl_free(q.buf[1]);
+    tl_shard_layout_free(&l);
+    tl_synth_ccp_free(g);
     return st;
 }

@@ -457,3 +457,12 @@ size_t tl_model_history_diagnostics(const tl_model *m, const tl_diag_record **ou
 {
     return tl_task_grads_history(m->task_grads, out);
 }
+
+/* For the streaming fit (models/model_stream.c): the same step, optimizer,
+ * epoch-end hooks as the fit above. */
+tl_status tl_model_fit_step(tl_model *m, float *task_loss) { return train_step(m, task_loss); }
+tl_status tl_model_fit_optim(tl_model *m, const tl_optim_config *oc) { return ensure_optim(m, oc); }
+tl_status tl_model_fit_epoch_end(tl_model *m, const tl_split *valid, const double *epoch_loss)
+{
+    return hooks_epoch_end(m, NULL, valid, epoch_loss);
+}

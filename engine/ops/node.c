@@ -48,6 +48,7 @@ const tl_op_entry tl_op_table[TL_OP_COUNT] = {
     [TL_OP_TOKEN_LINEAR] = {"token_linear", tl_op_token_linear_forward, tl_op_token_linear_backward},
     [TL_OP_QUAD_BPR] = {"quadruplet_bpr", tl_op_quad_bpr_forward, tl_op_quad_bpr_backward},
     [TL_OP_MAP] = {"map", tl_op_map_forward, NULL},
+    [TL_OP_EMBEDDING_BAG] = {"embedding_bag", tl_op_embedding_bag_forward, tl_op_embedding_bag_backward, 1},
 };
 
 tl_node tl__build_fail(tl_graph *g, tl_status s, const char *fmt, ...)

@@ -60,6 +60,7 @@ typedef enum {
     TL_OP_TOKEN_LINEAR,
     TL_OP_QUAD_BPR,
     TL_OP_MAP,
+    TL_OP_EMBEDDING_BAG,
     TL_OP_COUNT
 } tl_op;
 
@@ -269,5 +270,7 @@ void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n);
 tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n);
 void tl_op_quad_bpr_backward(tl_graph *g, tl_nodedef *n);
 tl_status tl_op_map_forward(tl_graph *g, tl_nodedef *n);
+tl_status tl_op_embedding_bag_forward(tl_graph *g, tl_nodedef *n);
+void tl_op_embedding_bag_backward(tl_graph *g, tl_nodedef *n);
 
 #endif

@@ -1,0 +1,143 @@
+/* data/shards.h — sharded binary rows on disk, for data larger than memory.
+ *
+ * A shard directory holds shard files "<split>-NNNNN.tls" and a manifest
+ * "manifest.tls" written last. Each shard is a header (magic, version, the
+ * layout's fingerprint, split, index, row count, words per row, CRC-32 of the
+ * rows and of the header) followed by its rows, one fixed-size record each:
+ *   int32 cat[n_cat], int32 bag[sum of bag lengths] (-1 = empty slot),
+ *   float num[n_num], float label[n_tasks], float weight (when has_weight),
+ *   int32 group (when has_group)
+ * (4-byte words in host byte order). A shard is written to "<name>.tmp",
+ * fsynced and renamed, so a file with a shard's name is always complete; its
+ * checksum is verified before its rows are trusted.
+ *
+ * Writing resumes: opening a writer on a directory without a manifest keeps
+ * the complete shards of the same layout (checked by checksum, in index order
+ * per split; the first bad one and every later one are deleted, as are
+ * leftover .tmp files) and reports how many rows of each split they hold, so a
+ * deterministic producer skips those rows and goes on. A directory of another
+ * layout is refused. Reading needs the manifest: an interrupted conversion
+ * cannot be read until it is resumed to its end.
+ *
+ * Reading streams a split: per epoch the shard order is shuffled by
+ * (seed, epoch), shards are mapped one at a time and their rows go through a
+ * shuffle buffer of a bounded number of rows, so memory does not grow with
+ * the row count; the same seed gives the same row sequence.
+ */
+#ifndef TL_DATA_SHARDS_H
+#define TL_DATA_SHARDS_H
+
+#include "data_types.h"
+
+#define TL_SHARD_MAX_BAGS 16
+#define TL_SHARD_MAX_BAG_LEN 256
+
+typedef enum { TL_POOL_SUM = 0, TL_POOL_MEAN, TL_POOL_MAX } tl_pooling;
+
+/* What one row holds. Names and arrays are owned by the layout (free with
+ * tl_shard_layout_free). */
+typedef struct {
+    int n_cat, n_num, n_tasks, n_bag;
+    char **cat_name;       /* n_cat */
+    int32_t *vocab;        /* n_cat id counts */
+    char **num_name;       /* n_num */
+    char **task_name;      /* n_tasks */
+    tl_task_type *task_type;
+    char **bag_name;       /* n_bag multi-valued fields */
+    int32_t *bag_vocab;    /* their id counts */
+    int *bag_len;          /* their maximum lengths (slots per row) */
+    tl_pooling *bag_pool;
+    int has_weight, has_group;
+} tl_shard_layout;
+
+/* Allocate the arrays of a layout with these counts (names empty). */
+tl_status tl_shard_layout_init(tl_shard_layout *l, int n_cat, int n_num, int n_tasks, int n_bag);
+/* The layout of a dataset's rows (no bags). */
+tl_status tl_shard_layout_from_dataset(tl_shard_layout *l, const tl_dataset *d);
+void tl_shard_layout_free(tl_shard_layout *l);
+/* Words (4 bytes) per row. */
+size_t tl_shard_layout_words(const tl_shard_layout *l);
+
+/* ---- writing --------------------------------------------------------------- */
+
+typedef struct tl_shard_writer tl_shard_writer;
+
+/* Open dir (created when missing, one level) for writing rows of layout l
+ * (copied), rows_per_shard rows a shard (0: 262144). done[3] receives the
+ * rows of train, valid and test already in complete shards (see the header's
+ * comment on resuming); 0 for a new directory. A directory that has a
+ * manifest is complete: TL_ERR_STATE (delete it to convert again). */
+tl_status tl_shard_writer_open(const char *dir, const tl_shard_layout *l, size_t rows_per_shard,
+                               tl_shard_writer **out, uint64_t done[3]);
+/* Append one packed row (tl_shard_layout_words words) to split 0..2. */
+tl_status tl_shard_writer_row(tl_shard_writer *w, int split, const void *row);
+/* Write the last partial shards and the manifest. After it the writer only
+ * needs closing. */
+tl_status tl_shard_writer_finish(tl_shard_writer *w);
+/* Close: an unfinished writer deletes its partial .tmp shards (its complete
+ * shards stay, for a later resume). */
+void tl_shard_writer_close(tl_shard_writer *w);
+
+/* Progress of a long conversion: rows done of total (0: unknown); return
+ * nonzero to stop it (as Ctrl-C). Called every 65536 rows. */
+typedef int (*tl_shard_progress)(void *ud, uint64_t done, uint64_t total);
+
+/* Convert a dataset's train, valid and test splits (its "all" split as train
+ * when it has none) into shards in dir, resuming an interrupted conversion
+ * of the same dataset (the rows in its complete shards are skipped). Checks
+ * the cancellation flag (core.h) between rows: TL_ERR_CANCELLED leaves the
+ * complete shards for a resume. progress may be NULL. */
+tl_status tl_shards_convert(const tl_dataset *d, const char *dir, size_t rows_per_shard, tl_shard_progress progress,
+                            void *ud);
+
+/* ---- reading --------------------------------------------------------------- */
+
+typedef struct tl_shards tl_shards;
+
+/* Open a complete shard directory: reads the manifest and every shard's
+ * header (sizes, fingerprint); checksums are verified when a shard is first
+ * read. A missing manifest, a missing, short or foreign shard is an error
+ * naming the file. */
+tl_status tl_shards_open(const char *dir, tl_shards **out);
+void tl_shards_close(tl_shards *sh);
+const tl_shard_layout *tl_shards_layout(const tl_shards *sh);
+const char *tl_shards_dir(const tl_shards *sh);
+uint64_t tl_shards_rows(const tl_shards *sh, int split);
+int tl_shards_count(const tl_shards *sh, int split);
+/* Read split (1 valid, 2 test, or 0 train) fully into a new in-memory dataset
+ * whose "train", "valid" and "test" splits hold the shards' splits when
+ * want[k] is set (else they are empty). The layout's names, vocabulary sizes
+ * and tasks carry over (ids have no strings). Refuses more than max_rows rows
+ * (0: no limit). Verifies checksums. */
+tl_status tl_shards_load(tl_shards *sh, const int want[3], uint64_t max_rows, tl_dataset **out);
+
+/* A stream of one split's rows, in batches. */
+typedef struct tl_stream tl_stream;
+
+/* Flags of tl_stream_open: shuffle (shard order and a buffer of rows;
+ * without it, file order), and keep the multi-valued fields' ids (without
+ * it the buffer holds rows without them, and tl_stream_next's bags is NULL). */
+enum { TL_STREAM_SHUFFLE = 1, TL_STREAM_BAGS = 2 };
+
+/* buffer_rows: the shuffle buffer (0: 65536; 1: no shuffling of rows, only of
+ * shard order). */
+tl_status tl_stream_open(tl_shards *sh, int split, uint64_t seed, size_t buffer_rows, int flags,
+                         tl_stream **out);
+void tl_stream_close(tl_stream *st);
+/* Start epoch `epoch` (its shard order and buffer draws depend on seed and
+ * epoch only). */
+tl_status tl_stream_begin(tl_stream *st, int epoch);
+/* Up to max_rows next rows (max_rows <= the stream's batch capacity, set by
+ * tl_stream_reserve) into *batch, a view of buffers the stream owns valid
+ * until the next call: cat, num, labels, weight (or NULL), group (or NULL);
+ * bag ids (rows x sum of bag lengths, -1 = empty) in *bags when not NULL
+ * (NULL without TL_STREAM_BAGS).
+ * *got = 0 at the end of the epoch. */
+tl_status tl_stream_next(tl_stream *st, int max_rows, tl_split *batch, const int32_t **bags, int *got);
+tl_status tl_stream_reserve(tl_stream *st, int max_rows);
+uint64_t tl_stream_rows(const tl_stream *st);
+const tl_shard_layout *tl_stream_layout(const tl_stream *st);
+/* Bytes the stream holds (buffers; mapped shard pages excluded). */
+size_t tl_stream_bytes(const tl_stream *st);
+
+#endif

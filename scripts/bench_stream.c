@@ -1,0 +1,188 @@
+/* bench_stream.c — large-data path (issue 24): the Ali-CCP-shaped synthetic
+ * stream into shards, dataset → shards conversion, and training on a shard
+ * stream against the same model on the same rows in memory. Each mode prints
+ * "key value" lines; peak RSS is getrusage's, so run each mode in its own
+ * process (scripts/bench_stream.sh does).
+ *
+ *   bench_stream gen DIR TRAIN_ROWS [THREADS]     synthetic ccp → DIR (+1% valid, test)
+ *   bench_stream rowgen ROWS                      the generator alone, one thread
+ *   bench_stream convert DIR ROWS                 synthetic pair dataset → DIR
+ *   bench_stream read DIR                         one shuffled epoch of DIR's train split
+ *   bench_stream train DIR stream|memory EPOCHS [THREADS]
+ *                                                 an MMoE on DIR's train split
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "data.h"
+#include "model.h"
+#include "parallel.h"
+#include "synthetic.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void rss(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("peak_rss_mb %.1f\n", (double)ru.ru_maxrss / 1024.0);
+}
+
+static int die(const char *what)
+{
+    fprintf(stderr, "bench_stream: %s: %s\n", what, tl_errmsg());
+    return 1;
+}
+
+static int gen(const char *dir, uint64_t n)
+{
+    tl_synth_ccp_params p;
+    tl_synth_ccp_defaults(&p);
+    uint64_t rows[3] = {n, n / 100 ? n / 100 : 1, n / 100 ? n / 100 : 1};
+    double t0 = now(), c0 = cpu_now();
+    if (tl_data_synth_ccp_shards(&p, rows, dir, 0, NULL, NULL) != TL_OK) return die("gen");
+    double t = now() - t0, c = cpu_now() - c0, all = (double)(rows[0] + rows[1] + rows[2]);
+    printf("gen_rows %.0f\ngen_rows_per_s %.0f\ngen_cpu_rows_per_s %.0f\n", all, all / t, all / c);
+    rss();
+    return 0;
+}
+
+static int rowgen(uint64_t n)
+{
+    tl_synth_ccp_params p;
+    tl_synth_ccp_defaults(&p);
+    tl_synth_ccp *g;
+    if (tl_synth_ccp_new(&p, &g) != TL_OK) return die("rowgen");
+    int32_t cat[TL_SYNTH_CCP_CAT], bag[64];
+    float num[4], lab[2];
+    double sum = 0, c0 = cpu_now();
+    for (uint64_t i = 0; i < n; i++) {
+        tl_synth_ccp_row(g, i, cat, bag, num, lab);
+        sum += (double)lab[0];
+    }
+    double c = cpu_now() - c0;
+    printf("rowgen_cpu_rows_per_s %.0f\nrowgen_ctr %.4f\n", (double)n / c, sum / (double)n);
+    tl_synth_ccp_free(g);
+    return 0;
+}
+
+static int convert(const char *dir, uint64_t n)
+{
+    tl_synth_pair_params p;
+    tl_synth_pair_defaults(&p);
+    p.rows = (size_t)n;
+    tl_dataset *d;
+    if (tl_data_synthetic_pair(&p, &d) != TL_OK) return die("dataset");
+    double t0 = now();
+    if (tl_shards_convert(d, dir, 0, NULL, NULL) != TL_OK) return die("convert");
+    printf("convert_rows_per_s %.0f\n", (double)n / (now() - t0));
+    tl_dataset_free(d);
+    return 0;
+}
+
+static int read_epoch(const char *dir)
+{
+    tl_shards *sh;
+    tl_stream *s;
+    if (tl_shards_open(dir, &sh) != TL_OK || tl_stream_open(sh, 0, 1, 0, TL_STREAM_SHUFFLE, &s) != TL_OK ||
+        tl_stream_reserve(s, 2048) != TL_OK)
+        return die("open");
+    double t0 = now(), sum = 0;
+    uint64_t n = 0;
+    for (;;) {
+        tl_split b;
+        int got;
+        if (tl_stream_next(s, 2048, &b, NULL, &got) != TL_OK) return die("read");
+        if (!got) break;
+        for (int i = 0; i < got; i++) sum += (double)b.labels[i * 2];
+        n += (uint64_t)got;
+    }
+    double t = now() - t0;
+    printf("read_rows %llu\nread_rows_per_s %.0f\nread_ctr %.4f\n", (unsigned long long)n, (double)n / t, sum / (double)n);
+    rss();
+    tl_stream_close(s);
+    tl_shards_close(sh);
+    return 0;
+}
+
+static int train(const char *dir, int stream, int epochs)
+{
+    tl_shards *sh;
+    tl_dataset *layout, *mem = NULL;
+    if (tl_shards_open(dir, &sh) != TL_OK) return die("open");
+    if (tl_shards_load(sh, (int[3]){0, 1, 0}, 0, &layout) != TL_OK) return die("valid");
+    if (!stream && tl_shards_load(sh, (int[3]){1, 0, 0}, 0, &mem) != TL_OK) return die("load");
+    tl_model_config c;
+    tl_model_config_defaults(&c);
+    tl_mlp_spec tower = {1, {64}, 0};
+    c.backbone.kind = TL_BACKBONE_MMOE;
+    c.backbone.expert = (tl_mlp_spec){1, {128}, 0};
+    c.backbone.experts = 4;
+    c.emb_dim = 8;
+    c.max_batch = 2048;
+    c.seed = 1;
+    tl_model *m;
+    if (tl_model_config_from_dataset(&c, layout, &tower) != TL_OK || tl_model_new(&c, &m) != TL_OK)
+        return die("model");
+    tl_fit_options o;
+    tl_fit_defaults(&o);
+    o.epochs = epochs;
+    o.batch = 2048;
+    tl_stream *s = NULL;
+    if (stream && tl_stream_open(sh, 0, 1, 0, TL_STREAM_SHUFFLE, &s) != TL_OK) return die("stream");
+    double t0 = now(), c0 = cpu_now();
+    tl_status st = stream ? tl_model_fit_stream(m, s, NULL, &o)
+                          : tl_model_fit(m, tl_dataset_split(mem, "train"), NULL, &o);
+    if (st != TL_OK) return die("fit");
+    double t = now() - t0, cpu = cpu_now() - c0, rows = (double)tl_shards_rows(sh, 0) * epochs;
+    printf("train_%s_cpu_rows_per_s %.0f\n", stream ? "stream" : "memory", rows / cpu);
+    tl_task_eval ev[TL_MAX_TASKS];
+    if (tl_model_evaluate(m, tl_dataset_split(layout, "valid"), 10, ev, NULL) != TL_OK) return die("evaluate");
+    printf("train_%s_rows_per_s %.0f\ntrain_%s_valid_auc_click %.4f\n", stream ? "stream" : "memory", rows / t,
+           stream ? "stream" : "memory", ev[0].bin.auc);
+    rss();
+    tl_stream_close(s);
+    tl_model_free(m);
+    tl_dataset_free(mem);
+    tl_dataset_free(layout);
+    tl_shards_close(sh);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: see the comment at the top of scripts/bench_stream.c\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    if (strcmp(mode, "rowgen") == 0) return rowgen(strtoull(argv[2], NULL, 10));
+    if (strcmp(mode, "read") == 0) return read_epoch(argv[2]);
+    if (argc < 4) return 2;
+    if (strcmp(mode, "gen") == 0) {
+        if (argc > 4) tl_set_threads(atoi(argv[4]));
+        return gen(argv[2], strtoull(argv[3], NULL, 10));
+    }
+    if (strcmp(mode, "convert") == 0) return convert(argv[2], strtoull(argv[3], NULL, 10));
+    if (strcmp(mode, "train") == 0) {
+        if (argc < 5) return 2;
+        if (argc > 5) tl_set_threads(atoi(argv[5]));
+        return train(argv[2], strcmp(argv[3], "stream") == 0, atoi(argv[4]));
+    }
+    return 2;
+}
