@@ -54,6 +54,11 @@ typedef struct {
      * loss weight */
     tl_status (*task_backward)(tl_model *m, int k);
     float (*effective_weight)(const tl_model *m, int k);
+    /* Data parallelism (dist.h): the ranks training the model together, set
+     * by fit for its duration (NULL in one process). Strategies that run
+     * their own backward passes (GradNorm, PCGrad) are refused under it
+     * until they reduce each task's gradient over the ranks. */
+    struct tl_dist *dist;
 } tl_model_view;
 
 /* The points of building at which a strategy's build hook runs. */

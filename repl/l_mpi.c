@@ -11,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
+#include "l_model.h"
 #include "l_mpi.h"
+#include "model.h"
 
 #ifdef TL_HAVE_MPI
 #include <mpi.h>
@@ -245,6 +248,100 @@ static void mpi_finalize(void)
 }
 #endif
 
+/* ---- the engine's tl_dist over MPI_COMM_WORLD (dist.h) ------------------------- */
+#ifdef TL_HAVE_MPI
+static tl_status dist_fail(int rc, const char *what)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return tl_fail(TL_ERR_IO, "%s: rank %d: MPI error: %s", what, g_rank, msg);
+}
+
+static tl_status dist_allgather(void *ud, const void *send, size_t n, void *recv)
+{
+    (void)ud;
+    if (n > INT32_MAX) return tl_fail(TL_ERR_ARG, "MPI_Allgather: %zu bytes above the 2 GiB limit", n);
+    int rc = MPI_Allgather(send, (int)n, MPI_BYTE, recv, (int)n, MPI_BYTE, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Allgather");
+}
+
+static tl_status dist_allgatherv(void *ud, const void *send, void *recv, const size_t *counts)
+{
+    (void)ud;
+    int *c = malloc(2 * sizeof(int) * (size_t)g_size);
+    if (!c) return tl_fail(TL_ERR_NOMEM, "MPI_Allgatherv: out of memory");
+    int *offs = c + g_size;
+    size_t total = 0;
+    for (int r = 0; r < g_size; r++) {
+        offs[r] = (int)total;
+        c[r] = (int)counts[r];
+        total += counts[r];
+    }
+    if (total > INT32_MAX) {
+        free(c);
+        return tl_fail(TL_ERR_ARG, "MPI_Allgatherv: %zu bytes in all, above the 2 GiB limit", total);
+    }
+    int rc = MPI_Allgatherv(send, c[g_rank], MPI_BYTE, recv, c, offs, MPI_BYTE, MPI_COMM_WORLD);
+    free(c);
+    return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Allgatherv");
+}
+
+static tl_status dist_broadcast(void *ud, void *buf, size_t n, int root)
+{
+    (void)ud;
+    if (n > INT32_MAX) return tl_fail(TL_ERR_ARG, "MPI_Bcast: %zu bytes above the 2 GiB limit", n);
+    int rc = MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Bcast");
+}
+#endif
+
+static tl_dist g_dist;
+
+tl_dist *tl_lua_mpi_dist(void)
+{
+#ifdef TL_HAVE_MPI
+    if (!g_mpi) return NULL;
+    if (!g_dist.allgather) {
+        g_dist.rank = g_rank;
+        g_dist.size = g_size;
+        g_dist.allgather = dist_allgather;
+        g_dist.allgatherv = dist_allgatherv;
+        g_dist.broadcast = dist_broadcast;
+    }
+    return &g_dist;
+#else
+    return NULL;
+#endif
+}
+
+/* tl.mpi.stats([reset]): {seconds, bytes, calls} spent in the engine's
+ * collectives (data-parallel fit, distributed predict) on this rank. */
+static int l_stats(lua_State *L)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, g_dist.comm_seconds);
+    lua_setfield(L, -2, "seconds");
+    lua_pushinteger(L, (lua_Integer)g_dist.comm_bytes);
+    lua_setfield(L, -2, "bytes");
+    lua_pushinteger(L, (lua_Integer)g_dist.comm_calls);
+    lua_setfield(L, -2, "calls");
+    if (lua_toboolean(L, 1)) g_dist.comm_seconds = 0, g_dist.comm_bytes = g_dist.comm_calls = 0;
+    return 1;
+}
+
+/* tl.mpi.distribute(m [, on=true]): m:predict and m:evaluate share their
+ * rows among the ranks (every rank must call them together; each gets the
+ * one-process numbers). Off again with on=false. */
+static int l_distribute(lua_State *L)
+{
+    tl_lua_model *lm = tl_lua_check_model_ud(L, 1);
+    int on = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
+    if (!lm->m) return luaL_error(L, "tl.mpi.distribute: the model is closed");
+    tl_model_set_dist(lm->m, on ? tl_lua_mpi_dist() : NULL);
+    return 0;
+}
+
 static int check_root(lua_State *L, int arg, const char *fn)
 {
     lua_Integer root = luaL_optinteger(L, arg, 0);
@@ -411,7 +508,8 @@ void tl_lua_open_mpi(lua_State *L, int tl)
 #endif
     static const luaL_Reg fns[] = {{"barrier", l_barrier},     {"broadcast", l_broadcast},
                                    {"gather", l_gather},       {"allgather", l_allgather},
-                                   {"all_ranks_print", l_all_ranks_print}, {NULL, NULL}};
+                                   {"all_ranks_print", l_all_ranks_print}, {"stats", l_stats},
+                                   {"distribute", l_distribute}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushinteger(L, g_rank);
     lua_setfield(L, -2, "rank");
