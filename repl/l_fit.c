@@ -248,8 +248,20 @@ static int l_model_fit(lua_State *L)
         return luaL_error(L, "%s: too many nested fits", fn);
     }
     lm->busy = 1;
+    if (o.dist) tl_lua_mpi_fit_running(1);
     tl_status s = tl_model_fit(lm->m, train, valid, &o);
+    if (o.dist) tl_lua_mpi_fit_running(0);
     lm->busy = 0;
+    /* data-parallel and stopped (Ctrl-C, SIGUSR1/SIGTERM on every rank, a
+     * callback): the ranks agree on the step, and rank 0 saves it */
+    char stopmsg[512] = "";
+    if (s == TL_ERR_CANCELLED && o.dist && x.ckpt_path && x.ckpt_here) {
+        snprintf(stopmsg, sizeof stopmsg, "%s", tl_errmsg());
+        if (tl_model_save(lm->m, x.ckpt_path) != TL_OK)
+            snprintf(x.error, sizeof x.error, "checkpoint at the stop: %s", tl_errmsg());
+        else
+            tl_fail(TL_ERR_CANCELLED, "%s; saved to %s", stopmsg, x.ckpt_path);
+    }
     tl_lua_dataset_release(train_d);
     if (valid_d) tl_lua_dataset_release(valid_d);
     if (lm->free_pending) {

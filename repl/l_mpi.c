@@ -6,6 +6,7 @@
  * plain `towerlab script.lua` never touches the MPI runtime. */
 #include <lauxlib.h>
 #include <lua.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,26 @@
 #endif
 
 static int g_rank = 0, g_size = 1, g_mpi = 0, g_all_print = 0;
+static volatile sig_atomic_t g_in_fit;
+
+/* SIGUSR1 (which mpirun forwards to every rank) and SIGTERM (Slurm's
+ * scancel, mpirun's own stop): during a data-parallel fit they raise the
+ * engine's cancellation flag, and the ranks agree to stop at the next step
+ * (rank 0 saves fit{checkpoint=}); at any other time they keep their
+ * default action (the process ends). */
+#if defined(TL_HAVE_MPI) && !defined(TL_LUA_MODULE)
+static void on_stop_signal(int sig)
+{
+    if (g_in_fit) {
+        tl_cancel_request();
+        return;
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+#endif
+
+void tl_lua_mpi_fit_running(int on) { g_in_fit = on; }
 
 int tl_lua_mpi_quiet(void) { return g_rank != 0 && !g_all_print; }
 
@@ -500,6 +521,14 @@ void tl_lua_open_mpi(lua_State *L, int tl)
         }
     }
     if (init) {
+#ifndef TL_LUA_MODULE /* a Lua module leaves the host's signals alone */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGUSR1, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+#endif
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
         MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
         MPI_Comm_size(MPI_COMM_WORLD, &g_size);

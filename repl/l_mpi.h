@@ -18,4 +18,8 @@ int tl_lua_mpi_quiet(void);
  * is not running (no launcher, or built without MPI). */
 struct tl_dist *tl_lua_mpi_dist(void);
 
+/* Around a data-parallel fit: SIGUSR1 / SIGTERM then stop it at a step
+ * boundary on every rank instead of ending the process. */
+void tl_lua_mpi_fit_running(int on);
+
 #endif

@@ -853,11 +853,15 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
         if (opt->progress) {
             tl_progress p = {TL_PROGRESS_EPOCH, m->epoch, r.last_epoch, m->step, (int)r.done,
                              (int)r.per_epoch, r.epoch_loss, r.valid_metric, monitor, improved};
-            int stop = opt->progress(opt->progress_ud, &p);
-            if (r.dp.d) stop = dp_any(&r.dp, stop || r.dp.stop_req || tl_cancelled(), &st) && st == TL_OK;
+            int asked = opt->progress(opt->progress_ud, &p), stop = asked;
+            if (r.dp.d) stop = dp_any(&r.dp, asked || r.dp.stop_req || tl_cancelled(), &st) && st == TL_OK;
             if (st != TL_OK) break;
             if (stop) {
-                st = tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback");
+                st = asked ? tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback")
+                           : tl_fail(TL_ERR_CANCELLED,
+                                     "training interrupted at epoch %d, step %lld (another rank was asked "
+                                     "to stop); every rank keeps the same parameters and can continue",
+                                     m->epoch, (long long)m->step);
                 break;
             }
         }
