@@ -261,11 +261,23 @@ static int launched(void)
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
 }
 
-static void mpi_finalize(void)
+/* At exit. A rank that fails (a Lua error ends the script, os.exit(1))
+ * while the others wait in a collective would leave them waiting, and
+ * MPI_Finalize would wait for them: MPI_Abort ends every rank instead
+ * (mpirun then reports the exit code). A clean exit finalizes. */
+static void mpi_exit(int status, void *arg)
 {
+    (void)arg;
     int fin = 0;
     MPI_Finalized(&fin);
-    if (!fin) MPI_Finalize();
+    if (fin) return;
+    if (status != 0 && g_size > 1) {
+        fprintf(stderr, "towerlab: rank %d of %d failed (exit status %d): stopping every rank (MPI_Abort)\n",
+                g_rank, g_size, status);
+        fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, status);
+    }
+    MPI_Finalize();
 }
 #endif
 
@@ -515,7 +527,7 @@ void tl_lua_open_mpi(lua_State *L, int tl)
     if (!init && launched()) {
         if (MPI_Init(NULL, NULL) == MPI_SUCCESS) {
             init = 1;
-            atexit(mpi_finalize);
+            on_exit(mpi_exit, NULL);
         } else {
             fprintf(stderr, "tl.mpi: MPI_Init failed; running as one process\n");
         }

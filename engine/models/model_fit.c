@@ -859,7 +859,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
             if (stop) {
                 st = asked ? tl_fail(TL_ERR_CANCELLED, "training stopped by the progress callback")
                            : tl_fail(TL_ERR_CANCELLED,
-                                     "training interrupted at epoch %d, step %lld (another rank was asked "
+                                     "training interrupted at epoch %d, step %lld (a rank was asked "
                                      "to stop); every rank keeps the same parameters and can continue",
                                      m->epoch, (long long)m->step);
                 break;
