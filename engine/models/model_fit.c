@@ -137,6 +137,7 @@ typedef struct {
     tl_dist *d;            /* NULL: this process alone */
     int G, g0, g1;         /* grains per batch; this rank's [g0, g1) */
     int check_every;
+    int self_reduce;       /* the weighting reduces per task (dp_self_reducing) */
     int stop_req;          /* a progress callback asked to stop: told at the next exchange */
     size_t dense_n;        /* floats of the dense parameters */
     unsigned char *send;   /* this rank's message */
@@ -191,14 +192,23 @@ typedef struct {
     char msg[256];
 } dp_header;
 
+/* Weightings whose backward hook runs one backward pass per task and
+ * reduces each over the ranks itself (hooks.h: reduce_grads). */
+static int dp_self_reducing(const tl_model *m)
+{
+    return m->cfg.weighting == TL_WEIGHTING_GRADNORM || m->cfg.weighting == TL_WEIGHTING_PCGRAD;
+}
+
 static int dp_supported(const tl_model *m, const tl_fit_options *opt, char *why, size_t cap)
 {
     const tl_model_config *c = &m->cfg;
     if (c->weighting != TL_WEIGHTING_FIXED && c->weighting != TL_WEIGHTING_UNCERTAINTY &&
-        c->weighting != TL_WEIGHTING_DWA)
-        snprintf(why, cap, "weighting '%s' runs its own per-task backward passes, which are not "
-                 "reduced over the ranks yet (fixed, uncertainty and dwa are)",
-                 tl_weighting_name(c->weighting));
+        c->weighting != TL_WEIGHTING_DWA && !dp_self_reducing(m))
+        snprintf(why, cap, "weighting '%s' is not known to the data-parallel fit", tl_weighting_name(c->weighting));
+    else if (dp_self_reducing(m) && opt->grains > 0 && opt->dist && opt->grains != opt->dist->size)
+        snprintf(why, cap, "weighting '%s' reduces each task's gradient itself, one grain per rank: "
+                 "grains must be %d (the rank count), not %d", tl_weighting_name(c->weighting),
+                 opt->dist->size, opt->grains);
     else if (c->distill.enabled)
         snprintf(why, cap, "CrossDistil's quadruplet loss pairs rows across the whole batch");
     else if (m->extra != TL_NONE)
@@ -209,6 +219,8 @@ static int dp_supported(const tl_model *m, const tl_fit_options *opt, char *why,
         return 1;
     return 0;
 }
+
+static tl_status dp_reduce_grads(tl_model *m);
 
 static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
 {
@@ -222,6 +234,8 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
         return tl_fail(TL_ERR_ARG, "fit: data-parallel training over %d ranks: %s", d->size, why);
     if (G > r->B) return tl_fail(TL_ERR_ARG, "fit: grains=%d above the batch of %d rows", G, r->B);
     p->d = d;
+    p->self_reduce = dp_self_reducing(m);
+    if (p->self_reduce) G = d->size;
     p->G = G;
     tl_dist_grains(G, d->size, d->rank, &p->g0, &p->g1);
     p->check_every = opt->check_every;
@@ -237,6 +251,7 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
     if (st == TL_OK) st = tl_dist_broadcast(d, tl_graph_rng(m->g), sizeof(tl_rng), 0);
     if (st != TL_OK) return tl_fail_context(st, "fit: broadcasting the parameters from rank 0");
     m->view.dist = d;
+    m->view.reduce_grads = dp_reduce_grads;
     return TL_OK;
 }
 
@@ -370,6 +385,36 @@ static tl_status dp_add_grain(tl_model *m, dp_reader *rd, int first, float *task
     return TL_OK;
 }
 
+/* hooks.h: reduce_grads. This rank's gradient as one record, every rank's
+ * added up in rank order. */
+static tl_status dp_reduce_grads(tl_model *m)
+{
+    tl_dist *d = m->view.dist;
+    dp_run one;
+    memset(&one, 0, sizeof one);
+    size_t pos = 0;
+    float zero[TL_MAX_TASKS] = {0}, sink[TL_MAX_TASKS];
+    if (dp_pack_grain(m, &one, &pos, (int32_t)d->rank, 0, zero)) {
+        tl_free(one.send);
+        return TL_ERR_NOMEM;
+    }
+    unsigned char *all = NULL;
+    size_t *counts = NULL;
+    tl_status s = tl_dist_allgatherv(d, one.send, pos, (void **)&all, &counts);
+    tl_free(one.send);
+    if (s != TL_OK) return tl_fail_context(s, "reduce_grads: rank %d", d->rank);
+    tl_graph_zero_grad(m->g);
+    size_t off = 0;
+    for (int q = 0; q < d->size && s == TL_OK; q++) {
+        dp_reader rd = {all + off, all + off + counts[q]};
+        s = dp_add_grain(m, &rd, q == 0, sink);
+        off += counts[q];
+    }
+    tl_free(all);
+    tl_free(counts);
+    return s;
+}
+
 static void dp_set_denominators(tl_model *m, const float *den)
 {
     for (int k = 0; k < m->cfg.n_tasks; k++) tl_loss_set_denominator(m->g, m->loss[k], den ? den[k] : 0.0f);
@@ -423,6 +468,78 @@ static tl_status dp_rows_free(tl_model *m, fit_run *r, size_t from, const tl_rng
     return TL_OK;
 }
 
+/* A step of a weighting that reduces per task (dp_self_reducing): the
+ * forward of this rank's grain (a rows-free row when the batch is smaller
+ * than the ranks), the batch's task losses gathered, then the strategy's
+ * backward hook, which leaves the reduced gradient (hooks.h: reduce_grads). */
+static tl_status dp_step_self(tl_model *m, fit_run *r, size_t from, int n, const float *den,
+                              const tl_rng *base, float *task_loss)
+{
+    dp_run *p = &r->dp;
+    tl_graph *g = m->g;
+    int K = m->cfg.n_tasks;
+    struct {
+        dp_header h;
+        float loss[TL_MAX_TASKS];
+    } mine, *all = NULL;
+    memset(&mine, 0, sizeof mine);
+    mine.h.stop = tl_cancelled() || p->stop_req;
+    size_t b, e;
+    tl_parallel_chunk((size_t)n, p->G, p->d->rank, &b, &e);
+    tl_graph_zero_grad(g);
+    tl_model_fill_batch(m, r->train, r->order, from + (e > b ? b : 0), e > b ? (int)(e - b) : 1);
+    if (e == b)
+        for (int k = 0; k < K; k++) tl_graph_input(g, m->rowweight[k])[0] = 0.0f;
+    dp_set_denominators(m, den);
+    *tl_graph_rng(g) = dp_grain_rng(base, p->d->rank);
+    tl_status s = mine.h.stop ? TL_OK : tl_graph_forward(g, 1);
+    for (int k = 0; k < K && s == TL_OK; k++) mine.loss[k] = tl_graph_value(g, m->loss[k])[0];
+    if (s != TL_OK) {
+        mine.h.status = (int32_t)s;
+        snprintf(mine.h.msg, sizeof mine.h.msg, "%s", tl_errmsg());
+    }
+    tl_status cs = tl_dist_allgather(p->d, &mine, sizeof mine, (void **)&all);
+    if (cs != TL_OK) return tl_fail_context(cs, "fit: step %lld: rank %d: exchanging losses", (long long)m->step + 1,
+                                            p->d->rank);
+    int fail_rank = -1, stop_rank = -1;
+    for (int q = 0; q < p->d->size; q++) {
+        if (all[q].h.status != TL_OK && fail_rank < 0) fail_rank = q;
+        if (all[q].h.stop && stop_rank < 0) stop_rank = q;
+        for (int k = 0; k < K; k++) task_loss[k] = q == 0 ? all[q].loss[k] : task_loss[k] + all[q].loss[k];
+    }
+    if (fail_rank >= 0 || stop_rank >= 0) {
+        dp_header h = all[fail_rank >= 0 ? fail_rank : 0].h;
+        tl_free(all);
+        tl_graph_zero_grad(g);
+        if (fail_rank >= 0)
+            return tl_fail((tl_status)h.status, "fit: step %lld (epoch %d): rank %d failed: %s", (long long)m->step + 1,
+                           m->epoch + 1, fail_rank, h.msg);
+        return tl_fail(TL_ERR_CANCELLED,
+                       "training interrupted at epoch %d, step %lld (asked by rank %d); every rank keeps "
+                       "the same parameters and can continue",
+                       m->epoch + 1, (long long)m->step, stop_rank);
+    }
+    tl_free(all);
+    for (int k = 0; k < K; k++)
+        if (!isfinite(task_loss[k])) {
+            tl_graph_zero_grad(g);
+            return tl_fail(TL_ERR_NUMERIC,
+                           "task '%s': loss is %g at step %lld (epoch %d); parameters kept from "
+                           "the last good step",
+                           m->cfg.tasks[k].name, (double)task_loss[k], (long long)m->step + 1, m->epoch + 1);
+        }
+    uint64_t calls = p->d->comm_calls;
+    tl_fit_point f = {NULL, NULL, task_loss, NULL};
+    for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
+        if (m->hooks[i]->backward) s = m->hooks[i]->backward(m->hook_state[i], &m->view, &f);
+    if (s == TL_OK && p->d->comm_calls == calls)
+        s = tl_fail(TL_ERR_STATE,
+                    "fit: data-parallel training over %d ranks: weighting '%s' runs its own per-task backward "
+                    "passes and did not reduce them over the ranks (hooks.h: reduce_grads); refused",
+                    p->d->size, tl_weighting_name(m->cfg.weighting));
+    return s;
+}
+
 /* One data-parallel step on rows order[from .. from+n): the gradient of
  * the whole batch in the graph's gradients on every rank, then the
  * optimizer step. *stop is set when a rank asked to stop (Ctrl-C, a
@@ -449,6 +566,15 @@ static tl_status dp_step(tl_model *m, fit_run *r, size_t from, int n, float *tas
     for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
         if (m->hooks[i]->step_ready) s = m->hooks[i]->step_ready(m->hook_state[i], &m->view);
     tl_rng base = *tl_graph_rng(g);
+    if (p->self_reduce) {
+        if (s == TL_OK) s = dp_step_self(m, r, from, n, den, &base, task_loss);
+        dp_set_denominators(m, NULL);
+        *tl_graph_rng(g) = dp_grain_rng(&base, p->G + 1);
+        if (s != TL_OK) return s;
+        if ((s = tl_optim_step(m->opt)) == TL_ERR_NUMERIC)
+            return tl_fail_context(s, "fit: step %lld (epoch %d)", (long long)m->step + 1, m->epoch + 1);
+        return s;
+    }
     dp_header hd;
     memset(&hd, 0, sizeof hd);
     hd.stop = tl_cancelled() || p->stop_req;
@@ -637,6 +763,7 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, con
     if ((st = dp_prepare(m, r, opt)) != TL_OK) {
         dp_free(r);
         m->view.dist = r->saved_dist;
+        m->view.reduce_grads = NULL;
         tl_free(r->order);
     }
     return st;
@@ -880,6 +1007,7 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
     tl_free(r.order);
     dp_free(&r);
     m->view.dist = r.saved_dist;
+    m->view.reduce_grads = NULL;
     return st;
 }
 

@@ -34,12 +34,20 @@ done
 # 2. the grain-summed gradient is the batch gradient (one process, every weighting)
 out=$(run 0 tests/mpi/dp_close.lua 2>&1)
 if grep -qx "ok close" <<<"$out"; then ok; else bad "grain-summed fit vs ordinary fit" "$out"; fi
-# 3. refused: methods with their own per-task backward passes, CrossDistil; the checksum
-for w in pcgrad gradnorm crossdistil; do
-  out=$(run 2 tests/mpi/dp_refuse.lua $w 2>&1)
-  key=$w; [ $w = crossdistil ] && key=CrossDistil
-  if [ "$(grep -c "data-parallel training over 2 ranks: .*$key" <<<"$out")" = 2 ]; then ok; else bad "$w not refused on both ranks" "$out"; fi
+# 3. PCGrad and GradNorm: each task's gradient reduced over the ranks before the
+#    method combines them, or (until the weighting calls reduce_grads) refused on every
+#    rank, naming the method; CrossDistil refused; the checksum
+for w in pcgrad gradnorm; do
+  ref=$(run 0 tests/mpi/dp_pertask.lua $w "$TMP/$w.ref" 2>&1)
+  for np in 2 3; do
+    out=$(run $np tests/mpi/dp_pertask.lua $w "$TMP/$w.ref" 2>&1)
+    if [ "$(grep -c "^rank [0-9]: refused" <<<"$out")" = $np ] || grep -qx "rank 0: matches" <<<"$out"; then ok; else
+      bad "$w at np=$np" "$ref $out"; fi
+  done
 done
+out=$(run 2 tests/mpi/dp_refuse.lua crossdistil 2>&1)
+if [ "$(grep -c "data-parallel training over 2 ranks: CrossDistil" <<<"$out")" = 2 ]; then ok; else
+  bad "CrossDistil not refused on both ranks" "$out"; fi
 out=$(run 2 tests/mpi/dp_refuse.lua checksum 2>&1)
 if [ "$(grep -c "parameters differ between ranks at step 2: rank 0 [0-9a-f]*, rank 1 " <<<"$out")" = 2 ]; then ok; else
   bad "checksum mismatch not reported on both ranks" "$out"; fi
