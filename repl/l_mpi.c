@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dist.h"
 #include "l_model.h"
@@ -363,6 +364,15 @@ static int l_stats(lua_State *L)
     return 1;
 }
 
+/* tl.mpi.wtime(): wall-clock seconds (a monotonic clock), for timing. */
+static int l_wtime(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + 1e-9 * (lua_Number)ts.tv_nsec);
+    return 1;
+}
+
 /* tl.mpi.distribute(m [, on=true]): m:predict and m:evaluate share their
  * rows among the ranks (every rank must call them together; each gets the
  * one-process numbers). Off again with on=false. */
@@ -550,7 +560,7 @@ void tl_lua_open_mpi(lua_State *L, int tl)
     static const luaL_Reg fns[] = {{"barrier", l_barrier},     {"broadcast", l_broadcast},
                                    {"gather", l_gather},       {"allgather", l_allgather},
                                    {"all_ranks_print", l_all_ranks_print}, {"stats", l_stats},
-                                   {"distribute", l_distribute}, {NULL, NULL}};
+                                   {"distribute", l_distribute}, {"wtime", l_wtime}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushinteger(L, g_rank);
     lua_setfield(L, -2, "rank");
