@@ -246,8 +246,23 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
     if (m->cfg.weighting == TL_WEIGHTING_UNCERTAINTY &&
         !(p->zero = tl_malloc((p->dense_n ? p->dense_n : 1) * sizeof(float), "rows-free gradient")))
         return TL_ERR_NOMEM;
+    /* Every rank must walk the same batches of the same rows with the same
+     * model: a hash of the layout, the options that order the batches, and
+     * the training rows, compared before anything else is sent. */
+    const tl_split *t = r->train;
+    uint64_t shape[8] = {r->pf, t->n, (uint64_t)r->B, (uint64_t)G, (uint64_t)opt->shuffle, r->shuffle_seed,
+                         (uint64_t)m->epoch, (uint64_t)m->batches_in_epoch};
+    uint64_t h = tl_dist_hash(shape, sizeof shape, 0);
+    size_t K = (size_t)m->cfg.n_tasks;
+    if (t->cat) h = tl_dist_hash(t->cat, t->n * (size_t)m->cfg.n_cat * sizeof *t->cat, h);
+    if (t->num) h = tl_dist_hash(t->num, t->n * (size_t)m->cfg.n_num * sizeof *t->num, h);
+    h = tl_dist_hash(t->labels, t->n * K * sizeof *t->labels, h);
+    if (t->weight) h = tl_dist_hash(t->weight, t->n * sizeof *t->weight, h);
+    tl_status st = tl_dist_check_equal(d, h, "fit: the model's size, its position in training, the fit options "
+                                       "or the training rows", m->step);
+    if (st != TL_OK) return st;
     /* identical parameters and dropout stream on every rank: rank 0's */
-    tl_status st = tl_dist_broadcast(d, r->params, r->pf * sizeof(float), 0);
+    st = tl_dist_broadcast(d, r->params, r->pf * sizeof(float), 0);
     if (st == TL_OK) st = tl_dist_broadcast(d, tl_graph_rng(m->g), sizeof(tl_rng), 0);
     if (st != TL_OK) return tl_fail_context(st, "fit: broadcasting the parameters from rank 0");
     m->view.dist = d;

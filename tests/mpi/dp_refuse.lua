@@ -1,6 +1,6 @@
 -- Run by tests/mpi/test_dp.sh under mpirun -np 2: what data-parallel fit
 -- cannot do yet is refused on every rank with an error naming it.
--- arg[1]: "crossdistil" or "checksum"
+-- arg[1]: "crossdistil", "checksum" or "mismatch"
 tl.threads(1)
 local d = tl.datasets.synthetic_pair{rows = 2000, seed = 3}
 local what = arg[1]
@@ -12,5 +12,7 @@ local opt = {data = d.train, max_steps = 6, verbose = false, check_every = 2,
              optim = tl.optim.adam{lr = 1e-3}}
 -- a rank-dependent option (the bug the checksum is there for): parameters drift apart
 if what == "checksum" then opt.optim = tl.optim.adam{lr = tl.mpi.rank == 1 and 2e-3 or 1e-3} end
+-- ranks that would walk different batches (here: another batch size) are refused at once
+if what == "mismatch" and tl.mpi.rank == 1 then opt.batch = 64 end
 local ok, err = pcall(m.fit, m, opt)
 print(string.format("rank %d: %s", tl.mpi.rank, ok and "ok" or err))

@@ -51,6 +51,9 @@ if [ "$(grep -c "data-parallel training over 2 ranks: CrossDistil" <<<"$out")" =
 out=$(run 2 tests/mpi/dp_refuse.lua checksum 2>&1)
 if [ "$(grep -c "parameters differ between ranks at step 2: rank 0 [0-9a-f]*, rank 1 " <<<"$out")" = 2 ]; then ok; else
   bad "checksum mismatch not reported on both ranks" "$out"; fi
+out=$(run 2 tests/mpi/dp_refuse.lua mismatch 2>&1)
+if [ "$(grep -c "fit options or the training rows differ between ranks at step 0: rank 0 [0-9a-f]*, rank 1 " <<<"$out")" = 2 ]; then ok; else
+  bad "ranks with different batches not refused on both" "$out"; fi
 # 4. distributed evaluation = one process's, on every rank
 for np in 2 3; do
   out=$(run $np tests/mpi/dp_eval.lua "$TMP" 2>&1)
