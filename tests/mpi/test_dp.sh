@@ -75,6 +75,14 @@ steps=$(grep -o "rank [01]: steps [0-9]* .*interrupted at epoch" "$TMP/stop.txt"
 if [ $rc = 0 ] && [ "$(wc -w <<<"$steps")" = 1 ] && grep -q "saved to" "$TMP/stop.txt" &&
    [ "$("$BIN" -e "io.write(tl.load('$TMP/stop.tlm'):history().steps[#tl.load('$TMP/stop.tlm'):history().steps].step)")" = "$steps" ]; then ok; else
   bad "SIGUSR1 stop" "$(cat "$TMP/stop.txt")"; fi
+# SIGINT (Ctrl-C) to mpirun: Open MPI ends the job (SIGTERM to the ranks, SIGKILL 1 s later);
+# the ranks stop at a step, and the checkpoint left behind loads (written atomically)
+rm -f "$TMP/stop.tlm" "$TMP/stop.txt"
+mpirun --oversubscribe -np 2 "$BIN" tests/mpi/dp_stop.lua "$TMP/stop.tlm" >"$TMP/stop.txt" 2>&1 & P=$!
+for _ in $(seq 100); do grep -q started "$TMP/stop.txt" 2>/dev/null && [ -f "$TMP/stop.tlm" ] && break; sleep 0.2; done
+t0=$(date +%s); kill -INT $P; wait $P; dt=$(( $(date +%s) - t0 ))
+if [ $dt -le 10 ] && "$BIN" -e "assert(tl.load('$TMP/stop.tlm'))" 2>/dev/null; then ok; else
+  bad "SIGINT to mpirun (${dt}s)" "$(cat "$TMP/stop.txt")"; fi
 # 7. a rank that dies or raises: every rank stops within seconds, the output names rank 1
 for how in kill raise outside; do
   t0=$(date +%s); out=$(run 3 tests/mpi/dp_fail.lua $how 2>&1); rc=$?; dt=$(( $(date +%s) - t0 ))
