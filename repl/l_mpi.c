@@ -13,9 +13,12 @@
 #include <string.h>
 #include <time.h>
 
+#include <unistd.h>
+
 #include "dist.h"
 #include "l_model.h"
 #include "l_mpi.h"
+#include "l_util.h"
 #include "model.h"
 
 #ifdef TL_HAVE_MPI
@@ -23,6 +26,7 @@
 #endif
 
 static int g_rank = 0, g_size = 1, g_mpi = 0, g_all_print = 0;
+static pid_t g_pid; /* the rank's own process: a forked sweep run is not a rank */
 static volatile sig_atomic_t g_in_fit;
 
 /* SIGUSR1 (which mpirun forwards to every rank) and SIGTERM (Slurm's
@@ -270,6 +274,7 @@ static void mpi_exit(int status, void *arg)
 {
     (void)arg;
     int fin = 0;
+    if (getpid() != g_pid) return; /* a forked child: the rank is its parent */
     MPI_Finalized(&fin);
     if (fin) return;
     if (status != 0 && g_size > 1) {
@@ -335,7 +340,7 @@ static tl_dist g_dist;
 tl_dist *tl_lua_mpi_dist(void)
 {
 #ifdef TL_HAVE_MPI
-    if (!g_mpi) return NULL;
+    if (!g_mpi || getpid() != g_pid) return NULL;
     if (!g_dist.allgather) {
         g_dist.rank = g_rank;
         g_dist.size = g_size;
@@ -529,6 +534,147 @@ static int l_all_ranks_print(lua_State *L)
     return 1;
 }
 
+/* ---- distributed tl.sweep (private.sweep_exec_mpi) ---------------------------
+ * Rank 0 schedules, the other ranks run: a worker asks for a job (READY),
+ * gets its number (TASK; 0 = no more), runs it in a forked process through
+ * private.sweep_exec (so a run that crashes or is killed loses only itself:
+ * its row fails) and sends the result line (RESULT), which rank 0 hands to
+ * done() (the CSV row, the progress line). Jobs go out in order as workers
+ * free up. */
+#ifdef TL_HAVE_MPI
+enum { TAG_READY = 7101, TAG_TASK, TAG_RESULT };
+
+static int job_wrap(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static int done_wrap(lua_State *L) /* (i, line, err, wall): kept in the upvalue table */
+{
+    lua_settop(L, 4);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, lua_upvalueindex(1), "line");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, lua_upvalueindex(1), "err");
+    lua_pushvalue(L, 4);
+    lua_setfield(L, lua_upvalueindex(1), "wall");
+    return 0;
+}
+
+/* Worker: run job `task` (the job function at index 3) in a forked process;
+ * the result message is [ok byte][wall double][int32 task][text]. */
+static void sweep_run_one(lua_State *L, int32_t task)
+{
+    lua_newtable(L); /* what done_wrap keeps */
+    int res = lua_gettop(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, TL_PRIVATE_KEY);
+    lua_getfield(L, -1, "sweep_exec");
+    lua_pushinteger(L, 1);
+    lua_pushinteger(L, 2); /* jobs > 1: the run goes to a forked worker */
+    lua_pushvalue(L, 3);
+    lua_pushinteger(L, task);
+    lua_pushcclosure(L, job_wrap, 2);
+    lua_pushvalue(L, res);
+    lua_pushcclosure(L, done_wrap, 1);
+    int st = lua_pcall(L, 4, 1, 0);
+    size_t len = 0;
+    const char *text;
+    char ok = 0;
+    double wall = 0.0;
+    if (st != LUA_OK) {
+        text = lua_tolstring(L, -1, &len);
+    } else {
+        lua_getfield(L, res, "wall");
+        wall = lua_tonumber(L, -1);
+        lua_getfield(L, res, "line");
+        ok = lua_isstring(L, -1);
+        if (!ok) lua_getfield(L, res, "err");
+        text = lua_tolstring(L, -1, &len);
+        if (!text) text = "the run gave no result", len = strlen(text);
+    }
+    size_t n = 1 + sizeof wall + sizeof task + len;
+    unsigned char *msg = malloc(n);
+    if (!msg) luaL_error(L, "tl.sweep: rank %d: out of memory", g_rank);
+    msg[0] = (unsigned char)ok;
+    memcpy(msg + 1, &wall, sizeof wall);
+    memcpy(msg + 1 + sizeof wall, &task, sizeof task);
+    memcpy(msg + 1 + sizeof wall + sizeof task, text, len);
+    int rc = MPI_Send(msg, (int)n, MPI_BYTE, 0, TAG_RESULT, MPI_COMM_WORLD);
+    free(msg);
+    mpi_check(L, rc, "tl.sweep");
+    lua_settop(L, 4);
+}
+
+/* private.sweep_exec_mpi(n, jobs, job, done) -> "done" | "interrupted" (on
+ * rank 0; "done" on the workers, which call no done()). */
+static int l_sweep_exec_mpi(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    lua_settop(L, 4);
+    if (!g_mpi || g_size < 2) return luaL_error(L, "tl.sweep: sweep_exec_mpi needs more than one rank");
+    if (g_rank != 0) {
+        mpi_check(L, MPI_Send(NULL, 0, MPI_BYTE, 0, TAG_READY, MPI_COMM_WORLD), "tl.sweep");
+        for (;;) {
+            int32_t task = 0;
+            mpi_check(L, MPI_Recv(&task, 1, MPI_INT32_T, 0, TAG_TASK, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "tl.sweep");
+            if (task == 0) break;
+            sweep_run_one(L, task);
+        }
+        lua_pushliteral(L, "done");
+        return 1;
+    }
+    int live = g_size - 1, stop = 0;
+    lua_Integer next = 1;
+    while (live > 0) {
+        int flag = 0;
+        MPI_Status ms;
+        mpi_check(L, MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &ms), "tl.sweep");
+        if (!flag) { /* Ctrl-C: no new jobs, the running ones finish */
+            if (tl_cancelled()) stop = 1;
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        int len = 0;
+        MPI_Get_count(&ms, MPI_BYTE, &len);
+        unsigned char *msg = malloc(len > 0 ? (size_t)len : 1);
+        if (!msg) return luaL_error(L, "tl.sweep: out of memory");
+        int rc = MPI_Recv(msg, len, MPI_BYTE, ms.MPI_SOURCE, ms.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) free(msg);
+        mpi_check(L, rc, "tl.sweep");
+        if (ms.MPI_TAG == TAG_RESULT && len >= (int)(1 + sizeof(double) + sizeof(int32_t))) {
+            double wall;
+            int32_t task;
+            memcpy(&wall, msg + 1, sizeof wall);
+            memcpy(&task, msg + 1 + sizeof wall, sizeof task);
+            const char *text = (const char *)msg + 1 + sizeof wall + sizeof task;
+            size_t tlen = (size_t)len - 1 - sizeof wall - sizeof task;
+            lua_pushvalue(L, 4);
+            lua_pushinteger(L, task);
+            if (msg[0]) lua_pushlstring(L, text, tlen), lua_pushnil(L);
+            else lua_pushnil(L), lua_pushlstring(L, text, tlen);
+            lua_pushnumber(L, wall);
+            free(msg);
+            lua_call(L, 4, 0); /* an error in done() ends the script: MPI_Abort at exit */
+        } else {
+            free(msg);
+        }
+        if (tl_cancelled()) stop = 1;
+        int32_t task = !stop && next <= n ? (int32_t)next++ : 0;
+        if (task == 0) live--;
+        mpi_check(L, MPI_Send(&task, 1, MPI_INT32_T, ms.MPI_SOURCE, TAG_TASK, MPI_COMM_WORLD), "tl.sweep");
+    }
+    if (stop) lua_pushliteral(L, "interrupted");
+    else lua_pushliteral(L, "done");
+    return 1;
+}
+#endif
+
 void tl_lua_open_mpi(lua_State *L, int tl)
 {
 #ifdef TL_HAVE_MPI
@@ -553,6 +699,7 @@ void tl_lua_open_mpi(lua_State *L, int tl)
 #endif
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
         MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+        g_pid = getpid();
         MPI_Comm_size(MPI_COMM_WORLD, &g_size);
         g_mpi = 1;
     }
@@ -575,4 +722,12 @@ void tl_lua_open_mpi(lua_State *L, int tl)
     lua_pushboolean(L, g_mpi);
     lua_setfield(L, -2, "active");
     lua_setfield(L, tl, "mpi");
+#ifdef TL_HAVE_MPI
+    if (g_mpi && g_size > 1) { /* tl.sweep hands its runs to the ranks */
+        luaL_getsubtable(L, LUA_REGISTRYINDEX, TL_PRIVATE_KEY);
+        lua_pushcfunction(L, l_sweep_exec_mpi);
+        lua_setfield(L, -2, "sweep_exec_mpi");
+        lua_pop(L, 1);
+    }
+#endif
 }

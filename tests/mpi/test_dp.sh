@@ -89,6 +89,17 @@ for how in kill raise outside; do
   if [ $rc != 0 ] && [ $rc != 124 ] && [ $dt -le 30 ] && grep -q "rank 1" <<<"$out" && ! grep -q "should not happen" <<<"$out"; then ok; else
     bad "failure '$how' (rc $rc after ${dt}s)" "$out"; fi
 done
+# 8. tl.sweep under mpirun -np 3: rank 0 schedules, ranks 1-2 run; a run that kills its own
+#    (forked) process fails its row only, the resume runs it again, and the rows are the
+#    one-process sweep's
+out=$(run 3 tests/mpi/dp_sweep.lua "$TMP/sw.csv" kill 2>&1)
+if [ "$(grep -c "^rank [0-2]: 7 ok 1 error" <<<"$out")" = 3 ] && grep -q "^3,1,error,.*worker killed by signal 9" "$TMP/sw.csv"; then ok; else bad "sweep with a killed run" "$out $(cat "$TMP/sw.csv")"; fi
+out=$(run 3 tests/mpi/dp_sweep.lua "$TMP/sw.csv" kill 2>&1)
+run 0 tests/mpi/dp_sweep.lua "$TMP/local.csv" >/dev/null 2>&1
+if [ "$(grep -c "^rank [0-2]: 8 ok 0 error" <<<"$out")" = 3 ] &&
+   [ "$(cut -d, -f1-4 "$TMP/sw.csv" | sort)" = "$(cut -d, -f1-4 "$TMP/local.csv" | sort)" ] &&
+   [ "$(cut -d, -f5 "$TMP/sw.csv" | sort -u | tr '\n' ' ')" = "1 2 pid " ]; then ok; else
+  bad "sweep resume under mpirun" "$out $(cat "$TMP/sw.csv")"; fi
 [ $fail -gt 0 ] && echo "[  FAILED  ] $fail test(s)"
 echo "[  PASSED  ] $pass test(s)."
 [ $fail -eq 0 ]
