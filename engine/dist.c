@@ -82,8 +82,34 @@ tl_status tl_dist_broadcast(tl_dist *d, void *buf, size_t n, int root)
 tl_dist *tl_dist_local(void)
 {
     /* size 1: the tl_dist_* calls copy and never call the table */
-    static _Thread_local tl_dist one = {0, 1, NULL, NULL, NULL, NULL, 0.0, 0, 0};
+    static _Thread_local tl_dist one = {0, 1, NULL, NULL, NULL, NULL, NULL, 0.0, 0, 0};
     return &one;
+}
+
+tl_status tl_dist_allgatherv_known(tl_dist *d, const void *send, void *recv, const size_t *counts)
+{
+    size_t total = 0, before = 0;
+    for (int r = 0; r < d->size; r++) {
+        if (r < d->rank) before += counts[r];
+        total += counts[r];
+    }
+    double t0 = now_s();
+    tl_status s = d->size == 1 ? (memcpy((unsigned char *)recv + before, send, counts[d->rank]), TL_OK)
+                               : d->allgatherv(d->ud, send, recv, counts);
+    account(d, t0, total);
+    return s;
+}
+
+tl_status tl_dist_alltoallv(tl_dist *d, const void *send, const size_t *send_counts, void *recv,
+                            const size_t *recv_counts)
+{
+    size_t total = 0;
+    for (int r = 0; r < d->size; r++) total += recv_counts[r];
+    double t0 = now_s();
+    tl_status s = d->size == 1 ? (memcpy(recv, send, send_counts[0]), TL_OK)
+                               : d->alltoallv(d->ud, send, send_counts, recv, recv_counts);
+    account(d, t0, total);
+    return s;
 }
 
 void tl_dist_grains(int grains, int size, int rank, int *first, int *end)

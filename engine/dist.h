@@ -30,6 +30,10 @@ typedef struct tl_dist {
     tl_status (*allgatherv)(void *ud, const void *send, void *recv, const size_t *counts);
     /* root's n bytes of buf into every rank's buf */
     tl_status (*broadcast)(void *ud, void *buf, size_t n, int root);
+    /* send holds send_counts[q] bytes for each rank q in rank order; recv
+     * gets recv_counts[q] bytes from each rank q, in rank order */
+    tl_status (*alltoallv)(void *ud, const void *send, const size_t *send_counts, void *recv,
+                           const size_t *recv_counts);
     /* accounting, kept by the tl_dist_* calls below */
     double comm_seconds;  /* wall time inside the collectives */
     uint64_t comm_bytes;  /* bytes received by this rank */
@@ -48,6 +52,11 @@ tl_status tl_dist_allgather(tl_dist *d, const void *send, size_t n, void **out);
  * their lengths. */
 tl_status tl_dist_allgatherv(tl_dist *d, const void *send, size_t n, void **out, size_t **counts);
 tl_status tl_dist_broadcast(tl_dist *d, void *buf, size_t n, int root);
+/* The table's allgatherv and alltoallv with counts every rank knows already
+ * (no exchange of sizes); recv is the caller's. */
+tl_status tl_dist_allgatherv_known(tl_dist *d, const void *send, void *recv, const size_t *counts);
+tl_status tl_dist_alltoallv(tl_dist *d, const void *send, const size_t *send_counts, void *recv,
+                            const size_t *recv_counts);
 
 /* The grains [*first, *end) of `grains` that `rank` of `size` computes:
  * contiguous blocks in rank order (tl_parallel_chunk's split), so that the

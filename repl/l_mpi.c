@@ -333,6 +333,27 @@ static tl_status dist_broadcast(void *ud, void *buf, size_t n, int root)
     int rc = MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD);
     return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Bcast");
 }
+
+static tl_status dist_alltoallv(void *ud, const void *send, const size_t *send_counts, void *recv,
+                                const size_t *recv_counts)
+{
+    (void)ud;
+    int *c = malloc(4 * sizeof(int) * (size_t)g_size);
+    if (!c) return tl_fail(TL_ERR_NOMEM, "MPI_Alltoallv: out of memory");
+    int *sd = c + g_size, *rc_ = c + 2 * g_size, *rd = c + 3 * g_size;
+    size_t st = 0, rt = 0;
+    for (int r = 0; r < g_size; r++) {
+        c[r] = (int)send_counts[r], sd[r] = (int)st, st += send_counts[r];
+        rc_[r] = (int)recv_counts[r], rd[r] = (int)rt, rt += recv_counts[r];
+    }
+    if (st > INT32_MAX || rt > INT32_MAX) {
+        free(c);
+        return tl_fail(TL_ERR_ARG, "MPI_Alltoallv: more than 2 GiB in all");
+    }
+    int rc = MPI_Alltoallv(send, c, sd, MPI_BYTE, recv, rc_, rd, MPI_BYTE, MPI_COMM_WORLD);
+    free(c);
+    return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Alltoallv");
+}
 #endif
 
 static tl_dist g_dist;
@@ -347,6 +368,7 @@ tl_dist *tl_lua_mpi_dist(void)
         g_dist.allgather = dist_allgather;
         g_dist.allgatherv = dist_allgatherv;
         g_dist.broadcast = dist_broadcast;
+        g_dist.alltoallv = dist_alltoallv;
     }
     return &g_dist;
 #else

@@ -51,7 +51,7 @@ static tl_status fake_allgather(void *ud, const void *send, size_t n, void *recv
 static void test_check_equal(void **state)
 {
     (void)state;
-    tl_dist d = {0, 3, NULL, fake_allgather, NULL, NULL, 0.0, 0, 0};
+    tl_dist d = {0, 3, NULL, fake_allgather, NULL, NULL, NULL, 0.0, 0, 0};
     scripted[0] = scripted[1] = scripted[2] = 42;
     assert_int_equal(tl_dist_check_equal(&d, 42, "fit: parameters", 7), TL_OK);
     scripted[2] = 43;

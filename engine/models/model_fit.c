@@ -143,6 +143,11 @@ typedef struct {
     unsigned char *send;   /* this rank's message */
     size_t send_cap;
     float *zero;           /* uncertainty weighting: the rows-free gradient (dense floats) */
+    /* the dense sum, reduce-scatter style: this rank's grains' dense
+     * gradients, what goes to each rank, its slice of every grain, the slice
+     * summed, the whole sum; per-rank counts */
+    float *mine, *sendb, *recvb, *acc, *full;
+    size_t *scount, *rcount, *ccount;
 } dp_run;
 
 /* The state of one tl_model_fit call, shared by its parts below. */
@@ -246,6 +251,17 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
     if (m->cfg.weighting == TL_WEIGHTING_UNCERTAINTY &&
         !(p->zero = tl_malloc((p->dense_n ? p->dense_n : 1) * sizeof(float), "rows-free gradient")))
         return TL_ERR_NOMEM;
+    size_t own = (size_t)(p->g1 - p->g0), dn = p->dense_n ? p->dense_n : 1;
+    size_t slice = (dn + (size_t)d->size - 1) / (size_t)d->size;
+    p->mine = tl_malloc((own ? own : 1) * dn * sizeof(float), "data-parallel gradients");
+    p->sendb = tl_malloc((own ? own : 1) * dn * sizeof(float), "data-parallel gradients");
+    p->recvb = tl_malloc((size_t)G * slice * sizeof(float), "data-parallel gradients");
+    p->acc = tl_malloc(slice * sizeof(float), "data-parallel gradients");
+    p->full = tl_malloc(dn * sizeof(float), "data-parallel gradients");
+    p->scount = tl_malloc(3 * (size_t)d->size * sizeof *p->scount, "data-parallel counts");
+    if (!p->mine || !p->sendb || !p->recvb || !p->acc || !p->full || !p->scount) return TL_ERR_NOMEM;
+    p->rcount = p->scount + d->size;
+    p->ccount = p->rcount + d->size;
     /* Every rank must walk the same batches of the same rows with the same
      * model: a hash of the layout, the options that order the batches, and
      * the training rows, compared before anything else is sent. */
@@ -272,10 +288,13 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
 
 static void dp_free(fit_run *r)
 {
-    tl_free(r->dp.send);
-    tl_free(r->dp.zero);
-    r->dp.send = NULL;
-    r->dp.zero = NULL;
+    dp_run *p = &r->dp;
+    float **f[] = {&p->zero, &p->mine, &p->sendb, &p->recvb, &p->acc, &p->full};
+    for (size_t i = 0; i < sizeof f / sizeof *f; i++) tl_free(*f[i]), *f[i] = NULL;
+    tl_free(p->send);
+    tl_free(p->scount);
+    p->send = NULL;
+    p->scount = p->rcount = p->ccount = NULL;
 }
 
 /* The dropout generator of grain j (j = G: the rows-free run; G + 1: the
@@ -304,8 +323,10 @@ static int dp_put(dp_run *p, size_t *pos, const void *src, size_t n)
     return 0;
 }
 
-/* This grain's gradient (in the graph's gradients) into the message. */
-static int dp_pack_grain(tl_model *m, dp_run *p, size_t *pos, int32_t j, int32_t rows, const float *loss)
+/* This grain's gradient (in the graph's gradients) into the message; the
+ * dense part into `dense` instead when it is not NULL (dense_n floats). */
+static int dp_pack_grain(tl_model *m, dp_run *p, size_t *pos, int32_t j, int32_t rows, const float *loss,
+                         float *dense)
 {
     tl_graph *g = m->g;
     float *grads = tl_graph_grads(g, NULL);
@@ -315,8 +336,14 @@ static int dp_pack_grain(tl_model *m, dp_run *p, size_t *pos, int32_t j, int32_t
         return -1;
     for (int i = 0; i < np; i++) {
         const tl_param_info *pi = tl_graph_param(g, i);
-        if (!pi->sparse && dp_put(p, pos, grads + pi->offset, (size_t)pi->rows * (size_t)pi->cols * sizeof(float)))
+        size_t len = (size_t)pi->rows * (size_t)pi->cols;
+        if (pi->sparse) continue;
+        if (dense) {
+            memcpy(dense, grads + pi->offset, len * sizeof(float));
+            dense += len;
+        } else if (dp_put(p, pos, grads + pi->offset, len * sizeof(float))) {
             return -1;
+        }
     }
     for (int i = 0; i < np; i++) {
         const tl_param_info *pi = tl_graph_param(g, i);
@@ -343,8 +370,9 @@ static const void *dp_take(dp_reader *rd, size_t n)
     return q;
 }
 
-/* Add one grain of the message into the graph's gradients (first: copy). */
-static tl_status dp_add_grain(tl_model *m, dp_reader *rd, int first, float *task_loss)
+/* Add one grain of the message into the graph's gradients (first: copy);
+ * without its dense part when `dense` is 0. */
+static tl_status dp_add_grain(tl_model *m, dp_reader *rd, int first, float *task_loss, int dense)
 {
     tl_graph *g = m->g;
     float *grads = tl_graph_grads(g, NULL);
@@ -357,7 +385,7 @@ static tl_status dp_add_grain(tl_model *m, dp_reader *rd, int first, float *task
         memcpy(&v, lp + (size_t)k * sizeof v, sizeof v);
         task_loss[k] = first ? v : task_loss[k] + v;
     }
-    for (int i = 0; i < np; i++) {
+    for (int i = 0; i < np && dense; i++) {
         const tl_param_info *pi = tl_graph_param(g, i);
         if (pi->sparse) continue;
         size_t len = (size_t)pi->rows * (size_t)pi->cols;
@@ -409,7 +437,7 @@ static tl_status dp_reduce_grads(tl_model *m)
     memset(&one, 0, sizeof one);
     size_t pos = 0;
     float zero[TL_MAX_TASKS] = {0}, sink[TL_MAX_TASKS];
-    if (dp_pack_grain(m, &one, &pos, (int32_t)d->rank, 0, zero)) {
+    if (dp_pack_grain(m, &one, &pos, (int32_t)d->rank, 0, zero, NULL)) {
         tl_free(one.send);
         return TL_ERR_NOMEM;
     }
@@ -422,7 +450,7 @@ static tl_status dp_reduce_grads(tl_model *m)
     size_t off = 0;
     for (int q = 0; q < d->size && s == TL_OK; q++) {
         dp_reader rd = {all + off, all + off + counts[q]};
-        s = dp_add_grain(m, &rd, q == 0, sink);
+        s = dp_add_grain(m, &rd, q == 0, sink, 1);
         off += counts[q];
     }
     tl_free(all);
@@ -481,6 +509,54 @@ static tl_status dp_rows_free(tl_model *m, fit_run *r, size_t from, const tl_rng
         at += len;
     }
     return TL_OK;
+}
+
+/* The dense gradient of the batch into p->full on every rank, reduce-scatter
+ * style: rank q sums slice q of the dense floats over every grain, in grain
+ * order (the grains arrive in rank order, which is grain order), then every
+ * rank gathers the summed slices. Each rank sends and receives about twice
+ * the dense gradient per step, whatever the rank count, and every element
+ * is the same left-to-right sum over the grains at every rank count. */
+static tl_status dp_dense_sum(dp_run *p, int n)
+{
+    int size = p->d->size, me = p->d->rank, total = 0, cnt[TL_PARALLEL_MAX_THREADS];
+    int *c = size <= TL_PARALLEL_MAX_THREADS ? cnt : tl_malloc((size_t)size * sizeof *c, "grain counts");
+    if (!c) return TL_ERR_NOMEM;
+    for (int q = 0; q < size; q++) { /* non-empty grains of each rank */
+        int a, b;
+        tl_dist_grains(p->G, size, q, &a, &b);
+        c[q] = 0;
+        for (int j = a; j < b; j++) {
+            size_t x, y;
+            tl_parallel_chunk((size_t)n, p->G, j, &x, &y);
+            c[q] += y > x;
+        }
+        total += c[q];
+    }
+    size_t m0, m1, at = 0;
+    tl_parallel_chunk(p->dense_n, size, me, &m0, &m1);
+    for (int q = 0; q < size; q++) {
+        size_t s0, s1;
+        tl_parallel_chunk(p->dense_n, size, q, &s0, &s1);
+        for (int t = 0; t < c[me]; t++) {
+            memcpy(p->sendb + at, p->mine + (size_t)t * p->dense_n + s0, (s1 - s0) * sizeof(float));
+            at += s1 - s0;
+        }
+        p->scount[q] = (size_t)c[me] * (s1 - s0) * sizeof(float);
+        p->rcount[q] = (size_t)c[q] * (m1 - m0) * sizeof(float);
+        p->ccount[q] = (s1 - s0) * sizeof(float);
+    }
+    if (c != cnt) tl_free(c);
+    tl_status s = tl_dist_alltoallv(p->d, p->sendb, p->scount, p->recvb, p->rcount);
+    if (s != TL_OK) return tl_fail_context(s, "fit: rank %d: exchanging gradient slices", me);
+    size_t len = m1 - m0;
+    memcpy(p->acc, p->recvb, len * sizeof(float));
+    for (int t = 1; t < total; t++) {
+        const float *src = p->recvb + (size_t)t * len;
+        for (size_t x = 0; x < len; x++) p->acc[x] += src[x];
+    }
+    s = tl_dist_allgatherv_known(p->d, p->acc, p->full, p->ccount);
+    return s == TL_OK ? TL_OK : tl_fail_context(s, "fit: rank %d: gathering the summed gradient", me);
 }
 
 /* A step of a weighting that reduces per task (dp_self_reducing): the
@@ -596,13 +672,15 @@ static tl_status dp_step(tl_model *m, fit_run *r, size_t from, int n, float *tas
     size_t pos = 0;
     int oom = dp_put(p, &pos, &hd, sizeof hd);
     dp_set_denominators(m, den);
+    int slot = 0;
     for (int j = p->g0; j < p->g1 && s == TL_OK && !oom && !hd.stop; j++) {
         size_t b, e;
         tl_parallel_chunk((size_t)n, p->G, j, &b, &e);
         if (e == b) continue;
         float loss[TL_MAX_TASKS];
         s = dp_run_rows(m, r, from + b, (int)(e - b), dp_grain_rng(&base, j), loss);
-        if (s == TL_OK) oom = dp_pack_grain(m, p, &pos, j, (int32_t)(e - b), loss);
+        if (s == TL_OK)
+            oom = dp_pack_grain(m, p, &pos, j, (int32_t)(e - b), loss, p->mine + (size_t)slot++ * p->dense_n);
     }
     if (oom) s = TL_ERR_NOMEM;
     if (s != TL_OK) {
@@ -656,19 +734,31 @@ static tl_status dp_step(tl_model *m, fit_run *r, size_t from, int n, float *tas
         nonempty += e > b;
     }
     if (p->zero && nonempty > 1) s = dp_rows_free(m, r, from, &base);
+    if (s == TL_OK) s = dp_dense_sum(p, n);
     tl_graph_zero_grad(g);
     off = 0;
     int first = 1;
     for (int q = 0; q < p->d->size && s == TL_OK; q++) {
         dp_reader rd = {all + off + sizeof(dp_header), all + off + counts[q]};
         while (rd.p < rd.end && s == TL_OK) {
-            s = dp_add_grain(m, &rd, first, task_loss);
+            s = dp_add_grain(m, &rd, first, task_loss, 0);
             first = 0;
         }
         off += counts[q];
     }
     tl_free(all);
     tl_free(counts);
+    if (s == TL_OK) { /* the dense sum into the gradients */
+        float *grads = tl_graph_grads(g, NULL);
+        size_t at = 0;
+        for (int i = 0; i < tl_graph_param_count(g); i++) {
+            const tl_param_info *pi = tl_graph_param(g, i);
+            if (pi->sparse) continue;
+            size_t len = (size_t)pi->rows * (size_t)pi->cols;
+            memcpy(grads + pi->offset, p->full + at, len * sizeof(float));
+            at += len;
+        }
+    }
     if (s == TL_OK && p->zero && nonempty > 1) {
         float *grads = tl_graph_grads(g, NULL), times = (float)(nonempty - 1);
         size_t at = 0;
