@@ -180,17 +180,17 @@ typedef struct {
  * of its grains (tl_dist_grains), one grain per run, with each task loss
  * divided by the weight sum of the whole batch (tl_loss_set_denominator), so
  * that a grain's gradient is its exact share of the batch gradient. The
- * ranks gather every grain's dense gradient and its embedding rows (row id,
- * gradient) and every rank adds them up in grain order, then runs the same
- * optimizer step. A grain's computation depends only on its rows and the
+ * grains' gradients are added up in grain order: the dense part by slices
+ * (dp_dense_sum), the embedding rows (row id, gradient) gathered by every
+ * rank; then every rank runs the same optimizer step. A grain's computation depends only on its rows and the
  * parameters (dropout draws from a generator seeded by the step's state and
  * the grain), so G grains give the same bits at np = 1, 2, 3, ... (same
  * thread count). G = 1 at one rank is the ordinary fit.
  *
- * Message of a rank: a header (status, cancel flag, error message), then per
- * grain: grain index, rows, the K partial task losses, the dense gradient
- * floats (parameters in order), and per sparse parameter the touched rows'
- * count, ids and gradient rows.
+ * Message of a rank (gathered by all): a header (status, cancel flag, error
+ * message), then per grain: grain index, rows, the K partial task losses and
+ * per sparse parameter the touched rows' count, ids and gradient rows (the
+ * dense floats, parameters in order, too in reduce_grads' message).
  */
 typedef struct {
     int32_t status, stop;
