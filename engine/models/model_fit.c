@@ -1,7 +1,11 @@
 /* models/model_fit.c — part of module model (model.h): the fit loop
  * (epochs, batches, steps through the attached strategies' hooks, mid-epoch
- * and epoch-end validation, early stopping), the training history and the
- * per-task gradient entry points (task_grads.h). */
+ * and epoch-end validation, early stopping), its data-parallel step (dist.h),
+ * the training history and the per-task gradient entry points
+ * (task_grads.h). Over 1,000 lines because the data-parallel step (about 600)
+ * shares the fit's state (fit_run) with the loop it replaces a step of; it
+ * sits in one section below and would move to a file of its own together
+ * with a private declaration of fit_run. */
 #include "model.h"
 
 #include <limits.h>
@@ -631,6 +635,53 @@ static tl_status dp_step_self(tl_model *m, fit_run *r, size_t from, int n, const
     return s;
 }
 
+/* After an exchange every rank accepted: the batch's gradient into the
+ * graph's gradients (embedding rows and losses from the gathered messages,
+ * the dense part summed by slices) and task_loss, in grain order. */
+static tl_status dp_apply(tl_model *m, fit_run *r, size_t from, int n, const tl_rng *base,
+                          const unsigned char *all, const size_t *counts, float *task_loss)
+{
+    dp_run *p = &r->dp;
+    tl_graph *g = m->g;
+    tl_status s = TL_OK;
+    int nonempty = 0;
+    for (int j = 0; j < p->G; j++) {
+        size_t b, e;
+        tl_parallel_chunk((size_t)n, p->G, j, &b, &e);
+        nonempty += e > b;
+    }
+    if (p->zero && nonempty > 1) s = dp_rows_free(m, r, from, base);
+    if (s == TL_OK) s = dp_dense_sum(p, n);
+    tl_graph_zero_grad(g);
+    size_t off = 0;
+    int first = 1;
+    for (int q = 0; q < p->d->size && s == TL_OK; q++) {
+        dp_reader rd = {all + off + sizeof(dp_header), all + off + counts[q]};
+        while (rd.p < rd.end && s == TL_OK) {
+            s = dp_add_grain(m, &rd, first, task_loss, 0);
+            first = 0;
+        }
+        off += counts[q];
+    }
+    if (s != TL_OK) return s;
+    /* the dense sum into the gradients, less the rows-free part counted
+     * once per grain but one */
+    float *grads = tl_graph_grads(g, NULL), times = (float)(nonempty - 1);
+    size_t at = 0;
+    for (int i = 0; i < tl_graph_param_count(g); i++) {
+        const tl_param_info *pi = tl_graph_param(g, i);
+        if (pi->sparse) continue;
+        size_t len = (size_t)pi->rows * (size_t)pi->cols;
+        float *dst = grads + pi->offset;
+        memcpy(dst, p->full + at, len * sizeof(float));
+        if (p->zero && nonempty > 1)
+            for (size_t x = 0; x < len; x++)
+                if (p->zero[at + x] != 0.0f) dst[x] -= times * p->zero[at + x];
+        at += len;
+    }
+    return TL_OK;
+}
+
 /* One data-parallel step on rows order[from .. from+n): the gradient of
  * the whole batch in the graph's gradients on every rank, then the
  * optimizer step. *stop is set when a rank asked to stop (Ctrl-C, a
@@ -727,50 +778,9 @@ static tl_status dp_step(tl_model *m, fit_run *r, size_t from, int n, float *tas
                        "the same parameters and can continue",
                        m->epoch + 1, (long long)m->step, stop_rank);
     }
-    int nonempty = 0;
-    for (int j = 0; j < p->G; j++) {
-        size_t b, e;
-        tl_parallel_chunk((size_t)n, p->G, j, &b, &e);
-        nonempty += e > b;
-    }
-    if (p->zero && nonempty > 1) s = dp_rows_free(m, r, from, &base);
-    if (s == TL_OK) s = dp_dense_sum(p, n);
-    tl_graph_zero_grad(g);
-    off = 0;
-    int first = 1;
-    for (int q = 0; q < p->d->size && s == TL_OK; q++) {
-        dp_reader rd = {all + off + sizeof(dp_header), all + off + counts[q]};
-        while (rd.p < rd.end && s == TL_OK) {
-            s = dp_add_grain(m, &rd, first, task_loss, 0);
-            first = 0;
-        }
-        off += counts[q];
-    }
+    s = dp_apply(m, r, from, n, &base, all, counts, task_loss);
     tl_free(all);
     tl_free(counts);
-    if (s == TL_OK) { /* the dense sum into the gradients */
-        float *grads = tl_graph_grads(g, NULL);
-        size_t at = 0;
-        for (int i = 0; i < tl_graph_param_count(g); i++) {
-            const tl_param_info *pi = tl_graph_param(g, i);
-            if (pi->sparse) continue;
-            size_t len = (size_t)pi->rows * (size_t)pi->cols;
-            memcpy(grads + pi->offset, p->full + at, len * sizeof(float));
-            at += len;
-        }
-    }
-    if (s == TL_OK && p->zero && nonempty > 1) {
-        float *grads = tl_graph_grads(g, NULL), times = (float)(nonempty - 1);
-        size_t at = 0;
-        for (int i = 0; i < tl_graph_param_count(g); i++) {
-            const tl_param_info *pi = tl_graph_param(g, i);
-            if (pi->sparse) continue;
-            size_t len = (size_t)pi->rows * (size_t)pi->cols;
-            for (size_t x = 0; x < len; x++)
-                if (p->zero[at + x] != 0.0f) grads[pi->offset + x] -= times * p->zero[at + x];
-            at += len;
-        }
-    }
     dp_set_denominators(m, NULL);
     *tl_graph_rng(g) = dp_grain_rng(&base, p->G + 1);
     if (s != TL_OK) return s;
@@ -786,6 +796,7 @@ static tl_status dp_step(tl_model *m, fit_run *r, size_t from, int n, float *tas
         return tl_fail_context(s, "fit: step %lld (epoch %d)", (long long)m->step + 1, m->epoch + 1);
     return s;
 }
+
 
 /* Every rank's flag, or'ed: a stop asked for on one rank (progress
  * callback at an epoch's end) stops them all. */
