@@ -18,7 +18,7 @@ local res = tl.sweep{
     end
     local m = tl.model{data = d, backbone = tl.mmoe{experts = 2, expert = {8}}, tower = tl.mlp{4}, emb = 4,
                        batch = 128, seed = seed, weights = {a = cfg.w}}
-    m:fit{data = d.train, max_steps = 5, verbose = false, dp = false}
+    m:fit{data = d.train, max_steps = 5, verbose = false}
     return {auc = m:evaluate(d.test).a.auc, pid = tl.mpi.rank}
   end}
 local ok, bad = 0, 0
