@@ -580,4 +580,17 @@ const int32_t *tl_graph_touched_rows(const tl_graph *g, int i, int *n)
     return g->sparse[i].rows;
 }
 
+tl_status tl_graph_touch_rows(tl_graph *g, int i, const int32_t *rows, int n)
+{
+    if (i < 0 || i >= g->n_params || !g->params[i].sparse || !g->sparse)
+        return tl_fail(TL_ERR_ARG, "touch rows: parameter %d is not sparse", i);
+    for (int r = 0; r < n; r++) {
+        if (rows[r] < 0 || rows[r] >= g->params[i].rows)
+            return tl_fail(TL_ERR_ARG, "touch rows: row %d outside '%s' (%d rows)", (int)rows[r],
+                           g->params[i].name, g->params[i].rows);
+        tl__touch_row(g, i, rows[r]);
+    }
+    return TL_OK;
+}
+
 tl_rng *tl_graph_rng(tl_graph *g) { return &g->drop_rng; }

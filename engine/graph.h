@@ -147,6 +147,11 @@ float *tl_graph_grads(tl_graph *g, size_t *count);
 /* Rows of sparse parameter i written since the last zero_grad (distinct,
  * in first-touched order). For a dense parameter returns NULL, *n = -1. */
 const int32_t *tl_graph_touched_rows(const tl_graph *g, int i, int *n);
+/* Mark rows of sparse parameter i as touched (their gradients were written
+ * by the caller, e.g. data parallelism adding other ranks' rows), so that
+ * optimizers update them. TL_ERR_ARG for a dense parameter or a row outside
+ * the table. */
+tl_status tl_graph_touch_rows(tl_graph *g, int i, const int32_t *rows, int n);
 /* The graph's RNG (dropout, init); exposed so checkpoints can save it. */
 tl_rng *tl_graph_rng(tl_graph *g);
 

@@ -54,6 +54,19 @@ typedef struct {
      * loss weight */
     tl_status (*task_backward)(tl_model *m, int k);
     float (*effective_weight)(const tl_model *m, int k);
+    /* Data parallelism (dist.h): the ranks training the model together, set
+     * by fit for its duration (NULL in one process). */
+    struct tl_dist *dist;
+    /* Under data parallelism (else NULL): replace the parameter gradients,
+     * which hold this rank's rows' gradient (dense, and the embedding rows
+     * touched), with the sum over every rank's rows, added in rank order: the
+     * same bits on every rank. A strategy whose backward hook runs its own
+     * backward passes (GradNorm, PCGrad: one per task) calls it after each,
+     * on that pass's gradient alone (gradients cleared before the pass), and
+     * every rank calls it at the same points; its task_loss is then already
+     * the batch's over all ranks. Fit runs such a strategy with one grain
+     * per rank, and refuses it when its backward hook made no such call. */
+    tl_status (*reduce_grads)(tl_model *m);
 } tl_model_view;
 
 /* The points of building at which a strategy's build hook runs. */

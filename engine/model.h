@@ -107,6 +107,15 @@ typedef struct {
     void *progress_ud;
     int progress_every;    /* call progress with TL_PROGRESS_STEP every N steps; 0 = never */
     int diagnostics;       /* every N steps record per-task gradient diagnostics (task_grads.h); 0 = off */
+    /* Data parallelism (dist.h): with dist (size > 1, or grains > 1) every
+     * rank computes the rows of its grains of each global batch, and the
+     * gradients of the grains are summed in grain order on every rank: the
+     * same bits at every rank count for a given grains (0 = the rank count)
+     * and thread count. check_every = N compares a checksum of the
+     * parameters across ranks every N steps (0 = off). */
+    struct tl_dist *dist;
+    int grains;
+    int check_every;
 } tl_fit_options;
 
 void tl_fit_defaults(tl_fit_options *o);
@@ -157,6 +166,13 @@ void tl_model_set_eval_in_space(tl_model *m, int in_space);
  * n_bins reliability bins per task (n_tasks x n_bins). */
 tl_status tl_model_evaluate(tl_model *m, const tl_split *s, int n_bins, tl_task_eval *out,
                             tl_calib_bin *bins);
+
+/* Share predict and evaluate among the ranks of d (NULL: this process
+ * alone): every rank scores its block of the model's prediction chunks and
+ * the predictions are gathered, so every rank gets the numbers one process
+ * gets, bit for bit. Every rank must then call them together. m:fit with a
+ * dist sets it too. */
+void tl_model_set_dist(tl_model *m, struct tl_dist *d);
 
 /* ---- history --------------------------------------------------------------- */
 

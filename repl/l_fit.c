@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "diagnose.h"
+#include "dist.h"
 #include "io.h"
 #include "l_data.h"
 #include "l_model.h"
@@ -29,6 +30,7 @@ typedef struct {
     int bar_open;          /* a progress bar is drawn on the current line */
     const char *ckpt_path; /* fit{checkpoint=...}: saved at epoch ends and every ckpt_every steps */
     int64_t ckpt_every;
+    int ckpt_here;         /* 0 on the ranks other than 0 of a data-parallel fit */
     char error[512];    /* error raised inside a Lua callback */
 } fit_ctx;
 
@@ -57,7 +59,7 @@ static int fit_progress(void *ud, const tl_progress *p)
     const tl_model_config *c = tl_model_config_get(x->m);
     /* A step checkpoint is not taken at an epoch's last batch: the epoch is
      * not closed yet, and the epoch-end call that follows saves it closed. */
-    if (x->ckpt_path &&
+    if (x->ckpt_path && x->ckpt_here &&
         (p->kind == TL_PROGRESS_EPOCH || (x->ckpt_every > 0 && p->step % x->ckpt_every == 0 &&
                                           p->batch_in_epoch < p->batches_per_epoch)) &&
         tl_model_save(x->m, x->ckpt_path) != TL_OK) {
@@ -151,7 +153,8 @@ static int fit_progress(void *ud, const tl_progress *p)
 static const char *const fit_fields[] = {"data", "valid", "epochs", "patience", "batch",
                                          "optim", "plot", "verbose", "max_steps", "monitor",
                                          "progress", "seed", "shuffle", "restore_best",
-                                         "checkpoint", "every", "eval_every", "diagnostics", NULL};
+                                         "checkpoint", "every", "eval_every", "diagnostics",
+                                         "dp", "grains", "check_every", NULL};
 
 /* m:fit{data=d.train, valid=d.valid, epochs=10, patience=3, batch=1024,
  *       optim=tl.optim.adam{lr=1e-3}, plot=false, verbose=auto} */
@@ -185,6 +188,12 @@ static int l_model_fit(lua_State *L)
     o.restore_best = tl_lua_opt_bool(L, 2, fn, "restore_best", 1);
     o.eval_every = (int)tl_lua_opt_int(L, 2, fn, "eval_every", 0, 0, INT32_MAX);
     o.diagnostics = (int)tl_lua_opt_int(L, 2, fn, "diagnostics", 0, 0, INT32_MAX);
+    /* under mpirun (more than one rank) data-parallel by default */
+    tl_dist *dist = tl_lua_mpi_dist();
+    o.grains = (int)tl_lua_opt_int(L, 2, fn, "grains", 0, 0, 1 << 20);
+    o.check_every = (int)tl_lua_opt_int(L, 2, fn, "check_every", 100, 0, INT32_MAX);
+    if (!dist && o.grains > 1) dist = tl_dist_local(); /* grains alone: the same bits as over ranks */
+    o.dist = tl_lua_opt_bool(L, 2, fn, "dp", dist && (dist->size > 1 || o.grains > 1)) ? dist : NULL;
     const char *monitor = tl_lua_opt_string(L, 2, fn, "monitor", NULL);
     if (monitor && (o.monitor_task = tl_model_task_index(lm->m, monitor)) < 0)
         luaL_error(L, "%s: field 'monitor' names unknown task '%s'", fn, monitor);
@@ -223,6 +232,7 @@ static int l_model_fit(lua_State *L)
     }
     x.ckpt_path = tl_lua_opt_string(L, 2, fn, "checkpoint", NULL);
     x.ckpt_every = tl_lua_opt_int(L, 2, fn, "every", 0, 0, INT64_MAX);
+    x.ckpt_here = !o.dist || o.dist->rank == 0; /* data-parallel: rank 0 writes */
     if (x.ckpt_every > 0 && !x.ckpt_path)
         luaL_error(L, "%s: field 'every' needs field 'checkpoint' (a file path)", fn);
     o.progress = fit_progress;
@@ -241,8 +251,20 @@ static int l_model_fit(lua_State *L)
         return luaL_error(L, "%s: too many nested fits", fn);
     }
     lm->busy = 1;
+    if (o.dist) tl_lua_mpi_fit_running(1);
     tl_status s = tl_model_fit(lm->m, train, valid, &o);
+    if (o.dist) tl_lua_mpi_fit_running(0);
     lm->busy = 0;
+    /* data-parallel and stopped (Ctrl-C, SIGUSR1/SIGTERM on every rank, a
+     * callback): the ranks agree on the step, and rank 0 saves it */
+    char stopmsg[512] = "";
+    if (s == TL_ERR_CANCELLED && o.dist && x.ckpt_path && x.ckpt_here) {
+        snprintf(stopmsg, sizeof stopmsg, "%s", tl_errmsg());
+        if (tl_model_save(lm->m, x.ckpt_path) != TL_OK)
+            snprintf(x.error, sizeof x.error, "checkpoint at the stop: %s", tl_errmsg());
+        else
+            tl_fail(TL_ERR_CANCELLED, "%s; saved to %s", stopmsg, x.ckpt_path);
+    }
     tl_lua_dataset_release(train_d);
     if (valid_d) tl_lua_dataset_release(valid_d);
     if (lm->free_pending) {
@@ -289,7 +311,11 @@ void tl_lua_open_fit(lua_State *L, int tl)
          "save at epoch ends and every N steps (tl.load(path) resumes exactly). seed=, shuffle=,\n"
          "restore_best=true. A progress function gets {kind=\"step\"|\"eval\"|\"epoch\", epoch,\n"
          "step, loss, valid} and stops training by returning false.\n"
-         "data=sh, a tl.data.shards object: stream the train shards from disk (see tl.data.shards)."},
+         "data=sh, a tl.data.shards object: stream the train shards from disk (see tl.data.shards).\n"
+         "Under mpirun (tl.mpi.size > 1) the fit is data-parallel: each rank computes its grains of\n"
+         "every batch and the gradients are summed in grain order, so grains=G gives the same bits at\n"
+         "every rank count (default G = ranks); rank 0 writes checkpoints; check_every=100 compares a\n"
+         "parameter checksum across ranks; dp=false trains each rank on its own."},
     };
     tl_lua_docs(L, -2, docs, sizeof docs / sizeof *docs);
     lua_pop(L, 2);

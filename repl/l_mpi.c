@@ -6,18 +6,47 @@
  * plain `towerlab script.lua` never touches the MPI runtime. */
 #include <lauxlib.h>
 #include <lua.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include <unistd.h>
+
+#include "dist.h"
+#include "l_model.h"
 #include "l_mpi.h"
+#include "l_util.h"
+#include "model.h"
 
 #ifdef TL_HAVE_MPI
 #include <mpi.h>
 #endif
 
 static int g_rank = 0, g_size = 1, g_mpi = 0, g_all_print = 0;
+static pid_t g_pid; /* the rank's own process: a forked sweep run is not a rank */
+static volatile sig_atomic_t g_in_fit;
+
+/* SIGUSR1 (which mpirun forwards to every rank) and SIGTERM (Slurm's
+ * scancel, mpirun's own stop): during a data-parallel fit they raise the
+ * engine's cancellation flag, and the ranks agree to stop at the next step
+ * (rank 0 saves fit{checkpoint=}); at any other time they keep their
+ * default action (the process ends). */
+#if defined(TL_HAVE_MPI) && !defined(TL_LUA_MODULE)
+static void on_stop_signal(int sig)
+{
+    if (g_in_fit) {
+        tl_cancel_request();
+        return;
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+#endif
+
+void tl_lua_mpi_fit_running(int on) { g_in_fit = on; }
 
 int tl_lua_mpi_quiet(void) { return g_rank != 0 && !g_all_print; }
 
@@ -237,13 +266,151 @@ static int launched(void)
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
 }
 
-static void mpi_finalize(void)
+/* At exit. A rank that fails (a Lua error ends the script, os.exit(1))
+ * while the others wait in a collective would leave them waiting, and
+ * MPI_Finalize would wait for them: MPI_Abort ends every rank instead
+ * (mpirun then reports the exit code). A clean exit finalizes. */
+static void mpi_exit(int status, void *arg)
 {
+    (void)arg;
     int fin = 0;
+    if (getpid() != g_pid) return; /* a forked child: the rank is its parent */
     MPI_Finalized(&fin);
-    if (!fin) MPI_Finalize();
+    if (fin) return;
+    if (status != 0 && g_size > 1) {
+        fprintf(stderr, "towerlab: rank %d of %d failed (exit status %d): stopping every rank (MPI_Abort)\n",
+                g_rank, g_size, status);
+        fflush(stderr);
+        MPI_Abort(MPI_COMM_WORLD, status);
+    }
+    MPI_Finalize();
 }
 #endif
+
+/* ---- the engine's tl_dist over MPI_COMM_WORLD (dist.h) ------------------------- */
+#ifdef TL_HAVE_MPI
+static tl_status dist_fail(int rc, const char *what)
+{
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return tl_fail(TL_ERR_IO, "%s: rank %d: MPI error: %s", what, g_rank, msg);
+}
+
+static tl_status dist_allgather(void *ud, const void *send, size_t n, void *recv)
+{
+    (void)ud;
+    if (n > INT32_MAX) return tl_fail(TL_ERR_ARG, "MPI_Allgather: %zu bytes above the 2 GiB limit", n);
+    int rc = MPI_Allgather(send, (int)n, MPI_BYTE, recv, (int)n, MPI_BYTE, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Allgather");
+}
+
+static tl_status dist_allgatherv(void *ud, const void *send, void *recv, const size_t *counts)
+{
+    (void)ud;
+    int *c = malloc(2 * sizeof(int) * (size_t)g_size);
+    if (!c) return tl_fail(TL_ERR_NOMEM, "MPI_Allgatherv: out of memory");
+    int *offs = c + g_size;
+    size_t total = 0;
+    for (int r = 0; r < g_size; r++) {
+        offs[r] = (int)total;
+        c[r] = (int)counts[r];
+        total += counts[r];
+    }
+    if (total > INT32_MAX) {
+        free(c);
+        return tl_fail(TL_ERR_ARG, "MPI_Allgatherv: %zu bytes in all, above the 2 GiB limit", total);
+    }
+    int rc = MPI_Allgatherv(send, c[g_rank], MPI_BYTE, recv, c, offs, MPI_BYTE, MPI_COMM_WORLD);
+    free(c);
+    return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Allgatherv");
+}
+
+static tl_status dist_broadcast(void *ud, void *buf, size_t n, int root)
+{
+    (void)ud;
+    if (n > INT32_MAX) return tl_fail(TL_ERR_ARG, "MPI_Bcast: %zu bytes above the 2 GiB limit", n);
+    int rc = MPI_Bcast(buf, (int)n, MPI_BYTE, root, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Bcast");
+}
+
+static tl_status dist_alltoallv(void *ud, const void *send, const size_t *send_counts, void *recv,
+                                const size_t *recv_counts)
+{
+    (void)ud;
+    int *c = malloc(4 * sizeof(int) * (size_t)g_size);
+    if (!c) return tl_fail(TL_ERR_NOMEM, "MPI_Alltoallv: out of memory");
+    int *sd = c + g_size, *rc_ = c + 2 * g_size, *rd = c + 3 * g_size;
+    size_t st = 0, rt = 0;
+    for (int r = 0; r < g_size; r++) {
+        c[r] = (int)send_counts[r], sd[r] = (int)st, st += send_counts[r];
+        rc_[r] = (int)recv_counts[r], rd[r] = (int)rt, rt += recv_counts[r];
+    }
+    if (st > INT32_MAX || rt > INT32_MAX) {
+        free(c);
+        return tl_fail(TL_ERR_ARG, "MPI_Alltoallv: more than 2 GiB in all");
+    }
+    int rc = MPI_Alltoallv(send, c, sd, MPI_BYTE, recv, rc_, rd, MPI_BYTE, MPI_COMM_WORLD);
+    free(c);
+    return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Alltoallv");
+}
+#endif
+
+static tl_dist g_dist;
+
+tl_dist *tl_lua_mpi_dist(void)
+{
+#ifdef TL_HAVE_MPI
+    if (!g_mpi || getpid() != g_pid) return NULL;
+    if (!g_dist.allgather) {
+        g_dist.rank = g_rank;
+        g_dist.size = g_size;
+        g_dist.allgather = dist_allgather;
+        g_dist.allgatherv = dist_allgatherv;
+        g_dist.broadcast = dist_broadcast;
+        g_dist.alltoallv = dist_alltoallv;
+    }
+    return &g_dist;
+#else
+    return NULL;
+#endif
+}
+
+/* tl.mpi.stats([reset]): {seconds, bytes, calls} spent in the engine's
+ * collectives (data-parallel fit, distributed predict) on this rank. */
+static int l_stats(lua_State *L)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushnumber(L, g_dist.comm_seconds);
+    lua_setfield(L, -2, "seconds");
+    lua_pushinteger(L, (lua_Integer)g_dist.comm_bytes);
+    lua_setfield(L, -2, "bytes");
+    lua_pushinteger(L, (lua_Integer)g_dist.comm_calls);
+    lua_setfield(L, -2, "calls");
+    if (lua_toboolean(L, 1)) g_dist.comm_seconds = 0, g_dist.comm_bytes = g_dist.comm_calls = 0;
+    return 1;
+}
+
+/* tl.mpi.wtime(): wall-clock seconds (a monotonic clock), for timing. */
+static int l_wtime(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + 1e-9 * (lua_Number)ts.tv_nsec);
+    return 1;
+}
+
+/* tl.mpi.distribute(m [, on=true]): m:predict and m:evaluate share their
+ * rows among the ranks (every rank must call them together; each gets the
+ * one-process numbers). Off again with on=false. */
+static int l_distribute(lua_State *L)
+{
+    tl_lua_model *lm = tl_lua_check_model_ud(L, 1);
+    int on = lua_isnoneornil(L, 2) ? 1 : lua_toboolean(L, 2);
+    if (!lm->m) return luaL_error(L, "tl.mpi.distribute: the model is closed");
+    tl_model_set_dist(lm->m, on ? tl_lua_mpi_dist() : NULL);
+    return 0;
+}
 
 static int check_root(lua_State *L, int arg, const char *fn)
 {
@@ -389,6 +556,147 @@ static int l_all_ranks_print(lua_State *L)
     return 1;
 }
 
+/* ---- distributed tl.sweep (private.sweep_exec_mpi) ---------------------------
+ * Rank 0 schedules, the other ranks run: a worker asks for a job (READY),
+ * gets its number (TASK; 0 = no more), runs it in a forked process through
+ * private.sweep_exec (so a run that crashes or is killed loses only itself:
+ * its row fails) and sends the result line (RESULT), which rank 0 hands to
+ * done() (the CSV row, the progress line). Jobs go out in order as workers
+ * free up. */
+#ifdef TL_HAVE_MPI
+enum { TAG_READY = 7101, TAG_TASK, TAG_RESULT };
+
+static int job_wrap(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static int done_wrap(lua_State *L) /* (i, line, err, wall): kept in the upvalue table */
+{
+    lua_settop(L, 4);
+    lua_pushvalue(L, 2);
+    lua_setfield(L, lua_upvalueindex(1), "line");
+    lua_pushvalue(L, 3);
+    lua_setfield(L, lua_upvalueindex(1), "err");
+    lua_pushvalue(L, 4);
+    lua_setfield(L, lua_upvalueindex(1), "wall");
+    return 0;
+}
+
+/* Worker: run job `task` (the job function at index 3) in a forked process;
+ * the result message is [ok byte][wall double][int32 task][text]. */
+static void sweep_run_one(lua_State *L, int32_t task)
+{
+    lua_newtable(L); /* what done_wrap keeps */
+    int res = lua_gettop(L);
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, TL_PRIVATE_KEY);
+    lua_getfield(L, -1, "sweep_exec");
+    lua_pushinteger(L, 1);
+    lua_pushinteger(L, 2); /* jobs > 1: the run goes to a forked worker */
+    lua_pushvalue(L, 3);
+    lua_pushinteger(L, task);
+    lua_pushcclosure(L, job_wrap, 2);
+    lua_pushvalue(L, res);
+    lua_pushcclosure(L, done_wrap, 1);
+    int st = lua_pcall(L, 4, 1, 0);
+    size_t len = 0;
+    const char *text;
+    char ok = 0;
+    double wall = 0.0;
+    if (st != LUA_OK) {
+        text = lua_tolstring(L, -1, &len);
+    } else {
+        lua_getfield(L, res, "wall");
+        wall = lua_tonumber(L, -1);
+        lua_getfield(L, res, "line");
+        ok = lua_isstring(L, -1);
+        if (!ok) lua_getfield(L, res, "err");
+        text = lua_tolstring(L, -1, &len);
+        if (!text) text = "the run gave no result", len = strlen(text);
+    }
+    size_t n = 1 + sizeof wall + sizeof task + len;
+    unsigned char *msg = malloc(n);
+    if (!msg) luaL_error(L, "tl.sweep: rank %d: out of memory", g_rank);
+    msg[0] = (unsigned char)ok;
+    memcpy(msg + 1, &wall, sizeof wall);
+    memcpy(msg + 1 + sizeof wall, &task, sizeof task);
+    memcpy(msg + 1 + sizeof wall + sizeof task, text, len);
+    int rc = MPI_Send(msg, (int)n, MPI_BYTE, 0, TAG_RESULT, MPI_COMM_WORLD);
+    free(msg);
+    mpi_check(L, rc, "tl.sweep");
+    lua_settop(L, 4);
+}
+
+/* private.sweep_exec_mpi(n, jobs, job, done) -> "done" | "interrupted" (on
+ * rank 0; "done" on the workers, which call no done()). */
+static int l_sweep_exec_mpi(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    luaL_checktype(L, 4, LUA_TFUNCTION);
+    lua_settop(L, 4);
+    if (!g_mpi || g_size < 2) return luaL_error(L, "tl.sweep: sweep_exec_mpi needs more than one rank");
+    if (g_rank != 0) {
+        mpi_check(L, MPI_Send(NULL, 0, MPI_BYTE, 0, TAG_READY, MPI_COMM_WORLD), "tl.sweep");
+        for (;;) {
+            int32_t task = 0;
+            mpi_check(L, MPI_Recv(&task, 1, MPI_INT32_T, 0, TAG_TASK, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "tl.sweep");
+            if (task == 0) break;
+            sweep_run_one(L, task);
+        }
+        lua_pushliteral(L, "done");
+        return 1;
+    }
+    int live = g_size - 1, stop = 0;
+    lua_Integer next = 1;
+    while (live > 0) {
+        int flag = 0;
+        MPI_Status ms;
+        mpi_check(L, MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &ms), "tl.sweep");
+        if (!flag) { /* Ctrl-C: no new jobs, the running ones finish */
+            if (tl_cancelled()) stop = 1;
+            struct timespec ts = {0, 2000000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        int len = 0;
+        MPI_Get_count(&ms, MPI_BYTE, &len);
+        unsigned char *msg = malloc(len > 0 ? (size_t)len : 1);
+        if (!msg) return luaL_error(L, "tl.sweep: out of memory");
+        int rc = MPI_Recv(msg, len, MPI_BYTE, ms.MPI_SOURCE, ms.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS) free(msg);
+        mpi_check(L, rc, "tl.sweep");
+        if (ms.MPI_TAG == TAG_RESULT && len >= (int)(1 + sizeof(double) + sizeof(int32_t))) {
+            double wall;
+            int32_t task;
+            memcpy(&wall, msg + 1, sizeof wall);
+            memcpy(&task, msg + 1 + sizeof wall, sizeof task);
+            const char *text = (const char *)msg + 1 + sizeof wall + sizeof task;
+            size_t tlen = (size_t)len - 1 - sizeof wall - sizeof task;
+            lua_pushvalue(L, 4);
+            lua_pushinteger(L, task);
+            if (msg[0]) lua_pushlstring(L, text, tlen), lua_pushnil(L);
+            else lua_pushnil(L), lua_pushlstring(L, text, tlen);
+            lua_pushnumber(L, wall);
+            free(msg);
+            lua_call(L, 4, 0); /* an error in done() ends the script: MPI_Abort at exit */
+        } else {
+            free(msg);
+        }
+        if (tl_cancelled()) stop = 1;
+        int32_t task = !stop && next <= n ? (int32_t)next++ : 0;
+        if (task == 0) live--;
+        mpi_check(L, MPI_Send(&task, 1, MPI_INT32_T, ms.MPI_SOURCE, TAG_TASK, MPI_COMM_WORLD), "tl.sweep");
+    }
+    if (stop) lua_pushliteral(L, "interrupted");
+    else lua_pushliteral(L, "done");
+    return 1;
+}
+#endif
+
 void tl_lua_open_mpi(lua_State *L, int tl)
 {
 #ifdef TL_HAVE_MPI
@@ -397,21 +705,31 @@ void tl_lua_open_mpi(lua_State *L, int tl)
     if (!init && launched()) {
         if (MPI_Init(NULL, NULL) == MPI_SUCCESS) {
             init = 1;
-            atexit(mpi_finalize);
+            on_exit(mpi_exit, NULL);
         } else {
             fprintf(stderr, "tl.mpi: MPI_Init failed; running as one process\n");
         }
     }
     if (init) {
+#ifndef TL_LUA_MODULE /* a Lua module leaves the host's signals alone */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGUSR1, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+#endif
         MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
         MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+        g_pid = getpid();
         MPI_Comm_size(MPI_COMM_WORLD, &g_size);
         g_mpi = 1;
     }
 #endif
     static const luaL_Reg fns[] = {{"barrier", l_barrier},     {"broadcast", l_broadcast},
                                    {"gather", l_gather},       {"allgather", l_allgather},
-                                   {"all_ranks_print", l_all_ranks_print}, {NULL, NULL}};
+                                   {"all_ranks_print", l_all_ranks_print}, {"stats", l_stats},
+                                   {"distribute", l_distribute}, {"wtime", l_wtime}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushinteger(L, g_rank);
     lua_setfield(L, -2, "rank");
@@ -426,4 +744,12 @@ void tl_lua_open_mpi(lua_State *L, int tl)
     lua_pushboolean(L, g_mpi);
     lua_setfield(L, -2, "active");
     lua_setfield(L, tl, "mpi");
+#ifdef TL_HAVE_MPI
+    if (g_mpi && g_size > 1) { /* tl.sweep hands its runs to the ranks */
+        luaL_getsubtable(L, LUA_REGISTRYINDEX, TL_PRIVATE_KEY);
+        lua_pushcfunction(L, l_sweep_exec_mpi);
+        lua_setfield(L, -2, "sweep_exec_mpi");
+        lua_pop(L, 1);
+    }
+#endif
 }

@@ -14,4 +14,12 @@ void tl_lua_open_mpi(lua_State *L, int tl);
  * other than 0, unless tl.mpi.all_ranks_print(true) was called. */
 int tl_lua_mpi_quiet(void);
 
+/* The engine's collectives over MPI_COMM_WORLD (dist.h), or NULL when MPI
+ * is not running (no launcher, or built without MPI). */
+struct tl_dist *tl_lua_mpi_dist(void);
+
+/* Around a data-parallel fit: SIGUSR1 / SIGTERM then stop it at a step
+ * boundary on every rank instead of ending the process. */
+void tl_lua_mpi_fit_running(int on);
+
 #endif

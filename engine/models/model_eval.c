@@ -4,8 +4,10 @@
 #include "model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "dist.h"
 #include "losses/distill.h"
 #include "model_impl.h"
 #include "parallel.h"
@@ -113,18 +115,22 @@ static tl_status check_features(const tl_model *m, const tl_split *s, const char
     return TL_OK;
 }
 
-tl_status tl_model_predict(tl_model *m, const tl_split *s, float *out)
+void tl_model_set_dist(tl_model *m, struct tl_dist *d) { m->view.dist = d; }
+
+/* Rows [r0, r1) of s, in chunks of the model's batch from r0 (a multiple of
+ * it), into out. `cancel`: stop at Ctrl-C (not under a dist: the other ranks
+ * would wait for this one). */
+static tl_status predict_rows(tl_model *m, const tl_split *s, size_t r0, size_t r1, float *out, int cancel)
 {
-    tl_status st = check_features(m, s, "predict");
-    if (st != TL_OK) return st;
     int K = m->cfg.n_tasks, B = m->cfg.max_batch;
+    tl_status st;
     /* Predictions need no labels. Row weights of 0 make the loss nodes skip
      * every row: their values after a predict are 0. */
     for (int k = 0; k < K; k++)
         memset(tl_graph_input(m->g, m->rowweight[k]), 0, (size_t)B * sizeof(float));
-    for (size_t from = 0; from < s->n; from += (size_t)B) {
-        if (tl_cancelled()) return tl_fail(TL_ERR_CANCELLED, "predict interrupted");
-        int n = (int)(s->n - from < (size_t)B ? s->n - from : (size_t)B);
+    for (size_t from = r0; from < r1; from += (size_t)B) {
+        if (cancel && tl_cancelled()) return tl_fail(TL_ERR_CANCELLED, "predict interrupted");
+        int n = (int)(r1 - from < (size_t)B ? r1 - from : (size_t)B);
         fill(m, s, NULL, from, n, 0);
         if ((st = tl_graph_forward(m->g, 0)) != TL_OK) return tl_fail_context(st, "predict");
         for (int k = 0; k < K; k++) {
@@ -133,6 +139,63 @@ tl_status tl_model_predict(tl_model *m, const tl_split *s, float *out)
         }
     }
     return TL_OK;
+}
+
+/* Under a dist: rank r scores its block of the batch-sized chunks (the
+ * chunks one process scores, so the same bits), then every rank gets every
+ * block; a rank that failed sends its message instead, and every rank
+ * fails with it. */
+static tl_status predict_dist(tl_model *m, const tl_split *s, float *out)
+{
+    tl_dist *d = m->view.dist;
+    size_t B = (size_t)m->cfg.max_batch, K = (size_t)m->cfg.n_tasks;
+    int chunks = (int)((s->n + B - 1) / B), c0, c1;
+    tl_dist_grains(chunks, d->size, d->rank, &c0, &c1);
+    size_t r0 = (size_t)c0 * B, r1 = (size_t)c1 * B < s->n ? (size_t)c1 * B : s->n;
+    if (r0 > r1) r0 = r1;
+    tl_status st = predict_rows(m, s, r0, r1, out, 0);
+    char msg[256] = "";
+    if (st != TL_OK) snprintf(msg, sizeof msg, "%s", tl_errmsg());
+    /* a failed rank sends its message (1 byte more than any block of rows) */
+    size_t rows_bytes = (r1 - r0) * K * sizeof(float);
+    const void *send = st == TL_OK ? (const void *)(out + r0 * K) : (const void *)msg;
+    size_t n = st == TL_OK ? rows_bytes : s->n * K * sizeof(float) + 1;
+    unsigned char *all = NULL;
+    size_t *counts = NULL;
+    char *big = NULL;
+    if (st != TL_OK) {
+        if (!(big = tl_calloc(n, 1, "predict error message"))) return TL_ERR_NOMEM;
+        memcpy(big, msg, sizeof msg);
+        send = big;
+    }
+    tl_status cs = tl_dist_allgatherv(d, send, n, (void **)&all, &counts);
+    tl_free(big);
+    if (cs != TL_OK) return tl_fail_context(cs, "predict: rank %d: gathering predictions", d->rank);
+    size_t off = 0, at = 0;
+    for (int q = 0; q < d->size && st == TL_OK; q++) {
+        if (counts[q] > s->n * K * sizeof(float)) {
+            st = tl_fail(TL_ERR_STATE, "predict: rank %d failed: %.255s", q, (const char *)all + off);
+            break;
+        }
+        if (q != d->rank) memcpy(out + at, all + off, counts[q]);
+        at += counts[q] / sizeof(float);
+        off += counts[q];
+    }
+    if (st == TL_OK && at != s->n * K)
+        st = tl_fail(TL_ERR_STATE, "predict: the ranks scored %zu of %zu values", at, s->n * K);
+    else if (st != TL_OK && msg[0])
+        st = tl_fail(st, "predict: rank %d failed: %s", d->rank, msg);
+    tl_free(all);
+    tl_free(counts);
+    return st;
+}
+
+tl_status tl_model_predict(tl_model *m, const tl_split *s, float *out)
+{
+    tl_status st = check_features(m, s, "predict");
+    if (st != TL_OK) return st;
+    if (m->view.dist && m->view.dist->size > 1) return predict_dist(m, s, out);
+    return predict_rows(m, s, 0, s->n, out, 1);
 }
 
 tl_status tl_model_predict_teachers(tl_model *m, const tl_split *s, int calibrated, float *out)

@@ -86,8 +86,19 @@ tl_status tl_op_loss_forward(tl_graph *g, tl_nodedef *n)
         s += wi * row_loss(n->op, na->val[i], nb->val[i]);
         ws += wi;
     }
+    if (n->f > 0.0f) ws = (double)n->f; /* tl_loss_set_denominator */
     n->scratch[0] = (float)ws;
     n->val[0] = ws > 0.0 ? (float)(s / ws) : 0.0f;
+    return TL_OK;
+}
+
+tl_status tl_loss_set_denominator(tl_graph *g, tl_node loss, float den)
+{
+    tl_nodedef *n = loss >= 0 && loss < g->n_nodes ? &g->nodes[loss] : NULL;
+    if (!n || (n->op != TL_OP_BCE_LOGITS && n->op != TL_OP_BCE_PROB && n->op != TL_OP_MSE &&
+               n->op != TL_OP_BERNOULLI_KL))
+        return tl_fail(TL_ERR_ARG, "loss denominator: node %d is not a loss", (int)loss);
+    n->f = den > 0.0f ? den : 0.0f;
     return TL_OK;
 }
 

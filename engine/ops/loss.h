@@ -20,4 +20,12 @@ tl_node tl_mse(tl_graph *g, tl_node pred, tl_node target, tl_node weight);
  * (clamped to [1e-7, 1-1e-7]). */
 tl_node tl_bernoulli_kl(tl_graph *g, tl_node p, tl_node q);
 
+/* Data parallelism (models/model_fit.c): the next runs of loss node `loss`
+ * divide sum w_i l_i by `den` (the weight sum of the whole global batch)
+ * instead of by their own rows' sum, so that a run on a part of the batch
+ * gives that part's share of the batch loss and, in backward, exactly the
+ * per-row gradients a run on the whole batch gives. den <= 0 restores the
+ * own sum. TL_ERR_ARG when `loss` is not one of the losses above. */
+tl_status tl_loss_set_denominator(tl_graph *g, tl_node loss, float den);
+
 #endif

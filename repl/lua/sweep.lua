@@ -724,7 +724,10 @@ function tl.sweep(o)
   if o.verbose ~= nil and type(o.verbose) ~= "boolean" then
     fail("tl.sweep: field 'verbose' must be a boolean, got " .. type(o.verbose))
   end
-  local verbose = o.verbose ~= false
+  -- under mpirun (more than one rank): rank 0 schedules and writes, the others run
+  -- (private.sweep_exec_mpi, repl/l_mpi.c)
+  local mpi = private.sweep_exec_mpi and tl.mpi.size > 1
+  local verbose = o.verbose ~= false and (not mpi or tl.mpi.rank == 0)
   if not private.sweep_exec then error("tl.sweep: not available in this build (repl/l_sweep.c)", 0) end
 
   local configs, fields
@@ -764,6 +767,7 @@ function tl.sweep(o)
       if not ok then error("tl.sweep: " .. err, 0) end
     end
     local rcols, kept = {}, {}
+    if mpi and tl.mpi.rank ~= 0 then tl.mpi.barrier() end -- rank 0 has rewritten the file
     local text = read_file(path)
     if text and text ~= "" then
       local recs = parse_csv(text)
@@ -810,8 +814,11 @@ function tl.sweep(o)
         end
       end
     end
-    writer = new_writer(path, fields, rcols, kept)
-    writer.is_field = is_field
+    if not mpi or tl.mpi.rank == 0 then
+      writer = new_writer(path, fields, rcols, kept)
+      writer.is_field = is_field
+    end
+    if mpi and tl.mpi.rank == 0 then tl.mpi.barrier() end
   end
 
   local todo = {}
@@ -903,12 +910,16 @@ function tl.sweep(o)
 
   local status = "done"
   if #todo > 0 then
-    local ok, r = pcall(private.sweep_exec, #todo, jobs, job, done)
+    local ok, r = pcall(mpi and private.sweep_exec_mpi or private.sweep_exec, #todo, jobs, job, done)
     if writer then writer:close() end
     if not ok then error(r, 0) end
     status = r
   elseif writer then
     writer:close()
+  end
+  if mpi then -- every rank returns rank 0's rows
+    local b = tl.mpi.broadcast({ rows = rows, status = status })
+    rows, status = b.rows, b.status
   end
   if status == "interrupted" then
     error(string.format("tl.sweep: interrupted after %d of %d runs (%s)", resumed + finished, total,
