@@ -1,28 +1,52 @@
-/* losses/weighting.c — fixed, uncertainty, DWA, GradNorm and PCGrad loss
- * weighting over the per-task losses of a model graph: a strategy behind the
- * hook table (hooks.h), with its state here and its checkpoint section WGHT. */
-#include "weighting.h"
+/* losses/weighting.c — the loss-weighting strategy behind the hook table
+ * (hooks.h): the method table, the coefficient scalars every method acts
+ * through, the per-task gradient step the gradient methods share, and the
+ * checkpoint section WGHT. The methods are in weighting_loss.c (they change
+ * the loss coefficients) and weighting_gram.c (they combine task gradients). */
+#include "weighting_impl.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-struct tl_weighting_state {
-    tl_node coef[TL_MAX_TASKS];    /* scalar multiplying task k's loss term */
-    tl_node logvar[TL_MAX_TASKS];  /* uncertainty weighting: log sigma^2 per task */
-    float factor[TL_MAX_TASKS];    /* strategy multiplier (DWA, GradNorm), 1 otherwise */
-    double gn_initial[TL_MAX_TASKS];
-    int gn_have_initial;
-    double dwa_hist[2][TL_MAX_TASKS];
-    int dwa_epochs;
-    float *task_grads;             /* PCGrad: n_tasks x param floats */
-    float *w_grad_before;          /* GradNorm: last_shared's gradient before a task pass */
+/* One row per tl_weighting value, in its order. */
+static const tl_weighting_method *const methods[TL_WEIGHTING_COUNT] = {
+    &tl_wm_fixed,  &tl_wm_uncertainty, &tl_wm_gradnorm,    &tl_wm_dwa,     &tl_wm_pcgrad,
+    &tl_wm_mgda,   &tl_wm_imtl_g,      &tl_wm_upgrad,      &tl_wm_cagrad,  &tl_wm_nash_mtl,
+    &tl_wm_aligned_mtl, &tl_wm_gradvac, &tl_wm_graddrop,   &tl_wm_rlw,     &tl_wm_gls,
+    &tl_wm_famo,   &tl_wm_stch,
 };
+
+tl_status tl_weighting_parse(const char *name, tl_weighting *out)
+{
+    for (int i = 0; i < TL_WEIGHTING_COUNT; i++)
+        if (strcmp(name, methods[i]->name) == 0) {
+            *out = (tl_weighting)i;
+            return TL_OK;
+        }
+    char list[512] = "";
+    for (int i = 0; i < TL_WEIGHTING_COUNT; i++) {
+        strncat(list, methods[i]->name, sizeof list - strlen(list) - 1);
+        if (i + 1 < TL_WEIGHTING_COUNT) strncat(list, ", ", sizeof list - strlen(list) - 1);
+    }
+    return tl_fail(TL_ERR_ARG, "unknown weighting '%s' (expected one of: %s)", name, list);
+}
+
+const char *tl_weighting_name(tl_weighting w)
+{
+    return (unsigned)w < TL_WEIGHTING_COUNT ? methods[w]->name : "?";
+}
+
+int tl_weighting_keeps_task_grads(tl_weighting w)
+{
+    return (unsigned)w < TL_WEIGHTING_COUNT && methods[w]->per_task_grads;
+}
 
 static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
 {
     if (stage != TL_BUILD_LOSSES) return TL_OK;
     tl_weighting_state *w = st;
+    w->m = methods[v->cfg->weighting];
     tl_graph *g = v->g;
     int K = v->cfg->n_tasks;
     char name[96];
@@ -35,7 +59,7 @@ static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
         w->logvar[k] = TL_NONE;
         w->factor[k] = 1.0f;
         tl_node term = v->objective[k];
-        if (v->cfg->weighting == TL_WEIGHTING_UNCERTAINTY) {
+        if (w->m->logvar) {
             snprintf(name, sizeof name, "logvar.%s", t);
             tl_node s = w->logvar[k] = tl_param(g, 1, 1, TL_INIT_ZEROS, 0.0f, name);
             tl_node prec = tl_exp(g, tl_scale(g, s, -1.0f));
@@ -54,18 +78,14 @@ static tl_status planned(void *st, const tl_model_view *v)
     tl_weighting_state *w = st;
     size_t pf;
     tl_graph_params(v->g, &pf);
-    if (v->cfg->weighting == TL_WEIGHTING_PCGRAD) {
+    if (w->m->per_task_grads) {
         w->task_grads = tl_malloc_aligned((size_t)v->cfg->n_tasks * pf * sizeof(float),
                                           "per-task gradients");
         if (!w->task_grads) return TL_ERR_NOMEM;
     }
-    if (v->cfg->weighting == TL_WEIGHTING_GRADNORM) {
-        int pi = tl_graph_param_index(v->g, *v->last_shared);
-        if (pi < 0) return tl_fail(TL_ERR_ARG, "gradnorm: the model has no shared layer to measure");
-        const tl_param_info *p = tl_graph_param(v->g, pi);
-        w->w_grad_before = tl_malloc_aligned((size_t)p->rows * (size_t)p->cols * sizeof(float),
-                                             "gradnorm buffer");
-        if (!w->w_grad_before) return TL_ERR_NOMEM;
+    if (w->m->planned) {
+        tl_status s = w->m->planned(w, v);
+        if (s != TL_OK) return s;
     }
     tl_weighting_apply(w, v);
     return TL_OK;
@@ -87,6 +107,7 @@ void tl_weighting_apply(tl_weighting_state *w, const tl_model_view *v)
 
 float tl_weighting_effective(const tl_weighting_state *w, const tl_model_view *v, int k)
 {
+    if (w->has_shown) return w->shown[k];
     float e = v->cfg->tasks[k].weight * w->factor[k];
     if (w->logvar[k] != TL_NONE && tl_graph_value(v->g, w->logvar[k]))
         e *= 0.5f * expf(-tl_graph_value(v->g, w->logvar[k])[0]);
@@ -96,32 +117,28 @@ float tl_weighting_effective(const tl_weighting_state *w, const tl_model_view *v
 static void epoch_begin(void *st, const tl_model_view *v)
 {
     tl_weighting_state *w = st;
-    if (v->cfg->weighting != TL_WEIGHTING_DWA || w->dwa_epochs < 2) return;
-    int K = v->cfg->n_tasks;
-    double r[TL_MAX_TASKS], mx = -INFINITY, z = 0.0, T = v->cfg->dwa_temperature;
-    for (int k = 0; k < K; k++) {
-        r[k] = w->dwa_hist[1][k] / (w->dwa_hist[0][k] > 0.0 ? w->dwa_hist[0][k] : 1e-12);
-        mx = r[k] / T > mx ? r[k] / T : mx;
-    }
-    for (int k = 0; k < K; k++) z += exp(r[k] / T - mx);
-    for (int k = 0; k < K; k++) w->factor[k] = (float)(K * exp(r[k] / T - mx) / z);
-    tl_weighting_apply(w, v);
+    if (w->m->epoch_begin) w->m->epoch_begin(w, v);
+}
+
+static void step_begin(void *st, const tl_model_view *v)
+{
+    tl_weighting_state *w = st;
+    if (w->m->step_begin) w->m->step_begin(w, v);
+}
+
+static tl_status step_end(void *st, const tl_model_view *v, const tl_fit_point *f)
+{
+    tl_weighting_state *w = st;
+    return w->m->step_end ? w->m->step_end(w, v, f) : TL_OK;
 }
 
 static tl_status epoch_end(void *st, const tl_model_view *v, const tl_fit_point *f)
 {
     tl_weighting_state *w = st;
-    const double *epoch_loss = f->epoch_loss;
-    if (v->cfg->weighting != TL_WEIGHTING_DWA) return TL_OK;
-    memcpy(w->dwa_hist[0], w->dwa_hist[1], sizeof w->dwa_hist[0]);
-    for (int k = 0; k < v->cfg->n_tasks; k++) w->dwa_hist[1][k] = epoch_loss[k];
-    w->dwa_epochs++;
-    return TL_OK;
+    return w->m->epoch_end ? w->m->epoch_end(w, v, f) : TL_OK;
 }
 
-/* Backward of task k's term alone (the AITM constraint rides with the last
- * task), accumulating into the parameter gradients. */
-static tl_status task_pass(tl_weighting_state *w, const tl_model_view *v, int k)
+tl_status tl_weighting_task_pass(tl_weighting_state *w, const tl_model_view *v, int k)
 {
     int K = v->cfg->n_tasks;
     for (int j = 0; j < K; j++)
@@ -132,132 +149,72 @@ static tl_status task_pass(tl_weighting_state *w, const tl_model_view *v, int k)
     return s;
 }
 
-static tl_status gradnorm_backward(tl_weighting_state *w, const tl_model_view *v, const float *task_loss)
+tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v, size_t *pf,
+                                  size_t *shared_end)
 {
     int K = v->cfg->n_tasks;
-    const tl_param_info *p = tl_graph_param(v->g, tl_graph_param_index(v->g, *v->last_shared));
-    size_t len = (size_t)p->rows * (size_t)p->cols;
-    float *gw = tl_graph_grads(v->g, NULL) + p->offset;
-    double norm[TL_MAX_TASKS];
+    float *grads = tl_graph_grads(v->g, pf);
+    *shared_end = 0;
+    if (*v->n_shared_params > 0) {
+        const tl_param_info *last = tl_graph_param(v->g, *v->n_shared_params - 1);
+        *shared_end = last->offset + (size_t)last->rows * (size_t)last->cols;
+    }
     for (int k = 0; k < K; k++) {
-        memcpy(w->w_grad_before, gw, len * sizeof(float));
-        tl_status s = task_pass(w, v, k);
+        tl_status s = tl_weighting_task_pass(w, v, k);
         if (s != TL_OK) return s;
-        double ss = 0.0;
-        for (size_t i = 0; i < len; i++) {
-            double d = (double)gw[i] - (double)w->w_grad_before[i];
-            ss += d * d;
-        }
-        norm[k] = sqrt(ss); /* || grad_W (w_k g_k L_k) || */
+        memcpy(w->task_grads + (size_t)k * *pf, grads, *pf * sizeof(float));
+        if (k + 1 < K) memset(grads, 0, *pf * sizeof(float)); /* keeps the touched-row lists */
     }
-    if (!w->gn_have_initial) {
-        for (int k = 0; k < K; k++) w->gn_initial[k] = task_loss[k] > 0.0f ? (double)task_loss[k] : 1e-12;
-        w->gn_have_initial = 1;
-    }
-    double ratio[TL_MAX_TASKS], mean_ratio = 0.0, mean_norm = 0.0;
-    for (int k = 0; k < K; k++) {
-        ratio[k] = (double)task_loss[k] / w->gn_initial[k];
-        mean_ratio += ratio[k] / K;
-        mean_norm += norm[k] / K;
-    }
-    /* d/dg_k sum_j |G_j - target_j| with targets held constant; G_k is linear
-     * in g_k, so dG_k/dg_k = G_k / g_k. */
-    float lr = tl_optim_get_config(*v->opt)->lr, sum = 0.0f;
-    for (int k = 0; k < K; k++) {
-        double target = mean_norm * pow(ratio[k] / (mean_ratio > 0.0 ? mean_ratio : 1.0),
-                                        (double)v->cfg->gradnorm_alpha);
-        double gk = w->factor[k] > 0.0f ? norm[k] / (double)w->factor[k] : 0.0;
-        double grad = (norm[k] > target ? 1.0 : -1.0) * gk;
-        float f = (float)((double)w->factor[k] - (double)lr * grad);
-        w->factor[k] = f > 1e-3f ? f : 1e-3f;
-        sum += w->factor[k];
-    }
-    for (int k = 0; k < K; k++) w->factor[k] *= (float)K / sum;
-    tl_weighting_apply(w, v);
     return TL_OK;
 }
 
-static tl_status pcgrad_backward(tl_weighting_state *w, const tl_model_view *v)
+tl_status tl_weighting_gram_backward(tl_weighting_state *w, const tl_model_view *v,
+                                     const tl_fit_point *f)
 {
+    (void)f;
     int K = v->cfg->n_tasks;
-    size_t pf;
-    float *grads = tl_graph_grads(v->g, &pf);
-    /* Shared parameters are the first n_shared_params: one contiguous span. */
-    size_t shared_end = 0;
-    if (*v->n_shared_params > 0) {
-        const tl_param_info *last = tl_graph_param(v->g, *v->n_shared_params - 1);
-        shared_end = last->offset + (size_t)last->rows * (size_t)last->cols;
-    }
-    for (int k = 0; k < K; k++) {
-        tl_status s = task_pass(w, v, k);
-        if (s != TL_OK) return s;
-        memcpy(w->task_grads + (size_t)k * pf, grads, pf * sizeof(float));
-        if (k + 1 < K) memset(grads, 0, pf * sizeof(float)); /* keeps the touched-row lists */
-    }
-    /* Project each task's shared gradient off the others it conflicts with,
-     * in a random order per step (as in the paper), using the originals. */
-    float *out = grads;
-    memset(out, 0, pf * sizeof(float));
-    for (int i = 0; i < K; i++) {
-        const float *gi = w->task_grads + (size_t)i * pf;
-        int perm[TL_MAX_TASKS];
-        for (int j = 0; j < K; j++) perm[j] = j;
-        for (int j = K - 1; j > 0; j--) {
-            int r = (int)tl_rng_below(v->rng, (uint64_t)j + 1), t = perm[j];
-            perm[j] = perm[r];
-            perm[r] = t;
-        }
-        /* work on a copy of g_i in `out` accumulation: coefficients first */
-        double coef[TL_MAX_TASKS] = {0};
-        double dots_ii[TL_MAX_TASKS];
-        for (int a = 0; a < K; a++) {
-            const float *ga = w->task_grads + (size_t)a * pf;
-            double s = 0.0;
-            for (size_t x = 0; x < shared_end; x++) s += (double)ga[x] * (double)ga[x];
-            dots_ii[a] = s;
-        }
-        /* g_i' = g_i - sum over conflicting j (in order) of (g_i'.g_j / |g_j|^2) g_j;
-         * g_i'.g_j expands to g_i.g_j - sum_prev coef_p g_p.g_j */
-        for (int q = 0; q < K; q++) {
-            int j = perm[q];
-            if (j == i || dots_ii[j] <= 0.0) continue;
-            const float *gj = w->task_grads + (size_t)j * pf;
+    size_t pf, se;
+    tl_status s = tl_weighting_task_grads(w, v, &pf, &se);
+    if (s != TL_OK) return s;
+    double G[TL_MAX_TASKS * TL_MAX_TASKS], alpha[TL_MAX_TASKS];
+    for (int a = 0; a < K; a++)
+        for (int b = a; b < K; b++) {
+            const float *ga = w->task_grads + (size_t)a * pf, *gb = w->task_grads + (size_t)b * pf;
             double d = 0.0;
-            for (size_t x = 0; x < shared_end; x++) d += (double)gi[x] * (double)gj[x];
-            for (int p = 0; p < K; p++) {
-                if (coef[p] == 0.0) continue;
-                const float *gp = w->task_grads + (size_t)p * pf;
-                double dp = 0.0;
-                for (size_t x = 0; x < shared_end; x++) dp += (double)gp[x] * (double)gj[x];
-                d -= coef[p] * dp;
-            }
-            if (d < 0.0) coef[j] += d / dots_ii[j];
+            for (size_t x = 0; x < se; x++) d += (double)ga[x] * (double)gb[x];
+            G[a * K + b] = G[b * K + a] = d;
         }
-        for (size_t x = 0; x < pf; x++) out[x] += gi[x];
-        for (int j = 0; j < K; j++) {
-            if (coef[j] == 0.0) continue;
-            const float *gj = w->task_grads + (size_t)j * pf;
-            float c = (float)coef[j];
-            for (size_t x = 0; x < shared_end; x++) out[x] -= c * gj[x];
-        }
+    if ((s = w->m->combine(w, v, G, K, alpha)) != TL_OK) return s;
+    for (int k = 0; k < K; k++)
+        if (!isfinite(alpha[k]))
+            return tl_fail(TL_ERR_NUMERIC, "%s: the weight of task %s is not finite (step %lld)",
+                           w->m->name, v->cfg->tasks[k].name, (long long)*v->step + 1);
+    float *out = tl_graph_grads(v->g, NULL);
+    float fa[TL_MAX_TASKS];
+    for (int k = 0; k < K; k++) fa[k] = (float)alpha[k];
+    for (size_t x = 0; x < se; x++) {
+        float acc = 0.0f;
+        for (int k = 0; k < K; k++) acc += fa[k] * w->task_grads[(size_t)k * pf + x];
+        out[x] = acc;
     }
+    for (size_t x = se; x < pf; x++) {
+        float acc = 0.0f;
+        for (int k = 0; k < K; k++) acc += w->task_grads[(size_t)k * pf + x];
+        out[x] = acc;
+    }
+    for (int k = 0; k < K; k++) w->shown[k] = fa[k] * v->cfg->tasks[k].weight * w->factor[k];
+    w->has_shown = 1;
     return TL_OK;
 }
 
 static tl_status backward(void *st, const tl_model_view *v, const tl_fit_point *f)
 {
     tl_weighting_state *w = st;
-    switch (v->cfg->weighting) {
-    case TL_WEIGHTING_GRADNORM:
-        return gradnorm_backward(w, v, f->task_loss);
-    case TL_WEIGHTING_PCGRAD:
-        return pcgrad_backward(w, v);
-    default:
-        return tl_graph_backward_run(v->g);
-    }
+    return w->m->backward ? w->m->backward(w, v, f) : tl_graph_backward_run(v->g);
 }
 
-/* WGHT: the task count, then the strategy's factors and history. */
+/* WGHT: the task count, the factors and the GradNorm and DWA history every
+ * method writes, then the method's own fields. */
 static void codec_state(tl_weighting_state *w, int K, tl_codec *c)
 {
     uint32_t k = (uint32_t)K;
@@ -269,6 +226,7 @@ static void codec_state(tl_weighting_state *w, int K, tl_codec *c)
     for (int e = 0; e < 2; e++)
         for (int i = 0; i < K; i++) tl_codec_f64(c, &w->dwa_hist[e][i]);
     tl_codec_int(c, &w->dwa_epochs);
+    if (w->m->codec) w->m->codec(w, K, c);
 }
 
 static void save(void *st, const tl_model_view *v, tl_codec *c) { codec_state(st, v->cfg->n_tasks, c); }
@@ -281,6 +239,7 @@ static tl_status load(void *st, const tl_model_view *v, tl_codec *c)
     for (int i = 0; i < v->cfg->n_tasks; i++) tl_codec_want_real(r, "factor", w->factor[i], 0.0, 3.0e38, 0);
     tl_codec_want_int(r, "gn_have_initial", w->gn_have_initial, 0, 1);
     tl_codec_want_int(r, "dwa_epochs", w->dwa_epochs, 0, TL_CODEC_MAX_EPOCH);
+    if (w->m->check) w->m->check(w, v->cfg->n_tasks, r);
     if (r->bad) return TL_ERR_FORMAT;
     tl_weighting_apply(w, v);
     return TL_OK;
@@ -307,7 +266,9 @@ const tl_hook tl_weighting_hook = {
     .build = build,
     .planned = planned,
     .epoch_begin = epoch_begin,
+    .step_begin = step_begin,
     .backward = backward,
+    .step_end = step_end,
     .epoch_end = epoch_end,
     .save = save,
     .load = load,
