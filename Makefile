@@ -13,6 +13,17 @@ OPENBLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenbl
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 
+# ---- MPI (owner: scale-out) --------------------------------------------------
+# Open MPI (make deps installs openmpi-bin libopenmpi-dev): when mpicc answers,
+# repl/l_mpi.c is built with -DTL_HAVE_MPI and the program and towerlab.so
+# link libmpi; without it tl.mpi is the one-process world. MPI=0 forces that.
+MPI ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+MPI_CFLAGS := -DTL_HAVE_MPI $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+endif
+# ---- end MPI ----------------------------------------------------------------
+
 WARN := -Wall -Wextra -Wshadow -Wdouble-promotion -Wstrict-prototypes
 # PORTABLE=1: a binary for every node of a cluster, not only this CPU:
 # -march=$(PORTABLE_ARCH) (x86-64-v2: SSE4.2/POPCNT, any x86-64 CPU since
@@ -53,7 +64,7 @@ endif
 endif
 LDLIBS := $(OPENBLAS_LIBS) -lz -lm -lpthread
 
-ENGINE_SRC := $(sort $(wildcard engine/*.c engine/data/*.c engine/ops/*.c engine/models/*.c engine/losses/*.c))
+ENGINE_SRC := $(sort $(wildcard engine/*.c engine/data/*.c engine/ops/*.c engine/models/*.c engine/losses/*.c engine/export/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/obj/%.o)
 REPL_SRC := $(sort $(wildcard repl/*.c))
 REPL_OBJ := $(REPL_SRC:%.c=$(BUILD)/obj/%.o)
@@ -91,11 +102,11 @@ deps:
 
 $(BUILD)/obj/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(if $(filter repl/%,$<),$(LUA_CFLAGS)) -c $< -o $@
+	$(CC) $(CFLAGS) $(if $(filter repl/%,$<),$(LUA_CFLAGS)) $(if $(filter repl/l_mpi.c,$<),$(MPI_CFLAGS)) -c $< -o $@
 
 $(BUILD)/pic/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -fPIC -DTL_LUA_MODULE $(if $(filter repl/%,$<),$(LUA_CFLAGS)) -c $< -o $@
+	$(CC) $(CFLAGS) -fPIC -DTL_LUA_MODULE $(if $(filter repl/%,$<),$(LUA_CFLAGS)) $(if $(filter repl/l_mpi.c,$<),$(MPI_CFLAGS)) -c $< -o $@
 
 $(LIB): $(ENGINE_OBJ)
 	@mkdir -p $(@D)
@@ -131,14 +142,14 @@ $(LUA_EMBED_PIC): $(LUA_EMBED_C) $(FLAGS_STAMP)
 # libcrypto (HMAC-SHA256); only the program links them, never towerlab.so.
 KERNEL_LIBS := $(shell pkg-config --libs libzmq jansson libcrypto 2>/dev/null || echo -lzmq -ljansson -lcrypto)
 $(BIN): $(REPL_OBJ) $(LIB) $(LUA_EMBED_OBJ)
-	$(CC) $(LDSAN) -o $@ $(REPL_OBJ) $(LUA_EMBED_OBJ) $(LIB) $(LUA_LIBS) -lreadline $(KERNEL_LIBS) $(LDLIBS)
+	$(CC) $(LDSAN) -o $@ $(REPL_OBJ) $(LUA_EMBED_OBJ) $(LIB) $(LUA_LIBS) -lreadline $(KERNEL_LIBS) $(MPI_LIBS) $(LDLIBS)
 
 # The engine as a plain Lua module: lua5.4 -e 'require "towerlab"' with
 # LUA_CPATH="$(pwd)/?.so;;". main.c is left out (it owns the program), and so
 # is kernel.c (the Jupyter kernel: libzmq, jansson, libcrypto); run.c and
 # kernel_wire.c compile to nothing under TL_LUA_MODULE.
 $(SO): $(filter-out $(BUILD)/pic/repl/main.o $(BUILD)/pic/repl/kernel.o,$(REPL_PIC_OBJ)) $(ENGINE_PIC_OBJ) $(LUA_EMBED_PIC)
-	$(CC) $(LDSAN) -shared -o $@ $^ $(LDLIBS)
+	$(CC) $(LDSAN) -shared -o $@ $^ $(MPI_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: tests/%.c $(LIB) $(TEST_SUPPORT) $(FLAGS_STAMP)
 	@mkdir -p $(@D)
@@ -170,7 +181,7 @@ FUZZ_BIN := $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
 # kernel.c (fuzz_kernel_msg) needs the rest of the program: every REPL object
 # but main.c, so libFuzzer's (or cmocka's) main is the one linked.
 FUZZ_LINK_OBJ := $(filter-out $(BUILD)/obj/repl/main.o,$(REPL_OBJ)) $(LUA_EMBED_OBJ) $(LIB)
-FUZZ_LIBS := $(LUA_LIBS) -lreadline $(KERNEL_LIBS) $(LDLIBS)
+FUZZ_LIBS := $(LUA_LIBS) -lreadline $(KERNEL_LIBS) $(MPI_LIBS) $(LDLIBS)
 
 $(BUILD)/obj/fuzz/%.o: fuzz/%.c
 	@mkdir -p $(@D)
@@ -213,6 +224,7 @@ $(BUILD)/bench/%: scripts/%.c $(LIB)
 
 bench: all $(BENCH_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash scripts/bench.sh
+	@echo; echo 'Serving latency of exported models (C file vs onnxruntime-node):'; bash tests/export/bench.sh
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -1,5 +1,5 @@
-/* diagnose.c — gate utilisation, expert collapse, per-task gradient
- * diagnostics and the label-leakage check (contracts in diagnose.h). */
+/* diagnose.c — gate utilisation, expert collapse and the label-leakage
+ * check (contracts in diagnose.h), from the model's public interface. */
 #include "diagnose.h"
 
 #include <math.h>
@@ -7,34 +7,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "losses/distill.h"
-#include "losses/weighting.h"
-#include "models/model_impl.h"
 
 /* ---- gates ------------------------------------------------------------------ */
 
 static int has_gates(const tl_model *m)
 {
-    tl_backbone_kind k = m->cfg.backbone.kind;
+    tl_backbone_kind k = tl_model_config_get(m)->backbone.kind;
     return k == TL_BACKBONE_MMOE || k == TL_BACKBONE_OMOE || k == TL_BACKBONE_PLE;
 }
 
 int tl_diagnose_gate_experts(const tl_model *m, int level)
 {
     (void)level;
-    const tl_backbone_spec *b = &m->cfg.backbone;
+    const tl_model_config *c = tl_model_config_get(m);
+    const tl_backbone_spec *b = &c->backbone;
     if (!has_gates(m)) return 0;
-    if (b->kind == TL_BACKBONE_PLE) return m->cfg.n_tasks * b->specific + b->shared;
+    if (b->kind == TL_BACKBONE_PLE) return c->n_tasks * b->specific + b->shared;
     return b->experts;
 }
 
 /* Task k's gate node, the number of its columns, and where column j lands
  * in the gate matrix (map[j]). */
-static tl_status find_gate(const tl_model *m, int level, int k, tl_node *node, int *cols, int *map)
+static tl_status find_gate(tl_model *m, int level, int k, tl_node *node, int *cols, int *map)
 {
-    const tl_backbone_spec *b = &m->cfg.backbone;
+    const tl_model_config *c = tl_model_config_get(m);
+    const tl_backbone_spec *b = &c->backbone;
+    tl_graph *g = tl_model_graph(m);
     char name[64];
-    int K = m->cfg.n_tasks;
+    int K = c->n_tasks;
     if (b->kind == TL_BACKBONE_PLE) {
         snprintf(name, sizeof name, "ple%d.gate%d", level, k + 1);
         *cols = b->specific + b->shared;
@@ -45,27 +45,28 @@ static tl_status find_gate(const tl_model *m, int level, int k, tl_node *node, i
         *cols = b->experts;
         for (int j = 0; j < *cols; j++) map[j] = j;
     }
-    *node = tl_graph_find(m->g, name);
-    if (*node == TL_NONE || tl_node_cols(m->g, *node) != *cols)
+    *node = tl_graph_find(g, name);
+    if (*node == TL_NONE || tl_node_cols(g, *node) != *cols)
         return tl_fail(TL_ERR_STATE, "gates: the model graph has no gate node '%s'", name);
     return TL_OK;
 }
 
 static tl_status gate_args(const tl_model *m, const tl_split *s, const tl_gate_opts *o, int *level)
 {
-    const tl_backbone_spec *b = &m->cfg.backbone;
+    const tl_model_config *c = tl_model_config_get(m);
+    const tl_backbone_spec *b = &c->backbone;
     if (!has_gates(m))
         return tl_fail(TL_ERR_ARG, "gates: backbone %s has no gates (omoe, mmoe and ple have)",
                        tl_backbone_name(b->kind));
     if (!s || s->n == 0) return tl_fail(TL_ERR_ARG, "gates: the split has no rows");
-    if ((m->cfg.n_cat && !s->cat) || (m->cfg.n_num && !s->num))
+    if ((c->n_cat && !s->cat) || (c->n_num && !s->num))
         return tl_fail(TL_ERR_ARG, "gates: the split lacks features");
     *level = b->kind == TL_BACKBONE_PLE ? (o->level > 0 ? o->level : b->levels) : 1;
     if (b->kind == TL_BACKBONE_PLE && *level > b->levels)
         return tl_fail(TL_ERR_ARG, "gates: level %d outside 1..%d", *level, b->levels);
-    if (o->field >= m->cfg.n_cat)
+    if (o->field >= c->n_cat)
         return tl_fail(TL_ERR_ARG, "gates: field %d outside the %d categorical fields", o->field + 1,
-                       m->cfg.n_cat);
+                       c->n_cat);
     return TL_OK;
 }
 
@@ -75,8 +76,10 @@ tl_status tl_diagnose_gates(tl_model *m, const tl_split *s, const tl_gate_opts *
     int level = 1;
     tl_status st = gate_args(m, s, o, &level);
     if (st != TL_OK) return st;
-    int K = m->cfg.n_tasks, E = tl_diagnose_gate_experts(m, level), B = m->cfg.max_batch;
-    int f = o->field, nc = m->cfg.n_cat;
+    const tl_model_config *c = tl_model_config_get(m);
+    tl_graph *g = tl_model_graph(m);
+    int K = c->n_tasks, E = tl_diagnose_gate_experts(m, level), B = c->max_batch;
+    int f = o->field, nc = c->n_cat;
     tl_node node[TL_MAX_TASKS];
     int cols[TL_MAX_TASKS];
     int *map = tl_malloc((size_t)K * (size_t)E * sizeof(int), "gate map");
@@ -91,8 +94,8 @@ tl_status tl_diagnose_gates(tl_model *m, const tl_split *s, const tl_gate_opts *
     memset(weights, 0, KE * sizeof(double));
     memset(entropy, 0, (size_t)K * sizeof(double));
     if (f >= 0) {
-        memset(by_field, 0, (size_t)m->cfg.vocab[f] * KE * sizeof(double));
-        memset(count, 0, (size_t)m->cfg.vocab[f] * sizeof(double));
+        memset(by_field, 0, (size_t)c->vocab[f] * KE * sizeof(double));
+        memset(count, 0, (size_t)c->vocab[f] * sizeof(double));
     }
     for (size_t from = 0; from < s->n && st == TL_OK; from += (size_t)B) {
         if (tl_cancelled()) {
@@ -101,15 +104,15 @@ tl_status tl_diagnose_gates(tl_model *m, const tl_split *s, const tl_gate_opts *
         }
         int n = (int)(s->n - from < (size_t)B ? s->n - from : (size_t)B);
         tl_model_fill_batch(m, s, NULL, from, n);
-        if ((st = tl_graph_forward(m->g, 0)) != TL_OK) {
+        if ((st = tl_graph_forward(g, 0)) != TL_OK) {
             st = tl_fail_context(st, "gates");
             break;
         }
         for (int k = 0; k < K; k++) {
-            const float *g = tl_graph_value(m->g, node[k]);
+            const float *gw = tl_graph_value(g, node[k]);
             const int *mk = map + (size_t)k * (size_t)E;
             for (int i = 0; i < n; i++) {
-                const float *row = g + (size_t)i * (size_t)cols[k];
+                const float *row = gw + (size_t)i * (size_t)cols[k];
                 double *bf = NULL;
                 if (f >= 0) {
                     int32_t id = s->cat[(from + (size_t)i) * (size_t)nc + (size_t)f];
@@ -130,7 +133,7 @@ tl_status tl_diagnose_gates(tl_model *m, const tl_split *s, const tl_gate_opts *
     for (size_t i = 0; i < KE; i++) weights[i] /= (double)s->n;
     for (int k = 0; k < K; k++) entropy[k] /= (double)s->n;
     if (f >= 0)
-        for (int32_t id = 0; id < m->cfg.vocab[f]; id++)
+        for (int32_t id = 0; id < c->vocab[f]; id++)
             for (size_t i = 0; count[id] > 0.0 && i < KE; i++) by_field[(size_t)id * KE + i] /= count[id];
     return TL_OK;
 }
@@ -138,15 +141,16 @@ tl_status tl_diagnose_gates(tl_model *m, const tl_split *s, const tl_gate_opts *
 /* The experts' output block of an MMoE/OMoE graph: tl_build_backbone adds it
  * right before the first gate's weight parameter. TL_NONE when the graph
  * does not have that shape. */
-static tl_node expert_block(const tl_model *m, int *d)
+static tl_node expert_block(tl_model *m, int *d)
 {
-    const tl_backbone_spec *b = &m->cfg.backbone;
+    const tl_backbone_spec *b = &tl_model_config_get(m)->backbone;
+    tl_graph *g = tl_model_graph(m);
     if (b->kind != TL_BACKBONE_MMOE && b->kind != TL_BACKBONE_OMOE) return TL_NONE;
-    tl_node w = tl_graph_find(m->g, b->kind == TL_BACKBONE_OMOE ? "gate.w" : "gate1.w");
+    tl_node w = tl_graph_find(g, b->kind == TL_BACKBONE_OMOE ? "gate.w" : "gate1.w");
     if (w == TL_NONE || w == 0) return TL_NONE;
     tl_node x = w - 1;
     *d = b->expert.units[b->expert.n - 1];
-    if (!tl_node_batched(m->g, x) || tl_node_cols(m->g, x) != b->experts * *d) return TL_NONE;
+    if (!tl_node_batched(g, x) || tl_node_cols(g, x) != b->experts * *d) return TL_NONE;
     return x;
 }
 
@@ -162,7 +166,7 @@ tl_status tl_diagnose_collapse(tl_model *m, const tl_split *s, char *msg, size_t
 {
     if (cap) msg[0] = '\0';
     if (!has_gates(m) || !s || s->n == 0) return TL_OK;
-    int K = m->cfg.n_tasks, E = tl_diagnose_gate_experts(m, 0);
+    int K = tl_model_config_get(m)->n_tasks, E = tl_diagnose_gate_experts(m, 0), B = tl_model_config_get(m)->max_batch;
     double *w = tl_malloc((size_t)K * (size_t)E * sizeof(double), "gate means");
     double ent[TL_MAX_TASKS];
     if (!w) return TL_ERR_NOMEM;
@@ -193,10 +197,10 @@ tl_status tl_diagnose_collapse(tl_model *m, const tl_split *s, char *msg, size_t
     int d = 0;
     tl_node x = st == TL_OK ? expert_block(m, &d) : TL_NONE;
     if (x == TL_NONE) return st;
-    int n = (int)(s->n < (size_t)m->cfg.max_batch ? s->n : (size_t)m->cfg.max_batch);
+    int n = (int)(s->n < (size_t)B ? s->n : (size_t)B);
     tl_model_fill_batch(m, s, NULL, 0, n);
-    if ((st = tl_graph_forward(m->g, 0)) != TL_OK) return tl_fail_context(st, "collapse check");
-    const float *v = tl_graph_value(m->g, x);
+    if ((st = tl_graph_forward(tl_model_graph(m), 0)) != TL_OK) return tl_fail_context(st, "collapse check");
+    const float *v = tl_graph_value(tl_model_graph(m), x);
     size_t stride = (size_t)E * (size_t)d;
     int pairs = 0;
     for (int a = 0; a < E; a++)
@@ -223,118 +227,6 @@ tl_status tl_diagnose_collapse(tl_model *m, const tl_split *s, char *msg, size_t
         add_msg(msg, cap, part);
     }
     return TL_OK;
-}
-
-/* ---- task gradients ----------------------------------------------------------- */
-
-/* Floats of the shared parameters (one span at the start of the block). */
-static size_t shared_floats(const tl_model *m)
-{
-    if (m->n_shared_params <= 0) return 0;
-    const tl_param_info *p = tl_graph_param(m->g, m->n_shared_params - 1);
-    return p->offset + (size_t)p->rows * (size_t)p->cols;
-}
-
-/* Forward in training mode with the dropout RNG put back afterwards. */
-static tl_status diag_forward(tl_model *m)
-{
-    tl_rng *r = tl_graph_rng(m->g), saved = *r;
-    if (m->distill) tl_distill_hook.step_begin(m->distill, &m->view);
-    tl_status st = tl_graph_forward(m->g, 1);
-    *r = saved;
-    return st;
-}
-
-/* Backward of task k's loss alone with coefficient 1 on the raw loss. */
-static tl_status task_backward(tl_model *m, int k)
-{
-    return tl_weighting_task_backward(m->weighting, &m->view, k);
-}
-
-tl_status tl_diagnose_task_grad(tl_model *m, int k, float *out)
-{
-    if (k < 0 || k >= m->cfg.n_tasks)
-        return tl_fail(TL_ERR_ARG, "task index %d outside 1..%d", k + 1, m->cfg.n_tasks);
-    size_t pf;
-    float *grads = tl_graph_grads(m->g, &pf);
-    tl_status st = diag_forward(m);
-    if (st == TL_OK) st = task_backward(m, k);
-    if (st == TL_OK) memcpy(out, grads, pf * sizeof(float));
-    tl_graph_zero_grad(m->g);
-    return st;
-}
-
-tl_status tl_diagnose_grads(tl_model *m, tl_diag_record *r)
-{
-    int K = m->cfg.n_tasks;
-    size_t n = shared_floats(m);
-    if (!m->diag_grads) {
-        m->diag_grads = tl_malloc_aligned(((size_t)K * n + 1) * sizeof(float), "task gradients");
-        if (!m->diag_grads) return TL_ERR_NOMEM;
-    }
-    float *grads = tl_graph_grads(m->g, NULL);
-    tl_status st = diag_forward(m);
-    for (int k = 0; k < K && st == TL_OK; k++) {
-        st = task_backward(m, k);
-        if (st == TL_OK) memcpy(m->diag_grads + (size_t)k * n, grads, n * sizeof(float));
-        tl_graph_zero_grad(m->g);
-    }
-    if (st != TL_OK) {
-        tl_graph_zero_grad(m->g);
-        return tl_fail_context(st, "diagnostics");
-    }
-    double dot[TL_MAX_TASKS][TL_MAX_TASKS];
-    for (int a = 0; a < K; a++) {
-        const float *ga = m->diag_grads + (size_t)a * n;
-        for (int b = a; b < K; b++) {
-            const float *gb = m->diag_grads + (size_t)b * n;
-            double sum = 0.0;
-            for (size_t i = 0; i < n; i++) sum += (double)ga[i] * (double)gb[i];
-            dot[a][b] = dot[b][a] = sum;
-        }
-    }
-    for (int a = 0; a < K; a++) {
-        r->grad_norm[a] = (float)sqrt(dot[a][a]);
-        r->weight[a] = tl_weighting_effective(m->weighting, &m->view, a);
-        for (int b = 0; b < K; b++)
-            r->grad_cos[a][b] = dot[a][a] > 0.0 && dot[b][b] > 0.0
-                                    ? (float)(dot[a][b] / sqrt(dot[a][a] * dot[b][b]))
-                                    : NAN;
-    }
-    return TL_OK;
-}
-
-tl_status tl_diagnose_fit_step(tl_model *m)
-{
-    if (m->n_diag_hist == m->cap_diag_hist) {
-        size_t cap = m->cap_diag_hist ? 2 * m->cap_diag_hist : 64;
-        tl_diag_record *h = tl_realloc(m->diag_hist, cap * sizeof *h, "diagnostics history");
-        if (!h) return TL_ERR_NOMEM;
-        m->diag_hist = h;
-        m->cap_diag_hist = cap;
-    }
-    tl_diag_record *r = &m->diag_hist[m->n_diag_hist];
-    memset(r, 0, sizeof *r);
-    r->step = m->step + 1;
-    r->epoch = m->epoch + 1;
-    tl_status st = tl_diagnose_grads(m, r);
-    if (st == TL_OK) m->n_diag_hist++;
-    return st;
-}
-
-size_t tl_model_history_diagnostics(const tl_model *m, const tl_diag_record **out)
-{
-    *out = m->diag_hist;
-    return m->n_diag_hist;
-}
-
-void tl_diagnose_free(tl_model *m)
-{
-    tl_free(m->diag_hist);
-    tl_free_aligned(m->diag_grads);
-    m->diag_hist = NULL;
-    m->diag_grads = NULL;
-    m->n_diag_hist = m->cap_diag_hist = 0;
 }
 
 /* ---- label leakage ------------------------------------------------------------- */

@@ -1,6 +1,8 @@
 /* diagnose.h — looking inside multi-task training: gate and expert
- * utilisation of mixture-of-experts backbones, per-task gradient diagnostics
- * during fit, and a label-leakage check of a dataset's features.
+ * utilisation of mixture-of-experts backbones and a label-leakage check of a
+ * dataset's features, through the model's public interface (model.h). The
+ * per-task gradient diagnostics are a strategy of the model's (task_grads.h,
+ * included here for its record).
  *
  * Gates are found by name: tl_build_gate names each gate's softmax node like
  * its parameters' prefix ("gate<k>" for MMoE, "gate" for OMoE,
@@ -11,6 +13,7 @@
 #define TL_DIAGNOSE_H
 
 #include "model.h"
+#include "task_grads.h"
 
 /* ---- gates ------------------------------------------------------------------ */
 
@@ -48,42 +51,8 @@ tl_status tl_diagnose_gates(tl_model *m, const tl_split *s, const tl_gate_opts *
  * TL_OK unless a forward run fails. */
 tl_status tl_diagnose_collapse(tl_model *m, const tl_split *s, char *msg, size_t cap);
 
-/* ---- task gradients ----------------------------------------------------------- */
-
-/* One diagnostic record, taken before the update of step `step`: on that
- * step's batch, the gradient of each task's loss alone (coefficient 1: the
- * raw task loss, before any weighting) with respect to the shared parameters
- * (embeddings and backbone: the model's first n_shared_params parameters). */
-typedef struct tl_diag_record {
-    int64_t step;
-    int epoch;
-    float grad_norm[TL_MAX_TASKS];                /* L2 norm */
-    float grad_cos[TL_MAX_TASKS][TL_MAX_TASKS];   /* cosine between tasks (NaN if a norm is 0) */
-    float weight[TL_MAX_TASKS];                   /* effective loss weights */
-} tl_diag_record;
-
-/* Gradient of task k's loss alone with respect to every parameter, on the
- * batch already in the graph's inputs: forward in training mode (the dropout
- * RNG is restored afterwards, so the step that follows sees the same masks)
- * and one backward with task k's coefficient 1 and every other loss term off.
- * out has the model's parameter floats; parameter gradients are zero
- * afterwards (they must be zero before: the state between steps). */
-tl_status tl_diagnose_task_grad(tl_model *m, int k, float *out);
-
-/* Fill r (step and epoch left to the caller) from the batch in the graph's
- * inputs: one forward, then one backward per task, as above. Uses a buffer
- * owned by the model (allocated at the first call). */
-tl_status tl_diagnose_grads(tl_model *m, tl_diag_record *r);
-
-/* The fit loop's hook: with the batch of step m->step + 1 in the graph,
- * append a record to the model's diagnostics history. */
-tl_status tl_diagnose_fit_step(tl_model *m);
-
-/* The diagnostics history (records in step order). */
-size_t tl_model_history_diagnostics(const tl_model *m, const tl_diag_record **out);
-
-/* Release what the model holds for diagnostics (called by tl_model_free). */
-void tl_diagnose_free(tl_model *m);
+/* Per-task gradients, their norms and conflicts: task_grads.h (fit's
+ * diagnostics=N, tl_model_task_gradient, tl_model_history_diagnostics). */
 
 /* ---- label leakage ------------------------------------------------------------- */
 

@@ -1,6 +1,5 @@
 /* hooks.h — the seam between a model and the training strategies attached to
- * it (loss weighting, DML, CrossDistil; the gradient diagnostics are to
- * follow).
+ * it (loss weighting, DML, CrossDistil, the per-task gradient diagnostics).
  *
  * A strategy owns its state behind one table of hooks. The model allocates
  * the state (size bytes, zeroed), calls the hooks of every attached strategy,
@@ -30,6 +29,7 @@ typedef struct {
     tl_graph *g;
     tl_rng *rng;                /* the model's RNG (PCGrad's task order) */
     const int64_t *step;        /* training steps taken */
+    const int *epoch;           /* epochs completed */
     tl_node *label, *rowweight; /* [n_tasks] inputs: labels and per-row weights */
     tl_node *pred;              /* [n_tasks] probability (binary) or value (regression) */
     tl_node *loss;              /* [n_tasks] per-task 1 x 1 losses */
@@ -48,6 +48,12 @@ typedef struct {
      * (tl_model_fill_batch), for strategies that run the graph themselves */
     tl_model *model;
     void (*fill_batch)(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n);
+    /* the weighting strategy's, for strategies that look at single tasks:
+     * after a forward run, backward of task k's loss alone with coefficient
+     * 1 on the raw loss (coefficients restored after); task k's effective
+     * loss weight */
+    tl_status (*task_backward)(tl_model *m, int k);
+    float (*effective_weight)(const tl_model *m, int k);
 } tl_model_view;
 
 /* The points of building at which a strategy's build hook runs. */
@@ -74,6 +80,10 @@ typedef struct {
     tl_status (*planned)(void *st, const tl_model_view *v);
     void (*epoch_begin)(void *st, const tl_model_view *v);
     void (*step_begin)(void *st, const tl_model_view *v);
+    /* After every step_begin, with the step's batch in the graph's inputs,
+     * before the training forward run: for strategies that look at the step
+     * without changing it. */
+    tl_status (*step_ready)(void *st, const tl_model_view *v);
     /* After the training forward run: leave the step's gradient in the
      * parameter gradients. One attached strategy runs the backward pass. */
     tl_status (*backward)(void *st, const tl_model_view *v, const tl_fit_point *f);

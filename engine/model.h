@@ -1,9 +1,12 @@
 /* model.h — a multi-task model: feature input, backbone, per-task towers and
  * losses built into one graph; training (fit), prediction and evaluation.
  *
- * The configuration (model_config.h) is plain data (no pointers), so it can
- * be printed, copied and stored in a checkpoint as it is. Backbones are graph builders in
- * models/backbones.c; loss weighting strategies live in losses/weighting.c.
+ * The configuration (model_config.h, with its defaults and checks) is plain
+ * data (no pointers), so it can be printed, copied and stored in a checkpoint
+ * as it is. Backbones are graph builders in models/backbones.c; the
+ * strategies (loss weighting, DML, CrossDistil, task gradients) attach
+ * through hooks.h. The functions declared here are implemented by model.c,
+ * models/model_eval.c and models/model_fit.c.
  *
  * Input layout of a sample: n_cat categorical ids (one embedding table per
  * field, all of width emb_dim, stored as one parameter with per-field row
@@ -17,18 +20,6 @@
 #include "metrics.h"
 #include "model_config.h"
 #include "optim.h"
-
-/* Sensible defaults: MMoE with 8 experts of [256, 128], towers [64], emb 16,
- * fixed weights 1, batch 1024, seed 1. Tasks and features are left empty. */
-void tl_model_config_defaults(tl_model_config *c);
-/* Fill the feature layout and tasks (names, types, weight 1, tower = `tower`)
- * from a dataset. */
-tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
-                                       const tl_mlp_spec *tower);
-tl_status tl_backbone_parse(const char *name, tl_backbone_kind *out);
-const char *tl_backbone_name(tl_backbone_kind k);
-tl_status tl_weighting_parse(const char *name, tl_weighting *out);
-const char *tl_weighting_name(tl_weighting w);
 
 typedef struct tl_model tl_model;
 
@@ -115,7 +106,7 @@ typedef struct {
     tl_progress_fn progress;
     void *progress_ud;
     int progress_every;    /* call progress with TL_PROGRESS_STEP every N steps; 0 = never */
-    int diagnostics;       /* every N steps record per-task gradient diagnostics (diagnose.h); 0 = off */
+    int diagnostics;       /* every N steps record per-task gradient diagnostics (task_grads.h); 0 = off */
 } tl_fit_options;
 
 void tl_fit_defaults(tl_fit_options *o);
@@ -192,6 +183,18 @@ tl_status tl_model_predict_calibrated(tl_model *m, const tl_split *s, float *out
 tl_status tl_model_evaluate_calibrated(tl_model *m, const tl_split *s, int n_bins,
                                        tl_task_eval *out, tl_calib_bin *bins);
 
+/* ---- per-task gradient diagnostics (task_grads.h: the record) -------------- */
+
+struct tl_diag_record;
+/* With the step's batch in the graph's inputs (tl_model_fill_batch), task
+ * k's gradient (out: every parameter's floats), or every task's record (step
+ * and epoch left to the caller): tl_task_grads_one, tl_task_grads_record.
+ * Training continues as if they had not run. */
+tl_status tl_model_task_gradient(tl_model *m, int k, float *out);
+tl_status tl_model_task_gradients(tl_model *m, struct tl_diag_record *r);
+/* The records of fit{diagnostics=N}, in step order. */
+size_t tl_model_history_diagnostics(const tl_model *m, const struct tl_diag_record **out);
+
 size_t tl_model_history_steps(const tl_model *m, const tl_step_record **out);
 size_t tl_model_history_epochs(const tl_model *m, const tl_epoch_record **out);
 /* Mid-epoch validations (fit's eval_every): records with epoch = the epoch
@@ -205,5 +208,8 @@ tl_optim *tl_model_optim(tl_model *m);
  * graph's inputs, as the fit loop does; n <= max_batch. For strategies and
  * diagnostics that run the graph themselves. */
 void tl_model_fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, size_t from, int n);
+/* TL_OK when s has rows, the model's features and labels, and fewer than
+ * 2^32 rows; else TL_ERR_ARG with a message that starts with `what`. */
+tl_status tl_model_check_split(const tl_model *m, const tl_split *s, const char *what);
 
 #endif

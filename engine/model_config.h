@@ -4,7 +4,8 @@
  *
  * Split from model.h so that the graph builders (models/) and the training
  * strategies read the configuration without depending on the model, which
- * depends on them. The functions that fill it are in model.h.
+ * depends on them. The functions that fill and check it are here too
+ * (model_config.c).
  */
 #ifndef TL_MODEL_CONFIG_H
 #define TL_MODEL_CONFIG_H
@@ -136,5 +137,21 @@ typedef struct {
     uint64_t max_memory;  /* bytes the model may take (tl_model_memory); 0 = the available
                              memory (tl_memory_set_available). Not saved in checkpoints. */
 } tl_model_config;
+
+/* Sensible defaults: MMoE with 8 experts of [256, 128], towers [64], emb 16,
+ * fixed weights 1, batch 1024, seed 1. Tasks and features are left empty. */
+void tl_model_config_defaults(tl_model_config *c);
+/* Fill the feature layout and tasks (names, types, weight 1, tower = `tower`)
+ * from a dataset. */
+tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
+                                       const tl_mlp_spec *tower);
+tl_status tl_backbone_parse(const char *name, tl_backbone_kind *out);
+const char *tl_backbone_name(tl_backbone_kind k);
+tl_status tl_weighting_parse(const char *name, tl_weighting *out);
+const char *tl_weighting_name(tl_weighting w);
+
+/* The checks tl_model_new runs: TL_ERR_ARG with a message naming the bad
+ * field (unknown task count, ESMM without 2 binary tasks, ...). */
+tl_status tl_model_config_check(const tl_model_config *c);
 
 #endif

@@ -13,6 +13,7 @@
 #include "io.h"
 #include "l_data.h"
 #include "l_model.h"
+#include "l_mpi.h"
 #include "l_spec.h"
 #include "l_util.h"
 #include "model.h"
@@ -198,7 +199,7 @@ static int l_model_fit(lua_State *L)
     x.tty = tl_lua_stdout_is_tty();
     /* at a terminal a progress line redrawn in place; elsewhere (a pipe, a
      * log file) one line per epoch */
-    x.quiet = !tl_lua_opt_bool(L, 2, fn, "verbose", 1);
+    x.quiet = !tl_lua_opt_bool(L, 2, fn, "verbose", 1) || tl_lua_mpi_quiet(); /* rank 0 prints */
     lua_getfield(L, 2, "progress");
     if (!lua_isnil(L, -1)) {
         luaL_checktype(L, -1, LUA_TFUNCTION);

@@ -14,10 +14,12 @@
 #include "l_data.h"
 #include "l_datasets.h"
 #include "l_diagnose.h"
+#include "l_export.h"
 #include "l_fit.h"
 #include "l_io.h"
 #include "l_metrics.h"
 #include "l_model.h"
+#include "l_mpi.h"
 #include "l_plot.h"
 #include "l_results.h"
 #include "l_spec.h"
@@ -189,6 +191,8 @@ int luaopen_towerlab(lua_State *L)
     tl_lua_open_io(L, tl);
     tl_lua_open_sweep(L, tl);
     tl_lua_open_diagnose(L, tl);
+    tl_lua_open_mpi(L, tl);
+    tl_lua_open_export(L, tl);
 
     run_chunks(L, tl);
     lua_settop(L, tl);

@@ -22,7 +22,26 @@ packages=(
   python3-jupyter-client         # kernel tests (tests/kernel, run with /usr/bin/python3)
   python3-nbclient               # notebook tests: execute notebooks/*.ipynb against the kernel
   python3-nbformat               # notebook tests: read and write .ipynb
+  openmpi-bin libopenmpi-dev     # tl.mpi under mpirun (optional: the build detects mpicc)
+  nodejs                         # export parity: onnxruntime-node runs the exported ONNX files
+  python3-onnx                   # export tests: onnx.checker.check_model(full_check=True)
 )
+
+# onnxruntime-node (version locked in tests/export/package-lock.json) into
+# tests/export/node_modules (git-ignored), its CPU library bundled in the
+# package; ONNXRUNTIME_NODE_INSTALL=skip turns off its CUDA download.
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export_runtime() {
+  [ -n "${DEPS_DRY_RUN:-}" ] && return 0
+  [ -d "$(dirname "$0")/../tests/export/node_modules/onnxruntime-node" ] && return 0
+  # Debian's nodejs ships npm as its own package; a nodejs that bundles npm conflicts with it
+  if ! command -v npm >/dev/null; then
+    ${SUDO:-} apt-get install -y -q npm || { echo "deps: no npm: the ONNX parity tests will skip"; return 0; }
+  fi
+  echo "deps: npm ci in tests/export (onnxruntime-node)"
+  (cd "$(dirname "$0")/../tests/export" && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error)
+}
 
 case "${JUPYTER:-}" in
   ""|0|no) ;;
@@ -36,6 +55,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "deps: all ${#packages[@]} packages present"
+  export_runtime
   exit 0
 fi
 
@@ -51,3 +71,4 @@ $SUDO apt-get install -y -q "${missing[@]}" || {
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q "${missing[@]}"
 }
+export_runtime

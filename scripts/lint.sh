@@ -2,7 +2,10 @@
 # lint.sh — architecture checks over engine/ and repl/ (run by `make lint`):
 #
 #   1. include cycles between modules. A module is x.c with its x.h (a lone .h or
-#      .c is a module of its own); module A depends on B when A's .c or .h
+#      .c is a module of its own), and the .c files without a header of their own
+#      whose functions x.h declares, all of them (the parts of a module too big
+#      for one file: engine/models/model_fit.c is part of module engine/model);
+#      module A depends on B when A's .c or .h
 #      includes B's .h ("..." includes, resolved like the Makefile: the
 #      including file's folder, then -Iengine). A .c file's own declaration of a
 #      function another module defines (an extern prototype instead of that
@@ -49,7 +52,8 @@ sub strip {
   }gsex;
   return $t;
 }
-sub module { my ($f) = @_; $f =~ s/\.[ch]$//; return $f }
+my %part_of;   # a .c file implementing part of another module'"'"'s header -> that module
+sub module { my ($f) = @_; return $part_of{$f} if $part_of{$f}; $f =~ s/\.[ch]$//; return $f }
 sub dirname { my ($f) = @_; return $f =~ m{^(.*)/} ? $1 : "." }
 sub norm { my ($p) = @_; my @o; for (split m{/}, $p) { next if $_ eq "." || $_ eq ""; if ($_ eq "..") { pop @o } else { push @o, $_ } } return join "/", @o }
 
@@ -57,6 +61,37 @@ for my $f (@files) {
   open my $fh, "<", $f or die "lint: $f: $!\n";
   local $/; my $t = <$fh>; close $fh;
   $src{$f} = { raw => $t, code => strip($t) };
+}
+
+# Non-static function definitions: name -> file.
+my (%defined, %defines);
+for my $f (grep { /\.c$/ } @files) {
+  my $c = $src{$f}{code};
+  while ($c =~ /^(?!static\b)(?:[A-Za-z_][\w\s\*]*?[\s\*])(\w+)\s*\(([^;{}]*)\)\s*\{/mg) {
+    my $n = $1;
+    next if $n =~ /^(if|for|while|switch|return|sizeof)$/;
+    $defined{$n} //= $f;
+    push @{ $defines{$f} }, $n;
+  }
+}
+# Parts: a .c file with no header of its own whose functions are all declared
+# by the header of one module that has a .c file of its own.
+my %declared_by;   # function -> the headers that declare it
+for my $h (grep { /\.h$/ } @files) {
+  my $c = $src{$h}{code};
+  while ($c =~ /^(?!static\b)(?:extern\s+)?(?:[A-Za-z_][\w\s\*]*?[\s\*])(\w+)\s*\(([^;{}()]*(?:\([^;{}()]*\)[^;{}()]*)*)\)\s*(?:__attribute__\s*\(\([^;{}]*\)\)\s*)?;/mg) { $declared_by{$1}{$h} = 1 }
+}
+for my $f (grep { /\.c$/ } @files) {
+  (my $own_h = $f) =~ s/\.c$/.h/;
+  next if $is_file{$own_h} || !$defines{$f};
+  my %owners;
+  for my $n (@{ $defines{$f} }) {
+    my @hs = grep { (my $hc = $_) =~ s/\.h$/.c/; $is_file{$hc} } keys %{ $declared_by{$n} || {} };
+    if (!@hs) { %owners = (); last }
+    $owners{ $_ =~ s/\.h$//r } = 1 for @hs;
+  }
+  my @o = keys %owners;
+  $part_of{$f} = $o[0] if @o == 1;
 }
 
 # ---- dependencies -----------------------------------------------------------
@@ -80,16 +115,6 @@ for my $f (@files) {
   }
 }
 
-# Non-static function definitions: name -> file.
-my %defined;
-for my $f (grep { /\.c$/ } @files) {
-  my $c = $src{$f}{code};
-  while ($c =~ /^(?!static\b)(?:[A-Za-z_][\w\s\*]*?[\s\*])(\w+)\s*\(([^;{}]*)\)\s*\{/mg) {
-    my $n = $1;
-    next if $n =~ /^(if|for|while|switch|return|sizeof)$/;
-    $defined{$n} //= $f;
-  }
-}
 # File-scope prototypes in .c files of functions another module defines.
 my @local_decls;
 for my $f (grep { /\.c$/ } @files) {

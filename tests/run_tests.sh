@@ -73,6 +73,8 @@ for t in "$@"; do run "$(basename "$t")" "$t"; done
 if [ -x "$BIN" ]; then
   for t in tests/lua/test_*.lua; do [ -f "$t" ] && run "$(basename "$t")" "$BIN" tests/lua/harness.lua "$t"; done
   for t in tests/repl/test_*.sh; do [ -f "$t" ] && run "$(basename "$t")" bash "$t"; done
+  # MPI suite (mpirun -np 2 and 3; skips itself with the reason when built without MPI)
+  for t in tests/mpi/test_*.sh; do [ -f "$t" ] && run "$(basename "$t")" bash "$t"; done
   # Jupyter kernel and notebooks: Debian's python3 (jupyter_client, nbclient), not a pyenv one.
   if [ -x /usr/bin/python3 ]; then
     for t in tests/kernel/test_*.py; do [ -f "$t" ] && run "$(basename "$t")" /usr/bin/python3 "$t"; done

@@ -1,7 +1,7 @@
-/* test_diagnose.c — engine/diagnose.c: gate weights are softmax rows (every
- * row sums to 1, so do the means and the per-value means), the leakage check
- * flags a label copy, a near copy and a kept source column but not a clean
- * column or a one-row-per-id column, the task-gradient diagnostics equal an
+/* test_diagnose.c — engine/diagnose.c and engine/task_grads.c: gate weights
+ * are softmax rows (every row sums to 1, so do the means and the per-value
+ * means), the leakage check flags a label copy, a near copy and a kept source
+ * column but not a clean column or a one-row-per-id column, the task-gradient diagnostics equal an
  * independent computation from one-hot loss weights, diagnostics leave
  * training bit-for-bit unchanged (dropout included), and a task trained in a
  * space gets no gradient from rows outside it. */
@@ -407,7 +407,7 @@ static void test_grad_cosine_independent(void **state)
     assert_int_equal(tl_model_set_weight(m, 0, 2.0f), TL_OK);
     assert_int_equal(tl_model_set_weight(m, 1, 0.5f), TL_OK);
     tl_diag_record r;
-    assert_int_equal(tl_diagnose_grads(m, &r), TL_OK);
+    assert_int_equal(tl_model_task_gradients(m, &r), TL_OK);
     print_message("cos %.6f (diagnostics %.6f), norms %.6g %.6g\n", cos, (double)r.grad_cos[0][1],
                   sqrt(n0), sqrt(n1));
     assert_true(fabs(cos) > 1e-3); /* a non-degenerate case */
@@ -495,11 +495,11 @@ static void test_space_ignores_outside_rows(void **state)
     }
     assert_true(out > 5 && in_row >= 0);
     tl_model_fill_batch(m, &d.s, NULL, 0, 64);
-    assert_int_equal(tl_diagnose_task_grad(m, 1, g[0]), TL_OK);
-    assert_int_equal(tl_diagnose_task_grad(m, 0, g[1]), TL_OK);
+    assert_int_equal(tl_model_task_gradient(m, 1, g[0]), TL_OK);
+    assert_int_equal(tl_model_task_gradient(m, 0, g[1]), TL_OK);
     tl_model_fill_batch(m, &e.s, NULL, 0, 64);
-    assert_int_equal(tl_diagnose_task_grad(m, 1, g[2]), TL_OK);
-    assert_int_equal(tl_diagnose_task_grad(m, 0, g[3]), TL_OK);
+    assert_int_equal(tl_model_task_gradient(m, 1, g[2]), TL_OK);
+    assert_int_equal(tl_model_task_gradient(m, 0, g[3]), TL_OK);
     assert_true(tlt_close_f("cvr gradient without the out-of-space rows' features", g[2], g[0], pf,
                             1e-5, 1e-7));
     int differs = 0;
@@ -508,7 +508,7 @@ static void test_space_ignores_outside_rows(void **state)
     /* an in-space row changed: cvr's gradient moves */
     e.num[(size_t)in_row * N_NUM] += 0.9f;
     tl_model_fill_batch(m, &e.s, NULL, 0, 64);
-    assert_int_equal(tl_diagnose_task_grad(m, 1, g[4]), TL_OK);
+    assert_int_equal(tl_model_task_gradient(m, 1, g[4]), TL_OK);
     differs = 0;
     for (size_t i = 0; i < pf; i++) differs += fabsf(g[4][i] - g[2][i]) > 1e-7f;
     assert_true(differs > 0);

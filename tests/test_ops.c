@@ -182,6 +182,34 @@ static void test_grouped_linear(void **state)
     tl_graph_free(g);
 }
 
+/* The _sg layer is tl_token_linear of tl_stop_grad(x), bit for bit, with no
+ * gradient into x: the same values and weight gradients, x's gradient 0. */
+static void test_token_linear_sg(void **state)
+{
+    (void)state;
+    float val[2][4 * 12], gw[2][8], gb[2][4], gx[2][24];
+    for (int sg = 0; sg < 2; sg++) {
+        tl_graph *g = newg();
+        tl_node x = P(g, 4, 6), w = P(g, 2, 4), b = P(g, 1, 4);
+        tl_node y = sg ? tl_token_linear_sg(g, x, w, b, 3, TL_ACT_RELU)
+                       : tl_token_linear(g, tl_stop_grad(g, x), w, b, 3, TL_ACT_RELU);
+        /* x also reaches the loss directly, so it has a gradient buffer */
+        tl_node loss = tl_add(g, wsum(g, y), tl_sum(g, x));
+        prepare(g, loss);
+        assert_int_equal(tl_graph_forward(g, 1), TL_OK);
+        assert_int_equal(tl_graph_backward_run(g), TL_OK);
+        memcpy(val[sg], tl_graph_value(g, y), sizeof val[sg]);
+        memcpy(gw[sg], tlt_param_grad(g, w), sizeof gw[sg]);
+        memcpy(gb[sg], tlt_param_grad(g, b), sizeof gb[sg]);
+        memcpy(gx[sg], tlt_param_grad(g, x), sizeof gx[sg]);
+        for (int i = 0; i < 24; i++) assert_true(gx[sg][i] == 1.0f); /* from sum(x) alone */
+        tl_graph_free(g);
+    }
+    assert_memory_equal(val[0], val[1], sizeof val[0]);
+    assert_memory_equal(gw[0], gw[1], sizeof gw[0]);
+    assert_memory_equal(gb[0], gb[1], sizeof gb[0]);
+}
+
 static void test_token_linear(void **state)
 {
     (void)state;
@@ -601,6 +629,21 @@ static void test_dropout_training(void **state)
     }
     double frac = (double)dropped / n; /* std of the fraction is about 0.008 */
     assert_true(fabs(frac - (double)p) < 0.04);
+    /* the mask is tl_rng_uniform's stream, one draw per element in order, and
+     * the graph's RNG ends where those draws leave it */
+    {
+        tl_node ar, yr, lr;
+        tl_graph *gr = dropout_graph(99, p, &ar, &yr, &lr);
+        tl_rng ref = *tl_graph_rng(gr);
+        assert_int_equal(tl_graph_forward(gr, 1), TL_OK);
+        const float *Yr = tl_graph_value(gr, yr), *Ar = tlt_param(gr, ar);
+        for (int i = 0; i < n; i++) {
+            float m = tl_rng_uniform(&ref) < 1.0f - p ? 1.0f / (1.0f - p) : 0.0f;
+            assert_true(Yr[i] == Ar[i] * m);
+        }
+        assert_memory_equal(&ref, tl_graph_rng(gr), sizeof ref);
+        tl_graph_free(gr);
+    }
 
     /* same seed, same mask bits; another seed, another mask */
     tl_node a2, y2, l2;
@@ -1065,6 +1108,7 @@ int main(void)
         cmocka_unit_test(test_linear_forward_value),
         cmocka_unit_test(test_grouped_linear),
         cmocka_unit_test(test_token_linear),
+        cmocka_unit_test(test_token_linear_sg),
         cmocka_unit_test(test_binary_broadcast),
         cmocka_unit_test(test_unary),
         cmocka_unit_test(test_unary_extremes),

@@ -28,7 +28,6 @@ static tl_status build_ctfm(tl_dml_state *st, const tl_model_view *v, tl_node *h
     tl_node hcat = tl_concat(g, K, h);
     tl_node E = tl_param(g, 1, K * d, TL_INIT_NORMAL, 0.01f, "dml.task_embedding");
     tl_node X = tl_add(g, hcat, E);
-    tl_node Xs = v->cfg->dml.stop_grad ? tl_stop_grad(g, X) : X;
     tl_node W[3], B[3];
     static const char *names[3] = {"q", "k", "v"};
     char n[64];
@@ -38,11 +37,14 @@ static tl_status build_ctfm(tl_dml_state *st, const tl_model_view *v, tl_node *h
         snprintf(n, sizeof n, "dml.ctfm.%s.b", names[i]);
         B[i] = tl_param(g, 1, d, TL_INIT_ZEROS, 0.0f, n);
     }
-    /* Q reads the task's own input; K and V read the stop-gradient copy, so
-     * task k's loss reaches other towers' inputs only through their queries. */
+    /* Q reads the task's own input; K and V read it through a stop-gradient
+     * (the _sg layers: no copy of X), so task k's loss reaches other towers'
+     * inputs only through their queries. */
     tl_node Q = tl_token_linear(g, X, W[0], B[0], K, TL_ACT_RELU);
-    tl_node Kk = tl_token_linear(g, Xs, W[1], B[1], K, TL_ACT_RELU);
-    tl_node V = tl_token_linear(g, Xs, W[2], B[2], K, TL_ACT_RELU);
+    tl_node (*kv)(tl_graph *, tl_node, tl_node, tl_node, int, tl_act) =
+        v->cfg->dml.stop_grad ? tl_token_linear_sg : tl_token_linear;
+    tl_node Kk = kv(g, X, W[1], B[1], K, TL_ACT_RELU);
+    tl_node V = kv(g, X, W[2], B[2], K, TL_ACT_RELU);
     tl_node C = dropout_if(g, tl_attention(g, Q, Kk, V, K), v->cfg->dml.dropout);
     tl_node H = tl_add(g, hcat, C);
     for (int k = 0; k < K; k++) h[k] = tl_slice(g, H, k * d, d);

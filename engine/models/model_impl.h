@@ -1,9 +1,9 @@
 /* models/model_impl.h — engine-internal: the model record. model.c owns it;
- * its other files in models/ (the checkpoint sections) and diagnose.c, not
- * yet behind the hook table, reach into it. The strategies see only the view
- * (hooks.h). History records and calibrators are named by their struct
- * tags, so this header needs nothing from model.h or diagnose.h (which
- * include the other way). */
+ * its other files in models/ (the checkpoint sections) reach into it. The
+ * strategies (weighting, DML, CrossDistil, the task-gradient diagnostics)
+ * see only the view (hooks.h). History records and calibrators are named by
+ * their struct tags, so this header needs nothing from model.h (which
+ * includes the other way). */
 #ifndef TL_MODEL_IMPL_H
 #define TL_MODEL_IMPL_H
 
@@ -14,6 +14,7 @@
 #include "losses/weighting.h"
 #include "model_config.h"
 #include "optim.h"
+#include "task_grads.h"
 
 #define TL_MODEL_MAX_HOOKS 4
 
@@ -44,6 +45,7 @@ struct tl_model {
     tl_weighting_state *weighting; /* hook_state of tl_weighting_hook */
     tl_dml_state *dml;             /* of tl_dml_hook, NULL without DML */
     tl_distill_state *distill;     /* of tl_distill_hook, NULL without CrossDistil */
+    tl_task_grads_state *task_grads; /* of tl_task_grads_hook */
     /* training */
     tl_optim *opt;
     int64_t step;
@@ -58,10 +60,6 @@ struct tl_model {
     float *best;                   /* best parameters seen by early stopping */
     struct tl_calibrator *out_cal[TL_MAX_TASKS]; /* tl.calibrate: per-task output calibrators */
     int eval_in_space;             /* evaluate tasks with a space only on its rows (default 1) */
-    /* diagnostics (diagnose.c): fit{diagnostics=N} records, per-task gradient buffer */
-    struct tl_diag_record *diag_hist;
-    size_t n_diag_hist, cap_diag_hist;
-    float *diag_grads;             /* n_tasks x the shared parameters' floats */
     /* calibrator staleness: the step at which each was fitted */
     int64_t out_cal_step[TL_MAX_TASKS]; /* tl.calibrate's output calibrators */
     int64_t distill_cal_step;           /* CrossDistil's fitted teacher calibrators */

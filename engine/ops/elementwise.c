@@ -38,55 +38,107 @@ tl_node tl_add(tl_graph *g, tl_node a, tl_node b) { return binary(g, TL_OP_ADD, 
 tl_node tl_sub(tl_graph *g, tl_node a, tl_node b) { return binary(g, TL_OP_SUB, "sub", a, b); }
 tl_node tl_mul(tl_graph *g, tl_node a, tl_node b) { return binary(g, TL_OP_MUL, "mul", a, b); }
 
-/* Index of b's element paired with a's element (i, j). */
-static inline size_t bidx(tl_bcast bc, int i, int j, int cols)
+/* Row kernels over n floats (restrict: the output is another node's
+ * buffer), so the loops vectorise; each element is the expression the
+ * scalar loop formed. */
+static void row_op(tl_op op, float *restrict y, const float *restrict a, const float *restrict b, int n)
 {
-    switch (bc) {
-    case TL_BC_SAME: return (size_t)i * cols + j;
-    case TL_BC_ROW: return (size_t)j;
-    case TL_BC_COL: return (size_t)i;
-    case TL_BC_SCALAR: return 0;
+    switch (op) {
+    case TL_OP_ADD: TL__FOR8(j, n, y[j] = a[j] + b[j]); break;
+    case TL_OP_SUB: TL__FOR8(j, n, y[j] = a[j] - b[j]); break;
+    default: TL__FOR8(j, n, y[j] = a[j] * b[j]); break;
     }
-    return 0;
+}
+
+static void row_op_scalar(tl_op op, float *restrict y, const float *restrict a, float b, int n)
+{
+    switch (op) {
+    case TL_OP_ADD: TL__FOR8(j, n, y[j] = a[j] + b); break;
+    case TL_OP_SUB: TL__FOR8(j, n, y[j] = a[j] - b); break;
+    default: TL__FOR8(j, n, y[j] = a[j] * b); break;
+    }
 }
 
 tl_status tl_op_binary_forward(tl_graph *g, tl_nodedef *n)
 {
     const float *a = tl__in(g, n, 0)->val, *b = tl__in(g, n, 1)->val;
     int rows = tl__rows(g, n), cols = n->cols;
-    float *y = n->val;
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++) {
-            size_t ia = (size_t)i * cols + j;
-            float bv = b[bidx(n->bcast, i, j, cols)];
-            switch (n->op) {
-            case TL_OP_ADD: y[ia] = a[ia] + bv; break;
-            case TL_OP_SUB: y[ia] = a[ia] - bv; break;
-            default: y[ia] = a[ia] * bv; break;
-            }
+    for (int i = 0; i < rows; i++) {
+        size_t o = (size_t)i * cols;
+        switch (n->bcast) {
+        case TL_BC_SAME: row_op(n->op, n->val + o, a + o, b + o, cols); break;
+        case TL_BC_ROW: row_op(n->op, n->val + o, a + o, b, cols); break;
+        case TL_BC_COL: row_op_scalar(n->op, n->val + o, a + o, b[i], cols); break;
+        case TL_BC_SCALAR: row_op_scalar(n->op, n->val + o, a + o, b[0], cols); break;
         }
+    }
     return TL_OK;
 }
 
+/* r (+)= s x, or r (+)= x y, over n floats; `fresh` stores 0 + the term, the
+ * value clearing r and adding would give, without the clearing pass. */
+static void row_acc(float *restrict r, float s, const float *restrict x, const float *restrict y,
+                    int n, int fresh)
+{
+    if (y && fresh) TL__FOR8(j, n, r[j] = 0.0f + x[j] * y[j]);
+    else if (y) TL__FOR8(j, n, r[j] += x[j] * y[j]);
+    else if (fresh) TL__FOR8(j, n, r[j] = 0.0f + s * x[j]);
+    else TL__FOR8(j, n, r[j] += s * x[j]);
+}
+
+/* The same as row_acc for s = +-1 without the product: r (+)= x or -x. */
+static void row_acc_sign(float *restrict r, int neg, const float *restrict x, int n, int fresh)
+{
+    if (fresh && neg) TL__FOR8(j, n, r[j] = 0.0f + -x[j]);
+    else if (fresh) TL__FOR8(j, n, r[j] = 0.0f + x[j]);
+    else if (neg) TL__FOR8(j, n, r[j] += -x[j]);
+    else TL__FOR8(j, n, r[j] += x[j]);
+}
+
+/* Per element (i, j), a's gradient takes its term, then b's (when a and b
+ * are one node, its gradient takes both in that order); b's broadcast
+ * gradients sum their terms in row-major order, as the scalar loop did. */
 void tl_op_binary_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *na = tl__in(g, n, 0), *nb = tl__in(g, n, 1);
-    int rows = tl__rows(g, n), cols = n->cols;
+    int rows = tl__rows(g, n), cols = n->cols, mul = n->op == TL_OP_MUL, neg = n->op == TL_OP_SUB;
     const float *dy = n->grad;
-    if (na->grad) tl__grad_acc(g, na);
-    if (nb->grad) tl__grad_acc(g, nb);
-    for (int i = 0; i < rows; i++)
-        for (int j = 0; j < cols; j++) {
-            size_t ia = (size_t)i * cols + j, ib = bidx(n->bcast, i, j, cols);
-            float d = dy[ia];
-            if (n->op == TL_OP_MUL) {
-                if (na->grad) na->grad[ia] += d * nb->val[ib];
-                if (nb->grad) nb->grad[ib] += d * na->val[ia];
+    int fa = na->grad && na->grad_fresh;
+    int fb = nb->grad && nb->grad_fresh && nb != na && n->bcast == TL_BC_SAME;
+    if (nb->grad && !fb && nb != na) tl__grad_acc(g, nb);
+    for (int i = 0; i < rows; i++) {
+        size_t o = (size_t)i * cols;
+        const float *d = dy + o;
+        if (na->grad) {
+            if (mul) {
+                const float *bv = n->bcast == TL_BC_SAME ? nb->val + o : n->bcast == TL_BC_ROW ? nb->val : NULL;
+                float bs = n->bcast == TL_BC_COL ? nb->val[i] : nb->val[0];
+                row_acc(na->grad + o, bs, d, bv, cols, fa);
             } else {
-                if (na->grad) na->grad[ia] += d;
-                if (nb->grad) nb->grad[ib] += n->op == TL_OP_SUB ? -d : d;
+                row_acc_sign(na->grad + o, 0, d, cols, fa);
             }
         }
+        if (!nb->grad) continue;
+        switch (n->bcast) {
+        case TL_BC_SAME:
+            if (mul) row_acc(nb->grad + o, 0.0f, d, na->val + o, cols, fb);
+            else row_acc_sign(nb->grad + o, neg, d, cols, fb);
+            break;
+        case TL_BC_ROW:
+            if (mul) row_acc(nb->grad, 0.0f, d, na->val + o, cols, 0);
+            else row_acc_sign(nb->grad, neg, d, cols, 0);
+            break;
+        default: { /* COL, SCALAR: one sum over the row, in column order */
+            float *r = nb->grad + (n->bcast == TL_BC_COL ? i : 0), acc = *r;
+            const float *av = na->val + o;
+            for (int j = 0; j < cols; j++) acc += mul ? d[j] * av[j] : neg ? -d[j] : d[j];
+            *r = acc;
+            break;
+        }
+        }
+    }
+    if (fa) tl__grad_written(na);
+    if (fb) tl__grad_written(nb);
 }
 
 static tl_node unary(tl_graph *g, tl_op op, tl_node a, float f)

@@ -209,6 +209,33 @@ tl_node tl_attention(tl_graph *g, tl_node q, tl_node k, tl_node v, int tokens)
     return o;
 }
 
+/* out[t T + j] = sum_c a[t d + c] b[j d + c] for every pair (t, j), each sum
+ * from 0 in column order, as a plain loop would add it. Four pairs run side
+ * by side (the last chunk repeats its final pair), so four independent sums
+ * hide the adder's latency instead of waiting on one. */
+static void token_dots(float *restrict out, const float *restrict a, const float *restrict b, int T,
+                       int d)
+{
+    int pairs = T * T;
+    for (int p0 = 0; p0 < pairs; p0 += 4) {
+        const float *x[4], *y[4];
+        for (int l = 0; l < 4; l++) {
+            int p = p0 + l < pairs ? p0 + l : pairs - 1;
+            x[l] = a + (size_t)(p / T) * d;
+            y[l] = b + (size_t)(p % T) * d;
+        }
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        for (int c = 0; c < d; c++) {
+            s0 += x[0][c] * y[0][c];
+            s1 += x[1][c] * y[1][c];
+            s2 += x[2][c] * y[2][c];
+            s3 += x[3][c] * y[3][c];
+        }
+        float s[4] = {s0, s1, s2, s3};
+        for (int l = 0; l < 4 && p0 + l < pairs; l++) out[p0 + l] = s[l];
+    }
+}
+
 /* Scratch per row: A (T x T attention weights) then dA (T x T). */
 tl_status tl_op_attention_forward(tl_graph *g, tl_nodedef *n)
 {
@@ -219,12 +246,11 @@ tl_status tl_op_attention_forward(tl_graph *g, tl_nodedef *n)
         const float *q = nq->val + (size_t)i * n->cols, *k = nk->val + (size_t)i * n->cols;
         const float *v = nv->val + (size_t)i * n->cols;
         float *A = n->scratch + (size_t)i * 2 * T * T, *y = n->val + (size_t)i * n->cols;
+        token_dots(A, q, k, T, d);
         for (int t = 0; t < T; t++) {
             float *a = A + (size_t)t * T, mx = -INFINITY;
             for (int j = 0; j < T; j++) {
-                float s = 0.0f;
-                for (int c = 0; c < d; c++) s += q[t * d + c] * k[j * d + c];
-                a[j] = s * scale;
+                a[j] = a[j] * scale;
                 mx = a[j] > mx ? a[j] : mx;
             }
             float z = 0.0f;
@@ -232,13 +258,17 @@ tl_status tl_op_attention_forward(tl_graph *g, tl_nodedef *n)
             for (int j = 0; j < T; j++) a[j] /= z;
             float *yt = y + (size_t)t * d;
             memset(yt, 0, (size_t)d * sizeof(float));
-            for (int j = 0; j < T; j++)
-                for (int c = 0; c < d; c++) yt[c] += a[j] * v[j * d + c];
+            for (int j = 0; j < T; j++) tl__axpy_row(yt, a[j], v + (size_t)j * d, d);
         }
     }
     return TL_OK;
 }
 
+/* Per row: dS = dY . V (all pairs at once, token_dots), then per query t
+ * the same updates in the same order as the textbook loop: dV_j += A_tj dy_t
+ * for every j, then dQ_t += dS_tj K_j and dK_j += dS_tj Q_t for every j (so
+ * also when q, k and v are one node, each gradient element takes its terms
+ * in that order). */
 void tl_op_attention_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *nq = tl__in(g, n, 0), *nk = tl__in(g, n, 1), *nv = tl__in(g, n, 2);
@@ -251,23 +281,19 @@ void tl_op_attention_backward(tl_graph *g, tl_nodedef *n)
         size_t ro = (size_t)i * n->cols;
         const float *q = nq->val + ro, *k = nk->val + ro, *v = nv->val + ro, *dy = n->grad + ro;
         float *A = n->scratch + (size_t)i * 2 * T * T, *dS = A + (size_t)T * T;
+        token_dots(dS, dy, v, T, d); /* dA_tj = dy_t . v_j */
         for (int t = 0; t < T; t++) {
             const float *a = A + (size_t)t * T, *dyt = dy + (size_t)t * d;
             float *ds = dS + (size_t)t * T, dot = 0.0f;
-            for (int j = 0; j < T; j++) { /* dA_tj = dy_t . v_j ; dv_j += A_tj dy_t */
-                float s = 0.0f;
-                for (int c = 0; c < d; c++) s += dyt[c] * v[j * d + c];
-                ds[j] = s;
-                dot += a[j] * s;
-                if (nv->grad)
-                    for (int c = 0; c < d; c++) nv->grad[ro + (size_t)j * d + c] += a[j] * dyt[c];
+            for (int j = 0; j < T; j++) {
+                dot += a[j] * ds[j];
+                if (nv->grad) tl__axpy_row(nv->grad + ro + (size_t)j * d, a[j], dyt, d);
             }
             for (int j = 0; j < T; j++) ds[j] = a[j] * (ds[j] - dot) * scale;
-            for (int j = 0; j < T; j++)
-                for (int c = 0; c < d; c++) {
-                    if (nq->grad) nq->grad[ro + (size_t)t * d + c] += ds[j] * k[j * d + c];
-                    if (nk->grad) nk->grad[ro + (size_t)j * d + c] += ds[j] * q[t * d + c];
-                }
+            for (int j = 0; j < T; j++) {
+                if (nq->grad) tl__axpy_row(nq->grad + ro + (size_t)t * d, ds[j], k + (size_t)j * d, d);
+                if (nk->grad) tl__axpy_row(nk->grad + ro + (size_t)j * d, ds[j], q + (size_t)t * d, d);
+            }
         }
     }
 }

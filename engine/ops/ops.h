@@ -173,6 +173,20 @@ tl_node tl__gate_mix_blocks(tl_graph *g, tl_node gate, int nblocks, const tl_nod
 /* Row kernels: r += x, r += a x, r = a x over n floats. Written in blocks of
  * 8 with restrict pointers, the form GCC's -O2 vectoriser (cost model "very
  * cheap") accepts; plain IEEE operations in the order written. */
+/* for (i = 0; i < n; i++) body; in blocks of 8, then the tail: the loop
+ * shape the row kernels below use, so GCC's -O2 vectoriser takes loops of
+ * any body over restrict pointers. Each element's body runs as written. */
+#define TL__FOR8(i, n, body)                                                                    \
+    do {                                                                                        \
+        size_t i##_b = 0, i##_n = (size_t)(n);                                                  \
+        for (; i##_b + 8 <= i##_n; i##_b += 8)                                                  \
+            for (size_t i##_l = 0; i##_l < 8; i##_l++) {                                        \
+                size_t i = i##_b + i##_l;                                                       \
+                body;                                                                           \
+            }                                                                                   \
+        for (size_t i = i##_b; i < i##_n; i++) { body; }                                        \
+    } while (0)
+
 static inline void tl__add_row(float *restrict r, const float *restrict x, int n)
 {
     int j = 0;

@@ -145,11 +145,8 @@ void tl_op_slice_backward(tl_graph *g, tl_nodedef *n)
     if (!a->grad) return;
     tl__grad_acc(g, a);
     int rows = tl__rows(g, n);
-    for (int i = 0; i < rows; i++) {
-        const float *src = n->grad + (size_t)i * n->cols;
-        float *dst = a->grad + (size_t)i * a->cols + n->start;
-        for (int j = 0; j < n->cols; j++) dst[j] += src[j];
-    }
+    for (int i = 0; i < rows; i++)
+        tl__add_row(a->grad + (size_t)i * a->cols + n->start, n->grad + (size_t)i * n->cols, n->cols);
 }
 
 /* ---- embedding ----------------------------------------------------------- */
@@ -281,20 +278,47 @@ tl_status tl_op_dropout_forward(tl_graph *g, tl_nodedef *n)
         return TL_OK;
     }
     float keep = 1.0f - n->f, inv = 1.0f / keep;
+    /* The draws of tl_rng_uniform (core.c: xoshiro256**, the top 24 bits),
+     * with the state in registers: a call per draw, its state stored and
+     * reloaded each time, cost 4-5x this loop (test_ops checks the stream
+     * is the same). */
+    uint64_t s0 = g->drop_rng.s[0], s1 = g->drop_rng.s[1], s2 = g->drop_rng.s[2], s3 = g->drop_rng.s[3];
+    float *restrict mask = n->scratch, *restrict y = n->val;
     for (size_t i = 0; i < len; i++) {
-        n->scratch[i] = tl_rng_uniform(&g->drop_rng) < keep ? inv : 0.0f;
-        n->val[i] = x[i] * n->scratch[i];
+        uint64_t r = s1 * 5, t = s1 << 17;
+        r = ((r << 7) | (r >> 57)) * 9;
+        s2 ^= s0;
+        s3 ^= s1;
+        s1 ^= s2;
+        s0 ^= s3;
+        s2 ^= t;
+        s3 = (s3 << 45) | (s3 >> 19);
+        float u = (float)(r >> 40) * 0x1.0p-24f;
+        mask[i] = u < keep ? inv : 0.0f;
+        y[i] = x[i] * mask[i];
     }
+    g->drop_rng.s[0] = s0;
+    g->drop_rng.s[1] = s1;
+    g->drop_rng.s[2] = s2;
+    g->drop_rng.s[3] = s3;
     return TL_OK;
+}
+
+/* dx (+)= dy mask; `fresh` stores 0 + the term, what clearing dx and then
+ * adding would store. */
+static void dropout_grad(float *restrict dx, const float *restrict dy, const float *restrict mask,
+                         size_t len, int fresh)
+{
+    if (fresh) TL__FOR8(i, len, dx[i] = 0.0f + dy[i] * mask[i]);
+    else TL__FOR8(i, len, dx[i] += dy[i] * mask[i]);
 }
 
 void tl_op_dropout_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *a = tl__in(g, n, 0);
     if (!a->grad) return;
-    float *dx = tl__grad_acc(g, a);
-    size_t len = (size_t)tl__rows(g, n) * (size_t)n->cols;
-    for (size_t i = 0; i < len; i++) dx[i] += n->grad[i] * n->scratch[i];
+    dropout_grad(a->grad, n->grad, n->scratch, (size_t)tl__rows(g, n) * (size_t)n->cols, a->grad_fresh);
+    tl__grad_written(a);
 }
 
 tl_status tl_op_stop_grad_forward(tl_graph *g, tl_nodedef *n)

@@ -31,27 +31,68 @@ tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens
     return o;
 }
 
-/* Rows of T tokens are contiguous, so [n x T*k] is [n*T x k]: one GEMM. */
+/* start = 1 marks the input read through a stop-gradient. */
+tl_node tl_token_linear_sg(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens, tl_act act)
+{
+    tl_node o = tl_token_linear(g, x, w, b, tokens, act);
+    if (o != TL_NONE) g->nodes[o].start = 1;
+    return o;
+}
+
+/* Rows of T tokens are contiguous, so [n x T*k] is [n*T x k]: one GEMM.
+ * With a bias, the output is filled with it and the GEMM adds x W onto it
+ * (beta = 1): b + xW, the sum the separate pass formed, without that pass.
+ * (The one difference: a -0 bias meeting a -0 product gives -0 where the
+ * pass, adding to a cleared output, gave +0; ReLU maps both to +0.) */
+static void relu_inplace(float *restrict y, size_t len)
+{
+    TL__FOR8(i, len, y[i] = y[i] > 0.0f ? y[i] : 0.0f);
+}
+
 tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
     int rows = tl__rows(g, n) * n->k, k = w->rows, m = w->cols;
-    tl_gemm(0, 0, rows, m, k, x->val, k, w->val, m, 0.0f, n->val, m);
-    for (int i = 0; i < rows; i++) {
-        float *r = n->val + (size_t)i * m;
-        for (int j = 0; j < m; j++) {
-            float v = r[j] + (b ? b[j] : 0.0f);
-            switch (n->act) {
-            case TL_ACT_RELU: v = v > 0.0f ? v : 0.0f; break;
-            case TL_ACT_SIGMOID: v = 1.0f / (1.0f + expf(-v)); break;
-            case TL_ACT_TANH: v = tanhf(v); break;
-            case TL_ACT_NONE: break;
-            }
-            r[j] = v;
-        }
+    size_t len = (size_t)rows * (size_t)m;
+    if (b)
+        for (int i = 0; i < rows; i++) memcpy(n->val + (size_t)i * m, b, (size_t)m * sizeof(float));
+    tl_gemm(0, 0, rows, m, k, x->val, k, w->val, m, b ? 1.0f : 0.0f, n->val, m);
+    float *y = n->val;
+    switch (n->act) {
+    case TL_ACT_RELU:
+        relu_inplace(y, len);
+        break;
+    case TL_ACT_SIGMOID:
+        for (size_t i = 0; i < len; i++) y[i] = 1.0f / (1.0f + expf(-y[i]));
+        break;
+    case TL_ACT_TANH:
+        for (size_t i = 0; i < len; i++) y[i] = tanhf(y[i]);
+        break;
+    case TL_ACT_NONE: /* without a bias, the cleared output + x W, as before */
+        break;
     }
     return TL_OK;
+}
+
+/* dz = act'(y) dy over one row of m floats, from the output y. */
+static void act_grad_row(tl_act act, float *restrict dz, const float *restrict y,
+                         const float *restrict dy, int m)
+{
+    switch (act) {
+    case TL_ACT_RELU:
+        TL__FOR8(j, m, float d = dy[j]; /* loaded unconditionally, so the select vectorises */
+                 dz[j] = y[j] > 0.0f ? d : 0.0f);
+        break;
+    case TL_ACT_SIGMOID:
+        for (int j = 0; j < m; j++) dz[j] = dy[j] * y[j] * (1.0f - y[j]);
+        break;
+    case TL_ACT_TANH:
+        for (int j = 0; j < m; j++) dz[j] = dy[j] * (1.0f - y[j] * y[j]);
+        break;
+    case TL_ACT_NONE:
+        break;
+    }
 }
 
 void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n)
@@ -59,21 +100,16 @@ void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n)
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     tl_nodedef *nb = n->nin > 2 ? tl__in(g, n, 2) : NULL;
     int rows = tl__rows(g, n) * n->k, k = w->rows, m = w->cols;
-    size_t len = (size_t)rows * (size_t)m;
-    const float *dz = n->grad;
-    if (n->act != TL_ACT_NONE) {
-        float *s = n->scratch;
-        for (size_t i = 0; i < len; i++) {
-            float y = n->val[i], d = n->grad[i];
-            s[i] = n->act == TL_ACT_RELU ? (y > 0.0f ? d : 0.0f)
-                 : n->act == TL_ACT_SIGMOID ? d * y * (1.0f - y) : d * (1.0f - y * y);
-        }
-        dz = s;
+    const float *dz = n->act == TL_ACT_NONE ? n->grad : n->scratch;
+    float *db = nb && nb->grad ? nb->grad : NULL;
+    /* row by row: the activation's gradient, then its row into the bias
+     * gradient while it is in cache (the rows in order, as one pass after) */
+    for (int i = 0; i < rows; i++) {
+        size_t o = (size_t)i * (size_t)m;
+        if (n->act != TL_ACT_NONE) act_grad_row(n->act, n->scratch + o, n->val + o, n->grad + o, m);
+        if (db) tl__add_row(db, dz + o, m);
     }
-    if (nb && nb->grad)
-        for (int i = 0; i < rows; i++)
-            for (int j = 0; j < m; j++) nb->grad[j] += dz[(size_t)i * m + j];
-    if (x->grad)
+    if (x->grad && !n->start)
         tl_gemm(0, 1, rows, k, m, dz, m, w->val, m, 1.0f, x->grad, k);
     if (w->grad)
         tl_gemm(1, 0, k, m, rows, x->val, k, dz, m, 1.0f, w->grad, m);
@@ -305,14 +341,20 @@ void tl_op_quad_bpr_backward(tl_graph *g, tl_nodedef *n)
         int sampled = pp[0] != 0.0f;
         float scale = d / (float)quad_norm(w, P, np, Q, nq, sampled ? pp : NULL, maxp);
         if (!sampled) {
-            for (int i = 0; i < np; i++)
+            /* P and Q are disjoint, so dr[a] can wait in a register while the
+             * dr[b] take their terms: the same operations on each element */
+            for (int i = 0; i < np; i++) {
+                int a = (int)P[i];
+                float ra = r[a], acc = dr[a];
                 for (int j = 0; j < nq; j++) {
-                    int a = (int)P[i], b = (int)Q[j];
-                    float gsig = 1.0f / (1.0f + expf(r[a] - r[b]));
+                    int b = (int)Q[j];
+                    float gsig = 1.0f / (1.0f + expf(ra - r[b]));
                     float sw = w ? scale * (w[a] * w[b]) : scale;
-                    dr[a] -= sw * gsig;
+                    acc -= sw * gsig;
                     dr[b] += sw * gsig;
                 }
+                dr[a] = acc;
+            }
         } else {
             for (int t = 0; t < maxp; t++) {
                 int a = (int)pp[1 + 2 * t], b = (int)pp[2 + 2 * t];

@@ -12,6 +12,9 @@
  * t*k..), w [k, m], b [1, m] or TL_NONE; result [n, tokens*m]. DML's CTFM
  * projections, which every task shares. */
 tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens, tl_act act);
+/* tl_token_linear of tl_stop_grad(x) without the copy: no gradient reaches x
+ * through this layer (CTFM's keys and values). */
+tl_node tl_token_linear_sg(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens, tl_act act);
 /* CrossDistil's quadruplet ranking loss for one task's scores [n,1]: rows fall
  * into groups by (own label a, partner label b, flipped when flip_b):
  * ++ > +- > -+ > --; loss = sum over the 3 adjacent group pairs (P, Q) of

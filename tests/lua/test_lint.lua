@@ -53,6 +53,34 @@ function T.three_module_cycle_is_reported_with_its_path()
   check(out:find("engine/p \226\134\146 engine/q \226\134\146 engine/r \226\134\146 engine/p", 1, true), out)
 end
 
+-- A .c file with no header of its own that defines what another module's
+-- header declares is part of that module: no hidden-dependency finding for the
+-- header, and the part's includes count as the module's (a cycle through it).
+function T.part_of_a_module_is_that_module()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir .. "/engine " .. dir .. "/repl"))
+  local function put(name, text)
+    local f = assert(io.open(dir .. "/engine/" .. name, "w"))
+    f:write(text)
+    f:close()
+  end
+  put("m.h", "int m_a(void);\nint m_b(void);\n")
+  put("m.c", '#include "m.h"\nint m_a(void) { return 1; }\n')
+  put("m_more.c", '#include "m.h"\n#include "q.h"\nint m_b(void) { return q_f(); }\n')
+  put("q.h", "int q_f(void);\n")
+  put("q.c", '#include "q.h"\nint q_f(void) { return 2; }\n')
+  local out, rc = lint(dir)
+  eq(rc, 0, out)
+  check(out:find("lint: clean", 1, true), out)
+  put("q.c", '#include "q.h"\n#include "m.h"\nint q_f(void) { return m_a(); }\n')
+  out, rc = lint(dir)
+  os.execute("rm -rf " .. dir)
+  eq(rc, 1, out)
+  check(out:find("include cycle: engine/m \226\134\148 engine/q", 1, true), out)
+  check(out:find('engine/m \226\134\146 engine/q: engine/m_more.c:2 #include "q.h"', 1, true), out)
+end
+
 function T.sizes_lists_long_functions_without_failing()
   local dir = os.tmpname()
   os.remove(dir)

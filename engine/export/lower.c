@@ -1,0 +1,238 @@
+/* export/lower.c — the model's inference graph for the writers (lower.h).
+ *
+ * It reads the engine's node records (ops/ops.h) as graph.c does, read only:
+ * the writers then depend on this file's small table, not on the engine's
+ * internals. */
+#include "lower.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "models/model_export.h"
+#include "ops/ops.h"
+
+typedef struct {
+    tl_xgraph *x;
+    const tl_model_export_view *v;
+    const tl_graph *g;
+    int *map;            /* graph node -> lowered node, -1 unvisited */
+    const char *task;    /* for messages */
+    tl_status st;        /* why lower() returned -1 */
+} lowering;
+
+static int push(lowering *L, const tl_xnode *n)
+{
+    tl_xgraph *x = L->x;
+    if (x->n == x->cap) {
+        int cap = x->cap ? 2 * x->cap : 64;
+        tl_xnode *nodes = tl_realloc(x->nodes, (size_t)cap * sizeof *nodes, "export nodes");
+        if (!nodes) {
+            L->st = TL_ERR_NOMEM;
+            return -1;
+        }
+        x->nodes = nodes;
+        x->cap = cap;
+    }
+    x->nodes[x->n] = *n;
+    return x->n++;
+}
+
+static const tl_xop op_map[TL_OP_COUNT] = {
+    [TL_OP_RELU] = TL_X_RELU,       [TL_OP_SIGMOID] = TL_X_SIGMOID,
+    [TL_OP_TANH] = TL_X_TANH,       [TL_OP_EXP] = TL_X_EXP,
+    [TL_OP_SOFTPLUS] = TL_X_SOFTPLUS, [TL_OP_SOFTMAX] = TL_X_SOFTMAX,
+    [TL_OP_LOG_SOFTMAX] = TL_X_LOG_SOFTMAX, [TL_OP_SCALE] = TL_X_SCALE,
+    [TL_OP_ROW_SUM] = TL_X_ROW_SUM, [TL_OP_SLICE] = TL_X_SLICE,
+    [TL_OP_CONCAT] = TL_X_CONCAT,   [TL_OP_MATMUL] = TL_X_MATMUL,
+    [TL_OP_LINEAR] = TL_X_LINEAR,   [TL_OP_GROUPED_LINEAR] = TL_X_GROUPED_LINEAR,
+    [TL_OP_TOKEN_LINEAR] = TL_X_TOKEN_LINEAR, [TL_OP_ADD] = TL_X_ADD,
+    [TL_OP_SUB] = TL_X_SUB,         [TL_OP_MUL] = TL_X_MUL,
+    [TL_OP_GATE_MIX] = TL_X_GATE_MIX, [TL_OP_ATTENTION] = TL_X_ATTENTION,
+    [TL_OP_EMBEDDING] = TL_X_EMBEDDING,
+};
+
+/* The lowered node of graph node a (lowering its inputs first); -1 on failure. */
+static int lower(lowering *L, tl_node a)
+{
+    if (L->map[a] >= 0) return L->map[a];
+    const tl_nodedef *d = &L->g->nodes[a];
+    tl_xnode n;
+    memset(&n, 0, sizeof n);
+    n.batched = d->batched;
+    n.rows = d->rows;
+    n.cols = d->cols;
+    int r;
+    switch (d->op) {
+    case TL_OP_DROPOUT: /* identity at inference */
+    case TL_OP_STOP_GRAD:
+        r = lower(L, d->in[0]);
+        if (r >= 0) L->map[a] = r;
+        return r;
+    case TL_OP_INPUT_IDS:
+        n.op = TL_X_IDS;
+        break;
+    case TL_OP_INPUT:
+        if (a != L->v->num) {
+            L->st = tl_fail(TL_ERR_ARG, "export: the prediction of task '%s' reads input '%s', which a "
+                    "served model does not have", L->task, d->name);
+            return -1;
+        }
+        n.op = TL_X_NUMERIC;
+        break;
+    case TL_OP_PARAM:
+    case TL_OP_SCALAR:
+        n.op = TL_X_CONST;
+        n.data = d->val;
+        break;
+    default:
+        if (d->op >= TL_OP_COUNT || !op_map[d->op]) {
+            L->st = tl_fail(TL_ERR_ARG, "export: op '%s' (node '%s', on the prediction of task '%s') "
+                    "has no export", tl_op_table[d->op].name, d->name, L->task);
+            return -1;
+        }
+        if (d->nin > TL_X_MAX_IN) {
+            L->st = tl_fail(TL_ERR_ARG, "export: node '%s' has %d inputs; at most %d", d->name, d->nin,
+                    TL_X_MAX_IN);
+            return -1;
+        }
+        n.op = op_map[d->op];
+        n.nin = d->nin;
+        for (int i = 0; i < d->nin; i++)
+            if ((n.in[i] = lower(L, d->in[i])) < 0) return -1;
+        n.act = d->act;
+        n.k = d->k;
+        n.start = d->start;
+        n.f = d->f;
+        n.bcast = (int)d->bcast;
+        n.vocab = d->vocab;
+        n.offsets = d->offsets;
+        n.blocks = d->blocks;
+        break;
+    }
+    r = push(L, &n);
+    if (r >= 0) L->map[a] = r;
+    return r;
+}
+
+/* The numeric layout: plain columns are raw inputs, "<name>_missing" flags
+ * are computed from their column. */
+static tl_status lower_numeric(tl_xgraph *x, const tl_dataset *d)
+{
+    int nn = tl_dataset_n_num(d);
+    x->n_num = nn;
+    if (nn == 0) return TL_OK;
+    x->num = tl_calloc((size_t)nn, sizeof *x->num, "export numeric layout");
+    x->raw_names = tl_calloc((size_t)nn, sizeof *x->raw_names, "export numeric layout");
+    if (!x->num || !x->raw_names) return TL_ERR_NOMEM;
+    for (int j = 0; j < nn; j++) {
+        double mean = 0, sd = 1;
+        const char *t = tl_dataset_num_transform(d, j, &mean, &sd);
+        tl_xnum *c = &x->num[j];
+        if (strcmp(t, "flag") == 0) continue;
+        c->kind = TL_X_NUM_VALUE;
+        c->src = x->n_raw;
+        c->transform = strcmp(t, "standard") == 0 ? TL_NUM_STANDARD
+                       : strcmp(t, "log1p") == 0  ? TL_NUM_LOG1P
+                                                  : TL_NUM_NONE;
+        c->mu = (float)mean;          /* as data/finish.c computes them */
+        c->inv = (float)(1.0 / sd);
+        x->raw_names[x->n_raw++] = tl_dataset_num_name(d, j);
+    }
+    for (int j = 0; j < nn; j++) {
+        double mean, sd;
+        if (strcmp(tl_dataset_num_transform(d, j, &mean, &sd), "flag") != 0) continue;
+        const char *name = tl_dataset_num_name(d, j);
+        size_t len = strlen(name);
+        x->num[j].kind = TL_X_NUM_FLAG;
+        x->num[j].src = -1;
+        for (int s = 0; s < x->n_raw; s++)
+            if (len == strlen(x->raw_names[s]) + 8 && strncmp(name, x->raw_names[s], len - 8) == 0 &&
+                strcmp(name + len - 8, "_missing") == 0)
+                x->num[j].src = s;
+        if (x->num[j].src < 0)
+            return tl_fail(TL_ERR_ARG, "export: numeric flag column '%s' has no source column", name);
+    }
+    return TL_OK;
+}
+
+static tl_status check_data(const tl_model_config *c, const tl_dataset *d)
+{
+    int same = tl_dataset_n_cat(d) == c->n_cat && tl_dataset_n_num(d) == c->n_num &&
+               tl_dataset_n_tasks(d) == c->n_tasks;
+    for (int f = 0; same && f < c->n_cat; f++) same = tl_dataset_vocab(d)[f] == c->vocab[f];
+    if (!same)
+        return tl_fail(TL_ERR_ARG, "export: the dataset (%d categorical, %d numeric, %d tasks) is not "
+                       "the one the model was built on (%d, %d, %d)", tl_dataset_n_cat(d),
+                       tl_dataset_n_num(d), tl_dataset_n_tasks(d), c->n_cat, c->n_num, c->n_tasks);
+    return TL_OK;
+}
+
+tl_status tl_export_lower(tl_model *m, const tl_dataset *d, const tl_export_options *o,
+                          tl_xgraph *out)
+{
+    memset(out, 0, sizeof *out);
+    tl_model_export_view v;
+    tl_model_export_view_get(m, &v);
+    const tl_model_config *c = v.cfg;
+    if (v.steps == 0)
+        return tl_fail(TL_ERR_STATE, "export: the model is untrained (0 steps): fit it first");
+    if (!d) return tl_fail(TL_ERR_ARG, "export: no dataset (its vocabularies and numeric "
+                                       "statistics are part of the export)");
+    tl_status st = check_data(c, d);
+    if (st) return st;
+    if (o->tasks >> c->n_tasks)
+        return tl_fail(TL_ERR_ARG, "export: task index outside 0..%d", c->n_tasks - 1);
+    out->n_cat = c->n_cat;
+    if ((st = lower_numeric(out, d)) != TL_OK) goto fail;
+    lowering L = {out, &v, v.g, NULL, NULL, TL_OK};
+    int nn = tl_graph_node_count(v.g);
+    L.map = tl_malloc((size_t)nn * sizeof *L.map, "export node map");
+    if (!L.map) {
+        st = TL_ERR_NOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < nn; i++) L.map[i] = -1;
+    for (int k = 0; k < c->n_tasks; k++) {
+        if (o->tasks && !(o->tasks >> k & 1)) continue;
+        L.task = c->tasks[k].name;
+        int r = lower(&L, v.pred[k]);
+        const tl_calibrator *cal = tl_model_calibrator(m, k);
+        if (r >= 0 && o->calibrated && c->tasks[k].type == TL_TASK_BINARY) {
+            if (!cal) {
+                tl_free(L.map);
+                st = tl_fail(TL_ERR_ARG, "export: calibrated=true but task '%s' has no calibrator "
+                             "(tl.calibrate(m, d.valid, \"platt\"))", L.task);
+                goto fail;
+            }
+            tl_xnode cn;
+            memset(&cn, 0, sizeof cn);
+            cn.op = TL_X_CALIBRATE;
+            cn.batched = 1;
+            cn.cols = 1;
+            cn.nin = 1;
+            cn.in[0] = r;
+            cn.cal = cal;
+            r = push(&L, &cn);
+        }
+        if (r < 0) {
+            tl_free(L.map);
+            st = L.st;
+            goto fail;
+        }
+        out->out[out->n_out] = r;
+        out->task[out->n_out++] = k;
+    }
+    tl_free(L.map);
+    return TL_OK;
+fail:
+    tl_export_xgraph_free(out);
+    return st;
+}
+
+void tl_export_xgraph_free(tl_xgraph *x)
+{
+    tl_free(x->nodes);
+    tl_free(x->num);
+    tl_free(x->raw_names);
+    memset(x, 0, sizeof *x);
+}

@@ -1,0 +1,429 @@
+/* l_mpi.c — tl.mpi over Open MPI. Values travel as a byte string of our own
+ * format (tags below), so any MPI moves them as MPI_BYTE: numbers (integer
+ * or float, exact bits), strings, booleans and tables of them, nested. A
+ * function, userdata or thread is refused with the key path where it sits.
+ * MPI is initialised only when a launcher (mpirun, srun) started us, so a
+ * plain `towerlab script.lua` never touches the MPI runtime. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "l_mpi.h"
+
+#ifdef TL_HAVE_MPI
+#include <mpi.h>
+#endif
+
+static int g_rank = 0, g_size = 1, g_mpi = 0, g_all_print = 0;
+
+int tl_lua_mpi_quiet(void) { return g_rank != 0 && !g_all_print; }
+
+/* ---- serialiser ------------------------------------------------------------ */
+enum { T_FALSE = 'f', T_TRUE = 't', T_INT = 'i', T_FLT = 'd', T_STR = 's', T_TAB = 'T', T_END = 'e' };
+#define MAX_DEPTH 64
+
+typedef struct {
+    unsigned char *p;
+    size_t n, cap;
+    char err[400];
+} sbuf;
+
+static int put(sbuf *b, const void *src, size_t n)
+{
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n) cap *= 2;
+        unsigned char *q = realloc(b->p, cap);
+        if (!q) {
+            snprintf(b->err, sizeof b->err, "out of memory");
+            return -1;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, src, n);
+    b->n += n;
+    return 0;
+}
+
+static int put_tag(sbuf *b, int tag)
+{
+    unsigned char c = (unsigned char)tag;
+    return put(b, &c, 1);
+}
+
+/* Append the key at stack index -2 (during lua_next) to path. */
+static void path_push(lua_State *L, char *path, size_t cap)
+{
+    size_t len = strlen(path);
+    if (lua_type(L, -2) == LUA_TSTRING)
+        snprintf(path + len, cap - len, ".%s", lua_tostring(L, -2));
+    else if (lua_isinteger(L, -2))
+        snprintf(path + len, cap - len, "[%lld]", (long long)lua_tointeger(L, -2));
+    else if (lua_type(L, -2) == LUA_TNUMBER)
+        snprintf(path + len, cap - len, "[%.17g]", lua_tonumber(L, -2));
+    else
+        snprintf(path + len, cap - len, "[%s]", luaL_typename(L, -2));
+}
+
+/* The value at stack index idx (absolute) into b; path names it ("value" at
+ * the top). A table's keys must be strings, numbers or booleans. */
+static int ser(lua_State *L, int idx, sbuf *b, char *path, size_t cap, int depth)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN:
+        return put_tag(b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE);
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            int64_t v = (int64_t)lua_tointeger(L, idx);
+            return put_tag(b, T_INT) || put(b, &v, sizeof v) ? -1 : 0;
+        } else {
+            double v = (double)lua_tonumber(L, idx);
+            return put_tag(b, T_FLT) || put(b, &v, sizeof v) ? -1 : 0;
+        }
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        uint64_t n = len;
+        return put_tag(b, T_STR) || put(b, &n, sizeof n) || put(b, s, len) ? -1 : 0;
+    }
+    case LUA_TTABLE: {
+        if (depth >= MAX_DEPTH) {
+            snprintf(b->err, sizeof b->err, "%s: tables nested deeper than %d (a cycle?)", path, MAX_DEPTH);
+            return -1;
+        }
+        if (!lua_checkstack(L, 4)) {
+            snprintf(b->err, sizeof b->err, "%s: Lua stack overflow", path);
+            return -1;
+        }
+        if (put_tag(b, T_TAB)) return -1;
+        size_t len = strlen(path);
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            int kt = lua_type(L, -2);
+            path_push(L, path, cap);
+            if (kt != LUA_TSTRING && kt != LUA_TNUMBER && kt != LUA_TBOOLEAN) {
+                snprintf(b->err, sizeof b->err, "%s: a %s key cannot be sent (keys: strings, numbers, booleans)",
+                         path, lua_typename(L, kt));
+                return -1;
+            }
+            /* the key copied first: ser must not convert the lua_next key in place */
+            lua_pushvalue(L, -2);
+            if (ser(L, lua_gettop(L), b, path, cap, depth + 1) ||
+                ser(L, lua_gettop(L) - 1, b, path, cap, depth + 1))
+                return -1;
+            lua_pop(L, 2);
+            path[len] = '\0';
+        }
+        return put_tag(b, T_END);
+    }
+    default:
+        snprintf(b->err, sizeof b->err, "%s: a %s cannot be sent (only numbers, strings, booleans and tables of them)",
+                 path, luaL_typename(L, idx));
+        return -1;
+    }
+}
+
+/* Serialise the value at idx into a malloc'd buffer (*out, *n); raises a Lua
+ * error naming `fn` and the key path on a value that cannot be sent. */
+static void serialise(lua_State *L, int idx, const char *fn, unsigned char **out, size_t *n)
+{
+    sbuf b = {0};
+    char path[256] = "value";
+    int top = lua_gettop(L);
+    if (lua_isnone(L, idx)) lua_pushnil(L), idx = lua_gettop(L);
+    if (lua_isnil(L, idx)) {
+        free(b.p);
+        luaL_error(L, "%s: value: nil cannot be sent (send a table, number, string or boolean)", fn);
+    }
+    if (ser(L, lua_absindex(L, idx), &b, path, sizeof path, 0)) {
+        lua_settop(L, top);
+        free(b.p);
+        luaL_error(L, "%s: %s", fn, b.err);
+    }
+    lua_settop(L, top);
+    *out = b.p;
+    *n = b.n;
+}
+
+typedef struct {
+    const unsigned char *p;
+    size_t n, at;
+} rbuf;
+
+static int get(rbuf *r, void *dst, size_t n)
+{
+    if (r->n - r->at < n) return -1;
+    memcpy(dst, r->p + r->at, n);
+    r->at += n;
+    return 0;
+}
+
+/* Push one value from r; -1 on a malformed buffer (a bug, never user input). */
+static int des(lua_State *L, rbuf *r, int depth)
+{
+    unsigned char tag;
+    if (depth > MAX_DEPTH + 1 || !lua_checkstack(L, 4) || get(r, &tag, 1)) return -1;
+    switch (tag) {
+    case T_FALSE: lua_pushboolean(L, 0); return 0;
+    case T_TRUE: lua_pushboolean(L, 1); return 0;
+    case T_INT: {
+        int64_t v;
+        if (get(r, &v, sizeof v)) return -1;
+        lua_pushinteger(L, (lua_Integer)v);
+        return 0;
+    }
+    case T_FLT: {
+        double v;
+        if (get(r, &v, sizeof v)) return -1;
+        lua_pushnumber(L, (lua_Number)v);
+        return 0;
+    }
+    case T_STR: {
+        uint64_t n;
+        if (get(r, &n, sizeof n) || r->n - r->at < n) return -1;
+        lua_pushlstring(L, (const char *)r->p + r->at, (size_t)n);
+        r->at += (size_t)n;
+        return 0;
+    }
+    case T_TAB:
+        lua_newtable(L);
+        for (;;) {
+            if (r->at >= r->n) return -1;
+            if (r->p[r->at] == T_END) {
+                r->at++;
+                return 0;
+            }
+            if (des(L, r, depth + 1) || des(L, r, depth + 1)) return -1;
+            lua_rawset(L, -3);
+        }
+    default:
+        return -1;
+    }
+}
+
+/* Push the value in buf (n bytes) and free buf; raises on a malformed
+ * buffer (a bug, never user input: only serialise writes these). */
+static void push_free(lua_State *L, const char *fn, unsigned char *buf, size_t n)
+{
+    rbuf r = {buf, n, 0};
+    int top = lua_gettop(L);
+    int bad = des(L, &r, 0) || r.at != n;
+    free(buf);
+    if (bad) {
+        lua_settop(L, top);
+        luaL_error(L, "%s: received a malformed value (%d bytes)", fn, (int)n);
+    }
+}
+
+/* ---- MPI ------------------------------------------------------------------- */
+#ifdef TL_HAVE_MPI
+static void mpi_check(lua_State *L, int rc, const char *fn)
+{
+    if (rc != MPI_SUCCESS) {
+        char msg[MPI_MAX_ERROR_STRING];
+        int len = 0;
+        MPI_Error_string(rc, msg, &len);
+        luaL_error(L, "%s: rank %d: MPI error: %s", fn, g_rank, msg);
+    }
+}
+
+/* A launcher's environment: Open MPI's mpirun, or a PMI/PMIx one (srun). */
+static int launched(void)
+{
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK");
+}
+
+static void mpi_finalize(void)
+{
+    int fin = 0;
+    MPI_Finalized(&fin);
+    if (!fin) MPI_Finalize();
+}
+#endif
+
+static int check_root(lua_State *L, int arg, const char *fn)
+{
+    lua_Integer root = luaL_optinteger(L, arg, 0);
+    if (root < 0 || root >= g_size)
+        luaL_error(L, "%s: root %I is not a rank (0..%d)", fn, root, g_size - 1);
+    return (int)root;
+}
+
+/* tl.mpi.barrier(): every rank waits for every other. */
+static int l_barrier(lua_State *L)
+{
+#ifdef TL_HAVE_MPI
+    if (g_mpi) mpi_check(L, MPI_Barrier(MPI_COMM_WORLD), "tl.mpi.barrier");
+#else
+    (void)L;
+#endif
+    return 0;
+}
+
+/* tl.mpi.broadcast(v [, root=0]): root's v on every rank (the others' v is
+ * ignored and may be nil). */
+static int l_broadcast(lua_State *L)
+{
+    const char *fn = "tl.mpi.broadcast";
+    int root = check_root(L, 2, fn);
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    if (g_rank == root) serialise(L, 1, fn, &buf, &n);
+#ifdef TL_HAVE_MPI
+    if (g_mpi) {
+        unsigned long long len = n;
+        mpi_check(L, MPI_Bcast(&len, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD), fn);
+        if (len > (unsigned long long)INT32_MAX) {
+            free(buf);
+            luaL_error(L, "%s: value of %.0f bytes is above the 2 GiB MPI limit", fn, (double)len);
+        }
+        if (g_rank != root) {
+            buf = malloc(len ? len : 1);
+            if (!buf) luaL_error(L, "%s: out of memory", fn);
+        }
+        n = (size_t)len;
+        int rc = MPI_Bcast(buf, (int)len, MPI_BYTE, root, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) free(buf);
+        mpi_check(L, rc, fn);
+    }
+#endif
+    /* a copy even on the root and with one process: every rank gets the
+     * same kind of value (a fresh table), and errors show without mpirun */
+    push_free(L, fn, buf, n);
+    return 1;
+}
+
+/* Gather every rank's serialised v: on the ranks that receive (root, or all
+ * when root < 0) a table {[1] = rank 0's v, ...}; nil on the others. */
+static int gather(lua_State *L, const char *fn, int root)
+{
+    unsigned char *buf = NULL;
+    size_t n = 0;
+    (void)root; /* without MPI only the one-process world */
+    serialise(L, 1, fn, &buf, &n);
+    if (!g_mpi) {
+        lua_createtable(L, 1, 0);
+        push_free(L, fn, buf, n);
+        lua_rawseti(L, -2, 1);
+        return 1;
+    }
+#ifdef TL_HAVE_MPI
+    if (n > (size_t)INT32_MAX) {
+        free(buf);
+        luaL_error(L, "%s: value of %.0f bytes is above the 2 GiB MPI limit", fn, (double)n);
+    }
+    int len = (int)n, recv = root < 0 || g_rank == root;
+    int *lens = malloc(sizeof(int) * 2 * (size_t)g_size);
+    if (!lens) {
+        free(buf);
+        luaL_error(L, "%s: out of memory", fn);
+    }
+    int *offs = lens + g_size;
+    int rc = root < 0 ? MPI_Allgather(&len, 1, MPI_INT, lens, 1, MPI_INT, MPI_COMM_WORLD)
+                      : MPI_Gather(&len, 1, MPI_INT, lens, 1, MPI_INT, root, MPI_COMM_WORLD);
+    unsigned char *all = NULL;
+    if (rc == MPI_SUCCESS && recv) {
+        long long total = 0;
+        for (int i = 0; i < g_size; i++) offs[i] = (int)total, total += lens[i];
+        if (total > INT32_MAX) {
+            free(buf), free(lens);
+            luaL_error(L, "%s: %.0f bytes in all is above the 2 GiB MPI limit", fn, (double)total);
+        }
+        all = malloc(total ? (size_t)total : 1);
+        if (!all) {
+            free(buf), free(lens);
+            luaL_error(L, "%s: out of memory", fn);
+        }
+    }
+    if (rc == MPI_SUCCESS)
+        rc = root < 0 ? MPI_Allgatherv(buf, len, MPI_BYTE, all, lens, offs, MPI_BYTE, MPI_COMM_WORLD)
+                      : MPI_Gatherv(buf, len, MPI_BYTE, all, lens, offs, MPI_BYTE, root, MPI_COMM_WORLD);
+    free(buf);
+    if (rc != MPI_SUCCESS) free(all), free(lens);
+    mpi_check(L, rc, fn);
+    if (!recv) {
+        free(lens);
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, g_size, 0);
+    for (int i = 0; i < g_size; i++) {
+        rbuf r = {all + offs[i], (size_t)lens[i], 0};
+        if (des(L, &r, 0) || r.at != r.n) {
+            free(all), free(lens);
+            luaL_error(L, "%s: received a malformed value from rank %d", fn, i);
+        }
+        lua_rawseti(L, -2, i + 1);
+    }
+    free(all), free(lens);
+#endif
+    return 1;
+}
+
+/* tl.mpi.gather(v [, root=0]): on root {rank 0's v, rank 1's v, ...}
+ * (index rank+1); nil elsewhere. */
+static int l_gather(lua_State *L)
+{
+    return gather(L, "tl.mpi.gather", check_root(L, 2, "tl.mpi.gather"));
+}
+
+/* tl.mpi.allgather(v): the gather table on every rank. */
+static int l_allgather(lua_State *L)
+{
+    return gather(L, "tl.mpi.allgather", -1);
+}
+
+/* tl.mpi.all_ranks_print([on]): with on, let every rank print the training
+ * log (default: rank 0 only); returns the setting. */
+static int l_all_ranks_print(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TBOOLEAN);
+        g_all_print = lua_toboolean(L, 1);
+    }
+    lua_pushboolean(L, g_all_print);
+    return 1;
+}
+
+void tl_lua_open_mpi(lua_State *L, int tl)
+{
+#ifdef TL_HAVE_MPI
+    int init = 0;
+    MPI_Initialized(&init);
+    if (!init && launched()) {
+        if (MPI_Init(NULL, NULL) == MPI_SUCCESS) {
+            init = 1;
+            atexit(mpi_finalize);
+        } else {
+            fprintf(stderr, "tl.mpi: MPI_Init failed; running as one process\n");
+        }
+    }
+    if (init) {
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+        MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+        g_mpi = 1;
+    }
+#endif
+    static const luaL_Reg fns[] = {{"barrier", l_barrier},     {"broadcast", l_broadcast},
+                                   {"gather", l_gather},       {"allgather", l_allgather},
+                                   {"all_ranks_print", l_all_ranks_print}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    lua_pushinteger(L, g_rank);
+    lua_setfield(L, -2, "rank");
+    lua_pushinteger(L, g_size);
+    lua_setfield(L, -2, "size");
+#ifdef TL_HAVE_MPI
+    lua_pushboolean(L, 1);
+#else
+    lua_pushboolean(L, 0);
+#endif
+    lua_setfield(L, -2, "available"); /* built with MPI (whether or not launched by mpirun) */
+    lua_pushboolean(L, g_mpi);
+    lua_setfield(L, -2, "active");
+    lua_setfield(L, tl, "mpi");
+}

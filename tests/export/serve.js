@@ -1,0 +1,102 @@
+// serve.js — a server-side use of an exported model, for the parity test
+// (tests/lua/test_export.lua): encode the raw rows of a CSV file with the
+// vocabulary JSON written by m:export (not with towerlab), run the ONNX model
+// in onnxruntime-node, and compare each task's output with m:predict's file.
+//
+//   node serve.js model.onnx model.vocab.json data.csv pred.csv [outputs.csv]
+//
+// outputs.csv, when given, receives onnxruntime's outputs (row,<task>,...).
+// Prints one JSON line: {"rows": n, "max_abs": {"task": d, ...}, "ids_sha": ...}.
+// Exit status 2 when onnxruntime-node is not installed (the test skips).
+'use strict';
+const fs = require('fs');
+let ort;
+try {
+  ort = require('onnxruntime-node');
+} catch (e) {
+  console.log(JSON.stringify({ skip: 'onnxruntime-node not installed (make deps)' }));
+  process.exit(2);
+}
+
+// One CSV line: fields may be quoted ("" inside quotes is one quote).
+function splitCsv(line) {
+  const out = [];
+  let i = 0, f = '', q = false;
+  for (; i < line.length; i++) {
+    const c = line[i];
+    if (q) {
+      if (c === '"' && line[i + 1] === '"') { f += '"'; i++; }
+      else if (c === '"') q = false;
+      else f += c;
+    } else if (c === '"') q = true;
+    else if (c === ',') { out.push(f); f = ''; }
+    else f += c;
+  }
+  out.push(f);
+  return out;
+}
+
+const MISSING = new Set(['', '?']); // tl.data.csv's default missing values
+
+function encoder(field) {
+  if (field.kind !== 'vocab') throw new Error(`field ${field.name}: kind ${field.kind} not handled here`);
+  const ids = new Map(field.values.map((v, i) => [v, field.first + i]));
+  return (raw) => (MISSING.has(raw) ? field.missing : ids.has(raw) ? ids.get(raw) : field.oov);
+}
+
+async function main() {
+  const [modelPath, vocabPath, csvPath, predPath, outPath] = process.argv.slice(2);
+  const vocab = JSON.parse(fs.readFileSync(vocabPath, 'utf8'));
+  const lines = fs.readFileSync(csvPath, 'utf8').split('\n').filter((l) => l.length);
+  const header = splitCsv(lines[0]);
+  const col = (name) => {
+    const j = header.indexOf(name);
+    if (j < 0) throw new Error(`column ${name} not in ${csvPath}`);
+    return j;
+  };
+  const catCols = vocab.ids.map((f) => col(f.name)), enc = vocab.ids.map(encoder);
+  const numCols = vocab.numeric.map((c) => col(c.name));
+  const n = lines.length - 1, F = catCols.length, R = numCols.length;
+  const ids = new Int32Array(n * F), num = new Float32Array(n * R);
+  for (let r = 0; r < n; r++) {
+    const v = splitCsv(lines[r + 1]);
+    for (let f = 0; f < F; f++) ids[r * F + f] = enc[f](v[catCols[f]]);
+    for (let j = 0; j < R; j++) {
+      const s = v[numCols[j]];
+      num[r * R + j] = MISSING.has(s) ? NaN : parseFloat(s);
+    }
+  }
+  const session = await ort.InferenceSession.create(modelPath);
+  const feeds = {};
+  if (session.inputNames.includes('ids')) feeds.ids = new ort.Tensor('int32', ids, [n, F]);
+  if (session.inputNames.includes('numeric')) feeds.numeric = new ort.Tensor('float32', num, [n, R]);
+  const res = await session.run(feeds);
+  // pred.csv: row,<task>,... (row = the line in the source file)
+  const plines = fs.readFileSync(predPath, 'utf8').split('\n').filter((l) => l.length);
+  const ph = plines[0].split(',');
+  const out = { rows: n, max_abs: {} };
+  for (const o of vocab.outputs) {
+    const got = res[o.name].data, j = ph.indexOf(o.name);
+    if (j < 0) throw new Error(`task ${o.name} not in ${predPath}`);
+    if (plines.length - 1 !== n) throw new Error(`${predPath} has ${plines.length - 1} rows, the CSV ${n}`);
+    let m = 0;
+    for (let r = 0; r < n; r++) {
+      const want = parseFloat(plines[r + 1].split(',')[j]);
+      const d = Math.abs(got[r] - want);
+      m = Number.isNaN(d) ? Infinity : Math.max(m, d);
+    }
+    out.max_abs[o.name] = m;
+  }
+  if (outPath) {
+    const names = vocab.outputs.map((o) => o.name);
+    const text = ['row,' + names.join(',')];
+    for (let r = 0; r < n; r++) text.push([r + 1, ...names.map((t) => res[t].data[r].toPrecision(9))].join(','));
+    fs.writeFileSync(outPath, text.join('\n') + '\n');
+  }
+  console.log(JSON.stringify(out));
+}
+
+main().catch((e) => {
+  console.log(JSON.stringify({ error: String(e && e.message || e) }));
+  process.exit(1);
+});

@@ -1,0 +1,300 @@
+-- test_export.lua — m:export (engine/export/, repl/l_export.c): every backbone,
+-- DML, CrossDistil and the three calibrators exported to ONNX and to C, each
+-- checked against m:predict on the same rows by an independent runtime:
+--   ONNX: onnxruntime-node (tests/export/serve.js, installed by make deps), on
+--         rows encoded from the raw CSV with the exported vocabulary JSON (not
+--         by towerlab), and onnx.checker.check_model(full_check=True) (python3-onnx);
+--   C:    the exported file compiled with cc -std=c99 -Wall -Werror and run by
+--         tests/export/c_driver.c.
+-- Tolerance: max |Δ| <= 1e-5 on probabilities/values. Both sides are float32; they
+-- differ only by the order of the matrix-product sums (OpenBLAS blocks them, the
+-- runtimes do not): a few ulp per layer, 3e-8..2e-7 measured on these models.
+-- A test whose runtime is absent is skipped, naming what is missing.
+
+local TOL = 1e-5
+local dir = os.tmpname()
+os.remove(dir)
+assert(os.execute("mkdir -p " .. dir))
+
+local function sh_ok(cmd) return os.execute(cmd .. " >/dev/null 2>&1") == true end
+local HAVE_NODE = sh_ok("command -v node")
+local HAVE_ORT = HAVE_NODE and sh_ok("cd tests/export && node -e \"require('onnxruntime-node')\"")
+local HAVE_ONNX = sh_ok("/usr/bin/python3 -c 'import onnx'")
+local CC = os.getenv("CC") or "cc"
+local HAVE_CC = sh_ok("command -v " .. CC)
+-- The exported C runs under AddressSanitizer and UBSan when the compiler has
+-- them: the out-of-range id test then shows that nothing is read out of bounds.
+local SAN = "-fsanitize=address,undefined -fno-sanitize-recover=undefined "
+if not (HAVE_CC and sh_ok("echo 'int main(void){return 0;}' | " .. CC .. " " .. SAN .. "-x c - -o /dev/null")) then
+  SAN = ""
+end
+
+-- The data: raw rows kept here, written to a CSV with a quoted value, missing
+-- numbers (x) and missing categories ("?"), and read back with tl.data.csv.
+local rows = {}
+do
+  local seed = 12345
+  local function rnd() seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648 end
+  local A = {"red", "green", "blue", "cyan", "mag,enta", "?"}
+  local f = assert(io.open(dir .. "/data.csv", "w"))
+  f:write("a,b,x,y,z,click,buy\n")
+  for i = 1, 600 do
+    local r = {a = A[1 + math.floor(rnd() * #A)], b = "b" .. math.floor(rnd() * 9)}
+    r.x = rnd() < 0.1 and "" or string.format("%.3f", rnd() * 50 - 10)
+    r.y = string.format("%.4f", (rnd() - 0.3) * 100)
+    r.z = string.format("%.2f", rnd() * 3)
+    local s = (r.a == "red" and 1 or 0) + (tonumber(r.z) > 1.5 and 1 or 0) + rnd()
+    local click = s > 1.2 and 1 or 0
+    local buy = (click == 1 and rnd() < 0.5) and 1 or 0
+    rows[i] = r
+    f:write(string.format("%s,%s,%s,%s,%s,%d,%d\n", r.a:find(",") and '"' .. r.a .. '"' or r.a,
+                          r.b, r.x, r.y, r.z, click, buy))
+  end
+  f:close()
+end
+local d = tl.data.csv{path = dir .. "/data.csv", header = true, categorical = {"a", "b"},
+  numeric = {"x", {"y", transform = "log1p"}, {"z", transform = "none"}},
+  labels = {ctr = {column = "click", positive = "1"}, cvr = {column = "buy", positive = "1"}},
+  cache = false}
+
+local function trained(spec)
+  spec.data, spec.emb, spec.batch, spec.seed = d, 4, 128, 3
+  local m = tl.model(spec)
+  m:fit{data = d.all, epochs = 2, verbose = false}
+  return m
+end
+
+-- Expected outputs as m:predict (or cp:predict) gives them, 9 digits (exact float).
+local function write_pred(path, p, tasks)
+  local f = assert(io.open(path, "w"))
+  f:write("row," .. table.concat(tasks, ",") .. "\n")
+  for i = 1, #p[tasks[1]] do
+    local v = {}
+    for k, t in ipairs(tasks) do v[k] = string.format("%.9g", p[t][i]) end
+    f:write(i .. "," .. table.concat(v, ",") .. "\n")
+  end
+  f:close()
+end
+
+local function onnx_parity(m, name, p, tasks, opts)
+  local path = dir .. "/" .. name .. ".onnx"
+  local got, vocab = m:export(path, opts)
+  eq(got, path)
+  eq(vocab, dir .. "/" .. name .. ".vocab.json")
+  if HAVE_ONNX then
+    local ok = sh_ok("/usr/bin/python3 -c \"import onnx,sys; m=onnx.load(sys.argv[1]); "
+                     .. "onnx.checker.check_model(m, full_check=True); "
+                     .. "assert m.ir_version == 8 and m.opset_import[0].version <= 17\" " .. path)
+    check(ok, name .. ": onnx.checker.check_model(full_check=True) failed")
+  end
+  if not HAVE_ORT then return nil end
+  write_pred(dir .. "/" .. name .. ".pred.csv", p, tasks)
+  local outs = dir .. "/" .. name .. ".ort.csv"
+  local h = io.popen("cd tests/export && node serve.js " .. path .. " " .. vocab .. " " .. dir
+                     .. "/data.csv " .. dir .. "/" .. name .. ".pred.csv " .. outs .. " 2>&1")
+  local line = h:read("a")
+  h:close()
+  check(line:match('"rows":600'), name .. ": serve.js said " .. line)
+  for _, t in ipairs(tasks) do
+    local v = tonumber(line:match('"' .. t .. '":([^,}]+)'))
+    print(string.format("  %s %s onnxruntime max|d| %.2g", name, t, v or -1))
+    check(v and v <= TOL, string.format("%s: onnxruntime vs m:predict on task %s: max |d| = %s > %g",
+                                        name, t, tostring(v), TOL))
+  end
+  local q = {}
+  for k, t in ipairs(tasks) do q[t] = {} end
+  local first = true
+  for line in io.lines(outs) do
+    if not first then
+      local k = 0
+      for v in line:gmatch("[^,]+") do
+        if k > 0 then table.insert(q[tasks[k]], tonumber(v)) end
+        k = k + 1
+      end
+    end
+    first = false
+  end
+  return q
+end
+
+-- ids encoded from d:vocab (id 0 unseen, 1 missing, 2.. the values), numbers raw.
+local function c_input(path, K, bad_row, bad_b)
+  local va, vb = {}, {}
+  for i, s in ipairs(d:vocab("a")) do va[s] = i + 1 end
+  for i, s in ipairs(d:vocab("b")) do vb[s] = i + 1 end
+  local f = assert(io.open(path, "w"))
+  f:write(string.format("%d 2 3 %d\n", #rows, K))
+  for i, r in ipairs(rows) do
+    local ia = r.a == "?" and 1 or va[r.a] or 0
+    local ib = vb[r.b] or 0
+    if i == bad_row and bad_b then ib = bad_b elseif i == bad_row then ia = #d:vocab("a") + 2 end
+    f:write(string.format("%d %d %s %s %s\n", ia, ib, r.x == "" and "nan" or r.x, r.y, r.z))
+  end
+  f:close()
+end
+
+local function c_build(m, name, opts, ext)
+  local src = dir .. "/" .. name .. (ext or ".c")
+  m:export(src, opts)
+  local exe = dir .. "/" .. name .. ".bin"
+  local cflags = CC .. " -std=c99 -Wall -Werror -O1 " .. SAN
+  local cmd
+  if ext == ".h" then
+    local main = dir .. "/" .. name .. "_main.c"
+    local f = assert(io.open(main, "w"))
+    f:write('#include "' .. src .. '"\n#include "' .. src .. '"\n' .. -- the guard holds
+            "int " .. name .. "_run(const int32_t *i, const float *x, size_t n, float *o);\n" ..
+            "int " .. name .. "_run(const int32_t *i, const float *x, size_t n, float *o) { return " ..
+            name .. "_predict(i, x, n, o); }\n")
+    f:close()
+    cmd = cflags .. "-DPREDICT=" .. name .. "_run tests/export/c_driver.c " .. main
+  else
+    cmd = cflags .. "-DPREDICT=" .. name .. "_predict tests/export/c_driver.c " .. src
+  end
+  local h = io.popen(cmd .. " -o " .. exe .. " -lm 2>&1")
+  local msg = h:read("a")
+  local ok = h:close()
+  check(ok, name .. ": " .. cmd .. " failed:\n" .. msg)
+  return exe
+end
+
+local function c_parity(m, name, p, tasks, opts, ext)
+  if not HAVE_CC then return nil end
+  local exe = c_build(m, name, opts, ext)
+  local q = {}
+  for _, t in ipairs(tasks) do q[t] = {} end
+  c_input(dir .. "/" .. name .. ".in", #tasks)
+  local h = io.popen(exe .. " < " .. dir .. "/" .. name .. ".in")
+  local i, worst = 0, {}
+  for line in h:lines() do
+    i = i + 1
+    local k = 0
+    for v in line:gmatch("%S+") do
+      k = k + 1
+      local t = tasks[k]
+      q[t][i] = tonumber(v)
+      local dv = math.abs(tonumber(v) - p[t][i])
+      worst[t] = math.max(worst[t] or 0, dv ~= dv and math.huge or dv)
+    end
+  end
+  h:close()
+  eq(i, #rows, name .. ": rows from the C model")
+  for _, t in ipairs(tasks) do
+    print(string.format("  %s %s C max|d| %.2g", name, t, worst[t]))
+    check(worst[t] <= TOL, string.format("%s: C vs m:predict on task %s: max |d| = %g > %g", name, t,
+                                         worst[t], TOL))
+  end
+  -- an id past its field's vocabulary (one past: another field's rows; far
+  -- past or negative: outside the table) is refused with -1, reading nothing
+  for _, bad in ipairs({false, 1000000, -3}) do
+    c_input(dir .. "/" .. name .. ".bad", #tasks, 5, bad or nil)
+    h = io.popen(exe .. " < " .. dir .. "/" .. name .. ".bad 2>&1")
+    eq(h:read("a"), "status -1\n", name .. ": out-of-range id " .. tostring(bad))
+    h:close()
+  end
+  return q
+end
+
+local function both(m, name, opts, cp)
+  local tasks = {}
+  for _, t in ipairs(opts and opts.tasks or {"ctr", "cvr"}) do tasks[#tasks + 1] = t end
+  local p = cp and cp:predict(d.all) or m:predict(d.all)
+  local ran_onnx = onnx_parity(m, name, p, tasks, opts)
+  local ran_c = c_parity(m, name, p, tasks, opts)
+  if not ran_onnx and not ran_c then skip("neither onnxruntime-node (make deps) nor " .. CC) end
+  if not ran_onnx then skip("C parity passed; onnxruntime-node not installed (make deps)") end
+  if not ran_c then skip("ONNX parity passed; no C compiler " .. CC) end
+end
+
+local T = {}
+local backbones = {
+  shared_bottom = {backbone = tl.shared_bottom{}},
+  omoe = {backbone = tl.omoe{experts = 3, expert = {8}}},
+  mmoe = {backbone = tl.mmoe{experts = 3, expert = {8, 4}}},
+  ple = {backbone = tl.ple{levels = 2, shared = 2, specific = 1, expert = {8}}},
+  esmm = {backbone = tl.esmm{}},
+  aitm = {backbone = tl.aitm{}},
+  dml = {backbone = tl.mmoe{experts = 3, expert = {8}}, mutual = tl.dml{ctfm = true, gkd = true}},
+  crossdistil = {backbone = tl.mmoe{experts = 3, expert = {8}},
+                 distill = tl.crossdistil{pairs = {{"ctr", "cvr"}}}},
+}
+for name, spec in pairs(backbones) do
+  T["parity_" .. name] = function() both(trained(spec), name) end
+end
+
+for _, kind in ipairs({"platt", "temperature"}) do
+  T["parity_calibrated_" .. kind] = function()
+    local m = trained{backbone = tl.mmoe{experts = 3, expert = {8}}}
+    local cp = tl.calibrate(m, d.all, kind)
+    both(m, "cal_" .. kind, {calibrated = true}, cp)
+  end
+end
+
+-- An isotonic map can be steep between its blocks (here up to ~1e4 per unit):
+-- the runtimes' 1e-7 differences in its input become 1e-3 in its output. So
+-- the calibrated export is checked against the engine's own calibrator
+-- applied to the same runtime's uncalibrated output (both checked above).
+T.parity_calibrated_isotonic = function()
+  local m = trained{backbone = tl.mmoe{experts = 3, expert = {8}}}
+  local cp = tl.calibrate(m, d.all, "isotonic")
+  local p, y, pc = m:predict(d.all), d.all:labels(), cp:predict(d.all)
+  local cal = {}
+  for _, t in ipairs({"ctr", "cvr"}) do
+    -- the same fit as tl.calibrate's (same rows, no weights): identical maps
+    cal[t] = tl.metrics.calibrator(p[t], y[t], "isotonic")
+    near(cal[t]:apply(p[t]), pc[t], 0, "tl.metrics.calibrator = tl.calibrate's for " .. t)
+  end
+  local function expected(q)
+    local e = {}
+    for t, c in pairs(cal) do e[t] = c:apply(q[t]) end
+    return e
+  end
+  local tasks = {"ctr", "cvr"}
+  local q = onnx_parity(m, "iso_raw", p, tasks)
+  if q then onnx_parity(m, "iso", expected(q), tasks, {calibrated = true}) end
+  local qc = c_parity(m, "iso_raw", p, tasks)
+  if qc then c_parity(m, "iso", expected(qc), tasks, {calibrated = true}) end
+  if not q then skip("C parity passed; onnxruntime-node not installed (make deps)") end
+  if not qc then skip("ONNX parity passed; no C compiler " .. CC) end
+end
+
+T.parity_one_task = function() both(trained{backbone = tl.shared_bottom{}}, "one", {tasks = {"cvr"}}) end
+
+T.c_header = function()
+  if not HAVE_CC then skip("no C compiler " .. CC) end
+  local m = trained{backbone = tl.ple{expert = {8}}}
+  local p = m:predict(d.all)
+  c_parity(m, "hdr", p, {"ctr", "cvr"}, nil, ".h")
+end
+
+T.vocab_json = function()
+  local m = trained{backbone = tl.shared_bottom{}}
+  local _, vocab = m:export(dir .. "/v.onnx")
+  local text = assert(io.open(vocab)):read("a")
+  check(text:find('"format": "towerlab%-vocab", "version": 1'), text)
+  -- the values in id order, as d:vocab lists them, JSON-escaped
+  local want = {}
+  for i, s in ipairs(d:vocab("a")) do want[i] = '"' .. s .. '"' end
+  check(text:find('"values": [' .. table.concat(want, ", "), 1, true), text)
+  check(text:find('{"name": "x", "column": 0, "transform": "standard"', 1, true), text)
+  check(text:find('"missing_flag": true', 1, true), "x has missing values: " .. text)
+  check(text:find('{"name": "ctr", "type": "binary", "calibrated": false}', 1, true), text)
+end
+
+T.bad_input = function()
+  local untrained = tl.model{data = d, backbone = tl.mmoe{experts = 2, expert = {4}}, emb = 4, batch = 64}
+  raises(function() untrained:export(dir .. "/u.onnx") end, "untrained")
+  local m = trained{backbone = tl.shared_bottom{}}
+  raises(function() m:export(dir .. "/m.pt") end, "must end in .onnx, .c or .h")
+  raises(function() m:export("/nonexistent-dir/m.onnx") end, "/nonexistent%-dir/m.onnx")
+  raises(function() m:export(dir .. "/m.onnx", {opset = 18}) end, "opset 18 unsupported")
+  raises(function() m:export(dir .. "/m.onnx", {opest = 17}) end, "unknown field 'opest'")
+  raises(function() m:export(dir .. "/m.onnx", {tasks = {"nope"}}) end, "not a task")
+  raises(function() m:export(dir .. "/m.onnx", {calibrated = true}) end, "has no calibrator")
+  raises(function() m:export(dir .. "/m.c", {name = "1bad"}) end, "not an identifier")
+  raises(function() m:export(dir .. "/m.onnx", {name = "x"}) end, "for .c and .h files")
+end
+
+T.z_cleanup = function() os.execute("rm -rf " .. dir) end
+
+return T
