@@ -120,7 +120,7 @@ static memory_parts memory_of(tl_model *m, int max_batch)
     memory_parts p;
     p.params = p.grads = p.best = (uint64_t)pf * sizeof(float);
     p.optim = 2 * p.params; /* Adam, the default: two moments per parameter */
-    p.task_grads = m->cfg.weighting == TL_WEIGHTING_PCGRAD ? (uint64_t)m->cfg.n_tasks * p.params : 0;
+    p.task_grads = tl_weighting_memory(&m->cfg, pf);
     p.arena = (uint64_t)af * sizeof(float);
     p.sparse = (uint64_t)rows * (sizeof(int32_t) + 1);
     p.total = p.params + p.grads + p.optim + p.best + p.task_grads + p.arena + p.sparse;
@@ -308,6 +308,31 @@ tl_status tl_model_set_weight(tl_model *m, int task, float w)
                        m->cfg.tasks[task].name, (double)w);
     m->cfg.tasks[task].weight = w;
     tl_weighting_apply(m->weighting, &m->view);
+    return TL_OK;
+}
+
+tl_status tl_model_set_weighting(tl_model *m, tl_weighting w, const tl_weighting_opts *opts)
+{
+    const char *why;
+    if (!tl_weighting_can_switch(m->weighting, w, &why))
+        return tl_fail(TL_ERR_ARG, "set_weighting: cannot switch from '%s' to '%s': %s",
+                       tl_weighting_name(m->cfg.weighting), tl_weighting_name(w), why);
+    tl_model_config c = m->cfg;
+    c.weighting = w;
+    if (opts) c.wopt = *opts;
+    tl_status s = tl_weighting_check(&c);
+    if (s != TL_OK) return s;
+    tl_model_config was = m->cfg;
+    m->cfg.weighting = c.weighting;
+    m->cfg.wopt = c.wopt;
+    if ((s = tl_weighting_switch(m->weighting, &m->view)) != TL_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tl_errmsg());
+        m->cfg.weighting = was.weighting;
+        m->cfg.wopt = was.wopt;
+        tl_weighting_switch(m->weighting, &m->view); /* the old one's buffers fitted before */
+        return tl_fail(s, "%s", msg);
+    }
     return TL_OK;
 }
 

@@ -1,5 +1,5 @@
 /* model_config.c — a model's configuration: defaults, filling it from a
- * dataset, backbone and weighting names, and the checks tl_model_new runs
+ * dataset, backbone names, and the checks tl_model_new runs
  * (contracts in model_config.h). */
 #include "model_config.h"
 
@@ -9,8 +9,6 @@
 
 static const char *backbone_names[TL_BACKBONE_COUNT] = {"shared_bottom", "omoe", "mmoe",
                                                          "ple", "esmm", "aitm"};
-static const char *weighting_names[TL_WEIGHTING_COUNT] = {"fixed", "uncertainty", "gradnorm",
-                                                           "dwa", "pcgrad"};
 
 void tl_model_config_defaults(tl_model_config *c)
 {
@@ -27,6 +25,7 @@ void tl_model_config_defaults(tl_model_config *c)
     c->weighting = TL_WEIGHTING_FIXED;
     c->gradnorm_alpha = 1.5f;
     c->dwa_temperature = 2.0f;
+    tl_weighting_opts_defaults(&c->wopt);
     c->max_batch = 1024;
     c->seed = 1;
     c->dml = (tl_dml_spec){0, 1, 1, 1, 1, 0.0f, 0u};
@@ -94,19 +93,6 @@ tl_status tl_backbone_parse(const char *name, tl_backbone_kind *out)
 const char *tl_backbone_name(tl_backbone_kind k)
 {
     return (unsigned)k < TL_BACKBONE_COUNT ? backbone_names[k] : "?";
-}
-
-tl_status tl_weighting_parse(const char *name, tl_weighting *out)
-{
-    int i = 0;
-    tl_status s = parse_name("weighting", name, weighting_names, TL_WEIGHTING_COUNT, &i);
-    if (s == TL_OK) *out = (tl_weighting)i;
-    return s;
-}
-
-const char *tl_weighting_name(tl_weighting w)
-{
-    return (unsigned)w < TL_WEIGHTING_COUNT ? weighting_names[w] : "?";
 }
 
 static tl_status check_mlp(const tl_mlp_spec *s, const char *what)
@@ -187,14 +173,7 @@ tl_status tl_model_config_check(const tl_model_config *c)
         return tl_fail(TL_ERR_ARG, "model: batch must be >= 1, got %d", c->max_batch);
     if ((unsigned)b->kind >= TL_BACKBONE_COUNT)
         return tl_fail(TL_ERR_ARG, "model: unknown backbone %d", (int)b->kind);
-    if ((unsigned)c->weighting >= TL_WEIGHTING_COUNT)
-        return tl_fail(TL_ERR_ARG, "model: unknown weighting %d", (int)c->weighting);
-    if (c->weighting == TL_WEIGHTING_DWA && !(c->dwa_temperature > 0.0f && isfinite(c->dwa_temperature)))
-        return tl_fail(TL_ERR_ARG, "dwa: temperature must be finite and > 0, got %g",
-                       (double)c->dwa_temperature);
-    if (c->weighting == TL_WEIGHTING_GRADNORM && !(c->gradnorm_alpha >= 0.0f && isfinite(c->gradnorm_alpha)))
-        return tl_fail(TL_ERR_ARG, "gradnorm: alpha must be finite and >= 0, got %g",
-                       (double)c->gradnorm_alpha);
+    if ((s = tl_weighting_check(c)) != TL_OK) return s;
     if (b->kind == TL_BACKBONE_AITM && !(b->constraint >= 0.0f && isfinite(b->constraint)))
         return tl_fail(TL_ERR_ARG, "aitm: constraint weight must be finite and >= 0, got %g",
                        (double)b->constraint);

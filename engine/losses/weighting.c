@@ -1,8 +1,9 @@
 /* losses/weighting.c — the loss-weighting strategy behind the hook table
- * (hooks.h): the method table, the coefficient scalars every method acts
- * through, the per-task gradient step the gradient methods share, and the
- * checkpoint section WGHT. The methods are in weighting_loss.c (they change
- * the loss coefficients) and weighting_gram.c (they combine task gradients). */
+ * (hooks.h): the method table (the one list of names), the coefficient
+ * scalars every method acts through, the per-task gradient passes the
+ * gradient methods share, switching between fits, and the checkpoint section
+ * WGHT. The methods are in weighting_loss.c (they change the loss
+ * coefficients) and weighting_grad.c (they combine task gradients). */
 #include "weighting_impl.h"
 
 #include <math.h>
@@ -11,10 +12,9 @@
 
 /* One row per tl_weighting value, in its order. */
 static const tl_weighting_method *const methods[TL_WEIGHTING_COUNT] = {
-    &tl_wm_fixed,  &tl_wm_uncertainty, &tl_wm_gradnorm,    &tl_wm_dwa,     &tl_wm_pcgrad,
-    &tl_wm_mgda,   &tl_wm_imtl_g,      &tl_wm_upgrad,      &tl_wm_cagrad,  &tl_wm_nash_mtl,
-    &tl_wm_aligned_mtl, &tl_wm_gradvac, &tl_wm_graddrop,   &tl_wm_rlw,     &tl_wm_gls,
-    &tl_wm_famo,   &tl_wm_stch,
+    &tl_wm_fixed, &tl_wm_uncertainty, &tl_wm_gradnorm, &tl_wm_dwa,    &tl_wm_pcgrad,
+    &tl_wm_rlw,   &tl_wm_gls,         &tl_wm_famo,     &tl_wm_db_mtl, &tl_wm_stch,
+    &tl_wm_imtl_l, &tl_wm_graddrop,
 };
 
 tl_status tl_weighting_parse(const char *name, tl_weighting *out)
@@ -37,18 +37,76 @@ const char *tl_weighting_name(tl_weighting w)
     return (unsigned)w < TL_WEIGHTING_COUNT ? methods[w]->name : "?";
 }
 
-int tl_weighting_keeps_task_grads(tl_weighting w)
+const char *tl_weighting_about(tl_weighting w)
 {
-    return (unsigned)w < TL_WEIGHTING_COUNT && methods[w]->per_task_grads;
+    return (unsigned)w < TL_WEIGHTING_COUNT ? methods[w]->about : "?";
+}
+
+void tl_weighting_opts_defaults(tl_weighting_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->at = TL_AT_PARAMS;
+    o->famo_lr = 0.025f;
+    o->famo_gamma = 1e-3f;
+    o->db_beta = 0.9f;
+    o->db_beta_sigma = 0.0f;
+    o->stch_mu = 1.0f;
+    o->stch_warmup = 4;
+    o->graddrop_leak = 0.0f;
+}
+
+tl_status tl_weighting_check(const tl_model_config *c)
+{
+    const tl_weighting_opts *o = &c->wopt;
+    if ((unsigned)c->weighting >= TL_WEIGHTING_COUNT)
+        return tl_fail(TL_ERR_ARG, "model: unknown weighting %d", (int)c->weighting);
+    const char *n = methods[c->weighting]->name;
+    if (c->weighting == TL_WEIGHTING_DWA && !(c->dwa_temperature > 0.0f && isfinite(c->dwa_temperature)))
+        return tl_fail(TL_ERR_ARG, "dwa: temperature must be finite and > 0, got %g",
+                       (double)c->dwa_temperature);
+    if (c->weighting == TL_WEIGHTING_GRADNORM && !(c->gradnorm_alpha >= 0.0f && isfinite(c->gradnorm_alpha)))
+        return tl_fail(TL_ERR_ARG, "gradnorm: alpha must be finite and >= 0, got %g",
+                       (double)c->gradnorm_alpha);
+    if (o->at != TL_AT_PARAMS && o->at != TL_AT_REP)
+        return tl_fail(TL_ERR_ARG, "%s: at must be 'params' or 'rep'", n);
+    if (o->at == TL_AT_REP && !methods[c->weighting]->rep_grads && c->weighting != TL_WEIGHTING_FIXED)
+        return tl_fail(TL_ERR_ARG, "%s: at='rep' is for the methods that combine task gradients "
+                                   "at the representation (graddrop)", n);
+    if (!(o->famo_lr > 0.0f && isfinite(o->famo_lr)) || !(o->famo_gamma >= 0.0f && isfinite(o->famo_gamma)))
+        return tl_fail(TL_ERR_ARG, "famo: lr must be finite and > 0, gamma finite and >= 0 (got "
+                                   "lr=%g gamma=%g)", (double)o->famo_lr, (double)o->famo_gamma);
+    if (!(o->db_beta >= 0.0f && o->db_beta < 1.0f) || !(o->db_beta_sigma >= 0.0f && isfinite(o->db_beta_sigma)))
+        return tl_fail(TL_ERR_ARG, "db_mtl: beta must be in [0, 1) and sigma finite and >= 0 (got "
+                                   "beta=%g sigma=%g)", (double)o->db_beta, (double)o->db_beta_sigma);
+    if (!(o->stch_mu > 0.0f && isfinite(o->stch_mu)) || o->stch_warmup < 0 || o->stch_warmup > 100000)
+        return tl_fail(TL_ERR_ARG, "stch: mu must be finite and > 0, warmup 0..100000 epochs (got "
+                                   "mu=%g warmup=%d)", (double)o->stch_mu, o->stch_warmup);
+    if (!(o->graddrop_leak >= 0.0f && o->graddrop_leak <= 1.0f))
+        return tl_fail(TL_ERR_ARG, "graddrop: leak must be in [0, 1], got %g", (double)o->graddrop_leak);
+    if (o->rlw_dirichlet != 0 && o->rlw_dirichlet != 1)
+        return tl_fail(TL_ERR_ARG, "rlw: dist must be 'normal' or 'dirichlet'");
+    return TL_OK;
+}
+
+uint64_t tl_weighting_memory(const tl_model_config *c, uint64_t param_floats)
+{
+    if ((unsigned)c->weighting >= TL_WEIGHTING_COUNT || !methods[c->weighting]->per_task_grads) return 0;
+    return (uint64_t)c->n_tasks * param_floats * sizeof(float);
 }
 
 static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
 {
-    if (stage != TL_BUILD_LOSSES) return TL_OK;
     tl_weighting_state *w = st;
-    w->m = methods[v->cfg->weighting];
     tl_graph *g = v->g;
     int K = v->cfg->n_tasks;
+    w->m = methods[v->cfg->weighting];
+    if (stage == TL_BUILD_TOWER_INPUTS) { /* the cut a rep_grads method's passes split at */
+        w->n_below = tl_graph_node_count(g);
+        for (int k = 0; k < K; k++) w->rep[k] = v->tower_in[k];
+        return TL_OK;
+    }
+    if (stage != TL_BUILD_LOSSES) return TL_OK;
+    w->scales = w->m->scales;
     char name[96];
     tl_node total = TL_NONE;
     *v->extra_coef = tl_scalar(g, 1.0f, "extra_losses");
@@ -59,11 +117,15 @@ static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
         w->logvar[k] = TL_NONE;
         w->factor[k] = 1.0f;
         tl_node term = v->objective[k];
-        if (w->m->logvar) {
+        if (w->scales != TL_SCALES_NONE) {
             snprintf(name, sizeof name, "logvar.%s", t);
             tl_node s = w->logvar[k] = tl_param(g, 1, 1, TL_INIT_ZEROS, 0.0f, name);
-            tl_node prec = tl_exp(g, tl_scale(g, s, -1.0f));
-            term = tl_add(g, tl_scale(g, tl_mul(g, term, prec), 0.5f), tl_scale(g, s, 0.5f));
+            if (w->scales == TL_SCALES_UNCERTAINTY) {
+                tl_node prec = tl_exp(g, tl_scale(g, s, -1.0f));
+                term = tl_add(g, tl_scale(g, tl_mul(g, term, prec), 0.5f), tl_scale(g, s, 0.5f));
+            } else {
+                term = tl_sub(g, tl_mul(g, term, tl_exp(g, s)), s);
+            }
         }
         term = tl_mul(g, term, w->coef[k]);
         total = total == TL_NONE ? term : tl_add(g, total, term);
@@ -73,29 +135,88 @@ static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
     return TL_OK;
 }
 
+static void free_buffers(tl_weighting_state *w)
+{
+    tl_free_aligned(w->task_grads);
+    tl_free_aligned(w->w_grad_before);
+    tl_free_aligned(w->ema);
+    tl_free_aligned(w->rep_grads);
+    w->task_grads = w->w_grad_before = w->ema = w->rep_grads = NULL;
+}
+
+/* The buffers of w->m. */
+static tl_status setup(tl_weighting_state *w, const tl_model_view *v)
+{
+    size_t pf;
+    tl_graph_params(v->g, &pf);
+    int K = v->cfg->n_tasks;
+    if (w->m->per_task_grads) {
+        w->task_grads = tl_malloc_aligned((size_t)K * pf * sizeof(float), "per-task gradients");
+        if (!w->task_grads) return TL_ERR_NOMEM;
+    }
+    if (w->m->rep_grads) {
+        tl_status s = tl_graph_cut_check(v->g, w->n_below, K, w->rep);
+        if (s != TL_OK)
+            return tl_fail(TL_ERR_ARG, "%s: this model's towers do not read only the backbone's "
+                                       "outputs, so its task gradients cannot be taken there (%s)",
+                           w->m->name, tl_errmsg());
+        int cols = tl_node_cols(v->g, w->rep[0]);
+        for (int k = 1; k < K; k++)
+            if (tl_node_cols(v->g, w->rep[k]) != cols)
+                return tl_fail(TL_ERR_ARG, "%s: the tasks' representations differ in width (%d and "
+                                           "%d columns)", w->m->name, cols, tl_node_cols(v->g, w->rep[k]));
+        size_t n = (size_t)K * (size_t)tl_graph_max_batch(v->g) * (size_t)cols;
+        w->rep_grads = tl_malloc_aligned(n * sizeof(float), "per-task representation gradients");
+        if (!w->rep_grads) return TL_ERR_NOMEM;
+    }
+    return w->m->setup ? w->m->setup(w, v) : TL_OK;
+}
+
 static tl_status planned(void *st, const tl_model_view *v)
 {
     tl_weighting_state *w = st;
-    size_t pf;
-    tl_graph_params(v->g, &pf);
-    if (w->m->per_task_grads) {
-        w->task_grads = tl_malloc_aligned((size_t)v->cfg->n_tasks * pf * sizeof(float),
-                                          "per-task gradients");
-        if (!w->task_grads) return TL_ERR_NOMEM;
-    }
-    if (w->m->planned) {
-        tl_status s = w->m->planned(w, v);
-        if (s != TL_OK) return s;
-    }
+    tl_status s = setup(w, v);
+    if (s != TL_OK) return s;
     tl_weighting_apply(w, v);
     return TL_OK;
 }
 
-static void weighting_free(void *st)
+static void weighting_free(void *st) { free_buffers(st); }
+
+int tl_weighting_can_switch(const tl_weighting_state *w, tl_weighting to, const char **why)
 {
-    tl_weighting_state *w = st;
-    tl_free_aligned(w->task_grads);
-    tl_free_aligned(w->w_grad_before);
+    *why = NULL;
+    if ((unsigned)to >= TL_WEIGHTING_COUNT) {
+        *why = "unknown weighting";
+        return 0;
+    }
+    if (methods[to]->scales != w->scales) {
+        *why = w->scales != TL_SCALES_NONE
+                   ? "the model's graph learns loss scales for its method; build a new model "
+                     "for another method"
+                   : "this method learns loss scales in the graph; build the model with it "
+                     "(tl.model{weighting=...})";
+        return 0;
+    }
+    return 1;
+}
+
+tl_status tl_weighting_switch(tl_weighting_state *w, const tl_model_view *v)
+{
+    free_buffers(w);
+    w->m = methods[v->cfg->weighting];
+    for (int k = 0; k < TL_MAX_TASKS; k++) w->factor[k] = 1.0f;
+    memset(w->gn_initial, 0, sizeof w->gn_initial);
+    w->gn_have_initial = 0;
+    memset(w->dwa_hist, 0, sizeof w->dwa_hist);
+    w->dwa_epochs = 0;
+    w->has_shown = 0;
+    memset(w->vec, 0, sizeof w->vec);
+    w->count = 0;
+    w->epochs = 0;
+    tl_status s = setup(w, v);
+    tl_weighting_apply(w, v);
+    return s;
 }
 
 void tl_weighting_apply(tl_weighting_state *w, const tl_model_view *v)
@@ -109,8 +230,9 @@ float tl_weighting_effective(const tl_weighting_state *w, const tl_model_view *v
 {
     if (w->has_shown) return w->shown[k];
     float e = v->cfg->tasks[k].weight * w->factor[k];
-    if (w->logvar[k] != TL_NONE && tl_graph_value(v->g, w->logvar[k]))
-        e *= 0.5f * expf(-tl_graph_value(v->g, w->logvar[k])[0]);
+    const float *s = w->logvar[k] != TL_NONE ? tl_graph_value(v->g, w->logvar[k]) : NULL;
+    if (s && w->scales == TL_SCALES_UNCERTAINTY) e *= 0.5f * expf(-s[0]);
+    if (s && w->scales == TL_SCALES_IMTL) e *= expf(s[0]);
     return e;
 }
 
@@ -138,19 +260,19 @@ static tl_status epoch_end(void *st, const tl_model_view *v, const tl_fit_point 
     return w->m->epoch_end ? w->m->epoch_end(w, v, f) : TL_OK;
 }
 
-tl_status tl_weighting_task_pass(tl_weighting_state *w, const tl_model_view *v, int k)
+tl_status tl_weighting_task_pass(tl_weighting_state *w, const tl_model_view *v, int k, float scale)
 {
     int K = v->cfg->n_tasks;
     for (int j = 0; j < K; j++)
-        tl_graph_set_scalar(v->g, w->coef[j], j == k ? v->cfg->tasks[j].weight * w->factor[j] : 0.0f);
+        tl_graph_set_scalar(v->g, w->coef[j], j == k ? v->cfg->tasks[j].weight * scale : 0.0f);
     tl_graph_set_scalar(v->g, *v->extra_coef, k == K - 1 ? 1.0f : 0.0f);
     tl_status s = tl_graph_backward_run(v->g);
     tl_weighting_apply(w, v);
     return s;
 }
 
-tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v, size_t *pf,
-                                  size_t *shared_end)
+tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v, const float *scale,
+                                  size_t *pf, size_t *shared_end)
 {
     int K = v->cfg->n_tasks;
     float *grads = tl_graph_grads(v->g, pf);
@@ -160,7 +282,7 @@ tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v,
         *shared_end = last->offset + (size_t)last->rows * (size_t)last->cols;
     }
     for (int k = 0; k < K; k++) {
-        tl_status s = tl_weighting_task_pass(w, v, k);
+        tl_status s = tl_weighting_task_pass(w, v, k, scale ? scale[k] : w->factor[k]);
         if (s != TL_OK) return s;
         memcpy(w->task_grads + (size_t)k * *pf, grads, *pf * sizeof(float));
         if (k + 1 < K) memset(grads, 0, *pf * sizeof(float)); /* keeps the touched-row lists */
@@ -168,43 +290,53 @@ tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v,
     return TL_OK;
 }
 
-tl_status tl_weighting_gram_backward(tl_weighting_state *w, const tl_model_view *v,
-                                     const tl_fit_point *f)
+tl_status tl_weighting_rep_grads(tl_weighting_state *w, const tl_model_view *v, int *rows, int *cols)
 {
-    (void)f;
     int K = v->cfg->n_tasks;
-    size_t pf, se;
-    tl_status s = tl_weighting_task_grads(w, v, &pf, &se);
-    if (s != TL_OK) return s;
-    double G[TL_MAX_TASKS * TL_MAX_TASKS], alpha[TL_MAX_TASKS];
-    for (int a = 0; a < K; a++)
-        for (int b = a; b < K; b++) {
-            const float *ga = w->task_grads + (size_t)a * pf, *gb = w->task_grads + (size_t)b * pf;
-            double d = 0.0;
-            for (size_t x = 0; x < se; x++) d += (double)ga[x] * (double)gb[x];
-            G[a * K + b] = G[b * K + a] = d;
-        }
-    if ((s = w->m->combine(w, v, G, K, alpha)) != TL_OK) return s;
-    for (int k = 0; k < K; k++)
-        if (!isfinite(alpha[k]))
-            return tl_fail(TL_ERR_NUMERIC, "%s: the weight of task %s is not finite (step %lld)",
-                           w->m->name, v->cfg->tasks[k].name, (long long)*v->step + 1);
-    float *out = tl_graph_grads(v->g, NULL);
-    float fa[TL_MAX_TASKS];
-    for (int k = 0; k < K; k++) fa[k] = (float)alpha[k];
-    for (size_t x = 0; x < se; x++) {
-        float acc = 0.0f;
-        for (int k = 0; k < K; k++) acc += fa[k] * w->task_grads[(size_t)k * pf + x];
-        out[x] = acc;
+    *rows = tl_graph_batch(v->g);
+    *cols = tl_node_cols(v->g, w->rep[0]);
+    size_t n = (size_t)*rows * (size_t)*cols;
+    for (int k = 0; k < K; k++) {
+        for (int j = 0; j < K; j++)
+            tl_graph_set_scalar(v->g, w->coef[j], j == k ? v->cfg->tasks[j].weight * w->factor[j] : 0.0f);
+        tl_graph_set_scalar(v->g, *v->extra_coef, k == K - 1 ? 1.0f : 0.0f);
+        tl_status s = tl_graph_backward_run_above(v->g, w->n_below, K, w->rep);
+        if (s != TL_OK) return s;
+        /* shared-bottom: every task reads one node, which holds task k's alone */
+        memcpy(w->rep_grads + (size_t)k * n, tl_graph_grad(v->g, w->rep[k]), n * sizeof(float));
     }
-    for (size_t x = se; x < pf; x++) {
-        float acc = 0.0f;
-        for (int k = 0; k < K; k++) acc += w->task_grads[(size_t)k * pf + x];
-        out[x] = acc;
-    }
-    for (int k = 0; k < K; k++) w->shown[k] = fa[k] * v->cfg->tasks[k].weight * w->factor[k];
-    w->has_shown = 1;
+    tl_weighting_apply(w, v);
     return TL_OK;
+}
+
+tl_status tl_weighting_rep_backward(tl_weighting_state *w, const tl_model_view *v, const float *seed)
+{
+    int K = v->cfg->n_tasks;
+    size_t n = (size_t)tl_graph_batch(v->g) * (size_t)tl_node_cols(v->g, w->rep[0]);
+    for (int k = 0; k < K; k++) {
+        float *g = tl_graph_grad(v->g, w->rep[k]);
+        int first = 1;
+        for (int j = 0; j < k; j++) first &= w->rep[j] != w->rep[k];
+        if (first) memset(g, 0, n * sizeof(float));
+        const float *sk = seed + (size_t)k * n;
+        for (size_t i = 0; i < n; i++) g[i] += sk[i];
+    }
+    return tl_graph_backward_run_below(v->g, w->n_below, K, w->rep);
+}
+
+tl_status tl_weighting_backward_with(tl_weighting_state *w, const tl_model_view *v, const double *factor)
+{
+    for (int k = 0; k < v->cfg->n_tasks; k++) w->factor[k] = (float)factor[k];
+    tl_weighting_apply(w, v);
+    return tl_graph_backward_run(v->g);
+}
+
+void tl_weighting_softmax(const double *x, int K, double *z)
+{
+    double mx = -INFINITY, s = 0.0;
+    for (int k = 0; k < K; k++) mx = x[k] > mx ? x[k] : mx;
+    for (int k = 0; k < K; k++) s += (z[k] = exp(x[k] - mx));
+    for (int k = 0; k < K; k++) z[k] /= s;
 }
 
 static tl_status backward(void *st, const tl_model_view *v, const tl_fit_point *f)
@@ -214,7 +346,8 @@ static tl_status backward(void *st, const tl_model_view *v, const tl_fit_point *
 }
 
 /* WGHT: the task count, the factors and the GradNorm and DWA history every
- * method writes, then the method's own fields. */
+ * method writes, then the method's own fields (methods added later; the
+ * first five have none). */
 static void codec_state(tl_weighting_state *w, int K, tl_codec *c)
 {
     uint32_t k = (uint32_t)K;
@@ -250,7 +383,12 @@ tl_status tl_weighting_task_backward(tl_weighting_state *w, const tl_model_view 
     int K = v->cfg->n_tasks;
     for (int j = 0; j < K; j++) {
         float c = 0.0f;
-        if (j == k) c = w->logvar[j] != TL_NONE ? 2.0f * expf(tl_graph_value(v->g, w->logvar[j])[0]) : 1.0f;
+        if (j == k) {
+            c = 1.0f;
+            const float *s = w->logvar[j] != TL_NONE ? tl_graph_value(v->g, w->logvar[j]) : NULL;
+            if (s && w->scales == TL_SCALES_UNCERTAINTY) c = 2.0f * expf(s[0]);
+            if (s && w->scales == TL_SCALES_IMTL) c = expf(-s[0]);
+        }
         tl_graph_set_scalar(v->g, w->coef[j], c);
     }
     tl_graph_set_scalar(v->g, *v->extra_coef, 0.0f);

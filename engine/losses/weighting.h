@@ -14,11 +14,41 @@
  *   pcgrad       per-task gradients of the shared parameters (embeddings and
  *                backbone) are projected off each other's normal plane when they
  *                conflict (Yu et al. 2020); tower gradients are summed as usual
- * GradNorm and PCGrad run one backward pass per task.
+ *   rlw          w_k * lambda_k, lambda drawn every step from the model's RNG:
+ *                softmax of K standard normals (LibMTL), or Dirichlet(1,...,1)
+ *                with rlw_dirichlet (Lin et al. 2022)
+ *   gls          total = (prod_k L_k)^(1/K) (Chennupati et al. 2019)
+ *   famo         total = sum_k z_k log(L_k + 1e-8) / c, z = softmax(xi),
+ *                c = sum_k z_k / (L_k + 1e-8) held constant; after the
+ *                optimizer step the losses of the same batch are measured again
+ *                and xi takes one Adam step (lr famo_lr, weight decay famo_gamma)
+ *                on the softmax Jacobian times the log-loss decrease (Liu et al.
+ *                2023, Cranial-XIX/FAMO; defaults 0.025, 1e-3 as LibMTL)
+ *   db_mtl       per-task gradients of log(L_k + 1e-8) on the shared
+ *                parameters, an EMA of them (buffer = g + beta / step^sigma
+ *                (buffer - g), beta 0.9, sigma 0), each scaled to the largest
+ *                buffer norm and summed (Lin et al. 2023, LibMTL DB_MTL); the
+ *                towers get the log-loss gradients
+ *   stch         epochs 1..stch_warmup train on sum_k log L_k; epoch
+ *                stch_warmup+1 does too and averages the losses (the nadir point
+ *                n); then total = mu K log sum_k exp(log(L_k / n_k) / mu)
+ *                (Lin et al. 2024, Xi-L/STCH and LibMTL: mu 1, warm-up 4)
+ *   imtl_l       total = sum_k w_k (exp(s_k) L_k - s_k), s_k learned (Liu et al.
+ *                2021, the loss-scale half of IMTL, as LibMTL's IMTL)
+ *   graddrop     the per-task gradients at the representations the towers read
+ *                are masked by sign: P = (1 + sum_k G_k / sum_k |G_k|) / 2 with
+ *                G_k = sum over the batch of g_k * sign(rep); one uniform draw u
+ *                per column keeps the positive parts where P > u and the negative
+ *                ones where P < u; g_k (leak + (1 - leak) mask_k) flows on into the
+ *                shared part (Chen et al. 2020, LibMTL: leak 0)
+ * The user's weight w_k multiplies each method's coefficient on L_k (the
+ * formulas above are with w = 1); the methods read the raw task losses.
+ * GradNorm, PCGrad and DB-MTL run one backward pass per task; GradDrop one
+ * pass per task through the towers and one through the shared part.
  *
  * The strategy is attached to a model through its hook table (hooks.h): it
- * owns the coefficient scalars, the log-variances and the factors, and writes
- * them to the checkpoint section WGHT. model.c reaches it through the
+ * owns the coefficient scalars, the learned loss scales and the factors, and
+ * writes them to the checkpoint section WGHT. model.c reaches it through the
  * functions below too.
  */
 #ifndef TL_WEIGHTING_H
@@ -34,11 +64,44 @@ extern const tl_hook tl_weighting_hook;
  * changed a weight). */
 void tl_weighting_apply(tl_weighting_state *w, const tl_model_view *v);
 /* Task k's effective weight: user weight x factor (x exp(-s_k)/2 under
- * uncertainty weighting). */
+ * uncertainty weighting, x exp(s_k) under imtl_l); for methods that combine
+ * task gradients, the coefficient of task k's gradient in the shared
+ * direction at the last step. */
 float tl_weighting_effective(const tl_weighting_state *w, const tl_model_view *v, int k);
 /* Backward of task k's loss alone with coefficient 1 on the raw loss
- * (uncertainty weighting scales its term by exp(-s)/2: undone here), after a
- * forward run; the coefficients are restored after. For diagnostics. */
+ * (learned loss scales undone), after a forward run; the coefficients are
+ * restored after. For diagnostics. */
 tl_status tl_weighting_task_backward(tl_weighting_state *w, const tl_model_view *v, int k);
+
+/* 1 when the model can switch from its method to v->cfg->weighting between
+ * fits (not to or from a method that learns loss scales in the graph), else
+ * 0 with the reason in *why. */
+int tl_weighting_can_switch(const tl_weighting_state *w, tl_weighting to, const char **why);
+/* After the model changed cfg->weighting or cfg->wopt: the new method with
+ * its state reset (factors 1, histories and learned logits cleared) and its
+ * buffers allocated. The loss scales of uncertainty/imtl_l are parameters
+ * and stay. */
+tl_status tl_weighting_switch(tl_weighting_state *w, const tl_model_view *v);
+/* Bytes of the buffers method `m` keeps for a graph of `param_floats`
+ * parameters (per-task gradients), for the memory budget. */
+uint64_t tl_weighting_memory(const tl_model_config *c, uint64_t param_floats);
+/* A one-line description of method m, for help texts. */
+const char *tl_weighting_about(tl_weighting m);
+
+/* The methods' formulas, exposed for the tests. */
+/* lambda[K]: RLW's weights for one step, from rng. */
+void tl_weighting_rlw_draw(tl_rng *rng, int K, int dirichlet, double *lambda);
+/* coef[k] = d/dL_k (prod L)^(1/K). */
+void tl_weighting_gls(const double *L, int K, double *coef);
+/* FAMO's loss coefficients at logits xi, and one update of xi (Adam moments
+ * m1, m2, step count *t) from the losses before and after a step. */
+void tl_weighting_famo_coef(const double *xi, const double *L, int K, double *coef);
+void tl_weighting_famo_update(double *xi, double *m1, double *m2, int64_t *t, const double *before,
+                              const double *after, int K, double lr, double gamma);
+/* STCH's coefficients d/dL_k mu K logsumexp_k(log(L_k / n_k) / mu). */
+void tl_weighting_stch(const double *L, const double *nadir, int K, double mu, double *coef);
+/* GradDrop's mask for one column: G[k] = sum over the batch of g_k sign(rep);
+ * keep[k] = 1 where task k's part is kept, u the uniform draw. */
+void tl_weighting_graddrop_mask(const double *G, int K, double u, int *keep);
 
 #endif

@@ -1,12 +1,13 @@
 /* losses/weighting_impl.h — internals of the loss-weighting strategy, shared by
- * weighting.c (the hook, the method table, the per-task gradient step) and the
- * method families (weighting_loss.c, weighting_gram.c). Only losses/ includes it.
+ * weighting.c (the hook, the method table, the per-task gradient passes) and
+ * the method families (weighting_loss.c: the loss coefficients;
+ * weighting_grad.c: the task gradients). Only losses/ includes it.
  *
  * A method is one row of the table in weighting.c: a tl_weighting_method with
- * the points of fitting it acts at. A method that needs the task gradients
- * (per_task_grads) gets K backward passes through tl_weighting_task_grads; a
- * Gram-matrix method only supplies `combine`, which turns the K x K Gram
- * matrix of the shared-parameter gradients into their coefficients. */
+ * the points of fitting it acts at. A method that needs the task gradients of
+ * the parameters (per_task_grads) gets K backward passes through
+ * tl_weighting_task_grads; one that needs them at the representations
+ * (rep_grads) gets them from tl_weighting_rep_grads. */
 #ifndef TL_WEIGHTING_IMPL_H
 #define TL_WEIGHTING_IMPL_H
 
@@ -14,45 +15,52 @@
 
 typedef struct tl_weighting_method tl_weighting_method;
 
+/* How a method's learned loss scales s_k enter the graph (built once:
+ * a model cannot switch to or from them). */
+typedef enum { TL_SCALES_NONE, TL_SCALES_UNCERTAINTY, TL_SCALES_IMTL } tl_weighting_scales;
+
 struct tl_weighting_state {
     const tl_weighting_method *m;
+    tl_weighting_scales scales;    /* what the graph was built with */
     tl_node coef[TL_MAX_TASKS];    /* scalar multiplying task k's loss term */
-    tl_node logvar[TL_MAX_TASKS];  /* uncertainty weighting: log sigma^2 per task */
-    float factor[TL_MAX_TASKS];    /* strategy multiplier (DWA, GradNorm, loss-based), 1 otherwise */
+    tl_node logvar[TL_MAX_TASKS];  /* learned loss scale s_k (uncertainty, imtl_l) */
+    float factor[TL_MAX_TASKS];    /* strategy multiplier, 1 otherwise */
     double gn_initial[TL_MAX_TASKS];
     int gn_have_initial;
     double dwa_hist[2][TL_MAX_TASKS];
     int dwa_epochs;
     float *task_grads;             /* per-task-gradient methods: n_tasks x param floats */
     float *w_grad_before;          /* GradNorm: last_shared's gradient before a task pass */
+    float *ema;                    /* DB-MTL: n_tasks x shared floats */
     /* What m:history() records for methods that combine gradients: the
-     * coefficient of each task's gradient in the shared direction (or, for
-     * GradDrop, the direction's cosine with it) */
+     * coefficient of each task's gradient in the shared direction */
     float shown[TL_MAX_TASKS];
     int has_shown;
     /* state kept across steps, checkpointed by the methods that use it */
-    double rho[TL_MAX_TASKS][TL_MAX_TASKS]; /* GradVac: EMA of the gradient cosines */
-    double vec[4][TL_MAX_TASKS];   /* FAMO: logits, Adam moments, last losses; STCH: loss sums;
-                                      Nash-MTL: the last solution */
-    int64_t count;                 /* FAMO: Adam steps; STCH: steps summed */
+    double vec[4][TL_MAX_TASKS];   /* FAMO: logits, Adam moments, last losses; STCH: loss sums */
+    int64_t count;                 /* FAMO: Adam steps; STCH: steps summed; DB-MTL: steps */
     int epochs;                    /* STCH: epochs done */
+    /* the representations the towers read, for the rep_grads methods: the
+     * graph's nodes before n_below are the shared part */
+    int n_below;
+    tl_node rep[TL_MAX_TASKS];
+    float *rep_grads;              /* n_tasks x max_batch x rep columns */
 };
 
 struct tl_weighting_method {
     const char *name;
+    const char *about;             /* one line for help texts */
     int per_task_grads;            /* keeps K task gradients (memory: K x parameters) */
-    int logvar;                    /* learns log-variances (uncertainty): built into the graph */
-    tl_status (*planned)(tl_weighting_state *w, const tl_model_view *v);
+    int rep_grads;                 /* needs the task gradients at the representations */
+    tl_weighting_scales scales;
+    /* buffers beyond the common ones (after the graph is planned, or a switch) */
+    tl_status (*setup)(tl_weighting_state *w, const tl_model_view *v);
     void (*epoch_begin)(tl_weighting_state *w, const tl_model_view *v);
     void (*step_begin)(tl_weighting_state *w, const tl_model_view *v);
     /* NULL: one backward pass of the weighted total */
     tl_status (*backward)(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f);
     tl_status (*step_end)(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f);
     tl_status (*epoch_end)(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f);
-    /* Gram family (backward = tl_weighting_gram_backward): alpha[k] multiplies
-     * task k's shared gradient; G is K x K, row-major, of the shared parameters */
-    tl_status (*combine)(tl_weighting_state *w, const tl_model_view *v, const double *G, int K,
-                         double *alpha);
     /* the method's own checkpoint fields, after the common ones; load checks
      * their ranges (r->bad) */
     void (*codec)(tl_weighting_state *w, int K, tl_codec *c);
@@ -61,21 +69,31 @@ struct tl_weighting_method {
 
 /* The method families' rows (weighting.c lists them in enum order). */
 extern const tl_weighting_method tl_wm_fixed, tl_wm_uncertainty, tl_wm_gradnorm, tl_wm_dwa,
-    tl_wm_pcgrad, tl_wm_mgda, tl_wm_imtl_g, tl_wm_upgrad, tl_wm_cagrad, tl_wm_nash_mtl,
-    tl_wm_aligned_mtl, tl_wm_gradvac, tl_wm_graddrop, tl_wm_rlw, tl_wm_gls, tl_wm_famo, tl_wm_stch;
+    tl_wm_pcgrad, tl_wm_rlw, tl_wm_gls, tl_wm_famo, tl_wm_db_mtl, tl_wm_stch, tl_wm_imtl_l,
+    tl_wm_graddrop;
 
 /* Backward of task k's term alone (the AITM constraint rides with the last
- * task), accumulating into the parameter gradients; coefficients restored. */
-tl_status tl_weighting_task_pass(tl_weighting_state *w, const tl_model_view *v, int k);
-/* K task passes: task k's full gradient into w->task_grads + k * pf; the
- * parameter gradients hold the last task's after. *shared_end: the end of
- * the shared parameters (the first n_shared_params, one contiguous span). */
-tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v, size_t *pf,
-                                  size_t *shared_end);
-/* The Gram family's backward: task gradients, their Gram matrix on the
- * shared span, w->m->combine, then shared = sum_k alpha_k g_k and the
- * towers' gradients summed as they are. */
-tl_status tl_weighting_gram_backward(tl_weighting_state *w, const tl_model_view *v,
-                                     const tl_fit_point *f);
+ * task) with coefficient user weight x scale, accumulating into the parameter
+ * gradients; coefficients restored. */
+tl_status tl_weighting_task_pass(tl_weighting_state *w, const tl_model_view *v, int k, float scale);
+/* K task passes (scale[k], NULL = the factors): task k's full gradient into
+ * w->task_grads + k * pf; the parameter gradients hold the last task's after.
+ * *shared_end: the end of the shared parameters (the first n_shared_params,
+ * one contiguous span). */
+tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v, const float *scale,
+                                  size_t *pf, size_t *shared_end);
+/* The rep_grads methods' first half: for each task k the backward pass of its
+ * term alone (coefficient user weight x factor) through the towers only, its
+ * gradient at rep[k] copied to w->rep_grads + k * (rows x cols); the towers'
+ * parameter gradients accumulate every task's. */
+tl_status tl_weighting_rep_grads(tl_weighting_state *w, const tl_model_view *v, int *rows, int *cols);
+/* The second half: seed[k] (rows x cols each, may alias rep_grads) as the
+ * gradient at rep[k], then one backward pass through the shared part. */
+tl_status tl_weighting_rep_backward(tl_weighting_state *w, const tl_model_view *v, const float *seed);
+/* Set the coefficients to user weight x factor[k], then the one backward
+ * pass of the total. */
+tl_status tl_weighting_backward_with(tl_weighting_state *w, const tl_model_view *v,
+                                     const double *factor);
+void tl_weighting_softmax(const double *x, int K, double *z);
 
 #endif

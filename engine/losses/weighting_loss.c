@@ -1,18 +1,25 @@
 /* losses/weighting_loss.c — the methods that act on the loss coefficients
- * only (one backward pass): fixed, uncertainty, DWA and GradNorm (which
- * measures per-task gradient norms but only rescales losses), and RLW, GLS,
- * FAMO and STCH, whose coefficient on task k is the derivative of their
- * combined loss with respect to L_k at this step's losses. */
+ * only: fixed, uncertainty, IMTL-L, DWA and GradNorm (which measures per-task
+ * gradient norms but only rescales losses), and RLW, GLS, FAMO and STCH,
+ * whose coefficient on task k is the derivative of their combined loss with
+ * respect to L_k at this step's losses (one backward pass). Formulas and
+ * defaults: weighting.h. */
 #include "weighting_impl.h"
 
 #include <math.h>
 #include <string.h>
 
-const tl_weighting_method tl_wm_fixed = {.name = "fixed"};
+const tl_weighting_method tl_wm_fixed = {.name = "fixed", .about = "sum_k w_k L_k"};
 
-/* Kendall et al. 2018: the log-variances are graph parameters (weighting.c
- * builds them), so nothing happens at fit time. */
-const tl_weighting_method tl_wm_uncertainty = {.name = "uncertainty", .logvar = 1};
+/* Kendall et al. 2018 and the loss half of IMTL: the loss scales are graph
+ * parameters (weighting.c builds them), so nothing happens at fit time. */
+const tl_weighting_method tl_wm_uncertainty = {
+    .name = "uncertainty", .scales = TL_SCALES_UNCERTAINTY,
+    .about = "learned log-variances s_k: 0.5 exp(-s_k) L_k + 0.5 s_k (Kendall et al. 2018)"};
+
+const tl_weighting_method tl_wm_imtl_l = {
+    .name = "imtl_l", .scales = TL_SCALES_IMTL,
+    .about = "learned loss scales s_k: exp(s_k) L_k - s_k (IMTL-L, Liu et al. 2021)"};
 
 /* ---- DWA (Liu et al. 2019) ------------------------------------------------ */
 
@@ -38,12 +45,13 @@ static tl_status dwa_epoch_end(tl_weighting_state *w, const tl_model_view *v, co
     return TL_OK;
 }
 
-const tl_weighting_method tl_wm_dwa = {.name = "dwa", .epoch_begin = dwa_epoch_begin,
-                                       .epoch_end = dwa_epoch_end};
+const tl_weighting_method tl_wm_dwa = {
+    .name = "dwa", .epoch_begin = dwa_epoch_begin, .epoch_end = dwa_epoch_end,
+    .about = "K softmax of the epoch loss ratios / temperature (Liu et al. 2019)"};
 
 /* ---- GradNorm (Chen et al. 2018) ------------------------------------------- */
 
-static tl_status gradnorm_planned(tl_weighting_state *w, const tl_model_view *v)
+static tl_status gradnorm_setup(tl_weighting_state *w, const tl_model_view *v)
 {
     int pi = tl_graph_param_index(v->g, *v->last_shared);
     if (pi < 0) return tl_fail(TL_ERR_ARG, "gradnorm: the model has no shared layer to measure");
@@ -63,7 +71,7 @@ static tl_status gradnorm_backward(tl_weighting_state *w, const tl_model_view *v
     double norm[TL_MAX_TASKS];
     for (int k = 0; k < K; k++) {
         memcpy(w->w_grad_before, gw, len * sizeof(float));
-        tl_status s = tl_weighting_task_pass(w, v, k);
+        tl_status s = tl_weighting_task_pass(w, v, k, w->factor[k]);
         if (s != TL_OK) return s;
         double ss = 0.0;
         for (size_t i = 0; i < len; i++) {
@@ -99,90 +107,82 @@ static tl_status gradnorm_backward(tl_weighting_state *w, const tl_model_view *v
     return TL_OK;
 }
 
-const tl_weighting_method tl_wm_gradnorm = {.name = "gradnorm", .planned = gradnorm_planned,
-                                            .backward = gradnorm_backward};
+const tl_weighting_method tl_wm_gradnorm = {
+    .name = "gradnorm", .setup = gradnorm_setup, .backward = gradnorm_backward,
+    .about = "weights fitted to balance the gradient norms on the last shared layer (Chen et al. 2018)"};
 
 /* ---- methods with coefficients from this step's losses ---------------------- */
 
-/* Set the coefficients (factor x user weight), then the one backward pass. */
-static tl_status backward_with(tl_weighting_state *w, const tl_model_view *v, const double *factor)
+void tl_weighting_rlw_draw(tl_rng *rng, int K, int dirichlet, double *lambda)
 {
-    for (int k = 0; k < v->cfg->n_tasks; k++) w->factor[k] = (float)factor[k];
-    tl_weighting_apply(w, v);
-    return tl_graph_backward_run(v->g);
-}
-
-void tl_weighting_rlw(tl_rng *rng, int K, double *lambda)
-{
-    double z[TL_MAX_TASKS], mx = -INFINITY, s = 0.0;
-    for (int k = 0; k < K; k++) {
-        z[k] = tl_rng_normal(rng);
-        mx = z[k] > mx ? z[k] : mx;
+    double s = 0.0;
+    if (dirichlet) { /* normalised Exp(1) draws: uniform on the simplex */
+        for (int k = 0; k < K; k++) s += (lambda[k] = -log(1.0 - tl_rng_uniform_double(rng)));
+        for (int k = 0; k < K; k++) lambda[k] /= s;
+        return;
     }
-    for (int k = 0; k < K; k++) s += (lambda[k] = exp(z[k] - mx));
-    for (int k = 0; k < K; k++) lambda[k] /= s;
+    double z[TL_MAX_TASKS];
+    for (int k = 0; k < K; k++) z[k] = tl_rng_normal(rng);
+    tl_weighting_softmax(z, K, lambda);
 }
 
-/* RLW (Lin et al. 2022, LibMTL): softmax of standard normals, drawn per step. */
+/* RLW (Lin et al. 2022): new weights every step, before its forward run. */
 static void rlw_step_begin(tl_weighting_state *w, const tl_model_view *v)
 {
     double lambda[TL_MAX_TASKS];
-    tl_weighting_rlw(v->rng, v->cfg->n_tasks, lambda);
+    tl_weighting_rlw_draw(v->rng, v->cfg->n_tasks, v->cfg->wopt.rlw_dirichlet, lambda);
     for (int k = 0; k < v->cfg->n_tasks; k++) w->factor[k] = (float)lambda[k];
     tl_weighting_apply(w, v);
 }
 
-const tl_weighting_method tl_wm_rlw = {.name = "rlw", .step_begin = rlw_step_begin};
+const tl_weighting_method tl_wm_rlw = {
+    .name = "rlw", .step_begin = rlw_step_begin,
+    .about = "random weights every step: softmax of normals or Dirichlet (Lin et al. 2022)"};
 
 void tl_weighting_gls(const double *L, int K, double *coef)
 {
-    double lg = 0.0;
-    for (int k = 0; k < K; k++) lg += log(L[k] > 1e-30 ? L[k] : 1e-30) / K;
+    double lg = 0.0, l[TL_MAX_TASKS];
+    for (int k = 0; k < K; k++) {
+        l[k] = L[k] > 1e-30 ? L[k] : 1e-30;
+        lg += log(l[k]) / K;
+    }
     double gm = exp(lg); /* (prod L)^(1/K) */
-    for (int k = 0; k < K; k++) coef[k] = gm / (K * (L[k] > 1e-30 ? L[k] : 1e-30));
+    for (int k = 0; k < K; k++) coef[k] = gm / (K * l[k]);
 }
 
-/* GLS (Chennupati et al. 2019): the geometric mean of the task losses. */
+/* Copy this step's task losses. */
+static void losses_of(const tl_fit_point *f, int K, double *L)
+{
+    for (int k = 0; k < K; k++) L[k] = f->task_loss[k];
+}
+
 static tl_status gls_backward(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
 {
     double L[TL_MAX_TASKS], c[TL_MAX_TASKS];
-    for (int k = 0; k < v->cfg->n_tasks; k++) L[k] = f->task_loss[k];
+    losses_of(f, v->cfg->n_tasks, L);
     tl_weighting_gls(L, v->cfg->n_tasks, c);
-    return backward_with(w, v, c);
+    return tl_weighting_backward_with(w, v, c);
 }
 
-const tl_weighting_method tl_wm_gls = {.name = "gls", .backward = gls_backward};
+const tl_weighting_method tl_wm_gls = {
+    .name = "gls", .backward = gls_backward,
+    .about = "geometric mean of the task losses (Chennupati et al. 2019)"};
 
-/* ---- FAMO (Liu et al. 2023; Cranial-XIX/FAMO) --------------------------------
- * Loss sum_k (z_k / c) log(L_k + 1e-8), z = softmax(xi), c = sum_k z_k / (L_k + 1e-8)
- * (min losses 0); after the optimizer step the losses of the same batch are
- * measured again and xi takes one Adam step (lr 0.025, weight decay 1e-3, the
- * authors' NYUv2 setting and LibMTL's) along the softmax Jacobian times
- * delta_k = log L_k(before) - log L_k(after). */
-#define FAMO_LR 0.025
-#define FAMO_DECAY 1e-3
-
-static void softmax(const double *x, int K, double *z)
-{
-    double mx = -INFINITY, s = 0.0;
-    for (int k = 0; k < K; k++) mx = x[k] > mx ? x[k] : mx;
-    for (int k = 0; k < K; k++) s += (z[k] = exp(x[k] - mx));
-    for (int k = 0; k < K; k++) z[k] /= s;
-}
+/* ---- FAMO -------------------------------------------------------------------- */
 
 void tl_weighting_famo_coef(const double *xi, const double *L, int K, double *coef)
 {
     double z[TL_MAX_TASKS], c = 0.0;
-    softmax(xi, K, z);
+    tl_weighting_softmax(xi, K, z);
     for (int k = 0; k < K; k++) c += z[k] / (L[k] + 1e-8);
     for (int k = 0; k < K; k++) coef[k] = z[k] / (c * (L[k] + 1e-8));
 }
 
 void tl_weighting_famo_update(double *xi, double *m1, double *m2, int64_t *t, const double *before,
-                              const double *after, int K)
+                              const double *after, int K, double lr, double gamma)
 {
     double z[TL_MAX_TASKS], delta[TL_MAX_TASKS], zd = 0.0;
-    softmax(xi, K, z);
+    tl_weighting_softmax(xi, K, z);
     for (int k = 0; k < K; k++) {
         delta[k] = log(before[k] + 1e-8) - log(after[k] + 1e-8);
         zd += z[k] * delta[k];
@@ -190,84 +190,89 @@ void tl_weighting_famo_update(double *xi, double *m1, double *m2, int64_t *t, co
     ++*t;
     double b1 = 1.0 - pow(0.9, (double)*t), b2 = 1.0 - pow(0.999, (double)*t);
     for (int k = 0; k < K; k++) {
-        double gk = z[k] * (delta[k] - zd) + FAMO_DECAY * xi[k]; /* torch Adam's weight decay */
+        /* the softmax Jacobian times delta, plus torch Adam's weight decay */
+        double gk = z[k] * (delta[k] - zd) + gamma * xi[k];
         m1[k] = 0.9 * m1[k] + 0.1 * gk;
         m2[k] = 0.999 * m2[k] + 0.001 * gk * gk;
-        xi[k] -= FAMO_LR / b1 * m1[k] / (sqrt(m2[k]) / sqrt(b2) + 1e-8);
+        xi[k] -= lr / b1 * m1[k] / (sqrt(m2[k]) / sqrt(b2) + 1e-8);
     }
 }
 
+/* vec[0] logits xi, vec[1..2] Adam moments, vec[3] this step's losses */
 static tl_status famo_backward(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
 {
     int K = v->cfg->n_tasks;
     double c[TL_MAX_TASKS];
-    for (int k = 0; k < K; k++) w->vec[3][k] = f->task_loss[k];
+    losses_of(f, K, w->vec[3]);
     tl_weighting_famo_coef(w->vec[0], w->vec[3], K, c);
-    return backward_with(w, v, c);
+    return tl_weighting_backward_with(w, v, c);
 }
 
+/* The losses of the same batch after the update (the authors measure them
+ * with the model as it trains: the same dropout masks here, the RNG put back). */
 static tl_status famo_step_end(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
 {
     (void)f;
     int K = v->cfg->n_tasks;
-    tl_status s = tl_graph_forward(v->g, 1); /* the batch is still in the inputs */
+    tl_rng keep = *tl_graph_rng(v->g);
+    tl_status s = tl_graph_forward(v->g, 1);
+    *tl_graph_rng(v->g) = keep;
     if (s != TL_OK) return s;
     double after[TL_MAX_TASKS];
     for (int k = 0; k < K; k++) after[k] = tl_graph_value(v->g, v->loss[k])[0];
-    tl_weighting_famo_update(w->vec[0], w->vec[1], w->vec[2], &w->count, w->vec[3], after, K);
+    tl_weighting_famo_update(w->vec[0], w->vec[1], w->vec[2], &w->count, w->vec[3], after, K,
+                             v->cfg->wopt.famo_lr, v->cfg->wopt.famo_gamma);
     return TL_OK;
 }
 
 static void famo_codec(tl_weighting_state *w, int K, tl_codec *c)
 {
-    for (int e = 0; e < 4; e++)
+    for (int e = 0; e < 3; e++)
         for (int k = 0; k < K; k++) tl_codec_f64(c, &w->vec[e][k]);
     tl_codec_i64(c, &w->count);
 }
 
 static void famo_check(const tl_weighting_state *w, int K, tl_rbuf *r)
 {
-    for (int e = 0; e < 4; e++)
+    for (int e = 0; e < 3; e++)
         for (int k = 0; k < K; k++) tl_codec_want_real(r, "famo state", w->vec[e][k], -1e30, 1e30, 0);
-    tl_codec_want_int(r, "famo steps", w->count, 0, (long long)1 << 62);
+    tl_codec_want_int(r, "famo steps", w->count, 0, TL_CODEC_MAX_STEPS);
 }
 
-const tl_weighting_method tl_wm_famo = {.name = "famo", .backward = famo_backward,
-                                        .step_end = famo_step_end, .codec = famo_codec,
-                                        .check = famo_check};
+const tl_weighting_method tl_wm_famo = {
+    .name = "famo", .backward = famo_backward, .step_end = famo_step_end, .codec = famo_codec,
+    .check = famo_check,
+    .about = "weights learned to equalise the log-loss decrease of every task (Liu et al. 2023)"};
 
-/* ---- STCH (Lin et al. 2024; LibMTL's STCH) ------------------------------------
- * Epochs 0..3 train on sum_k log L_k; epoch 4 does too and sums the losses,
- * whose mean is the nadir point n; then the loss is
- *   mu K log sum_k exp(log(L_k / n_k) / mu),  mu = 1. */
-#define STCH_MU 1.0
-#define STCH_WARMUP 4
+/* ---- STCH -------------------------------------------------------------------- */
 
 void tl_weighting_stch(const double *L, const double *nadir, int K, double mu, double *coef)
 {
-    double l[TL_MAX_TASKS], s[TL_MAX_TASKS];
+    double l[TL_MAX_TASKS] = {0}, s[TL_MAX_TASKS];
     for (int k = 0; k < K; k++) l[k] = log(L[k] / nadir[k] + 1e-20) / mu;
-    softmax(l, K, s);
-    /* d/dL_k of mu K logsumexp(l / mu) = K s_k (1 / n_k) / (L_k / n_k + 1e-20) */
+    tl_weighting_softmax(l, K, s);
+    /* d/dL_k of mu K logsumexp(l) = K s_k / (n_k (L_k / n_k + 1e-20)) */
     for (int k = 0; k < K; k++) coef[k] = K * s[k] / (nadir[k] * (L[k] / nadir[k] + 1e-20));
 }
 
+/* vec[0]: the loss sums of epoch warmup+1 (count steps), whose mean is the
+ * nadir point; epochs: epochs done under STCH */
 static tl_status stch_backward(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
 {
-    int K = v->cfg->n_tasks;
+    int K = v->cfg->n_tasks, warm = v->cfg->wopt.stch_warmup;
     double L[TL_MAX_TASKS], c[TL_MAX_TASKS], nadir[TL_MAX_TASKS];
-    for (int k = 0; k < K; k++) L[k] = f->task_loss[k];
-    if (w->epochs > STCH_WARMUP && w->count > 0) {
+    losses_of(f, K, L);
+    if (w->epochs > warm && w->count > 0) {
         for (int k = 0; k < K; k++) nadir[k] = w->vec[0][k] / (double)w->count;
-        tl_weighting_stch(L, nadir, K, STCH_MU, c);
+        tl_weighting_stch(L, nadir, K, v->cfg->wopt.stch_mu, c);
     } else {
         for (int k = 0; k < K; k++) c[k] = 1.0 / (L[k] + 1e-20);
-        if (w->epochs == STCH_WARMUP) {
+        if (w->epochs == warm) {
             for (int k = 0; k < K; k++) w->vec[0][k] += L[k];
             w->count++;
         }
     }
-    return backward_with(w, v, c);
+    return tl_weighting_backward_with(w, v, c);
 }
 
 static tl_status stch_epoch_end(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
@@ -287,10 +292,11 @@ static void stch_codec(tl_weighting_state *w, int K, tl_codec *c)
 static void stch_check(const tl_weighting_state *w, int K, tl_rbuf *r)
 {
     for (int k = 0; k < K; k++) tl_codec_want_real(r, "stch loss sum", w->vec[0][k], 0.0, 1e300, 0);
-    tl_codec_want_int(r, "stch steps", w->count, 0, (long long)1 << 62);
+    tl_codec_want_int(r, "stch steps", w->count, 0, TL_CODEC_MAX_STEPS);
     tl_codec_want_int(r, "stch epochs", w->epochs, 0, TL_CODEC_MAX_EPOCH);
 }
 
-const tl_weighting_method tl_wm_stch = {.name = "stch", .backward = stch_backward,
-                                        .epoch_end = stch_epoch_end, .codec = stch_codec,
-                                        .check = stch_check};
+const tl_weighting_method tl_wm_stch = {
+    .name = "stch", .backward = stch_backward, .epoch_end = stch_epoch_end, .codec = stch_codec,
+    .check = stch_check,
+    .about = "smooth Tchebycheff scalarisation after log-loss warm-up epochs (Lin et al. 2024)"};
