@@ -311,25 +311,24 @@ tl_status tl_model_set_weight(tl_model *m, int task, float w)
     return TL_OK;
 }
 
-tl_status tl_model_set_weighting(tl_model *m, tl_weighting w, const tl_weighting_opts *opts)
+tl_status tl_model_set_weighting(tl_model *m, const tl_model_config *from)
 {
     const char *why;
-    if (!tl_weighting_can_switch(m->weighting, w, &why))
+    if (!tl_weighting_can_switch(m->weighting, from->weighting, &why))
         return tl_fail(TL_ERR_ARG, "set_weighting: cannot switch from '%s' to '%s': %s",
-                       tl_weighting_name(m->cfg.weighting), tl_weighting_name(w), why);
-    tl_model_config c = m->cfg;
-    c.weighting = w;
-    if (opts) c.wopt = *opts;
+                       tl_weighting_name(m->cfg.weighting), tl_weighting_name(from->weighting), why);
+    tl_model_config c = m->cfg, was = m->cfg;
+    c.weighting = from->weighting;
+    c.wopt = from->wopt;
+    c.gradnorm_alpha = from->gradnorm_alpha;
+    c.dwa_temperature = from->dwa_temperature;
     tl_status s = tl_weighting_check(&c);
     if (s != TL_OK) return s;
-    tl_model_config was = m->cfg;
-    m->cfg.weighting = c.weighting;
-    m->cfg.wopt = c.wopt;
+    m->cfg = c;
     if ((s = tl_weighting_switch(m->weighting, &m->view)) != TL_OK) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", tl_errmsg());
-        m->cfg.weighting = was.weighting;
-        m->cfg.wopt = was.wopt;
+        m->cfg = was;
         tl_weighting_switch(m->weighting, &m->view); /* the old one's buffers fitted before */
         return tl_fail(s, "%s", msg);
     }

@@ -181,6 +181,8 @@ const char *tl_backbone_name(tl_backbone_kind k);
  * 0..TL_WEIGHTING_COUNT-1 lists them. */
 tl_status tl_weighting_parse(const char *name, tl_weighting *out);
 const char *tl_weighting_name(tl_weighting w);
+/* A one-line description of method w, for help texts. */
+const char *tl_weighting_about(tl_weighting w);
 /* Check c->weighting and its options (TL_ERR_ARG naming the bad one). */
 tl_status tl_weighting_check(const tl_model_config *c);
 /* The options' defaults (the authors' code). */

@@ -85,8 +85,6 @@ tl_status tl_weighting_switch(tl_weighting_state *w, const tl_model_view *v);
 /* Bytes of the buffers method `m` keeps for a graph of `param_floats`
  * parameters (per-task gradients), for the memory budget. */
 uint64_t tl_weighting_memory(const tl_model_config *c, uint64_t param_floats);
-/* A one-line description of method m, for help texts. */
-const char *tl_weighting_about(tl_weighting m);
 
 /* The methods' formulas, exposed for the tests. */
 /* lambda[K]: RLW's weights for one step, from rng. */
