@@ -122,6 +122,10 @@ static void x_weighting_opts(tl_codec *c, tl_weighting_opts *o)
     tl_codec_f32(c, &o->stch_mu);
     tl_codec_int(c, &o->stch_warmup);
     tl_codec_f32(c, &o->graddrop_leak);
+    tl_codec_f32(c, &o->cagrad_c);
+    tl_codec_int(c, &o->cagrad_rescale);
+    tl_codec_f32(c, &o->nash_max_norm);
+    tl_codec_f32(c, &o->gradvac_beta);
 }
 
 /* Reading starts from zeros; the fields are range-checked afterwards

@@ -61,6 +61,14 @@ typedef enum {
     TL_WEIGHTING_STCH,        /* Lin et al. 2024 */
     TL_WEIGHTING_IMTL_L,      /* Liu et al. 2021, the loss half */
     TL_WEIGHTING_GRADDROP,    /* Chen et al. 2020 */
+    TL_WEIGHTING_MGDA,        /* Sener & Koltun 2018 (at='rep': MGDA-UB) */
+    TL_WEIGHTING_CAGRAD,      /* Liu et al. 2021 */
+    TL_WEIGHTING_NASH_MTL,    /* Navon et al. 2022 */
+    TL_WEIGHTING_IMTL_G,      /* Liu et al. 2021, the gradient half */
+    TL_WEIGHTING_IMTL,        /* IMTL-G on the losses of IMTL-L */
+    TL_WEIGHTING_ALIGNED_MTL, /* Senushkin et al. 2023 */
+    TL_WEIGHTING_UPGRAD,      /* Quinton & Rey 2024 (TorchJD) */
+    TL_WEIGHTING_GRADVAC,     /* Wang et al. 2021 */
     TL_WEIGHTING_COUNT
 } tl_weighting;
 
@@ -83,6 +91,10 @@ typedef struct {
     float stch_mu;       /* stch: smoothing (1) */
     int stch_warmup;     /* stch: epochs on the log losses before the nadir point (4) */
     float graddrop_leak; /* graddrop: leak (0) */
+    float cagrad_c;      /* cagrad: radius of the ball around the mean gradient (0.4) */
+    int cagrad_rescale;  /* cagrad: 0 none, 1 d / (1 + c^2) (official), 2 d / (1 + c) */
+    float nash_max_norm; /* nash_mtl: the shared direction clipped to this norm (1; 0 off) */
+    float gradvac_beta;  /* gradvac: EMA rate of the cosine targets (0.5) */
 } tl_weighting_opts;
 
 /* Deep Mutual Learning across task towers (Ren et al. 2023, PAPERS.md §1). */

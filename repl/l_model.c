@@ -77,7 +77,7 @@ static void warn_big_weight(const char *where, const char *task, double w)
  * they go in the configuration. */
 typedef struct {
     const char *method, *key;
-    int kind;   /* 0 number, 1 integer, 2 at, 3 dist */
+    int kind;   /* 0 number (float), 1 integer, 2 at ("params"|"rep"), 3 dist (rlw) */
     size_t off; /* in tl_model_config */
     double lo, hi;
 } weighting_option;
@@ -94,6 +94,18 @@ static const weighting_option weighting_options[] = {
     WOPT("stch", "mu", 0, wopt.stch_mu, 1e-6, 1e6),
     WOPT("stch", "warmup", 1, wopt.stch_warmup, 0, 100000),
     WOPT("graddrop", "leak", 0, wopt.graddrop_leak, 0, 1),
+    WOPT("mgda", "at", 2, wopt.at, 0, 1),
+    WOPT("cagrad", "at", 2, wopt.at, 0, 1),
+    WOPT("cagrad", "c", 0, wopt.cagrad_c, 0, 1e3),
+    WOPT("cagrad", "rescale", 1, wopt.cagrad_rescale, 0, 2),
+    WOPT("nash_mtl", "at", 2, wopt.at, 0, 1),
+    WOPT("nash_mtl", "max_norm", 0, wopt.nash_max_norm, 0, 1e30),
+    WOPT("imtl_g", "at", 2, wopt.at, 0, 1),
+    WOPT("imtl", "at", 2, wopt.at, 0, 1),
+    WOPT("aligned_mtl", "at", 2, wopt.at, 0, 1),
+    WOPT("upgrad", "at", 2, wopt.at, 0, 1),
+    WOPT("gradvac", "at", 2, wopt.at, 0, 1),
+    WOPT("gradvac", "beta", 0, wopt.gradvac_beta, 0, 1),
 };
 #undef WOPT
 
@@ -129,9 +141,10 @@ static void read_weighting(lua_State *L, int idx, const char *fn, tl_model_confi
         const weighting_option *o = &weighting_options[i];
         if (strcmp(o->method, name) != 0) continue;
         char *f = (char *)c + o->off;
-        static const char *const dists[] = {"normal", "dirichlet", NULL};
+        static const char *const dists[] = {"normal", "dirichlet", NULL}, *const ats[] = {"params", "rep", NULL};
         if (o->kind == 0) *(float *)f = (float)tl_lua_opt_number(L, idx, wfn, o->key, *(float *)f, o->lo, o->hi);
         else if (o->kind == 1) *(int *)f = (int)tl_lua_opt_int(L, idx, wfn, o->key, *(int *)f, (lua_Integer)o->lo, (lua_Integer)o->hi);
+        else if (o->kind == 2) *(tl_weighting_at *)f = (tl_weighting_at)tl_lua_opt_enum(L, idx, wfn, o->key, ats, (int)*(tl_weighting_at *)f);
         else *(int *)f = tl_lua_opt_enum(L, idx, wfn, o->key, dists, *(int *)f);
     }
 }

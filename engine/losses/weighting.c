@@ -14,8 +14,19 @@
 static const tl_weighting_method *const methods[TL_WEIGHTING_COUNT] = {
     &tl_wm_fixed, &tl_wm_uncertainty, &tl_wm_gradnorm, &tl_wm_dwa,    &tl_wm_pcgrad,
     &tl_wm_rlw,   &tl_wm_gls,         &tl_wm_famo,     &tl_wm_db_mtl, &tl_wm_stch,
-    &tl_wm_imtl_l, &tl_wm_graddrop,
+    &tl_wm_imtl_l, &tl_wm_graddrop, &tl_wm_mgda,   &tl_wm_cagrad, &tl_wm_nash_mtl,
+    &tl_wm_imtl_g, &tl_wm_imtl,    &tl_wm_aligned_mtl, &tl_wm_upgrad, &tl_wm_gradvac,
 };
+
+int tl_weighting_uses_task_grads(const tl_weighting_method *m, const tl_weighting_opts *o)
+{
+    return m->per_task_grads || (m->solve && o->at == TL_AT_PARAMS);
+}
+
+int tl_weighting_uses_rep_grads(const tl_weighting_method *m, const tl_weighting_opts *o)
+{
+    return m->rep_grads || (m->solve && o->at == TL_AT_REP);
+}
 
 tl_status tl_weighting_parse(const char *name, tl_weighting *out)
 {
@@ -53,6 +64,10 @@ void tl_weighting_opts_defaults(tl_weighting_opts *o)
     o->stch_mu = 1.0f;
     o->stch_warmup = 4;
     o->graddrop_leak = 0.0f;
+    o->cagrad_c = 0.4f;
+    o->cagrad_rescale = 1;
+    o->nash_max_norm = 1.0f;
+    o->gradvac_beta = 0.5f;
 }
 
 tl_status tl_weighting_check(const tl_model_config *c)
@@ -69,9 +84,17 @@ tl_status tl_weighting_check(const tl_model_config *c)
                        (double)c->gradnorm_alpha);
     if (o->at != TL_AT_PARAMS && o->at != TL_AT_REP)
         return tl_fail(TL_ERR_ARG, "%s: at must be 'params' or 'rep'", n);
-    if (o->at == TL_AT_REP && !methods[c->weighting]->rep_grads && c->weighting != TL_WEIGHTING_FIXED)
-        return tl_fail(TL_ERR_ARG, "%s: at='rep' is for the methods that combine task gradients "
-                                   "at the representation (graddrop)", n);
+    if (o->at == TL_AT_REP && !methods[c->weighting]->solve && c->weighting != TL_WEIGHTING_FIXED)
+        return tl_fail(TL_ERR_ARG, "%s: at='rep' is for the methods that solve on the Gram matrix "
+                                   "of the task gradients (mgda, cagrad, ...)", n);
+    if (!(o->cagrad_c >= 0.0f && isfinite(o->cagrad_c)) || o->cagrad_rescale < 0 || o->cagrad_rescale > 2)
+        return tl_fail(TL_ERR_ARG, "cagrad: c must be finite and >= 0, rescale 0, 1 or 2 (got c=%g "
+                                   "rescale=%d)", (double)o->cagrad_c, o->cagrad_rescale);
+    if (!(o->nash_max_norm >= 0.0f && isfinite(o->nash_max_norm)))
+        return tl_fail(TL_ERR_ARG, "nash_mtl: max_norm must be finite and >= 0 (0: no clip), got %g",
+                       (double)o->nash_max_norm);
+    if (!(o->gradvac_beta >= 0.0f && o->gradvac_beta <= 1.0f))
+        return tl_fail(TL_ERR_ARG, "gradvac: beta must be in [0, 1], got %g", (double)o->gradvac_beta);
     if (!(o->famo_lr > 0.0f && isfinite(o->famo_lr)) || !(o->famo_gamma >= 0.0f && isfinite(o->famo_gamma)))
         return tl_fail(TL_ERR_ARG, "famo: lr must be finite and > 0, gamma finite and >= 0 (got "
                                    "lr=%g gamma=%g)", (double)o->famo_lr, (double)o->famo_gamma);
@@ -90,7 +113,9 @@ tl_status tl_weighting_check(const tl_model_config *c)
 
 uint64_t tl_weighting_memory(const tl_model_config *c, uint64_t param_floats)
 {
-    if ((unsigned)c->weighting >= TL_WEIGHTING_COUNT || !methods[c->weighting]->per_task_grads) return 0;
+    if ((unsigned)c->weighting >= TL_WEIGHTING_COUNT ||
+        !tl_weighting_uses_task_grads(methods[c->weighting], &c->wopt))
+        return 0;
     return (uint64_t)c->n_tasks * param_floats * sizeof(float);
 }
 
@@ -139,9 +164,9 @@ static void free_buffers(tl_weighting_state *w)
 {
     tl_free_aligned(w->task_grads);
     tl_free_aligned(w->w_grad_before);
-    tl_free_aligned(w->ema);
+    tl_free_aligned(w->db_ema);
     tl_free_aligned(w->rep_grads);
-    w->task_grads = w->w_grad_before = w->ema = w->rep_grads = NULL;
+    w->task_grads = w->w_grad_before = w->db_ema = w->rep_grads = NULL;
 }
 
 /* The buffers of w->m. */
@@ -150,11 +175,11 @@ static tl_status setup(tl_weighting_state *w, const tl_model_view *v)
     size_t pf;
     tl_graph_params(v->g, &pf);
     int K = v->cfg->n_tasks;
-    if (w->m->per_task_grads) {
+    if (tl_weighting_uses_task_grads(w->m, &v->cfg->wopt)) {
         w->task_grads = tl_malloc_aligned((size_t)K * pf * sizeof(float), "per-task gradients");
         if (!w->task_grads) return TL_ERR_NOMEM;
     }
-    if (w->m->rep_grads) {
+    if (tl_weighting_uses_rep_grads(w->m, &v->cfg->wopt)) {
         tl_status s = tl_graph_cut_check(v->g, w->n_below, K, w->rep);
         if (s != TL_OK)
             return tl_fail(TL_ERR_ARG, "%s: this model's towers do not read only the backbone's "
@@ -212,6 +237,7 @@ tl_status tl_weighting_switch(tl_weighting_state *w, const tl_model_view *v)
     w->dwa_epochs = 0;
     w->has_shown = 0;
     memset(w->vec, 0, sizeof w->vec);
+    memset(w->ema, 0, sizeof w->ema);
     w->count = 0;
     w->epochs = 0;
     tl_status s = setup(w, v);

@@ -75,10 +75,8 @@ const tl_weighting_method tl_wm_pcgrad = {
 
 /* ---- DB-MTL (Lin et al. 2023) -------------------------------------------------- */
 
-/* The spans of the shared parameters this step wrote: a dense parameter
- * whole, an embedding table by its touched rows (its other rows keep a zero
- * gradient, which the sparse optimizers rely on). fn(off, len, ctx). */
-static void shared_spans(const tl_model_view *v, void (*fn)(size_t off, size_t len, void *ctx), void *ctx)
+void tl_weighting_shared_spans(const tl_model_view *v, void (*fn)(size_t off, size_t len, void *ctx),
+                               void *ctx)
 {
     for (int i = 0; i < *v->n_shared_params; i++) {
         const tl_param_info *p = tl_graph_param(v->g, i);
@@ -105,7 +103,7 @@ static void db_ema(size_t off, size_t len, void *ctx)
 {
     db_pass *d = ctx;
     for (int k = 0; k < d->K; k++) {
-        float *e = d->w->ema + (size_t)k * d->se + off;
+        float *e = d->w->db_ema + (size_t)k * d->se + off;
         const float *g = d->w->task_grads + (size_t)k * d->pf + off;
         for (size_t x = 0; x < len; x++) e[x] = (float)((double)g[x] + d->b * ((double)e[x] - (double)g[x]));
     }
@@ -116,7 +114,7 @@ static void db_combine(size_t off, size_t len, void *ctx)
     db_pass *d = ctx;
     for (size_t x = off; x < off + len; x++) {
         float acc = 0.0f;
-        for (int k = 0; k < d->K; k++) acc += d->alpha[k] * d->w->ema[(size_t)k * d->se + x];
+        for (int k = 0; k < d->K; k++) acc += d->alpha[k] * d->w->db_ema[(size_t)k * d->se + x];
         d->out[x] = acc;
     }
 }
@@ -131,9 +129,9 @@ static size_t shared_floats(const tl_model_view *v)
 static tl_status db_setup(tl_weighting_state *w, const tl_model_view *v)
 {
     size_t n = (size_t)v->cfg->n_tasks * shared_floats(v);
-    w->ema = tl_malloc_aligned((n ? n : 1) * sizeof(float), "db_mtl gradient EMA");
-    if (!w->ema) return TL_ERR_NOMEM;
-    memset(w->ema, 0, n * sizeof(float));
+    w->db_ema = tl_malloc_aligned((n ? n : 1) * sizeof(float), "db_mtl gradient EMA");
+    if (!w->db_ema) return TL_ERR_NOMEM;
+    memset(w->db_ema, 0, n * sizeof(float));
     return TL_OK;
 }
 
@@ -147,11 +145,11 @@ static tl_status db_backward(tl_weighting_state *w, const tl_model_view *v, cons
     if (s != TL_OK) return s;
     w->count++;
     d.b = (double)v->cfg->wopt.db_beta / pow((double)w->count, (double)v->cfg->wopt.db_beta_sigma);
-    shared_spans(v, db_ema, &d);
+    tl_weighting_shared_spans(v, db_ema, &d);
     double norm[TL_MAX_TASKS], mx = 0.0;
     for (int k = 0; k < K; k++) {
         double ss = 0.0;
-        const float *e = w->ema + (size_t)k * d.se;
+        const float *e = w->db_ema + (size_t)k * d.se;
         for (size_t x = 0; x < d.se; x++) ss += (double)e[x] * (double)e[x];
         norm[k] = sqrt(ss);
         mx = norm[k] > mx ? norm[k] : mx;
@@ -162,7 +160,7 @@ static tl_status db_backward(tl_weighting_state *w, const tl_model_view *v, cons
     }
     w->has_shown = 1;
     d.out = tl_graph_grads(v->g, NULL);
-    shared_spans(v, db_combine, &d);
+    tl_weighting_shared_spans(v, db_combine, &d);
     for (size_t x = d.se; x < d.pf; x++) { /* towers: the sum of the log-loss gradients */
         float acc = 0.0f;
         for (int k = 0; k < K; k++) acc += w->task_grads[(size_t)k * d.pf + x];

@@ -7,7 +7,8 @@
  * the points of fitting it acts at. A method that needs the task gradients of
  * the parameters (per_task_grads) gets K backward passes through
  * tl_weighting_task_grads; one that needs them at the representations
- * (rep_grads) gets them from tl_weighting_rep_grads. */
+ * (rep_grads) gets them from tl_weighting_rep_grads; a Gram method (solve)
+ * gets either, by the option at. */
 #ifndef TL_WEIGHTING_IMPL_H
 #define TL_WEIGHTING_IMPL_H
 
@@ -31,13 +32,15 @@ struct tl_weighting_state {
     int dwa_epochs;
     float *task_grads;             /* per-task-gradient methods: n_tasks x param floats */
     float *w_grad_before;          /* GradNorm: last_shared's gradient before a task pass */
-    float *ema;                    /* DB-MTL: n_tasks x shared floats */
+    float *db_ema;                 /* DB-MTL: n_tasks x shared floats */
     /* What m:history() records for methods that combine gradients: the
      * coefficient of each task's gradient in the shared direction */
     float shown[TL_MAX_TASKS];
     int has_shown;
     /* state kept across steps, checkpointed by the methods that use it */
-    double vec[4][TL_MAX_TASKS];   /* FAMO: logits, Adam moments, last losses; STCH: loss sums */
+    double vec[4][TL_MAX_TASKS];   /* FAMO: logits, Adam moments, last losses; STCH: loss
+                                      sums; Nash-MTL: the last solution (vec[0]) */
+    double ema[TL_MAX_TASKS * TL_MAX_TASKS]; /* GradVac: the cosine targets */
     int64_t count;                 /* FAMO: Adam steps; STCH: steps summed; DB-MTL: steps */
     int epochs;                    /* STCH: epochs done */
     /* the representations the towers read, for the rep_grads methods: the
@@ -61,6 +64,11 @@ struct tl_weighting_method {
     tl_status (*backward)(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f);
     tl_status (*step_end)(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f);
     tl_status (*epoch_end)(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f);
+    /* The Gram family (weighting_gram.c): the weights alpha[K] of the task
+     * gradients from their K x K Gram matrix (row-major); *shared_scale
+     * multiplies the shared direction (1 unless the method clips it). */
+    tl_status (*solve)(tl_weighting_state *w, const tl_model_view *v, const double *G, int K,
+                       double *alpha, double *shared_scale);
     /* the method's own checkpoint fields, after the common ones; load checks
      * their ranges (r->bad) */
     void (*codec)(tl_weighting_state *w, int K, tl_codec *c);
@@ -70,7 +78,21 @@ struct tl_weighting_method {
 /* The method families' rows (weighting.c lists them in enum order). */
 extern const tl_weighting_method tl_wm_fixed, tl_wm_uncertainty, tl_wm_gradnorm, tl_wm_dwa,
     tl_wm_pcgrad, tl_wm_rlw, tl_wm_gls, tl_wm_famo, tl_wm_db_mtl, tl_wm_stch, tl_wm_imtl_l,
-    tl_wm_graddrop;
+    tl_wm_graddrop, tl_wm_mgda, tl_wm_cagrad, tl_wm_nash_mtl, tl_wm_imtl_g, tl_wm_imtl,
+    tl_wm_aligned_mtl, tl_wm_upgrad, tl_wm_gradvac;
+
+/* Whether method m under options o keeps per-task gradients of the
+ * parameters, or takes them at the representations. */
+int tl_weighting_uses_task_grads(const tl_weighting_method *m, const tl_weighting_opts *o);
+int tl_weighting_uses_rep_grads(const tl_weighting_method *m, const tl_weighting_opts *o);
+/* The Gram family's backward (weighting_gram.c). */
+tl_status tl_weighting_gram_backward(tl_weighting_state *w, const tl_model_view *v,
+                                     const tl_fit_point *f);
+/* The spans of the shared parameters this step wrote: a dense parameter
+ * whole, an embedding table by its touched rows (its other rows keep a zero
+ * gradient, which the sparse optimizers rely on): fn(off, len, ctx). */
+void tl_weighting_shared_spans(const tl_model_view *v, void (*fn)(size_t off, size_t len, void *ctx),
+                               void *ctx);
 
 /* Backward of task k's term alone (the AITM constraint rides with the last
  * task) with coefficient user weight x scale, accumulating into the parameter
