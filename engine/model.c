@@ -206,6 +206,7 @@ static tl_status model_build(const tl_model_config *cfg, tl_model **out)
 {
     *out = NULL;
     tl_status s = tl_model_config_check(cfg);
+    if (s == TL_OK) s = tl_weighting_check(cfg);
     if (s != TL_OK) return s;
     tl_model *m = tl_calloc(1, sizeof *m, "model");
     if (!m) return TL_ERR_NOMEM;

@@ -188,20 +188,20 @@ tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
                                        const tl_mlp_spec *tower);
 tl_status tl_backbone_parse(const char *name, tl_backbone_kind *out);
 const char *tl_backbone_name(tl_backbone_kind k);
-/* The weighting names are the method table's (losses/weighting.c): the one
- * list the bindings and the messages read. tl_weighting_name(i) for i in
- * 0..TL_WEIGHTING_COUNT-1 lists them. */
+/* The weighting names (the one list: the bindings, the messages and the
+ * method table in losses/weighting.c read it); tl_weighting_name(i) for i in
+ * 0..TL_WEIGHTING_COUNT-1 lists them, tl_weighting_about(i) says what each
+ * does in one line. */
 tl_status tl_weighting_parse(const char *name, tl_weighting *out);
 const char *tl_weighting_name(tl_weighting w);
-/* A one-line description of method w, for help texts. */
 const char *tl_weighting_about(tl_weighting w);
-/* Check c->weighting and its options (TL_ERR_ARG naming the bad one). */
-tl_status tl_weighting_check(const tl_model_config *c);
-/* The options' defaults (the authors' code). */
+/* The methods' options at the authors' defaults. */
 void tl_weighting_opts_defaults(tl_weighting_opts *o);
 
 /* The checks tl_model_new runs: TL_ERR_ARG with a message naming the bad
- * field (unknown task count, ESMM without 2 binary tasks, ...). */
+ * field (unknown task count, ESMM without 2 binary tasks, ...); the
+ * weighting methods' options are checked by the model too
+ * (losses/weighting.h: tl_weighting_check). */
 tl_status tl_model_config_check(const tl_model_config *c);
 
 #endif

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "losses/weighting.h"
 #include "model.h"
 #include "parallel.h"
 

@@ -25,7 +25,7 @@
 
 #include <cmocka.h>
 
-#include "losses/weighting_impl.h"
+#include "losses/weighting.h"
 #include "model.h"
 #include "models/model_impl.h"
 #include "support.h"
@@ -556,6 +556,29 @@ static void test_switch(void **state)
     free_data(&d);
 }
 
+/* The name list (model_config.c) and the method table (weighting.c) agree:
+ * exactly the Gram methods take at='rep', and the names parse back. */
+static void test_table_order(void **state)
+{
+    (void)state;
+    const char *gram = " mgda cagrad nash_mtl imtl_g imtl aligned_mtl upgrad gradvac ";
+    for (int w = 0; w < TL_WEIGHTING_COUNT; w++) {
+        tl_model_config c;
+        tl_model_config_defaults(&c);
+        c.weighting = (tl_weighting)w;
+        c.wopt.at = TL_AT_REP;
+        char key[40];
+        snprintf(key, sizeof key, " %s ", tl_weighting_name(c.weighting));
+        int is_gram = strstr(gram, key) != NULL;
+        if ((tl_weighting_check(&c) == TL_OK) != (is_gram || w == TL_WEIGHTING_FIXED))
+            fail_msg("%s: at='rep' %s", key, is_gram ? "refused" : "accepted");
+        tl_weighting back;
+        check_ok(tl_weighting_parse(tl_weighting_name(c.weighting), &back), "parse");
+        assert_int_equal(back, w);
+        assert_true(strlen(tl_weighting_about(c.weighting)) > 10);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -564,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_graddrop_sign_purity), cmocka_unit_test(test_split_backward),
         cmocka_unit_test(test_gram_methods),      cmocka_unit_test(test_db_mtl),
         cmocka_unit_test(test_graddrop_model),    cmocka_unit_test(test_switch),
+        cmocka_unit_test(test_table_order),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,10 @@
 /* losses/weighting.c — the loss-weighting strategy behind the hook table
- * (hooks.h): the method table (the one list of names), the coefficient
+ * (hooks.h): the method table (in the order of model_config.c's names), the coefficient
  * scalars every method acts through, the per-task gradient passes the
  * gradient methods share, switching between fits, and the checkpoint section
  * WGHT. The methods are in weighting_loss.c (they change the loss
  * coefficients) and weighting_grad.c (they combine task gradients). */
-#include "weighting_impl.h"
+#include "weighting.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -28,60 +28,12 @@ int tl_weighting_uses_rep_grads(const tl_weighting_method *m, const tl_weighting
     return m->rep_grads || (m->solve && o->at == TL_AT_REP);
 }
 
-tl_status tl_weighting_parse(const char *name, tl_weighting *out)
-{
-    for (int i = 0; i < TL_WEIGHTING_COUNT; i++)
-        if (strcmp(name, methods[i]->name) == 0) {
-            *out = (tl_weighting)i;
-            return TL_OK;
-        }
-    char list[512] = "";
-    for (int i = 0; i < TL_WEIGHTING_COUNT; i++) {
-        strncat(list, methods[i]->name, sizeof list - strlen(list) - 1);
-        if (i + 1 < TL_WEIGHTING_COUNT) strncat(list, ", ", sizeof list - strlen(list) - 1);
-    }
-    return tl_fail(TL_ERR_ARG, "unknown weighting '%s' (expected one of: %s)", name, list);
-}
-
-const char *tl_weighting_name(tl_weighting w)
-{
-    return (unsigned)w < TL_WEIGHTING_COUNT ? methods[w]->name : "?";
-}
-
-const char *tl_weighting_about(tl_weighting w)
-{
-    return (unsigned)w < TL_WEIGHTING_COUNT ? methods[w]->about : "?";
-}
-
-void tl_weighting_opts_defaults(tl_weighting_opts *o)
-{
-    memset(o, 0, sizeof *o);
-    o->at = TL_AT_PARAMS;
-    o->famo_lr = 0.025f;
-    o->famo_gamma = 1e-3f;
-    o->db_beta = 0.9f;
-    o->db_beta_sigma = 0.0f;
-    o->stch_mu = 1.0f;
-    o->stch_warmup = 4;
-    o->graddrop_leak = 0.0f;
-    o->cagrad_c = 0.4f;
-    o->cagrad_rescale = 1;
-    o->nash_max_norm = 1.0f;
-    o->gradvac_beta = 0.5f;
-}
-
 tl_status tl_weighting_check(const tl_model_config *c)
 {
     const tl_weighting_opts *o = &c->wopt;
     if ((unsigned)c->weighting >= TL_WEIGHTING_COUNT)
         return tl_fail(TL_ERR_ARG, "model: unknown weighting %d", (int)c->weighting);
-    const char *n = methods[c->weighting]->name;
-    if (c->weighting == TL_WEIGHTING_DWA && !(c->dwa_temperature > 0.0f && isfinite(c->dwa_temperature)))
-        return tl_fail(TL_ERR_ARG, "dwa: temperature must be finite and > 0, got %g",
-                       (double)c->dwa_temperature);
-    if (c->weighting == TL_WEIGHTING_GRADNORM && !(c->gradnorm_alpha >= 0.0f && isfinite(c->gradnorm_alpha)))
-        return tl_fail(TL_ERR_ARG, "gradnorm: alpha must be finite and >= 0, got %g",
-                       (double)c->gradnorm_alpha);
+    const char *n = tl_weighting_name(c->weighting);
     if (o->at != TL_AT_PARAMS && o->at != TL_AT_REP)
         return tl_fail(TL_ERR_ARG, "%s: at must be 'params' or 'rep'", n);
     if (o->at == TL_AT_REP && !methods[c->weighting]->solve && c->weighting != TL_WEIGHTING_FIXED)
@@ -184,12 +136,12 @@ static tl_status setup(tl_weighting_state *w, const tl_model_view *v)
         if (s != TL_OK)
             return tl_fail(TL_ERR_ARG, "%s: this model's towers do not read only the backbone's "
                                        "outputs, so its task gradients cannot be taken there (%s)",
-                           w->m->name, tl_errmsg());
+                           tl_weighting_name(v->cfg->weighting), tl_errmsg());
         int cols = tl_node_cols(v->g, w->rep[0]);
         for (int k = 1; k < K; k++)
             if (tl_node_cols(v->g, w->rep[k]) != cols)
                 return tl_fail(TL_ERR_ARG, "%s: the tasks' representations differ in width (%d and "
-                                           "%d columns)", w->m->name, cols, tl_node_cols(v->g, w->rep[k]));
+                                           "%d columns)", tl_weighting_name(v->cfg->weighting), cols, tl_node_cols(v->g, w->rep[k]));
         size_t n = (size_t)K * (size_t)tl_graph_max_batch(v->g) * (size_t)cols;
         w->rep_grads = tl_malloc_aligned(n * sizeof(float), "per-task representation gradients");
         if (!w->rep_grads) return TL_ERR_NOMEM;
@@ -424,7 +376,6 @@ tl_status tl_weighting_task_backward(tl_weighting_state *w, const tl_model_view 
 }
 
 const tl_hook tl_weighting_hook = {
-    .name = "weighting",
     .tag = TL_CODEC_TAG('W', 'G', 'H', 'T'),
     .size = sizeof(tl_weighting_state),
     .build = build,

@@ -3,7 +3,7 @@
  * GradDrop at the representations the towers read (one pass per task through
  * the towers, one through the shared part). Formulas and defaults:
  * weighting.h. */
-#include "weighting_impl.h"
+#include "weighting.h"
 
 #include <math.h>
 #include <string.h>
@@ -69,9 +69,7 @@ static tl_status pcgrad_backward(tl_weighting_state *w, const tl_model_view *v, 
     return TL_OK;
 }
 
-const tl_weighting_method tl_wm_pcgrad = {
-    .name = "pcgrad", .per_task_grads = 1, .backward = pcgrad_backward,
-    .about = "task gradients projected off the ones they conflict with (Yu et al. 2020)"};
+const tl_weighting_method tl_wm_pcgrad = { .per_task_grads = 1, .backward = pcgrad_backward};
 
 /* ---- DB-MTL (Lin et al. 2023) -------------------------------------------------- */
 
@@ -181,10 +179,8 @@ static void db_check(const tl_weighting_state *w, int K, tl_rbuf *r)
     tl_codec_want_int(r, "db_mtl steps", w->count, 0, TL_CODEC_MAX_STEPS);
 }
 
-const tl_weighting_method tl_wm_db_mtl = {
-    .name = "db_mtl", .per_task_grads = 1, .setup = db_setup, .backward = db_backward,
-    .codec = db_codec, .check = db_check,
-    .about = "log losses, EMA task gradients scaled to the largest norm (Lin et al. 2023)"};
+const tl_weighting_method tl_wm_db_mtl = { .per_task_grads = 1, .setup = db_setup, .backward = db_backward,
+    .codec = db_codec, .check = db_check};
 
 /* ---- GradDrop (Chen et al. 2020) -------------------------------------------------- */
 
@@ -243,6 +239,4 @@ static tl_status graddrop_backward(tl_weighting_state *w, const tl_model_view *v
     return tl_weighting_rep_backward(w, v, w->rep_grads);
 }
 
-const tl_weighting_method tl_wm_graddrop = {
-    .name = "graddrop", .rep_grads = 1, .backward = graddrop_backward,
-    .about = "gradient sign dropout at the shared representation (Chen et al. 2020)"};
+const tl_weighting_method tl_wm_graddrop = { .rep_grads = 1, .backward = graddrop_backward};

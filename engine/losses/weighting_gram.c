@@ -14,7 +14,7 @@
  * Either way the towers get the plain sum of their tasks' gradients (LibMTL
  * sets only the shared gradient). m:history() shows alpha_k w_k (times the
  * clip factor of Nash-MTL). */
-#include "weighting_impl.h"
+#include "weighting.h"
 
 #include <math.h>
 #include <string.h>
@@ -81,7 +81,7 @@ static tl_status solve_checked(tl_weighting_state *w, const tl_model_view *v, do
     for (int i = 0; i < K * K; i++)
         if (!isfinite(G[i]))
             return tl_fail(TL_ERR_NUMERIC, "%s: the task gradients are not finite at step %lld",
-                           w->m->name, (long long)*v->step + 1);
+                           tl_weighting_name(v->cfg->weighting), (long long)*v->step + 1);
     *scale = 1.0;
     tl_status s = w->m->solve(w, v, G, K, alpha, scale);
     /* A degenerate Gram matrix (parallel or zero task gradients) is a step
@@ -91,7 +91,7 @@ static tl_status solve_checked(tl_weighting_state *w, const tl_model_view *v, do
     for (int k = 0; k < K && s == TL_OK; k++)
         if (!isfinite(alpha[k]))
             s = tl_fail(TL_ERR_NUMERIC, "%s: the weight of task %s is not finite (step %lld)",
-                        w->m->name, v->cfg->tasks[k].name, (long long)*v->step + 1);
+                        tl_weighting_name(v->cfg->weighting), v->cfg->tasks[k].name, (long long)*v->step + 1);
     if (s == TL_OK && !isfinite(*scale)) *scale = 1.0;
     return s;
 }
@@ -224,26 +224,16 @@ static void gradvac_check(const tl_weighting_state *w, int K, tl_rbuf *r)
     for (int i = 0; i < K * K; i++) tl_codec_want_real(r, "gradvac targets", w->ema[i], -1.0, 1.0, 0);
 }
 
-#define GRAM_ROW(nm, fn, text) \
-    {.name = nm, .solve = fn, .backward = tl_weighting_gram_backward, .about = text}
+#define GRAM_ROW(fn) {.solve = fn, .backward = tl_weighting_gram_backward}
 
-const tl_weighting_method tl_wm_mgda = GRAM_ROW(
-    "mgda", mgda, "min-norm point of the task gradients' convex hull (Sener & Koltun 2018)");
-const tl_weighting_method tl_wm_cagrad = GRAM_ROW(
-    "cagrad", cagrad, "best worst-task improvement within a ball around the mean (Liu et al. 2021)");
-const tl_weighting_method tl_wm_nash_mtl = {
-    .name = "nash_mtl", .solve = nash, .backward = tl_weighting_gram_backward, .codec = nash_codec,
-    .check = nash_check, .about = "Nash bargaining solution of the tasks (Navon et al. 2022)"};
-const tl_weighting_method tl_wm_imtl_g = GRAM_ROW(
-    "imtl_g", imtl_g, "equal projections on every unit task gradient (IMTL-G, Liu et al. 2021)");
-const tl_weighting_method tl_wm_imtl = {
-    .name = "imtl", .solve = imtl_g, .backward = tl_weighting_gram_backward,
-    .scales = TL_SCALES_IMTL, .about = "IMTL-G on IMTL-L's learned loss scales (Liu et al. 2021)"};
-const tl_weighting_method tl_wm_aligned_mtl = GRAM_ROW(
-    "aligned_mtl", aligned, "task gradients aligned to condition number 1 (Senushkin et al. 2023)");
-const tl_weighting_method tl_wm_upgrad = GRAM_ROW(
-    "upgrad", upgrad, "projections onto the dual cone: no task's loss rises (TorchJD, 2024)");
-const tl_weighting_method tl_wm_gradvac = {
-    .name = "gradvac", .solve = gradvac, .backward = tl_weighting_gram_backward,
-    .codec = gradvac_codec, .check = gradvac_check,
-    .about = "task gradients lifted to EMA cosine targets (Wang et al. 2021)"};
+const tl_weighting_method tl_wm_mgda = GRAM_ROW(mgda);
+const tl_weighting_method tl_wm_cagrad = GRAM_ROW(cagrad);
+const tl_weighting_method tl_wm_nash_mtl = {.solve = nash, .backward = tl_weighting_gram_backward,
+                                            .codec = nash_codec, .check = nash_check};
+const tl_weighting_method tl_wm_imtl_g = GRAM_ROW(imtl_g);
+const tl_weighting_method tl_wm_imtl = {.solve = imtl_g, .backward = tl_weighting_gram_backward,
+                                        .scales = TL_SCALES_IMTL};
+const tl_weighting_method tl_wm_aligned_mtl = GRAM_ROW(aligned);
+const tl_weighting_method tl_wm_upgrad = GRAM_ROW(upgrad);
+const tl_weighting_method tl_wm_gradvac = {.solve = gradvac, .backward = tl_weighting_gram_backward,
+                                           .codec = gradvac_codec, .check = gradvac_check};

@@ -4,22 +4,18 @@
  * whose coefficient on task k is the derivative of their combined loss with
  * respect to L_k at this step's losses (one backward pass). Formulas and
  * defaults: weighting.h. */
-#include "weighting_impl.h"
+#include "weighting.h"
 
 #include <math.h>
 #include <string.h>
 
-const tl_weighting_method tl_wm_fixed = {.name = "fixed", .about = "sum_k w_k L_k"};
+const tl_weighting_method tl_wm_fixed = {};
 
 /* Kendall et al. 2018 and the loss half of IMTL: the loss scales are graph
  * parameters (weighting.c builds them), so nothing happens at fit time. */
-const tl_weighting_method tl_wm_uncertainty = {
-    .name = "uncertainty", .scales = TL_SCALES_UNCERTAINTY,
-    .about = "learned log-variances s_k: 0.5 exp(-s_k) L_k + 0.5 s_k (Kendall et al. 2018)"};
+const tl_weighting_method tl_wm_uncertainty = { .scales = TL_SCALES_UNCERTAINTY};
 
-const tl_weighting_method tl_wm_imtl_l = {
-    .name = "imtl_l", .scales = TL_SCALES_IMTL,
-    .about = "learned loss scales s_k: exp(s_k) L_k - s_k (IMTL-L, Liu et al. 2021)"};
+const tl_weighting_method tl_wm_imtl_l = { .scales = TL_SCALES_IMTL};
 
 /* ---- DWA (Liu et al. 2019) ------------------------------------------------ */
 
@@ -45,9 +41,7 @@ static tl_status dwa_epoch_end(tl_weighting_state *w, const tl_model_view *v, co
     return TL_OK;
 }
 
-const tl_weighting_method tl_wm_dwa = {
-    .name = "dwa", .epoch_begin = dwa_epoch_begin, .epoch_end = dwa_epoch_end,
-    .about = "K softmax of the epoch loss ratios / temperature (Liu et al. 2019)"};
+const tl_weighting_method tl_wm_dwa = { .epoch_begin = dwa_epoch_begin, .epoch_end = dwa_epoch_end};
 
 /* ---- GradNorm (Chen et al. 2018) ------------------------------------------- */
 
@@ -107,9 +101,7 @@ static tl_status gradnorm_backward(tl_weighting_state *w, const tl_model_view *v
     return TL_OK;
 }
 
-const tl_weighting_method tl_wm_gradnorm = {
-    .name = "gradnorm", .setup = gradnorm_setup, .backward = gradnorm_backward,
-    .about = "weights fitted to balance the gradient norms on the last shared layer (Chen et al. 2018)"};
+const tl_weighting_method tl_wm_gradnorm = { .setup = gradnorm_setup, .backward = gradnorm_backward};
 
 /* ---- methods with coefficients from this step's losses ---------------------- */
 
@@ -135,9 +127,7 @@ static void rlw_step_begin(tl_weighting_state *w, const tl_model_view *v)
     tl_weighting_apply(w, v);
 }
 
-const tl_weighting_method tl_wm_rlw = {
-    .name = "rlw", .step_begin = rlw_step_begin,
-    .about = "random weights every step: softmax of normals or Dirichlet (Lin et al. 2022)"};
+const tl_weighting_method tl_wm_rlw = { .step_begin = rlw_step_begin};
 
 void tl_weighting_gls(const double *L, int K, double *coef)
 {
@@ -164,9 +154,7 @@ static tl_status gls_backward(tl_weighting_state *w, const tl_model_view *v, con
     return tl_weighting_backward_with(w, v, c);
 }
 
-const tl_weighting_method tl_wm_gls = {
-    .name = "gls", .backward = gls_backward,
-    .about = "geometric mean of the task losses (Chennupati et al. 2019)"};
+const tl_weighting_method tl_wm_gls = { .backward = gls_backward};
 
 /* ---- FAMO -------------------------------------------------------------------- */
 
@@ -239,10 +227,8 @@ static void famo_check(const tl_weighting_state *w, int K, tl_rbuf *r)
     tl_codec_want_int(r, "famo steps", w->count, 0, TL_CODEC_MAX_STEPS);
 }
 
-const tl_weighting_method tl_wm_famo = {
-    .name = "famo", .backward = famo_backward, .step_end = famo_step_end, .codec = famo_codec,
-    .check = famo_check,
-    .about = "weights learned to equalise the log-loss decrease of every task (Liu et al. 2023)"};
+const tl_weighting_method tl_wm_famo = { .backward = famo_backward, .step_end = famo_step_end, .codec = famo_codec,
+    .check = famo_check};
 
 /* ---- STCH -------------------------------------------------------------------- */
 
@@ -296,7 +282,5 @@ static void stch_check(const tl_weighting_state *w, int K, tl_rbuf *r)
     tl_codec_want_int(r, "stch epochs", w->epochs, 0, TL_CODEC_MAX_EPOCH);
 }
 
-const tl_weighting_method tl_wm_stch = {
-    .name = "stch", .backward = stch_backward, .epoch_end = stch_epoch_end, .codec = stch_codec,
-    .check = stch_check,
-    .about = "smooth Tchebycheff scalarisation after log-loss warm-up epochs (Lin et al. 2024)"};
+const tl_weighting_method tl_wm_stch = { .backward = stch_backward, .epoch_end = stch_epoch_end, .codec = stch_codec,
+    .check = stch_check};
