@@ -118,7 +118,9 @@ static void free_buffers(tl_weighting_state *w)
     tl_free_aligned(w->w_grad_before);
     tl_free_aligned(w->db_ema);
     tl_free_aligned(w->rep_grads);
+    tl_free_aligned(w->rep_cols);
     w->task_grads = w->w_grad_before = w->db_ema = w->rep_grads = NULL;
+    w->rep_cols = NULL;
 }
 
 /* The buffers of w->m. */
@@ -144,7 +146,8 @@ static tl_status setup(tl_weighting_state *w, const tl_model_view *v)
                                            "%d columns)", tl_weighting_name(v->cfg->weighting), cols, tl_node_cols(v->g, w->rep[k]));
         size_t n = (size_t)K * (size_t)tl_graph_max_batch(v->g) * (size_t)cols;
         w->rep_grads = tl_malloc_aligned(n * sizeof(float), "per-task representation gradients");
-        if (!w->rep_grads) return TL_ERR_NOMEM;
+        w->rep_cols = tl_malloc_aligned((size_t)K * (size_t)cols * sizeof(double), "per-column sums");
+        if (!w->rep_grads || !w->rep_cols) return TL_ERR_NOMEM;
     }
     return w->m->setup ? w->m->setup(w, v) : TL_OK;
 }

@@ -150,6 +150,7 @@ struct tl_weighting_state {
     int n_below;
     tl_node rep[TL_MAX_TASKS];
     float *rep_grads;              /* n_tasks x max_batch x rep columns */
+    double *rep_cols;              /* n_tasks x rep columns (GradDrop) */
 };
 
 struct tl_weighting_method {

@@ -195,6 +195,7 @@ void tl_weighting_graddrop_mask(const double *G, int K, double u, int *keep)
     for (int k = 0; k < K; k++) keep[k] = (P > u && G[k] > 0.0) || (P < u && G[k] < 0.0);
 }
 
+/* w->rep_cols: per task and column, G then the mask multiplier */
 static tl_status graddrop_backward(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
 {
     (void)f;
@@ -202,36 +203,36 @@ static tl_status graddrop_backward(tl_weighting_state *w, const tl_model_view *v
     tl_status s = tl_weighting_rep_grads(w, v, &rows, &cols);
     if (s != TL_OK) return s;
     size_t n = (size_t)rows * (size_t)cols;
-    double leak = (double)v->cfg->wopt.graddrop_leak;
+    double leak = (double)v->cfg->wopt.graddrop_leak, *G = w->rep_cols;
+    memset(G, 0, (size_t)K * (size_t)cols * sizeof *G);
+    for (int k = 0; k < K; k++) { /* row by row: the memory order */
+        const float *g = w->rep_grads + (size_t)k * n, *x = tl_graph_value(v->g, w->rep[k]);
+        double *Gk = G + (size_t)k * cols;
+        for (size_t i = 0; i < n; i++) {
+            float xv = x[i], gv = g[i];
+            Gk[i % (size_t)cols] += (double)(xv > 0.0f ? gv : xv < 0.0f ? -gv : 0.0f);
+        }
+    }
+    for (int j = 0; j < cols; j++) {
+        double Gj[TL_MAX_TASKS];
+        int keep[TL_MAX_TASKS];
+        for (int k = 0; k < K; k++) Gj[k] = G[(size_t)k * cols + j];
+        tl_weighting_graddrop_mask(Gj, K, tl_rng_uniform_double(v->rng), keep);
+        for (int k = 0; k < K; k++) G[(size_t)k * cols + j] = leak + (1.0 - leak) * keep[k];
+    }
     /* history shows the direction's cosine with each task's gradient at the
      * representation: dd = |d|^2, gg = |g_k|^2, dg = d.g_k */
     double dd = 0.0, gg[TL_MAX_TASKS] = {0}, dg[TL_MAX_TASKS] = {0};
-    for (int j = 0; j < cols; j++) {
-        double G[TL_MAX_TASKS];
+    for (size_t i = 0; i < n; i++) {
+        size_t j = i % (size_t)cols;
+        double d = 0.0;
+        for (int k = 0; k < K; k++) d += G[(size_t)k * cols + j] * (double)w->rep_grads[(size_t)k * n + i];
+        dd += d * d;
         for (int k = 0; k < K; k++) {
-            const float *g = w->rep_grads + (size_t)k * n, *x = tl_graph_value(v->g, w->rep[k]);
-            double acc = 0.0;
-            for (int i = 0; i < rows; i++) {
-                float xv = x[(size_t)i * cols + j], gv = g[(size_t)i * cols + j];
-                acc += (double)(xv > 0.0f ? gv : xv < 0.0f ? -gv : 0.0f);
-            }
-            G[k] = acc;
-        }
-        int keep[TL_MAX_TASKS];
-        float m[TL_MAX_TASKS];
-        tl_weighting_graddrop_mask(G, K, tl_rng_uniform_double(v->rng), keep);
-        for (int k = 0; k < K; k++) m[k] = (float)(leak + (1.0 - leak) * keep[k]);
-        for (int i = 0; i < rows; i++) {
-            size_t at = (size_t)i * cols + j;
-            double d = 0.0;
-            for (int k = 0; k < K; k++) d += (double)(m[k] * w->rep_grads[(size_t)k * n + at]);
-            dd += d * d;
-            for (int k = 0; k < K; k++) {
-                float *gk = w->rep_grads + (size_t)k * n + at;
-                gg[k] += (double)*gk * (double)*gk;
-                dg[k] += d * (double)*gk;
-                *gk *= m[k];
-            }
+            float *gk = w->rep_grads + (size_t)k * n + i;
+            gg[k] += (double)*gk * (double)*gk;
+            dg[k] += d * (double)*gk;
+            *gk = (float)((double)*gk * G[(size_t)k * cols + j]);
         }
     }
     for (int k = 0; k < K; k++) w->shown[k] = (float)(dd > 0.0 && gg[k] > 0.0 ? dg[k] / sqrt(dd * gg[k]) : 0.0);
