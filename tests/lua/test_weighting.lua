@@ -124,4 +124,24 @@ function T.help_lists_every_method()
   check(capture(tl.help, "m:set_weighting"):find("afresh", 1, true), "m:set_weighting documented")
 end
 
+-- scripts/compare_weighting.lua --quick: every method a row of the table
+function T.compare_script_quick()
+  local out = os.tmpname()
+  local saved = arg
+  arg = { [0] = "scripts/compare_weighting.lua", "--quick", "--out", out,
+          "--methods", "fixed,famo,mgda@rep" }
+  local ok, done = pcall(dofile, "scripts/compare_weighting.lua")
+  arg = saved
+  check(ok, tostring(done))
+  local f = assert(io.open(out .. "_census.md"))
+  local md = f:read("a")
+  f:close()
+  for _, row in ipairs{ "| single_task |", "| fixed |", "| famo |", "| mgda@rep |" } do
+    check(md:find(row, 1, true), "table row " .. row)
+  end
+  check(md:find("Δm %", 1, true) and md:find("vs fixed", 1, true), "Δm and time columns")
+  check(not md:find("| pcgrad |", 1, true), "--methods selects")
+  for _, ext in ipairs{ "", "_census.md", "_census.csv" } do os.remove(out .. ext) end
+end
+
 return T
