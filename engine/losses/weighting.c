@@ -271,6 +271,31 @@ tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v,
     return TL_OK;
 }
 
+typedef struct {
+    float *grads, *dst;
+} span_copy;
+
+static void copy_and_clear(size_t off, size_t len, void *ctx)
+{
+    span_copy *c = ctx;
+    memcpy(c->dst + off, c->grads + off, len * sizeof(float));
+    memset(c->grads + off, 0, len * sizeof(float));
+}
+
+tl_status tl_weighting_shared_grads(tl_weighting_state *w, const tl_model_view *v, const float *scale,
+                                    size_t *pf)
+{
+    int K = v->cfg->n_tasks;
+    span_copy c = {tl_graph_grads(v->g, pf), NULL};
+    for (int k = 0; k < K; k++) {
+        tl_status s = tl_weighting_task_pass(w, v, k, scale ? scale[k] : w->factor[k]);
+        if (s != TL_OK) return s;
+        c.dst = w->task_grads + (size_t)k * *pf;
+        tl_weighting_shared_spans(v, copy_and_clear, &c);
+    }
+    return TL_OK;
+}
+
 tl_status tl_weighting_rep_grads(tl_weighting_state *w, const tl_model_view *v, int *rows, int *cols)
 {
     int K = v->cfg->n_tasks;

@@ -205,6 +205,13 @@ tl_status tl_weighting_task_pass(tl_weighting_state *w, const tl_model_view *v, 
  * one contiguous span). */
 tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v, const float *scale,
                                   size_t *pf, size_t *shared_end);
+/* The same, cheaper, for methods that change only the shared gradient: after
+ * each pass the shared spans this step wrote (tl_weighting_shared_spans) are
+ * moved to w->task_grads + k * pf (the rest of that row is stale) and
+ * cleared, so the towers' gradients add up in the parameter gradients and
+ * the shared spans are zero after. */
+tl_status tl_weighting_shared_grads(tl_weighting_state *w, const tl_model_view *v, const float *scale,
+                                    size_t *pf);
 /* The rep_grads methods' first half: for each task k the backward pass of its
  * term alone (coefficient user weight x factor) through the towers only, its
  * gradient at rep[k] copied to w->rep_grads + k * (rows x cols); the towers'

@@ -138,8 +138,8 @@ static tl_status db_backward(tl_weighting_state *w, const tl_model_view *v, cons
     int K = v->cfg->n_tasks;
     float scale[TL_MAX_TASKS];
     for (int k = 0; k < K; k++) scale[k] = (float)(1.0 / ((double)f->task_loss[k] + 1e-8)); /* log L_k */
-    db_pass d = {.w = w, .K = K};
-    tl_status s = tl_weighting_task_grads(w, v, scale, &d.pf, &d.se);
+    db_pass d = {.w = w, .K = K, .se = shared_floats(v)};
+    tl_status s = tl_weighting_shared_grads(w, v, scale, &d.pf);
     if (s != TL_OK) return s;
     w->count++;
     d.b = (double)v->cfg->wopt.db_beta / pow((double)w->count, (double)v->cfg->wopt.db_beta_sigma);
@@ -157,13 +157,8 @@ static tl_status db_backward(tl_weighting_state *w, const tl_model_view *v, cons
         w->shown[k] = d.alpha[k] * v->cfg->tasks[k].weight * scale[k];
     }
     w->has_shown = 1;
-    d.out = tl_graph_grads(v->g, NULL);
+    d.out = tl_graph_grads(v->g, NULL); /* the towers' hold the sum of the log-loss gradients */
     tl_weighting_shared_spans(v, db_combine, &d);
-    for (size_t x = d.se; x < d.pf; x++) { /* towers: the sum of the log-loss gradients */
-        float acc = 0.0f;
-        for (int k = 0; k < K; k++) acc += w->task_grads[(size_t)k * d.pf + x];
-        d.out[x] = acc;
-    }
     return TL_OK;
 }
 

@@ -100,8 +100,7 @@ static tl_status params_backward(tl_weighting_state *w, const tl_model_view *v)
 {
     int K = v->cfg->n_tasks;
     gram_pass p = {.K = K};
-    size_t se;
-    tl_status s = tl_weighting_task_grads(w, v, NULL, &p.pf, &se);
+    tl_status s = tl_weighting_shared_grads(w, v, NULL, &p.pf);
     if (s != TL_OK) return s;
     p.tg = w->task_grads;
     tl_weighting_shared_spans(v, gram_dots, &p);
@@ -114,13 +113,8 @@ static tl_status params_backward(tl_weighting_state *w, const tl_model_view *v)
         w->shown[k] = p.alpha[k] * v->cfg->tasks[k].weight;
     }
     w->has_shown = 1;
-    p.out = tl_graph_grads(v->g, NULL);
+    p.out = tl_graph_grads(v->g, NULL); /* the towers' already hold the plain sum */
     tl_weighting_shared_spans(v, gram_combine, &p);
-    for (size_t x = se; x < p.pf; x++) { /* towers: the plain sum */
-        float acc = 0.0f;
-        for (int k = 0; k < K; k++) acc += w->task_grads[(size_t)k * p.pf + x];
-        p.out[x] = acc;
-    }
     return TL_OK;
 }
 
