@@ -120,7 +120,7 @@ int main(int argc, char **argv)
             tl_model_config_defaults(&c);
             c.weighting = (tl_weighting)w;
             c.wopt.at = at ? TL_AT_REP : TL_AT_PARAMS;
-            if (at && (tl_weighting_check(&c) != TL_OK || w == TL_WEIGHTING_FIXED)) continue;
+            if (at && tl_weighting_check(&c) != TL_OK) continue;
             variant *x = &v[nv++];
             x->w = (tl_weighting)w;
             x->at = c.wopt.at;

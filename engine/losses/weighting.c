@@ -36,7 +36,7 @@ tl_status tl_weighting_check(const tl_model_config *c)
     const char *n = tl_weighting_name(c->weighting);
     if (o->at != TL_AT_PARAMS && o->at != TL_AT_REP)
         return tl_fail(TL_ERR_ARG, "%s: at must be 'params' or 'rep'", n);
-    if (o->at == TL_AT_REP && !methods[c->weighting]->solve && c->weighting != TL_WEIGHTING_FIXED)
+    if (o->at == TL_AT_REP && !methods[c->weighting]->solve)
         return tl_fail(TL_ERR_ARG, "%s: at='rep' is for the methods that solve on the Gram matrix "
                                    "of the task gradients (mgda, cagrad, ...)", n);
     if (!(o->cagrad_c >= 0.0f && isfinite(o->cagrad_c)) || o->cagrad_rescale < 0 || o->cagrad_rescale > 2)
