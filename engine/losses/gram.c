@@ -18,7 +18,7 @@ tl_gram_params tl_gram_defaults(void)
     p.cagrad_c = 0.4;       /* CAGrad's NYUv2/Cityscapes runs (run.sh); LibMTL uses 0.5 */
     p.cagrad_rescale = 1;   /* official utils.py and LibMTL */
     p.nash_max_norm = 1.0;  /* nash-mtl NashMTL(max_norm=1.0) */
-    p.nash_iters = 20;      /* nash-mtl optim_niter */
+    p.nash_iters = 100;     /* Newton steps (nash-mtl: optim_niter = 20 CCP steps) */
     p.upgrad_norm_eps = 1e-4; /* TorchJD QuadprogProjector */
     p.upgrad_reg_eps = 1e-4;
     p.gradvac_beta = 0.5;   /* LibMTL --GradVac_beta */
@@ -32,14 +32,16 @@ static void fill_uniform(double *alpha, int T)
 }
 
 /* Validate G and copy its symmetric part into S. Returns the largest
- * diagonal entry in *dmax. On failure alpha (when given) is uniform. */
+ * diagonal entry in *dmax. out (the result array) must not be NULL; on
+ * failure it is made uniform when `fill`. */
 static tl_status check_gram(const char *who, const double *G, int T, double *S, double *dmax,
-                            double *alpha)
+                            double *out, int fill)
 {
     if (T < 1 || T > MAXT)
         return tl_fail(TL_ERR_ARG, "%s: %d tasks; the Gram solvers take 1..%d", who, T, MAXT);
-    if (!G)
-        return tl_fail(TL_ERR_ARG, "%s: Gram matrix is NULL", who);
+    if (!G || !out)
+        return tl_fail(TL_ERR_ARG, "%s: %s is NULL", who, G ? "the output array" : "G");
+    double *alpha = fill ? out : NULL;
     double m = 0.0;
     for (int i = 0; i < T * T; i++) {
         if (!isfinite(G[i])) {
@@ -209,13 +211,13 @@ static int qp_active_set(const double *Q, const double *c, const double *lo, int
                          double *x)
 {
     int active[MAXT];
-    double qmax = 0.0;
+    double qmax = 0.0, cmax = 0.0;
     for (int i = 0; i < n; i++) {
         active[i] = !simplex || x[i] <= lo[i];
         if (active[i])
             x[i] = lo[i];
-        if (Q[i * n + i] > qmax)
-            qmax = Q[i * n + i];
+        qmax = fmax(qmax, Q[i * n + i]);
+        cmax = fmax(cmax, fabs(c[i]));
     }
     if (simplex) {
         int nf = 0;
@@ -287,7 +289,7 @@ static int qp_active_set(const double *Q, const double *c, const double *lo, int
         /* Stationary on the working set: release the bound with the most
          * negative multiplier, or stop. */
         int worst = -1;
-        double most = -1e-12 * qmax * xmax;
+        double most = -1e-12 * (qmax * xmax + cmax);
         for (int i = 0; i < n; i++) {
             if (!active[i])
                 continue;
@@ -342,7 +344,7 @@ static double quad(const double *S, int T, const double *a, const double *b)
 tl_status tl_gram_mgda(const double *G, int T, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("mgda", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("mgda", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     if (dmax == 0.0 || T == 1) {
@@ -366,14 +368,15 @@ tl_status tl_gram_mgda(const double *G, int T, double *alpha)
 }
 
 /* CAGrad dual over w in the simplex: F(w) = <g_w, g0> + r |g_w|, r = c |g0|.
- * At the optimum w* (with s* = |g_w*| > 0) the gradient of F equals that of
- * the convex quadratic <g_w, g0> + r/(2 s*) |g_w|^2, so w* also minimises
- * that quadratic: w* = w(s*) where w(s) is the QP solution for a trial s.
- * Any fixed point s = |g_w(s)| satisfies the KKT conditions of the convex
- * dual, hence is optimal; it is found by safeguarded regula falsi (Illinois)
- * on h(s) = |g_w(s)| - s, positive near 0 and negative beyond max_k |g_k|. */
+ * Since r |x| = min_{s>0} r |x|^2 / (2s) + r s / 2, min F = min_s Phi(s) with
+ *     Phi(s) = min_w <g_w, g0> + r/(2s) |g_w|^2 + r s / 2,
+ * a simplex QP for each trial s, and Phi is convex (the quadratic-over-linear
+ * term is jointly convex in (g_w, s)). Its slope is (r/2)(1 - (|g_w(s)|/s)^2),
+ * so h(s) = |g_w(s)| - s is positive below the optimal s* = |g_w*| and
+ * negative above: s* is bracketed by stepping down from max_k |g_k| (where
+ * h <= 0, as |g_w| <= max |g_k|) and found by regula falsi (Illinois). */
 static int cagrad_w(const double *S, int T, const double *Sb, double r, double s, double scale,
-                    double *w, double *norm)
+                    double *w, double *h)
 {
     double Q[MAXT * MAXT];
     for (int i = 0; i < T * T; i++)
@@ -381,14 +384,66 @@ static int cagrad_w(const double *S, int T, const double *Sb, double r, double s
     if (!simplex_qp(Q, Sb, T, scale * r / s, w))
         return 0;
     double n2 = quad(S, T, w, w);
-    *norm = sqrt(n2 > 0.0 ? n2 : 0.0);
+    *h = sqrt(n2 > 0.0 ? n2 : 0.0) - s;
+    return 1;
+}
+
+/* w* and lambda = r / |g_w*| (0 when no s > 1e-8 max |g_k| has h > 0: then
+ * the optimum has g_w -> 0, which needs 0 on the boundary of the hull and a
+ * ball reaching the plane it spans; d = g0 is kept there). */
+static int cagrad_dual(const double *S, int T, const double *Sb, double r, double dmax,
+                       double *w, double *lambda)
+{
+    double scale = trace_mean(S, T), hi = sqrt(dmax), hhi, lo, hlo;
+    if (!cagrad_w(S, T, Sb, r, hi, scale, w, &hhi))
+        return 0;
+    *lambda = 0.0;
+    if (hhi >= 0.0) {
+        *lambda = r / (hi + hhi);
+        return 1;
+    }
+    for (lo = hi / 4.0;; lo /= 4.0) {
+        if (lo < 1e-8 * sqrt(dmax))
+            return cagrad_w(S, T, Sb, r, hi, scale, w, &hhi); /* fallback, w unused */
+        if (!cagrad_w(S, T, Sb, r, lo, scale, w, &hlo))
+            return 0;
+        if (hlo > 0.0)
+            break;
+        hi = lo;
+        hhi = hlo;
+    }
+    double s = lo, h = hlo;
+    int side = 0;
+    for (int it = 0; it < 200; it++) {
+        s = (lo * hhi - hi * hlo) / (hhi - hlo);
+        if (!(s > lo && s < hi))
+            s = 0.5 * (lo + hi);
+        if (!cagrad_w(S, T, Sb, r, s, scale, w, &h))
+            return 0;
+        if (fabs(h) <= 1e-14 * s || hi - lo <= 1e-15 * hi)
+            break;
+        if (h > 0.0) {
+            lo = s;
+            hlo = h;
+            if (side == 1)
+                hhi *= 0.5;
+            side = 1;
+        } else {
+            hi = s;
+            hhi = h;
+            if (side == -1)
+                hlo *= 0.5;
+            side = -1;
+        }
+    }
+    *lambda = r / (s + h); /* s + h = |g_w| at the last trial */
     return 1;
 }
 
 tl_status tl_gram_cagrad(const double *G, int T, const tl_gram_params *p, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("cagrad", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("cagrad", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     tl_gram_params d = tl_gram_defaults();
@@ -410,48 +465,9 @@ tl_status tl_gram_cagrad(const double *G, int T, const tl_gram_params *p, double
     double r = p->cagrad_c * sqrt(g0sq > 0.0 ? g0sq : 0.0);
     double lambda = 0.0, w[MAXT];
     fill_uniform(w, T);
-    if (r > 1e-12 * sqrt(dmax)) {
-        double scale = trace_mean(S, T), n;
-        double lo = 0.0, hi = sqrt(dmax), hlo = 0.0, hhi = 0.0;
-        /* h(lo) > 0 near 0 unless 0 is in the hull; start from a small s */
-        lo = 1e-9 * hi;
-        if (!cagrad_w(S, T, Sb, r, lo, scale, w, &n))
-            goto fail;
-        hlo = n - lo;
-        if (hlo <= 0.0) {
-            /* |g_w| ~ 0 at the optimum: 0 in the convex hull, d = g0 */
-            lambda = 0.0;
-        } else {
-            if (!cagrad_w(S, T, Sb, r, hi, scale, w, &n))
-                goto fail;
-            hhi = n - hi;
-            double s = hi;
-            int side = 0;
-            for (int it = 0; it < 200 && hhi < 0.0; it++) {
-                s = (lo * hhi - hi * hlo) / (hhi - hlo);
-                if (!(s > lo && s < hi))
-                    s = 0.5 * (lo + hi);
-                if (!cagrad_w(S, T, Sb, r, s, scale, w, &n))
-                    goto fail;
-                double h = n - s;
-                if (fabs(h) <= 1e-14 * hi || hi - lo <= 1e-15 * hi)
-                    break;
-                if (h > 0.0) {
-                    lo = s;
-                    hlo = h;
-                    if (side == 1)
-                        hhi *= 0.5;
-                    side = 1;
-                } else {
-                    hi = s;
-                    hhi = h;
-                    if (side == -1)
-                        hlo *= 0.5;
-                    side = -1;
-                }
-            }
-            lambda = n > 0.0 ? r / n : 0.0;
-        }
+    if (r > 1e-12 * sqrt(dmax) && !cagrad_dual(S, T, Sb, r, dmax, w, &lambda)) {
+        fill_uniform(alpha, T);
+        return tl_fail(TL_ERR_NUMERIC, "cagrad: dual QP did not converge (%d tasks)", T);
     }
     double resc = p->cagrad_rescale == 1   ? 1.0 + p->cagrad_c * p->cagrad_c
                   : p->cagrad_rescale == 2 ? 1.0 + p->cagrad_c
@@ -459,9 +475,6 @@ tl_status tl_gram_cagrad(const double *G, int T, const tl_gram_params *p, double
     for (int k = 0; k < T; k++)
         alpha[k] = (b[k] + lambda * w[k]) / resc;
     return TL_OK;
-fail:
-    fill_uniform(alpha, T);
-    return tl_fail(TL_ERR_NUMERIC, "cagrad: dual QP did not converge (%d tasks)", T);
 }
 
 /* Nash-MTL. The bargaining solution solves G alpha = 1/alpha, alpha > 0: the
@@ -470,9 +483,58 @@ fail:
  * (on the Frobenius-normalised Gn = G / |G|_F, as the official code, then
  * alpha = a / sqrt(|G|_F)). The official code approaches it by up to 20
  * convex-concave steps solved by ECOS; damped Newton on P reaches the same
- * point to machine precision in a few steps from the warm start. P is
- * bounded below iff 0 is not in the convex hull of the g_k, which is checked
- * first through MGDA's min-norm point. */
+ * point to rounding in a few steps from the warm start. P is bounded below
+ * iff 0 is not in the convex hull of the g_k, which is checked first through
+ * MGDA's min-norm point. */
+static void nash_newton(const double *Gn, int T, int iters, double *a)
+{
+    for (int it = 0; it < iters; it++) {
+        double g[MAXT], H[MAXT * MAXT], step[MAXT];
+        int done = 1;
+        for (int i = 0; i < T; i++) {
+            double ga = 0.0, mag = 0.0;
+            for (int j = 0; j < T; j++) {
+                ga += Gn[i * T + j] * a[j];
+                mag += fabs(Gn[i * T + j] * a[j]);
+                H[i * T + j] = Gn[i * T + j];
+            }
+            g[i] = ga - 1.0 / a[i];
+            H[i * T + i] += 1.0 / (a[i] * a[i]);
+            /* converged when a_i (Gn a)_i = 1 up to the rounding of its sum */
+            if (fabs(a[i] * ga - 1.0) > 1e-13 + 8.0 * T * DBL_EPSILON * a[i] * mag)
+                done = 0;
+            step[i] = -g[i];
+        }
+        if (done || !cholesky(H, T, T))
+            return;
+        chol_solve(H, T, T, step);
+        /* stay inside a > 0, then backtrack on P (Armijo) */
+        double t = 1.0, slope = 0.0, res = 0.0;
+        for (int i = 0; i < T; i++) {
+            if (step[i] < 0.0 && -0.99 * a[i] / step[i] < t)
+                t = -0.99 * a[i] / step[i];
+            slope += g[i] * step[i];
+            res = fmax(res, fabs(a[i] * (g[i] + 1.0 / a[i]) - 1.0));
+        }
+        double p0 = 0.5 * quad(Gn, T, a, a), an[MAXT];
+        for (int i = 0; i < T; i++)
+            p0 -= log(a[i]);
+        for (int ls = 0; ls < 60; ls++) {
+            double p1;
+            for (int i = 0; i < T; i++)
+                an[i] = a[i] + t * step[i];
+            p1 = 0.5 * quad(Gn, T, an, an);
+            for (int i = 0; i < T; i++)
+                p1 -= log(an[i]);
+            /* near the solution P's decrease is below its rounding: full steps */
+            if (res < 1e-3 || p1 <= p0 + 1e-4 * t * slope)
+                break;
+            t *= 0.5;
+        }
+        memcpy(a, an, sizeof(double) * (size_t)T);
+    }
+}
+
 tl_status tl_gram_nash(const double *G, int T, const tl_gram_params *p, double *prev,
                        double *alpha, double *shared_scale)
 {
@@ -480,17 +542,20 @@ tl_status tl_gram_nash(const double *G, int T, const tl_gram_params *p, double *
     tl_gram_params dp = tl_gram_defaults();
     if (!p)
         p = &dp;
-    if (!prev)
-        return tl_fail(TL_ERR_ARG, "nash: prev (the warm start) is NULL");
-    int warm = 1;
-    for (int k = 0; k < T && k < MAXT; k++)
-        if (!(prev[k] > 0.0) || !isfinite(prev[k]))
-            warm = 0;
-    for (int k = 0; k < T && k < MAXT; k++)
-        alpha[k] = warm ? prev[k] : 1.0;
     if (shared_scale)
         *shared_scale = 1.0;
-    tl_status st = check_gram("nash", G, T, S, &dmax, NULL);
+    if (!prev || !alpha)
+        return tl_fail(TL_ERR_ARG, "nash: %s is NULL", prev ? "alpha" : "prev (the warm start)");
+    tl_status st = check_gram("nash", G, T, S, &dmax, alpha, 0);
+    int warm = 1;
+    for (int k = 0; k < T && k < MAXT; k++) {
+        alpha[k] = prev[k];
+        if (!(prev[k] > 0.0) || !isfinite(prev[k]))
+            warm = 0;
+    }
+    if (!warm)
+        for (int k = 0; k < T && k < MAXT; k++)
+            alpha[k] = 1.0;
     if (st != TL_OK)
         return st;
     double m[MAXT];
@@ -508,55 +573,15 @@ tl_status tl_gram_nash(const double *G, int T, const tl_gram_params *p, double *
     double Gn[MAXT * MAXT], a[MAXT];
     for (int i = 0; i < T * T; i++)
         Gn[i] = S[i] / fro;
-    /* warm start, rescaled so that a^T Gn a = T, which the solution satisfies */
-    double aga = quad(Gn, T, alpha, alpha);
+    /* cold start 1/|g_k| (exact for orthogonal gradients); either start is
+     * rescaled so that a^T Gn a = T, which the solution satisfies */
+    for (int k = 0; k < T; k++)
+        a[k] = warm ? alpha[k] : 1.0 / sqrt(Gn[k * T + k]);
+    double aga = quad(Gn, T, a, a);
     double sc = aga > 0.0 ? sqrt(T / aga) : 1.0;
     for (int k = 0; k < T; k++)
-        a[k] = alpha[k] * sc;
-    int iters = p->nash_iters > 0 ? p->nash_iters : 20;
-    for (int it = 0; it < iters; it++) {
-        double g[MAXT], H[MAXT * MAXT], step[MAXT], res = 0.0;
-        for (int i = 0; i < T; i++) {
-            double ga = 0.0;
-            for (int j = 0; j < T; j++) {
-                ga += Gn[i * T + j] * a[j];
-                H[i * T + j] = Gn[i * T + j];
-            }
-            g[i] = ga - 1.0 / a[i];
-            H[i * T + i] += 1.0 / (a[i] * a[i]);
-            if (fabs(a[i] * ga - 1.0) > res)
-                res = fabs(a[i] * ga - 1.0);
-            step[i] = -g[i];
-        }
-        if (res <= 1e-13)
-            break;
-        if (!cholesky(H, T, T))
-            break;
-        chol_solve(H, T, T, step);
-        /* stay inside a > 0, then backtrack on P (Armijo) */
-        double t = 1.0, slope = 0.0;
-        for (int i = 0; i < T; i++) {
-            if (step[i] < 0.0 && -0.99 * a[i] / step[i] < t)
-                t = -0.99 * a[i] / step[i];
-            slope += g[i] * step[i];
-        }
-        double p0 = 0.5 * quad(Gn, T, a, a);
-        for (int i = 0; i < T; i++)
-            p0 -= log(a[i]);
-        for (int ls = 0; ls < 60; ls++) {
-            double an[MAXT], p1;
-            for (int i = 0; i < T; i++)
-                an[i] = a[i] + t * step[i];
-            p1 = 0.5 * quad(Gn, T, an, an);
-            for (int i = 0; i < T; i++)
-                p1 -= log(an[i]);
-            if (p1 <= p0 + 1e-4 * t * slope || ls == 59) {
-                memcpy(a, an, sizeof(double) * (size_t)T);
-                break;
-            }
-            t *= 0.5;
-        }
-    }
+        a[k] *= sc;
+    nash_newton(Gn, T, p->nash_iters > 0 ? p->nash_iters : 100, a);
     double s = 1.0 / sqrt(fro);
     for (int k = 0; k < T; k++) {
         if (!(a[k] > 0.0) || !isfinite(a[k] * s))
@@ -577,7 +602,7 @@ tl_status tl_gram_nash(const double *G, int T, const tl_gram_params *p, double *
 tl_status tl_gram_imtl_g(const double *G, int T, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("imtl_g", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("imtl_g", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     if (T == 1) {
@@ -586,7 +611,7 @@ tl_status tl_gram_imtl_g(const double *G, int T, double *alpha)
     }
     double nrm[MAXT];
     for (int k = 0; k < T; k++) {
-        if (!(S[k * T + k] > 1e-300)) {
+        if (!(S[k * T + k] > 0.0)) {
             fill_uniform(alpha, T);
             return tl_fail(TL_ERR_NUMERIC, "imtl_g: task %d's gradient is zero (no unit "
                            "direction to equalise)", k);
@@ -631,7 +656,7 @@ tl_status tl_gram_imtl_g(const double *G, int T, double *alpha)
 tl_status tl_gram_aligned(const double *G, int T, double *alpha, double *B)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("aligned", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("aligned", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     double Bm[MAXT * MAXT];
@@ -674,7 +699,7 @@ tl_status tl_gram_aligned(const double *G, int T, double *alpha, double *B)
 tl_status tl_gram_upgrad(const double *G, int T, const tl_gram_params *p, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("upgrad", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("upgrad", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     tl_gram_params dp = tl_gram_defaults();
@@ -685,18 +710,15 @@ tl_status tl_gram_upgrad(const double *G, int T, const tl_gram_params *p, double
         return tl_fail(TL_ERR_ARG, "upgrad: norm_eps = %g and reg_eps = %g must be >= 0",
                        p->upgrad_norm_eps, p->upgrad_reg_eps);
     }
+    /* TorchJD: G / trace(G), or 0 when the trace is below norm_eps, plus
+     * reg_eps I. With reg_eps = 0 the QP still needs a positive definite
+     * matrix: a ridge of 1e-12 (of I when G was zeroed: v = u either way). */
     double tr = trace_mean(S, T) * T, Q[MAXT * MAXT], zero[MAXT];
+    int zeroed = tr < p->upgrad_norm_eps || tr == 0.0;
+    double ridge = p->upgrad_reg_eps > 0.0 ? p->upgrad_reg_eps : zeroed ? 1.0 : 1e-12;
     for (int i = 0; i < T; i++)
         for (int j = 0; j < T; j++)
-            Q[i * T + j] = (tr < p->upgrad_norm_eps ? 0.0 : S[i * T + j] / tr) +
-                           (i == j ? p->upgrad_reg_eps : 0.0);
-    if (tr < p->upgrad_norm_eps || p->upgrad_reg_eps == 0.0) {
-        /* TorchJD: G normalised to zero; with reg_eps = 0 a singular G needs
-         * the QP's own tiny ridge */
-        double tiny = tr < p->upgrad_norm_eps ? 1.0 : 1e-12;
-        for (int i = 0; i < T; i++)
-            Q[i * T + i] += p->upgrad_reg_eps > 0.0 ? 0.0 : tiny;
-    }
+            Q[i * T + j] = (zeroed ? 0.0 : S[i * T + j] / tr) + (i == j ? ridge : 0.0);
     for (int k = 0; k < T; k++) {
         alpha[k] = 0.0;
         zero[k] = 0.0;
@@ -738,7 +760,7 @@ tl_status tl_gram_gradvac(const double *G, int T, const tl_gram_params *p, doubl
                           tl_rng *rng, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("gradvac", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("gradvac", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     tl_gram_params dp = tl_gram_defaults();
@@ -796,7 +818,7 @@ tl_status tl_gram_gradvac(const double *G, int T, const tl_gram_params *p, doubl
 tl_status tl_gram_pcgrad(const double *G, int T, tl_rng *rng, double *alpha)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("pcgrad", G, T, S, &dmax, alpha);
+    tl_status st = check_gram("pcgrad", G, T, S, &dmax, alpha, 1);
     if (st != TL_OK)
         return st;
     if (!rng) {
@@ -824,13 +846,53 @@ tl_status tl_gram_pcgrad(const double *G, int T, tl_rng *rng, double *alpha)
     return TL_OK;
 }
 
+/* <a, b> of float vectors in double, eight lanes in a fixed order (the
+ * compiler vectorises it; the same bits every run). cblas_dsdot is not used:
+ * OpenBLAS's kernel rounds the products to float (5e-8 relative error). */
+static double fdot(const float *a, const float *b, size_t n)
+{
+    double acc[8] = {0};
+    size_t x = 0;
+    for (; x + 8 <= n; x += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += (double)a[x + k] * (double)b[x + k];
+    double s = 0.0;
+    for (; x < n; x++)
+        s += (double)a[x] * (double)b[x];
+    for (int k = 0; k < 8; k++)
+        s += acc[k];
+    return s;
+}
+
+tl_status tl_gram_accumulate(double *G, int T, const float *grads, size_t n, size_t stride)
+{
+    if (T < 1 || T > MAXT)
+        return tl_fail(TL_ERR_ARG, "gram: %d tasks; the Gram solvers take 1..%d", T, MAXT);
+    if (!G || (!grads && n > 0))
+        return tl_fail(TL_ERR_ARG, "gram: %s is NULL", G ? "grads" : "G");
+    if (T > 1 && stride < n)
+        return tl_fail(TL_ERR_ARG, "gram: stride %zu is shorter than the block (%zu floats)",
+                       stride, n);
+    for (int i = 0; i < T; i++) {
+        for (int j = i; j < T; j++) {
+            double s = fdot(grads + (size_t)i * stride, grads + (size_t)j * stride, n);
+            G[i * T + j] += s;
+            if (j != i)
+                G[j * T + i] += s;
+        }
+    }
+    return TL_OK;
+}
+
 tl_status tl_gram_cosines(const double *G, int T, const double *alpha, double *cos,
                           double *dnorm)
 {
     double S[MAXT * MAXT], dmax;
-    tl_status st = check_gram("cosines", G, T, S, &dmax, NULL);
+    tl_status st = check_gram("cosines", G, T, S, &dmax, cos, 0);
     if (st != TL_OK)
         return st;
+    if (!alpha)
+        return tl_fail(TL_ERR_ARG, "cosines: alpha is NULL");
     for (int k = 0; k < T; k++)
         if (!isfinite(alpha[k]))
             return tl_fail(TL_ERR_NUMERIC, "cosines: weight of task %d is %g", k, alpha[k]);
