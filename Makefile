@@ -224,6 +224,7 @@ $(BUILD)/bench/%: scripts/%.c $(LIB)
 
 bench: all $(BENCH_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash scripts/bench.sh
+	@echo; echo 'Scaling with batch, experts and tasks (docs/scaling.csv, docs/scaling.png):'; BUILD=$(BUILD) bash scripts/bench_scaling.sh
 	@echo; echo 'Serving latency of exported models (C file vs onnxruntime-node):'; bash tests/export/bench.sh
 
 demo: deps
@@ -245,6 +246,36 @@ install-kernel: $(BIN)
 	@printf '{\n  "argv": ["%s", "--kernel", "{connection_file}"],\n  "display_name": "towerlab (Lua)",\n  "language": "lua",\n  "interrupt_mode": "signal",\n  "env": {"TOWERLAB_DATA": "%s"}\n}\n' \
 	  "$(abspath $(BIN))" "$(abspath data)" > "$(KERNEL_DIR)/kernel.json"
 	@echo "installed kernelspec towerlab -> $(KERNEL_DIR)/kernel.json"
+
+# ---- install (owner: data) ---------------------------------------------------
+# make install PREFIX=/opt/towerlab [DESTDIR=staging]: the program in bin/, the
+# Lua module in lib/lua/5.4/ (require "towerlab" with that directory in
+# LUA_CPATH), data/ (without caches) in share/towerlab/data, where the
+# installed program and module find it from any directory (repl/l_datasets.c),
+# and a Jupyter kernelspec in share/jupyter/kernels/towerlab (Jupyter looks in
+# <prefix>/share/jupyter for the prefixes it knows; else add it to JUPYTER_PATH).
+# make uninstall PREFIX=... removes exactly these.
+PREFIX ?= /usr/local
+DESTDIR ?=
+INSTALL_ROOT = $(DESTDIR)$(PREFIX)
+INSTALL_KERNEL = $(INSTALL_ROOT)/share/jupyter/kernels/towerlab
+.PHONY: install uninstall
+install: all
+	install -d "$(INSTALL_ROOT)/bin" "$(INSTALL_ROOT)/lib/lua/5.4" "$(INSTALL_ROOT)/share/towerlab/data" "$(INSTALL_KERNEL)"
+	install -m 755 $(BIN) "$(INSTALL_ROOT)/bin/towerlab"
+	install -m 644 $(SO) "$(INSTALL_ROOT)/lib/lua/5.4/towerlab.so"
+	cd data && find . -type f ! -name '*.tlcache' | while read -r f; do \
+	  install -D -m 644 "$$f" "$(INSTALL_ROOT)/share/towerlab/data/$$f" || exit 1; done
+	printf '{\n  "argv": ["%s", "--kernel", "{connection_file}"],\n  "display_name": "towerlab (Lua)",\n  "language": "lua",\n  "interrupt_mode": "signal"\n}\n' \
+	  "$(PREFIX)/bin/towerlab" > "$(INSTALL_KERNEL)/kernel.json"
+	@echo "installed towerlab into $(INSTALL_ROOT)"
+
+uninstall:
+	rm -f "$(INSTALL_ROOT)/bin/towerlab" "$(INSTALL_ROOT)/lib/lua/5.4/towerlab.so" "$(INSTALL_KERNEL)/kernel.json"
+	rm -rf "$(INSTALL_ROOT)/share/towerlab"
+	-rmdir "$(INSTALL_KERNEL)" 2>/dev/null
+	@echo "removed towerlab from $(INSTALL_ROOT)"
+# ---- end install --------------------------------------------------------------
 
 # Architecture checks (no include cycles between modules, no weak symbols):
 # scripts/lint.sh is written by the redesign; until it exists, say so.

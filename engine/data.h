@@ -12,17 +12,21 @@
  *   schema.h          the schema's defaults
  *   csv.h             loading a CSV/TSV(.gz) file (through the binary cache)
  *   datasets.h        Census-Income, MovieLens, Amazon Video Games
+ *   alibaba.h         Ali-CCP (the release or torch-rechub's CSV), AliExpress
+ *   sketch.h          a streaming quantile sketch (KLL) for quantile buckets
  *   synthetic_data.h  the synthetic generators (synthetic.h) as datasets
  * The pieces' shared internals are in data/data_internal.h.
  */
 #ifndef TL_DATA_H
 #define TL_DATA_H
 
+#include "data/alibaba.h"
 #include "data/csv.h"
 #include "data/data_types.h"
 #include "data/dataset.h"
 #include "data/datasets.h"
 #include "data/schema.h"
+#include "data/sketch.h"
 #include "data/synthetic_data.h"
 
 #endif

@@ -10,6 +10,7 @@
  *   bit 4     bad rows are skipped instead of failing the load
  *   bits 5-6  split: none, ratio 0.6/0.2/0.2, modulo 3, by files (the same
  *             file as train, valid and test)
+ *   bit 7     skip spaces at the start of every field (skip_initial_space)
  * The loader reads files only, so the input goes to a scratch file.
  * Outcome stages: "input" (too short or long, or the scratch file), "load",
  * "reload" (the `like` load of bit 3). */
@@ -101,6 +102,7 @@ int tl_fuzz_csv(const uint8_t *data, size_t size, tl_fuzz_outcome *out)
         s.path = path;
         schema_for((int)(mode & 3), &s);
         if (mode & 16) s.on_bad = TL_BAD_SKIP;
+        if (mode & 128) s.skip_initial_space = 1;
         switch ((mode >> 5) & 3) {
         case 1:
             s.split = TL_SPLIT_RATIO, s.ratio[0] = 0.6, s.ratio[1] = 0.2, s.ratio[2] = 0.2;

@@ -115,13 +115,13 @@ static dataset_ud *new_dataset_ud(lua_State *L)
 
 tl_dataset **tl_lua_new_dataset(lua_State *L) { return &new_dataset_ud(L)->d; }
 
-static void report_skipped(const tl_dataset *d, const char *fn)
+void tl_lua_report_skipped(const tl_dataset *d, const char *fn, const char *one, const char *many)
 {
     const uint64_t *lines;
     int nl;
     size_t n = tl_dataset_skipped(d, &lines, &nl);
     if (!n) return;
-    fprintf(stderr, "%s: skipped %zu bad row%s of %s (line%s", fn, n, n == 1 ? "" : "s", tl_dataset_source(d),
+    fprintf(stderr, "%s: skipped %zu %s of %s (line%s", fn, n, n == 1 ? one : many, tl_dataset_source(d),
             nl == 1 ? "" : "s");
     for (int i = 0; i < nl; i++) fprintf(stderr, "%s %llu", i ? "," : "", (unsigned long long)lines[i]);
     fprintf(stderr, "%s)\n", (size_t)nl < n ? ", ..." : "");
@@ -196,7 +196,7 @@ static int string_list(lua_State *L, int idx, int anchor, const char *fn, const 
 static const char *const CSV_FIELDS[] = {"path",  "header", "columns", "skip",  "sep",      "categorical",
                                          "numeric", "labels", "id",    "weight", "split",   "seed",
                                          "like",  "on_bad", "cache",   "missing", "min_count", "transform",
-                                         "name",  NULL};
+                                         "name",  "skipinitialspace", "sketch", NULL};
 static const char *const TRANSFORMS[] = {"standard", "log1p", "none", "quantile", NULL};
 
 static void parse_categorical(lua_State *L, int opts, int anchor, const char *fn, tl_data_schema *s)
@@ -443,6 +443,10 @@ static void parse_schema(lua_State *L, int opts, int anchor, const char *fn, tl_
     if (s->header && s->n_columns > 0)
         luaL_error(L, "%s: give either header=true or columns={...}, not both", fn);
     s->skip = (int)tl_lua_opt_int(L, opts, fn, "skip", 0, 0, INT32_MAX);
+    s->skip_initial_space = tl_lua_opt_bool(L, opts, fn, "skipinitialspace", 0);
+    s->quantile_sketch = tl_lua_opt_bool(L, opts, fn, "sketch", 0);
+    if (s->skip_initial_space && s->sep[0] == ' ')
+        luaL_error(L, "%s: skipinitialspace=true needs a separator that does not start with a space", fn);
     s->missing = NULL;
     if (lua_getfield(L, opts, "missing") != LUA_TNIL) {
         lua_pop(L, 1);
@@ -529,7 +533,7 @@ static int l_csv(lua_State *L)
     lua_setfield(L, -2, "like");
     lua_setiuservalue(L, ud, UV_OPTS);
     tl_lua_note_alloc(L, tl_dataset_bytes(u->d));
-    report_skipped(u->d, fn);
+    tl_lua_report_skipped(u->d, fn, "bad row", "bad rows");
     if (!like) tl_lua_leakage_warn(u->d, &s);
     lua_pushvalue(L, ud);
     return 1;
@@ -576,6 +580,31 @@ static void add_task_summary(luaL_Buffer *b, const tl_dataset *d, const tl_split
     }
 }
 
+/* "; hashed: a 1000 values, 4.1% collide in 100000 buckets, ..." (the
+ * first 4 hashed fields whose counts are known). */
+static void add_hash_summary(luaL_Buffer *b, const tl_dataset *d)
+{
+    int shown = 0, more = 0;
+    for (int f = 0; f < tl_dataset_n_cat(d); f++) {
+        uint32_t nv, nc;
+        if (!tl_dataset_hash_collisions(d, f, &nv, &nc)) continue;
+        if (shown == 4) {
+            more++;
+            continue;
+        }
+        char buf[200];
+        snprintf(buf, sizeof buf, "%s%s %u values, %.1f%% collide in %d buckets", shown ? ", " : "; hashed: ",
+                 tl_dataset_cat_name(d, f), nv, nv ? 100.0 * nc / nv : 0.0, tl_dataset_vocab(d)[f] - 1);
+        luaL_addstring(b, buf);
+        shown++;
+    }
+    if (more) {
+        char buf[40];
+        snprintf(buf, sizeof buf, ", %d more (d:fields())", more);
+        luaL_addstring(b, buf);
+    }
+}
+
 static int d_tostring(lua_State *L)
 {
     dataset_ud *u = to_dataset(L, 1);
@@ -605,6 +634,7 @@ static int d_tostring(lua_State *L)
         snprintf(buf, sizeof buf, "; %zu bad rows skipped", sk);
         luaL_addstring(&b, buf);
     }
+    add_hash_summary(&b, d);
     if (tl_dataset_from_cache(d)) luaL_addstring(&b, "; from cache");
     luaL_pushresult(&b);
     return 1;
@@ -670,6 +700,13 @@ static int d_fields(lua_State *L)
         lua_setfield(L, -2, "vocab");
         lua_pushstring(L, tl_dataset_cat_kind(d, f));
         lua_setfield(L, -2, "kind");
+        uint32_t nv, nc;
+        if (tl_dataset_hash_collisions(d, f, &nv, &nc)) {
+            lua_pushinteger(L, nv);
+            lua_setfield(L, -2, "values");
+            lua_pushnumber(L, nv ? (double)nc / nv : 0.0);
+            lua_setfield(L, -2, "collisions");
+        }
         lua_rawseti(L, -2, f + 1);
     }
     lua_setfield(L, -2, "categorical");
@@ -843,11 +880,17 @@ static const char *const DOC_CSV =
     "  path='x.csv'          the file (the train file with split={valid=,test=} files)\n"
     "  header=true           first line names the columns; or columns={'a','b',...}\n"
     "  skip=0                leading lines to skip\n"
-    "  sep=','               one character ('\\t' default for .tsv), or ', ' or '::'\n"
+    "  sep=','               one character ('\\t' default for .tsv), or ', ' or '::'; ', ' means\n"
+    "                        exactly a comma and one space (UCI census files)\n"
+    "  skipinitialspace=false  true: spaces after each separator are skipped (pandas/Python\n"
+    "                        csv), so sep=',' reads 'a,  b' and 'a, \"b,c\"'\n"
     "  categorical={'a', {'b', min_count=5}, {'c', hash=100000}}  ids from the train split:\n"
     "                        0 = unseen/rare, 1 = missing, 2.. = values (hash: buckets, last = missing)\n"
+    "                        the collision rate of hashed fields is in print(d) and d:fields()\n"
     "  numeric={'age', {'x', transform='log1p'}, {'y', transform='quantile', buckets=10}}\n"
     "  transform='standard'  default: standard (train mean/std) | log1p | none | quantile\n"
+    "  sketch=false          quantile edges from a one-pass KLL sketch (rank error ~0.2%) instead\n"
+    "                        of a sort; always above 16,777,216 training values (not cached)\n"
     "  labels={ctr={column='click', positive='1'}, good={column='r', threshold=4},\n"
     "          rating={column='r', regression=true}}  positive may be a list; negative=\n"
     "                        lists the 0 values (others are then errors); without it the\n"
@@ -864,7 +907,11 @@ static const char *const DOC_CSV =
     "  like=d                read with d's options, vocabularies and statistics; the file\n"
     "                        may lack every label column (rows to score: d.labeled = false,\n"
     "                        only m:predict accepts it)\n"
-    "Bad input raises an error naming file, line, column and what was expected.";
+    "Text: RFC 4180 quotes (\"a,b\", \"\" is one quote; a quoted field may span lines), CRLF,\n"
+    "a UTF-8 BOM and a last line without newline are read. Bad input raises an error\n"
+    "naming file:line, column and what was expected (a record spanning lines adds\n"
+    "'(record from line N)'); on_bad='skip' skips such rows, prints how many and\n"
+    "keeps the count and first lines in d.skipped.";
 
 void tl_lua_open_data(lua_State *L, int tl)
 {
@@ -884,7 +931,9 @@ void tl_lua_open_data(lua_State *L, int tl)
     lua_getfield(L, -1, "__methods");
     lua_getfield(L, -1, "fields");
     tl_lua_doc(L, "dataset:fields", -1,
-               "d:fields() -> {categorical={{name=, vocab=, kind=}...}, numeric={{name=, transform=, mean=, std=}...}}");
+               "d:fields() -> {categorical={{name=, vocab=, kind=}...}, numeric={{name=, transform=, mean=, std=}...}}\n"
+               "hashed fields also give values= (distinct training values) and collisions= (the share of\n"
+               "them that landed in a bucket an earlier value held), when known (not from the cache).");
     lua_pop(L, 1);
     lua_getfield(L, -1, "vocab");
     tl_lua_doc(L, "dataset:vocab", -1, "d:vocab(field) -> the value of each id from 2 on (0 = unseen, 1 = missing)");

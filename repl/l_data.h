@@ -13,6 +13,9 @@
 /* Add tl.data = {csv} to the tl table at absolute index `tl`, the dataset
  * and split metatables, and their help texts. */
 void tl_lua_open_data(lua_State *L, int tl);
+/* Print "fn: skipped N <one|many> of <source> (lines a, b, ...)" to stderr
+ * when d has skipped rows (on_bad='skip', or a loader's left-out rows). */
+void tl_lua_report_skipped(const tl_dataset *d, const char *fn, const char *one, const char *many);
 
 /* Push a new dataset userdata, still empty, and return its slot for the
  * engine to fill (tl.datasets.*: tl_data_census_ex(..., slot)). The

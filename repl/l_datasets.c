@@ -2,6 +2,10 @@
  * movielens, amazon_video_games, synthetic_pair) and where their files are
  * looked for. The engine reads them (engine/data.h, synthetic.h); the
  * dataset userdata is l_data.c's. */
+#ifdef TL_LUA_MODULE
+#define _GNU_SOURCE /* dladdr: where towerlab.so was loaded from */
+#include <dlfcn.h>
+#endif
 #include "l_datasets.h"
 
 #include <errno.h>
@@ -15,6 +19,25 @@
 #include "l_data.h"
 #include "l_util.h"
 
+/* The directory of the program (/proc/self/exe), or of towerlab.so when
+ * the engine was loaded by another Lua with require "towerlab", in dir;
+ * returns 0 when it cannot be found. */
+static int program_dir(char dir[PATH_MAX])
+{
+#ifdef TL_LUA_MODULE
+    Dl_info info;
+    if (!dladdr((void *)program_dir, &info) || !info.dli_fname || !realpath(info.dli_fname, dir)) return 0;
+#else
+    ssize_t n = readlink("/proc/self/exe", dir, PATH_MAX - 1);
+    if (n <= 0) return 0;
+    dir[n] = 0;
+#endif
+    char *slash = strrchr(dir, '/');
+    if (!slash) return 0;
+    *slash = 0;
+    return 1;
+}
+
 /* Where the built-in datasets are looked for, so that a script finds them
  * from any working directory (the engine reads no environment variable):
  *   shipped data (census):            $TOWERLAB_DATA, <exe dir>/data,
@@ -23,21 +46,18 @@
  *   shared data (movielens, amazon):  $TOWERLAB_DATA, <exe dir>/../shared/data,
  *                                     <exe dir>/../../shared/data, ../shared/data
  * <exe dir> is the directory of /proc/self/exe (the "/.." ones serve build
- * trees such as build-san/ inside the project). Pushes and returns the first
- * existing directory <candidate>/<sub>; raises, listing every place tried,
- * when there is none. */
+ * trees such as build-san/ inside the project; ../share/towerlab/data is
+ * where `make install PREFIX=p` puts data/ for p/bin/towerlab). Loaded as a
+ * Lua module, <exe dir> is towerlab.so's directory, and the shipped data is
+ * also looked for in <so dir>/../../../share/towerlab/data (p/lib/lua/5.4/).
+ * Pushes and returns the first existing directory <candidate>/<sub>;
+ * raises, listing every place tried, when there is none. */
 static const char *find_dataset_dir(lua_State *L, const char *fn, const char *sub, int shared)
 {
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) *slash = 0;
-        else n = 0;
-    }
+    int n = program_dir(exe);
     const char *env = getenv("TOWERLAB_DATA");
-    const char *bases[6];
+    const char *bases[7];
     int nb = 0;
     if (env && *env) {
         /* a mistyped TOWERLAB_DATA must not quietly fall back to other data */
@@ -53,6 +73,9 @@ static const char *find_dataset_dir(lua_State *L, const char *fn, const char *su
         bases[nb++] = shared ? "../shared/data" : "data";
         bases[nb++] = shared ? "../../shared/data" : "../data";
         if (!shared) bases[nb++] = "../share/towerlab/data";
+#ifdef TL_LUA_MODULE
+        if (!shared) bases[nb++] = "../../../share/towerlab/data";
+#endif
     }
     int last_exe = nb;
     bases[nb++] = shared ? "../shared/data" : "data";
@@ -211,6 +234,39 @@ static int l_amazon(lua_State *L)
     return 1;
 }
 
+/* tl.datasets.aliccp / aliexpress([dir] or {path=, hash=, rows=, valid=, seed=}) */
+static int alibaba(lua_State *L, const char *fn, const char *sub,
+                   tl_status (*load)(const tl_alibaba_params *, tl_dataset **))
+{
+    tl_alibaba_params p;
+    tl_alibaba_defaults(&p);
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        p.dir = lua_tostring(L, 1);
+    } else if (lua_type(L, 1) == LUA_TTABLE) {
+        static const char *const allowed[] = {"path", "hash", "rows", "valid", "seed", NULL};
+        tl_lua_check_fields(L, 1, fn, allowed);
+        p.dir = tl_lua_opt_string(L, 1, fn, "path", NULL);
+        p.hash_buckets = (int)tl_lua_opt_int(L, 1, fn, "hash", 0, 0, INT32_MAX - 1);
+        p.max_rows = (size_t)tl_lua_opt_int(L, 1, fn, "rows", 0, 0, UINT32_MAX);
+        p.valid = tl_lua_opt_number(L, 1, fn, "valid", p.valid, 0, 1);
+        p.seed = (uint64_t)tl_lua_opt_int(L, 1, fn, "seed", (lua_Integer)p.seed, 0, LUA_MAXINTEGER);
+    } else if (!lua_isnoneornil(L, 1)) {
+        return luaL_error(L, "%s: argument must be a directory or {path=, hash=, rows=, valid=, seed=}, got %s", fn,
+                          luaL_typename(L, 1));
+    }
+    if (!p.dir) p.dir = find_dataset_dir(L, fn, sub, 1);
+    tl_dataset **u = tl_lua_new_dataset(L);
+    tl_status st = load(&p, u);
+    if (st) return tl_lua_raise_status(L, fn, st);
+    tl_lua_note_alloc(L, tl_dataset_bytes(*u));
+    tl_lua_report_skipped(*u, fn, "sample with a conversion but no click (left out)",
+                          "samples with a conversion but no click (left out)");
+    return 1;
+}
+
+static int l_aliccp(lua_State *L) { return alibaba(L, "tl.datasets.aliccp", "ali_ccp", tl_data_aliccp); }
+static int l_aliexpress(lua_State *L) { return alibaba(L, "tl.datasets.aliexpress", "aliexpress", tl_data_aliexpress); }
+
 void tl_lua_open_datasets(lua_State *L, int tl)
 {
     static const luaL_Reg fns[] = {
@@ -219,13 +275,16 @@ void tl_lua_open_datasets(lua_State *L, int tl)
         {"movielens", l_movielens},
         {"amazon_video_games", l_amazon},
         {"synthetic_pair", l_synthetic_pair},
+        {"aliccp", l_aliccp},
+        {"aliexpress", l_aliexpress},
         {NULL, NULL}};
     static const tl_lua_doc_entry docs[] = {
         {"census", "tl.datasets.census",
          "tl.datasets.census([dir] or {path=, education=false, cache=true}) -> dataset\n"
          "UCI Census-Income (KDD), census-income.test.gz (99,762 rows) from dir, else the\n"
          "first census_income_kdd/ in $TOWERLAB_DATA, <program dir>/data, <program dir>/../data,\n"
-         "<program dir>/../share/towerlab/data, ./data.\n"
+         "<program dir>/../share/towerlab/data (make install PREFIX=), ./data; from plain Lua\n"
+         "(require 'towerlab') <program dir> is towerlab.so's, and <prefix>/share/towerlab/data too.\n"
          "Tasks income (50000+.) and never_married (marital_stat); education=true adds\n"
          "education (bachelors or higher). Source columns and instance_weight dropped.\n"
          "Split by row index i: i%10<8 train (79,810), 8 valid (9,976), 9 test (9,976)."},
@@ -258,6 +317,25 @@ void tl_lua_open_datasets(lua_State *L, int tl)
          "P(b | a)). Zipf-ish user and item popularity. Features user_id, item_id,\n"
          "user_segment, item_category, context; numeric user_activity, item_price, x.\n"
          "Random 8:1:1 split by seed. Same arguments, same bytes (engine/synthetic.h)."},
+        {"aliccp", "tl.datasets.aliccp",
+         "tl.datasets.aliccp([dir] or {path=, hash=0, rows=0, valid=0.5, seed=1}) -> dataset\n"
+         "Ali-CCP (Ma et al., ESMM, SIGIR 2018; Tianchi dataset 408) read in place from dir\n"
+         "(default: the first ali_ccp/ in $TOWERLAB_DATA, <program dir>/../shared/data,\n"
+         "../shared/data). Either the release: sample_skeleton_{train,test}.csv and\n"
+         "common_features_{train,test}.csv (or .csv.gz), joined on common_feature_index; or\n"
+         "torch-rechub's ali_ccp_{train,val,test}.csv. Tasks click and conversion (only after a\n"
+         "click: a conversion without click is left out, counted in d.skipped). Features: the\n"
+         "23 fields of the AITM/ESMM protocol (101 ... 150_14) and D109_14 ... D853, the\n"
+         "values of 8 of them. hash=N hashes every field into N buckets; rows=N reads the\n"
+         "first N samples of each file; valid= is the share of the test file going to valid."},
+        {"aliexpress", "tl.datasets.aliexpress",
+         "tl.datasets.aliexpress([dir] or {path=, hash=0, rows=0, valid=0.5, seed=1}) -> dataset\n"
+         "AliExpress (Tianchi dataset 74690), one country: train.csv and test.csv as in\n"
+         "MTReclib's AliExpress_<country>/ (or torch-rechub's aliexpress_{train,test}.csv):\n"
+         "search_id, categorical_1..16, numerical_1..63, click, conversion. Default dir: the\n"
+         "first aliexpress/ in $TOWERLAB_DATA, <program dir>/../shared/data, ../shared/data.\n"
+         "Tasks click and conversion (only after a click); the test file is split into\n"
+         "valid and test (valid=, seed=)."},
     };
     luaL_newlib(L, fns);
     tl_lua_docs(L, -1, docs, sizeof docs / sizeof *docs);

@@ -8,10 +8,13 @@
  * (ru_maxrss from wait4: warm-up, timed training and inference) is its own.
  *
  * Output: one line per measurement, "key value", read by scripts/bench.sh.
- * Model "paper" (or paper_mmoe, paper_dml, paper_crossdistil) runs instead
- * the papers' configuration (run_paper below), in this process.
+ * Model "paper" (or paper_mmoe, paper_ple, paper_dml, paper_crossdistil) runs
+ * instead the papers' configuration (run_paper below), in this process.
+ * Training does not shuffle rows (fit's shuffle=0), as the strongest PyTorch
+ * loop of scripts/bench_torch.py does not: both sides see the same order.
  *
- * usage: bench_b1 [threads] [reps] [model]   (model: only that one, for profiling) */
+ * usage: bench_b1 [threads] [reps] [model]   (model: only that one, for profiling;
+ *        "scaling": the rows/s table of scripts/bench_scaling.sh) */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +33,7 @@
 #define FIELDS 8
 #define VOCAB 10000
 #define DENSE 16
+#define MAX_T 8 /* the most tasks the scaling run uses */
 
 static double now(void)
 {
@@ -94,17 +98,17 @@ static double sgemm_rate(int threads)
     return best;
 }
 
-/* Forward GEMM FLOPs per sample of the three B1 models. */
-static double flops_forward(tl_backbone_kind kind)
+/* Forward GEMM FLOPs per sample of the B1 models (E experts, T tasks). */
+static double flops_forward(tl_backbone_kind kind, int E, int T)
 {
-    double in = FIELDS * 16 + DENSE, towers = 2 * 2.0 * (128 * 64 + 64);
+    double in = FIELDS * 16 + DENSE, towers = T * 2.0 * (128 * 64 + 64), expert = 2.0 * (in * 256 + 256 * 128);
     switch (kind) {
     case TL_BACKBONE_SHARED_BOTTOM:
-        return 2.0 * (in * 256 + 256 * 128) + towers;
+        return expert + towers;
     case TL_BACKBONE_MMOE:
-        return 8 * 2.0 * (in * 256 + 256 * 128) + 2 * 2.0 * in * 8 + towers;
+        return E * expert + T * 2.0 * in * E + towers;
     default: /* PLE: 4 shared + 2x2 specific experts, 2 gates over 6 */
-        return 8 * 2.0 * (in * 256 + 256 * 128) + 2 * 2.0 * in * 6 + towers;
+        return 8 * expert + 2 * 2.0 * in * 6 + towers;
     }
 }
 
@@ -123,13 +127,32 @@ static double flops_forward(tl_backbone_kind kind)
 #define P_VOCAB 100
 #define P_DENSE 7
 
-static int run_paper(const char *name, const tl_split *s, const tl_split *v, int reps)
+/* Forward GEMM FLOPs per sample of a paper row (embedding lookups and
+ * elementwise work left out, as in flops_forward). */
+static double flops_paper(const char *name)
+{
+    double in = P_FIELDS * 8 + P_DENSE, d = 128, K = 2;
+    double towers = K * 2.0 * (d * 128 + 128 * 80 + 80), backbone;
+    if (strcmp(name, "paper_ple") == 0) /* 2 levels; level 1: 3 experts, 2 task gates over 2, a shared gate over 3 */
+        backbone = 3 * 2.0 * in * d + K * 2.0 * in * 2 + 2.0 * in * 3 + 3 * 2.0 * d * d + K * 2.0 * d * 2;
+    else
+        backbone = 3 * 2.0 * in * d + K * 2.0 * in * 3;
+    if (strcmp(name, "paper_dml") == 0) /* CTFM's Q, K, V on K tokens; GKD per task */
+        backbone += 3 * K * 2.0 * d * d + K * 2.0 * (K * 80 * 80 + 160 * 80 + 80);
+    return backbone + towers; /* CrossDistil's teachers are towers on the same input: counted as base */
+}
+
+static int run_paper(const char *name, const tl_split *s, const tl_split *v, int reps, double gflops)
 {
     tl_model_config c;
     tl_model_config_defaults(&c);
-    c.backbone.kind = TL_BACKBONE_MMOE;
+    int ple = strcmp(name, "paper_ple") == 0;
+    c.backbone.kind = ple ? TL_BACKBONE_PLE : TL_BACKBONE_MMOE;
     c.backbone.expert = (tl_mlp_spec){1, {128}, 0.5f};
     c.backbone.experts = 3;
+    c.backbone.levels = 2;
+    c.backbone.shared = 1;
+    c.backbone.specific = 1;
     c.n_cat = P_FIELDS;
     for (int f = 0; f < P_FIELDS; f++) c.vocab[f] = P_VOCAB;
     c.n_num = P_DENSE;
@@ -159,6 +182,7 @@ static int run_paper(const char *name, const tl_split *s, const tl_split *v, int
     tl_fit_defaults(&o);
     o.epochs = 1;
     o.batch = 512;
+    o.shuffle = 0;
     o.optim = tl_optim_defaults(TL_OPTIM_ADAM);
     o.optim.lr = 1e-3f;
     double train[16], cpu[16];
@@ -177,12 +201,14 @@ static int run_paper(const char *name, const tl_split *s, const tl_split *v, int
         cpu[r] = P_ROWS / (cpu_now() - c0);
     }
     printf("%s_train %.0f\n%s_cpu %.0f\n", name, median(train, reps), name, median(cpu, reps));
+    printf("%s_train_bound %.0f\n%s_flops %.0f\n", name, gflops * 1e9 / (3.0 * flops_paper(name)), name,
+           flops_paper(name));
     fflush(stdout);
     tl_model_free(m);
     return 0;
 }
 
-static int paper_main(const char *only, int reps)
+static int paper_main(const char *only, int reps, double gflops)
 {
     size_t n = P_ROWS + P_VALID;
     int32_t *cat = malloc(sizeof(int32_t) * n * P_FIELDS);
@@ -207,27 +233,28 @@ static int paper_main(const char *only, int reps)
     v.cat = cat + (size_t)P_ROWS * P_FIELDS;
     v.num = num + (size_t)P_ROWS * P_DENSE;
     v.labels = labels + (size_t)P_ROWS * 2;
-    const char *names[3] = {"paper_mmoe", "paper_dml", "paper_crossdistil"};
+    const char *names[4] = {"paper_mmoe", "paper_ple", "paper_dml", "paper_crossdistil"};
     int st = 0;
-    for (int i = 0; i < 3 && !st; i++)
-        if (!strcmp(only, "paper") || !strcmp(only, names[i])) st = run_paper(names[i], &s, &v, reps);
+    for (int i = 0; i < 4 && !st; i++)
+        if (!strcmp(only, "paper") || !strcmp(only, names[i])) st = run_paper(names[i], &s, &v, reps, gflops);
     free(cat);
     free(num);
     free(labels);
     return st;
 }
 
-/* Build one B1 model, warm up, then time `reps` training epochs and
- * inference passes; prints its lines. Returns the process exit status. */
+/* Build one B1 model (MMoE with E experts; T tasks; batch B), warm up, then
+ * time `reps` training epochs and inference passes; prints its lines (key
+ * prefix `name`). Returns the process exit status. */
 static int run_model(tl_backbone_kind kind, const char *name, const tl_split *s, float *pred,
-                     int reps, double gflops)
+                     int reps, double gflops, int E, int T, int B)
 {
     tl_model_config c;
     tl_model_config_defaults(&c);
     c.backbone.kind = kind;
     c.backbone.bottom = (tl_mlp_spec){2, {256, 128}, 0.0f};
     c.backbone.expert = (tl_mlp_spec){2, {256, 128}, 0.0f};
-    c.backbone.experts = 8;
+    c.backbone.experts = E;
     c.backbone.levels = 1;
     c.backbone.shared = 4;
     c.backbone.specific = 2;
@@ -235,15 +262,15 @@ static int run_model(tl_backbone_kind kind, const char *name, const tl_split *s,
     for (int f = 0; f < FIELDS; f++) c.vocab[f] = VOCAB;
     c.n_num = DENSE;
     c.emb_dim = 16;
-    c.n_tasks = 2;
-    for (int k = 0; k < 2; k++) {
+    c.n_tasks = T;
+    for (int k = 0; k < T; k++) {
         snprintf(c.tasks[k].name, sizeof c.tasks[k].name, "task%d", k + 1);
         c.tasks[k].type = TL_TASK_BINARY;
         c.tasks[k].tower = (tl_mlp_spec){1, {64}, 0.0f};
         c.tasks[k].weight = 1.0f;
         c.tasks[k].space = -1;
     }
-    c.max_batch = 1024;
+    c.max_batch = B;
     tl_model *m;
     if (tl_model_new(&c, &m) != TL_OK) {
         fprintf(stderr, "bench_b1: %s\n", tl_errmsg());
@@ -252,6 +279,8 @@ static int run_model(tl_backbone_kind kind, const char *name, const tl_split *s,
     tl_fit_options o;
     tl_fit_defaults(&o);
     o.epochs = 1;
+    o.batch = B;
+    o.shuffle = 0;
     o.optim = tl_optim_defaults(TL_OPTIM_ADAM);
     o.optim.lr = 1e-3f;
     double train[16], infer[16];
@@ -270,10 +299,30 @@ static int run_model(tl_backbone_kind kind, const char *name, const tl_split *s,
         infer[r] = N_ROWS / (now() - t);
     }
     double tr = median(train, reps), inf = median(infer, reps);
-    double bound = gflops * 1e9 / (3.0 * flops_forward(kind));
+    double bound = gflops * 1e9 / (3.0 * flops_forward(kind, E, T));
     printf("%s_train %.0f\n%s_infer %.0f\n%s_train_bound %.0f\n", name, tr, name, inf, name, bound);
     fflush(stdout);
     tl_model_free(m);
+    return 0;
+}
+
+/* Model "scaling": B1-MMoE training rows/s against the batch size (experts 8,
+ * tasks 2), the number of experts (batch 1024, tasks 2) and of tasks (batch
+ * 1024, experts 8), each as run_model's lines named <axis>_<value>
+ * (scripts/bench_scaling.sh tabulates and plots them). */
+static int scaling(const tl_split *s, float *pred, int reps, double gflops)
+{
+    static const int batches[] = {64, 128, 256, 512, 1024, 2048, 4096, 8192};
+    static const int experts[] = {2, 4, 8, 16, 32}, tasks[] = {2, 4, 8};
+    struct { const char *axis; const int *v; int n; } axes[3] = {
+        {"batch", batches, 8}, {"experts", experts, 5}, {"tasks", tasks, 3}};
+    for (int a = 0; a < 3; a++)
+        for (int i = 0; i < axes[a].n; i++) {
+            int v = axes[a].v[i], B = a == 0 ? v : 1024, E = a == 1 ? v : 8, T = a == 2 ? v : 2;
+            char name[32];
+            snprintf(name, sizeof name, "%s_%d", axes[a].axis, v);
+            if (run_model(TL_BACKBONE_MMOE, name, s, pred, reps, gflops, E, T, B)) return 1;
+        }
     return 0;
 }
 
@@ -283,22 +332,26 @@ int main(int argc, char **argv)
     if (reps < 1) reps = 1;
     tl_set_threads(threads);
     const char *only = argc > 3 ? argv[3] : NULL;
-    if (only && strncmp(only, "paper", 5) == 0) return paper_main(only, reps);
     double gflops = sgemm_rate(threads);
     printf("sgemm_gflops %.1f\n", gflops);
+    if (only && strncmp(only, "paper", 5) == 0) return paper_main(only, reps, gflops);
 
     tl_split s = {0};
     s.name = "train";
     s.n = N_ROWS;
     s.cat = malloc(sizeof(int32_t) * N_ROWS * FIELDS);
     s.num = malloc(sizeof(float) * N_ROWS * DENSE);
-    s.labels = malloc(sizeof(float) * N_ROWS * 2);
+    s.labels = malloc(sizeof(float) * N_ROWS * MAX_T);
     tl_rng rng;
     tl_rng_seed(&rng, 42);
     for (size_t i = 0; i < (size_t)N_ROWS * FIELDS; i++) s.cat[i] = (int32_t)tl_rng_below(&rng, VOCAB);
     for (size_t i = 0; i < (size_t)N_ROWS * DENSE; i++) s.num[i] = tl_rng_normal(&rng);
+    float *pred = malloc(sizeof(float) * N_ROWS * MAX_T);
+    if (only && strcmp(only, "scaling") == 0) {
+        for (size_t i = 0; i < (size_t)N_ROWS * MAX_T; i++) s.labels[i] = tl_rng_uniform(&rng) < 0.3f;
+        return scaling(&s, pred, reps, gflops);
+    }
     for (size_t i = 0; i < (size_t)N_ROWS * 2; i++) s.labels[i] = tl_rng_uniform(&rng) < 0.3f;
-    float *pred = malloc(sizeof(float) * N_ROWS * 2);
 
     const tl_backbone_kind kinds[3] = {TL_BACKBONE_SHARED_BOTTOM, TL_BACKBONE_MMOE, TL_BACKBONE_PLE};
     const char *names[3] = {"shared_bottom", "mmoe", "ple"};
@@ -310,7 +363,7 @@ int main(int argc, char **argv)
             perror("bench_b1: fork");
             return 1;
         }
-        if (pid == 0) _exit(run_model(kinds[mi], names[mi], &s, pred, reps, gflops));
+        if (pid == 0) _exit(run_model(kinds[mi], names[mi], &s, pred, reps, gflops, 8, 2, 1024));
         int status;
         struct rusage ru;
         if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {

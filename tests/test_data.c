@@ -291,6 +291,176 @@ static void test_hash_quantile_log1p_id_weight(void **state)
     tl_dataset_free(d);
 }
 
+/* The collision rate of hashed fields: distinct training values and how many
+ * share a bucket with an earlier one, known at load (not from the cache,
+ * not with like=). */
+static void test_hash_collisions(void **state)
+{
+    (void)state;
+    const char *p = write_file("hc.csv", "a,x,y\np,0,1\nq,1,0\nr,2,0\ns,3,1\n?,4,0\np,5,0\nt,6,1\n");
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    s.split = TL_SPLIT_MODULO;
+    s.modulo = 7;
+    for (int k = 0; k < 7; k++) s.modulo_to[k] = k < 6 ? TL_TO_TRAIN : TL_TO_TEST; /* t is not a train value */
+    cat[0].hash_buckets = 3;
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    uint32_t nv = 0, nc = 0;
+    assert_int_equal(tl_dataset_hash_collisions(d, 0, &nv, &nc), 1);
+    assert_int_equal(nv, 4);
+    /* independently: the buckets of p, q, r, s (rows 0-3) */
+    const tl_split *tr = tl_dataset_split(d, "train");
+    int distinct = 0;
+    for (int i = 0; i < 4; i++) {
+        int seen = 0;
+        for (int j = 0; j < i; j++) seen |= tr->cat[j] == tr->cat[i];
+        distinct += !seen;
+    }
+    assert_int_equal(nc, 4 - distinct);
+    assert_true(nc >= 1); /* 4 values, 3 buckets */
+    tl_dataset *u = NULL;
+    assert_int_equal(tl_data_csv_load(&s, d, &u), TL_OK);
+    assert_int_equal(tl_dataset_hash_collisions(u, 0, &nv, &nc), 0);
+    tl_dataset_free(u);
+    tl_dataset_free(d);
+    cat[0].hash_buckets = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_hash_collisions(d, 0, &nv, &nc), 1);
+    assert_int_equal(nc, 3);
+    tl_dataset_free(d);
+    cat[0].hash_buckets = 1 << 30;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_hash_collisions(d, 0, &nv, &nc), 1);
+    assert_int_equal(nc, 0);
+    tl_dataset_free(d);
+    /* a vocabulary field has no collision counts */
+    cat[0].hash_buckets = 0;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_hash_collisions(d, 0, &nv, &nc), 0);
+    tl_dataset_free(d);
+}
+
+/* The KLL sketch (data/sketch.h): rank error within 2.5/k on a million
+ * values in random, sorted and reversed order, bounded memory, exact and
+ * deterministic answers where it promises them. */
+static void test_quantile_sketch(void **state)
+{
+    (void)state;
+    const size_t n = 1000000;
+    const int k = 200;
+    uint32_t *v = malloc(n * sizeof *v);
+    assert_non_null(v);
+    double rank[99];
+    float got[99], again[99];
+    for (int q = 0; q < 99; q++) rank[q] = floor((q + 1) * (double)n / 100);
+    for (int order = 0; order < 3; order++)
+        for (uint64_t seed = 1; seed <= 2; seed++) {
+            tl_rng g;
+            tl_rng_seed(&g, 77 + seed);
+            for (size_t i = 0; i < n; i++) v[i] = (uint32_t)(order == 2 ? n - 1 - i : i);
+            if (order == 0) tl_rng_shuffle_u32(&g, v, n);
+            tl_sketch *s = NULL;
+            assert_int_equal(tl_sketch_new(k, seed, &s), TL_OK);
+            size_t most = 0;
+            for (size_t i = 0; i < n; i++) {
+                assert_int_equal(tl_sketch_add(s, (float)v[i]), TL_OK);
+                if (tl_sketch_retained(s) > most) most = tl_sketch_retained(s);
+            }
+            assert_int_equal(tl_sketch_count(s), n);
+            assert_true(most <= 3 * (size_t)k + 64); /* bounded, whatever n */
+            assert_int_equal(tl_sketch_quantiles(s, rank, 99, got), TL_OK);
+            for (int q = 0; q < 99; q++) { /* value i has rank i */
+                double err = fabs((double)got[q] - rank[q]) / (double)n;
+                if (err > 2.5 / k) fail_msg("order %d seed %d: rank %.0f answered %.0f (error %.4f > %.4f)", order,
+                                            (int)seed, rank[q], (double)got[q], err, 2.5 / k);
+            }
+            tl_sketch_free(s);
+            /* the same values, order and seed: the same answers */
+            assert_int_equal(tl_sketch_new(k, seed, &s), TL_OK);
+            for (size_t i = 0; i < n; i++) assert_int_equal(tl_sketch_add(s, (float)v[i]), TL_OK);
+            assert_int_equal(tl_sketch_quantiles(s, rank, 99, again), TL_OK);
+            assert_memory_equal(got, again, sizeof got);
+            tl_sketch_free(s);
+        }
+    free(v);
+    /* up to k values: exact */
+    tl_sketch *s = NULL;
+    assert_int_equal(tl_sketch_new(k, 3, &s), TL_OK);
+    double r3[3] = {0, 100, 199};
+    float o3[3];
+    assert_int_equal(tl_sketch_quantiles(s, r3, 3, o3), TL_ERR_ARG); /* empty */
+    for (int i = 0; i < k; i++) assert_int_equal(tl_sketch_add(s, (float)((i * 37) % k)), TL_OK);
+    assert_int_equal(tl_sketch_quantiles(s, r3, 3, o3), TL_OK);
+    assert_float_equal(o3[0], 0, 0);
+    assert_float_equal(o3[1], 100, 0);
+    assert_float_equal(o3[2], 199, 0);
+    tl_sketch_free(s);
+    /* one value many times */
+    assert_int_equal(tl_sketch_new(16, 3, &s), TL_OK);
+    for (int i = 0; i < 100000; i++) assert_int_equal(tl_sketch_add(s, 2.5f), TL_OK);
+    assert_int_equal(tl_sketch_quantiles(s, r3, 3, o3), TL_OK);
+    assert_float_equal(o3[1], 2.5, 0);
+    tl_sketch_free(s);
+    assert_int_equal(tl_sketch_new(4, 1, &s), TL_ERR_ARG);
+}
+
+/* Quantile edges: a sort up to TL_DATA_SKETCH_ROWS values, the sketch when
+ * the schema asks (quantile_sketch): the same edges while the sketch is
+ * exact, and buckets of about equal size beyond. */
+static void test_quantile_edges_sketch(void **state)
+{
+    (void)state;
+    const int n = 20000;
+    char *text = malloc((size_t)n * 24 + 16);
+    assert_non_null(text);
+    size_t o = (size_t)sprintf(text, "a,x,y\n");
+    for (int i = 0; i < n; i++) o += (size_t)sprintf(text + o, "r,%d,%d\n", (i * 7919) % n, i & 1);
+    const char *p = write_file("qs.csv", text);
+    free(text);
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    num[0] = (tl_data_num_col){"x", TL_NUM_QUANTILE, 10};
+    tl_dataset *exact = NULL, *sk = NULL;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &exact), TL_OK);
+    s.quantile_sketch = 1;
+    s.cache = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &sk), TL_OK);
+    assert_false(tl_dataset_from_cache(sk)); /* not cached */
+    const tl_split *a = tl_dataset_split(exact, "all"), *b = tl_dataset_split(sk, "all");
+    assert_int_equal(tl_dataset_vocab(exact)[1], 11);
+    assert_int_equal(tl_dataset_vocab(sk)[1], 11);
+    int differ = 0;
+    size_t cnt[12] = {0};
+    for (int i = 0; i < n; i++) {
+        differ += a->cat[2 * i + 1] != b->cat[2 * i + 1];
+        cnt[b->cat[2 * i + 1]]++;
+    }
+    assert_true(differ > 0); /* the sketch really ran: not the sort's edges */
+    for (int id = 1; id <= 10; id++)
+        if (fabs((double)cnt[id] - n / 10.0) > 2 * 2.5 / TL_DATA_SKETCH_K * n)
+            fail_msg("bucket %d holds %zu rows, expected %d +- %.0f", id, cnt[id], n / 10,
+                     2 * 2.5 / TL_DATA_SKETCH_K * n);
+    tl_dataset_free(exact);
+    tl_dataset_free(sk);
+    /* few values: the sketch is exact, the same edges as the sort */
+    p = write_file("qs2.csv", "a,x,y\nr,5,1\nr,1,0\nr,4,1\nr,2,0\nr,3,1\nr,9,0\nr,7,1\nr,8,0\n");
+    s.path = p;
+    s.quantile_sketch = 0;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &exact), TL_OK);
+    s.quantile_sketch = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &sk), TL_OK);
+    assert_int_equal(tl_dataset_vocab_fingerprint(exact, 1), tl_dataset_vocab_fingerprint(sk, 1));
+    tl_dataset_free(exact);
+    tl_dataset_free(sk);
+}
+
 /* ---- splits and vocabularies --------------------------------------------------- */
 
 static void test_vocab_from_train_only(void **state)
@@ -597,8 +767,114 @@ static void test_error_unknown_column(void **state)
 static void test_error_quote(void **state)
 {
     (void)state;
-    const char *p = write_file("uq.csv", "a,x,y\n\"red,1,1\n");
-    expect_error(p, TL_ERR_PARSE, "uq.csv:2: column 1: unterminated or malformed quoted field", NULL);
+    /* a quote left open reads on to the end of the file: the error names where it opened */
+    const char *p = write_file("uq.csv", "a,x,y\n\"red,1,1\nblue,2,0\n");
+    expect_error(p, TL_ERR_PARSE, "uq.csv:2: column 1: the quoted field is never closed",
+                 "reaches the end of the file at line 3");
+    p = write_file("mq.csv", "a,x,y\nred,1,1\n\"bl\"ue,2,0\n");
+    expect_error(p, TL_ERR_PARSE, "mq.csv:3: column 1: malformed quoted field (text after its closing quote)", NULL);
+}
+
+/* RFC 4180: quoted fields spanning lines, with doubled quotes, CRLF, a BOM
+ * and no final newline; the rows after a multi-line record keep their
+ * line numbers and data-row indices. */
+static void test_rfc4180_multiline(void **state)
+{
+    (void)state;
+    const char *p = write_file("ml.csv", "\xEF\xBB\xBF" "a,x,y\r\n"
+                                         "\"two\r\nlines\",1,1\r\n"
+                                         "\"say \"\"hi\"\"\n\n,\"\"after a blank line\",2,0\r\n"
+                                         "plain,3,1\r\n"
+                                         "\"last\nno newline\",4,0");
+    tl_dataset *d = NULL;
+    assert_int_equal(load_small(p, TL_BAD_ERROR, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 4);
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[0]), "two\nlines");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[1]), "say \"hi\"\n\n,\"after a blank line");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[2]), "plain");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[3]), "last\nno newline");
+    assert_float_equal(all->labels[2], 1.0, 0);
+    assert_float_equal(all->labels[3], 0.0, 0);
+    assert_int_equal(all->row[3], 3);
+    tl_dataset_free(d);
+
+    /* an error inside a record spanning lines 2-4: the line of the bad field and the record's first line */
+    p = write_file("mlbad.csv", "a,x,y\n\"multi\nline\",7q,1\nred,1,1\n");
+    expect_error(p, TL_ERR_PARSE, "mlbad.csv:3 (record from line 2): column 2 ('x'): expected a number, got \"7q\"",
+                 NULL);
+    p = write_file("mlbad2.csv", "a,x,y\nred,1,1\n\"a\nb\nc\",2,maybe\n");
+    expect_error(p, TL_ERR_PARSE, "mlbad2.csv:5 (record from line 3): column 3 ('y'): unknown label value \"maybe\"",
+                 NULL);
+    p = write_file("mlrag.csv", "a,x,y\n\"a\nb\",2\nred,1,1\n");
+    expect_error(p, TL_ERR_PARSE, "mlrag.csv:2 (record from line 2): expected 3 fields, got 2", NULL);
+
+    /* on_bad = skip counts a multi-line record once, by the line it starts on */
+    p = write_file("mlskip.csv", "a,x,y\nred,1,1\n\"bad\nrow\",zz,0\n\"good\nrow\",3,0\nblue,x,1\n");
+    assert_int_equal(load_small(p, TL_BAD_SKIP, &d), TL_OK);
+    all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 2);
+    const uint64_t *lines;
+    int nl;
+    assert_int_equal(tl_dataset_skipped(d, &lines, &nl), 2);
+    assert_int_equal(nl, 2);
+    assert_int_equal(lines[0], 3);
+    assert_int_equal(lines[1], 7);
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[1]), "good\nrow");
+    assert_int_equal(all->row[1], 2);
+    tl_dataset_free(d);
+
+    /* a header name may be quoted across lines too */
+    p = write_file("mlhead.csv", "\"a\",x,\"y\"\nred,1,1\nblue,2,0\n");
+    assert_int_equal(load_small(p, TL_BAD_ERROR, &d), TL_OK);
+    tl_dataset_free(d);
+}
+
+/* skip_initial_space: "a, b" with sep "," reads "b"; a quoted field after
+ * the spaces is quoted; sep ", " instead needs exactly one space. */
+static void test_skip_initial_space(void **state)
+{
+    (void)state;
+    const char *text = "a, x,   y\nred, 1, 1\n  blue,2,    0\n\"r,ed\",  3, 1\ngreen,  \"4\",0\n";
+    const char *p = write_file("sp.csv", text);
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    tl_dataset *d = NULL;
+    /* without the option the label field " 1" is not the positive value "1" */
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sp.csv:2: column 3 ('y'): unknown label value \" 1\""));
+    s.skip_initial_space = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    const tl_split *all = tl_dataset_split(d, "all");
+    assert_int_equal(all->n, 4);
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[0]), "red");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[1]), "blue");
+    assert_string_equal(tl_dataset_vocab_string(d, 0, all->cat[2]), "r,ed");
+    assert_float_equal(all->labels[1], 0.0, 0);
+    assert_float_equal(all->labels[2], 1.0, 0);
+    tl_dataset_free(d);
+    /* a quoted field opened after spaces may span lines */
+    p = write_file("sp2.csv", "a,x,y\nred,  \"1\n\",1\n");
+    s.path = p;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sp2.csv:2 (record from line 2): column 2 ('x'): expected a number"));
+    /* sep ", " is the two-character separator of the census files: "a,b" is one field */
+    p = write_file("sp3.csv", "a, x, y\nred, 1, 1\nblue,2, 0\n");
+    small_schema(&s, p, cat, num, lab);
+    s.sep = ", ";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sp3.csv:3: expected 3 fields, got 2"));
+    s.sep = ",";
+    s.skip_initial_space = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "all")->n, 2);
+    tl_dataset_free(d);
+    s.sep = " ";
+    assert_int_equal(tl_data_csv_load(&s, NULL, &d), TL_ERR_ARG);
+    assert_true(contains(tl_errmsg(), "separator that does not start with a space"));
 }
 
 static void test_on_bad_skip(void **state)
@@ -1124,6 +1400,219 @@ static void test_rechub_samples(void **state)
     tl_dataset_free(d);
 }
 
+/* ---- Ali-CCP and AliExpress (engine/data/alibaba.h) ------------------------- */
+
+static int cat_field(const tl_dataset *d, const char *name)
+{
+    for (int f = 0; f < tl_dataset_n_cat(d); f++)
+        if (strcmp(tl_dataset_cat_name(d, f), name) == 0) return f;
+    fail_msg("no categorical field '%s'", name);
+    return -1;
+}
+
+static int num_field(const tl_dataset *d, const char *name)
+{
+    for (int j = 0; j < tl_dataset_n_num(d); j++)
+        if (strcmp(tl_dataset_num_name(d, j), name) == 0) return j;
+    fail_msg("no numeric column '%s'", name);
+    return -1;
+}
+
+/* The id of row i's field f, as its string ("<oov>", "<missing>"). */
+static const char *cat_str(const tl_dataset *d, const tl_split *s, size_t i, int f)
+{
+    int32_t id = s->cat[i * (size_t)tl_dataset_n_cat(d) + (size_t)f];
+    if (id == 0) return "<oov>";
+    if (id == 1) return "<missing>";
+    return tl_dataset_vocab_string(d, f, id);
+}
+
+/* tests/data/aliccp_release (make_fixture.py says what each line tests). */
+static void test_aliccp_release(void **state)
+{
+    (void)state;
+    tl_alibaba_params p;
+    tl_alibaba_defaults(&p);
+    p.dir = "tests/data/aliccp_release";
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_OK);
+    const tl_split *tr = tl_dataset_split(d, "train"), *va = tl_dataset_split(d, "valid"),
+                   *te = tl_dataset_split(d, "test");
+    assert_int_equal(tr->n, 5);
+    assert_int_equal(va->n + te->n, 4);
+    assert_string_equal(tl_dataset_source(d), "ali_ccp");
+    assert_int_equal(tl_dataset_n_tasks(d), 2);
+    assert_string_equal(tl_dataset_task_name(d, 0), "click");
+    assert_string_equal(tl_dataset_task_name(d, 1), "conversion");
+    assert_int_equal(tl_dataset_n_cat(d), 23);
+    /* the conversion without click (line 4) is left out and counted */
+    const uint64_t *lines;
+    int nl;
+    assert_int_equal(tl_dataset_skipped(d, &lines, &nl), 1);
+    assert_int_equal(lines[0], 4);
+    static const float click[5] = {1, 0, 1, 0, 1}, conv[5] = {0, 0, 1, 0, 0};
+    static const uint32_t rows[5] = {0, 1, 2, 4, 5};
+    for (size_t i = 0; i < 5; i++) {
+        assert_float_equal(tr->labels[2 * i], click[i], 0);
+        assert_float_equal(tr->labels[2 * i + 1], conv[i], 0);
+        assert_int_equal(tr->row[i], rows[i]);
+    }
+    int f101 = cat_field(d, "101"), f205 = cat_field(d, "205"), f210 = cat_field(d, "210"),
+        f121 = cat_field(d, "121"), f150 = cat_field(d, "150_14");
+    /* the common features joined: sample 5's own 101 is overridden by c2's */
+    assert_string_equal(cat_str(d, tr, 0, f101), "u1");
+    assert_string_equal(cat_str(d, tr, 2, f101), "u2");
+    assert_string_equal(cat_str(d, tr, 3, f101), "u2");
+    assert_string_equal(cat_str(d, tr, 3, f121), "a2");
+    assert_int_equal(tl_dataset_vocab(d)[f101], 4); /* oov, missing, u1, u2: uX and u9 are not train values */
+    assert_string_equal(cat_str(d, tr, 0, f205), "i1");
+    assert_string_equal(cat_str(d, tr, 4, f205), "i4");
+    assert_string_equal(cat_str(d, tr, 1, f210), "t2"); /* a repeated field keeps its last value */
+    assert_string_equal(cat_str(d, tr, 0, f210), "<missing>");
+    assert_int_equal(tl_dataset_vocab(d)[f210], 3);
+    assert_string_equal(cat_str(d, tr, 0, f150), "<missing>");
+    /* test rows: ids of the train vocabulary, unseen values are OOV */
+    size_t n_oov = 0, n_u1 = 0;
+    for (int k = 0; k < 2; k++) {
+        const tl_split *s = k ? te : va;
+        for (size_t i = 0; i < s->n; i++) {
+            n_oov += strcmp(cat_str(d, s, i, f205), "<oov>") == 0;
+            n_u1 += strcmp(cat_str(d, s, i, f101), "u1") == 0;
+        }
+    }
+    assert_int_equal(n_oov, 1); /* i5 */
+    assert_int_equal(n_u1, 2);
+    /* dense: D508 from the samples (0.7, 0.1, then missing), D109_14 from c1 */
+    int j508 = num_field(d, "D508"), j109 = num_field(d, "D109_14");
+    double mean, sd;
+    tl_dataset_num_transform(d, j508, &mean, &sd);
+    assert_true(fabs(mean - 0.4) < 1e-6);
+    tl_dataset_num_transform(d, j109, &mean, &sd);
+    assert_true(fabs(mean - 0.5) < 1e-6);
+    (void)num_field(d, "D508_missing");
+    tl_dataset_free(d);
+
+    /* the valid share and its seed */
+    p.valid = 1;
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "valid")->n, 4);
+    tl_dataset_free(d);
+    /* max_rows and hash buckets */
+    p.valid = 0.5;
+    p.max_rows = 2;
+    p.hash_buckets = 7;
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_OK);
+    assert_int_equal(tl_dataset_split(d, "train")->n, 2);
+    assert_int_equal(tl_dataset_vocab(d)[0], 8);
+    assert_string_equal(tl_dataset_cat_kind(d, 0), "hash");
+    tl_dataset_free(d);
+}
+
+static void test_aliccp_release_errors(void **state)
+{
+    (void)state;
+    tl_alibaba_params p;
+    tl_alibaba_defaults(&p);
+    p.dir = tmp;
+    tl_dataset *d = (tl_dataset *)1;
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_IO);
+    assert_null(d);
+    assert_true(contains(tl_errmsg(), "no Ali-CCP in"));
+    write_file("sample_skeleton_train.csv", "1,0,0,c1,1,205\x02i1\x03" "1.0\n2,1,0,c9,1,205\x02i2\x03" "1.0\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_IO);
+    assert_true(contains(tl_errmsg(), "has only part of the release: common_features_train.csv"));
+    write_file("common_features_train.csv", "c1,1,101\x02u1\x03" "1.0\n");
+    write_file("sample_skeleton_test.csv", "3,1,0,c1,1,205\x02i1\x03" "1.0\n");
+    write_file("common_features_test.csv.gz", "c1,1,101\x02u1\x03" "1.0\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sample_skeleton_train.csv: data row 2: its common_feature_index 'c9' is not in"));
+    write_file("sample_skeleton_train.csv", "1,0,0,c1,1,205\x02i1\x03" "1.0\n2,1,0,c1,1,205\x02i2\x01\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sample_skeleton_train.csv:2: feature 1: expected field_id \\x02 feature_id \\x03 value"));
+    write_file("sample_skeleton_train.csv", "1,0,0,c1,1,205\x02i1\x03" "1.0\n2,yes,0,c1,1,205\x02i2\x03" "1\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sample_skeleton_train.csv:2: column 2 (click): expected 0 or 1, got \"yes\""));
+    write_file("sample_skeleton_train.csv", "1,0,0,c1,1,508\x02" "b\x03" "big\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sample_skeleton_train.csv:1: feature 1 (field 508): expected a float32 value"));
+    write_file("sample_skeleton_train.csv", "1,0,0,c1,1\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_ERR_PARSE);
+    assert_true(contains(tl_errmsg(), "sample_skeleton_train.csv:1: expected 6 fields"));
+    /* the fixed file loads, with the test common file read through zlib */
+    write_file("sample_skeleton_train.csv", "1,1,0,c1,1,205\x02i1\x03" "1.0\n2,0,0,c1,1,205\x02i2\x03" "1\n");
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_OK);
+    tl_dataset_free(d);
+}
+
+/* torch-rechub's preprocessed Ali-CCP and AliExpress samples (tests/data
+ * copy of ../shared/data/rechub_mtl_samples; counts from its SOURCE.md). */
+static void test_alibaba_rechub_layouts(void **state)
+{
+    (void)state;
+    tl_alibaba_params p;
+    tl_alibaba_defaults(&p);
+    p.dir = "tests/data/rechub_mtl_samples";
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_aliccp(&p, &d), TL_OK);
+    const tl_split *tr = tl_dataset_split(d, "train"), *va = tl_dataset_split(d, "valid"),
+                   *te = tl_dataset_split(d, "test");
+    assert_int_equal(tr->n, 100);
+    assert_int_equal(va->n, 50);
+    assert_int_equal(te->n, 50);
+    assert_int_equal(count_pos(tr, 2, 0), 7);
+    assert_int_equal(count_pos(tr, 2, 1), 1);
+    assert_int_equal(count_pos(va, 2, 0), 3);
+    assert_int_equal(count_pos(te, 2, 1), 1);
+    assert_int_equal(tl_dataset_n_cat(d), 23);
+    assert_string_equal(tl_dataset_task_name(d, 1), "conversion");
+    assert_int_equal(tl_dataset_skipped(d, NULL, NULL), 0);
+    (void)num_field(d, "D853");
+    tl_dataset_free(d);
+
+    assert_int_equal(tl_data_aliexpress(&p, &d), TL_OK);
+    tr = tl_dataset_split(d, "train");
+    va = tl_dataset_split(d, "valid");
+    te = tl_dataset_split(d, "test");
+    assert_int_equal(tr->n, 100);
+    assert_int_equal(va->n + te->n, 20);
+    assert_int_equal(count_pos(tr, 2, 0), 60);
+    assert_int_equal(count_pos(tr, 2, 1), 2);
+    assert_int_equal(count_pos(va, 2, 0) + count_pos(te, 2, 0), 10);
+    assert_int_equal(tl_dataset_n_cat(d), 16);
+    assert_int_equal(tl_dataset_n_num(d) >= 63, 1);
+    assert_string_equal(tl_dataset_cat_name(d, 0), "categorical_1");
+    tl_dataset_free(d);
+}
+
+/* tests/data/aliexpress_mtreclib: MTReclib's train.csv/test.csv. */
+static void test_aliexpress_mtreclib(void **state)
+{
+    (void)state;
+    tl_alibaba_params p;
+    tl_alibaba_defaults(&p);
+    p.dir = "tests/data/aliexpress_mtreclib";
+    tl_dataset *d = NULL;
+    assert_int_equal(tl_data_aliexpress(&p, &d), TL_OK);
+    const tl_split *tr = tl_dataset_split(d, "train");
+    assert_int_equal(tr->n, 5);
+    const uint64_t *lines;
+    int nl;
+    assert_int_equal(tl_dataset_skipped(d, &lines, &nl), 1);
+    assert_int_equal(lines[0], 5); /* row 4 (line 5): conversion without click */
+    assert_int_equal(tl_dataset_split(d, "valid")->n + tl_dataset_split(d, "test")->n, 4);
+    assert_string_equal(cat_str(d, tr, 0, 0), "7");
+    assert_string_equal(cat_str(d, tr, 3, 0), "8");
+    assert_int_equal(tl_dataset_vocab(d)[0], 4); /* 7, 8 (9 was only in the dropped row) */
+    assert_int_equal(tl_dataset_n_num(d), 63);
+    tl_dataset_free(d);
+    p.dir = tmp;
+    assert_int_equal(tl_data_aliexpress(&p, &d), TL_ERR_IO);
+    assert_true(contains(tl_errmsg(), "no AliExpress in"));
+    p.dir = "tests/data/aliexpress_mtreclib";
+    p.valid = 2;
+    assert_int_equal(tl_data_aliexpress(&p, &d), TL_ERR_ARG);
+}
+
 static void test_movielens(void **state)
 {
     (void)state;
@@ -1295,6 +1784,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_census_style_sep_columns_skip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_labels_threshold_regression_drop_keep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hash_quantile_log1p_id_weight, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hash_collisions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quantile_sketch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_quantile_edges_sketch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vocab_from_train_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ratio_split_and_shuffle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_split_by_files_and_like, setup, teardown),
@@ -1307,6 +1799,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_corrupt_gzip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_unknown_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_quote, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rfc4180_multiline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_skip_initial_space, setup, teardown),
         cmocka_unit_test_setup_teardown(test_on_bad_skip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_float32_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bom_and_cr_only, setup, teardown),
@@ -1320,6 +1814,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_census_cache_and_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_census_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rechub_samples, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliccp_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliccp_release_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alibaba_rechub_layouts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_aliexpress_mtreclib, setup, teardown),
         cmocka_unit_test_setup_teardown(test_movielens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_movielens_1m, setup, teardown),
         cmocka_unit_test_setup_teardown(test_amazon_video_games, setup, teardown),

@@ -141,12 +141,9 @@ static tl_status check_cr(const char *path, uint64_t line, const char *p, size_t
                    path, (unsigned long long)line);
 }
 
-/* A number the float32 arrays cannot hold is refused, not stored as inf. */
-static tl_status overflow_err(const char *path, uint64_t line, int col, const char *name, const field *x)
-{
-    return tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): \"%.*s\" overflows float32 (|x| <= %.4g)", path,
-                   (unsigned long long)line, col, name, (int)(x->n > 60 ? 60 : x->n), x->p, (double)FLT_MAX);
-}
+/* A record is at most this long when a quoted field makes it span lines, so
+ * that a quote left open does not read the rest of a large file into memory. */
+#define MAX_RECORD ((size_t)1 << 26)
 
 /* One file being read: its reader, column names, fields and column map. */
 typedef struct {
@@ -160,10 +157,21 @@ typedef struct {
     field *f;
     int32_t *last; /* per categorical column: the previous row's value */
     colmap m;
+    /* the current record: its text, the line it starts on, and for a record
+     * spanning lines (joined in rec) the offsets where its lines 2.. start */
+    const char *text;
+    uint64_t line;
+    char *rec;
+    size_t rec_cap;
+    size_t *brk;
+    size_t n_brk, brk_cap;
+    char locbuf[4200];
 } csvfile;
 
 static void csv_close(csvfile *c)
 {
+    tl_free(c->rec);
+    tl_free(c->brk);
     tl_free(c->last);
     colmap_free(&c->m);
     free_names(c->names, c->ncols);
@@ -171,28 +179,118 @@ static void csv_close(csvfile *c)
     tl_lreader_close(&c->lr);
 }
 
+/* "path:line" of the byte `at` of the current record (NULL: its first
+ * line); a record spanning lines adds " (record from line N)". Valid until
+ * the next call. */
+static const char *loc(csvfile *c, const char *at)
+{
+    uint64_t line = c->line;
+    if (c->n_brk && at) {
+        size_t off = (size_t)(at - c->text);
+        for (size_t k = 0; k < c->n_brk && c->brk[k] <= off; k++) line++;
+    }
+    if (c->n_brk)
+        snprintf(c->locbuf, sizeof c->locbuf, "%s:%llu (record from line %llu)", c->path, (unsigned long long)line,
+                 (unsigned long long)c->line);
+    else
+        snprintf(c->locbuf, sizeof c->locbuf, "%s:%llu", c->path, (unsigned long long)line);
+    return c->locbuf;
+}
+
+/* Room for n bytes (and the splitter's padding) in c->rec. */
+static tl_status rec_room(csvfile *c, size_t n)
+{
+    if (n + LR_PAD <= c->rec_cap) return TL_OK;
+    size_t cap = c->rec_cap ? c->rec_cap : 4096;
+    while (cap < n + LR_PAD) cap *= 2;
+    char *nr = tl_realloc(c->rec, cap, "record buffer");
+    if (!nr) return TL_ERR_NOMEM;
+    c->rec = nr;
+    c->rec_cap = cap;
+    return TL_OK;
+}
+
+/* The next record in *text and *len (NUL-terminated, writable, padded like
+ * a line), *got = 0 at the end of the file. A record is one line unless a
+ * quoted field is still open at its end: then the following lines are
+ * joined to it with "\n" until the field closes (RFC 4180). */
+static tl_status next_record(csvfile *c, char **text, size_t *len, int *got)
+{
+    tl_status st = tl_lreader_next(&c->lr, text, len, got);
+    c->n_brk = 0;
+    c->line = c->lr.line;
+    c->text = *text;
+    if (st || !*got || !memchr(*text, '"', *len)) return st;
+    const tl_data_schema *s = c->s;
+    quote_state q = {0, 0};
+    tl_data_quote_scan(*text, *len, s->sep, c->seplen, s->skip_initial_space, &q);
+    if (!q.open) return TL_OK;
+    size_t n = *len;
+    if ((st = rec_room(c, n + 1))) return st;
+    memcpy(c->rec, *text, n);
+    while (q.open) {
+        char *more;
+        size_t mlen;
+        int mgot;
+        if ((st = tl_lreader_next(&c->lr, &more, &mlen, &mgot))) return st;
+        if (!mgot)
+            return tl_fail(TL_ERR_PARSE,
+                           "%s:%llu: column %d: the quoted field is never closed (the record starting there "
+                           "reaches the end of the file at line %llu)",
+                           c->path, (unsigned long long)c->line, q.col, (unsigned long long)c->lr.line);
+        if (n + 1 + mlen > MAX_RECORD)
+            return tl_fail(TL_ERR_PARSE,
+                           "%s:%llu: column %d: the quoted field is still open at line %llu, after %zu MiB: "
+                           "a closing quote is missing",
+                           c->path, (unsigned long long)c->line, q.col, (unsigned long long)c->lr.line,
+                           MAX_RECORD >> 20);
+        if (c->n_brk == c->brk_cap) {
+            size_t cap = c->brk_cap ? c->brk_cap * 2 : 16;
+            size_t *nb = tl_realloc(c->brk, cap * sizeof *nb, "record lines");
+            if (!nb) return TL_ERR_NOMEM;
+            c->brk = nb;
+            c->brk_cap = cap;
+        }
+        if ((st = rec_room(c, n + 1 + mlen))) return st;
+        c->rec[n++] = '\n';
+        c->brk[c->n_brk++] = n;
+        memcpy(c->rec + n, more, mlen);
+        tl_data_quote_scan(c->rec + n, mlen, s->sep, c->seplen, s->skip_initial_space, &q);
+        n += mlen;
+    }
+    memset(c->rec + n, 0, LR_PAD);
+    *text = c->rec;
+    *len = n;
+    c->text = c->rec;
+    return TL_OK;
+}
+
+/* A number the float32 arrays cannot hold is refused, not stored as inf. */
+static tl_status overflow_err(csvfile *c, int col, const field *x)
+{
+    return tl_fail(TL_ERR_PARSE, "%s: column %d ('%s'): \"%.*s\" overflows float32 (|x| <= %.4g)", loc(c, x->p),
+                   col + 1, c->names[col], (int)(x->n > 60 ? 60 : x->n), x->p, (double)FLT_MAX);
+}
+
 /* The header line split into trimmed column names. */
 static tl_status header_names(csvfile *c, char *line, size_t len)
 {
     const tl_data_schema *s = c->s;
-    const char *path = c->path;
     if (memchr(line, 0, len))
-        return tl_fail(TL_ERR_PARSE, "%s:%llu: the header line holds a NUL byte", path,
-                       (unsigned long long)c->lr.line);
+        return tl_fail(TL_ERR_PARSE, "%s: the header line holds a NUL byte", loc(c, NULL));
     /* Split once: unescaping "" rewrites the line in place, so a second
      * pass would see other fields. Every field but the last ends at a
      * separator, which bounds the count. */
     size_t maxf = 1;
     for (size_t i = 0; i < len; i++) maxf += line[i] == s->sep[0];
     if (maxf > (size_t)1 << 30)
-        return tl_fail(TL_ERR_PARSE, "%s:%llu: header line has too many columns", path,
-                       (unsigned long long)c->lr.line);
-    c->f = tl_malloc(sizeof *c->f * maxf, "header fields");
+        return tl_fail(TL_ERR_PARSE, "%s: header line has too many columns", loc(c, NULL));
+    c->f = tl_calloc(maxf, sizeof *c->f, "header fields");
     if (!c->f) return TL_ERR_NOMEM;
-    int nf = tl_data_split_fields(line, len, s->sep, c->seplen, c->f, (int)maxf);
+    int nf = tl_data_split_fields(line, len, s->sep, c->seplen, s->skip_initial_space, c->f, (int)maxf);
     if (nf < 0)
-        return tl_fail(TL_ERR_PARSE, "%s:%llu: column %d: unterminated or malformed quoted field in the header",
-                       path, (unsigned long long)c->lr.line, -nf - 1);
+        return tl_fail(TL_ERR_PARSE, "%s: column %d: malformed quoted field in the header (text after its closing quote)",
+                       loc(c, NULL), -nf - 1);
     c->names = tl_calloc((size_t)nf, sizeof *c->names, "column names");
     if (!c->names) return TL_ERR_NOMEM;
     c->ncols = nf;
@@ -224,10 +322,10 @@ static tl_status read_columns(csvfile *c)
     }
     if (s->header) {
         do {
-            if ((st = tl_lreader_next(&c->lr, &line, &len, &got))) return st;
+            if ((st = next_record(c, &line, &len, &got))) return st;
         } while (got && len == 0);
         if (!got) return tl_fail(TL_ERR_PARSE, "%s: empty file (expected a header line)", c->path);
-        if ((st = check_cr(c->path, c->lr.line, line, len))) return st;
+        if ((st = check_cr(c->path, c->line, line, len))) return st;
         return header_names(c, line, len);
     }
     c->ncols = s->n_columns;
@@ -236,7 +334,7 @@ static tl_status read_columns(csvfile *c)
     for (int k = 0; k < c->ncols; k++)
         if (!s->columns[k] || !(c->names[k] = tl_strdup(s->columns[k], "column name")))
             return s->columns[k] ? TL_ERR_NOMEM : tl_fail(TL_ERR_ARG, "%s: column %d has no name", c->path, k + 1);
-    c->f = tl_malloc(sizeof *c->f * (size_t)c->ncols, "fields");
+    c->f = tl_calloc((size_t)c->ncols, sizeof *c->f, "fields");
     return c->f ? TL_OK : TL_ERR_NOMEM;
 }
 
@@ -244,11 +342,10 @@ static tl_status read_columns(csvfile *c)
  * which on_bad = skip skips; any other failure (interning: TL_ERR_ARG or
  * TL_ERR_NOMEM) ends the load. */
 
-static tl_status field_err(const csvfile *c, int col, const char *what, const field *x)
+static tl_status field_err(csvfile *c, int col, const char *what, const field *x)
 {
-    return tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): expected %s, got \"%.*s\"", c->path,
-                   (unsigned long long)c->lr.line, col + 1, c->names[col], what, (int)(x->n > 60 ? 60 : x->n),
-                   x->p);
+    return tl_fail(TL_ERR_PARSE, "%s: column %d ('%s'): expected %s, got \"%.*s\"", loc(c, x->p), col + 1,
+                   c->names[col], what, (int)(x->n > 60 ? 60 : x->n), x->p);
 }
 
 static tl_status parse_cats(csvfile *c, rawset *rs, size_t r)
@@ -272,7 +369,7 @@ static tl_status parse_cats(csvfile *c, rawset *rs, size_t r)
     return TL_OK;
 }
 
-static tl_status parse_nums(const csvfile *c, rawset *rs, size_t r)
+static tl_status parse_nums(csvfile *c, rawset *rs, size_t r)
 {
     const int n_num = c->p->n_num;
     for (int k = 0; k < n_num; k++) {
@@ -281,7 +378,7 @@ static tl_status parse_nums(const csvfile *c, rawset *rs, size_t r)
         double v;
         if (is_missing(c->s, x->p, x->n)) v = NAN;
         else if (!tl_data_parse_number(x->p, x->n, &v)) return field_err(c, col, "a number", x);
-        else if (fabs(v) > (double)FLT_MAX) return overflow_err(c->path, c->lr.line, col + 1, c->names[col], x);
+        else if (fabs(v) > (double)FLT_MAX) return overflow_err(c, col, x);
         rs->num[r * (size_t)n_num + (size_t)k] = (float)v;
     }
     return TL_OK;
@@ -289,7 +386,7 @@ static tl_status parse_nums(const csvfile *c, rawset *rs, size_t r)
 
 /* Without negative=, the first value that is not positive is the negative
  * one; another is an error unless unknown_negative maps it to 0 too. */
-static tl_status check_negative(const csvfile *c, rawset *rs, int t, const field *x)
+static tl_status check_negative(csvfile *c, rawset *rs, int t, const field *x)
 {
     const tl_data_label *l = &c->s->labels[t];
     const int col = c->m.lab[t];
@@ -300,47 +397,47 @@ static tl_status check_negative(const csvfile *c, rawset *rs, int t, const field
         rs->neg_len[t] = x->n;
     } else if (rs->neg_len[t] != x->n || memcmp(rs->neg[t], x->p, x->n) != 0) {
         return tl_fail(TL_ERR_PARSE,
-                       "%s:%llu: column %d ('%s'): unknown label value \"%.*s\" for task '%s': the "
+                       "%s: column %d ('%s'): unknown label value \"%.*s\" for task '%s': the "
                        "column already has \"%s\" (positive) and \"%.*s\" (taken as negative); list "
                        "the 0 values with negative=, or map every other value to 0 with "
                        "unknown=\"negative\"",
-                       c->path, (unsigned long long)c->lr.line, col + 1, c->names[col], (int)(x->n > 60 ? 60 : x->n),
+                       loc(c, x->p), col + 1, c->names[col], (int)(x->n > 60 ? 60 : x->n),
                        x->p, l->task, l->positive[0], (int)(rs->neg_len[t] > 60 ? 60 : rs->neg_len[t]), rs->neg[t]);
     }
     return TL_OK;
 }
 
 /* Task t's label from its field in *v. */
-static tl_status parse_label(const csvfile *c, rawset *rs, int t, double *v)
+static tl_status parse_label(csvfile *c, rawset *rs, int t, double *v)
 {
     const tl_data_label *l = &c->s->labels[t];
     const int col = c->m.lab[t];
     const field *x = &c->f[col];
     *v = 0;
     if (is_missing(c->s, x->p, x->n))
-        return tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): missing label for task '%s'", c->path,
-                       (unsigned long long)c->lr.line, col + 1, c->names[col], l->task);
+        return tl_fail(TL_ERR_PARSE, "%s: column %d ('%s'): missing label for task '%s'", loc(c, x->p), col + 1,
+                       c->names[col], l->task);
     if (l->kind == TL_LABEL_POSITIVE) {
         if (in_list(l->positive, l->n_positive, x->p, x->n)) *v = 1;
         else if (l->n_negative > 0 && !in_list(l->negative, l->n_negative, x->p, x->n))
             return tl_fail(TL_ERR_PARSE,
-                           "%s:%llu: column %d ('%s'): unknown label value \"%.*s\" for task '%s' "
+                           "%s: column %d ('%s'): unknown label value \"%.*s\" for task '%s' "
                            "(expected \"%s\" or \"%s\")",
-                           c->path, (unsigned long long)c->lr.line, col + 1, c->names[col],
+                           loc(c, x->p), col + 1, c->names[col],
                            (int)(x->n > 60 ? 60 : x->n), x->p, l->task, l->positive[0], l->negative[0]);
         else if (l->n_negative == 0 && !l->unknown_negative) return check_negative(c, rs, t, x);
         return TL_OK;
     }
     if (!tl_data_parse_number(x->p, x->n, v))
-        return tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): expected a number for task '%s', got \"%.*s\"",
-                       c->path, (unsigned long long)c->lr.line, col + 1, c->names[col], l->task,
+        return tl_fail(TL_ERR_PARSE, "%s: column %d ('%s'): expected a number for task '%s', got \"%.*s\"",
+                       loc(c, x->p), col + 1, c->names[col], l->task,
                        (int)(x->n > 60 ? 60 : x->n), x->p);
     if (l->kind == TL_LABEL_THRESHOLD) *v = *v >= l->threshold ? 1 : 0;
-    else if (fabs(*v) > (double)FLT_MAX) return overflow_err(c->path, c->lr.line, col + 1, c->names[col], x);
+    else if (fabs(*v) > (double)FLT_MAX) return overflow_err(c, col, x);
     return TL_OK;
 }
 
-static tl_status parse_labels(const csvfile *c, rawset *rs, size_t r)
+static tl_status parse_labels(csvfile *c, rawset *rs, size_t r)
 {
     const int n_lab = c->s->n_labels;
     for (int t = 0; t < n_lab; t++) {
@@ -355,7 +452,7 @@ static tl_status parse_labels(const csvfile *c, rawset *rs, size_t r)
 }
 
 /* The group id and the weight. */
-static tl_status parse_id_weight(const csvfile *c, rawset *rs, size_t r)
+static tl_status parse_id_weight(csvfile *c, rawset *rs, size_t r)
 {
     if (c->m.id >= 0) {
         const field *x = &c->f[c->m.id];
@@ -367,7 +464,7 @@ static tl_status parse_id_weight(const csvfile *c, rawset *rs, size_t r)
         const field *x = &c->f[col];
         double v;
         if (!tl_data_parse_number(x->p, x->n, &v) || v < 0) return field_err(c, col, "a weight >= 0", x);
-        if (v > (double)FLT_MAX) return overflow_err(c->path, c->lr.line, col + 1, c->names[col], x);
+        if (v > (double)FLT_MAX) return overflow_err(c, col, x);
         rs->wt[r] = (float)v;
     }
     return TL_OK;
@@ -378,7 +475,7 @@ static tl_status parse_row(csvfile *c, char *line, size_t len, rawset *rs)
 {
     const int ncols = c->ncols;
     const char *nul = memchr(line, 0, len);
-    int nf = tl_data_split_fields(line, len, c->s->sep, c->seplen, c->f, ncols);
+    int nf = tl_data_split_fields(line, len, c->s->sep, c->seplen, c->s->skip_initial_space, c->f, ncols);
     if (nul && nf == ncols) {
         /* unquoting moved bytes left: find the field that holds it now */
         int col = ncols;
@@ -387,15 +484,14 @@ static tl_status parse_row(csvfile *c, char *line, size_t len, rawset *rs)
                 col = k + 1;
                 break;
             }
-        return tl_fail(TL_ERR_PARSE, "%s:%llu: column %d ('%s'): the field holds a NUL byte", c->path,
-                       (unsigned long long)c->lr.line, col, c->names[col - 1]);
+        return tl_fail(TL_ERR_PARSE, "%s: column %d ('%s'): the field holds a NUL byte", loc(c, c->f[col - 1].p), col,
+                       c->names[col - 1]);
     }
     if (nf < 0)
-        return tl_fail(TL_ERR_PARSE, "%s:%llu: column %d: unterminated or malformed quoted field", c->path,
-                       (unsigned long long)c->lr.line, -nf - 1);
+        return tl_fail(TL_ERR_PARSE, "%s: column %d: malformed quoted field (text after its closing quote)",
+                       loc(c, -nf - 2 < ncols ? c->f[-nf - 2].p : NULL), -nf - 1);
     if (nf != ncols)
-        return tl_fail(TL_ERR_PARSE, "%s:%llu: expected %d fields, got %d (ragged row)", c->path,
-                       (unsigned long long)c->lr.line, ncols, nf);
+        return tl_fail(TL_ERR_PARSE, "%s: expected %d fields, got %d (ragged row)", loc(c, NULL), ncols, nf);
     const size_t r = rs->n;
     tl_status st = parse_cats(c, rs, r);
     if (!st) st = parse_nums(c, rs, r);
@@ -416,10 +512,11 @@ static tl_status read_rows(csvfile *c, int8_t tag, rawset *rs)
     int got;
     tl_status st;
     for (;;) {
-        if ((st = tl_lreader_next(&c->lr, &line, &len, &got))) return st;
+        if ((st = next_record(c, &line, &len, &got))) return st;
         if (!got) break;
         if (len == 0) continue; /* blank lines are not rows */
-        if (data_row == 0 && !s->header && (st = check_cr(c->path, c->lr.line, line, len))) return st;
+        if (s->max_rows && data_row >= s->max_rows) break;
+        if (data_row == 0 && !s->header && (st = check_cr(c->path, c->line, line, len))) return st;
         uint64_t row_index = data_row++;
         if ((data_row & (CANCEL_EVERY - 1)) == 0 && tl_cancelled())
             return tl_fail(TL_ERR_CANCELLED, "%s: loading cancelled at line %llu", c->path,
@@ -433,7 +530,7 @@ static tl_status read_rows(csvfile *c, int8_t tag, rawset *rs)
         st = parse_row(c, line, len, rs);
         if (st == TL_ERR_PARSE && s->on_bad == TL_BAD_SKIP) {
             tl_clear_error();
-            tl_rawset_note_skip(rs, c->lr.line);
+            tl_rawset_note_skip(rs, c->line);
             continue;
         }
         if (st) return st;
@@ -491,7 +588,9 @@ tl_status tl_data_csv_load(const tl_data_schema *s, const tl_dataset *like, tl_d
     }
     const char *base = strrchr(s->path, '/');
     const char *source = s->name ? s->name : base ? base + 1 : s->path;
-    const int use_cache = s->cache && !like;
+    /* the cache key (cache.c) does not cover skip_initial_space, max_rows and quantile_sketch yet:
+     * such loads are not cached */
+    const int use_cache = s->cache && !like && !s->skip_initial_space && !s->max_rows && !s->quantile_sketch;
     char *cpath = NULL;
     uint64_t key = 0;
     rawset rs;

@@ -69,6 +69,11 @@ typedef struct {
     char *str_blob;
     uint32_t n_edges;  /* CAT_QUANT: bucket edges */
     float *edges;
+    /* CAT_HASH, when computed at load (not kept by the cache, not for like=
+     * loads): distinct training values, and how many of them landed in a
+     * bucket an earlier value already held */
+    int hash_known;
+    uint32_t hash_values, hash_collided;
 } dcat;
 
 typedef struct {
@@ -136,11 +141,26 @@ typedef struct {
     uint32_t n;
 } field;
 
-/* Split line[0..len) on sep (quotes: RFC 4180, "" inside quotes is one ").
- * Stores up to maxf fields, returns the number found (which may exceed maxf),
- * or -1 - column (1-based) for a malformed quoted field. Modifies line,
- * which must come from tl_lreader_next (readable padding after it). */
-int tl_data_split_fields(char *line, size_t len, const char *sep, size_t seplen, field *f, int maxf);
+/* Split line[0..len) on sep (quotes: RFC 4180, "" inside quotes is one ";
+ * a quoted field may hold newlines when the caller joined the lines of its
+ * record, see tl_data_quote_scan). With trim, spaces at the start of every
+ * field are skipped (Python csv's skipinitialspace), so that `a, "b"` has a
+ * quoted second field. Stores up to maxf fields, returns the number found
+ * (which may exceed maxf), or -1 - column (1-based) for a malformed quoted
+ * field. Modifies line, which must have LR_PAD readable bytes after it (as
+ * from tl_lreader_next). */
+int tl_data_split_fields(char *line, size_t len, const char *sep, size_t seplen, int trim, field *f, int maxf);
+
+/* Where a record's text leaves the quotes: open = 1 when it ends inside a
+ * quoted field (the record goes on with the next line), col = the 1-based
+ * column reached. Zero it for a new record. */
+typedef struct {
+    int open;
+    int col;
+} quote_state;
+/* Advance *q over text[0..len), the next piece of a record (the line break
+ * between pieces is not included: it cannot hold a quote). */
+void tl_data_quote_scan(const char *text, size_t len, const char *sep, size_t seplen, int trim, quote_state *q);
 /* Parse a finite decimal number; leading/trailing spaces allowed. Returns 0
  * on text. Exact fast path for short decimals, strtod for the rest. */
 int tl_data_parse_number(const char *s, size_t n, double *out);
@@ -209,6 +229,13 @@ typedef struct {
 /* rs → dataset. Tasks come from s->labels (types from the label kinds). On
  * success *out owns a new dataset; rs is left for the caller to free. */
 tl_status tl_data_finish(rawset *rs, const finish_args *a, tl_dataset **out);
+
+/* ---- files (datasets.c) ---------------------------------------------------- */
+
+/* "dir/name" in a new string (the caller frees it), NULL without memory. */
+char *tl_data_path_join(const char *dir, const char *name);
+/* 1 when p is a regular file. */
+int tl_data_file_exists(const char *p);
 
 /* ---- the binary cache (cache.c) ------------------------------------------- */
 

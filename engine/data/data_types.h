@@ -52,6 +52,13 @@ typedef struct {
     int hash_buckets;          /* > 0: hash into this many buckets instead of a vocabulary */
 } tl_data_cat_col;
 
+/* Quantile bucket edges come from an exact sort of the training values up
+ * to this many values, and from a streaming quantile sketch (data/sketch.h,
+ * k = TL_DATA_SKETCH_K: one pass, about 3k floats, rank error about 2/k)
+ * above it or when the schema asks for it (quantile_sketch). */
+#define TL_DATA_SKETCH_ROWS ((size_t)1 << 24)
+#define TL_DATA_SKETCH_K 1024
+
 typedef struct {
     const char *name;
     tl_num_transform transform;
@@ -87,9 +94,12 @@ enum { TL_TO_DROP = -1, TL_TO_TRAIN = 0, TL_TO_VALID = 1, TL_TO_TEST = 2 };
  * defaults). Features are only the columns listed in `cat` and `num`;
  * columns in no role are ignored.
  *
- * Text rules: fields may be quoted ("a,b", "" inside quotes is one quote; a
- * quoted field may not span lines); "\r\n" line ends are accepted; blank
- * lines are not rows. Categorical ids: 0 = a value not in the training split
+ * Text rules (RFC 4180): fields may be quoted ("a,b", "" inside quotes is
+ * one quote) and a quoted field may span lines (its line breaks become
+ * "\n"); "\r\n" line ends are accepted, a UTF-8 byte-order mark is skipped,
+ * the last line needs no newline; blank lines between records are not rows.
+ * Error messages name file:line and the column; for a record spanning lines
+ * the line is the one of the bad field, followed by "(record from line N)". Categorical ids: 0 = a value not in the training split
  * (or rarer than min_count), 1 = missing, 2.. = training values in order of
  * first appearance; with hash_buckets > 0, ids 0..buckets-1 and buckets for
  * missing. Quantile fields: 0 = missing, 1.. = buckets. Numeric missing
@@ -120,6 +130,11 @@ typedef struct {
     int cache;                 /* 1: use/write a binary cache */
     const char *cache_dir;     /* NULL: next to the source file */
     const char *name;          /* dataset name for messages; NULL: the file name */
+    int skip_initial_space;    /* 1: spaces at the start of each field are skipped (Python
+                                  csv's skipinitialspace): sep="," then reads "a, b" as "a","b" */
+    size_t max_rows;           /* > 0: read at most this many data rows of each file (not cached) */
+    int quantile_sketch;       /* 1: every quantile column's edges from the sketch, at any size
+                                  (not cached); 0: only above TL_DATA_SKETCH_ROWS values */
 } tl_data_schema;
 
 #endif

@@ -102,6 +102,14 @@ const char *tl_dataset_cat_kind(const tl_dataset *d, int f)
     return k[d->cat[f].kind];
 }
 
+const float *tl_dataset_quantile_edges(const tl_dataset *d, int f, int *n)
+{
+    *n = 0;
+    if (f < 0 || f >= d->n_cat || d->cat[f].kind != CAT_QUANT) return NULL;
+    *n = (int)d->cat[f].n_edges;
+    return d->cat[f].edges;
+}
+
 const char *tl_dataset_num_transform(const tl_dataset *d, int j, double *mean, double *std)
 {
     if (j < 0 || j >= d->n_num) return NULL;
@@ -210,4 +218,12 @@ void tl_data_set_views(tl_dataset *d)
         s->weight = d->wt ? d->wt + o : NULL;
         s->row = d->row ? d->row + o : NULL;
     }
+}
+
+int tl_dataset_hash_collisions(const tl_dataset *d, int f, uint32_t *values, uint32_t *collided)
+{
+    if (!d || f < 0 || f >= d->n_cat || d->cat[f].kind != CAT_HASH || !d->cat[f].hash_known) return 0;
+    if (values) *values = d->cat[f].hash_values;
+    if (collided) *collided = d->cat[f].hash_collided;
+    return 1;
 }

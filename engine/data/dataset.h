@@ -46,6 +46,10 @@ uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f);
 int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap);
 /* How field f was encoded: "vocab", "hash" or "quantile". */
 const char *tl_dataset_cat_kind(const tl_dataset *d, int f);
+/* Bucket edges of quantile field f, ascending, their count in *n: a value x
+ * gets id 1 + (number of edges <= x), a missing one id 0. NULL (and *n = 0)
+ * for other fields. */
+const float *tl_dataset_quantile_edges(const tl_dataset *d, int f, int *n);
 /* Numeric column j's transform ("standard", "log1p", "none", "flag") and the
  * training-split mean/std used for it. */
 const char *tl_dataset_num_transform(const tl_dataset *d, int j, double *mean, double *std);
@@ -59,6 +63,11 @@ int tl_dataset_from_cache(const tl_dataset *d);
 /* Rows skipped with on_bad = skip, and the line numbers of the first few
  * (up to 8, in `lines`, which may be NULL). Returns the total count. */
 size_t tl_dataset_skipped(const tl_dataset *d, const uint64_t **lines, int *n_lines);
+/* Hashed field f: 1 with *values = its distinct training values and
+ * *collided = how many of them share a bucket with an earlier one (the
+ * collision rate is collided / values); 0 when f is not hashed or the
+ * counts are not known (loaded from the cache, or with like=). */
+int tl_dataset_hash_collisions(const tl_dataset *d, int f, uint32_t *values, uint32_t *collided);
 /* Bytes held by the dataset's arrays (for the Lua GC). */
 size_t tl_dataset_bytes(const tl_dataset *d);
 

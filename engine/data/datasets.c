@@ -25,7 +25,7 @@ static const char *const CENSUS_COLS[42] = {
     "weeks_worked", "year", "income_50k"};
 static const int CENSUS_NUMERIC[] = {0, 5, 16, 17, 18, 30, 39};
 
-static char *path_join(const char *dir, const char *name)
+char *tl_data_path_join(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = tl_malloc(n, "path");
@@ -33,7 +33,7 @@ static char *path_join(const char *dir, const char *name)
     return p;
 }
 
-static int file_exists(const char *p)
+int tl_data_file_exists(const char *p)
 {
     struct stat sb;
     return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
@@ -47,9 +47,9 @@ tl_status tl_data_census_ex(const char *dir, int with_education, int cache, tl_d
     if (!dir) dir = "data/census_income_kdd"; /* the REPL finds the real place (repl/l_data.c) */
     static const char *const files[] = {"census-income.test.gz", "census-income.test"};
     for (int i = 0; i < 2 && !path; i++) {
-        char *p = path_join(dir, files[i]);
+        char *p = tl_data_path_join(dir, files[i]);
         if (!p) return TL_ERR_NOMEM;
-        if (file_exists(p)) path = p;
+        if (tl_data_file_exists(p)) path = p;
         else tl_free(p);
     }
     if (!path) {
@@ -124,11 +124,11 @@ tl_status tl_data_amazon_video_games(const char *dir, uint64_t seed, tl_dataset 
     plan p;
     memset(&p, 0, sizeof p);
     for (int i = 0; i < 2; i++) {
-        if (!(paths[i] = path_join(dir, files[i]))) {
+        if (!(paths[i] = tl_data_path_join(dir, files[i]))) {
             st = TL_ERR_NOMEM;
             goto done;
         }
-        if (!file_exists(paths[i])) {
+        if (!tl_data_file_exists(paths[i])) {
             st = tl_fail(TL_ERR_IO,
                          "%s: no %s in '%s' (the DML authors' Video_Games_val.txt and Video_Games_test.txt; "
                          "pass their directory with path=)",
@@ -253,7 +253,7 @@ static tl_status ml_read_users(const char *path, int is_1m, ml_tables *t)
     while (!(st = tl_lreader_next(&lr, &line, &len, &got)) && got) {
         if (!len) continue;
         uint32_t id;
-        int nf = tl_data_split_fields(line, len, sep, strlen(sep), f, 6);
+        int nf = tl_data_split_fields(line, len, sep, strlen(sep), 0, f, 6);
         if (nf != 5) {
             st = tl_fail(TL_ERR_PARSE, "%s:%llu: expected 5 fields, got %d", path, (unsigned long long)lr.line, nf);
             break;
@@ -313,7 +313,7 @@ static tl_status ml_read_movies(const char *path, int is_1m, ml_tables *t)
                 yn = 4;
             }
         } else {
-            int nf = tl_data_split_fields(line, len, "|", 1, f, 32);
+            int nf = tl_data_split_fields(line, len, "|", 1, 0, f, 32);
             if (nf != 24) {
                 st = tl_fail(TL_ERR_PARSE, "%s:%llu: expected 24 fields, got %d", path, (unsigned long long)lr.line,
                              nf);
@@ -358,7 +358,7 @@ static tl_status ml_read_genres(const char *path, ml_tables *t)
     while (!(st = tl_lreader_next(&lr, &line, &len, &got)) && got) {
         if (!len) continue;
         uint32_t g;
-        if (tl_data_split_fields(line, len, "|", 1, f, 3) != 2 || !parse_id(&f[1], 31, &g)) {
+        if (tl_data_split_fields(line, len, "|", 1, 0, f, 3) != 2 || !parse_id(&f[1], 31, &g)) {
             st = tl_fail(TL_ERR_PARSE, "%s:%llu: expected name|index", path, (unsigned long long)lr.line);
             break;
         }
@@ -386,7 +386,7 @@ static tl_status ml_read_ratings(const char *path, int is_1m, const ml_tables *t
             st = tl_fail(TL_ERR_CANCELLED, "%s: loading cancelled at line %llu", path, (unsigned long long)lr.line);
             break;
         }
-        int nf = tl_data_split_fields(line, len, sep, strlen(sep), f, 5);
+        int nf = tl_data_split_fields(line, len, sep, strlen(sep), 0, f, 5);
         uint32_t u, m, r;
         if (nf != 4) {
             st = tl_fail(TL_ERR_PARSE, "%s:%llu: expected 4 fields, got %d (ragged row)", path,
@@ -447,23 +447,23 @@ tl_status tl_data_movielens(const char *dir, uint64_t seed, tl_dataset **out)
     memset(&rs, 0, sizeof rs);
     tl_status st = TL_OK;
     int is_1m = 0;
-    if (!(users = path_join(dir, "users.dat"))) return TL_ERR_NOMEM;
-    if (file_exists(users)) {
+    if (!(users = tl_data_path_join(dir, "users.dat"))) return TL_ERR_NOMEM;
+    if (tl_data_file_exists(users)) {
         is_1m = 1;
-        movies = path_join(dir, "movies.dat");
+        movies = tl_data_path_join(dir, "movies.dat");
         for (int i = 0; i < 3 && !ratings; i++) {
-            char *p = path_join(dir, r1m[i]);
-            if (p && file_exists(p)) ratings = p;
+            char *p = tl_data_path_join(dir, r1m[i]);
+            if (p && tl_data_file_exists(p)) ratings = p;
             else tl_free(p);
         }
     } else {
         tl_free(users);
-        users = path_join(dir, "u.user");
-        movies = path_join(dir, "u.item");
-        genres = path_join(dir, "u.genre");
-        for (int i = 0; i < 2 && !ratings && users && file_exists(users); i++) {
-            char *p = path_join(dir, r100k[i]);
-            if (p && file_exists(p)) ratings = p;
+        users = tl_data_path_join(dir, "u.user");
+        movies = tl_data_path_join(dir, "u.item");
+        genres = tl_data_path_join(dir, "u.genre");
+        for (int i = 0; i < 2 && !ratings && users && tl_data_file_exists(users); i++) {
+            char *p = tl_data_path_join(dir, r100k[i]);
+            if (p && tl_data_file_exists(p)) ratings = p;
             else tl_free(p);
         }
     }

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "data_internal.h"
+#include "sketch.h"
 #include "dataset.h"
 
 static float num_t(int transform, float x)
@@ -61,6 +62,30 @@ static const dnum *like_num(const tl_dataset *like, const char *name)
     return NULL;
 }
 
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The collision count of a hashed field: of its n values seen in training
+ * (counts > 0), those whose bucket (map) an earlier one already held. */
+static tl_status hash_collisions(uint32_t n, const uint32_t *counts, const int32_t *map, dcat *out)
+{
+    int32_t *b = tl_malloc(sizeof *b * ((size_t)n + 1), "hash collisions");
+    if (!b) return TL_ERR_NOMEM;
+    uint32_t k = 0, used = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (counts[i]) b[k++] = map[i];
+    qsort(b, k, sizeof *b, cmp_i32);
+    for (uint32_t i = 0; i < k; i++) used += i == 0 || b[i] != b[i - 1];
+    tl_free(b);
+    out->hash_known = 1;
+    out->hash_values = k;
+    out->hash_collided = k - used;
+    return TL_OK;
+}
+
 /* Build the id of every distinct raw value of categorical source k. */
 static tl_status build_vocab(const rawset *rs, int k, const uint32_t *counts, const tl_data_cat_col *col,
                              const tl_data_schema *s, const tl_dataset *like, dcat *out, int32_t *map)
@@ -77,7 +102,7 @@ static tl_status build_vocab(const rawset *rs, int k, const uint32_t *counts, co
         out->size = b + 1; /* the last id is "missing" */
         for (uint32_t i = 0; i < t->n; i++)
             map[i] = (int32_t)(hash_bytes(st_str(t, i), t->len[i], 0x746c) % (uint64_t)b);
-        return TL_OK;
+        return lc ? TL_OK : hash_collisions(t->n, counts, map, out);
     }
     /* vocabulary: counts over training rows only */
     uint32_t n_str = 0;
@@ -317,28 +342,62 @@ static tl_status pack_cat_fields(fin *f)
     return st;
 }
 
+/* The B-1 inner quantiles of numeric column j's training values from the
+ * sketch (k of them, in e[1..B-1]). */
+static tl_status sketch_quantiles(const rawset *rs, int j, int B, size_t k, float *e)
+{
+    tl_sketch *sk;
+    double *rank = tl_malloc(sizeof *rank * (size_t)B, "quantile ranks");
+    tl_status st = rank ? tl_sketch_new(TL_DATA_SKETCH_K, 0x736b65746368ULL + (uint64_t)j, &sk) : TL_ERR_NOMEM;
+    if (st) {
+        tl_free(rank);
+        return st;
+    }
+    for (size_t r = 0; r < rs->n && !st; r++) {
+        float x = rs->num[r * (size_t)rs->n_num + (size_t)j];
+        if (rs->tag[r] == TL_TO_TRAIN && !isnan(x)) st = tl_sketch_add(sk, x);
+    }
+    for (int b = 1; b < B; b++) rank[b - 1] = floor((double)b * (double)k / B);
+    if (!st) st = tl_sketch_quantiles(sk, rank, B - 1, e + 1);
+    tl_sketch_free(sk);
+    tl_free(rank);
+    return st;
+}
+
 /* Bucket edges of numeric column j over its training values: the distinct
- * values at the B-1 inner quantiles. */
-static tl_status quantile_edges(const rawset *rs, int j, int B, dcat *c)
+ * values at the B-1 inner quantiles, from a sort, or from the quantile
+ * sketch when asked or with more than TL_DATA_SKETCH_ROWS values. */
+static tl_status quantile_edges(const rawset *rs, int j, int B, int sketch, dcat *c)
 {
     size_t k = 0;
-    float *vals = tl_malloc(sizeof *vals * (rs->n + 1), "quantile values");
+    for (size_t r = 0; r < rs->n; r++) {
+        float x = rs->num[r * (size_t)rs->n_num + (size_t)j];
+        k += rs->tag[r] == TL_TO_TRAIN && !isnan(x);
+    }
+    sketch = k && (sketch || k > TL_DATA_SKETCH_ROWS);
+    float *vals = tl_malloc(sizeof *vals * ((sketch ? (size_t)B : k) + 1), "quantile values");
     c->edges = tl_malloc(sizeof *c->edges * (size_t)B, "quantile edges");
     if (!vals || !c->edges) {
         tl_free(vals);
         return TL_ERR_NOMEM;
     }
-    for (size_t r = 0; r < rs->n; r++) {
-        float x = rs->num[r * (size_t)rs->n_num + (size_t)j];
-        if (rs->tag[r] == TL_TO_TRAIN && !isnan(x)) vals[k++] = x;
+    tl_status st = TL_OK;
+    if (sketch) {
+        st = sketch_quantiles(rs, j, B, k, vals); /* vals[b] = quantile b */
+    } else {
+        k = 0;
+        for (size_t r = 0; r < rs->n; r++) {
+            float x = rs->num[r * (size_t)rs->n_num + (size_t)j];
+            if (rs->tag[r] == TL_TO_TRAIN && !isnan(x)) vals[k++] = x;
+        }
+        qsort(vals, k, sizeof *vals, cmp_float);
     }
-    qsort(vals, k, sizeof *vals, cmp_float);
-    for (int b = 1; b < B && k; b++) {
-        float e = vals[(size_t)((double)b * (double)k / B)];
+    for (int b = 1; b < B && k && !st; b++) {
+        float e = sketch ? vals[b] : vals[(size_t)((double)b * (double)k / B)];
         if (c->n_edges == 0 || e > c->edges[c->n_edges - 1]) c->edges[c->n_edges++] = e;
     }
     tl_free(vals);
-    return TL_OK;
+    return st;
 }
 
 /* Quantile field q: ids 0 = missing, 1 .. n_edges+1 buckets. */
@@ -362,7 +421,7 @@ static tl_status pack_quantile(fin *f, int q)
         memcpy(c->edges, lc->edges, sizeof *c->edges * c->n_edges);
     } else {
         c->buckets = col->buckets > 1 ? col->buckets : 10;
-        tl_status st = quantile_edges(rs, j, c->buckets, c);
+        tl_status st = quantile_edges(rs, j, c->buckets, f->s->quantile_sketch, c);
         if (st) return st;
     }
     c->size = (int32_t)c->n_edges + 2;

@@ -117,15 +117,69 @@ tl_status tl_lreader_next(lreader *r, char **line, size_t *len, int *got)
  * Stores up to maxf fields, returns the number found (which may exceed maxf),
  * or -1 - column (1-based) for a malformed quoted field. Modifies line,
  * which must come from tl_lreader_next (readable padding after it). */
+
+/* The next separator in [p, end), or NULL. */
+static const char *find_sep(const char *p, const char *end, const char *sep, size_t seplen)
+{
+    for (;;) {
+        const char *q = memchr(p, sep[0], (size_t)(end - p));
+        if (!q || seplen == 1 || ((size_t)(end - q) >= seplen && bytes_eq(q, sep, seplen))) return q;
+        p = q + 1;
+    }
+}
+
+/* Walks the fields the way tl_data_split_fields does, without changing the
+ * text, from the state in *q (a record continued from an earlier piece
+ * starts inside a quoted field); text after a closing quote that is not a
+ * separator is left for the splitter to refuse. */
+void tl_data_quote_scan(const char *text, size_t len, const char *sep, size_t seplen, int trim, quote_state *q)
+{
+    const char *p = text, *end = text + len;
+    int inside = q->open;
+    if (!inside) q->col++;
+    for (;;) {
+        if (!inside) {
+            if (trim)
+                while (p < end && *p == ' ') p++;
+            if (p < end && *p == '"') {
+                inside = 1;
+                p++;
+            }
+        }
+        while (inside) {
+            const char *c = memchr(p, '"', (size_t)(end - p));
+            if (!c) {
+                q->open = 1;
+                return;
+            }
+            if (c + 1 < end && c[1] == '"') {
+                p = c + 2;
+                continue;
+            }
+            p = c + 1;
+            inside = 0;
+        }
+        const char *s = find_sep(p, end, sep, seplen);
+        if (!s) {
+            q->open = 0;
+            return;
+        }
+        p = s + seplen;
+        q->col++;
+    }
+}
+
 #ifdef __SSE2__
 /* tl_data_split_fields for lines without quotes: find the separator's first byte 16
  * bytes at a time. Returns -2 (not a field count) when the line has a quote,
  * for the general path. Needs 16 readable bytes past line[len] (LR_PAD). */
-static int split_simd(const char *line, size_t len, const char *sep, size_t seplen, field *f, int maxf)
+static int split_simd(const char *line, size_t len, const char *sep, size_t seplen, int trim, field *f, int maxf)
 {
     const __m128i vs = _mm_set1_epi8(sep[0]), vq = _mm_set1_epi8('"');
     const char *start = line, *end = line + len;
     int nf = 0;
+    if (trim)
+        while (start < end && *start == ' ') start++;
     for (size_t i = 0; i < len; i += 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(line + i));
         unsigned keep = len - i >= 16 ? 0xffffu : (1u << (len - i)) - 1;
@@ -142,6 +196,8 @@ static int split_simd(const char *line, size_t len, const char *sep, size_t sepl
             }
             nf++;
             start = q + seplen;
+            if (trim)
+                while (start < end && *start == ' ') start++;
         }
     }
     if (nf < maxf) {
@@ -152,16 +208,18 @@ static int split_simd(const char *line, size_t len, const char *sep, size_t sepl
 }
 #endif
 
-int tl_data_split_fields(char *line, size_t len, const char *sep, size_t seplen, field *f, int maxf)
+int tl_data_split_fields(char *line, size_t len, const char *sep, size_t seplen, int trim, field *f, int maxf)
 {
 #ifdef __SSE2__
-    int fast = split_simd(line, len, sep, seplen, f, maxf);
+    int fast = split_simd(line, len, sep, seplen, trim, f, maxf);
     if (fast != -2) return fast;
 #endif
     char *p = line, *end = line + len;
     int nf = 0;
     const char s0 = sep[0];
     for (;;) {
+        if (trim)
+            while (p < end && *p == ' ') p++;
         if (p < end && *p == '"') {
             char *w = p, *q = p + 1;
             for (;;) {

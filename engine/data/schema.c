@@ -120,6 +120,8 @@ tl_status tl_data_schema_check(const tl_data_schema *s, const char *fn)
     if (!s->path || !*s->path) return tl_fail(TL_ERR_ARG, "%s: no path", fn);
     if (!s->sep || !*s->sep || strlen(s->sep) > 8 || strchr(s->sep, '"') || strchr(s->sep, '\n'))
         return tl_fail(TL_ERR_ARG, "%s: sep must be 1 to 8 characters without quotes or newlines", fn);
+    if (s->skip_initial_space && s->sep[0] == ' ')
+        return tl_fail(TL_ERR_ARG, "%s: skipping initial spaces needs a separator that does not start with a space", fn);
     if (!s->header && s->n_columns < 1)
         return tl_fail(TL_ERR_ARG, "%s: without a header, give the column names (columns)", fn);
     if (s->skip < 0) return tl_fail(TL_ERR_ARG, "%s: skip must be >= 0", fn);

@@ -250,16 +250,28 @@ done:
     tl_free(mask);
 }
 
+/* The fields' tables are one table: field f's id i is row offsets[f] + i.
+ * An id outside 0 .. size_f - 1 would read another field's rows (or fail in
+ * the runtime), so it becomes the field's id 0 (unseen value) first. */
 static void emit_embedding(writer *w, int i, const tl_xnode *n)
 {
     const tl_xnode *ids = &w->x->nodes[n->in[1]], *tab = &w->x->nodes[n->in[0]];
     int F = ids->cols, dim = tab->cols;
-    int32_t offs[TL_MAX_FIELDS];
+    int32_t offs[TL_MAX_FIELDS], size[TL_MAX_FIELDS], zero = 0;
     for (int f = 0; f < F; f++) offs[f] = (int32_t)n->offsets[f];
-    int64_t dims[2] = {1, F};
-    name c = fresh(w, 'c');
+    for (int f = 0; f < F; f++) size[f] = (f + 1 < F ? offs[f + 1] : tab->rows) - offs[f];
+    int64_t dims[2] = {1, F}, one[2] = {1, 1};
+    name c = fresh(w, 'c'), sz = fresh(w, 'c'), z = fresh(w, 'c');
     init_raw(w, c.s, dims, 2, DT_INT32, offs, (size_t)F * sizeof *offs);
-    name idx = op2(w, "Add", vname(w, n->in[1]).s, c.s);
+    init_raw(w, sz.s, dims, 2, DT_INT32, size, (size_t)F * sizeof *size);
+    init_raw(w, z.s, one, 2, DT_INT32, &zero, sizeof zero);
+    name in = vname(w, n->in[1]);
+    name ge = op2(w, "GreaterOrEqual", in.s, z.s), lt = op2(w, "Less", in.s, sz.s);
+    name ok = op2(w, "And", ge.s, lt.s);
+    const char *sel[3] = {ok.s, in.s, z.s};
+    name safe = fresh(w, 't');
+    node(w, "Where", sel, 3, safe.s, NULL);
+    name idx = op2(w, "Add", safe.s, c.s);
     name g = op2(w, "Gather", vname(w, n->in[0]).s, idx.s);
     finish(w, i, reshape(w, g.s, (int64_t)F * dim, 0).s, TL_ACT_NONE);
 }

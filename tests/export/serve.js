@@ -38,10 +38,58 @@ function splitCsv(line) {
 
 const MISSING = new Set(['', '?']); // tl.data.csv's default missing values
 
+// The hash of hash-bucket fields ("towerlab-xxh64", engine/data/hash.h): the
+// xxhash64 rounds over the value's UTF-8 bytes, except that the last 1..7
+// bytes are one little-endian word taking one 8-byte round. 64-bit BigInt.
+const M64 = (1n << 64n) - 1n;
+const P1 = 0x9E3779B185EBCA87n, P2 = 0xC2B2AE3D27D4EB4Fn, P3 = 0x165667B19E3779F9n, P4 = 0x85EBCA77C2B2AE63n;
+const add = (a, b) => (a + b) & M64, mul = (a, b) => (a * b) & M64;
+const rotl = (x, r) => ((x << BigInt(r)) | (x >> BigInt(64 - r))) & M64;
+const xround = (acc, v) => mul(rotl(add(acc, mul(v, P2)), 31), P1);
+const word = (b, p, n) => { let w = 0n; for (let i = n - 1; i >= 0; i--) w = (w << 8n) | BigInt(b[p + i]); return w; };
+function hashBytes(b, seed) {
+  let n = b.length, p = 0, h;
+  seed = BigInt(seed);
+  if (n >= 32) {
+    const v = [add(add(seed, P1), P2), add(seed, P2), seed, (seed - P1) & M64];
+    do {
+      for (let i = 0; i < 4; i++) v[i] = xround(v[i], word(b, p + 8 * i, 8));
+      p += 32; n -= 32;
+    } while (n >= 32);
+    h = add(add(add(rotl(v[0], 1), rotl(v[1], 7)), rotl(v[2], 12)), rotl(v[3], 18));
+    for (const x of v) h = add(mul(h ^ xround(0n, x), P1), P4);
+  } else {
+    h = add(seed, P3);
+  }
+  h = add(h, BigInt(b.length));
+  for (; n >= 8; p += 8, n -= 8) h = add(mul(rotl(h ^ xround(0n, word(b, p, 8)), 27), P1), P4);
+  if (n) h = add(mul(rotl(h ^ xround(0n, word(b, p, n)), 27), P1), P4);
+  h ^= h >> 33n; h = mul(h, P2); h ^= h >> 29n; h = mul(h, P3); h ^= h >> 32n;
+  return h;
+}
+
+// Raw value -> id, for each field kind of the vocabulary JSON.
 function encoder(field) {
-  if (field.kind !== 'vocab') throw new Error(`field ${field.name}: kind ${field.kind} not handled here`);
-  const ids = new Map(field.values.map((v, i) => [v, field.first + i]));
-  return (raw) => (MISSING.has(raw) ? field.missing : ids.has(raw) ? ids.get(raw) : field.oov);
+  if (field.kind === 'vocab') {
+    const ids = new Map(field.values.map((v, i) => [v, field.first + i]));
+    return (raw) => (MISSING.has(raw) ? field.missing : ids.has(raw) ? ids.get(raw) : field.oov);
+  }
+  if (field.kind === 'hash') {
+    if (field.hash !== 'towerlab-xxh64') throw new Error(`field ${field.name}: hash ${field.hash}`);
+    const B = BigInt(field.buckets);
+    return (raw) => (MISSING.has(raw) ? field.missing : Number(hashBytes(Buffer.from(raw, 'utf8'), field.seed) % B));
+  }
+  if (field.kind === 'quantile') { // 1 + the number of edges <= x, in float32
+    const edges = field.edges.map(Math.fround);
+    return (raw) => {
+      const x = MISSING.has(raw) ? NaN : Math.fround(parseFloat(raw));
+      if (Number.isNaN(x)) return field.missing;
+      let k = 0;
+      while (k < edges.length && edges[k] <= x) k++;
+      return field.first + k;
+    };
+  }
+  throw new Error(`field ${field.name}: kind ${field.kind} not handled here`);
 }
 
 async function main() {

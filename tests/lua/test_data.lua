@@ -107,6 +107,71 @@ function T.csv_on_bad_skip_reports()
   check(tostring(d):find("2 bad rows skipped", 1, true))
 end
 
+-- issue 24 item 6: RFC 4180 records spanning lines, CRLF, BOM, no final newline, skipinitialspace
+function T.csv_rfc4180_multiline()
+  local p = write("ml.csv", "\239\187\191a,x,y\r\n\"two\r\nlines\",1,1\r\n\"say \"\"hi\"\"\",2,0\r\nred,3,1\r\n\"a\nb\",4,0")
+  local d = small{ path = p }
+  eq(#d.all, 4)
+  eq(d:vocab("a"), { "two\nlines", "say \"hi\"", "red", "a\nb" })
+  eq(d.all:labels(), { y = { 1, 0, 1, 0 } })
+  p = write("mlbad.csv", "a,x,y\nred,1,1\n\"multi\nline\",oops,0\n")
+  raises(function() small{ path = p } end, "mlbad.csv:4 (record from line 3): column 2 ('x'): expected a number, got \"oops\"")
+  p = write("open.csv", "a,x,y\nred,1,1\n\"blue,2,0\ngreen,4,0\n")
+  raises(function() small{ path = p } end, "open.csv:3: column 1: the quoted field is never closed")
+  p = write("mlskip.csv", "a,x,y\nred,1,1\n\"bad\nrow\",zz,0\nblue,2,0\n\"x\ny\",3\n")
+  local s = small{ path = p, on_bad = "skip" }
+  eq(#s.all, 2)
+  eq(s.skipped.count, 2)
+  eq({ s.skipped[1], s.skipped[2] }, { 3, 6 })
+  check(tostring(s):find("2 bad rows skipped", 1, true), tostring(s))
+end
+
+function T.csv_skipinitialspace()
+  local p = write("sp.csv", "a, x,  y\nred, 1, 1\n  blue,2,   0\n\"r,ed\", 3, 1\n")
+  raises(function() small{ path = p } end, "sp.csv:2: column 3 ('y'): unknown label value \" 1\"")
+  local d = small{ path = p, skipinitialspace = true }
+  eq(d:vocab("a"), { "red", "blue", "r,ed" })
+  eq(d.all:labels(), { y = { 1, 0, 1 } })
+  raises(function() small{ path = p, sep = " ", skipinitialspace = true } end,
+         "skipinitialspace=true needs a separator that does not start with a space")
+  raises(function() small{ path = p, skipinitialspace = 1 } end, "skipinitialspace")
+  -- sep=", " is exactly comma + one space (the census files)
+  p = write("c2.csv", "a, x, y\nred, 1, 1\nblue, 2, 0\n")
+  eq(#small{ path = p, sep = ", " }.all, 2)
+  raises(function() small{ path = write("c3.csv", "a, x, y\nred,1, 1\n") , sep = ", " } end, "expected 3 fields, got 2")
+end
+
+-- issue 24 item 2: the collision rate of hashed fields, in print(d) and d:fields()
+function T.csv_hash_collision_rate()
+  local p = write("hc.csv", "a,x,y\np,0,1\nq,1,0\nr,2,0\ns,3,1\n?,4,0\np,5,0\n")
+  local d = small{ path = p, categorical = { { "a", hash = 1 } } }
+  local f = d:fields().categorical[1]
+  eq({ f.kind, f.values }, { "hash", 4 })
+  near(f.collisions, 0.75, 1e-12)
+  check(tostring(d):find("; hashed: a 4 values, 75.0% collide in 1 buckets", 1, true), tostring(d))
+  local c = small{ path = p, categorical = { { "a", hash = 1 } }, cache = tmpdir }
+  local c2 = small{ path = p, categorical = { { "a", hash = 1 } }, cache = tmpdir }
+  eq(c.from_cache, false)
+  eq(c2.from_cache, true)
+  eq(c2:fields().categorical[1].collisions, nil) -- the cache does not keep them
+  eq(small{ path = p }:fields().categorical[1].collisions, nil)
+end
+
+-- issue 24 item 2: quantile buckets from the one-pass sketch when asked
+function T.csv_quantile_sketch()
+  local lines = { "a,x,y" }
+  for i = 0, 19999 do lines[#lines + 1] = ("r,%d,%d"):format((i * 7919) % 20000, i % 2) end
+  local p = write("qs.csv", table.concat(lines, "\n") .. "\n")
+  local function load(sk)
+    return small{ path = p, numeric = { { "x", transform = "quantile", buckets = 4 } }, sketch = sk }
+  end
+  local e, s = load(false), load(true)
+  eq(e:fields().categorical[2].vocab, 5)
+  eq(s:fields().categorical[2].vocab, 5)
+  eq(s.from_cache, false)
+  raises(function() load("yes") end, "sketch")
+end
+
 function T.csv_bad_input_messages()
   local p = write("bad.csv", "a,x,y\nred,1,1\nblue,oops,0\n")
   raises(function() small{ path = p } end, "bad.csv:3: column 2 ('x'): expected a number, got \"oops\"")
@@ -301,6 +366,54 @@ function T.synthetic_pair()
   check(tostring(d):find("synthetic_pair(rho=-0.5, nested)", 1, true), tostring(d))
   raises(function() tl.datasets.synthetic_pair{ rho = 1.5 } end, "tl.datasets.synthetic_pair: field 'rho'")
   raises(function() tl.datasets.synthetic_pair{ corr = 0.5 } end, "corr")
+end
+
+-- issue 24 item 3: Ali-CCP in the release's format and torch-rechub's, AliExpress
+function T.aliccp_release_format()
+  local d = tl.datasets.aliccp("tests/data/aliccp_release")
+  eq({ #d.train, #d.valid + #d.test }, { 5, 4 })
+  eq(d.tasks[1].name, "click")
+  eq(d.tasks[2].name, "conversion")
+  eq(d.train:labels(), { click = { 1, 0, 1, 0, 1 }, conversion = { 0, 0, 1, 0, 0 } })
+  eq(d.skipped.count, 1)
+  eq(d.skipped[1], 4)
+  eq(d:vocab("101"), { "u1", "u2" })
+  eq(d:vocab("210"), { "t2" })
+  eq(#d:fields().categorical, 23)
+  local h = tl.datasets.aliccp{ path = "tests/data/aliccp_release", hash = 5, rows = 3, valid = 1, seed = 2 }
+  eq({ #h.train, #h.valid, #h.test }, { 3, 3, 0 })
+  eq(h:fields().categorical[1].kind, "hash")
+  raises(function() tl.datasets.aliccp{ path = tmpdir } end, "tl.datasets.aliccp: no Ali-CCP in")
+  raises(function() tl.datasets.aliccp{ dir = "x" } end, "unknown field 'dir'")
+  raises(function() tl.datasets.aliccp{ path = "tests/data/aliccp_release", valid = 2 } end, "valid")
+  -- the default folder: ali_ccp/ under the shared data folders, with every place tried
+  local bin = os.getenv("TL_TEST_BIN") or "./towerlab"
+  if bin:sub(1, 1) ~= "/" then bin = io.popen("pwd"):read("l") .. "/" .. bin:gsub("^%./", "") end
+  local out = io.popen("cd /tmp && env -u TOWERLAB_DATA '" .. bin .. "' -e 'print(pcall(tl.datasets.aliccp))' 2>&1"):read("a")
+  check(out:find("no ali_ccp folder found", 1, true), out)
+end
+
+function T.alibaba_rechub_samples()
+  local dir = "../shared/data/rechub_mtl_samples"
+  local f = io.open(dir .. "/SOURCE.md", "rb")
+  if not f then skip(dir .. " absent") end
+  f:close()
+  local d = tl.datasets.aliccp{ path = dir }
+  eq({ #d.train, #d.valid, #d.test }, { 100, 50, 50 })
+  near(d.tasks[1].rate, 0.07, 1e-12)
+  near(d.tasks[2].rate, 0.01, 1e-12)
+  local e = tl.datasets.aliexpress(dir)
+  eq({ #e.train, #e.valid + #e.test }, { 100, 20 })
+  near(e.tasks[1].rate, 0.6, 1e-12)
+  eq(#e:fields().categorical, 16)
+end
+
+function T.aliexpress_mtreclib_layout()
+  local d = tl.datasets.aliexpress{ path = "tests/data/aliexpress_mtreclib", valid = 0 }
+  eq({ #d.train, #d.valid, #d.test }, { 5, 0, 4 })
+  eq(d.skipped.count, 1)
+  eq(d:vocab("categorical_1"), { "7", "8" })
+  raises(function() tl.datasets.aliexpress(tmpdir) end, "no AliExpress in")
 end
 
 -- issue 24 item 7: the program finds its data from any working directory

@@ -281,6 +281,45 @@ T.vocab_json = function()
   check(text:find('{"name": "ctr", "type": "binary", "calibrated": false}', 1, true), text)
 end
 
+-- A server encodes hash-bucket and quantile fields from the JSON alone: the
+-- hash (serve.js reimplements engine/data/hash.h) and the bucket edges.
+T.vocab_json_hash_quantile = function()
+  local dq = tl.data.csv{path = dir .. "/data.csv", header = true, categorical = {"a", {"b", hash = 5}},
+    numeric = {"x", {"y", transform = "quantile", buckets = 6}, {"z", transform = "none"}},
+    labels = {ctr = {column = "click", positive = "1"}, cvr = {column = "buy", positive = "1"}},
+    cache = false}
+  local m = tl.model{data = dq, backbone = tl.shared_bottom{}, emb = 4, batch = 128, seed = 3}
+  m:fit{data = dq.all, epochs = 2, verbose = false}
+  local _, vocab = m:export(dir .. "/hq.onnx")
+  local text = assert(io.open(vocab)):read("a")
+  check(text:find('{"name": "b", "kind": "hash", "size": 6, "buckets": 5, "missing": 5', 1, true), text)
+  local size, edges = text:match('"name": "y", "kind": "quantile", "size": (%d+), "missing": 0, "first": 1,%s*"edges": %[([^%]]*)%]')
+  check(edges, "y's bucket edges: " .. text)
+  local n, last = 0, -math.huge
+  for e in edges:gmatch("[^,]+") do
+    n = n + 1
+    check(tonumber(e) > last, "edges ascend: " .. edges)
+    last = tonumber(e)
+  end
+  eq(n, 5) -- 6 buckets of distinct values: 5 inner edges
+  eq(tonumber(size), n + 2) -- missing, then n + 1 buckets
+  if not HAVE_ORT then skip("onnxruntime-node not installed (make deps)") end
+  onnx_parity(m, "hq", m:predict(dq.all), {"ctr", "cvr"})
+end
+
+-- An id outside its field's vocabulary reads the field's id 0 in the ONNX
+-- model (the C file refuses the row instead: c_parity checks that).
+T.onnx_out_of_range_ids = function()
+  if not HAVE_ORT then skip("onnxruntime-node not installed (make deps)") end
+  local m = trained{backbone = tl.mmoe{experts = 2, expert = {8}}}
+  local path, vocab = m:export(dir .. "/ids.onnx")
+  local h = io.popen("cd tests/export && node bad_ids.js " .. path .. " " .. vocab .. " 2>&1")
+  local line = h:read("a")
+  h:close()
+  check(line:match('"rows":12,'), "bad_ids.js said " .. line)
+  eq(tonumber(line:match('"max_abs":([^}]+)')), 0, "out-of-range ids against id 0: " .. line)
+end
+
 T.bad_input = function()
   local untrained = tl.model{data = d, backbone = tl.mmoe{experts = 2, expert = {4}}, emb = 4, batch = 64}
   raises(function() untrained:export(dir .. "/u.onnx") end, "untrained")

@@ -1,0 +1,47 @@
+// bad_ids.js — out-of-range ids in an exported ONNX model (tests/lua/test_export.lua):
+// for each field, rows whose id is one past the field's vocabulary, far past and
+// negative must give the outputs of the same row with id 0 (the unseen value),
+// never another field's embedding or a runtime error.
+//
+//   node bad_ids.js model.onnx model.vocab.json
+//
+// Prints one JSON line {"rows": n, "max_abs": d}; exit status 2 without onnxruntime-node.
+'use strict';
+const fs = require('fs');
+let ort;
+try {
+  ort = require('onnxruntime-node');
+} catch (e) {
+  console.log(JSON.stringify({ skip: 'onnxruntime-node not installed (make deps)' }));
+  process.exit(2);
+}
+
+async function main() {
+  const [modelPath, vocabPath] = process.argv.slice(2);
+  const vocab = JSON.parse(fs.readFileSync(vocabPath, 'utf8'));
+  const F = vocab.ids.length, R = vocab.numeric.length;
+  // pairs of rows: (bad id in field f, id 0 in field f); other fields id 2 (or 1)
+  const rows = [];
+  vocab.ids.forEach((field, f) => {
+    for (const bad of [field.size, 1000000, -3]) {
+      const base = vocab.ids.map((g) => Math.min(2, g.size - 1));
+      const b = base.slice(), z = base.slice();
+      b[f] = bad; z[f] = 0;
+      rows.push(b, z);
+    }
+  });
+  const n = rows.length, ids = new Int32Array(n * F), num = new Float32Array(n * R).fill(0.5);
+  rows.forEach((r, i) => r.forEach((v, f) => { ids[i * F + f] = v; }));
+  const session = await ort.InferenceSession.create(modelPath);
+  const feeds = { ids: new ort.Tensor('int32', ids, [n, F]) };
+  if (session.inputNames.includes('numeric')) feeds.numeric = new ort.Tensor('float32', num, [n, R]);
+  const res = await session.run(feeds);
+  let worst = 0;
+  for (const o of vocab.outputs) {
+    const y = res[o.name].data;
+    for (let i = 0; i < n; i += 2) worst = Math.max(worst, Math.abs(y[i] - y[i + 1]));
+  }
+  console.log(JSON.stringify({ rows: n, max_abs: worst }));
+}
+
+main().catch((e) => { console.error(e.message); process.exit(1); });
