@@ -23,7 +23,10 @@
  *                optimizer step the losses of the same batch are measured again
  *                and xi takes one Adam step (lr famo_lr, weight decay famo_gamma)
  *                on the softmax Jacobian times the log-loss decrease (Liu et al.
- *                2023, Cranial-XIX/FAMO; defaults 0.025, 1e-3 as LibMTL)
+ *                2023, Cranial-XIX/FAMO; defaults 0.025, 1e-3: famo.py's w_lr and
+ *                the authors' NYUv2/CelebA/QM9 run scripts' gamma, as LibMTL; the
+ *                official code's clip of the shared gradient to norm 1 is left
+ *                to the optimizer's clip_norm)
  *   db_mtl       per-task gradients of log(L_k + 1e-8) on the shared
  *                parameters, an EMA of them (buffer = g + beta / step^sigma
  *                (buffer - g), beta 0.9, sigma 0), each scaled to the largest
