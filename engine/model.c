@@ -325,6 +325,19 @@ tl_status tl_model_set_weighting(tl_model *m, const tl_model_config *from)
     c.dwa_temperature = from->dwa_temperature;
     tl_status s = tl_weighting_check(&c);
     if (s != TL_OK) return s;
+    size_t pf;
+    tl_graph_params(m->g, &pf);
+    /* the model's budget minus what it has: the new method's per-task gradients */
+    memory_parts have = memory_of(m, m->cfg.max_batch);
+    uint64_t extra = tl_weighting_memory(&c, pf), used = have.total - have.task_grads;
+    if (m->cfg.max_memory > 0 && used + extra > m->cfg.max_memory) {
+        char a[24], b[24];
+        return tl_fail(TL_ERR_NOMEM, "set_weighting: the per-task gradients need %s; the model's "
+                                     "max_memory leaves %s",
+                       tl_memory_str(extra, a, sizeof a),
+                       tl_memory_str(m->cfg.max_memory > used ? m->cfg.max_memory - used : 0, b, sizeof b));
+    }
+    if ((s = tl_memory_check(extra, 0, "set_weighting: the per-task gradients")) != TL_OK) return s;
     m->cfg = c;
     if ((s = tl_weighting_switch(m->weighting, &m->view)) != TL_OK) {
         char msg[512];

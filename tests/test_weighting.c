@@ -556,6 +556,20 @@ static void test_switch(void **state)
     assert_int_equal(tl_model_set_weighting(m, &to), TL_ERR_ARG);
     assert_int_equal(m->cfg.weighting, TL_WEIGHTING_PCGRAD);
     tl_model_free(m);
+    /* the memory budget: a model built to the byte of fixed weights has no
+     * room for per-task gradients */
+    make_cfg(&c, TL_BACKBONE_MMOE, TL_WEIGHTING_FIXED);
+    uint64_t bytes;
+    check_ok(tl_model_memory(&c, &bytes), "memory");
+    c.max_memory = bytes;
+    m = new_model(&c);
+    to = m->cfg;
+    to.weighting = TL_WEIGHTING_MGDA;
+    assert_int_equal(tl_model_set_weighting(m, &to), TL_ERR_NOMEM);
+    assert_non_null(strstr(tl_errmsg(), "per-task gradients"));
+    to.wopt.at = TL_AT_REP; /* no parameter-sized buffers */
+    check_ok(tl_model_set_weighting(m, &to), "switch to mgda at rep");
+    tl_model_free(m);
     free_data(&d);
 }
 
