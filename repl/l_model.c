@@ -564,8 +564,9 @@ static int l_model_tostring(lua_State *L)
             luaL_addstring(&buf, line);
         }
     }
-    snprintf(line, sizeof line, "  weighting %s   parameters %zu   trained %d epochs, %lld steps",
-             tl_weighting_name(c->weighting), tl_model_param_count(m), tl_model_epochs_done(m),
+    snprintf(line, sizeof line, "  weighting %s%s   parameters %zu   trained %d epochs, %lld steps",
+             tl_weighting_name(c->weighting), c->wopt.at == TL_AT_REP ? " (at rep)" : "",
+             tl_model_param_count(m), tl_model_epochs_done(m),
              (long long)tl_model_steps(m));
     luaL_addstring(&buf, line);
     luaL_pushresult(&buf);
