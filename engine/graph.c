@@ -482,6 +482,78 @@ tl_status tl_graph_backward_run(tl_graph *g)
     return TL_OK;
 }
 
+/* The two halves of a split backward (graph.h). */
+static int is_seed(tl_node i, int n_seed, const tl_node *seed)
+{
+    for (int k = 0; k < n_seed; k++)
+        if (seed[k] == i) return 1;
+    return 0;
+}
+
+static void backward_node(tl_graph *g, tl_nodedef *d)
+{
+    if (!d->grad || !d->on_path || d->op == TL_OP_PARAM) return;
+    tl__grad_acc(g, d);
+    const tl_op_entry *e = &tl_op_table[d->op];
+    if (!e->backward) return;
+    if (!e->fresh_aware)
+        for (int j = 0; j < d->nin; j++) {
+            tl_nodedef *in = &g->nodes[d->in[j]];
+            if (in->grad) tl__grad_acc(g, in);
+        }
+    e->backward(g, d);
+}
+
+tl_status tl_graph_cut_check(const tl_graph *g, int n_below, int n_seed, const tl_node *seed)
+{
+    if (!g->planned || g->loss == TL_NONE || n_below < 1 || n_below > g->loss)
+        return tl_fail(TL_ERR_STATE, "split backward: graph not planned or cut %d outside it", n_below);
+    for (int k = 0; k < n_seed; k++)
+        if (seed[k] < 0 || seed[k] >= n_below || !g->nodes[seed[k]].grad)
+            return tl_fail(TL_ERR_ARG, "split backward: seed node %d is not below the cut with a "
+                                       "gradient", (int)seed[k]);
+    for (int i = n_below; i <= g->loss; i++) {
+        const tl_nodedef *d = &g->nodes[i];
+        if (!d->grad || !d->on_path || !tl_op_table[d->op].backward) continue;
+        for (int j = 0; j < d->nin; j++) {
+            const tl_nodedef *in = &g->nodes[d->in[j]];
+            if (d->in[j] < n_below && in->grad && !is_seed(d->in[j], n_seed, seed))
+                return tl_fail(TL_ERR_ARG, "split backward: '%s' after the cut reads '%s' before "
+                                           "it, which is not a cut node",
+                               d->name, in->name);
+        }
+    }
+    return TL_OK;
+}
+
+tl_status tl_graph_backward_run_above(tl_graph *g, int n_below, int n_seed, const tl_node *seed)
+{
+    if (!g->planned || g->loss == TL_NONE || !g->nodes[g->loss].grad)
+        return tl_fail(TL_ERR_STATE, "split backward on a graph without a planned loss gradient");
+    for (int i = 0; i <= g->loss; i++) {
+        tl_nodedef *d = &g->nodes[i];
+        d->grad_fresh = d->grad && d->op != TL_OP_PARAM;
+    }
+    tl_nodedef *l = &g->nodes[g->loss];
+    l->grad[0] = 1.0f;
+    l->grad_fresh = 0;
+    for (int i = g->loss; i >= n_below; i--) backward_node(g, &g->nodes[i]);
+    for (int k = 0; k < n_seed; k++) tl__grad_acc(g, &g->nodes[seed[k]]); /* unread: zero */
+    return TL_OK;
+}
+
+tl_status tl_graph_backward_run_below(tl_graph *g, int n_below, int n_seed, const tl_node *seed)
+{
+    if (!g->planned || g->loss == TL_NONE || n_below > g->loss)
+        return tl_fail(TL_ERR_STATE, "split backward on a graph without a planned loss gradient");
+    for (int i = 0; i < n_below; i++) {
+        tl_nodedef *d = &g->nodes[i];
+        d->grad_fresh = d->grad && d->op != TL_OP_PARAM && !is_seed(i, n_seed, seed);
+    }
+    for (int i = n_below - 1; i >= 0; i--) backward_node(g, &g->nodes[i]);
+    return TL_OK;
+}
+
 const float *tl_graph_value(const tl_graph *g, tl_node a)
 {
     if (!g->planned || a < 0 || a >= g->n_nodes) return NULL;

@@ -117,6 +117,19 @@ int32_t *tl_graph_ids(tl_graph *g, tl_node ids);
 tl_status tl_graph_forward(tl_graph *g, int training);
 /* Backward pass of the loss given to tl_graph_backward, after a forward. */
 tl_status tl_graph_backward_run(tl_graph *g);
+/* A backward pass split at a cut, for gradients taken at intermediate nodes
+ * (the representations a multi-task model's towers read): the nodes before
+ * index n_below are below the cut, the seeds are nodes below it that nodes
+ * above read. tl_graph_cut_check: TL_OK when every node above reads, of the
+ * nodes below with a gradient, only seeds (the message names the first that
+ * does not). _above: the pass over the nodes from n_below on; each seed's
+ * gradient is then the sum of its readers' (parameter gradients add as in a
+ * full pass). _below: the pass over the nodes below, starting from the seeds'
+ * gradients as the caller left them (tl_graph_grad). Running _above, then
+ * _below without changing the seeds, adds what tl_graph_backward_run adds. */
+tl_status tl_graph_cut_check(const tl_graph *g, int n_below, int n_seed, const tl_node *seed);
+tl_status tl_graph_backward_run_above(tl_graph *g, int n_below, int n_seed, const tl_node *seed);
+tl_status tl_graph_backward_run_below(tl_graph *g, int n_below, int n_seed, const tl_node *seed);
 /* Value and gradient of any node for the current batch (rows x cols); the
  * gradient is NULL for nodes that need none. Valid until the next run. */
 const float *tl_graph_value(const tl_graph *g, tl_node a);

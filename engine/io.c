@@ -103,6 +103,31 @@ static void x_distill(tl_codec *c, tl_distill_spec *ds, int n_tasks)
     tl_codec_int(c, &ds->naive);
 }
 
+/* The weighting methods' options, after a 1 (files without them: the
+ * defaults). */
+static void x_weighting_opts(tl_codec *c, tl_weighting_opts *o)
+{
+    unsigned have = 1;
+    tl_codec_u32_tail(c, &have, 0u);
+    if (!have) {
+        tl_weighting_opts_defaults(o);
+        return;
+    }
+    TL_CODEC_ENUM(c, o->at);
+    tl_codec_int(c, &o->rlw_dirichlet);
+    tl_codec_f32(c, &o->famo_lr);
+    tl_codec_f32(c, &o->famo_gamma);
+    tl_codec_f32(c, &o->db_beta);
+    tl_codec_f32(c, &o->db_beta_sigma);
+    tl_codec_f32(c, &o->stch_mu);
+    tl_codec_int(c, &o->stch_warmup);
+    tl_codec_f32(c, &o->graddrop_leak);
+    tl_codec_f32(c, &o->cagrad_c);
+    tl_codec_int(c, &o->cagrad_rescale);
+    tl_codec_f32(c, &o->nash_max_norm);
+    tl_codec_f32(c, &o->gradvac_beta);
+}
+
 /* Reading starts from zeros; the fields are range-checked afterwards
  * (check_config_fields), the counts that index arrays here. */
 static void x_config(tl_codec *c, tl_model_config *cfg)
@@ -151,6 +176,7 @@ static void x_config(tl_codec *c, tl_model_config *cfg)
     /* fields added later go last: older files lack them */
     tl_codec_int_tail(c, &cfg->distill.calib_every, 0);
     tl_codec_u32_tail(c, &cfg->dml.gkd_tasks, 0u);
+    x_weighting_opts(c, &cfg->wopt);
 }
 
 static void check_mlp_fields(tl_rbuf *r, const tl_mlp_spec *s, const char *what)

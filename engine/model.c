@@ -120,7 +120,7 @@ static memory_parts memory_of(tl_model *m, int max_batch)
     memory_parts p;
     p.params = p.grads = p.best = (uint64_t)pf * sizeof(float);
     p.optim = 2 * p.params; /* Adam, the default: two moments per parameter */
-    p.task_grads = m->cfg.weighting == TL_WEIGHTING_PCGRAD ? (uint64_t)m->cfg.n_tasks * p.params : 0;
+    p.task_grads = tl_weighting_memory(&m->cfg, pf);
     p.arena = (uint64_t)af * sizeof(float);
     p.sparse = (uint64_t)rows * (sizeof(int32_t) + 1);
     p.total = p.params + p.grads + p.optim + p.best + p.task_grads + p.arena + p.sparse;
@@ -206,6 +206,7 @@ static tl_status model_build(const tl_model_config *cfg, tl_model **out)
 {
     *out = NULL;
     tl_status s = tl_model_config_check(cfg);
+    if (s == TL_OK) s = tl_weighting_check(cfg);
     if (s != TL_OK) return s;
     tl_model *m = tl_calloc(1, sizeof *m, "model");
     if (!m) return TL_ERR_NOMEM;
@@ -308,6 +309,43 @@ tl_status tl_model_set_weight(tl_model *m, int task, float w)
                        m->cfg.tasks[task].name, (double)w);
     m->cfg.tasks[task].weight = w;
     tl_weighting_apply(m->weighting, &m->view);
+    return TL_OK;
+}
+
+tl_status tl_model_set_weighting(tl_model *m, const tl_model_config *from)
+{
+    const char *why;
+    if (!tl_weighting_can_switch(m->weighting, from->weighting, &why))
+        return tl_fail(TL_ERR_ARG, "set_weighting: cannot switch from '%s' to '%s': %s",
+                       tl_weighting_name(m->cfg.weighting), tl_weighting_name(from->weighting), why);
+    tl_model_config c = m->cfg, was = m->cfg;
+    c.weighting = from->weighting;
+    c.wopt = from->wopt;
+    c.gradnorm_alpha = from->gradnorm_alpha;
+    c.dwa_temperature = from->dwa_temperature;
+    tl_status s = tl_weighting_check(&c);
+    if (s != TL_OK) return s;
+    size_t pf;
+    tl_graph_params(m->g, &pf);
+    /* the model's budget minus what it has: the new method's per-task gradients */
+    memory_parts have = memory_of(m, m->cfg.max_batch);
+    uint64_t extra = tl_weighting_memory(&c, pf), used = have.total - have.task_grads;
+    if (m->cfg.max_memory > 0 && used + extra > m->cfg.max_memory) {
+        char a[24], b[24];
+        return tl_fail(TL_ERR_NOMEM, "set_weighting: the per-task gradients need %s; the model's "
+                                     "max_memory leaves %s",
+                       tl_memory_str(extra, a, sizeof a),
+                       tl_memory_str(m->cfg.max_memory > used ? m->cfg.max_memory - used : 0, b, sizeof b));
+    }
+    if ((s = tl_memory_check(extra, 0, "set_weighting: the per-task gradients")) != TL_OK) return s;
+    m->cfg = c;
+    if ((s = tl_weighting_switch(m->weighting, &m->view)) != TL_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", tl_errmsg());
+        m->cfg = was;
+        tl_weighting_switch(m->weighting, &m->view); /* the old one's buffers fitted before */
+        return tl_fail(s, "%s", msg);
+    }
     return TL_OK;
 }
 

@@ -70,6 +70,15 @@ float tl_model_get_weight(const tl_model *m, int task);
  * uncertainty weighting or GradNorm). */
 float tl_model_effective_weight(const tl_model *m, int task);
 int tl_model_task_index(const tl_model *m, const char *name);
+/* Switch the loss-weighting method between fits to the one of `from`
+ * (its weighting, wopt, gradnorm_alpha and dwa_temperature). The method's state starts afresh: its factors are 1 and its
+ * histories, learned logits and gradient buffers are cleared (DWA counts
+ * epochs again, FAMO's logits are 0, STCH warms up again); the user's loss
+ * weights, the parameters and the optimizer state are kept. Methods that
+ * learn loss scales in the graph (uncertainty, imtl_l) can be neither
+ * switched to nor from: the graph is built for them. The checkpoint stores
+ * the method in use. */
+tl_status tl_model_set_weighting(tl_model *m, const tl_model_config *from);
 
 /* ---- training ------------------------------------------------------------- */
 

@@ -9,8 +9,33 @@
 
 static const char *backbone_names[TL_BACKBONE_COUNT] = {"shared_bottom", "omoe", "mmoe",
                                                          "ple", "esmm", "aitm"};
-static const char *weighting_names[TL_WEIGHTING_COUNT] = {"fixed", "uncertainty", "gradnorm",
-                                                           "dwa", "pcgrad"};
+/* The weighting methods, in tl_weighting order (their behaviour is the row
+ * of the same index in losses/weighting.c's table). */
+static const char *const weighting_names[TL_WEIGHTING_COUNT] = {
+    "fixed", "uncertainty", "gradnorm", "dwa",    "pcgrad",   "rlw",   "gls",
+    "famo",  "db_mtl",      "stch",     "imtl_l", "graddrop", "mgda",  "cagrad",
+    "nash_mtl", "imtl_g",   "imtl",     "aligned_mtl", "upgrad", "gradvac"};
+static const char *const weighting_about[TL_WEIGHTING_COUNT] = {
+    "sum_k w_k L_k",
+    "learned log-variances s_k: 0.5 exp(-s_k) L_k + 0.5 s_k (Kendall et al. 2018)",
+    "weights fitted to balance the gradient norms on the last shared layer (Chen et al. 2018)",
+    "K softmax of the epoch loss ratios / temperature (Liu et al. 2019)",
+    "task gradients projected off the ones they conflict with (Yu et al. 2020)",
+    "random weights every step: softmax of normals or Dirichlet (Lin et al. 2022)",
+    "geometric mean of the task losses (Chennupati et al. 2019)",
+    "weights learned to equalise the log-loss decrease of every task (Liu et al. 2023)",
+    "log losses, EMA task gradients scaled to the largest norm (Lin et al. 2023)",
+    "smooth Tchebycheff scalarisation after log-loss warm-up epochs (Lin et al. 2024)",
+    "learned loss scales s_k: exp(s_k) L_k - s_k (IMTL-L, Liu et al. 2021)",
+    "gradient sign dropout at the shared representation (Chen et al. 2020)",
+    "min-norm point of the task gradients' convex hull (Sener & Koltun 2018)",
+    "best worst-task improvement within a ball around the mean (Liu et al. 2021)",
+    "Nash bargaining solution of the tasks (Navon et al. 2022)",
+    "equal projections on every unit task gradient (IMTL-G, Liu et al. 2021)",
+    "IMTL-G on IMTL-L's learned loss scales (Liu et al. 2021)",
+    "task gradients aligned to condition number 1 (Senushkin et al. 2023)",
+    "projections onto the dual cone: no task's loss rises (TorchJD, 2024)",
+    "task gradients lifted to EMA cosine targets (Wang et al. 2021)"};
 
 void tl_model_config_defaults(tl_model_config *c)
 {
@@ -27,6 +52,7 @@ void tl_model_config_defaults(tl_model_config *c)
     c->weighting = TL_WEIGHTING_FIXED;
     c->gradnorm_alpha = 1.5f;
     c->dwa_temperature = 2.0f;
+    tl_weighting_opts_defaults(&c->wopt);
     c->max_batch = 1024;
     c->seed = 1;
     c->dml = (tl_dml_spec){0, 1, 1, 1, 1, 0.0f, 0u};
@@ -107,6 +133,28 @@ tl_status tl_weighting_parse(const char *name, tl_weighting *out)
 const char *tl_weighting_name(tl_weighting w)
 {
     return (unsigned)w < TL_WEIGHTING_COUNT ? weighting_names[w] : "?";
+}
+
+const char *tl_weighting_about(tl_weighting w)
+{
+    return (unsigned)w < TL_WEIGHTING_COUNT ? weighting_about[w] : "?";
+}
+
+void tl_weighting_opts_defaults(tl_weighting_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->at = TL_AT_PARAMS;
+    o->famo_lr = 0.025f;
+    o->famo_gamma = 1e-3f;
+    o->db_beta = 0.9f;
+    o->db_beta_sigma = 0.0f;
+    o->stch_mu = 1.0f;
+    o->stch_warmup = 4;
+    o->graddrop_leak = 0.0f;
+    o->cagrad_c = 0.4f;
+    o->cagrad_rescale = 1;
+    o->nash_max_norm = 1.0f;
+    o->gradvac_beta = 0.5f;
 }
 
 static tl_status check_mlp(const tl_mlp_spec *s, const char *what)

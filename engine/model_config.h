@@ -54,8 +54,48 @@ typedef enum {
     TL_WEIGHTING_GRADNORM,    /* Chen et al. 2018 */
     TL_WEIGHTING_DWA,         /* Liu et al. 2019 */
     TL_WEIGHTING_PCGRAD,      /* Yu et al. 2020 */
+    TL_WEIGHTING_RLW,         /* Lin et al. 2022 */
+    TL_WEIGHTING_GLS,         /* Chennupati et al. 2019 */
+    TL_WEIGHTING_FAMO,        /* Liu et al. 2023 */
+    TL_WEIGHTING_DB_MTL,      /* Lin et al. 2023 */
+    TL_WEIGHTING_STCH,        /* Lin et al. 2024 */
+    TL_WEIGHTING_IMTL_L,      /* Liu et al. 2021, the loss half */
+    TL_WEIGHTING_GRADDROP,    /* Chen et al. 2020 */
+    TL_WEIGHTING_MGDA,        /* Sener & Koltun 2018 (at='rep': MGDA-UB) */
+    TL_WEIGHTING_CAGRAD,      /* Liu et al. 2021 */
+    TL_WEIGHTING_NASH_MTL,    /* Navon et al. 2022 */
+    TL_WEIGHTING_IMTL_G,      /* Liu et al. 2021, the gradient half */
+    TL_WEIGHTING_IMTL,        /* IMTL-G on the losses of IMTL-L */
+    TL_WEIGHTING_ALIGNED_MTL, /* Senushkin et al. 2023 */
+    TL_WEIGHTING_UPGRAD,      /* Quinton & Rey 2024 (TorchJD) */
+    TL_WEIGHTING_GRADVAC,     /* Wang et al. 2021 */
     TL_WEIGHTING_COUNT
 } tl_weighting;
+
+/* Where the gradient methods take the per-task gradients: of the shared
+ * parameters (one backward pass per task) or of the representations the
+ * towers read (the "-UB" variants: one backward pass through the shared
+ * part). */
+typedef enum { TL_AT_PARAMS, TL_AT_REP } tl_weighting_at;
+
+/* The methods' hyperparameters (defaults: the authors' code, see
+ * losses/weighting.h). GradNorm's alpha and DWA's temperature are the
+ * config's gradnorm_alpha and dwa_temperature. */
+typedef struct {
+    tl_weighting_at at;
+    int rlw_dirichlet;   /* rlw: 0 softmax of N(0,1) draws (LibMTL), 1 Dirichlet(1,...,1) */
+    float famo_lr;       /* famo: learning rate of the weight logits (0.025) */
+    float famo_gamma;    /* famo: their weight decay (1e-3) */
+    float db_beta;       /* db_mtl: EMA factor of the log-loss gradients (0.9) */
+    float db_beta_sigma; /* db_mtl: beta / step^sigma (0) */
+    float stch_mu;       /* stch: smoothing (1) */
+    int stch_warmup;     /* stch: epochs on the log losses before the nadir point (4) */
+    float graddrop_leak; /* graddrop: leak (0) */
+    float cagrad_c;      /* cagrad: radius of the ball around the mean gradient (0.4) */
+    int cagrad_rescale;  /* cagrad: 0 none, 1 d / (1 + c^2) (official), 2 d / (1 + c) */
+    float nash_max_norm; /* nash_mtl: the shared direction clipped to this norm (1; 0 off) */
+    float gradvac_beta;  /* gradvac: EMA rate of the cosine targets (0.5) */
+} tl_weighting_opts;
 
 /* Deep Mutual Learning across task towers (Ren et al. 2023, PAPERS.md §1). */
 typedef struct {
@@ -130,6 +170,7 @@ typedef struct {
     tl_weighting weighting;
     float gradnorm_alpha; /* default 1.5 */
     float dwa_temperature; /* default 2 */
+    tl_weighting_opts wopt;
     int max_batch;        /* graph rows; batches up to this size */
     uint64_t seed;
     tl_dml_spec dml;
@@ -147,11 +188,20 @@ tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
                                        const tl_mlp_spec *tower);
 tl_status tl_backbone_parse(const char *name, tl_backbone_kind *out);
 const char *tl_backbone_name(tl_backbone_kind k);
+/* The weighting names (the one list: the bindings, the messages and the
+ * method table in losses/weighting.c read it); tl_weighting_name(i) for i in
+ * 0..TL_WEIGHTING_COUNT-1 lists them, tl_weighting_about(i) says what each
+ * does in one line. */
 tl_status tl_weighting_parse(const char *name, tl_weighting *out);
 const char *tl_weighting_name(tl_weighting w);
+const char *tl_weighting_about(tl_weighting w);
+/* The methods' options at the authors' defaults. */
+void tl_weighting_opts_defaults(tl_weighting_opts *o);
 
 /* The checks tl_model_new runs: TL_ERR_ARG with a message naming the bad
- * field (unknown task count, ESMM without 2 binary tasks, ...). */
+ * field (unknown task count, ESMM without 2 binary tasks, ...); the
+ * weighting methods' options are checked by the model too
+ * (losses/weighting.h: tl_weighting_check). */
 tl_status tl_model_config_check(const tl_model_config *c);
 
 #endif

@@ -5,6 +5,7 @@
 #include "l_model.h"
 
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -70,6 +71,115 @@ static void warn_big_weight(const char *where, const char *task, double w)
                         "and its gradients may overflow or swamp every other signal, and the task "
                         "then stops learning (useful weights are about 0.01 to 100)\n",
                 where, w, task, TL_WEIGHT_WARN);
+}
+
+/* The options each method reads (weighting={"name", option=...}), and where
+ * they go in the configuration. */
+typedef struct {
+    const char *method, *key;
+    int kind;   /* 0 number (float), 1 integer, 2 at ("params"|"rep"), 3 dist (rlw) */
+    size_t off; /* in tl_model_config */
+    double lo, hi;
+} weighting_option;
+
+#define WOPT(m, k, kind, field, lo, hi) {m, k, kind, offsetof(tl_model_config, field), lo, hi}
+static const weighting_option weighting_options[] = {
+    WOPT("gradnorm", "alpha", 0, gradnorm_alpha, 0, 100),
+    WOPT("dwa", "temperature", 0, dwa_temperature, 1e-3, 1e3),
+    WOPT("rlw", "dist", 3, wopt.rlw_dirichlet, 0, 1),
+    WOPT("famo", "lr", 0, wopt.famo_lr, 1e-12, 1e3),
+    WOPT("famo", "gamma", 0, wopt.famo_gamma, 0, 1e3),
+    WOPT("db_mtl", "beta", 0, wopt.db_beta, 0, 0.999999),
+    WOPT("db_mtl", "sigma", 0, wopt.db_beta_sigma, 0, 100),
+    WOPT("stch", "mu", 0, wopt.stch_mu, 1e-6, 1e6),
+    WOPT("stch", "warmup", 1, wopt.stch_warmup, 0, 100000),
+    WOPT("graddrop", "leak", 0, wopt.graddrop_leak, 0, 1),
+    WOPT("mgda", "at", 2, wopt.at, 0, 1),
+    WOPT("cagrad", "at", 2, wopt.at, 0, 1),
+    WOPT("cagrad", "c", 0, wopt.cagrad_c, 0, 1e3),
+    WOPT("cagrad", "rescale", 1, wopt.cagrad_rescale, 0, 2),
+    WOPT("nash_mtl", "at", 2, wopt.at, 0, 1),
+    WOPT("nash_mtl", "max_norm", 0, wopt.nash_max_norm, 0, 1e30),
+    WOPT("imtl_g", "at", 2, wopt.at, 0, 1),
+    WOPT("imtl", "at", 2, wopt.at, 0, 1),
+    WOPT("aligned_mtl", "at", 2, wopt.at, 0, 1),
+    WOPT("upgrad", "at", 2, wopt.at, 0, 1),
+    WOPT("gradvac", "at", 2, wopt.at, 0, 1),
+    WOPT("gradvac", "beta", 0, wopt.gradvac_beta, 0, 1),
+};
+#undef WOPT
+
+/* weighting="name" or {"name", option=...} at idx: the method and its
+ * options into c (options not given keep c's values). */
+static void read_weighting(lua_State *L, int idx, const char *fn, tl_model_config *c)
+{
+    idx = lua_absindex(L, idx);
+    const char *name = NULL;
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        name = lua_tostring(L, idx);
+    } else if (lua_istable(L, idx)) {
+        lua_rawgeti(L, idx, 1);
+        name = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        lua_pop(L, 1); /* the table keeps the string */
+    }
+    if (!name)
+        luaL_error(L, "%s: weighting must be a method name or {\"name\", option=...} (e.g. "
+                      "{\"famo\", lr=0.025}), got %s", fn, luaL_typename(L, idx));
+    tl_weighting w;
+    if (tl_weighting_parse(name, &w) != TL_OK) luaL_error(L, "%s: %s", fn, tl_errmsg());
+    c->weighting = w;
+    if (!lua_istable(L, idx)) return;
+    char wfn[80];
+    snprintf(wfn, sizeof wfn, "%s: weighting '%s'", fn, name);
+    const char *keys[16];
+    int n = 0;
+    for (size_t i = 0; i < sizeof weighting_options / sizeof *weighting_options; i++)
+        if (strcmp(weighting_options[i].method, name) == 0) keys[n++] = weighting_options[i].key;
+    keys[n] = NULL;
+    tl_lua_check_fields(L, idx, wfn, keys);
+    for (size_t i = 0; i < sizeof weighting_options / sizeof *weighting_options; i++) {
+        const weighting_option *o = &weighting_options[i];
+        if (strcmp(o->method, name) != 0) continue;
+        char *f = (char *)c + o->off;
+        static const char *const dists[] = {"normal", "dirichlet", NULL}, *const ats[] = {"params", "rep", NULL};
+        if (o->kind == 0) *(float *)f = (float)tl_lua_opt_number(L, idx, wfn, o->key, *(float *)f, o->lo, o->hi);
+        else if (o->kind == 1) *(int *)f = (int)tl_lua_opt_int(L, idx, wfn, o->key, *(int *)f, (lua_Integer)o->lo, (lua_Integer)o->hi);
+        else if (o->kind == 2) *(tl_weighting_at *)f = (tl_weighting_at)tl_lua_opt_enum(L, idx, wfn, o->key, ats, (int)*(tl_weighting_at *)f);
+        else *(int *)f = tl_lua_opt_enum(L, idx, wfn, o->key, dists, *(int *)f);
+    }
+}
+
+/* m:set_weighting("name") or m:set_weighting{"name", option=...} or
+ * m:set_weighting("name", {option=...}): the options not given take their
+ * defaults. */
+static int l_model_set_weighting(lua_State *L)
+{
+    tl_lua_model *lm = tl_lua_check_model_ud(L, 1);
+    const char *fn = "m:set_weighting";
+    if (lm->busy) return luaL_error(L, "%s: the model is training (called from its fit's progress "
+                                       "callback); switch between fits", fn);
+    tl_model_config c = *tl_model_config_get(lm->m), d;
+    tl_model_config_defaults(&d);
+    c.wopt = d.wopt;
+    c.gradnorm_alpha = d.gradnorm_alpha;
+    c.dwa_temperature = d.dwa_temperature;
+    if (lua_type(L, 2) == LUA_TSTRING && lua_istable(L, 3)) { /* ("name", {opts}) */
+        lua_createtable(L, 1, 0);
+        lua_pushvalue(L, 2);
+        lua_rawseti(L, -2, 1);
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, -4);
+        }
+        lua_replace(L, 2);
+    }
+    read_weighting(L, 2, fn, &c);
+    tl_status s = tl_model_set_weighting(lm->m, &c);
+    if (s != TL_OK) return tl_lua_raise_status(L, fn, s);
+    lua_settop(L, 1);
+    return 1;
 }
 
 /* tl.model{data=d, backbone=tl.mmoe{}, towers={t=tl.mlp{64}}, weights={t=1}, ...} */
@@ -158,12 +268,13 @@ static int l_model_new(lua_State *L)
         }
     }
     lua_pop(L, 1);
-    static const char *const weightings[] = {"fixed", "uncertainty", "gradnorm", "dwa", "pcgrad", NULL};
-    c.weighting = (tl_weighting)tl_lua_opt_enum(L, 1, fn, "weighting", weightings, TL_WEIGHTING_FIXED);
     c.emb_dim = (int)tl_lua_opt_int(L, 1, fn, "emb", c.emb_dim, 1, 4096);
     c.max_batch = (int)tl_lua_opt_int(L, 1, fn, "batch", c.max_batch, 1, 1 << 20);
     c.gradnorm_alpha = (float)tl_lua_opt_number(L, 1, fn, "alpha", c.gradnorm_alpha, 0, 100);
     c.dwa_temperature = (float)tl_lua_opt_number(L, 1, fn, "temperature", c.dwa_temperature, 1e-3, 1e3);
+    lua_getfield(L, 1, "weighting");
+    if (!lua_isnil(L, -1)) read_weighting(L, -1, fn, &c);
+    lua_pop(L, 1);
     lua_getfield(L, 1, "mutual");
     if (!lua_isnil(L, -1)) tl_lua_read_dml(L, -1, &c.dml);
     lua_pop(L, 1);
@@ -453,8 +564,9 @@ static int l_model_tostring(lua_State *L)
             luaL_addstring(&buf, line);
         }
     }
-    snprintf(line, sizeof line, "  weighting %s   parameters %zu   trained %d epochs, %lld steps",
-             tl_weighting_name(c->weighting), tl_model_param_count(m), tl_model_epochs_done(m),
+    snprintf(line, sizeof line, "  weighting %s%s   parameters %zu   trained %d epochs, %lld steps",
+             tl_weighting_name(c->weighting), c->wopt.at == TL_AT_REP ? " (at rep)" : "",
+             tl_model_param_count(m), tl_model_epochs_done(m),
              (long long)tl_model_steps(m));
     luaL_addstring(&buf, line);
     luaL_pushresult(&buf);
@@ -514,8 +626,19 @@ void tl_lua_open_model(lua_State *L, int tl)
     luaL_setfuncs(L, meta, 0);
     /* fit, evaluate, ... are added by their modules (tl_lua_model_method) */
     static const luaL_Reg methods[] = {{"params", l_model_params}, {"close", l_model_close},
-                                       {NULL, NULL}};
+                                       {"set_weighting", l_model_set_weighting}, {NULL, NULL}};
     luaL_newlib(L, methods);
+    static const tl_lua_doc_entry method_docs[] = {
+        {"set_weighting", "m:set_weighting",
+         "m:set_weighting(\"famo\") or m:set_weighting{\"famo\", lr=0.01} or\n"
+         "m:set_weighting(\"famo\", {lr=0.01}) -> m: switch the loss-weighting method between fits\n"
+         "(options not given take their defaults; the methods: help(tl.model), tl.weightings).\n"
+         "The method's state starts afresh (factors 1; DWA's epoch losses, GradNorm's initial\n"
+         "losses, FAMO's logits, STCH's warm-up and DB-MTL's gradient EMA cleared); the loss\n"
+         "weights, parameters and optimizer state are kept; m:save stores the method in use.\n"
+         "Not to or from uncertainty and imtl_l: their loss scales are built into the graph."},
+    };
+    tl_lua_docs(L, -1, method_docs, sizeof method_docs / sizeof *method_docs);
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "__methods"); /* the REPL completes m:<TAB> from it */
     lua_setfield(L, -2, "methods");
@@ -532,10 +655,30 @@ void tl_lua_open_model(lua_State *L, int tl)
 
     lua_pushcfunction(L, l_model_new);
     lua_setfield(L, tl, "model");
+    /* tl.weightings: {{name=, about=, options={...}}, ...}, the engine's list */
+    lua_createtable(L, TL_WEIGHTING_COUNT, 0);
+    for (int i = 0; i < TL_WEIGHTING_COUNT; i++) {
+        const char *n = tl_weighting_name((tl_weighting)i);
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, n);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, tl_weighting_about((tl_weighting)i));
+        lua_setfield(L, -2, "about");
+        lua_newtable(L);
+        int j = 0;
+        for (size_t o = 0; o < sizeof weighting_options / sizeof *weighting_options; o++)
+            if (strcmp(weighting_options[o].method, n) == 0) {
+                lua_pushstring(L, weighting_options[o].key);
+                lua_rawseti(L, -2, ++j);
+            }
+        lua_setfield(L, -2, "options");
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, tl, "weightings");
     static const tl_lua_doc_entry docs[] = {
         {"model", "tl.model",
          "tl.model{data=d, backbone=tl.mmoe{...}, towers={task=tl.mlp{64}}, tower=tl.mlp{64},\n"
-         "         weights={task=1}, weighting=\"fixed\"|\"uncertainty\"|\"gradnorm\"|\"dwa\"|\"pcgrad\",\n"
+         "         weights={task=1}, weighting=\"fixed\" or {\"famo\", lr=0.025} (tl.weightings),\n"
          "         emb=16, batch=1024, seed=1, alpha=1.5 (gradnorm), temperature=2 (dwa), max_memory=}\n"
          "towers=tl.mlp{...} gives every task that tower (like tower=). Before allocating, the\n"
          "model's memory (parameters, gradients, Adam state, best-weights copy, activations) is\n"

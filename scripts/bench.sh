@@ -139,6 +139,26 @@ echo "CPU: process CPU time of all threads, steadier than wall time on a shared 
 echo
 
 [ "${PAPER_ONLY:-0}" = 1 ] && exit 0
+# Loss weighting (issue 23): per-step cost of every method relative to fixed
+# weights, T = 2, B1 (bench_weighting.c: each timing paired with a fixed one).
+if [ -x "$BUILD/bench/bench_weighting" ]; then
+  wraw=$(mktemp); trap 'rm -f "$raw" "$praw" "$wraw"' EXIT
+  if "$BUILD/bench/bench_weighting" "$THREADS" "${WEIGHT_ROUNDS:-3}" "${WEIGHT_STEPS:-6}" >"$wraw"; then
+    echo "loss weighting, B1 (T = 2, batch 1024): CPU time per step / fixed weights' (median of ${WEIGHT_ROUNDS:-3} paired rounds"
+    echo "of ${WEIGHT_STEPS:-6} steps; target < 1.5x), and wall ms per step; _rep: task gradients at the towers' inputs (at='rep')"
+    echo
+    printf '| method | shared_bottom cost | ms | mmoe cost | ms | target < 1.5x |\n|---|---|---|---|---|---|\n'
+    for mth in $(sed -n 's/^wt_shared_bottom_\(.*\)_cpu_ratio .*/\1/p' "$wraw"); do
+      g() { awk -v k="wt_$1_${mth}_$2" '$1 == k {print $2}' "$wraw"; }
+      sr=$(g shared_bottom cpu_ratio); mr=$(g mmoe cpu_ratio)
+      v=$(awk -v a="$sr" -v b="$mr" 'BEGIN{print (a + 0 < 1.5 && b + 0 < 1.5) ? "met" : "NOT MET"}')
+      printf '| %s | %sx | %s | %sx | %s | %s |\n' "$mth" "$sr" "$(g shared_bottom ms)" "$mr" "$(g mmoe ms)" "$v"
+    done
+    echo
+  else
+    echo "bench_weighting failed"
+  fi
+fi
 if [ -x "$BUILD/bench/bench_data" ]; then
   echo "census load:"
   # exit status 2 means a target was missed; the numbers are printed either way

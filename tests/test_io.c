@@ -787,7 +787,7 @@ static void sp_flip(tl_model *m)
     m->cfg.distill.correct = TL_CORRECT_BLEND;
     m->cfg.distill.flip[0] = 9;
 }
-static void sp_weighting(tl_model *m) { m->cfg.weighting = (tl_weighting)9; }
+static void sp_weighting(tl_model *m) { m->cfg.weighting = (tl_weighting)99; }
 static void sp_weight(tl_model *m) { m->cfg.tasks[1].weight = NAN; }
 static void sp_emb(tl_model *m) { m->cfg.emb_dim = 1 << 20; }
 static void sp_dml(tl_model *m) { m->cfg.dml.enabled = 5; }
@@ -807,7 +807,7 @@ static void test_refuse_out_of_range_fields(void **state)
         {sp_calibrate, "section CONF has field distill.calibrate = 5 outside 0..1"},
         {sp_order, "section CONF has field distill.order = 7 outside 0..2"},
         {sp_flip, "section CONF has field distill.flip[1] = 9 outside -1..1"},
-        {sp_weighting, "section CONF has field weighting = 9 outside 0..4"},
+        {sp_weighting, "section CONF has field weighting = 99 outside 0.."},
         {sp_weight, "section CONF has field tasks[2].weight = nan"},
         {sp_emb, "section CONF has field emb_dim = 1048576 outside 1..4096"},
         {sp_dml, "section CONF has field dml.enabled = 5 outside 0..1"},

@@ -157,7 +157,7 @@ tl.doc("tl.doc", "tl.doc(name, text [, value]): register documentation for help(
 
 local MODEL_TEXT = [[
 tl.model{data=d, backbone=tl.mmoe{...}, towers={task=tl.mlp{64}}, tower=tl.mlp{64},
-         weights={task=1}, weighting="fixed"|"uncertainty"|"gradnorm"|"dwa"|"pcgrad",
+         weights={task=1}, weighting="fixed" or {"famo", lr=0.025} (methods below),
          tasks={task={space=, weight=, tower=}}, mutual=tl.dml{...},
          distill=tl.crossdistil{...}, emb=16, batch=1024, seed=tl.seed stream,
          alpha=1.5 (gradnorm), temperature=2 (dwa)}
@@ -171,7 +171,17 @@ numeric features feed the backbone; each task gets its own tower.
     (?tl.crossdistil; m:teachers judges the teachers).
 Methods: m:fit{...}, m:evaluate(split), m:predict(split), m:history(), m:save(path),
 m:gates(split), m:teachers(split), m:params(), m:close(); m.weights.<task> = w (next step).
-Fields: m.weights, m.tasks, m.backbone, m.weighting, m.data.]]
+Fields: m.weights, m.tasks, m.backbone, m.weighting, m.data.
+m:set_weighting("name" or {"name", option=...}) switches the method between fits: its
+state starts afresh (factors 1, histories cleared), weights, parameters and optimizer
+state are kept; not to or from uncertainty/imtl_l (their loss scales are in the graph).
+m:history() records each method's per-task weights (steps[i].weight; for gradient
+methods the coefficient of each task's gradient, for graddrop the direction's cosine).
+Weighting methods (tl.weightings; options in brackets):]]
+for _, w in ipairs(tl.weightings or {}) do
+  local o = #w.options > 0 and (" [" .. table.concat(w.options, ", ") .. "]") or ""
+  MODEL_TEXT = MODEL_TEXT .. "\n  " .. w.name .. o .. ": " .. w.about
+end
 
 local EXTRA = {
   ["tl.model"] = MODEL_TEXT,
