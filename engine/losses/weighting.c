@@ -116,10 +116,11 @@ static void free_buffers(tl_weighting_state *w)
 {
     tl_free_aligned(w->task_grads);
     tl_free_aligned(w->w_grad_before);
+    tl_free_aligned(w->gn_sum);
     tl_free_aligned(w->db_ema);
     tl_free_aligned(w->rep_grads);
     tl_free_aligned(w->rep_cols);
-    w->task_grads = w->w_grad_before = w->db_ema = w->rep_grads = NULL;
+    w->task_grads = w->w_grad_before = w->gn_sum = w->db_ema = w->rep_grads = NULL;
     w->rep_cols = NULL;
 }
 
@@ -264,6 +265,8 @@ tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v,
     }
     for (int k = 0; k < K; k++) {
         tl_status s = tl_weighting_task_pass(w, v, k, scale ? scale[k] : w->factor[k]);
+        /* under data parallelism: this task's gradient summed over the ranks */
+        if (s == TL_OK && v->reduce_grads) s = v->reduce_grads(v->model);
         if (s != TL_OK) return s;
         memcpy(w->task_grads + (size_t)k * *pf, grads, *pf * sizeof(float));
         if (k + 1 < K) memset(grads, 0, *pf * sizeof(float)); /* keeps the touched-row lists */

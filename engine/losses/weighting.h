@@ -137,6 +137,7 @@ struct tl_weighting_state {
     int dwa_epochs;
     float *task_grads;             /* per-task-gradient methods: n_tasks x param floats */
     float *w_grad_before;          /* GradNorm: last_shared's gradient before a task pass */
+    float *gn_sum;                 /* GradNorm under data parallelism: the reduced task passes' sum */
     float *db_ema;                 /* DB-MTL: n_tasks x shared floats */
     /* What m:history() records for methods that combine gradients: the
      * coefficient of each task's gradient in the shared direction */

@@ -55,6 +55,31 @@ static tl_status gradnorm_setup(tl_weighting_state *w, const tl_model_view *v)
     return w->w_grad_before ? TL_OK : TL_ERR_NOMEM;
 }
 
+/* GradNorm's task passes under data parallelism: a pass's gradient must be
+ * summed over the ranks alone (the norms are of whole-batch gradients), so
+ * each starts from zero, is reduced, measured at the shared layer gw and
+ * added to gn_sum; the parameter gradients get the sum at the end. */
+static tl_status gradnorm_reduced_passes(tl_weighting_state *w, const tl_model_view *v, const float *gw,
+                                         size_t len, double *norm)
+{
+    size_t pf;
+    float *grads = tl_graph_grads(v->g, &pf);
+    if (!w->gn_sum && !(w->gn_sum = tl_malloc_aligned(pf * sizeof(float), "gradnorm sum"))) return TL_ERR_NOMEM;
+    memset(w->gn_sum, 0, pf * sizeof(float));
+    for (int k = 0; k < v->cfg->n_tasks; k++) {
+        memset(grads, 0, pf * sizeof(float)); /* keeps the touched-row lists */
+        tl_status s = tl_weighting_task_pass(w, v, k, w->factor[k]);
+        if (s == TL_OK) s = v->reduce_grads(v->model);
+        if (s != TL_OK) return s;
+        double ss = 0.0;
+        for (size_t i = 0; i < len; i++) ss += (double)gw[i] * (double)gw[i];
+        norm[k] = sqrt(ss);
+        for (size_t i = 0; i < pf; i++) w->gn_sum[i] += grads[i];
+    }
+    memcpy(grads, w->gn_sum, pf * sizeof(float));
+    return TL_OK;
+}
+
 static tl_status gradnorm_backward(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
 {
     const float *task_loss = f->task_loss;
@@ -63,16 +88,21 @@ static tl_status gradnorm_backward(tl_weighting_state *w, const tl_model_view *v
     size_t len = (size_t)p->rows * (size_t)p->cols;
     float *gw = tl_graph_grads(v->g, NULL) + p->offset;
     double norm[TL_MAX_TASKS];
-    for (int k = 0; k < K; k++) {
-        memcpy(w->w_grad_before, gw, len * sizeof(float));
-        tl_status s = tl_weighting_task_pass(w, v, k, w->factor[k]);
+    if (v->reduce_grads) { /* data-parallel: each task's pass alone, summed over the ranks */
+        tl_status s = gradnorm_reduced_passes(w, v, gw, len, norm);
         if (s != TL_OK) return s;
-        double ss = 0.0;
-        for (size_t i = 0; i < len; i++) {
-            double d = (double)gw[i] - (double)w->w_grad_before[i];
-            ss += d * d;
+    } else {
+        for (int k = 0; k < K; k++) {
+            memcpy(w->w_grad_before, gw, len * sizeof(float));
+            tl_status s = tl_weighting_task_pass(w, v, k, w->factor[k]);
+            if (s != TL_OK) return s;
+            double ss = 0.0;
+            for (size_t i = 0; i < len; i++) {
+                double d = (double)gw[i] - (double)w->w_grad_before[i];
+                ss += d * d;
+            }
+            norm[k] = sqrt(ss); /* || grad_W (w_k g_k L_k) || */
         }
-        norm[k] = sqrt(ss); /* || grad_W (w_k g_k L_k) || */
     }
     if (!w->gn_have_initial) {
         for (int k = 0; k < K; k++) w->gn_initial[k] = task_loss[k] > 0.0f ? (double)task_loss[k] : 1e-12;

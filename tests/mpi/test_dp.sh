@@ -35,16 +35,19 @@ done
 out=$(run 0 tests/mpi/dp_close.lua 2>&1)
 if grep -qx "ok close" <<<"$out"; then ok; else bad "grain-summed fit vs ordinary fit" "$out"; fi
 # 3. PCGrad and GradNorm: each task's gradient reduced over the ranks before the
-#    method combines them, or (until the weighting calls reduce_grads) refused on every
-#    rank, naming the method; CrossDistil refused; the checksum
+#    method combines them (ranks bit-identical, checksum every step; one process's
+#    fit within 1e-5); a method the data-parallel fit does not know is refused on
+#    every rank, naming it (MGDA, one of the methods not wired yet);
+#    CrossDistil refused; the checksum
 for w in pcgrad gradnorm; do
   ref=$(run 0 tests/mpi/dp_pertask.lua $w "$TMP/$w.ref" 2>&1)
   for np in 2 3; do
     out=$(run $np tests/mpi/dp_pertask.lua $w "$TMP/$w.ref" 2>&1)
-    if [ "$(grep -c "^rank [0-9]: refused" <<<"$out")" = $np ] || grep -qx "rank 0: matches" <<<"$out"; then ok; else
-      bad "$w at np=$np" "$ref $out"; fi
+    if grep -qx "rank 0: matches" <<<"$out"; then ok; else bad "$w at np=$np" "$ref $out"; fi
   done
 done
+out=$(run 2 tests/mpi/dp_pertask.lua mgda "$TMP/mgda.ref" 2>&1)
+if [ "$(grep -c "^rank [0-9]: refused" <<<"$out")" = 2 ]; then ok; else bad "mgda not refused on both ranks" "$out"; fi
 out=$(run 2 tests/mpi/dp_refuse.lua crossdistil 2>&1)
 if [ "$(grep -c "data-parallel training over 2 ranks: CrossDistil" <<<"$out")" = 2 ]; then ok; else
   bad "CrossDistil not refused on both ranks" "$out"; fi
