@@ -103,6 +103,21 @@ static void x_distill(tl_codec *c, tl_distill_spec *ds, int n_tasks)
     tl_codec_int(c, &ds->naive);
 }
 
+/* DSelect-k's fields, added after the rest: older files read the defaults. */
+static void x_backbone_tail(tl_codec *c, tl_backbone_spec *b)
+{
+    unsigned gamma, entropy;
+    memcpy(&gamma, &b->gamma, sizeof gamma);
+    memcpy(&entropy, &b->entropy, sizeof entropy);
+    tl_codec_int_tail(c, &b->select_k, 2);
+    tl_codec_u32_tail(c, &gamma, 0x3f800000u); /* 1.0f */
+    tl_codec_u32_tail(c, &entropy, 0u);
+    if (tl_codec_reading(c)) {
+        memcpy(&b->gamma, &gamma, sizeof gamma);
+        memcpy(&b->entropy, &entropy, sizeof entropy);
+    }
+}
+
 /* Reading starts from zeros; the fields are range-checked afterwards
  * (check_config_fields), the counts that index arrays here. */
 static void x_config(tl_codec *c, tl_model_config *cfg)
@@ -151,6 +166,7 @@ static void x_config(tl_codec *c, tl_model_config *cfg)
     /* fields added later go last: older files lack them */
     tl_codec_int_tail(c, &cfg->distill.calib_every, 0);
     tl_codec_u32_tail(c, &cfg->dml.gkd_tasks, 0u);
+    x_backbone_tail(c, &cfg->backbone);
 }
 
 static void check_mlp_fields(tl_rbuf *r, const tl_mlp_spec *s, const char *what)

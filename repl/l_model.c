@@ -403,6 +403,21 @@ static int l_model_tostring(lua_State *L)
     case TL_BACKBONE_AITM:
         snprintf(line, sizeof line, "model  aitm  constraint weight %g\n", (double)b->constraint);
         break;
+    case TL_BACKBONE_STEM:
+    case TL_BACKBONE_ADATT:
+        mlp_str(u, sizeof u, &b->expert);
+        snprintf(line, sizeof line, "model  %s  %d level(s), %d shared + %d specific experts per task %s\n",
+                 tl_backbone_name(b->kind), b->levels, b->shared, b->specific, u);
+        break;
+    case TL_BACKBONE_CROSS_STITCH:
+        mlp_str(u, sizeof u, &b->bottom);
+        snprintf(line, sizeof line, "model  cross_stitch  task columns %s\n", u);
+        break;
+    case TL_BACKBONE_DSELECT_K:
+        mlp_str(u, sizeof u, &b->expert);
+        snprintf(line, sizeof line, "model  dselect_k  %d experts %s, k=%d, gamma %g, entropy %g\n",
+                 b->experts, u, b->select_k, (double)b->gamma, (double)b->entropy);
+        break;
     default:
         snprintf(line, sizeof line, "model  %s\n", tl_backbone_name(b->kind));
     }
@@ -543,7 +558,9 @@ void tl_lua_open_model(lua_State *L, int tl)
          "sets the limit instead.\n"
          "Build a multi-task model for dataset d: embeddings of its categorical fields plus its\n"
          "numeric features feed the backbone; each task gets its own tower. Methods: m:fit{...},\n"
-         "m:evaluate(split), m:predict(split), m:history(), m.weights.<task> = w (next step)."},
+         "m:evaluate(split), m:predict(split), m:history(), m.weights.<task> = w (next step).\n"
+         "Backbones (help(tl.<name>) for each): tl.shared_bottom (= tl.hps, hard parameter sharing),\n"
+         "tl.omoe, tl.mmoe, tl.ple, tl.esmm, tl.aitm, tl.stem, tl.adatt, tl.cross_stitch, tl.dselect_k."},
     };
     tl_lua_docs(L, tl, docs, sizeof docs / sizeof *docs);
 }
