@@ -103,7 +103,8 @@ static void x_distill(tl_codec *c, tl_distill_spec *ds, int n_tasks)
     tl_codec_int(c, &ds->naive);
 }
 
-/* DSelect-k's fields, added after the rest: older files read the defaults. */
+/* DSelect-k's fields and ESMM over a backbone, added after the rest: older
+ * files read the defaults. */
 static void x_backbone_tail(tl_codec *c, tl_backbone_spec *b)
 {
     unsigned gamma, entropy;
@@ -112,6 +113,7 @@ static void x_backbone_tail(tl_codec *c, tl_backbone_spec *b)
     tl_codec_int_tail(c, &b->select_k, 2);
     tl_codec_u32_tail(c, &gamma, 0x3f800000u); /* 1.0f */
     tl_codec_u32_tail(c, &entropy, 0u);
+    tl_codec_int_tail(c, &b->esmm, 0);
     if (tl_codec_reading(c)) {
         memcpy(&b->gamma, &gamma, sizeof gamma);
         memcpy(&b->entropy, &entropy, sizeof entropy);

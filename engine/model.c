@@ -95,7 +95,7 @@ static tl_status build(tl_model *m)
             m->loss[k] = tl_mse(g, logit[k], m->label[k], m->rowweight[k]);
         }
     }
-    if (c->backbone.kind == TL_BACKBONE_ESMM) {
+    if (tl_backbone_is_esmm(&c->backbone)) {
         m->pcvr = m->pred[1];
         m->loss[1] = tl_build_esmm_ctcvr(g, m->pred[0], m->pcvr, m->label[1], m->rowweight[1], &m->pred[1]);
     }

@@ -103,6 +103,11 @@ const char *tl_backbone_name(tl_backbone_kind k)
     return (unsigned)k < TL_BACKBONE_COUNT ? backbone_names[k] : "?";
 }
 
+int tl_backbone_is_esmm(const tl_backbone_spec *b)
+{
+    return b->kind == TL_BACKBONE_ESMM || b->esmm;
+}
+
 tl_status tl_weighting_parse(const char *name, tl_weighting *out)
 {
     int i = 0;
@@ -145,7 +150,7 @@ static tl_status check_distill(const tl_model_config *c)
             return tl_fail(TL_ERR_ARG, "crossdistil: pair %d ('%s', '%s') must be binary tasks",
                            p + 1, c->tasks[a].name, c->tasks[bb].name);
     }
-    if (b->kind == TL_BACKBONE_ESMM)
+    if (tl_backbone_is_esmm(b))
         return tl_fail(TL_ERR_ARG, "crossdistil: ESMM's second output is pCTCVR, not a logit; "
                                    "use another backbone");
     if (!(ds->kd >= 0.0f && ds->kd <= 1.0f) || !(ds->aux >= 0.0f) || !(ds->lambda >= 0.0f && ds->lambda <= 1.0f))
@@ -262,10 +267,13 @@ tl_status tl_model_config_check(const tl_model_config *c)
         return tl_fail(TL_ERR_ARG, "ple: needs levels 1..8 and shared + specific >= 1 (got "
                                    "levels=%d shared=%d specific=%d)",
                        b->levels, b->shared, b->specific);
-    if (b->kind == TL_BACKBONE_ESMM && c->n_tasks != 2)
+    if (b->esmm && (b->kind == TL_BACKBONE_ESMM || b->kind == TL_BACKBONE_AITM))
+        return tl_fail(TL_ERR_ARG, "esmm: its head goes over shared_bottom, omoe, mmoe, ple, stem, "
+                                   "adatt, cross_stitch or dselect_k, not %s", tl_backbone_name(b->kind));
+    if (tl_backbone_is_esmm(b) && c->n_tasks != 2)
         return tl_fail(TL_ERR_ARG, "esmm: needs exactly 2 binary tasks (CTR then CTCVR), got %d tasks",
                        c->n_tasks);
-    for (int k = 0; b->kind == TL_BACKBONE_ESMM && k < c->n_tasks; k++)
+    for (int k = 0; tl_backbone_is_esmm(b) && k < c->n_tasks; k++)
         if (c->tasks[k].type != TL_TASK_BINARY)
             return tl_fail(TL_ERR_ARG, "esmm: task '%s' is a regression task; ESMM's two tasks (CTR "
                                        "then CTCVR) must both be binary", c->tasks[k].name);

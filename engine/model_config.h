@@ -53,6 +53,9 @@ typedef struct {
     int select_k;        /* dselect_k: single-expert selectors per gate (the k of top-k) */
     float gamma;         /* dselect_k: width of the smooth-step's cubic part */
     float entropy;       /* dselect_k: weight of the selectors' entropy regulariser (0 = off) */
+    int esmm;            /* 1: ESMM's entire-space head (pCTCVR = pCTR x pCVR) over this
+                            backbone (kind is then not TL_BACKBONE_ESMM, whose towers read
+                            the embedding) */
 } tl_backbone_spec;
 
 typedef enum {
@@ -154,6 +157,8 @@ tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
                                        const tl_mlp_spec *tower);
 tl_status tl_backbone_parse(const char *name, tl_backbone_kind *out);
 const char *tl_backbone_name(tl_backbone_kind k);
+/* 1 when the model has ESMM's CTCVR head: the esmm backbone, or esmm over another. */
+int tl_backbone_is_esmm(const tl_backbone_spec *b);
 tl_status tl_weighting_parse(const char *name, tl_weighting *out);
 const char *tl_weighting_name(tl_weighting w);
 

@@ -422,6 +422,7 @@ static int l_model_tostring(lua_State *L)
         snprintf(line, sizeof line, "model  %s\n", tl_backbone_name(b->kind));
     }
     luaL_addstring(&buf, line);
+    if (b->esmm) luaL_addstring(&buf, "  head    esmm: pCTCVR = pCTR x pCVR, both losses over every row\n");
     snprintf(line, sizeof line, "  input   %d categorical fields (emb %d), %d numeric\n", c->n_cat,
              c->emb_dim, c->n_num);
     luaL_addstring(&buf, line);
@@ -558,9 +559,7 @@ void tl_lua_open_model(lua_State *L, int tl)
          "sets the limit instead.\n"
          "Build a multi-task model for dataset d: embeddings of its categorical fields plus its\n"
          "numeric features feed the backbone; each task gets its own tower. Methods: m:fit{...},\n"
-         "m:evaluate(split), m:predict(split), m:history(), m.weights.<task> = w (next step).\n"
-         "Backbones (help(tl.<name>) for each): tl.shared_bottom (= tl.hps, hard parameter sharing),\n"
-         "tl.omoe, tl.mmoe, tl.ple, tl.esmm, tl.aitm, tl.stem, tl.adatt, tl.cross_stitch, tl.dselect_k."},
+         "m:evaluate(split), m:predict(split), m:history(), m.weights.<task> = w (next step)."},
     };
     tl_lua_docs(L, tl, docs, sizeof docs / sizeof *docs);
 }

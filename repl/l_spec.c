@@ -94,7 +94,7 @@ static const char *const distill_fields[] = {"pairs", "aux", "kd", "bce_on_aux",
 static const char *const sb_fields[] = {"bottom", "dropout", NULL};
 static const char *const moe_fields[] = {"experts", "expert", "dropout", NULL};
 static const char *const ple_fields[] = {"levels", "shared", "specific", "expert", "dropout", NULL};
-static const char *const esmm_fields[] = {NULL};
+static const char *const esmm_fields[] = {"backbone", NULL};
 static const char *const aitm_fields[] = {"constraint", NULL};
 static const char *const stem_fields[] = {"levels", "shared", "specific", "expert", "dropout", NULL};
 static const char *const cs_fields[] = {"bottom", "dropout", NULL};
@@ -284,6 +284,22 @@ void tl_lua_read_backbone(lua_State *L, int idx, tl_backbone_spec *b)
                       "tl.shared_bottom{}, got %s", kind ? kind : luaL_typename(L, idx));
     char fn[32];
     snprintf(fn, sizeof fn, "tl.%s", kind);
+    if (k == TL_BACKBONE_ESMM) { /* tl.esmm{backbone=tl.stem{...}}: ESMM's head over another */
+        lua_getfield(L, idx, "backbone");
+        if (!lua_isnil(L, -1)) {
+            const char *inner = tl_lua_spec_kind(L, -1);
+            tl_backbone_kind ik;
+            if (!inner || tl_backbone_parse(inner, &ik) != TL_OK || ik == TL_BACKBONE_ESMM ||
+                ik == TL_BACKBONE_AITM)
+                luaL_error(L, "tl.esmm: field 'backbone' must be a backbone such as tl.mmoe{} or "
+                              "tl.stem{} (not esmm or aitm), got %s", inner ? inner : luaL_typename(L, -1));
+            tl_lua_read_backbone(L, -1, b);
+            b->esmm = 1;
+            lua_pop(L, 1);
+            return;
+        }
+        lua_pop(L, 1);
+    }
     b->kind = k;
     float p = (float)tl_lua_opt_number(L, idx, fn, "dropout", 0.0, 0.0, 0.999);
     b->bottom.dropout = b->expert.dropout = p;
@@ -486,7 +502,8 @@ void tl_lua_open_spec(lua_State *L, int tl)
          "authors' regulariser); with experts not a power of 2 the authors' reachability term is added."},
         {"esmm", "tl.esmm",
          "tl.esmm{}  ESMM (Ma et al. SIGIR 2018): two binary tasks, CTR then CTCVR; pCTCVR = pCTR x pCVR,\n"
-         "both losses over the entire space."},
+         "both losses over the entire space. The towers read the embeddings; tl.esmm{backbone=tl.stem{}}\n"
+         "puts ESMM's head over another backbone (any but esmm and aitm)."},
         {"aitm", "tl.aitm",
          "tl.aitm{constraint=0.6}  AITM (Xi et al. KDD 2021): sequential tasks pass information through\n"
          "attention; the label constraint max(p_t - p_{t-1}, 0) is weighted by `constraint`."},
