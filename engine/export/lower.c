@@ -51,6 +51,66 @@ static const tl_xop op_map[TL_OP_COUNT] = {
     [TL_OP_EMBEDDING] = TL_X_EMBEDDING,
 };
 
+static int lower(lowering *L, tl_node a);
+
+/* A batched-or-fixed node shaped like d with `cols` columns. */
+static tl_xnode like(const tl_nodedef *d, tl_xop op, int cols)
+{
+    tl_xnode n;
+    memset(&n, 0, sizeof n);
+    n.op = op;
+    n.batched = d->batched;
+    n.rows = d->rows;
+    n.cols = cols;
+    return n;
+}
+
+/* block_mix (cross-stitch units, AdaTT's residual) in ops the writers have:
+ * out block r = sum_c w'[r,c] x block c, the trained weights w' (with the
+ * op's diagonal) as scale factors; the products and sums are the engine's, in
+ * its order. */
+static int lower_block_mix(lowering *L, const tl_nodedef *d)
+{
+    const tl_nodedef *w = &L->g->nodes[d->in[1]];
+    int R = w->rows, C = d->k, dd = d->cols / R;
+    if (R > TL_X_MAX_IN || C > TL_X_MAX_IN) {
+        L->st = tl_fail(TL_ERR_ARG, "export: node '%s' mixes %d x %d blocks; at most %d", d->name, R, C,
+                        TL_X_MAX_IN);
+        return -1;
+    }
+    int x = lower(L, d->in[0]), part[TL_X_MAX_IN], out[TL_X_MAX_IN];
+    for (int c = 0; c < C && x >= 0; c++) {
+        tl_xnode n = like(d, TL_X_SLICE, dd);
+        n.nin = 1;
+        n.in[0] = x;
+        n.start = (d->start + c) * dd;
+        if ((part[c] = push(L, &n)) < 0) return -1;
+    }
+    if (x < 0) return -1;
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            tl_xnode n = like(d, TL_X_SCALE, dd);
+            n.nin = 1;
+            n.in[0] = part[c];
+            n.f = w->val[(size_t)r * C + c] + (r == c ? d->f : 0.0f);
+            int t = push(L, &n);
+            if (t >= 0 && c > 0) {
+                tl_xnode sum = like(d, TL_X_ADD, dd);
+                sum.nin = 2;
+                sum.in[0] = out[r];
+                sum.in[1] = t;
+                sum.bcast = TL_X_BC_SAME;
+                t = push(L, &sum);
+            }
+            if ((out[r] = t) < 0) return -1;
+        }
+    if (R == 1) return out[0];
+    tl_xnode n = like(d, TL_X_CONCAT, d->cols);
+    n.nin = R;
+    memcpy(n.in, out, (size_t)R * sizeof *out);
+    return push(L, &n);
+}
+
 /* The lowered node of graph node a (lowering its inputs first); -1 on failure. */
 static int lower(lowering *L, tl_node a)
 {
@@ -66,6 +126,10 @@ static int lower(lowering *L, tl_node a)
     case TL_OP_DROPOUT: /* identity at inference */
     case TL_OP_STOP_GRAD:
         r = lower(L, d->in[0]);
+        if (r >= 0) L->map[a] = r;
+        return r;
+    case TL_OP_BLOCK_MIX:
+        r = lower_block_mix(L, d);
         if (r >= 0) L->map[a] = r;
         return r;
     case TL_OP_INPUT_IDS:
@@ -180,6 +244,9 @@ tl_status tl_export_lower(tl_model *m, const tl_dataset *d, const tl_export_opti
                                        "statistics are part of the export)");
     tl_status st = check_data(c, d);
     if (st) return st;
+    if (c->backbone.kind == TL_BACKBONE_DSELECT_K)
+        return tl_fail(TL_ERR_ARG, "export: backbone dselect_k cannot be exported yet (its smooth-step "
+                       "selectors have no ONNX or C form); every other backbone can");
     if (o->tasks >> c->n_tasks)
         return tl_fail(TL_ERR_ARG, "export: task index outside 0..%d", c->n_tasks - 1);
     out->n_cat = c->n_cat;

@@ -217,9 +217,20 @@ local backbones = {
   dml = {backbone = tl.mmoe{experts = 3, expert = {8}}, mutual = tl.dml{ctfm = true, gkd = true}},
   crossdistil = {backbone = tl.mmoe{experts = 3, expert = {8}},
                  distill = tl.crossdistil{pairs = {{"ctr", "cvr"}}}},
+  stem = {backbone = tl.stem{levels = 2, shared = 1, specific = 2, expert = {8}}},
+  adatt = {backbone = tl.adatt{levels = 2, shared = 1, specific = 2, expert = {8}}},
+  adatt_unit = {backbone = tl.adatt{levels = 2, shared = 1, specific = 1, expert = {8}}},
+  cross_stitch = {backbone = tl.cross_stitch{bottom = {8, 4}}},
+  esmm_over_cross_stitch = {backbone = tl.esmm{backbone = tl.cross_stitch{bottom = {8}}}},
 }
 for name, spec in pairs(backbones) do
   T["parity_" .. name] = function() both(trained(spec), name) end
+end
+
+-- DSelect-k's gates have no export: refused, naming the backbone.
+T.dselect_k_is_refused = function()
+  local m = trained{backbone = tl.dselect_k{experts = 3, expert = {8}}}
+  raises(function() m:export(dir .. "/dsk.onnx") end, "backbone dselect_k cannot be exported")
 end
 
 for _, kind in ipairs({"platt", "temperature"}) do
