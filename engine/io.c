@@ -198,6 +198,12 @@ static void check_config_fields(tl_rbuf *r, const tl_model_config *c)
     }
     tl_codec_want_real(r, "backbone.constraint", b->constraint, 0.0, 1e6, 0);
     tl_codec_want_int(r, "backbone.transfer_dim", b->transfer_dim, 0, 1 << 16);
+    tl_codec_want_int(r, "backbone.esmm", b->esmm, 0, 1);
+    if (b->kind == TL_BACKBONE_DSELECT_K) {
+        tl_codec_want_int(r, "backbone.select_k", b->select_k, 1, 1024);
+        tl_codec_want_real(r, "backbone.gamma", b->gamma, 1e-6, 1e6, 0);
+        tl_codec_want_real(r, "backbone.entropy", b->entropy, 0.0, 1e6, 0);
+    }
     for (int k = 0; k < c->n_tasks; k++) {
         const tl_task_spec *t = &c->tasks[k];
         snprintf(f, sizeof f, "tasks[%d].name", k + 1);
