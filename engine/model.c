@@ -59,7 +59,7 @@ static tl_status build(tl_model *m)
     tl_node x = np == 2 ? tl_concat(g, 2, parts) : parts[0];
 
     tl_node *h = m->tower_in, *logit = m->logit, *last_hidden = m->tower_out, z_prev = TL_NONE;
-    tl_backbone_io io = {x, m->ids, m->num, TL_NONE};
+    tl_backbone_io io = {x, m->ids, m->num, TL_NONE, TL_NONE};
     if (!tl_build_backbone(g, c, &io, h, &m->last_shared))
         return tl_graph_status(g) != TL_OK ? tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g))
                                            : TL_ERR_ARG;

@@ -46,18 +46,10 @@ typedef struct {
     int levels, shared, specific, experts, k;
 } fixture_case;
 
-static void run_case(const fixture_case *fc)
+/* The fixtures' model: 2 categorical fields, 3 numeric, tasks ctr (binary)
+ * and cvr (regression) with the given loss weights. */
+static void fill_config(const fixture_case *fc, const double *weights, tl_model_config *out)
 {
-    char path[128];
-    snprintf(path, sizeof path, "tests/fixtures/backbones_%s.txt", fc->file);
-    tlt_fixture *fx = tlt_fixture_load(path);
-    if (!fx) fail_msg("cannot load %s (run from the project root)", path);
-    const tlt_array *ids = tlt_fixture_get(fx, "ids", B, FIELDS), *x = tlt_fixture_get(fx, "x", B, NUM);
-    const tlt_array *y = tlt_fixture_get(fx, "y", B, 2), *weights = tlt_fixture_get(fx, "weights", 1, 2);
-    const tlt_array *pred = tlt_fixture_get(fx, "pred", B, 2), *loss = tlt_fixture_get(fx, "loss", 1, 2);
-    const tlt_array *total = tlt_fixture_get(fx, "total", 1, 1);
-    assert_true(ids && x && y && weights && pred && loss && total);
-
     tl_model_config c;
     tl_model_config_defaults(&c);
     assert_int_equal(tl_backbone_parse(fc->kind, &c.backbone.kind), TL_OK);
@@ -81,9 +73,43 @@ static void run_case(const fixture_case *fc)
         snprintf(t->name, sizeof t->name, "%s", k == 0 ? "ctr" : "cvr");
         t->type = k == 0 ? TL_TASK_BINARY : TL_TASK_REGRESSION;
         t->tower = (tl_mlp_spec){1, {4}, 0.0f};
-        t->weight = (float)weights->v[k];
+        t->weight = (float)weights[k];
     }
     c.max_batch = B;
+    *out = c;
+}
+
+/* The fixture's batch into m's inputs (every row weight 1). */
+static void fill_inputs(tl_model *m, const tlt_array *ids, const tlt_array *x, const tlt_array *y)
+{
+    tl_graph *g = tl_model_graph(m);
+    int32_t *id = tl_graph_ids(g, m->ids);
+    for (int i = 0; i < B * FIELDS; i++) id[i] = (int32_t)ids->v[i];
+    tlt_array_to_float(x, tl_graph_input(g, m->num));
+    for (int k = 0; k < 2; k++) {
+        float *lab = tl_graph_input(g, m->label[k]), *rw = tl_graph_input(g, m->rowweight[k]);
+        for (int i = 0; i < B; i++) {
+            lab[i] = (float)y->v[i * 2 + k];
+            rw[i] = 1.0f;
+        }
+    }
+    assert_int_equal(tl_graph_set_batch(g, B), TL_OK);
+}
+
+static void run_case(const fixture_case *fc)
+{
+    char path[128];
+    snprintf(path, sizeof path, "tests/fixtures/backbones_%s.txt", fc->file);
+    tlt_fixture *fx = tlt_fixture_load(path);
+    if (!fx) fail_msg("cannot load %s (run from the project root)", path);
+    const tlt_array *ids = tlt_fixture_get(fx, "ids", B, FIELDS), *x = tlt_fixture_get(fx, "x", B, NUM);
+    const tlt_array *y = tlt_fixture_get(fx, "y", B, 2), *weights = tlt_fixture_get(fx, "weights", 1, 2);
+    const tlt_array *pred = tlt_fixture_get(fx, "pred", B, 2), *loss = tlt_fixture_get(fx, "loss", 1, 2);
+    const tlt_array *total = tlt_fixture_get(fx, "total", 1, 1);
+    assert_true(ids && x && y && weights && pred && loss && total);
+
+    tl_model_config c;
+    fill_config(fc, weights->v, &c);
     tl_model *m = NULL;
     if (tl_model_new(&c, &m) != TL_OK) fail_msg("%s: %s", fc->file, tl_errmsg());
     tl_graph *g = tl_model_graph(m);
@@ -104,17 +130,7 @@ static void run_case(const fixture_case *fc)
         tlt_array_to_float(a, params + p->offset);
     }
 
-    int32_t *id = tl_graph_ids(g, m->ids);
-    for (int i = 0; i < B * FIELDS; i++) id[i] = (int32_t)ids->v[i];
-    tlt_array_to_float(x, tl_graph_input(g, m->num));
-    for (int k = 0; k < 2; k++) {
-        float *lab = tl_graph_input(g, m->label[k]), *rw = tl_graph_input(g, m->rowweight[k]);
-        for (int i = 0; i < B; i++) {
-            lab[i] = (float)y->v[i * 2 + k];
-            rw[i] = 1.0f;
-        }
-    }
-    assert_int_equal(tl_graph_set_batch(g, B), TL_OK);
+    fill_inputs(m, ids, x, y);
     assert_int_equal(tl_graph_forward(g, 1), TL_OK);
     int ok = 1;
     float got[B * 2], lv[2];
@@ -162,13 +178,52 @@ static void test_adatt_sp(void **s) { (void)s; run_case(&cases[4]); }
 static void test_cross_stitch(void **s) { (void)s; run_case(&cases[5]); }
 static void test_dselect_k(void **s) { (void)s; run_case(&cases[6]); }
 
+/* GradNorm measures each task's gradient at one backbone weight (the model's
+ * last_shared): it must be one that every task's loss reaches, for each new
+ * backbone (the last weight added is often a task's own gate). With one
+ * task's loss weight at a time (the other 0), its gradient is non-zero. */
+static void test_gradnorm_layer_is_shared(void **state)
+{
+    (void)state;
+    tlt_fixture *fx = tlt_fixture_load("tests/fixtures/backbones_stem.txt");
+    if (!fx) fail_msg("cannot load the STEM fixture (run from the project root)");
+    const tlt_array *ids = tlt_fixture_get(fx, "ids", B, FIELDS), *x = tlt_fixture_get(fx, "x", B, NUM);
+    const tlt_array *y = tlt_fixture_get(fx, "y", B, 2);
+    assert_true(ids && x && y);
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        if (cases[ci].shared == 0 && strcmp(cases[ci].kind, "stem") == 0) continue; /* nothing dense shared */
+        for (int task = 0; task < 2; task++) {
+            const double w[2] = {task == 0, task == 1};
+            tl_model_config c;
+            fill_config(&cases[ci], w, &c);
+            c.backbone.entropy = 0.0f; /* only the task loss */
+            tl_model *m = NULL;
+            if (tl_model_new(&c, &m) != TL_OK) fail_msg("%s: %s", cases[ci].file, tl_errmsg());
+            tl_graph *g = tl_model_graph(m);
+            fill_inputs(m, ids, x, y);
+            assert_int_equal(tl_graph_forward(g, 1), TL_OK);
+            tl_graph_zero_grad(g);
+            assert_int_equal(tl_graph_backward_run(g), TL_OK);
+            const tl_param_info *p = tl_graph_param(g, tl_graph_param_index(g, m->last_shared));
+            const float *gr = tl_graph_grads(g, NULL) + p->offset;
+            double norm = 0.0;
+            for (int i = 0; i < p->rows * p->cols; i++) norm += (double)gr[i] * (double)gr[i];
+            if (!(norm > 0.0))
+                fail_msg("%s: GradNorm's layer '%s' gets no gradient from task %d", cases[ci].file, p->name,
+                         task + 1);
+            tl_model_free(m);
+        }
+    }
+    tlt_fixture_free(fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stem),         cmocka_unit_test(test_stem_no_shared),
         cmocka_unit_test(test_adatt),        cmocka_unit_test(test_adatt_unit_residual),
         cmocka_unit_test(test_adatt_sp),     cmocka_unit_test(test_cross_stitch),
-        cmocka_unit_test(test_dselect_k),
+        cmocka_unit_test(test_dselect_k),   cmocka_unit_test(test_gradnorm_layer_is_shared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,6 +47,7 @@ int tl_build_adatt(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl
             first[K] = 0;
         }
         if (tl_graph_status(g) != TL_OK) return 0;
+        io->shared = tl_build_last_weight(g); /* GradNorm's: every unit's gate reads every expert */
         int nb = l == 1 ? 1 : K + (S > 0);
         int bfirst[TL_MAX_TASKS + 1], bcount[TL_MAX_TASKS + 1];
         if (l == 1) {

@@ -146,8 +146,7 @@ static int cgc_level(tl_graph *g, const tl_backbone_spec *b, int K, int level, i
     return tl_graph_status(g) == TL_OK;
 }
 
-/* The last weight parameter added so far (GradNorm's "last shared layer"). */
-static tl_node last_weight(tl_graph *g)
+tl_node tl_build_last_weight(tl_graph *g)
 {
     for (int i = tl_graph_param_count(g) - 1; i >= 0; i--) {
         const tl_param_info *p = tl_graph_param(g, i);
@@ -221,13 +220,13 @@ int tl_build_backbone(tl_graph *g, const tl_model_config *c, tl_backbone_io *io,
                       tl_node *last_shared)
 {
     tl_backbone_kind kind = c->backbone.kind;
-    io->extra = TL_NONE;
+    io->extra = io->shared = TL_NONE;
     if ((unsigned)kind >= TL_BACKBONE_COUNT || !builders[kind]) {
         tl_fail(TL_ERR_ARG, "unknown backbone %d", (int)kind);
         return 0;
     }
     if (!builders[kind](g, c, io, h)) return 0;
-    *last_shared = last_weight(g);
+    *last_shared = io->shared != TL_NONE ? io->shared : tl_build_last_weight(g);
     return tl_graph_status(g) == TL_OK;
 }
 

@@ -31,7 +31,12 @@ typedef struct {
                          embedding tables of its own (STEM) */
     tl_node extra;    /* out: the backbone's own loss term (DSelect-k's regulariser), 1x1, or
                          TL_NONE */
+    tl_node shared;   /* out: the weight GradNorm measures, one every task's loss reaches;
+                         TL_NONE: the last weight the backbone added */
 } tl_backbone_io;
+
+/* The last weight matrix (more than one row) added to g so far. */
+tl_node tl_build_last_weight(tl_graph *g);
 
 /* Backbone outputs: h[k] is task k's tower input. For ESMM and AITM the
  * backbone is the shared embedding (h[k] = x) and the task interaction is

@@ -25,6 +25,7 @@ int tl_build_dselect_k(tl_graph *g, const tl_model_config *c, tl_backbone_io *io
     int penalised = b->entropy > 0.0f || (E & (E - 1)) != 0;
     char name[96];
     tl_node ex = tl_build_experts(g, io->x, E, &b->expert, "experts");
+    io->shared = tl_build_last_weight(g); /* the experts' last layer: every task's gate reads it */
     for (int t = 0; t < c->n_tasks; t++) {
         snprintf(name, sizeof name, "dselect%d.z.w", t + 1);
         tl_node zw = tl_param(g, in, k * m, TL_INIT_UNIFORM, b->gamma / 100.0f, name);

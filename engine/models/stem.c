@@ -54,6 +54,10 @@ int tl_build_stem(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_
         snprintf(name, sizeof name, "stem%d.shared.experts", l);
         src[K] = S ? tl_build_experts(g, in[K], S, &b->expert, name) : TL_NONE;
         if (tl_graph_status(g) != TL_OK) return 0;
+        /* GradNorm's layer: the shared experts' last, which every task's gate reads
+         * with gradient (task experts pass only their own task's); without shared
+         * experts no dense layer is shared and the default (the last gate) stays */
+        if (S) io->shared = tl_build_last_weight(g);
         /* expert blocks in gate order: task 1's .. task K's, then the shared */
         tl_node bs[TL_MAX_TASKS + 1];
         int first[TL_MAX_TASKS + 1] = {0}, count[TL_MAX_TASKS + 1];
