@@ -194,6 +194,10 @@ static tl_status check_new_backbone(const tl_model_config *c)
             return tl_fail(TL_ERR_ARG, "%s: needs levels 1..8, specific 1..256 and shared 0..256 (got "
                                        "levels=%d shared=%d specific=%d)",
                            name, b->levels, b->shared, b->specific);
+        if (b->kind == TL_BACKBONE_STEM) {
+            tl_status s = check_mlp(&b->gate, "stem: gate");
+            if (s != TL_OK) return s;
+        }
         if (b->kind == TL_BACKBONE_STEM && c->n_cat < 1)
             return tl_fail(TL_ERR_ARG, "stem: needs categorical fields (its task-specific part is an "
                                        "embedding table per task); the data has none");

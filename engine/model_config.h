@@ -53,6 +53,8 @@ typedef struct {
     int select_k;        /* dselect_k: single-expert selectors per gate (the k of top-k) */
     float gamma;         /* dselect_k: width of the smooth-step's cubic part */
     float entropy;       /* dselect_k: weight of the selectors' entropy regulariser (0 = off) */
+    tl_mlp_spec gate;    /* stem: hidden ReLU layers of each gate before its softmax layer (the
+                            authors' [128, 64]; default none: one linear layer) */
     int esmm;            /* 1: ESMM's entire-space head (pCTCVR = pCTR x pCVR) over this
                             backbone (kind is then not TL_BACKBONE_ESMM, whose towers read
                             the embedding) */

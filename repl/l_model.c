@@ -404,11 +404,18 @@ static int l_model_tostring(lua_State *L)
         snprintf(line, sizeof line, "model  aitm  constraint weight %g\n", (double)b->constraint);
         break;
     case TL_BACKBONE_STEM:
-    case TL_BACKBONE_ADATT:
+    case TL_BACKBONE_ADATT: {
+        char gt[128] = "";
         mlp_str(u, sizeof u, &b->expert);
-        snprintf(line, sizeof line, "model  %s  %d level(s), %d shared + %d specific experts per task %s\n",
-                 tl_backbone_name(b->kind), b->levels, b->shared, b->specific, u);
+        if (b->kind == TL_BACKBONE_STEM && b->gate.n > 0) {
+            char gu[100];
+            mlp_str(gu, sizeof gu, &b->gate);
+            snprintf(gt, sizeof gt, ", gates %s", gu);
+        }
+        snprintf(line, sizeof line, "model  %s  %d level(s), %d shared + %d specific experts per task %s%s\n",
+                 tl_backbone_name(b->kind), b->levels, b->shared, b->specific, u, gt);
         break;
+    }
     case TL_BACKBONE_CROSS_STITCH:
         mlp_str(u, sizeof u, &b->bottom);
         snprintf(line, sizeof line, "model  cross_stitch  task columns %s\n", u);

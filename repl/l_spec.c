@@ -96,7 +96,8 @@ static const char *const moe_fields[] = {"experts", "expert", "dropout", NULL};
 static const char *const ple_fields[] = {"levels", "shared", "specific", "expert", "dropout", NULL};
 static const char *const esmm_fields[] = {"backbone", NULL};
 static const char *const aitm_fields[] = {"constraint", NULL};
-static const char *const stem_fields[] = {"levels", "shared", "specific", "expert", "dropout", NULL};
+static const char *const stem_fields[] = {"levels", "shared", "specific", "expert", "gate", "dropout", NULL};
+static const char *const adatt_fields[] = {"levels", "shared", "specific", "expert", "dropout", NULL};
 static const char *const cs_fields[] = {"bottom", "dropout", NULL};
 static const char *const dsk_fields[] = {"experts", "expert", "k", "gamma", "entropy", "dropout", NULL};
 
@@ -136,7 +137,7 @@ static int l_esmm(lua_State *L) { return backbone_spec(L, "esmm", "tl.esmm", esm
 static int l_aitm(lua_State *L) { return backbone_spec(L, "aitm", "tl.aitm", aitm_fields); }
 static int l_hps(lua_State *L) { return backbone_spec(L, "hps", "tl.hps", sb_fields); }
 static int l_stem(lua_State *L) { return backbone_spec(L, "stem", "tl.stem", stem_fields); }
-static int l_adatt(lua_State *L) { return backbone_spec(L, "adatt", "tl.adatt", stem_fields); }
+static int l_adatt(lua_State *L) { return backbone_spec(L, "adatt", "tl.adatt", adatt_fields); }
 static int l_cross_stitch(lua_State *L) { return backbone_spec(L, "cross_stitch", "tl.cross_stitch", cs_fields); }
 static int l_dselect_k(lua_State *L) { return backbone_spec(L, "dselect_k", "tl.dselect_k", dsk_fields); }
 
@@ -309,6 +310,10 @@ void tl_lua_read_backbone(lua_State *L, int idx, tl_backbone_spec *b)
     lua_getfield(L, idx, "expert");
     if (!lua_isnil(L, -1)) tl_lua_read_mlp(L, -1, fn, "expert", &b->expert, p);
     lua_pop(L, 1);
+    b->gate.dropout = p;
+    lua_getfield(L, idx, "gate");
+    if (!lua_isnil(L, -1)) tl_lua_read_mlp(L, -1, fn, "gate", &b->gate, p);
+    lua_pop(L, 1);
     b->experts = (int)tl_lua_opt_int(L, idx, fn, "experts", b->experts, 1, 1024);
     b->levels = (int)tl_lua_opt_int(L, idx, fn, "levels", b->levels, 1, 8);
     b->shared = (int)tl_lua_opt_int(L, idx, fn, "shared", b->shared, 0, 256);
@@ -480,11 +485,12 @@ void tl_lua_open_spec(lua_State *L, int tl)
          "tl.hps{bottom={256,128}, dropout=0}  HPS, hard parameter sharing: another name for\n"
          "tl.shared_bottom (the model prints and saves it as shared_bottom)."},
         {"stem", "tl.stem",
-         "tl.stem{levels=1, shared=4, specific=2, expert={256,128}, dropout=0}  STEM (Su et al. AAAI\n"
-         "2024): an embedding table per task besides the shared one; task experts read their task's\n"
+         "tl.stem{levels=1, shared=4, specific=2, expert={256,128}, gate={}, dropout=0}  STEM (Su et al.\n"
+         "AAAI 2024): an embedding table per task besides the shared one; task experts read their task's\n"
          "embeddings, shared experts the shared ones; task k's gate (on its embeddings + the shared)\n"
          "mixes all experts, the other tasks' through a stop-gradient (All Forward Task-specific\n"
-         "Backward). Gates are linear (the authors' have hidden layers). Needs categorical fields."},
+         "Backward). gate= hidden ReLU layers of each gate (the authors' default {128, 64}; {} is one\n"
+         "linear layer). Needs categorical fields."},
         {"adatt", "tl.adatt",
          "tl.adatt{levels=1, shared=4, specific=2, expert={256,128}, dropout=0}  AdaTT (Li et al. KDD\n"
          "2023): per level, every task unit fuses all experts (its own, other tasks', shared) with a\n"

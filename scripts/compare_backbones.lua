@@ -28,14 +28,15 @@ local patience = tonumber(o.patience) or 3
 local out = o.out or (quick and "runs/compare_backbones_quick" or "results/compare_backbones")
 local dataset_names = o.datasets or (quick and "census" or "census,movielens")
 
--- One size for all: experts and columns of [64, 32], towers [32], emb 8.
+-- One size for all: experts and columns of [64, 32], towers [32], emb 8; STEM's gates have
+-- hidden layers [32, 16] (the authors' MLP gates, scaled down as the experts are).
 local E = {64, 32}
 local BACKBONES = {
   {"shared_bottom", function() return tl.shared_bottom{bottom = E} end},
   {"omoe", function() return tl.omoe{experts = 4, expert = E} end},
   {"mmoe", function() return tl.mmoe{experts = 4, expert = E} end},
   {"ple", function() return tl.ple{levels = 2, shared = 1, specific = 1, expert = E} end},
-  {"stem", function() return tl.stem{levels = 1, shared = 1, specific = 1, expert = E} end},
+  {"stem", function() return tl.stem{levels = 1, shared = 1, specific = 1, expert = E, gate = {32, 16}} end},
   {"adatt", function() return tl.adatt{levels = 2, shared = 1, specific = 1, expert = E} end},
   {"cross_stitch", function() return tl.cross_stitch{bottom = E} end},
   {"dselect_k", function() return tl.dselect_k{experts = 4, k = 2, expert = E} end},

@@ -1,6 +1,6 @@
 /* test_fixture_stem_adatt.c — one forward and backward pass of the backbones
  * added with issue 23 against PyTorch: STEM (two levels with shared experts;
- * one level without), AdaTT (learned residual, unit residual, AdaTT-sp),
+ * one level without; gates with hidden layers as the authors'), AdaTT (learned residual, unit residual, AdaTT-sp),
  * cross-stitch and DSelect-k (3 experts, so with the reachability term, and
  * an entropy weight). tests/fixtures/backbones_<name>.txt is made by
  * make_stem_adatt_fixtures.py after the authors' code, from per-expert
@@ -44,6 +44,7 @@ static int close_to(const char *what, const float *got, const tlt_array *want)
 typedef struct {
     const char *file, *kind;
     int levels, shared, specific, experts, k;
+    tl_mlp_spec gate; /* STEM's gate hidden layers */
 } fixture_case;
 
 /* The fixtures' model: 2 categorical fields, 3 numeric, tasks ctr (binary)
@@ -60,6 +61,7 @@ static void fill_config(const fixture_case *fc, const double *weights, tl_model_
     c.backbone.specific = fc->specific;
     if (fc->experts) c.backbone.experts = fc->experts;
     if (fc->k) c.backbone.select_k = fc->k;
+    c.backbone.gate = fc->gate;
     c.backbone.gamma = 1.0f;
     c.backbone.entropy = 0.1f;
     c.n_cat = FIELDS;
@@ -96,6 +98,20 @@ static void fill_inputs(tl_model *m, const tlt_array *ids, const tlt_array *x, c
     assert_int_equal(tl_graph_set_batch(g, B), TL_OK);
 }
 
+/* The fixture's parameters (by the engine's names) into g's parameter block. */
+static void load_params(const tlt_fixture *fx, tl_graph *g, const char *file)
+{
+    float *params = tl_graph_params(g, NULL);
+    char name[96];
+    for (int i = 0; i < tl_graph_param_count(g); i++) {
+        const tl_param_info *p = tl_graph_param(g, i);
+        snprintf(name, sizeof name, "param.%s", p->name);
+        const tlt_array *a = tlt_fixture_get(fx, name, p->rows, p->cols);
+        if (!a) fail_msg("%s: no %s [%d x %d] in the fixture", file, name, p->rows, p->cols);
+        tlt_array_to_float(a, params + p->offset);
+    }
+}
+
 static void run_case(const fixture_case *fc)
 {
     char path[128];
@@ -120,15 +136,8 @@ static void run_case(const fixture_case *fc)
     if (n_fx_params != tl_graph_param_count(g))
         for (int i = 0; i < tl_graph_param_count(g); i++) print_message("engine: %s\n", tl_graph_param(g, i)->name);
     assert_int_equal(n_fx_params, tl_graph_param_count(g));
-    float *params = tl_graph_params(g, NULL);
+    load_params(fx, g, fc->file);
     char name[96];
-    for (int i = 0; i < tl_graph_param_count(g); i++) {
-        const tl_param_info *p = tl_graph_param(g, i);
-        snprintf(name, sizeof name, "param.%s", p->name);
-        const tlt_array *a = tlt_fixture_get(fx, name, p->rows, p->cols);
-        if (!a) fail_msg("%s: no %s [%d x %d] in the fixture", fc->file, name, p->rows, p->cols);
-        tlt_array_to_float(a, params + p->offset);
-    }
 
     fill_inputs(m, ids, x, y);
     assert_int_equal(tl_graph_forward(g, 1), TL_OK);
@@ -163,11 +172,16 @@ static void run_case(const fixture_case *fc)
     tlt_fixture_free(fx);
 }
 
+#define NO_GATE {0, {0}, 0.0f}
 static const fixture_case cases[] = {
-    {"stem", "stem", 2, 1, 2, 0, 0},         {"stem_s0p1", "stem", 1, 0, 1, 0, 0},
-    {"adatt", "adatt", 2, 1, 2, 0, 0},       {"adatt_unit", "adatt", 2, 1, 1, 0, 0},
-    {"adatt_sp", "adatt", 2, 0, 2, 0, 0},    {"cross_stitch", "cross_stitch", 0, 0, 0, 0, 0},
-    {"dselect_k", "dselect_k", 0, 0, 0, 3, 2},
+    {"stem", "stem", 2, 1, 2, 0, 0, NO_GATE},
+    {"stem_s0p1", "stem", 1, 0, 1, 0, 0, NO_GATE},
+    {"adatt", "adatt", 2, 1, 2, 0, 0, NO_GATE},
+    {"adatt_unit", "adatt", 2, 1, 1, 0, 0, NO_GATE},
+    {"adatt_sp", "adatt", 2, 0, 2, 0, 0, NO_GATE},
+    {"cross_stitch", "cross_stitch", 0, 0, 0, 0, 0, NO_GATE},
+    {"dselect_k", "dselect_k", 0, 0, 0, 3, 2, NO_GATE},
+    {"stem_gate", "stem", 2, 1, 1, 0, 0, {2, {5, 3}, 0.0f}},
 };
 
 static void test_stem(void **s) { (void)s; run_case(&cases[0]); }
@@ -177,21 +191,25 @@ static void test_adatt_unit_residual(void **s) { (void)s; run_case(&cases[3]); }
 static void test_adatt_sp(void **s) { (void)s; run_case(&cases[4]); }
 static void test_cross_stitch(void **s) { (void)s; run_case(&cases[5]); }
 static void test_dselect_k(void **s) { (void)s; run_case(&cases[6]); }
+static void test_stem_gate_layers(void **s) { (void)s; run_case(&cases[7]); }
 
 /* GradNorm measures each task's gradient at one backbone weight (the model's
  * last_shared): it must be one that every task's loss reaches, for each new
- * backbone (the last weight added is often a task's own gate). With one
- * task's loss weight at a time (the other 0), its gradient is non-zero. */
+ * backbone (the last weight added is often a task's own gate). With the
+ * fixture's parameters and one task's loss weight at a time (the other 0),
+ * its gradient is non-zero. */
 static void test_gradnorm_layer_is_shared(void **state)
 {
     (void)state;
-    tlt_fixture *fx = tlt_fixture_load("tests/fixtures/backbones_stem.txt");
-    if (!fx) fail_msg("cannot load the STEM fixture (run from the project root)");
-    const tlt_array *ids = tlt_fixture_get(fx, "ids", B, FIELDS), *x = tlt_fixture_get(fx, "x", B, NUM);
-    const tlt_array *y = tlt_fixture_get(fx, "y", B, 2);
-    assert_true(ids && x && y);
+    char path[128];
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         if (cases[ci].shared == 0 && strcmp(cases[ci].kind, "stem") == 0) continue; /* nothing dense shared */
+        snprintf(path, sizeof path, "tests/fixtures/backbones_%s.txt", cases[ci].file);
+        tlt_fixture *fx = tlt_fixture_load(path);
+        if (!fx) fail_msg("cannot load %s (run from the project root)", path);
+        const tlt_array *ids = tlt_fixture_get(fx, "ids", B, FIELDS), *x = tlt_fixture_get(fx, "x", B, NUM);
+        const tlt_array *y = tlt_fixture_get(fx, "y", B, 2);
+        assert_true(ids && x && y);
         for (int task = 0; task < 2; task++) {
             const double w[2] = {task == 0, task == 1};
             tl_model_config c;
@@ -200,6 +218,16 @@ static void test_gradnorm_layer_is_shared(void **state)
             tl_model *m = NULL;
             if (tl_model_new(&c, &m) != TL_OK) fail_msg("%s: %s", cases[ci].file, tl_errmsg());
             tl_graph *g = tl_model_graph(m);
+            load_params(fx, g, cases[ci].file);
+            /* towers' ReLUs on for every row, so the tower passes the loss's gradient down
+             * (in a fixture a tower may be dead on all 16 rows) */
+            for (int k = 0; k < 2; k++) {
+                char bn[64];
+                snprintf(bn, sizeof bn, "tower.%s.l1.b", c.tasks[k].name);
+                tl_node tb = tl_graph_find(g, bn);
+                assert_true(tb != TL_NONE);
+                for (int j = 0; j < tl_node_cols(g, tb); j++) tlt_param(g, tb)[j] = 3.0f;
+            }
             fill_inputs(m, ids, x, y);
             assert_int_equal(tl_graph_forward(g, 1), TL_OK);
             tl_graph_zero_grad(g);
@@ -213,8 +241,8 @@ static void test_gradnorm_layer_is_shared(void **state)
                          task + 1);
             tl_model_free(m);
         }
+        tlt_fixture_free(fx);
     }
-    tlt_fixture_free(fx);
 }
 
 int main(void)
@@ -223,7 +251,8 @@ int main(void)
         cmocka_unit_test(test_stem),         cmocka_unit_test(test_stem_no_shared),
         cmocka_unit_test(test_adatt),        cmocka_unit_test(test_adatt_unit_residual),
         cmocka_unit_test(test_adatt_sp),     cmocka_unit_test(test_cross_stitch),
-        cmocka_unit_test(test_dselect_k),   cmocka_unit_test(test_gradnorm_layer_is_shared),
+        cmocka_unit_test(test_dselect_k),    cmocka_unit_test(test_stem_gate_layers),
+        cmocka_unit_test(test_gradnorm_layer_is_shared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

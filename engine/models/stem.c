@@ -10,11 +10,11 @@
  * (and the shared ones) backward (the paper's All Forward Task-specific
  * Backward). The shared path's gate mixes every expert without stop-gradient.
  *
- * Differences from the authors' code: the gates are one linear layer (the
- * code's gate MLP has hidden layers [128, 64]); with numeric columns, each
- * task's input is its own embeddings followed by the numeric columns (the
- * code has embeddings only), so a task gate's input sum holds the numeric
- * columns twice. */
+ * Each gate is `gate` hidden ReLU layers (the authors' default [128, 64];
+ * ours none) and a softmax layer. Difference from the authors' code: with
+ * numeric columns, each task's input is its own embeddings followed by the
+ * numeric columns (the code has embeddings only), so a task gate's input sum
+ * holds the numeric columns twice. */
 #include <stdio.h>
 
 #include "builders.h"
@@ -66,13 +66,17 @@ int tl_build_stem(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_
         tl_node out[TL_MAX_TASKS + 1];
         for (int k = 0; k < K; k++) {
             for (int j = 0; j < nb; j++) bs[j] = j == k || j == K ? src[j] : sg[j];
+            snprintf(name, sizeof name, "stem%d.gate%d.mlp", l, k + 1);
+            tl_node gin = tl_build_mlp(g, tl_add(g, in[k], in[K]), &b->gate, name);
             snprintf(name, sizeof name, "stem%d.gate%d", l, k + 1);
-            tl_node gate = tl_build_gate(g, tl_add(g, in[k], in[K]), E, name);
+            tl_node gate = tl_build_gate(g, gin, E, name);
             out[k] = tl__gate_mix_blocks(g, gate, nb, bs, first, count, d);
         }
         if (!last) { /* the shared path: every expert, with gradient */
+            snprintf(name, sizeof name, "stem%d.gate_shared.mlp", l);
+            tl_node gin = tl_build_mlp(g, in[K], &b->gate, name);
             snprintf(name, sizeof name, "stem%d.gate_shared", l);
-            tl_node gate = tl_build_gate(g, in[K], E, name);
+            tl_node gate = tl_build_gate(g, gin, E, name);
             out[K] = tl__gate_mix_blocks(g, gate, nb, src, first, count, d);
         }
         if (tl_graph_status(g) != TL_OK) return 0;

@@ -12,7 +12,7 @@ end
 
 -- Small instances of each new backbone, so a full census epoch takes a fraction of a second.
 local NEW = {
-  stem = function() return tl.stem{levels = 2, shared = 1, specific = 1, expert = {12, 8}} end,
+  stem = function() return tl.stem{levels = 2, shared = 1, specific = 1, expert = {12, 8}, gate = {6}} end,
   adatt = function() return tl.adatt{levels = 2, shared = 1, specific = 2, expert = {12, 8}} end,
   cross_stitch = function() return tl.cross_stitch{bottom = {12, 8}} end,
   dselect_k = function() return tl.dselect_k{experts = 3, k = 2, expert = {12}, entropy = 1e-4} end,

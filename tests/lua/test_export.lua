@@ -217,7 +217,7 @@ local backbones = {
   dml = {backbone = tl.mmoe{experts = 3, expert = {8}}, mutual = tl.dml{ctfm = true, gkd = true}},
   crossdistil = {backbone = tl.mmoe{experts = 3, expert = {8}},
                  distill = tl.crossdistil{pairs = {{"ctr", "cvr"}}}},
-  stem = {backbone = tl.stem{levels = 2, shared = 1, specific = 2, expert = {8}}},
+  stem = {backbone = tl.stem{levels = 2, shared = 1, specific = 2, expert = {8}, gate = {4}}},
   adatt = {backbone = tl.adatt{levels = 2, shared = 1, specific = 2, expert = {8}}},
   adatt_unit = {backbone = tl.adatt{levels = 2, shared = 1, specific = 1, expert = {8}}},
   cross_stitch = {backbone = tl.cross_stitch{bottom = {8, 4}}},
