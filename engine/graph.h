@@ -66,6 +66,8 @@ tl_node tl_scalar(tl_graph *g, float value, const char *name);
 /* Ops. Shapes are checked at build time; a mismatch fails with both shapes
  * and the op named. The builders of each op family are declared in its
  * header under ops/, all included here. */
+#include "ops/block_mix.h"
+#include "ops/dselect.h"
 #include "ops/elementwise.h"
 #include "ops/linear.h"
 #include "ops/loss.h"

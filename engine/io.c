@@ -128,6 +128,31 @@ static void x_weighting_opts(tl_codec *c, tl_weighting_opts *o)
     tl_codec_f32(c, &o->gradvac_beta);
 }
 
+/* DSelect-k's fields, ESMM over a backbone and STEM's gate layers, added after
+ * the rest: older files read the defaults. */
+static void x_backbone_tail(tl_codec *c, tl_backbone_spec *b)
+{
+    unsigned gamma, entropy;
+    memcpy(&gamma, &b->gamma, sizeof gamma);
+    memcpy(&entropy, &b->entropy, sizeof entropy);
+    tl_codec_int_tail(c, &b->select_k, 2);
+    tl_codec_u32_tail(c, &gamma, 0x3f800000u); /* 1.0f */
+    tl_codec_u32_tail(c, &entropy, 0u);
+    tl_codec_int_tail(c, &b->esmm, 0);
+    tl_codec_int_tail(c, &b->gate.n, 0);
+    if (tl_codec_refuse(c, b->gate.n < 0 || b->gate.n > TL_MAX_LAYERS, "has an MLP with a layer count out of range"))
+        return;
+    for (int i = 0; i < b->gate.n; i++) tl_codec_int_tail(c, &b->gate.units[i], 0);
+    unsigned drop;
+    memcpy(&drop, &b->gate.dropout, sizeof drop);
+    tl_codec_u32_tail(c, &drop, 0u);
+    if (tl_codec_reading(c)) memcpy(&b->gate.dropout, &drop, sizeof drop);
+    if (tl_codec_reading(c)) {
+        memcpy(&b->gamma, &gamma, sizeof gamma);
+        memcpy(&b->entropy, &entropy, sizeof entropy);
+    }
+}
+
 /* Reading starts from zeros; the fields are range-checked afterwards
  * (check_config_fields), the counts that index arrays here. */
 static void x_config(tl_codec *c, tl_model_config *cfg)
@@ -177,6 +202,7 @@ static void x_config(tl_codec *c, tl_model_config *cfg)
     tl_codec_int_tail(c, &cfg->distill.calib_every, 0);
     tl_codec_u32_tail(c, &cfg->dml.gkd_tasks, 0u);
     x_weighting_opts(c, &cfg->wopt);
+    x_backbone_tail(c, &cfg->backbone);
 }
 
 static void check_mlp_fields(tl_rbuf *r, const tl_mlp_spec *s, const char *what)
@@ -206,6 +232,13 @@ static void check_config_fields(tl_rbuf *r, const tl_model_config *c)
     }
     tl_codec_want_real(r, "backbone.constraint", b->constraint, 0.0, 1e6, 0);
     tl_codec_want_int(r, "backbone.transfer_dim", b->transfer_dim, 0, 1 << 16);
+    tl_codec_want_int(r, "backbone.esmm", b->esmm, 0, 1);
+    check_mlp_fields(r, &b->gate, "backbone.gate");
+    if (b->kind == TL_BACKBONE_DSELECT_K) {
+        tl_codec_want_int(r, "backbone.select_k", b->select_k, 1, 1024);
+        tl_codec_want_real(r, "backbone.gamma", b->gamma, 1e-6, 1e6, 0);
+        tl_codec_want_real(r, "backbone.entropy", b->entropy, 0.0, 1e6, 0);
+    }
     for (int k = 0; k < c->n_tasks; k++) {
         const tl_task_spec *t = &c->tasks[k];
         snprintf(f, sizeof f, "tasks[%d].name", k + 1);

@@ -59,9 +59,11 @@ static tl_status build(tl_model *m)
     tl_node x = np == 2 ? tl_concat(g, 2, parts) : parts[0];
 
     tl_node *h = m->tower_in, *logit = m->logit, *last_hidden = m->tower_out, z_prev = TL_NONE;
-    if (!tl_build_backbone(g, c, x, h, &m->last_shared))
+    tl_backbone_io io = {x, m->ids, m->num, TL_NONE, TL_NONE};
+    if (!tl_build_backbone(g, c, &io, h, &m->last_shared))
         return tl_graph_status(g) != TL_OK ? tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g))
                                            : TL_ERR_ARG;
+    m->extra = io.extra;
     m->n_shared_params = tl_graph_param_count(g);
     tl_status s;
     if ((s = hooks_build(m, TL_BUILD_TOWER_INPUTS)) != TL_OK) return s;
@@ -93,7 +95,7 @@ static tl_status build(tl_model *m)
             m->loss[k] = tl_mse(g, logit[k], m->label[k], m->rowweight[k]);
         }
     }
-    if (c->backbone.kind == TL_BACKBONE_ESMM) {
+    if (tl_backbone_is_esmm(&c->backbone)) {
         m->pcvr = m->pred[1];
         m->loss[1] = tl_build_esmm_ctcvr(g, m->pred[0], m->pcvr, m->label[1], m->rowweight[1], &m->pred[1]);
     }

@@ -8,7 +8,8 @@
 #include <string.h>
 
 static const char *backbone_names[TL_BACKBONE_COUNT] = {"shared_bottom", "omoe", "mmoe",
-                                                         "ple", "esmm", "aitm"};
+                                                         "ple", "esmm", "aitm", "stem", "adatt",
+                                                         "cross_stitch", "dselect_k"};
 /* The weighting methods, in tl_weighting order (their behaviour is the row
  * of the same index in losses/weighting.c's table). */
 static const char *const weighting_names[TL_WEIGHTING_COUNT] = {
@@ -48,6 +49,8 @@ void tl_model_config_defaults(tl_model_config *c)
     c->backbone.shared = 4;
     c->backbone.specific = 2;
     c->backbone.constraint = 0.6f;
+    c->backbone.select_k = 2;     /* DSelect-k's code: gamma 1, no entropy regulariser */
+    c->backbone.gamma = 1.0f;
     c->emb_dim = 16;
     c->weighting = TL_WEIGHTING_FIXED;
     c->gradnorm_alpha = 1.5f;
@@ -112,6 +115,10 @@ static tl_status parse_name(const char *what, const char *name, const char *cons
 tl_status tl_backbone_parse(const char *name, tl_backbone_kind *out)
 {
     int i = 0;
+    if (strcmp(name, "hps") == 0) { /* hard parameter sharing: the Shared-Bottom's other name */
+        *out = TL_BACKBONE_SHARED_BOTTOM;
+        return TL_OK;
+    }
     tl_status s = parse_name("backbone", name, backbone_names, TL_BACKBONE_COUNT, &i);
     if (s == TL_OK) *out = (tl_backbone_kind)i;
     return s;
@@ -120,6 +127,11 @@ tl_status tl_backbone_parse(const char *name, tl_backbone_kind *out)
 const char *tl_backbone_name(tl_backbone_kind k)
 {
     return (unsigned)k < TL_BACKBONE_COUNT ? backbone_names[k] : "?";
+}
+
+int tl_backbone_is_esmm(const tl_backbone_spec *b)
+{
+    return b->kind == TL_BACKBONE_ESMM || b->esmm;
 }
 
 tl_status tl_weighting_parse(const char *name, tl_weighting *out)
@@ -186,7 +198,7 @@ static tl_status check_distill(const tl_model_config *c)
             return tl_fail(TL_ERR_ARG, "crossdistil: pair %d ('%s', '%s') must be binary tasks",
                            p + 1, c->tasks[a].name, c->tasks[bb].name);
     }
-    if (b->kind == TL_BACKBONE_ESMM)
+    if (tl_backbone_is_esmm(b))
         return tl_fail(TL_ERR_ARG, "crossdistil: ESMM's second output is pCTCVR, not a logit; "
                                    "use another backbone");
     if (!(ds->kd >= 0.0f && ds->kd <= 1.0f) || !(ds->aux >= 0.0f) || !(ds->lambda >= 0.0f && ds->lambda <= 1.0f))
@@ -214,6 +226,51 @@ static tl_status check_distill(const tl_model_config *c)
                                    "the graph (calibrate=\"isotonic\" or calib_data=\"valid\"); "
                                    "the in-graph Platt calibrator trains at every step");
     return TL_OK;
+}
+
+/* STEM, AdaTT, cross-stitch and DSelect-k (tl_model_config_check). */
+static tl_status check_new_backbone(const tl_model_config *c)
+{
+    const tl_backbone_spec *b = &c->backbone;
+    const char *name = tl_backbone_name(b->kind);
+    switch (b->kind) {
+    case TL_BACKBONE_STEM:
+    case TL_BACKBONE_ADATT:
+        if (b->expert.n < 1) return tl_fail(TL_ERR_ARG, "%s: expert needs at least one layer", name);
+        if (b->levels < 1 || b->levels > 8 || b->specific < 1 || b->specific > 256 || b->shared < 0 ||
+            b->shared > 256)
+            return tl_fail(TL_ERR_ARG, "%s: needs levels 1..8, specific 1..256 and shared 0..256 (got "
+                                       "levels=%d shared=%d specific=%d)",
+                           name, b->levels, b->shared, b->specific);
+        if (b->kind == TL_BACKBONE_STEM) {
+            tl_status s = check_mlp(&b->gate, "stem: gate");
+            if (s != TL_OK) return s;
+        }
+        if (b->kind == TL_BACKBONE_STEM && c->n_cat < 1)
+            return tl_fail(TL_ERR_ARG, "stem: needs categorical fields (its task-specific part is an "
+                                       "embedding table per task); the data has none");
+        return TL_OK;
+    case TL_BACKBONE_CROSS_STITCH:
+        if (b->bottom.n < 1)
+            return tl_fail(TL_ERR_ARG, "cross_stitch: bottom needs at least one layer (a cross-stitch "
+                                       "unit follows each)");
+        return TL_OK;
+    case TL_BACKBONE_DSELECT_K:
+        if (b->expert.n < 1) return tl_fail(TL_ERR_ARG, "dselect_k: expert needs at least one layer");
+        if (b->experts < 2 || b->experts > 1024)
+            return tl_fail(TL_ERR_ARG, "dselect_k: experts must be 2..1024, got %d", b->experts);
+        if (b->select_k < 1 || b->select_k > b->experts)
+            return tl_fail(TL_ERR_ARG, "dselect_k: k must be 1..experts (%d), got %d", b->experts,
+                           b->select_k);
+        if (!(b->gamma > 0.0f && isfinite(b->gamma)))
+            return tl_fail(TL_ERR_ARG, "dselect_k: gamma must be finite and > 0, got %g", (double)b->gamma);
+        if (!(b->entropy >= 0.0f && isfinite(b->entropy)))
+            return tl_fail(TL_ERR_ARG, "dselect_k: entropy must be finite and >= 0, got %g",
+                           (double)b->entropy);
+        return TL_OK;
+    default:
+        return TL_OK;
+    }
 }
 
 tl_status tl_model_config_check(const tl_model_config *c)
@@ -248,6 +305,7 @@ tl_status tl_model_config_check(const tl_model_config *c)
                        (double)b->constraint);
     if ((s = check_mlp(&b->bottom, "shared_bottom: bottom")) != TL_OK) return s;
     if ((s = check_mlp(&b->expert, "experts: expert")) != TL_OK) return s;
+    if ((s = check_new_backbone(c)) != TL_OK) return s;
     if ((b->kind == TL_BACKBONE_MMOE || b->kind == TL_BACKBONE_OMOE) &&
         (b->experts < 1 || b->experts > 1024))
         return tl_fail(TL_ERR_ARG, "%s: experts must be 1..1024, got %d",
@@ -261,16 +319,19 @@ tl_status tl_model_config_check(const tl_model_config *c)
         return tl_fail(TL_ERR_ARG, "ple: needs levels 1..8 and shared + specific >= 1 (got "
                                    "levels=%d shared=%d specific=%d)",
                        b->levels, b->shared, b->specific);
-    if (b->kind == TL_BACKBONE_ESMM && c->n_tasks != 2)
+    if (b->esmm && (b->kind == TL_BACKBONE_ESMM || b->kind == TL_BACKBONE_AITM))
+        return tl_fail(TL_ERR_ARG, "esmm: its head goes over shared_bottom, omoe, mmoe, ple, stem, "
+                                   "adatt, cross_stitch or dselect_k, not %s", tl_backbone_name(b->kind));
+    if (tl_backbone_is_esmm(b) && c->n_tasks != 2)
         return tl_fail(TL_ERR_ARG, "esmm: needs exactly 2 binary tasks (CTR then CTCVR), got %d tasks",
                        c->n_tasks);
-    for (int k = 0; b->kind == TL_BACKBONE_ESMM && k < c->n_tasks; k++)
+    for (int k = 0; tl_backbone_is_esmm(b) && k < c->n_tasks; k++)
         if (c->tasks[k].type != TL_TASK_BINARY)
             return tl_fail(TL_ERR_ARG, "esmm: task '%s' is a regression task; ESMM's two tasks (CTR "
                                        "then CTCVR) must both be binary", c->tasks[k].name);
     if (c->dml.enabled) {
         if (b->kind == TL_BACKBONE_ESMM || b->kind == TL_BACKBONE_AITM)
-            return tl_fail(TL_ERR_ARG, "dml: attaches to shared_bottom, omoe, mmoe and ple, not %s",
+            return tl_fail(TL_ERR_ARG, "dml: attaches to every backbone but esmm and aitm, not %s",
                            backbone_names[b->kind]);
         if (!c->dml.ctfm && !c->dml.gkd)
             return tl_fail(TL_ERR_ARG, "dml: enable ctfm, gkd or both");

@@ -26,6 +26,10 @@ typedef enum {
     TL_BACKBONE_PLE,
     TL_BACKBONE_ESMM,
     TL_BACKBONE_AITM,
+    TL_BACKBONE_STEM,         /* Su et al. AAAI 2024: shared and task-specific embeddings */
+    TL_BACKBONE_ADATT,        /* Li et al. KDD 2023: adaptive task-to-task fusion */
+    TL_BACKBONE_CROSS_STITCH, /* Misra et al. CVPR 2016 */
+    TL_BACKBONE_DSELECT_K,    /* Hazimeh et al. NeurIPS 2021 */
     TL_BACKBONE_COUNT
 } tl_backbone_kind;
 
@@ -38,14 +42,22 @@ typedef struct {
 
 typedef struct {
     tl_backbone_kind kind;
-    tl_mlp_spec bottom;  /* shared-bottom: the shared layers */
-    tl_mlp_spec expert;  /* omoe/mmoe/ple: layers of each expert */
-    int experts;         /* omoe/mmoe: number of experts */
-    int levels;          /* ple: CGC levels */
-    int shared;          /* ple: shared experts per level */
-    int specific;        /* ple: task-specific experts per task and level */
+    tl_mlp_spec bottom;  /* shared-bottom: the shared layers; cross_stitch: each task column's */
+    tl_mlp_spec expert;  /* omoe/mmoe/ple/stem/adatt/dselect_k: layers of each expert */
+    int experts;         /* omoe/mmoe/dselect_k: number of experts */
+    int levels;          /* ple/stem/adatt: levels */
+    int shared;          /* ple/stem/adatt: shared experts per level */
+    int specific;        /* ple/stem/adatt: task-specific experts per task and level */
     float constraint;    /* aitm: weight of the label-constraint loss */
     int transfer_dim;    /* aitm: width of the information-transfer vectors */
+    int select_k;        /* dselect_k: single-expert selectors per gate (the k of top-k) */
+    float gamma;         /* dselect_k: width of the smooth-step's cubic part */
+    float entropy;       /* dselect_k: weight of the selectors' entropy regulariser (0 = off) */
+    tl_mlp_spec gate;    /* stem: hidden ReLU layers of each gate before its softmax layer (the
+                            authors' [128, 64]; default none: one linear layer) */
+    int esmm;            /* 1: ESMM's entire-space head (pCTCVR = pCTR x pCVR) over this
+                            backbone (kind is then not TL_BACKBONE_ESMM, whose towers read
+                            the embedding) */
 } tl_backbone_spec;
 
 typedef enum {
@@ -188,6 +200,8 @@ tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
                                        const tl_mlp_spec *tower);
 tl_status tl_backbone_parse(const char *name, tl_backbone_kind *out);
 const char *tl_backbone_name(tl_backbone_kind k);
+/* 1 when the model has ESMM's CTCVR head: the esmm backbone, or esmm over another. */
+int tl_backbone_is_esmm(const tl_backbone_spec *b);
 /* The weighting names (the one list: the bindings, the messages and the
  * method table in losses/weighting.c read it); tl_weighting_name(i) for i in
  * 0..TL_WEIGHTING_COUNT-1 lists them, tl_weighting_about(i) says what each

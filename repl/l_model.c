@@ -514,10 +514,33 @@ static int l_model_tostring(lua_State *L)
     case TL_BACKBONE_AITM:
         snprintf(line, sizeof line, "model  aitm  constraint weight %g\n", (double)b->constraint);
         break;
+    case TL_BACKBONE_STEM:
+    case TL_BACKBONE_ADATT: {
+        char gt[128] = "";
+        mlp_str(u, sizeof u, &b->expert);
+        if (b->kind == TL_BACKBONE_STEM && b->gate.n > 0) {
+            char gu[100];
+            mlp_str(gu, sizeof gu, &b->gate);
+            snprintf(gt, sizeof gt, ", gates %s", gu);
+        }
+        snprintf(line, sizeof line, "model  %s  %d level(s), %d shared + %d specific experts per task %s%s\n",
+                 tl_backbone_name(b->kind), b->levels, b->shared, b->specific, u, gt);
+        break;
+    }
+    case TL_BACKBONE_CROSS_STITCH:
+        mlp_str(u, sizeof u, &b->bottom);
+        snprintf(line, sizeof line, "model  cross_stitch  task columns %s\n", u);
+        break;
+    case TL_BACKBONE_DSELECT_K:
+        mlp_str(u, sizeof u, &b->expert);
+        snprintf(line, sizeof line, "model  dselect_k  %d experts %s, k=%d, gamma %g, entropy %g\n",
+                 b->experts, u, b->select_k, (double)b->gamma, (double)b->entropy);
+        break;
     default:
         snprintf(line, sizeof line, "model  %s\n", tl_backbone_name(b->kind));
     }
     luaL_addstring(&buf, line);
+    if (b->esmm) luaL_addstring(&buf, "  head    esmm: pCTCVR = pCTR x pCVR, both losses over every row\n");
     snprintf(line, sizeof line, "  input   %d categorical fields (emb %d), %d numeric\n", c->n_cat,
              c->emb_dim, c->n_num);
     luaL_addstring(&buf, line);

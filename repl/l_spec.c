@@ -1,5 +1,6 @@
-/* l_spec.c — the spec builders: tl.mlp, the backbones (tl.shared_bottom,
- * tl.omoe, tl.mmoe, tl.ple, tl.esmm, tl.aitm), tl.dml, tl.crossdistil and
+/* l_spec.c — the spec builders: tl.mlp, the backbones (tl.shared_bottom or
+ * tl.hps, tl.omoe, tl.mmoe, tl.ple, tl.esmm, tl.aitm, tl.stem, tl.adatt,
+ * tl.cross_stitch, tl.dselect_k), tl.dml, tl.crossdistil and
  * tl.optim.*, and the readers that turn their tables into engine
  * configurations (for tl.model in l_model.c and m:fit in l_fit.c).
  *
@@ -93,8 +94,12 @@ static const char *const distill_fields[] = {"pairs", "aux", "kd", "bce_on_aux",
 static const char *const sb_fields[] = {"bottom", "dropout", NULL};
 static const char *const moe_fields[] = {"experts", "expert", "dropout", NULL};
 static const char *const ple_fields[] = {"levels", "shared", "specific", "expert", "dropout", NULL};
-static const char *const esmm_fields[] = {NULL};
+static const char *const esmm_fields[] = {"backbone", NULL};
 static const char *const aitm_fields[] = {"constraint", NULL};
+static const char *const stem_fields[] = {"levels", "shared", "specific", "expert", "gate", "dropout", NULL};
+static const char *const adatt_fields[] = {"levels", "shared", "specific", "expert", "dropout", NULL};
+static const char *const cs_fields[] = {"bottom", "dropout", NULL};
+static const char *const dsk_fields[] = {"experts", "expert", "k", "gamma", "entropy", "dropout", NULL};
 
 /* A backbone spec, validated now so a typo fails where it is written. */
 static int backbone_spec(lua_State *L, const char *kind, const char *fn, const char *const *allowed)
@@ -130,6 +135,11 @@ static int l_mmoe(lua_State *L) { return backbone_spec(L, "mmoe", "tl.mmoe", moe
 static int l_ple(lua_State *L) { return backbone_spec(L, "ple", "tl.ple", ple_fields); }
 static int l_esmm(lua_State *L) { return backbone_spec(L, "esmm", "tl.esmm", esmm_fields); }
 static int l_aitm(lua_State *L) { return backbone_spec(L, "aitm", "tl.aitm", aitm_fields); }
+static int l_hps(lua_State *L) { return backbone_spec(L, "hps", "tl.hps", sb_fields); }
+static int l_stem(lua_State *L) { return backbone_spec(L, "stem", "tl.stem", stem_fields); }
+static int l_adatt(lua_State *L) { return backbone_spec(L, "adatt", "tl.adatt", adatt_fields); }
+static int l_cross_stitch(lua_State *L) { return backbone_spec(L, "cross_stitch", "tl.cross_stitch", cs_fields); }
+static int l_dselect_k(lua_State *L) { return backbone_spec(L, "dselect_k", "tl.dselect_k", dsk_fields); }
 
 static const char *const optim_fields[] = {"lr", "momentum", "nesterov", "beta1", "beta2", "eps",
                                            "l2", "weight_decay", "clip", "schedule", NULL};
@@ -275,6 +285,22 @@ void tl_lua_read_backbone(lua_State *L, int idx, tl_backbone_spec *b)
                       "tl.shared_bottom{}, got %s", kind ? kind : luaL_typename(L, idx));
     char fn[32];
     snprintf(fn, sizeof fn, "tl.%s", kind);
+    if (k == TL_BACKBONE_ESMM) { /* tl.esmm{backbone=tl.stem{...}}: ESMM's head over another */
+        lua_getfield(L, idx, "backbone");
+        if (!lua_isnil(L, -1)) {
+            const char *inner = tl_lua_spec_kind(L, -1);
+            tl_backbone_kind ik;
+            if (!inner || tl_backbone_parse(inner, &ik) != TL_OK || ik == TL_BACKBONE_ESMM ||
+                ik == TL_BACKBONE_AITM)
+                luaL_error(L, "tl.esmm: field 'backbone' must be a backbone such as tl.mmoe{} or "
+                              "tl.stem{} (not esmm or aitm), got %s", inner ? inner : luaL_typename(L, -1));
+            tl_lua_read_backbone(L, -1, b);
+            b->esmm = 1;
+            lua_pop(L, 1);
+            return;
+        }
+        lua_pop(L, 1);
+    }
     b->kind = k;
     float p = (float)tl_lua_opt_number(L, idx, fn, "dropout", 0.0, 0.0, 0.999);
     b->bottom.dropout = b->expert.dropout = p;
@@ -284,11 +310,21 @@ void tl_lua_read_backbone(lua_State *L, int idx, tl_backbone_spec *b)
     lua_getfield(L, idx, "expert");
     if (!lua_isnil(L, -1)) tl_lua_read_mlp(L, -1, fn, "expert", &b->expert, p);
     lua_pop(L, 1);
+    b->gate.dropout = p;
+    lua_getfield(L, idx, "gate");
+    if (!lua_isnil(L, -1)) tl_lua_read_mlp(L, -1, fn, "gate", &b->gate, p);
+    lua_pop(L, 1);
     b->experts = (int)tl_lua_opt_int(L, idx, fn, "experts", b->experts, 1, 1024);
     b->levels = (int)tl_lua_opt_int(L, idx, fn, "levels", b->levels, 1, 8);
     b->shared = (int)tl_lua_opt_int(L, idx, fn, "shared", b->shared, 0, 256);
     b->specific = (int)tl_lua_opt_int(L, idx, fn, "specific", b->specific, 0, 256);
     b->constraint = (float)tl_lua_opt_number(L, idx, fn, "constraint", b->constraint, 0.0, 1e6);
+    b->select_k = (int)tl_lua_opt_int(L, idx, fn, "k", b->select_k, 1, 1024);
+    b->gamma = (float)tl_lua_opt_number(L, idx, fn, "gamma", b->gamma, 1e-6, 1e6);
+    b->entropy = (float)tl_lua_opt_number(L, idx, fn, "entropy", b->entropy, 0.0, 1e6);
+    if (k == TL_BACKBONE_DSELECT_K && (b->experts < 2 || b->select_k > b->experts))
+        luaL_error(L, "tl.dselect_k: needs experts >= 2 and k <= experts (got experts=%d, k=%d)",
+                   b->experts, b->select_k);
 }
 
 /* Index of task `name` in a configuration, or -1. */
@@ -420,6 +456,9 @@ void tl_lua_open_spec(lua_State *L, int tl)
                                    {"omoe", l_omoe},     {"mmoe", l_mmoe},
                                    {"ple", l_ple},       {"esmm", l_esmm},
                                    {"aitm", l_aitm},     {"dml", l_dml},
+                                   {"hps", l_hps},       {"stem", l_stem},
+                                   {"adatt", l_adatt},   {"cross_stitch", l_cross_stitch},
+                                   {"dselect_k", l_dselect_k},
                                    {"crossdistil", l_crossdistil}, {NULL, NULL}};
     lua_pushvalue(L, tl);
     luaL_setfuncs(L, fns, 0);
@@ -440,10 +479,37 @@ void tl_lua_open_spec(lua_State *L, int tl)
          "(Tang et al. RecSys 2020): CGC levels of shared and task-specific experts. shared=0 (task\n"
          "experts only) and specific=0 (shared experts only) are PLE's ablations; not both."},
         {"shared_bottom", "tl.shared_bottom",
-         "tl.shared_bottom{bottom={256,128}, dropout=0}  one shared MLP below the towers."},
+         "tl.shared_bottom{bottom={256,128}, dropout=0}  one shared MLP below the towers (hard\n"
+         "parameter sharing; tl.hps{} is the same backbone)."},
+        {"hps", "tl.hps",
+         "tl.hps{bottom={256,128}, dropout=0}  HPS, hard parameter sharing: another name for\n"
+         "tl.shared_bottom (the model prints and saves it as shared_bottom)."},
+        {"stem", "tl.stem",
+         "tl.stem{levels=1, shared=4, specific=2, expert={256,128}, gate={}, dropout=0}  STEM (Su et al.\n"
+         "AAAI 2024): an embedding table per task besides the shared one; task experts read their task's\n"
+         "embeddings, shared experts the shared ones; task k's gate (on its embeddings + the shared)\n"
+         "mixes all experts, the other tasks' through a stop-gradient (All Forward Task-specific\n"
+         "Backward). gate= hidden ReLU layers of each gate (the authors' default {128, 64}; {} is one\n"
+         "linear layer). Needs categorical fields."},
+        {"adatt", "tl.adatt",
+         "tl.adatt{levels=1, shared=4, specific=2, expert={256,128}, dropout=0}  AdaTT (Li et al. KDD\n"
+         "2023): per level, every task unit fuses all experts (its own, other tasks', shared) with a\n"
+         "softmax gate plus a learned linear residual over its own experts (unweighted when every\n"
+         "unit has one expert). shared=0 is AdaTT-sp."},
+        {"cross_stitch", "tl.cross_stitch",
+         "tl.cross_stitch{bottom={256,128}, dropout=0}  cross-stitch networks (Misra et al. CVPR 2016):\n"
+         "one column of `bottom` layers per task; after each layer a learned T x T matrix mixes the\n"
+         "tasks' activations (initialised 0.9 on the diagonal, 0.1/(T-1) elsewhere)."},
+        {"dselect_k", "tl.dselect_k",
+         "tl.dselect_k{experts=8, expert={256,128}, k=2, gamma=1, entropy=0, dropout=0}  MMoE with\n"
+         "DSelect-k gates (Hazimeh et al. NeurIPS 2021): per task, k single-expert selectors built from\n"
+         "smooth-steps (width gamma) of binary codes, mixed by a softmax; per-example routing. entropy>0\n"
+         "adds entropy x the selectors' entropy, summed over the batch's rows, to the loss (the\n"
+         "authors' regulariser); with experts not a power of 2 the authors' reachability term is added."},
         {"esmm", "tl.esmm",
          "tl.esmm{}  ESMM (Ma et al. SIGIR 2018): two binary tasks, CTR then CTCVR; pCTCVR = pCTR x pCVR,\n"
-         "both losses over the entire space."},
+         "both losses over the entire space. The towers read the embeddings; tl.esmm{backbone=tl.stem{}}\n"
+         "puts ESMM's head over another backbone (any but esmm and aitm)."},
         {"aitm", "tl.aitm",
          "tl.aitm{constraint=0.6}  AITM (Xi et al. KDD 2021): sequential tasks pass information through\n"
          "attention; the label constraint max(p_t - p_{t-1}, 0) is weighted by `constraint`."},

@@ -749,7 +749,7 @@ static void test_refuse_inconsistent(void **state)
     put32(p + conf + 16, 77); /* backbone kind */
     reseal(p, x.n);
     write_all(x.bad, p, x.n);
-    expect_refused(x.bad, TL_ERR_FORMAT, "section CONF has field backbone.kind = 77 outside 0..5");
+    expect_refused(x.bad, TL_ERR_FORMAT, "section CONF has field backbone.kind = 77 outside 0..9");
     free(p);
     fixture_close(&x);
 }

@@ -689,6 +689,181 @@ static void test_stop_grad(void **state)
     tl_graph_free(g);
 }
 
+/* ---- backbone ops: block_mix (cross-stitch, AdaTT), DSelect-k's gate parts ---------------- */
+
+/* Backward twice without zeroing doubles every parameter gradient. */
+static void check_backward_twice(tl_graph *g)
+{
+    size_t n;
+    tl_graph_zero_grad(g);
+    assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+    assert_int_equal(tl_graph_backward_run(g), TL_OK);
+    const float *gr = tl_graph_grads(g, &n);
+    float *once = malloc(n * sizeof *once);
+    assert_non_null(once);
+    memcpy(once, gr, n * sizeof *once);
+    assert_int_equal(tl_graph_backward_run(g), TL_OK);
+    for (size_t i = 0; i < n; i++) assert_true(fabsf(gr[i] - 2.0f * once[i]) <= 1e-6f * fabsf(once[i]) + 1e-12f);
+    free(once);
+}
+
+static void test_block_mix(void **state)
+{
+    (void)state;
+    /* {R, C, first, diag}: a cross-stitch unit, and AdaTT's residual over blocks 1..2 */
+    const int cases[2][3] = {{3, 3, 0}, {1, 2, 1}};
+    const float diags[2] = {0.7f, 0.0f};
+    char what[64];
+    for (int c = 0; c < 2; c++)
+        for (int batched = 0; batched < 2; batched++) {
+            int R = cases[c][0], C = cases[c][1], first = cases[c][2], d = 2;
+            tl_graph *g = newg();
+            tl_node x = batched ? BX(g, 8) : P(g, 4, 8), w = P(g, R, C);
+            tl_node y = tl_block_mix(g, x, w, first, d, diags[c]);
+            assert_int_equal(tl_node_cols(g, y), R * d);
+            snprintf(what, sizeof what, "block_mix case %d batched %d", c, batched);
+            check_loss(what, g, wsum(g, y));
+            const float *X = tl_graph_value(g, x), *W = tlt_param(g, w), *Y = tl_graph_value(g, y);
+            int rows = tl_node_rows(g, y);
+            double want[MAXB * 6];
+            for (int i = 0; i < rows; i++)
+                for (int r = 0; r < R; r++)
+                    for (int j = 0; j < d; j++) {
+                        double v = 0.0;
+                        for (int q = 0; q < C; q++)
+                            v += ((double)W[r * C + q] + (r == q ? (double)diags[c] : 0.0)) *
+                                 (double)X[i * 8 + (first + q) * d + j];
+                        want[(i * R + r) * d + j] = v;
+                    }
+            assert_true(tlt_close(what, Y, want, (size_t)rows * R * d, 1e-5, 1e-6));
+            check_backward_twice(g);
+            tl_graph_free(g);
+        }
+    /* blocks past x's columns, and a diagonal on non-square weights, are refused */
+    tl_graph *g = newg();
+    assert_int_equal(tl_block_mix(g, P(g, 4, 8), P(g, 2, 2), 3, 2, 0.0f), TL_NONE);
+    assert_non_null(strstr(tl_graph_errmsg(g), "block_mix"));
+    tl_graph_free(g);
+    g = newg();
+    assert_int_equal(tl_block_mix(g, P(g, 4, 8), P(g, 1, 2), 0, 2, 0.5f), TL_NONE);
+    assert_non_null(strstr(tl_graph_errmsg(g), "square"));
+    tl_graph_free(g);
+}
+
+static void test_smooth_step(void **state)
+{
+    (void)state;
+    const float gamma = 1.5f;
+    for (int batched = 0; batched < 2; batched++) {
+        tl_graph *g = newg();
+        tl_node a = batched ? BX(g, 5) : P(g, 4, 5);
+        tl_node y = tl_smooth_step(g, a, gamma);
+        check_loss(batched ? "smooth_step batched" : "smooth_step fixed", g, wsum(g, y));
+        const float *A = tl_graph_value(g, a), *Y = tl_graph_value(g, y);
+        int rows = tl_node_rows(g, y), inside = 0;
+        double want[MAXB * 5];
+        for (int i = 0; i < rows * 5; i++) {
+            double t = A[i], gm = gamma;
+            want[i] = t <= -gm / 2 ? 0.0 : t >= gm / 2 ? 1.0 : -2.0 * t * t * t / (gm * gm * gm) + 1.5 * t / gm + 0.5;
+            inside += fabs(t) < gm / 2;
+        }
+        assert_true(inside > 0 && inside < rows * 5 + (batched ? 1 : 0));
+        assert_true(tlt_close("smooth_step value", Y, want, (size_t)rows * 5, 1e-6, 1e-6));
+        check_backward_twice(g);
+        tl_graph_free(g);
+    }
+    tl_graph *g = newg();
+    assert_int_equal(tl_smooth_step(g, P(g, 2, 2), 0.0f), TL_NONE);
+    assert_non_null(strstr(tl_graph_errmsg(g), "gamma"));
+    tl_graph_free(g);
+}
+
+/* Selector weights by brute force: bit j of e (0 = most significant of m). */
+static double selector_want(const float *s, int e, int m)
+{
+    double p = 1.0;
+    for (int j = 0; j < m; j++) p *= (e >> (m - 1 - j)) & 1 ? (double)s[j] : 1.0 - (double)s[j];
+    return p;
+}
+
+static void test_dselect_select(void **state)
+{
+    (void)state;
+    const int experts[2] = {4, 5}; /* m = 2 and m = 3 bits */
+    char what[64];
+    for (int c = 0; c < 2; c++)
+        for (int batched = 0; batched < 2; batched++) {
+            int E = experts[c], m = tl_dselect_bits(E), k = 2;
+            assert_int_equal(m, c == 0 ? 2 : 3);
+            tl_graph *g = newg();
+            tl_node s = tl_sigmoid(g, batched ? BX(g, k * m) : P(g, 4, k * m));
+            tl_node r = tl_dselect_select(g, s, k, E);
+            assert_int_equal(tl_node_cols(g, r), k * E);
+            snprintf(what, sizeof what, "dselect_select E=%d batched %d", E, batched);
+            check_loss(what, g, wsum(g, r));
+            const float *S = tl_graph_value(g, s), *Rv = tl_graph_value(g, r);
+            int rows = tl_node_rows(g, r);
+            double want[MAXB * 10];
+            for (int i = 0; i < rows; i++)
+                for (int q = 0; q < k; q++)
+                    for (int e = 0; e < E; e++)
+                        want[(i * k + q) * E + e] = selector_want(S + (i * k + q) * m, e, m);
+            assert_true(tlt_close(what, Rv, want, (size_t)rows * k * E, 1e-6, 1e-7));
+            check_backward_twice(g);
+            tl_graph_free(g);
+        }
+    /* a power of 2 with saturated steps: each selector is one-hot on the code */
+    tl_graph *g = newg();
+    tl_node z = P(g, 1, 3);
+    tl_node r = tl_dselect_select(g, tl_smooth_step(g, z, 1.0f), 1, 8);
+    prepare(g, tl_sum(g, r));
+    float *Z = tlt_param(g, z);
+    Z[0] = 2.0f, Z[1] = -2.0f, Z[2] = 2.0f; /* bits 101: expert 5 */
+    assert_int_equal(tl_graph_forward(g, 0), TL_OK);
+    for (int e = 0; e < 8; e++) assert_true(tl_graph_value(g, r)[e] == (e == 5 ? 1.0f : 0.0f));
+    tl_graph_free(g);
+    g = newg();
+    assert_int_equal(tl_dselect_select(g, P(g, 2, 5), 2, 4), TL_NONE); /* 2 x 2 bits, not 5 */
+    assert_non_null(strstr(tl_graph_errmsg(g), "dselect_select"));
+    tl_graph_free(g);
+}
+
+static void test_dselect_penalty(void **state)
+{
+    (void)state;
+    const int experts[2] = {4, 3}; /* without and with the reachability term */
+    char what[64];
+    for (int c = 0; c < 2; c++)
+        for (int batched = 0; batched < 2; batched++) {
+            int E = experts[c], k = 2;
+            const float ent = 0.5f;
+            tl_graph *g = newg();
+            tl_node r = tl_sigmoid(g, batched ? BX(g, k * E) : P(g, 4, k * E));
+            tl_node p = tl_dselect_penalty(g, r, k, E, ent);
+            snprintf(what, sizeof what, "dselect_penalty E=%d batched %d", E, batched);
+            check_loss(what, g, wsum(g, p));
+            const float *Rv = tl_graph_value(g, r), *Pv = tl_graph_value(g, p);
+            int rows = tl_node_rows(g, p);
+            double want[MAXB];
+            for (int i = 0; i < rows; i++) {
+                double h = 0.0, inv = 0.0;
+                for (int q = 0; q < k; q++) {
+                    double sum = 0.0;
+                    for (int e = 0; e < E; e++) {
+                        double v = Rv[(i * k + q) * E + e];
+                        h -= v * log(v + 1e-6);
+                        sum += v;
+                    }
+                    inv += E == 3 ? 1.0 / sum : 0.0;
+                }
+                want[i] = (double)ent * h + inv;
+            }
+            assert_true(tlt_close(what, Pv, want, (size_t)rows, 1e-5, 1e-6));
+            check_backward_twice(g);
+            tl_graph_free(g);
+        }
+}
+
 /* ---- losses ------------------------------------------------------------------------------ */
 
 typedef tl_node (*loss_fn)(tl_graph *, tl_node, tl_node, tl_node);
@@ -1121,6 +1296,10 @@ int main(void)
         cmocka_unit_test(test_dropout_eval),
         cmocka_unit_test(test_dropout_training),
         cmocka_unit_test(test_stop_grad),
+        cmocka_unit_test(test_block_mix),
+        cmocka_unit_test(test_smooth_step),
+        cmocka_unit_test(test_dselect_select),
+        cmocka_unit_test(test_dselect_penalty),
         cmocka_unit_test(test_losses_fixed),
         cmocka_unit_test(test_losses_batched),
         cmocka_unit_test(test_quadruplet_bpr),

@@ -51,6 +51,201 @@ static const tl_xop op_map[TL_OP_COUNT] = {
     [TL_OP_EMBEDDING] = TL_X_EMBEDDING,
 };
 
+static int lower(lowering *L, tl_node a);
+
+/* A batched-or-fixed node shaped like d with `cols` columns. */
+static tl_xnode like(const tl_nodedef *d, tl_xop op, int cols)
+{
+    tl_xnode n;
+    memset(&n, 0, sizeof n);
+    n.op = op;
+    n.batched = d->batched;
+    n.rows = d->rows;
+    n.cols = cols;
+    return n;
+}
+
+/* block_mix (cross-stitch units, AdaTT's residual) in ops the writers have:
+ * out block r = sum_c w'[r,c] x block c, the trained weights w' (with the
+ * op's diagonal) as scale factors; the products and sums are the engine's, in
+ * its order. */
+static int lower_block_mix(lowering *L, const tl_nodedef *d)
+{
+    const tl_nodedef *w = &L->g->nodes[d->in[1]];
+    int R = w->rows, C = d->k, dd = d->cols / R;
+    if (R > TL_X_MAX_IN || C > TL_X_MAX_IN) {
+        L->st = tl_fail(TL_ERR_ARG, "export: node '%s' mixes %d x %d blocks; at most %d", d->name, R, C,
+                        TL_X_MAX_IN);
+        return -1;
+    }
+    int x = lower(L, d->in[0]), part[TL_X_MAX_IN], out[TL_X_MAX_IN];
+    for (int c = 0; c < C && x >= 0; c++) {
+        tl_xnode n = like(d, TL_X_SLICE, dd);
+        n.nin = 1;
+        n.in[0] = x;
+        n.start = (d->start + c) * dd;
+        if ((part[c] = push(L, &n)) < 0) return -1;
+    }
+    if (x < 0) return -1;
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) {
+            tl_xnode n = like(d, TL_X_SCALE, dd);
+            n.nin = 1;
+            n.in[0] = part[c];
+            n.f = w->val[(size_t)r * C + c] + (r == c ? d->f : 0.0f);
+            int t = push(L, &n);
+            if (t >= 0 && c > 0) {
+                tl_xnode sum = like(d, TL_X_ADD, dd);
+                sum.nin = 2;
+                sum.in[0] = out[r];
+                sum.in[1] = t;
+                sum.bcast = TL_X_BC_SAME;
+                t = push(L, &sum);
+            }
+            if ((out[r] = t) < 0) return -1;
+        }
+    if (R == 1) return out[0];
+    tl_xnode n = like(d, TL_X_CONCAT, d->cols);
+    n.nin = R;
+    memcpy(n.in, out, (size_t)R * sizeof *out);
+    return push(L, &n);
+}
+
+#define MAX_CONSTS 16 /* distinct scalars: DSelect-k needs 4 per smooth-step width */
+
+/* A 1x1 constant v (one node per distinct value). */
+static int scalar(lowering *L, float v)
+{
+    tl_xgraph *x = L->x;
+    if (!x->consts && !(x->consts = tl_malloc(MAX_CONSTS * sizeof *x->consts, "export constants"))) {
+        L->st = TL_ERR_NOMEM;
+        return -1;
+    }
+    for (int i = 0; i < x->n; i++)
+        if (x->nodes[i].op == TL_X_CONST && x->nodes[i].data >= x->consts &&
+            x->nodes[i].data < x->consts + x->n_consts && *x->nodes[i].data == v)
+            return i;
+    if (x->n_consts == MAX_CONSTS) {
+        L->st = tl_fail(TL_ERR_ARG, "export: more than %d distinct smooth-step constants", MAX_CONSTS);
+        return -1;
+    }
+    x->consts[x->n_consts] = v;
+    tl_xnode n;
+    memset(&n, 0, sizeof n);
+    n.op = TL_X_CONST;
+    n.rows = n.cols = 1;
+    n.data = &x->consts[x->n_consts++];
+    return push(L, &n);
+}
+
+/* op(a, b) shaped like d with `cols` columns, b broadcast by bc. */
+static int binary(lowering *L, const tl_nodedef *d, tl_xop op, int a, int b, int bc, int cols)
+{
+    if (a < 0 || b < 0) return -1;
+    tl_xnode n = like(d, op, cols);
+    n.nin = 2;
+    n.in[0] = a;
+    n.in[1] = b;
+    n.bcast = bc;
+    return push(L, &n);
+}
+
+static int unary(lowering *L, const tl_nodedef *d, tl_xop op, int a, float f, int cols)
+{
+    if (a < 0) return -1;
+    tl_xnode n = like(d, op, cols);
+    n.nin = 1;
+    n.in[0] = a;
+    n.f = f;
+    return push(L, &n);
+}
+
+static int slice(lowering *L, const tl_nodedef *d, int a, int start, int cols)
+{
+    if (a < 0) return -1;
+    tl_xnode n = like(d, TL_X_SLICE, cols);
+    n.nin = 1;
+    n.in[0] = a;
+    n.start = start;
+    return push(L, &n);
+}
+
+/* Columns parts[0..np) side by side, in concats of at most TL_X_MAX_IN. */
+static int concat(lowering *L, const tl_nodedef *d, const int *parts, int np, int width)
+{
+    int outer[TL_X_MAX_IN], no = 0;
+    for (int i = 0; i < np; i += TL_X_MAX_IN) {
+        int m = np - i < TL_X_MAX_IN ? np - i : TL_X_MAX_IN;
+        if (no == TL_X_MAX_IN) {
+            L->st = tl_fail(TL_ERR_ARG, "export: node '%s' has too many columns to concatenate", d->name);
+            return -1;
+        }
+        if (m == 1) {
+            outer[no++] = parts[i];
+            continue;
+        }
+        tl_xnode n = like(d, TL_X_CONCAT, m * width);
+        n.nin = m;
+        memcpy(n.in, parts + i, (size_t)m * sizeof *parts);
+        if ((outer[no++] = push(L, &n)) < 0) return -1;
+    }
+    if (no == 1) return outer[0];
+    tl_xnode n = like(d, TL_X_CONCAT, np * width);
+    n.nin = no;
+    memcpy(n.in, outer, (size_t)no * sizeof *outer);
+    return push(L, &n);
+}
+
+/* DSelect-k's smooth-step: u = t - relu(t - g/2) + relu(-(t + g/2)) clamps t
+ * to [-g/2, g/2] (u = t exactly inside), then ((a3 u) u) u + a1 u + 1/2 as
+ * the engine computes it; outside, the cubic's flat ends give 0 and 1 to
+ * within rounding. */
+static int lower_smooth_step(lowering *L, const tl_nodedef *d, int t)
+{
+    float gm = d->f, a3 = -2.0f / (gm * gm * gm), a1 = 3.0f / (2.0f * gm);
+    int c = d->cols;
+    int hi = scalar(L, gm / 2.0f), lo = scalar(L, -gm / 2.0f), half = scalar(L, 0.5f);
+    int over = unary(L, d, TL_X_RELU, binary(L, d, TL_X_SUB, t, hi, TL_X_BC_SCALAR, c), 0.0f, c);
+    int under = unary(L, d, TL_X_RELU, unary(L, d, TL_X_SCALE, binary(L, d, TL_X_SUB, t, lo, TL_X_BC_SCALAR, c),
+                                             -1.0f, c), 0.0f, c);
+    int u = binary(L, d, TL_X_ADD, binary(L, d, TL_X_SUB, t, over, TL_X_BC_SAME, c), under, TL_X_BC_SAME, c);
+    int cube = binary(L, d, TL_X_MUL, binary(L, d, TL_X_MUL, unary(L, d, TL_X_SCALE, u, a3, c), u, TL_X_BC_SAME, c),
+                      u, TL_X_BC_SAME, c);
+    int sum = binary(L, d, TL_X_ADD, cube, unary(L, d, TL_X_SCALE, u, a1, c), TL_X_BC_SAME, c);
+    return binary(L, d, TL_X_ADD, sum, half, TL_X_BC_SCALAR, c);
+}
+
+/* DSelect-k's selectors: expert e's weight is the product over the code bits
+ * (most significant first) of s or 1 - s, multiplied in the engine's order. */
+static int lower_dselect_select(lowering *L, const tl_nodedef *d, int s)
+{
+    int k = d->k, E = d->cols / k, m = L->g->nodes[d->in[0]].cols / k;
+    int one = scalar(L, 1.0f), *parts = tl_malloc((size_t)k * E * sizeof *parts, "export selectors");
+    if (!parts) {
+        L->st = TL_ERR_NOMEM;
+        return -1;
+    }
+    int r = one;
+    for (int q = 0; q < k && r >= 0; q++) {
+        int on[16], off[16];
+        for (int j = 0; j < m && r >= 0; j++) {
+            on[j] = r = slice(L, d, s, q * m + j, 1);
+            off[j] = r = binary(L, d, TL_X_ADD, unary(L, d, TL_X_SCALE, on[j], -1.0f, 1), one, TL_X_BC_SCALAR, 1);
+        }
+        for (int e = 0; e < E && r >= 0; e++) {
+            int p = -1;
+            for (int j = 0; j < m && r >= 0; j++) {
+                int f = (e >> (m - 1 - j)) & 1 ? on[j] : off[j];
+                p = j == 0 ? f : (r = binary(L, d, TL_X_MUL, p, f, TL_X_BC_SAME, 1));
+            }
+            parts[q * E + e] = p;
+        }
+    }
+    if (r >= 0) r = concat(L, d, parts, k * E, 1);
+    tl_free(parts);
+    return r;
+}
+
 /* The lowered node of graph node a (lowering its inputs first); -1 on failure. */
 static int lower(lowering *L, tl_node a)
 {
@@ -66,6 +261,16 @@ static int lower(lowering *L, tl_node a)
     case TL_OP_DROPOUT: /* identity at inference */
     case TL_OP_STOP_GRAD:
         r = lower(L, d->in[0]);
+        if (r >= 0) L->map[a] = r;
+        return r;
+    case TL_OP_BLOCK_MIX:
+        r = lower_block_mix(L, d);
+        if (r >= 0) L->map[a] = r;
+        return r;
+    case TL_OP_SMOOTH_STEP:
+    case TL_OP_DSELECT_SELECT:
+        r = lower(L, d->in[0]);
+        if (r >= 0) r = d->op == TL_OP_SMOOTH_STEP ? lower_smooth_step(L, d, r) : lower_dselect_select(L, d, r);
         if (r >= 0) L->map[a] = r;
         return r;
     case TL_OP_INPUT_IDS:
@@ -234,5 +439,6 @@ void tl_export_xgraph_free(tl_xgraph *x)
     tl_free(x->nodes);
     tl_free(x->num);
     tl_free(x->raw_names);
+    tl_free(x->consts);
     memset(x, 0, sizeof *x);
 }

@@ -83,6 +83,8 @@ typedef struct {
     int n_cat, n_raw, n_num;      /* ids columns, raw numeric columns, model numeric columns */
     tl_xnum *num;                 /* n_num */
     const char **raw_names;       /* n_raw, the dataset's (valid while it lives) */
+    float *consts;                /* scalars the lowering made (owned; TL_X_CONST data) */
+    int n_consts;
 } tl_xgraph;
 
 typedef struct {

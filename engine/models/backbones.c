@@ -1,5 +1,8 @@
-/* models/backbones.c — Shared-Bottom, OMoE, MMoE (Ma et al. KDD 2018), PLE
- * (Tang et al. RecSys 2020, CGC per level) as graph builders. */
+/* models/backbones.c — Shared-Bottom (also called HPS, hard parameter
+ * sharing), OMoE, MMoE (Ma et al. KDD 2018), PLE (Tang et al. RecSys 2020,
+ * CGC per level) as graph builders, the MLP/expert/gate builders every
+ * backbone uses, and the table of backbones (the newer ones have a file
+ * each: stem.c, adatt.c, cross_stitch.c, dselect_k.c). */
 #include <stdio.h>
 
 #include "builders.h"
@@ -143,8 +146,7 @@ static int cgc_level(tl_graph *g, const tl_backbone_spec *b, int K, int level, i
     return tl_graph_status(g) == TL_OK;
 }
 
-/* The last weight parameter added so far (GradNorm's "last shared layer"). */
-static tl_node last_weight(tl_graph *g)
+tl_node tl_build_last_weight(tl_graph *g)
 {
     for (int i = tl_graph_param_count(g) - 1; i >= 0; i--) {
         const tl_param_info *p = tl_graph_param(g, i);
@@ -153,52 +155,78 @@ static tl_node last_weight(tl_graph *g)
     return TL_NONE;
 }
 
-int tl_build_backbone(tl_graph *g, const tl_model_config *c, tl_node x, tl_node *h,
-                      tl_node *last_shared)
+static int build_shared_bottom(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_node *h)
+{
+    tl_node z = tl_build_mlp(g, io->x, &c->backbone.bottom, "bottom");
+    for (int k = 0; k < c->n_tasks; k++) h[k] = z;
+    return 1;
+}
+
+static int build_moe(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_node *h)
+{
+    const tl_backbone_spec *b = &c->backbone;
+    char name[64];
+    int E = b->experts;
+    tl_node x = io->x, ex = tl_build_experts(g, x, E, &b->expert, "experts");
+    if (b->kind == TL_BACKBONE_OMOE) {
+        tl_node z = tl_gate_mix(g, tl_build_gate(g, x, E, "gate"), ex, E);
+        for (int k = 0; k < c->n_tasks; k++) h[k] = z;
+    } else {
+        for (int k = 0; k < c->n_tasks; k++) {
+            snprintf(name, sizeof name, "gate%d", k + 1);
+            h[k] = tl_gate_mix(g, tl_build_gate(g, x, E, name), ex, E);
+        }
+    }
+    return 1;
+}
+
+static int build_ple(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_node *h)
 {
     const tl_backbone_spec *b = &c->backbone;
     int K = c->n_tasks;
-    char name[64];
-    switch (b->kind) {
-    case TL_BACKBONE_SHARED_BOTTOM: {
-        tl_node z = tl_build_mlp(g, x, &b->bottom, "bottom");
-        for (int k = 0; k < K; k++) h[k] = z;
-        break;
+    tl_node in[TL_MAX_TASKS + 1], out[TL_MAX_TASKS + 1];
+    for (int k = 0; k <= K; k++) in[k] = io->x;
+    for (int l = 1; l <= b->levels; l++) {
+        if (!cgc_level(g, b, K, l, l == 1, in, out, l == b->levels)) return 0;
+        for (int k = 0; k <= K; k++) in[k] = out[k];
     }
-    case TL_BACKBONE_OMOE:
-    case TL_BACKBONE_MMOE: {
-        int E = b->experts;
-        tl_node ex = tl_build_experts(g, x, E, &b->expert, "experts");
-        if (b->kind == TL_BACKBONE_OMOE) {
-            tl_node z = tl_gate_mix(g, tl_build_gate(g, x, E, "gate"), ex, E);
-            for (int k = 0; k < K; k++) h[k] = z;
-        } else {
-            for (int k = 0; k < K; k++) {
-                snprintf(name, sizeof name, "gate%d", k + 1);
-                h[k] = tl_gate_mix(g, tl_build_gate(g, x, E, name), ex, E);
-            }
-        }
-        break;
-    }
-    case TL_BACKBONE_PLE: {
-        tl_node in[TL_MAX_TASKS + 1], out[TL_MAX_TASKS + 1];
-        for (int k = 0; k <= K; k++) in[k] = x;
-        for (int l = 1; l <= b->levels; l++) {
-            if (!cgc_level(g, b, K, l, l == 1, in, out, l == b->levels)) return 0;
-            for (int k = 0; k <= K; k++) in[k] = out[k];
-        }
-        for (int k = 0; k < K; k++) h[k] = out[k];
-        break;
-    }
-    case TL_BACKBONE_ESMM:
-    case TL_BACKBONE_AITM:
-        for (int k = 0; k < K; k++) h[k] = x;
-        break;
-    default:
-        tl_fail(TL_ERR_ARG, "unknown backbone %d", (int)b->kind);
+    for (int k = 0; k < K; k++) h[k] = out[k];
+    return 1;
+}
+
+/* ESMM and AITM: the towers read the shared embedding (model.c builds the
+ * task interaction). */
+static int build_input(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_node *h)
+{
+    (void)g;
+    for (int k = 0; k < c->n_tasks; k++) h[k] = io->x;
+    return 1;
+}
+
+static const tl_backbone_build_fn builders[TL_BACKBONE_COUNT] = {
+    [TL_BACKBONE_SHARED_BOTTOM] = build_shared_bottom,
+    [TL_BACKBONE_OMOE] = build_moe,
+    [TL_BACKBONE_MMOE] = build_moe,
+    [TL_BACKBONE_PLE] = build_ple,
+    [TL_BACKBONE_ESMM] = build_input,
+    [TL_BACKBONE_AITM] = build_input,
+    [TL_BACKBONE_STEM] = tl_build_stem,
+    [TL_BACKBONE_ADATT] = tl_build_adatt,
+    [TL_BACKBONE_CROSS_STITCH] = tl_build_cross_stitch,
+    [TL_BACKBONE_DSELECT_K] = tl_build_dselect_k,
+};
+
+int tl_build_backbone(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_node *h,
+                      tl_node *last_shared)
+{
+    tl_backbone_kind kind = c->backbone.kind;
+    io->extra = io->shared = TL_NONE;
+    if ((unsigned)kind >= TL_BACKBONE_COUNT || !builders[kind]) {
+        tl_fail(TL_ERR_ARG, "unknown backbone %d", (int)kind);
         return 0;
     }
-    *last_shared = last_weight(g);
+    if (!builders[kind](g, c, io, h)) return 0;
+    *last_shared = io->shared != TL_NONE ? io->shared : tl_build_last_weight(g);
     return tl_graph_status(g) == TL_OK;
 }
 

@@ -24,13 +24,38 @@ tl_node tl_build_dense(tl_graph *g, tl_node x, int out, tl_act act, int bias, co
 /* A softmax gate over `k` experts read from x. */
 tl_node tl_build_gate(tl_graph *g, tl_node x, int k, const char *prefix);
 
+/* What a backbone reads and what it gives back besides the tower inputs. */
+typedef struct {
+    tl_node x;        /* the shared input: every field's embedding, then the numeric columns */
+    tl_node ids, num; /* the raw inputs (TL_NONE when the data has none), for a backbone with
+                         embedding tables of its own (STEM) */
+    tl_node extra;    /* out: the backbone's own loss term (DSelect-k's regulariser), 1x1, or
+                         TL_NONE */
+    tl_node shared;   /* out: the weight GradNorm measures, one every task's loss reaches;
+                         TL_NONE: the last weight the backbone added */
+} tl_backbone_io;
+
+/* The last weight matrix (more than one row) added to g so far. */
+tl_node tl_build_last_weight(tl_graph *g);
+
 /* Backbone outputs: h[k] is task k's tower input. For ESMM and AITM the
  * backbone is the shared embedding (h[k] = x) and the task interaction is
  * built by model.c with the functions below (models/esmm_aitm.c). Returns 0
  * on failure. `last_shared` receives the parameter that GradNorm measures
- * (the backbone's last shared weight). */
-int tl_build_backbone(tl_graph *g, const tl_model_config *c, tl_node x, tl_node *h,
+ * (the backbone's last shared weight). The backbone is found in a table of
+ * {kind, builder} (models/backbones.c): a new one is a file with its builder
+ * below and one row there. */
+int tl_build_backbone(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_node *h,
                       tl_node *last_shared);
+
+/* One backbone's builder: fills h[0..K-1] (and io->extra when it has a loss
+ * term); returns 0 on failure. */
+typedef int (*tl_backbone_build_fn)(tl_graph *g, const tl_model_config *c, tl_backbone_io *io,
+                                    tl_node *h);
+int tl_build_stem(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_node *h);
+int tl_build_adatt(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_node *h);
+int tl_build_cross_stitch(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_node *h);
+int tl_build_dselect_k(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, tl_node *h);
 
 /* AITM: task k's (k > 0) tower output t after the adaptive information
  * transfer from the previous task's z_prev (both of width d); the result is

@@ -49,6 +49,12 @@ const tl_op_entry tl_op_table[TL_OP_COUNT] = {
     [TL_OP_QUAD_BPR] = {"quadruplet_bpr", tl_op_quad_bpr_forward, tl_op_quad_bpr_backward},
     [TL_OP_MAP] = {"map", tl_op_map_forward, NULL},
     [TL_OP_EMBEDDING_BAG] = {"embedding_bag", tl_op_embedding_bag_forward, tl_op_embedding_bag_backward, 1},
+    [TL_OP_BLOCK_MIX] = {"block_mix", tl_op_block_mix_forward, tl_op_block_mix_backward},
+    [TL_OP_SMOOTH_STEP] = {"smooth_step", tl_op_smooth_step_forward, tl_op_smooth_step_backward},
+    [TL_OP_DSELECT_SELECT] = {"dselect_select", tl_op_dselect_select_forward,
+                              tl_op_dselect_select_backward},
+    [TL_OP_DSELECT_PENALTY] = {"dselect_penalty", tl_op_dselect_penalty_forward,
+                               tl_op_dselect_penalty_backward},
 };
 
 tl_node tl__build_fail(tl_graph *g, tl_status s, const char *fmt, ...)

@@ -61,6 +61,10 @@ typedef enum {
     TL_OP_QUAD_BPR,
     TL_OP_MAP,
     TL_OP_EMBEDDING_BAG,
+    TL_OP_BLOCK_MIX,
+    TL_OP_SMOOTH_STEP,
+    TL_OP_DSELECT_SELECT,
+    TL_OP_DSELECT_PENALTY,
     TL_OP_COUNT
 } tl_op;
 
@@ -256,6 +260,15 @@ void tl_op_embedding_backward(tl_graph *g, tl_nodedef *n);
 tl_status tl_op_dropout_forward(tl_graph *g, tl_nodedef *n);
 void tl_op_dropout_backward(tl_graph *g, tl_nodedef *n);
 tl_status tl_op_stop_grad_forward(tl_graph *g, tl_nodedef *n);
+
+tl_status tl_op_block_mix_forward(tl_graph *g, tl_nodedef *n);
+void tl_op_block_mix_backward(tl_graph *g, tl_nodedef *n);
+tl_status tl_op_smooth_step_forward(tl_graph *g, tl_nodedef *n);
+void tl_op_smooth_step_backward(tl_graph *g, tl_nodedef *n);
+tl_status tl_op_dselect_select_forward(tl_graph *g, tl_nodedef *n);
+void tl_op_dselect_select_backward(tl_graph *g, tl_nodedef *n);
+tl_status tl_op_dselect_penalty_forward(tl_graph *g, tl_nodedef *n);
+void tl_op_dselect_penalty_backward(tl_graph *g, tl_nodedef *n);
 
 tl_status tl_op_gate_mix_forward(tl_graph *g, tl_nodedef *n);
 void tl_op_gate_mix_backward(tl_graph *g, tl_nodedef *n);

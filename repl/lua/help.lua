@@ -163,6 +163,9 @@ tl.model{data=d, backbone=tl.mmoe{...}, towers={task=tl.mlp{64}}, tower=tl.mlp{6
          alpha=1.5 (gradnorm), temperature=2 (dwa)}
 Build a multi-task model for dataset d: embeddings of its categorical fields plus its
 numeric features feed the backbone; each task gets its own tower.
+  backbone= one of (?tl.<name> for each): tl.shared_bottom (= tl.hps, hard parameter
+    sharing), tl.omoe, tl.mmoe, tl.ple, tl.esmm, tl.aitm, tl.stem, tl.adatt,
+    tl.cross_stitch, tl.dselect_k; tl.esmm{backbone=...} puts ESMM's head over another.
   towers={income=tl.mlp{64}}: a tower per task (tower= is the default for the rest).
   tasks={cvr={space="ctr", weight=1, tower=tl.mlp{32}}}: per-task options; space= names
     another binary task: cvr is trained (and evaluated) only on rows where ctr = 1.

@@ -217,6 +217,15 @@ local backbones = {
   dml = {backbone = tl.mmoe{experts = 3, expert = {8}}, mutual = tl.dml{ctfm = true, gkd = true}},
   crossdistil = {backbone = tl.mmoe{experts = 3, expert = {8}},
                  distill = tl.crossdistil{pairs = {{"ctr", "cvr"}}}},
+  stem = {backbone = tl.stem{levels = 2, shared = 1, specific = 2, expert = {8}, gate = {4}}},
+  adatt = {backbone = tl.adatt{levels = 2, shared = 1, specific = 2, expert = {8}}},
+  adatt_unit = {backbone = tl.adatt{levels = 2, shared = 1, specific = 1, expert = {8}}},
+  cross_stitch = {backbone = tl.cross_stitch{bottom = {8, 4}}},
+  esmm_over_cross_stitch = {backbone = tl.esmm{backbone = tl.cross_stitch{bottom = {8}}}},
+  -- 3 experts (2 code bits) and 5 (3 bits, 2 unreachable codes); gamma 0.01 so that the
+  -- smooth-steps saturate on some rows and stay cubic on others
+  dselect_k = {backbone = tl.dselect_k{experts = 3, k = 2, expert = {8}}},
+  dselect_k5 = {backbone = tl.dselect_k{experts = 5, k = 3, gamma = 0.01, expert = {8}}},
 }
 for name, spec in pairs(backbones) do
   T["parity_" .. name] = function() both(trained(spec), name) end
