@@ -137,9 +137,9 @@ static tl_status setup(tl_weighting_state *w, const tl_model_view *v)
     if (tl_weighting_uses_rep_grads(w->m, &v->cfg->wopt)) {
         tl_status s = tl_graph_cut_check(v->g, w->n_below, K, w->rep);
         if (s != TL_OK)
-            return tl_fail(TL_ERR_ARG, "%s: this model's towers do not read only the backbone's "
-                                       "outputs, so its task gradients cannot be taken there (%s)",
-                           tl_weighting_name(v->cfg->weighting), tl_errmsg());
+            return tl_fail_context(TL_ERR_ARG, "%s: this model's towers do not read only the "
+                                               "backbone's outputs, so its task gradients cannot be "
+                                               "taken there", tl_weighting_name(v->cfg->weighting));
         int cols = tl_node_cols(v->g, w->rep[0]);
         for (int k = 1; k < K; k++)
             if (tl_node_cols(v->g, w->rep[k]) != cols)

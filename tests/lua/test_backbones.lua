@@ -53,14 +53,12 @@ local function check_round_trip(m, what)
   eq(m2:predict(d.test), m:predict(d.test), what .. ": predictions after save/load")
 end
 
--- The weighting methods tl.model accepts, read from its message for an unknown one (so
--- methods added later are covered without editing this file).
+-- Every weighting method, from the engine's own list (so methods added later
+-- are covered without editing this file).
 local function weightings()
-  local ok, err = pcall(tl.model, {data = census(), weighting = "?"})
-  check(not ok)
   local list = {}
-  for w in tostring(err):match("must be one of (.-), got"):gmatch('"([%w_%-]+)"') do list[#list + 1] = w end
-  check(#list >= 5, "weighting list from: " .. tostring(err))
+  for _, w in ipairs(tl.weightings) do list[#list + 1] = w.name end
+  check(#list >= 20, "tl.weightings lists " .. #list .. " methods")
   return list
 end
 
@@ -82,9 +80,16 @@ end
 function T.every_weighting_method()
   for _, w in ipairs(weightings()) do
     for _, name in ipairs(NAMES) do
-      local m = model(name, {weighting = w})
-      m:fit{data = d.train, epochs = 1, max_steps = 6, verbose = false}
-      check_losses(m, name .. " + " .. w)
+      if name == "dselect_k" and w == "graddrop" then
+        -- GradDrop takes the task gradients at the towers' inputs; DSelect-k's entropy
+        -- term reads the gates below them, so the split backward is refused, by name
+        local ok, err = pcall(model, name, {weighting = w})
+        check(not ok and err:find("graddrop: this model's towers do not read only", 1, true), tostring(err))
+      else
+        local m = model(name, {weighting = w})
+        m:fit{data = d.train, epochs = 1, max_steps = 6, verbose = false}
+        check_losses(m, name .. " + " .. w)
+      end
     end
   end
 end
