@@ -107,6 +107,22 @@ static void hooks_step_begin(tl_model *m)
         if (m->hooks[i]->step_begin) m->hooks[i]->step_begin(m->hook_state[i], &m->view);
 }
 
+/* A non-finite task loss stops training before the update, naming the task
+ * and the step; the gradients are cleared, the parameters kept. */
+static tl_status check_task_losses(tl_model *m, const float *task_loss)
+{
+    for (int k = 0; k < m->cfg.n_tasks; k++)
+        if (!isfinite(task_loss[k])) {
+            tl_graph_zero_grad(m->g);
+            return tl_fail(TL_ERR_NUMERIC,
+                           "task '%s': loss is %g at step %lld (epoch %d); parameters kept from "
+                           "the last good step",
+                           m->cfg.tasks[k].name, (double)task_loss[k], (long long)m->step + 1,
+                           m->epoch + 1);
+        }
+    return TL_OK;
+}
+
 /* One training step on the batch already in the graph's inputs. */
 static tl_status train_step(tl_model *m, float *task_loss)
 {
@@ -116,17 +132,8 @@ static tl_status train_step(tl_model *m, float *task_loss)
         if (m->hooks[i]->step_ready) s = m->hooks[i]->step_ready(m->hook_state[i], &m->view);
     if (s == TL_OK) s = tl_graph_forward(m->g, 1);
     if (s != TL_OK) return s;
-    for (int k = 0; k < m->cfg.n_tasks; k++) {
-        task_loss[k] = tl_graph_value(m->g, m->loss[k])[0];
-        if (!isfinite(task_loss[k])) {
-            tl_graph_zero_grad(m->g);
-            return tl_fail(TL_ERR_NUMERIC,
-                           "task '%s': loss is %g at step %lld (epoch %d); parameters kept from "
-                           "the last good step",
-                           m->cfg.tasks[k].name, (double)task_loss[k], (long long)m->step + 1,
-                           m->epoch + 1);
-        }
-    }
+    for (int k = 0; k < m->cfg.n_tasks; k++) task_loss[k] = tl_graph_value(m->g, m->loss[k])[0];
+    if ((s = check_task_losses(m, task_loss)) != TL_OK) return s;
     tl_fit_point f = {NULL, NULL, task_loss, NULL};
     for (int i = 0; i < m->n_hooks; i++)
         if (m->hooks[i]->backward && (s = m->hooks[i]->backward(m->hook_state[i], &m->view, &f)) != TL_OK)
@@ -615,14 +622,7 @@ static tl_status dp_step_self(tl_model *m, fit_run *r, size_t from, int n, const
                        m->epoch + 1, (long long)m->step, stop_rank);
     }
     tl_free(all);
-    for (int k = 0; k < K; k++)
-        if (!isfinite(task_loss[k])) {
-            tl_graph_zero_grad(g);
-            return tl_fail(TL_ERR_NUMERIC,
-                           "task '%s': loss is %g at step %lld (epoch %d); parameters kept from "
-                           "the last good step",
-                           m->cfg.tasks[k].name, (double)task_loss[k], (long long)m->step + 1, m->epoch + 1);
-        }
+    if ((s = check_task_losses(m, task_loss)) != TL_OK) return s;
     uint64_t calls = p->d->comm_calls;
     tl_fit_point f = {NULL, NULL, task_loss, NULL};
     for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
@@ -784,14 +784,7 @@ static tl_status dp_step(tl_model *m, fit_run *r, size_t from, int n, float *tas
     dp_set_denominators(m, NULL);
     *tl_graph_rng(g) = dp_grain_rng(&base, p->G + 1);
     if (s != TL_OK) return s;
-    for (int k = 0; k < K; k++)
-        if (!isfinite(task_loss[k])) {
-            tl_graph_zero_grad(g);
-            return tl_fail(TL_ERR_NUMERIC,
-                           "task '%s': loss is %g at step %lld (epoch %d); parameters kept from "
-                           "the last good step",
-                           m->cfg.tasks[k].name, (double)task_loss[k], (long long)m->step + 1, m->epoch + 1);
-        }
+    if ((s = check_task_losses(m, task_loss)) != TL_OK) return s;
     if ((s = tl_optim_step(m->opt)) == TL_ERR_NUMERIC)
         return tl_fail_context(s, "fit: step %lld (epoch %d)", (long long)m->step + 1, m->epoch + 1);
     return s;
