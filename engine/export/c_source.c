@@ -147,7 +147,8 @@ static int tiled(const tl_xgraph *x, const tl_xnode *n)
 
 static const char *const ops_c[] = {[TL_X_ADD] = "+", [TL_X_SUB] = "-", [TL_X_MUL] = "*"};
 
-/* The statement(s) computing node i into v<i> for the current row. */
+/* The statement(s) computing node i: for a tiled node (see tiled) on the
+ * whole tile t<i>, for any other into v<i>, row q of the tile. */
 static tl_status emit_node(cw *w, int i, const tl_xnode *n)
 {
     const tl_xgraph *x = w->x;
