@@ -28,41 +28,13 @@
 #include "gemm.h"
 #include "model.h"
 #include "parallel.h"
+#include "bench_clock.h"
 
 #define N_ROWS (1024 * 24)
 #define FIELDS 8
 #define VOCAB 10000
 #define DENSE 16
 #define MAX_T 8 /* the most tasks the scaling run uses */
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* CPU seconds of the whole process (every thread): on a loaded machine the
- * rows per CPU-second measure the work, where wall time also measures the
- * neighbours. */
-static double cpu_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 extern void openblas_set_num_threads(int);
 
@@ -79,7 +51,7 @@ static double sgemm_rate(int threads)
     for (int way = 0; way < 2; way++) {
         openblas_set_num_threads(way == 0 ? threads : 1);
         for (int r = 0; r < 4; r++) { /* the first is a warm-up */
-            double t = now();
+            double t = bench_clock(CLOCK_MONOTONIC);
             for (int i = 0; i < reps; i++) {
                 if (way == 0)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n,
@@ -87,7 +59,7 @@ static double sgemm_rate(int threads)
                 else
                     tl_gemm(0, 0, m, n, k, a, k, b, n, 0.0f, c, n);
             }
-            double rate = 2.0 * m * n * k * reps / (now() - t) / 1e9;
+            double rate = 2.0 * m * n * k * reps / (bench_clock(CLOCK_MONOTONIC) - t) / 1e9;
             if (r > 0 && rate > best) best = rate;
         }
     }
@@ -198,15 +170,15 @@ static int run_paper(const char *name, const tl_split *s, const tl_split *v, int
         return 1;
     }
     for (int r = 0; r < reps; r++) {
-        double t = now(), c0 = cpu_now();
+        double t = bench_clock(CLOCK_MONOTONIC), c0 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
         if (tl_model_fit(m, s, v, &o) != TL_OK) {
             fprintf(stderr, "bench_b1: %s: %s\n", name, tl_errmsg());
             return 1;
         }
-        train[r] = P_ROWS / (now() - t);
-        cpu[r] = P_ROWS / (cpu_now() - c0);
+        train[r] = P_ROWS / (bench_clock(CLOCK_MONOTONIC) - t);
+        cpu[r] = P_ROWS / (bench_clock(CLOCK_PROCESS_CPUTIME_ID) - c0);
     }
-    printf("%s_train %.0f\n%s_cpu %.0f\n", name, median(train, reps), name, median(cpu, reps));
+    printf("%s_train %.0f\n%s_cpu %.0f\n", name, bench_median(train, reps), name, bench_median(cpu, reps));
     double f = train_flops_paper(name);
     if (f > 0.0) printf("%s_train_bound %.0f\n%s_flops %.0f\n", name, gflops * 1e9 / f, name, f);
     fflush(stdout);
@@ -312,17 +284,17 @@ static int run_model(tl_backbone_kind kind, const char *name, const tl_split *s,
     tl_model_fit(m, s, NULL, &o); /* warm-up */
     tl_model_predict(m, s, pred);
     for (int r = 0; r < reps; r++) {
-        double t = now();
+        double t = bench_clock(CLOCK_MONOTONIC);
         if (tl_model_fit(m, s, NULL, &o) != TL_OK) {
             fprintf(stderr, "bench_b1: %s\n", tl_errmsg());
             return 1;
         }
-        train[r] = N_ROWS / (now() - t);
-        t = now();
+        train[r] = N_ROWS / (bench_clock(CLOCK_MONOTONIC) - t);
+        t = bench_clock(CLOCK_MONOTONIC);
         tl_model_predict(m, s, pred);
-        infer[r] = N_ROWS / (now() - t);
+        infer[r] = N_ROWS / (bench_clock(CLOCK_MONOTONIC) - t);
     }
-    double tr = median(train, reps), inf = median(infer, reps);
+    double tr = bench_median(train, reps), inf = bench_median(infer, reps);
     double bound = gflops * 1e9 / (3.0 * flops_forward(kind, E, T));
     printf("%s_train %.0f\n%s_infer %.0f\n%s_train_bound %.0f\n", name, tr, name, inf, name, bound);
     fflush(stdout);

@@ -14,38 +14,17 @@
 
 #include "data.h"
 #include "parallel.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* CPU time of this thread: on a busy machine wall time measures the other
- * processes too, so both are reported. */
-static double cpu_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_clock.h"
 
 /* Run one load; returns wall seconds (CPU seconds in *cpu) or -1 on failure
  * (message printed). */
 static double run(const char *dir, int cache, int expect_cached, size_t *rows, double *cpu)
 {
     tl_dataset *d = NULL;
-    double t0 = now(), c0 = cpu_now();
+    double t0 = bench_clock(CLOCK_MONOTONIC), c0 = bench_clock(CLOCK_THREAD_CPUTIME_ID);
     tl_status st = tl_data_census_ex(dir, 0, cache, &d);
-    double t = now() - t0;
-    *cpu = cpu_now() - c0;
+    double t = bench_clock(CLOCK_MONOTONIC) - t0;
+    *cpu = bench_clock(CLOCK_THREAD_CPUTIME_ID) - c0;
     if (st) {
         fprintf(stderr, "bench_data: %s\n", tl_errmsg());
         return -1;
@@ -62,8 +41,8 @@ static double run(const char *dir, int cache, int expect_cached, size_t *rows, d
 
 static int report(const char *what, double *t, double *c, int n, size_t rows, double target)
 {
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    qsort(c, (size_t)n, sizeof *c, cmp);
+    qsort(t, (size_t)n, sizeof *t, bench_cmp_double);
+    qsort(c, (size_t)n, sizeof *c, bench_cmp_double);
     double med = t[n / 2], cmed = c[n / 2];
     printf("%-26s wall best %.4f s median %.4f s | cpu median %.4f s | %9.0f rows/s | target < %.2f s %s\n",
            what, t[0], med, cmed, (double)rows / med, target, med < target ? "ok" : "SLOW");

@@ -21,20 +21,7 @@
 #include "model.h"
 #include "parallel.h"
 #include "synthetic.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static double cpu_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
+#include "bench_clock.h"
 
 static void rss(void)
 {
@@ -54,9 +41,9 @@ static int gen(const char *dir, uint64_t n)
     tl_synth_ccp_params p;
     tl_synth_ccp_defaults(&p);
     uint64_t rows[3] = {n, n / 100 ? n / 100 : 1, n / 100 ? n / 100 : 1};
-    double t0 = now(), c0 = cpu_now();
+    double t0 = bench_clock(CLOCK_MONOTONIC), c0 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
     if (tl_data_synth_ccp_shards(&p, rows, dir, 0, NULL, NULL) != TL_OK) return die("gen");
-    double t = now() - t0, c = cpu_now() - c0, all = (double)(rows[0] + rows[1] + rows[2]);
+    double t = bench_clock(CLOCK_MONOTONIC) - t0, c = bench_clock(CLOCK_PROCESS_CPUTIME_ID) - c0, all = (double)(rows[0] + rows[1] + rows[2]);
     printf("gen_rows %.0f\ngen_rows_per_s %.0f\ngen_cpu_rows_per_s %.0f\n", all, all / t, all / c);
     rss();
     return 0;
@@ -70,12 +57,12 @@ static int rowgen(uint64_t n)
     if (tl_synth_ccp_new(&p, &g) != TL_OK) return die("rowgen");
     int32_t cat[TL_SYNTH_CCP_CAT], bag[64];
     float num[4], lab[2];
-    double sum = 0, c0 = cpu_now();
+    double sum = 0, c0 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
     for (uint64_t i = 0; i < n; i++) {
         tl_synth_ccp_row(g, i, cat, bag, num, lab);
         sum += (double)lab[0];
     }
-    double c = cpu_now() - c0;
+    double c = bench_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
     printf("rowgen_cpu_rows_per_s %.0f\nrowgen_ctr %.4f\n", (double)n / c, sum / (double)n);
     tl_synth_ccp_free(g);
     return 0;
@@ -88,9 +75,9 @@ static int convert(const char *dir, uint64_t n)
     p.rows = (size_t)n;
     tl_dataset *d;
     if (tl_data_synthetic_pair(&p, &d) != TL_OK) return die("dataset");
-    double t0 = now();
+    double t0 = bench_clock(CLOCK_MONOTONIC);
     if (tl_shards_convert(d, dir, 0, NULL, NULL) != TL_OK) return die("convert");
-    printf("convert_rows_per_s %.0f\n", (double)n / (now() - t0));
+    printf("convert_rows_per_s %.0f\n", (double)n / (bench_clock(CLOCK_MONOTONIC) - t0));
     tl_dataset_free(d);
     return 0;
 }
@@ -102,7 +89,7 @@ static int read_epoch(const char *dir)
     if (tl_shards_open(dir, &sh) != TL_OK || tl_stream_open(sh, 0, 1, 0, TL_STREAM_SHUFFLE, &s) != TL_OK ||
         tl_stream_reserve(s, 2048) != TL_OK)
         return die("open");
-    double t0 = now(), sum = 0;
+    double t0 = bench_clock(CLOCK_MONOTONIC), sum = 0;
     uint64_t n = 0;
     for (;;) {
         tl_split b;
@@ -112,7 +99,7 @@ static int read_epoch(const char *dir)
         for (int i = 0; i < got; i++) sum += (double)b.labels[i * 2];
         n += (uint64_t)got;
     }
-    double t = now() - t0;
+    double t = bench_clock(CLOCK_MONOTONIC) - t0;
     printf("read_rows %llu\nread_rows_per_s %.0f\nread_ctr %.4f\n", (unsigned long long)n, (double)n / t, sum / (double)n);
     rss();
     tl_stream_close(s);
@@ -145,11 +132,11 @@ static int train(const char *dir, int stream, int epochs)
     o.batch = 2048;
     tl_stream *s = NULL;
     if (stream && tl_stream_open(sh, 0, 1, 0, TL_STREAM_SHUFFLE, &s) != TL_OK) return die("stream");
-    double t0 = now(), c0 = cpu_now();
+    double t0 = bench_clock(CLOCK_MONOTONIC), c0 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
     tl_status st = stream ? tl_model_fit_stream(m, s, NULL, &o)
                           : tl_model_fit(m, tl_dataset_split(mem, "train"), NULL, &o);
     if (st != TL_OK) return die("fit");
-    double t = now() - t0, cpu = cpu_now() - c0, rows = (double)tl_shards_rows(sh, 0) * epochs;
+    double t = bench_clock(CLOCK_MONOTONIC) - t0, cpu = bench_clock(CLOCK_PROCESS_CPUTIME_ID) - c0, rows = (double)tl_shards_rows(sh, 0) * epochs;
     printf("train_%s_cpu_rows_per_s %.0f\n", stream ? "stream" : "memory", rows / cpu);
     tl_task_eval ev[TL_MAX_TASKS];
     if (tl_model_evaluate(m, tl_dataset_split(layout, "valid"), 10, ev, NULL) != TL_OK) return die("evaluate");

@@ -23,31 +23,13 @@
 #include "losses/weighting.h"
 #include "model.h"
 #include "parallel.h"
+#include "bench_clock.h"
 
 #define N_ROWS (1024 * 16)
 #define FIELDS 8
 #define VOCAB 10000
 #define DENSE 16
 #define MAX_ROUNDS 16
-
-static double clock_of(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 typedef struct {
     tl_weighting w;
@@ -148,18 +130,18 @@ int main(int argc, char **argv)
             for (int i = 0; i < nv; i++)
                 for (int pass = 0; pass < 2; pass++) {
                     variant *x = &v[pass ? i : 0];
-                    double c0 = clock_of(CLOCK_PROCESS_CPUTIME_ID), w0 = clock_of(CLOCK_MONOTONIC);
+                    double c0 = bench_clock(CLOCK_PROCESS_CPUTIME_ID), w0 = bench_clock(CLOCK_MONOTONIC);
                     if (tl_model_fit(x->m[b], &s, NULL, &o) != TL_OK) {
                         fprintf(stderr, "bench_weighting: %s: %s\n", x->name, tl_errmsg());
                         return 1;
                     }
-                    double c1 = clock_of(CLOCK_PROCESS_CPUTIME_ID) - c0;
+                    double c1 = bench_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
                     if (!pass) {
                         fixed_cpu[i][r] = c1;
                         continue;
                     }
                     v[i].cpu[b][r] = c1;
-                    v[i].wall[b][r] = clock_of(CLOCK_MONOTONIC) - w0;
+                    v[i].wall[b][r] = bench_clock(CLOCK_MONOTONIC) - w0;
                 }
         for (int i = 0; i < nv; i++) {
             double ratio[MAX_ROUNDS], ms[MAX_ROUNDS];
@@ -167,8 +149,8 @@ int main(int argc, char **argv)
                 ratio[r] = v[i].cpu[b][r] / fixed_cpu[i][r];
                 ms[r] = 1e3 * v[i].wall[b][r] / steps;
             }
-            printf("wt_%s_%s_cpu_ratio %.3f\nwt_%s_%s_ms %.2f\n", bnames[b], v[i].name, median(ratio, rounds),
-                   bnames[b], v[i].name, median(ms, rounds));
+            printf("wt_%s_%s_cpu_ratio %.3f\nwt_%s_%s_ms %.2f\n", bnames[b], v[i].name, bench_median(ratio, rounds),
+                   bnames[b], v[i].name, bench_median(ms, rounds));
             fflush(stdout);
             tl_model_free(v[i].m[b]);
         }
