@@ -13,7 +13,14 @@
 static int has_gates(const tl_model *m)
 {
     tl_backbone_kind k = tl_model_config_get(m)->backbone.kind;
-    return k == TL_BACKBONE_MMOE || k == TL_BACKBONE_OMOE || k == TL_BACKBONE_PLE;
+    return k == TL_BACKBONE_MMOE || k == TL_BACKBONE_OMOE || k == TL_BACKBONE_PLE ||
+           k == TL_BACKBONE_DSELECT_K || k == TL_BACKBONE_STEM || k == TL_BACKBONE_ADATT;
+}
+
+/* Backbones built in levels (the gates of a level are asked for). */
+static int has_levels(tl_backbone_kind k)
+{
+    return k == TL_BACKBONE_PLE || k == TL_BACKBONE_STEM || k == TL_BACKBONE_ADATT;
 }
 
 int tl_diagnose_gate_experts(const tl_model *m, int level)
@@ -22,7 +29,7 @@ int tl_diagnose_gate_experts(const tl_model *m, int level)
     const tl_model_config *c = tl_model_config_get(m);
     const tl_backbone_spec *b = &c->backbone;
     if (!has_gates(m)) return 0;
-    if (b->kind == TL_BACKBONE_PLE) return c->n_tasks * b->specific + b->shared;
+    if (has_levels(b->kind)) return c->n_tasks * b->specific + b->shared;
     return b->experts;
 }
 
@@ -40,7 +47,12 @@ static tl_status find_gate(tl_model *m, int level, int k, tl_node *node, int *co
         *cols = b->specific + b->shared;
         for (int j = 0; j < *cols; j++)
             map[j] = j < b->specific ? k * b->specific + j : K * b->specific + (j - b->specific);
-    } else {
+    } else if (b->kind == TL_BACKBONE_STEM || b->kind == TL_BACKBONE_ADATT) {
+        /* every task's gate mixes all experts: task 1's .. task K's, then the shared */
+        snprintf(name, sizeof name, "%s%d.gate%d", b->kind == TL_BACKBONE_STEM ? "stem" : "adatt", level, k + 1);
+        *cols = K * b->specific + b->shared;
+        for (int j = 0; j < *cols; j++) map[j] = j;
+    } else { /* MMoE, OMoE, DSelect-k ("gate<k>": the selectors' mixture over the experts) */
         snprintf(name, sizeof name, b->kind == TL_BACKBONE_OMOE ? "gate" : "gate%d", k + 1);
         *cols = b->experts;
         for (int j = 0; j < *cols; j++) map[j] = j;
@@ -56,13 +68,13 @@ static tl_status gate_args(const tl_model *m, const tl_split *s, const tl_gate_o
     const tl_model_config *c = tl_model_config_get(m);
     const tl_backbone_spec *b = &c->backbone;
     if (!has_gates(m))
-        return tl_fail(TL_ERR_ARG, "gates: backbone %s has no gates (omoe, mmoe and ple have)",
-                       tl_backbone_name(b->kind));
+        return tl_fail(TL_ERR_ARG, "gates: backbone %s has no gates (%s have)", tl_backbone_name(b->kind),
+                       TL_DIAGNOSE_GATED);
     if (!s || s->n == 0) return tl_fail(TL_ERR_ARG, "gates: the split has no rows");
     if ((c->n_cat && !s->cat) || (c->n_num && !s->num))
         return tl_fail(TL_ERR_ARG, "gates: the split lacks features");
-    *level = b->kind == TL_BACKBONE_PLE ? (o->level > 0 ? o->level : b->levels) : 1;
-    if (b->kind == TL_BACKBONE_PLE && *level > b->levels)
+    *level = has_levels(b->kind) ? (o->level > 0 ? o->level : b->levels) : 1;
+    if (has_levels(b->kind) && *level > b->levels)
         return tl_fail(TL_ERR_ARG, "gates: level %d outside 1..%d", *level, b->levels);
     if (o->field >= c->n_cat)
         return tl_fail(TL_ERR_ARG, "gates: field %d outside the %d categorical fields", o->field + 1,

@@ -5,8 +5,9 @@
  * included here for its record).
  *
  * Gates are found by name: tl_build_gate names each gate's softmax node like
- * its parameters' prefix ("gate<k>" for MMoE, "gate" for OMoE,
- * "ple<l>.gate<k>" for PLE). All functions leave the model's parameters,
+ * its parameters' prefix ("gate<k>" for MMoE and DSelect-k, "gate" for OMoE,
+ * "ple<l>.gate<k>", "stem<l>.gate<k>", "adatt<l>.gate<k>" for PLE, STEM and
+ * AdaTT). All functions leave the model's parameters,
  * optimizer state and dropout RNG as they found them.
  */
 #ifndef TL_DIAGNOSE_H
@@ -17,21 +18,26 @@
 
 /* ---- gates ------------------------------------------------------------------ */
 
-/* Columns of the gate matrix: E experts for MMoE/OMoE; for PLE the level's
- * K*P task-specific experts (task k's in columns k*P..) followed by its S
- * shared experts. 0 when the backbone has no gates (shared_bottom, esmm,
- * aitm). `level` is 1-based; 0 = the last level (ignored without PLE). */
+/* The backbones with gates, for messages. */
+#define TL_DIAGNOSE_GATED "omoe, mmoe, ple, dselect_k, stem and adatt"
+
+/* Columns of the gate matrix: E experts for MMoE/OMoE/DSelect-k; for PLE,
+ * STEM and AdaTT the level's K*P task-specific experts (task k's in columns
+ * k*P..) followed by its S shared experts. 0 when the backbone has no gates
+ * (shared_bottom, cross_stitch, esmm, aitm). `level` is 1-based; 0 = the
+ * last level (ignored without levels). */
 int tl_diagnose_gate_experts(const tl_model *m, int level);
 
 typedef struct {
-    int level;     /* PLE level, 1-based; 0 = the last one */
+    int level;     /* PLE/STEM/AdaTT level, 1-based; 0 = the last one */
     int field;     /* categorical field to break the means down by; -1 = none */
 } tl_gate_opts;
 
 /* Run the model forward (evaluation mode) over every row of s and average the
  * gate softmax of each task: weights[k*E + e] = mean over rows of task k's
  * gate weight on expert e (E = tl_diagnose_gate_experts; a PLE task puts 0 on
- * other tasks' specific experts; OMoE's one gate is every task's gate), so
+ * other tasks' specific experts, a STEM or AdaTT task weighs them all; OMoE's
+ * one gate is every task's gate; DSelect-k's is its selectors' mixture), so
  * each task's row sums to 1. entropy[k] = mean over rows of -sum_e g log g
  * (nats). With o->field >= 0, by_field (vocab[field] x n_tasks x E) and
  * count (vocab[field]) receive the same means per id of that field (0 and

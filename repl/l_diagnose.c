@@ -109,8 +109,8 @@ static int l_gates(lua_State *L)
     }
     int E = tl_diagnose_gate_experts(m, o.level);
     if (E == 0)
-        return luaL_error(L, "%s: backbone %s has no gates (omoe, mmoe and ple have)", fn,
-                          tl_backbone_name(c->backbone.kind));
+        return luaL_error(L, "%s: backbone %s has no gates (%s have)", fn,
+                          tl_backbone_name(c->backbone.kind), TL_DIAGNOSE_GATED);
     size_t KE = (size_t)c->n_tasks * (size_t)E;
     size_t V = o.field >= 0 ? (size_t)c->vocab[o.field] : 0;
     /* userdata buffers: freed by the GC even when an error is raised */
@@ -121,7 +121,8 @@ static int l_gates(lua_State *L)
     push_gate_table(L, c, E, w, ent, (double)s->n);
     lua_pushstring(L, tl_backbone_name(c->backbone.kind));
     lua_setfield(L, -2, "backbone");
-    if (c->backbone.kind == TL_BACKBONE_PLE) {
+    tl_backbone_kind kind = c->backbone.kind;
+    if (kind == TL_BACKBONE_PLE || kind == TL_BACKBONE_STEM || kind == TL_BACKBONE_ADATT) {
         lua_pushinteger(L, o.level > 0 ? o.level : c->backbone.levels);
         lua_setfield(L, -2, "level");
     }

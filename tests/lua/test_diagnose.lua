@@ -80,6 +80,37 @@ function T.gates_errors_and_other_backbones()
   eq(ple:gates(d.valid, {level = 1}).level, 1)
 end
 
+function T.gates_of_dselect_k_stem_and_adatt()
+  local function sums_to_one(g, what)
+    for k, row in ipairs(g.weights) do
+      local s = 0
+      for _, v in ipairs(row) do s = s + v end
+      check(math.abs(s - 1) < 1e-5, what .. ": task " .. k .. "'s mean gate sums to " .. s)
+    end
+  end
+  local ds = tl.model{data = census(), backbone = tl.dselect_k{experts = 4, k = 2, expert = {8}},
+                      tower = tl.mlp{4}, emb = 4, batch = 256, seed = 1}
+  local g = ds:gates(d.valid)
+  eq(g.experts, 4)
+  eq(g.backbone, "dselect_k")
+  sums_to_one(g, "dselect_k")
+  for _, bb in ipairs{"stem", "adatt"} do
+    local m = tl.model{data = d, backbone = tl[bb]{levels = 2, shared = 1, specific = 1, expert = {8}},
+                       tower = tl.mlp{4}, emb = 4, batch = 256, seed = 1}
+    g = m:gates(d.valid)
+    eq(g.experts, 2 * 1 + 1, bb .. ": the tasks' specific experts, then the shared one")
+    eq(g.level, 2)
+    sums_to_one(g, bb)
+    check(g.weights[1][2] > 0, bb .. ": income's gate mixes never_married's expert too (unlike PLE)")
+    local g1 = m:gates(d.valid, {level = 1})
+    eq(g1.level, 1)
+    check(g1.weights[1][1] ~= g.weights[1][1], bb .. ": level 1 has its own gates")
+    raises(function() m:gates(d.valid, {level = 3}) end, "level 3 outside 1..2")
+  end
+  local cs = tl.model{data = d, backbone = tl.cross_stitch{}, tower = tl.mlp{4}, emb = 4, batch = 256, seed = 1}
+  raises(function() cs:gates(d.valid) end, "cross_stitch has no gates")
+end
+
 function T.fit_diagnostics_fill_history()
   local m = small_mmoe()
   local h = m:history()
