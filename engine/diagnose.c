@@ -177,7 +177,9 @@ static void add_msg(char *msg, size_t cap, const char *text)
 tl_status tl_diagnose_collapse(tl_model *m, const tl_split *s, char *msg, size_t cap)
 {
     if (cap) msg[0] = '\0';
-    if (!has_gates(m) || !s || s->n == 0) return TL_OK;
+    /* DSelect-k selects k experts on purpose: an unused expert is its design */
+    if (!has_gates(m) || tl_model_config_get(m)->backbone.kind == TL_BACKBONE_DSELECT_K || !s || s->n == 0)
+        return TL_OK;
     int K = tl_model_config_get(m)->n_tasks, E = tl_diagnose_gate_experts(m, 0), B = tl_model_config_get(m)->max_batch;
     double *w = tl_malloc((size_t)K * (size_t)E * sizeof(double), "gate means");
     double ent[TL_MAX_TASKS];

@@ -53,7 +53,8 @@ tl_status tl_diagnose_gates(tl_model *m, const tl_split *s, const tl_gate_opts *
  * 1%), and (MMoE/OMoE) pairs of
  * experts whose outputs over one batch of s (at most the model's batch rows)
  * have cosine similarity > 0.99. Writes one line describing what was found
- * into msg ("" when nothing, or when the backbone has no gates); returns
+ * into msg ("" when nothing, when the backbone has no gates, or for DSelect-k,
+ * whose gates leave experts unused by design); returns
  * TL_OK unless a forward run fails. */
 tl_status tl_diagnose_collapse(tl_model *m, const tl_split *s, char *msg, size_t cap);
 
