@@ -29,9 +29,11 @@ int tl_lua_raise_status(lua_State *L, const char *fn, tl_status s)
     const char *msg = tl_errmsg();
     if (!msg || !*msg) msg = tl_status_name(s);
     if (s == TL_ERR_CANCELLED) tl_lua_interrupt_delivered(L);
-    /* the engine names its function too ("movielens: ..."): say it once */
-    const char *last = strrchr(fn, '.');
-    last = last ? last + 1 : fn;
+    /* the engine names its function too ("movielens: ...", "fit: ..."): say it
+     * once (fn's last part: "tl.datasets.movielens" -> "movielens", "m:fit" -> "fit") */
+    const char *last = fn;
+    for (const char *p = fn; *p; p++)
+        if (*p == '.' || *p == ':') last = p + 1;
     size_t n = strlen(last);
     if (strncmp(msg, last, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
     return luaL_error(L, "%s: %s", fn, msg);
