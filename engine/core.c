@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,16 +59,21 @@ const char *tl_status_name(tl_status s)
 
 /* ---- allocation ---------------------------------------------------------- */
 
-static uint64_t alloc_count;
-static uint64_t fault_at;      /* alloc_attempts value that fails; 0 = off */
-static uint64_t alloc_attempts;
-static int fault_happened;
+/* Atomic: worker threads allocate too (scratch buffers), and a plain ++
+ * from two threads is a data race. Relaxed: only the counts matter. */
+static _Atomic uint64_t alloc_count;
+static _Atomic uint64_t fault_at;      /* alloc_attempts value that fails; 0 = off */
+static _Atomic uint64_t alloc_attempts;
+static _Atomic int fault_happened;
+
+static void count_alloc(void) { atomic_fetch_add_explicit(&alloc_count, 1, memory_order_relaxed); }
 
 static int should_fail(void)
 {
-    alloc_attempts++;
-    if (fault_at && alloc_attempts == fault_at) {
-        fault_happened = 1;
+    uint64_t n = atomic_fetch_add_explicit(&alloc_attempts, 1, memory_order_relaxed) + 1;
+    uint64_t at = atomic_load_explicit(&fault_at, memory_order_relaxed);
+    if (at && n == at) {
+        atomic_store_explicit(&fault_happened, 1, memory_order_relaxed);
         return 1;
     }
     return 0;
@@ -75,12 +81,13 @@ static int should_fail(void)
 
 void tl_fault_inject_nth(uint64_t k)
 {
-    fault_happened = 0;
-    fault_at = k ? alloc_attempts + k : 0;
+    atomic_store_explicit(&fault_happened, 0, memory_order_relaxed);
+    uint64_t now = atomic_load_explicit(&alloc_attempts, memory_order_relaxed);
+    atomic_store_explicit(&fault_at, k ? now + k : 0, memory_order_relaxed);
 }
 
-int tl_fault_injected(void) { return fault_happened; }
-uint64_t tl_alloc_count(void) { return alloc_count; }
+int tl_fault_injected(void) { return atomic_load_explicit(&fault_happened, memory_order_relaxed); }
+uint64_t tl_alloc_count(void) { return atomic_load_explicit(&alloc_count, memory_order_relaxed); }
 
 void *tl_malloc(size_t bytes, const char *what)
 {
@@ -90,7 +97,7 @@ void *tl_malloc(size_t bytes, const char *what)
                 what ? what : "?");
         return NULL;
     }
-    alloc_count++;
+    count_alloc();
     return p;
 }
 
@@ -107,7 +114,7 @@ void *tl_calloc(size_t count, size_t size, const char *what)
                 count, size, what ? what : "?");
         return NULL;
     }
-    alloc_count++;
+    count_alloc();
     return p;
 }
 
@@ -119,7 +126,7 @@ void *tl_realloc(void *old, size_t bytes, const char *what)
                 what ? what : "?", bytes);
         return NULL;
     }
-    alloc_count++;
+    count_alloc();
     return p;
 }
 
@@ -134,7 +141,7 @@ void *tl_malloc_aligned(size_t bytes, const char *what)
                 what ? what : "?");
         return NULL;
     }
-    alloc_count++;
+    count_alloc();
     return p;
 }
 
