@@ -392,6 +392,50 @@ static void test_gradnorm(void **state)
     free_data(&d);
 }
 
+/* GradNorm measures each task's gradient at one backbone weight (the model's
+ * last_shared): every task's loss must reach it. The last weight a backbone
+ * builds is often task K's own gate (MMoE, PLE), which task 1 never reaches.
+ * One task's loss weight at a time (the other 0): the gradient there is
+ * non-zero. */
+static void test_gradnorm_layer_reached_by_every_task(void **state)
+{
+    (void)state;
+    static const struct {
+        tl_backbone_kind kind;
+        int shared, levels;
+    } cases[] = {
+        {TL_BACKBONE_SHARED_BOTTOM, 2, 2}, {TL_BACKBONE_OMOE, 2, 2}, {TL_BACKBONE_MMOE, 2, 2},
+        {TL_BACKBONE_PLE, 2, 2},           {TL_BACKBONE_PLE, 0, 2},  {TL_BACKBONE_PLE, 2, 1},
+        {TL_BACKBONE_DSELECT_K, 2, 2},     {TL_BACKBONE_CROSS_STITCH, 2, 2},
+    };
+    tdata d;
+    make_data(&d, 256, 0, LAB_REG, 3, 5);
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int task = 0; task < 2; task++) {
+            tl_model_config c;
+            make_cfg(&c, cases[ci].kind, TL_WEIGHTING_GRADNORM, LAB_REG);
+            c.backbone.shared = cases[ci].shared;
+            c.backbone.levels = cases[ci].levels;
+            c.backbone.select_k = 2;
+            c.tasks[1 - task].weight = 0.0f;
+            tl_model *m = new_model(&c);
+            tl_graph *g = tl_model_graph(m);
+            fill_graph(m, &d.train, 0, 128);
+            check_ok(tl_graph_forward(g, 1), "forward");
+            tl_graph_zero_grad(g);
+            check_ok(tl_graph_backward_run(g), "backward");
+            const tl_param_info *p = tl_graph_param(g, tl_graph_param_index(g, m->last_shared));
+            const float *gr = tl_graph_grads(g, NULL) + p->offset;
+            double norm = 0.0;
+            for (int i = 0; i < p->rows * p->cols; i++) norm += (double)gr[i] * (double)gr[i];
+            if (!(norm > 0.0))
+                fail_msg("%s (shared=%d, levels=%d): GradNorm's layer '%s' gets no gradient from task %d",
+                         tl_backbone_name(cases[ci].kind), cases[ci].shared, cases[ci].levels, p->name, task + 1);
+            tl_model_free(m);
+        }
+    free_data(&d);
+}
+
 /* DWA: factor 1 for epochs 1 and 2, then K softmax(r / T) with
  * r_k = L_k(e-1) / L_k(e-2) from the recorded epoch losses. */
 static void test_dwa(void **state)
@@ -1031,6 +1075,7 @@ int main(void)
         cmocka_unit_test(test_weight_next_step),
         cmocka_unit_test(test_uncertainty),
         cmocka_unit_test(test_gradnorm),
+        cmocka_unit_test(test_gradnorm_layer_reached_by_every_task),
         cmocka_unit_test(test_dwa),
         cmocka_unit_test(test_pcgrad),
         cmocka_unit_test(test_early_stopping),

@@ -168,6 +168,9 @@ static int build_moe(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, 
     char name[64];
     int E = b->experts;
     tl_node x = io->x, ex = tl_build_experts(g, x, E, &b->expert, "experts");
+    /* GradNorm's layer: the experts' last, which every task's gate reads (the
+     * last weight built below is task K's own gate, which no other task reaches) */
+    if (b->kind == TL_BACKBONE_MMOE && b->expert.n > 0) io->shared = tl_build_last_weight(g);
     if (b->kind == TL_BACKBONE_OMOE) {
         tl_node z = tl_gate_mix(g, tl_build_gate(g, x, E, "gate"), ex, E);
         for (int k = 0; k < c->n_tasks; k++) h[k] = z;
@@ -191,6 +194,17 @@ static int build_ple(tl_graph *g, const tl_model_config *c, tl_backbone_io *io, 
         for (int k = 0; k <= K; k++) in[k] = out[k];
     }
     for (int k = 0; k < K; k++) h[k] = out[k];
+    /* GradNorm's layer: the last level's shared experts' last layer, or, without
+     * shared experts after level 1, level 1's block of every expert (both reached
+     * by every task; the last weight built is task K's own gate) */
+    if (b->expert.n > 0) {
+        char name[96];
+        if (b->shared > 0 && b->levels > 1)
+            snprintf(name, sizeof name, "ple%d.shared.experts.l%d.w", b->levels, b->expert.n);
+        else
+            snprintf(name, sizeof name, "ple1.experts.l%d.w", b->expert.n);
+        io->shared = tl_graph_find(g, name);
+    }
     return 1;
 }
 
