@@ -1,6 +1,8 @@
 /* models/model_fit.c — part of module model (model.h): the fit loop
  * (epochs, batches, steps through the attached strategies' hooks, mid-epoch
- * and epoch-end validation, early stopping), its data-parallel step (dist.h),
+ * and epoch-end validation, early stopping) over either batch source, a
+ * shuffled in-memory split or a stream of shards (model_stream.c reads its
+ * batches), its data-parallel step (dist.h),
  * the training history and the per-task gradient entry points
  * (task_grads.h). Over 1,000 lines because the data-parallel step (about 600)
  * shares the fit's state (fit_run) with the loop it replaces a step of; it
@@ -385,9 +387,20 @@ static void dp_free(fit_run *r)
     p->send = NULL;
     p->scount = p->rcount = p->ccount = NULL;
     for (int j = 0; p->gs && j < p->G; j++) tl_stream_close(p->gs[j]);
-    void **v[] = {(void **)&p->gn, (void **)&p->goff, (void **)&p->gs, (void **)&p->gv, (void **)&p->grows,
-                  (void **)&p->gcap, &p->none_buf};
-    for (size_t i = 0; i < sizeof v / sizeof *v; i++) tl_free(*v[i]), *v[i] = NULL;
+    tl_free(p->gn);
+    tl_free(p->goff);
+    tl_free(p->gs);
+    tl_free(p->gv);
+    tl_free(p->grows);
+    tl_free(p->gcap);
+    tl_free(p->none_buf);
+    p->gn = NULL;
+    p->goff = NULL;
+    p->gs = NULL;
+    p->gv = NULL;
+    p->grows = NULL;
+    p->gcap = NULL;
+    p->none_buf = NULL;
 }
 
 /* The rows of batch b: r->from and r->n, and each grain's share. */
