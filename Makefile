@@ -23,6 +23,8 @@ MPI_CFLAGS := -DTL_HAVE_MPI $(shell mpicc --showme:compile 2>/dev/null)
 MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
 endif
 # make bench-mpi: B1-MMoE samples/s, one process x 2 threads against 2 ranks x 1 thread
+# (defined before `all`, so the default goal is named: a plain `make` builds, never benches)
+.DEFAULT_GOAL := all
 .PHONY: bench-mpi
 bench-mpi: all
 	@BIN=./towerlab bash scripts/bench_mpi.sh

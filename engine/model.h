@@ -140,21 +140,27 @@ void tl_fit_defaults(tl_fit_options *o);
 tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid,
                        const tl_fit_options *opt);
 
-/* Engine-internal, for the streaming fit below (models/model_stream.c): the
- * fit's own training step on the batch in the graph's inputs, its optimizer
- * for a config, and its epoch-end hooks (no train split). */
-tl_status tl_model_fit_step(tl_model *m, float *task_loss);
-tl_status tl_model_fit_optim(tl_model *m, const tl_optim_config *oc);
-tl_status tl_model_fit_epoch_end(tl_model *m, const tl_split *valid, const double *epoch_loss);
+/* Engine-internal (models/model_fit.c, models/model_stream.c): the one fit
+ * loop, over the in-memory `train` or, when train is NULL, the stream; and
+ * the stream's next n rows (fewer is an error naming the directory). */
+tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *stream, const tl_split *valid,
+                              const tl_fit_options *opt);
+tl_status tl_model_stream_batch(tl_stream *s, int n, tl_split *batch);
 
 /* Train on a stream of sharded rows (data/shards.h; models/model_stream.c)
- * like tl_model_fit: the same step, hooks, validation on the in-memory
- * `valid`, early stopping and progress. Epoch e reads the stream's epoch e
- * (the model's epoch count), so the row order is the stream's seed's.
- * opt->shuffle and opt->seed are the stream's business (tl_stream_open) and
- * eval_every is not supported; a stop mid-epoch keeps the steps taken and the
- * next call starts that epoch again. Models with CrossDistil are refused (its
- * calibrators refit on the train split). */
+ * with tl_model_fit's loop: the same step, hooks, validation on the
+ * in-memory `valid`, early stopping and progress. Epoch e reads the stream's
+ * epoch e (the model's epoch count), so the row order is the stream's
+ * seed's. opt->shuffle and opt->seed are the stream's business
+ * (tl_stream_open) and eval_every is not supported; a stop mid-epoch keeps
+ * the steps taken and the next call starts that epoch again. Models with
+ * CrossDistil are refused (its calibrators refit on the train split).
+ * Data-parallel (opt->dist, opt->grains as tl_model_fit): grain j reads its
+ * own stream over the shard files j, j + G, ... (seed + j; a rank opens only
+ * its grains'), tl_parallel_chunk(batch, G, j) rows a batch until it runs
+ * out; an epoch lasts until the last grain's stream is done. The same bits
+ * at every rank count for a given grains; fewer shard files than grains is
+ * refused. */
 tl_status tl_model_fit_stream(tl_model *m, tl_stream *train, const tl_split *valid, const tl_fit_options *opt);
 
 /* Predicted values for every row of `s`: out is s->n x n_tasks, row-major

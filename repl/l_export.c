@@ -14,6 +14,7 @@
 #include "export/export.h"
 #include "l_data.h"
 #include "l_model.h"
+#include "l_mpi.h"
 #include "l_util.h"
 
 #define FN "m:export"
@@ -98,17 +99,18 @@ static int l_model_export(lua_State *L)
         lua_pushlstring(L, base, (size_t)(ext - base));
         name = lua_tostring(L, -1);
     }
-    tl_status st;
-    if (kind == 0)
+    tl_status st = TL_OK;
+    int here = tl_lua_mpi_writes(); /* under mpirun rank 0 writes */
+    if (here && kind == 0)
         st = tl_export_onnx(m, d, &o, opset, path);
-    else
+    else if (here)
         st = tl_export_c(m, d, &o, name, kind == 2, path);
     if (st) return tl_lua_raise_status(L, FN, st);
     lua_pushlstring(L, path, (size_t)(ext - path));
     lua_pushstring(L, ".vocab.json");
     lua_concat(L, 2);
     const char *json = lua_tostring(L, -1);
-    if ((st = tl_export_vocab_json(m, d, &o, json)) != TL_OK) return tl_lua_raise_status(L, FN, st);
+    if (here && (st = tl_export_vocab_json(m, d, &o, json)) != TL_OK) return tl_lua_raise_status(L, FN, st);
     lua_pushstring(L, path);
     lua_insert(L, -2);
     return 2;

@@ -315,7 +315,8 @@ void tl_lua_open_fit(lua_State *L, int tl)
          "Under mpirun (tl.mpi.size > 1) the fit is data-parallel: each rank computes its grains of\n"
          "every batch and the gradients are summed in grain order, so grains=G gives the same bits at\n"
          "every rank count (default G = ranks); rank 0 writes checkpoints; check_every=100 compares a\n"
-         "parameter checksum across ranks; dp=false trains each rank on its own."},
+         "parameter checksum across ranks; dp=false trains each rank on its own. With data=sh grain j\n"
+         "reads only the shard files j, j+G, ... (at least G train shard files are needed).\n"},
     };
     tl_lua_docs(L, -2, docs, sizeof docs / sizeof *docs);
     lua_pop(L, 2);

@@ -7,6 +7,7 @@
 
 #include "io.h"
 #include "l_model.h"
+#include "l_mpi.h"
 #include "l_util.h"
 
 /* tl.load(path [, {max_memory=}]) -> model. Raises "tl.load: <engine
@@ -29,12 +30,13 @@ static int l_load(lua_State *L)
     return 1;
 }
 
-/* m:save(path) -> m. Atomic: a failed save leaves an existing file intact. */
+/* m:save(path) -> m. Atomic: a failed save leaves an existing file intact.
+ * Under mpirun only rank 0 writes (tl_lua_mpi_writes). */
 static int l_save(lua_State *L)
 {
     tl_model *m = tl_lua_check_model(L, 1);
     const char *path = luaL_checkstring(L, 2);
-    tl_status s = tl_model_save(m, path);
+    tl_status s = tl_lua_mpi_writes() ? tl_model_save(m, path) : TL_OK;
     if (s != TL_OK) return tl_lua_raise_status(L, "m:save", s);
     lua_settop(L, 1);
     return 1;
@@ -74,6 +76,7 @@ void tl_lua_open_io(lua_State *L, int tl)
                "the file is complete. A process killed while saving (kill -9, power loss)\n"
                "may leave a stale path.tmp.XXXXXX beside it: never read, and removed by the\n"
                "next save to path from a later process. A symbolic link at path is followed;\n"
-               "a directory, device or FIFO there is refused. Load with tl.load(path).");
+               "a directory, device or FIFO there is refused. Load with tl.load(path).\n"
+               "Under mpirun only rank 0 writes (tl.mpi.all_ranks_write(true): every rank).");
     lua_pop(L, 3);
 }

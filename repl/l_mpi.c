@@ -25,7 +25,7 @@
 #include <mpi.h>
 #endif
 
-static int g_rank = 0, g_size = 1, g_mpi = 0, g_all_print = 0;
+static int g_rank = 0, g_size = 1, g_mpi = 0, g_all_print = 0, g_all_write = 0;
 static pid_t g_pid; /* the rank's own process: a forked sweep run is not a rank */
 static volatile sig_atomic_t g_in_fit;
 
@@ -49,6 +49,9 @@ static void on_stop_signal(int sig)
 void tl_lua_mpi_fit_running(int on) { g_in_fit = on; }
 
 int tl_lua_mpi_quiet(void) { return g_rank != 0 && !g_all_print; }
+
+/* A forked sweep run is not a rank: it writes its own files. */
+int tl_lua_mpi_writes(void) { return g_rank == 0 || g_all_write || !g_mpi || getpid() != g_pid; }
 
 /* ---- serialiser ------------------------------------------------------------ */
 enum { T_FALSE = 'f', T_TRUE = 't', T_INT = 'i', T_FLT = 'd', T_STR = 's', T_TAB = 'T', T_END = 'e' };
@@ -556,6 +559,19 @@ static int l_all_ranks_print(lua_State *L)
     return 1;
 }
 
+/* tl.mpi.all_ranks_write([on]): with on, m:save, m:export and the plots
+ * write their files on every rank (default: rank 0 only); returns the
+ * setting. */
+static int l_all_ranks_write(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TBOOLEAN);
+        g_all_write = lua_toboolean(L, 1);
+    }
+    lua_pushboolean(L, g_all_write);
+    return 1;
+}
+
 /* ---- distributed tl.sweep (private.sweep_exec_mpi) ---------------------------
  * Rank 0 schedules, the other ranks run: a worker asks for a job (READY),
  * gets its number (TASK; 0 = no more), runs it in a forked process through
@@ -728,7 +744,8 @@ void tl_lua_open_mpi(lua_State *L, int tl)
 #endif
     static const luaL_Reg fns[] = {{"barrier", l_barrier},     {"broadcast", l_broadcast},
                                    {"gather", l_gather},       {"allgather", l_allgather},
-                                   {"all_ranks_print", l_all_ranks_print}, {"stats", l_stats},
+                                   {"all_ranks_print", l_all_ranks_print},
+                                   {"all_ranks_write", l_all_ranks_write}, {"stats", l_stats},
                                    {"distribute", l_distribute}, {"wtime", l_wtime}, {NULL, NULL}};
     luaL_newlib(L, fns);
     lua_pushinteger(L, g_rank);

@@ -14,6 +14,11 @@ void tl_lua_open_mpi(lua_State *L, int tl);
  * other than 0, unless tl.mpi.all_ranks_print(true) was called. */
 int tl_lua_mpi_quiet(void);
 
+/* 1 when this process writes files (m:save, m:export, plots): rank 0, every
+ * rank after tl.mpi.all_ranks_write(true), one process without a launcher,
+ * and a forked tl.sweep run. */
+int tl_lua_mpi_writes(void);
+
 /* The engine's collectives over MPI_COMM_WORLD (dist.h), or NULL when MPI
  * is not running (no launcher, or built without MPI). */
 struct tl_dist *tl_lua_mpi_dist(void);

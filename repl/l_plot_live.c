@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "l_plot_hist.h"
+#include "l_mpi.h"
 #include "l_plot_out.h"
 #include "l_util.h"
 #include "plot.h"
@@ -113,6 +114,13 @@ int tl_lua_plot_live(lua_State *L)
     lp->title = strdup(title);
     lp->file = file ? strdup(file) : NULL;
     if (!lp->title || (file && !lp->file)) return luaL_error(L, "%s: out of memory", fn);
+    /* under mpirun rank 0 plots; the other ranks get a closed live plot,
+     * so that a script runs unchanged */
+    if (file ? !tl_lua_mpi_writes() : tl_lua_mpi_quiet()) {
+        lp->closed = 1;
+        lua_pushvalue(L, ud);
+        return 1;
+    }
 
     char err[1024];
     tl_plot_buf *setup = tl_lua_plot_buf_new(L);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "l_mpi.h"
 #include "l_util.h"
 
 #define BUF_MT "tl.plot.buf"
@@ -150,6 +151,12 @@ int tl_lua_plot_finish(lua_State *L, const char *fn, const tl_lua_plot_out *o,
         lua_pushlstring(L, body->data ? body->data : "", body->len);
         return 1;
     }
+    /* under mpirun rank 0 writes the file and prints or shows the figure */
+    if (o->mode == OUT_FILE && !tl_lua_mpi_writes()) {
+        lua_pushstring(L, o->file);
+        return 1;
+    }
+    if ((o->mode == OUT_PRINT || o->mode == OUT_WINDOW) && tl_lua_mpi_quiet()) return 0;
     tl_plot_buf *s = tl_lua_plot_buf_new(L);
     int dumb = !strcmp(o->term, "dumb");
     int w = o->width ? o->width : (dumb ? 0 : def_w);

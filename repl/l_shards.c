@@ -12,8 +12,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "dist.h"
 #include "l_data.h"
 #include "l_model.h"
+#include "l_mpi.h"
 #include "l_spec.h"
 #include "l_util.h"
 #include "model.h"
@@ -345,7 +347,7 @@ static int stream_progress(void *ud, const tl_progress *p)
 
 static const char *const fit_fields[] = {"data",    "valid",     "epochs",  "patience",     "batch",
                                          "optim",   "verbose",   "max_steps", "monitor",    "restore_best",
-                                         "log_every", NULL};
+                                         "log_every", "dp", "grains", "check_every", NULL};
 
 int tl_lua_fit_shards(lua_State *L)
 {
@@ -374,10 +376,17 @@ int tl_lua_fit_shards(lua_State *L)
     if (!lua_isnil(L, -1)) tl_lua_read_optim(L, -1, fn, &o.optim);
     else if (tl_model_optim(lm->m)) o.optim = *tl_optim_get_config(tl_model_optim(lm->m));
     lua_pop(L, 1);
+    /* under mpirun data-parallel by default, as m:fit on a split; each
+     * grain reads shard files of its own */
+    tl_dist *dist = tl_lua_mpi_dist();
+    o.grains = (int)tl_lua_opt_int(L, 2, fn, "grains", 0, 0, 1 << 20);
+    o.check_every = (int)tl_lua_opt_int(L, 2, fn, "check_every", 100, 0, INT32_MAX);
+    if (!dist && o.grains > 1) dist = tl_dist_local();
+    o.dist = tl_lua_opt_bool(L, 2, fn, "dp", dist && (dist->size > 1 || o.grains > 1)) ? dist : NULL;
     fit_line x;
     memset(&x, 0, sizeof x);
     x.c = tl_model_config_get(lm->m);
-    x.quiet = !tl_lua_opt_bool(L, 2, fn, "verbose", 1);
+    x.quiet = !tl_lua_opt_bool(L, 2, fn, "verbose", 1) || tl_lua_mpi_quiet(); /* rank 0 prints */
     progress_init(&x.line, NULL, x.quiet, tl_lua_opt_number(L, 2, fn, "log_every", 10, 0, 1e9));
     x.rows = tl_shards_rows(u->sh, 0);
     x.batch = (uint64_t)o.batch;
@@ -386,7 +395,9 @@ int tl_lua_fit_shards(lua_State *L)
     o.progress_every = x.quiet ? 0 : 1;
     if (valid_d && !tl_lua_dataset_hold(valid_d)) return luaL_error(L, "%s: too many nested fits", fn);
     lm->busy = u->busy = 1;
+    if (o.dist) tl_lua_mpi_fit_running(1);
     tl_status s = tl_model_fit_stream(lm->m, u->st, valid, &o);
+    if (o.dist) tl_lua_mpi_fit_running(0);
     lm->busy = u->busy = 0;
     if (valid_d) tl_lua_dataset_release(valid_d);
     progress_close(&x.line);

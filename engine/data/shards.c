@@ -934,6 +934,9 @@ struct tl_stream {
     tl_rng rng;
     uint32_t *order;     /* shard order of the epoch */
     int next_shard;      /* in order */
+    int first, stride;   /* the shard files read: first, first + stride, ... */
+    int n_order;         /* how many */
+    uint64_t rows;       /* their rows */
     void *map;           /* the shard being read */
     size_t map_len;
     const uint32_t *src;
@@ -951,7 +954,15 @@ size_t tl_stream_bytes(const tl_stream *st)
            (size_t)(st->sh->n[st->split] + 1) * 4;
 }
 
-uint64_t tl_stream_rows(const tl_stream *st) { return st->sh->rows[st->split]; }
+uint64_t tl_stream_rows(const tl_stream *st) { return st->rows; }
+
+uint64_t tl_shards_grain_rows(const tl_shards *sh, int split, int first, int stride)
+{
+    uint64_t n = 0;
+    for (int i = first; split >= 0 && split <= 2 && i >= 0 && stride > 0 && i < sh->n[split]; i += stride)
+        n += sh->shard_rows[split][i];
+    return n;
+}
 const tl_shard_layout *tl_stream_layout(const tl_stream *st) { return &st->sh->l; }
 
 static void unmap_current(tl_stream *st)
@@ -1004,13 +1015,26 @@ tl_status tl_stream_reserve(tl_stream *st, int max_rows)
 tl_status tl_stream_open(tl_shards *sh, int split, uint64_t seed, size_t buffer_rows, int flags,
                          tl_stream **out)
 {
+    return tl_stream_open_part(sh, split, seed, buffer_rows, flags, 0, 1, out);
+}
+
+tl_status tl_stream_open_part(tl_shards *sh, int split, uint64_t seed, size_t buffer_rows, int flags, int first,
+                              int stride, tl_stream **out)
+{
     int shuffle = flags & TL_STREAM_SHUFFLE;
     *out = NULL;
     if (split < 0 || split > 2) return tl_fail(TL_ERR_ARG, "stream: bad split %d", split);
     if (sh->rows[split] == 0)
         return tl_fail(TL_ERR_ARG, "stream: %s has no %s rows", sh->dir, split_name[split]);
+    if (first < 0 || stride < 1 || first >= sh->n[split])
+        return tl_fail(TL_ERR_ARG, "stream: shard files %d, %d + %d, ... of %s's %d %s shards", first, first, stride,
+                       sh->dir, sh->n[split], split_name[split]);
     tl_stream *st = tl_calloc(1, sizeof *st, "stream");
     if (!st) return TL_ERR_NOMEM;
+    st->first = first;
+    st->stride = stride;
+    st->n_order = (sh->n[split] - first + stride - 1) / stride;
+    st->rows = tl_shards_grain_rows(sh, split, first, stride);
     st->sh = sh;
     st->split = split;
     st->seed = seed;
@@ -1031,11 +1055,21 @@ tl_status tl_stream_open(tl_shards *sh, int split, uint64_t seed, size_t buffer_
     return TL_OK;
 }
 
+tl_status tl_stream_open_like(const tl_stream *like, int first, int stride, uint64_t seed, tl_stream **out)
+{
+    int flags = (like->shuffle ? TL_STREAM_SHUFFLE : 0) | (like->nbag ? TL_STREAM_BAGS : 0);
+    return tl_stream_open_part(like->sh, like->split, seed, like->shuffle ? like->cap : 0, flags, first, stride, out);
+}
+
+tl_shards *tl_stream_shards(const tl_stream *st) { return st->sh; }
+int tl_stream_split(const tl_stream *st) { return st->split; }
+uint64_t tl_stream_seed(const tl_stream *st) { return st->seed; }
+
 tl_status tl_stream_begin(tl_stream *st, int epoch)
 {
     unmap_current(st);
-    int n = st->sh->n[st->split];
-    for (int i = 0; i < n; i++) st->order[i] = (uint32_t)i;
+    int n = st->n_order;
+    for (int i = 0; i < n; i++) st->order[i] = (uint32_t)(st->first + i * st->stride);
     tl_rng_seed(&st->rng, st->seed ^ fmix64((uint64_t)(uint32_t)epoch + XXH_P3));
     if (st->shuffle) tl_rng_shuffle_u32(&st->rng, st->order, (size_t)n);
     st->next_shard = 0;
@@ -1050,7 +1084,7 @@ static const uint32_t *source_row(tl_stream *st, tl_status *err)
 {
     while (st->src_pos == st->src_rows) {
         unmap_current(st);
-        if (st->next_shard >= st->sh->n[st->split]) return NULL;
+        if (st->next_shard >= st->n_order) return NULL;
         int i = (int)st->order[st->next_shard++];
         if ((*err = map_index(st->sh, st->split, i, &st->map, &st->map_len, &st->src)) != TL_OK) return NULL;
         st->src_rows = (size_t)st->sh->shard_rows[st->split][i];

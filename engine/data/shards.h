@@ -123,6 +123,18 @@ enum { TL_STREAM_SHUFFLE = 1, TL_STREAM_BAGS = 2 };
  * shard order). */
 tl_status tl_stream_open(tl_shards *sh, int split, uint64_t seed, size_t buffer_rows, int flags,
                          tl_stream **out);
+/* A stream of shard files first, first + stride, ... of the split only (a
+ * grain of a data-parallel fit, models/model_stream.c); the whole split is
+ * first 0, stride 1 (tl_stream_open). Only those files are mapped. */
+tl_status tl_stream_open_part(tl_shards *sh, int split, uint64_t seed, size_t buffer_rows, int flags, int first,
+                              int stride, tl_stream **out);
+/* tl_stream_open_part with the split, buffer and flags of `like`. */
+tl_status tl_stream_open_like(const tl_stream *like, int first, int stride, uint64_t seed, tl_stream **out);
+tl_shards *tl_stream_shards(const tl_stream *st);
+int tl_stream_split(const tl_stream *st);
+uint64_t tl_stream_seed(const tl_stream *st);
+/* The rows of those shard files (0 when there are none). */
+uint64_t tl_shards_grain_rows(const tl_shards *sh, int split, int first, int stride);
 void tl_stream_close(tl_stream *st);
 /* Start epoch `epoch` (its shard order and buffer draws depend on seed and
  * epoch only). */
@@ -135,7 +147,7 @@ tl_status tl_stream_begin(tl_stream *st, int epoch);
  * *got = 0 at the end of the epoch. */
 tl_status tl_stream_next(tl_stream *st, int max_rows, tl_split *batch, const int32_t **bags, int *got);
 tl_status tl_stream_reserve(tl_stream *st, int max_rows);
-uint64_t tl_stream_rows(const tl_stream *st);
+uint64_t tl_stream_rows(const tl_stream *st); /* of its shard files */
 const tl_shard_layout *tl_stream_layout(const tl_stream *st);
 /* Bytes the stream holds (buffers; mapped shard pages excluded). */
 size_t tl_stream_bytes(const tl_stream *st);

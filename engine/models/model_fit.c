@@ -1,6 +1,8 @@
 /* models/model_fit.c — part of module model (model.h): the fit loop
  * (epochs, batches, steps through the attached strategies' hooks, mid-epoch
- * and epoch-end validation, early stopping), its data-parallel step (dist.h),
+ * and epoch-end validation, early stopping) over either batch source, a
+ * shuffled in-memory split or a stream of shards (model_stream.c reads its
+ * batches), its data-parallel step (dist.h),
  * the training history and the per-task gradient entry points
  * (task_grads.h). Over 1,000 lines because the data-parallel step (about 600)
  * shares the fit's state (fit_run) with the loop it replaces a step of; it
@@ -159,11 +161,27 @@ typedef struct {
      * summed, the whole sum; per-rank counts */
     float *mine, *sendb, *recvb, *acc, *full;
     size_t *scount, *rcount, *ccount;
+    /* the batch under way: grain j's rows, and in memory its first row */
+    int *gn;
+    size_t *goff;
+    /* over a stream: this rank's grains' streams (the others NULL) and
+     * their rows of the batch under way; every grain's rows per epoch and
+     * per batch; a row of zeros for the runs without rows */
+    tl_stream **gs;
+    tl_split *gv;
+    uint64_t *grows;
+    int *gcap;
+    tl_split none;
+    void *none_buf;
 } dp_run;
 
 /* The state of one tl_model_fit call, shared by its parts below. */
 typedef struct {
     const tl_split *train, *valid;
+    tl_stream *stream;     /* train NULL: the batches come from it */
+    tl_split sb;           /* the stream's batch under way */
+    size_t from;           /* the batch under way: rows order[from, from + n) */
+    int n;
     const tl_fit_options *opt;
     int B, last_epoch;
     size_t per_epoch;
@@ -185,9 +203,13 @@ typedef struct {
 
 /* ---- data parallelism (dist.h) ------------------------------------------------
  *
- * Every rank holds the whole training split and walks the same global
- * batches in the same order. A batch of n rows is cut into G fixed grains
- * (tl_parallel_chunk(n, G, j)); rank r runs forward and backward on the rows
+ * In memory every rank holds the whole training split and walks the same
+ * global batches in the same order. A batch of n rows is cut into G fixed
+ * grains (tl_parallel_chunk(n, G, j)). Over a stream of shards, grain j is a
+ * stream of its own over the shard files j, j + G, ... (seed + j, its own
+ * shuffle buffer) giving tl_parallel_chunk(B, G, j) rows a batch until it
+ * runs out; the global batch is the grains' rows in grain order, and a rank
+ * opens only its grains' streams. Rank r runs forward and backward on the rows
  * of its grains (tl_dist_grains), one grain per run, with each task loss
  * divided by the weight sum of the whole batch (tl_loss_set_denominator), so
  * that a grain's gradient is its exact share of the batch gradient. The
@@ -238,6 +260,53 @@ static int dp_supported(const tl_model *m, const tl_fit_options *opt, char *why,
 
 static tl_status dp_reduce_grads(tl_model *m);
 
+/* Over a stream: every grain's rows, this rank's grains' streams, the
+ * row of zeros. Refuses fewer shard files than grains. */
+static tl_status dp_prepare_stream(tl_model *m, fit_run *r)
+{
+    dp_run *p = &r->dp;
+    tl_shards *sh = tl_stream_shards(r->stream);
+    int split = tl_stream_split(r->stream), files = tl_shards_count(sh, split), G = p->G;
+    if (files < G)
+        return tl_fail(TL_ERR_ARG,
+                       "fit: data-parallel training on a stream: each of the %d grains reads shard files of its "
+                       "own, and %s has %d train shard files (convert with a smaller rows_per_shard, or set "
+                       "grains to at most %d)",
+                       G, tl_shards_dir(sh), files, files);
+    p->gs = tl_calloc((size_t)G, sizeof *p->gs, "grain streams");
+    p->gv = tl_calloc((size_t)G, sizeof *p->gv, "grain batches");
+    p->grows = tl_calloc((size_t)G, sizeof *p->grows, "grain rows");
+    p->gcap = tl_calloc((size_t)G, sizeof *p->gcap, "grain rows");
+    const tl_model_config *c = &m->cfg;
+    size_t words = (size_t)c->n_cat + (size_t)c->n_num + (size_t)c->n_tasks + 1;
+    p->none_buf = tl_calloc(words, 4, "row of zeros");
+    if (!p->gs || !p->gv || !p->grows || !p->gcap || !p->none_buf) return TL_ERR_NOMEM;
+    p->none.name = "train";
+    p->none.n = 1;
+    p->none.cat = p->none_buf;
+    p->none.num = (float *)((int32_t *)p->none_buf + c->n_cat);
+    p->none.labels = p->none.num + c->n_num;
+    uint64_t seed = tl_stream_seed(r->stream);
+    for (int j = 0; j < G; j++) {
+        size_t x, y;
+        tl_parallel_chunk((size_t)r->B, G, j, &x, &y);
+        p->gcap[j] = (int)(y - x);
+        p->grows[j] = tl_shards_grain_rows(sh, split, j, G);
+    }
+    for (int j = p->g0; j < p->g1; j++) {
+        tl_status st = tl_stream_open_like(r->stream, j, G, seed + (uint64_t)j, &p->gs[j]);
+        if (st == TL_OK) st = tl_stream_reserve(p->gs[j], p->gcap[j]);
+        if (st != TL_OK) return tl_fail_context(st, "fit: grain %d's stream", j);
+    }
+    size_t per = 0;
+    for (int j = 0; j < G; j++) {
+        size_t e = (size_t)((p->grows[j] + (uint64_t)p->gcap[j] - 1) / (uint64_t)p->gcap[j]);
+        if (e > per) per = e;
+    }
+    r->per_epoch = per;
+    return TL_OK;
+}
+
 static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
 {
     dp_run *p = &r->dp;
@@ -273,20 +342,31 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
     if (!p->mine || !p->sendb || !p->recvb || !p->acc || !p->full || !p->scount) return TL_ERR_NOMEM;
     p->rcount = p->scount + d->size;
     p->ccount = p->rcount + d->size;
+    p->gn = tl_malloc((size_t)G * sizeof *p->gn, "grain rows");
+    p->goff = tl_malloc((size_t)G * sizeof *p->goff, "grain rows");
+    if (!p->gn || !p->goff) return TL_ERR_NOMEM;
+    tl_status st = r->stream ? dp_prepare_stream(m, r) : TL_OK;
+    if (st != TL_OK) return st;
     /* Every rank must walk the same batches of the same rows with the same
      * model: a hash of the layout, the options that order the batches, and
-     * the training rows, compared before anything else is sent. */
+     * the training rows (over a stream: its shard files' rows and seed),
+     * compared before anything else is sent. */
     const tl_split *t = r->train;
-    uint64_t shape[8] = {r->pf, t->n, (uint64_t)r->B, (uint64_t)G, (uint64_t)opt->shuffle, r->shuffle_seed,
+    uint64_t shape[8] = {r->pf, t ? t->n : tl_stream_rows(r->stream), (uint64_t)r->B, (uint64_t)G,
+                         (uint64_t)opt->shuffle, t ? r->shuffle_seed : tl_stream_seed(r->stream),
                          (uint64_t)m->epoch, (uint64_t)m->batches_in_epoch};
     uint64_t h = tl_dist_hash(shape, sizeof shape, 0);
     size_t K = (size_t)m->cfg.n_tasks;
-    if (t->cat) h = tl_dist_hash(t->cat, t->n * (size_t)m->cfg.n_cat * sizeof *t->cat, h);
-    if (t->num) h = tl_dist_hash(t->num, t->n * (size_t)m->cfg.n_num * sizeof *t->num, h);
-    h = tl_dist_hash(t->labels, t->n * K * sizeof *t->labels, h);
-    if (t->weight) h = tl_dist_hash(t->weight, t->n * sizeof *t->weight, h);
-    tl_status st = tl_dist_check_equal(d, h, "fit: the model's size, its position in training, the fit options "
-                                       "or the training rows", m->step);
+    if (!t) {
+        h = tl_dist_hash(p->grows, (size_t)G * sizeof *p->grows, h);
+    } else {
+        if (t->cat) h = tl_dist_hash(t->cat, t->n * (size_t)m->cfg.n_cat * sizeof *t->cat, h);
+        if (t->num) h = tl_dist_hash(t->num, t->n * (size_t)m->cfg.n_num * sizeof *t->num, h);
+        h = tl_dist_hash(t->labels, t->n * K * sizeof *t->labels, h);
+        if (t->weight) h = tl_dist_hash(t->weight, t->n * sizeof *t->weight, h);
+    }
+    st = tl_dist_check_equal(d, h, "fit: the model's size, its position in training, the fit options "
+                             "or the training rows", m->step);
     if (st != TL_OK) return st;
     /* identical parameters and dropout stream on every rank: rank 0's */
     st = tl_dist_broadcast(d, r->params, r->pf * sizeof(float), 0);
@@ -306,6 +386,62 @@ static void dp_free(fit_run *r)
     tl_free(p->scount);
     p->send = NULL;
     p->scount = p->rcount = p->ccount = NULL;
+    for (int j = 0; p->gs && j < p->G; j++) tl_stream_close(p->gs[j]);
+    tl_free(p->gn);
+    tl_free(p->goff);
+    tl_free(p->gs);
+    tl_free(p->gv);
+    tl_free(p->grows);
+    tl_free(p->gcap);
+    tl_free(p->none_buf);
+    p->gn = NULL;
+    p->goff = NULL;
+    p->gs = NULL;
+    p->gv = NULL;
+    p->grows = NULL;
+    p->gcap = NULL;
+    p->none_buf = NULL;
+}
+
+/* The rows of batch b: r->from and r->n, and each grain's share. */
+static void batch_rows(fit_run *r, size_t b)
+{
+    dp_run *p = &r->dp;
+    uint64_t total = r->train ? r->train->n : tl_stream_rows(r->stream);
+    r->from = b * (size_t)r->B;
+    if (!p->gs) {
+        r->n = (int)(total - r->from < (uint64_t)r->B ? total - r->from : (uint64_t)r->B);
+        for (int j = 0; p->d && j < p->G; j++) {
+            size_t x, y;
+            tl_parallel_chunk((size_t)r->n, p->G, j, &x, &y);
+            p->goff[j] = x;
+            p->gn[j] = (int)(y - x);
+        }
+        return;
+    }
+    r->n = 0;
+    for (int j = 0; j < p->G; j++) {
+        uint64_t at = (uint64_t)b * (uint64_t)p->gcap[j], left = at < p->grows[j] ? p->grows[j] - at : 0;
+        p->gn[j] = left < (uint64_t)p->gcap[j] ? (int)left : p->gcap[j];
+        p->goff[j] = (size_t)r->n;
+        r->n += p->gn[j];
+    }
+}
+
+/* Grain j's rows of the batch under way into the graph's inputs; a grain
+ * without rows (or j < 0): one row of weight 0 (in memory the batch's
+ * first, over a stream a row of zeros). */
+static void dp_fill(tl_model *m, fit_run *r, int j)
+{
+    dp_run *p = &r->dp;
+    if (j >= 0 && p->gn[j] > 0) {
+        if (p->gs) tl_model_fill_batch(m, &p->gv[j], NULL, 0, p->gn[j]);
+        else tl_model_fill_batch(m, r->train, r->order, r->from + p->goff[j], p->gn[j]);
+        return;
+    }
+    if (p->gs) tl_model_fill_batch(m, &p->none, NULL, 0, 1);
+    else tl_model_fill_batch(m, r->train, r->order, r->from, 1);
+    for (int k = 0; k < m->cfg.n_tasks; k++) tl_graph_input(m->g, m->rowweight[k])[0] = 0.0f;
 }
 
 /* The dropout generator of grain j (j = G: the rows-free run; G + 1: the
@@ -474,12 +610,12 @@ static void dp_set_denominators(tl_model *m, const float *den)
     for (int k = 0; k < m->cfg.n_tasks; k++) tl_loss_set_denominator(m->g, m->loss[k], den ? den[k] : 0.0f);
 }
 
-/* Forward and the strategies' backward on rows [from, from+n) of the
- * batch order, the step's denominators set. */
-static tl_status dp_run_rows(tl_model *m, fit_run *r, size_t from, int n, tl_rng rng, float *loss)
+/* Forward and the strategies' backward on grain j's rows, the step's
+ * denominators set. */
+static tl_status dp_run_rows(tl_model *m, fit_run *r, int j, tl_rng rng, float *loss)
 {
     tl_graph_zero_grad(m->g);
-    tl_model_fill_batch(m, r->train, r->order, from, n);
+    dp_fill(m, r, j);
     *tl_graph_rng(m->g) = rng;
     tl_status s = tl_graph_forward(m->g, 1);
     if (s != TL_OK) return s;
@@ -495,14 +631,13 @@ static tl_status dp_run_rows(tl_model *m, fit_run *r, size_t from, int n, tl_rng
  * gradient that does not come from rows, which every grain's run adds once.
  * It is that of a run whose rows all weigh 0; the sum over grains keeps it
  * once. */
-static tl_status dp_rows_free(tl_model *m, fit_run *r, size_t from, const tl_rng *base)
+static tl_status dp_rows_free(tl_model *m, fit_run *r, const tl_rng *base)
 {
     dp_run *p = &r->dp;
     tl_graph *g = m->g;
     float loss[TL_MAX_TASKS];
     tl_graph_zero_grad(g);
-    tl_model_fill_batch(m, r->train, r->order, from, 1);
-    for (int k = 0; k < m->cfg.n_tasks; k++) tl_graph_input(g, m->rowweight[k])[0] = 0.0f;
+    dp_fill(m, r, -1);
     *tl_graph_rng(g) = dp_grain_rng(base, p->G);
     tl_status s = tl_graph_forward(g, 1);
     tl_fit_point f = {NULL, NULL, loss, NULL};
@@ -528,7 +663,7 @@ static tl_status dp_rows_free(tl_model *m, fit_run *r, size_t from, const tl_rng
  * rank gathers the summed slices. Each rank sends and receives about twice
  * the dense gradient per step, whatever the rank count, and every element
  * is the same left-to-right sum over the grains at every rank count. */
-static tl_status dp_dense_sum(dp_run *p, int n)
+static tl_status dp_dense_sum(dp_run *p)
 {
     int size = p->d->size, me = p->d->rank, total = 0, cnt[TL_PARALLEL_MAX_THREADS];
     int *c = size <= TL_PARALLEL_MAX_THREADS ? cnt : tl_malloc((size_t)size * sizeof *c, "grain counts");
@@ -537,11 +672,7 @@ static tl_status dp_dense_sum(dp_run *p, int n)
         int a, b;
         tl_dist_grains(p->G, size, q, &a, &b);
         c[q] = 0;
-        for (int j = a; j < b; j++) {
-            size_t x, y;
-            tl_parallel_chunk((size_t)n, p->G, j, &x, &y);
-            c[q] += y > x;
-        }
+        for (int j = a; j < b; j++) c[q] += p->gn[j] > 0;
         total += c[q];
     }
     size_t m0, m1, at = 0;
@@ -574,8 +705,7 @@ static tl_status dp_dense_sum(dp_run *p, int n)
  * forward of this rank's grain (a rows-free row when the batch is smaller
  * than the ranks), the batch's task losses gathered, then the strategy's
  * backward hook, which leaves the reduced gradient (hooks.h: reduce_grads). */
-static tl_status dp_step_self(tl_model *m, fit_run *r, size_t from, int n, const float *den,
-                              const tl_rng *base, float *task_loss)
+static tl_status dp_step_self(tl_model *m, fit_run *r, const float *den, const tl_rng *base, float *task_loss)
 {
     dp_run *p = &r->dp;
     tl_graph *g = m->g;
@@ -586,12 +716,8 @@ static tl_status dp_step_self(tl_model *m, fit_run *r, size_t from, int n, const
     } mine, *all = NULL;
     memset(&mine, 0, sizeof mine);
     mine.h.stop = tl_cancelled() || p->stop_req;
-    size_t b, e;
-    tl_parallel_chunk((size_t)n, p->G, p->d->rank, &b, &e);
     tl_graph_zero_grad(g);
-    tl_model_fill_batch(m, r->train, r->order, from + (e > b ? b : 0), e > b ? (int)(e - b) : 1);
-    if (e == b)
-        for (int k = 0; k < K; k++) tl_graph_input(g, m->rowweight[k])[0] = 0.0f;
+    dp_fill(m, r, p->d->rank);
     dp_set_denominators(m, den);
     *tl_graph_rng(g) = dp_grain_rng(base, p->d->rank);
     tl_status s = mine.h.stop ? TL_OK : tl_graph_forward(g, 1);
@@ -638,20 +764,16 @@ static tl_status dp_step_self(tl_model *m, fit_run *r, size_t from, int n, const
 /* After an exchange every rank accepted: the batch's gradient into the
  * graph's gradients (embedding rows and losses from the gathered messages,
  * the dense part summed by slices) and task_loss, in grain order. */
-static tl_status dp_apply(tl_model *m, fit_run *r, size_t from, int n, const tl_rng *base,
-                          const unsigned char *all, const size_t *counts, float *task_loss)
+static tl_status dp_apply(tl_model *m, fit_run *r, const tl_rng *base, const unsigned char *all,
+                          const size_t *counts, float *task_loss)
 {
     dp_run *p = &r->dp;
     tl_graph *g = m->g;
     tl_status s = TL_OK;
     int nonempty = 0;
-    for (int j = 0; j < p->G; j++) {
-        size_t b, e;
-        tl_parallel_chunk((size_t)n, p->G, j, &b, &e);
-        nonempty += e > b;
-    }
-    if (p->zero && nonempty > 1) s = dp_rows_free(m, r, from, base);
-    if (s == TL_OK) s = dp_dense_sum(p, n);
+    for (int j = 0; j < p->G; j++) nonempty += p->gn[j] > 0;
+    if (p->zero && nonempty > 1) s = dp_rows_free(m, r, base);
+    if (s == TL_OK) s = dp_dense_sum(p);
     tl_graph_zero_grad(g);
     size_t off = 0;
     int first = 1;
@@ -682,34 +804,109 @@ static tl_status dp_apply(tl_model *m, fit_run *r, size_t from, int n, const tl_
     return TL_OK;
 }
 
-/* One data-parallel step on rows order[from .. from+n): the gradient of
- * the whole batch in the graph's gradients on every rank, then the
- * optimizer step. *stop is set when a rank asked to stop (Ctrl-C, a
- * progress callback): then nothing is stepped and TL_ERR_CANCELLED returned
- * on every rank. */
-static tl_status dp_step(tl_model *m, fit_run *r, size_t from, int n, float *task_loss)
+/* Over a stream: this rank's grains' rows of the batch under way read, and
+ * the batch's loss denominators: each grain's weight sums, gathered and
+ * added in grain order (the same at every rank count). A rank whose read
+ * fails says so in the same exchange, and every rank stops naming it. */
+static tl_status dp_stream_den(tl_model *m, fit_run *r, float *den)
+{
+    dp_run *p = &r->dp;
+    tl_dist *d = p->d;
+    int K = m->cfg.n_tasks;
+    size_t per = (size_t)K * sizeof(double), mine = sizeof(dp_header) + (size_t)(p->g1 - p->g0) * per, total = 0;
+    for (int q = 0; q < d->size; q++) {
+        int a, b;
+        tl_dist_grains(p->G, d->size, q, &a, &b);
+        p->ccount[q] = sizeof(dp_header) + (size_t)(b - a) * per;
+        total += p->ccount[q];
+    }
+    unsigned char *msg = tl_calloc(1, mine, "data-parallel weights"), *all = tl_malloc(total, "data-parallel weights");
+    if (!msg || !all) {
+        tl_free(msg);
+        tl_free(all);
+        return TL_ERR_NOMEM;
+    }
+    dp_header h;
+    memset(&h, 0, sizeof h);
+    tl_status s = TL_OK;
+    for (int j = p->g0; j < p->g1 && s == TL_OK; j++) {
+        double ws[TL_MAX_TASKS] = {0};
+        if (p->gn[j] > 0 && (s = tl_model_stream_batch(p->gs[j], p->gn[j], &p->gv[j])) == TL_OK) {
+            dp_fill(m, r, j);
+            for (int k = 0; k < K; k++) {
+                const float *w = tl_graph_input(m->g, m->rowweight[k]);
+                for (int i = 0; i < p->gn[j]; i++)
+                    if (w[i] != 0.0f) ws[k] += (double)w[i];
+            }
+        }
+        memcpy(msg + sizeof h + (size_t)(j - p->g0) * per, ws, per);
+    }
+    if (s != TL_OK) {
+        h.status = (int32_t)s;
+        snprintf(h.msg, sizeof h.msg, "%s", tl_errmsg());
+    }
+    memcpy(msg, &h, sizeof h);
+    s = tl_dist_allgatherv_known(d, msg, all, p->ccount);
+    tl_free(msg);
+    if (s != TL_OK) {
+        tl_free(all);
+        return tl_fail_context(s, "fit: step %lld: rank %d: exchanging the batch's weights", (long long)m->step + 1,
+                               d->rank);
+    }
+    double sum[TL_MAX_TASKS] = {0};
+    size_t off = 0;
+    for (int q = 0; q < d->size; q++) {
+        memcpy(&h, all + off, sizeof h);
+        if (h.status != TL_OK) {
+            tl_free(all);
+            return tl_fail((tl_status)h.status, "fit: step %lld (epoch %d): rank %d failed: %s",
+                           (long long)m->step + 1, m->epoch + 1, q, h.msg);
+        }
+        for (size_t at = off + sizeof h; at < off + p->ccount[q]; at += per)
+            for (int k = 0; k < K; k++) {
+                double v;
+                memcpy(&v, all + at + (size_t)k * sizeof v, sizeof v);
+                sum[k] += v;
+            }
+        off += p->ccount[q];
+    }
+    tl_free(all);
+    for (int k = 0; k < K; k++) den[k] = (float)sum[k];
+    return TL_OK;
+}
+
+/* One data-parallel step on the batch under way (batch_rows): the gradient
+ * of the whole batch in the graph's gradients on every rank, then the
+ * optimizer step. When a rank asked to stop (Ctrl-C, a progress callback)
+ * nothing is stepped and TL_ERR_CANCELLED returned on every rank. */
+static tl_status dp_step(tl_model *m, fit_run *r, float *task_loss)
 {
     dp_run *p = &r->dp;
     tl_graph *g = m->g;
-    int K = m->cfg.n_tasks;
+    int K = m->cfg.n_tasks, n = r->n;
     hooks_step_begin(m);
-    /* the whole batch: the loss denominators (summed as the loss op sums
-     * them), and the strategies' look at the step */
-    tl_model_fill_batch(m, r->train, r->order, from, n);
+    /* the loss denominators (summed as the loss op sums them; in memory
+     * over the whole batch, which the strategies see at step_ready) */
     float den[TL_MAX_TASKS];
-    for (int k = 0; k < K; k++) {
-        const float *w = tl_graph_input(g, m->rowweight[k]);
-        double ws = 0.0;
-        for (int i = 0; i < n; i++)
-            if (w[i] != 0.0f) ws += (double)w[i];
-        den[k] = (float)ws;
+    if (p->gs) {
+        tl_status ds = dp_stream_den(m, r, den);
+        if (ds != TL_OK) return ds;
+    } else {
+        tl_model_fill_batch(m, r->train, r->order, r->from, n);
+        for (int k = 0; k < K; k++) {
+            const float *w = tl_graph_input(g, m->rowweight[k]);
+            double ws = 0.0;
+            for (int i = 0; i < n; i++)
+                if (w[i] != 0.0f) ws += (double)w[i];
+            den[k] = (float)ws;
+        }
     }
     tl_status s = TL_OK;
     for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
         if (m->hooks[i]->step_ready) s = m->hooks[i]->step_ready(m->hook_state[i], &m->view);
     tl_rng base = *tl_graph_rng(g);
     if (p->self_reduce) {
-        if (s == TL_OK) s = dp_step_self(m, r, from, n, den, &base, task_loss);
+        if (s == TL_OK) s = dp_step_self(m, r, den, &base, task_loss);
         dp_set_denominators(m, NULL);
         *tl_graph_rng(g) = dp_grain_rng(&base, p->G + 1);
         if (s != TL_OK) return s;
@@ -725,13 +922,10 @@ static tl_status dp_step(tl_model *m, fit_run *r, size_t from, int n, float *tas
     dp_set_denominators(m, den);
     int slot = 0;
     for (int j = p->g0; j < p->g1 && s == TL_OK && !oom && !hd.stop; j++) {
-        size_t b, e;
-        tl_parallel_chunk((size_t)n, p->G, j, &b, &e);
-        if (e == b) continue;
+        if (p->gn[j] == 0) continue;
         float loss[TL_MAX_TASKS];
-        s = dp_run_rows(m, r, from + b, (int)(e - b), dp_grain_rng(&base, j), loss);
-        if (s == TL_OK)
-            oom = dp_pack_grain(m, p, &pos, j, (int32_t)(e - b), loss, p->mine + (size_t)slot++ * p->dense_n);
+        s = dp_run_rows(m, r, j, dp_grain_rng(&base, j), loss);
+        if (s == TL_OK) oom = dp_pack_grain(m, p, &pos, j, (int32_t)p->gn[j], loss, p->mine + (size_t)slot++ * p->dense_n);
     }
     if (oom) s = TL_ERR_NOMEM;
     if (s != TL_OK) {
@@ -778,7 +972,7 @@ static tl_status dp_step(tl_model *m, fit_run *r, size_t from, int n, float *tas
                        "the same parameters and can continue",
                        m->epoch + 1, (long long)m->step, stop_rank);
     }
-    s = dp_apply(m, r, from, n, &base, all, counts, task_loss);
+    s = dp_apply(m, r, &base, all, counts, task_loss);
     tl_free(all);
     tl_free(counts);
     dp_set_denominators(m, NULL);
@@ -813,11 +1007,12 @@ static tl_status dp_check(tl_model *m, fit_run *r)
 
 
 /* Check the arguments, grow the graph to the batch, and allocate what the
- * fit needs (optimizer, history, shuffle order, best parameters). */
-static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, const tl_split *valid,
-                             const tl_fit_options *opt)
+ * fit needs (optimizer, history, shuffle order, best parameters). The
+ * batches come from train, or from the stream when train is NULL. */
+static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, tl_stream *stream,
+                             const tl_split *valid, const tl_fit_options *opt)
 {
-    tl_status st = tl_model_check_split(m, train, "fit");
+    tl_status st = train ? tl_model_check_split(m, train, "fit") : TL_OK;
     if (st != TL_OK) return st;
     if (valid && (st = tl_model_check_split(m, valid, "fit: valid")) != TL_OK) return st;
     int B = opt->batch > 0 ? opt->batch : m->cfg.max_batch;
@@ -834,42 +1029,46 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, con
                                      m->cfg.distill.enabled ? m->cfg.distill.max_pairs : 0)) != TL_OK)
         return tl_fail_context(st, "fit");
     if ((st = ensure_optim(m, &opt->optim)) != TL_OK) return st;
-    resolve_order(m, train);
+    if (train) resolve_order(m, train);
     tl_task_grads_every(m->task_grads, opt->diagnostics);
 
     memset(r, 0, sizeof *r);
     r->train = train;
+    r->stream = stream;
     r->valid = valid;
     r->opt = opt;
     r->B = B;
-    r->per_epoch = (train->n + (size_t)B - 1) / (size_t)B;
-    size_t total = r->per_epoch * (size_t)opt->epochs;
-    if (opt->max_steps > 0 && (size_t)opt->max_steps < total) total = (size_t)opt->max_steps;
-    if ((st = reserve_history(m, total, (size_t)opt->epochs)) != TL_OK) return st;
-    if (valid && opt->eval_every > 0) {
-        size_t need = m->n_evals_hist + total / (size_t)opt->eval_every + 1;
-        if (need > m->cap_evals_hist) {
-            tl_epoch_record *h = tl_realloc(m->evals_hist, need * sizeof *h, "eval history");
-            if (!h) return TL_ERR_NOMEM;
-            m->evals_hist = h;
-            m->cap_evals_hist = need;
-        }
-    }
-    r->order = tl_malloc(train->n * sizeof *r->order, "shuffle order");
+    uint64_t rows = train ? train->n : tl_stream_rows(stream);
+    r->per_epoch = (size_t)((rows + (uint64_t)B - 1) / (uint64_t)B);
+    if (!train) m->batches_in_epoch = 0; /* a stream epoch always starts at its beginning */
+    r->order = train ? tl_malloc(train->n * sizeof *r->order, "shuffle order") : NULL;
     r->params = tl_graph_params(m->g, &r->pf);
-    if (!r->order) return TL_ERR_NOMEM;
-    if (valid && opt->restore_best && !m->best) {
-        m->best = tl_malloc_aligned(r->pf * sizeof(float), "best parameters");
-        if (!m->best) {
-            tl_free(r->order);
-            return TL_ERR_NOMEM;
-        }
-    }
+    if (train && !r->order) return TL_ERR_NOMEM;
     r->shuffle_seed = opt->seed ? opt->seed : m->cfg.seed;
     r->best = -INFINITY;
     r->last_epoch = m->epoch + opt->epochs;
     r->saved_dist = m->view.dist;
-    if ((st = dp_prepare(m, r, opt)) != TL_OK) {
+    st = dp_prepare(m, r, opt); /* over a stream it may change per_epoch */
+    if (st == TL_OK && !r->dp.d && stream) st = tl_stream_reserve(stream, B);
+    size_t total = r->per_epoch * (size_t)opt->epochs;
+    if (opt->max_steps > 0 && (size_t)opt->max_steps < total) total = (size_t)opt->max_steps;
+    if (st == TL_OK) st = reserve_history(m, total, (size_t)opt->epochs);
+    if (st == TL_OK && valid && opt->eval_every > 0) {
+        size_t need = m->n_evals_hist + total / (size_t)opt->eval_every + 1;
+        if (need > m->cap_evals_hist) {
+            tl_epoch_record *h = tl_realloc(m->evals_hist, need * sizeof *h, "eval history");
+            if (h) {
+                m->evals_hist = h;
+                m->cap_evals_hist = need;
+            } else {
+                st = TL_ERR_NOMEM;
+            }
+        }
+    }
+    if (st == TL_OK && valid && opt->restore_best && !m->best &&
+        !(m->best = tl_malloc_aligned(r->pf * sizeof(float), "best parameters")))
+        st = TL_ERR_NOMEM;
+    if (st != TL_OK) {
         dp_free(r);
         m->view.dist = r->saved_dist;
         m->view.reduce_grads = NULL;
@@ -881,14 +1080,21 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, con
 /* The order of epoch e depends only on (seed, e), and a fit that stopped
  * mid-epoch resumes at the next batch: training N steps, then M more (also
  * after a checkpoint round trip) equals N+M at once. */
-static void epoch_begin(tl_model *m, fit_run *r)
+static tl_status epoch_begin(tl_model *m, fit_run *r)
 {
     const tl_split *train = r->train;
-    for (size_t i = 0; i < train->n; i++) r->order[i] = (uint32_t)i;
-    if (r->opt->shuffle) {
-        tl_rng shuf;
-        tl_rng_seed(&shuf, r->shuffle_seed * 0x9e3779b97f4a7c15ULL + (uint64_t)m->epoch);
-        tl_rng_shuffle_u32(&shuf, r->order, train->n);
+    tl_status st = TL_OK;
+    if (train) {
+        for (size_t i = 0; i < train->n; i++) r->order[i] = (uint32_t)i;
+        if (r->opt->shuffle) {
+            tl_rng shuf;
+            tl_rng_seed(&shuf, r->shuffle_seed * 0x9e3779b97f4a7c15ULL + (uint64_t)m->epoch);
+            tl_rng_shuffle_u32(&shuf, r->order, train->n);
+        }
+    } else if (r->dp.gs) { /* a stream's epoch e: the stream's own order of (seed, e) */
+        for (int j = r->dp.g0; j < r->dp.g1 && st == TL_OK; j++) st = tl_stream_begin(r->dp.gs[j], m->epoch);
+    } else {
+        st = tl_stream_begin(r->stream, m->epoch);
     }
     if (m->batches_in_epoch >= r->per_epoch) m->batches_in_epoch = 0;
     for (int i = 0; i < m->n_hooks; i++)
@@ -903,6 +1109,7 @@ static void epoch_begin(tl_model *m, fit_run *r)
             for (int k = 0; k < m->cfg.n_tasks; k++) r->epoch_loss[k] += (double)m->steps_hist[i].loss[k];
         r->done = bie;
     }
+    return st;
 }
 
 /* A mid-epoch look at validation after batch b (early stopping stays per
@@ -942,7 +1149,7 @@ static tl_status mid_epoch_eval(tl_model *m, fit_run *r, size_t b)
 static tl_status run_batches(tl_model *m, fit_run *r)
 {
     const tl_fit_options *opt = r->opt;
-    const tl_split *train = r->train, *valid = r->valid;
+    const tl_split *valid = r->valid;
     int K = m->cfg.n_tasks;
     tl_status st = TL_OK;
     for (size_t b = m->batches_in_epoch; b < r->per_epoch; b++) {
@@ -953,15 +1160,22 @@ static tl_status run_batches(tl_model *m, fit_run *r)
                            "training interrupted at epoch %d, step %lld; the model keeps its "
                            "current parameters and can continue",
                            m->epoch + 1, (long long)m->step);
-        size_t from = b * (size_t)r->B;
-        int n = (int)(train->n - from < (size_t)r->B ? train->n - from : (size_t)r->B);
+        batch_rows(r, b);
         float tl_loss[TL_MAX_TASKS];
+        const tl_split *seen = r->train; /* what the step_end hooks see */
         if (r->dp.d) {
-            if ((st = dp_step(m, r, from, n, tl_loss)) != TL_OK) return st;
+            st = dp_step(m, r, tl_loss);
+        } else if (r->stream) {
+            if ((st = tl_model_stream_batch(r->stream, r->n, &r->sb)) == TL_OK) {
+                tl_model_fill_batch(m, &r->sb, NULL, 0, r->n);
+                st = train_step(m, tl_loss);
+            }
+            seen = &r->sb;
         } else {
-            tl_model_fill_batch(m, train, r->order, from, n);
-            if ((st = train_step(m, tl_loss)) != TL_OK) return st;
+            tl_model_fill_batch(m, r->train, r->order, r->from, r->n);
+            st = train_step(m, tl_loss);
         }
+        if (st != TL_OK) return st;
         m->step++;
         m->batches_in_epoch = b + 1;
         r->steps_this_call++;
@@ -975,7 +1189,7 @@ static tl_status run_batches(tl_model *m, fit_run *r)
             sr->loss[k] = tl_loss[k];
             sr->weight[k] = tl_weighting_effective(m->weighting, &m->view, k);
         }
-        tl_fit_point f = {train, valid, tl_loss, NULL};
+        tl_fit_point f = {seen, valid, tl_loss, NULL};
         for (int i = 0; i < m->n_hooks; i++)
             if (m->hooks[i]->step_end && (st = m->hooks[i]->step_end(m->hook_state[i], &m->view, &f)) != TL_OK)
                 return st;
@@ -1050,15 +1264,17 @@ static tl_status record_epoch(tl_model *m, fit_run *r, double *monitor, int *imp
     return TL_OK;
 }
 
-tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid,
-                       const tl_fit_options *opt)
+/* The fit loop, over the in-memory train split or (train NULL) the stream:
+ * tl_model_fit and tl_model_fit_stream. */
+tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *stream, const tl_split *valid,
+                              const tl_fit_options *opt)
 {
     fit_run r;
-    tl_status st = fit_prepare(m, &r, train, valid, opt);
+    tl_status st = fit_prepare(m, &r, train, stream, valid, opt);
     if (st != TL_OK) return st;
     int K = m->cfg.n_tasks;
     for (int e = 0; e < opt->epochs && st == TL_OK; e++) {
-        epoch_begin(m, &r);
+        if ((st = epoch_begin(m, &r)) != TL_OK) break;
         st = run_batches(m, &r);
         if (r.ran == 0) break;
         for (int k = 0; k < K; k++) r.epoch_loss[k] /= (double)r.done;
@@ -1117,7 +1333,14 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
     dp_free(&r);
     m->view.dist = r.saved_dist;
     m->view.reduce_grads = NULL;
+    if (!train) m->batches_in_epoch = 0; /* a stream's cut epoch starts again */
     return st;
+}
+
+tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid, const tl_fit_options *opt)
+{
+    if (!train) return tl_model_check_split(m, train, "fit");
+    return tl_model_fit_source(m, train, NULL, valid, opt);
 }
 
 size_t tl_model_history_steps(const tl_model *m, const tl_step_record **out)
@@ -1155,11 +1378,3 @@ size_t tl_model_history_diagnostics(const tl_model *m, const tl_diag_record **ou
     return tl_task_grads_history(m->task_grads, out);
 }
 
-/* For the streaming fit (models/model_stream.c): the same step, optimizer,
- * epoch-end hooks as the fit above. */
-tl_status tl_model_fit_step(tl_model *m, float *task_loss) { return train_step(m, task_loss); }
-tl_status tl_model_fit_optim(tl_model *m, const tl_optim_config *oc) { return ensure_optim(m, oc); }
-tl_status tl_model_fit_epoch_end(tl_model *m, const tl_split *valid, const double *epoch_loss)
-{
-    return hooks_epoch_end(m, NULL, valid, epoch_loss);
-}

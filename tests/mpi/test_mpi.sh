@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tl.mpi under mpirun --oversubscribe -np 2 and -np 3 (tests/mpi/mpi_basic.lua),
-# and rank-0-only fit log. Skips, with the reason, when towerlab was built without MPI.
+# rank-0-only fit log, and rank-0-only file writes (tests/mpi/mpi_write.lua). Skips, with the reason, when towerlab was built without MPI.
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${TL_TEST_BIN:-./towerlab}
@@ -28,6 +28,21 @@ out=$(timeout 120 mpirun --oversubscribe -np 2 "$BIN" tests/mpi/mpi_fit_log.lua 
 n=$(tr "\r" "\n" <<<"$out" | grep -c "step 1 ")
 if [ "$n" -eq 1 ]; then pass=$((pass+1)); else
   fail=$((fail+1)); echo "[  FAILED  ] fit log printed $n times at np=2 (want 1)"; echo "$out" | tail -5; fi
+# m:save, m:export (and its vocabulary), plot files: rank 0 writes unless
+# tl.mpi.all_ranks_write(true); each rank names its own files here
+T=$(mktemp -d)
+for mode in default all; do
+  out=$(timeout 120 mpirun --oversubscribe -np 2 "$BIN" tests/mpi/mpi_write.lua "$T" $mode 2>&1)
+  [ "$(grep -c "^rank [01]: done" <<<"$out")" = 2 ] || echo "$out" | tail -5
+done
+exts="tlm onnx vocab.json"; command -v gnuplot >/dev/null && exts="$exts svg" # a plot file needs gnuplot
+want=$(wc -w <<<"$exts")
+have() { local n=0; for e in $exts; do [ -s "$T/$1.$e" ] && n=$((n+1)); done; echo $n; }
+if [ "$(have default.r0)" = "$want" ] && [ "$(have default.r1)" = 0 ]; then pass=$((pass+1)); else
+  fail=$((fail+1)); echo "[  FAILED  ] rank-0 writes: rank 0 wrote $(have default.r0) of $want files, rank 1 $(have default.r1) (want 0)"; ls "$T"; fi
+if [ "$(have all.r0)" = "$want" ] && [ "$(have all.r1)" = "$want" ]; then pass=$((pass+1)); else
+  fail=$((fail+1)); echo "[  FAILED  ] all_ranks_write: rank 0 wrote $(have all.r0), rank 1 $(have all.r1) of $want files"; ls "$T"; fi
+rm -rf "$T"
 [ $fail -gt 0 ] && echo "[  FAILED  ] $fail test(s)"
 echo "[  PASSED  ] $pass test(s)."
 [ $fail -eq 0 ]
