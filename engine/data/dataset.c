@@ -35,6 +35,13 @@ void tl_dataset_free(tl_dataset *d)
     tl_free(d->wt);
     tl_free(d->grp);
     tl_free(d->row);
+    for (int b = 0; b < d->n_bag && d->bag; b++) {
+        tl_free(d->bag[b].c.name);
+        tl_free(d->bag[b].c.str_off);
+        tl_free(d->bag[b].c.str_blob);
+    }
+    tl_free(d->bag);
+    tl_free(d->bagv);
     tl_free(d);
 }
 
@@ -82,6 +89,7 @@ size_t tl_dataset_bytes(const tl_dataset *d)
     size_t b = d->n * ((size_t)d->n_cat * 4 + (size_t)d->n_num * 4 + (size_t)d->n_tasks * 4 + 4);
     if (d->grp) b += d->n * 4;
     if (d->wt) b += d->n * 4;
+    b += d->n * (size_t)d->bag_slots * 4;
     for (int f = 0; f < d->n_cat; f++)
         if (d->cat[f].n_str) b += d->cat[f].str_off[d->cat[f].n_str] + 8 * (size_t)d->cat[f].n_str;
     return b;
@@ -217,7 +225,38 @@ void tl_data_set_views(tl_dataset *d)
         s->group = d->grp ? d->grp + o : NULL;
         s->weight = d->wt ? d->wt + o : NULL;
         s->row = d->row ? d->row + o : NULL;
+        s->bag = d->bagv ? d->bagv + o * (size_t)d->bag_slots : NULL;
+        s->bag_slots = d->bagv ? d->bag_slots : 0;
     }
+}
+
+tl_status tl_data_alloc_bags(tl_dataset *d, int n_bag)
+{
+    if (!(d->bag = tl_calloc((size_t)n_bag + 1, sizeof *d->bag, "dataset bag fields"))) return TL_ERR_NOMEM;
+    d->n_bag = n_bag;
+    return TL_OK;
+}
+
+int tl_dataset_n_bag(const tl_dataset *d) { return d->n_bag; }
+const char *tl_dataset_bag_name(const tl_dataset *d, int b) { return b >= 0 && b < d->n_bag ? d->bag[b].c.name : NULL; }
+int32_t tl_dataset_bag_vocab(const tl_dataset *d, int b) { return b >= 0 && b < d->n_bag ? d->bag[b].c.size : 0; }
+int tl_dataset_bag_len(const tl_dataset *d, int b) { return b >= 0 && b < d->n_bag ? d->bag[b].len : 0; }
+tl_pooling tl_dataset_bag_pool(const tl_dataset *d, int b)
+{
+    return b >= 0 && b < d->n_bag ? (tl_pooling)d->bag[b].pool : TL_POOL_SUM;
+}
+uint64_t tl_dataset_bag_truncated(const tl_dataset *d, int b) { return b >= 0 && b < d->n_bag ? d->bag[b].truncated : 0; }
+const char *tl_dataset_bag_kind(const tl_dataset *d, int b)
+{
+    if (b < 0 || b >= d->n_bag) return NULL;
+    return d->bag[b].c.kind == CAT_HASH ? "hash" : "vocab";
+}
+const char *tl_dataset_bag_string(const tl_dataset *d, int b, int32_t id)
+{
+    if (b < 0 || b >= d->n_bag) return NULL;
+    const dcat *c = &d->bag[b].c;
+    if (c->kind != CAT_VOCAB || id < ID_FIRST || (uint32_t)(id - ID_FIRST) >= c->n_str) return NULL;
+    return c->str_blob + c->str_off[id - ID_FIRST];
 }
 
 int tl_dataset_hash_collisions(const tl_dataset *d, int f, uint32_t *values, uint32_t *collided)
