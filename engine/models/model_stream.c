@@ -24,6 +24,12 @@ static tl_status check_layout(const tl_model *m, const tl_shard_layout *l)
         if (l->vocab[f] > c->vocab[f])
             return tl_fail(TL_ERR_ARG, "fit: stream field '%s' has %d ids, the model's table %d", l->cat_name[f],
                            (int)l->vocab[f], (int)c->vocab[f]);
+    if (l->n_bag != c->n_bag)
+        return tl_fail(TL_ERR_ARG, "fit: the stream has %d multi-valued fields, the model %d", l->n_bag, c->n_bag);
+    for (int b = 0; b < l->n_bag; b++)
+        if (l->bag_vocab[b] > c->bag_vocab[b] || l->bag_len[b] != c->bag_len[b])
+            return tl_fail(TL_ERR_ARG, "fit: stream field '%s' has %d ids and %d slots, the model's %d and %d",
+                           l->bag_name[b], (int)l->bag_vocab[b], l->bag_len[b], (int)c->bag_vocab[b], c->bag_len[b]);
     for (int k = 0; k < l->n_tasks; k++)
         if (strcmp(l->task_name[k], c->tasks[k].name) != 0)
             return tl_fail(TL_ERR_ARG, "fit: stream task %d is '%s', the model's '%s'", k + 1, l->task_name[k],
@@ -97,6 +103,8 @@ static tl_status stream_epoch(tl_model *m, tl_stream *s, const tl_split *valid, 
             *ended = 1;
             break;
         }
+        if (m->cfg.n_bag && !batch.bag)
+            return tl_fail(TL_ERR_ARG, "fit: the model has multi-valued fields; open the stream with TL_STREAM_BAGS");
         float loss[TL_MAX_TASKS];
         tl_model_fill_batch(m, &batch, NULL, 0, n);
         if ((st = tl_model_fit_step(m, loss)) != TL_OK) break;
