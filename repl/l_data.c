@@ -674,6 +674,13 @@ static int d_tostring(lua_State *L)
         luaL_addstring(&b, buf);
     }
     add_hash_summary(&b, d);
+    for (int f = 0; f < tl_dataset_n_bag(d); f++)
+        if (tl_dataset_bag_truncated(d, f)) {
+            char tb[200];
+            snprintf(tb, sizeof tb, "; %s: %llu rows truncated to %d values", tl_dataset_bag_name(d, f),
+                     (unsigned long long)tl_dataset_bag_truncated(d, f), tl_dataset_bag_len(d, f));
+            luaL_addstring(&b, tb);
+        }
     if (tl_dataset_from_cache(d)) luaL_addstring(&b, "; from cache");
     luaL_pushresult(&b);
     return 1;

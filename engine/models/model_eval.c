@@ -116,9 +116,9 @@ void tl_model_fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, 
 static tl_status check_bags(const tl_model *m, const tl_split *s, const char *what)
 {
     const tl_model_config *c = &m->cfg;
+    if (!c->n_bag) return TL_OK;
     int slots = 0;
     for (int b = 0; b < c->n_bag; b++) slots += c->bag_len[b];
-    if (!c->n_bag) return TL_OK;
     if (!s->bag)
         return tl_fail(TL_ERR_ARG, "%s: the model has multi-valued fields (%s%s) but the split has none", what,
                        c->bag_name[0], c->n_bag > 1 ? ", ..." : "");

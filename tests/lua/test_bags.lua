@@ -58,6 +58,7 @@ T["csv spec: fields, print and errors"] = function()
   eq(h:fields().bags[1].kind, "hash")
   eq(h:fields().bags[1].max_len, 2)
   check(h:fields().bags[1].truncated > 0)
+  check(tostring(h):find("tags: %d+ rows truncated to 2 values"), tostring(h))
   raises(function() tl.data.csv{ path = path, categorical = { { "tags", pooling = "mean" } }, labels = { y = { column = "y", positive = "1" } } } end,
          "pooling= needs multi=")
   raises(function() tl.data.csv{ path = path, categorical = { { "tags", multi = "|", pooling = "median" } }, labels = { y = { column = "y", positive = "1" } } } end,
