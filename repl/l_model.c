@@ -374,6 +374,11 @@ const tl_split *tl_lua_check_model_split(lua_State *L, int idx, tl_model *m, con
                               "the model's dataset)",
                            fn, field, diff);
         }
+        for (int b = 0; md && md != d && b < c->n_bag && b < tl_dataset_n_bag(md); b++)
+            if (tl_dataset_bag_diff(d, b, md, b, diff, sizeof diff))
+                luaL_error(L, "%s: field '%s': the split's multi-valued ids mean other values than in the model's "
+                              "data: %s (build the data with like= the model's dataset)",
+                           fn, field, diff);
         size_t fl = strlen(fn);
         if (!tl_dataset_labeled(d) && !(fl >= 8 && strcmp(fn + fl - 8, ":predict") == 0))
             luaL_error(L, "%s: field '%s': the split's dataset has no labels (read with like= from a file "

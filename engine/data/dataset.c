@@ -127,10 +127,8 @@ const char *tl_dataset_num_transform(const tl_dataset *d, int j, double *mean, d
     return k[d->num[j].transform];
 }
 
-uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f)
+static uint64_t dcat_fingerprint(const dcat *c)
 {
-    if (!d || f < 0 || f >= d->n_cat) return 0;
-    const dcat *c = &d->cat[f];
     int64_t head[4] = {c->kind, c->size, c->buckets, (int64_t)c->n_str};
     uint64_t h = hash_bytes(head, sizeof head, 0x766f636162ULL);
     if (c->n_str) h = hash_bytes(c->str_blob, (size_t)c->str_off[c->n_str], h);
@@ -138,11 +136,16 @@ uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f)
     return h;
 }
 
-int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap)
+uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f)
 {
-    if (!a || !b || fa < 0 || fa >= a->n_cat || fb < 0 || fb >= b->n_cat) return 0;
-    if (tl_dataset_vocab_fingerprint(a, fa) == tl_dataset_vocab_fingerprint(b, fb)) return 0;
-    const dcat *x = &a->cat[fa], *y = &b->cat[fb];
+    if (!d || f < 0 || f >= d->n_cat) return 0;
+    return dcat_fingerprint(&d->cat[f]);
+}
+
+/* What differs between encodings x (here) and y (there), in msg. */
+static int dcat_diff(const dcat *x, const dcat *y, char *msg, size_t cap)
+{
+    if (dcat_fingerprint(x) == dcat_fingerprint(y)) return 0;
     static const char *const kinds[] = {"vocab", "hash", "quantile"};
     if (x->kind != y->kind) {
         snprintf(msg, cap, "field '%s' is encoded by %s here and by %s there", x->name, kinds[x->kind],
@@ -168,6 +171,18 @@ int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int 
         snprintf(msg, cap, "field '%s' has other hash buckets", x->name);
     }
     return 1;
+}
+
+int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap)
+{
+    if (!a || !b || fa < 0 || fa >= a->n_cat || fb < 0 || fb >= b->n_cat) return 0;
+    return dcat_diff(&a->cat[fa], &b->cat[fb], msg, cap);
+}
+
+int tl_dataset_bag_diff(const tl_dataset *a, int ba, const tl_dataset *b, int bb, char *msg, size_t cap)
+{
+    if (!a || !b || ba < 0 || ba >= a->n_bag || bb < 0 || bb >= b->n_bag) return 0;
+    return dcat_diff(&a->bag[ba].c, &b->bag[bb].c, msg, cap);
 }
 
 tl_status tl_split_shuffle(const tl_split *s, tl_rng *rng, uint32_t *order)

@@ -130,6 +130,20 @@ T["save and load keep the bag fields and predictions"] = function()
   check(tostring(m2):find("bag     tags: 42 ids, 4 slots, max pooling"), tostring(m2))
   eq(m2:predict(d.test).y, m:predict(d.test).y)
   raises(function() m2:predict(load(nil, "no-bags").test) end, "multi%-valued")
+  -- the same rows in reverse order: the same sizes, other ids for the values
+  local rows = {}
+  for line in io.lines(path) do rows[#rows + 1] = line end
+  local rev = tmpdir .. "/reversed.csv"
+  local f = assert(io.open(rev, "wb"))
+  f:write(rows[1], "\n")
+  for i = #rows, 2, -1 do f:write(rows[i], "\n") end
+  f:close()
+  local r = tl.data.csv{ path = rev, categorical = { "a", { "tags", multi = "|", pooling = "max" } },
+                         labels = { y = { column = "y", positive = "1" } }, cache = false }
+  eq(r:fields().bags[1].vocab, 42)
+  raises(function() m:predict(r.all) end, "multi%-valued ids mean other values")
+  local ok = tl.data.csv{ path = rev, like = d, cache = false }
+  eq(#m:predict(ok.all).y, 4000)
 end
 
 T["convert keeps the bags; a stream fit equals the in-memory fit"] = function()
