@@ -364,6 +364,7 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
         if (t->num) h = tl_dist_hash(t->num, t->n * (size_t)m->cfg.n_num * sizeof *t->num, h);
         h = tl_dist_hash(t->labels, t->n * K * sizeof *t->labels, h);
         if (t->weight) h = tl_dist_hash(t->weight, t->n * sizeof *t->weight, h);
+        if (m->cfg.n_bag) h = tl_dist_hash(t->bag, t->n * (size_t)t->bag_slots * sizeof *t->bag, h);
     }
     st = tl_dist_check_equal(d, h, "fit: the model's size, its position in training, the fit options "
                              "or the training rows", m->step);
