@@ -691,6 +691,9 @@ int main(int argc, char **argv)
     if (la && fgets(buf, sizeof buf, la)) printf("%s", buf);
     else printf("?\n");
     if (la) fclose(la);
+    if (atof(buf) > 1.5)
+        printf("(a busy machine: the 2-thread figures are wall time and include the neighbours; the\n"
+               " 1-thread ones are this thread's CPU time and hold under load)\n");
     printf("own kernel: %d-float vectors (%s), micro-tile %d x %d, kc %d\n", OWN_VL,
            OWN_VL == 16 ? "AVX-512" : OWN_VL == 8 ? "AVX" : "128-bit", OWN_MR, OWN_NR, OWN_KC);
 
@@ -812,8 +815,8 @@ int main(int argc, char **argv)
            "scaled by the backend's speed over OpenBLAS's at that shape, both timed alone; on 2 threads\n"
            "the sum over the traced calls of their times alone.\n\n");
     printf("| model | threads | GEMM GFLOP/step | step ms (measured) | %% of bound | OpenBLAS GEMM ms in training / alone | share of step |");
-    for (int b = 1; b < N_BACK; b++) printf(" %s: GEMM ms, step speed-up, %% of bound |", back_names[b]);
-    printf(" every GEMM at the FMA peak: step speed-up, %% of bound |");
+    for (int b = 1; b < N_BACK; b++) printf(" %s: GEMM ms, step ms, speed-up, %% of bound |", back_names[b]);
+    printf(" every GEMM at the FMA peak: step ms, speed-up, %% of bound |");
     printf("\n|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int m = 0; m < N_MODELS; m++)
         for (int t = 0; t < 2; t++) {
@@ -835,10 +838,10 @@ int main(int argc, char **argv)
                 q.b = b;
                 double g = t ? med_over(rounds, get_gemm_step, &q) : med_over(rounds, get_insitu_step, &q);
                 double sp = med_over(rounds, get_speedup1, &q), pst = med_over(rounds, get_proj1, &q);
-                printf(" %.2f, %.2fx, %.0f%% |", 1e3 * g, sp, 100.0 * f / pst / (bound * 1e9));
+                printf(" %.2f, %.2f, %.2fx, %.0f%% |", 1e3 * g, 1e3 * pst, sp, 100.0 * f / pst / (bound * 1e9));
             }
             double ideal = st - (t ? alone : inplace) + f / (pk[t] * 1e9); /* medians: a bound, not a round ratio */
-            printf(" %.2fx, %.0f%% |\n", st / ideal, 100.0 * f / ideal / (bound * 1e9));
+            printf(" %.2f, %.2fx, %.0f%% |\n", 1e3 * ideal, st / ideal, 100.0 * f / ideal / (bound * 1e9));
         }
     printf("\nAgreement with OpenBLAS on 1 thread (largest |C - C_ref| / largest |C_ref| over all shapes;\n"
            "shapes whose result is not bit-identical, of %d):\n\n", n_shapes);
