@@ -437,8 +437,8 @@ static void blis_gemm(int ta, int tb, int m, int n, int k, const float *a, int l
 #ifdef TL_BENCH_XSMM
 /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: the
  * operands swap and trans_b becomes LIBXSMM's TRANS_A. A transpose LIBXSMM
- * 1.17 has no kernel for is done by copying the operand first (counted in
- * the time, as an integration would have to). */
+ * has no kernel for (Debian's 1.17 JITs NN only) is done by copying the
+ * operand first (counted in the time, as an integration would have to). */
 static _Thread_local float *xsmm_tmp;
 static _Thread_local size_t xsmm_cap;
 static _Atomic int xsmm_trans_copies; /* calls that needed the copy */
@@ -471,8 +471,8 @@ static void xsmm_gemm(int ta, int tb, int m, int n, int k, const float *a, int l
     }
     /* copy the transposed operand(s) to plain layout, then an NN kernel */
     const float *a2 = a, *b2 = b;
-    if (ta) a2 = transposed(a, k, m, lda), lb = k; /* stored [k x m] -> [m x k] */
     if (tb && ta) abort();                            /* the engine never calls TT */
+    if (ta) a2 = transposed(a, k, m, lda), lb = k; /* stored [k x m] -> [m x k] */
     if (tb) b2 = transposed(b, n, k, ldb), la = n;    /* stored [n x k] -> [k x n] */
     flags = beta == 0.0f ? LIBXSMM_GEMM_FLAG_BETA_0 : 0;
     f = libxsmm_smmdispatch(M, N, K, &la, &lb, &lc, &one, &beta, &flags, NULL);
