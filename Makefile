@@ -226,8 +226,8 @@ $(BUILD)/bench/%: scripts/%.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
-# bench_gemm (issue 26): the engine's GEMM calls traced by wrapping tl_gemm and
-# tl_gemm_serial at link time, then timed with OpenBLAS, BLIS, LIBXSMM and an
+# bench_gemm (issue 26): the engine's GEMM calls (and parallel regions) traced
+# by wrapping them at link time, then timed with OpenBLAS, BLIS, LIBXSMM and an
 # own C kernel. BLIS and LIBXSMM are optional (apt-get install libblis-dev
 # libxsmm-dev); without them their columns say "-". -ffp-contract=fast lets the
 # own kernel's a * b + c become FMA (-std=c11 turns contraction off).
@@ -238,7 +238,7 @@ GEMM_BENCH_LIBS := $(if $(wildcard /usr/include/$(MULTIARCH)/blis.h),-lblis) \
   $(if $(wildcard /usr/include/libxsmm.h),-lxsmm -lrt -ldl)
 $(BUILD)/bench/bench_gemm: scripts/bench_gemm.c $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -ffp-contract=fast $(GEMM_BENCH_FLAGS) -o $@ $< -Wl,--wrap=tl_gemm,--wrap=tl_gemm_serial \
+	$(CC) $(CFLAGS) -ffp-contract=fast $(GEMM_BENCH_FLAGS) -o $@ $< -Wl,--wrap=tl_gemm,--wrap=tl_gemm_serial,--wrap=tl_parallel_run,--wrap=tl_parallel_for \
 	  $(LIB) $(LDLIBS) $(GEMM_BENCH_LIBS)
 
 bench: all $(BENCH_BIN)

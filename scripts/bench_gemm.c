@@ -101,6 +101,58 @@ void __wrap_tl_gemm(int, int, int, int, int, const float *, int, const float *, 
 void __wrap_tl_gemm_serial(int, int, int, int, int, const float *, int, const float *, int, float, float *,
                            int);
 
+/* ---- the step's parallel regions -------------------------------------------------
+ * Also wrapped: tl_parallel_run and tl_parallel_for, and tl_gemm counts as
+ * one region (on one thread it skips the pool). The caller thread's
+ * outermost regions, in call order: on two threads whether each is split
+ * (parts > 1), on one thread its CPU time. The share of a one-thread step
+ * spent in regions that two threads split bounds the second thread's gain
+ * (Amdahl, with no overhead). */
+#define MAX_REGIONS 8192
+static int regions_mode, n_regions; /* mode 0 off, 1 CPU time (1 thread), 2 splits (2 threads) */
+static double region_cpu[MAX_REGIONS];
+static unsigned char region_split[MAX_REGIONS];
+static pthread_t main_thread;
+static _Thread_local int region_depth;
+
+static int region_begin(int parts, double *t0)
+{
+    if (region_depth++ > 0 || !regions_mode || !pthread_equal(pthread_self(), main_thread)) return -1;
+    if (n_regions == MAX_REGIONS) return -1;
+    int i = n_regions++;
+    if (regions_mode == 2) region_split[i] = parts > 1;
+    else *t0 = bench_clock(CLOCK_THREAD_CPUTIME_ID);
+    return i;
+}
+
+static void region_end(int i, double t0)
+{
+    region_depth--;
+    if (i >= 0 && regions_mode == 1) region_cpu[i] = bench_clock(CLOCK_THREAD_CPUTIME_ID) - t0;
+}
+
+void __real_tl_parallel_run(size_t, int, tl_parallel_fn, void *);
+void __real_tl_parallel_for(size_t, size_t, tl_parallel_fn, void *);
+void __wrap_tl_parallel_run(size_t, int, tl_parallel_fn, void *);
+void __wrap_tl_parallel_for(size_t, size_t, tl_parallel_fn, void *);
+
+void __wrap_tl_parallel_run(size_t n, int parts, tl_parallel_fn fn, void *ctx)
+{
+    double t0 = 0.0;
+    int i = region_begin((size_t)parts > n ? (int)n : parts, &t0);
+    __real_tl_parallel_run(n, parts, fn, ctx);
+    region_end(i, t0);
+}
+
+void __wrap_tl_parallel_for(size_t n, size_t grain, tl_parallel_fn fn, void *ctx)
+{
+    double t0 = 0.0;
+    int parts = tl_parallel_parts(n, grain);
+    int i = region_begin((size_t)parts > n ? (int)n : parts, &t0);
+    __real_tl_parallel_for(n, grain, fn, ctx);
+    region_end(i, t0);
+}
+
 /* In-place timing (one thread only: every call is then a whole product on
  * the caller): add the call's CPU time to its traced shape. */
 static shape *find_shape(int ta, int tb, int m, int n, int k, int lda, int ldb, int ldc, float beta)
@@ -117,8 +169,10 @@ void __wrap_tl_gemm(int ta, int tb, int m, int n, int k, const float *a, int lda
                     float beta, float *c, int ldc)
 {
     trace(ta, tb, m, n, k, lda, ldb, ldc, beta);
-    double t = timing >= 0 ? bench_clock(CLOCK_THREAD_CPUTIME_ID) : 0.0;
+    double t = timing >= 0 ? bench_clock(CLOCK_THREAD_CPUTIME_ID) : 0.0, t0 = 0.0;
+    int region = m > 0 && n > 0 ? region_begin(tl_gemm_parts((size_t)(m >= n ? m : n), (double)m * n * k), &t0) : -1;
     __real_tl_gemm(ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc);
+    if (m > 0 && n > 0) region_end(region, t0);
     shape *s = timing >= 0 ? find_shape(ta, tb, m, n, k, lda, ldb, ldc, beta) : NULL;
     if (s) s->insitu += bench_clock(CLOCK_THREAD_CPUTIME_ID) - t;
 }
@@ -238,6 +292,41 @@ static double step_seconds(model_run *r, int which, int round)
     }
     r->s.n = n;
     return best / FIT_STEPS;
+}
+
+/* The share of a one-thread step's CPU time spent in the regions two
+ * threads split (see "the step's parallel regions"); *regions and *split
+ * per step. Returns -1 when the two runs' regions do not line up. */
+static double parallel_share(model_run *r, double *regions, double *split)
+{
+    size_t n = r->s.n;
+    r->s.n = (size_t)r->batch * FIT_STEPS;
+    static unsigned char split2[MAX_REGIONS];
+    tl_set_threads(2);
+    regions_mode = 2;
+    n_regions = 0;
+    int ok = tl_model_fit(r->m, &r->s, NULL, &r->o) == TL_OK, n2 = n_regions;
+    memcpy(split2, region_split, (size_t)n2);
+    tl_set_threads(1);
+    double best = -1.0, best_total = 1e30;
+    for (int f = 0; f < 3 && ok; f++) {
+        regions_mode = 1;
+        n_regions = 0;
+        double t = bench_clock(CLOCK_THREAD_CPUTIME_ID);
+        ok = tl_model_fit(r->m, &r->s, NULL, &r->o) == TL_OK;
+        t = bench_clock(CLOCK_THREAD_CPUTIME_ID) - t;
+        regions_mode = 0;
+        if (n_regions != n2 || n2 == MAX_REGIONS) ok = 0;
+        double par = 0.0;
+        int ns = 0;
+        for (int i = 0; i < n2 && ok; i++)
+            if (split2[i]) par += region_cpu[i], ns++;
+        if (ok && t < best_total) best_total = t, best = par / t, *split = (double)ns / FIT_STEPS;
+    }
+    regions_mode = 0;
+    *regions = (double)n2 / FIT_STEPS;
+    r->s.n = n;
+    return ok ? best : -1.0;
 }
 
 /* ---- the own kernel: register-blocked, portable C ------------------------------
@@ -679,6 +768,7 @@ int main(int argc, char **argv)
     if (rounds < 1) rounds = 1;
     if (rounds > MAX_ROUNDS) rounds = MAX_ROUNDS;
     openblas_set_num_threads(1); /* as the engine keeps it (core.c) */
+    main_thread = pthread_self();
 #ifdef TL_BENCH_BLIS
     bli_thread_set_num_threads(1);
 #endif
@@ -729,6 +819,9 @@ int main(int argc, char **argv)
     tl_rng_seed(&rng, 7);
     for (int s = 0; s < n_shapes; s++)
         if (shape_alloc(&shapes[s], &rng)) return 1;
+
+    double par_share[N_MODELS], par_regions[N_MODELS], par_split[N_MODELS];
+    for (int m = 0; m < N_MODELS; m++) par_share[m] = parallel_share(&runs[m], &par_regions[m], &par_split[m]);
 
     /* 3. agreement with OpenBLAS (1 thread) on the same inputs */
     double maxrel[2][N_BACK] = {{0}};
@@ -843,6 +936,23 @@ int main(int argc, char **argv)
             double ideal = st - (t ? alone : inplace) + f / (pk[t] * 1e9); /* medians: a bound, not a round ratio */
             printf(" %.2f, %.2fx, %.0f%% |\n", 1e3 * ideal, st / ideal, 100.0 * f / ideal / (bound * 1e9));
         }
+    printf("\nParallel regions of a step (one thread's CPU time; two threads' splits):\n\n");
+    for (int m = 0; m < N_MODELS; m++) {
+        struct pick q = {0, 0, OBL, m};
+        double st = med_over(rounds, get_step, &q), p = par_share[m];
+        if (p < 0.0) {
+            printf("- %s: the regions of the 1- and 2-thread runs do not line up; not measured\n", model_names[m]);
+            continue;
+        }
+        double ideal = st * ((1.0 - p) + p / 2.0), f = 0.0;
+        for (int s = 0; s < n_shapes; s++)
+            if (shapes[s].model == m) f += shapes[s].calls * flops(&shapes[s]);
+        printf("- %s: %g regions per step, %g of them split on 2 threads, holding %.0f%% of the\n"
+               "  1-thread step: with no overhead 2 threads give at most %.2fx (%.2f ms, %.0f%% of twice the\n"
+               "  1-thread bound)\n",
+               model_names[m], par_regions[m], par_split[m], 100.0 * p, st / ideal, 1e3 * ideal,
+               100.0 * f / ideal / (2.0 * bounds[0] * 1e9));
+    }
     printf("\nAgreement with OpenBLAS on 1 thread (largest |C - C_ref| / largest |C_ref| over all shapes;\n"
            "shapes whose result is not bit-identical, of %d):\n\n", n_shapes);
     printf("| threads | OpenBLAS | BLIS | LIBXSMM | own C |\n|---|---|---|---|---|\n");
