@@ -967,6 +967,18 @@ int main(int argc, char **argv)
     if (xsmm_trans_copies) printf("\nLIBXSMM: transposed operands copied before an NN kernel (no JIT kernel for that transpose)\n");
     libxsmm_finalize();
 #endif
-    for (int m = 0; m < N_MODELS; m++) tl_model_free(runs[m].m);
+    for (int m = 0; m < N_MODELS; m++) {
+        tl_model_free(runs[m].m);
+        free(runs[m].s.cat);
+        free(runs[m].s.num);
+        free(runs[m].s.labels);
+    }
+    for (int i = 0; i < n_shapes; i++) {
+        free(shapes[i].a);
+        free(shapes[i].b);
+        free(shapes[i].c);
+        free(shapes[i].c0);
+        free(shapes[i].ref);
+    }
     return 0;
 }
