@@ -1,33 +1,35 @@
 /* bench_gemm.c — issue 26's small-GEMM question: would another library or the
  * engine's own kernel serve the papers' small shapes better than OpenBLAS?
  *
- * 1. Trace. The Makefile links this program with -Wl,--wrap=tl_gemm and
- *    --wrap=tl_gemm_serial, so every call the engine makes from outside
- *    gemm.c passes through trace() below (engine/ is unchanged). One
- *    training epoch of paper-config MMoE and of B1-MMoE (configured as
- *    scripts/bench_b1.c configures them) runs on one thread, where every
- *    call is a whole product; its calls / steps are the calls of one step.
- * 2. Time each traced shape, per round and in rotating order, with OpenBLAS
- *    as the engine calls it (tl_gemm_serial on 1 thread; tl_gemm, the
- *    engine's split, on 2), BLIS (bli_sgemm), LIBXSMM (JIT kernels) and a
+ * 1. Trace. The Makefile links this program with -Wl,--wrap= for tl_gemm,
+ *    tl_gemm_serial, tl_parallel_run and tl_parallel_for, so every call the
+ *    engine makes to them from outside their own file passes through the
+ *    __wrap_ functions below (engine/ is unchanged). One training epoch of
+ *    paper-config MMoE and of B1-MMoE (configured as scripts/bench_b1.c
+ *    configures them) runs on one thread, where every call is a whole
+ *    product; its calls / steps are the calls of one step.
+ * 2. Per round: the real training step of both models, each GEMM call's
+ *    time in place (one thread), the FMA peak (a register-only loop), and
+ *    each traced shape alone, backends in rotating order: OpenBLAS as the
+ *    engine calls it (tl_gemm_serial on 1 thread; tl_gemm, the engine's
+ *    split, on 2), BLIS (bli_sgemm), LIBXSMM (JIT kernels) and a
  *    register-blocked kernel in portable C (own_gemm below), the last three
- *    on 2 threads through the same split as tl_gemm. Also the machine's FMA
- *    peak (a register-only loop) and the real training step of both models.
- * 3. Check every backend's result against OpenBLAS on one thread.
+ *    on 2 threads through the same split as tl_gemm.
+ * 3. Every backend's result against OpenBLAS on one thread; the step
+ *    projected per backend; the share of the step two threads can split.
  *
  * Every figure printed is the median over rounds; each round's time of a
  * (shape, backend) is the fastest of 3 batches of calls (a preempted batch
  * on a shared machine is dropped rather than averaged in), in the thread's
  * CPU time on one thread (a neighbour's time slice is not counted) and in
- * wall time on two. Ratios are taken
- * within a round, then their median. Operands stay in cache between calls,
- * as they mostly do at these sizes in training (L2 1-2 MB).
+ * wall time on two. Ratios are taken within a round, then their median.
+ * Operands stay in cache between calls, as they mostly do at these sizes in
+ * training (L2 1-2 MB); the in-place times show how much that matters.
  *
  * usage: bench_gemm [rounds]   (default 5)
  *        bench_gemm trace      (only the traced calls, with their strides)
  * BLIS and LIBXSMM are built in when their Debian packages are installed
  * (libblis-dev, libxsmm-dev); otherwise their columns say "-". */
-#include <cblas.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
