@@ -231,6 +231,7 @@ $(BUILD)/bench/%: scripts/%.c $(LIB)
 # own C kernel. BLIS and LIBXSMM are optional (apt-get install libblis-dev
 # libxsmm-dev); without them their columns say "-". -ffp-contract=fast lets the
 # own kernel's a * b + c become FMA (-std=c11 turns contraction off).
+# make bench GEMM_ROUNDS=n sets its rounds (default 5).
 MULTIARCH := $(shell $(CC) -dumpmachine 2>/dev/null)
 GEMM_BENCH_FLAGS := $(if $(wildcard /usr/include/$(MULTIARCH)/blis.h),-DTL_BENCH_BLIS -I/usr/include/$(MULTIARCH)) \
   $(if $(wildcard /usr/include/libxsmm.h),-DTL_BENCH_XSMM)
