@@ -228,11 +228,28 @@ $(BUILD)/bench/%: scripts/%.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+# bench_gemm (issue 26): the engine's GEMM calls (and parallel regions) traced
+# by wrapping them at link time, then timed with OpenBLAS, BLIS, LIBXSMM and an
+# own C kernel. BLIS and LIBXSMM are optional (apt-get install libblis-dev
+# libxsmm-dev); without them their columns say "-". -ffp-contract=fast lets the
+# own kernel's a * b + c become FMA (-std=c11 turns contraction off).
+# make bench GEMM_ROUNDS=n sets its rounds (default 5).
+MULTIARCH := $(shell $(CC) -dumpmachine 2>/dev/null)
+GEMM_BENCH_FLAGS := $(if $(wildcard /usr/include/$(MULTIARCH)/blis.h),-DTL_BENCH_BLIS -I/usr/include/$(MULTIARCH)) \
+  $(if $(wildcard /usr/include/libxsmm.h),-DTL_BENCH_XSMM)
+GEMM_BENCH_LIBS := $(if $(wildcard /usr/include/$(MULTIARCH)/blis.h),-lblis) \
+  $(if $(wildcard /usr/include/libxsmm.h),-lxsmm -lrt -ldl)
+$(BUILD)/bench/bench_gemm: scripts/bench_gemm.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -ffp-contract=fast $(GEMM_BENCH_FLAGS) -o $@ $< -Wl,--wrap=tl_gemm,--wrap=tl_gemm_serial,--wrap=tl_parallel_run,--wrap=tl_parallel_for \
+	  $(LIB) $(LDLIBS) $(GEMM_BENCH_LIBS)
+
 bench: all $(BENCH_BIN)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) bash scripts/bench.sh
 	@echo; echo 'Scaling with batch, experts and tasks (docs/scaling.csv, docs/scaling.png):'; BUILD=$(BUILD) bash scripts/bench_scaling.sh
 	@echo; echo 'Serving latency of exported models (C file vs onnxruntime-node):'; bash tests/export/bench.sh
 	@echo; echo 'Large data: shards, the synthetic Ali-CCP stream, streaming training (STREAM_ROWS=):'; BUILD=$(BUILD) bash scripts/bench_stream.sh
+	@echo; echo 'Small GEMMs of paper-config MMoE and B1-MMoE: OpenBLAS, BLIS, LIBXSMM, own C kernel (bench_gemm.c):'; $(BUILD)/bench/bench_gemm $(GEMM_ROUNDS)
 
 demo: deps
 	@$(MAKE) --no-print-directory all
