@@ -162,8 +162,11 @@ tl_status tl_model_stream_skip(tl_stream *s, uint64_t rows);
  * in-memory `valid`, early stopping and progress. Epoch e reads the stream's
  * epoch e (the model's epoch count), so the row order is the stream's
  * seed's. opt->shuffle and opt->seed are the stream's business
- * (tl_stream_open) and eval_every is not supported; a stop mid-epoch keeps
- * the steps taken and the next call starts that epoch again. Models with
+ * (tl_stream_open) and eval_every is not supported. A stop mid-epoch keeps
+ * the steps taken and the stream's place (also in a checkpoint): the next
+ * call on the same stream (the same shards, seed, buffer, batch and grains;
+ * another is refused) reads past the rows done and continues the epoch with
+ * the bits of a fit that was never stopped. Models with
  * CrossDistil are refused (its calibrators refit on the train split).
  * Data-parallel (opt->dist, opt->grains as tl_model_fit): grain j reads its
  * own stream over the shard files j, j + G, ... (seed + j; a rank opens only

@@ -1215,6 +1215,8 @@ static tl_status run_batches(tl_model *m, fit_run *r)
         if (st != TL_OK) return st;
         m->step++;
         m->batches_in_epoch = b + 1;
+        if (r->stream) /* for a checkpoint taken by the progress callback */
+            tl_model_stream_mark(m, r->stream, stream_grains(r), r->B, stream_consumed(r, b + 1));
         r->steps_this_call++;
         r->done++;
         r->ran++;
