@@ -46,6 +46,15 @@ T["stopped by the callback, saved at the stop, resumed: the bits of a fit never 
     r:fit{ data = sh, valid = sh.valid, epochs = 2 - #r:history().epochs, verbose = false }
     eq(bits(r, sh), bits(ref, sh), "resumed at step " .. stop)
   end
+  -- a step checkpoint (every=) holds the place too: max_steps ends the fit without a stop
+  local stop = per_epoch + 6
+  os.remove(path)
+  model(sh):fit{ data = sh, valid = sh.valid, epochs = 2, verbose = false, checkpoint = path, every = stop,
+                 max_steps = stop + 2 }
+  local r = tl.load(path)
+  eq(#r:history().steps, stop)
+  r:fit{ data = sh, valid = sh.valid, epochs = 1, verbose = false }
+  eq(bits(r, sh), bits(ref, sh), "resumed from the step checkpoint")
 end
 
 T["another stream refused"] = function()
