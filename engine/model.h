@@ -146,10 +146,11 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
 tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *stream, const tl_split *valid,
                               const tl_fit_options *opt);
 tl_status tl_model_stream_batch(tl_stream *s, int n, tl_split *batch);
-/* A stream fit's place (models/model_stream.c): at its end the model marks
- * the stream it stopped on mid-epoch (read by `grains` grains, 1 without data
- * parallelism, in batches of `batch` rows, `consumed` rows of the epoch
- * read); at its start a mid-epoch place is checked against the stream (a
+/* A stream fit's place (models/model_stream.c): after every step and at
+ * its end the model marks the stream it is in mid-epoch (read by `grains`
+ * grains, 1 without data parallelism, in batches of `batch` rows, `consumed`
+ * rows of the epoch read; no mark at an epoch's start); at a fit's start a
+ * mid-epoch place is checked against the stream (a
  * mismatch is refused naming what differs; an in-memory split's place starts
  * the epoch over); skip reads and drops rows (at most the reserved batch
  * rows at a time, stream reserve >= 256). */

@@ -1125,8 +1125,8 @@ static tl_status epoch_begin(tl_model *m, fit_run *r)
     /* A stream resumed mid-epoch (its place checked by fit_prepare): past
      * the rows the batches done have read, grain by grain. */
     size_t bie = m->batches_in_epoch;
-    if (!train && bie > 0) {
-        if (!r->dp.gs) st = st == TL_OK ? tl_model_stream_skip(r->stream, stream_rows_read(r, -1, bie)) : st;
+    if (!train && bie > 0 && st == TL_OK) {
+        if (!r->dp.gs) st = tl_model_stream_skip(r->stream, stream_rows_read(r, -1, bie));
         for (int j = r->dp.g0; r->dp.gs && j < r->dp.g1 && st == TL_OK; j++)
             st = tl_model_stream_skip(r->dp.gs[j], stream_rows_read(r, j, bie));
         if (st != TL_OK && r->dp.gs) {
