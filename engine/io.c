@@ -153,6 +153,20 @@ static void x_backbone_tail(tl_codec *c, tl_backbone_spec *b)
     }
 }
 
+/* The multi-valued fields, added last: older files have none. */
+static void x_bags(tl_codec *c, tl_model_config *cfg)
+{
+    tl_codec_int_tail(c, &cfg->n_bag, 0);
+    if (tl_codec_refuse(c, cfg->n_bag < 0 || cfg->n_bag > TL_MAX_BAGS, "has a multi-valued field count out of range"))
+        return;
+    for (int b = 0; b < cfg->n_bag && tl_codec_ok(c); b++) {
+        tl_codec_str(c, cfg->bag_name[b], sizeof cfg->bag_name[b]);
+        tl_codec_int(c, &cfg->bag_vocab[b]);
+        tl_codec_int(c, &cfg->bag_len[b]);
+        tl_codec_int(c, &cfg->bag_pool[b]);
+    }
+}
+
 /* Reading starts from zeros; the fields are range-checked afterwards
  * (check_config_fields), the counts that index arrays here. */
 static void x_config(tl_codec *c, tl_model_config *cfg)
@@ -203,6 +217,7 @@ static void x_config(tl_codec *c, tl_model_config *cfg)
     tl_codec_u32_tail(c, &cfg->dml.gkd_tasks, 0u);
     x_weighting_opts(c, &cfg->wopt);
     x_backbone_tail(c, &cfg->backbone);
+    x_bags(c, cfg);
 }
 
 static void check_mlp_fields(tl_rbuf *r, const tl_mlp_spec *s, const char *what)
@@ -526,6 +541,8 @@ static double min_param_floats(const tl_model_config *c)
     double n = 0;
     for (int f = 0; f < c->n_cat; f++)
         n += (double)(c->vocab[f] > 0 ? c->vocab[f] : 0) * (c->emb_dim > 0 ? c->emb_dim : 0);
+    for (int f = 0; f < c->n_bag; f++)
+        n += (double)(c->bag_vocab[f] > 0 ? c->bag_vocab[f] : 0) * (c->emb_dim > 0 ? c->emb_dim : 0);
     const tl_backbone_spec *b = &c->backbone;
     const tl_mlp_spec *first = NULL; /* the layers that tl_rbuf_take the input vector */
     if (b->kind == TL_BACKBONE_SHARED_BOTTOM) first = &b->bottom;
@@ -636,6 +653,7 @@ tl_status tl_model_predict_csv(tl_model *m, const tl_split *s, int calibrated, c
         part.group = s->group ? s->group + from : NULL;
         part.weight = s->weight ? s->weight + from : NULL;
         part.row = s->row ? s->row + from : NULL;
+        part.bag = s->bag ? s->bag + from * (size_t)s->bag_slots : NULL;
         st = calibrated ? tl_model_predict_calibrated(m, &part, buf) : tl_model_predict(m, &part, buf);
         for (size_t i = 0; i < part.n && st == TL_OK; i++) {
             /* the row's 1-based data row in its source file, or its place in the split */

@@ -15,6 +15,7 @@
 #include "losses/weighting.h"
 #include "models/builders.h"
 #include "models/model_impl.h"
+#include "ops/bag.h"
 #include "task_grads.h"
 
 /* ---- building --------------------------------------------------------------- */
@@ -42,7 +43,7 @@ static tl_status build(tl_model *m)
     const tl_model_config *c = &m->cfg;
     tl_graph *g = m->g;
     int K = c->n_tasks;
-    tl_node parts[2] = {TL_NONE, TL_NONE};
+    tl_node parts[2 + TL_MAX_BAGS];
     int np = 0;
     char name[96];
 
@@ -55,8 +56,16 @@ static tl_status build(tl_model *m)
         m->table = tl_param(g, (int)rows, c->emb_dim, TL_INIT_UNIFORM, 0.05f, "embedding");
         parts[np++] = tl_embedding(g, m->table, m->ids, c->n_cat, c->vocab);
     }
+    /* each multi-valued field pooled into one vector, after the single ones */
+    for (int b = 0; b < c->n_bag; b++) {
+        snprintf(name, sizeof name, "bag.%s", c->bag_name[b]);
+        m->bag_ids[b] = tl_input_ids(g, c->bag_len[b], name);
+        snprintf(name, sizeof name, "bag.%s.embedding", c->bag_name[b]);
+        m->bag_table[b] = tl_param(g, c->bag_vocab[b], c->emb_dim, TL_INIT_UNIFORM, 0.05f, name);
+        parts[np++] = tl_embedding_bag(g, m->bag_table[b], m->bag_ids[b], (tl_bag_pool)c->bag_pool[b]);
+    }
     if (c->n_num > 0) parts[np++] = m->num = tl_input(g, c->n_num, "numeric");
-    tl_node x = np == 2 ? tl_concat(g, 2, parts) : parts[0];
+    tl_node x = np >= 2 ? tl_concat(g, np, parts) : parts[0];
 
     tl_node *h = m->tower_in, *logit = m->logit, *last_hidden = m->tower_out, z_prev = TL_NONE;
     tl_backbone_io io = {x, m->ids, m->num, TL_NONE, TL_NONE};
@@ -217,6 +226,7 @@ static tl_status model_build(const tl_model_config *cfg, tl_model **out)
         m->cfg.distill.flip[p] = cfg->distill.order == 2;
     m->ids = m->num = m->table = m->pcvr = m->last_shared = TL_NONE;
     m->extra = m->constraint_coef = TL_NONE;
+    for (int b = 0; b < TL_MAX_BAGS; b++) m->bag_ids[b] = m->bag_table[b] = TL_NONE;
     m->eval_in_space = 1;
     tl_rng_seed(&m->rng, cfg->seed ^ 0x9e3779b97f4a7c15ULL);
     m->g = tl_graph_new(cfg->max_batch, cfg->seed);

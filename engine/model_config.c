@@ -84,6 +84,13 @@ tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
     c->n_cat = nc;
     memcpy(c->vocab, tl_dataset_vocab(d), (size_t)nc * sizeof(int32_t));
     c->n_num = tl_dataset_n_num(d);
+    c->n_bag = tl_dataset_n_bag(d);
+    for (int b = 0; b < c->n_bag; b++) {
+        c->bag_vocab[b] = tl_dataset_bag_vocab(d, b);
+        c->bag_len[b] = tl_dataset_bag_len(d, b);
+        c->bag_pool[b] = (int)tl_dataset_bag_pool(d, b);
+        snprintf(c->bag_name[b], sizeof c->bag_name[b], "%s", tl_dataset_bag_name(d, b));
+    }
     c->n_tasks = nt;
     for (int t = 0; t < nt; t++) {
         tl_task_spec *ts = &c->tasks[t];
@@ -279,14 +286,26 @@ tl_status tl_model_config_check(const tl_model_config *c)
     tl_status s;
     if (c->n_tasks < 1 || c->n_tasks > TL_MAX_TASKS)
         return tl_fail(TL_ERR_ARG, "model: %d tasks; 1..%d supported", c->n_tasks, TL_MAX_TASKS);
-    if (c->n_cat < 0 || c->n_cat > TL_MAX_FIELDS || c->n_num < 0 || c->n_cat + c->n_num == 0)
+    if (c->n_bag < 0 || c->n_bag > TL_MAX_BAGS)
+        return tl_fail(TL_ERR_ARG, "model: %d multi-valued fields; at most %d", c->n_bag, TL_MAX_BAGS);
+    if (c->n_cat < 0 || c->n_cat > TL_MAX_FIELDS || c->n_num < 0 || c->n_cat + c->n_num + c->n_bag == 0)
         return tl_fail(TL_ERR_ARG, "model: needs at least one feature (got %d categorical, %d "
                                    "numeric)", c->n_cat, c->n_num);
     for (int f = 0; f < c->n_cat; f++)
         if (c->vocab[f] < 1)
             return tl_fail(TL_ERR_ARG, "model: field %d has vocabulary size %d", f + 1,
                            (int)c->vocab[f]);
-    if (c->n_cat > 0 && (c->emb_dim < 1 || c->emb_dim > 4096))
+    for (int f = 0; f < c->n_bag; f++)
+        if (c->bag_vocab[f] < 1 || c->bag_len[f] < 1 || c->bag_len[f] > TL_DATA_MAX_BAG_LEN ||
+            c->bag_pool[f] < TL_POOL_SUM || c->bag_pool[f] > TL_POOL_MAX)
+            return tl_fail(TL_ERR_ARG, "model: multi-valued field '%s' has vocabulary size %d, %d slots, "
+                                       "pooling %d (need >= 1, 1..%d, 0..2)",
+                           c->bag_name[f], (int)c->bag_vocab[f], c->bag_len[f], c->bag_pool[f],
+                           TL_DATA_MAX_BAG_LEN);
+    if (c->n_bag > 0 && c->backbone.kind == TL_BACKBONE_STEM)
+        return tl_fail(TL_ERR_ARG, "stem: multi-valued fields ('%s') are not supported yet (its task-specific "
+                                   "embeddings cover the single-valued fields only)", c->bag_name[0]);
+    if (c->n_cat + c->n_bag > 0 && (c->emb_dim < 1 || c->emb_dim > 4096))
         return tl_fail(TL_ERR_ARG, "model: emb must be 1..4096, got %d", c->emb_dim);
     if (c->max_batch < 1)
         return tl_fail(TL_ERR_ARG, "model: batch must be >= 1, got %d", c->max_batch);

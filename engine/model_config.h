@@ -18,6 +18,7 @@
 #define TL_MAX_LAYERS 8
 #define TL_MAX_FIELDS 256
 #define TL_TASK_NAME_MAX 32
+#define TL_MAX_BAGS TL_DATA_MAX_BAGS
 
 typedef enum {
     TL_BACKBONE_SHARED_BOTTOM,
@@ -178,6 +179,14 @@ typedef struct {
     int n_cat;
     int32_t vocab[TL_MAX_FIELDS];
     int n_num;
+    /* multi-valued fields (from the dataset, after the categorical ones): each
+     * its own table of bag_vocab[b] rows, bag_len[b] id slots per row, pooled
+     * by bag_pool[b] (tl_pooling) into one emb_dim vector (ops/bag.h) */
+    int n_bag;
+    int32_t bag_vocab[TL_MAX_BAGS];
+    int bag_len[TL_MAX_BAGS];
+    int bag_pool[TL_MAX_BAGS];
+    char bag_name[TL_MAX_BAGS][TL_TASK_NAME_MAX]; /* for messages, cut to 31 bytes */
     int emb_dim;
     tl_weighting weighting;
     float gradnorm_alpha; /* default 1.5 */

@@ -199,6 +199,22 @@ static const char *const CSV_FIELDS[] = {"path",  "header", "columns", "skip",  
                                          "name",  "skipinitialspace", "sketch", NULL};
 static const char *const TRANSFORMS[] = {"standard", "log1p", "none", "quantile", NULL};
 
+/* A categorical item {name, multi=, pooling=, max_len=, keep=, min_count=, hash=}
+ * (multi= makes it a multi-valued field) at stack index it into *b. */
+static void parse_bag_item(lua_State *L, int it, const char *where, tl_data_bag_col *b)
+{
+    static const char *const pools[] = {"sum", "mean", "max", NULL};
+    static const char *const keeps[] = {"last", "first", NULL};
+    b->sep = tl_lua_opt_string(L, it, where, "multi", NULL);
+    if (!*b->sep || strlen(b->sep) > 8 || strchr(b->sep, '"') || strchr(b->sep, '\n'))
+        luaL_error(L, "%s: multi= must be 1 to 8 characters without quotes or newlines", where);
+    b->pooling = (tl_pooling)tl_lua_opt_enum(L, it, where, "pooling", pools, TL_POOL_SUM);
+    b->max_len = (int)tl_lua_opt_int(L, it, where, "max_len", 0, 1, TL_DATA_MAX_BAG_LEN);
+    b->keep_first = tl_lua_opt_enum(L, it, where, "keep", keeps, 0);
+    b->min_count = (int)tl_lua_opt_int(L, it, where, "min_count", 0, 1, INT32_MAX);
+    b->hash_buckets = (int)tl_lua_opt_int(L, it, where, "hash", 0, 1, INT32_MAX - 1);
+}
+
 static void parse_categorical(lua_State *L, int opts, int anchor, const char *fn, tl_data_schema *s)
 {
     int t = lua_getfield(L, opts, "categorical");
@@ -209,32 +225,51 @@ static void parse_categorical(lua_State *L, int opts, int anchor, const char *fn
     if (t != LUA_TTABLE)
         luaL_error(L, "%s: field 'categorical' must be a list of column names, got %s", fn, luaL_typename(L, -1));
     int list = lua_gettop(L);
-    int n = (int)lua_rawlen(L, list);
+    int n = (int)lua_rawlen(L, list), nc = 0, nb = 0;
     tl_data_cat_col *c = scratch(L, anchor, sizeof *c * (size_t)(n + 1));
+    tl_data_bag_col *bags = scratch(L, anchor, sizeof *bags * (size_t)(n + 1));
     for (int i = 1; i <= n; i++) {
         int et = lua_rawgeti(L, list, i);
         if (et == LUA_TSTRING) {
-            c[i - 1].name = anchored_string(L, anchor);
+            c[nc++].name = anchored_string(L, anchor);
             continue;
         }
         if (et != LUA_TTABLE)
-            luaL_error(L, "%s: field 'categorical' item %d must be a column name or {name, min_count=, hash=}, got %s",
+            luaL_error(L, "%s: field 'categorical' item %d must be a column name or {name, min_count=, hash=} or "
+                          "{name, multi=, pooling=, max_len=}, got %s",
                        fn, i, luaL_typename(L, -1));
         int it = lua_gettop(L);
-        static const char *const allowed[] = {"min_count", "hash", NULL};
+        static const char *const allowed[] = {"min_count", "hash", "multi", "pooling", "max_len", "keep", NULL};
         char where[64];
         snprintf(where, sizeof where, "%s: categorical item %d", fn, i);
         tl_lua_check_fields(L, it, where, allowed);
+        int multi = lua_getfield(L, it, "multi") != LUA_TNIL;
+        lua_pop(L, 1);
+        if (!multi)
+            for (const char *const *k = allowed + 3; *k; k++) {
+                if (lua_getfield(L, it, *k) != LUA_TNIL)
+                    luaL_error(L, "%s: %s= needs multi= (the separator of a multi-valued field's values)", where, *k);
+                lua_pop(L, 1);
+            }
         if (lua_rawgeti(L, it, 1) != LUA_TSTRING)
             luaL_error(L, "%s: field 'categorical' item %d must start with the column name", fn, i);
-        c[i - 1].name = anchored_string(L, anchor);
-        c[i - 1].min_count = (int)tl_lua_opt_int(L, it, where, "min_count", 0, 1, INT32_MAX);
-        c[i - 1].hash_buckets = (int)tl_lua_opt_int(L, it, where, "hash", 0, 1, INT32_MAX - 1);
+        const char *name = anchored_string(L, anchor);
+        if (multi) {
+            if (nb == TL_DATA_MAX_BAGS) luaL_error(L, "%s: more than %d multi-valued fields", fn, TL_DATA_MAX_BAGS);
+            bags[nb].name = name;
+            parse_bag_item(L, it, where, &bags[nb++]);
+        } else {
+            c[nc].name = name;
+            c[nc].min_count = (int)tl_lua_opt_int(L, it, where, "min_count", 0, 1, INT32_MAX);
+            c[nc++].hash_buckets = (int)tl_lua_opt_int(L, it, where, "hash", 0, 1, INT32_MAX - 1);
+        }
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
     s->cat = c;
-    s->n_cat = n;
+    s->n_cat = nc;
+    s->bag = bags;
+    s->n_bag = nb;
 }
 
 static void parse_numeric(lua_State *L, int opts, int anchor, const char *fn, tl_data_schema *s)
@@ -624,7 +659,11 @@ static int d_tostring(lua_State *L)
                  tl_dataset_split(d, "valid")->n, tl_dataset_split(d, "test")->n);
         luaL_addstring(&b, buf);
     }
-    snprintf(buf, sizeof buf, "; %d categorical, %d numeric; tasks: ", tl_dataset_n_cat(d), tl_dataset_n_num(d));
+    if (tl_dataset_n_bag(d))
+        snprintf(buf, sizeof buf, "; %d categorical, %d multi-valued, %d numeric; tasks: ", tl_dataset_n_cat(d),
+                 tl_dataset_n_bag(d), tl_dataset_n_num(d));
+    else
+        snprintf(buf, sizeof buf, "; %d categorical, %d numeric; tasks: ", tl_dataset_n_cat(d), tl_dataset_n_num(d));
     luaL_addstring(&b, buf);
     const tl_split *tr = tl_dataset_split(d, "train");
     add_task_summary(&b, d, tr ? tr : all);
@@ -635,6 +674,13 @@ static int d_tostring(lua_State *L)
         luaL_addstring(&b, buf);
     }
     add_hash_summary(&b, d);
+    for (int f = 0; f < tl_dataset_n_bag(d); f++)
+        if (tl_dataset_bag_truncated(d, f)) {
+            char tb[200];
+            snprintf(tb, sizeof tb, "; %s: %llu rows truncated to %d values", tl_dataset_bag_name(d, f),
+                     (unsigned long long)tl_dataset_bag_truncated(d, f), tl_dataset_bag_len(d, f));
+            luaL_addstring(&b, tb);
+        }
     if (tl_dataset_from_cache(d)) luaL_addstring(&b, "; from cache");
     luaL_pushresult(&b);
     return 1;
@@ -725,6 +771,25 @@ static int d_fields(lua_State *L)
         lua_rawseti(L, -2, j + 1);
     }
     lua_setfield(L, -2, "numeric");
+    static const char *const pools[] = {"sum", "mean", "max"};
+    lua_createtable(L, tl_dataset_n_bag(d), 0);
+    for (int b = 0; b < tl_dataset_n_bag(d); b++) {
+        lua_createtable(L, 0, 6);
+        lua_pushstring(L, tl_dataset_bag_name(d, b));
+        lua_setfield(L, -2, "name");
+        lua_pushinteger(L, tl_dataset_bag_vocab(d, b));
+        lua_setfield(L, -2, "vocab");
+        lua_pushstring(L, tl_dataset_bag_kind(d, b));
+        lua_setfield(L, -2, "kind");
+        lua_pushinteger(L, tl_dataset_bag_len(d, b));
+        lua_setfield(L, -2, "max_len");
+        lua_pushstring(L, pools[tl_dataset_bag_pool(d, b)]);
+        lua_setfield(L, -2, "pooling");
+        lua_pushinteger(L, (lua_Integer)tl_dataset_bag_truncated(d, b));
+        lua_setfield(L, -2, "truncated");
+        lua_rawseti(L, -2, b + 1);
+    }
+    lua_setfield(L, -2, "bags");
     return 1;
 }
 
@@ -887,10 +952,18 @@ static const char *const DOC_CSV =
     "  categorical={'a', {'b', min_count=5}, {'c', hash=100000}}  ids from the train split:\n"
     "                        0 = unseen/rare, 1 = missing, 2.. = values (hash: buckets, last = missing)\n"
     "                        the collision rate of hashed fields is in print(d) and d:fields()\n"
+    "  categorical={{'tags', multi='|', pooling='mean'}, {'hist', multi=',', max_len=50}}\n"
+    "                        multi-valued fields: the values split on multi= share one\n"
+    "                        vocabulary (min_count=, hash= as above) and one embedding table,\n"
+    "                        pooled per row by pooling='sum' (default) | 'mean' | 'max'; an\n"
+    "                        empty field is an empty bag (pooled to zeros), an empty value\n"
+    "                        ('a||b') a bad row. max_len= slots per row (default: the longest\n"
+    "                        row, at most 256); a longer row keeps its last max_len values\n"
+    "                        (keep='first': the first), counted in d:fields().bags[i].truncated\n"
     "  numeric={'age', {'x', transform='log1p'}, {'y', transform='quantile', buckets=10}}\n"
     "  transform='standard'  default: standard (train mean/std) | log1p | none | quantile\n"
     "  sketch=false          quantile edges from a one-pass KLL sketch (rank error ~0.2%) instead\n"
-    "                        of a sort; always above 16,777,216 training values (not cached)\n"
+    "                        of a sort; always above 16,777,216 training values\n"
     "  labels={ctr={column='click', positive='1'}, good={column='r', threshold=4},\n"
     "          rating={column='r', regression=true}}  positive may be a list; negative=\n"
     "                        lists the 0 values (others are then errors); without it the\n"
@@ -931,7 +1004,8 @@ void tl_lua_open_data(lua_State *L, int tl)
     lua_getfield(L, -1, "__methods");
     lua_getfield(L, -1, "fields");
     tl_lua_doc(L, "dataset:fields", -1,
-               "d:fields() -> {categorical={{name=, vocab=, kind=}...}, numeric={{name=, transform=, mean=, std=}...}}\n"
+               "d:fields() -> {categorical={{name=, vocab=, kind=}...}, numeric={{name=, transform=, mean=, std=}...},\n"
+               "  bags={{name=, vocab=, kind=, max_len=, pooling=, truncated=}...}}\n"
                "hashed fields also give values= (distinct training values) and collisions= (the share of\n"
                "them that landed in a bucket an earlier value held), when known (not from the cache).");
     lua_pop(L, 1);

@@ -338,6 +338,14 @@ const tl_split *tl_lua_check_model_split(lua_State *L, int idx, tl_model *m, con
         int ok = tl_dataset_n_cat(d) == c->n_cat && tl_dataset_n_num(d) == c->n_num &&
                  tl_dataset_n_tasks(d) == c->n_tasks;
         for (int f = 0; ok && f < c->n_cat; f++) ok = tl_dataset_vocab(d)[f] <= c->vocab[f];
+        ok = ok && tl_dataset_n_bag(d) == c->n_bag;
+        for (int b = 0; ok && b < c->n_bag; b++)
+            ok = tl_dataset_bag_vocab(d, b) <= c->bag_vocab[b] && tl_dataset_bag_len(d, b) == c->bag_len[b];
+        if (!ok && tl_dataset_n_bag(d) + c->n_bag > 0)
+            luaL_error(L, "%s: field '%s': the split's dataset does not have the model's multi-valued fields "
+                          "(%d here, %d in the model, with their sizes and slots; build the data with like= "
+                          "the model's dataset)",
+                       fn, field, tl_dataset_n_bag(d), c->n_bag);
         if (!ok)
             luaL_error(L, "%s: field '%s': the split's dataset has %d categorical, %d numeric "
                           "features and %d tasks; the model was built for %d, %d and %d (build "
@@ -366,6 +374,11 @@ const tl_split *tl_lua_check_model_split(lua_State *L, int idx, tl_model *m, con
                               "the model's dataset)",
                            fn, field, diff);
         }
+        for (int b = 0; md && md != d && b < c->n_bag && b < tl_dataset_n_bag(md); b++)
+            if (tl_dataset_bag_diff(d, b, md, b, diff, sizeof diff))
+                luaL_error(L, "%s: field '%s': the split's multi-valued ids mean other values than in the model's "
+                              "data: %s (build the data with like= the model's dataset)",
+                           fn, field, diff);
         size_t fl = strlen(fn);
         if (!tl_dataset_labeled(d) && !(fl >= 8 && strcmp(fn + fl - 8, ":predict") == 0))
             luaL_error(L, "%s: field '%s': the split's dataset has no labels (read with like= from a file "
@@ -544,6 +557,12 @@ static int l_model_tostring(lua_State *L)
     snprintf(line, sizeof line, "  input   %d categorical fields (emb %d), %d numeric\n", c->n_cat,
              c->emb_dim, c->n_num);
     luaL_addstring(&buf, line);
+    for (int f = 0; f < c->n_bag; f++) {
+        static const char *const pools[] = {"sum", "mean", "max"};
+        snprintf(line, sizeof line, "  bag     %s: %d ids, %d slots, %s pooling\n", c->bag_name[f],
+                 (int)c->bag_vocab[f], c->bag_len[f], pools[c->bag_pool[f]]);
+        luaL_addstring(&buf, line);
+    }
     for (int k = 0; k < c->n_tasks; k++) {
         mlp_str(u, sizeof u, &c->tasks[k].tower);
         char space[64] = "";

@@ -220,7 +220,9 @@ static int push_shards(lua_State *L, const char *dir, int opt)
     if ((st = tl_shards_load(u->sh, (int[3]){0, 1, 1}, max_rows, slot)) != TL_OK) return tl_lua_raise_status(L, fn, st);
     tl_lua_note_alloc(L, tl_dataset_bytes(*slot));
     lua_setiuservalue(L, ui, 1);
-    if ((st = tl_stream_open(u->sh, 0, seed, buffer, shuffle ? TL_STREAM_SHUFFLE : 0, &u->st)) != TL_OK) return tl_lua_raise_status(L, fn, st);
+    /* a model built on sh.data has the multi-valued fields: the stream keeps them */
+    int flags = (shuffle ? TL_STREAM_SHUFFLE : 0) | (tl_shards_layout(u->sh)->n_bag ? TL_STREAM_BAGS : 0);
+    if ((st = tl_stream_open(u->sh, 0, seed, buffer, flags, &u->st)) != TL_OK) return tl_lua_raise_status(L, fn, st);
     tl_lua_note_alloc(L, tl_stream_bytes(u->st));
     lua_settop(L, ui);
     return 1;

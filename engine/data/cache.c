@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CACHE_VERSION 1u
+#define CACHE_VERSION 2u /* 2: the multi-valued fields */
 static const char CACHE_MAGIC[8] = {'T', 'L', 'D', 'S', 'C', 'A', 'C', 'H'};
 
 /* ---- binary cache ---------------------------------------------------------
@@ -133,6 +133,77 @@ static void write_dataset(cio *w, const tl_dataset *d)
     cw_u64(w, d->skipped);
     cw_u64(w, (uint64_t)d->n_skip_lines);
     cw_put(w, d->skip_lines, sizeof d->skip_lines);
+    cw_u64(w, (uint64_t)d->n_bag);
+    for (int b = 0; b < d->n_bag; b++) {
+        const dbag *g = &d->bag[b];
+        cw_str(w, g->c.name);
+        cw_u64(w, (uint64_t)g->c.kind);
+        cw_u64(w, (uint64_t)g->c.size);
+        cw_u64(w, (uint64_t)g->c.buckets);
+        cw_u64(w, g->c.n_str);
+        if (g->c.kind == CAT_VOCAB) {
+            cw_put(w, g->c.str_off, sizeof *g->c.str_off * ((size_t)g->c.n_str + 1));
+            cw_put(w, g->c.str_blob, g->c.str_off[g->c.n_str]);
+        }
+        cw_u64(w, (uint64_t)g->len);
+        cw_u64(w, (uint64_t)g->pool);
+        cw_u64(w, (uint64_t)g->keep_first);
+        cw_u64(w, g->truncated);
+    }
+    if (d->n_bag) cw_put(w, d->bagv, sizeof *d->bagv * d->n * (size_t)d->bag_slots);
+}
+
+/* The vocabulary strings of a CAT_VOCAB encoding with n_str strings. */
+static int read_strings(cio *r, dcat *c, uint64_t n_str)
+{
+    if (!(c->str_off = cr_array(r, n_str + 1, sizeof *c->str_off))) return 0;
+    uint64_t bl = c->str_off[n_str];
+    if (c->str_off[0] != 0) return 0;
+    for (uint64_t i = 0; i < n_str; i++)
+        if (c->str_off[i + 1] <= c->str_off[i] || c->str_off[i + 1] > bl) return 0;
+    if (!(c->str_blob = cr_array(r, bl, 1))) return 0;
+    for (uint64_t i = 0; i < n_str; i++)
+        if (c->str_blob[c->str_off[i + 1] - 1] != 0) return 0;
+    return 1;
+}
+
+/* The multi-valued fields and their ids (checked against their sizes). */
+static int read_bags(cio *r, tl_dataset *d)
+{
+    uint64_t nb = cr_u64(r);
+    if (r->err || nb > TL_DATA_MAX_BAGS || tl_data_alloc_bags(d, (int)nb)) return 0;
+    int slots = 0;
+    for (int b = 0; b < d->n_bag; b++) {
+        dbag *g = &d->bag[b];
+        g->c.name = cr_str(r);
+        uint64_t kind = cr_u64(r), size = cr_u64(r), buckets = cr_u64(r), n_str = cr_u64(r);
+        if (!g->c.name || kind > CAT_HASH || size < 1 || size > INT32_MAX || buckets > INT32_MAX || n_str > INT32_MAX)
+            return 0;
+        g->c.kind = (int)kind;
+        g->c.size = (int32_t)size;
+        g->c.buckets = (int32_t)buckets;
+        g->c.n_str = (uint32_t)n_str;
+        if (kind == CAT_VOCAB ? size != n_str + ID_FIRST || !read_strings(r, &g->c, n_str)
+                              : size != buckets + 1 || n_str)
+            return 0;
+        uint64_t len = cr_u64(r), pool = cr_u64(r), keep = cr_u64(r);
+        g->truncated = cr_u64(r);
+        if (len < 1 || len > TL_DATA_MAX_BAG_LEN || pool > TL_POOL_MAX || keep > 1) return 0;
+        g->len = (int)len;
+        g->pool = (int)pool;
+        g->keep_first = (int)keep;
+        slots += g->len;
+    }
+    d->bag_slots = slots;
+    if (r->err || !d->n_bag) return !r->err;
+    if (!(d->bagv = cr_array(r, (uint64_t)d->n * (uint64_t)slots, sizeof *d->bagv))) return 0;
+    for (size_t i = 0; i < d->n; i++)
+        for (int b = 0, o = 0; b < d->n_bag; o += d->bag[b++].len)
+            for (int j = 0; j < d->bag[b].len; j++) {
+                int32_t v = d->bagv[i * (size_t)slots + (size_t)(o + j)];
+                if (v < -1 || v >= d->bag[b].c.size) return 0;
+            }
+    return 1;
 }
 
 /* Returns NULL (and leaves no error) when anything does not check out. */
@@ -167,15 +238,7 @@ static tl_dataset *read_dataset(cio *r)
         c->n_str = (uint32_t)n_str;
         d->vocab[f] = c->size;
         if (c->kind == CAT_VOCAB) {
-            if (size != n_str + ID_FIRST) goto bad;
-            if (!(c->str_off = cr_array(r, n_str + 1, sizeof *c->str_off))) goto bad;
-            uint64_t bl = c->str_off[n_str];
-            if (c->str_off[0] != 0) goto bad;
-            for (uint64_t i = 0; i < n_str; i++)
-                if (c->str_off[i + 1] <= c->str_off[i] || c->str_off[i + 1] > bl) goto bad;
-            if (!(c->str_blob = cr_array(r, bl, 1))) goto bad;
-            for (uint64_t i = 0; i < n_str; i++)
-                if (c->str_blob[c->str_off[i + 1] - 1] != 0) goto bad;
+            if (size != n_str + ID_FIRST || !read_strings(r, c, n_str)) goto bad;
         } else if (n_str) {
             goto bad;
         }
@@ -211,7 +274,7 @@ static tl_dataset *read_dataset(cio *r)
     if (nsl > MAX_SKIP_LINES) goto bad;
     d->n_skip_lines = (int)nsl;
     cr_get(r, d->skip_lines, sizeof d->skip_lines);
-    if (r->err || r->remain != 0) goto bad;
+    if (!read_bags(r, d) || r->err || r->remain != 0) goto bad;
     uint64_t sum;
     if (fread(&sum, 1, 8, r->f) != 8 || sum != r->h) goto bad;
     /* ids out of range would index past embedding tables: check them all */
@@ -289,6 +352,22 @@ static uint64_t schema_hash(const tl_data_schema *s)
     }
     h = hash_u64(h, (uint64_t)s->on_bad);
     h = hash_str(h, s->name);
+    /* options added later, folded in only when set so that the caches of
+     * schemas without them keep their keys */
+    if (s->skip_initial_space) h = hash_str(h, "skip_initial_space");
+    if (s->max_rows) h = hash_u64(hash_str(h, "max_rows"), (uint64_t)s->max_rows);
+    if (s->quantile_sketch) h = hash_str(h, "quantile_sketch");
+    if (s->n_bag) h = hash_u64(hash_str(h, "bags"), (uint64_t)s->n_bag);
+    for (int i = 0; i < s->n_bag; i++) {
+        const tl_data_bag_col *b = &s->bag[i];
+        h = hash_str(h, b->name);
+        h = hash_str(h, b->sep);
+        h = hash_u64(h, (uint64_t)b->pooling);
+        h = hash_u64(h, (uint64_t)b->max_len);
+        h = hash_u64(h, (uint64_t)b->keep_first);
+        h = hash_u64(h, (uint64_t)b->min_count);
+        h = hash_u64(h, (uint64_t)b->hash_buckets);
+    }
     return h;
 }
 

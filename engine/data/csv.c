@@ -30,7 +30,7 @@ static int in_list(const char *const *list, int n, const char *v, size_t len)
 /* Column index of each name the plan uses, for one file. */
 typedef struct {
     int ncols;
-    int *cat, *num, *lab;
+    int *cat, *num, *lab, *bag;
     int id, weight;
 } colmap;
 
@@ -39,6 +39,7 @@ static void colmap_free(colmap *m)
     tl_free(m->cat);
     tl_free(m->num);
     tl_free(m->lab);
+    tl_free(m->bag);
 }
 
 static int find_col(char *const *names, int n, const char *name)
@@ -86,16 +87,21 @@ static tl_status colmap_make(const tl_data_schema *s, const plan *p, const char 
     m->cat = tl_calloc((size_t)p->n_cat + 1, sizeof(int), "column map");
     m->num = tl_calloc((size_t)p->n_num + 1, sizeof(int), "column map");
     m->lab = tl_calloc((size_t)s->n_labels + 1, sizeof(int), "column map");
-    if (!m->cat || !m->num || !m->lab) return TL_ERR_NOMEM;
+    m->bag = tl_calloc((size_t)p->n_bag + 1, sizeof(int), "column map");
+    if (!m->cat || !m->num || !m->lab || !m->bag) return TL_ERR_NOMEM;
     for (int k = 0; k < p->n_cat; k++)
         if ((m->cat[k] = find_col(names, ncols, p->cat[k]->name)) < 0)
             return missing_col(path, "categorical", p->cat[k]->name, names, ncols);
     for (int k = 0; k < p->n_num; k++)
         if ((m->num[k] = find_col(names, ncols, p->num[k]->name)) < 0)
             return missing_col(path, "numeric", p->num[k]->name, names, ncols);
+    for (int k = 0; k < p->n_bag; k++)
+        if ((m->bag[k] = find_col(names, ncols, p->bag[k]->name)) < 0)
+            return missing_col(path, "multi-valued", p->bag[k]->name, names, ncols);
     tl_status st = TL_OK;
     for (int k = 0; k < p->n_cat && !st; k++) st = check_unique(path, s, names, ncols, m->cat[k]);
     for (int k = 0; k < p->n_num && !st; k++) st = check_unique(path, s, names, ncols, m->num[k]);
+    for (int k = 0; k < p->n_bag && !st; k++) st = check_unique(path, s, names, ncols, m->bag[k]);
     if (st) return st;
     int n_found = 0;
     for (int t = 0; t < s->n_labels; t++) {
@@ -156,6 +162,8 @@ typedef struct {
     char **names;
     field *f;
     int32_t *last; /* per categorical column: the previous row's value */
+    int32_t *bagtmp; /* one bag field's values of the current row, before truncation */
+    size_t bagtmp_cap;
     colmap m;
     /* the current record: its text, the line it starts on, and for a record
      * spanning lines (joined in rec) the offsets where its lines 2.. start */
@@ -173,6 +181,7 @@ static void csv_close(csvfile *c)
     tl_free(c->rec);
     tl_free(c->brk);
     tl_free(c->last);
+    tl_free(c->bagtmp);
     colmap_free(&c->m);
     free_names(c->names, c->ncols);
     tl_free(c->f);
@@ -384,6 +393,74 @@ static tl_status parse_nums(csvfile *c, rawset *rs, size_t r)
     return TL_OK;
 }
 
+static tl_status empty_value(csvfile *c, int col, const char *name, uint32_t pos, const field *x)
+{
+    return tl_fail(TL_ERR_PARSE,
+                   "%s: column %d ('%s'): multi-valued field '%s': value %u is empty (\"%.*s\"); an empty "
+                   "field is an empty bag, an empty value between separators is an error",
+                   loc(c, x->p), col + 1, c->names[col], name, (unsigned)pos, (int)(x->n > 60 ? 60 : x->n), x->p);
+}
+
+/* Bag field k's values of row r: split on its separator, interned, the
+ * window of cap values kept (the first or the last ones). */
+static tl_status parse_bag(csvfile *c, rawset *rs, size_t r, int k)
+{
+    const tl_data_bag_col *bc = c->p->bag[k];
+    const int col = c->m.bag[k];
+    const field *x = &c->f[col];
+    const size_t bsl = strlen(bc->sep);
+    size_t n = 0;
+    uint16_t *cnt = &rs->bcnt[r * (size_t)rs->n_bag + (size_t)k];
+    *cnt = 0;
+    if (x->n == 0 || is_missing(c->s, x->p, x->n)) return TL_OK; /* an empty bag */
+    for (uint32_t a = 0, pos = 1;; pos++) {
+        uint32_t e = a;
+        while (e < x->n && !(e + bsl <= x->n && memcmp(x->p + e, bc->sep, bsl) == 0)) e++;
+        if (e == a) return empty_value(c, col, bc->name, pos, x);
+        if (n == c->bagtmp_cap) {
+            size_t cap = c->bagtmp_cap ? c->bagtmp_cap * 2 : 64;
+            int32_t *nb = tl_realloc(c->bagtmp, cap * sizeof *nb, "bag values");
+            if (!nb) return TL_ERR_NOMEM;
+            c->bagtmp = nb;
+            c->bagtmp_cap = cap;
+        }
+        tl_status st = tl_strtab_intern(&rs->btab[k], x->p + a, e - a, &c->bagtmp[n++]);
+        if (st) return st;
+        if (e >= x->n) break;
+        a = e + (uint32_t)bsl;
+        if (a >= x->n) return empty_value(c, col, bc->name, pos + 1, x); /* a separator at the end */
+    }
+    size_t cap = (size_t)c->p->bag_cap[k], from = 0;
+    if (n > cap) {
+        rs->btrunc[k]++;
+        if (!bc->keep_first) from = n - cap;
+        n = cap;
+    }
+    tl_status st = tl_rawset_reserve_bag_values(rs, n);
+    if (st) return st;
+    memcpy(rs->bval + rs->bv_n, c->bagtmp + from, n * sizeof *rs->bval);
+    rs->bv_n += n;
+    *cnt = (uint16_t)n;
+    return TL_OK;
+}
+
+/* Every bag field of row r; a bad row leaves no values behind. */
+static tl_status parse_bags(csvfile *c, rawset *rs, size_t r)
+{
+    if (!rs->n_bag) return TL_OK;
+    size_t at = rs->bv_n;
+    uint64_t trunc[TL_DATA_MAX_BAGS];
+    memcpy(trunc, rs->btrunc, sizeof *trunc * (size_t)rs->n_bag);
+    rs->boff[r] = at;
+    tl_status st = TL_OK;
+    for (int k = 0; k < rs->n_bag && !st; k++) st = parse_bag(c, rs, r, k);
+    if (st) {
+        rs->bv_n = at;
+        memcpy(rs->btrunc, trunc, sizeof *trunc * (size_t)rs->n_bag);
+    }
+    return st;
+}
+
 /* Without negative=, the first value that is not positive is the negative
  * one; another is an error unless unknown_negative maps it to 0 too. */
 static tl_status check_negative(csvfile *c, rawset *rs, int t, const field *x)
@@ -497,6 +574,7 @@ static tl_status parse_row(csvfile *c, char *line, size_t len, rawset *rs)
     if (!st) st = parse_nums(c, rs, r);
     if (!st) st = parse_labels(c, rs, r);
     if (!st) st = parse_id_weight(c, rs, r);
+    if (!st) st = parse_bags(c, rs, r);
     return st;
 }
 
@@ -574,6 +652,19 @@ done:
 
 /* ---- CSV loading ---------------------------------------------------------- */
 
+/* With like=, a bag field keeps as many values per row as like's slots. */
+static tl_status like_bag_caps(const tl_dataset *like, plan *p)
+{
+    for (int k = 0; k < p->n_bag; k++) {
+        int b = 0;
+        while (b < like->n_bag && strcmp(like->bag[b].c.name, p->bag[k]->name) != 0) b++;
+        if (b == like->n_bag)
+            return tl_fail(TL_ERR_ARG, "like: the first dataset has no multi-valued field '%s'", p->bag[k]->name);
+        p->bag_cap[k] = like->bag[b].len;
+    }
+    return TL_OK;
+}
+
 tl_status tl_data_csv_load(const tl_data_schema *s, const tl_dataset *like, tl_dataset **out)
 {
     static const char *fn = "tl_data_csv_load";
@@ -588,15 +679,15 @@ tl_status tl_data_csv_load(const tl_data_schema *s, const tl_dataset *like, tl_d
     }
     const char *base = strrchr(s->path, '/');
     const char *source = s->name ? s->name : base ? base + 1 : s->path;
-    /* the cache key (cache.c) does not cover skip_initial_space, max_rows and quantile_sketch yet:
-     * such loads are not cached */
-    const int use_cache = s->cache && !like && !s->skip_initial_space && !s->max_rows && !s->quantile_sketch;
+    const int use_cache = s->cache && !like;
     char *cpath = NULL;
     uint64_t key = 0;
     rawset rs;
     memset(&rs, 0, sizeof rs);
     if (use_cache && ((st = tl_data_cache_lookup(s, &key, &cpath, out)) || *out)) goto done;
     if ((st = tl_rawset_init(&rs, p.n_cat, p.n_num, s->n_labels, s->id != NULL, s->weight != NULL))) goto done;
+    if (p.n_bag && (st = tl_rawset_init_bags(&rs, p.n_bag))) goto done;
+    if (like && (st = like_bag_caps(like, &p))) goto done;
     rs.allow_unlabeled = like != NULL;
     if ((st = tl_data_read_csv(s, &p, s->path, TL_TO_TRAIN, &rs))) goto done;
     if (s->split == TL_SPLIT_FILES && !like) {

@@ -76,6 +76,18 @@ typedef struct {
     uint32_t hash_values, hash_collided;
 } dcat;
 
+/* A multi-valued field: its encoding (kind CAT_VOCAB or CAT_HASH; a
+ * vocabulary has no "missing" id, but keeps the id numbering of single
+ * fields), its slots per row, pooling, and the rows read whose values did
+ * not fit in len (truncated). */
+typedef struct {
+    dcat c;
+    int len;
+    int pool;          /* tl_pooling */
+    int keep_first;
+    uint64_t truncated;
+} dbag;
+
 typedef struct {
     char *name;
     int transform;     /* tl_num_transform or NUM_FLAG */
@@ -103,6 +115,10 @@ struct tl_dataset {
     int n_skip_lines;
     int from_cache;
     int unlabeled;     /* read with like= from a file without label columns: labels are NaN */
+    int n_bag;         /* multi-valued fields, their ids n x bag_slots (tl_split.bag) */
+    dbag *bag;
+    int bag_slots;
+    int32_t *bagv;
 };
 
 /* "train", "valid", "test", "all": the names of tl_dataset.sp[0..3]. */
@@ -111,6 +127,8 @@ extern const char *const tl_data_split_names[4];
 /* A new dataset with its per-field and per-task arrays (zeroed) in *out; on
  * failure *out may hold a partial dataset for tl_dataset_free. */
 tl_status tl_data_alloc(tl_dataset **out, int n_cat, int n_num, int n_tasks);
+/* Room for n_bag multi-valued fields (zeroed) in d. */
+tl_status tl_data_alloc_bags(tl_dataset *d, int n_bag);
 /* Point d->sp at the rows of each split (train, valid, test contiguous). */
 void tl_data_set_views(tl_dataset *d);
 
@@ -185,11 +203,25 @@ typedef struct {
     uint64_t *npos;   /* per label: positives seen (unknown-value check) */
     char **neg;       /* per label without negative=: the negative value seen first */
     uint32_t *neg_len;
+    /* multi-valued fields: value tables, each row's values (bval from boff[r],
+     * field by field, bcnt[r * n_bag + b] of field b after truncation), and
+     * per field the rows truncated */
+    int n_bag;
+    strtab *btab;
+    uint64_t *boff;
+    uint16_t *bcnt;
+    int32_t *bval;
+    size_t bv_n, bv_cap;
+    uint64_t *btrunc;
     int allow_unlabeled; /* like= loads: a file may lack every label column (for scoring) */
     int unlabeled;       /* it did: labels are NaN */
 } rawset;
 
 tl_status tl_rawset_init(rawset *r, int n_cat, int n_num, int n_lab, int has_group, int has_weight);
+/* Value tables for n_bag multi-valued fields (after tl_rawset_init). */
+tl_status tl_rawset_init_bags(rawset *r, int n_bag);
+/* Room for n more bag values. */
+tl_status tl_rawset_reserve_bag_values(rawset *r, size_t n);
 void tl_rawset_free(rawset *r);
 /* Room for row r->n. */
 tl_status tl_rawset_reserve(rawset *r);
@@ -204,6 +236,10 @@ typedef struct {
     const tl_data_cat_col **cat;
     const tl_data_num_col **num;   /* standard/log1p/none first, then quantile */
     int n_num_plain;
+    int n_bag;
+    const tl_data_bag_col **bag;
+    int *bag_cap;                  /* values kept per row: max_len, like='s length, or
+                                      TL_DATA_MAX_BAG_LEN */
 } plan;
 
 /* Check s's columns and labels (messages start with fn) and resolve them into

@@ -27,6 +27,11 @@ typedef struct {
     /* Added after the contract: where each row came from. */
     uint32_t *row;     /* n 0-based data-row indices in the source file (each file
                           of a split-by-files load counts from 0) */
+    /* The multi-valued fields' ids: n x bag_slots, field b's in its bag_len[b]
+     * slots after the fields before it, -1 = an empty slot (the layout of a
+     * shard row); NULL and 0 when the dataset has none. */
+    int32_t *bag;
+    int bag_slots;
 } tl_split;
 
 typedef struct tl_dataset tl_dataset;
@@ -65,6 +70,27 @@ typedef struct {
     int buckets;               /* TL_NUM_QUANTILE: number of buckets (default 10) */
 } tl_data_num_col;
 
+/* A multi-valued field ("tags": a|b|c) or a sequence ("hist": the last
+ * max_len values): its values share one vocabulary (or hash buckets) and
+ * are pooled into one embedding (ops/bag.h). */
+#define TL_DATA_MAX_BAGS 16
+#define TL_DATA_MAX_BAG_LEN 256
+typedef enum { TL_POOL_SUM = 0, TL_POOL_MEAN, TL_POOL_MAX } tl_pooling;
+
+typedef struct {
+    const char *name;          /* column name */
+    const char *sep;           /* separator of the values inside the field ("|"), 1 to 8 chars */
+    tl_pooling pooling;
+    int max_len;               /* slots per row, 1 .. TL_DATA_MAX_BAG_LEN; 0: the longest row read
+                                  (up to TL_DATA_MAX_BAG_LEN). A longer row keeps max_len values
+                                  and is counted as truncated */
+    int keep_first;            /* truncation keeps the first max_len values; 0 (the default):
+                                  the last ones, the most recent of a behaviour sequence written
+                                  oldest first (as DIN/Ali-CCP and KuaiRand preprocessing do) */
+    int min_count;             /* as tl_data_cat_col, counted over every value of the field */
+    int hash_buckets;
+} tl_data_bag_col;
+
 typedef struct {
     const char *task;          /* task name */
     const char *column;        /* source column */
@@ -91,8 +117,11 @@ enum { TL_TO_DROP = -1, TL_TO_TRAIN = 0, TL_TO_VALID = 1, TL_TO_TEST = 2 };
 
 /* A loading schema. Every pointer is borrowed for the duration of the call;
  * zero-initialise and fill what you need (tl_data_schema_init sets the
- * defaults). Features are only the columns listed in `cat` and `num`;
- * columns in no role are ignored.
+ * defaults). Features are only the columns listed in `cat`, `num` and `bag`;
+ * columns in no role are ignored. A bag field's text is split on its sep;
+ * an empty or missing field is an empty bag (its pooled embedding is zeros),
+ * an empty value between separators ("a||b", "a|") is a bad row; ids as for
+ * categorical fields (0 = not in training), without a missing id.
  *
  * Text rules (RFC 4180): fields may be quoted ("a,b", "" inside quotes is
  * one quote) and a quoted field may span lines (its line breaks become
@@ -116,6 +145,7 @@ typedef struct {
     const char *const *missing; int n_missing; /* values meaning missing; default "" and "?" */
     const tl_data_cat_col *cat; int n_cat;
     const tl_data_num_col *num; int n_num;
+    const tl_data_bag_col *bag; int n_bag;   /* multi-valued and sequence fields */
     const tl_data_label *labels; int n_labels;
     const char *id;            /* group-id column for GAUC, or NULL */
     const char *weight;        /* sample-weight column, or NULL */
@@ -132,9 +162,9 @@ typedef struct {
     const char *name;          /* dataset name for messages; NULL: the file name */
     int skip_initial_space;    /* 1: spaces at the start of each field are skipped (Python
                                   csv's skipinitialspace): sep="," then reads "a, b" as "a","b" */
-    size_t max_rows;           /* > 0: read at most this many data rows of each file (not cached) */
-    int quantile_sketch;       /* 1: every quantile column's edges from the sketch, at any size
-                                  (not cached); 0: only above TL_DATA_SKETCH_ROWS values */
+    size_t max_rows;           /* > 0: read at most this many data rows of each file */
+    int quantile_sketch;       /* 1: every quantile column's edges from the sketch, at any size;
+                                  0: only above TL_DATA_SKETCH_ROWS values */
 } tl_data_schema;
 
 #endif

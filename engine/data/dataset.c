@@ -35,6 +35,13 @@ void tl_dataset_free(tl_dataset *d)
     tl_free(d->wt);
     tl_free(d->grp);
     tl_free(d->row);
+    for (int b = 0; b < d->n_bag && d->bag; b++) {
+        tl_free(d->bag[b].c.name);
+        tl_free(d->bag[b].c.str_off);
+        tl_free(d->bag[b].c.str_blob);
+    }
+    tl_free(d->bag);
+    tl_free(d->bagv);
     tl_free(d);
 }
 
@@ -82,6 +89,7 @@ size_t tl_dataset_bytes(const tl_dataset *d)
     size_t b = d->n * ((size_t)d->n_cat * 4 + (size_t)d->n_num * 4 + (size_t)d->n_tasks * 4 + 4);
     if (d->grp) b += d->n * 4;
     if (d->wt) b += d->n * 4;
+    b += d->n * (size_t)d->bag_slots * 4;
     for (int f = 0; f < d->n_cat; f++)
         if (d->cat[f].n_str) b += d->cat[f].str_off[d->cat[f].n_str] + 8 * (size_t)d->cat[f].n_str;
     return b;
@@ -119,10 +127,8 @@ const char *tl_dataset_num_transform(const tl_dataset *d, int j, double *mean, d
     return k[d->num[j].transform];
 }
 
-uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f)
+static uint64_t dcat_fingerprint(const dcat *c)
 {
-    if (!d || f < 0 || f >= d->n_cat) return 0;
-    const dcat *c = &d->cat[f];
     int64_t head[4] = {c->kind, c->size, c->buckets, (int64_t)c->n_str};
     uint64_t h = hash_bytes(head, sizeof head, 0x766f636162ULL);
     if (c->n_str) h = hash_bytes(c->str_blob, (size_t)c->str_off[c->n_str], h);
@@ -130,11 +136,16 @@ uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f)
     return h;
 }
 
-int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap)
+uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f)
 {
-    if (!a || !b || fa < 0 || fa >= a->n_cat || fb < 0 || fb >= b->n_cat) return 0;
-    if (tl_dataset_vocab_fingerprint(a, fa) == tl_dataset_vocab_fingerprint(b, fb)) return 0;
-    const dcat *x = &a->cat[fa], *y = &b->cat[fb];
+    if (!d || f < 0 || f >= d->n_cat) return 0;
+    return dcat_fingerprint(&d->cat[f]);
+}
+
+/* What differs between encodings x (here) and y (there), in msg. */
+static int dcat_diff(const dcat *x, const dcat *y, char *msg, size_t cap)
+{
+    if (dcat_fingerprint(x) == dcat_fingerprint(y)) return 0;
     static const char *const kinds[] = {"vocab", "hash", "quantile"};
     if (x->kind != y->kind) {
         snprintf(msg, cap, "field '%s' is encoded by %s here and by %s there", x->name, kinds[x->kind],
@@ -160,6 +171,18 @@ int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int 
         snprintf(msg, cap, "field '%s' has other hash buckets", x->name);
     }
     return 1;
+}
+
+int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap)
+{
+    if (!a || !b || fa < 0 || fa >= a->n_cat || fb < 0 || fb >= b->n_cat) return 0;
+    return dcat_diff(&a->cat[fa], &b->cat[fb], msg, cap);
+}
+
+int tl_dataset_bag_diff(const tl_dataset *a, int ba, const tl_dataset *b, int bb, char *msg, size_t cap)
+{
+    if (!a || !b || ba < 0 || ba >= a->n_bag || bb < 0 || bb >= b->n_bag) return 0;
+    return dcat_diff(&a->bag[ba].c, &b->bag[bb].c, msg, cap);
 }
 
 tl_status tl_split_shuffle(const tl_split *s, tl_rng *rng, uint32_t *order)
@@ -217,7 +240,38 @@ void tl_data_set_views(tl_dataset *d)
         s->group = d->grp ? d->grp + o : NULL;
         s->weight = d->wt ? d->wt + o : NULL;
         s->row = d->row ? d->row + o : NULL;
+        s->bag = d->bagv ? d->bagv + o * (size_t)d->bag_slots : NULL;
+        s->bag_slots = d->bagv ? d->bag_slots : 0;
     }
+}
+
+tl_status tl_data_alloc_bags(tl_dataset *d, int n_bag)
+{
+    if (!(d->bag = tl_calloc((size_t)n_bag + 1, sizeof *d->bag, "dataset bag fields"))) return TL_ERR_NOMEM;
+    d->n_bag = n_bag;
+    return TL_OK;
+}
+
+int tl_dataset_n_bag(const tl_dataset *d) { return d->n_bag; }
+const char *tl_dataset_bag_name(const tl_dataset *d, int b) { return b >= 0 && b < d->n_bag ? d->bag[b].c.name : NULL; }
+int32_t tl_dataset_bag_vocab(const tl_dataset *d, int b) { return b >= 0 && b < d->n_bag ? d->bag[b].c.size : 0; }
+int tl_dataset_bag_len(const tl_dataset *d, int b) { return b >= 0 && b < d->n_bag ? d->bag[b].len : 0; }
+tl_pooling tl_dataset_bag_pool(const tl_dataset *d, int b)
+{
+    return b >= 0 && b < d->n_bag ? (tl_pooling)d->bag[b].pool : TL_POOL_SUM;
+}
+uint64_t tl_dataset_bag_truncated(const tl_dataset *d, int b) { return b >= 0 && b < d->n_bag ? d->bag[b].truncated : 0; }
+const char *tl_dataset_bag_kind(const tl_dataset *d, int b)
+{
+    if (b < 0 || b >= d->n_bag) return NULL;
+    return d->bag[b].c.kind == CAT_HASH ? "hash" : "vocab";
+}
+const char *tl_dataset_bag_string(const tl_dataset *d, int b, int32_t id)
+{
+    if (b < 0 || b >= d->n_bag) return NULL;
+    const dcat *c = &d->bag[b].c;
+    if (c->kind != CAT_VOCAB || id < ID_FIRST || (uint32_t)(id - ID_FIRST) >= c->n_str) return NULL;
+    return c->str_blob + c->str_off[id - ID_FIRST];
 }
 
 int tl_dataset_hash_collisions(const tl_dataset *d, int f, uint32_t *values, uint32_t *collided)

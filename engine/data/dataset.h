@@ -68,6 +68,21 @@ size_t tl_dataset_skipped(const tl_dataset *d, const uint64_t **lines, int *n_li
  * collision rate is collided / values); 0 when f is not hashed or the
  * counts are not known (loaded from the cache, or with like=). */
 int tl_dataset_hash_collisions(const tl_dataset *d, int f, uint32_t *values, uint32_t *collided);
+/* Multi-valued fields (tl_data_bag_col): their count, and field b's name,
+ * id count, slots per row (tl_split.bag holds them in field order), pooling,
+ * encoding ("vocab" or "hash"), the string of an id (NULL as for
+ * tl_dataset_vocab_string), and the rows read whose values did not fit in
+ * its slots (truncated to the first or last ones). NULL / 0 for a bad b. */
+int tl_dataset_n_bag(const tl_dataset *d);
+const char *tl_dataset_bag_name(const tl_dataset *d, int b);
+int32_t tl_dataset_bag_vocab(const tl_dataset *d, int b);
+int tl_dataset_bag_len(const tl_dataset *d, int b);
+tl_pooling tl_dataset_bag_pool(const tl_dataset *d, int b);
+const char *tl_dataset_bag_kind(const tl_dataset *d, int b);
+const char *tl_dataset_bag_string(const tl_dataset *d, int b, int32_t id);
+uint64_t tl_dataset_bag_truncated(const tl_dataset *d, int b);
+/* tl_dataset_vocab_diff for bag field ba of a and bb of b. */
+int tl_dataset_bag_diff(const tl_dataset *a, int ba, const tl_dataset *b, int bb, char *msg, size_t cap);
 /* Bytes held by the dataset's arrays (for the Lua GC). */
 size_t tl_dataset_bytes(const tl_dataset *d);
 

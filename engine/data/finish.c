@@ -86,14 +86,11 @@ static tl_status hash_collisions(uint32_t n, const uint32_t *counts, const int32
     return TL_OK;
 }
 
-/* Build the id of every distinct raw value of categorical source k. */
-static tl_status build_vocab(const rawset *rs, int k, const uint32_t *counts, const tl_data_cat_col *col,
-                             const tl_data_schema *s, const tl_dataset *like, dcat *out, int32_t *map)
+/* Build the id of every distinct raw value (of table t) of a categorical or
+ * multi-valued column, with like's encoding lc when given. */
+static tl_status build_vocab(const strtab *t, const uint32_t *counts, const tl_data_cat_col *col,
+                             const tl_data_schema *s, const dcat *lc, dcat *out, int32_t *map)
 {
-    const strtab *t = &rs->tab[k];
-    const dcat *lc = like ? like_cat(like, col->name) : NULL;
-    if (like && (!lc || lc->kind == CAT_QUANT))
-        return tl_fail(TL_ERR_ARG, "like: the first dataset has no categorical field '%s'", col->name);
     int kind = lc ? lc->kind : col->hash_buckets > 0 ? CAT_HASH : CAT_VOCAB;
     out->kind = kind;
     if (kind == CAT_HASH) {
@@ -310,7 +307,10 @@ static tl_status pack_cats(fin *f, int32_t *map, int32_t *miss, uint32_t *counts
     for (int k = 0; k < nc; k++) {
         dcat *c = &d->cat[k];
         if (!(c->name = tl_strdup(f->p->cat[k]->name, "field name"))) return TL_ERR_NOMEM;
-        tl_status st = build_vocab(rs, k, counts + moff[k], f->p->cat[k], f->s, f->like, c, map + moff[k]);
+        const dcat *lc = f->like ? like_cat(f->like, c->name) : NULL;
+        if (f->like && (!lc || lc->kind == CAT_QUANT))
+            return tl_fail(TL_ERR_ARG, "like: the first dataset has no categorical field '%s'", c->name);
+        tl_status st = build_vocab(&rs->tab[k], counts + moff[k], f->p->cat[k], f->s, lc, c, map + moff[k]);
         if (st) return st;
         miss[k] = c->kind == CAT_HASH ? c->buckets : ID_MISSING;
         d->vocab[k] = c->size;
@@ -339,6 +339,94 @@ static tl_status pack_cat_fields(fin *f)
     tl_free(miss);
     tl_free(counts);
     tl_free(moff);
+    return st;
+}
+
+static const dbag *like_bag(const tl_dataset *like, const char *name)
+{
+    for (int b = 0; b < like->n_bag; b++)
+        if (strcmp(like->bag[b].c.name, name) == 0) return &like->bag[b];
+    return NULL;
+}
+
+/* Bag field k's encoding and the map of its raw values to ids: a vocabulary
+ * from its values in training rows (every value counts, as often as it
+ * occurs), hash buckets, or like's. */
+static tl_status pack_bag(fin *f, int k, uint32_t *counts, int32_t *map)
+{
+    const rawset *rs = f->rs;
+    tl_dataset *d = f->d;
+    const tl_data_bag_col *col = f->p->bag[k];
+    const strtab *t = &rs->btab[k];
+    const size_t nb = (size_t)rs->n_bag;
+    dbag *g = &d->bag[k];
+    const dbag *lb = f->like ? like_bag(f->like, col->name) : NULL;
+    if (f->like && !lb) return tl_fail(TL_ERR_ARG, "like: the first dataset has no multi-valued field '%s'", col->name);
+    if (!(g->c.name = tl_strdup(col->name, "field name"))) return TL_ERR_NOMEM;
+    memset(counts, 0, sizeof *counts * ((size_t)t->n + 1));
+    for (size_t r = 0; r < rs->n && !f->like; r++) {
+        if (rs->tag[r] != TL_TO_TRAIN) continue;
+        const int32_t *v = rs->bval + rs->boff[r];
+        for (int j = 0; j < k; j++) v += rs->bcnt[r * nb + (size_t)j];
+        for (int j = 0; j < rs->bcnt[r * nb + (size_t)k]; j++) counts[v[j]]++;
+    }
+    tl_data_cat_col cc = {col->name, col->min_count, col->hash_buckets};
+    tl_status st = build_vocab(t, counts, &cc, f->s, lb ? &lb->c : NULL, &g->c, map);
+    if (st) return st;
+    g->pool = lb ? lb->pool : (int)col->pooling;
+    g->keep_first = lb ? lb->keep_first : col->keep_first;
+    g->truncated = rs->btrunc[k];
+    return TL_OK;
+}
+
+/* The slots of bag field k: like's, max_len, or its longest row (at least 1). */
+static int bag_len(const fin *f, int k)
+{
+    const dbag *lb = f->like ? like_bag(f->like, f->p->bag[k]->name) : NULL;
+    if (lb) return lb->len;
+    if (f->p->bag[k]->max_len > 0) return f->p->bag[k]->max_len;
+    int len = 1;
+    for (size_t r = 0; r < f->rs->n; r++) {
+        int c = f->rs->bcnt[r * (size_t)f->rs->n_bag + (size_t)k];
+        if (f->rs->tag[r] >= 0 && c > len) len = c;
+    }
+    return len;
+}
+
+/* Every bag field: encodings, then the ids of the kept rows in slot layout. */
+static tl_status pack_bags(fin *f)
+{
+    const rawset *rs = f->rs;
+    tl_dataset *d = f->d;
+    const size_t nb = (size_t)rs->n_bag;
+    if (!nb) return TL_OK;
+    tl_status st = tl_data_alloc_bags(d, rs->n_bag);
+    if (st) return st;
+    size_t tot = 0, moff[TL_DATA_MAX_BAGS + 1];
+    for (size_t k = 0; k < nb; k++) {
+        moff[k] = tot;
+        tot += (size_t)rs->btab[k].n + 1;
+        d->bag[k].len = bag_len(f, (int)k);
+        d->bag_slots += d->bag[k].len;
+    }
+    uint32_t *counts = tl_malloc(sizeof *counts * (tot + 1), "bag vocabulary counts");
+    int32_t *map = tl_malloc(sizeof *map * (tot + 1), "bag vocabulary map");
+    d->bagv = tl_malloc(sizeof *d->bagv * (f->n ? f->n : 1) * (size_t)d->bag_slots, "bag features");
+    st = counts && map && d->bagv ? TL_OK : TL_ERR_NOMEM;
+    for (size_t k = 0; k < nb && !st; k++) st = pack_bag(f, (int)k, counts + moff[k], map + moff[k]);
+    for (size_t i = 0; i < f->n && !st; i++) {
+        size_t r = f->src[i];
+        const int32_t *v = rs->bval + rs->boff[r];
+        int32_t *dst = d->bagv + i * (size_t)d->bag_slots;
+        for (size_t k = 0; k < nb; k++) {
+            int c = rs->bcnt[r * nb + k], len = d->bag[k].len;
+            for (int j = 0; j < len; j++) dst[j] = j < c ? map[moff[k] + (size_t)v[j]] : -1;
+            v += c;
+            dst += len;
+        }
+    }
+    tl_free(counts);
+    tl_free(map);
     return st;
 }
 
@@ -487,6 +575,8 @@ static tl_status check_like_layout(const fin *f)
     const tl_dataset *like = f->like, *d = f->d;
     int same = like->n_cat == d->n_cat && like->n_num == d->n_num && like->n_tasks == d->n_tasks;
     for (int k = 0; same && k < d->n_cat; k++) same = strcmp(like->cat[k].name, d->cat[k].name) == 0;
+    same = same && like->n_bag == d->n_bag;
+    for (int b = 0; same && b < d->n_bag; b++) same = strcmp(like->bag[b].c.name, d->bag[b].c.name) == 0;
     for (int j = 0; same && j < d->n_num; j++) same = strcmp(like->num[j].name, d->num[j].name) == 0;
     for (int t = 0; same && t < d->n_tasks; t++)
         same = strcmp(like->task_name[t], d->task_name[t]) == 0 && like->task_type[t] == d->task_type[t];
@@ -529,6 +619,7 @@ tl_status tl_data_finish(rawset *rs, const finish_args *a, tl_dataset **out)
     if (!st) st = pack_cat_fields(&f);
     for (int q = 0; !st && q < f.p->n_num - f.p->n_num_plain; q++) st = pack_quantile(&f, q);
     if (!st) st = pack_nums(&f);
+    if (!st) st = pack_bags(&f);
     if (!st && f.like) st = check_like_layout(&f);
     if (!st) pack_rows(&f);
     fin_free(&f);

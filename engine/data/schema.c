@@ -23,6 +23,8 @@ void tl_data_plan_free(plan *p)
 {
     tl_free(p->cat);
     tl_free(p->num);
+    tl_free(p->bag);
+    tl_free(p->bag_cap);
 }
 
 /* A label's source column is a feature only when one of its labels keeps
@@ -45,6 +47,49 @@ static tl_status label_as_feature(const char *fn, const char *role, const char *
                    "%s: column '%s' is listed as %s, but it is the label column of task '%s': a label's "
                    "column is not a feature (keep=true on the label keeps it as one)",
                    fn, name, role, task);
+}
+
+/* 1 when a categorical or numeric column is called name. */
+static int single_field(const tl_data_schema *s, const char *name)
+{
+    for (int j = 0; j < s->n_cat; j++)
+        if (s->cat[j].name && strcmp(s->cat[j].name, name) == 0) return 1;
+    for (int j = 0; j < s->n_num; j++)
+        if (s->num[j].name && strcmp(s->num[j].name, name) == 0) return 1;
+    return 0;
+}
+
+static tl_status plan_bags(const tl_data_schema *s, const char *fn, plan *p)
+{
+    if (s->n_bag < 0 || s->n_bag > TL_DATA_MAX_BAGS)
+        return tl_fail(TL_ERR_ARG, "%s: %d multi-valued fields; at most %d", fn, s->n_bag, TL_DATA_MAX_BAGS);
+    p->bag = tl_calloc((size_t)s->n_bag + 1, sizeof *p->bag, "schema plan");
+    p->bag_cap = tl_calloc((size_t)s->n_bag + 1, sizeof *p->bag_cap, "schema plan");
+    if (!p->bag || !p->bag_cap) return TL_ERR_NOMEM;
+    for (int k = 0; k < s->n_bag; k++) {
+        const tl_data_bag_col *c = &s->bag[k];
+        if (!c->name || !*c->name) return tl_fail(TL_ERR_ARG, "%s: multi-valued column %d has no name", fn, k + 1);
+        if (!c->sep || !*c->sep || strlen(c->sep) > 8 || strchr(c->sep, '"') || strchr(c->sep, '\n'))
+            return tl_fail(TL_ERR_ARG, "%s: column '%s': multi= must be 1 to 8 characters without quotes or "
+                                       "newlines", fn, c->name);
+        if ((unsigned)c->pooling > TL_POOL_MAX)
+            return tl_fail(TL_ERR_ARG, "%s: column '%s': unknown pooling %d", fn, c->name, (int)c->pooling);
+        if (c->max_len < 0 || c->max_len > TL_DATA_MAX_BAG_LEN)
+            return tl_fail(TL_ERR_ARG, "%s: column '%s': max_len must be in 1 .. %d, got %d", fn, c->name,
+                           TL_DATA_MAX_BAG_LEN, c->max_len);
+        if (c->hash_buckets < 0 || c->min_count < 0)
+            return tl_fail(TL_ERR_ARG, "%s: column '%s': hash_buckets and min_count must be >= 0", fn, c->name);
+        for (int j = 0; j < k; j++)
+            if (strcmp(s->bag[j].name, c->name) == 0)
+                return tl_fail(TL_ERR_ARG, "%s: column '%s' is listed twice", fn, c->name);
+        if (single_field(s, c->name))
+            return tl_fail(TL_ERR_ARG, "%s: column '%s' is both multi-valued and single-valued", fn, c->name);
+        const char *task = dropped_label_task(s, c->name);
+        if (task) return label_as_feature(fn, "multi-valued", c->name, task);
+        p->bag[p->n_bag] = c;
+        p->bag_cap[p->n_bag++] = c->max_len > 0 ? c->max_len : TL_DATA_MAX_BAG_LEN;
+    }
+    return TL_OK;
 }
 
 tl_status tl_data_plan_make(const tl_data_schema *s, const char *fn, plan *p)
@@ -90,6 +135,8 @@ tl_status tl_data_plan_make(const tl_data_schema *s, const char *fn, plan *p)
             p->num[p->n_num++] = c;
             if (pass == 0) p->n_num_plain++;
         }
+    tl_status st = plan_bags(s, fn, p);
+    if (st) return st;
     for (int t = 0; t < s->n_labels; t++) {
         const tl_data_label *l = &s->labels[t];
         if (!l->task || !*l->task) return tl_fail(TL_ERR_ARG, "%s: label %d has no task name", fn, t + 1);

@@ -99,7 +99,14 @@ static tl_status set_name(char **slot, const char *s)
 
 tl_status tl_shard_layout_from_dataset(tl_shard_layout *l, const tl_dataset *d)
 {
-    tl_status st = tl_shard_layout_init(l, tl_dataset_n_cat(d), tl_dataset_n_num(d), tl_dataset_n_tasks(d), 0);
+    tl_status st = tl_shard_layout_init(l, tl_dataset_n_cat(d), tl_dataset_n_num(d), tl_dataset_n_tasks(d),
+                                        tl_dataset_n_bag(d));
+    for (int b = 0; st == TL_OK && b < l->n_bag; b++) {
+        st = set_name(&l->bag_name[b], tl_dataset_bag_name(d, b));
+        l->bag_vocab[b] = tl_dataset_bag_vocab(d, b);
+        l->bag_len[b] = tl_dataset_bag_len(d, b);
+        l->bag_pool[b] = tl_dataset_bag_pool(d, b);
+    }
     for (int f = 0; st == TL_OK && f < l->n_cat; f++) {
         st = set_name(&l->cat_name[f], tl_dataset_cat_name(d, f));
         l->vocab[f] = tl_dataset_vocab(d)[f];
@@ -499,13 +506,14 @@ tl_status tl_shard_writer_row(tl_shard_writer *w, int split, const void *row)
     return TL_OK;
 }
 
-/* Pack row i of split s (of a dataset with layout l, no bags) into out. */
+/* Pack row i of split s (of a dataset with layout l) into out. */
 static void pack_split_row(const tl_shard_layout *l, const tl_split *s, size_t i, uint32_t *out)
 {
-    size_t nc = (size_t)l->n_cat, nn = (size_t)l->n_num, K = (size_t)l->n_tasks;
+    size_t nc = (size_t)l->n_cat, nn = (size_t)l->n_num, K = (size_t)l->n_tasks, nb = bag_words(l);
     memcpy(out, s->cat + i * nc, nc * 4);
     out += nc;
-    for (size_t b = 0, nb = bag_words(l); b < nb; b++) *out++ = (uint32_t)-1;
+    if (nb) memcpy(out, s->bag + i * nb, nb * 4);
+    out += nb;
     memcpy(out, s->num + i * nn, nn * 4);
     out += nn;
     memcpy(out, s->labels + i * K, K * 4);
@@ -885,6 +893,19 @@ tl_status tl_shards_load(tl_shards *sh, const int want[3], uint64_t max_rows, tl
         d->task_type[t] = l->task_type[t];
         if (!(d->task_name[t] = tl_strdup(l->task_name[t], "dataset task"))) st = TL_ERR_NOMEM;
     }
+    if (st == TL_OK && l->n_bag) st = tl_data_alloc_bags(d, l->n_bag);
+    for (int b = 0; st == TL_OK && b < l->n_bag; b++) {
+        dbag *g = &d->bag[b];
+        g->c.kind = CAT_HASH; /* ids without strings, as the single fields */
+        g->c.size = l->bag_vocab[b];
+        g->c.buckets = l->bag_vocab[b] - 1;
+        g->len = l->bag_len[b];
+        g->pool = (int)l->bag_pool[b];
+        d->bag_slots += g->len;
+        if (!(g->c.name = tl_strdup(l->bag_name[b], "dataset field"))) st = TL_ERR_NOMEM;
+    }
+    if (st == TL_OK && l->n_bag && !(d->bagv = tl_malloc(rows * (size_t)d->bag_slots * 4, "dataset rows")))
+        st = TL_ERR_NOMEM;
     if (st == TL_OK) {
         d->source = tl_strdup(sh->dir, "dataset source");
         d->catv = tl_malloc(rows * ((size_t)l->n_cat + 1) * 4, "dataset rows");
@@ -907,7 +928,7 @@ tl_status tl_shards_load(tl_shards *sh, const int want[3], uint64_t max_rows, tl
             const uint32_t *src;
             if ((st = map_index(sh, k, i, &map, &len, &src)) != TL_OK) break;
             size_t r = (size_t)sh->shard_rows[k][i];
-            unpack_rows(l, src, r, at, d->catv, NULL, d->numv, d->labv, d->wt, d->grp, bag_words(l));
+            unpack_rows(l, src, r, at, d->catv, d->bagv, d->numv, d->labv, d->wt, d->grp, bag_words(l));
             for (size_t j = 0; j < r; j++) d->row[at + j] = (uint32_t)(at + j - split_at);
             munmap(map, len);
             at += r;
@@ -1150,6 +1171,8 @@ tl_status tl_stream_next(tl_stream *st, int max_rows, tl_split *batch, const int
     batch->labels = st->lab;
     batch->weight = st->wt;
     batch->group = st->grp;
+    batch->bag = bag;
+    batch->bag_slots = bag ? (int)st->nbag : 0;
     if (bags) *bags = bag;
     *got = n;
     return TL_OK;

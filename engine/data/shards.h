@@ -29,10 +29,8 @@
 
 #include "data_types.h"
 
-#define TL_SHARD_MAX_BAGS 16
-#define TL_SHARD_MAX_BAG_LEN 256
-
-typedef enum { TL_POOL_SUM = 0, TL_POOL_MEAN, TL_POOL_MAX } tl_pooling;
+#define TL_SHARD_MAX_BAGS TL_DATA_MAX_BAGS
+#define TL_SHARD_MAX_BAG_LEN TL_DATA_MAX_BAG_LEN
 
 /* What one row holds. Names and arrays are owned by the layout (free with
  * tl_shard_layout_free). */
@@ -52,7 +50,7 @@ typedef struct {
 
 /* Allocate the arrays of a layout with these counts (names empty). */
 tl_status tl_shard_layout_init(tl_shard_layout *l, int n_cat, int n_num, int n_tasks, int n_bag);
-/* The layout of a dataset's rows (no bags). */
+/* The layout of a dataset's rows (with its multi-valued fields). */
 tl_status tl_shard_layout_from_dataset(tl_shard_layout *l, const tl_dataset *d);
 void tl_shard_layout_free(tl_shard_layout *l);
 /* Words (4 bytes) per row. */

@@ -108,6 +108,12 @@ void tl_rawset_free(rawset *r)
     for (int t = 0; t < r->n_lab && r->neg; t++) tl_free(r->neg[t]);
     tl_free(r->neg);
     tl_free(r->neg_len);
+    for (int b = 0; b < r->n_bag && r->btab; b++) tl_strtab_free(&r->btab[b]);
+    tl_free(r->btab);
+    tl_free(r->boff);
+    tl_free(r->bcnt);
+    tl_free(r->bval);
+    tl_free(r->btrunc);
     memset(r, 0, sizeof *r);
 }
 
@@ -127,6 +133,30 @@ tl_status tl_rawset_init(rawset *r, int n_cat, int n_num, int n_lab, int has_gro
     for (int k = 0; k < n_cat; k++)
         if (tl_strtab_init(&r->tab[k])) return TL_ERR_NOMEM;
     if (has_group && tl_strtab_init(&r->gtab)) return TL_ERR_NOMEM;
+    return TL_OK;
+}
+
+tl_status tl_rawset_init_bags(rawset *r, int n_bag)
+{
+    r->btab = tl_calloc((size_t)n_bag + 1, sizeof *r->btab, "bag tables");
+    r->btrunc = tl_calloc((size_t)n_bag + 1, sizeof *r->btrunc, "bag counts");
+    if (!r->btab || !r->btrunc) return TL_ERR_NOMEM;
+    for (int b = 0; b < n_bag; b++) {
+        if (tl_strtab_init(&r->btab[b])) return TL_ERR_NOMEM;
+        r->n_bag = b + 1; /* tl_rawset_free frees the tables made so far */
+    }
+    return TL_OK;
+}
+
+tl_status tl_rawset_reserve_bag_values(rawset *r, size_t n)
+{
+    if (r->bv_n + n <= r->bv_cap) return TL_OK;
+    size_t cap = r->bv_cap ? r->bv_cap : 4096;
+    while (cap < r->bv_n + n) cap *= 2;
+    int32_t *nv = tl_realloc(r->bval, cap * sizeof *nv, "raw bag values");
+    if (!nv) return TL_ERR_NOMEM;
+    r->bval = nv;
+    r->bv_cap = cap;
     return TL_OK;
 }
 
@@ -152,6 +182,8 @@ tl_status tl_rawset_reserve(rawset *r)
     RS_GROW(r->wt, r->has_weight, "raw weights");
     RS_GROW(r->row, 1, "row indices");
     RS_GROW(r->tag, 1, "split tags");
+    RS_GROW(r->boff, r->n_bag ? 1 : 0, "raw bag offsets");
+    RS_GROW(r->bcnt, r->n_bag, "raw bag counts");
     r->cap = nc;
     return TL_OK;
 }

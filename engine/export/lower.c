@@ -385,6 +385,10 @@ tl_status tl_export_lower(tl_model *m, const tl_dataset *d, const tl_export_opti
                                        "statistics are part of the export)");
     tl_status st = check_data(c, d);
     if (st) return st;
+    if (c->n_bag > 0)
+        return tl_fail(TL_ERR_ARG, "export: multi-valued field '%s' (embedding bag): ONNX and C export do not "
+                       "support multi-valued fields yet; export a model without them",
+                       c->bag_name[0]);
     if (o->tasks >> c->n_tasks)
         return tl_fail(TL_ERR_ARG, "export: task index outside 0..%d", c->n_tasks - 1);
     out->n_cat = c->n_cat;

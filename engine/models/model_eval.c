@@ -29,7 +29,20 @@ struct fill_job {
     int32_t *ids;
     float *num;
     float *label[TL_MAX_TASKS], *rw[TL_MAX_TASKS]; /* NULL: features only */
+    int32_t *bag[TL_MAX_BAGS]; /* per multi-valued field: its id slots */
 };
+
+/* Row r of the split's bag slots into row i of each bag field's input. */
+static void fill_bags(const struct fill_job *j, size_t i, size_t r)
+{
+    const tl_model_config *c = &j->m->cfg;
+    const int32_t *src = j->s->bag + r * (size_t)j->s->bag_slots;
+    for (int b = 0; b < c->n_bag; b++) {
+        size_t L = (size_t)c->bag_len[b];
+        memcpy(j->bag[b] + i * L, src, L * sizeof *src);
+        src += L;
+    }
+}
 
 static void fill_rows(void *ctx, size_t i0, size_t i1, int part)
 {
@@ -56,6 +69,7 @@ static void fill_rows(void *ctx, size_t i0, size_t i1, int part)
             if (j->num) memcpy(j->num + i * nn, s->num + r * nn, nn * sizeof *j->num);
         }
     }
+    for (size_t i = i0; i < i1 && c->n_bag; i++) fill_bags(j, i, order ? order[j->from + i] : j->from + i);
     if (!j->label[0]) return;
     for (size_t k = 0; k < K; k++) {
         int sp = c->tasks[k].space;
@@ -78,14 +92,16 @@ static void fill(tl_model *m, const tl_split *s, const uint32_t *order, size_t f
                  int labels)
 {
     const tl_model_config *c = &m->cfg;
-    struct fill_job j = {m, s, order, from, NULL, NULL, {NULL}, {NULL}};
+    struct fill_job j = {m, s, order, from, NULL, NULL, {NULL}, {NULL}, {NULL}};
     j.ids = m->ids != TL_NONE ? tl_graph_ids(m->g, m->ids) : NULL;
+    for (int b = 0; b < c->n_bag; b++) j.bag[b] = tl_graph_ids(m->g, m->bag_ids[b]);
     j.num = m->num != TL_NONE ? tl_graph_input(m->g, m->num) : NULL;
     for (int k = 0; labels && k < c->n_tasks; k++) {
         j.label[k] = tl_graph_input(m->g, m->label[k]);
         j.rw[k] = tl_graph_input(m->g, m->rowweight[k]);
     }
-    size_t per_row = (size_t)(c->n_cat + c->n_num) + (labels ? 2 * (size_t)c->n_tasks : 0);
+    size_t per_row = (size_t)(c->n_cat + c->n_num) + (labels ? 2 * (size_t)c->n_tasks : 0) +
+                     (size_t)(c->n_bag ? s->bag_slots : 0);
     size_t grain = order ? FILL_GRAIN : tl_parallel_row_grain(per_row);
     tl_parallel_for((size_t)n, grain, fill_rows, &j);
     tl_graph_set_batch(m->g, n);
@@ -96,11 +112,30 @@ void tl_model_fill_batch(tl_model *m, const tl_split *s, const uint32_t *order, 
     fill(m, s, order, from, n, 1);
 }
 
+/* The split's bag slots must be the model's: the multi-valued fields it was built on. */
+static tl_status check_bags(const tl_model *m, const tl_split *s, const char *what)
+{
+    const tl_model_config *c = &m->cfg;
+    if (!c->n_bag) return TL_OK;
+    int slots = 0;
+    for (int b = 0; b < c->n_bag; b++) slots += c->bag_len[b];
+    if (!s->bag)
+        return tl_fail(TL_ERR_ARG, "%s: the model has multi-valued fields (%s%s) but the split has none", what,
+                       c->bag_name[0], c->n_bag > 1 ? ", ..." : "");
+    if (s->bag_slots != slots)
+        return tl_fail(TL_ERR_ARG, "%s: the split's multi-valued fields have %d id slots per row, the model's %d "
+                                   "(read the data with like= the training data)",
+                       what, s->bag_slots, slots);
+    return TL_OK;
+}
+
 tl_status tl_model_check_split(const tl_model *m, const tl_split *s, const char *what)
 {
     if (!s || s->n == 0) return tl_fail(TL_ERR_ARG, "%s: the split has no rows", what);
     if ((m->cfg.n_cat && !s->cat) || (m->cfg.n_num && !s->num) || !s->labels)
         return tl_fail(TL_ERR_ARG, "%s: the split lacks features or labels", what);
+    tl_status st = check_bags(m, s, what);
+    if (st != TL_OK) return st;
     if (s->n > UINT32_MAX) return tl_fail(TL_ERR_ARG, "%s: more than 2^32 rows", what);
     return TL_OK;
 }
@@ -111,6 +146,8 @@ static tl_status check_features(const tl_model *m, const tl_split *s, const char
     if (!s || s->n == 0) return tl_fail(TL_ERR_ARG, "%s: the split has no rows", what);
     if ((m->cfg.n_cat && !s->cat) || (m->cfg.n_num && !s->num))
         return tl_fail(TL_ERR_ARG, "%s: the split lacks features", what);
+    tl_status st = check_bags(m, s, what);
+    if (st != TL_OK) return st;
     if (s->n > UINT32_MAX) return tl_fail(TL_ERR_ARG, "%s: more than 2^32 rows", what);
     return TL_OK;
 }

@@ -282,7 +282,9 @@ static tl_status dp_prepare_stream(tl_model *m, fit_run *r)
     p->grows = tl_calloc((size_t)G, sizeof *p->grows, "grain rows");
     p->gcap = tl_calloc((size_t)G, sizeof *p->gcap, "grain rows");
     const tl_model_config *c = &m->cfg;
-    size_t words = (size_t)c->n_cat + (size_t)c->n_num + (size_t)c->n_tasks + 1;
+    int slots = 0;
+    for (int b = 0; b < c->n_bag; b++) slots += c->bag_len[b];
+    size_t words = (size_t)c->n_cat + (size_t)c->n_num + (size_t)c->n_tasks + 1 + (size_t)slots;
     p->none_buf = tl_calloc(words, 4, "row of zeros");
     if (!p->gs || !p->gv || !p->grows || !p->gcap || !p->none_buf) return TL_ERR_NOMEM;
     p->none.name = "train";
@@ -290,6 +292,11 @@ static tl_status dp_prepare_stream(tl_model *m, fit_run *r)
     p->none.cat = p->none_buf;
     p->none.num = (float *)((int32_t *)p->none_buf + c->n_cat);
     p->none.labels = p->none.num + c->n_num;
+    if (slots) { /* empty bags (-1 slots) after the label and weight words */
+        p->none.bag = (int32_t *)p->none.labels + c->n_tasks + 1;
+        p->none.bag_slots = slots;
+        for (int i = 0; i < slots; i++) p->none.bag[i] = -1;
+    }
     uint64_t seed = tl_stream_seed(r->stream);
     for (int j = 0; j < G; j++) {
         size_t x, y;
@@ -368,6 +375,7 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
         if (t->num) h = tl_dist_hash(t->num, t->n * (size_t)m->cfg.n_num * sizeof *t->num, h);
         h = tl_dist_hash(t->labels, t->n * K * sizeof *t->labels, h);
         if (t->weight) h = tl_dist_hash(t->weight, t->n * sizeof *t->weight, h);
+        if (m->cfg.n_bag) h = tl_dist_hash(t->bag, t->n * (size_t)t->bag_slots * sizeof *t->bag, h);
     }
     st = tl_dist_check_equal(d, h, "fit: the model's size, its position in training, the fit options "
                              "or the training rows", m->step);

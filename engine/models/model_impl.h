@@ -33,6 +33,7 @@ struct tl_model {
     tl_rng rng;                    /* PCGrad's task order */
     /* graph nodes */
     tl_node ids, num, table;
+    tl_node bag_ids[TL_MAX_BAGS], bag_table[TL_MAX_BAGS]; /* per multi-valued field */
     tl_node label[TL_MAX_TASKS], rowweight[TL_MAX_TASKS];
     tl_node pred[TL_MAX_TASKS];    /* probability (binary) or value (regression) */
     tl_node loss[TL_MAX_TASKS];    /* per-task 1x1 loss */

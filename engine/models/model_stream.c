@@ -27,6 +27,12 @@ static tl_status check_layout(const tl_model *m, const tl_shard_layout *l)
         if (l->vocab[f] > c->vocab[f])
             return tl_fail(TL_ERR_ARG, "fit: stream field '%s' has %d ids, the model's table %d", l->cat_name[f],
                            (int)l->vocab[f], (int)c->vocab[f]);
+    if (l->n_bag != c->n_bag)
+        return tl_fail(TL_ERR_ARG, "fit: the stream has %d multi-valued fields, the model %d", l->n_bag, c->n_bag);
+    for (int b = 0; b < l->n_bag; b++)
+        if (l->bag_vocab[b] > c->bag_vocab[b] || l->bag_len[b] != c->bag_len[b])
+            return tl_fail(TL_ERR_ARG, "fit: stream field '%s' has %d ids and %d slots, the model's %d and %d",
+                           l->bag_name[b], (int)l->bag_vocab[b], l->bag_len[b], (int)c->bag_vocab[b], c->bag_len[b]);
     for (int k = 0; k < l->n_tasks; k++)
         if (strcmp(l->task_name[k], c->tasks[k].name) != 0)
             return tl_fail(TL_ERR_ARG, "fit: stream task %d is '%s', the model's '%s'", k + 1, l->task_name[k],
@@ -45,6 +51,9 @@ tl_status tl_model_stream_batch(tl_stream *s, int n, tl_split *batch)
         return tl_fail(TL_ERR_FORMAT, "fit: the stream of %s ended %d rows early (its shards hold fewer rows than "
                                       "their headers say)",
                        tl_shards_dir(tl_stream_shards(s)), n - got);
+    /* check_layout made the model's bag fields the stream's */
+    if (st == TL_OK && tl_stream_layout(s)->n_bag > 0 && !batch->bag)
+        return tl_fail(TL_ERR_ARG, "fit: the model has multi-valued fields; open the stream with TL_STREAM_BAGS");
     return st;
 }
 
