@@ -57,6 +57,34 @@ T["stopped by the callback, saved at the stop, resumed: the bits of a fit never 
   eq(bits(r, sh), bits(ref, sh), "resumed from the step checkpoint")
 end
 
+T["multi-valued fields (synthetic Ali-CCP): stopped mid-epoch 2, resumed, the same bits"] = function()
+  local dir = tmpdir .. "/ccp"
+  tl.data.synthetic_ccp{ dir = dir, rows = 10000, rows_per_shard = 1000, verbose = false }
+  local sh = tl.data.shards{ dir = dir, seed = 3, buffer = 500 }
+  check(tostring(sh.data):find("3 multi-valued", 1, true), tostring(sh.data))
+  local function ccp_model()
+    return tl.model{ data = sh.data, backbone = tl.mmoe{ experts = 2, expert = { 16 } }, emb = 4, batch = 128, seed = 1 }
+  end
+  local function ccp_bits(m)
+    local p, out = m:predict(sh.test), {}
+    for _, t in ipairs{ "click", "purchase" } do
+      for i = 1, #p[t] do out[#out + 1] = string.format("%a", p[t][i]) end
+    end
+    for _, r in ipairs(m:history().steps) do out[#out + 1] = string.format("%a,%a", r.loss.click, r.loss.purchase) end
+    return table.concat(out, " ")
+  end
+  local ref = ccp_model()
+  ref:fit{ data = sh, epochs = 2, verbose = false }
+  local stop, path = #ref:history().steps // 2 + 7, dir .. "/m.tlm"
+  local m = ccp_model()
+  pcall(m.fit, m, { data = sh, epochs = 2, verbose = false, checkpoint = path,
+                    progress = function(p) return p.step ~= stop end })
+  local r = tl.load(path)
+  eq(#r:history().steps, stop)
+  r:fit{ data = sh, epochs = 1, verbose = false }
+  eq(ccp_bits(r), ccp_bits(ref))
+end
+
 T["another stream refused"] = function()
   local sh, other = shards("b", 7), shards("c", 8)
   local m = model(sh)
