@@ -1,7 +1,8 @@
 -- m:fit{data=sh, checkpoint=path} from Lua (repl/l_shards.c): a stream fit that
 -- the progress callback stops mid-epoch saves its place at the stop; tl.load and
 -- m:fit on the same shards finish the epoch with the bits of an uninterrupted
--- fit; other shards or another seed are refused, naming what differs.
+-- fit (also with multi-valued fields); other shards or another seed are refused,
+-- naming what differs.
 local T = {}
 
 local tmpdir = os.tmpname()
