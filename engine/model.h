@@ -146,14 +146,28 @@ tl_status tl_model_fit(tl_model *m, const tl_split *train, const tl_split *valid
 tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *stream, const tl_split *valid,
                               const tl_fit_options *opt);
 tl_status tl_model_stream_batch(tl_stream *s, int n, tl_split *batch);
+/* A stream fit's place (models/model_stream.c): after every step and at
+ * its end the model marks the stream it is in mid-epoch (read by `grains`
+ * grains, 1 without data parallelism, in batches of `batch` rows, `consumed`
+ * rows of the epoch read; no mark at an epoch's start); at a fit's start a
+ * mid-epoch place is checked against the stream (a
+ * mismatch is refused naming what differs; an in-memory split's place starts
+ * the epoch over); skip reads and drops rows (at most the reserved batch
+ * rows at a time, stream reserve >= 256). */
+void tl_model_stream_mark(tl_model *m, const tl_stream *s, int grains, int batch, uint64_t consumed);
+tl_status tl_model_stream_resume_check(tl_model *m, const tl_stream *s, int grains, int batch, uint64_t consumed);
+tl_status tl_model_stream_skip(tl_stream *s, uint64_t rows);
 
 /* Train on a stream of sharded rows (data/shards.h; models/model_stream.c)
  * with tl_model_fit's loop: the same step, hooks, validation on the
  * in-memory `valid`, early stopping and progress. Epoch e reads the stream's
  * epoch e (the model's epoch count), so the row order is the stream's
  * seed's. opt->shuffle and opt->seed are the stream's business
- * (tl_stream_open) and eval_every is not supported; a stop mid-epoch keeps
- * the steps taken and the next call starts that epoch again. Models with
+ * (tl_stream_open) and eval_every is not supported. A stop mid-epoch keeps
+ * the steps taken and the stream's place (also in a checkpoint): the next
+ * call on the same stream (the same shards, seed, buffer, batch and grains;
+ * another is refused) reads past the rows done and continues the epoch with
+ * the bits of a fit that was never stopped. Models with
  * CrossDistil are refused (its calibrators refit on the train split).
  * Data-parallel (opt->dist, opt->grains as tl_model_fit): grain j reads its
  * own stream over the shard files j, j + G, ... (seed + j; a rank opens only

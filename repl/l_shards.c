@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "dist.h"
+#include "io.h"
 #include "l_data.h"
 #include "l_model.h"
 #include "l_mpi.h"
@@ -311,11 +312,64 @@ typedef struct {
     progress_line line;
     uint64_t rows, batch;
     int quiet;
+    lua_State *L;
+    tl_model *m;
+    int callback_idx;      /* progress=function(p): false or "stop" stops */
+    const char *ckpt_path; /* checkpoint=: saved at epoch ends, every `ckpt_every` steps and at a stop */
+    int64_t ckpt_every;
+    int ckpt_here;         /* rank 0 of a data-parallel fit writes */
+    char error[512];
 } fit_line;
+
+/* progress=function(p): p = {kind=, epoch=, step=, loss={task=...}};
+ * returning false or "stop" stops the fit (its place is kept). */
+static int stream_callback(fit_line *x, const tl_progress *p)
+{
+    lua_State *L = x->L;
+    lua_pushvalue(L, x->callback_idx);
+    lua_newtable(L);
+    lua_pushstring(L, p->kind == TL_PROGRESS_EPOCH ? "epoch" : "step");
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, p->epoch);
+    lua_setfield(L, -2, "epoch");
+    lua_pushinteger(L, p->step);
+    lua_setfield(L, -2, "step");
+    lua_newtable(L);
+    for (int k = 0; k < x->c->n_tasks; k++) {
+        lua_pushnumber(L, p->loss[k]);
+        lua_setfield(L, -2, x->c->tasks[k].name);
+    }
+    lua_setfield(L, -2, "loss");
+    unsigned long interrupts = tl_lua_interrupt_count();
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        if (tl_cancelled() || tl_lua_interrupt_count() != interrupts) { /* Ctrl-C: the engine reports it */
+            tl_cancel_request();
+            lua_pop(L, 1);
+            return 0;
+        }
+        snprintf(x->error, sizeof x->error, "progress callback failed: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return 1;
+    }
+    int stop = (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) ||
+               (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "stop") == 0);
+    lua_pop(L, 1);
+    return stop;
+}
 
 static int stream_progress(void *ud, const tl_progress *p)
 {
     fit_line *x = ud;
+    /* as m:fit on a split: no step checkpoint at an epoch's last batch (the
+     * epoch-end call that follows saves it closed) */
+    if (x->ckpt_path && x->ckpt_here &&
+        (p->kind == TL_PROGRESS_EPOCH || (x->ckpt_every > 0 && p->step % x->ckpt_every == 0 &&
+                                          p->batch_in_epoch < p->batches_per_epoch)) &&
+        tl_model_save(x->m, x->ckpt_path) != TL_OK) {
+        snprintf(x->error, sizeof x->error, "checkpoint: %s", tl_errmsg());
+        return 1;
+    }
+    if (x->callback_idx && !tl_cancelled() && stream_callback(x, p)) return 1;
     if (x->quiet) return 0;
     char tail[256];
     int n = snprintf(tail, sizeof tail, "  loss");
@@ -349,7 +403,8 @@ static int stream_progress(void *ud, const tl_progress *p)
 
 static const char *const fit_fields[] = {"data",    "valid",     "epochs",  "patience",     "batch",
                                          "optim",   "verbose",   "max_steps", "monitor",    "restore_best",
-                                         "log_every", "dp", "grains", "check_every", NULL};
+                                         "log_every", "dp", "grains", "check_every", "checkpoint", "every",
+                                         "progress", NULL};
 
 int tl_lua_fit_shards(lua_State *L)
 {
@@ -392,15 +447,36 @@ int tl_lua_fit_shards(lua_State *L)
     progress_init(&x.line, NULL, x.quiet, tl_lua_opt_number(L, 2, fn, "log_every", 10, 0, 1e9));
     x.rows = tl_shards_rows(u->sh, 0);
     x.batch = (uint64_t)o.batch;
+    x.L = L;
+    x.m = lm->m;
+    lua_getfield(L, 2, "progress");
+    if (!lua_isnil(L, -1)) {
+        luaL_checktype(L, -1, LUA_TFUNCTION);
+        x.callback_idx = lua_gettop(L);
+    }
+    x.ckpt_path = tl_lua_opt_string(L, 2, fn, "checkpoint", NULL);
+    x.ckpt_every = tl_lua_opt_int(L, 2, fn, "every", 0, 0, INT64_MAX);
+    x.ckpt_here = !o.dist || o.dist->rank == 0;
+    if (x.ckpt_every > 0 && !x.ckpt_path) return luaL_error(L, "%s: field 'every' needs field 'checkpoint' (a file path)", fn);
     o.progress = stream_progress;
     o.progress_ud = &x;
-    o.progress_every = x.quiet ? 0 : 1;
+    o.progress_every = x.quiet && !x.callback_idx && !x.ckpt_every ? 0 : 1;
     if (valid_d && !tl_lua_dataset_hold(valid_d)) return luaL_error(L, "%s: too many nested fits", fn);
     lm->busy = u->busy = 1;
     if (o.dist) tl_lua_mpi_fit_running(1);
     tl_status s = tl_model_fit_stream(lm->m, u->st, valid, &o);
     if (o.dist) tl_lua_mpi_fit_running(0);
     lm->busy = u->busy = 0;
+    /* stopped (Ctrl-C, a signal on every rank, the callback): the model
+     * keeps its place in the stream, and a checkpoint saves it */
+    if (s == TL_ERR_CANCELLED && x.ckpt_path && x.ckpt_here && !x.error[0]) {
+        char stopmsg[512];
+        snprintf(stopmsg, sizeof stopmsg, "%s", tl_errmsg());
+        if (tl_model_save(lm->m, x.ckpt_path) != TL_OK)
+            snprintf(x.error, sizeof x.error, "checkpoint at the stop: %s", tl_errmsg());
+        else
+            tl_fail(TL_ERR_CANCELLED, "%s; saved to %s", stopmsg, x.ckpt_path);
+    }
     if (valid_d) tl_lua_dataset_release(valid_d);
     progress_close(&x.line);
     if (lm->free_pending) {
@@ -409,6 +485,7 @@ int tl_lua_fit_shards(lua_State *L)
         return 0;
     }
     if (s == TL_ERR_CANCELLED && tl_cancelled()) lua_sethook(L, NULL, 0, 0);
+    if (x.error[0]) return luaL_error(L, "%s: %s", fn, x.error);
     if (s != TL_OK) return tl_lua_raise_status(L, fn, s);
     return 0;
 }
@@ -422,7 +499,12 @@ static const char DOC_SHARDS[] =
     "from (seed, epoch) through a shuffle buffer of `buffer` rows, so memory does not grow with the\n"
     "rows. sh.valid and sh.test are in memory; sh.data is their dataset (tl.model{data=sh.data}).\n"
     "#sh = train rows; sh.rows = {train=, valid=, test=}. Each shard's checksum is verified when it\n"
-    "is first read; a damaged or truncated shard is an error naming its file.";
+    "is first read; a damaged or truncated shard is an error naming its file.\n"
+    "m:fit{data=sh, checkpoint=path, every=N, progress=function(p) end}: a fit stopped mid-epoch\n"
+    "(Ctrl-C, the callback returning false, max_steps) keeps its place in the stream, and a checkpoint\n"
+    "(saved at epoch ends, every N steps and at the stop) too: the next m:fit on the same shards,\n"
+    "seed, buffer, batch and grains reads past the rows done and continues the epoch, with the bits\n"
+    "of an uninterrupted fit (another stream is refused, naming what differs).";
 
 static const char DOC_CONVERT[] =
     "tl.data.convert(d, dir [, {rows_per_shard=262144, verbose=true, log_every=10}]) -> shards\n"

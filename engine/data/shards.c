@@ -633,6 +633,7 @@ struct tl_shards {
     char *dir;
     tl_shard_layout l;
     uint64_t fp;
+    uint64_t set_fp; /* the layout's and every shard's rows and checksum (tl_shards_fingerprint) */
     uint32_t words;
     int n[3];
     uint64_t rows[3];
@@ -656,6 +657,7 @@ const tl_shard_layout *tl_shards_layout(const tl_shards *sh) { return &sh->l; }
 const char *tl_shards_dir(const tl_shards *sh) { return sh->dir; }
 uint64_t tl_shards_rows(const tl_shards *sh, int split) { return split >= 0 && split < 3 ? sh->rows[split] : 0; }
 int tl_shards_count(const tl_shards *sh, int split) { return split >= 0 && split < 3 ? sh->n[split] : 0; }
+uint64_t tl_shards_fingerprint(const tl_shards *sh) { return sh->set_fp; }
 
 static char *read_text(const char *path, size_t *len)
 {
@@ -797,6 +799,7 @@ tl_status tl_shards_open(const char *dir, tl_shards **out)
     tl_free(text);
     tl_free(mp);
     char name[64];
+    sh->set_fp = sh->fp;
     for (int k = 0; st == TL_OK && k < 3; k++) {
         sh->shard_rows[k] = tl_calloc((size_t)sh->n[k] + 1, sizeof *sh->shard_rows[k], "shard index");
         sh->verified[k] = tl_calloc((size_t)sh->n[k] + 1, sizeof *sh->verified[k], "shard index");
@@ -810,6 +813,7 @@ tl_status tl_shards_open(const char *dir, tl_shards **out)
             else if ((st = read_header(p, sh->fp, sh->words, &h, NULL)) == TL_OK) {
                 sh->shard_rows[k][i] = h.rows;
                 sum += h.rows;
+                sh->set_fp = hash_bytes(&h.body_crc, 4, hash_bytes(&h.rows, 8, sh->set_fp));
             }
             tl_free(p);
         }
@@ -1085,6 +1089,8 @@ tl_status tl_stream_open_like(const tl_stream *like, int first, int stride, uint
 tl_shards *tl_stream_shards(const tl_stream *st) { return st->sh; }
 int tl_stream_split(const tl_stream *st) { return st->split; }
 uint64_t tl_stream_seed(const tl_stream *st) { return st->seed; }
+int tl_stream_shuffled(const tl_stream *st) { return st->shuffle != 0; }
+size_t tl_stream_buffer(const tl_stream *st) { return st->cap; }
 
 tl_status tl_stream_begin(tl_stream *st, int epoch)
 {

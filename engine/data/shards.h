@@ -102,6 +102,10 @@ const tl_shard_layout *tl_shards_layout(const tl_shards *sh);
 const char *tl_shards_dir(const tl_shards *sh);
 uint64_t tl_shards_rows(const tl_shards *sh, int split);
 int tl_shards_count(const tl_shards *sh, int split);
+/* A hash of the layout and of every shard's row count and checksum (from
+ * the headers read by tl_shards_open): another conversion of other rows has
+ * another fingerprint. */
+uint64_t tl_shards_fingerprint(const tl_shards *sh);
 /* Read split (1 valid, 2 test, or 0 train) fully into a new in-memory dataset
  * whose "train", "valid" and "test" splits hold the shards' splits when
  * want[k] is set (else they are empty). The layout's names, vocabulary sizes
@@ -131,6 +135,9 @@ tl_status tl_stream_open_like(const tl_stream *like, int first, int stride, uint
 tl_shards *tl_stream_shards(const tl_stream *st);
 int tl_stream_split(const tl_stream *st);
 uint64_t tl_stream_seed(const tl_stream *st);
+/* TL_STREAM_SHUFFLE was set; the shuffle buffer's rows (1 without it). */
+int tl_stream_shuffled(const tl_stream *st);
+size_t tl_stream_buffer(const tl_stream *st);
 /* The rows of those shard files (0 when there are none). */
 uint64_t tl_shards_grain_rows(const tl_shards *sh, int split, int first, int stride);
 void tl_stream_close(tl_stream *st);

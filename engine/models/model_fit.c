@@ -173,6 +173,10 @@ typedef struct {
     int *gcap;
     tl_split none;
     void *none_buf;
+    /* a resume's read past the rows done (epoch_begin) failed: told at the
+     * first exchange, so that every rank stops naming this one */
+    tl_status skip_st;
+    char skip_msg[256];
 } dp_run;
 
 /* The state of one tl_model_fit call, shared by its parts below. */
@@ -836,7 +840,7 @@ static tl_status dp_stream_den(tl_model *m, fit_run *r, float *den)
     }
     dp_header h;
     memset(&h, 0, sizeof h);
-    tl_status s = TL_OK;
+    tl_status s = p->skip_st != TL_OK ? tl_fail(p->skip_st, "%s", p->skip_msg) : TL_OK;
     for (int j = p->g0; j < p->g1 && s == TL_OK; j++) {
         double ws[TL_MAX_TASKS] = {0};
         if (p->gn[j] > 0 && (s = tl_model_stream_batch(p->gs[j], p->gn[j], &p->gv[j])) == TL_OK) {
@@ -1014,6 +1018,26 @@ static tl_status dp_check(tl_model *m, fit_run *r)
 }
 
 
+/* Over a stream: the rows of the epoch that grain j's stream (j < 0: the
+ * one stream of a fit without data parallelism) has given after b batches,
+ * and all grains' together. */
+static uint64_t stream_rows_read(const fit_run *r, int j, size_t b)
+{
+    uint64_t at = (uint64_t)b * (uint64_t)(j < 0 ? r->B : r->dp.gcap[j]);
+    uint64_t rows = j < 0 ? tl_stream_rows(r->stream) : r->dp.grows[j];
+    return at < rows ? at : rows;
+}
+
+static int stream_grains(const fit_run *r) { return r->dp.gs ? r->dp.G : 1; }
+
+static uint64_t stream_consumed(const fit_run *r, size_t b)
+{
+    if (!r->dp.gs) return stream_rows_read(r, -1, b);
+    uint64_t n = 0;
+    for (int j = 0; j < r->dp.G; j++) n += stream_rows_read(r, j, b);
+    return n;
+}
+
 /* Check the arguments, grow the graph to the batch, and allocate what the
  * fit needs (optimizer, history, shuffle order, best parameters). The
  * batches come from train, or from the stream when train is NULL. */
@@ -1048,7 +1072,6 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, tl_
     r->B = B;
     uint64_t rows = train ? train->n : tl_stream_rows(stream);
     r->per_epoch = (size_t)((rows + (uint64_t)B - 1) / (uint64_t)B);
-    if (!train) m->batches_in_epoch = 0; /* a stream epoch always starts at its beginning */
     r->order = train ? tl_malloc(train->n * sizeof *r->order, "shuffle order") : NULL;
     r->params = tl_graph_params(m->g, &r->pf);
     if (train && !r->order) return TL_ERR_NOMEM;
@@ -1058,6 +1081,8 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, tl_
     r->saved_dist = m->view.dist;
     st = dp_prepare(m, r, opt); /* over a stream it may change per_epoch */
     if (st == TL_OK && !r->dp.d && stream) st = tl_stream_reserve(stream, B);
+    if (st == TL_OK && stream)
+        st = tl_model_stream_resume_check(m, stream, stream_grains(r), B, stream_consumed(r, m->batches_in_epoch));
     size_t total = r->per_epoch * (size_t)opt->epochs;
     if (opt->max_steps > 0 && (size_t)opt->max_steps < total) total = (size_t)opt->max_steps;
     if (st == TL_OK) st = reserve_history(m, total, (size_t)opt->epochs);
@@ -1105,13 +1130,25 @@ static tl_status epoch_begin(tl_model *m, fit_run *r)
         st = tl_stream_begin(r->stream, m->epoch);
     }
     if (m->batches_in_epoch >= r->per_epoch) m->batches_in_epoch = 0;
+    /* A stream resumed mid-epoch (its place checked by fit_prepare): past
+     * the rows the batches done have read, grain by grain. */
+    size_t bie = m->batches_in_epoch;
+    if (!train && bie > 0 && st == TL_OK) {
+        if (!r->dp.gs) st = tl_model_stream_skip(r->stream, stream_rows_read(r, -1, bie));
+        for (int j = r->dp.g0; r->dp.gs && j < r->dp.g1 && st == TL_OK; j++)
+            st = tl_model_stream_skip(r->dp.gs[j], stream_rows_read(r, j, bie));
+        if (st != TL_OK && r->dp.gs) {
+            r->dp.skip_st = st;
+            snprintf(r->dp.skip_msg, sizeof r->dp.skip_msg, "%s", tl_errmsg());
+            st = TL_OK;
+        }
+    }
     for (int i = 0; i < m->n_hooks; i++)
         if (m->hooks[i]->epoch_begin) m->hooks[i]->epoch_begin(m->hook_state[i], &m->view);
     for (int k = 0; k < m->cfg.n_tasks; k++) r->epoch_loss[k] = 0.0;
     r->done = r->ran = 0;
     /* Resuming mid-epoch: the epoch's mean loss (history, DWA) also counts
      * the batches done before, which the step history holds. */
-    size_t bie = m->batches_in_epoch;
     if (bie > 0 && m->n_steps_hist >= bie && m->steps_hist[m->n_steps_hist - bie].epoch == m->epoch + 1) {
         for (size_t i = m->n_steps_hist - bie; i < m->n_steps_hist; i++)
             for (int k = 0; k < m->cfg.n_tasks; k++) r->epoch_loss[k] += (double)m->steps_hist[i].loss[k];
@@ -1186,6 +1223,8 @@ static tl_status run_batches(tl_model *m, fit_run *r)
         if (st != TL_OK) return st;
         m->step++;
         m->batches_in_epoch = b + 1;
+        if (r->stream) /* for a checkpoint taken by the progress callback */
+            tl_model_stream_mark(m, r->stream, stream_grains(r), r->B, stream_consumed(r, b + 1));
         r->steps_this_call++;
         r->done++;
         r->ran++;
@@ -1337,11 +1376,13 @@ tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *str
     int ran_to_end = r.stopped_by_patience || m->epoch == r.last_epoch;
     if (r.have_best && opt->restore_best && st == TL_OK && ran_to_end)
         memcpy(r.params, m->best, r.pf * sizeof(float));
+    /* a stream's place mid-epoch, for the next fit or a checkpoint */
+    if (train) memset(&m->smark, 0, sizeof m->smark);
+    else tl_model_stream_mark(m, stream, stream_grains(&r), r.B, stream_consumed(&r, m->batches_in_epoch));
     tl_free(r.order);
     dp_free(&r);
     m->view.dist = r.saved_dist;
     m->view.reduce_grads = NULL;
-    if (!train) m->batches_in_epoch = 0; /* a stream's cut epoch starts again */
     return st;
 }
 

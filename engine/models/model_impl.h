@@ -18,6 +18,15 @@
 
 #define TL_MODEL_MAX_HOOKS 4
 
+/* The stream a fit stopped on mid-epoch (models/model_stream.c): what orders
+ * its rows, so that the next stream fit, or a checkpoint's, resumes the epoch
+ * only on the same stream. set 0: none (batches_in_epoch is not a stream's). */
+struct tl_stream_mark {
+    int set;
+    int epoch, grains, batch, shuffle, files;
+    uint64_t shards, rows, seed, buffer, consumed; /* tl_shards_fingerprint, train rows, ..., rows read */
+};
+
 struct tl_model {
     tl_model_config cfg;
     tl_graph *g;
@@ -52,6 +61,7 @@ struct tl_model {
     int64_t step;
     int epoch;                     /* completed epochs */
     size_t batches_in_epoch;       /* batches done in the epoch under way */
+    struct tl_stream_mark smark;   /* set when those batches are a stream's */
     struct tl_step_record *steps_hist;
     size_t n_steps_hist, cap_steps_hist;
     struct tl_epoch_record *epochs_hist;

@@ -159,10 +159,30 @@ static void x_trns(tl_codec *c, int64_t *step, int *epoch, uint64_t *bie, tl_rng
     tl_codec_rng(c, prng);
 }
 
+/* Added later, at TRNS's end and only when a stream fit stopped mid-epoch
+ * (struct tl_stream_mark): a flag (1) then the mark's fields. */
+static void x_smark(tl_codec *c, struct tl_stream_mark *k)
+{
+    tl_codec_int(c, &k->epoch);
+    tl_codec_int(c, &k->grains);
+    tl_codec_int(c, &k->batch);
+    tl_codec_int(c, &k->shuffle);
+    tl_codec_int(c, &k->files);
+    tl_codec_u64(c, &k->shards);
+    tl_codec_u64(c, &k->rows);
+    tl_codec_u64(c, &k->seed);
+    tl_codec_u64(c, &k->buffer);
+    tl_codec_u64(c, &k->consumed);
+}
+
 void tl_model_io_trns_write(tl_codec *c, tl_model *m)
 {
     uint64_t bie = m->batches_in_epoch;
     x_trns(c, &m->step, &m->epoch, &bie, tl_graph_rng(m->g), &m->rng);
+    if (!m->smark.set || m->batches_in_epoch == 0) return; /* without a place in a stream: as before */
+    uint32_t set = 1;
+    tl_codec_u32(c, &set);
+    x_smark(c, &m->smark);
 }
 
 tl_status tl_model_io_trns_read(tl_codec *c, tl_model *m, const char *path)
@@ -178,7 +198,18 @@ tl_status tl_model_io_trns_read(tl_codec *c, tl_model *m, const char *path)
     tl_codec_want_int(r, "epoch", epoch, 0, TL_CODEC_MAX_EPOCH);
     tl_codec_want_int(r, "batches_in_epoch", (long long)(bie > (uint64_t)INT64_MAX ? INT64_MAX : bie), 0,
              UINT32_MAX);
+    struct tl_stream_mark k;
+    memset(&k, 0, sizeof k);
+    if (!r->bad && r->n - r->pos >= 4 && (k.set = (int)tl_get_u32(r)) != 0) { /* files without it: none */
+        x_smark(c, &k);
+        tl_codec_want_int(r, "stream mark", k.set, 1, 1);
+        tl_codec_want_int(r, "stream epoch", k.epoch, epoch, epoch);
+        tl_codec_want_int(r, "stream grains", k.grains, 1, 1 << 20);
+        tl_codec_want_int(r, "stream batch", k.batch, 1, 1 << 20);
+        tl_codec_want_int(r, "stream shuffle", k.shuffle, 0, 1);
+    }
     if (r->bad) return TL_ERR_FORMAT;
+    m->smark = k;
     m->step = step;
     m->epoch = epoch;
     m->batches_in_epoch = (size_t)bie;
