@@ -1,5 +1,6 @@
 /* losses/weighting_grad.c — the methods that combine per-task gradients:
- * PCGrad and DB-MTL on the shared parameters (one backward pass per task),
+ * PCGrad and DB-MTL on the shared parameters (one backward pass per task;
+ * PCGrad at='rep' on the representations' Gram matrix),
  * GradDrop at the representations the towers read (one pass per task through
  * the towers, one through the shared part). Formulas and defaults:
  * weighting.h. */
@@ -8,12 +9,23 @@
 #include <math.h>
 #include <string.h>
 
+#include "gram.h"
+
 /* ---- PCGrad (Yu et al. 2020) ------------------------------------------------- */
 
-static tl_status pcgrad_backward(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
-
+/* at='rep': PCGrad on the Gram matrix of the task gradients at the
+ * representations (losses/gram.c, the same projections written on G), the
+ * Gram family's backward (weighting_gram.c) around it. */
+static tl_status pcgrad_solve(tl_weighting_state *w, const tl_model_view *v, const double *G, int K,
+                              double *alpha, double *scale)
 {
-    (void)f;
+    (void)w, (void)scale;
+    return tl_gram_pcgrad(G, K, v->rng, alpha);
+}
+
+static tl_status pcgrad_backward(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
+{
+    if (v->cfg->wopt.at == TL_AT_REP) return tl_weighting_gram_backward(w, v, f);
     int K = v->cfg->n_tasks;
     size_t pf, shared_end;
     float *grads = tl_graph_grads(v->g, NULL);
@@ -69,7 +81,8 @@ static tl_status pcgrad_backward(tl_weighting_state *w, const tl_model_view *v, 
     return TL_OK;
 }
 
-const tl_weighting_method tl_wm_pcgrad = { .dp = TL_DP_REDUCES, .per_task_grads = 1, .backward = pcgrad_backward};
+/* .solve serves at='rep' only (at='params' keeps its own projections above) */
+const tl_weighting_method tl_wm_pcgrad = { .dp = TL_DP_REDUCES, .solve = pcgrad_solve, .backward = pcgrad_backward};
 
 /* ---- DB-MTL (Lin et al. 2023) -------------------------------------------------- */
 
