@@ -583,6 +583,49 @@ static void test_pcgrad_rep(void **state)
     free_data(&d);
 }
 
+/* A loss term the backbone computes below the representations (DSelect-k's
+ * regulariser, entropy > 0) is a seed of the split backward: GradDrop with
+ * leak 1 (the plain sum of the tasks' gradients at the representation)
+ * leaves the whole pass's gradient, and MGDA at='rep' that of one pass with
+ * its weights on the shared part, the regulariser's gradient included. */
+static void test_rep_with_regulariser(void **state)
+{
+    (void)state;
+    tdata d;
+    make_data(&d, 128);
+    for (int i = 0; i < 2; i++) {
+        tl_model_config c;
+        make_cfg(&c, TL_BACKBONE_DSELECT_K, i ? TL_WEIGHTING_MGDA : TL_WEIGHTING_GRADDROP);
+        c.backbone.entropy = 0.5f;
+        c.wopt.graddrop_leak = 1.0f;
+        c.wopt.at = i ? TL_AT_REP : TL_AT_PARAMS;
+        tl_model *m = new_model(&c);
+        tl_graph *g = tl_model_graph(m);
+        size_t pf;
+        float *grads = tl_graph_grads(g, &pf), *full = malloc(pf * sizeof *full);
+        forward_and_backward(m, &d);
+        double a[2] = {tl_model_effective_weight(m, 0), tl_model_effective_weight(m, 1)};
+        /* the same coefficients through one ordinary pass */
+        tl_weighting_state *w = m->weighting;
+        for (int k = 0; k < 2; k++)
+            w->factor[k] = i ? (float)(a[k] / (double)c.tasks[k].weight) : 1.0f;
+        w->has_shown = 0;
+        tl_weighting_apply(w, &m->view);
+        memcpy(full, grads, pf * sizeof *full);
+        tl_graph_zero_grad(g);
+        check_ok(tl_graph_backward_run(g), "backward");
+        size_t n = i ? shared_end(m) : pf; /* MGDA's towers get the plain sum */
+        double *want = malloc(pf * sizeof *want), scale = 0.0;
+        for (size_t x = 0; x < n; x++) scale = fmax(scale, fabs(want[x] = (double)grads[x]));
+        assert_true(tlt_close(i ? "mgda at=rep with dselect_k's regulariser" : "graddrop leak 1 with dselect_k's regulariser",
+                              full, want, n, 1e-4, 1e-5 * scale));
+        free(want);
+        free(full);
+        tl_model_free(m);
+    }
+    free_data(&d);
+}
+
 /* Every method's row states how it trains under data parallelism: a method
  * with a backward hook of its own (it reads the step's task losses or
  * combines task gradients) reduces what it combines over the ranks itself;
@@ -686,7 +729,7 @@ int main(void)
         cmocka_unit_test(test_gram_methods),      cmocka_unit_test(test_db_mtl),
         cmocka_unit_test(test_graddrop_model),    cmocka_unit_test(test_switch),
         cmocka_unit_test(test_table_order),       cmocka_unit_test(test_pcgrad_rep),
-        cmocka_unit_test(test_dp_modes),
+        cmocka_unit_test(test_dp_modes),          cmocka_unit_test(test_rep_with_regulariser),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

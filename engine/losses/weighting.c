@@ -134,6 +134,18 @@ static void free_buffers(tl_weighting_state *w)
     w->rep_cols = NULL;
 }
 
+/* The nodes the split backward of the rep_grads methods starts the shared
+ * part from: the representations, and a loss term outside the tasks that
+ * the backbone computes below them (DSelect-k's regulariser), whose
+ * gradient the towers' passes leave there. Returns their count. */
+static int rep_seeds(const tl_weighting_state *w, const tl_model_view *v, tl_node *seed)
+{
+    int K = v->cfg->n_tasks;
+    for (int k = 0; k < K; k++) seed[k] = w->rep[k];
+    if (*v->extra != TL_NONE && *v->extra < w->n_below) seed[K++] = *v->extra;
+    return K;
+}
+
 /* The buffers of w->m. */
 static tl_status setup(tl_weighting_state *w, const tl_model_view *v)
 {
@@ -145,7 +157,8 @@ static tl_status setup(tl_weighting_state *w, const tl_model_view *v)
         if (!w->task_grads) return TL_ERR_NOMEM;
     }
     if (tl_weighting_uses_rep_grads(w->m, &v->cfg->wopt)) {
-        tl_status s = tl_graph_cut_check(v->g, w->n_below, K, w->rep);
+        tl_node seed[TL_MAX_TASKS + 1];
+        tl_status s = tl_graph_cut_check(v->g, w->n_below, rep_seeds(w, v, seed), seed);
         if (s != TL_OK)
             return tl_fail_context(TL_ERR_ARG, "%s: this model's towers do not read only the "
                                                "backbone's outputs, so its task gradients cannot be "
@@ -362,11 +375,15 @@ tl_status tl_weighting_rep_grads(tl_weighting_state *w, const tl_model_view *v, 
     *rows = tl_graph_batch(v->g);
     *cols = tl_node_cols(v->g, w->rep[0]);
     size_t n = (size_t)*rows * (size_t)*cols;
+    tl_node seed[TL_MAX_TASKS + 1];
+    int ns = rep_seeds(w, v, seed);
     for (int k = 0; k < K; k++) {
         for (int j = 0; j < K; j++)
             tl_graph_set_scalar(v->g, w->coef[j], j == k ? v->cfg->tasks[j].weight * w->factor[j] : 0.0f);
+        /* the term outside the tasks rides with the last task's pass: its
+         * seed keeps that pass's gradient for the shared part */
         tl_graph_set_scalar(v->g, *v->extra_coef, k == K - 1 ? 1.0f : 0.0f);
-        tl_status s = tl_graph_backward_run_above(v->g, w->n_below, K, w->rep);
+        tl_status s = tl_graph_backward_run_above(v->g, w->n_below, ns, seed);
         if (s != TL_OK) return s;
         /* shared-bottom: every task reads one node, which holds task k's alone */
         memcpy(w->rep_grads + (size_t)k * n, tl_graph_grad(v->g, w->rep[k]), n * sizeof(float));
@@ -387,7 +404,8 @@ tl_status tl_weighting_rep_backward(tl_weighting_state *w, const tl_model_view *
         const float *sk = seed + (size_t)k * n;
         for (size_t i = 0; i < n; i++) g[i] += sk[i];
     }
-    tl_status s = tl_graph_backward_run_below(v->g, w->n_below, K, w->rep);
+    tl_node seeds[TL_MAX_TASKS + 1];
+    tl_status s = tl_graph_backward_run_below(v->g, w->n_below, rep_seeds(w, v, seeds), seeds);
     return s == TL_OK ? tl_weighting_reduce(w, v, -1, 0.0f) : s;
 }
 
