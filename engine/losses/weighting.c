@@ -294,7 +294,9 @@ tl_status tl_weighting_reduce(tl_weighting_state *w, const tl_model_view *v, int
 
 tl_status tl_weighting_dp_sum(const tl_model_view *v, double *x, int n, const char *what)
 {
-    if (!v->dist || v->dist->size == 1 || n <= 0) return TL_OK;
+    /* reduce_grads marks a data-parallel fit (a model distributed for
+     * evaluation keeps v->dist in an ordinary fit too) */
+    if (!v->reduce_grads || !v->dist || v->dist->size == 1 || n <= 0) return TL_OK;
     double *all = NULL;
     tl_status s = tl_dist_allgather(v->dist, x, (size_t)n * sizeof *x, (void **)&all);
     if (s != TL_OK) return tl_fail_context(s, "%s: rank %d: summing %s over the ranks",

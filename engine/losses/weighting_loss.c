@@ -233,7 +233,7 @@ static tl_status famo_backward(tl_weighting_state *w, const tl_model_view *v, co
 static tl_status famo_step_end(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
 {
     (void)f;
-    int K = v->cfg->n_tasks, dp = v->dist && v->dist->size > 1;
+    int K = v->cfg->n_tasks, dp = v->reduce_grads && v->dist && v->dist->size > 1;
     double after[TL_MAX_TASKS];
     tl_status s = TL_OK;
     if (dp) {

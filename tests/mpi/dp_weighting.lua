@@ -8,16 +8,21 @@
 -- arg[2]: file of the reference predictions; "write" (arg[3]) writes it (in
 --         one process), else rank 0 prints the largest difference from it
 -- arg[4]: grains (0: the default, one per rank); arg[5]: "diag" adds
---         diagnostics=5, whose records enter the hash; arg[6]: a backbone
+--         diagnostics=5, whose records enter the hash; "local": the model is
+--         distributed for evaluation (tl.mpi.distribute) and fits with
+--         dp=false, each rank alone (nothing may be summed over the ranks);
+--         arg[6]: a backbone
 --         other than MMoE ("aitm")
 local weighting = assert(load("return " .. arg[1]))()
-local ref, mode, grains, diag = arg[2], arg[3], tonumber(arg[4] or "0"), arg[5] == "diag"
+local ref, mode, grains, diag, alone = arg[2], arg[3], tonumber(arg[4] or "0"), arg[5] == "diag", arg[5] == "local"
 tl.threads(1)
 local d = tl.datasets.synthetic_pair{rows = 4000, seed = 3}
 local bb = arg[6] == "aitm" and tl.aitm{} or tl.mmoe{experts = 3, expert = {16}}
 local m = tl.model{data = d, backbone = bb, tower = tl.mlp{8}, emb = 4, batch = 256, seed = 5,
                    weighting = weighting}
+if alone then tl.mpi.distribute(m) end
 local ok, err = pcall(m.fit, m, {data = d.train, epochs = 3, max_steps = 30, verbose = false, check_every = 1,
+                                 dp = not alone,
                                  grains = grains > 0 and grains or nil, diagnostics = diag and 5 or nil,
                                  optim = tl.optim.sgd{lr = 0.2}})
 if not ok then

@@ -57,7 +57,16 @@ worst=$(grep -o "^rank 0: worst .*" <<<"$out" | awk '{print $4}')
 if [ "$(grep "diagnostics 6$" <<<"$out" | awk '{print $4}' | sort -u | wc -l)" = 1 ] &&
    [ "$(grep -c "diagnostics 6$" <<<"$out")" = 2 ] && [ -n "$worst" ] &&
    awk -v w="$worst" -v b=$BOUND 'BEGIN{exit !(w + 0 <= b + 0)}'; then ok; else bad "pcgrad with diagnostics=5 at np=2" "$out"; fi
-# 4. what stays refused says why, on every rank: AITM's constraint (a mean over the rows of a run)
+# 4. a model distributed for evaluation that fits with dp=false: each rank alone gives one
+#    process's bits (the methods' sums over the ranks are for data-parallel fits only;
+#    Nash-MTL, unlike most, is not invariant to the scale a wrong sum would give G)
+for w in '{"nash_mtl", at="rep"}'; do
+  ref=$(run 0 tests/mpi/dp_weighting.lua "$w" "$TMP/ref" write 2>&1 | grep -o "hash [0-9a-f]* steps 30 ")
+  out=$(run 2 tests/mpi/dp_weighting.lua "$w" "$TMP/ref" x 0 local 2>&1)
+  if [ -n "$ref" ] && [ "$(grep -c "^rank [01]: $ref" <<<"$out")" = 2 ]; then ok; else
+    bad "weighting $w with dp=false on a distributed model: not one process's bits ($ref)" "$out"; fi
+done
+# 5. what stays refused says why, on every rank: AITM's constraint (a mean over the rows of a run)
 out=$(run 2 tests/mpi/dp_weighting.lua '"fixed"' "$TMP/ref" x 0 x aitm 2>&1)
 if [ "$(grep -c "^rank [01]: error .*data-parallel training over 2 ranks: the model has loss terms outside its tasks (AITM" <<<"$out")" = 2 ]; then ok; else
   bad "AITM not refused on both ranks" "$out"; fi
