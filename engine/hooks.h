@@ -65,7 +65,11 @@ typedef struct {
      * on that pass's gradient alone (gradients cleared before the pass), and
      * every rank calls it at the same points; its task_loss is then already
      * the batch's over all ranks. Fit runs such a strategy with one grain
-     * per rank, and refuses it when its backward hook made no such call. */
+     * per rank, and refuses it when its backward hook made no such call.
+     * Which weighting methods are such strategies, their rows in the method
+     * table say (losses/weighting.h tl_weighting_dp). Set only during a
+     * data-parallel fit: strategies test it, not dist, to know they are in
+     * one (a model distributed for evaluation keeps dist in any fit). */
     tl_status (*reduce_grads)(tl_model *m);
 } tl_model_view;
 

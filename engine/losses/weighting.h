@@ -13,7 +13,9 @@
  *                training rate)^alpha (Chen et al. 2018); sum g_k = K
  *   pcgrad       per-task gradients of the shared parameters (embeddings and
  *                backbone) are projected off each other's normal plane when they
- *                conflict (Yu et al. 2020); tower gradients are summed as usual
+ *                conflict (Yu et al. 2020); tower gradients are summed as usual;
+ *                at='rep': the same projections on the Gram matrix of the
+ *                gradients at the representations (losses/gram.c tl_gram_pcgrad)
  *   rlw          w_k * lambda_k, lambda drawn every step from the model's RNG:
  *                softmax of K standard normals (LibMTL), or Dirichlet(1,...,1)
  *                with rlw_dirichlet (Lin et al. 2022)
