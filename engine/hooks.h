@@ -71,6 +71,12 @@ typedef struct {
      * data-parallel fit: strategies test it, not dist, to know they are in
      * one (a model distributed for evaluation keeps dist in any fit). */
     tl_status (*reduce_grads)(tl_model *m);
+    /* Under data parallelism (with reduce_grads): the rows of the step's
+     * batch, and those of the run under way (0 for a run that carries none:
+     * the rows-free run, the filler row of a rank without rows). A loss term
+     * outside the tasks that is a mean over a run's rows (AITM's constraint)
+     * takes the run's share, run rows / batch rows (losses/weighting.c). */
+    int dp_batch_rows, dp_run_rows;
 } tl_model_view;
 
 /* The points of building at which a strategy's build hook runs. */

@@ -224,11 +224,20 @@ tl_status tl_weighting_switch(tl_weighting_state *w, const tl_model_view *v)
     return s;
 }
 
+/* The factor on the loss terms outside the tasks: 1, or under data
+ * parallelism the run's share of the batch's rows (AITM's constraint is a
+ * mean over the rows a run holds; fit refuses the other such terms there). */
+static float extra_share(const tl_model_view *v)
+{
+    if (!v->reduce_grads || v->dp_batch_rows <= 0) return 1.0f;
+    return (float)v->dp_run_rows / (float)v->dp_batch_rows;
+}
+
 void tl_weighting_apply(tl_weighting_state *w, const tl_model_view *v)
 {
     for (int k = 0; k < v->cfg->n_tasks; k++)
         tl_graph_set_scalar(v->g, w->coef[k], v->cfg->tasks[k].weight * w->factor[k]);
-    tl_graph_set_scalar(v->g, *v->extra_coef, 1.0f);
+    tl_graph_set_scalar(v->g, *v->extra_coef, extra_share(v));
 }
 
 float tl_weighting_effective(const tl_weighting_state *w, const tl_model_view *v, int k)
@@ -270,7 +279,7 @@ tl_status tl_weighting_task_pass(tl_weighting_state *w, const tl_model_view *v, 
     int K = v->cfg->n_tasks;
     for (int j = 0; j < K; j++)
         tl_graph_set_scalar(v->g, w->coef[j], j == k ? v->cfg->tasks[j].weight * scale : 0.0f);
-    tl_graph_set_scalar(v->g, *v->extra_coef, k == K - 1 ? 1.0f : 0.0f);
+    tl_graph_set_scalar(v->g, *v->extra_coef, k == K - 1 ? extra_share(v) : 0.0f);
     tl_status s = tl_graph_backward_run(v->g);
     tl_weighting_apply(w, v);
     return s;
@@ -384,7 +393,7 @@ tl_status tl_weighting_rep_grads(tl_weighting_state *w, const tl_model_view *v, 
             tl_graph_set_scalar(v->g, w->coef[j], j == k ? v->cfg->tasks[j].weight * w->factor[j] : 0.0f);
         /* the term outside the tasks rides with the last task's pass: its
          * seed keeps that pass's gradient for the shared part */
-        tl_graph_set_scalar(v->g, *v->extra_coef, k == K - 1 ? 1.0f : 0.0f);
+        tl_graph_set_scalar(v->g, *v->extra_coef, k == K - 1 ? extra_share(v) : 0.0f);
         tl_status s = tl_graph_backward_run_above(v->g, w->n_below, ns, seed);
         if (s != TL_OK) return s;
         /* shared-bottom: every task reads one node, which holds task k's alone */
@@ -430,6 +439,7 @@ void tl_weighting_softmax(const double *x, int K, double *z)
 static tl_status backward(void *st, const tl_model_view *v, const tl_fit_point *f)
 {
     tl_weighting_state *w = st;
+    tl_graph_set_scalar(v->g, *v->extra_coef, extra_share(v)); /* the run's, under data parallelism */
     return w->m->backward ? w->m->backward(w, v, f) : tl_graph_backward_run(v->g);
 }
 

@@ -228,9 +228,9 @@ static int dp_supported(const tl_model *m, const tl_fit_options *opt, char *why,
                  opt->dist->size, opt->grains);
     else if (c->distill.enabled)
         snprintf(why, cap, "CrossDistil's quadruplet loss pairs rows across the whole batch");
-    else if (m->extra != TL_NONE)
-        snprintf(why, cap, "the model has loss terms outside its tasks (AITM's constraint, a mean over the "
-                 "rows one run holds, or DSelect-k's regulariser)");
+    else if (m->extra != TL_NONE && c->backbone.kind != TL_BACKBONE_AITM)
+        snprintf(why, cap, "the model has loss terms outside its tasks (DSelect-k's regulariser: a sum over "
+                 "rows that the rows-free run and a rank's filler row would count)");
     else
         return 1;
     return 0;
@@ -481,6 +481,7 @@ static tl_status dp_run_rows(tl_model *m, fit_run *r, size_t from, int n, tl_rng
 {
     tl_graph_zero_grad(m->g);
     tl_model_fill_batch(m, r->train, r->order, from, n);
+    m->view.dp_run_rows = n;
     *tl_graph_rng(m->g) = rng;
     tl_status s = tl_graph_forward(m->g, 1);
     if (s != TL_OK) return s;
@@ -504,6 +505,7 @@ static tl_status dp_rows_free(tl_model *m, fit_run *r, size_t from, const tl_rng
     tl_graph_zero_grad(g);
     tl_model_fill_batch(m, r->train, r->order, from, 1);
     for (int k = 0; k < m->cfg.n_tasks; k++) tl_graph_input(g, m->rowweight[k])[0] = 0.0f;
+    m->view.dp_run_rows = 0;
     *tl_graph_rng(g) = dp_grain_rng(base, p->G);
     tl_status s = tl_graph_forward(g, 1);
     tl_fit_point f = {NULL, NULL, loss, NULL};
@@ -593,6 +595,7 @@ static tl_status dp_step_self(tl_model *m, fit_run *r, size_t from, int n, const
     tl_model_fill_batch(m, r->train, r->order, from + (e > b ? b : 0), e > b ? (int)(e - b) : 1);
     if (e == b)
         for (int k = 0; k < K; k++) tl_graph_input(g, m->rowweight[k])[0] = 0.0f;
+    m->view.dp_run_rows = (int)(e - b);
     dp_set_denominators(m, den);
     *tl_graph_rng(g) = dp_grain_rng(base, p->d->rank);
     tl_status s = mine.h.stop ? TL_OK : tl_graph_forward(g, 1);
@@ -697,6 +700,7 @@ static tl_status dp_step(tl_model *m, fit_run *r, size_t from, int n, float *tas
     /* the whole batch: the loss denominators (summed as the loss op sums
      * them), and the strategies' look at the step */
     tl_model_fill_batch(m, r->train, r->order, from, n);
+    m->view.dp_batch_rows = m->view.dp_run_rows = n;
     float den[TL_MAX_TASKS];
     for (int k = 0; k < K; k++) {
         const float *w = tl_graph_input(g, m->rowweight[k]);

@@ -11,13 +11,14 @@
 --         diagnostics=5, whose records enter the hash; "local": the model is
 --         distributed for evaluation (tl.mpi.distribute) and fits with
 --         dp=false, each rank alone (nothing may be summed over the ranks);
---         arg[6]: a backbone
---         other than MMoE ("aitm")
+--         arg[6]: a backbone other than MMoE ("aitm", "dselect": DSelect-k
+--         with its entropy regulariser)
 local weighting = assert(load("return " .. arg[1]))()
 local ref, mode, grains, diag, alone = arg[2], arg[3], tonumber(arg[4] or "0"), arg[5] == "diag", arg[5] == "local"
 tl.threads(1)
 local d = tl.datasets.synthetic_pair{rows = 4000, seed = 3}
-local bb = arg[6] == "aitm" and tl.aitm{} or tl.mmoe{experts = 3, expert = {16}}
+local bb = arg[6] == "aitm" and tl.aitm{} or arg[6] == "dselect" and tl.dselect_k{experts = 4, entropy = 0.1}
+           or tl.mmoe{experts = 3, expert = {16}}
 local m = tl.model{data = d, backbone = bb, tower = tl.mlp{8}, emb = 4, batch = 256, seed = 5,
                    weighting = weighting}
 if alone then tl.mpi.distribute(m) end
