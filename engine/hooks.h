@@ -73,9 +73,8 @@ typedef struct {
     tl_status (*reduce_grads)(tl_model *m);
     /* Under data parallelism (with reduce_grads): the rows of the step's
      * batch, and those of the run under way (0 for a run that carries none:
-     * the rows-free run, the filler row of a rank without rows). A loss term
-     * outside the tasks that is a mean over a run's rows (AITM's constraint)
-     * takes the run's share, run rows / batch rows (losses/weighting.c). */
+     * the rows-free run, the filler row of a rank without rows): the loss
+     * terms outside the tasks take the run's share (losses/weighting.c). */
     int dp_batch_rows, dp_run_rows;
 } tl_model_view;
 

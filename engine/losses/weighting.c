@@ -225,11 +225,15 @@ tl_status tl_weighting_switch(tl_weighting_state *w, const tl_model_view *v)
 }
 
 /* The factor on the loss terms outside the tasks: 1, or under data
- * parallelism the run's share of the batch's rows (AITM's constraint is a
- * mean over the rows a run holds; fit refuses the other such terms there). */
+ * parallelism the run's share of them: 0 for a run without rows; AITM's
+ * constraint, a mean over the rows a run holds, times the run's share of the
+ * batch's rows; DSelect-k's regulariser, a sum over rows, whole (fit refuses
+ * CrossDistil's terms there). */
 static float extra_share(const tl_model_view *v)
 {
     if (!v->reduce_grads || v->dp_batch_rows <= 0) return 1.0f;
+    if (v->dp_run_rows <= 0) return 0.0f;
+    if (v->cfg->backbone.kind != TL_BACKBONE_AITM) return 1.0f;
     return (float)v->dp_run_rows / (float)v->dp_batch_rows;
 }
 

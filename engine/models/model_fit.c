@@ -228,9 +228,6 @@ static int dp_supported(const tl_model *m, const tl_fit_options *opt, char *why,
                  opt->dist->size, opt->grains);
     else if (c->distill.enabled)
         snprintf(why, cap, "CrossDistil's quadruplet loss pairs rows across the whole batch");
-    else if (m->extra != TL_NONE && c->backbone.kind != TL_BACKBONE_AITM)
-        snprintf(why, cap, "the model has loss terms outside its tasks (DSelect-k's regulariser: a sum over "
-                 "rows that the rows-free run and a rank's filler row would count)");
     else
         return 1;
     return 0;

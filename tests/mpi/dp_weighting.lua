@@ -17,7 +17,7 @@ local weighting = assert(load("return " .. arg[1]))()
 local ref, mode, grains, diag, alone = arg[2], arg[3], tonumber(arg[4] or "0"), arg[5] == "diag", arg[5] == "local"
 tl.threads(1)
 local d = tl.datasets.synthetic_pair{rows = 4000, seed = 3}
-local bb = arg[6] == "aitm" and tl.aitm{} or arg[6] == "dselect" and tl.dselect_k{experts = 4, entropy = 0.1}
+local bb = arg[6] == "aitm" and tl.aitm{} or arg[6] == "dselect" and tl.dselect_k{experts = 4, entropy = 1e-3}
            or tl.mmoe{experts = 3, expert = {16}}
 local m = tl.model{data = d, backbone = bb, tower = tl.mlp{8}, emb = 4, batch = 256, seed = 5,
                    weighting = weighting}

@@ -5,7 +5,7 @@
 # rank) and the predictions are within 1e-6 of one process's ordinary fit
 # after 30 SGD steps; the grain-summed methods give the same bits at every
 # rank count for a given grains, diagnostics=N included; AITM's constraint
-# too. Skips, with the
+# and DSelect-k's regulariser too. Skips, with the
 # reason, when towerlab was built without MPI.
 set -u
 cd "$(dirname "$0")/../.."
@@ -67,29 +67,34 @@ for w in '{"nash_mtl", at="rep"}'; do
   if [ -n "$ref" ] && [ "$(grep -c "^rank [01]: $ref" <<<"$out")" = 2 ]; then ok; else
     bad "weighting $w with dp=false on a distributed model: not one process's bits ($ref)" "$out"; fi
 done
-# 5. AITM's constraint (a mean over a run's rows: each run takes its share of the batch's
-#    rows), on grains (fixed, uncertainty's rows-free run) and reduced per task
-for w in '"fixed"' '"uncertainty"' '"mgda"' '"pcgrad"'; do
-  run 0 tests/mpi/dp_weighting.lua "$w" "$TMP/ref" write 0 x aitm >/dev/null 2>&1
+# 5. loss terms outside the tasks: AITM's constraint (a mean over a run's rows: each run
+#    takes its share of the batch's rows) and DSelect-k's regulariser (entropy 1e-3, a sum
+#    over rows: whole), on grains (fixed; uncertainty and IMTL-L's rows-free run, which
+#    must leave them out) and reduced per task (at="params", and at="rep" where the
+#    regulariser seeds the split backward: GradDrop leak 1, CAGrad). MGDA at="rep" and
+#    GradDrop's masks are ill-conditioned on DSelect-k's saturating gates (their weights
+#    move by 1e-4 at some step from float-level differences), so not bounded here.
+for bb in aitm dselect; do
+  if [ $bb = aitm ]; then ws=('"fixed"' '"uncertainty"' '"mgda"' '"pcgrad"'); else
+    ws=('"fixed"' '"uncertainty"' '"imtl_l"' '"pcgrad"' '{"graddrop", leak=1}' '{"cagrad", at="rep"}'); fi
+  for w in "${ws[@]}"; do
+    run 0 tests/mpi/dp_weighting.lua "$w" "$TMP/ref" write 0 x $bb >/dev/null 2>&1
+    for np in 2 3; do
+      out=$(run $np tests/mpi/dp_weighting.lua "$w" "$TMP/ref" x 0 x $bb 2>&1)
+      hashes=$(grep -o "^rank [0-9]: hash [0-9a-f]* steps 30 " <<<"$out" | awk '{print $4}' | sort -u)
+      worst=$(grep -o "^rank 0: worst .*" <<<"$out" | awk '{print $4}')
+      if [ "$(grep -c "^rank [0-9]: hash" <<<"$out")" = $np ] && [ "$(wc -l <<<"$hashes")" = 1 ] && [ -n "$worst" ] &&
+         awk -v w="$worst" -v b=$BOUND 'BEGIN{exit !(w + 0 <= b + 0)}'; then ok; else
+        bad "$bb with $w at np=$np (ranks identical, within $BOUND of one process)" "$out"; fi
+    done
+  done
+  ref=$(run 0 tests/mpi/dp_weighting.lua '"uncertainty"' "$TMP/ref" x 6 diag $bb 2>&1 | grep -o "hash [0-9a-f]* steps 30 diagnostics 6")
   for np in 2 3; do
-    out=$(run $np tests/mpi/dp_weighting.lua "$w" "$TMP/ref" x 0 x aitm 2>&1)
-    hashes=$(grep -o "^rank [0-9]: hash [0-9a-f]* steps 30 " <<<"$out" | awk '{print $4}' | sort -u)
-    worst=$(grep -o "^rank 0: worst .*" <<<"$out" | awk '{print $4}')
-    if [ "$(grep -c "^rank [0-9]: hash" <<<"$out")" = $np ] && [ "$(wc -l <<<"$hashes")" = 1 ] && [ -n "$worst" ] &&
-       awk -v w="$worst" -v b=$BOUND 'BEGIN{exit !(w + 0 <= b + 0)}'; then ok; else
-      bad "AITM with $w at np=$np (ranks identical, within $BOUND of one process)" "$out"; fi
+    out=$(run $np tests/mpi/dp_weighting.lua '"uncertainty"' "$TMP/ref" x 6 diag $bb 2>&1)
+    if [ -n "$ref" ] && [ "$(grep -c "^rank [0-9]: $ref" <<<"$out")" = $np ]; then ok; else
+      bad "$bb, uncertainty, grains=6 at np=$np: not the bits of one process ($ref)" "$out"; fi
   done
 done
-ref=$(run 0 tests/mpi/dp_weighting.lua '"uncertainty"' "$TMP/ref" x 6 diag aitm 2>&1 | grep -o "hash [0-9a-f]* steps 30 diagnostics 6")
-for np in 2 3; do
-  out=$(run $np tests/mpi/dp_weighting.lua '"uncertainty"' "$TMP/ref" x 6 diag aitm 2>&1)
-  if [ -n "$ref" ] && [ "$(grep -c "^rank [0-9]: $ref" <<<"$out")" = $np ]; then ok; else
-    bad "AITM, uncertainty, grains=6 at np=$np: not the bits of one process ($ref)" "$out"; fi
-done
-# 6. what stays refused says why, on every rank: DSelect-k's regulariser
-out=$(run 2 tests/mpi/dp_weighting.lua '"fixed"' "$TMP/ref" x 0 x dselect 2>&1)
-if [ "$(grep -c "^rank [01]: error .*data-parallel training over 2 ranks: the model has loss terms outside its tasks (DSelect-k" <<<"$out")" = 2 ]; then ok; else
-  bad "DSelect-k's regulariser not refused on both ranks" "$out"; fi
 [ $fail -gt 0 ] && echo "[  FAILED  ] $fail test(s)"
 echo "[  PASSED  ] $pass test(s)."
 [ $fail -eq 0 ]
