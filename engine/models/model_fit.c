@@ -228,6 +228,9 @@ static int dp_supported(const tl_model *m, const tl_fit_options *opt, char *why,
                  opt->dist->size, opt->grains);
     else if (c->distill.enabled)
         snprintf(why, cap, "CrossDistil's quadruplet loss pairs rows across the whole batch");
+    else if (m->extra != TL_NONE && c->backbone.kind != TL_BACKBONE_AITM && c->backbone.kind != TL_BACKBONE_DSELECT_K)
+        snprintf(why, cap, "the model has loss terms outside its tasks that it does not know how to share "
+                 "among a batch's runs (losses/weighting.c extra_share)");
     else
         return 1;
     return 0;
