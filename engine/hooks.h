@@ -65,8 +65,17 @@ typedef struct {
      * on that pass's gradient alone (gradients cleared before the pass), and
      * every rank calls it at the same points; its task_loss is then already
      * the batch's over all ranks. Fit runs such a strategy with one grain
-     * per rank, and refuses it when its backward hook made no such call. */
+     * per rank, and refuses it when its backward hook made no such call.
+     * Which weighting methods are such strategies, their rows in the method
+     * table say (losses/weighting.h tl_weighting_dp). Set only during a
+     * data-parallel fit: strategies test it, not dist, to know they are in
+     * one (a model distributed for evaluation keeps dist in any fit). */
     tl_status (*reduce_grads)(tl_model *m);
+    /* Under data parallelism (with reduce_grads): the rows of the step's
+     * batch, and those of the run under way (0 for a run that carries none:
+     * the rows-free run, the filler row of a rank without rows): the loss
+     * terms outside the tasks take the run's share (losses/weighting.c). */
+    int dp_batch_rows, dp_run_rows;
 } tl_model_view;
 
 /* The points of building at which a strategy's build hook runs. */

@@ -94,6 +94,7 @@ static const weighting_option weighting_options[] = {
     WOPT("stch", "mu", 0, wopt.stch_mu, 1e-6, 1e6),
     WOPT("stch", "warmup", 1, wopt.stch_warmup, 0, 100000),
     WOPT("graddrop", "leak", 0, wopt.graddrop_leak, 0, 1),
+    WOPT("pcgrad", "at", 2, wopt.at, 0, 1),
     WOPT("mgda", "at", 2, wopt.at, 0, 1),
     WOPT("cagrad", "at", 2, wopt.at, 0, 1),
     WOPT("cagrad", "c", 0, wopt.cagrad_c, 0, 1e3),

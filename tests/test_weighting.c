@@ -12,7 +12,9 @@
  *          and refuses a cut that nodes above read around;
  *   the Gram methods, at='params' and at='rep', and DB-MTL leave the shared
  *          gradient sum_k alpha_k w_k g_k (and the towers the plain sum), with
- *          g_k from tl_model_task_gradient, alpha from what history shows.
+ *          g_k from tl_model_task_gradient, alpha from what history shows;
+ *   PCGrad at='rep'  no negative inner product with a task's gradient there;
+ *   every method declares its data-parallel behaviour (tl_weighting_dp).
  * Data: the MMoE synthetic generator (synthetic.h), as test_model.c. */
 #include <math.h>
 #include <setjmp.h>
@@ -524,6 +526,128 @@ static void test_graddrop_model(void **state)
     free_data(&d);
 }
 
+/* PCGrad at='rep': on task gradients at the representation that conflict
+ * (Shared-Bottom's, by the data's construction), the direction there, d = sum_k alpha_k g_k, has no negative inner product
+ * with any task's gradient, and the parameters get sum_k alpha_k w_k g_k as
+ * the other Gram methods. */
+static void test_pcgrad_rep(void **state)
+{
+    (void)state;
+    tdata d;
+    make_data(&d, 128);
+    for (int b = 0; b < 2; b++) {
+        tl_model_config c;
+        make_cfg(&c, b ? TL_BACKBONE_MMOE : TL_BACKBONE_SHARED_BOTTOM, TL_WEIGHTING_PCGRAD);
+        c.wopt.at = TL_AT_REP;
+        tl_model *m = new_model(&c);
+        tl_graph *gr = tl_model_graph(m);
+        tl_weighting_state *w = m->weighting;
+        tl_model_fill_batch(m, &d.train, NULL, 0, 128);
+        double *g[2] = {task_gradient(m, 0), task_gradient(m, 1)};
+        /* the task gradients at the representation (user weight included) */
+        int rows, cols;
+        check_ok(tl_graph_forward(gr, 1), "forward");
+        tl_graph_zero_grad(gr);
+        check_ok(tl_weighting_rep_grads(w, &m->view, &rows, &cols), "rep grads");
+        size_t n = (size_t)rows * (size_t)cols;
+        float *rg = malloc(2 * n * sizeof *rg);
+        memcpy(rg, w->rep_grads, 2 * n * sizeof *rg);
+        tl_graph_zero_grad(gr);
+        forward_and_backward(m, &d);
+        double coef[2], alpha[2], G[4] = {0};
+        for (int k = 0; k < 2; k++) {
+            coef[k] = (double)tl_model_effective_weight(m, k);
+            alpha[k] = coef[k] / (double)c.tasks[k].weight;
+        }
+        for (int a = 0; a < 2; a++)
+            for (int e = 0; e < 2; e++)
+                for (size_t i = 0; i < n; i++) G[a * 2 + e] += (double)rg[a * n + i] * (double)rg[e * n + i];
+        printf("pcgrad at=rep on %s: <g_a, g_b> = %.4g, alpha = %.4f %.4f\n", b ? "mmoe" : "shared_bottom", G[1],
+               alpha[0], alpha[1]);
+        if (b == 0) { /* one representation, where the tasks conflict: the projection acts */
+            assert_true(G[1] < 0.0);
+            assert_true(fabs(alpha[0] - 1.0) > 1e-3 || fabs(alpha[1] - 1.0) > 1e-3);
+        } else if (G[1] >= 0.0) { /* MMoE: no conflict between the tasks' mixtures, nothing to project */
+            assert_true(alpha[0] == 1.0 && alpha[1] == 1.0);
+        }
+        for (int k = 0; k < 2; k++) {
+            double dk = alpha[0] * G[k] + alpha[1] * G[2 + k]; /* <d, g_k> */
+            if (dk < -1e-6 * (G[0] + G[3])) fail_msg("pcgrad at=rep: <d, g_%d> = %g < 0", k, dk);
+        }
+        check_combination(m, coef, g, "pcgrad at=rep");
+        free(rg);
+        free(g[0]);
+        free(g[1]);
+        tl_model_free(m);
+    }
+    free_data(&d);
+}
+
+/* A loss term the backbone computes below the representations (DSelect-k's
+ * regulariser, entropy > 0) is a seed of the split backward: GradDrop with
+ * leak 1 (the plain sum of the tasks' gradients at the representation)
+ * leaves the whole pass's gradient, and MGDA at='rep' that of one pass with
+ * its weights on the shared part, the regulariser's gradient included. */
+static void test_rep_with_regulariser(void **state)
+{
+    (void)state;
+    tdata d;
+    make_data(&d, 128);
+    for (int i = 0; i < 2; i++) {
+        tl_model_config c;
+        make_cfg(&c, TL_BACKBONE_DSELECT_K, i ? TL_WEIGHTING_MGDA : TL_WEIGHTING_GRADDROP);
+        c.backbone.entropy = 0.5f;
+        c.wopt.graddrop_leak = 1.0f;
+        c.wopt.at = i ? TL_AT_REP : TL_AT_PARAMS;
+        tl_model *m = new_model(&c);
+        tl_graph *g = tl_model_graph(m);
+        size_t pf;
+        float *grads = tl_graph_grads(g, &pf), *full = malloc(pf * sizeof *full);
+        forward_and_backward(m, &d);
+        double a[2] = {tl_model_effective_weight(m, 0), tl_model_effective_weight(m, 1)};
+        /* the same coefficients through one ordinary pass */
+        tl_weighting_state *w = m->weighting;
+        for (int k = 0; k < 2; k++)
+            w->factor[k] = i ? (float)(a[k] / (double)c.tasks[k].weight) : 1.0f;
+        w->has_shown = 0;
+        tl_weighting_apply(w, &m->view);
+        memcpy(full, grads, pf * sizeof *full);
+        tl_graph_zero_grad(g);
+        check_ok(tl_graph_backward_run(g), "backward");
+        size_t n = i ? shared_end(m) : pf; /* MGDA's towers get the plain sum */
+        double *want = malloc(pf * sizeof *want), scale = 0.0;
+        for (size_t x = 0; x < n; x++) scale = fmax(scale, fabs(want[x] = (double)grads[x]));
+        assert_true(tlt_close(i ? "mgda at=rep with dselect_k's regulariser" : "graddrop leak 1 with dselect_k's regulariser",
+                              full, want, n, 1e-4, 1e-5 * scale));
+        free(want);
+        free(full);
+        tl_model_free(m);
+    }
+    free_data(&d);
+}
+
+/* Every method's row states how it trains under data parallelism: a method
+ * with a backward hook of its own (it reads the step's task losses or
+ * combines task gradients) reduces what it combines over the ranks itself;
+ * one without is a sum over rows and runs on grains. */
+static void test_dp_modes(void **state)
+{
+    (void)state;
+    for (int i = 0; i < TL_WEIGHTING_COUNT; i++) {
+        tl_model_config c;
+        make_cfg(&c, TL_BACKBONE_SHARED_BOTTOM, (tl_weighting)i);
+        tl_model *m = new_model(&c);
+        const tl_weighting_state *w = m->weighting;
+        tl_weighting_dp dp = tl_weighting_dp_mode(&c);
+        if (dp == TL_DP_REFUSED) fail_msg("%s: no data-parallel behaviour declared", tl_weighting_name(c.weighting));
+        if ((dp == TL_DP_REDUCES) != (w->m->backward != NULL))
+            fail_msg("%s: declared %s but %s a backward hook", tl_weighting_name(c.weighting),
+                     dp == TL_DP_REDUCES ? "REDUCES" : "GRAINS", w->m->backward ? "has" : "has no");
+        assert_int_equal(tl_weighting_rows_free(&c), w->scales != TL_SCALES_NONE);
+        tl_model_free(m);
+    }
+}
+
 /* Switching between fits: the new method's state starts afresh; the learned
  * loss-scale methods refuse. */
 static void test_switch(void **state)
@@ -578,7 +702,7 @@ static void test_switch(void **state)
 static void test_table_order(void **state)
 {
     (void)state;
-    const char *gram = " mgda cagrad nash_mtl imtl_g imtl aligned_mtl upgrad gradvac ";
+    const char *gram = " mgda cagrad nash_mtl imtl_g imtl aligned_mtl upgrad gradvac pcgrad ";
     for (int w = 0; w < TL_WEIGHTING_COUNT; w++) {
         tl_model_config c;
         tl_model_config_defaults(&c);
@@ -604,7 +728,8 @@ int main(void)
         cmocka_unit_test(test_graddrop_sign_purity), cmocka_unit_test(test_split_backward),
         cmocka_unit_test(test_gram_methods),      cmocka_unit_test(test_db_mtl),
         cmocka_unit_test(test_graddrop_model),    cmocka_unit_test(test_switch),
-        cmocka_unit_test(test_table_order),
+        cmocka_unit_test(test_table_order),       cmocka_unit_test(test_pcgrad_rep),
+        cmocka_unit_test(test_dp_modes),          cmocka_unit_test(test_rep_with_regulariser),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,6 +63,16 @@ tl_status tl_weighting_check(const tl_model_config *c)
     return TL_OK;
 }
 
+tl_weighting_dp tl_weighting_dp_mode(const tl_model_config *c)
+{
+    return (unsigned)c->weighting < TL_WEIGHTING_COUNT ? methods[c->weighting]->dp : TL_DP_REFUSED;
+}
+
+int tl_weighting_rows_free(const tl_model_config *c)
+{
+    return (unsigned)c->weighting < TL_WEIGHTING_COUNT && methods[c->weighting]->scales != TL_SCALES_NONE;
+}
+
 uint64_t tl_weighting_memory(const tl_model_config *c, uint64_t param_floats)
 {
     if ((unsigned)c->weighting >= TL_WEIGHTING_COUNT ||
@@ -124,6 +134,18 @@ static void free_buffers(tl_weighting_state *w)
     w->rep_cols = NULL;
 }
 
+/* The nodes the split backward of the rep_grads methods starts the shared
+ * part from: the representations, and a loss term outside the tasks that
+ * the backbone computes below them (DSelect-k's regulariser), whose
+ * gradient the towers' passes leave there. Returns their count. */
+static int rep_seeds(const tl_weighting_state *w, const tl_model_view *v, tl_node *seed)
+{
+    int K = v->cfg->n_tasks;
+    for (int k = 0; k < K; k++) seed[k] = w->rep[k];
+    if (*v->extra != TL_NONE && *v->extra < w->n_below) seed[K++] = *v->extra;
+    return K;
+}
+
 /* The buffers of w->m. */
 static tl_status setup(tl_weighting_state *w, const tl_model_view *v)
 {
@@ -135,7 +157,8 @@ static tl_status setup(tl_weighting_state *w, const tl_model_view *v)
         if (!w->task_grads) return TL_ERR_NOMEM;
     }
     if (tl_weighting_uses_rep_grads(w->m, &v->cfg->wopt)) {
-        tl_status s = tl_graph_cut_check(v->g, w->n_below, K, w->rep);
+        tl_node seed[TL_MAX_TASKS + 1];
+        tl_status s = tl_graph_cut_check(v->g, w->n_below, rep_seeds(w, v, seed), seed);
         if (s != TL_OK)
             return tl_fail_context(TL_ERR_ARG, "%s: this model's towers do not read only the "
                                                "backbone's outputs, so its task gradients cannot be "
@@ -201,11 +224,24 @@ tl_status tl_weighting_switch(tl_weighting_state *w, const tl_model_view *v)
     return s;
 }
 
+/* The factor on the loss terms outside the tasks: 1, or under data
+ * parallelism the run's share of them: 0 for a run without rows; AITM's
+ * constraint, a mean over the rows a run holds, times the run's share of the
+ * batch's rows; DSelect-k's regulariser, a sum over rows, whole (fit refuses
+ * CrossDistil's terms there). */
+static float extra_share(const tl_model_view *v)
+{
+    if (!v->reduce_grads || v->dp_batch_rows <= 0) return 1.0f;
+    if (v->dp_run_rows <= 0) return 0.0f;
+    if (v->cfg->backbone.kind != TL_BACKBONE_AITM) return 1.0f;
+    return (float)v->dp_run_rows / (float)v->dp_batch_rows;
+}
+
 void tl_weighting_apply(tl_weighting_state *w, const tl_model_view *v)
 {
     for (int k = 0; k < v->cfg->n_tasks; k++)
         tl_graph_set_scalar(v->g, w->coef[k], v->cfg->tasks[k].weight * w->factor[k]);
-    tl_graph_set_scalar(v->g, *v->extra_coef, 1.0f);
+    tl_graph_set_scalar(v->g, *v->extra_coef, extra_share(v));
 }
 
 float tl_weighting_effective(const tl_weighting_state *w, const tl_model_view *v, int k)
@@ -247,10 +283,51 @@ tl_status tl_weighting_task_pass(tl_weighting_state *w, const tl_model_view *v, 
     int K = v->cfg->n_tasks;
     for (int j = 0; j < K; j++)
         tl_graph_set_scalar(v->g, w->coef[j], j == k ? v->cfg->tasks[j].weight * scale : 0.0f);
-    tl_graph_set_scalar(v->g, *v->extra_coef, k == K - 1 ? 1.0f : 0.0f);
+    tl_graph_set_scalar(v->g, *v->extra_coef, k == K - 1 ? extra_share(v) : 0.0f);
     tl_status s = tl_graph_backward_run(v->g);
     tl_weighting_apply(w, v);
     return s;
+}
+
+tl_status tl_weighting_reduce(tl_weighting_state *w, const tl_model_view *v, int task, float scale)
+{
+    if (!v->reduce_grads) return TL_OK;
+    if (w->scales != TL_SCALES_NONE && v->dist->rank != 0) {
+        float *grads = tl_graph_grads(v->g, NULL);
+        for (int k = 0; k < v->cfg->n_tasks; k++) {
+            if (task >= 0 && k != task) continue;
+            /* d/ds_k of c_k 0.5 s_k, or of c_k (-s_k) */
+            float c = v->cfg->tasks[k].weight * (task >= 0 ? scale : w->factor[k]);
+            const tl_param_info *p = tl_graph_param(v->g, tl_graph_param_index(v->g, w->logvar[k]));
+            grads[p->offset] -= w->scales == TL_SCALES_UNCERTAINTY ? 0.5f * c : -c;
+        }
+    }
+    return v->reduce_grads(v->model);
+}
+
+tl_status tl_weighting_dp_sum(const tl_model_view *v, double *x, int n, const char *what)
+{
+    /* reduce_grads marks a data-parallel fit (a model distributed for
+     * evaluation keeps v->dist in an ordinary fit too) */
+    if (!v->reduce_grads || !v->dist || v->dist->size == 1 || n <= 0) return TL_OK;
+    double *all = NULL;
+    tl_status s = tl_dist_allgather(v->dist, x, (size_t)n * sizeof *x, (void **)&all);
+    if (s != TL_OK) return tl_fail_context(s, "%s: rank %d: summing %s over the ranks",
+                                           tl_weighting_name(v->cfg->weighting), v->dist->rank, what);
+    for (int i = 0; i < n; i++) {
+        double acc = all[i];
+        for (int q = 1; q < v->dist->size; q++) acc += all[(size_t)q * (size_t)n + (size_t)i];
+        x[i] = acc;
+    }
+    tl_free(all);
+    return TL_OK;
+}
+
+static size_t shared_end_of(const tl_model_view *v)
+{
+    if (*v->n_shared_params == 0) return 0;
+    const tl_param_info *last = tl_graph_param(v->g, *v->n_shared_params - 1);
+    return last->offset + (size_t)last->rows * (size_t)last->cols;
 }
 
 tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v, const float *scale,
@@ -258,15 +335,12 @@ tl_status tl_weighting_task_grads(tl_weighting_state *w, const tl_model_view *v,
 {
     int K = v->cfg->n_tasks;
     float *grads = tl_graph_grads(v->g, pf);
-    *shared_end = 0;
-    if (*v->n_shared_params > 0) {
-        const tl_param_info *last = tl_graph_param(v->g, *v->n_shared_params - 1);
-        *shared_end = last->offset + (size_t)last->rows * (size_t)last->cols;
-    }
+    *shared_end = shared_end_of(v);
     for (int k = 0; k < K; k++) {
-        tl_status s = tl_weighting_task_pass(w, v, k, scale ? scale[k] : w->factor[k]);
+        float sk = scale ? scale[k] : w->factor[k];
+        tl_status s = tl_weighting_task_pass(w, v, k, sk);
         /* under data parallelism: this task's gradient summed over the ranks */
-        if (s == TL_OK && v->reduce_grads) s = v->reduce_grads(v->model);
+        if (s == TL_OK) s = tl_weighting_reduce(w, v, k, sk);
         if (s != TL_OK) return s;
         memcpy(w->task_grads + (size_t)k * *pf, grads, *pf * sizeof(float));
         if (k + 1 < K) memset(grads, 0, *pf * sizeof(float)); /* keeps the touched-row lists */
@@ -290,11 +364,22 @@ tl_status tl_weighting_shared_grads(tl_weighting_state *w, const tl_model_view *
 {
     int K = v->cfg->n_tasks;
     span_copy c = {tl_graph_grads(v->g, pf), NULL};
+    size_t se = shared_end_of(v), rest = *pf - se;
     for (int k = 0; k < K; k++) {
-        tl_status s = tl_weighting_task_pass(w, v, k, scale ? scale[k] : w->factor[k]);
-        if (s != TL_OK) return s;
+        float sk = scale ? scale[k] : w->factor[k];
         c.dst = w->task_grads + (size_t)k * *pf;
+        /* under data parallelism each pass is summed over the ranks alone:
+         * the towers' sum of the passes before waits in the row's tower part */
+        if (v->reduce_grads) {
+            memcpy(c.dst + se, c.grads + se, rest * sizeof(float));
+            memset(c.grads + se, 0, rest * sizeof(float));
+        }
+        tl_status s = tl_weighting_task_pass(w, v, k, sk);
+        if (s == TL_OK) s = tl_weighting_reduce(w, v, k, sk);
+        if (s != TL_OK) return s;
         tl_weighting_shared_spans(v, copy_and_clear, &c);
+        if (v->reduce_grads)
+            for (size_t x = se; x < *pf; x++) c.grads[x] += c.dst[x];
     }
     return TL_OK;
 }
@@ -305,11 +390,15 @@ tl_status tl_weighting_rep_grads(tl_weighting_state *w, const tl_model_view *v, 
     *rows = tl_graph_batch(v->g);
     *cols = tl_node_cols(v->g, w->rep[0]);
     size_t n = (size_t)*rows * (size_t)*cols;
+    tl_node seed[TL_MAX_TASKS + 1];
+    int ns = rep_seeds(w, v, seed);
     for (int k = 0; k < K; k++) {
         for (int j = 0; j < K; j++)
             tl_graph_set_scalar(v->g, w->coef[j], j == k ? v->cfg->tasks[j].weight * w->factor[j] : 0.0f);
-        tl_graph_set_scalar(v->g, *v->extra_coef, k == K - 1 ? 1.0f : 0.0f);
-        tl_status s = tl_graph_backward_run_above(v->g, w->n_below, K, w->rep);
+        /* the term outside the tasks rides with the last task's pass: its
+         * seed keeps that pass's gradient for the shared part */
+        tl_graph_set_scalar(v->g, *v->extra_coef, k == K - 1 ? extra_share(v) : 0.0f);
+        tl_status s = tl_graph_backward_run_above(v->g, w->n_below, ns, seed);
         if (s != TL_OK) return s;
         /* shared-bottom: every task reads one node, which holds task k's alone */
         memcpy(w->rep_grads + (size_t)k * n, tl_graph_grad(v->g, w->rep[k]), n * sizeof(float));
@@ -330,14 +419,17 @@ tl_status tl_weighting_rep_backward(tl_weighting_state *w, const tl_model_view *
         const float *sk = seed + (size_t)k * n;
         for (size_t i = 0; i < n; i++) g[i] += sk[i];
     }
-    return tl_graph_backward_run_below(v->g, w->n_below, K, w->rep);
+    tl_node seeds[TL_MAX_TASKS + 1];
+    tl_status s = tl_graph_backward_run_below(v->g, w->n_below, rep_seeds(w, v, seeds), seeds);
+    return s == TL_OK ? tl_weighting_reduce(w, v, -1, 0.0f) : s;
 }
 
 tl_status tl_weighting_backward_with(tl_weighting_state *w, const tl_model_view *v, const double *factor)
 {
     for (int k = 0; k < v->cfg->n_tasks; k++) w->factor[k] = (float)factor[k];
     tl_weighting_apply(w, v);
-    return tl_graph_backward_run(v->g);
+    tl_status s = tl_graph_backward_run(v->g);
+    return s == TL_OK ? tl_weighting_reduce(w, v, -1, 0.0f) : s;
 }
 
 void tl_weighting_softmax(const double *x, int K, double *z)
@@ -351,6 +443,7 @@ void tl_weighting_softmax(const double *x, int K, double *z)
 static tl_status backward(void *st, const tl_model_view *v, const tl_fit_point *f)
 {
     tl_weighting_state *w = st;
+    tl_graph_set_scalar(v->g, *v->extra_coef, extra_share(v)); /* the run's, under data parallelism */
     return w->m->backward ? w->m->backward(w, v, f) : tl_graph_backward_run(v->g);
 }
 

@@ -13,7 +13,9 @@
  *                training rate)^alpha (Chen et al. 2018); sum g_k = K
  *   pcgrad       per-task gradients of the shared parameters (embeddings and
  *                backbone) are projected off each other's normal plane when they
- *                conflict (Yu et al. 2020); tower gradients are summed as usual
+ *                conflict (Yu et al. 2020); tower gradients are summed as usual;
+ *                at='rep': the same projections on the Gram matrix of the
+ *                gradients at the representations (losses/gram.c tl_gram_pcgrad)
  *   rlw          w_k * lambda_k, lambda drawn every step from the model's RNG:
  *                softmax of K standard normals (LibMTL), or Dirichlet(1,...,1)
  *                with rlw_dirichlet (Lin et al. 2022)
@@ -57,6 +59,7 @@
 #ifndef TL_WEIGHTING_H
 #define TL_WEIGHTING_H
 
+#include "dist.h"
 #include "hooks.h"
 
 typedef struct tl_weighting_state tl_weighting_state;
@@ -89,6 +92,28 @@ int tl_weighting_can_switch(const tl_weighting_state *w, tl_weighting to, const 
  * buffers allocated. The loss scales of uncertainty/imtl_l are parameters
  * and stay. */
 tl_status tl_weighting_switch(tl_weighting_state *w, const tl_model_view *v);
+/* How a method trains under data parallelism (models/model_fit.c), as its
+ * row in weighting.c declares it:
+ *   TL_DP_REFUSED  not known to work: fit refuses it, naming it (the zero
+ *                  value, so that a new row states its behaviour);
+ *   TL_DP_GRAINS   the step's gradient is a sum over rows with coefficients
+ *                  fixed before the forward run (fixed, uncertainty, DWA,
+ *                  RLW, IMTL-L): any number of grains, summed in grain
+ *                  order, the backward hook run on each grain;
+ *   TL_DP_REDUCES  the backward hook needs the whole batch's task losses or
+ *                  combines the task gradients nonlinearly: one grain per
+ *                  rank, the task losses summed over the ranks before the
+ *                  hook, which sums every gradient it combines over the
+ *                  ranks (hooks.h reduce_grads; the partial Gram matrices
+ *                  and column sums at the representations in rank order)
+ *                  before combining, so every rank applies the method to the
+ *                  same numbers. */
+typedef enum { TL_DP_REFUSED, TL_DP_GRAINS, TL_DP_REDUCES } tl_weighting_dp;
+tl_weighting_dp tl_weighting_dp_mode(const tl_model_config *c);
+/* 1 when c's graph adds a gradient no row carries (the learned loss scales'
+ * 0.5 s_k or -s_k), which every grain's run adds once: the grain sum must
+ * keep it once. */
+int tl_weighting_rows_free(const tl_model_config *c);
 /* Bytes of the buffers method `m` keeps for a graph of `param_floats`
  * parameters (per-task gradients), for the memory budget. */
 uint64_t tl_weighting_memory(const tl_model_config *c, uint64_t param_floats);
@@ -158,6 +183,7 @@ struct tl_weighting_state {
 };
 
 struct tl_weighting_method {
+    tl_weighting_dp dp;            /* under data parallelism (TL_DP_REFUSED: not yet) */
     int per_task_grads;            /* keeps K task gradients (memory: K x parameters) */
     int rep_grads;                 /* needs the task gradients at the representations */
     tl_weighting_scales scales;
@@ -224,8 +250,20 @@ tl_status tl_weighting_rep_grads(tl_weighting_state *w, const tl_model_view *v, 
 /* The second half: seed[k] (rows x cols each, may alias rep_grads) as the
  * gradient at rep[k], then one backward pass through the shared part. */
 tl_status tl_weighting_rep_backward(tl_weighting_state *w, const tl_model_view *v, const float *seed);
+/* Under data parallelism (v->reduce_grads set, the REDUCES methods only):
+ * the parameter gradients of the pass just run summed over the ranks
+ * (reduce_grads). The pass's coefficients were user weight x scale on task
+ * `task` alone, or (task < 0) user weight x factor on every task: the
+ * learned loss scales' rows-free gradient they gave (tl_weighting_rows_free)
+ * is in every rank's pass, so the ranks but 0 take theirs out first and the
+ * sum holds it once. Nothing in one process. */
+tl_status tl_weighting_reduce(tl_weighting_state *w, const tl_model_view *v, int task, float scale);
+/* Under data parallelism: x[n] replaced by its sum over the ranks, added in
+ * rank order (the same bits on every rank); `what` names it in an error.
+ * Nothing in one process. */
+tl_status tl_weighting_dp_sum(const tl_model_view *v, double *x, int n, const char *what);
 /* Set the coefficients to user weight x factor[k], then the one backward
- * pass of the total. */
+ * pass of the total (summed over the ranks under data parallelism). */
 tl_status tl_weighting_backward_with(tl_weighting_state *w, const tl_model_view *v,
                                      const double *factor);
 void tl_weighting_softmax(const double *x, int K, double *z);

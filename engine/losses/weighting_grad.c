@@ -1,5 +1,6 @@
 /* losses/weighting_grad.c — the methods that combine per-task gradients:
- * PCGrad and DB-MTL on the shared parameters (one backward pass per task),
+ * PCGrad and DB-MTL on the shared parameters (one backward pass per task;
+ * PCGrad at='rep' on the representations' Gram matrix),
  * GradDrop at the representations the towers read (one pass per task through
  * the towers, one through the shared part). Formulas and defaults:
  * weighting.h. */
@@ -8,12 +9,23 @@
 #include <math.h>
 #include <string.h>
 
+#include "gram.h"
+
 /* ---- PCGrad (Yu et al. 2020) ------------------------------------------------- */
 
-static tl_status pcgrad_backward(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
-
+/* at='rep': PCGrad on the Gram matrix of the task gradients at the
+ * representations (losses/gram.c, the same projections written on G), the
+ * Gram family's backward (weighting_gram.c) around it. */
+static tl_status pcgrad_solve(tl_weighting_state *w, const tl_model_view *v, const double *G, int K,
+                              double *alpha, double *scale)
 {
-    (void)f;
+    (void)w, (void)scale;
+    return tl_gram_pcgrad(G, K, v->rng, alpha);
+}
+
+static tl_status pcgrad_backward(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
+{
+    if (v->cfg->wopt.at == TL_AT_REP) return tl_weighting_gram_backward(w, v, f);
     int K = v->cfg->n_tasks;
     size_t pf, shared_end;
     float *grads = tl_graph_grads(v->g, NULL);
@@ -69,7 +81,8 @@ static tl_status pcgrad_backward(tl_weighting_state *w, const tl_model_view *v, 
     return TL_OK;
 }
 
-const tl_weighting_method tl_wm_pcgrad = { .per_task_grads = 1, .backward = pcgrad_backward};
+/* .solve serves at='rep' only (at='params' keeps its own projections above) */
+const tl_weighting_method tl_wm_pcgrad = { .dp = TL_DP_REDUCES, .solve = pcgrad_solve, .backward = pcgrad_backward};
 
 /* ---- DB-MTL (Lin et al. 2023) -------------------------------------------------- */
 
@@ -174,7 +187,7 @@ static void db_check(const tl_weighting_state *w, int K, tl_rbuf *r)
     tl_codec_want_int(r, "db_mtl steps", w->count, 0, TL_CODEC_MAX_STEPS);
 }
 
-const tl_weighting_method tl_wm_db_mtl = { .per_task_grads = 1, .setup = db_setup, .backward = db_backward,
+const tl_weighting_method tl_wm_db_mtl = { .dp = TL_DP_REDUCES, .per_task_grads = 1, .setup = db_setup, .backward = db_backward,
     .codec = db_codec, .check = db_check};
 
 /* ---- GradDrop (Chen et al. 2020) -------------------------------------------------- */
@@ -208,6 +221,8 @@ static tl_status graddrop_backward(tl_weighting_state *w, const tl_model_view *v
             Gk[i % (size_t)cols] += (double)(xv > 0.0f ? gv : xv < 0.0f ? -gv : 0.0f);
         }
     }
+    /* sums over the batch: under data parallelism, over every rank's rows */
+    if ((s = tl_weighting_dp_sum(v, G, K * cols, "the sign sums")) != TL_OK) return s;
     for (int j = 0; j < cols; j++) {
         double Gj[TL_MAX_TASKS];
         int keep[TL_MAX_TASKS];
@@ -217,12 +232,12 @@ static tl_status graddrop_backward(tl_weighting_state *w, const tl_model_view *v
     }
     /* history shows the direction's cosine with each task's gradient at the
      * representation: dd = |d|^2, gg = |g_k|^2, dg = d.g_k */
-    double dd = 0.0, gg[TL_MAX_TASKS] = {0}, dg[TL_MAX_TASKS] = {0};
+    double sums[1 + 2 * TL_MAX_TASKS] = {0}, *gg = sums + 1, *dg = sums + 1 + K;
     for (size_t i = 0; i < n; i++) {
         size_t j = i % (size_t)cols;
         double d = 0.0;
         for (int k = 0; k < K; k++) d += G[(size_t)k * cols + j] * (double)w->rep_grads[(size_t)k * n + i];
-        dd += d * d;
+        sums[0] += d * d;
         for (int k = 0; k < K; k++) {
             float *gk = w->rep_grads + (size_t)k * n + i;
             gg[k] += (double)*gk * (double)*gk;
@@ -230,9 +245,11 @@ static tl_status graddrop_backward(tl_weighting_state *w, const tl_model_view *v
             *gk = (float)((double)*gk * G[(size_t)k * cols + j]);
         }
     }
+    if ((s = tl_weighting_dp_sum(v, sums, 1 + 2 * K, "the cosines")) != TL_OK) return s;
+    double dd = sums[0];
     for (int k = 0; k < K; k++) w->shown[k] = (float)(dd > 0.0 && gg[k] > 0.0 ? dg[k] / sqrt(dd * gg[k]) : 0.0);
     w->has_shown = 1;
     return tl_weighting_rep_backward(w, v, w->rep_grads);
 }
 
-const tl_weighting_method tl_wm_graddrop = { .rep_grads = 1, .backward = graddrop_backward};
+const tl_weighting_method tl_wm_graddrop = { .dp = TL_DP_REDUCES, .rep_grads = 1, .backward = graddrop_backward};

@@ -126,6 +126,9 @@ static tl_status rep_backward(tl_weighting_state *w, const tl_model_view *v)
     size_t n = (size_t)rows * (size_t)cols;
     double G[TL_MAX_TASKS * TL_MAX_TASKS], alpha[TL_MAX_TASKS], scale;
     gram_of(w->rep_grads, n, n, K, G);
+    /* a sum over the rows: under data parallelism, the ranks' partial Gram
+     * matrices added in rank order, so every rank solves the same G */
+    if ((s = tl_weighting_dp_sum(v, G, K * K, "the Gram matrix")) != TL_OK) return s;
     if ((s = solve_checked(w, v, G, K, alpha, &scale)) != TL_OK) return s;
     for (int k = 0; k < K; k++) {
         float a = (float)(alpha[k] * scale);
@@ -218,16 +221,16 @@ static void gradvac_check(const tl_weighting_state *w, int K, tl_rbuf *r)
     for (int i = 0; i < K * K; i++) tl_codec_want_real(r, "gradvac targets", w->ema[i], -1.0, 1.0, 0);
 }
 
-#define GRAM_ROW(fn) {.solve = fn, .backward = tl_weighting_gram_backward}
+#define GRAM_ROW(fn) {.dp = TL_DP_REDUCES, .solve = fn, .backward = tl_weighting_gram_backward}
 
 const tl_weighting_method tl_wm_mgda = GRAM_ROW(mgda);
 const tl_weighting_method tl_wm_cagrad = GRAM_ROW(cagrad);
-const tl_weighting_method tl_wm_nash_mtl = {.solve = nash, .backward = tl_weighting_gram_backward,
+const tl_weighting_method tl_wm_nash_mtl = {.dp = TL_DP_REDUCES, .solve = nash, .backward = tl_weighting_gram_backward,
                                             .codec = nash_codec, .check = nash_check};
 const tl_weighting_method tl_wm_imtl_g = GRAM_ROW(imtl_g);
-const tl_weighting_method tl_wm_imtl = {.solve = imtl_g, .backward = tl_weighting_gram_backward,
+const tl_weighting_method tl_wm_imtl = {.dp = TL_DP_REDUCES, .solve = imtl_g, .backward = tl_weighting_gram_backward,
                                         .scales = TL_SCALES_IMTL};
 const tl_weighting_method tl_wm_aligned_mtl = GRAM_ROW(aligned);
 const tl_weighting_method tl_wm_upgrad = GRAM_ROW(upgrad);
-const tl_weighting_method tl_wm_gradvac = {.solve = gradvac, .backward = tl_weighting_gram_backward,
+const tl_weighting_method tl_wm_gradvac = {.dp = TL_DP_REDUCES, .solve = gradvac, .backward = tl_weighting_gram_backward,
                                            .codec = gradvac_codec, .check = gradvac_check};

@@ -9,13 +9,13 @@
 #include <math.h>
 #include <string.h>
 
-const tl_weighting_method tl_wm_fixed = {};
+const tl_weighting_method tl_wm_fixed = {.dp = TL_DP_GRAINS};
 
 /* Kendall et al. 2018 and the loss half of IMTL: the loss scales are graph
  * parameters (weighting.c builds them), so nothing happens at fit time. */
-const tl_weighting_method tl_wm_uncertainty = { .scales = TL_SCALES_UNCERTAINTY};
+const tl_weighting_method tl_wm_uncertainty = { .dp = TL_DP_GRAINS, .scales = TL_SCALES_UNCERTAINTY};
 
-const tl_weighting_method tl_wm_imtl_l = { .scales = TL_SCALES_IMTL};
+const tl_weighting_method tl_wm_imtl_l = { .dp = TL_DP_GRAINS, .scales = TL_SCALES_IMTL};
 
 /* ---- DWA (Liu et al. 2019) ------------------------------------------------ */
 
@@ -41,7 +41,7 @@ static tl_status dwa_epoch_end(tl_weighting_state *w, const tl_model_view *v, co
     return TL_OK;
 }
 
-const tl_weighting_method tl_wm_dwa = { .epoch_begin = dwa_epoch_begin, .epoch_end = dwa_epoch_end};
+const tl_weighting_method tl_wm_dwa = { .dp = TL_DP_GRAINS, .epoch_begin = dwa_epoch_begin, .epoch_end = dwa_epoch_end};
 
 /* ---- GradNorm (Chen et al. 2018) ------------------------------------------- */
 
@@ -131,7 +131,7 @@ static tl_status gradnorm_backward(tl_weighting_state *w, const tl_model_view *v
     return TL_OK;
 }
 
-const tl_weighting_method tl_wm_gradnorm = { .setup = gradnorm_setup, .backward = gradnorm_backward};
+const tl_weighting_method tl_wm_gradnorm = { .dp = TL_DP_REDUCES, .setup = gradnorm_setup, .backward = gradnorm_backward};
 
 /* ---- methods with coefficients from this step's losses ---------------------- */
 
@@ -157,7 +157,7 @@ static void rlw_step_begin(tl_weighting_state *w, const tl_model_view *v)
     tl_weighting_apply(w, v);
 }
 
-const tl_weighting_method tl_wm_rlw = { .step_begin = rlw_step_begin};
+const tl_weighting_method tl_wm_rlw = { .dp = TL_DP_GRAINS, .step_begin = rlw_step_begin};
 
 void tl_weighting_gls(const double *L, int K, double *coef)
 {
@@ -184,7 +184,7 @@ static tl_status gls_backward(tl_weighting_state *w, const tl_model_view *v, con
     return tl_weighting_backward_with(w, v, c);
 }
 
-const tl_weighting_method tl_wm_gls = { .backward = gls_backward};
+const tl_weighting_method tl_wm_gls = { .dp = TL_DP_REDUCES, .backward = gls_backward};
 
 /* ---- FAMO -------------------------------------------------------------------- */
 
@@ -227,17 +227,36 @@ static tl_status famo_backward(tl_weighting_state *w, const tl_model_view *v, co
 }
 
 /* The losses of the same batch after the update (the authors measure them
- * with the model as it trains: the same dropout masks here, the RNG put back). */
+ * with the model as it trains: the same dropout masks here, the RNG put back).
+ * Under data parallelism the graph holds this rank's rows: their share of the
+ * batch loss (over the batch's weight sums) is summed over the ranks. */
 static tl_status famo_step_end(tl_weighting_state *w, const tl_model_view *v, const tl_fit_point *f)
 {
     (void)f;
-    int K = v->cfg->n_tasks;
-    tl_rng keep = *tl_graph_rng(v->g);
-    tl_status s = tl_graph_forward(v->g, 1);
-    *tl_graph_rng(v->g) = keep;
-    if (s != TL_OK) return s;
+    int K = v->cfg->n_tasks, dp = v->reduce_grads && v->dist && v->dist->size > 1;
     double after[TL_MAX_TASKS];
-    for (int k = 0; k < K; k++) after[k] = tl_graph_value(v->g, v->loss[k])[0];
+    tl_status s = TL_OK;
+    if (dp) {
+        int n = tl_graph_batch(v->g);
+        for (int k = 0; k < K; k++) {
+            const float *wt = tl_graph_input(v->g, v->rowweight[k]);
+            double ws = 0.0;
+            for (int i = 0; i < n; i++)
+                if (wt[i] != 0.0f) ws += (double)wt[i];
+            after[k] = ws;
+        }
+        if ((s = tl_weighting_dp_sum(v, after, K, "the loss denominators")) != TL_OK) return s;
+        for (int k = 0; k < K; k++) tl_loss_set_denominator(v->g, v->loss[k], (float)after[k]);
+    }
+    tl_rng keep = *tl_graph_rng(v->g);
+    s = tl_graph_forward(v->g, 1);
+    *tl_graph_rng(v->g) = keep;
+    for (int k = 0; k < K; k++) {
+        after[k] = tl_graph_value(v->g, v->loss[k])[0];
+        if (dp) tl_loss_set_denominator(v->g, v->loss[k], 0.0f);
+    }
+    if (s == TL_OK && dp) s = tl_weighting_dp_sum(v, after, K, "the losses after the step");
+    if (s != TL_OK) return s;
     tl_weighting_famo_update(w->vec[0], w->vec[1], w->vec[2], &w->count, w->vec[3], after, K,
                              v->cfg->wopt.famo_lr, v->cfg->wopt.famo_gamma);
     return TL_OK;
@@ -257,7 +276,7 @@ static void famo_check(const tl_weighting_state *w, int K, tl_rbuf *r)
     tl_codec_want_int(r, "famo steps", w->count, 0, TL_CODEC_MAX_STEPS);
 }
 
-const tl_weighting_method tl_wm_famo = { .backward = famo_backward, .step_end = famo_step_end, .codec = famo_codec,
+const tl_weighting_method tl_wm_famo = { .dp = TL_DP_REDUCES, .backward = famo_backward, .step_end = famo_step_end, .codec = famo_codec,
     .check = famo_check};
 
 /* ---- STCH -------------------------------------------------------------------- */
@@ -312,5 +331,5 @@ static void stch_check(const tl_weighting_state *w, int K, tl_rbuf *r)
     tl_codec_want_int(r, "stch epochs", w->epochs, 0, TL_CODEC_MAX_EPOCH);
 }
 
-const tl_weighting_method tl_wm_stch = { .backward = stch_backward, .epoch_end = stch_epoch_end, .codec = stch_codec,
+const tl_weighting_method tl_wm_stch = { .dp = TL_DP_REDUCES, .backward = stch_backward, .epoch_end = stch_epoch_end, .codec = stch_codec,
     .check = stch_check};

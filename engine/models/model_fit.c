@@ -234,18 +234,19 @@ typedef struct {
     char msg[256];
 } dp_header;
 
-/* Weightings whose backward hook runs one backward pass per task and
- * reduces each over the ranks itself (hooks.h: reduce_grads). */
+/* Weightings whose backward hook needs the batch's task losses or combines
+ * the task gradients, summing what it combines over the ranks itself
+ * (hooks.h: reduce_grads): the method's row declares it (weighting.h
+ * tl_weighting_dp). */
 static int dp_self_reducing(const tl_model *m)
 {
-    return m->cfg.weighting == TL_WEIGHTING_GRADNORM || m->cfg.weighting == TL_WEIGHTING_PCGRAD;
+    return tl_weighting_dp_mode(&m->cfg) == TL_DP_REDUCES;
 }
 
 static int dp_supported(const tl_model *m, const tl_fit_options *opt, char *why, size_t cap)
 {
     const tl_model_config *c = &m->cfg;
-    if (c->weighting != TL_WEIGHTING_FIXED && c->weighting != TL_WEIGHTING_UNCERTAINTY &&
-        c->weighting != TL_WEIGHTING_DWA && !dp_self_reducing(m))
+    if (tl_weighting_dp_mode(c) == TL_DP_REFUSED)
         snprintf(why, cap, "weighting '%s' is not known to the data-parallel fit", tl_weighting_name(c->weighting));
     else if (dp_self_reducing(m) && opt->grains > 0 && opt->dist && opt->grains != opt->dist->size)
         snprintf(why, cap, "weighting '%s' reduces each task's gradient itself, one grain per rank: "
@@ -253,10 +254,9 @@ static int dp_supported(const tl_model *m, const tl_fit_options *opt, char *why,
                  opt->dist->size, opt->grains);
     else if (c->distill.enabled)
         snprintf(why, cap, "CrossDistil's quadruplet loss pairs rows across the whole batch");
-    else if (m->extra != TL_NONE)
-        snprintf(why, cap, "the model has loss terms outside its tasks (AITM's constraint)");
-    else if (opt->diagnostics > 0)
-        snprintf(why, cap, "diagnostics=N runs per-task backward passes on one rank's rows");
+    else if (m->extra != TL_NONE && c->backbone.kind != TL_BACKBONE_AITM && c->backbone.kind != TL_BACKBONE_DSELECT_K)
+        snprintf(why, cap, "the model has loss terms outside its tasks that it does not know how to share "
+                 "among a batch's runs (losses/weighting.c extra_share)");
     else
         return 1;
     return 0;
@@ -339,7 +339,7 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
         const tl_param_info *pi = tl_graph_param(m->g, i);
         if (!pi->sparse) p->dense_n += (size_t)pi->rows * (size_t)pi->cols;
     }
-    if (m->cfg.weighting == TL_WEIGHTING_UNCERTAINTY &&
+    if (tl_weighting_rows_free(&m->cfg) && !p->self_reduce &&
         !(p->zero = tl_malloc((p->dense_n ? p->dense_n : 1) * sizeof(float), "rows-free gradient")))
         return TL_ERR_NOMEM;
     size_t own = (size_t)(p->g1 - p->g0), dn = p->dense_n ? p->dense_n : 1;
@@ -383,6 +383,7 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
     /* identical parameters and dropout stream on every rank: rank 0's */
     st = tl_dist_broadcast(d, r->params, r->pf * sizeof(float), 0);
     if (st == TL_OK) st = tl_dist_broadcast(d, tl_graph_rng(m->g), sizeof(tl_rng), 0);
+    if (st == TL_OK) st = tl_dist_broadcast(d, &m->rng, sizeof m->rng, 0); /* RLW, PCGrad, GradDrop draw from it */
     if (st != TL_OK) return tl_fail_context(st, "fit: broadcasting the parameters from rank 0");
     m->view.dist = d;
     m->view.reduce_grads = dp_reduce_grads;
@@ -446,6 +447,7 @@ static void batch_rows(fit_run *r, size_t b)
 static void dp_fill(tl_model *m, fit_run *r, int j)
 {
     dp_run *p = &r->dp;
+    m->view.dp_run_rows = j >= 0 ? p->gn[j] : 0; /* the rows this run carries (hooks.h) */
     if (j >= 0 && p->gn[j] > 0) {
         if (p->gs) tl_model_fill_batch(m, &p->gv[j], NULL, 0, p->gn[j]);
         else tl_model_fill_batch(m, r->train, r->order, r->from + p->goff[j], p->gn[j]);
@@ -913,6 +915,7 @@ static tl_status dp_step(tl_model *m, fit_run *r, float *task_loss)
             den[k] = (float)ws;
         }
     }
+    m->view.dp_batch_rows = m->view.dp_run_rows = n;
     tl_status s = TL_OK;
     for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
         if (m->hooks[i]->step_ready) s = m->hooks[i]->step_ready(m->hook_state[i], &m->view);

@@ -34,20 +34,17 @@ done
 # 2. the grain-summed gradient is the batch gradient (one process, every weighting)
 out=$(run 0 tests/mpi/dp_close.lua 2>&1)
 if grep -qx "ok close" <<<"$out"; then ok; else bad "grain-summed fit vs ordinary fit" "$out"; fi
-# 3. PCGrad and GradNorm: each task's gradient reduced over the ranks before the
+# 3. PCGrad, GradNorm and MGDA: each task's gradient reduced over the ranks before the
 #    method combines them (ranks bit-identical, checksum every step; one process's
-#    fit within 1e-5); a method the data-parallel fit does not know is refused on
-#    every rank, naming it (MGDA, one of the methods not wired yet);
-#    CrossDistil refused; the checksum
-for w in pcgrad gradnorm; do
+#    fit within 1e-5; every method: test_dp_weighting.sh); CrossDistil refused on
+#    every rank, naming it; the checksum
+for w in pcgrad gradnorm mgda; do
   ref=$(run 0 tests/mpi/dp_pertask.lua $w "$TMP/$w.ref" 2>&1)
   for np in 2 3; do
     out=$(run $np tests/mpi/dp_pertask.lua $w "$TMP/$w.ref" 2>&1)
     if grep -qx "rank 0: matches" <<<"$out"; then ok; else bad "$w at np=$np" "$ref $out"; fi
   done
 done
-out=$(run 2 tests/mpi/dp_pertask.lua mgda "$TMP/mgda.ref" 2>&1)
-if [ "$(grep -c "^rank [0-9]: refused" <<<"$out")" = 2 ]; then ok; else bad "mgda not refused on both ranks" "$out"; fi
 out=$(run 2 tests/mpi/dp_refuse.lua crossdistil 2>&1)
 if [ "$(grep -c "data-parallel training over 2 ranks: CrossDistil" <<<"$out")" = 2 ]; then ok; else
   bad "CrossDistil not refused on both ranks" "$out"; fi
