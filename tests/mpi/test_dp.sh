@@ -4,19 +4,7 @@
 # reason, when towerlab was built without MPI.
 set -u
 cd "$(dirname "$0")/../.."
-BIN=${TL_TEST_BIN:-./towerlab}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-if ! command -v mpirun >/dev/null || [ "$("$BIN" -e 'io.write(tostring(tl.mpi.available))' 2>/dev/null)" != true ]; then
-  echo "SKIP test_dp: towerlab built without MPI (make deps installs openmpi-bin libopenmpi-dev; rebuild)"
-  echo "[  SKIPPED ] 1 test(s)."
-  exit 0
-fi
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" # see test_mpi.sh
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "[  FAILED  ] $1"; [ -n "${2:-}" ] && echo "$2" | tail -15; }
-run() { local np=$1; shift; if [ "$np" = 0 ]; then timeout 120 "$BIN" "$@"; else timeout 120 mpirun --oversubscribe -np "$np" "$BIN" "$@"; fi; }
+. tests/mpi/lib.sh test_dp
 
 # 1. the same bits at every rank count (np 0 = one process without mpirun), grains=6,
 #    dropout 0.1: backbones, weightings, DML
@@ -100,6 +88,4 @@ if [ "$(grep -c "^rank [0-2]: 8 ok 0 error" <<<"$out")" = 3 ] &&
    [ "$(cut -d, -f1-4 "$TMP/sw.csv" | sort)" = "$(cut -d, -f1-4 "$TMP/local.csv" | sort)" ] &&
    [ "$(cut -d, -f5 "$TMP/sw.csv" | sort -u | tr '\n' ' ')" = "1 2 pid " ]; then ok; else
   bad "sweep resume under mpirun" "$out $(cat "$TMP/sw.csv")"; fi
-[ $fail -gt 0 ] && echo "[  FAILED  ] $fail test(s)"
-echo "[  PASSED  ] $pass test(s)."
-[ $fail -eq 0 ]
+finish

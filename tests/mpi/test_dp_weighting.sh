@@ -9,19 +9,7 @@
 # reason, when towerlab was built without MPI.
 set -u
 cd "$(dirname "$0")/../.."
-BIN=${TL_TEST_BIN:-./towerlab}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-if ! command -v mpirun >/dev/null || [ "$("$BIN" -e 'io.write(tostring(tl.mpi.available))' 2>/dev/null)" != true ]; then
-  echo "SKIP test_dp_weighting: towerlab built without MPI (make deps installs openmpi-bin libopenmpi-dev; rebuild)"
-  echo "[  SKIPPED ] 1 test(s)."
-  exit 0
-fi
-export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" # see test_mpi.sh
-TMP=$(mktemp -d); trap 'rm -rf "$TMP"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "[  FAILED  ] $1"; [ -n "${2:-}" ] && echo "$2" | tail -15; }
-run() { local np=$1; shift; if [ "$np" = 0 ]; then timeout 120 "$BIN" "$@"; else timeout 120 mpirun --oversubscribe -np "$np" "$BIN" "$@"; fi; }
+. tests/mpi/lib.sh test_dp_weighting
 BOUND=1e-6
 
 # 1. every method (both at= of the Gram family), against one process's ordinary fit
@@ -95,6 +83,4 @@ for bb in aitm dselect; do
       bad "$bb, uncertainty, grains=6 at np=$np: not the bits of one process ($ref)" "$out"; fi
   done
 done
-[ $fail -gt 0 ] && echo "[  FAILED  ] $fail test(s)"
-echo "[  PASSED  ] $pass test(s)."
-[ $fail -eq 0 ]
+finish
