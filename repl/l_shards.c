@@ -340,21 +340,7 @@ static int stream_callback(fit_line *x, const tl_progress *p)
         lua_setfield(L, -2, x->c->tasks[k].name);
     }
     lua_setfield(L, -2, "loss");
-    unsigned long interrupts = tl_lua_interrupt_count();
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-        if (tl_cancelled() || tl_lua_interrupt_count() != interrupts) { /* Ctrl-C: the engine reports it */
-            tl_cancel_request();
-            lua_pop(L, 1);
-            return 0;
-        }
-        snprintf(x->error, sizeof x->error, "progress callback failed: %s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-        return 1;
-    }
-    int stop = (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) ||
-               (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "stop") == 0);
-    lua_pop(L, 1);
-    return stop;
+    return tl_lua_progress_call(L, x->error, sizeof x->error);
 }
 
 static int stream_progress(void *ud, const tl_progress *p)

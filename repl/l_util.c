@@ -322,3 +322,26 @@ uint64_t tl_lua_opt_bytes(lua_State *L, int idx, const char *fn, const char *fie
     if (!(v >= 0 && v < 1.8e19)) luaL_error(L, "%s: field '%s' must be >= 0 bytes", fn, field);
     return (uint64_t)v;
 }
+
+int tl_lua_progress_call(lua_State *L, char *error, size_t cap)
+{
+    unsigned long interrupts = tl_lua_interrupt_count();
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        /* Ctrl-C inside the callback: the engine reports it. A delivered
+         * interrupt has cleared the flag (an engine call inside the
+         * callback saw it), so raise it again for the fit loop. */
+        if (tl_cancelled() || tl_lua_interrupt_count() != interrupts) {
+            tl_cancel_request();
+            lua_pop(L, 1);
+            return 0;
+        }
+        snprintf(error, cap, "progress callback failed: %s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return 1;
+    }
+    /* returning false (or "stop") ends training, like Ctrl-C */
+    int stop = (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) ||
+               (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "stop") == 0);
+    lua_pop(L, 1);
+    return stop;
+}

@@ -103,4 +103,10 @@ void tl_lua_memory_refresh(void);
  * bad value, naming fn and field. */
 uint64_t tl_lua_opt_bytes(lua_State *L, int idx, const char *fn, const char *field);
 
+/* Call the progress callback with its argument table (both on the stack;
+ * popped): 1 to stop (it returned false or "stop", or it raised: the message
+ * into error), 0 to go on. Ctrl-C inside it is handed back to the engine's
+ * cancellation flag (0: the fit loop reports the interrupt). */
+int tl_lua_progress_call(lua_State *L, char *error, size_t cap);
+
 #endif
