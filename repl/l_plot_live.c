@@ -171,7 +171,8 @@ static int live_update(lua_State *L)
         return 1;
     }
     double now = mono_now();
-    if (now - lp->last < lp->interval && !lua_toboolean(L, 3)) {
+    int force = lua_toboolean(L, 3);
+    if (now - lp->last < lp->interval && !force) {
         lua_pushboolean(L, 0);
         return 1;
     }
@@ -190,7 +191,9 @@ static int live_update(lua_State *L)
     tl_lua_plot_hist_push(L, 2, fn);
     int hidx = lua_gettop(L);
     tl_lua_plot_hist_read(L, lp->h, hidx, fn); /* new entries only: never wasted */
-    if (tl_plot_ready(lp->p) != 1) {           /* still drawing: skip building this frame */
+    /* Still drawing: skip building this frame, unless it is one that must be
+     * shown (an epoch's end, the fit's last); then wait for gnuplot. */
+    if ((force ? tl_plot_wait_ready(lp->p, TL_LUA_PLOT_TIMEOUT) : tl_plot_ready(lp->p)) != 1) {
         lp->skipped++;
         lp->seconds += mono_now() - now;
         lua_pushboolean(L, 0);

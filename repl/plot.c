@@ -717,6 +717,19 @@ int tl_plot_ready(tl_plot *p)
     return 1;
 }
 
+int tl_plot_wait_ready(tl_plot *p, double timeout_s)
+{
+    struct timespec t0, t, nap = {0, 2000000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        int ready = tl_plot_ready(p);
+        if (ready != 0) return ready;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec) > timeout_s) return 0;
+        nanosleep(&nap, NULL);
+    }
+}
+
 int tl_plot_send(tl_plot *p, const char *frame, size_t n)
 {
     int ready = tl_plot_ready(p);

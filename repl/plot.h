@@ -135,6 +135,10 @@ int tl_plot_send(tl_plot *p, const char *frame, size_t n);
  * Lets callers skip building a frame that tl_plot_send would drop. */
 int tl_plot_ready(tl_plot *p);
 
+/* tl_plot_ready, waiting up to timeout_s for gnuplot to read what it was
+ * sent (a frame that must not be skipped, such as a fit's last). */
+int tl_plot_wait_ready(tl_plot *p, double timeout_s);
+
 /* Copy what gnuplot printed on stdout so far to `to` (non-blocking), and
  * keep stderr's last line for tl_plot_error(). Returns bytes copied. */
 size_t tl_plot_drain(tl_plot *p, FILE *to);

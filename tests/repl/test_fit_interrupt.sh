@@ -6,7 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 
 start_repl || { fail start "tmux could not start $BIN"; finish; }
-wait_for '^> ' 5 || { fail start "no prompt"; finish; }
+wait_for '^> ' 30 || { fail start "no prompt"; finish; }
 
 line 'd = tl.datasets.census()'
 line 'm = tl.model{data=d, backbone=tl.mmoe{experts=2, expert={16}}, towers={income=tl.mlp{8}, never_married=tl.mlp{4}}, emb=4, batch=256}'

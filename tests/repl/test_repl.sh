@@ -11,8 +11,8 @@ has_data=$("$BIN" -e 'io.write(tl.data and "yes" or "no")' 2>/dev/null)
 # help() pages through $PAGER at a terminal
 if command -v less >/dev/null 2>&1; then export PAGER='less -R' TL_TEST_PAGER=1; else unset PAGER; fi
 start_repl || { fail start "tmux could not start $BIN"; finish; }
-expect banner '^towerlab [0-9]+\.[0-9]+\.[0-9]+ \(Lua 5\.4'
-wait_prompts 1
+expect banner '^towerlab [0-9]+\.[0-9]+\.[0-9]+ \(Lua 5\.4' 30
+wait_prompts 1 30
 
 line '6*7'
 expect bare_expression_prints '^42$'
@@ -142,9 +142,14 @@ i=0; while ! pane_dead && [ $i -lt 150 ]; do sleep 0.02; i=$((i+1)); done
 if pane_dead; then pass ctrl_d_quits; else fail ctrl_d_quits "program still running"; fi
 
 # History is read back by the next session (Up arrow recalls the last line).
-tm kill-session -t t >/dev/null 2>&1
+# A new tmux server on its own socket: a new session on the old socket can reach
+# the old server while it exits and vanish with it.
+tm kill-server >/dev/null 2>&1
+TMUX_SOCK="${TMUX_SOCK}b"
 start_repl
-wait_prompts 1
+# Up before the prompt would reach a cooked tty and be echoed as ^[[A (a busy
+# machine can take seconds to start the program): wait for readline first.
+wait_prompts 1 30 || fail second_session_prompt "no prompt in the second session"
 key Up
 expect history_recalled '^> 1\+221$' 3
 line ''

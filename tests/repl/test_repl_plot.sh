@@ -8,7 +8,7 @@
 if ! command -v gnuplot >/dev/null 2>&1; then skip plots "gnuplot not installed"; finish; fi
 unset DISPLAY WAYLAND_DISPLAY
 start_repl || { fail start "tmux could not start $BIN"; finish; }
-wait_for '^> ' 5 || { fail start "no prompt"; finish; }
+wait_for '^> ' 30 || { fail start "no prompt"; finish; }
 
 line 'tl.plot.terminal("dumb"); d = tl.datasets.synthetic{n = 16000, seed = 2}'
 line 'm = tl.model{data=d, backbone=tl.shared_bottom{bottom={8}}, emb=4, batch=64}'

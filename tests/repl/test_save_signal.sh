@@ -268,7 +268,7 @@ else fail fit_checkpoint_ctrl_c_in_script "$bad"; fi
 # ---- 4. the same at the prompt: the model keeps its state ---------------------------
 rm -f "$ck"
 start_repl || { fail start "tmux could not start $BIN"; finish; }
-wait_for '^> ' 5 || { fail start "no prompt"; finish; }
+wait_for '^> ' 30 || { fail start "no prompt"; finish; }
 line "dofile('$TMPD/common.lua'); big = tl.datasets.synthetic{n=40000, seed=3}; m = new_model(); print('built')"
 wait_for '^built$' 20
 line "m:fit{data=big.train, epochs=1000, batch=32, checkpoint='$ck', every=7}"
