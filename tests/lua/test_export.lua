@@ -147,10 +147,13 @@ local function c_build(m, name, opts, ext, defs)
   if ext == ".h" then
     local main = dir .. "/" .. name .. "_main.c"
     local f = assert(io.open(main, "w"))
+    local bags = (defs or ""):find("-DBAGS", 1, true)
+    local params = bags and "const int32_t *i, const int32_t *b, const float *x, size_t n, float *o"
+                   or "const int32_t *i, const float *x, size_t n, float *o"
     f:write('#include "' .. src .. '"\n#include "' .. src .. '"\n' .. -- the guard holds
-            "int " .. name .. "_run(const int32_t *i, const float *x, size_t n, float *o);\n" ..
-            "int " .. name .. "_run(const int32_t *i, const float *x, size_t n, float *o) { return " ..
-            name .. "_predict(i, x, n, o); }\n")
+            "int " .. name .. "_run(" .. params .. ");\n" ..
+            "int " .. name .. "_run(" .. params .. ") { return " ..
+            name .. "_predict(i, " .. (bags and "b, " or "") .. "x, n, o); }\n")
     f:close()
     cmd = cflags .. "-DPREDICT=" .. name .. "_run tests/export/c_driver.c " .. main
   else
@@ -511,6 +514,7 @@ local function bag_both(m, db, name, o)
     -- the empty slots anywhere in a field's slots: first instead of last
     src.input, src.bads = bag_input(db, vocab, true), {}
     c_parity(m, name .. "_padfirst", p, tasks, nil, nil, src)
+    if o.header then c_parity(m, name .. "_hdr", p, tasks, nil, ".h", src) end
   end
   if not ran_onnx and not ran_c then skip("neither onnxruntime-node (make deps) nor " .. CC) end
   if not ran_onnx then skip("C parity passed; onnxruntime-node not installed (make deps)") end
@@ -535,7 +539,8 @@ T.bags_mixed = function()
   eq(f.bags[2].max_len, 3)
   check(f.bags[2].truncated > 0 and f.bags[3].truncated > 0, "rows are truncated")
   local m = bag_trained(db, {backbone = tl.shared_bottom{}})
-  bag_both(m, db, "bags_mixed")
+  bag_both(m, db, "bags_mixed", {header = true})
+  if HAVE_ORT then onnx_parity(m, "bags_mixed13", m:predict(db.all), {"ctr", "cvr"}, {opset = 13}, BAG_SRC) end
   local bags, text = json_bags(dir .. "/bags_mixed.vocab.json")
   eq(#bags, 3, text)
   eq({bags[1].name, bags[1].input, bags[1].pooling, bags[1].keep, bags[1].slots, bags[1].offset},
