@@ -163,6 +163,31 @@ static int tiled(const tl_xgraph *x, const tl_xnode *n)
     return (n->op == TL_X_LINEAR || n->op == TL_X_MATMUL) && x->nodes[n->in[1]].op == TL_X_CONST;
 }
 
+/* ops/bag.c's forward for row q, in its order and arithmetic: bid = the row's
+ * slots of the field (validated: -1 or an id of the table `table`). */
+static void emit_bag(cw *w, int i, const tl_xnode *n, const char *table)
+{
+    int L = n->k, D = n->cols, pool = n->start;
+    if (pool != TL_BAG_SUM) tl_pb_printf(w->b, "            int cnt = 0;\n");
+    tl_pb_printf(w->b, "            memset(v%d, 0, %d * sizeof(float));\n"
+           "            for (int s = 0; s < %d; s++) {\n"
+           "                if (bid[s] < 0) continue; /* -1: an empty slot */\n"
+           "                const float *e = %s + (size_t)bid[s] * %d;\n", i, D, L, table, D);
+    if (pool == TL_BAG_MAX)
+        tl_pb_printf(w->b, "                if (cnt == 0) memcpy(v%d, e, %d * sizeof(float));\n"
+               "                else for (int j = 0; j < %d; j++) v%d[j] = e[j] > v%d[j] ? e[j] : v%d[j];\n",
+            i, D, D, i, i, i);
+    else
+        tl_pb_printf(w->b, "                for (int j = 0; j < %d; j++) v%d[j] += e[j];\n", D, i);
+    if (pool != TL_BAG_SUM) tl_pb_printf(w->b, "                cnt++;\n");
+    tl_pb_printf(w->b, "            }\n");
+    if (pool == TL_BAG_MEAN)
+        tl_pb_printf(w->b, "            if (cnt > 1) {\n"
+               "                float inv = 1.0f / (float)cnt;\n"
+               "                for (int j = 0; j < %d; j++) v%d[j] *= inv;\n"
+               "            }\n", D, i);
+}
+
 static const char *const ops_c[] = {[TL_X_ADD] = "+", [TL_X_SUB] = "-", [TL_X_MUL] = "*"};
 
 /* The statement(s) computing node i: for a tiled node (see tiled) on the
@@ -180,28 +205,7 @@ static tl_status emit_node(cw *w, int i, const tl_xnode *n)
     case TL_X_IDS:
     case TL_X_BAG_IDS:
     case TL_X_CONST: return TL_OK;
-    case TL_X_EMBEDDING_BAG: { /* ops/bag.c's forward, in its order: bid = the row's slots */
-        int L = n->k, D = cols, pool = n->start;
-        if (pool != TL_BAG_SUM) tl_pb_printf(w->b, "            int cnt = 0;\n");
-        tl_pb_printf(w->b, "            memset(v%d, 0, %d * sizeof(float));\n"
-               "            for (int s = 0; s < %d; s++) {\n"
-               "                if (bid[s] < 0) continue; /* -1: an empty slot */\n"
-               "                const float *e = %s + (size_t)bid[s] * %d;\n", i, D, L, a, D);
-        if (pool == TL_BAG_MAX)
-            tl_pb_printf(w->b, "                if (cnt == 0) memcpy(v%d, e, %d * sizeof(float));\n"
-                   "                else for (int j = 0; j < %d; j++) v%d[j] = e[j] > v%d[j] ? e[j] : v%d[j];\n",
-                i, D, D, i, i, i);
-        else
-            tl_pb_printf(w->b, "                for (int j = 0; j < %d; j++) v%d[j] += e[j];\n", D, i);
-        if (pool != TL_BAG_SUM) tl_pb_printf(w->b, "                cnt++;\n");
-        tl_pb_printf(w->b, "            }\n");
-        if (pool == TL_BAG_MEAN)
-            tl_pb_printf(w->b, "            if (cnt > 1) {\n"
-                   "                float inv = 1.0f / (float)cnt;\n"
-                   "                for (int j = 0; j < %d; j++) v%d[j] *= inv;\n"
-                   "            }\n", D, i);
-        return TL_OK;
-    }
+    case TL_X_EMBEDDING_BAG: emit_bag(w, i, n, a); return TL_OK;
     case TL_X_NUMERIC:
         for (int j = 0; j < x->n_num; j++) {
             const tl_xnum *u = &x->num[j];
@@ -364,7 +368,8 @@ tl_status tl_export_c_encode(const tl_xgraph *x, const tl_model_config *cfg, con
     for (int o = 0; o < x->n_out; o++) tl_pb_printf(w.b, " %s", cfg->tasks[x->task[o]].name);
     const char *bags_arg = x->n_bag ? "const int32_t *bags, " : "";
     tl_pb_printf(w.b, ".\n *\n * int %s_predict(const int32_t *ids, %sconst float *numeric, size_t n, float *out);\n"
-            " * ids: n x %d encoded ids; numeric: n x %d raw values (NaN = missing);\n", p, bags_arg, x->n_cat, x->n_raw);
+            " * ids: n x %d encoded ids; numeric: n x %d raw values (NaN = missing);\n",
+        p, bags_arg, x->n_cat, x->n_raw);
     if (x->n_bag) {
         tl_pb_printf(w.b, " * bags: n x %d ids of the multi-valued fields, each field's slots side by side\n"
                 " * (-1 = an empty slot, anywhere in the field's slots):\n", x->bag_slots);

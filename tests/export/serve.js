@@ -114,7 +114,9 @@ function bagEncoder(field, sep) {
     const out = new Int32Array(field.slots).fill(field.pad);
     if (MISSING.has(raw)) return out;
     let vals = raw.split(sep);
-    if (vals.length > field.slots) vals = field.keep === 'first' ? vals.slice(0, field.slots) : vals.slice(-field.slots);
+    if (vals.length > field.slots) {
+      vals = field.keep === 'first' ? vals.slice(0, field.slots) : vals.slice(-field.slots);
+    }
     vals.forEach((v, i) => { out[i] = one(v); });
     return out;
   };
