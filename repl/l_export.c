@@ -130,7 +130,9 @@ void tl_lua_open_export(lua_State *L, int tl)
          "Write a trained model for serving: a standard ONNX model (IR 8, opset 13..17, dynamic\n"
          "batch) or one dependency-free C99 file with <name>_predict(ids, numeric, n, out); and\n"
          "<path>.vocab.json beside it, the vocabularies a server encodes raw values with. Inputs:\n"
-         "the encoded ids and the raw numeric columns (normalisation is in the model); outputs:\n"
+         "the encoded ids and the raw numeric columns (normalisation is in the model), and per\n"
+         "multi-valued field its ids padded with -1 (ONNX input \"bag.<field>\"; the C function\n"
+         "then takes (ids, bags, numeric, n, out)); outputs:\n"
          "each task's probability (or value). calibrated=true applies tl.calibrate's calibrators.\n"
          "data= is the model's dataset (default: the one it was built on). README: Serving a model."},
     };

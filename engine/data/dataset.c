@@ -261,6 +261,7 @@ tl_pooling tl_dataset_bag_pool(const tl_dataset *d, int b)
     return b >= 0 && b < d->n_bag ? (tl_pooling)d->bag[b].pool : TL_POOL_SUM;
 }
 uint64_t tl_dataset_bag_truncated(const tl_dataset *d, int b) { return b >= 0 && b < d->n_bag ? d->bag[b].truncated : 0; }
+int tl_dataset_bag_keep_first(const tl_dataset *d, int b) { return b >= 0 && b < d->n_bag ? d->bag[b].keep_first : 0; }
 const char *tl_dataset_bag_kind(const tl_dataset *d, int b)
 {
     if (b < 0 || b >= d->n_bag) return NULL;

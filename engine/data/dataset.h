@@ -81,6 +81,8 @@ tl_pooling tl_dataset_bag_pool(const tl_dataset *d, int b);
 const char *tl_dataset_bag_kind(const tl_dataset *d, int b);
 const char *tl_dataset_bag_string(const tl_dataset *d, int b, int32_t id);
 uint64_t tl_dataset_bag_truncated(const tl_dataset *d, int b);
+/* 1 when a longer row of bag field b keeps its first values (keep='first'), 0 the last. */
+int tl_dataset_bag_keep_first(const tl_dataset *d, int b);
 /* tl_dataset_vocab_diff for bag field ba of a and bb of b. */
 int tl_dataset_bag_diff(const tl_dataset *a, int ba, const tl_dataset *b, int bb, char *msg, size_t cap);
 /* Bytes held by the dataset's arrays (for the Lua GC). */

@@ -4,9 +4,12 @@
  *   int <name>_predict(const int32_t *ids, const float *numeric, size_t n, float *out);
  *
  * ids is n x n_cat (row-major), numeric n x n_raw (raw values, NaN =
- * missing), out n x n_outputs (task order of the export). Returns 0, or -1
- * when an id is outside its field's vocabulary (nothing is read out of
- * bounds; rows before the bad one are written). It needs only libm,
+ * missing), out n x n_outputs (task order of the export). A model with
+ * multi-valued fields takes one more argument after ids, `const int32_t
+ * *bags`: n x bag_slots, each field's slots side by side in field order,
+ * -1 in the empty ones (tl_split.bag's layout). Returns 0, or -1 when an id
+ * is outside its field's vocabulary (nothing is read out of bounds; rows
+ * before the bad one are written). It needs only libm,
  * allocates nothing (each row's activations live on the stack) and keeps no
  * state, so any number of threads may call it at once. */
 #ifndef TL_EXPORT_C_SOURCE_H

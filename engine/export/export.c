@@ -54,11 +54,12 @@ tl_status tl_export_c(tl_model *m, const tl_dataset *d, const tl_export_options 
 
 /* ---- JSON --------------------------------------------------------------- */
 
-/* A JSON string: bytes as they are, except quote, backslash and control
- * characters, which are escaped. */
-static void jstr(tl_pb *b, const char *s)
+/* A JSON string, prefix then s: bytes as they are, except quote, backslash
+ * and control characters, which are escaped (the prefix has none). */
+static void jstr_pre(tl_pb *b, const char *prefix, const char *s)
 {
     tl_pb_bytes(b, "\"", 1);
+    tl_pb_bytes(b, prefix, strlen(prefix));
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\') {
             char e[2] = {'\\', (char)*p};
@@ -71,6 +72,8 @@ static void jstr(tl_pb *b, const char *s)
     }
     tl_pb_bytes(b, "\"", 1);
 }
+
+static void jstr(tl_pb *b, const char *s) { jstr_pre(b, "", s); }
 
 static void json_field(tl_pb *b, const tl_dataset *d, int f)
 {
@@ -100,6 +103,35 @@ static void json_field(tl_pb *b, const tl_dataset *d, int f)
     tl_pb_bytes(b, "}", 1);
 }
 
+/* Multi-valued field b: its input, slots, pooling and truncation, then the
+ * encoding of each value (as a single field's, without a missing id: a
+ * missing or empty field is an empty bag, all slots -1). */
+static void json_bag(tl_pb *b, const tl_xgraph *x, const tl_dataset *d, int f)
+{
+    static const char *const pools[] = {"sum", "mean", "max"};
+    const char *kind = tl_dataset_bag_kind(d, f);
+    int32_t size = tl_dataset_bag_vocab(d, f);
+    tl_pb_printf(b, "    {\"name\": ");
+    jstr(b, x->bag_name[f]);
+    tl_pb_printf(b, ", \"input\": ");
+    jstr_pre(b, "bag.", x->bag_name[f]);
+    tl_pb_printf(b, ", \"kind\": \"%s\", \"size\": %d, \"slots\": %d, \"offset\": %d, \"pad\": -1,\n     "
+            "\"pooling\": \"%s\", \"keep\": \"%s\"", kind, (int)size, x->bag_len[f], x->bag_off[f],
+            pools[x->bag_pool[f]], tl_dataset_bag_keep_first(d, f) ? "first" : "last");
+    if (strcmp(kind, "vocab") == 0) {
+        tl_pb_printf(b, ", \"oov\": 0, \"first\": 2,\n     \"values\": [");
+        for (int32_t id = 2; id < size; id++) {
+            const char *v = tl_dataset_bag_string(d, f, id);
+            if (id > 2) tl_pb_bytes(b, ", ", 2);
+            jstr(b, v ? v : "");
+        }
+        tl_pb_bytes(b, "]", 1);
+    } else {
+        tl_pb_printf(b, ", \"buckets\": %d, \"hash\": \"towerlab-xxh64\", \"seed\": %d", (int)size - 1, 0x746c);
+    }
+    tl_pb_bytes(b, "}", 1);
+}
+
 tl_status tl_export_vocab_json(tl_model *m, const tl_dataset *d, const tl_export_options *o,
                                const char *path)
 {
@@ -113,7 +145,12 @@ tl_status tl_export_vocab_json(tl_model *m, const tl_dataset *d, const tl_export
         json_field(&b, d, f);
         tl_pb_printf(&b, f + 1 < x.n_cat ? ",\n" : "\n");
     }
-    tl_pb_printf(&b, "  ],\n  \"numeric\": [\n");
+    tl_pb_printf(&b, "  ],\n  \"bags\": [%s", x.n_bag ? "\n" : "");
+    for (int f = 0; f < x.n_bag; f++) {
+        json_bag(&b, &x, d, f);
+        tl_pb_printf(&b, f + 1 < x.n_bag ? ",\n" : "\n  ");
+    }
+    tl_pb_printf(&b, "],\n  \"numeric\": [\n");
     for (int j = 0, r = 0; j < x.n_num; j++) {
         const tl_xnum *n = &x.num[j];
         if (n->kind == TL_X_NUM_FLAG) continue;

@@ -20,7 +20,8 @@ tl_status tl_export_onnx(tl_model *m, const tl_dataset *d, const tl_export_optio
 tl_status tl_export_c(tl_model *m, const tl_dataset *d, const tl_export_options *o,
                       const char *name, int header, const char *path);
 /* The JSON description of the inputs: categorical vocabularies (id of each
- * value), hash and quantile fields, the raw numeric columns and their
+ * value), hash and quantile fields, the multi-valued fields (input, slots,
+ * pooling, truncation and encoding), the raw numeric columns and their
  * statistics, the outputs. */
 tl_status tl_export_vocab_json(tl_model *m, const tl_dataset *d, const tl_export_options *o,
                                const char *path);

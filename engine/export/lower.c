@@ -48,7 +48,7 @@ static const tl_xop op_map[TL_OP_COUNT] = {
     [TL_OP_TOKEN_LINEAR] = TL_X_TOKEN_LINEAR, [TL_OP_ADD] = TL_X_ADD,
     [TL_OP_SUB] = TL_X_SUB,         [TL_OP_MUL] = TL_X_MUL,
     [TL_OP_GATE_MIX] = TL_X_GATE_MIX, [TL_OP_ATTENTION] = TL_X_ATTENTION,
-    [TL_OP_EMBEDDING] = TL_X_EMBEDDING,
+    [TL_OP_EMBEDDING] = TL_X_EMBEDDING, [TL_OP_EMBEDDING_BAG] = TL_X_EMBEDDING_BAG,
 };
 
 static int lower(lowering *L, tl_node a);
@@ -274,7 +274,20 @@ static int lower(lowering *L, tl_node a)
         if (r >= 0) L->map[a] = r;
         return r;
     case TL_OP_INPUT_IDS:
-        n.op = TL_X_IDS;
+        if (a == L->v->ids) {
+            n.op = TL_X_IDS;
+            break;
+        }
+        for (int b = 0; b < L->v->n_bag; b++)
+            if (a == L->v->bag_ids[b]) {
+                n.op = TL_X_BAG_IDS;
+                n.k = b;
+            }
+        if (n.op != TL_X_BAG_IDS) {
+            L->st = tl_fail(TL_ERR_ARG, "export: the prediction of task '%s' reads id input '%s', which a "
+                    "served model does not have", L->task, d->name);
+            return -1;
+        }
         break;
     case TL_OP_INPUT:
         if (a != L->v->num) {
@@ -363,13 +376,43 @@ static tl_status lower_numeric(tl_xgraph *x, const tl_dataset *d)
 static tl_status check_data(const tl_model_config *c, const tl_dataset *d)
 {
     int same = tl_dataset_n_cat(d) == c->n_cat && tl_dataset_n_num(d) == c->n_num &&
-               tl_dataset_n_tasks(d) == c->n_tasks;
+               tl_dataset_n_tasks(d) == c->n_tasks && tl_dataset_n_bag(d) == c->n_bag;
     for (int f = 0; same && f < c->n_cat; f++) same = tl_dataset_vocab(d)[f] == c->vocab[f];
     if (!same)
-        return tl_fail(TL_ERR_ARG, "export: the dataset (%d categorical, %d numeric, %d tasks) is not "
-                       "the one the model was built on (%d, %d, %d)", tl_dataset_n_cat(d),
-                       tl_dataset_n_num(d), tl_dataset_n_tasks(d), c->n_cat, c->n_num, c->n_tasks);
+        return tl_fail(TL_ERR_ARG, "export: the dataset (%d categorical, %d multi-valued, %d numeric, %d tasks) "
+                       "is not the one the model was built on (%d, %d, %d, %d)", tl_dataset_n_cat(d),
+                       tl_dataset_n_bag(d), tl_dataset_n_num(d), tl_dataset_n_tasks(d), c->n_cat, c->n_bag,
+                       c->n_num, c->n_tasks);
+    for (int b = 0; b < c->n_bag; b++) {
+        const char *nm = tl_dataset_bag_name(d, b);
+        if (strncmp(nm, c->bag_name[b], strlen(c->bag_name[b])) != 0 || tl_dataset_bag_vocab(d, b) != c->bag_vocab[b] ||
+            tl_dataset_bag_len(d, b) != c->bag_len[b])
+            return tl_fail(TL_ERR_ARG, "export: the dataset's multi-valued field %d is '%s' (%d ids, %d slots), "
+                           "the model's '%s' (%d ids, %d slots)", b + 1, nm, (int)tl_dataset_bag_vocab(d, b),
+                           tl_dataset_bag_len(d, b), c->bag_name[b], (int)c->bag_vocab[b], c->bag_len[b]);
+        if (strlen(nm) > TL_X_BAG_NAME_MAX)
+            return tl_fail(TL_ERR_ARG, "export: multi-valued field '%.40s...': its name is longer than %d bytes, "
+                           "the longest an exported input name takes; rename the column", nm, TL_X_BAG_NAME_MAX);
+        if ((unsigned)c->bag_pool[b] > TL_POOL_MAX)
+            return tl_fail(TL_ERR_ARG, "export: multi-valued field '%s': pooling %d has no export", nm,
+                           c->bag_pool[b]);
+    }
     return TL_OK;
+}
+
+/* The multi-valued fields' layout: one input each, their slots side by side
+ * in the C writer's row of bag ids. */
+static void lower_bags(tl_xgraph *x, const tl_model_config *c, const tl_dataset *d)
+{
+    x->n_bag = c->n_bag;
+    for (int b = 0; b < c->n_bag; b++) {
+        x->bag_name[b] = tl_dataset_bag_name(d, b);
+        x->bag_len[b] = c->bag_len[b];
+        x->bag_off[b] = x->bag_slots;
+        x->bag_pool[b] = c->bag_pool[b];
+        x->bag_vocab[b] = c->bag_vocab[b];
+        x->bag_slots += c->bag_len[b];
+    }
 }
 
 tl_status tl_export_lower(tl_model *m, const tl_dataset *d, const tl_export_options *o,
@@ -385,13 +428,10 @@ tl_status tl_export_lower(tl_model *m, const tl_dataset *d, const tl_export_opti
                                        "statistics are part of the export)");
     tl_status st = check_data(c, d);
     if (st) return st;
-    if (c->n_bag > 0)
-        return tl_fail(TL_ERR_ARG, "export: multi-valued field '%s' (embedding bag): ONNX and C export do not "
-                       "support multi-valued fields yet; export a model without them",
-                       c->bag_name[0]);
     if (o->tasks >> c->n_tasks)
         return tl_fail(TL_ERR_ARG, "export: task index outside 0..%d", c->n_tasks - 1);
     out->n_cat = c->n_cat;
+    lower_bags(out, c, d);
     if ((st = lower_numeric(out, d)) != TL_OK) goto fail;
     lowering L = {out, &v, v.g, NULL, NULL, TL_OK};
     int nn = tl_graph_node_count(v.g);

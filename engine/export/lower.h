@@ -12,6 +12,11 @@
  * (TL_X_NUMERIC) reproduces tl.data.csv's normalisation from the dataset's
  * training statistics, so a server feeds the values it has. Calibrators
  * (tl.calibrate) are a TL_X_CALIBRATE node after the prediction.
+ *
+ * Multi-valued ("bag") fields enter as one id input each (TL_X_BAG_IDS, the
+ * field's L slots with -1 in the empty ones, as tl_split.bag holds them) and
+ * are pooled by TL_X_EMBEDDING_BAG exactly as ops/bag.c does: sum, mean over
+ * the ids present, or element-wise max; a bag with no id gives zeros.
  */
 #ifndef TL_EXPORT_LOWER_H
 #define TL_EXPORT_LOWER_H
@@ -40,6 +45,9 @@ typedef enum {
     TL_X_GATE_MIX,       /* in: gate, expert blocks; blocks = {first, count} per block */
     TL_X_ATTENTION,      /* in: q, k, v; k = tokens */
     TL_X_CALIBRATE,      /* cal applied to a probability column */
+    TL_X_BAG_IDS,        /* graph input of multi-valued field k: int32 [N, L], -1 = empty slot */
+    TL_X_EMBEDDING_BAG,  /* in: table, bag ids; k = slots L, start = pooling (ops/bag.h's
+                            tl_bag_pool), vocab[0] = the table's rows */
     TL_X_COUNT
 } tl_xop;
 
@@ -85,7 +93,16 @@ typedef struct {
     const char **raw_names;       /* n_raw, the dataset's (valid while it lives) */
     float *consts;                /* scalars the lowering made (owned; TL_X_CONST data) */
     int n_consts;
+    /* multi-valued fields (every one the model has, reached or not): name (the
+     * dataset's), slots, first slot in a row of all their slots, id count, pooling */
+    int n_bag, bag_slots;
+    const char *bag_name[TL_MAX_BAGS];
+    int bag_len[TL_MAX_BAGS], bag_off[TL_MAX_BAGS], bag_pool[TL_MAX_BAGS];
+    int32_t bag_vocab[TL_MAX_BAGS];
 } tl_xgraph;
+
+/* Longest multi-valued field name the export takes (its ONNX input is "bag.<name>"). */
+#define TL_X_BAG_NAME_MAX 200
 
 typedef struct {
     unsigned tasks;      /* bit k: export task k; 0 = every task */

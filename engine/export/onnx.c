@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ops/bag.h"
+
 /* TensorProto.DataType */
 enum { DT_FLOAT = 1, DT_INT32 = 6, DT_INT64 = 7, DT_BOOL = 9, DT_DOUBLE = 11 };
 /* AttributeProto.AttributeType */
@@ -23,14 +25,24 @@ typedef struct {
 } writer;
 
 typedef struct {
-    char s[24];
+    char s[TL_X_BAG_NAME_MAX + 8]; /* "bag.<field>" (lower.c limits the field's name) */
 } name;
+
+/* Multi-valued field b's input. */
+static name bag_input(const tl_xgraph *x, int b)
+{
+    name r;
+    snprintf(r.s, sizeof r.s, "bag.%s", x->bag_name[b]);
+    return r;
+}
 
 static name vname(const writer *w, int i)
 {
     name r;
     if (w->x->nodes[i].op == TL_X_IDS)
         snprintf(r.s, sizeof r.s, "ids");
+    else if (w->x->nodes[i].op == TL_X_BAG_IDS)
+        r = bag_input(w->x, w->x->nodes[i].k);
     else
         snprintf(r.s, sizeof r.s, "v%d", i);
     return r;
@@ -276,6 +288,72 @@ static void emit_embedding(writer *w, int i, const tl_xnode *n)
     finish(w, i, reshape(w, g.s, (int64_t)F * dim, 0).s, TL_ACT_NONE);
 }
 
+static name cint32(writer *w, int32_t v)
+{
+    int64_t one[2] = {1, 1};
+    name c = fresh(w, 'c');
+    init_raw(w, c.s, one, 2, DT_INT32, &v, sizeof v);
+    return c;
+}
+
+/* ops/bag.c's pooling. ids [N, L] int32: -1 is an empty slot; any other id
+ * outside 0 .. V - 1 becomes id 0 (the unseen value, or bucket 0), as for the
+ * single-valued fields (emit_embedding). Rows of the table [N, L, D] are
+ * masked by the slots present: sum (ReduceSum over L), mean (that sum times
+ * 1 / max(count, 1), the engine's 1 / count), max (ReduceMax over L with the
+ * empty slots at -inf, then 0 for a row with no id, as the engine gives). */
+static void emit_embedding_bag(writer *w, int i, const tl_xnode *n)
+{
+    int32_t V = n->vocab[0];
+    name in = vname(w, n->in[1]), tab = vname(w, n->in[0]);
+    name zero = cint32(w, 0), size = cint32(w, V), pad = cint32(w, -1);
+    name present = op1(w, "Not", op2(w, "Equal", in.s, pad.s).s, NULL);
+    name ok = op2(w, "And", op2(w, "GreaterOrEqual", in.s, zero.s).s, op2(w, "Less", in.s, size.s).s);
+    const char *sel[3] = {ok.s, in.s, zero.s};
+    name safe = fresh(w, 't');
+    node(w, "Where", sel, 3, safe.s, NULL);
+    name g = op2(w, "Gather", tab.s, safe.s); /* [N, L, D] */
+    int64_t ax1 = 1, ax2 = 2;
+    attrs cf = {0};
+    attr_int(&cf, "to", DT_FLOAT);
+    name maskf = op1(w, "Cast", present.s, &cf); /* [N, L] */
+    name cnt = fresh(w, 't');                      /* [N, 1] */
+    {
+        attrs kd = {0};
+        attr_int(&kd, "keepdims", 1);
+        const char *rin[2] = {maskf.s, cints(w, 1, &ax1).s};
+        node(w, "ReduceSum", rin, 2, cnt.s, &kd);
+    }
+    name out;
+    if (n->start == TL_BAG_MAX) {
+        name p3 = op2(w, "Unsqueeze", present.s, cints(w, 1, &ax2).s);
+        const char *win[3] = {p3.s, g.s, cscalar(w, -INFINITY).s};
+        name masked = fresh(w, 't');
+        node(w, "Where", win, 3, masked.s, NULL);
+        attrs at = {0};
+        attr_ints(&at, "axes", &ax1, 1);
+        attr_int(&at, "keepdims", 0);
+        name mx = op1(w, "ReduceMax", masked.s, &at);
+        name has = op2(w, "Greater", cnt.s, cscalar(w, 0.0f).s);
+        const char *hin[3] = {has.s, mx.s, cscalar(w, 0.0f).s};
+        out = fresh(w, 't');
+        node(w, "Where", hin, 3, out.s, NULL);
+    } else {
+        name m3 = op2(w, "Unsqueeze", maskf.s, cints(w, 1, &ax2).s);
+        attrs kd = {0};
+        attr_int(&kd, "keepdims", 0);
+        const char *rin[2] = {op2(w, "Mul", g.s, m3.s).s, cints(w, 1, &ax1).s};
+        out = fresh(w, 't');
+        node(w, "ReduceSum", rin, 2, out.s, &kd);
+        if (n->start == TL_BAG_MEAN) {
+            name one = cscalar(w, 1.0f);
+            name inv = op2(w, "Div", one.s, op2(w, "Max", cnt.s, one.s).s);
+            out = op2(w, "Mul", out.s, inv.s);
+        }
+    }
+    finish(w, i, out.s, TL_ACT_NONE);
+}
+
 static void emit_linear(writer *w, int i, const tl_xnode *n)
 {
     name x = vname(w, n->in[0]), W = vname(w, n->in[1]);
@@ -440,7 +518,9 @@ static void emit(writer *w, int i)
         [TL_X_RELU] = "Relu", [TL_X_SIGMOID] = "Sigmoid", [TL_X_TANH] = "Tanh", [TL_X_EXP] = "Exp",
         [TL_X_SOFTPLUS] = "Softplus"};
     switch (n->op) {
-    case TL_X_IDS: return; /* the graph input */
+    case TL_X_IDS:
+    case TL_X_BAG_IDS: return; /* graph inputs */
+    case TL_X_EMBEDDING_BAG: emit_embedding_bag(w, i, n); return;
     case TL_X_CONST: {
         int64_t dims[2] = {n->rows, n->cols};
         init_raw(w, out.s, dims, 2, DT_FLOAT, n->data, (size_t)n->rows * n->cols * sizeof(float));
@@ -521,6 +601,12 @@ tl_status tl_export_onnx_encode(const tl_xgraph *x, const tl_model_config *cfg, 
     const uint16_t probe = 1;
     if (*(const uint8_t *)&probe != 1)
         return tl_fail(TL_ERR_STATE, "export: the ONNX writer needs a little-endian machine");
+    for (int b = 0; b < x->n_bag; b++)
+        for (int o = 0; o < x->n_out; o++)
+            if (strcmp(bag_input(x, b).s, cfg->tasks[x->task[o]].name) == 0)
+                return tl_fail(TL_ERR_ARG, "export: multi-valued field '%s': its ONNX input '%s' has the name "
+                               "of a task's output; rename the task or the field", x->bag_name[b],
+                               bag_input(x, b).s);
     writer w = {{0}, {0}, 0, opset, x};
     int has_ids = 0, has_num = 0;
     for (int i = 0; i < x->n; i++) {
@@ -534,6 +620,7 @@ tl_status tl_export_onnx_encode(const tl_xgraph *x, const tl_model_config *cfg, 
     tl_pb_bytes(&g, w.inits.p, w.inits.n);
     if (has_ids) value_info(&g, 11, "ids", DT_INT32, x->n_cat);
     if (has_num) value_info(&g, 11, "numeric", DT_FLOAT, x->n_raw);
+    for (int b = 0; b < x->n_bag; b++) value_info(&g, 11, bag_input(x, b).s, DT_INT32, x->bag_len[b]);
     for (int o = 0; o < x->n_out; o++) {
         /* the outputs are Identity copies named by their task */
         tl_pb n = {0};

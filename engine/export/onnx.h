@@ -3,7 +3,10 @@
  *
  * Inputs: "ids" int32 [N, n_cat] (the encoded categorical ids, field order
  * of the dataset) and "numeric" float [N, n_raw] (the raw plain numeric
- * columns, NaN = missing); either is absent when the model has none.
+ * columns, NaN = missing); either is absent when the model has none. Each
+ * multi-valued field <f> is one more input "bag.<f>" int32 [N, slots]: the
+ * ids of the row's values, -1 in the empty slots (an id outside -1 .. size-1
+ * reads id 0, as an out-of-range single id does).
  * Outputs: one float [N, 1] per exported task, named by the task: its
  * probability (binary) or value (regression), calibrated when asked.
  *

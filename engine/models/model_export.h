@@ -12,6 +12,8 @@ typedef struct {
     const tl_model_config *cfg;
     tl_graph *g;
     tl_node ids, num;            /* TL_NONE without categorical / numeric features */
+    int n_bag;                   /* multi-valued fields: their id inputs (cfg->bag_len[b] slots) */
+    tl_node bag_ids[TL_MAX_BAGS];
     tl_node pred[TL_MAX_TASKS];  /* probability (binary) or value (regression); CrossDistil:
                                     the students; ESMM: pCTR, pCTCVR */
     int64_t steps;               /* training steps taken */

@@ -3,7 +3,12 @@
 // vocabulary JSON written by m:export (not with towerlab), run the ONNX model
 // in onnxruntime-node, and compare each task's output with m:predict's file.
 //
-//   node serve.js model.onnx model.vocab.json data.csv pred.csv [outputs.csv]
+//   node serve.js [--sep=FIELD=SEP ...] model.onnx model.vocab.json data.csv pred.csv [outputs.csv]
+//
+// A multi-valued field's text is split on its separator (the tl.data.csv
+// spec's multi=, which the JSON does not record: "|" unless --sep names
+// another), its values encoded as the JSON says, the first or last `slots`
+// kept, the rest of the row's slots -1; a missing field is an empty bag.
 //
 // outputs.csv, when given, receives onnxruntime's outputs (row,<task>,...).
 // Prints one JSON line: {"rows": n, "max_abs": {"task": d, ...}, "ids_sha": ...}.
@@ -92,8 +97,38 @@ function encoder(field) {
   throw new Error(`field ${field.name}: kind ${field.kind} not handled here`);
 }
 
+// Raw field -> its slots (Int32Array of field.slots), for a bag field of the JSON.
+function bagEncoder(field, sep) {
+  // each value as a single field's, except that inside a bag "?" is a value like any other
+  let one;
+  if (field.kind === 'vocab') {
+    const ids = new Map(field.values.map((v, i) => [v, field.first + i]));
+    one = (v) => (ids.has(v) ? ids.get(v) : field.oov);
+  } else if (field.kind === 'hash' && field.hash === 'towerlab-xxh64') {
+    const B = BigInt(field.buckets);
+    one = (v) => Number(hashBytes(Buffer.from(v, 'utf8'), field.seed) % B);
+  } else {
+    throw new Error(`bag field ${field.name}: kind ${field.kind} not handled here`);
+  }
+  return (raw) => {
+    const out = new Int32Array(field.slots).fill(field.pad);
+    if (MISSING.has(raw)) return out;
+    let vals = raw.split(sep);
+    if (vals.length > field.slots) {
+      vals = field.keep === 'first' ? vals.slice(0, field.slots) : vals.slice(-field.slots);
+    }
+    vals.forEach((v, i) => { out[i] = one(v); });
+    return out;
+  };
+}
+
 async function main() {
-  const [modelPath, vocabPath, csvPath, predPath, outPath] = process.argv.slice(2);
+  const seps = {}, args = [];
+  for (const a of process.argv.slice(2)) {
+    const m = a.match(/^--sep=([^=]+)=(.+)$/);
+    if (m) seps[m[1]] = m[2]; else args.push(a);
+  }
+  const [modelPath, vocabPath, csvPath, predPath, outPath] = args;
   const vocab = JSON.parse(fs.readFileSync(vocabPath, 'utf8'));
   const lines = fs.readFileSync(csvPath, 'utf8').split('\n').filter((l) => l.length);
   const header = splitCsv(lines[0]);
@@ -114,8 +149,16 @@ async function main() {
       num[r * R + j] = MISSING.has(s) ? NaN : parseFloat(s);
     }
   }
+  const bags = (vocab.bags || []).map((b) => ({
+    field: b, col: col(b.name), enc: bagEncoder(b, seps[b.name] || '|'), data: new Int32Array(n * b.slots),
+  }));
+  for (let r = 0; r < n; r++) {
+    const v = splitCsv(lines[r + 1]);
+    for (const b of bags) b.data.set(b.enc(v[b.col]), r * b.field.slots);
+  }
   const session = await ort.InferenceSession.create(modelPath);
   const feeds = {};
+  for (const b of bags) feeds[b.field.input] = new ort.Tensor('int32', b.data, [n, b.field.slots]);
   if (session.inputNames.includes('ids')) feeds.ids = new ort.Tensor('int32', ids, [n, F]);
   if (session.inputNames.includes('numeric')) feeds.numeric = new ort.Tensor('float32', num, [n, R]);
   const res = await session.run(feeds);

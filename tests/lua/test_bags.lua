@@ -160,11 +160,4 @@ T["convert keeps the bags; a stream fit equals the in-memory fit"] = function()
   eq(p1, p2, "streamed and in-memory predictions")
 end
 
-T["export refuses a model with bags, naming the field"] = function()
-  local d = load("sum")
-  local m = model(d)
-  m:fit{ data = d.train, epochs = 1, batch = 256, verbose = false }
-  raises(function() m:export(tmpdir .. "/m.onnx", { data = d }) end, "multi%-valued field 'tags'")
-end
-
 return T
