@@ -165,6 +165,12 @@ typedef struct {
     size_t max_rows;           /* > 0: read at most this many data rows of each file */
     int quantile_sketch;       /* 1: every quantile column's edges from the sketch, at any size;
                                   0: only above TL_DATA_SKETCH_ROWS values */
+    int split_by_hash;         /* TL_SPLIT_RATIO: 1: each row's split from a hash of (seed, its data
+                                  row index in the file) against the ratios, as the streaming
+                                  conversion (tl_shards_convert_csv) splits; split sizes then follow
+                                  the ratios only approximately (binomially), and a row's split does
+                                  not depend on the other rows. 0: a seeded permutation of the kept
+                                  rows with exactly round(ratio * rows) rows per split */
 } tl_data_schema;
 
 #endif

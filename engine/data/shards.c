@@ -376,6 +376,15 @@ static tl_status resume_scan(tl_shard_writer *w)
     return TL_OK;
 }
 
+int tl_shards_complete(const char *dir)
+{
+    char *mp = path_join(dir, MANIFEST);
+    struct stat sb;
+    int complete = mp && stat(mp, &sb) == 0;
+    tl_free(mp);
+    return complete;
+}
+
 tl_status tl_shard_writer_open(const char *dir, const tl_shard_layout *l, size_t rows_per_shard,
                                tl_shard_writer **out, uint64_t done[3])
 {
