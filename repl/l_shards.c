@@ -12,9 +12,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "diagnose.h"
 #include "dist.h"
 #include "io.h"
 #include "l_data.h"
+#include "l_leakage.h"
 #include "l_model.h"
 #include "l_mpi.h"
 #include "l_spec.h"
@@ -240,7 +242,7 @@ static int l_shards(lua_State *L)
 }
 
 static const char *const convert_fields[] = {"rows_per_shard", "verbose", "log_every", "seed", "buffer", "shuffle",
-                                             "stream", NULL};
+                                             "stream", "max_vocab", NULL};
 
 /* Two progress lines, one a pass. */
 typedef struct {
@@ -319,6 +321,41 @@ static void print_report(const tl_convert_report *r, const char *source, int qui
     fflush(stdout);
 }
 
+/* tl.data.csv's label-leakage warning (l_leakage.c) for a streamed
+ * conversion: its training rows are on disk, so on the valid split in memory
+ * (else test). */
+static void leakage_warn(const tl_dataset *d, const tl_data_schema *schema)
+{
+    const tl_split *s = tl_dataset_split(d, "valid");
+    if (!s || s->n == 0) s = tl_dataset_split(d, "test");
+    int K = tl_dataset_n_tasks(d);
+    if (!s || s->n == 0 || K > TL_MAX_TASKS) return;
+    const char *cols[TL_MAX_TASKS] = {NULL};
+    for (int t = 0; t < K; t++)
+        for (int i = 0; i < schema->n_labels; i++)
+            if (schema->labels[i].keep && strcmp(schema->labels[i].task, tl_dataset_task_name(d, t)) == 0)
+                cols[t] = schema->labels[i].column;
+    tl_leak_row *rows = NULL;
+    size_t n = 0;
+    if (tl_diagnose_leakage(d, s, cols, TL_LUA_LEAK_THRESHOLD, &rows, &n) != TL_OK) {
+        tl_clear_error();
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const tl_leak_row *r = &rows[i];
+        if (!r->leak) continue;
+        if (r->source)
+            fprintf(stderr, "tl.data.convert: warning: feature '%s' is the label source column of task '%s' (kept "
+                            "with keep=true): label leakage\n",
+                    r->feature, tl_dataset_task_name(d, r->task));
+        else
+            fprintf(stderr, "tl.data.convert: warning: feature '%s' predicts task '%s' almost perfectly on the %s "
+                            "split (single-feature AUC %.4f): label leakage?\n",
+                    r->feature, tl_dataset_task_name(d, r->task), s->name, r->auc);
+    }
+    tl_diagnose_leakage_free(rows);
+}
+
 /* tl.data.convert with a tl.data.csv spec at 1: streamed (tl_shards_convert_csv). */
 static int convert_csv(lua_State *L, const char *dir, int opt, size_t per, int quiet, double every)
 {
@@ -327,6 +364,7 @@ static int convert_csv(lua_State *L, const char *dir, int opt, size_t per, int q
     int anchor = lua_gettop(L);
     tl_data_schema s;
     tl_lua_csv_schema(L, 1, anchor, fn, &s);
+    s.max_vocab = opt ? (size_t)tl_lua_opt_int(L, opt, fn, "max_vocab", 10000000, 0, INT64_MAX) : 10000000;
     csv_progress p;
     memset(&p, 0, sizeof p);
     progress_init(&p.line[0], "convert: pass 1/2, reading", quiet, every);
@@ -340,12 +378,16 @@ static int convert_csv(lua_State *L, const char *dir, int opt, size_t per, int q
     const char *base = strrchr(s.path, '/');
     print_report(r, s.name ? s.name : base ? base + 1 : s.path, quiet);
     push_shards(L, dir, opt);
+    lua_getiuservalue(L, -1, 1);
+    leakage_warn(tl_lua_check_dataset(L, -1), &s);
+    lua_pop(L, 1);
     push_report(L, r);
     lua_remove(L, ri);
     return 2;
 }
 
-/* tl.data.convert(d or csv_spec, dir [, {rows_per_shard=262144, verbose=true, log_every=10, stream=true}])
+/* tl.data.convert(d or csv_spec, dir [, {rows_per_shard=262144, verbose=true, log_every=10, stream=true,
+ *                                       max_vocab=1e7}])
  *   -> shards (and, for a csv spec streamed, a report) */
 static int l_convert(lua_State *L)
 {
@@ -605,7 +647,8 @@ static const char DOC_SHARDS[] =
 
 static const char DOC_CONVERT[] =
     "tl.data.convert(d, dir [, {rows_per_shard=262144, verbose=true, log_every=10}]) -> shards\n"
-    "tl.data.convert({path=, ...tl.data.csv options}, dir [, {...}]) -> shards\n"
+    "tl.data.convert({path=, ...tl.data.csv options}, dir [, {..., stream=true, max_vocab=1e7}])\n"
+    "  -> shards, report\n"
     "Write dataset d's train, valid and test splits as shards in dir (see tl.data.shards), with a\n"
     "progress line (rows/s, ETA; one line per log_every seconds when stdout is not a terminal).\n"
     "Shards are written to a temporary name, fsynced and renamed; an interrupted conversion\n"
@@ -617,7 +660,8 @@ static const char DOC_CONVERT[] =
     "skipped=, skipped_lines=, hashed={field={values=, collisions=, buckets=}}}. The ids are\n"
     "tl.data.csv's, but a ratio split puts each row by a hash of (seed, its row index), as\n"
     "split={..., hash=true} does in tl.data.csv. Vocabulary fields keep each distinct value in\n"
-    "memory; hash= fields nothing per value (use it for ids with millions of values).\n"
+    "memory; hash= fields nothing per value (use it for ids with millions of values): a vocabulary\n"
+    "field with more than max_vocab (1e7) distinct values stops the conversion, naming it.\n"
     "stream=false (and a spec with like=) loads the file with tl.data.csv first instead.";
 
 static const char DOC_CCP[] =

@@ -11,9 +11,11 @@
  *   bench_stream train DIR stream|memory EPOCHS [THREADS]
  *                                                 an MMoE on DIR's train split
  *   bench_stream csvgen FILE ROWS                 a CSV of ROWS impressions (below)
- *   bench_stream csvconv FILE DIR stream|memory   FILE → shards in DIR: streamed
- *                                                 (tl_shards_convert_csv) or loaded
- *                                                 whole, then converted
+ *   bench_stream csvconv FILE DIR stream|hashed|memory
+ *                                                 FILE → shards in DIR: streamed
+ *                                                 (tl_shards_convert_csv; hashed: user
+ *                                                 hashed too) or loaded whole, then
+ *                                                 converted
  *
  * The CSV: user (Zipf-like over 1 M ids), item (over 2 M, hash=2^20), 6
  * categorical fields of 10..10,000 values, a multi-valued field of up to 5
@@ -198,10 +200,10 @@ static int csvgen(const char *path, uint64_t n)
     return 0;
 }
 
-static int csvconv(const char *path, const char *dir, int stream)
+static int csvconv(const char *path, const char *dir, int stream, int hashed)
 {
-    static const tl_data_cat_col cats[] = {{"user", 0, 0}, {"item", 0, 1 << 20}, {"c1", 0, 0}, {"c2", 0, 0},
-                                           {"c3", 0, 0},   {"c4", 0, 0},         {"c5", 0, 0}, {"c6", 0, 0}};
+    tl_data_cat_col cats[] = {{"user", 0, hashed ? 1 << 20 : 0}, {"item", 0, 1 << 20}, {"c1", 0, 0}, {"c2", 0, 0},
+                              {"c3", 0, 0},   {"c4", 0, 0},         {"c5", 0, 0}, {"c6", 0, 0}};
     static const tl_data_num_col nums[] = {
         {"price", TL_NUM_LOG1P, 0}, {"age", TL_NUM_STANDARD, 0}, {"score", TL_NUM_QUANTILE, 10}};
     static const tl_data_bag_col bags[] = {{"tags", "|", TL_POOL_MEAN, 5, 0, 0, 0}};
@@ -238,7 +240,7 @@ static int csvconv(const char *path, const char *dir, int stream)
         tl_dataset_free(d);
     }
     double t = bench_clock(CLOCK_MONOTONIC) - t0, c = bench_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
-    const char *m = stream ? "csv_stream" : "csv_memory";
+    const char *m = !stream ? "csv_memory" : hashed ? "csv_hashed" : "csv_stream";
     printf("%s_rows %llu\n%s_rows_per_s %.0f\n%s_cpu_rows_per_s %.0f\n", m, (unsigned long long)rows, m,
            (double)rows / t, m, (double)rows / c);
     rss();
@@ -263,7 +265,7 @@ int main(int argc, char **argv)
     if (strcmp(mode, "csvgen") == 0) return csvgen(argv[2], strtoull(argv[3], NULL, 10));
     if (strcmp(mode, "csvconv") == 0) {
         if (argc < 5) return 2;
-        return csvconv(argv[2], argv[3], strcmp(argv[4], "stream") == 0);
+        return csvconv(argv[2], argv[3], strcmp(argv[4], "memory") != 0, strcmp(argv[4], "hashed") == 0);
     }
     if (strcmp(mode, "train") == 0) {
         if (argc < 5) return 2;

@@ -8,7 +8,8 @@
 # peak RSS (getrusage) is its own.
 #
 # Then a CSV of CSV_ROWS impressions (bench_stream csvgen) converted into
-# shards, streamed (tl_shards_convert_csv, two passes) and, up to
+# shards, streamed (tl_shards_convert_csv, two passes; with user a
+# vocabulary, then hashed too) and, up to
 # MEMORY_MAX_ROWS, loaded whole and converted (the same shards): rows/s and
 # peak RSS of each.
 #
@@ -33,13 +34,16 @@ get() { awk -v k="$1" '$1 == k {print $2}' "$raw" | sort -g | awk '{v[++n] = $1}
 csv_rows() {
   "$B" csvgen "$tmp/in.csv" "$CSV_ROWS" || exit 1
   local csv_mb; csv_mb=$(du -sm "$tmp/in.csv" | cut -f1)
+  "$B" csvconv "$tmp/in.csv" "$tmp/csvh" hashed | sed 's/^peak_rss_mb/csv_hashed_peak_rss_mb/' >>"$raw" || exit 1
+  rm -rf "$tmp/csvh"
   "$B" csvconv "$tmp/in.csv" "$tmp/csvs" stream | sed 's/^peak_rss_mb/csv_stream_peak_rss_mb/' >>"$raw" || exit 1
   if [ "$CSV_ROWS" -le "$MEMORY_MAX_ROWS" ]; then
     "$B" csvconv "$tmp/in.csv" "$tmp/csvm" memory | sed 's/^peak_rss_mb/csv_memory_peak_rss_mb/' >>"$raw" || exit 1
     same=identical; for f in "$tmp"/csvs/*; do cmp -s "$f" "$tmp/csvm/${f##*/}" || same=different; done
     rm -rf "$tmp/csvm"
   fi
-  echo "| CSV → shards, streamed ($CSV_ROWS rows, $csv_mb MB of CSV) | $(get csv_stream_rows_per_s) rows/s wall, $(get csv_stream_cpu_rows_per_s) rows per CPU-second, peak RSS $(get csv_stream_peak_rss_mb) MB |"
+  echo "| CSV → shards, streamed ($CSV_ROWS rows, $csv_mb MB of CSV; user a vocabulary) | $(get csv_stream_rows_per_s) rows/s wall, $(get csv_stream_cpu_rows_per_s) rows per CPU-second, peak RSS $(get csv_stream_peak_rss_mb) MB |"
+  echo "| the same with user hashed too (hash=2^20) | $(get csv_hashed_rows_per_s) rows/s wall, $(get csv_hashed_cpu_rows_per_s) rows per CPU-second, peak RSS $(get csv_hashed_peak_rss_mb) MB |"
   if [ "$CSV_ROWS" -le "$MEMORY_MAX_ROWS" ]; then
     echo "| CSV → shards, loaded whole then converted (same rows; shards $same) | $(get csv_memory_rows_per_s) rows/s wall, $(get csv_memory_cpu_rows_per_s) rows per CPU-second, peak RSS $(get csv_memory_peak_rss_mb) MB |"
   fi

@@ -5,8 +5,9 @@
  * CHUNK_ROWS rows) and keeps only what the encodings need: the string table
  * and training counts of every vocabulary field, a bitmap of the buckets
  * hashed fields use (nothing per value), sums for the numeric statistics, the
- * values of quantile fields (exactly up to TL_DATA_SKETCH_ROWS, as loading
- * does, and always the KLL sketch), bags' longest rows, the label checks and
+ * values of quantile fields (exactly up to TL_DATA_STREAM_EXACT_ROWS, where
+ * loading goes to TL_DATA_SKETCH_ROWS, and always the KLL sketch), bags'
+ * longest rows, the label checks and
  * the row counts. The encodings are then made by finish.c's functions, so
  * they are the in-memory loader's. Pass 2 reads the files again and writes
  * every kept row, encoded, to its split's shard (tl_shard_writer), skipping
@@ -40,8 +41,8 @@ typedef struct {
 } counts;
 
 /* A quantile field's training values: exact (while at most
- * TL_DATA_SKETCH_ROWS and the schema does not ask for the sketch) and the
- * sketch. */
+ * TL_DATA_STREAM_EXACT_ROWS and the schema does not ask for the sketch) and
+ * the sketch. */
 typedef struct {
     float *vals;
     size_t n, cap;
@@ -158,7 +159,7 @@ static tl_status q_add(qvalues *q, float x)
 {
     q->k++;
     if (q->exact) {
-        if (q->n == TL_DATA_SKETCH_ROWS) { /* past the exact sort's limit: the sketch's edges */
+        if (q->n == TL_DATA_STREAM_EXACT_ROWS) { /* past the exact sort's limit: the sketch's edges */
             tl_free(q->vals);
             q->vals = NULL;
             q->exact = 0;
@@ -222,6 +223,18 @@ static tl_status scan_chunk(void *ud, rawset *rs, uint64_t bytes)
         }
     }
     if (st) return st;
+    for (int k = 0; k < p->n_cat + p->n_bag && c->s->max_vocab; k++) {
+        int hashed = k < p->n_cat ? p->cat[k]->hash_buckets > 0 : p->bag[k - p->n_cat]->hash_buckets > 0;
+        const strtab *t = k < p->n_cat ? &rs->tab[k] : &rs->btab[k - p->n_cat];
+        if (!hashed && t->n > c->s->max_vocab)
+            return tl_fail(TL_ERR_ARG,
+                           "%s: field '%s' has more than %zu distinct values in its first %llu rows, and a vocabulary "
+                           "field keeps every distinct value in memory while converting: hash it ({'%s', "
+                           "hash=N} buckets, e.g. N = 1048576) or raise max_vocab",
+                           c->source, k < p->n_cat ? p->cat[k]->name : p->bag[k - p->n_cat]->name,
+                           c->s->max_vocab, (unsigned long long)(c->rows_read + rs->n),
+                           k < p->n_cat ? p->cat[k]->name : p->bag[k - p->n_cat]->name);
+    }
     c->rows_read += rs->n;
     return tick(c, bytes);
 }
@@ -397,7 +410,7 @@ static tl_status make_encodings(conv *c)
         f->kind = CAT_QUANT;
         f->buckets = col->buckets > 1 ? col->buckets : 10;
         if (!(f->name = tl_strdup(col->name, "field name"))) return TL_ERR_NOMEM;
-        int sketch = v->k && (s->quantile_sketch || v->k > TL_DATA_SKETCH_ROWS);
+        int sketch = v->k && (s->quantile_sketch || v->k > TL_DATA_STREAM_EXACT_ROWS);
         st = tl_data_quantile_edges(sketch ? NULL : v->vals, (size_t)v->k, sketch ? v->sk : NULL, f->buckets, f);
         f->size = (int32_t)f->n_edges + 2;
         e->vocab[p->n_cat + q] = f->size;

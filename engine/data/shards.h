@@ -121,12 +121,14 @@ typedef struct {
  * bucket use, numeric statistics, quantile edges, bag lengths, label
  * checks, row counts), pass 2 reads the files again and writes each row
  * encoded into its split's shards. The ids, numbers and shards are those of
- * tl_data_csv_load + tl_shards_convert for the same schema, with one
- * exception: a ratio split assigns each row by a hash of (seed, its data row
- * index) (s->split_by_hash is implied; see tl_data_schema). Memory: the
+ * tl_data_csv_load + tl_shards_convert for the same schema, with two
+ * exceptions: a ratio split assigns each row by a hash of (seed, its data row
+ * index) (s->split_by_hash is implied; see tl_data_schema), and a quantile
+ * field with more than TL_DATA_STREAM_EXACT_ROWS training values gets the
+ * sketch's edges (as with quantile_sketch). Memory: the
  * string table of every vocabulary field (every distinct value, with
  * hash_buckets nothing per value), group ids' table (s->id), quantile
- * fields' values up to TL_DATA_SKETCH_ROWS each (sketch: none), a few
+ * fields' values up to TL_DATA_STREAM_EXACT_ROWS each (sketch: none), a few
  * chunks of rows and one open shard buffer per split. Bad rows are errors
  * naming file:line and column, or skipped (on_bad = skip) and counted in
  * *report. Resumes an interrupted conversion as tl_shards_convert (its

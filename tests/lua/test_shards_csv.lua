@@ -82,6 +82,31 @@ T["bad rows: an error naming file, line and column, or skipped and counted"] = f
   eq(rep.rows.train + rep.rows.valid + rep.rows.test, 298)
 end
 
+T["a vocabulary field past max_vocab distinct values is refused, naming it"] = function()
+  local path = write("v.csv", csv_text(500))
+  raises(function() tl.data.convert(spec(path), tmpdir .. "/voc", { max_vocab = 5, verbose = false }) end,
+         "field 'u' has more than 5 distinct values")
+  raises(function() tl.data.convert(spec(path), tmpdir .. "/voc", { max_vocab = 5, verbose = false }) end,
+         "hash=N")
+  local sh = tl.data.convert(spec(path), tmpdir .. "/voc", { max_vocab = 13, verbose = false })
+  eq(sh.rows.train + sh.rows.valid + sh.rows.test, 500)
+end
+
+T["the label-leakage warning, on the valid split"] = function()
+  local bin = os.getenv("TL_TEST_BIN") or "./towerlab"
+  local lines = { "u,leak,click" }
+  for r = 1, 3000 do lines[#lines + 1] = string.format("u%d,%d,%d", r % 7, r % 2, r % 2) end
+  local path = write("leak.csv", table.concat(lines, "\n") .. "\n")
+  local code = string.format("tl.data.convert({path=%q, categorical={'u'}, numeric={'leak'}, labels={click={column="
+                             .. "'click', positive='1'}}, split={train=0.8, valid=0.2}, cache=false}, %q, "
+                             .. "{verbose=false})", path, tmpdir .. "/leak")
+  local p = assert(io.popen(string.format("%s -e %q 2>&1", bin, code)))
+  local out = p:read("a")
+  p:close()
+  check(out:find("tl.data.convert: warning: feature 'leak' predicts task 'click' almost perfectly on the valid",
+                 1, true), out)
+end
+
 -- Off a terminal: one line per pass, rows/s, and how long the last took.
 T["progress lines of both passes in a log"] = function()
   local bin = os.getenv("TL_TEST_BIN") or "./towerlab"
