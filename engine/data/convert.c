@@ -17,7 +17,7 @@
  * those of tl_data_csv_load + tl_shards_convert. A ratio split cannot be a
  * permutation of the kept rows without holding one (4 bytes a row): a row's
  * split comes from a hash of (seed, its data row index) instead
- * (tl_data_hash_split; tl_data_csv_load does the same with split_by_hash).
+ * (tl_data_split_of_row; tl_data_csv_load does the same with split_by_hash).
  */
 #include <errno.h>
 #include <math.h>
@@ -26,7 +26,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "csv.h"
 #include "data_internal.h"
 #include "dataset.h"
 #include "shards.h"
@@ -134,7 +133,7 @@ static int row_split(conv *c, size_t r)
     uint64_t i = row_index(c, r);
     int tag = c->rs.tag[r];
     if (c->s->split == TL_SPLIT_NONE) return tag >= 0 ? TL_TO_TRAIN : tag;
-    if (c->s->split == TL_SPLIT_RATIO) return tl_data_hash_split(c->s, i);
+    if (c->s->split == TL_SPLIT_RATIO) return tl_data_split_of_row(c->s, i);
     return tag;
 }
 

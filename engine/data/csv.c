@@ -675,6 +675,8 @@ done:
     return st;
 }
 
+int tl_data_hash_split(const tl_data_schema *s, uint64_t row) { return tl_data_split_of_row(s, row); }
+
 /* ---- CSV loading ---------------------------------------------------------- */
 
 /* With like=, a bag field keeps as many values per row as like's slots. */

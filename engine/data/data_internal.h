@@ -297,6 +297,10 @@ tl_status tl_data_hash_collisions(uint32_t n, const uint32_t *counts, const int3
  * (sorted here) when sk is NULL, else the sketch that saw them. */
 tl_status tl_data_quantile_edges(float *vals, size_t k, const struct tl_sketch *sk, int B, dcat *c);
 
+/* TL_SPLIT_RATIO by hash (split_by_hash, the streaming conversion): the
+ * split of the data row at 0-based index `row` (csv.h's tl_data_hash_split). */
+int tl_data_split_of_row(const tl_data_schema *s, uint64_t row);
+
 /* rs → dataset. Tasks come from s->labels (types from the label kinds). On
  * success *out owns a new dataset; rs is left for the caller to free. */
 tl_status tl_data_finish(rawset *rs, const finish_args *a, tl_dataset **out);

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "csv.h"
 #include "data_internal.h"
 #include "sketch.h"
 #include "dataset.h"
@@ -26,7 +25,7 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int tl_data_hash_split(const tl_data_schema *s, uint64_t row)
+int tl_data_split_of_row(const tl_data_schema *s, uint64_t row)
 {
     uint64_t h = hash_bytes(&row, sizeof row, s->seed ^ 0x73706c697448ULL);
     double u = (double)(h >> 11) * 0x1p-53;
@@ -41,7 +40,7 @@ static tl_status assign_splits(rawset *rs, const tl_data_schema *s, const tl_dat
     }
     if (s->split != TL_SPLIT_RATIO) return TL_OK; /* tagged while reading */
     if (s->split_by_hash) {
-        for (size_t r = 0; r < rs->n; r++) rs->tag[r] = (int8_t)tl_data_hash_split(s, rs->row[r]);
+        for (size_t r = 0; r < rs->n; r++) rs->tag[r] = (int8_t)tl_data_split_of_row(s, rs->row[r]);
         return TL_OK;
     }
     uint32_t *perm = tl_malloc(sizeof *perm * rs->n, "split permutation");
