@@ -19,7 +19,6 @@
  * split comes from a hash of (seed, its data row index) instead
  * (tl_data_split_of_row; tl_data_csv_load does the same with split_by_hash).
  */
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -257,7 +256,10 @@ static tl_status write_chunk(void *ud, rawset *rs, uint64_t bytes)
             if (raw[k] < 0) cat[k] = c->miss_id[k];
             else if (p->cat[k]->hash_buckets > 0) cat[k] = raw[k];
             else if ((uint32_t)raw[k] < c->map_n[k]) cat[k] = c->map[k][raw[k]];
-            else cat[k] = ID_OOV, c->changed = 1;
+            else {
+                cat[k] = ID_OOV; /* a value pass 1 did not see: the file changed */
+                c->changed = 1;
+            }
         }
         const float *x = rs->num + r * nn;
         for (int q = 0; q < p->n_num - p->n_num_plain; q++) {
@@ -284,7 +286,10 @@ static tl_status write_chunk(void *ud, rawset *rs, uint64_t bytes)
                 if (i < n) {
                     if (p->bag[k]->hash_buckets > 0) id = bv[i];
                     else if ((uint32_t)bv[i] < c->bmap_n[k]) id = c->bmap[k][bv[i]];
-                    else id = ID_OOV, c->changed = 1;
+                    else {
+                        id = ID_OOV;
+                        c->changed = 1;
+                    }
                 }
                 bag[i] = id;
             }
