@@ -5,7 +5,8 @@
  * buckets exact and sketched, missing flags, multi-valued and sequence
  * fields, weights and group ids, RFC 4180 records spanning lines, CRLF),
  * gzip input, bad rows named by file, line and column or skipped and
- * counted, and an interrupted conversion resumed to the same bytes. */
+ * counted (also when only pass 2 meets them: the file changed), and an
+ * interrupted conversion resumed to the same bytes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -399,6 +400,86 @@ static void test_interrupted_conversion_resumes(void **state)
     tlt_tempdir_free(dir);
 }
 
+/* The file replaced (renamed over) while pass 1 reads it: pass 1 goes on
+ * with the old file, pass 2 reads the new one. */
+typedef struct {
+    const char *path, *replacement;
+    int done;
+} swap;
+
+static int swap_in_pass1(void *ud, int pass, uint64_t done, uint64_t total)
+{
+    (void)done;
+    (void)total;
+    swap *w = ud;
+    if (pass == 1 && !w->done) {
+        assert_int_equal(rename(w->replacement, w->path), 0);
+        w->done = 1;
+    }
+    return 0;
+}
+
+static void write_rows(const char *path, int n, int bad_row, const char *bad_x)
+{
+    FILE *f = fopen(path, "wb");
+    fputs("a,x,y\n", f);
+    for (int r = 0; r < n; r++) {
+        if (r == bad_row) fprintf(f, "a%d,%s,%d\n", r % 50, bad_x, r % 3 == 0);
+        else fprintf(f, "a%d,%d,%d\n", r % 50, r % 10, r % 3 == 0);
+    }
+    fclose(f);
+}
+
+/* A bad row that only pass 2 meets (the file changed) is named by file,
+ * line and column; skipped, the counts differ: "the file changed". */
+static void test_bad_row_in_pass2(void **state)
+{
+    (void)state;
+    char *dir = tlt_tempdir_new();
+    char *p = strdup(path_of(dir, "c.csv")), *q = strdup(path_of(dir, "c2.csv"));
+    static const tl_data_cat_col cats[] = {{"a", 0, 0}};
+    static const tl_data_num_col nums[] = {{"x", TL_NUM_STANDARD, 0}};
+    static const char *const pos[] = {"1"};
+    static const tl_data_label lab[] = {{.task = "y", .column = "y", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 1}};
+    tl_data_schema s;
+    tl_data_schema_init(&s);
+    s.path = p;
+    s.cat = cats;
+    s.n_cat = 1;
+    s.num = nums;
+    s.n_num = 1;
+    s.labels = lab;
+    s.n_labels = 1;
+    write_rows(p, 150000, -1, NULL);
+    write_rows(q, 150000, 140000, "oops");
+    swap w = {p, q, 0};
+    char *out = tlt_tempdir_new();
+    assert_int_equal(tl_shards_convert_csv(&s, out, 50000, swap_in_pass1, &w, NULL), TL_ERR_PARSE);
+    assert_true(w.done);
+    char want[1200];
+    snprintf(want, sizeof want, "%s:%d: column 2 ('x'): expected a number, got \"oops\"", p, 140000 + 2);
+    if (!strstr(tl_errmsg(), want)) fail_msg("message: %s\nwanted: %s", tl_errmsg(), want);
+    assert_non_null(strstr(tl_errmsg(), "the file changed after pass 1"));
+    assert_false(tl_shards_complete(out));
+    /* the shards pass 2 wrote (encoded with the old file's vocabularies) are gone */
+    assert_int_equal(access(path_of(out, "train-00000.tls"), F_OK), -1);
+    /* skipped in pass 2 only: the rows do not add up */
+    write_rows(p, 150000, -1, NULL);
+    write_rows(q, 150000, 140000, "oops");
+    w.done = 0;
+    s.on_bad = TL_BAD_SKIP;
+    char *out2 = tlt_tempdir_new();
+    assert_int_equal(tl_shards_convert_csv(&s, out2, 50000, swap_in_pass1, &w, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), "changed between the two passes"));
+    assert_false(tl_shards_complete(out2));
+    assert_int_equal(access(path_of(out2, "train-00000.tls"), F_OK), -1);
+    tlt_tempdir_free(out2);
+    tlt_tempdir_free(out);
+    free(p);
+    free(q);
+    tlt_tempdir_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_gzip_input),
         cmocka_unit_test(test_bad_rows),
         cmocka_unit_test(test_interrupted_conversion_resumes),
+        cmocka_unit_test(test_bad_row_in_pass2),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -643,12 +643,28 @@ tl_status tl_shards_convert_csv(const tl_data_schema *s, const char *dir, size_t
     c.pass = 2;
     c.rs.skipped = 0;
     c.rs.n_skip_lines = 0;
-    if ((st = read_files(&c, write_chunk))) goto done;
+    st = read_files(&c, write_chunk);
+    if (st == TL_ERR_PARSE) { /* pass 1 read every row without fault: the file changed */
+        char msg[1200];
+        snprintf(msg, sizeof msg, "%s", tl_errmsg());
+        tl_shard_writer_close(c.w);
+        c.w = NULL;
+        tl_shards_remove(dir);
+        st = tl_fail(TL_ERR_PARSE,
+                     "%s (in pass 2 of the conversion: the file changed after pass 1 read it; the shards in %s "
+                     "are deleted)",
+                     msg, dir);
+        goto done;
+    }
+    if (st) goto done;
     for (int k = 0; k < 3; k++)
         if (c.seen[k] != c.n_split[k] || c.changed) {
+            tl_shard_writer_close(c.w);
+            c.w = NULL;
+            tl_shards_remove(dir);
             st = tl_fail(TL_ERR_STATE,
                          "%s: the file changed between the two passes of the conversion (pass 1 read %llu rows "
-                         "of the %s split, pass 2 %llu%s); nothing was finished in %s",
+                         "of the %s split, pass 2 %llu%s); the shards in %s are deleted: convert it again",
                          c.source, (unsigned long long)c.n_split[k], k == 0 ? "train" : k == 1 ? "valid" : "test",
                          (unsigned long long)c.seen[k], c.changed ? ", and values pass 1 did not see" : "", dir);
             goto done;

@@ -90,6 +90,9 @@ tl_status tl_shards_convert(const tl_dataset *d, const char *dir, size_t rows_pe
 
 /* 1 when dir holds a finished conversion (its manifest). */
 int tl_shards_complete(const char *dir);
+/* Delete dir's shard files, .tmp files and manifest (other files and the
+ * directory stay). */
+void tl_shards_remove(const char *dir);
 
 /* Progress of a CSV conversion: pass 1 (reading what the encodings need;
  * total = rows estimated from the bytes read) or 2 (writing shards; total =
@@ -134,7 +137,9 @@ typedef struct {
  * *report. Resumes an interrupted conversion as tl_shards_convert (its
  * complete shards kept, the rows they hold skipped); Ctrl-C or progress
  * returning nonzero: TL_ERR_CANCELLED. A file that changes between the
- * passes is an error. report (may be NULL) gets the counts, also on
+ * passes (pass 2 meets a bad row, or other rows than pass 1 counted) is an
+ * error, and the shards are deleted (their encodings would not be the
+ * file's). report (may be NULL) gets the counts, also on
  * failure as far as they got. like= loads are not converted here. */
 tl_status tl_shards_convert_csv(const tl_data_schema *s, const char *dir, size_t rows_per_shard,
                                 tl_convert_progress progress, void *ud, tl_convert_report *report);
