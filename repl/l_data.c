@@ -400,9 +400,11 @@ static void parse_split(lua_State *L, int opts, const char *fn, tl_data_schema *
         luaL_error(L, "%s: field 'split' must be a table, e.g. {train=0.8, valid=0.1, test=0.1}, got %s", fn,
                    luaL_typename(L, -1));
     int sp = lua_gettop(L);
-    static const char *const allowed[] = {"train", "valid", "test", "modulo", NULL};
+    static const char *const allowed[] = {"train", "valid", "test", "modulo", "hash", NULL};
     char where[64];
     snprintf(where, sizeof where, "%s: split", fn);
+    int hash_given = lua_getfield(L, sp, "hash") != LUA_TNIL;
+    lua_pop(L, 1);
     tl_lua_check_fields(L, sp, where, allowed);
     int has_mod = lua_getfield(L, sp, "modulo") != LUA_TNIL;
     lua_pop(L, 1);
@@ -449,7 +451,10 @@ static void parse_split(lua_State *L, int opts, const char *fn, tl_data_schema *
         double sum = s->ratio[0] + s->ratio[1] + s->ratio[2];
         if (fabs(sum - 1) > 1e-6) luaL_error(L, "%s: ratios must sum to 1, got %f", where, sum);
         if (!(s->ratio[0] > 0)) luaL_error(L, "%s: field 'train' must be > 0", where);
+        s->split_by_hash = tl_lua_opt_bool(L, sp, where, "hash", 0);
     }
+    if (hash_given && s->split != TL_SPLIT_RATIO)
+        luaL_error(L, "%s: hash= goes with ratios (train=, valid=, test=)", where);
     lua_pop(L, 1);
 }
 
@@ -511,6 +516,11 @@ static void parse_schema(lua_State *L, int opts, int anchor, const char *fn, tl_
         luaL_error(L, "%s: field 'cache' must be a boolean or a directory, got %s", fn, luaL_typename(L, -1));
     }
     lua_pop(L, 1);
+}
+
+void tl_lua_csv_schema(lua_State *L, int opts, int anchor, const char *fn, tl_data_schema *s)
+{
+    parse_schema(L, opts, anchor, fn, s);
 }
 
 /* tl.data.csv{...} */
@@ -971,7 +981,9 @@ static const char *const DOC_CSV =
     "                        error, unless unknown='negative' (every other value is 0);\n"
     "                        keep=true keeps the source column as a feature (dropped by default)\n"
     "  id='user'             group column for GAUC;  weight='w' sample weights\n"
-    "  split={train=0.8, valid=0.1, test=0.1} (random, by seed) |\n"
+    "  split={train=0.8, valid=0.1, test=0.1} (random, by seed; exact sizes) |\n"
+    "        {train=0.8, valid=0.1, test=0.1, hash=true} (each row by a hash of seed and its\n"
+    "        row index: sizes near the ratios; as tl.data.convert streams a CSV spec) |\n"
     "        {modulo=10, train={0,...,7}, valid={8}, test={9}} (row index i % modulo) |\n"
     "        {valid='v.csv', test='t.csv'} (files). Without split: rows in d.all.\n"
     "  seed=1  on_bad='error'|'skip'  missing={'', '?'}  min_count=1\n"

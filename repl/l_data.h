@@ -17,6 +17,11 @@ void tl_lua_open_data(lua_State *L, int tl);
  * when d has skipped rows (on_bad='skip', or a loader's left-out rows). */
 void tl_lua_report_skipped(const tl_dataset *d, const char *fn, const char *one, const char *many);
 
+/* The tl.data.csv options table at opts as a schema in *s (the options'
+ * checks and errors of tl.data.csv, messages starting with fn; like= is not
+ * read): strings and arrays stay alive while the table at `anchor` does. */
+void tl_lua_csv_schema(lua_State *L, int opts, int anchor, const char *fn, tl_data_schema *s);
+
 /* Push a new dataset userdata, still empty, and return its slot for the
  * engine to fill (tl.datasets.*: tl_data_census_ex(..., slot)). The
  * userdata owns what is put there. */

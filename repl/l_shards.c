@@ -12,9 +12,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "diagnose.h"
 #include "dist.h"
 #include "io.h"
 #include "l_data.h"
+#include "l_leakage.h"
 #include "l_model.h"
 #include "l_mpi.h"
 #include "l_spec.h"
@@ -240,13 +242,169 @@ static int l_shards(lua_State *L)
 }
 
 static const char *const convert_fields[] = {"rows_per_shard", "verbose", "log_every", "seed", "buffer", "shuffle",
-                                             NULL};
+                                             "stream", "max_vocab", NULL};
 
-/* tl.data.convert(d or csv_spec, dir [, {rows_per_shard=262144, verbose=true, log_every=10}]) -> shards */
+/* Two progress lines, one a pass. */
+typedef struct {
+    progress_line line[2];
+    int pass;
+} csv_progress;
+
+static int csv_convert_progress(void *ud, int pass, uint64_t done, uint64_t total)
+{
+    csv_progress *p = ud;
+    if (pass != p->pass) {
+        if (p->pass) progress_close(&p->line[p->pass - 1]);
+        p->pass = pass;
+        p->line[pass - 1].t0 = p->line[pass - 1].last = now();
+    }
+    progress_show(&p->line[pass - 1], done, total, pass == 1 ? "  (rows estimated from the bytes)" : NULL,
+                  pass == 2 && done == total);
+    return 0;
+}
+
+/* The second result of a CSV conversion: {rows=, resumed=, skipped=, skipped_lines=, hashed={...}}. */
+static void push_report(lua_State *L, const tl_convert_report *r)
+{
+    lua_newtable(L);
+    const char *keys[2] = {"rows", "resumed"};
+    for (int w = 0; w < 2; w++) {
+        lua_newtable(L);
+        for (int k = 0; k < 3; k++) {
+            lua_pushinteger(L, (lua_Integer)(w ? r->resumed[k] : r->rows[k]));
+            lua_setfield(L, -2, split_names[k]);
+        }
+        lua_setfield(L, -2, keys[w]);
+    }
+    lua_pushinteger(L, (lua_Integer)r->skipped);
+    lua_setfield(L, -2, "skipped");
+    lua_newtable(L);
+    for (int i = 0; i < r->n_skip_lines; i++) {
+        lua_pushinteger(L, (lua_Integer)r->skip_lines[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "skipped_lines");
+    lua_newtable(L);
+    for (int i = 0; i < r->n_hashed; i++) {
+        const tl_convert_hashed *h = &r->hashed[i];
+        lua_newtable(L);
+        lua_pushinteger(L, h->buckets);
+        lua_setfield(L, -2, "buckets");
+        lua_pushinteger(L, h->values);
+        lua_setfield(L, -2, "values");
+        lua_pushnumber(L, h->values ? (double)h->collided / h->values : 0.0);
+        lua_setfield(L, -2, "collisions");
+        lua_setfield(L, -2, h->name);
+    }
+    lua_setfield(L, -2, "hashed");
+}
+
+/* What a CSV conversion prints: skipped rows (stderr, as tl.data.csv) and
+ * the hashed fields' estimated collision rates. */
+static void print_report(const tl_convert_report *r, const char *source, int quiet)
+{
+    if (r->skipped) {
+        fprintf(stderr, "tl.data.convert: skipped %zu bad row%s of %s (line%s", r->skipped, r->skipped == 1 ? "" : "s",
+                source, r->n_skip_lines == 1 ? "" : "s");
+        for (int i = 0; i < r->n_skip_lines; i++)
+            fprintf(stderr, "%s %llu", i ? "," : "", (unsigned long long)r->skip_lines[i]);
+        fprintf(stderr, "%s)\n", (size_t)r->n_skip_lines < r->skipped ? ", ..." : "");
+    }
+    if (quiet || !r->n_hashed) return;
+    printf("hashed (estimated from the buckets used):");
+    for (int i = 0; i < r->n_hashed && i < 4; i++) {
+        const tl_convert_hashed *h = &r->hashed[i];
+        printf("%s %s ~%u values, ~%.1f%% collide in %d buckets", i ? "," : "", h->name, h->values,
+               h->values ? 100.0 * h->collided / h->values : 0.0, (int)h->buckets);
+    }
+    printf("%s\n", r->n_hashed > 4 ? ", ..." : "");
+    fflush(stdout);
+}
+
+/* tl.data.csv's label-leakage warning (l_leakage.c) for a streamed
+ * conversion: its training rows are on disk, so on the valid split in memory
+ * (else test). */
+static void leakage_warn(const tl_dataset *d, const tl_data_schema *schema)
+{
+    const tl_split *s = tl_dataset_split(d, "valid");
+    if (!s || s->n == 0) s = tl_dataset_split(d, "test");
+    int K = tl_dataset_n_tasks(d);
+    if (!s || s->n == 0 || K > TL_MAX_TASKS) return;
+    const char *cols[TL_MAX_TASKS] = {NULL};
+    for (int t = 0; t < K; t++)
+        for (int i = 0; i < schema->n_labels; i++)
+            if (schema->labels[i].keep && strcmp(schema->labels[i].task, tl_dataset_task_name(d, t)) == 0)
+                cols[t] = schema->labels[i].column;
+    tl_leak_row *rows = NULL;
+    size_t n = 0;
+    if (tl_diagnose_leakage(d, s, cols, TL_LUA_LEAK_THRESHOLD, &rows, &n) != TL_OK) {
+        tl_clear_error();
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const tl_leak_row *r = &rows[i];
+        if (!r->leak) continue;
+        if (r->source)
+            fprintf(stderr, "tl.data.convert: warning: feature '%s' is the label source column of task '%s' (kept "
+                            "with keep=true): label leakage\n",
+                    r->feature, tl_dataset_task_name(d, r->task));
+        else
+            fprintf(stderr, "tl.data.convert: warning: feature '%s' predicts task '%s' almost perfectly on the %s "
+                            "split (single-feature AUC %.4f): label leakage?\n",
+                    r->feature, tl_dataset_task_name(d, r->task), s->name, r->auc);
+    }
+    tl_diagnose_leakage_free(rows);
+}
+
+/* tl.data.convert with a tl.data.csv spec at 1: streamed (tl_shards_convert_csv). */
+static int convert_csv(lua_State *L, const char *dir, int opt, size_t per, int quiet, double every)
+{
+    const char *fn = "tl.data.convert";
+    lua_newtable(L);
+    int anchor = lua_gettop(L);
+    tl_data_schema s;
+    tl_lua_csv_schema(L, 1, anchor, fn, &s);
+    s.max_vocab = opt ? (size_t)tl_lua_opt_int(L, opt, fn, "max_vocab", 10000000, 0, INT64_MAX) : 10000000;
+    csv_progress p;
+    memset(&p, 0, sizeof p);
+    progress_init(&p.line[0], "convert: pass 1/2, reading", quiet, every);
+    progress_init(&p.line[1], "convert: pass 2/2, writing", quiet, every);
+    tl_convert_report *r = lua_newuserdatauv(L, sizeof *r, 0);
+    int ri = lua_gettop(L);
+    tl_status st = tl_shards_convert_csv(&s, dir, per, csv_convert_progress, &p, r);
+    if (p.pass) progress_close(&p.line[p.pass - 1]);
+    if (st == TL_ERR_CANCELLED && tl_cancelled()) lua_sethook(L, NULL, 0, 0);
+    if (st != TL_OK) return tl_lua_raise_status(L, fn, st);
+    const char *base = strrchr(s.path, '/');
+    print_report(r, s.name ? s.name : base ? base + 1 : s.path, quiet);
+    push_shards(L, dir, opt);
+    lua_getiuservalue(L, -1, 1);
+    leakage_warn(tl_lua_check_dataset(L, -1), &s);
+    lua_pop(L, 1);
+    push_report(L, r);
+    lua_remove(L, ri);
+    return 2;
+}
+
+/* tl.data.convert(d or csv_spec, dir [, {rows_per_shard=262144, verbose=true, log_every=10, stream=true,
+ *                                       max_vocab=1e7}])
+ *   -> shards (and, for a csv spec streamed, a report) */
 static int l_convert(lua_State *L)
 {
     const char *fn = "tl.data.convert";
-    if (lua_type(L, 1) == LUA_TTABLE) { /* a tl.data.csv spec: load it, then convert */
+    const char *dir = luaL_checkstring(L, 2);
+    int opt = lua_istable(L, 3) ? 3 : 0;
+    if (opt) tl_lua_check_fields(L, opt, fn, convert_fields);
+    size_t per = opt ? (size_t)tl_lua_opt_int(L, opt, fn, "rows_per_shard", 262144, 1, 1 << 30) : 262144;
+    int quiet = opt ? !tl_lua_opt_bool(L, opt, fn, "verbose", 1) : 0;
+    double every = opt ? tl_lua_opt_number(L, opt, fn, "log_every", 10, 0, 1e9) : 10;
+    int stream = opt ? tl_lua_opt_bool(L, opt, fn, "stream", 1) : 1;
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        int has_like = lua_getfield(L, 1, "like") != LUA_TNIL;
+        lua_pop(L, 1);
+        if (stream && !has_like) return convert_csv(L, dir, opt, per, quiet, every);
+        /* like= (rows read with another dataset's encodings) or stream=false:
+         * load it with tl.data.csv, then convert the dataset */
         lua_getfield(L, LUA_REGISTRYINDEX, TL_LIB_KEY);
         lua_getfield(L, -1, "data");
         lua_getfield(L, -1, "csv");
@@ -256,13 +414,8 @@ static int l_convert(lua_State *L)
         lua_pop(L, 2);
     }
     tl_dataset *d = tl_lua_check_dataset(L, 1);
-    const char *dir = luaL_checkstring(L, 2);
-    int opt = lua_istable(L, 3) ? 3 : 0;
-    if (opt) tl_lua_check_fields(L, opt, fn, convert_fields);
-    size_t per = opt ? (size_t)tl_lua_opt_int(L, opt, fn, "rows_per_shard", 262144, 1, 1 << 30) : 262144;
     progress_line p;
-    progress_init(&p, "convert", opt ? !tl_lua_opt_bool(L, opt, fn, "verbose", 1) : 0,
-                  opt ? tl_lua_opt_number(L, opt, fn, "log_every", 10, 0, 1e9) : 10);
+    progress_init(&p, "convert", quiet, every);
     tl_status st = tl_shards_convert(d, dir, per, convert_progress, &p);
     progress_close(&p);
     if (st == TL_ERR_CANCELLED && tl_cancelled()) lua_sethook(L, NULL, 0, 0);
@@ -494,14 +647,22 @@ static const char DOC_SHARDS[] =
 
 static const char DOC_CONVERT[] =
     "tl.data.convert(d, dir [, {rows_per_shard=262144, verbose=true, log_every=10}]) -> shards\n"
-    "tl.data.convert({path=, ...tl.data.csv options}, dir [, {...}]) -> shards\n"
+    "tl.data.convert({path=, ...tl.data.csv options}, dir [, {..., stream=true, max_vocab=1e7}])\n"
+    "  -> shards, report\n"
     "Write dataset d's train, valid and test splits as shards in dir (see tl.data.shards), with a\n"
     "progress line (rows/s, ETA; one line per log_every seconds when stdout is not a terminal).\n"
     "Shards are written to a temporary name, fsynced and renamed; an interrupted conversion\n"
     "(Ctrl-C or a killed process) resumes after its last complete shard when run again with\n"
-    "the same data. A finished directory is refused: delete it to convert again. A CSV spec is\n"
-    "read with tl.data.csv first (the whole file in memory once; streaming CSV rows straight into\n"
-    "shards is not done yet).";
+    "the same data. A finished directory is refused: delete it to convert again.\n"
+    "A CSV spec (tl.data.csv's options) is streamed, memory not growing with the rows: pass 1 reads\n"
+    "the file(s) for the vocabularies, statistics, quantile edges and row counts, pass 2 reads them\n"
+    "again and writes the encoded rows; it returns the shards and a report {rows=, resumed=,\n"
+    "skipped=, skipped_lines=, hashed={field={values=, collisions=, buckets=}}}. The ids are\n"
+    "tl.data.csv's, but a ratio split puts each row by a hash of (seed, its row index), as\n"
+    "split={..., hash=true} does in tl.data.csv. Vocabulary fields keep each distinct value in\n"
+    "memory; hash= fields nothing per value (use it for ids with millions of values): a vocabulary\n"
+    "field with more than max_vocab (1e7) distinct values stops the conversion, naming it.\n"
+    "stream=false (and a spec with like=) loads the file with tl.data.csv first instead.";
 
 static const char DOC_CCP[] =
     "tl.data.synthetic_ccp{dir=, rows=1e6, valid=rows/100, test=rows/100, seed=1, ctr=0.04, cvr=0.005,\n"

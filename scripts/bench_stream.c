@@ -10,7 +10,20 @@
  *   bench_stream read DIR                         one shuffled epoch of DIR's train split
  *   bench_stream train DIR stream|memory EPOCHS [THREADS]
  *                                                 an MMoE on DIR's train split
+ *   bench_stream csvgen FILE ROWS                 a CSV of ROWS impressions (below)
+ *   bench_stream csvconv FILE DIR stream|hashed|memory
+ *                                                 FILE → shards in DIR: streamed
+ *                                                 (tl_shards_convert_csv; hashed: user
+ *                                                 hashed too) or loaded whole, then
+ *                                                 converted
+ *
+ * The CSV: user (Zipf-like over 1 M ids), item (over 2 M, hash=2^20), 6
+ * categorical fields of 10..10,000 values, a multi-valued field of up to 5
+ * tags (over 1,000), 3 numbers (one in 10 quantile buckets, from the
+ * sketch), click and buy labels; a ratio split 0.98/0.01/0.01 by hash (so
+ * both ways give the same shards). About 56 bytes a row.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,6 +164,91 @@ static int train(const char *dir, int stream, int epochs)
     return 0;
 }
 
+static uint64_t lcg(uint64_t *x)
+{
+    *x = *x * 6364136223846793005ULL + 1442695040888963407ULL;
+    return *x >> 24;
+}
+
+/* A skewed id below n: small ids are common (log-uniform). */
+static uint64_t skewed(uint64_t *x, double n)
+{
+    double u = (double)(lcg(x) & 0xffffff) / 16777216.0;
+    return (uint64_t)(exp(u * log(n + 1)) - 1);
+}
+
+static int csvgen(const char *path, uint64_t n)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) return die("csvgen: cannot create the file");
+    static char buf[1 << 20];
+    setvbuf(f, buf, _IOFBF, sizeof buf);
+    fputs("user,item,c1,c2,c3,c4,c5,c6,tags,price,age,score,click,buy\n", f);
+    uint64_t x = 42;
+    for (uint64_t r = 0; r < n; r++) {
+        uint64_t u = skewed(&x, 1e6), it = skewed(&x, 2e6);
+        fprintf(f, "u%llu,i%llu", (unsigned long long)u, (unsigned long long)it);
+        static const double card[6] = {10, 30, 100, 300, 1000, 10000};
+        for (int k = 0; k < 6; k++) fprintf(f, ",%llu", (unsigned long long)skewed(&x, card[k]));
+        fputc(',', f);
+        int nt = (int)(lcg(&x) % 6);
+        for (int k = 0; k < nt; k++) fprintf(f, "%st%llu", k ? "|" : "", (unsigned long long)skewed(&x, 1000));
+        int click = lcg(&x) % 25 == 0, buy = click && lcg(&x) % 20 == 0;
+        fprintf(f, ",%.2f,%llu,%.3f,%d,%d\n", (double)(lcg(&x) % 100000) / 100.0, (unsigned long long)(lcg(&x) % 3650),
+                (double)(lcg(&x) % 1000) / 1000.0, click, buy);
+    }
+    if (fclose(f) != 0) return die("csvgen: write failed");
+    return 0;
+}
+
+static int csvconv(const char *path, const char *dir, int stream, int hashed)
+{
+    tl_data_cat_col cats[] = {{"user", 0, hashed ? 1 << 20 : 0}, {"item", 0, 1 << 20}, {"c1", 0, 0}, {"c2", 0, 0},
+                              {"c3", 0, 0},   {"c4", 0, 0},         {"c5", 0, 0}, {"c6", 0, 0}};
+    static const tl_data_num_col nums[] = {
+        {"price", TL_NUM_LOG1P, 0}, {"age", TL_NUM_STANDARD, 0}, {"score", TL_NUM_QUANTILE, 10}};
+    static const tl_data_bag_col bags[] = {{"tags", "|", TL_POOL_MEAN, 5, 0, 0, 0}};
+    static const char *const pos[] = {"1"};
+    static const tl_data_label lab[] = {
+        {.task = "click", .column = "click", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 1},
+        {.task = "buy", .column = "buy", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 1}};
+    tl_data_schema s;
+    tl_data_schema_init(&s);
+    s.path = path;
+    s.cat = cats;
+    s.n_cat = 8;
+    s.num = nums;
+    s.n_num = 3;
+    s.bag = bags;
+    s.n_bag = 1;
+    s.labels = lab;
+    s.n_labels = 2;
+    s.split = TL_SPLIT_RATIO;
+    s.ratio[0] = 0.98;
+    s.ratio[1] = s.ratio[2] = 0.01;
+    s.split_by_hash = 1;
+    s.quantile_sketch = 1; /* the stream's edges above 2^20 values: the same shards both ways */
+    double t0 = bench_clock(CLOCK_MONOTONIC), c0 = bench_clock(CLOCK_PROCESS_CPUTIME_ID);
+    uint64_t rows = 0;
+    if (stream) {
+        tl_convert_report r;
+        if (tl_shards_convert_csv(&s, dir, 0, NULL, NULL, &r) != TL_OK) return die("csvconv");
+        rows = r.rows[0] + r.rows[1] + r.rows[2];
+    } else {
+        tl_dataset *d;
+        if (tl_data_csv_load(&s, NULL, &d) != TL_OK) return die("csv load");
+        if (tl_shards_convert(d, dir, 0, NULL, NULL) != TL_OK) return die("convert");
+        rows = tl_dataset_split(d, "all")->n;
+        tl_dataset_free(d);
+    }
+    double t = bench_clock(CLOCK_MONOTONIC) - t0, c = bench_clock(CLOCK_PROCESS_CPUTIME_ID) - c0;
+    const char *m = !stream ? "csv_memory" : hashed ? "csv_hashed" : "csv_stream";
+    printf("%s_rows %llu\n%s_rows_per_s %.0f\n%s_cpu_rows_per_s %.0f\n", m, (unsigned long long)rows, m,
+           (double)rows / t, m, (double)rows / c);
+    rss();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -166,6 +264,11 @@ int main(int argc, char **argv)
         return gen(argv[2], strtoull(argv[3], NULL, 10));
     }
     if (strcmp(mode, "convert") == 0) return convert(argv[2], strtoull(argv[3], NULL, 10));
+    if (strcmp(mode, "csvgen") == 0) return csvgen(argv[2], strtoull(argv[3], NULL, 10));
+    if (strcmp(mode, "csvconv") == 0) {
+        if (argc < 5) return 2;
+        return csvconv(argv[2], argv[3], strcmp(argv[4], "memory") != 0, strcmp(argv[4], "hashed") == 0);
+    }
     if (strcmp(mode, "train") == 0) {
         if (argc < 5) return 2;
         if (argc > 5) tl_set_threads(atoi(argv[5]));

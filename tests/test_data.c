@@ -1069,6 +1069,48 @@ static void test_cache_round_trip(void **state)
     tl_dataset_free(a);
 }
 
+/* A ratio split by hash (split_by_hash): each row by (seed, its row index);
+ * the cache key tells it from the permutation split. */
+static void test_split_by_hash(void **state)
+{
+    (void)state;
+    char text[8192] = "a,x,y\n";
+    for (int r = 0; r < 300; r++) snprintf(text + strlen(text), sizeof text - strlen(text), "v%d,%d,%d\n", r % 5, r, r % 2);
+    const char *p = write_file("hsplit.csv", text);
+    tl_data_schema s;
+    tl_data_cat_col cat[1];
+    tl_data_num_col num[1];
+    tl_data_label lab[1];
+    small_schema(&s, p, cat, num, lab);
+    s.split = TL_SPLIT_RATIO;
+    s.ratio[0] = 0.6;
+    s.ratio[1] = 0.2;
+    s.ratio[2] = 0.2;
+    s.cache = 1;
+    s.cache_dir = tmp;
+    tl_dataset *perm, *h, *h2;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &perm), TL_OK);
+    assert_int_equal(tl_dataset_split(perm, "valid")->n, 60); /* exact counts */
+    s.split_by_hash = 1;
+    assert_int_equal(tl_data_csv_load(&s, NULL, &h), TL_OK);
+    assert_false(tl_dataset_from_cache(h)); /* not the permutation's cache */
+    assert_int_equal(tl_data_csv_load(&s, NULL, &h2), TL_OK);
+    assert_true(tl_dataset_from_cache(h2));
+    tl_dataset_free(h2);
+    /* each row is where tl_data_hash_split puts its row index */
+    const char *nm[3] = {"train", "valid", "test"};
+    size_t n = 0;
+    for (int k = 0; k < 3; k++) {
+        const tl_split *sp = tl_dataset_split(h, nm[k]);
+        for (size_t i = 0; i < sp->n; i++) assert_int_equal(tl_data_hash_split(&s, sp->row[i]), k);
+        n += sp->n;
+    }
+    assert_int_equal(n, 300);
+    assert_true(tl_dataset_split(h, "valid")->n != 60 || tl_dataset_split(h, "test")->n != 60);
+    tl_dataset_free(h);
+    tl_dataset_free(perm);
+}
+
 /* ---- issue 25 items 14-16, 19: hostile files -------------------------------------- */
 
 static void test_error_float32_overflow(void **state)
@@ -1810,6 +1852,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_schema_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fault_injection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_split_by_hash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_census, setup, teardown),
         cmocka_unit_test_setup_teardown(test_census_cache_and_env, setup, teardown),
         cmocka_unit_test_setup_teardown(test_census_cancel, setup, teardown),

@@ -357,6 +357,7 @@ static uint64_t schema_hash(const tl_data_schema *s)
     if (s->skip_initial_space) h = hash_str(h, "skip_initial_space");
     if (s->max_rows) h = hash_u64(hash_str(h, "max_rows"), (uint64_t)s->max_rows);
     if (s->quantile_sketch) h = hash_str(h, "quantile_sketch");
+    if (s->split == TL_SPLIT_RATIO && s->split_by_hash) h = hash_str(h, "split_by_hash");
     if (s->n_bag) h = hash_u64(hash_str(h, "bags"), (uint64_t)s->n_bag);
     for (int i = 0; i < s->n_bag; i++) {
         const tl_data_bag_col *b = &s->bag[i];

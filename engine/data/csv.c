@@ -165,6 +165,7 @@ typedef struct {
     int32_t *bagtmp; /* one bag field's values of the current row, before truncation */
     size_t bagtmp_cap;
     colmap m;
+    const csv_stream *cs; /* streaming (convert.c): hashed fields direct, rows in chunks; or NULL */
     /* the current record: its text, the line it starts on, and for a record
      * spanning lines (joined in rec) the offsets where its lines 2.. start */
     const char *text;
@@ -367,6 +368,9 @@ static tl_status parse_cats(csvfile *c, rawset *rs, size_t r)
         int32_t li = c->last[k];
         if (is_missing(c->s, x->p, x->n)) {
             *dst = -1;
+        } else if (c->cs && c->p->cat[k]->hash_buckets > 0) {
+            /* streaming: the bucket itself, no table of the values */
+            *dst = (int32_t)(hash_bytes(x->p, x->n, TL_DATA_HASH_SEED) % (uint64_t)c->p->cat[k]->hash_buckets);
         } else if (li >= 0 && tb->len[li] == x->n && bytes_eq(st_str(tb, li), x->p, x->n)) {
             *dst = li; /* same value as this column's previous row: common, and skips the hash */
         } else {
@@ -424,8 +428,12 @@ static tl_status parse_bag(csvfile *c, rawset *rs, size_t r, int k)
             c->bagtmp = nb;
             c->bagtmp_cap = cap;
         }
-        tl_status st = tl_strtab_intern(&rs->btab[k], x->p + a, e - a, &c->bagtmp[n++]);
-        if (st) return st;
+        if (c->cs && bc->hash_buckets > 0) {
+            c->bagtmp[n++] = (int32_t)(hash_bytes(x->p + a, e - a, TL_DATA_HASH_SEED) % (uint64_t)bc->hash_buckets);
+        } else {
+            tl_status st = tl_strtab_intern(&rs->btab[k], x->p + a, e - a, &c->bagtmp[n++]);
+            if (st) return st;
+        }
         if (e >= x->n) break;
         a = e + (uint32_t)bsl;
         if (a >= x->n) return empty_value(c, col, bc->name, pos + 1, x); /* a separator at the end */
@@ -618,6 +626,16 @@ static tl_status read_rows(csvfile *c, int8_t tag, rawset *rs)
         rs->tag[r] = rtag;
         rs->n++;
         rows_in_file++;
+        if (c->cs && rs->n >= c->cs->chunk_rows) {
+            if ((st = c->cs->chunk(c->cs->ud, rs, (uint64_t)gzoffset(c->lr.gz)))) return st;
+            rs->n = 0;
+            rs->bv_n = 0;
+        }
+    }
+    if (c->cs && rs->n) {
+        if ((st = c->cs->chunk(c->cs->ud, rs, (uint64_t)gzoffset(c->lr.gz)))) return st;
+        rs->n = 0;
+        rs->bv_n = 0;
     }
     if (data_row == 0) return tl_fail(TL_ERR_PARSE, "%s: empty file (no data rows)", c->path);
     if (rows_in_file == 0 && s->split != TL_SPLIT_MODULO)
@@ -628,8 +646,15 @@ static tl_status read_rows(csvfile *c, int8_t tag, rawset *rs)
 
 tl_status tl_data_read_csv(const tl_data_schema *s, const plan *p, const char *path, int8_t tag, rawset *rs)
 {
+    return tl_data_read_csv_stream(s, p, path, tag, rs, NULL);
+}
+
+tl_status tl_data_read_csv_stream(const tl_data_schema *s, const plan *p, const char *path, int8_t tag, rawset *rs,
+                                  const csv_stream *cs)
+{
     csvfile c;
     memset(&c, 0, sizeof c);
+    c.cs = cs;
     c.s = s;
     c.p = p;
     c.path = path;
@@ -649,6 +674,8 @@ done:
     csv_close(&c);
     return st;
 }
+
+int tl_data_hash_split(const tl_data_schema *s, uint64_t row) { return tl_data_split_of_row(s, row); }
 
 /* ---- CSV loading ---------------------------------------------------------- */
 

@@ -14,4 +14,10 @@
  * *out is NULL and the message names file, line, column and what was expected. */
 tl_status tl_data_csv_load(const tl_data_schema *schema, const tl_dataset *like, tl_dataset **out);
 
+/* A ratio split by hash (s->split_by_hash, and the streaming conversion):
+ * the split (TL_TO_TRAIN, TL_TO_VALID or TL_TO_TEST) of the data row at
+ * 0-based index `row` of the file, from a hash of (s->seed, row) against
+ * s->ratio. */
+int tl_data_hash_split(const tl_data_schema *s, uint64_t row);
+
 #endif

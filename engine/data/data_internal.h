@@ -254,6 +254,23 @@ tl_status tl_data_schema_check(const tl_data_schema *s, const char *fn);
 /* Read one CSV file into rs, tagging rows with `tag` (or by modulo). */
 tl_status tl_data_read_csv(const tl_data_schema *s, const plan *p, const char *path, int8_t tag, rawset *rs);
 
+/* The seed of hash buckets: a value's bucket is hash_bytes(value, seed) % buckets. */
+#define TL_DATA_HASH_SEED 0x746c
+
+/* Reading for the streaming conversion (convert.c): the same parser, but a
+ * hashed field (single or multi-valued) stores its bucket (not an index into
+ * a string table: nothing is kept per distinct value), and every chunk_rows
+ * kept rows (and at the end of the file) chunk() gets them and rs's rows are
+ * emptied (rs->n = rs->bv_n = 0; string tables, label state and skip counts
+ * carry on). bytes = the file's (compressed) bytes read so far. */
+typedef struct {
+    size_t chunk_rows;
+    tl_status (*chunk)(void *ud, rawset *rs, uint64_t bytes);
+    void *ud;
+} csv_stream;
+tl_status tl_data_read_csv_stream(const tl_data_schema *s, const plan *p, const char *path, int8_t tag, rawset *rs,
+                                  const csv_stream *cs);
+
 /* How the caller describes what it read (CSV schema or a built-in loader). */
 typedef struct {
     const plan *p;
@@ -261,6 +278,28 @@ typedef struct {
     const tl_dataset *like;
     const char *source;
 } finish_args;
+
+/* Pieces of finishing the streaming conversion shares (finish.c). */
+struct tl_sketch;
+#define TL_DATA_SKETCH_SEED 0x736b65746368ULL /* + the column's index in the plan */
+/* x under a numeric transform (log1p; others leave it). */
+float tl_data_num_value(int transform, float x);
+/* The encoding of one categorical or multi-valued column (kind, size,
+ * vocabulary strings, or hash buckets; like's encoding lc when not NULL) from
+ * its string table t and the training counts of its values, and map[i] = the
+ * id of value i of t. */
+tl_status tl_data_build_vocab(const strtab *t, const uint32_t *counts, const tl_data_cat_col *col,
+                              const tl_data_schema *s, const dcat *lc, dcat *out, int32_t *map);
+/* out's collision count from the buckets (map) of the n values of a hashed
+ * field whose training counts are > 0. */
+tl_status tl_data_hash_collisions(uint32_t n, const uint32_t *counts, const int32_t *map, dcat *out);
+/* Quantile field c's edges (B buckets) from its k training values: vals
+ * (sorted here) when sk is NULL, else the sketch that saw them. */
+tl_status tl_data_quantile_edges(float *vals, size_t k, const struct tl_sketch *sk, int B, dcat *c);
+
+/* TL_SPLIT_RATIO by hash (split_by_hash, the streaming conversion): the
+ * split of the data row at 0-based index `row` (csv.h's tl_data_hash_split). */
+int tl_data_split_of_row(const tl_data_schema *s, uint64_t row);
 
 /* rs → dataset. Tasks come from s->labels (types from the label kinds). On
  * success *out owns a new dataset; rs is left for the caller to free. */

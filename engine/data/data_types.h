@@ -62,6 +62,11 @@ typedef struct {
  * k = TL_DATA_SKETCH_K: one pass, about 3k floats, rank error about 2/k)
  * above it or when the schema asks for it (quantile_sketch). */
 #define TL_DATA_SKETCH_ROWS ((size_t)1 << 24)
+/* The streaming CSV conversion (tl_shards_convert_csv) holds at most this
+ * many values of a quantile field for the exact sort (4 MB), and takes the
+ * sketch's edges above it: with more training values than this its edges
+ * are those of quantile_sketch = 1, not of the in-memory sort. */
+#define TL_DATA_STREAM_EXACT_ROWS ((size_t)1 << 20)
 #define TL_DATA_SKETCH_K 1024
 
 typedef struct {
@@ -165,6 +170,16 @@ typedef struct {
     size_t max_rows;           /* > 0: read at most this many data rows of each file */
     int quantile_sketch;       /* 1: every quantile column's edges from the sketch, at any size;
                                   0: only above TL_DATA_SKETCH_ROWS values */
+    size_t max_vocab;          /* tl_shards_convert_csv only: a vocabulary field (single or
+                                  multi-valued, without hash_buckets) with more distinct values
+                                  than this is an error naming it (its table is in memory); 0:
+                                  no limit */
+    int split_by_hash;         /* TL_SPLIT_RATIO: 1: each row's split from a hash of (seed, its data
+                                  row index in the file) against the ratios, as the streaming
+                                  conversion (tl_shards_convert_csv) splits; split sizes then follow
+                                  the ratios only approximately (binomially), and a row's split does
+                                  not depend on the other rows. 0: a seeded permutation of the kept
+                                  rows with exactly round(ratio * rows) rows per split */
 } tl_data_schema;
 
 #endif

@@ -13,7 +13,7 @@
 #include "sketch.h"
 #include "dataset.h"
 
-static float num_t(int transform, float x)
+float tl_data_num_value(int transform, float x)
 {
     if (transform == TL_NUM_LOG1P) return x < 0 ? -log1pf(-x) : log1pf(x);
     return x;
@@ -25,6 +25,13 @@ static int cmp_float(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+int tl_data_split_of_row(const tl_data_schema *s, uint64_t row)
+{
+    uint64_t h = hash_bytes(&row, sizeof row, s->seed ^ 0x73706c697448ULL);
+    double u = (double)(h >> 11) * 0x1p-53;
+    return u < s->ratio[0] ? TL_TO_TRAIN : u < s->ratio[0] + s->ratio[1] ? TL_TO_VALID : TL_TO_TEST;
+}
+
 static tl_status assign_splits(rawset *rs, const tl_data_schema *s, const tl_dataset *like)
 {
     if (like || s->split == TL_SPLIT_NONE) {
@@ -32,6 +39,10 @@ static tl_status assign_splits(rawset *rs, const tl_data_schema *s, const tl_dat
         return TL_OK;
     }
     if (s->split != TL_SPLIT_RATIO) return TL_OK; /* tagged while reading */
+    if (s->split_by_hash) {
+        for (size_t r = 0; r < rs->n; r++) rs->tag[r] = (int8_t)tl_data_split_of_row(s, rs->row[r]);
+        return TL_OK;
+    }
     uint32_t *perm = tl_malloc(sizeof *perm * rs->n, "split permutation");
     if (!perm) return TL_ERR_NOMEM;
     tl_rng r;
@@ -70,7 +81,7 @@ static int cmp_i32(const void *a, const void *b)
 
 /* The collision count of a hashed field: of its n values seen in training
  * (counts > 0), those whose bucket (map) an earlier one already held. */
-static tl_status hash_collisions(uint32_t n, const uint32_t *counts, const int32_t *map, dcat *out)
+tl_status tl_data_hash_collisions(uint32_t n, const uint32_t *counts, const int32_t *map, dcat *out)
 {
     int32_t *b = tl_malloc(sizeof *b * ((size_t)n + 1), "hash collisions");
     if (!b) return TL_ERR_NOMEM;
@@ -88,7 +99,7 @@ static tl_status hash_collisions(uint32_t n, const uint32_t *counts, const int32
 
 /* Build the id of every distinct raw value (of table t) of a categorical or
  * multi-valued column, with like's encoding lc when given. */
-static tl_status build_vocab(const strtab *t, const uint32_t *counts, const tl_data_cat_col *col,
+tl_status tl_data_build_vocab(const strtab *t, const uint32_t *counts, const tl_data_cat_col *col,
                              const tl_data_schema *s, const dcat *lc, dcat *out, int32_t *map)
 {
     int kind = lc ? lc->kind : col->hash_buckets > 0 ? CAT_HASH : CAT_VOCAB;
@@ -98,8 +109,8 @@ static tl_status build_vocab(const strtab *t, const uint32_t *counts, const tl_d
         out->buckets = b;
         out->size = b + 1; /* the last id is "missing" */
         for (uint32_t i = 0; i < t->n; i++)
-            map[i] = (int32_t)(hash_bytes(st_str(t, i), t->len[i], 0x746c) % (uint64_t)b);
-        return lc ? TL_OK : hash_collisions(t->n, counts, map, out);
+            map[i] = (int32_t)(hash_bytes(st_str(t, i), t->len[i], TL_DATA_HASH_SEED) % (uint64_t)b);
+        return lc ? TL_OK : tl_data_hash_collisions(t->n, counts, map, out);
     }
     /* vocabulary: counts over training rows only */
     uint32_t n_str = 0;
@@ -240,7 +251,7 @@ static tl_status num_stats(fin *f)
                     had_missing = 1;
                     continue;
                 }
-                double v = (double)num_t(c->transform, x);
+                double v = (double)tl_data_num_value(c->transform, x);
                 sum += v;
                 sum2 += v * v;
                 k++;
@@ -310,7 +321,7 @@ static tl_status pack_cats(fin *f, int32_t *map, int32_t *miss, uint32_t *counts
         const dcat *lc = f->like ? like_cat(f->like, c->name) : NULL;
         if (f->like && (!lc || lc->kind == CAT_QUANT))
             return tl_fail(TL_ERR_ARG, "like: the first dataset has no categorical field '%s'", c->name);
-        tl_status st = build_vocab(&rs->tab[k], counts + moff[k], f->p->cat[k], f->s, lc, c, map + moff[k]);
+        tl_status st = tl_data_build_vocab(&rs->tab[k], counts + moff[k], f->p->cat[k], f->s, lc, c, map + moff[k]);
         if (st) return st;
         miss[k] = c->kind == CAT_HASH ? c->buckets : ID_MISSING;
         d->vocab[k] = c->size;
@@ -371,7 +382,7 @@ static tl_status pack_bag(fin *f, int k, uint32_t *counts, int32_t *map)
         for (int j = 0; j < rs->bcnt[r * nb + (size_t)k]; j++) counts[v[j]]++;
     }
     tl_data_cat_col cc = {col->name, col->min_count, col->hash_buckets};
-    tl_status st = build_vocab(t, counts, &cc, f->s, lb ? &lb->c : NULL, &g->c, map);
+    tl_status st = tl_data_build_vocab(t, counts, &cc, f->s, lb ? &lb->c : NULL, &g->c, map);
     if (st) return st;
     g->pool = lb ? lb->pool : (int)col->pooling;
     g->keep_first = lb ? lb->keep_first : col->keep_first;
@@ -430,24 +441,23 @@ static tl_status pack_bags(fin *f)
     return st;
 }
 
-/* The B-1 inner quantiles of numeric column j's training values from the
- * sketch (k of them, in e[1..B-1]). */
-static tl_status sketch_quantiles(const rawset *rs, int j, int B, size_t k, float *e)
+tl_status tl_data_quantile_edges(float *vals, size_t k, const tl_sketch *sk, int B, dcat *c)
 {
-    tl_sketch *sk;
-    double *rank = tl_malloc(sizeof *rank * (size_t)B, "quantile ranks");
-    tl_status st = rank ? tl_sketch_new(TL_DATA_SKETCH_K, 0x736b65746368ULL + (uint64_t)j, &sk) : TL_ERR_NOMEM;
-    if (st) {
-        tl_free(rank);
-        return st;
+    float *q = sk ? tl_malloc(sizeof *q * ((size_t)B + 1), "quantile values") : NULL;
+    double *rank = sk ? tl_malloc(sizeof *rank * (size_t)B, "quantile ranks") : NULL;
+    c->edges = tl_malloc(sizeof *c->edges * (size_t)B, "quantile edges");
+    tl_status st = c->edges && (!sk || (q && rank)) ? TL_OK : TL_ERR_NOMEM;
+    if (!st && sk && k) {
+        for (int b = 1; b < B; b++) rank[b - 1] = floor((double)b * (double)k / B);
+        st = tl_sketch_quantiles(sk, rank, B - 1, q + 1); /* q[b] = quantile b */
+    } else if (!st && k) {
+        qsort(vals, k, sizeof *vals, cmp_float);
     }
-    for (size_t r = 0; r < rs->n && !st; r++) {
-        float x = rs->num[r * (size_t)rs->n_num + (size_t)j];
-        if (rs->tag[r] == TL_TO_TRAIN && !isnan(x)) st = tl_sketch_add(sk, x);
+    for (int b = 1; b < B && k && !st; b++) {
+        float e = sk ? q[b] : vals[(size_t)((double)b * (double)k / B)];
+        if (c->n_edges == 0 || e > c->edges[c->n_edges - 1]) c->edges[c->n_edges++] = e;
     }
-    for (int b = 1; b < B; b++) rank[b - 1] = floor((double)b * (double)k / B);
-    if (!st) st = tl_sketch_quantiles(sk, rank, B - 1, e + 1);
-    tl_sketch_free(sk);
+    tl_free(q);
     tl_free(rank);
     return st;
 }
@@ -463,27 +473,26 @@ static tl_status quantile_edges(const rawset *rs, int j, int B, int sketch, dcat
         k += rs->tag[r] == TL_TO_TRAIN && !isnan(x);
     }
     sketch = k && (sketch || k > TL_DATA_SKETCH_ROWS);
-    float *vals = tl_malloc(sizeof *vals * ((sketch ? (size_t)B : k) + 1), "quantile values");
-    c->edges = tl_malloc(sizeof *c->edges * (size_t)B, "quantile edges");
-    if (!vals || !c->edges) {
-        tl_free(vals);
-        return TL_ERR_NOMEM;
-    }
-    tl_status st = TL_OK;
+    tl_status st;
     if (sketch) {
-        st = sketch_quantiles(rs, j, B, k, vals); /* vals[b] = quantile b */
-    } else {
-        k = 0;
-        for (size_t r = 0; r < rs->n; r++) {
+        tl_sketch *sk;
+        if ((st = tl_sketch_new(TL_DATA_SKETCH_K, TL_DATA_SKETCH_SEED + (uint64_t)j, &sk))) return st;
+        for (size_t r = 0; r < rs->n && !st; r++) {
             float x = rs->num[r * (size_t)rs->n_num + (size_t)j];
-            if (rs->tag[r] == TL_TO_TRAIN && !isnan(x)) vals[k++] = x;
+            if (rs->tag[r] == TL_TO_TRAIN && !isnan(x)) st = tl_sketch_add(sk, x);
         }
-        qsort(vals, k, sizeof *vals, cmp_float);
+        if (!st) st = tl_data_quantile_edges(NULL, k, sk, B, c);
+        tl_sketch_free(sk);
+        return st;
     }
-    for (int b = 1; b < B && k && !st; b++) {
-        float e = sketch ? vals[b] : vals[(size_t)((double)b * (double)k / B)];
-        if (c->n_edges == 0 || e > c->edges[c->n_edges - 1]) c->edges[c->n_edges++] = e;
+    float *vals = tl_malloc(sizeof *vals * (k + 1), "quantile values");
+    if (!vals) return TL_ERR_NOMEM;
+    k = 0;
+    for (size_t r = 0; r < rs->n; r++) {
+        float x = rs->num[r * (size_t)rs->n_num + (size_t)j];
+        if (rs->tag[r] == TL_TO_TRAIN && !isnan(x)) vals[k++] = x;
     }
+    st = tl_data_quantile_edges(vals, k, NULL, B, c);
     tl_free(vals);
     return st;
 }
@@ -549,7 +558,7 @@ static tl_status pack_nums(fin *f)
         const float mu = (float)f->mean[j], inv = (float)(1.0 / f->sd[j]);
         for (size_t i = 0; i < n; i++) {
             float x = rs->num[(size_t)f->src[i] * (size_t)rs->n_num + (size_t)j];
-            float v = isnan(x) ? mu : num_t(col->transform, x);
+            float v = isnan(x) ? mu : tl_data_num_value(col->transform, x);
             if (col->transform == TL_NUM_STANDARD) v = (v - mu) * inv;
             d->numv[i * (size_t)n_num + (size_t)j] = v;
         }

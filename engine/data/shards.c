@@ -376,6 +376,33 @@ static tl_status resume_scan(tl_shard_writer *w)
     return TL_OK;
 }
 
+void tl_shards_remove(const char *dir)
+{
+    DIR *dd = opendir(dir);
+    if (!dd) return;
+    struct dirent *e;
+    while ((e = readdir(dd))) {
+        const char *n = e->d_name;
+        size_t len = strlen(n);
+        int shard = (strncmp(n, "train-", 6) == 0 || strncmp(n, "valid-", 6) == 0 || strncmp(n, "test-", 5) == 0) &&
+                    ((len > 4 && strcmp(n + len - 4, ".tls") == 0) || (len > 8 && strcmp(n + len - 8, ".tls.tmp") == 0));
+        if (!shard && strcmp(n, MANIFEST) != 0 && strcmp(n, MANIFEST ".tmp") != 0) continue;
+        char *p = path_join(dir, n);
+        if (p) unlink(p);
+        tl_free(p);
+    }
+    closedir(dd);
+}
+
+int tl_shards_complete(const char *dir)
+{
+    char *mp = path_join(dir, MANIFEST);
+    struct stat sb;
+    int complete = mp && stat(mp, &sb) == 0;
+    tl_free(mp);
+    return complete;
+}
+
 tl_status tl_shard_writer_open(const char *dir, const tl_shard_layout *l, size_t rows_per_shard,
                                tl_shard_writer **out, uint64_t done[3])
 {

@@ -88,6 +88,62 @@ typedef int (*tl_shard_progress)(void *ud, uint64_t done, uint64_t total);
 tl_status tl_shards_convert(const tl_dataset *d, const char *dir, size_t rows_per_shard, tl_shard_progress progress,
                             void *ud);
 
+/* 1 when dir holds a finished conversion (its manifest). */
+int tl_shards_complete(const char *dir);
+/* Delete dir's shard files, .tmp files and manifest (other files and the
+ * directory stay). */
+void tl_shards_remove(const char *dir);
+
+/* Progress of a CSV conversion: pass 1 (reading what the encodings need;
+ * total = rows estimated from the bytes read) or 2 (writing shards; total =
+ * the rows pass 1 counted); return nonzero to stop it (as Ctrl-C). Called
+ * every 65536 rows and once at the end (done = total). */
+typedef int (*tl_convert_progress)(void *ud, int pass, uint64_t done, uint64_t total);
+
+#define TL_CONVERT_MAX_HASHED 16
+typedef struct {
+    char name[64];
+    int32_t buckets;
+    uint32_t values;   /* distinct training values, estimated from the buckets they use */
+    uint32_t collided; /* of them, in a bucket another one holds: values - buckets used */
+} tl_convert_hashed;
+
+typedef struct {
+    uint64_t rows[3];      /* rows of train, valid, test */
+    uint64_t resumed[3];   /* of them, found in complete shards of an interrupted run */
+    size_t skipped;        /* bad rows skipped (on_bad = skip), and the first lines */
+    uint64_t skip_lines[8];
+    int n_skip_lines;
+    int n_hashed;          /* hashed fields (single, then multi-valued; the first 16) */
+    tl_convert_hashed hashed[TL_CONVERT_MAX_HASHED];
+} tl_convert_report;
+
+/* Convert the CSV file(s) of schema s into shards in dir, streaming in two
+ * passes, with memory that does not grow with the rows: pass 1 reads what
+ * the encodings need (vocabularies of the training rows, hashed fields'
+ * bucket use, numeric statistics, quantile edges, bag lengths, label
+ * checks, row counts), pass 2 reads the files again and writes each row
+ * encoded into its split's shards. The ids, numbers and shards are those of
+ * tl_data_csv_load + tl_shards_convert for the same schema, with two
+ * exceptions: a ratio split assigns each row by a hash of (seed, its data row
+ * index) (s->split_by_hash is implied; see tl_data_schema), and a quantile
+ * field with more than TL_DATA_STREAM_EXACT_ROWS training values gets the
+ * sketch's edges (as with quantile_sketch). Memory: the
+ * string table of every vocabulary field (every distinct value, with
+ * hash_buckets nothing per value), group ids' table (s->id), quantile
+ * fields' values up to TL_DATA_STREAM_EXACT_ROWS each (sketch: none), a few
+ * chunks of rows and one open shard buffer per split. Bad rows are errors
+ * naming file:line and column, or skipped (on_bad = skip) and counted in
+ * *report. Resumes an interrupted conversion as tl_shards_convert (its
+ * complete shards kept, the rows they hold skipped); Ctrl-C or progress
+ * returning nonzero: TL_ERR_CANCELLED. A file that changes between the
+ * passes (pass 2 meets a bad row, or other rows than pass 1 counted) is an
+ * error, and the shards are deleted (their encodings would not be the
+ * file's). report (may be NULL) gets the counts, also on
+ * failure as far as they got. like= loads are not converted here. */
+tl_status tl_shards_convert_csv(const tl_data_schema *s, const char *dir, size_t rows_per_shard,
+                                tl_convert_progress progress, void *ud, tl_convert_report *report);
+
 /* ---- reading --------------------------------------------------------------- */
 
 typedef struct tl_shards tl_shards;

@@ -1,0 +1,155 @@
+-- tl.data.convert with a tl.data.csv spec (repl/l_shards.c, engine/data/convert.c):
+-- streamed in two passes; the same shards as loading then converting
+-- (split={..., hash=true} for ratios), its report (rows, skipped bad rows,
+-- hashed fields), progress lines of both passes, stream=false, and a
+-- conversion killed with SIGKILL resumed to the bytes of a whole one.
+local T = {}
+
+local tmpdir = os.tmpname()
+os.remove(tmpdir)
+assert(os.execute("mkdir -p " .. tmpdir))
+
+local function write(name, text)
+  local p = tmpdir .. "/" .. name
+  local f = assert(io.open(p, "wb"))
+  f:write(text)
+  f:close()
+  return p
+end
+
+local function csv_text(n, bad)
+  local lines = { "u,i,tags,x,click" }
+  for r = 1, n do
+    local tags = {}
+    for k = 1, r % 4 do tags[k] = "t" .. ((r * k) % 9) end
+    local x = bad and bad[r] and "oops" or tostring(r % 5)
+    lines[#lines + 1] = string.format("u%d,\"i%d\",%s,%s,%d", r % 13, r % 7, table.concat(tags, "|"), x,
+                                      (r % 13 < 5 and r % 3 ~= 0) and 1 or 0)
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+local function spec(path, extra)
+  local s = { path = path, categorical = { "u", { "i", hash = 5 }, { "tags", multi = "|", pooling = "mean" } },
+              numeric = { "x" }, labels = { click = { column = "click", positive = "1" } },
+              split = { train = 0.8, valid = 0.1, test = 0.1 }, seed = 3, cache = false }
+  for k, v in pairs(extra or {}) do s[k] = v end
+  return s
+end
+
+local function same_dirs(a, b)
+  local p = assert(io.popen(string.format("cd %q && ls", a)))
+  local n = 0
+  for name in p:lines() do
+    n = n + 1
+    check(os.execute(string.format("cmp -s %q %q", a .. "/" .. name, b .. "/" .. name)), name .. " differs")
+  end
+  p:close()
+  check(n > 1, "no files in " .. a)
+end
+
+T["a csv spec streams into the shards of the in-memory path"] = function()
+  local path = write("a.csv", csv_text(2000))
+  local s = spec(path, { split = { train = 0.8, valid = 0.1, test = 0.1, hash = true } })
+  local d = tl.data.csv(s)
+  tl.data.convert(d, tmpdir .. "/mem", { rows_per_shard = 300, verbose = false })
+  local sh, rep = tl.data.convert(spec(path), tmpdir .. "/str", { rows_per_shard = 300, verbose = false })
+  same_dirs(tmpdir .. "/mem", tmpdir .. "/str")
+  eq(rep.rows, { train = #d.train, valid = #d.valid, test = #d.test })
+  eq(rep.resumed, { train = 0, valid = 0, test = 0 })
+  eq(rep.skipped, 0)
+  check(rep.hashed.i and rep.hashed.i.buckets == 5 and rep.hashed.i.values >= 5, "hashed report")
+  eq(#sh, #d.train)
+  eq(sh.valid:labels().click, d.valid:labels().click)
+  -- the in-memory load without hash=true splits by a permutation: other rows
+  local p = tl.data.csv(spec(path))
+  eq(#p.train + #p.valid + #p.test, 2000)
+  check(#p.valid == 200, "exact ratio counts without hash=")
+  raises(function() tl.data.csv(spec(path, { split = { modulo = 2, train = { 0 }, hash = true } })) end,
+         "hash= goes with ratios")
+  -- stream=false loads first, then converts (the permutation split)
+  local sh2 = tl.data.convert(spec(path), tmpdir .. "/old", { stream = false, verbose = false })
+  eq(#sh2, #p.train)
+end
+
+T["bad rows: an error naming file, line and column, or skipped and counted"] = function()
+  local path = write("bad.csv", csv_text(300, { [40] = true, [77] = true }))
+  raises(function() tl.data.convert(spec(path), tmpdir .. "/bad1", { verbose = false }) end,
+         "bad.csv:41: column 4 %('x'%): expected a number, got \"oops\"")
+  local _, rep = tl.data.convert(spec(path, { on_bad = "skip" }), tmpdir .. "/bad2", { verbose = false })
+  eq(rep.skipped, 2)
+  eq(rep.skipped_lines, { 41, 78 })
+  eq(rep.rows.train + rep.rows.valid + rep.rows.test, 298)
+end
+
+T["a vocabulary field past max_vocab distinct values is refused, naming it"] = function()
+  local path = write("v.csv", csv_text(500))
+  raises(function() tl.data.convert(spec(path), tmpdir .. "/voc", { max_vocab = 5, verbose = false }) end,
+         "field 'u' has more than 5 distinct values")
+  raises(function() tl.data.convert(spec(path), tmpdir .. "/voc", { max_vocab = 5, verbose = false }) end,
+         "hash=N")
+  local sh = tl.data.convert(spec(path), tmpdir .. "/voc", { max_vocab = 13, verbose = false })
+  eq(sh.rows.train + sh.rows.valid + sh.rows.test, 500)
+end
+
+T["the label-leakage warning, on the valid split"] = function()
+  local bin = os.getenv("TL_TEST_BIN") or "./towerlab"
+  local lines = { "u,leak,click" }
+  for r = 1, 3000 do lines[#lines + 1] = string.format("u%d,%d,%d", r % 7, r % 2, r % 2) end
+  local path = write("leak.csv", table.concat(lines, "\n") .. "\n")
+  local code = string.format("tl.data.convert({path=%q, categorical={'u'}, numeric={'leak'}, labels={click={column="
+                             .. "'click', positive='1'}}, split={train=0.8, valid=0.2}, cache=false}, %q, "
+                             .. "{verbose=false})", path, tmpdir .. "/leak")
+  local p = assert(io.popen(string.format("%s -e %q 2>&1", bin, code)))
+  local out = p:read("a")
+  p:close()
+  check(out:find("tl.data.convert: warning: feature 'leak' predicts task 'click' almost perfectly on the valid",
+                 1, true), out)
+end
+
+-- Off a terminal: one line per pass, rows/s, and how long the last took.
+T["progress lines of both passes in a log"] = function()
+  local bin = os.getenv("TL_TEST_BIN") or "./towerlab"
+  local path = write("p.csv", csv_text(200000))
+  local code = string.format("tl.data.convert({path=%q, categorical={'u'}, numeric={'x'}, labels={click={column="
+                             .. "'click', positive='1'}}, cache=false}, %q, {log_every=0})", path, tmpdir .. "/prog")
+  local p = assert(io.popen(string.format("%s -e %q 2>&1", bin, code)))
+  local out = p:read("a")
+  p:close()
+  check(not out:find("\r"), "carriage return in a log")
+  check(out:find("convert: pass 1/2, reading %d+/%d+ rows %(%d+%%%)  %d+ rows/s  ETA %d+:%d%d"), out)
+  check(out:find("convert: pass 2/2, writing 200000/200000 rows %(100%%%)  %d+ rows/s  took %d+:%d%d\n"), out)
+end
+
+-- SIGKILL in the middle: the directory is not readable, the same call
+-- resumes, and every file is byte for byte that of an uninterrupted run.
+T["kill -9 then resume gives the same shards"] = function()
+  local bin = os.getenv("TL_TEST_BIN") or "./towerlab"
+  local path = write("k.csv.gz", "") -- replaced below by a gzip file
+  local plain = write("k.csv", csv_text(400000))
+  os.execute(string.format("gzip -c %q > %q", plain, path))
+  local a, b = tmpdir .. "/killed", tmpdir .. "/whole"
+  local conv = "tl.data.convert({path=%q, categorical={'u', {'i', hash=5}, {'tags', multi='|'}}, numeric={'x'}, "
+      .. "labels={click={column='click', positive='1'}}, split={train=0.8, valid=0.1, test=0.1}, cache=false}, "
+      .. "%q, {rows_per_shard=2000, verbose=false})"
+  -- killed once a few shards are complete (each is fsynced: the run takes a while)
+  local cmd = string.format("%s -e %q & p=$!; for k in $(seq 1 1000); do [ -e %q ] && break; sleep 0.01; done; "
+                            .. "kill -9 $p 2>/dev/null; wait $p 2>/dev/null; true",
+                            bin, string.format(conv, path, a), a .. "/train-00005.tls")
+  os.execute(cmd)
+  local f = io.open(a .. "/manifest.tls")
+  if f then
+    f:close() -- the run finished before the kill (a fast machine): nothing to resume
+  else
+    raises(function() tl.data.shards(a) end, "did not finish")
+  end
+  local _, rep
+  if not f then _, rep = load("return " .. string.format(conv, path, a))() end
+  load("return " .. string.format(conv, path, b))()
+  same_dirs(b, a)
+  if rep then check(rep.resumed.train >= 6 * 2000, "resumed " .. rep.resumed.train) end
+end
+
+T["zz cleanup"] = function() os.execute("rm -rf " .. tmpdir) end
+
+return T
