@@ -197,9 +197,7 @@ typedef struct {
     /* the epoch under way: batches counted in its mean loss, batches run now */
     size_t done, ran;
     double epoch_loss[TL_MAX_TASKS], valid_metric[TL_MAX_TASKS];
-    /* early stopping */
-    double best;
-    int bad_epochs, have_best, stopped_by_patience;
+    int stopped_by_patience; /* early stopping's record is the model's (m->es) */
     tl_task_eval ev[TL_MAX_TASKS];
     dp_run dp; /* dp.d == NULL: this process alone */
     tl_dist *saved_dist; /* the model's own (tl_model_set_dist), back at the end */
@@ -1079,7 +1077,6 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, tl_
     r->params = tl_graph_params(m->g, &r->pf);
     if (train && !r->order) return TL_ERR_NOMEM;
     r->shuffle_seed = opt->seed ? opt->seed : m->cfg.seed;
-    r->best = -INFINITY;
     r->last_epoch = m->epoch + opt->epochs;
     r->saved_dist = m->view.dist;
     st = dp_prepare(m, r, opt); /* over a stream it may change per_epoch */
@@ -1109,8 +1106,21 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, tl_
         m->view.dist = r->saved_dist;
         m->view.reduce_grads = NULL;
         tl_free(r->order);
+        return st;
     }
-    return st;
+    /* Early stopping's record: a fit continues the run that is open and not
+     * at its end (stopped mid-epoch, or before its last epoch), as the epoch
+     * and the stream's place continue; otherwise a new run starts a new
+     * record. Either way this fit's epochs become the run's end. */
+    struct tl_es_record *es = &m->es;
+    if (!(es->open && (m->batches_in_epoch > 0 || m->epoch < es->last_epoch))) {
+        es->best = -INFINITY;
+        es->bad_epochs = 0;
+        es->have_best = 0;
+    }
+    es->open = 1;
+    es->last_epoch = r->last_epoch;
+    return TL_OK;
 }
 
 /* The order of epoch e depends only on (seed, e), and a fit that stopped
@@ -1298,16 +1308,18 @@ static tl_status record_epoch(tl_model *m, fit_run *r, double *monitor, int *imp
             er->valid_metric[k] = r->valid_metric[k];
             er->valid_logloss[k] = r->ev[k].type == TL_TASK_BINARY ? r->ev[k].bin.logloss : r->ev[k].reg.mse;
         }
-        if (isfinite(*monitor) && *monitor > r->best) {
-            r->best = *monitor;
+        struct tl_es_record *es = &m->es;
+        if (isfinite(*monitor) && *monitor > es->best) {
+            es->best = *monitor;
             *improved = 1;
-            r->bad_epochs = 0;
+            es->bad_epochs = 0;
+            es->have_best = 0;
             if (m->best) {
                 memcpy(m->best, r->params, r->pf * sizeof(float));
-                r->have_best = 1;
+                es->have_best = 1;
             }
         } else {
-            r->bad_epochs++;
+            es->bad_epochs++;
         }
     }
     er->monitor = *monitor;
@@ -1323,7 +1335,11 @@ tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *str
     tl_status st = fit_prepare(m, &r, train, stream, valid, opt);
     if (st != TL_OK) return st;
     int K = m->cfg.n_tasks;
-    for (int e = 0; e < opt->epochs && st == TL_OK; e++) {
+    /* A run resumed at an epoch end where its patience had run out (a stop
+     * asked for there came first): it ends now, as it would have. */
+    if (opt->patience > 0 && m->batches_in_epoch == 0 && m->es.bad_epochs >= opt->patience)
+        r.stopped_by_patience = 1;
+    for (int e = 0; e < opt->epochs && st == TL_OK && !r.stopped_by_patience; e++) {
         if ((st = epoch_begin(m, &r)) != TL_OK) break;
         st = run_batches(m, &r);
         if (r.ran == 0) break;
@@ -1367,7 +1383,7 @@ tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *str
                 break;
             }
         }
-        if (opt->patience > 0 && r.bad_epochs >= opt->patience) {
+        if (opt->patience > 0 && m->es.bad_epochs >= opt->patience) {
             r.stopped_by_patience = 1;
             break;
         }
@@ -1377,8 +1393,9 @@ tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *str
      * epochs, or patience): a fit cut by max_steps, Ctrl-C or an error keeps
      * the current weights so that it can continue exactly. */
     int ran_to_end = r.stopped_by_patience || m->epoch == r.last_epoch;
-    if (r.have_best && opt->restore_best && st == TL_OK && ran_to_end)
+    if (m->es.have_best && opt->restore_best && st == TL_OK && ran_to_end)
         memcpy(r.params, m->best, r.pf * sizeof(float));
+    if (st == TL_OK && ran_to_end) m->es.open = 0; /* the run ended: the next fit starts a new record */
     /* a stream's place mid-epoch, for the next fit or a checkpoint */
     if (train) memset(&m->smark, 0, sizeof m->smark);
     else tl_model_stream_mark(m, stream, stream_grains(&r), r.B, stream_consumed(&r, m->batches_in_epoch));
