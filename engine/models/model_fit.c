@@ -1016,6 +1016,91 @@ static tl_status dp_stream_den(tl_model *m, fit_run *r, float *den)
     return TL_OK;
 }
 
+/* Over a stream, at a step whose diagnostics are due (task_grads.h: its
+ * step_ready hook records on the batch in the graph, as in memory, where
+ * the whole batch is filled): every grain's rows of the batch under way,
+ * gathered from the ranks that read them, into the graph in grain order. A
+ * rank that cannot pack its rows says so in the exchange, and every rank
+ * stops naming it. */
+static tl_status dp_stream_whole(tl_model *m, fit_run *r)
+{
+    dp_run *p = &r->dp;
+    tl_dist *d = p->d;
+    const tl_model_config *c = &m->cfg;
+    size_t nc = (size_t)c->n_cat, nn = (size_t)c->n_num, K = (size_t)c->n_tasks, slots = 0;
+    for (int b = 0; b < c->n_bag; b++) slots += (size_t)c->bag_len[b];
+    size_t words = nc + nn + K + 1 + slots, total = 0; /* a row: ids, numbers, labels, weight, bag slots */
+    for (int q = 0; q < d->size; q++) {
+        int a, b;
+        tl_dist_grains(p->G, d->size, q, &a, &b);
+        size_t rows = 0;
+        for (int j = a; j < b; j++) rows += (size_t)p->gn[j];
+        p->ccount[q] = sizeof(dp_header) + rows * words * 4;
+        total += p->ccount[q];
+    }
+    unsigned char *msg = tl_calloc(1, p->ccount[d->rank], "batch rows"), *all = tl_malloc(total, "batch rows");
+    tl_split whole;
+    memset(&whole, 0, sizeof whole);
+    whole.name = "train";
+    whole.n = (size_t)r->n;
+    whole.bag_slots = (int)slots;
+    void *cols = tl_malloc((size_t)r->n * words * 4 + 4, "batch rows");
+    dp_header h;
+    memset(&h, 0, sizeof h);
+    if (!msg || !all || !cols) {
+        h.status = TL_ERR_NOMEM;
+        snprintf(h.msg, sizeof h.msg, "out of memory for the batch's rows");
+    }
+    size_t at = sizeof h;
+    for (int j = p->g0; j < p->g1 && msg; j++) {
+        const tl_split *g = &p->gv[j];
+        for (int i = 0; i < p->gn[j] && h.status == TL_OK; i++) {
+            float wt = g->weight ? g->weight[i] : 1.0f;
+            if (nc) memcpy(msg + at, g->cat + (size_t)i * nc, nc * 4), at += nc * 4;
+            if (nn) memcpy(msg + at, g->num + (size_t)i * nn, nn * 4), at += nn * 4;
+            memcpy(msg + at, g->labels + (size_t)i * K, K * 4), at += K * 4;
+            memcpy(msg + at, &wt, 4), at += 4;
+            if (slots) memcpy(msg + at, g->bag + (size_t)i * slots, slots * 4), at += slots * 4;
+        }
+    }
+    if (msg) memcpy(msg, &h, sizeof h);
+    tl_status s = msg && all ? tl_dist_allgatherv_known(d, msg, all, p->ccount) : TL_ERR_NOMEM;
+    tl_free(msg);
+    if (s != TL_OK) {
+        tl_free(all);
+        tl_free(cols);
+        return tl_fail_context(s, "fit: step %lld: rank %d: exchanging the batch's rows", (long long)m->step + 1,
+                               d->rank);
+    }
+    whole.cat = cols;
+    whole.num = (float *)(whole.cat + (size_t)r->n * nc);
+    whole.labels = whole.num + (size_t)r->n * nn;
+    whole.weight = whole.labels + (size_t)r->n * K;
+    whole.bag = slots ? (int32_t *)(whole.weight + r->n) : NULL;
+    size_t off = 0, row = 0;
+    for (int q = 0; q < d->size; q++) {
+        memcpy(&h, all + off, sizeof h);
+        if (h.status != TL_OK) {
+            tl_free(all);
+            tl_free(cols);
+            return tl_fail((tl_status)h.status, "fit: step %lld (epoch %d): rank %d failed: %s",
+                           (long long)m->step + 1, m->epoch + 1, q, h.msg);
+        }
+        for (at = off + sizeof h; at < off + p->ccount[q]; row++) {
+            if (nc) memcpy(whole.cat + row * nc, all + at, nc * 4), at += nc * 4;
+            if (nn) memcpy(whole.num + row * nn, all + at, nn * 4), at += nn * 4;
+            memcpy(whole.labels + row * K, all + at, K * 4), at += K * 4;
+            memcpy(whole.weight + row, all + at, 4), at += 4;
+            if (slots) memcpy(whole.bag + row * slots, all + at, slots * 4), at += slots * 4;
+        }
+        off += p->ccount[q];
+    }
+    tl_free(all);
+    tl_model_fill_batch(m, &whole, NULL, 0, r->n);
+    tl_free(cols);
+    return TL_OK;
+}
+
 /* One data-parallel step on the batch under way (batch_rows): the gradient
  * of the whole batch in the graph's gradients on every rank, then the
  * optimizer step. When a rank asked to stop (Ctrl-C, a progress callback)
@@ -1040,6 +1125,8 @@ static tl_status dp_step_rows(tl_model *m, fit_run *r, float *task_loss)
     float den[TL_MAX_TASKS];
     if (p->gs) {
         tl_status ds = dp_stream_den(m, r, den);
+        if (ds == TL_OK && r->opt->diagnostics > 0 && (m->step + 1) % r->opt->diagnostics == 0)
+            ds = dp_stream_whole(m, r);
         if (ds != TL_OK) return ds;
     } else {
         tl_model_fill_batch(m, r->train, r->order, r->from, n);
