@@ -5,7 +5,8 @@
  * round trip, ends at the same epoch with the same final weights,
  * predictions and history as the fit never stopped; in memory and on a
  * stream of shards. A finished run's record does not carry into the next
- * fit, and a checkpoint without the record loads with an empty one. */
+ * fit, and a checkpoint without the record loads with an empty one; a
+ * corrupted record is refused. Also data-parallel over grains. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,8 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "data.h"
 #include "data/shards.h"
+#include "dist.h"
 #include "io.h"
 #include "model.h"
 #include "support.h"
@@ -69,9 +73,15 @@ static int stop_cb(void *ud, const tl_progress *p)
     return p->kind == TL_PROGRESS_EPOCH && s->at_epoch > 0 && p->epoch == s->at_epoch;
 }
 
+static int g_grains; /* > 1: data-parallel over that many grains in one process */
+
 static void fit_opts(tl_fit_options *o, int epochs, stopper *s)
 {
     tl_fit_defaults(o);
+    if (g_grains > 1) {
+        o->dist = tl_dist_local();
+        o->grains = g_grains;
+    }
     o->epochs = epochs;
     o->batch = BATCH;
     o->patience = PATIENCE;
@@ -197,9 +207,8 @@ static void test_early_stop_resume_in_memory(void **state)
     tlt_tempdir_free(dir);
 }
 
-static void test_early_stop_resume_stream(void **state)
+static void stream_resumes(void)
 {
-    (void)state;
     tl_dataset *d = pair_data();
     char *dir = tlt_tempdir_new();
     assert_int_equal(tl_shards_convert(d, dir, 500, NULL, NULL), TL_OK);
@@ -209,6 +218,24 @@ static void test_early_stop_resume_stream(void **state)
     tl_shards_close(sh);
     tl_dataset_free(d);
     tlt_tempdir_free(dir);
+}
+
+static void test_early_stop_resume_stream(void **state)
+{
+    (void)state;
+    stream_resumes();
+}
+
+/* Data-parallel over 3 grains, in memory and over shards (grain j's files). */
+static void test_early_stop_resume_grains(void **state)
+{
+    (void)state;
+    g_grains = 3;
+    char *dir = tlt_tempdir_new();
+    check_resumes(NULL, dir);
+    tlt_tempdir_free(dir);
+    stream_resumes();
+    g_grains = 0;
 }
 
 static int first_improved_cb(void *ud, const tl_progress *p)
@@ -252,12 +279,70 @@ static void test_early_stop_new_run_new_record(void **state)
     tlt_tempdir_free(dir);
 }
 
+/* A checkpoint's record is checked when read: a count of epochs without
+ * improvement above the run's last epoch is refused, naming the field. */
+static void test_early_stop_corrupted_record(void **state)
+{
+    (void)state;
+    tl_dataset *d = pair_data();
+    char *dir = tlt_tempdir_new();
+    char ckpt[4096];
+    snprintf(ckpt, sizeof ckpt, "%s/m.tlm", dir);
+    tl_model *m = new_model(d);
+    stopper none = {0, 0};
+    tl_fit_options o;
+    fit_opts(&o, EPOCHS, &none);
+    o.max_steps = 100; /* past epoch 4's best: the record has its weights */
+    assert_int_equal(fit_on(m, d, NULL, &o), TL_OK);
+    size_t pf;
+    tl_graph_params(tl_model_graph(m), &pf);
+    assert_int_equal(tl_model_save(m, ckpt), TL_OK);
+    tl_model_free(m);
+    FILE *f = fopen(ckpt, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    size_t n = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *p = malloc(n);
+    assert_int_equal(fread(p, 1, n, f), n);
+    fclose(f);
+    /* sections: tag, 4 bytes, 8 bytes of length, the payload; TRNS's ends
+     * with the record (open, last epoch, bad epochs, have best, best) and
+     * the best weights */
+    size_t pos = 24, at = 0;
+    while (pos + 16 <= n - 4) {
+        uint64_t size = 0;
+        for (int i = 0; i < 8; i++) size |= (uint64_t)p[pos + 8 + i] << (8 * i);
+        if (memcmp(p + pos, "TRNS", 4) == 0 || memcmp(p + pos, "SNRT", 4) == 0) at = pos + 16 + (size_t)size;
+        pos += 16 + (size_t)size;
+    }
+    assert_true(at > 0);
+    unsigned char *bad = p + at - pf * 4 - 8 - 8; /* bad epochs: before have_best and best */
+    int32_t old;
+    memcpy(&old, bad, 4);
+    assert_true(old >= 0 && old <= EPOCHS);
+    int32_t v = 1000;
+    memcpy(bad, &v, 4);
+    uint32_t crc = (uint32_t)crc32(0L, p, (uInt)(n - 4));
+    for (int i = 0; i < 4; i++) p[n - 4 + i] = (unsigned char)(crc >> (8 * i));
+    f = fopen(ckpt, "wb");
+    assert_int_equal(fwrite(p, 1, n, f), n);
+    fclose(f);
+    free(p);
+    assert_int_equal(tl_model_load(ckpt, &m), TL_ERR_FORMAT);
+    if (!strstr(tl_errmsg(), "early stopping's bad epochs")) fail_msg("message: %s", tl_errmsg());
+    tl_dataset_free(d);
+    tlt_tempdir_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_early_stop_resume_in_memory),
         cmocka_unit_test(test_early_stop_resume_stream),
+        cmocka_unit_test(test_early_stop_resume_grains),
         cmocka_unit_test(test_early_stop_new_run_new_record),
+        cmocka_unit_test(test_early_stop_corrupted_record),
     };
     return cmocka_run_group_tests_name("model_early_stop", tests, NULL, NULL);
 }
