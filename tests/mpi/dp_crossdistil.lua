@@ -10,7 +10,9 @@
 -- arg[1]: the variant: "valid" (the default: Platt fitted on valid at epoch
 --         ends), "ingraph" (in-graph Platt, teacher_grad, clip, BCE on the
 --         teacher), "isotonic" (on train, refit every 5 steps, max_pairs=40:
---         the pairs are sampled), "naive", "aitm" (refused)
+--         the pairs are sampled; teacher="shared"), "naive", "nested" (the
+--         default on nested tasks: b only where a, so the quadruplet groups
+--         chain over the empty (-,+) one), "aitm" (refused)
 -- arg[2]: grains (0: the ordinary fit, no data parallelism); arg[3]: dropout
 -- arg[4]: "close": one process only, the grains=6 fit against the ordinary
 --         fit (dropout 0, pairs not sampled): predictions within 1e-5;
@@ -19,12 +21,12 @@
 -- arg[6]: a weighting method (default "fixed")
 tl.threads(1)
 local variant, grains, dropout = arg[1], tonumber(arg[2] or "0"), tonumber(arg[3] or "0")
-local d = tl.datasets.synthetic_pair{rows = 4000, seed = 3}
+local d = tl.datasets.synthetic_pair{rows = 4000, seed = 3, nested = variant == "nested"}
 local cd = {pairs = {{"a", "b"}}, aux = 0.5, kd = 0.5}
 if variant == "ingraph" then
   cd.calibrate, cd.calib_data, cd.teacher_grad, cd.correct, cd.bce_on_aux = "platt", "train", true, "clip", true
 elseif variant == "isotonic" then
-  cd.calibrate, cd.calib_data, cd.calib_every, cd.max_pairs = "isotonic", "train", 5, 40
+  cd.calibrate, cd.calib_data, cd.calib_every, cd.max_pairs, cd.teacher = "isotonic", "train", 5, 40, "shared"
 elseif variant == "naive" then
   cd.naive = true
 end

@@ -4,8 +4,8 @@
 # in grain order), the distillation and calibration losses over the batch's
 # weight sum, the calibrators fitted on the same rows by every rank. Each
 # variant (Platt fitted on valid, in-graph Platt with teacher_grad, clip and
-# BCE on the teacher, isotonic refit every 5 steps with sampled pairs, naive
-# KD) gives one process's fit{grains=6} bits at np 1, 2 and 3 on every rank,
+# BCE on the teacher, isotonic refit every 5 steps with sampled pairs and a
+# shared teacher, naive KD, nested tasks) gives one process's fit{grains=6} bits at np 1, 2 and 3 on every rank,
 # dropout 0.1; without dropout or sampling the grains=6 fit is within 1e-5 of
 # the ordinary fit. With the weightings that reduce per task (PCGrad,
 # GradNorm: one grain per rank) the ranks stay bit-identical and within 1e-6
@@ -16,7 +16,7 @@ set -u
 cd "$(dirname "$0")/../.."
 . tests/mpi/lib.sh test_dp_crossdistil
 
-for v in valid ingraph isotonic naive; do
+for v in valid ingraph isotonic naive nested; do
   ref=$(run 0 tests/mpi/dp_crossdistil.lua $v 6 0.1 2>&1 | grep -o "hash [0-9a-f]* steps 30$")
   for np in 1 2 3; do
     out=$(run $np tests/mpi/dp_crossdistil.lua $v 6 0.1 2>&1)
