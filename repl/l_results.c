@@ -11,6 +11,7 @@
 #include "diagnose.h"
 #include "io.h"
 #include "l_model.h"
+#include "l_mpi.h"
 #include "l_util.h"
 #include "model.h"
 
@@ -222,9 +223,40 @@ static int l_calibrated_tostring(lua_State *L)
     return 1;
 }
 
+/* A rank that does not write (under mpirun, rank 0 writes): the same
+ * predictions, chunk by chunk as tl_model_predict_csv makes them, and
+ * dropped, so that a model shared among the ranks (tl.mpi.distribute) takes
+ * part in every chunk's exchange and a failure fails on every rank. */
+static tl_status predict_discard(tl_model *m, const tl_split *s, int calibrated)
+{
+    const tl_model_config *c = tl_model_config_get(m);
+    size_t K = (size_t)c->n_tasks, B = (size_t)c->max_batch;
+    size_t chunk = (65536 + B - 1) / B * B;
+    if (chunk > s->n) chunk = s->n;
+    float *buf = tl_malloc((chunk ? chunk : 1) * K * sizeof(float), "prediction chunk");
+    if (!buf) return TL_ERR_NOMEM;
+    tl_status st = TL_OK;
+    for (size_t from = 0; from < s->n && st == TL_OK; from += chunk) {
+        tl_split part = *s;
+        part.n = s->n - from < chunk ? s->n - from : chunk;
+        part.cat = s->cat ? s->cat + from * (size_t)c->n_cat : NULL;
+        part.num = s->num ? s->num + from * (size_t)c->n_num : NULL;
+        part.labels = s->labels ? s->labels + from * K : NULL;
+        part.group = s->group ? s->group + from : NULL;
+        part.weight = s->weight ? s->weight + from : NULL;
+        part.row = s->row ? s->row + from : NULL;
+        part.bag = s->bag ? s->bag + from * (size_t)s->bag_slots : NULL;
+        st = calibrated ? tl_model_predict_calibrated(m, &part, buf) : tl_model_predict(m, &part, buf);
+    }
+    tl_free(buf);
+    return st;
+}
+
 /* m:predict(split, {file=path}) / cp:predict(split, {file=path}) -> rows
  * written: predictions straight to a CSV file (row id, one column per task),
- * with no Lua table of the rows. */
+ * with no Lua table of the rows. Under mpirun only rank 0 writes
+ * (tl_lua_mpi_writes); the other ranks predict the same rows and return the
+ * same count. */
 static int predict_to_file(lua_State *L, tl_model *m, const tl_split *s, int calibrated,
                            const char *fn)
 {
@@ -234,7 +266,7 @@ static int predict_to_file(lua_State *L, tl_model *m, const tl_split *s, int cal
     const char *path = tl_lua_opt_string(L, 3, fn, "file", NULL);
     if (!path) return luaL_error(L, "%s: field 'file' is required in the options (a CSV path)", fn);
     if (calibrated) warn_stale_calibrators(m, fn);
-    tl_status st = tl_model_predict_csv(m, s, calibrated, path);
+    tl_status st = tl_lua_mpi_writes() ? tl_model_predict_csv(m, s, calibrated, path) : predict_discard(m, s, calibrated);
     if (st != TL_OK) return tl_lua_raise_status(L, fn, st);
     lua_pushinteger(L, (lua_Integer)s->n);
     return 1;
@@ -544,7 +576,8 @@ void tl_lua_open_results(lua_State *L, int tl)
          "m:predict(split) -> p; p.<task>[i] is the prediction for row i.\n"
          "m:predict(split, {file=\"pred.csv\"}) -> n: write the predictions to a CSV file instead\n"
          "(header row,<task>,...; row = the row's 1-based data row in its source file), in chunks,\n"
-         "without a Lua table of the rows; cp:predict(split, {file=}) writes calibrated ones."},
+         "without a Lua table of the rows; cp:predict(split, {file=}) writes calibrated ones.\n"
+         "Under mpirun only rank 0 writes the file (tl.mpi.all_ranks_write(true): every rank)."},
         {"history", "m:history",
          "m:history() -> {steps={{step,epoch,loss={},weight={}}...}, epochs={{epoch,step,train_loss={},valid={}}...},\n"
          "               diagnostics={{step,epoch,grad_norm={},grad_cos={[\"a|b\"]=},weight={}}...}}\n"

@@ -543,7 +543,7 @@ static int stream_progress(void *ud, const tl_progress *p)
 static const char *const fit_fields[] = {"data",    "valid",     "epochs",  "patience",     "batch",
                                          "optim",   "verbose",   "max_steps", "monitor",    "restore_best",
                                          "log_every", "dp", "grains", "check_every", "checkpoint", "every",
-                                         "progress", NULL};
+                                         "progress", "diagnostics", NULL};
 
 int tl_lua_fit_shards(lua_State *L)
 {
@@ -565,6 +565,7 @@ int tl_lua_fit_shards(lua_State *L)
     if (o.batch > tl_graph_max_batch(tl_model_graph(lm->m))) tl_lua_memory_refresh();
     o.max_steps = tl_lua_opt_int(L, 2, fn, "max_steps", 0, 0, INT64_MAX);
     o.restore_best = tl_lua_opt_bool(L, 2, fn, "restore_best", 1);
+    o.diagnostics = (int)tl_lua_opt_int(L, 2, fn, "diagnostics", 0, 0, INT32_MAX);
     const char *monitor = tl_lua_opt_string(L, 2, fn, "monitor", NULL);
     if (monitor && (o.monitor_task = tl_model_task_index(lm->m, monitor)) < 0)
         return luaL_error(L, "%s: field 'monitor' names unknown task '%s'", fn, monitor);

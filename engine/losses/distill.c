@@ -10,6 +10,12 @@
 
 /* ---- CrossDistil ------------------------------------------------------------ */
 
+static void add_row_loss(tl_distill_state *d, tl_node l, int k)
+{
+    d->row_loss[d->n_row_loss] = l;
+    d->row_loss_task[d->n_row_loss++] = k;
+}
+
 static inline float sigmoidf(float x)
 {
     return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
@@ -121,6 +127,7 @@ static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
     char n[96];
     d->kd_alpha = tl_scalar(g, 0.0f, "distill.alpha");
     d->kd_keep = tl_scalar(g, 1.0f, "distill.one_minus_alpha");
+    d->n_row_loss = d->n_quad = 0;
     int has_teacher[TL_MAX_TASKS] = {0};
     for (int p = 0; p < ds->n_pairs; p++)
         for (int s = 0; s < 2; s++) has_teacher[ds->pairs[p][s]] = 1;
@@ -139,6 +146,7 @@ static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
                 snprintf(n, sizeof n, "naive.%s.soft", v->cfg->tasks[k].name);
                 tl_node_name(g, soft, n);
                 tl_node kd = tl_bce_logits(g, logit[k], soft, v->rowweight[k]);
+                add_row_loss(d, kd, k);
                 v->objective[k] = tl_add(g, tl_mul(g, v->loss[k], d->kd_keep), tl_mul(g, kd, d->kd_alpha));
             }
         return tl_graph_status(g) == TL_OK ? TL_OK : tl_fail(tl_graph_status(g), "%s", tl_graph_errmsg(g));
@@ -163,6 +171,7 @@ static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
             tl_node b = d->task[k].cal_b = tl_param(g, 1, 1, TL_INIT_ZEROS, 0.0f, n);
             tl_node cal_sg = tl_sigmoid(g, tl_add(g, tl_mul(g, tl_stop_grad(g, r), a), b));
             tl_node lcal = tl_bce_prob(g, cal_sg, y, v->rowweight[k]);
+            add_row_loss(d, lcal, k);
             *v->extra = *v->extra == TL_NONE ? lcal : tl_add(g, *v->extra, lcal);
             soft = ds->teacher_grad ? tl_sigmoid(g, tl_add(g, tl_mul(g, r, a), b)) : cal_sg;
             if (ds->correct == TL_CORRECT_BLEND)
@@ -177,10 +186,12 @@ static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
         d->teacher_soft[k] = tl_node_name(g, soft, n);
         if (ds->bce_on_aux) {
             tl_node l = tl_bce_logits(g, r, y, v->rowweight[k]);
+            add_row_loss(d, l, k);
             *v->extra = *v->extra == TL_NONE ? l : tl_add(g, *v->extra, l);
         }
         /* student: (1 - alpha) BCE(y, y^) + alpha BCE(p~, y^) */
         tl_node kd = tl_bce_logits(g, logit[k], soft, v->rowweight[k]);
+        add_row_loss(d, kd, k);
         v->objective[k] = tl_add(g, tl_mul(g, v->loss[k], d->kd_keep), tl_mul(g, kd, d->kd_alpha));
     }
     for (int p = 0; p < ds->n_pairs; p++) {
@@ -193,6 +204,11 @@ static tl_status build(void *st, const tl_model_view *v, tl_build_stage stage)
         tl_node ya = tl_map(g, v->label[a], TL_NONE, partner_label, flip);
         tl_node la = tl_quadruplet_bpr_weighted(g, d->teacher[a], v->label[a], yb, w, 0, ds->max_pairs);
         tl_node lb = tl_quadruplet_bpr_weighted(g, d->teacher[b], v->label[b], ya, w, 0, ds->max_pairs);
+        tl_node qa[4] = {d->teacher[a], v->label[a], yb, w}, qb[4] = {d->teacher[b], v->label[b], ya, w};
+        memcpy(d->quad_in[d->n_quad], qa, sizeof qa);
+        d->quad[d->n_quad++] = la;
+        memcpy(d->quad_in[d->n_quad], qb, sizeof qb);
+        d->quad[d->n_quad++] = lb;
         tl_node aux = tl_scale(g, tl_add(g, la, lb), ds->aux);
         *v->extra = *v->extra == TL_NONE ? aux : tl_add(g, *v->extra, aux);
     }

@@ -33,6 +33,14 @@ typedef struct {
     tl_node teacher[TL_MAX_TASKS], teacher_soft[TL_MAX_TASKS];
     tl_node kd_alpha, kd_keep;     /* alpha and 1 - alpha (0 / 1 during warm-up) */
     tl_distill_task task[TL_MAX_TASKS];
+    /* For data parallelism (models/model_fit.c): the losses over rows that
+     * a task's row weights weigh (distillation, in-graph Platt, BCE on the
+     * teacher), each with its task, whose denominator is the batch's; and
+     * the quadruplet losses, which pair rows across the whole batch. */
+    tl_node row_loss[3 * TL_MAX_TASKS];
+    int row_loss_task[3 * TL_MAX_TASKS], n_row_loss;
+    tl_node quad[2 * TL_MAX_TASKS], quad_in[2 * TL_MAX_TASKS][4]; /* scores, labels a, b, weights */
+    int n_quad;
 } tl_distill_state;
 
 extern const tl_hook tl_distill_hook;

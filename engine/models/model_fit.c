@@ -173,6 +173,13 @@ typedef struct {
     int *gcap;
     tl_split none;
     void *none_buf;
+    /* CrossDistil's quadruplet losses (losses/distill.h), which pair rows
+     * of the whole batch: per loss the batch's scores, labels a and b,
+     * weights and loss gradient (5 x B floats), and what its runs read */
+    int n_quad;
+    float *qbuf;
+    size_t *qcount;
+    tl_quad_rows qrows[2 * TL_MAX_TASKS];
     /* a resume's read past the rows done (epoch_begin) failed: told at the
      * first exchange, so that every rank stops naming this one */
     tl_status skip_st;
@@ -197,9 +204,7 @@ typedef struct {
     /* the epoch under way: batches counted in its mean loss, batches run now */
     size_t done, ran;
     double epoch_loss[TL_MAX_TASKS], valid_metric[TL_MAX_TASKS];
-    /* early stopping */
-    double best;
-    int bad_epochs, have_best, stopped_by_patience;
+    int stopped_by_patience; /* early stopping's record is the model's (m->es) */
     tl_task_eval ev[TL_MAX_TASKS];
     dp_run dp; /* dp.d == NULL: this process alone */
     tl_dist *saved_dist; /* the model's own (tl_model_set_dist), back at the end */
@@ -252,9 +257,11 @@ static int dp_supported(const tl_model *m, const tl_fit_options *opt, char *why,
         snprintf(why, cap, "weighting '%s' reduces each task's gradient itself, one grain per rank: "
                  "grains must be %d (the rank count), not %d", tl_weighting_name(c->weighting),
                  opt->dist->size, opt->grains);
-    else if (c->distill.enabled)
-        snprintf(why, cap, "CrossDistil's quadruplet loss pairs rows across the whole batch");
-    else if (m->extra != TL_NONE && c->backbone.kind != TL_BACKBONE_AITM && c->backbone.kind != TL_BACKBONE_DSELECT_K)
+    else if (c->distill.enabled && c->backbone.kind == TL_BACKBONE_AITM)
+        snprintf(why, cap, "CrossDistil's terms and AITM's constraint share the loss outside the tasks, which a "
+                 "batch's runs would have to share differently (losses/weighting.c extra_share)");
+    else if (m->extra != TL_NONE && !c->distill.enabled && c->backbone.kind != TL_BACKBONE_AITM &&
+             c->backbone.kind != TL_BACKBONE_DSELECT_K)
         snprintf(why, cap, "the model has loss terms outside its tasks that it does not know how to share "
                  "among a batch's runs (losses/weighting.c extra_share)");
     else
@@ -356,6 +363,12 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
     p->gn = tl_malloc((size_t)G * sizeof *p->gn, "grain rows");
     p->goff = tl_malloc((size_t)G * sizeof *p->goff, "grain rows");
     if (!p->gn || !p->goff) return TL_ERR_NOMEM;
+    if (m->distill && m->distill->n_quad > 0) {
+        p->n_quad = m->distill->n_quad;
+        p->qbuf = tl_malloc((size_t)p->n_quad * 5 * (size_t)r->B * sizeof(float), "quadruplet rows");
+        p->qcount = tl_malloc((size_t)d->size * sizeof *p->qcount, "quadruplet rows");
+        if (!p->qbuf || !p->qcount) return TL_ERR_NOMEM;
+    }
     tl_status st = r->stream ? dp_prepare_stream(m, r) : TL_OK;
     if (st != TL_OK) return st;
     /* Every rank must walk the same batches of the same rows with the same
@@ -397,6 +410,10 @@ static void dp_free(fit_run *r)
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) tl_free(*f[i]), *f[i] = NULL;
     tl_free(p->send);
     tl_free(p->scount);
+    tl_free(p->qbuf);
+    tl_free(p->qcount);
+    p->qbuf = NULL;
+    p->qcount = NULL;
     p->send = NULL;
     p->scount = p->rcount = p->ccount = NULL;
     for (int j = 0; p->gs && j < p->G; j++) tl_stream_close(p->gs[j]);
@@ -448,6 +465,10 @@ static void dp_fill(tl_model *m, fit_run *r, int j)
 {
     dp_run *p = &r->dp;
     m->view.dp_run_rows = j >= 0 ? p->gn[j] : 0; /* the rows this run carries (hooks.h) */
+    for (int q = 0; q < p->n_quad; q++) { /* its rows of the quadruplet losses' batch */
+        p->qrows[q].off = j >= 0 ? (int)p->goff[j] : 0;
+        p->qrows[q].rows = j >= 0 ? p->gn[j] : 0;
+    }
     if (j >= 0 && p->gn[j] > 0) {
         if (p->gs) tl_model_fill_batch(m, &p->gv[j], NULL, 0, p->gn[j]);
         else tl_model_fill_batch(m, r->train, r->order, r->from + p->goff[j], p->gn[j]);
@@ -622,6 +643,112 @@ static tl_status dp_reduce_grads(tl_model *m)
 static void dp_set_denominators(tl_model *m, const float *den)
 {
     for (int k = 0; k < m->cfg.n_tasks; k++) tl_loss_set_denominator(m->g, m->loss[k], den ? den[k] : 0.0f);
+    const tl_distill_state *ds = m->distill; /* CrossDistil's losses weighted by a task's row weights */
+    for (int i = 0; ds && i < ds->n_row_loss; i++)
+        tl_loss_set_denominator(m->g, ds->row_loss[i], den ? den[ds->row_loss_task[i]] : 0.0f);
+}
+
+/* CrossDistil's quadruplet losses pair rows across the whole batch. Before
+ * the step's runs, a forward on each of this rank's grains (with the
+ * grain's dropout, as its run will have) gives its rows' scores, labels and
+ * weights of each quadruplet loss; every rank gathers every grain's, in
+ * grain order, and computes each loss over the whole batch and its gradient
+ * per row (pairs drawn from a generator of the step's state, not of a
+ * grain), the same on every rank at every rank count. A grain's run then
+ * takes the loss as the node's value and backpropagates its own rows'
+ * gradients (ops/token.h tl_quadruplet_set_rows). The cost: one more
+ * forward per grain per step. s: this rank's status so far (not TL_OK:
+ * told to every rank instead of running the forwards). */
+static tl_status dp_quad_gather(tl_model *m, fit_run *r, const tl_rng *base, tl_status s)
+{
+    dp_run *p = &r->dp;
+    tl_graph *g = m->g;
+    const tl_distill_state *ds = m->distill;
+    int Q = p->n_quad, B = r->B;
+    for (int q = 0; q < Q && s == TL_OK; q++) { /* the forwards below compute no local pairs */
+        p->qrows[q] = (tl_quad_rows){0.0, NULL, 0, 0};
+        s = tl_quadruplet_set_rows(g, ds->quad[q], &p->qrows[q]);
+    }
+    size_t mine = sizeof(dp_header), total = 0;
+    for (int q = 0; q < p->d->size; q++) {
+        int a, b;
+        tl_dist_grains(p->G, p->d->size, q, &a, &b);
+        size_t rows = 0;
+        for (int j = a; j < b; j++) rows += (size_t)p->gn[j];
+        p->qcount[q] = sizeof(dp_header) + rows * (size_t)Q * 4 * sizeof(float);
+        if (q == p->d->rank) mine = p->qcount[q];
+        total += p->qcount[q];
+    }
+    unsigned char *msg = tl_calloc(1, mine, "quadruplet rows"), *all = tl_malloc(total, "quadruplet rows");
+    if (!msg || !all) {
+        tl_free(msg);
+        tl_free(all);
+        return TL_ERR_NOMEM;
+    }
+    dp_header h;
+    memset(&h, 0, sizeof h);
+    size_t at = sizeof h;
+    for (int j = p->g0; j < p->g1 && s == TL_OK; j++) {
+        if (p->gn[j] == 0) continue;
+        dp_fill(m, r, j);
+        *tl_graph_rng(g) = dp_grain_rng(base, j);
+        if ((s = tl_graph_forward(g, 1)) != TL_OK) break;
+        for (int q = 0; q < Q; q++)
+            for (int c = 0; c < 4; c++) {
+                memcpy(msg + at, tl_graph_value(g, ds->quad_in[q][c]), (size_t)p->gn[j] * sizeof(float));
+                at += (size_t)p->gn[j] * sizeof(float);
+            }
+    }
+    if (s != TL_OK) {
+        h.status = (int32_t)s;
+        snprintf(h.msg, sizeof h.msg, "%s", tl_errmsg());
+    }
+    memcpy(msg, &h, sizeof h);
+    s = tl_dist_allgatherv_known(p->d, msg, all, p->qcount);
+    tl_free(msg);
+    if (s != TL_OK) {
+        tl_free(all);
+        return tl_fail_context(s, "fit: step %lld: rank %d: exchanging CrossDistil's rows", (long long)m->step + 1,
+                               p->d->rank);
+    }
+    size_t off = 0;
+    for (int q = 0; q < p->d->size; q++) {
+        memcpy(&h, all + off, sizeof h);
+        if (h.status != TL_OK) {
+            tl_free(all);
+            return tl_fail((tl_status)h.status, "fit: step %lld (epoch %d): rank %d failed: %s",
+                           (long long)m->step + 1, m->epoch + 1, q, h.msg);
+        }
+        int a, b;
+        tl_dist_grains(p->G, p->d->size, q, &a, &b);
+        at = off + sizeof h;
+        for (int j = a; j < b; j++)
+            for (int x = 0; x < Q && p->gn[j] > 0; x++)
+                for (int c = 0; c < 4; c++) {
+                    float *dst = p->qbuf + ((size_t)x * 5 + (size_t)c) * (size_t)B + p->goff[j];
+                    memcpy(dst, all + at, (size_t)p->gn[j] * sizeof(float));
+                    at += (size_t)p->gn[j] * sizeof(float);
+                }
+        off += p->qcount[q];
+    }
+    tl_free(all);
+    tl_rng pairs = dp_grain_rng(base, p->G + 2);
+    for (int q = 0; q < Q && s == TL_OK; q++) {
+        float *b5 = p->qbuf + (size_t)q * 5 * (size_t)B;
+        double loss = 0.0;
+        s = tl_quadruplet_rows_loss(g, ds->quad[q], b5, b5 + B, b5 + 2 * B, b5 + 3 * B, r->n, &pairs, &loss,
+                                    b5 + 4 * B);
+        p->qrows[q].loss = loss;
+        p->qrows[q].grad = b5 + 4 * B;
+    }
+    return s;
+}
+
+/* The quadruplet losses back to their own rows' pairs (predict, evaluate,
+ * the fit without data parallelism). */
+static void dp_quad_end(tl_model *m, dp_run *p)
+{
+    for (int q = 0; q < p->n_quad; q++) tl_quadruplet_set_rows(m->g, m->distill->quad[q], NULL);
 }
 
 /* Forward and the strategies' backward on grain j's rows, the step's
@@ -889,11 +1016,105 @@ static tl_status dp_stream_den(tl_model *m, fit_run *r, float *den)
     return TL_OK;
 }
 
+/* Over a stream, at a step whose diagnostics are due (task_grads.h: its
+ * step_ready hook records on the batch in the graph, as in memory, where
+ * the whole batch is filled): every grain's rows of the batch under way,
+ * gathered from the ranks that read them, into the graph in grain order. A
+ * rank that cannot pack its rows says so in the exchange, and every rank
+ * stops naming it. */
+static tl_status dp_stream_whole(tl_model *m, fit_run *r)
+{
+    dp_run *p = &r->dp;
+    tl_dist *d = p->d;
+    const tl_model_config *c = &m->cfg;
+    size_t nc = (size_t)c->n_cat, nn = (size_t)c->n_num, K = (size_t)c->n_tasks, slots = 0;
+    for (int b = 0; b < c->n_bag; b++) slots += (size_t)c->bag_len[b];
+    size_t words = nc + nn + K + 1 + slots, total = 0; /* a row: ids, numbers, labels, weight, bag slots */
+    for (int q = 0; q < d->size; q++) {
+        int a, b;
+        tl_dist_grains(p->G, d->size, q, &a, &b);
+        size_t rows = 0;
+        for (int j = a; j < b; j++) rows += (size_t)p->gn[j];
+        p->ccount[q] = sizeof(dp_header) + rows * words * 4;
+        total += p->ccount[q];
+    }
+    unsigned char *msg = tl_calloc(1, p->ccount[d->rank], "batch rows"), *all = tl_malloc(total, "batch rows");
+    tl_split whole;
+    memset(&whole, 0, sizeof whole);
+    whole.name = "train";
+    whole.n = (size_t)r->n;
+    whole.bag_slots = (int)slots;
+    void *cols = tl_malloc((size_t)r->n * words * 4 + 4, "batch rows");
+    dp_header h;
+    memset(&h, 0, sizeof h);
+    if (!msg || !all || !cols) {
+        h.status = TL_ERR_NOMEM;
+        snprintf(h.msg, sizeof h.msg, "out of memory for the batch's rows");
+    }
+    size_t at = sizeof h;
+    for (int j = p->g0; j < p->g1 && msg; j++) {
+        const tl_split *g = &p->gv[j];
+        for (int i = 0; i < p->gn[j] && h.status == TL_OK; i++) {
+            float wt = g->weight ? g->weight[i] : 1.0f;
+            if (nc) memcpy(msg + at, g->cat + (size_t)i * nc, nc * 4), at += nc * 4;
+            if (nn) memcpy(msg + at, g->num + (size_t)i * nn, nn * 4), at += nn * 4;
+            memcpy(msg + at, g->labels + (size_t)i * K, K * 4), at += K * 4;
+            memcpy(msg + at, &wt, 4), at += 4;
+            if (slots) memcpy(msg + at, g->bag + (size_t)i * slots, slots * 4), at += slots * 4;
+        }
+    }
+    if (msg) memcpy(msg, &h, sizeof h);
+    tl_status s = msg && all ? tl_dist_allgatherv_known(d, msg, all, p->ccount) : TL_ERR_NOMEM;
+    tl_free(msg);
+    if (s != TL_OK) {
+        tl_free(all);
+        tl_free(cols);
+        return tl_fail_context(s, "fit: step %lld: rank %d: exchanging the batch's rows", (long long)m->step + 1,
+                               d->rank);
+    }
+    whole.cat = cols;
+    whole.num = (float *)(whole.cat + (size_t)r->n * nc);
+    whole.labels = whole.num + (size_t)r->n * nn;
+    whole.weight = whole.labels + (size_t)r->n * K;
+    whole.bag = slots ? (int32_t *)(whole.weight + r->n) : NULL;
+    size_t off = 0, row = 0;
+    for (int q = 0; q < d->size; q++) {
+        memcpy(&h, all + off, sizeof h);
+        if (h.status != TL_OK) {
+            tl_free(all);
+            tl_free(cols);
+            return tl_fail((tl_status)h.status, "fit: step %lld (epoch %d): rank %d failed: %s",
+                           (long long)m->step + 1, m->epoch + 1, q, h.msg);
+        }
+        for (at = off + sizeof h; at < off + p->ccount[q]; row++) {
+            if (nc) memcpy(whole.cat + row * nc, all + at, nc * 4), at += nc * 4;
+            if (nn) memcpy(whole.num + row * nn, all + at, nn * 4), at += nn * 4;
+            memcpy(whole.labels + row * K, all + at, K * 4), at += K * 4;
+            memcpy(whole.weight + row, all + at, 4), at += 4;
+            if (slots) memcpy(whole.bag + row * slots, all + at, slots * 4), at += slots * 4;
+        }
+        off += p->ccount[q];
+    }
+    tl_free(all);
+    tl_model_fill_batch(m, &whole, NULL, 0, r->n);
+    tl_free(cols);
+    return TL_OK;
+}
+
 /* One data-parallel step on the batch under way (batch_rows): the gradient
  * of the whole batch in the graph's gradients on every rank, then the
  * optimizer step. When a rank asked to stop (Ctrl-C, a progress callback)
  * nothing is stepped and TL_ERR_CANCELLED returned on every rank. */
+static tl_status dp_step_rows(tl_model *m, fit_run *r, float *task_loss);
+
 static tl_status dp_step(tl_model *m, fit_run *r, float *task_loss)
+{
+    tl_status s = dp_step_rows(m, r, task_loss);
+    dp_quad_end(m, &r->dp);
+    return s;
+}
+
+static tl_status dp_step_rows(tl_model *m, fit_run *r, float *task_loss)
 {
     dp_run *p = &r->dp;
     tl_graph *g = m->g;
@@ -904,6 +1125,8 @@ static tl_status dp_step(tl_model *m, fit_run *r, float *task_loss)
     float den[TL_MAX_TASKS];
     if (p->gs) {
         tl_status ds = dp_stream_den(m, r, den);
+        if (ds == TL_OK && r->opt->diagnostics > 0 && (m->step + 1) % r->opt->diagnostics == 0)
+            ds = dp_stream_whole(m, r);
         if (ds != TL_OK) return ds;
     } else {
         tl_model_fill_batch(m, r->train, r->order, r->from, n);
@@ -920,6 +1143,11 @@ static tl_status dp_step(tl_model *m, fit_run *r, float *task_loss)
     for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
         if (m->hooks[i]->step_ready) s = m->hooks[i]->step_ready(m->hook_state[i], &m->view);
     tl_rng base = *tl_graph_rng(g);
+    if (p->n_quad > 0) s = dp_quad_gather(m, r, &base, s); /* every rank learns of a failed step_ready */
+    if (s != TL_OK) {
+        *tl_graph_rng(g) = base;
+        return s;
+    }
     if (p->self_reduce) {
         if (s == TL_OK) s = dp_step_self(m, r, den, &base, task_loss);
         dp_set_denominators(m, NULL);
@@ -1079,7 +1307,6 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, tl_
     r->params = tl_graph_params(m->g, &r->pf);
     if (train && !r->order) return TL_ERR_NOMEM;
     r->shuffle_seed = opt->seed ? opt->seed : m->cfg.seed;
-    r->best = -INFINITY;
     r->last_epoch = m->epoch + opt->epochs;
     r->saved_dist = m->view.dist;
     st = dp_prepare(m, r, opt); /* over a stream it may change per_epoch */
@@ -1109,8 +1336,21 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, tl_
         m->view.dist = r->saved_dist;
         m->view.reduce_grads = NULL;
         tl_free(r->order);
+        return st;
     }
-    return st;
+    /* Early stopping's record: a fit continues the run that is open and not
+     * at its end (stopped mid-epoch, or before its last epoch), as the epoch
+     * and the stream's place continue; otherwise a new run starts a new
+     * record. Either way this fit's epochs become the run's end. */
+    struct tl_es_record *es = &m->es;
+    if (!(es->open && (m->batches_in_epoch > 0 || m->epoch < es->last_epoch))) {
+        es->best = -INFINITY;
+        es->bad_epochs = 0;
+        es->have_best = 0;
+    }
+    es->open = 1;
+    es->last_epoch = r->last_epoch;
+    return TL_OK;
 }
 
 /* The order of epoch e depends only on (seed, e), and a fit that stopped
@@ -1298,16 +1538,18 @@ static tl_status record_epoch(tl_model *m, fit_run *r, double *monitor, int *imp
             er->valid_metric[k] = r->valid_metric[k];
             er->valid_logloss[k] = r->ev[k].type == TL_TASK_BINARY ? r->ev[k].bin.logloss : r->ev[k].reg.mse;
         }
-        if (isfinite(*monitor) && *monitor > r->best) {
-            r->best = *monitor;
+        struct tl_es_record *es = &m->es;
+        if (isfinite(*monitor) && *monitor > es->best) {
+            es->best = *monitor;
             *improved = 1;
-            r->bad_epochs = 0;
+            es->bad_epochs = 0;
+            es->have_best = 0;
             if (m->best) {
                 memcpy(m->best, r->params, r->pf * sizeof(float));
-                r->have_best = 1;
+                es->have_best = 1;
             }
         } else {
-            r->bad_epochs++;
+            es->bad_epochs++;
         }
     }
     er->monitor = *monitor;
@@ -1323,7 +1565,11 @@ tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *str
     tl_status st = fit_prepare(m, &r, train, stream, valid, opt);
     if (st != TL_OK) return st;
     int K = m->cfg.n_tasks;
-    for (int e = 0; e < opt->epochs && st == TL_OK; e++) {
+    /* A run resumed at an epoch end where its patience had run out (a stop
+     * asked for there came first): it ends now, as it would have. */
+    if (opt->patience > 0 && m->batches_in_epoch == 0 && m->es.bad_epochs >= opt->patience)
+        r.stopped_by_patience = 1;
+    for (int e = 0; e < opt->epochs && st == TL_OK && !r.stopped_by_patience; e++) {
         if ((st = epoch_begin(m, &r)) != TL_OK) break;
         st = run_batches(m, &r);
         if (r.ran == 0) break;
@@ -1367,7 +1613,7 @@ tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *str
                 break;
             }
         }
-        if (opt->patience > 0 && r.bad_epochs >= opt->patience) {
+        if (opt->patience > 0 && m->es.bad_epochs >= opt->patience) {
             r.stopped_by_patience = 1;
             break;
         }
@@ -1377,8 +1623,9 @@ tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *str
      * epochs, or patience): a fit cut by max_steps, Ctrl-C or an error keeps
      * the current weights so that it can continue exactly. */
     int ran_to_end = r.stopped_by_patience || m->epoch == r.last_epoch;
-    if (r.have_best && opt->restore_best && st == TL_OK && ran_to_end)
+    if (m->es.have_best && opt->restore_best && st == TL_OK && ran_to_end)
         memcpy(r.params, m->best, r.pf * sizeof(float));
+    if (st == TL_OK && ran_to_end) m->es.open = 0; /* the run ended: the next fit starts a new record */
     /* a stream's place mid-epoch, for the next fit or a checkpoint */
     if (train) memset(&m->smark, 0, sizeof m->smark);
     else tl_model_stream_mark(m, stream, stream_grains(&r), r.B, stream_consumed(&r, m->batches_in_epoch));

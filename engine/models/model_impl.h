@@ -27,6 +27,20 @@ struct tl_stream_mark {
     uint64_t shards, rows, seed, buffer, consumed; /* tl_shards_fingerprint, train rows, ..., rows read */
 };
 
+/* Early stopping's record (models/model_fit.c), part of the training state
+ * (kept across fit calls and in a checkpoint's TRNS): the best validation
+ * monitor so far (-inf: none), whether the model's `best` holds its weights,
+ * patience's count of epochs without improvement since, and the epoch the
+ * run that keeps it ends at. open: that run has not ended (it is under way,
+ * or it stopped by max_steps, Ctrl-C, a progress callback or an error), so a
+ * fit continues it while the run's epochs are not all done; a run that ended
+ * (all its epochs, or patience) is closed, and the next fit starts a new
+ * record. */
+struct tl_es_record {
+    int open, last_epoch, bad_epochs, have_best;
+    double best;
+};
+
 struct tl_model {
     tl_model_config cfg;
     tl_graph *g;
@@ -69,6 +83,7 @@ struct tl_model {
     struct tl_epoch_record *evals_hist;   /* mid-epoch validations (eval_every) */
     size_t n_evals_hist, cap_evals_hist;
     float *best;                   /* best parameters seen by early stopping */
+    struct tl_es_record es;        /* early stopping's record (of the run `best` belongs to) */
     struct tl_calibrator *out_cal[TL_MAX_TASKS]; /* tl.calibrate: per-task output calibrators */
     int eval_in_space;             /* evaluate tasks with a space only on its rows (default 1) */
     /* calibrator staleness: the step at which each was fitted */

@@ -6,6 +6,7 @@
  * status with its own message. */
 #include "model_io.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -175,19 +176,36 @@ static void x_smark(tl_codec *c, struct tl_stream_mark *k)
     tl_codec_u64(c, &k->consumed);
 }
 
+/* Added later, after the stream mark's flag (0 when there is no mark) and
+ * the mark, only while a run is open (struct tl_es_record): early stopping's
+ * record, then, when it has them, the best weights (the parameters' count
+ * of floats). */
+static void x_es(tl_codec *c, struct tl_es_record *e)
+{
+    tl_codec_int(c, &e->open);
+    tl_codec_int(c, &e->last_epoch);
+    tl_codec_int(c, &e->bad_epochs);
+    tl_codec_int(c, &e->have_best);
+    tl_codec_f64(c, &e->best);
+}
+
 void tl_model_io_trns_write(tl_codec *c, tl_model *m)
 {
     uint64_t bie = m->batches_in_epoch;
     x_trns(c, &m->step, &m->epoch, &bie, tl_graph_rng(m->g), &m->rng);
-    if (!m->smark.set || m->batches_in_epoch == 0) return; /* without a place in a stream: as before */
-    uint32_t set = 1;
+    uint32_t set = m->smark.set && m->batches_in_epoch > 0;
+    if (!set && !m->es.open) return; /* neither a place in a stream nor an open run: as before */
     tl_codec_u32(c, &set);
-    x_smark(c, &m->smark);
+    if (set) x_smark(c, &m->smark);
+    if (!m->es.open) return;
+    size_t pf = 0;
+    tl_graph_params(m->g, &pf);
+    x_es(c, &m->es);
+    if (m->es.have_best) tl_codec_f32s(c, m->best, pf);
 }
 
 tl_status tl_model_io_trns_read(tl_codec *c, tl_model *m, const char *path)
 {
-    (void)path;
     tl_rbuf *r = c->r;
     int64_t step = 0;
     int epoch = 0;
@@ -208,7 +226,26 @@ tl_status tl_model_io_trns_read(tl_codec *c, tl_model *m, const char *path)
         tl_codec_want_int(r, "stream batch", k.batch, 1, 1 << 20);
         tl_codec_want_int(r, "stream shuffle", k.shuffle, 0, 1);
     }
+    /* files without the record: an empty one (the next fit starts a run) */
+    struct tl_es_record es = {0, 0, 0, 0, -INFINITY};
+    size_t pf = 0;
+    tl_graph_params(m->g, &pf);
+    if (!r->bad && r->n - r->pos >= 4) {
+        x_es(c, &es);
+        tl_codec_want_int(r, "early stopping record", es.open, 1, 1);
+        tl_codec_want_int(r, "early stopping's last epoch", es.last_epoch, epoch, TL_CODEC_MAX_EPOCH);
+        tl_codec_want_int(r, "early stopping's bad epochs", es.bad_epochs, 0, es.last_epoch);
+        tl_codec_want_int(r, "early stopping's best weights", es.have_best, 0, 1);
+        if (!r->bad && !(isfinite(es.best) || (isinf(es.best) && es.best < 0)))
+            return corrupted(r, "has a best validation monitor that is NaN or +inf");
+        if (!r->bad && es.have_best && (r->n - r->pos) / 4 < pf) return corrupted(r, "ends early");
+        if (!r->bad && es.have_best && !m->best &&
+            !(m->best = tl_malloc_aligned(pf * sizeof(float), "best parameters")))
+            return tl_fail_context(TL_ERR_NOMEM, "%s", path);
+        if (!r->bad && es.have_best) tl_get_f32s(r, m->best, pf);
+    }
     if (r->bad) return TL_ERR_FORMAT;
+    m->es = es;
     m->smark = k;
     m->step = step;
     m->epoch = epoch;

@@ -241,34 +241,24 @@ static double quad_norm(const float *w, const float *P, int np, const float *Q, 
     return s;
 }
 
-tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
+/* The loss over `rows` rows (scores r, labels la and lb, weights w or
+ * NULL): members, counts and pairs are the op's scratch (members: rows
+ * floats); sampling draws from rng. */
+static double quad_forward(const float *r, const float *la, const float *lb, const float *w, int rows, int flip_b,
+                           int maxp, tl_rng *rng, float *members, float *counts, float *pairs)
 {
-    tl_nodedef *ns = tl__in(g, n, 0), *na = tl__in(g, n, 1), *nb = tl__in(g, n, 2);
-    const float *w = quad_weights(g, n);
-    int rows = tl__rows(g, ns), maxp = n->k;
-    float *members = n->scratch, *counts = n->scratch + (size_t)g->max_batch;
-    float *pairs = counts + 4;
     int cnt[4] = {0, 0, 0, 0}, start[4];
     /* rows of weight 0 (outside a task space, or weighted out) are in no group */
     for (int i = 0; i < rows; i++)
-        if (!w || w[i] > 0.0f) cnt[quad_group(na->val[i], nb->val[i], n->start)]++;
+        if (!w || w[i] > 0.0f) cnt[quad_group(la[i], lb[i], flip_b)]++;
     start[0] = 0;
     for (int q = 1; q < 4; q++) start[q] = start[q - 1] + cnt[q - 1];
     int fill[4] = {start[0], start[1], start[2], start[3]};
     for (int i = 0; i < rows; i++)
-        if (!w || w[i] > 0.0f) members[fill[quad_group(na->val[i], nb->val[i], n->start)]++] = (float)i;
+        if (!w || w[i] > 0.0f) members[fill[quad_group(la[i], lb[i], flip_b)]++] = (float)i;
     for (int q = 0; q < 4; q++) counts[q] = (float)cnt[q];
 
     double total = 0.0;
-    const float *r = ns->val;
-    /* Training draws from the graph's RNG (checkpointed with it); an eval
-     * forward (predict, evaluate) uses its own fixed stream, so evaluating
-     * between steps leaves later training's draws as they were. */
-    tl_rng eval_rng, *rng = &g->drop_rng;
-    if (!g->training) {
-        tl_rng_seed(&eval_rng, 0x71a5b9dULL);
-        rng = &eval_rng;
-    }
     int grp[4], ng = chain_groups(cnt, grp);
     for (int p = 0; p < 3; p++) pairs[(size_t)p * (1 + 2 * (size_t)maxp)] = 0.0f;
     for (int p = 0; p + 1 < ng; p++) {
@@ -313,19 +303,13 @@ tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
             total += (unit ? quad_sum_total(&qs) : s) / quad_norm(unit ? NULL : w, P, np, Q, nq, pp, maxp);
         }
     }
-    n->val[0] = (float)total;
-    return TL_OK;
+    return total;
 }
 
-void tl_op_quad_bpr_backward(tl_graph *g, tl_nodedef *n)
+/* d times the loss's gradient added into dr, from quad_forward's scratch. */
+static void quad_backward(const float *r, const float *w, int maxp, const float *members, const float *counts,
+                          const float *pairs, float *dr, float d)
 {
-    tl_nodedef *ns = tl__in(g, n, 0);
-    if (!ns->grad) return;
-    const float *w = quad_weights(g, n);
-    int maxp = n->k;
-    const float *members = n->scratch, *counts = n->scratch + (size_t)g->max_batch;
-    const float *pairs = counts + 4, *r = ns->val;
-    float *dr = ns->grad, d = n->grad[0];
     int cnt[4], start[4], grp[4];
     for (int q = 0; q < 4; q++) {
         cnt[q] = (int)counts[q];
@@ -365,6 +349,67 @@ void tl_op_quad_bpr_backward(tl_graph *g, tl_nodedef *n)
             }
         }
     }
+}
+
+tl_status tl_op_quad_bpr_forward(tl_graph *g, tl_nodedef *n)
+{
+    if (n->map_ctx) { /* the whole batch's loss, computed outside (tl_quadruplet_set_rows) */
+        n->val[0] = (float)((const tl_quad_rows *)n->map_ctx)->loss;
+        return TL_OK;
+    }
+    tl_nodedef *ns = tl__in(g, n, 0), *na = tl__in(g, n, 1), *nb = tl__in(g, n, 2);
+    float *members = n->scratch, *counts = n->scratch + (size_t)g->max_batch;
+    /* Training draws from the graph's RNG (checkpointed with it); an eval
+     * forward (predict, evaluate) uses its own fixed stream, so evaluating
+     * between steps leaves later training's draws as they were. */
+    tl_rng eval_rng, *rng = &g->drop_rng;
+    if (!g->training) {
+        tl_rng_seed(&eval_rng, 0x71a5b9dULL);
+        rng = &eval_rng;
+    }
+    n->val[0] = (float)quad_forward(ns->val, na->val, nb->val, quad_weights(g, n), tl__rows(g, ns), n->start, n->k,
+                                    rng, members, counts, counts + 4);
+    return TL_OK;
+}
+
+void tl_op_quad_bpr_backward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *ns = tl__in(g, n, 0);
+    if (!ns->grad) return;
+    if (n->map_ctx) { /* this run's rows of the whole batch's gradient */
+        const tl_quad_rows *q = n->map_ctx;
+        for (int i = 0; q->grad && i < q->rows; i++) ns->grad[i] += n->grad[0] * q->grad[q->off + i];
+        return;
+    }
+    const float *counts = n->scratch + (size_t)g->max_batch;
+    quad_backward(ns->val, quad_weights(g, n), n->k, n->scratch, counts, counts + 4, ns->grad, n->grad[0]);
+}
+
+tl_status tl_quadruplet_set_rows(tl_graph *g, tl_node quad, const tl_quad_rows *q)
+{
+    if (quad < 0 || quad >= g->n_nodes || g->nodes[quad].op != TL_OP_QUAD_BPR)
+        return tl_fail(TL_ERR_ARG, "quadruplet rows: node %d is not a quadruplet loss", (int)quad);
+    g->nodes[quad].map_ctx = (void *)q;
+    return TL_OK;
+}
+
+tl_status tl_quadruplet_rows_loss(const tl_graph *g, tl_node quad, const float *score, const float *label_a,
+                                  const float *label_b, const float *weight, int rows, tl_rng *rng, double *loss,
+                                  float *grad)
+{
+    if (quad < 0 || quad >= g->n_nodes || g->nodes[quad].op != TL_OP_QUAD_BPR)
+        return tl_fail(TL_ERR_ARG, "quadruplet rows: node %d is not a quadruplet loss", (int)quad);
+    const tl_nodedef *n = &g->nodes[quad];
+    if (n->nin < 4) weight = NULL;
+    size_t fl = (size_t)rows + 4 + 3 * (1 + 2 * (size_t)n->k);
+    float *scratch = tl_malloc(fl * sizeof(float), "quadruplet scratch");
+    if (!scratch) return TL_ERR_NOMEM;
+    float *counts = scratch + rows;
+    *loss = quad_forward(score, label_a, label_b, weight, rows, n->start, n->k, rng, scratch, counts, counts + 4);
+    memset(grad, 0, (size_t)rows * sizeof(float));
+    quad_backward(score, weight, n->k, scratch, counts, counts + 4, grad, 1.0f);
+    tl_free(scratch);
+    return TL_OK;
 }
 
 /* ---- map ------------------------------------------------------------------ */

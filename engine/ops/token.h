@@ -31,6 +31,26 @@ tl_node tl_quadruplet_bpr(tl_graph *g, tl_node score, tl_node label_a, tl_node l
  * gradient reaches the labels or the weights. */
 tl_node tl_quadruplet_bpr_weighted(tl_graph *g, tl_node score, tl_node label_a, tl_node label_b,
                                    tl_node weight, int flip_b, int max_pairs);
+/* Data parallelism (models/model_fit.c): a batch split into runs of its
+ * rows, the quadruplet loss pairing rows of the whole batch. The caller
+ * computes the loss and its gradient over the whole batch's rows with
+ * tl_quadruplet_rows_loss (the node's scores, labels and weights as arrays;
+ * grad gets d loss / d score_i, rows floats; sampling above the node's
+ * max_pairs draws from rng; TL_ERR_NOMEM for its scratch) and sets them
+ * with tl_quadruplet_set_rows: the node's runs then take loss as their
+ * value and add their upstream gradient times grad[off + i] into the score
+ * gradient of their row i < rows (none without grad), until it is set to
+ * NULL. q stays the caller's and must outlive those runs. TL_ERR_ARG when
+ * `quad` is not a quadruplet loss. */
+typedef struct {
+    double loss;
+    const float *grad;
+    int off, rows;
+} tl_quad_rows;
+tl_status tl_quadruplet_rows_loss(const tl_graph *g, tl_node quad, const float *score, const float *label_a,
+                                  const float *label_b, const float *weight, int rows, tl_rng *rng, double *loss,
+                                  float *grad);
+tl_status tl_quadruplet_set_rows(tl_graph *g, tl_node quad, const tl_quad_rows *q);
 /* out[i] = fn(ctx, x[i], aux[i]) (aux may be TL_NONE: 0 is passed). No
  * gradient flows through a map: it applies fitted, fixed functions such as a
  * calibrator. ctx must outlive the graph's runs. */

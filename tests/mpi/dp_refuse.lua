@@ -1,12 +1,11 @@
 -- Run by tests/mpi/test_dp.sh under mpirun -np 2: what data-parallel fit
 -- cannot do yet is refused on every rank with an error naming it.
--- arg[1]: "crossdistil", "checksum" or "mismatch"
+-- arg[1]: "checksum" or "mismatch"
 tl.threads(1)
 local d = tl.datasets.synthetic_pair{rows = 2000, seed = 3}
 local what = arg[1]
 local spec = {data = d, backbone = tl.mmoe{experts = 2, expert = {8}}, tower = tl.mlp{4}, emb = 4,
               batch = 128, seed = 5}
-if what == "crossdistil" then spec.distill = tl.crossdistil{pairs = {{"a", "b"}}} end
 local m = tl.model(spec)
 local opt = {data = d.train, max_steps = 6, verbose = false, check_every = 2,
              optim = tl.optim.adam{lr = 1e-3}}

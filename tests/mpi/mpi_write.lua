@@ -1,5 +1,6 @@
--- Run by tests/mpi/test_mpi.sh under mpirun -np 2: m:save, m:export and plot files
--- are written by rank 0 only, each rank naming its own file here so that the test
+-- Run by tests/mpi/test_mpi.sh under mpirun -np 2: m:save, m:export, plot files and
+-- m:predict(split, {file=}) (also of a model shared among the ranks by
+-- tl.mpi.distribute, whose every rank predicts) are written by rank 0 only, each rank naming its own file here so that the test
 -- sees who wrote; after tl.mpi.all_ranks_write(true) every rank writes. A live plot
 -- on rank 1 is a closed one (the script runs unchanged). Prints "rank r: ..." lines.
 -- arg[1]: directory, arg[2]: "default" or "all"
@@ -16,6 +17,10 @@ local onnx = m:export(base .. ".onnx")
 assert(onnx == base .. ".onnx")
 local svg, err = tl.plot.history(m, {file = base .. ".svg"})
 assert(svg == base .. ".svg" or (svg == nil and err:find("gnuplot")), tostring(err))
+assert(m:predict(d.test, {file = base .. ".pred.csv"}) == #m:predict(d.test).a)
+tl.mpi.distribute(m)
+assert(m:predict(d.test, {file = base .. ".dpred.csv"}) == #m:predict(d.test).a)
+tl.mpi.distribute(m, false)
 local lp = tl.plot.live{file = base .. ".live.svg"}
 if lp then lp:close() end
 print(string.format("rank %d: done", r))

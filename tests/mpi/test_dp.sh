@@ -24,8 +24,8 @@ out=$(run 0 tests/mpi/dp_close.lua 2>&1)
 if grep -qx "ok close" <<<"$out"; then ok; else bad "grain-summed fit vs ordinary fit" "$out"; fi
 # 3. PCGrad, GradNorm and MGDA: each task's gradient reduced over the ranks before the
 #    method combines them (ranks bit-identical, checksum every step; one process's
-#    fit within 1e-5; every method: test_dp_weighting.sh); CrossDistil refused on
-#    every rank, naming it; the checksum
+#    fit within 1e-5; every method: test_dp_weighting.sh; CrossDistil:
+#    test_dp_crossdistil.sh); the checksum
 for w in pcgrad gradnorm mgda; do
   ref=$(run 0 tests/mpi/dp_pertask.lua $w "$TMP/$w.ref" 2>&1)
   for np in 2 3; do
@@ -33,9 +33,6 @@ for w in pcgrad gradnorm mgda; do
     if grep -qx "rank 0: matches" <<<"$out"; then ok; else bad "$w at np=$np" "$ref $out"; fi
   done
 done
-out=$(run 2 tests/mpi/dp_refuse.lua crossdistil 2>&1)
-if [ "$(grep -c "data-parallel training over 2 ranks: CrossDistil" <<<"$out")" = 2 ]; then ok; else
-  bad "CrossDistil not refused on both ranks" "$out"; fi
 out=$(run 2 tests/mpi/dp_refuse.lua checksum 2>&1)
 if [ "$(grep -c "parameters differ between ranks at step 2: rank 0 [0-9a-f]*, rank 1 " <<<"$out")" = 2 ]; then ok; else
   bad "checksum mismatch not reported on both ranks" "$out"; fi

@@ -35,13 +35,16 @@ for mode in default all; do
   out=$(timeout 120 mpirun --oversubscribe -np 2 "$BIN" tests/mpi/mpi_write.lua "$T" $mode 2>&1)
   [ "$(grep -c "^rank [01]: done" <<<"$out")" = 2 ] || echo "$out" | tail -5
 done
-exts="tlm onnx vocab.json"; command -v gnuplot >/dev/null && exts="$exts svg" # a plot file needs gnuplot
+exts="tlm onnx vocab.json pred.csv dpred.csv"; command -v gnuplot >/dev/null && exts="$exts svg" # a plot file needs gnuplot
 want=$(wc -w <<<"$exts")
 have() { local n=0; for e in $exts; do [ -s "$T/$1.$e" ] && n=$((n+1)); done; echo $n; }
 if [ "$(have default.r0)" = "$want" ] && [ "$(have default.r1)" = 0 ]; then pass=$((pass+1)); else
   fail=$((fail+1)); echo "[  FAILED  ] rank-0 writes: rank 0 wrote $(have default.r0) of $want files, rank 1 $(have default.r1) (want 0)"; ls "$T"; fi
 if [ "$(have all.r0)" = "$want" ] && [ "$(have all.r1)" = "$want" ]; then pass=$((pass+1)); else
   fail=$((fail+1)); echo "[  FAILED  ] all_ranks_write: rank 0 wrote $(have all.r0), rank 1 $(have all.r1) of $want files"; ls "$T"; fi
+# the distributed model's file (every rank predicted its block) is the one-process one
+if cmp -s "$T/default.r0.pred.csv" "$T/default.r0.dpred.csv"; then pass=$((pass+1)); else
+  fail=$((fail+1)); echo "[  FAILED  ] m:predict{file=} of a distributed model differs from the undistributed one"; fi
 rm -rf "$T"
 [ $fail -gt 0 ] && echo "[  FAILED  ] $fail test(s)"
 echo "[  PASSED  ] $pass test(s)."
