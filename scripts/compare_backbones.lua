@@ -82,8 +82,9 @@ local function run_dataset(dname)
       end
       local m = tl.model{data = d, backbone = single and tl.shared_bottom{bottom = E} or maker[cfg.model](),
                          tower = tl.mlp{32}, emb = 8, batch = 512, seed = seed, weights = weights}
+      -- a single-task model stops on its own task's metric, not on the mean with an untrained task
       local row = R.fit_protocol(m, d, {epochs = epochs, patience = patience, max_steps = quick and 20 or nil,
-                                        optim = tl.optim.adam{lr = 1e-3}})
+                                        optim = tl.optim.adam{lr = 1e-3}, monitor = single})
       row.steps = #m:history().steps
       return R.test_metrics(m, d, row)
     end}

@@ -184,7 +184,7 @@ end
 -- validation monitor.
 function R.fit_protocol(m, d, opt)
   m:fit{data = d.train, valid = d.valid, epochs = opt.epochs, patience = opt.patience,
-        max_steps = opt.max_steps, optim = opt.optim, verbose = false}
+        max_steps = opt.max_steps, optim = opt.optim, monitor = opt.monitor, verbose = false}
   local ep = m:history().epochs
   local best, best_epoch = -math.huge, 0
   for _, e in ipairs(ep) do
