@@ -216,6 +216,11 @@ static inline void tl__scale_row(float *restrict r, float a, const float *restri
     for (; j < n; j++) r[j] = a * x[j];
 }
 
+/* Advance r by k draws, as k calls of tl_rng_next would, in about 256 x
+ * (set bits of k) steps when k >= 256 (ops/rng_jump.c): a pass drawing one
+ * number per element starts each chunk at its place in the stream. */
+void tl__rng_jump(tl_rng *r, uint64_t k);
+
 /* Mark rows of sparse parameter `param_index` as touched. */
 void tl__touch_row(tl_graph *g, int param_index, int32_t row);
 
