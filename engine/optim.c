@@ -217,9 +217,37 @@ static void adam_span(float *restrict w, float *restrict m, float *restrict v,
     }
 }
 
-/* Update `len` contiguous floats starting at offset `off`. */
+/* Floats per block of update_span: the next block's parameters and state
+ * are asked for (tl_prefetch_w) while this one is updated. */
+#define UPDATE_BLOCK 2048
+
+static void update_block(tl_optim *o, float *w, const float *gr, size_t off, size_t len, float gscale,
+                         float bc1, float bc2);
+
+/* Update `len` contiguous floats starting at offset `off`, block by block.
+ * The forward GEMMs of every thread read all of a layer's weights, so the
+ * weights' cache lines are shared when the update writes them: without the
+ * prefetch each store waits for its line's ownership in turn. */
 static void update_span(tl_optim *o, float *w, const float *gr, size_t off, size_t len, float gscale,
                         float bc1, float bc2)
+{
+    for (size_t b = 0; b < len; b += UPDATE_BLOCK) {
+        size_t n = len - b < UPDATE_BLOCK ? len - b : UPDATE_BLOCK, next = b + n;
+        if (next < len) {
+            size_t nn = len - next < UPDATE_BLOCK ? len - next : UPDATE_BLOCK;
+            tl_prefetch_w(w + off + next, nn * sizeof(float));
+            for (int s = 0; s < o->nblocks; s++) tl_prefetch_w(o->state[s] + off + next, nn * sizeof(float));
+        } else if (b == 0) {
+            tl_prefetch_w(w + off, n * sizeof(float));
+            for (int s = 0; s < o->nblocks; s++) tl_prefetch_w(o->state[s] + off, n * sizeof(float));
+        }
+        update_block(o, w, gr, off + b, n, gscale, bc1, bc2);
+    }
+}
+
+/* Update `len` contiguous floats starting at offset `off`. */
+static void update_block(tl_optim *o, float *w, const float *gr, size_t off, size_t len, float gscale,
+                         float bc1, float bc2)
 {
     tl_optim_config c = o->cfg; /* a copy: the loops below need no reloads */
     c.lr = o->lr;
