@@ -579,6 +579,17 @@ float tl_graph_get_scalar(const tl_graph *g, tl_node s)
     return g->nodes[s].f;
 }
 
+void tl__graph_reset_touched(tl_graph *g)
+{
+    if (!g->planned) return;
+    for (int i = 0; i < g->n_params; i++) {
+        if (!g->params[i].sparse) continue;
+        struct tl_sparse_rows *sp = &g->sparse[i];
+        for (int r = 0; r < sp->n; r++) sp->mark[sp->rows[r]] = 0;
+        sp->n = 0;
+    }
+}
+
 void tl_graph_zero_grad(tl_graph *g)
 {
     if (!g->planned) return;

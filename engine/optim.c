@@ -9,6 +9,7 @@
 #endif
 #include <string.h>
 
+#include "ops/ops.h"
 #include "parallel.h"
 #ifdef __AVX__
 #include <immintrin.h>
@@ -228,20 +229,25 @@ static void update_block(tl_optim *o, float *w, const float *gr, size_t off, siz
  * The forward GEMMs of every thread read all of a layer's weights, so the
  * weights' cache lines are shared when the update writes them: without the
  * prefetch each store waits for its line's ownership in turn. */
-static void update_span(tl_optim *o, float *w, const float *gr, size_t off, size_t len, float gscale,
+static void prefetch_block(tl_optim *o, float *w, float *gr, size_t off, size_t n)
+{
+    tl_prefetch_w(w + off, n * sizeof(float));
+    tl_prefetch_w(gr + off, n * sizeof(float));
+    for (int s = 0; s < o->nblocks; s++) tl_prefetch_w(o->state[s] + off, n * sizeof(float));
+}
+
+/* Then clears the block's gradient (the step's zero_grad, done here while
+ * the lines are this thread's: tl_optim_step only resets the touched-row
+ * lists after). */
+static void update_span(tl_optim *o, float *w, float *gr, size_t off, size_t len, float gscale,
                         float bc1, float bc2)
 {
     for (size_t b = 0; b < len; b += UPDATE_BLOCK) {
         size_t n = len - b < UPDATE_BLOCK ? len - b : UPDATE_BLOCK, next = b + n;
-        if (next < len) {
-            size_t nn = len - next < UPDATE_BLOCK ? len - next : UPDATE_BLOCK;
-            tl_prefetch_w(w + off + next, nn * sizeof(float));
-            for (int s = 0; s < o->nblocks; s++) tl_prefetch_w(o->state[s] + off + next, nn * sizeof(float));
-        } else if (b == 0) {
-            tl_prefetch_w(w + off, n * sizeof(float));
-            for (int s = 0; s < o->nblocks; s++) tl_prefetch_w(o->state[s] + off, n * sizeof(float));
-        }
+        if (b == 0) prefetch_block(o, w, gr, off, n);
+        if (next < len) prefetch_block(o, w, gr, off + next, len - next < UPDATE_BLOCK ? len - next : UPDATE_BLOCK);
         update_block(o, w, gr, off + b, n, gscale, bc1, bc2);
+        memset(gr + off + b, 0, n * sizeof(float));
     }
 }
 
@@ -397,7 +403,7 @@ tl_status tl_optim_step(tl_optim *o)
     j.bc2 = (float)(1.0 - pow((double)o->cfg.beta2, (double)o->steps));
     /* w, gradient and one or two state blocks per float */
     tl_parallel_for(total, TL_PARALLEL_GRAIN / 4, update_part, &j);
-    tl_graph_zero_grad(g);
+    tl__graph_reset_touched(g); /* every gradient the update read it also cleared */
     return TL_OK;
 }
 
