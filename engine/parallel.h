@@ -28,7 +28,6 @@
 #define TL_PARALLEL_H
 
 #include <stddef.h>
-#include <stdint.h>
 
 #define TL_PARALLEL_MAX_THREADS 64
 /* The least work, in floats touched, worth giving a thread of its own: below
@@ -68,20 +67,6 @@ void tl_parallel_for(size_t n, size_t grain, tl_parallel_fn fn, void *ctx);
 void tl_parallel_run(size_t n, int parts, tl_parallel_fn fn, void *ctx);
 /* Bounds of chunk `part` of [0, n) split into `parts`. */
 void tl_parallel_chunk(size_t n, int parts, int part, size_t *begin, size_t *end);
-/* Ask for [p, p + bytes) to be written soon (PREFETCHW where the target has
- * it, else a plain prefetch): one request per cache line, all in flight at
- * once. A pass that overwrites rows the other threads last read (every
- * layer's input and weights are read whole by the row-split GEMMs of both
- * threads) otherwise waits for each line's ownership at its first store, one
- * line at a time: on a 2-core EPYC VM that made a 2-thread Adam update and
- * the passes after a GEMM 2-3x slower than on one thread. Changes nothing
- * but timing. */
-static inline void tl_prefetch_w(const void *p, size_t bytes)
-{
-    const char *c = (const char *)((uintptr_t)p & ~(uintptr_t)63), *e = (const char *)p + bytes;
-    for (; c < e; c += 64) __builtin_prefetch(c, 1, 3);
-}
-
 /* Join every worker (the next parallel call starts them again). */
 void tl_parallel_shutdown(void);
 /* Workers currently running (for tests). */

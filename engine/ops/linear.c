@@ -147,7 +147,6 @@ static void forward_rows(void *ctx, size_t r0, size_t r1, int part)
     float *y = j->y + r0 * cols;
     const float *x = j->x + r0 * (size_t)j->ldx;
     (void)part;
-    tl_prefetch_w(y, rows * cols * sizeof(float));
     if (j->b)
         for (size_t i = 0; i < rows; i++) memcpy(y + i * cols, j->b, cols * sizeof(float));
     for (int g = 0; g < j->groups; g++)
@@ -190,8 +189,6 @@ static void backward_rows(void *ctx, size_t r0, size_t r1, int part)
         db = j->partial + (size_t)part * (size_t)cols;
         memset(db, 0, (size_t)cols * sizeof(float));
     }
-    if (j->act != TL_ACT_NONE) tl_prefetch_w(j->dz + r0 * (size_t)cols, (r1 - r0) * (size_t)cols * sizeof(float));
-    if (j->dx) tl_prefetch_w(j->dx + r0 * (size_t)j->ldx, (r1 - r0) * (size_t)j->ldx * sizeof(float));
     for (size_t i = r0; i < r1; i++) {
         size_t o = i * (size_t)cols;
         const float *yr = j->y + o, *dyr = j->dy + o;
@@ -236,8 +233,6 @@ static void dw_tasks(void *ctx, size_t t0, size_t t1, int part)
     for (size_t t = t0; t < t1; t++) {
         int g = (int)(t / (size_t)j->pieces), p = (int)(t % (size_t)j->pieces);
         int c0 = (int)((long)j->m * p / j->pieces), c1 = (int)((long)j->m * (p + 1) / j->pieces);
-        float *dw = j->dw + (size_t)g * j->k * j->m + c0;
-        for (int r = 0; r < j->k; r++) tl_prefetch_w(dw + (size_t)r * j->m, (size_t)(c1 - c0) * sizeof(float));
         tl_gemm_serial(1, 0, j->k, c1 - c0, j->rows, j->x + (size_t)g * j->k, j->ldx,
                        j->dz + (size_t)g * j->m + c0, j->cols, j->beta,
                        j->dw + (size_t)g * j->k * j->m + c0, j->m);

@@ -88,7 +88,6 @@ static void mix_forward_rows(void *ctx, size_t r0, size_t r1, int part)
     const tl_nodedef *n = j->n, *gt = tl__in(g, n, 0);
     int d = n->cols, k = n->k, nb = n->nin - 1;
     (void)part;
-    tl_prefetch_w(n->val + r0 * (size_t)d, (r1 - r0) * (size_t)d * sizeof(float));
     for (size_t i = r0; i < r1; i++) {
         float *y = n->val + i * (size_t)d;
         const float *w = gt->val + i * (size_t)k;
@@ -134,12 +133,6 @@ static void mix_backward_rows(void *ctx, size_t r0, size_t r1, int part)
     const tl_nodedef *n = j->n, *gt = tl__in(g, n, 0);
     int d = n->cols, k = n->k, nb = n->nin - 1;
     (void)part;
-    for (int b = 0; b < nb; b++) {
-        const tl_nodedef *src = tl__in(g, n, 1 + b);
-        if (src->grad)
-            tl_prefetch_w(src->grad + r0 * (size_t)src->cols, (r1 - r0) * (size_t)src->cols * sizeof(float));
-    }
-    if (gt->grad) tl_prefetch_w(gt->grad + r0 * (size_t)k, (r1 - r0) * (size_t)k * sizeof(float));
     for (int b = 0; b < nb; b++)
         if (j->clear & (1u << (1 + b))) {
             const tl_nodedef *src = tl__in(g, n, 1 + b);

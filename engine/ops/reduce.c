@@ -53,7 +53,6 @@ static void softmax_rows(void *ctx, size_t r0, size_t r1, int part)
     const float *x = tl__in(j->g, n, 0)->val;
     size_t cols = (size_t)n->cols;
     (void)part;
-    tl_prefetch_w(n->val + r0 * cols, (r1 - r0) * cols * sizeof(float));
     for (size_t i = r0; i < r1; i++) {
         const float *xr = x + i * cols;
         float *yr = n->val + i * cols;

@@ -73,7 +73,6 @@ static void concat_forward_rows(void *ctx, size_t r0, size_t r1, int part)
     const tl_nodedef *n = j->n;
     size_t cols = (size_t)n->cols, off = 0;
     (void)part;
-    tl_prefetch_w(n->val + r0 * cols, (r1 - r0) * cols * sizeof(float));
     for (int k = 0; k < n->nin; k++) {
         const tl_nodedef *p = tl__in(j->g, n, k);
         size_t pc = (size_t)p->cols;
@@ -99,7 +98,6 @@ static void concat_backward_rows(void *ctx, size_t r0, size_t r1, int part)
     for (int k = 0; k < n->nin; k++) {
         const tl_nodedef *p = tl__in(j->g, n, k);
         size_t pc = (size_t)p->cols;
-        if (p->grad) tl_prefetch_w(p->grad + r0 * pc, (r1 - r0) * pc * sizeof(float));
         if (p->grad && (j->write >> k & 1u)) /* the first writer copies */
             for (size_t i = r0; i < r1; i++)
                 memcpy(p->grad + i * pc, n->grad + i * cols + off, pc * sizeof(float));
@@ -187,7 +185,6 @@ static void emb_forward_rows(void *ctx, size_t r0, size_t r1, int part)
     const int64_t *off = n->offsets;
     size_t nf = (size_t)n->k, dim = (size_t)t->cols, cols = (size_t)n->cols;
     j->bad[part] = SIZE_MAX;
-    tl_prefetch_w(n->val + r0 * cols, (r1 - r0) * cols * sizeof(float));
     for (size_t i = r0; i < r1; i++) {
         const int32_t *row = ids + i * nf;
         if (i + EMB_AHEAD < r1)
@@ -294,8 +291,6 @@ static void dropout_rows(void *ctx, size_t r0, size_t r1, int part)
     const float *restrict x = j->x;
     float *restrict mask = j->mask, *restrict y = j->y;
     (void)part;
-    tl_prefetch_w(y + e0, (e1 - e0) * sizeof(float));
-    tl_prefetch_w(mask + e0, (e1 - e0) * sizeof(float));
     if (!j->train) {
         memcpy(y + e0, x + e0, (e1 - e0) * sizeof(float));
         for (size_t i = e0; i < e1; i++) mask[i] = 1.0f;
@@ -358,7 +353,6 @@ static void dropout_grad_rows(void *ctx, size_t r0, size_t r1, int part)
     float *restrict dx = j->dx + o;
     const float *restrict dy = j->dy + o, *restrict mask = j->mask + o;
     (void)part;
-    tl_prefetch_w(dx, len * sizeof(float));
     if (j->fresh) TL__FOR8(i, len, dx[i] = 0.0f + dy[i] * mask[i]);
     else TL__FOR8(i, len, dx[i] += dy[i] * mask[i]);
 }
