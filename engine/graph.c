@@ -364,6 +364,15 @@ tl_status tl_graph_plan(tl_graph *g)
         }
     }
     assign_arena(g);
+    /* Values that a weight-gradient GEMM reads whole (every thread's dW
+     * reads all rows of the layer's input): their writers claim their rows
+     * (tl_parallel_claim). */
+    for (int i = 0; i < g->n_nodes; i++) {
+        tl_nodedef *d = &g->nodes[i];
+        int gemm = d->op == TL_OP_LINEAR || d->op == TL_OP_GROUPED_LINEAR || d->op == TL_OP_MATMUL ||
+                   d->op == TL_OP_TOKEN_LINEAR;
+        if (gemm && d->on_path) g->nodes[d->in[0]].read_whole = 1;
+    }
     g->planned = 1;
     return TL_OK;
 }

@@ -88,6 +88,7 @@ static void mix_forward_rows(void *ctx, size_t r0, size_t r1, int part)
     const tl_nodedef *n = j->n, *gt = tl__in(g, n, 0);
     int d = n->cols, k = n->k, nb = n->nin - 1;
     (void)part;
+    if (n->read_whole) tl_parallel_claim(n->val + r0 * (size_t)d, (r1 - r0) * (size_t)d * sizeof(float));
     for (size_t i = r0; i < r1; i++) {
         float *y = n->val + i * (size_t)d;
         const float *w = gt->val + i * (size_t)k;

@@ -100,6 +100,7 @@ typedef struct tl_nodedef {
     int on_path;        /* ancestor of the loss, so backward visits it */
     int param_index;    /* >= 0 for parameters */
     int grad_fresh;     /* backward run: grad not written yet (see the top of this file) */
+    int read_whole;     /* plan: a split GEMM's dW reads all rows of val (tl_parallel_claim) */
     /* resolved at plan time */
     float *val, *grad, *scratch;
     char name[TL_NAME_MAX];

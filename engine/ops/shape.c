@@ -73,6 +73,7 @@ static void concat_forward_rows(void *ctx, size_t r0, size_t r1, int part)
     const tl_nodedef *n = j->n;
     size_t cols = (size_t)n->cols, off = 0;
     (void)part;
+    if (n->read_whole) tl_parallel_claim(n->val + r0 * cols, (r1 - r0) * cols * sizeof(float));
     for (int k = 0; k < n->nin; k++) {
         const tl_nodedef *p = tl__in(j->g, n, k);
         size_t pc = (size_t)p->cols;
@@ -185,6 +186,7 @@ static void emb_forward_rows(void *ctx, size_t r0, size_t r1, int part)
     const int64_t *off = n->offsets;
     size_t nf = (size_t)n->k, dim = (size_t)t->cols, cols = (size_t)n->cols;
     j->bad[part] = SIZE_MAX;
+    if (n->read_whole) tl_parallel_claim(n->val + r0 * cols, (r1 - r0) * cols * sizeof(float));
     for (size_t i = r0; i < r1; i++) {
         const int32_t *row = ids + i * nf;
         if (i + EMB_AHEAD < r1)
@@ -277,7 +279,7 @@ struct drop_job {
     float *y, *mask;
     size_t cols, rows;
     float keep, inv;
-    int train;
+    int train, claim; /* claim: y is read whole by a dW (tl_parallel_claim) */
     tl_rng start, end; /* the stream at element 0, and after the last */
 };
 
@@ -291,6 +293,7 @@ static void dropout_rows(void *ctx, size_t r0, size_t r1, int part)
     const float *restrict x = j->x;
     float *restrict mask = j->mask, *restrict y = j->y;
     (void)part;
+    if (j->claim) tl_parallel_claim(y + e0, (e1 - e0) * sizeof(float));
     if (!j->train) {
         memcpy(y + e0, x + e0, (e1 - e0) * sizeof(float));
         for (size_t i = e0; i < e1; i++) mask[i] = 1.0f;
@@ -330,7 +333,7 @@ tl_status tl_op_dropout_forward(tl_graph *g, tl_nodedef *n)
     size_t rows = (size_t)tl__rows(g, n), cols = (size_t)n->cols;
     struct drop_job j = {tl__in(g, n, 0)->val, n->val, n->scratch, cols, rows,
                          1.0f - n->f, 1.0f / (1.0f - n->f), g->training && n->f != 0.0f,
-                         g->drop_rng, g->drop_rng};
+                         n->read_whole, g->drop_rng, g->drop_rng};
     if (rows == 0 || cols == 0) return TL_OK;
     tl_parallel_for(rows, tl_parallel_row_grain(j.train ? DROP_WORK * cols : cols), dropout_rows, &j);
     if (j.train) g->drop_rng = j.end;
@@ -363,7 +366,8 @@ void tl_op_dropout_backward(tl_graph *g, tl_nodedef *n)
     if (!a->grad) return;
     struct drop_bwd_job j = {a->grad, n->grad, n->scratch, (size_t)n->cols, a->grad_fresh};
     size_t rows = (size_t)tl__rows(g, n);
-    tl_parallel_for(rows, tl_parallel_row_grain((size_t)n->cols), dropout_grad_rows, &j);
+    /* the forward's split: each thread reads the mask rows it wrote */
+    tl_parallel_for(rows, tl_parallel_row_grain(DROP_WORK * (size_t)n->cols), dropout_grad_rows, &j);
     tl__grad_written(a);
 }
 

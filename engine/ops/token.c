@@ -8,6 +8,7 @@
 #include "gemm.h"
 #include "token.h"
 #include "ops.h"
+#include "parallel.h"
 
 tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens, tl_act act)
 {
@@ -55,6 +56,7 @@ tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n)
     const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
     int rows = tl__rows(g, n) * n->k, k = w->rows, m = w->cols;
     size_t len = (size_t)rows * (size_t)m;
+    if (n->read_whole) tl_parallel_claim(n->val, len * sizeof(float));
     if (b)
         for (int i = 0; i < rows; i++) memcpy(n->val + (size_t)i * m, b, (size_t)m * sizeof(float));
     tl_gemm(0, 0, rows, m, k, x->val, k, w->val, m, b ? 1.0f : 0.0f, n->val, m);
