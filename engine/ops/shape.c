@@ -130,14 +130,36 @@ void tl_op_concat_backward(tl_graph *g, tl_nodedef *n)
         if (j.write >> k & 1u) tl__grad_written(tl__in(g, n, k));
 }
 
+/* Slices and copies are row by row: any split gives the same bits. */
+struct copy_job {
+    tl_graph *g;
+    tl_nodedef *n;
+};
+
+static void slice_forward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct copy_job *j = ctx;
+    const tl_nodedef *n = j->n, *a = tl__in(j->g, n, 0);
+    (void)part;
+    for (size_t i = r0; i < r1; i++)
+        memcpy(n->val + i * (size_t)n->cols, a->val + i * (size_t)a->cols + n->start,
+               (size_t)n->cols * sizeof(float));
+}
+
 tl_status tl_op_slice_forward(tl_graph *g, tl_nodedef *n)
 {
-    tl_nodedef *a = tl__in(g, n, 0);
-    int rows = tl__rows(g, n);
-    for (int i = 0; i < rows; i++)
-        memcpy(n->val + (size_t)i * n->cols, a->val + (size_t)i * a->cols + n->start,
-               (size_t)n->cols * sizeof(float));
+    struct copy_job j = {g, n};
+    tl_parallel_for((size_t)tl__rows(g, n), tl_parallel_row_grain((size_t)n->cols), slice_forward_rows, &j);
     return TL_OK;
+}
+
+static void slice_backward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct copy_job *j = ctx;
+    const tl_nodedef *n = j->n, *a = tl__in(j->g, n, 0);
+    (void)part;
+    for (size_t i = r0; i < r1; i++)
+        tl__add_row(a->grad + i * (size_t)a->cols + n->start, n->grad + i * (size_t)n->cols, n->cols);
 }
 
 void tl_op_slice_backward(tl_graph *g, tl_nodedef *n)
@@ -145,9 +167,8 @@ void tl_op_slice_backward(tl_graph *g, tl_nodedef *n)
     tl_nodedef *a = tl__in(g, n, 0);
     if (!a->grad) return;
     tl__grad_acc(g, a);
-    int rows = tl__rows(g, n);
-    for (int i = 0; i < rows; i++)
-        tl__add_row(a->grad + (size_t)i * a->cols + n->start, n->grad + (size_t)i * n->cols, n->cols);
+    struct copy_job j = {g, n};
+    tl_parallel_for((size_t)tl__rows(g, n), tl_parallel_row_grain((size_t)n->cols), slice_backward_rows, &j);
 }
 
 /* ---- embedding ----------------------------------------------------------- */
@@ -371,8 +392,18 @@ void tl_op_dropout_backward(tl_graph *g, tl_nodedef *n)
     tl__grad_written(a);
 }
 
+static void copy_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct copy_job *j = ctx;
+    size_t c = (size_t)j->n->cols;
+    (void)part;
+    if (j->n->read_whole) tl_parallel_claim(j->n->val + r0 * c, (r1 - r0) * c * sizeof(float));
+    memcpy(j->n->val + r0 * c, tl__in(j->g, j->n, 0)->val + r0 * c, (r1 - r0) * c * sizeof(float));
+}
+
 tl_status tl_op_stop_grad_forward(tl_graph *g, tl_nodedef *n)
 {
-    memcpy(n->val, tl__in(g, n, 0)->val, (size_t)tl__rows(g, n) * (size_t)n->cols * sizeof(float));
+    struct copy_job j = {g, n};
+    tl_parallel_for((size_t)tl__rows(g, n), tl_parallel_row_grain((size_t)n->cols), copy_rows, &j);
     return TL_OK;
 }
