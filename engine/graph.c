@@ -364,6 +364,15 @@ tl_status tl_graph_plan(tl_graph *g)
         }
     }
     assign_arena(g);
+    /* Values that a weight-gradient GEMM reads whole (every thread's dW
+     * reads all rows of the layer's input): their writers claim their rows
+     * (tl_parallel_claim). */
+    for (int i = 0; i < g->n_nodes; i++) {
+        tl_nodedef *d = &g->nodes[i];
+        int gemm = d->op == TL_OP_LINEAR || d->op == TL_OP_GROUPED_LINEAR || d->op == TL_OP_MATMUL ||
+                   d->op == TL_OP_TOKEN_LINEAR;
+        if (gemm && d->on_path) g->nodes[d->in[0]].read_whole = 1;
+    }
     g->planned = 1;
     return TL_OK;
 }
@@ -577,6 +586,17 @@ float tl_graph_get_scalar(const tl_graph *g, tl_node s)
 {
     if (s < 0 || s >= g->n_nodes || g->nodes[s].op != TL_OP_SCALAR) return NAN;
     return g->nodes[s].f;
+}
+
+void tl__graph_reset_touched(tl_graph *g)
+{
+    if (!g->planned) return;
+    for (int i = 0; i < g->n_params; i++) {
+        if (!g->params[i].sparse) continue;
+        struct tl_sparse_rows *sp = &g->sparse[i];
+        for (int r = 0; r < sp->n; r++) sp->mark[sp->rows[r]] = 0;
+        sp->n = 0;
+    }
 }
 
 void tl_graph_zero_grad(tl_graph *g)

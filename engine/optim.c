@@ -9,6 +9,7 @@
 #endif
 #include <string.h>
 
+#include "ops/ops.h"
 #include "parallel.h"
 #ifdef __AVX__
 #include <immintrin.h>
@@ -181,14 +182,38 @@ void tl_optim_free(tl_optim *o)
  * The AVX path does the same IEEE operations in the same order as the scalar
  * loop (no fused multiply-add), so results do not depend on which path or
  * how a span is split. */
-static void adam_span(float *restrict w, float *restrict m, float *restrict v,
-                      const float *restrict gr, size_t n, float gscale, float decay, int decoupled,
-                      float lr, float b1, float b2, float bc1, float bc2, float eps)
+static void adam_scalar(float *restrict w, float *restrict m, float *restrict v,
+                        const float *restrict gr, size_t i0, size_t n, float gscale, float decay,
+                        int decoupled, float lr, float b1, float b2, float bc1, float bc2, float eps)
 {
     float c1 = 1.0f - b1, c2 = 1.0f - b2, lrdecay = lr * decay;
+    for (size_t i = i0; i < n; i++) {
+        float gi = gr[i] * gscale;
+        if (!decoupled)
+            gi += decay * w[i];
+        else
+            w[i] -= lrdecay * w[i];
+        m[i] = b1 * m[i] + c1 * gi;
+        v[i] = b2 * v[i] + c2 * gi * gi;
+        w[i] -= lr * (m[i] / bc1) / (sqrtf(v[i] / bc2) + eps);
+    }
+}
+
+/* `stream`: the AVX path stores w non-temporally (see update_span), after
+ * a scalar head up to w's first 32-byte boundary. */
+static void adam_span(float *restrict w, float *restrict m, float *restrict v,
+                      const float *restrict gr, size_t n, float gscale, float decay, int decoupled,
+                      float lr, float b1, float b2, float bc1, float bc2, float eps, int stream)
+{
     size_t i = 0;
 #ifdef __AVX__
+    float c1 = 1.0f - b1, c2 = 1.0f - b2;
     if (decay == 0.0f) {
+        if (stream) {
+            i = (size_t)((32 - ((uintptr_t)w & 31)) & 31) / sizeof(float);
+            if (i > n) i = n;
+            adam_scalar(w, m, v, gr, 0, i, gscale, decay, decoupled, lr, b1, b2, bc1, bc2, eps);
+        }
         __m256 vgs = _mm256_set1_ps(gscale), vb1 = _mm256_set1_ps(b1), vb2 = _mm256_set1_ps(b2);
         __m256 vc1 = _mm256_set1_ps(c1), vc2 = _mm256_set1_ps(c2), vlr = _mm256_set1_ps(lr);
         __m256 vbc1 = _mm256_set1_ps(bc1), vbc2 = _mm256_set1_ps(bc2), veps = _mm256_set1_ps(eps);
@@ -201,25 +226,71 @@ static void adam_span(float *restrict w, float *restrict m, float *restrict v,
             __m256 step = _mm256_div_ps(_mm256_mul_ps(vlr, _mm256_div_ps(mi, vbc1)), den);
             _mm256_storeu_ps(m + i, mi);
             _mm256_storeu_ps(v + i, vi);
-            _mm256_storeu_ps(w + i, _mm256_sub_ps(_mm256_loadu_ps(w + i), step));
+            __m256 nw = _mm256_sub_ps(_mm256_loadu_ps(w + i), step);
+            if (stream)
+                _mm256_stream_ps(w + i, nw);
+            else
+                _mm256_storeu_ps(w + i, nw);
         }
     }
+#else
+    (void)stream;
 #endif
-    for (; i < n; i++) {
-        float gi = gr[i] * gscale;
-        if (!decoupled)
-            gi += decay * w[i];
-        else
-            w[i] -= lrdecay * w[i];
-        m[i] = b1 * m[i] + c1 * gi;
-        v[i] = b2 * v[i] + c2 * gi * gi;
-        w[i] -= lr * (m[i] / bc1) / (sqrtf(v[i] / bc2) + eps);
+    adam_scalar(w, m, v, gr, i, n, gscale, decay, decoupled, lr, b1, b2, bc1, bc2, eps);
+}
+
+/* Non-temporal stores (MOVNTPS) for what an update split over threads
+ * writes: the forward and dX GEMMs of every thread read all of a layer's
+ * weights, and the norm pass and the update read the gradients, so their
+ * cache lines are shared between the cores when the update writes them, and
+ * a plain store then waits for the other core to drop its copy. On the
+ * 2-core EPYC VM this runs on, in windows where the two vCPUs sit far apart,
+ * that made an update of lines shared with the other core 6x slower than
+ * writing them to memory (README "Performance"). The stored values are the
+ * same: only where they go differs. */
+#ifdef __AVX__
+#define STREAM_MIN 64 /* floats: below this (embedding rows) plain stores */
+
+/* gr[0, n) = 0, the 32-byte-aligned middle with streaming stores. */
+static void zero_stream(float *gr, size_t n)
+{
+    size_t h = (size_t)((32 - ((uintptr_t)gr & 31)) & 31) / sizeof(float);
+    if (h > n) h = n;
+    memset(gr, 0, h * sizeof(float));
+    size_t i = h;
+    for (; i + 8 <= n; i += 8) _mm256_stream_ps(gr + i, _mm256_setzero_ps());
+    memset(gr + i, 0, (n - i) * sizeof(float));
+}
+#endif
+
+static void update_block(tl_optim *o, float *w, const float *gr, size_t off, size_t len, float gscale,
+                         float bc1, float bc2, int stream);
+
+/* Update `len` contiguous floats starting at offset `off`, then clear their
+ * gradient (the step's zero_grad, done here: tl_optim_step only resets the
+ * touched-row lists after). `stream`: the step is split over threads (see
+ * above); the caller fences. */
+static void update_span(tl_optim *o, float *w, float *gr, size_t off, size_t len, float gscale,
+                        float bc1, float bc2, int stream)
+{
+#ifdef __AVX__
+    stream = stream && len >= STREAM_MIN;
+#else
+    stream = 0;
+#endif
+    update_block(o, w, gr, off, len, gscale, bc1, bc2, stream);
+#ifdef __AVX__
+    if (stream) {
+        zero_stream(gr + off, len);
+        return;
     }
+#endif
+    memset(gr + off, 0, len * sizeof(float));
 }
 
 /* Update `len` contiguous floats starting at offset `off`. */
-static void update_span(tl_optim *o, float *w, const float *gr, size_t off, size_t len, float gscale,
-                        float bc1, float bc2)
+static void update_block(tl_optim *o, float *w, const float *gr, size_t off, size_t len, float gscale,
+                         float bc1, float bc2, int stream)
 {
     tl_optim_config c = o->cfg; /* a copy: the loops below need no reloads */
     c.lr = o->lr;
@@ -240,7 +311,7 @@ static void update_span(tl_optim *o, float *w, const float *gr, size_t off, size
     case TL_OPTIM_ADAM:
     case TL_OPTIM_ADAMW:
         adam_span(w, s0, s1, gr, len, gscale, c.weight_decay, c.kind == TL_OPTIM_ADAMW, c.lr,
-                  c.beta1, c.beta2, bc1, bc2, c.eps);
+                  c.beta1, c.beta2, bc1, bc2, c.eps, stream);
         break;
     case TL_OPTIM_ADAGRAD:
         for (size_t i = 0; i < len; i++) {
@@ -271,6 +342,7 @@ struct step_job {
     tl_optim *o;
     float *w, *gr;
     float gscale, bc1, bc2;
+    int stream; /* the update runs in more than one part (update_span) */
 };
 
 static void fill_cost(tl_optim *o)
@@ -327,20 +399,23 @@ static void update_part(void *ctx, size_t lo, size_t hi, int part)
         int nrows;
         const int32_t *rows = tl_graph_touched_rows(o->g, i, &nrows);
         if (nrows < 0) {
-            update_span(o, j->w, j->gr, p->offset + a, b - a, j->gscale, j->bc1, j->bc2);
+            update_span(o, j->w, j->gr, p->offset + a, b - a, j->gscale, j->bc1, j->bc2, j->stream);
             continue;
         }
         size_t cols = (size_t)p->cols;
         for (size_t r = (a + cols - 1) / cols; r * cols < b; r++)
             update_span(o, j->w, j->gr, p->offset + (size_t)rows[r] * cols, cols, j->gscale, j->bc1,
-                        j->bc2);
+                        j->bc2, j->stream);
     }
+#ifdef __AVX__
+    if (j->stream) _mm_sfence(); /* the streamed stores land before the job counts as done */
+#endif
 }
 
 tl_status tl_optim_step(tl_optim *o)
 {
     tl_graph *g = o->g;
-    struct step_job j = {o, tl_graph_params(g, NULL), tl_graph_grads(g, NULL), 1.0f, 0.0f, 0.0f};
+    struct step_job j = {o, tl_graph_params(g, NULL), tl_graph_grads(g, NULL), 1.0f, 0.0f, 0.0f, 0};
     fill_cost(o);
     size_t total = o->cost[o->np];
 
@@ -368,8 +443,9 @@ tl_status tl_optim_step(tl_optim *o)
     j.bc1 = (float)(1.0 - pow((double)o->cfg.beta1, (double)o->steps));
     j.bc2 = (float)(1.0 - pow((double)o->cfg.beta2, (double)o->steps));
     /* w, gradient and one or two state blocks per float */
+    j.stream = tl_parallel_parts(total, TL_PARALLEL_GRAIN / 4) > 1;
     tl_parallel_for(total, TL_PARALLEL_GRAIN / 4, update_part, &j);
-    tl_graph_zero_grad(g);
+    tl__graph_reset_touched(g); /* every gradient the update read it also cleared */
     return TL_OK;
 }
 

@@ -22,6 +22,7 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define cpu_relax() _mm_pause()
+#define HAVE_STREAM 1
 #else
 #define cpu_relax() ((void)0)
 #endif
@@ -262,6 +263,21 @@ int tl_parallel_workers(void)
     int n = P.nworkers;
     pthread_mutex_unlock(&P.job);
     return n;
+}
+
+void tl_parallel_claim(void *p, size_t bytes)
+{
+#ifdef HAVE_STREAM
+    if (bytes < 4096 || thread_count() < 2) return;
+    char *c = p, *e = c + bytes;
+    char *a = (char *)(((uintptr_t)c + 15) & ~(uintptr_t)15);
+    __m128 z = _mm_setzero_ps();
+    for (; a + 16 <= e; a += 16) _mm_stream_ps((float *)(void *)a, z);
+    _mm_sfence();
+#else
+    (void)p;
+    (void)bytes;
+#endif
 }
 
 /* ---- jobs ------------------------------------------------------------------- */

@@ -6,7 +6,8 @@
  * sums; GEMMs split over the pool (gemm.h) exact on exactly representable
  * inputs at every thread count, both split directions, every transpose;
  * training with 2 threads repeating bit for bit, allocating nothing per
- * step, and agreeing with 1 thread. */
+ * step, and agreeing with 1 thread; dropout's stream split over chunks by
+ * jumping ahead, the same bits at every thread count. */
 #include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -647,6 +648,80 @@ static void test_optim_same_bits(void **state)
     }
 }
 
+/* ---- dropout's split stream ------------------------------------------------------ */
+
+/* tl__rng_jump(k) lands where k draws do: small k (stepped), powers of two,
+ * k with many set bits (one polynomial per bit). */
+static void test_rng_jump(void **state)
+{
+    (void)state;
+    const uint64_t ks[] = {0, 1, 255, 256, 257, 4096 + 255, 98304, 100003, 65535 * 3};
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
+        tl_rng a, b;
+        tl_rng_seed(&a, 1000 + i);
+        b = a;
+        tl__rng_jump(&a, ks[i]);
+        for (uint64_t j = 0; j < ks[i]; j++) tl_rng_next(&b);
+        if (memcmp(&a, &b, sizeof a) != 0) {
+            print_message("jump by %llu differs from stepping\n", (unsigned long long)ks[i]);
+            fail();
+        }
+    }
+}
+
+/* Dropout split over 1, 2, 3 and 7 threads: the mask is tl_rng_uniform's
+ * stream, one draw per element in order, whatever the split; the graph's RNG
+ * ends where those draws leave it; the gradient is the same bits. 512 x 97
+ * floats: up to 6 chunks, none starting at a multiple of 256 draws. */
+static void test_dropout_split(void **state)
+{
+    (void)state;
+    const int R = 512, C = 97;
+    const float p = 0.4f;
+    const size_t n = (size_t)R * C;
+    float *ref_y = NULL, *ref_g = NULL;
+    const int threads[] = {1, 2, 3, 7};
+    for (size_t t = 0; t < sizeof threads / sizeof *threads; t++) {
+        tl_set_threads(threads[t]);
+        tl_graph *g = tl_graph_new(1, 5);
+        assert_non_null(g);
+        tl_node a = tl_param(g, R, C, TL_INIT_UNIFORM, 1.0f, "a");
+        tl_node y = tl_dropout(g, tl_scale(g, a, 2.0f), p);
+        tl_node loss = tl_sum(g, tl_mul(g, y, tl_param(g, R, C, TL_INIT_UNIFORM, 1.0f, "c")));
+        assert_int_equal(tl_graph_backward(g, loss), TL_OK);
+        assert_int_equal(tl_graph_plan(g), TL_OK);
+        tl_rng rng = *tl_graph_rng(g);
+        for (int run = 0; run < 2; run++) { /* the second run continues the stream */
+            assert_int_equal(tl_graph_forward(g, 1), TL_OK);
+            assert_int_equal(tl_graph_backward_run(g), TL_OK);
+            const float *A = tl_graph_params(g, NULL) + tl_graph_param(g, 0)->offset;
+            const float *Y = tl_graph_value(g, y);
+            for (size_t i = 0; i < n; i++) {
+                float m = tl_rng_uniform(&rng) < 1.0f - p ? 1.0f / (1.0f - p) : 0.0f;
+                if (Y[i] != 2.0f * A[i] * m) {
+                    print_message("threads %d run %d: element %zu is not draw %zu's\n", threads[t], run, i, i);
+                    fail();
+                }
+            }
+            assert_memory_equal(&rng, tl_graph_rng(g), sizeof rng);
+        }
+        const float *Y = tl_graph_value(g, y), *G = tl_graph_grads(g, NULL) + tl_graph_param(g, 0)->offset;
+        if (!ref_y) {
+            ref_y = malloc(n * sizeof *ref_y);
+            ref_g = malloc(n * sizeof *ref_g);
+            assert_true(ref_y && ref_g);
+            memcpy(ref_y, Y, n * sizeof *ref_y);
+            memcpy(ref_g, G, n * sizeof *ref_g);
+        } else {
+            assert_memory_equal(Y, ref_y, n * sizeof *Y);
+            assert_memory_equal(G, ref_g, n * sizeof *G);
+        }
+        tl_graph_free(g);
+    }
+    free(ref_y);
+    free(ref_g);
+}
+
 /* ---- training ------------------------------------------------------------------- */
 
 /* An MMoE-like model big enough for every pass to split: embedding and dense
@@ -754,6 +829,8 @@ int main(void)
         cmocka_unit_test(test_gemm_repeats),
         cmocka_unit_test(test_passes_same_bits),
         cmocka_unit_test(test_optim_same_bits),
+        cmocka_unit_test(test_rng_jump),
+        cmocka_unit_test(test_dropout_split),
         cmocka_unit_test(test_training_repeats),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

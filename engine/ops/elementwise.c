@@ -5,6 +5,7 @@
 
 #include "elementwise.h"
 #include "ops.h"
+#include "parallel.h"
 
 static tl_node binary(tl_graph *g, tl_op op, const char *name, tl_node a, tl_node b)
 {
@@ -59,12 +60,24 @@ static void row_op_scalar(tl_op op, float *restrict y, const float *restrict a, 
     }
 }
 
-tl_status tl_op_binary_forward(tl_graph *g, tl_nodedef *n)
+/* Rows are independent in the forward and, but for b's sums over rows (a
+ * [1 x cols] or [1 x 1] b), in the backward: those passes split by rows with
+ * the same bits. */
+struct ew_job {
+    tl_graph *g;
+    tl_nodedef *n;
+    int fa, fb;
+};
+
+static void binary_forward_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    const float *a = tl__in(g, n, 0)->val, *b = tl__in(g, n, 1)->val;
-    int rows = tl__rows(g, n), cols = n->cols;
-    for (int i = 0; i < rows; i++) {
-        size_t o = (size_t)i * cols;
+    const struct ew_job *j = ctx;
+    tl_nodedef *n = j->n;
+    const float *a = tl__in(j->g, n, 0)->val, *b = tl__in(j->g, n, 1)->val;
+    int cols = n->cols;
+    (void)part;
+    for (size_t i = r0; i < r1; i++) {
+        size_t o = i * (size_t)cols;
         switch (n->bcast) {
         case TL_BC_SAME: row_op(n->op, n->val + o, a + o, b + o, cols); break;
         case TL_BC_ROW: row_op(n->op, n->val + o, a + o, b, cols); break;
@@ -72,6 +85,12 @@ tl_status tl_op_binary_forward(tl_graph *g, tl_nodedef *n)
         case TL_BC_SCALAR: row_op_scalar(n->op, n->val + o, a + o, b[0], cols); break;
         }
     }
+}
+
+tl_status tl_op_binary_forward(tl_graph *g, tl_nodedef *n)
+{
+    struct ew_job j = {g, n, 0, 0};
+    tl_parallel_for((size_t)tl__rows(g, n), tl_parallel_row_grain((size_t)n->cols), binary_forward_rows, &j);
     return TL_OK;
 }
 
@@ -98,16 +117,16 @@ static void row_acc_sign(float *restrict r, int neg, const float *restrict x, in
 /* Per element (i, j), a's gradient takes its term, then b's (when a and b
  * are one node, its gradient takes both in that order); b's broadcast
  * gradients sum their terms in row-major order, as the scalar loop did. */
-void tl_op_binary_backward(tl_graph *g, tl_nodedef *n)
+static void binary_backward_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    tl_nodedef *na = tl__in(g, n, 0), *nb = tl__in(g, n, 1);
-    int rows = tl__rows(g, n), cols = n->cols, mul = n->op == TL_OP_MUL, neg = n->op == TL_OP_SUB;
+    const struct ew_job *j = ctx;
+    tl_nodedef *n = j->n, *na = tl__in(j->g, n, 0), *nb = tl__in(j->g, n, 1);
+    int cols = n->cols, mul = n->op == TL_OP_MUL, neg = n->op == TL_OP_SUB;
+    int fa = j->fa, fb = j->fb;
     const float *dy = n->grad;
-    int fa = na->grad && na->grad_fresh;
-    int fb = nb->grad && nb->grad_fresh && nb != na && n->bcast == TL_BC_SAME;
-    if (nb->grad && !fb && nb != na) tl__grad_acc(g, nb);
-    for (int i = 0; i < rows; i++) {
-        size_t o = (size_t)i * cols;
+    (void)part;
+    for (size_t i = r0; i < r1; i++) {
+        size_t o = i * (size_t)cols;
         const float *d = dy + o;
         if (na->grad) {
             if (mul) {
@@ -131,14 +150,31 @@ void tl_op_binary_backward(tl_graph *g, tl_nodedef *n)
         default: { /* COL, SCALAR: one sum over the row, in column order */
             float *r = nb->grad + (n->bcast == TL_BC_COL ? i : 0), acc = *r;
             const float *av = na->val + o;
-            for (int j = 0; j < cols; j++) acc += mul ? d[j] * av[j] : neg ? -d[j] : d[j];
+            for (int c = 0; c < cols; c++) acc += mul ? d[c] * av[c] : neg ? -d[c] : d[c];
             *r = acc;
             break;
         }
         }
     }
-    if (fa) tl__grad_written(na);
-    if (fb) tl__grad_written(nb);
+}
+
+/* Per element (i, j), a's gradient takes its term, then b's (when a and b
+ * are one node, its gradient takes both in that order); b's broadcast
+ * gradients sum their terms in row-major order, as the scalar loop did. */
+void tl_op_binary_backward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *na = tl__in(g, n, 0), *nb = tl__in(g, n, 1);
+    size_t rows = (size_t)tl__rows(g, n);
+    struct ew_job j = {g, n, na->grad && na->grad_fresh,
+                       nb->grad && nb->grad_fresh && nb != na && n->bcast == TL_BC_SAME};
+    if (nb->grad && !j.fb && nb != na) tl__grad_acc(g, nb);
+    /* b's sums over rows stay in one pass, in row order */
+    if (nb->grad && (n->bcast == TL_BC_ROW || n->bcast == TL_BC_SCALAR))
+        binary_backward_rows(&j, 0, rows, 0);
+    else
+        tl_parallel_for(rows, tl_parallel_row_grain(2 * (size_t)n->cols), binary_backward_rows, &j);
+    if (j.fa) tl__grad_written(na);
+    if (j.fb) tl__grad_written(nb);
 }
 
 static tl_node unary(tl_graph *g, tl_op op, tl_node a, float f)
@@ -165,64 +201,92 @@ static inline float sigmoidf(float x)
     return e / (1.0f + e);
 }
 
-tl_status tl_op_unary_forward(tl_graph *g, tl_nodedef *n)
+/* Element by element: any split gives the same bits. Exponentials and
+ * the like cost several plain passes per element. */
+static size_t unary_grain(const tl_nodedef *n)
 {
-    const float *x = tl__in(g, n, 0)->val;
+    int cheap = n->op == TL_OP_SCALE || n->op == TL_OP_RELU;
+    return tl_parallel_row_grain((size_t)n->cols * (cheap ? 1 : 8));
+}
+
+static void unary_forward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct ew_job *j = ctx;
+    const tl_nodedef *n = j->n;
+    size_t c = (size_t)n->cols, i0 = r0 * c, i1 = r1 * c;
+    const float *x = tl__in(j->g, n, 0)->val;
     float *y = n->val;
-    size_t len = (size_t)tl__rows(g, n) * (size_t)n->cols;
+    (void)part;
     switch (n->op) {
     case TL_OP_SCALE:
-        for (size_t i = 0; i < len; i++) y[i] = n->f * x[i];
+        for (size_t i = i0; i < i1; i++) y[i] = n->f * x[i];
         break;
     case TL_OP_RELU:
-        for (size_t i = 0; i < len; i++) y[i] = x[i] <= 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
+        for (size_t i = i0; i < i1; i++) y[i] = x[i] <= 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
         break;
     case TL_OP_SIGMOID:
-        for (size_t i = 0; i < len; i++) y[i] = sigmoidf(x[i]);
+        for (size_t i = i0; i < i1; i++) y[i] = sigmoidf(x[i]);
         break;
     case TL_OP_TANH:
-        for (size_t i = 0; i < len; i++) y[i] = tanhf(x[i]);
+        for (size_t i = i0; i < i1; i++) y[i] = tanhf(x[i]);
         break;
     case TL_OP_EXP:
-        for (size_t i = 0; i < len; i++) y[i] = expf(x[i]);
+        for (size_t i = i0; i < i1; i++) y[i] = expf(x[i]);
         break;
     case TL_OP_SOFTPLUS: /* log(1 + e^x) without overflow */
-        for (size_t i = 0; i < len; i++)
+        for (size_t i = i0; i < i1; i++)
             y[i] = (x[i] > 0.0f ? x[i] : 0.0f) + log1pf(expf(-fabsf(x[i])));
         break;
     default:
         break;
     }
+}
+
+tl_status tl_op_unary_forward(tl_graph *g, tl_nodedef *n)
+{
+    struct ew_job j = {g, n, 0, 0};
+    tl_parallel_for((size_t)tl__rows(g, n), unary_grain(n), unary_forward_rows, &j);
     return TL_OK;
+}
+
+static void unary_backward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct ew_job *j = ctx;
+    const tl_nodedef *n = j->n;
+    tl_nodedef *in = tl__in(j->g, n, 0);
+    size_t c = (size_t)n->cols, i0 = r0 * c, i1 = r1 * c;
+    const float *x = in->val, *y = n->val, *dy = n->grad;
+    float *dx = in->grad;
+    (void)part;
+    switch (n->op) {
+    case TL_OP_SCALE:
+        for (size_t i = i0; i < i1; i++) dx[i] += n->f * dy[i];
+        break;
+    case TL_OP_RELU:
+        for (size_t i = i0; i < i1; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case TL_OP_SIGMOID:
+        for (size_t i = i0; i < i1; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    case TL_OP_TANH:
+        for (size_t i = i0; i < i1; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    case TL_OP_EXP:
+        for (size_t i = i0; i < i1; i++) dx[i] += dy[i] * y[i];
+        break;
+    case TL_OP_SOFTPLUS:
+        for (size_t i = i0; i < i1; i++) dx[i] += dy[i] * sigmoidf(x[i]);
+        break;
+    default:
+        break;
+    }
 }
 
 void tl_op_unary_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *in = tl__in(g, n, 0);
     if (!in->grad) return;
-    const float *x = in->val, *y = n->val, *dy = n->grad;
-    float *dx = tl__grad_acc(g, in);
-    size_t len = (size_t)tl__rows(g, n) * (size_t)n->cols;
-    switch (n->op) {
-    case TL_OP_SCALE:
-        for (size_t i = 0; i < len; i++) dx[i] += n->f * dy[i];
-        break;
-    case TL_OP_RELU:
-        for (size_t i = 0; i < len; i++) dx[i] += x[i] > 0.0f ? dy[i] : 0.0f;
-        break;
-    case TL_OP_SIGMOID:
-        for (size_t i = 0; i < len; i++) dx[i] += dy[i] * y[i] * (1.0f - y[i]);
-        break;
-    case TL_OP_TANH:
-        for (size_t i = 0; i < len; i++) dx[i] += dy[i] * (1.0f - y[i] * y[i]);
-        break;
-    case TL_OP_EXP:
-        for (size_t i = 0; i < len; i++) dx[i] += dy[i] * y[i];
-        break;
-    case TL_OP_SOFTPLUS:
-        for (size_t i = 0; i < len; i++) dx[i] += dy[i] * sigmoidf(x[i]);
-        break;
-    default:
-        break;
-    }
+    tl__grad_acc(g, in);
+    struct ew_job j = {g, n, 0, 0};
+    tl_parallel_for((size_t)tl__rows(g, n), unary_grain(n), unary_backward_rows, &j);
 }

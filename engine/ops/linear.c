@@ -136,6 +136,7 @@ struct fwd_job {
     float *y;
     int ldx, groups, k, m, cols; /* group g: x columns [g k, (g+1) k) -> y columns [g m, (g+1) m) */
     tl_act act;
+    int claim; /* y is read whole by the next layer's dW: claim the rows first */
 };
 
 /* Rows [r0, r1): fill with the bias (the GEMMs then add onto it with
@@ -147,6 +148,7 @@ static void forward_rows(void *ctx, size_t r0, size_t r1, int part)
     float *y = j->y + r0 * cols;
     const float *x = j->x + r0 * (size_t)j->ldx;
     (void)part;
+    if (j->claim) tl_parallel_claim(y, rows * cols * sizeof(float));
     if (j->b)
         for (size_t i = 0; i < rows; i++) memcpy(y + i * cols, j->b, cols * sizeof(float));
     for (int g = 0; g < j->groups; g++)
@@ -161,7 +163,7 @@ static void layer_forward(tl_graph *g, tl_nodedef *n, int groups)
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
     int rows = tl__rows(g, n), k = w->rows / groups, m = w->cols;
     struct fwd_job j = {x->val, w->val, n->nin > 2 ? tl__in(g, n, 2)->val : NULL, n->val,
-                        x->cols, groups, k, m, n->cols, n->act};
+                        x->cols, groups, k, m, n->cols, n->act, n->read_whole};
     int parts = row_parts(rows, n->cols, (double)rows * k * n->cols);
     tl_parallel_run((size_t)rows, parts, forward_rows, &j);
 }
@@ -175,6 +177,7 @@ struct bwd_job {
     float beta;               /* dX's GEMM beta */
     int cols, ldx, groups, k, m;
     tl_act act;
+    int claim_dz;             /* dZ is read whole by dW: claim its rows first */
 };
 
 /* Rows [r0, r1): dZ = dY act'(Y) (computed from the output Y), its column
@@ -189,6 +192,7 @@ static void backward_rows(void *ctx, size_t r0, size_t r1, int part)
         db = j->partial + (size_t)part * (size_t)cols;
         memset(db, 0, (size_t)cols * sizeof(float));
     }
+    if (j->claim_dz) tl_parallel_claim(j->dz + r0 * (size_t)cols, (r1 - r0) * (size_t)cols * sizeof(float));
     for (size_t i = r0; i < r1; i++) {
         size_t o = i * (size_t)cols;
         const float *yr = j->y + o, *dyr = j->dy + o;
@@ -266,7 +270,8 @@ static void layer_backward(tl_graph *g, tl_nodedef *n, int groups)
     float *db = bias_grad(g, n), *partial = bias_partials(g, n, &slots);
     /* the groups' blocks of dX (columns) and of dW (rows) tile them exactly */
     struct bwd_job j = {n->val, n->grad, w->val, n->scratch, db, NULL, x->grad,
-                        x->grad ? grad_beta(x) : 0.0f, n->cols, x->cols, groups, k, m, n->act};
+                        x->grad ? grad_beta(x) : 0.0f, n->cols, x->cols, groups, k, m, n->act,
+                        n->act != TL_ACT_NONE && w->grad};
     if (j.act != TL_ACT_NONE || db || j.dx) {
         int parts = row_parts(rows, n->cols, j.dx ? (double)rows * k * n->cols : 0.0);
         if (db && parts > 1 && parts > slots) parts = slots > 1 ? slots : 1;

@@ -88,6 +88,7 @@ static void mix_forward_rows(void *ctx, size_t r0, size_t r1, int part)
     const tl_nodedef *n = j->n, *gt = tl__in(g, n, 0);
     int d = n->cols, k = n->k, nb = n->nin - 1;
     (void)part;
+    if (n->read_whole) tl_parallel_claim(n->val + r0 * (size_t)d, (r1 - r0) * (size_t)d * sizeof(float));
     for (size_t i = r0; i < r1; i++) {
         float *y = n->val + i * (size_t)d;
         const float *w = gt->val + i * (size_t)k;
@@ -236,31 +237,49 @@ static void token_dots(float *restrict out, const float *restrict a, const float
     }
 }
 
-/* Scratch per row: A (T x T attention weights) then dA (T x T). */
-tl_status tl_op_attention_forward(tl_graph *g, tl_nodedef *n)
+/* Scratch per row: A (T x T attention weights) then dA (T x T). Rows are
+ * independent in both directions (each row's gradients take only its own
+ * terms), so the passes split by rows with the same bits. Cost per row:
+ * about T*T dot products of d floats and as many row updates. */
+struct attn_job {
+    tl_graph *g;
+    tl_nodedef *n;
+};
+
+static size_t attn_grain(const tl_nodedef *n) { return tl_parallel_row_grain((size_t)n->cols * (size_t)n->k); }
+
+static void attention_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    tl_nodedef *nq = tl__in(g, n, 0), *nk = tl__in(g, n, 1), *nv = tl__in(g, n, 2);
-    int rows = tl__rows(g, n), T = n->k, d = n->cols / T;
+    const struct attn_job *j = ctx;
+    tl_nodedef *n = j->n, *nq = tl__in(j->g, n, 0), *nk = tl__in(j->g, n, 1), *nv = tl__in(j->g, n, 2);
+    int T = n->k, d = n->cols / T;
     float scale = 1.0f / sqrtf((float)d);
-    for (int i = 0; i < rows; i++) {
-        const float *q = nq->val + (size_t)i * n->cols, *k = nk->val + (size_t)i * n->cols;
-        const float *v = nv->val + (size_t)i * n->cols;
-        float *A = n->scratch + (size_t)i * 2 * T * T, *y = n->val + (size_t)i * n->cols;
+    (void)part;
+    for (size_t i = r0; i < r1; i++) {
+        const float *q = nq->val + i * (size_t)n->cols, *k = nk->val + i * (size_t)n->cols;
+        const float *v = nv->val + i * (size_t)n->cols;
+        float *A = n->scratch + i * 2 * (size_t)T * (size_t)T, *y = n->val + i * (size_t)n->cols;
         token_dots(A, q, k, T, d);
         for (int t = 0; t < T; t++) {
             float *a = A + (size_t)t * T, mx = -INFINITY;
-            for (int j = 0; j < T; j++) {
-                a[j] = a[j] * scale;
-                mx = a[j] > mx ? a[j] : mx;
+            for (int jj = 0; jj < T; jj++) {
+                a[jj] = a[jj] * scale;
+                mx = a[jj] > mx ? a[jj] : mx;
             }
             float z = 0.0f;
-            for (int j = 0; j < T; j++) z += (a[j] = expf(a[j] - mx));
-            for (int j = 0; j < T; j++) a[j] /= z;
+            for (int jj = 0; jj < T; jj++) z += (a[jj] = expf(a[jj] - mx));
+            for (int jj = 0; jj < T; jj++) a[jj] /= z;
             float *yt = y + (size_t)t * d;
             memset(yt, 0, (size_t)d * sizeof(float));
-            for (int j = 0; j < T; j++) tl__axpy_row(yt, a[j], v + (size_t)j * d, d);
+            for (int jj = 0; jj < T; jj++) tl__axpy_row(yt, a[jj], v + (size_t)jj * d, d);
         }
     }
+}
+
+tl_status tl_op_attention_forward(tl_graph *g, tl_nodedef *n)
+{
+    struct attn_job j = {g, n};
+    tl_parallel_for((size_t)tl__rows(g, n), attn_grain(n), attention_rows, &j);
     return TL_OK;
 }
 
@@ -269,31 +288,40 @@ tl_status tl_op_attention_forward(tl_graph *g, tl_nodedef *n)
  * for every j, then dQ_t += dS_tj K_j and dK_j += dS_tj Q_t for every j (so
  * also when q, k and v are one node, each gradient element takes its terms
  * in that order). */
-void tl_op_attention_backward(tl_graph *g, tl_nodedef *n)
+static void attention_grad_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    tl_nodedef *nq = tl__in(g, n, 0), *nk = tl__in(g, n, 1), *nv = tl__in(g, n, 2);
-    int rows = tl__rows(g, n), T = n->k, d = n->cols / T;
+    const struct attn_job *j = ctx;
+    tl_nodedef *n = j->n, *nq = tl__in(j->g, n, 0), *nk = tl__in(j->g, n, 1), *nv = tl__in(j->g, n, 2);
+    int T = n->k, d = n->cols / T;
     float scale = 1.0f / sqrtf((float)d);
-    if (nq->grad) tl__grad_acc(g, nq);
-    if (nk->grad) tl__grad_acc(g, nk);
-    if (nv->grad) tl__grad_acc(g, nv);
-    for (int i = 0; i < rows; i++) {
-        size_t ro = (size_t)i * n->cols;
+    (void)part;
+    for (size_t i = r0; i < r1; i++) {
+        size_t ro = i * (size_t)n->cols;
         const float *q = nq->val + ro, *k = nk->val + ro, *v = nv->val + ro, *dy = n->grad + ro;
-        float *A = n->scratch + (size_t)i * 2 * T * T, *dS = A + (size_t)T * T;
+        float *A = n->scratch + i * 2 * (size_t)T * (size_t)T, *dS = A + (size_t)T * T;
         token_dots(dS, dy, v, T, d); /* dA_tj = dy_t . v_j */
         for (int t = 0; t < T; t++) {
             const float *a = A + (size_t)t * T, *dyt = dy + (size_t)t * d;
             float *ds = dS + (size_t)t * T, dot = 0.0f;
-            for (int j = 0; j < T; j++) {
-                dot += a[j] * ds[j];
-                if (nv->grad) tl__axpy_row(nv->grad + ro + (size_t)j * d, a[j], dyt, d);
+            for (int jj = 0; jj < T; jj++) {
+                dot += a[jj] * ds[jj];
+                if (nv->grad) tl__axpy_row(nv->grad + ro + (size_t)jj * d, a[jj], dyt, d);
             }
-            for (int j = 0; j < T; j++) ds[j] = a[j] * (ds[j] - dot) * scale;
-            for (int j = 0; j < T; j++) {
-                if (nq->grad) tl__axpy_row(nq->grad + ro + (size_t)t * d, ds[j], k + (size_t)j * d, d);
-                if (nk->grad) tl__axpy_row(nk->grad + ro + (size_t)j * d, ds[j], q + (size_t)t * d, d);
+            for (int jj = 0; jj < T; jj++) ds[jj] = a[jj] * (ds[jj] - dot) * scale;
+            for (int jj = 0; jj < T; jj++) {
+                if (nq->grad) tl__axpy_row(nq->grad + ro + (size_t)t * d, ds[jj], k + (size_t)jj * d, d);
+                if (nk->grad) tl__axpy_row(nk->grad + ro + (size_t)jj * d, ds[jj], q + (size_t)t * d, d);
             }
         }
     }
+}
+
+void tl_op_attention_backward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *nq = tl__in(g, n, 0), *nk = tl__in(g, n, 1), *nv = tl__in(g, n, 2);
+    if (nq->grad) tl__grad_acc(g, nq);
+    if (nk->grad) tl__grad_acc(g, nk);
+    if (nv->grad) tl__grad_acc(g, nv);
+    struct attn_job j = {g, n};
+    tl_parallel_for((size_t)tl__rows(g, n), attn_grain(n), attention_grad_rows, &j);
 }

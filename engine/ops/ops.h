@@ -100,6 +100,7 @@ typedef struct tl_nodedef {
     int on_path;        /* ancestor of the loss, so backward visits it */
     int param_index;    /* >= 0 for parameters */
     int grad_fresh;     /* backward run: grad not written yet (see the top of this file) */
+    int read_whole;     /* plan: a split GEMM's dW reads all rows of val (tl_parallel_claim) */
     /* resolved at plan time */
     float *val, *grad, *scratch;
     char name[TL_NAME_MAX];
@@ -215,6 +216,16 @@ static inline void tl__scale_row(float *restrict r, float a, const float *restri
         for (int l = 0; l < 8; l++) r[j + l] = a * x[j + l];
     for (; j < n; j++) r[j] = a * x[j];
 }
+
+/* Advance r by k draws, as k calls of tl_rng_next would, in about 256 x
+ * (set bits of k) steps when k >= 256 (ops/rng_jump.c): a pass drawing one
+ * number per element starts each chunk at its place in the stream. */
+void tl__rng_jump(tl_rng *r, uint64_t k);
+
+/* tl_graph_zero_grad for a graph whose gradients are all zero but for the
+ * touched-row lists of its sparse parameters: empties those (the optimizer
+ * step clears the gradients it applies as it goes). */
+void tl__graph_reset_touched(tl_graph *g);
 
 /* Mark rows of sparse parameter `param_index` as touched. */
 void tl__touch_row(tl_graph *g, int param_index, int32_t row);

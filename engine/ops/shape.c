@@ -73,6 +73,7 @@ static void concat_forward_rows(void *ctx, size_t r0, size_t r1, int part)
     const tl_nodedef *n = j->n;
     size_t cols = (size_t)n->cols, off = 0;
     (void)part;
+    if (n->read_whole) tl_parallel_claim(n->val + r0 * cols, (r1 - r0) * cols * sizeof(float));
     for (int k = 0; k < n->nin; k++) {
         const tl_nodedef *p = tl__in(j->g, n, k);
         size_t pc = (size_t)p->cols;
@@ -129,14 +130,36 @@ void tl_op_concat_backward(tl_graph *g, tl_nodedef *n)
         if (j.write >> k & 1u) tl__grad_written(tl__in(g, n, k));
 }
 
+/* Slices and copies are row by row: any split gives the same bits. */
+struct copy_job {
+    tl_graph *g;
+    tl_nodedef *n;
+};
+
+static void slice_forward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct copy_job *j = ctx;
+    const tl_nodedef *n = j->n, *a = tl__in(j->g, n, 0);
+    (void)part;
+    for (size_t i = r0; i < r1; i++)
+        memcpy(n->val + i * (size_t)n->cols, a->val + i * (size_t)a->cols + n->start,
+               (size_t)n->cols * sizeof(float));
+}
+
 tl_status tl_op_slice_forward(tl_graph *g, tl_nodedef *n)
 {
-    tl_nodedef *a = tl__in(g, n, 0);
-    int rows = tl__rows(g, n);
-    for (int i = 0; i < rows; i++)
-        memcpy(n->val + (size_t)i * n->cols, a->val + (size_t)i * a->cols + n->start,
-               (size_t)n->cols * sizeof(float));
+    struct copy_job j = {g, n};
+    tl_parallel_for((size_t)tl__rows(g, n), tl_parallel_row_grain((size_t)n->cols), slice_forward_rows, &j);
     return TL_OK;
+}
+
+static void slice_backward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct copy_job *j = ctx;
+    const tl_nodedef *n = j->n, *a = tl__in(j->g, n, 0);
+    (void)part;
+    for (size_t i = r0; i < r1; i++)
+        tl__add_row(a->grad + i * (size_t)a->cols + n->start, n->grad + i * (size_t)n->cols, n->cols);
 }
 
 void tl_op_slice_backward(tl_graph *g, tl_nodedef *n)
@@ -144,9 +167,8 @@ void tl_op_slice_backward(tl_graph *g, tl_nodedef *n)
     tl_nodedef *a = tl__in(g, n, 0);
     if (!a->grad) return;
     tl__grad_acc(g, a);
-    int rows = tl__rows(g, n);
-    for (int i = 0; i < rows; i++)
-        tl__add_row(a->grad + (size_t)i * a->cols + n->start, n->grad + (size_t)i * n->cols, n->cols);
+    struct copy_job j = {g, n};
+    tl_parallel_for((size_t)tl__rows(g, n), tl_parallel_row_grain((size_t)n->cols), slice_backward_rows, &j);
 }
 
 /* ---- embedding ----------------------------------------------------------- */
@@ -185,6 +207,7 @@ static void emb_forward_rows(void *ctx, size_t r0, size_t r1, int part)
     const int64_t *off = n->offsets;
     size_t nf = (size_t)n->k, dim = (size_t)t->cols, cols = (size_t)n->cols;
     j->bad[part] = SIZE_MAX;
+    if (n->read_whole) tl_parallel_claim(n->val + r0 * cols, (r1 - r0) * cols * sizeof(float));
     for (size_t i = r0; i < r1; i++) {
         const int32_t *row = ids + i * nf;
         if (i + EMB_AHEAD < r1)
@@ -268,48 +291,93 @@ void tl_op_embedding_backward(tl_graph *g, tl_nodedef *n)
 
 /* ---- dropout / stop-gradient ---------------------------------------------- */
 
-tl_status tl_op_dropout_forward(tl_graph *g, tl_nodedef *n)
+/* Dropout's draws cost a few times a plain pass per element: chunks of a
+ * quarter of the usual grain are worth a thread. */
+#define DROP_WORK 4
+
+struct drop_job {
+    const float *x;
+    float *y, *mask;
+    size_t cols, rows;
+    float keep, inv;
+    int train, claim; /* claim: y is read whole by a dW (tl_parallel_claim) */
+    tl_rng start, end; /* the stream at element 0, and after the last */
+};
+
+/* Rows [r0, r1). Training: element e takes draw e of the stream from
+ * `start` (this chunk jumps to its first element), so every split draws as
+ * a serial pass does; the last chunk leaves the stream's end state. */
+static void dropout_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    const float *x = tl__in(g, n, 0)->val;
-    size_t len = (size_t)tl__rows(g, n) * (size_t)n->cols;
-    if (!g->training || n->f == 0.0f) {
-        memcpy(n->val, x, len * sizeof(float));
-        for (size_t i = 0; i < len; i++) n->scratch[i] = 1.0f;
-        return TL_OK;
+    struct drop_job *j = ctx;
+    size_t e0 = r0 * j->cols, e1 = r1 * j->cols;
+    const float *restrict x = j->x;
+    float *restrict mask = j->mask, *restrict y = j->y;
+    (void)part;
+    if (j->claim) tl_parallel_claim(y + e0, (e1 - e0) * sizeof(float));
+    if (!j->train) {
+        memcpy(y + e0, x + e0, (e1 - e0) * sizeof(float));
+        for (size_t i = e0; i < e1; i++) mask[i] = 1.0f;
+        return;
     }
-    float keep = 1.0f - n->f, inv = 1.0f / keep;
+    tl_rng r = j->start;
+    tl__rng_jump(&r, e0);
+    float keep = j->keep, inv = j->inv;
     /* The draws of tl_rng_uniform (core.c: xoshiro256**, the top 24 bits),
      * with the state in registers: a call per draw, its state stored and
      * reloaded each time, cost 4-5x this loop (test_ops checks the stream
      * is the same). */
-    uint64_t s0 = g->drop_rng.s[0], s1 = g->drop_rng.s[1], s2 = g->drop_rng.s[2], s3 = g->drop_rng.s[3];
-    float *restrict mask = n->scratch, *restrict y = n->val;
-    for (size_t i = 0; i < len; i++) {
-        uint64_t r = s1 * 5, t = s1 << 17;
-        r = ((r << 7) | (r >> 57)) * 9;
+    uint64_t s0 = r.s[0], s1 = r.s[1], s2 = r.s[2], s3 = r.s[3];
+    for (size_t i = e0; i < e1; i++) {
+        uint64_t v = s1 * 5, t = s1 << 17;
+        v = ((v << 7) | (v >> 57)) * 9;
         s2 ^= s0;
         s3 ^= s1;
         s1 ^= s2;
         s0 ^= s3;
         s2 ^= t;
         s3 = (s3 << 45) | (s3 >> 19);
-        float u = (float)(r >> 40) * 0x1.0p-24f;
+        float u = (float)(v >> 40) * 0x1.0p-24f;
         mask[i] = u < keep ? inv : 0.0f;
         y[i] = x[i] * mask[i];
     }
-    g->drop_rng.s[0] = s0;
-    g->drop_rng.s[1] = s1;
-    g->drop_rng.s[2] = s2;
-    g->drop_rng.s[3] = s3;
+    if (r1 == j->rows) {
+        j->end.s[0] = s0;
+        j->end.s[1] = s1;
+        j->end.s[2] = s2;
+        j->end.s[3] = s3;
+    }
+}
+
+tl_status tl_op_dropout_forward(tl_graph *g, tl_nodedef *n)
+{
+    size_t rows = (size_t)tl__rows(g, n), cols = (size_t)n->cols;
+    struct drop_job j = {tl__in(g, n, 0)->val, n->val, n->scratch, cols, rows,
+                         1.0f - n->f, 1.0f / (1.0f - n->f), g->training && n->f != 0.0f,
+                         n->read_whole, g->drop_rng, g->drop_rng};
+    if (rows == 0 || cols == 0) return TL_OK;
+    tl_parallel_for(rows, tl_parallel_row_grain(j.train ? DROP_WORK * cols : cols), dropout_rows, &j);
+    if (j.train) g->drop_rng = j.end;
     return TL_OK;
 }
 
 /* dx (+)= dy mask; `fresh` stores 0 + the term, what clearing dx and then
- * adding would store. */
-static void dropout_grad(float *restrict dx, const float *restrict dy, const float *restrict mask,
-                         size_t len, int fresh)
+ * adding would store. Element by element: any split gives the same bits. */
+struct drop_bwd_job {
+    float *dx;
+    const float *dy, *mask;
+    size_t cols;
+    int fresh;
+};
+
+static void dropout_grad_rows(void *ctx, size_t r0, size_t r1, int part)
 {
-    if (fresh) TL__FOR8(i, len, dx[i] = 0.0f + dy[i] * mask[i]);
+    const struct drop_bwd_job *j = ctx;
+    size_t o = r0 * j->cols, len = (r1 - r0) * j->cols;
+    float *restrict dx = j->dx + o;
+    const float *restrict dy = j->dy + o, *restrict mask = j->mask + o;
+    (void)part;
+    if (j->fresh) TL__FOR8(i, len, dx[i] = 0.0f + dy[i] * mask[i]);
     else TL__FOR8(i, len, dx[i] += dy[i] * mask[i]);
 }
 
@@ -317,12 +385,25 @@ void tl_op_dropout_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *a = tl__in(g, n, 0);
     if (!a->grad) return;
-    dropout_grad(a->grad, n->grad, n->scratch, (size_t)tl__rows(g, n) * (size_t)n->cols, a->grad_fresh);
+    struct drop_bwd_job j = {a->grad, n->grad, n->scratch, (size_t)n->cols, a->grad_fresh};
+    size_t rows = (size_t)tl__rows(g, n);
+    /* the forward's split: each thread reads the mask rows it wrote */
+    tl_parallel_for(rows, tl_parallel_row_grain(DROP_WORK * (size_t)n->cols), dropout_grad_rows, &j);
     tl__grad_written(a);
+}
+
+static void copy_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct copy_job *j = ctx;
+    size_t c = (size_t)j->n->cols;
+    (void)part;
+    if (j->n->read_whole) tl_parallel_claim(j->n->val + r0 * c, (r1 - r0) * c * sizeof(float));
+    memcpy(j->n->val + r0 * c, tl__in(j->g, j->n, 0)->val + r0 * c, (r1 - r0) * c * sizeof(float));
 }
 
 tl_status tl_op_stop_grad_forward(tl_graph *g, tl_nodedef *n)
 {
-    memcpy(n->val, tl__in(g, n, 0)->val, (size_t)tl__rows(g, n) * (size_t)n->cols * sizeof(float));
+    struct copy_job j = {g, n};
+    tl_parallel_for((size_t)tl__rows(g, n), tl_parallel_row_grain((size_t)n->cols), copy_rows, &j);
     return TL_OK;
 }

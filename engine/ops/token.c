@@ -8,6 +8,7 @@
 #include "gemm.h"
 #include "token.h"
 #include "ops.h"
+#include "parallel.h"
 
 tl_node tl_token_linear(tl_graph *g, tl_node x, tl_node w, tl_node b, int tokens, tl_act act)
 {
@@ -49,17 +50,21 @@ static void relu_inplace(float *restrict y, size_t len)
     TL__FOR8(i, len, y[i] = y[i] > 0.0f ? y[i] : 0.0f);
 }
 
-tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n)
+/* The forward as one job over row blocks, the blocks tl_gemm would split
+ * the product into (gemm.h: by rows when rows >= m), so every block's GEMM
+ * call is the one tl_gemm made: each block fills its rows with the bias,
+ * adds x W, applies the activation. */
+struct tok_job {
+    tl_nodedef *n, *x, *w;
+    const float *b;
+    int k, m;
+    float *db;
+    int claim_dz; /* backward: dW reads all of dZ, claim its rows first */
+};
+
+static void act_rows(tl_act act, float *y, size_t len)
 {
-    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
-    const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
-    int rows = tl__rows(g, n) * n->k, k = w->rows, m = w->cols;
-    size_t len = (size_t)rows * (size_t)m;
-    if (b)
-        for (int i = 0; i < rows; i++) memcpy(n->val + (size_t)i * m, b, (size_t)m * sizeof(float));
-    tl_gemm(0, 0, rows, m, k, x->val, k, w->val, m, b ? 1.0f : 0.0f, n->val, m);
-    float *y = n->val;
-    switch (n->act) {
+    switch (act) {
     case TL_ACT_RELU:
         relu_inplace(y, len);
         break;
@@ -72,6 +77,38 @@ tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n)
     case TL_ACT_NONE: /* without a bias, the cleared output + x W, as before */
         break;
     }
+}
+
+static void tok_forward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct tok_job *j = ctx;
+    size_t m = (size_t)j->m, rows = r1 - r0;
+    float *y = j->n->val + r0 * m;
+    (void)part;
+    if (j->n->read_whole) tl_parallel_claim(y, rows * m * sizeof(float));
+    if (j->b)
+        for (size_t i = 0; i < rows; i++) memcpy(y + i * m, j->b, m * sizeof(float));
+    tl_gemm_serial(0, 0, (int)rows, j->m, j->k, j->x->val + r0 * (size_t)j->k, j->k, j->w->val, j->m,
+                   j->b ? 1.0f : 0.0f, y, j->m);
+    act_rows(j->n->act, y, rows * m);
+}
+
+tl_status tl_op_token_linear_forward(tl_graph *g, tl_nodedef *n)
+{
+    tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
+    const float *b = n->nin > 2 ? tl__in(g, n, 2)->val : NULL;
+    int rows = tl__rows(g, n) * n->k, k = w->rows, m = w->cols;
+    struct tok_job j = {n, x, w, b, k, m, NULL, 0};
+    if (rows >= m) { /* tl_gemm's split by rows */
+        tl_parallel_run((size_t)rows, tl_gemm_parts((size_t)rows, (double)rows * m * k), tok_forward_rows, &j);
+        return TL_OK;
+    }
+    size_t len = (size_t)rows * (size_t)m;
+    if (n->read_whole) tl_parallel_claim(n->val, len * sizeof(float));
+    if (b)
+        for (int i = 0; i < rows; i++) memcpy(n->val + (size_t)i * m, b, (size_t)m * sizeof(float));
+    tl_gemm(0, 0, rows, m, k, x->val, k, w->val, m, b ? 1.0f : 0.0f, n->val, m);
+    act_rows(n->act, n->val, len);
     return TL_OK;
 }
 
@@ -95,6 +132,38 @@ static void act_grad_row(tl_act act, float *restrict dz, const float *restrict y
     }
 }
 
+/* Rows [r0, r1): the activation's gradient, then (when dX splits by rows,
+ * into these blocks) dX's rows. */
+static void tok_backward_rows(void *ctx, size_t r0, size_t r1, int part)
+{
+    const struct tok_job *j = ctx;
+    tl_nodedef *n = j->n;
+    size_t m = (size_t)j->m;
+    (void)part;
+    if (n->act != TL_ACT_NONE) {
+        if (j->claim_dz) tl_parallel_claim(n->scratch + r0 * m, (r1 - r0) * m * sizeof(float));
+        for (size_t i = r0; i < r1; i++)
+            act_grad_row(n->act, n->scratch + i * m, n->val + i * m, n->grad + i * m, j->m);
+    }
+    if (j->x) {
+        const float *dz = n->act == TL_ACT_NONE ? n->grad : n->scratch;
+        tl_gemm_serial(0, 1, (int)(r1 - r0), j->k, j->m, dz + r0 * m, j->m, j->w->val, j->m, 1.0f,
+                       j->x->grad + r0 * (size_t)j->k, j->k);
+    }
+}
+
+/* Bias columns [c0, c1): each column's rows added in row order, as the
+ * serial pass added whole rows. */
+static void tok_bias_cols(void *ctx, size_t c0, size_t c1, int part)
+{
+    const struct tok_job *j = ctx;
+    const tl_nodedef *n = j->n;
+    const float *dz = n->act == TL_ACT_NONE ? n->grad : n->scratch;
+    size_t m = (size_t)j->m, rows = (size_t)j->k; /* k: the row count here */
+    (void)part;
+    for (size_t i = 0; i < rows; i++) tl__add_row(j->db + c0, dz + i * m + c0, (int)(c1 - c0));
+}
+
 void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n)
 {
     tl_nodedef *x = tl__in(g, n, 0), *w = tl__in(g, n, 1);
@@ -102,17 +171,17 @@ void tl_op_token_linear_backward(tl_graph *g, tl_nodedef *n)
     int rows = tl__rows(g, n) * n->k, k = w->rows, m = w->cols;
     const float *dz = n->act == TL_ACT_NONE ? n->grad : n->scratch;
     float *db = nb && nb->grad ? nb->grad : NULL;
-    /* row by row: the activation's gradient, then its row into the bias
-     * gradient while it is in cache (the rows in order, as one pass after) */
-    for (int i = 0; i < rows; i++) {
-        size_t o = (size_t)i * (size_t)m;
-        if (n->act != TL_ACT_NONE) act_grad_row(n->act, n->scratch + o, n->val + o, n->grad + o, m);
-        if (db) tl__add_row(db, dz + o, m);
+    int dx = x->grad && !n->start, dx_rows = dx && rows >= k; /* tl_gemm's split of dX by rows */
+    int parts = dx_rows ? tl_gemm_parts((size_t)rows, (double)rows * k * m)
+                        : tl_parallel_parts((size_t)rows, tl_parallel_row_grain((size_t)m));
+    struct tok_job j = {n, dx_rows ? x : NULL, w, NULL, k, m, db, w->grad != NULL};
+    if (n->act != TL_ACT_NONE || dx_rows) tl_parallel_run((size_t)rows, parts, tok_backward_rows, &j);
+    if (db) {
+        struct tok_job c = {n, NULL, w, NULL, rows, m, db, 0};
+        tl_parallel_for((size_t)m, tl_parallel_row_grain((size_t)rows), tok_bias_cols, &c);
     }
-    if (x->grad && !n->start)
-        tl_gemm(0, 1, rows, k, m, dz, m, w->val, m, 1.0f, x->grad, k);
-    if (w->grad)
-        tl_gemm(1, 0, k, m, rows, x->val, k, dz, m, 1.0f, w->grad, m);
+    if (dx && !dx_rows) tl_gemm(0, 1, rows, k, m, dz, m, w->val, m, 1.0f, x->grad, k);
+    if (w->grad) tl_gemm(1, 0, k, m, rows, x->val, k, dz, m, 1.0f, w->grad, m);
 }
 
 /* ---- quadruplet BPR -------------------------------------------------------
