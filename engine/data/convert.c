@@ -53,6 +53,13 @@ typedef struct {
     const tl_data_schema *s;
     const char *dir, *source;
     plan p;
+    /* the plan's fields are copies of the schema's, so a field pass 1 switches
+     * to hashed ids (auto_hash) is hashed by the parser from the next chunk on */
+    tl_data_cat_col *ccol;
+    tl_data_bag_col *bcol;
+    int auto_b;            /* buckets of a field hashed automatically */
+    uint32_t *auto_at;     /* n_cat + n_bag: its distinct values when it switched, 0 = it did not */
+    uint64_t *auto_rows;   /* the rows read then */
     rawset rs;
     int pass;
     uint64_t row_hi;   /* the current file's 64-bit data row indices: high part */
@@ -175,6 +182,42 @@ static tl_status q_add(qvalues *q, float x)
     return tl_sketch_add(q->sk, x);
 }
 
+/* A field the automatic rule may hash: neither hash_buckets nor its own
+ * min_count (a vocabulary asked for), and not switched yet. */
+static int auto_hashable(const conv *c, size_t k)
+{
+    const size_t nc = (size_t)c->p.n_cat;
+    if (k < nc) return c->ccol[k].hash_buckets == 0 && c->ccol[k].min_count == 0;
+    return c->bcol[k - nc].hash_buckets == 0 && c->bcol[k - nc].min_count == 0;
+}
+
+/* Field k (n_cat, then bags) goes on with hashed ids: the training values
+ * seen so far mark their buckets, its table and counts are freed, and the
+ * parser hashes its values from the next chunk on (and in pass 2). The
+ * encoding is then that of hash_buckets = auto_b from the start: a value's
+ * bucket does not depend on when it was met. */
+static tl_status switch_to_hash(conv *c, size_t k, uint64_t rows)
+{
+    const size_t nc = (size_t)c->p.n_cat;
+    strtab *t = k < nc ? &c->rs.tab[k] : &c->rs.btab[k - nc];
+    counts *n = k < nc ? &c->cnt[k] : &c->bcnt[k - nc];
+    const uint64_t B = (uint64_t)c->auto_b;
+    if (!(c->used[k] = tl_calloc(((size_t)B + 7) / 8, 1, "hash buckets used"))) return TL_ERR_NOMEM;
+    for (uint32_t i = 0; i < t->n; i++)
+        if (i < n->cap && n->v[i]) mark(c->used[k], (int32_t)(hash_bytes(st_str(t, i), t->len[i], TL_DATA_HASH_SEED) % B));
+    c->auto_at[k] = t->n;
+    c->auto_rows[k] = rows;
+    tl_free(n->v);
+    n->v = NULL;
+    n->cap = 0;
+    tl_strtab_free(t);
+    tl_status st = tl_strtab_init(t);
+    if (st) return st;
+    if (k < nc) c->ccol[k].hash_buckets = c->auto_b;
+    else c->bcol[k - nc].hash_buckets = c->auto_b;
+    return TL_OK;
+}
+
 /* Pass 1: one chunk of rows into the counts and statistics. */
 static tl_status scan_chunk(void *ud, rawset *rs, uint64_t bytes)
 {
@@ -219,6 +262,11 @@ static tl_status scan_chunk(void *ud, rawset *rs, uint64_t bytes)
             }
             v += n;
         }
+    }
+    if (st) return st;
+    for (size_t k = 0; k < nc + nb && c->s->auto_hash && !st; k++) {
+        const strtab *t = k < nc ? &rs->tab[k] : &rs->btab[k - nc];
+        if (t->n > c->s->auto_hash && auto_hashable(c, k)) st = switch_to_hash(c, k, c->rows_read + rs->n);
     }
     if (st) return st;
     for (int k = 0; k < p->n_cat + p->n_bag && c->s->max_vocab; k++) {
@@ -508,6 +556,25 @@ static tl_status conv_init(conv *c)
     c->map_n = tl_calloc(nc + 1, sizeof *c->map_n, "conversion");
     c->bmap_n = tl_calloc(nb + 1, sizeof *c->bmap_n, "conversion");
     c->miss_id = tl_calloc(nc + 1, sizeof *c->miss_id, "conversion");
+    c->ccol = tl_calloc(nc + 1, sizeof *c->ccol, "conversion");
+    c->bcol = tl_calloc(nb + 1, sizeof *c->bcol, "conversion");
+    c->auto_at = tl_calloc(nc + nb + 1, sizeof *c->auto_at, "conversion");
+    c->auto_rows = tl_calloc(nc + nb + 1, sizeof *c->auto_rows, "conversion");
+    if (!c->ccol || !c->bcol || !c->auto_at || !c->auto_rows) return TL_ERR_NOMEM;
+    for (size_t k = 0; k < nc; k++) {
+        c->ccol[k] = *p->cat[k];
+        c->p.cat[k] = &c->ccol[k];
+    }
+    for (size_t k = 0; k < nb; k++) {
+        c->bcol[k] = *p->bag[k];
+        c->p.bag[k] = &c->bcol[k];
+    }
+    if (s->auto_hash) {
+        uint64_t b = s->auto_hash_buckets > 0 ? (uint64_t)s->auto_hash_buckets : 1;
+        if (s->auto_hash_buckets <= 0)
+            while (b < 4 * (uint64_t)s->auto_hash && b < ((uint64_t)1 << 30)) b *= 2;
+        c->auto_b = (int)b;
+    }
     if (!c->cnt || !c->bcnt || !c->used || !c->sum || !c->sum2 || !c->nk || !c->missing || !c->q || !c->bag_max ||
         !c->map || !c->bmap || !c->map_n || !c->bmap_n || !c->miss_id)
         return TL_ERR_NOMEM;
@@ -554,6 +621,10 @@ static void conv_free(conv *c)
     tl_free(c->map_n);
     tl_free(c->bmap_n);
     tl_free(c->miss_id);
+    tl_free(c->ccol);
+    tl_free(c->bcol);
+    tl_free(c->auto_at);
+    tl_free(c->auto_rows);
     tl_free(c->row);
     tl_shard_writer_close(c->w);
     tl_shard_layout_free(&c->l);
@@ -581,6 +652,9 @@ static void fill_report(const conv *c, tl_convert_report *rep)
         h->buckets = d->buckets;
         h->values = d->hash_values;
         h->collided = d->hash_collided;
+        int k = f < e->n_cat ? f : c->p.n_cat + (f - e->n_cat); /* plan order: single fields, then bags */
+        h->auto_at = c->auto_at ? c->auto_at[k] : 0;
+        h->auto_rows = c->auto_rows ? c->auto_rows[k] : 0;
     }
 }
 

@@ -106,6 +106,9 @@ typedef struct {
     int32_t buckets;
     uint32_t values;   /* distinct training values, estimated from the buckets they use */
     uint32_t collided; /* of them, in a bucket another one holds: values - buckets used */
+    uint32_t auto_at;  /* > 0: hashed by the automatic rule (s->auto_hash) when its table
+                          reached this many distinct values, */
+    uint64_t auto_rows;/* after this many rows of pass 1 */
 } tl_convert_hashed;
 
 typedef struct {
