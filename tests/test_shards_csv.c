@@ -342,15 +342,21 @@ static int count_pass(void *ud, int pass, uint64_t done, uint64_t total)
  * shard damaged and a .tmp left as kill -9 would: the next run keeps the
  * shards that verify, writes the rest, and the directory has the bytes of
  * an uninterrupted conversion. */
+static void write_big(const char *p, int flip)
+{
+    FILE *f = fopen(p, "wb");
+    fputs("a,b,x,y\n", f);
+    for (int r = 0; r < 200000; r++)
+        fprintf(f, "a%d,b%d,%d,%d\n", r % 1000, r % 7, r % 100, ((r % 7) == 3) != (r == flip));
+    fclose(f);
+}
+
 static void test_interrupted_conversion_resumes(void **state)
 {
     (void)state;
     char *dir = tlt_tempdir_new();
     char *p = strdup(path_of(dir, "big.csv"));
-    FILE *f = fopen(p, "wb");
-    fputs("a,b,x,y\n", f);
-    for (int r = 0; r < 200000; r++) fprintf(f, "a%d,b%d,%d,%d\n", r % 1000, r % 7, r % 100, (r % 7) == 3);
-    fclose(f);
+    write_big(p, -1);
     static const tl_data_cat_col cats[] = {{"a", 0, 0}, {"b", 0, 64}};
     static const tl_data_num_col nums[] = {{"x", TL_NUM_STANDARD, 0}};
     static const char *const pos[] = {"1"};
@@ -368,6 +374,7 @@ static void test_interrupted_conversion_resumes(void **state)
     s.ratio[0] = 0.9;
     s.ratio[1] = 0.05;
     s.ratio[2] = 0.05;
+    s.seed = 7;
     char *whole = tlt_tempdir_new(), *cut = tlt_tempdir_new();
     int seen[2] = {0, 0};
     assert_int_equal(tl_shards_convert_csv(&s, whole, 10000, count_pass, seen, NULL), TL_OK);
@@ -379,6 +386,22 @@ static void test_interrupted_conversion_resumes(void **state)
     assert_false(tl_shards_complete(cut));
     assert_int_equal(access(path_of(cut, "train-00010.tls"), F_OK), 0);
     assert_int_equal(access(path_of(cut, "train-00011.tls"), F_OK), -1);
+    /* another seed, or other data (one label flipped mid-file: same size, first and last
+     * 64 KB, rows and encodings), does not resume these shards: refused, nothing deleted */
+    tl_data_schema s8 = s;
+    s8.seed = 8;
+    assert_int_equal(tl_shards_convert_csv(&s8, cut, 10000, NULL, NULL, NULL), TL_ERR_STATE);
+    if (!strstr(tl_errmsg(), "cannot resume the conversion in") || !strstr(tl_errmsg(), ": seed 8 (the stopped conversion's 7)"))
+        fail_msg("message: %s", tl_errmsg());
+    tl_data_schema sp = s;
+    sp.split = TL_SPLIT_NONE;
+    assert_int_equal(tl_shards_convert_csv(&sp, cut, 10000, NULL, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), "split none (the stopped conversion's ratio 0.9 0.05 0.05)"));
+    write_big(p, 100000);
+    assert_int_equal(tl_shards_convert_csv(&s, cut, 10000, NULL, NULL, NULL), TL_ERR_STATE);
+    if (!strstr(tl_errmsg(), "other rows read in pass 1, i.e. other data: hash ")) fail_msg("message: %s", tl_errmsg());
+    assert_int_equal(access(path_of(cut, "train-00010.tls"), F_OK), 0);
+    write_big(p, -1);
     /* as kill -9 leaves it: a .tmp, and (a disk error) a damaged last shard */
     FILE *t = fopen(path_of(cut, "train-00011.tls.tmp"), "wb");
     fputs("partial", t);
@@ -391,6 +414,14 @@ static void test_interrupted_conversion_resumes(void **state)
     assert_int_equal(tl_shards_convert_csv(&s, cut, 10000, NULL, NULL, &r), TL_OK);
     assert_int_equal(r.resumed[0], 100000); /* shards 0..9 kept, 10 rewritten */
     assert_same_dirs(whole, cut);
+    assert_int_equal(access(path_of(cut, "convert.tls"), F_OK), -1); /* the record goes with the manifest */
+    /* shards without the record (another producer, or a build before it): not resumed */
+    char *bare = tlt_tempdir_new();
+    assert_int_equal(tl_shards_convert_csv(&s, bare, 10000, stop_in_pass2, &calls, NULL), TL_ERR_CANCELLED);
+    assert_int_equal(unlink(path_of(bare, "convert.tls")), 0);
+    assert_int_equal(tl_shards_convert_csv(&s, bare, 10000, NULL, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), "without the record of the conversion"));
+    tlt_tempdir_free(bare);
     /* finished: refused before reading anything */
     assert_int_equal(tl_shards_convert_csv(&s, cut, 10000, NULL, NULL, NULL), TL_ERR_STATE);
     assert_non_null(strstr(tl_errmsg(), "complete conversion"));
