@@ -675,7 +675,8 @@ static const char DOC_SHARDS[] =
 
 static const char DOC_CONVERT[] =
     "tl.data.convert(d, dir [, {rows_per_shard=262144, verbose=true, log_every=10}]) -> shards\n"
-    "tl.data.convert({path=, ...tl.data.csv options}, dir [, {..., stream=true, max_vocab=1e7}])\n"
+    "tl.data.convert({path=, ...tl.data.csv options}, dir [, {..., stream=true, max_vocab=1e7,\n"
+    "                auto_hash=1e6, hash_buckets=}])\n"
     "  -> shards, report\n"
     "Write dataset d's train, valid and test splits as shards in dir (see tl.data.shards), with a\n"
     "progress line (rows/s, ETA; one line per log_every seconds when stdout is not a terminal).\n"
@@ -685,11 +686,15 @@ static const char DOC_CONVERT[] =
     "A CSV spec (tl.data.csv's options) is streamed, memory not growing with the rows: pass 1 reads\n"
     "the file(s) for the vocabularies, statistics, quantile edges and row counts, pass 2 reads them\n"
     "again and writes the encoded rows; it returns the shards and a report {rows=, resumed=,\n"
-    "skipped=, skipped_lines=, hashed={field={values=, collisions=, buckets=}}}. The ids are\n"
+    "skipped=, skipped_lines=, hashed={field={values=, collisions=, buckets=, auto=}}}. The ids are\n"
     "tl.data.csv's, but a ratio split puts each row by a hash of (seed, its row index), as\n"
     "split={..., hash=true} does in tl.data.csv. Vocabulary fields keep each distinct value in\n"
-    "memory; hash= fields nothing per value (use it for ids with millions of values): a vocabulary\n"
-    "field with more than max_vocab (1e7) distinct values stops the conversion, naming it.\n"
+    "memory; hash= fields nothing per value (use it for ids with millions of values). A field\n"
+    "without hash= or its own min_count= whose distinct values pass auto_hash (1e6; false: never)\n"
+    "is hashed automatically into hash_buckets buckets (default the power of two >= 4 x auto_hash,\n"
+    "4194304), reported with auto=true, auto_at= (values seen) and printed; a vocabulary field with\n"
+    "more than max_vocab (1e7) distinct values stops the conversion, naming it. A resumed conversion\n"
+    "must be the stopped one (spec, seed, files, data: convert.tls), else it is refused.\n"
     "stream=false (and a spec with like=) loads the file with tl.data.csv first instead.";
 
 static const char DOC_CCP[] =
