@@ -242,7 +242,7 @@ static int l_shards(lua_State *L)
 }
 
 static const char *const convert_fields[] = {"rows_per_shard", "verbose", "log_every", "seed", "buffer", "shuffle",
-                                             "stream", "max_vocab", NULL};
+                                             "stream", "max_vocab", "auto_hash", "hash_buckets", NULL};
 
 /* Two progress lines, one a pass. */
 typedef struct {
@@ -294,6 +294,14 @@ static void push_report(lua_State *L, const tl_convert_report *r)
         lua_setfield(L, -2, "values");
         lua_pushnumber(L, h->values ? (double)h->collided / h->values : 0.0);
         lua_setfield(L, -2, "collisions");
+        lua_pushboolean(L, h->auto_at != 0);
+        lua_setfield(L, -2, "auto");
+        if (h->auto_at) {
+            lua_pushinteger(L, (lua_Integer)h->auto_at);
+            lua_setfield(L, -2, "auto_at");
+            lua_pushinteger(L, (lua_Integer)h->auto_rows);
+            lua_setfield(L, -2, "auto_rows");
+        }
         lua_setfield(L, -2, h->name);
     }
     lua_setfield(L, -2, "hashed");
@@ -309,6 +317,14 @@ static void print_report(const tl_convert_report *r, const char *source, int qui
         for (int i = 0; i < r->n_skip_lines; i++)
             fprintf(stderr, "%s %llu", i ? "," : "", (unsigned long long)r->skip_lines[i]);
         fprintf(stderr, "%s)\n", (size_t)r->n_skip_lines < r->skipped ? ", ..." : "");
+    }
+    for (int i = 0; i < r->n_hashed && !quiet; i++) {
+        const tl_convert_hashed *h = &r->hashed[i];
+        if (h->auto_at)
+            printf("tl.data.convert: field '%s' hashed automatically: %u distinct values after %llu rows (> "
+                   "auto_hash), %d buckets, ~%.1f%% of its ~%u values collide\n",
+                   h->name, h->auto_at, (unsigned long long)h->auto_rows, (int)h->buckets,
+                   h->values ? 100.0 * h->collided / h->values : 0.0, h->values);
     }
     if (quiet || !r->n_hashed) return;
     printf("hashed (estimated from the buckets used):");
@@ -365,6 +381,18 @@ static int convert_csv(lua_State *L, const char *dir, int opt, size_t per, int q
     tl_data_schema s;
     tl_lua_csv_schema(L, 1, anchor, fn, &s);
     s.max_vocab = opt ? (size_t)tl_lua_opt_int(L, opt, fn, "max_vocab", 10000000, 0, INT64_MAX) : 10000000;
+    /* auto_hash = N distinct values (default 1e6), or false: never */
+    s.auto_hash = 1000000;
+    if (opt && lua_getfield(L, opt, "auto_hash") != LUA_TNIL) {
+        if (lua_isboolean(L, -1)) {
+            if (lua_toboolean(L, -1)) luaL_error(L, "%s: auto_hash= is a number of distinct values or false", fn);
+            s.auto_hash = 0;
+        } else {
+            s.auto_hash = (size_t)tl_lua_opt_int(L, opt, fn, "auto_hash", 1000000, 1, INT32_MAX - 1);
+        }
+    }
+    if (opt) lua_pop(L, 1);
+    s.auto_hash_buckets = opt ? (int)tl_lua_opt_int(L, opt, fn, "hash_buckets", 0, 1, INT32_MAX - 1) : 0;
     csv_progress p;
     memset(&p, 0, sizeof p);
     progress_init(&p.line[0], "convert: pass 1/2, reading", quiet, every);
@@ -648,7 +676,8 @@ static const char DOC_SHARDS[] =
 
 static const char DOC_CONVERT[] =
     "tl.data.convert(d, dir [, {rows_per_shard=262144, verbose=true, log_every=10}]) -> shards\n"
-    "tl.data.convert({path=, ...tl.data.csv options}, dir [, {..., stream=true, max_vocab=1e7}])\n"
+    "tl.data.convert({path=, ...tl.data.csv options}, dir [, {..., stream=true, max_vocab=1e7,\n"
+    "                auto_hash=1e6, hash_buckets=}])\n"
     "  -> shards, report\n"
     "Write dataset d's train, valid and test splits as shards in dir (see tl.data.shards), with a\n"
     "progress line (rows/s, ETA; one line per log_every seconds when stdout is not a terminal).\n"
@@ -658,11 +687,15 @@ static const char DOC_CONVERT[] =
     "A CSV spec (tl.data.csv's options) is streamed, memory not growing with the rows: pass 1 reads\n"
     "the file(s) for the vocabularies, statistics, quantile edges and row counts, pass 2 reads them\n"
     "again and writes the encoded rows; it returns the shards and a report {rows=, resumed=,\n"
-    "skipped=, skipped_lines=, hashed={field={values=, collisions=, buckets=}}}. The ids are\n"
+    "skipped=, skipped_lines=, hashed={field={values=, collisions=, buckets=, auto=}}}. The ids are\n"
     "tl.data.csv's, but a ratio split puts each row by a hash of (seed, its row index), as\n"
     "split={..., hash=true} does in tl.data.csv. Vocabulary fields keep each distinct value in\n"
-    "memory; hash= fields nothing per value (use it for ids with millions of values): a vocabulary\n"
-    "field with more than max_vocab (1e7) distinct values stops the conversion, naming it.\n"
+    "memory; hash= fields nothing per value (use it for ids with millions of values). A field\n"
+    "without hash= or its own min_count= whose distinct values pass auto_hash (1e6; false: never)\n"
+    "is hashed automatically into hash_buckets buckets (default the power of two >= 4 x auto_hash,\n"
+    "4194304), reported with auto=true, auto_at= (values seen) and printed; a vocabulary field with\n"
+    "more than max_vocab (1e7) distinct values stops the conversion, naming it. A resumed conversion\n"
+    "must be the stopped one (spec, seed, files, data: convert.tls), else it is refused.\n"
     "stream=false (and a spec with like=) loads the file with tl.data.csv first instead.";
 
 static const char DOC_CCP[] =

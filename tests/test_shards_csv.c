@@ -342,15 +342,21 @@ static int count_pass(void *ud, int pass, uint64_t done, uint64_t total)
  * shard damaged and a .tmp left as kill -9 would: the next run keeps the
  * shards that verify, writes the rest, and the directory has the bytes of
  * an uninterrupted conversion. */
+static void write_big(const char *p, int flip)
+{
+    FILE *f = fopen(p, "wb");
+    fputs("a,b,x,y\n", f);
+    for (int r = 0; r < 200000; r++)
+        fprintf(f, "a%d,b%d,%d,%d\n", r % 1000, r % 7, r % 100, ((r % 7) == 3) != (r == flip));
+    fclose(f);
+}
+
 static void test_interrupted_conversion_resumes(void **state)
 {
     (void)state;
     char *dir = tlt_tempdir_new();
     char *p = strdup(path_of(dir, "big.csv"));
-    FILE *f = fopen(p, "wb");
-    fputs("a,b,x,y\n", f);
-    for (int r = 0; r < 200000; r++) fprintf(f, "a%d,b%d,%d,%d\n", r % 1000, r % 7, r % 100, (r % 7) == 3);
-    fclose(f);
+    write_big(p, -1);
     static const tl_data_cat_col cats[] = {{"a", 0, 0}, {"b", 0, 64}};
     static const tl_data_num_col nums[] = {{"x", TL_NUM_STANDARD, 0}};
     static const char *const pos[] = {"1"};
@@ -368,6 +374,7 @@ static void test_interrupted_conversion_resumes(void **state)
     s.ratio[0] = 0.9;
     s.ratio[1] = 0.05;
     s.ratio[2] = 0.05;
+    s.seed = 7;
     char *whole = tlt_tempdir_new(), *cut = tlt_tempdir_new();
     int seen[2] = {0, 0};
     assert_int_equal(tl_shards_convert_csv(&s, whole, 10000, count_pass, seen, NULL), TL_OK);
@@ -379,6 +386,22 @@ static void test_interrupted_conversion_resumes(void **state)
     assert_false(tl_shards_complete(cut));
     assert_int_equal(access(path_of(cut, "train-00010.tls"), F_OK), 0);
     assert_int_equal(access(path_of(cut, "train-00011.tls"), F_OK), -1);
+    /* another seed, or other data (one label flipped mid-file: same size, first and last
+     * 64 KB, rows and encodings), does not resume these shards: refused, nothing deleted */
+    tl_data_schema s8 = s;
+    s8.seed = 8;
+    assert_int_equal(tl_shards_convert_csv(&s8, cut, 10000, NULL, NULL, NULL), TL_ERR_STATE);
+    if (!strstr(tl_errmsg(), "cannot resume the conversion in") || !strstr(tl_errmsg(), ": seed 8 (the stopped conversion's 7)"))
+        fail_msg("message: %s", tl_errmsg());
+    tl_data_schema sp = s;
+    sp.split = TL_SPLIT_NONE;
+    assert_int_equal(tl_shards_convert_csv(&sp, cut, 10000, NULL, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), "split none (the stopped conversion's ratio 0.9 0.05 0.05)"));
+    write_big(p, 100000);
+    assert_int_equal(tl_shards_convert_csv(&s, cut, 10000, NULL, NULL, NULL), TL_ERR_STATE);
+    if (!strstr(tl_errmsg(), "other rows read in pass 1, i.e. other data: hash ")) fail_msg("message: %s", tl_errmsg());
+    assert_int_equal(access(path_of(cut, "train-00010.tls"), F_OK), 0);
+    write_big(p, -1);
     /* as kill -9 leaves it: a .tmp, and (a disk error) a damaged last shard */
     FILE *t = fopen(path_of(cut, "train-00011.tls.tmp"), "wb");
     fputs("partial", t);
@@ -391,6 +414,14 @@ static void test_interrupted_conversion_resumes(void **state)
     assert_int_equal(tl_shards_convert_csv(&s, cut, 10000, NULL, NULL, &r), TL_OK);
     assert_int_equal(r.resumed[0], 100000); /* shards 0..9 kept, 10 rewritten */
     assert_same_dirs(whole, cut);
+    assert_int_equal(access(path_of(cut, "convert.tls"), F_OK), -1); /* the record goes with the manifest */
+    /* shards without the record (another producer, or a build before it): not resumed */
+    char *bare = tlt_tempdir_new();
+    assert_int_equal(tl_shards_convert_csv(&s, bare, 10000, stop_in_pass2, &calls, NULL), TL_ERR_CANCELLED);
+    assert_int_equal(unlink(path_of(bare, "convert.tls")), 0);
+    assert_int_equal(tl_shards_convert_csv(&s, bare, 10000, NULL, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), "without the record of the conversion"));
+    tlt_tempdir_free(bare);
     /* finished: refused before reading anything */
     assert_int_equal(tl_shards_convert_csv(&s, cut, 10000, NULL, NULL, NULL), TL_ERR_STATE);
     assert_non_null(strstr(tl_errmsg(), "complete conversion"));
@@ -480,6 +511,94 @@ static void test_bad_row_in_pass2(void **state)
     tlt_tempdir_free(dir);
 }
 
+/* Automatic hashing (auto_hash): a field whose table grows past the
+ * threshold in pass 1 (here after the first chunk of 8192 rows, its values
+ * met before and after the switch) gets the shards of hash_buckets = the
+ * power of two >= 4 x auto_hash from the start, in memory as streamed; a
+ * field with its own min_count stays a vocabulary; below the threshold
+ * nothing changes. */
+static void write_auto_csv(const char *path, int n)
+{
+    FILE *f = fopen(path, "wb");
+    fputs("a,b,k,tags,x,y\n", f);
+    for (int r = 0; r < n; r++)
+        fprintf(f, "a%d,b%d,k%d,t%d|t%d,%d,%d\n", r < 10000 ? r % 300 : r * 7 % 2000, r % 20, r % 200, r % 150,
+                (r * 3) % 170, r % 10, r % 3 == 0);
+    fclose(f);
+}
+
+static void test_auto_hash(void **state)
+{
+    (void)state;
+    char *dir = tlt_tempdir_new();
+    char *p = strdup(path_of(dir, "auto.csv"));
+    write_auto_csv(p, 20000);
+    tl_data_cat_col cats[] = {{"a", 0, 0}, {"b", 0, 0}, {"k", 1, 0}};
+    tl_data_bag_col bags[] = {{"tags", "|", TL_POOL_SUM, 2, 0, 0, 0}};
+    static const tl_data_num_col nums[] = {{"x", TL_NUM_STANDARD, 0}};
+    static const char *const pos[] = {"1"};
+    static const tl_data_label lab[] = {{.task = "y", .column = "y", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 1}};
+    tl_data_schema s;
+    tl_data_schema_init(&s);
+    s.path = p;
+    s.cat = cats;
+    s.n_cat = 3;
+    s.bag = bags;
+    s.n_bag = 1;
+    s.num = nums;
+    s.n_num = 1;
+    s.labels = lab;
+    s.n_labels = 1;
+    s.split = TL_SPLIT_MODULO;
+    s.modulo = 10;
+    for (int k = 0; k < 10; k++) s.modulo_to[k] = k < 8 ? TL_TO_TRAIN : k == 8 ? TL_TO_VALID : TL_TO_TEST;
+    /* below the threshold: the vocabulary shards of the in-memory path */
+    tl_data_schema au = s;
+    au.auto_hash = 100000;
+    tl_convert_report rep;
+    check_same(&s, &au, 5000, &rep);
+    assert_int_equal(rep.n_hashed, 0);
+    /* past it: a and tags hashed into 256 buckets (4 x 50 = 200 -> 256) */
+    au.auto_hash = 50;
+    tl_data_cat_col hcats[3] = {{"a", 0, 256}, {"b", 0, 0}, {"k", 1, 0}};
+    tl_data_bag_col hbags[1] = {{"tags", "|", TL_POOL_SUM, 2, 0, 0, 256}};
+    tl_data_schema hs = s;
+    hs.cat = hcats;
+    hs.bag = hbags;
+    check_same(&hs, &au, 5000, &rep);
+    assert_int_equal(rep.n_hashed, 2);
+    assert_string_equal(rep.hashed[0].name, "a");
+    assert_int_equal(rep.hashed[0].buckets, 256);
+    assert_int_equal(rep.hashed[0].auto_at, 300); /* the first chunk's distinct values (all splits) */
+    assert_int_equal(rep.hashed[0].auto_rows, 8192);
+    assert_true(rep.hashed[0].values > 0 && rep.hashed[0].collided > 0 && rep.hashed[0].collided < rep.hashed[0].values);
+    assert_string_equal(rep.hashed[1].name, "tags");
+    assert_int_equal(rep.hashed[1].auto_at, 170);
+    /* the explicit conversion reports the same fields, not as automatic */
+    char *o = tlt_tempdir_new();
+    tl_convert_report er;
+    assert_int_equal(tl_shards_convert_csv(&hs, o, 5000, NULL, NULL, &er), TL_OK);
+    assert_int_equal(er.n_hashed, 2);
+    assert_int_equal(er.hashed[0].auto_at, 0);
+    assert_int_equal(er.hashed[0].values, rep.hashed[0].values);
+    assert_int_equal(er.hashed[0].collided, rep.hashed[0].collided);
+    /* chosen buckets */
+    au.auto_hash_buckets = 1000;
+    hcats[0].hash_buckets = hbags[0].hash_buckets = 1000;
+    check_same(&hs, &au, 5000, &rep);
+    assert_int_equal(rep.hashed[0].buckets, 1000);
+    /* b (20 values) and k (min_count given: a vocabulary asked for) are not hashed, and
+     * max_vocab still guards k */
+    au.max_vocab = 100;
+    char *o2 = tlt_tempdir_new();
+    assert_int_equal(tl_shards_convert_csv(&au, o2, 5000, NULL, NULL, NULL), TL_ERR_ARG);
+    if (!strstr(tl_errmsg(), "field 'k' has more than 100 distinct values")) fail_msg("message: %s", tl_errmsg());
+    tlt_tempdir_free(o2);
+    tlt_tempdir_free(o);
+    free(p);
+    tlt_tempdir_free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_bad_rows),
         cmocka_unit_test(test_interrupted_conversion_resumes),
         cmocka_unit_test(test_bad_row_in_pass2),
+        cmocka_unit_test(test_auto_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

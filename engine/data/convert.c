@@ -23,7 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <errno.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data_internal.h"
 #include "dataset.h"
@@ -53,6 +56,14 @@ typedef struct {
     const tl_data_schema *s;
     const char *dir, *source;
     plan p;
+    /* the plan's fields are copies of the schema's, so a field pass 1 switches
+     * to hashed ids (auto_hash) is hashed by the parser from the next chunk on */
+    tl_data_cat_col *ccol;
+    tl_data_bag_col *bcol;
+    int auto_b;            /* buckets of a field hashed automatically */
+    uint32_t *auto_at;     /* n_cat + n_bag: its distinct values when it switched, 0 = it did not */
+    uint64_t *auto_rows;   /* the rows read then */
+    uint64_t data_hash;    /* pass 1: a hash of every parsed row (ids, numbers, labels, splits) */
     rawset rs;
     int pass;
     uint64_t row_hi;   /* the current file's 64-bit data row indices: high part */
@@ -175,6 +186,42 @@ static tl_status q_add(qvalues *q, float x)
     return tl_sketch_add(q->sk, x);
 }
 
+/* A field the automatic rule may hash: neither hash_buckets nor its own
+ * min_count (a vocabulary asked for), and not switched yet. */
+static int auto_hashable(const conv *c, size_t k)
+{
+    const size_t nc = (size_t)c->p.n_cat;
+    if (k < nc) return c->ccol[k].hash_buckets == 0 && c->ccol[k].min_count == 0;
+    return c->bcol[k - nc].hash_buckets == 0 && c->bcol[k - nc].min_count == 0;
+}
+
+/* Field k (n_cat, then bags) goes on with hashed ids: the training values
+ * seen so far mark their buckets, its table and counts are freed, and the
+ * parser hashes its values from the next chunk on (and in pass 2). The
+ * encoding is then that of hash_buckets = auto_b from the start: a value's
+ * bucket does not depend on when it was met. */
+static tl_status switch_to_hash(conv *c, size_t k, uint64_t rows)
+{
+    const size_t nc = (size_t)c->p.n_cat;
+    strtab *t = k < nc ? &c->rs.tab[k] : &c->rs.btab[k - nc];
+    counts *n = k < nc ? &c->cnt[k] : &c->bcnt[k - nc];
+    const uint64_t B = (uint64_t)c->auto_b;
+    if (!(c->used[k] = tl_calloc(((size_t)B + 7) / 8, 1, "hash buckets used"))) return TL_ERR_NOMEM;
+    for (uint32_t i = 0; i < t->n; i++)
+        if (i < n->cap && n->v[i]) mark(c->used[k], (int32_t)(hash_bytes(st_str(t, i), t->len[i], TL_DATA_HASH_SEED) % B));
+    c->auto_at[k] = t->n;
+    c->auto_rows[k] = rows;
+    tl_free(n->v);
+    n->v = NULL;
+    n->cap = 0;
+    tl_strtab_free(t);
+    tl_status st = tl_strtab_init(t);
+    if (st) return st;
+    if (k < nc) c->ccol[k].hash_buckets = c->auto_b;
+    else c->bcol[k - nc].hash_buckets = c->auto_b;
+    return TL_OK;
+}
+
 /* Pass 1: one chunk of rows into the counts and statistics. */
 static tl_status scan_chunk(void *ud, rawset *rs, uint64_t bytes)
 {
@@ -219,6 +266,24 @@ static tl_status scan_chunk(void *ud, rawset *rs, uint64_t bytes)
             }
             v += n;
         }
+    }
+    if (st) return st;
+    uint64_t h = c->data_hash;
+    h = hash_bytes(rs->cat, rs->n * nc * sizeof *rs->cat, h);
+    h = hash_bytes(rs->num, rs->n * nn * sizeof *rs->num, h);
+    h = hash_bytes(rs->lab, rs->n * (size_t)rs->n_lab * sizeof *rs->lab, h);
+    h = hash_bytes(rs->tag, rs->n * sizeof *rs->tag, h);
+    h = hash_bytes(rs->row, rs->n * sizeof *rs->row, h);
+    if (rs->has_weight) h = hash_bytes(rs->wt, rs->n * sizeof *rs->wt, h);
+    if (rs->has_group) h = hash_bytes(rs->grp, rs->n * sizeof *rs->grp, h);
+    if (nb) {
+        h = hash_bytes(rs->bcnt, rs->n * nb * sizeof *rs->bcnt, h);
+        h = hash_bytes(rs->bval, rs->bv_n * sizeof *rs->bval, h);
+    }
+    c->data_hash = h;
+    for (size_t k = 0; k < nc + nb && c->s->auto_hash && !st; k++) {
+        const strtab *t = k < nc ? &rs->tab[k] : &rs->btab[k - nc];
+        if (t->n > c->s->auto_hash && auto_hashable(c, k)) st = switch_to_hash(c, k, c->rows_read + rs->n);
     }
     if (st) return st;
     for (int k = 0; k < p->n_cat + p->n_bag && c->s->max_vocab; k++) {
@@ -484,6 +549,227 @@ static tl_status make_layout(conv *c)
     return st;
 }
 
+/* ---- the conversion's identity, for resuming ----------------------------------- */
+
+/* An interrupted conversion's complete shards are only resumed by the same
+ * conversion: the spec options that change rows, the source files (size,
+ * CRC-32 of their first and last 64 KB) and what pass 1 found (rows per split,
+ * a hash of the encodings). They are written, one "key value" line each, to
+ * STATE_FILE before the first shard and removed once the manifest is written;
+ * a run whose identity differs is refused naming the first line that differs. */
+#define STATE_FILE "convert.tls"
+#define STATE_EDGE (64 * 1024)
+#define STATE_CAP 8192
+
+static uint64_t h_str(uint64_t h, const char *s) { return hash_bytes(s ? s : "\x01", s ? strlen(s) + 1 : 1, h); }
+static uint64_t h_int(uint64_t h, int64_t v) { return hash_bytes(&v, sizeof v, h); }
+
+/* Options that change rows or ids, apart from the split and seed. */
+static uint64_t options_hash(const tl_data_schema *s)
+{
+    uint64_t h = h_str(0x636f6e76ULL, s->sep);
+    h = h_int(h_int(h_int(h_int(h, s->header), s->skip), s->skip_initial_space), s->on_bad);
+    for (int i = 0; i < s->n_columns; i++) h = h_str(h, s->columns[i]);
+    for (int i = 0; i < s->n_missing; i++) h = h_str(h, s->missing[i]);
+    h = h_int(h, s->n_missing);
+    for (int i = 0; i < s->n_cat; i++) h = h_int(h_int(h_str(h, s->cat[i].name), s->cat[i].min_count), s->cat[i].hash_buckets);
+    for (int i = 0; i < s->n_num; i++) h = h_int(h_int(h_str(h, s->num[i].name), s->num[i].transform), s->num[i].buckets);
+    for (int i = 0; i < s->n_bag; i++) {
+        const tl_data_bag_col *b = &s->bag[i];
+        h = h_int(h_int(h_int(h_str(h_str(h, b->name), b->sep), b->pooling), b->max_len), b->keep_first);
+        h = h_int(h_int(h, b->min_count), b->hash_buckets);
+    }
+    for (int t = 0; t < s->n_labels; t++) {
+        const tl_data_label *l = &s->labels[t];
+        h = h_int(h_int(h_str(h_str(h, l->task), l->column), l->kind), l->keep);
+        for (int i = 0; i < l->n_positive; i++) h = h_str(h, l->positive[i]);
+        h = h_int(h, l->n_positive);
+        for (int i = 0; i < l->n_negative; i++) h = h_str(h, l->negative[i]);
+        h = h_int(h_int(h, l->n_negative), l->unknown_negative);
+        h = hash_bytes(&l->threshold, sizeof l->threshold, h);
+    }
+    h = h_str(h_str(h, s->id), s->weight);
+    h = h_int(h_int(h_int(h, s->min_count), (int64_t)s->max_rows), s->quantile_sketch);
+    return h_int(h_int(h, (int64_t)s->auto_hash), s->auto_hash_buckets);
+}
+
+static uint64_t dcat_hash(uint64_t h, const dcat *d)
+{
+    h = h_int(h_int(h_int(h_str(h, d->name), d->kind), d->size), d->buckets);
+    if (d->n_str) h = hash_bytes(d->str_blob, (size_t)d->str_off[d->n_str], h_int(h, d->n_str));
+    if (d->n_edges) h = hash_bytes(d->edges, d->n_edges * sizeof *d->edges, h_int(h, d->n_edges));
+    return h;
+}
+
+/* The encodings pass 1 made: vocabularies, hash buckets, edges, statistics, bag lengths. */
+static uint64_t encodings_hash(const conv *c)
+{
+    const tl_dataset *e = c->enc;
+    uint64_t h = 0x656e63ULL;
+    for (int f = 0; f < e->n_cat; f++) h = dcat_hash(h, &e->cat[f]);
+    for (int b = 0; b < e->n_bag; b++) h = h_int(dcat_hash(h, &e->bag[b].c), e->bag[b].len);
+    for (int j = 0; j < e->n_num; j++) {
+        double v[2] = {e->num[j].mean, e->num[j].std};
+        h = hash_bytes(v, sizeof v, h_int(h_str(h, e->num[j].name), e->num[j].transform));
+    }
+    return h;
+}
+
+/* "<file> <bytes> bytes, CRC-32 <first 64 KB>/<last 64 KB>" of path. */
+static tl_status file_identity(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return tl_fail(TL_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+    unsigned char *buf = tl_malloc(STATE_EDGE, "conversion identity");
+    if (!buf) {
+        fclose(f);
+        return TL_ERR_NOMEM;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    size_t a = fread(buf, 1, STATE_EDGE, f);
+    uint32_t head = (uint32_t)crc32(0L, buf, (uInt)a), tail = head;
+    if (n > STATE_EDGE) {
+        fseek(f, n - STATE_EDGE, SEEK_SET);
+        size_t b = fread(buf, 1, STATE_EDGE, f);
+        tail = (uint32_t)crc32(0L, buf, (uInt)b);
+    }
+    fclose(f);
+    tl_free(buf);
+    snprintf(out, cap, "%s %ld bytes, CRC-32 of its first and last 64 KB %08x %08x", path, n, (unsigned)head,
+             (unsigned)tail);
+    return TL_OK;
+}
+
+/* The identity lines of this conversion (after pass 1). */
+static tl_status identity(const conv *c, size_t per, char *out, size_t cap)
+{
+    const tl_data_schema *s = c->s;
+    static const char *const kinds[] = {"none", "ratio", "modulo", "files"};
+    size_t n = 0;
+    n += (size_t)snprintf(out + n, cap - n, "seed %llu\nsplit %s", (unsigned long long)s->seed, kinds[s->split]);
+    if (s->split == TL_SPLIT_RATIO)
+        n += (size_t)snprintf(out + n, cap - n, " %.10g %.10g %.10g", s->ratio[0], s->ratio[1], s->ratio[2]);
+    if (s->split == TL_SPLIT_MODULO) {
+        n += (size_t)snprintf(out + n, cap - n, " %d:", s->modulo);
+        for (int k = 0; k < s->modulo && n < cap - 8; k++) n += (size_t)snprintf(out + n, cap - n, "%d", s->modulo_to[k] + 1);
+    }
+    n += (size_t)snprintf(out + n, cap - n, "\nrows_per_shard %zu\noptions %016llx\n", per ? per : (size_t)262144,
+                          (unsigned long long)options_hash(s));
+    const char *paths[3] = {s->path, s->split == TL_SPLIT_FILES ? s->valid_path : NULL,
+                            s->split == TL_SPLIT_FILES ? s->test_path : NULL};
+    for (int k = 0; k < 3 && n < cap; k++) {
+        if (!paths[k]) continue;
+        char id[1400];
+        tl_status st = file_identity(paths[k], id, sizeof id);
+        if (st) return st;
+        n += (size_t)snprintf(out + n, cap - n, "file %s\n", id);
+    }
+    if (n < cap)
+        n += (size_t)snprintf(out + n, cap - n, "rows %llu %llu %llu\nencodings %016llx\ndata %016llx\n",
+                              (unsigned long long)c->n_split[0], (unsigned long long)c->n_split[1],
+                              (unsigned long long)c->n_split[2], (unsigned long long)encodings_hash(c),
+                              (unsigned long long)c->data_hash);
+    if (n >= cap) return tl_fail(TL_ERR_ARG, "%s: the conversion's identity is too long (paths?)", c->source);
+    return TL_OK;
+}
+
+/* 1 when dir holds a complete shard file (a .tls of a split). */
+static int has_shards(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int any = 0;
+    while (!any && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        any = (strncmp(e->d_name, "train-", 6) == 0 || strncmp(e->d_name, "valid-", 6) == 0 ||
+               strncmp(e->d_name, "test-", 5) == 0) && n > 4 && strcmp(e->d_name + n - 4, ".tls") == 0;
+    }
+    closedir(d);
+    return any;
+}
+
+static const char *state_what(const char *key)
+{
+    if (strcmp(key, "options") == 0) return "other field or parsing options";
+    if (strcmp(key, "encodings") == 0) return "other encodings from pass 1, i.e. other data";
+    if (strcmp(key, "rows") == 0) return "rows of train, valid, test";
+    if (strcmp(key, "data") == 0) return "other rows read in pass 1, i.e. other data";
+    return key;
+}
+
+/* Refuse to resume dir's shards unless they are this conversion's; record
+ * this conversion's identity (before any shard is written). */
+static tl_status check_state(conv *c, size_t per)
+{
+    char *cur = tl_malloc(STATE_CAP, "conversion identity"), *old = tl_malloc(STATE_CAP, "conversion identity");
+    char *sp = tl_data_path_join(c->dir, STATE_FILE);
+    char *tp = tl_data_path_join(c->dir, STATE_FILE ".tmp");
+    tl_status st = cur && old && sp && tp ? identity(c, per, cur, STATE_CAP) : TL_ERR_NOMEM;
+    if (!st && mkdir(c->dir, 0777) != 0 && errno != EEXIST)
+        st = tl_fail(TL_ERR_IO, "shards: cannot create %s: %s", c->dir, strerror(errno));
+    if (!st && has_shards(c->dir)) {
+        FILE *f = fopen(sp, "rb");
+        size_t n = f ? fread(old, 1, STATE_CAP - 1, f) : 0;
+        if (f) fclose(f);
+        old[n] = 0;
+        if (!f)
+            st = tl_fail(TL_ERR_STATE,
+                         "cannot resume a conversion in %s: it holds shards without the record of the conversion "
+                         "that wrote them (%s); delete the directory or convert into another one",
+                         c->dir, STATE_FILE);
+        for (char *a = old, *b = cur; !st && (*a || *b);) {
+            char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+            size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
+            if (la != lb || memcmp(a, b, la) != 0) {
+                char key[32] = "";
+                sscanf(b, "%31s", key);
+                size_t kl = strlen(key);
+                int same_key = la > kl && strncmp(a, key, kl) == 0 && a[kl] == ' ';
+                const char *what = state_what(key);
+                int hashed = strncmp(what, "other ", 6) == 0;
+                if (same_key)
+                    st = tl_fail(TL_ERR_STATE,
+                                 "cannot resume the conversion in %s: %s%s%.*s (the stopped conversion's %.*s); "
+                                 "run the stopped conversion's spec on its data, or delete the directory",
+                                 c->dir, what, hashed ? ": hash " : " ", (int)(lb - kl - 1), b + kl + 1,
+                                 (int)(la - kl - 1), a + kl + 1);
+                else
+                    st = tl_fail(TL_ERR_STATE,
+                                 "cannot resume the conversion in %s: %.*s (the stopped conversion's %.*s); run the "
+                                 "stopped conversion's spec on its data, or delete the directory",
+                                 c->dir, (int)lb, b, (int)la, a);
+                break;
+            }
+            a += la + (ea != NULL);
+            b += lb + (eb != NULL);
+        }
+    }
+    if (!st) { /* written whole (temporary name, fsync, rename) before any shard */
+        FILE *f = fopen(tp, "wb");
+        if (!f) st = tl_fail(TL_ERR_IO, "shards: cannot create %s: %s", tp, strerror(errno));
+        else {
+            int bad = fputs(cur, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0;
+            bad |= fclose(f) != 0;
+            if (bad || rename(tp, sp) != 0) st = tl_fail(TL_ERR_IO, "shards: writing %s failed", sp);
+        }
+    }
+    tl_free(cur);
+    tl_free(old);
+    tl_free(sp);
+    tl_free(tp);
+    return st;
+}
+
+static void remove_state(const char *dir)
+{
+    char *sp = tl_data_path_join(dir, STATE_FILE);
+    if (sp) unlink(sp);
+    tl_free(sp);
+}
+
 /* ---- setup and teardown -------------------------------------------------------- */
 
 static tl_status conv_init(conv *c)
@@ -508,6 +794,25 @@ static tl_status conv_init(conv *c)
     c->map_n = tl_calloc(nc + 1, sizeof *c->map_n, "conversion");
     c->bmap_n = tl_calloc(nb + 1, sizeof *c->bmap_n, "conversion");
     c->miss_id = tl_calloc(nc + 1, sizeof *c->miss_id, "conversion");
+    c->ccol = tl_calloc(nc + 1, sizeof *c->ccol, "conversion");
+    c->bcol = tl_calloc(nb + 1, sizeof *c->bcol, "conversion");
+    c->auto_at = tl_calloc(nc + nb + 1, sizeof *c->auto_at, "conversion");
+    c->auto_rows = tl_calloc(nc + nb + 1, sizeof *c->auto_rows, "conversion");
+    if (!c->ccol || !c->bcol || !c->auto_at || !c->auto_rows) return TL_ERR_NOMEM;
+    for (size_t k = 0; k < nc; k++) {
+        c->ccol[k] = *p->cat[k];
+        c->p.cat[k] = &c->ccol[k];
+    }
+    for (size_t k = 0; k < nb; k++) {
+        c->bcol[k] = *p->bag[k];
+        c->p.bag[k] = &c->bcol[k];
+    }
+    if (s->auto_hash) {
+        uint64_t b = s->auto_hash_buckets > 0 ? (uint64_t)s->auto_hash_buckets : 1;
+        if (s->auto_hash_buckets <= 0)
+            while (b < 4 * (uint64_t)s->auto_hash && b < ((uint64_t)1 << 30)) b *= 2;
+        c->auto_b = (int)b;
+    }
     if (!c->cnt || !c->bcnt || !c->used || !c->sum || !c->sum2 || !c->nk || !c->missing || !c->q || !c->bag_max ||
         !c->map || !c->bmap || !c->map_n || !c->bmap_n || !c->miss_id)
         return TL_ERR_NOMEM;
@@ -554,6 +859,10 @@ static void conv_free(conv *c)
     tl_free(c->map_n);
     tl_free(c->bmap_n);
     tl_free(c->miss_id);
+    tl_free(c->ccol);
+    tl_free(c->bcol);
+    tl_free(c->auto_at);
+    tl_free(c->auto_rows);
     tl_free(c->row);
     tl_shard_writer_close(c->w);
     tl_shard_layout_free(&c->l);
@@ -581,6 +890,9 @@ static void fill_report(const conv *c, tl_convert_report *rep)
         h->buckets = d->buckets;
         h->values = d->hash_values;
         h->collided = d->hash_collided;
+        int k = f < e->n_cat ? f : c->p.n_cat + (f - e->n_cat); /* plan order: single fields, then bags */
+        h->auto_at = c->auto_at ? c->auto_at[k] : 0;
+        h->auto_rows = c->auto_rows ? c->auto_rows[k] : 0;
     }
 }
 
@@ -626,6 +938,7 @@ tl_status tl_shards_convert_csv(const tl_data_schema *s, const char *dir, size_t
         c.cnt[k].v = NULL;
         c.cnt[k].cap = 0;
     }
+    if ((st = check_state(&c, rows_per_shard))) goto done;
     if ((st = tl_shard_writer_open(dir, &c.l, rows_per_shard, &c.w, c.done))) goto done;
     for (int k = 0; k < 3; k++)
         if (c.done[k] > c.n_split[k]) {
@@ -670,6 +983,7 @@ tl_status tl_shards_convert_csv(const tl_data_schema *s, const char *dir, size_t
             goto done;
         }
     if ((st = tl_shard_writer_finish(c.w))) goto done;
+    remove_state(dir);
     if (progress) progress(ud, 2, kept_rows(&c), kept_rows(&c));
 done:
     if (report) fill_report(&c, report);

@@ -174,6 +174,12 @@ typedef struct {
                                   multi-valued, without hash_buckets) with more distinct values
                                   than this is an error naming it (its table is in memory); 0:
                                   no limit */
+    size_t auto_hash;          /* tl_shards_convert_csv only: a single or multi-valued field without
+                                  hash_buckets or its own min_count whose table of distinct values
+                                  (all splits) grows past this many in pass 1 switches to hashed
+                                  ids (auto_hash_buckets buckets): the values seen so far are
+                                  hashed, their table freed; 0: never (max_vocab still applies) */
+    int auto_hash_buckets;     /* its buckets; 0: the power of two >= 4 x auto_hash */
     int split_by_hash;         /* TL_SPLIT_RATIO: 1: each row's split from a hash of (seed, its data
                                   row index in the file) against the ratios, as the streaming
                                   conversion (tl_shards_convert_csv) splits; split sizes then follow

@@ -386,7 +386,10 @@ void tl_shards_remove(const char *dir)
         size_t len = strlen(n);
         int shard = (strncmp(n, "train-", 6) == 0 || strncmp(n, "valid-", 6) == 0 || strncmp(n, "test-", 5) == 0) &&
                     ((len > 4 && strcmp(n + len - 4, ".tls") == 0) || (len > 8 && strcmp(n + len - 8, ".tls.tmp") == 0));
-        if (!shard && strcmp(n, MANIFEST) != 0 && strcmp(n, MANIFEST ".tmp") != 0) continue;
+        /* convert.tls: the CSV conversion's record of what it converts (convert.c) */
+        if (!shard && strcmp(n, MANIFEST) != 0 && strcmp(n, MANIFEST ".tmp") != 0 && strcmp(n, "convert.tls") != 0 &&
+            strcmp(n, "convert.tls.tmp") != 0)
+            continue;
         char *p = path_join(dir, n);
         if (p) unlink(p);
         tl_free(p);

@@ -90,8 +90,8 @@ tl_status tl_shards_convert(const tl_dataset *d, const char *dir, size_t rows_pe
 
 /* 1 when dir holds a finished conversion (its manifest). */
 int tl_shards_complete(const char *dir);
-/* Delete dir's shard files, .tmp files and manifest (other files and the
- * directory stay). */
+/* Delete dir's shard files, .tmp files, manifest and a CSV conversion's
+ * convert.tls (other files and the directory stay). */
 void tl_shards_remove(const char *dir);
 
 /* Progress of a CSV conversion: pass 1 (reading what the encodings need;
@@ -106,6 +106,9 @@ typedef struct {
     int32_t buckets;
     uint32_t values;   /* distinct training values, estimated from the buckets they use */
     uint32_t collided; /* of them, in a bucket another one holds: values - buckets used */
+    uint32_t auto_at;  /* > 0: hashed by the automatic rule (s->auto_hash) when its table
+                          reached this many distinct values, */
+    uint64_t auto_rows;/* after this many rows of pass 1 */
 } tl_convert_hashed;
 
 typedef struct {
@@ -134,8 +137,16 @@ typedef struct {
  * fields' values up to TL_DATA_STREAM_EXACT_ROWS each (sketch: none), a few
  * chunks of rows and one open shard buffer per split. Bad rows are errors
  * naming file:line and column, or skipped (on_bad = skip) and counted in
- * *report. Resumes an interrupted conversion as tl_shards_convert (its
- * complete shards kept, the rows they hold skipped); Ctrl-C or progress
+ * *report. With s->auto_hash, a field without hash_buckets or its own
+ * min_count whose table passes auto_hash distinct values in pass 1 is hashed
+ * (s->auto_hash_buckets; the shards of that hash_buckets from the start;
+ * report: auto_at). Resumes an interrupted conversion as tl_shards_convert (its
+ * complete shards kept, the rows they hold skipped) only when it is the same
+ * conversion: dir/convert.tls, written before the first shard and removed with
+ * the manifest, records the seed, split, rows_per_shard, options, each file's
+ * size and CRC-32 of its first and last 64 KB, pass 1's rows and hashes of the
+ * encodings and of every parsed row; another one (or shards without that
+ * record) is TL_ERR_STATE naming what differs. Ctrl-C or progress
  * returning nonzero: TL_ERR_CANCELLED. A file that changes between the
  * passes (pass 2 meets a bad row, or other rows than pass 1 counted) is an
  * error, and the shards are deleted (their encodings would not be the

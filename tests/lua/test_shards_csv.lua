@@ -150,6 +150,41 @@ T["kill -9 then resume gives the same shards"] = function()
   if rep then check(rep.resumed.train >= 6 * 2000, "resumed " .. rep.resumed.train) end
 end
 
+T["auto_hash: a field past the threshold is hashed, as hash= would, and reported"] = function()
+  local lines = { "u,id,x,click" }
+  for r = 1, 3000 do lines[#lines + 1] = string.format("u%d,id%d,%d,%d", r % 13, (r * 7) % 200, r % 5, r % 3 == 0 and 1 or 0) end
+  local path = write("auto.csv", table.concat(lines, "\n") .. "\n")
+  local function sp(id) return { path = path, categorical = { "u", id }, numeric = { "x" },
+                                 labels = { click = { column = "click", positive = "1" } }, cache = false } end
+  local _, rep = tl.data.convert(sp("id"), tmpdir .. "/auto", { auto_hash = 50, verbose = false })
+  local h = rep.hashed.id
+  check(h and h.auto and h.auto_at == 200 and h.auto_rows == 3000 and h.buckets == 256, "auto report")
+  check(h.collisions > 0 and h.collisions < 0.5, "collision rate " .. tostring(h.collisions))
+  check(rep.hashed.u == nil, "u (13 values) stays a vocabulary")
+  local _, rep2 = tl.data.convert(sp({ "id", hash = 256 }), tmpdir .. "/explicit", { verbose = false })
+  check(not rep2.hashed.id.auto, "explicit hash= is not automatic")
+  same_dirs(tmpdir .. "/explicit", tmpdir .. "/auto")
+  -- below the threshold (the default, 1e6) and with auto_hash=false: the in-memory vocabulary
+  tl.data.convert(tl.data.csv(sp("id")), tmpdir .. "/automem", { verbose = false })
+  tl.data.convert(sp("id"), tmpdir .. "/autodef", { verbose = false })
+  tl.data.convert(sp("id"), tmpdir .. "/autooff", { auto_hash = false, verbose = false })
+  same_dirs(tmpdir .. "/automem", tmpdir .. "/autodef")
+  same_dirs(tmpdir .. "/automem", tmpdir .. "/autooff")
+  -- min_count= given: a vocabulary asked for, not hashed
+  local _, rep3 = tl.data.convert(sp({ "id", min_count = 1 }), tmpdir .. "/automc", { auto_hash = 50, verbose = false })
+  check(rep3.hashed.id == nil, "min_count= keeps a vocabulary")
+  raises(function() tl.data.convert(sp("id"), tmpdir .. "/autobad", { auto_hash = true }) end, "auto_hash")
+  -- the printed line names the field, the values seen, the buckets and the collision rate
+  local bin = os.getenv("TL_TEST_BIN") or "./towerlab"
+  local code = string.format("tl.data.convert({path=%q, categorical={'u', 'id'}, numeric={'x'}, labels={click={column="
+                             .. "'click', positive='1'}}, cache=false}, %q, {auto_hash=50, log_every=1000})", path,
+                             tmpdir .. "/autoprint")
+  local p = assert(io.popen(string.format("%s -e %q 2>&1", bin, code)))
+  local out = p:read("a")
+  p:close()
+  check(out:find("field 'id' hashed automatically: 200 distinct values after 3000 rows %(> auto_hash%), 256 buckets, ~%d+%.%d%% of its ~%d+ values collide"), out)
+end
+
 T["zz cleanup"] = function() os.execute("rm -rf " .. tmpdir) end
 
 return T
