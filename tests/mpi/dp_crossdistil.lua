@@ -20,6 +20,7 @@
 --         print the largest difference from them (rank 0)
 -- arg[6]: a weighting method (default "fixed")
 tl.threads(1)
+local bits = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/bits.lua")
 local variant, grains, dropout = arg[1], tonumber(arg[2] or "0"), tonumber(arg[3] or "0")
 local d = tl.datasets.synthetic_pair{rows = 4000, seed = 3, nested = variant == "nested"}
 local cd = {pairs = {{"a", "b"}}, aux = 0.5, kd = 0.5}
@@ -66,30 +67,13 @@ if not ok then
 end
 local p = m:predict(d.test)
 local parts = {}
-for _, t in ipairs{"a", "b"} do
-  for i = 1, #p[t] do parts[#parts + 1] = string.format("%a", p[t][i]) end
-end
+bits.add_predictions(parts, p)
 local h = m:history()
 for _, r in ipairs(h.steps) do
   for _, t in ipairs{"a", "b"} do parts[#parts + 1] = string.format("%a", r.loss[t]) end
 end
 for _, r in ipairs(h.epochs) do parts[#parts + 1] = string.format("%a", r.monitor or 0) end
-local text = table.concat(parts, " ")
-local hsh = 2166136261
-for i = 1, #text do hsh = ((hsh ~ text:byte(i)) * 16777619) & 0xffffffff end
-print(string.format("rank %d: hash %08x steps %d", tl.mpi.rank, hsh, #h.steps))
+bits.print_hash(parts, string.format(" steps %d", #h.steps))
 if tl.mpi.rank ~= 0 or not arg[5] then return end
-if arg[4] == "write" then
-  local f = assert(io.open(arg[5], "w"))
-  for i = 1, #p.a do f:write(string.format("%.9g %.9g\n", p.a[i], p.b[i])) end
-  f:close()
-elseif arg[4] == "against" then
-  local worst, i = 0, 0
-  for line in io.lines(arg[5]) do
-    i = i + 1
-    local a, b = line:match("(%S+) (%S+)")
-    worst = math.max(worst, math.abs(tonumber(a) - p.a[i]), math.abs(tonumber(b) - p.b[i]))
-  end
-  assert(i == #p.a, "reference rows")
-  print(string.format("rank 0: worst %.3g", worst))
-end
+if arg[4] == "write" then bits.write_reference(arg[5], p)
+elseif arg[4] == "against" then bits.print_worst(arg[5], p) end

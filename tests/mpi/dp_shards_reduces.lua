@@ -10,6 +10,7 @@
 --            with diagnostics=3 when arg[5] is "diag"; the whole epoch when arg[6]
 --            is "epoch" (over shards the grains then run out at different batches:
 --            the ranks must agree, the in-memory batches are other ones)
+local bits = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/bits.lua")
 local what, dir = arg[1], arg[2]
 local C = 60
 tl.threads(1)
@@ -34,19 +35,10 @@ if not ok then
 end
 local p = m:predict(d.test)
 local parts = {}
-for _, t in ipairs{"a", "b"} do
-  for i = 1, #p[t] do parts[#parts + 1] = string.format("%a", p[t][i]) end
-end
+bits.add_predictions(parts, p)
 local h = m:history()
 for _, r in ipairs(h.steps) do
   for _, t in ipairs{"a", "b"} do parts[#parts + 1] = string.format("%a %a", r.loss[t], r.weight[t]) end
 end
-for _, r in ipairs(h.diagnostics or {}) do
-  for _, t in ipairs{"a", "b"} do parts[#parts + 1] = string.format("%a", r.grad_norm[t]) end
-  parts[#parts + 1] = string.format("%a", r.grad_cos["a|b"])
-end
-local text = table.concat(parts, " ")
-local hsh = 2166136261
-for i = 1, #text do hsh = ((hsh ~ text:byte(i)) * 16777619) & 0xffffffff end
-print(string.format("rank %d: hash %08x steps %d diagnostics %d", tl.mpi.rank, hsh, #h.steps,
-                    #(h.diagnostics or {})))
+bits.add_diagnostics(parts, h)
+bits.print_hash(parts, string.format(" steps %d diagnostics %d", #h.steps, #(h.diagnostics or {})))

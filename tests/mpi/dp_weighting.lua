@@ -13,6 +13,7 @@
 --         dp=false, each rank alone (nothing may be summed over the ranks);
 --         arg[6]: a backbone other than MMoE ("aitm", "dselect": DSelect-k
 --         with its entropy regulariser)
+local bits = dofile((arg[0]:match("^(.*)/[^/]*$") or ".") .. "/bits.lua")
 local weighting = assert(load("return " .. arg[1]))()
 local ref, mode, grains, diag, alone = arg[2], arg[3], tonumber(arg[4] or "0"), arg[5] == "diag", arg[5] == "local"
 tl.threads(1)
@@ -32,35 +33,12 @@ if not ok then
 end
 local p = m:predict(d.test)
 local parts = {}
-for _, t in ipairs{"a", "b"} do
-  for i = 1, #p[t] do parts[#parts + 1] = string.format("%a", p[t][i]) end
-end
+bits.add_predictions(parts, p)
 local h = m:history()
 for _, r in ipairs(h.steps) do
   for _, t in ipairs{"a", "b"} do parts[#parts + 1] = string.format("%a", r.weight[t]) end
 end
-for _, r in ipairs(h.diagnostics or {}) do
-  for _, t in ipairs{"a", "b"} do parts[#parts + 1] = string.format("%a", r.grad_norm[t]) end
-  parts[#parts + 1] = string.format("%a", r.grad_cos["a|b"])
-end
-local text = table.concat(parts, " ")
--- FNV-1a over the text, printed by every rank
-local hsh = 2166136261
-for i = 1, #text do hsh = ((hsh ~ text:byte(i)) * 16777619) & 0xffffffff end
-print(string.format("rank %d: hash %08x steps %d diagnostics %d", tl.mpi.rank, hsh, #h.steps,
-                    #(h.diagnostics or {})))
+bits.add_diagnostics(parts, h)
+bits.print_hash(parts, string.format(" steps %d diagnostics %d", #h.steps, #(h.diagnostics or {})))
 if tl.mpi.rank ~= 0 then return end
-if mode == "write" then
-  local f = assert(io.open(ref, "w"))
-  for i = 1, #p.a do f:write(string.format("%.9g %.9g\n", p.a[i], p.b[i])) end
-  f:close()
-  return
-end
-local worst, i = 0, 0
-for line in io.lines(ref) do
-  i = i + 1
-  local a, b = line:match("(%S+) (%S+)")
-  worst = math.max(worst, math.abs(tonumber(a) - p.a[i]), math.abs(tonumber(b) - p.b[i]))
-end
-assert(i == #p.a, "reference rows")
-print(string.format("rank 0: worst %.3g", worst))
+if mode == "write" then bits.write_reference(ref, p) else bits.print_worst(ref, p) end
