@@ -140,6 +140,10 @@ void tl_graph_set_scalar(tl_graph *g, tl_node s, float v);
 float tl_graph_get_scalar(const tl_graph *g, tl_node s);
 /* Clear every parameter gradient (only the touched rows of embeddings). */
 void tl_graph_zero_grad(tl_graph *g);
+/* tl_graph_zero_grad for a graph whose gradients are all zero but for the
+ * touched-row lists of its sparse parameters: empties those (the optimizer
+ * step clears the gradients it applies as it goes). */
+void tl__graph_reset_touched(tl_graph *g);
 
 /* ---- inspecting ---------------------------------------------------------- */
 

@@ -645,15 +645,8 @@ tl_status tl_model_predict_csv(tl_model *m, const tl_split *s, int calibrated, c
     for (size_t k = 0; k < K; k++) fprintf(f, ",%s", c->tasks[k].name);
     fputc('\n', f);
     for (size_t from = 0; from < s->n && st == TL_OK; from += chunk) {
-        tl_split part = *s;
-        part.n = s->n - from < chunk ? s->n - from : chunk;
-        part.cat = s->cat ? s->cat + from * (size_t)c->n_cat : NULL;
-        part.num = s->num ? s->num + from * (size_t)c->n_num : NULL;
-        part.labels = s->labels ? s->labels + from * K : NULL;
-        part.group = s->group ? s->group + from : NULL;
-        part.weight = s->weight ? s->weight + from : NULL;
-        part.row = s->row ? s->row + from : NULL;
-        part.bag = s->bag ? s->bag + from * (size_t)s->bag_slots : NULL;
+        tl_split part = tl_split_rows(s, from, s->n - from < chunk ? s->n - from : chunk, c->n_cat, c->n_num,
+                                      c->n_tasks);
         st = calibrated ? tl_model_predict_calibrated(m, &part, buf) : tl_model_predict(m, &part, buf);
         for (size_t i = 0; i < part.n && st == TL_OK; i++) {
             /* the row's 1-based data row in its source file, or its place in the split */

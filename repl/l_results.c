@@ -237,15 +237,8 @@ static tl_status predict_discard(tl_model *m, const tl_split *s, int calibrated)
     if (!buf) return TL_ERR_NOMEM;
     tl_status st = TL_OK;
     for (size_t from = 0; from < s->n && st == TL_OK; from += chunk) {
-        tl_split part = *s;
-        part.n = s->n - from < chunk ? s->n - from : chunk;
-        part.cat = s->cat ? s->cat + from * (size_t)c->n_cat : NULL;
-        part.num = s->num ? s->num + from * (size_t)c->n_num : NULL;
-        part.labels = s->labels ? s->labels + from * K : NULL;
-        part.group = s->group ? s->group + from : NULL;
-        part.weight = s->weight ? s->weight + from : NULL;
-        part.row = s->row ? s->row + from : NULL;
-        part.bag = s->bag ? s->bag + from * (size_t)s->bag_slots : NULL;
+        tl_split part = tl_split_rows(s, from, s->n - from < chunk ? s->n - from : chunk, c->n_cat, c->n_num,
+                                      c->n_tasks);
         st = calibrated ? tl_model_predict_calibrated(m, &part, buf) : tl_model_predict(m, &part, buf);
     }
     tl_free(buf);

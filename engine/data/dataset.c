@@ -200,6 +200,20 @@ tl_status tl_split_epoch_order(const tl_split *s, uint64_t seed, int epoch, uint
     return tl_split_shuffle(s, &r, order);
 }
 
+tl_split tl_split_rows(const tl_split *s, size_t from, size_t n, int n_cat, int n_num, int n_tasks)
+{
+    tl_split part = *s;
+    part.n = n;
+    part.cat = s->cat ? s->cat + from * (size_t)n_cat : NULL;
+    part.num = s->num ? s->num + from * (size_t)n_num : NULL;
+    part.labels = s->labels ? s->labels + from * (size_t)n_tasks : NULL;
+    part.group = s->group ? s->group + from : NULL;
+    part.weight = s->weight ? s->weight + from : NULL;
+    part.row = s->row ? s->row + from : NULL;
+    part.bag = s->bag ? s->bag + from * (size_t)s->bag_slots : NULL;
+    return part;
+}
+
 double tl_split_label_mean(const tl_split *s, const tl_dataset *d, int t)
 {
     if (!s || !d || t < 0 || t >= d->n_tasks || s->n == 0) return NAN;

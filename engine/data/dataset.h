@@ -30,6 +30,10 @@ tl_status tl_split_shuffle(const tl_split *s, tl_rng *rng, uint32_t *order);
  * always sees the same order. */
 tl_status tl_split_epoch_order(const tl_split *s, uint64_t seed, int epoch, uint32_t *order);
 
+/* The view of rows from .. from+n of s (a chunk to predict or write), with
+ * n_cat ids, n_num numbers and n_tasks labels a row. */
+tl_split tl_split_rows(const tl_split *s, size_t from, size_t n, int n_cat, int n_num, int n_tasks);
+
 /* Positive rate (binary) or mean (regression) of task t over the split. */
 double tl_split_label_mean(const tl_split *s, const tl_dataset *d, int t);
 

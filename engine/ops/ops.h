@@ -222,11 +222,6 @@ static inline void tl__scale_row(float *restrict r, float a, const float *restri
  * number per element starts each chunk at its place in the stream. */
 void tl__rng_jump(tl_rng *r, uint64_t k);
 
-/* tl_graph_zero_grad for a graph whose gradients are all zero but for the
- * touched-row lists of its sparse parameters: empties those (the optimizer
- * step clears the gradients it applies as it goes). */
-void tl__graph_reset_touched(tl_graph *g);
-
 /* Mark rows of sparse parameter `param_index` as touched. */
 void tl__touch_row(tl_graph *g, int param_index, int32_t row);
 
