@@ -279,6 +279,48 @@ static void test_early_stop_new_run_new_record(void **state)
     tlt_tempdir_free(dir);
 }
 
+/* An open run's record is continued only by a fit that validates as it did:
+ * a fit without valid= (or with another patience) after a run stopped by
+ * max_steps starts a new record, so it neither restores nor compares with the
+ * old run's best. */
+static void test_early_stop_other_fit_new_record(void **state)
+{
+    (void)state;
+    tl_dataset *d = pair_data();
+    const tl_split *train = tl_dataset_split(d, "train"), *valid = tl_dataset_split(d, "valid");
+    tl_model *m[2];
+    for (int k = 0; k < 2; k++) {
+        m[k] = new_model(d);
+        stopper none = {0, 0};
+        tl_fit_options o;
+        fit_opts(&o, EPOCHS, &none);
+        o.max_steps = 100; /* past epoch 4's best: the open record has its weights */
+        assert_int_equal(fit_on(m[k], d, NULL, &o), TL_OK);
+        fit_opts(&o, 2, &none);
+        o.restore_best = k; /* k = 1: the reference, which could not restore anything */
+        assert_int_equal(tl_model_fit(m[k], train, NULL, &o), TL_OK);
+    }
+    assert_same_model(m[0], m[1], valid);
+    int first = -1;
+    tl_fit_options o;
+    fit_opts(&o, 1, NULL);
+    o.patience = PATIENCE + 1;
+    o.progress = first_improved_cb;
+    o.progress_ud = &first;
+    stopper none = {0, 0};
+    tl_fit_options o1;
+    fit_opts(&o1, EPOCHS, &none);
+    o1.max_steps = 100;
+    tl_model *n = new_model(d);
+    assert_int_equal(fit_on(n, d, NULL, &o1), TL_OK);
+    assert_int_equal(fit_on(n, d, NULL, &o), TL_OK);
+    assert_int_equal(first, 1); /* a new record: its first epoch improves on nothing */
+    tl_model_free(n);
+    tl_model_free(m[0]);
+    tl_model_free(m[1]);
+    tl_dataset_free(d);
+}
+
 /* A checkpoint's record is checked when read: a count of epochs without
  * improvement above the run's last epoch is refused, naming the field. */
 static void test_early_stop_corrupted_record(void **state)
@@ -307,8 +349,8 @@ static void test_early_stop_corrupted_record(void **state)
     assert_int_equal(fread(p, 1, n, f), n);
     fclose(f);
     /* sections: tag, 4 bytes, 8 bytes of length, the payload; TRNS's ends
-     * with the record (open, last epoch, bad epochs, have best, best) and
-     * the best weights */
+     * with the record (open, last epoch, bad epochs, have best, best,
+     * patience, monitored task, valid rows) and the best weights */
     size_t pos = 24, at = 0;
     while (pos + 16 <= n - 4) {
         uint64_t size = 0;
@@ -317,7 +359,8 @@ static void test_early_stop_corrupted_record(void **state)
         pos += 16 + (size_t)size;
     }
     assert_true(at > 0);
-    unsigned char *bad = p + at - pf * 4 - 8 - 8; /* bad epochs: before have_best and best */
+    /* bad epochs: before have_best, best, patience, monitored task, valid rows */
+    unsigned char *bad = p + at - pf * 4 - 16 - 8 - 8;
     int32_t old;
     memcpy(&old, bad, 4);
     assert_true(old >= 0 && old <= EPOCHS);
@@ -342,6 +385,7 @@ int main(void)
         cmocka_unit_test(test_early_stop_resume_stream),
         cmocka_unit_test(test_early_stop_resume_grains),
         cmocka_unit_test(test_early_stop_new_run_new_record),
+        cmocka_unit_test(test_early_stop_other_fit_new_record),
         cmocka_unit_test(test_early_stop_corrupted_record),
     };
     return cmocka_run_group_tests_name("model_early_stop", tests, NULL, NULL);

@@ -1143,10 +1143,15 @@ static tl_status dp_step_rows(tl_model *m, fit_run *r, float *task_loss)
     for (int i = 0; i < m->n_hooks && s == TL_OK; i++)
         if (m->hooks[i]->step_ready) s = m->hooks[i]->step_ready(m->hook_state[i], &m->view);
     tl_rng base = *tl_graph_rng(g);
-    if (p->n_quad > 0) s = dp_quad_gather(m, r, &base, s); /* every rank learns of a failed step_ready */
-    if (s != TL_OK) {
-        *tl_graph_rng(g) = base;
-        return s;
+    /* A failed step_ready reaches every rank: through the teacher-score
+     * gather when there is one (then every rank stops here), else in the
+     * gradient exchange's header below. */
+    if (p->n_quad > 0) {
+        s = dp_quad_gather(m, r, &base, s);
+        if (s != TL_OK) {
+            *tl_graph_rng(g) = base;
+            return s;
+        }
     }
     if (p->self_reduce) {
         if (s == TL_OK) s = dp_step_self(m, r, den, &base, task_loss);
@@ -1340,16 +1345,23 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, tl_
     }
     /* Early stopping's record: a fit continues the run that is open and not
      * at its end (stopped mid-epoch, or before its last epoch), as the epoch
-     * and the stream's place continue; otherwise a new run starts a new
-     * record. Either way this fit's epochs become the run's end. */
+     * and the stream's place continue, when it validates as that run did
+     * (valid rows, monitor, patience: another scale or no validation at all
+     * must not compare with, or restore, the old run's best); otherwise it
+     * starts a new record. Either way this fit's epochs become the run's end. */
     struct tl_es_record *es = &m->es;
-    if (!(es->open && (m->batches_in_epoch > 0 || m->epoch < es->last_epoch))) {
+    int same = valid && es->valid_rows == (uint64_t)valid->n && es->monitor_task == opt->monitor_task &&
+               es->patience == opt->patience;
+    if (!(es->open && same && (m->batches_in_epoch > 0 || m->epoch < es->last_epoch))) {
         es->best = -INFINITY;
         es->bad_epochs = 0;
         es->have_best = 0;
     }
     es->open = 1;
     es->last_epoch = r->last_epoch;
+    es->patience = opt->patience;
+    es->monitor_task = opt->monitor_task;
+    es->valid_rows = valid ? (uint64_t)valid->n : 0;
     return TL_OK;
 }
 

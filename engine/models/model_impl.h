@@ -39,6 +39,9 @@ struct tl_stream_mark {
 struct tl_es_record {
     int open, last_epoch, bad_epochs, have_best;
     double best;
+    /* what the run compares: a fit continues the record only with the same */
+    int patience, monitor_task;
+    uint64_t valid_rows;
 };
 
 struct tl_model {

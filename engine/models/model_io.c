@@ -187,6 +187,9 @@ static void x_es(tl_codec *c, struct tl_es_record *e)
     tl_codec_int(c, &e->bad_epochs);
     tl_codec_int(c, &e->have_best);
     tl_codec_f64(c, &e->best);
+    tl_codec_int(c, &e->patience);
+    tl_codec_int(c, &e->monitor_task);
+    tl_codec_u64(c, &e->valid_rows);
 }
 
 void tl_model_io_trns_write(tl_codec *c, tl_model *m)
@@ -227,7 +230,7 @@ tl_status tl_model_io_trns_read(tl_codec *c, tl_model *m, const char *path)
         tl_codec_want_int(r, "stream shuffle", k.shuffle, 0, 1);
     }
     /* files without the record: an empty one (the next fit starts a run) */
-    struct tl_es_record es = {0, 0, 0, 0, -INFINITY};
+    struct tl_es_record es = {0, 0, 0, 0, -INFINITY, 0, -1, 0};
     size_t pf = 0;
     tl_graph_params(m->g, &pf);
     if (!r->bad && r->n - r->pos >= 4) {
@@ -236,6 +239,8 @@ tl_status tl_model_io_trns_read(tl_codec *c, tl_model *m, const char *path)
         tl_codec_want_int(r, "early stopping's last epoch", es.last_epoch, epoch, TL_CODEC_MAX_EPOCH);
         tl_codec_want_int(r, "early stopping's bad epochs", es.bad_epochs, 0, es.last_epoch);
         tl_codec_want_int(r, "early stopping's best weights", es.have_best, 0, 1);
+        tl_codec_want_int(r, "early stopping's patience", es.patience, 0, TL_CODEC_MAX_EPOCH);
+        tl_codec_want_int(r, "early stopping's monitored task", es.monitor_task, -1, m->cfg.n_tasks - 1);
         if (!r->bad && !(isfinite(es.best) || (isinf(es.best) && es.best < 0)))
             return corrupted(r, "has a best validation monitor that is NaN or +inf");
         if (!r->bad && es.have_best && (r->n - r->pos) / 4 < pf) return corrupted(r, "ends early");
