@@ -760,6 +760,19 @@ static tl_status dp_run_rows(tl_model *m, fit_run *r, int j, tl_rng rng, float *
     *tl_graph_rng(m->g) = rng;
     tl_status s = tl_graph_forward(m->g, 1);
     if (s != TL_OK) return s;
+    /* CrossDistil's loss was computed from the gathered teacher scores: this
+     * run must have drawn the same (dropout masks, parameters), or its
+     * gradient belongs to another loss. A cheap compare of its own rows. */
+    const dp_run *p = &r->dp;
+    for (int q = 0; q < p->n_quad && j >= 0; q++)
+        for (int c = 0; c < 4; c++)
+            if (memcmp(tl_graph_value(m->g, m->distill->quad_in[q][c]),
+                       p->qbuf + ((size_t)q * 5 + (size_t)c) * (size_t)r->B + p->goff[j],
+                       (size_t)p->gn[j] * sizeof(float)) != 0)
+                return tl_fail(TL_ERR_STATE,
+                               "fit: step %lld: CrossDistil's teacher scores of grain %d differ between the "
+                               "whole-batch gather and the grain's run (rank %d)",
+                               (long long)m->step + 1, j, p->d ? p->d->rank : 0);
     for (int k = 0; k < m->cfg.n_tasks; k++) loss[k] = tl_graph_value(m->g, m->loss[k])[0];
     tl_fit_point f = {NULL, NULL, loss, NULL};
     for (int i = 0; i < m->n_hooks; i++)
