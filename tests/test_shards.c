@@ -744,6 +744,8 @@ static void test_synth_ccp_resume_refuses_another(void **state)
 
     assert_int_equal(tl_data_synth_ccp_shards(&p, rows, dir, 20000, NULL, NULL), TL_OK);
     assert_string_equal(dir_digest(dir), dir_digest(ref));
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, dir, 20000, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), "complete conversion"));
     free(kept);
     tlt_tempdir_free(dir);
     tlt_tempdir_free(ref);

@@ -417,6 +417,9 @@ tl_status tl_shards_record_check(const char *dir, const char *record, const char
         st = tl_fail(TL_ERR_ARG, "shards: the record of the conversion into %s is too long", dir);
     if (!st && mkdir(dir, 0777) != 0 && errno != EEXIST)
         st = tl_fail(TL_ERR_IO, "shards: cannot create %s: %s", dir, strerror(errno));
+    if (!st && tl_shards_complete(dir)) /* as tl_shard_writer_open: nothing to resume */
+        st = tl_fail(TL_ERR_STATE, "shards: %s is a complete conversion (it has %s); delete it to convert again", dir,
+                     MANIFEST);
     if (!st && has_shards(dir)) {
         FILE *f = fopen(sp, "rb");
         size_t n = f ? fread(old, 1, RECORD_CAP - 1, f) : 0;

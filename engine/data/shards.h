@@ -84,7 +84,8 @@ void tl_shard_writer_close(tl_shard_writer *w);
  * have been written under the same record: a missing record, or one whose
  * lines differ, is TL_ERR_STATE naming the first line that differs ("cannot
  * resume the conversion in DIR: seed 8 (the stopped conversion's 7); <hint>,
- * or delete the directory"); nothing is deleted. Call it before
+ * or delete the directory"); nothing is deleted. A complete directory (a
+ * manifest) is TL_ERR_STATE as in tl_shard_writer_open. Call it before
  * tl_shard_writer_open. tl_shards_convert, tl_shards_convert_csv and
  * tl_data_synth_ccp_shards (synthetic_data.h) use it. */
 #define TL_SHARDS_RECORD "convert.tls"
