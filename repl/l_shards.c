@@ -683,7 +683,8 @@ static const char DOC_CONVERT[] =
     "progress line (rows/s, ETA; one line per log_every seconds when stdout is not a terminal).\n"
     "Shards are written to a temporary name, fsynced and renamed; an interrupted conversion\n"
     "(Ctrl-C or a killed process) resumes after its last complete shard when run again with\n"
-    "the same data. A finished directory is refused: delete it to convert again.\n"
+    "the same data (convert.tls records a hash of its rows; another dataset is refused).\n"
+    "A finished directory is refused: delete it to convert again.\n"
     "A CSV spec (tl.data.csv's options) is streamed, memory not growing with the rows: pass 1 reads\n"
     "the file(s) for the vocabularies, statistics, quantile edges and row counts, pass 2 reads them\n"
     "again and writes the encoded rows; it returns the shards and a report {rows=, resumed=,\n"
@@ -705,7 +706,8 @@ static const char DOC_CCP[] =
     "(Ali-CCP's field names: 101 user, 205 item, 206 category, ...), 3 multi-valued fields (210,\n"
     "109_14, 150_14; up to 10, 20, 10 ids), numeric price and age_days, tasks click and purchase\n"
     "(purchase only after a click; CTR ~ ctr, purchases per click ~ cvr). Row i depends only on\n"
-    "(seed, i); an interrupted run resumes. The model does not read multi-valued fields yet.";
+    "(seed, i); an interrupted run resumes when run again with the same seed, rows and options\n"
+    "(convert.tls), else it is refused. The model does not read multi-valued fields yet.";
 
 void tl_lua_open_shards(lua_State *L, int tl)
 {

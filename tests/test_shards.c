@@ -1,12 +1,14 @@
 /* test_shards.c — sharded binary rows (data/shards.h): round trip, the
  * shuffled stream's determinism, resume after an interruption, checksums,
- * conversion of a dataset, and peak RSS independent of the row count. */
+ * conversion of a dataset, resume refusing another dataset or generator run
+ * (convert.tls), and peak RSS independent of the row count. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "data.h"
 #include "data/shards.h"
@@ -322,6 +325,85 @@ static int stop_at_65536(void *ud, uint64_t done, uint64_t total)
     return done >= 65536 && done < total;
 }
 
+/* "name bytes crc\n" of every file in dir, sorted by name (static buffer). */
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static const char *dir_digest(const char *dir)
+{
+    static char out[65536];
+    char *names[512];
+    int n = 0;
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.') {
+            assert_true(n < 512);
+            names[n++] = strdup(e->d_name);
+        }
+    closedir(d);
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    size_t at = 0;
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        FILE *f = fopen(path_of(dir, names[i]), "rb");
+        assert_non_null(f);
+        unsigned char buf[65536];
+        size_t got, bytes = 0;
+        uLong crc = crc32(0L, Z_NULL, 0);
+        while ((got = fread(buf, 1, sizeof buf, f)) > 0) {
+            crc = crc32(crc, buf, (uInt)got);
+            bytes += got;
+        }
+        fclose(f);
+        at += (size_t)snprintf(out + at, sizeof out - at, "%s %zu %08lx\n", names[i], bytes, crc);
+        assert_true(at < sizeof out);
+        free(names[i]);
+    }
+    return out;
+}
+
+/* A dataset conversion resumed with another dataset of the same layout is
+ * refused (one label differs, in rows the stopped run had not written yet)
+ * and its shards are kept; resumed with the same one it is byte-identical to
+ * an uninterrupted conversion. */
+static void test_convert_dataset_resume_refuses_another(void **state)
+{
+    (void)state;
+    tl_synth_pair_params p;
+    tl_synth_pair_defaults(&p);
+    p.rows = 100000;
+    tl_dataset *d;
+    assert_int_equal(tl_data_synthetic_pair(&p, &d), TL_OK);
+    char *dir = tlt_tempdir_new(), *ref = tlt_tempdir_new();
+    assert_int_equal(tl_shards_convert(d, ref, 10000, NULL, NULL), TL_OK);
+    assert_int_equal(access(path_of(ref, "convert.tls"), F_OK), -1); /* the record goes with the manifest */
+    assert_int_equal(tl_shards_convert(d, dir, 10000, stop_at_65536, NULL), TL_ERR_CANCELLED);
+    assert_int_equal(access(path_of(dir, "convert.tls"), F_OK), 0);
+    char *kept = strdup(dir_digest(dir));
+    assert_non_null(strstr(kept, "train-00005.tls"));
+
+    tl_split *tr = (tl_split *)tl_dataset_split(d, "train");
+    size_t K = (size_t)tl_dataset_n_tasks(d), last = (tr->n - 1) * K;
+    tr->labels[last] = 1.0f - tr->labels[last];
+    assert_int_equal(tl_shards_convert(d, dir, 10000, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), "cannot resume the conversion in"));
+    assert_non_null(strstr(tl_errmsg(), "other rows of the dataset, i.e. another dataset: hash "));
+    assert_non_null(strstr(tl_errmsg(), "(the stopped conversion's "));
+    assert_string_equal(dir_digest(dir), kept); /* nothing deleted or written */
+    /* another rows_per_shard: named */
+    tr->labels[last] = 1.0f - tr->labels[last];
+    assert_int_equal(tl_shards_convert(d, dir, 20000, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), ": rows_per_shard 20000 (the stopped conversion's 10000)"));
+    assert_string_equal(dir_digest(dir), kept);
+
+    assert_int_equal(tl_shards_convert(d, dir, 10000, NULL, NULL), TL_OK);
+    assert_string_equal(dir_digest(dir), dir_digest(ref));
+    free(kept);
+    tl_dataset_free(d);
+    tlt_tempdir_free(dir);
+    tlt_tempdir_free(ref);
+}
+
 static void test_convert_dataset_resumes_bit_exact(void **state)
 {
     (void)state;
@@ -615,6 +697,60 @@ static void test_synth_ccp_shards_resume(void **state)
     tlt_tempdir_free(dir);
 }
 
+/* A generation resumed with another seed, other rows or another parameter is
+ * refused naming it, its shards kept; resumed with the same ones it is
+ * byte-identical to an uninterrupted one. */
+static void test_synth_ccp_resume_refuses_another(void **state)
+{
+    (void)state;
+    tl_synth_ccp_params p;
+    tl_synth_ccp_defaults(&p);
+    p.seed = 7;
+    uint64_t rows[3] = {150000, 10000, 10000};
+    char *dir = tlt_tempdir_new(), *ref = tlt_tempdir_new();
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, ref, 20000, NULL, NULL), TL_OK);
+    assert_int_equal(access(path_of(ref, "convert.tls"), F_OK), -1);
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, dir, 20000, stop_at_131072, NULL), TL_ERR_CANCELLED);
+    char *kept = strdup(dir_digest(dir));
+    assert_non_null(strstr(kept, "train-00005.tls"));
+
+    p.seed = 8;
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, dir, 20000, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), "cannot resume the conversion in"));
+    assert_non_null(strstr(tl_errmsg(), ": seed 8 (the stopped conversion's 7)"));
+    assert_string_equal(dir_digest(dir), kept);
+    p.seed = 7;
+    uint64_t more[3] = {160000, 10000, 10000};
+    assert_int_equal(tl_data_synth_ccp_shards(&p, more, dir, 20000, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), ": rows of train, valid, test 160000 10000 10000 (the stopped conversion's "
+                                        "150000 10000 10000)"));
+    p.ctr = 0.05;
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, dir, 20000, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), ": ctr 0.05 (the stopped conversion's 0.04)"));
+    p.ctr = 0.04;
+    p.zipf = 1.2;
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, dir, 20000, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), ": zipf 1.2 (the stopped conversion's 1.1)"));
+    p.zipf = 1.1;
+    assert_string_equal(dir_digest(dir), kept);
+
+    /* shards without the record (another producer): not resumed */
+    char *bare = tlt_tempdir_new();
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, bare, 20000, stop_at_131072, NULL), TL_ERR_CANCELLED);
+    assert_int_equal(unlink(path_of(bare, "convert.tls")), 0);
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, bare, 20000, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), "without the record of the conversion"));
+    tlt_tempdir_free(bare);
+
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, dir, 20000, NULL, NULL), TL_OK);
+    assert_string_equal(dir_digest(dir), dir_digest(ref));
+    assert_int_equal(tl_data_synth_ccp_shards(&p, rows, dir, 20000, NULL, NULL), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), "complete conversion"));
+    free(kept);
+    tlt_tempdir_free(dir);
+    tlt_tempdir_free(ref);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -626,6 +762,8 @@ int main(void)
         cmocka_unit_test(test_stream_fit_matches_in_memory),
         cmocka_unit_test(test_synth_ccp_rates_zipf_seeded),
         cmocka_unit_test(test_synth_ccp_shards_resume),
+        cmocka_unit_test(test_synth_ccp_resume_refuses_another),
+        cmocka_unit_test(test_convert_dataset_resume_refuses_another),
     };
     return cmocka_run_group_tests_name("shards", tests, NULL, NULL);
 }

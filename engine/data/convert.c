@@ -23,7 +23,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <errno.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -554,10 +553,8 @@ static tl_status make_layout(conv *c)
 /* An interrupted conversion's complete shards are only resumed by the same
  * conversion: the spec options that change rows, the source files (size,
  * CRC-32 of their first and last 64 KB) and what pass 1 found (rows per split,
- * a hash of the encodings). They are written, one "key value" line each, to
- * STATE_FILE before the first shard and removed once the manifest is written;
- * a run whose identity differs is refused naming the first line that differs. */
-#define STATE_FILE "convert.tls"
+ * a hash of the encodings), one "key value" line each: the record of
+ * tl_shards_record_check (shards.h), which refuses another one. */
 #define STATE_EDGE (64 * 1024)
 #define STATE_CAP 8192
 
@@ -675,99 +672,15 @@ static tl_status identity(const conv *c, size_t per, char *out, size_t cap)
     return TL_OK;
 }
 
-/* 1 when dir holds a complete shard file (a .tls of a split). */
-static int has_shards(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct dirent *e;
-    int any = 0;
-    while (!any && (e = readdir(d))) {
-        size_t n = strlen(e->d_name);
-        any = (strncmp(e->d_name, "train-", 6) == 0 || strncmp(e->d_name, "valid-", 6) == 0 ||
-               strncmp(e->d_name, "test-", 5) == 0) && n > 4 && strcmp(e->d_name + n - 4, ".tls") == 0;
-    }
-    closedir(d);
-    return any;
-}
-
-static const char *state_what(const char *key)
-{
-    if (strcmp(key, "options") == 0) return "other field or parsing options";
-    if (strcmp(key, "encodings") == 0) return "other encodings from pass 1, i.e. other data";
-    if (strcmp(key, "rows") == 0) return "rows of train, valid, test";
-    if (strcmp(key, "data") == 0) return "other rows read in pass 1, i.e. other data";
-    return key;
-}
-
 /* Refuse to resume dir's shards unless they are this conversion's; record
  * this conversion's identity (before any shard is written). */
 static tl_status check_state(conv *c, size_t per)
 {
-    char *cur = tl_malloc(STATE_CAP, "conversion identity"), *old = tl_malloc(STATE_CAP, "conversion identity");
-    char *sp = tl_data_path_join(c->dir, STATE_FILE);
-    char *tp = tl_data_path_join(c->dir, STATE_FILE ".tmp");
-    tl_status st = cur && old && sp && tp ? identity(c, per, cur, STATE_CAP) : TL_ERR_NOMEM;
-    if (!st && mkdir(c->dir, 0777) != 0 && errno != EEXIST)
-        st = tl_fail(TL_ERR_IO, "shards: cannot create %s: %s", c->dir, strerror(errno));
-    if (!st && has_shards(c->dir)) {
-        FILE *f = fopen(sp, "rb");
-        size_t n = f ? fread(old, 1, STATE_CAP - 1, f) : 0;
-        if (f) fclose(f);
-        old[n] = 0;
-        if (!f)
-            st = tl_fail(TL_ERR_STATE,
-                         "cannot resume a conversion in %s: it holds shards without the record of the conversion "
-                         "that wrote them (%s); delete the directory or convert into another one",
-                         c->dir, STATE_FILE);
-        for (char *a = old, *b = cur; !st && (*a || *b);) {
-            char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
-            size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
-            if (la != lb || memcmp(a, b, la) != 0) {
-                char key[32] = "";
-                sscanf(b, "%31s", key);
-                size_t kl = strlen(key);
-                int same_key = la > kl && strncmp(a, key, kl) == 0 && a[kl] == ' ';
-                const char *what = state_what(key);
-                int hashed = strncmp(what, "other ", 6) == 0;
-                if (same_key)
-                    st = tl_fail(TL_ERR_STATE,
-                                 "cannot resume the conversion in %s: %s%s%.*s (the stopped conversion's %.*s); "
-                                 "run the stopped conversion's spec on its data, or delete the directory",
-                                 c->dir, what, hashed ? ": hash " : " ", (int)(lb - kl - 1), b + kl + 1,
-                                 (int)(la - kl - 1), a + kl + 1);
-                else
-                    st = tl_fail(TL_ERR_STATE,
-                                 "cannot resume the conversion in %s: %.*s (the stopped conversion's %.*s); run the "
-                                 "stopped conversion's spec on its data, or delete the directory",
-                                 c->dir, (int)lb, b, (int)la, a);
-                break;
-            }
-            a += la + (ea != NULL);
-            b += lb + (eb != NULL);
-        }
-    }
-    if (!st) { /* written whole (temporary name, fsync, rename) before any shard */
-        FILE *f = fopen(tp, "wb");
-        if (!f) st = tl_fail(TL_ERR_IO, "shards: cannot create %s: %s", tp, strerror(errno));
-        else {
-            int bad = fputs(cur, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0;
-            bad |= fclose(f) != 0;
-            if (bad || rename(tp, sp) != 0) st = tl_fail(TL_ERR_IO, "shards: writing %s failed", sp);
-        }
-    }
+    char *cur = tl_malloc(STATE_CAP, "conversion identity");
+    tl_status st = cur ? identity(c, per, cur, STATE_CAP) : TL_ERR_NOMEM;
+    if (!st) st = tl_shards_record_check(c->dir, cur, "run the stopped conversion's spec on its data");
     tl_free(cur);
-    tl_free(old);
-    tl_free(sp);
-    tl_free(tp);
     return st;
-}
-
-static void remove_state(const char *dir)
-{
-    char *sp = tl_data_path_join(dir, STATE_FILE);
-    if (sp) unlink(sp);
-    tl_free(sp);
 }
 
 /* ---- setup and teardown -------------------------------------------------------- */
@@ -982,8 +895,7 @@ tl_status tl_shards_convert_csv(const tl_data_schema *s, const char *dir, size_t
                          (unsigned long long)c.seen[k], c.changed ? ", and values pass 1 did not see" : "", dir);
             goto done;
         }
-    if ((st = tl_shard_writer_finish(c.w))) goto done;
-    remove_state(dir);
+    if ((st = tl_shard_writer_finish(c.w))) goto done; /* removes the record */
     if (progress) progress(ud, 2, kept_rows(&c), kept_rows(&c));
 done:
     if (report) fill_report(&c, report);

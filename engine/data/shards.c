@@ -376,6 +376,109 @@ static tl_status resume_scan(tl_shard_writer *w)
     return TL_OK;
 }
 
+/* ---- a producer's record, for resuming (tl_shards_record_check) ------------------ */
+
+#define RECORD_CAP 8192
+
+/* 1 when dir holds a complete shard file (a .tls of a split). */
+static int has_shards(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int any = 0;
+    while (!any && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        any = (strncmp(e->d_name, "train-", 6) == 0 || strncmp(e->d_name, "valid-", 6) == 0 ||
+               strncmp(e->d_name, "test-", 5) == 0) && n > 4 && strcmp(e->d_name + n - 4, ".tls") == 0;
+    }
+    closedir(d);
+    return any;
+}
+
+/* How a refusal names a line's key; "other ..." ones are hashes. */
+static const char *record_what(const char *key)
+{
+    if (strcmp(key, "options") == 0) return "other field or parsing options";
+    if (strcmp(key, "encodings") == 0) return "other encodings from pass 1, i.e. other data";
+    if (strcmp(key, "rows") == 0) return "rows of train, valid, test";
+    if (strcmp(key, "data") == 0) return "other rows read in pass 1, i.e. other data";
+    if (strcmp(key, "dataset") == 0) return "other rows of the dataset, i.e. another dataset";
+    return key;
+}
+
+tl_status tl_shards_record_check(const char *dir, const char *record, const char *hint)
+{
+    char *old = tl_malloc(RECORD_CAP, "conversion record");
+    char *sp = path_join(dir, TL_SHARDS_RECORD);
+    char *tp = path_join(dir, TL_SHARDS_RECORD ".tmp");
+    tl_status st = old && sp && tp ? TL_OK : TL_ERR_NOMEM;
+    if (!st && strlen(record) >= RECORD_CAP)
+        st = tl_fail(TL_ERR_ARG, "shards: the record of the conversion into %s is too long", dir);
+    if (!st && mkdir(dir, 0777) != 0 && errno != EEXIST)
+        st = tl_fail(TL_ERR_IO, "shards: cannot create %s: %s", dir, strerror(errno));
+    if (!st && tl_shards_complete(dir)) /* as tl_shard_writer_open: nothing to resume */
+        st = tl_fail(TL_ERR_STATE, "shards: %s is a complete conversion (it has %s); delete it to convert again", dir,
+                     MANIFEST);
+    if (!st && has_shards(dir)) {
+        FILE *f = fopen(sp, "rb");
+        size_t n = f ? fread(old, 1, RECORD_CAP - 1, f) : 0;
+        if (f) fclose(f);
+        old[n] = 0;
+        if (!f)
+            st = tl_fail(TL_ERR_STATE,
+                         "cannot resume a conversion in %s: it holds shards without the record of the conversion "
+                         "that wrote them (%s); delete the directory or convert into another one",
+                         dir, TL_SHARDS_RECORD);
+        for (const char *a = old, *b = record; !st && (*a || *b);) {
+            const char *ea = strchr(a, '\n'), *eb = strchr(b, '\n');
+            size_t la = ea ? (size_t)(ea - a) : strlen(a), lb = eb ? (size_t)(eb - b) : strlen(b);
+            if (la != lb || memcmp(a, b, la) != 0) {
+                char key[32] = "";
+                sscanf(b, "%31s", key);
+                size_t kl = strlen(key);
+                int same_key = la > kl && lb > kl && strncmp(a, key, kl) == 0 && a[kl] == ' ';
+                const char *what = record_what(key);
+                int hashed = strncmp(what, "other ", 6) == 0;
+                if (same_key)
+                    st = tl_fail(TL_ERR_STATE,
+                                 "cannot resume the conversion in %s: %s%s%.*s (the stopped conversion's %.*s); "
+                                 "%s, or delete the directory",
+                                 dir, what, hashed ? ": hash " : " ", (int)(lb - kl - 1), b + kl + 1,
+                                 (int)(la - kl - 1), a + kl + 1, hint);
+                else
+                    st = tl_fail(TL_ERR_STATE,
+                                 "cannot resume the conversion in %s: %.*s (the stopped conversion's %.*s); %s, or "
+                                 "delete the directory",
+                                 dir, (int)lb, b, (int)la, a, hint);
+                break;
+            }
+            a += la + (ea != NULL);
+            b += lb + (eb != NULL);
+        }
+    }
+    if (!st) { /* written whole (temporary name, fsync, rename) before any shard */
+        FILE *f = fopen(tp, "wb");
+        if (!f) st = tl_fail(TL_ERR_IO, "shards: cannot create %s: %s", tp, strerror(errno));
+        else {
+            int bad = fputs(record, f) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0;
+            bad |= fclose(f) != 0;
+            if (bad || rename(tp, sp) != 0) st = tl_fail(TL_ERR_IO, "shards: writing %s failed", sp);
+        }
+    }
+    tl_free(old);
+    tl_free(sp);
+    tl_free(tp);
+    return st;
+}
+
+static void record_remove(const char *dir)
+{
+    char *sp = path_join(dir, TL_SHARDS_RECORD);
+    if (sp) unlink(sp);
+    tl_free(sp);
+}
+
 void tl_shards_remove(const char *dir)
 {
     DIR *dd = opendir(dir);
@@ -386,9 +489,9 @@ void tl_shards_remove(const char *dir)
         size_t len = strlen(n);
         int shard = (strncmp(n, "train-", 6) == 0 || strncmp(n, "valid-", 6) == 0 || strncmp(n, "test-", 5) == 0) &&
                     ((len > 4 && strcmp(n + len - 4, ".tls") == 0) || (len > 8 && strcmp(n + len - 8, ".tls.tmp") == 0));
-        /* convert.tls: the CSV conversion's record of what it converts (convert.c) */
-        if (!shard && strcmp(n, MANIFEST) != 0 && strcmp(n, MANIFEST ".tmp") != 0 && strcmp(n, "convert.tls") != 0 &&
-            strcmp(n, "convert.tls.tmp") != 0)
+        /* convert.tls: the producer's record of what it converts (tl_shards_record_check) */
+        if (!shard && strcmp(n, MANIFEST) != 0 && strcmp(n, MANIFEST ".tmp") != 0 && strcmp(n, TL_SHARDS_RECORD) != 0 &&
+            strcmp(n, TL_SHARDS_RECORD ".tmp") != 0)
             continue;
         char *p = path_join(dir, n);
         if (p) unlink(p);
@@ -588,6 +691,7 @@ tl_status tl_shard_writer_finish(tl_shard_writer *w)
     for (int k = 0; k < 3 && st == TL_OK; k++)
         if (w->s[k].fd >= 0) st = shard_end(w, k);
     if (st == TL_OK) st = write_manifest(w);
+    if (st == TL_OK) record_remove(w->dir); /* the record goes with the manifest */
     if (st == TL_OK) w->finished = 1;
     return st;
 }
@@ -613,6 +717,33 @@ void tl_shard_writer_close(tl_shard_writer *w)
     tl_free(w);
 }
 
+/* The record of a dataset's conversion (tl_shards_record_check): the rows
+ * per shard, each split's rows and a hash of all of them. */
+static tl_status dataset_record(const tl_split *const sp[3], const tl_shard_layout *l,
+                                const char *dir, size_t rows_per_shard)
+{
+    size_t nc = (size_t)l->n_cat, nn = (size_t)l->n_num, K = (size_t)l->n_tasks, nb = bag_words(l);
+    uint64_t h = 0x64617461ULL;
+    size_t n[3];
+    for (int k = 0; k < 3; k++) {
+        const tl_split *s = sp[k];
+        n[k] = s ? s->n : 0;
+        h = hash_bytes(&n[k], sizeof n[k], h);
+        if (!n[k]) continue;
+        h = hash_bytes(s->cat, n[k] * nc * 4, h);
+        if (nb) h = hash_bytes(s->bag, n[k] * nb * 4, h);
+        h = hash_bytes(s->num, n[k] * nn * 4, h);
+        h = hash_bytes(s->labels, n[k] * K * 4, h);
+        if (l->has_weight) h = hash_bytes(s->weight, n[k] * 4, h);
+        if (l->has_group) h = hash_bytes(s->group, n[k] * 4, h);
+    }
+    char rec[512];
+    snprintf(rec, sizeof rec, "writer dataset\nrows_per_shard %zu\nrows %zu %zu %zu\ndataset %016llx\n",
+             rows_per_shard ? rows_per_shard : (size_t)DEFAULT_ROWS_PER_SHARD, n[0], n[1], n[2],
+             (unsigned long long)h);
+    return tl_shards_record_check(dir, rec, "convert the stopped conversion's dataset");
+}
+
 tl_status tl_shards_convert(const tl_dataset *d, const char *dir, size_t rows_per_shard, tl_shard_progress progress,
                             void *ud)
 {
@@ -624,8 +755,9 @@ tl_status tl_shards_convert(const tl_dataset *d, const char *dir, size_t rows_pe
     for (int k = 0; k < 3; k++) sp[k] = has ? tl_dataset_split(d, split_name[k]) : k == 0 ? tl_dataset_split(d, "all") : NULL;
     uint64_t total = 0, done[3], at = 0;
     for (int k = 0; k < 3; k++) total += sp[k] ? sp[k]->n : 0;
-    tl_shard_writer *w;
-    st = tl_shard_writer_open(dir, &l, rows_per_shard, &w, done);
+    tl_shard_writer *w = NULL;
+    st = dataset_record(sp, &l, dir, rows_per_shard);
+    if (st == TL_OK) st = tl_shard_writer_open(dir, &l, rows_per_shard, &w, done);
     uint32_t *row = st == TL_OK ? tl_malloc(tl_shard_layout_words(&l) * 4, "shard row") : NULL;
     if (st == TL_OK && !row) st = TL_ERR_NOMEM;
     for (int k = 0; st == TL_OK && k < 3; k++) {

@@ -76,13 +76,31 @@ tl_status tl_shard_writer_finish(tl_shard_writer *w);
  * shards stay, for a later resume). */
 void tl_shard_writer_close(tl_shard_writer *w);
 
+/* A producer's record, for resuming only the same conversion: its identity
+ * as "key value" lines (seed, options, a hash of the input rows ...), written
+ * to dir/TL_SHARDS_RECORD (temporary name, fsync, rename) before the first
+ * shard and removed by tl_shard_writer_finish once the manifest is written.
+ * When dir (created when missing, one level) holds complete shards, they must
+ * have been written under the same record: a missing record, or one whose
+ * lines differ, is TL_ERR_STATE naming the first line that differs ("cannot
+ * resume the conversion in DIR: seed 8 (the stopped conversion's 7); <hint>,
+ * or delete the directory"); nothing is deleted. A complete directory (a
+ * manifest) is TL_ERR_STATE as in tl_shard_writer_open. Call it before
+ * tl_shard_writer_open. tl_shards_convert, tl_shards_convert_csv and
+ * tl_data_synth_ccp_shards (synthetic_data.h) use it. */
+#define TL_SHARDS_RECORD "convert.tls"
+tl_status tl_shards_record_check(const char *dir, const char *record, const char *hint);
+
 /* Progress of a long conversion: rows done of total (0: unknown); return
  * nonzero to stop it (as Ctrl-C). Called every 65536 rows. */
 typedef int (*tl_shard_progress)(void *ud, uint64_t done, uint64_t total);
 
 /* Convert a dataset's train, valid and test splits (its "all" split as train
  * when it has none) into shards in dir, resuming an interrupted conversion
- * of the same dataset (the rows in its complete shards are skipped). Checks
+ * of the same dataset (the rows in its complete shards are skipped): its
+ * record (tl_shards_record_check) holds rows_per_shard, the rows of each
+ * split and a hash of every row's ids, bag ids, numbers, labels, weight and
+ * group, so another dataset of the same layout is refused. Checks
  * the cancellation flag (core.h) between rows: TL_ERR_CANCELLED leaves the
  * complete shards for a resume. progress may be NULL. */
 tl_status tl_shards_convert(const tl_dataset *d, const char *dir, size_t rows_per_shard, tl_shard_progress progress,
@@ -90,8 +108,8 @@ tl_status tl_shards_convert(const tl_dataset *d, const char *dir, size_t rows_pe
 
 /* 1 when dir holds a finished conversion (its manifest). */
 int tl_shards_complete(const char *dir);
-/* Delete dir's shard files, .tmp files, manifest and a CSV conversion's
- * convert.tls (other files and the directory stay). */
+/* Delete dir's shard files, .tmp files, manifest and a producer's record
+ * (TL_SHARDS_RECORD; other files and the directory stay). */
 void tl_shards_remove(const char *dir);
 
 /* Progress of a CSV conversion: pass 1 (reading what the encodings need;

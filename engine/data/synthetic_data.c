@@ -7,6 +7,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "data_internal.h"
@@ -238,6 +239,35 @@ static void *ccp_writer(void *arg)
     return NULL;
 }
 
+/* The shortest decimal of x that reads back as x. */
+static void exact_g(char *out, size_t cap, double x)
+{
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(out, cap, "%.*g", prec, x);
+        if (strtod(out, NULL) == x) return;
+    }
+}
+
+/* The record of a generation (tl_shards_record_check, shards.h): the seed,
+ * the rows asked for (the valid and test rows follow the train rows in the
+ * stream), the rows per shard and every parameter that changes rows. */
+static tl_status ccp_record(const tl_synth_ccp_params *p, const uint64_t rows[3], const char *dir,
+                            size_t rows_per_shard)
+{
+    const char *name[5] = {"ctr", "cvr", "zipf", "id_scale", "signal"};
+    const double v[5] = {p->ctr, p->cvr, p->zipf, p->id_scale, p->signal};
+    char rec[1024];
+    int n = snprintf(rec, sizeof rec, "writer synthetic_ccp\nseed %llu\nrows %llu %llu %llu\nrows_per_shard %zu\n",
+                     (unsigned long long)p->seed, (unsigned long long)rows[0], (unsigned long long)rows[1],
+                     (unsigned long long)rows[2], rows_per_shard ? rows_per_shard : (size_t)262144);
+    for (int k = 0; k < 5; k++) {
+        char g[32];
+        exact_g(g, sizeof g, v[k]);
+        n += snprintf(rec + n, sizeof rec - (size_t)n, "%s %s\n", name[k], g);
+    }
+    return tl_shards_record_check(dir, rec, "run it again with the stopped run's seed, rows and parameters");
+}
+
 tl_status tl_data_synth_ccp_shards(const tl_synth_ccp_params *p, const uint64_t rows[3], const char *dir,
                                    size_t rows_per_shard, tl_shard_progress progress, void *ud)
 {
@@ -252,7 +282,8 @@ tl_status tl_data_synth_ccp_shards(const tl_synth_ccp_params *p, const uint64_t 
     uint64_t done[3], total = rows[0] + rows[1] + rows[2], at = 0, base = 0;
     ccp_pipe q;
     memset(&q, 0, sizeof q);
-    st = tl_shard_writer_open(dir, &l, rows_per_shard, &q.w, done);
+    st = ccp_record(p, rows, dir, rows_per_shard);
+    if (st == TL_OK) st = tl_shard_writer_open(dir, &l, rows_per_shard, &q.w, done);
     struct ccp_job job = {g, 0, tl_shard_layout_words(&l), 0, NULL};
     for (int b = 0; b < TL_SYNTH_CCP_BAGS; b++) job.nbag += (size_t)l.bag_len[b];
     q.words = job.words;
