@@ -101,6 +101,23 @@ function skip(reason)
   error(setmetatable({ reason = reason or "skipped" }, SKIP), 2)
 end
 
+-- A fresh temporary directory (the test file removes it), and a file
+-- written into it; returns the file's path.
+function temp_dir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p " .. d))
+  return d
+end
+
+function write_file(dir, name, text)
+  local p = dir .. "/" .. name
+  local f = assert(io.open(p, "wb"))
+  f:write(text)
+  f:close()
+  return p
+end
+
 -- Load the test file and collect its tests.
 local chunk, lerr = loadfile(file)
 local tests = {}

@@ -3,9 +3,7 @@
 -- tl.data.convert and a streaming fit bit-identical to the in-memory one.
 local T = {}
 
-local tmpdir = os.tmpname()
-os.remove(tmpdir)
-assert(os.execute("mkdir -p " .. tmpdir))
+local tmpdir = temp_dir()
 
 -- The label depends on the tags only: 1 when a tag g0..g4 is present (10 %
 -- of labels flipped); `a` is noise. Rows have 0 to 4 tags of 40.

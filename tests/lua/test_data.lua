@@ -2,17 +2,8 @@
 -- dataset and split objects, and the error messages of misuse.
 local T = {}
 
-local tmpdir = os.tmpname()
-os.remove(tmpdir)
-assert(os.execute("mkdir -p " .. tmpdir))
-
-local function write(name, text)
-  local p = tmpdir .. "/" .. name
-  local f = assert(io.open(p, "wb"))
-  f:write(text)
-  f:close()
-  return p
-end
+local tmpdir = temp_dir()
+local function write(name, text) return write_file(tmpdir, name, text) end
 
 local SMALL = "a,x,y\nred,1,1\nblue,2,0\nred,3,1\ngreen,4,0\n"
 

@@ -14,9 +14,7 @@
 -- A test whose runtime is absent is skipped, naming what is missing.
 
 local TOL = 1e-5
-local dir = os.tmpname()
-os.remove(dir)
-assert(os.execute("mkdir -p " .. dir))
+local dir = temp_dir()
 
 local function sh_ok(cmd) return os.execute(cmd .. " >/dev/null 2>&1") == true end
 local HAVE_NODE = sh_ok("command -v node")

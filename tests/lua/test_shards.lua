@@ -2,17 +2,8 @@
 -- tl.data.synthetic_ccp, m:fit on a shard stream, and the errors of misuse.
 local T = {}
 
-local tmpdir = os.tmpname()
-os.remove(tmpdir)
-assert(os.execute("mkdir -p " .. tmpdir))
-
-local function write(name, text)
-  local p = tmpdir .. "/" .. name
-  local f = assert(io.open(p, "wb"))
-  f:write(text)
-  f:close()
-  return p
-end
+local tmpdir = temp_dir()
+local function write(name, text) return write_file(tmpdir, name, text) end
 
 local function csv_data(n)
   local lines = { "u,i,x,click" }

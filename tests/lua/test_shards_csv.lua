@@ -5,17 +5,8 @@
 -- conversion killed with SIGKILL resumed to the bytes of a whole one.
 local T = {}
 
-local tmpdir = os.tmpname()
-os.remove(tmpdir)
-assert(os.execute("mkdir -p " .. tmpdir))
-
-local function write(name, text)
-  local p = tmpdir .. "/" .. name
-  local f = assert(io.open(p, "wb"))
-  f:write(text)
-  f:close()
-  return p
-end
+local tmpdir = temp_dir()
+local function write(name, text) return write_file(tmpdir, name, text) end
 
 local function csv_text(n, bad)
   local lines = { "u,i,tags,x,click" }
