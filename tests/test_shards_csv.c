@@ -342,6 +342,25 @@ static int count_pass(void *ud, int pass, uint64_t done, uint64_t total)
  * shard damaged and a .tmp left as kill -9 would: the next run keeps the
  * shards that verify, writes the rest, and the directory has the bytes of
  * an uninterrupted conversion. */
+/* The schema of write_big's and write_rows' files: categorical a (and, with
+ * n_cat 2, b hashed into 64 buckets), numeric x, binary label y. */
+static void axy_schema(tl_data_schema *s, const char *path, int n_cat)
+{
+    static const tl_data_cat_col cats[] = {{"a", 0, 0}, {"b", 0, 64}};
+    static const tl_data_num_col nums[] = {{"x", TL_NUM_STANDARD, 0}};
+    static const char *const pos[] = {"1"};
+    static const tl_data_label lab[] = {
+        {.task = "y", .column = "y", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 1}};
+    tl_data_schema_init(s);
+    s->path = path;
+    s->cat = cats;
+    s->n_cat = n_cat;
+    s->num = nums;
+    s->n_num = 1;
+    s->labels = lab;
+    s->n_labels = 1;
+}
+
 static void write_big(const char *p, int flip)
 {
     FILE *f = fopen(p, "wb");
@@ -357,19 +376,8 @@ static void test_interrupted_conversion_resumes(void **state)
     char *dir = tlt_tempdir_new();
     char *p = strdup(path_of(dir, "big.csv"));
     write_big(p, -1);
-    static const tl_data_cat_col cats[] = {{"a", 0, 0}, {"b", 0, 64}};
-    static const tl_data_num_col nums[] = {{"x", TL_NUM_STANDARD, 0}};
-    static const char *const pos[] = {"1"};
-    static const tl_data_label lab[] = {{.task = "y", .column = "y", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 1}};
     tl_data_schema s;
-    tl_data_schema_init(&s);
-    s.path = p;
-    s.cat = cats;
-    s.n_cat = 2;
-    s.num = nums;
-    s.n_num = 1;
-    s.labels = lab;
-    s.n_labels = 1;
+    axy_schema(&s, p, 2);
     s.split = TL_SPLIT_RATIO;
     s.ratio[0] = 0.9;
     s.ratio[1] = 0.05;
@@ -468,19 +476,8 @@ static void test_bad_row_in_pass2(void **state)
     (void)state;
     char *dir = tlt_tempdir_new();
     char *p = strdup(path_of(dir, "c.csv")), *q = strdup(path_of(dir, "c2.csv"));
-    static const tl_data_cat_col cats[] = {{"a", 0, 0}};
-    static const tl_data_num_col nums[] = {{"x", TL_NUM_STANDARD, 0}};
-    static const char *const pos[] = {"1"};
-    static const tl_data_label lab[] = {{.task = "y", .column = "y", .kind = TL_LABEL_POSITIVE, .positive = pos, .n_positive = 1}};
     tl_data_schema s;
-    tl_data_schema_init(&s);
-    s.path = p;
-    s.cat = cats;
-    s.n_cat = 1;
-    s.num = nums;
-    s.n_num = 1;
-    s.labels = lab;
-    s.n_labels = 1;
+    axy_schema(&s, p, 1);
     write_rows(p, 150000, -1, NULL);
     write_rows(q, 150000, 140000, "oops");
     swap w = {p, q, 0};
