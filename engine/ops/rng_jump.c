@@ -23,20 +23,6 @@ typedef struct {
 static poly256 jump_poly[64]; /* x^(2^j) mod P */
 static pthread_once_t jump_once = PTHREAD_ONCE_INIT;
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-/* One state update of tl_rng_next (core.c), the output dropped. */
-static inline void step(uint64_t *s)
-{
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-}
-
 /* P's coefficients of x^0 .. x^255 (x^256's is 1), from Berlekamp-Massey on
  * the lowest state bit of a stream from a fixed seed: a sequence of linear
  * complexity 256, whose minimal polynomial is then T's characteristic
@@ -45,10 +31,10 @@ static poly256 char_poly(void)
 {
     enum { N = 512 };
     uint8_t bit[N], c[N + 1] = {1}, b[N + 1] = {1}, t[N + 1];
-    uint64_t s[4] = {0x9e3779b97f4a7c15ULL, 0xbf58476d1ce4e5b9ULL, 0x94d049bb133111ebULL, 1};
+    tl_rng g = {{0x9e3779b97f4a7c15ULL, 0xbf58476d1ce4e5b9ULL, 0x94d049bb133111ebULL, 1}};
     for (int i = 0; i < N; i++) {
-        bit[i] = (uint8_t)(s[0] & 1);
-        step(s);
+        bit[i] = (uint8_t)(g.s[0] & 1);
+        tl_rng_next(&g); /* the state update; the output is not needed */
     }
     int L = 0, m = 1;
     for (int n = 0; n < N; n++) {
@@ -100,8 +86,9 @@ static void jump_init(void)
 }
 
 /* s = q(T) s. */
-static void apply(uint64_t *s, const poly256 *q)
+static void apply(tl_rng *r, const poly256 *q)
 {
+    const uint64_t *s = r->s;
     uint64_t acc[4] = {0, 0, 0, 0};
     for (int i = 0; i < 256; i++) {
         if (q->w[i / 64] >> (i % 64) & 1) {
@@ -110,19 +97,19 @@ static void apply(uint64_t *s, const poly256 *q)
             acc[2] ^= s[2];
             acc[3] ^= s[3];
         }
-        step(s);
+        tl_rng_next(r);
     }
-    memcpy(s, acc, sizeof acc);
+    memcpy(r->s, acc, sizeof acc);
 }
 
 void tl__rng_jump(tl_rng *r, uint64_t k)
 {
     /* a few steps cost less than a polynomial's 256 */
     if (k < 256) {
-        while (k--) step(r->s);
+        while (k--) tl_rng_next(r);
         return;
     }
     pthread_once(&jump_once, jump_init);
     for (int j = 0; k; j++, k >>= 1)
-        if (k & 1) apply(r->s, &jump_poly[j]);
+        if (k & 1) apply(r, &jump_poly[j]);
 }
