@@ -680,7 +680,7 @@ static int d_tostring(lua_State *L)
     luaL_addstring(&b, tr && tl_dataset_labeled(d) ? " on train" : "");
     size_t sk = tl_dataset_skipped(d, NULL, NULL);
     if (sk) {
-        snprintf(buf, sizeof buf, "; %zu bad rows skipped", sk);
+        snprintf(buf, sizeof buf, "; %zu bad row%s skipped", sk, sk == 1 ? "" : "s");
         luaL_addstring(&b, buf);
     }
     add_hash_summary(&b, d);

@@ -96,6 +96,8 @@ function T.csv_on_bad_skip_reports()
   eq(d.skipped.count, 2)
   eq({ d.skipped[1], d.skipped[2] }, { 3, 4 })
   check(tostring(d):find("2 bad rows skipped", 1, true))
+  local one = small{ path = write("bad1.csv", "a,x,y\nred,1,1\nblue,oops,0\n"), on_bad = "skip" }
+  check(tostring(one):find("; 1 bad row skipped", 1, true), tostring(one))
 end
 
 -- issue 24 item 6: RFC 4180 records spanning lines, CRLF, BOM, no final newline, skipinitialspace
