@@ -534,14 +534,20 @@ static int l_csv(lua_State *L)
         if (!luaL_testudata(L, 2, TL_DATASET_MT))
             luaL_error(L, "%s: field 'like' must be a dataset from tl.data.csv, got %s", fn, luaL_typename(L, 2));
         like = tl_lua_check_dataset(L, 2);
-        if (lua_getiuservalue(L, 2, UV_OPTS) != LUA_TTABLE) /* 3 */
-            luaL_error(L, "%s: field 'like' must be a dataset loaded by tl.data.csv", fn);
+        /* 3: the first load's options; a dataset of shards has none, so this
+         * call names the columns (categorical=, numeric=, labels=) itself */
+        int saved_opts = lua_getiuservalue(L, 2, UV_OPTS) == LUA_TTABLE;
+        int named = lua_getfield(L, 1, "categorical") != LUA_TNIL;
+        lua_pop(L, 1);
+        if (!saved_opts && !named)
+            luaL_error(L, "%s: field 'like' is a dataset without its load's options (of shards): give the "
+                          "columns (categorical=, numeric=, labels=) as the conversion did", fn);
         if (lua_getfield(L, 1, "split") != LUA_TNIL)
             luaL_error(L, "%s: with like=, all rows of the file go to d.all: drop 'split'", fn);
         lua_pop(L, 1);
         /* the first load's options, with this call's fields on top */
         lua_newtable(L); /* 4 */
-        for (int from = 3; from >= 1; from -= 2) {
+        for (int from = saved_opts ? 3 : 1; from >= 1; from -= 2) {
             lua_pushnil(L);
             while (lua_next(L, from)) {
                 lua_pushvalue(L, -2);

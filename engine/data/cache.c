@@ -1,7 +1,8 @@
 /* data/cache.c — the binary dataset cache (*.tlcache): its key (the schema
  * and each source file's size, mtime and content), its path, and writing and
  * reading a finished dataset with a checksum. Any change to the byte layout
- * or the key needs CACHE_VERSION bumped.
+ * or the key needs CACHE_VERSION bumped. Also the encodings record of a shard
+ * directory: the same fields' encodings without rows (tl_data_encodings_*).
  */
 #include "data_internal.h"
 #include "dataset.h"
@@ -89,6 +90,33 @@ static char *cr_str(cio *r)
     return s;
 }
 
+/* A field's encoding: name, kind, size, buckets, vocabulary strings and, for
+ * a single field, its quantile edges (the cache's and the encodings record's
+ * byte layout). */
+static void write_encoding(cio *w, const dcat *c, int single)
+{
+    cw_str(w, c->name);
+    cw_u64(w, (uint64_t)c->kind);
+    cw_u64(w, (uint64_t)c->size);
+    cw_u64(w, (uint64_t)c->buckets);
+    cw_u64(w, c->n_str);
+    if (c->kind == CAT_VOCAB) {
+        cw_put(w, c->str_off, sizeof *c->str_off * ((size_t)c->n_str + 1));
+        cw_put(w, c->str_blob, c->str_off[c->n_str]);
+    }
+    if (!single) return;
+    cw_u64(w, c->n_edges);
+    cw_put(w, c->edges, sizeof *c->edges * c->n_edges);
+}
+
+static void write_num(cio *w, const dnum *x)
+{
+    cw_str(w, x->name);
+    cw_u64(w, (uint64_t)x->transform);
+    cw_put(w, &x->mean, 8);
+    cw_put(w, &x->std, 8);
+}
+
 static void write_dataset(cio *w, const tl_dataset *d)
 {
     cw_str(w, d->source);
@@ -98,26 +126,8 @@ static void write_dataset(cio *w, const tl_dataset *d)
     cw_u64(w, d->n);
     cw_u64(w, (uint64_t)d->has_splits);
     for (int k = 0; k < 3; k++) cw_u64(w, d->split_n[k]);
-    for (int f = 0; f < d->n_cat; f++) {
-        const dcat *c = &d->cat[f];
-        cw_str(w, c->name);
-        cw_u64(w, (uint64_t)c->kind);
-        cw_u64(w, (uint64_t)c->size);
-        cw_u64(w, (uint64_t)c->buckets);
-        cw_u64(w, c->n_str);
-        if (c->kind == CAT_VOCAB) {
-            cw_put(w, c->str_off, sizeof *c->str_off * ((size_t)c->n_str + 1));
-            cw_put(w, c->str_blob, c->str_off[c->n_str]);
-        }
-        cw_u64(w, c->n_edges);
-        cw_put(w, c->edges, sizeof *c->edges * c->n_edges);
-    }
-    for (int j = 0; j < d->n_num; j++) {
-        cw_str(w, d->num[j].name);
-        cw_u64(w, (uint64_t)d->num[j].transform);
-        cw_put(w, &d->num[j].mean, 8);
-        cw_put(w, &d->num[j].std, 8);
-    }
+    for (int f = 0; f < d->n_cat; f++) write_encoding(w, &d->cat[f], 1);
+    for (int j = 0; j < d->n_num; j++) write_num(w, &d->num[j]);
     for (int t = 0; t < d->n_tasks; t++) {
         cw_str(w, d->task_name[t]);
         cw_u64(w, (uint64_t)d->task_type[t]);
@@ -136,15 +146,7 @@ static void write_dataset(cio *w, const tl_dataset *d)
     cw_u64(w, (uint64_t)d->n_bag);
     for (int b = 0; b < d->n_bag; b++) {
         const dbag *g = &d->bag[b];
-        cw_str(w, g->c.name);
-        cw_u64(w, (uint64_t)g->c.kind);
-        cw_u64(w, (uint64_t)g->c.size);
-        cw_u64(w, (uint64_t)g->c.buckets);
-        cw_u64(w, g->c.n_str);
-        if (g->c.kind == CAT_VOCAB) {
-            cw_put(w, g->c.str_off, sizeof *g->c.str_off * ((size_t)g->c.n_str + 1));
-            cw_put(w, g->c.str_blob, g->c.str_off[g->c.n_str]);
-        }
+        write_encoding(w, &g->c, 0);
         cw_u64(w, (uint64_t)g->len);
         cw_u64(w, (uint64_t)g->pool);
         cw_u64(w, (uint64_t)g->keep_first);
@@ -167,6 +169,37 @@ static int read_strings(cio *r, dcat *c, uint64_t n_str)
     return 1;
 }
 
+/* write_encoding's field, checked: 0 when anything does not hold. */
+static int read_encoding(cio *r, dcat *c, int single)
+{
+    c->name = cr_str(r);
+    uint64_t kind = cr_u64(r), size = cr_u64(r), buckets = cr_u64(r), n_str = cr_u64(r);
+    if (!c->name || kind > (single ? CAT_QUANT : CAT_HASH) || size < 1 || size > INT32_MAX || buckets > INT32_MAX ||
+        n_str > INT32_MAX)
+        return 0;
+    c->kind = (int)kind;
+    c->size = (int32_t)size;
+    c->buckets = (int32_t)buckets;
+    c->n_str = (uint32_t)n_str;
+    if (kind == CAT_VOCAB ? size != n_str + ID_FIRST || !read_strings(r, c, n_str) : n_str != 0) return 0;
+    if (!single) return kind == CAT_VOCAB || size == buckets + 1;
+    uint64_t ne = cr_u64(r);
+    if (ne > INT32_MAX) return 0;
+    c->n_edges = (uint32_t)ne;
+    if (!(c->edges = cr_array(r, ne, sizeof *c->edges))) return 0;
+    return kind == CAT_QUANT ? size == ne + 2 : kind == CAT_HASH ? size == buckets + 1 && !ne : !ne;
+}
+
+static int read_num(cio *r, dnum *x)
+{
+    x->name = cr_str(r);
+    uint64_t tr = cr_u64(r);
+    if (!x->name || tr > NUM_FLAG || tr == TL_NUM_QUANTILE) return 0;
+    x->transform = (int)tr;
+    cr_get(r, &x->mean, 8);
+    return cr_get(r, &x->std, 8);
+}
+
 /* The multi-valued fields and their ids (checked against their sizes). */
 static int read_bags(cio *r, tl_dataset *d)
 {
@@ -175,17 +208,7 @@ static int read_bags(cio *r, tl_dataset *d)
     int slots = 0;
     for (int b = 0; b < d->n_bag; b++) {
         dbag *g = &d->bag[b];
-        g->c.name = cr_str(r);
-        uint64_t kind = cr_u64(r), size = cr_u64(r), buckets = cr_u64(r), n_str = cr_u64(r);
-        if (!g->c.name || kind > CAT_HASH || size < 1 || size > INT32_MAX || buckets > INT32_MAX || n_str > INT32_MAX)
-            return 0;
-        g->c.kind = (int)kind;
-        g->c.size = (int32_t)size;
-        g->c.buckets = (int32_t)buckets;
-        g->c.n_str = (uint32_t)n_str;
-        if (kind == CAT_VOCAB ? size != n_str + ID_FIRST || !read_strings(r, &g->c, n_str)
-                              : size != buckets + 1 || n_str)
-            return 0;
+        if (!read_encoding(r, &g->c, 0)) return 0;
         uint64_t len = cr_u64(r), pool = cr_u64(r), keep = cr_u64(r);
         g->truncated = cr_u64(r);
         if (len < 1 || len > TL_DATA_MAX_BAG_LEN || pool > TL_POOL_MAX || keep > 1) return 0;
@@ -228,34 +251,11 @@ static tl_dataset *read_dataset(cio *r)
     for (int k = 0; k < 3; k++) tot += (d->split_n[k] = cr_u64(r));
     if (d->has_splits ? tot != n : tot != 0) goto bad;
     for (int f = 0; f < d->n_cat && !r->err; f++) {
-        dcat *c = &d->cat[f];
-        c->name = cr_str(r);
-        uint64_t kind = cr_u64(r), size = cr_u64(r), buckets = cr_u64(r), n_str = cr_u64(r);
-        if (kind > CAT_QUANT || size < 1 || size > INT32_MAX || buckets > INT32_MAX || n_str > INT32_MAX) goto bad;
-        c->kind = (int)kind;
-        c->size = (int32_t)size;
-        c->buckets = (int32_t)buckets;
-        c->n_str = (uint32_t)n_str;
-        d->vocab[f] = c->size;
-        if (c->kind == CAT_VOCAB) {
-            if (size != n_str + ID_FIRST || !read_strings(r, c, n_str)) goto bad;
-        } else if (n_str) {
-            goto bad;
-        }
-        uint64_t ne = cr_u64(r);
-        if (ne > INT32_MAX) goto bad;
-        c->n_edges = (uint32_t)ne;
-        if (!(c->edges = cr_array(r, ne, sizeof *c->edges))) goto bad;
-        if (c->kind == CAT_QUANT ? size != ne + 2 : c->kind == CAT_HASH ? size != buckets + 1 || ne : ne) goto bad;
+        if (!read_encoding(r, &d->cat[f], 1)) goto bad;
+        d->vocab[f] = d->cat[f].size;
     }
-    for (int j = 0; j < d->n_num && !r->err; j++) {
-        d->num[j].name = cr_str(r);
-        uint64_t tr = cr_u64(r);
-        if (tr > NUM_FLAG || tr == TL_NUM_QUANTILE) goto bad;
-        d->num[j].transform = (int)tr;
-        cr_get(r, &d->num[j].mean, 8);
-        cr_get(r, &d->num[j].std, 8);
-    }
+    for (int j = 0; j < d->n_num && !r->err; j++)
+        if (!read_num(r, &d->num[j])) goto bad;
     for (int t = 0; t < d->n_tasks && !r->err; t++) {
         d->task_name[t] = cr_str(r);
         uint64_t ty = cr_u64(r);
@@ -472,4 +472,151 @@ tl_status tl_data_cache_lookup(const tl_data_schema *s, uint64_t *key, char **cp
     if (!(*cpath = cache_path(s, sh))) return TL_ERR_NOMEM;
     *hit = cache_read(*cpath, *key);
     return TL_OK;
+}
+
+/* ---- the encodings record of a shard directory ------------------------------
+ * What a shard directory needs beyond its ids to export a model or to read
+ * more data like= it: every field's encoding (vocabulary strings, hash
+ * buckets, quantile edges), the numeric columns' statistics and the
+ * multi-valued fields' truncation, without rows (nor the hash collision
+ * counts: exact when loaded, estimated when streamed, they would make the two
+ * conversions' bytes differ). Layout:
+ * magic[8], version u32, 0 u32, the shards' layout fingerprint u64, payload,
+ * checksum u64, as the cache's. */
+static const char ENC_MAGIC[8] = {'T', 'L', 'E', 'N', 'C', 'O', 'D', 'E'};
+#define ENC_VERSION 1u
+
+tl_status tl_data_encodings_write(const char *path, uint64_t fingerprint, const tl_dataset *e)
+{
+    size_t n = strlen(path) + 8;
+    char *tmp = tl_malloc(n, "encodings path");
+    if (!tmp) return TL_ERR_NOMEM;
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    tl_status st = f ? TL_OK : tl_fail(TL_ERR_IO, "shards: cannot create %s: %s", tmp, strerror(errno));
+    if (f) {
+        uint32_t ver[2] = {ENC_VERSION, 0};
+        cio w = {f, 0, 0, 0};
+        int ok = fwrite(ENC_MAGIC, 1, 8, f) == 8 && fwrite(ver, 4, 2, f) == 2 && fwrite(&fingerprint, 8, 1, f) == 1;
+        cw_u64(&w, (uint64_t)e->n_cat);
+        cw_u64(&w, (uint64_t)e->n_num);
+        cw_u64(&w, (uint64_t)e->n_bag);
+        for (int c = 0; c < e->n_cat; c++) write_encoding(&w, &e->cat[c], 1);
+        for (int j = 0; j < e->n_num; j++) write_num(&w, &e->num[j]);
+        for (int b = 0; b < e->n_bag; b++) {
+            write_encoding(&w, &e->bag[b].c, 0);
+            cw_u64(&w, (uint64_t)e->bag[b].keep_first);
+            cw_u64(&w, e->bag[b].truncated);
+        }
+        ok = ok && !w.err && fwrite(&w.h, 8, 1, f) == 1 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+        ok = fclose(f) == 0 && ok;
+        if (!ok) st = tl_fail(TL_ERR_IO, "shards: writing %s failed", tmp);
+        else if (rename(tmp, path) != 0)
+            st = tl_fail(TL_ERR_IO, "shards: rename to %s failed: %s", path, strerror(errno));
+        if (st != TL_OK) remove(tmp);
+    }
+    tl_free(tmp);
+    return st;
+}
+
+static void free_encoding(dcat *c)
+{
+    tl_free(c->name);
+    tl_free(c->str_off);
+    tl_free(c->str_blob);
+    tl_free(c->edges);
+    memset(c, 0, sizeof *c);
+}
+
+/* The record's fields into cat, num and bag (d's counts), checked against d's
+ * names and sizes; 0 with *why set when anything does not hold. */
+static int read_record(cio *r, const tl_dataset *d, dcat *cat, dnum *num, dbag *bag, const char **why)
+{
+    *why = "damaged";
+    if (cr_u64(r) != (uint64_t)d->n_cat || cr_u64(r) != (uint64_t)d->n_num || cr_u64(r) != (uint64_t)d->n_bag) {
+        *why = r->err ? "damaged" : "written for other fields";
+        return 0;
+    }
+    for (int c = 0; c < d->n_cat; c++)
+        if (!read_encoding(r, &cat[c], 1)) return 0;
+    for (int j = 0; j < d->n_num; j++)
+        if (!read_num(r, &num[j])) return 0;
+    for (int b = 0; b < d->n_bag; b++) {
+        if (!read_encoding(r, &bag[b].c, 0)) return 0;
+        uint64_t keep = cr_u64(r);
+        bag[b].truncated = cr_u64(r);
+        if (keep > 1) return 0;
+        bag[b].keep_first = (int)keep;
+    }
+    uint64_t sum;
+    if (r->err || r->remain != 0 || fread(&sum, 1, 8, r->f) != 8 || sum != r->h) return 0;
+    *why = "written for other fields";
+    for (int c = 0; c < d->n_cat; c++)
+        if (strcmp(cat[c].name, d->cat[c].name) != 0 || cat[c].size != d->vocab[c]) return 0;
+    for (int j = 0; j < d->n_num; j++)
+        if (strcmp(num[j].name, d->num[j].name) != 0) return 0;
+    for (int b = 0; b < d->n_bag; b++)
+        if (strcmp(bag[b].c.name, d->bag[b].c.name) != 0 || bag[b].c.size != d->bag[b].c.size) return 0;
+    return 1;
+}
+
+tl_status tl_data_encodings_read(const char *path, uint64_t fingerprint, tl_dataset *d)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return tl_fail(TL_ERR_IO, "shards: cannot open %s: %s", path, strerror(errno));
+    dcat *cat = tl_calloc((size_t)d->n_cat + 1, sizeof *cat, "encodings");
+    dnum *num = tl_calloc((size_t)d->n_num + 1, sizeof *num, "encodings");
+    dbag *bag = tl_calloc((size_t)d->n_bag + 1, sizeof *bag, "encodings");
+    struct stat sb;
+    char magic[8];
+    uint32_t ver[2];
+    uint64_t fp;
+    const char *why = "not an encodings record";
+    int ok = 0;
+    if (cat && num && bag && fstat(fileno(f), &sb) == 0 && sb.st_size >= 32 && fread(magic, 1, 8, f) == 8 &&
+        memcmp(magic, ENC_MAGIC, 8) == 0 && fread(ver, 4, 2, f) == 2 && fread(&fp, 8, 1, f) == 1) {
+        if (ver[0] != ENC_VERSION) why = "of another version";
+        else if (fp != fingerprint) why = "written for another layout";
+        else {
+            cio r = {f, 0, 0, (uint64_t)sb.st_size - 32};
+            ok = read_record(&r, d, cat, num, bag, &why);
+            if (r.err == 2) why = "out of memory";
+        }
+    }
+    fclose(f);
+    tl_status st = TL_OK;
+    if (!cat || !num || !bag) st = TL_ERR_NOMEM;
+    else if (!ok)
+        st = tl_fail(TL_ERR_FORMAT, "shards: %s: %s (the fields' encodings; convert the data again to rewrite it)",
+                     path, why);
+    for (int c = 0; c < d->n_cat && cat; c++) {
+        if (st == TL_OK) { /* swap: d's placeholders are freed with the temporaries */
+            dcat t = d->cat[c];
+            d->cat[c] = cat[c];
+            cat[c] = t;
+        }
+        free_encoding(&cat[c]);
+    }
+    for (int j = 0; j < d->n_num && num; j++) {
+        if (st == TL_OK) {
+            dnum t = d->num[j];
+            d->num[j] = num[j];
+            num[j] = t;
+        }
+        tl_free(num[j].name);
+    }
+    for (int b = 0; b < d->n_bag && bag; b++) {
+        if (st == TL_OK) {
+            dcat t = d->bag[b].c;
+            d->bag[b].c = bag[b].c;
+            d->bag[b].keep_first = bag[b].keep_first;
+            d->bag[b].truncated = bag[b].truncated;
+            bag[b].c = t;
+        }
+        free_encoding(&bag[b].c);
+    }
+    tl_free(cat);
+    tl_free(num);
+    tl_free(bag);
+    return st;
 }

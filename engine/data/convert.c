@@ -853,6 +853,7 @@ tl_status tl_shards_convert_csv(const tl_data_schema *s, const char *dir, size_t
     }
     if ((st = check_state(&c, rows_per_shard))) goto done;
     if ((st = tl_shard_writer_open(dir, &c.l, rows_per_shard, &c.w, c.done))) goto done;
+    tl_shard_writer_set_encodings(c.w, c.enc);
     for (int k = 0; k < 3; k++)
         if (c.done[k] > c.n_split[k]) {
             st = tl_fail(TL_ERR_STATE,

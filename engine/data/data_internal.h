@@ -114,6 +114,7 @@ struct tl_dataset {
     uint64_t skip_lines[MAX_SKIP_LINES];
     int n_skip_lines;
     int from_cache;
+    int ids_only; /* from shards without an encodings record: ids, no values */
     int unlabeled;     /* read with like= from a file without label columns: labels are NaN */
     int n_bag;         /* multi-valued fields, their ids n x bag_slots (tl_split.bag) */
     dbag *bag;
@@ -321,5 +322,14 @@ int tl_data_file_exists(const char *p);
 tl_status tl_data_cache_lookup(const tl_data_schema *s, uint64_t *key, char **cpath, tl_dataset **hit);
 /* Best effort: a cache that cannot be written costs speed, not correctness. */
 void tl_data_cache_write(const char *cpath, uint64_t key, const tl_dataset *d);
+
+/* The encodings record of a shard directory (cache.c): every field's encoding
+ * of e (vocabulary strings, hash buckets, quantile edges, numeric statistics,
+ * multi-valued fields), without rows, written atomically to path and bound to
+ * the shards' layout fingerprint. */
+tl_status tl_data_encodings_write(const char *path, uint64_t fingerprint, const tl_dataset *e);
+/* The record at path into d, a dataset of the shards' layout (tl_shards_load):
+ * its fields' encodings replace d's; d is unchanged on failure. */
+tl_status tl_data_encodings_read(const char *path, uint64_t fingerprint, tl_dataset *d);
 
 #endif

@@ -107,7 +107,7 @@ const char *tl_dataset_cat_kind(const tl_dataset *d, int f)
 {
     if (f < 0 || f >= d->n_cat) return NULL;
     static const char *const k[] = {"vocab", "hash", "quantile"};
-    return k[d->cat[f].kind];
+    return d->ids_only ? "ids" : k[d->cat[f].kind];
 }
 
 const float *tl_dataset_quantile_edges(const tl_dataset *d, int f, int *n)
@@ -173,16 +173,32 @@ static int dcat_diff(const dcat *x, const dcat *y, char *msg, size_t cap)
     return 1;
 }
 
+/* dcat_diff, where a dataset of shards without an encodings record knows only
+ * its fields' sizes. */
+static int field_diff(const tl_dataset *a, const dcat *x, const tl_dataset *b, const dcat *y, char *msg, size_t cap)
+{
+    if (!a->ids_only && !b->ids_only) return dcat_diff(x, y, msg, cap);
+    if (x->size != y->size) {
+        snprintf(msg, cap, "field '%s' has %d ids here and %d there", x->name, (int)x->size, (int)y->size);
+        return 1;
+    }
+    if (a->ids_only && b->ids_only) return 0;
+    snprintf(msg, cap, "field '%s' has ids without values %s (shards written without their encodings), so "
+                       "they cannot be matched with the values %s",
+             x->name, a->ids_only ? "here" : "there", a->ids_only ? "there" : "here");
+    return 1;
+}
+
 int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap)
 {
     if (!a || !b || fa < 0 || fa >= a->n_cat || fb < 0 || fb >= b->n_cat) return 0;
-    return dcat_diff(&a->cat[fa], &b->cat[fb], msg, cap);
+    return field_diff(a, &a->cat[fa], b, &b->cat[fb], msg, cap);
 }
 
 int tl_dataset_bag_diff(const tl_dataset *a, int ba, const tl_dataset *b, int bb, char *msg, size_t cap)
 {
     if (!a || !b || ba < 0 || ba >= a->n_bag || bb < 0 || bb >= b->n_bag) return 0;
-    return dcat_diff(&a->bag[ba].c, &b->bag[bb].c, msg, cap);
+    return field_diff(a, &a->bag[ba].c, b, &b->bag[bb].c, msg, cap);
 }
 
 tl_status tl_split_shuffle(const tl_split *s, tl_rng *rng, uint32_t *order)
@@ -279,7 +295,7 @@ int tl_dataset_bag_keep_first(const tl_dataset *d, int b) { return b >= 0 && b <
 const char *tl_dataset_bag_kind(const tl_dataset *d, int b)
 {
     if (b < 0 || b >= d->n_bag) return NULL;
-    return d->bag[b].c.kind == CAT_HASH ? "hash" : "vocab";
+    return d->ids_only ? "ids" : d->bag[b].c.kind == CAT_HASH ? "hash" : "vocab";
 }
 const char *tl_dataset_bag_string(const tl_dataset *d, int b, int32_t id)
 {

@@ -48,7 +48,9 @@ uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f);
  * to msg ("here" = a, "there" = b; e.g. the first id whose value differs);
  * 0 when they are the same. */
 int tl_dataset_vocab_diff(const tl_dataset *a, int fa, const tl_dataset *b, int fb, char *msg, size_t cap);
-/* How field f was encoded: "vocab", "hash" or "quantile". */
+/* How field f was encoded: "vocab", "hash" or "quantile"; "ids" for a
+ * dataset of shards written without their encodings (the synthetic Ali-CCP
+ * stream's, or of an older towerlab): the ids are all that is known. */
 const char *tl_dataset_cat_kind(const tl_dataset *d, int f);
 /* Bucket edges of quantile field f, ascending, their count in *n: a value x
  * gets id 1 + (number of edges <= x), a missing one id 0. NULL (and *n = 0)

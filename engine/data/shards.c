@@ -24,6 +24,7 @@
 #define SHARD_MAGIC "TLSHARD\0"
 #define SHARD_VERSION 1u
 #define MANIFEST "manifest.tls"
+#define ENCODINGS "encodings.tle" /* the fields' encodings (cache.c), when the writer knew them */
 #define WBUF_BYTES (1u << 20)
 #define DEFAULT_ROWS_PER_SHARD 262144u
 #define DEFAULT_BUFFER_ROWS 65536u
@@ -290,6 +291,7 @@ struct tl_shard_writer {
     size_t per_shard;
     wsplit s[3];
     int finished;
+    const tl_dataset *enc; /* the fields' encodings to record, or NULL */
 };
 
 static tl_status copy_layout(tl_shard_layout *dst, const tl_shard_layout *src)
@@ -491,7 +493,7 @@ void tl_shards_remove(const char *dir)
                     ((len > 4 && strcmp(n + len - 4, ".tls") == 0) || (len > 8 && strcmp(n + len - 8, ".tls.tmp") == 0));
         /* convert.tls: the producer's record of what it converts (tl_shards_record_check) */
         if (!shard && strcmp(n, MANIFEST) != 0 && strcmp(n, MANIFEST ".tmp") != 0 && strcmp(n, TL_SHARDS_RECORD) != 0 &&
-            strcmp(n, TL_SHARDS_RECORD ".tmp") != 0)
+            strcmp(n, TL_SHARDS_RECORD ".tmp") != 0 && strcmp(n, ENCODINGS) != 0 && strcmp(n, ENCODINGS ".tmp") != 0)
             continue;
         char *p = path_join(dir, n);
         if (p) unlink(p);
@@ -685,11 +687,26 @@ static tl_status write_manifest(tl_shard_writer *w)
     return st;
 }
 
+void tl_shard_writer_set_encodings(tl_shard_writer *w, const tl_dataset *enc)
+{
+    w->enc = enc && !enc->ids_only ? enc : NULL;
+}
+
+/* Before the manifest, so a complete directory always has its record. */
+static tl_status write_encodings(tl_shard_writer *w)
+{
+    char *p = path_join(w->dir, ENCODINGS);
+    tl_status st = p ? tl_data_encodings_write(p, w->fp, w->enc) : TL_ERR_NOMEM;
+    tl_free(p);
+    return st;
+}
+
 tl_status tl_shard_writer_finish(tl_shard_writer *w)
 {
     tl_status st = TL_OK;
     for (int k = 0; k < 3 && st == TL_OK; k++)
         if (w->s[k].fd >= 0) st = shard_end(w, k);
+    if (st == TL_OK && w->enc) st = write_encodings(w);
     if (st == TL_OK) st = write_manifest(w);
     if (st == TL_OK) record_remove(w->dir); /* the record goes with the manifest */
     if (st == TL_OK) w->finished = 1;
@@ -758,6 +775,7 @@ tl_status tl_shards_convert(const tl_dataset *d, const char *dir, size_t rows_pe
     tl_shard_writer *w = NULL;
     st = dataset_record(sp, &l, dir, rows_per_shard);
     if (st == TL_OK) st = tl_shard_writer_open(dir, &l, rows_per_shard, &w, done);
+    if (st == TL_OK) tl_shard_writer_set_encodings(w, d);
     uint32_t *row = st == TL_OK ? tl_malloc(tl_shard_layout_words(&l) * 4, "shard row") : NULL;
     if (st == TL_OK && !row) st = TL_ERR_NOMEM;
     for (int k = 0; st == TL_OK && k < 3; k++) {
@@ -801,6 +819,7 @@ struct tl_shards {
     uint64_t rows[3];
     uint64_t *shard_rows[3];
     int *verified[3];
+    int has_encodings; /* the directory has ENCODINGS */
 };
 
 void tl_shards_close(tl_shards *sh)
@@ -960,6 +979,10 @@ tl_status tl_shards_open(const char *dir, tl_shards **out)
     }
     tl_free(text);
     tl_free(mp);
+    char *ep = st == TL_OK ? path_join(dir, ENCODINGS) : NULL;
+    struct stat eb;
+    sh->has_encodings = ep && stat(ep, &eb) == 0;
+    tl_free(ep);
     char name[64];
     sh->set_fp = sh->fp;
     for (int k = 0; st == TL_OK && k < 3; k++) {
@@ -1097,6 +1120,11 @@ tl_status tl_shards_load(tl_shards *sh, const int want[3], uint64_t max_rows, tl
         }
         d->split_n[k] = (size_t)sh->rows[k];
     }
+    char *ep = st == TL_OK && sh->has_encodings ? path_join(sh->dir, ENCODINGS) : NULL;
+    if (ep) st = tl_data_encodings_read(ep, sh->fp, d);
+    else if (st == TL_OK && sh->has_encodings) st = TL_ERR_NOMEM;
+    tl_free(ep);
+    d->ids_only = !sh->has_encodings;
     if (st != TL_OK) {
         tl_dataset_free(d);
         return st;

@@ -9,7 +9,9 @@
  *   int32 group (when has_group)
  * (4-byte words in host byte order). A shard is written to "<name>.tmp",
  * fsynced and renamed, so a file with a shard's name is always complete; its
- * checksum is verified before its rows are trusted.
+ * checksum is verified before its rows are trusted. When the writer knows the
+ * fields' encodings (tl_shard_writer_set_encodings), "encodings.tle" (cache.c)
+ * records them, written before the manifest; tl_shards_load restores them.
  *
  * Writing resumes: opening a writer on a directory without a manifest keeps
  * the complete shards of the same layout (checked by checksum, in index order
@@ -69,8 +71,12 @@ tl_status tl_shard_writer_open(const char *dir, const tl_shard_layout *l, size_t
                                tl_shard_writer **out, uint64_t done[3]);
 /* Append one packed row (tl_shard_layout_words words) to split 0..2. */
 tl_status tl_shard_writer_row(tl_shard_writer *w, int split, const void *row);
-/* Write the last partial shards and the manifest. After it the writer only
- * needs closing. */
+/* Record the fields' encodings of enc (a dataset of the writer's layout;
+ * NULL or a dataset of shards without a record: none) with the shards, so
+ * tl_shards_load restores them (export, like=). enc must outlive the writer. */
+void tl_shard_writer_set_encodings(tl_shard_writer *w, const tl_dataset *enc);
+/* Write the last partial shards, the encodings record and the manifest.
+ * After it the writer only needs closing. */
 tl_status tl_shard_writer_finish(tl_shard_writer *w);
 /* Close: an unfinished writer deletes its partial .tmp shards (its complete
  * shards stay, for a later resume). */

@@ -93,13 +93,13 @@ static void json_field(tl_pb *b, const tl_dataset *d, int f)
     } else if (strcmp(kind, "hash") == 0) {
         tl_pb_printf(b, ", \"buckets\": %d, \"missing\": %d, \"hash\": \"towerlab-xxh64\", \"seed\": %d",
                 (int)size - 1, (int)size - 1, 0x746c);
-    } else { /* quantile: float edges in %.9g, which reads back to the same float */
+    } else if (strcmp(kind, "quantile") == 0) { /* float edges in %.9g, which reads back to the same float */
         int n;
         const float *e = tl_dataset_quantile_edges(d, f, &n);
         tl_pb_printf(b, ", \"missing\": 0, \"first\": 1,\n     \"edges\": [");
         for (int i = 0; i < n; i++) tl_pb_printf(b, i ? ", %.9g" : "%.9g", (double)e[i]);
         tl_pb_bytes(b, "]", 1);
-    }
+    } /* "ids" (shards written without their encodings): the size is all there is */
     tl_pb_bytes(b, "}", 1);
 }
 
@@ -126,7 +126,7 @@ static void json_bag(tl_pb *b, const tl_xgraph *x, const tl_dataset *d, int f)
             jstr(b, v ? v : "");
         }
         tl_pb_bytes(b, "]", 1);
-    } else {
+    } else if (strcmp(kind, "hash") == 0) {
         tl_pb_printf(b, ", \"buckets\": %d, \"hash\": \"towerlab-xxh64\", \"seed\": %d", (int)size - 1, 0x746c);
     }
     tl_pb_bytes(b, "}", 1);

@@ -178,4 +178,61 @@ end
 
 T["zz cleanup"] = function() os.execute("rm -rf " .. tmpdir) end
 
+-- The shards record their fields' encodings (encodings.tle), so a dataset
+-- opened from them is the loaded one's: the same fields, the same export
+-- (vocab JSON and ONNX bytes), evaluation by a model built on the CSV's
+-- dataset, and like= reads. Shards without a record say "ids", not "hash".
+T["shards keep the encodings: export, evaluation and like= as from the csv"] = function()
+  local lines = { "u,i,tags,x,y,click" }
+  for r = 1, 1500 do
+    local x = r % 17 == 0 and "" or tostring((r * 7) % 23 + 0.5)
+    lines[#lines + 1] = string.format("u%d,i%d,t%d|t%d,%s,%g,%d", r % 13, r % 7, r % 5, r % 3, x, (r % 11) * 1.5,
+                                      (r % 13 < 5 and r % 3 ~= 0) and 1 or 0)
+  end
+  local path = write("enc.csv", table.concat(lines, "\n") .. "\n")
+  local s = spec(path, { split = { train = 0.8, valid = 0.1, test = 0.1, hash = true },
+                         categorical = { "u", { "i", hash = 5 }, { "tags", multi = "|" } },
+                         numeric = { "x", { "y", transform = "log1p" }, { "y", transform = "quantile", buckets = 4 } } })
+  local d = tl.data.csv(s)
+  local sh = tl.data.convert(s, tmpdir .. "/enc", { rows_per_shard = 400, verbose = false })
+  tl.data.convert(d, tmpdir .. "/enc_mem", { rows_per_shard = 400, verbose = false })
+  same_dirs(tmpdir .. "/enc", tmpdir .. "/enc_mem")
+  -- the same fields, but for the hashed field's collision counts (known when loaded)
+  local function fields(ds)
+    local f = ds:fields()
+    for _, c in ipairs(f.categorical) do c.values, c.collisions = nil, nil end
+    return f
+  end
+  eq(fields(sh.data), fields(d))
+  eq(sh.data:fields().categorical[1].kind, "vocab")
+  local m = tl.model{ data = d, backbone = tl.shared_bottom{}, emb = 4, batch = 128, seed = 3 }
+  m:fit{ data = d.train, epochs = 1, verbose = false }
+  -- a model of the CSV's dataset evaluates the shards' rows: their ids mean the same values
+  eq(m:predict(sh.valid), m:predict(d.valid))
+  eq(tostring(m:evaluate(sh.valid)), tostring(m:evaluate(d.valid)))
+  local a, b = tmpdir .. "/enc_a.onnx", tmpdir .. "/enc_b.onnx"
+  m:export(a)
+  m:export(b, { data = sh.data })
+  check(os.execute(string.format("cmp -s %q %q", a, b)), "the ONNX files differ")
+  check(os.execute(string.format("cmp -s %q %q", tmpdir .. "/enc_a.vocab.json", tmpdir .. "/enc_b.vocab.json")),
+        "the vocab JSON files differ")
+  -- rows read like= the shards' dataset get the CSV's encodings
+  local function more(like)
+    local t = spec(path, { categorical = s.categorical, numeric = s.numeric, like = like })
+    t.split = nil
+    return tl.data.csv(t)
+  end
+  eq(m:predict(more(sh.data).all), m:predict(more(d).all))
+  -- a damaged record is an error naming it
+  local f = assert(io.open(tmpdir .. "/enc/encodings.tle", "r+b"))
+  f:seek("set", f:seek("end") - 9) -- the payload's last byte
+  f:write("\255")
+  f:close()
+  raises(function() return tl.data.shards{ dir = tmpdir .. "/enc" }.data end, "encodings.tle: damaged")
+  -- the synthetic stream's shards have no record: ids, whose values are unknown
+  local ccp = tl.data.synthetic_ccp{ dir = tmpdir .. "/enc_ccp", rows = 2000, valid = 500, test = 100, seed = 2,
+                                     verbose = false }
+  eq(ccp.data:fields().categorical[1].kind, "ids")
+end
+
 return T
