@@ -167,6 +167,15 @@ static void x_bags(tl_codec *c, tl_model_config *cfg)
     }
 }
 
+static void x_field_fps(tl_codec *c, tl_model_config *cfg)
+{
+    tl_codec_int_tail(c, &cfg->n_field_fp, 0);
+    if (tl_codec_refuse(c, cfg->n_field_fp != 0 && cfg->n_field_fp != cfg->n_cat + cfg->n_bag,
+                        "has a field fingerprint count other than its fields'"))
+        return;
+    for (int f = 0; f < cfg->n_field_fp && tl_codec_ok(c); f++) tl_codec_u64(c, &cfg->field_fp[f]);
+}
+
 /* Reading starts from zeros; the fields are range-checked afterwards
  * (check_config_fields), the counts that index arrays here. */
 static void x_config(tl_codec *c, tl_model_config *cfg)
@@ -218,6 +227,7 @@ static void x_config(tl_codec *c, tl_model_config *cfg)
     x_weighting_opts(c, &cfg->wopt);
     x_backbone_tail(c, &cfg->backbone);
     x_bags(c, cfg);
+    x_field_fps(c, cfg);
 }
 
 static void check_mlp_fields(tl_rbuf *r, const tl_mlp_spec *s, const char *what)

@@ -91,6 +91,9 @@ tl_status tl_model_config_from_dataset(tl_model_config *c, const tl_dataset *d,
         c->bag_pool[b] = (int)tl_dataset_bag_pool(d, b);
         snprintf(c->bag_name[b], sizeof c->bag_name[b], "%s", tl_dataset_bag_name(d, b));
     }
+    c->n_field_fp = nc + c->n_bag;
+    for (int f = 0; f < nc; f++) c->field_fp[f] = tl_dataset_vocab_fingerprint(d, f);
+    for (int b = 0; b < c->n_bag; b++) c->field_fp[nc + b] = tl_dataset_bag_fingerprint(d, b);
     c->n_tasks = nt;
     for (int t = 0; t < nt; t++) {
         tl_task_spec *ts = &c->tasks[t];

@@ -187,6 +187,12 @@ typedef struct {
     int bag_len[TL_MAX_BAGS];
     int bag_pool[TL_MAX_BAGS];
     char bag_name[TL_MAX_BAGS][TL_TASK_NAME_MAX]; /* for messages, cut to 31 bytes */
+    /* the encodings of the dataset the model was built on, categorical fields
+     * then multi-valued ones (tl_dataset_vocab_fingerprint, _bag_fingerprint),
+     * kept in checkpoints so a reloaded model refuses data whose ids mean other
+     * values; n_field_fp = 0 (older checkpoints) or a 0 entry: not known */
+    int n_field_fp;
+    uint64_t field_fp[TL_MAX_FIELDS + TL_MAX_BAGS];
     int emb_dim;
     tl_weighting weighting;
     float gradnorm_alpha; /* default 1.5 */

@@ -92,6 +92,7 @@ static int l_model_export(lua_State *L)
         if (kind == 0 && name) return luaL_error(L, FN ": field 'name' is for .c and .h files");
     }
     const tl_dataset *d = export_data(L, opts);
+    tl_lua_check_model_encodings(L, m, d, FN, "field 'data'");
     /* the C prefix defaults to the file's base name */
     if (kind && !name) {
         const char *base = strrchr(path, '/');

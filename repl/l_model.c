@@ -327,6 +327,26 @@ void tl_lua_model_method(lua_State *L, const char *name, lua_CFunction fn)
     lua_pop(L, 2);
 }
 
+void tl_lua_check_model_encodings(lua_State *L, tl_model *m, const tl_dataset *d, const char *fn, const char *what)
+{
+    const tl_model_config *c = tl_model_config_get(m);
+    /* another layout: the layout checks say more */
+    if (tl_dataset_n_cat(d) != c->n_cat || tl_dataset_n_bag(d) != c->n_bag) return;
+    for (int b = 0; b < c->n_bag; b++)
+        if (strncmp(tl_dataset_bag_name(d, b), c->bag_name[b], strlen(c->bag_name[b])) != 0) return;
+    for (int f = 0; f < c->n_field_fp; f++) {
+        int bag = f >= c->n_cat;
+        uint64_t want = c->field_fp[f];
+        uint64_t got = bag ? tl_dataset_bag_fingerprint(d, f - c->n_cat) : tl_dataset_vocab_fingerprint(d, f);
+        if (want && got && want != got)
+            luaL_error(L, "%s: %s: the ids of %sfield '%s' mean other values than in the data the model was "
+                          "trained on (the checkpoint records each field's encoding; build the data with like= "
+                          "the training dataset, or convert it the same way)",
+                       fn, what, bag ? "multi-valued " : "",
+                       bag ? tl_dataset_bag_name(d, f - c->n_cat) : tl_dataset_cat_name(d, f));
+    }
+}
+
 /* Split at idx; checks it has the model's feature layout. */
 const tl_split *tl_lua_check_model_split(lua_State *L, int idx, tl_model *m, const char *fn,
                                          const char *field)
@@ -380,6 +400,7 @@ const tl_split *tl_lua_check_model_split(lua_State *L, int idx, tl_model *m, con
                 luaL_error(L, "%s: field '%s': the split's multi-valued ids mean other values than in the model's "
                               "data: %s (build the data with like= the model's dataset)",
                            fn, field, diff);
+        if (!md) tl_lua_check_model_encodings(L, m, d, fn, field);
         size_t fl = strlen(fn);
         if (!tl_dataset_labeled(d) && !(fl >= 8 && strcmp(fn + fl - 8, ":predict") == 0))
             luaL_error(L, "%s: field '%s': the split's dataset has no labels (read with like= from a file "

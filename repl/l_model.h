@@ -29,6 +29,11 @@ tl_lua_model *tl_lua_check_model_ud(lua_State *L, int idx);
 const tl_split *tl_lua_check_model_split(lua_State *L, int idx, tl_model *m, const char *fn,
                                          const char *field);
 
+/* Raises when a field of d has another encoding than the data model m was
+ * built on (its configuration's fingerprints, kept in checkpoints); fields
+ * whose encoding either side does not know pass. `what` names d in errors. */
+void tl_lua_check_model_encodings(lua_State *L, tl_model *m, const tl_dataset *d, const char *fn, const char *what);
+
 /* The open model at idx; raises a Lua error otherwise. */
 tl_model *tl_lua_check_model(lua_State *L, int idx);
 /* Push a new model userdata owning m. data_idx (0 for none) is the dataset

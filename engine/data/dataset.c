@@ -138,8 +138,14 @@ static uint64_t dcat_fingerprint(const dcat *c)
 
 uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f)
 {
-    if (!d || f < 0 || f >= d->n_cat) return 0;
+    if (!d || d->ids_only || f < 0 || f >= d->n_cat) return 0;
     return dcat_fingerprint(&d->cat[f]);
+}
+
+uint64_t tl_dataset_bag_fingerprint(const tl_dataset *d, int b)
+{
+    if (!d || d->ids_only || b < 0 || b >= d->n_bag) return 0;
+    return dcat_fingerprint(&d->bag[b].c);
 }
 
 /* What differs between encodings x (here) and y (there), in msg. */

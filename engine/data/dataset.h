@@ -42,8 +42,11 @@ double tl_split_label_mean(const tl_split *s, const tl_dataset *d, int t);
 const char *tl_dataset_vocab_string(const tl_dataset *d, int f, int32_t id);
 /* Fingerprint of categorical field f's encoding (kind, size, the vocabulary
  * strings in id order, hash buckets, quantile edges): two datasets whose
- * field has the same fingerprint give its ids the same meaning. 0 for a bad f. */
+ * field has the same fingerprint give its ids the same meaning. 0 for a bad f
+ * and for a dataset whose ids have no known values (kind "ids"). */
 uint64_t tl_dataset_vocab_fingerprint(const tl_dataset *d, int f);
+/* The same for multi-valued field b. */
+uint64_t tl_dataset_bag_fingerprint(const tl_dataset *d, int b);
 /* 1 when field fa of a and field fb of b differ, with what differs written
  * to msg ("here" = a, "there" = b; e.g. the first id whose value differs);
  * 0 when they are the same. */

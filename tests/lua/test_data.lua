@@ -255,6 +255,13 @@ function T.model_refuses_other_vocabulary()
   local l = tl.data.csv{ path = write("v3.csv", rows{ "pink", "red" }), like = d }
   eq(#m:predict(l.all).y, 40)
   check(m:evaluate(d.all) ~= nil)
+  -- reloaded without its dataset, the model still knows its fields' encodings
+  m:save(tmpdir .. "/voc.tlm")
+  local r = tl.load(tmpdir .. "/voc.tlm")
+  raises(function() r:predict(e.all) end, "the ids of field 'a' mean other values than in the data the model " ..
+         "was trained on")
+  raises(function() r:export(tmpdir .. "/voc.onnx", { data = e }) end, "field 'data': the ids of field 'a'")
+  eq(r:predict(l.all), m:predict(l.all))
 end
 
 function T.csv_label_column_listed_as_feature()
