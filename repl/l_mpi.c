@@ -46,7 +46,38 @@ static void on_stop_signal(int sig)
 }
 #endif
 
-void tl_lua_mpi_fit_running(int on) { g_in_fit = on; }
+/* Test only (tests/mpi/test_dp_fail_alloc.sh), not part of tl.mpi: the
+ * n-th engine allocation of this process's next data-parallel fit fails
+ * (core.h tl_fault_inject_nth), set by private.mpi_test_fault(n). */
+static uint64_t g_fault_nth;
+static int g_fault_fired;
+
+void tl_lua_mpi_fit_running(int on)
+{
+    g_in_fit = on;
+    if (on && g_fault_nth) {
+        tl_fault_inject_nth(g_fault_nth);
+    } else if (!on && g_fault_nth) {
+        g_fault_fired = tl_fault_injected();
+        tl_fault_inject_nth(0);
+        g_fault_nth = 0;
+    }
+}
+
+/* private.mpi_test_fault(n): arm the fault for the next data-parallel fit
+ * (n >= 1; 0 disarms); private.mpi_test_fault(): whether the last armed
+ * fault happened. */
+static int l_test_fault(lua_State *L)
+{
+    if (lua_isnoneornil(L, 1)) {
+        lua_pushboolean(L, g_fault_fired);
+        return 1;
+    }
+    lua_Integer n = luaL_checkinteger(L, 1);
+    g_fault_nth = n > 0 ? (uint64_t)n : 0;
+    g_fault_fired = 0;
+    return 0;
+}
 
 int tl_lua_mpi_quiet(void) { return g_rank != 0 && !g_all_print; }
 
@@ -308,24 +339,23 @@ static tl_status dist_allgather(void *ud, const void *send, size_t n, void *recv
     return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Allgather");
 }
 
+/* The counts and displacements of MPI_Allgatherv and MPI_Alltoallv (4 per
+ * rank), allocated with the group (tl_lua_open_mpi): a rank never fails on
+ * its own between the engine's record exchange and the collective. */
+static int *g_ints;
+
 static tl_status dist_allgatherv(void *ud, const void *send, void *recv, const size_t *counts)
 {
     (void)ud;
-    int *c = malloc(2 * sizeof(int) * (size_t)g_size);
-    if (!c) return tl_fail(TL_ERR_NOMEM, "MPI_Allgatherv: out of memory");
-    int *offs = c + g_size;
+    int *c = g_ints, *offs = c + g_size;
     size_t total = 0;
     for (int r = 0; r < g_size; r++) {
         offs[r] = (int)total;
         c[r] = (int)counts[r];
         total += counts[r];
     }
-    if (total > INT32_MAX) {
-        free(c);
-        return tl_fail(TL_ERR_ARG, "MPI_Allgatherv: %zu bytes in all, above the 2 GiB limit", total);
-    }
+    if (total > INT32_MAX) return tl_fail(TL_ERR_ARG, "MPI_Allgatherv: %zu bytes in all, above the 2 GiB limit", total);
     int rc = MPI_Allgatherv(send, c[g_rank], MPI_BYTE, recv, c, offs, MPI_BYTE, MPI_COMM_WORLD);
-    free(c);
     return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Allgatherv");
 }
 
@@ -341,20 +371,14 @@ static tl_status dist_alltoallv(void *ud, const void *send, const size_t *send_c
                                 const size_t *recv_counts)
 {
     (void)ud;
-    int *c = malloc(4 * sizeof(int) * (size_t)g_size);
-    if (!c) return tl_fail(TL_ERR_NOMEM, "MPI_Alltoallv: out of memory");
-    int *sd = c + g_size, *rc_ = c + 2 * g_size, *rd = c + 3 * g_size;
+    int *c = g_ints, *sd = c + g_size, *rc_ = c + 2 * g_size, *rd = c + 3 * g_size;
     size_t st = 0, rt = 0;
     for (int r = 0; r < g_size; r++) {
         c[r] = (int)send_counts[r], sd[r] = (int)st, st += send_counts[r];
         rc_[r] = (int)recv_counts[r], rd[r] = (int)rt, rt += recv_counts[r];
     }
-    if (st > INT32_MAX || rt > INT32_MAX) {
-        free(c);
-        return tl_fail(TL_ERR_ARG, "MPI_Alltoallv: more than 2 GiB in all");
-    }
+    if (st > INT32_MAX || rt > INT32_MAX) return tl_fail(TL_ERR_ARG, "MPI_Alltoallv: more than 2 GiB in all");
     int rc = MPI_Alltoallv(send, c, sd, MPI_BYTE, recv, rc_, rd, MPI_BYTE, MPI_COMM_WORLD);
-    free(c);
     return rc == MPI_SUCCESS ? TL_OK : dist_fail(rc, "MPI_Alltoallv");
 }
 #endif
@@ -740,8 +764,22 @@ void tl_lua_open_mpi(lua_State *L, int tl)
         g_pid = getpid();
         MPI_Comm_size(MPI_COMM_WORLD, &g_size);
         g_mpi = 1;
+        /* the engine's receive buffers, before any script runs: a rank that
+         * cannot have them ends here, and mpi_exit stops every rank */
+        g_dist.rank = g_rank;
+        g_dist.size = g_size;
+        if (!g_ints) g_ints = malloc(4 * sizeof(int) * (size_t)g_size);
+        if (!g_ints) tl_fail(TL_ERR_NOMEM, "out of memory for the collectives' counts");
+        if (!g_ints || tl_dist_init(&g_dist) != TL_OK) {
+            fprintf(stderr, "towerlab: rank %d: %s\n", g_rank, tl_errmsg());
+            exit(1);
+        }
     }
 #endif
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, TL_PRIVATE_KEY);
+    lua_pushcfunction(L, l_test_fault);
+    lua_setfield(L, -2, "mpi_test_fault");
+    lua_pop(L, 1);
     static const luaL_Reg fns[] = {{"barrier", l_barrier},     {"broadcast", l_broadcast},
                                    {"gather", l_gather},       {"allgather", l_allgather},
                                    {"all_ranks_print", l_all_ranks_print},

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -36,22 +37,28 @@ static void test_grains(void **state)
         }
 }
 
-/* A scripted group: allgather returns the values of three ranks. */
+/* A scripted group: the record exchange returns this rank's record three
+ * times, each carrying one rank's value (8 bytes ride in the record). */
 static uint64_t scripted[3];
 
 static tl_status fake_allgather(void *ud, const void *send, size_t n, void *recv)
 {
     (void)ud;
-    (void)send;
-    assert_int_equal(n, sizeof(uint64_t));
-    memcpy(recv, scripted, sizeof scripted);
+    assert_int_equal(n, sizeof(tl_dist_record));
+    for (int r = 0; r < 3; r++) {
+        tl_dist_record x;
+        memcpy(&x, send, sizeof x);
+        memcpy(x.body, &scripted[r], sizeof scripted[r]);
+        memcpy((tl_dist_record *)recv + r, &x, sizeof x);
+    }
     return TL_OK;
 }
 
 static void test_check_equal(void **state)
 {
     (void)state;
-    tl_dist d = {0, 3, NULL, fake_allgather, NULL, NULL, NULL, 0.0, 0, 0};
+    tl_dist d = {.rank = 0, .size = 3, .allgather = fake_allgather};
+    assert_int_equal(tl_dist_init(&d), TL_OK);
     scripted[0] = scripted[1] = scripted[2] = 42;
     assert_int_equal(tl_dist_check_equal(&d, 42, "fit: parameters", 7), TL_OK);
     scripted[2] = 43;
@@ -61,10 +68,87 @@ static void test_check_equal(void **state)
     assert_non_null(strstr(msg, "rank 2 000000000000002b"));
     assert_null(strstr(msg, "rank 1 "));
     assert_non_null(strstr(msg, "1 of 3 ranks"));
-    assert_int_equal(d.comm_calls, 2);
+    assert_int_equal(d.comm_calls, 2); /* one exchange each: 8 bytes ride in the record */
+    tl_dist_release(&d);
     /* a group of one never calls the table */
     assert_int_equal(tl_dist_check_equal(tl_dist_local(), 5, "x", 1), TL_OK);
     assert_int_equal(tl_dist_hash("ab", 2, 0), tl_dist_hash("b", 1, tl_dist_hash("a", 1, 0)));
+}
+
+/* A scripted group for the failure protocol: rank 0 is this process
+ * (its own record), ranks 1 and 2 send the scripted records of each round. */
+static tl_dist_record rounds[4][3];
+static int round_at;
+
+static tl_status fake_records(void *ud, const void *send, size_t n, void *recv)
+{
+    (void)ud;
+    assert_int_equal(n, sizeof(tl_dist_record));
+    assert_true(round_at < 4);
+    memcpy(recv, rounds[round_at++], sizeof rounds[0]);
+    memcpy(recv, send, n);
+    return TL_OK;
+}
+
+static tl_dist_record record(int kind, tl_status st, int origin, const char *msg)
+{
+    tl_dist_record r;
+    memset(&r, 0, sizeof r);
+    r.kind = kind;
+    r.status = (int32_t)st;
+    r.origin = origin;
+    r.len = 8;
+    snprintf(r.body, sizeof r.body, "%s", msg);
+    return r;
+}
+
+/* A rank that failed on its own and went to its end (tl_dist_agree) is met
+ * by the others in the next guarded collective they enter: it fails there
+ * naming that rank, and the end agrees on the failure of the rank where it
+ * began, the same words on every rank; the end repeats its exchange until
+ * every rank is there. Every rank failing alike keeps its own message. */
+static void test_failure_reaches_every_rank(void **state)
+{
+    (void)state;
+    const char *oom = "out of memory allocating 64 bytes for grain rows";
+    tl_dist d = {.rank = 0, .size = 3, .allgather = fake_records};
+    assert_int_equal(tl_dist_init(&d), TL_OK);
+    round_at = 0;
+    rounds[0][1] = record(TL_DIST_GATHER, TL_OK, -1, "");
+    rounds[0][2] = record(TL_DIST_FINAL, TL_ERR_NOMEM, 2, oom);
+    const void *out = NULL;
+    uint64_t v = 7;
+    assert_int_equal(tl_dist_allgather(&d, &v, sizeof v, &out), TL_ERR_NOMEM);
+    assert_string_equal(tl_errmsg(), "rank 2 failed: out of memory allocating 64 bytes for grain rows");
+    assert_null(out);
+    /* the end: rank 1 learned it in the same exchange, rank 2 is still at its end */
+    rounds[1][1] = record(TL_DIST_FINAL, TL_ERR_NOMEM, 2, tl_errmsg());
+    rounds[1][2] = rounds[0][2];
+    assert_int_equal(tl_dist_agree(&d, TL_ERR_NOMEM, "fit"), TL_ERR_NOMEM);
+    assert_string_equal(tl_errmsg(), "fit: rank 2 failed: out of memory allocating 64 bytes for grain rows");
+    assert_int_equal(d.origin, -1);
+    /* a rank not at its end yet: the exchange again until it is */
+    round_at = 0;
+    rounds[0][1] = rounds[0][2] = record(TL_DIST_FINAL, TL_OK, -1, "");
+    rounds[0][2].kind = TL_DIST_GATHER;
+    rounds[1][1] = rounds[1][2] = record(TL_DIST_FINAL, TL_OK, -1, "");
+    assert_int_equal(tl_dist_agree(&d, TL_OK, "fit"), TL_OK);
+    assert_int_equal(round_at, 2);
+    /* every rank failed alike: the message is left as it is */
+    round_at = 0;
+    rounds[0][1] = rounds[0][2] = record(TL_DIST_FINAL, TL_ERR_ARG, 1, "fit: epochs must be >= 1, got 0");
+    rounds[0][2].origin = 2;
+    tl_fail(TL_ERR_ARG, "fit: epochs must be >= 1, got 0");
+    assert_int_equal(tl_dist_agree(&d, TL_ERR_ARG, "fit"), TL_ERR_ARG);
+    assert_string_equal(tl_errmsg(), "fit: epochs must be >= 1, got 0");
+    /* a rank that ended its part while another gathers: a collective the
+     * ranks called differently, named instead of waited for */
+    round_at = 0;
+    rounds[0][1] = record(TL_DIST_FINAL, TL_OK, -1, "");
+    rounds[0][2] = record(TL_DIST_GATHER, TL_OK, -1, "");
+    assert_int_equal(tl_dist_allgather(&d, &v, sizeof v, &out), TL_ERR_STATE);
+    assert_non_null(strstr(tl_errmsg(), "rank 1 ended its part while rank 0 was in a collective"));
+    tl_dist_release(&d);
 }
 
 #define ROWS 8
@@ -160,6 +244,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grains),
         cmocka_unit_test(test_check_equal),
+        cmocka_unit_test(test_failure_reaches_every_rank),
         cmocka_unit_test(test_loss_denominator),
         cmocka_unit_test(test_touch_rows),
     };

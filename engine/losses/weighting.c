@@ -310,16 +310,16 @@ tl_status tl_weighting_dp_sum(const tl_model_view *v, double *x, int n, const ch
     /* reduce_grads marks a data-parallel fit (a model distributed for
      * evaluation keeps v->dist in an ordinary fit too) */
     if (!v->reduce_grads || !v->dist || v->dist->size == 1 || n <= 0) return TL_OK;
-    double *all = NULL;
-    tl_status s = tl_dist_allgather(v->dist, x, (size_t)n * sizeof *x, (void **)&all);
+    const void *got = NULL; /* the group's buffer (dist.h) */
+    tl_status s = tl_dist_allgather(v->dist, x, (size_t)n * sizeof *x, &got);
     if (s != TL_OK) return tl_fail_context(s, "%s: rank %d: summing %s over the ranks",
                                            tl_weighting_name(v->cfg->weighting), v->dist->rank, what);
+    const double *all = got;
     for (int i = 0; i < n; i++) {
         double acc = all[i];
         for (int q = 1; q < v->dist->size; q++) acc += all[(size_t)q * (size_t)n + (size_t)i];
         x[i] = acc;
     }
-    tl_free(all);
     return TL_OK;
 }
 

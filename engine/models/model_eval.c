@@ -197,17 +197,18 @@ static tl_status predict_dist(tl_model *m, const tl_split *s, float *out)
     size_t rows_bytes = (r1 - r0) * K * sizeof(float);
     const void *send = st == TL_OK ? (const void *)(out + r0 * K) : (const void *)msg;
     size_t n = st == TL_OK ? rows_bytes : s->n * K * sizeof(float) + 1;
-    unsigned char *all = NULL;
-    size_t *counts = NULL;
+    const void *got = NULL;
+    const size_t *counts = NULL;
     char *big = NULL;
     if (st != TL_OK) {
         if (!(big = tl_calloc(n, 1, "predict error message"))) return TL_ERR_NOMEM;
         memcpy(big, msg, sizeof msg);
         send = big;
     }
-    tl_status cs = tl_dist_allgatherv(d, send, n, (void **)&all, &counts);
+    tl_status cs = tl_dist_allgatherv(d, send, n, &got, &counts);
     tl_free(big);
     if (cs != TL_OK) return tl_fail_context(cs, "predict: rank %d: gathering predictions", d->rank);
+    const unsigned char *all = got; /* the group's buffer (dist.h) */
     size_t off = 0, at = 0;
     for (int q = 0; q < d->size && st == TL_OK; q++) {
         if (counts[q] > s->n * K * sizeof(float)) {
@@ -222,8 +223,6 @@ static tl_status predict_dist(tl_model *m, const tl_split *s, float *out)
         st = tl_fail(TL_ERR_STATE, "predict: the ranks scored %zu of %zu values", at, s->n * K);
     else if (st != TL_OK && msg[0])
         st = tl_fail(st, "predict: rank %d failed: %s", d->rank, msg);
-    tl_free(all);
-    tl_free(counts);
     return st;
 }
 

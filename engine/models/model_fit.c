@@ -161,6 +161,7 @@ typedef struct {
      * summed, the whole sum; per-rank counts */
     float *mine, *sendb, *recvb, *acc, *full;
     size_t *scount, *rcount, *ccount;
+    int *gcount; /* each rank's grains with rows */
     /* the batch under way: grain j's rows, and in memory its first row */
     int *gn;
     size_t *goff;
@@ -179,6 +180,10 @@ typedef struct {
     int n_quad;
     float *qbuf;
     size_t *qcount;
+    /* the step's own exchanges (teacher scores, a stream's weights and, at
+     * diagnostics steps, its rows): this rank's message, the gathered
+     * messages and the batch's rows, at their largest (dp_prepare) */
+    unsigned char *xmsg, *xall, *xcols;
     tl_quad_rows qrows[2 * TL_MAX_TASKS];
     /* a resume's read past the rows done (epoch_begin) failed: told at the
      * first exchange, so that every rank stops naming this one */
@@ -325,6 +330,8 @@ static tl_status dp_prepare_stream(tl_model *m, fit_run *r)
     return TL_OK;
 }
 
+/* What a data-parallel fit needs on this rank, nothing exchanged yet
+ * (dp_start exchanges). */
 static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
 {
     dp_run *p = &r->dp;
@@ -360,6 +367,7 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
     if (!p->mine || !p->sendb || !p->recvb || !p->acc || !p->full || !p->scount) return TL_ERR_NOMEM;
     p->rcount = p->scount + d->size;
     p->ccount = p->rcount + d->size;
+    if (!(p->gcount = tl_malloc((size_t)d->size * sizeof *p->gcount, "grain counts"))) return TL_ERR_NOMEM;
     p->gn = tl_malloc((size_t)G * sizeof *p->gn, "grain rows");
     p->goff = tl_malloc((size_t)G * sizeof *p->goff, "grain rows");
     if (!p->gn || !p->goff) return TL_ERR_NOMEM;
@@ -369,8 +377,41 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
         p->qcount = tl_malloc((size_t)d->size * sizeof *p->qcount, "quadruplet rows");
         if (!p->qbuf || !p->qcount) return TL_ERR_NOMEM;
     }
-    tl_status st = r->stream ? dp_prepare_stream(m, r) : TL_OK;
-    if (st != TL_OK) return st;
+    size_t H = sizeof(dp_header), Bz = (size_t)r->B, mine = 0, all = 0, cols = 0;
+    if (p->n_quad) { /* 4 floats of each quadruplet loss per row */
+        mine = H + Bz * (size_t)p->n_quad * 4 * sizeof(float);
+        all = (size_t)d->size * H + Bz * (size_t)p->n_quad * 4 * sizeof(float);
+    }
+    if (r->stream) { /* K weight sums per grain; a row's words at diagnostics steps */
+        const tl_model_config *c = &m->cfg;
+        size_t K = (size_t)c->n_tasks, words = (size_t)c->n_cat + (size_t)c->n_num + K + 1;
+        for (int b = 0; b < c->n_bag; b++) words += (size_t)c->bag_len[b];
+        size_t dm = H + own * K * sizeof(double), da = (size_t)d->size * H + (size_t)G * K * sizeof(double);
+        if (opt->diagnostics > 0) {
+            dm = dm > H + Bz * words * 4 ? dm : H + Bz * words * 4;
+            da = da > (size_t)d->size * H + Bz * words * 4 ? da : (size_t)d->size * H + Bz * words * 4;
+            cols = Bz * words * 4 + 4;
+        }
+        mine = mine > dm ? mine : dm;
+        all = all > da ? all : da;
+    }
+    if (mine) {
+        p->xmsg = tl_malloc(mine, "data-parallel messages");
+        p->xall = tl_malloc(all, "data-parallel messages");
+        if (!p->xmsg || !p->xall) return TL_ERR_NOMEM;
+    }
+    if (cols && !(p->xcols = tl_malloc(cols, "batch rows"))) return TL_ERR_NOMEM;
+    return r->stream ? dp_prepare_stream(m, r) : TL_OK;
+}
+
+/* The fit's first guarded collective (dist.h), after everything that a
+ * rank does on its own to prepare, so that a rank that failed there is
+ * met by the others in it; then rank 0's parameters to every rank. */
+static tl_status dp_start(tl_model *m, fit_run *r, const tl_fit_options *opt)
+{
+    dp_run *p = &r->dp;
+    tl_dist *d = p->d;
+    int G = p->G;
     /* Every rank must walk the same batches of the same rows with the same
      * model: a hash of the layout, the options that order the batches, and
      * the training rows (over a stream: its shard files' rows and seed),
@@ -390,8 +431,8 @@ static tl_status dp_prepare(tl_model *m, fit_run *r, const tl_fit_options *opt)
         if (t->weight) h = tl_dist_hash(t->weight, t->n * sizeof *t->weight, h);
         if (m->cfg.n_bag) h = tl_dist_hash(t->bag, t->n * (size_t)t->bag_slots * sizeof *t->bag, h);
     }
-    st = tl_dist_check_equal(d, h, "fit: the model's size, its position in training, the fit options "
-                             "or the training rows", m->step);
+    tl_status st = tl_dist_check_equal(d, h, "fit: the model's size, its position in training, the fit "
+                                       "options or the training rows", m->step);
     if (st != TL_OK) return st;
     /* identical parameters and dropout stream on every rank: rank 0's */
     st = tl_dist_broadcast(d, r->params, r->pf * sizeof(float), 0);
@@ -410,10 +451,16 @@ static void dp_free(fit_run *r)
     for (size_t i = 0; i < sizeof f / sizeof *f; i++) tl_free(*f[i]), *f[i] = NULL;
     tl_free(p->send);
     tl_free(p->scount);
+    tl_free(p->gcount);
+    p->gcount = NULL;
     tl_free(p->qbuf);
     tl_free(p->qcount);
+    tl_free(p->xmsg);
+    tl_free(p->xall);
+    tl_free(p->xcols);
     p->qbuf = NULL;
     p->qcount = NULL;
+    p->xmsg = p->xall = p->xcols = NULL;
     p->send = NULL;
     p->scount = p->rcount = p->ccount = NULL;
     for (int j = 0; p->gs && j < p->G; j++) tl_stream_close(p->gs[j]);
@@ -623,11 +670,14 @@ static tl_status dp_reduce_grads(tl_model *m)
         tl_free(one.send);
         return TL_ERR_NOMEM;
     }
-    unsigned char *all = NULL;
-    size_t *counts = NULL;
-    tl_status s = tl_dist_allgatherv(d, one.send, pos, (void **)&all, &counts);
-    tl_free(one.send);
-    if (s != TL_OK) return tl_fail_context(s, "reduce_grads: rank %d", d->rank);
+    const void *got = NULL;
+    const size_t *counts = NULL;
+    tl_status s = tl_dist_allgatherv(d, one.send, pos, &got, &counts);
+    if (s != TL_OK) {
+        tl_free(one.send);
+        return tl_fail_context(s, "reduce_grads: rank %d", d->rank);
+    }
+    const unsigned char *all = got; /* one.send itself in a group of one */
     tl_graph_zero_grad(m->g);
     size_t off = 0;
     for (int q = 0; q < d->size && s == TL_OK; q++) {
@@ -635,8 +685,7 @@ static tl_status dp_reduce_grads(tl_model *m)
         s = dp_add_grain(m, &rd, q == 0, sink, 1);
         off += counts[q];
     }
-    tl_free(all);
-    tl_free(counts);
+    tl_free(one.send);
     return s;
 }
 
@@ -669,7 +718,7 @@ static tl_status dp_quad_gather(tl_model *m, fit_run *r, const tl_rng *base, tl_
         p->qrows[q] = (tl_quad_rows){0.0, NULL, 0, 0};
         s = tl_quadruplet_set_rows(g, ds->quad[q], &p->qrows[q]);
     }
-    size_t mine = sizeof(dp_header), total = 0;
+    size_t mine = sizeof(dp_header);
     for (int q = 0; q < p->d->size; q++) {
         int a, b;
         tl_dist_grains(p->G, p->d->size, q, &a, &b);
@@ -677,14 +726,9 @@ static tl_status dp_quad_gather(tl_model *m, fit_run *r, const tl_rng *base, tl_
         for (int j = a; j < b; j++) rows += (size_t)p->gn[j];
         p->qcount[q] = sizeof(dp_header) + rows * (size_t)Q * 4 * sizeof(float);
         if (q == p->d->rank) mine = p->qcount[q];
-        total += p->qcount[q];
     }
-    unsigned char *msg = tl_calloc(1, mine, "quadruplet rows"), *all = tl_malloc(total, "quadruplet rows");
-    if (!msg || !all) {
-        tl_free(msg);
-        tl_free(all);
-        return TL_ERR_NOMEM;
-    }
+    unsigned char *msg = p->xmsg, *all = p->xall; /* within their bounds (dp_prepare) */
+    memset(msg, 0, mine);
     dp_header h;
     memset(&h, 0, sizeof h);
     size_t at = sizeof h;
@@ -705,20 +749,15 @@ static tl_status dp_quad_gather(tl_model *m, fit_run *r, const tl_rng *base, tl_
     }
     memcpy(msg, &h, sizeof h);
     s = tl_dist_allgatherv_known(p->d, msg, all, p->qcount);
-    tl_free(msg);
-    if (s != TL_OK) {
-        tl_free(all);
+    if (s != TL_OK)
         return tl_fail_context(s, "fit: step %lld: rank %d: exchanging CrossDistil's rows", (long long)m->step + 1,
                                p->d->rank);
-    }
     size_t off = 0;
     for (int q = 0; q < p->d->size; q++) {
         memcpy(&h, all + off, sizeof h);
-        if (h.status != TL_OK) {
-            tl_free(all);
+        if (h.status != TL_OK)
             return tl_fail((tl_status)h.status, "fit: step %lld (epoch %d): rank %d failed: %s",
                            (long long)m->step + 1, m->epoch + 1, q, h.msg);
-        }
         int a, b;
         tl_dist_grains(p->G, p->d->size, q, &a, &b);
         at = off + sizeof h;
@@ -731,7 +770,6 @@ static tl_status dp_quad_gather(tl_model *m, fit_run *r, const tl_rng *base, tl_
                 }
         off += p->qcount[q];
     }
-    tl_free(all);
     tl_rng pairs = dp_grain_rng(base, p->G + 2);
     for (int q = 0; q < Q && s == TL_OK; q++) {
         float *b5 = p->qbuf + (size_t)q * 5 * (size_t)B;
@@ -819,9 +857,7 @@ static tl_status dp_rows_free(tl_model *m, fit_run *r, const tl_rng *base)
  * is the same left-to-right sum over the grains at every rank count. */
 static tl_status dp_dense_sum(dp_run *p)
 {
-    int size = p->d->size, me = p->d->rank, total = 0, cnt[TL_PARALLEL_MAX_THREADS];
-    int *c = size <= TL_PARALLEL_MAX_THREADS ? cnt : tl_malloc((size_t)size * sizeof *c, "grain counts");
-    if (!c) return TL_ERR_NOMEM;
+    int size = p->d->size, me = p->d->rank, total = 0, *c = p->gcount;
     for (int q = 0; q < size; q++) { /* non-empty grains of each rank */
         int a, b;
         tl_dist_grains(p->G, size, q, &a, &b);
@@ -842,7 +878,8 @@ static tl_status dp_dense_sum(dp_run *p)
         p->rcount[q] = (size_t)c[q] * (m1 - m0) * sizeof(float);
         p->ccount[q] = (s1 - s0) * sizeof(float);
     }
-    if (c != cnt) tl_free(c);
+    /* unguarded: after the guarded gradient exchange nothing before these
+     * two can fail on one rank only (dist.h) */
     tl_status s = tl_dist_alltoallv(p->d, p->sendb, p->scount, p->recvb, p->rcount);
     if (s != TL_OK) return tl_fail_context(s, "fit: rank %d: exchanging gradient slices", me);
     size_t len = m1 - m0;
@@ -851,7 +888,7 @@ static tl_status dp_dense_sum(dp_run *p)
         const float *src = p->recvb + (size_t)t * len;
         for (size_t x = 0; x < len; x++) p->acc[x] += src[x];
     }
-    s = tl_dist_allgatherv_known(p->d, p->acc, p->full, p->ccount);
+    s = tl_dist_allgatherv_unguarded(p->d, p->acc, p->full, p->ccount);
     return s == TL_OK ? TL_OK : tl_fail_context(s, "fit: rank %d: gathering the summed gradient", me);
 }
 
@@ -864,10 +901,13 @@ static tl_status dp_step_self(tl_model *m, fit_run *r, const float *den, const t
     dp_run *p = &r->dp;
     tl_graph *g = m->g;
     int K = m->cfg.n_tasks;
-    struct {
+    typedef struct {
         dp_header h;
         float loss[TL_MAX_TASKS];
-    } mine, *all = NULL;
+    } dp_losses;
+    dp_losses mine;
+    const dp_losses *all = NULL;
+    const void *got = NULL;
     memset(&mine, 0, sizeof mine);
     mine.h.stop = tl_cancelled() || p->stop_req;
     tl_graph_zero_grad(g);
@@ -880,9 +920,10 @@ static tl_status dp_step_self(tl_model *m, fit_run *r, const float *den, const t
         mine.h.status = (int32_t)s;
         snprintf(mine.h.msg, sizeof mine.h.msg, "%s", tl_errmsg());
     }
-    tl_status cs = tl_dist_allgather(p->d, &mine, sizeof mine, (void **)&all);
+    tl_status cs = tl_dist_allgather(p->d, &mine, sizeof mine, &got);
     if (cs != TL_OK) return tl_fail_context(cs, "fit: step %lld: rank %d: exchanging losses", (long long)m->step + 1,
                                             p->d->rank);
+    all = got;
     int fail_rank = -1, stop_rank = -1;
     for (int q = 0; q < p->d->size; q++) {
         if (all[q].h.status != TL_OK && fail_rank < 0) fail_rank = q;
@@ -891,7 +932,6 @@ static tl_status dp_step_self(tl_model *m, fit_run *r, const float *den, const t
     }
     if (fail_rank >= 0 || stop_rank >= 0) {
         dp_header h = all[fail_rank >= 0 ? fail_rank : 0].h;
-        tl_free(all);
         tl_graph_zero_grad(g);
         if (fail_rank >= 0)
             return tl_fail((tl_status)h.status, "fit: step %lld (epoch %d): rank %d failed: %s", (long long)m->step + 1,
@@ -901,7 +941,6 @@ static tl_status dp_step_self(tl_model *m, fit_run *r, const float *den, const t
                        "the same parameters and can continue",
                        m->epoch + 1, (long long)m->step, stop_rank);
     }
-    tl_free(all);
     if ((s = check_task_losses(m, task_loss)) != TL_OK) return s;
     uint64_t calls = p->d->comm_calls;
     tl_fit_point f = {NULL, NULL, task_loss, NULL};
@@ -918,16 +957,20 @@ static tl_status dp_step_self(tl_model *m, fit_run *r, const float *den, const t
 /* After an exchange every rank accepted: the batch's gradient into the
  * graph's gradients (embedding rows and losses from the gathered messages,
  * the dense part summed by slices) and task_loss, in grain order. */
-static tl_status dp_apply(tl_model *m, fit_run *r, const tl_rng *base, const unsigned char *all,
-                          const size_t *counts, float *task_loss)
+static int dp_nonempty(const dp_run *p)
+{
+    int n = 0;
+    for (int j = 0; j < p->G; j++) n += p->gn[j] > 0;
+    return n;
+}
+
+static tl_status dp_apply(tl_model *m, fit_run *r, const unsigned char *all, const size_t *counts,
+                          float *task_loss)
 {
     dp_run *p = &r->dp;
     tl_graph *g = m->g;
-    tl_status s = TL_OK;
-    int nonempty = 0;
-    for (int j = 0; j < p->G; j++) nonempty += p->gn[j] > 0;
-    if (p->zero && nonempty > 1) s = dp_rows_free(m, r, base);
-    if (s == TL_OK) s = dp_dense_sum(p);
+    int nonempty = dp_nonempty(p);
+    tl_status s = dp_dense_sum(p);
     tl_graph_zero_grad(g);
     size_t off = 0;
     int first = 1;
@@ -967,19 +1010,14 @@ static tl_status dp_stream_den(tl_model *m, fit_run *r, float *den)
     dp_run *p = &r->dp;
     tl_dist *d = p->d;
     int K = m->cfg.n_tasks;
-    size_t per = (size_t)K * sizeof(double), mine = sizeof(dp_header) + (size_t)(p->g1 - p->g0) * per, total = 0;
+    size_t per = (size_t)K * sizeof(double), mine = sizeof(dp_header) + (size_t)(p->g1 - p->g0) * per;
     for (int q = 0; q < d->size; q++) {
         int a, b;
         tl_dist_grains(p->G, d->size, q, &a, &b);
         p->ccount[q] = sizeof(dp_header) + (size_t)(b - a) * per;
-        total += p->ccount[q];
     }
-    unsigned char *msg = tl_calloc(1, mine, "data-parallel weights"), *all = tl_malloc(total, "data-parallel weights");
-    if (!msg || !all) {
-        tl_free(msg);
-        tl_free(all);
-        return TL_ERR_NOMEM;
-    }
+    unsigned char *msg = p->xmsg, *all = p->xall; /* within their bounds (dp_prepare) */
+    memset(msg, 0, mine);
     dp_header h;
     memset(&h, 0, sizeof h);
     tl_status s = p->skip_st != TL_OK ? tl_fail(p->skip_st, "%s", p->skip_msg) : TL_OK;
@@ -1001,21 +1039,16 @@ static tl_status dp_stream_den(tl_model *m, fit_run *r, float *den)
     }
     memcpy(msg, &h, sizeof h);
     s = tl_dist_allgatherv_known(d, msg, all, p->ccount);
-    tl_free(msg);
-    if (s != TL_OK) {
-        tl_free(all);
+    if (s != TL_OK)
         return tl_fail_context(s, "fit: step %lld: rank %d: exchanging the batch's weights", (long long)m->step + 1,
                                d->rank);
-    }
     double sum[TL_MAX_TASKS] = {0};
     size_t off = 0;
     for (int q = 0; q < d->size; q++) {
         memcpy(&h, all + off, sizeof h);
-        if (h.status != TL_OK) {
-            tl_free(all);
+        if (h.status != TL_OK)
             return tl_fail((tl_status)h.status, "fit: step %lld (epoch %d): rank %d failed: %s",
                            (long long)m->step + 1, m->epoch + 1, q, h.msg);
-        }
         for (size_t at = off + sizeof h; at < off + p->ccount[q]; at += per)
             for (int k = 0; k < K; k++) {
                 double v;
@@ -1024,7 +1057,6 @@ static tl_status dp_stream_den(tl_model *m, fit_run *r, float *den)
             }
         off += p->ccount[q];
     }
-    tl_free(all);
     for (int k = 0; k < K; k++) den[k] = (float)sum[k];
     return TL_OK;
 }
@@ -1032,9 +1064,8 @@ static tl_status dp_stream_den(tl_model *m, fit_run *r, float *den)
 /* Over a stream, at a step whose diagnostics are due (task_grads.h: its
  * step_ready hook records on the batch in the graph, as in memory, where
  * the whole batch is filled): every grain's rows of the batch under way,
- * gathered from the ranks that read them, into the graph in grain order. A
- * rank that cannot pack its rows says so in the exchange, and every rank
- * stops naming it. */
+ * gathered from the ranks that read them, into the graph in grain order
+ * (the buffers are dp_prepare's: nothing here fails on one rank only). */
 static tl_status dp_stream_whole(tl_model *m, fit_run *r)
 {
     dp_run *p = &r->dp;
@@ -1042,32 +1073,25 @@ static tl_status dp_stream_whole(tl_model *m, fit_run *r)
     const tl_model_config *c = &m->cfg;
     size_t nc = (size_t)c->n_cat, nn = (size_t)c->n_num, K = (size_t)c->n_tasks, slots = 0;
     for (int b = 0; b < c->n_bag; b++) slots += (size_t)c->bag_len[b];
-    size_t words = nc + nn + K + 1 + slots, total = 0; /* a row: ids, numbers, labels, weight, bag slots */
+    size_t words = nc + nn + K + 1 + slots; /* a row: ids, numbers, labels, weight, bag slots */
     for (int q = 0; q < d->size; q++) {
         int a, b;
         tl_dist_grains(p->G, d->size, q, &a, &b);
         size_t rows = 0;
         for (int j = a; j < b; j++) rows += (size_t)p->gn[j];
-        p->ccount[q] = sizeof(dp_header) + rows * words * 4;
-        total += p->ccount[q];
+        p->ccount[q] = rows * words * 4;
     }
-    unsigned char *msg = tl_calloc(1, p->ccount[d->rank], "batch rows"), *all = tl_malloc(total, "batch rows");
+    unsigned char *msg = p->xmsg, *all = p->xall; /* within their bounds (dp_prepare) */
     tl_split whole;
     memset(&whole, 0, sizeof whole);
     whole.name = "train";
     whole.n = (size_t)r->n;
     whole.bag_slots = (int)slots;
-    void *cols = tl_malloc((size_t)r->n * words * 4 + 4, "batch rows");
-    dp_header h;
-    memset(&h, 0, sizeof h);
-    if (!msg || !all || !cols) {
-        h.status = TL_ERR_NOMEM;
-        snprintf(h.msg, sizeof h.msg, "out of memory for the batch's rows");
-    }
-    size_t at = sizeof h;
-    for (int j = p->g0; j < p->g1 && msg; j++) {
+    void *cols = p->xcols;
+    size_t at = 0;
+    for (int j = p->g0; j < p->g1; j++) {
         const tl_split *g = &p->gv[j];
-        for (int i = 0; i < p->gn[j] && h.status == TL_OK; i++) {
+        for (int i = 0; i < p->gn[j]; i++) {
             float wt = g->weight ? g->weight[i] : 1.0f;
             if (nc) memcpy(msg + at, g->cat + (size_t)i * nc, nc * 4), at += nc * 4;
             if (nn) memcpy(msg + at, g->num + (size_t)i * nn, nn * 4), at += nn * 4;
@@ -1076,15 +1100,10 @@ static tl_status dp_stream_whole(tl_model *m, fit_run *r)
             if (slots) memcpy(msg + at, g->bag + (size_t)i * slots, slots * 4), at += slots * 4;
         }
     }
-    if (msg) memcpy(msg, &h, sizeof h);
-    tl_status s = msg && all ? tl_dist_allgatherv_known(d, msg, all, p->ccount) : TL_ERR_NOMEM;
-    tl_free(msg);
-    if (s != TL_OK) {
-        tl_free(all);
-        tl_free(cols);
+    tl_status s = tl_dist_allgatherv_known(d, msg, all, p->ccount);
+    if (s != TL_OK)
         return tl_fail_context(s, "fit: step %lld: rank %d: exchanging the batch's rows", (long long)m->step + 1,
                                d->rank);
-    }
     whole.cat = cols;
     whole.num = (float *)(whole.cat + (size_t)r->n * nc);
     whole.labels = whole.num + (size_t)r->n * nn;
@@ -1092,14 +1111,7 @@ static tl_status dp_stream_whole(tl_model *m, fit_run *r)
     whole.bag = slots ? (int32_t *)(whole.weight + r->n) : NULL;
     size_t off = 0, row = 0;
     for (int q = 0; q < d->size; q++) {
-        memcpy(&h, all + off, sizeof h);
-        if (h.status != TL_OK) {
-            tl_free(all);
-            tl_free(cols);
-            return tl_fail((tl_status)h.status, "fit: step %lld (epoch %d): rank %d failed: %s",
-                           (long long)m->step + 1, m->epoch + 1, q, h.msg);
-        }
-        for (at = off + sizeof h; at < off + p->ccount[q]; row++) {
+        for (at = off; at < off + p->ccount[q]; row++) {
             if (nc) memcpy(whole.cat + row * nc, all + at, nc * 4), at += nc * 4;
             if (nn) memcpy(whole.num + row * nn, all + at, nn * 4), at += nn * 4;
             memcpy(whole.labels + row * K, all + at, K * 4), at += K * 4;
@@ -1108,9 +1120,7 @@ static tl_status dp_stream_whole(tl_model *m, fit_run *r)
         }
         off += p->ccount[q];
     }
-    tl_free(all);
     tl_model_fill_batch(m, &whole, NULL, 0, r->n);
-    tl_free(cols);
     return TL_OK;
 }
 
@@ -1188,6 +1198,9 @@ static tl_status dp_step_rows(tl_model *m, fit_run *r, float *task_loss)
         s = dp_run_rows(m, r, j, dp_grain_rng(&base, j), loss);
         if (s == TL_OK) oom = dp_pack_grain(m, p, &pos, j, (int32_t)p->gn[j], loss, p->mine + (size_t)slot++ * p->dense_n);
     }
+    /* the rows-free part (dp_apply), here, where a failure goes into the
+     * exchange: between the exchange and the dense sum nothing may fail */
+    if (s == TL_OK && !oom && !hd.stop && p->zero && dp_nonempty(p) > 1) s = dp_rows_free(m, r, &base);
     if (oom) s = TL_ERR_NOMEM;
     if (s != TL_OK) {
         hd.status = (int32_t)s;
@@ -1197,9 +1210,10 @@ static tl_status dp_step_rows(tl_model *m, fit_run *r, float *task_loss)
     } else {
         memcpy(p->send, &hd, sizeof hd);
     }
-    unsigned char *all = NULL;
-    size_t *counts = NULL;
-    tl_status cs = tl_dist_allgatherv(p->d, p->send, pos, (void **)&all, &counts);
+    const void *got = NULL;
+    const size_t *counts = NULL;
+    tl_status cs = tl_dist_allgatherv(p->d, p->send, pos, &got, &counts);
+    const unsigned char *all = got;
     if (cs != TL_OK) {
         dp_set_denominators(m, NULL);
         return tl_fail_context(cs, "fit: step %lld: rank %d: exchanging gradients", (long long)m->step + 1,
@@ -1220,8 +1234,6 @@ static tl_status dp_step_rows(tl_model *m, fit_run *r, float *task_loss)
         off += counts[q];
     }
     if (fail_rank >= 0 || stop_rank >= 0) {
-        tl_free(all);
-        tl_free(counts);
         dp_set_denominators(m, NULL);
         tl_graph_zero_grad(g);
         *tl_graph_rng(g) = base;
@@ -1233,9 +1245,7 @@ static tl_status dp_step_rows(tl_model *m, fit_run *r, float *task_loss)
                        "the same parameters and can continue",
                        m->epoch + 1, (long long)m->step, stop_rank);
     }
-    s = dp_apply(m, r, &base, all, counts, task_loss);
-    tl_free(all);
-    tl_free(counts);
+    s = dp_apply(m, r, all, counts, task_loss);
     dp_set_denominators(m, NULL);
     *tl_graph_rng(g) = dp_grain_rng(&base, p->G + 1);
     if (s != TL_OK) return s;
@@ -1250,11 +1260,14 @@ static tl_status dp_step_rows(tl_model *m, fit_run *r, float *task_loss)
  * callback at an epoch's end) stops them all. */
 static int dp_any(dp_run *p, int flag, tl_status *st)
 {
-    int32_t mine = flag, *all = NULL;
-    if ((*st = tl_dist_allgather(p->d, &mine, sizeof mine, (void **)&all)) != TL_OK) return 1;
+    int32_t mine = flag, v;
+    const void *got = NULL;
+    if ((*st = tl_dist_allgather(p->d, &mine, sizeof mine, &got)) != TL_OK) return 1;
     int any = 0;
-    for (int q = 0; q < p->d->size; q++) any |= all[q] != 0;
-    tl_free(all);
+    for (int q = 0; q < p->d->size; q++) {
+        memcpy(&v, (const unsigned char *)got + (size_t)q * sizeof v, sizeof v);
+        any |= v != 0;
+    }
     return any;
 }
 
@@ -1349,6 +1362,7 @@ static tl_status fit_prepare(tl_model *m, fit_run *r, const tl_split *train, tl_
     if (st == TL_OK && valid && opt->restore_best && !m->best &&
         !(m->best = tl_malloc_aligned(r->pf * sizeof(float), "best parameters")))
         st = TL_ERR_NOMEM;
+    if (st == TL_OK && r->dp.d) st = dp_start(m, r, opt);
     if (st != TL_OK) {
         dp_free(r);
         m->view.dist = r->saved_dist;
@@ -1587,8 +1601,11 @@ tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *str
                               const tl_fit_options *opt)
 {
     fit_run r;
+    /* Under data parallelism every rank ends the fit with the same status
+     * (dist.h tl_dist_agree): a rank that failed on its own names itself. */
+    tl_dist *group = opt->dist && opt->dist->size > 1 ? opt->dist : NULL;
     tl_status st = fit_prepare(m, &r, train, stream, valid, opt);
-    if (st != TL_OK) return st;
+    if (st != TL_OK) return group ? tl_dist_agree(group, st, "fit") : st;
     int K = m->cfg.n_tasks;
     /* A run resumed at an epoch end where its patience had run out (a stop
      * asked for there came first): it ends now, as it would have. */
@@ -1644,6 +1661,7 @@ tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *str
         }
         if (opt->max_steps > 0 && r.steps_this_call >= opt->max_steps) break;
     }
+    if (group) st = tl_dist_agree(group, st, "fit");
     /* Best weights come back only when training ended by its own rules (all
      * epochs, or patience): a fit cut by max_steps, Ctrl-C or an error keeps
      * the current weights so that it can continue exactly. */
