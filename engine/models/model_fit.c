@@ -1271,12 +1271,23 @@ static int dp_any(dp_run *p, int flag, tl_status *st)
     return any;
 }
 
-/* fit{check_every=N}: the parameters and dropout stream hashed, compared. */
+/* fit{check_every=N}: the parameters and dropout stream hashed, compared;
+ * then early stopping's record (its best score, patience count and best
+ * weights), which restore_best would otherwise bring back differently on
+ * the ranks whose validation disagreed. */
 static tl_status dp_check(tl_model *m, fit_run *r)
 {
     uint64_t h = tl_dist_hash(r->params, r->pf * sizeof(float), 0);
     h = tl_dist_hash(tl_graph_rng(m->g), sizeof(tl_rng), h);
-    return tl_dist_check_equal(r->dp.d, h, "fit: parameters", m->step);
+    tl_status st = tl_dist_check_equal(r->dp.d, h, "fit: parameters", m->step);
+    if (st != TL_OK) return st;
+    const struct tl_es_record *es = &m->es;
+    int32_t counts[2] = {es->bad_epochs, es->have_best};
+    h = tl_dist_hash(&es->best, sizeof es->best, 0);
+    h = tl_dist_hash(counts, sizeof counts, h);
+    if (es->have_best && m->best) h = tl_dist_hash(m->best, r->pf * sizeof(float), h);
+    return tl_dist_check_equal(r->dp.d, h, "fit: early stopping's record (best score, patience count, best weights)",
+                               m->step);
 }
 
 
@@ -1636,6 +1647,8 @@ tl_status tl_model_fit_source(tl_model *m, const tl_split *train, tl_stream *str
         double monitor;
         int improved;
         if ((st = record_epoch(m, &r, &monitor, &improved)) != TL_OK) break;
+        /* the record just changed: compared before a stop or restore_best uses it */
+        if (r.dp.d && r.dp.check_every > 0 && (st = dp_check(m, &r)) != TL_OK) break;
         if (stop_after_epoch) { /* the stop's own message, now that the epoch is closed */
             st = tl_fail(TL_ERR_CANCELLED, "%s", stop_msg);
             break;

@@ -25,7 +25,7 @@ if grep -qx "ok close" <<<"$out"; then ok; else bad "grain-summed fit vs ordinar
 # 3. PCGrad, GradNorm and MGDA: each task's gradient reduced over the ranks before the
 #    method combines them (ranks bit-identical, checksum every step; one process's
 #    fit within 1e-5; every method: test_dp_weighting.sh; CrossDistil:
-#    test_dp_crossdistil.sh); the checksum
+#    test_dp_crossdistil.sh); the checksum of the parameters and of early stopping's record
 for w in pcgrad gradnorm mgda; do
   ref=$(run 0 tests/mpi/dp_pertask.lua $w "$TMP/$w.ref" 2>&1)
   for np in 2 3; do
@@ -36,6 +36,9 @@ done
 out=$(run 2 tests/mpi/dp_refuse.lua checksum 2>&1)
 if [ "$(grep -c "parameters differ between ranks at step 2: rank 0 [0-9a-f]*, rank 1 " <<<"$out")" = 2 ]; then ok; else
   bad "checksum mismatch not reported on both ranks" "$out"; fi
+out=$(run 2 tests/mpi/dp_refuse.lua record 2>&1)
+if [ "$(grep -c "early stopping's record (best score, patience count, best weights) differ between ranks at step [0-9]*: rank 0 [0-9a-f]*, rank 1 " <<<"$out")" = 2 ]; then ok; else
+  bad "early stopping's record drifting apart not reported on both ranks" "$out"; fi
 out=$(run 2 tests/mpi/dp_refuse.lua mismatch 2>&1)
 if [ "$(grep -c "fit options or the training rows differ between ranks at step 0: rank 0 [0-9a-f]*, rank 1 " <<<"$out")" = 2 ]; then ok; else
   bad "ranks with different batches not refused on both" "$out"; fi
