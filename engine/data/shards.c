@@ -1120,10 +1120,11 @@ tl_status tl_shards_load(tl_shards *sh, const int want[3], uint64_t max_rows, tl
         }
         d->split_n[k] = (size_t)sh->rows[k];
     }
-    char *ep = st == TL_OK && sh->has_encodings ? path_join(sh->dir, ENCODINGS) : NULL;
-    if (ep) st = tl_data_encodings_read(ep, sh->fp, d);
-    else if (st == TL_OK && sh->has_encodings) st = TL_ERR_NOMEM;
-    tl_free(ep);
+    if (st == TL_OK && sh->has_encodings) {
+        char *ep = path_join(sh->dir, ENCODINGS);
+        st = ep ? tl_data_encodings_read(ep, sh->fp, d) : TL_ERR_NOMEM;
+        tl_free(ep);
+    }
     d->ids_only = !sh->has_encodings;
     if (st != TL_OK) {
         tl_dataset_free(d);
